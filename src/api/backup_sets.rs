@@ -1,0 +1,53 @@
+//! Backup sets: list, create, and one set with its items.
+
+use leptos::prelude::*;
+
+use crate::domain::{AppError, BackupSetDetail, BackupSetSummary};
+
+/// The tenant's backup sets, newest first.
+#[server(prefix = "/api", endpoint = "backup-sets/list")]
+pub async fn list_backup_sets(tenant: String) -> Result<Vec<BackupSetSummary>, AppError> {
+    use crate::server::{backup_sets, error::respond, state::app_state, tenants};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let scope = tenants::resolve(&db, &tenant).await?;
+            backup_sets::list(&db, &scope).await
+        }
+        .await,
+    )
+}
+
+/// Creates a backup set. Bad input is a 422 naming the field, and nothing is written.
+#[server(prefix = "/api", endpoint = "backup-sets/create")]
+pub async fn create_backup_set(
+    tenant: String,
+    name: String,
+    #[server(default)] description: String,
+) -> Result<BackupSetSummary, AppError> {
+    use crate::domain::NewBackupSet;
+    use crate::server::{backup_sets, error::respond, state::app_state, tenants};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let scope = tenants::resolve(&db, &tenant).await?;
+            let input = NewBackupSet::parse(&name, &description)?;
+            backup_sets::create(&db, &scope, None, &input).await
+        }
+        .await,
+    )
+}
+
+/// One backup set of the tenant, with its items.
+#[server(prefix = "/api", endpoint = "backup-sets/get")]
+pub async fn get_backup_set(tenant: String, id: i64) -> Result<BackupSetDetail, AppError> {
+    use crate::server::{backup_sets, error::respond, state::app_state, tenants};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let scope = tenants::resolve(&db, &tenant).await?;
+            backup_sets::get(&db, &scope, id).await
+        }
+        .await,
+    )
+}

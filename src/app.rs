@@ -1,0 +1,54 @@
+//! The HTML shell, the router and the tenant layout.
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{ParentRoute, Route, Router, Routes},
+    path,
+};
+
+use crate::pages::{
+    backup_set::BackupSetPage, backup_sets::BackupSetsPage, home::HomePage, not_found::NotFound,
+    runs::RunsPage, tenant_layout::{TenantHome, TenantLayout},
+};
+
+/// The document around the app (server side only renders it).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The application: routes of the start page and of every tenant.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/tenantatlas.css" />
+        <Title formatter=|page: String| format!("{page} · TenantAtlas") />
+        <Router>
+            <Routes fallback=NotFound>
+                <Route path=path!("/") view=HomePage />
+                <ParentRoute path=path!("/t/:tenant") view=TenantLayout>
+                    <Route path=path!("") view=TenantHome />
+                    <Route path=path!("backup-sets") view=BackupSetsPage />
+                    <Route path=path!("backup-sets/:id") view=BackupSetPage />
+                    <Route path=path!("runs") view=RunsPage />
+                </ParentRoute>
+            </Routes>
+        </Router>
+    }
+}

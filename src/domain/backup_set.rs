@@ -1,0 +1,113 @@
+//! Backup sets: the validated input that creates one, and what the pages show.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AppError, Timestamp};
+
+/// Longest accepted backup set name, in characters.
+pub const NAME_MAX_CHARS: usize = 200;
+/// Longest accepted description, in characters.
+pub const DESCRIPTION_MAX_CHARS: usize = 2_000;
+
+/// A backup set to create, parsed from the form: trimmed, non-empty and bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBackupSet {
+    name: String,
+    description: String,
+}
+
+impl NewBackupSet {
+    /// Validates the raw form fields; the error names the field that is wrong.
+    pub fn parse(name: &str, description: &str) -> Result<Self, AppError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(AppError::invalid("name", "Enter a name for the backup set."));
+        }
+        if name.chars().count() > NAME_MAX_CHARS {
+            return Err(AppError::invalid(
+                "name",
+                format!("The name is too long: at most {NAME_MAX_CHARS} characters."),
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(AppError::invalid("name", "The name cannot contain control characters."));
+        }
+        let description = description.trim();
+        if description.chars().count() > DESCRIPTION_MAX_CHARS {
+            return Err(AppError::invalid(
+                "description",
+                format!("The description is too long: at most {DESCRIPTION_MAX_CHARS} characters."),
+            ));
+        }
+        Ok(Self { name: name.to_owned(), description: description.to_owned() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+}
+
+/// One row of the backup sets list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSetSummary {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub item_count: i64,
+    pub created_by: String,
+    pub created_at: Timestamp,
+}
+
+/// A backup set page: the set and its items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSetDetail {
+    pub set: BackupSetSummary,
+    pub items: Vec<BackupItemRow>,
+}
+
+/// One captured policy in a backup set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupItemRow {
+    pub policy_name: String,
+    pub policy_type: String,
+    pub platform: String,
+    pub captured_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_and_accepts_a_normal_name() {
+        let set = NewBackupSet::parse("  Baseline 2026 ", " before the change ").unwrap();
+        assert_eq!(set.name(), "Baseline 2026");
+        assert_eq!(set.description(), "before the change");
+    }
+
+    #[test]
+    fn rejects_blank_names() {
+        let err = NewBackupSet::parse(" \t ", "").unwrap_err();
+        assert_eq!(err.status(), 422);
+        assert!(err.field_message("name").is_some());
+    }
+
+    #[test]
+    fn counts_characters_not_bytes() {
+        let exactly = "é".repeat(NAME_MAX_CHARS);
+        assert!(NewBackupSet::parse(&exactly, "").is_ok());
+        let over = "é".repeat(NAME_MAX_CHARS + 1);
+        assert!(NewBackupSet::parse(&over, "").unwrap_err().field_message("name").is_some());
+    }
+
+    #[test]
+    fn rejects_long_descriptions_and_control_characters() {
+        let long = "x".repeat(DESCRIPTION_MAX_CHARS + 1);
+        assert!(NewBackupSet::parse("ok", &long).unwrap_err().field_message("description").is_some());
+        assert!(NewBackupSet::parse("bad\u{0}name", "").is_err());
+    }
+}

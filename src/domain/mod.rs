@@ -1,0 +1,14 @@
+//! Types shared by the server and the browser: parsed inputs, statuses and the DTOs that cross
+//! the wire. Nothing here touches the database or the network.
+
+pub mod backup_set;
+pub mod error;
+pub mod run;
+pub mod tenant;
+pub mod time;
+
+pub use backup_set::{BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet};
+pub use error::AppError;
+pub use run::{RunStatus, RunSummary};
+pub use tenant::{TenantExternalId, TenantSummary};
+pub use time::Timestamp;

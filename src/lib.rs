@@ -1,0 +1,20 @@
+//! TenantAtlas: pick Microsoft Intune policies and add them to backup sets, asynchronously.
+//!
+//! The crate is built twice: with `ssr` as the server (axum + sqlx, see [`server`]) and with
+//! `hydrate` as the browser bundle that hydrates the server-rendered pages.
+
+pub mod api;
+pub mod app;
+pub mod components;
+pub mod domain;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// Browser entry point: attaches the reactive app to the server-rendered HTML.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

@@ -1,0 +1,8 @@
+//! One file per route.
+
+pub mod backup_set;
+pub mod backup_sets;
+pub mod home;
+pub mod not_found;
+pub mod runs;
+pub mod tenant_layout;

@@ -1,0 +1,22 @@
+//! Anything no route matches.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+/// A 404 page (the status is set during server rendering).
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <Title text="Not found" />
+        <main class="page">
+            <h1>"Page not found"</h1>
+            <p>
+                <a href="/">"Back to the tenants"</a>
+            </p>
+        </main>
+    }
+}

@@ -1,0 +1,99 @@
+//! Backup sets of one tenant: list, create, read with items.
+
+use sqlx::{any::AnyRow, Row};
+
+use super::db::{is_unique_violation, Db};
+use super::tenants::TenantScope;
+use crate::domain::{AppError, BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet, Timestamp};
+
+const SUMMARY_COLUMNS: &str = "b.id, b.name, b.description, b.item_count, b.created_at, \
+     COALESCE(u.display_name, '') AS created_by";
+
+fn summary(row: &AnyRow) -> Result<BackupSetSummary, sqlx::Error> {
+    Ok(BackupSetSummary {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        item_count: row.try_get("item_count")?,
+        created_by: row.try_get("created_by")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+/// The tenant's backup sets, newest first.
+pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<BackupSetSummary>, AppError> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM backup_sets b LEFT JOIN users u ON u.id = b.created_by \
+         WHERE b.tenant_id = $1 ORDER BY b.created_at DESC, b.id DESC"
+    );
+    let rows = sqlx::query(&sql).bind(scope.id()).fetch_all(db.pool()).await?;
+    Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
+}
+
+/// Creates a backup set; a name already used in the tenant is a conflict, not a 500.
+pub async fn create(
+    db: &Db,
+    scope: &TenantScope,
+    created_by: Option<i64>,
+    input: &NewBackupSet,
+) -> Result<BackupSetSummary, AppError> {
+    let inserted = sqlx::query(
+        "INSERT INTO backup_sets (tenant_id, name, description, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(scope.id())
+    .bind(input.name())
+    .bind(input.description())
+    .bind(created_by)
+    .bind(Timestamp::now().millis())
+    .fetch_one(db.pool())
+    .await;
+    let id: i64 = match inserted {
+        Ok(row) => row.try_get("id")?,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(AppError::invalid("name", "A backup set with this name already exists."));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    get_summary(db, scope, id).await
+}
+
+async fn get_summary(db: &Db, scope: &TenantScope, id: i64) -> Result<BackupSetSummary, AppError> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM backup_sets b LEFT JOIN users u ON u.id = b.created_by \
+         WHERE b.tenant_id = $1 AND b.id = $2"
+    );
+    let row = sqlx::query(&sql)
+        .bind(scope.id())
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| AppError::NotFound("This backup set does not exist in this tenant.".into()))?;
+    Ok(summary(&row)?)
+}
+
+/// One backup set and its items (by policy name).
+pub async fn get(db: &Db, scope: &TenantScope, id: i64) -> Result<BackupSetDetail, AppError> {
+    let set = get_summary(db, scope, id).await?;
+    let rows = sqlx::query(
+        "SELECT p.display_name, p.policy_type, p.platform, i.captured_at \
+         FROM backup_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
+         WHERE i.tenant_id = $1 AND i.backup_set_id = $2 ORDER BY p.display_name, i.id",
+    )
+    .bind(scope.id())
+    .bind(id)
+    .fetch_all(db.pool())
+    .await?;
+    let items = rows
+        .iter()
+        .map(|row| {
+            Ok(BackupItemRow {
+                policy_name: row.try_get("display_name")?,
+                policy_type: row.try_get("policy_type")?,
+                platform: row.try_get("platform")?,
+                captured_at: Timestamp(row.try_get("captured_at")?),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(BackupSetDetail { set, items })
+}

@@ -1,0 +1,90 @@
+//! The database: one sqlx `Any` pool that speaks SQLite (the embedded default) or PostgreSQL
+//! (production, several instances on one queue). Domain queries are written once in SQL both
+//! engines accept (`$1` placeholders, `RETURNING`, partial indexes); what differs lives in
+//! [`sqlite`] and [`postgres`] and is chosen by [`Backend`].
+
+mod postgres;
+mod sqlite;
+
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::AnyPool;
+
+/// Which engine a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the engine from a `sqlite:` or `postgres:` URL.
+    pub fn from_url(url: &str) -> Result<Self, sqlx::Error> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Self::Postgres)
+        } else {
+            Err(sqlx::Error::Configuration(
+                "DATABASE_URL must start with sqlite: or postgres:".into(),
+            ))
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Self::Sqlite => &sqlite::MIGRATOR,
+            Self::Postgres => &postgres::MIGRATOR,
+        }
+    }
+}
+
+/// A connection pool and the engine behind it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects (creating an SQLite file and its folder when missing).
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let pool = match backend {
+            Backend::Sqlite => sqlite::connect(options, url).await?,
+            Backend::Postgres => postgres::connect(options, url).await?,
+        };
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies the engine's pending migrations from `migrations/<engine>/`.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        self.backend.migrator().run(&self.pool).await
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Answers whether the database takes queries (for `/healthz`).
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Whether an error is a unique-constraint violation (the same check on both engines).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}

@@ -1,0 +1,65 @@
+//! SQLite specifics: the file and its folder are created on first use, WAL lets readers run
+//! beside the single writer, and a busy timeout makes writers queue instead of failing.
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
+pub(super) async fn connect(options: AnyPoolOptions, url: &str) -> Result<AnyPool, sqlx::Error> {
+    create_parent_dir(url)?;
+    let url = with_create_mode(url);
+    options
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .await
+                .map(|_| ())
+            })
+        })
+        .connect(&url)
+        .await
+}
+
+/// `sqlite://data/x.db` → `sqlite://data/x.db?mode=rwc` unless a mode is given.
+fn with_create_mode(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+fn create_parent_dir(url: &str) -> Result<(), sqlx::Error> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") {
+        return Ok(());
+    }
+    match std::path::Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(sqlx::Error::Io),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_create_mode_only_when_absent() {
+        assert_eq!(with_create_mode("sqlite://data/a.db"), "sqlite://data/a.db?mode=rwc");
+        assert_eq!(with_create_mode("sqlite://a.db?cache=shared"), "sqlite://a.db?cache=shared&mode=rwc");
+        assert_eq!(with_create_mode("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+    }
+}

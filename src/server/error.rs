@@ -1,0 +1,28 @@
+//! Server-side half of [`AppError`]: causes are logged here and never reach the client, and the
+//! HTTP status of a failed server function is set in one place.
+
+use axum::http::StatusCode;
+use leptos::prelude::use_context;
+use leptos_axum::ResponseOptions;
+
+use crate::domain::AppError;
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> Self {
+        tracing::error!(error = %error, "database error");
+        AppError::Internal
+    }
+}
+
+/// Sets the response status from the error (when answering over HTTP) and passes the result on.
+/// Every server function ends with this, so a validation failure is a 4xx, not a 500.
+pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+    if let Err(error) = &result {
+        if let Some(response) = use_context::<ResponseOptions>() {
+            response.set_status(
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            );
+        }
+    }
+    result
+}
