@@ -7,6 +7,8 @@ pub mod api;
 pub mod app;
 pub mod components;
 pub mod domain;
+#[cfg(feature = "ssr")]
+pub mod graph_sim;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;

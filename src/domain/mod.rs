@@ -3,6 +3,7 @@
 
 pub mod backup_set;
 pub mod error;
+pub mod reason_code;
 pub mod run;
 pub mod tenant;
 pub mod time;

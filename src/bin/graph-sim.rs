@@ -1,0 +1,2 @@
+//! Graph simulator binary (issue 4).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Stable reason codes (issue 4).

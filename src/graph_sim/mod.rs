@@ -1,0 +1,1 @@
+//! Graph simulator (issue 4).

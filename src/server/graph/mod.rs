@@ -1,0 +1,1 @@
+//! Microsoft Graph client (issue 4).

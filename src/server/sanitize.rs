@@ -1,0 +1,1 @@
+//! The one sanitizer for failure texts (issue 4).
