@@ -8,8 +8,12 @@ use leptos_router::{
 };
 
 use crate::pages::{
-    backup_set::BackupSetPage, backup_sets::BackupSetsPage, home::HomePage, not_found::NotFound,
-    runs::RunsPage, tenant_layout::{TenantHome, TenantLayout},
+    backup_set::BackupSetPage,
+    backup_sets::BackupSetsPage,
+    home::HomePage,
+    not_found::NotFound,
+    runs::RunsPage,
+    tenant_layout::{TenantHome, TenantLayout},
 };
 
 /// The document around the app (server side only renders it).
@@ -36,6 +40,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // Effects run only in the browser, after hydration: this attribute tells tests (and anyone
+    // debugging) that the wasm bundle has taken over the server-rendered page.
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "");
+        }
+    });
     view! {
         <Stylesheet id="leptos" href="/pkg/tenantatlas.css" />
         <Title formatter=|page: String| format!("{page} · TenantAtlas") />

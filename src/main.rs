@@ -8,7 +8,9 @@ async fn main() -> std::process::ExitCode {
 
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
         .init();
     match tenantatlas::server::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

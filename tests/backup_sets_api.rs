@@ -18,7 +18,15 @@ both_backends!(TestApp:
 );
 
 async fn create(app: &TestApp, tenant: &str, name: &str) -> reqwest::Response {
-    app.call("backup-sets/create", &[("tenant", tenant), ("name", name), ("description", "nightly")]).await
+    app.call(
+        "backup-sets/create",
+        &[
+            ("tenant", tenant),
+            ("name", name),
+            ("description", "nightly"),
+        ],
+    )
+    .await
 }
 
 async fn list(app: &TestApp, tenant: &str) -> Vec<Value> {
@@ -42,13 +50,20 @@ async fn creates_and_lists_a_backup_set(app: TestApp) {
 
 async fn rejects_bad_names_and_writes_nothing(app: TestApp) {
     let too_long = "x".repeat(10_000);
-    for (name, expected) in [("", "Enter a name"), ("   ", "Enter a name"), (too_long.as_str(), "too long")] {
+    for (name, expected) in [
+        ("", "Enter a name"),
+        ("   ", "Enter a name"),
+        (too_long.as_str(), "too long"),
+    ] {
         let response = create(&app, CONTOSO, name).await;
         assert_eq!(response.status(), 422, "name of {} chars", name.len());
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["Invalid"]["field"], "name");
         let message = error["Invalid"]["message"].as_str().unwrap();
-        assert!(message.contains(expected), "{message:?} should say {expected:?}");
+        assert!(
+            message.contains(expected),
+            "{message:?} should say {expected:?}"
+        );
     }
     assert_eq!(app.count("backup_sets").await, 0);
 }
@@ -58,7 +73,10 @@ async fn rejects_a_duplicate_name(app: TestApp) {
     let response = create(&app, CONTOSO, "Weekly").await;
     assert_eq!(response.status(), 422);
     let error: Value = response.json().await.unwrap();
-    assert!(error["Invalid"]["message"].as_str().unwrap().contains("already exists"));
+    assert!(error["Invalid"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already exists"));
     assert_eq!(app.count("backup_sets").await, 1);
     // The same name is fine in another tenant.
     assert_eq!(create(&app, FABRIKAM, "Weekly").await.status(), 200);
@@ -68,29 +86,60 @@ async fn unknown_or_malformed_tenant_is_404(app: TestApp) {
     for tenant in ["00000000-0000-4000-8000-000000000000", "not-a-guid", ""] {
         let response = create(&app, tenant, "Anything").await;
         assert_eq!(response.status(), 404, "tenant {tenant:?}");
-        assert!(response.json::<Value>().await.unwrap().get("NotFound").is_some());
+        assert!(response
+            .json::<Value>()
+            .await
+            .unwrap()
+            .get("NotFound")
+            .is_some());
     }
     assert_eq!(app.count("backup_sets").await, 0);
 }
 
 async fn backup_sets_stay_in_their_tenant(app: TestApp) {
-    let created: Value = create(&app, CONTOSO, "Contoso only").await.json().await.unwrap();
+    let created: Value = create(&app, CONTOSO, "Contoso only")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(list(&app, FABRIKAM).await.is_empty());
     let id = created["id"].as_i64().unwrap().to_string();
-    let response = app.call("backup-sets/get", &[("tenant", FABRIKAM), ("id", &id)]).await;
-    assert_eq!(response.status(), 404, "another tenant's backup set is not found through this tenant");
-    let response = app.call("backup-sets/get", &[("tenant", CONTOSO), ("id", &id)]).await;
+    let response = app
+        .call("backup-sets/get", &[("tenant", FABRIKAM), ("id", &id)])
+        .await;
+    assert_eq!(
+        response.status(),
+        404,
+        "another tenant's backup set is not found through this tenant"
+    );
+    let response = app
+        .call("backup-sets/get", &[("tenant", CONTOSO), ("id", &id)])
+        .await;
     assert_eq!(response.status(), 200);
 }
 
 async fn pages_render_on_the_server(app: TestApp) {
     create(&app, CONTOSO, "Rendered on the server").await;
-    let page = app.http.get(app.url(&format!("/t/{CONTOSO}/backup-sets"))).send().await.unwrap();
+    let page = app
+        .http
+        .get(app.url(&format!("/t/{CONTOSO}/backup-sets")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("Rendered on the server"), "the list is in the HTML");
-    assert!(html.contains("Contoso (demo)"), "the header names the tenant");
-    assert!(html.contains("/pkg/tenantatlas.js"), "the page loads the hydration bundle");
+    assert!(
+        html.contains("Rendered on the server"),
+        "the list is in the HTML"
+    );
+    assert!(
+        html.contains("Contoso (demo)"),
+        "the header names the tenant"
+    );
+    assert!(
+        html.contains("/pkg/tenantatlas.js"),
+        "the page loads the hydration bundle"
+    );
 
     let missing = app.http.get(app.url("/no/such/page")).send().await.unwrap();
     assert_eq!(missing.status(), 404);

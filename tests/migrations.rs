@@ -12,13 +12,26 @@ use tenantatlas::server::db::is_unique_violation;
 both_backends!(TestDb: migrations_apply_and_create_every_table, migrations_are_idempotent, active_runs_are_unique_per_key_until_terminal, rows_cannot_mix_tenants, run_counters_must_add_up);
 
 const TABLES: [&str; 11] = [
-    "tenants", "users", "memberships", "policies", "policy_snapshots", "backup_sets",
-    "backup_items", "runs", "run_items", "notifications", "audit_log",
+    "tenants",
+    "users",
+    "memberships",
+    "policies",
+    "policy_snapshots",
+    "backup_sets",
+    "backup_items",
+    "runs",
+    "run_items",
+    "notifications",
+    "audit_log",
 ];
 
 async fn migrations_apply_and_create_every_table(t: TestDb) {
     for table in TABLES {
-        assert_eq!(common::count(&t.db, table).await, 0, "{table} exists and is empty");
+        assert_eq!(
+            common::count(&t.db, table).await,
+            0,
+            "{table} exists and is empty"
+        );
     }
 }
 
@@ -44,7 +57,12 @@ async fn insert_tenant(t: &TestDb, external_id: &str) -> i64 {
         .unwrap()
 }
 
-async fn insert_run(t: &TestDb, tenant_id: i64, key: &str, status: &str) -> Result<i64, sqlx::Error> {
+async fn insert_run(
+    t: &TestDb,
+    tenant_id: i64,
+    key: &str,
+    status: &str,
+) -> Result<i64, sqlx::Error> {
     sqlx::query(
         "INSERT INTO runs (tenant_id, operation_type, resource, action, target_id, input, \
          idempotency_key, status, total_items, created_at) \
@@ -62,24 +80,39 @@ async fn insert_run(t: &TestDb, tenant_id: i64, key: &str, status: &str) -> Resu
 async fn active_runs_are_unique_per_key_until_terminal(t: TestDb) {
     let tenant = insert_tenant(&t, "t1").await;
     let other_tenant = insert_tenant(&t, "t2").await;
-    let first = insert_run(&t, tenant, "key-a", "pending").await.expect("first active run");
+    let first = insert_run(&t, tenant, "key-a", "pending")
+        .await
+        .expect("first active run");
 
     for status in ["pending", "running"] {
-        let err = insert_run(&t, tenant, "key-a", status).await.expect_err("second active run with the same key");
-        assert!(is_unique_violation(&err), "expected a unique violation, got {err}");
+        let err = insert_run(&t, tenant, "key-a", status)
+            .await
+            .expect_err("second active run with the same key");
+        assert!(
+            is_unique_violation(&err),
+            "expected a unique violation, got {err}"
+        );
     }
     // Same key in another tenant, or another key in the same tenant: allowed.
-    insert_run(&t, other_tenant, "key-a", "pending").await.expect("other tenant");
-    insert_run(&t, tenant, "key-b", "running").await.expect("other key");
+    insert_run(&t, other_tenant, "key-a", "pending")
+        .await
+        .expect("other tenant");
+    insert_run(&t, tenant, "key-b", "running")
+        .await
+        .expect("other key");
     // Terminal runs never block.
-    insert_run(&t, tenant, "key-a", "completed").await.expect("terminal run with the same key");
+    insert_run(&t, tenant, "key-a", "completed")
+        .await
+        .expect("terminal run with the same key");
 
     sqlx::query("UPDATE runs SET status = 'completed' WHERE id = $1")
         .bind(first)
         .execute(t.db.pool())
         .await
         .unwrap();
-    insert_run(&t, tenant, "key-a", "pending").await.expect("a new run once the first is terminal");
+    insert_run(&t, tenant, "key-a", "pending")
+        .await
+        .expect("a new run once the first is terminal");
 }
 
 async fn rows_cannot_mix_tenants(t: TestDb) {
@@ -120,13 +153,21 @@ async fn run_counters_must_add_up(t: TestDb) {
     let tenant = insert_tenant(&t, "tc").await;
     let run = insert_run(&t, tenant, "k", "running").await.unwrap();
     let set = |processed: i64, succeeded: i64| {
-        sqlx::query("UPDATE runs SET total_items = 2, processed_items = $1, succeeded = $2 WHERE id = $3")
-            .bind(processed)
-            .bind(succeeded)
-            .bind(run)
-            .execute(t.db.pool())
+        sqlx::query(
+            "UPDATE runs SET total_items = 2, processed_items = $1, succeeded = $2 WHERE id = $3",
+        )
+        .bind(processed)
+        .bind(succeeded)
+        .bind(run)
+        .execute(t.db.pool())
     };
-    assert!(set(1, 0).await.is_err(), "processed_items without an outcome was accepted");
-    assert!(set(3, 3).await.is_err(), "more processed than total was accepted");
+    assert!(
+        set(1, 0).await.is_err(),
+        "processed_items without an outcome was accepted"
+    );
+    assert!(
+        set(3, 3).await.is_err(),
+        "more processed than total was accepted"
+    );
     set(2, 2).await.expect("consistent counters");
 }

@@ -21,7 +21,10 @@ impl NewBackupSet {
     pub fn parse(name: &str, description: &str) -> Result<Self, AppError> {
         let name = name.trim();
         if name.is_empty() {
-            return Err(AppError::invalid("name", "Enter a name for the backup set."));
+            return Err(AppError::invalid(
+                "name",
+                "Enter a name for the backup set.",
+            ));
         }
         if name.chars().count() > NAME_MAX_CHARS {
             return Err(AppError::invalid(
@@ -30,7 +33,10 @@ impl NewBackupSet {
             ));
         }
         if name.chars().any(char::is_control) {
-            return Err(AppError::invalid("name", "The name cannot contain control characters."));
+            return Err(AppError::invalid(
+                "name",
+                "The name cannot contain control characters.",
+            ));
         }
         let description = description.trim();
         if description.chars().count() > DESCRIPTION_MAX_CHARS {
@@ -39,7 +45,10 @@ impl NewBackupSet {
                 format!("The description is too long: at most {DESCRIPTION_MAX_CHARS} characters."),
             ));
         }
-        Ok(Self { name: name.to_owned(), description: description.to_owned() })
+        Ok(Self {
+            name: name.to_owned(),
+            description: description.to_owned(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -101,13 +110,19 @@ mod tests {
         let exactly = "é".repeat(NAME_MAX_CHARS);
         assert!(NewBackupSet::parse(&exactly, "").is_ok());
         let over = "é".repeat(NAME_MAX_CHARS + 1);
-        assert!(NewBackupSet::parse(&over, "").unwrap_err().field_message("name").is_some());
+        assert!(NewBackupSet::parse(&over, "")
+            .unwrap_err()
+            .field_message("name")
+            .is_some());
     }
 
     #[test]
     fn rejects_long_descriptions_and_control_characters() {
         let long = "x".repeat(DESCRIPTION_MAX_CHARS + 1);
-        assert!(NewBackupSet::parse("ok", &long).unwrap_err().field_message("description").is_some());
+        assert!(NewBackupSet::parse("ok", &long)
+            .unwrap_err()
+            .field_message("description")
+            .is_some());
         assert!(NewBackupSet::parse("bad\u{0}name", "").is_err());
     }
 }

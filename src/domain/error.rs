@@ -36,7 +36,10 @@ pub enum AppError {
 impl AppError {
     /// Shorthand for a validation failure on one field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::Invalid { field: field.to_owned(), message: message.into() }
+        Self::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// The HTTP status this error is answered with.

@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn only_pending_and_running_are_active() {
-        let active: Vec<_> = RunStatus::ALL.into_iter().filter(|s| s.is_active()).collect();
+        let active: Vec<_> = RunStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_active())
+            .collect();
         assert_eq!(active, [RunStatus::Pending, RunStatus::Running]);
     }
 }

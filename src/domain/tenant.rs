@@ -13,9 +13,12 @@ impl TenantExternalId {
     pub fn parse(raw: &str) -> Result<Self, AppError> {
         let raw = raw.trim();
         let groups: Vec<&str> = raw.split('-').collect();
-        let lengths_ok = groups.len() == 5
-            && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
-        if lengths_ok && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit())) {
+        let lengths_ok = groups.len() == 5 && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
+        if lengths_ok
+            && groups
+                .iter()
+                .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+        {
             Ok(Self(raw.to_ascii_lowercase()))
         } else {
             Err(AppError::NotFound("No tenant has this id.".into()))
@@ -61,8 +64,16 @@ mod tests {
 
     #[test]
     fn rejects_anything_else() {
-        for bad in ["", "contoso", "6f1c2a3b00004000800000000000c0de", "6f1c2a3b-0000-4000-8000-00000000c0dg"] {
-            assert!(TenantExternalId::parse(bad).is_err(), "{bad:?} was accepted");
+        for bad in [
+            "",
+            "contoso",
+            "6f1c2a3b00004000800000000000c0de",
+            "6f1c2a3b-0000-4000-8000-00000000c0dg",
+        ] {
+            assert!(
+                TenantExternalId::parse(bad).is_err(),
+                "{bad:?} was accepted"
+            );
         }
     }
 }

@@ -28,8 +28,10 @@ impl std::fmt::Display for Timestamp {
         let formatted = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
             .ok()
             .and_then(|t| {
-                t.format(format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
-                    .ok()
+                t.format(format_description!(
+                    "[year]-[month]-[day] [hour]:[minute] UTC"
+                ))
+                .ok()
             });
         match formatted {
             Some(text) => f.write_str(&text),
@@ -45,7 +47,10 @@ mod tests {
     #[test]
     fn formats_utc_minutes() {
         // 2026-11-26T16:57:25Z
-        assert_eq!(Timestamp(1_795_712_245_000).to_string(), "2026-11-26 16:57 UTC");
+        assert_eq!(
+            Timestamp(1_795_712_245_000).to_string(),
+            "2026-11-26 16:57 UTC"
+        );
     }
 
     #[test]

@@ -14,13 +14,20 @@ use crate::domain::AppError;
 pub fn BackupSetPage() -> impl IntoView {
     let tenant = use_tenant();
     let params = use_params_map();
-    let id = Memo::new(move |_| params.read().get("id").and_then(|raw| raw.parse::<i64>().ok()));
+    let id = Memo::new(move |_| {
+        params
+            .read()
+            .get("id")
+            .and_then(|raw| raw.parse::<i64>().ok())
+    });
     let detail = Resource::new(
         move || (tenant.get(), id.get()),
         |(tenant, id)| async move {
             match id {
                 Some(id) => get_backup_set(tenant, id).await,
-                None => Err(AppError::NotFound("This backup set does not exist in this tenant.".into())),
+                None => Err(AppError::NotFound(
+                    "This backup set does not exist in this tenant.".into(),
+                )),
             }
         },
     );

@@ -69,14 +69,19 @@ pub fn BackupSetsPage() -> impl IntoView {
 
 /// Name and description; errors appear next to the field they concern.
 #[component]
-fn CreateBackupSetForm(action: ServerAction<CreateBackupSet>, tenant: Memo<String>) -> impl IntoView {
+fn CreateBackupSetForm(
+    action: ServerAction<CreateBackupSet>,
+    tenant: Memo<String>,
+) -> impl IntoView {
     let form = NodeRef::<html::Form>::new();
     let result = action.value();
     let error = move || result.get().and_then(Result::err);
     let name_error = move || error().and_then(|e| e.field_message("name"));
     let description_error = move || error().and_then(|e| e.field_message("description"));
     let other_error = move || {
-        error().filter(|e| e.field_message("name").is_none() && e.field_message("description").is_none())
+        error().filter(|e| {
+            e.field_message("name").is_none() && e.field_message("description").is_none()
+        })
     };
     let created = move || result.get().and_then(Result::ok).map(|set| set.name);
     // A successful create clears the form for the next one.

@@ -4,7 +4,9 @@ use sqlx::{any::AnyRow, Row};
 
 use super::db::{is_unique_violation, Db};
 use super::tenants::TenantScope;
-use crate::domain::{AppError, BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet, Timestamp};
+use crate::domain::{
+    AppError, BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet, Timestamp,
+};
 
 const SUMMARY_COLUMNS: &str = "b.id, b.name, b.description, b.item_count, b.created_at, \
      COALESCE(u.display_name, '') AS created_by";
@@ -26,7 +28,10 @@ pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<BackupSetSummary>,
         "SELECT {SUMMARY_COLUMNS} FROM backup_sets b LEFT JOIN users u ON u.id = b.created_by \
          WHERE b.tenant_id = $1 ORDER BY b.created_at DESC, b.id DESC"
     );
-    let rows = sqlx::query(&sql).bind(scope.id()).fetch_all(db.pool()).await?;
+    let rows = sqlx::query(&sql)
+        .bind(scope.id())
+        .fetch_all(db.pool())
+        .await?;
     Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
 }
 
@@ -51,7 +56,10 @@ pub async fn create(
     let id: i64 = match inserted {
         Ok(row) => row.try_get("id")?,
         Err(e) if is_unique_violation(&e) => {
-            return Err(AppError::invalid("name", "A backup set with this name already exists."));
+            return Err(AppError::invalid(
+                "name",
+                "A backup set with this name already exists.",
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -68,7 +76,9 @@ async fn get_summary(db: &Db, scope: &TenantScope, id: i64) -> Result<BackupSetS
         .bind(id)
         .fetch_optional(db.pool())
         .await?
-        .ok_or_else(|| AppError::NotFound("This backup set does not exist in this tenant.".into()))?;
+        .ok_or_else(|| {
+            AppError::NotFound("This backup set does not exist in this tenant.".into())
+        })?;
     Ok(summary(&row)?)
 }
 

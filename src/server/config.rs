@@ -10,11 +10,21 @@ use clap::{Parser, Subcommand};
 #[command(version, about)]
 pub struct Cli {
     /// Database: `sqlite://PATH` (embedded default) or `postgres://USER@HOST/DB`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/tenantatlas.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/tenantatlas.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// Log filter, e.g. `info` or `tenantatlas=debug,sqlx=warn`.
-    #[arg(long, env = "RUST_LOG", default_value = "info,sqlx=warn", global = true)]
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "info,sqlx=warn",
+        global = true
+    )]
     pub log: String,
 
     #[command(subcommand)]

@@ -49,7 +49,10 @@ async fn serve(db: Db, args: ServeArgs) -> Result<(), StartError> {
     }
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
-    let state = AppState { db: db.clone(), leptos_options: http::leptos_options(&args.site_root, addr) };
+    let state = AppState {
+        db: db.clone(),
+        leptos_options: http::leptos_options(&args.site_root, addr),
+    };
     tracing::info!("TenantAtlas is listening on http://{addr}");
     if args.demo {
         tracing::info!(

@@ -16,10 +16,47 @@ pub const DEMO_TENANTS: [(&str, &str); 2] = [
 pub const DEMO_ADMIN_EMAIL: &str = "admin@contoso.example";
 
 const POLICY_KINDS: [(&str, &str, &[&str]); 4] = [
-    ("settings_catalog", "windows10", &["BitLocker baseline", "Defender antivirus", "Edge security", "Windows Hello", "Firewall rules", "OneDrive known folders"]),
-    ("device_configuration", "iOS", &["Wi-Fi corporate", "VPN always-on", "Restrictions", "Email profile"]),
-    ("compliance", "android", &["Minimum OS", "Device encryption", "Jailbreak detection", "Password policy"]),
-    ("administrative_template", "windows10", &["Office macros", "Internet Explorer mode", "Start menu layout"]),
+    (
+        "settings_catalog",
+        "windows10",
+        &[
+            "BitLocker baseline",
+            "Defender antivirus",
+            "Edge security",
+            "Windows Hello",
+            "Firewall rules",
+            "OneDrive known folders",
+        ],
+    ),
+    (
+        "device_configuration",
+        "iOS",
+        &[
+            "Wi-Fi corporate",
+            "VPN always-on",
+            "Restrictions",
+            "Email profile",
+        ],
+    ),
+    (
+        "compliance",
+        "android",
+        &[
+            "Minimum OS",
+            "Device encryption",
+            "Jailbreak detection",
+            "Password policy",
+        ],
+    ),
+    (
+        "administrative_template",
+        "windows10",
+        &[
+            "Office macros",
+            "Internet Explorer mode",
+            "Start menu layout",
+        ],
+    ),
 ];
 
 /// Creates the demo tenants, admin and inventory if they are missing. Returns how many tenants it created.
@@ -104,5 +141,9 @@ fn platform_label(platform: &str) -> &str {
 
 /// A stable GUID per (tenant, kind, name) so demo data looks like Graph's.
 fn fixture_guid(tenant: usize, kind: usize, name: usize) -> String {
-    format!("{:08x}-0000-4000-8000-{:012x}", 0xd3a0_0000_u32 + tenant as u32, kind * 1000 + name)
+    format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        0xd3a0_0000_u32 + tenant as u32,
+        kind * 1000 + name
+    )
 }

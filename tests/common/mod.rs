@@ -38,7 +38,9 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let name = format!("ta_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Db::connect(&postgres_admin_url()).await.expect("connect to PostgreSQL");
+                let admin = Db::connect(&postgres_admin_url())
+                    .await
+                    .expect("connect to PostgreSQL");
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(admin.pool())
                     .await
@@ -52,8 +54,12 @@ impl TestDb {
                 (url, None)
             }
         };
-        let db = Db::connect(&url).await.expect("connect to the test database");
-        db.migrate().await.expect("migrations apply to an empty database");
+        let db = Db::connect(&url)
+            .await
+            .expect("connect to the test database");
+        db.migrate()
+            .await
+            .expect("migrations apply to an empty database");
         Self { db, url, _dir: dir }
     }
 }
@@ -77,10 +83,15 @@ impl TestApp {
         let test_db = TestDb::create(backend).await;
         let db = test_db.db.clone();
         seed::seed_demo(&db).await.expect("seed demo data");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let site_root = std::env::temp_dir();
-        let state = AppState { db: db.clone(), leptos_options: http::leptos_options(&site_root, addr) };
+        let state = AppState {
+            db: db.clone(),
+            leptos_options: http::leptos_options(&site_root, addr),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(http::serve(listener, state, async {
             let _ = rx.await;
@@ -89,7 +100,13 @@ impl TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("http client");
-        Self { addr, db, http, _test_db: test_db, _shutdown: tx }
+        Self {
+            addr,
+            db,
+            http,
+            _test_db: test_db,
+            _shutdown: tx,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -128,7 +145,10 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("tenantatlas-test-{}", uuid::Uuid::new_v4().simple()));
+        let path = std::env::temp_dir().join(format!(
+            "tenantatlas-test-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&path).expect("create temp dir");
         Self(path)
     }

@@ -1,0 +1,50 @@
+import { defineConfig, devices } from "@playwright/test";
+
+// The server under test: the debug build from scripts/build.sh, on its own port and a fresh
+// SQLite file with the demo data, so a run never depends on (or disturbs) a developer's server.
+const port = Number(process.env.E2E_PORT ?? 3100);
+const baseURL = `http://127.0.0.1:${port}`;
+
+export default defineConfig({
+  testDir: "./tests",
+  timeout: 30_000,
+  expect: { timeout: 10_000 },
+  fullyParallel: false,
+  workers: 1, // 2 cores: the server, Chromium and the runner share them
+  retries: 0,
+  forbidOnly: !!process.env.CI,
+  reporter: [["list"]],
+  use: {
+    baseURL,
+    trace: "retain-on-failure",
+  },
+  projects: [
+    {
+      name: "chromium",
+      use: {
+        ...devices["Desktop Chrome"],
+        // Browsers cannot be downloaded here: use Debian's Chromium.
+        launchOptions: {
+          executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+          args: [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+          ],
+        },
+      },
+    },
+  ],
+  webServer: {
+    command:
+      `rm -rf ../target/e2e && ../target/debug/tenantatlas serve --demo --addr 127.0.0.1:${port} --site-root ../target/site`,
+    env: { DATABASE_URL: "sqlite://../target/e2e/e2e.db", RUST_LOG: "warn" },
+    url: `${baseURL}/healthz`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+  },
+});

@@ -1,0 +1,75 @@
+import { expect, Page, test } from "@playwright/test";
+
+const CONTOSO = "6f1c2a3b-0000-4000-8000-00000000c0de";
+
+/** Opens a page and waits until the wasm bundle has hydrated it. */
+async function openHydrated(page: Page, path: string) {
+  await page.goto(path);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+}
+
+/** Marks the current document; the mark survives client-side updates but not a page load. */
+async function markDocument(page: Page) {
+  await page.evaluate(() => ((window as any).__sameDocument = true));
+}
+
+async function stillSameDocument(page: Page) {
+  return page.evaluate(() => (window as any).__sameDocument === true);
+}
+
+test("the start page lists the demo tenants and leads to a tenant", async ({ page }) => {
+  await openHydrated(page, "/");
+  await expect(page.getByRole("heading", { name: "Tenants" })).toBeVisible();
+  await page.getByRole("link", { name: "Contoso (demo)" }).click();
+  await expect(page).toHaveURL(new RegExp(`/t/${CONTOSO}/backup-sets$`));
+  await expect(page.getByTestId("tenant-name")).toHaveText("Contoso (demo)");
+  await expect(page.getByText("No backup sets yet")).toBeVisible();
+});
+
+test("creating a backup set shows it in the list without reloading the page", async ({ page }) => {
+  await openHydrated(page, `/t/${CONTOSO}/backup-sets`);
+  await markDocument(page);
+
+  await page.getByLabel("Name").fill("Before the Windows 12 rollout");
+  await page.getByLabel("Description (optional)").fill("All Windows baselines");
+  await page.getByRole("button", { name: "Create backup set" }).click();
+
+  const table = page.getByTestId("backup-sets");
+  await expect(table.getByRole("link", { name: "Before the Windows 12 rollout" })).toBeVisible();
+  await expect(page.getByRole("status").filter({ hasText: "Created" })).toContainText(
+    "Before the Windows 12 rollout",
+  );
+  await expect(page.getByLabel("Name")).toHaveValue("");
+  expect(await stillSameDocument(page)).toBe(true);
+
+  // The set's own page, reached by keyboard.
+  await table.getByRole("link", { name: "Before the Windows 12 rollout" }).focus();
+  await page.keyboard.press("Enter");
+  await expect(page.getByTestId("backup-set-name")).toHaveText("Before the Windows 12 rollout");
+  await expect(page.getByText("No policies in this set yet")).toBeVisible();
+});
+
+test("a bad name is explained next to the field and nothing is created", async ({ page }) => {
+  await openHydrated(page, `/t/${CONTOSO}/backup-sets`);
+  await markDocument(page);
+  const before = await page.getByTestId("backup-sets").locator("tbody tr").count();
+
+  await page.getByLabel("Name").fill("   ");
+  await page.getByRole("button", { name: "Create backup set" }).click();
+
+  await expect(page.locator("#backup-set-name-error")).toHaveText("Enter a name for the backup set.");
+  await expect(page.getByLabel("Name")).toHaveAttribute("aria-invalid", "true");
+  expect(await stillSameDocument(page)).toBe(true);
+  await page.reload();
+  await expect(page.getByTestId("backup-sets").locator("tbody tr")).toHaveCount(before);
+});
+
+test("the runs page has an empty state and unknown pages say so", async ({ page }) => {
+  await openHydrated(page, `/t/${CONTOSO}/runs`);
+  await expect(page.getByRole("heading", { name: "Runs" })).toBeVisible();
+  await expect(page.getByText("No runs yet")).toBeVisible();
+
+  const response = await page.goto("/no/such/page");
+  expect(response?.status()).toBe(404);
+  await expect(page.getByRole("heading", { name: "Page not found" })).toBeVisible();
+});

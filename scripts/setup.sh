@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs what building (and, with --test, testing) TenantAtlas needs and is missing.
+# Idempotent: when everything is there it only checks, in a second or two.
+#   - the wasm32-unknown-unknown target (rustup; offline fallback: Debian's rustc-web + build-std)
+#   - wasm-bindgen CLI of exactly the version in Cargo.lock
+#   - with --test: cargo-nextest, Debian's Chromium, Playwright (npm ci), a running PostgreSQL
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=false
+[[ "${1:-}" == "--test" ]] && want_test=true
+say() { printf '==> %s\n' "$*"; }
+
+apt_updated=false
+apt_install() {
+  if ! $apt_updated; then
+    apt-get update -qq
+    apt_updated=true
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+
+# 1. A Rust standard library for the browser target.
+mkdir -p target
+if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  rm -f target/.front-toolchain
+elif rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
+  say "installed the wasm32-unknown-unknown target"
+  rm -f target/.front-toolchain
+else
+  # rustup could not download: Debian's rustc-web builds std for wasm from its sources.
+  say "rustup cannot download; using Debian's rustc-web with -Zbuild-std for the browser bundle"
+  [[ -x /usr/bin/rustc ]] && [[ -d /usr/lib/rustlib/src/rust ]] && command -v rust-lld >/dev/null \
+    || apt_install rustc-web cargo-web rust-web-src lld-22
+  cat > target/.front-toolchain <<'TOOLCHAIN'
+# Written by scripts/setup.sh: build the browser bundle with Debian's toolchain and build-std.
+cargo_front=(env RUSTC_BOOTSTRAP=1 /usr/bin/cargo)
+FRONT_EXTRA_ARGS="-Zbuild-std=std,panic_abort"
+TOOLCHAIN
+fi
+
+# 2. wasm-bindgen CLI: must equal the wasm-bindgen crate in Cargo.lock.
+wbg_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg_version" ]]; then
+  say "installing wasm-bindgen-cli $wbg_version (about 4 minutes, once per machine)"
+  # Not --locked: the CLI's own lockfile pins a webpki-roots version the registry no longer has.
+  cargo install wasm-bindgen-cli --version "$wbg_version" --quiet
+fi
+
+$want_test || exit 0
+
+# 3. Test tools.
+cargo nextest --version >/dev/null 2>&1 || { say "installing cargo-nextest"; cargo install cargo-nextest --locked --quiet; }
+
+if [[ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]]; then
+  say "installing Debian's chromium"
+  apt_install chromium
+fi
+
+command -v npm >/dev/null || { say "installing node and npm"; apt_install nodejs npm; }
+if [[ ! -d end2end/node_modules/@playwright/test ]] || [[ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]]; then
+  say "installing Playwright (browsers come from Debian, not from Playwright)"
+  (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# 4. PostgreSQL (the second engine of the test suite).
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if [[ -d /etc/postgresql ]] && [[ -n "$(ls /etc/postgresql)" ]]; then
+    say "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  pg_isready -q -h 127.0.0.1 -p 5432 || {
+    echo "PostgreSQL is not reachable on 127.0.0.1:5432; set TEST_POSTGRES_ADMIN_URL to a server where tests may create databases" >&2
+    exit 1
+  }
+fi
