@@ -1,1 +1,216 @@
-//! Graph simulator (issue 4).
+//! The Graph simulator: a small axum server that speaks enough of Microsoft Graph (token
+//! endpoint, the four Intune policy collections, `$select`, `$expand`, `@odata.nextLink` paging)
+//! for the real client to run against it, with deterministic fake tenants and knobs for latency,
+//! Intune's throttling and faults. Tests start it in-process on a random port; the `graph-sim`
+//! binary serves it for the demo and the benchmark. It only ever binds 127.0.0.1.
+
+mod counters;
+mod knobs;
+mod routes;
+mod tenant;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use counters::{RequestRecord, SimCounters};
+pub use knobs::{Fault, Knobs};
+pub use tenant::{Kind, SimPolicy, CHILD_PAGE_SIZE};
+
+use tenant::FakeTenant;
+
+/// How a simulator starts.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Seed of every fake tenant.
+    pub seed: u64,
+    /// Policies per tenant (spread over the four types), up to 50,000.
+    pub policies_per_tenant: usize,
+    /// The only client secret the token endpoint accepts.
+    pub client_secret: String,
+    pub knobs: Knobs,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            seed: 42,
+            policies_per_tenant: 200,
+            client_secret: "sim-secret".into(),
+            knobs: Knobs::default(),
+        }
+    }
+}
+
+/// The largest tenant the simulator generates.
+pub const MAX_POLICIES_PER_TENANT: usize = 50_000;
+
+/// Entry point: `GraphSim::start(config)`.
+pub struct GraphSim;
+
+/// A running simulator; dropping it stops the server.
+pub struct SimHandle {
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    /// What the client uses as its login base (the tenant id and `/oauth2/v2.0/token` follow).
+    pub login_url: String,
+    /// What the client uses as its Graph base (`…/beta`).
+    pub graph_url: String,
+    pub addr: SocketAddr,
+    state: Arc<SimState>,
+    server: JoinHandle<()>,
+}
+
+/// A token the simulator issued.
+struct IssuedToken {
+    tenant: String,
+    client_id: String,
+    expires_at: Instant,
+}
+
+/// Everything the handlers share.
+struct SimState {
+    seed: u64,
+    policies_per_tenant: usize,
+    client_secret: String,
+    graph_url: String,
+    started: Instant,
+    knobs: RwLock<Arc<Knobs>>,
+    tokens: Mutex<HashMap<String, IssuedToken>>,
+    tenants: Mutex<HashMap<String, Arc<FakeTenant>>>,
+    /// Arrival times of accepted requests per (tenant, app), for the sliding-window throttle.
+    windows: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
+    /// How often a counted fault (`Throttle`, `Unavailable`) has fired, by policy id.
+    fault_hits: Mutex<HashMap<String, u32>>,
+    log: Mutex<Vec<RequestRecord>>,
+}
+
+/// Locks a mutex, carrying on with the data if a handler panicked while holding it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SimState {
+    fn knobs(&self) -> Arc<Knobs> {
+        Arc::clone(&self.knobs.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn tenant(&self, tenant_id: &str) -> Arc<FakeTenant> {
+        let mut tenants = lock(&self.tenants);
+        Arc::clone(tenants.entry(tenant_id.to_owned()).or_insert_with(|| {
+            Arc::new(FakeTenant::generate(
+                self.seed,
+                tenant_id,
+                self.policies_per_tenant,
+            ))
+        }))
+    }
+
+    fn record(&self, arrival: Instant, endpoint: String, path: &str, status: u16) {
+        let at_ms = arrival
+            .saturating_duration_since(self.started)
+            .as_secs_f64()
+            * 1000.0;
+        lock(&self.log).push(RequestRecord {
+            at_ms,
+            endpoint,
+            path: path.to_owned(),
+            status,
+        });
+    }
+}
+
+impl GraphSim {
+    /// Binds 127.0.0.1 and serves until the handle is dropped.
+    pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
+        let listener =
+            tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, config.port)))
+                .await?;
+        let addr = listener.local_addr()?;
+        let base_url = format!("http://{addr}");
+        let graph_url = format!("{base_url}/beta");
+        let state = Arc::new(SimState {
+            seed: config.seed,
+            policies_per_tenant: config.policies_per_tenant.min(MAX_POLICIES_PER_TENANT),
+            client_secret: config.client_secret,
+            graph_url: graph_url.clone(),
+            started: Instant::now(),
+            knobs: RwLock::new(Arc::new(config.knobs)),
+            tokens: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::new()),
+            windows: Mutex::new(HashMap::new()),
+            fault_hits: Mutex::new(HashMap::new()),
+            log: Mutex::new(Vec::new()),
+        });
+        let app = routes::router(Arc::clone(&state));
+        let server = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "graph simulator stopped");
+            }
+        });
+        Ok(SimHandle {
+            login_url: base_url.clone(),
+            base_url,
+            graph_url,
+            addr,
+            state,
+            server,
+        })
+    }
+}
+
+impl SimHandle {
+    /// A copy of the request log.
+    pub fn counters(&self) -> SimCounters {
+        SimCounters {
+            requests: lock(&self.state.log).clone(),
+        }
+    }
+
+    /// Forgets every recorded request (and every counted fault hit).
+    pub fn reset_counters(&self) {
+        lock(&self.state.log).clear();
+        lock(&self.state.fault_hits).clear();
+    }
+
+    /// The knobs in force.
+    pub fn knobs(&self) -> Knobs {
+        self.state.knobs().as_ref().clone()
+    }
+
+    /// Replaces the knobs; in-flight requests keep the ones they started with.
+    pub fn set_knobs(&self, knobs: Knobs) {
+        *self.state.knobs.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(knobs);
+    }
+
+    /// Forces `fault` on every request touching policy `graph_id`.
+    pub fn set_fault(&self, graph_id: &str, fault: Fault) {
+        let mut knobs = self.knobs();
+        knobs.faults.insert(graph_id.to_owned(), fault);
+        self.set_knobs(knobs);
+    }
+
+    /// Invalidates every issued token, as a secret rotation or revocation would.
+    pub fn revoke_tokens(&self) {
+        lock(&self.state.tokens).clear();
+    }
+
+    /// The fake policies of a tenant, as the simulator serves them.
+    pub fn policies(&self, tenant_id: &str) -> Vec<SimPolicy> {
+        self.state.tenant(tenant_id).policies.clone()
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}

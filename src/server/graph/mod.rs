@@ -1,1 +1,23 @@
-//! Microsoft Graph client (issue 4).
+//! Microsoft Graph client: client-credentials tokens per tenant, a per-tenant limiter, retries
+//! that honour `Retry-After`, paging to the last `@odata.nextLink`, and policy snapshots as
+//! canonical JSON with a sha256 (SPEC Rule 10).
+//!
+//! Create one [`GraphClient`] per process and clone it: clones share the token cache and the
+//! per-tenant limiters, so every run of a tenant stays under the same budget. The worker takes a
+//! [`PolicySource`] so tests can swap in a source that fails on any call.
+
+mod client;
+mod error;
+pub mod limiter;
+pub mod registry;
+pub mod retry;
+pub mod snapshot;
+mod token;
+
+pub use client::{CaptureOptions, GraphClient, GraphConfig, GraphFuture, PolicySource};
+pub use error::GraphError;
+pub use limiter::LimiterConfig;
+pub use registry::{PolicyListing, PolicyType};
+pub use retry::RetryPolicy;
+pub use snapshot::Snapshot;
+pub use token::{ClientSecret, TenantCredentials};

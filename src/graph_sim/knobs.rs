@@ -1,0 +1,124 @@
+//! The simulator's behaviour switches, settable at start and at run time (`POST /_sim/knobs`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How the simulated Graph behaves. Every field has a default, so a JSON patch may name only the
+/// fields it changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Knobs {
+    /// Fixed delay before every Graph answer.
+    pub latency_ms: u64,
+    /// Extra random delay, uniform in `0..=latency_jitter_ms`.
+    pub latency_jitter_ms: u64,
+    /// Requests one app may make per tenant per window before getting 429; 0 disables throttling.
+    pub throttle_limit: u32,
+    /// The throttle's sliding window (Intune: 20 s).
+    pub throttle_window_ms: u64,
+    /// Share of Graph requests answered 503 (no `Retry-After`).
+    pub rate_503: f64,
+    /// Share of Graph requests answered 404.
+    pub rate_404: f64,
+    /// Share of Graph requests answered 200 with a truncated JSON body.
+    pub rate_malformed: f64,
+    /// Share of Graph requests that never get an answer.
+    pub rate_hang: f64,
+    /// `expires_in` of issued tokens.
+    pub token_lifetime_secs: u64,
+    /// Forced faults by policy Graph id; they apply to the policy and its sub-collections.
+    pub faults: BTreeMap<String, Fault>,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            latency_jitter_ms: 0,
+            throttle_limit: 1_000,
+            throttle_window_ms: 20_000,
+            rate_503: 0.0,
+            rate_404: 0.0,
+            rate_malformed: 0.0,
+            rate_hang: 0.0,
+            token_lifetime_secs: 3_599,
+            faults: BTreeMap::new(),
+        }
+    }
+}
+
+/// A fault forced on every request that touches one policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// 404, as if the policy was deleted in Intune.
+    NotFound,
+    /// 403, as if the app lacked the permission.
+    Forbidden,
+    /// 401, whatever the token.
+    Unauthorized,
+    /// 500 with a Graph error body.
+    ServerError,
+    /// 500 whose body echoes the caller's bearer token and a client secret (sanitizer tests).
+    LeakySecrets,
+    /// 200 with a truncated JSON body.
+    Malformed,
+    /// No answer at all.
+    Hang,
+    /// The first `times` requests get 429 with `Retry-After: retry_after_secs`, then normal answers.
+    Throttle { times: u32, retry_after_secs: u64 },
+    /// The first `times` requests get 503 without `Retry-After`, then normal answers.
+    Unavailable { times: u32 },
+}
+
+impl Knobs {
+    /// Applies a JSON object of changed fields; unknown fields or bad values are an error and
+    /// leave the knobs unchanged.
+    pub fn patched(&self, patch: &serde_json::Value) -> Result<Self, String> {
+        let serde_json::Value::Object(changes) = patch else {
+            return Err("the knobs patch must be a JSON object".into());
+        };
+        let mut current = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        if let serde_json::Value::Object(fields) = &mut current {
+            for (key, value) in changes {
+                if !fields.contains_key(key) {
+                    return Err(format!("unknown knob `{key}`"));
+                }
+                fields.insert(key.clone(), value.clone());
+            }
+        }
+        serde_json::from_value(current).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_patch_changes_only_the_named_knobs() {
+        let knobs = Knobs::default()
+            .patched(&json!({"latency_ms": 100, "faults": {"p1": {"kind": "throttle", "times": 1, "retry_after_secs": 2}}}))
+            .expect("valid patch");
+        assert_eq!(knobs.latency_ms, 100);
+        assert_eq!(knobs.throttle_limit, 1_000);
+        assert_eq!(
+            knobs.faults.get("p1"),
+            Some(&Fault::Throttle {
+                times: 1,
+                retry_after_secs: 2
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_knobs_and_bad_values_are_rejected() {
+        assert!(Knobs::default().patched(&json!({"latency": 1})).is_err());
+        assert!(Knobs::default()
+            .patched(&json!({"latency_ms": "slow"}))
+            .is_err());
+        assert!(Knobs::default().patched(&json!([1])).is_err());
+    }
+}

@@ -1,0 +1,452 @@
+//! The Graph client: authenticated, limited, retried GETs with paging, and policy capture.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{StatusCode, Url};
+use serde_json::{Map, Value};
+
+use super::limiter::{LimiterConfig, Limiters};
+use super::registry::{PolicyListing, PolicyType};
+use super::retry::{retry_after, RetryPolicy};
+use super::snapshot::Snapshot;
+use super::token::{TenantCredentials, TokenCache};
+use super::GraphError;
+use crate::domain::reason_code::ReasonCode;
+
+/// A list or sub-collection longer than this many pages is treated as a Graph fault (a nextLink
+/// loop) rather than followed forever.
+const MAX_PAGES: usize = 10_000;
+
+/// Where Graph is and how politely to talk to it. The base URLs are configuration so the same
+/// client talks to Microsoft or to the simulator.
+#[derive(Debug, Clone)]
+pub struct GraphConfig {
+    /// e.g. `https://login.microsoftonline.com`; the tenant id and `/oauth2/v2.0/token` follow.
+    pub login_base: String,
+    /// e.g. `https://graph.microsoft.com/beta`; collection paths follow.
+    pub graph_base: String,
+    /// Budget of one HTTP request, answer body included.
+    pub request_timeout: Duration,
+    /// A cached token is replaced this long before it expires.
+    pub token_refresh_margin: Duration,
+    pub retry: RetryPolicy,
+    pub limits: LimiterConfig,
+}
+
+impl GraphConfig {
+    /// Safe defaults for the given endpoints.
+    pub fn new(login_base: impl Into<String>, graph_base: impl Into<String>) -> Self {
+        Self {
+            login_base: login_base.into(),
+            graph_base: graph_base.into(),
+            request_timeout: Duration::from_secs(30),
+            token_refresh_margin: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
+            limits: LimiterConfig::default(),
+        }
+    }
+
+    /// Microsoft's public cloud; the settings catalog is only on the beta endpoint.
+    pub fn microsoft() -> Self {
+        Self::new(
+            "https://login.microsoftonline.com",
+            "https://graph.microsoft.com/beta",
+        )
+    }
+}
+
+/// What a capture includes besides the policy and its settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureOptions {
+    pub include_assignments: bool,
+    pub include_scope_tags: bool,
+}
+
+/// A boxed future, so [`PolicySource`] can be used as a trait object.
+pub type GraphFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, GraphError>> + Send + 'a>>;
+
+/// What the inventory sync and the worker need from Graph; tests substitute their own source.
+pub trait PolicySource: Send + Sync {
+    /// Every policy of one type in the tenant.
+    fn list_policies<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        policy_type: PolicyType,
+    ) -> GraphFuture<'a, Vec<PolicyListing>>;
+
+    /// One policy with everything its snapshot holds.
+    fn capture_policy<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        policy_type: PolicyType,
+        graph_id: &'a str,
+        options: CaptureOptions,
+    ) -> GraphFuture<'a, Snapshot>;
+}
+
+/// The real client. Cheap to clone; clones share tokens and per-tenant limiters.
+#[derive(Clone)]
+pub struct GraphClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    config: GraphConfig,
+    graph_origin: Option<url_origin::Origin>,
+    tokens: TokenCache,
+    limiters: Limiters,
+}
+
+/// How one attempt ended when it did not return JSON.
+enum Failure {
+    /// Not worth repeating.
+    Final(GraphError),
+    /// The token was rejected: refresh it once, then give up.
+    Unauthorized(GraphError),
+    /// Worth another attempt after a while.
+    Transient {
+        error: GraphError,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl GraphClient {
+    /// Builds the HTTP client (rustls) for the configured endpoints.
+    pub fn new(config: GraphConfig) -> Result<Self, GraphError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("TenantAtlas/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|_| {
+                GraphError::new(
+                    ReasonCode::UnknownError,
+                    "the HTTP client could not be built",
+                )
+            })?;
+        let graph_origin = url_origin::of(&config.graph_base);
+        let limiters = Limiters::new(config.limits.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                config,
+                graph_origin,
+                tokens: TokenCache::default(),
+                limiters,
+            }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &GraphConfig {
+        &self.inner.config
+    }
+
+    /// Every policy of `policy_type` in the tenant, following `@odata.nextLink` to the end.
+    pub async fn list_policies(
+        &self,
+        creds: &TenantCredentials,
+        policy_type: PolicyType,
+    ) -> Result<Vec<PolicyListing>, GraphError> {
+        let url = policy_type.spec().list_url(&self.inner.config.graph_base);
+        let items = self.get_all_pages(creds, &url).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| PolicyListing::from_graph(policy_type, item))
+            .collect())
+    }
+
+    /// Reads one policy, its settings or definition values (every page), and its assignments when
+    /// asked, and returns the canonical snapshot.
+    pub async fn capture_policy(
+        &self,
+        creds: &TenantCredentials,
+        policy_type: PolicyType,
+        graph_id: &str,
+        options: CaptureOptions,
+    ) -> Result<Snapshot, GraphError> {
+        if graph_id.is_empty()
+            || graph_id.len() > 128
+            || !graph_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(GraphError::new(
+                ReasonCode::PolicyNotFound,
+                "the policy id is not a Graph id",
+            ));
+        }
+        let spec = policy_type.spec();
+        let base = &self.inner.config.graph_base;
+        let item_url = spec.item_url(base, graph_id, options.include_assignments);
+        let Value::Object(mut policy) = self.get_json(creds, &item_url).await? else {
+            return Err(GraphError::new(
+                ReasonCode::InvalidResponse,
+                "the policy is not a JSON object",
+            ));
+        };
+        let assignments = policy.remove("assignments");
+        policy.remove("assignments@odata.context");
+        if !options.include_scope_tags {
+            policy.remove("roleScopeTagIds");
+        }
+        let display_name = policy
+            .get(spec.name_property)
+            .and_then(Value::as_str)
+            .unwrap_or(graph_id)
+            .to_owned();
+
+        let mut payload = Map::new();
+        payload.insert("policyType".into(), Value::from(policy_type.as_str()));
+        payload.insert("policy".into(), Value::Object(policy));
+        if let Some((segment, url)) = spec.sub_collection_url(base, graph_id) {
+            let children = self.get_all_pages(creds, &url).await?;
+            payload.insert(segment.into(), Value::Array(children));
+        }
+        if options.include_assignments {
+            payload.insert(
+                "assignments".into(),
+                assignments.unwrap_or_else(|| Value::Array(Vec::new())),
+            );
+        }
+        Ok(Snapshot::new(
+            policy_type,
+            graph_id.to_owned(),
+            display_name,
+            &Value::Object(payload),
+        ))
+    }
+
+    /// Every `value` entry of a collection, requesting each full `@odata.nextLink` until none.
+    pub async fn get_all_pages(
+        &self,
+        creds: &TenantCredentials,
+        first_url: &str,
+    ) -> Result<Vec<Value>, GraphError> {
+        let mut items = Vec::new();
+        let mut next = Some(first_url.to_owned());
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(GraphError::new(
+                    ReasonCode::InvalidResponse,
+                    "Graph kept sending more pages",
+                ));
+            }
+            let Value::Object(mut page) = self.get_json(creds, &url).await? else {
+                return Err(GraphError::new(
+                    ReasonCode::InvalidResponse,
+                    "a page is not a JSON object",
+                ));
+            };
+            match page.remove("value") {
+                Some(Value::Array(values)) => items.extend(values),
+                _ => {
+                    return Err(GraphError::new(
+                        ReasonCode::InvalidResponse,
+                        "a page has no value array",
+                    ))
+                }
+            }
+            next = match page.remove("@odata.nextLink") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(link)) => Some(self.checked_next_link(link)?),
+                Some(_) => {
+                    return Err(GraphError::new(
+                        ReasonCode::InvalidResponse,
+                        "@odata.nextLink is not a string",
+                    ))
+                }
+            };
+        }
+        Ok(items)
+    }
+
+    /// A nextLink is followed as given, but only to the configured Graph origin: the bearer token
+    /// must never be sent anywhere else.
+    fn checked_next_link(&self, link: String) -> Result<String, GraphError> {
+        match (&self.inner.graph_origin, url_origin::of(&link)) {
+            (Some(expected), Some(actual)) if *expected == actual => Ok(link),
+            _ => Err(GraphError::new(
+                ReasonCode::InvalidResponse,
+                "@odata.nextLink points outside Graph",
+            )),
+        }
+    }
+
+    /// One authenticated GET through the tenant's limiter, with retries, as JSON.
+    pub async fn get_json(
+        &self,
+        creds: &TenantCredentials,
+        url: &str,
+    ) -> Result<Value, GraphError> {
+        let inner = &self.inner;
+        let limiter = inner.limiters.for_tenant(creds.tenant_id.as_str());
+        let mut attempt = 0;
+        let mut refreshed = false;
+        loop {
+            attempt += 1;
+            let token = inner
+                .tokens
+                .token(&inner.http, &inner.config, creds)
+                .await?;
+            let outcome = {
+                let _permit = limiter.acquire().await?;
+                self.send_once(url, &token).await
+            };
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(Failure::Unauthorized(_)) if !refreshed => {
+                    // A revoked or rotated token: one fresh token, then the answer is final.
+                    refreshed = true;
+                    attempt -= 1;
+                    inner.tokens.invalidate(creds, &token).await;
+                }
+                Err(Failure::Transient { retry_after, .. })
+                    if attempt < inner.config.retry.max_attempts =>
+                {
+                    if let Some(wait) = retry_after {
+                        limiter.pause_for(wait.min(inner.config.retry.max_retry_after));
+                    }
+                    tokio::time::sleep(inner.config.retry.delay(attempt, retry_after)).await;
+                }
+                Err(
+                    Failure::Final(error)
+                    | Failure::Unauthorized(error)
+                    | Failure::Transient { error, .. },
+                ) => return Err(error),
+            }
+        }
+    }
+
+    async fn send_once(&self, url: &str, token: &str) -> Result<Value, Failure> {
+        let what = describe(url, &self.inner.config.graph_base);
+        let response = self
+            .inner
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(self.inner.config.request_timeout)
+            .send()
+            .await
+            .map_err(|e| transport_failure(&e, &what))?;
+        let status = response.status();
+        let wait = retry_after(response.headers());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_failure(&e, &what))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|_| {
+                Failure::Final(GraphError::new(
+                    ReasonCode::InvalidResponse,
+                    format!("{what}: the answer is not valid JSON"),
+                ))
+            });
+        }
+        let message = format!("{what} answered {status}: {}", error_detail(&body));
+        Err(classify(status, message, wait))
+    }
+}
+
+/// Maps a non-success status to what the retry loop does and the reason code if it gives up.
+fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) -> Failure {
+    match status.as_u16() {
+        401 => Failure::Unauthorized(GraphError::new(ReasonCode::AuthenticationFailed, message)),
+        403 => Failure::Final(GraphError::new(ReasonCode::PermissionDenied, message)),
+        404 => Failure::Final(GraphError::new(ReasonCode::PolicyNotFound, message)),
+        429 | 503 => Failure::Transient {
+            error: GraphError::new(ReasonCode::Throttled, message),
+            retry_after,
+        },
+        504 => Failure::Transient {
+            error: GraphError::new(ReasonCode::GraphUnavailable, message),
+            retry_after,
+        },
+        500..=599 => Failure::Final(GraphError::new(ReasonCode::GraphUnavailable, message)),
+        _ => Failure::Final(GraphError::new(ReasonCode::UnknownError, message)),
+    }
+}
+
+fn transport_failure(error: &reqwest::Error, what: &str) -> Failure {
+    let error = if error.is_timeout() {
+        GraphError::new(ReasonCode::Timeout, format!("{what}: no answer in time"))
+    } else {
+        GraphError::new(
+            ReasonCode::GraphUnavailable,
+            format!("{what}: Graph could not be reached"),
+        )
+    };
+    Failure::Transient {
+        error,
+        retry_after: None,
+    }
+}
+
+/// `GET deviceManagement/...` without the base URL and the query string.
+fn describe(url: &str, graph_base: &str) -> String {
+    let path = url.split('?').next().unwrap_or(url);
+    let relative = path
+        .strip_prefix(graph_base.trim_end_matches('/'))
+        .unwrap_or(path);
+    format!("GET {}", relative.trim_start_matches('/'))
+}
+
+/// Graph's `error.code: error.message`, or the start of a body that is not Graph's error shape.
+/// The sanitizer in [`GraphError::new`] removes whatever secrets it contains.
+fn error_detail(body: &[u8]) -> String {
+    if let Ok(json) = serde_json::from_slice::<Value>(body) {
+        if let Some(error) = json.get("error") {
+            let code = error.get("code").and_then(Value::as_str).unwrap_or("");
+            let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+            return format!("{code}: {message}");
+        }
+    }
+    String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned()
+}
+
+impl PolicySource for GraphClient {
+    fn list_policies<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        policy_type: PolicyType,
+    ) -> GraphFuture<'a, Vec<PolicyListing>> {
+        Box::pin(GraphClient::list_policies(self, creds, policy_type))
+    }
+
+    fn capture_policy<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        policy_type: PolicyType,
+        graph_id: &'a str,
+        options: CaptureOptions,
+    ) -> GraphFuture<'a, Snapshot> {
+        Box::pin(GraphClient::capture_policy(
+            self,
+            creds,
+            policy_type,
+            graph_id,
+            options,
+        ))
+    }
+}
+
+/// Scheme, host and port of a URL, to keep nextLinks on the Graph host.
+mod url_origin {
+    use super::Url;
+
+    pub(super) type Origin = (String, Option<String>, Option<u16>);
+
+    pub(super) fn of(raw: &str) -> Option<Origin> {
+        let url = Url::parse(raw).ok()?;
+        Some((
+            url.scheme().to_owned(),
+            url.host_str().map(str::to_owned),
+            url.port_or_known_default(),
+        ))
+    }
+}

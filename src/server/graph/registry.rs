@@ -1,0 +1,338 @@
+//! The policy type registry: for each supported Intune policy type, its Graph endpoints, the
+//! `$select`/`$expand` used, and the sub-collection its snapshot needs.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::{Date, Month, PrimitiveDateTime, Time, UtcOffset};
+
+use crate::domain::Timestamp;
+
+/// A supported policy type; serialized as the `policies.policy_type` spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyType {
+    SettingsCatalog,
+    DeviceConfiguration,
+    Compliance,
+    AdministrativeTemplate,
+}
+
+/// A child collection read page by page after the policy itself.
+#[derive(Debug)]
+pub struct SubCollection {
+    /// Path segment under the policy: `settings` or `definitionValues`.
+    pub segment: &'static str,
+    /// `$expand` on the child request, e.g. each definition value's `definition`.
+    pub expand: Option<&'static str>,
+}
+
+/// Where a policy type lives in Graph and how it is read.
+#[derive(Debug)]
+pub struct PolicyTypeSpec {
+    /// Collection path relative to the Graph base, e.g. `deviceManagement/configurationPolicies`.
+    pub collection: &'static str,
+    /// `$select` of the inventory list: only what the picker shows.
+    pub list_select: &'static str,
+    /// The property holding the display name (`name` for settings catalog).
+    pub name_property: &'static str,
+    /// Paged children that are part of the snapshot.
+    pub sub_collection: Option<SubCollection>,
+}
+
+static SETTINGS_CATALOG: PolicyTypeSpec = PolicyTypeSpec {
+    collection: "deviceManagement/configurationPolicies",
+    list_select: "id,name,platforms,lastModifiedDateTime",
+    name_property: "name",
+    sub_collection: Some(SubCollection {
+        segment: "settings",
+        expand: None,
+    }),
+};
+static DEVICE_CONFIGURATION: PolicyTypeSpec = PolicyTypeSpec {
+    collection: "deviceManagement/deviceConfigurations",
+    list_select: "id,displayName,lastModifiedDateTime",
+    name_property: "displayName",
+    sub_collection: None,
+};
+static COMPLIANCE: PolicyTypeSpec = PolicyTypeSpec {
+    collection: "deviceManagement/deviceCompliancePolicies",
+    list_select: "id,displayName,lastModifiedDateTime",
+    name_property: "displayName",
+    sub_collection: None,
+};
+static ADMINISTRATIVE_TEMPLATE: PolicyTypeSpec = PolicyTypeSpec {
+    collection: "deviceManagement/groupPolicyConfigurations",
+    list_select: "id,displayName,lastModifiedDateTime",
+    name_property: "displayName",
+    sub_collection: Some(SubCollection {
+        segment: "definitionValues",
+        expand: Some("definition"),
+    }),
+};
+
+impl PolicyType {
+    /// Every supported type, in inventory order.
+    pub const ALL: [PolicyType; 4] = [
+        Self::SettingsCatalog,
+        Self::DeviceConfiguration,
+        Self::Compliance,
+        Self::AdministrativeTemplate,
+    ];
+
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SettingsCatalog => "settings_catalog",
+            Self::DeviceConfiguration => "device_configuration",
+            Self::Compliance => "compliance",
+            Self::AdministrativeTemplate => "administrative_template",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == raw)
+    }
+
+    /// What the UI calls it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::SettingsCatalog => "Settings catalog",
+            Self::DeviceConfiguration => "Device configuration",
+            Self::Compliance => "Compliance",
+            Self::AdministrativeTemplate => "Administrative template",
+        }
+    }
+
+    /// Its Graph endpoints.
+    pub fn spec(self) -> &'static PolicyTypeSpec {
+        match self {
+            Self::SettingsCatalog => &SETTINGS_CATALOG,
+            Self::DeviceConfiguration => &DEVICE_CONFIGURATION,
+            Self::Compliance => &COMPLIANCE,
+            Self::AdministrativeTemplate => &ADMINISTRATIVE_TEMPLATE,
+        }
+    }
+}
+
+impl PolicyTypeSpec {
+    /// The inventory list URL (first page).
+    pub fn list_url(&self, graph_base: &str) -> String {
+        format!(
+            "{}/{}?$select={}",
+            graph_base.trim_end_matches('/'),
+            self.collection,
+            self.list_select
+        )
+    }
+
+    /// The policy URL, with its assignments inlined when they are part of the snapshot.
+    pub fn item_url(&self, graph_base: &str, graph_id: &str, include_assignments: bool) -> String {
+        let base = format!(
+            "{}/{}/{graph_id}",
+            graph_base.trim_end_matches('/'),
+            self.collection
+        );
+        if include_assignments {
+            format!("{base}?$expand=assignments")
+        } else {
+            base
+        }
+    }
+
+    /// The first page of the policy's sub-collection, if the type has one.
+    pub fn sub_collection_url(
+        &self,
+        graph_base: &str,
+        graph_id: &str,
+    ) -> Option<(&'static str, String)> {
+        let sub = self.sub_collection.as_ref()?;
+        let mut url = format!(
+            "{}/{}/{graph_id}/{}",
+            graph_base.trim_end_matches('/'),
+            self.collection,
+            sub.segment
+        );
+        if let Some(expand) = sub.expand {
+            url.push_str("?$expand=");
+            url.push_str(expand);
+        }
+        Some((sub.segment, url))
+    }
+}
+
+/// One row of the tenant's inventory as Graph lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyListing {
+    pub policy_type: PolicyType,
+    pub graph_id: String,
+    pub display_name: String,
+    pub platform: String,
+    pub last_modified_at: Option<Timestamp>,
+}
+
+impl PolicyListing {
+    /// Reads a list entry; `None` when it has no id (such an entry cannot be captured later).
+    pub fn from_graph(policy_type: PolicyType, item: &Value) -> Option<Self> {
+        let graph_id = item.get("id")?.as_str()?.to_owned();
+        let display_name = item
+            .get(policy_type.spec().name_property)
+            .and_then(Value::as_str)
+            .unwrap_or("(unnamed policy)")
+            .to_owned();
+        let last_modified_at = item
+            .get("lastModifiedDateTime")
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339);
+        Some(Self {
+            policy_type,
+            graph_id,
+            display_name,
+            platform: platform_of(policy_type, item),
+            last_modified_at,
+        })
+    }
+}
+
+/// The platform the picker filters on: settings catalog names it, the classic types encode it
+/// in their `@odata.type`, administrative templates are Windows only.
+fn platform_of(policy_type: PolicyType, item: &Value) -> String {
+    let raw = match policy_type {
+        PolicyType::SettingsCatalog => item.get("platforms").and_then(Value::as_str).unwrap_or(""),
+        PolicyType::AdministrativeTemplate => "windows10",
+        PolicyType::DeviceConfiguration | PolicyType::Compliance => item
+            .get("@odata.type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim_start_matches("#microsoft.graph."),
+    };
+    let lower = raw.to_ascii_lowercase();
+    let platform = if lower.starts_with("windows") {
+        "windows10"
+    } else if lower.starts_with("ios") {
+        "iOS"
+    } else if lower.starts_with("macos") {
+        "macOS"
+    } else if lower.starts_with("android") || lower.starts_with("aosp") {
+        "android"
+    } else {
+        "unknown"
+    };
+    platform.to_owned()
+}
+
+/// Parses Graph's `2024-05-01T12:34:56.789Z` (fraction and offset optional); `None` if malformed.
+fn parse_rfc3339(raw: &str) -> Option<Timestamp> {
+    let bytes = raw.as_bytes();
+    let num = |from: usize, len: usize| -> Option<u32> {
+        let part = raw.get(from..from + len)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if bytes.len() < 19 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
+        return None;
+    }
+    let year = i32::try_from(num(0, 4)?).ok()?;
+    let month = Month::try_from(u8::try_from(num(5, 2)?).ok()?).ok()?;
+    let date = Date::from_calendar_date(year, month, u8::try_from(num(8, 2)?).ok()?).ok()?;
+    let (h, m, s) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let mut rest = &raw[19..];
+    let mut millis = 0u32;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
+        millis = padded.parse().ok()?;
+        rest = &fraction[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" | "" => UtcOffset::UTC,
+        _ => {
+            let sign: i8 = if rest.starts_with('-') { -1 } else { 1 };
+            let hours = i8::try_from(num(raw.len() - 5, 2)?).ok()?;
+            let minutes = i8::try_from(num(raw.len() - 2, 2)?).ok()?;
+            UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()?
+        }
+    };
+    let time = Time::from_hms_milli(
+        u8::try_from(h).ok()?,
+        u8::try_from(m).ok()?,
+        u8::try_from(s).ok()?,
+        u16::try_from(millis).ok()?,
+    )
+    .ok()?;
+    let instant = PrimitiveDateTime::new(date, time).assume_offset(offset);
+    let ms = instant.unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(ms).ok().map(Timestamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn database_spellings_round_trip() {
+        for t in PolicyType::ALL {
+            assert_eq!(PolicyType::parse(t.as_str()), Some(t));
+            assert_eq!(
+                serde_json::to_value(t).expect("serializes"),
+                json!(t.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn urls_follow_the_registry() {
+        let spec = PolicyType::SettingsCatalog.spec();
+        assert_eq!(
+            spec.list_url("https://g/beta/"),
+            "https://g/beta/deviceManagement/configurationPolicies?$select=id,name,platforms,lastModifiedDateTime"
+        );
+        assert_eq!(
+            spec.item_url("https://g/beta", "abc", true),
+            "https://g/beta/deviceManagement/configurationPolicies/abc?$expand=assignments"
+        );
+        let (segment, url) = PolicyType::AdministrativeTemplate
+            .spec()
+            .sub_collection_url("https://g/beta", "abc")
+            .expect("admin templates have definition values");
+        assert_eq!(segment, "definitionValues");
+        assert!(url.ends_with("/groupPolicyConfigurations/abc/definitionValues?$expand=definition"));
+        assert!(PolicyType::Compliance
+            .spec()
+            .sub_collection_url("https://g", "abc")
+            .is_none());
+    }
+
+    #[test]
+    fn listings_read_name_platform_and_time() {
+        let item = json!({
+            "id": "1", "@odata.type": "#microsoft.graph.iosCompliancePolicy",
+            "displayName": "iOS baseline", "lastModifiedDateTime": "2024-05-01T12:00:00.5Z"
+        });
+        let listing = PolicyListing::from_graph(PolicyType::Compliance, &item).expect("has an id");
+        assert_eq!(listing.display_name, "iOS baseline");
+        assert_eq!(listing.platform, "iOS");
+        assert_eq!(listing.last_modified_at, Some(Timestamp(1_714_564_800_500)));
+        assert!(
+            PolicyListing::from_graph(PolicyType::Compliance, &json!({"displayName": "x"}))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn timestamps_parse_with_offsets_and_reject_garbage() {
+        assert_eq!(
+            parse_rfc3339("1970-01-01T01:00:00+01:00"),
+            Some(Timestamp(0))
+        );
+        assert_eq!(
+            parse_rfc3339("1970-01-01T00:00:00.1234567Z"),
+            Some(Timestamp(123))
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2024-01-01T00:00:00é"), None);
+    }
+}

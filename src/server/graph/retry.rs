@@ -1,0 +1,143 @@
+//! When and how long to wait before trying a Graph request again (SPEC Rule 10).
+
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::StatusCode;
+
+/// Retry budget and delays. 429, 503 and 504 (and transport failures) are retried; 400, 401, 403
+/// and 404 never are, because asking again cannot change the answer.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// First backoff step when Graph gives no `Retry-After`.
+    pub base_delay: Duration,
+    /// Cap of the exponential backoff.
+    pub max_delay: Duration,
+    /// Cap of a `Retry-After` we honour, so one odd header cannot park a worker for hours.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether an HTTP status is worth another attempt.
+    pub fn is_retryable(status: StatusCode) -> bool {
+        matches!(status.as_u16(), 429 | 503 | 504)
+    }
+
+    /// How long to wait after failed attempt number `attempt` (1-based): the server's
+    /// `Retry-After` when it sent one, else exponential backoff with jitter; both capped.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        match retry_after {
+            Some(wait) => wait.min(self.max_retry_after),
+            None => self.backoff(attempt),
+        }
+    }
+
+    /// "Equal jitter": half the exponential step is fixed, the other half random, so retries of
+    /// many concurrent requests spread out but never come back immediately.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(16);
+        let step = self
+            .base_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay);
+        let half = step / 2;
+        let jitter_ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
+        let extra = if jitter_ms == 0 {
+            0
+        } else {
+            rand::rng().random_range(0..=jitter_ms)
+        };
+        half + Duration::from_millis(extra)
+    }
+}
+
+/// Reads `Retry-After` as whole (or fractional) seconds; an HTTP date or garbage is ignored.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let seconds: f64 = raw.parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn only_throttling_and_gateway_answers_are_retried() {
+        for code in [429, 503, 504] {
+            assert!(RetryPolicy::is_retryable(
+                StatusCode::from_u16(code).expect("status")
+            ));
+        }
+        for code in [200, 400, 401, 403, 404, 500] {
+            assert!(!RetryPolicy::is_retryable(
+                StatusCode::from_u16(code).expect("status")
+            ));
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        let policy = RetryPolicy {
+            max_retry_after: Duration::from_secs(10),
+            ..Default::default()
+        };
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(600))),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_capped() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..Default::default()
+        };
+        for attempt in 1..40 {
+            let step = Duration::from_millis(100)
+                .saturating_mul(1u32 << (attempt - 1).min(16))
+                .min(Duration::from_secs(1));
+            let delay = policy.delay(attempt, None);
+            assert!(
+                delay >= step / 2 && delay <= step,
+                "attempt {attempt}: {delay:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_header_parsing() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
+        assert_eq!(retry_after(&headers), None);
+    }
+}
