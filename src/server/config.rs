@@ -13,6 +13,8 @@ pub struct Cli {
     #[arg(
         long,
         env = "DATABASE_URL",
+        // The URL may hold a password: never echo the environment's value in --help.
+        hide_env_values = true,
         default_value = "sqlite://data/tenantatlas.db",
         global = true
     )]
