@@ -13,11 +13,25 @@ use crate::pages::{
     home::HomePage,
     not_found::NotFound,
     runs::RunsPage,
+    sign_in::SignInPage,
     tenant_layout::{TenantHome, TenantLayout},
 };
 
 /// The document around the app (server side only renders it).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // The page's Content-Security-Policy allows only our scripts and the inline ones Leptos
+    // marks with this response's nonce.
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) {
+        if let Ok(value) =
+            axum::http::HeaderValue::from_str(&crate::server::auth::guard::page_csp(&nonce))
+        {
+            response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -53,6 +67,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=NotFound>
                 <Route path=path!("/") view=HomePage />
+                <Route path=path!("/sign-in") view=SignInPage />
                 <ParentRoute path=path!("/t/:tenant") view=TenantLayout>
                     <Route path=path!("") view=TenantHome />
                     <Route path=path!("backup-sets") view=BackupSetsPage />

@@ -1,6 +1,17 @@
 import { expect, Page, test } from "@playwright/test";
 
 const CONTOSO = "6f1c2a3b-0000-4000-8000-00000000c0de";
+const PASSWORD = "tenantatlas-demo";
+
+/** Signs a demo user in through the sign-in page and waits for the start page. */
+async function signIn(page: Page, email: string) {
+  await page.goto("/sign-in");
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("heading", { name: "Your tenants" })).toBeVisible();
+}
 
 /** Opens a page and waits until the wasm bundle has hydrated it. */
 async function openHydrated(page: Page, path: string) {
@@ -17,12 +28,18 @@ async function stillSameDocument(page: Page) {
   return page.evaluate(() => (window as any).__sameDocument === true);
 }
 
-test("the start page lists the demo tenants and leads to a tenant", async ({ page }) => {
+test.beforeEach(async ({ page }, testInfo) => {
+  if (!testInfo.title.startsWith("anonymous")) await signIn(page, "operator@contoso.example");
+});
+
+test("the start page lists the user's tenants and leads to a tenant", async ({ page }) => {
   await openHydrated(page, "/");
-  await expect(page.getByRole("heading", { name: "Tenants" })).toBeVisible();
+  await expect(page.getByTestId("user-name")).toHaveText("Oli Operator");
+  await expect(page.getByRole("link", { name: "Contoso (demo)" })).toBeVisible();
+  await expect(page.getByRole("link", { name: "Fabrikam (demo)" })).toHaveCount(0);
   await page.getByRole("link", { name: "Contoso (demo)" }).click();
   await expect(page).toHaveURL(new RegExp(`/t/${CONTOSO}/backup-sets$`));
-  await expect(page.getByTestId("tenant-name")).toHaveText("Contoso (demo)");
+  await expect(page.getByTestId("tenant-switcher")).toHaveValue(CONTOSO);
   await expect(page.getByText("No backup sets yet")).toBeVisible();
 });
 
@@ -73,3 +90,4 @@ test("the runs page has an empty state and unknown pages say so", async ({ page 
   expect(response?.status()).toBe(404);
   await expect(page.getByRole("heading", { name: "Page not found" })).toBeVisible();
 });
+

@@ -13,6 +13,12 @@ pub enum AppError {
     /// No signed-in user (401).
     #[error("Please sign in.")]
     Unauthorized,
+    /// Sign-in with an unknown e-mail or a wrong password: the two look the same (401).
+    #[error("The e-mail address or password is incorrect.")]
+    InvalidCredentials,
+    /// Too many attempts; the text says when to try again (429).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// Signed in, but not allowed here (403).
     #[error("{0}")]
     Forbidden(String),
@@ -45,7 +51,8 @@ impl AppError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::Unauthorized => 401,
+            Self::Unauthorized | Self::InvalidCredentials => 401,
+            Self::TooManyRequests(_) => 429,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,

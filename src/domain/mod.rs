@@ -1,6 +1,7 @@
 //! Types shared by the server and the browser: parsed inputs, statuses and the DTOs that cross
 //! the wire. Nothing here touches the database or the network.
 
+pub mod auth;
 pub mod backup_set;
 pub mod error;
 pub mod reason_code;
@@ -8,6 +9,7 @@ pub mod run;
 pub mod tenant;
 pub mod time;
 
+pub use auth::{CurrentUser, Email, Membership, Role};
 pub use backup_set::{BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet};
 pub use error::AppError;
 pub use run::{RunStatus, RunSummary};

@@ -3,10 +3,11 @@
 use leptos::{html, prelude::*};
 use leptos_meta::Title;
 
-use super::tenant_layout::use_tenant;
+use super::tenant_layout::{current_role, use_tenant};
 use crate::api::backup_sets::{list_backup_sets, CreateBackupSet};
 use crate::components::{EmptyState, ErrorMessage, Loading};
 use crate::domain::backup_set::{DESCRIPTION_MAX_CHARS, NAME_MAX_CHARS};
+use crate::domain::Role;
 
 /// The backup sets list with its create form.
 #[component]
@@ -22,7 +23,12 @@ pub fn BackupSetsPage() -> impl IntoView {
     view! {
         <Title text="Backup sets" />
         <h1>"Backup sets"</h1>
-        <CreateBackupSetForm action=create tenant />
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let read_only = current_role().await.is_some_and(|role| !role.can_change());
+                view! { <CreateBackupSetForm action=create tenant read_only /> }
+            })}
+        </Transition>
         <Transition fallback=|| view! { <Loading what="backup sets" /> }>
             {move || Suspend::new(async move {
                 match sets.await {
@@ -72,6 +78,8 @@ pub fn BackupSetsPage() -> impl IntoView {
 fn CreateBackupSetForm(
     action: ServerAction<CreateBackupSet>,
     tenant: Memo<String>,
+    /// Readonly members see the form disabled, with the reason (the server refuses them anyway).
+    read_only: bool,
 ) -> impl IntoView {
     let form = NodeRef::<html::Form>::new();
     let result = action.value();
@@ -95,8 +103,11 @@ fn CreateBackupSetForm(
 
     view! {
         <ActionForm action node_ref=form>
-            <fieldset class="create-form" disabled=move || action.pending().get()>
+            <fieldset class="create-form" disabled=move || action.pending().get() || read_only>
                 <legend>"New backup set"</legend>
+                {read_only.then(|| view! {
+                    <p class="notice" data-testid="read-only-notice">{Role::read_only_reason()}</p>
+                })}
                 <input type="hidden" name="tenant" prop:value=move || tenant.get() />
                 <label for="backup-set-name">"Name"</label>
                 <input

@@ -1,41 +1,38 @@
-//! `/`: the tenants to choose from.
+//! `/`: the signed-in user's tenants (the tenant switcher of users with several memberships).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::tenants::list_tenants;
-use crate::components::{EmptyState, ErrorMessage, Loading};
+use crate::api::auth::current_user;
+use crate::components::{AppHeader, EmptyState, ErrorMessage, Loading, MeResource};
 
-/// The start page: one link per tenant.
+/// The start page: one link per membership, with the role.
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let tenants = Resource::new(|| (), |()| list_tenants());
+    let me: MeResource = Resource::new(|| (), |()| current_user());
     view! {
         <Title text="Tenants" />
-        <header class="app-header">
-            <a class="brand" href="/">
-                "TenantAtlas"
-            </a>
-        </header>
+        <AppHeader me />
         <main class="page">
-            <h1>"Tenants"</h1>
-            <Suspense fallback=|| view! { <Loading what="tenants" /> }>
+            <h1>"Your tenants"</h1>
+            <Suspense fallback=|| view! { <Loading what="your tenants" /> }>
                 {move || Suspend::new(async move {
-                    match tenants.await {
-                        Ok(list) if list.is_empty() => view! {
+                    match me.await {
+                        Ok(user) if user.memberships.is_empty() => view! {
                             <EmptyState
-                                title="No tenants yet"
-                                hint="Start the server with --demo to add the demo tenants."
+                                title="You are not a member of any tenant yet"
+                                hint="Ask an owner of a tenant to add you."
                             />
                         }.into_any(),
-                        Ok(list) => view! {
+                        Ok(user) => view! {
                             <ul class="tenant-list">
-                                {list.into_iter().map(|t| {
-                                    let href = format!("{}/backup-sets", t.base_path());
+                                {user.memberships.into_iter().map(|m| {
+                                    let href = format!("{}/backup-sets", m.tenant.base_path());
                                     view! {
                                         <li>
-                                            <a href=href>{t.display_name}</a>
-                                            <span class="muted mono">{t.external_id}</span>
+                                            <a href=href>{m.tenant.display_name}</a>
+                                            <span class="muted">{m.role.as_str()}</span>
+                                            <span class="muted mono">{m.tenant.external_id}</span>
                                         </li>
                                     }
                                 }).collect_view()}

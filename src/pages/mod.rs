@@ -5,4 +5,5 @@ pub mod backup_sets;
 pub mod home;
 pub mod not_found;
 pub mod runs;
+pub mod sign_in;
 pub mod tenant_layout;

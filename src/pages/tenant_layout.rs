@@ -1,21 +1,34 @@
-//! The frame of every tenant page: header with the tenant's name, navigation, and the page.
+//! The frame of every tenant page: header with the tenant switcher and navigation, and the page.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::{
-    components::{Outlet, Redirect, A},
+    components::{Outlet, Redirect},
     hooks::use_params_map,
 };
 
-use crate::api::tenants::get_tenant;
+use crate::api::auth::current_user;
+use crate::components::{AppHeader, MeResource};
+use crate::domain::Role;
 
-/// The tenant named in the URL (`/t/{tenant}/…`), shared with the pages below the layout.
+/// The tenant named in the URL (`/t/{tenant}/…`) and the signed-in user, for the pages below.
 #[derive(Clone, Copy)]
-pub struct CurrentTenant(pub Memo<String>);
+pub struct TenantPage {
+    pub tenant: Memo<String>,
+    pub me: MeResource,
+}
 
 /// The external id of the tenant of the current page.
 pub fn use_tenant() -> Memo<String> {
-    expect_context::<CurrentTenant>().0
+    expect_context::<TenantPage>().tenant
+}
+
+/// The signed-in user's role in the current tenant (`None` if not a member). Await it inside a
+/// `<Suspense/>` or `<Transition/>`, so server and browser render the same.
+pub async fn current_role() -> Option<Role> {
+    let page = expect_context::<TenantPage>();
+    let me = page.me.await.ok()?;
+    me.role_in(&page.tenant.get_untracked())
 }
 
 /// Header and navigation around a tenant's pages.
@@ -23,28 +36,10 @@ pub fn use_tenant() -> Memo<String> {
 pub fn TenantLayout() -> impl IntoView {
     let params = use_params_map();
     let tenant = Memo::new(move |_| params.read().get("tenant").unwrap_or_default());
-    provide_context(CurrentTenant(tenant));
-    let info = Resource::new(move || tenant.get(), get_tenant);
-    let link = move |page: &'static str| move || format!("/t/{}/{page}", tenant.get());
-
+    let me: MeResource = Resource::new(|| (), |()| current_user());
+    provide_context(TenantPage { tenant, me });
     view! {
-        <header class="app-header">
-            <a class="brand" href="/">
-                "TenantAtlas"
-            </a>
-            <Transition fallback=|| view! { <span class="tenant-name">"…"</span> }>
-                {move || Suspend::new(async move {
-                    match info.await {
-                        Ok(t) => view! { <span class="tenant-name" data-testid="tenant-name">{t.display_name}</span> }.into_any(),
-                        Err(_) => view! { <span class="tenant-name muted">"Unknown tenant"</span> }.into_any(),
-                    }
-                })}
-            </Transition>
-            <nav aria-label="Main">
-                <A href=link("backup-sets")>"Backup sets"</A>
-                <A href=link("runs")>"Runs"</A>
-            </nav>
-        </header>
+        <AppHeader me tenant=tenant />
         <main class="page">
             <Outlet />
         </main>

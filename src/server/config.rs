@@ -40,8 +40,28 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending migrations and exit.
     Migrate,
-    /// Create the demo tenants, admin and inventory if they are missing, then exit.
+    /// Create the demo tenants, users and inventory if they are missing, then exit.
     SeedDemo,
+    /// Create a local account (or reset its password), optionally granting a role in a tenant.
+    /// The password is read from the first line of standard input, never from the command line.
+    CreateUser(CreateUserArgs),
+}
+
+/// Options of `create-user`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CreateUserArgs {
+    /// The account's e-mail address (its sign-in name).
+    #[arg(long)]
+    pub email: String,
+    /// The name shown in the app.
+    #[arg(long)]
+    pub name: String,
+    /// Grant a role in this tenant (its external GUID).
+    #[arg(long, requires = "role")]
+    pub tenant: Option<String>,
+    /// owner, manager, operator or readonly.
+    #[arg(long, requires = "tenant")]
+    pub role: Option<String>,
 }
 
 /// Options of `serve`.
@@ -55,7 +75,16 @@ pub struct ServeArgs {
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 
-    /// Seed the demo tenants, admin and inventory at start (the embedded default does).
+    /// Seed the demo tenants, users and inventory at start (the embedded default does).
     #[arg(long, env = "TENANTATLAS_DEMO")]
     pub demo: bool,
+
+    /// The URL browsers use to reach the app (scheme://host[:port]); cross-site POSTs are refused
+    /// against it and the session cookie is Secure when it is https. Default: http://ADDR.
+    #[arg(long, env = "TENANTATLAS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// A session unused for this many minutes ends.
+    #[arg(long, env = "TENANTATLAS_SESSION_IDLE_MINUTES", default_value_t = 120)]
+    pub session_idle_minutes: u64,
 }

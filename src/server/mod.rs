@@ -1,6 +1,8 @@
 //! Everything that only runs on the server: configuration, database, HTTP wiring and the
 //! services behind the server functions.
 
+pub mod audit;
+pub mod auth;
 pub mod backup_sets;
 pub mod config;
 pub mod db;
@@ -13,9 +15,15 @@ pub mod seed;
 pub mod state;
 pub mod tenants;
 
-use config::{Cli, Command, ServeArgs};
+use std::io::BufRead;
+use std::time::Duration;
+
+use auth::session::SessionSettings;
+use config::{Cli, Command, CreateUserArgs, ServeArgs};
 use db::Db;
-use state::AppState;
+use state::{AppState, Settings};
+
+use crate::domain::{AppError, Email, Role};
 
 /// Why the binary could not start or finish its command.
 #[derive(Debug, thiserror::Error)]
@@ -26,20 +34,88 @@ pub enum StartError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<AppError> for StartError {
+    fn from(error: AppError) -> Self {
+        Self::Invalid(error.to_string())
+    }
 }
 
 /// Runs one CLI command to its end.
 pub async fn run(cli: Cli) -> Result<(), StartError> {
     let db = Db::connect(&cli.database_url).await?;
-    db.migrate().await?;
+    prepare(&db).await?;
     match cli.command {
         Command::Migrate => tracing::info!("migrations applied"),
         Command::SeedDemo => {
             let created = seed::seed_demo(&db).await?;
             tracing::info!(created, "demo data ready");
         }
+        Command::CreateUser(args) => create_user(&db, args).await?,
         Command::Serve(args) => serve(db, args).await?,
     }
+    Ok(())
+}
+
+/// Brings a database up to date: the app's migrations and the session store's table.
+pub async fn prepare(db: &Db) -> Result<(), StartError> {
+    db.migrate().await?;
+    auth::session::migrate_store(db).await?;
+    Ok(())
+}
+
+async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
+    let email = Email::parse(&args.email)?;
+    let role = match args.role.as_deref() {
+        Some(raw) => Some(Role::parse(raw).ok_or_else(|| {
+            StartError::Invalid(format!(
+                "unknown role {raw:?}: use owner, manager, operator or readonly"
+            ))
+        })?),
+        None => None,
+    };
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    if password.chars().count() < auth::password::MIN_CHARS {
+        return Err(StartError::Invalid(format!(
+            "the password (first line of standard input) needs at least {} characters",
+            auth::password::MIN_CHARS
+        )));
+    }
+    let hash = auth::password::hash(password)
+        .await
+        .map_err(|_| StartError::Invalid("could not hash the password".into()))?;
+    let user_id = auth::users::upsert_user(db, &email, args.name.trim(), &hash).await?;
+    audit::record(
+        db,
+        audit::AuditEvent {
+            tenant_id: None,
+            actor_user_id: None,
+            action: "user.create_or_reset",
+            target: format!("user:{user_id}"),
+            details: serde_json::json!({ "via": "cli" }),
+        },
+    )
+    .await;
+    if let (Some(tenant), Some(role)) = (args.tenant, role) {
+        let tenant_id = auth::users::grant(db, user_id, tenant.trim(), role).await?;
+        audit::record(
+            db,
+            audit::AuditEvent {
+                tenant_id: Some(tenant_id),
+                actor_user_id: None,
+                action: "membership.grant",
+                target: format!("user:{user_id}"),
+                details: serde_json::json!({ "role": role.as_str(), "via": "cli" }),
+            },
+        )
+        .await;
+    }
+    println!("user {} ready (id {user_id})", email.as_str());
     Ok(())
 }
 
@@ -49,15 +125,33 @@ async fn serve(db: Db, args: ServeArgs) -> Result<(), StartError> {
     }
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
-    let state = AppState {
-        db: db.clone(),
-        leptos_options: http::leptos_options(&args.site_root, addr),
+    let public_origin = args
+        .public_url
+        .as_deref()
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let settings = Settings {
+        sessions: SessionSettings {
+            idle: Duration::from_secs(args.session_idle_minutes.max(1) * 60),
+            secure: public_origin.starts_with("https://"),
+        },
+        public_origin,
     };
+    let state = AppState::new(
+        db.clone(),
+        http::leptos_options(&args.site_root, addr),
+        settings,
+    );
+    tokio::spawn(auth::session::delete_expired_forever(
+        db.clone(),
+        Duration::from_secs(600),
+    ));
     tracing::info!("TenantAtlas is listening on http://{addr}");
     if args.demo {
         tracing::info!(
-            "demo mode: open http://{addr}/ and pick a demo tenant (signed in as {})",
-            seed::DEMO_ADMIN_EMAIL
+            "demo mode: open http://{addr}/ and sign in as {} with the password {}",
+            seed::DEMO_ADMIN_EMAIL,
+            seed::DEMO_PASSWORD
         );
     }
     http::serve(listener, state, shutdown_signal()).await?;

@@ -1,16 +1,41 @@
 //! What every request handler and server function can reach.
 
+use std::sync::Arc;
+
 use axum::extract::FromRef;
 use leptos::prelude::{use_context, LeptosOptions};
 
+use super::auth::session::SessionSettings;
+use super::auth::throttle::SignInThrottle;
 use super::db::Db;
 use crate::domain::AppError;
+
+/// Settings fixed at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `scheme://host[:port]` browsers use to reach the app; cross-site POSTs are checked against it.
+    pub public_origin: String,
+    pub sessions: SessionSettings,
+}
 
 /// Shared, cheaply cloned application state.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
     pub leptos_options: LeptosOptions,
+    pub settings: Arc<Settings>,
+    pub sign_in_throttle: SignInThrottle,
+}
+
+impl AppState {
+    pub fn new(db: Db, leptos_options: LeptosOptions, settings: Settings) -> Self {
+        Self {
+            db,
+            leptos_options,
+            settings: Arc::new(settings),
+            sign_in_throttle: SignInThrottle::default(),
+        }
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -5,8 +5,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use tenantatlas::server::{db::Db, http, seed, state::AppState};
+use tenantatlas::server::auth::session::{SessionSettings, COOKIE};
+use tenantatlas::server::state::{AppState, Settings};
+use tenantatlas::server::{db::Db, http, prepare, seed};
 
 /// Which engine a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +60,7 @@ impl TestDb {
         let db = Db::connect(&url)
             .await
             .expect("connect to the test database");
-        db.migrate()
+        prepare(&db)
             .await
             .expect("migrations apply to an empty database");
         Self { db, url, _dir: dir }
@@ -77,9 +80,27 @@ pub struct TestApp {
 pub const CONTOSO: &str = seed::DEMO_TENANTS[0].0;
 /// The second demo tenant's external id.
 pub const FABRIKAM: &str = seed::DEMO_TENANTS[1].0;
+/// Owner of both demo tenants.
+pub const ADMIN: &str = seed::DEMO_ADMIN_EMAIL;
+/// Operator in Contoso only.
+pub const OPERATOR: &str = "operator@contoso.example";
+/// Readonly in Contoso only.
+pub const READONLY: &str = "readonly@contoso.example";
+/// Operator in Fabrikam only: a non-member of Contoso.
+pub const OUTSIDER: &str = "operator@fabrikam.example";
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with_idle(backend, Duration::from_secs(3600)).await
+    }
+
+    /// A server whose sessions end after `idle` without use.
+    pub async fn spawn_with_idle(backend: Backend, idle: Duration) -> Self {
+        // Server logs show up in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
         let test_db = TestDb::create(backend).await;
         let db = test_db.db.clone();
         seed::seed_demo(&db).await.expect("seed demo data");
@@ -87,11 +108,18 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let site_root = std::env::temp_dir();
-        let state = AppState {
-            db: db.clone(),
-            leptos_options: http::leptos_options(&site_root, addr),
+        let settings = Settings {
+            public_origin: format!("http://{addr}"),
+            sessions: SessionSettings {
+                idle,
+                secure: false,
+            },
         };
+        let state = AppState::new(
+            db.clone(),
+            http::leptos_options(&std::env::temp_dir(), addr),
+            settings,
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(http::serve(listener, state, async {
             let _ = rx.await;
@@ -113,20 +141,83 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Calls a server function the way the browser's form encoding does.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Calls a server function anonymously, from our own origin, as the browser's form encoding does.
     pub async fn call(&self, endpoint: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http
+        self.call_with(None, endpoint, form).await
+    }
+
+    /// Calls a server function with a session cookie (`name=value`, from [`TestApp::sign_in`]).
+    pub async fn call_as(
+        &self,
+        cookie: &str,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.call_with(Some(cookie), endpoint, form).await
+    }
+
+    async fn call_with(
+        &self,
+        cookie: Option<&str>,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
             .post(self.url(&format!("/api/{endpoint}")))
-            .form(form)
-            .send()
-            .await
-            .expect("server function request")
+            .header("Origin", self.origin())
+            .form(form);
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", cookie);
+        }
+        request.send().await.expect("server function request")
+    }
+
+    /// GETs a page, optionally with a session cookie.
+    pub async fn get(&self, cookie: Option<&str>, path: &str) -> reqwest::Response {
+        let mut request = self.http.get(self.url(path));
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", cookie);
+        }
+        request.send().await.expect("page request")
+    }
+
+    /// Signs a demo user in and returns their session cookie as `name=value`.
+    pub async fn sign_in(&self, email: &str) -> String {
+        let response = self
+            .call(
+                "auth/sign-in",
+                &[
+                    ("email", email),
+                    ("password", seed::DEMO_PASSWORD),
+                    ("next", "/"),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "demo sign-in for {email}");
+        session_cookie(&response).expect("sign-in sets the session cookie")
     }
 
     /// Counts the rows of a table (the tests' way to prove "nothing was written").
     pub async fn count(&self, table: &str) -> i64 {
         count(&self.db, table).await
     }
+}
+
+/// The session cookie a response sets, as `name=value` (`None` if it sets none).
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{COOKIE}=")))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
 }
 
 /// Counts the rows of a table.

@@ -41,11 +41,28 @@ impl Backend {
     }
 }
 
+/// The engine's own small pool, for libraries that need a concrete driver (the session store).
+#[derive(Clone)]
+pub enum NativePool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
 /// A connection pool and the engine behind it. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    native: NativePool,
     backend: Backend,
+}
+
+// Not derived: connect options hold the URL, and a password must never reach a log line.
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Db {
@@ -54,11 +71,15 @@ impl Db {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
-        let pool = match backend {
+        let (pool, native) = match backend {
             Backend::Sqlite => sqlite::connect(options, url).await?,
             Backend::Postgres => postgres::connect(options, url).await?,
         };
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            native,
+            backend,
+        })
     }
 
     /// Applies the engine's pending migrations from `migrations/<engine>/`.
@@ -68,6 +89,10 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub fn native(&self) -> &NativePool {
+        &self.native
     }
 
     pub fn backend(&self) -> Backend {
@@ -84,6 +109,10 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        match &self.native {
+            NativePool::Sqlite(pool) => pool.close().await,
+            NativePool::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

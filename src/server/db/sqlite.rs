@@ -1,16 +1,33 @@
 //! SQLite specifics: the file and its folder are created on first use, WAL lets readers run
 //! beside the single writer, and a busy timeout makes writers queue instead of failing.
 
+use std::str::FromStr;
+use std::time::Duration;
+
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{AnyPool, Executor};
+
+use super::NativePool;
 
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
-pub(super) async fn connect(options: AnyPoolOptions, url: &str) -> Result<AnyPool, sqlx::Error> {
+pub(super) async fn connect(
+    options: AnyPoolOptions,
+    url: &str,
+) -> Result<(AnyPool, NativePool), sqlx::Error> {
     create_parent_dir(url)?;
     let url = with_create_mode(url);
-    options
+    let native = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(
+            SqliteConnectOptions::from_str(&url)?
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5)),
+        )
+        .await?;
+    let pool = options
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 conn.execute(
@@ -22,7 +39,8 @@ pub(super) async fn connect(options: AnyPoolOptions, url: &str) -> Result<AnyPoo
             })
         })
         .connect(&url)
-        .await
+        .await?;
+    Ok((pool, NativePool::Sqlite(native)))
 }
 
 /// `sqlite://data/x.db` → `sqlite://data/x.db?mode=rwc` unless a mode is given.

@@ -1,0 +1,168 @@
+//! Sign-in, sign-out and who is signed in.
+
+use leptos::prelude::*;
+
+use crate::domain::{self, AppError};
+
+/// Signs in and answers the local path to go to next (the `next` asked for, if it is local).
+#[server(prefix = "/api", endpoint = "auth/sign-in")]
+pub async fn sign_in(
+    email: String,
+    password: String,
+    #[server(default)] next: String,
+) -> Result<String, AppError> {
+    use crate::domain::Email;
+    use crate::server::audit::{self, AuditEvent};
+    use crate::server::auth::{current_session, password as passwords, session, users};
+    use crate::server::{error::respond, state::app_state};
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+
+    respond(
+        async {
+            let state = app_state()?;
+            let email = Email::parse(&email)?;
+            let address = leptos_axum::extract::<ConnectInfo<SocketAddr>>()
+                .await
+                .ok()
+                .map(|c| c.0.ip());
+            state
+                .sign_in_throttle
+                .check(email.as_str(), address)
+                .map_err(|wait| {
+                    AppError::TooManyRequests(format!(
+                        "Too many failed sign-ins. Try again in {} seconds.",
+                        wait.as_secs().max(1)
+                    ))
+                })?;
+            let account = users::credentials(&state.db, &email).await?;
+            let hash = account.as_ref().and_then(|a| a.password_hash.clone());
+            let verified = passwords::verify(password, hash).await;
+            let Some(account) = account.filter(|_| verified) else {
+                state
+                    .sign_in_throttle
+                    .record_failure(email.as_str(), address);
+                audit::record(
+                    &state.db,
+                    AuditEvent {
+                        tenant_id: None,
+                        actor_user_id: None,
+                        action: "auth.sign_in_failed",
+                        target: format!("email:{}", email.as_str()),
+                        details: serde_json::json!({ "address": address.map(|a| a.to_string()) }),
+                    },
+                )
+                .await;
+                return Err(AppError::InvalidCredentials);
+            };
+            session::sign_in(&current_session().await?, account.user_id)
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, "could not store the session");
+                    AppError::Internal
+                })?;
+            audit::record(
+                &state.db,
+                AuditEvent {
+                    tenant_id: None,
+                    actor_user_id: Some(account.user_id),
+                    action: "auth.sign_in",
+                    target: format!("user:{}", account.user_id),
+                    details: serde_json::json!({ "address": address.map(|a| a.to_string()) }),
+                },
+            )
+            .await;
+            let next = local_path(&next);
+            // The browser goes there, with or without the wasm bundle (Location + server-fn redirect).
+            leptos_axum::redirect(&next);
+            Ok(next)
+        }
+        .await,
+    )
+}
+
+/// Ends the session (also in the store, so a copied cookie stops working).
+#[server(prefix = "/api", endpoint = "auth/sign-out")]
+pub async fn sign_out() -> Result<(), AppError> {
+    use crate::server::audit::{self, AuditEvent};
+    use crate::server::auth::{current_session, session};
+    use crate::server::{error::respond, state::app_state};
+
+    respond(
+        async {
+            let state = app_state()?;
+            let current = current_session().await?;
+            let user_id = session::user_id(&current).await;
+            session::sign_out(&current).await.map_err(|error| {
+                tracing::error!(%error, "could not delete the session");
+                AppError::Internal
+            })?;
+            if let Some(user_id) = user_id {
+                audit::record(
+                    &state.db,
+                    AuditEvent {
+                        tenant_id: None,
+                        actor_user_id: Some(user_id),
+                        action: "auth.sign_out",
+                        target: format!("user:{user_id}"),
+                        details: serde_json::json!({}),
+                    },
+                )
+                .await;
+            }
+            leptos_axum::redirect("/sign-in");
+            Ok(())
+        }
+        .await,
+    )
+}
+
+/// The signed-in user and their tenants; 401 when nobody is signed in.
+#[server(prefix = "/api", endpoint = "auth/me")]
+pub async fn current_user() -> Result<domain::CurrentUser, AppError> {
+    use crate::server::auth::{signed_in_user, users};
+    use crate::server::{error::respond, state::app_state};
+
+    respond(
+        async {
+            let db = app_state()?.db;
+            let user_id = signed_in_user().await?;
+            users::current_user(&db, user_id)
+                .await?
+                .ok_or(AppError::Unauthorized)
+        }
+        .await,
+    )
+}
+
+/// `next` if it is a path on this site, else `/` (no open redirect to another host).
+pub fn local_path(next: &str) -> String {
+    let local = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    if local {
+        next.to_owned()
+    } else {
+        "/".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(
+            local_path("/t/x/runs?status=failed"),
+            "/t/x/runs?status=failed"
+        );
+        for outside in [
+            "",
+            "https://evil.example/",
+            "//evil.example/x",
+            "/\\evil.example",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(local_path(outside), "/", "{outside:?}");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The header of signed-in pages: brand, tenant switcher, user and sign-out.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+use crate::api::auth::SignOut;
+use crate::domain::{AppError, CurrentUser};
+
+/// The signed-in user, loaded once per page by the layout and shared with its pages.
+pub type MeResource = Resource<Result<CurrentUser, AppError>>;
+
+/// Header with the tenant switcher (when `tenant` is the current tenant's external id).
+#[component]
+pub fn AppHeader(me: MeResource, #[prop(optional)] tenant: Option<Memo<String>>) -> impl IntoView {
+    let sign_out = ServerAction::<SignOut>::new();
+    view! {
+        <header class="app-header">
+            <a class="brand" href="/">
+                "TenantAtlas"
+            </a>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let user = me.await.ok()?;
+                    let current = tenant.map(|t| t.get_untracked()).unwrap_or_default();
+                    let switcher = (!current.is_empty()).then(|| {
+                        let options = user
+                            .memberships
+                            .iter()
+                            .map(|m| {
+                                let id = m.tenant.external_id.clone();
+                                let selected = id == current;
+                                view! {
+                                    <option value=id selected=selected>
+                                        {m.tenant.display_name.clone()}
+                                    </option>
+                                }
+                            })
+                            .collect_view();
+                        view! {
+                            <select
+                                class="tenant-switcher"
+                                aria-label="Tenant"
+                                data-testid="tenant-switcher"
+                                on:change=move |ev| {
+                                    let id = event_target_value(&ev);
+                                    // A full load: the server checks membership before rendering.
+                                    let _ = window().location().set_href(&format!("/t/{id}/backup-sets"));
+                                }
+                            >
+                                {options}
+                            </select>
+                        }
+                    });
+                    Some(view! {
+                        {switcher}
+                        <span class="user-name" data-testid="user-name">{user.display_name}</span>
+                    })
+                })}
+            </Transition>
+            {tenant
+                .map(|tenant| {
+                    let link = move |page: &'static str| move || format!("/t/{}/{page}", tenant.get());
+                    view! {
+                        <nav aria-label="Main">
+                            <A href=link("backup-sets")>"Backup sets"</A>
+                            <A href=link("runs")>"Runs"</A>
+                        </nav>
+                    }
+                })}
+            <ActionForm action=sign_out>
+                <button type="submit" class="link-button">"Sign out"</button>
+            </ActionForm>
+        </header>
+    }
+}

@@ -1,0 +1,126 @@
+//! Who the user is and what they may do in a tenant.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AppError, TenantSummary};
+
+/// A member's role in one tenant (SPEC Rule 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Owner,
+    Manager,
+    Operator,
+    Readonly,
+}
+
+impl Role {
+    /// Every role, most powerful first.
+    pub const ALL: [Role; 4] = [Self::Owner, Self::Manager, Self::Operator, Self::Readonly];
+
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Manager => "manager",
+            Self::Operator => "operator",
+            Self::Readonly => "readonly",
+        }
+    }
+
+    /// Parses the database (and CLI) spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == raw)
+    }
+
+    /// Whether this role may start or change work (everyone but readonly).
+    pub fn can_change(self) -> bool {
+        !matches!(self, Self::Readonly)
+    }
+
+    /// Why a member with this role cannot change anything, for the UI and 403 answers.
+    pub fn read_only_reason() -> &'static str {
+        "Your role in this tenant is read-only: you can view, but not start or change work."
+    }
+}
+
+/// One of the signed-in user's tenants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub tenant: TenantSummary,
+    pub role: Role,
+}
+
+/// The signed-in user as the header shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentUser {
+    pub display_name: String,
+    pub email: String,
+    pub memberships: Vec<Membership>,
+}
+
+impl CurrentUser {
+    /// The user's role in the tenant with this external id, if a member.
+    pub fn role_in(&self, tenant_external_id: &str) -> Option<Role> {
+        self.memberships
+            .iter()
+            .find(|m| m.tenant.external_id == tenant_external_id)
+            .map(|m| m.role)
+    }
+}
+
+/// An e-mail address as typed at sign-in: trimmed, lower-cased, plausibly shaped.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// Longest accepted address (RFC 5321's limit).
+    pub const MAX_CHARS: usize = 254;
+
+    pub fn parse(raw: &str) -> Result<Self, AppError> {
+        let email = raw.trim().to_lowercase();
+        let shaped = email.len() <= Self::MAX_CHARS
+            && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.'))
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        if shaped {
+            Ok(Self(email))
+        } else {
+            Err(AppError::invalid("email", "Enter your e-mail address."))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_readonly_cannot_change() {
+        let changing: Vec<_> = Role::ALL.into_iter().filter(|r| r.can_change()).collect();
+        assert_eq!(changing, [Role::Owner, Role::Manager, Role::Operator]);
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+    }
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(
+            Email::parse("  Avery@Contoso.Example ").unwrap().as_str(),
+            "avery@contoso.example"
+        );
+        for bad in [
+            "",
+            "avery",
+            "@contoso.example",
+            "avery@localhost",
+            "a b@c.d",
+            &format!("{}@x.io", "a".repeat(260)),
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

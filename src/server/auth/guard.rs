@@ -1,0 +1,170 @@
+//! HTTP middleware around the whole app: page access, cross-site request protection, and
+//! security headers. Page access uses the same [`authorize_user`](super::authorize_user) as the
+//! server functions; these layers add nothing a server function could skip.
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{header, HeaderValue, Method, StatusCode},
+    middleware::Next,
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use tower_sessions::Session;
+
+use super::{authorize_user, session, Need};
+use crate::domain::AppError;
+use crate::server::state::AppState;
+
+/// Pages need a signed-in user; tenant pages (`/t/{tenant}/…`) need a membership in that tenant.
+/// Anonymous users are sent to sign-in (and back afterwards); non-members get a 403 page.
+pub async fn pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let is_page = request.method() == Method::GET
+        && !path.starts_with("/api/")
+        && !path.starts_with("/pkg/")
+        && path != "/sign-in"
+        && path != "/healthz"
+        && !path.contains('.'); // static files: favicon.svg, …
+    if !is_page {
+        return next.run(request).await;
+    }
+    let user_id = match request.extensions().get::<Session>() {
+        Some(session) => session::user_id(session).await,
+        None => None,
+    };
+    let Some(user_id) = user_id else {
+        let next_page = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        return Redirect::to(&format!("/sign-in?next={}", encode_component(next_page)))
+            .into_response();
+    };
+    if let Some(tenant) = path
+        .strip_prefix("/t/")
+        .map(|rest| rest.split('/').next().unwrap_or_default())
+    {
+        if let Err(error) = authorize_user(&state.db, user_id, tenant, Need::View).await {
+            return error_page(&error);
+        }
+    }
+    next.run(request).await
+}
+
+fn error_page(error: &AppError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · TenantAtlas</title>\
+         <link rel=\"stylesheet\" href=\"/pkg/tenantatlas.css\"></head><body><main class=\"page\">\
+         <h1>{title}</h1><p>{message}</p><p><a href=\"/\">Back to your tenants</a></p></main></body></html>",
+        title = if status == StatusCode::FORBIDDEN { "Access denied" } else { "Something went wrong" },
+        message = html_escape(&error.to_string()),
+    );
+    (status, Html(body)).into_response()
+}
+
+/// Refuses state-changing requests (server functions are POSTs) that do not come from our own
+/// pages: the `Origin` (or, without it, the `Referer`) must be the configured public URL.
+/// SameSite cookies already stop most of this; this also covers same-site subdomains and
+/// browsers without SameSite.
+pub async fn same_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let origin = &state.settings.public_origin;
+    let headers = request.headers();
+    let allowed = match headers.get(header::ORIGIN) {
+        Some(value) => value.as_bytes() == origin.as_bytes(),
+        None => headers
+            .get(header::REFERER)
+            .and_then(|r| r.to_str().ok())
+            .is_some_and(|referer| {
+                referer
+                    .strip_prefix(origin.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            }),
+    };
+    if allowed {
+        next.run(request).await
+    } else {
+        let error = AppError::Forbidden("Cross-site request refused.".into());
+        (StatusCode::FORBIDDEN, axum::Json(error)).into_response()
+    }
+}
+
+/// The policy for responses that are not pages (pages set their own, with the script nonce).
+const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Security headers on every response.
+pub async fn security_headers(request: Request<Body>, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DEFAULT_CSP),
+        );
+    }
+    response
+}
+
+/// The Content-Security-Policy of a page whose inline scripts carry `nonce`.
+pub fn page_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+         base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+fn encode_component(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn html_escape(raw: &str) -> String {
+    raw.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_the_return_path() {
+        assert_eq!(
+            encode_component("/t/abc/runs?status=failed&x=1"),
+            "/t/abc/runs%3Fstatus%3Dfailed%26x%3D1"
+        );
+    }
+
+    #[test]
+    fn page_policy_allows_only_own_and_nonced_scripts() {
+        let csp = page_csp("abc");
+        assert!(csp.contains("script-src 'self' 'nonce-abc' 'wasm-unsafe-eval'"));
+        assert!(!csp.contains("unsafe-inline"));
+        assert!(csp.contains("frame-ancestors 'none'"));
+    }
+}

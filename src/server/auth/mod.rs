@@ -1,0 +1,96 @@
+//! Accounts, sessions and the one authorization point.
+//!
+//! Every page and server function that touches a tenant goes through [`authorize`]: it resolves
+//! the signed-in user and their membership in the tenant the request names, and returns a
+//! [`TenantContext`]. Tenant data can only be queried with the [`TenantScope`] inside it.
+//! Anonymous → 401; not a member (or no such tenant) → 403 with no data; readonly → may view,
+//! 403 on anything that starts or changes work.
+
+pub mod guard;
+pub mod password;
+pub mod session;
+pub mod throttle;
+pub mod users;
+
+use sqlx::Row;
+use tower_sessions::Session;
+
+use super::db::Db;
+use super::state::app_state;
+use super::tenants::TenantScope;
+use crate::domain::{AppError, Role, TenantExternalId, TenantSummary};
+
+/// What a request wants to do in the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Read pages and data.
+    View,
+    /// Start or change work (create a backup set, start a run).
+    Change,
+}
+
+/// A signed-in member acting in one tenant.
+#[derive(Debug, Clone)]
+pub struct TenantContext {
+    pub scope: TenantScope,
+    pub user_id: i64,
+    pub role: Role,
+}
+
+/// The session of the current server function call or page render.
+pub async fn current_session() -> Result<Session, AppError> {
+    leptos_axum::extract::<Session>().await.map_err(|error| {
+        tracing::error!(%error, "no session layer around this request");
+        AppError::Internal
+    })
+}
+
+/// The signed-in user's id, or 401.
+pub async fn signed_in_user() -> Result<i64, AppError> {
+    session::user_id(&current_session().await?)
+        .await
+        .ok_or(AppError::Unauthorized)
+}
+
+/// The authorization point for server functions and pages (see the module docs).
+pub async fn authorize(tenant: &str, need: Need) -> Result<TenantContext, AppError> {
+    let db = app_state()?.db;
+    let user_id = signed_in_user().await?;
+    authorize_user(&db, user_id, tenant, need).await
+}
+
+/// [`authorize`] for a known user (also used by the page guard, which has no Leptos context).
+pub async fn authorize_user(
+    db: &Db,
+    user_id: i64,
+    tenant: &str,
+    need: Need,
+) -> Result<TenantContext, AppError> {
+    let not_member = || AppError::Forbidden("You are not a member of this tenant.".into());
+    // A malformed id is answered like a tenant one is not a member of: nothing is revealed.
+    let external_id = TenantExternalId::parse(tenant).map_err(|_| not_member())?;
+    let row = sqlx::query(
+        "SELECT t.id, t.display_name, m.role FROM tenants t \
+         JOIN memberships m ON m.tenant_id = t.id AND m.user_id = $2 \
+         WHERE t.external_id = $1",
+    )
+    .bind(external_id.as_str())
+    .bind(user_id)
+    .fetch_optional(db.pool())
+    .await?
+    .ok_or_else(not_member)?;
+    let role: String = row.try_get("role")?;
+    let role = Role::parse(&role).ok_or(AppError::Internal)?;
+    if need == Need::Change && !role.can_change() {
+        return Err(AppError::Forbidden(Role::read_only_reason().into()));
+    }
+    let summary = TenantSummary {
+        external_id: external_id.as_str().to_owned(),
+        display_name: row.try_get("display_name")?,
+    };
+    Ok(TenantContext {
+        scope: TenantScope::new(row.try_get("id")?, summary),
+        user_id,
+        role,
+    })
+}

@@ -1,0 +1,126 @@
+//! Accounts and memberships: the queries behind sign-in, the header and the admin CLI.
+
+use sqlx::Row;
+
+use crate::domain::{AppError, CurrentUser, Email, Membership, Role, TenantSummary, Timestamp};
+use crate::server::db::{is_unique_violation, Db};
+
+/// What sign-in needs to know about an account.
+pub struct Credentials {
+    pub user_id: i64,
+    pub password_hash: Option<String>,
+}
+
+/// The account with this e-mail, if any.
+pub async fn credentials(db: &Db, email: &Email) -> Result<Option<Credentials>, AppError> {
+    let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
+        .bind(email.as_str())
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(match row {
+        Some(row) => Some(Credentials {
+            user_id: row.try_get("id")?,
+            password_hash: row.try_get("password_hash")?,
+        }),
+        None => None,
+    })
+}
+
+/// The signed-in user with their tenants (by tenant name); `None` if the account is gone.
+pub async fn current_user(db: &Db, user_id: i64) -> Result<Option<CurrentUser>, AppError> {
+    let Some(user) = sqlx::query("SELECT email, display_name FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(db.pool())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let rows = sqlx::query(
+        "SELECT t.external_id, t.display_name, m.role FROM memberships m \
+         JOIN tenants t ON t.id = m.tenant_id WHERE m.user_id = $1 ORDER BY t.display_name",
+    )
+    .bind(user_id)
+    .fetch_all(db.pool())
+    .await?;
+    let memberships = rows
+        .iter()
+        .map(|row| {
+            let role: String = row.try_get("role")?;
+            Ok(Membership {
+                tenant: TenantSummary {
+                    external_id: row.try_get("external_id")?,
+                    display_name: row.try_get("display_name")?,
+                },
+                role: Role::parse(&role).ok_or(AppError::Internal)?,
+            })
+        })
+        .collect::<Result<_, AppError>>()?;
+    Ok(Some(CurrentUser {
+        display_name: user.try_get("display_name")?,
+        email: user.try_get("email")?,
+        memberships,
+    }))
+}
+
+/// Creates an account, or sets the password and name of an existing one. Returns its id.
+pub async fn upsert_user(
+    db: &Db,
+    email: &Email,
+    display_name: &str,
+    password_hash: &str,
+) -> Result<i64, AppError> {
+    if let Some(existing) = credentials(db, email).await? {
+        sqlx::query("UPDATE users SET display_name = $1, password_hash = $2 WHERE id = $3")
+            .bind(display_name)
+            .bind(password_hash)
+            .bind(existing.user_id)
+            .execute(db.pool())
+            .await?;
+        return Ok(existing.user_id);
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO users (email, display_name, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+         RETURNING id",
+    )
+    .bind(email.as_str())
+    .bind(display_name)
+    .bind(password_hash)
+    .bind(Timestamp::now().millis())
+    .fetch_one(db.pool())
+    .await;
+    match inserted {
+        Ok(row) => Ok(row.try_get("id")?),
+        // Created by a concurrent call: the account exists now, which is what was asked.
+        Err(e) if is_unique_violation(&e) => credentials(db, email)
+            .await?
+            .map(|c| c.user_id)
+            .ok_or(AppError::Internal),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Grants (or changes) a user's role in a tenant; returns the tenant's database id.
+pub async fn grant(
+    db: &Db,
+    user_id: i64,
+    tenant_external_id: &str,
+    role: Role,
+) -> Result<i64, AppError> {
+    let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(tenant_external_id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| AppError::NotFound("No tenant has this id.".into()))?
+        .try_get("id")?;
+    sqlx::query(
+        "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = excluded.role",
+    )
+    .bind(user_id)
+    .bind(tenant_id)
+    .bind(role.as_str())
+    .bind(Timestamp::now().millis())
+    .execute(db.pool())
+    .await?;
+    Ok(tenant_id)
+}
