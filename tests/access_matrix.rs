@@ -1,0 +1,163 @@
+//! The access matrix: every page route and every server function the app registers (taken from
+//! the router and the server-function registry, not from a list that could drift), called as an
+//! anonymous visitor, a non-member, a readonly member and an operator. Nothing leaks.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::{TestApp, CONTOSO, OPERATOR, OUTSIDER, READONLY};
+use leptos::server_fn::axum::server_fn_paths;
+use serde_json::Value;
+use tenantatlas::api::{Access, ACCESS};
+
+both_backends!(TestApp: every_server_function_enforces_its_access, every_page_enforces_membership);
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Caller {
+    Anonymous,
+    NonMember,
+    Readonly,
+    Operator,
+}
+
+const CALLERS: [Caller; 4] = [
+    Caller::Anonymous,
+    Caller::NonMember,
+    Caller::Readonly,
+    Caller::Operator,
+];
+
+async fn cookie_for(app: &TestApp, caller: Caller) -> Option<String> {
+    match caller {
+        Caller::Anonymous => None,
+        Caller::NonMember => Some(app.sign_in(OUTSIDER).await),
+        Caller::Readonly => Some(app.sign_in(READONLY).await),
+        Caller::Operator => Some(app.sign_in(OPERATOR).await),
+    }
+}
+
+/// A backup set that exists in Contoso, so "found" and "forbidden" can be told apart.
+async fn contoso_backup_set(app: &TestApp) -> String {
+    let cookie = app.sign_in(OPERATOR).await;
+    let form = [("tenant", CONTOSO), ("name", "Matrix"), ("description", "")];
+    let created: Value = app
+        .call_as(&cookie, "backup-sets/create", &form)
+        .await
+        .json()
+        .await
+        .unwrap();
+    created["id"].as_i64().unwrap().to_string()
+}
+
+async fn every_server_function_enforces_its_access(app: TestApp) {
+    let set_id = contoso_backup_set(&app).await;
+    let registered: Vec<&str> = server_fn_paths().map(|(path, _)| path).collect();
+    assert_eq!(
+        registered.len(),
+        ACCESS.len(),
+        "api::ACCESS lists exactly the registered functions"
+    );
+    for path in &registered {
+        assert!(
+            ACCESS.iter().any(|(p, _)| p == path),
+            "{path} is registered but has no entry in api::ACCESS"
+        );
+    }
+    // One form that fits every function's arguments (unknown fields are ignored).
+    let name = format!("Matrix {}", uuid::Uuid::new_v4().simple());
+    let form = [
+        ("tenant", CONTOSO),
+        ("id", set_id.as_str()),
+        ("name", name.as_str()),
+        ("description", ""),
+        ("email", "nobody@contoso.example"),
+        ("password", "not the password"),
+        ("next", "/"),
+    ];
+    for caller in CALLERS {
+        let cookie = cookie_for(&app, caller).await;
+        for (path, access) in ACCESS {
+            if *path == "/api/auth/sign-out" {
+                continue; // would end the session this loop is using; see sessions.rs
+            }
+            let endpoint = path.trim_start_matches("/api/");
+            let response = match &cookie {
+                Some(cookie) => app.call_as(cookie, endpoint, &form).await,
+                None => app.call(endpoint, &form).await,
+            };
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap();
+            let expected_denial = match (access, caller) {
+                (Access::Public, _) => None,
+                (_, Caller::Anonymous) => Some(401),
+                (Access::SignedIn, _) => None,
+                (_, Caller::NonMember) => Some(403),
+                (Access::TenantChange, Caller::Readonly) => Some(403),
+                _ => None,
+            };
+            match expected_denial {
+                Some(denied) => {
+                    assert_eq!(status, denied, "{caller:?} → {path}: {body}");
+                    assert!(
+                        !body.contains("Matrix") && !body.contains("Contoso"),
+                        "{caller:?} → {path} leaked: {body}"
+                    );
+                }
+                None => assert!(
+                    status < 500 && status != 401 && status != 403 || *access == Access::Public,
+                    "{caller:?} → {path} was refused: {status} {body}"
+                ),
+            }
+        }
+    }
+}
+
+async fn every_page_enforces_membership(app: TestApp) {
+    let set_id = contoso_backup_set(&app).await;
+    let routes = leptos_axum::generate_route_list(tenantatlas::app::App);
+    assert!(routes.len() >= 5, "the router lists its pages");
+    for caller in CALLERS {
+        let cookie = cookie_for(&app, caller).await;
+        for route in &routes {
+            let path = route
+                .path()
+                .replace("{tenant}", CONTOSO)
+                .replace("{id}", &set_id);
+            let response = app.get(cookie.as_deref(), &path).await;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned());
+            let body = response.text().await.unwrap();
+            let is_tenant_page = path.starts_with("/t/");
+            match (caller, path.as_str()) {
+                (_, "/sign-in") => assert_eq!(status, 200, "{caller:?} → {path}"),
+                (Caller::Anonymous, _) => {
+                    assert!(
+                        (300..400).contains(&status),
+                        "{caller:?} → {path}: {status}"
+                    );
+                    assert!(
+                        location.unwrap_or_default().starts_with("/sign-in?next="),
+                        "{path}"
+                    );
+                }
+                (Caller::NonMember, _) if is_tenant_page => {
+                    assert_eq!(status, 403, "{caller:?} → {path}");
+                    assert!(
+                        !body.contains("Contoso") && !body.contains("Matrix"),
+                        "{path} leaked: {body}"
+                    );
+                }
+                // `/t/{tenant}` itself redirects to the backup sets.
+                _ if path == format!("/t/{CONTOSO}") => {
+                    assert!(status < 400, "{caller:?} → {path}: {status}")
+                }
+                _ => assert_eq!(status, 200, "{caller:?} → {path}"),
+            }
+        }
+    }
+}
