@@ -53,6 +53,7 @@ async fn contoso_backup_set(app: &TestApp) -> String {
 
 async fn every_server_function_enforces_its_access(app: TestApp) {
     let set_id = contoso_backup_set(&app).await;
+    let policy_id = common::insert_policies(&app.db, CONTOSO, 1).await[0].to_string();
     let registered: Vec<&str> = server_fn_paths().map(|(path, _)| path).collect();
     assert_eq!(
         registered.len(),
@@ -75,6 +76,8 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
         ("email", "nobody@contoso.example"),
         ("password", "not the password"),
         ("next", "/"),
+        ("backup_set_id", set_id.as_str()),
+        ("policy_ids[0]", policy_id.as_str()),
     ];
     for caller in CALLERS {
         let cookie = cookie_for(&app, caller).await;

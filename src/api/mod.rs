@@ -29,4 +29,5 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("/api/backup-sets/get", Access::TenantView),
     ("/api/backup-sets/create", Access::TenantChange),
     ("/api/runs/list", Access::TenantView),
+    ("/api/runs/add-policies", Access::TenantChange),
 ];

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::domain::{AppError, RunSummary};
+use crate::domain::{AppError, RunSummary, SubmittedRun};
 
 /// How many runs the monitor shows at most.
 pub const RUNS_PAGE_SIZE: i64 = 100;
@@ -17,6 +17,45 @@ pub async fn list_runs(tenant: String) -> Result<Vec<RunSummary>, AppError> {
             let db = app_state()?.db;
             let ctx = authorize(&tenant, Need::View).await?;
             runs::list(&db, &ctx.scope, RUNS_PAGE_SIZE).await
+        }
+        .await,
+    )
+}
+
+/// "Add selected": queues a run that adds the policies to the backup set, or returns the
+/// identical run already queued or running. Answers at once; the worker talks to Graph.
+#[server(prefix = "/api", endpoint = "runs/add-policies")]
+pub async fn add_policies(
+    tenant: String,
+    backup_set_id: i64,
+    #[server(default)] policy_ids: Vec<i64>,
+    #[server(default)] include_assignments: bool,
+    #[server(default)] include_scope_tags: bool,
+) -> Result<SubmittedRun, AppError> {
+    use crate::domain::{AddPoliciesOptions, PolicySelection};
+    use crate::server::audit::{self, AuditEvent};
+    use crate::server::auth::{authorize, Need};
+    use crate::server::{error::respond, runs::create, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Need::Change).await?;
+            let selection = PolicySelection::parse(policy_ids)?;
+            let options = AddPoliciesOptions {
+                include_assignments,
+                include_scope_tags,
+            };
+            let run =
+                create::create_or_reuse(&db, &ctx, backup_set_id, &selection, options).await?;
+            audit::record(&db, AuditEvent {
+                tenant_id: Some(ctx.scope.id()),
+                actor_user_id: Some(ctx.user_id),
+                action: if run.reused { "run.reuse" } else { "run.start" },
+                target: format!("run:{}", run.run_id),
+                details: serde_json::json!({ "backup_set_id": backup_set_id, "total": run.total }),
+            })
+            .await;
+            Ok(run)
         }
         .await,
     )

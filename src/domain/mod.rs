@@ -6,6 +6,7 @@ pub mod backup_set;
 pub mod error;
 pub mod reason_code;
 pub mod run;
+pub mod selection;
 pub mod tenant;
 pub mod time;
 
@@ -13,5 +14,6 @@ pub use auth::{CurrentUser, Email, Membership, Role};
 pub use backup_set::{BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet};
 pub use error::AppError;
 pub use run::{RunStatus, RunSummary};
+pub use selection::{AddPoliciesOptions, PolicySelection, SubmittedRun};
 pub use tenant::{TenantExternalId, TenantSummary};
 pub use time::Timestamp;

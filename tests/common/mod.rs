@@ -166,6 +166,19 @@ impl TestApp {
         endpoint: &str,
         form: &[(&str, &str)],
     ) -> reqwest::Response {
+        self.request(cookie, endpoint, form)
+            .send()
+            .await
+            .expect("server function request")
+    }
+
+    /// A server function request, ready to send (e.g. from spawned tasks).
+    pub fn request(
+        &self,
+        cookie: Option<&str>,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
         let mut request = self
             .http
             .post(self.url(&format!("/api/{endpoint}")))
@@ -174,7 +187,7 @@ impl TestApp {
         if let Some(cookie) = cookie {
             request = request.header("Cookie", cookie);
         }
-        request.send().await.expect("server function request")
+        request
     }
 
     /// GETs a page, optionally with a session cookie.
@@ -287,4 +300,34 @@ impl TestApp {
     pub async fn create_for(backend: Backend) -> Self {
         Self::spawn(backend).await
     }
+}
+
+/// Adds `n` policies to a tenant's inventory (the demo seed's inventory may differ) and
+/// returns their ids.
+pub async fn insert_policies(db: &Db, tenant_external_id: &str, n: usize) -> Vec<i64> {
+    use sqlx::Row;
+    let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(tenant_external_id)
+        .fetch_one(db.pool())
+        .await
+        .expect("tenant exists")
+        .try_get("id")
+        .unwrap();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let id: i64 = sqlx::query(
+            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
+             VALUES ($1, $2, 'compliance', $3, 'android', 0) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(format!("test-{}", uuid::Uuid::new_v4()))
+        .bind(format!("Test policy {i}"))
+        .fetch_one(db.pool())
+        .await
+        .expect("insert policy")
+        .try_get("id")
+        .unwrap();
+        ids.push(id);
+    }
+    ids
 }

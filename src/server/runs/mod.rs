@@ -1,4 +1,7 @@
-//! Runs of one tenant (the observable record of background work).
+//! Runs: the observable record of background work, and the queue the worker takes it from.
+
+pub mod create;
+pub mod key;
 
 use sqlx::Row;
 

@@ -1,0 +1,222 @@
+//! "Add selected" (SPEC Rules 1–5): the server function creates or reuses a run and its items,
+//! answers at once, deduplicates tenant-wide even under concurrent submits, and refuses
+//! readonly members, non-members and bad input without writing anything.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::{insert_policies, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
+use serde_json::Value;
+
+both_backends!(TestApp:
+    submit_queues_a_run_with_one_item_per_distinct_policy,
+    the_same_selection_reuses_the_active_run_tenant_wide,
+    options_are_part_of_the_key,
+    a_finished_run_does_not_block_a_new_one,
+    fifty_concurrent_identical_submits_make_one_run,
+    empty_and_foreign_selections_write_nothing,
+    readonly_members_and_outsiders_get_403,
+);
+
+async fn backup_set(app: &TestApp, cookie: &str) -> i64 {
+    let form = [("tenant", CONTOSO), ("name", "Target"), ("description", "")];
+    let created: Value = app
+        .call_as(cookie, "backup-sets/create", &form)
+        .await
+        .json()
+        .await
+        .unwrap();
+    created["id"].as_i64().unwrap()
+}
+
+fn submit_request(
+    app: &TestApp,
+    cookie: &str,
+    set: i64,
+    ids: &[i64],
+    assignments: bool,
+) -> reqwest::RequestBuilder {
+    let set = set.to_string();
+    let id_values: Vec<(String, String)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (format!("policy_ids[{i}]"), id.to_string()))
+        .collect();
+    let mut form: Vec<(&str, &str)> = vec![
+        ("tenant", CONTOSO),
+        ("backup_set_id", &set),
+        (
+            "include_assignments",
+            if assignments { "true" } else { "false" },
+        ),
+    ];
+    form.extend(id_values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    app.request(Some(cookie), "runs/add-policies", &form)
+}
+
+async fn submit(
+    app: &TestApp,
+    cookie: &str,
+    set: i64,
+    ids: &[i64],
+    assignments: bool,
+) -> reqwest::Response {
+    submit_request(app, cookie, set, ids, assignments)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn submit_ok(app: &TestApp, cookie: &str, set: i64, ids: &[i64], assignments: bool) -> Value {
+    let response = submit(app, cookie, set, ids, assignments).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn submit_queues_a_run_with_one_item_per_distinct_policy(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie).await;
+    let ids = insert_policies(&app.db, CONTOSO, 5).await;
+    let with_duplicates = [ids.as_slice(), &ids[..2]].concat();
+    let run = submit_ok(&app, &cookie, set, &with_duplicates, true).await;
+    assert_eq!(run["reused"], false);
+    assert_eq!(run["status"], "Pending");
+    assert_eq!(run["total"], 5);
+    assert_eq!(app.count("runs").await, 1);
+    assert_eq!(app.count("run_items").await, 5);
+    let (status, total, initiator, target): (String, i64, i64, i64) =
+        sqlx::query_as("SELECT status, total_items, initiated_by, target_id FROM runs")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), total, target), ("pending", 5, set));
+    let operator_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(OPERATOR)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(initiator, operator_id);
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM run_items WHERE outcome = 'pending'")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(pending, 5);
+    // Nothing was captured or added in the request.
+    assert_eq!(app.count("policy_snapshots").await, 0);
+    assert_eq!(app.count("backup_items").await, 0);
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'run.start'")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(audited, 1);
+}
+
+async fn the_same_selection_reuses_the_active_run_tenant_wide(app: TestApp) {
+    let operator = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &operator).await;
+    let ids = insert_policies(&app.db, CONTOSO, 3).await;
+    let first = submit_ok(&app, &operator, set, &ids, false).await;
+    let reversed: Vec<i64> = ids.iter().rev().copied().collect();
+    let again = submit_ok(&app, &operator, set, &reversed, false).await;
+    assert_eq!(again["run_id"], first["run_id"]);
+    assert_eq!(again["reused"], true);
+    // Another user of the tenant gets the same run; the initiator stays the first user.
+    let admin = app.sign_in(ADMIN).await;
+    let by_admin = submit_ok(&app, &admin, set, &ids, false).await;
+    assert_eq!(by_admin["run_id"], first["run_id"]);
+    assert_eq!(app.count("runs").await, 1);
+    assert_eq!(app.count("run_items").await, 3);
+    let initiator: String =
+        sqlx::query_scalar("SELECT u.email FROM runs r JOIN users u ON u.id = r.initiated_by")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(initiator, OPERATOR);
+}
+
+async fn options_are_part_of_the_key(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie).await;
+    let ids = insert_policies(&app.db, CONTOSO, 2).await;
+    let without = submit_ok(&app, &cookie, set, &ids, false).await;
+    let with = submit_ok(&app, &cookie, set, &ids, true).await;
+    assert_ne!(without["run_id"], with["run_id"]);
+    assert_eq!(with["reused"], false);
+    let fewer = submit_ok(&app, &cookie, set, &ids[..1], false).await;
+    assert_ne!(fewer["run_id"], without["run_id"]);
+    assert_eq!(app.count("runs").await, 3);
+}
+
+async fn a_finished_run_does_not_block_a_new_one(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie).await;
+    let ids = insert_policies(&app.db, CONTOSO, 2).await;
+    let first = submit_ok(&app, &cookie, set, &ids, false).await;
+    sqlx::query("UPDATE runs SET status = 'completed' WHERE id = $1")
+        .bind(first["run_id"].as_i64().unwrap())
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    let second = submit_ok(&app, &cookie, set, &ids, false).await;
+    assert_ne!(second["run_id"], first["run_id"]);
+    assert_eq!(second["reused"], false);
+}
+
+async fn fifty_concurrent_identical_submits_make_one_run(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie).await;
+    let ids = insert_policies(&app.db, CONTOSO, 20).await;
+    let mut submits = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        submits.spawn(submit_request(&app, &cookie, set, &ids, false).send());
+    }
+    let mut run_ids = Vec::new();
+    while let Some(response) = submits.join_next().await {
+        let response = response.unwrap().unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "a racing submit fails instead of returning the winner"
+        );
+        let run: Value = response.json().await.unwrap();
+        run_ids.push(run["run_id"].as_i64().unwrap());
+    }
+    run_ids.sort_unstable();
+    run_ids.dedup();
+    assert_eq!(run_ids.len(), 1, "every submit answers with the same run");
+    assert_eq!(app.count("runs").await, 1);
+    assert_eq!(app.count("run_items").await, 20);
+}
+
+async fn empty_and_foreign_selections_write_nothing(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie).await;
+    let empty = submit(&app, &cookie, set, &[], false).await;
+    assert_eq!(empty.status(), 422);
+    let error: Value = empty.json().await.unwrap();
+    assert_eq!(error["Invalid"]["message"], "No policies selected.");
+
+    let ours = insert_policies(&app.db, CONTOSO, 1).await;
+    let theirs = insert_policies(&app.db, FABRIKAM, 1).await;
+    let mixed = submit(&app, &cookie, set, &[ours[0], theirs[0]], false).await;
+    assert_eq!(mixed.status(), 422, "another tenant's policy is refused");
+    let unknown_set = submit(&app, &cookie, set + 1000, &ours, false).await;
+    assert_eq!(unknown_set.status(), 404);
+    assert_eq!(app.count("runs").await, 0);
+    assert_eq!(app.count("run_items").await, 0);
+}
+
+async fn readonly_members_and_outsiders_get_403(app: TestApp) {
+    let operator = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &operator).await;
+    let ids = insert_policies(&app.db, CONTOSO, 2).await;
+    for user in [READONLY, OUTSIDER] {
+        let cookie = app.sign_in(user).await;
+        let response = submit(&app, &cookie, set, &ids, false).await;
+        assert_eq!(response.status(), 403, "{user}");
+    }
+    assert_eq!(app.count("runs").await, 0);
+}
