@@ -18,12 +18,14 @@ pub enum ReasonCode {
     Timeout,
     InvalidResponse,
     Cancelled,
+    /// Run-level: the backup set was deleted before or during the run.
+    BackupSetNotFound,
     UnknownError,
 }
 
 impl ReasonCode {
     /// Every code, in the order of SPEC Rule 8.
-    pub const ALL: [ReasonCode; 10] = [
+    pub const ALL: [ReasonCode; 11] = [
         Self::AlreadyInBackupSet,
         Self::PolicyNotFound,
         Self::PermissionDenied,
@@ -33,6 +35,7 @@ impl ReasonCode {
         Self::Timeout,
         Self::InvalidResponse,
         Self::Cancelled,
+        Self::BackupSetNotFound,
         Self::UnknownError,
     ];
 
@@ -48,6 +51,7 @@ impl ReasonCode {
             Self::Timeout => "timeout",
             Self::InvalidResponse => "invalid_response",
             Self::Cancelled => "cancelled",
+            Self::BackupSetNotFound => "backup_set_not_found",
             Self::UnknownError => "unknown_error",
         }
     }
@@ -69,6 +73,7 @@ impl ReasonCode {
             Self::Timeout => "Graph did not answer in time",
             Self::InvalidResponse => "Unreadable answer from Graph",
             Self::Cancelled => "Cancelled",
+            Self::BackupSetNotFound => "The backup set no longer exists",
             Self::UnknownError => "Unknown error",
         }
     }

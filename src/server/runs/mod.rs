@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod key;
+pub mod worker;
 
 use sqlx::Row;
 

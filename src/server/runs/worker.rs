@@ -1,0 +1,430 @@
+//! The durable worker: the run and its items are the queue. A worker claims a pending run (or a
+//! running one whose lease expired) with a lease, captures each pending item from Graph, and
+//! records every outcome together with the run's counters in one transaction, guarded by the
+//! lease: a worker that lost its lease writes nothing, so no item is captured into the backup
+//! set twice. Tests drive it step by step through [`Worker::try_execute_task`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sqlx::Row;
+
+use super::key::ADD_POLICIES;
+use crate::domain::reason_code::ReasonCode;
+use crate::domain::{AddPoliciesOptions, RunStatus, Timestamp};
+use crate::server::db::{Backend, Db};
+use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
+use crate::server::sanitize::sanitize;
+
+/// Why a whole run cannot proceed (e.g. the tenant's credentials are missing or rejected).
+#[derive(Debug, Clone)]
+pub struct RunFailure {
+    pub reason: ReasonCode,
+    pub message: String,
+}
+
+/// A boxed future, so credential loading can be swapped in tests.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Loads the Graph credentials of a tenant (by database id).
+pub type CredentialsLoader =
+    Arc<dyn Fn(i64) -> BoxFuture<Result<TenantCredentials, RunFailure>> + Send + Sync>;
+
+/// What one step of the worker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A run was claimed and worked on until it ended (or the lease was lost).
+    TaskCompleted { run_id: i64 },
+    /// Nothing to do.
+    EmptyQueue,
+}
+
+/// One worker; several (in one process or many) may share a database.
+#[derive(Clone)]
+pub struct Worker {
+    db: Db,
+    source: Arc<dyn PolicySource>,
+    credentials: CredentialsLoader,
+    /// Identifies this worker's leases.
+    id: String,
+    lease: Duration,
+    /// Items captured at once per run (the Graph client's per-tenant limiter paces them).
+    concurrency: usize,
+}
+
+struct ClaimedRun {
+    id: i64,
+    tenant_id: i64,
+    backup_set_id: i64,
+    initiated_by: Option<i64>,
+    options: AddPoliciesOptions,
+}
+
+struct PendingItem {
+    item_id: i64,
+    policy_id: i64,
+    graph_id: String,
+    policy_type: String,
+}
+
+enum ItemResult {
+    Captured(Snapshot),
+    Skipped(ReasonCode),
+    Failed(ReasonCode, String),
+}
+
+impl Worker {
+    pub fn new(
+        db: Db,
+        source: Arc<dyn PolicySource>,
+        credentials: CredentialsLoader,
+        id: impl Into<String>,
+    ) -> Self {
+        Self {
+            db,
+            source,
+            credentials,
+            id: id.into(),
+            lease: Duration::from_secs(60),
+            concurrency: 8,
+        }
+    }
+
+    /// How long a claim lasts without a heartbeat (each finished item renews it).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Claims one run and works on it to its end.
+    pub async fn try_execute_task(&self) -> Result<Outcome, sqlx::Error> {
+        let Some(run) = self.claim().await? else {
+            return Ok(Outcome::EmptyQueue);
+        };
+        let span = tracing::info_span!("run", run_id = run.id, tenant_id = run.tenant_id);
+        let _guard = span.enter();
+        self.process(&run).await?;
+        Ok(Outcome::TaskCompleted { run_id: run.id })
+    }
+
+    fn lease_until(&self) -> i64 {
+        Timestamp::now().millis() + self.lease.as_millis() as i64
+    }
+
+    async fn claim(&self) -> Result<Option<ClaimedRun>, sqlx::Error> {
+        let now = Timestamp::now().millis();
+        // PostgreSQL: rows another instance is claiming right now are skipped, not waited for.
+        // SQLite has one writer at a time, so the UPDATE is atomic as it stands.
+        let lock = match self.db.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let claimable = "(status = 'pending' OR (status = 'running' AND lease_expires_at < $3))";
+        let sql = format!(
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
+             attempt = attempt + 1, started_at = COALESCE(started_at, $3) \
+             WHERE id = (SELECT id FROM runs WHERE {claimable} AND operation_type = $4 \
+                         ORDER BY created_at, id LIMIT 1{lock}) \
+               AND {claimable} \
+             RETURNING id, tenant_id, target_id, initiated_by, input"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&self.id)
+            .bind(self.lease_until())
+            .bind(now)
+            .bind(ADD_POLICIES)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let input: String = row.try_get("input")?;
+        let options = serde_json::from_str::<serde_json::Value>(&input)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["options"].clone()).ok())
+            .unwrap_or_default();
+        Ok(Some(ClaimedRun {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            backup_set_id: row.try_get("target_id")?,
+            initiated_by: row.try_get("initiated_by")?,
+            options,
+        }))
+    }
+
+    async fn process(&self, run: &ClaimedRun) -> Result<(), sqlx::Error> {
+        let set_exists = sqlx::query("SELECT id FROM backup_sets WHERE tenant_id = $1 AND id = $2")
+            .bind(run.tenant_id)
+            .bind(run.backup_set_id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .is_some();
+        if !set_exists {
+            let failure = RunFailure {
+                reason: ReasonCode::BackupSetNotFound,
+                message: "The backup set was deleted before the run could add policies to it."
+                    .into(),
+            };
+            return self.finish(run, Some(failure)).await;
+        }
+        let creds = match (self.credentials)(run.tenant_id).await {
+            Ok(creds) => creds,
+            Err(failure) => return self.finish(run, Some(failure)).await,
+        };
+        // Items with an outcome are done, also from an earlier attempt: a resumed run skips them.
+        let rows = sqlx::query(
+            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type FROM run_items ri \
+             JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
+             WHERE ri.run_id = $1 AND ri.outcome = 'pending' ORDER BY ri.id",
+        )
+        .bind(run.id)
+        .fetch_all(self.db.pool())
+        .await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(PendingItem {
+                    item_id: row.try_get("item_id")?,
+                    policy_id: row.try_get("policy_id")?,
+                    graph_id: row.try_get("graph_id")?,
+                    policy_type: row.try_get("policy_type")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+
+        // Every item is processed, however many fail (no circuit breaker, SPEC Rule 6).
+        let mut results = futures::stream::iter(items)
+            .map(|item| async {
+                let result = self.work_on(run, &creds, &item).await;
+                (item, result)
+            })
+            .buffer_unordered(self.concurrency);
+        while let Some((item, result)) = results.next().await {
+            let result = result?;
+            if !self.record(run, &item, result).await? {
+                tracing::warn!("lease lost; another worker continues this run");
+                return Ok(());
+            }
+        }
+        drop(results);
+        self.finish(run, None).await
+    }
+
+    async fn work_on(
+        &self,
+        run: &ClaimedRun,
+        creds: &TenantCredentials,
+        item: &PendingItem,
+    ) -> Result<ItemResult, sqlx::Error> {
+        let already =
+            sqlx::query("SELECT id FROM backup_items WHERE backup_set_id = $1 AND policy_id = $2")
+                .bind(run.backup_set_id)
+                .bind(item.policy_id)
+                .fetch_optional(self.db.pool())
+                .await?
+                .is_some();
+        if already {
+            return Ok(ItemResult::Skipped(ReasonCode::AlreadyInBackupSet));
+        }
+        let Some(policy_type) = PolicyType::parse(&item.policy_type) else {
+            return Ok(ItemResult::Failed(
+                ReasonCode::UnknownError,
+                "Unsupported policy type.".into(),
+            ));
+        };
+        let options = CaptureOptions {
+            include_assignments: run.options.include_assignments,
+            include_scope_tags: run.options.include_scope_tags,
+        };
+        Ok(
+            match self
+                .source
+                .capture_policy(creds, policy_type, &item.graph_id, options)
+                .await
+            {
+                Ok(snapshot) => ItemResult::Captured(snapshot),
+                Err(error) => ItemResult::Failed(error.reason_code(), sanitize(error.message())),
+            },
+        )
+    }
+
+    /// Writes one item's outcome with the run's counters (and, when captured, the snapshot and
+    /// the backup item) in one transaction. `false` when this worker no longer holds the lease.
+    async fn record(
+        &self,
+        run: &ClaimedRun,
+        item: &PendingItem,
+        result: ItemResult,
+    ) -> Result<bool, sqlx::Error> {
+        let now = Timestamp::now().millis();
+        let mut tx = self.db.pool().begin().await?;
+        let (outcome, reason, message) = match result {
+            ItemResult::Skipped(reason) => ("skipped", Some(reason), None),
+            ItemResult::Failed(reason, message) => ("failed", Some(reason), Some(message)),
+            ItemResult::Captured(snapshot) => {
+                // An unchanged policy reuses its snapshot (unique per policy and content hash).
+                sqlx::query(
+                    "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (policy_id, content_hash) DO NOTHING",
+                )
+                .bind(run.tenant_id)
+                .bind(item.policy_id)
+                .bind(&snapshot.content_hash)
+                .bind(&snapshot.canonical_json)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let snapshot_id: i64 = sqlx::query(
+                    "SELECT id FROM policy_snapshots WHERE policy_id = $1 AND content_hash = $2",
+                )
+                .bind(item.policy_id)
+                .bind(&snapshot.content_hash)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("id")?;
+                let added = sqlx::query(
+                    "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, run_id, captured_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (backup_set_id, policy_id) DO NOTHING",
+                )
+                .bind(run.tenant_id)
+                .bind(run.backup_set_id)
+                .bind(item.policy_id)
+                .bind(snapshot_id)
+                .bind(run.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if added == 1 {
+                    sqlx::query("UPDATE backup_sets SET item_count = item_count + 1 WHERE id = $1")
+                        .bind(run.backup_set_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    ("succeeded", None, None)
+                } else {
+                    // Added meanwhile by another run: the item is where the user wanted it.
+                    ("skipped", Some(ReasonCode::AlreadyInBackupSet), None)
+                }
+            }
+        };
+        let updated = sqlx::query(
+            "UPDATE run_items SET outcome = $1, reason_code = $2, message = $3, attempts = attempts + 1, \
+             finished_at = $4 WHERE id = $5 AND outcome = 'pending'",
+        )
+        .bind(outcome)
+        .bind(reason.map(ReasonCode::as_str))
+        .bind(message)
+        .bind(now)
+        .bind(item.item_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let counter = match outcome {
+            "succeeded" => "succeeded",
+            "failed" => "failed",
+            _ => "skipped",
+        };
+        let held = sqlx::query(&format!(
+            "UPDATE runs SET {counter} = {counter} + 1, processed_items = processed_items + 1, \
+             lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running'"
+        ))
+        .bind(self.lease_until())
+        .bind(run.id)
+        .bind(&self.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 || held != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Ends the run (SPEC Rule 7) and tells the initiator, in one transaction.
+    async fn finish(
+        &self,
+        run: &ClaimedRun,
+        failure: Option<RunFailure>,
+    ) -> Result<(), sqlx::Error> {
+        let now = Timestamp::now().millis();
+        let mut tx = self.db.pool().begin().await?;
+        let counts =
+            sqlx::query("SELECT total_items, succeeded, failed, skipped FROM runs WHERE id = $1")
+                .bind(run.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let (total, succeeded, failed, skipped): (i64, i64, i64, i64) = (
+            counts.try_get("total_items")?,
+            counts.try_get("succeeded")?,
+            counts.try_get("failed")?,
+            counts.try_get("skipped")?,
+        );
+        let status = match (&failure, failed, succeeded) {
+            (Some(_), _, _) => RunStatus::Failed,
+            (None, 0, _) => RunStatus::Completed,
+            (None, _, 0) => RunStatus::Failed,
+            (None, _, _) => RunStatus::CompletedWithErrors,
+        };
+        let finished = sqlx::query(
+            "UPDATE runs SET status = $1, finished_at = $2, reason_code = $3, failure_message = $4, \
+             lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $5 AND lease_owner = $6 AND status = 'running'",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(failure.as_ref().map(|f| f.reason.as_str()))
+        .bind(failure.as_ref().map(|f| sanitize(&f.message)))
+        .bind(run.id)
+        .bind(&self.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if finished != 1 {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        if let Some(user_id) = run.initiated_by {
+            let tenant: String = sqlx::query("SELECT external_id FROM tenants WHERE id = $1")
+                .bind(run.tenant_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("external_id")?;
+            let level = match status {
+                RunStatus::Completed => "success",
+                RunStatus::CompletedWithErrors => "warning",
+                _ => "error",
+            };
+            let body = match &failure {
+                Some(f) => sanitize(&format!("{}: {}", f.reason.label(), f.message)),
+                None => format!(
+                    "{succeeded} added, {skipped} already there, {failed} failed, of {total}."
+                ),
+            };
+            sqlx::query(
+                "INSERT INTO notifications (user_id, tenant_id, level, title, body, link, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(user_id)
+            .bind(run.tenant_id)
+            .bind(level)
+            .bind(format!("Adding policies: {}", status.label()))
+            .bind(body)
+            .bind(format!("/t/{tenant}/runs/{}", run.id))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(
+            status = status.as_str(),
+            succeeded,
+            failed,
+            skipped,
+            "run finished"
+        );
+        Ok(())
+    }
+}

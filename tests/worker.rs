@@ -1,0 +1,374 @@
+//! The durable worker against the Graph simulator over real HTTP: outcomes and counts (SPEC
+//! Rules 5–8), safe failure texts, run-level failures, and a crash mid-run that loses nothing
+//! and captures nothing twice.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestDb, CONTOSO, OPERATOR};
+use sqlx::Row;
+use tenantatlas::domain::TenantExternalId;
+use tenantatlas::graph_sim::{Fault, GraphSim, SimConfig, SimHandle};
+use tenantatlas::server::graph::{
+    ClientSecret, GraphClient, GraphConfig, PolicySource, PolicyType, TenantCredentials,
+};
+use tenantatlas::server::runs::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
+use tenantatlas::server::seed;
+
+both_backends!(TestDb:
+    outcomes_and_counts_follow_the_rules,
+    a_run_where_everything_fails_is_failed,
+    failure_texts_are_sanitized_everywhere,
+    a_deleted_backup_set_fails_the_run,
+    a_crashed_worker_loses_nothing_and_adds_nothing_twice,
+);
+
+struct Fixture {
+    db: tenantatlas::server::db::Db,
+    sim: SimHandle,
+    client: GraphClient,
+    tenant_id: i64,
+    user_id: i64,
+    set_id: i64,
+    /// Compliance policies of the simulated Contoso tenant, as (policy id, graph id).
+    policies: Vec<(i64, String)>,
+}
+
+fn creds() -> TenantCredentials {
+    TenantCredentials {
+        tenant_id: TenantExternalId::parse(CONTOSO).unwrap(),
+        client_id: "tenantatlas-test".into(),
+        client_secret: ClientSecret::new("sim-secret"),
+    }
+}
+
+fn loader() -> CredentialsLoader {
+    Arc::new(|_tenant| Box::pin(async { Ok::<_, RunFailure>(creds()) }))
+}
+
+async fn fixture(t: &TestDb) -> Fixture {
+    seed::seed_demo(&t.db).await.unwrap();
+    let sim = GraphSim::start(SimConfig {
+        policies_per_tenant: 80,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
+    let tenant_id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(CONTOSO)
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(OPERATOR)
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    let set_id: i64 = sqlx::query_scalar(
+        "INSERT INTO backup_sets (tenant_id, name, created_at) VALUES ($1, 'Worker test', 0) RETURNING id",
+    )
+    .bind(tenant_id)
+    .fetch_one(t.db.pool())
+    .await
+    .unwrap();
+    // The inventory, listed through the real client from the simulator.
+    let listed = client
+        .list_policies(&creds(), PolicyType::Compliance)
+        .await
+        .unwrap();
+    assert!(
+        listed.len() >= 12,
+        "the simulator serves enough compliance policies"
+    );
+    let mut policies = Vec::new();
+    for listing in listed {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
+             VALUES ($1, $2, 'compliance', $3, $4, 0) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(&listing.graph_id)
+        .bind(&listing.display_name)
+        .bind(&listing.platform)
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+        policies.push((id, listing.graph_id));
+    }
+    sim.reset_counters();
+    Fixture {
+        db: t.db.clone(),
+        sim,
+        client,
+        tenant_id,
+        user_id,
+        set_id,
+        policies,
+    }
+}
+
+impl Fixture {
+    fn worker(&self, name: &str) -> Worker {
+        let source: Arc<dyn PolicySource> = Arc::new(self.client.clone());
+        Worker::new(self.db.clone(), source, loader(), name)
+    }
+
+    /// Queues a run as the server function would (the run and its pending items).
+    async fn queue(&self, policy_ids: &[i64]) -> i64 {
+        let run_id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (tenant_id, initiated_by, operation_type, resource, action, target_id, input, \
+             idempotency_key, status, total_items, created_at) \
+             VALUES ($1, $2, 'backup_set.add_policies', 'backup_set', 'add_policies', $3, $4, $5, 'pending', $6, 0) \
+             RETURNING id",
+        )
+        .bind(self.tenant_id)
+        .bind(self.user_id)
+        .bind(self.set_id)
+        .bind(serde_json::json!({ "options": { "include_assignments": true } }).to_string())
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(policy_ids.len() as i64)
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap();
+        for id in policy_ids {
+            sqlx::query("INSERT INTO run_items (tenant_id, run_id, policy_id) VALUES ($1, $2, $3)")
+                .bind(self.tenant_id)
+                .bind(run_id)
+                .bind(id)
+                .execute(self.db.pool())
+                .await
+                .unwrap();
+        }
+        run_id
+    }
+
+    fn ids(&self, range: std::ops::Range<usize>) -> Vec<i64> {
+        self.policies[range].iter().map(|(id, _)| *id).collect()
+    }
+
+    async fn run_row(&self, run_id: i64) -> (String, i64, i64, i64, i64, i64, Option<String>) {
+        let row = sqlx::query(
+            "SELECT status, total_items, processed_items, succeeded, failed, skipped, reason_code FROM runs WHERE id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap();
+        (
+            row.get("status"),
+            row.get("total_items"),
+            row.get("processed_items"),
+            row.get("succeeded"),
+            row.get("failed"),
+            row.get("skipped"),
+            row.get("reason_code"),
+        )
+    }
+
+    async fn backup_item_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM backup_items WHERE backup_set_id = $1")
+            .bind(self.set_id)
+            .fetch_one(self.db.pool())
+            .await
+            .unwrap()
+    }
+}
+
+async fn outcomes_and_counts_follow_the_rules(t: TestDb) {
+    let f = fixture(&t).await;
+    let worker = f.worker("w1");
+    // Three policies are in the set already.
+    let first = f.queue(&f.ids(0..3)).await;
+    assert_eq!(
+        worker.try_execute_task().await.unwrap(),
+        Outcome::TaskCompleted { run_id: first }
+    );
+    assert_eq!(
+        f.run_row(first).await.0,
+        "completed",
+        "no failures → completed"
+    );
+
+    // 3 already there + 2 deleted in Intune + 5 good.
+    for (_, graph_id) in &f.policies[3..5] {
+        f.sim.set_fault(graph_id, Fault::NotFound);
+    }
+    let second = f.queue(&f.ids(0..10)).await;
+    assert_eq!(
+        worker.try_execute_task().await.unwrap(),
+        Outcome::TaskCompleted { run_id: second }
+    );
+    assert_eq!(
+        worker.try_execute_task().await.unwrap(),
+        Outcome::EmptyQueue
+    );
+    let (status, total, processed, succeeded, failed, skipped, _) = f.run_row(second).await;
+    assert_eq!(
+        (status.as_str(), total, processed),
+        ("completed_with_errors", 10, 10)
+    );
+    assert_eq!((succeeded, failed, skipped), (5, 2, 3));
+    let reasons: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT outcome, reason_code FROM run_items WHERE run_id = $1 AND outcome <> 'succeeded' ORDER BY id")
+            .bind(second)
+            .fetch_all(f.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        reasons,
+        [
+            (
+                "skipped".to_owned(),
+                Some("already_in_backup_set".to_owned())
+            ),
+            (
+                "skipped".to_owned(),
+                Some("already_in_backup_set".to_owned())
+            ),
+            (
+                "skipped".to_owned(),
+                Some("already_in_backup_set".to_owned())
+            ),
+            ("failed".to_owned(), Some("policy_not_found".to_owned())),
+            ("failed".to_owned(), Some("policy_not_found".to_owned())),
+        ]
+    );
+    assert_eq!(f.backup_item_count().await, 8);
+    let item_count: i64 = sqlx::query_scalar("SELECT item_count FROM backup_sets WHERE id = $1")
+        .bind(f.set_id)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(item_count, 8);
+    // Skipped items were not fetched from Graph again: 3 + 7 captures in all.
+    assert_eq!(
+        f.sim.counters().for_path("deviceCompliancePolicies/").len(),
+        10
+    );
+    // The initiator is told, with a link to the run.
+    let (title, link): (String, String) =
+        sqlx::query_as("SELECT title, link FROM notifications WHERE user_id = $1 ORDER BY id DESC")
+            .bind(f.user_id)
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap();
+    assert!(title.contains("Partially succeeded"), "{title}");
+    assert_eq!(link, format!("/t/{CONTOSO}/runs/{second}"));
+}
+
+async fn a_run_where_everything_fails_is_failed(t: TestDb) {
+    let f = fixture(&t).await;
+    for (_, graph_id) in &f.policies[0..4] {
+        f.sim.set_fault(graph_id, Fault::Forbidden);
+    }
+    let run = f.queue(&f.ids(0..4)).await;
+    f.worker("w1").try_execute_task().await.unwrap();
+    let (status, _, processed, succeeded, failed, ..) = f.run_row(run).await;
+    assert_eq!(
+        (status.as_str(), processed, succeeded, failed),
+        ("failed", 4, 0, 4)
+    );
+    assert_eq!(f.backup_item_count().await, 0);
+}
+
+async fn failure_texts_are_sanitized_everywhere(t: TestDb) {
+    let f = fixture(&t).await;
+    f.sim.set_fault(&f.policies[0].1, Fault::LeakySecrets);
+    let run = f.queue(&f.ids(0..2)).await;
+    f.worker("w1").try_execute_task().await.unwrap();
+    let message: String = sqlx::query_scalar(
+        "SELECT message FROM run_items WHERE run_id = $1 AND outcome = 'failed'",
+    )
+    .bind(run)
+    .fetch_one(f.db.pool())
+    .await
+    .unwrap();
+    assert!(!message.contains("sim-secret"), "{message}");
+    assert!(!message.contains("eyJ"), "no JWT: {message}");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT body FROM notifications")
+        .fetch_all(f.db.pool())
+        .await
+        .unwrap();
+    assert!(stored
+        .iter()
+        .all(|b| !b.contains("sim-secret") && !b.contains("eyJ")));
+    assert_eq!(f.run_row(run).await.0, "completed_with_errors");
+}
+
+async fn a_deleted_backup_set_fails_the_run(t: TestDb) {
+    let f = fixture(&t).await;
+    let run = f.queue(&f.ids(0..3)).await;
+    sqlx::query("DELETE FROM backup_sets WHERE id = $1")
+        .bind(f.set_id)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    f.worker("w1").try_execute_task().await.unwrap();
+    let (status, _, processed, .., reason) = f.run_row(run).await;
+    assert_eq!(status, "failed");
+    assert_eq!(processed, 0);
+    assert_eq!(reason.as_deref(), Some("backup_set_not_found"));
+    assert_eq!(
+        f.sim.counters().graph_requests(),
+        0,
+        "no Graph call for a run that cannot proceed"
+    );
+}
+
+async fn a_crashed_worker_loses_nothing_and_adds_nothing_twice(t: TestDb) {
+    let f = fixture(&t).await;
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 150;
+    f.sim.set_knobs(knobs);
+    let run = f.queue(&f.ids(0..12)).await;
+
+    // Worker A dies mid-run: its task is dropped without any cleanup.
+    let a = f.worker("a").with_lease(Duration::from_millis(800));
+    let crashed = tokio::spawn(async move { a.try_execute_task().await });
+    let db = f.db.clone();
+    let progressed = async {
+        loop {
+            let done: i64 = sqlx::query_scalar("SELECT processed_items FROM runs WHERE id = $1")
+                .bind(run)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            if done >= 2 {
+                return done;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let before = tokio::time::timeout(Duration::from_secs(30), progressed)
+        .await
+        .expect("worker A makes progress");
+    crashed.abort();
+    let _ = crashed.await;
+    assert!(before < 12, "A was stopped mid-run");
+    assert_eq!(f.run_row(run).await.0, "running");
+
+    // Worker B cannot take the run while A's lease holds, and takes it once it has expired.
+    let b = f.worker("b");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        b.try_execute_task().await.unwrap(),
+        Outcome::TaskCompleted { run_id: run }
+    );
+    let (status, total, processed, succeeded, ..) = f.run_row(run).await;
+    assert_eq!(
+        (status.as_str(), total, processed, succeeded),
+        ("completed", 12, 12, 12)
+    );
+    assert_eq!(f.backup_item_count().await, 12, "every policy exactly once");
+    let attempts: i64 = sqlx::query_scalar("SELECT attempt FROM runs WHERE id = $1")
+        .bind(run)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempts, 2);
+}
