@@ -105,13 +105,38 @@ impl SimState {
 
     fn tenant(&self, tenant_id: &str) -> Arc<FakeTenant> {
         let mut tenants = lock(&self.tenants);
-        Arc::clone(tenants.entry(tenant_id.to_owned()).or_insert_with(|| {
-            Arc::new(FakeTenant::generate(
-                self.seed,
-                tenant_id,
-                self.policies_per_tenant,
-            ))
-        }))
+        Arc::clone(
+            tenants
+                .entry(tenant_id.to_owned())
+                .or_insert_with(|| self.generate(tenant_id)),
+        )
+    }
+
+    fn generate(&self, tenant_id: &str) -> Arc<FakeTenant> {
+        Arc::new(FakeTenant::generate(
+            self.seed,
+            tenant_id,
+            self.policies_per_tenant,
+        ))
+    }
+
+    /// Replaces a tenant by `edit(tenant)`; false when the edit finds nothing to change.
+    fn edit_tenant(
+        &self,
+        tenant_id: &str,
+        edit: impl FnOnce(&FakeTenant) -> Option<FakeTenant>,
+    ) -> bool {
+        let mut tenants = lock(&self.tenants);
+        let current = tenants
+            .entry(tenant_id.to_owned())
+            .or_insert_with(|| self.generate(tenant_id));
+        match edit(current) {
+            Some(edited) => {
+                *current = Arc::new(edited);
+                true
+            }
+            None => false,
+        }
     }
 
     fn record(&self, arrival: Instant, endpoint: String, path: &str, status: u16) {
@@ -206,6 +231,19 @@ impl SimHandle {
     /// The fake policies of a tenant, as the simulator serves them.
     pub fn policies(&self, tenant_id: &str) -> Vec<SimPolicy> {
         self.state.tenant(tenant_id).policies.clone()
+    }
+
+    /// Renames a policy and moves its last-modified time forward, as an edit in Intune does;
+    /// false if the tenant has no such policy.
+    pub fn rename_policy(&self, tenant_id: &str, graph_id: &str, name: &str) -> bool {
+        self.state
+            .edit_tenant(tenant_id, |tenant| tenant.with_renamed(graph_id, name))
+    }
+
+    /// Deletes a policy, as an admin deleting it in Intune would; false if there is none.
+    pub fn remove_policy(&self, tenant_id: &str, graph_id: &str) -> bool {
+        self.state
+            .edit_tenant(tenant_id, |tenant| tenant.without(graph_id))
     }
 }
 

@@ -159,12 +159,38 @@ impl FakeTenant {
                 seed: rng.next(),
             });
         }
+        Self::from_policies(policies)
+    }
+
+    fn from_policies(policies: Vec<SimPolicy>) -> Self {
         let by_id = policies
             .iter()
             .enumerate()
             .map(|(i, p)| (p.id.clone(), i))
             .collect();
         Self { policies, by_id }
+    }
+
+    /// A copy with policy `id` renamed and its `lastModifiedDateTime` a day later, as an edit in
+    /// Intune leaves it; `None` if there is no such policy.
+    pub fn with_renamed(&self, id: &str, name: &str) -> Option<Self> {
+        let index = *self.by_id.get(id)?;
+        let mut policies = self.policies.clone();
+        policies[index].name = name.to_owned();
+        policies[index].modified_secs += 86_400;
+        Some(Self::from_policies(policies))
+    }
+
+    /// A copy without policy `id`, as a deletion in Intune leaves it; `None` if there is none.
+    pub fn without(&self, id: &str) -> Option<Self> {
+        self.by_id.get(id)?;
+        let policies = self
+            .policies
+            .iter()
+            .filter(|p| p.id != id)
+            .cloned()
+            .collect();
+        Some(Self::from_policies(policies))
     }
 
     /// A policy by its Graph id and collection.
@@ -367,6 +393,27 @@ mod tests {
         let id = tenant.policies[1].id.clone();
         assert!(tenant.find(Kind::DeviceConfiguration, &id).is_some());
         assert!(tenant.find(Kind::CompliancePolicy, &id).is_none());
+    }
+
+    #[test]
+    fn edits_change_only_the_named_policy() {
+        let tenant = FakeTenant::generate(5, "t", 10);
+        let id = tenant.policies[2].id.clone();
+        let renamed = tenant
+            .with_renamed(&id, "Renamed")
+            .expect("the policy exists");
+        assert_eq!(renamed.policies[2].name, "Renamed");
+        assert!(renamed.policies[2].modified_secs > tenant.policies[2].modified_secs);
+        assert_eq!(renamed.policies[3], tenant.policies[3]);
+        let removed = tenant.without(&id).expect("the policy exists");
+        assert_eq!(removed.policies.len(), 9);
+        assert!(removed.find(Kind::ConfigurationPolicy, &id).is_none());
+        assert_eq!(
+            removed.find(Kind::DeviceConfiguration, &tenant.policies[1].id),
+            Some(&tenant.policies[1])
+        );
+        assert!(tenant.with_renamed("missing", "x").is_none());
+        assert!(tenant.without("missing").is_none());
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use super::graph::GraphConfig;
+
 /// TenantAtlas: add Microsoft Intune policies to backup sets, asynchronously.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -29,8 +31,41 @@ pub struct Cli {
     )]
     pub log: String,
 
+    /// Microsoft Graph's address (`/beta` is appended); point it at `graph-sim` to test without
+    /// a tenant. Demo mode ignores it and uses its own in-process simulator.
+    #[arg(
+        long,
+        env = "TENANTATLAS_GRAPH_URL",
+        default_value = "https://graph.microsoft.com",
+        global = true
+    )]
+    pub graph_url: String,
+
+    /// The Microsoft identity platform's address (`/{tenant}/oauth2/v2.0/token` follows).
+    #[arg(
+        long,
+        env = "TENANTATLAS_LOGIN_URL",
+        default_value = "https://login.microsoftonline.com",
+        global = true
+    )]
+    pub login_url: String,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The Graph client's configuration for the configured endpoints, with safe defaults.
+    pub fn graph_config(&self) -> GraphConfig {
+        let graph = self.graph_url.trim_end_matches('/');
+        // The settings catalog is only on the beta endpoint; accept a URL that already names it.
+        let graph_base = if graph.ends_with("/beta") {
+            graph.to_owned()
+        } else {
+            format!("{graph}/beta")
+        };
+        GraphConfig::new(self.login_url.trim_end_matches('/'), graph_base)
+    }
 }
 
 /// What to do.
@@ -40,8 +75,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending migrations and exit.
     Migrate,
-    /// Create the demo tenants, users and inventory if they are missing, then exit.
+    /// Create the demo tenants and users if they are missing, sync their inventory from an
+    /// in-process Graph simulator, then exit.
     SeedDemo,
+    /// Sync the policy inventory from Microsoft Graph and print what changed.
+    SyncInventory(SyncInventoryArgs),
     /// Create a local account (or reset its password), optionally granting a role in a tenant.
     /// The password is read from the first line of standard input, never from the command line.
     CreateUser(CreateUserArgs),
@@ -64,6 +102,14 @@ pub struct CreateUserArgs {
     pub role: Option<String>,
 }
 
+/// Options of `sync-inventory`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncInventoryArgs {
+    /// Only this tenant (its external GUID); default: every tenant with Graph credentials.
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
 /// Options of `serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -75,7 +121,8 @@ pub struct ServeArgs {
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 
-    /// Seed the demo tenants, users and inventory at start (the embedded default does).
+    /// Seed the demo tenants and users and serve their inventory from an in-process Graph
+    /// simulator (the embedded default does).
     #[arg(long, env = "TENANTATLAS_DEMO")]
     pub demo: bool,
 

@@ -9,6 +9,8 @@ pub mod db;
 pub mod error;
 pub mod graph;
 pub mod http;
+pub mod inventory;
+pub mod policies;
 pub mod runs;
 pub mod sanitize;
 pub mod seed;
@@ -19,11 +21,14 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use auth::session::SessionSettings;
-use config::{Cli, Command, CreateUserArgs, ServeArgs};
+use config::{Cli, Command, CreateUserArgs, ServeArgs, SyncInventoryArgs};
 use db::Db;
+use graph::credentials::CredentialsError;
+use graph::{GraphAccess, GraphClient, GraphConfig, GraphError, SecretResolver};
+use inventory::SyncError;
 use state::{AppState, Settings};
 
-use crate::domain::{AppError, Email, Role};
+use crate::domain::{AppError, Email, Role, TenantExternalId};
 
 /// Why the binary could not start or finish its command.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +39,10 @@ pub enum StartError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("Graph: {0}")]
+    Graph(#[from] GraphError),
+    #[error("inventory sync: {0}")]
+    Inventory(#[from] SyncError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -48,14 +57,76 @@ impl From<AppError> for StartError {
 pub async fn run(cli: Cli) -> Result<(), StartError> {
     let db = Db::connect(&cli.database_url).await?;
     prepare(&db).await?;
+    let graph_config = cli.graph_config();
     match cli.command {
         Command::Migrate => tracing::info!("migrations applied"),
         Command::SeedDemo => {
             let created = seed::seed_demo(&db).await?;
+            // The simulator only lives for this command: long enough to sync the inventory.
+            let demo = seed::start_demo_graph().await?;
+            sync_demo_inventory(&db, &demo).await?;
             tracing::info!(created, "demo data ready");
         }
+        Command::SyncInventory(args) => sync_inventory(&db, graph_config, args).await?,
         Command::CreateUser(args) => create_user(&db, args).await?,
-        Command::Serve(args) => serve(db, args).await?,
+        Command::Serve(args) => serve(db, graph_config, args).await?,
+    }
+    Ok(())
+}
+
+/// Syncs the demo tenants from the demo simulator and logs what changed.
+async fn sync_demo_inventory(db: &Db, demo: &seed::DemoGraph) -> Result<(), StartError> {
+    for (tenant, report) in seed::sync_demo_inventory(db, demo).await? {
+        tracing::info!(tenant, %report, "demo inventory synced from the Graph simulator");
+    }
+    Ok(())
+}
+
+/// `sync-inventory`: one line per tenant; fails if any tenant that was asked for could not be
+/// synced. Demo tenants are skipped unless named: their secret only exists in demo mode.
+async fn sync_inventory(
+    db: &Db,
+    graph_config: GraphConfig,
+    args: SyncInventoryArgs,
+) -> Result<(), StartError> {
+    let only = args
+        .tenant
+        .as_deref()
+        .map(|raw| {
+            TenantExternalId::parse(raw)
+                .map_err(|_| StartError::Invalid(format!("--tenant {raw:?} is not a GUID")))
+        })
+        .transpose()?;
+    let targets = inventory::sync_targets(db, only.as_ref()).await?;
+    if targets.is_empty() {
+        return Err(StartError::Invalid(match only {
+            Some(id) => format!("no tenant has the id {id}"),
+            None => "no tenant has Graph credentials (graph_client_id and graph_secret_ref)".into(),
+        }));
+    }
+    let access = GraphAccess {
+        client: GraphClient::new(graph_config)?,
+        secrets: SecretResolver::default(),
+    };
+    let mut failed = 0;
+    for target in &targets {
+        let label = format!("{} ({})", target.display_name, target.external_id);
+        match inventory::load_and_sync(db, &access, target.id).await {
+            Ok(report) => println!("{label}: {report}"),
+            Err(SyncError::Credentials(CredentialsError::DemoOnly)) if only.is_none() => {
+                println!("{label}: skipped, a demo tenant (synced by serve --demo and seed-demo)");
+            }
+            Err(error) => {
+                failed += 1;
+                println!("{label}: failed: {error}");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(StartError::Invalid(format!(
+            "{failed} of {} tenants could not be synced",
+            targets.len()
+        )));
     }
     Ok(())
 }
@@ -119,10 +190,23 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn serve(db: Db, args: ServeArgs) -> Result<(), StartError> {
-    if args.demo {
+async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(), StartError> {
+    // Held until the server stops: in demo mode the simulator is the app's Graph.
+    let demo = if args.demo {
         seed::seed_demo(&db).await?;
-    }
+        let demo = seed::start_demo_graph().await?;
+        sync_demo_inventory(&db, &demo).await?;
+        Some(demo)
+    } else {
+        None
+    };
+    let graph = match &demo {
+        Some(demo) => demo.access.clone(),
+        None => GraphAccess {
+            client: GraphClient::new(graph_config)?,
+            secrets: SecretResolver::default(),
+        },
+    };
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
     let public_origin = args
@@ -141,20 +225,26 @@ async fn serve(db: Db, args: ServeArgs) -> Result<(), StartError> {
         db.clone(),
         http::leptos_options(&args.site_root, addr),
         settings,
-    );
+    )
+    .with_graph(graph);
     tokio::spawn(auth::session::delete_expired_forever(
         db.clone(),
         Duration::from_secs(600),
     ));
     tracing::info!("TenantAtlas is listening on http://{addr}");
-    if args.demo {
+    if let Some(demo) = &demo {
         tracing::info!(
             "demo mode: open http://{addr}/ and sign in as {} with the password {}",
             seed::DEMO_ADMIN_EMAIL,
             seed::DEMO_PASSWORD
         );
+        tracing::info!(
+            "demo Graph simulator on {} (knobs: POST /_sim/knobs, request log: GET /_sim/counters)",
+            demo.sim.base_url
+        );
     }
     http::serve(listener, state, shutdown_signal()).await?;
+    drop(demo);
     db.close().await;
     tracing::info!("stopped");
     Ok(())

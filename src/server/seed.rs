@@ -1,18 +1,34 @@
-//! Demo data for the embedded default: two tenants with a policy inventory each, and a user of
-//! every role. Idempotent: tenants and users that already exist are left as they are.
+//! Demo data for the embedded default: two tenants, a user of every role, and an in-process
+//! Graph simulator the tenants' inventory is synced from through the real client. Idempotent:
+//! tenants and users that already exist are left as they are.
 
 use sqlx::Row;
 
 use super::auth::password;
 use super::db::Db;
+use super::graph::credentials::DEMO_SECRET_REF;
+use super::graph::{ClientSecret, GraphAccess, GraphClient, GraphConfig, SecretResolver};
+use super::inventory::{self, SyncReport};
 use super::StartError;
 use crate::domain::Timestamp;
+use crate::graph_sim::{GraphSim, Knobs, SimConfig, SimHandle};
 
 /// The demo tenants: (external id, display name).
 pub const DEMO_TENANTS: [(&str, &str); 2] = [
     ("6f1c2a3b-0000-4000-8000-00000000c0de", "Contoso (demo)"),
     ("9a7d4e21-0000-4000-8000-0000000fab01", "Fabrikam (demo)"),
 ];
+
+/// The app registration the demo tenants use in the simulator.
+pub const DEMO_CLIENT_ID: &str = "tenantatlas-demo";
+
+/// Policies per demo tenant: enough for the picker's search, filters and pages to mean
+/// something, few enough that the start-up sync takes a fraction of a second.
+pub const DEMO_POLICIES_PER_TENANT: usize = 96;
+
+/// The demo simulator's seed: every demo start serves the same policies, so a restart finds
+/// the inventory unchanged.
+const DEMO_SIM_SEED: u64 = 20_240_501;
 
 /// The demo admin's e-mail address (owner of both demo tenants).
 pub const DEMO_ADMIN_EMAIL: &str = "admin@contoso.example";
@@ -52,50 +68,6 @@ pub const DEMO_USERS: [DemoUser; 5] = [
     ),
 ];
 
-const POLICY_KINDS: [(&str, &str, &[&str]); 4] = [
-    (
-        "settings_catalog",
-        "windows10",
-        &[
-            "BitLocker baseline",
-            "Defender antivirus",
-            "Edge security",
-            "Windows Hello",
-            "Firewall rules",
-            "OneDrive known folders",
-        ],
-    ),
-    (
-        "device_configuration",
-        "iOS",
-        &[
-            "Wi-Fi corporate",
-            "VPN always-on",
-            "Restrictions",
-            "Email profile",
-        ],
-    ),
-    (
-        "compliance",
-        "android",
-        &[
-            "Minimum OS",
-            "Device encryption",
-            "Jailbreak detection",
-            "Password policy",
-        ],
-    ),
-    (
-        "administrative_template",
-        "windows10",
-        &[
-            "Office macros",
-            "Internet Explorer mode",
-            "Start menu layout",
-        ],
-    ),
-];
-
 /// Creates whatever of the demo data is missing. Returns how many tenants it created.
 pub async fn seed_demo(db: &Db) -> Result<usize, StartError> {
     let now = Timestamp::now().millis();
@@ -107,41 +79,38 @@ pub async fn seed_demo(db: &Db) -> Result<usize, StartError> {
 
     let mut tenant_ids = Vec::with_capacity(DEMO_TENANTS.len());
     let mut created = 0;
-    for (tenant_index, (external_id, name)) in DEMO_TENANTS.into_iter().enumerate() {
+    for (external_id, name) in DEMO_TENANTS {
         if let Some(row) = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
             .bind(external_id)
             .fetch_optional(&mut *tx)
             .await?
         {
-            tenant_ids.push(row.try_get::<i64, _>("id")?);
+            let tenant_id: i64 = row.try_get("id")?;
+            // Demo databases from before the simulator have tenants without credentials.
+            sqlx::query(
+                "UPDATE tenants SET graph_client_id = $2, graph_secret_ref = $3 \
+                 WHERE id = $1 AND graph_client_id IS NULL AND graph_secret_ref IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(DEMO_CLIENT_ID)
+            .bind(DEMO_SECRET_REF)
+            .execute(&mut *tx)
+            .await?;
+            tenant_ids.push(tenant_id);
             continue;
         }
         let tenant_id: i64 = sqlx::query(
-            "INSERT INTO tenants (external_id, display_name, created_at) VALUES ($1, $2, $3) RETURNING id",
+            "INSERT INTO tenants (external_id, display_name, graph_client_id, graph_secret_ref, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(external_id)
         .bind(name)
+        .bind(DEMO_CLIENT_ID)
+        .bind(DEMO_SECRET_REF)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
-        for (kind_index, (policy_type, platform, names)) in POLICY_KINDS.iter().enumerate() {
-            for (name_index, policy_name) in names.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, \
-                     last_modified_at, synced_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(tenant_id)
-                .bind(fixture_guid(tenant_index, kind_index, name_index))
-                .bind(*policy_type)
-                .bind(format!("{} - {policy_name}", platform_label(platform)))
-                .bind(*platform)
-                .bind(now - 86_400_000 * (name_index as i64 + 1))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
         tenant_ids.push(tenant_id);
         created += 1;
     }
@@ -180,20 +149,55 @@ pub async fn seed_demo(db: &Db) -> Result<usize, StartError> {
     Ok(created)
 }
 
-fn platform_label(platform: &str) -> &str {
-    match platform {
-        "windows10" => "Windows",
-        "iOS" => "iOS",
-        "android" => "Android",
-        other => other,
-    }
+/// The demo's Microsoft Graph: an in-process simulator and the client pointed at it. The
+/// simulator stops when this is dropped, so the server holds it for its lifetime.
+pub struct DemoGraph {
+    pub sim: SimHandle,
+    pub access: GraphAccess,
 }
 
-/// A stable GUID per (tenant, kind, name) so demo data looks like Graph's.
-fn fixture_guid(tenant: usize, kind: usize, name: usize) -> String {
-    format!(
-        "{:08x}-0000-4000-8000-{:012x}",
-        0xd3a0_0000_u32 + tenant as u32,
-        kind * 1000 + name
-    )
+/// Starts the demo simulator on 127.0.0.1 (a free port) and a client that talks to it.
+pub async fn start_demo_graph() -> Result<DemoGraph, StartError> {
+    // A fresh random secret per process: the demo tenants' `demo:simulator` reference resolves to
+    // it here and nowhere else, so no usable secret is ever stored or configured.
+    let secret = format!("demo-{:032x}", rand::random::<u128>());
+    let sim = GraphSim::start(SimConfig {
+        port: 0,
+        seed: DEMO_SIM_SEED,
+        policies_per_tenant: DEMO_POLICIES_PER_TENANT,
+        client_secret: secret.clone(),
+        // A little latency, so runs in the demo take visible time as they do against Intune.
+        knobs: Knobs {
+            latency_ms: 30,
+            latency_jitter_ms: 40,
+            ..Knobs::default()
+        },
+    })
+    .await?;
+    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url))?;
+    Ok(DemoGraph {
+        access: GraphAccess {
+            client,
+            secrets: SecretResolver::with_demo_secret(ClientSecret::new(secret)),
+        },
+        sim,
+    })
+}
+
+/// Syncs every demo tenant's inventory from the demo simulator through the client.
+pub async fn sync_demo_inventory(
+    db: &Db,
+    graph: &DemoGraph,
+) -> Result<Vec<(&'static str, SyncReport)>, StartError> {
+    let mut reports = Vec::with_capacity(DEMO_TENANTS.len());
+    for (external_id, name) in DEMO_TENANTS {
+        let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
+            .bind(external_id)
+            .fetch_one(db.pool())
+            .await?
+            .try_get("id")?;
+        let report = inventory::load_and_sync(db, &graph.access, tenant_id).await?;
+        reports.push((name, report));
+    }
+    Ok(reports)
 }

@@ -8,6 +8,7 @@ use leptos::prelude::{use_context, LeptosOptions};
 use super::auth::session::SessionSettings;
 use super::auth::throttle::SignInThrottle;
 use super::db::Db;
+use super::graph::GraphAccess;
 use crate::domain::AppError;
 
 /// Settings fixed at start.
@@ -25,6 +26,9 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub settings: Arc<Settings>,
     pub sign_in_throttle: SignInThrottle,
+    /// The process's Graph client and secret resolver; `None` in a state that never talks to
+    /// Graph (tests of pages and sessions).
+    pub graph: Option<GraphAccess>,
 }
 
 impl AppState {
@@ -34,7 +38,14 @@ impl AppState {
             leptos_options,
             settings: Arc::new(settings),
             sign_in_throttle: SignInThrottle::default(),
+            graph: None,
         }
+    }
+
+    /// The same state with a Graph client (pointed at Microsoft, or at the demo simulator).
+    pub fn with_graph(mut self, graph: GraphAccess) -> Self {
+        self.graph = Some(graph);
+        self
     }
 }
 

@@ -93,6 +93,16 @@ pub struct GraphClient {
     inner: Arc<Inner>,
 }
 
+// Not derived: only the endpoints are worth printing; tokens stay out of every log line.
+impl std::fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("login_base", &self.inner.config.login_base)
+            .field("graph_base", &self.inner.config.graph_base)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     http: reqwest::Client,
     config: GraphConfig,

@@ -7,6 +7,7 @@
 //! [`PolicySource`] so tests can swap in a source that fails on any call.
 
 mod client;
+pub mod credentials;
 mod error;
 pub mod limiter;
 pub mod registry;
@@ -15,6 +16,7 @@ pub mod snapshot;
 mod token;
 
 pub use client::{CaptureOptions, GraphClient, GraphConfig, GraphFuture, PolicySource};
+pub use credentials::{GraphAccess, SecretResolver};
 pub use error::GraphError;
 pub use limiter::LimiterConfig;
 pub use registry::{PolicyListing, PolicyType};

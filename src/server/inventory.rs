@@ -1,0 +1,330 @@
+//! Inventory sync: lists every supported policy type of a tenant through Graph and brings the
+//! tenant's `policies` rows in line: new policies inserted, changed ones updated, and rows Graph
+//! no longer lists marked `gone_from_intune_at` (kept for the backup items that point at them).
+//!
+//! Everything is read from Graph before the first write, and the writes share one transaction,
+//! so a Graph failure, or a database failure half way, leaves the inventory as it was.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::{Any, Row, Transaction};
+
+use super::db::Db;
+use super::graph::credentials::{load_credentials, CredentialsError};
+use super::graph::TenantCredentials;
+use super::graph::{GraphAccess, GraphError, PolicyListing, PolicySource, PolicyType};
+use crate::domain::{TenantExternalId, Timestamp};
+
+/// Rows per multi-row upsert: 5 parameters each keeps a statement far below both engines'
+/// parameter limits while a large tenant still needs only a few statements.
+const UPSERT_BATCH: usize = 500;
+/// Ids per `IN (…)` list when marking policies gone.
+const ID_BATCH: usize = 1_000;
+
+/// What one sync changed, by policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Policies seen for the first time.
+    pub added: usize,
+    /// Policies whose name, platform or last-modified time changed, or that came back.
+    pub updated: usize,
+    /// Policies Graph lists exactly as stored.
+    pub unchanged: usize,
+    /// Policies stored as present that Graph no longer lists.
+    pub gone: usize,
+}
+
+impl std::fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} added, {} updated, {} unchanged, {} gone",
+            self.added, self.updated, self.unchanged, self.gone
+        )
+    }
+}
+
+/// Why a sync did not happen; in every case nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Graph refused or failed; reason code and sanitized message inside.
+    #[error("Graph: {0}")]
+    Graph(#[from] GraphError),
+    #[error("credentials: {0}")]
+    Credentials(#[from] CredentialsError),
+    /// The credentials name another tenant than the database row: syncing would mix tenants.
+    #[error("the credentials belong to another tenant, or the tenant does not exist")]
+    TenantMismatch,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A tenant the CLI can sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncTarget {
+    pub id: i64,
+    pub external_id: String,
+    pub display_name: String,
+}
+
+/// The tenant with this external id (configured or not, so the caller can say why it cannot be
+/// synced), or, without one, every tenant that has Graph credentials configured.
+pub async fn sync_targets(
+    db: &Db,
+    external_id: Option<&TenantExternalId>,
+) -> Result<Vec<SyncTarget>, sqlx::Error> {
+    let rows = match external_id {
+        Some(external_id) => {
+            sqlx::query("SELECT id, external_id, display_name FROM tenants WHERE external_id = $1")
+                .bind(external_id.as_str())
+                .fetch_all(db.pool())
+                .await?
+        }
+        None => {
+            sqlx::query(
+                "SELECT id, external_id, display_name FROM tenants \
+                 WHERE graph_client_id IS NOT NULL AND graph_secret_ref IS NOT NULL \
+                 ORDER BY display_name, id",
+            )
+            .fetch_all(db.pool())
+            .await?
+        }
+    };
+    rows.iter()
+        .map(|row| {
+            Ok(SyncTarget {
+                id: row.try_get("id")?,
+                external_id: row.try_get("external_id")?,
+                display_name: row.try_get("display_name")?,
+            })
+        })
+        .collect()
+}
+
+/// Loads the tenant's credentials and syncs its inventory through `access`'s client.
+pub async fn load_and_sync(
+    db: &Db,
+    access: &GraphAccess,
+    tenant_id: i64,
+) -> Result<SyncReport, SyncError> {
+    let creds = load_credentials(db, tenant_id, &access.secrets).await?;
+    sync_tenant(db, tenant_id, &access.client, &creds).await
+}
+
+/// Syncs the inventory of the tenant with database id `tenant_id`, whose Graph credentials are
+/// `creds`, from every supported policy type.
+#[tracing::instrument(name = "inventory_sync", skip(db, source, creds))]
+pub async fn sync_tenant(
+    db: &Db,
+    tenant_id: i64,
+    source: &dyn PolicySource,
+    creds: &TenantCredentials,
+) -> Result<SyncReport, SyncError> {
+    let listed = list_everything(source, creds).await?;
+    let now = Timestamp::now().millis();
+
+    let mut tx = db.pool().begin().await?;
+    let owner: Option<String> = sqlx::query("SELECT external_id FROM tenants WHERE id = $1")
+        .bind(tenant_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get("external_id"))
+        .transpose()?;
+    if owner
+        .and_then(|raw| TenantExternalId::parse(&raw).ok())
+        .as_ref()
+        != Some(&creds.tenant_id)
+    {
+        return Err(SyncError::TenantMismatch);
+    }
+
+    let mut stored = stored_policies(&mut tx, tenant_id).await?;
+    let mut report = SyncReport::default();
+    let mut writes = Vec::new();
+    for (key, listing) in &listed {
+        match stored.remove(key) {
+            None => {
+                report.added += 1;
+                writes.push(listing);
+            }
+            Some(row) if row.differs_from(listing) => {
+                report.updated += 1;
+                writes.push(listing);
+            }
+            Some(_) => report.unchanged += 1,
+        }
+    }
+    // What is left was not listed; rows already marked gone keep their original date.
+    let gone: Vec<i64> = stored
+        .values()
+        .filter(|row| row.gone_from_intune_at.is_none())
+        .map(|row| row.id)
+        .collect();
+    report.gone = gone.len();
+
+    for ids in gone.chunks(ID_BATCH) {
+        mark_gone(&mut tx, tenant_id, ids, now).await?;
+    }
+    for batch in writes.chunks(UPSERT_BATCH) {
+        upsert(&mut tx, tenant_id, batch, now).await?;
+    }
+    if report.unchanged > 0 {
+        // One statement for every unchanged row: synced_at says when a sync last saw it.
+        sqlx::query(
+            "UPDATE policies SET synced_at = $2 \
+             WHERE tenant_id = $1 AND gone_from_intune_at IS NULL AND synced_at <> $2",
+        )
+        .bind(tenant_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(
+        added = report.added,
+        updated = report.updated,
+        unchanged = report.unchanged,
+        gone = report.gone,
+        "inventory synced"
+    );
+    Ok(report)
+}
+
+/// (policy type, Graph id): how a policy is known in Graph and in the unique key.
+type PolicyKey = (&'static str, String);
+
+/// Every listing of every type, read concurrently (the client's limiter keeps it polite), keyed
+/// so a policy Graph happened to list twice is written once.
+async fn list_everything(
+    source: &dyn PolicySource,
+    creds: &TenantCredentials,
+) -> Result<BTreeMap<PolicyKey, PolicyListing>, GraphError> {
+    let [a, b, c, d] = PolicyType::ALL;
+    let (a, b, c, d) = tokio::try_join!(
+        source.list_policies(creds, a),
+        source.list_policies(creds, b),
+        source.list_policies(creds, c),
+        source.list_policies(creds, d),
+    )?;
+    Ok([a, b, c, d]
+        .into_iter()
+        .flatten()
+        .map(|listing| {
+            (
+                (listing.policy_type.as_str(), listing.graph_id.clone()),
+                listing,
+            )
+        })
+        .collect())
+}
+
+/// A `policies` row as far as the sync compares it.
+struct StoredPolicy {
+    id: i64,
+    display_name: String,
+    platform: String,
+    last_modified_at: Option<i64>,
+    gone_from_intune_at: Option<i64>,
+}
+
+impl StoredPolicy {
+    fn differs_from(&self, listing: &PolicyListing) -> bool {
+        self.gone_from_intune_at.is_some()
+            || self.display_name != listing.display_name
+            || self.platform != listing.platform
+            || self.last_modified_at != listing.last_modified_at.map(Timestamp::millis)
+    }
+}
+
+async fn stored_policies(
+    tx: &mut Transaction<'_, Any>,
+    tenant_id: i64,
+) -> Result<HashMap<PolicyKey, StoredPolicy>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, policy_type, graph_id, display_name, platform, last_modified_at, \
+         gone_from_intune_at FROM policies WHERE tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut stored = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let raw_type: String = row.try_get("policy_type")?;
+        // The schema's CHECK allows only known types; anything else could never match a listing.
+        let Some(policy_type) = PolicyType::parse(&raw_type) else {
+            continue;
+        };
+        stored.insert(
+            (policy_type.as_str(), row.try_get("graph_id")?),
+            StoredPolicy {
+                id: row.try_get("id")?,
+                display_name: row.try_get("display_name")?,
+                platform: row.try_get("platform")?,
+                last_modified_at: row.try_get("last_modified_at")?,
+                gone_from_intune_at: row.try_get("gone_from_intune_at")?,
+            },
+        );
+    }
+    Ok(stored)
+}
+
+async fn mark_gone(
+    tx: &mut Transaction<'_, Any>,
+    tenant_id: i64,
+    ids: &[i64],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "UPDATE policies SET gone_from_intune_at = $2 WHERE tenant_id = $1 AND id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(tenant_id).bind(now);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Inserts or updates a batch of listings in one statement; an updated row is present again.
+async fn upsert(
+    tx: &mut Transaction<'_, Any>,
+    tenant_id: i64,
+    batch: &[&PolicyListing],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<String> = (0..batch.len())
+        .map(|i| {
+            let p = 3 + i * 5;
+            format!(
+                "($1, ${}, ${}, ${}, ${}, ${}, $2)",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO policies (tenant_id, policy_type, graph_id, display_name, platform, \
+         last_modified_at, synced_at) VALUES {} \
+         ON CONFLICT (tenant_id, policy_type, graph_id) DO UPDATE SET \
+         display_name = excluded.display_name, platform = excluded.platform, \
+         last_modified_at = excluded.last_modified_at, synced_at = excluded.synced_at, \
+         gone_from_intune_at = NULL",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(tenant_id).bind(now);
+    for listing in batch {
+        query = query
+            .bind(listing.policy_type.as_str())
+            .bind(listing.graph_id.as_str())
+            .bind(listing.display_name.as_str())
+            .bind(listing.platform.as_str())
+            .bind(listing.last_modified_at.map(Timestamp::millis));
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
