@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod backup_sets;
+pub mod policies;
 pub mod runs;
 
 /// What a server function requires of the caller.
@@ -30,4 +31,8 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("/api/backup-sets/create", Access::TenantChange),
     ("/api/runs/list", Access::TenantView),
     ("/api/runs/add-policies", Access::TenantChange),
+    ("/api/runs/get", Access::TenantView),
+    ("/api/runs/for-backup-set", Access::TenantView),
+    ("/api/policies/list", Access::TenantView),
+    ("/api/policies/matching-ids", Access::TenantView),
 ];

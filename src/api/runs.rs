@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 
+use crate::domain::run_detail::RunDetail;
 use crate::domain::{AppError, RunSummary, SubmittedRun};
 
 /// How many runs the monitor shows at most.
@@ -56,6 +57,52 @@ pub async fn add_policies(
             })
             .await;
             Ok(run)
+        }
+        .await,
+    )
+}
+
+/// One run with its counters and items; `outcome` (`succeeded`, `failed`, `skipped`,
+/// `pending`) keeps only the items that ended that way, empty keeps all.
+#[server(prefix = "/api", endpoint = "runs/get")]
+pub async fn get_run(
+    tenant: String,
+    id: i64,
+    #[server(default)] outcome: String,
+) -> Result<RunDetail, AppError> {
+    use crate::domain::run_detail::ItemOutcome;
+    use crate::server::auth::{authorize, Need};
+    use crate::server::{error::respond, runs::queries, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Need::View).await?;
+            let outcome = match outcome.as_str() {
+                "" => None,
+                raw => Some(
+                    ItemOutcome::parse(raw)
+                        .ok_or_else(|| AppError::invalid("outcome", "Unknown outcome filter."))?,
+                ),
+            };
+            queries::detail(&db, &ctx.scope, id, outcome).await
+        }
+        .await,
+    )
+}
+
+/// The recent runs of one backup set, newest first: what the run panel shows and polls.
+#[server(prefix = "/api", endpoint = "runs/for-backup-set")]
+pub async fn backup_set_runs(
+    tenant: String,
+    backup_set_id: i64,
+) -> Result<Vec<RunSummary>, AppError> {
+    use crate::server::auth::{authorize, Need};
+    use crate::server::{error::respond, runs::queries, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Need::View).await?;
+            queries::for_backup_set(&db, &ctx.scope, backup_set_id).await
         }
         .await,
     )

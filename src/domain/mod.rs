@@ -4,8 +4,10 @@
 pub mod auth;
 pub mod backup_set;
 pub mod error;
+pub mod policy_page;
 pub mod reason_code;
 pub mod run;
+pub mod run_detail;
 pub mod selection;
 pub mod tenant;
 pub mod time;

@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod key;
+pub mod queries;
 pub mod worker;
 
 use sqlx::Row;

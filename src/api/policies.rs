@@ -1,0 +1,73 @@
+//! The policy picker: the tenant's inventory, filtered, sorted and paged on the server.
+
+use leptos::prelude::*;
+
+use crate::domain::policy_page::{MatchingPolicies, PolicyPage};
+use crate::domain::AppError;
+
+/// One page of the inventory for the picker of a backup set; `sort` is `name`, `-name`,
+/// `type`, `platform` or `modified` (with `-` for descending), `page` is zero-based.
+#[server(prefix = "/api", endpoint = "policies/list")]
+pub async fn list_policies(
+    tenant: String,
+    backup_set_id: i64,
+    #[server(default)] search: String,
+    #[server(default)] policy_type: String,
+    #[server(default)] platform: String,
+    #[server(default)] sort: String,
+    #[server(default)] page: i64,
+) -> Result<PolicyPage, AppError> {
+    use crate::domain::policy_page::PolicySort;
+    use crate::server::auth::{authorize, Need};
+    use crate::server::policies::{self, PolicyFilter};
+    use crate::server::{error::respond, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Need::View).await?;
+            let filter = PolicyFilter {
+                search,
+                policy_type,
+                platform,
+            };
+            policies::page(
+                &db,
+                &ctx.scope,
+                backup_set_id,
+                &filter,
+                PolicySort::parse(&sort),
+                page,
+            )
+            .await
+        }
+        .await,
+    )
+}
+
+/// "Select all N matching": the ids of every policy matching the filter that is not yet in
+/// the backup set, resolved on the server (capped at one run's maximum).
+#[server(prefix = "/api", endpoint = "policies/matching-ids")]
+pub async fn matching_policy_ids(
+    tenant: String,
+    backup_set_id: i64,
+    #[server(default)] search: String,
+    #[server(default)] policy_type: String,
+    #[server(default)] platform: String,
+) -> Result<MatchingPolicies, AppError> {
+    use crate::server::auth::{authorize, Need};
+    use crate::server::policies::{self, PolicyFilter};
+    use crate::server::{error::respond, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Need::View).await?;
+            let filter = PolicyFilter {
+                search,
+                policy_type,
+                platform,
+            };
+            policies::matching_ids(&db, &ctx.scope, backup_set_id, &filter).await
+        }
+        .await,
+    )
+}

@@ -1,0 +1,147 @@
+//! Reading runs for the screens: one run with its items (run detail) and the recent runs of a
+//! backup set (run panel). Every query is scoped by the tenant id.
+
+use sqlx::{any::AnyRow, Row};
+
+use super::super::db::Db;
+use super::super::tenants::TenantScope;
+use crate::domain::reason_code::ReasonCode;
+use crate::domain::run_detail::{ItemOutcome, RunDetail, RunItemRow};
+use crate::domain::{AppError, RunStatus, RunSummary, Timestamp};
+
+/// How many runs the run panel shows for one backup set.
+pub const PANEL_RUNS: i64 = 5;
+
+fn status(row: &AnyRow) -> Result<RunStatus, AppError> {
+    let raw: String = row.try_get("status")?;
+    RunStatus::parse(&raw).ok_or_else(|| {
+        tracing::error!(status = %raw, "unknown run status in the database");
+        AppError::Internal
+    })
+}
+
+/// A stored reason code; an unknown spelling is logged and shown as `unknown_error`.
+fn reason(row: &AnyRow, column: &str) -> Result<Option<ReasonCode>, AppError> {
+    let raw: Option<String> = row.try_get(column)?;
+    Ok(raw.map(|raw| {
+        ReasonCode::parse(&raw).unwrap_or_else(|| {
+            tracing::warn!(reason_code = %raw, "unknown reason code in the database");
+            ReasonCode::UnknownError
+        })
+    }))
+}
+
+/// The most recent runs that worked on one backup set, newest first.
+pub async fn for_backup_set(
+    db: &Db,
+    scope: &TenantScope,
+    backup_set_id: i64,
+) -> Result<Vec<RunSummary>, AppError> {
+    let rows = sqlx::query(
+        "SELECT r.id, r.operation_type, r.status, COALESCE(u.display_name, '') AS initiated_by, \
+                r.total_items, r.processed_items, r.succeeded, r.failed, r.skipped, r.created_at \
+         FROM runs r LEFT JOIN users u ON u.id = r.initiated_by \
+         WHERE r.tenant_id = $1 AND r.resource = 'backup_set' AND r.target_id = $2 \
+         ORDER BY r.created_at DESC, r.id DESC LIMIT $3",
+    )
+    .bind(scope.id())
+    .bind(backup_set_id)
+    .bind(PANEL_RUNS)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RunSummary {
+                id: row.try_get("id")?,
+                operation_type: row.try_get("operation_type")?,
+                status: status(row)?,
+                initiated_by: row.try_get("initiated_by")?,
+                total_items: row.try_get("total_items")?,
+                processed_items: row.try_get("processed_items")?,
+                succeeded: row.try_get("succeeded")?,
+                failed: row.try_get("failed")?,
+                skipped: row.try_get("skipped")?,
+                created_at: Timestamp(row.try_get("created_at")?),
+            })
+        })
+        .collect()
+}
+
+/// One run of the tenant with its items (only those with `outcome`, when given).
+pub async fn detail(
+    db: &Db,
+    scope: &TenantScope,
+    run_id: i64,
+    outcome: Option<ItemOutcome>,
+) -> Result<RunDetail, AppError> {
+    let row = sqlx::query(
+        "SELECT r.id, r.operation_type, r.status, COALESCE(u.display_name, '') AS initiated_by, \
+                r.created_at, r.started_at, r.finished_at, r.total_items, r.processed_items, \
+                r.succeeded, r.failed, r.skipped, r.reason_code, r.failure_message, \
+                r.target_id, b.name AS backup_set_name \
+         FROM runs r LEFT JOIN users u ON u.id = r.initiated_by \
+         LEFT JOIN backup_sets b ON b.tenant_id = r.tenant_id AND b.id = r.target_id \
+         WHERE r.tenant_id = $1 AND r.id = $2",
+    )
+    .bind(scope.id())
+    .bind(run_id)
+    .fetch_optional(db.pool())
+    .await?
+    .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
+
+    let mut items_sql = String::from(
+        "SELECT i.policy_id, p.display_name, p.policy_type, i.outcome, i.reason_code, i.message \
+         FROM run_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
+         WHERE i.tenant_id = $1 AND i.run_id = $2",
+    );
+    if outcome.is_some() {
+        items_sql.push_str(" AND i.outcome = $3");
+    }
+    items_sql.push_str(" ORDER BY p.display_name, i.id");
+    let mut query = sqlx::query(&items_sql).bind(scope.id()).bind(run_id);
+    if let Some(outcome) = outcome {
+        query = query.bind(outcome.as_str());
+    }
+    let items = query
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|item| {
+            let raw: String = item.try_get("outcome")?;
+            Ok(RunItemRow {
+                policy_id: item.try_get("policy_id")?,
+                policy_name: item.try_get("display_name")?,
+                policy_type: item.try_get("policy_type")?,
+                outcome: ItemOutcome::parse(&raw).ok_or_else(|| {
+                    tracing::error!(outcome = %raw, "unknown item outcome in the database");
+                    AppError::Internal
+                })?,
+                reason_code: reason(item, "reason_code")?,
+                message: item.try_get("message")?,
+            })
+        })
+        .collect::<Result<_, AppError>>()?;
+
+    let time = |column: &str| -> Result<Option<Timestamp>, sqlx::Error> {
+        Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp))
+    };
+    Ok(RunDetail {
+        id: row.try_get("id")?,
+        operation_type: row.try_get("operation_type")?,
+        status: status(&row)?,
+        initiated_by: row.try_get("initiated_by")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        started_at: time("started_at")?,
+        finished_at: time("finished_at")?,
+        total_items: row.try_get("total_items")?,
+        processed_items: row.try_get("processed_items")?,
+        succeeded: row.try_get("succeeded")?,
+        failed: row.try_get("failed")?,
+        skipped: row.try_get("skipped")?,
+        reason_code: reason(&row, "reason_code")?,
+        failure_message: row.try_get("failure_message")?,
+        backup_set_id: row.try_get("target_id")?,
+        backup_set_name: row.try_get("backup_set_name")?,
+        items,
+    })
+}
