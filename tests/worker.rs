@@ -25,6 +25,7 @@ both_backends!(TestDb:
     failure_texts_are_sanitized_everywhere,
     a_deleted_backup_set_fails_the_run,
     a_crashed_worker_loses_nothing_and_adds_nothing_twice,
+    two_instances_share_the_queue_without_double_work,
 );
 
 struct Fixture {
@@ -371,4 +372,66 @@ async fn a_crashed_worker_loses_nothing_and_adds_nothing_twice(t: TestDb) {
         .await
         .unwrap();
     assert_eq!(attempts, 2);
+}
+
+async fn two_instances_share_the_queue_without_double_work(t: TestDb) {
+    use tenantatlas::server::runs::runner::{self, WakeUp};
+    let f = fixture(&t).await;
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 20;
+    f.sim.set_knobs(knobs);
+    // Ten runs over disjoint policies, queued before either instance starts.
+    let mut runs = Vec::new();
+    for n in 0..10 {
+        runs.push(f.queue(&f.ids(n..n + 1)).await);
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let instances: Vec<_> = ["instance-a", "instance-b"]
+        .into_iter()
+        .map(|name| {
+            tokio::spawn(runner::run(
+                f.worker(name),
+                WakeUp::default(),
+                f.db.clone(),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    let finished = async {
+        loop {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM runs WHERE status IN ('pending', 'running')",
+            )
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap();
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), finished)
+        .await
+        .expect("both instances drain the queue");
+    stop.send(true).unwrap();
+    for instance in instances {
+        instance.await.unwrap();
+    }
+    for run in runs {
+        let (status, ..) = f.run_row(run).await;
+        assert_eq!(status, "completed");
+        let attempts: i64 = sqlx::query_scalar("SELECT attempt FROM runs WHERE id = $1")
+            .bind(run)
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(attempts, 1, "run {run} was claimed once");
+    }
+    assert_eq!(f.backup_item_count().await, 10);
+    assert_eq!(
+        f.sim.counters().for_path("deviceCompliancePolicies/").len(),
+        10,
+        "each policy captured once"
+    );
 }

@@ -3,6 +3,7 @@
 pub mod create;
 pub mod key;
 pub mod queries;
+pub mod runner;
 pub mod worker;
 
 use sqlx::Row;

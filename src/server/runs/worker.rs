@@ -110,6 +110,17 @@ impl Worker {
         Ok(Outcome::TaskCompleted { run_id: run.id })
     }
 
+    /// Gives up this worker's leases (graceful shutdown): its runs become claimable at once.
+    pub async fn release_leases(&self) -> Result<u64, sqlx::Error> {
+        sqlx::query(
+            "UPDATE runs SET lease_expires_at = 0 WHERE lease_owner = $1 AND status = 'running'",
+        )
+        .bind(&self.id)
+        .execute(self.db.pool())
+        .await
+        .map(|done| done.rows_affected())
+    }
+
     fn lease_until(&self) -> i64 {
         Timestamp::now().millis() + self.lease.as_millis() as i64
     }
