@@ -39,7 +39,8 @@ pub async fn add_policies(
     use crate::server::{error::respond, runs::create, state::app_state};
     respond(
         async {
-            let db = app_state()?.db;
+            let state = app_state()?;
+            let db = state.db.clone();
             let ctx = authorize(&tenant, Need::Change).await?;
             let selection = PolicySelection::parse(policy_ids)?;
             let options = AddPoliciesOptions {

@@ -11,8 +11,9 @@ use sqlx::{Any, Row, Transaction};
 
 use super::db::Db;
 use super::graph::credentials::{load_credentials, CredentialsError};
-use super::graph::TenantCredentials;
-use super::graph::{GraphAccess, GraphError, PolicyListing, PolicySource, PolicyType};
+use super::graph::{
+    GraphAccess, GraphError, PolicyListing, PolicySource, PolicyType, TenantCredentials,
+};
 use crate::domain::{TenantExternalId, Timestamp};
 
 /// Rows per multi-row upsert: 5 parameters each keeps a statement far below both engines'

@@ -226,7 +226,16 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
         http::leptos_options(&args.site_root, addr),
         settings,
     )
-    .with_graph(graph);
+    .with_graph(graph.clone());
+    // The worker shares the process's Graph client (its tokens and per-tenant limiters).
+    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+    let worker = runs_worker(&db, graph);
+    let runner = tokio::spawn(runs::runner::run(
+        worker,
+        state.wake.clone(),
+        db.clone(),
+        worker_stopped,
+    ));
     tokio::spawn(auth::session::delete_expired_forever(
         db.clone(),
         Duration::from_secs(600),
@@ -243,11 +252,47 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
             demo.sim.base_url
         );
     }
-    http::serve(listener, state, shutdown_signal()).await?;
+    http::serve(listener, state, async move {
+        shutdown_signal().await;
+        let _ = stop_worker.send(true);
+    })
+    .await?;
+    // Let the worker give back its lease, so another instance resumes the run at once.
+    if tokio::time::timeout(Duration::from_secs(10), runner)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the worker did not stop in time; its lease will expire");
+    }
     drop(demo);
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The run worker of this process, capturing through `graph`.
+fn runs_worker(db: &Db, graph: GraphAccess) -> runs::worker::Worker {
+    use runs::worker::{CredentialsLoader, RunFailure, Worker};
+    let source = std::sync::Arc::new(graph.client.clone());
+    let loader_db = db.clone();
+    let credentials: CredentialsLoader = std::sync::Arc::new(move |tenant_id| {
+        let (db, graph) = (loader_db.clone(), graph.clone());
+        Box::pin(async move {
+            graph
+                .credentials(&db, tenant_id)
+                .await
+                .map_err(|error| RunFailure {
+                    reason: crate::domain::reason_code::ReasonCode::AuthenticationFailed,
+                    message: format!("The tenant's Graph credentials cannot be used: {error}"),
+                })
+        })
+    });
+    let id = format!(
+        "pid{}-{}",
+        std::process::id(),
+        crate::domain::Timestamp::now().millis()
+    );
+    Worker::new(db.clone(), source, credentials, id)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,6 +1,7 @@
 //! Demo data for the embedded default: two tenants, a user of every role, and an in-process
 //! Graph simulator the tenants' inventory is synced from through the real client. Idempotent:
-//! tenants and users that already exist are left as they are.
+//! tenants and users that already exist are left as they are (except that a demo tenant without
+//! Graph credentials gets the simulator's).
 
 use sqlx::Row;
 

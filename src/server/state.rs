@@ -9,6 +9,7 @@ use super::auth::session::SessionSettings;
 use super::auth::throttle::SignInThrottle;
 use super::db::Db;
 use super::graph::GraphAccess;
+use super::runs::runner::WakeUp;
 use crate::domain::AppError;
 
 /// Settings fixed at start.
@@ -29,6 +30,8 @@ pub struct AppState {
     /// The process's Graph client and secret resolver; `None` in a state that never talks to
     /// Graph (tests of pages and sessions).
     pub graph: Option<GraphAccess>,
+    /// Wakes the run worker(s) after a submit.
+    pub wake: WakeUp,
 }
 
 impl AppState {
@@ -39,6 +42,7 @@ impl AppState {
             settings: Arc::new(settings),
             sign_in_throttle: SignInThrottle::default(),
             graph: None,
+            wake: WakeUp::default(),
         }
     }
 
