@@ -12,6 +12,7 @@ use crate::pages::{
     backup_sets::BackupSetsPage,
     home::HomePage,
     not_found::NotFound,
+    run_detail::RunDetailPage,
     runs::RunsPage,
     sign_in::SignInPage,
     tenant_layout::{TenantHome, TenantLayout},
@@ -73,6 +74,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("backup-sets") view=BackupSetsPage />
                     <Route path=path!("backup-sets/:id") view=BackupSetPage />
                     <Route path=path!("runs") view=RunsPage />
+                    <Route path=path!("runs/:id") view=RunDetailPage />
                 </ParentRoute>
             </Routes>
         </Router>

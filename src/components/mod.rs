@@ -2,8 +2,14 @@
 
 mod app_header;
 mod feedback;
+mod policy_picker;
+mod run_panel;
 mod status_badge;
+mod toasts;
 
 pub use app_header::{AppHeader, MeResource};
 pub use feedback::{EmptyState, ErrorMessage, Loading};
+pub use policy_picker::PolicyPicker;
+pub use run_panel::RunPanel;
 pub use status_badge::RunStatusBadge;
+pub use toasts::{provide_toasts, use_toasts, Toast, ToastQueue, Toasts};

@@ -1,15 +1,19 @@
-//! `/t/{tenant}/backup-sets/{id}`: one backup set and its items.
+//! `/t/{tenant}/backup-sets/{id}`: one backup set, its items, its runs, and the policy picker.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use super::tenant_layout::use_tenant;
+use super::tenant_layout::{current_role, use_tenant};
 use crate::api::backup_sets::get_backup_set;
-use crate::components::{EmptyState, ErrorMessage, Loading};
-use crate::domain::AppError;
+use crate::api::runs::AddPolicies;
+use crate::components::{
+    provide_toasts, EmptyState, ErrorMessage, Loading, PolicyPicker, RunPanel, Toasts,
+};
+use crate::domain::policy_page::policy_type_label;
+use crate::domain::{AppError, Role};
 
-/// A backup set with its captured policies.
+/// A backup set with its captured policies, its run panel and the **Add policies** picker.
 #[component]
 pub fn BackupSetPage() -> impl IntoView {
     let tenant = use_tenant();
@@ -20,9 +24,14 @@ pub fn BackupSetPage() -> impl IntoView {
             .get("id")
             .and_then(|raw| raw.parse::<i64>().ok())
     });
+    let toasts = provide_toasts();
+    let add = ServerAction::<AddPolicies>::new();
+    // Bumped by the run panel when a run ends: the items list reloads.
+    let finished = RwSignal::new(0_u64);
+    let picker_open = RwSignal::new(false);
     let detail = Resource::new(
-        move || (tenant.get(), id.get()),
-        |(tenant, id)| async move {
+        move || (tenant.get(), id.get(), finished.get()),
+        |(tenant, id, _)| async move {
             match id {
                 Some(id) => get_backup_set(tenant, id).await,
                 None => Err(AppError::NotFound(
@@ -32,65 +41,122 @@ pub fn BackupSetPage() -> impl IntoView {
         },
     );
 
+    // A submitted run: say so with a link to it, and close the picker.
+    Effect::new(move |_| {
+        if let Some(Ok(run)) = add.value().get() {
+            let text = if run.reused {
+                "Already running — showing the existing run".to_owned()
+            } else if run.total == 1 {
+                "Queued: 1 policy".to_owned()
+            } else {
+                format!("Queued: {} policies", run.total)
+            };
+            let href = format!("/t/{}/runs/{}", tenant.get_untracked(), run.run_id);
+            toasts.push(text, Some(href));
+            picker_open.set(false);
+        }
+    });
+    let open_picker = move |_| {
+        add.value().set(None);
+        picker_open.set(true);
+    };
+    let close_picker = Callback::new(move |()| picker_open.set(false));
+
     view! {
         <Title text="Backup set" />
         <p class="breadcrumb">
             <a href=move || format!("/t/{}/backup-sets", tenant.get())>"← Backup sets"</a>
         </p>
-        <Suspense fallback=|| view! { <Loading what="the backup set" /> }>
+        <Toasts />
+        <Transition fallback=|| view! { <Loading what="the backup set" /> }>
             {move || Suspend::new(async move {
                 match detail.await {
                     Ok(detail) => {
                         let set = detail.set;
-                        let items = detail.items;
                         view! {
                             <h1 data-testid="backup-set-name">{set.name}</h1>
                             <p class="muted">{set.description}</p>
                             <dl class="facts">
                                 <dt>"Items"</dt>
-                                <dd>{set.item_count}</dd>
+                                <dd data-testid="item-count">{set.item_count}</dd>
                                 <dt>"Created"</dt>
                                 <dd>{set.created_at.to_string()}</dd>
                                 <dt>"Created by"</dt>
                                 <dd>{if set.created_by.is_empty() { "—".to_owned() } else { set.created_by }}</dd>
                             </dl>
-                            <h2>"Policies in this set"</h2>
-                            {if items.is_empty() {
-                                view! {
-                                    <EmptyState
-                                        title="No policies in this set yet"
-                                        hint="Policies you add are captured from Microsoft Graph and listed here."
-                                    />
-                                }.into_any()
-                            } else {
-                                view! {
-                                    <table class="data-table">
-                                        <thead>
-                                            <tr>
-                                                <th scope="col">"Policy"</th>
-                                                <th scope="col">"Type"</th>
-                                                <th scope="col">"Platform"</th>
-                                                <th scope="col">"Captured"</th>
-                                            </tr>
-                                        </thead>
-                                        <tbody>
-                                            {items.into_iter().map(|item| view! {
-                                                <tr>
-                                                    <td>{item.policy_name}</td>
-                                                    <td>{item.policy_type}</td>
-                                                    <td>{item.platform}</td>
-                                                    <td>{item.captured_at.to_string()}</td>
-                                                </tr>
-                                            }).collect_view()}
-                                        </tbody>
-                                    </table>
-                                }.into_any()
-                            }}
                         }.into_any()
                     }
                     Err(error) => view! { <ErrorMessage error /> }.into_any(),
                 }
             })}
-        </Suspense>
+        </Transition>
+        {move || id.get().map(|set_id| view! {
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let read_only_reason = current_role()
+                        .await
+                        .is_some_and(|role| !role.can_change())
+                        .then(Role::read_only_reason);
+                    view! {
+                        <button
+                            type="button"
+                            class="primary"
+                            data-testid="open-picker"
+                            aria-expanded=move || picker_open.get().to_string()
+                            on:click=open_picker
+                        >
+                            "Add policies"
+                        </button>
+                        <Show when=move || picker_open.get()>
+                            <PolicyPicker
+                                tenant
+                                backup_set_id=set_id
+                                action=add
+                                read_only_reason
+                                on_close=close_picker
+                            />
+                        </Show>
+                    }
+                })}
+            </Transition>
+            <RunPanel tenant backup_set_id=set_id refresh=add.version() finished />
+        })}
+        <h2>"Policies in this set"</h2>
+        <Transition fallback=|| view! { <Loading what="the policies" /> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Ok(detail) if detail.items.is_empty() => view! {
+                        <EmptyState
+                            title="No policies in this set yet"
+                            hint="Policies you add are captured from Microsoft Graph and listed here."
+                        />
+                    }.into_any(),
+                    Ok(detail) => view! {
+                        <table class="data-table" data-testid="backup-items">
+                            <thead>
+                                <tr>
+                                    <th scope="col">"Policy"</th>
+                                    <th scope="col">"Type"</th>
+                                    <th scope="col">"Platform"</th>
+                                    <th scope="col">"Captured"</th>
+                                </tr>
+                            </thead>
+                            <tbody>
+                                {detail.items.into_iter().map(|item| view! {
+                                    <tr>
+                                        <td>{item.policy_name}</td>
+                                        <td>{policy_type_label(&item.policy_type).to_owned()}</td>
+                                        <td>{item.platform}</td>
+                                        <td>{item.captured_at.to_string()}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any(),
+                    // The error is already shown at the top of the page.
+                    Err(_) => ().into_any(),
+                }
+            })}
+        </Transition>
     }
 }

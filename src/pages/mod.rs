@@ -4,6 +4,7 @@ pub mod backup_set;
 pub mod backup_sets;
 pub mod home;
 pub mod not_found;
+pub mod run_detail;
 pub mod runs;
 pub mod sign_in;
 pub mod tenant_layout;

@@ -39,7 +39,9 @@ pub fn RunsPage() -> impl IntoView {
                             <tbody>
                                 {list.into_iter().map(|run| view! {
                                     <tr>
-                                        <td class="mono">"#" {run.id}</td>
+                                        <td class="mono">
+                                            <a href=format!("/t/{}/runs/{}", tenant.get_untracked(), run.id)>"#" {run.id}</a>
+                                        </td>
                                         <td>{run.operation_type}</td>
                                         <td><RunStatusBadge status=run.status /></td>
                                         <td class="num">{run.processed_items} " / " {run.total_items}</td>

@@ -1,0 +1,130 @@
+//! The run panel of a backup set page: its active and recent runs with status, a progress bar
+//! and counts. It polls while a run is active (slower in a hidden tab), stops when none is, and
+//! announces each run that finishes with a toast.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use leptos::prelude::*;
+
+use super::{use_toasts, ErrorMessage, Loading, RunStatusBadge};
+use crate::api::runs::backup_set_runs;
+use crate::domain::{RunStatus, RunSummary};
+
+/// Poll interval while a run is active and the tab is visible.
+const POLL_VISIBLE: Duration = Duration::from_millis(1500);
+/// Poll interval while the tab is hidden.
+const POLL_HIDDEN: Duration = Duration::from_secs(5);
+
+/// The "Finished: …" text of a run that has ended.
+fn finished_text(run: &RunSummary) -> String {
+    format!(
+        "Finished: run #{} {} — {} added, {} failed, {} skipped",
+        run.id,
+        run.status.label(),
+        run.succeeded,
+        run.failed,
+        run.skipped
+    )
+}
+
+/// Active and recent runs of one backup set. `refresh` changes when a run was just submitted;
+/// `finished` is bumped when a run the panel watched has ended (so the page reloads its items).
+#[component]
+pub fn RunPanel(
+    tenant: Memo<String>,
+    backup_set_id: i64,
+    #[prop(into)] refresh: Signal<usize>,
+    finished: RwSignal<u64>,
+) -> impl IntoView {
+    let toasts = use_toasts();
+    let tick = RwSignal::new(0_u64);
+    let runs = Resource::new(
+        move || (tenant.get(), refresh.get(), tick.get()),
+        move |(tenant, _, _)| backup_set_runs(tenant, backup_set_id),
+    );
+    // Status of each run at the last poll: a run seen active and now terminal gets a toast.
+    let seen = StoredValue::new(HashMap::<i64, RunStatus>::new());
+
+    // Effects only run in the browser, so the server never polls.
+    Effect::new(move |_| {
+        let Some(Ok(list)) = runs.get() else {
+            return;
+        };
+        let mut newly_finished = false;
+        seen.update_value(|seen| {
+            for run in &list {
+                let was_active = seen.get(&run.id).is_some_and(|s| s.is_active());
+                if was_active && !run.status.is_active() {
+                    let href = format!("/t/{}/runs/{}", tenant.get_untracked(), run.id);
+                    toasts.push(finished_text(run), Some(href));
+                    newly_finished = true;
+                }
+                seen.insert(run.id, run.status);
+            }
+        });
+        if newly_finished {
+            finished.update(|n| *n += 1);
+        }
+        if list.iter().any(|run| run.status.is_active()) {
+            let delay = if document().hidden() {
+                POLL_HIDDEN
+            } else {
+                POLL_VISIBLE
+            };
+            let handle = set_timeout_with_handle(
+                move || {
+                    tick.try_update(|t| *t += 1);
+                },
+                delay,
+            );
+            if let Ok(handle) = handle {
+                on_cleanup(move || handle.clear());
+            }
+        }
+    });
+
+    view! {
+        <section class="run-panel" aria-labelledby="run-panel-title" data-testid="run-panel">
+            <h2 id="run-panel-title">"Runs of this set"</h2>
+            <Transition fallback=|| view! { <Loading what="runs" /> }>
+                {move || Suspend::new(async move {
+                    match runs.await {
+                        Ok(list) if list.is_empty() => view! {
+                            <p class="muted">"No runs yet. Add policies to start one."</p>
+                        }.into_any(),
+                        Ok(list) => view! {
+                            <ul class="run-list">
+                                {list.into_iter().map(|run| view! { <RunRow tenant run /> }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                        Err(error) => view! { <ErrorMessage error /> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// One run: link, badge, progress bar and counts.
+#[component]
+fn RunRow(tenant: Memo<String>, run: RunSummary) -> impl IntoView {
+    let href = format!("/t/{}/runs/{}", tenant.get_untracked(), run.id);
+    let label = format!("Progress of run #{}", run.id);
+    view! {
+        <li class="run-row" data-testid="run-row" data-status=run.status.as_str()>
+            <a href=href class="mono">"Run #" {run.id}</a>
+            <RunStatusBadge status=run.status />
+            <progress
+                max=run.total_items.max(1)
+                value=run.processed_items
+                aria-label=label
+            ></progress>
+            <span class="run-counts">
+                {run.processed_items} " / " {run.total_items} " processed · "
+                {run.succeeded} " added · " {run.failed} " failed · " {run.skipped} " skipped"
+            </span>
+            <span class="muted small">{run.initiated_by} " · " {run.created_at.to_string()}</span>
+        </li>
+    }
+}
