@@ -19,6 +19,47 @@ both_backends!(TestApp:
     readonly_members_and_outsiders_get_403,
 );
 
+/// US1: submitting never calls Graph, even with a client at hand whose every call would fail.
+async fn submit_never_calls_graph(backend: common::Backend) {
+    use tenantatlas::graph_sim::{GraphSim, SimConfig};
+    use tenantatlas::server::graph::{GraphAccess, GraphClient, GraphConfig, SecretResolver};
+    let sim = GraphSim::start(SimConfig::default()).await.unwrap();
+    let mut knobs = sim.knobs();
+    knobs.rate_503 = 1.0; // every Graph call would fail
+    sim.set_knobs(knobs);
+    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
+    let app = TestApp::spawn_with_graph(
+        backend,
+        GraphAccess {
+            client,
+            secrets: SecretResolver::default(),
+        },
+    )
+    .await;
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie).await;
+    let ids = insert_policies(&app.db, CONTOSO, 25).await;
+    let run = submit_ok(&app, &cookie, set, &ids, true).await;
+    assert_eq!(run["status"], "Pending");
+    assert_eq!(run["total"], 25);
+    let counters = sim.counters();
+    assert_eq!(
+        (counters.graph_requests(), counters.token_requests()),
+        (0, 0),
+        "no Graph call in the request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_submit_never_calls_graph() {
+    submit_never_calls_graph(common::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_submit_never_calls_graph() {
+    submit_never_calls_graph(common::Backend::Postgres).await;
+}
+
 async fn backup_set(app: &TestApp, cookie: &str) -> i64 {
     let form = [("tenant", CONTOSO), ("name", "Target"), ("description", "")];
     let created: Value = app

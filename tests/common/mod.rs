@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tenantatlas::server::auth::session::{SessionSettings, COOKIE};
+use tenantatlas::server::graph::GraphAccess;
 use tenantatlas::server::state::{AppState, Settings};
 use tenantatlas::server::{db::Db, http, prepare, seed};
 
@@ -96,6 +97,15 @@ impl TestApp {
 
     /// A server whose sessions end after `idle` without use.
     pub async fn spawn_with_idle(backend: Backend, idle: Duration) -> Self {
+        Self::spawn_with(backend, idle, None).await
+    }
+
+    /// A server with a Graph client in its state (no worker runs in tests' servers).
+    pub async fn spawn_with_graph(backend: Backend, graph: GraphAccess) -> Self {
+        Self::spawn_with(backend, Duration::from_secs(3600), Some(graph)).await
+    }
+
+    async fn spawn_with(backend: Backend, idle: Duration, graph: Option<GraphAccess>) -> Self {
         // Server logs show up in a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -115,11 +125,14 @@ impl TestApp {
                 secure: false,
             },
         };
-        let state = AppState::new(
+        let mut state = AppState::new(
             db.clone(),
             http::leptos_options(&std::env::temp_dir(), addr),
             settings,
         );
+        if let Some(graph) = graph {
+            state = state.with_graph(graph);
+        }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(http::serve(listener, state, async {
             let _ = rx.await;
