@@ -44,7 +44,15 @@ pub fn PolicyPicker(
             )
         },
         move |(tenant, search, policy_type, platform, sort, page, _)| {
-            list_policies(tenant, backup_set_id, search, policy_type, platform, sort, page)
+            list_policies(
+                tenant,
+                backup_set_id,
+                search,
+                policy_type,
+                platform,
+                sort,
+                page,
+            )
         },
     );
 

@@ -40,7 +40,8 @@ impl ToastQueue {
 
     /// Removes one message.
     pub fn dismiss(&self, id: u64) {
-        self.toasts.update(|list| list.retain(|toast| toast.id != id));
+        self.toasts
+            .update(|list| list.retain(|toast| toast.id != id));
     }
 }
 

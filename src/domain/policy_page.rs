@@ -139,7 +139,14 @@ mod tests {
 
     #[test]
     fn sort_spelling_round_trips_and_defaults_to_name() {
-        for raw in ["name", "-name", "type", "-platform", "modified", "-modified"] {
+        for raw in [
+            "name",
+            "-name",
+            "type",
+            "-platform",
+            "modified",
+            "-modified",
+        ] {
             assert_eq!(PolicySort::parse(raw).as_param(), raw);
         }
         assert_eq!(PolicySort::parse("drop table"), PolicySort::default());

@@ -31,7 +31,12 @@ impl Where {
     fn new(filter: &PolicyFilter) -> Self {
         let mut sql = String::from("p.tenant_id = $1 AND p.gone_from_intune_at IS NULL");
         let mut texts = Vec::new();
-        let search: String = filter.search.trim().chars().take(SEARCH_MAX_CHARS).collect();
+        let search: String = filter
+            .search
+            .trim()
+            .chars()
+            .take(SEARCH_MAX_CHARS)
+            .collect();
         if !search.is_empty() {
             texts.push(format!("%{}%", escape_like(&search.to_lowercase())));
             sql.push_str(&format!(
@@ -83,7 +88,11 @@ fn order_by(sort: PolicySort) -> String {
 }
 
 /// Fails with 404 unless the backup set belongs to the tenant.
-async fn check_backup_set(db: &Db, scope: &TenantScope, backup_set_id: i64) -> Result<(), AppError> {
+async fn check_backup_set(
+    db: &Db,
+    scope: &TenantScope,
+    backup_set_id: i64,
+) -> Result<(), AppError> {
     sqlx::query("SELECT id FROM backup_sets WHERE tenant_id = $1 AND id = $2")
         .bind(scope.id())
         .bind(backup_set_id)

@@ -1,0 +1,85 @@
+import { expect, Page, test } from "@playwright/test";
+
+const CONTOSO = "6f1c2a3b-0000-4000-8000-00000000c0de";
+const PASSWORD = "tenantatlas-demo";
+
+/** Signs a demo user in through the sign-in page and waits for the start page. */
+async function signIn(page: Page, email: string) {
+  await page.goto("/sign-in");
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("heading", { name: "Your tenants" })).toBeVisible();
+}
+
+/** Creates a backup set with a unique name, opens it and waits for hydration. */
+async function openNewBackupSet(page: Page, prefix: string) {
+  const name = `${prefix} ${Date.now()}`;
+  await page.goto(`/t/${CONTOSO}/backup-sets`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByLabel("Name").fill(name);
+  await page.getByRole("button", { name: "Create backup set" }).click();
+  await page.getByRole("link", { name }).click();
+  await expect(page.getByTestId("backup-set-name")).toHaveText(name);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  return name;
+}
+
+/** Opens the picker and ticks the first `n` selectable rows. */
+async function selectRows(page: Page, n: number) {
+  await page.getByRole("button", { name: "Add policies" }).click();
+  const picker = page.getByTestId("policy-picker");
+  await expect(picker.getByTestId("policy-row").first()).toBeVisible();
+  const boxes = picker.locator('tbody input[type="checkbox"]:not([disabled])');
+  for (let i = 0; i < n; i++) await boxes.nth(i).check();
+  await expect(picker.getByTestId("selection-count")).toHaveText(`${n} policies selected`);
+  return picker;
+}
+
+/** The number of runs the runs monitor lists for Contoso. */
+async function countRuns(page: Page) {
+  await page.goto(`/t/${CONTOSO}/runs`);
+  await expect(page.getByRole("heading", { name: "Runs" })).toBeVisible();
+  return page.locator("table.data-table tbody tr").count();
+}
+
+test.beforeEach(async ({ page }) => {
+  await signIn(page, "operator@contoso.example");
+});
+
+test("select policies, add them, follow the toast to the run and watch it succeed", async ({ page }) => {
+  test.setTimeout(120_000);
+  const name = await openNewBackupSet(page, "E2E add");
+  const picker = await selectRows(page, 3);
+  await picker.getByRole("button", { name: "Add selected" }).click();
+
+  const toast = page.getByTestId("toast").filter({ hasText: "Queued: 3 policies" });
+  await expect(toast).toBeVisible();
+  await expect(page.getByTestId("run-row")).toHaveCount(1);
+  await toast.getByRole("link", { name: "View run" }).click();
+
+  await expect(page).toHaveURL(new RegExp(`/t/${CONTOSO}/runs/\\d+$`));
+  await expect(page.getByTestId("run-status")).toHaveText("Succeeded", { timeout: 60_000 });
+  await expect(page.getByTestId("processed")).toHaveText("3 / 3");
+  await expect(page.getByTestId("succeeded")).toHaveText("3");
+  await expect(page.getByTestId("run-items").locator("tbody tr")).toHaveCount(3);
+  await expect(page.getByTestId("backup-set-link")).toHaveText(name);
+});
+
+test("double-clicking Add selected starts one run", async ({ page }) => {
+  test.setTimeout(90_000);
+  const runsBefore = await countRuns(page);
+  const name = await openNewBackupSet(page, "E2E double");
+  const picker = await selectRows(page, 2);
+  await picker.getByRole("button", { name: "Add selected" }).dblclick();
+
+  await expect(page.getByTestId("toast").filter({ hasText: "Queued: 2 policies" })).toBeVisible();
+  await expect(page.getByTestId("run-row")).toHaveCount(1);
+
+  // The runs monitor has exactly one more run than before, and so has the set.
+  expect(await countRuns(page)).toBe(runsBefore + 1);
+  await page.goto(`/t/${CONTOSO}/backup-sets`);
+  await page.getByRole("link", { name }).click();
+  await expect(page.getByTestId("run-row")).toHaveCount(1);
+});
