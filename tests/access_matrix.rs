@@ -119,15 +119,35 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
 
 async fn every_page_enforces_membership(app: TestApp) {
     let set_id = contoso_backup_set(&app).await;
+    // A run of that set, so `/runs/{id}` names something that exists.
+    let operator = app.sign_in(OPERATOR).await;
+    let policy_id = common::insert_policies(&app.db, CONTOSO, 1).await[0].to_string();
+    let form = [
+        ("tenant", CONTOSO),
+        ("backup_set_id", set_id.as_str()),
+        ("policy_ids[0]", policy_id.as_str()),
+    ];
+    let run: Value = app
+        .call_as(&operator, "runs/add-policies", &form)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let run_id = run["run_id"].as_i64().expect("a queued run").to_string();
     let routes = leptos_axum::generate_route_list(tenantatlas::app::App);
     assert!(routes.len() >= 5, "the router lists its pages");
     for caller in CALLERS {
         let cookie = cookie_for(&app, caller).await;
         for route in &routes {
+            let id = if route.path().contains("/runs/") {
+                &run_id
+            } else {
+                &set_id
+            };
             let path = route
                 .path()
                 .replace("{tenant}", CONTOSO)
-                .replace("{id}", &set_id);
+                .replace("{id}", id);
             let response = app.get(cookie.as_deref(), &path).await;
             let status = response.status().as_u16();
             let location = response
