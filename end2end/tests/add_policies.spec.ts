@@ -85,3 +85,37 @@ test("double-clicking Add selected starts one run", async ({ page }) => {
   await page.getByRole("link", { name }).click();
   await expect(page.getByTestId("run-row")).toHaveCount(1);
 });
+
+test("the picker searches, filters, pages, selects all matching and works from the keyboard", async ({ page }) => {
+  await openNewBackupSet(page, "E2E picker");
+  await page.getByRole("button", { name: "Add policies" }).click();
+  const picker = page.getByTestId("policy-picker");
+  const pager = picker.getByRole("navigation", { name: "Pages" });
+  await expect(pager).toContainText("Page 1 of 2 · 96 policies");
+  await expect(picker.getByRole("button", { name: "Add selected" })).toBeDisabled();
+
+  await pager.getByRole("button", { name: "Next" }).click();
+  await expect(pager).toContainText("Page 2 of 2");
+  await expect(picker.getByTestId("policy-row")).toHaveCount(46);
+
+  await picker.getByLabel("Search by name").fill("0001");
+  await expect(pager).toContainText("Page 1 of 1 · 1 policies");
+  await picker.getByLabel("Search by name").fill("");
+  await picker.getByLabel("Type").selectOption("compliance");
+  const selectAll = picker.getByRole("button", { name: /^Select all \d+ matching$/ });
+  const matching = Number((await selectAll.textContent())?.match(/\d+/)?.[0]);
+  expect(matching).toBeGreaterThan(0);
+  expect(matching).toBeLessThan(96);
+  await selectAll.click();
+  await expect(picker.getByTestId("selection-count")).toHaveText(`${matching} policies selected`);
+  await picker.getByRole("button", { name: "Clear selection" }).click();
+  await expect(picker.getByTestId("selection-count")).toHaveText("0 policies selected");
+
+  // Keyboard: Space ticks a focused row, Escape closes the picker.
+  await picker.locator('tbody input[type="checkbox"]').first().focus();
+  await page.keyboard.press("Space");
+  await expect(picker.getByTestId("selection-count")).toHaveText("1 policy selected");
+  await expect(picker.getByRole("button", { name: "Add selected" })).toBeEnabled();
+  await page.keyboard.press("Escape");
+  await expect(page.getByTestId("policy-picker")).toHaveCount(0);
+});

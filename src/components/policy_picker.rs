@@ -294,7 +294,7 @@ pub fn PolicyPicker(
                                 <nav class="pager" aria-label="Pages">
                                     <button
                                         type="button"
-                                        disabled=current_page == 0
+                                        disabled={ current_page == 0 }
                                         on:click=move |_| page.set(current_page - 1)
                                     >
                                         "Previous"
@@ -304,7 +304,7 @@ pub fn PolicyPicker(
                                     </span>
                                     <button
                                         type="button"
-                                        disabled=current_page + 1 >= page_count
+                                        disabled={ current_page + 1 >= page_count }
                                         on:click=move |_| page.set(current_page + 1)
                                     >
                                         "Next"
