@@ -79,6 +79,14 @@ test("double-clicking Add selected starts one run", async ({ page }) => {
   await expect(page.getByTestId("toast").filter({ hasText: "Queued: 2 policies" })).toBeVisible();
   await expect(page.getByTestId("run-row")).toHaveCount(1);
 
+  // The panel polls until the run ends, says so, and the set's items reload.
+  await expect(page.getByTestId("toast").filter({ hasText: "Finished:" })).toContainText(
+    "Succeeded — 2 added, 0 failed, 0 skipped",
+    { timeout: 60_000 },
+  );
+  await expect(page.getByTestId("item-count")).toHaveText("2");
+  await expect(page.getByTestId("backup-items").locator("tbody tr")).toHaveCount(2);
+
   // The runs monitor has exactly one more run than before, and so has the set.
   expect(await countRuns(page)).toBe(runsBefore + 1);
   await page.goto(`/t/${TENANT}/backup-sets`);
