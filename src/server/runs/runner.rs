@@ -53,7 +53,13 @@ pub async fn run(worker: Worker, wake: WakeUp, db: Db, mut shutdown: watch::Rece
         match step {
             Ok(Outcome::TaskCompleted { .. }) => continue,
             Ok(Outcome::EmptyQueue) => {}
-            Err(error) => tracing::error!(%error, "worker step failed; retrying"),
+            Err(error) => {
+                tracing::error!(%error, "worker step failed; the run goes back to the queue");
+                // Not left to the lease's expiry: the run is retried at once, by us or another.
+                if let Err(error) = worker.release_leases().await {
+                    tracing::warn!(%error, "could not release the lease; it expires on its own");
+                }
+            }
         }
         tokio::select! {
             () = wake.local.notified() => {}

@@ -362,41 +362,40 @@ impl Worker {
     ) -> Result<(), sqlx::Error> {
         let now = Timestamp::now().millis();
         let mut tx = self.db.pool().begin().await?;
-        let counts =
-            sqlx::query("SELECT total_items, succeeded, failed, skipped FROM runs WHERE id = $1")
-                .bind(run.id)
-                .fetch_one(&mut *tx)
-                .await?;
-        let (total, succeeded, failed, skipped): (i64, i64, i64, i64) = (
-            counts.try_get("total_items")?,
-            counts.try_get("succeeded")?,
-            counts.try_get("failed")?,
-            counts.try_get("skipped")?,
-        );
-        let status = match (&failure, failed, succeeded) {
-            (Some(_), _, _) => RunStatus::Failed,
-            (None, 0, _) => RunStatus::Completed,
-            (None, _, 0) => RunStatus::Failed,
-            (None, _, _) => RunStatus::CompletedWithErrors,
-        };
+        // Write first and decide in the same statement (SPEC Rule 7): a transaction that read
+        // before writing could not upgrade its lock under SQLite's WAL while another worker writes.
         let finished = sqlx::query(
-            "UPDATE runs SET status = $1, finished_at = $2, reason_code = $3, failure_message = $4, \
+            "UPDATE runs SET status = CASE \
+                 WHEN $1 THEN 'failed' \
+                 WHEN failed = 0 THEN 'completed' \
+                 WHEN succeeded = 0 THEN 'failed' \
+                 ELSE 'completed_with_errors' END, \
+             finished_at = $2, reason_code = $3, failure_message = $4, \
              lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = $5 AND lease_owner = $6 AND status = 'running'",
+             WHERE id = $5 AND lease_owner = $6 AND status = 'running' \
+             RETURNING status, total_items, succeeded, failed, skipped",
         )
-        .bind(status.as_str())
+        .bind(failure.is_some())
         .bind(now)
         .bind(failure.as_ref().map(|f| f.reason.as_str()))
         .bind(failure.as_ref().map(|f| sanitize(&f.message)))
         .bind(run.id)
         .bind(&self.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if finished != 1 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = finished else {
+            // The lease was lost: whoever holds it now finishes the run.
             tx.rollback().await?;
             return Ok(());
-        }
+        };
+        let status: String = row.try_get("status")?;
+        let status = RunStatus::parse(&status).unwrap_or(RunStatus::Failed);
+        let (total, succeeded, failed, skipped): (i64, i64, i64, i64) = (
+            row.try_get("total_items")?,
+            row.try_get("succeeded")?,
+            row.try_get("failed")?,
+            row.try_get("skipped")?,
+        );
         if let Some(user_id) = run.initiated_by {
             let tenant: String = sqlx::query("SELECT external_id FROM tenants WHERE id = $1")
                 .bind(run.tenant_id)
