@@ -21,7 +21,10 @@ fn create_user(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
         .spawn()
         .expect("start the binary");
     // The binary may refuse its arguments before it reads standard input.
-    let _ = child.stdin.take().map(|mut pipe| pipe.write_all(stdin.as_bytes()));
+    let _ = child
+        .stdin
+        .take()
+        .map(|mut pipe| pipe.write_all(stdin.as_bytes()));
     child.wait_with_output().unwrap()
 }
 
