@@ -1,29 +1,19 @@
 import { expect, test } from "@playwright/test";
-
-const CONTOSO = "6f1c2a3b-0000-4000-8000-00000000c0de";
-const FABRIKAM = "9a7d4e21-0000-4000-8000-0000000fab01";
-const PASSWORD = "tenantatlas-demo";
-
-async function signIn(page: import("@playwright/test").Page, email: string, password = PASSWORD) {
-  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
-  await page.getByLabel("E-mail").fill(email);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-}
+import { CONTOSO, FABRIKAM, submitSignIn } from "./demo";
 
 test("anonymous visitors are sent to sign-in and back to the page they asked for", async ({ page }) => {
   await page.goto(`/t/${CONTOSO}/runs`);
   await expect(page).toHaveURL(/\/sign-in\?next=/);
-  await signIn(page, "operator@contoso.example", "wrong password!");
+  await submitSignIn(page, "operator@contoso.example", "wrong password!");
   await expect(page.getByRole("alert").filter({ hasText: "incorrect" })).toBeVisible();
-  await signIn(page, "operator@contoso.example");
+  await submitSignIn(page, "operator@contoso.example");
   await expect(page).toHaveURL(new RegExp(`/t/${CONTOSO}/runs$`));
   await expect(page.getByRole("heading", { name: "Runs" })).toBeVisible();
 });
 
 test("an operator sees only their tenant; another tenant's pages answer 403", async ({ page }) => {
   await page.goto("/sign-in");
-  await signIn(page, "operator@contoso.example");
+  await submitSignIn(page, "operator@contoso.example");
   await expect(page.getByRole("heading", { name: "Your tenants" })).toBeVisible();
   await expect(page.locator(".tenant-list li")).toHaveCount(1);
   const response = await page.goto(`/t/${FABRIKAM}/backup-sets`);
@@ -33,7 +23,7 @@ test("an operator sees only their tenant; another tenant's pages answer 403", as
 
 test("a readonly member sees the create form disabled with the reason, and the server refuses too", async ({ page }) => {
   await page.goto("/sign-in");
-  await signIn(page, "readonly@contoso.example");
+  await submitSignIn(page, "readonly@contoso.example");
   await expect(page.getByRole("heading", { name: "Your tenants" })).toBeVisible();
   await page.goto(`/t/${CONTOSO}/backup-sets`);
   await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
@@ -52,7 +42,7 @@ test("a readonly member sees the create form disabled with the reason, and the s
 
 test("signing out ends the session", async ({ page }) => {
   await page.goto("/sign-in");
-  await signIn(page, "operator@contoso.example");
+  await submitSignIn(page, "operator@contoso.example");
   await expect(page.getByRole("heading", { name: "Your tenants" })).toBeVisible();
   await page.getByRole("button", { name: "Sign out" }).click();
   await expect(page).toHaveURL(/\/sign-in/);

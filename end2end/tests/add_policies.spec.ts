@@ -1,19 +1,9 @@
 import { expect, Page, test } from "@playwright/test";
+import { FABRIKAM, signIn } from "./demo";
 
 // Fabrikam, with its operator: backup_sets.spec.ts expects Contoso to start without backup
 // sets and runs, and every spec shares one server and database.
-const TENANT = "9a7d4e21-0000-4000-8000-0000000fab01";
-const PASSWORD = "tenantatlas-demo";
-
-/** Signs a demo user in through the sign-in page and waits for the start page. */
-async function signIn(page: Page, email: string) {
-  await page.goto("/sign-in");
-  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
-  await page.getByLabel("E-mail").fill(email);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await expect(page.getByRole("heading", { name: "Your tenants" })).toBeVisible();
-}
+const TENANT = FABRIKAM;
 
 /** Creates a backup set with a unique name, opens it and waits for hydration. */
 async function openNewBackupSet(page: Page, prefix: string) {

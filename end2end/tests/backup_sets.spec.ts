@@ -1,23 +1,5 @@
 import { expect, Page, test } from "@playwright/test";
-
-const CONTOSO = "6f1c2a3b-0000-4000-8000-00000000c0de";
-const PASSWORD = "tenantatlas-demo";
-
-/** Signs a demo user in through the sign-in page and waits for the start page. */
-async function signIn(page: Page, email: string) {
-  await page.goto("/sign-in");
-  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
-  await page.getByLabel("E-mail").fill(email);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await expect(page.getByRole("heading", { name: "Your tenants" })).toBeVisible();
-}
-
-/** Opens a page and waits until the wasm bundle has hydrated it. */
-async function openHydrated(page: Page, path: string) {
-  await page.goto(path);
-  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
-}
+import { CONTOSO, openHydrated, signIn } from "./demo";
 
 /** Marks the current document; the mark survives client-side updates but not a page load. */
 async function markDocument(page: Page) {

@@ -17,7 +17,7 @@ pub async fn list_runs(tenant: String) -> Result<Vec<RunSummary>, AppError> {
         async {
             let db = app_state()?.db;
             let ctx = authorize(&tenant, Need::View).await?;
-            runs::list(&db, &ctx.scope, RUNS_PAGE_SIZE).await
+            runs::queries::list(&db, &ctx.scope, RUNS_PAGE_SIZE).await
         }
         .await,
     )

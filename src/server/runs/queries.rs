@@ -1,5 +1,5 @@
-//! Reading runs for the screens: one run with its items (run detail) and the recent runs of a
-//! backup set (run panel). Every query is scoped by the tenant id.
+//! Reading runs for the screens: the tenant's runs (Runs page), one run with its items (run detail)
+//! and the recent runs of a backup set (run panel). Every query is scoped by the tenant id.
 
 use sqlx::{any::AnyRow, Row};
 
@@ -31,40 +31,57 @@ fn reason(row: &AnyRow, column: &str) -> Result<Option<ReasonCode>, AppError> {
     }))
 }
 
+/// The columns and join every run list reads, mapped by [`summary`].
+const SUMMARY_SELECT: &str = "SELECT r.id, r.operation_type, r.status, \
+     COALESCE(u.display_name, '') AS initiated_by, r.total_items, r.processed_items, \
+     r.succeeded, r.failed, r.skipped, r.created_at \
+     FROM runs r LEFT JOIN users u ON u.id = r.initiated_by";
+
+fn summary(row: &AnyRow) -> Result<RunSummary, AppError> {
+    Ok(RunSummary {
+        id: row.try_get("id")?,
+        operation_type: row.try_get("operation_type")?,
+        status: status(row)?,
+        initiated_by: row.try_get("initiated_by")?,
+        total_items: row.try_get("total_items")?,
+        processed_items: row.try_get("processed_items")?,
+        succeeded: row.try_get("succeeded")?,
+        failed: row.try_get("failed")?,
+        skipped: row.try_get("skipped")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+/// The tenant's runs, newest first (at most `limit`).
+pub async fn list(db: &Db, scope: &TenantScope, limit: i64) -> Result<Vec<RunSummary>, AppError> {
+    let sql = format!(
+        "{SUMMARY_SELECT} WHERE r.tenant_id = $1 ORDER BY r.created_at DESC, r.id DESC LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(scope.id())
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(summary).collect()
+}
+
 /// The most recent runs that worked on one backup set, newest first.
 pub async fn for_backup_set(
     db: &Db,
     scope: &TenantScope,
     backup_set_id: i64,
 ) -> Result<Vec<RunSummary>, AppError> {
-    let rows = sqlx::query(
-        "SELECT r.id, r.operation_type, r.status, COALESCE(u.display_name, '') AS initiated_by, \
-                r.total_items, r.processed_items, r.succeeded, r.failed, r.skipped, r.created_at \
-         FROM runs r LEFT JOIN users u ON u.id = r.initiated_by \
-         WHERE r.tenant_id = $1 AND r.resource = 'backup_set' AND r.target_id = $2 \
-         ORDER BY r.created_at DESC, r.id DESC LIMIT $3",
-    )
-    .bind(scope.id())
-    .bind(backup_set_id)
-    .bind(PANEL_RUNS)
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(RunSummary {
-                id: row.try_get("id")?,
-                operation_type: row.try_get("operation_type")?,
-                status: status(row)?,
-                initiated_by: row.try_get("initiated_by")?,
-                total_items: row.try_get("total_items")?,
-                processed_items: row.try_get("processed_items")?,
-                succeeded: row.try_get("succeeded")?,
-                failed: row.try_get("failed")?,
-                skipped: row.try_get("skipped")?,
-                created_at: Timestamp(row.try_get("created_at")?),
-            })
-        })
-        .collect()
+    let sql = format!(
+        "{SUMMARY_SELECT} WHERE r.tenant_id = $1 AND r.resource = 'backup_set' AND r.target_id = $2 \
+         ORDER BY r.created_at DESC, r.id DESC LIMIT $3"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(scope.id())
+        .bind(backup_set_id)
+        .bind(PANEL_RUNS)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(summary).collect()
 }
 
 /// One run of the tenant with its items (only those with `outcome`, when given).
