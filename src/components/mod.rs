@@ -10,6 +10,6 @@ mod toasts;
 pub use app_header::{AppHeader, MeResource};
 pub use feedback::{EmptyState, ErrorMessage, Loading};
 pub use policy_picker::PolicyPicker;
-pub use run_panel::RunPanel;
+pub use run_panel::{run_poll_delay, RunPanel};
 pub use status_badge::RunStatusBadge;
 pub use toasts::{provide_toasts, use_toasts, Toast, ToastQueue, Toasts};

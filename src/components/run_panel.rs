@@ -16,6 +16,16 @@ const POLL_VISIBLE: Duration = Duration::from_millis(1500);
 /// Poll interval while the tab is hidden.
 const POLL_HIDDEN: Duration = Duration::from_secs(5);
 
+/// How long to wait before polling an active run again: slower when the tab is hidden.
+/// Shared by the run panel and the run detail page (browser only).
+pub fn run_poll_delay() -> Duration {
+    if document().hidden() {
+        POLL_HIDDEN
+    } else {
+        POLL_VISIBLE
+    }
+}
+
 /// The "Finished: …" text of a run that has ended.
 fn finished_text(run: &RunSummary) -> String {
     format!(
@@ -67,11 +77,7 @@ pub fn RunPanel(
             finished.update(|n| *n += 1);
         }
         if list.iter().any(|run| run.status.is_active()) {
-            let delay = if document().hidden() {
-                POLL_HIDDEN
-            } else {
-                POLL_VISIBLE
-            };
+            let delay = run_poll_delay();
             let handle = set_timeout_with_handle(
                 move || {
                     tick.try_update(|t| *t += 1);

@@ -1,22 +1,15 @@
 //! `/t/{tenant}/runs/{id}`: one run with its status, initiator, times, counters and every item.
 
-use std::time::Duration;
-
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use super::tenant_layout::use_tenant;
 use crate::api::runs::get_run;
-use crate::components::{EmptyState, ErrorMessage, Loading, RunStatusBadge};
+use crate::components::{run_poll_delay, EmptyState, ErrorMessage, Loading, RunStatusBadge};
 use crate::domain::policy_page::policy_type_label;
 use crate::domain::run_detail::ItemOutcome;
 use crate::domain::AppError;
-
-/// Poll interval while the run is active and the tab is visible.
-const POLL_VISIBLE: Duration = Duration::from_millis(1500);
-/// Poll interval while the tab is hidden.
-const POLL_HIDDEN: Duration = Duration::from_secs(5);
 
 /// The run detail page; it polls while the run is queued or running.
 #[component]
@@ -48,11 +41,7 @@ pub fn RunDetailPage() -> impl IntoView {
             return;
         };
         if detail.status.is_active() {
-            let delay = if document().hidden() {
-                POLL_HIDDEN
-            } else {
-                POLL_VISIBLE
-            };
+            let delay = run_poll_delay();
             if let Ok(handle) = set_timeout_with_handle(
                 move || {
                     tick.try_update(|t| *t += 1);
