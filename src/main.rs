@@ -8,6 +8,8 @@ async fn main() -> std::process::ExitCode {
 
     let cli = Cli::parse();
     tracing_subscriber::fmt()
+        // Colours only for a person at a terminal, not in files and log collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
         )

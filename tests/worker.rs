@@ -393,6 +393,7 @@ async fn two_instances_share_the_queue_without_double_work(t: TestDb) {
                 f.worker(name),
                 WakeUp::default(),
                 f.db.clone(),
+                Duration::from_secs(5),
                 stopped.clone(),
             ))
         })

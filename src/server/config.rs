@@ -134,4 +134,10 @@ pub struct ServeArgs {
     /// A session unused for this many minutes ends.
     #[arg(long, env = "TENANTATLAS_SESSION_IDLE_MINUTES", default_value_t = 120)]
     pub session_idle_minutes: u64,
+
+    /// The worker's safety-net poll, in seconds: it finds expired leases and wake-ups it missed.
+    /// Submits wake it at once (and, on PostgreSQL, every instance through NOTIFY).
+    #[arg(long, env = "TENANTATLAS_WORKER_POLL_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub worker_poll_seconds: u64,
 }

@@ -234,6 +234,7 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
         worker,
         state.wake.clone(),
         db.clone(),
+        Duration::from_secs(args.worker_poll_seconds),
         worker_stopped,
     ));
     tokio::spawn(auth::session::delete_expired_forever(

@@ -72,10 +72,9 @@ pub const DEMO_USERS: [DemoUser; 5] = [
 /// Creates whatever of the demo data is missing. Returns how many tenants it created.
 pub async fn seed_demo(db: &Db) -> Result<usize, StartError> {
     let now = Timestamp::now().millis();
-    // One hash for every demo user: they share the demo password, and hashing is slow on purpose.
-    let demo_hash = password::hash(DEMO_PASSWORD.to_owned())
-        .await
-        .map_err(|_| StartError::Invalid("could not hash the demo password".into()))?;
+    // One hash for every demo user: they share the demo password, and hashing is slow on purpose,
+    // so it is only computed when a demo user is missing (not at every start).
+    let mut demo_hash: Option<String> = None;
     let mut tx = db.pool().begin().await?;
 
     let mut tenant_ids = Vec::with_capacity(DEMO_TENANTS.len());
@@ -125,13 +124,22 @@ pub async fn seed_demo(db: &Db) -> Result<usize, StartError> {
         if exists {
             continue;
         }
+        let hash = match &demo_hash {
+            Some(hash) => hash.clone(),
+            None => {
+                let hash = password::hash(DEMO_PASSWORD.to_owned())
+                    .await
+                    .map_err(|_| StartError::Invalid("could not hash the demo password".into()))?;
+                demo_hash.insert(hash).clone()
+            }
+        };
         let user_id: i64 = sqlx::query(
             "INSERT INTO users (email, display_name, password_hash, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING id",
         )
         .bind(email)
         .bind(name)
-        .bind(&demo_hash)
+        .bind(&hash)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?

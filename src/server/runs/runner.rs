@@ -12,8 +12,8 @@ use crate::server::db::{Db, NativePool};
 
 /// The PostgreSQL channel a submit notifies, so every instance's worker wakes.
 const CHANNEL: &str = "tenantatlas_runs";
-/// The safety-net poll: picks up expired leases and missed wake-ups.
-const POLL: Duration = Duration::from_secs(5);
+/// How long the listener waits before it reconnects to PostgreSQL.
+const RECONNECT: Duration = Duration::from_secs(5);
 
 /// Wakes the worker(s) after a run was queued. Cheap to clone.
 #[derive(Clone, Debug, Default)]
@@ -37,8 +37,15 @@ impl WakeUp {
     }
 }
 
-/// Runs `worker` until `shutdown` turns true, then releases its leases.
-pub async fn run(worker: Worker, wake: WakeUp, db: Db, mut shutdown: watch::Receiver<bool>) {
+/// Runs `worker` until `shutdown` turns true, then releases its leases and wakes the other
+/// instances to take them over. `poll` is the safety net for expired leases and lost wake-ups.
+pub async fn run(
+    worker: Worker,
+    wake: WakeUp,
+    db: Db,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if let NativePool::Postgres(pool) = db.native() {
         tokio::spawn(listen(pool.clone(), wake.local.clone()));
     }
@@ -63,13 +70,14 @@ pub async fn run(worker: Worker, wake: WakeUp, db: Db, mut shutdown: watch::Rece
         }
         tokio::select! {
             () = wake.local.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep(poll) => {}
             _ = shutdown.changed() => break,
         }
     }
     match worker.release_leases().await {
         Ok(released) if released > 0 => {
-            tracing::info!(released, "released run leases for another instance")
+            tracing::info!(released, "released run leases for another instance");
+            wake.run_queued(&db).await;
         }
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "could not release leases; they expire on their own"),
@@ -91,6 +99,6 @@ async fn listen(pool: sqlx::PgPool, local: Arc<Notify>) {
                 tracing::warn!(%error, "cannot listen for run notifications; polling only")
             }
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(RECONNECT).await;
     }
 }

@@ -68,6 +68,8 @@ struct PendingItem {
     policy_id: i64,
     graph_id: String,
     policy_type: String,
+    /// The policy was already in the backup set when the run was resumed or started.
+    already_in_set: bool,
 }
 
 enum ItemResult {
@@ -184,12 +186,17 @@ impl Worker {
             Err(failure) => return self.finish(run, Some(failure)).await,
         };
         // Items with an outcome are done, also from an earlier attempt: a resumed run skips them.
+        // Whether each policy is already in the set comes with it: one query per run, not per item.
         let rows = sqlx::query(
-            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type FROM run_items ri \
+            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type, bi.id AS backup_item_id \
+             FROM run_items ri \
              JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
-             WHERE ri.run_id = $1 AND ri.outcome = 'pending' ORDER BY ri.id",
+             LEFT JOIN backup_items bi ON bi.backup_set_id = $2 AND bi.policy_id = ri.policy_id \
+             WHERE ri.run_id = $1 AND ri.tenant_id = $3 AND ri.outcome = 'pending' ORDER BY ri.id",
         )
         .bind(run.id)
+        .bind(run.backup_set_id)
+        .bind(run.tenant_id)
         .fetch_all(self.db.pool())
         .await?;
         let items = rows
@@ -200,6 +207,7 @@ impl Worker {
                     policy_id: row.try_get("policy_id")?,
                     graph_id: row.try_get("graph_id")?,
                     policy_type: row.try_get("policy_type")?,
+                    already_in_set: row.try_get::<Option<i64>, _>("backup_item_id")?.is_some(),
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -212,7 +220,6 @@ impl Worker {
             })
             .buffer_unordered(self.concurrency);
         while let Some((item, result)) = results.next().await {
-            let result = result?;
             if !self.record(run, &item, result).await? {
                 tracing::warn!("lease lost; another worker continues this run");
                 return Ok(());
@@ -227,37 +234,26 @@ impl Worker {
         run: &ClaimedRun,
         creds: &TenantCredentials,
         item: &PendingItem,
-    ) -> Result<ItemResult, sqlx::Error> {
-        let already =
-            sqlx::query("SELECT id FROM backup_items WHERE backup_set_id = $1 AND policy_id = $2")
-                .bind(run.backup_set_id)
-                .bind(item.policy_id)
-                .fetch_optional(self.db.pool())
-                .await?
-                .is_some();
-        if already {
-            return Ok(ItemResult::Skipped(ReasonCode::AlreadyInBackupSet));
+    ) -> ItemResult {
+        // Added later by another run: `record` still finds it (ON CONFLICT) and skips it then.
+        if item.already_in_set {
+            return ItemResult::Skipped(ReasonCode::AlreadyInBackupSet);
         }
         let Some(policy_type) = PolicyType::parse(&item.policy_type) else {
-            return Ok(ItemResult::Failed(
-                ReasonCode::UnknownError,
-                "Unsupported policy type.".into(),
-            ));
+            return ItemResult::Failed(ReasonCode::UnknownError, "Unsupported policy type.".into());
         };
         let options = CaptureOptions {
             include_assignments: run.options.include_assignments,
             include_scope_tags: run.options.include_scope_tags,
         };
-        Ok(
-            match self
-                .source
-                .capture_policy(creds, policy_type, &item.graph_id, options)
-                .await
-            {
-                Ok(snapshot) => ItemResult::Captured(snapshot),
-                Err(error) => ItemResult::Failed(error.reason_code(), sanitize(error.message())),
-            },
-        )
+        match self
+            .source
+            .capture_policy(creds, policy_type, &item.graph_id, options)
+            .await
+        {
+            Ok(snapshot) => ItemResult::Captured(snapshot),
+            Err(error) => ItemResult::Failed(error.reason_code(), sanitize(error.message())),
+        }
     }
 
     /// Writes one item's outcome with the run's counters (and, when captured, the snapshot and
@@ -364,6 +360,7 @@ impl Worker {
         let mut tx = self.db.pool().begin().await?;
         // Write first and decide in the same statement (SPEC Rule 7): a transaction that read
         // before writing could not upgrade its lock under SQLite's WAL while another worker writes.
+        // `lease_owner` stays: an ended run names the worker (`pid<N>-…`) that finished it.
         let finished = sqlx::query(
             "UPDATE runs SET status = CASE \
                  WHEN $1 THEN 'failed' \
@@ -371,7 +368,7 @@ impl Worker {
                  WHEN succeeded = 0 THEN 'failed' \
                  ELSE 'completed_with_errors' END, \
              finished_at = $2, reason_code = $3, failure_message = $4, \
-             lease_owner = NULL, lease_expires_at = NULL \
+             lease_expires_at = NULL \
              WHERE id = $5 AND lease_owner = $6 AND status = 'running' \
              RETURNING status, total_items, succeeded, failed, skipped",
         )

@@ -1,0 +1,356 @@
+//! Scale-out on PostgreSQL: several `tenantatlas serve` processes on one database share the run
+//! queue. Every run is processed by exactly one process, a process started later takes work at
+//! once, a NOTIFY (not the safety-net poll) wakes idle instances, and SIGTERM hands a run over
+//! at once. The instances are real processes of the built binary; Graph is the simulator over
+//! HTTP. SQLite is one process by design, so this test is PostgreSQL's alone.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use common::{Backend, TestDb, CONTOSO, OPERATOR};
+use tenantatlas::domain::TenantExternalId;
+use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
+use tenantatlas::server::db::Db;
+use tenantatlas::server::graph::{
+    ClientSecret, GraphClient, GraphConfig, PolicyType, TenantCredentials,
+};
+use tenantatlas::server::seed;
+
+const SECRET: &str = "scale-out-secret";
+const SECRET_VAR: &str = "TA_SCALE_OUT_TEST_SECRET";
+/// Far longer than any wait below: work that starts in time was woken, not polled for.
+const POLL_SECONDS: &str = "600";
+
+/// One `tenantatlas serve` process; killed if the test ends early.
+struct Instance {
+    child: Child,
+    port: u16,
+}
+
+impl Instance {
+    async fn start(db_url: &str, sim: &SimHandle) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_tenantatlas"))
+            .args(["--database-url", db_url])
+            .args(["--log", "tenantatlas=info,sqlx=warn"])
+            .args(["--graph-url", &sim.graph_url, "--login-url", &sim.login_url])
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--worker-poll-seconds", POLL_SECONDS])
+            .env(SECRET_VAR, SECRET)
+            .spawn()
+            .expect("start tenantatlas serve");
+        let instance = Self { child, port };
+        instance.wait_healthy().await;
+        instance
+    }
+
+    async fn wait_healthy(&self) {
+        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        for _ in 0..300 {
+            if let Ok(response) = reqwest::get(&url).await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("instance on port {} did not become healthy", self.port);
+    }
+
+    /// The prefix of this process's worker id, which an ended run keeps in `lease_owner`.
+    fn worker_prefix(&self) -> String {
+        format!("pid{}-", self.child.id())
+    }
+
+    /// SIGTERM, as a service manager stops it; waits for a clean exit.
+    async fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        for _ in 0..300 {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                assert!(exit.success(), "a SIGTERM stop exits cleanly: {exit}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("instance did not stop within 15 s of SIGTERM");
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Fixture {
+    db: Db,
+    sim: SimHandle,
+    tenant_id: i64,
+    user_id: i64,
+    /// Compliance policies of the simulated Contoso tenant.
+    policies: Vec<i64>,
+}
+
+async fn fixture(t: &TestDb) -> Fixture {
+    seed::seed_demo(&t.db).await.unwrap();
+    let sim = GraphSim::start(SimConfig {
+        policies_per_tenant: 400,
+        client_secret: SECRET.into(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // The instances resolve the secret from their environment, as in production.
+    sqlx::query(
+        "UPDATE tenants SET graph_client_id = 'scale-out-test', graph_secret_ref = $1 \
+         WHERE external_id = $2",
+    )
+    .bind(format!("env:{SECRET_VAR}"))
+    .bind(CONTOSO)
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+    let tenant_id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(CONTOSO)
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(OPERATOR)
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
+    let creds = TenantCredentials {
+        tenant_id: TenantExternalId::parse(CONTOSO).unwrap(),
+        client_id: "scale-out-test".into(),
+        client_secret: ClientSecret::new(SECRET),
+    };
+    let listed = client
+        .list_policies(&creds, PolicyType::Compliance)
+        .await
+        .unwrap();
+    let mut policies = Vec::new();
+    for listing in listed {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
+             VALUES ($1, $2, 'compliance', $3, $4, 0) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(&listing.graph_id)
+        .bind(&listing.display_name)
+        .bind(&listing.platform)
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+        policies.push(id);
+    }
+    assert!(policies.len() >= 50, "enough compliance policies to share");
+    Fixture {
+        db: t.db.clone(),
+        sim,
+        tenant_id,
+        user_id,
+        policies,
+    }
+}
+
+impl Fixture {
+    async fn backup_set(&self, name: &str) -> i64 {
+        sqlx::query_scalar(
+            "INSERT INTO backup_sets (tenant_id, name, created_at) VALUES ($1, $2, 0) RETURNING id",
+        )
+        .bind(self.tenant_id)
+        .bind(name)
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap()
+    }
+
+    /// Queues a run as the server function does, without waking anyone.
+    async fn queue(&self, set_id: i64, policy_ids: &[i64]) -> i64 {
+        let run_id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (tenant_id, initiated_by, operation_type, resource, action, target_id, input, \
+             idempotency_key, status, total_items, created_at) \
+             VALUES ($1, $2, 'backup_set.add_policies', 'backup_set', 'add_policies', $3, $4, $5, 'pending', $6, 0) \
+             RETURNING id",
+        )
+        .bind(self.tenant_id)
+        .bind(self.user_id)
+        .bind(set_id)
+        .bind(serde_json::json!({ "options": {} }).to_string())
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(policy_ids.len() as i64)
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap();
+        for id in policy_ids {
+            sqlx::query("INSERT INTO run_items (tenant_id, run_id, policy_id) VALUES ($1, $2, $3)")
+                .bind(self.tenant_id)
+                .bind(run_id)
+                .bind(id)
+                .execute(self.db.pool())
+                .await
+                .unwrap();
+        }
+        run_id
+    }
+
+    /// What a submit on another instance sends: the instances' shared wake-up channel.
+    async fn notify(&self) {
+        sqlx::query("SELECT pg_notify('tenantatlas_runs', '')")
+            .execute(self.db.pool())
+            .await
+            .unwrap();
+    }
+
+    /// Waits until `runs` have all ended; panics after `limit`.
+    async fn wait_ended(&self, runs: &[i64], limit: Duration) {
+        let ended = async {
+            loop {
+                let mut open = 0;
+                for run in runs {
+                    let status: String =
+                        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+                            .bind(run)
+                            .fetch_one(self.db.pool())
+                            .await
+                            .unwrap();
+                    open += usize::from(status == "pending" || status == "running");
+                }
+                if open == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(limit, ended)
+            .await
+            .unwrap_or_else(|_| panic!("runs {runs:?} did not end within {limit:?}"));
+    }
+
+    /// (status, attempt, succeeded, lease_owner) of a run.
+    async fn run_row(&self, run: i64) -> (String, i64, i64, String) {
+        sqlx::query_as(
+            "SELECT status, attempt, succeeded, COALESCE(lease_owner, '') FROM runs WHERE id = $1",
+        )
+        .bind(run)
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap()
+    }
+
+    async fn items_in_set(&self, set_id: i64) -> (i64, i64) {
+        sqlx::query_as(
+            "SELECT COUNT(*), COUNT(DISTINCT policy_id) FROM backup_items WHERE backup_set_id = $1",
+        )
+        .bind(set_id)
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
+    let t = TestDb::create(Backend::Postgres).await;
+    let f = fixture(&t).await;
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 120;
+    f.sim.set_knobs(knobs.clone());
+
+    // 1. Ten queued runs; instance B starts while A is working and takes its share at once.
+    let a = Instance::start(&t.url, &f.sim).await;
+    let shared_set = f.backup_set("Shared by two instances").await;
+    let mut runs = Vec::new();
+    for chunk in f.policies[..40].chunks(4) {
+        runs.push(f.queue(shared_set, chunk).await);
+    }
+    f.sim.reset_counters();
+    f.notify().await;
+    let b = Instance::start(&t.url, &f.sim).await;
+    f.wait_ended(&runs, Duration::from_secs(60)).await;
+    let (mut by_a, mut by_b) = (BTreeSet::new(), BTreeSet::new());
+    for &run in &runs {
+        let (status, attempt, succeeded, owner) = f.run_row(run).await;
+        assert_eq!(
+            (status.as_str(), attempt, succeeded),
+            ("completed", 1, 4),
+            "run {run} was claimed once and completed"
+        );
+        if owner.starts_with(&a.worker_prefix()) {
+            by_a.insert(run);
+        } else if owner.starts_with(&b.worker_prefix()) {
+            by_b.insert(run);
+        } else {
+            panic!("run {run} was finished by an unknown worker {owner:?}");
+        }
+    }
+    assert!(!by_a.is_empty(), "A, woken by NOTIFY, processed runs");
+    assert!(!by_b.is_empty(), "B, started later, picked up work at once");
+    assert_eq!(f.items_in_set(shared_set).await, (40, 40));
+    assert_eq!(
+        f.sim.counters().for_path("deviceCompliancePolicies/").len(),
+        40,
+        "each policy captured once, by one instance"
+    );
+
+    // 2. Both idle, polling only every 10 minutes: a NOTIFY alone gets the run done.
+    let woken_set = f.backup_set("Woken by NOTIFY").await;
+    let run = f.queue(woken_set, &f.policies[40..44]).await;
+    f.notify().await;
+    f.wait_ended(&[run], Duration::from_secs(30)).await;
+    assert_eq!(f.run_row(run).await.0, "completed");
+
+    // 3. SIGTERM mid-run: the stopping instance releases its lease and wakes the other, which
+    //    resumes at once (the lease would last 60 s, the poll 10 min).
+    knobs.latency_ms = 400;
+    f.sim.set_knobs(knobs);
+    let handover_set = f.backup_set("Handed over").await;
+    let rest = &f.policies[44..];
+    let run = f.queue(handover_set, rest).await;
+    f.notify().await;
+    let owner = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let (status, _, succeeded, owner) = f.run_row(run).await;
+            if status == "running" && succeeded > 0 {
+                return owner;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("an instance starts the long run");
+    let (stopping, staying) = if owner.starts_with(&a.worker_prefix()) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    stopping.terminate().await;
+    f.wait_ended(&[run], Duration::from_secs(30)).await;
+    let (status, attempt, succeeded, owner) = f.run_row(run).await;
+    assert_eq!(status, "completed");
+    assert_eq!(attempt, 2, "claimed again after the handover");
+    assert_eq!(
+        succeeded,
+        rest.len() as i64,
+        "every item once over both attempts"
+    );
+    assert!(owner.starts_with(&staying.worker_prefix()));
+    let n = rest.len() as i64;
+    assert_eq!(f.items_in_set(handover_set).await, (n, n));
+    staying.terminate().await;
+}
