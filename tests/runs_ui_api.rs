@@ -1,5 +1,6 @@
 //! The picker's and the run screens' server functions over HTTP: inventory search, filters,
-//! paging and the in-set marker, tenant isolation, run detail and a backup set's runs.
+//! paging and the in-set marker, tenant isolation, the Runs page's filters, run detail with its
+//! paged items and a backup set's runs.
 
 #![cfg(feature = "ssr")]
 
@@ -15,6 +16,10 @@ both_backends!(TestApp:
     another_tenants_policies_never_appear,
     run_detail_and_backup_set_runs_show_a_submitted_run,
     run_detail_is_403_for_outsiders_and_404_for_unknown_ids,
+    runs_list_filters_by_status_and_operation_type,
+    runs_list_refuses_unknown_filters_and_keeps_tenants_apart,
+    run_detail_pages_its_items_with_totals_per_outcome,
+    run_detail_refuses_invalid_paging,
 );
 
 /// Creates a backup set in `tenant` as `cookie` and returns its id.
@@ -289,8 +294,9 @@ async fn run_detail_and_backup_set_runs_show_a_submitted_run(app: TestApp) {
     assert_eq!(run["initiated_by"], "Oli Operator");
     assert_eq!(run["backup_set_id"].to_string(), set);
     assert_eq!(run["backup_set_name"], "Detail");
-    assert_eq!(run["items"].as_array().unwrap().len(), 3);
-    assert!(run["items"][0]["policy_name"]
+    assert_eq!(run["items"]["rows"].as_array().unwrap().len(), 3);
+    assert_eq!(run["items"]["total"], 3);
+    assert!(run["items"]["rows"][0]["policy_name"]
         .as_str()
         .unwrap()
         .starts_with("Test policy"));
@@ -312,7 +318,7 @@ async fn run_detail_and_backup_set_runs_show_a_submitted_run(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(
-        pending["items"].as_array().unwrap().len() as i64,
+        pending["items"]["rows"].as_array().unwrap().len() as i64,
         3 - processed
     );
     let response = app
@@ -417,4 +423,396 @@ async fn run_detail_is_403_for_outsiders_and_404_for_unknown_ids(app: TestApp) {
         .call("runs/get", &[("tenant", CONTOSO), ("id", run_id.as_str())])
         .await;
     assert_eq!(response.status(), 401);
+}
+
+/// Submits "add policies" for `ids` to backup set `set` of `tenant` and returns the run id.
+async fn submit(app: &TestApp, cookie: &str, tenant: &str, set: &str, ids: &[i64]) -> i64 {
+    let id_texts: Vec<String> = ids.iter().map(i64::to_string).collect();
+    let keys: Vec<String> = (0..ids.len()).map(|i| format!("policy_ids[{i}]")).collect();
+    let mut form: Vec<(&str, &str)> = vec![("tenant", tenant), ("backup_set_id", set)];
+    form.extend(
+        keys.iter()
+            .map(String::as_str)
+            .zip(id_texts.iter().map(String::as_str)),
+    );
+    let response = app.call_as(cookie, "runs/add-policies", &form).await;
+    assert_eq!(response.status(), 200);
+    let submitted: Value = response.json().await.unwrap();
+    submitted["run_id"].as_i64().unwrap()
+}
+
+/// Moves a run to `status`, as the worker would have (counters are left alone).
+async fn set_status(app: &TestApp, run_id: i64, status: &str) {
+    sqlx::query("UPDATE runs SET status = $1 WHERE id = $2")
+        .bind(status)
+        .bind(run_id)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+}
+
+/// Calls `runs/list` and returns the status and the body.
+async fn runs_list(app: &TestApp, cookie: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let response = app.call_as(cookie, "runs/list", form).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn run_ids(list: &Value) -> Vec<i64> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["id"].as_i64().unwrap())
+        .collect()
+}
+
+async fn runs_list_filters_by_status_and_operation_type(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie, CONTOSO, "Filters").await;
+    let ids = common::insert_policies(&app.db, CONTOSO, 4).await;
+    // Four runs with different selections (so none is reused), newest last.
+    let mut runs = Vec::new();
+    for i in 0..4 {
+        runs.push(submit(&app, &cookie, CONTOSO, &set, &ids[..=i]).await);
+    }
+    set_status(&app, runs[0], "completed").await;
+    set_status(&app, runs[1], "failed").await;
+    set_status(&app, runs[2], "running").await;
+    // runs[3] stays pending.
+
+    // A run of another operation type, written as a future service would.
+    let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(CONTOSO)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .try_get("id")
+        .unwrap();
+    let other: i64 = sqlx::query(
+        "INSERT INTO runs (tenant_id, operation_type, resource, action, target_id, input, \
+                           idempotency_key, status, total_items, created_at) \
+         VALUES ($1, 'tenant.sync_inventory', 'tenant', 'sync_inventory', $1, '{}', 'other', \
+                 'failed', 0, 1) RETURNING id",
+    )
+    .bind(tenant_id)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+    .try_get("id")
+    .unwrap();
+
+    let (status, all) = runs_list(&app, &cookie, &[("tenant", CONTOSO)]).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(
+        run_ids(&all),
+        [runs[3], runs[2], runs[1], runs[0], other],
+        "no filter: every run, newest first"
+    );
+
+    let readonly = app.sign_in(READONLY).await;
+    let (status, failed) = runs_list(
+        &app,
+        &readonly,
+        &[("tenant", CONTOSO), ("status", "failed")],
+    )
+    .await;
+    assert_eq!(status, 200, "{failed}");
+    assert_eq!(run_ids(&failed), [runs[1], other]);
+    assert!(failed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|run| run["status"] == "Failed"));
+
+    let (_, active) = runs_list(&app, &cookie, &[("tenant", CONTOSO), ("status", "active")]).await;
+    assert_eq!(run_ids(&active), [runs[3], runs[2]], "queued and running");
+    let (_, pending) =
+        runs_list(&app, &cookie, &[("tenant", CONTOSO), ("status", "pending")]).await;
+    assert_eq!(run_ids(&pending), [runs[3]]);
+    let (_, cancelled) = runs_list(
+        &app,
+        &cookie,
+        &[("tenant", CONTOSO), ("status", "cancelled")],
+    )
+    .await;
+    assert_eq!(run_ids(&cancelled), Vec::<i64>::new());
+    // The page takes its filters from the URL, so a filtered view can be linked.
+    let html = app
+        .get(
+            Some(&cookie),
+            &format!("/t/{CONTOSO}/runs?status=cancelled"),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("No runs match these filters"), "{html}");
+    assert!(html.contains("Clear filters"), "{html}");
+
+    let (_, add_policies) = runs_list(
+        &app,
+        &cookie,
+        &[
+            ("tenant", CONTOSO),
+            ("operation_type", "backup_set.add_policies"),
+        ],
+    )
+    .await;
+    assert_eq!(run_ids(&add_policies), [runs[3], runs[2], runs[1], runs[0]]);
+    let (_, both) = runs_list(
+        &app,
+        &cookie,
+        &[
+            ("tenant", CONTOSO),
+            ("status", "failed"),
+            ("operation_type", "backup_set.add_policies"),
+        ],
+    )
+    .await;
+    assert_eq!(run_ids(&both), [runs[1]]);
+}
+
+async fn runs_list_refuses_unknown_filters_and_keeps_tenants_apart(app: TestApp) {
+    let contoso = app.sign_in(OPERATOR).await;
+    let fabrikam = app.sign_in(OUTSIDER).await;
+    let contoso_set = backup_set(&app, &contoso, CONTOSO, "Ours").await;
+    let fabrikam_set = backup_set(&app, &fabrikam, FABRIKAM, "Theirs").await;
+    let mine = common::insert_policies(&app.db, CONTOSO, 1).await;
+    let theirs = common::insert_policies(&app.db, FABRIKAM, 1).await;
+    let our_run = submit(&app, &contoso, CONTOSO, &contoso_set, &mine).await;
+    let their_run = submit(&app, &fabrikam, FABRIKAM, &fabrikam_set, &theirs).await;
+    set_status(&app, our_run, "failed").await;
+    set_status(&app, their_run, "failed").await;
+
+    // Unknown values are refused, not ignored: (status, operation type).
+    for (status, operation_type) in [
+        ("exploded", ""),
+        ("Failed", ""),
+        ("queued", ""),
+        ("", "backup_set.delete"),
+        ("failed", "' OR 1=1 --"),
+    ] {
+        let form = [
+            ("tenant", CONTOSO),
+            ("status", status),
+            ("operation_type", operation_type),
+        ];
+        let (status, body) = runs_list(&app, &contoso, &form).await;
+        assert_eq!(status, 422, "{form:?}: {body}");
+        assert!(body.to_string().contains("Unknown"), "{body}");
+    }
+
+    let (_, failed) = runs_list(&app, &contoso, &[("tenant", CONTOSO), ("status", "failed")]).await;
+    assert_eq!(run_ids(&failed), [our_run], "only this tenant's runs");
+    let (_, failed) = runs_list(
+        &app,
+        &fabrikam,
+        &[("tenant", FABRIKAM), ("status", "failed")],
+    )
+    .await;
+    assert_eq!(run_ids(&failed), [their_run]);
+
+    // A non-member is refused before the filter is looked at, with nothing in the answer.
+    for status in ["failed", "exploded"] {
+        let response = app
+            .call_as(
+                &fabrikam,
+                "runs/list",
+                &[("tenant", CONTOSO), ("status", status)],
+            )
+            .await;
+        assert_eq!(response.status(), 403, "{status}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("\"id\""), "no run in the answer: {body}");
+    }
+    let response = app
+        .call("runs/list", &[("tenant", CONTOSO), ("status", "failed")])
+        .await;
+    assert_eq!(response.status(), 401);
+}
+
+/// Calls `runs/get` for run `id` of Contoso with extra fields and returns the status and body.
+async fn get_run(app: &TestApp, cookie: &str, id: i64, extra: &[(&str, &str)]) -> (u16, Value) {
+    let id = id.to_string();
+    let mut form = vec![("tenant", CONTOSO), ("id", id.as_str())];
+    form.extend_from_slice(extra);
+    let response = app.call_as(cookie, "runs/get", &form).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn item_ids(run: &Value) -> Vec<i64> {
+    run["items"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["policy_id"].as_i64().unwrap())
+        .collect()
+}
+
+/// A Contoso run of `n` items, of which the first `succeeded` (by policy id) succeeded and the
+/// next `failed` failed; the rest wait. Counters match, as the worker keeps them.
+async fn run_with_items(
+    app: &TestApp,
+    cookie: &str,
+    n: usize,
+    succeeded: usize,
+    failed: usize,
+) -> i64 {
+    let set = backup_set(app, cookie, CONTOSO, "Big run").await;
+    let ids = common::insert_policies(&app.db, CONTOSO, n).await;
+    let run = submit(app, cookie, CONTOSO, &set, &ids).await;
+    for (outcome, range) in [
+        ("succeeded", 0..succeeded),
+        ("failed", succeeded..succeeded + failed),
+    ] {
+        for id in &ids[range] {
+            sqlx::query("UPDATE run_items SET outcome = $1 WHERE run_id = $2 AND policy_id = $3")
+                .bind(outcome)
+                .bind(run)
+                .bind(id)
+                .execute(app.db.pool())
+                .await
+                .unwrap();
+        }
+    }
+    sqlx::query(
+        "UPDATE runs SET status = 'running', succeeded = $1, failed = $2, processed_items = $3 \
+         WHERE id = $4",
+    )
+    .bind(succeeded as i64)
+    .bind(failed as i64)
+    .bind((succeeded + failed) as i64)
+    .bind(run)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    run
+}
+
+async fn run_detail_pages_its_items_with_totals_per_outcome(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let run = run_with_items(&app, &cookie, 250, 120, 30).await;
+
+    let (status, first) = get_run(&app, &cookie, run, &[]).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["total_items"], 250);
+    assert_eq!(first["items"]["total"], 250);
+    assert_eq!(first["items"]["offset"], 0);
+    assert_eq!(first["items"]["limit"], 100);
+    assert_eq!(item_ids(&first).len(), 100);
+
+    let (_, second) = get_run(&app, &cookie, run, &[("offset", "100")]).await;
+    let (_, third) = get_run(&app, &cookie, run, &[("offset", "200")]).await;
+    assert_eq!(item_ids(&second).len(), 100);
+    assert_eq!(
+        item_ids(&third).len(),
+        50,
+        "the third page holds the last 50"
+    );
+    assert_eq!(third["items"]["total"], 250);
+    let mut all: Vec<i64> = [&first, &second, &third]
+        .iter()
+        .flat_map(|page| item_ids(page))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 250, "pages neither overlap nor skip items");
+    // Pages follow the policy names.
+    let names = |page: &Value| -> Vec<String> {
+        page["items"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["policy_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut in_order = names(&first);
+    in_order.extend(names(&second));
+    in_order.extend(names(&third));
+    let mut sorted = in_order.clone();
+    sorted.sort();
+    assert_eq!(in_order, sorted);
+
+    // The outcome filter and paging together; totals count the filtered items.
+    let (_, succeeded) = get_run(
+        &app,
+        &cookie,
+        run,
+        &[("outcome", "succeeded"), ("offset", "100")],
+    )
+    .await;
+    assert_eq!(succeeded["items"]["total"], 120);
+    assert_eq!(item_ids(&succeeded).len(), 20);
+    assert!(succeeded["items"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|item| item["outcome"] == "succeeded"));
+    let (_, failed) = get_run(
+        &app,
+        &cookie,
+        run,
+        &[("outcome", "failed"), ("limit", "25")],
+    )
+    .await;
+    assert_eq!(failed["items"]["total"], 30);
+    assert_eq!(failed["items"]["limit"], 25);
+    assert_eq!(item_ids(&failed).len(), 25);
+    // The page reads the filter and the one-based page from its URL and links the neighbours.
+    let html = app
+        .get(
+            Some(&cookie),
+            &format!("/t/{CONTOSO}/runs/{run}?outcome=succeeded&page=2"),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Showing 101–120 of 120"), "{html}");
+    assert!(
+        html.contains(&format!(
+            "href=\"/t/{CONTOSO}/runs/{run}?outcome=succeeded\""
+        )),
+        "a link back to the first page: {html}"
+    );
+    let (_, waiting) = get_run(&app, &cookie, run, &[("outcome", "pending")]).await;
+    assert_eq!(waiting["items"]["total"], 100);
+    assert_eq!(waiting["failed"], 30, "counters are the whole run's");
+
+    // Past the end answers the last page (a filtered page can empty while the run is polled).
+    let (status, past) = get_run(&app, &cookie, run, &[("offset", "1000")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(past["items"]["offset"], 200);
+    assert_eq!(item_ids(&past).len(), 50);
+    let (_, skipped) = get_run(
+        &app,
+        &cookie,
+        run,
+        &[("outcome", "skipped"), ("offset", "100")],
+    )
+    .await;
+    assert_eq!(skipped["items"]["total"], 0);
+    assert_eq!(skipped["items"]["offset"], 0);
+    assert!(item_ids(&skipped).is_empty());
+}
+
+async fn run_detail_refuses_invalid_paging(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let run = run_with_items(&app, &cookie, 3, 1, 0).await;
+    for extra in [
+        [("offset", "-1"), ("limit", "0")],
+        [("offset", "0"), ("limit", "-1")],
+        [("offset", "0"), ("limit", "501")],
+    ] {
+        let (status, body) = get_run(&app, &cookie, run, &extra).await;
+        assert_eq!(status, 422, "{extra:?}: {body}");
+    }
+    let (status, most) = get_run(&app, &cookie, run, &[("limit", "500")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(item_ids(&most).len(), 3);
+    // A non-member learns nothing, whatever the paging.
+    let outsider = app.sign_in(OUTSIDER).await;
+    let (status, _) = get_run(&app, &outsider, run, &[("offset", "-1")]).await;
+    assert_eq!(status, 403);
 }

@@ -8,16 +8,24 @@ use crate::domain::{AppError, RunSummary, SubmittedRun};
 /// How many runs the monitor shows at most.
 pub const RUNS_PAGE_SIZE: i64 = 100;
 
-/// The tenant's most recent runs, newest first.
+/// The tenant's most recent runs, newest first. `status` is a run status (`failed`, …) or
+/// `active` (queued or running), `operation_type` an operation (`backup_set.add_policies`);
+/// empty means any, an unknown value is a 422.
 #[server(prefix = "/api", endpoint = "runs/list")]
-pub async fn list_runs(tenant: String) -> Result<Vec<RunSummary>, AppError> {
+pub async fn list_runs(
+    tenant: String,
+    #[server(default)] status: String,
+    #[server(default)] operation_type: String,
+) -> Result<Vec<RunSummary>, AppError> {
+    use crate::domain::run::RunFilter;
     use crate::server::auth::{authorize, Need};
     use crate::server::{error::respond, runs, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
             let ctx = authorize(&tenant, Need::View).await?;
-            runs::queries::list(&db, &ctx.scope, RUNS_PAGE_SIZE).await
+            let filter = RunFilter::parse(&status, &operation_type)?;
+            runs::queries::list(&db, &ctx.scope, &filter, RUNS_PAGE_SIZE).await
         }
         .await,
     )
@@ -63,15 +71,19 @@ pub async fn add_policies(
     )
 }
 
-/// One run with its counters and items; `outcome` (`succeeded`, `failed`, `skipped`,
-/// `pending`) keeps only the items that ended that way, empty keeps all.
+/// One run with its counters and one page of its items (by policy name). `outcome`
+/// (`succeeded`, `failed`, `skipped`, `pending`) keeps only the items that ended that way,
+/// empty keeps all; `offset` counts from 0 and `limit` defaults to 100 (at most 500). The
+/// page says how many items match, so the run detail page polls a page, never the whole run.
 #[server(prefix = "/api", endpoint = "runs/get")]
 pub async fn get_run(
     tenant: String,
     id: i64,
     #[server(default)] outcome: String,
+    #[server(default)] offset: i64,
+    #[server(default)] limit: i64,
 ) -> Result<RunDetail, AppError> {
-    use crate::domain::run_detail::ItemOutcome;
+    use crate::domain::run_detail::{ItemOutcome, ItemWindow};
     use crate::server::auth::{authorize, Need};
     use crate::server::{error::respond, runs::queries, state::app_state};
     respond(
@@ -85,7 +97,8 @@ pub async fn get_run(
                         .ok_or_else(|| AppError::invalid("outcome", "Unknown outcome filter."))?,
                 ),
             };
-            queries::detail(&db, &ctx.scope, id, outcome).await
+            let window = ItemWindow::parse(offset, limit)?;
+            queries::detail(&db, &ctx.scope, id, outcome, window).await
         }
         .await,
     )

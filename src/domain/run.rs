@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Timestamp;
+use super::{AppError, Timestamp};
 
 /// Where a run is in its life. Stored as the lower-case words of SPEC.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,6 +61,144 @@ impl RunStatus {
     }
 }
 
+/// What kind of background work a run does; stored in `runs.operation_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OperationType {
+    /// Capture policies from Graph and add them to a backup set.
+    AddPolicies,
+}
+
+impl OperationType {
+    /// Every operation type, in the order the Runs page's filter lists them.
+    pub const ALL: [OperationType; 1] = [Self::AddPolicies];
+
+    /// The database (and URL) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AddPolicies => "backup_set.add_policies",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == raw)
+    }
+
+    /// The words the UI shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::AddPolicies => "Add policies to backup set",
+        }
+    }
+}
+
+/// The UI words for a stored operation type; an unknown one (a newer server) shows as stored.
+pub fn operation_label(raw: &str) -> &str {
+    OperationType::parse(raw).map_or(raw, |operation| operation.label())
+}
+
+/// The Runs page's status filter: one status, or every active (queued or running) run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StatusFilter {
+    Active,
+    Only(RunStatus),
+}
+
+impl StatusFilter {
+    /// Every choice, in the order the filter lists them: the group first, then each status.
+    pub const ALL: [StatusFilter; 7] = [
+        Self::Active,
+        Self::Only(RunStatus::Pending),
+        Self::Only(RunStatus::Running),
+        Self::Only(RunStatus::Completed),
+        Self::Only(RunStatus::CompletedWithErrors),
+        Self::Only(RunStatus::Failed),
+        Self::Only(RunStatus::Cancelled),
+    ];
+
+    /// The URL spelling: `active` or a status's database spelling.
+    pub fn as_param(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Only(status) => status.as_str(),
+        }
+    }
+
+    /// Parses the URL spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_param() == raw)
+    }
+
+    /// The words the UI shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Active => "Active (queued or running)",
+            Self::Only(status) => status.label(),
+        }
+    }
+
+    /// The statuses a run may have to match.
+    pub fn statuses(self) -> Vec<RunStatus> {
+        match self {
+            Self::Active => RunStatus::ALL
+                .into_iter()
+                .filter(|s| s.is_active())
+                .collect(),
+            Self::Only(status) => vec![status],
+        }
+    }
+}
+
+/// The Runs page's filters, parsed from the request; `None` means "any".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RunFilter {
+    pub status: Option<StatusFilter>,
+    pub operation: Option<OperationType>,
+}
+
+impl RunFilter {
+    /// Parses the request spelling (`status`, `type`): empty means any, anything else unknown
+    /// is refused (422) rather than silently ignored, so a mistyped link never shows all runs.
+    pub fn parse(status: &str, operation_type: &str) -> Result<Self, AppError> {
+        let status = match status.trim() {
+            "" => None,
+            raw => Some(
+                StatusFilter::parse(raw)
+                    .ok_or_else(|| AppError::invalid("status", "Unknown run status filter."))?,
+            ),
+        };
+        let operation = match operation_type.trim() {
+            "" => None,
+            raw => Some(
+                OperationType::parse(raw)
+                    .ok_or_else(|| AppError::invalid("type", "Unknown operation type filter."))?,
+            ),
+        };
+        Ok(Self { status, operation })
+    }
+
+    /// True when no filter is set.
+    pub fn is_any(&self) -> bool {
+        self.status.is_none() && self.operation.is_none()
+    }
+
+    /// The query string of a link to this view: `?status=failed&type=…`, or empty.
+    pub fn to_query(&self) -> String {
+        let parts: Vec<String> = [
+            self.status.map(|s| format!("status={}", s.as_param())),
+            self.operation.map(|t| format!("type={}", t.as_str())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
 /// One row of the runs list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -74,6 +212,13 @@ pub struct RunSummary {
     pub failed: i64,
     pub skipped: i64,
     pub created_at: Timestamp,
+}
+
+impl RunSummary {
+    /// The words the UI shows for this run's operation.
+    pub fn operation_label(&self) -> &str {
+        operation_label(&self.operation_type)
+    }
 }
 
 #[cfg(test)]
@@ -95,5 +240,64 @@ mod tests {
             .filter(|s| s.is_active())
             .collect();
         assert_eq!(active, [RunStatus::Pending, RunStatus::Running]);
+    }
+
+    #[test]
+    fn status_filter_spelling_round_trips() {
+        for filter in StatusFilter::ALL {
+            assert_eq!(StatusFilter::parse(filter.as_param()), Some(filter));
+        }
+        assert_eq!(
+            StatusFilter::Active.statuses(),
+            [RunStatus::Pending, RunStatus::Running]
+        );
+        assert_eq!(
+            StatusFilter::Only(RunStatus::Failed).statuses(),
+            [RunStatus::Failed]
+        );
+    }
+
+    #[test]
+    fn operation_type_round_trips_and_unknown_types_show_as_stored() {
+        for operation in OperationType::ALL {
+            assert_eq!(OperationType::parse(operation.as_str()), Some(operation));
+        }
+        assert_eq!(
+            operation_label("backup_set.add_policies"),
+            "Add policies to backup set"
+        );
+        assert_eq!(operation_label("tenant.sync"), "tenant.sync");
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn operation_type_matches_what_the_run_service_writes() {
+        assert_eq!(
+            OperationType::AddPolicies.as_str(),
+            crate::server::runs::key::ADD_POLICIES
+        );
+    }
+
+    #[test]
+    fn filters_parse_at_the_edge_and_link_back() {
+        assert_eq!(RunFilter::parse("", "").unwrap(), RunFilter::default());
+        assert!(RunFilter::default().is_any());
+        assert_eq!(RunFilter::default().to_query(), "");
+        let filter = RunFilter::parse("failed", "backup_set.add_policies").unwrap();
+        assert_eq!(filter.status, Some(StatusFilter::Only(RunStatus::Failed)));
+        assert_eq!(filter.operation, Some(OperationType::AddPolicies));
+        assert_eq!(
+            filter.to_query(),
+            "?status=failed&type=backup_set.add_policies"
+        );
+        assert_eq!(
+            RunFilter::parse("active", "").unwrap().to_query(),
+            "?status=active"
+        );
+        let error = RunFilter::parse("Failed", "").unwrap_err();
+        assert_eq!(error.status(), 422);
+        assert!(error.field_message("status").is_some());
+        let error = RunFilter::parse("", "drop table runs").unwrap_err();
+        assert!(error.field_message("type").is_some());
     }
 }

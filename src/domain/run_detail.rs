@@ -3,7 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::reason_code::ReasonCode;
-use super::{RunStatus, Timestamp};
+use super::{AppError, RunStatus, Timestamp};
+
+/// Items per run detail page unless the request asks for another size.
+pub const RUN_ITEMS_PAGE_SIZE: i64 = 100;
+
+/// The most items one request may ask for: a run may hold 10,000 items, and every poll of the
+/// run detail page reloads its page.
+pub const RUN_ITEMS_MAX_PAGE_SIZE: i64 = 500;
 
 /// Where one policy of a run ended (or that it is still waiting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,7 +64,111 @@ pub struct RunItemRow {
     pub message: Option<String>,
 }
 
-/// A run with its counters, times, target and items (optionally only those of one outcome).
+/// Which of a run's items a request wants: a validated offset and page size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemWindow {
+    offset: i64,
+    limit: i64,
+}
+
+impl ItemWindow {
+    /// Parses the request's `offset` (from 0) and `limit` (0 means [`RUN_ITEMS_PAGE_SIZE`],
+    /// at most [`RUN_ITEMS_MAX_PAGE_SIZE`]); anything else is a 422.
+    pub fn parse(offset: i64, limit: i64) -> Result<Self, AppError> {
+        if offset < 0 {
+            return Err(AppError::invalid(
+                "offset",
+                "The offset cannot be negative.",
+            ));
+        }
+        let limit = match limit {
+            0 => RUN_ITEMS_PAGE_SIZE,
+            1..=RUN_ITEMS_MAX_PAGE_SIZE => limit,
+            _ => {
+                return Err(AppError::invalid(
+                    "limit",
+                    format!("The page size must be between 1 and {RUN_ITEMS_MAX_PAGE_SIZE}."),
+                ))
+            }
+        };
+        Ok(Self { offset, limit })
+    }
+
+    /// The offset to read from when `total` items match: past the end means the last page
+    /// (a filtered page may empty while the run is polled).
+    pub fn offset_within(self, total: i64) -> i64 {
+        if self.offset < total || total == 0 {
+            self.offset.min(total)
+        } else {
+            (total - 1) / self.limit * self.limit
+        }
+    }
+
+    pub fn limit(self) -> i64 {
+        self.limit
+    }
+}
+
+/// One page of a run's items (of one outcome, when filtered), in policy name order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunItemPage {
+    pub rows: Vec<RunItemRow>,
+    /// Items matching the outcome filter, on every page.
+    pub total: i64,
+    /// Zero-based position of the first row (clamped to the last page).
+    pub offset: i64,
+    pub limit: i64,
+}
+
+impl RunItemPage {
+    /// "Showing 1–100 of 2,345" (or "Showing 0 of 0" when nothing matches).
+    pub fn range_text(&self) -> String {
+        if self.rows.is_empty() {
+            return format!("Showing 0 of {}", group_thousands(self.total));
+        }
+        format!(
+            "Showing {}–{} of {}",
+            group_thousands(self.offset + 1),
+            group_thousands(self.offset + self.rows.len() as i64),
+            group_thousands(self.total)
+        )
+    }
+
+    /// The offset of the previous page, if there is one.
+    pub fn previous_offset(&self) -> Option<i64> {
+        (self.offset > 0).then(|| (self.offset - self.limit).max(0))
+    }
+
+    /// The offset of the next page, if there is one.
+    pub fn next_offset(&self) -> Option<i64> {
+        let next = self.offset + self.limit;
+        (next < self.total).then_some(next)
+    }
+
+    /// The one-based number of this page, for the URL (`?page=3`).
+    pub fn page_number(&self) -> i64 {
+        self.offset / self.limit.max(1) + 1
+    }
+}
+
+/// `2345` as "2,345".
+pub fn group_thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// A run with its counters, times, target and one page of its items (optionally only those of
+/// one outcome).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunDetail {
     pub id: i64,
@@ -78,7 +189,7 @@ pub struct RunDetail {
     pub backup_set_id: i64,
     /// `None` when the backup set was deleted after the run started.
     pub backup_set_name: Option<String>,
-    pub items: Vec<RunItemRow>,
+    pub items: RunItemPage,
 }
 
 impl RunDetail {
@@ -120,5 +231,67 @@ mod tests {
         assert_eq!(format_duration(12_400), "12 s");
         assert_eq!(format_duration(184_000), "3 min 4 s");
         assert_eq!(format_duration(7_500_000), "2 h 5 min");
+    }
+
+    #[test]
+    fn item_windows_refuse_negative_offsets_and_bound_the_page_size() {
+        assert_eq!(
+            ItemWindow::parse(0, 0).unwrap().limit(),
+            RUN_ITEMS_PAGE_SIZE
+        );
+        assert_eq!(ItemWindow::parse(200, 25).unwrap().limit(), 25);
+        for (offset, limit, field) in [(-1, 0, "offset"), (0, -5, "limit"), (0, 501, "limit")] {
+            let error = ItemWindow::parse(offset, limit).unwrap_err();
+            assert_eq!(error.status(), 422);
+            assert!(error.field_message(field).is_some(), "{offset} {limit}");
+        }
+    }
+
+    #[test]
+    fn an_offset_past_the_end_reads_the_last_page() {
+        let window = ItemWindow::parse(300, 100).unwrap();
+        assert_eq!(window.offset_within(250), 200);
+        assert_eq!(window.offset_within(300), 200);
+        assert_eq!(window.offset_within(301), 300);
+        assert_eq!(window.offset_within(0), 0);
+        assert_eq!(ItemWindow::parse(0, 100).unwrap().offset_within(0), 0);
+    }
+
+    #[test]
+    fn pages_say_where_they_are() {
+        let row = RunItemRow {
+            policy_id: 1,
+            policy_name: "p".into(),
+            policy_type: "compliance".into(),
+            outcome: ItemOutcome::Pending,
+            reason_code: None,
+            message: None,
+        };
+        let page = |offset: i64, rows: usize, total: i64| RunItemPage {
+            rows: vec![row.clone(); rows],
+            total,
+            offset,
+            limit: 100,
+        };
+        let first = page(0, 100, 2345);
+        assert_eq!(first.range_text(), "Showing 1–100 of 2,345");
+        assert_eq!(first.previous_offset(), None);
+        assert_eq!(first.next_offset(), Some(100));
+        assert_eq!(first.page_number(), 1);
+        let last = page(2300, 45, 2345);
+        assert_eq!(last.range_text(), "Showing 2,301–2,345 of 2,345");
+        assert_eq!(last.previous_offset(), Some(2200));
+        assert_eq!(last.next_offset(), None);
+        assert_eq!(last.page_number(), 24);
+        assert_eq!(page(0, 0, 0).range_text(), "Showing 0 of 0");
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(1000), "1,000");
+        assert_eq!(group_thousands(1_234_567), "1,234,567");
+        assert_eq!(group_thousands(-2345), "-2,345");
     }
 }

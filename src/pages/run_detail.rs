@@ -1,17 +1,38 @@
-//! `/t/{tenant}/runs/{id}`: one run with its status, initiator, times, counters and every item.
+//! `/t/{tenant}/runs/{id}`: one run with its status, initiator, times, counters and its items,
+//! a page at a time (`?outcome=failed&page=3`).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+use leptos_router::NavigateOptions;
 
 use super::tenant_layout::use_tenant;
 use crate::api::runs::get_run;
 use crate::components::{run_poll_delay, EmptyState, ErrorMessage, Loading, RunStatusBadge};
 use crate::domain::policy_page::policy_type_label;
-use crate::domain::run_detail::ItemOutcome;
+use crate::domain::run::operation_label;
+use crate::domain::run_detail::{ItemOutcome, RUN_ITEMS_PAGE_SIZE};
 use crate::domain::AppError;
 
-/// The run detail page; it polls while the run is queued or running.
+/// The URL of one page (one-based) of a run's items with an outcome filter (empty for all).
+fn items_href(tenant: &str, run_id: i64, outcome: &str, page: i64) -> String {
+    let mut query = Vec::new();
+    if !outcome.is_empty() {
+        query.push(format!("outcome={outcome}"));
+    }
+    if page > 1 {
+        query.push(format!("page={page}"));
+    }
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", query.join("&"))
+    };
+    format!("/t/{tenant}/runs/{run_id}{query}")
+}
+
+/// The run detail page; it polls the counters and the shown page while the run is queued or
+/// running. The outcome filter and the page are in the URL, so a view can be linked.
 #[component]
 pub fn RunDetailPage() -> impl IntoView {
     let tenant = use_tenant();
@@ -22,19 +43,51 @@ pub fn RunDetailPage() -> impl IntoView {
             .get("id")
             .and_then(|raw| raw.parse::<i64>().ok())
     });
-    let outcome = RwSignal::new(String::new());
+    let query = use_query_map();
+    let outcome = Memo::new(move |_| query.read().get("outcome").unwrap_or_default());
+    // A missing or hand-mangled page number means the first page.
+    let page = Memo::new(move |_| {
+        query
+            .read()
+            .get("page")
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .filter(|page| *page >= 1)
+            .unwrap_or(1)
+    });
     let tick = RwSignal::new(0_u64);
     let run = Resource::new(
-        move || (tenant.get(), id.get(), outcome.get(), tick.get()),
-        |(tenant, id, outcome, _)| async move {
+        move || {
+            (
+                tenant.get(),
+                id.get(),
+                outcome.get(),
+                page.get(),
+                tick.get(),
+            )
+        },
+        |(tenant, id, outcome, page, _)| async move {
+            let offset = (page - 1).saturating_mul(RUN_ITEMS_PAGE_SIZE);
             match id {
-                Some(id) => get_run(tenant, id, outcome).await,
+                Some(id) => get_run(tenant, id, outcome, offset, RUN_ITEMS_PAGE_SIZE).await,
                 None => Err(AppError::NotFound(
                     "This run does not exist in this tenant.".into(),
                 )),
             }
         },
     );
+    // Another outcome starts again at the first page; Back returns to the previous view.
+    let navigate = use_navigate();
+    let show_outcome = move |value: String| {
+        if let Some(id) = id.get_untracked() {
+            navigate(
+                &items_href(&tenant.get_untracked(), id, &value, 1),
+                NavigateOptions {
+                    scroll: false,
+                    ..Default::default()
+                },
+            );
+        }
+    };
     // Effects only run in the browser: poll until the run has ended.
     Effect::new(move |_| {
         let Some(Ok(detail)) = run.get() else {
@@ -84,7 +137,7 @@ pub fn RunDetailPage() -> impl IntoView {
                     <h1>"Run #" {detail.id}</h1>
                     <p>
                         <span data-testid="run-status"><RunStatusBadge status=detail.status /></span>
-                        " " {detail.operation_type} " on " {set_link}
+                        " " {operation_label(&detail.operation_type).to_owned()} " on " {set_link}
                     </p>
                     {run_failure}
                     <dl class="facts">
@@ -117,14 +170,31 @@ pub fn RunDetailPage() -> impl IntoView {
                 }.into_any()
             })}
         </Transition>
-        <h2>"Items"</h2>
+        <h2 id="items-title">"Items"</h2>
         <label class="outcome-filter">
             "Show items "
-            <select on:change=move |ev| outcome.set(event_target_value(&ev))>
-                <option value="">"with any outcome"</option>
+            <select on:change=move |ev| show_outcome(event_target_value(&ev))>
+                <option
+                    value=""
+                    selected=move || outcome.get().is_empty()
+                    prop:selected=move || outcome.get().is_empty()
+                >
+                    "with any outcome"
+                </option>
                 {ItemOutcome::ALL
                     .into_iter()
-                    .map(|o| view! { <option value=o.as_str()>{o.label()}</option> })
+                    .map(|o| {
+                        let value = o.as_str();
+                        view! {
+                            <option
+                                value=value
+                                selected=move || outcome.get() == value
+                                prop:selected=move || outcome.get() == value
+                            >
+                                {o.label()}
+                            </option>
+                        }
+                    })
                     .collect_view()}
             </select>
         </label>
@@ -135,45 +205,66 @@ pub fn RunDetailPage() -> impl IntoView {
                     return ().into_any();
                 };
                 let items = detail.items;
-                let filtered = !outcome.get_untracked().is_empty();
+                let filter = outcome.get_untracked();
+                if items.rows.is_empty() {
+                    let title = if filter.is_empty() { "No items" } else { "No items with this outcome" };
+                    return view! { <EmptyState title hint="Choose another outcome to see more." /> }.into_any();
+                }
+                let tenant = tenant.get_untracked();
+                let page_link = move |offset: Option<i64>, label: &'static str, rel: &'static str| {
+                    match offset {
+                        Some(offset) => {
+                            let page = offset / items.limit.max(1) + 1;
+                            view! {
+                                <a href=items_href(&tenant, detail.id, &filter, page) rel=rel data-noscroll>
+                                    {label}
+                                </a>
+                            }.into_any()
+                        }
+                        None => view! { <span class="pager-off" aria-disabled="true">{label}</span> }.into_any(),
+                    }
+                };
+                let range = items.range_text();
+                // Previous and next only when there is more than one page.
+                let several = items.offset > 0 || items.total > items.limit;
+                let previous = several.then(|| page_link(items.previous_offset(), "← Previous", "prev"));
+                let next = several.then(|| page_link(items.next_offset(), "Next →", "next"));
                 view! {
-                    {if items.is_empty() {
-                        let title = if filtered { "No items with this outcome" } else { "No items" };
-                        view! { <EmptyState title hint="Choose another outcome to see more." /> }.into_any()
-                    } else {
-                        view! {
-                            <table class="data-table" data-testid="run-items">
-                                <thead>
-                                    <tr>
-                                        <th scope="col">"Policy"</th>
-                                        <th scope="col">"Type"</th>
-                                        <th scope="col">"Outcome"</th>
-                                        <th scope="col">"Reason"</th>
-                                        <th scope="col">"Message"</th>
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                    {items.into_iter().map(|item| view! {
-                                        <tr>
-                                            <td>{item.policy_name}</td>
-                                            <td>{policy_type_label(&item.policy_type).to_owned()}</td>
-                                            <td>
-                                                <span class=format!("outcome outcome-{}", item.outcome.as_str())>
-                                                    {item.outcome.label()}
-                                                </span>
-                                            </td>
-                                            <td>
-                                                {item.reason_code.map(|code| view! {
-                                                    <span class="mono" title=code.label()>{code.as_str()}</span>
-                                                })}
-                                            </td>
-                                            <td>{item.message}</td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        }.into_any()
-                    }}
+                    <nav class="pager" aria-label="Item pages">
+                        {previous}
+                        <span data-testid="items-range">{range}</span>
+                        {next}
+                    </nav>
+                    <table class="data-table" data-testid="run-items" aria-labelledby="items-title">
+                        <thead>
+                            <tr>
+                                <th scope="col">"Policy"</th>
+                                <th scope="col">"Type"</th>
+                                <th scope="col">"Outcome"</th>
+                                <th scope="col">"Reason"</th>
+                                <th scope="col">"Message"</th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {items.rows.into_iter().map(|item| view! {
+                                <tr>
+                                    <td>{item.policy_name}</td>
+                                    <td>{policy_type_label(&item.policy_type).to_owned()}</td>
+                                    <td>
+                                        <span class=format!("outcome outcome-{}", item.outcome.as_str())>
+                                            {item.outcome.label()}
+                                        </span>
+                                    </td>
+                                    <td>
+                                        {item.reason_code.map(|code| view! {
+                                            <span class="mono" title=code.label()>{code.as_str()}</span>
+                                        })}
+                                    </td>
+                                    <td>{item.message}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
                 }.into_any()
             })}
         </Transition>

@@ -1,12 +1,14 @@
-//! Reading runs for the screens: the tenant's runs (Runs page), one run with its items (run detail)
-//! and the recent runs of a backup set (run panel). Every query is scoped by the tenant id.
+//! Reading runs for the screens: the tenant's runs, filtered (Runs page), one run with a page of
+//! its items (run detail) and the recent runs of a backup set (run panel). Every query is scoped
+//! by the tenant id.
 
 use sqlx::{any::AnyRow, Row};
 
 use super::super::db::Db;
 use super::super::tenants::TenantScope;
 use crate::domain::reason_code::ReasonCode;
-use crate::domain::run_detail::{ItemOutcome, RunDetail, RunItemRow};
+use crate::domain::run::RunFilter;
+use crate::domain::run_detail::{ItemOutcome, ItemWindow, RunDetail, RunItemPage, RunItemRow};
 use crate::domain::{AppError, RunStatus, RunSummary, Timestamp};
 
 /// How many runs the run panel shows for one backup set.
@@ -52,16 +54,41 @@ fn summary(row: &AnyRow) -> Result<RunSummary, AppError> {
     })
 }
 
-/// The tenant's runs, newest first (at most `limit`).
-pub async fn list(db: &Db, scope: &TenantScope, limit: i64) -> Result<Vec<RunSummary>, AppError> {
-    let sql = format!(
-        "{SUMMARY_SELECT} WHERE r.tenant_id = $1 ORDER BY r.created_at DESC, r.id DESC LIMIT $2"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(scope.id())
-        .bind(limit)
-        .fetch_all(db.pool())
-        .await?;
+/// The tenant's runs matching `filter`, newest first (at most `limit`). The filter's values are
+/// bound as parameters; only their placeholders are written into the SQL.
+pub async fn list(
+    db: &Db,
+    scope: &TenantScope,
+    filter: &RunFilter,
+    limit: i64,
+) -> Result<Vec<RunSummary>, AppError> {
+    // $1 is the tenant id; the filter's texts follow, then the limit.
+    let mut texts: Vec<&'static str> = Vec::new();
+    let mut sql = format!("{SUMMARY_SELECT} WHERE r.tenant_id = $1");
+    if let Some(status) = filter.status {
+        let placeholders: Vec<String> = status
+            .statuses()
+            .into_iter()
+            .map(|status| {
+                texts.push(status.as_str());
+                format!("${}", texts.len() + 1)
+            })
+            .collect();
+        sql.push_str(&format!(" AND r.status IN ({})", placeholders.join(", ")));
+    }
+    if let Some(operation) = filter.operation {
+        texts.push(operation.as_str());
+        sql.push_str(&format!(" AND r.operation_type = ${}", texts.len() + 1));
+    }
+    sql.push_str(&format!(
+        " ORDER BY r.created_at DESC, r.id DESC LIMIT ${}",
+        texts.len() + 2
+    ));
+    let mut query = sqlx::query(&sql).bind(scope.id());
+    for text in texts {
+        query = query.bind(text);
+    }
+    let rows = query.bind(limit).fetch_all(db.pool()).await?;
     rows.iter().map(summary).collect()
 }
 
@@ -84,12 +111,15 @@ pub async fn for_backup_set(
     rows.iter().map(summary).collect()
 }
 
-/// One run of the tenant with its items (only those with `outcome`, when given).
+/// One run of the tenant with one page of its items (only those with `outcome`, when given).
+/// A poll of the run detail page costs the run row, one count and one page, whatever the run's
+/// size.
 pub async fn detail(
     db: &Db,
     scope: &TenantScope,
     run_id: i64,
     outcome: Option<ItemOutcome>,
+    window: ItemWindow,
 ) -> Result<RunDetail, AppError> {
     let row = sqlx::query(
         "SELECT r.id, r.operation_type, r.status, COALESCE(u.display_name, '') AS initiated_by, \
@@ -105,39 +135,7 @@ pub async fn detail(
     .fetch_optional(db.pool())
     .await?
     .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
-
-    let mut items_sql = String::from(
-        "SELECT i.policy_id, p.display_name, p.policy_type, i.outcome, i.reason_code, i.message \
-         FROM run_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
-         WHERE i.tenant_id = $1 AND i.run_id = $2",
-    );
-    if outcome.is_some() {
-        items_sql.push_str(" AND i.outcome = $3");
-    }
-    items_sql.push_str(" ORDER BY p.display_name, i.id");
-    let mut query = sqlx::query(&items_sql).bind(scope.id()).bind(run_id);
-    if let Some(outcome) = outcome {
-        query = query.bind(outcome.as_str());
-    }
-    let items = query
-        .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|item| {
-            let raw: String = item.try_get("outcome")?;
-            Ok(RunItemRow {
-                policy_id: item.try_get("policy_id")?,
-                policy_name: item.try_get("display_name")?,
-                policy_type: item.try_get("policy_type")?,
-                outcome: ItemOutcome::parse(&raw).ok_or_else(|| {
-                    tracing::error!(outcome = %raw, "unknown item outcome in the database");
-                    AppError::Internal
-                })?,
-                reason_code: reason(item, "reason_code")?,
-                message: item.try_get("message")?,
-            })
-        })
-        .collect::<Result<_, AppError>>()?;
+    let items = item_page(db, scope, run_id, outcome, window).await?;
 
     let time = |column: &str| -> Result<Option<Timestamp>, sqlx::Error> {
         Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp))
@@ -160,5 +158,69 @@ pub async fn detail(
         backup_set_id: row.try_get("target_id")?,
         backup_set_name: row.try_get("backup_set_name")?,
         items,
+    })
+}
+
+/// One page of a run's items in policy name order, with the number of items that match.
+async fn item_page(
+    db: &Db,
+    scope: &TenantScope,
+    run_id: i64,
+    outcome: Option<ItemOutcome>,
+    window: ItemWindow,
+) -> Result<RunItemPage, AppError> {
+    // The count is served by the (run_id, outcome) index; the outcome is $3 when filtered.
+    let filter = if outcome.is_some() {
+        " AND i.outcome = $3"
+    } else {
+        ""
+    };
+    let count_sql = format!(
+        "SELECT COUNT(*) AS n FROM run_items i WHERE i.tenant_id = $1 AND i.run_id = $2{filter}"
+    );
+    let mut count = sqlx::query(&count_sql).bind(scope.id()).bind(run_id);
+    if let Some(outcome) = outcome {
+        count = count.bind(outcome.as_str());
+    }
+    let total: i64 = count.fetch_one(db.pool()).await?.try_get("n")?;
+    let offset = window.offset_within(total);
+
+    let (limit_at, offset_at) = if outcome.is_some() { (4, 5) } else { (3, 4) };
+    let rows_sql = format!(
+        "SELECT i.policy_id, p.display_name, p.policy_type, i.outcome, i.reason_code, i.message \
+         FROM run_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
+         WHERE i.tenant_id = $1 AND i.run_id = $2{filter} \
+         ORDER BY p.display_name, i.id LIMIT ${limit_at} OFFSET ${offset_at}"
+    );
+    let mut query = sqlx::query(&rows_sql).bind(scope.id()).bind(run_id);
+    if let Some(outcome) = outcome {
+        query = query.bind(outcome.as_str());
+    }
+    let rows = query
+        .bind(window.limit())
+        .bind(offset)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|item| {
+            let raw: String = item.try_get("outcome")?;
+            Ok(RunItemRow {
+                policy_id: item.try_get("policy_id")?,
+                policy_name: item.try_get("display_name")?,
+                policy_type: item.try_get("policy_type")?,
+                outcome: ItemOutcome::parse(&raw).ok_or_else(|| {
+                    tracing::error!(outcome = %raw, "unknown item outcome in the database");
+                    AppError::Internal
+                })?,
+                reason_code: reason(item, "reason_code")?,
+                message: item.try_get("message")?,
+            })
+        })
+        .collect::<Result<_, AppError>>()?;
+    Ok(RunItemPage {
+        rows,
+        total,
+        offset,
+        limit: window.limit(),
     })
 }

@@ -1,0 +1,96 @@
+import { expect, Page, test } from "@playwright/test";
+import { FABRIKAM, openHydrated, signIn } from "./demo";
+
+// Fabrikam, like add_policies.spec.ts: backup_sets.spec.ts expects Contoso without runs.
+const TENANT = FABRIKAM;
+
+/** Calls a server function from the signed-in browser context, as the app's forms do. */
+async function call(page: Page, endpoint: string, form: Record<string, string>) {
+  const origin = new URL(page.url()).origin;
+  const response = await page.request.post(`/api/${endpoint}`, { form, headers: { Origin: origin } });
+  expect(response.status(), `${endpoint}: ${await response.text()}`).toBe(200);
+  return response.json();
+}
+
+/** Queues a run adding two policies to a new backup set and waits until it has succeeded. */
+async function finishedRun(page: Page) {
+  const set = await call(page, "backup-sets/create", {
+    tenant: TENANT,
+    name: `E2E runs ${Date.now()}`,
+    description: "",
+  });
+  const policies = await call(page, "policies/list", { tenant: TENANT, backup_set_id: String(set.id) });
+  const run = await call(page, "runs/add-policies", {
+    tenant: TENANT,
+    backup_set_id: String(set.id),
+    "policy_ids[0]": String(policies.rows[0].id),
+    "policy_ids[1]": String(policies.rows[1].id),
+  });
+  await expect
+    .poll(async () => (await call(page, "runs/get", { tenant: TENANT, id: String(run.run_id) })).status, {
+      timeout: 60_000,
+    })
+    .toBe("Completed");
+  return run.run_id as number;
+}
+
+test.beforeEach(async ({ page }) => {
+  await signIn(page, "operator@fabrikam.example");
+});
+
+test("the runs monitor filters by status and type, in a URL that can be reloaded", async ({ page }) => {
+  test.setTimeout(120_000);
+  const runId = await finishedRun(page);
+  const runs = `/t/${TENANT}/runs`;
+  await openHydrated(page, runs);
+  const runLink = page.getByRole("link", { name: `#${runId}`, exact: true });
+  await expect(runLink).toBeVisible();
+
+  await page.getByLabel("Status").selectOption("completed");
+  await expect(page).toHaveURL(new RegExp(`${runs}\\?status=completed$`));
+  await expect(runLink).toBeVisible();
+  const badges = page.getByTestId("runs-table").locator("tbody .badge");
+  for (const text of await badges.allInnerTexts()) expect(text).toBe("Succeeded");
+
+  await page.getByLabel("Operation").selectOption("backup_set.add_policies");
+  await expect(page).toHaveURL(/\?status=completed&type=backup_set\.add_policies$/);
+  await expect(runLink).toBeVisible();
+
+  await page.getByLabel("Status").selectOption("cancelled");
+  await expect(page.getByText("No runs match these filters")).toBeVisible();
+
+  // The filtered view survives a reload, and Back shows the previous filter again.
+  await page.reload();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(page.getByText("No runs match these filters")).toBeVisible();
+  await expect(page.getByLabel("Status")).toHaveValue("cancelled");
+  await page.goBack();
+  await expect(page).toHaveURL(/\?status=completed&type=/);
+  await expect(runLink).toBeVisible();
+  await expect(page.getByLabel("Status")).toHaveValue("completed");
+
+  await page.getByRole("link", { name: "Clear filters" }).click();
+  await expect(page).toHaveURL(new RegExp(`${runs}$`));
+  await expect(page.getByLabel("Status")).toHaveValue("");
+  await expect(runLink).toBeVisible();
+});
+
+test("an unknown filter in the URL is explained, not ignored", async ({ page }) => {
+  await openHydrated(page, `/t/${TENANT}/runs?status=exploded`);
+  await expect(page.getByRole("alert")).toHaveText("Unknown run status filter.");
+});
+
+test("run detail shows which items it lists and filters them through the URL", async ({ page }) => {
+  test.setTimeout(120_000);
+  const runId = await finishedRun(page);
+  await openHydrated(page, `/t/${TENANT}/runs/${runId}`);
+  await expect(page.getByTestId("items-range")).toHaveText("Showing 1–2 of 2");
+  await expect(page.getByTestId("run-items").locator("tbody tr")).toHaveCount(2);
+
+  await page.getByLabel("Show items").selectOption("failed");
+  await expect(page).toHaveURL(new RegExp(`/runs/${runId}\\?outcome=failed$`));
+  await expect(page.getByText("No items with this outcome")).toBeVisible();
+  await page.reload();
+  await expect(page.getByText("No items with this outcome")).toBeVisible();
+  await expect(page.getByLabel("Show items")).toHaveValue("failed");
+});
