@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod backup_sets;
+pub mod notifications;
 pub mod policies;
 pub mod runs;
 
@@ -35,4 +36,7 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("/api/runs/for-backup-set", Access::TenantView),
     ("/api/policies/list", Access::TenantView),
     ("/api/policies/matching-ids", Access::TenantView),
+    ("/api/notifications/list", Access::TenantView),
+    ("/api/notifications/mark-read", Access::TenantView),
+    ("/api/notifications/mark-all-read", Access::TenantView),
 ];

@@ -1,15 +1,18 @@
-//! The header of signed-in pages: brand, tenant switcher, user and sign-out.
+//! The header of signed-in pages: brand, tenant switcher, user, navigation, the notification
+//! bell (inside a tenant) and sign-out.
 
 use leptos::prelude::*;
 use leptos_router::components::A;
 
+use super::NotificationBell;
 use crate::api::auth::SignOut;
 use crate::domain::{AppError, CurrentUser};
 
 /// The signed-in user, loaded once per page by the layout and shared with its pages.
 pub type MeResource = Resource<Result<CurrentUser, AppError>>;
 
-/// Header with the tenant switcher (when `tenant` is the current tenant's external id).
+/// Header with the tenant switcher and the notification bell (when `tenant` is the current
+/// tenant's external id).
 #[component]
 pub fn AppHeader(me: MeResource, #[prop(optional)] tenant: Option<Memo<String>>) -> impl IntoView {
     let sign_out = ServerAction::<SignOut>::new();
@@ -67,6 +70,7 @@ pub fn AppHeader(me: MeResource, #[prop(optional)] tenant: Option<Memo<String>>)
                         </nav>
                     }
                 })}
+            {tenant.map(|tenant| view! { <NotificationBell tenant /> })}
             <ActionForm action=sign_out>
                 <button type="submit" class="link-button">"Sign out"</button>
             </ActionForm>

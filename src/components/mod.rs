@@ -2,6 +2,7 @@
 
 mod app_header;
 mod feedback;
+mod notification_bell;
 mod policy_picker;
 mod run_panel;
 mod status_badge;
@@ -9,6 +10,7 @@ mod toasts;
 
 pub use app_header::{AppHeader, MeResource};
 pub use feedback::{EmptyState, ErrorMessage, Loading};
+pub use notification_bell::NotificationBell;
 pub use policy_picker::PolicyPicker;
 pub use run_panel::{run_poll_delay, RunPanel};
 pub use status_badge::RunStatusBadge;

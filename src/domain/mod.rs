@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod backup_set;
 pub mod error;
+pub mod notification;
 pub mod policy_page;
 pub mod reason_code;
 pub mod run;
@@ -15,6 +16,7 @@ pub mod time;
 pub use auth::{CurrentUser, Email, Membership, Role};
 pub use backup_set::{BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet};
 pub use error::AppError;
+pub use notification::{Notification, NotificationLevel, NotificationList};
 pub use run::{RunStatus, RunSummary};
 pub use selection::{AddPoliciesOptions, PolicySelection, SubmittedRun};
 pub use tenant::{TenantExternalId, TenantSummary};

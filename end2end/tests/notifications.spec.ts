@@ -1,0 +1,71 @@
+import { expect, test } from "@playwright/test";
+import { FABRIKAM, signIn } from "./demo";
+
+// The admin in Fabrikam: backup_sets.spec.ts expects Contoso without runs, and the admin's
+// notifications in Fabrikam come only from this spec (add_policies.spec.ts runs as Fabrikam's
+// operator, whose notifications the admin never sees).
+const TENANT = FABRIKAM;
+const USER = "admin@contoso.example";
+
+test("a finished run rings the bell; the notification links to the run and can be marked read", async ({ page }) => {
+  test.setTimeout(120_000);
+  await signIn(page, USER);
+
+  // A new backup set, and a run adding two policies to it.
+  const name = `E2E bell ${Date.now()}`;
+  await page.goto(`/t/${TENANT}/backup-sets`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  const bell = page.getByTestId("notification-bell");
+  await expect(bell).toHaveAttribute("aria-label", "Notifications");
+  await expect(page.getByTestId("notification-count")).toHaveCount(0);
+  await page.getByLabel("Name").fill(name);
+  await page.getByRole("button", { name: "Create backup set" }).click();
+  await page.getByRole("link", { name }).click();
+  await expect(page.getByTestId("backup-set-name")).toHaveText(name);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByRole("button", { name: "Add policies" }).click();
+  const picker = page.getByTestId("policy-picker");
+  await expect(picker.getByTestId("policy-row").first()).toBeVisible();
+  const boxes = picker.locator('tbody input[type="checkbox"]:not([disabled])');
+  for (let i = 0; i < 2; i++) await boxes.nth(i).check();
+  await picker.getByRole("button", { name: "Add selected" }).click();
+  await expect(page.getByTestId("toast").filter({ hasText: "Queued: 2 policies" })).toBeVisible();
+
+  // The bell polls: once the run has ended, one unread, in its accessible name and as a badge.
+  await expect(page.getByRole("button", { name: "Notifications, 1 unread" })).toBeVisible({ timeout: 60_000 });
+  await expect(page.getByTestId("notification-count")).toHaveText("1");
+
+  // Open it: the run's notification with a View run link; Escape closes and gives focus back.
+  await bell.click();
+  await expect(bell).toHaveAttribute("aria-expanded", "true");
+  const panel = page.getByTestId("notification-panel");
+  const item = panel.getByTestId("notification").filter({ hasText: "Adding policies: Succeeded" });
+  await expect(item).toHaveCount(1);
+  await expect(item).toContainText("2 added");
+  const viewRun = item.getByRole("link", { name: "View run" });
+  await expect(viewRun).toHaveAttribute("href", new RegExp(`^/t/${TENANT}/runs/\\d+$`));
+  await page.keyboard.press("Escape");
+  await expect(panel).toHaveCount(0);
+  await expect(bell).toHaveAttribute("aria-expanded", "false");
+  await expect(bell).toBeFocused();
+  await page.keyboard.press("Enter");
+  await expect(panel).toBeVisible();
+
+  // Mark it read: the badge goes, the notification stays listed as read.
+  await item.getByRole("button", { name: "Mark read" }).click();
+  await expect(page.getByTestId("notification-count")).toHaveCount(0);
+  await expect(bell).toHaveAttribute("aria-label", "Notifications");
+  await expect(item).toHaveAttribute("data-unread", "false");
+  await expect(panel.getByRole("button", { name: "Mark all read" })).toBeDisabled();
+
+  // View run leads to the run and closes the panel; after a reload the count is still zero.
+  await item.getByRole("link", { name: "View run" }).click();
+  await expect(page).toHaveURL(new RegExp(`/t/${TENANT}/runs/\\d+$`));
+  await expect(page.getByTestId("run-status")).toHaveText("Succeeded");
+  await expect(panel).toHaveCount(0);
+  await page.reload();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await bell.click();
+  await expect(panel.getByTestId("notification")).toHaveCount(1);
+  await expect(page.getByTestId("notification-count")).toHaveCount(0);
+});

@@ -1,0 +1,104 @@
+//! The bell's notifications: list, mark one read, mark all read. Every query is scoped by the
+//! signed-in user *and* the tenant of the request (both from the [`TenantContext`] that only
+//! the authorization point builds), so nobody reads or dismisses another user's notifications,
+//! nor their own from another tenant.
+
+use sqlx::{any::AnyRow, Row};
+
+use super::auth::TenantContext;
+use super::db::Db;
+use crate::domain::notification::InternalLink;
+use crate::domain::{AppError, Notification, NotificationLevel, NotificationList, Timestamp};
+
+/// How many notifications the bell lists (the unread count covers all of them).
+pub const LIST_LIMIT: i64 = 20;
+
+fn notification(row: &AnyRow) -> Result<Notification, AppError> {
+    let raw: String = row.try_get("level")?;
+    let level = NotificationLevel::parse(&raw).unwrap_or_else(|| {
+        tracing::warn!(level = %raw, "unknown notification level in the database");
+        NotificationLevel::Info
+    });
+    // Only the worker writes links; one that is not a path of this app is dropped, not shown.
+    let link = row.try_get::<Option<String>, _>("link")?.and_then(|raw| {
+        let link = InternalLink::parse(&raw);
+        if link.is_none() {
+            tracing::warn!(link = %raw, "notification link outside the app dropped");
+        }
+        link
+    });
+    Ok(Notification {
+        id: row.try_get("id")?,
+        level,
+        title: row.try_get("title")?,
+        body: row.try_get("body")?,
+        link,
+        read_at: row.try_get::<Option<i64>, _>("read_at")?.map(Timestamp),
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+/// The user's newest notifications in the tenant (at most `limit`) and their unread count.
+pub async fn list(db: &Db, ctx: &TenantContext, limit: i64) -> Result<NotificationList, AppError> {
+    let rows = sqlx::query(
+        "SELECT id, level, title, body, link, read_at, created_at FROM notifications \
+         WHERE user_id = $1 AND tenant_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3",
+    )
+    .bind(ctx.user_id)
+    .bind(ctx.scope.id())
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let unread: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM notifications \
+         WHERE user_id = $1 AND tenant_id = $2 AND read_at IS NULL",
+    )
+    .bind(ctx.user_id)
+    .bind(ctx.scope.id())
+    .fetch_one(db.pool())
+    .await?
+    .try_get("n")?;
+    Ok(NotificationList {
+        items: rows.iter().map(notification).collect::<Result<_, _>>()?,
+        unread,
+        as_of: Timestamp::now(),
+    })
+}
+
+/// Marks one of the user's notifications in the tenant read (again is fine: the first time
+/// stays). Another user's or another tenant's id is 404, exactly like an id that never existed.
+pub async fn mark_read(db: &Db, ctx: &TenantContext, id: i64) -> Result<(), AppError> {
+    // Both engines count a matched row as affected even when `read_at` keeps its value.
+    let matched = sqlx::query(
+        "UPDATE notifications SET read_at = COALESCE(read_at, $1) \
+         WHERE id = $2 AND user_id = $3 AND tenant_id = $4",
+    )
+    .bind(Timestamp::now().millis())
+    .bind(id)
+    .bind(ctx.user_id)
+    .bind(ctx.scope.id())
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    if matched == 0 {
+        return Err(AppError::NotFound(
+            "This notification does not exist.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Marks every unread notification of the user in the tenant read; answers how many changed.
+pub async fn mark_all_read(db: &Db, ctx: &TenantContext) -> Result<u64, AppError> {
+    let changed = sqlx::query(
+        "UPDATE notifications SET read_at = $1 \
+         WHERE user_id = $2 AND tenant_id = $3 AND read_at IS NULL",
+    )
+    .bind(Timestamp::now().millis())
+    .bind(ctx.user_id)
+    .bind(ctx.scope.id())
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(changed)
+}

@@ -1,0 +1,432 @@
+//! The notification bell's server functions over HTTP: each user sees and dismisses only their
+//! own notifications of the tenant they are in, the unread count follows, foreign ids are 404
+//! and change nothing, and a run that ends tells its initiator with a link to the run.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
+use serde_json::Value;
+use tenantatlas::domain::TenantExternalId;
+use tenantatlas::graph_sim::{GraphSim, SimConfig};
+use tenantatlas::server::graph::{
+    ClientSecret, GraphClient, GraphConfig, PolicySource, PolicyType, TenantCredentials,
+};
+use tenantatlas::server::runs::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
+
+both_backends!(TestApp:
+    lists_only_the_users_own_notifications_of_the_tenant,
+    lists_the_newest_page_and_counts_every_unread,
+    marking_one_read_lowers_the_count,
+    foreign_and_unknown_ids_are_404_and_change_nothing,
+    mark_all_read_clears_only_the_users_tenant,
+    readonly_members_read_and_dismiss_their_own,
+    a_finished_run_notifies_its_initiator_with_a_link_to_the_run,
+);
+
+async fn id_of(app: &TestApp, sql: &str, key: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(key)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+}
+
+async fn user_id(app: &TestApp, email: &str) -> i64 {
+    id_of(app, "SELECT id FROM users WHERE email = $1", email).await
+}
+
+async fn tenant_id(app: &TestApp, external_id: &str) -> i64 {
+    id_of(
+        app,
+        "SELECT id FROM tenants WHERE external_id = $1",
+        external_id,
+    )
+    .await
+}
+
+/// Writes a notification as the worker would; returns its id.
+async fn notify(
+    app: &TestApp,
+    email: &str,
+    tenant: &str,
+    title: &str,
+    created_at: i64,
+    read: bool,
+) -> i64 {
+    let (user, tenant_id) = (user_id(app, email).await, tenant_id(app, tenant).await);
+    sqlx::query_scalar(
+        "INSERT INTO notifications (user_id, tenant_id, level, title, body, link, read_at, created_at) \
+         VALUES ($1, $2, 'success', $3, 'All good.', $4, $5, $6) RETURNING id",
+    )
+    .bind(user)
+    .bind(tenant_id)
+    .bind(title)
+    .bind(format!("/t/{tenant}/runs/1"))
+    .bind(read.then_some(created_at + 1))
+    .bind(created_at)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+}
+
+/// `notifications/list` as `cookie` in `tenant`: the status and the body.
+async fn list(app: &TestApp, cookie: &str, tenant: &str) -> (u16, Value) {
+    let response = app
+        .call_as(cookie, "notifications/list", &[("tenant", tenant)])
+        .await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn titles(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn mark_read(app: &TestApp, cookie: &str, tenant: &str, id: i64) -> u16 {
+    let id = id.to_string();
+    app.call_as(
+        cookie,
+        "notifications/mark-read",
+        &[("tenant", tenant), ("id", id.as_str())],
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+/// How many notifications are read, of everyone in every tenant.
+async fn read_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE read_at IS NOT NULL")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// The admin (member of both tenants) has three in Contoso (one read) and one in Fabrikam;
+/// the operator has one in Contoso.
+struct Seeded {
+    contoso_newest: i64,
+    contoso_older: i64,
+    fabrikam: i64,
+    operators: i64,
+}
+
+async fn seed(app: &TestApp) -> Seeded {
+    let contoso_older = notify(app, ADMIN, CONTOSO, "Older", 1_000, false).await;
+    notify(app, ADMIN, CONTOSO, "Oldest, read", 500, true).await;
+    let contoso_newest = notify(app, ADMIN, CONTOSO, "Newest", 2_000, false).await;
+    let fabrikam = notify(app, ADMIN, FABRIKAM, "In Fabrikam", 3_000, false).await;
+    let operators = notify(app, OPERATOR, CONTOSO, "The operator's", 4_000, false).await;
+    Seeded {
+        contoso_newest,
+        contoso_older,
+        fabrikam,
+        operators,
+    }
+}
+
+async fn lists_only_the_users_own_notifications_of_the_tenant(app: TestApp) {
+    let seeded = seed(&app).await;
+    let admin = app.sign_in(ADMIN).await;
+
+    let (status, contoso) = list(&app, &admin, CONTOSO).await;
+    assert_eq!(status, 200, "{contoso}");
+    assert_eq!(titles(&contoso), ["Newest", "Older", "Oldest, read"]);
+    assert_eq!(contoso["unread"], 2);
+    let newest = &contoso["items"][0];
+    assert_eq!(newest["id"], seeded.contoso_newest);
+    assert_eq!(newest["level"], "success");
+    assert_eq!(newest["body"], "All good.");
+    assert_eq!(newest["link"], format!("/t/{CONTOSO}/runs/1"));
+    assert_eq!(newest["created_at"], 2_000);
+    assert_eq!(newest["read_at"], Value::Null);
+    assert_eq!(contoso["items"][2]["read_at"], 501);
+    assert!(contoso["as_of"].as_i64().unwrap() > 1_700_000_000_000);
+
+    let (_, fabrikam) = list(&app, &admin, FABRIKAM).await;
+    assert_eq!(titles(&fabrikam), ["In Fabrikam"]);
+    assert_eq!(fabrikam["unread"], 1);
+
+    let operator = app.sign_in(OPERATOR).await;
+    let (_, own) = list(&app, &operator, CONTOSO).await;
+    assert_eq!(titles(&own), ["The operator's"]);
+    assert_eq!(own["items"][0]["id"], seeded.operators);
+    assert_eq!(own["unread"], 1);
+
+    // A user with none sees an empty list; a non-member sees nothing at all.
+    let readonly = app.sign_in(READONLY).await;
+    let (_, none) = list(&app, &readonly, CONTOSO).await;
+    assert_eq!((titles(&none).len(), none["unread"].as_i64()), (0, Some(0)));
+    let outsider = app.sign_in(OUTSIDER).await;
+    let (status, body) = list(&app, &outsider, CONTOSO).await;
+    assert_eq!(status, 403);
+    assert!(!body.to_string().contains("Newest"), "{body}");
+    assert_eq!(
+        app.call("notifications/list", &[("tenant", CONTOSO)])
+            .await
+            .status(),
+        401
+    );
+}
+
+async fn lists_the_newest_page_and_counts_every_unread(app: TestApp) {
+    for i in 0..25 {
+        notify(
+            &app,
+            ADMIN,
+            CONTOSO,
+            &format!("Run {i:02}"),
+            1_000 + i,
+            false,
+        )
+        .await;
+    }
+    let admin = app.sign_in(ADMIN).await;
+    let (_, page) = list(&app, &admin, CONTOSO).await;
+    let shown = titles(&page);
+    assert_eq!(shown.len(), 20);
+    assert_eq!(
+        (shown[0].as_str(), shown[19].as_str()),
+        ("Run 24", "Run 05")
+    );
+    assert_eq!(
+        page["unread"], 25,
+        "the count includes unread ones past the page"
+    );
+}
+
+async fn marking_one_read_lowers_the_count(app: TestApp) {
+    let seeded = seed(&app).await;
+    let admin = app.sign_in(ADMIN).await;
+    assert_eq!(
+        mark_read(&app, &admin, CONTOSO, seeded.contoso_newest).await,
+        200
+    );
+    let (_, after) = list(&app, &admin, CONTOSO).await;
+    assert_eq!(after["unread"], 1);
+    let read_at = after["items"][0]["read_at"].as_i64().expect("read now");
+
+    // Again is fine and keeps the first time.
+    assert_eq!(
+        mark_read(&app, &admin, CONTOSO, seeded.contoso_newest).await,
+        200
+    );
+    let (_, again) = list(&app, &admin, CONTOSO).await;
+    assert_eq!(again["unread"], 1);
+    assert_eq!(again["items"][0]["read_at"], read_at);
+    assert_eq!(again["items"][1]["id"], seeded.contoso_older);
+    assert_eq!(again["items"][1]["read_at"], Value::Null);
+}
+
+async fn foreign_and_unknown_ids_are_404_and_change_nothing(app: TestApp) {
+    let seeded = seed(&app).await;
+    let before = read_count(&app).await;
+    let admin = app.sign_in(ADMIN).await;
+    // Another user's, in a tenant the admin is a member of.
+    assert_eq!(
+        mark_read(&app, &admin, CONTOSO, seeded.operators).await,
+        404
+    );
+    // The admin's own, but of the other tenant than the one named.
+    assert_eq!(mark_read(&app, &admin, CONTOSO, seeded.fabrikam).await, 404);
+    assert_eq!(mark_read(&app, &admin, CONTOSO, 987_654).await, 404);
+    let operator = app.sign_in(OPERATOR).await;
+    let response = app
+        .call_as(
+            &operator,
+            "notifications/mark-read",
+            &[
+                ("tenant", CONTOSO),
+                ("id", &seeded.contoso_newest.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 404);
+    let body = response.text().await.unwrap();
+    assert!(
+        !body.contains("Newest") && !body.contains("All good"),
+        "{body}"
+    );
+    // Outsiders are refused before any id is looked at.
+    let outsider = app.sign_in(OUTSIDER).await;
+    assert_eq!(
+        mark_read(&app, &outsider, CONTOSO, seeded.operators).await,
+        403
+    );
+    assert_eq!(
+        app.call(
+            "notifications/mark-read",
+            &[("tenant", CONTOSO), ("id", &seeded.operators.to_string())],
+        )
+        .await
+        .status(),
+        401
+    );
+    assert_eq!(read_count(&app).await, before, "nothing was marked read");
+    let (_, still) = list(&app, &operator, CONTOSO).await;
+    assert_eq!(still["unread"], 1);
+}
+
+async fn mark_all_read_clears_only_the_users_tenant(app: TestApp) {
+    let seeded = seed(&app).await;
+    let admin = app.sign_in(ADMIN).await;
+    let response = app
+        .call_as(
+            &admin,
+            "notifications/mark-all-read",
+            &[("tenant", CONTOSO)],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), 2);
+    let (_, contoso) = list(&app, &admin, CONTOSO).await;
+    assert_eq!(contoso["unread"], 0);
+    assert!(contoso["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["read_at"].is_i64()));
+    // The admin's Fabrikam notification and the operator's are still unread.
+    let (_, fabrikam) = list(&app, &admin, FABRIKAM).await;
+    assert_eq!(fabrikam["unread"], 1);
+    let unread: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM notifications WHERE read_at IS NULL ORDER BY id")
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(unread, [seeded.fabrikam, seeded.operators]);
+    // Nothing left: answers 0 and writes nothing.
+    let again = app
+        .call_as(
+            &admin,
+            "notifications/mark-all-read",
+            &[("tenant", CONTOSO)],
+        )
+        .await;
+    assert_eq!(again.json::<Value>().await.unwrap(), 0);
+}
+
+async fn readonly_members_read_and_dismiss_their_own(app: TestApp) {
+    let own = notify(&app, READONLY, CONTOSO, "For the auditor", 1_000, false).await;
+    let readonly = app.sign_in(READONLY).await;
+    let (_, before) = list(&app, &readonly, CONTOSO).await;
+    assert_eq!(before["unread"], 1);
+    assert_eq!(mark_read(&app, &readonly, CONTOSO, own).await, 200);
+    notify(&app, READONLY, CONTOSO, "Another", 2_000, false).await;
+    let all = app
+        .call_as(
+            &readonly,
+            "notifications/mark-all-read",
+            &[("tenant", CONTOSO)],
+        )
+        .await;
+    assert_eq!(all.status(), 200);
+    let (_, after) = list(&app, &readonly, CONTOSO).await;
+    assert_eq!(after["unread"], 0);
+}
+
+/// Contoso's credentials as the simulator accepts them.
+fn creds() -> TenantCredentials {
+    TenantCredentials {
+        tenant_id: TenantExternalId::parse(CONTOSO).unwrap(),
+        client_id: "tenantatlas-test".into(),
+        client_secret: ClientSecret::new("sim-secret"),
+    }
+}
+
+async fn a_finished_run_notifies_its_initiator_with_a_link_to_the_run(app: TestApp) {
+    // The simulator's compliance policies in Contoso's inventory, so the run can capture them.
+    let sim = GraphSim::start(SimConfig::default()).await.unwrap();
+    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
+    let listed = client
+        .list_policies(&creds(), PolicyType::Compliance)
+        .await
+        .unwrap();
+    let contoso = tenant_id(&app, CONTOSO).await;
+    let mut policy_ids = Vec::new();
+    for listing in listed.iter().take(2) {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
+             VALUES ($1, $2, 'compliance', $3, $4, 0) RETURNING id",
+        )
+        .bind(contoso)
+        .bind(&listing.graph_id)
+        .bind(&listing.display_name)
+        .bind(&listing.platform)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+        policy_ids.push(id.to_string());
+    }
+    assert_eq!(
+        policy_ids.len(),
+        2,
+        "the simulator serves compliance policies"
+    );
+
+    // The operator starts the run through the app, as the picker does.
+    let operator = app.sign_in(OPERATOR).await;
+    let created: Value = app
+        .call_as(
+            &operator,
+            "backup-sets/create",
+            &[("tenant", CONTOSO), ("name", "Bell"), ("description", "")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let set = created["id"].as_i64().unwrap().to_string();
+    let submitted: Value = app
+        .call_as(
+            &operator,
+            "runs/add-policies",
+            &[
+                ("tenant", CONTOSO),
+                ("backup_set_id", set.as_str()),
+                ("policy_ids[0]", policy_ids[0].as_str()),
+                ("policy_ids[1]", policy_ids[1].as_str()),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let run_id = submitted["run_id"].as_i64().expect("a queued run");
+    let (_, before) = list(&app, &operator, CONTOSO).await;
+    assert_eq!(before["unread"], 0, "nothing until the run ends");
+
+    // The worker (not running inside test servers) takes the run to its end.
+    let source: Arc<dyn PolicySource> = Arc::new(client);
+    let loader: CredentialsLoader = Arc::new(|_| Box::pin(async { Ok::<_, RunFailure>(creds()) }));
+    let worker = Worker::new(app.db.clone(), source, loader, "bell-test");
+    assert!(matches!(
+        worker.try_execute_task().await.unwrap(),
+        Outcome::TaskCompleted { .. }
+    ));
+
+    let (_, after) = list(&app, &operator, CONTOSO).await;
+    assert_eq!(after["unread"], 1);
+    let notification = &after["items"][0];
+    assert_eq!(notification["title"], "Adding policies: Succeeded");
+    assert_eq!(notification["level"], "success");
+    assert_eq!(notification["link"], format!("/t/{CONTOSO}/runs/{run_id}"));
+    // Only the initiator is told.
+    let admin = app.sign_in(ADMIN).await;
+    let (_, admins) = list(&app, &admin, CONTOSO).await;
+    assert_eq!(admins["unread"], 0);
+    // The link leads to the run's page.
+    let page = app
+        .get(Some(&operator), notification["link"].as_str().unwrap())
+        .await;
+    assert_eq!(page.status(), 200);
+}
