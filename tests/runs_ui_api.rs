@@ -18,6 +18,7 @@ both_backends!(TestApp:
     run_detail_is_403_for_outsiders_and_404_for_unknown_ids,
     runs_list_filters_by_status_and_operation_type,
     runs_list_refuses_unknown_filters_and_keeps_tenants_apart,
+    runs_list_pages_back_with_before,
     run_detail_pages_its_items_with_totals_per_outcome,
     run_detail_refuses_invalid_paging,
 );
@@ -815,4 +816,96 @@ async fn run_detail_refuses_invalid_paging(app: TestApp) {
     let outsider = app.sign_in(OUTSIDER).await;
     let (status, _) = get_run(&app, &outsider, run, &[("offset", "-1")]).await;
     assert_eq!(status, 403);
+}
+
+/// Inserts `n` finished runs of Contoso, one millisecond apart (two share each timestamp, so the
+/// id breaks ties), oldest first; returns their ids.
+async fn insert_runs(app: &TestApp, tenant: &str, n: i64) -> Vec<i64> {
+    let tenant_id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(tenant)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (tenant_id, operation_type, resource, action, target_id, input, \
+                               idempotency_key, status, total_items, created_at) \
+             VALUES ($1, 'backup_set.add_policies', 'backup_set', 'add_policies', 0, '{}', $2, \
+                     'completed', 0, $3) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(format!("paging-{tenant}-{i}"))
+        .bind(1_000 + i / 2)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+async fn runs_list_pages_back_with_before(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let mut ids = insert_runs(&app, CONTOSO, 150).await;
+    ids.reverse(); // newest first, as the list shows them
+    let (status, first) = runs_list(&app, &cookie, &[("tenant", CONTOSO)]).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(run_ids(&first), ids[..100]);
+
+    let last = ids[99].to_string();
+    let (status, second) =
+        runs_list(&app, &cookie, &[("tenant", CONTOSO), ("before", &last)]).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        run_ids(&second),
+        ids[100..],
+        "the older 50, no overlap, no gap"
+    );
+
+    // Paging keeps the filters: no failed run is older than anything.
+    let (_, filtered) = runs_list(
+        &app,
+        &cookie,
+        &[("tenant", CONTOSO), ("status", "failed"), ("before", &last)],
+    )
+    .await;
+    assert_eq!(run_ids(&filtered), Vec::<i64>::new());
+
+    // Another tenant's run id as the cursor shows nothing of either tenant.
+    let fabrikam = insert_runs(&app, FABRIKAM, 1).await;
+    let (status, foreign) = runs_list(
+        &app,
+        &cookie,
+        &[("tenant", CONTOSO), ("before", &fabrikam[0].to_string())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(run_ids(&foreign), Vec::<i64>::new());
+
+    let (status, body) = runs_list(&app, &cookie, &[("tenant", CONTOSO), ("before", "-1")]).await;
+    assert_eq!(status, 422, "{body}");
+
+    // The page links to the older runs and back to the newest.
+    let html = app
+        .get(Some(&cookie), &format!("/t/{CONTOSO}/runs"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&format!("?before={}", ids[99])), "older link");
+    let html = app
+        .get(
+            Some(&cookie),
+            &format!("/t/{CONTOSO}/runs?before={}", ids[99]),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Newest runs"));
+    assert!(
+        !html.contains("Older runs"),
+        "the last page has no older link"
+    );
 }

@@ -10,12 +10,14 @@ pub const RUNS_PAGE_SIZE: i64 = 100;
 
 /// The tenant's most recent runs, newest first. `status` is a run status (`failed`, …) or
 /// `active` (queued or running), `operation_type` an operation (`backup_set.add_policies`);
-/// empty means any, an unknown value is a 422.
+/// empty means any, an unknown value is a 422. `before` (a run id) pages back: the runs older
+/// than that run; 0 means the newest.
 #[server(prefix = "/api", endpoint = "runs/list")]
 pub async fn list_runs(
     tenant: String,
     #[server(default)] status: String,
     #[server(default)] operation_type: String,
+    #[server(default)] before: i64,
 ) -> Result<Vec<RunSummary>, AppError> {
     use crate::domain::run::RunFilter;
     use crate::server::auth::{authorize, Need};
@@ -25,7 +27,12 @@ pub async fn list_runs(
             let db = app_state()?.db;
             let ctx = authorize(&tenant, Need::View).await?;
             let filter = RunFilter::parse(&status, &operation_type)?;
-            runs::queries::list(&db, &ctx.scope, &filter, RUNS_PAGE_SIZE).await
+            let before = match before {
+                0 => None,
+                id if id > 0 => Some(id),
+                _ => return Err(AppError::invalid("before", "Not a run id.")),
+            };
+            runs::queries::list(&db, &ctx.scope, &filter, before, RUNS_PAGE_SIZE).await
         }
         .await,
     )

@@ -6,7 +6,7 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 use leptos_router::NavigateOptions;
 
 use super::tenant_layout::use_tenant;
-use crate::api::runs::list_runs;
+use crate::api::runs::{list_runs, RUNS_PAGE_SIZE};
 use crate::components::{EmptyState, ErrorMessage, Loading, RunStatusBadge};
 use crate::domain::run::{OperationType, RunFilter, StatusFilter};
 
@@ -19,10 +19,41 @@ pub fn RunsPage() -> impl IntoView {
     let query = use_query_map();
     let status = Memo::new(move |_| query.read().get("status").unwrap_or_default());
     let operation_type = Memo::new(move |_| query.read().get("type").unwrap_or_default());
+    // Older pages: `?before=<run id>`, the oldest run of the page before (0 = the newest).
+    let before = Memo::new(move |_| {
+        query
+            .read()
+            .get("before")
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .unwrap_or_default()
+    });
     let runs = Resource::new(
-        move || (tenant.get(), status.get(), operation_type.get()),
-        |(tenant, status, operation_type)| list_runs(tenant, status, operation_type),
+        move || {
+            (
+                tenant.get(),
+                status.get(),
+                operation_type.get(),
+                before.get(),
+            )
+        },
+        |(tenant, status, operation_type, before)| {
+            list_runs(tenant, status, operation_type, before)
+        },
     );
+    // The current filters as a query string, with `before` appended when paging back.
+    let link = move |before: Option<i64>| {
+        let filter = RunFilter {
+            status: StatusFilter::parse(&status.get_untracked()),
+            operation: OperationType::parse(&operation_type.get_untracked()),
+        };
+        let query = filter.to_query();
+        let page = match (before, query.is_empty()) {
+            (None, _) => String::new(),
+            (Some(id), true) => format!("?before={id}"),
+            (Some(id), false) => format!("&before={id}"),
+        };
+        format!("/t/{}/runs{query}{page}", tenant.get_untracked())
+    };
 
     // A changed filter is a new URL (so Back returns to the previous view); the page keeps
     // its scroll position. Options carry `selected` for the server's HTML and `prop:selected`
@@ -130,7 +161,12 @@ pub fn RunsPage() -> impl IntoView {
                             hint="Runs appear here when policies are added to a backup set."
                         />
                     }.into_any(),
-                    Ok(list) => view! {
+                    Ok(list) => {
+                        let older = (list.len() as i64 == RUNS_PAGE_SIZE)
+                            .then(|| list.last().map(|run| link(Some(run.id))))
+                            .flatten();
+                        let newest = (before.get_untracked() != 0).then(|| link(None));
+                        view! {
                         <table class="data-table" data-testid="runs-table">
                             <thead>
                                 <tr>
@@ -157,7 +193,12 @@ pub fn RunsPage() -> impl IntoView {
                                 }).collect_view()}
                             </tbody>
                         </table>
-                    }.into_any(),
+                        <nav class="pager" aria-label="Pages of runs">
+                            {newest.map(|href| view! { <a href=href>"← Newest runs"</a> })}
+                            {older.map(|href| view! { <a href=href rel="next">"Older runs →"</a> })}
+                        </nav>
+                        }.into_any()
+                    }
                     Err(error) => view! { <ErrorMessage error /> }.into_any(),
                 }
             })}

@@ -54,12 +54,14 @@ fn summary(row: &AnyRow) -> Result<RunSummary, AppError> {
     })
 }
 
-/// The tenant's runs matching `filter`, newest first (at most `limit`). The filter's values are
-/// bound as parameters; only their placeholders are written into the SQL.
+/// The tenant's runs matching `filter`, newest first (at most `limit`), only those older than
+/// run `before` when given (keyset paging: stable while new runs arrive). The filter's values
+/// are bound as parameters; only their placeholders are written into the SQL.
 pub async fn list(
     db: &Db,
     scope: &TenantScope,
     filter: &RunFilter,
+    before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<RunSummary>, AppError> {
     // $1 is the tenant id; the filter's texts follow, then the limit.
@@ -80,13 +82,24 @@ pub async fn list(
         texts.push(operation.as_str());
         sql.push_str(&format!(" AND r.operation_type = ${}", texts.len() + 1));
     }
+    let mut next = texts.len() + 2;
+    if before.is_some() {
+        // A run of another tenant (or none) matches no row, so the page is empty.
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM runs b WHERE b.tenant_id = $1 AND b.id = ${next} \
+               AND (r.created_at < b.created_at OR (r.created_at = b.created_at AND r.id < b.id)))"
+        ));
+        next += 1;
+    }
     sql.push_str(&format!(
-        " ORDER BY r.created_at DESC, r.id DESC LIMIT ${}",
-        texts.len() + 2
+        " ORDER BY r.created_at DESC, r.id DESC LIMIT ${next}"
     ));
     let mut query = sqlx::query(&sql).bind(scope.id());
     for text in texts {
         query = query.bind(text);
+    }
+    if let Some(before) = before {
+        query = query.bind(before);
     }
     let rows = query.bind(limit).fetch_all(db.pool()).await?;
     rows.iter().map(summary).collect()
