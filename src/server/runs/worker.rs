@@ -42,6 +42,18 @@ pub enum Outcome {
     EmptyQueue,
 }
 
+/// Outcomes written in one transaction at most (those ready when the previous batch is written).
+const RECORD_BATCH: usize = 64;
+
+/// Aborts the capture task when the run is abandoned (lease lost, error, or the worker stopped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One worker; several (in one process or many) may share a database.
 #[derive(Clone)]
 pub struct Worker {
@@ -55,6 +67,7 @@ pub struct Worker {
     concurrency: usize,
 }
 
+#[derive(Clone)]
 struct ClaimedRun {
     id: i64,
     tenant_id: i64,
@@ -212,20 +225,35 @@ impl Worker {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
 
-        // Every item is processed, however many fail (no circuit breaker, SPEC Rule 6).
-        let mut results = futures::stream::iter(items)
-            .map(|item| async {
-                let result = self.work_on(run, &creds, &item).await;
-                (item, result)
-            })
-            .buffer_unordered(self.concurrency);
-        while let Some((item, result)) = results.next().await {
-            if !self.record(run, &item, result).await? {
+        // Every item is processed, however many fail (no circuit breaker, SPEC Rule 6). Captures
+        // run in a task of their own, so Graph keeps working while outcomes are written; the
+        // outcomes that are ready are written together, in one transaction per batch.
+        let (sender, mut outcomes) = tokio::sync::mpsc::channel(RECORD_BATCH);
+        let captures = {
+            let (worker, run) = (self.clone(), run.clone());
+            AbortOnDrop(tokio::spawn(async move {
+                futures::stream::iter(items)
+                    .map(|item| async {
+                        let result = worker.work_on(&run, &creds, &item).await;
+                        (item, result)
+                    })
+                    .buffer_unordered(worker.concurrency)
+                    .for_each(|outcome| async {
+                        // The receiver is gone only when this run is abandoned.
+                        let _ = sender.send(outcome).await;
+                    })
+                    .await;
+            }))
+        };
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            if !self.record(run, &batch).await? {
                 tracing::warn!("lease lost; another worker continues this run");
                 return Ok(());
             }
+            batch.clear();
         }
-        drop(results);
+        drop(captures);
         self.finish(run, None).await
     }
 
@@ -256,98 +284,126 @@ impl Worker {
         }
     }
 
-    /// Writes one item's outcome with the run's counters (and, when captured, the snapshot and
-    /// the backup item) in one transaction. `false` when this worker no longer holds the lease.
+    /// Writes a batch of outcomes with the run's counters (and, for captured items, the snapshot
+    /// and the backup item) in one transaction that also renews the lease. `false`, and nothing
+    /// written, when this worker no longer holds the lease.
     async fn record(
         &self,
         run: &ClaimedRun,
-        item: &PendingItem,
-        result: ItemResult,
+        batch: &[(PendingItem, ItemResult)],
     ) -> Result<bool, sqlx::Error> {
         let now = Timestamp::now().millis();
         let mut tx = self.db.pool().begin().await?;
-        let (outcome, reason, message) = match result {
-            ItemResult::Skipped(reason) => ("skipped", Some(reason), None),
-            ItemResult::Failed(reason, message) => ("failed", Some(reason), Some(message)),
-            ItemResult::Captured(snapshot) => {
-                // An unchanged policy reuses its snapshot (unique per policy and content hash).
-                sqlx::query(
-                    "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (policy_id, content_hash) DO NOTHING",
-                )
-                .bind(run.tenant_id)
-                .bind(item.policy_id)
-                .bind(&snapshot.content_hash)
-                .bind(&snapshot.canonical_json)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let snapshot_id: i64 = sqlx::query(
-                    "SELECT id FROM policy_snapshots WHERE policy_id = $1 AND content_hash = $2",
-                )
-                .bind(item.policy_id)
-                .bind(&snapshot.content_hash)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("id")?;
-                let added = sqlx::query(
-                    "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, run_id, captured_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (backup_set_id, policy_id) DO NOTHING",
-                )
-                .bind(run.tenant_id)
-                .bind(run.backup_set_id)
-                .bind(item.policy_id)
-                .bind(snapshot_id)
-                .bind(run.id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if added == 1 {
-                    sqlx::query("UPDATE backup_sets SET item_count = item_count + 1 WHERE id = $1")
-                        .bind(run.backup_set_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    ("succeeded", None, None)
-                } else {
-                    // Added meanwhile by another run: the item is where the user wanted it.
-                    ("skipped", Some(ReasonCode::AlreadyInBackupSet), None)
+        let (mut succeeded, mut failed, mut skipped) = (0_i64, 0_i64, 0_i64);
+        for (item, result) in batch {
+            let (outcome, reason, message) = match result {
+                ItemResult::Skipped(reason) => ("skipped", Some(*reason), None),
+                ItemResult::Failed(reason, message) => ("failed", Some(*reason), Some(message)),
+                ItemResult::Captured(snapshot) => {
+                    if self.add_to_set(&mut tx, run, item, snapshot, now).await? {
+                        ("succeeded", None, None)
+                    } else {
+                        // Added meanwhile by another run: the item is where the user wanted it.
+                        ("skipped", Some(ReasonCode::AlreadyInBackupSet), None)
+                    }
                 }
+            };
+            let updated = sqlx::query(
+                "UPDATE run_items SET outcome = $1, reason_code = $2, message = $3, \
+                 attempts = attempts + 1, finished_at = $4 WHERE id = $5 AND outcome = 'pending'",
+            )
+            .bind(outcome)
+            .bind(reason.map(ReasonCode::as_str))
+            .bind(message)
+            .bind(now)
+            .bind(item.item_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated != 1 {
+                // Another worker recorded it: this one lost the run.
+                tx.rollback().await?;
+                return Ok(false);
             }
-        };
-        let updated = sqlx::query(
-            "UPDATE run_items SET outcome = $1, reason_code = $2, message = $3, attempts = attempts + 1, \
-             finished_at = $4 WHERE id = $5 AND outcome = 'pending'",
+            match outcome {
+                "succeeded" => succeeded += 1,
+                "failed" => failed += 1,
+                _ => skipped += 1,
+            }
+        }
+        let held = sqlx::query(
+            "UPDATE runs SET succeeded = succeeded + $1, failed = failed + $2, skipped = skipped + $3, \
+             processed_items = processed_items + $4, lease_expires_at = $5 \
+             WHERE id = $6 AND lease_owner = $7 AND status = 'running'",
         )
-        .bind(outcome)
-        .bind(reason.map(ReasonCode::as_str))
-        .bind(message)
-        .bind(now)
-        .bind(item.item_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let counter = match outcome {
-            "succeeded" => "succeeded",
-            "failed" => "failed",
-            _ => "skipped",
-        };
-        let held = sqlx::query(&format!(
-            "UPDATE runs SET {counter} = {counter} + 1, processed_items = processed_items + 1, \
-             lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running'"
-        ))
+        .bind(succeeded)
+        .bind(failed)
+        .bind(skipped)
+        .bind(batch.len() as i64)
         .bind(self.lease_until())
         .bind(run.id)
         .bind(&self.id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if updated != 1 || held != 1 {
+        if held != 1 {
             tx.rollback().await?;
             return Ok(false);
         }
+        if succeeded > 0 {
+            sqlx::query("UPDATE backup_sets SET item_count = item_count + $1 WHERE id = $2")
+                .bind(succeeded)
+                .bind(run.backup_set_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Stores the snapshot (an unchanged policy reuses its snapshot: unique per policy and
+    /// content hash) and adds the backup item. `false` when the policy is already in the set.
+    async fn add_to_set(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        run: &ClaimedRun,
+        item: &PendingItem,
+        snapshot: &Snapshot,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (policy_id, content_hash) DO NOTHING",
+        )
+        .bind(run.tenant_id)
+        .bind(item.policy_id)
+        .bind(&snapshot.content_hash)
+        .bind(&snapshot.canonical_json)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        let snapshot_id: i64 = sqlx::query(
+            "SELECT id FROM policy_snapshots WHERE policy_id = $1 AND content_hash = $2",
+        )
+        .bind(item.policy_id)
+        .bind(&snapshot.content_hash)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("id")?;
+        let added = sqlx::query(
+            "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, run_id, captured_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (backup_set_id, policy_id) DO NOTHING",
+        )
+        .bind(run.tenant_id)
+        .bind(run.backup_set_id)
+        .bind(item.policy_id)
+        .bind(snapshot_id)
+        .bind(run.id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        Ok(added == 1)
     }
 
     /// Ends the run (SPEC Rule 7) and tells the initiator, in one transaction.
