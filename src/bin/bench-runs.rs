@@ -1,0 +1,923 @@
+//! Benchmark of issue 5's runs, on SQLite and PostgreSQL: the latency of "Add selected" at 1,
+//! 1,000 and 10,000 policies (the service call and the whole HTTP request), 200 identical submits
+//! at once (exactly one run), and the worker's own cost on a 10,000-item run against a
+//! zero-latency simulator. Prints Markdown tables.
+//! `cargo build --bin bench-runs && target/debug/bench-runs [--quick] [--engine sqlite|postgres|both]`.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
+use sqlx::Row;
+use tenantatlas::domain::{
+    AddPoliciesOptions, PolicySelection, SubmittedRun, TenantExternalId, Timestamp,
+};
+use tenantatlas::graph_sim::{GraphSim, Kind, Knobs, SimConfig, SimHandle, SimPolicy};
+use tenantatlas::server::auth::session::{SessionSettings, COOKIE as SESSION_COOKIE};
+use tenantatlas::server::auth::{authorize_user, Need, TenantContext};
+use tenantatlas::server::db::Db;
+use tenantatlas::server::graph::{
+    CaptureOptions, ClientSecret, GraphClient, GraphConfig, LimiterConfig, PolicySource,
+    PolicyType, TenantCredentials,
+};
+use tenantatlas::server::runs::create::create_or_reuse;
+use tenantatlas::server::runs::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
+use tenantatlas::server::state::{AppState, Settings};
+use tenantatlas::server::{http, prepare, seed};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Result<T, E = BoxError> = std::result::Result<T, E>;
+
+/// `--engine`: which database engine(s) to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EngineChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+/// Benchmark options; the defaults are the issue's scenario.
+#[derive(Debug, Parser)]
+#[command(name = "bench-runs")]
+struct Args {
+    /// Which database engine(s) to measure.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Both)]
+    engine: EngineChoice,
+    /// A PostgreSQL server URL (any database on it): the bench creates `ta_bench_<random>` there
+    /// and drops it at the end.
+    #[arg(
+        long,
+        env = "BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pg_url: String,
+    /// Fewer samples and a 2,000-item run: a smoke test, not a measurement.
+    #[arg(long)]
+    quick: bool,
+    /// Do not `ANALYZE` the PostgreSQL database before each series, as autovacuum would (without
+    /// statistics, every submit gets slower as runs accumulate).
+    #[arg(long)]
+    no_analyze: bool,
+}
+
+/// How much to measure.
+struct Plan {
+    /// (selected policies, timed samples) per submit size.
+    sizes: [(usize, usize); 3],
+    /// Untimed submits before each size's samples (pool connections, statement caches).
+    warm_up: usize,
+    /// Identical submits fired at once, and how many policies each selects.
+    concurrent: usize,
+    concurrent_policies: usize,
+    /// Items of the run the worker processes.
+    run_items: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                sizes: [(1, 20), (1_000, 20), (10_000, 10)],
+                warm_up: 2,
+                concurrent: 200,
+                concurrent_policies: 1_000,
+                run_items: 2_000,
+            }
+        } else {
+            Self {
+                sizes: [(1, 200), (1_000, 200), (10_000, 100)],
+                warm_up: 5,
+                concurrent: 200,
+                concurrent_policies: 1_000,
+                run_items: 10_000,
+            }
+        }
+    }
+}
+
+/// The tenant every measurement acts in, and the member who submits (an operator may start runs).
+const TENANT: &str = seed::DEMO_TENANTS[0].0;
+const OPERATOR: &str = "operator@contoso.example";
+/// The inventory the bench inserts: the largest selection one run may hold.
+const INVENTORY: usize = 10_000;
+/// What the picker submits by default.
+const OPTIONS: AddPoliciesOptions = AddPoliciesOptions {
+    include_assignments: true,
+    include_scope_tags: true,
+};
+/// The issue's goals.
+const GOAL_P99_MS: f64 = 25.0;
+const GOAL_RATIO: f64 = 3.0;
+const GOAL_ITEMS_PER_SECOND: f64 = 1_000.0;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    // Quiet unless asked: `RUST_LOG=sqlx=debug` times every statement (to see what dominates).
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let plan = Plan::new(args.quick);
+    let engines: &[Engine] = match args.engine {
+        EngineChoice::Sqlite => &[Engine::Sqlite],
+        EngineChoice::Postgres => &[Engine::Postgres],
+        EngineChoice::Both => &[Engine::Sqlite, Engine::Postgres],
+    };
+    // One simulator and client for every engine: zero latency, no throttle, and a limiter far
+    // above Intune's (46/s would set the pace; the engine is what is measured here).
+    let sim = GraphSim::start(SimConfig {
+        policies_per_tenant: INVENTORY,
+        knobs: Knobs {
+            latency_ms: 0,
+            throttle_limit: 0,
+            ..Knobs::default()
+        },
+        ..SimConfig::default()
+    })
+    .await?;
+    let mut config = GraphConfig::new(&sim.login_url, &sim.graph_url);
+    config.limits = LimiterConfig {
+        requests_per_second: NonZeroU32::new(1_000_000).unwrap_or(NonZeroU32::MAX),
+        burst: NonZeroU32::new(1_000_000).unwrap_or(NonZeroU32::MAX),
+        max_in_flight: 64,
+    };
+    let client = GraphClient::new(config)?;
+    let inventory = sim.policies(TENANT);
+
+    // Other work on the machine shows in the figures; say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    println!(
+        "bench-runs: {} build, {} cores, load average {load}; samples per size: {}; {} warm-up submits each{}",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        plan.sizes
+            .iter()
+            .map(|(n, samples)| format!("{samples} at {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.warm_up,
+        if args.quick { " (--quick)" } else { "" }
+    );
+    if engines.contains(&Engine::Postgres) {
+        println!(
+            "PostgreSQL: {}",
+            if args.no_analyze {
+                "no ANALYZE (--no-analyze): statistics as the server leaves them"
+            } else {
+                "ANALYZE before each series, as autovacuum would"
+            }
+        );
+    }
+    let mut reports = Vec::new();
+    for engine in engines {
+        eprintln!("{}: setting up", engine.label());
+        let bench = BenchDb::create(*engine, &args.pg_url).await?;
+        let analyze = *engine == Engine::Postgres && !args.no_analyze;
+        let result = measure(&bench, &plan, analyze, &sim, &client, &inventory).await;
+        bench.destroy().await;
+        reports.push(result?);
+    }
+    print_reports(&plan, &reports);
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// A fresh, migrated database that is removed afterwards.
+struct BenchDb {
+    engine: Engine,
+    db: Db,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Folder(PathBuf),
+    Database { admin_url: String, name: String },
+}
+
+impl BenchDb {
+    async fn create(engine: Engine, pg_url: &str) -> Result<Self> {
+        let suffix = format!("{:016x}", rand::random::<u64>());
+        let (url, cleanup) = match engine {
+            Engine::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("tenantatlas-bench-{suffix}"));
+                std::fs::create_dir_all(&dir)?;
+                let url = format!("sqlite://{}/bench.db", dir.display());
+                (url, Cleanup::Folder(dir))
+            }
+            Engine::Postgres => {
+                let name = format!("ta_bench_{suffix}");
+                let admin = Db::connect(pg_url).await?;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(admin.pool())
+                    .await?;
+                admin.close().await;
+                let Some((server, _)) = pg_url.split('?').next().and_then(|u| u.rsplit_once('/'))
+                else {
+                    return Err("--pg-url has no database part".into());
+                };
+                let cleanup = Cleanup::Database {
+                    admin_url: pg_url.to_owned(),
+                    name: name.clone(),
+                };
+                (format!("{server}/{name}"), cleanup)
+            }
+        };
+        let db = Db::connect(&url).await?;
+        let bench = Self {
+            engine,
+            db,
+            cleanup,
+        };
+        prepare(&bench.db).await?;
+        seed::seed_demo(&bench.db).await?;
+        Ok(bench)
+    }
+
+    /// Closes the pools and removes the database; failures are reported, not fatal.
+    async fn destroy(self) {
+        self.db.close().await;
+        match self.cleanup {
+            Cleanup::Folder(dir) => {
+                if let Err(error) = std::fs::remove_dir_all(&dir) {
+                    eprintln!("could not remove {}: {error}", dir.display());
+                }
+            }
+            Cleanup::Database { admin_url, name } => {
+                let dropped = async {
+                    let admin = Db::connect(&admin_url).await?;
+                    let result =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(admin.pool())
+                            .await;
+                    admin.close().await;
+                    result.map(|_| ())
+                };
+                if let Err(error) = dropped.await {
+                    eprintln!("could not drop the database {name}: {error}");
+                }
+            }
+        }
+    }
+}
+
+/// Percentiles of one series of samples.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    samples: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+impl Stats {
+    /// Nearest-rank percentiles.
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        let rank = |p: f64| {
+            let index = ((p * samples.len() as f64).ceil() as usize).max(1) - 1;
+            samples.get(index).copied().unwrap_or_default()
+        };
+        Self {
+            samples: samples.len(),
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: samples.last().copied().unwrap_or_default(),
+        }
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+struct SubmitRow {
+    policies: usize,
+    service: Stats,
+    http: Stats,
+}
+
+struct ConcurrentRow {
+    path: &'static str,
+    stats: Stats,
+    runs: i64,
+    items: i64,
+    reused: usize,
+}
+
+struct WorkerRow {
+    items: usize,
+    elapsed: Duration,
+    status: String,
+    succeeded: i64,
+    failed: i64,
+    skipped: i64,
+    graph_requests: usize,
+    /// The same captures through the same client without the worker and the database.
+    graph_only: Duration,
+}
+
+struct EngineReport {
+    engine: Engine,
+    submits: Vec<SubmitRow>,
+    concurrent: Vec<ConcurrentRow>,
+    worker: WorkerRow,
+}
+
+/// Everything a measurement needs about the running app.
+struct Fixture {
+    db: Db,
+    ctx: TenantContext,
+    tenant_id: i64,
+    /// Policy ids of the inserted inventory, ascending.
+    ids: Vec<i64>,
+    app: App,
+    /// Dropping it stops the server.
+    _stop_app: tokio::sync::oneshot::Sender<()>,
+    /// Refresh the planner's statistics before each series, as autovacuum would (PostgreSQL).
+    analyze: bool,
+}
+
+impl Fixture {
+    /// Without statistics, PostgreSQL checks each run item's foreign key to `runs` with a
+    /// sequential scan of `runs`, so a submit gets slower with every run ever made. Autovacuum
+    /// keeps the statistics current in a real deployment; servers that run with it off (like
+    /// this project's test server) would measure that artefact instead, unless the bench does
+    /// autovacuum's job. `--no-analyze` shows it.
+    async fn analyze(&self) -> Result<()> {
+        if self.analyze {
+            sqlx::query("ANALYZE").execute(self.db.pool()).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn measure(
+    bench: &BenchDb,
+    plan: &Plan,
+    analyze: bool,
+    sim: &SimHandle,
+    client: &GraphClient,
+    inventory: &[SimPolicy],
+) -> Result<EngineReport> {
+    let db = bench.db.clone();
+    let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(TENANT)
+        .fetch_one(db.pool())
+        .await?
+        .try_get("id")?;
+    let ids = insert_inventory(&db, tenant_id, inventory).await?;
+    let user_id: i64 = sqlx::query("SELECT id FROM users WHERE email = $1")
+        .bind(OPERATOR)
+        .fetch_one(db.pool())
+        .await?
+        .try_get("id")?;
+    // The service is called with the context the authorization point builds for this member.
+    let ctx = authorize_user(&db, user_id, TENANT, Need::Change).await?;
+    let (app, stop_app) = App::spawn(&db).await?;
+    let fixture = Fixture {
+        db,
+        ctx,
+        tenant_id,
+        ids,
+        app,
+        _stop_app: stop_app,
+        analyze,
+    };
+    let label = bench.engine.label();
+
+    let mut submits = Vec::new();
+    for (policies, samples) in plan.sizes {
+        eprintln!("{label}: {samples} submits of {policies} policies");
+        submits.push(submit_latency(&fixture, policies, samples, plan.warm_up).await?);
+    }
+    eprintln!("{label}: {} concurrent identical submits", plan.concurrent);
+    let concurrent = vec![
+        concurrent_http(&fixture, plan.concurrent, plan.concurrent_policies).await?,
+        concurrent_service(&fixture, plan.concurrent, plan.concurrent_policies).await?,
+    ];
+    eprintln!("{label}: worker on a {}-item run", plan.run_items);
+    let worker = worker_throughput(&fixture, sim, client, inventory, plan.run_items).await?;
+    Ok(EngineReport {
+        engine: bench.engine,
+        submits,
+        concurrent,
+        worker,
+    })
+}
+
+fn policy_type(kind: Kind) -> PolicyType {
+    match kind {
+        Kind::ConfigurationPolicy => PolicyType::SettingsCatalog,
+        Kind::DeviceConfiguration => PolicyType::DeviceConfiguration,
+        Kind::CompliancePolicy => PolicyType::Compliance,
+        Kind::GroupPolicyConfiguration => PolicyType::AdministrativeTemplate,
+    }
+}
+
+/// Inserts the simulator's policies as the tenant's inventory (what a sync would write), 500
+/// rows per statement, and returns their ids in ascending order.
+async fn insert_inventory(db: &Db, tenant_id: i64, policies: &[SimPolicy]) -> Result<Vec<i64>> {
+    let mut tx = db.pool().begin().await?;
+    for chunk in policies.chunks(500) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = 4 * i;
+                format!(
+                    "({tenant_id}, ${}, ${}, ${}, ${}, 0)",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
+             VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for policy in chunk {
+            query = query
+                .bind(policy.id.clone())
+                .bind(policy_type(policy.kind).as_str())
+                .bind(policy.name.clone())
+                .bind(policy.platform());
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    let rows = sqlx::query("SELECT id FROM policies WHERE tenant_id = $1 ORDER BY id")
+        .bind(tenant_id)
+        .fetch_all(db.pool())
+        .await?;
+    let ids = rows
+        .iter()
+        .map(|row| row.try_get::<i64, _>("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.len() != policies.len() {
+        return Err(format!(
+            "{} policies inserted, {} expected",
+            ids.len(),
+            policies.len()
+        )
+        .into());
+    }
+    Ok(ids)
+}
+
+async fn new_backup_set(fixture: &Fixture, name: &str) -> Result<i64> {
+    Ok(sqlx::query(
+        "INSERT INTO backup_sets (tenant_id, name, created_at) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(fixture.tenant_id)
+    .bind(name)
+    .bind(Timestamp::now().millis())
+    .fetch_one(fixture.db.pool())
+    .await?
+    .try_get("id")?)
+}
+
+/// Ends a run as the worker would, so the next identical submit creates a new one.
+async fn finish_run(fixture: &Fixture, run_id: i64) -> Result<()> {
+    sqlx::query("UPDATE runs SET status = 'completed', finished_at = $2 WHERE id = $1")
+        .bind(run_id)
+        .bind(Timestamp::now().millis())
+        .execute(fixture.db.pool())
+        .await?;
+    Ok(())
+}
+
+fn expect_new(run: &SubmittedRun, policies: usize) -> Result<()> {
+    if run.reused || run.total != policies as i64 {
+        return Err(format!("expected a new run of {policies} items, got {run:?}").into());
+    }
+    Ok(())
+}
+
+/// Alternates service calls and HTTP requests with the same selection on one backup set; each
+/// run is marked finished (untimed) before the next submit, so every sample creates a new run.
+async fn submit_latency(
+    fixture: &Fixture,
+    policies: usize,
+    samples: usize,
+    warm_up: usize,
+) -> Result<SubmitRow> {
+    let ids = &fixture.ids[..policies];
+    let selection = PolicySelection::parse(ids.to_vec())?;
+    let set = new_backup_set(fixture, &format!("Latency {policies}")).await?;
+    let body = form_body(set, ids);
+    let (mut service, mut http) = (Vec::new(), Vec::new());
+    for sample in 0..warm_up + samples {
+        let started = Instant::now();
+        let run = create_or_reuse(&fixture.db, &fixture.ctx, set, &selection, OPTIONS).await?;
+        let service_time = started.elapsed();
+        expect_new(&run, policies)?;
+        finish_run(fixture, run.run_id).await?;
+
+        let (http_time, run) = fixture.app.submit(body.clone()).await?;
+        expect_new(&run, policies)?;
+        finish_run(fixture, run.run_id).await?;
+        if sample + 1 == warm_up {
+            fixture.analyze().await?;
+        }
+        if sample >= warm_up {
+            service.push(service_time);
+            http.push(http_time);
+        }
+    }
+    Ok(SubmitRow {
+        policies,
+        service: Stats::of(service),
+        http: Stats::of(http),
+    })
+}
+
+/// Checks the outcome of identical concurrent submits: one run, every other answer reused it.
+async fn one_run(
+    fixture: &Fixture,
+    path: &'static str,
+    set: i64,
+    answers: Vec<(Duration, SubmittedRun)>,
+) -> Result<ConcurrentRow> {
+    let run_ids: BTreeSet<i64> = answers.iter().map(|(_, run)| run.run_id).collect();
+    let reused = answers.iter().filter(|(_, run)| run.reused).count();
+    let row = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM runs WHERE target_id = $1) AS runs, \
+                (SELECT COUNT(*) FROM run_items WHERE run_id IN (SELECT id FROM runs WHERE target_id = $1)) AS items",
+    )
+    .bind(set)
+    .fetch_one(fixture.db.pool())
+    .await?;
+    let (runs, items): (i64, i64) = (row.try_get("runs")?, row.try_get("items")?);
+    if run_ids.len() != 1 || runs != 1 || reused != answers.len() - 1 {
+        return Err(format!(
+            "{path}: {} submits gave {} distinct runs, {runs} in the database, {reused} reused",
+            answers.len(),
+            run_ids.len()
+        )
+        .into());
+    }
+    for run_id in run_ids {
+        finish_run(fixture, run_id).await?;
+    }
+    Ok(ConcurrentRow {
+        path,
+        stats: Stats::of(answers.iter().map(|(time, _)| *time).collect()),
+        runs,
+        items,
+        reused,
+    })
+}
+
+/// `count` identical submits over HTTP, released together by a barrier.
+async fn concurrent_http(
+    fixture: &Fixture,
+    count: usize,
+    policies: usize,
+) -> Result<ConcurrentRow> {
+    let set = new_backup_set(fixture, "Concurrent HTTP").await?;
+    fixture.analyze().await?;
+    let body = form_body(set, &fixture.ids[..policies]);
+    let barrier = Arc::new(tokio::sync::Barrier::new(count));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let (app, body, barrier) = (fixture.app.clone(), body.clone(), Arc::clone(&barrier));
+        tasks.spawn(async move {
+            barrier.wait().await;
+            app.submit(body).await
+        });
+    }
+    let mut answers = Vec::with_capacity(count);
+    while let Some(answer) = tasks.join_next().await {
+        answers.push(answer??);
+    }
+    one_run(fixture, "HTTP", set, answers).await
+}
+
+/// `count` identical service calls, released together by a barrier.
+async fn concurrent_service(
+    fixture: &Fixture,
+    count: usize,
+    policies: usize,
+) -> Result<ConcurrentRow> {
+    let set = new_backup_set(fixture, "Concurrent service").await?;
+    fixture.analyze().await?;
+    let selection = Arc::new(PolicySelection::parse(fixture.ids[..policies].to_vec())?);
+    let barrier = Arc::new(tokio::sync::Barrier::new(count));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let (db, ctx) = (fixture.db.clone(), fixture.ctx.clone());
+        let (selection, barrier) = (Arc::clone(&selection), Arc::clone(&barrier));
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let started = Instant::now();
+            let run = create_or_reuse(&db, &ctx, set, &selection, OPTIONS).await;
+            run.map(|run| (started.elapsed(), run))
+        });
+    }
+    let mut answers = Vec::with_capacity(count);
+    while let Some(answer) = tasks.join_next().await {
+        answers.push(answer??);
+    }
+    one_run(fixture, "service", set, answers).await
+}
+
+/// Queues a run of `items` policies through the real submit path, then lets the real worker
+/// process it through the real client against the simulator; also times the same captures
+/// without the worker (client and simulator only) to separate Graph from the engine.
+async fn worker_throughput(
+    fixture: &Fixture,
+    sim: &SimHandle,
+    client: &GraphClient,
+    inventory: &[SimPolicy],
+    items: usize,
+) -> Result<WorkerRow> {
+    let creds = TenantCredentials {
+        tenant_id: TenantExternalId::parse(TENANT)?,
+        client_id: "bench-runs".into(),
+        client_secret: ClientSecret::new(SimConfig::default().client_secret),
+    };
+    let capture = CaptureOptions {
+        include_assignments: OPTIONS.include_assignments,
+        include_scope_tags: OPTIONS.include_scope_tags,
+    };
+    // The worker captures 8 items at once; so does the baseline.
+    let started = Instant::now();
+    let mut captures = futures::stream::iter(&inventory[..items])
+        .map(|policy| client.capture_policy(&creds, policy_type(policy.kind), &policy.id, capture))
+        .buffer_unordered(8);
+    while let Some(result) = captures.next().await {
+        result?;
+    }
+    let graph_only = started.elapsed();
+    drop(captures);
+
+    let set = new_backup_set(fixture, "Worker").await?;
+    let selection = PolicySelection::parse(fixture.ids[..items].to_vec())?;
+    let run = create_or_reuse(&fixture.db, &fixture.ctx, set, &selection, OPTIONS).await?;
+    expect_new(&run, items)?;
+    let source: Arc<dyn PolicySource> = Arc::new(client.clone());
+    let loader: CredentialsLoader = Arc::new(move |_tenant| {
+        let creds = creds.clone();
+        Box::pin(async move { Ok::<_, RunFailure>(creds) })
+    });
+    let worker = Worker::new(fixture.db.clone(), source, loader, "bench-runs");
+    fixture.analyze().await?;
+    sim.reset_counters();
+    let started = Instant::now();
+    let outcome = worker.try_execute_task().await?;
+    let elapsed = started.elapsed();
+    if outcome != (Outcome::TaskCompleted { run_id: run.run_id }) {
+        return Err(format!("the worker did {outcome:?}, not run {}", run.run_id).into());
+    }
+    let row = sqlx::query("SELECT status, succeeded, failed, skipped FROM runs WHERE id = $1")
+        .bind(run.run_id)
+        .fetch_one(fixture.db.pool())
+        .await?;
+    Ok(WorkerRow {
+        items,
+        elapsed,
+        status: row.try_get("status")?,
+        succeeded: row.try_get("succeeded")?,
+        failed: row.try_get("failed")?,
+        skipped: row.try_get("skipped")?,
+        graph_requests: sim.counters().graph_requests(),
+        graph_only,
+    })
+}
+
+/// The form the browser posts to `runs/add-policies`. Ids and the tenant GUID need no escaping
+/// beyond the brackets.
+fn form_body(backup_set_id: i64, ids: &[i64]) -> String {
+    let mut body = format!(
+        "tenant={TENANT}&backup_set_id={backup_set_id}&include_assignments={}&include_scope_tags={}",
+        OPTIONS.include_assignments, OPTIONS.include_scope_tags
+    );
+    for (i, id) in ids.iter().enumerate() {
+        body.push_str(&format!("&policy_ids%5B{i}%5D={id}"));
+    }
+    body
+}
+
+/// The real app on a random port (no worker: runs stay queued until the bench ends them), and a
+/// signed-in operator's session.
+#[derive(Clone)]
+struct App {
+    addr: SocketAddr,
+    http: reqwest::Client,
+    cookie: String,
+}
+
+impl App {
+    /// The server stops when the returned sender is dropped.
+    async fn spawn(db: &Db) -> Result<(Self, tokio::sync::oneshot::Sender<()>)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let settings = Settings {
+            public_origin: format!("http://{addr}"),
+            sessions: SessionSettings {
+                idle: Duration::from_secs(3_600),
+                secure: false,
+            },
+        };
+        let state = AppState::new(
+            db.clone(),
+            http::leptos_options(&std::env::temp_dir(), addr),
+            settings,
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(http::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let response = http
+            .post(format!("http://{addr}/api/auth/sign-in"))
+            .header(ORIGIN, format!("http://{addr}"))
+            .form(&[
+                ("email", OPERATOR),
+                ("password", seed::DEMO_PASSWORD),
+                ("next", "/"),
+            ])
+            .send()
+            .await?;
+        let cookie = response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{SESSION_COOKIE}=")))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+            .ok_or("the sign-in set no session cookie")?;
+        Ok((Self { addr, http, cookie }, tx))
+    }
+
+    /// Posts "Add selected" and times it until the whole answer is read.
+    async fn submit(&self, body: String) -> Result<(Duration, SubmittedRun)> {
+        let request = self
+            .http
+            .post(format!("http://{}/api/runs/add-policies", self.addr))
+            .header(ORIGIN, format!("http://{}", self.addr))
+            .header(COOKIE, &self.cookie)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        let started = Instant::now();
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        let elapsed = started.elapsed();
+        if !status.is_success() {
+            return Err(format!(
+                "add-policies answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+            .into());
+        }
+        Ok((elapsed, serde_json::from_slice(&bytes)?))
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn print_reports(plan: &Plan, reports: &[EngineReport]) {
+    println!("\n### Submit latency (ms), a new run per sample\n");
+    println!("| engine | policies | samples | service p50 | service p99 | HTTP p50 | HTTP p99 | HTTP max |");
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|");
+    for report in reports {
+        for row in &report.submits {
+            println!(
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                report.engine.label(),
+                row.policies,
+                row.service.samples,
+                ms(row.service.p50),
+                ms(row.service.p99),
+                ms(row.http.p50),
+                ms(row.http.p99),
+                ms(row.http.max)
+            );
+        }
+    }
+    println!();
+    for report in reports {
+        let (Some(one), Some(largest)) = (report.submits.first(), report.submits.last()) else {
+            continue;
+        };
+        for (path, small, large) in [
+            ("service", one.service.p99, largest.service.p99),
+            ("HTTP", one.http.p99, largest.http.p99),
+        ] {
+            let (large, small) = (ms(large), ms(small));
+            println!(
+                "- {} {path}: p99 at {} = {large:.1} ms: ≤ {GOAL_P99_MS} ms {}; {:.1} × the {}-policy p99 ({small:.1} ms): ≤ {GOAL_RATIO} × {}",
+                report.engine.label(),
+                largest.policies,
+                verdict(large <= GOAL_P99_MS),
+                large / small.max(f64::EPSILON),
+                one.policies,
+                verdict(large <= GOAL_RATIO * small)
+            );
+        }
+    }
+
+    println!(
+        "\n### {} identical submits at once ({} policies each)\n",
+        plan.concurrent, plan.concurrent_policies
+    );
+    println!("| engine | path | runs | run items | reused | p50 ms | p99 ms | max ms |");
+    println!("|---|---|--:|--:|--:|--:|--:|--:|");
+    for report in reports {
+        for row in &report.concurrent {
+            println!(
+                "| {} | {} | {} | {} | {} of {} | {:.1} | {:.1} | {:.1} |",
+                report.engine.label(),
+                row.path,
+                row.runs,
+                row.items,
+                row.reused,
+                row.stats.samples,
+                ms(row.stats.p50),
+                ms(row.stats.p99),
+                ms(row.stats.max)
+            );
+        }
+    }
+
+    println!(
+        "\n### Worker on one run, simulator at 0 ms latency, no throttle, limiter out of the way\n"
+    );
+    println!("| engine | items | status | succeeded | failed | skipped | Graph requests | time s | items/s | Graph only, items/s |");
+    println!("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|");
+    for report in reports {
+        let w = &report.worker;
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} |",
+            report.engine.label(),
+            w.items,
+            w.status,
+            w.succeeded,
+            w.failed,
+            w.skipped,
+            w.graph_requests,
+            w.elapsed.as_secs_f64(),
+            w.items as f64 / w.elapsed.as_secs_f64(),
+            w.items as f64 / w.graph_only.as_secs_f64()
+        );
+    }
+    println!();
+    for report in reports {
+        let w = &report.worker;
+        let rate = w.items as f64 / w.elapsed.as_secs_f64();
+        println!(
+            "- {}: {rate:.0} items/s: ≥ {GOAL_ITEMS_PER_SECOND} {}; {} of {} succeeded: {}; \
+             {:.0} % of the rate of the same captures without worker and database",
+            report.engine.label(),
+            verdict(rate >= GOAL_ITEMS_PER_SECOND),
+            w.succeeded,
+            w.items,
+            verdict(w.succeeded == w.items as i64 && w.status == "completed"),
+            100.0 * w.graph_only.as_secs_f64() / w.elapsed.as_secs_f64()
+        );
+    }
+}
