@@ -663,6 +663,18 @@ async fn run_with_items(
     let set = backup_set(app, cookie, CONTOSO, "Big run").await;
     let ids = common::insert_policies(&app.db, CONTOSO, n).await;
     let run = submit(app, cookie, CONTOSO, &set, &ids).await;
+    // The items, as the worker writes them when it claims the run.
+    for id in &ids {
+        sqlx::query(
+            "INSERT INTO run_items (tenant_id, run_id, policy_id) \
+             SELECT tenant_id, id, $2 FROM runs WHERE id = $1",
+        )
+        .bind(run)
+        .bind(id)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    }
     for (outcome, range) in [
         ("succeeded", 0..succeeded),
         ("failed", succeeded..succeeded + failed),

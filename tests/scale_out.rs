@@ -13,12 +13,14 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{Backend, TestDb, CONTOSO, OPERATOR};
-use tenantatlas::domain::TenantExternalId;
+use tenantatlas::domain::{PolicySelection, TenantExternalId};
 use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
+use tenantatlas::server::auth::{authorize_user, Need};
 use tenantatlas::server::db::Db;
 use tenantatlas::server::graph::{
     ClientSecret, GraphClient, GraphConfig, PolicyType, TenantCredentials,
 };
+use tenantatlas::server::runs::create::create_or_reuse;
 use tenantatlas::server::seed;
 
 const SECRET: &str = "scale-out-secret";
@@ -180,33 +182,18 @@ impl Fixture {
         .unwrap()
     }
 
-    /// Queues a run as the server function does, without waking anyone.
+    /// Queues a run through the server function's service (the run with its selection),
+    /// without waking anyone.
     async fn queue(&self, set_id: i64, policy_ids: &[i64]) -> i64 {
-        let run_id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (tenant_id, initiated_by, operation_type, resource, action, target_id, input, \
-             idempotency_key, status, total_items, created_at) \
-             VALUES ($1, $2, 'backup_set.add_policies', 'backup_set', 'add_policies', $3, $4, $5, 'pending', $6, 0) \
-             RETURNING id",
-        )
-        .bind(self.tenant_id)
-        .bind(self.user_id)
-        .bind(set_id)
-        .bind(serde_json::json!({ "options": {} }).to_string())
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(policy_ids.len() as i64)
-        .fetch_one(self.db.pool())
-        .await
-        .unwrap();
-        for id in policy_ids {
-            sqlx::query("INSERT INTO run_items (tenant_id, run_id, policy_id) VALUES ($1, $2, $3)")
-                .bind(self.tenant_id)
-                .bind(run_id)
-                .bind(id)
-                .execute(self.db.pool())
-                .await
-                .unwrap();
-        }
-        run_id
+        let ctx = authorize_user(&self.db, self.user_id, CONTOSO, Need::Change)
+            .await
+            .unwrap();
+        let selection = PolicySelection::parse(policy_ids.to_vec()).unwrap();
+        let run = create_or_reuse(&self.db, &ctx, set_id, &selection, Default::default())
+            .await
+            .unwrap();
+        assert!(!run.reused);
+        run.run_id
     }
 
     /// What a submit on another instance sends: the instances' shared wake-up channel.

@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use common::{TestDb, CONTOSO, OPERATOR};
 use sqlx::Row;
-use tenantatlas::domain::TenantExternalId;
+use tenantatlas::domain::{AddPoliciesOptions, PolicySelection, TenantExternalId};
 use tenantatlas::graph_sim::{Fault, GraphSim, SimConfig, SimHandle};
+use tenantatlas::server::auth::{authorize_user, Need};
 use tenantatlas::server::graph::{
     ClientSecret, GraphClient, GraphConfig, PolicySource, PolicyType, TenantCredentials,
 };
+use tenantatlas::server::runs::create::create_or_reuse;
 use tenantatlas::server::runs::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
 use tenantatlas::server::seed;
 
@@ -32,7 +34,6 @@ struct Fixture {
     db: tenantatlas::server::db::Db,
     sim: SimHandle,
     client: GraphClient,
-    tenant_id: i64,
     user_id: i64,
     set_id: i64,
     /// Compliance policies of the simulated Contoso tenant, as (policy id, graph id).
@@ -106,7 +107,6 @@ async fn fixture(t: &TestDb) -> Fixture {
         db: t.db.clone(),
         sim,
         client,
-        tenant_id,
         user_id,
         set_id,
         policies,
@@ -119,33 +119,22 @@ impl Fixture {
         Worker::new(self.db.clone(), source, loader(), name)
     }
 
-    /// Queues a run as the server function would (the run and its pending items).
+    /// Queues a run through the server function's service (the run with its selection); the
+    /// worker writes the items when it claims it.
     async fn queue(&self, policy_ids: &[i64]) -> i64 {
-        let run_id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (tenant_id, initiated_by, operation_type, resource, action, target_id, input, \
-             idempotency_key, status, total_items, created_at) \
-             VALUES ($1, $2, 'backup_set.add_policies', 'backup_set', 'add_policies', $3, $4, $5, 'pending', $6, 0) \
-             RETURNING id",
-        )
-        .bind(self.tenant_id)
-        .bind(self.user_id)
-        .bind(self.set_id)
-        .bind(serde_json::json!({ "options": { "include_assignments": true } }).to_string())
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(policy_ids.len() as i64)
-        .fetch_one(self.db.pool())
-        .await
-        .unwrap();
-        for id in policy_ids {
-            sqlx::query("INSERT INTO run_items (tenant_id, run_id, policy_id) VALUES ($1, $2, $3)")
-                .bind(self.tenant_id)
-                .bind(run_id)
-                .bind(id)
-                .execute(self.db.pool())
-                .await
-                .unwrap();
-        }
-        run_id
+        let ctx = authorize_user(&self.db, self.user_id, CONTOSO, Need::Change)
+            .await
+            .unwrap();
+        let selection = PolicySelection::parse(policy_ids.to_vec()).unwrap();
+        let options = AddPoliciesOptions {
+            include_assignments: true,
+            include_scope_tags: false,
+        };
+        let run = create_or_reuse(&self.db, &ctx, self.set_id, &selection, options)
+            .await
+            .unwrap();
+        assert!(!run.reused);
+        run.run_id
     }
 
     fn ids(&self, range: std::ops::Range<usize>) -> Vec<i64> {

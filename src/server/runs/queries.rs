@@ -148,7 +148,14 @@ pub async fn detail(
     .fetch_optional(db.pool())
     .await?
     .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
-    let items = item_page(db, scope, run_id, outcome, window).await?;
+    let status = status(&row)?;
+    let mut items = item_page(db, scope, run_id, outcome, window).await?;
+    // A queued run's items are written by the worker when it claims the run; until then the
+    // page lists the stored selection, every policy pending.
+    let waiting = matches!(outcome, None | Some(ItemOutcome::Pending));
+    if items.total == 0 && status == RunStatus::Pending && waiting {
+        items = selection_page(db, scope, run_id, window).await?;
+    }
 
     let time = |column: &str| -> Result<Option<Timestamp>, sqlx::Error> {
         Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp))
@@ -156,7 +163,7 @@ pub async fn detail(
     Ok(RunDetail {
         id: row.try_get("id")?,
         operation_type: row.try_get("operation_type")?,
-        status: status(&row)?,
+        status,
         initiated_by: row.try_get("initiated_by")?,
         created_at: Timestamp(row.try_get("created_at")?),
         started_at: time("started_at")?,
@@ -171,6 +178,60 @@ pub async fn detail(
         backup_set_id: row.try_get("target_id")?,
         backup_set_name: row.try_get("backup_set_name")?,
         items,
+    })
+}
+
+/// One page of a queued run's selection (stored with the run), in policy name order, as pending
+/// items.
+async fn selection_page(
+    db: &Db,
+    scope: &TenantScope,
+    run_id: i64,
+    window: ItemWindow,
+) -> Result<RunItemPage, AppError> {
+    let input: String = sqlx::query("SELECT input FROM runs WHERE tenant_id = $1 AND id = $2")
+        .bind(scope.id())
+        .bind(run_id)
+        .fetch_one(db.pool())
+        .await?
+        .try_get("input")?;
+    let input: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
+    let ids: Vec<i64> = serde_json::from_value(input["policy_ids"].clone()).unwrap_or_default();
+    let selected = db.backend().id_in("p.id", &ids);
+    let total: i64 = sqlx::query(&format!(
+        "SELECT COUNT(*) AS n FROM policies p WHERE p.tenant_id = $1 AND {selected}"
+    ))
+    .bind(scope.id())
+    .fetch_one(db.pool())
+    .await?
+    .try_get("n")?;
+    let offset = window.offset_within(total);
+    let rows = sqlx::query(&format!(
+        "SELECT p.id, p.display_name, p.policy_type FROM policies p \
+         WHERE p.tenant_id = $1 AND {selected} ORDER BY p.display_name, p.id LIMIT $2 OFFSET $3"
+    ))
+    .bind(scope.id())
+    .bind(window.limit())
+    .bind(offset)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(|policy| {
+        Ok(RunItemRow {
+            policy_id: policy.try_get("id")?,
+            policy_name: policy.try_get("display_name")?,
+            policy_type: policy.try_get("policy_type")?,
+            outcome: ItemOutcome::Pending,
+            reason_code: None,
+            message: None,
+        })
+    })
+    .collect::<Result<_, AppError>>()?;
+    Ok(RunItemPage {
+        rows,
+        total,
+        offset,
+        limit: window.limit(),
     })
 }
 

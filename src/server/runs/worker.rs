@@ -74,6 +74,8 @@ struct ClaimedRun {
     backup_set_id: i64,
     initiated_by: Option<i64>,
     options: AddPoliciesOptions,
+    /// The selection stored by the submit; the run's items are written from it.
+    policy_ids: Vec<i64>,
 }
 
 struct PendingItem {
@@ -166,16 +168,16 @@ impl Worker {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let input: String = row.try_get("input")?;
-        let options = serde_json::from_str::<serde_json::Value>(&input)
-            .ok()
-            .and_then(|v| serde_json::from_value(v["options"].clone()).ok())
-            .unwrap_or_default();
+        let input = serde_json::from_str::<serde_json::Value>(&input).unwrap_or_default();
+        let options = serde_json::from_value(input["options"].clone()).unwrap_or_default();
+        let policy_ids = serde_json::from_value(input["policy_ids"].clone()).unwrap_or_default();
         Ok(Some(ClaimedRun {
             id: row.try_get("id")?,
             tenant_id: row.try_get("tenant_id")?,
             backup_set_id: row.try_get("target_id")?,
             initiated_by: row.try_get("initiated_by")?,
             options,
+            policy_ids,
         }))
     }
 
@@ -193,6 +195,10 @@ impl Worker {
                     .into(),
             };
             return self.finish(run, Some(failure)).await;
+        }
+        if !self.materialize_items(run).await? {
+            tracing::warn!("lease lost before the run's items were written");
+            return Ok(());
         }
         let creds = match (self.credentials)(run.tenant_id).await {
             Ok(creds) => creds,
@@ -255,6 +261,57 @@ impl Worker {
         }
         drop(captures);
         self.finish(run, None).await
+    }
+
+    /// Writes the run's items (one `pending` item per selected policy) from the selection the
+    /// submit stored, in one transaction that holds the lease; a resumed run already has them.
+    /// `false`, and nothing written, when this worker no longer holds the lease.
+    async fn materialize_items(&self, run: &ClaimedRun) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.pool().begin().await?;
+        let held = sqlx::query(
+            "UPDATE runs SET lease_expires_at = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
+        )
+        .bind(self.lease_until())
+        .bind(run.id)
+        .bind(&self.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if held != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM run_items WHERE run_id = $1")
+            .bind(run.id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        if existing == 0 && !run.policy_ids.is_empty() {
+            // The submit checked every id against the tenant; the tenant filter stays anyway.
+            let sql = format!(
+                "INSERT INTO run_items (tenant_id, run_id, policy_id) \
+                 SELECT p.tenant_id, $2, p.id FROM policies p WHERE p.tenant_id = $1 AND {}",
+                self.db.backend().id_in("p.id", &run.policy_ids)
+            );
+            let written = sqlx::query(&sql)
+                .bind(run.tenant_id)
+                .bind(run.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if written != run.policy_ids.len() as u64 {
+                // Only a policy row deleted since the submit (they are marked gone, not deleted).
+                tracing::warn!(written, "some selected policies no longer exist");
+                sqlx::query("UPDATE runs SET total_items = $1 WHERE id = $2")
+                    .bind(written as i64)
+                    .bind(run.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn work_on(
