@@ -576,7 +576,7 @@ async fn one_run(
     let reused = answers.iter().filter(|(_, run)| run.reused).count();
     let row = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM runs WHERE target_id = $1) AS runs, \
-                (SELECT COALESCE(SUM(total_items), 0) FROM runs WHERE target_id = $1) AS items",
+                (SELECT CAST(COALESCE(SUM(total_items), 0) AS BIGINT) FROM runs WHERE target_id = $1) AS items",
     )
     .bind(set)
     .fetch_one(fixture.db.pool())
