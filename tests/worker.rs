@@ -266,7 +266,41 @@ async fn a_run_where_everything_fails_is_failed(t: TestDb) {
     assert_eq!(f.backup_item_count().await, 0);
 }
 
+/// Every log line of the process, at every level, for the test to read.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Captures the process's logs from now on (nextest runs each test in a process of its own).
+    fn capture() -> Self {
+        let logs = Self::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("no other log subscriber in this test's process");
+        logs
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 async fn failure_texts_are_sanitized_everywhere(t: TestDb) {
+    let logs = Logs::capture();
     let f = fixture(&t).await;
     f.sim.set_fault(&f.policies[0].1, Fault::LeakySecrets);
     let run = f.queue(&f.ids(0..2)).await;
@@ -288,6 +322,11 @@ async fn failure_texts_are_sanitized_everywhere(t: TestDb) {
         .iter()
         .all(|b| !b.contains("sim-secret") && !b.contains("eyJ")));
     assert_eq!(f.run_row(run).await.0, "completed_with_errors");
+    let logs = logs.text();
+    assert!(logs.contains("capture failed"), "the failure is logged");
+    for leaked in ["sim-secret", "eyJ", "Bearer ey"] {
+        assert!(!logs.contains(leaked), "{leaked} in the logs:\n{logs}");
+    }
 }
 
 async fn a_deleted_backup_set_fails_the_run(t: TestDb) {

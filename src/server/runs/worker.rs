@@ -337,7 +337,17 @@ impl Worker {
             .await
         {
             Ok(snapshot) => ItemResult::Captured(snapshot),
-            Err(error) => ItemResult::Failed(error.reason_code(), sanitize(error.message())),
+            Err(error) => {
+                let (reason, message) = (error.reason_code(), sanitize(error.message()));
+                // The operator's trail; only the sanitized text, like the database and the UI.
+                tracing::warn!(
+                    policy_id = item.policy_id,
+                    reason = reason.as_str(),
+                    %message,
+                    "capture failed"
+                );
+                ItemResult::Failed(reason, message)
+            }
         }
     }
 
