@@ -1,7 +1,7 @@
 //! Benchmark of issue 5's runs, on SQLite and PostgreSQL: the latency of "Add selected" at 1,
 //! 1,000 and 10,000 policies (the service call and the whole HTTP request), 200 identical submits
-//! at once (exactly one run), and the worker's own cost on a 10,000-item run against a
-//! zero-latency simulator. Prints Markdown tables.
+//! at once (exactly one run), the worker's own cost on a 10,000-item run against a
+//! zero-latency simulator, and the picker's requests on 50,000 policies. Prints Markdown tables.
 //! `cargo build --bin bench-runs && target/debug/bench-runs [--quick] [--engine sqlite|postgres|both]`.
 
 use std::collections::BTreeSet;
@@ -62,8 +62,7 @@ struct Args {
     /// Fewer samples and a 2,000-item run: a smoke test, not a measurement.
     #[arg(long)]
     quick: bool,
-    /// Do not `ANALYZE` the PostgreSQL database before each series, as autovacuum would (without
-    /// statistics, every submit gets slower as runs accumulate).
+    /// Do not `ANALYZE` the PostgreSQL database before each series, as autovacuum would.
     #[arg(long)]
     no_analyze: bool,
 }
@@ -79,6 +78,8 @@ struct Plan {
     concurrent_policies: usize,
     /// Items of the run the worker processes.
     run_items: usize,
+    /// Timed requests per picker query.
+    picker_samples: usize,
 }
 
 impl Plan {
@@ -90,6 +91,7 @@ impl Plan {
                 concurrent: 200,
                 concurrent_policies: 1_000,
                 run_items: 2_000,
+                picker_samples: 10,
             }
         } else {
             Self {
@@ -98,6 +100,7 @@ impl Plan {
                 concurrent: 200,
                 concurrent_policies: 1_000,
                 run_items: 10_000,
+                picker_samples: 100,
             }
         }
     }
@@ -113,6 +116,8 @@ const OPTIONS: AddPoliciesOptions = AddPoliciesOptions {
     include_assignments: true,
     include_scope_tags: true,
 };
+/// The tenant's inventory when the picker is measured (the issue: "50,000 policies stay fast").
+const PICKER_INVENTORY: i64 = 50_000;
 /// The issue's goals.
 const GOAL_P99_MS: f64 = 25.0;
 const GOAL_RATIO: f64 = 3.0;
@@ -353,6 +358,7 @@ struct EngineReport {
     submits: Vec<SubmitRow>,
     concurrent: Vec<ConcurrentRow>,
     worker: WorkerRow,
+    picker: Vec<PickerRow>,
 }
 
 /// Everything a measurement needs about the running app.
@@ -370,11 +376,11 @@ struct Fixture {
 }
 
 impl Fixture {
-    /// Without statistics, PostgreSQL checks each run item's foreign key to `runs` with a
-    /// sequential scan of `runs`, so a submit gets slower with every run ever made. Autovacuum
-    /// keeps the statistics current in a real deployment; servers that run with it off (like
-    /// this project's test server) would measure that artefact instead, unless the bench does
-    /// autovacuum's job. `--no-analyze` shows it.
+    /// Without statistics PostgreSQL plans blind (it checked each run item's foreign key with a
+    /// sequential scan of `runs` when the submit still wrote the items). Autovacuum keeps the
+    /// statistics current in a real deployment; servers that run with it off (like this
+    /// project's test server) would measure that artefact instead, unless the bench does
+    /// autovacuum's job. `--no-analyze` shows the difference.
     async fn analyze(&self) -> Result<()> {
         if self.analyze {
             sqlx::query("ANALYZE").execute(self.db.pool()).await?;
@@ -429,11 +435,14 @@ async fn measure(
     ];
     eprintln!("{label}: worker on a {}-item run", plan.run_items);
     let worker = worker_throughput(&fixture, sim, client, inventory, plan.run_items).await?;
+    eprintln!("{label}: the picker on {PICKER_INVENTORY} policies");
+    let picker = picker_latency(&fixture, plan.picker_samples).await?;
     Ok(EngineReport {
         engine: bench.engine,
         submits,
         concurrent,
         worker,
+        picker,
     })
 }
 
@@ -721,6 +730,115 @@ async fn worker_throughput(
 
 /// The form the browser posts to `runs/add-policies`. Ids and the tenant GUID need no escaping
 /// beyond the brackets.
+/// One picker query's latency over HTTP.
+struct PickerRow {
+    query: &'static str,
+    stats: Stats,
+    /// What the answer said: the matching total, or the ids "select all" returned.
+    answer: String,
+}
+
+/// The picker's requests on a tenant of 50,000 policies, 2,000 of them already in the backup set
+/// it adds to: first page, a name search, type and platform filters sorted by last change, the
+/// last page, and "select all N matching".
+async fn picker_latency(fixture: &Fixture, samples: usize) -> Result<Vec<PickerRow>> {
+    // The rest of the 50,000 beside the simulator's 10,000, as a sync would have written them
+    // (every fifth one with a last-modified time, so that sort has both kinds).
+    let extra = PICKER_INVENTORY - INVENTORY as i64;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
+         INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, \
+                               last_modified_at, synced_at) \
+         SELECT $1, 'picker-' || i, \
+                CASE i % 4 WHEN 0 THEN 'settings_catalog' WHEN 1 THEN 'device_configuration' \
+                           WHEN 2 THEN 'compliance' ELSE 'administrative_template' END, \
+                'Picker policy ' || i, \
+                CASE i % 3 WHEN 0 THEN 'windows10' WHEN 1 THEN 'iOS' ELSE 'android' END, \
+                CASE WHEN i % 5 = 0 THEN i ELSE NULL END, 0 \
+         FROM n",
+    )
+    .bind(fixture.tenant_id)
+    .bind(extra)
+    .execute(fixture.db.pool())
+    .await?;
+    let set = new_backup_set(fixture, "Picker bench").await?;
+    // 2,000 policies already in the set (marked in the list, left out of "select all").
+    sqlx::query(
+        "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
+         SELECT p.tenant_id, p.id, 'picker-bench', '{}', 0 FROM policies p \
+         WHERE p.tenant_id = $1 AND p.graph_id LIKE 'picker-%' AND p.id % 20 = 0",
+    )
+    .bind(fixture.tenant_id)
+    .execute(fixture.db.pool())
+    .await?;
+    sqlx::query(
+        "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, captured_at) \
+         SELECT s.tenant_id, $2, s.policy_id, s.id, 0 FROM policy_snapshots s \
+         WHERE s.tenant_id = $1 AND s.content_hash = 'picker-bench'",
+    )
+    .bind(fixture.tenant_id)
+    .bind(set)
+    .execute(fixture.db.pool())
+    .await?;
+    fixture.analyze().await?;
+    let set = set.to_string();
+    let queries: [(&'static str, &'static str, Vec<(&str, &str)>); 5] = [
+        ("first page, by name", "policies/list", vec![]),
+        (
+            "search \"policy 12\"",
+            "policies/list",
+            vec![("search", "policy 12")],
+        ),
+        (
+            "compliance + android, by last change",
+            "policies/list",
+            vec![
+                ("policy_type", "compliance"),
+                ("platform", "android"),
+                ("sort", "-modified"),
+            ],
+        ),
+        ("last page, by name", "policies/list", vec![("page", "999")]),
+        (
+            "select all matching (settings catalog)",
+            "policies/matching-ids",
+            vec![("policy_type", "settings_catalog")],
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (query, endpoint, extra) in queries {
+        let mut form = vec![("tenant", TENANT), ("backup_set_id", set.as_str())];
+        form.extend(extra);
+        let mut times = Vec::with_capacity(samples);
+        let mut answer = serde_json::Value::Null;
+        for _ in 0..samples + 2 {
+            let (time, body) = fixture.app.call(endpoint, &form).await?;
+            times.push(time);
+            answer = body;
+        }
+        // The first two warm the pool and the statement cache.
+        times.drain(..2);
+        let answer = match answer.get("ids") {
+            Some(ids) => format!(
+                "{} ids{}",
+                ids.as_array().map_or(0, Vec::len),
+                if answer["truncated"] == true {
+                    ", truncated"
+                } else {
+                    ""
+                }
+            ),
+            None => format!("{} matching", answer["total"]),
+        };
+        rows.push(PickerRow {
+            query,
+            stats: Stats::of(times),
+            answer,
+        });
+    }
+    Ok(rows)
+}
+
 fn form_body(backup_set_id: i64, ids: &[i64]) -> String {
     let mut body = format!(
         "tenant={TENANT}&backup_set_id={backup_set_id}&include_assignments={}&include_scope_tags={}",
@@ -785,6 +903,33 @@ impl App {
             .map(str::to_owned)
             .ok_or("the sign-in set no session cookie")?;
         Ok((Self { addr, http, cookie }, tx))
+    }
+
+    /// Calls a server function with a form, timed until the whole answer is read.
+    async fn call(
+        &self,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(Duration, serde_json::Value)> {
+        let request = self
+            .http
+            .post(format!("http://{}/api/{endpoint}", self.addr))
+            .header(ORIGIN, format!("http://{}", self.addr))
+            .header(COOKIE, &self.cookie)
+            .form(form);
+        let started = Instant::now();
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        let elapsed = started.elapsed();
+        if !status.is_success() {
+            return Err(format!(
+                "{endpoint} answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+            .into());
+        }
+        Ok((elapsed, serde_json::from_slice(&bytes)?))
     }
 
     /// Posts "Add selected" and times it until the whole answer is read.
@@ -919,5 +1064,24 @@ fn print_reports(plan: &Plan, reports: &[EngineReport]) {
             verdict(w.succeeded == w.items as i64 && w.status == "completed"),
             100.0 * w.graph_only.as_secs_f64() / w.elapsed.as_secs_f64()
         );
+    }
+    println!(
+        "\n### The picker on {PICKER_INVENTORY} policies (HTTP, ms, {} samples each)\n",
+        plan.picker_samples
+    );
+    println!("| engine | request | answer | p50 | p99 | max |");
+    println!("|---|---|---|--:|--:|--:|");
+    for report in reports {
+        for row in &report.picker {
+            println!(
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                report.engine.label(),
+                row.query,
+                row.answer,
+                ms(row.stats.p50),
+                ms(row.stats.p99),
+                ms(row.stats.max)
+            );
+        }
     }
 }

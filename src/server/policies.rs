@@ -1,5 +1,6 @@
-//! The policy inventory as the picker sees it: filtered, sorted and paged in SQL, so a tenant
-//! with 50,000 policies answers as fast as one with 50. Policies gone from Intune are left out.
+//! The policy inventory as the picker sees it: filtered, sorted and paged in SQL, so only one
+//! page travels (50,000 policies: every request under 66 ms at p99, `bench-runs`, README).
+//! Policies gone from Intune are left out.
 
 use sqlx::Row;
 
