@@ -730,6 +730,13 @@ async fn worker_throughput(
 
 /// The form the browser posts to `runs/add-policies`. Ids and the tenant GUID need no escaping
 /// beyond the brackets.
+/// A picker request: its name in the report, the server function, the filter fields.
+type PickerQuery = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+);
+
 /// One picker query's latency over HTTP.
 struct PickerRow {
     query: &'static str,
@@ -782,7 +789,7 @@ async fn picker_latency(fixture: &Fixture, samples: usize) -> Result<Vec<PickerR
     .await?;
     fixture.analyze().await?;
     let set = set.to_string();
-    let queries: [(&'static str, &'static str, Vec<(&str, &str)>); 5] = [
+    let queries: [PickerQuery; 5] = [
         ("first page, by name", "policies/list", vec![]),
         (
             "search \"policy 12\"",
