@@ -13,7 +13,7 @@ use serde_json::Value;
 use tenantatlas::domain::TenantExternalId;
 use tenantatlas::graph_sim::{GraphSim, SimConfig};
 use tenantatlas::server::graph::{
-    ClientSecret, GraphClient, GraphConfig, PolicySource, PolicyType, TenantCredentials,
+    ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
 };
 use tenantatlas::server::runs::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
 
@@ -347,26 +347,11 @@ async fn a_finished_run_notifies_its_initiator_with_a_link_to_the_run(app: TestA
     // The simulator's compliance policies in Contoso's inventory, so the run can capture them.
     let sim = GraphSim::start(SimConfig::default()).await.unwrap();
     let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
-    let listed = client
-        .list_policies(&creds(), PolicyType::Compliance)
+    let policy_ids: Vec<String> = common::insert_sim_compliance(&app.db, &client, &creds(), 2)
         .await
-        .unwrap();
-    let contoso = tenant_id(&app, CONTOSO).await;
-    let mut policy_ids = Vec::new();
-    for listing in listed.iter().take(2) {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
-             VALUES ($1, $2, 'compliance', $3, $4, 0) RETURNING id",
-        )
-        .bind(contoso)
-        .bind(&listing.graph_id)
-        .bind(&listing.display_name)
-        .bind(&listing.platform)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap();
-        policy_ids.push(id.to_string());
-    }
+        .into_iter()
+        .map(|(id, _)| id.to_string())
+        .collect();
     assert_eq!(
         policy_ids.len(),
         2,

@@ -17,9 +17,7 @@ use tenantatlas::domain::{PolicySelection, TenantExternalId};
 use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::auth::{authorize_user, Need};
 use tenantatlas::server::db::Db;
-use tenantatlas::server::graph::{
-    ClientSecret, GraphClient, GraphConfig, PolicyType, TenantCredentials,
-};
+use tenantatlas::server::graph::{ClientSecret, GraphClient, GraphConfig, TenantCredentials};
 use tenantatlas::server::runs::create::create_or_reuse;
 use tenantatlas::server::seed;
 
@@ -141,25 +139,11 @@ async fn fixture(t: &TestDb) -> Fixture {
         client_id: "scale-out-test".into(),
         client_secret: ClientSecret::new(SECRET),
     };
-    let listed = client
-        .list_policies(&creds, PolicyType::Compliance)
+    let policies: Vec<i64> = common::insert_sim_compliance(&t.db, &client, &creds, usize::MAX)
         .await
-        .unwrap();
-    let mut policies = Vec::new();
-    for listing in listed {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
-             VALUES ($1, $2, 'compliance', $3, $4, 0) RETURNING id",
-        )
-        .bind(tenant_id)
-        .bind(&listing.graph_id)
-        .bind(&listing.display_name)
-        .bind(&listing.platform)
-        .fetch_one(t.db.pool())
-        .await
-        .unwrap();
-        policies.push(id);
-    }
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     assert!(policies.len() >= 50, "enough compliance policies to share");
     Fixture {
         db: t.db.clone(),

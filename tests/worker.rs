@@ -15,7 +15,7 @@ use tenantatlas::domain::{AddPoliciesOptions, PolicySelection, TenantExternalId}
 use tenantatlas::graph_sim::{Fault, GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::auth::{authorize_user, Need};
 use tenantatlas::server::graph::{
-    ClientSecret, GraphClient, GraphConfig, PolicySource, PolicyType, TenantCredentials,
+    ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
 };
 use tenantatlas::server::runs::create::create_or_reuse;
 use tenantatlas::server::runs::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
@@ -79,29 +79,11 @@ async fn fixture(t: &TestDb) -> Fixture {
     .await
     .unwrap();
     // The inventory, listed through the real client from the simulator.
-    let listed = client
-        .list_policies(&creds(), PolicyType::Compliance)
-        .await
-        .unwrap();
+    let policies = common::insert_sim_compliance(&t.db, &client, &creds(), usize::MAX).await;
     assert!(
-        listed.len() >= 12,
+        policies.len() >= 12,
         "the simulator serves enough compliance policies"
     );
-    let mut policies = Vec::new();
-    for listing in listed {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
-             VALUES ($1, $2, 'compliance', $3, $4, 0) RETURNING id",
-        )
-        .bind(tenant_id)
-        .bind(&listing.graph_id)
-        .bind(&listing.display_name)
-        .bind(&listing.platform)
-        .fetch_one(t.db.pool())
-        .await
-        .unwrap();
-        policies.push((id, listing.graph_id));
-    }
     sim.reset_counters();
     Fixture {
         db: t.db.clone(),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tenantatlas::server::auth::session::{SessionSettings, COOKIE};
-use tenantatlas::server::graph::GraphAccess;
+use tenantatlas::server::graph::{GraphAccess, GraphClient, PolicyType, TenantCredentials};
 use tenantatlas::server::state::{AppState, Settings};
 use tenantatlas::server::{db::Db, http, prepare, seed};
 
@@ -343,4 +343,40 @@ pub async fn insert_policies(db: &Db, tenant_external_id: &str, n: usize) -> Vec
         ids.push(id);
     }
     ids
+}
+
+/// The simulator's compliance policies of the tenant `creds` names (at most `limit`), listed
+/// through the real client and written to its inventory as a sync would. Returns (policy id,
+/// graph id) pairs.
+pub async fn insert_sim_compliance(
+    db: &Db,
+    client: &GraphClient,
+    creds: &TenantCredentials,
+    limit: usize,
+) -> Vec<(i64, String)> {
+    let tenant_id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(creds.tenant_id.as_str())
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let listed = client
+        .list_policies(creds, PolicyType::Compliance)
+        .await
+        .unwrap();
+    let mut policies = Vec::new();
+    for listing in listed.into_iter().take(limit) {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
+             VALUES ($1, $2, 'compliance', $3, $4, 0) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(&listing.graph_id)
+        .bind(&listing.display_name)
+        .bind(&listing.platform)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        policies.push((id, listing.graph_id));
+    }
+    policies
 }

@@ -87,6 +87,14 @@ struct PendingItem {
     already_in_set: bool,
 }
 
+/// Outcomes of a batch of items, added to the run's counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    succeeded: i64,
+    failed: i64,
+    skipped: i64,
+}
+
 enum ItemResult {
     Captured(Snapshot),
     Skipped(ReasonCode),
@@ -268,17 +276,7 @@ impl Worker {
     /// `false`, and nothing written, when this worker no longer holds the lease.
     async fn materialize_items(&self, run: &ClaimedRun) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.pool().begin().await?;
-        let held = sqlx::query(
-            "UPDATE runs SET lease_expires_at = $1 \
-             WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
-        )
-        .bind(self.lease_until())
-        .bind(run.id)
-        .bind(&self.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if held != 1 {
+        if !self.hold_lease(&mut tx, run, Counts::default()).await? {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -361,7 +359,7 @@ impl Worker {
     ) -> Result<bool, sqlx::Error> {
         let now = Timestamp::now().millis();
         let mut tx = self.db.pool().begin().await?;
-        let (mut succeeded, mut failed, mut skipped) = (0_i64, 0_i64, 0_i64);
+        let mut counts = Counts::default();
         for (item, result) in batch {
             let (outcome, reason, message) = match result {
                 ItemResult::Skipped(reason) => ("skipped", Some(*reason), None),
@@ -393,39 +391,50 @@ impl Worker {
                 return Ok(false);
             }
             match outcome {
-                "succeeded" => succeeded += 1,
-                "failed" => failed += 1,
-                _ => skipped += 1,
+                "succeeded" => counts.succeeded += 1,
+                "failed" => counts.failed += 1,
+                _ => counts.skipped += 1,
             }
         }
-        let held = sqlx::query(
-            "UPDATE runs SET succeeded = succeeded + $1, failed = failed + $2, skipped = skipped + $3, \
-             processed_items = processed_items + $4, lease_expires_at = $5 \
-             WHERE id = $6 AND lease_owner = $7 AND status = 'running'",
-        )
-        .bind(succeeded)
-        .bind(failed)
-        .bind(skipped)
-        .bind(batch.len() as i64)
-        .bind(self.lease_until())
-        .bind(run.id)
-        .bind(&self.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if held != 1 {
+        if !self.hold_lease(&mut tx, run, counts).await? {
             tx.rollback().await?;
             return Ok(false);
         }
-        if succeeded > 0 {
+        if counts.succeeded > 0 {
             sqlx::query("UPDATE backup_sets SET item_count = item_count + $1 WHERE id = $2")
-                .bind(succeeded)
+                .bind(counts.succeeded)
                 .bind(run.backup_set_id)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Adds `counts` to the run's counters and renews the lease, in `tx`; `false` when this
+    /// worker no longer holds the lease (the caller then rolls back).
+    async fn hold_lease(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        run: &ClaimedRun,
+        counts: Counts,
+    ) -> Result<bool, sqlx::Error> {
+        let held = sqlx::query(
+            "UPDATE runs SET succeeded = succeeded + $1, failed = failed + $2, skipped = skipped + $3, \
+             processed_items = processed_items + $4, lease_expires_at = $5 \
+             WHERE id = $6 AND lease_owner = $7 AND status = 'running'",
+        )
+        .bind(counts.succeeded)
+        .bind(counts.failed)
+        .bind(counts.skipped)
+        .bind(counts.succeeded + counts.failed + counts.skipped)
+        .bind(self.lease_until())
+        .bind(run.id)
+        .bind(&self.id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        Ok(held == 1)
     }
 
     /// Stores the snapshot (an unchanged policy reuses its snapshot: unique per policy and
