@@ -918,12 +918,32 @@ impl App {
         endpoint: &str,
         form: &[(&str, &str)],
     ) -> Result<(Duration, serde_json::Value)> {
-        let request = self
-            .http
-            .post(format!("http://{}/api/{endpoint}", self.addr))
-            .header(ORIGIN, format!("http://{}", self.addr))
-            .header(COOKIE, &self.cookie)
-            .form(form);
+        self.timed(endpoint, |request| request.form(form)).await
+    }
+
+    /// Posts "Add selected" and times it until the whole answer is read.
+    async fn submit(&self, body: String) -> Result<(Duration, SubmittedRun)> {
+        self.timed("runs/add-policies", |request| {
+            request
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body)
+        })
+        .await
+    }
+
+    /// Posts to `/api/{endpoint}` as the signed-in operator (`body` adds the form) and times the
+    /// request until the whole answer is read; a non-2xx answer is an error.
+    async fn timed<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        body: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<(Duration, T)> {
+        let request = body(
+            self.http
+                .post(format!("http://{}/api/{endpoint}", self.addr))
+                .header(ORIGIN, format!("http://{}", self.addr))
+                .header(COOKIE, &self.cookie),
+        );
         let started = Instant::now();
         let response = request.send().await?;
         let status = response.status();
@@ -932,30 +952,6 @@ impl App {
         if !status.is_success() {
             return Err(format!(
                 "{endpoint} answered {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            )
-            .into());
-        }
-        Ok((elapsed, serde_json::from_slice(&bytes)?))
-    }
-
-    /// Posts "Add selected" and times it until the whole answer is read.
-    async fn submit(&self, body: String) -> Result<(Duration, SubmittedRun)> {
-        let request = self
-            .http
-            .post(format!("http://{}/api/runs/add-policies", self.addr))
-            .header(ORIGIN, format!("http://{}", self.addr))
-            .header(COOKIE, &self.cookie)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body);
-        let started = Instant::now();
-        let response = request.send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        let elapsed = started.elapsed();
-        if !status.is_success() {
-            return Err(format!(
-                "add-policies answered {status}: {}",
                 String::from_utf8_lossy(&bytes)
             )
             .into());
