@@ -217,3 +217,54 @@ async fn idle_sessions_expire() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(me(&app, &cookie).await, 401);
 }
+
+/// The addresses the audit log recorded for failed sign-ins, oldest first.
+async fn failed_sign_in_addresses(app: &TestApp) -> Vec<String> {
+    let details: Vec<String> = sqlx::query_scalar(
+        "SELECT details FROM audit_log WHERE action = 'auth.sign_in_failed' ORDER BY id",
+    )
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    details
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(d).unwrap()["address"].to_string())
+        .collect()
+}
+
+async fn fail_sign_in_forwarded_for(app: &TestApp, forwarded_for: &str) -> u16 {
+    let form = [("email", OPERATOR), ("password", "guess"), ("next", "/")];
+    app.request(None, "auth/sign-in", &form)
+        .header("X-Forwarded-For", forwarded_for)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn x_forwarded_for_counts_only_behind_trusted_proxies() {
+    // Directly reachable: the header is the client's own words and is ignored.
+    let direct = TestApp::spawn(common::Backend::Sqlite).await;
+    assert_eq!(
+        fail_sign_in_forwarded_for(&direct, "203.0.113.7").await,
+        401
+    );
+    assert_eq!(failed_sign_in_addresses(&direct).await, ["\"127.0.0.1\""]);
+
+    // Behind one proxy: the address it appended, not what the client put before it.
+    let proxied = TestApp::spawn_behind_proxies(common::Backend::Sqlite, 1).await;
+    assert_eq!(
+        fail_sign_in_forwarded_for(&proxied, "203.0.113.7").await,
+        401
+    );
+    assert_eq!(
+        fail_sign_in_forwarded_for(&proxied, "6.6.6.6, 198.51.100.2").await,
+        401
+    );
+    assert_eq!(
+        failed_sign_in_addresses(&proxied).await,
+        ["\"203.0.113.7\"", "\"198.51.100.2\""]
+    );
+}

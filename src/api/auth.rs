@@ -13,19 +13,30 @@ pub async fn sign_in(
 ) -> Result<String, AppError> {
     use crate::domain::Email;
     use crate::server::audit::{self, AuditEvent};
+    use crate::server::auth::client_address::client_address;
     use crate::server::auth::{current_session, password as passwords, session, users};
     use crate::server::{error::respond, state::app_state};
     use axum::extract::ConnectInfo;
+    use axum::http::HeaderMap;
     use std::net::SocketAddr;
 
     respond(
         async {
             let state = app_state()?;
             let email = Email::parse(&email)?;
-            let address = leptos_axum::extract::<ConnectInfo<SocketAddr>>()
+            let peer = leptos_axum::extract::<ConnectInfo<SocketAddr>>()
                 .await
                 .ok()
                 .map(|c| c.0.ip());
+            let headers = leptos_axum::extract::<HeaderMap>()
+                .await
+                .unwrap_or_default();
+            let forwarded_for: Vec<&str> = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .collect();
+            let address = client_address(peer, &forwarded_for, state.settings.trusted_proxy_hops);
             state
                 .sign_in_throttle
                 .check(email.as_str(), address)

@@ -877,6 +877,7 @@ impl App {
                 idle: Duration::from_secs(3_600),
                 secure: false,
             },
+            trusted_proxy_hops: 0,
         };
         let state = AppState::new(
             db.clone(),

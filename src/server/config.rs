@@ -140,4 +140,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANTATLAS_WORKER_POLL_SECONDS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub worker_poll_seconds: u64,
+
+    /// How many reverse proxies in front of the app append the client's address to
+    /// X-Forwarded-For; the sign-in throttle and the audit log then use the address the
+    /// outermost one saw. 0 (the default) ignores the header: anyone could write it.
+    #[arg(long, env = "TENANTATLAS_TRUSTED_PROXY_HOPS", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub trusted_proxy_hops: u8,
 }

@@ -221,6 +221,7 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
             secure: public_origin.starts_with("https://"),
         },
         public_origin,
+        trusted_proxy_hops: args.trusted_proxy_hops,
     };
     let state = AppState::new(
         db.clone(),

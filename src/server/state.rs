@@ -18,6 +18,9 @@ pub struct Settings {
     /// `scheme://host[:port]` browsers use to reach the app; cross-site POSTs are checked against it.
     pub public_origin: String,
     pub sessions: SessionSettings,
+    /// How many reverse proxies in front of the app append to `X-Forwarded-For` (0: the
+    /// socket's peer is the client). See [`super::auth::client_address`].
+    pub trusted_proxy_hops: u8,
 }
 
 /// Shared, cheaply cloned application state.

@@ -97,15 +97,25 @@ impl TestApp {
 
     /// A server whose sessions end after `idle` without use.
     pub async fn spawn_with_idle(backend: Backend, idle: Duration) -> Self {
-        Self::spawn_with(backend, idle, None).await
+        Self::spawn_with(backend, idle, None, 0).await
     }
 
     /// A server with a Graph client in its state (no worker runs in tests' servers).
     pub async fn spawn_with_graph(backend: Backend, graph: GraphAccess) -> Self {
-        Self::spawn_with(backend, Duration::from_secs(3600), Some(graph)).await
+        Self::spawn_with(backend, Duration::from_secs(3600), Some(graph), 0).await
     }
 
-    async fn spawn_with(backend: Backend, idle: Duration, graph: Option<GraphAccess>) -> Self {
+    /// A server behind `hops` trusted reverse proxies (they append to X-Forwarded-For).
+    pub async fn spawn_behind_proxies(backend: Backend, hops: u8) -> Self {
+        Self::spawn_with(backend, Duration::from_secs(3600), None, hops).await
+    }
+
+    async fn spawn_with(
+        backend: Backend,
+        idle: Duration,
+        graph: Option<GraphAccess>,
+        trusted_proxy_hops: u8,
+    ) -> Self {
         // Server logs show up in a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -124,6 +134,7 @@ impl TestApp {
                 idle,
                 secure: false,
             },
+            trusted_proxy_hops,
         };
         let mut state = AppState::new(
             db.clone(),

@@ -6,6 +6,7 @@
 //! Anonymous → 401; not a member (or no such tenant) → 403 with no data; readonly → may view,
 //! 403 on anything that starts or changes work.
 
+pub mod client_address;
 pub mod guard;
 pub mod password;
 pub mod session;
