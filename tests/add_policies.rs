@@ -60,6 +60,67 @@ async fn postgres_submit_never_calls_graph() {
     submit_never_calls_graph(common::Backend::Postgres).await;
 }
 
+/// US1: the submit wakes the worker. It polls only every 10 minutes here, so a run that ends
+/// within seconds was woken by the submit. The demo's simulator and credentials stand in for
+/// Microsoft Graph; the worker is the server's own (`server::runs_worker`).
+async fn submit_wakes_the_worker_at_once(backend: common::Backend) {
+    use std::time::Duration;
+    use tenantatlas::server::{runs::runner, runs_worker, seed};
+    let demo = seed::start_demo_graph().await.unwrap();
+    let app = TestApp::spawn_with_graph(backend, demo.access.clone()).await;
+    seed::sync_demo_inventory(&app.db, &demo).await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(runner::run(
+        runs_worker(&app.db, demo.access.clone()),
+        app.wake.clone(),
+        app.db.clone(),
+        Duration::from_secs(600),
+        stopped,
+    ));
+    // The worker looks at the empty queue once, then sleeps until woken.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie).await;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT p.id FROM policies p JOIN tenants t ON t.id = p.tenant_id \
+         WHERE t.external_id = $1 ORDER BY p.id LIMIT 3",
+    )
+    .bind(CONTOSO)
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    let run = submit_ok(&app, &cookie, set, &ids, false).await;
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+                .bind(run["run_id"].as_i64().unwrap())
+                .fetch_one(app.db.pool())
+                .await
+                .unwrap();
+            if status != "pending" && status != "running" {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the woken worker ends the run long before its next poll");
+    assert_eq!(ended, "completed");
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_submit_wakes_the_worker_at_once() {
+    submit_wakes_the_worker_at_once(common::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_submit_wakes_the_worker_at_once() {
+    submit_wakes_the_worker_at_once(common::Backend::Postgres).await;
+}
+
 async fn backup_set(app: &TestApp, cookie: &str) -> i64 {
     let form = [("tenant", CONTOSO), ("name", "Target"), ("description", "")];
     let created: Value = app

@@ -64,6 +64,10 @@ pub async fn add_policies(
             };
             let run =
                 create::create_or_reuse(&db, &ctx, backup_set_id, &selection, options).await?;
+            if !run.reused {
+                // This process's worker at once, and on PostgreSQL every instance's (NOTIFY).
+                state.wake.run_queued(&db).await;
+            }
             audit::record(&db, AuditEvent {
                 tenant_id: Some(ctx.scope.id()),
                 actor_user_id: Some(ctx.user_id),

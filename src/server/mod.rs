@@ -273,8 +273,9 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
     Ok(())
 }
 
-/// The run worker of this process, capturing through `graph`.
-fn runs_worker(db: &Db, graph: GraphAccess) -> runs::worker::Worker {
+/// The run worker of this process, capturing through `graph` (the credentials of each run's
+/// tenant are resolved by `graph` too).
+pub fn runs_worker(db: &Db, graph: GraphAccess) -> runs::worker::Worker {
     use runs::worker::{CredentialsLoader, RunFailure, Worker};
     let source = std::sync::Arc::new(graph.client.clone());
     let loader_db = db.clone();

@@ -72,6 +72,8 @@ impl TestDb {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub db: Db,
+    /// What the server's submits signal; a test that runs a worker passes it to the runner.
+    pub wake: tenantatlas::server::runs::runner::WakeUp,
     pub http: reqwest::Client,
     _test_db: TestDb,
     _shutdown: tokio::sync::oneshot::Sender<()>,
@@ -144,6 +146,7 @@ impl TestApp {
         if let Some(graph) = graph {
             state = state.with_graph(graph);
         }
+        let wake = state.wake.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(http::serve(listener, state, async {
             let _ = rx.await;
@@ -155,6 +158,7 @@ impl TestApp {
         Self {
             addr,
             db,
+            wake,
             http,
             _test_db: test_db,
             _shutdown: tx,
