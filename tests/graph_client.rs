@@ -11,8 +11,8 @@ use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::TenantExternalId;
 use tenantatlas::graph_sim::{Fault, GraphSim, Kind, Knobs, SimConfig, SimHandle, SimPolicy};
 use tenantatlas::server::graph::{
-    CaptureOptions, ClientSecret, GraphClient, GraphConfig, LimiterConfig, PolicySource,
-    PolicyType, RetryPolicy, TenantCredentials,
+    CaptureOptions, ClientSecret, GraphClient, GraphConfig, GraphError, LimiterConfig,
+    PolicySource, PolicyType, RetryPolicy, TenantCredentials,
 };
 
 const TENANT: &str = "6f1c2a3b-0000-4000-8000-00000000c0de";
@@ -69,6 +69,19 @@ fn first(sim: &SimHandle, kind: Kind) -> SimPolicy {
         .expect("the tenant has this kind")
 }
 
+/// A fresh simulator whose first compliance policy answers with `fault`, and the error of
+/// capturing that policy once (`why`: why it must fail).
+async fn capture_with_fault(fault: Fault, why: &str) -> (SimHandle, SimPolicy, GraphError) {
+    let sim = start_sim(8, Knobs::default()).await;
+    let policy = first(&sim, Kind::CompliancePolicy);
+    sim.set_fault(&policy.id, fault);
+    let error = client(&sim)
+        .capture_policy(&creds(SECRET), PolicyType::Compliance, &policy.id, PLAIN)
+        .await
+        .expect_err(why);
+    (sim, policy, error)
+}
+
 const PLAIN: CaptureOptions = CaptureOptions {
     include_assignments: false,
     include_scope_tags: false,
@@ -121,13 +134,8 @@ async fn a_revoked_token_is_refreshed_once_and_the_request_succeeds() {
 
 #[tokio::test]
 async fn a_token_rejected_twice_fails_as_authentication_failed() {
-    let sim = start_sim(8, Knobs::default()).await;
-    let policy = first(&sim, Kind::CompliancePolicy);
-    sim.set_fault(&policy.id, Fault::Unauthorized);
-    let error = client(&sim)
-        .capture_policy(&creds(SECRET), PolicyType::Compliance, &policy.id, PLAIN)
-        .await
-        .expect_err("401 after a refresh is final");
+    let (sim, policy, error) =
+        capture_with_fault(Fault::Unauthorized, "401 after a refresh is final").await;
     assert_eq!(error.reason_code(), ReasonCode::AuthenticationFailed);
     let counters = sim.counters();
     assert_eq!(
@@ -291,13 +299,8 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test]
 async fn unavailable_is_retried_then_reported_as_throttled() {
-    let sim = start_sim(8, Knobs::default()).await;
-    let policy = first(&sim, Kind::CompliancePolicy);
-    sim.set_fault(&policy.id, Fault::Unavailable { times: 100 });
-    let error = client(&sim)
-        .capture_policy(&creds(SECRET), PolicyType::Compliance, &policy.id, PLAIN)
-        .await
-        .expect_err("503 every time");
+    let (sim, policy, error) =
+        capture_with_fault(Fault::Unavailable { times: 100 }, "503 every time").await;
     assert_eq!(error.reason_code(), ReasonCode::Throttled);
     assert_eq!(sim.counters().for_path(&policy.id).len(), 3, "max_attempts");
 }
@@ -394,13 +397,7 @@ async fn a_hung_request_times_out() {
 
 #[tokio::test]
 async fn secrets_in_graph_error_bodies_never_reach_the_message() {
-    let sim = start_sim(8, Knobs::default()).await;
-    let policy = first(&sim, Kind::CompliancePolicy);
-    sim.set_fault(&policy.id, Fault::LeakySecrets);
-    let error = client(&sim)
-        .capture_policy(&creds(SECRET), PolicyType::Compliance, &policy.id, PLAIN)
-        .await
-        .expect_err("500");
+    let (_sim, _policy, error) = capture_with_fault(Fault::LeakySecrets, "500").await;
     assert_eq!(error.reason_code(), ReasonCode::GraphUnavailable);
     let message = error.message();
     assert!(message.contains("InternalServerError"), "{message}");
