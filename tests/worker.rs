@@ -28,6 +28,7 @@ both_backends!(TestDb:
     a_deleted_backup_set_fails_the_run,
     a_crashed_worker_loses_nothing_and_adds_nothing_twice,
     two_instances_share_the_queue_without_double_work,
+    a_heartbeat_keeps_a_slow_run_claimed,
 );
 
 struct Fixture {
@@ -445,4 +446,35 @@ async fn two_instances_share_the_queue_without_double_work(t: TestDb) {
         10,
         "each policy captured once"
     );
+}
+
+async fn a_heartbeat_keeps_a_slow_run_claimed(t: TestDb) {
+    let f = fixture(&t).await;
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 1_500; // every Graph request, the token's too
+    f.sim.set_knobs(knobs);
+    let run = f.queue(&f.ids(0..1)).await;
+    let lease = Duration::from_millis(600);
+    let slow = f.worker("slow").with_lease(lease);
+    let working = tokio::spawn(async move { slow.try_execute_task().await });
+    // Two lease lengths pass before the first item can finish: only the heartbeat holds it.
+    tokio::time::sleep(lease * 2).await;
+    let other = f.worker("other").with_lease(lease);
+    assert_eq!(
+        other.try_execute_task().await.unwrap(),
+        Outcome::EmptyQueue,
+        "a run being worked on is not claimable"
+    );
+    assert_eq!(
+        working.await.unwrap().unwrap(),
+        Outcome::TaskCompleted { run_id: run }
+    );
+    let (status, ..) = f.run_row(run).await;
+    assert_eq!(status, "completed");
+    let attempt: i64 = sqlx::query_scalar("SELECT attempt FROM runs WHERE id = $1")
+        .bind(run)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempt, 1);
 }

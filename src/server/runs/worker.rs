@@ -118,7 +118,8 @@ impl Worker {
         }
     }
 
-    /// How long a claim lasts without a heartbeat (each finished item renews it).
+    /// How long a claim lasts without a heartbeat (renewed every third of it while the run is
+    /// worked on, and by every batch of outcomes).
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -144,6 +145,30 @@ impl Worker {
         .execute(self.db.pool())
         .await
         .map(|done| done.rows_affected())
+    }
+
+    /// Renews the lease on `run_id` every third of its length, until aborted or the lease is
+    /// lost.
+    async fn heartbeat(self, run_id: i64) {
+        let mut every = tokio::time::interval(self.lease / 3);
+        every.tick().await; // the first tick is immediate; the claim has just set the lease
+        loop {
+            every.tick().await;
+            let renewed = sqlx::query(
+                "UPDATE runs SET lease_expires_at = $1 \
+                 WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
+            )
+            .bind(self.lease_until())
+            .bind(run_id)
+            .bind(&self.id)
+            .execute(self.db.pool())
+            .await;
+            match renewed {
+                Ok(done) if done.rows_affected() == 1 => {}
+                Ok(_) => return, // lost, or the run ended
+                Err(error) => tracing::warn!(%error, "could not renew the lease; retrying"),
+            }
+        }
     }
 
     fn lease_until(&self) -> i64 {
@@ -208,6 +233,9 @@ impl Worker {
             tracing::warn!("lease lost before the run's items were written");
             return Ok(());
         }
+        // The heartbeat keeps the claim while Graph is slow (a Retry-After may pause a tenant
+        // for longer than the lease); it stops when this run is left, however that happens.
+        let _heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat(run.id)));
         let creds = match (self.credentials)(run.tenant_id).await {
             Ok(creds) => creds,
             Err(failure) => return self.finish(run, Some(failure)).await,
