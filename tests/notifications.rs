@@ -27,25 +27,12 @@ both_backends!(TestApp:
     a_finished_run_notifies_its_initiator_with_a_link_to_the_run,
 );
 
-async fn id_of(app: &TestApp, sql: &str, key: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .bind(key)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-}
-
 async fn user_id(app: &TestApp, email: &str) -> i64 {
-    id_of(app, "SELECT id FROM users WHERE email = $1", email).await
+    common::user_id(&app.db, email).await
 }
 
 async fn tenant_id(app: &TestApp, external_id: &str) -> i64 {
-    id_of(
-        app,
-        "SELECT id FROM tenants WHERE external_id = $1",
-        external_id,
-    )
-    .await
+    common::tenant_id(&app.db, external_id).await
 }
 
 /// Writes a notification as the worker would; returns its id.

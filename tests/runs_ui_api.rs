@@ -50,13 +50,7 @@ fn names(page: &Value) -> Vec<String> {
 
 /// Puts a policy into a backup set directly (as a finished run would have).
 async fn add_to_set(app: &TestApp, tenant: &str, set_id: &str, policy_id: i64) {
-    let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
-        .bind(tenant)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .try_get("id")
-        .unwrap();
+    let tenant_id = common::tenant_id(&app.db, tenant).await;
     let snapshot: i64 = sqlx::query(
         "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
          VALUES ($1, $2, $3, '{}', 0) RETURNING id",
@@ -482,13 +476,7 @@ async fn runs_list_filters_by_status_and_operation_type(app: TestApp) {
     // runs[3] stays pending.
 
     // A run of another operation type, written as a future service would.
-    let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
-        .bind(CONTOSO)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .try_get("id")
-        .unwrap();
+    let tenant_id = common::tenant_id(&app.db, CONTOSO).await;
     let other: i64 = sqlx::query(
         "INSERT INTO runs (tenant_id, operation_type, resource, action, target_id, input, \
                            idempotency_key, status, total_items, created_at) \
@@ -833,11 +821,7 @@ async fn run_detail_refuses_invalid_paging(app: TestApp) {
 /// Inserts `n` finished runs of Contoso, one millisecond apart (two share each timestamp, so the
 /// id breaks ties), oldest first; returns their ids.
 async fn insert_runs(app: &TestApp, tenant: &str, n: i64) -> Vec<i64> {
-    let tenant_id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
-        .bind(tenant)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap();
+    let tenant_id = common::tenant_id(&app.db, tenant).await;
     let mut ids = Vec::new();
     for i in 0..n {
         let id: i64 = sqlx::query_scalar(

@@ -123,16 +123,8 @@ async fn fixture(t: &TestDb) -> Fixture {
     .execute(t.db.pool())
     .await
     .unwrap();
-    let tenant_id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
-        .bind(CONTOSO)
-        .fetch_one(t.db.pool())
-        .await
-        .unwrap();
-    let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-        .bind(OPERATOR)
-        .fetch_one(t.db.pool())
-        .await
-        .unwrap();
+    let tenant_id = common::tenant_id(&t.db, CONTOSO).await;
+    let user_id = common::user_id(&t.db, OPERATOR).await;
     let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
     let creds = TenantCredentials {
         tenant_id: TenantExternalId::parse(CONTOSO).unwrap(),

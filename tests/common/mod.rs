@@ -332,15 +332,27 @@ impl TestApp {
 
 /// Adds `n` policies to a tenant's inventory (the demo seed's inventory may differ) and
 /// returns their ids.
-pub async fn insert_policies(db: &Db, tenant_external_id: &str, n: usize) -> Vec<i64> {
-    use sqlx::Row;
-    let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
-        .bind(tenant_external_id)
+/// The database id of the tenant with this external id.
+pub async fn tenant_id(db: &Db, external_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(external_id)
         .fetch_one(db.pool())
         .await
         .expect("tenant exists")
-        .try_get("id")
-        .unwrap();
+}
+
+/// The database id of the user with this e-mail address.
+pub async fn user_id(db: &Db, email: &str) -> i64 {
+    sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(email)
+        .fetch_one(db.pool())
+        .await
+        .expect("user exists")
+}
+
+pub async fn insert_policies(db: &Db, tenant_external_id: &str, n: usize) -> Vec<i64> {
+    use sqlx::Row;
+    let tenant_id = tenant_id(db, tenant_external_id).await;
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let id: i64 = sqlx::query(
@@ -369,11 +381,7 @@ pub async fn insert_sim_compliance(
     creds: &TenantCredentials,
     limit: usize,
 ) -> Vec<(i64, String)> {
-    let tenant_id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
-        .bind(creds.tenant_id.as_str())
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
+    let tenant_id = tenant_id(db, creds.tenant_id.as_str()).await;
     let listed = client
         .list_policies(creds, PolicyType::Compliance)
         .await

@@ -8,6 +8,7 @@
 
 use sqlx::Row;
 
+use super::input::AddPoliciesInput;
 use super::key::{IdempotencyKey, ADD_POLICIES};
 use crate::domain::{
     AddPoliciesOptions, AppError, PolicySelection, RunStatus, SubmittedRun, Timestamp,
@@ -117,11 +118,11 @@ async fn insert(
     key: &IdempotencyKey,
 ) -> Result<SubmittedRun, sqlx::Error> {
     let tenant_id = ctx.scope.id();
-    let input = serde_json::json!({
-        "backup_set_id": backup_set_id,
-        "policy_ids": selection.ids(),
-        "options": options,
-    });
+    let input = AddPoliciesInput {
+        backup_set_id,
+        policy_ids: selection.ids().to_vec(),
+        options,
+    };
     let run_id: i64 = sqlx::query(
         "INSERT INTO runs (tenant_id, initiated_by, operation_type, resource, action, target_id, input, \
          idempotency_key, status, total_items, created_at) \
@@ -131,7 +132,7 @@ async fn insert(
     .bind(ctx.user_id)
     .bind(ADD_POLICIES)
     .bind(backup_set_id)
-    .bind(input.to_string())
+    .bind(input.to_json())
     .bind(key.as_str())
     .bind(selection.len() as i64)
     .bind(Timestamp::now().millis())

@@ -6,6 +6,7 @@ use sqlx::{any::AnyRow, Row};
 
 use super::super::db::Db;
 use super::super::tenants::TenantScope;
+use super::input::AddPoliciesInput;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::RunFilter;
 use crate::domain::run_detail::{ItemOutcome, ItemWindow, RunDetail, RunItemPage, RunItemRow};
@@ -195,8 +196,7 @@ async fn selection_page(
         .fetch_one(db.pool())
         .await?
         .try_get("input")?;
-    let input: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
-    let ids: Vec<i64> = serde_json::from_value(input["policy_ids"].clone()).unwrap_or_default();
+    let ids = AddPoliciesInput::from_json(&input).policy_ids;
     let selected = db.backend().id_in("p.id", &ids);
     let total: i64 = sqlx::query(&format!(
         "SELECT COUNT(*) AS n FROM policies p WHERE p.tenant_id = $1 AND {selected}"

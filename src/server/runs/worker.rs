@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use sqlx::Row;
 
+use super::input::AddPoliciesInput;
 use super::key::ADD_POLICIES;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::{AddPoliciesOptions, RunStatus, Timestamp};
@@ -200,17 +201,14 @@ impl Worker {
             .fetch_optional(self.db.pool())
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let input: String = row.try_get("input")?;
-        let input = serde_json::from_str::<serde_json::Value>(&input).unwrap_or_default();
-        let options = serde_json::from_value(input["options"].clone()).unwrap_or_default();
-        let policy_ids = serde_json::from_value(input["policy_ids"].clone()).unwrap_or_default();
+        let input = AddPoliciesInput::from_json(&row.try_get::<String, _>("input")?);
         Ok(Some(ClaimedRun {
             id: row.try_get("id")?,
             tenant_id: row.try_get("tenant_id")?,
             backup_set_id: row.try_get("target_id")?,
             initiated_by: row.try_get("initiated_by")?,
-            options,
-            policy_ids,
+            options: input.options,
+            policy_ids: input.policy_ids,
         }))
     }
 
