@@ -18,7 +18,7 @@ use sqlx::Row;
 use tenantatlas::domain::{
     AddPoliciesOptions, PolicySelection, SubmittedRun, TenantExternalId, Timestamp,
 };
-use tenantatlas::graph_sim::{GraphSim, Kind, Knobs, SimConfig, SimHandle, SimPolicy};
+use tenantatlas::graph_sim::{GraphSim, Knobs, SimConfig, SimHandle};
 use tenantatlas::server::auth::session::{SessionSettings, COOKIE as SESSION_COOKIE};
 use tenantatlas::server::auth::{authorize_user, Need, TenantContext};
 use tenantatlas::server::db::Db;
@@ -26,6 +26,7 @@ use tenantatlas::server::graph::{
     CaptureOptions, ClientSecret, GraphClient, GraphConfig, LimiterConfig, PolicySource,
     PolicyType, TenantCredentials,
 };
+use tenantatlas::server::inventory::sync_tenant;
 use tenantatlas::server::runs::create::create_or_reuse;
 use tenantatlas::server::runs::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
 use tenantatlas::server::state::{AppState, Settings};
@@ -158,7 +159,6 @@ async fn main() -> Result<()> {
         max_in_flight: 64,
     };
     let client = GraphClient::new(config)?;
-    let inventory = sim.policies(TENANT);
 
     // Other work on the machine shows in the figures; say how busy it was.
     let load = std::fs::read_to_string("/proc/loadavg")
@@ -196,7 +196,7 @@ async fn main() -> Result<()> {
         eprintln!("{}: setting up", engine.label());
         let bench = BenchDb::create(*engine, &args.pg_url).await?;
         let analyze = *engine == Engine::Postgres && !args.no_analyze;
-        let result = measure(&bench, &plan, analyze, &sim, &client, &inventory).await;
+        let result = measure(&bench, &plan, analyze, &sim, &client).await;
         bench.destroy().await;
         reports.push(result?);
     }
@@ -366,8 +366,9 @@ struct Fixture {
     db: Db,
     ctx: TenantContext,
     tenant_id: i64,
-    /// Policy ids of the inserted inventory, ascending.
+    /// The synced inventory, ascending by id: what the picker selects and the worker captures.
     ids: Vec<i64>,
+    policies: Vec<(PolicyType, String)>,
     app: App,
     /// Dropping it stops the server.
     _stop_app: tokio::sync::oneshot::Sender<()>,
@@ -395,7 +396,6 @@ async fn measure(
     analyze: bool,
     sim: &SimHandle,
     client: &GraphClient,
-    inventory: &[SimPolicy],
 ) -> Result<EngineReport> {
     let db = bench.db.clone();
     let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
@@ -403,7 +403,25 @@ async fn measure(
         .fetch_one(db.pool())
         .await?
         .try_get("id")?;
-    let ids = insert_inventory(&db, tenant_id, inventory).await?;
+    // The inventory, written by the real sync from the simulator.
+    sync_tenant(&db, tenant_id, client, &bench_creds()?).await?;
+    let rows = sqlx::query(
+        "SELECT id, policy_type, graph_id FROM policies WHERE tenant_id = $1 ORDER BY id",
+    )
+    .bind(tenant_id)
+    .fetch_all(db.pool())
+    .await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut policies = Vec::with_capacity(rows.len());
+    for row in &rows {
+        ids.push(row.try_get::<i64, _>("id")?);
+        let policy_type = PolicyType::parse(&row.try_get::<String, _>("policy_type")?)
+            .ok_or("a synced policy of an unknown type")?;
+        policies.push((policy_type, row.try_get::<String, _>("graph_id")?));
+    }
+    if ids.len() != INVENTORY {
+        return Err(format!("{} policies synced, {INVENTORY} expected", ids.len()).into());
+    }
     let user_id: i64 = sqlx::query("SELECT id FROM users WHERE email = $1")
         .bind(OPERATOR)
         .fetch_one(db.pool())
@@ -417,6 +435,7 @@ async fn measure(
         ctx,
         tenant_id,
         ids,
+        policies,
         app,
         _stop_app: stop_app,
         analyze,
@@ -434,7 +453,7 @@ async fn measure(
         concurrent_service(&fixture, plan.concurrent, plan.concurrent_policies).await?,
     ];
     eprintln!("{label}: worker on a {}-item run", plan.run_items);
-    let worker = worker_throughput(&fixture, sim, client, inventory, plan.run_items).await?;
+    let worker = worker_throughput(&fixture, sim, client, plan.run_items).await?;
     eprintln!("{label}: the picker on {PICKER_INVENTORY} policies");
     let picker = picker_latency(&fixture, plan.picker_samples).await?;
     Ok(EngineReport {
@@ -444,67 +463,6 @@ async fn measure(
         worker,
         picker,
     })
-}
-
-fn policy_type(kind: Kind) -> PolicyType {
-    match kind {
-        Kind::ConfigurationPolicy => PolicyType::SettingsCatalog,
-        Kind::DeviceConfiguration => PolicyType::DeviceConfiguration,
-        Kind::CompliancePolicy => PolicyType::Compliance,
-        Kind::GroupPolicyConfiguration => PolicyType::AdministrativeTemplate,
-    }
-}
-
-/// Inserts the simulator's policies as the tenant's inventory (what a sync would write), 500
-/// rows per statement, and returns their ids in ascending order.
-async fn insert_inventory(db: &Db, tenant_id: i64, policies: &[SimPolicy]) -> Result<Vec<i64>> {
-    let mut tx = db.pool().begin().await?;
-    for chunk in policies.chunks(500) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = 4 * i;
-                format!(
-                    "({tenant_id}, ${}, ${}, ${}, ${}, 0)",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
-             VALUES {}",
-            rows.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for policy in chunk {
-            query = query
-                .bind(policy.id.clone())
-                .bind(policy_type(policy.kind).as_str())
-                .bind(policy.name.clone())
-                .bind(policy.platform());
-        }
-        query.execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    let rows = sqlx::query("SELECT id FROM policies WHERE tenant_id = $1 ORDER BY id")
-        .bind(tenant_id)
-        .fetch_all(db.pool())
-        .await?;
-    let ids = rows
-        .iter()
-        .map(|row| row.try_get::<i64, _>("id"))
-        .collect::<Result<Vec<_>, _>>()?;
-    if ids.len() != policies.len() {
-        return Err(format!(
-            "{} policies inserted, {} expected",
-            ids.len(),
-            policies.len()
-        )
-        .into());
-    }
-    Ok(ids)
 }
 
 async fn new_backup_set(fixture: &Fixture, name: &str) -> Result<i64> {
@@ -664,6 +622,15 @@ async fn concurrent_service(
     one_run(fixture, "service", set, answers).await
 }
 
+/// The app registration the bench talks to the simulator as.
+fn bench_creds() -> Result<TenantCredentials> {
+    Ok(TenantCredentials {
+        tenant_id: TenantExternalId::parse(TENANT)?,
+        client_id: "bench-runs".into(),
+        client_secret: ClientSecret::new(SimConfig::default().client_secret),
+    })
+}
+
 /// Queues a run of `items` policies through the real submit path, then lets the real worker
 /// process it through the real client against the simulator; also times the same captures
 /// without the worker (client and simulator only) to separate Graph from the engine.
@@ -671,22 +638,19 @@ async fn worker_throughput(
     fixture: &Fixture,
     sim: &SimHandle,
     client: &GraphClient,
-    inventory: &[SimPolicy],
     items: usize,
 ) -> Result<WorkerRow> {
-    let creds = TenantCredentials {
-        tenant_id: TenantExternalId::parse(TENANT)?,
-        client_id: "bench-runs".into(),
-        client_secret: ClientSecret::new(SimConfig::default().client_secret),
-    };
+    let creds = bench_creds()?;
     let capture = CaptureOptions {
         include_assignments: OPTIONS.include_assignments,
         include_scope_tags: OPTIONS.include_scope_tags,
     };
     // The worker captures 8 items at once; so does the baseline.
     let started = Instant::now();
-    let mut captures = futures::stream::iter(&inventory[..items])
-        .map(|policy| client.capture_policy(&creds, policy_type(policy.kind), &policy.id, capture))
+    let mut captures = futures::stream::iter(&fixture.policies[..items])
+        .map(|(policy_type, graph_id)| {
+            client.capture_policy(&creds, *policy_type, graph_id, capture)
+        })
         .buffer_unordered(8);
     while let Some(result) = captures.next().await {
         result?;
