@@ -40,108 +40,59 @@ pub fn RunsPage() -> impl IntoView {
             list_runs(tenant, status, operation_type, before)
         },
     );
-    // The current filters as a query string, with `before` appended when paging back.
+    // The current filters' page of runs older than `before`, or the newest.
     let link = move |before: Option<i64>| {
-        let filter = RunFilter {
-            status: StatusFilter::parse(&status.get_untracked()),
-            operation: OperationType::parse(&operation_type.get_untracked()),
-        };
-        let query = filter.to_query();
-        let page = match (before, query.is_empty()) {
-            (None, _) => String::new(),
-            (Some(id), true) => format!("?before={id}"),
-            (Some(id), false) => format!("&before={id}"),
-        };
-        format!("/t/{}/runs{query}{page}", tenant.get_untracked())
+        runs_href(
+            &tenant.get_untracked(),
+            &status.get_untracked(),
+            &operation_type.get_untracked(),
+            before,
+        )
     };
 
     // A changed filter is a new URL (so Back returns to the previous view); the page keeps
-    // its scroll position. Options carry `selected` for the server's HTML and `prop:selected`
-    // so the selects follow the URL on Back and Forward too.
+    // its scroll position.
     let navigate = use_navigate();
-    let show = move |status: String, operation_type: String| {
-        // A value from a hand-edited URL that the selects cannot show is dropped.
-        let filter = RunFilter {
-            status: StatusFilter::parse(&status),
-            operation: OperationType::parse(&operation_type),
-        };
+    let show = Callback::new(move |(status, operation_type): (String, String)| {
         navigate(
-            &format!("/t/{}/runs{}", tenant.get_untracked(), filter.to_query()),
+            &runs_href(&tenant.get_untracked(), &status, &operation_type, None),
             NavigateOptions {
                 scroll: false,
                 ..Default::default()
             },
         );
-    };
-    let show_status = show.clone();
-    let show_type = show;
+    });
+    let status_choices = StatusFilter::ALL
+        .into_iter()
+        .map(|filter| (filter.as_param(), filter.label()))
+        .collect();
+    let type_choices = OperationType::ALL
+        .into_iter()
+        .map(|operation| (operation.as_str(), operation.label()))
+        .collect();
 
     view! {
         <Title text="Runs" />
         <h1>"Runs"</h1>
         <div class="run-filters" role="search" aria-label="Filter runs">
-            <label>
-                "Status"
-                <select
-                    data-testid="status-filter"
-                    on:change=move |ev| show_status(event_target_value(&ev), operation_type.get_untracked())
-                >
-                    <option
-                        value=""
-                        selected=move || status.get().is_empty()
-                        prop:selected=move || status.get().is_empty()
-                    >
-                        "All statuses"
-                    </option>
-                    {StatusFilter::ALL
-                        .into_iter()
-                        .map(|filter| {
-                            let value = filter.as_param();
-                            view! {
-                                <option
-                                    value=value
-                                    selected=move || status.get() == value
-                                    prop:selected=move || status.get() == value
-                                >
-                                    {filter.label()}
-                                </option>
-                            }
-                        })
-                        .collect_view()}
-                </select>
-            </label>
-            <label>
-                "Operation"
-                <select
-                    data-testid="type-filter"
-                    on:change=move |ev| show_type(status.get_untracked(), event_target_value(&ev))
-                >
-                    <option
-                        value=""
-                        selected=move || operation_type.get().is_empty()
-                        prop:selected=move || operation_type.get().is_empty()
-                    >
-                        "All operations"
-                    </option>
-                    {OperationType::ALL
-                        .into_iter()
-                        .map(|operation| {
-                            let value = operation.as_str();
-                            view! {
-                                <option
-                                    value=value
-                                    selected=move || operation_type.get() == value
-                                    prop:selected=move || operation_type.get() == value
-                                >
-                                    {operation.label()}
-                                </option>
-                            }
-                        })
-                        .collect_view()}
-                </select>
-            </label>
+            <FilterSelect
+                label="Status"
+                all="All statuses"
+                test_id="status-filter"
+                current=status
+                choices=status_choices
+                on_pick=Callback::new(move |picked| show.run((picked, operation_type.get_untracked())))
+            />
+            <FilterSelect
+                label="Operation"
+                all="All operations"
+                test_id="type-filter"
+                current=operation_type
+                choices=type_choices
+                on_pick=Callback::new(move |picked| show.run((status.get_untracked(), picked)))
+            />
             <Show when=move || !status.get().is_empty() || !operation_type.get().is_empty()>
-                <a href=move || format!("/t/{}/runs", tenant.get()) data-noscroll>"Clear filters"</a>
+                <a href=move || runs_href(&tenant.get(), "", "", None) data-noscroll>"Clear filters"</a>
             </Show>
         </div>
         <Transition fallback=|| view! { <Loading what="runs" /> }>
@@ -203,5 +154,63 @@ pub fn RunsPage() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// The Runs page with these filters (as the URL spells them; a value the filters do not know,
+/// e.g. from a hand-edited URL, is dropped), older than run `before` when paging back.
+fn runs_href(tenant: &str, status: &str, operation_type: &str, before: Option<i64>) -> String {
+    let filter = RunFilter {
+        status: StatusFilter::parse(status),
+        operation: OperationType::parse(operation_type),
+    };
+    let mut query = filter.to_query();
+    if let Some(id) = before {
+        query.push(if query.is_empty() { '?' } else { '&' });
+        query.push_str(&format!("before={id}"));
+    }
+    format!("/t/{tenant}/runs{query}")
+}
+
+/// A labelled select of one filter that follows the URL: `current` is the URL's value (empty for
+/// "all"). Options carry `selected` for the server's HTML and `prop:selected` so the select
+/// follows the URL on Back and Forward too.
+#[component]
+fn FilterSelect(
+    label: &'static str,
+    all: &'static str,
+    test_id: &'static str,
+    current: Memo<String>,
+    /// (URL value, label) of every choice besides "all".
+    choices: Vec<(&'static str, &'static str)>,
+    on_pick: Callback<String>,
+) -> impl IntoView {
+    view! {
+        <label>
+            {label}
+            <select data-testid=test_id on:change=move |ev| on_pick.run(event_target_value(&ev))>
+                <option
+                    value=""
+                    selected=move || current.get().is_empty()
+                    prop:selected=move || current.get().is_empty()
+                >
+                    {all}
+                </option>
+                {choices
+                    .into_iter()
+                    .map(|(value, text)| {
+                        view! {
+                            <option
+                                value=value
+                                selected=move || current.get() == value
+                                prop:selected=move || current.get() == value
+                            >
+                                {text}
+                            </option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
+        </label>
     }
 }
