@@ -443,10 +443,11 @@ async fn two_instances_share_the_queue_without_double_work(t: TestDb) {
 async fn a_heartbeat_keeps_a_slow_run_claimed(t: TestDb) {
     let f = fixture(&t).await;
     let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 1_500; // every Graph request, the token's too
+    knobs.latency_ms = 5_000; // the capture (the token is cached since the fixture listed)
     f.sim.set_knobs(knobs);
     let run = f.queue(&f.ids(0..1)).await;
-    let lease = Duration::from_millis(600);
+    // The heartbeat comes every 0.5 s: a busy machine may delay one or two without harm.
+    let lease = Duration::from_millis(1_500);
     let slow = f.worker("slow").with_lease(lease);
     let working = tokio::spawn(async move { slow.try_execute_task().await });
     // Two lease lengths pass before the first item can finish: only the heartbeat holds it.
