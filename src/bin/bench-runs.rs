@@ -578,19 +578,11 @@ async fn concurrent_http(
     let set = new_backup_set(fixture, "Concurrent HTTP").await?;
     fixture.analyze().await?;
     let body = form_body(set, &fixture.ids[..policies]);
-    let barrier = Arc::new(tokio::sync::Barrier::new(count));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..count {
-        let (app, body, barrier) = (fixture.app.clone(), body.clone(), Arc::clone(&barrier));
-        tasks.spawn(async move {
-            barrier.wait().await;
-            app.submit(body).await
-        });
-    }
-    let mut answers = Vec::with_capacity(count);
-    while let Some(answer) = tasks.join_next().await {
-        answers.push(answer??);
-    }
+    let answers = all_at_once(count, || {
+        let (app, body) = (fixture.app.clone(), body.clone());
+        async move { app.submit(body).await }
+    })
+    .await?;
     one_run(fixture, "HTTP", set, answers).await
 }
 
@@ -603,23 +595,42 @@ async fn concurrent_service(
     let set = new_backup_set(fixture, "Concurrent service").await?;
     fixture.analyze().await?;
     let selection = Arc::new(PolicySelection::parse(fixture.ids[..policies].to_vec())?);
+    let answers = all_at_once(count, || {
+        let (db, ctx, selection) = (
+            fixture.db.clone(),
+            fixture.ctx.clone(),
+            Arc::clone(&selection),
+        );
+        async move {
+            let started = Instant::now();
+            let run = create_or_reuse(&db, &ctx, set, &selection, OPTIONS).await?;
+            Ok((started.elapsed(), run))
+        }
+    })
+    .await?;
+    one_run(fixture, "service", set, answers).await
+}
+
+/// Runs `count` submits made by `submit` as tasks released together by a barrier; their answers.
+async fn all_at_once<F, Fut>(count: usize, submit: F) -> Result<Vec<(Duration, SubmittedRun)>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(Duration, SubmittedRun)>> + Send + 'static,
+{
     let barrier = Arc::new(tokio::sync::Barrier::new(count));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..count {
-        let (db, ctx) = (fixture.db.clone(), fixture.ctx.clone());
-        let (selection, barrier) = (Arc::clone(&selection), Arc::clone(&barrier));
+        let (barrier, submitted) = (Arc::clone(&barrier), submit());
         tasks.spawn(async move {
             barrier.wait().await;
-            let started = Instant::now();
-            let run = create_or_reuse(&db, &ctx, set, &selection, OPTIONS).await;
-            run.map(|run| (started.elapsed(), run))
+            submitted.await
         });
     }
     let mut answers = Vec::with_capacity(count);
     while let Some(answer) = tasks.join_next().await {
         answers.push(answer??);
     }
-    one_run(fixture, "service", set, answers).await
+    Ok(answers)
 }
 
 /// The app registration the bench talks to the simulator as.
