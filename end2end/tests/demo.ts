@@ -1,4 +1,4 @@
-import { expect, Page } from "@playwright/test";
+import { Browser, expect, Page } from "@playwright/test";
 
 /** The demo tenants and password seeded by `serve --demo` (src/server/seed.rs). */
 export const CONTOSO = "6f1c2a3b-0000-4000-8000-00000000c0de";
@@ -24,4 +24,45 @@ export async function signIn(page: Page, email: string) {
   await page.goto("/sign-in");
   await submitSignIn(page, email);
   await expect(page.getByRole("heading", { name: "Your tenants" })).toBeVisible();
+}
+
+/** Calls a server function from the signed-in browser context, as the app's forms do. */
+export async function call(page: Page, endpoint: string, form: Record<string, string>) {
+  const origin = new URL(page.url()).origin;
+  const response = await page.request.post(`/api/${endpoint}`, { form, headers: { Origin: origin } });
+  expect(response.status(), `${endpoint}: ${await response.text()}`).toBe(200);
+  return response.json();
+}
+
+/** A page of its own (own cookies) with `email` signed in, beside the test's page. */
+export async function pageAs(browser: Browser, email: string) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, email);
+  return page;
+}
+
+/**
+ * Queues a run adding two policies to a new backup set of `tenant` and waits until it has
+ * succeeded; answers the run's and the set's ids.
+ */
+export async function finishedRun(page: Page, tenant: string) {
+  const set = await call(page, "backup-sets/create", {
+    tenant,
+    name: `E2E runs ${Date.now()}`,
+    description: "",
+  });
+  const policies = await call(page, "policies/list", { tenant, backup_set_id: String(set.id) });
+  const run = await call(page, "runs/add-policies", {
+    tenant,
+    backup_set_id: String(set.id),
+    "policy_ids[0]": String(policies.rows[0].id),
+    "policy_ids[1]": String(policies.rows[1].id),
+  });
+  await expect
+    .poll(async () => (await call(page, "runs/get", { tenant, id: String(run.run_id) })).status, {
+      timeout: 60_000,
+    })
+    .toBe("Completed");
+  return { runId: run.run_id as number, setId: set.id as number };
 }

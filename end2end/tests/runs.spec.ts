@@ -1,38 +1,8 @@
-import { expect, Page, test } from "@playwright/test";
-import { FABRIKAM, openHydrated, signIn } from "./demo";
+import { expect, test } from "@playwright/test";
+import { FABRIKAM, finishedRun, openHydrated, signIn } from "./demo";
 
 // Fabrikam, like add_policies.spec.ts: backup_sets.spec.ts expects Contoso without runs.
 const TENANT = FABRIKAM;
-
-/** Calls a server function from the signed-in browser context, as the app's forms do. */
-async function call(page: Page, endpoint: string, form: Record<string, string>) {
-  const origin = new URL(page.url()).origin;
-  const response = await page.request.post(`/api/${endpoint}`, { form, headers: { Origin: origin } });
-  expect(response.status(), `${endpoint}: ${await response.text()}`).toBe(200);
-  return response.json();
-}
-
-/** Queues a run adding two policies to a new backup set and waits until it has succeeded. */
-async function finishedRun(page: Page) {
-  const set = await call(page, "backup-sets/create", {
-    tenant: TENANT,
-    name: `E2E runs ${Date.now()}`,
-    description: "",
-  });
-  const policies = await call(page, "policies/list", { tenant: TENANT, backup_set_id: String(set.id) });
-  const run = await call(page, "runs/add-policies", {
-    tenant: TENANT,
-    backup_set_id: String(set.id),
-    "policy_ids[0]": String(policies.rows[0].id),
-    "policy_ids[1]": String(policies.rows[1].id),
-  });
-  await expect
-    .poll(async () => (await call(page, "runs/get", { tenant: TENANT, id: String(run.run_id) })).status, {
-      timeout: 60_000,
-    })
-    .toBe("Completed");
-  return run.run_id as number;
-}
 
 test.beforeEach(async ({ page }) => {
   await signIn(page, "operator@fabrikam.example");
@@ -40,7 +10,7 @@ test.beforeEach(async ({ page }) => {
 
 test("the runs monitor filters by status and type, in a URL that can be reloaded", async ({ page }) => {
   test.setTimeout(120_000);
-  const runId = await finishedRun(page);
+  const { runId } = await finishedRun(page, TENANT);
   const runs = `/t/${TENANT}/runs`;
   await openHydrated(page, runs);
   const runLink = page.getByRole("link", { name: `#${runId}`, exact: true });
@@ -82,7 +52,7 @@ test("an unknown filter in the URL is explained, not ignored", async ({ page }) 
 
 test("run detail shows which items it lists and filters them through the URL", async ({ page }) => {
   test.setTimeout(120_000);
-  const runId = await finishedRun(page);
+  const { runId } = await finishedRun(page, TENANT);
   await openHydrated(page, `/t/${TENANT}/runs/${runId}`);
   await expect(page.getByTestId("items-range")).toHaveText("Showing 1–2 of 2");
   await expect(page.getByTestId("run-items").locator("tbody tr")).toHaveCount(2);
