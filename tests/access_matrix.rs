@@ -1,15 +1,17 @@
 //! The access matrix: every page route and every server function the app registers (taken from
 //! the router and the server-function registry, not from a list that could drift), called as an
-//! anonymous visitor, a non-member, a readonly member and an operator. Nothing leaks.
+//! anonymous visitor, a non-member and a member of each role. What each role may call follows
+//! from the capability table (`Role::can`), not from answers written out here. Nothing leaks.
 
 #![cfg(feature = "ssr")]
 
 mod common;
 
-use common::{TestApp, CONTOSO, OPERATOR, OUTSIDER, READONLY};
+use common::{TestApp, ADMIN, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use leptos::server_fn::axum::server_fn_paths;
 use serde_json::Value;
 use tenantatlas::api::{Access, ACCESS};
+use tenantatlas::domain::Role;
 
 both_backends!(TestApp: every_server_function_enforces_its_access, every_page_enforces_membership);
 
@@ -18,23 +20,31 @@ both_backends!(TestApp: every_server_function_enforces_its_access, every_page_en
 enum Caller {
     Anonymous,
     NonMember,
-    Readonly,
-    Operator,
+    Member(Role),
 }
 
-const CALLERS: [Caller; 4] = [
-    Caller::Anonymous,
-    Caller::NonMember,
-    Caller::Readonly,
-    Caller::Operator,
-];
+/// Every kind of caller: no session, another tenant's member, and each role in Contoso.
+fn callers() -> impl Iterator<Item = Caller> {
+    [Caller::Anonymous, Caller::NonMember]
+        .into_iter()
+        .chain(Role::ALL.map(Caller::Member))
+}
+
+/// Contoso's demo member with this role.
+fn contoso_member(role: Role) -> &'static str {
+    match role {
+        Role::Owner => ADMIN,
+        Role::Manager => "manager@contoso.example",
+        Role::Operator => OPERATOR,
+        Role::Readonly => READONLY,
+    }
+}
 
 async fn cookie_for(app: &TestApp, caller: Caller) -> Option<String> {
     match caller {
         Caller::Anonymous => None,
         Caller::NonMember => Some(app.sign_in(OUTSIDER).await),
-        Caller::Readonly => Some(app.sign_in(READONLY).await),
-        Caller::Operator => Some(app.sign_in(OPERATOR).await),
+        Caller::Member(role) => Some(app.sign_in(contoso_member(role)).await),
     }
 }
 
@@ -79,7 +89,8 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
         ("backup_set_id", set_id.as_str()),
         ("policy_ids[0]", policy_id.as_str()),
     ];
-    for caller in CALLERS {
+    let mut refused_members = 0;
+    for caller in callers() {
         let cookie = cookie_for(&app, caller).await;
         for (path, access) in ACCESS {
             if *path == "/api/auth/sign-out" {
@@ -97,12 +108,22 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
                 (_, Caller::Anonymous) => Some(401),
                 (Access::SignedIn, _) => None,
                 (_, Caller::NonMember) => Some(403),
-                (Access::TenantChange, Caller::Readonly) => Some(403),
+                (Access::Tenant(capability), Caller::Member(role)) if !role.can(*capability) => {
+                    Some(403)
+                }
                 _ => None,
             };
             match expected_denial {
                 Some(denied) => {
                     assert_eq!(status, denied, "{caller:?} → {path}: {body}");
+                    // A member is told which role the function needs.
+                    if let (Access::Tenant(capability), Caller::Member(_)) = (access, caller) {
+                        refused_members += 1;
+                        assert!(
+                            body.contains(capability.label()),
+                            "{caller:?} → {path} does not say why: {body}"
+                        );
+                    }
                     assert!(
                         !body.contains("Matrix") && !body.contains("Contoso"),
                         "{caller:?} → {path} leaked: {body}"
@@ -115,6 +136,7 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
             }
         }
     }
+    assert!(refused_members > 0, "some member is refused something");
 }
 
 async fn every_page_enforces_membership(app: TestApp) {
@@ -136,7 +158,7 @@ async fn every_page_enforces_membership(app: TestApp) {
     let run_id = run["run_id"].as_i64().expect("a queued run").to_string();
     let routes = leptos_axum::generate_route_list(tenantatlas::app::App);
     assert!(routes.len() >= 5, "the router lists its pages");
-    for caller in CALLERS {
+    for caller in callers() {
         let cookie = cookie_for(&app, caller).await;
         for route in &routes {
             let id = if route.path().contains("/runs/") {

@@ -13,9 +13,9 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{Backend, TestDb, CONTOSO, OPERATOR};
-use tenantatlas::domain::{PolicySelection, TenantExternalId};
+use tenantatlas::domain::{Capability, PolicySelection, TenantExternalId};
 use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
-use tenantatlas::server::auth::{authorize_user, Need};
+use tenantatlas::server::auth::authorize_user;
 use tenantatlas::server::db::Db;
 use tenantatlas::server::graph::{ClientSecret, GraphClient, GraphConfig, TenantCredentials};
 use tenantatlas::server::runs::create::create_or_reuse;
@@ -161,7 +161,7 @@ impl Fixture {
     /// Queues a run through the server function's service (the run with its selection),
     /// without waking anyone.
     async fn queue(&self, set_id: i64, policy_ids: &[i64]) -> i64 {
-        let ctx = authorize_user(&self.db, self.user_id, CONTOSO, Need::Change)
+        let ctx = authorize_user(&self.db, self.user_id, CONTOSO, Capability::StartRuns)
             .await
             .unwrap();
         let selection = PolicySelection::parse(policy_ids.to_vec()).unwrap();

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::{TestDb, CONTOSO, OPERATOR};
 use sqlx::Row;
-use tenantatlas::domain::{AddPoliciesOptions, PolicySelection, TenantExternalId};
+use tenantatlas::domain::{AddPoliciesOptions, Capability, PolicySelection, TenantExternalId};
 use tenantatlas::graph_sim::{Fault, GraphSim, SimConfig, SimHandle};
-use tenantatlas::server::auth::{authorize_user, Need};
+use tenantatlas::server::auth::authorize_user;
 use tenantatlas::server::graph::{
     ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
 };
@@ -97,7 +97,7 @@ impl Fixture {
     /// Queues a run through the server function's service (the run with its selection); the
     /// worker writes the items when it claims it.
     async fn queue(&self, policy_ids: &[i64]) -> i64 {
-        let ctx = authorize_user(&self.db, self.user_id, CONTOSO, Need::Change)
+        let ctx = authorize_user(&self.db, self.user_id, CONTOSO, Capability::StartRuns)
             .await
             .unwrap();
         let selection = PolicySelection::parse(policy_ids.to_vec()).unwrap();

@@ -7,12 +7,13 @@ use crate::domain::{AppError, BackupSetDetail, BackupSetSummary};
 /// The tenant's backup sets, newest first.
 #[server(prefix = "/api", endpoint = "backup-sets/list")]
 pub async fn list_backup_sets(tenant: String) -> Result<Vec<BackupSetSummary>, AppError> {
-    use crate::server::auth::{authorize, Need};
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
     use crate::server::{backup_sets, error::respond, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
-            let ctx = authorize(&tenant, Need::View).await?;
+            let ctx = authorize(&tenant, Capability::View).await?;
             backup_sets::list(&db, &ctx.scope).await
         }
         .await,
@@ -26,13 +27,13 @@ pub async fn create_backup_set(
     name: String,
     #[server(default)] description: String,
 ) -> Result<BackupSetSummary, AppError> {
-    use crate::domain::NewBackupSet;
-    use crate::server::auth::{authorize, Need};
+    use crate::domain::{Capability, NewBackupSet};
+    use crate::server::auth::authorize;
     use crate::server::{backup_sets, error::respond, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
-            let ctx = authorize(&tenant, Need::Change).await?;
+            let ctx = authorize(&tenant, Capability::EditBackupSets).await?;
             let input = NewBackupSet::parse(&name, &description)?;
             backup_sets::create(&db, &ctx.scope, Some(ctx.user_id), &input).await
         }
@@ -43,12 +44,13 @@ pub async fn create_backup_set(
 /// One backup set of the tenant, with its items.
 #[server(prefix = "/api", endpoint = "backup-sets/get")]
 pub async fn get_backup_set(tenant: String, id: i64) -> Result<BackupSetDetail, AppError> {
-    use crate::server::auth::{authorize, Need};
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
     use crate::server::{backup_sets, error::respond, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
-            let ctx = authorize(&tenant, Need::View).await?;
+            let ctx = authorize(&tenant, Capability::View).await?;
             backup_sets::get(&db, &ctx.scope, id).await
         }
         .await,

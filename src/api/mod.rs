@@ -8,6 +8,8 @@ pub mod notifications;
 pub mod policies;
 pub mod runs;
 
+use crate::domain::Capability;
+
 /// What a server function requires of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -15,28 +17,42 @@ pub enum Access {
     Public,
     /// A signed-in user, in no particular tenant.
     SignedIn,
-    /// A member of the tenant named by the `tenant` argument.
-    TenantView,
-    /// A member whose role may start or change work (not readonly).
-    TenantChange,
+    /// A member of the tenant named by the `tenant` argument whose role holds the capability.
+    Tenant(Capability),
 }
 
 /// Every server function's URL and the access it requires. The access-matrix test fails if a
-/// registered server function is missing here, and checks each one behaves as listed.
+/// registered server function is missing here, and checks each one answers every role as the
+/// capability table says.
 pub const ACCESS: &[(&str, Access)] = &[
     ("/api/auth/sign-in", Access::Public),
     ("/api/auth/sign-out", Access::Public),
     ("/api/auth/me", Access::SignedIn),
-    ("/api/backup-sets/list", Access::TenantView),
-    ("/api/backup-sets/get", Access::TenantView),
-    ("/api/backup-sets/create", Access::TenantChange),
-    ("/api/runs/list", Access::TenantView),
-    ("/api/runs/add-policies", Access::TenantChange),
-    ("/api/runs/get", Access::TenantView),
-    ("/api/runs/for-backup-set", Access::TenantView),
-    ("/api/policies/list", Access::TenantView),
-    ("/api/policies/matching-ids", Access::TenantView),
-    ("/api/notifications/list", Access::TenantView),
-    ("/api/notifications/mark-read", Access::TenantView),
-    ("/api/notifications/mark-all-read", Access::TenantView),
+    ("/api/backup-sets/list", Access::Tenant(Capability::View)),
+    ("/api/backup-sets/get", Access::Tenant(Capability::View)),
+    (
+        "/api/backup-sets/create",
+        Access::Tenant(Capability::EditBackupSets),
+    ),
+    ("/api/runs/list", Access::Tenant(Capability::View)),
+    (
+        "/api/runs/add-policies",
+        Access::Tenant(Capability::StartRuns),
+    ),
+    ("/api/runs/get", Access::Tenant(Capability::View)),
+    ("/api/runs/for-backup-set", Access::Tenant(Capability::View)),
+    ("/api/policies/list", Access::Tenant(Capability::View)),
+    (
+        "/api/policies/matching-ids",
+        Access::Tenant(Capability::View),
+    ),
+    ("/api/notifications/list", Access::Tenant(Capability::View)),
+    (
+        "/api/notifications/mark-read",
+        Access::Tenant(Capability::View),
+    ),
+    (
+        "/api/notifications/mark-all-read",
+        Access::Tenant(Capability::View),
+    ),
 ];

@@ -8,12 +8,13 @@ use crate::domain::{AppError, NotificationList};
 /// The user's newest notifications in the tenant with the unread count.
 #[server(prefix = "/api", endpoint = "notifications/list")]
 pub async fn list_notifications(tenant: String) -> Result<NotificationList, AppError> {
-    use crate::server::auth::{authorize, Need};
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
     use crate::server::{error::respond, notifications, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
-            let ctx = authorize(&tenant, Need::View).await?;
+            let ctx = authorize(&tenant, Capability::View).await?;
             notifications::list(&db, &ctx, notifications::LIST_LIMIT).await
         }
         .await,
@@ -23,12 +24,13 @@ pub async fn list_notifications(tenant: String) -> Result<NotificationList, AppE
 /// Marks one of the user's own notifications read; any other id is 404 and changes nothing.
 #[server(prefix = "/api", endpoint = "notifications/mark-read")]
 pub async fn mark_notification_read(tenant: String, id: i64) -> Result<(), AppError> {
-    use crate::server::auth::{authorize, Need};
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
     use crate::server::{error::respond, notifications, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
-            let ctx = authorize(&tenant, Need::View).await?;
+            let ctx = authorize(&tenant, Capability::View).await?;
             notifications::mark_read(&db, &ctx, id).await
         }
         .await,
@@ -38,12 +40,13 @@ pub async fn mark_notification_read(tenant: String, id: i64) -> Result<(), AppEr
 /// Marks all of the user's notifications in the tenant read; answers how many were unread.
 #[server(prefix = "/api", endpoint = "notifications/mark-all-read")]
 pub async fn mark_all_notifications_read(tenant: String) -> Result<u64, AppError> {
-    use crate::server::auth::{authorize, Need};
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
     use crate::server::{error::respond, notifications, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
-            let ctx = authorize(&tenant, Need::View).await?;
+            let ctx = authorize(&tenant, Capability::View).await?;
             notifications::mark_all_read(&db, &ctx).await
         }
         .await,

@@ -18,13 +18,14 @@ pub async fn list_policies(
     #[server(default)] page: i64,
 ) -> Result<PolicyPage, AppError> {
     use crate::domain::policy_page::PolicySort;
-    use crate::server::auth::{authorize, Need};
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
     use crate::server::policies::{self, PolicyFilter};
     use crate::server::{error::respond, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
-            let ctx = authorize(&tenant, Need::View).await?;
+            let ctx = authorize(&tenant, Capability::View).await?;
             let filter = PolicyFilter {
                 search,
                 policy_type,
@@ -54,13 +55,14 @@ pub async fn matching_policy_ids(
     #[server(default)] policy_type: String,
     #[server(default)] platform: String,
 ) -> Result<MatchingPolicies, AppError> {
-    use crate::server::auth::{authorize, Need};
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
     use crate::server::policies::{self, PolicyFilter};
     use crate::server::{error::respond, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
-            let ctx = authorize(&tenant, Need::View).await?;
+            let ctx = authorize(&tenant, Capability::View).await?;
             let filter = PolicyFilter {
                 search,
                 policy_type,

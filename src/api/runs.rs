@@ -20,12 +20,13 @@ pub async fn list_runs(
     #[server(default)] before: i64,
 ) -> Result<Vec<RunSummary>, AppError> {
     use crate::domain::run::RunFilter;
-    use crate::server::auth::{authorize, Need};
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
     use crate::server::{error::respond, runs, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
-            let ctx = authorize(&tenant, Need::View).await?;
+            let ctx = authorize(&tenant, Capability::View).await?;
             let filter = RunFilter::parse(&status, &operation_type)?;
             let before = match before {
                 0 => None,
@@ -48,15 +49,15 @@ pub async fn add_policies(
     #[server(default)] include_assignments: bool,
     #[server(default)] include_scope_tags: bool,
 ) -> Result<SubmittedRun, AppError> {
-    use crate::domain::{AddPoliciesOptions, PolicySelection};
+    use crate::domain::{AddPoliciesOptions, Capability, PolicySelection};
     use crate::server::audit::{self, AuditEvent};
-    use crate::server::auth::{authorize, Need};
+    use crate::server::auth::authorize;
     use crate::server::{error::respond, runs::create, state::app_state};
     respond(
         async {
             let state = app_state()?;
             let db = state.db.clone();
-            let ctx = authorize(&tenant, Need::Change).await?;
+            let ctx = authorize(&tenant, Capability::StartRuns).await?;
             let selection = PolicySelection::parse(policy_ids)?;
             let options = AddPoliciesOptions {
                 include_assignments,
@@ -95,12 +96,13 @@ pub async fn get_run(
     #[server(default)] limit: i64,
 ) -> Result<RunDetail, AppError> {
     use crate::domain::run_detail::{ItemOutcome, ItemWindow};
-    use crate::server::auth::{authorize, Need};
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
     use crate::server::{error::respond, runs::queries, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
-            let ctx = authorize(&tenant, Need::View).await?;
+            let ctx = authorize(&tenant, Capability::View).await?;
             let outcome = match outcome.as_str() {
                 "" => None,
                 raw => Some(
@@ -121,12 +123,13 @@ pub async fn backup_set_runs(
     tenant: String,
     backup_set_id: i64,
 ) -> Result<Vec<RunSummary>, AppError> {
-    use crate::server::auth::{authorize, Need};
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
     use crate::server::{error::respond, runs::queries, state::app_state};
     respond(
         async {
             let db = app_state()?.db;
-            let ctx = authorize(&tenant, Need::View).await?;
+            let ctx = authorize(&tenant, Capability::View).await?;
             queries::for_backup_set(&db, &ctx.scope, backup_set_id).await
         }
         .await,

@@ -16,11 +16,11 @@ use futures::StreamExt;
 use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
 use sqlx::Row;
 use tenantatlas::domain::{
-    AddPoliciesOptions, PolicySelection, SubmittedRun, TenantExternalId, Timestamp,
+    AddPoliciesOptions, Capability, PolicySelection, SubmittedRun, TenantExternalId, Timestamp,
 };
 use tenantatlas::graph_sim::{GraphSim, Knobs, SimConfig, SimHandle};
 use tenantatlas::server::auth::session::{SessionSettings, COOKIE as SESSION_COOKIE};
-use tenantatlas::server::auth::{authorize_user, Need, TenantContext};
+use tenantatlas::server::auth::{authorize_user, TenantContext};
 use tenantatlas::server::db::Db;
 use tenantatlas::server::graph::{
     CaptureOptions, ClientSecret, GraphClient, GraphConfig, LimiterConfig, PolicySource,
@@ -428,7 +428,7 @@ async fn measure(
         .await?
         .try_get("id")?;
     // The service is called with the context the authorization point builds for this member.
-    let ctx = authorize_user(&db, user_id, TENANT, Need::Change).await?;
+    let ctx = authorize_user(&db, user_id, TENANT, Capability::StartRuns).await?;
     let (app, stop_app) = App::spawn(&db).await?;
     let fixture = Fixture {
         db,

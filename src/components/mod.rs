@@ -2,6 +2,7 @@
 
 mod app_header;
 mod feedback;
+mod needs_role;
 mod notification_bell;
 mod policy_picker;
 mod run_panel;
@@ -10,6 +11,7 @@ mod toasts;
 
 pub use app_header::{AppHeader, MeResource};
 pub use feedback::{EmptyState, ErrorMessage, Loading};
+pub use needs_role::NeedsRole;
 pub use notification_bell::NotificationBell;
 pub use policy_picker::PolicyPicker;
 pub use run_panel::{run_poll_delay, RunPanel};

@@ -12,14 +12,13 @@ use crate::api::runs::AddPolicies;
 use crate::domain::policy_page::{policy_type_label, PolicySort, SortColumn, POLICY_TYPES};
 use crate::domain::selection::MAX_SELECTION;
 
-/// The picker. `read_only_reason` is set for members who may look but not add: the button
-/// stays disabled and the reason is shown. `on_close` hides the picker (also on Escape).
+/// The picker, for members whose role may start runs (the page does not offer it to others).
+/// `on_close` hides the picker (also on Escape).
 #[component]
 pub fn PolicyPicker(
     tenant: Memo<String>,
     backup_set_id: i64,
     action: ServerAction<AddPolicies>,
-    read_only_reason: Option<&'static str>,
     on_close: Callback<()>,
 ) -> impl IntoView {
     let search = RwSignal::new(String::new());
@@ -79,7 +78,7 @@ pub fn PolicyPicker(
     let submitting = move || action.pending().get();
     let submit = move |_| {
         // A second click while the first is on its way does nothing (the server dedupes too).
-        if action.pending().get_untracked() || read_only_reason.is_some() {
+        if action.pending().get_untracked() {
             return;
         }
         let policy_ids: Vec<i64> = selected.with_untracked(|s| s.iter().copied().collect());
@@ -344,15 +343,12 @@ pub fn PolicyPicker(
                     type="button"
                     class="primary"
                     data-testid="add-selected"
-                    disabled=move || submitting() || count() == 0 || read_only_reason.is_some()
+                    disabled=move || submitting() || count() == 0
                     on:click=submit
                 >
                     {move || if submitting() { "Adding…" } else { "Add selected" }}
                 </button>
-                {read_only_reason.map(|reason| view! {
-                    <p class="notice" data-testid="read-only-notice">{reason}</p>
-                })}
-                {move || (read_only_reason.is_none() && count() == 0).then(|| view! {
+                {move || (count() == 0).then(|| view! {
                     <p class="muted small">"Select at least one policy to add."</p>
                 })}
                 {move || truncated.get().then(|| view! {

@@ -2,14 +2,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AppError, TenantSummary};
+use super::{AppError, Capability, TenantSummary};
 
-/// A member's role in one tenant (SPEC Rule 1).
+/// A member's role in one tenant; what each may do is [`Capability::holders`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
+    /// Everything, including the tenant's members and connection.
     Owner,
+    /// Everything but members and the connection.
     Manager,
+    /// Starts and cancels capture runs.
     Operator,
+    /// Looks, changes nothing.
     Readonly,
 }
 
@@ -32,14 +36,9 @@ impl Role {
         Self::ALL.into_iter().find(|r| r.as_str() == raw)
     }
 
-    /// Whether this role may start or change work (everyone but readonly).
-    pub fn can_change(self) -> bool {
-        !matches!(self, Self::Readonly)
-    }
-
-    /// Why a member with this role cannot change anything, for the UI and 403 answers.
-    pub fn read_only_reason() -> &'static str {
-        "Your role in this tenant is read-only: you can view, but not start or change work."
+    /// Whether this role holds `capability` (the table is in [`super::capability`]).
+    pub fn can(self, capability: Capability) -> bool {
+        capability.holders().roles.contains(&self)
     }
 }
 
@@ -98,12 +97,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_readonly_cannot_change() {
-        let changing: Vec<_> = Role::ALL.into_iter().filter(|r| r.can_change()).collect();
-        assert_eq!(changing, [Role::Owner, Role::Manager, Role::Operator]);
+    fn roles_parse_their_database_spelling() {
         for role in Role::ALL {
             assert_eq!(Role::parse(role.as_str()), Some(role));
         }
+        assert_eq!(Role::parse("admin"), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod backup_set;
+pub mod capability;
 pub mod error;
 pub mod notification;
 pub mod policy_page;
@@ -15,6 +16,7 @@ pub mod time;
 
 pub use auth::{CurrentUser, Email, Membership, Role};
 pub use backup_set::{BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet};
+pub use capability::Capability;
 pub use error::AppError;
 pub use notification::{Notification, NotificationLevel, NotificationList};
 pub use run::{RunStatus, RunSummary};

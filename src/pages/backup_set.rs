@@ -4,14 +4,14 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use super::tenant_layout::{current_role, use_tenant};
+use super::tenant_layout::{refusal, use_tenant};
 use crate::api::backup_sets::get_backup_set;
 use crate::api::runs::AddPolicies;
 use crate::components::{
-    provide_toasts, EmptyState, ErrorMessage, Loading, PolicyPicker, RunPanel, Toasts,
+    provide_toasts, EmptyState, ErrorMessage, Loading, NeedsRole, PolicyPicker, RunPanel, Toasts,
 };
 use crate::domain::policy_page::policy_type_label;
-use crate::domain::{AppError, Role};
+use crate::domain::{AppError, Capability};
 
 /// A backup set with its captured policies, its run panel and the **Add policies** picker.
 #[component]
@@ -93,26 +93,28 @@ pub fn BackupSetPage() -> impl IntoView {
         {move || id.get().map(|set_id| view! {
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
-                    let read_only_reason = current_role()
-                        .await
-                        .is_some_and(|role| !role.can_change())
-                        .then(Role::read_only_reason);
+                    let refused = refusal(Capability::StartRuns).await;
                     view! {
-                        <button
-                            type="button"
-                            class="primary"
-                            data-testid="open-picker"
-                            aria-expanded=move || picker_open.get().to_string()
-                            on:click=open_picker
-                        >
-                            "Add policies"
-                        </button>
-                        <Show when=move || picker_open.get()>
+                        <div class="action-row">
+                            <button
+                                type="button"
+                                class="primary"
+                                class:refused=refused.is_some()
+                                data-testid="open-picker"
+                                disabled=refused.is_some()
+                                aria-describedby=refused.map(|_| "add-policies-needs")
+                                aria-expanded=move || picker_open.get().to_string()
+                                on:click=open_picker
+                            >
+                                "Add policies"
+                            </button>
+                            {refused.map(|reason| view! { <NeedsRole id="add-policies-needs" reason /> })}
+                        </div>
+                        <Show when=move || picker_open.get() && refused.is_none()>
                             <PolicyPicker
                                 tenant
                                 backup_set_id=set_id
                                 action=add
-                                read_only_reason
                                 on_close=close_picker
                             />
                         </Show>

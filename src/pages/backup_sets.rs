@@ -3,11 +3,11 @@
 use leptos::{html, prelude::*};
 use leptos_meta::Title;
 
-use super::tenant_layout::{current_role, use_tenant};
+use super::tenant_layout::{refusal, use_tenant};
 use crate::api::backup_sets::{list_backup_sets, CreateBackupSet};
-use crate::components::{EmptyState, ErrorMessage, Loading};
+use crate::components::{EmptyState, ErrorMessage, Loading, NeedsRole};
 use crate::domain::backup_set::{DESCRIPTION_MAX_CHARS, NAME_MAX_CHARS};
-use crate::domain::Role;
+use crate::domain::Capability;
 
 /// The backup sets list with its create form.
 #[component]
@@ -25,8 +25,8 @@ pub fn BackupSetsPage() -> impl IntoView {
         <h1>"Backup sets"</h1>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
-                let read_only = current_role().await.is_some_and(|role| !role.can_change());
-                view! { <CreateBackupSetForm action=create tenant read_only /> }
+                let refused = refusal(Capability::EditBackupSets).await;
+                view! { <CreateBackupSetForm action=create tenant refused /> }
             })}
         </Transition>
         <Transition fallback=|| view! { <Loading what="backup sets" /> }>
@@ -78,8 +78,9 @@ pub fn BackupSetsPage() -> impl IntoView {
 fn CreateBackupSetForm(
     action: ServerAction<CreateBackupSet>,
     tenant: Memo<String>,
-    /// Readonly members see the form disabled, with the reason (the server refuses them anyway).
-    read_only: bool,
+    /// Set when the member's role may not create backup sets: the form is disabled and this
+    /// reason stands beside its button (the server refuses them anyway).
+    refused: Option<&'static str>,
 ) -> impl IntoView {
     let form = NodeRef::<html::Form>::new();
     let result = action.value();
@@ -103,11 +104,12 @@ fn CreateBackupSetForm(
 
     view! {
         <ActionForm action node_ref=form>
-            <fieldset class="create-form" disabled=move || action.pending().get() || read_only>
+            <fieldset
+                class="create-form"
+                data-testid="create-backup-set"
+                disabled=move || action.pending().get() || refused.is_some()
+            >
                 <legend>"New backup set"</legend>
-                {read_only.then(|| view! {
-                    <p class="notice" data-testid="read-only-notice">{Role::read_only_reason()}</p>
-                })}
                 <input type="hidden" name="tenant" prop:value=move || tenant.get() />
                 <label for="backup-set-name">"Name"</label>
                 <input
@@ -134,9 +136,15 @@ fn CreateBackupSetForm(
                 <p id="backup-set-description-error" class="field-error" role="alert">
                     {description_error}
                 </p>
-                <button type="submit" class="primary">
+                <button
+                    type="submit"
+                    class="primary"
+                    class:refused=refused.is_some()
+                    aria-describedby=refused.map(|_| "create-backup-set-needs")
+                >
                     {move || if action.pending().get() { "Creating…" } else { "Create backup set" }}
                 </button>
+                {refused.map(|reason| view! { <NeedsRole id="create-backup-set-needs" reason /> })}
                 {move || other_error().map(|error| view! { <ErrorMessage error /> })}
                 <p class="form-success" role="status" aria-live="polite">
                     {move || created().map(|name| format!("Created “{name}”."))}

@@ -9,7 +9,7 @@ use leptos_router::{
 
 use crate::api::auth::current_user;
 use crate::components::{AppHeader, MeResource};
-use crate::domain::Role;
+use crate::domain::{Capability, Role};
 
 /// The tenant named in the URL (`/t/{tenant}/…`) and the signed-in user, for the pages below.
 #[derive(Clone, Copy)]
@@ -29,6 +29,15 @@ pub async fn current_role() -> Option<Role> {
     let page = expect_context::<TenantPage>();
     let me = page.me.await.ok()?;
     me.role_in(&page.tenant.get_untracked())
+}
+
+/// What the current page shows beside an action needing `capability` ("Needs operator or
+/// above"), or `None` when the signed-in user's role holds it. Await it like [`current_role`].
+pub async fn refusal(capability: Capability) -> Option<&'static str> {
+    match current_role().await {
+        Some(role) if role.can(capability) => None,
+        _ => Some(capability.label()),
+    }
 }
 
 /// Header and navigation around a tenant's pages.

@@ -11,8 +11,8 @@ use axum::{
 };
 use tower_sessions::Session;
 
-use super::{authorize_user, session, Need};
-use crate::domain::AppError;
+use super::{authorize_user, session};
+use crate::domain::{AppError, Capability};
 use crate::server::state::AppState;
 
 /// Pages need a signed-in user; tenant pages (`/t/{tenant}/…`) need a membership in that tenant.
@@ -45,7 +45,7 @@ pub async fn pages(State(state): State<AppState>, request: Request, next: Next) 
         .strip_prefix("/t/")
         .map(|rest| rest.split('/').next().unwrap_or_default())
     {
-        if let Err(error) = authorize_user(&state.db, user_id, tenant, Need::View).await {
+        if let Err(error) = authorize_user(&state.db, user_id, tenant, Capability::View).await {
             return error_page(&error);
         }
     }

@@ -3,8 +3,8 @@
 //! Every page and server function that touches a tenant goes through [`authorize`]: it resolves
 //! the signed-in user and their membership in the tenant the request names, and returns a
 //! [`TenantContext`]. Tenant data can only be queried with the [`TenantScope`] inside it.
-//! Anonymous → 401; not a member (or no such tenant) → 403 with no data; readonly → may view,
-//! 403 on anything that starts or changes work.
+//! Anonymous → 401; not a member (or no such tenant) → 403 with no data; a member whose role
+//! lacks the [`Capability`] the request needs → 403 with the capability's label as the reason.
 
 pub mod client_address;
 pub mod guard;
@@ -19,16 +19,7 @@ use tower_sessions::Session;
 use super::db::Db;
 use super::state::app_state;
 use super::tenants::TenantScope;
-use crate::domain::{AppError, Role, TenantExternalId, TenantSummary};
-
-/// What a request wants to do in the tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    /// Read pages and data.
-    View,
-    /// Start or change work (create a backup set, start a run).
-    Change,
-}
+use crate::domain::{AppError, Capability, Role, TenantExternalId, TenantSummary};
 
 /// A signed-in member acting in one tenant.
 #[derive(Debug, Clone)]
@@ -54,10 +45,10 @@ pub async fn signed_in_user() -> Result<i64, AppError> {
 }
 
 /// The authorization point for server functions and pages (see the module docs).
-pub async fn authorize(tenant: &str, need: Need) -> Result<TenantContext, AppError> {
+pub async fn authorize(tenant: &str, capability: Capability) -> Result<TenantContext, AppError> {
     let db = app_state()?.db;
     let user_id = signed_in_user().await?;
-    authorize_user(&db, user_id, tenant, need).await
+    authorize_user(&db, user_id, tenant, capability).await
 }
 
 /// [`authorize`] for a known user (also used by the page guard, which has no Leptos context).
@@ -65,7 +56,7 @@ pub async fn authorize_user(
     db: &Db,
     user_id: i64,
     tenant: &str,
-    need: Need,
+    capability: Capability,
 ) -> Result<TenantContext, AppError> {
     let not_member = || AppError::Forbidden("You are not a member of this tenant.".into());
     // A malformed id is answered like a tenant one is not a member of: nothing is revealed.
@@ -82,8 +73,8 @@ pub async fn authorize_user(
     .ok_or_else(not_member)?;
     let role: String = row.try_get("role")?;
     let role = Role::parse(&role).ok_or(AppError::Internal)?;
-    if need == Need::Change && !role.can_change() {
-        return Err(AppError::Forbidden(Role::read_only_reason().into()));
+    if !role.can(capability) {
+        return Err(AppError::Forbidden(capability.refusal(role)));
     }
     let summary = TenantSummary {
         external_id: external_id.as_str().to_owned(),
