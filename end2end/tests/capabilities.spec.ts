@@ -1,4 +1,5 @@
 import { expect, test } from "@playwright/test";
+import { expectAccessible } from "./axe";
 import { call, CONTOSO, FABRIKAM, openHydrated, pageAs, signIn } from "./demo";
 
 // Creates a backup set in Contoso: this file runs after backup_sets.spec.ts (files run in name
@@ -24,6 +25,7 @@ test("a readonly member sees the actions they may not take disabled, with the ro
   await expect(create).toHaveAccessibleDescription(NEEDS_OPERATOR);
   await expect(page.getByTestId("create-backup-set").getByText(NEEDS_OPERATOR)).toBeVisible();
   await expect(page.getByLabel("Name")).toBeDisabled();
+  await expectAccessible(page, "backup sets as readonly");
 
   await page.getByRole("link", { name }).click();
   await expect(page.getByTestId("backup-set-name")).toHaveText(name);
@@ -33,6 +35,7 @@ test("a readonly member sees the actions they may not take disabled, with the ro
   await expect(page.getByText(NEEDS_OPERATOR)).toBeVisible();
   await add.click({ force: true });
   await expect(page.getByTestId("policy-picker")).toHaveCount(0);
+  await expectAccessible(page, "backup set as readonly");
 
   // The server refuses the same actions, with the same reason.
   const origin = new URL(page.url()).origin;
