@@ -14,7 +14,7 @@ pub async fn sign_in(
     use crate::domain::Email;
     use crate::server::audit::{self, AuditEvent};
     use crate::server::auth::client_address::client_address;
-    use crate::server::auth::{current_session, password as passwords, session, users};
+    use crate::server::auth::{current_session, password as passwords, redirect, session, users};
     use crate::server::{error::respond, state::app_state};
     use axum::extract::ConnectInfo;
     use axum::http::HeaderMap;
@@ -83,10 +83,10 @@ pub async fn sign_in(
                 },
             )
             .await;
-            let next = local_path(&next);
+            let next = redirect::LocalPath::parse(&next, &state.settings.public_origin);
             // The browser goes there, with or without the wasm bundle (Location + server-fn redirect).
-            leptos_axum::redirect(&next);
-            Ok(next)
+            leptos_axum::redirect(next.as_str());
+            Ok(next.into_string())
         }
         .await,
     )
@@ -144,36 +144,4 @@ pub async fn current_user() -> Result<domain::CurrentUser, AppError> {
         }
         .await,
     )
-}
-
-/// `next` if it is a path on this site, else `/` (no open redirect to another host).
-pub fn local_path(next: &str) -> String {
-    let local = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
-    if local {
-        next.to_owned()
-    } else {
-        "/".to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::local_path;
-
-    #[test]
-    fn only_local_paths_are_followed() {
-        assert_eq!(
-            local_path("/t/x/runs?status=failed"),
-            "/t/x/runs?status=failed"
-        );
-        for outside in [
-            "",
-            "https://evil.example/",
-            "//evil.example/x",
-            "/\\evil.example",
-            "javascript:alert(1)",
-        ] {
-            assert_eq!(local_path(outside), "/", "{outside:?}");
-        }
-    }
 }

@@ -9,7 +9,7 @@ use leptos_router::{
 
 use crate::api::auth::current_user;
 use crate::components::{AppHeader, MeResource};
-use crate::domain::{Capability, Role};
+use crate::domain::{Capability, Role, TenantExternalId};
 
 /// The tenant named in the URL (`/t/{tenant}/…`) and the signed-in user, for the pages below.
 #[derive(Clone, Copy)]
@@ -55,12 +55,16 @@ pub fn TenantLayout() -> impl IntoView {
     }
 }
 
-/// `/t/{tenant}` itself: go to the backup sets.
+/// `/t/{tenant}` itself: go to the backup sets. The redirect becomes a `Location` header, so
+/// it is built from the parsed tenant id, never from the raw path.
 #[component]
 pub fn TenantHome() -> impl IntoView {
     let tenant = use_tenant();
+    let backup_sets = TenantExternalId::parse(&tenant.get_untracked())
+        .ok()
+        .map(|id| format!("/t/{id}/backup-sets"));
     view! {
         <Title text="Tenant" />
-        <Redirect path=format!("/t/{}/backup-sets", tenant.get_untracked()) />
+        {backup_sets.map(|path| view! { <Redirect path /> })}
     }
 }

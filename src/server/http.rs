@@ -1,18 +1,31 @@
 //! The HTTP surface: Leptos pages and server functions, static files, and `/healthz`, inside
-//! the session, cross-site and security-header layers.
+//! the session, cross-site and security-header layers, with a safety net for panics.
 
+use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use axum::{extract::State, http::StatusCode, middleware, routing::get, Router};
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
 use leptos::prelude::LeptosOptions;
+use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use super::auth::{guard, session};
+use super::panics;
 use super::state::AppState;
 use crate::app::{shell, App};
+use crate::domain::AppError;
 
 /// Leptos options for a server whose bundle lives in `site_root/pkg`.
 pub fn leptos_options(site_root: &Path, addr: SocketAddr) -> LeptosOptions {
@@ -26,6 +39,7 @@ pub fn leptos_options(site_root: &Path, addr: SocketAddr) -> LeptosOptions {
 
 /// The whole app as an axum router.
 pub fn router(state: AppState) -> Router {
+    panics::install_counter();
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let app = Router::new()
@@ -34,14 +48,59 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn_with_state(state.clone(), guard::pages))
+        .layer(middleware::from_fn(unreadable_arguments_are_400))
         .with_state(state.clone());
-    // Outermost last: headers → same-origin check → session → page guard → handler.
-    session::with_sessions(app, &state.db, &state.settings.sessions)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            guard::same_origin,
-        ))
+    // Outermost last: headers → panic net → same-origin check → session → page guard → handler.
+    let app = session::with_sessions(app, &state.db, &state.settings.sessions).layer(
+        middleware::from_fn_with_state(state.clone(), guard::same_origin),
+    );
+    with_panic_net(app)
+}
+
+/// The last safety net: a handler that panics is answered with a 500 and the generic message
+/// (the panic's text and backtrace stay in the server log), and security headers still apply.
+/// A panic while a streamed page body is being written is past this point; the panic counter
+/// sees it all the same.
+fn with_panic_net(app: Router) -> Router {
+    app.layer(CatchPanicLayer::custom(answer_panic))
         .layer(middleware::from_fn(guard::security_headers))
+}
+
+fn answer_panic(_panic: Box<dyn Any + Send + 'static>) -> Response {
+    internal_error()
+}
+
+/// A 500 that tells the client nothing but "try again" (the cause is in the server log).
+fn internal_error() -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(AppError::Internal)).into_response()
+}
+
+/// The largest error body [`unreadable_arguments_are_400`] reads (server-function errors are a
+/// short JSON value).
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// server_fn answers a request whose arguments it cannot decode (a wrong type, a missing field,
+/// a body that is not UTF-8) with a 500 before the function runs. That is the client's mistake:
+/// such an answer (an [`AppError::Transport`], which a function itself never returns) becomes a
+/// 400 with the same body, which says what could not be read.
+async fn unreadable_arguments_are_400(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key(SERVER_FN_ERROR_HEADER)
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, ERROR_BODY_LIMIT).await else {
+        return internal_error();
+    };
+    if matches!(
+        serde_json::from_slice::<AppError>(&bytes),
+        Ok(AppError::Transport(_))
+    ) {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
@@ -64,5 +123,30 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
             tracing::warn!(%error, "health check: database unreachable");
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("a detail only the server log may see")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_generic_500() {
+        panics::install_counter();
+        let before = panics::count();
+        let app = with_panic_net(Router::new().route("/boom", get(boom)));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let response = reqwest::get(format!("http://{addr}/boom")).await.unwrap();
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()["x-frame-options"], "DENY");
+        let body = response.text().await.unwrap();
+        assert_eq!(body, serde_json::to_string(&AppError::Internal).unwrap());
+        assert!(panics::count() > before, "the hook counted the panic");
     }
 }

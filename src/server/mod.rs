@@ -11,6 +11,7 @@ pub mod graph;
 pub mod http;
 pub mod inventory;
 pub mod notifications;
+pub mod panics;
 pub mod policies;
 pub mod runs;
 pub mod sanitize;
@@ -192,6 +193,7 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
 }
 
 async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(), StartError> {
+    panics::install_counter();
     // Held until the server stops: in demo mode the simulator is the app's Graph.
     let demo = if args.demo {
         seed::seed_demo(&db).await?;

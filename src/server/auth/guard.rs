@@ -11,6 +11,7 @@ use axum::{
 };
 use tower_sessions::Session;
 
+use super::redirect::LocalPath;
 use super::{authorize_user, session};
 use crate::domain::{AppError, Capability};
 use crate::server::state::AppState;
@@ -18,38 +19,53 @@ use crate::server::state::AppState;
 /// Pages need a signed-in user; tenant pages (`/t/{tenant}/…`) need a membership in that tenant.
 /// Anonymous users are sent to sign-in (and back afterwards); non-members get a 403 page.
 pub async fn pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let is_page = request.method() == Method::GET
-        && !path.starts_with("/api/")
-        && !path.starts_with("/pkg/")
-        && path != "/sign-in"
-        && path != "/healthz"
-        && !path.contains('.'); // static files: favicon.svg, …
-    if !is_page {
+    let path = request.uri().path();
+    if !is_page(request.method(), path) {
         return next.run(request).await;
     }
+    let tenant = tenant_segment(path).map(str::to_owned);
     let user_id = match request.extensions().get::<Session>() {
         Some(session) => session::user_id(session).await,
         None => None,
     };
     let Some(user_id) = user_id else {
-        let next_page = request
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        return Redirect::to(&format!("/sign-in?next={}", encode_component(next_page)))
-            .into_response();
+        let back = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let back = LocalPath::parse(back, &state.settings.public_origin);
+        return Redirect::to(&format!(
+            "/sign-in?next={}",
+            encode_component(back.as_str())
+        ))
+        .into_response();
     };
-    if let Some(tenant) = path
-        .strip_prefix("/t/")
-        .map(|rest| rest.split('/').next().unwrap_or_default())
-    {
-        if let Err(error) = authorize_user(&state.db, user_id, tenant, Capability::View).await {
+    if let Some(tenant) = tenant {
+        if let Err(error) = authorize_user(&state.db, user_id, &tenant, Capability::View).await {
             return error_page(&error);
         }
     }
     next.run(request).await
+}
+
+/// Whether a request asks for a page (rather than the API, a static file, sign-in or the health
+/// check). HEAD renders the same page as GET, so it is guarded the same. Everything under `/t/`
+/// is a page, whatever its path holds; elsewhere a path with a dot is a static file
+/// (`/favicon.svg`).
+fn is_page(method: &Method, path: &str) -> bool {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return false;
+    }
+    tenant_segment(path).is_some()
+        || !path.starts_with("/api/")
+            && !path.starts_with("/pkg/")
+            && path != "/sign-in"
+            && path != "/healthz"
+            && !path.contains('.')
+}
+
+/// The tenant a tenant page names (`/t/{tenant}/…`), as it stands in the path; empty segments
+/// are skipped, so `//t//x` names `x` too and cannot slip past the membership check.
+fn tenant_segment(path: &str) -> Option<&str> {
+    let mut segments = path.split('/').filter(|segment| !segment.is_empty());
+    (segments.next() == Some("t")).then(|| segments.next().unwrap_or_default())
 }
 
 fn error_page(error: &AppError) -> Response {
@@ -158,6 +174,26 @@ mod tests {
             encode_component("/t/abc/runs?status=failed&x=1"),
             "/t/abc/runs%3Fstatus%3Dfailed%26x%3D1"
         );
+    }
+
+    #[test]
+    fn every_get_and_head_under_t_is_a_page() {
+        for path in ["/t/%0A.x", "/t/x/runs/1.json", "//t//x", "/", "/t"] {
+            assert!(is_page(&Method::GET, path), "{path}");
+            assert!(is_page(&Method::HEAD, path), "{path}");
+        }
+        for path in [
+            "/favicon.svg",
+            "/pkg/tenantatlas.js",
+            "/api/auth/me",
+            "/sign-in",
+        ] {
+            assert!(!is_page(&Method::GET, path), "{path}");
+        }
+        assert!(!is_page(&Method::POST, "/t/x"));
+        assert_eq!(tenant_segment("//t//x/runs"), Some("x"));
+        assert_eq!(tenant_segment("/t"), Some(""));
+        assert_eq!(tenant_segment("/tenants/x"), None);
     }
 
     #[test]

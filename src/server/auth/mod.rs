@@ -9,6 +9,7 @@
 pub mod client_address;
 pub mod guard;
 pub mod password;
+pub mod redirect;
 pub mod session;
 pub mod throttle;
 pub mod users;

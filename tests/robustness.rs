@@ -1,0 +1,627 @@
+//! Robustness, derived from the router like the access matrix: every page route and every
+//! registered server function gets garbage as an anonymous visitor, a non-member, a readonly
+//! member and an operator. The garbage comes from proptest with a fixed seed (the same cases on
+//! every run): path segments with control characters, percent-encodings and dots; wrong types;
+//! huge and negative numbers; 1 MB strings; missing and duplicated fields; bodies that are not
+//! a form. Every answer is a page, a redirect or a 4xx with a reason, never a 5xx, and the server
+//! never panics.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
+use leptos::server_fn::axum::server_fn_paths;
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use serde_json::Value;
+use tenantatlas::server::panics;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+both_backends!(TestApp:
+    garbage_never_breaks_a_page,
+    garbage_never_breaks_a_server_function,
+);
+
+/// The seed of every generated case.
+const SEED: &[u8; 32] = b"tenantatlas: garbage in, 4xx out";
+/// Generated requests per caller and page route (GET or HEAD).
+const PAGE_CASES: usize = 6;
+/// Generated calls per caller and server function.
+const CALL_CASES: usize = 6;
+/// The long strings: 1 MB.
+const MEGABYTE: usize = 1 << 20;
+/// The only 5xx the sweep accepts: sign-in's documented overload answer (with Retry-After).
+const SIGN_IN: &str = "/api/auth/sign-in";
+/// Called last: it ends the caller's session.
+const SIGN_OUT: &str = "/api/auth/sign-out";
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Caller {
+    Anonymous,
+    NonMember,
+    Readonly,
+    Operator,
+}
+
+const CALLERS: [Caller; 4] = [
+    Caller::Anonymous,
+    Caller::NonMember,
+    Caller::Readonly,
+    Caller::Operator,
+];
+
+/// Every caller's session cookie, all signed in before the sweep (a garbage sign-in that fails
+/// counts against the throttle, which would refuse a later sign-in).
+async fn cookies(app: &TestApp) -> Vec<(Caller, Option<String>)> {
+    let mut cookies = Vec::new();
+    for caller in CALLERS {
+        let cookie = match caller {
+            Caller::Anonymous => None,
+            Caller::NonMember => Some(app.sign_in(OUTSIDER).await),
+            Caller::Readonly => Some(app.sign_in(READONLY).await),
+            Caller::Operator => Some(app.sign_in(OPERATOR).await),
+        };
+        cookies.push((caller, cookie));
+    }
+    cookies
+}
+
+/// Ids that exist in Contoso, so some garbage reaches past the lookups.
+struct Known {
+    set_id: String,
+    run_id: String,
+    policy_id: String,
+}
+
+async fn known_ids(app: &TestApp) -> Known {
+    let operator = app.sign_in(OPERATOR).await;
+    let form = [("tenant", CONTOSO), ("name", "Sweep"), ("description", "")];
+    let set: Value = app
+        .call_as(&operator, "backup-sets/create", &form)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let set_id = set["id"].as_i64().expect("a backup set").to_string();
+    let policy_id = common::insert_policies(&app.db, CONTOSO, 1).await[0].to_string();
+    let form = [
+        ("tenant", CONTOSO),
+        ("backup_set_id", set_id.as_str()),
+        ("policy_ids[0]", policy_id.as_str()),
+    ];
+    let run: Value = app
+        .call_as(&operator, "runs/add-policies", &form)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let run_id = run["run_id"].as_i64().expect("a queued run").to_string();
+    Known {
+        set_id,
+        run_id,
+        policy_id,
+    }
+}
+
+/// A deterministic source of cases.
+fn runner() -> TestRunner {
+    TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, SEED),
+    )
+}
+
+fn generate<S: Strategy>(runner: &mut TestRunner, strategy: &S) -> S::Value {
+    strategy
+        .new_tree(runner)
+        .expect("the strategies always generate")
+        .current()
+}
+
+/// Numbers a handler may not expect: the ends of i64 and past them, negatives, non-integers.
+const NUMBERS: &[&str] = &[
+    "0",
+    "-1",
+    "1",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "1.5",
+    "1e400",
+    "NaN",
+    "0x10",
+    " 7",
+    "true",
+    "",
+];
+
+fn number() -> impl Strategy<Value = String> {
+    select(NUMBERS).prop_map(str::to_owned)
+}
+
+/// Short text with control characters, percent signs, dots, slashes, markup and any Unicode.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[\\x00-\\x1f\\x7f./%\\\\a-z0-9<>\"'&=?#\\[\\] ]{0,16}",
+        "\\PC{0,12}",
+    ]
+}
+
+/// A field value: often one that makes sense for the field, else a number or text.
+fn value(valid: Vec<String>) -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => select(valid),
+        2 => number(),
+        3 => text(),
+    ]
+}
+
+/// Every argument name of the server functions (the sweep checks that no required argument is
+/// missing from this list), plus one no function has.
+const FIELDS: &[&str] = &[
+    "tenant",
+    "id",
+    "backup_set_id",
+    "name",
+    "description",
+    "email",
+    "password",
+    "next",
+    "search",
+    "policy_type",
+    "platform",
+    "sort",
+    "page",
+    "status",
+    "operation_type",
+    "before",
+    "outcome",
+    "offset",
+    "limit",
+    "include_assignments",
+    "include_scope_tags",
+    "unexpected",
+];
+
+/// Values that make sense for a field (never a correct password: a sign-in would replace the
+/// caller's session).
+fn valid_values(field: &str, known: &Known) -> Vec<String> {
+    let values: Vec<&str> = match field {
+        "tenant" => vec![CONTOSO, CONTOSO, FABRIKAM],
+        "id" => vec![&known.set_id, &known.run_id],
+        "backup_set_id" => vec![&known.set_id],
+        "name" => vec!["Sweep", "Sweep 2"],
+        "email" => vec![OPERATOR, "nobody@contoso.example"],
+        "password" => vec!["not the password"],
+        "next" => vec!["/", "/t/x"],
+        "search" => vec!["policy", "%", "_"],
+        "policy_type" => vec!["compliance", "settings_catalog"],
+        "platform" => vec!["android", "windows10"],
+        "sort" => vec!["name", "last_modified", "type"],
+        "status" => vec!["failed", "active", "completed"],
+        "operation_type" => vec!["backup_set.add_policies"],
+        "outcome" => vec!["succeeded", "failed", "pending"],
+        "include_assignments" | "include_scope_tags" => vec!["true", "false", "on"],
+        "page" | "before" | "offset" | "limit" => vec!["0", "1", "2", "100"],
+        _ => vec![""],
+    };
+    values.into_iter().map(str::to_owned).collect()
+}
+
+/// A malformed form: every field missing, once or twice (duplicated), with values of any type,
+/// plus `policy_ids[i]` entries with odd indexes.
+fn form(known: &Known) -> impl Strategy<Value = Vec<(String, String)>> {
+    let fields: Vec<BoxedStrategy<Vec<(String, String)>>> = FIELDS
+        .iter()
+        .map(|&name| {
+            proptest::collection::vec(value(valid_values(name, known)), 0..=2)
+                .prop_map(move |values| {
+                    values
+                        .into_iter()
+                        .map(|value| (name.to_owned(), value))
+                        .collect()
+                })
+                .boxed()
+        })
+        .collect();
+    let index = select(&["0", "1", "-1", "x", "", "99999999999999999999", "0][0"][..]);
+    let policy_ids = proptest::collection::vec((index, value(vec![known.policy_id.clone()])), 0..3)
+        .prop_map(|entries| {
+            entries
+                .into_iter()
+                .map(|(i, id)| (format!("policy_ids[{i}]"), id))
+                .collect::<Vec<_>>()
+        });
+    (fields, policy_ids).prop_map(|(fields, ids)| fields.into_iter().flatten().chain(ids).collect())
+}
+
+/// Numbers of the right type, at the edges.
+const INTEGERS: &[&str] = &[
+    "9223372036854775807",
+    "-9223372036854775808",
+    "-1",
+    "0",
+    "1",
+];
+
+fn is_integer(field: &str) -> bool {
+    matches!(
+        field,
+        "id" | "backup_set_id" | "page" | "before" | "offset" | "limit"
+    )
+}
+
+fn is_flag(field: &str) -> bool {
+    field.starts_with("include_")
+}
+
+/// A form whose values all have their argument's type but odd content (extreme numbers, any
+/// text), each field once, so the function itself runs on them.
+fn typed_form(known: &Known) -> impl Strategy<Value = Vec<(String, String)>> {
+    let fields: Vec<BoxedStrategy<(String, String)>> = FIELDS
+        .iter()
+        .map(|&name| {
+            let valid = valid_values(name, known);
+            let value = if is_integer(name) {
+                prop_oneof![2 => select(valid), 1 => select(INTEGERS).prop_map(str::to_owned)]
+                    .boxed()
+            } else if is_flag(name) {
+                select(&["true", "false"][..])
+                    .prop_map(str::to_owned)
+                    .boxed()
+            } else {
+                prop_oneof![2 => select(valid), 1 => text()].boxed()
+            };
+            value
+                .prop_map(move |value| (name.to_owned(), value))
+                .boxed()
+        })
+        .collect();
+    let policy_ids = proptest::collection::vec(
+        prop_oneof![
+            2 => Just(known.policy_id.clone()),
+            1 => select(INTEGERS).prop_map(str::to_owned),
+        ],
+        0..4,
+    )
+    .prop_map(|ids| {
+        ids.into_iter()
+            .enumerate()
+            .map(|(i, id)| (format!("policy_ids[{i}]"), id))
+            .collect::<Vec<_>>()
+    });
+    (fields, policy_ids).prop_map(|(fields, ids)| fields.into_iter().chain(ids).collect())
+}
+
+/// Form bodies no encoder would write.
+const RAW_FORMS: &[&str] = &[
+    "%ZZ",
+    "tenant=%",
+    "tenant=%C3%28",
+    "tenant[]=x",
+    "tenant[a]=x",
+    "policy_ids[99999999999999999999]=1",
+    "policy_ids=1&policy_ids[0]=2",
+    "a[b][c][d][e][f][g][h]=1",
+    "=&=&&",
+    "tenant",
+];
+
+/// What a server function receives.
+#[derive(Debug, Clone)]
+enum Body {
+    Form(Vec<(String, String)>),
+    Raw {
+        content_type: &'static str,
+        bytes: Vec<u8>,
+    },
+}
+
+fn body(known: &Known) -> impl Strategy<Value = Body> {
+    // Filled with characters the form encoding keeps as they are: the body stays below the
+    // server's 2 MB limit, so the whole value reaches the function.
+    let huge = (typed_form(known), select(FIELDS), select(&['x', '9'][..])).prop_map(
+        |(mut fields, name, fill)| {
+            fields.retain(|(field, _)| field.as_str() != name);
+            fields.push((name.to_owned(), fill.to_string().repeat(MEGABYTE)));
+            Body::Form(fields)
+        },
+    );
+    let form_type = "application/x-www-form-urlencoded";
+    prop_oneof![
+        4 => typed_form(known).prop_map(Body::Form),
+        3 => form(known).prop_map(Body::Form),
+        1 => huge,
+        1 => select(RAW_FORMS).prop_map(move |raw| Body::Raw {
+            content_type: form_type,
+            bytes: raw.as_bytes().to_vec(),
+        }),
+        1 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(move |bytes| Body::Raw {
+            content_type: form_type,
+            bytes,
+        }),
+        1 => select(&["application/json", "text/plain", "multipart/form-data"][..]).prop_map(
+            |content_type| Body::Raw {
+                content_type,
+                bytes: br#"{"tenant":["x"],"id":{"a":1}}"#.to_vec(),
+            }
+        ),
+    ]
+}
+
+/// One generated call: the body and the `Accept` header (none, a server-function client, or
+/// a plain HTML form).
+fn call_case(known: &Known) -> impl Strategy<Value = (Body, Option<&'static str>)> {
+    (
+        body(known),
+        select(&[None, Some("application/json"), Some("text/html")][..]),
+    )
+}
+
+/// A case for a failure message: its start (a 1 MB field would drown the message).
+fn shorten(case: &impl std::fmt::Debug) -> String {
+    format!("{case:?}").chars().take(400).collect()
+}
+
+async fn garbage_never_breaks_a_server_function(app: TestApp) {
+    let known = known_ids(&app).await;
+    let cookies = cookies(&app).await;
+    let mut paths: Vec<&str> = server_fn_paths().map(|(path, _)| path).collect();
+    paths.sort_by_key(|path| (*path == SIGN_OUT, *path));
+    assert!(paths.len() >= 10, "the registry lists the server functions");
+
+    // A wrong type is the caller's mistake: 400, with a reason.
+    let operator = cookies
+        .iter()
+        .find_map(|(caller, cookie)| (*caller == Caller::Operator).then_some(cookie.as_deref()))
+        .flatten()
+        .expect("the operator's cookie");
+    let response = app
+        .call_as(
+            operator,
+            "backup-sets/get",
+            &[("tenant", CONTOSO), ("id", "not a number")],
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("deserializing"));
+
+    // Every required argument of every function is in FIELDS (an empty form names the first
+    // one missing; fill it in and ask again).
+    for path in paths.iter().filter(|path| **path != SIGN_OUT) {
+        let mut form: Vec<(String, String)> = Vec::new();
+        for _ in 0..FIELDS.len() {
+            let body = send(&app, Some(operator), path, &Body::Form(form.clone()), None)
+                .await
+                .2;
+            let Some(missing) = body
+                .split("missing field `")
+                .nth(1)
+                .and_then(|rest| rest.split('`').next())
+            else {
+                break;
+            };
+            assert!(
+                FIELDS.contains(&missing),
+                "{path} needs `{missing}`: add it to FIELDS"
+            );
+            let valid = valid_values(missing, &known).remove(0);
+            form.push((missing.to_owned(), valid));
+        }
+    }
+
+    let mut runner = runner();
+    let strategy = call_case(&known);
+    for (caller, cookie) in &cookies {
+        for path in &paths {
+            for _ in 0..CALL_CASES {
+                let (body, accept) = generate(&mut runner, &strategy);
+                let (status, retry_after, text) =
+                    send(&app, cookie.as_deref(), path, &body, accept).await;
+                let case = format!("{caller:?} → {path} {}", shorten(&(&body, accept)));
+                assert_eq!(panics::count(), 0, "{case} made the server panic");
+                let overloaded = *path == SIGN_IN && status == 503 && retry_after;
+                assert!(status < 500 || overloaded, "{case}: {status} {text:.300}");
+                if (400..500).contains(&status) {
+                    assert!(!text.trim().is_empty(), "{case}: {status} without a reason");
+                }
+            }
+        }
+    }
+}
+
+/// Posts `body` to a server function from our own origin: status, whether a Retry-After came
+/// with it, and the body.
+async fn send(
+    app: &TestApp,
+    cookie: Option<&str>,
+    path: &str,
+    body: &Body,
+    accept: Option<&str>,
+) -> (u16, bool, String) {
+    // A connection per call: a pooled one the server has just closed would fail the next call.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("http client");
+    let mut request = client.post(app.url(path)).header("Origin", app.origin());
+    if let Some(cookie) = cookie {
+        request = request.header("Cookie", cookie);
+    }
+    if let Some(accept) = accept {
+        request = request.header("Accept", accept);
+    }
+    request = match body {
+        Body::Form(fields) => request.form(fields),
+        Body::Raw {
+            content_type,
+            bytes,
+        } => request
+            .header("Content-Type", *content_type)
+            .body(bytes.clone()),
+    };
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("{path} {}: no answer: {error:?}", shorten(body)));
+    let status = response.status().as_u16();
+    let retry_after = response.headers().contains_key("retry-after");
+    let text = response
+        .text()
+        .await
+        .unwrap_or_else(|error| panic!("{path} {}: answer cut off: {error}", shorten(body)));
+    (status, retry_after, text)
+}
+
+/// Path segments: the ids that exist, dots, numbers, text with control characters and stray
+/// percent signs (encoded so that the request line stays valid HTTP), and broken encodings.
+fn segment(valid: Vec<String>) -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => select(valid),
+        1 => select(&[".", "..", "...", ".x", "x.", "%2e", "%2e%2e", "%2E.", "%2F"][..])
+            .prop_map(str::to_owned),
+        1 => number().prop_map(|n| encode(&n)),
+        3 => "[\\x00-\\x1f\\x7f./%\\\\a-z0-9 é]{1,12}".prop_map(|raw| encode(&raw)),
+        1 => select(&["%", "%0", "%ZZ", "%00", "%0A.x", "%0D%0A", "%09", "%5C", "%C3%28", "%FF"][..])
+            .prop_map(str::to_owned),
+    ]
+}
+
+/// Percent-encodes what a request line cannot hold; `%`, `.` and `/` stay as they are.
+fn encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' | b'.' | b'/' | b'%' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A page request: method, one segment per route parameter (the tenant, then the id), a path
+/// suffix and a query.
+fn page_case(known: &Known) -> impl Strategy<Value = (bool, Vec<String>, String, String)> {
+    let ids = vec![
+        CONTOSO.to_owned(),
+        known.set_id.clone(),
+        known.run_id.clone(),
+    ];
+    let tenant = prop_oneof![3 => Just(CONTOSO.to_owned()), 1 => segment(ids.clone())];
+    let suffix = prop_oneof![
+        3 => Just(""),
+        1 => select(&["/", "/.", "/..", "/x", "/%2e%2e/", "/x.json", "//"][..]),
+    ];
+    let key = prop_oneof![
+        select(&["next", "status", "type", "before", "outcome", "page", "id", "tenant"][..])
+            .prop_map(str::to_owned),
+        text().prop_map(|raw| encode(&raw)),
+    ];
+    let query =
+        proptest::collection::vec((key, segment(vec![String::new()])), 0..4).prop_map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        });
+    (
+        any::<bool>(),
+        (tenant, segment(ids)).prop_map(|(tenant, id)| vec![tenant, id]),
+        suffix.prop_map(str::to_owned),
+        query,
+    )
+}
+
+async fn garbage_never_breaks_a_page(app: TestApp) {
+    let known = known_ids(&app).await;
+    let cookies = cookies(&app).await;
+    let routes = leptos_axum::generate_route_list(tenantatlas::app::App);
+    assert!(routes.len() >= 5, "the router lists its pages");
+    let mut runner = runner();
+    let strategy = page_case(&known);
+    for (caller, cookie) in &cookies {
+        for route in &routes {
+            for _ in 0..PAGE_CASES {
+                let (head, params, suffix, query) = generate(&mut runner, &strategy);
+                let mut params = params.into_iter();
+                let path: Vec<String> = route
+                    .path()
+                    .split('/')
+                    .map(|part| match part.starts_with('{') {
+                        true => params.next().unwrap_or_default(),
+                        false => part.to_owned(),
+                    })
+                    .collect();
+                let mut target = path.join("/") + &suffix;
+                if !query.is_empty() {
+                    target = format!("{target}?{query}");
+                }
+                let method = if head { "HEAD" } else { "GET" };
+                let case = format!("{caller:?} → {method} {target}");
+                let answer = raw_request(&app, method, &target, cookie.as_deref()).await;
+                let (status, body, complete) =
+                    answer.unwrap_or_else(|error| panic!("{case}: {error}"));
+                assert_eq!(panics::count(), 0, "{case} made the server panic");
+                assert!(status < 500, "{case}: {status}");
+                assert!(complete, "{case}: the page was cut off");
+                if (400..500).contains(&status) && !head {
+                    assert!(!body.is_empty(), "{case}: {status} without a reason");
+                }
+            }
+        }
+    }
+}
+
+/// Sends a request line exactly as written (an HTTP client would resolve dot segments and
+/// re-encode the path) and reads the answer to its end: status, body, and whether a chunked
+/// body ended properly (a panic while streaming a page cuts it off).
+async fn raw_request(
+    app: &TestApp,
+    method: &str,
+    target: &str,
+    cookie: Option<&str>,
+) -> Result<(u16, Vec<u8>, bool), String> {
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .map_err(|error| error.to_string())?;
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        app.addr
+    );
+    if let Some(cookie) = cookie {
+        head.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|error| error.to_string())?;
+    let mut answer = Vec::new();
+    // A guard against a hung connection, not a timing assertion.
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer))
+        .await
+        .map_err(|_| "no answer within 60 s".to_owned())?
+        .map_err(|error| format!("connection broken: {error}"))?;
+    let end_of_head = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no complete answer: {:?}", String::from_utf8_lossy(&answer)))?;
+    let head = String::from_utf8_lossy(&answer[..end_of_head]).to_ascii_lowercase();
+    let status = head
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("no status line: {head}"))?;
+    let body = answer[end_of_head + 4..].to_vec();
+    let chunked = head.contains("transfer-encoding: chunked");
+    let complete = method == "HEAD" || !chunked || body.ends_with(b"0\r\n\r\n");
+    Ok((status, body, complete))
+}
