@@ -17,6 +17,7 @@ pub mod runs;
 pub mod sanitize;
 pub mod seed;
 pub mod state;
+pub mod static_files;
 pub mod tenants;
 
 use std::io::BufRead;
