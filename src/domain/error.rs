@@ -21,7 +21,7 @@ pub enum AppError {
     TooManyRequests(String),
     /// The server is too busy to check a password now (503, with a `Retry-After` of this many
     /// seconds): the one 5xx a client can expect, and should retry.
-    #[error("The server is busy. Try again in {retry_after} seconds.")]
+    #[error("The server is busy checking other sign-ins. Try again in a few seconds.")]
     Busy { retry_after: u64 },
     /// Signed in, but not allowed here (403).
     #[error("{0}")]
