@@ -407,19 +407,21 @@ async fn sessions_end_after_their_max_age_however_busy() {
     let app = TestApp::spawn_with(
         common::Backend::Sqlite,
         Options {
-            max_age: Duration::from_secs(2),
+            max_age: Duration::from_secs(3),
             ..Options::default()
         },
     )
     .await;
     let cookie = app.sign_in(OPERATOR).await;
+    // No earlier than the session's own sign-in time, so its lifetime is over at 3.2 s from here.
+    let signed_in = std::time::Instant::now();
     let page = format!("/t/{CONTOSO}/backup-sets");
-    // Used all along, so the idle timeout never strikes.
-    for _ in 0..4 {
+    // Used all along (with a margin for a slow machine), so the idle timeout never strikes.
+    while signed_in.elapsed() < Duration::from_millis(1500) {
         assert_eq!(me(&app, &cookie).await, 200);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(3200).saturating_sub(signed_in.elapsed())).await;
     assert_eq!(me(&app, &cookie).await, 401);
     assert!(app
         .get(Some(&cookie), &page)
