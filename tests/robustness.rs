@@ -3,8 +3,8 @@
 //! member and an operator. The garbage comes from proptest with a fixed seed (the same cases on
 //! every run): path segments with control characters, percent-encodings and dots; wrong types;
 //! huge and negative numbers; 1 MB strings; missing and duplicated fields; bodies that are not
-//! a form. Every answer is a page, a redirect or a 4xx with a reason, never a 5xx, and the server
-//! never panics.
+//! a form. Every answer is a page, a redirect or a 4xx with a reason, never a 5xx (except
+//! sign-in's documented overload answer: 503 with `Retry-After`), and the server never panics.
 
 #![cfg(feature = "ssr")]
 
