@@ -1,5 +1,6 @@
-//! The schema: migrations apply to empty databases, and the rules SPEC.md puts in the database
-//! (one active run per idempotency key, no row that mixes tenants) hold on both engines.
+//! The schema: migrations apply to empty databases, both engines hold the same schema, and the
+//! rules the product keeps in the database (one active run per idempotency key, no row that
+//! mixes tenants) hold on both engines.
 
 #![cfg(feature = "ssr")]
 
@@ -180,4 +181,227 @@ async fn run_counters_must_add_up(t: TestDb) {
         "more processed than total was accepted"
     );
     set(2, 2).await.expect("consistent counters");
+}
+
+/// The two migration folders describe one schema in two dialects: the same tables, the same
+/// columns in the same order with the same nullability and type family, the same indexes
+/// (columns, uniqueness, partial or not) and the same foreign keys. Names of indexes that back a
+/// UNIQUE constraint differ between the engines, so indexes compare by what they cover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_engines_have_the_same_schema() {
+    let sqlite = TestDb::create(common::Backend::Sqlite).await;
+    let postgres = TestDb::create(common::Backend::Postgres).await;
+    let (left, right) = (
+        sqlite_schema(&sqlite).await,
+        postgres_schema(&postgres).await,
+    );
+    assert!(left.len() >= TABLES.len(), "{left:#?}");
+    // The comparison sees what matters: a partial unique index and composite foreign keys.
+    let runs = &left["runs"];
+    assert!(
+        runs.indexes
+            .iter()
+            .any(|(_, unique, partial)| *unique && *partial),
+        "{runs:#?}"
+    );
+    let items = &left["run_items"];
+    assert!(
+        items
+            .foreign_keys
+            .iter()
+            .any(|(from, _, _)| from.contains(',')),
+        "{items:#?}"
+    );
+    for table in left.keys().chain(right.keys()) {
+        assert_eq!(
+            left.get(table),
+            right.get(table),
+            "table {table}: SQLite (left) and PostgreSQL (right) differ"
+        );
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Table {
+    /// (name, type family, NOT NULL), in column order.
+    columns: Vec<(String, &'static str, bool)>,
+    /// (columns, unique, partial); the primary key is left out.
+    indexes: std::collections::BTreeSet<(String, bool, bool)>,
+    /// (columns, referenced table, referenced columns).
+    foreign_keys: std::collections::BTreeSet<(String, String, String)>,
+}
+
+type Schema = std::collections::BTreeMap<String, Table>;
+
+/// The family of a column type, the same word on both engines: `INTEGER` (SQLite's rowid
+/// alias) and `BIGINT` are both 64-bit integers here.
+fn family(declared: &str) -> &'static str {
+    let upper = declared.to_ascii_uppercase();
+    match upper.split(['(', ' ']).next().unwrap_or_default() {
+        "INTEGER" | "BIGINT" | "INT8" | "BIGSERIAL" => "integer",
+        "TEXT" | "VARCHAR" | "CHARACTER" => "text",
+        "JSON" | "JSONB" => "json",
+        "BLOB" | "BYTEA" => "bytes",
+        "BOOLEAN" | "BOOL" => "boolean",
+        "REAL" | "DOUBLE" | "FLOAT8" => "real",
+        _ => panic!("a column type the schema test does not know: {declared}"),
+    }
+}
+
+fn is_ours(table: &str) -> bool {
+    !table.starts_with("_sqlx") && !table.starts_with("sqlite_") && !table.starts_with("tower_")
+}
+
+async fn strings(t: &TestDb, sql: &str, bind: &[&str]) -> Vec<Vec<String>> {
+    let mut query = sqlx::query(sql);
+    for value in bind {
+        query = query.bind(*value);
+    }
+    let rows = query.fetch_all(t.db.pool()).await.unwrap();
+    rows.iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| {
+                    row.try_get::<String, _>(i)
+                        .or_else(|_| row.try_get::<i64, _>(i).map(|n| n.to_string()))
+                        .or_else(|_| row.try_get::<bool, _>(i).map(|b| b.to_string()))
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+async fn sqlite_schema(t: &TestDb) -> Schema {
+    let mut schema = Schema::new();
+    let tables = strings(
+        t,
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        &[],
+    )
+    .await;
+    for table in tables
+        .into_iter()
+        .map(|row| row[0].clone())
+        .filter(|t| is_ours(t))
+    {
+        let mut entry = Table::default();
+        let columns = strings(
+            t,
+            "SELECT name, type, \"notnull\", pk FROM pragma_table_info($1) ORDER BY cid",
+            &[&table],
+        )
+        .await;
+        for column in columns {
+            let not_null = column[2] == "1" || column[3] != "0";
+            entry
+                .columns
+                .push((column[0].clone(), family(&column[1]), not_null));
+        }
+        let indexes = strings(
+            t,
+            "SELECT name, \"unique\", origin, partial FROM pragma_index_list($1)",
+            &[&table],
+        )
+        .await;
+        for index in indexes.into_iter().filter(|index| index[2] != "pk") {
+            let columns = strings(
+                t,
+                "SELECT name FROM pragma_index_info($1) ORDER BY seqno",
+                &[&index[0]],
+            )
+            .await;
+            let columns: Vec<String> = columns.into_iter().map(|c| c[0].clone()).collect();
+            entry
+                .indexes
+                .insert((columns.join(","), index[1] == "1", index[3] == "1"));
+        }
+        let keys = strings(
+            t,
+            "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list($1) ORDER BY id, seq",
+            &[&table],
+        )
+        .await;
+        let mut by_id =
+            std::collections::BTreeMap::<String, (String, Vec<String>, Vec<String>)>::new();
+        for key in keys {
+            let e = by_id
+                .entry(key[0].clone())
+                .or_insert_with(|| (key[1].clone(), vec![], vec![]));
+            e.1.push(key[2].clone());
+            e.2.push(key[3].clone());
+        }
+        for (_, (target, from, to)) in by_id {
+            entry
+                .foreign_keys
+                .insert((from.join(","), target, to.join(",")));
+        }
+        schema.insert(table, entry);
+    }
+    schema
+}
+
+async fn postgres_schema(t: &TestDb) -> Schema {
+    let mut schema = Schema::new();
+    let tables = strings(
+        t,
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name",
+        &[],
+    )
+    .await;
+    for table in tables
+        .into_iter()
+        .map(|row| row[0].clone())
+        .filter(|t| is_ours(t))
+    {
+        let mut entry = Table::default();
+        let columns = strings(
+            t,
+            "SELECT column_name::text, data_type::text, is_nullable::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+            &[&table],
+        )
+        .await;
+        for column in columns {
+            entry
+                .columns
+                .push((column[0].clone(), family(&column[1]), column[2] == "NO"));
+        }
+        let indexes = strings(
+            t,
+            "SELECT (SELECT string_agg(pg_get_indexdef(i.indexrelid, k, true), ',' ORDER BY k) \
+                     FROM generate_series(1, i.indnatts) AS k), \
+                    i.indisunique::text, (i.indpred IS NOT NULL)::text \
+             FROM pg_index i WHERE i.indrelid = ('public.' || $1)::regclass AND NOT i.indisprimary",
+            &[&table],
+        )
+        .await;
+        for index in indexes {
+            entry
+                .indexes
+                .insert((index[0].clone(), index[1] == "true", index[2] == "true"));
+        }
+        let keys = strings(
+            t,
+            "SELECT (SELECT string_agg(a.attname::text, ',' ORDER BY k.n) FROM unnest(c.conkey) \
+                       WITH ORDINALITY AS k(attnum, n) \
+                       JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum), \
+                    cf.relname::text, \
+                    (SELECT string_agg(a.attname::text, ',' ORDER BY k.n) FROM unnest(c.confkey) \
+                       WITH ORDINALITY AS k(attnum, n) \
+                       JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum) \
+             FROM pg_constraint c JOIN pg_class cf ON cf.oid = c.confrelid \
+             WHERE c.contype = 'f' AND c.conrelid = ('public.' || $1)::regclass",
+            &[&table],
+        )
+        .await;
+        for key in keys {
+            entry
+                .foreign_keys
+                .insert((key[0].clone(), key[1].clone(), key[2].clone()));
+        }
+        schema.insert(table, entry);
+    }
+    schema
 }

@@ -649,10 +649,18 @@ async fn pages_left_before_their_end_never_panic(app: TestApp) {
         }
         // Resource tasks of abandoned renders finish on their own time.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(panics::count(), 0, "round {round}: a page left early made the server panic");
+        assert_eq!(
+            panics::count(),
+            0,
+            "round {round}: a page left early made the server panic"
+        );
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(panics::count(), 0, "a page left early made the server panic");
+    assert_eq!(
+        panics::count(),
+        0,
+        "a page left early made the server panic"
+    );
 }
 
 /// A GET whose client closes the connection once the first bytes of the answer arrived.

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 
 use crate::domain::RunStatus;
 
-/// The status word of SPEC.md ("Queued", "Partially succeeded", …) styled by status.
+/// The status word users read ("Queued", "Partially succeeded", …), coloured by status.
 #[component]
 pub fn RunStatusBadge(status: RunStatus) -> impl IntoView {
     view! { <span class=format!("badge badge-{}", status.as_str())>{status.label()}</span> }
