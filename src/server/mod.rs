@@ -10,6 +10,7 @@ pub mod error;
 pub mod graph;
 pub mod http;
 pub mod inventory;
+pub mod logging;
 pub mod notifications;
 pub mod panics;
 pub mod policies;
