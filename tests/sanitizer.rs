@@ -670,3 +670,31 @@ fn ordinary_messages_are_kept_readable() {
                 answered 404 Not Found: ResourceNotFound";
     assert_eq!(sanitize(text), text);
 }
+
+/// Every scanner is linear or close to it: inputs built to make a careless one quadratic (4,096
+/// characters of repeated openings with nothing closing them) take milliseconds, not seconds.
+#[test]
+fn pathological_inputs_stay_fast() {
+    let inputs = [
+        "password=".repeat(600),
+        "\"password\":\"".repeat(400),
+        "{\"isEncrypted\":true,\"value\":\"x\",".repeat(150),
+        "\"secretReferenceValueId\":\"x\",".repeat(150),
+        "-----BEGIN X-----".repeat(300),
+        "-eyJ".repeat(1200),
+        "token ".repeat(800),
+        "://".repeat(1500),
+        "Cookie: a=1; ".repeat(400),
+        "{".repeat(4000),
+        "a%3D".repeat(1200),
+        "Client Secret Key Token: ".repeat(200),
+    ];
+    let started = std::time::Instant::now();
+    for input in &inputs {
+        let out = sanitize(input);
+        assert!(out.chars().count() <= MAX_CHARS);
+    }
+    let elapsed = started.elapsed();
+    // About 20 ms in a debug build; a quadratic scanner takes seconds.
+    assert!(elapsed < std::time::Duration::from_secs(1), "{elapsed:?}");
+}

@@ -273,6 +273,13 @@ fn name_parts(name: &[char]) -> Vec<String> {
     parts
 }
 
+/// Whether a key of structured data (a JSON object's member, a form field) names a secret, by
+/// the same word-part rule as in text: its value must not be stored or shown as it is.
+pub fn is_secret_name(name: &str) -> bool {
+    let chars: Vec<char> = name.chars().collect();
+    secret_name(&chars).is_some_and(|kind| kind != SecretName::EqualsOnly)
+}
+
 /// How a name's value is read.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum SecretName {
@@ -764,11 +771,13 @@ impl<'a> Spans<'a> {
                 let boundary = i == 0
                     || !s[i - 1].is_ascii_alphanumeric()
                     || (i >= 3 && is_percent_escape(s, i - 3));
-                let end = run_end(s, i, is_token_char);
-                if boundary && s[i..end].contains(&'.') {
-                    self.add(i, end);
-                    i = end;
-                    continue;
+                if boundary {
+                    let end = run_end(s, i, is_token_char);
+                    if s[i..end].contains(&'.') {
+                        self.add(i, end);
+                        i = end;
+                        continue;
+                    }
                 }
             }
             if is_token_char(s[i]) && (i == 0 || !is_token_char(s[i - 1])) {
