@@ -5,7 +5,8 @@
 //! considers secret, and each merged span is replaced by one [`REDACTED`]:
 //!
 //! 1. **URL userinfo**, any scheme: `scheme://user:secret@host` keeps the user and the host;
-//!    `scheme://secret@host` (a token as the user) loses the whole userinfo.
+//!    `scheme://secret@host` (a token as the user) loses the whole userinfo; the same inside a
+//!    query string, URL-encoded (`https%3A%2F%2Fuser%3Asecret%40host`).
 //! 2. **Secret-bearing names, in any syntax**: `name: value`, `name=value`, `name = value`,
 //!    `"name":"value"`, `'name': 'value'`, escaped JSON (`\"name\":\"value\"`), URL-encoded
 //!    (`name%3Dvalue`, `%22name%22%3A%22value%22`), query strings, XML (`<name>value</name>`) and
@@ -303,13 +304,13 @@ fn secret_name(name: &[char]) -> Option<SecretName> {
     if parts.iter().any(|p| p == "secret" || p == "secrets") {
         return Some(SecretName::Any);
     }
-    let suffix_matches = (1..=parts.len().min(3)).find_map(|n| {
+    let matched = (1..=parts.len().min(3)).find_map(|n| {
         let joined: String = parts[parts.len() - n..].concat();
         SECRET_LAST_PARTS
             .contains(&joined.as_str())
             .then_some(joined)
     })?;
-    Some(match suffix_matches.as_str() {
+    Some(match matched.as_str() {
         "authorization" => SecretName::Authorization,
         "cookie" => SecretName::Cookie,
         _ => SecretName::Any,
@@ -327,15 +328,14 @@ enum Separator {
 
 /// The separator starting at `i`, if any, and its length.
 fn separator_at(s: &[char], i: usize) -> Option<(Separator, usize)> {
-    let (kind, len) = match s[i] {
-        '=' => (Separator::Equals, 1),
-        ':' => (Separator::Colon, 1),
-        '>' => (Separator::Tag, 1),
-        '%' if starts_with_ci(s, i, "%3D") => (Separator::Equals, 3),
-        '%' if starts_with_ci(s, i, "%3A") => (Separator::Colon, 3),
-        _ => return None,
-    };
-    Some((kind, len))
+    match s[i] {
+        '=' => Some((Separator::Equals, 1)),
+        ':' => Some((Separator::Colon, 1)),
+        '>' => Some((Separator::Tag, 1)),
+        '%' if starts_with_ci(s, i, "%3D") => Some((Separator::Equals, 3)),
+        '%' if starts_with_ci(s, i, "%3A") => Some((Separator::Colon, 3)),
+        _ => None,
+    }
 }
 
 /// A quote around a name or a value: `"`, `'`, an escaped `\"` (any number of backslashes) or
@@ -567,7 +567,8 @@ impl<'a> Spans<'a> {
         }
     }
 
-    /// `scheme://user:secret@host` and `scheme://secret@host`.
+    /// `scheme://user:secret@host` and `scheme://secret@host`, also URL-encoded inside a query
+    /// string (`https%3A%2F%2Fuser%3Asecret%40host`).
     fn url_userinfo(&mut self) {
         let s = self.s;
         let mut from = 0;
@@ -587,6 +588,29 @@ impl<'a> Spans<'a> {
             }
             from = authority;
         }
+        let mut from = 0;
+        while let Some(at) = find_ci(s, from, "%3A%2F%2F") {
+            let authority = at + "%3A%2F%2F".len();
+            let mut end = authority;
+            while end < s.len()
+                && !is_value_delimiter(s[end])
+                && !["%2F", "%3F", "%23", "%26", "%22", "%20"]
+                    .iter()
+                    .any(|d| starts_with_ci(s, end, d))
+            {
+                end += 1;
+            }
+            if let Some(at_sign) = (authority..end)
+                .rev()
+                .find(|&i| starts_with_ci(s, i, "%40"))
+            {
+                match (authority..at_sign).find(|&i| starts_with_ci(s, i, "%3A")) {
+                    Some(colon) => self.add(colon + 3, at_sign),
+                    None => self.add(authority, at_sign),
+                }
+            }
+            from = authority;
+        }
     }
 
     /// `name=value`, `name: value`, `"name":"value"`, `name%3Dvalue`, `<name>value</name>`.
@@ -601,7 +625,9 @@ impl<'a> Spans<'a> {
             let value_start = i + len;
             // `scheme://user:secret@host`: the user is not a name, the userinfo scanner reads it.
             let userinfo = |start: usize| {
-                kind == Separator::Colon && start >= 3 && s[start - 3..start] == [':', '/', '/']
+                kind == Separator::Colon
+                    && ((start >= 3 && s[start - 3..start] == [':', '/', '/'])
+                        || (start >= 9 && starts_with_ci(s, start - 9, "%3A%2F%2F")))
             };
             if let Some((start, end)) =
                 name_before(s, i, kind).filter(|(start, _)| !userinfo(*start))
