@@ -121,7 +121,7 @@ async fn sync_inventory(
             }
             Err(error) => {
                 failed += 1;
-                println!("{label}: failed: {error}");
+                println!("{label}: failed: {}", sanitize::sanitize(&error.to_string()));
             }
         }
     }
