@@ -121,7 +121,10 @@ async fn sync_inventory(
             }
             Err(error) => {
                 failed += 1;
-                println!("{label}: failed: {}", sanitize::sanitize(&error.to_string()));
+                println!(
+                    "{label}: failed: {}",
+                    sanitize::sanitize(&error.to_string())
+                );
             }
         }
     }

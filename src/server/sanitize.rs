@@ -106,8 +106,9 @@ const COOKIE_ATTRIBUTES: &[&str] = &[
 
 /// How many times redaction (and the cap) may run over its own output before the text is left as
 /// it is. Scanners report overlapping spans independently, and a cut can leave a new shape (half
-/// of a PEM end line), so one round can reveal work for another; two rounds settle every input
-/// the property tests have found.
+/// of a PEM end line), so one round can reveal work for another. A round only ever puts markers
+/// in place of text, so the rounds settle quickly; the bound keeps the cost fixed, and the
+/// idempotence property tests check that the output is settled.
 const MAX_ROUNDS: usize = 4;
 
 /// Returns `input` with secrets redacted, whitespace collapsed and the length capped.
