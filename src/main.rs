@@ -5,20 +5,18 @@
 async fn main() -> std::process::ExitCode {
     use clap::Parser;
     use tenantatlas::server::config::Cli;
+    use tenantatlas::server::{logging, sanitize::sanitize};
+    use tracing_subscriber::util::SubscriberInitExt;
 
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        // Colours only for a person at a terminal, not in files and log collectors.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // Colours only for a person at a terminal, not in files and log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    logging::subscriber(&cli.log, ansi, std::io::stdout).init();
     match tenantatlas::server::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
-            eprintln!("error: {error}");
+            eprintln!("error: {}", sanitize(&error.to_string()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -306,6 +306,54 @@ async fn unavailable_is_retried_then_reported_as_throttled() {
 }
 
 #[tokio::test]
+async fn a_cut_off_answer_is_retried_and_the_whole_answer_is_used() {
+    let sim = start_sim(8, Knobs::default()).await;
+    let policy = first(&sim, Kind::ConfigurationPolicy);
+    sim.set_fault(&policy.id, Fault::Truncated { times: 1 });
+    let snapshot = client(&sim)
+        .capture_policy(
+            &creds(SECRET),
+            PolicyType::SettingsCatalog,
+            &policy.id,
+            PLAIN,
+        )
+        .await
+        .expect("the second attempt gets the whole answer");
+    assert_eq!(snapshot.graph_id, policy.id);
+    let payload: Value = serde_json::from_str(&snapshot.canonical_json).expect("parses");
+    assert_eq!(payload["settings"].as_array().map(Vec::len), Some(60));
+    let item_requests: Vec<u16> = sim
+        .counters()
+        .for_path(&policy.id)
+        .iter()
+        .filter(|r| r.endpoint.starts_with("get:"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        item_requests,
+        vec![200, 200],
+        "one cut-off answer, one retry"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_that_is_always_cut_off_fails_as_invalid_response_after_the_retries() {
+    let (sim, policy, error) =
+        capture_with_fault(Fault::Malformed, "truncated JSON every time").await;
+    assert_eq!(error.reason_code(), ReasonCode::InvalidResponse);
+    assert!(
+        error.message().contains("not valid JSON"),
+        "{}",
+        error.message()
+    );
+    assert_eq!(
+        sim.counters().for_path(&policy.id).len(),
+        3,
+        "retried up to max_attempts like a 503"
+    );
+}
+
+#[tokio::test]
 async fn final_answers_are_not_retried_and_map_to_reason_codes() {
     let sim = start_sim(8, Knobs::default()).await;
     let client = client(&sim);
@@ -321,12 +369,6 @@ async fn final_answers_are_not_retried_and_map_to_reason_codes() {
             PolicyType::Compliance,
             Fault::Forbidden,
             ReasonCode::PermissionDenied,
-        ),
-        (
-            Kind::ConfigurationPolicy,
-            PolicyType::SettingsCatalog,
-            Fault::Malformed,
-            ReasonCode::InvalidResponse,
         ),
         (
             Kind::GroupPolicyConfiguration,

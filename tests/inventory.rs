@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use common::TestDb;
 use sqlx::Row;
@@ -15,7 +16,7 @@ use tenantatlas::graph_sim::{GraphSim, Knobs, SimConfig, SimHandle};
 use tenantatlas::server::db::Db;
 use tenantatlas::server::graph::credentials::{load_credentials, CredentialsError};
 use tenantatlas::server::graph::{
-    ClientSecret, GraphClient, GraphConfig, SecretResolver, TenantCredentials,
+    ClientSecret, GraphClient, GraphConfig, RetryPolicy, SecretResolver, TenantCredentials,
 };
 use tenantatlas::server::inventory::{sync_tenant, SyncError, SyncReport};
 use tenantatlas::server::seed;
@@ -37,8 +38,17 @@ async fn start_sim() -> SimHandle {
     .expect("simulator starts")
 }
 
+/// The client with short retry delays: a sync against an always-failing simulator retries each
+/// request before it gives up, and the test should not wait seconds for that.
 fn client(sim: &SimHandle) -> GraphClient {
-    GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).expect("client builds")
+    let mut config = GraphConfig::new(&sim.login_url, &sim.graph_url);
+    config.retry = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        max_retry_after: Duration::from_secs(5),
+    };
+    GraphClient::new(config).expect("client builds")
 }
 
 fn creds(tenant: &str, secret: &str) -> TenantCredentials {

@@ -141,6 +141,538 @@ proptest! {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Families of secrets. Each test embeds a random secret of 16–64 characters in one family's
+// shapes, between random text, and asserts that no 8-character piece of it survives.
+// ---------------------------------------------------------------------------------------------
+
+/// Every 8-character piece of `secret` that appears in `out`.
+fn leaked_pieces(secret: &str, out: &str) -> Vec<String> {
+    let chars: Vec<char> = secret.chars().collect();
+    chars
+        .windows(8)
+        .map(|w| w.iter().collect::<String>())
+        .filter(|piece| out.contains(piece.as_str()))
+        .collect()
+}
+
+/// Fails the property when any 8-character piece of `secret` is in `out`.
+fn assert_no_piece(secret: &str, text: &str, out: &str) -> Result<(), TestCaseError> {
+    let leaked = leaked_pieces(secret, out);
+    prop_assert!(
+        leaked.is_empty(),
+        "{leaked:?} of {secret:?} survived\n in: {text}\nout: {out}"
+    );
+    Ok(())
+}
+
+/// A random secret of 16–64 characters drawn from `alphabet` (a regex character class body).
+fn secret_of(alphabet: &str) -> impl Strategy<Value = String> {
+    prop::string::string_regex(&format!("[{alphabet}]{{16,64}}")).expect("valid regex")
+}
+
+/// What an unquoted value may hold: everything but the characters that end one.
+const UNQUOTED: &str = "A-Za-z0-9._~+/=!*$#@:^|?-";
+/// What a quoted value may hold: any printable character but the quotes and the backslash.
+const QUOTED: &str = " !#-&(-\\[\\]-~";
+/// What a password in URL userinfo may hold (RFC 3986 unreserved, sub-delims, `%`).
+const USERINFO: &str = "A-Za-z0-9._~!$&()*+,;=%-";
+/// Base64 and base64url.
+const BASE64: &str = "A-Za-z0-9+/=_-";
+
+/// Free text around a shape, without the characters that would glue it to the shape's name.
+fn spaced_noise() -> impl Strategy<Value = String> {
+    noise()
+}
+
+/// Word parts that come before the secret part of a name.
+fn prefix_parts() -> impl Strategy<Value = Vec<&'static str>> {
+    prop::collection::vec(
+        prop::sample::select(vec![
+            "client",
+            "x",
+            "ms",
+            "account",
+            "shared",
+            "access",
+            "refresh",
+            "certificate",
+            "pre",
+            "api",
+            "primary",
+            "storage",
+            "app",
+            "id",
+            "sas",
+            "proxy",
+            "db",
+            "admin",
+            "user",
+        ]),
+        0..3,
+    )
+}
+
+/// A name's word parts, written in one of the ways names are written.
+fn write_name(parts: &[&str], style: u8) -> String {
+    let title = |p: &str| {
+        let mut c = p.chars();
+        c.next()
+            .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+            .unwrap_or_default()
+    };
+    match style % 7 {
+        0 => parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| if i == 0 { p.to_string() } else { title(p) })
+            .collect(),
+        1 => parts.iter().map(|p| title(p)).collect(),
+        2 => parts.join("_"),
+        3 => parts.join("-"),
+        4 => parts.join("."),
+        5 => parts.join("_").to_ascii_uppercase(),
+        _ => parts.iter().map(|p| title(p)).collect::<Vec<_>>().join("-"),
+    }
+}
+
+/// A secret-bearing name: its last part is a secret word, or any part is `secret`.
+fn secret_name() -> impl Strategy<Value = String> {
+    let last = prop::sample::select(vec![
+        "password",
+        "passwd",
+        "pwd",
+        "token",
+        "key",
+        "apikey",
+        "sig",
+        "signature",
+        "credential",
+        "credentials",
+        "session",
+        "sessionid",
+        "secret",
+    ]);
+    let by_last = (prefix_parts(), last, any::<u8>()).prop_map(|(mut parts, last, style)| {
+        parts.push(last);
+        write_name(&parts, style)
+    });
+    let two_words = (
+        prefix_parts(),
+        prop::sample::select(vec![
+            ["connection", "string"],
+            ["api", "key"],
+            ["session", "id"],
+            ["pass", "word"],
+        ]),
+        any::<u8>(),
+    )
+        .prop_map(|(mut parts, last, style)| {
+            parts.extend(last);
+            write_name(&parts, style)
+        });
+    let with_secret = (
+        prefix_parts(),
+        prop::sample::select(vec!["text", "value", "id", "name", "ref", "hint"]),
+        any::<u8>(),
+    )
+        .prop_map(|(mut parts, tail, style)| {
+            parts.push("secret");
+            parts.push(tail);
+            write_name(&parts, style)
+        });
+    prop_oneof![by_last, two_words, with_secret]
+}
+
+/// `name` and `value` in one of the syntaxes a secret is written in, and whether the value must
+/// be quoted-safe (`true`) or unquoted-safe.
+fn named_shapes() -> impl Strategy<Value = (&'static str, bool)> {
+    prop::sample::select(vec![
+        ("{n}: {v}", false),
+        ("{n}:{v}", false),
+        ("{n}={v}", false),
+        ("{n} = {v}", false),
+        ("\"{n}\":\"{v}\"", true),
+        ("\"{n}\": \"{v}\"", true),
+        ("{\"{n}\" : \"{v}\", \"x\": 1}", true),
+        ("'{n}': '{v}'", true),
+        ("{\\\"{n}\\\":\\\"{v}\\\"}", true),
+        ("{n}%3D{v}", false),
+        ("{n}%3d{v}%26next%3D1", false),
+        ("%22{n}%22%3A%22{v}%22", false),
+        ("?a=1&{n}={v}&b=2", false),
+        ("https://host.example/path?{n}={v}", false),
+        ("https%3A%2F%2Fhost%2Fp%3Fx%3D1%26{n}%3D{v}", false),
+        ("Server=tcp:db;{n}={v};Encrypt=true", false),
+        ("<{n}>{v}</{n}>", false),
+        ("{n}: \"{v}\"", true),
+        ("\"{n}\": [\"{v}\"]", true),
+        ("{n}=\"{v}\"", true),
+    ])
+}
+
+fn unquoted_secret() -> impl Strategy<Value = String> {
+    secret_of(UNQUOTED)
+}
+
+fn quoted_secret() -> impl Strategy<Value = String> {
+    secret_of(QUOTED)
+        .prop_map(|s| s.trim().to_owned())
+        .prop_filter("long enough", |s| s.len() >= 16)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn userinfo_credentials_never_survive(
+        before in spaced_noise(), after in spaced_noise(),
+        scheme in prop_oneof![
+            prop::sample::select(vec![
+                "https", "http", "postgres", "postgresql", "mysql", "mongodb+srv", "redis",
+                "rediss", "amqps", "ftp", "sftp", "smb", "ldap", "git+ssh", "s3", "jdbc:postgresql",
+            ]).prop_map(str::to_owned),
+            "[a-z]{3,8}[0-9]",
+        ],
+        user in prop::sample::select(vec![
+            "app", "sa", "postgres", "admin", "x-access-token", "user.name", "svc_backup", "A1",
+        ]),
+        host in "[a-z0-9.-]{1,20}(:[0-9]{2,5})?",
+        secret in secret_of(USERINFO),
+        shape in prop::sample::select(vec![
+            "{s}://{u}:{p}@{h}/path?x=1",
+            "{s}://{u}:{p}@{h}",
+            "{s}://{p}@{h}/",
+            "\"url\":\"{s}://{u}:{p}@{h}/db\"",
+            "connect to {s}://{u}:{p}@{h} failed",
+            "({s}://{u}:{p}@{h})",
+            "redirect_uri={s}%3A%2F%2F{u}%3A{pe}%40{h}%2Fcb&state=1",
+        ]),
+    ) {
+        // Inside a query string a password's reserved characters would be encoded twice
+        // (`%2526`); the test keeps its unreserved characters, which travel as they are.
+        let secret = if shape.contains("{pe}") {
+            secret.chars().filter(|c| c.is_ascii_alphanumeric() || "-._~".contains(*c)).collect()
+        } else {
+            secret
+        };
+        prop_assume!(secret.len() >= 16);
+        let embedded = shape
+            .replace("{s}", &scheme)
+            .replace("{u}", user)
+            .replace("{pe}", &secret)
+            .replace("{p}", &secret)
+            .replace("{h}", &host);
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&secret, &text, &out)?;
+        prop_assert!(out.contains(&host), "the host stays readable: {out}");
+    }
+
+    #[test]
+    fn values_of_secret_names_never_survive_in_any_syntax(
+        before in spaced_noise(), after in spaced_noise(),
+        name in secret_name(),
+        (shape, quoted) in named_shapes(),
+        unquoted in unquoted_secret(),
+        quoted_value in quoted_secret(),
+    ) {
+        let secret = if quoted { quoted_value } else { unquoted };
+        let embedded = shape.replace("{n}", &name).replace("{v}", &secret);
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&secret, &text, &out)?;
+    }
+
+    #[test]
+    fn quoted_names_with_spaces_are_names_too(
+        parts in prefix_parts(),
+        last in prop::sample::select(vec!["Password", "Secret", "Key", "Token", "Signature"]),
+        secret in quoted_secret(),
+    ) {
+        let mut words: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+        words.push(last.into());
+        let name = words.join(" ");
+        let text = format!("{{\"{name}\": \"{secret}\", \"Title {name}\": 1}}");
+        let out = sanitize(&text);
+        assert_no_piece(&secret, &text, &out)?;
+    }
+
+    #[test]
+    fn every_cookie_value_is_redacted(
+        before in spaced_noise(), after in spaced_noise(),
+        names in prop::collection::vec("[A-Za-z][A-Za-z0-9_]{0,12}", 3),
+        others in prop::collection::vec("[A-Za-z0-9]{1,12}", 2),
+        secret in secret_of("!#-+\\--:<-\\[\\]-~"),
+        shape in prop::sample::select(vec![
+            "Cookie: {a}={x}; {b}={v}; {c}={y}",
+            "cookie: {b}={v}",
+            "Set-Cookie: {b}={v}; Path=/; Secure; HttpOnly; SameSite=Lax",
+            "set-cookie: {b}={v}; Expires=Wed, 21 Oct 2026 07:28:00 GMT; Max-Age=3600",
+            "Set-Cookie: {b}=\"{v}\"; Domain=.example.com",
+            "\"Cookie\": \"{a}={x}; {b}={v}\"",
+            "headers: {\"set-cookie\": [\"{b}={v}; path=/\"]}",
+        ]),
+    ) {
+        let embedded = shape
+            .replace("{a}", &names[0]).replace("{b}", &names[1]).replace("{c}", &names[2])
+            .replace("{x}", &others[0]).replace("{y}", &others[1])
+            .replace("{v}", &secret);
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&secret, &text, &out)?;
+    }
+
+    #[test]
+    fn values_of_objects_marked_secret_never_survive(
+        before in spaced_noise(), after in spaced_noise(),
+        secret in quoted_secret(),
+        marker in prop::sample::select(vec![
+            "\"isEncrypted\":true",
+            "\"isEncrypted\": true",
+            "\"secretReferenceValueId\":\"3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b\"",
+        ]),
+        value_first in any::<bool>(),
+        nested in any::<bool>(),
+        name in "[A-Za-z ]{1,30}",
+    ) {
+        let value = format!("\"value\":\"{secret}\"");
+        let members = if value_first {
+            format!("\"displayName\":\"{name}\",{value},\"omaUri\":\"./Device/Vendor/MSFT/{name}\",{marker}")
+        } else {
+            format!("\"displayName\":\"{name}\",{marker},\"omaUri\":\"./Device/Vendor/MSFT/x\",{value}")
+        };
+        let object = format!("{{\"@odata.type\":\"#microsoft.graph.omaSettingString\",{members}}}");
+        let body = if nested {
+            format!("{{\"omaSettings\":[{{\"value\":\"kept\"}},{object}],\"id\":\"x\"}}")
+        } else {
+            object
+        };
+        let text = format!("{before} {body} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&secret, &text, &out)?;
+    }
+
+    #[test]
+    fn authorization_credentials_never_survive(
+        before in spaced_noise(), after in spaced_noise(),
+        scheme in prop_oneof![
+            prop::sample::select(vec!["Bearer", "Basic", "Negotiate", "NTLM", "PoP", "SharedKey", "Digest", "MAC"])
+                .prop_map(str::to_owned),
+            "[A-Z][A-Za-z0-9-]{2,12}",
+        ],
+        header in prop::sample::select(vec!["Authorization", "authorization", "Proxy-Authorization", "x-ms-authorization"]),
+        credential in secret_of("A-Za-z0-9._~+/=-"),
+        shape in prop::sample::select(vec![
+            "{h}: {s} {c}",
+            "{h}={s} {c}",
+            "\"{h}\": \"{s} {c}\"",
+            "\"{h}\":\"{s} {c}\"",
+        ]),
+    ) {
+        let embedded = shape.replace("{h}", header).replace("{s}", &scheme).replace("{c}", &credential);
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&credential, &text, &out)?;
+    }
+
+    #[test]
+    fn bare_scheme_credentials_never_survive(
+        before in spaced_noise(), after in spaced_noise(),
+        scheme in prop::sample::select(vec!["Bearer", "bearer", "Basic", "basic", "Negotiate", "NTLM", "PoP", "SharedKey"]),
+        credential in secret_of(BASE64),
+    ) {
+        let text = format!("{before} sent {scheme} {credential} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&credential, &text, &out)?;
+    }
+
+    #[test]
+    fn jwts_never_survive_anywhere(
+        before in spaced_noise(), after in spaced_noise(), token in jwt(),
+        shape in prop::sample::select(vec![
+            "{t}", "\"{t}\"", "({t})", "<{t}>", "x={t}", "https://h/cb#id={t}&state=1",
+            "%22{t}%22", "\"foo\":\"{t}\"", "[{t}]", "upstream said {t}.",
+        ]),
+    ) {
+        let embedded = shape.replace("{t}", &token);
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&token, &text, &out)?;
+    }
+
+    #[test]
+    fn pem_blocks_never_survive(
+        before in spaced_noise(), after in spaced_noise(),
+        label in prop::sample::select(vec!["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY", "CERTIFICATE"]),
+        body in secret_of("A-Za-z0-9+/"),
+        split in 1usize..16,
+        newline in prop::sample::select(vec!["\n", "\r\n", "\\n", " "]),
+        closed in any::<bool>(),
+    ) {
+        let (head, tail) = body.split_at(split.min(body.len()));
+        let end = if closed { format!("{newline}-----END {label}-----") } else { String::new() };
+        let text = format!("{before} -----BEGIN {label}-----{newline}{head}{newline}{tail}==={end} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(head, &text, &out)?;
+        assert_no_piece(tail, &text, &out)?;
+        assert_no_piece(&body, &text, &out)?;
+    }
+
+    #[test]
+    fn long_runs_after_secret_names_never_survive(
+        before in spaced_noise(), after in spaced_noise(),
+        name in secret_name(),
+        run in prop_oneof![
+            "[A-Za-z0-9+/]{32,64}={0,2}",
+            "[A-Za-z0-9_-]{32,64}",
+            "[0-9a-f]{32,64}",
+            "[0-9A-F]{32,64}",
+        ],
+        shape in prop::sample::select(vec![
+            "{n} {r}", "{n} is {r}", "the {n} was {r}.", "{n} ({r})", "{n} \"{r}\"", "{n} of app: {r}",
+        ]),
+    ) {
+        let embedded = shape.replace("{n}", &name).replace("{r}", &run);
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&run, &text, &out)?;
+    }
+
+    #[test]
+    fn harmless_graph_names_come_out_unchanged(
+        pairs in prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "assignments", "signInFrequency", "sessionTimeout", "keySize", "tokenLifetime",
+                    "passwordMinimumLength", "passwordRequired", "displayName", "keyUsage",
+                    "passwordExpirationDays", "tokenType", "signatureAlgorithm", "sessionControls",
+                ]),
+                prop_oneof![
+                    prop::sample::select(vec![
+                        "0", "8", "14", "3600", "2048", "true", "false", "null", "PT1H", "P90D",
+                        "days", "hours", "notConfigured", "required", "digitalSignature", "[]",
+                    ]).prop_map(str::to_owned),
+                    "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                    "[0-9]{1,6}",
+                ],
+                prop::sample::select(vec![
+                    "{n}: {v}", "{n}={v}", "\"{n}\":\"{v}\"", "\"{n}\": {v}", "{n}%3D{v}",
+                    "<{n}>{v}</{n}>", "'{n}': '{v}'",
+                ]),
+            ),
+            1..6,
+        ),
+        joiner in prop::sample::select(vec![", ", "&", " ", "; "]),
+    ) {
+        let text = pairs
+            .iter()
+            .map(|(n, v, shape)| shape.replace("{n}", n).replace("{v}", v))
+            .collect::<Vec<_>>()
+            .join(joiner);
+        prop_assume!(text.chars().count() <= MAX_CHARS);
+        prop_assert_eq!(sanitize(&text), text);
+    }
+
+    #[test]
+    fn sanitizing_text_with_every_family_is_idempotent(
+        pieces in prop::collection::vec(
+            prop_oneof![
+                noise(),
+                Just("https://u:p@h/x".to_owned()),
+                Just("Cookie: a=1; b=2".to_owned()),
+                Just("Set-Cookie: id=x; Path=/".to_owned()),
+                Just("{\"isEncrypted\":true,\"value\":\"v\"}".to_owned()),
+                Just("-----BEGIN PRIVATE KEY-----".to_owned()),
+                Just("-----END PRIVATE KEY-----".to_owned()),
+                Just("Authorization: Basic dXNlcjpwYXNz".to_owned()),
+                Just("%3D".to_owned()),
+                Just("%22".to_owned()),
+                Just("\\\"".to_owned()),
+                Just("<password>".to_owned()),
+                Just("[REDACTED]".to_owned()),
+                Just("…".to_owned()),
+                Just("clientSecret".to_owned()),
+                Just("AccountKey ".to_owned()),
+                Just("0123456789abcdef0123456789abcdef".to_owned()),
+                Just("eyJhbGciOiJIUzI1NiJ9.e30.x".to_owned()),
+                prop::sample::select(vec![":", "=", "\"", "'", " ", "[", "]", "{", "}", "@", "://", ";", ","]).prop_map(str::to_owned),
+            ],
+            0..40,
+        )
+    ) {
+        let text: String = pieces.concat();
+        let once = sanitize(&text);
+        prop_assert_eq!(sanitize(&once), once.clone(), "from {}", text);
+    }
+}
+
+/// A held example of each family, readable as documentation of what the output looks like.
+#[test]
+fn each_family_reads_as_documented() {
+    let cases = [
+        (
+            "connect postgres://app:hunter2hunter2@db.internal:5432/ta failed",
+            "connect postgres://app:[REDACTED]@db.internal:5432/ta failed",
+        ),
+        (
+            "GET https://ghp_abcdefghijklmnop@github.com/x",
+            "GET https://[REDACTED]@github.com/x",
+        ),
+        (
+            "next=https%3A%2F%2Fapp%3Ahunter2hunter2%40db.internal%2Fx",
+            "next=https%3A%2F%2Fapp%3A[REDACTED]%40db.internal%2Fx",
+        ),
+        ("x-api-key: abc123", "x-api-key: [REDACTED]"),
+        ("certificatePassword=pa55", "certificatePassword=[REDACTED]"),
+        (
+            "AccountName=x;AccountKey=YWJj/ZGVm+==;EndpointSuffix=core.windows.net",
+            "AccountName=x;AccountKey=[REDACTED];EndpointSuffix=core.windows.net",
+        ),
+        ("redirect%3Dx%26client_secret%3Dabc%26y", "redirect%3Dx%26client_secret%3D[REDACTED]%26y"),
+        (
+            "Cookie: theme=dark; ARRAffinity=abc123",
+            "Cookie: theme=[REDACTED]; ARRAffinity=[REDACTED]",
+        ),
+        (
+            "Set-Cookie: id=abc; Path=/; HttpOnly",
+            "Set-Cookie: id=[REDACTED]; Path=/; HttpOnly",
+        ),
+        (
+            r#"{"secretReferenceValueId":"ref-1","value":"s3cret","displayName":"Wi-Fi"}"#,
+            r#"{"secretReferenceValueId":"[REDACTED]","value":"[REDACTED]","displayName":"Wi-Fi"}"#,
+        ),
+        (
+            r#"{"isEncrypted":false,"value":"visible"}"#,
+            r#"{"isEncrypted":false,"value":"visible"}"#,
+        ),
+        (
+            "Authorization: Basic dXNlcjpwYXNzd29yZA==",
+            "Authorization: [REDACTED]",
+        ),
+        ("Basic authentication is disabled", "Basic authentication is disabled"),
+        (
+            "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----",
+            "-----BEGIN PRIVATE KEY----- [REDACTED] -----END PRIVATE KEY-----",
+        ),
+        (
+            "the client secret is 0123456789abcdef0123456789abcdef, rotate it",
+            "the client secret is [REDACTED], rotate it",
+        ),
+        (
+            "<password>hunter2</password>",
+            "<password>[REDACTED]</password>",
+        ),
+        (
+            "sessionTimeout=PT1H&keySize=2048&tokenLifetime=3600&passwordRequired=true",
+            "sessionTimeout=PT1H&keySize=2048&tokenLifetime=3600&passwordRequired=true",
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(sanitize(input), expected, "{input}");
+    }
+}
+
 #[test]
 fn the_marker_is_what_replaces_secrets() {
     assert_eq!(sanitize("password=hunter2"), format!("password={REDACTED}"));
@@ -151,4 +683,32 @@ fn ordinary_messages_are_kept_readable() {
     let text = "GET deviceManagement/configurationPolicies/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 \
                 answered 404 Not Found: ResourceNotFound";
     assert_eq!(sanitize(text), text);
+}
+
+/// Every scanner is linear or close to it: inputs built to make a careless one quadratic (4,096
+/// characters of repeated openings with nothing closing them) take milliseconds, not seconds.
+#[test]
+fn pathological_inputs_stay_fast() {
+    let inputs = [
+        "password=".repeat(600),
+        "\"password\":\"".repeat(400),
+        "{\"isEncrypted\":true,\"value\":\"x\",".repeat(150),
+        "\"secretReferenceValueId\":\"x\",".repeat(150),
+        "-----BEGIN X-----".repeat(300),
+        "-eyJ".repeat(1200),
+        "token ".repeat(800),
+        "://".repeat(1500),
+        "Cookie: a=1; ".repeat(400),
+        "{".repeat(4000),
+        "a%3D".repeat(1200),
+        "Client Secret Key Token: ".repeat(200),
+    ];
+    let started = std::time::Instant::now();
+    for input in &inputs {
+        let out = sanitize(input);
+        assert!(out.chars().count() <= MAX_CHARS);
+    }
+    let elapsed = started.elapsed();
+    // About 20 ms in a debug build; a quadratic scanner takes seconds.
+    assert!(elapsed < std::time::Duration::from_secs(1), "{elapsed:?}");
 }

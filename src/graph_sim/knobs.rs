@@ -21,7 +21,7 @@ pub struct Knobs {
     pub rate_503: f64,
     /// Share of Graph requests answered 404.
     pub rate_404: f64,
-    /// Share of Graph requests answered 200 with a truncated JSON body.
+    /// Share of Graph requests answered 200 with a truncated JSON body (the client retries them).
     pub rate_malformed: f64,
     /// Share of Graph requests that never get an answer.
     pub rate_hang: f64,
@@ -62,8 +62,11 @@ pub enum Fault {
     ServerError,
     /// 500 whose body echoes the caller's bearer token and a client secret (sanitizer tests).
     LeakySecrets,
-    /// 200 with a truncated JSON body.
+    /// 200 with a truncated JSON body, every time.
     Malformed,
+    /// The first `times` requests get 200 with a truncated JSON body, then normal answers (a
+    /// transfer cut short that a second attempt gets whole).
+    Truncated { times: u32 },
     /// No answer at all.
     Hang,
     /// The first `times` requests get 429 with `Retry-After: retry_after_secs`, then normal answers.

@@ -388,6 +388,12 @@ fn forced_fault(sim: &SimState, id: &str, fault: &Fault, bearer: &str) -> Option
             &format!("Upstream call failed. Request headers: Authorization: Bearer {bearer}; body: client_id=sim&client_secret={}&grant_type=client_credentials", sim.client_secret),
         )),
         Fault::Malformed => Answer::Reply(malformed()),
+        Fault::Truncated { times } => {
+            if !counted(*times) {
+                return None;
+            }
+            Answer::Reply(malformed())
+        }
         Fault::Hang => Answer::Hang,
         Fault::Throttle { times, retry_after_secs } => {
             if !counted(*times) {

@@ -2,7 +2,7 @@
 
 use crate::domain::Timestamp;
 use crate::server::db::Db;
-use crate::server::sanitize::sanitize;
+use crate::server::sanitize::{is_secret_name, sanitize, REDACTED};
 
 /// One audit event.
 pub struct AuditEvent<'a> {
@@ -37,16 +37,33 @@ pub async fn record(db: &Db, event: AuditEvent<'_>) {
     }
 }
 
+/// Sanitizes every string, and redacts whole values whose key names a secret (`password`,
+/// `clientSecret`) or that an object marks as secret (`value` beside `"isEncrypted": true` or a
+/// `secretReferenceValueId`): a string sanitized on its own no longer has its name beside it.
 fn sanitize_json(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {
         Value::String(text) => Value::String(sanitize(&text)),
         Value::Array(items) => Value::Array(items.into_iter().map(sanitize_json).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (sanitize(&k), sanitize_json(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            let marked = map.get("isEncrypted") == Some(&Value::Bool(true))
+                || map
+                    .get("secretReferenceValueId")
+                    .is_some_and(|id| !id.is_null());
+            Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| {
+                        let secret = is_secret_name(&k) || (marked && k == "value");
+                        let v = if secret && !v.is_null() {
+                            Value::String(REDACTED.into())
+                        } else {
+                            sanitize_json(v)
+                        };
+                        (sanitize(&k), v)
+                    })
+                    .collect(),
+            )
+        }
         other => other,
     }
 }
@@ -66,5 +83,35 @@ mod tests {
         assert!(!text.contains("eyJhbGciOiJIUzI1NiJ9"), "{text}");
         assert!(!text.contains("abc123def456"), "{text}");
         assert!(text.contains("\"count\":3"));
+    }
+
+    #[test]
+    fn values_under_secret_keys_are_redacted_whole() {
+        let details = serde_json::json!({
+            "password": "hunter2hunter2",
+            "clientSecret": {"kind": "s3cr3t-object"},
+            "x-api-key": 123456789,
+            "omaSettings": [{"isEncrypted": true, "value": "oma-secret-1"}, {"value": "plain"}],
+            "keySize": 2048,
+            "sessionTimeout": "PT1H",
+            "code": "Forbidden"
+        });
+        let text = sanitize_json(details).to_string();
+        for secret in [
+            "hunter2hunter2",
+            "s3cr3t-object",
+            "123456789",
+            "oma-secret-1",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        for kept in [
+            "\"keySize\":2048",
+            "\"sessionTimeout\":\"PT1H\"",
+            "\"code\":\"Forbidden\"",
+            "\"value\":\"plain\"",
+        ] {
+            assert!(text.contains(kept), "{kept} missing from {text}");
+        }
     }
 }

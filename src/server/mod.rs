@@ -10,6 +10,7 @@ pub mod error;
 pub mod graph;
 pub mod http;
 pub mod inventory;
+pub mod logging;
 pub mod notifications;
 pub mod panics;
 pub mod policies;
@@ -126,7 +127,10 @@ async fn sync_inventory(
             }
             Err(error) => {
                 failed += 1;
-                println!("{label}: failed: {error}");
+                println!(
+                    "{label}: failed: {}",
+                    sanitize::sanitize(&error.to_string())
+                );
             }
         }
     }

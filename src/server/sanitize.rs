@@ -1,12 +1,41 @@
 //! The one sanitizer for failure texts, notifications, audit details and log lines (SPEC Rule 8).
 //!
-//! A small hand-written scanner instead of a set of regular expressions: one pass over the
-//! characters recognises `key=value` / `key: value` / JSON pairs whose key names a secret,
-//! `Bearer` credentials, JWT-shaped words and long opaque tokens, and replaces the secret part with
-//! [`REDACTED`]. Whitespace is collapsed first and the result is capped at [`MAX_CHARS`].
+//! It is built against families of secrets, not examples. Each family is found by a small
+//! hand-written scanner over the text (no regular expressions), every scanner reports the spans it
+//! considers secret, and each merged span is replaced by one [`REDACTED`]:
 //!
-//! The output is a fixed point: sanitizing it again changes nothing, so a message may safely pass
-//! through the sanitizer at several layers.
+//! 1. **URL userinfo**, any scheme: `scheme://user:secret@host` keeps the user and the host;
+//!    `scheme://secret@host` (a token as the user) loses the whole userinfo; the same inside a
+//!    query string, URL-encoded (`https%3A%2F%2Fuser%3Asecret%40host`).
+//! 2. **Secret-bearing names, in any syntax**: `name: value`, `name=value`, `name = value`,
+//!    `"name":"value"`, `'name': 'value'`, escaped JSON (`\"name\":\"value\"`), URL-encoded
+//!    (`name%3Dvalue`, `%22name%22%3A%22value%22`), query strings, XML (`<name>value</name>`) and
+//!    JSON arrays of values. A name is split into word parts at camelCase boundaries and at `-`,
+//!    `_`, `.` and spaces, compared case-insensitively. It names a secret when any part is
+//!    `secret(s)`, or when its last part, or its last two or three parts written together, is one
+//!    of [`SECRET_LAST_PARTS`] (`certificatePassword`, `access_token`, `x-api-key`, `AccountKey`,
+//!    `Session-Id`, `connection_string`). Harmless Graph names keep their value because their
+//!    last part is not such a word: `sessionTimeout`, `keySize`, `tokenLifetime`,
+//!    `passwordRequired`, `signInFrequency`, `assignments`. `code` is a secret only as `code=`
+//!    (an OAuth authorization code), never as Graph's `"code": "Forbidden"`.
+//! 3. **Cookies**: after a `Cookie` or `Set-Cookie` name, every cookie's value, whatever the
+//!    cookie is called; the attributes of `Set-Cookie` (`Path`, `Expires`, …) stay readable.
+//! 4. **JSON objects that mark a secret**: in an object holding `"isEncrypted": true` or a
+//!    non-null `"secretReferenceValueId"` (Intune OMA settings), the `value` is redacted.
+//! 5. **Authorization**: the scheme and the credential after an `Authorization` name (`Bearer`,
+//!    `Basic`, `SharedKey`, any scheme); a bare `Bearer <token>` anywhere; a bare `Basic`,
+//!    `Negotiate`, `NTLM`, `PoP` or `SharedKey` followed by something credential-shaped.
+//! 6. **Tokens and keys anywhere**: JWT-shaped words (`eyJ…` with a dot), PEM blocks
+//!    (`-----BEGIN …-----` to `-----END …-----`, or to the end when the end is missing), and
+//!    words of at least [`OPAQUE_MIN_CHARS`] characters mixing letters and digits (GUID-built
+//!    Graph ids excepted).
+//! 7. **Long base64 or hex runs after a secret name** without a separator: `the client secret is
+//!    <run>`, `AccountKey <run>`; a run of at least [`LONG_RUN_MIN_CHARS`] among the next words.
+//!
+//! Whitespace is collapsed first and the result is capped at [`MAX_CHARS`]. The output is a fixed
+//! point: sanitizing it again changes nothing, so a message may safely pass through the sanitizer
+//! at several layers. `tests/sanitizer.rs` checks each family with property tests: a random
+//! secret embedded in each shape must leave no 8-character substring of itself in the output.
 
 /// What replaces every secret.
 pub const REDACTED: &str = "[REDACTED]";
@@ -21,13 +50,92 @@ const ELLIPSIS: char = '…';
 const SCAN_LIMIT: usize = 4096;
 
 /// A word of at least this many characters that mixes letters and digits is treated as a secret.
-const OPAQUE_MIN_CHARS: usize = 40;
+pub const OPAQUE_MIN_CHARS: usize = 40;
+
+/// A base64 or hex run at least this long among the words after a secret name is a secret.
+pub const LONG_RUN_MIN_CHARS: usize = 32;
+
+/// How many words after a secret name are searched for a long run.
+const LOOKAHEAD_WORDS: usize = 3;
+
+/// Last word parts (or the last two or three parts written together) that make a name secret.
+pub const SECRET_LAST_PARTS: &[&str] = &[
+    "password",
+    "passwords",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "token",
+    "tokens",
+    "key",
+    "apikey",
+    "sig",
+    "signature",
+    "cookie",
+    "credential",
+    "credentials",
+    "connectionstring",
+    "session",
+    "sessionid",
+    "assertion",
+    "authorization",
+];
+
+/// Bare authorization schemes whose credential is redacted wherever it looks like one.
+const BARE_SCHEMES: &[&str] = &[
+    "basic",
+    "negotiate",
+    "ntlm",
+    "pop",
+    "sharedkey",
+    "sharedkeylite",
+];
+
+/// `Set-Cookie` attributes, whose values are not cookie values.
+const COOKIE_ATTRIBUTES: &[&str] = &[
+    "path",
+    "domain",
+    "expires",
+    "max-age",
+    "samesite",
+    "secure",
+    "httponly",
+    "priority",
+    "partitioned",
+];
+
+/// How many times redaction (and the cap) may run over its own output before the text is left as
+/// it is. Scanners report overlapping spans independently, and a cut can leave a new shape (half
+/// of a PEM end line), so one round can reveal work for another. A round only ever puts markers
+/// in place of text, so the rounds settle quickly; the bound keeps the cost fixed, and the
+/// idempotence property tests check that the output is settled.
+const MAX_ROUNDS: usize = 4;
 
 /// Returns `input` with secrets redacted, whitespace collapsed and the length capped.
 pub fn sanitize(input: &str) -> String {
-    let collapsed = collapse_whitespace(input);
-    let redacted = redact(&collapsed);
-    truncate(&redacted)
+    settle(input, truncate)
+}
+
+/// Returns `input` with secrets redacted and whitespace collapsed, without the length cap: for
+/// log lines, which carry several fields.
+pub fn redact(input: &str) -> String {
+    settle(input, str::to_owned)
+}
+
+/// Collapses whitespace, then redacts and applies `finish` until the text no longer changes, so
+/// that the output is a fixed point: sanitizing it again changes nothing.
+fn settle(input: &str, finish: impl Fn(&str) -> String) -> String {
+    let mut text = collapse_whitespace(input);
+    let mut out = String::new();
+    for _ in 0..MAX_ROUNDS {
+        let next = finish(&Spans::find(&text).replace_in(&text));
+        if next.chars().eq(text.iter().copied()) {
+            return next;
+        }
+        text = next.chars().collect();
+        out = next;
+    }
+    out
 }
 
 /// Turns every run of whitespace or control characters into one space and trims both ends;
@@ -59,14 +167,19 @@ fn collapse_whitespace(input: &str) -> Vec<char> {
     out
 }
 
-/// Characters of a key such as `client_secret` or `accessToken`.
-fn is_ident_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+/// Characters of a name such as `client_secret`, `x-api-key` or `settings.password`.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
 }
 
 /// Characters of a token-like word: base64url, JWT dots and the `~` of Entra client secrets.
 fn is_token_char(c: char) -> bool {
-    is_ident_char(c) || matches!(c, '.' | '~' | '+')
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '~' | '+')
+}
+
+/// Characters of base64 (standard and URL-safe) and hex runs.
+fn is_base64_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '_' | '-')
 }
 
 /// Where an unquoted value ends.
@@ -78,54 +191,33 @@ fn is_value_delimiter(c: char) -> bool {
         )
 }
 
-/// How a key's value is introduced: `code` is only a secret as `code=` (an OAuth authorization
-/// code), never as Graph's harmless `"code": "Forbidden"`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SecretKey {
-    Any,
-    EqualsOnly,
-    Authorization,
-}
+/// Percent-encoded characters that end an unquoted value: `& space " ' , ; }`.
+const ENCODED_DELIMITERS: &[&str] = &["%26", "%20", "%22", "%27", "%2C", "%3B", "%7D"];
 
-/// Whether an identifier names a secret, after lower-casing and dropping `_` and `-`.
-fn secret_key(ident: &[char]) -> Option<SecretKey> {
-    let folded: String = ident
-        .iter()
-        .filter(|c| **c != '_' && **c != '-')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    match folded.as_str() {
-        "code" => Some(SecretKey::EqualsOnly),
-        "authorization" => Some(SecretKey::Authorization),
-        "sig" | "signature" | "assertion" | "clientassertion" | "pwd" | "passwd" | "apikey"
-        | "privatekey" | "credential" | "credentials" => Some(SecretKey::Any),
-        f if f.ends_with("secret") || f.ends_with("password") || f.ends_with("token") => {
-            Some(SecretKey::Any)
+/// Whether `s[at..]` starts with `pattern`, ASCII case-insensitively.
+fn starts_with_ci(s: &[char], at: usize, pattern: &str) -> bool {
+    let mut i = at;
+    for p in pattern.chars() {
+        match s.get(i) {
+            Some(c) if c.eq_ignore_ascii_case(&p) => i += 1,
+            _ => return false,
         }
-        _ => None,
     }
+    true
 }
 
-/// JWT-shaped (`eyJ…` with a dot) or a long opaque token mixing letters and digits.
-fn is_secret_word(word: &[char]) -> bool {
-    let jwt = word.starts_with(&['e', 'y', 'J']) && word.contains(&'.');
-    let opaque = word.len() >= OPAQUE_MIN_CHARS
-        && word.iter().any(|c| c.is_ascii_digit())
-        && word.iter().any(|c| c.is_ascii_alphabetic());
-    jwt || opaque
+/// Whether the characters equal `word`, ASCII case-insensitively.
+fn eq_ci(chars: &[char], word: &str) -> bool {
+    chars.len() == word.chars().count() && starts_with_ci(chars, 0, word)
+}
+
+/// First index at or after `from` where `pattern` starts (case-insensitively).
+fn find_ci(s: &[char], from: usize, pattern: &str) -> Option<usize> {
+    (from..s.len()).find(|&i| starts_with_ci(s, i, pattern))
 }
 
 fn is_marker(chars: &[char]) -> bool {
     chars.iter().copied().eq(REDACTED.chars())
-}
-
-/// Pushes `value` unchanged when it is empty or already redacted, otherwise the marker.
-fn push_redacted(out: &mut String, value: &[char]) {
-    if value.is_empty() || is_marker(value) {
-        out.extend(value);
-    } else {
-        out.push_str(REDACTED);
-    }
 }
 
 /// End (exclusive) of the run of characters starting at `from` that satisfy `pred`.
@@ -137,112 +229,851 @@ fn run_end(s: &[char], from: usize, pred: impl Fn(char) -> bool) -> usize {
     end
 }
 
-/// One pass that replaces every recognised secret.
-fn redact(s: &[char]) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if !is_ident_char(s[i]) {
-            out.push(s[i]);
-            i += 1;
-            continue;
-        }
-        let ident_end = run_end(s, i, is_ident_char);
-        let ident = &s[i..ident_end];
-        if let Some(kind) = secret_key(ident) {
-            if let Some(next) = redact_key_value(s, i, ident_end, kind, &mut out) {
-                i = next;
-                continue;
-            }
-        }
-        if ident
-            .iter()
-            .copied()
-            .map(|c| c.to_ascii_lowercase())
-            .eq("bearer".chars())
-        {
-            let token_start = run_end(s, ident_end, |c| c == ' ');
-            let token_end = run_end(s, token_start, |c| !is_value_delimiter(c));
-            if token_start > ident_end && token_end > token_start {
-                out.extend(&s[i..token_start]);
-                push_redacted(&mut out, &s[token_start..token_end]);
-                i = token_end;
-                continue;
-            }
-        }
-        let word_end = run_end(s, i, is_token_char);
-        if is_secret_word(&s[i..word_end]) {
-            out.push_str(REDACTED);
-            i = word_end;
-        } else {
-            // Only the identifier is consumed: a key may follow a dot inside the word.
-            out.extend(ident);
-            i = ident_end;
-        }
+/// Start of the run of characters ending (exclusively) at `to` that satisfy `pred`.
+fn run_start(s: &[char], to: usize, pred: impl Fn(char) -> bool) -> usize {
+    let mut start = to;
+    while start > 0 && pred(s[start - 1]) {
+        start -= 1;
     }
-    out
+    start
 }
 
-/// Redacts the value after a secret key if a separator follows; returns where scanning resumes,
-/// or `None` when the identifier is not used as a key here.
-fn redact_key_value(
-    s: &[char],
-    start: usize,
-    ident_end: usize,
-    kind: SecretKey,
-    out: &mut String,
-) -> Option<usize> {
-    let mut k = ident_end;
-    if k < s.len() && matches!(s[k], '"' | '\'') {
-        k += 1;
+/// `%` followed by two hex digits at `at`.
+fn is_percent_escape(s: &[char], at: usize) -> bool {
+    s.get(at) == Some(&'%')
+        && s.get(at + 1).is_some_and(char::is_ascii_hexdigit)
+        && s.get(at + 2).is_some_and(char::is_ascii_hexdigit)
+}
+
+/// A name split into lower-cased word parts: at camelCase boundaries (`clientSecret`,
+/// `APIKey`) and at `-`, `_`, `.` and spaces.
+fn name_parts(name: &[char]) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    for (i, &c) in name.iter().enumerate() {
+        if !c.is_ascii_alphanumeric() {
+            if !current.is_empty() {
+                parts.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        if c.is_ascii_uppercase() && !current.is_empty() {
+            let prev = name[i - 1];
+            let next_is_lower = name.get(i + 1).is_some_and(char::is_ascii_lowercase);
+            let boundary = prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_ascii_uppercase() && next_is_lower);
+            if boundary {
+                parts.push(std::mem::take(&mut current));
+            }
+        }
+        current.push(c.to_ascii_lowercase());
     }
-    k = run_end(s, k, |c| c == ' ');
-    let separator = *s.get(k)?;
-    let accepted = match kind {
-        SecretKey::EqualsOnly => separator == '=',
-        SecretKey::Any | SecretKey::Authorization => separator == '=' || separator == ':',
+    if !current.is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
+/// Whether a key of structured data (a JSON object's member, a form field) names a secret, by
+/// the same word-part rule as in text: its value must not be stored or shown as it is.
+pub fn is_secret_name(name: &str) -> bool {
+    let chars: Vec<char> = name.chars().collect();
+    secret_name(&chars).is_some_and(|kind| kind != SecretName::EqualsOnly)
+}
+
+/// How a name's value is read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SecretName {
+    /// Any value after `=`, `:` or an XML tag.
+    Any,
+    /// Only after `=`: `code=` is an OAuth code, Graph's `"code": "Forbidden"` is not.
+    EqualsOnly,
+    /// A scheme and a credential.
+    Authorization,
+    /// A list of cookies, every value secret.
+    Cookie,
+}
+
+/// Whether a name names a secret, and how its value is read.
+fn secret_name(name: &[char]) -> Option<SecretName> {
+    let parts = name_parts(name);
+    let last = parts.last()?;
+    if parts.len() == 1 && last == "code" {
+        return Some(SecretName::EqualsOnly);
+    }
+    if parts.iter().any(|p| p == "secret" || p == "secrets") {
+        return Some(SecretName::Any);
+    }
+    let matched = (1..=parts.len().min(3)).find_map(|n| {
+        let joined: String = parts[parts.len() - n..].concat();
+        SECRET_LAST_PARTS
+            .contains(&joined.as_str())
+            .then_some(joined)
+    })?;
+    Some(match matched.as_str() {
+        "authorization" => SecretName::Authorization,
+        "cookie" => SecretName::Cookie,
+        _ => SecretName::Any,
+    })
+}
+
+/// How a separator between a name and its value is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Separator {
+    Equals,
+    Colon,
+    /// `<name>value</name>`.
+    Tag,
+}
+
+/// The separator starting at `i`, if any, and its length.
+fn separator_at(s: &[char], i: usize) -> Option<(Separator, usize)> {
+    match s[i] {
+        '=' => Some((Separator::Equals, 1)),
+        ':' => Some((Separator::Colon, 1)),
+        '>' => Some((Separator::Tag, 1)),
+        '%' if starts_with_ci(s, i, "%3D") => Some((Separator::Equals, 3)),
+        '%' if starts_with_ci(s, i, "%3A") => Some((Separator::Colon, 3)),
+        _ => None,
+    }
+}
+
+/// A quote around a name or a value: `"`, `'`, an escaped `\"` (any number of backslashes) or
+/// the URL-encoded `%22`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quote {
+    Plain(char),
+    Escaped(usize),
+    Encoded,
+}
+
+impl Quote {
+    /// The opening quote at `at`, if one starts there.
+    fn opening_at(s: &[char], at: usize) -> Option<Quote> {
+        match *s.get(at)? {
+            c @ ('"' | '\'') => Some(Quote::Plain(c)),
+            '\\' => {
+                let end = run_end(s, at, |c| c == '\\');
+                (s.get(end) == Some(&'"')).then_some(Quote::Escaped(end - at))
+            }
+            '%' if starts_with_ci(s, at, "%22") => Some(Quote::Encoded),
+            _ => None,
+        }
+    }
+
+    /// The closing quote ending (exclusively) at `to`, if one does.
+    fn closing_before(s: &[char], to: usize) -> Option<Quote> {
+        if to == 0 {
+            return None;
+        }
+        match s[to - 1] {
+            '\'' => Some(Quote::Plain('\'')),
+            '"' => {
+                let backslashes = to - 1 - run_start(s, to - 1, |c| c == '\\');
+                Some(if backslashes == 0 {
+                    Quote::Plain('"')
+                } else {
+                    Quote::Escaped(backslashes)
+                })
+            }
+            '2' if to >= 3 && starts_with_ci(s, to - 3, "%22") => Some(Quote::Encoded),
+            _ => None,
+        }
+    }
+
+    fn len(self) -> usize {
+        match self {
+            Quote::Plain(_) => 1,
+            Quote::Escaped(n) => n + 1,
+            Quote::Encoded => 3,
+        }
+    }
+
+    fn is_at(self, s: &[char], at: usize) -> bool {
+        match self {
+            Quote::Plain(q) => s.get(at) == Some(&q),
+            Quote::Escaped(n) => {
+                (at..at + n).all(|i| s.get(i) == Some(&'\\')) && s.get(at + n) == Some(&'"')
+            }
+            Quote::Encoded => starts_with_ci(s, at, "%22"),
+        }
+    }
+
+    /// Where the quoted content starting at `from` ends: the index of the closing quote, or the
+    /// end of the text when the quote is never closed.
+    fn content_end(self, s: &[char], from: usize) -> (usize, bool) {
+        let mut j = from;
+        while j < s.len() {
+            if self.is_at(s, j) {
+                return (j, true);
+            }
+            j += if matches!(self, Quote::Plain(_)) && s[j] == '\\' {
+                2
+            } else {
+                1
+            };
+        }
+        (s.len(), false)
+    }
+}
+
+/// The name ending just before the separator at `sep`: `(start, end)` of the name itself.
+fn name_before(s: &[char], sep: usize, kind: Separator) -> Option<(usize, usize)> {
+    let mut end = sep;
+    if kind != Separator::Tag {
+        end = run_start(s, end, |c| c == ' ');
+    }
+    let quote = if kind == Separator::Tag {
+        None
+    } else {
+        Quote::closing_before(s, end)
     };
-    if !accepted {
+    if let Some(q) = quote {
+        end -= q.len();
+    }
+    let mut start = run_start(s, end, is_name_char);
+    // `%26password%3D…`: the two hex digits belong to the escape, not to the name.
+    if start > 0 && start + 2 <= end && is_percent_escape(s, start - 1) {
+        start += 2;
+    }
+    if start >= end {
         return None;
     }
-    k = run_end(s, k + 1, |c| c == ' ');
-    if k < s.len() && matches!(s[k], '"' | '\'') {
-        let quote = s[k];
-        let content_start = k + 1;
-        let mut j = content_start;
-        while j < s.len() && s[j] != quote {
-            j += if s[j] == '\\' { 2 } else { 1 };
-        }
-        let closed = j < s.len();
-        let mut content_end = j.min(s.len());
-        // An unclosed quote that runs into our own truncation mark: the mark is not content.
-        if !closed && content_end > content_start && s[content_end - 1] == ELLIPSIS {
-            content_end -= 1;
-        }
-        out.extend(&s[start..content_start]);
-        push_redacted(out, &s[content_start..content_end]);
-        if closed {
-            out.push(quote);
-            return Some(j + 1);
-        }
-        out.extend(&s[content_end..]);
-        return Some(s.len());
+    match (kind, quote) {
+        (Separator::Tag, _) => (start > 0 && s[start - 1] == '<').then_some((start, end)),
+        (_, Some(q)) => Some((quoted_name_start(s, start, end, q).unwrap_or(start), end)),
+        (_, None) => Some((title_case_start(s, start), end)),
     }
-    let mut value_end = run_end(s, k, |c| !is_value_delimiter(c));
-    // `Authorization: Bearer abc`: the scheme and the credential go together.
-    if kind == SecretKey::Authorization
-        && value_end > k
-        && s[k..value_end].iter().all(|c| c.is_ascii_alphabetic())
-        && s.get(value_end) == Some(&' ')
+}
+
+/// A quoted name may hold spaces (`"Client Secret"`): its start is the opening quote's end.
+fn quoted_name_start(s: &[char], mut start: usize, end: usize, quote: Quote) -> Option<usize> {
+    loop {
+        let open_at = start.checked_sub(quote.len())?;
+        if quote.is_at(s, open_at) {
+            return Some(start);
+        }
+        if start == 0 || s[start - 1] != ' ' || end - start > 64 {
+            return None;
+        }
+        let word_start = run_start(s, start - 1, is_name_char);
+        if word_start == start - 1 {
+            return None;
+        }
+        start = word_start;
+    }
+}
+
+/// An unquoted name of Title Case words (`Client Secret: …`) takes in up to three of them.
+fn title_case_start(s: &[char], mut start: usize) -> usize {
+    for _ in 0..3 {
+        if !s[start].is_ascii_uppercase() || start < 2 || s[start - 1] != ' ' {
+            break;
+        }
+        let word_start = run_start(s, start - 1, is_name_char);
+        if word_start == start - 1 || !s[word_start].is_ascii_uppercase() {
+            break;
+        }
+        start = word_start;
+    }
+    start
+}
+
+/// The spans of the text that hold secrets.
+struct Spans<'a> {
+    s: &'a [char],
+    found: Vec<(usize, usize)>,
+}
+
+impl<'a> Spans<'a> {
+    fn find(s: &'a [char]) -> Self {
+        let mut spans = Spans {
+            s,
+            found: Vec::new(),
+        };
+        spans.pem_blocks();
+        spans.url_userinfo();
+        spans.named_values();
+        spans.words();
+        spans.marked_json_values();
+        spans
+    }
+
+    /// Records `start..end` as secret, unless it is empty or already the marker.
+    fn add(&mut self, start: usize, mut end: usize) {
+        end = end.min(self.s.len());
+        if start >= end || is_marker(&self.s[start..end]) {
+            return;
+        }
+        self.found.push((start, end));
+    }
+
+    /// Records a span that may run to the end of the text: our own ellipsis is not content.
+    fn add_to_end(&mut self, start: usize, end: usize) {
+        let end = if end == self.s.len() && end > start && self.s[end - 1] == ELLIPSIS {
+            end - 1
+        } else {
+            end
+        };
+        self.add(start, end);
+    }
+
+    /// The text with every span (merged with its overlapping or touching neighbours) replaced by
+    /// one marker.
+    fn replace_in(mut self, s: &[char]) -> String {
+        self.found.sort_unstable();
+        let mut out = String::with_capacity(s.len());
+        let mut i = 0;
+        let mut spans = self.found.into_iter().peekable();
+        while let Some((start, mut end)) = spans.next() {
+            while let Some(&(next_start, next_end)) = spans.peek() {
+                if next_start > end {
+                    break;
+                }
+                end = end.max(next_end);
+                spans.next();
+            }
+            let start = start.max(i);
+            out.extend(&s[i..start]);
+            out.push_str(REDACTED);
+            i = end.max(start);
+        }
+        out.extend(&s[i.min(s.len())..]);
+        out
+    }
+
+    /// `-----BEGIN …-----` to `-----END …-----`, or to the end of the text.
+    fn pem_blocks(&mut self) {
+        let s = self.s;
+        let mut from = 0;
+        while let Some(begin) = find_ci(s, from, "-----BEGIN") {
+            let label_start = begin + "-----BEGIN".len();
+            let Some(label_end) =
+                find_ci(s, label_start, "-----").filter(|e| e - label_start <= 64)
+            else {
+                from = label_start;
+                continue;
+            };
+            let body_start = run_end(s, label_end, |c| c == '-');
+            let end = find_ci(s, body_start, "-----END").unwrap_or(s.len());
+            let trimmed_start = run_end(s, body_start, |c| c == ' ');
+            let trimmed_end = run_start(s, end, |c| c == ' ').max(trimmed_start);
+            self.add_to_end(trimmed_start, trimmed_end);
+            from = end.max(body_start);
+            if from >= s.len() {
+                break;
+            }
+            from += 1;
+        }
+    }
+
+    /// `scheme://user:secret@host` and `scheme://secret@host`, also URL-encoded inside a query
+    /// string (`https%3A%2F%2Fuser%3Asecret%40host`).
+    fn url_userinfo(&mut self) {
+        let s = self.s;
+        let mut from = 0;
+        while let Some(at) = find_ci(s, from, "://") {
+            let authority = at + 3;
+            let end = run_end(s, authority, |c| {
+                !(c == ' '
+                    || matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '\\' | '`')
+                    || c == ELLIPSIS)
+            });
+            if let Some(at_sign) = (authority..end).rev().find(|&i| s[i] == '@') {
+                let colon = (authority..at_sign).find(|&i| s[i] == ':');
+                match colon {
+                    Some(colon) => self.add(colon + 1, at_sign),
+                    None => self.add(authority, at_sign),
+                }
+            }
+            from = authority;
+        }
+        let mut from = 0;
+        while let Some(at) = find_ci(s, from, "%3A%2F%2F") {
+            let authority = at + "%3A%2F%2F".len();
+            let mut end = authority;
+            while end < s.len()
+                && !is_value_delimiter(s[end])
+                && !["%2F", "%3F", "%23", "%26", "%22", "%20"]
+                    .iter()
+                    .any(|d| starts_with_ci(s, end, d))
+            {
+                end += 1;
+            }
+            if let Some(at_sign) = (authority..end)
+                .rev()
+                .find(|&i| starts_with_ci(s, i, "%40"))
+            {
+                match (authority..at_sign).find(|&i| starts_with_ci(s, i, "%3A")) {
+                    Some(colon) => self.add(colon + 3, at_sign),
+                    None => self.add(authority, at_sign),
+                }
+            }
+            from = authority;
+        }
+    }
+
+    /// `name=value`, `name: value`, `"name":"value"`, `name%3Dvalue`, `<name>value</name>`.
+    fn named_values(&mut self) {
+        let s = self.s;
+        let mut i = 0;
+        while i < s.len() {
+            let Some((kind, len)) = separator_at(s, i) else {
+                i += 1;
+                continue;
+            };
+            let value_start = i + len;
+            // `scheme://user:secret@host`: the user is not a name, the userinfo scanner reads it.
+            let userinfo = |start: usize| {
+                kind == Separator::Colon
+                    && ((start >= 3 && s[start - 3..start] == [':', '/', '/'])
+                        || (start >= 9 && starts_with_ci(s, start - 9, "%3A%2F%2F")))
+            };
+            if let Some((start, end)) =
+                name_before(s, i, kind).filter(|(start, _)| !userinfo(*start))
+            {
+                if let Some(name) = secret_name(&s[start..end]) {
+                    let accepted = match name {
+                        SecretName::EqualsOnly => kind == Separator::Equals,
+                        _ => true,
+                    };
+                    if accepted {
+                        self.value(value_start, kind, name);
+                    }
+                }
+            }
+            i = value_start;
+        }
+    }
+
+    /// Records the value of a secret name that starts at `k`.
+    fn value(&mut self, k: usize, separator: Separator, name: SecretName) {
+        let s = self.s;
+        if separator == Separator::Tag {
+            // `<password>…</password>`; without a closing tag, an unquoted value.
+            let end = match (k..s.len()).find(|&j| s[j] == '<') {
+                Some(end) => end,
+                None => unquoted_value_end(s, k),
+            };
+            self.add_to_end(k, end);
+            return;
+        }
+        let k = run_end(s, k, |c| c == ' ');
+        if k >= s.len() {
+            return;
+        }
+        let starts_with_marker = starts_with_ci(s, k, REDACTED);
+        if starts_with_marker && self.marker_is_whole_value(k) {
+            return;
+        }
+        if let Some(quote) = Quote::opening_at(s, k) {
+            let content_start = k + quote.len();
+            let (content_end, _) = quote.content_end(s, content_start);
+            self.add_to_end(content_start, content_end);
+            return;
+        }
+        if !starts_with_marker {
+            match s[k] {
+                '[' => return self.array_values(k + 1),
+                '{' => return,
+                _ => {}
+            }
+        }
+        if name == SecretName::Cookie && separator == Separator::Colon {
+            return self.cookie_values(k);
+        }
+        let mut end = unquoted_value_end(s, k);
+        if matches!(
+            &s[k..end],
+            ['n', 'u', 'l', 'l'] | ['t', 'r', 'u', 'e'] | ['f', 'a', 'l', 's', 'e']
+        ) {
+            return;
+        }
+        // `Authorization: Bearer abc`: the scheme and the credential go together.
+        if name == SecretName::Authorization
+            && s[k..end]
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == '-')
+            && s.get(end) == Some(&' ')
+        {
+            let credential_end = unquoted_value_end(s, end + 1);
+            if credential_end > end + 1 && !is_marker(&s[end + 1..credential_end]) {
+                end = credential_end;
+            }
+        }
+        self.add_to_end(k, end);
+    }
+
+    /// Whether the marker at `k` is followed by the end of a value (the value is already gone).
+    fn marker_is_whole_value(&self, k: usize) -> bool {
+        let after = k + REDACTED.chars().count();
+        after >= self.s.len() || unquoted_value_end(self.s, after) == after
+    }
+
+    /// The elements of a JSON array after a secret name, up to its `]`.
+    fn array_values(&mut self, mut k: usize) {
+        let s = self.s;
+        loop {
+            k = run_end(s, k, |c| c == ' ');
+            let Some(&c) = s.get(k) else { return };
+            if c == ']' || c == '{' || c == '[' {
+                return;
+            }
+            if let Some(quote) = Quote::opening_at(s, k) {
+                let content_start = k + quote.len();
+                let (content_end, closed) = quote.content_end(s, content_start);
+                self.add_to_end(content_start, content_end);
+                if !closed {
+                    return;
+                }
+                k = content_end + quote.len();
+            } else {
+                let end = run_end(s, k, |c| !matches!(c, ',' | ']' | ' ' | ELLIPSIS));
+                if !matches!(&s[k..end], ['n', 'u', 'l', 'l']) {
+                    self.add(k, end);
+                }
+                k = end;
+            }
+            k = run_end(s, k, |c| c == ' ');
+            if s.get(k) != Some(&',') {
+                return;
+            }
+            k += 1;
+        }
+    }
+
+    /// `a=1; b=2` after `Cookie:`, or `id=1; Path=/; HttpOnly` after `Set-Cookie:`.
+    fn cookie_values(&mut self, mut k: usize) {
+        let s = self.s;
+        let is_cookie_name_char = |c: char| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '!' | '#' | '$' | '%' | '&' | '*' | '+' | '-' | '.' | '^' | '_' | '|' | '~'
+                )
+        };
+        loop {
+            k = run_end(s, k, |c| c == ' ');
+            let name_end = run_end(s, k, is_cookie_name_char);
+            if name_end == k {
+                return;
+            }
+            let name = &s[k..name_end];
+            let attribute = COOKIE_ATTRIBUTES.iter().any(|a| eq_ci(name, a));
+            let mut next = name_end;
+            if s.get(name_end) == Some(&'=') {
+                let value_start = name_end + 1;
+                let value_end = if attribute && eq_ci(name, "expires") {
+                    (value_start..s.len())
+                        .find(|&j| s[j] == ';')
+                        .unwrap_or(s.len())
+                        .min(value_start + 29)
+                } else {
+                    run_end(s, value_start, |c| !matches!(c, ';' | ',' | ' ' | ELLIPSIS))
+                };
+                if !attribute {
+                    self.add_to_end(value_start, value_end);
+                }
+                next = value_end;
+            } else if !attribute {
+                return;
+            }
+            next = run_end(s, next, |c| c == ' ');
+            match s.get(next) {
+                Some(';') | Some(',') => k = next + 1,
+                _ => return,
+            }
+        }
+    }
+
+    /// Bare authorization schemes, JWT-shaped words, opaque words, and long runs after a
+    /// secret name that has no separator.
+    fn words(&mut self) {
+        let s = self.s;
+        let mut i = 0;
+        while i < s.len() {
+            // A JWT may start inside a word: after a dot, a dash or a `%22`.
+            if s[i..].starts_with(&['e', 'y', 'J']) {
+                let boundary = i == 0
+                    || !s[i - 1].is_ascii_alphanumeric()
+                    || (i >= 3 && is_percent_escape(s, i - 3));
+                if boundary {
+                    let end = run_end(s, i, is_token_char);
+                    if s[i..end].contains(&'.') {
+                        self.add(i, end);
+                        i = end;
+                        continue;
+                    }
+                }
+            }
+            if is_token_char(s[i]) && (i == 0 || !is_token_char(s[i - 1])) {
+                let word_end = run_end(s, i, is_token_char);
+                if is_opaque(&s[i..word_end]) {
+                    self.add(i, word_end);
+                } else {
+                    self.word_followers(i, word_end);
+                }
+            }
+            i += 1;
+        }
+    }
+
+    /// What follows a word: a bearer credential, another scheme's credential, or a long run
+    /// after a secret name.
+    fn word_followers(&mut self, start: usize, end: usize) {
+        let s = self.s;
+        let word = &s[start..end];
+        let next_start = end + 1;
+        let next_end = if s.get(end) == Some(&' ') {
+            unquoted_value_end(s, next_start)
+        } else {
+            next_start
+        };
+        if next_end > next_start {
+            let credential = &s[next_start..next_end];
+            if eq_ci(word, "bearer")
+                || (BARE_SCHEMES.iter().any(|b| eq_ci(word, b))
+                    && looks_like_credential(credential))
+            {
+                self.add(next_start, next_end);
+                return;
+            }
+        }
+        // Names inside the word (`settings.clientSecret`) count from the last name run.
+        let name_start = run_start(s, end, is_name_char).max(start);
+        if secret_name(&s[name_start..end]).is_some() && !followed_by_separator(s, end) {
+            self.long_runs_after(end);
+        }
+    }
+
+    /// Long base64 or hex runs among the next words after a secret name.
+    fn long_runs_after(&mut self, mut k: usize) {
+        let s = self.s;
+        // The rest of the name's own word is a path or a query, not a value: skip it.
+        k = run_end(s, k, |c| c != ' ') + 1;
+        for _ in 0..LOOKAHEAD_WORDS {
+            if k >= s.len() {
+                return;
+            }
+            let word_end = run_end(s, k, |c| c != ' ');
+            let trim = |c: char| {
+                matches!(
+                    c,
+                    '"' | '\''
+                        | '('
+                        | ')'
+                        | '['
+                        | ']'
+                        | '{'
+                        | '}'
+                        | '<'
+                        | '>'
+                        | ','
+                        | ';'
+                        | ':'
+                        | '.'
+                        | '`'
+                )
+            };
+            let inner_start = run_end(s, k, trim).min(word_end);
+            let inner_end = run_start(s, word_end, trim).max(inner_start);
+            let inner = &s[inner_start..inner_end];
+            if is_long_run(inner) {
+                self.add(inner_start, inner_end);
+            }
+            if word_end >= s.len() {
+                return;
+            }
+            k = word_end + 1;
+        }
+    }
+
+    /// `{"isEncrypted": true, "value": "…"}` and `{"secretReferenceValueId": "…", "value": "…"}`.
+    fn marked_json_values(&mut self) {
+        let s = self.s;
+        for (key, needs_true) in [
+            ("\"isEncrypted\"", true),
+            ("\"secretReferenceValueId\"", false),
+        ] {
+            let mut from = 0;
+            while let Some(at) = find_ci(s, from, key) {
+                from = at + 1;
+                let mut k = run_end(s, at + key.len(), |c| c == ' ');
+                if s.get(k) != Some(&':') {
+                    continue;
+                }
+                k = run_end(s, k + 1, |c| c == ' ');
+                let marked = if needs_true {
+                    starts_with_ci(s, k, "true") || starts_with_ci(s, k, "\"true\"")
+                } else {
+                    !starts_with_ci(s, k, "null")
+                };
+                if marked {
+                    if let Some(open) = enclosing_object_start(s, at) {
+                        self.object_values(open);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every `"value"` member of the object opening at `open` (its own members, not nested ones).
+    fn object_values(&mut self, open: usize) {
+        let s = self.s;
+        let mut depth = 0usize;
+        let mut k = open;
+        while k < s.len() {
+            match s[k] {
+                '"' => {
+                    let (end, closed) = Quote::Plain('"').content_end(s, k + 1);
+                    if !closed {
+                        return;
+                    }
+                    let key = &s[k + 1..end];
+                    k = end + 1;
+                    let colon = run_end(s, k, |c| c == ' ');
+                    if depth == 1 && eq_ci(key, "value") && s.get(colon) == Some(&':') {
+                        let v = run_end(s, colon + 1, |c| c == ' ');
+                        if s.get(v) == Some(&'"') {
+                            let (v_end, _) = Quote::Plain('"').content_end(s, v + 1);
+                            self.add_to_end(v + 1, v_end);
+                        } else if !matches!(s.get(v), Some('{' | '[')) {
+                            let v_end =
+                                run_end(s, v, |c| !matches!(c, ',' | '}' | ']' | ' ' | ELLIPSIS));
+                            if !matches!(&s[v..v_end], ['n', 'u', 'l', 'l']) {
+                                self.add(v, v_end);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                '{' | '[' => depth += 1,
+                '}' | ']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+            k += 1;
+        }
+    }
+}
+
+/// Where an unquoted value starting at `k` ends.
+fn unquoted_value_end(s: &[char], k: usize) -> usize {
+    let mut end = k;
+    while end < s.len() && !is_value_delimiter(s[end]) {
+        if s[end] == '%' && ENCODED_DELIMITERS.iter().any(|d| starts_with_ci(s, end, d)) {
+            break;
+        }
+        end += 1;
+    }
+    end
+}
+
+/// Whether a separator (after an optional closing quote and spaces) follows `end`.
+fn followed_by_separator(s: &[char], end: usize) -> bool {
+    let mut k = end;
+    if let Some(q) = Quote::opening_at(s, k) {
+        k += q.len();
+    }
+    k = run_end(s, k, |c| c == ' ');
+    k < s.len() && separator_at(s, k).is_some()
+}
+
+/// A word of [`OPAQUE_MIN_CHARS`] or more that mixes letters and digits, unless it is built of
+/// GUIDs (Graph ids such as `{guid}_{guid}`).
+fn is_opaque(word: &[char]) -> bool {
+    word.len() >= OPAQUE_MIN_CHARS
+        && word.iter().any(|c| c.is_ascii_digit())
+        && word.iter().any(|c| c.is_ascii_alphabetic())
+        && !is_built_of_guids(word)
+}
+
+/// A base64 or hex run of at least [`LONG_RUN_MIN_CHARS`] (`=` only as trailing padding). Not a
+/// GUID (a tenant or policy id), and not an identifier such as `deviceManagementScripts`: letters
+/// only, never two capitals in a row, which random base64 practically never is.
+fn is_long_run(word: &[char]) -> bool {
+    let body_end = run_start(word, word.len(), |c| c == '=');
+    let body = &word[..body_end];
+    let identifier = body.iter().all(char::is_ascii_alphabetic)
+        && !body
+            .windows(2)
+            .any(|w| w[0].is_ascii_uppercase() && w[1].is_ascii_uppercase());
+    word.len() >= LONG_RUN_MIN_CHARS
+        && body.iter().all(|&c| c != '=' && is_base64_char(c))
+        && !is_guid(word)
+        && !identifier
+}
+
+/// `{guid}_{guid}`, `{guid}.{n}`: at least one GUID, the other pieces short.
+fn is_built_of_guids(word: &[char]) -> bool {
+    let mut pieces = word.split(|c| matches!(c, '_' | '.'));
+    pieces.clone().any(is_guid) && pieces.all(|piece| piece.len() < 16 || is_guid(piece))
+}
+
+/// `0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0`.
+fn is_guid(piece: &[char]) -> bool {
+    piece.len() == 36
+        && piece.iter().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// A credential after a bare scheme such as `Basic`: base64-like, and not an ordinary word
+/// (`Basic authentication` stays readable).
+fn looks_like_credential(word: &[char]) -> bool {
+    if is_marker(word)
+        || word.len() < 8
+        || !word
+            .iter()
+            .all(|&c| is_base64_char(c) || c == '.' || c == '~')
     {
-        let credential_end = run_end(s, value_end + 1, |c| !is_value_delimiter(c));
-        if credential_end > value_end + 1 {
-            value_end = credential_end;
+        return false;
+    }
+    let symbol_or_digit = word.iter().any(|c| !c.is_ascii_alphabetic());
+    let inner_upper = word[1..].iter().any(char::is_ascii_uppercase);
+    let lower = word.iter().any(char::is_ascii_lowercase);
+    symbol_or_digit || (inner_upper && lower)
+}
+
+/// The `{` of the JSON object holding the key at `at`, walking back over strings and nested
+/// objects and arrays.
+fn enclosing_object_start(s: &[char], at: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut j = at;
+    while j > 0 {
+        j -= 1;
+        match s[j] {
+            '"' if !is_escaped(s, j) => {
+                // Walk back to the opening quote of this string.
+                loop {
+                    j = j.checked_sub(1)?;
+                    if s[j] == '"' && !is_escaped(s, j) {
+                        break;
+                    }
+                }
+            }
+            '}' | ']' => depth += 1,
+            '[' if depth == 0 => return None,
+            '{' if depth == 0 => return Some(j),
+            '{' | '[' => depth -= 1,
+            _ => {}
         }
     }
-    out.extend(&s[start..k]);
-    push_redacted(out, &s[k..value_end]);
-    Some(value_end)
+    None
+}
+
+/// Whether the character at `at` is preceded by an odd number of backslashes.
+fn is_escaped(s: &[char], at: usize) -> bool {
+    (at - run_start(s, at, |c| c == '\\')) % 2 == 1
 }
 
 /// Caps the text at [`MAX_CHARS`] characters, never cutting a redaction marker in half.
@@ -322,5 +1153,65 @@ mod tests {
         assert!(!out.contains("hunter2"));
         assert!(out.ends_with("password=…"), "{out}");
         assert_eq!(sanitize(&out), out);
+    }
+
+    #[test]
+    fn names_split_into_parts() {
+        let parts = |n: &str| name_parts(&n.chars().collect::<Vec<_>>());
+        assert_eq!(parts("clientSecret"), ["client", "secret"]);
+        assert_eq!(parts("x-ms-client-secret"), ["x", "ms", "client", "secret"]);
+        assert_eq!(parts("APIKey"), ["api", "key"]);
+        assert_eq!(parts("oauth2Token"), ["oauth2", "token"]);
+        assert_eq!(parts("Account Key"), ["account", "key"]);
+        assert_eq!(parts("settings.password"), ["settings", "password"]);
+    }
+
+    #[test]
+    fn secret_names_by_parts() {
+        let secret = |n: &str| secret_name(&n.chars().collect::<Vec<_>>()).is_some();
+        for name in [
+            "client_secret",
+            "secretText",
+            "x-ms-client-secret",
+            "certificatePassword",
+            "access_token",
+            "x-api-key",
+            "AccountKey",
+            "preSharedKey",
+            "connection_string",
+            "Session-Id",
+            "sig",
+            "Set-Cookie",
+        ] {
+            assert!(secret(name), "{name}");
+        }
+        for name in [
+            "assignments",
+            "signInFrequency",
+            "sessionTimeout",
+            "keySize",
+            "tokenLifetime",
+            "passwordMinimumLength",
+            "passwordRequired",
+            "displayName",
+        ] {
+            assert!(!secret(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn marked_json_objects_lose_their_value() {
+        let text =
+            r#"[{"omaUri":"./Vendor/x","value":"hunter22","isEncrypted":true},{"value":"kept"}]"#;
+        assert_eq!(
+            sanitize(text),
+            r#"[{"omaUri":"./Vendor/x","value":"[REDACTED]","isEncrypted":true},{"value":"kept"}]"#
+        );
+    }
+
+    #[test]
+    fn graph_ids_built_of_guids_stay_readable() {
+        let id = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0_1a2b3c4d-4b5a-6978-8796-a5b4c3d2e1f0";
+        assert_eq!(sanitize(id), id);
     }
 }

@@ -351,11 +351,14 @@ impl GraphClient {
             .await
             .map_err(|e| transport_failure(&e, &what))?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|_| {
-                Failure::Final(GraphError::new(
+            // A success whose body does not parse is almost always a transfer cut short (a proxy
+            // or Graph closing the stream); asking again usually gets the whole answer.
+            return serde_json::from_slice(&body).map_err(|_| Failure::Transient {
+                error: GraphError::new(
                     ReasonCode::InvalidResponse,
                     format!("{what}: the answer is not valid JSON"),
-                ))
+                ),
+                retry_after: None,
             });
         }
         let message = format!("{what} answered {status}: {}", error_detail(&body));

@@ -6,8 +6,9 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 
-/// Retry budget and delays. 429, 503 and 504 (and transport failures) are retried; 400, 401, 403
-/// and 404 never are, because asking again cannot change the answer.
+/// Retry budget and delays. 429, 503 and 504, transport failures and a 200 whose body is not valid
+/// JSON (a transfer cut short) are retried; 400, 401, 403 and 404 never are, because asking again
+/// cannot change the answer.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Attempts per request, the first included.
