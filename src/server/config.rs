@@ -141,6 +141,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub worker_poll_seconds: u64,
 
+    /// Runs this process works on at once in each lane (bulk, interactive); at most one bulk run
+    /// per tenant is active across all instances (docs/operations.md).
+    #[arg(long, env = "TENANTATLAS_WORKER_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub worker_concurrency: u64,
+
     /// How many reverse proxies in front of the app append the client's address to
     /// X-Forwarded-For; the sign-in throttle and the audit log then use the address the
     /// outermost one saw. 0 (the default) ignores the header: anyone could write it.

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backup_sets;
 pub mod config;
 pub mod db;
+pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod http;
@@ -233,8 +234,8 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
     .with_graph(graph.clone());
     // The worker shares the process's Graph client (its tokens and per-tenant limiters).
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-    let worker = runs_worker(&db, graph);
-    let runner = tokio::spawn(runs::runner::run(
+    let worker = runs_worker(&db, graph).with_runs_at_once(args.worker_concurrency as usize);
+    let runner = tokio::spawn(engine::runner::run(
         worker,
         state.wake.clone(),
         db.clone(),
@@ -275,10 +276,11 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
     Ok(())
 }
 
-/// The run worker of this process, capturing through `graph` (the credentials of each run's
-/// tenant are resolved by `graph` too).
-pub fn runs_worker(db: &Db, graph: GraphAccess) -> runs::worker::Worker {
-    use runs::worker::{CredentialsLoader, RunFailure, Worker};
+/// The run worker of this process, with every operation's handler, calling Graph through
+/// `graph` (the credentials of each run's tenant are resolved by `graph` too).
+pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
+    use engine::operation::Registry;
+    use engine::worker::{CredentialsLoader, RunFailure, Worker};
     let source = std::sync::Arc::new(graph.client.clone());
     let loader_db = db.clone();
     let credentials: CredentialsLoader = std::sync::Arc::new(move |tenant_id| {
@@ -298,7 +300,7 @@ pub fn runs_worker(db: &Db, graph: GraphAccess) -> runs::worker::Worker {
         std::process::id(),
         crate::domain::Timestamp::now().millis()
     );
-    Worker::new(db.clone(), source, credentials, id)
+    Worker::new(db.clone(), Registry::standard(source), credentials, id)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

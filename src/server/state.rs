@@ -8,8 +8,8 @@ use leptos::prelude::{use_context, LeptosOptions};
 use super::auth::session::SessionSettings;
 use super::auth::throttle::SignInThrottle;
 use super::db::Db;
+use super::engine::runner::WakeUp;
 use super::graph::GraphAccess;
-use super::runs::runner::WakeUp;
 use crate::domain::AppError;
 
 /// Settings fixed at start.

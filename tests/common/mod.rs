@@ -73,7 +73,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub db: Db,
     /// What the server's submits signal; a test that runs a worker passes it to the runner.
-    pub wake: tenantatlas::server::runs::runner::WakeUp,
+    pub wake: tenantatlas::server::engine::runner::WakeUp,
     pub http: reqwest::Client,
     _test_db: TestDb,
     _shutdown: tokio::sync::oneshot::Sender<()>,

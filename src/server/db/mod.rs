@@ -47,6 +47,15 @@ impl Backend {
         }
     }
 
+    /// The function that returns the larger of two values (`MAX(a, b)` is an aggregate on
+    /// PostgreSQL, `GREATEST` unknown to SQLite).
+    pub fn greatest(self) -> &'static str {
+        match self {
+            Self::Sqlite => "MAX",
+            Self::Postgres => "GREATEST",
+        }
+    }
+
     fn migrator(self) -> &'static Migrator {
         match self {
             Self::Sqlite => &sqlite::MIGRATOR,
