@@ -43,6 +43,7 @@ impl Instance {
             .args(["--log", "tenantatlas=info,sqlx=warn"])
             .args(["--graph-url", &sim.graph_url, "--login-url", &sim.login_url])
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--instance-id", &format!("scale-out-{port}")])
             .args(["--worker-poll-seconds", POLL_SECONDS])
             // One run at a time, so that a second instance finds work left to take.
             .args(["--worker-concurrency", "1"])
@@ -67,9 +68,9 @@ impl Instance {
         panic!("instance on port {} did not become healthy", self.port);
     }
 
-    /// The prefix of this process's worker id, which an ended run keeps in `lease_owner`.
-    fn worker_prefix(&self) -> String {
-        format!("pid{}-", self.child.id())
+    /// This process's instance id, which an ended run keeps in `lease_owner`.
+    fn instance_id(&self) -> String {
+        format!("scale-out-{}", self.port)
     }
 
     /// SIGTERM, as a service manager stops it; waits for a clean exit.
@@ -283,9 +284,9 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
             ("completed", 1, 4),
             "run {run} was claimed once and completed"
         );
-        if owner.starts_with(&a.worker_prefix()) {
+        if owner == a.instance_id() {
             by_a.insert(run);
-        } else if owner.starts_with(&b.worker_prefix()) {
+        } else if owner == b.instance_id() {
             by_b.insert(run);
         } else {
             panic!("run {run} was finished by an unknown worker {owner:?}");
@@ -327,7 +328,7 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
     })
     .await
     .expect("an instance starts the long run");
-    let (stopping, staying) = if owner.starts_with(&a.worker_prefix()) {
+    let (stopping, staying) = if owner == a.instance_id() {
         (a, b)
     } else {
         (b, a)
@@ -342,7 +343,7 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
         rest.len() as i64,
         "every item once over both attempts"
     );
-    assert!(owner.starts_with(&staying.worker_prefix()));
+    assert!(owner == staying.instance_id());
     let n = rest.len() as i64;
     assert_eq!(f.items_in_set(handover_set).await, (n, n));
     staying.terminate().await;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{TestDb, CONTOSO, OPERATOR};
 use sqlx::Row;
+use tenantatlas::domain::run::Lane;
 use tenantatlas::domain::{AddPoliciesOptions, Capability, PolicySelection, TenantExternalId};
 use tenantatlas::graph_sim::{Fault, GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::auth::authorize_user;
@@ -31,6 +32,7 @@ both_backends!(TestDb:
     a_crashed_worker_loses_nothing_and_adds_nothing_twice,
     two_instances_share_the_queue_without_double_work,
     a_heartbeat_keeps_a_slow_run_claimed,
+    a_stalled_owner_writes_nothing_after_a_new_claim,
 );
 
 struct Fixture {
@@ -510,4 +512,44 @@ async fn a_heartbeat_keeps_a_slow_run_claimed(t: TestDb) {
         .await
         .unwrap();
     assert_eq!(attempt, 1);
+}
+
+/// Fencing: an owner that stalled after its claim (here: the same identity, as after a restart)
+/// writes nothing once the run was claimed again, because every lease-guarded write checks the
+/// claim's `attempt`.
+async fn a_stalled_owner_writes_nothing_after_a_new_claim(t: TestDb) {
+    let f = fixture(&t).await;
+    let run = f.queue(&f.ids(0..6)).await;
+    let stalled = f.worker("same-instance");
+    let old_claim = stalled.claim(Lane::Bulk).await.unwrap().expect("claimed");
+    assert_eq!(old_claim.run.attempt, 1);
+    // The lease runs out while the owner stalls; the identity claims the run again.
+    sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE id = $1")
+        .bind(run)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let current = f.worker("same-instance");
+    let new_claim = current
+        .claim(Lane::Bulk)
+        .await
+        .unwrap()
+        .expect("claimed again");
+    assert_eq!(new_claim.run.attempt, 2);
+
+    stalled.execute_claimed(old_claim).await.unwrap();
+    let (status, _, processed, ..) = f.run_row(run).await;
+    assert_eq!((status.as_str(), processed), ("running", 0));
+    let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM run_items WHERE run_id = $1")
+        .bind(run)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(items, 0, "the stalled owner wrote no item");
+    assert_eq!(f.sim.counters().graph_requests(), 0, "nor called Graph");
+
+    current.execute_claimed(new_claim).await.unwrap();
+    let (status, _, processed, succeeded, ..) = f.run_row(run).await;
+    assert_eq!((status.as_str(), processed, succeeded), ("completed", 6, 6));
+    assert_eq!(f.backup_item_count().await, 6);
 }

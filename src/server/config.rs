@@ -147,6 +147,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=256))]
     pub worker_concurrency: u64,
 
+    /// This instance's stable identity (default: the host name and the listen address). A
+    /// restarted instance takes back the runs of its identity at once; a second live process
+    /// with the same identity refuses to start.
+    #[arg(long, env = "TENANTATLAS_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
     /// How many reverse proxies in front of the app append the client's address to
     /// X-Forwarded-For; the sign-in throttle and the audit log then use the address the
     /// outermost one saw. 0 (the default) ignores the header: anyone could write it.

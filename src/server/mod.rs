@@ -213,6 +213,15 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
     };
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
+    // Held until the process ends: while it is, the identity's runs are this process's.
+    let instance_id = args
+        .instance_id
+        .clone()
+        .filter(|id| !id.trim().is_empty())
+        .unwrap_or_else(|| engine::instance::default_id(addr));
+    let instance = engine::instance::InstanceLock::acquire(&db, &instance_id)
+        .await
+        .map_err(|error| StartError::Invalid(error.to_string()))?;
     let public_origin = args
         .public_url
         .as_deref()
@@ -234,7 +243,9 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
     .with_graph(graph.clone());
     // The worker shares the process's Graph client (its tokens and per-tenant limiters).
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-    let worker = runs_worker(&db, graph).with_runs_at_once(args.worker_concurrency as usize);
+    let worker = runs_worker(&db, graph)
+        .with_runs_at_once(args.worker_concurrency as usize)
+        .as_instance(&instance);
     let runner = tokio::spawn(engine::runner::run(
         worker,
         state.wake.clone(),
@@ -246,7 +257,7 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
         db.clone(),
         Duration::from_secs(600),
     ));
-    tracing::info!("TenantAtlas is listening on http://{addr}");
+    tracing::info!("TenantAtlas is listening on http://{addr} as instance {instance_id:?}");
     if let Some(demo) = &demo {
         tracing::info!(
             "demo mode: open http://{addr}/ and sign in as {} with the password {}",
@@ -271,6 +282,7 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
         tracing::warn!("the worker did not stop in time; its lease will expire");
     }
     drop(demo);
+    drop(instance);
     db.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -295,6 +307,7 @@ pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
                 })
         })
     });
+    // A name of its own until `serve` names it after the instance (`Worker::as_instance`).
     let id = format!(
         "pid{}-{}",
         std::process::id(),

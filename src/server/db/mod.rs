@@ -6,6 +6,7 @@
 mod postgres;
 mod sqlite;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -77,6 +78,8 @@ pub struct Db {
     pool: AnyPool,
     native: NativePool,
     backend: Backend,
+    /// The SQLite database file (none for PostgreSQL or an in-memory database).
+    sqlite_file: Option<PathBuf>,
 }
 
 // Not derived: connect options hold the URL, and a password must never reach a log line.
@@ -102,6 +105,10 @@ impl Db {
             pool,
             native,
             backend,
+            sqlite_file: match backend {
+                Backend::Sqlite => sqlite::file_path(url),
+                Backend::Postgres => None,
+            },
         })
     }
 
@@ -120,6 +127,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite database file, if any (the instance lock file lives next to it).
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.sqlite_file.as_deref()
     }
 
     /// Answers whether the database takes queries (for `/healthz`).

@@ -27,6 +27,9 @@ pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 #[derive(Debug, Clone)]
 pub struct Run<I> {
     pub id: i64,
+    /// Which claim of the run this is; every lease-guarded write checks it (fencing), so an
+    /// owner that stalled can never write after another has taken the run.
+    pub attempt: i64,
     pub tenant_id: i64,
     /// The resource the run works on (a backup set for "add policies").
     pub target_id: i64,
@@ -39,6 +42,7 @@ impl<I> Run<I> {
     pub fn with_input<J>(&self, input: J) -> Run<J> {
         Run {
             id: self.id,
+            attempt: self.attempt,
             tenant_id: self.tenant_id,
             target_id: self.target_id,
             initiated_by: self.initiated_by,

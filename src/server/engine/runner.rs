@@ -56,10 +56,24 @@ pub async fn run(
     }
     let mut active = JoinSet::new();
     // Which lane and run each task works on, to free its slot (and release the run on error).
-    let mut working: HashMap<tokio::task::Id, (Lane, i64)> = HashMap::new();
-    let busy = |working: &HashMap<_, (Lane, i64)>, lane: Lane| {
-        working.values().filter(|(l, _)| *l == lane).count()
+    let mut working: HashMap<tokio::task::Id, (Lane, i64, i64)> = HashMap::new();
+    let busy = |working: &HashMap<_, (Lane, i64, i64)>, lane: Lane| {
+        working.values().filter(|(l, ..)| *l == lane).count()
     };
+    // This worker's identity is its own (the instance lock of `serve`, a unique name in tests):
+    // leases under it are from before a restart, and their runs are taken back at once.
+    match worker.release_leases().await {
+        Ok(released) if released > 0 => {
+            tracing::info!(
+                released,
+                "taking back the runs of this instance's previous life"
+            )
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "could not release old leases; they expire on their own")
+        }
+    }
     loop {
         if *shutdown.borrow() {
             break;
@@ -68,11 +82,11 @@ pub async fn run(
             while busy(&working, lane) < worker.runs_at_once() {
                 match worker.claim(lane).await {
                     Ok(Some(claimed)) => {
-                        let run_id = claimed.run.id;
+                        let (run_id, attempt) = (claimed.run.id, claimed.run.attempt);
                         let runner = worker.clone();
                         let task =
                             active.spawn(async move { runner.execute_claimed(claimed).await });
-                        working.insert(task.id(), (lane, run_id));
+                        working.insert(task.id(), (lane, run_id, attempt));
                     }
                     Ok(None) => break,
                     Err(error) => {
@@ -88,11 +102,11 @@ pub async fn run(
                     Ok((id, result)) => (id, result.map_err(|e| e.to_string())),
                     Err(error) => (error.id(), Err(error.to_string())),
                 };
-                let Some((_, run_id)) = working.remove(&id) else { continue };
+                let Some((_, run_id, attempt)) = working.remove(&id) else { continue };
                 if let Err(error) = result {
                     tracing::error!(run_id, %error, "work on a run failed; it goes back to the queue");
                     // Not left to the lease's expiry: the run is retried at once, by us or another.
-                    if let Err(error) = worker.release_lease(run_id).await {
+                    if let Err(error) = worker.release_lease(run_id, attempt).await {
                         tracing::warn!(%error, "could not release the lease; it expires on its own");
                     }
                 }

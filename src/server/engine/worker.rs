@@ -13,6 +13,7 @@ use futures::StreamExt;
 use sqlx::Row;
 use tracing::Instrument;
 
+use super::instance::{InstanceLock, LOCK_SPACE};
 use super::operation::{Operation, Pending, Registry, Run, Totals};
 use crate::domain::notification::NotificationLevel;
 use crate::domain::reason_code::ReasonCode;
@@ -75,6 +76,9 @@ pub struct Worker {
     items_at_once: usize,
     /// Runs worked on at once per lane by the runner.
     runs_at_once: usize,
+    /// Whether the worker's identity is held by an instance lock (`serve` always): then on
+    /// PostgreSQL it takes runs whose owner's lock is free without waiting for their lease.
+    locked: bool,
 }
 
 /// A claimed run as stored: its operation, and its input not yet read by the handler.
@@ -119,7 +123,16 @@ impl Worker {
             lease: Duration::from_secs(60),
             items_at_once: 8,
             runs_at_once: 4,
+            locked: false,
         }
+    }
+
+    /// Works under the identity `lock` holds: its leases are named after the instance, and
+    /// liveness comes from the instance locks (see `instance`).
+    pub fn as_instance(mut self, lock: &InstanceLock) -> Self {
+        self.id = lock.id().to_owned();
+        self.locked = true;
+        self
     }
 
     /// How long a claim lasts without a heartbeat (renewed every third of it while the run is
@@ -178,33 +191,35 @@ impl Worker {
         .map(|done| done.rows_affected())
     }
 
-    /// Gives up this worker's lease on one run, so that it is retried at once.
-    pub async fn release_lease(&self, run_id: i64) -> Result<u64, sqlx::Error> {
+    /// Gives up this worker's lease on one claim of a run, so that it is retried at once.
+    pub async fn release_lease(&self, run_id: i64, attempt: i64) -> Result<u64, sqlx::Error> {
         sqlx::query(
             "UPDATE runs SET lease_expires_at = 0 \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+             WHERE id = $1 AND lease_owner = $2 AND attempt = $3 AND status = 'running'",
         )
         .bind(run_id)
         .bind(&self.id)
+        .bind(attempt)
         .execute(self.db.pool())
         .await
         .map(|done| done.rows_affected())
     }
 
-    /// Renews the lease on `run_id` every third of its length, until aborted or the lease is
-    /// lost.
-    async fn heartbeat(self, run_id: i64) {
+    /// Renews the lease on the claim `attempt` of `run_id` every third of its length, until
+    /// aborted or the lease is lost.
+    async fn heartbeat(self, run_id: i64, attempt: i64) {
         let mut every = tokio::time::interval(self.lease / 3);
         every.tick().await; // the first tick is immediate; the claim has just set the lease
         loop {
             every.tick().await;
             let renewed = sqlx::query(
                 "UPDATE runs SET lease_expires_at = $1 \
-                 WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
+                 WHERE id = $2 AND lease_owner = $3 AND attempt = $4 AND status = 'running'",
             )
             .bind(self.lease_until())
             .bind(run_id)
             .bind(&self.id)
+            .bind(attempt)
             .execute(self.db.pool())
             .await;
             match renewed {
@@ -235,6 +250,22 @@ impl Worker {
         Ok(None)
     }
 
+    /// The condition under which the lease of a running run (columns prefixed with `alias`) is
+    /// over: it expired or, on PostgreSQL between locked instances, its owner's instance lock is
+    /// free (the owner died). The lock's second key is the identity's `hashtext`, which
+    /// `pg_locks` shows as an oid.
+    fn lease_over(&self, alias: &str) -> String {
+        match (self.db.backend(), self.locked) {
+            (Backend::Postgres, true) => format!(
+                "({alias}lease_expires_at < $3 OR NOT EXISTS (SELECT 1 FROM pg_locks l \
+                   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                     AND l.classid = {LOCK_SPACE} AND l.objid = hashtext({alias}lease_owner)::oid))"
+            ),
+            _ => format!("{alias}lease_expires_at < $3"),
+        }
+    }
+
     async fn try_claim(&self, lane: Lane) -> Result<Option<ClaimedRun>, sqlx::Error> {
         let handled = self.registry.operations();
         if handled.is_empty() {
@@ -254,13 +285,17 @@ impl Worker {
             Backend::Sqlite => "",
         };
         let greatest = backend.greatest();
-        let claimable = "(status = 'pending' OR (status = 'running' AND lease_expires_at < $3))";
+        let claimable = format!(
+            "(status = 'pending' OR (status = 'running' AND {}))",
+            self.lease_over("")
+        );
+        let r_lease_over = self.lease_over("r.");
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $3) \
              WHERE id = (SELECT r.id FROM runs r \
                  WHERE r.lane = $4 AND r.operation_type IN ({handled}) \
-                   AND ((r.status = 'running' AND r.lease_expires_at < $3) \
+                   AND ((r.status = 'running' AND {r_lease_over}) \
                      OR (r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM runs a \
                          WHERE a.tenant_id = r.tenant_id AND a.lane = $4 AND a.status = 'running'))) \
                  ORDER BY CASE WHEN r.status = 'running' THEN 0 ELSE 1 END, \
@@ -269,7 +304,7 @@ impl Worker {
                    r.created_at, r.id \
                  LIMIT 1{lock}) \
                AND {claimable} \
-             RETURNING id, tenant_id, operation_type, target_id, initiated_by, input"
+             RETURNING id, attempt, tenant_id, operation_type, target_id, initiated_by, input"
         );
         let row = sqlx::query(&sql)
             .bind(&self.id)
@@ -288,6 +323,7 @@ impl Worker {
             operation,
             run: Run {
                 id: row.try_get("id")?,
+                attempt: row.try_get("attempt")?,
                 tenant_id: row.try_get("tenant_id")?,
                 target_id: row.try_get("target_id")?,
                 initiated_by: row.try_get("initiated_by")?,
@@ -327,7 +363,7 @@ impl Worker {
         }
         // The heartbeat keeps the claim while Graph is slow (a Retry-After may pause a tenant
         // for longer than the lease); it stops when this run is left, however that happens.
-        let _heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat(run.id)));
+        let _heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat(run.id, run.attempt)));
         let creds = match (self.credentials)(run.tenant_id).await {
             Ok(creds) => creds,
             Err(failure) => return self.finish(operation, &run, Some(failure)).await,
@@ -381,7 +417,10 @@ impl Worker {
         policy_ids: &[i64],
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.pool().begin().await?;
-        if !self.hold_lease(&mut tx, run.id, Counts::default()).await? {
+        if !self
+            .hold_lease(&mut tx, run.id, run.attempt, Counts::default())
+            .await?
+        {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -450,7 +489,10 @@ impl Worker {
             }
             counts.add(done.outcome());
         }
-        if !self.hold_lease(&mut tx, run.id, counts).await? {
+        if !self
+            .hold_lease(&mut tx, run.id, run.attempt, counts)
+            .await?
+        {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -464,12 +506,13 @@ impl Worker {
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         run_id: i64,
+        attempt: i64,
         counts: Counts,
     ) -> Result<bool, sqlx::Error> {
         let held = sqlx::query(
             "UPDATE runs SET succeeded = succeeded + $1, failed = failed + $2, skipped = skipped + $3, \
              processed_items = processed_items + $4, lease_expires_at = $5 \
-             WHERE id = $6 AND lease_owner = $7 AND status = 'running'",
+             WHERE id = $6 AND lease_owner = $7 AND attempt = $8 AND status = 'running'",
         )
         .bind(counts.succeeded)
         .bind(counts.failed)
@@ -478,6 +521,7 @@ impl Worker {
         .bind(self.lease_until())
         .bind(run_id)
         .bind(&self.id)
+        .bind(attempt)
         .execute(&mut **tx)
         .await?
         .rows_affected();
@@ -495,7 +539,7 @@ impl Worker {
         let mut tx = self.db.pool().begin().await?;
         // Write first and decide in the same statement (SPEC Rule 7): a transaction that read
         // before writing could not upgrade its lock under SQLite's WAL while another worker writes.
-        // `lease_owner` stays: an ended run names the worker (`pid<N>-…`) that finished it.
+        // `lease_owner` stays: an ended run names the worker (the instance) that finished it.
         let finished = sqlx::query(
             "UPDATE runs SET status = CASE \
                  WHEN $1 THEN 'failed' \
@@ -504,7 +548,7 @@ impl Worker {
                  ELSE 'completed_with_errors' END, \
              finished_at = $2, reason_code = $3, failure_message = $4, \
              lease_expires_at = NULL \
-             WHERE id = $5 AND lease_owner = $6 AND status = 'running' \
+             WHERE id = $5 AND lease_owner = $6 AND attempt = $7 AND status = 'running' \
              RETURNING status, total_items, succeeded, failed, skipped",
         )
         .bind(failure.is_some())
@@ -513,6 +557,7 @@ impl Worker {
         .bind(failure.as_ref().map(|f| sanitize(&f.message)))
         .bind(run.id)
         .bind(&self.id)
+        .bind(run.attempt)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = finished else {
