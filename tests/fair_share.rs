@@ -211,6 +211,7 @@ async fn a_busy_tenant_does_not_delay_another(t: TestDb) {
     let a_active = f.active(&a_runs).await;
     assert_eq!(f.status(b_run).await, RunStatus::Completed);
     assert!(a_active > 0, "A's runs are still going");
+    eprintln!("B's 1-policy run ended {took:?} after its submit, {a_active} of A's runs active");
     assert!(took <= Duration::from_secs(2), "B's run took {took:?}");
 
     // At most one of A's bulk runs was ever running: the others are still queued, untouched.
@@ -326,6 +327,7 @@ async fn interactive_runs_do_not_wait_behind_bulk_runs(t: TestDb) {
         RunStatus::Running,
         "the bulk run is still going"
     );
+    eprintln!("the interactive run ended {took:?} after its submit");
     assert!(took <= Duration::from_secs(1), "the probe took {took:?}");
     stop.send(true).unwrap();
     runner.await.unwrap();
