@@ -3,7 +3,8 @@
 # Idempotent: when everything is there it only checks, in a second or two.
 #   - the wasm32-unknown-unknown target (rustup; offline fallback: Debian's rustc-web + build-std)
 #   - wasm-bindgen CLI of exactly the version in Cargo.lock
-#   - with --test: cargo-nextest, Debian's Chromium, Playwright (npm ci), a running PostgreSQL
+#   - npm's binaryen (wasm-opt) and Playwright (npm ci in end2end/), Debian's brotli
+#   - with --test: cargo-nextest, Debian's Chromium, a running PostgreSQL
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,9 +50,20 @@ if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg_version" ]];
   cargo install wasm-bindgen-cli --version "$wbg_version" --quiet
 fi
 
+# 3. npm's binaryen (wasm-opt, for the size-optimised bundle) and Playwright, pinned by
+#    end2end/package-lock.json; Playwright's browsers come from Debian, not from Playwright.
+command -v npm >/dev/null || { say "installing node and npm"; apt_install nodejs npm; }
+if [[ ! -x end2end/node_modules/.bin/wasm-opt ]] || [[ ! -d end2end/node_modules/@playwright/test ]] \
+  || [[ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]]; then
+  say "installing binaryen and Playwright (npm ci in end2end/)"
+  (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+# brotli: the bundle's precompressed .br copies (build.sh falls back to gzip alone without it).
+command -v brotli >/dev/null || { say "installing brotli"; apt_install brotli; }
+
 $want_test || exit 0
 
-# 3. Test tools.
+# 4. Test tools.
 cargo nextest --version >/dev/null 2>&1 || { say "installing cargo-nextest"; cargo install cargo-nextest --locked --quiet; }
 
 if [[ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]]; then
@@ -59,13 +71,7 @@ if [[ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]]; then
   apt_install chromium
 fi
 
-command -v npm >/dev/null || { say "installing node and npm"; apt_install nodejs npm; }
-if [[ ! -d end2end/node_modules/@playwright/test ]] || [[ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]]; then
-  say "installing Playwright (browsers come from Debian, not from Playwright)"
-  (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
-fi
-
-# 4. PostgreSQL (the second engine of the test suite).
+# 5. PostgreSQL (the second engine of the test suite).
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   if [[ -d /etc/postgresql ]] && [[ -n "$(ls /etc/postgresql)" ]]; then
     say "starting PostgreSQL"

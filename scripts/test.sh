@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # README command 2: set up and run every test.
+#   0. the browser bundle's gzip size stays within 110 % of docs/bundle-size.txt,
 #   1. Playwright in headless Chromium against a freshly built server (end2end/),
 #   2. unit and integration tests on SQLite and PostgreSQL (cargo nextest; each integration test
 #      runs once per engine, on a database of its own).
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh --test || exit 1
 scripts/build.sh || exit 1
+scripts/bundle-size.sh --check || exit 1
 
 # Databases left by interrupted earlier runs (each test creates its own).
 admin_url=${TEST_POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}

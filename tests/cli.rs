@@ -1,5 +1,7 @@
-//! The admin CLI: `create-user` bootstraps an account and a membership without SQL, reads the
-//! password from standard input only, and refuses bad input with a clear message.
+//! The admin CLI: `create-user` bootstraps an account and a membership without SQL, `set-password`
+//! changes a password, both read the password from standard input only, a password change signs
+//! the account out everywhere, bad input is refused with a clear message, and `serve` refuses a
+//! retired proxy setting.
 
 #![cfg(feature = "ssr")]
 
@@ -7,13 +9,24 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use common::{TempDir, CONTOSO};
+use common::{session_cookie, TempDir, TestApp, ADMIN, CONTOSO, OPERATOR};
 use tenantatlas::server::{auth::password, db::Db, seed};
 
+both_backends!(TestApp:
+    set_password_signs_the_account_out_everywhere,
+    create_user_on_an_existing_account_signs_it_out_everywhere,
+);
+
 fn create_user(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    admin(url, "create-user", args, stdin)
+}
+
+/// Runs an admin command of the binary against the database at `url`.
+fn admin(url: &str, command: &str, args: &[&str], stdin: &str) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenantatlas"))
-        .args(["--database-url", url, "--log", "warn", "create-user"])
+        .args(["--database-url", url, "--log", "warn", command])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -97,4 +110,150 @@ async fn create_user_grants_a_role_and_audits_it() {
     .await
     .unwrap();
     assert_eq!(users, 0, "refused input writes nothing");
+}
+
+/// Whether `cookie` is still signed in.
+async fn signed_in(app: &TestApp, cookie: &str) -> bool {
+    app.call_as(cookie, "auth/me", &[]).await.status() == 200
+}
+
+async fn sign_in_status(app: &TestApp, email: &str, password: &str) -> u16 {
+    let form = [("email", email), ("password", password), ("next", "/")];
+    app.call("auth/sign-in", &form).await.status().as_u16()
+}
+
+async fn set_password_signs_the_account_out_everywhere(app: TestApp) {
+    let laptop = app.sign_in(OPERATOR).await;
+    let phone = app.sign_in(OPERATOR).await;
+    let colleague = app.sign_in(ADMIN).await;
+
+    let output = admin(
+        app.database_url(),
+        "set-password",
+        &["--email", "Operator@Contoso.example"],
+        "a brand new password\n",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!signed_in(&app, &laptop).await);
+    assert!(!signed_in(&app, &phone).await);
+    assert!(
+        signed_in(&app, &colleague).await,
+        "other accounts keep theirs"
+    );
+    assert_eq!(
+        sign_in_status(&app, OPERATOR, seed::DEMO_PASSWORD).await,
+        401
+    );
+    assert_eq!(
+        sign_in_status(&app, OPERATOR, "a brand new password").await,
+        200
+    );
+    let audited: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE action LIKE 'user.%'")
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(audited, ["user.set_password"]);
+
+    let unknown = admin(
+        app.database_url(),
+        "set-password",
+        &["--email", "nobody@contoso.example"],
+        "a brand new password\n",
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no account has the e-mail"));
+    let short = admin(
+        app.database_url(),
+        "set-password",
+        &["--email", OPERATOR],
+        "short\n",
+    );
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least"));
+    assert_eq!(
+        sign_in_status(&app, OPERATOR, "a brand new password").await,
+        200,
+        "a refused change changes nothing"
+    );
+}
+
+async fn create_user_on_an_existing_account_signs_it_out_everywhere(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let colleague = app.sign_in(ADMIN).await;
+    let output = create_user(
+        app.database_url(),
+        &["--email", OPERATOR, "--name", "Operator"],
+        "another new password\n",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!signed_in(&app, &cookie).await);
+    assert!(signed_in(&app, &colleague).await);
+    let form = [
+        ("email", OPERATOR),
+        ("password", "another new password"),
+        ("next", "/"),
+    ];
+    let response = app.call("auth/sign-in", &form).await;
+    assert_eq!(response.status(), 200);
+    assert!(signed_in(&app, &session_cookie(&response).unwrap()).await);
+}
+
+/// Runs `serve` with `args` and `env`, expecting it to refuse to start; returns its stderr.
+fn serve_refused(args: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}/serve.db", dir.0.display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantatlas"))
+        .args(["--database-url", &url, "--log", "warn", "serve"])
+        .args(["--addr", "127.0.0.1:0", "--site-root"])
+        .arg(&dir.0)
+        .args(args)
+        .env_remove("TENANTATLAS_TRUSTED_PROXY_HOPS")
+        .env_remove("TENANTATLAS_TRUSTED_PROXY")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve {args:?} {env:?} started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn serve_refuses_the_retired_proxy_hop_count() {
+    let flag = serve_refused(&["--trusted-proxy-hops", "1"], &[]);
+    assert!(flag.contains("--trusted-proxy CIDR"), "{flag}");
+    let env = serve_refused(&[], &[("TENANTATLAS_TRUSTED_PROXY_HOPS", "0")]);
+    assert!(env.contains("TENANTATLAS_TRUSTED_PROXY_HOPS"), "{env}");
+    assert!(env.contains("--trusted-proxy CIDR"), "{env}");
+    let with_new = serve_refused(
+        &["--trusted-proxy", "10.0.0.0/8", "--trusted-proxy-hops", "2"],
+        &[],
+    );
+    assert!(with_new.contains("--trusted-proxy CIDR"), "{with_new}");
+}
+
+#[test]
+fn serve_refuses_a_malformed_proxy_range() {
+    let typo = serve_refused(&["--trusted-proxy", "10.0.0.0/8,10.0.0.1/8"], &[]);
+    assert!(typo.contains("bits set past /8"), "{typo}");
+    let env = serve_refused(&[], &[("TENANTATLAS_TRUSTED_PROXY", "::1,proxy.internal")]);
+    assert!(env.contains("not an IP address"), "{env}");
 }

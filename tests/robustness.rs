@@ -3,8 +3,8 @@
 //! member and an operator. The garbage comes from proptest with a fixed seed (the same cases on
 //! every run): path segments with control characters, percent-encodings and dots; wrong types;
 //! huge and negative numbers; 1 MB strings; missing and duplicated fields; bodies that are not
-//! a form. Every answer is a page, a redirect or a 4xx with a reason, never a 5xx, and the server
-//! never panics.
+//! a form. Every answer is a page, a redirect or a 4xx with a reason, never a 5xx (except
+//! sign-in's documented overload answer: 503 with `Retry-After`), and the server never panics.
 
 #![cfg(feature = "ssr")]
 
@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 both_backends!(TestApp:
     garbage_never_breaks_a_page,
     garbage_never_breaks_a_server_function,
+    pages_left_before_their_end_never_panic,
 );
 
 /// The seed of every generated case.
@@ -624,4 +625,53 @@ async fn raw_request(
     let chunked = head.contains("transfer-encoding: chunked");
     let complete = method == "HEAD" || !chunked || body.ends_with(b"0\r\n\r\n");
     Ok((status, body, complete))
+}
+
+/// A page whose answer nobody reads to its end (a HEAD request, a client that reads the first
+/// bytes and goes away) still renders to its end without a panic: the render must not outlive
+/// the reactive owner it reads from.
+async fn pages_left_before_their_end_never_panic(app: TestApp) {
+    let known = known_ids(&app).await;
+    let cookie = app.sign_in(OPERATOR).await;
+    let pages = [
+        format!("/t/{CONTOSO}/backup-sets"),
+        format!("/t/{CONTOSO}/backup-sets/{}", known.set_id),
+        format!("/t/{CONTOSO}/runs"),
+        format!("/t/{CONTOSO}/runs/{}", known.run_id),
+        "/".to_owned(),
+    ];
+    for round in 0..20 {
+        for page in &pages {
+            let answer = raw_request(&app, "HEAD", page, Some(&cookie)).await;
+            let (status, _, _) = answer.unwrap_or_else(|error| panic!("HEAD {page}: {error}"));
+            assert_eq!(status, 200, "HEAD {page}");
+            abandon_after_first_bytes(&app, page, &cookie).await;
+        }
+        // Resource tasks of abandoned renders finish on their own time.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            panics::count(),
+            0,
+            "round {round}: a page left early made the server panic"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        panics::count(),
+        0,
+        "a page left early made the server panic"
+    );
+}
+
+/// A GET whose client closes the connection once the first bytes of the answer arrived.
+async fn abandon_after_first_bytes(app: &TestApp, target: &str, cookie: &str) {
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "GET {target} HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
+        app.addr
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut first = [0_u8; 16];
+    let _ = stream.read(&mut first).await;
+    drop(stream);
 }

@@ -1,5 +1,7 @@
-//! Sessions and sign-in: fixation, sign-out, idle expiry, forged cookies, cross-origin POSTs,
-//! indistinguishable failures and the failure throttle.
+//! Sessions and sign-in: fixation, sign-out, idle and absolute expiry, revocation by password
+//! change, the `__Host-` cookie, forged cookies, cross-origin POSTs, indistinguishable failures,
+//! the atomic failure throttle (per account, per address, IPv6 per /64, behind trusted proxies)
+//! and the bounded password checks.
 
 #![cfg(feature = "ssr")]
 
@@ -7,8 +9,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{session_cookie, TestApp, CONTOSO, OPERATOR, READONLY};
+use common::{
+    session_cookie, session_set_cookie, Options, TestApp, ADMIN, CONTOSO, OPERATOR, READONLY,
+};
 use serde_json::Value;
+use tenantatlas::domain::Email;
+use tenantatlas::server::auth::password::{self, Checker};
+use tenantatlas::server::auth::{throttle, users};
 use tenantatlas::server::seed::DEMO_PASSWORD;
 
 both_backends!(TestApp:
@@ -20,6 +27,9 @@ both_backends!(TestApp:
     repeated_failures_are_slowed_down,
     sign_in_and_out_are_audited,
     cookies_are_http_only_and_same_site,
+    parallel_guesses_get_at_most_the_budget,
+    successful_sign_ins_leave_the_failure_budget_whole,
+    a_password_change_ends_every_session_of_that_user,
 );
 
 async fn me(app: &TestApp, cookie: &str) -> u16 {
@@ -253,18 +263,248 @@ async fn x_forwarded_for_counts_only_behind_trusted_proxies() {
     );
     assert_eq!(failed_sign_in_addresses(&direct).await, ["\"127.0.0.1\""]);
 
-    // Behind one proxy: the address it appended, not what the client put before it.
-    let proxied = TestApp::spawn_behind_proxies(common::Backend::Sqlite, 1).await;
+    // Proxies are trusted, but the peer is not one of them: the header is still ignored.
+    let elsewhere = TestApp::spawn_behind_proxies(common::Backend::Sqlite, "10.0.0.0/8").await;
     assert_eq!(
-        fail_sign_in_forwarded_for(&proxied, "203.0.113.7").await,
+        fail_sign_in_forwarded_for(&elsewhere, "203.0.113.7").await,
         401
     );
     assert_eq!(
-        fail_sign_in_forwarded_for(&proxied, "6.6.6.6, 198.51.100.2").await,
-        401
+        failed_sign_in_addresses(&elsewhere).await,
+        ["\"127.0.0.1\""]
     );
+
+    // Behind trusted proxies: the first address from the right that is not one of them.
+    let proxied =
+        TestApp::spawn_behind_proxies(common::Backend::Sqlite, "127.0.0.1/32,10.0.0.0/8").await;
+    for header in [
+        "203.0.113.7",
+        "6.6.6.6, 198.51.100.2",
+        "6.6.6.6, 198.51.100.3:4711, 10.1.2.3",
+        "[2001:db8::7]:443, 10.1.2.3:80",
+    ] {
+        assert_eq!(fail_sign_in_forwarded_for(&proxied, header).await, 401);
+    }
     assert_eq!(
         failed_sign_in_addresses(&proxied).await,
-        ["\"203.0.113.7\"", "\"198.51.100.2\""]
+        [
+            "\"203.0.113.7\"",
+            "\"198.51.100.2\"",
+            "\"198.51.100.3\"",
+            "\"2001:db8::7\""
+        ]
     );
+}
+
+/// A failed sign-in for `email` that a trusted proxy forwarded from `client`.
+async fn fail_sign_in_from(app: &TestApp, email: &str, client: &str) -> u16 {
+    let form = [("email", email), ("password", "guess"), ("next", "/")];
+    app.request(None, "auth/sign-in", &form)
+        .header("X-Forwarded-For", client)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_throttled_per_64() {
+    // Budgets that do not refill while the test runs.
+    let slow = |burst| throttle::Budget {
+        burst,
+        refill: Duration::from_secs(3600),
+    };
+    let app = TestApp::spawn_with(
+        common::Backend::Sqlite,
+        Options {
+            trusted_proxies: "127.0.0.1",
+            throttle: Some(throttle::SignInThrottle::new(slow(5), slow(3))),
+            ..Options::default()
+        },
+    )
+    .await;
+    // One host sprays accounts, each attempt from a fresh address of its /64.
+    for n in 0..3 {
+        let client = format!("2001:db8:5:6:{n:x}::1");
+        let status = fail_sign_in_from(&app, &format!("spray{n}@contoso.example"), &client).await;
+        assert_eq!(status, 401, "attempt {n}");
+    }
+    let same_64 = fail_sign_in_from(&app, "fresh@contoso.example", "2001:db8:5:6:ffff::9").await;
+    assert_eq!(same_64, 429, "another address of the same /64");
+    let next_64 = fail_sign_in_from(&app, "fresh@contoso.example", "2001:db8:5:7::1").await;
+    assert_eq!(next_64, 401, "the neighbouring /64 has its own budget");
+}
+
+async fn parallel_guesses_get_at_most_the_budget(app: TestApp) {
+    let guesses: Vec<_> = (0..60)
+        .map(|_| {
+            let form = [("email", OPERATOR), ("password", "guess"), ("next", "/")];
+            tokio::spawn(app.request(None, "auth/sign-in", &form).send())
+        })
+        .collect();
+    let (mut checked, mut busy) = (0, 0);
+    for guess in guesses {
+        match guess.await.unwrap().unwrap().status().as_u16() {
+            401 => checked += 1,
+            // Turned away before its check when every core stayed busy for 2 s (a slow machine).
+            503 => busy += 1,
+            429 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        checked <= throttle::ACCOUNT.burst,
+        "{checked} of 60 parallel guesses were checked"
+    );
+    assert!(checked + busy >= 1, "some guesses got past the throttle");
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'auth.sign_in_failed'")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(audited, i64::from(checked));
+}
+
+async fn successful_sign_ins_leave_the_failure_budget_whole(app: TestApp) {
+    for _ in 0..2 * throttle::ACCOUNT.burst {
+        let response = sign_in_with(&app, None, OPERATOR, DEMO_PASSWORD).await;
+        assert_eq!(response.status(), 200);
+    }
+    for n in 0..throttle::ACCOUNT.burst {
+        let wrong = sign_in_with(&app, None, OPERATOR, "guess").await;
+        assert_eq!(
+            wrong.status(),
+            401,
+            "failure {n} is still within the budget"
+        );
+    }
+    let spent = sign_in_with(&app, None, OPERATOR, "guess").await;
+    assert_eq!(spent.status(), 429);
+}
+
+#[tokio::test]
+async fn busy_password_checks_answer_503_with_retry_after_and_spend_nothing() {
+    // No check can ever start: every sign-in waits its (short) time and is turned away.
+    let app = TestApp::spawn_with(
+        common::Backend::Sqlite,
+        Options {
+            checker: Some(Checker::new(0, Duration::from_millis(20))),
+            ..Options::default()
+        },
+    )
+    .await;
+    // More than the account's budget: an attempt turned away costs none of it.
+    for _ in 0..2 * throttle::ACCOUNT.burst {
+        let response = sign_in_with(&app, None, OPERATOR, DEMO_PASSWORD).await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert!(session_cookie(&response).is_none());
+        let body = response.text().await.unwrap();
+        assert!(body.contains("Busy"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn sessions_end_after_their_max_age_however_busy() {
+    let app = TestApp::spawn_with(
+        common::Backend::Sqlite,
+        Options {
+            max_age: Duration::from_secs(3),
+            ..Options::default()
+        },
+    )
+    .await;
+    let cookie = app.sign_in(OPERATOR).await;
+    // No earlier than the session's own sign-in time, so its lifetime is over at 3.2 s from here.
+    let signed_in = std::time::Instant::now();
+    let page = format!("/t/{CONTOSO}/backup-sets");
+    // Used all along (with a margin for a slow machine), so the idle timeout never strikes.
+    while signed_in.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(me(&app, &cookie).await, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(3200).saturating_sub(signed_in.elapsed())).await;
+    assert_eq!(me(&app, &cookie).await, 401);
+    assert!(app
+        .get(Some(&cookie), &page)
+        .await
+        .status()
+        .is_redirection());
+    let fresh = app.sign_in(OPERATOR).await;
+    assert_eq!(
+        me(&app, &fresh).await,
+        200,
+        "a new sign-in starts a new lifetime"
+    );
+}
+
+async fn a_password_change_ends_every_session_of_that_user(app: TestApp) {
+    let laptop = app.sign_in(OPERATOR).await;
+    let phone = app.sign_in(OPERATOR).await;
+    let colleague = app.sign_in(ADMIN).await;
+    let page = format!("/t/{CONTOSO}/backup-sets");
+    assert_eq!(app.get(Some(&phone), &page).await.status(), 200);
+
+    let hash = password::hash("a brand new password".into()).await.unwrap();
+    let email = Email::parse(OPERATOR).unwrap();
+    users::set_password(&app.db, &email, &hash)
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(me(&app, &laptop).await, 401);
+    assert!(app.get(Some(&phone), &page).await.status().is_redirection());
+    assert_eq!(
+        me(&app, &colleague).await,
+        200,
+        "other users stay signed in"
+    );
+    let old = sign_in_with(&app, None, OPERATOR, DEMO_PASSWORD).await;
+    assert_eq!(old.status(), 401);
+    let new = sign_in_with(&app, None, OPERATOR, "a brand new password").await;
+    assert_eq!(new.status(), 200);
+    let cookie = session_cookie(&new).unwrap();
+    assert_eq!(
+        me(&app, &cookie).await,
+        200,
+        "signed in under the new generation"
+    );
+}
+
+#[tokio::test]
+async fn an_https_public_url_gets_a_host_prefixed_cookie() {
+    let plain = TestApp::spawn(common::Backend::Sqlite).await;
+    let response = sign_in_with(&plain, None, OPERATOR, DEMO_PASSWORD).await;
+    let set_cookie = session_set_cookie(&response).unwrap();
+    assert!(
+        set_cookie.starts_with("tenantatlas_session="),
+        "{set_cookie}"
+    );
+    assert!(!set_cookie.contains("Secure"), "{set_cookie}");
+
+    let app = TestApp::spawn_with(
+        common::Backend::Sqlite,
+        Options {
+            https: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let response = sign_in_with(&app, None, OPERATOR, DEMO_PASSWORD).await;
+    assert_eq!(response.status(), 200);
+    let set_cookie = session_set_cookie(&response).unwrap();
+    // What browsers demand of a `__Host-` cookie: Secure, Path=/ and no Domain.
+    assert!(
+        set_cookie.starts_with("__Host-tenantatlas_session="),
+        "{set_cookie}"
+    );
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    assert!(set_cookie.contains("; Path=/"), "{set_cookie}");
+    assert!(!set_cookie.contains("Domain"), "{set_cookie}");
+    let cookie = session_cookie(&response).unwrap();
+    assert_eq!(me(&app, &cookie).await, 200);
+    // The plain name means nothing there.
+    let renamed = cookie.replacen("__Host-", "", 1);
+    assert_eq!(me(&app, &renamed).await, 401);
 }

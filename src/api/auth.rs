@@ -14,7 +14,7 @@ pub async fn sign_in(
     use crate::domain::Email;
     use crate::server::audit::{self, AuditEvent};
     use crate::server::auth::client_address::client_address;
-    use crate::server::auth::{current_session, password as passwords, redirect, session, users};
+    use crate::server::auth::{current_session, redirect, session, users};
     use crate::server::{error::respond, state::app_state};
     use axum::extract::ConnectInfo;
     use axum::http::HeaderMap;
@@ -36,10 +36,12 @@ pub async fn sign_in(
                 .iter()
                 .filter_map(|value| value.to_str().ok())
                 .collect();
-            let address = client_address(peer, &forwarded_for, state.settings.trusted_proxy_hops);
-            state
+            let address = client_address(peer, &forwarded_for, &state.settings.trusted_proxies);
+            // Reserved before the slow check, so parallel guesses cannot all pass a check that
+            // has not counted any of them yet.
+            let attempt = state
                 .sign_in_throttle
-                .check(email.as_str(), address)
+                .reserve(email.as_str(), address)
                 .map_err(|wait| {
                     AppError::TooManyRequests(format!(
                         "Too many failed sign-ins. Try again in {} seconds.",
@@ -48,11 +50,20 @@ pub async fn sign_in(
                 })?;
             let account = users::credentials(&state.db, &email).await?;
             let hash = account.as_ref().and_then(|a| a.password_hash.clone());
-            let verified = passwords::verify(password, hash).await;
+            let verified = match state.password_checker.verify(password, hash).await {
+                Ok(verified) => verified,
+                Err(busy) => {
+                    // No password was checked, so nothing was guessed.
+                    attempt.refund();
+                    tracing::warn!("every core is checking passwords: a sign-in is turned away");
+                    return Err(AppError::Busy {
+                        retry_after: busy.retry_after.as_secs().max(1),
+                    });
+                }
+            };
             let Some(account) = account.filter(|_| verified) else {
-                state
-                    .sign_in_throttle
-                    .record_failure(email.as_str(), address);
+                // A failed attempt stays counted.
+                drop(attempt);
                 audit::record(
                     &state.db,
                     AuditEvent {
@@ -66,12 +77,17 @@ pub async fn sign_in(
                 .await;
                 return Err(AppError::InvalidCredentials);
             };
-            session::sign_in(&current_session().await?, account.user_id)
-                .await
-                .map_err(|error| {
-                    tracing::error!(%error, "could not store the session");
-                    AppError::Internal
-                })?;
+            attempt.refund();
+            session::sign_in(
+                &current_session().await?,
+                account.user_id,
+                account.session_generation,
+            )
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "could not store the session");
+                AppError::Internal
+            })?;
             audit::record(
                 &state.db,
                 AuditEvent {
@@ -103,7 +119,7 @@ pub async fn sign_out() -> Result<(), AppError> {
         async {
             let state = app_state()?;
             let current = current_session().await?;
-            let user_id = session::user_id(&current).await;
+            let user_id = session::unchecked_user_id(&current).await;
             session::sign_out(&current).await.map_err(|error| {
                 tracing::error!(%error, "could not delete the session");
                 AppError::Internal

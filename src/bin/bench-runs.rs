@@ -856,9 +856,10 @@ impl App {
             public_origin: format!("http://{addr}"),
             sessions: SessionSettings {
                 idle: Duration::from_secs(3_600),
+                max_age: Duration::from_secs(12 * 3_600),
                 secure: false,
             },
-            trusted_proxy_hops: 0,
+            trusted_proxies: Default::default(),
         };
         let state = AppState::new(
             db.clone(),

@@ -6,7 +6,7 @@ use leptos_router::components::A;
 
 use super::NotificationBell;
 use crate::api::auth::SignOut;
-use crate::domain::{AppError, CurrentUser};
+use crate::domain::{routes, AppError, CurrentUser};
 
 /// The signed-in user, loaded once per page by the layout and shared with its pages.
 pub type MeResource = Resource<Result<CurrentUser, AppError>>;
@@ -47,7 +47,7 @@ pub fn AppHeader(me: MeResource, #[prop(optional)] tenant: Option<Memo<String>>)
                                 on:change=move |ev| {
                                     let id = event_target_value(&ev);
                                     // A full load: the server checks membership before rendering.
-                                    let _ = window().location().set_href(&format!("/t/{id}/backup-sets"));
+                                    let _ = window().location().set_href(&routes::tenant_home(&id));
                                 }
                             >
                                 {options}
@@ -62,11 +62,10 @@ pub fn AppHeader(me: MeResource, #[prop(optional)] tenant: Option<Memo<String>>)
             </Transition>
             {tenant
                 .map(|tenant| {
-                    let link = move |page: &'static str| move || format!("/t/{}/{page}", tenant.get());
                     view! {
                         <nav aria-label="Main">
-                            <A href=link("backup-sets")>"Backup sets"</A>
-                            <A href=link("runs")>"Runs"</A>
+                            <A href=move || routes::backup_sets(&tenant.get())>"Backup sets"</A>
+                            <A href=move || routes::runs(&tenant.get(), "")>"Runs"</A>
                         </nav>
                     }
                 })}

@@ -1,19 +1,23 @@
 //! Small building blocks named after what the user sees.
 
 mod app_header;
+mod data_table;
 mod feedback;
 mod needs_role;
 mod notification_bell;
 mod policy_picker;
+mod poll;
 mod run_panel;
 mod status_badge;
 mod toasts;
 
 pub use app_header::{AppHeader, MeResource};
+pub use data_table::{or_absent, Column, DataTable, ABSENT};
 pub use feedback::{EmptyState, ErrorMessage, Loading};
 pub use needs_role::NeedsRole;
 pub use notification_bell::NotificationBell;
 pub use policy_picker::PolicyPicker;
-pub use run_panel::{run_poll_delay, RunPanel};
+pub use poll::{poll_delay, use_poll_while};
+pub use run_panel::RunPanel;
 pub use status_badge::RunStatusBadge;
 pub use toasts::{provide_toasts, use_toasts, Toast, ToastQueue, Toasts};

@@ -132,13 +132,13 @@ pub fn NotificationBell(tenant: Memo<String>) -> impl IntoView {
         escape.remove();
     });
 
-    let toggle = move |_| {
+    let toggle = Callback::new(move |()| {
         let opening = !open.get_untracked();
         open.set(opening);
         if opening {
             list.refetch();
         }
-    };
+    });
     let on_read = Callback::new(move |id: i64| {
         mark_one.dispatch(MarkNotificationRead {
             tenant: tenant.get_untracked(),
@@ -152,97 +152,128 @@ pub fn NotificationBell(tenant: Memo<String>) -> impl IntoView {
             let _ = open.try_set(false);
         })
     });
-    let mark_all_read = move |_| {
-        mark_all.dispatch(MarkAllNotificationsRead {
-            tenant: tenant.get_untracked(),
-        });
-    };
-    let action_error = move || {
+    let action_error = Signal::derive(move || {
         mark_one
             .value()
             .get()
             .and_then(Result::err)
             .or_else(|| mark_all.value().get().and_then(Result::err))
-    };
+    });
 
     view! {
         <div
             class="notification-bell"
             node_ref=wrapper
         >
-            <button
-                type="button"
-                class="bell-button"
-                node_ref=button
-                data-testid="notification-bell"
-                aria-label=move || bell_label(unread.get())
-                aria-expanded=move || open.get().to_string()
-                aria-controls=move || open.get().then_some(PANEL_ID)
-                on:click=toggle
-            >
-                <svg class="bell-icon" viewBox="0 0 24 24" width="20" height="20" aria-hidden="true">
-                    <path
-                        fill="currentColor"
-                        d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1Z"
-                    ></path>
-                </svg>
-                {move || {
-                    unread
-                        .get()
-                        .filter(|n| *n > 0)
-                        .map(|n| {
-                            let text = if n > 99 { "99+".to_owned() } else { n.to_string() };
-                            view! {
-                                <span class="bell-badge" aria-hidden="true" data-testid="notification-count">
-                                    {text}
-                                </span>
-                            }
-                        })
-                }}
-            </button>
+            <BellButton unread open button on_toggle=toggle />
             <Show when=move || open.get()>
-                <section
-                    id=PANEL_ID
-                    class="notification-panel"
-                    aria-labelledby="notification-panel-title"
-                    data-testid="notification-panel"
-                >
-                    <div class="notification-panel-head">
-                        <h2 id="notification-panel-title">"Notifications"</h2>
-                        <button
-                            type="button"
-                            class="link-button"
-                            disabled=move || unread.get().unwrap_or(0) == 0 || mark_all.pending().get()
-                            on:click=mark_all_read
-                        >
-                            "Mark all read"
-                        </button>
-                    </div>
-                    {move || action_error().map(|error| view! { <ErrorMessage error /> })}
-                    {move || match state.get() {
-                        PanelState::Loading => view! { <Loading what="notifications" /> }.into_any(),
-                        PanelState::Failed(error) => view! { <ErrorMessage error /> }.into_any(),
-                        PanelState::Empty => view! {
-                            <EmptyState
-                                title="No notifications yet"
-                                hint="You are told here when a run you started finishes."
-                            />
-                        }.into_any(),
-                        PanelState::Items => view! {
-                            <ul class="notification-list">
-                                <For
-                                    each=move || items.get()
-                                    key=|n| (n.id, n.is_unread())
-                                    let:notification
-                                >
-                                    <NotificationItem notification as_of on_read on_follow />
-                                </For>
-                            </ul>
-                        }.into_any(),
-                    }}
-                </section>
+                <NotificationPanel state items as_of unread mark_all action_error on_read on_follow tenant />
             </Show>
         </div>
+    }
+}
+
+/// The bell: its accessible name and badge give the unread count.
+#[component]
+fn BellButton(
+    unread: Memo<Option<i64>>,
+    open: RwSignal<bool>,
+    button: NodeRef<leptos::html::Button>,
+    on_toggle: Callback<()>,
+) -> impl IntoView {
+    view! {
+        <button
+            type="button"
+            class="bell-button"
+            node_ref=button
+            data-testid="notification-bell"
+            aria-label=move || bell_label(unread.get())
+            aria-expanded=move || open.get().to_string()
+            aria-controls=move || open.get().then_some(PANEL_ID)
+            on:click=move |_| on_toggle.run(())
+        >
+            <svg class="bell-icon" viewBox="0 0 24 24" width="20" height="20" aria-hidden="true">
+                <path
+                    fill="currentColor"
+                    d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1Z"
+                ></path>
+            </svg>
+            {move || {
+                unread
+                    .get()
+                    .filter(|n| *n > 0)
+                    .map(|n| {
+                        let text = if n > 99 { "99+".to_owned() } else { n.to_string() };
+                        view! {
+                            <span class="bell-badge" aria-hidden="true" data-testid="notification-count">
+                                {text}
+                            </span>
+                        }
+                    })
+            }}
+        </button>
+    }
+}
+
+/// The open panel: **Mark all read**, then the notifications, or why there are none.
+#[component]
+fn NotificationPanel(
+    state: Memo<PanelState>,
+    items: Memo<Vec<Notification>>,
+    as_of: Memo<Timestamp>,
+    unread: Memo<Option<i64>>,
+    mark_all: ServerAction<MarkAllNotificationsRead>,
+    action_error: Signal<Option<AppError>>,
+    on_read: Callback<i64>,
+    on_follow: Callback<()>,
+    tenant: Memo<String>,
+) -> impl IntoView {
+    let mark_all_read = move |_| {
+        mark_all.dispatch(MarkAllNotificationsRead {
+            tenant: tenant.get_untracked(),
+        });
+    };
+    view! {
+        <section
+            id=PANEL_ID
+            class="notification-panel"
+            aria-labelledby="notification-panel-title"
+            data-testid="notification-panel"
+        >
+            <div class="notification-panel-head">
+                <h2 id="notification-panel-title">"Notifications"</h2>
+                <button
+                    type="button"
+                    class="link-button"
+                    disabled=move || unread.get().unwrap_or(0) == 0 || mark_all.pending().get()
+                    on:click=mark_all_read
+                >
+                    "Mark all read"
+                </button>
+            </div>
+            {move || action_error.get().map(|error| view! { <ErrorMessage error /> })}
+            {move || match state.get() {
+                PanelState::Loading => view! { <Loading what="notifications" /> }.into_any(),
+                PanelState::Failed(error) => view! { <ErrorMessage error /> }.into_any(),
+                PanelState::Empty => view! {
+                    <EmptyState
+                        title="No notifications yet"
+                        hint="You are told here when a run you started finishes."
+                    />
+                }.into_any(),
+                PanelState::Items => view! {
+                    <ul class="notification-list">
+                        <For
+                            each=move || items.get()
+                            key=|n| (n.id, n.is_unread())
+                            let:notification
+                        >
+                            <NotificationItem notification as_of on_read on_follow />
+                        </For>
+                    </ul>
+                }.into_any(),
+            }}
+        </section>
     }
 }
 

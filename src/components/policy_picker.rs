@@ -6,11 +6,14 @@ use std::collections::BTreeSet;
 
 use leptos::prelude::*;
 
-use super::{ErrorMessage, Loading};
+use super::{or_absent, ErrorMessage, Loading};
 use crate::api::policies::{list_policies, MatchingPolicyIds};
 use crate::api::runs::AddPolicies;
-use crate::domain::policy_page::{policy_type_label, PolicySort, SortColumn, POLICY_TYPES};
+use crate::domain::policy_page::{
+    policy_type_label, PolicyPage, PolicyRow, PolicySort, SortColumn, POLICY_TYPES,
+};
 use crate::domain::selection::MAX_SELECTION;
+use crate::domain::AppError;
 
 /// The picker, for members whose role may start runs (the page does not offer it to others).
 /// `on_close` hides the picker (also on Escape).
@@ -27,8 +30,6 @@ pub fn PolicyPicker(
     let sort = RwSignal::new(PolicySort::default());
     let page = RwSignal::new(0_i64);
     let selected = RwSignal::new(BTreeSet::<i64>::new());
-    let include_assignments = RwSignal::new(true);
-    let include_scope_tags = RwSignal::new(true);
 
     let policies = Resource::new(
         move || {
@@ -75,62 +76,6 @@ pub fn PolicyPicker(
     };
 
     let count = move || selected.with(BTreeSet::len);
-    let submitting = move || action.pending().get();
-    let submit = move |_| {
-        // A second click while the first is on its way does nothing (the server dedupes too).
-        if action.pending().get_untracked() {
-            return;
-        }
-        let policy_ids: Vec<i64> = selected.with_untracked(|s| s.iter().copied().collect());
-        if policy_ids.is_empty() {
-            return;
-        }
-        action.dispatch(AddPolicies {
-            tenant: tenant.get_untracked(),
-            backup_set_id,
-            policy_ids,
-            include_assignments: include_assignments.get_untracked(),
-            include_scope_tags: include_scope_tags.get_untracked(),
-        });
-    };
-    let submit_error = move || action.value().get().and_then(Result::err);
-    let select_error = move || select_all.value().get().and_then(Result::err);
-
-    // Filters start again at the first page.
-    let set_filter = move |signal: RwSignal<String>, value: String| {
-        signal.set(value);
-        page.set(0);
-    };
-    let sort_header = move |column: SortColumn, title: &'static str| {
-        let aria_sort = move || {
-            let current = sort.get();
-            match (current.column == column, current.descending) {
-                (false, _) => "none",
-                (true, false) => "ascending",
-                (true, true) => "descending",
-            }
-        };
-        let arrow = move || match aria_sort() {
-            "ascending" => " ▲",
-            "descending" => " ▼",
-            _ => "",
-        };
-        view! {
-            <th scope="col" aria-sort=aria_sort>
-                <button
-                    type="button"
-                    class="sort-button"
-                    on:click=move |_| {
-                        sort.update(|s| *s = s.toggled(column));
-                        page.set(0);
-                    }
-                >
-                    {title}
-                    {arrow}
-                </button>
-            </th>
-        }
-    };
 
     view! {
         <section
@@ -149,95 +94,14 @@ pub fn PolicyPicker(
                     "Close"
                 </button>
             </div>
-            <div class="picker-filters">
-                <label>
-                    "Search by name"
-                    <input
-                        type="search"
-                        autocomplete="off"
-                        maxlength="200"
-                        prop:value=move || search.get()
-                        on:input=move |ev| set_filter(search, event_target_value(&ev))
-                    />
-                </label>
-                <label>
-                    "Type"
-                    <select on:change=move |ev| set_filter(policy_type, event_target_value(&ev))>
-                        <option value="">"All types"</option>
-                        {POLICY_TYPES
-                            .iter()
-                            .map(|(value, label)| view! { <option value=*value>{*label}</option> })
-                            .collect_view()}
-                    </select>
-                </label>
-                <label>
-                    "Platform"
-                    <select on:change=move |ev| set_filter(platform, event_target_value(&ev))>
-                        <option value="">"All platforms"</option>
-                        <Transition fallback=|| ()>
-                            {move || Suspend::new(async move {
-                                let platforms = policies.await.map(|p| p.platforms).unwrap_or_default();
-                                let current = platform.get_untracked();
-                                platforms
-                                    .into_iter()
-                                    .map(|name| {
-                                        let selected = name == current;
-                                        let label = name.clone();
-                                        view! { <option value=name selected=selected>{label}</option> }
-                                    })
-                                    .collect_view()
-                            })}
-                        </Transition>
-                    </select>
-                </label>
-            </div>
+            <PickerFilters search policy_type platform page policies />
             <Transition fallback=|| view! { <Loading what="policies" /> }>
                 {move || Suspend::new(async move {
-                    let result = policies.await;
-                    let data = match result {
+                    let data = match policies.await {
                         Ok(data) => data,
                         Err(error) => return view! { <ErrorMessage error /> }.into_any(),
                     };
-                    let selectable: Vec<i64> =
-                        data.rows.iter().filter(|r| !r.in_set).map(|r| r.id).collect();
-                    let page_ids = selectable.clone();
-                    let page_selected = move || {
-                        !page_ids.is_empty()
-                            && selected.with(|s| page_ids.iter().all(|id| s.contains(id)))
-                    };
                     let total = data.total;
-                    let page_count = data.page_count();
-                    let current_page = data.page;
-                    let rows = data.rows.into_iter().map(|row| {
-                        let id = row.id;
-                        let name = row.display_name.clone();
-                        let in_set = row.in_set;
-                        view! {
-                            <tr class:in-set=in_set data-testid="policy-row">
-                                <td class="check">
-                                    <input
-                                        type="checkbox"
-                                        aria-label=format!("Select {name}")
-                                        disabled=in_set
-                                        prop:checked=move || !in_set && selected.with(|s| s.contains(&id))
-                                        on:change=move |ev| {
-                                            let on = event_target_checked(&ev);
-                                            selected.update(|s| {
-                                                if on { s.insert(id); } else { s.remove(&id); }
-                                            });
-                                        }
-                                    />
-                                </td>
-                                <td>
-                                    {row.display_name}
-                                    {in_set.then(|| view! { <span class="badge badge-in-set">"In this set"</span> })}
-                                </td>
-                                <td>{policy_type_label(&row.policy_type).to_owned()}</td>
-                                <td>{row.platform}</td>
-                                <td>{row.last_modified_at.map_or_else(|| "—".to_owned(), |t| t.to_string())}</td>
-                            </tr>
-                        }
-                    }).collect_view();
                     view! {
                         <div class="picker-bulk">
                             <button
@@ -264,101 +128,295 @@ pub fn PolicyPicker(
                         {if total == 0 {
                             view! { <p class="empty-hint">"No policies match. Change the search or the filters."</p> }.into_any()
                         } else {
-                            view! {
-                                <table class="data-table picker-table">
-                                    <thead>
-                                        <tr>
-                                            <th scope="col" class="check">
-                                                <input
-                                                    type="checkbox"
-                                                    aria-label="Select this page"
-                                                    disabled=selectable.is_empty()
-                                                    prop:checked=page_selected.clone()
-                                                    on:change=move |ev| {
-                                                        let on = event_target_checked(&ev);
-                                                        selected.update(|s| for id in &selectable {
-                                                            if on { s.insert(*id); } else { s.remove(id); }
-                                                        });
-                                                    }
-                                                />
-                                            </th>
-                                            {sort_header(SortColumn::Name, "Name")}
-                                            {sort_header(SortColumn::Type, "Type")}
-                                            {sort_header(SortColumn::Platform, "Platform")}
-                                            {sort_header(SortColumn::Modified, "Last modified")}
-                                        </tr>
-                                    </thead>
-                                    <tbody>{rows}</tbody>
-                                </table>
-                                <nav class="pager" aria-label="Pages">
-                                    <button
-                                        type="button"
-                                        disabled={ current_page == 0 }
-                                        on:click=move |_| page.set(current_page - 1)
-                                    >
-                                        "Previous"
-                                    </button>
-                                    <span>
-                                        "Page " {current_page + 1} " of " {page_count} " · " {total} " policies"
-                                    </span>
-                                    <button
-                                        type="button"
-                                        disabled={ current_page + 1 >= page_count }
-                                        on:click=move |_| page.set(current_page + 1)
-                                    >
-                                        "Next"
-                                    </button>
-                                </nav>
-                            }.into_any()
+                            view! { <PickerTable data selected sort page /> }.into_any()
                         }}
                     }.into_any()
                 })}
             </Transition>
-            <div class="picker-options">
-                <label>
-                    <input
-                        type="checkbox"
-                        prop:checked=move || include_assignments.get()
-                        on:change=move |ev| include_assignments.set(event_target_checked(&ev))
-                    />
-                    " Include assignments"
-                </label>
-                <label>
-                    <input
-                        type="checkbox"
-                        prop:checked=move || include_scope_tags.get()
-                        on:change=move |ev| include_scope_tags.set(event_target_checked(&ev))
-                    />
-                    " Include scope tags"
-                </label>
-            </div>
-            <div class="picker-submit">
-                <p class="selection-count" aria-live="polite" data-testid="selection-count">
-                    {move || match count() {
-                        1 => "1 policy selected".to_owned(),
-                        n => format!("{n} policies selected"),
-                    }}
-                </p>
-                <button
-                    type="button"
-                    class="primary"
-                    data-testid="add-selected"
-                    disabled=move || submitting() || count() == 0
-                    on:click=submit
-                >
-                    {move || if submitting() { "Adding…" } else { "Add selected" }}
-                </button>
-                {move || (count() == 0).then(|| view! {
-                    <p class="muted small">"Select at least one policy to add."</p>
-                })}
-                {move || truncated.get().then(|| view! {
-                    <p class="notice">
-                        {format!("More policies match than one run can add; the first {MAX_SELECTION} are selected.")}
-                    </p>
-                })}
-                {move || submit_error().map(|error| view! { <ErrorMessage error /> })}
-                {move || select_error().map(|error| view! { <ErrorMessage error /> })}
-            </div>
+            <SubmitBar tenant backup_set_id action selected truncated select_all />
         </section>
+    }
+}
+
+/// The capture options, the selection count and **Add selected**, with what went wrong.
+#[component]
+fn SubmitBar(
+    tenant: Memo<String>,
+    backup_set_id: i64,
+    action: ServerAction<AddPolicies>,
+    selected: RwSignal<BTreeSet<i64>>,
+    truncated: RwSignal<bool>,
+    select_all: ServerAction<MatchingPolicyIds>,
+) -> impl IntoView {
+    let include_assignments = RwSignal::new(true);
+    let include_scope_tags = RwSignal::new(true);
+    let count = move || selected.with(BTreeSet::len);
+    let submitting = move || action.pending().get();
+    let submit = move |_| {
+        // A second click while the first is on its way does nothing (the server dedupes too).
+        if action.pending().get_untracked() {
+            return;
+        }
+        let policy_ids: Vec<i64> = selected.with_untracked(|s| s.iter().copied().collect());
+        if policy_ids.is_empty() {
+            return;
+        }
+        action.dispatch(AddPolicies {
+            tenant: tenant.get_untracked(),
+            backup_set_id,
+            policy_ids,
+            include_assignments: include_assignments.get_untracked(),
+            include_scope_tags: include_scope_tags.get_untracked(),
+        });
+    };
+    let submit_error = move || action.value().get().and_then(Result::err);
+    let select_error = move || select_all.value().get().and_then(Result::err);
+    view! {
+        <div class="picker-options">
+            <label>
+                <input
+                    type="checkbox"
+                    prop:checked=move || include_assignments.get()
+                    on:change=move |ev| include_assignments.set(event_target_checked(&ev))
+                />
+                " Include assignments"
+            </label>
+            <label>
+                <input
+                    type="checkbox"
+                    prop:checked=move || include_scope_tags.get()
+                    on:change=move |ev| include_scope_tags.set(event_target_checked(&ev))
+                />
+                " Include scope tags"
+            </label>
+        </div>
+        <div class="picker-submit">
+            <p class="selection-count" aria-live="polite" data-testid="selection-count">
+                {move || match count() {
+                    1 => "1 policy selected".to_owned(),
+                    n => format!("{n} policies selected"),
+                }}
+            </p>
+            <button
+                type="button"
+                class="primary"
+                data-testid="add-selected"
+                disabled=move || submitting() || count() == 0
+                on:click=submit
+            >
+                {move || if submitting() { "Adding…" } else { "Add selected" }}
+            </button>
+            {move || (count() == 0).then(|| view! {
+                <p class="muted small">"Select at least one policy to add."</p>
+            })}
+            {move || truncated.get().then(|| view! {
+                <p class="notice">
+                    {format!("More policies match than one run can add; the first {MAX_SELECTION} are selected.")}
+                </p>
+            })}
+            {move || submit_error().map(|error| view! { <ErrorMessage error /> })}
+            {move || select_error().map(|error| view! { <ErrorMessage error /> })}
+        </div>
+    }
+}
+
+/// Search, type and platform; a change starts again at the first page. The platforms offered
+/// are the ones the tenant's inventory has.
+#[component]
+fn PickerFilters(
+    search: RwSignal<String>,
+    policy_type: RwSignal<String>,
+    platform: RwSignal<String>,
+    page: RwSignal<i64>,
+    policies: Resource<Result<PolicyPage, AppError>>,
+) -> impl IntoView {
+    let set_filter = move |signal: RwSignal<String>, value: String| {
+        signal.set(value);
+        page.set(0);
+    };
+    view! {
+        <div class="picker-filters">
+            <label>
+                "Search by name"
+                <input
+                    type="search"
+                    autocomplete="off"
+                    maxlength="200"
+                    prop:value=move || search.get()
+                    on:input=move |ev| set_filter(search, event_target_value(&ev))
+                />
+            </label>
+            <label>
+                "Type"
+                <select on:change=move |ev| set_filter(policy_type, event_target_value(&ev))>
+                    <option value="">"All types"</option>
+                    {POLICY_TYPES
+                        .iter()
+                        .map(|(value, label)| view! { <option value=*value>{*label}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            <label>
+                "Platform"
+                <select on:change=move |ev| set_filter(platform, event_target_value(&ev))>
+                    <option value="">"All platforms"</option>
+                    <Transition fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            let platforms = policies.await.map(|p| p.platforms).unwrap_or_default();
+                            let current = platform.get_untracked();
+                            platforms
+                                .into_iter()
+                                .map(|name| {
+                                    let selected = name == current;
+                                    let label = name.clone();
+                                    view! { <option value=name selected=selected>{label}</option> }
+                                })
+                                .collect_view()
+                        })}
+                    </Transition>
+                </select>
+            </label>
+        </div>
+    }
+}
+
+/// One page of policies with a select-this-page checkbox, sortable headings and the pager.
+#[component]
+fn PickerTable(
+    data: PolicyPage,
+    selected: RwSignal<BTreeSet<i64>>,
+    sort: RwSignal<PolicySort>,
+    page: RwSignal<i64>,
+) -> impl IntoView {
+    let selectable: Vec<i64> = data
+        .rows
+        .iter()
+        .filter(|r| !r.in_set)
+        .map(|r| r.id)
+        .collect();
+    let page_ids = selectable.clone();
+    let page_selected =
+        move || !page_ids.is_empty() && selected.with(|s| page_ids.iter().all(|id| s.contains(id)));
+    let page_count = data.page_count();
+    view! {
+        <table class="data-table picker-table">
+            <thead>
+                <tr>
+                    <th scope="col" class="check">
+                        <input
+                            type="checkbox"
+                            aria-label="Select this page"
+                            disabled=selectable.is_empty()
+                            prop:checked=page_selected
+                            on:change=move |ev| {
+                                let on = event_target_checked(&ev);
+                                selected.update(|s| for id in &selectable {
+                                    if on { s.insert(*id); } else { s.remove(id); }
+                                });
+                            }
+                        />
+                    </th>
+                    <SortHeader column=SortColumn::Name title="Name" sort page />
+                    <SortHeader column=SortColumn::Type title="Type" sort page />
+                    <SortHeader column=SortColumn::Platform title="Platform" sort page />
+                    <SortHeader column=SortColumn::Modified title="Last modified" sort page />
+                </tr>
+            </thead>
+            <tbody>
+                {data.rows.into_iter().map(|row| view! { <PolicyRowView row selected /> }).collect_view()}
+            </tbody>
+        </table>
+        <PickerPager current=data.page page_count total=data.total page />
+    }
+}
+
+/// A column heading that sorts by its column; a second click reverses the order.
+#[component]
+fn SortHeader(
+    column: SortColumn,
+    title: &'static str,
+    sort: RwSignal<PolicySort>,
+    page: RwSignal<i64>,
+) -> impl IntoView {
+    let aria_sort = move || {
+        let current = sort.get();
+        match (current.column == column, current.descending) {
+            (false, _) => "none",
+            (true, false) => "ascending",
+            (true, true) => "descending",
+        }
+    };
+    let arrow = move || match aria_sort() {
+        "ascending" => " ▲",
+        "descending" => " ▼",
+        _ => "",
+    };
+    view! {
+        <th scope="col" aria-sort=aria_sort>
+            <button
+                type="button"
+                class="sort-button"
+                on:click=move |_| {
+                    sort.update(|s| *s = s.toggled(column));
+                    page.set(0);
+                }
+            >
+                {title}
+                {arrow}
+            </button>
+        </th>
+    }
+}
+
+/// One policy; a policy already in the set is shown, marked, and cannot be selected.
+#[component]
+fn PolicyRowView(row: PolicyRow, selected: RwSignal<BTreeSet<i64>>) -> impl IntoView {
+    let id = row.id;
+    let in_set = row.in_set;
+    let label = format!("Select {}", row.display_name);
+    view! {
+        <tr class:in-set=in_set data-testid="policy-row">
+            <td class="check">
+                <input
+                    type="checkbox"
+                    aria-label=label
+                    disabled=in_set
+                    prop:checked=move || !in_set && selected.with(|s| s.contains(&id))
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        selected.update(|s| {
+                            if on { s.insert(id); } else { s.remove(&id); }
+                        });
+                    }
+                />
+            </td>
+            <td>
+                {row.display_name}
+                {in_set.then(|| view! { <span class="badge badge-in-set">"In this set"</span> })}
+            </td>
+            <td>{policy_type_label(&row.policy_type).to_owned()}</td>
+            <td>{row.platform}</td>
+            <td>{or_absent(row.last_modified_at)}</td>
+        </tr>
+    }
+}
+
+/// Previous and next page of the picker (zero-based `current`).
+#[component]
+fn PickerPager(current: i64, page_count: i64, total: i64, page: RwSignal<i64>) -> impl IntoView {
+    view! {
+        <nav class="pager" aria-label="Pages">
+            <button type="button" disabled={ current == 0 } on:click=move |_| page.set(current - 1)>
+                "Previous"
+            </button>
+            <span>"Page " {current + 1} " of " {page_count} " · " {total} " policies"</span>
+            <button
+                type="button"
+                disabled={ current + 1 >= page_count }
+                on:click=move |_| page.set(current + 1)
+            >
+                "Next"
+            </button>
+        </nav>
     }
 }

@@ -3,28 +3,12 @@
 //! announces each run that finishes with a toast.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use leptos::prelude::*;
 
-use super::{use_toasts, ErrorMessage, Loading, RunStatusBadge};
+use super::{use_poll_while, use_toasts, ErrorMessage, Loading, RunStatusBadge};
 use crate::api::runs::backup_set_runs;
-use crate::domain::{RunStatus, RunSummary};
-
-/// Poll interval while a run is active and the tab is visible.
-const POLL_VISIBLE: Duration = Duration::from_millis(1500);
-/// Poll interval while the tab is hidden.
-const POLL_HIDDEN: Duration = Duration::from_secs(5);
-
-/// How long to wait before polling an active run again: slower when the tab is hidden.
-/// Shared by the run panel and the run detail page (browser only).
-pub fn run_poll_delay() -> Duration {
-    if document().hidden() {
-        POLL_HIDDEN
-    } else {
-        POLL_VISIBLE
-    }
-}
+use crate::domain::{routes, RunStatus, RunSummary};
 
 /// The "Finished: …" text of a run that has ended.
 fn finished_text(run: &RunSummary) -> String {
@@ -56,7 +40,7 @@ pub fn RunPanel(
     // Status of each run at the last poll: a run seen active and now terminal gets a toast.
     let seen = StoredValue::new(HashMap::<i64, RunStatus>::new());
 
-    // Effects only run in the browser, so the server never polls.
+    // Effects only run in the browser: a run seen active and now ended gets its toast.
     Effect::new(move |_| {
         let Some(Ok(list)) = runs.get() else {
             return;
@@ -66,7 +50,7 @@ pub fn RunPanel(
             for run in &list {
                 let was_active = seen.get(&run.id).is_some_and(|s| s.is_active());
                 if was_active && !run.status.is_active() {
-                    let href = format!("/t/{}/runs/{}", tenant.get_untracked(), run.id);
+                    let href = routes::run(&tenant.get_untracked(), run.id, "");
                     toasts.push(finished_text(run), Some(href));
                     newly_finished = true;
                 }
@@ -76,18 +60,11 @@ pub fn RunPanel(
         if newly_finished {
             finished.update(|n| *n += 1);
         }
-        if list.iter().any(|run| run.status.is_active()) {
-            let delay = run_poll_delay();
-            let handle = set_timeout_with_handle(
-                move || {
-                    tick.try_update(|t| *t += 1);
-                },
-                delay,
-            );
-            if let Ok(handle) = handle {
-                on_cleanup(move || handle.clear());
-            }
-        }
+    });
+    use_poll_while(tick, move || {
+        runs.with(
+            |runs| matches!(runs, Some(Ok(list)) if list.iter().any(|run| run.status.is_active())),
+        )
     });
 
     view! {
@@ -115,7 +92,7 @@ pub fn RunPanel(
 /// One run: link, badge, progress bar and counts.
 #[component]
 fn RunRow(tenant: Memo<String>, run: RunSummary) -> impl IntoView {
-    let href = format!("/t/{}/runs/{}", tenant.get_untracked(), run.id);
+    let href = routes::run(&tenant.get_untracked(), run.id, "");
     let label = format!("Progress of run #{}", run.id);
     view! {
         <li class="run-row" data-testid="run-row" data-status=run.status.as_str()>

@@ -19,6 +19,10 @@ pub enum AppError {
     /// Too many attempts; the text says when to try again (429).
     #[error("{0}")]
     TooManyRequests(String),
+    /// The server is too busy to check a password now (503, with a `Retry-After` of this many
+    /// seconds): the one 5xx a client can expect, and should retry.
+    #[error("The server is busy checking other sign-ins. Try again in a few seconds.")]
+    Busy { retry_after: u64 },
     /// Signed in, but not allowed here (403).
     #[error("{0}")]
     Forbidden(String),
@@ -58,6 +62,7 @@ impl AppError {
             Self::Conflict(_) => 409,
             Self::Invalid { .. } => 422,
             Self::Internal => 500,
+            Self::Busy { .. } => 503,
             Self::Transport(_) => 502,
         }
     }

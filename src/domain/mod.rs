@@ -8,6 +8,7 @@ pub mod error;
 pub mod notification;
 pub mod policy_page;
 pub mod reason_code;
+pub mod routes;
 pub mod run;
 pub mod run_detail;
 pub mod selection;

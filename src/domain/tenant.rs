@@ -45,13 +45,6 @@ pub struct TenantSummary {
     pub display_name: String,
 }
 
-impl TenantSummary {
-    /// The URL prefix of every page of this tenant.
-    pub fn base_path(&self) -> String {
-        format!("/t/{}", self.external_id)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

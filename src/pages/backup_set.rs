@@ -8,10 +8,11 @@ use super::tenant_layout::{refusal, use_tenant};
 use crate::api::backup_sets::get_backup_set;
 use crate::api::runs::AddPolicies;
 use crate::components::{
-    provide_toasts, EmptyState, ErrorMessage, Loading, NeedsRole, PolicyPicker, RunPanel, Toasts,
+    or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading, NeedsRole,
+    PolicyPicker, RunPanel, Toasts,
 };
 use crate::domain::policy_page::policy_type_label;
-use crate::domain::{AppError, Capability};
+use crate::domain::{routes, AppError, Capability};
 
 /// A backup set with its captured policies, its run panel and the **Add policies** picker.
 #[component]
@@ -51,7 +52,7 @@ pub fn BackupSetPage() -> impl IntoView {
             } else {
                 format!("Queued: {} policies", run.total)
             };
-            let href = format!("/t/{}/runs/{}", tenant.get_untracked(), run.run_id);
+            let href = routes::run(&tenant.get_untracked(), run.run_id, "");
             toasts.push(text, Some(href));
             picker_open.set(false);
         }
@@ -65,7 +66,7 @@ pub fn BackupSetPage() -> impl IntoView {
     view! {
         <Title text="Backup set" />
         <p class="breadcrumb">
-            <a href=move || format!("/t/{}/backup-sets", tenant.get())>"← Backup sets"</a>
+            <a href=move || routes::backup_sets(&tenant.get())>"← Backup sets"</a>
         </p>
         <Toasts />
         <Transition fallback=|| view! { <Loading what="the backup set" /> }>
@@ -82,7 +83,7 @@ pub fn BackupSetPage() -> impl IntoView {
                                 <dt>"Created"</dt>
                                 <dd>{set.created_at.to_string()}</dd>
                                 <dt>"Created by"</dt>
-                                <dd>{if set.created_by.is_empty() { "—".to_owned() } else { set.created_by }}</dd>
+                                <dd>{or_absent(Some(set.created_by).filter(|name| !name.is_empty()))}</dd>
                             </dl>
                         }.into_any()
                     }
@@ -134,16 +135,7 @@ pub fn BackupSetPage() -> impl IntoView {
                         />
                     }.into_any(),
                     Ok(detail) => view! {
-                        <table class="data-table" data-testid="backup-items">
-                            <thead>
-                                <tr>
-                                    <th scope="col">"Policy"</th>
-                                    <th scope="col">"Type"</th>
-                                    <th scope="col">"Platform"</th>
-                                    <th scope="col">"Captured"</th>
-                                </tr>
-                            </thead>
-                            <tbody>
+                        <DataTable columns=ITEM_COLUMNS testid="backup-items">
                                 {detail.items.into_iter().map(|item| view! {
                                     <tr>
                                         <td>{item.policy_name}</td>
@@ -152,8 +144,7 @@ pub fn BackupSetPage() -> impl IntoView {
                                         <td>{item.captured_at.to_string()}</td>
                                     </tr>
                                 }).collect_view()}
-                            </tbody>
-                        </table>
+                        </DataTable>
                     }.into_any(),
                     // The error is already shown at the top of the page.
                     Err(_) => ().into_any(),
@@ -162,3 +153,10 @@ pub fn BackupSetPage() -> impl IntoView {
         </Transition>
     }
 }
+
+const ITEM_COLUMNS: &[Column] = &[
+    Column::text("Policy"),
+    Column::text("Type"),
+    Column::text("Platform"),
+    Column::text("Captured"),
+];

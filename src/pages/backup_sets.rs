@@ -5,9 +5,9 @@ use leptos_meta::Title;
 
 use super::tenant_layout::{refusal, use_tenant};
 use crate::api::backup_sets::{list_backup_sets, CreateBackupSet};
-use crate::components::{EmptyState, ErrorMessage, Loading, NeedsRole};
+use crate::components::{Column, DataTable, EmptyState, ErrorMessage, Loading, NeedsRole};
 use crate::domain::backup_set::{DESCRIPTION_MAX_CHARS, NAME_MAX_CHARS};
-use crate::domain::Capability;
+use crate::domain::{routes, Capability};
 
 /// The backup sets list with its create form.
 #[component]
@@ -39,18 +39,9 @@ pub fn BackupSetsPage() -> impl IntoView {
                         />
                     }.into_any(),
                     Ok(list) => view! {
-                        <table class="data-table" data-testid="backup-sets">
-                            <thead>
-                                <tr>
-                                    <th scope="col">"Name"</th>
-                                    <th scope="col" class="num">"Items"</th>
-                                    <th scope="col">"Created by"</th>
-                                    <th scope="col">"Created"</th>
-                                </tr>
-                            </thead>
-                            <tbody>
+                        <DataTable columns=SET_COLUMNS testid="backup-sets">
                                 {list.into_iter().map(|set| {
-                                    let href = format!("/t/{}/backup-sets/{}", tenant.get_untracked(), set.id);
+                                    let href = routes::backup_set(&tenant.get_untracked(), set.id);
                                     view! {
                                         <tr>
                                             <td>
@@ -63,8 +54,7 @@ pub fn BackupSetsPage() -> impl IntoView {
                                         </tr>
                                     }
                                 }).collect_view()}
-                            </tbody>
-                        </table>
+                        </DataTable>
                     }.into_any(),
                     Err(error) => view! { <ErrorMessage error /> }.into_any(),
                 }
@@ -72,6 +62,13 @@ pub fn BackupSetsPage() -> impl IntoView {
         </Transition>
     }
 }
+
+const SET_COLUMNS: &[Column] = &[
+    Column::text("Name"),
+    Column::number("Items"),
+    Column::text("Created by"),
+    Column::text("Created"),
+];
 
 /// Name and description; errors appear next to the field they concern.
 #[component]

@@ -5,6 +5,7 @@ use leptos_meta::Title;
 
 use crate::api::auth::current_user;
 use crate::components::{AppHeader, EmptyState, ErrorMessage, Loading, MeResource};
+use crate::domain::routes;
 
 /// The start page: one link per membership, with the role.
 #[component]
@@ -27,7 +28,7 @@ pub fn HomePage() -> impl IntoView {
                         Ok(user) => view! {
                             <ul class="tenant-list">
                                 {user.memberships.into_iter().map(|m| {
-                                    let href = format!("{}/backup-sets", m.tenant.base_path());
+                                    let href = routes::tenant_home(&m.tenant.external_id);
                                     view! {
                                         <li>
                                             <a href=href>{m.tenant.display_name}</a>

@@ -8,10 +8,15 @@ use leptos_router::NavigateOptions;
 
 use super::tenant_layout::use_tenant;
 use crate::api::runs::get_run;
-use crate::components::{run_poll_delay, EmptyState, ErrorMessage, Loading, RunStatusBadge};
+use crate::components::{
+    or_absent, use_poll_while, Column, DataTable, EmptyState, ErrorMessage, Loading, RunStatusBadge,
+};
 use crate::domain::policy_page::policy_type_label;
+use crate::domain::routes;
 use crate::domain::run::operation_label;
-use crate::domain::run_detail::{ItemOutcome, RUN_ITEMS_PAGE_SIZE};
+use crate::domain::run_detail::{
+    ItemOutcome, RunDetail, RunItemPage, RunItemRow, RUN_ITEMS_PAGE_SIZE,
+};
 use crate::domain::AppError;
 
 /// The URL of one page (one-based) of a run's items with an outcome filter (empty for all).
@@ -28,7 +33,7 @@ fn items_href(tenant: &str, run_id: i64, outcome: &str, page: i64) -> String {
     } else {
         format!("?{}", query.join("&"))
     };
-    format!("/t/{tenant}/runs/{run_id}{query}")
+    routes::run(tenant, run_id, &query)
 }
 
 /// The run detail page; it polls the counters and the shown page while the run is queued or
@@ -88,92 +93,106 @@ pub fn RunDetailPage() -> impl IntoView {
             );
         }
     };
-    // Effects only run in the browser: poll until the run has ended.
-    Effect::new(move |_| {
-        let Some(Ok(detail)) = run.get() else {
-            return;
-        };
-        if detail.status.is_active() {
-            let delay = run_poll_delay();
-            if let Ok(handle) = set_timeout_with_handle(
-                move || {
-                    tick.try_update(|t| *t += 1);
-                },
-                delay,
-            ) {
-                on_cleanup(move || handle.clear());
-            }
-        }
+    use_poll_while(tick, move || {
+        run.with(|run| matches!(run, Some(Ok(detail)) if detail.status.is_active()))
     });
 
     view! {
         <Title text="Run" />
         <p class="breadcrumb">
-            <a href=move || format!("/t/{}/runs", tenant.get())>"← Runs"</a>
+            <a href=move || routes::runs(&tenant.get(), "")>"← Runs"</a>
         </p>
         <Transition fallback=|| view! { <Loading what="the run" /> }>
             {move || Suspend::new(async move {
-                let detail = match run.await {
-                    Ok(detail) => detail,
-                    Err(error) => return view! { <ErrorMessage error /> }.into_any(),
-                };
-                let set_href = format!("/t/{}/backup-sets/{}", tenant.get_untracked(), detail.backup_set_id);
-                let set_link = match detail.backup_set_name.clone() {
-                    Some(name) => view! { <a href=set_href data-testid="backup-set-link">{name}</a> }.into_any(),
-                    None => view! { <span class="muted">"deleted backup set"</span> }.into_any(),
-                };
-                let duration = detail.duration().unwrap_or_else(|| "—".to_owned());
-                let time = |t: Option<crate::domain::Timestamp>| t.map_or_else(|| "—".to_owned(), |t| t.to_string());
-                let run_failure = detail.reason_code.map(|code| {
-                    let message = detail.failure_message.clone().unwrap_or_default();
-                    view! {
-                        <p class="error-message" role="alert">
-                            <span class="mono">{code.as_str()}</span> " — " {code.label()}
-                            {(!message.is_empty()).then(|| format!(": {message}"))}
-                        </p>
-                    }
-                });
-                view! {
-                    <h1>"Run #" {detail.id}</h1>
-                    <p>
-                        <span data-testid="run-status"><RunStatusBadge status=detail.status /></span>
-                        " " {operation_label(&detail.operation_type).to_owned()} " on " {set_link}
-                    </p>
-                    {run_failure}
-                    <dl class="facts">
-                        <dt>"Started by"</dt>
-                        <dd>{if detail.initiated_by.is_empty() { "—".to_owned() } else { detail.initiated_by }}</dd>
-                        <dt>"Queued"</dt>
-                        <dd>{detail.created_at.to_string()}</dd>
-                        <dt>"Started"</dt>
-                        <dd>{time(detail.started_at)}</dd>
-                        <dt>"Finished"</dt>
-                        <dd>{time(detail.finished_at)}</dd>
-                        <dt>"Duration"</dt>
-                        <dd>{duration}</dd>
-                    </dl>
-                    <progress
-                        max=detail.total_items.max(1)
-                        value=detail.processed_items
-                        aria-label="Progress"
-                    ></progress>
-                    <dl class="facts counters" data-testid="run-counters">
-                        <dt>"Processed"</dt>
-                        <dd data-testid="processed">{detail.processed_items} " / " {detail.total_items}</dd>
-                        <dt>"Added"</dt>
-                        <dd data-testid="succeeded">{detail.succeeded}</dd>
-                        <dt>"Failed"</dt>
-                        <dd data-testid="failed">{detail.failed}</dd>
-                        <dt>"Skipped"</dt>
-                        <dd data-testid="skipped">{detail.skipped}</dd>
-                    </dl>
-                }.into_any()
+                match run.await {
+                    Ok(detail) => view! { <RunFacts tenant=tenant.get_untracked() detail /> }.into_any(),
+                    Err(error) => view! { <ErrorMessage error /> }.into_any(),
+                }
             })}
         </Transition>
         <h2 id="items-title">"Items"</h2>
+        <OutcomeFilter outcome on_change=show_outcome />
+        <Transition fallback=|| view! { <Loading what="the items" /> }>
+            {move || Suspend::new(async move {
+                let Ok(detail) = run.await else {
+                    // The error is already shown above.
+                    return ().into_any();
+                };
+                let filter = outcome.get_untracked();
+                if detail.items.rows.is_empty() {
+                    let title = if filter.is_empty() { "No items" } else { "No items with this outcome" };
+                    return view! { <EmptyState title hint="Choose another outcome to see more." /> }.into_any();
+                }
+                view! {
+                    <ItemPager tenant=tenant.get_untracked() run_id=detail.id filter items=detail.items.clone() />
+                    <RunItemsTable rows=detail.items.rows />
+                }.into_any()
+            })}
+        </Transition>
+    }
+}
+
+/// The run's heading, status, failure, times and counters.
+#[component]
+fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
+    let set_link = match detail.backup_set_name.clone() {
+        Some(name) => {
+            let href = routes::backup_set(&tenant, detail.backup_set_id);
+            view! { <a href=href data-testid="backup-set-link">{name}</a> }.into_any()
+        }
+        None => view! { <span class="muted">"deleted backup set"</span> }.into_any(),
+    };
+    let run_failure = detail.reason_code.map(|code| {
+        let message = detail.failure_message.clone().unwrap_or_default();
+        view! {
+            <p class="error-message" role="alert">
+                <span class="mono">{code.as_str()}</span> " — " {code.label()}
+                {(!message.is_empty()).then(|| format!(": {message}"))}
+            </p>
+        }
+    });
+    let initiated_by = Some(detail.initiated_by.clone()).filter(|name| !name.is_empty());
+    view! {
+        <h1>"Run #" {detail.id}</h1>
+        <p>
+            <span data-testid="run-status"><RunStatusBadge status=detail.status /></span>
+            " " {operation_label(&detail.operation_type).to_owned()} " on " {set_link}
+        </p>
+        {run_failure}
+        <dl class="facts">
+            <dt>"Started by"</dt>
+            <dd>{or_absent(initiated_by)}</dd>
+            <dt>"Queued"</dt>
+            <dd>{detail.created_at.to_string()}</dd>
+            <dt>"Started"</dt>
+            <dd>{or_absent(detail.started_at)}</dd>
+            <dt>"Finished"</dt>
+            <dd>{or_absent(detail.finished_at)}</dd>
+            <dt>"Duration"</dt>
+            <dd>{or_absent(detail.duration())}</dd>
+        </dl>
+        <progress max=detail.total_items.max(1) value=detail.processed_items aria-label="Progress"></progress>
+        <dl class="facts counters" data-testid="run-counters">
+            <dt>"Processed"</dt>
+            <dd data-testid="processed">{detail.processed_items} " / " {detail.total_items}</dd>
+            <dt>"Added"</dt>
+            <dd data-testid="succeeded">{detail.succeeded}</dd>
+            <dt>"Failed"</dt>
+            <dd data-testid="failed">{detail.failed}</dd>
+            <dt>"Skipped"</dt>
+            <dd data-testid="skipped">{detail.skipped}</dd>
+        </dl>
+    }
+}
+
+/// The outcome filter of the items; it follows the URL (`outcome` is the URL's value, empty for
+/// any), with `prop:selected` so it follows Back and Forward too.
+#[component]
+fn OutcomeFilter(outcome: Memo<String>, on_change: impl Fn(String) + 'static) -> impl IntoView {
+    view! {
         <label class="outcome-filter">
             "Show items "
-            <select on:change=move |ev| show_outcome(event_target_value(&ev))>
+            <select on:change=move |ev| on_change(event_target_value(&ev))>
                 <option
                     value=""
                     selected=move || outcome.get().is_empty()
@@ -198,75 +217,69 @@ pub fn RunDetailPage() -> impl IntoView {
                     .collect_view()}
             </select>
         </label>
-        <Transition fallback=|| view! { <Loading what="the items" /> }>
-            {move || Suspend::new(async move {
-                let Ok(detail) = run.await else {
-                    // The error is already shown above.
-                    return ().into_any();
-                };
-                let items = detail.items;
-                let filter = outcome.get_untracked();
-                if items.rows.is_empty() {
-                    let title = if filter.is_empty() { "No items" } else { "No items with this outcome" };
-                    return view! { <EmptyState title hint="Choose another outcome to see more." /> }.into_any();
-                }
-                let tenant = tenant.get_untracked();
-                let page_link = move |offset: Option<i64>, label: &'static str, rel: &'static str| {
-                    match offset {
-                        Some(offset) => {
-                            let page = offset / items.limit.max(1) + 1;
-                            view! {
-                                <a href=items_href(&tenant, detail.id, &filter, page) rel=rel data-noscroll>
-                                    {label}
-                                </a>
-                            }.into_any()
-                        }
-                        None => view! { <span class="pager-off" aria-disabled="true">{label}</span> }.into_any(),
+    }
+}
+
+/// Previous / next links around the range shown ("101–200 of 5,000"), only when there is more
+/// than one page.
+#[component]
+fn ItemPager(tenant: String, run_id: i64, filter: String, items: RunItemPage) -> impl IntoView {
+    let limit = items.limit.max(1);
+    let page_link = move |offset: Option<i64>, label: &'static str, rel: &'static str| match offset
+    {
+        Some(offset) => {
+            let href = items_href(&tenant, run_id, &filter, offset / limit + 1);
+            view! { <a href=href rel=rel data-noscroll>{label}</a> }.into_any()
+        }
+        None => view! { <span class="pager-off" aria-disabled="true">{label}</span> }.into_any(),
+    };
+    let several = items.offset > 0 || items.total > items.limit;
+    let previous = several.then(|| page_link(items.previous_offset(), "← Previous", "prev"));
+    let next = several.then(|| page_link(items.next_offset(), "Next →", "next"));
+    view! {
+        <nav class="pager" aria-label="Item pages">
+            {previous}
+            <span data-testid="items-range">{items.range_text()}</span>
+            {next}
+        </nav>
+    }
+}
+
+const ITEM_COLUMNS: &[Column] = &[
+    Column::text("Policy"),
+    Column::text("Type"),
+    Column::text("Outcome"),
+    Column::text("Reason"),
+    Column::text("Message"),
+];
+
+/// One page of a run's items.
+#[component]
+fn RunItemsTable(rows: Vec<RunItemRow>) -> impl IntoView {
+    view! {
+        <DataTable columns=ITEM_COLUMNS testid="run-items" labelled_by="items-title">
+            {rows
+                .into_iter()
+                .map(|item| {
+                    view! {
+                        <tr>
+                            <td>{item.policy_name}</td>
+                            <td>{policy_type_label(&item.policy_type).to_owned()}</td>
+                            <td>
+                                <span class=format!("outcome outcome-{}", item.outcome.as_str())>
+                                    {item.outcome.label()}
+                                </span>
+                            </td>
+                            <td>
+                                {item.reason_code.map(|code| view! {
+                                    <span class="mono" title=code.label()>{code.as_str()}</span>
+                                })}
+                            </td>
+                            <td>{item.message}</td>
+                        </tr>
                     }
-                };
-                let range = items.range_text();
-                // Previous and next only when there is more than one page.
-                let several = items.offset > 0 || items.total > items.limit;
-                let previous = several.then(|| page_link(items.previous_offset(), "← Previous", "prev"));
-                let next = several.then(|| page_link(items.next_offset(), "Next →", "next"));
-                view! {
-                    <nav class="pager" aria-label="Item pages">
-                        {previous}
-                        <span data-testid="items-range">{range}</span>
-                        {next}
-                    </nav>
-                    <table class="data-table" data-testid="run-items" aria-labelledby="items-title">
-                        <thead>
-                            <tr>
-                                <th scope="col">"Policy"</th>
-                                <th scope="col">"Type"</th>
-                                <th scope="col">"Outcome"</th>
-                                <th scope="col">"Reason"</th>
-                                <th scope="col">"Message"</th>
-                            </tr>
-                        </thead>
-                        <tbody>
-                            {items.rows.into_iter().map(|item| view! {
-                                <tr>
-                                    <td>{item.policy_name}</td>
-                                    <td>{policy_type_label(&item.policy_type).to_owned()}</td>
-                                    <td>
-                                        <span class=format!("outcome outcome-{}", item.outcome.as_str())>
-                                            {item.outcome.label()}
-                                        </span>
-                                    </td>
-                                    <td>
-                                        {item.reason_code.map(|code| view! {
-                                            <span class="mono" title=code.label()>{code.as_str()}</span>
-                                        })}
-                                    </td>
-                                    <td>{item.message}</td>
-                                </tr>
-                            }).collect_view()}
-                        </tbody>
-                    </table>
-                }.into_any()
-            })}
-        </Transition>
+                })
+                .collect_view()}
+        </DataTable>
     }
 }

@@ -7,7 +7,8 @@ use leptos_router::NavigateOptions;
 
 use super::tenant_layout::use_tenant;
 use crate::api::runs::{list_runs, RUNS_PAGE_SIZE};
-use crate::components::{EmptyState, ErrorMessage, Loading, RunStatusBadge};
+use crate::components::{Column, DataTable, EmptyState, ErrorMessage, Loading, RunStatusBadge};
+use crate::domain::routes;
 use crate::domain::run::{OperationType, RunFilter, StatusFilter};
 
 /// Every run of the tenant, newest first. The filters live in the URL
@@ -118,22 +119,11 @@ pub fn RunsPage() -> impl IntoView {
                             .flatten();
                         let newest = (before.get_untracked() != 0).then(|| link(None));
                         view! {
-                        <table class="data-table" data-testid="runs-table">
-                            <thead>
-                                <tr>
-                                    <th scope="col">"Run"</th>
-                                    <th scope="col">"Operation"</th>
-                                    <th scope="col">"Status"</th>
-                                    <th scope="col" class="num">"Progress"</th>
-                                    <th scope="col">"Started by"</th>
-                                    <th scope="col">"Created"</th>
-                                </tr>
-                            </thead>
-                            <tbody>
+                        <DataTable columns=RUN_COLUMNS testid="runs-table">
                                 {list.into_iter().map(|run| view! {
                                     <tr>
                                         <td class="mono">
-                                            <a href=format!("/t/{}/runs/{}", tenant.get_untracked(), run.id)>"#" {run.id}</a>
+                                            <a href=routes::run(&tenant.get_untracked(), run.id, "")>"#" {run.id}</a>
                                         </td>
                                         <td>{run.operation_label().to_owned()}</td>
                                         <td><RunStatusBadge status=run.status /></td>
@@ -142,8 +132,7 @@ pub fn RunsPage() -> impl IntoView {
                                         <td>{run.created_at.to_string()}</td>
                                     </tr>
                                 }).collect_view()}
-                            </tbody>
-                        </table>
+                        </DataTable>
                         <nav class="pager" aria-label="Pages of runs">
                             {newest.map(|href| view! { <a href=href>"← Newest runs"</a> })}
                             {older.map(|href| view! { <a href=href rel="next">"Older runs →"</a> })}
@@ -157,6 +146,15 @@ pub fn RunsPage() -> impl IntoView {
     }
 }
 
+const RUN_COLUMNS: &[Column] = &[
+    Column::text("Run"),
+    Column::text("Operation"),
+    Column::text("Status"),
+    Column::number("Progress"),
+    Column::text("Started by"),
+    Column::text("Created"),
+];
+
 /// The Runs page with these filters (as the URL spells them; a value the filters do not know,
 /// e.g. from a hand-edited URL, is dropped), older than run `before` when paging back.
 fn runs_href(tenant: &str, status: &str, operation_type: &str, before: Option<i64>) -> String {
@@ -169,7 +167,7 @@ fn runs_href(tenant: &str, status: &str, operation_type: &str, before: Option<i6
         query.push(if query.is_empty() { '?' } else { '&' });
         query.push_str(&format!("before={id}"));
     }
-    format!("/t/{tenant}/runs{query}")
+    routes::runs(tenant, &query)
 }
 
 /// A labelled select of one filter that follows the URL: `current` is the URL's value (empty for

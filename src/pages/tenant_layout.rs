@@ -9,7 +9,7 @@ use leptos_router::{
 
 use crate::api::auth::current_user;
 use crate::components::{AppHeader, MeResource};
-use crate::domain::{Capability, Role, TenantExternalId};
+use crate::domain::{routes, Capability, Role, TenantExternalId};
 
 /// The tenant named in the URL (`/t/{tenant}/…`) and the signed-in user, for the pages below.
 #[derive(Clone, Copy)]
@@ -62,7 +62,7 @@ pub fn TenantHome() -> impl IntoView {
     let tenant = use_tenant();
     let backup_sets = TenantExternalId::parse(&tenant.get_untracked())
         .ok()
-        .map(|id| format!("/t/{id}/backup-sets"));
+        .map(|id| routes::tenant_home(&id.to_string()));
     view! {
         <Title text="Tenant" />
         {backup_sets.map(|path| view! { <Redirect path /> })}

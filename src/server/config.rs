@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use super::auth::client_address::IpRange;
 use super::graph::GraphConfig;
 
 /// TenantAtlas: add Microsoft Intune policies to backup sets, asynchronously.
@@ -82,7 +83,19 @@ pub enum Command {
     SyncInventory(SyncInventoryArgs),
     /// Create a local account (or reset its password), optionally granting a role in a tenant.
     /// The password is read from the first line of standard input, never from the command line.
+    /// Resetting the password of an existing account signs it out everywhere.
     CreateUser(CreateUserArgs),
+    /// Set an existing account's password and sign it out everywhere. The password is read from
+    /// the first line of standard input, never from the command line.
+    SetPassword(SetPasswordArgs),
+}
+
+/// Options of `set-password`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetPasswordArgs {
+    /// The account's e-mail address (its sign-in name).
+    #[arg(long)]
+    pub email: String,
 }
 
 /// Options of `create-user`.
@@ -135,6 +148,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANTATLAS_SESSION_IDLE_MINUTES", default_value_t = 120)]
     pub session_idle_minutes: u64,
 
+    /// A session ends this many hours after its sign-in, however busy it is.
+    #[arg(long, env = "TENANTATLAS_SESSION_MAX_HOURS", default_value_t = 12,
+          value_parser = clap::value_parser!(u64).range(1..=24 * 365))]
+    pub session_max_hours: u64,
+
     /// The worker's safety-net poll, in seconds: it finds expired leases and wake-ups it missed.
     /// Submits wake it at once (and, on PostgreSQL, every instance through NOTIFY).
     #[arg(long, env = "TENANTATLAS_WORKER_POLL_SECONDS", default_value_t = 5,
@@ -153,10 +171,87 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANTATLAS_INSTANCE_ID")]
     pub instance_id: Option<String>,
 
-    /// How many reverse proxies in front of the app append the client's address to
-    /// X-Forwarded-For; the sign-in throttle and the audit log then use the address the
-    /// outermost one saw. 0 (the default) ignores the header: anyone could write it.
-    #[arg(long, env = "TENANTATLAS_TRUSTED_PROXY_HOPS", default_value_t = 0,
-          value_parser = clap::value_parser!(u8).range(0..=5))]
-    pub trusted_proxy_hops: u8,
+    /// The reverse proxies in front of the app, as address ranges (`10.0.0.0/8,::1`). When the
+    /// socket's peer is inside one, the sign-in throttle and the audit log take the client's
+    /// address from X-Forwarded-For: the first entry from the right outside these ranges.
+    /// Default: none, and the header is ignored (anyone could write it).
+    #[arg(
+        long,
+        env = "TENANTATLAS_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<IpRange>,
+
+    /// Refused (see [`ServeArgs::refuse_retired`]): it believed X-Forwarded-For from whoever
+    /// connected.
+    #[arg(long, env = "TENANTATLAS_TRUSTED_PROXY_HOPS", hide = true)]
+    pub trusted_proxy_hops: Option<String>,
+}
+
+impl ServeArgs {
+    /// Refuses a setting that would silently change meaning: the proxy hop count trusted any
+    /// peer's X-Forwarded-For, and ignoring it would quietly move the throttle onto the proxy's
+    /// address.
+    pub fn refuse_retired(&self) -> Result<(), String> {
+        if self.trusted_proxy_hops.is_some() {
+            return Err(
+                "--trusted-proxy-hops (TENANTATLAS_TRUSTED_PROXY_HOPS) is not supported: \
+                 it believed X-Forwarded-For from whoever connected. Name your reverse proxies \
+                 with --trusted-proxy CIDR[,CIDR...] (TENANTATLAS_TRUSTED_PROXY) and remove \
+                 the old setting."
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["tenantatlas", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(args) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_comma_separated_list_of_ranges() {
+        let args = serve(&[
+            "--trusted-proxy",
+            "10.0.0.0/8,::1",
+            "--trusted-proxy",
+            "192.0.2.7",
+        ])
+        .unwrap();
+        let ranges: Vec<String> = args.trusted_proxy.iter().map(ToString::to_string).collect();
+        assert_eq!(ranges, ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]);
+        assert!(args.refuse_retired().is_ok());
+        assert!(serve(&["--trusted-proxy", "10.0.0.1/8"]).is_err());
+    }
+
+    #[test]
+    fn the_retired_hop_count_is_refused_whatever_its_value() {
+        for value in ["0", "1", "5"] {
+            let args = serve(&["--trusted-proxy-hops", value]).unwrap();
+            let message = args.refuse_retired().unwrap_err();
+            assert!(message.contains("--trusted-proxy CIDR"), "{message}");
+        }
+    }
+
+    #[test]
+    fn sessions_last_twelve_hours_at_most_by_default() {
+        assert_eq!(serve(&[]).unwrap().session_max_hours, 12);
+        assert_eq!(
+            serve(&["--session-max-hours", "2"])
+                .unwrap()
+                .session_max_hours,
+            2
+        );
+        assert!(serve(&["--session-max-hours", "0"]).is_err());
+    }
 }

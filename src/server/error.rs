@@ -1,7 +1,7 @@
 //! Server-side half of [`AppError`]: causes are logged here and never reach the client, and the
 //! HTTP status of a failed server function is set in one place.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
 
@@ -14,14 +14,18 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
-/// Sets the response status from the error (when answering over HTTP) and passes the result on.
-/// Every server function ends with this, so a validation failure is a 4xx, not a 500.
+/// Sets the response status (and, for [`AppError::Busy`], `Retry-After`) from the error when
+/// answering over HTTP, and passes the result on. Every server function ends with this, so a
+/// validation failure is a 4xx, not a 500.
 pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
     if let Err(error) = &result {
         if let Some(response) = use_context::<ResponseOptions>() {
             response.set_status(
                 StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             );
+            if let AppError::Busy { retry_after } = error {
+                response.insert_header(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
         }
     }
     result

@@ -20,20 +20,24 @@ use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 
 use super::auth::{guard, session};
 use super::panics;
 use super::state::AppState;
+use super::static_files;
 use crate::app::{shell, App};
 use crate::domain::AppError;
 
-/// Leptos options for a server whose bundle lives in `site_root/pkg`.
+/// Leptos options for a server whose bundle lives in `site_root/pkg` (with content-hashed names
+/// when `build.sh` left `hash.txt` next to the binary).
 pub fn leptos_options(site_root: &Path, addr: SocketAddr) -> LeptosOptions {
     LeptosOptions::builder()
         .output_name("tenantatlas")
         .site_root(site_root.to_string_lossy().into_owned())
         .site_pkg_dir("pkg")
         .site_addr(addr)
+        .hash_files(static_files::hashed_bundle())
         .build()
 }
 
@@ -42,18 +46,27 @@ pub fn router(state: AppState) -> Router {
     panics::install_counter();
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
+    let site_root = Path::new(state.leptos_options.site_root.as_ref()).to_owned();
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .merge(static_files::pkg_router(&site_root))
         // Also registers every server function under /api, with AppState in their context.
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn(render_pages_whole))
         .layer(middleware::from_fn_with_state(state.clone(), guard::pages))
         .layer(middleware::from_fn(unreadable_arguments_are_400))
         .with_state(state.clone());
-    // Outermost last: headers → panic net → same-origin check → session → page guard → handler.
-    let app = session::with_sessions(app, &state.db, &state.settings.sessions).layer(
-        middleware::from_fn_with_state(state.clone(), guard::same_origin),
-    );
+    // Outermost last: headers → panic net → compression → same-origin check → session → page
+    // guard → handler.
+    let app = session::with_sessions(app, &state.db, &state.settings.sessions)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::same_origin,
+        ))
+        // Pages and server-function answers, gzip when the client accepts it; the bundle's
+        // files are precompressed and pass through unchanged.
+        .layer(CompressionLayer::new());
     with_panic_net(app)
 }
 
@@ -73,6 +86,42 @@ fn answer_panic(_panic: Box<dyn Any + Send + 'static>) -> Response {
 /// A 500 that tells the client nothing but "try again" (the cause is in the server log).
 fn internal_error() -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, Json(AppError::Internal)).into_response()
+}
+
+/// The largest page [`render_pages_whole`] renders (a page of ours is tens of kilobytes).
+const PAGE_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Renders each page to its end in a task of its own, then sends it whole.
+///
+/// Leptos streams a page while its resources resolve, and the render's reactive owner lives as
+/// long as that stream. When the stream is dropped early (a HEAD request, whose body hyper never
+/// reads, or a client that goes away mid-page), the owner is disposed while resource tasks still
+/// read its signals, and they panic. Collecting the body in a spawned task keeps the stream alive
+/// until the render has finished, whatever happens to the request. The cost is the first byte:
+/// it leaves when the whole page is ready (our pages' data comes from a few indexed reads), and
+/// whole bodies compress better. A HEAD answer keeps the `Content-Length` of the page.
+async fn render_pages_whole(request: Request, next: Next) -> Response {
+    let render = tokio::spawn(async move {
+        let response = next.run(request).await;
+        let is_html = response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/html"));
+        if !is_html {
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        match axum::body::to_bytes(body, PAGE_BODY_LIMIT).await {
+            Ok(bytes) => Response::from_parts(parts, Body::from(bytes)),
+            Err(error) => {
+                tracing::error!(%error, "a page could not be rendered to its end");
+                internal_error()
+            }
+        }
+    });
+    // A panic in the render is counted by the panic hook and answered like any other.
+    render.await.unwrap_or_else(|_| internal_error())
 }
 
 /// The largest error body [`unreadable_arguments_are_400`] reads (server-function errors are a

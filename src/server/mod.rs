@@ -18,13 +18,15 @@ pub mod runs;
 pub mod sanitize;
 pub mod seed;
 pub mod state;
+pub mod static_files;
 pub mod tenants;
 
 use std::io::BufRead;
 use std::time::Duration;
 
+use auth::client_address::TrustedProxies;
 use auth::session::SessionSettings;
-use config::{Cli, Command, CreateUserArgs, ServeArgs, SyncInventoryArgs};
+use config::{Cli, Command, CreateUserArgs, ServeArgs, SetPasswordArgs, SyncInventoryArgs};
 use db::Db;
 use graph::credentials::CredentialsError;
 use graph::{GraphAccess, GraphClient, GraphConfig, GraphError, SecretResolver};
@@ -58,6 +60,9 @@ impl From<AppError> for StartError {
 
 /// Runs one CLI command to its end.
 pub async fn run(cli: Cli) -> Result<(), StartError> {
+    if let Command::Serve(args) = &cli.command {
+        args.refuse_retired().map_err(StartError::Invalid)?;
+    }
     let db = Db::connect(&cli.database_url).await?;
     prepare(&db).await?;
     let graph_config = cli.graph_config();
@@ -72,6 +77,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
         }
         Command::SyncInventory(args) => sync_inventory(&db, graph_config, args).await?,
         Command::CreateUser(args) => create_user(&db, args).await?,
+        Command::SetPassword(args) => set_password(&db, args).await?,
         Command::Serve(args) => serve(db, graph_config, args).await?,
     }
     Ok(())
@@ -141,6 +147,52 @@ pub async fn prepare(db: &Db) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Reads a new password from the first line of standard input and hashes it.
+async fn read_password_hash() -> Result<String, StartError> {
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    if password.chars().count() < auth::password::MIN_CHARS {
+        return Err(StartError::Invalid(format!(
+            "the password (first line of standard input) needs at least {} characters",
+            auth::password::MIN_CHARS
+        )));
+    }
+    auth::password::hash(password)
+        .await
+        .map_err(|_| StartError::Invalid("could not hash the password".into()))
+}
+
+/// `set-password`: a new password for an existing account, which ends all of its sessions.
+async fn set_password(db: &Db, args: SetPasswordArgs) -> Result<(), StartError> {
+    let email = Email::parse(&args.email)?;
+    let hash = read_password_hash().await?;
+    let user_id = auth::users::set_password(db, &email, &hash)
+        .await?
+        .ok_or_else(|| {
+            StartError::Invalid(format!(
+                "no account has the e-mail {}: create it with create-user",
+                email.as_str()
+            ))
+        })?;
+    audit::record(
+        db,
+        audit::AuditEvent {
+            tenant_id: None,
+            actor_user_id: None,
+            action: "user.set_password",
+            target: format!("user:{user_id}"),
+            details: serde_json::json!({ "via": "cli" }),
+        },
+    )
+    .await;
+    println!(
+        "password of {} set; its sessions are signed out",
+        email.as_str()
+    );
+    Ok(())
+}
+
 async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
     let email = Email::parse(&args.email)?;
     let role = match args.role.as_deref() {
@@ -151,18 +203,7 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
         })?),
         None => None,
     };
-    let mut password = String::new();
-    std::io::stdin().lock().read_line(&mut password)?;
-    let password = password.trim_end_matches(['\r', '\n']).to_owned();
-    if password.chars().count() < auth::password::MIN_CHARS {
-        return Err(StartError::Invalid(format!(
-            "the password (first line of standard input) needs at least {} characters",
-            auth::password::MIN_CHARS
-        )));
-    }
-    let hash = auth::password::hash(password)
-        .await
-        .map_err(|_| StartError::Invalid("could not hash the password".into()))?;
+    let hash = read_password_hash().await?;
     let user_id = auth::users::upsert_user(db, &email, args.name.trim(), &hash).await?;
     audit::record(
         db,
@@ -230,10 +271,11 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
     let settings = Settings {
         sessions: SessionSettings {
             idle: Duration::from_secs(args.session_idle_minutes.max(1) * 60),
+            max_age: Duration::from_secs(args.session_max_hours * 3600),
             secure: public_origin.starts_with("https://"),
         },
         public_origin,
-        trusted_proxy_hops: args.trusted_proxy_hops,
+        trusted_proxies: TrustedProxies::new(args.trusted_proxy.clone()),
     };
     let state = AppState::new(
         db.clone(),
@@ -256,6 +298,10 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
     tokio::spawn(auth::session::delete_expired_forever(
         db.clone(),
         Duration::from_secs(600),
+    ));
+    tokio::spawn(auth::throttle::prune_forever(
+        state.sign_in_throttle.clone(),
+        Duration::from_secs(60),
     ));
     tracing::info!("TenantAtlas is listening on http://{addr} as instance {instance_id:?}");
     if let Some(demo) = &demo {

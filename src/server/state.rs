@@ -5,6 +5,8 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use leptos::prelude::{use_context, LeptosOptions};
 
+use super::auth::client_address::TrustedProxies;
+use super::auth::password::Checker;
 use super::auth::session::SessionSettings;
 use super::auth::throttle::SignInThrottle;
 use super::db::Db;
@@ -18,9 +20,9 @@ pub struct Settings {
     /// `scheme://host[:port]` browsers use to reach the app; cross-site POSTs are checked against it.
     pub public_origin: String,
     pub sessions: SessionSettings,
-    /// How many reverse proxies in front of the app append to `X-Forwarded-For` (0: the
-    /// socket's peer is the client). See [`super::auth::client_address`].
-    pub trusted_proxy_hops: u8,
+    /// The reverse proxies whose `X-Forwarded-For` is believed (none: the socket's peer is the
+    /// client). See [`super::auth::client_address`].
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Shared, cheaply cloned application state.
@@ -30,6 +32,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub settings: Arc<Settings>,
     pub sign_in_throttle: SignInThrottle,
+    /// Runs sign-in password checks, a bounded number at a time.
+    pub password_checker: Checker,
     /// The process's Graph client and secret resolver; `None` in a state that never talks to
     /// Graph (tests of pages and sessions).
     pub graph: Option<GraphAccess>,
@@ -44,9 +48,16 @@ impl AppState {
             leptos_options,
             settings: Arc::new(settings),
             sign_in_throttle: SignInThrottle::default(),
+            password_checker: Checker::per_core(),
             graph: None,
             wake: WakeUp::default(),
         }
+    }
+
+    /// The same state with another password checker (tests of the overload answer).
+    pub fn with_password_checker(mut self, checker: Checker) -> Self {
+        self.password_checker = checker;
+        self
     }
 
     /// The same state with a Graph client (pointed at Microsoft, or at the demo simulator).

@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tenantatlas::server::auth::session::{SessionSettings, COOKIE};
+use tenantatlas::server::auth::client_address::{IpRange, TrustedProxies};
+use tenantatlas::server::auth::password::Checker;
+use tenantatlas::server::auth::session::{SessionSettings, COOKIE, HOST_COOKIE};
+use tenantatlas::server::auth::throttle::SignInThrottle;
 use tenantatlas::server::graph::{GraphAccess, GraphClient, PolicyType, TenantCredentials};
 use tenantatlas::server::state::{AppState, Settings};
 use tenantatlas::server::{db::Db, http, prepare, seed};
@@ -75,6 +78,8 @@ pub struct TestApp {
     /// What the server's submits signal; a test that runs a worker passes it to the runner.
     pub wake: tenantatlas::server::engine::runner::WakeUp,
     pub http: reqwest::Client,
+    /// The public URL the server was told browsers use (`Origin` of the test's calls).
+    public_origin: String,
     _test_db: TestDb,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -92,32 +97,80 @@ pub const READONLY: &str = "readonly@contoso.example";
 /// Operator in Fabrikam only: a non-member of Contoso.
 pub const OUTSIDER: &str = "operator@fabrikam.example";
 
+/// How a test's server is set up; `Default` is the plain one.
+pub struct Options {
+    /// Sessions end after this long unused.
+    pub idle: Duration,
+    /// Sessions end this long after sign-in.
+    pub max_age: Duration,
+    /// A Graph client in the server's state (no worker runs in tests' servers).
+    pub graph: Option<GraphAccess>,
+    /// The reverse proxies whose X-Forwarded-For is believed, as `--trusted-proxy` takes them.
+    pub trusted_proxies: &'static str,
+    /// The public URL is https (the server itself still speaks plain http to the test).
+    pub https: bool,
+    /// Another password checker than one per core.
+    pub checker: Option<Checker>,
+    /// Other sign-in budgets than the defaults.
+    pub throttle: Option<SignInThrottle>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(3600),
+            max_age: Duration::from_secs(12 * 3600),
+            graph: None,
+            trusted_proxies: "",
+            https: false,
+            checker: None,
+            throttle: None,
+        }
+    }
+}
+
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
-        Self::spawn_with_idle(backend, Duration::from_secs(3600)).await
+        Self::spawn_with(backend, Options::default()).await
     }
 
     /// A server whose sessions end after `idle` without use.
     pub async fn spawn_with_idle(backend: Backend, idle: Duration) -> Self {
-        Self::spawn_with(backend, idle, None, 0).await
+        Self::spawn_with(
+            backend,
+            Options {
+                idle,
+                ..Options::default()
+            },
+        )
+        .await
     }
 
     /// A server with a Graph client in its state (no worker runs in tests' servers).
     pub async fn spawn_with_graph(backend: Backend, graph: GraphAccess) -> Self {
-        Self::spawn_with(backend, Duration::from_secs(3600), Some(graph), 0).await
+        Self::spawn_with(
+            backend,
+            Options {
+                graph: Some(graph),
+                ..Options::default()
+            },
+        )
+        .await
     }
 
-    /// A server behind `hops` trusted reverse proxies (they append to X-Forwarded-For).
-    pub async fn spawn_behind_proxies(backend: Backend, hops: u8) -> Self {
-        Self::spawn_with(backend, Duration::from_secs(3600), None, hops).await
+    /// A server behind reverse proxies in these ranges (`--trusted-proxy` syntax).
+    pub async fn spawn_behind_proxies(backend: Backend, ranges: &'static str) -> Self {
+        Self::spawn_with(
+            backend,
+            Options {
+                trusted_proxies: ranges,
+                ..Options::default()
+            },
+        )
+        .await
     }
 
-    async fn spawn_with(
-        backend: Backend,
-        idle: Duration,
-        graph: Option<GraphAccess>,
-        trusted_proxy_hops: u8,
-    ) -> Self {
+    pub async fn spawn_with(backend: Backend, options: Options) -> Self {
         // Server logs show up in a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -130,21 +183,36 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
+        let scheme = if options.https { "https" } else { "http" };
+        let public_origin = format!("{scheme}://{addr}");
+        let trusted_proxies = options
+            .trusted_proxies
+            .split(',')
+            .filter(|range| !range.is_empty())
+            .map(|range| range.parse::<IpRange>().expect("a CIDR range"))
+            .collect();
         let settings = Settings {
-            public_origin: format!("http://{addr}"),
+            public_origin: public_origin.clone(),
             sessions: SessionSettings {
-                idle,
-                secure: false,
+                idle: options.idle,
+                max_age: options.max_age,
+                secure: options.https,
             },
-            trusted_proxy_hops,
+            trusted_proxies: TrustedProxies::new(trusted_proxies),
         };
         let mut state = AppState::new(
             db.clone(),
             http::leptos_options(&std::env::temp_dir(), addr),
             settings,
         );
-        if let Some(graph) = graph {
+        if let Some(graph) = options.graph {
             state = state.with_graph(graph);
+        }
+        if let Some(checker) = options.checker {
+            state = state.with_password_checker(checker);
+        }
+        if let Some(throttle) = options.throttle {
+            state.sign_in_throttle = throttle;
         }
         let wake = state.wake.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -160,6 +228,7 @@ impl TestApp {
             db,
             wake,
             http,
+            public_origin,
             _test_db: test_db,
             _shutdown: tx,
         }
@@ -169,8 +238,14 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The public URL's origin, which the server accepts cross-site-checked POSTs from.
     pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+        self.public_origin.clone()
+    }
+
+    /// The database the server uses (for the CLI tests' binary).
+    pub fn database_url(&self) -> &str {
+        &self._test_db.url
     }
 
     /// Calls a server function anonymously, from our own origin, as the browser's form encoding does.
@@ -251,13 +326,17 @@ impl TestApp {
 
 /// The session cookie a response sets, as `name=value` (`None` if it sets none).
 pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    session_set_cookie(response).and_then(|v| v.split(';').next().map(str::to_owned))
+}
+
+/// The whole `Set-Cookie` header of the session cookie, with its attributes.
+pub fn session_set_cookie(response: &reqwest::Response) -> Option<String> {
     response
         .headers()
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{COOKIE}=")))
-        .and_then(|v| v.split(';').next())
+        .find(|v| v.starts_with(&format!("{COOKIE}=")) || v.starts_with(&format!("{HOST_COOKIE}=")))
         .map(str::to_owned)
 }
 

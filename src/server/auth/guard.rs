@@ -25,7 +25,12 @@ pub async fn pages(State(state): State<AppState>, request: Request, next: Next) 
     }
     let tenant = tenant_segment(path).map(str::to_owned);
     let user_id = match request.extensions().get::<Session>() {
-        Some(session) => session::user_id(session).await,
+        Some(session) => {
+            match session::signed_in_user(session, &state.db, &state.settings.sessions).await {
+                Ok(user_id) => user_id,
+                Err(error) => return error_page(&error),
+            }
+        }
         None => None,
     };
     let Some(user_id) = user_id else {

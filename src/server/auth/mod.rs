@@ -38,11 +38,16 @@ pub async fn current_session() -> Result<Session, AppError> {
     })
 }
 
-/// The signed-in user's id, or 401.
+/// The signed-in user's id, or 401 (no session, or one that is over: see [`session`]).
 pub async fn signed_in_user() -> Result<i64, AppError> {
-    session::user_id(&current_session().await?)
-        .await
-        .ok_or(AppError::Unauthorized)
+    let state = app_state()?;
+    session::signed_in_user(
+        &current_session().await?,
+        &state.db,
+        &state.settings.sessions,
+    )
+    .await?
+    .ok_or(AppError::Unauthorized)
 }
 
 /// The authorization point for server functions and pages (see the module docs).

@@ -1,8 +1,14 @@
 //! Password hashing with argon2id (PHC strings). Hashing is deliberately slow, so it runs on the
-//! blocking pool, never on the async workers.
+//! blocking pool, never on the async workers. Each check takes about 19 MiB and a core for its
+//! duration, so sign-in checks go through a [`Checker`] that runs at most one per core and turns
+//! the rest away after a short wait instead of queueing them without bound.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::{rand_core::OsRng, SaltString};
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use tokio::sync::Semaphore;
 
 /// Shortest accepted password for new accounts.
 pub const MIN_CHARS: usize = 12;
@@ -25,21 +31,82 @@ pub async fn hash(password: String) -> Result<String, argon2::password_hash::Err
 }
 
 /// Whether `password` matches `stored` (a PHC string). `None` — no such user — still does the
-/// full amount of work and answers `false`.
+/// full amount of work and answers `false`. Unbounded: the server checks through a [`Checker`].
 pub async fn verify(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let known = stored.is_some();
-        let phc = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
-        let Ok(parsed) = PasswordHash::new(&phc) else {
-            return false;
+    tokio::task::spawn_blocking(move || verify_now(&password, stored))
+        .await
+        .unwrap_or(false)
+}
+
+fn verify_now(password: &str, stored: Option<String>) -> bool {
+    let known = stored.is_some();
+    let phc = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
+    let Ok(parsed) = PasswordHash::new(&phc) else {
+        return false;
+    };
+    let matches = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    known && matches
+}
+
+/// How long a sign-in waits for a free core before it is answered "busy".
+pub const CHECK_WAIT: Duration = Duration::from_secs(2);
+
+/// Every core is checking a password and none came free within the wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    /// When to try again.
+    pub retry_after: Duration,
+}
+
+/// Runs password checks, at most `permits` at a time; the others wait up to `wait`.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    permits: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl Checker {
+    /// `permits` checks at once (0 turns every check away, for tests of the busy answer).
+    pub fn new(permits: usize, wait: Duration) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(permits)),
+            wait,
+        }
+    }
+
+    /// One check per core, each waiting up to [`CHECK_WAIT`].
+    pub fn per_core() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::new(cores, CHECK_WAIT)
+    }
+
+    /// [`verify`] once a core is free; `Busy` when none came free in time.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, Busy> {
+        let busy = Busy {
+            retry_after: self.wait.max(Duration::from_secs(1)),
         };
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        known && matches
-    })
-    .await
-    .unwrap_or(false)
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| busy)?
+            .map_err(|_| busy)?;
+        // The permit moves into the blocking task: a caller that goes away mid-check does not
+        // free the core before the hash is done.
+        tokio::task::spawn_blocking(move || {
+            let matches = verify_now(&password, stored);
+            drop(permit);
+            matches
+        })
+        .await
+        .map_err(|_| busy)
+    }
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Self::per_core()
+    }
 }
 
 #[cfg(test)]
@@ -54,6 +121,27 @@ mod tests {
         assert_ne!(a, b, "a random salt per hash");
         assert!(verify("correct horse battery".into(), Some(a.clone())).await);
         assert!(!verify("wrong horse battery".into(), Some(a)).await);
+    }
+
+    #[tokio::test]
+    async fn checks_beyond_the_permits_wait_then_are_turned_away() {
+        let checker = Checker::new(1, Duration::from_millis(50));
+        let stored = hash("correct horse battery".into()).await.unwrap();
+        let held = checker.permits.clone().acquire_owned().await.unwrap();
+        let started = std::time::Instant::now();
+        let busy = checker
+            .verify("correct horse battery".into(), Some(stored.clone()))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(50), "it waited");
+        assert!(busy.retry_after >= Duration::from_secs(1));
+        drop(held);
+        assert_eq!(
+            checker
+                .verify("correct horse battery".into(), Some(stored))
+                .await,
+            Ok(true)
+        );
     }
 
     #[tokio::test]

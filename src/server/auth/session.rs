@@ -1,5 +1,10 @@
 //! Server-side sessions in the app's own database (tower-sessions with its sqlx store): the
 //! cookie holds only a random id; the user id lives in the `tower_sessions` table.
+//!
+//! A session ends when it is unused for the idle timeout, when its absolute lifetime since
+//! sign-in is over, or when the user's session generation moves on (a password change): the
+//! store's rows are opaque and cannot be found by user, so each session records the generation
+//! it was signed in under, and [`signed_in_user`] compares it on every request.
 
 use std::time::Duration;
 
@@ -8,19 +13,39 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{ExpiredDeletion, Expiry, Session, SessionManagerLayer};
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
+use super::users;
+use crate::domain::{AppError, Timestamp};
 use crate::server::db::{Db, NativePool};
 
-/// The session cookie's name.
+/// The session cookie's name over plain http.
 pub const COOKIE: &str = "tenantatlas_session";
+/// The session cookie's name over https. Browsers accept a `__Host-` cookie only when it is
+/// Secure, for path `/` and without a Domain, so a sibling subdomain cannot plant or overwrite it.
+pub const HOST_COOKIE: &str = "__Host-tenantatlas_session";
 const USER_ID: &str = "user_id";
+const SIGNED_IN_AT: &str = "signed_in_at";
+const GENERATION: &str = "generation";
 
 /// How sessions behave.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     /// A session unused this long is over.
     pub idle: Duration,
-    /// Send the cookie only over TLS (set when the public URL is https).
+    /// A session is over this long after its sign-in, however busy it is.
+    pub max_age: Duration,
+    /// Send the cookie only over TLS, under the `__Host-` name (set when the public URL is https).
     pub secure: bool,
+}
+
+impl SessionSettings {
+    /// The session cookie's name: [`HOST_COOKIE`] over https, [`COOKIE`] otherwise.
+    pub fn cookie_name(&self) -> &'static str {
+        if self.secure {
+            HOST_COOKIE
+        } else {
+            COOKIE
+        }
+    }
 }
 
 /// Creates the session table if it is missing (the store owns its schema).
@@ -37,7 +62,8 @@ pub fn with_sessions(router: Router, db: &Db, settings: &SessionSettings) -> Rou
     macro_rules! layer {
         ($store:expr) => {
             SessionManagerLayer::new($store)
-                .with_name(COOKIE)
+                .with_name(settings.cookie_name())
+                .with_path("/")
                 .with_http_only(true)
                 .with_same_site(SameSite::Lax)
                 .with_secure(settings.secure)
@@ -65,18 +91,54 @@ pub async fn delete_expired_forever(db: Db, period: Duration) {
     }
 }
 
-/// The signed-in user's id, if the session has one.
-pub async fn user_id(session: &Session) -> Option<i64> {
+/// The user id a session holds, unchecked: only for recording who signed out. Everything that
+/// decides access asks [`signed_in_user`].
+pub async fn unchecked_user_id(session: &Session) -> Option<i64> {
     session.get::<i64>(USER_ID).await.ok().flatten()
 }
 
-/// Starts a signed-in session under a new id (no session fixation).
+/// The signed-in user, if the session has one that still holds: signed in less than `max_age`
+/// ago, under the user's current session generation. A session that fails either is ended in
+/// the store, so its cookie stops working for good.
+pub async fn signed_in_user(
+    session: &Session,
+    db: &Db,
+    settings: &SessionSettings,
+) -> Result<Option<i64>, AppError> {
+    let Some(user_id) = unchecked_user_id(session).await else {
+        return Ok(None);
+    };
+    let signed_in_at = session.get::<i64>(SIGNED_IN_AT).await.ok().flatten();
+    let generation = session.get::<i64>(GENERATION).await.ok().flatten();
+    let max_age = i64::try_from(settings.max_age.as_millis()).unwrap_or(i64::MAX);
+    let fresh =
+        signed_in_at.is_some_and(|at| Timestamp::now().millis().saturating_sub(at) < max_age);
+    let current = fresh
+        && generation.is_some()
+        && users::session_generation(db, user_id).await? == generation;
+    if current {
+        return Ok(Some(user_id));
+    }
+    session.flush().await.map_err(|error| {
+        tracing::error!(%error, "could not delete an ended session");
+        AppError::Internal
+    })?;
+    Ok(None)
+}
+
+/// Starts a signed-in session under a new id (no session fixation), for the user's current
+/// session `generation`.
 pub async fn sign_in(
     session: &Session,
     user_id: i64,
+    generation: i64,
 ) -> Result<(), tower_sessions::session::Error> {
     session.cycle_id().await?;
-    session.insert(USER_ID, user_id).await
+    session.insert(USER_ID, user_id).await?;
+    session.insert(GENERATION, generation).await?;
+    session
+        .insert(SIGNED_IN_AT, Timestamp::now().millis())
+        .await
 }
 
 /// Ends the session: removed from the store and the cookie cleared.

@@ -9,21 +9,53 @@ use crate::server::db::{is_unique_violation, Db};
 pub struct Credentials {
     pub user_id: i64,
     pub password_hash: Option<String>,
+    /// The generation a new session is signed in under (see [`session_generation`]).
+    pub session_generation: i64,
 }
 
 /// The account with this e-mail, if any.
 pub async fn credentials(db: &Db, email: &Email) -> Result<Option<Credentials>, AppError> {
-    let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
-        .bind(email.as_str())
-        .fetch_optional(db.pool())
-        .await?;
+    let row =
+        sqlx::query("SELECT id, password_hash, session_generation FROM users WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(db.pool())
+            .await?;
     Ok(match row {
         Some(row) => Some(Credentials {
             user_id: row.try_get("id")?,
             password_hash: row.try_get("password_hash")?,
+            session_generation: row.try_get("session_generation")?,
         }),
         None => None,
     })
+}
+
+/// The user's session generation: a session signed in under another one is over. `None` when
+/// the account is gone.
+pub async fn session_generation(db: &Db, user_id: i64) -> Result<Option<i64>, AppError> {
+    Ok(
+        sqlx::query_scalar("SELECT session_generation FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(db.pool())
+            .await?,
+    )
+}
+
+/// Sets an existing account's password and ends all of its sessions. Returns its id, or `None`
+/// when no account has this e-mail.
+pub async fn set_password(
+    db: &Db,
+    email: &Email,
+    password_hash: &str,
+) -> Result<Option<i64>, AppError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE users SET password_hash = $1, session_generation = session_generation + 1 \
+         WHERE email = $2 RETURNING id",
+    )
+    .bind(password_hash)
+    .bind(email.as_str())
+    .fetch_optional(db.pool())
+    .await?)
 }
 
 /// The signed-in user with their tenants (by tenant name); `None` if the account is gone.
@@ -62,7 +94,8 @@ pub async fn current_user(db: &Db, user_id: i64) -> Result<Option<CurrentUser>, 
     }))
 }
 
-/// Creates an account, or sets the password and name of an existing one. Returns its id.
+/// Creates an account, or sets the password and name of an existing one (ending all of its
+/// sessions). Returns its id.
 pub async fn upsert_user(
     db: &Db,
     email: &Email,
@@ -70,12 +103,15 @@ pub async fn upsert_user(
     password_hash: &str,
 ) -> Result<i64, AppError> {
     if let Some(existing) = credentials(db, email).await? {
-        sqlx::query("UPDATE users SET display_name = $1, password_hash = $2 WHERE id = $3")
-            .bind(display_name)
-            .bind(password_hash)
-            .bind(existing.user_id)
-            .execute(db.pool())
-            .await?;
+        sqlx::query(
+            "UPDATE users SET display_name = $1, password_hash = $2, \
+             session_generation = session_generation + 1 WHERE id = $3",
+        )
+        .bind(display_name)
+        .bind(password_hash)
+        .bind(existing.user_id)
+        .execute(db.pool())
+        .await?;
         return Ok(existing.user_id);
     }
     let inserted = sqlx::query(

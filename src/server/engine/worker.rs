@@ -17,6 +17,7 @@ use super::instance::{InstanceLock, LOCK_SPACE};
 use super::operation::{Operation, Pending, Registry, Run, Totals};
 use crate::domain::notification::NotificationLevel;
 use crate::domain::reason_code::ReasonCode;
+use crate::domain::routes;
 use crate::domain::run::{Lane, OperationType};
 use crate::domain::run_detail::ItemOutcome;
 use crate::domain::{RunStatus, Timestamp};
@@ -593,7 +594,7 @@ impl Worker {
             .bind(level.as_str())
             .bind(title)
             .bind(body)
-            .bind(format!("/t/{tenant}/runs/{}", run.id))
+            .bind(routes::run(&tenant, run.id, ""))
             .bind(now)
             .execute(&mut *tx)
             .await?;
