@@ -98,7 +98,7 @@ impl InstanceLock {
     }
 }
 
-/// The lock file of identity `id`: next to the database file (in the working folder for an
+/// The lock file of identity `id`: next to the database file (in the temporary folder for an
 /// in-memory database), named after the identity with anything but letters and digits replaced.
 fn lock_file(db: &Db, id: &str) -> PathBuf {
     let safe: String = id
@@ -112,7 +112,7 @@ fn lock_file(db: &Db, id: &str) -> PathBuf {
             path.push(format!(".{name}"));
             PathBuf::from(path)
         }
-        None => PathBuf::from(name),
+        None => std::env::temp_dir().join(name),
     }
 }
 
