@@ -10,7 +10,7 @@ use common::TestDb;
 use sqlx::Row;
 use tenantatlas::server::db::is_unique_violation;
 
-both_backends!(TestDb: migrations_apply_and_create_every_table, migrations_are_idempotent, active_runs_are_unique_per_key_until_terminal, rows_cannot_mix_tenants, run_counters_must_add_up);
+both_backends!(TestDb: migrations_apply_and_create_every_table, migrations_are_idempotent, active_runs_are_unique_per_key_until_terminal, one_bulk_run_per_tenant_is_active, rows_cannot_mix_tenants, run_counters_must_add_up);
 
 const TABLES: [&str; 11] = [
     "tenants",
@@ -124,6 +124,63 @@ async fn active_runs_are_unique_per_key_until_terminal(t: TestDb) {
     insert_run(&t, tenant, "key-a", "pending")
         .await
         .expect("a new run once the first is terminal");
+}
+
+async fn insert_interactive_run(t: &TestDb, tenant_id: i64, key: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO runs (tenant_id, operation_type, lane, resource, action, target_id, input, \
+         idempotency_key, status, total_items, created_at) \
+         VALUES ($1, 'tenant.check_connection', 'interactive', 'tenant', 'check_connection', 1, '[]', \
+         $2, 'running', 0, 0) RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(key)
+    .fetch_one(t.db.pool())
+    .await
+}
+
+async fn one_bulk_run_per_tenant_is_active(t: TestDb) {
+    let tenant = insert_tenant(&t, "t1").await;
+    let other_tenant = insert_tenant(&t, "t2").await;
+    let running = insert_run(&t, tenant, "k1", "running").await.unwrap();
+    // Runs go in the bulk lane unless they say otherwise.
+    let lane: String = sqlx::query_scalar("SELECT lane FROM runs WHERE id = $1")
+        .bind(running)
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(lane, "bulk");
+    let second = insert_run(&t, tenant, "k2", "running")
+        .await
+        .expect_err("a second running bulk run of the tenant");
+    assert!(is_unique_violation(&second), "{second}");
+    let queued = insert_run(&t, tenant, "k2", "pending").await.unwrap();
+    let claim = sqlx::query("UPDATE runs SET status = 'running' WHERE id = $1")
+        .bind(queued)
+        .execute(t.db.pool())
+        .await
+        .expect_err("claiming it while the first runs");
+    assert!(is_unique_violation(&claim), "{claim}");
+    // Another tenant's bulk run and the tenant's interactive runs are not held back.
+    insert_run(&t, other_tenant, "k1", "running").await.unwrap();
+    insert_interactive_run(&t, tenant, "i1").await.unwrap();
+    insert_interactive_run(&t, tenant, "i2").await.unwrap();
+    let bad_lane = sqlx::query("UPDATE runs SET lane = 'express' WHERE id = $1")
+        .bind(queued)
+        .execute(t.db.pool())
+        .await;
+    assert!(bad_lane.is_err(), "an unknown lane was accepted");
+    // Once the first ends, the queued one may run.
+    sqlx::query("UPDATE runs SET status = 'completed' WHERE id = $1")
+        .bind(running)
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE runs SET status = 'running' WHERE id = $1")
+        .bind(queued)
+        .execute(t.db.pool())
+        .await
+        .expect("the next bulk run of the tenant");
 }
 
 async fn rows_cannot_mix_tenants(t: TestDb) {

@@ -12,10 +12,11 @@ use common::{TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;
 use tenantatlas::domain::TenantExternalId;
 use tenantatlas::graph_sim::{GraphSim, SimConfig};
+use tenantatlas::server::engine::operation::Registry;
+use tenantatlas::server::engine::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
 use tenantatlas::server::graph::{
     ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
 };
-use tenantatlas::server::runs::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
 
 both_backends!(TestApp:
     lists_only_the_users_own_notifications_of_the_tenant,
@@ -380,7 +381,12 @@ async fn a_finished_run_notifies_its_initiator_with_a_link_to_the_run(app: TestA
     // The worker (not running inside test servers) takes the run to its end.
     let source: Arc<dyn PolicySource> = Arc::new(client);
     let loader: CredentialsLoader = Arc::new(|_| Box::pin(async { Ok::<_, RunFailure>(creds()) }));
-    let worker = Worker::new(app.db.clone(), source, loader, "bell-test");
+    let worker = Worker::new(
+        app.db.clone(),
+        Registry::standard(source),
+        loader,
+        "bell-test",
+    );
     assert!(matches!(
         worker.try_execute_task().await.unwrap(),
         Outcome::TaskCompleted { .. }

@@ -1,6 +1,6 @@
 //! Scale-out on PostgreSQL: several `tenantatlas serve` processes on one database share the run
-//! queue. Every run is processed by exactly one process, a process started later takes work at
-//! once, a NOTIFY (not the safety-net poll) wakes idle instances, and SIGTERM hands a run over
+//! queue. Every run is processed by exactly one process, a process started later takes work (of
+//! a tenant the first is not working for) at once, a NOTIFY (not the safety-net poll) wakes idle instances, and SIGTERM hands a run over
 //! at once. The instances are real processes of the built binary; Graph is the simulator over
 //! HTTP. SQLite is one process by design, so this test is PostgreSQL's alone.
 
@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{Backend, TestDb, CONTOSO, OPERATOR};
+use common::{Backend, TestDb, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
 use tenantatlas::domain::{Capability, PolicySelection, TenantExternalId};
 use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::auth::authorize_user;
@@ -43,7 +43,10 @@ impl Instance {
             .args(["--log", "tenantatlas=info,sqlx=warn"])
             .args(["--graph-url", &sim.graph_url, "--login-url", &sim.login_url])
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--instance-id", &format!("scale-out-{port}")])
             .args(["--worker-poll-seconds", POLL_SECONDS])
+            // One run at a time, so that a second instance finds work left to take.
+            .args(["--worker-concurrency", "1"])
             .env(SECRET_VAR, SECRET)
             .spawn()
             .expect("start tenantatlas serve");
@@ -65,9 +68,9 @@ impl Instance {
         panic!("instance on port {} did not become healthy", self.port);
     }
 
-    /// The prefix of this process's worker id, which an ended run keeps in `lease_owner`.
-    fn worker_prefix(&self) -> String {
-        format!("pid{}-", self.child.id())
+    /// This process's instance id, which an ended run keeps in `lease_owner`.
+    fn instance_id(&self) -> String {
+        format!("scale-out-{}", self.port)
     }
 
     /// SIGTERM, as a service manager stops it; waits for a clean exit.
@@ -95,13 +98,23 @@ impl Drop for Instance {
     }
 }
 
+/// A demo tenant whose Graph credentials the instances resolve, with its compliance policies.
+struct Tenant {
+    external_id: &'static str,
+    id: i64,
+    /// An operator of the tenant.
+    user_id: i64,
+    policies: Vec<i64>,
+}
+
 struct Fixture {
     db: Db,
     sim: SimHandle,
-    tenant_id: i64,
-    user_id: i64,
-    /// Compliance policies of the simulated Contoso tenant.
-    policies: Vec<i64>,
+    /// Contoso: most of the work.
+    main: Tenant,
+    /// Fabrikam: work that a second instance can take while the first works for Contoso (one
+    /// bulk run per tenant is active at a time).
+    other: Tenant,
 }
 
 async fn fixture(t: &TestDb) -> Fixture {
@@ -113,45 +126,53 @@ async fn fixture(t: &TestDb) -> Fixture {
     })
     .await
     .unwrap();
-    // The instances resolve the secret from their environment, as in production.
-    sqlx::query(
-        "UPDATE tenants SET graph_client_id = 'scale-out-test', graph_secret_ref = $1 \
-         WHERE external_id = $2",
-    )
-    .bind(format!("env:{SECRET_VAR}"))
-    .bind(CONTOSO)
-    .execute(t.db.pool())
-    .await
-    .unwrap();
-    let tenant_id = common::tenant_id(&t.db, CONTOSO).await;
-    let user_id = common::user_id(&t.db, OPERATOR).await;
     let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
-    let creds = TenantCredentials {
-        tenant_id: TenantExternalId::parse(CONTOSO).unwrap(),
-        client_id: "scale-out-test".into(),
-        client_secret: ClientSecret::new(SECRET),
-    };
-    let policies: Vec<i64> = common::insert_sim_compliance(&t.db, &client, &creds, usize::MAX)
+    let mut tenants = Vec::new();
+    for (external_id, operator) in [(CONTOSO, OPERATOR), (FABRIKAM, OUTSIDER)] {
+        // The instances resolve the secret from their environment, as in production.
+        sqlx::query(
+            "UPDATE tenants SET graph_client_id = 'scale-out-test', graph_secret_ref = $1 \
+             WHERE external_id = $2",
+        )
+        .bind(format!("env:{SECRET_VAR}"))
+        .bind(external_id)
+        .execute(t.db.pool())
         .await
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    assert!(policies.len() >= 50, "enough compliance policies to share");
+        .unwrap();
+        let creds = TenantCredentials {
+            tenant_id: TenantExternalId::parse(external_id).unwrap(),
+            client_id: "scale-out-test".into(),
+            client_secret: ClientSecret::new(SECRET),
+        };
+        let policies: Vec<i64> = common::insert_sim_compliance(&t.db, &client, &creds, usize::MAX)
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert!(policies.len() >= 50, "enough compliance policies to share");
+        tenants.push(Tenant {
+            external_id,
+            id: common::tenant_id(&t.db, external_id).await,
+            user_id: common::user_id(&t.db, operator).await,
+            policies,
+        });
+    }
+    let other = tenants.pop().unwrap();
+    let main = tenants.pop().unwrap();
     Fixture {
         db: t.db.clone(),
         sim,
-        tenant_id,
-        user_id,
-        policies,
+        main,
+        other,
     }
 }
 
 impl Fixture {
-    async fn backup_set(&self, name: &str) -> i64 {
+    async fn backup_set(&self, tenant: &Tenant, name: &str) -> i64 {
         sqlx::query_scalar(
             "INSERT INTO backup_sets (tenant_id, name, created_at) VALUES ($1, $2, 0) RETURNING id",
         )
-        .bind(self.tenant_id)
+        .bind(tenant.id)
         .bind(name)
         .fetch_one(self.db.pool())
         .await
@@ -160,10 +181,15 @@ impl Fixture {
 
     /// Queues a run through the server function's service (the run with its selection),
     /// without waking anyone.
-    async fn queue(&self, set_id: i64, policy_ids: &[i64]) -> i64 {
-        let ctx = authorize_user(&self.db, self.user_id, CONTOSO, Capability::StartRuns)
-            .await
-            .unwrap();
+    async fn queue(&self, tenant: &Tenant, set_id: i64, policy_ids: &[i64]) -> i64 {
+        let ctx = authorize_user(
+            &self.db,
+            tenant.user_id,
+            tenant.external_id,
+            Capability::StartRuns,
+        )
+        .await
+        .unwrap();
         let selection = PolicySelection::parse(policy_ids.to_vec()).unwrap();
         let run = create_or_reuse(&self.db, &ctx, set_id, &selection, Default::default())
             .await
@@ -235,12 +261,16 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
     knobs.latency_ms = 120;
     f.sim.set_knobs(knobs.clone());
 
-    // 1. Ten queued runs; instance B starts while A is working and takes its share at once.
+    // 1. Ten queued runs of two tenants; instance B starts while A is working and takes its
+    //    share at once.
     let a = Instance::start(&t.url, &f.sim).await;
-    let shared_set = f.backup_set("Shared by two instances").await;
+    let shared_set = f.backup_set(&f.main, "Shared by two instances").await;
+    let other_set = f.backup_set(&f.other, "Taken by the second instance").await;
     let mut runs = Vec::new();
-    for chunk in f.policies[..40].chunks(4) {
-        runs.push(f.queue(shared_set, chunk).await);
+    for (n, chunk) in f.main.policies[..20].chunks(4).enumerate() {
+        runs.push(f.queue(&f.main, shared_set, chunk).await);
+        let other_chunk = &f.other.policies[n * 4..n * 4 + 4];
+        runs.push(f.queue(&f.other, other_set, other_chunk).await);
     }
     f.sim.reset_counters();
     f.notify().await;
@@ -254,9 +284,9 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
             ("completed", 1, 4),
             "run {run} was claimed once and completed"
         );
-        if owner.starts_with(&a.worker_prefix()) {
+        if owner == a.instance_id() {
             by_a.insert(run);
-        } else if owner.starts_with(&b.worker_prefix()) {
+        } else if owner == b.instance_id() {
             by_b.insert(run);
         } else {
             panic!("run {run} was finished by an unknown worker {owner:?}");
@@ -264,7 +294,8 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
     }
     assert!(!by_a.is_empty(), "A, woken by NOTIFY, processed runs");
     assert!(!by_b.is_empty(), "B, started later, picked up work at once");
-    assert_eq!(f.items_in_set(shared_set).await, (40, 40));
+    assert_eq!(f.items_in_set(shared_set).await, (20, 20));
+    assert_eq!(f.items_in_set(other_set).await, (20, 20));
     assert_eq!(
         f.sim.counters().for_path("deviceCompliancePolicies/").len(),
         40,
@@ -272,8 +303,8 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
     );
 
     // 2. Both idle, polling only every 10 minutes: a NOTIFY alone gets the run done.
-    let woken_set = f.backup_set("Woken by NOTIFY").await;
-    let run = f.queue(woken_set, &f.policies[40..44]).await;
+    let woken_set = f.backup_set(&f.main, "Woken by NOTIFY").await;
+    let run = f.queue(&f.main, woken_set, &f.main.policies[40..44]).await;
     f.notify().await;
     f.wait_ended(&[run], Duration::from_secs(30)).await;
     assert_eq!(f.run_row(run).await.0, "completed");
@@ -282,9 +313,9 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
     //    resumes at once (the lease would last 60 s, the poll 10 min).
     knobs.latency_ms = 400;
     f.sim.set_knobs(knobs);
-    let handover_set = f.backup_set("Handed over").await;
-    let rest = &f.policies[44..];
-    let run = f.queue(handover_set, rest).await;
+    let handover_set = f.backup_set(&f.main, "Handed over").await;
+    let rest = &f.main.policies[44..];
+    let run = f.queue(&f.main, handover_set, rest).await;
     f.notify().await;
     let owner = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
@@ -297,7 +328,7 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
     })
     .await
     .expect("an instance starts the long run");
-    let (stopping, staying) = if owner.starts_with(&a.worker_prefix()) {
+    let (stopping, staying) = if owner == a.instance_id() {
         (a, b)
     } else {
         (b, a)
@@ -312,7 +343,7 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
         rest.len() as i64,
         "every item once over both attempts"
     );
-    assert!(owner.starts_with(&staying.worker_prefix()));
+    assert!(owner == staying.instance_id());
     let n = rest.len() as i64;
     assert_eq!(f.items_in_set(handover_set).await, (n, n));
     staying.terminate().await;

@@ -11,14 +11,16 @@ use std::time::Duration;
 
 use common::{TestDb, CONTOSO, OPERATOR};
 use sqlx::Row;
+use tenantatlas::domain::run::Lane;
 use tenantatlas::domain::{AddPoliciesOptions, Capability, PolicySelection, TenantExternalId};
 use tenantatlas::graph_sim::{Fault, GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::auth::authorize_user;
+use tenantatlas::server::engine::operation::Registry;
+use tenantatlas::server::engine::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
 use tenantatlas::server::graph::{
     ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
 };
 use tenantatlas::server::runs::create::create_or_reuse;
-use tenantatlas::server::runs::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
 use tenantatlas::server::seed;
 
 both_backends!(TestDb:
@@ -26,9 +28,11 @@ both_backends!(TestDb:
     a_run_where_everything_fails_is_failed,
     failure_texts_are_sanitized_everywhere,
     a_deleted_backup_set_fails_the_run,
+    an_unreadable_input_fails_the_run,
     a_crashed_worker_loses_nothing_and_adds_nothing_twice,
     two_instances_share_the_queue_without_double_work,
     a_heartbeat_keeps_a_slow_run_claimed,
+    a_stalled_owner_writes_nothing_after_a_new_claim,
 );
 
 struct Fixture {
@@ -91,7 +95,7 @@ async fn fixture(t: &TestDb) -> Fixture {
 impl Fixture {
     fn worker(&self, name: &str) -> Worker {
         let source: Arc<dyn PolicySource> = Arc::new(self.client.clone());
-        Worker::new(self.db.clone(), source, loader(), name)
+        Worker::new(self.db.clone(), Registry::standard(source), loader(), name)
     }
 
     /// Queues a run through the server function's service (the run with its selection); the
@@ -324,6 +328,44 @@ async fn a_deleted_backup_set_fails_the_run(t: TestDb) {
     );
 }
 
+async fn an_unreadable_input_fails_the_run(t: TestDb) {
+    let f = fixture(&t).await;
+    for unreadable in [
+        "not json",
+        "{}",
+        r#"{"backup_set_id":1,"policy_ids":"1,2"}"#,
+    ] {
+        let run = f.queue(&f.ids(0..3)).await;
+        sqlx::query("UPDATE runs SET input = $1 WHERE id = $2")
+            .bind(unreadable)
+            .bind(run)
+            .execute(f.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            f.worker("w1").try_execute_task().await.unwrap(),
+            Outcome::TaskCompleted { run_id: run }
+        );
+        let (status, total, processed, .., reason) = f.run_row(run).await;
+        assert_eq!(
+            (status.as_str(), total, processed, reason.as_deref()),
+            ("failed", 3, 0, Some("invalid_run_input")),
+            "{unreadable:?}"
+        );
+        let (level, body): (String, String) = sqlx::query_as(
+            "SELECT level, body FROM notifications WHERE user_id = $1 ORDER BY id DESC",
+        )
+        .bind(f.user_id)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(level, "error");
+        assert!(body.contains("cannot be read"), "{body}");
+    }
+    assert_eq!(f.backup_item_count().await, 0);
+    assert_eq!(f.sim.counters().graph_requests(), 0, "no Graph call");
+}
+
 async fn a_crashed_worker_loses_nothing_and_adds_nothing_twice(t: TestDb) {
     let f = fixture(&t).await;
     let mut knobs = f.sim.knobs();
@@ -378,7 +420,7 @@ async fn a_crashed_worker_loses_nothing_and_adds_nothing_twice(t: TestDb) {
 }
 
 async fn two_instances_share_the_queue_without_double_work(t: TestDb) {
-    use tenantatlas::server::runs::runner::{self, WakeUp};
+    use tenantatlas::server::engine::runner::{self, WakeUp};
     let f = fixture(&t).await;
     let mut knobs = f.sim.knobs();
     knobs.latency_ms = 20;
@@ -470,4 +512,44 @@ async fn a_heartbeat_keeps_a_slow_run_claimed(t: TestDb) {
         .await
         .unwrap();
     assert_eq!(attempt, 1);
+}
+
+/// Fencing: an owner that stalled after its claim (here: the same identity, as after a restart)
+/// writes nothing once the run was claimed again, because every lease-guarded write checks the
+/// claim's `attempt`.
+async fn a_stalled_owner_writes_nothing_after_a_new_claim(t: TestDb) {
+    let f = fixture(&t).await;
+    let run = f.queue(&f.ids(0..6)).await;
+    let stalled = f.worker("same-instance");
+    let old_claim = stalled.claim(Lane::Bulk).await.unwrap().expect("claimed");
+    assert_eq!(old_claim.run.attempt, 1);
+    // The lease runs out while the owner stalls; the identity claims the run again.
+    sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE id = $1")
+        .bind(run)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let current = f.worker("same-instance");
+    let new_claim = current
+        .claim(Lane::Bulk)
+        .await
+        .unwrap()
+        .expect("claimed again");
+    assert_eq!(new_claim.run.attempt, 2);
+
+    stalled.execute_claimed(old_claim).await.unwrap();
+    let (status, _, processed, ..) = f.run_row(run).await;
+    assert_eq!((status.as_str(), processed), ("running", 0));
+    let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM run_items WHERE run_id = $1")
+        .bind(run)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(items, 0, "the stalled owner wrote no item");
+    assert_eq!(f.sim.counters().graph_requests(), 0, "nor called Graph");
+
+    current.execute_claimed(new_claim).await.unwrap();
+    let (status, _, processed, succeeded, ..) = f.run_row(run).await;
+    assert_eq!((status.as_str(), processed, succeeded), ("completed", 6, 6));
+    assert_eq!(f.backup_item_count().await, 6);
 }

@@ -22,13 +22,14 @@ use tenantatlas::graph_sim::{GraphSim, Knobs, SimConfig, SimHandle};
 use tenantatlas::server::auth::session::{SessionSettings, COOKIE as SESSION_COOKIE};
 use tenantatlas::server::auth::{authorize_user, TenantContext};
 use tenantatlas::server::db::Db;
+use tenantatlas::server::engine::operation::Registry;
+use tenantatlas::server::engine::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
 use tenantatlas::server::graph::{
     CaptureOptions, ClientSecret, GraphClient, GraphConfig, LimiterConfig, PolicySource,
     PolicyType, TenantCredentials,
 };
 use tenantatlas::server::inventory::sync_tenant;
 use tenantatlas::server::runs::create::create_or_reuse;
-use tenantatlas::server::runs::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
 use tenantatlas::server::state::{AppState, Settings};
 use tenantatlas::server::{http, prepare, seed};
 
@@ -678,7 +679,12 @@ async fn worker_throughput(
         let creds = creds.clone();
         Box::pin(async move { Ok::<_, RunFailure>(creds) })
     });
-    let worker = Worker::new(fixture.db.clone(), source, loader, "bench-runs");
+    let worker = Worker::new(
+        fixture.db.clone(),
+        Registry::standard(source),
+        loader,
+        "bench-runs",
+    );
     fixture.analyze().await?;
     sim.reset_counters();
     let started = Instant::now();

@@ -20,12 +20,14 @@ pub enum ReasonCode {
     Cancelled,
     /// Run-level: the backup set was deleted before or during the run.
     BackupSetNotFound,
+    /// Run-level: the run's stored input cannot be read, so what to do is unknown.
+    InvalidRunInput,
     UnknownError,
 }
 
 impl ReasonCode {
     /// Every code, in the order of SPEC Rule 8.
-    pub const ALL: [ReasonCode; 11] = [
+    pub const ALL: [ReasonCode; 12] = [
         Self::AlreadyInBackupSet,
         Self::PolicyNotFound,
         Self::PermissionDenied,
@@ -36,6 +38,7 @@ impl ReasonCode {
         Self::InvalidResponse,
         Self::Cancelled,
         Self::BackupSetNotFound,
+        Self::InvalidRunInput,
         Self::UnknownError,
     ];
 
@@ -52,6 +55,7 @@ impl ReasonCode {
             Self::InvalidResponse => "invalid_response",
             Self::Cancelled => "cancelled",
             Self::BackupSetNotFound => "backup_set_not_found",
+            Self::InvalidRunInput => "invalid_run_input",
             Self::UnknownError => "unknown_error",
         }
     }
@@ -74,6 +78,7 @@ impl ReasonCode {
             Self::InvalidResponse => "Unreadable answer from Graph",
             Self::Cancelled => "Cancelled",
             Self::BackupSetNotFound => "The backup set no longer exists",
+            Self::InvalidRunInput => "The run's stored input cannot be read",
             Self::UnknownError => "Unknown error",
         }
     }

@@ -61,21 +61,52 @@ impl RunStatus {
     }
 }
 
-/// What kind of background work a run does; stored in `runs.operation_type`.
+/// What kind of background work a run does; stored in `runs.operation_type`. Every kind is a run
+/// on the one engine, which dispatches it to the operation's handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OperationType {
     /// Capture policies from Graph and add them to a backup set.
     AddPolicies,
+    /// List a tenant's policies from Graph into the inventory.
+    InventorySync,
+    /// Capture one policy's current version.
+    CaptureSnapshot,
+    /// Compare a backup set with the tenant's current policies.
+    DriftCheck,
+    /// Check that the tenant's Graph credentials work.
+    CheckConnection,
+    /// Show what restoring a backup would change.
+    RestorePreview,
+    /// Write a backup's policies back to the tenant.
+    RestoreExecute,
 }
 
 impl OperationType {
-    /// Every operation type, in the order the Runs page's filter lists them.
-    pub const ALL: [OperationType; 1] = [Self::AddPolicies];
+    /// Every operation type the engine knows.
+    pub const ALL: [OperationType; 7] = [
+        Self::AddPolicies,
+        Self::InventorySync,
+        Self::CaptureSnapshot,
+        Self::DriftCheck,
+        Self::CheckConnection,
+        Self::RestorePreview,
+        Self::RestoreExecute,
+    ];
+
+    /// The operations users can start in this version, in the order the Runs page's filter lists
+    /// them; the others are reserved for the handlers still to come.
+    pub const OFFERED: [OperationType; 1] = [Self::AddPolicies];
 
     /// The database (and URL) spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AddPolicies => "backup_set.add_policies",
+            Self::InventorySync => "inventory.sync",
+            Self::CaptureSnapshot => "policy.capture_snapshot",
+            Self::DriftCheck => "backup_set.drift_check",
+            Self::CheckConnection => "tenant.check_connection",
+            Self::RestorePreview => "restore.preview",
+            Self::RestoreExecute => "restore.execute",
         }
     }
 
@@ -88,7 +119,53 @@ impl OperationType {
     pub fn label(self) -> &'static str {
         match self {
             Self::AddPolicies => "Add policies to backup set",
+            Self::InventorySync => "Sync inventory",
+            Self::CaptureSnapshot => "Capture policy",
+            Self::DriftCheck => "Check backup set for drift",
+            Self::CheckConnection => "Check tenant connection",
+            Self::RestorePreview => "Preview restore",
+            Self::RestoreExecute => "Restore policies",
         }
+    }
+
+    /// The lane its runs queue in: long runs over many policies are bulk, short ones that a
+    /// user waits for are interactive, so they never wait behind a bulk run.
+    pub fn lane(self) -> Lane {
+        match self {
+            Self::AddPolicies | Self::InventorySync | Self::DriftCheck | Self::RestoreExecute => {
+                Lane::Bulk
+            }
+            Self::CaptureSnapshot | Self::CheckConnection | Self::RestorePreview => {
+                Lane::Interactive
+            }
+        }
+    }
+}
+
+/// A queue of the engine; stored in `runs.lane`. At most one bulk run per tenant is active at a
+/// time (Graph's budget is per tenant and app, so two would only compete for it); interactive
+/// runs have slots of their own beside the bulk runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Lane {
+    Bulk,
+    Interactive,
+}
+
+impl Lane {
+    /// Both lanes.
+    pub const ALL: [Lane; 2] = [Self::Bulk, Self::Interactive];
+
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bulk => "bulk",
+            Self::Interactive => "interactive",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.as_str() == raw)
     }
 }
 
@@ -170,7 +247,9 @@ impl RunFilter {
         let operation = match operation_type.trim() {
             "" => None,
             raw => Some(
-                OperationType::parse(raw)
+                OperationType::OFFERED
+                    .into_iter()
+                    .find(|operation| operation.as_str() == raw)
                     .ok_or_else(|| AppError::invalid("type", "Unknown operation type filter."))?,
             ),
         };
@@ -269,13 +348,23 @@ mod tests {
         assert_eq!(operation_label("tenant.sync"), "tenant.sync");
     }
 
-    #[cfg(feature = "ssr")]
     #[test]
-    fn operation_type_matches_what_the_run_service_writes() {
-        assert_eq!(
-            OperationType::AddPolicies.as_str(),
-            crate::server::runs::key::ADD_POLICIES
-        );
+    fn lanes_round_trip_and_short_operations_are_interactive() {
+        for lane in Lane::ALL {
+            assert_eq!(Lane::parse(lane.as_str()), Some(lane));
+        }
+        assert_eq!(OperationType::AddPolicies.lane(), Lane::Bulk);
+        assert_eq!(OperationType::CheckConnection.lane(), Lane::Interactive);
+        assert_eq!(OperationType::CaptureSnapshot.lane(), Lane::Interactive);
+        assert_eq!(OperationType::RestorePreview.lane(), Lane::Interactive);
+        assert_eq!(OperationType::RestoreExecute.lane(), Lane::Bulk);
+    }
+
+    #[test]
+    fn only_offered_operations_are_filters() {
+        assert!(RunFilter::parse("", "backup_set.add_policies").is_ok());
+        let error = RunFilter::parse("", "restore.execute").unwrap_err();
+        assert!(error.field_message("type").is_some());
     }
 
     #[test]

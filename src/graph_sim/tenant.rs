@@ -259,7 +259,10 @@ impl SimPolicy {
                 );
                 fields.insert("displayName".into(), json!(self.name));
                 fields.insert("version".into(), json!(1 + self.seed % 9));
-                fields.insert("passwordRequired".into(), json!(self.seed % 2 == 0));
+                fields.insert(
+                    "passwordRequired".into(),
+                    json!(self.seed.is_multiple_of(2)),
+                );
                 fields.insert("passwordMinimumLength".into(), json!(6 + self.seed % 10));
             }
             Kind::CompliancePolicy => {
@@ -324,7 +327,7 @@ impl SimPolicy {
                             json!({
                                 "id": rng.guid(),
                                 "displayName": format!("Administrative setting {}", index + 1),
-                                "classType": if index % 2 == 0 { "machine" } else { "user" },
+                                "classType": if index.is_multiple_of(2) { "machine" } else { "user" },
                                 "categoryPath": "\\Windows Components\\Microsoft Edge",
                             }),
                         );

@@ -159,6 +159,18 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub worker_poll_seconds: u64,
 
+    /// Runs this process works on at once in each lane (bulk, interactive); at most one bulk run
+    /// per tenant is active across all instances (docs/operations.md).
+    #[arg(long, env = "TENANTATLAS_WORKER_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub worker_concurrency: u64,
+
+    /// This instance's stable identity (default: the host name and the listen address). A
+    /// restarted instance takes back the runs of its identity at once; a second live process
+    /// with the same identity refuses to start.
+    #[arg(long, env = "TENANTATLAS_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
     /// The reverse proxies in front of the app, as address ranges (`10.0.0.0/8,::1`). When the
     /// socket's peer is inside one, the sign-in throttle and the audit log take the client's
     /// address from X-Forwarded-For: the first entry from the right outside these ranges.

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backup_sets;
 pub mod config;
 pub mod db;
+pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod http;
@@ -257,6 +258,15 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
     };
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
+    // Held until the process ends: while it is, the identity's runs are this process's.
+    let instance_id = args
+        .instance_id
+        .clone()
+        .filter(|id| !id.trim().is_empty())
+        .unwrap_or_else(|| engine::instance::default_id(addr));
+    let instance = engine::instance::InstanceLock::acquire(&db, &instance_id)
+        .await
+        .map_err(|error| StartError::Invalid(error.to_string()))?;
     let public_origin = args
         .public_url
         .as_deref()
@@ -279,8 +289,10 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
     .with_graph(graph.clone());
     // The worker shares the process's Graph client (its tokens and per-tenant limiters).
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-    let worker = runs_worker(&db, graph);
-    let runner = tokio::spawn(runs::runner::run(
+    let worker = runs_worker(&db, graph)
+        .with_runs_at_once(args.worker_concurrency as usize)
+        .as_instance(&instance);
+    let runner = tokio::spawn(engine::runner::run(
         worker,
         state.wake.clone(),
         db.clone(),
@@ -295,7 +307,7 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
         state.sign_in_throttle.clone(),
         Duration::from_secs(60),
     ));
-    tracing::info!("TenantAtlas is listening on http://{addr}");
+    tracing::info!("TenantAtlas is listening on http://{addr} as instance {instance_id:?}");
     if let Some(demo) = &demo {
         tracing::info!(
             "demo mode: open http://{addr}/ and sign in as {} with the password {}",
@@ -320,15 +332,17 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
         tracing::warn!("the worker did not stop in time; its lease will expire");
     }
     drop(demo);
+    drop(instance);
     db.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The run worker of this process, capturing through `graph` (the credentials of each run's
-/// tenant are resolved by `graph` too).
-pub fn runs_worker(db: &Db, graph: GraphAccess) -> runs::worker::Worker {
-    use runs::worker::{CredentialsLoader, RunFailure, Worker};
+/// The run worker of this process, with every operation's handler, calling Graph through
+/// `graph` (the credentials of each run's tenant are resolved by `graph` too).
+pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
+    use engine::operation::Registry;
+    use engine::worker::{CredentialsLoader, RunFailure, Worker};
     let source = std::sync::Arc::new(graph.client.clone());
     let loader_db = db.clone();
     let credentials: CredentialsLoader = std::sync::Arc::new(move |tenant_id| {
@@ -343,12 +357,13 @@ pub fn runs_worker(db: &Db, graph: GraphAccess) -> runs::worker::Worker {
                 })
         })
     });
+    // A name of its own until `serve` names it after the instance (`Worker::as_instance`).
     let id = format!(
         "pid{}-{}",
         std::process::id(),
         crate::domain::Timestamp::now().millis()
     );
-    Worker::new(db.clone(), source, credentials, id)
+    Worker::new(db.clone(), Registry::standard(source), credentials, id)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -10,8 +10,8 @@ use super::auth::password::Checker;
 use super::auth::session::SessionSettings;
 use super::auth::throttle::SignInThrottle;
 use super::db::Db;
+use super::engine::runner::WakeUp;
 use super::graph::GraphAccess;
-use super::runs::runner::WakeUp;
 use crate::domain::AppError;
 
 /// Settings fixed at start.

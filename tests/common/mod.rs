@@ -76,7 +76,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub db: Db,
     /// What the server's submits signal; a test that runs a worker passes it to the runner.
-    pub wake: tenantatlas::server::runs::runner::WakeUp,
+    pub wake: tenantatlas::server::engine::runner::WakeUp,
     pub http: reqwest::Client,
     /// The public URL the server was told browsers use (`Origin` of the test's calls).
     public_origin: String,

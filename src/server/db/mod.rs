@@ -6,6 +6,7 @@
 mod postgres;
 mod sqlite;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -47,6 +48,15 @@ impl Backend {
         }
     }
 
+    /// The function that returns the larger of two values (`MAX(a, b)` is an aggregate on
+    /// PostgreSQL, `GREATEST` unknown to SQLite).
+    pub fn greatest(self) -> &'static str {
+        match self {
+            Self::Sqlite => "MAX",
+            Self::Postgres => "GREATEST",
+        }
+    }
+
     fn migrator(self) -> &'static Migrator {
         match self {
             Self::Sqlite => &sqlite::MIGRATOR,
@@ -68,6 +78,8 @@ pub struct Db {
     pool: AnyPool,
     native: NativePool,
     backend: Backend,
+    /// The SQLite database file (none for PostgreSQL or an in-memory database).
+    sqlite_file: Option<PathBuf>,
 }
 
 // Not derived: connect options hold the URL, and a password must never reach a log line.
@@ -93,6 +105,10 @@ impl Db {
             pool,
             native,
             backend,
+            sqlite_file: match backend {
+                Backend::Sqlite => sqlite::file_path(url),
+                Backend::Postgres => None,
+            },
         })
     }
 
@@ -111,6 +127,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite database file, if any (the instance lock file lives next to it).
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.sqlite_file.as_deref()
     }
 
     /// Answers whether the database takes queries (for `/healthz`).

@@ -54,17 +54,22 @@ fn with_create_mode(url: &str) -> String {
     }
 }
 
-fn create_parent_dir(url: &str) -> Result<(), sqlx::Error> {
+/// The database file a `sqlite:` URL names; none for an in-memory database.
+pub(super) fn file_path(url: &str) -> Option<std::path::PathBuf> {
     let path = url
         .trim_start_matches("sqlite:")
         .trim_start_matches("//")
         .split('?')
         .next()
         .unwrap_or_default();
-    if path.is_empty() || path.contains(":memory:") {
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+fn create_parent_dir(url: &str) -> Result<(), sqlx::Error> {
+    let Some(path) = file_path(url) else {
         return Ok(());
-    }
-    match std::path::Path::new(path).parent() {
+    };
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)
         }

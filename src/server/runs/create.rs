@@ -1,20 +1,25 @@
 //! "Add selected": create the run, or return the identical run that is already queued or
 //! running. No Graph call happens here; the worker does the work.
 //!
-//! The run row holds the validated selection; the worker writes the run's items from it when it
-//! first claims the run (`worker::materialize_items`, one lease-guarded transaction). So a submit
+//! The run row holds the validated selection; the engine writes the run's items from it when it
+//! first claims the run (`engine::worker`, one lease-guarded transaction). So a submit
 //! of 10,000 policies writes one row: on PostgreSQL, 10,000 item rows with their two foreign
 //! keys took 80 ms alone, far beyond the 25 ms the submit may take (README, benchmarks).
 
 use sqlx::Row;
 
-use super::input::AddPoliciesInput;
-use super::key::{IdempotencyKey, ADD_POLICIES};
+use super::key::IdempotencyKey;
+use super::stored_status;
+use crate::domain::run::OperationType;
 use crate::domain::{
     AddPoliciesOptions, AppError, PolicySelection, RunStatus, SubmittedRun, Timestamp,
 };
 use crate::server::auth::TenantContext;
 use crate::server::db::{is_unique_violation, Db};
+use crate::server::engine::ops::add_policies::AddPoliciesInput;
+
+/// The operation of the runs this submit creates.
+const OPERATION: OperationType = OperationType::AddPolicies;
 
 /// Creates the run (status `pending`) with its selection, or returns the active run with the
 /// same idempotency key (`reused: true`). Two racing submissions cannot both create
@@ -66,7 +71,7 @@ async fn find_active(
     Ok(Some(SubmittedRun {
         run_id: row.try_get("id")?,
         reused: true,
-        status: RunStatus::parse(&status).ok_or(AppError::Internal)?,
+        status: stored_status(&status)?,
         total: row.try_get("total_items")?,
     }))
 }
@@ -124,13 +129,14 @@ async fn insert(
         options,
     };
     let run_id: i64 = sqlx::query(
-        "INSERT INTO runs (tenant_id, initiated_by, operation_type, resource, action, target_id, input, \
-         idempotency_key, status, total_items, created_at) \
-         VALUES ($1, $2, $3, 'backup_set', 'add_policies', $4, $5, $6, 'pending', $7, $8) RETURNING id",
+        "INSERT INTO runs (tenant_id, initiated_by, operation_type, lane, resource, action, target_id, \
+         input, idempotency_key, status, total_items, created_at) \
+         VALUES ($1, $2, $3, $4, 'backup_set', 'add_policies', $5, $6, $7, 'pending', $8, $9) RETURNING id",
     )
     .bind(tenant_id)
     .bind(ctx.user_id)
-    .bind(ADD_POLICIES)
+    .bind(OPERATION.as_str())
+    .bind(OPERATION.lane().as_str())
     .bind(backup_set_id)
     .bind(input.to_json())
     .bind(key.as_str())

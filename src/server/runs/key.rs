@@ -4,10 +4,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::run::OperationType;
 use crate::domain::{AddPoliciesOptions, PolicySelection};
-
-/// The operation type of "add policies to a backup set" runs.
-pub const ADD_POLICIES: &str = "backup_set.add_policies";
 
 /// A run's idempotency key: 64 lower-case hex characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +22,8 @@ impl IdempotencyKey {
         // One field per line, names included, so no two different inputs encode alike.
         let mut hasher = Sha256::new();
         hasher.update(format!(
-            "operation={ADD_POLICIES}\ntenant={tenant_id}\nbackup_set={backup_set_id}\npolicies="
+            "operation={}\ntenant={tenant_id}\nbackup_set={backup_set_id}\npolicies=",
+            OperationType::AddPolicies.as_str()
         ));
         for (i, id) in selection.ids().iter().enumerate() {
             if i > 0 {

@@ -6,21 +6,18 @@ use sqlx::{any::AnyRow, Row};
 
 use super::super::db::Db;
 use super::super::tenants::TenantScope;
-use super::input::AddPoliciesInput;
+use super::stored_status;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::RunFilter;
 use crate::domain::run_detail::{ItemOutcome, ItemWindow, RunDetail, RunItemPage, RunItemRow};
 use crate::domain::{AppError, RunStatus, RunSummary, Timestamp};
+use crate::server::engine::ops::add_policies::AddPoliciesInput;
 
 /// How many runs the run panel shows for one backup set.
 pub const PANEL_RUNS: i64 = 5;
 
 fn status(row: &AnyRow) -> Result<RunStatus, AppError> {
-    let raw: String = row.try_get("status")?;
-    RunStatus::parse(&raw).ok_or_else(|| {
-        tracing::error!(status = %raw, "unknown run status in the database");
-        AppError::Internal
-    })
+    Ok(stored_status(&row.try_get::<String, _>("status")?)?)
 }
 
 /// A stored reason code; an unknown spelling is logged and shown as `unknown_error`.
@@ -196,7 +193,13 @@ async fn selection_page(
         .fetch_one(db.pool())
         .await?
         .try_get("input")?;
-    let ids = AddPoliciesInput::from_json(&input).policy_ids;
+    // An input the engine cannot read fails the run when claimed; until then nothing is listed.
+    let ids = AddPoliciesInput::from_json(&input)
+        .map(|input| input.policy_ids)
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, run_id, "unreadable run input");
+            Vec::new()
+        });
     let selected = db.backend().id_in("p.id", &ids);
     let total: i64 = sqlx::query(&format!(
         "SELECT COUNT(*) AS n FROM policies p WHERE p.tenant_id = $1 AND {selected}"

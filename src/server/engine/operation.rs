@@ -1,0 +1,261 @@
+//! What an operation tells the engine, and the registry the engine dispatches through.
+//!
+//! A handler declares its stored input, plans a new run's items, loads the items still pending
+//! with what processing each needs, processes one item (Graph calls, no database writes) and
+//! writes a batch of results inside the engine's lease-guarded transaction. Claiming, leases,
+//! heartbeats, counters, the run's end, its notification and giving a run up are the engine's,
+//! the same for every operation.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use super::worker::{BoxFuture, ClaimedRun, RunFailure, Worker};
+use crate::domain::reason_code::ReasonCode;
+use crate::domain::run::OperationType;
+use crate::domain::run_detail::ItemOutcome;
+use crate::domain::RunStatus;
+use crate::server::db::Db;
+use crate::server::graph::{PolicySource, TenantCredentials};
+
+/// A transaction of the engine, open while a batch of results is written.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// A claimed run with its input read by the operation's handler.
+#[derive(Debug, Clone)]
+pub struct Run<I> {
+    pub id: i64,
+    /// Which claim of the run this is; every lease-guarded write checks it (fencing), so an
+    /// owner that stalled can never write after another has taken the run.
+    pub attempt: i64,
+    pub tenant_id: i64,
+    /// The resource the run works on (a backup set for "add policies").
+    pub target_id: i64,
+    pub initiated_by: Option<i64>,
+    pub input: I,
+}
+
+impl<I> Run<I> {
+    /// The same run with another input (the raw one parsed).
+    pub fn with_input<J>(&self, input: J) -> Run<J> {
+        Run {
+            id: self.id,
+            attempt: self.attempt,
+            tenant_id: self.tenant_id,
+            target_id: self.target_id,
+            initiated_by: self.initiated_by,
+            input,
+        }
+    }
+}
+
+/// A run item without an outcome yet, with what the handler loaded to process it.
+#[derive(Debug, Clone)]
+pub struct Pending<T> {
+    pub item_id: i64,
+    pub item: T,
+}
+
+/// How one item ended, as the handler wrote it. Never pending: only these constructors exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    outcome: ItemOutcome,
+    reason: Option<ReasonCode>,
+    message: Option<String>,
+}
+
+impl Recorded {
+    pub fn succeeded() -> Self {
+        Self {
+            outcome: ItemOutcome::Succeeded,
+            reason: None,
+            message: None,
+        }
+    }
+
+    pub fn skipped(reason: ReasonCode) -> Self {
+        Self {
+            outcome: ItemOutcome::Skipped,
+            reason: Some(reason),
+            message: None,
+        }
+    }
+
+    /// `message` must already be sanitized.
+    pub fn failed(reason: ReasonCode, message: String) -> Self {
+        Self {
+            outcome: ItemOutcome::Failed,
+            reason: Some(reason),
+            message: Some(message),
+        }
+    }
+
+    pub fn outcome(&self) -> ItemOutcome {
+        self.outcome
+    }
+
+    pub fn reason(&self) -> Option<ReasonCode> {
+        self.reason
+    }
+
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+}
+
+/// A run's counters when it ended, for its notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub total: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub skipped: i64,
+}
+
+/// One kind of run. The engine is generic over it; [`Registry`] erases it behind the operation
+/// type the run row names.
+pub trait Operation: Send + Sync + 'static {
+    /// The runs this handler executes.
+    const TYPE: OperationType;
+    /// What the submit stored in `runs.input`; one that does not parse fails the run
+    /// (`invalid_run_input`).
+    type Input: DeserializeOwned + Send + Sync + 'static;
+    /// A pending item with what processing it needs.
+    type Item: Send + Sync + 'static;
+    /// What processing one item produced, until its batch is written.
+    type Output: Send + Sync + 'static;
+
+    /// Whether the run can proceed at all, checked before anything is written or fetched;
+    /// `Some` fails the run with that reason.
+    fn check(
+        &self,
+        db: &Db,
+        run: &Run<Self::Input>,
+    ) -> impl Future<Output = Result<Option<RunFailure>, sqlx::Error>> + Send;
+
+    /// The policies a new run works on, one item each (written once, at the first claim).
+    fn plan(&self, run: &Run<Self::Input>) -> Vec<i64>;
+
+    /// The run's items without an outcome (a resumed run skips those done before), in order.
+    fn pending(
+        &self,
+        db: &Db,
+        run: &Run<Self::Input>,
+    ) -> impl Future<Output = Result<Vec<Pending<Self::Item>>, sqlx::Error>> + Send;
+
+    /// Processes one item; the engine runs several at once and writes nothing meanwhile.
+    fn process(
+        &self,
+        creds: &TenantCredentials,
+        run: &Run<Self::Input>,
+        item: &Self::Item,
+    ) -> impl Future<Output = Self::Output> + Send;
+
+    /// Writes what a batch produced in `tx` (which the engine commits only while it holds the
+    /// lease) and says how each item ended, in the batch's order.
+    fn record(
+        &self,
+        tx: &mut Tx,
+        run: &Run<Self::Input>,
+        batch: &[(Pending<Self::Item>, Self::Output)],
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<Recorded>, sqlx::Error>> + Send;
+
+    /// The title and body of the notification the initiator gets when the run ends.
+    fn notification(
+        &self,
+        status: RunStatus,
+        totals: Totals,
+        failure: Option<&RunFailure>,
+    ) -> (String, String);
+}
+
+/// A handler with its types erased, so runs of every operation share one registry.
+trait Handler: Send + Sync {
+    fn execute(&self, worker: Worker, run: ClaimedRun) -> BoxFuture<Result<(), sqlx::Error>>;
+}
+
+struct Typed<O>(Arc<O>);
+
+impl<O: Operation> Handler for Typed<O> {
+    fn execute(&self, worker: Worker, run: ClaimedRun) -> BoxFuture<Result<(), sqlx::Error>> {
+        let operation = Arc::clone(&self.0);
+        Box::pin(async move { worker.execute(operation, run).await })
+    }
+}
+
+/// The handlers of this process, by operation type. The engine only claims runs it has a
+/// handler for, so an instance of an older version leaves a newer operation's runs alone.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<OperationType, Arc<dyn Handler>>,
+}
+
+impl Registry {
+    /// Every handler this version ships, capturing through `source`.
+    pub fn standard(source: Arc<dyn PolicySource>) -> Self {
+        Self::default().with(super::ops::add_policies::AddPolicies::new(source))
+    }
+
+    /// Adds (or replaces) the handler of `O::TYPE`.
+    pub fn with<O: Operation>(mut self, operation: O) -> Self {
+        self.handlers
+            .insert(O::TYPE, Arc::new(Typed(Arc::new(operation))));
+        self
+    }
+
+    /// The operation types with a handler, in the order of [`OperationType::ALL`].
+    pub fn operations(&self) -> Vec<OperationType> {
+        OperationType::ALL
+            .into_iter()
+            .filter(|operation| self.handlers.contains_key(operation))
+            .collect()
+    }
+
+    /// Executes a claimed run with its operation's handler; `None` when there is none.
+    pub(super) fn execute(
+        &self,
+        worker: Worker,
+        run: ClaimedRun,
+    ) -> Option<BoxFuture<Result<(), sqlx::Error>>> {
+        let handler = self.handlers.get(&run.operation)?;
+        Some(handler.execute(worker, run))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_registry_handles_what_users_can_start() {
+        let source: Arc<dyn PolicySource> = Arc::new(
+            crate::server::graph::GraphClient::new(crate::server::graph::GraphConfig::new(
+                "http://127.0.0.1:9",
+                "http://127.0.0.1:9/beta",
+            ))
+            .unwrap(),
+        );
+        assert_eq!(
+            Registry::standard(source).operations(),
+            OperationType::OFFERED.to_vec()
+        );
+    }
+
+    #[test]
+    fn recorded_outcomes_are_never_pending() {
+        assert_eq!(Recorded::succeeded().outcome(), ItemOutcome::Succeeded);
+        let skipped = Recorded::skipped(ReasonCode::AlreadyInBackupSet);
+        assert_eq!(
+            (skipped.outcome(), skipped.reason()),
+            (ItemOutcome::Skipped, Some(ReasonCode::AlreadyInBackupSet))
+        );
+        let failed = Recorded::failed(ReasonCode::Timeout, "slow".into());
+        assert_eq!(
+            (failed.outcome(), failed.message()),
+            (ItemOutcome::Failed, Some("slow"))
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! `backup_set.add_policies`: capture each selected policy from Graph and add it to the backup
+//! set. The snapshot is stored once per policy and content hash; a policy already in the set is
+//! skipped (`already_in_backup_set`), also when another run added it meanwhile.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
+use super::super::worker::RunFailure;
+use crate::domain::reason_code::ReasonCode;
+use crate::domain::run::OperationType;
+use crate::domain::{AddPoliciesOptions, RunStatus};
+use crate::server::db::Db;
+use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
+use crate::server::sanitize::sanitize;
+
+/// What an "add policies" run stores in `runs.input`: the backup set, the sorted policy ids and
+/// the options. The submit writes it; the engine reads the run's items and options from it, and
+/// the run detail page lists a queued run's selection from it. One type, so the three agree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddPoliciesInput {
+    pub backup_set_id: i64,
+    /// Sorted and unique (a parsed `PolicySelection`).
+    pub policy_ids: Vec<i64>,
+    #[serde(default)]
+    pub options: AddPoliciesOptions,
+}
+
+impl AddPoliciesInput {
+    /// The stored JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// Reads a stored input; the set and the policies are required, the options default off.
+    pub fn from_json(raw: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(raw)
+    }
+}
+
+/// The handler; it captures through `source`.
+pub struct AddPolicies {
+    source: Arc<dyn PolicySource>,
+}
+
+impl AddPolicies {
+    pub fn new(source: Arc<dyn PolicySource>) -> Self {
+        Self { source }
+    }
+}
+
+/// A pending item: the policy, and whether it was in the set when the run (re)started.
+pub struct PolicyItem {
+    policy_id: i64,
+    graph_id: String,
+    policy_type: String,
+    already_in_set: bool,
+}
+
+/// What capturing one policy gave.
+pub enum Captured {
+    Snapshot(Snapshot),
+    Skipped(ReasonCode),
+    Failed(ReasonCode, String),
+}
+
+impl Operation for AddPolicies {
+    const TYPE: OperationType = OperationType::AddPolicies;
+    type Input = AddPoliciesInput;
+    type Item = PolicyItem;
+    type Output = Captured;
+
+    async fn check(
+        &self,
+        db: &Db,
+        run: &Run<AddPoliciesInput>,
+    ) -> Result<Option<RunFailure>, sqlx::Error> {
+        let set_exists = sqlx::query("SELECT id FROM backup_sets WHERE tenant_id = $1 AND id = $2")
+            .bind(run.tenant_id)
+            .bind(run.target_id)
+            .fetch_optional(db.pool())
+            .await?
+            .is_some();
+        Ok((!set_exists).then(|| RunFailure {
+            reason: ReasonCode::BackupSetNotFound,
+            message: "The backup set was deleted before the run could add policies to it.".into(),
+        }))
+    }
+
+    fn plan(&self, run: &Run<AddPoliciesInput>) -> Vec<i64> {
+        run.input.policy_ids.clone()
+    }
+
+    async fn pending(
+        &self,
+        db: &Db,
+        run: &Run<AddPoliciesInput>,
+    ) -> Result<Vec<Pending<PolicyItem>>, sqlx::Error> {
+        // Whether each policy is already in the set comes with it: one query per run, not per
+        // item.
+        let rows = sqlx::query(
+            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type, bi.id AS backup_item_id \
+             FROM run_items ri \
+             JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
+             LEFT JOIN backup_items bi ON bi.backup_set_id = $2 AND bi.policy_id = ri.policy_id \
+             WHERE ri.run_id = $1 AND ri.tenant_id = $3 AND ri.outcome = 'pending' ORDER BY ri.id",
+        )
+        .bind(run.id)
+        .bind(run.target_id)
+        .bind(run.tenant_id)
+        .fetch_all(db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Pending {
+                    item_id: row.try_get("item_id")?,
+                    item: PolicyItem {
+                        policy_id: row.try_get("policy_id")?,
+                        graph_id: row.try_get("graph_id")?,
+                        policy_type: row.try_get("policy_type")?,
+                        already_in_set: row.try_get::<Option<i64>, _>("backup_item_id")?.is_some(),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn process(
+        &self,
+        creds: &TenantCredentials,
+        run: &Run<AddPoliciesInput>,
+        item: &PolicyItem,
+    ) -> Captured {
+        // Added later by another run: `record` still finds it (ON CONFLICT) and skips it then.
+        if item.already_in_set {
+            return Captured::Skipped(ReasonCode::AlreadyInBackupSet);
+        }
+        let Some(policy_type) = PolicyType::parse(&item.policy_type) else {
+            return Captured::Failed(ReasonCode::UnknownError, "Unsupported policy type.".into());
+        };
+        let options = CaptureOptions {
+            include_assignments: run.input.options.include_assignments,
+            include_scope_tags: run.input.options.include_scope_tags,
+        };
+        match self
+            .source
+            .capture_policy(creds, policy_type, &item.graph_id, options)
+            .await
+        {
+            Ok(snapshot) => Captured::Snapshot(snapshot),
+            Err(error) => {
+                let (reason, message) = (error.reason_code(), sanitize(error.message()));
+                // The operator's trail; only the sanitized text, like the database and the UI.
+                tracing::warn!(
+                    policy_id = item.policy_id,
+                    reason = reason.as_str(),
+                    %message,
+                    "capture failed"
+                );
+                Captured::Failed(reason, message)
+            }
+        }
+    }
+
+    async fn record(
+        &self,
+        tx: &mut Tx,
+        run: &Run<AddPoliciesInput>,
+        batch: &[(Pending<PolicyItem>, Captured)],
+        now: i64,
+    ) -> Result<Vec<Recorded>, sqlx::Error> {
+        let mut recorded = Vec::with_capacity(batch.len());
+        let mut added: i64 = 0;
+        for (pending, captured) in batch {
+            recorded.push(match captured {
+                Captured::Skipped(reason) => Recorded::skipped(*reason),
+                Captured::Failed(reason, message) => Recorded::failed(*reason, message.clone()),
+                Captured::Snapshot(snapshot) => {
+                    if add_to_set(tx, run, &pending.item, snapshot, now).await? {
+                        added += 1;
+                        Recorded::succeeded()
+                    } else {
+                        // Added meanwhile by another run: the item is where the user wanted it.
+                        Recorded::skipped(ReasonCode::AlreadyInBackupSet)
+                    }
+                }
+            });
+        }
+        if added > 0 {
+            sqlx::query("UPDATE backup_sets SET item_count = item_count + $1 WHERE id = $2")
+                .bind(added)
+                .bind(run.target_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(recorded)
+    }
+
+    fn notification(
+        &self,
+        status: RunStatus,
+        totals: Totals,
+        failure: Option<&RunFailure>,
+    ) -> (String, String) {
+        let Totals {
+            total,
+            succeeded,
+            failed,
+            skipped,
+        } = totals;
+        let body = match failure {
+            Some(f) => sanitize(&format!("{}: {}", f.reason.label(), f.message)),
+            None => {
+                format!("{succeeded} added, {skipped} already there, {failed} failed, of {total}.")
+            }
+        };
+        (format!("Adding policies: {}", status.label()), body)
+    }
+}
+
+/// Stores the snapshot (an unchanged policy reuses its snapshot: unique per policy and content
+/// hash) and adds the backup item. `false` when the policy is already in the set.
+async fn add_to_set(
+    tx: &mut Tx,
+    run: &Run<AddPoliciesInput>,
+    item: &PolicyItem,
+    snapshot: &Snapshot,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (policy_id, content_hash) DO NOTHING",
+    )
+    .bind(run.tenant_id)
+    .bind(item.policy_id)
+    .bind(&snapshot.content_hash)
+    .bind(&snapshot.canonical_json)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let snapshot_id: i64 =
+        sqlx::query("SELECT id FROM policy_snapshots WHERE policy_id = $1 AND content_hash = $2")
+            .bind(item.policy_id)
+            .bind(&snapshot.content_hash)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("id")?;
+    let added = sqlx::query(
+        "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, run_id, captured_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (backup_set_id, policy_id) DO NOTHING",
+    )
+    .bind(run.tenant_id)
+    .bind(run.target_id)
+    .bind(item.policy_id)
+    .bind(snapshot_id)
+    .bind(run.id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(added == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_what_it_cannot_read() {
+        let input = AddPoliciesInput {
+            backup_set_id: 7,
+            policy_ids: vec![1, 2, 3],
+            options: AddPoliciesOptions {
+                include_assignments: true,
+                include_scope_tags: false,
+            },
+        };
+        assert_eq!(
+            AddPoliciesInput::from_json(&input.to_json()).unwrap(),
+            input
+        );
+        let without_options =
+            AddPoliciesInput::from_json(r#"{"backup_set_id":7,"policy_ids":[4]}"#).unwrap();
+        assert_eq!(without_options.options, AddPoliciesOptions::default());
+        for unreadable in [
+            "not json",
+            "",
+            "{}",
+            r#"{"options":{"include_scope_tags":true}}"#,
+            r#"{"backup_set_id":7,"policy_ids":"1,2"}"#,
+            r#"{"backup_set_id":"7","policy_ids":[1]}"#,
+        ] {
+            assert!(
+                AddPoliciesInput::from_json(unreadable).is_err(),
+                "{unreadable:?}"
+            );
+        }
+    }
+}

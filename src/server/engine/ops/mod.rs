@@ -1,0 +1,3 @@
+//! One handler per operation type, each dispatched to by the engine.
+
+pub mod add_policies;

@@ -1,0 +1,149 @@
+//! Runs the worker in the background of a server: it keeps up to `runs_at_once` runs of each
+//! lane going, claims the next one whenever a slot frees or it is woken (a submit in this
+//! process, a PostgreSQL `NOTIFY` from another instance, or a slow poll as a safety net), and on
+//! shutdown releases its leases so another instance resumes at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use super::worker::Worker;
+use crate::domain::run::Lane;
+use crate::server::db::{Db, NativePool};
+
+/// The PostgreSQL channel a submit notifies, so every instance's worker wakes.
+const CHANNEL: &str = "tenantatlas_runs";
+/// How long the listener waits before it reconnects to PostgreSQL.
+const RECONNECT: Duration = Duration::from_secs(5);
+
+/// Wakes the worker(s) after a run was queued. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct WakeUp {
+    local: Arc<Notify>,
+}
+
+impl WakeUp {
+    /// Wakes this process's worker and, on PostgreSQL, every other instance's.
+    pub async fn run_queued(&self, db: &Db) {
+        self.local.notify_one();
+        if let NativePool::Postgres(pool) = db.native() {
+            if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(pool)
+                .await
+            {
+                tracing::warn!(%error, "could not notify other instances; they will poll");
+            }
+        }
+    }
+}
+
+/// Runs `worker` until `shutdown` turns true, then stops its runs, releases their leases and
+/// wakes the other instances to take them over. `poll` is the safety net for expired leases and
+/// lost wake-ups.
+pub async fn run(
+    worker: Worker,
+    wake: WakeUp,
+    db: Db,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if let NativePool::Postgres(pool) = db.native() {
+        tokio::spawn(listen(pool.clone(), wake.local.clone()));
+    }
+    let mut active = JoinSet::new();
+    // Which lane and run each task works on, to free its slot (and release the run on error).
+    let mut working: HashMap<tokio::task::Id, (Lane, i64, i64)> = HashMap::new();
+    let busy = |working: &HashMap<_, (Lane, i64, i64)>, lane: Lane| {
+        working.values().filter(|(l, ..)| *l == lane).count()
+    };
+    // This worker's identity is its own (the instance lock of `serve`, a unique name in tests):
+    // leases under it are from before a restart, and their runs are taken back at once.
+    match worker.release_leases().await {
+        Ok(released) if released > 0 => {
+            tracing::info!(
+                released,
+                "taking back the runs of this instance's previous life"
+            )
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "could not release old leases; they expire on their own")
+        }
+    }
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        for lane in Lane::ALL {
+            while busy(&working, lane) < worker.runs_at_once() {
+                match worker.claim(lane).await {
+                    Ok(Some(claimed)) => {
+                        let (run_id, attempt) = (claimed.run.id, claimed.run.attempt);
+                        let runner = worker.clone();
+                        let task =
+                            active.spawn(async move { runner.execute_claimed(claimed).await });
+                        working.insert(task.id(), (lane, run_id, attempt));
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "could not claim a run; trying again later");
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            Some(done) = active.join_next_with_id() => {
+                let (id, result) = match done {
+                    Ok((id, result)) => (id, result.map_err(|e| e.to_string())),
+                    Err(error) => (error.id(), Err(error.to_string())),
+                };
+                let Some((_, run_id, attempt)) = working.remove(&id) else { continue };
+                if let Err(error) = result {
+                    tracing::error!(run_id, %error, "work on a run failed; it goes back to the queue");
+                    // Not left to the lease's expiry: the run is retried at once, by us or another.
+                    if let Err(error) = worker.release_lease(run_id, attempt).await {
+                        tracing::warn!(%error, "could not release the lease; it expires on its own");
+                    }
+                }
+                continue;
+            }
+            () = wake.local.notified() => {}
+            () = tokio::time::sleep(poll) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    // The runs stop before their leases go, so nothing is written after another took them.
+    active.shutdown().await;
+    match worker.release_leases().await {
+        Ok(released) if released > 0 => {
+            tracing::info!(released, "released run leases for another instance");
+            wake.run_queued(&db).await;
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "could not release leases; they expire on their own"),
+    }
+}
+
+/// Turns NOTIFYs from other instances into local wake-ups (reconnecting if the link drops).
+async fn listen(pool: sqlx::PgPool, local: Arc<Notify>) {
+    loop {
+        match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                if listener.listen(CHANNEL).await.is_ok() {
+                    while listener.recv().await.is_ok() {
+                        local.notify_one();
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for run notifications; polling only")
+            }
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}

@@ -1,0 +1,612 @@
+//! The durable worker: the run and its items are the queue. A worker claims a pending run (or a
+//! running one whose lease expired) with a lease, has the run's operation handler process each
+//! pending item, and records every outcome together with the run's counters in one transaction,
+//! guarded by the lease: a worker that lost its lease writes nothing, so no item is done twice.
+//! Tests drive it step by step through [`Worker::try_execute_task`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sqlx::Row;
+use tracing::Instrument;
+
+use super::instance::{InstanceLock, LOCK_SPACE};
+use super::operation::{Operation, Pending, Registry, Run, Totals};
+use crate::domain::notification::NotificationLevel;
+use crate::domain::reason_code::ReasonCode;
+use crate::domain::routes;
+use crate::domain::run::{Lane, OperationType};
+use crate::domain::run_detail::ItemOutcome;
+use crate::domain::{RunStatus, Timestamp};
+use crate::server::db::{is_unique_violation, Backend, Db};
+use crate::server::graph::TenantCredentials;
+use crate::server::runs::stored_status;
+use crate::server::sanitize::sanitize;
+
+/// Why a whole run cannot proceed (e.g. the tenant's credentials are missing or rejected).
+#[derive(Debug, Clone)]
+pub struct RunFailure {
+    pub reason: ReasonCode,
+    pub message: String,
+}
+
+/// A boxed future, so credential loading can be swapped in tests.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Loads the Graph credentials of a tenant (by database id).
+pub type CredentialsLoader =
+    Arc<dyn Fn(i64) -> BoxFuture<Result<TenantCredentials, RunFailure>> + Send + Sync>;
+
+/// What one step of the worker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A run was claimed and worked on until it ended (or the lease was lost).
+    TaskCompleted { run_id: i64 },
+    /// Nothing to do.
+    EmptyQueue,
+}
+
+/// Outcomes written in one transaction at most (those ready when the previous batch is written).
+const RECORD_BATCH: usize = 64;
+
+/// How often a claim that lost a race to another instance's claim is tried again at once.
+const CLAIM_RETRIES: usize = 3;
+
+/// Aborts the processing task when the run is abandoned (lease lost, error, or the worker stopped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One worker; several (in one process or many) may share a database.
+#[derive(Clone)]
+pub struct Worker {
+    db: Db,
+    registry: Arc<Registry>,
+    credentials: CredentialsLoader,
+    /// Identifies this worker's leases.
+    id: String,
+    lease: Duration,
+    /// Items processed at once per run (the Graph client's per-tenant limiter paces them).
+    items_at_once: usize,
+    /// Runs worked on at once per lane by the runner.
+    runs_at_once: usize,
+    /// Whether the worker's identity is held by an instance lock (`serve` always): then on
+    /// PostgreSQL it takes runs whose owner's lock is free without waiting for their lease.
+    locked: bool,
+}
+
+/// A claimed run as stored: its operation, and its input not yet read by the handler.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    pub operation: OperationType,
+    pub run: Run<String>,
+}
+
+/// Outcomes of a batch of items, added to the run's counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    succeeded: i64,
+    failed: i64,
+    skipped: i64,
+}
+
+impl Counts {
+    fn add(&mut self, outcome: ItemOutcome) {
+        match outcome {
+            ItemOutcome::Succeeded => self.succeeded += 1,
+            ItemOutcome::Failed => self.failed += 1,
+            ItemOutcome::Skipped => self.skipped += 1,
+            // `Recorded` cannot hold it; counted nowhere if it ever did.
+            ItemOutcome::Pending => {}
+        }
+    }
+}
+
+impl Worker {
+    pub fn new(
+        db: Db,
+        registry: Registry,
+        credentials: CredentialsLoader,
+        id: impl Into<String>,
+    ) -> Self {
+        Self {
+            db,
+            registry: Arc::new(registry),
+            credentials,
+            id: id.into(),
+            lease: Duration::from_secs(60),
+            items_at_once: 8,
+            runs_at_once: 4,
+            locked: false,
+        }
+    }
+
+    /// Works under the identity `lock` holds: its leases are named after the instance, and
+    /// liveness comes from the instance locks (see `instance`).
+    pub fn as_instance(mut self, lock: &InstanceLock) -> Self {
+        self.id = lock.id().to_owned();
+        self.locked = true;
+        self
+    }
+
+    /// How long a claim lasts without a heartbeat (renewed every third of it while the run is
+    /// worked on, and by every batch of outcomes).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How many runs of each lane the runner works on at once (at least one).
+    pub fn with_runs_at_once(mut self, runs: usize) -> Self {
+        self.runs_at_once = runs.max(1);
+        self
+    }
+
+    pub fn runs_at_once(&self) -> usize {
+        self.runs_at_once
+    }
+
+    /// Claims one run (bulk first, then interactive) and works on it to its end.
+    pub async fn try_execute_task(&self) -> Result<Outcome, sqlx::Error> {
+        for lane in Lane::ALL {
+            if let Some(run) = self.claim(lane).await? {
+                let run_id = run.run.id;
+                self.execute_claimed(run).await?;
+                return Ok(Outcome::TaskCompleted { run_id });
+            }
+        }
+        Ok(Outcome::EmptyQueue)
+    }
+
+    /// Works on a claimed run to its end (or until the lease is lost), with its operation's
+    /// handler, inside a span that names the run and its tenant.
+    pub async fn execute_claimed(&self, claimed: ClaimedRun) -> Result<(), sqlx::Error> {
+        let span = tracing::info_span!(
+            "run",
+            run_id = claimed.run.id,
+            tenant_id = claimed.run.tenant_id,
+            operation = claimed.operation.as_str()
+        );
+        match self.registry.execute(self.clone(), claimed) {
+            Some(work) => work.instrument(span).await,
+            // The claim only takes operations with a handler.
+            None => Ok(()),
+        }
+    }
+
+    /// Gives up this worker's leases (graceful shutdown): its runs become claimable at once.
+    pub async fn release_leases(&self) -> Result<u64, sqlx::Error> {
+        sqlx::query(
+            "UPDATE runs SET lease_expires_at = 0 WHERE lease_owner = $1 AND status = 'running'",
+        )
+        .bind(&self.id)
+        .execute(self.db.pool())
+        .await
+        .map(|done| done.rows_affected())
+    }
+
+    /// Gives up this worker's lease on one claim of a run, so that it is retried at once.
+    pub async fn release_lease(&self, run_id: i64, attempt: i64) -> Result<u64, sqlx::Error> {
+        sqlx::query(
+            "UPDATE runs SET lease_expires_at = 0 \
+             WHERE id = $1 AND lease_owner = $2 AND attempt = $3 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(&self.id)
+        .bind(attempt)
+        .execute(self.db.pool())
+        .await
+        .map(|done| done.rows_affected())
+    }
+
+    /// Renews the lease on the claim `attempt` of `run_id` every third of its length, until
+    /// aborted or the lease is lost.
+    async fn heartbeat(self, run_id: i64, attempt: i64) {
+        let mut every = tokio::time::interval(self.lease / 3);
+        every.tick().await; // the first tick is immediate; the claim has just set the lease
+        loop {
+            every.tick().await;
+            let renewed = sqlx::query(
+                "UPDATE runs SET lease_expires_at = $1 \
+                 WHERE id = $2 AND lease_owner = $3 AND attempt = $4 AND status = 'running'",
+            )
+            .bind(self.lease_until())
+            .bind(run_id)
+            .bind(&self.id)
+            .bind(attempt)
+            .execute(self.db.pool())
+            .await;
+            match renewed {
+                Ok(done) if done.rows_affected() == 1 => {}
+                Ok(_) => return, // lost, or the run ended
+                Err(error) => tracing::warn!(%error, "could not renew the lease; retrying"),
+            }
+        }
+    }
+
+    fn lease_until(&self) -> i64 {
+        Timestamp::now().millis() + self.lease.as_millis() as i64
+    }
+
+    /// Claims the next run of `lane`: first a run whose lease expired (its owner is gone), then
+    /// the oldest run of the tenant that has waited longest among the tenants without an active
+    /// run in the lane. A tenant waits from its oldest queued run, or from the end of its last
+    /// run when that came later, so a tenant that was just served queues behind the others.
+    /// In the bulk lane the partial unique index `runs_one_bulk_per_tenant` refuses a second
+    /// active run of a tenant whoever claims it; a claim that loses that race tries again.
+    pub async fn claim(&self, lane: Lane) -> Result<Option<ClaimedRun>, sqlx::Error> {
+        for _ in 0..CLAIM_RETRIES {
+            match self.try_claim(lane).await {
+                Err(error) if is_unique_violation(&error) => continue,
+                claimed => return claimed,
+            }
+        }
+        Ok(None)
+    }
+
+    /// The condition under which the lease of a running run (columns prefixed with `alias`) is
+    /// over: it expired or, on PostgreSQL between locked instances, its owner's instance lock is
+    /// free (the owner died). The lock's second key is the identity's `hashtext`, which
+    /// `pg_locks` shows as an oid.
+    fn lease_over(&self, alias: &str) -> String {
+        match (self.db.backend(), self.locked) {
+            (Backend::Postgres, true) => format!(
+                "({alias}lease_expires_at < $3 OR NOT EXISTS (SELECT 1 FROM pg_locks l \
+                   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                     AND l.classid = {LOCK_SPACE} AND l.objid = hashtext({alias}lease_owner)::oid))"
+            ),
+            _ => format!("{alias}lease_expires_at < $3"),
+        }
+    }
+
+    async fn try_claim(&self, lane: Lane) -> Result<Option<ClaimedRun>, sqlx::Error> {
+        let handled = self.registry.operations();
+        if handled.is_empty() {
+            return Ok(None);
+        }
+        // The operation types are this program's own constants, not input: written into the SQL.
+        let handled = handled
+            .iter()
+            .map(|operation| format!("'{}'", operation.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let backend = self.db.backend();
+        // PostgreSQL: rows another instance is claiming right now are skipped, not waited for.
+        // SQLite has one writer at a time, so the UPDATE is atomic as it stands.
+        let lock = match backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let greatest = backend.greatest();
+        let claimable = format!(
+            "(status = 'pending' OR (status = 'running' AND {}))",
+            self.lease_over("")
+        );
+        let r_lease_over = self.lease_over("r.");
+        let sql = format!(
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
+             attempt = attempt + 1, started_at = COALESCE(started_at, $3) \
+             WHERE id = (SELECT r.id FROM runs r \
+                 WHERE r.lane = $4 AND r.operation_type IN ({handled}) \
+                   AND ((r.status = 'running' AND {r_lease_over}) \
+                     OR (r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM runs a \
+                         WHERE a.tenant_id = r.tenant_id AND a.lane = $4 AND a.status = 'running'))) \
+                 ORDER BY CASE WHEN r.status = 'running' THEN 0 ELSE 1 END, \
+                   {greatest}(r.created_at, (SELECT COALESCE(MAX(f.finished_at), 0) FROM runs f \
+                       WHERE f.tenant_id = r.tenant_id AND f.lane = $4)), \
+                   r.created_at, r.id \
+                 LIMIT 1{lock}) \
+               AND {claimable} \
+             RETURNING id, attempt, tenant_id, operation_type, target_id, initiated_by, input"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&self.id)
+            .bind(self.lease_until())
+            .bind(Timestamp::now().millis())
+            .bind(lane.as_str())
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let operation: String = row.try_get("operation_type")?;
+        let Some(operation) = OperationType::parse(&operation) else {
+            // Only handled types are claimed, and every handled type parses.
+            return Ok(None);
+        };
+        Ok(Some(ClaimedRun {
+            operation,
+            run: Run {
+                id: row.try_get("id")?,
+                attempt: row.try_get("attempt")?,
+                tenant_id: row.try_get("tenant_id")?,
+                target_id: row.try_get("target_id")?,
+                initiated_by: row.try_get("initiated_by")?,
+                input: row.try_get("input")?,
+            },
+        }))
+    }
+
+    /// Executes a claimed run with `operation`: reads its input, checks it can proceed, writes
+    /// its items, processes the pending ones and ends it.
+    pub(super) async fn execute<O: Operation>(
+        &self,
+        handler: Arc<O>,
+        claimed: ClaimedRun,
+    ) -> Result<(), sqlx::Error> {
+        let operation = &*handler;
+        let raw = &claimed.run;
+        let input = match serde_json::from_str::<O::Input>(&raw.input) {
+            Ok(input) => input,
+            Err(error) => {
+                // Read as empty, the run would end "completed" with nothing done.
+                tracing::error!(%error, "unreadable run input; the run fails");
+                let failure = RunFailure {
+                    reason: ReasonCode::InvalidRunInput,
+                    message: "The run's stored input cannot be read. Submit it again.".into(),
+                };
+                return self.finish(operation, raw, Some(failure)).await;
+            }
+        };
+        let run = Arc::new(raw.with_input(input));
+        if let Some(failure) = operation.check(&self.db, &run).await? {
+            return self.finish(operation, &run, Some(failure)).await;
+        }
+        if !self.materialize_items(&run, &operation.plan(&run)).await? {
+            tracing::warn!("lease lost before the run's items were written");
+            return Ok(());
+        }
+        // The heartbeat keeps the claim while Graph is slow (a Retry-After may pause a tenant
+        // for longer than the lease); it stops when this run is left, however that happens.
+        let _heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat(run.id, run.attempt)));
+        let creds = match (self.credentials)(run.tenant_id).await {
+            Ok(creds) => creds,
+            Err(failure) => return self.finish(operation, &run, Some(failure)).await,
+        };
+        // Items with an outcome are done, also from an earlier attempt: a resumed run skips them.
+        let items = operation.pending(&self.db, &run).await?;
+
+        // Every item is processed, however many fail (no circuit breaker, SPEC Rule 6). Items
+        // are processed in a task of their own, so Graph keeps working while outcomes are
+        // written; the outcomes that are ready are written together, in one transaction per
+        // batch.
+        let (sender, mut outcomes) = tokio::sync::mpsc::channel(RECORD_BATCH);
+        let processing = {
+            let (worker, run) = (self.clone(), Arc::clone(&run));
+            let handler = Arc::clone(&handler);
+            AbortOnDrop(tokio::spawn(
+                async move {
+                    futures::stream::iter(items)
+                        .map(|pending| async {
+                            let output = handler.process(&creds, &run, &pending.item).await;
+                            (pending, output)
+                        })
+                        .buffer_unordered(worker.items_at_once)
+                        .for_each(|outcome| async {
+                            // The receiver is gone only when this run is abandoned.
+                            let _ = sender.send(outcome).await;
+                        })
+                        .await;
+                }
+                .in_current_span(),
+            ))
+        };
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            if !self.record(operation, &run, &batch).await? {
+                tracing::warn!("lease lost; another worker continues this run");
+                return Ok(());
+            }
+            batch.clear();
+        }
+        drop(processing);
+        self.finish(operation, &run, None).await
+    }
+
+    /// Writes the run's items (one `pending` item per planned policy) in one transaction that
+    /// holds the lease; a resumed run already has them. `false`, and nothing written, when this
+    /// worker no longer holds the lease.
+    async fn materialize_items<I>(
+        &self,
+        run: &Run<I>,
+        policy_ids: &[i64],
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.pool().begin().await?;
+        if !self
+            .hold_lease(&mut tx, run.id, run.attempt, Counts::default())
+            .await?
+        {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM run_items WHERE run_id = $1")
+            .bind(run.id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        if existing == 0 && !policy_ids.is_empty() {
+            // The submit checked every id against the tenant; the tenant filter stays anyway.
+            let sql = format!(
+                "INSERT INTO run_items (tenant_id, run_id, policy_id) \
+                 SELECT p.tenant_id, $2, p.id FROM policies p WHERE p.tenant_id = $1 AND {}",
+                self.db.backend().id_in("p.id", policy_ids)
+            );
+            let written = sqlx::query(&sql)
+                .bind(run.tenant_id)
+                .bind(run.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if written != policy_ids.len() as u64 {
+                // Only a policy row deleted since the submit (they are marked gone, not deleted).
+                tracing::warn!(written, "some planned policies no longer exist");
+                sqlx::query("UPDATE runs SET total_items = $1 WHERE id = $2")
+                    .bind(written as i64)
+                    .bind(run.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Writes a batch of outcomes (the handler's part first, then each item's outcome) with the
+    /// run's counters, in one transaction that also renews the lease. `false`, and nothing
+    /// written, when this worker no longer holds the lease.
+    async fn record<O: Operation>(
+        &self,
+        operation: &O,
+        run: &Run<O::Input>,
+        batch: &[(Pending<O::Item>, O::Output)],
+    ) -> Result<bool, sqlx::Error> {
+        let now = Timestamp::now().millis();
+        let mut tx = self.db.pool().begin().await?;
+        let recorded = operation.record(&mut tx, run, batch, now).await?;
+        let mut counts = Counts::default();
+        for ((pending, _), done) in batch.iter().zip(&recorded) {
+            let updated = sqlx::query(
+                "UPDATE run_items SET outcome = $1, reason_code = $2, message = $3, \
+                 attempts = attempts + 1, finished_at = $4 WHERE id = $5 AND outcome = 'pending'",
+            )
+            .bind(done.outcome().as_str())
+            .bind(done.reason().map(ReasonCode::as_str))
+            .bind(done.message())
+            .bind(now)
+            .bind(pending.item_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated != 1 {
+                // Another worker recorded it: this one lost the run.
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            counts.add(done.outcome());
+        }
+        if !self
+            .hold_lease(&mut tx, run.id, run.attempt, counts)
+            .await?
+        {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Adds `counts` to the run's counters and renews the lease, in `tx`; `false` when this
+    /// worker no longer holds the lease (the caller then rolls back).
+    async fn hold_lease(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        run_id: i64,
+        attempt: i64,
+        counts: Counts,
+    ) -> Result<bool, sqlx::Error> {
+        let held = sqlx::query(
+            "UPDATE runs SET succeeded = succeeded + $1, failed = failed + $2, skipped = skipped + $3, \
+             processed_items = processed_items + $4, lease_expires_at = $5 \
+             WHERE id = $6 AND lease_owner = $7 AND attempt = $8 AND status = 'running'",
+        )
+        .bind(counts.succeeded)
+        .bind(counts.failed)
+        .bind(counts.skipped)
+        .bind(counts.succeeded + counts.failed + counts.skipped)
+        .bind(self.lease_until())
+        .bind(run_id)
+        .bind(&self.id)
+        .bind(attempt)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        Ok(held == 1)
+    }
+
+    /// Ends the run (SPEC Rule 7) and tells the initiator, in one transaction.
+    async fn finish<O: Operation, I>(
+        &self,
+        operation: &O,
+        run: &Run<I>,
+        failure: Option<RunFailure>,
+    ) -> Result<(), sqlx::Error> {
+        let now = Timestamp::now().millis();
+        let mut tx = self.db.pool().begin().await?;
+        // Write first and decide in the same statement (SPEC Rule 7): a transaction that read
+        // before writing could not upgrade its lock under SQLite's WAL while another worker writes.
+        // `lease_owner` stays: an ended run names the worker (the instance) that finished it.
+        let finished = sqlx::query(
+            "UPDATE runs SET status = CASE \
+                 WHEN $1 THEN 'failed' \
+                 WHEN failed = 0 THEN 'completed' \
+                 WHEN succeeded = 0 THEN 'failed' \
+                 ELSE 'completed_with_errors' END, \
+             finished_at = $2, reason_code = $3, failure_message = $4, \
+             lease_expires_at = NULL \
+             WHERE id = $5 AND lease_owner = $6 AND attempt = $7 AND status = 'running' \
+             RETURNING status, total_items, succeeded, failed, skipped",
+        )
+        .bind(failure.is_some())
+        .bind(now)
+        .bind(failure.as_ref().map(|f| f.reason.as_str()))
+        .bind(failure.as_ref().map(|f| sanitize(&f.message)))
+        .bind(run.id)
+        .bind(&self.id)
+        .bind(run.attempt)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = finished else {
+            // The lease was lost: whoever holds it now finishes the run.
+            tx.rollback().await?;
+            return Ok(());
+        };
+        let status = stored_status(&row.try_get::<String, _>("status")?)?;
+        let totals = Totals {
+            total: row.try_get("total_items")?,
+            succeeded: row.try_get("succeeded")?,
+            failed: row.try_get("failed")?,
+            skipped: row.try_get("skipped")?,
+        };
+        if let Some(user_id) = run.initiated_by {
+            let tenant: String = sqlx::query("SELECT external_id FROM tenants WHERE id = $1")
+                .bind(run.tenant_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("external_id")?;
+            let level = match status {
+                RunStatus::Completed => NotificationLevel::Success,
+                RunStatus::CompletedWithErrors => NotificationLevel::Warning,
+                _ => NotificationLevel::Error,
+            };
+            let (title, body) = operation.notification(status, totals, failure.as_ref());
+            sqlx::query(
+                "INSERT INTO notifications (user_id, tenant_id, level, title, body, link, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(user_id)
+            .bind(run.tenant_id)
+            .bind(level.as_str())
+            .bind(title)
+            .bind(body)
+            .bind(routes::run(&tenant, run.id, ""))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(
+            status = status.as_str(),
+            succeeded = totals.succeeded,
+            failed = totals.failed,
+            skipped = totals.skipped,
+            "run finished"
+        );
+        Ok(())
+    }
+}

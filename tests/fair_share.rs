@@ -1,0 +1,334 @@
+//! One tenant must not stall another: the runner works on several runs at once, claims the next
+//! run from the tenant that has waited longest, never has two bulk runs of one tenant active,
+//! and keeps interactive runs apart from bulk runs. Graph is the simulator over real HTTP.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{TestDb, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
+use tenantatlas::domain::reason_code::ReasonCode;
+use tenantatlas::domain::run::OperationType;
+use tenantatlas::domain::{Capability, PolicySelection, RunStatus, TenantExternalId};
+use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
+use tenantatlas::server::auth::authorize_user;
+use tenantatlas::server::db::Db;
+use tenantatlas::server::engine::operation::{
+    Operation, Pending, Recorded, Registry, Run, Totals, Tx,
+};
+use tenantatlas::server::engine::runner::{self, WakeUp};
+use tenantatlas::server::engine::worker::{CredentialsLoader, RunFailure, Worker};
+use tenantatlas::server::graph::{
+    ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
+};
+use tenantatlas::server::runs::create::create_or_reuse;
+use tenantatlas::server::seed;
+
+both_backends!(TestDb:
+    a_busy_tenant_does_not_delay_another,
+    interactive_runs_do_not_wait_behind_bulk_runs,
+);
+
+struct Fixture {
+    db: Db,
+    sim: SimHandle,
+    client: GraphClient,
+    /// Tenant database id → its credentials at the simulator.
+    creds: HashMap<i64, TenantCredentials>,
+    /// Compliance policy ids of each tenant, by external id.
+    policies: HashMap<&'static str, Vec<i64>>,
+}
+
+fn creds_of(tenant: &str) -> TenantCredentials {
+    TenantCredentials {
+        tenant_id: TenantExternalId::parse(tenant).unwrap(),
+        client_id: "tenantatlas-test".into(),
+        client_secret: ClientSecret::new("sim-secret"),
+    }
+}
+
+async fn fixture(t: &TestDb, policies_per_tenant: usize) -> Fixture {
+    seed::seed_demo(&t.db).await.unwrap();
+    let sim = GraphSim::start(SimConfig {
+        policies_per_tenant,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
+    let mut creds = HashMap::new();
+    let mut policies = HashMap::new();
+    for tenant in [CONTOSO, FABRIKAM] {
+        let ids = common::insert_sim_compliance(&t.db, &client, &creds_of(tenant), usize::MAX)
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        creds.insert(common::tenant_id(&t.db, tenant).await, creds_of(tenant));
+        policies.insert(tenant, ids);
+    }
+    Fixture {
+        db: t.db.clone(),
+        sim,
+        client,
+        creds,
+        policies,
+    }
+}
+
+impl Fixture {
+    fn worker(&self, registry: Registry) -> Worker {
+        let creds = Arc::new(self.creds.clone());
+        let loader: CredentialsLoader = Arc::new(move |tenant| {
+            let creds = creds.get(&tenant).cloned().ok_or_else(|| RunFailure {
+                reason: ReasonCode::AuthenticationFailed,
+                message: "no credentials".into(),
+            });
+            Box::pin(async move { creds })
+        });
+        Worker::new(self.db.clone(), registry, loader, "fair-share")
+    }
+
+    fn source(&self) -> Arc<dyn PolicySource> {
+        Arc::new(self.client.clone())
+    }
+
+    /// Queues an "add policies" run into a new backup set of `tenant`, as `user`.
+    async fn queue(&self, tenant: &str, user: &str, policy_ids: &[i64]) -> i64 {
+        let user_id = common::user_id(&self.db, user).await;
+        let ctx = authorize_user(&self.db, user_id, tenant, Capability::StartRuns)
+            .await
+            .unwrap();
+        let set_id: i64 = sqlx::query_scalar(
+            "INSERT INTO backup_sets (tenant_id, name, created_at) VALUES ($1, $2, 0) RETURNING id",
+        )
+        .bind(ctx.scope.id())
+        .bind(format!("Set {}", uuid::Uuid::new_v4()))
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap();
+        let selection = PolicySelection::parse(policy_ids.to_vec()).unwrap();
+        let run = create_or_reuse(&self.db, &ctx, set_id, &selection, Default::default())
+            .await
+            .unwrap();
+        assert!(!run.reused);
+        run.run_id
+    }
+
+    async fn status(&self, run: i64) -> RunStatus {
+        let raw: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+            .bind(run)
+            .fetch_one(self.db.pool())
+            .await
+            .unwrap();
+        RunStatus::parse(&raw).unwrap()
+    }
+
+    async fn active(&self, runs: &[i64]) -> usize {
+        let mut active = 0;
+        for &run in runs {
+            active += usize::from(self.status(run).await.is_active());
+        }
+        active
+    }
+
+    /// Waits until `run` has ended and returns how long that took; panics after `limit`.
+    async fn wait_ended(&self, run: i64, limit: Duration) -> Duration {
+        let started = Instant::now();
+        tokio::time::timeout(limit, async {
+            while self.status(run).await.is_active() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("run {run} did not end within {limit:?}"));
+        started.elapsed()
+    }
+
+    fn set_latency(&self, ms: u64) {
+        let mut knobs = self.sim.knobs();
+        knobs.latency_ms = ms;
+        self.sim.set_knobs(knobs);
+    }
+}
+
+/// Starts the runner; returns its stop switch and task.
+fn start(
+    worker: Worker,
+    wake: &WakeUp,
+    db: &Db,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(runner::run(
+        worker,
+        wake.clone(),
+        db.clone(),
+        Duration::from_secs(600),
+        stopped,
+    ));
+    (stop, task)
+}
+
+async fn a_busy_tenant_does_not_delay_another(t: TestDb) {
+    let f = fixture(&t, 2_000).await;
+    let contoso = &f.policies[CONTOSO];
+    assert_eq!(contoso.len(), 500, "500 compliance policies per tenant");
+    // Tenant A queues twenty runs of 500 policies.
+    let mut a_runs = Vec::new();
+    for _ in 0..20 {
+        a_runs.push(f.queue(CONTOSO, OPERATOR, contoso).await);
+    }
+    f.set_latency(50);
+    let wake = WakeUp::default();
+    let worker = f.worker(Registry::standard(f.source()));
+    assert_eq!(
+        worker.runs_at_once(),
+        4,
+        "the default of --worker-concurrency"
+    );
+    let (stop, runner) = start(worker, &wake, &f.db);
+    // A's first run is under way before B submits.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while f.status(a_runs[0]).await != RunStatus::Running {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("A's first run starts");
+
+    let b_run = f
+        .queue(FABRIKAM, OUTSIDER, &f.policies[FABRIKAM][..1])
+        .await;
+    wake.run_queued(&f.db).await;
+    let took = f.wait_ended(b_run, Duration::from_secs(30)).await;
+    let a_active = f.active(&a_runs).await;
+    assert_eq!(f.status(b_run).await, RunStatus::Completed);
+    assert!(a_active > 0, "A's runs are still going");
+    eprintln!("B's 1-policy run ended {took:?} after its submit, {a_active} of A's runs active");
+    assert!(took <= Duration::from_secs(2), "B's run took {took:?}");
+
+    // At most one of A's bulk runs was ever running: the others are still queued, untouched.
+    let running: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'running' AND tenant_id = $1")
+            .bind(common::tenant_id(&f.db, CONTOSO).await)
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap();
+    assert!(running <= 1, "{running} bulk runs of A at once");
+    let started: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM runs WHERE started_at IS NOT NULL AND tenant_id = $1",
+    )
+    .bind(common::tenant_id(&f.db, CONTOSO).await)
+    .fetch_one(f.db.pool())
+    .await
+    .unwrap();
+    assert!(started < 20, "A's runs are taken one after another");
+    stop.send(true).unwrap();
+    runner.await.unwrap();
+}
+
+/// A stand-in for a short interactive operation: one item per policy, nothing to fetch.
+struct Probe;
+
+impl Operation for Probe {
+    const TYPE: OperationType = OperationType::CheckConnection;
+    type Input = Vec<i64>;
+    type Item = ();
+    type Output = ();
+
+    async fn check(&self, _: &Db, _: &Run<Vec<i64>>) -> Result<Option<RunFailure>, sqlx::Error> {
+        Ok(None)
+    }
+
+    fn plan(&self, run: &Run<Vec<i64>>) -> Vec<i64> {
+        run.input.clone()
+    }
+
+    async fn pending(&self, db: &Db, run: &Run<Vec<i64>>) -> Result<Vec<Pending<()>>, sqlx::Error> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM run_items WHERE run_id = $1 AND outcome = 'pending' ORDER BY id",
+        )
+        .bind(run.id)
+        .fetch_all(db.pool())
+        .await?;
+        Ok(ids
+            .into_iter()
+            .map(|item_id| Pending { item_id, item: () })
+            .collect())
+    }
+
+    async fn process(&self, _: &TenantCredentials, _: &Run<Vec<i64>>, _: &()) {}
+
+    async fn record(
+        &self,
+        _: &mut Tx,
+        _: &Run<Vec<i64>>,
+        batch: &[(Pending<()>, ())],
+        _: i64,
+    ) -> Result<Vec<Recorded>, sqlx::Error> {
+        Ok(batch.iter().map(|_| Recorded::succeeded()).collect())
+    }
+
+    fn notification(
+        &self,
+        status: RunStatus,
+        _: Totals,
+        _: Option<&RunFailure>,
+    ) -> (String, String) {
+        (format!("Probe: {}", status.label()), String::new())
+    }
+}
+
+async fn interactive_runs_do_not_wait_behind_bulk_runs(t: TestDb) {
+    let f = fixture(&t, 200).await;
+    let contoso = &f.policies[CONTOSO];
+    let tenant_id = common::tenant_id(&f.db, CONTOSO).await;
+    // One slot per lane, and a bulk run of the same tenant that takes seconds.
+    f.set_latency(300);
+    let bulk = f.queue(CONTOSO, OPERATOR, &contoso[..40]).await;
+    let wake = WakeUp::default();
+    let worker = f
+        .worker(Registry::standard(f.source()).with(Probe))
+        .with_runs_at_once(1);
+    let (stop, runner) = start(worker, &wake, &f.db);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while f.status(bulk).await != RunStatus::Running {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the bulk run starts");
+
+    let probe: i64 = sqlx::query_scalar(
+        "INSERT INTO runs (tenant_id, operation_type, lane, resource, action, target_id, input, \
+         idempotency_key, status, total_items, created_at) \
+         VALUES ($1, $2, 'interactive', 'tenant', 'check_connection', $1, $3, 'probe', 'pending', 1, $4) \
+         RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(OperationType::CheckConnection.as_str())
+    .bind(serde_json::to_string(&contoso[..1]).unwrap())
+    .bind(tenantatlas::domain::Timestamp::now().millis())
+    .fetch_one(f.db.pool())
+    .await
+    .unwrap();
+    wake.run_queued(&f.db).await;
+    let took = f.wait_ended(probe, Duration::from_secs(10)).await;
+    assert_eq!(f.status(probe).await, RunStatus::Completed);
+    assert_eq!(
+        f.status(bulk).await,
+        RunStatus::Running,
+        "the bulk run is still going"
+    );
+    eprintln!("the interactive run ended {took:?} after its submit");
+    assert!(took <= Duration::from_secs(1), "the probe took {took:?}");
+    stop.send(true).unwrap();
+    runner.await.unwrap();
+}
