@@ -64,3 +64,32 @@ test("run detail shows which items it lists and filters them through the URL", a
   await expect(page.getByText("No items with this outcome")).toBeVisible();
   await expect(page.getByLabel("Show items")).toHaveValue("failed");
 });
+
+test("Download CSV on the run detail page gives the run's items, with the page's filter", async ({ page }) => {
+  test.setTimeout(120_000);
+  const { runId } = await finishedRun(page, TENANT);
+  await openHydrated(page, `/t/${TENANT}/runs/${runId}`);
+  await expect(page.getByTestId("run-status")).toHaveText("Succeeded");
+
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByTestId("download-csv").click(),
+  ]);
+  expect(download.suggestedFilename()).toBe(`run-${runId}-items.csv`);
+  // The file itself, fetched with the page's session as the link does.
+  const href = await page.getByTestId("download-csv").getAttribute("href");
+  const response = await page.request.get(href!);
+  expect(response.status()).toBe(200);
+  const text = await response.text();
+  const lines = text.split("\r\n").filter((line) => line !== "");
+  expect(lines[0]).toBe("policy name,policy type,platform,graph id,outcome,reason code,message,finished at");
+  expect(lines).toHaveLength(3);
+  for (const row of lines.slice(1)) expect(row).toContain(",succeeded,");
+
+  // The link follows the outcome filter.
+  await page.getByLabel("Show items").selectOption("failed");
+  await expect(page.getByTestId("download-csv")).toHaveAttribute(
+    "href",
+    `/t/${TENANT}/runs/${runId}/items.csv?outcome=failed`,
+  );
+});

@@ -31,6 +31,16 @@ pub fn run(tenant: &str, id: i64, query: &str) -> String {
     format!("/t/{tenant}/runs/{id}{query}")
 }
 
+/// `/t/{tenant}/runs/{id}/items.csv`, the run's items as CSV, filtered by `outcome` when it is
+/// not empty (the run detail page's filter).
+pub fn run_items_csv(tenant: &str, id: i64, outcome: &str) -> String {
+    if outcome.is_empty() {
+        format!("/t/{tenant}/runs/{id}/items.csv")
+    } else {
+        format!("/t/{tenant}/runs/{id}/items.csv?outcome={outcome}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,7 +111,19 @@ pub fn RunDetailPage() -> impl IntoView {
             })}
         </Transition>
         <h2 id="items-title">"Items"</h2>
-        <OutcomeFilter outcome on_change=show_outcome />
+        <div class="action-row">
+            <OutcomeFilter outcome on_change=show_outcome />
+            {move || id.get().map(|id| {
+                let href = routes::run_items_csv(&tenant.get(), id, &outcome.get());
+                // `download` and `rel="external"`: the browser fetches the file, the router
+                // does not try to render it as a page.
+                view! {
+                    <a href=href download rel="external" data-testid="download-csv">
+                        "Download CSV"
+                    </a>
+                }
+            })}
+        </div>
         <Transition fallback=|| view! { <Loading what="the items" /> }>
             {move || Suspend::new(async move {
                 let Ok(detail) = run.await else {

@@ -23,6 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 
 use super::auth::{guard, session};
+use super::exports;
 use super::panics;
 use super::state::AppState;
 use super::static_files;
@@ -49,6 +50,10 @@ pub fn router(state: AppState) -> Router {
     let site_root = Path::new(state.leptos_options.site_root.as_ref()).to_owned();
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .route(
+            "/t/{tenant}/runs/{id}/items.csv",
+            get(exports::run_items_csv),
+        )
         .merge(static_files::pkg_router(&site_root))
         // Also registers every server function under /api, with AppState in their context.
         .leptos_routes(&state, routes, move || shell(options.clone()))

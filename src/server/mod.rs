@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod exports;
 pub mod graph;
 pub mod http;
 pub mod inventory;

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use tenantatlas::server::auth::client_address::{IpRange, TrustedProxies};
 use tenantatlas::server::auth::password::Checker;
 use tenantatlas::server::auth::session::{SessionSettings, COOKIE, HOST_COOKIE};
@@ -481,4 +483,83 @@ pub async fn insert_sim_compliance(
         policies.push((id, listing.graph_id));
     }
     policies
+}
+
+// Runs as the tests set them up: a backup set, a submit, a run with items in given outcomes.
+
+/// Creates a backup set in `tenant` as `cookie` and returns its id.
+pub async fn backup_set(app: &TestApp, cookie: &str, tenant: &str, name: &str) -> String {
+    let form = [("tenant", tenant), ("name", name), ("description", "")];
+    let response = app.call_as(cookie, "backup-sets/create", &form).await;
+    assert_eq!(response.status(), 200);
+    let created: Value = response.json().await.unwrap();
+    created["id"].as_i64().unwrap().to_string()
+}
+
+/// Submits "add policies" for `ids` to backup set `set` of `tenant` and returns the run id.
+pub async fn submit(app: &TestApp, cookie: &str, tenant: &str, set: &str, ids: &[i64]) -> i64 {
+    let id_texts: Vec<String> = ids.iter().map(i64::to_string).collect();
+    let keys: Vec<String> = (0..ids.len()).map(|i| format!("policy_ids[{i}]")).collect();
+    let mut form: Vec<(&str, &str)> = vec![("tenant", tenant), ("backup_set_id", set)];
+    form.extend(
+        keys.iter()
+            .map(String::as_str)
+            .zip(id_texts.iter().map(String::as_str)),
+    );
+    let response = app.call_as(cookie, "runs/add-policies", &form).await;
+    assert_eq!(response.status(), 200);
+    let submitted: Value = response.json().await.unwrap();
+    submitted["run_id"].as_i64().unwrap()
+}
+
+/// A Contoso run of `n` items, of which the first `succeeded` (by policy id) succeeded and the
+/// next `failed` failed; the rest wait. Counters match, as the worker keeps them.
+pub async fn run_with_items(
+    app: &TestApp,
+    cookie: &str,
+    n: usize,
+    succeeded: usize,
+    failed: usize,
+) -> i64 {
+    let set = backup_set(app, cookie, CONTOSO, "Big run").await;
+    let ids = insert_policies(&app.db, CONTOSO, n).await;
+    let run = submit(app, cookie, CONTOSO, &set, &ids).await;
+    // The items, as the worker writes them when it claims the run.
+    for id in &ids {
+        sqlx::query(
+            "INSERT INTO run_items (tenant_id, run_id, policy_id) \
+             SELECT tenant_id, id, $2 FROM runs WHERE id = $1",
+        )
+        .bind(run)
+        .bind(id)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    }
+    for (outcome, range) in [
+        ("succeeded", 0..succeeded),
+        ("failed", succeeded..succeeded + failed),
+    ] {
+        for id in &ids[range] {
+            sqlx::query("UPDATE run_items SET outcome = $1 WHERE run_id = $2 AND policy_id = $3")
+                .bind(outcome)
+                .bind(run)
+                .bind(id)
+                .execute(app.db.pool())
+                .await
+                .unwrap();
+        }
+    }
+    sqlx::query(
+        "UPDATE runs SET status = 'running', succeeded = $1, failed = $2, processed_items = $3 \
+         WHERE id = $4",
+    )
+    .bind(succeeded as i64)
+    .bind(failed as i64)
+    .bind((succeeded + failed) as i64)
+    .bind(run)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    run
 }

@@ -1,0 +1,188 @@
+//! The CSV export of a run's items (`/t/{tenant}/runs/{id}/items.csv`): the run detail page's
+//! access rule, RFC 4180 with a header row, the outcome filter, every row once across the pages
+//! it is streamed in, and cells that cannot run as spreadsheet formulas.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::{run_with_items, TestApp, CONTOSO, OPERATOR, OUTSIDER, READONLY};
+use tenantatlas::server::panics;
+
+both_backends!(TestApp:
+    exports_every_item_once_with_a_header,
+    filters_by_outcome_and_refuses_unknown_ones,
+    only_members_get_it,
+    cells_cannot_become_formulas,
+);
+
+const HEADER: &str =
+    "policy name,policy type,platform,graph id,outcome,reason code,message,finished at";
+
+async fn csv(
+    app: &TestApp,
+    cookie: Option<&str>,
+    path: &str,
+) -> (u16, String, reqwest::header::HeaderMap) {
+    let response = app.get(cookie, path).await;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, response.text().await.unwrap(), headers)
+}
+
+fn path(run: i64, query: &str) -> String {
+    format!("/t/{CONTOSO}/runs/{run}/items.csv{query}")
+}
+
+async fn exports_every_item_once_with_a_header(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    // More items than one streamed page (1,000 rows), so the keyset crosses pages.
+    let run = run_with_items(&app, &cookie, 2_345, 2_000, 100).await;
+    let (status, body, headers) = csv(&app, Some(&cookie), &path(run, "")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    assert!(headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains(&format!("run-{run}-items.csv")));
+    assert!(body.ends_with("\r\n"));
+    let lines: Vec<&str> = body.split_terminator("\r\n").collect();
+    assert_eq!(lines[0], HEADER);
+    assert_eq!(lines.len(), 1 + 2_345);
+    let unique: std::collections::BTreeSet<&str> = lines[1..].iter().copied().collect();
+    assert_eq!(unique.len(), 2_345, "every item once");
+    let count = |outcome: &str| {
+        lines[1..]
+            .iter()
+            .filter(|l| l.contains(&format!(",{outcome},")))
+            .count()
+    };
+    assert_eq!(count("succeeded"), 2_000);
+    assert_eq!(count("failed"), 100);
+    assert_eq!(count("pending"), 245);
+
+    // Browsers accept gzip: the compressed stream is read to its end, and nothing panicked.
+    let gzipped = reqwest::Client::new()
+        .get(app.url(&path(run, "")))
+        .header("Cookie", &cookie)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let compressed = gzipped.bytes().await.expect("the whole compressed file");
+    assert!(
+        compressed.len() < body.len() / 3,
+        "{} of {}",
+        compressed.len(),
+        body.len()
+    );
+    assert_eq!(panics::count(), 0);
+}
+
+async fn filters_by_outcome_and_refuses_unknown_ones(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let run = run_with_items(&app, &cookie, 30, 10, 5).await;
+    let (status, body, headers) = csv(&app, Some(&cookie), &path(run, "?outcome=failed")).await;
+    assert_eq!(status, 200);
+    assert!(headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("-failed-items.csv"));
+    let rows: Vec<&str> = body.split_terminator("\r\n").skip(1).collect();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|row| row.contains(",failed,")));
+    let (status, body, _) = csv(&app, Some(&cookie), &path(run, "?outcome=lost")).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("outcome"), "{body}");
+}
+
+async fn only_members_get_it(app: TestApp) {
+    let operator = app.sign_in(OPERATOR).await;
+    let run = run_with_items(&app, &operator, 3, 3, 0).await;
+    let readonly = app.sign_in(READONLY).await;
+    assert_eq!(
+        csv(&app, Some(&readonly), &path(run, "")).await.0,
+        200,
+        "readonly reads runs"
+    );
+    let outsider = app.sign_in(OUTSIDER).await;
+    let (status, body, _) = csv(&app, Some(&outsider), &path(run, "")).await;
+    assert_eq!(status, 403);
+    assert!(!body.contains("policy name"), "nothing of the run leaks");
+    let anonymous = app.get(None, &path(run, "")).await;
+    assert!(
+        anonymous.status().is_redirection(),
+        "{}",
+        anonymous.status()
+    );
+    assert!(anonymous.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/sign-in"));
+    for missing in [
+        path(run + 1_000, ""),
+        format!("/t/{CONTOSO}/runs/x/items.csv"),
+    ] {
+        assert_eq!(
+            csv(&app, Some(&operator), &missing).await.0,
+            404,
+            "{missing}"
+        );
+    }
+}
+
+async fn cells_cannot_become_formulas(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let run = run_with_items(&app, &cookie, 4, 0, 4).await;
+    let hostile = [
+        "=HYPERLINK(\"https://evil.example\",\"x\")",
+        "+cmd|' /C calc'!A0",
+        "@SUM(1,2)",
+        "-2+3, with \"quotes\"",
+    ];
+    let messages = ["=1+1", "plain", "\ttab", "line\nbreak"];
+    let ids: Vec<i64> = sqlx::query_scalar::<_, i64>(
+        "SELECT policy_id FROM run_items WHERE run_id = $1 ORDER BY policy_id",
+    )
+    .bind(run)
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    for ((id, name), message) in ids.iter().zip(hostile).zip(messages) {
+        sqlx::query("UPDATE policies SET display_name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE run_items SET message = $1 WHERE run_id = $2 AND policy_id = $3")
+            .bind(message)
+            .bind(run)
+            .bind(id)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+    }
+    let (status, body, _) = csv(&app, Some(&cookie), &path(run, "")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")\""),
+        "{body}"
+    );
+    assert!(body.contains("'+cmd|' /C calc'!A0"), "{body}");
+    assert!(body.contains("\"'@SUM(1,2)\""), "{body}");
+    assert!(body.contains("\"'-2+3, with \"\"quotes\"\"\""), "{body}");
+    assert!(body.contains(",'=1+1,"), "{body}");
+    assert!(body.contains(",'\ttab,"), "{body}");
+    assert!(body.contains(",\"line\nbreak\","), "{body}");
+    // No cell of any record starts a formula.
+    for record in body.split_terminator("\r\n").skip(1) {
+        for cell in record.split(',') {
+            assert!(
+                !cell.trim_start_matches('"').starts_with(['=', '+', '@']),
+                "{record}"
+            );
+        }
+    }
+}
