@@ -1,4 +1,4 @@
-//! "Add selected" (SPEC Rules 1–5): the server function creates or reuses a run and its items,
+//! "Add selected": the server function creates or reuses a run and its items,
 //! answers at once, deduplicates tenant-wide even under concurrent submits, and refuses
 //! readonly members, non-members and bad input without writing anything.
 

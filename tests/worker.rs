@@ -1,5 +1,5 @@
-//! The durable worker against the Graph simulator over real HTTP: outcomes and counts (SPEC
-//! Rules 5–8), safe failure texts, run-level failures, and a crash mid-run that loses nothing
+//! The durable worker against the Graph simulator over real HTTP: an outcome per item, counters
+//! that add up, a final status from the counts, safe failure texts, run-level failures, and a crash mid-run that loses nothing
 //! and captures nothing twice.
 
 #![cfg(feature = "ssr")]

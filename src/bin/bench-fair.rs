@@ -1,4 +1,4 @@
-//! Fair share between tenants (issue 11 §1): many tenants each queue several runs at once, in
+//! Fair share between tenants: many tenants each queue several runs at once, in
 //! tenant order (the order that is worst for first-in, first-out) while one process works them
 //! with `--worker-concurrency` runs at once against the Graph simulator. Prints, per engine, the
 //! p50 and p99 of "submit → finished" over all runs, and over tenants of the time until the

@@ -1,4 +1,4 @@
-//! Benchmark of issue 5's runs, on SQLite and PostgreSQL: the latency of "Add selected" at 1,
+//! Benchmark of "add policies" runs, on SQLite and PostgreSQL: the latency of "Add selected" at 1,
 //! 1,000 and 10,000 policies (the service call and the whole HTTP request), 200 identical submits
 //! at once (exactly one run), the worker's own cost on a 10,000-item run against a
 //! zero-latency simulator, and the picker's requests on 50,000 policies. Prints Markdown tables.

@@ -1,4 +1,5 @@
-//! The one sanitizer for failure texts, notifications, audit details and log lines (SPEC Rule 8).
+//! The one sanitizer for failure texts, notifications, audit details and log lines: no token,
+//! password or secret may reach the database, a notification or a log.
 //!
 //! It is built against families of secrets, not examples. Each family is found by a small
 //! hand-written scanner over the text (no regular expressions), every scanner reports the spans it

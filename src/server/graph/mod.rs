@@ -1,6 +1,6 @@
 //! Microsoft Graph client: client-credentials tokens per tenant, a per-tenant limiter, retries
 //! that honour `Retry-After`, paging to the last `@odata.nextLink`, and policy snapshots as
-//! canonical JSON with a sha256 (SPEC Rule 10).
+//! canonical JSON with a sha256 (the same content always gives the same hash).
 //!
 //! Create one [`GraphClient`] per process and clone it: clones share the token cache and the
 //! per-tenant limiters, so every run of a tenant stays under the same budget. The worker takes a

@@ -1,4 +1,5 @@
-//! When and how long to wait before trying a Graph request again (SPEC Rule 10).
+//! When and how long to wait before trying a Graph request again: throttling and transient
+//! failures are retried with `Retry-After` or backoff, errors the caller made never are.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
-//! The idempotency key of an "add policies" run (SPEC Rule 4): sha256 over a canonical encoding
-//! of the operation, the tenant, the backup set, the sorted unique policy ids and the option
-//! flags in a fixed order. The user is deliberately not part of it: deduplication is tenant-wide.
+//! The idempotency key of an "add policies" run (identical submits share one active run):
+//! sha256 over a canonical encoding of the operation, the tenant, the backup set, the sorted
+//! unique policy ids and the option flags in a fixed order. The user is deliberately not part of it: deduplication is tenant-wide.
 
 use sha2::{Digest, Sha256};
 
