@@ -149,11 +149,6 @@ impl GraphClient {
         })
     }
 
-    /// The configuration in use.
-    pub fn config(&self) -> &GraphConfig {
-        &self.inner.config
-    }
-
     /// Every policy of `policy_type` in the tenant, following `@odata.nextLink` to the end.
     pub async fn list_policies(
         &self,
