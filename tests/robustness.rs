@@ -188,6 +188,9 @@ const FIELDS: &[&str] = &[
     "limit",
     "include_assignments",
     "include_scope_tags",
+    "client_id",
+    "secret",
+    "expires_on",
     "unexpected",
 ];
 
@@ -210,6 +213,9 @@ fn valid_values(field: &str, known: &Known) -> Vec<String> {
         "operation_type" => vec!["backup_set.add_policies"],
         "outcome" => vec!["succeeded", "failed", "pending"],
         "include_assignments" | "include_scope_tags" => vec!["true", "false", "on"],
+        "client_id" => vec!["app-sweep", "a b"],
+        "secret" => vec!["a sweep secret", ""],
+        "expires_on" => vec!["2030-01-31", "2030-02-30", ""],
         "page" | "before" | "offset" | "limit" => vec!["0", "1", "2", "100"],
         _ => vec![""],
     };
@@ -649,10 +655,18 @@ async fn pages_left_before_their_end_never_panic(app: TestApp) {
         }
         // Resource tasks of abandoned renders finish on their own time.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(panics::count(), 0, "round {round}: a page left early made the server panic");
+        assert_eq!(
+            panics::count(),
+            0,
+            "round {round}: a page left early made the server panic"
+        );
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(panics::count(), 0, "a page left early made the server panic");
+    assert_eq!(
+        panics::count(),
+        0,
+        "a page left early made the server panic"
+    );
 }
 
 /// A GET whose client closes the connection once the first bytes of the answer arrived.

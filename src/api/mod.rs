@@ -7,6 +7,7 @@ pub mod backup_sets;
 pub mod notifications;
 pub mod policies;
 pub mod runs;
+pub mod tenants;
 
 use crate::domain::Capability;
 
@@ -17,6 +18,8 @@ pub enum Access {
     Public,
     /// A signed-in user, in no particular tenant.
     SignedIn,
+    /// A signed-in user with the instance-wide admin flag.
+    Admin,
     /// A member of the tenant named by the `tenant` argument whose role holds the capability.
     Tenant(Capability),
 }
@@ -54,5 +57,24 @@ pub const ACCESS: &[(&str, Access)] = &[
     (
         "/api/notifications/mark-all-read",
         Access::Tenant(Capability::View),
+    ),
+    ("/api/tenants/connect", Access::Admin),
+    (
+        "/api/tenants/settings",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    (
+        "/api/tenants/replace-secret",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    // Disconnect before reconnect: the access matrix calls them in this order, and leaves the
+    // tenant connected for the next caller.
+    (
+        "/api/tenants/disconnect",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    (
+        "/api/tenants/reconnect",
+        Access::Tenant(Capability::ManageMembers),
     ),
 ];

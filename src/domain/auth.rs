@@ -54,6 +54,8 @@ pub struct Membership {
 pub struct CurrentUser {
     pub display_name: String,
     pub email: String,
+    /// The instance-wide admin flag: may connect new tenants.
+    pub is_admin: bool,
     pub memberships: Vec<Membership>,
 }
 

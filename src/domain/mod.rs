@@ -22,5 +22,5 @@ pub use error::AppError;
 pub use notification::{Notification, NotificationLevel, NotificationList};
 pub use run::{RunStatus, RunSummary};
 pub use selection::{AddPoliciesOptions, PolicySelection, SubmittedRun};
-pub use tenant::{TenantExternalId, TenantSummary};
+pub use tenant::{Day, NewTenant, TenantExternalId, TenantSettings, TenantSummary};
 pub use time::Timestamp;
