@@ -91,6 +91,9 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
         ("policy_ids[0]", policy_id.as_str()),
         ("client_id", "matrix-app"),
         ("secret", "matrix secret value"),
+        // No such member: an allowed caller gets a 404 and changes nobody's role.
+        ("user_id", "999999999"),
+        ("role", "readonly"),
     ];
     let mut refused_members = 0;
     for caller in callers() {

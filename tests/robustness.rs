@@ -191,6 +191,8 @@ const FIELDS: &[&str] = &[
     "client_id",
     "secret",
     "expires_on",
+    "user_id",
+    "role",
     "unexpected",
 ];
 
@@ -216,6 +218,8 @@ fn valid_values(field: &str, known: &Known) -> Vec<String> {
         "client_id" => vec!["app-sweep", "a b"],
         "secret" => vec!["a sweep secret", ""],
         "expires_on" => vec!["2030-01-31", "2030-02-30", ""],
+        "user_id" => vec!["1", "2"],
+        "role" => vec!["owner", "readonly", "boss"],
         "page" | "before" | "offset" | "limit" => vec!["0", "1", "2", "100"],
         _ => vec![""],
     };

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod backup_sets;
+pub mod members;
 pub mod notifications;
 pub mod policies;
 pub mod runs;
@@ -59,6 +60,22 @@ pub const ACCESS: &[(&str, Access)] = &[
         Access::Tenant(Capability::View),
     ),
     ("/api/tenants/connect", Access::Admin),
+    (
+        "/api/members/list",
+        Access::Tenant(Capability::ReadAuditLog),
+    ),
+    (
+        "/api/members/add",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    (
+        "/api/members/change-role",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    (
+        "/api/members/remove",
+        Access::Tenant(Capability::ManageMembers),
+    ),
     (
         "/api/tenants/settings",
         Access::Tenant(Capability::ManageMembers),

@@ -15,7 +15,7 @@ pub mod selection;
 pub mod tenant;
 pub mod time;
 
-pub use auth::{CurrentUser, Email, Membership, Role};
+pub use auth::{CurrentUser, Email, Member, Membership, Role};
 pub use backup_set::{BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet};
 pub use capability::Capability;
 pub use error::AppError;

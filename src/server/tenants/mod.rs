@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod connection;
 pub mod keyring;
+pub mod members;
 
 use crate::domain::TenantSummary;
 
