@@ -193,6 +193,8 @@ const FIELDS: &[&str] = &[
     "expires_on",
     "user_id",
     "role",
+    "action",
+    "actor",
     "unexpected",
 ];
 

@@ -2,6 +2,7 @@
 //! validate, call a service in `server/`, return a DTO from `domain/`. They live under `/api/`
 //! with fixed endpoints so the URLs do not depend on where the code was built.
 
+pub mod audit;
 pub mod auth;
 pub mod backup_sets;
 pub mod members;
@@ -60,6 +61,7 @@ pub const ACCESS: &[(&str, Access)] = &[
         Access::Tenant(Capability::View),
     ),
     ("/api/tenants/connect", Access::Admin),
+    ("/api/audit/list", Access::Tenant(Capability::ReadAuditLog)),
     (
         "/api/members/list",
         Access::Tenant(Capability::ReadAuditLog),

@@ -1,6 +1,7 @@
 //! Types shared by the server and the browser: parsed inputs, statuses and the DTOs that cross
 //! the wire. Nothing here touches the database or the network.
 
+pub mod audit;
 pub mod auth;
 pub mod backup_set;
 pub mod capability;
