@@ -11,6 +11,7 @@ use common::{TestApp, ADMIN, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use leptos::server_fn::axum::server_fn_paths;
 use serde_json::Value;
 use tenantatlas::api::{Access, ACCESS};
+use tenantatlas::domain::capability::ADMIN_LABEL;
 use tenantatlas::domain::Role;
 
 both_backends!(TestApp: every_server_function_enforces_its_access, every_page_enforces_membership);
@@ -88,6 +89,11 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
         ("next", "/"),
         ("backup_set_id", set_id.as_str()),
         ("policy_ids[0]", policy_id.as_str()),
+        ("client_id", "matrix-app"),
+        ("secret", "matrix secret value"),
+        // No such member: an allowed caller gets a 404 and changes nobody's role.
+        ("user_id", "999999999"),
+        ("role", "readonly"),
     ];
     let mut refused_members = 0;
     for caller in callers() {
@@ -107,6 +113,9 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
                 (Access::Public, _) => None,
                 (_, Caller::Anonymous) => Some(401),
                 (Access::SignedIn, _) => None,
+                // Only the demo owner holds the instance-wide admin flag.
+                (Access::Admin, Caller::Member(Role::Owner)) => None,
+                (Access::Admin, _) => Some(403),
                 (_, Caller::NonMember) => Some(403),
                 (Access::Tenant(capability), Caller::Member(role)) if !role.can(*capability) => {
                     Some(403)
@@ -123,6 +132,9 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
                             body.contains(capability.label()),
                             "{caller:?} → {path} does not say why: {body}"
                         );
+                    }
+                    if *access == Access::Admin && status == 403 {
+                        assert!(body.contains(ADMIN_LABEL), "{caller:?} → {path}: {body}");
                     }
                     assert!(
                         !body.contains("Matrix") && !body.contains("Contoso"),

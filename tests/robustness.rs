@@ -188,6 +188,13 @@ const FIELDS: &[&str] = &[
     "limit",
     "include_assignments",
     "include_scope_tags",
+    "client_id",
+    "secret",
+    "expires_on",
+    "user_id",
+    "role",
+    "action",
+    "actor",
     "unexpected",
 ];
 
@@ -210,6 +217,11 @@ fn valid_values(field: &str, known: &Known) -> Vec<String> {
         "operation_type" => vec!["backup_set.add_policies"],
         "outcome" => vec!["succeeded", "failed", "pending"],
         "include_assignments" | "include_scope_tags" => vec!["true", "false", "on"],
+        "client_id" => vec!["app-sweep", "a b"],
+        "secret" => vec!["a sweep secret", ""],
+        "expires_on" => vec!["2030-01-31", "2030-02-30", ""],
+        "user_id" => vec!["1", "2"],
+        "role" => vec!["owner", "readonly", "boss"],
         "page" | "before" | "offset" | "limit" => vec!["0", "1", "2", "100"],
         _ => vec![""],
     };

@@ -2,11 +2,14 @@
 //! validate, call a service in `server/`, return a DTO from `domain/`. They live under `/api/`
 //! with fixed endpoints so the URLs do not depend on where the code was built.
 
+pub mod audit;
 pub mod auth;
 pub mod backup_sets;
+pub mod members;
 pub mod notifications;
 pub mod policies;
 pub mod runs;
+pub mod tenants;
 
 use crate::domain::Capability;
 
@@ -17,6 +20,8 @@ pub enum Access {
     Public,
     /// A signed-in user, in no particular tenant.
     SignedIn,
+    /// A signed-in user with the instance-wide admin flag.
+    Admin,
     /// A member of the tenant named by the `tenant` argument whose role holds the capability.
     Tenant(Capability),
 }
@@ -54,5 +59,41 @@ pub const ACCESS: &[(&str, Access)] = &[
     (
         "/api/notifications/mark-all-read",
         Access::Tenant(Capability::View),
+    ),
+    ("/api/tenants/connect", Access::Admin),
+    ("/api/audit/list", Access::Tenant(Capability::ReadAuditLog)),
+    (
+        "/api/members/list",
+        Access::Tenant(Capability::ReadAuditLog),
+    ),
+    (
+        "/api/members/add",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    (
+        "/api/members/change-role",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    (
+        "/api/members/remove",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    (
+        "/api/tenants/settings",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    (
+        "/api/tenants/replace-secret",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    // Disconnect before reconnect: the access matrix calls them in this order, and leaves the
+    // tenant connected for the next caller.
+    (
+        "/api/tenants/disconnect",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    (
+        "/api/tenants/reconnect",
+        Access::Tenant(Capability::ManageMembers),
     ),
 ];

@@ -49,11 +49,24 @@ pub struct Membership {
     pub role: Role,
 }
 
+/// A member of a tenant, as its Members page lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub user_id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    /// When the membership was granted.
+    pub added_at: super::Timestamp,
+}
+
 /// The signed-in user as the header shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CurrentUser {
     pub display_name: String,
     pub email: String,
+    /// The instance-wide admin flag: may connect new tenants.
+    pub is_admin: bool,
     pub memberships: Vec<Membership>,
 }
 

@@ -53,7 +53,18 @@ const OWNER: Holders = Holders {
     label: "Needs owner",
 };
 
+/// What a user without the instance-wide admin flag is told when connecting a tenant.
+pub const ADMIN_LABEL: &str = "Needs the instance admin flag (tenantatlas create-user --admin)";
+
 impl Capability {
+    /// Whether using this capability starts a run: refused while the tenant is disconnected.
+    pub const fn starts_runs(self) -> bool {
+        matches!(
+            self,
+            Self::StartRuns | Self::Restore | Self::CheckConnection
+        )
+    }
+
     /// Every capability.
     pub const ALL: [Capability; 8] = [
         Self::View,

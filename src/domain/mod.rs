@@ -1,6 +1,7 @@
 //! Types shared by the server and the browser: parsed inputs, statuses and the DTOs that cross
 //! the wire. Nothing here touches the database or the network.
 
+pub mod audit;
 pub mod auth;
 pub mod backup_set;
 pub mod capability;
@@ -15,12 +16,12 @@ pub mod selection;
 pub mod tenant;
 pub mod time;
 
-pub use auth::{CurrentUser, Email, Membership, Role};
+pub use auth::{CurrentUser, Email, Member, Membership, Role};
 pub use backup_set::{BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet};
 pub use capability::Capability;
 pub use error::AppError;
 pub use notification::{Notification, NotificationLevel, NotificationList};
 pub use run::{RunStatus, RunSummary};
 pub use selection::{AddPoliciesOptions, PolicySelection, SubmittedRun};
-pub use tenant::{TenantExternalId, TenantSummary};
+pub use tenant::{Day, NewTenant, TenantExternalId, TenantSettings, TenantSummary};
 pub use time::Timestamp;

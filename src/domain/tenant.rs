@@ -45,6 +45,130 @@ pub struct TenantSummary {
     pub display_name: String,
 }
 
+/// Longest accepted tenant display name, in characters.
+pub const TENANT_NAME_MAX_CHARS: usize = 100;
+/// Longest accepted app registration client id, in characters.
+pub const CLIENT_ID_MAX_CHARS: usize = 100;
+/// Longest accepted client secret, in characters (Entra ID's are 40).
+pub const CLIENT_SECRET_MAX_CHARS: usize = 1_000;
+/// Days before a client secret's expiry from which the app warns.
+pub const SECRET_EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// A tenant to connect, parsed from the form or the CLI: a GUID, a bounded display name and an
+/// app registration client id (no spaces or control characters, bounded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTenant {
+    pub external_id: TenantExternalId,
+    pub display_name: String,
+    pub client_id: String,
+}
+
+impl NewTenant {
+    /// Validates the raw fields; the error names the field that is wrong.
+    pub fn parse(tenant: &str, display_name: &str, client_id: &str) -> Result<Self, AppError> {
+        let external_id = TenantExternalId::parse(tenant).map_err(|_| {
+            AppError::invalid(
+                "tenant",
+                "Enter the tenant id, a GUID like 6f1c2a3b-0000-4000-8000-00000000c0de.",
+            )
+        })?;
+        let display_name = display_name.trim();
+        if display_name.is_empty() || display_name.chars().any(char::is_control) {
+            return Err(AppError::invalid("name", "Enter a display name."));
+        }
+        if display_name.chars().count() > TENANT_NAME_MAX_CHARS {
+            return Err(AppError::invalid(
+                "name",
+                format!("The name is too long: at most {TENANT_NAME_MAX_CHARS} characters."),
+            ));
+        }
+        Ok(Self {
+            external_id,
+            display_name: display_name.to_owned(),
+            client_id: parse_client_id(client_id)?,
+        })
+    }
+}
+
+/// An app registration's client id: non-empty, bounded, printable ASCII without spaces.
+pub fn parse_client_id(raw: &str) -> Result<String, AppError> {
+    let raw = raw.trim();
+    if raw.is_empty()
+        || raw.len() > CLIENT_ID_MAX_CHARS
+        || !raw.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(AppError::invalid(
+            "client_id",
+            "Enter the app registration's client id (no spaces).",
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+/// A calendar day (`YYYY-MM-DD`), as a client secret's expiry is entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Day(pub time::Date);
+
+impl Day {
+    /// Parses `YYYY-MM-DD` (what an `<input type="date">` sends).
+    pub fn parse(raw: &str) -> Result<Self, AppError> {
+        time::Date::parse(
+            raw.trim(),
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map(Self)
+        .map_err(|_| AppError::invalid("expires_on", "Enter a date as YYYY-MM-DD."))
+    }
+
+    /// The day of a timestamp, in UTC.
+    pub fn of(at: super::Timestamp) -> Option<Self> {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.millis()) * 1_000_000)
+            .ok()
+            .map(|t| Self(t.date()))
+    }
+
+    /// Whole days from `self` to `later` (negative when `later` is earlier).
+    pub fn days_until(self, later: Day) -> i64 {
+        (later.0 - self.0).whole_days()
+    }
+}
+
+impl std::fmt::Display for Day {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (year, month, day) = (self.0.year(), u8::from(self.0.month()), self.0.day());
+        write!(f, "{year:04}-{month:02}-{day:02}")
+    }
+}
+
+/// Where a tenant's client secret lives, as its settings page says it (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecretSource {
+    /// Entered in the app or the CLI and stored encrypted, on this day.
+    Encrypted { set_on: Option<Day> },
+    /// Read from this environment variable.
+    Environment { name: String },
+    /// The demo simulator's secret.
+    Demo,
+    /// None configured.
+    Missing,
+}
+
+/// A tenant's connection as its owner sees it on the settings page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSettings {
+    pub tenant: TenantSummary,
+    pub client_id: Option<String>,
+    pub secret: SecretSource,
+    /// When the client secret expires, as its owner entered it.
+    pub secret_expires_on: Option<Day>,
+    /// Days left until that expiry, when it is within [`SECRET_EXPIRY_WARNING_DAYS`] (or past).
+    pub expiry_warning_days: Option<i64>,
+    /// A disconnected tenant keeps its data and starts no run.
+    pub disconnected: bool,
+    /// Whether a secret can be entered here: the server has a secret key.
+    pub can_store_secrets: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +177,53 @@ mod tests {
     fn parses_guids_case_insensitively() {
         let id = TenantExternalId::parse(" 6F1C2A3B-0000-4000-8000-00000000C0DE ").unwrap();
         assert_eq!(id.as_str(), "6f1c2a3b-0000-4000-8000-00000000c0de");
+    }
+
+    #[test]
+    fn new_tenants_are_bounded_and_name_the_wrong_field() {
+        let ok = NewTenant::parse(
+            " 6F1C2A3B-0000-4000-8000-00000000C0DE ",
+            " Contoso ",
+            "app-1",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.external_id.as_str(),
+            "6f1c2a3b-0000-4000-8000-00000000c0de"
+        );
+        assert_eq!(ok.display_name, "Contoso");
+        let guid = "6f1c2a3b-0000-4000-8000-00000000c0de";
+        let long_name = "n".repeat(TENANT_NAME_MAX_CHARS + 1);
+        let long_id = "c".repeat(CLIENT_ID_MAX_CHARS + 1);
+        for (tenant, name, client, field) in [
+            ("contoso", "C", "a", "tenant"),
+            (guid, "", "a", "name"),
+            (guid, "a\u{7}b", "a", "name"),
+            (guid, long_name.as_str(), "a", "name"),
+            (guid, "C", "", "client_id"),
+            (guid, "C", "a b", "client_id"),
+            (guid, "C", long_id.as_str(), "client_id"),
+        ] {
+            let error = NewTenant::parse(tenant, name, client).unwrap_err();
+            assert!(
+                error.field_message(field).is_some(),
+                "{tenant} {name} {client}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn days_parse_print_and_count() {
+        let day = Day::parse("2026-12-01").unwrap();
+        assert_eq!(day.to_string(), "2026-12-01");
+        assert_eq!(day.days_until(Day::parse("2026-12-31").unwrap()), 30);
+        assert!(Day::parse("2026-13-01").is_err());
+        assert_eq!(
+            Day::of(crate::domain::Timestamp(1_795_712_245_000))
+                .unwrap()
+                .to_string(),
+            "2026-11-26"
+        );
     }
 
     #[test]

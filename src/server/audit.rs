@@ -37,6 +37,54 @@ pub async fn record(db: &Db, event: AuditEvent<'_>) {
     }
 }
 
+/// One page of the tenant's audit log, newest first: only `action` (when not empty), only the
+/// actor with this e-mail (when not empty), and only events older than `before` (keyset paging
+/// on the id, so a page costs the same however far back it is).
+pub async fn list(
+    db: &Db,
+    scope: &crate::server::tenants::TenantScope,
+    action: &str,
+    actor_email: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<crate::domain::audit::AuditPage, crate::domain::AppError> {
+    use crate::domain::audit::{AuditEntry, AuditPage};
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT a.id, a.action, u.email, a.target, a.details, a.created_at FROM audit_log a \
+         LEFT JOIN users u ON u.id = a.actor_user_id \
+         WHERE a.tenant_id = $1 AND ($2 = '' OR a.action = $2) AND ($3 = '' OR u.email = $3) \
+         AND a.id < $4 ORDER BY a.id DESC LIMIT $5",
+    )
+    .bind(scope.id())
+    .bind(action)
+    .bind(actor_email)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit + 1)
+    .fetch_all(db.pool())
+    .await?;
+    let mut entries = rows
+        .iter()
+        .map(|row| {
+            Ok(AuditEntry {
+                id: row.try_get("id")?,
+                action: row.try_get("action")?,
+                actor: row.try_get("email")?,
+                target: row.try_get("target")?,
+                details: row.try_get("details")?,
+                created_at: Timestamp(row.try_get("created_at")?),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let more = entries.len() as i64 > limit;
+    entries.truncate(limit.max(0) as usize);
+    let next_before = more.then(|| entries.last().map(|e| e.id)).flatten();
+    Ok(AuditPage {
+        entries,
+        next_before,
+    })
+}
+
 /// Sanitizes every string, and redacts whole values whose key names a secret (`password`,
 /// `clientSecret`) or that an object marks as secret (`value` beside `"isEncrypted": true` or a
 /// `secretReferenceValueId`): a string sanitized on its own no longer has its name beside it.

@@ -51,6 +51,12 @@ pub struct Cli {
     )]
     pub login_url: String,
 
+    /// The key file that encrypts client secrets entered in the app: one `ID:HEX` key a line
+    /// (64 hex digits), the last one encrypts, any decrypts. Without it, secrets can only be
+    /// `env:NAME` references. Checked against the database at start.
+    #[arg(long, env = "TENANTATLAS_SECRET_KEY_FILE", global = true)]
+    pub secret_key_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -88,6 +94,46 @@ pub enum Command {
     /// Set an existing account's password and sign it out everywhere. The password is read from
     /// the first line of standard input, never from the command line.
     SetPassword(SetPasswordArgs),
+    /// Connect a tenant. The client secret is read from the first line of standard input and
+    /// stored encrypted (needs --secret-key-file), unless --secret-ref names an environment
+    /// variable.
+    CreateTenant(CreateTenantArgs),
+    /// Re-encrypt every stored client secret with the newest key of --secret-key-file.
+    RotateSecretKey,
+    /// Print a new random key line (`ID:HEX`) to append to the secret key file.
+    NewSecretKey(NewSecretKeyArgs),
+}
+
+/// Options of `create-tenant`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CreateTenantArgs {
+    /// The tenant's id (a GUID).
+    #[arg(long)]
+    pub tenant: String,
+    /// The name shown in the app.
+    #[arg(long)]
+    pub name: String,
+    /// The app registration's client id.
+    #[arg(long)]
+    pub client_id: String,
+    /// `env:NAME`: read the client secret from this environment variable when it is needed,
+    /// instead of storing it.
+    #[arg(long)]
+    pub secret_ref: Option<String>,
+    /// The day the client secret expires (YYYY-MM-DD); the app warns 30 days before.
+    #[arg(long)]
+    pub secret_expires_on: Option<String>,
+    /// The account (e-mail) that becomes the tenant's owner.
+    #[arg(long)]
+    pub owner: Option<String>,
+}
+
+/// Options of `new-secret-key`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NewSecretKeyArgs {
+    /// The new key's id (letters, digits, `-`, `_`, `.`), e.g. the date: `2026-12`.
+    #[arg(long)]
+    pub id: String,
 }
 
 /// Options of `set-password`.
@@ -113,6 +159,10 @@ pub struct CreateUserArgs {
     /// owner, manager, operator or readonly.
     #[arg(long, requires = "tenant")]
     pub role: Option<String>,
+    /// Grant the instance-wide admin flag (may connect tenants). The first account gets it
+    /// anyway.
+    #[arg(long)]
+    pub admin: bool,
 }
 
 /// Options of `sync-inventory`.

@@ -85,6 +85,7 @@ pub async fn sync_targets(
             sqlx::query(
                 "SELECT id, external_id, display_name FROM tenants \
                  WHERE graph_client_id IS NOT NULL AND graph_secret_ref IS NOT NULL \
+                 AND disconnected_at IS NULL \
                  ORDER BY display_name, id",
             )
             .fetch_all(db.pool())

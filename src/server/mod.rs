@@ -24,6 +24,7 @@ pub mod static_files;
 pub mod tenants;
 
 use std::io::BufRead;
+use std::sync::Arc;
 use std::time::Duration;
 
 use auth::client_address::TrustedProxies;
@@ -34,6 +35,7 @@ use graph::credentials::CredentialsError;
 use graph::{GraphAccess, GraphClient, GraphConfig, GraphError, SecretResolver};
 use inventory::SyncError;
 use state::{AppState, Settings};
+use tenants::keyring::KeyRing;
 
 use crate::domain::{AppError, Email, Role, TenantExternalId};
 
@@ -65,8 +67,12 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
     if let Command::Serve(args) = &cli.command {
         args.refuse_retired().map_err(StartError::Invalid)?;
     }
+    if let Command::NewSecretKey(args) = &cli.command {
+        return tenants::cli::new_secret_key(args);
+    }
     let db = Db::connect(&cli.database_url).await?;
     prepare(&db).await?;
+    let keys = tenants::cli::load_keys(&db, cli.secret_key_file.as_deref()).await?;
     let graph_config = cli.graph_config();
     match cli.command {
         Command::Migrate => tracing::info!("migrations applied"),
@@ -77,10 +83,15 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
             sync_demo_inventory(&db, &demo).await?;
             tracing::info!(created, "demo data ready");
         }
-        Command::SyncInventory(args) => sync_inventory(&db, graph_config, args).await?,
+        Command::SyncInventory(args) => sync_inventory(&db, graph_config, keys, args).await?,
         Command::CreateUser(args) => create_user(&db, args).await?,
         Command::SetPassword(args) => set_password(&db, args).await?,
-        Command::Serve(args) => serve(db, graph_config, args).await?,
+        Command::CreateTenant(args) => {
+            tenants::cli::create_tenant(&db, keys.as_deref(), args).await?
+        }
+        Command::RotateSecretKey => tenants::cli::rotate_secret_key(&db, keys.as_deref()).await?,
+        Command::NewSecretKey(_) => unreachable!("answered before the database is opened"),
+        Command::Serve(args) => serve(db, graph_config, keys, args).await?,
     }
     Ok(())
 }
@@ -98,6 +109,7 @@ async fn sync_demo_inventory(db: &Db, demo: &seed::DemoGraph) -> Result<(), Star
 async fn sync_inventory(
     db: &Db,
     graph_config: GraphConfig,
+    keys: Option<Arc<KeyRing>>,
     args: SyncInventoryArgs,
 ) -> Result<(), StartError> {
     let only = args
@@ -117,7 +129,7 @@ async fn sync_inventory(
     }
     let access = GraphAccess {
         client: GraphClient::new(graph_config)?,
-        secrets: SecretResolver::default(),
+        secrets: SecretResolver::default().with_keys(keys),
     };
     let mut failed = 0;
     for target in &targets {
@@ -210,6 +222,9 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
     };
     let hash = read_password_hash().await?;
     let user_id = auth::users::upsert_user(db, &email, args.name.trim(), &hash).await?;
+    if args.admin {
+        auth::users::make_admin(db, user_id).await?;
+    }
     audit::record(
         db,
         audit::AuditEvent {
@@ -217,7 +232,7 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
             actor_user_id: None,
             action: "user.create_or_reset",
             target: format!("user:{user_id}"),
-            details: serde_json::json!({ "via": "cli" }),
+            details: serde_json::json!({ "via": "cli", "admin": args.admin }),
         },
     )
     .await;
@@ -239,7 +254,12 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(), StartError> {
+async fn serve(
+    db: Db,
+    graph_config: GraphConfig,
+    keys: Option<Arc<KeyRing>>,
+    args: ServeArgs,
+) -> Result<(), StartError> {
     panics::install_counter();
     // Held until the server stops: in demo mode the simulator is the app's Graph.
     let demo = if args.demo {
@@ -250,13 +270,20 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
     } else {
         None
     };
-    let graph = match &demo {
+    let mut graph = match &demo {
         Some(demo) => demo.access.clone(),
         None => GraphAccess {
             client: GraphClient::new(graph_config)?,
             secrets: SecretResolver::default(),
         },
     };
+    graph.secrets = graph.secrets.with_keys(keys.clone());
+    if keys.is_none() {
+        tracing::warn!(
+            "no --secret-key-file: client secrets cannot be entered in the app, and stored \
+             encrypted secrets cannot be used"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
     // Held until the process ends: while it is, the identity's runs are this process's.
@@ -287,7 +314,8 @@ async fn serve(db: Db, graph_config: GraphConfig, args: ServeArgs) -> Result<(),
         http::leptos_options(&args.site_root, addr),
         settings,
     )
-    .with_graph(graph.clone());
+    .with_graph(graph.clone())
+    .with_secret_keys(keys);
     // The worker shares the process's Graph client (its tokens and per-tenant limiters).
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
     let worker = runs_worker(&db, graph)

@@ -134,13 +134,15 @@ pub async fn seed_demo(db: &Db) -> Result<usize, StartError> {
             }
         };
         let user_id: i64 = sqlx::query(
-            "INSERT INTO users (email, display_name, password_hash, created_at) VALUES ($1, $2, $3, $4) \
-             RETURNING id",
+            "INSERT INTO users (email, display_name, password_hash, created_at, is_admin) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(email)
         .bind(name)
         .bind(&hash)
         .bind(now)
+        // The demo admin may connect tenants, as the first account of a deployment may.
+        .bind(email == DEMO_ADMIN_EMAIL)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;

@@ -12,6 +12,7 @@ use super::auth::throttle::SignInThrottle;
 use super::db::Db;
 use super::engine::runner::WakeUp;
 use super::graph::GraphAccess;
+use super::tenants::keyring::KeyRing;
 use crate::domain::AppError;
 
 /// Settings fixed at start.
@@ -39,6 +40,9 @@ pub struct AppState {
     pub graph: Option<GraphAccess>,
     /// Wakes the run worker(s) after a submit.
     pub wake: WakeUp,
+    /// Seals client secrets entered in the app; `None` without `--secret-key-file`, and then
+    /// the app refuses to store a secret.
+    pub secret_keys: Option<Arc<KeyRing>>,
 }
 
 impl AppState {
@@ -51,7 +55,14 @@ impl AppState {
             password_checker: Checker::per_core(),
             graph: None,
             wake: WakeUp::default(),
+            secret_keys: None,
         }
+    }
+
+    /// The same state with the key ring that seals client secrets.
+    pub fn with_secret_keys(mut self, keys: Option<Arc<KeyRing>>) -> Self {
+        self.secret_keys = keys;
+        self
     }
 
     /// The same state with another password checker (tests of the overload answer).

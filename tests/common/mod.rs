@@ -15,6 +15,7 @@ use tenantatlas::server::auth::session::{SessionSettings, COOKIE, HOST_COOKIE};
 use tenantatlas::server::auth::throttle::SignInThrottle;
 use tenantatlas::server::graph::{GraphAccess, GraphClient, PolicyType, TenantCredentials};
 use tenantatlas::server::state::{AppState, Settings};
+use tenantatlas::server::tenants::keyring::KeyRing;
 use tenantatlas::server::{db::Db, http, prepare, seed};
 
 /// Which engine a test runs against.
@@ -115,6 +116,8 @@ pub struct Options {
     pub checker: Option<Checker>,
     /// Other sign-in budgets than the defaults.
     pub throttle: Option<SignInThrottle>,
+    /// The key ring that seals client secrets entered in the app (none: secrets are refused).
+    pub secret_keys: Option<std::sync::Arc<KeyRing>>,
 }
 
 impl Default for Options {
@@ -127,6 +130,7 @@ impl Default for Options {
             https: false,
             checker: None,
             throttle: None,
+            secret_keys: None,
         }
     }
 }
@@ -213,6 +217,7 @@ impl TestApp {
         if let Some(checker) = options.checker {
             state = state.with_password_checker(checker);
         }
+        state = state.with_secret_keys(options.secret_keys);
         if let Some(throttle) = options.throttle {
             state.sign_in_throttle = throttle;
         }

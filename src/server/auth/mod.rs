@@ -57,6 +57,21 @@ pub async fn authorize(tenant: &str, capability: Capability) -> Result<TenantCon
     authorize_user(&db, user_id, tenant, capability).await
 }
 
+/// The signed-in user, when they hold the instance-wide admin flag (connecting tenants);
+/// anonymous → 401, anyone else → 403.
+pub async fn authorize_admin() -> Result<i64, AppError> {
+    let db = app_state()?.db;
+    let user_id = signed_in_user().await?;
+    if users::is_admin(&db, user_id).await? {
+        Ok(user_id)
+    } else {
+        Err(AppError::Forbidden(ADMIN_LABEL.into()))
+    }
+}
+
+/// The reason a user without the admin flag is refused (and shown beside the action).
+pub const ADMIN_LABEL: &str = crate::domain::capability::ADMIN_LABEL;
+
 /// [`authorize`] for a known user (also used by the page guard, which has no Leptos context).
 pub async fn authorize_user(
     db: &Db,
@@ -68,7 +83,7 @@ pub async fn authorize_user(
     // A malformed id is answered like a tenant one is not a member of: nothing is revealed.
     let external_id = TenantExternalId::parse(tenant).map_err(|_| not_member())?;
     let row = sqlx::query(
-        "SELECT t.id, t.display_name, m.role FROM tenants t \
+        "SELECT t.id, t.display_name, t.disconnected_at, m.role FROM tenants t \
          JOIN memberships m ON m.tenant_id = t.id AND m.user_id = $2 \
          WHERE t.external_id = $1",
     )
@@ -81,6 +96,14 @@ pub async fn authorize_user(
     let role = Role::parse(&role).ok_or(AppError::Internal)?;
     if !role.can(capability) {
         return Err(AppError::Forbidden(capability.refusal(role)));
+    }
+    let disconnected = row.try_get::<Option<i64>, _>("disconnected_at")?.is_some();
+    if disconnected && capability.starts_runs() {
+        return Err(AppError::Conflict(
+            "This tenant is disconnected: no run can start. Its owner can reconnect it on the \
+             tenant's settings page."
+                .into(),
+        ));
     }
     let summary = TenantSummary {
         external_id: external_id.as_str().to_owned(),

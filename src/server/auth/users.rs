@@ -60,10 +60,12 @@ pub async fn set_password(
 
 /// The signed-in user with their tenants (by tenant name); `None` if the account is gone.
 pub async fn current_user(db: &Db, user_id: i64) -> Result<Option<CurrentUser>, AppError> {
-    let Some(user) = sqlx::query("SELECT email, display_name FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(db.pool())
-        .await?
+    let Some(user) = sqlx::query(&format!(
+        "SELECT email, display_name, {ADMIN_FLAG} FROM users WHERE id = $1"
+    ))
+    .bind(user_id)
+    .fetch_optional(db.pool())
+    .await?
     else {
         return Ok(None);
     };
@@ -90,12 +92,36 @@ pub async fn current_user(db: &Db, user_id: i64) -> Result<Option<CurrentUser>, 
     Ok(Some(CurrentUser {
         display_name: user.try_get("display_name")?,
         email: user.try_get("email")?,
+        is_admin: user.try_get::<i64, _>("is_admin")? != 0,
         memberships,
     }))
 }
 
+/// The admin flag as an integer: SQLite stores a BOOLEAN as an integer, which the `Any` driver
+/// will not read as a bool, so both engines are asked for 0 or 1.
+const ADMIN_FLAG: &str = "CAST(CASE WHEN is_admin THEN 1 ELSE 0 END AS BIGINT) AS is_admin";
+
+/// Whether the user holds the instance-wide admin flag (may connect new tenants).
+pub async fn is_admin(db: &Db, user_id: i64) -> Result<bool, AppError> {
+    let flag: Option<i64> =
+        sqlx::query_scalar(&format!("SELECT {ADMIN_FLAG} FROM users WHERE id = $1"))
+            .bind(user_id)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(flag.is_some_and(|flag| flag != 0))
+}
+
+/// Grants the instance-wide admin flag.
+pub async fn make_admin(db: &Db, user_id: i64) -> Result<(), AppError> {
+    sqlx::query("UPDATE users SET is_admin = TRUE WHERE id = $1")
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// Creates an account, or sets the password and name of an existing one (ending all of its
-/// sessions). Returns its id.
+/// sessions). Returns its id. The first account of a database is an admin.
 pub async fn upsert_user(
     db: &Db,
     email: &Email,
@@ -115,8 +141,8 @@ pub async fn upsert_user(
         return Ok(existing.user_id);
     }
     let inserted = sqlx::query(
-        "INSERT INTO users (email, display_name, password_hash, created_at) VALUES ($1, $2, $3, $4) \
-         RETURNING id",
+        "INSERT INTO users (email, display_name, password_hash, created_at, is_admin) \
+         SELECT $1, $2, $3, $4, NOT EXISTS (SELECT 1 FROM users) RETURNING id",
     )
     .bind(email.as_str())
     .bind(display_name)

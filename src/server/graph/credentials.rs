@@ -1,7 +1,10 @@
 //! A tenant's Graph credentials: the app's client id and a *reference* to its secret, both on the
-//! tenant row. The database never holds a secret; it is resolved from where the reference
-//! points each time credentials are loaded, and only lives in a [`ClientSecret`] (which never
-//! prints itself).
+//! tenant row. The database never holds a secret in clear: `env:NAME` is resolved from the
+//! environment, and `encrypted` opens the ciphertext on the row with the key ring
+//! ([`crate::server::tenants::keyring`]), each time credentials are loaded. The secret only
+//! lives in a [`ClientSecret`] (which never prints itself).
+
+use std::sync::Arc;
 
 use sqlx::Row;
 
@@ -9,11 +12,15 @@ use super::token::{ClientSecret, TenantCredentials};
 use super::GraphClient;
 use crate::domain::TenantExternalId;
 use crate::server::db::Db;
+use crate::server::tenants::keyring::{KeyError, KeyRing, Sealed};
 
 /// The `graph_secret_ref` of the demo tenants. It resolves only in a process that runs the demo
 /// simulator, which draws a fresh random secret at start, so no usable secret is ever written
 /// down and a copied demo database grants nothing.
 pub const DEMO_SECRET_REF: &str = "demo:simulator";
+
+/// The `graph_secret_ref` of a tenant whose secret is stored encrypted on its own row.
+pub const ENCRYPTED_SECRET_REF: &str = "encrypted";
 
 /// Why a tenant's credentials could not be loaded. No variant carries the secret.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +35,10 @@ pub enum CredentialsError {
     MissingEnvironment(String),
     #[error("a demo tenant's secret only exists while the demo simulator runs (serve --demo or seed-demo)")]
     DemoOnly,
+    #[error("the tenant is disconnected: its owner can reconnect it on its settings page")]
+    Disconnected,
+    #[error("the stored client secret cannot be used: {0}")]
+    Key(#[from] KeyError),
     #[error("the tenant id is not a GUID")]
     InvalidTenantId,
     #[error("database: {0}")]
@@ -39,12 +50,14 @@ pub enum CredentialsError {
 #[derive(Clone, Default)]
 pub struct SecretResolver {
     demo: Option<ClientSecret>,
+    keys: Option<Arc<KeyRing>>,
 }
 
 impl std::fmt::Debug for SecretResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretResolver")
             .field("demo", &self.demo.is_some())
+            .field("keys", &self.keys)
             .finish()
     }
 }
@@ -52,7 +65,22 @@ impl std::fmt::Debug for SecretResolver {
 impl SecretResolver {
     /// A resolver that also knows the running demo simulator's secret.
     pub fn with_demo_secret(secret: ClientSecret) -> Self {
-        Self { demo: Some(secret) }
+        Self {
+            demo: Some(secret),
+            keys: None,
+        }
+    }
+
+    /// The same resolver, opening encrypted secrets with `keys`.
+    pub fn with_keys(mut self, keys: Option<Arc<KeyRing>>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Opens a secret sealed on the tenant row `tenant_id`.
+    pub fn open(&self, tenant_id: i64, sealed: &Sealed) -> Result<ClientSecret, CredentialsError> {
+        let keys = self.keys.as_ref().ok_or(KeyError::NotConfigured)?;
+        Ok(keys.open(tenant_id, sealed)?)
     }
 
     /// The secret `reference` points to.
@@ -106,7 +134,8 @@ pub async fn load_credentials(
     secrets: &SecretResolver,
 ) -> Result<TenantCredentials, CredentialsError> {
     let row = sqlx::query(
-        "SELECT external_id, graph_client_id, graph_secret_ref FROM tenants WHERE id = $1",
+        "SELECT external_id, graph_client_id, graph_secret_ref, graph_secret_ciphertext, \
+         graph_secret_key_id, disconnected_at FROM tenants WHERE id = $1",
     )
     .bind(tenant_id)
     .fetch_optional(db.pool())
@@ -115,6 +144,10 @@ pub async fn load_credentials(
     let external_id: String = row.try_get("external_id")?;
     let client_id: Option<String> = row.try_get("graph_client_id")?;
     let secret_ref: Option<String> = row.try_get("graph_secret_ref")?;
+    let disconnected_at: Option<i64> = row.try_get("disconnected_at")?;
+    if disconnected_at.is_some() {
+        return Err(CredentialsError::Disconnected);
+    }
     let (Some(client_id), Some(secret_ref)) = (
         client_id.filter(|id| !id.trim().is_empty()),
         secret_ref.filter(|r| !r.trim().is_empty()),
@@ -125,7 +158,19 @@ pub async fn load_credentials(
         tenant_id: TenantExternalId::parse(&external_id)
             .map_err(|_| CredentialsError::InvalidTenantId)?,
         client_id: client_id.trim().to_owned(),
-        client_secret: secrets.resolve(&secret_ref)?,
+        client_secret: if secret_ref.trim() == ENCRYPTED_SECRET_REF {
+            let sealed = Sealed {
+                key_id: row
+                    .try_get::<Option<String>, _>("graph_secret_key_id")?
+                    .unwrap_or_default(),
+                ciphertext: row
+                    .try_get::<Option<String>, _>("graph_secret_ciphertext")?
+                    .unwrap_or_default(),
+            };
+            secrets.open(tenant_id, &sealed)?
+        } else {
+            secrets.resolve(&secret_ref)?
+        },
     })
 }
 
@@ -176,6 +221,9 @@ mod tests {
         ));
         let demo = SecretResolver::with_demo_secret(ClientSecret::new("d"));
         assert!(demo.resolve(DEMO_SECRET_REF).is_ok());
-        assert_eq!(format!("{demo:?}"), "SecretResolver { demo: true }");
+        assert_eq!(
+            format!("{demo:?}"),
+            "SecretResolver { demo: true, keys: None }"
+        );
     }
 }

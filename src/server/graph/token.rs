@@ -24,8 +24,8 @@ impl ClientSecret {
         Self(secret.into())
     }
 
-    /// The clear text, only for the token request body.
-    fn expose(&self) -> &str {
+    /// The clear text, only for the token request body and the key ring that seals it.
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

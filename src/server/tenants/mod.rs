@@ -1,6 +1,14 @@
+//! Tenants: connecting one (`connection`), the key ring that seals client secrets (`keyring`),
+//! and the admin commands (`cli`).
+//!
 //! The tenant a request acts in. [`TenantScope`] is the only way to hold a tenant's database id,
 //! every query on tenant data takes one, and only the authorization point (`auth::authorize`)
 //! builds one, so a query can neither forget the tenant nor reach a tenant the user is not in.
+
+pub mod cli;
+pub mod connection;
+pub mod keyring;
+pub mod members;
 
 use crate::domain::TenantSummary;
 

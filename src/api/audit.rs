@@ -1,0 +1,45 @@
+//! The tenant's audit log (owners and managers).
+
+use leptos::prelude::*;
+
+use crate::domain::audit::AuditPage;
+use crate::domain::AppError;
+
+/// How many audit events a page holds.
+pub const AUDIT_PAGE_SIZE: i64 = 50;
+
+/// One page of the audit log, newest first. `action` (e.g. `member.add`) and `actor` (an
+/// e-mail) filter when not empty; `before` (an event id from `next_before`) pages back, 0 is
+/// the newest page.
+#[server(prefix = "/api", endpoint = "audit/list")]
+pub async fn list_audit(
+    tenant: String,
+    #[server(default)] action: String,
+    #[server(default)] actor: String,
+    #[server(default)] before: i64,
+) -> Result<AuditPage, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{audit, error::respond, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::ReadAuditLog).await?;
+            let before = match before {
+                0 => None,
+                id if id > 0 => Some(id),
+                _ => return Err(AppError::invalid("before", "Not an event id.")),
+            };
+            let action = action.trim();
+            if action.len() > 100 {
+                return Err(AppError::invalid("action", "Not an action."));
+            }
+            let actor = actor.trim().to_lowercase();
+            if actor.len() > crate::domain::Email::MAX_CHARS {
+                return Err(AppError::invalid("actor", "Not an e-mail address."));
+            }
+            audit::list(&db, &ctx.scope, action, &actor, before, AUDIT_PAGE_SIZE).await
+        }
+        .await,
+    )
+}

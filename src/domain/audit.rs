@@ -1,0 +1,26 @@
+//! The tenant's audit log as its page shows it.
+
+use serde::{Deserialize, Serialize};
+
+use super::Timestamp;
+
+/// One audited event of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub action: String,
+    /// The actor's e-mail; `None` for the CLI or a deleted account.
+    pub actor: Option<String>,
+    pub target: String,
+    /// The small sanitized JSON object stored with the event.
+    pub details: String,
+    pub created_at: Timestamp,
+}
+
+/// One page of the audit log, newest first; `next_before` pages back (the `before` of the
+/// next page), `None` on the last page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next_before: Option<i64>,
+}

@@ -1,0 +1,331 @@
+//! Connecting a tenant and changing its connection: the app registration, the client secret
+//! (sealed by the key ring, or an `env:NAME` reference), its expiry, disconnect and reconnect,
+//! and re-encrypting every secret with the newest key.
+
+use sqlx::Row;
+
+use super::keyring::{KeyError, KeyRing, Sealed};
+use super::TenantScope;
+use crate::domain::tenant::{SecretSource, CLIENT_SECRET_MAX_CHARS, SECRET_EXPIRY_WARNING_DAYS};
+use crate::domain::{AppError, Day, NewTenant, Role, TenantSettings, TenantSummary, Timestamp};
+use crate::server::audit::{self, AuditEvent};
+use crate::server::db::{is_unique_violation, Db};
+use crate::server::graph::credentials::{DEMO_SECRET_REF, ENCRYPTED_SECRET_REF};
+use crate::server::graph::ClientSecret;
+
+/// Where a new tenant's client secret comes from.
+pub enum SecretInput {
+    /// Typed in (the form, or the CLI's standard input): stored sealed.
+    Clear(ClientSecret),
+    /// An `env:NAME` reference: the secret stays in the environment.
+    Reference(String),
+}
+
+/// The refusal when no key ring is configured.
+fn no_key() -> AppError {
+    AppError::Conflict(
+        "Client secrets cannot be stored: the server has no secret key \
+         (--secret-key-file or TENANTATLAS_SECRET_KEY_FILE)."
+            .into(),
+    )
+}
+
+/// A client secret as typed: trimmed, non-empty and bounded.
+pub fn parse_secret(raw: &str) -> Result<ClientSecret, AppError> {
+    let raw = raw.trim();
+    if raw.is_empty()
+        || raw.chars().count() > CLIENT_SECRET_MAX_CHARS
+        || raw.chars().any(char::is_control)
+    {
+        return Err(AppError::invalid(
+            "secret",
+            format!("Enter the client secret (at most {CLIENT_SECRET_MAX_CHARS} characters)."),
+        ));
+    }
+    Ok(ClientSecret::new(raw))
+}
+
+/// An `env:NAME` reference as typed.
+pub fn parse_reference(raw: &str) -> Result<String, AppError> {
+    let raw = raw.trim();
+    let name_ok = raw.strip_prefix("env:").is_some_and(|name| {
+        !name.is_empty()
+            && name.len() <= 100
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    });
+    if !name_ok {
+        return Err(AppError::invalid(
+            "secret_ref",
+            "A secret reference looks like env:NAME.",
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+/// Connects a tenant: its row, its sealed secret (the row id is the associated data, so the
+/// row is written first, in the same transaction) and, when `owner` is given, that user's
+/// ownership. A tenant id already connected is a 409.
+pub async fn connect(
+    db: &Db,
+    keys: Option<&KeyRing>,
+    owner: Option<i64>,
+    input: &NewTenant,
+    secret: SecretInput,
+    expires_on: Option<Day>,
+) -> Result<(i64, TenantSummary), AppError> {
+    if matches!(secret, SecretInput::Clear(_)) && keys.is_none() {
+        return Err(no_key());
+    }
+    let now = Timestamp::now().millis();
+    let mut tx = db.pool().begin().await?;
+    let reference = match &secret {
+        SecretInput::Clear(_) => ENCRYPTED_SECRET_REF.to_owned(),
+        SecretInput::Reference(reference) => reference.clone(),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO tenants (external_id, display_name, graph_client_id, graph_secret_ref, \
+         graph_secret_set_at, graph_secret_expires_on, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(input.external_id.as_str())
+    .bind(&input.display_name)
+    .bind(&input.client_id)
+    .bind(&reference)
+    .bind(now)
+    .bind(expires_on.map(|d| d.to_string()))
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await;
+    let tenant_id: i64 = match inserted {
+        Ok(row) => row.try_get("id")?,
+        Err(error) if is_unique_violation(&error) => {
+            return Err(AppError::Conflict(
+                "A tenant with this id is already connected.".into(),
+            ))
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if let (SecretInput::Clear(secret), Some(keys)) = (&secret, keys) {
+        store_sealed(&mut tx, tenant_id, &keys.seal(tenant_id, secret)).await?;
+    }
+    if let Some(owner) = owner {
+        sqlx::query(
+            "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(owner)
+        .bind(tenant_id)
+        .bind(Role::Owner.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    audit::record(
+        db,
+        AuditEvent {
+            tenant_id: Some(tenant_id),
+            actor_user_id: owner,
+            action: "tenant.connect",
+            target: format!("tenant:{tenant_id}"),
+            details: serde_json::json!({
+                "client_id": input.client_id,
+                "secret": if matches!(secret, SecretInput::Clear(_)) { "encrypted" } else { "reference" },
+            }),
+        },
+    )
+    .await;
+    Ok((
+        tenant_id,
+        TenantSummary {
+            external_id: input.external_id.to_string(),
+            display_name: input.display_name.clone(),
+        },
+    ))
+}
+
+async fn store_sealed(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: i64,
+    sealed: &Sealed,
+) -> Result<(), AppError> {
+    sqlx::query(
+        "UPDATE tenants SET graph_secret_ciphertext = $2, graph_secret_key_id = $3 WHERE id = $1",
+    )
+    .bind(tenant_id)
+    .bind(&sealed.ciphertext)
+    .bind(&sealed.key_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The tenant's connection as its settings page shows it (never the secret).
+pub async fn settings(
+    db: &Db,
+    scope: &TenantScope,
+    can_store_secrets: bool,
+) -> Result<TenantSettings, AppError> {
+    let row = sqlx::query(
+        "SELECT graph_client_id, graph_secret_ref, graph_secret_set_at, graph_secret_expires_on, \
+         disconnected_at FROM tenants WHERE id = $1",
+    )
+    .bind(scope.id())
+    .fetch_one(db.pool())
+    .await?;
+    let reference: Option<String> = row.try_get("graph_secret_ref")?;
+    let set_at: Option<i64> = row.try_get("graph_secret_set_at")?;
+    let secret = match reference.as_deref().map(str::trim) {
+        Some(ENCRYPTED_SECRET_REF) => SecretSource::Encrypted {
+            set_on: set_at.and_then(|at| Day::of(Timestamp(at))),
+        },
+        Some(DEMO_SECRET_REF) => SecretSource::Demo,
+        Some(reference) if reference.starts_with("env:") => SecretSource::Environment {
+            name: reference.trim_start_matches("env:").to_owned(),
+        },
+        _ => SecretSource::Missing,
+    };
+    let expires_on = row
+        .try_get::<Option<String>, _>("graph_secret_expires_on")?
+        .and_then(|raw| Day::parse(&raw).ok());
+    let expiry_warning_days = expires_on.and_then(|expires| {
+        let left = Day::of(Timestamp::now())?.days_until(expires);
+        (left <= SECRET_EXPIRY_WARNING_DAYS).then_some(left)
+    });
+    Ok(TenantSettings {
+        tenant: scope.summary().clone(),
+        client_id: row.try_get("graph_client_id")?,
+        secret,
+        secret_expires_on: expires_on,
+        expiry_warning_days,
+        disconnected: row.try_get::<Option<i64>, _>("disconnected_at")?.is_some(),
+        can_store_secrets,
+    })
+}
+
+/// Replaces the tenant's client secret (stored sealed with the newest key), and the client id
+/// when one is given, with the new secret's expiry.
+pub async fn replace_secret(
+    db: &Db,
+    keys: Option<&KeyRing>,
+    scope: &TenantScope,
+    actor: i64,
+    client_id: Option<&str>,
+    secret: &ClientSecret,
+    expires_on: Option<Day>,
+) -> Result<(), AppError> {
+    let keys = keys.ok_or_else(no_key)?;
+    let sealed = keys.seal(scope.id(), secret);
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "UPDATE tenants SET graph_secret_ref = $2, graph_secret_set_at = $3, \
+         graph_secret_expires_on = $4, graph_client_id = COALESCE($5, graph_client_id) WHERE id = $1",
+    )
+    .bind(scope.id())
+    .bind(ENCRYPTED_SECRET_REF)
+    .bind(Timestamp::now().millis())
+    .bind(expires_on.map(|d| d.to_string()))
+    .bind(client_id)
+    .execute(&mut *tx)
+    .await?;
+    store_sealed(&mut tx, scope.id(), &sealed).await?;
+    tx.commit().await?;
+    audit::record(
+        db,
+        AuditEvent {
+            tenant_id: Some(scope.id()),
+            actor_user_id: Some(actor),
+            action: "tenant.replace_secret",
+            target: format!("tenant:{}", scope.id()),
+            details: serde_json::json!({
+                "key_id": sealed.key_id,
+                "expires_on": expires_on.map(|d| d.to_string()),
+                "client_id_changed": client_id.is_some(),
+            }),
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// Disconnects (`connected = false`) or reconnects the tenant. Its data stays either way.
+pub async fn set_connected(
+    db: &Db,
+    scope: &TenantScope,
+    actor: i64,
+    connected: bool,
+) -> Result<(), AppError> {
+    let disconnected_at = (!connected).then(|| Timestamp::now().millis());
+    sqlx::query("UPDATE tenants SET disconnected_at = $2 WHERE id = $1")
+        .bind(scope.id())
+        .bind(disconnected_at)
+        .execute(db.pool())
+        .await?;
+    audit::record(
+        db,
+        AuditEvent {
+            tenant_id: Some(scope.id()),
+            actor_user_id: Some(actor),
+            action: if connected {
+                "tenant.reconnect"
+            } else {
+                "tenant.disconnect"
+            },
+            target: format!("tenant:{}", scope.id()),
+            details: serde_json::json!({}),
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// Whether the tenant is disconnected (no run may start).
+pub async fn is_disconnected(db: &Db, tenant_id: i64) -> Result<bool, AppError> {
+    let at: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT disconnected_at FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(matches!(at, Some(Some(_))))
+}
+
+/// Re-encrypts every stored secret with the newest key, in one transaction. Returns how many
+/// secrets were re-encrypted (those already under the newest key are left as they are).
+pub async fn rotate(db: &Db, keys: &KeyRing) -> Result<usize, RotateError> {
+    let mut tx = db.pool().begin().await?;
+    let rows = sqlx::query(
+        "SELECT id, graph_secret_ciphertext, graph_secret_key_id FROM tenants \
+         WHERE graph_secret_ciphertext IS NOT NULL AND graph_secret_key_id <> $1",
+    )
+    .bind(keys.newest_id())
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &rows {
+        let tenant_id: i64 = row.try_get("id")?;
+        let sealed = Sealed {
+            key_id: row.try_get("graph_secret_key_id")?,
+            ciphertext: row.try_get("graph_secret_ciphertext")?,
+        };
+        let secret = keys
+            .open(tenant_id, &sealed)
+            .map_err(|error| RotateError::Tenant(tenant_id, error))?;
+        sqlx::query(
+            "UPDATE tenants SET graph_secret_ciphertext = $2, graph_secret_key_id = $3 WHERE id = $1",
+        )
+        .bind(tenant_id)
+        .bind(keys.seal(tenant_id, &secret).ciphertext)
+        .bind(keys.newest_id())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len())
+}
+
+/// Why `rotate-secret-key` stopped (nothing is changed then).
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("the secret of tenant row {0} cannot be opened: {1}")]
+    Tenant(i64, KeyError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}

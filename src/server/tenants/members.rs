@@ -1,0 +1,187 @@
+//! A tenant's members: list, add an existing account, change a role, remove. A tenant always
+//! keeps an owner: every change locks the tenant's row first (a write on both engines, so two
+//! owners demoting each other at the same moment are serialized), makes the change, counts the
+//! owners left and rolls back with a 409 when none is. Each change is audited with the old and
+//! new role. Authorization reads memberships on every request, so a removed member loses the
+//! tenant at once.
+
+use sqlx::Row;
+
+use super::TenantScope;
+use crate::domain::{AppError, Email, Member, Role, Timestamp};
+use crate::server::audit::{self, AuditEvent};
+use crate::server::db::{is_unique_violation, Db};
+
+/// The tenant's members, owners first, then by name.
+pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<Member>, AppError> {
+    let rows = sqlx::query(
+        "SELECT u.id, u.email, u.display_name, m.role, m.created_at FROM memberships m \
+         JOIN users u ON u.id = m.user_id WHERE m.tenant_id = $1 ORDER BY u.display_name, u.id",
+    )
+    .bind(scope.id())
+    .fetch_all(db.pool())
+    .await?;
+    let mut members = rows
+        .iter()
+        .map(|row| {
+            let role: String = row.try_get("role")?;
+            Ok(Member {
+                user_id: row.try_get("id")?,
+                email: row.try_get("email")?,
+                display_name: row.try_get("display_name")?,
+                role: Role::parse(&role).ok_or(AppError::Internal)?,
+                added_at: Timestamp(row.try_get("created_at")?),
+            })
+        })
+        .collect::<Result<Vec<_>, AppError>>()?;
+    members.sort_by_key(|m| Role::ALL.iter().position(|r| *r == m.role));
+    Ok(members)
+}
+
+/// Gives the account with `email` the `role` in the tenant. An address without an account is a
+/// 404 (it needs an invitation); an existing member is a 409 (change the role instead).
+pub async fn add(
+    db: &Db,
+    scope: &TenantScope,
+    actor: i64,
+    email: &Email,
+    role: Role,
+) -> Result<(), AppError> {
+    let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(email.as_str())
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| AppError::NotFound("No account has this e-mail address.".into()))?;
+    let inserted = sqlx::query(
+        "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(user_id)
+    .bind(scope.id())
+    .bind(role.as_str())
+    .bind(Timestamp::now().millis())
+    .execute(db.pool())
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(error) if is_unique_violation(&error) => {
+            return Err(AppError::Conflict(
+                "This account is already a member: change its role instead.".into(),
+            ))
+        }
+        Err(error) => return Err(error.into()),
+    }
+    record(db, scope, actor, "member.add", user_id, None, Some(role)).await;
+    Ok(())
+}
+
+/// Changes a member's role; demoting the last owner is a 409.
+pub async fn change_role(
+    db: &Db,
+    scope: &TenantScope,
+    actor: i64,
+    user_id: i64,
+    role: Role,
+) -> Result<(), AppError> {
+    let old = change(db, scope, user_id, Some(role)).await?;
+    if old != role {
+        record(
+            db,
+            scope,
+            actor,
+            "member.change_role",
+            user_id,
+            Some(old),
+            Some(role),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Removes a member; removing the last owner is a 409.
+pub async fn remove(
+    db: &Db,
+    scope: &TenantScope,
+    actor: i64,
+    user_id: i64,
+) -> Result<(), AppError> {
+    let old = change(db, scope, user_id, None).await?;
+    record(db, scope, actor, "member.remove", user_id, Some(old), None).await;
+    Ok(())
+}
+
+/// Sets (`Some`) or deletes (`None`) the membership and checks, in the same transaction, that
+/// an owner remains. Returns the old role.
+async fn change(
+    db: &Db,
+    scope: &TenantScope,
+    user_id: i64,
+    role: Option<Role>,
+) -> Result<Role, AppError> {
+    let mut tx = db.pool().begin().await?;
+    // A write to the tenant's row: PostgreSQL locks the row and SQLite takes its write lock,
+    // so changes to one tenant's members run one after the other.
+    sqlx::query("UPDATE tenants SET display_name = display_name WHERE id = $1")
+        .bind(scope.id())
+        .execute(&mut *tx)
+        .await?;
+    let old: String =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+            .bind(scope.id())
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| AppError::NotFound("This account is not a member.".into()))?;
+    let old = Role::parse(&old).ok_or(AppError::Internal)?;
+    let write = match role {
+        Some(role) => {
+            sqlx::query("UPDATE memberships SET role = $3 WHERE tenant_id = $1 AND user_id = $2")
+                .bind(scope.id())
+                .bind(user_id)
+                .bind(role.as_str())
+        }
+        None => sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+            .bind(scope.id())
+            .bind(user_id),
+    };
+    write.execute(&mut *tx).await?;
+    let owners: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM memberships WHERE tenant_id = $1 AND role = 'owner'",
+    )
+    .bind(scope.id())
+    .fetch_one(&mut *tx)
+    .await?;
+    if owners == 0 {
+        tx.rollback().await?;
+        return Err(AppError::Conflict(
+            "A tenant keeps at least one owner: make someone else owner first.".into(),
+        ));
+    }
+    tx.commit().await?;
+    Ok(old)
+}
+
+async fn record(
+    db: &Db,
+    scope: &TenantScope,
+    actor: i64,
+    action: &str,
+    user_id: i64,
+    old: Option<Role>,
+    new: Option<Role>,
+) {
+    audit::record(
+        db,
+        AuditEvent {
+            tenant_id: Some(scope.id()),
+            actor_user_id: Some(actor),
+            action,
+            target: format!("user:{user_id}"),
+            details: serde_json::json!({
+                "old_role": old.map(Role::as_str),
+                "new_role": new.map(Role::as_str),
+            }),
+        },
+    )
+    .await;
+}

@@ -1,0 +1,575 @@
+//! Connecting tenants without SQL: `create-tenant` and the app's Connect form seal the client
+//! secret with AES-256-GCM (never in clear in the database, bound to its tenant row), a wrong
+//! key is refused at start with a clear message, `rotate-secret-key` moves every secret to the
+//! newest key, the first account is the instance admin, and the owner replaces the secret,
+//! disconnects and reconnects the tenant.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use common::{Backend, Options, TempDir, TestApp, TestDb, ADMIN, CONTOSO, OPERATOR};
+use serde_json::Value;
+use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
+use tenantatlas::server::graph::credentials::{load_credentials, CredentialsError};
+use tenantatlas::server::graph::{GraphClient, GraphConfig, PolicyType, SecretResolver};
+use tenantatlas::server::tenants::keyring::{KeyError, KeyRing};
+
+both_backends!(TestApp:
+    create_tenant_seals_the_secret_to_its_row,
+    a_wrong_or_missing_key_stops_every_command_at_start,
+    rotation_moves_every_secret_to_the_newest_key,
+    an_env_reference_stays_possible,
+);
+
+const K1: &str = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const K1_OTHER: &str = "k1:ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+const K2: &str = "k2:5f0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e5f";
+const SECRET: &str = "Xq8~sUp3r.s3cret-VALUE_0123456789abcdef";
+const TENANT_A: &str = "11111111-2222-4333-8444-555555555555";
+const TENANT_B: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+
+/// Runs a command of the binary against `url`, with `stdin` as its standard input.
+fn admin(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantatlas"))
+        .args(["--database-url", url, "--log", "warn"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let _ = child
+        .stdin
+        .take()
+        .map(|mut pipe| pipe.write_all(stdin.as_bytes()));
+    child.wait_with_output().unwrap()
+}
+
+fn ok(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn refused(output: &std::process::Output) -> String {
+    assert!(!output.status.success(), "the command was expected to fail");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+fn key_file(dir: &TempDir, name: &str, lines: &[&str]) -> String {
+    let path = dir.0.join(name);
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path.display().to_string()
+}
+
+fn create_tenant(url: &str, keys: &str, tenant: &str, secret: &str) -> std::process::Output {
+    admin(
+        url,
+        &[
+            "--secret-key-file",
+            keys,
+            "create-tenant",
+            "--tenant",
+            tenant,
+            "--name",
+            "Woodgrove",
+            "--client-id",
+            "app-woodgrove",
+            "--owner",
+            ADMIN,
+        ],
+        &format!("{secret}\n"),
+    )
+}
+
+async fn sim(secret: &str) -> SimHandle {
+    GraphSim::start(SimConfig {
+        policies_per_tenant: 4,
+        client_secret: secret.into(),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts")
+}
+
+/// Whether the tenant's stored credentials, opened with `keys`, get a token from a simulator
+/// that accepts only `SECRET`, and list its policies.
+async fn credentials_work(app: &TestApp, sim: &SimHandle, tenant_id: i64, keys: &[&str]) -> bool {
+    let ring = Arc::new(KeyRing::parse(&keys.join("\n")).unwrap());
+    let resolver = SecretResolver::default().with_keys(Some(ring));
+    let creds = load_credentials(&app.db, tenant_id, &resolver)
+        .await
+        .expect("credentials open");
+    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
+    client
+        .list_policies(&creds, PolicyType::Compliance)
+        .await
+        .is_ok()
+}
+
+async fn stored(app: &TestApp, tenant_id: i64) -> (String, String, String) {
+    sqlx::query_as(
+        "SELECT graph_secret_ref, graph_secret_ciphertext, graph_secret_key_id FROM tenants WHERE id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn create_tenant_seals_the_secret_to_its_row(app: TestApp) {
+    let dir = TempDir::new();
+    let keys = key_file(&dir, "keys", &["# TenantAtlas secret keys", K1]);
+    let url = app.database_url().to_owned();
+    let out = ok(&create_tenant(&url, &keys, TENANT_A, SECRET));
+    assert!(out.contains("Woodgrove"), "{out}");
+    assert!(!out.contains(SECRET));
+    let a = common::tenant_id(&app.db, TENANT_A).await;
+    let (reference, ciphertext, key_id) = stored(&app, a).await;
+    assert_eq!((reference.as_str(), key_id.as_str()), ("encrypted", "k1"));
+    // The raw column holds neither the secret nor its hex, and nothing else in the database
+    // that was written along with it does.
+    for text in [SECRET, &hex(SECRET)] {
+        assert!(!ciphertext.contains(text));
+    }
+    let audit: Vec<String> = sqlx::query_scalar("SELECT details FROM audit_log")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap();
+    assert!(audit.iter().all(|d| !d.contains(SECRET)), "{audit:?}");
+    let role: String =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+            .bind(a)
+            .bind(common::user_id(&app.db, ADMIN).await)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(role, "owner");
+    let sim = sim(SECRET).await;
+    assert!(credentials_work(&app, &sim, a, &[K1]).await);
+
+    // A ciphertext copied onto another tenant's row does not open there.
+    ok(&create_tenant(&url, &keys, TENANT_B, "another secret of B"));
+    let b = common::tenant_id(&app.db, TENANT_B).await;
+    sqlx::query("UPDATE tenants SET graph_secret_ciphertext = $1 WHERE id = $2")
+        .bind(&ciphertext)
+        .bind(b)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    let resolver = SecretResolver::default().with_keys(Some(Arc::new(KeyRing::parse(K1).unwrap())));
+    let error = load_credentials(&app.db, b, &resolver).await.unwrap_err();
+    assert!(
+        matches!(error, CredentialsError::Key(KeyError::Undecryptable)),
+        "{error:?}"
+    );
+    // Without the key, the secret cannot be used, and the error says why.
+    let error = load_credentials(&app.db, a, &SecretResolver::default())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("no secret key"), "{error}");
+
+    // The same tenant twice, a bad GUID, or an empty secret are refused and change nothing.
+    let before = app.count("tenants").await;
+    assert!(refused(&create_tenant(&url, &keys, TENANT_A, SECRET)).contains("already connected"));
+    assert!(refused(&create_tenant(&url, &keys, "woodgrove", SECRET)).contains("GUID"));
+    assert!(refused(&create_tenant(
+        &url,
+        &keys,
+        "99999999-2222-4333-8444-555555555555",
+        ""
+    ))
+    .contains("client secret"));
+    assert_eq!(app.count("tenants").await, before);
+}
+
+async fn a_wrong_or_missing_key_stops_every_command_at_start(app: TestApp) {
+    let dir = TempDir::new();
+    let url = app.database_url().to_owned();
+    let keys = key_file(&dir, "keys", &[K1]);
+    ok(&create_tenant(&url, &keys, TENANT_A, SECRET));
+    // Another key under the same id: its stored check value does not open.
+    let wrong = key_file(&dir, "wrong", &[K1_OTHER]);
+    for command in ["migrate", "rotate-secret-key"] {
+        let stderr = refused(&admin(&url, &["--secret-key-file", &wrong, command], ""));
+        assert!(
+            stderr.contains("\"k1\"") && stderr.contains("is not the key"),
+            "{stderr}"
+        );
+    }
+    // A file without the key the stored secret names.
+    let other = key_file(&dir, "other", &[K2]);
+    let stderr = refused(&admin(&url, &["--secret-key-file", &other, "migrate"], ""));
+    assert!(
+        stderr.contains("\"k1\"") && stderr.contains("does not hold"),
+        "{stderr}"
+    );
+    // A malformed file names its line; a missing one its path.
+    let broken = key_file(&dir, "broken", &["# keys", "k1=abc"]);
+    let stderr = refused(&admin(&url, &["--secret-key-file", &broken, "migrate"], ""));
+    assert!(stderr.contains("line 2"), "{stderr}");
+    let missing = dir.0.join("absent").display().to_string();
+    let stderr = refused(&admin(
+        &url,
+        &["--secret-key-file", &missing, "migrate"],
+        "",
+    ));
+    assert!(stderr.contains("cannot be read"), "{stderr}");
+    // The right key still starts, and the secret is untouched.
+    ok(&admin(&url, &["--secret-key-file", &keys, "migrate"], ""));
+    let sim = sim(SECRET).await;
+    let a = common::tenant_id(&app.db, TENANT_A).await;
+    assert!(credentials_work(&app, &sim, a, &[K1]).await);
+}
+
+async fn rotation_moves_every_secret_to_the_newest_key(app: TestApp) {
+    let dir = TempDir::new();
+    let url = app.database_url().to_owned();
+    let old = key_file(&dir, "old", &[K1]);
+    ok(&create_tenant(&url, &old, TENANT_A, SECRET));
+    let a = common::tenant_id(&app.db, TENANT_A).await;
+    let (_, before, _) = stored(&app, a).await;
+    // Step 1: the new key is appended; secrets stay under k1 until rotated.
+    let both = key_file(&dir, "both", &[K1, K2]);
+    let out = ok(&admin(
+        &url,
+        &["--secret-key-file", &both, "rotate-secret-key"],
+        "",
+    ));
+    assert!(out.contains("1 client secrets re-encrypted"), "{out}");
+    let (_, after, key_id) = stored(&app, a).await;
+    assert_eq!(key_id, "k2");
+    assert_ne!(before, after);
+    let sim = sim(SECRET).await;
+    // Step 2: the old key can leave the file.
+    assert!(credentials_work(&app, &sim, a, &[K2]).await);
+    let out = ok(&admin(
+        &url,
+        &["--secret-key-file", &both, "rotate-secret-key"],
+        "",
+    ));
+    assert!(out.contains("0 client secrets"), "{out}");
+    // `new-secret-key` prints a line the key file accepts.
+    let line = ok(&admin(&url, &["new-secret-key", "--id", "2026-12"], ""));
+    let ring = KeyRing::parse(&format!("{K1}\n{}", line.trim())).unwrap();
+    assert_eq!(ring.newest_id(), "2026-12");
+    refused(&admin(&url, &["new-secret-key", "--id", "bad id"], ""));
+}
+
+async fn an_env_reference_stays_possible(app: TestApp) {
+    let url = app.database_url().to_owned();
+    let out = ok(&admin(
+        &url,
+        &[
+            "create-tenant",
+            "--tenant",
+            TENANT_A,
+            "--name",
+            "From the environment",
+            "--client-id",
+            "app-env",
+            "--secret-ref",
+            "env:TA_TENANTS_TEST_SECRET",
+        ],
+        "",
+    ));
+    assert!(out.contains("connected"), "{out}");
+    let (reference,): (String,) =
+        sqlx::query_as("SELECT graph_secret_ref FROM tenants WHERE external_id = $1")
+            .bind(TENANT_A)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(reference, "env:TA_TENANTS_TEST_SECRET");
+    // Without a key file and without a reference, there is nowhere to keep the secret.
+    let stderr = refused(&admin(
+        &url,
+        &[
+            "create-tenant",
+            "--tenant",
+            TENANT_B,
+            "--name",
+            "B",
+            "--client-id",
+            "app-b",
+        ],
+        "a secret\n",
+    ));
+    assert!(stderr.contains("--secret-key-file"), "{stderr}");
+}
+
+mod accounts {
+    use super::*;
+
+    both_backends!(TestDb: the_first_account_is_the_instance_admin);
+
+    async fn the_first_account_is_the_instance_admin(t: TestDb) {
+        let create = |email: &str, admin_flag: bool| {
+            let mut args = vec!["create-user", "--email", email, "--name", "N"];
+            if admin_flag {
+                args.push("--admin");
+            }
+            admin(&t.url, &args, "a long enough password\n")
+        };
+        ok(&create("first@example.org", false));
+        ok(&create("second@example.org", false));
+        ok(&create("third@example.org", true));
+        let admins: Vec<String> =
+            sqlx::query_scalar("SELECT email FROM users WHERE is_admin ORDER BY id")
+                .fetch_all(t.db.pool())
+                .await
+                .unwrap();
+        assert_eq!(admins, ["first@example.org", "third@example.org"]);
+    }
+}
+
+// ---- The app: Connect a tenant and its settings page ----
+
+async fn keyed_app(backend: Backend, keys: &[&str]) -> TestApp {
+    TestApp::spawn_with(
+        backend,
+        Options {
+            secret_keys: Some(Arc::new(KeyRing::parse(&keys.join("\n")).unwrap())),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+fn connect_form<'a>(tenant: &'a str, secret: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("tenant", tenant),
+        ("name", "Woodgrove"),
+        ("client_id", "app-woodgrove"),
+        ("secret", secret),
+    ]
+}
+
+async fn connecting_in_the_app(backend: Backend) {
+    let app = keyed_app(backend, &[K1]).await;
+    let admin_cookie = app.sign_in(ADMIN).await;
+    let response = app
+        .call_as(
+            &admin_cookie,
+            "tenants/connect",
+            &connect_form(TENANT_A, SECRET),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let summary: Value = response.json().await.unwrap();
+    assert_eq!(summary["external_id"], TENANT_A);
+    let a = common::tenant_id(&app.db, TENANT_A).await;
+    let (reference, ciphertext, _) = stored(&app, a).await;
+    assert_eq!(reference, "encrypted");
+    assert!(!ciphertext.contains(SECRET));
+    let sim = sim(SECRET).await;
+    assert!(credentials_work(&app, &sim, a, &[K1]).await);
+    // The connecting admin is the owner and sees it in their tenants.
+    let me: Value = app
+        .call_as(&admin_cookie, "auth/me", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["is_admin"], true);
+    let membership = me["memberships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["tenant"]["external_id"] == TENANT_A)
+        .expect("the new tenant is the admin's");
+    assert_eq!(membership["role"], "Owner");
+
+    // Twice → 409; a bad field → 422 naming it; a non-admin → 403.
+    let again = app
+        .call_as(
+            &admin_cookie,
+            "tenants/connect",
+            &connect_form(TENANT_A, SECRET),
+        )
+        .await;
+    assert_eq!(again.status(), 409);
+    let long = "s".repeat(1_001);
+    for (form, field) in [
+        (connect_form("not-a-guid", SECRET), "tenant"),
+        (connect_form(TENANT_B, ""), "secret"),
+        (connect_form(TENANT_B, &long), "secret"),
+    ] {
+        let response = app.call_as(&admin_cookie, "tenants/connect", &form).await;
+        assert_eq!(response.status(), 422);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["Invalid"]["field"], field, "{body}");
+    }
+    let operator = app.sign_in(OPERATOR).await;
+    let response = app
+        .call_as(
+            &operator,
+            "tenants/connect",
+            &connect_form(TENANT_B, SECRET),
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+
+    // The owner's settings: where the secret lives and since when, never the secret.
+    let tenant = [("tenant", TENANT_A)];
+    let settings = app
+        .call_as(&admin_cookie, "tenants/settings", &tenant)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!settings.contains(SECRET) && !settings.contains(&ciphertext));
+    let settings: Value = serde_json::from_str(&settings).unwrap();
+    assert!(
+        !settings["secret"]["Encrypted"]["set_on"].is_null(),
+        "{settings}"
+    );
+    assert_eq!(settings["expiry_warning_days"], Value::Null);
+    assert_eq!(settings["can_store_secrets"], true);
+
+    // A new secret that expires in 10 days: stored sealed, and the page warns.
+    let soon = (time::OffsetDateTime::now_utc().date() + time::Duration::days(10)).to_string();
+    let replaced = app
+        .call_as(
+            &admin_cookie,
+            "tenants/replace-secret",
+            &[
+                ("tenant", TENANT_A),
+                ("secret", "the next secret"),
+                ("expires_on", &soon),
+            ],
+        )
+        .await;
+    assert_eq!(replaced.status(), 200);
+    let settings: Value = app
+        .call_as(&admin_cookie, "tenants/settings", &tenant)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings["expiry_warning_days"], 10, "{settings}");
+    let (_, after, _) = stored(&app, a).await;
+    assert!(!after.contains("the next secret") && after != ciphertext);
+    assert!(
+        !credentials_work(&app, &sim, a, &[K1]).await,
+        "the old secret is gone"
+    );
+
+    // Disconnect: data stays, no run starts, credentials refuse; reconnect undoes it.
+    let disconnected = app
+        .call_as(&admin_cookie, "tenants/disconnect", &tenant)
+        .await;
+    assert_eq!(disconnected.status(), 200);
+    let set: Value = app
+        .call_as(
+            &admin_cookie,
+            "backup-sets/create",
+            &[("tenant", TENANT_A), ("name", "Kept"), ("description", "")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let set_id = set["id"]
+        .as_i64()
+        .expect("backup sets still work")
+        .to_string();
+    let policy = common::insert_policies(&app.db, TENANT_A, 1).await[0].to_string();
+    let submit = [
+        ("tenant", TENANT_A),
+        ("backup_set_id", set_id.as_str()),
+        ("policy_ids[0]", policy.as_str()),
+    ];
+    let refused_run = app
+        .call_as(&admin_cookie, "runs/add-policies", &submit)
+        .await;
+    assert_eq!(refused_run.status(), 409);
+    assert!(refused_run.text().await.unwrap().contains("disconnected"));
+    let resolver = SecretResolver::default().with_keys(Some(Arc::new(KeyRing::parse(K1).unwrap())));
+    assert!(matches!(
+        load_credentials(&app.db, a, &resolver).await,
+        Err(CredentialsError::Disconnected)
+    ));
+    let reconnected = app
+        .call_as(&admin_cookie, "tenants/reconnect", &tenant)
+        .await;
+    assert_eq!(reconnected.status(), 200);
+    let started = app
+        .call_as(&admin_cookie, "runs/add-policies", &submit)
+        .await;
+    assert_eq!(started.status(), 200);
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_log WHERE tenant_id = $1 AND action LIKE 'tenant.%' ORDER BY id",
+    )
+    .bind(a)
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        actions,
+        [
+            "tenant.connect",
+            "tenant.replace_secret",
+            "tenant.disconnect",
+            "tenant.reconnect"
+        ]
+    );
+}
+
+/// Without a key file the app refuses to store a secret, and says what is missing.
+async fn connecting_without_a_key_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let cookie = app.sign_in(ADMIN).await;
+    let response = app
+        .call_as(&cookie, "tenants/connect", &connect_form(TENANT_A, SECRET))
+        .await;
+    assert_eq!(response.status(), 409);
+    assert!(response.text().await.unwrap().contains("--secret-key-file"));
+    let settings: Value = app
+        .call_as(&cookie, "tenants/settings", &[("tenant", CONTOSO)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings["can_store_secrets"], false);
+    assert_eq!(settings["secret"], "Demo");
+    assert_eq!(app.count("tenants").await, 2);
+}
+
+mod in_the_app {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_connecting() {
+        connecting_in_the_app(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_connecting() {
+        connecting_in_the_app(Backend::Postgres).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_without_a_key() {
+        connecting_without_a_key_is_refused(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_without_a_key() {
+        connecting_without_a_key_is_refused(Backend::Postgres).await
+    }
+}
