@@ -31,6 +31,7 @@ both_backends!(TestApp:
     a_running_run_takes_no_new_item_and_records_captures_in_flight,
     a_retry_after_wait_ends_at_once,
     cancel_and_finish_race_to_one_outcome,
+    retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones,
 );
 
 struct Fixture {
@@ -85,6 +86,24 @@ async fn fixture(app: &TestApp) -> Fixture {
 }
 
 impl Fixture {
+    /// Retry (or resume) as the operator; the status and the body.
+    async fn retry(&self, app: &TestApp, run_id: i64) -> (u16, Value) {
+        let id = run_id.to_string();
+        let response = app
+            .call_as(
+                &self.operator,
+                "runs/retry-failed",
+                &[("tenant", CONTOSO), ("id", id.as_str())],
+            )
+            .await;
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
+    }
+
     fn worker(&self, app: &TestApp, name: &str) -> Worker {
         let source: Arc<dyn PolicySource> = Arc::new(self.client.clone());
         Worker::new(app.db.clone(), Registry::standard(source), loader(), name)
@@ -387,4 +406,80 @@ async fn cancel_and_finish_race_to_one_outcome(app: TestApp) {
         );
     }
     assert!(!seen.is_empty());
+}
+
+async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones(app: TestApp) {
+    let f = fixture(&app).await;
+    let worker = f.worker(&app, "w1");
+    // One policy already in the set (skipped), two that fail, three that succeed.
+    let first = f.submit(&app, 0..1).await;
+    worker.try_execute_task().await.unwrap();
+    assert_eq!(run_row(&app, first).await.0, "completed");
+    for (_, graph_id) in &f.policies[1..3] {
+        f.sim.set_fault(graph_id, Fault::ServerError);
+    }
+    let parent = f.submit(&app, 0..6).await;
+    worker.try_execute_task().await.unwrap();
+    let (status, _, _, succeeded, failed, skipped, _) = run_row(&app, parent).await;
+    assert_eq!(
+        (status.as_str(), succeeded, failed, skipped),
+        ("completed_with_errors", 3, 2, 1)
+    );
+
+    // Not before the failures are cleared: a retry is a run of the failed two only.
+    f.sim.set_knobs(tenantatlas::graph_sim::Knobs::default());
+    let (code, retry) = f.retry(&app, parent).await;
+    assert_eq!(code, 200, "{retry}");
+    let retry_id = retry["run_id"].as_i64().unwrap();
+    assert_eq!(
+        (retry["total"].as_i64(), retry["reused"].as_bool()),
+        (Some(2), Some(false))
+    );
+    // A double-click makes one run.
+    let (_, again) = f.retry(&app, parent).await;
+    assert_eq!(
+        (again["run_id"].as_i64(), again["reused"].as_bool()),
+        (Some(retry_id), Some(true))
+    );
+    let retry_of: Option<i64> = sqlx::query_scalar("SELECT retry_of FROM runs WHERE id = $1")
+        .bind(retry_id)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(retry_of, Some(parent));
+    let retried: Vec<i64> =
+        sqlx::query_scalar("SELECT policy_id FROM run_items WHERE run_id = $1 ORDER BY policy_id")
+            .bind(retry_id)
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    assert!(retried.is_empty(), "items are written at the claim");
+    worker.try_execute_task().await.unwrap();
+    let (status, total, _, succeeded, ..) = run_row(&app, retry_id).await;
+    assert_eq!((status.as_str(), total, succeeded), ("completed", 2, 2));
+    let retried: Vec<i64> =
+        sqlx::query_scalar("SELECT policy_id FROM run_items WHERE run_id = $1 ORDER BY policy_id")
+            .bind(retry_id)
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    let mut expected: Vec<i64> = f.policies[1..3].iter().map(|(id, _)| *id).collect();
+    expected.sort_unstable();
+    assert_eq!(retried, expected, "only the failed items");
+
+    // Nothing failed: nothing to retry.
+    let (code, body) = f.retry(&app, retry_id).await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("Nothing to retry."), "{body}");
+
+    // Resume: a cancelled run's skipped-as-cancelled items, and nothing else.
+    let cancelled = f.submit(&app, 6..10).await;
+    assert_eq!(f.cancel(&app, cancelled).await.0, 200);
+    let (code, resumed) = f.retry(&app, cancelled).await;
+    assert_eq!(code, 200, "{resumed}");
+    assert_eq!(resumed["total"].as_i64(), Some(4));
+    worker.try_execute_task().await.unwrap();
+    let (status, total, _, succeeded, ..) =
+        run_row(&app, resumed["run_id"].as_i64().unwrap()).await;
+    assert_eq!((status.as_str(), total, succeeded), ("completed", 4, 4));
 }

@@ -122,6 +122,41 @@ pub async fn cancel_run(tenant: String, id: i64) -> Result<CancelledRun, AppErro
     )
 }
 
+/// "Retry N failed": queues a run of the same operation on the same backup set with the same
+/// options, of only the items that failed; for a cancelled run, of the items the cancel skipped
+/// (resume). An identical run already queued or running is returned instead.
+#[server(prefix = "/api", endpoint = "runs/retry-failed")]
+pub async fn retry_failed(tenant: String, id: i64) -> Result<SubmittedRun, AppError> {
+    use crate::domain::Capability;
+    use crate::server::audit::{self, AuditEvent};
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, runs::retry, state::app_state};
+    respond(
+        async {
+            let state = app_state()?;
+            let db = state.db.clone();
+            let ctx = authorize(&tenant, Capability::StartRuns).await?;
+            let run = retry::retry_failed(&db, &ctx, id).await?;
+            if !run.reused {
+                state.wake.run_queued(&db).await;
+            }
+            audit::record(
+                &db,
+                AuditEvent {
+                    tenant_id: Some(ctx.scope.id()),
+                    actor_user_id: Some(ctx.user_id),
+                    action: if run.reused { "run.reuse" } else { "run.retry" },
+                    target: format!("run:{}", run.run_id),
+                    details: serde_json::json!({ "retry_of": id, "total": run.total }),
+                },
+            )
+            .await;
+            Ok(run)
+        }
+        .await,
+    )
+}
+
 /// One run with its counters and one page of its items (by policy name). `outcome`
 /// (`succeeded`, `failed`, `skipped`, `pending`) keeps only the items that ended that way,
 /// empty keeps all; `offset` counts from 0 and `limit` defaults to 100 (at most 500). The

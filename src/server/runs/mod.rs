@@ -5,6 +5,7 @@ pub mod cancel;
 pub mod create;
 pub mod key;
 pub mod queries;
+pub mod retry;
 
 use crate::domain::{AppError, RunStatus};
 
