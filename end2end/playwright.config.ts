@@ -4,6 +4,8 @@ import { defineConfig, devices } from "@playwright/test";
 // SQLite file with the demo data, so a run never depends on (or disturbs) a developer's server.
 const port = Number(process.env.E2E_PORT ?? 3100);
 const baseURL = `http://127.0.0.1:${port}`;
+// The demo Graph simulator, on a port of its own so specs can turn its knobs (run_control.spec.ts).
+export const simPort = port + 1000;
 
 export default defineConfig({
   testDir: "./tests",
@@ -41,7 +43,7 @@ export default defineConfig({
   ],
   webServer: {
     command:
-      `rm -rf ../target/e2e && ../target/debug/tenantatlas serve --demo --addr 127.0.0.1:${port} --site-root ../target/site`,
+      `rm -rf ../target/e2e && ../target/debug/tenantatlas serve --demo --demo-graph-port ${simPort} --addr 127.0.0.1:${port} --site-root ../target/site`,
     env: { DATABASE_URL: "sqlite://../target/e2e/e2e.db", RUST_LOG: "warn" },
     url: `${baseURL}/healthz`,
     reuseExistingServer: false,

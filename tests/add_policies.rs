@@ -66,7 +66,7 @@ async fn postgres_submit_never_calls_graph() {
 async fn submit_wakes_the_worker_at_once(backend: common::Backend) {
     use std::time::Duration;
     use tenantatlas::server::{engine::runner, runs_worker, seed};
-    let demo = seed::start_demo_graph().await.unwrap();
+    let demo = seed::start_demo_graph(0).await.unwrap();
     let app = TestApp::spawn_with_graph(backend, demo.access.clone()).await;
     seed::sync_demo_inventory(&app.db, &demo).await.unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -306,7 +306,7 @@ async fn credentials_come_from_the_tenant_row_and_never_hold_the_secret(test: Te
 
 async fn demo_start_up_syncs_both_demo_tenants_from_the_simulator(test: TestDb) {
     seed::seed_demo(&test.db).await.expect("seed demo data");
-    let demo = seed::start_demo_graph()
+    let demo = seed::start_demo_graph(0)
         .await
         .expect("demo simulator starts");
     let reports = seed::sync_demo_inventory(&test.db, &demo)

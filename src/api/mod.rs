@@ -44,6 +44,11 @@ pub const ACCESS: &[(&str, Access)] = &[
         "/api/runs/add-policies",
         Access::Tenant(Capability::StartRuns),
     ),
+    ("/api/runs/cancel", Access::Tenant(Capability::CancelRuns)),
+    (
+        "/api/runs/retry-failed",
+        Access::Tenant(Capability::StartRuns),
+    ),
     ("/api/runs/get", Access::Tenant(Capability::View)),
     ("/api/runs/for-backup-set", Access::Tenant(Capability::View)),
     ("/api/policies/list", Access::Tenant(Capability::View)),

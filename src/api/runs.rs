@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 
+use crate::domain::run::CancelledRun;
 use crate::domain::run_detail::RunDetail;
 use crate::domain::{AppError, RunSummary, SubmittedRun};
 
@@ -76,6 +77,79 @@ pub async fn add_policies(
                 target: format!("run:{}", run.run_id),
                 details: serde_json::json!({ "backup_set_id": backup_set_id, "total": run.total }),
             })
+            .await;
+            Ok(run)
+        }
+        .await,
+    )
+}
+
+/// Cancels a queued or running run: no new item starts, captures in flight finish, every item
+/// not started ends skipped (`cancelled`). A repeated cancel answers the same; a run that ended
+/// another way is a 409.
+#[server(prefix = "/api", endpoint = "runs/cancel")]
+pub async fn cancel_run(tenant: String, id: i64) -> Result<CancelledRun, AppError> {
+    use crate::domain::Capability;
+    use crate::server::audit::{self, AuditEvent};
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, runs::cancel, state::app_state};
+    respond(
+        async {
+            let state = app_state()?;
+            let db = state.db.clone();
+            let ctx = authorize(&tenant, Capability::CancelRuns).await?;
+            let Some(cancelled) = cancel::cancel(&db, &ctx, id).await? else {
+                return cancel::cancelled(&db, ctx.scope.id(), id)
+                    .await?
+                    .ok_or(AppError::Internal);
+            };
+            // The worker on this run, here or (PostgreSQL) on another instance, stops at once.
+            state.wake.run_cancelled(&db, id).await;
+            audit::record(
+                &db,
+                AuditEvent {
+                    tenant_id: Some(ctx.scope.id()),
+                    actor_user_id: Some(ctx.user_id),
+                    action: "run.cancel",
+                    target: format!("run:{id}"),
+                    details: serde_json::json!({}),
+                },
+            )
+            .await;
+            Ok(cancelled)
+        }
+        .await,
+    )
+}
+
+/// "Retry N failed": queues a run of the same operation on the same backup set with the same
+/// options, of only the items that failed; for a cancelled run, of the items the cancel skipped
+/// (resume). An identical run already queued or running is returned instead.
+#[server(prefix = "/api", endpoint = "runs/retry-failed")]
+pub async fn retry_failed(tenant: String, id: i64) -> Result<SubmittedRun, AppError> {
+    use crate::domain::Capability;
+    use crate::server::audit::{self, AuditEvent};
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, runs::retry, state::app_state};
+    respond(
+        async {
+            let state = app_state()?;
+            let db = state.db.clone();
+            let ctx = authorize(&tenant, Capability::StartRuns).await?;
+            let run = retry::retry_failed(&db, &ctx, id).await?;
+            if !run.reused {
+                state.wake.run_queued(&db).await;
+            }
+            audit::record(
+                &db,
+                AuditEvent {
+                    tenant_id: Some(ctx.scope.id()),
+                    actor_user_id: Some(ctx.user_id),
+                    action: if run.reused { "run.reuse" } else { "run.retry" },
+                    target: format!("run:{}", run.run_id),
+                    details: serde_json::json!({ "retry_of": id, "total": run.total }),
+                },
+            )
             .await;
             Ok(run)
         }

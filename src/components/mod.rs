@@ -1,6 +1,7 @@
 //! Small building blocks named after what the user sees.
 
 mod app_header;
+mod cancel_run;
 mod data_table;
 mod feedback;
 mod needs_role;
@@ -12,6 +13,7 @@ mod status_badge;
 mod toasts;
 
 pub use app_header::{AppHeader, MeResource};
+pub use cancel_run::CancelRunButton;
 pub use data_table::{or_absent, Column, DataTable, ABSENT};
 pub use feedback::{EmptyState, ErrorMessage, Loading};
 pub use needs_role::NeedsRole;

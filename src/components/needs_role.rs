@@ -6,7 +6,7 @@ use leptos::prelude::*;
 /// control cannot take focus, so a tooltip on it would never be read; the control names this
 /// text (its `id`) in `aria-describedby` instead.
 #[component]
-pub fn NeedsRole(id: &'static str, reason: &'static str) -> impl IntoView {
+pub fn NeedsRole(#[prop(into)] id: String, reason: &'static str) -> impl IntoView {
     view! {
         <p class="needs-role" id=id data-testid="needs-role">
             {reason}

@@ -6,19 +6,21 @@ use std::collections::HashMap;
 
 use leptos::prelude::*;
 
-use super::{use_poll_while, use_toasts, ErrorMessage, Loading, RunStatusBadge};
+use super::{use_poll_while, use_toasts, CancelRunButton, ErrorMessage, Loading, RunStatusBadge};
 use crate::api::runs::backup_set_runs;
+use crate::domain::Capability;
 use crate::domain::{routes, RunStatus, RunSummary};
+use crate::pages::tenant_layout::refusal;
 
 /// The "Finished: …" text of a run that has ended.
 fn finished_text(run: &RunSummary) -> String {
+    let ended = match run.status {
+        RunStatus::Cancelled => format!("Cancelled: run #{}", run.id),
+        status => format!("Finished: run #{} {}", run.id, status.label()),
+    };
     format!(
-        "Finished: run #{} {} — {} added, {} failed, {} skipped",
-        run.id,
-        run.status.label(),
-        run.succeeded,
-        run.failed,
-        run.skipped
+        "{ended} — {} added, {} failed, {} skipped",
+        run.succeeded, run.failed, run.skipped
     )
 }
 
@@ -76,11 +78,14 @@ pub fn RunPanel(
                         Ok(list) if list.is_empty() => view! {
                             <p class="muted">"No runs yet. Add policies to start one."</p>
                         }.into_any(),
-                        Ok(list) => view! {
-                            <ul class="run-list">
-                                {list.into_iter().map(|run| view! { <RunRow tenant run /> }).collect_view()}
-                            </ul>
-                        }.into_any(),
+                        Ok(list) => {
+                            let refused = refusal(Capability::CancelRuns).await;
+                            view! {
+                                <ul class="run-list">
+                                    {list.into_iter().map(|run| view! { <RunRow tenant run refused tick /> }).collect_view()}
+                                </ul>
+                            }.into_any()
+                        }
                         Err(error) => view! { <ErrorMessage error /> }.into_any(),
                     }
                 })}
@@ -91,7 +96,16 @@ pub fn RunPanel(
 
 /// One run: link, badge, progress bar and counts.
 #[component]
-fn RunRow(tenant: Memo<String>, run: RunSummary) -> impl IntoView {
+fn RunRow(
+    tenant: Memo<String>,
+    run: RunSummary,
+    refused: Option<&'static str>,
+    tick: RwSignal<u64>,
+) -> impl IntoView {
+    let cancel = run.status.is_active().then(|| {
+        let reload = move || tick.update(|n| *n += 1);
+        view! { <CancelRunButton tenant=tenant.get_untracked() run_id=run.id refused on_cancelled=reload /> }
+    });
     let href = routes::run(&tenant.get_untracked(), run.id, "");
     let label = format!("Progress of run #{}", run.id);
     view! {
@@ -108,6 +122,7 @@ fn RunRow(tenant: Memo<String>, run: RunSummary) -> impl IntoView {
                 {run.succeeded} " added · " {run.failed} " failed · " {run.skipped} " skipped"
             </span>
             <span class="muted small">{run.initiated_by} " · " {run.created_at.to_string()}</span>
+            {cancel}
         </li>
     }
 }

@@ -61,6 +61,14 @@ impl RunStatus {
     }
 }
 
+/// What a cancel answers: the run, cancelled, and when. A repeated cancel answers the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelledRun {
+    pub run_id: i64,
+    pub status: RunStatus,
+    pub cancelled_at: Timestamp,
+}
+
 /// What kind of background work a run does; stored in `runs.operation_type`. Every kind is a run
 /// on the one engine, which dispatches it to the operation's handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

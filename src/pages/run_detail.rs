@@ -6,10 +6,12 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use leptos_router::NavigateOptions;
 
+use super::tenant_layout::refusal;
 use super::tenant_layout::use_tenant;
 use crate::api::runs::get_run;
 use crate::components::{
-    or_absent, use_poll_while, Column, DataTable, EmptyState, ErrorMessage, Loading, RunStatusBadge,
+    or_absent, provide_toasts, use_poll_while, CancelRunButton, Column, DataTable, EmptyState,
+    ErrorMessage, Loading, RunStatusBadge, Toasts,
 };
 use crate::domain::policy_page::policy_type_label;
 use crate::domain::routes;
@@ -17,7 +19,7 @@ use crate::domain::run::operation_label;
 use crate::domain::run_detail::{
     ItemOutcome, RunDetail, RunItemPage, RunItemRow, RUN_ITEMS_PAGE_SIZE,
 };
-use crate::domain::AppError;
+use crate::domain::{AppError, Capability};
 
 /// The URL of one page (one-based) of a run's items with an outcome filter (empty for all).
 fn items_href(tenant: &str, run_id: i64, outcome: &str, page: i64) -> String {
@@ -60,6 +62,8 @@ pub fn RunDetailPage() -> impl IntoView {
             .unwrap_or(1)
     });
     let tick = RwSignal::new(0_u64);
+    // The cancel action says it was accepted in a toast.
+    provide_toasts();
     let run = Resource::new(
         move || {
             (
@@ -102,10 +106,21 @@ pub fn RunDetailPage() -> impl IntoView {
         <p class="breadcrumb">
             <a href=move || routes::runs(&tenant.get(), "")>"← Runs"</a>
         </p>
+        <Toasts />
         <Transition fallback=|| view! { <Loading what="the run" /> }>
             {move || Suspend::new(async move {
                 match run.await {
-                    Ok(detail) => view! { <RunFacts tenant=tenant.get_untracked() detail /> }.into_any(),
+                    Ok(detail) => {
+                        let active = detail.status.is_active().then_some(detail.id);
+                        let refused = refusal(Capability::CancelRuns).await;
+                        let reload = move || tick.update(|n| *n += 1);
+                        view! {
+                            <RunFacts tenant=tenant.get_untracked() detail />
+                            {active.map(|run_id| view! {
+                                <CancelRunButton tenant=tenant.get_untracked() run_id refused on_cancelled=reload />
+                            })}
+                        }.into_any()
+                    }
                     Err(error) => view! { <ErrorMessage error /> }.into_any(),
                 }
             })}

@@ -189,6 +189,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANTATLAS_DEMO")]
     pub demo: bool,
 
+    /// The port of the demo Graph simulator (with `--demo`), so a test can turn its knobs
+    /// (`POST /_sim/knobs`); 0 picks a free one.
+    #[arg(long, env = "TENANTATLAS_DEMO_GRAPH_PORT", default_value_t = 0)]
+    pub demo_graph_port: u16,
+
     /// The URL browsers use to reach the app (scheme://host[:port]); cross-site POSTs are refused
     /// against it and the session cookie is Secure when it is https. Default: http://ADDR.
     #[arg(long, env = "TENANTATLAS_PUBLIC_URL")]

@@ -79,7 +79,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
         Command::SeedDemo => {
             let created = seed::seed_demo(&db).await?;
             // The simulator only lives for this command: long enough to sync the inventory.
-            let demo = seed::start_demo_graph().await?;
+            let demo = seed::start_demo_graph(0).await?;
             sync_demo_inventory(&db, &demo).await?;
             tracing::info!(created, "demo data ready");
         }
@@ -264,7 +264,7 @@ async fn serve(
     // Held until the server stops: in demo mode the simulator is the app's Graph.
     let demo = if args.demo {
         seed::seed_demo(&db).await?;
-        let demo = seed::start_demo_graph().await?;
+        let demo = seed::start_demo_graph(args.demo_graph_port).await?;
         sync_demo_inventory(&db, &demo).await?;
         Some(demo)
     } else {

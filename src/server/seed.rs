@@ -168,12 +168,12 @@ pub struct DemoGraph {
 }
 
 /// Starts the demo simulator on 127.0.0.1 (a free port) and a client that talks to it.
-pub async fn start_demo_graph() -> Result<DemoGraph, StartError> {
+pub async fn start_demo_graph(port: u16) -> Result<DemoGraph, StartError> {
     // A fresh random secret per process: the demo tenants' `demo:simulator` reference resolves to
     // it here and nowhere else, so no usable secret is ever stored or configured.
     let secret = format!("demo-{:032x}", rand::random::<u128>());
     let sim = GraphSim::start(SimConfig {
-        port: 0,
+        port,
         seed: DEMO_SIM_SEED,
         policies_per_tenant: DEMO_POLICIES_PER_TENANT,
         client_secret: secret.clone(),

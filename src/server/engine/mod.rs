@@ -3,6 +3,7 @@
 //! items, keeps its counters, ends it and notifies the initiator; what an operation does with
 //! each item is its handler's part ([`operation::Operation`], one file per operation in [`ops`]).
 
+pub mod cancel;
 pub mod instance;
 pub mod operation;
 pub mod ops;

@@ -10,19 +10,23 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use super::cancel::Cancels;
 use super::worker::Worker;
 use crate::domain::run::Lane;
 use crate::server::db::{Db, NativePool};
 
 /// The PostgreSQL channel a submit notifies, so every instance's worker wakes.
 const CHANNEL: &str = "tenantatlas_runs";
+/// The PostgreSQL channel a cancel notifies with the run's id, so the instance working on it stops.
+const CANCEL_CHANNEL: &str = "tenantatlas_cancels";
 /// How long the listener waits before it reconnects to PostgreSQL.
 const RECONNECT: Duration = Duration::from_secs(5);
 
-/// Wakes the worker(s) after a run was queued. Cheap to clone.
+/// Wakes the worker(s) after a run was queued or cancelled. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct WakeUp {
     local: Arc<Notify>,
+    cancels: Cancels,
 }
 
 impl WakeUp {
@@ -39,6 +43,29 @@ impl WakeUp {
             }
         }
     }
+
+    /// Tells the worker working on `run_id`, in this process or (PostgreSQL) another instance,
+    /// that the run was cancelled. The cancel is already committed; this only makes it quick.
+    pub async fn run_cancelled(&self, db: &Db, run_id: i64) {
+        self.cancels.cancel(run_id);
+        if let NativePool::Postgres(pool) = db.native() {
+            if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CANCEL_CHANNEL)
+                .bind(run_id.to_string())
+                .execute(pool)
+                .await
+            {
+                tracing::warn!(%error, "could not notify other instances of a cancel; their heartbeat finds it");
+            }
+        }
+        // A cancelled run frees its tenant's bulk slot for the next queued run.
+        self.local.notify_one();
+    }
+
+    /// The cancellation signals a worker run by [`run`] watches.
+    pub fn cancels(&self) -> Cancels {
+        self.cancels.clone()
+    }
 }
 
 /// Runs `worker` until `shutdown` turns true, then stops its runs, releases their leases and
@@ -51,8 +78,9 @@ pub async fn run(
     poll: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let worker = worker.with_cancels(wake.cancels());
     if let NativePool::Postgres(pool) = db.native() {
-        tokio::spawn(listen(pool.clone(), wake.local.clone()));
+        tokio::spawn(listen(pool.clone(), wake.clone()));
     }
     let mut active = JoinSet::new();
     // Which lane and run each task works on, to free its slot (and release the run on error).
@@ -129,14 +157,20 @@ pub async fn run(
     }
 }
 
-/// Turns NOTIFYs from other instances into local wake-ups (reconnecting if the link drops).
-async fn listen(pool: sqlx::PgPool, local: Arc<Notify>) {
+/// Turns NOTIFYs from other instances into local wake-ups and cancellation signals
+/// (reconnecting if the link drops).
+async fn listen(pool: sqlx::PgPool, wake: WakeUp) {
     loop {
         match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
-                if listener.listen(CHANNEL).await.is_ok() {
-                    while listener.recv().await.is_ok() {
-                        local.notify_one();
+                if listener.listen_all([CHANNEL, CANCEL_CHANNEL]).await.is_ok() {
+                    while let Ok(notification) = listener.recv().await {
+                        if notification.channel() == CANCEL_CHANNEL {
+                            if let Ok(run_id) = notification.payload().parse::<i64>() {
+                                wake.cancels.cancel(run_id);
+                            }
+                        }
+                        wake.local.notify_one();
                     }
                 }
             }

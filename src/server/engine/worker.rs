@@ -13,6 +13,7 @@ use futures::StreamExt;
 use sqlx::Row;
 use tracing::Instrument;
 
+use super::cancel::Cancels;
 use super::instance::{InstanceLock, LOCK_SPACE};
 use super::operation::{Operation, Pending, Registry, Run, Totals};
 use crate::domain::notification::NotificationLevel;
@@ -22,6 +23,7 @@ use crate::domain::run::{Lane, OperationType};
 use crate::domain::run_detail::ItemOutcome;
 use crate::domain::{RunStatus, Timestamp};
 use crate::server::db::{is_unique_violation, Backend, Db};
+use crate::server::graph::interrupt::Interrupt;
 use crate::server::graph::TenantCredentials;
 use crate::server::runs::stored_status;
 use crate::server::sanitize::sanitize;
@@ -80,6 +82,8 @@ pub struct Worker {
     /// Whether the worker's identity is held by an instance lock (`serve` always): then on
     /// PostgreSQL it takes runs whose owner's lock is free without waiting for their lease.
     locked: bool,
+    /// The cancellation signals of this process (a cancel here, or another instance's NOTIFY).
+    cancels: Cancels,
 }
 
 /// A claimed run as stored: its operation, and its input not yet read by the handler.
@@ -95,6 +99,9 @@ struct Counts {
     succeeded: i64,
     failed: i64,
     skipped: i64,
+    /// Items a cancel had skipped (`cancelled`) whose capture was in flight and ended after it:
+    /// their outcome replaces the skip.
+    uncancelled: i64,
 }
 
 impl Counts {
@@ -125,7 +132,14 @@ impl Worker {
             items_at_once: 8,
             runs_at_once: 4,
             locked: false,
+            cancels: Cancels::default(),
         }
+    }
+
+    /// Watches the cancellation signals in `cancels` (the runner passes its wake-up's).
+    pub fn with_cancels(mut self, cancels: Cancels) -> Self {
+        self.cancels = cancels;
+        self
     }
 
     /// Works under the identity `lock` holds: its leases are named after the instance, and
@@ -209,6 +223,8 @@ impl Worker {
     /// Renews the lease on the claim `attempt` of `run_id` every third of its length, until
     /// aborted or the lease is lost.
     async fn heartbeat(self, run_id: i64, attempt: i64) {
+        // Watched for the whole heartbeat, so a cancel it finds reaches this run's execution.
+        let _watch = self.cancels.watch(run_id);
         let mut every = tokio::time::interval(self.lease / 3);
         every.tick().await; // the first tick is immediate; the claim has just set the lease
         loop {
@@ -225,7 +241,12 @@ impl Worker {
             .await;
             match renewed {
                 Ok(done) if done.rows_affected() == 1 => {}
-                Ok(_) => return, // lost, or the run ended
+                Ok(_) => {
+                    // Lost, ended or cancelled: no new item either way. This is the safety net
+                    // for a cancel whose NOTIFY was lost.
+                    self.cancels.cancel(run_id);
+                    return;
+                }
                 Err(error) => tracing::warn!(%error, "could not renew the lease; retrying"),
             }
         }
@@ -355,6 +376,9 @@ impl Worker {
             }
         };
         let run = Arc::new(raw.with_input(input));
+        // Watched before the items are written: a cancel committed later signals this watch,
+        // and one committed earlier makes the run no longer `running`, so nothing is written.
+        let cancel = self.cancels.watch(run.id);
         if let Some(failure) = operation.check(&self.db, &run).await? {
             return self.finish(operation, &run, Some(failure)).await;
         }
@@ -377,20 +401,33 @@ impl Worker {
         // written; the outcomes that are ready are written together, in one transaction per
         // batch.
         let (sender, mut outcomes) = tokio::sync::mpsc::channel(RECORD_BATCH);
+        // A cancel stops the stream of items: no new one starts, those in flight finish and are
+        // recorded, and one still waiting on Graph (limiter, Retry-After, backoff) gives up
+        // and is not recorded: the cancel has already skipped it (`cancelled`).
         let processing = {
             let (worker, run) = (self.clone(), Arc::clone(&run));
             let handler = Arc::clone(&handler);
+            let signal = cancel.signal();
             AbortOnDrop(tokio::spawn(
                 async move {
                     futures::stream::iter(items)
-                        .map(|pending| async {
-                            let output = handler.process(&creds, &run, &pending.item).await;
-                            (pending, output)
+                        .take_until(async move { cancel.cancelled().await })
+                        .map(|pending| {
+                            let interrupt = Interrupt::new(signal.clone());
+                            let (handler, creds, run) = (&handler, &creds, &run);
+                            async move {
+                                let output = interrupt
+                                    .scope(handler.process(creds, run, &pending.item))
+                                    .await;
+                                (!interrupt.interrupted()).then_some((pending, output))
+                            }
                         })
                         .buffer_unordered(worker.items_at_once)
                         .for_each(|outcome| async {
-                            // The receiver is gone only when this run is abandoned.
-                            let _ = sender.send(outcome).await;
+                            if let Some(outcome) = outcome {
+                                // The receiver is gone only when this run is abandoned.
+                                let _ = sender.send(outcome).await;
+                            }
                         })
                         .await;
                 }
@@ -419,7 +456,7 @@ impl Worker {
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.pool().begin().await?;
         if !self
-            .hold_lease(&mut tx, run.id, run.attempt, Counts::default())
+            .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), false)
             .await?
         {
             tx.rollback().await?;
@@ -468,10 +505,19 @@ impl Worker {
     ) -> Result<bool, sqlx::Error> {
         let now = Timestamp::now().millis();
         let mut tx = self.db.pool().begin().await?;
+        // The run's row first, like a cancel does: the two then wait for each other instead of
+        // deadlocking over the items.
+        if !self
+            .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), true)
+            .await?
+        {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         let recorded = operation.record(&mut tx, run, batch, now).await?;
         let mut counts = Counts::default();
         for ((pending, _), done) in batch.iter().zip(&recorded) {
-            let updated = sqlx::query(
+            let mut updated = sqlx::query(
                 "UPDATE run_items SET outcome = $1, reason_code = $2, message = $3, \
                  attempts = attempts + 1, finished_at = $4 WHERE id = $5 AND outcome = 'pending'",
             )
@@ -483,6 +529,25 @@ impl Worker {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if updated == 0 {
+                // In flight when the run was cancelled: its outcome replaces the cancel's skip.
+                updated = sqlx::query(
+                    "UPDATE run_items SET outcome = $1, reason_code = $2, message = $3, \
+                     attempts = attempts + 1, finished_at = $4 \
+                     WHERE id = $5 AND outcome = 'skipped' AND reason_code = 'cancelled' \
+                       AND EXISTS (SELECT 1 FROM runs r WHERE r.id = $6 AND r.status = 'cancelled')",
+                )
+                .bind(done.outcome().as_str())
+                .bind(done.reason().map(ReasonCode::as_str))
+                .bind(done.message())
+                .bind(now)
+                .bind(pending.item_id)
+                .bind(run.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                counts.uncancelled += updated as i64;
+            }
             if updated != 1 {
                 // Another worker recorded it: this one lost the run.
                 tx.rollback().await?;
@@ -491,7 +556,7 @@ impl Worker {
             counts.add(done.outcome());
         }
         if !self
-            .hold_lease(&mut tx, run.id, run.attempt, counts)
+            .hold_lease(&mut tx, run.id, run.attempt, counts, true)
             .await?
         {
             tx.rollback().await?;
@@ -509,20 +574,25 @@ impl Worker {
         run_id: i64,
         attempt: i64,
         counts: Counts,
+        recording: bool,
     ) -> Result<bool, sqlx::Error> {
+        // A cancelled run still takes the outcomes of the captures that were in flight, from the
+        // claim that was working on it; nothing else (no new item, no end) is written to it.
         let held = sqlx::query(
             "UPDATE runs SET succeeded = succeeded + $1, failed = failed + $2, skipped = skipped + $3, \
-             processed_items = processed_items + $4, lease_expires_at = $5 \
-             WHERE id = $6 AND lease_owner = $7 AND attempt = $8 AND status = 'running'",
+             processed_items = processed_items + $4, lease_expires_at = CASE WHEN status = 'running' THEN $5 END \
+             WHERE id = $6 AND lease_owner = $7 AND attempt = $8 \
+               AND (status = 'running' OR (status = 'cancelled' AND $9))",
         )
         .bind(counts.succeeded)
         .bind(counts.failed)
-        .bind(counts.skipped)
-        .bind(counts.succeeded + counts.failed + counts.skipped)
+        .bind(counts.skipped - counts.uncancelled)
+        .bind(counts.succeeded + counts.failed + counts.skipped - counts.uncancelled)
         .bind(self.lease_until())
         .bind(run_id)
         .bind(&self.id)
         .bind(attempt)
+        .bind(recording)
         .execute(&mut **tx)
         .await?
         .rows_affected();

@@ -299,7 +299,7 @@ impl GraphClient {
                 .token(&inner.http, &inner.config, creds)
                 .await?;
             let outcome = {
-                let _permit = limiter.acquire().await?;
+                let _permit = super::interrupt::waiting(limiter.acquire()).await??;
                 self.send_once(url, &token).await
             };
             match outcome {
@@ -316,7 +316,8 @@ impl GraphClient {
                     if let Some(wait) = retry_after {
                         limiter.pause_for(wait.min(inner.config.retry.max_retry_after));
                     }
-                    tokio::time::sleep(inner.config.retry.delay(attempt, retry_after)).await;
+                    let backoff = inner.config.retry.delay(attempt, retry_after);
+                    super::interrupt::waiting(tokio::time::sleep(backoff)).await?;
                 }
                 Err(
                     Failure::Final(error)

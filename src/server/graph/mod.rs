@@ -9,6 +9,7 @@
 mod client;
 pub mod credentials;
 mod error;
+pub mod interrupt;
 pub mod limiter;
 pub mod registry;
 pub mod retry;

@@ -31,6 +31,19 @@ pub async fn create_or_reuse(
     selection: &PolicySelection,
     options: AddPoliciesOptions,
 ) -> Result<SubmittedRun, AppError> {
+    create_or_reuse_retrying(db, ctx, backup_set_id, selection, options, None).await
+}
+
+/// [`create_or_reuse`] for a run that retries (or resumes) run `retry_of`: the same key rules,
+/// so a double-click still makes one run; a new run records its parent.
+pub async fn create_or_reuse_retrying(
+    db: &Db,
+    ctx: &TenantContext,
+    backup_set_id: i64,
+    selection: &PolicySelection,
+    options: AddPoliciesOptions,
+    retry_of: Option<i64>,
+) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
     let key = IdempotencyKey::for_add_policies(tenant_id, backup_set_id, selection, options);
     if let Some(run) = find_active(db, tenant_id, &key).await? {
@@ -39,7 +52,7 @@ pub async fn create_or_reuse(
     ensure_backup_set(db, tenant_id, backup_set_id).await?;
     ensure_policies(db, tenant_id, selection).await?;
 
-    match insert(db, ctx, backup_set_id, selection, options, &key).await {
+    match insert(db, ctx, backup_set_id, selection, options, &key, retry_of).await {
         Ok(run) => Ok(run),
         Err(error) if is_unique_violation(&error) => {
             find_active(db, tenant_id, &key).await?.ok_or_else(|| {
@@ -121,6 +134,7 @@ async fn insert(
     selection: &PolicySelection,
     options: AddPoliciesOptions,
     key: &IdempotencyKey,
+    retry_of: Option<i64>,
 ) -> Result<SubmittedRun, sqlx::Error> {
     let tenant_id = ctx.scope.id();
     let input = AddPoliciesInput {
@@ -130,8 +144,8 @@ async fn insert(
     };
     let run_id: i64 = sqlx::query(
         "INSERT INTO runs (tenant_id, initiated_by, operation_type, lane, resource, action, target_id, \
-         input, idempotency_key, status, total_items, created_at) \
-         VALUES ($1, $2, $3, $4, 'backup_set', 'add_policies', $5, $6, $7, 'pending', $8, $9) RETURNING id",
+         input, idempotency_key, status, total_items, created_at, retry_of) \
+         VALUES ($1, $2, $3, $4, 'backup_set', 'add_policies', $5, $6, $7, 'pending', $8, $9, $10) RETURNING id",
     )
     .bind(tenant_id)
     .bind(ctx.user_id)
@@ -142,6 +156,7 @@ async fn insert(
     .bind(key.as_str())
     .bind(selection.len() as i64)
     .bind(Timestamp::now().millis())
+    .bind(retry_of)
     .fetch_one(db.pool())
     .await?
     .try_get("id")?;

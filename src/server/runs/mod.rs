@@ -1,9 +1,11 @@
 //! Runs: the observable record of background work. The submit creates (or reuses) a run, the
 //! screens read runs; the engine (`server::engine`) executes them.
 
+pub mod cancel;
 pub mod create;
 pub mod key;
 pub mod queries;
+pub mod retry;
 
 use crate::domain::{AppError, RunStatus};
 

@@ -1,0 +1,72 @@
+import { expect, Page, test } from "@playwright/test";
+import { call, FABRIKAM, signIn } from "./demo";
+
+// Fabrikam's operator: Contoso must stay without runs for backup_sets.spec.ts.
+const TENANT = FABRIKAM;
+// The demo simulator's port (playwright.config.ts: the app's port + 1000).
+const SIM = `http://127.0.0.1:${Number(process.env.E2E_PORT ?? 3100) + 1000}`;
+
+/** Changes the demo simulator's knobs (latency, faults) for the next requests. */
+async function knobs(page: Page, patch: Record<string, unknown>) {
+  const response = await page.request.post(`${SIM}/_sim/knobs`, { data: patch });
+  expect(response.status(), await response.text()).toBe(200);
+}
+
+/** Queues a run adding the first `n` policies to a new backup set; its id and the set's. */
+async function queueRun(page: Page, n: number) {
+  const set = await call(page, "backup-sets/create", {
+    tenant: TENANT,
+    name: `E2E cancel ${Date.now()}`,
+    description: "",
+  });
+  const policies = await call(page, "policies/list", { tenant: TENANT, backup_set_id: String(set.id) });
+  const form: Record<string, string> = { tenant: TENANT, backup_set_id: String(set.id) };
+  for (let i = 0; i < n; i++) form[`policy_ids[${i}]`] = String(policies.rows[i].id);
+  const run = await call(page, "runs/add-policies", form);
+  return { runId: run.run_id as number, setId: set.id as number };
+}
+
+test.beforeEach(async ({ page }) => {
+  await signIn(page, "operator@fabrikam.example");
+});
+
+test.afterEach(async ({ page }) => {
+  // The demo's own latency again, for the specs that follow.
+  await knobs(page, { latency_ms: 30, latency_jitter_ms: 40 });
+});
+
+test("cancel a slow run from its page: items not started end skipped, the toast says so", async ({ page }) => {
+  test.setTimeout(90_000);
+  // Each Graph answer takes 3 s: the run is still going whenever the test gets to cancel it.
+  await knobs(page, { latency_ms: 3_000, latency_jitter_ms: 0 });
+  const { runId } = await queueRun(page, 20);
+  await page.goto(`/t/${TENANT}/runs/${runId}`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(page.getByTestId("run-status")).toHaveText(/Queued|Running/);
+
+  await page.getByTestId("cancel-run").click();
+  await expect(page.getByTestId("cancel-confirm")).toContainText(`Cancel run #${runId}?`);
+  await page.getByRole("button", { name: "Yes, cancel run" }).click();
+
+  await expect(page.getByTestId("toast").filter({ hasText: `Run #${runId} cancelled` })).toBeVisible();
+  await expect(page.getByTestId("run-status")).toHaveText("Cancelled");
+  await expect(page.getByTestId("processed")).toHaveText("20 / 20");
+  await expect(page.getByTestId("cancel-run")).toHaveCount(0);
+  // Most items never started; they are skipped as cancelled (the captures in flight finish).
+  const detail = await call(page, "runs/get", { tenant: TENANT, id: String(runId), outcome: "skipped" });
+  expect(detail.items.total).toBeGreaterThanOrEqual(12);
+  expect(detail.items.rows.every((row: { reason_code: string }) => row.reason_code === "cancelled")).toBe(true);
+});
+
+test("cancel from the run panel of the backup set", async ({ page }) => {
+  test.setTimeout(90_000);
+  await knobs(page, { latency_ms: 3_000, latency_jitter_ms: 0 });
+  const { runId, setId } = await queueRun(page, 20);
+  await page.goto(`/t/${TENANT}/backup-sets/${setId}`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  const row = page.getByTestId("run-row").filter({ hasText: `Run #${runId}` });
+  await row.getByTestId("cancel-run").click();
+  await row.getByRole("button", { name: "Yes, cancel run" }).click();
+  await expect(page.getByTestId("toast").filter({ hasText: `Run #${runId} cancelled` })).toBeVisible();
+  await expect(row).toHaveAttribute("data-status", "cancelled");
+});

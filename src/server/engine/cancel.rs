@@ -1,0 +1,115 @@
+//! Cancellation signals for the runs this process works on. A cancel is decided in the database
+//! (`runs::cancel`); these signals only tell a worker at once, so that it takes no new item of the
+//! run and its waits on Graph end. They come from a cancel in this process or, on PostgreSQL,
+//! from another instance's `NOTIFY` (`runner`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+/// The cancellation signals of the runs being worked on in this process. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Cancels {
+    runs: Arc<Mutex<HashMap<i64, Entry>>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    signal: watch::Sender<bool>,
+    /// How many executions of the run in this process watch it (two workers in one process
+    /// may briefly both hold a claim of it).
+    watchers: usize,
+}
+
+/// Watches one run's cancellation while it is worked on; dropping it stops the watch.
+#[derive(Debug)]
+pub struct Watch {
+    cancels: Cancels,
+    run_id: i64,
+    signal: watch::Receiver<bool>,
+}
+
+impl Watch {
+    /// Resolves once the run is cancelled; never otherwise.
+    pub async fn cancelled(&self) {
+        let mut signal = self.signal.clone();
+        if signal.wait_for(|cancelled| *cancelled).await.is_err() {
+            // The sender lives as long as this watch, so this is unreachable; wait forever.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// The signal itself, for waits deeper down (the Graph client's).
+    pub fn signal(&self) -> watch::Receiver<bool> {
+        self.signal.clone()
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.signal.borrow()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Ok(mut runs) = self.cancels.runs.lock() {
+            if let Some(entry) = runs.get_mut(&self.run_id) {
+                entry.watchers -= 1;
+                if entry.watchers == 0 {
+                    runs.remove(&self.run_id);
+                }
+            }
+        }
+    }
+}
+
+impl Cancels {
+    /// Starts watching `run_id`.
+    pub fn watch(&self, run_id: i64) -> Watch {
+        let mut runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = runs.entry(run_id).or_insert_with(|| Entry {
+            signal: watch::channel(false).0,
+            watchers: 0,
+        });
+        entry.watchers += 1;
+        Watch {
+            cancels: self.clone(),
+            run_id,
+            signal: entry.signal.subscribe(),
+        }
+    }
+
+    /// Signals every watcher of `run_id` in this process; nothing when none watches it.
+    pub fn cancel(&self, run_id: i64) {
+        let runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(entry) = runs.get(&run_id) {
+            entry.signal.send_replace(true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cancel_reaches_every_watcher_of_that_run_only() {
+        let cancels = Cancels::default();
+        let (first, second, other) = (cancels.watch(1), cancels.watch(1), cancels.watch(2));
+        cancels.cancel(1);
+        first.cancelled().await;
+        second.cancelled().await;
+        assert!(!other.is_cancelled());
+        drop((first, second));
+        assert!(!cancels.runs.lock().unwrap().contains_key(&1));
+        // A cancel of a run nobody watches is a no-op, and a later watch starts uncancelled.
+        cancels.cancel(1);
+        assert!(!cancels.watch(1).is_cancelled());
+    }
+}

@@ -1,0 +1,188 @@
+//! Cancelling a run. The decision is one conditional UPDATE of the run's row, so a cancel and the
+//! run's end (which requires `running`) race to one outcome, never a mix. In the same
+//! transaction every item not yet done ends `skipped` with reason `cancelled` (written first when
+//! the worker has not written the run's items yet), so `processed = total` holds at once; the
+//! captures in flight then replace their item's skip with their outcome (`engine::worker`).
+
+use sqlx::Row;
+
+use super::stored_status;
+use crate::domain::notification::NotificationLevel;
+use crate::domain::reason_code::ReasonCode;
+use crate::domain::routes;
+use crate::domain::run::{CancelledRun, OperationType};
+use crate::domain::{AppError, RunStatus, Timestamp};
+use crate::server::auth::TenantContext;
+use crate::server::db::Db;
+use crate::server::engine::ops::add_policies::AddPoliciesInput;
+
+/// Cancels run `run_id` of the context's tenant. `Ok(None)` when it was already cancelled
+/// (the caller answers with the same body, [`cancelled`]); 409 when it ended another way.
+pub async fn cancel(
+    db: &Db,
+    ctx: &TenantContext,
+    run_id: i64,
+) -> Result<Option<CancelledRun>, AppError> {
+    let tenant_id = ctx.scope.id();
+    let now = Timestamp::now().millis();
+    let mut tx = db.pool().begin().await?;
+    // Written first and decided in the same statement: under SQLite's WAL a transaction that read
+    // first could not upgrade its lock while the worker writes.
+    let row = sqlx::query(
+        "UPDATE runs SET status = 'cancelled', finished_at = $1, reason_code = $2, \
+         lease_expires_at = NULL \
+         WHERE tenant_id = $3 AND id = $4 AND status IN ('pending', 'running') \
+         RETURNING operation_type, input, initiated_by",
+    )
+    .bind(now)
+    .bind(ReasonCode::Cancelled.as_str())
+    .bind(tenant_id)
+    .bind(run_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        tx.rollback().await?;
+        return match cancelled(db, tenant_id, run_id).await? {
+            Some(_) => Ok(None),
+            None => Err(AppError::Conflict("This run already finished.".into())),
+        };
+    };
+    let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM run_items WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+    let skipped = if existing == 0 {
+        let operation: String = row.try_get("operation_type")?;
+        let input: String = row.try_get("input")?;
+        let planned = planned_items(OperationType::parse(&operation), &input);
+        write_cancelled_items(&mut tx, db, tenant_id, run_id, &planned, now).await?
+    } else {
+        sqlx::query(
+            "UPDATE run_items SET outcome = 'skipped', reason_code = $1, finished_at = $2 \
+             WHERE run_id = $3 AND outcome = 'pending'",
+        )
+        .bind(ReasonCode::Cancelled.as_str())
+        .bind(now)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i64
+    };
+    sqlx::query(
+        "UPDATE runs SET skipped = skipped + $1, processed_items = processed_items + $1 WHERE id = $2",
+    )
+    .bind(skipped)
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(initiator) = row.try_get::<Option<i64>, _>("initiated_by")? {
+        notify(&mut tx, ctx, run_id, initiator, now).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(CancelledRun {
+        run_id,
+        status: RunStatus::Cancelled,
+        cancelled_at: Timestamp(now),
+    }))
+}
+
+/// The cancelled run as a cancel answered it; `None` when the run does not exist in this
+/// tenant (404) or ended another way.
+pub async fn cancelled(
+    db: &Db,
+    tenant_id: i64,
+    run_id: i64,
+) -> Result<Option<CancelledRun>, AppError> {
+    let row = sqlx::query("SELECT status, finished_at FROM runs WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(run_id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
+    let status = stored_status(&row.try_get::<String, _>("status")?)?;
+    let finished_at: Option<i64> = row.try_get("finished_at")?;
+    Ok((status == RunStatus::Cancelled).then(|| CancelledRun {
+        run_id,
+        status,
+        cancelled_at: Timestamp(finished_at.unwrap_or_default()),
+    }))
+}
+
+/// The policies a run not yet started would have worked on, from its stored input. An input
+/// that cannot be read plans nothing (the run would have failed with `invalid_run_input`).
+fn planned_items(operation: Option<OperationType>, input: &str) -> Vec<i64> {
+    match operation {
+        Some(OperationType::AddPolicies) => AddPoliciesInput::from_json(input)
+            .map(|input| input.policy_ids)
+            .unwrap_or_default(),
+        // The other operations plan no items before their first claim in this version.
+        _ => Vec::new(),
+    }
+}
+
+/// Writes the items of a run that never started, skipped as `cancelled`; how many.
+async fn write_cancelled_items(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    db: &Db,
+    tenant_id: i64,
+    run_id: i64,
+    policy_ids: &[i64],
+    now: i64,
+) -> Result<i64, AppError> {
+    let written = if policy_ids.is_empty() {
+        0
+    } else {
+        let backend = db.backend();
+        let sql = format!(
+            "INSERT INTO run_items (tenant_id, run_id, policy_id, outcome, reason_code, finished_at) \
+             SELECT p.tenant_id, $2, p.id, 'skipped', $3, $4 FROM policies p \
+             WHERE p.tenant_id = $1 AND {}",
+            backend.id_in("p.id", policy_ids)
+        );
+        sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(run_id)
+            .bind(ReasonCode::Cancelled.as_str())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected() as i64
+    };
+    // Policies deleted since the submit are not items, as when the worker writes them.
+    sqlx::query("UPDATE runs SET total_items = $1 WHERE id = $2")
+        .bind(written)
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(written)
+}
+
+/// Tells the run's initiator who cancelled it.
+async fn notify(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ctx: &TenantContext,
+    run_id: i64,
+    initiator: i64,
+    now: i64,
+) -> Result<(), AppError> {
+    let actor: String = sqlx::query("SELECT display_name FROM users WHERE id = $1")
+        .bind(ctx.user_id)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("display_name")?;
+    sqlx::query(
+        "INSERT INTO notifications (user_id, tenant_id, level, title, body, link, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(initiator)
+    .bind(ctx.scope.id())
+    .bind(NotificationLevel::Warning.as_str())
+    .bind(format!("Run {run_id}: {}", RunStatus::Cancelled.label()))
+    .bind(format!("Cancelled by {actor}."))
+    .bind(routes::run(&ctx.scope.summary().external_id, run_id, ""))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,485 @@
+//! Cancelling a run (issue 12 §1) through the server function, with the worker capturing from the
+//! Graph simulator: a queued run ends at once with every item skipped, a running one takes no new
+//! item within a second (in-process wake-up on SQLite, another instance's NOTIFY on PostgreSQL)
+//! and records what was in flight, a Retry-After wait ends at once, repeated cancels answer the
+//! same, an ended run is a 409, and a cancel racing the run's end gives one of the two.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{TestApp, ADMIN, CONTOSO, OPERATOR};
+use serde_json::Value;
+use sqlx::Row;
+use tenantatlas::domain::TenantExternalId;
+use tenantatlas::graph_sim::{Fault, GraphSim, SimConfig, SimHandle};
+use tenantatlas::server::db::Backend;
+use tenantatlas::server::engine::operation::Registry;
+use tenantatlas::server::engine::runner::{self, WakeUp};
+use tenantatlas::server::engine::worker::{CredentialsLoader, RunFailure, Worker};
+use tenantatlas::server::graph::{
+    ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
+};
+
+both_backends!(TestApp:
+    a_queued_run_is_cancelled_at_once_with_every_item_skipped,
+    repeated_cancels_answer_the_same_and_ended_runs_are_refused,
+    a_running_run_takes_no_new_item_and_records_captures_in_flight,
+    a_retry_after_wait_ends_at_once,
+    cancel_and_finish_race_to_one_outcome,
+    retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones,
+);
+
+struct Fixture {
+    sim: SimHandle,
+    client: GraphClient,
+    operator: String,
+    admin: String,
+    set_id: String,
+    policies: Vec<(i64, String)>,
+}
+
+fn creds() -> TenantCredentials {
+    TenantCredentials {
+        tenant_id: TenantExternalId::parse(CONTOSO).unwrap(),
+        client_id: "tenantatlas-test".into(),
+        client_secret: ClientSecret::new("sim-secret"),
+    }
+}
+
+fn loader() -> CredentialsLoader {
+    Arc::new(|_tenant| Box::pin(async { Ok::<_, RunFailure>(creds()) }))
+}
+
+async fn fixture(app: &TestApp) -> Fixture {
+    let sim = GraphSim::start(SimConfig {
+        policies_per_tenant: 200,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
+    let policies = common::insert_sim_compliance(&app.db, &client, &creds(), usize::MAX).await;
+    assert!(policies.len() >= 24, "enough compliance policies");
+    let operator = app.sign_in(OPERATOR).await;
+    let admin = app.sign_in(ADMIN).await;
+    let form = [("tenant", CONTOSO), ("name", "Cancel"), ("description", "")];
+    let created: Value = app
+        .call_as(&operator, "backup-sets/create", &form)
+        .await
+        .json()
+        .await
+        .unwrap();
+    sim.reset_counters();
+    Fixture {
+        sim,
+        client,
+        operator,
+        admin,
+        set_id: created["id"].as_i64().unwrap().to_string(),
+        policies,
+    }
+}
+
+impl Fixture {
+    /// Retry (or resume) as the operator; the status and the body.
+    async fn retry(&self, app: &TestApp, run_id: i64) -> (u16, Value) {
+        let id = run_id.to_string();
+        let response = app
+            .call_as(
+                &self.operator,
+                "runs/retry-failed",
+                &[("tenant", CONTOSO), ("id", id.as_str())],
+            )
+            .await;
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
+    }
+
+    fn worker(&self, app: &TestApp, name: &str) -> Worker {
+        let source: Arc<dyn PolicySource> = Arc::new(self.client.clone());
+        Worker::new(app.db.clone(), Registry::standard(source), loader(), name)
+    }
+
+    async fn submit(&self, app: &TestApp, range: std::ops::Range<usize>) -> i64 {
+        let ids: Vec<String> = self.policies[range]
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .collect();
+        let keys: Vec<String> = (0..ids.len()).map(|i| format!("policy_ids[{i}]")).collect();
+        let mut form = vec![("tenant", CONTOSO), ("backup_set_id", self.set_id.as_str())];
+        form.extend(
+            keys.iter()
+                .map(String::as_str)
+                .zip(ids.iter().map(String::as_str)),
+        );
+        let run: Value = app
+            .call_as(&self.operator, "runs/add-policies", &form)
+            .await
+            .json()
+            .await
+            .unwrap();
+        run["run_id"].as_i64().expect("a queued run")
+    }
+
+    /// The admin cancels; the status and the body.
+    async fn cancel(&self, app: &TestApp, run_id: i64) -> (u16, String) {
+        let id = run_id.to_string();
+        let response = app
+            .call_as(
+                &self.admin,
+                "runs/cancel",
+                &[("tenant", CONTOSO), ("id", id.as_str())],
+            )
+            .await;
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Policies the simulator was asked about, by Graph id.
+    fn touched(&self) -> BTreeSet<String> {
+        let counters = self.sim.counters();
+        self.policies
+            .iter()
+            .filter(|(_, graph_id)| !counters.for_path(graph_id).is_empty())
+            .map(|(_, graph_id)| graph_id.clone())
+            .collect()
+    }
+}
+
+/// (status, total, processed, succeeded, failed, skipped, reason)
+async fn run_row(app: &TestApp, run_id: i64) -> (String, i64, i64, i64, i64, i64, Option<String>) {
+    let row = sqlx::query(
+        "SELECT status, total_items, processed_items, succeeded, failed, skipped, reason_code \
+         FROM runs WHERE id = $1",
+    )
+    .bind(run_id)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    (
+        row.get("status"),
+        row.get("total_items"),
+        row.get("processed_items"),
+        row.get("succeeded"),
+        row.get("failed"),
+        row.get("skipped"),
+        row.get("reason_code"),
+    )
+}
+
+async fn items_skipped_as_cancelled(app: &TestApp, run_id: i64) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM run_items WHERE run_id = $1 AND outcome = 'skipped' AND reason_code = 'cancelled'",
+    )
+    .bind(run_id)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+}
+
+async fn notifications_of(app: &TestApp, run_id: i64) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT title, body FROM notifications WHERE link LIKE $1 ORDER BY id")
+        .bind(format!("%/runs/{run_id}"))
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap()
+}
+
+async fn a_queued_run_is_cancelled_at_once_with_every_item_skipped(app: TestApp) {
+    let f = fixture(&app).await;
+    let run_id = f.submit(&app, 0..12).await;
+    let (status, body) = f.cancel(&app, run_id).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, total, processed, succeeded, failed, skipped, reason) =
+        run_row(&app, run_id).await;
+    assert_eq!(
+        (status.as_str(), reason.as_deref()),
+        ("cancelled", Some("cancelled"))
+    );
+    assert_eq!(
+        (total, processed, succeeded, failed, skipped),
+        (12, 12, 0, 0, 12)
+    );
+    assert_eq!(items_skipped_as_cancelled(&app, run_id).await, 12);
+    assert_eq!(
+        notifications_of(&app, run_id).await,
+        [(
+            format!("Run {run_id}: Cancelled"),
+            "Cancelled by Avery Admin.".to_owned()
+        )]
+    );
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'run.cancel' AND target = $1",
+    )
+    .bind(format!("run:{run_id}"))
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+    // Not active any more: no worker takes it, and the same selection starts a new run.
+    let worker = f.worker(&app, "w1");
+    assert_eq!(
+        worker.try_execute_task().await.unwrap(),
+        tenantatlas::server::engine::worker::Outcome::EmptyQueue
+    );
+    assert_ne!(f.submit(&app, 0..12).await, run_id);
+    assert!(
+        f.touched().is_empty(),
+        "nothing of the cancelled run reached Graph"
+    );
+}
+
+async fn repeated_cancels_answer_the_same_and_ended_runs_are_refused(app: TestApp) {
+    let f = fixture(&app).await;
+    let run_id = f.submit(&app, 0..3).await;
+    let first = f.cancel(&app, run_id).await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    let again = f.cancel(&app, run_id).await;
+    assert_eq!(again, first, "a repeated cancel answers the same");
+    assert_eq!(
+        notifications_of(&app, run_id).await.len(),
+        1,
+        "one notification"
+    );
+
+    let done = f.submit(&app, 3..5).await;
+    f.worker(&app, "w1").try_execute_task().await.unwrap();
+    assert_eq!(run_row(&app, done).await.0, "completed");
+    let (status, body) = f.cancel(&app, done).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("This run already finished."), "{body}");
+    assert_eq!(run_row(&app, done).await.0, "completed", "unchanged");
+
+    // Another tenant's run, or none, is not found.
+    let (status, _) = f.cancel(&app, done + 1000).await;
+    assert_eq!(status, 404);
+}
+
+async fn a_running_run_takes_no_new_item_and_records_captures_in_flight(app: TestApp) {
+    let f = fixture(&app).await;
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 300;
+    f.sim.set_knobs(knobs);
+    let run_id = f.submit(&app, 0..24).await;
+    // On PostgreSQL the worker is another instance's: only the NOTIFY reaches it.
+    let wake = match app.db.backend() {
+        Backend::Sqlite => app.wake.clone(),
+        Backend::Postgres => WakeUp::default(),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(runner::run(
+        f.worker(&app, "other-instance"),
+        wake,
+        app.db.clone(),
+        Duration::from_secs(60),
+        stopped,
+    ));
+    // The first captures are recorded: the run is well under way.
+    let started = Instant::now();
+    while run_row(&app, run_id).await.2 == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the run never progressed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = f.cancel(&app, run_id).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let touched_a_second_later = f.touched();
+    // Captures in flight finish (each is a few requests at 300 ms); none starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let touched = f.touched();
+    assert_eq!(
+        touched, touched_a_second_later,
+        "no new item after the cancel"
+    );
+    assert!(
+        touched.len() < 24,
+        "the run stopped early: {}",
+        touched.len()
+    );
+
+    let (status, total, processed, succeeded, failed, skipped, _) = run_row(&app, run_id).await;
+    assert_eq!(status, "cancelled");
+    assert_eq!((total, processed), (24, 24), "processed = total");
+    assert_eq!(succeeded + failed + skipped, 24);
+    assert_eq!(failed, 0);
+    assert_eq!(items_skipped_as_cancelled(&app, run_id).await, skipped);
+    assert_eq!(
+        succeeded as usize,
+        touched.len(),
+        "every capture that started was recorded"
+    );
+    let in_set: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM backup_items WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(in_set, succeeded, "what was captured stays in the set");
+    stop.send_replace(true);
+    runner.await.unwrap();
+}
+
+async fn a_retry_after_wait_ends_at_once(app: TestApp) {
+    let f = fixture(&app).await;
+    for (_, graph_id) in &f.policies[0..6] {
+        f.sim.set_fault(
+            graph_id,
+            Fault::Throttle {
+                times: 1_000,
+                retry_after_secs: 60,
+            },
+        );
+    }
+    let run_id = f.submit(&app, 0..6).await;
+    let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let started = Instant::now();
+    while f.sim.counters().with_status(429) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never throttled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = f.cancel(&app, run_id).await;
+    assert_eq!(status, 200, "{body}");
+    let cancelled_at = Instant::now();
+    tokio::time::timeout(Duration::from_secs(2), working)
+        .await
+        .expect("the 60 s wait ended at once")
+        .unwrap()
+        .unwrap();
+    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+    let (status, total, processed, succeeded, failed, skipped, _) = run_row(&app, run_id).await;
+    assert_eq!(
+        (
+            status.as_str(),
+            total,
+            processed,
+            succeeded,
+            failed,
+            skipped
+        ),
+        ("cancelled", 6, 6, 0, 0, 6),
+        "the waiting captures were not recorded"
+    );
+}
+
+async fn cancel_and_finish_race_to_one_outcome(app: TestApp) {
+    let f = fixture(&app).await;
+    let mut seen = BTreeSet::new();
+    for round in 0..16 {
+        let run_id = f.submit(&app, round..round + 1).await;
+        let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
+        let working = tokio::spawn(async move { worker.try_execute_task().await });
+        tokio::time::sleep(Duration::from_millis((round as u64 * 3) % 25)).await;
+        let (answer, body) = f.cancel(&app, run_id).await;
+        working.await.unwrap().unwrap();
+        let (status, total, processed, succeeded, failed, skipped, _) = run_row(&app, run_id).await;
+        match answer {
+            200 => assert_eq!(status, "cancelled", "{body}"),
+            409 => {
+                assert_eq!(status, "completed", "{body}");
+                assert!(body.contains("This run already finished."), "{body}");
+            }
+            other => panic!("cancel answered {other}: {body}"),
+        }
+        seen.insert(status.clone());
+        assert_eq!((total, processed), (1, 1), "round {round}");
+        assert_eq!(succeeded + failed + skipped, 1);
+        let notes = notifications_of(&app, run_id).await;
+        assert_eq!(notes.len(), 1, "one end, one notification: {notes:?}");
+        assert_eq!(
+            notes[0].0.contains("Cancelled"),
+            status == "cancelled",
+            "{notes:?}"
+        );
+    }
+    assert!(!seen.is_empty());
+}
+
+async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones(app: TestApp) {
+    let f = fixture(&app).await;
+    let worker = f.worker(&app, "w1");
+    // One policy already in the set (skipped), two that fail, three that succeed.
+    let first = f.submit(&app, 0..1).await;
+    worker.try_execute_task().await.unwrap();
+    assert_eq!(run_row(&app, first).await.0, "completed");
+    for (_, graph_id) in &f.policies[1..3] {
+        f.sim.set_fault(graph_id, Fault::ServerError);
+    }
+    let parent = f.submit(&app, 0..6).await;
+    worker.try_execute_task().await.unwrap();
+    let (status, _, _, succeeded, failed, skipped, _) = run_row(&app, parent).await;
+    assert_eq!(
+        (status.as_str(), succeeded, failed, skipped),
+        ("completed_with_errors", 3, 2, 1)
+    );
+
+    // Not before the failures are cleared: a retry is a run of the failed two only.
+    f.sim.set_knobs(tenantatlas::graph_sim::Knobs::default());
+    let (code, retry) = f.retry(&app, parent).await;
+    assert_eq!(code, 200, "{retry}");
+    let retry_id = retry["run_id"].as_i64().unwrap();
+    assert_eq!(
+        (retry["total"].as_i64(), retry["reused"].as_bool()),
+        (Some(2), Some(false))
+    );
+    // A double-click makes one run.
+    let (_, again) = f.retry(&app, parent).await;
+    assert_eq!(
+        (again["run_id"].as_i64(), again["reused"].as_bool()),
+        (Some(retry_id), Some(true))
+    );
+    let retry_of: Option<i64> = sqlx::query_scalar("SELECT retry_of FROM runs WHERE id = $1")
+        .bind(retry_id)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(retry_of, Some(parent));
+    let retried: Vec<i64> =
+        sqlx::query_scalar("SELECT policy_id FROM run_items WHERE run_id = $1 ORDER BY policy_id")
+            .bind(retry_id)
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    assert!(retried.is_empty(), "items are written at the claim");
+    worker.try_execute_task().await.unwrap();
+    let (status, total, _, succeeded, ..) = run_row(&app, retry_id).await;
+    assert_eq!((status.as_str(), total, succeeded), ("completed", 2, 2));
+    let retried: Vec<i64> =
+        sqlx::query_scalar("SELECT policy_id FROM run_items WHERE run_id = $1 ORDER BY policy_id")
+            .bind(retry_id)
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    let mut expected: Vec<i64> = f.policies[1..3].iter().map(|(id, _)| *id).collect();
+    expected.sort_unstable();
+    assert_eq!(retried, expected, "only the failed items");
+
+    // Nothing failed: nothing to retry.
+    let (code, body) = f.retry(&app, retry_id).await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("Nothing to retry."), "{body}");
+
+    // Resume: a cancelled run's skipped-as-cancelled items, and nothing else.
+    let cancelled = f.submit(&app, 6..10).await;
+    assert_eq!(f.cancel(&app, cancelled).await.0, 200);
+    let (code, resumed) = f.retry(&app, cancelled).await;
+    assert_eq!(code, 200, "{resumed}");
+    assert_eq!(resumed["total"].as_i64(), Some(4));
+    worker.try_execute_task().await.unwrap();
+    let (status, total, _, succeeded, ..) =
+        run_row(&app, resumed["run_id"].as_i64().unwrap()).await;
+    assert_eq!((status.as_str(), total, succeeded), ("completed", 4, 4));
+}
