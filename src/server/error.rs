@@ -9,6 +9,13 @@ use crate::domain::AppError;
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
+        // PostgreSQL's text cannot hold the NUL character (SQLSTATE 22021, or 22P05 for one its
+        // encoding lacks): the input is at fault, whichever field carried it, and the failed
+        // statement wrote nothing.
+        let code = error.as_database_error().and_then(|e| e.code());
+        if matches!(code.as_deref(), Some("22021" | "22P05")) {
+            return AppError::invalid("", "Text cannot contain the NUL character or one like it.");
+        }
         tracing::error!(error = %error, "database error");
         AppError::Internal
     }
