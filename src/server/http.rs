@@ -9,7 +9,7 @@ use std::path::Path;
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::StatusCode,
+    http::{Method, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -106,6 +106,10 @@ const PAGE_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// it leaves when the whole page is ready (our pages' data comes from a few indexed reads), and
 /// whole bodies compress better. A HEAD answer keeps the `Content-Length` of the page.
 async fn render_pages_whole(request: Request, next: Next) -> Response {
+    // Server functions are POSTs and answer JSON: they need neither the task nor the buffer.
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
     let render = tokio::spawn(async move {
         let response = next.run(request).await;
         let is_html = response
