@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,20 +24,10 @@ fn create_user(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
 
 /// Runs an admin command of the binary against the database at `url`.
 fn admin(url: &str, command: &str, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantatlas"))
-        .args(["--database-url", url, "--log", "warn", command])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-    // The binary may refuse its arguments before it reads standard input.
-    let _ = child
-        .stdin
-        .take()
-        .map(|mut pipe| pipe.write_all(stdin.as_bytes()));
-    child.wait_with_output().unwrap()
+    let args: Vec<&str> = std::iter::once(command)
+        .chain(args.iter().copied())
+        .collect();
+    common::run_binary(url, &args, stdin)
 }
 
 #[tokio::test]

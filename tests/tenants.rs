@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use common::{Backend, Options, TempDir, TestApp, TestDb, ADMIN, CONTOSO, OPERATOR};
@@ -35,19 +33,7 @@ const TENANT_B: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
 
 /// Runs a command of the binary against `url`, with `stdin` as its standard input.
 fn admin(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantatlas"))
-        .args(["--database-url", url, "--log", "warn"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-    let _ = child
-        .stdin
-        .take()
-        .map(|mut pipe| pipe.write_all(stdin.as_bytes()));
-    child.wait_with_output().unwrap()
+    common::run_binary(url, args, stdin)
 }
 
 fn ok(output: &std::process::Output) -> String {

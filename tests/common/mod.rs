@@ -568,3 +568,24 @@ pub async fn run_with_items(
     .unwrap();
     run
 }
+
+/// Runs a command of the binary against the database at `url`, with `stdin` as its standard
+/// input (passwords and secrets are read from there).
+pub fn run_binary(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantatlas"))
+        .args(["--database-url", url, "--log", "warn"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    // The binary may refuse its arguments before it reads standard input.
+    let _ = child
+        .stdin
+        .take()
+        .map(|mut pipe| pipe.write_all(stdin.as_bytes()));
+    child.wait_with_output().unwrap()
+}
