@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backup_set;
 pub mod capability;
 pub mod error;
+pub mod graph_wait;
 pub mod notification;
 pub mod policy_page;
 pub mod reason_code;

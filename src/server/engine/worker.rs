@@ -14,6 +14,7 @@ use sqlx::Row;
 use tracing::Instrument;
 
 use super::cancel::Cancels;
+use super::graph_figures::FiguresWriter;
 use super::instance::{InstanceLock, LOCK_SPACE};
 use super::operation::{Operation, Pending, Registry, Run, Totals};
 use crate::domain::notification::NotificationLevel;
@@ -23,6 +24,7 @@ use crate::domain::run::{Lane, OperationType};
 use crate::domain::run_detail::ItemOutcome;
 use crate::domain::{RunStatus, Timestamp};
 use crate::server::db::{is_unique_violation, Backend, Db};
+use crate::server::graph::activity::GraphActivity;
 use crate::server::graph::interrupt::Interrupt;
 use crate::server::graph::TenantCredentials;
 use crate::server::runs::stored_status;
@@ -395,6 +397,18 @@ impl Worker {
         };
         // Items with an outcome are done, also from an earlier attempt: a resumed run skips them.
         let items = operation.pending(&self.db, &run).await?;
+        // What the items do with Graph, on the run's row at most once a second.
+        let activity = GraphActivity::new();
+        let figures = FiguresWriter::new(
+            self.db.clone(),
+            &self.id,
+            run.id,
+            run.attempt,
+            Arc::clone(&activity),
+        );
+        let writing = AbortOnDrop(tokio::spawn(
+            Arc::clone(&figures).every_second().in_current_span(),
+        ));
 
         // Every item is processed, however many fail (no circuit breaker, SPEC Rule 6). Items
         // are processed in a task of their own, so Graph keeps working while outcomes are
@@ -415,10 +429,10 @@ impl Worker {
                         .map(|pending| {
                             let interrupt = Interrupt::new(signal.clone());
                             let (handler, creds, run) = (&handler, &creds, &run);
+                            let activity = &activity;
                             async move {
-                                let output = interrupt
-                                    .scope(handler.process(creds, run, &pending.item))
-                                    .await;
+                                let work = handler.process(creds, run, &pending.item);
+                                let output = activity.scope(interrupt.scope(work)).await;
                                 (!interrupt.interrupted()).then_some((pending, output))
                             }
                         })
@@ -443,6 +457,11 @@ impl Worker {
             batch.clear();
         }
         drop(processing);
+        drop(writing);
+        if let Err(error) = figures.write(true).await {
+            // The figures are worth less than the run's end.
+            tracing::warn!(%error, "could not write the run's last Graph figures");
+        }
         self.finish(operation, &run, None).await
     }
 

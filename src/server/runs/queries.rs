@@ -7,8 +7,9 @@ use sqlx::{any::AnyRow, Row};
 use super::super::db::Db;
 use super::super::tenants::TenantScope;
 use super::stored_status;
+use crate::domain::graph_wait::{GraphFigures, GraphWait, GraphWaitReason};
 use crate::domain::reason_code::ReasonCode;
-use crate::domain::run::RunFilter;
+use crate::domain::run::{OperationType, RunFilter};
 use crate::domain::run_detail::{ItemOutcome, ItemWindow, RunDetail, RunItemPage, RunItemRow};
 use crate::domain::{AppError, RunStatus, RunSummary, Timestamp};
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
@@ -34,7 +35,7 @@ fn reason(row: &AnyRow, column: &str) -> Result<Option<ReasonCode>, AppError> {
 /// The columns and join every run list reads, mapped by [`summary`].
 const SUMMARY_SELECT: &str = "SELECT r.id, r.operation_type, r.status, \
      COALESCE(u.display_name, '') AS initiated_by, r.total_items, r.processed_items, \
-     r.succeeded, r.failed, r.skipped, r.created_at \
+     r.succeeded, r.failed, r.skipped, r.created_at, r.graph_wait_reason, r.graph_wait_until \
      FROM runs r LEFT JOIN users u ON u.id = r.initiated_by";
 
 fn summary(row: &AnyRow) -> Result<RunSummary, AppError> {
@@ -49,7 +50,29 @@ fn summary(row: &AnyRow) -> Result<RunSummary, AppError> {
         failed: row.try_get("failed")?,
         skipped: row.try_get("skipped")?,
         created_at: Timestamp(row.try_get("created_at")?),
+        graph_wait: graph_wait(row)?,
     })
+}
+
+/// The wait a running run's row records (`graph_wait_reason`, `graph_wait_until`), as the
+/// time left from now. A run that is not running waits for nothing.
+fn graph_wait(row: &AnyRow) -> Result<Option<GraphWait>, AppError> {
+    if status(row)? != RunStatus::Running {
+        return Ok(None);
+    }
+    let Some(raw) = row.try_get::<Option<String>, _>("graph_wait_reason")? else {
+        return Ok(None);
+    };
+    let Some(reason) = GraphWaitReason::parse(&raw) else {
+        tracing::warn!(reason = %raw, "unknown Graph wait reason in the database");
+        return Ok(None);
+    };
+    let until: Option<i64> = row.try_get("graph_wait_until")?;
+    let now = Timestamp::now().millis();
+    Ok(Some(GraphWait {
+        reason,
+        resumes_in_ms: until.map(|until| until.saturating_sub(now).max(0)),
+    }))
 }
 
 /// The tenant's runs matching `filter`, newest first (at most `limit`), only those older than
@@ -136,7 +159,9 @@ pub async fn detail(
         "SELECT r.id, r.operation_type, r.status, COALESCE(u.display_name, '') AS initiated_by, \
                 r.created_at, r.started_at, r.finished_at, r.total_items, r.processed_items, \
                 r.succeeded, r.failed, r.skipped, r.reason_code, r.failure_message, \
-                r.target_id, b.name AS backup_set_name \
+                r.target_id, b.name AS backup_set_name, r.retry_of, r.graph_wait_reason, \
+                r.graph_wait_until, r.graph_requests, r.graph_throttled, r.graph_server_errors, \
+                r.graph_retries, r.graph_waited_ms \
          FROM runs r LEFT JOIN users u ON u.id = r.initiated_by \
          LEFT JOIN backup_sets b ON b.tenant_id = r.tenant_id AND b.id = r.target_id \
          WHERE r.tenant_id = $1 AND r.id = $2",
@@ -155,6 +180,16 @@ pub async fn detail(
         items = selection_page(db, scope, run_id, window).await?;
     }
 
+    let retried_by: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE tenant_id = $1 AND retry_of = $2 ORDER BY id DESC",
+    )
+    .bind(scope.id())
+    .bind(run_id)
+    .fetch_all(db.pool())
+    .await?;
+    let failed: i64 = row.try_get("failed")?;
+    let retry_items = retry_items(db, scope, run_id, &row, status, failed).await?;
+
     let time = |column: &str| -> Result<Option<Timestamp>, sqlx::Error> {
         Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp))
     };
@@ -169,14 +204,55 @@ pub async fn detail(
         total_items: row.try_get("total_items")?,
         processed_items: row.try_get("processed_items")?,
         succeeded: row.try_get("succeeded")?,
-        failed: row.try_get("failed")?,
+        failed,
         skipped: row.try_get("skipped")?,
         reason_code: reason(&row, "reason_code")?,
         failure_message: row.try_get("failure_message")?,
         backup_set_id: row.try_get("target_id")?,
         backup_set_name: row.try_get("backup_set_name")?,
         items,
+        retry_of: row.try_get("retry_of")?,
+        retried_by,
+        retry_items,
+        graph_wait: graph_wait(&row)?,
+        graph: GraphFigures {
+            requests: row.try_get("graph_requests")?,
+            throttled: row.try_get("graph_throttled")?,
+            server_errors: row.try_get("graph_server_errors")?,
+            retries: row.try_get("graph_retries")?,
+            waited_ms: row.try_get("graph_waited_ms")?,
+        },
     })
+}
+
+/// What "Retry N failed" (or "Resume N cancelled") would take again: the failed items of a
+/// capture run that ended, or the items a cancel skipped. The same rule as the retry itself.
+async fn retry_items(
+    db: &Db,
+    scope: &TenantScope,
+    run_id: i64,
+    row: &AnyRow,
+    status: RunStatus,
+    failed: i64,
+) -> Result<i64, AppError> {
+    let operation: String = row.try_get("operation_type")?;
+    if status.is_active() || OperationType::parse(&operation) != Some(OperationType::AddPolicies) {
+        return Ok(0);
+    }
+    if status != RunStatus::Cancelled {
+        return Ok(failed);
+    }
+    let cancelled: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM run_items \
+         WHERE tenant_id = $1 AND run_id = $2 AND outcome = 'skipped' AND reason_code = $3",
+    )
+    .bind(scope.id())
+    .bind(run_id)
+    .bind(ReasonCode::Cancelled.as_str())
+    .fetch_one(db.pool())
+    .await?
+    .try_get("n")?;
+    Ok(cancelled)
 }
 
 /// One page of a queued run's selection (stored with the run), in policy name order, as pending
