@@ -27,6 +27,7 @@ use crate::server::db::{is_unique_violation, Backend, Db};
 use crate::server::graph::activity::GraphActivity;
 use crate::server::graph::interrupt::Interrupt;
 use crate::server::graph::TenantCredentials;
+use crate::server::metrics;
 use crate::server::runs::stored_status;
 use crate::server::sanitize::sanitize;
 
@@ -190,6 +191,15 @@ impl Worker {
             tenant_id = claimed.run.tenant_id,
             operation = claimed.operation.as_str()
         );
+        // One less active run however the work ends (also when its task is aborted).
+        struct Active;
+        impl Drop for Active {
+            fn drop(&mut self) {
+                metrics::active_runs(-1.0);
+            }
+        }
+        metrics::active_runs(1.0);
+        let _active = Active;
         match self.registry.execute(self.clone(), claimed) {
             Some(work) => work.instrument(span).await,
             // The claim only takes operations with a handler.
@@ -242,7 +252,7 @@ impl Worker {
             .execute(self.db.pool())
             .await;
             match renewed {
-                Ok(done) if done.rows_affected() == 1 => {}
+                Ok(done) if done.rows_affected() == 1 => metrics::heartbeat(),
                 Ok(_) => {
                     // Lost, ended or cancelled: no new item either way. This is the safety net
                     // for a cancel whose NOTIFY was lost.
@@ -268,7 +278,12 @@ impl Worker {
         for _ in 0..CLAIM_RETRIES {
             match self.try_claim(lane).await {
                 Err(error) if is_unique_violation(&error) => continue,
-                claimed => return claimed,
+                claimed => {
+                    if claimed.is_ok() {
+                        metrics::heartbeat();
+                    }
+                    return claimed;
+                }
             }
         }
         Ok(None)
@@ -574,6 +589,13 @@ impl Worker {
             }
             counts.add(done.outcome());
         }
+        for done in &recorded {
+            metrics::items_recorded(
+                O::TYPE.as_str(),
+                done.outcome().as_str(),
+                done.reason().map(ReasonCode::as_str),
+            );
+        }
         if !self
             .hold_lease(&mut tx, run.id, run.attempt, counts, true)
             .await?
@@ -639,7 +661,7 @@ impl Worker {
              finished_at = $2, reason_code = $3, failure_message = $4, \
              lease_expires_at = NULL \
              WHERE id = $5 AND lease_owner = $6 AND attempt = $7 AND status = 'running' \
-             RETURNING status, total_items, succeeded, failed, skipped",
+             RETURNING status, total_items, succeeded, failed, skipped, started_at",
         )
         .bind(failure.is_some())
         .bind(now)
@@ -689,6 +711,10 @@ impl Worker {
             .await?;
         }
         tx.commit().await?;
+        let started: Option<i64> = row.try_get("started_at")?;
+        let took =
+            started.map(|started| Duration::from_millis(now.saturating_sub(started).max(0) as u64));
+        metrics::run_finished(O::TYPE.as_str(), status.as_str(), took);
         tracing::info!(
             status = status.as_str(),
             succeeded = totals.succeeded,

@@ -17,6 +17,7 @@ use super::token::{TenantCredentials, TokenCache};
 use super::GraphError;
 use crate::domain::graph_wait::GraphWaitReason;
 use crate::domain::reason_code::ReasonCode;
+use crate::server::metrics;
 
 /// A list or sub-collection longer than this many pages is treated as a Graph fault (a nextLink
 /// loop) rather than followed forever.
@@ -331,6 +332,7 @@ impl GraphClient {
                         limiter.pause_for(wait.min(inner.config.retry.max_retry_after));
                     }
                     let backoff = inner.config.retry.delay(attempt, retry_after);
+                    metrics::graph_retry_wait(backoff);
                     let sleep = super::interrupt::waiting(tokio::time::sleep(backoff));
                     activity::waiting_for(why, Some(backoff), sleep).await?;
                 }
@@ -355,8 +357,12 @@ impl GraphClient {
             .timeout(self.inner.config.request_timeout)
             .send()
             .await
-            .map_err(|e| transport_failure(&e, &what))?;
+            .map_err(|e| {
+                metrics::graph_answer(None);
+                transport_failure(&e, &what)
+            })?;
         let status = response.status();
+        metrics::graph_answer(Some(status.as_u16()));
         match status.as_u16() {
             429 => activity::count(Count::Throttled),
             500..=599 => activity::count(Count::ServerError),
