@@ -296,3 +296,55 @@ pub enum Coverage {
     /// The snapshot's capture format did not record it yet.
     NotCapturedThen,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn families_use_the_policy_type_spellings() {
+        for family in PolicyFamily::ALL {
+            assert_eq!(PolicyFamily::parse(family.as_str()), Some(family));
+            assert_eq!(
+                serde_json::to_value(family).expect("serializes"),
+                json!(family.as_str())
+            );
+        }
+        assert_eq!(
+            PolicyFamily::of_payload(&json!({"policyType": "administrative_template"})),
+            Some(PolicyFamily::AdministrativeTemplate)
+        );
+        assert_eq!(PolicyFamily::of_payload(&json!({"policyType": 3})), None);
+    }
+
+    #[test]
+    fn each_format_lists_what_it_records() {
+        assert_eq!(CaptureFormat::new(0), None);
+        assert_eq!(CaptureFormat::new(1), Some(CaptureFormat::V1));
+        assert_eq!(CaptureFormat::new(CaptureFormat::LATEST.get() + 1), None);
+        assert_eq!(CaptureFormat::V1.fields().count(), 0);
+        assert_eq!(
+            CaptureFormat::V2.fields().collect::<Vec<_>>(),
+            FormatField::ALL
+        );
+        for field in FormatField::ALL {
+            assert!(field.since() > CaptureFormat::V1);
+        }
+    }
+
+    #[test]
+    fn names_come_from_setting_definitions_and_their_options() {
+        let payload = json!({"settings": [{"id": "0",
+            "settingInstance": {"settingDefinitionId": "a"},
+            "settingDefinitions": [{"id": "a", "displayName": "Setting A",
+                "options": [{"itemId": "a_1", "displayName": "On"}, {"itemId": "a_0"}]}]}],
+            "settingDefinitions": [{"id": "b", "displayName": "Setting B"}, {"displayName": "no id"}]});
+        let names = SettingNames::from_payload(&payload);
+        assert_eq!(names.get("a"), Some("Setting A"));
+        assert_eq!(names.get("a_1"), Some("On"));
+        assert_eq!(names.get("a_0"), None);
+        assert_eq!(names.get("b"), Some("Setting B"));
+        assert_eq!(names.len(), 3);
+    }
+}
