@@ -14,6 +14,7 @@ pub mod routes;
 pub mod run;
 pub mod run_detail;
 pub mod selection;
+pub mod snapshot;
 pub mod tenant;
 pub mod time;
 
