@@ -33,6 +33,7 @@ both_backends!(TestApp:
     cancel_and_finish_race_to_one_outcome,
     retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones,
     a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures,
+    the_poll_versions_move_only_when_the_runs_do,
 );
 
 struct Fixture {
@@ -584,4 +585,47 @@ async fn a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures(app: Tes
     );
     // What the simulator saw agrees with the run's count.
     assert_eq!(f.sim.counters().with_status(429), 1);
+}
+
+async fn the_poll_versions_move_only_when_the_runs_do(app: TestApp) {
+    let f = fixture(&app).await;
+    let version = |endpoint: &'static str, key: &'static str, id: String| {
+        let (app, cookie) = (&app, f.operator.clone());
+        async move {
+            let form = [("tenant", CONTOSO), (key, id.as_str())];
+            let response = app.call_as(&cookie, endpoint, &form).await;
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let run = |id: i64| version("runs/version", "id", id.to_string());
+    let panel = || {
+        version(
+            "runs/for-backup-set/version",
+            "backup_set_id",
+            f.set_id.clone(),
+        )
+    };
+
+    f.sim.set_fault(&f.policies[0].1, Fault::ServerError);
+    let run_id = f.submit(&app, 0..3).await;
+    let (queued, queued_panel) = (run(run_id).await, panel().await);
+    assert_eq!(queued.0, 200, "{queued:?}");
+    assert_eq!(run(run_id).await, queued, "nothing moved");
+    assert_eq!(panel().await, queued_panel, "nothing moved");
+
+    f.worker(&app, "w1").try_execute_task().await.unwrap();
+    let ended = run(run_id).await;
+    assert_ne!(ended, queued, "the run ended");
+    assert_ne!(panel().await, queued_panel);
+    assert_eq!(run(run_id).await, ended, "nothing moved since");
+
+    // A retry of it changes what its page shows (the link to the retry).
+    f.sim.set_knobs(tenantatlas::graph_sim::Knobs::default());
+    assert_eq!(f.retry(&app, run_id).await.0, 200);
+    assert_ne!(run(run_id).await, ended, "retried by a new run");
+
+    // A run that is not the tenant's is a 404.
+    let (status, body) = run(i64::MAX).await;
+    assert_eq!(status, 404, "{body}");
 }

@@ -10,7 +10,7 @@ use super::{
     use_poll_while, use_toasts, CancelRunButton, ErrorMessage, Loading, RetryRunButton,
     RunStatusBadge,
 };
-use crate::api::runs::backup_set_runs;
+use crate::api::runs::{backup_set_runs, backup_set_runs_version};
 use crate::domain::Capability;
 use crate::domain::{routes, RunStatus, RunSummary};
 use crate::pages::tenant_layout::refusal;
@@ -38,9 +38,30 @@ pub fn RunPanel(
 ) -> impl IntoView {
     let toasts = use_toasts();
     let tick = RwSignal::new(0_u64);
+    // A poll asks for the version of the panel's runs first (one small read) and fetches the
+    // runs only when it moved; a submit (`refresh`) always fetches.
+    let last = StoredValue::new(None::<((usize, String), Vec<RunSummary>)>);
     let runs = Resource::new(
         move || (tenant.get(), refresh.get(), tick.get()),
-        move |(tenant, _, _)| backup_set_runs(tenant, backup_set_id),
+        move |(tenant, refresh, tick)| async move {
+            if tick == 0 {
+                return backup_set_runs(tenant, backup_set_id).await;
+            }
+            let version = (
+                refresh,
+                backup_set_runs_version(tenant.clone(), backup_set_id).await?,
+            );
+            let unchanged = last.with_value(|last| match last {
+                Some((seen, list)) if *seen == version => Some(list.clone()),
+                _ => None,
+            });
+            if let Some(list) = unchanged {
+                return Ok(list);
+            }
+            let list = backup_set_runs(tenant, backup_set_id).await?;
+            last.set_value(Some((version, list.clone())));
+            Ok(list)
+        },
     );
     // Status of each run at the last poll: a run seen active and now terminal gets a toast.
     let seen = StoredValue::new(HashMap::<i64, RunStatus>::new());

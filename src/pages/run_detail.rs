@@ -8,7 +8,7 @@ use leptos_router::NavigateOptions;
 
 use super::tenant_layout::refusal;
 use super::tenant_layout::use_tenant;
-use crate::api::runs::get_run;
+use crate::api::runs::{get_run, run_version};
 use crate::components::{
     or_absent, provide_toasts, use_poll_while, CancelRunButton, Column, DataTable, EmptyState,
     ErrorMessage, Loading, RetryRunButton, RunStatusBadge, Toasts,
@@ -22,6 +22,15 @@ use crate::domain::run_detail::{
     RUN_ITEMS_PAGE_SIZE,
 };
 use crate::domain::{AppError, Capability};
+
+/// What the run detail page last showed: the run, its filter and page, and the run's version.
+#[derive(Debug, Clone, PartialEq)]
+struct LastView {
+    id: i64,
+    outcome: String,
+    page: i64,
+    version: String,
+}
 
 /// The URL of one page (one-based) of a run's items with an outcome filter (empty for all).
 fn items_href(tenant: &str, run_id: i64, outcome: &str, page: i64) -> String {
@@ -66,6 +75,9 @@ pub fn RunDetailPage() -> impl IntoView {
     let tick = RwSignal::new(0_u64);
     // The cancel action says it was accepted in a toast.
     provide_toasts();
+    // The last answer with the run's version when it was read: a poll first asks for the
+    // version (one indexed read) and fetches the run and its item page only when it moved.
+    let last = StoredValue::new(None::<(LastView, RunDetail)>);
     let run = Resource::new(
         move || {
             (
@@ -76,14 +88,39 @@ pub fn RunDetailPage() -> impl IntoView {
                 tick.get(),
             )
         },
-        |(tenant, id, outcome, page, _)| async move {
-            let offset = (page - 1).saturating_mul(RUN_ITEMS_PAGE_SIZE);
-            match id {
-                Some(id) => get_run(tenant, id, outcome, offset, RUN_ITEMS_PAGE_SIZE).await,
-                None => Err(AppError::NotFound(
+        move |(tenant, id, outcome, page, tick)| async move {
+            let Some(id) = id else {
+                return Err(AppError::NotFound(
                     "This run does not exist in this tenant.".into(),
-                )),
+                ));
+            };
+            let offset = (page - 1).saturating_mul(RUN_ITEMS_PAGE_SIZE);
+            // The first load (also on the server) reads the run at once.
+            let version = if tick == 0 {
+                String::new()
+            } else {
+                run_version(tenant.clone(), id).await?
+            };
+            let view = LastView {
+                id,
+                outcome: outcome.clone(),
+                page,
+                version,
+            };
+            if tick > 0 {
+                let unchanged = last.with_value(|last| match last {
+                    Some((seen, detail)) if *seen == view => Some(detail.clone()),
+                    _ => None,
+                });
+                if let Some(detail) = unchanged {
+                    return Ok(detail);
+                }
             }
+            let detail = get_run(tenant, id, outcome, offset, RUN_ITEMS_PAGE_SIZE).await?;
+            if tick > 0 {
+                last.set_value(Some((view, detail.clone())));
+            }
+            Ok(detail)
         },
     );
     // Another outcome starts again at the first page; Back returns to the previous view.

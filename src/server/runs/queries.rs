@@ -126,6 +126,77 @@ pub async fn list(
     rows.iter().map(summary).collect()
 }
 
+/// The columns of a run whose change the screens show; [`version`] and [`backup_set_version`]
+/// join them into a text that changes when any of them does.
+const VERSION_COLUMNS: &str = "r.id, r.status, r.processed_items, r.succeeded, r.failed, \
+     r.skipped, r.graph_wait_reason, r.graph_wait_until, r.graph_requests, r.graph_waited_ms";
+
+fn version_text(row: &AnyRow) -> Result<String, AppError> {
+    let wait: Option<String> = row.try_get("graph_wait_reason")?;
+    let until: Option<i64> = row.try_get("graph_wait_until")?;
+    // While a run waits on Graph the page counts down "resuming in 12 s": a new version every
+    // second, for as long as the wait lasts.
+    let second = match wait {
+        Some(_) => Timestamp::now().millis() / 1000,
+        None => 0,
+    };
+    Ok(format!(
+        "{}:{}:{}:{}:{}:{}:{}@{second}:{}:{}:{}",
+        row.try_get::<i64, _>("id")?,
+        row.try_get::<String, _>("status")?,
+        row.try_get::<i64, _>("processed_items")?,
+        row.try_get::<i64, _>("succeeded")?,
+        row.try_get::<i64, _>("failed")?,
+        row.try_get::<i64, _>("skipped")?,
+        wait.unwrap_or_default(),
+        until.unwrap_or_default(),
+        row.try_get::<i64, _>("graph_requests")?,
+        row.try_get::<i64, _>("graph_waited_ms")?,
+    ))
+}
+
+/// The version of one run of the tenant as its detail page shows it (including the newest run
+/// that retried it), in one read by primary key (and the `retry_of` index).
+pub async fn version(db: &Db, scope: &TenantScope, run_id: i64) -> Result<String, AppError> {
+    let row = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS}, \
+                (SELECT MAX(c.id) FROM runs c WHERE c.retry_of = r.id AND c.tenant_id = r.tenant_id) \
+                  AS retried_by \
+         FROM runs r WHERE r.tenant_id = $1 AND r.id = $2"
+    ))
+    .bind(scope.id())
+    .bind(run_id)
+    .fetch_optional(db.pool())
+    .await?
+    .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
+    let retried_by: Option<i64> = row.try_get("retried_by")?;
+    Ok(format!(
+        "{}/{}",
+        version_text(&row)?,
+        retried_by.unwrap_or_default()
+    ))
+}
+
+/// The version of the run panel of one backup set: its recent runs' versions.
+pub async fn backup_set_version(
+    db: &Db,
+    scope: &TenantScope,
+    backup_set_id: i64,
+) -> Result<String, AppError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS} FROM runs r \
+         WHERE r.tenant_id = $1 AND r.resource = 'backup_set' AND r.target_id = $2 \
+         ORDER BY r.created_at DESC, r.id DESC LIMIT $3"
+    ))
+    .bind(scope.id())
+    .bind(backup_set_id)
+    .bind(PANEL_RUNS)
+    .fetch_all(db.pool())
+    .await?;
+    let versions: Result<Vec<String>, AppError> = rows.iter().map(version_text).collect();
+    Ok(versions?.join(","))
+}
+
 /// The most recent runs that worked on one backup set, newest first.
 pub async fn for_backup_set(
     db: &Db,
