@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 
 use crate::domain::graph_wait::{GraphFigures, GraphWaitReason};
@@ -53,15 +53,21 @@ impl FiguresWriter {
         })
     }
 
-    /// Writes every [`WRITE_EVERY`] what changed, until aborted. A failed write is logged and
+    /// Writes every [`WRITE_EVERY`] what changed, until `stop` is sent (then it returns
+    /// between two writes, never inside one: a write cut after its UPDATE but before it noted
+    /// what it wrote would be written again by the last write). A failed write is logged and
     /// tried again at the next tick: the figures are worth less than the run's progress.
-    pub(super) async fn every_second(self: Arc<Self>) {
+    pub(super) async fn every_second(self: Arc<Self>, mut stop: watch::Receiver<()>) {
         let mut every = tokio::time::interval(WRITE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            every.tick().await;
-            if let Err(error) = self.write(false).await {
-                tracing::warn!(%error, "could not write the run's Graph figures");
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = every.tick() => {
+                    if let Err(error) = self.write(false).await {
+                        tracing::warn!(%error, "could not write the run's Graph figures");
+                    }
+                }
             }
         }
     }

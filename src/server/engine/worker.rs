@@ -421,8 +421,9 @@ impl Worker {
             run.attempt,
             Arc::clone(&activity),
         );
-        let writing = AbortOnDrop(tokio::spawn(
-            Arc::clone(&figures).every_second().in_current_span(),
+        let (stop_writing, stop) = tokio::sync::watch::channel(());
+        let mut writing = AbortOnDrop(tokio::spawn(
+            Arc::clone(&figures).every_second(stop).in_current_span(),
         ));
 
         // Every item is processed, however many fail (no circuit breaker, SPEC Rule 6). Items
@@ -472,7 +473,9 @@ impl Worker {
             batch.clear();
         }
         drop(processing);
-        drop(writing);
+        // The periodic writer ends between two writes; then the last write.
+        let _ = stop_writing.send(());
+        let _ = (&mut writing.0).await;
         if let Err(error) = figures.write(true).await {
             // The figures are worth less than the run's end.
             tracing::warn!(%error, "could not write the run's last Graph figures");
