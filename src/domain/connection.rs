@@ -289,15 +289,6 @@ pub struct ConnectionReport {
     pub types: Vec<TypeCheck>,
 }
 
-impl ConnectionReport {
-    /// The policy types Graph refused (403).
-    pub fn forbidden_types(&self) -> impl Iterator<Item = &TypeCheck> {
-        self.types
-            .iter()
-            .filter(|t| t.status == TypeStatus::Forbidden)
-    }
-}
-
 /// A tenant's last check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionCheck {
@@ -312,15 +303,6 @@ pub struct ConnectionCheck {
 pub struct ConnectionStatus {
     pub last: Option<ConnectionCheck>,
     pub active_run: Option<i64>,
-}
-
-impl ConnectionStatus {
-    /// Whether runs are refused because of the last check.
-    pub fn blocks_runs(&self) -> bool {
-        self.last
-            .as_ref()
-            .is_some_and(|last| last.report.outcome.blocks_runs())
-    }
 }
 
 /// The refusal of a run for a tenant whose last check failed on authentication, and the way out.
