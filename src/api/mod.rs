@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod backup_sets;
+pub mod connection;
 pub mod members;
 pub mod notifications;
 pub mod policies;
@@ -95,6 +96,14 @@ pub const ACCESS: &[(&str, Access)] = &[
     (
         "/api/tenants/replace-secret",
         Access::Tenant(Capability::ManageMembers),
+    ),
+    (
+        "/api/tenants/connection-check",
+        Access::Tenant(Capability::View),
+    ),
+    (
+        "/api/tenants/check-connection",
+        Access::Tenant(Capability::CheckConnection),
     ),
     // Disconnect before reconnect: the access matrix calls them in this order, and leaves the
     // tenant connected for the next caller.

@@ -2,6 +2,7 @@
 
 mod app_header;
 mod cancel_run;
+mod connection_check;
 mod data_table;
 mod feedback;
 mod needs_role;
@@ -15,6 +16,7 @@ mod toasts;
 
 pub use app_header::{AppHeader, MeResource};
 pub use cancel_run::CancelRunButton;
+pub use connection_check::{ConnectionBanner, ConnectionCheck};
 pub use data_table::{or_absent, Column, DataTable, ABSENT};
 pub use feedback::{EmptyState, ErrorMessage, Loading};
 pub use needs_role::NeedsRole;

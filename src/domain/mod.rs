@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod backup_set;
 pub mod capability;
+pub mod connection;
 pub mod error;
 pub mod graph_wait;
 pub mod notification;

@@ -1,4 +1,5 @@
-//! The simulator's behaviour switches, settable at start and at run time (`POST /_sim/knobs`).
+//! The simulator's behaviour switches, settable at start and at run time (`POST /_sim/knobs`):
+//! latency, throttling, faults per policy, and how each tenant's app registration is set up.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,66 @@ pub struct Knobs {
     pub token_lifetime_secs: u64,
     /// Forced faults by policy Graph id; they apply to the policy and its sub-collections.
     pub faults: BTreeMap<String, Fault>,
+    /// How each tenant's app registration is set up in Entra ID, by tenant id (any case); a
+    /// tenant not named has a valid secret, admin consent and every permission in [`APP_ROLES`].
+    pub apps: BTreeMap<String, AppSetup>,
+}
+
+/// The application permissions a simulated app holds unless its [`AppSetup`] takes some away:
+/// every permission TenantAtlas uses.
+pub const APP_ROLES: [&str; 3] = [
+    "DeviceManagementConfiguration.Read.All",
+    "DeviceManagementConfiguration.ReadWrite.All",
+    "Group.Read.All",
+];
+
+/// The permissions that let an app read the Intune policy collections.
+pub const POLICY_READ_ROLES: [&str; 2] = [
+    "DeviceManagementConfiguration.Read.All",
+    "DeviceManagementConfiguration.ReadWrite.All",
+];
+
+/// A tenant's app registration, as the connection check meets it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppSetup {
+    /// Application permissions the app lacks: left out of its new tokens' `roles` claim. Graph
+    /// refuses (403) the policy collections when neither policy read permission is left.
+    pub missing_roles: Vec<String>,
+    /// Policy collections (`deviceCompliancePolicies`, …) Graph refuses (403) to the app
+    /// whatever its roles, as a scoped or partial grant would.
+    pub forbidden_collections: Vec<String>,
+    /// Nobody granted admin consent: tokens carry no `roles` claim, so Graph refuses every
+    /// policy collection.
+    pub no_consent: bool,
+    /// The token endpoint refuses the app this way, whatever secret it sends.
+    pub token_error: Option<TokenFault>,
+}
+
+impl AppSetup {
+    /// The `roles` claim of the tokens the app gets now.
+    pub fn roles(&self) -> Vec<String> {
+        if self.no_consent {
+            return Vec::new();
+        }
+        APP_ROLES
+            .iter()
+            .filter(|role| !self.missing_roles.iter().any(|missing| missing == *role))
+            .map(|role| (*role).to_owned())
+            .collect()
+    }
+}
+
+/// A refusal of the token endpoint, with the AADSTS code Entra ID sends for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenFault {
+    /// AADSTS7000215 (401 `invalid_client`): the secret is not the app's.
+    WrongSecret,
+    /// AADSTS7000222 (401 `invalid_client`): the secret has expired.
+    ExpiredSecret,
+    /// AADSTS700016 (400 `unauthorized_client`): no such app in the tenant, or not consented.
+    AppNotFound,
 }
 
 impl Default for Knobs {
@@ -44,6 +105,7 @@ impl Default for Knobs {
             rate_hang: 0.0,
             token_lifetime_secs: 3_599,
             faults: BTreeMap::new(),
+            apps: BTreeMap::new(),
         }
     }
 }
@@ -76,6 +138,15 @@ pub enum Fault {
 }
 
 impl Knobs {
+    /// The app registration of tenant `tenant_id` (matched in any case).
+    pub fn app(&self, tenant_id: &str) -> AppSetup {
+        self.apps
+            .iter()
+            .find(|(tenant, _)| tenant.eq_ignore_ascii_case(tenant_id))
+            .map(|(_, app)| app.clone())
+            .unwrap_or_default()
+    }
+
     /// Applies a JSON object of changed fields; unknown fields or bad values are an error and
     /// leave the knobs unchanged.
     pub fn patched(&self, patch: &serde_json::Value) -> Result<Self, String> {
@@ -114,6 +185,34 @@ mod tests {
                 retry_after_secs: 2
             })
         );
+    }
+
+    #[test]
+    fn an_app_setup_takes_permissions_away_by_tenant() {
+        let knobs = Knobs::default()
+            .patched(&json!({"apps": {"6F1C2A3B-0000-4000-8000-00000000C0DE": {
+                "missing_roles": ["Group.Read.All"],
+                "token_error": "expired_secret"
+            }}}))
+            .expect("valid patch");
+        let app = knobs.app("6f1c2a3b-0000-4000-8000-00000000c0de");
+        assert_eq!(
+            app.roles(),
+            [
+                "DeviceManagementConfiguration.Read.All",
+                "DeviceManagementConfiguration.ReadWrite.All"
+            ]
+        );
+        assert_eq!(app.token_error, Some(TokenFault::ExpiredSecret));
+        assert_eq!(knobs.app("another").roles(), APP_ROLES);
+        let no_consent = AppSetup {
+            no_consent: true,
+            ..AppSetup::default()
+        };
+        assert!(no_consent.roles().is_empty());
+        assert!(Knobs::default()
+            .patched(&json!({"apps": {"t": {"missing_role": []}}}))
+            .is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use counters::{RequestRecord, SimCounters};
-pub use knobs::{Fault, Knobs};
+pub use knobs::{AppSetup, Fault, Knobs, TokenFault, APP_ROLES};
 pub use tenant::{Kind, SimPolicy, CHILD_PAGE_SIZE};
 
 use tenant::FakeTenant;
@@ -71,6 +71,8 @@ pub struct SimHandle {
 struct IssuedToken {
     tenant: String,
     client_id: String,
+    /// Its `roles` claim: what the app was granted when the token was issued.
+    roles: Vec<String>,
     expires_at: Instant,
 }
 
@@ -220,6 +222,16 @@ impl SimHandle {
     pub fn set_fault(&self, graph_id: &str, fault: Fault) {
         let mut knobs = self.knobs();
         knobs.faults.insert(graph_id.to_owned(), fault);
+        self.set_knobs(knobs);
+    }
+
+    /// Sets up tenant `tenant_id`'s app registration (permissions, consent, token errors).
+    pub fn set_app(&self, tenant_id: &str, app: AppSetup) {
+        let mut knobs = self.knobs();
+        knobs
+            .apps
+            .retain(|tenant, _| !tenant.eq_ignore_ascii_case(tenant_id));
+        knobs.apps.insert(tenant_id.to_ascii_lowercase(), app);
         self.set_knobs(knobs);
     }
 

@@ -12,7 +12,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::knobs::{Fault, Knobs};
+use super::knobs::{Fault, Knobs, TokenFault, POLICY_READ_ROLES};
 use super::tenant::{Kind, SimPolicy, CHILD_PAGE_SIZE};
 use super::{lock, IssuedToken, SimCounters, SimState};
 
@@ -39,7 +39,9 @@ fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `POST /{tenant}/oauth2/v2.0/token`: the client-credentials grant.
+/// `POST /{tenant}/oauth2/v2.0/token`: the client-credentials grant. A token is a JWT whose
+/// payload carries the app's `roles` claim, as Entra ID's app-only tokens do (its signature is
+/// random: nobody verifies it).
 async fn token(
     State(sim): State<Shared>,
     Path(tenant): Path<String>,
@@ -52,38 +54,52 @@ async fn token(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
+    let client_id = field("client_id").unwrap_or_default();
+    let knobs = sim.knobs();
+    let app = knobs.app(&tenant);
     let tenant_ok = tenant.len() == 36 && tenant.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
     let (status, body) = if !tenant_ok {
-        (
+        token_error(
             StatusCode::BAD_REQUEST,
-            json!({"error": "invalid_request", "error_description": "AADSTS90002: Tenant not found."}),
+            "invalid_request",
+            90_002,
+            &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
         )
     } else if field("grant_type") != Some("client_credentials")
         || field("scope") != Some("https://graph.microsoft.com/.default")
     {
-        (
+        token_error(
             StatusCode::BAD_REQUEST,
-            json!({"error": "invalid_request", "error_description": "AADSTS900144: bad grant or scope."}),
+            "invalid_request",
+            900_144,
+            "The request body must contain the grant_type and scope parameters.",
         )
-    } else if field("client_secret") != Some(sim.client_secret.as_str())
-        || field("client_id").is_none_or(str::is_empty)
-    {
-        (
-            StatusCode::UNAUTHORIZED,
-            json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}),
-        )
+    } else if let Some(fault) = app.token_error {
+        match fault {
+            TokenFault::WrongSecret => wrong_secret(client_id),
+            TokenFault::ExpiredSecret => token_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7_000_222,
+                &format!("The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."),
+            ),
+            TokenFault::AppNotFound => token_error(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                700_016,
+                &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."),
+            ),
+        }
+    } else if field("client_secret") != Some(sim.client_secret.as_str()) || client_id.is_empty() {
+        wrong_secret(client_id)
     } else {
-        let lifetime = sim.knobs().token_lifetime_secs;
-        let mut rng = rand::rng();
-        let access_token = format!(
-            "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.eyJzaW0iOnRydWV9{:016x}.{:016x}{:016x}",
-            rng.random::<u64>(),
-            rng.random::<u64>(),
-            rng.random::<u64>()
-        );
+        let lifetime = knobs.token_lifetime_secs;
+        let roles = app.roles();
+        let access_token = jwt_for(&tenant, client_id, &roles, lifetime);
         let issued = IssuedToken {
             tenant: tenant.to_ascii_lowercase(),
-            client_id: field("client_id").unwrap_or_default().to_owned(),
+            client_id: client_id.to_owned(),
+            roles,
             expires_at: arrival + Duration::from_secs(lifetime),
         };
         lock(&sim.tokens).insert(access_token.clone(), issued);
@@ -94,6 +110,84 @@ async fn token(
     };
     sim.record(arrival, "token".into(), uri.path(), status.as_u16());
     (status, Json(body)).into_response()
+}
+
+/// AADSTS7000215, as Entra ID answers a secret that is not the app's.
+fn wrong_secret(client_id: &str) -> (StatusCode, Value) {
+    token_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        7_000_215,
+        &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."),
+    )
+}
+
+/// The token endpoint's error body as Microsoft documents it: the OAuth `error`, a description
+/// that starts with the AADSTS code and ends with the trace details, and `error_codes`.
+fn token_error(status: StatusCode, error: &str, code: u32, message: &str) -> (StatusCode, Value) {
+    let trace_id = uuid_like();
+    let correlation_id = uuid_like();
+    let timestamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+        ))
+        .unwrap_or_default();
+    (
+        status,
+        json!({
+            "error": error,
+            "error_description": format!("AADSTS{code}: {message} Trace ID: {trace_id} Correlation ID: {correlation_id} Timestamp: {timestamp}"),
+            "error_codes": [code],
+            "timestamp": timestamp,
+            "trace_id": trace_id,
+            "correlation_id": correlation_id,
+            "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+        }),
+    )
+}
+
+/// A random id in GUID form (the simulator's trace and token ids).
+fn uuid_like() -> String {
+    let mut rng = rand::rng();
+    let (a, b, c, d): (u32, u16, u16, u64) =
+        (rng.random(), rng.random(), rng.random(), rng.random());
+    format!(
+        "{a:08x}-{b:04x}-4{:03x}-8{:03x}-{:012x}",
+        c & 0x0fff,
+        (d >> 48) & 0x0fff,
+        d & 0xffff_ffff_ffff
+    )
+}
+
+/// An app-only access token: `header.payload.signature`, each base64url, the payload holding
+/// the claims Entra ID puts in one (the `roles` claim only when some permission is granted).
+fn jwt_for(tenant: &str, client_id: &str, roles: &[String], lifetime: u64) -> String {
+    use crate::server::graph::jwt::encode_base64url;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let tenant = tenant.to_ascii_lowercase();
+    let header = json!({"typ": "JWT", "alg": "RS256", "kid": "graph-sim"});
+    let mut claims = json!({
+        "aud": "https://graph.microsoft.com",
+        "iss": format!("https://sts.windows.net/{tenant}/"),
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime as i64,
+        "appid": client_id,
+        "idtyp": "app",
+        "tid": tenant,
+        "uti": uuid_like(),
+        "ver": "1.0",
+    });
+    if let (false, Value::Object(fields)) = (roles.is_empty(), &mut claims) {
+        fields.insert("roles".into(), json!(roles));
+    }
+    let signature: [u8; 32] = rand::rng().random();
+    format!(
+        "{}.{}.{}",
+        encode_base64url(header.to_string().as_bytes()),
+        encode_base64url(claims.to_string().as_bytes()),
+        encode_base64url(&signature)
+    )
 }
 
 async fn read_knobs(State(sim): State<Shared>) -> Json<Knobs> {
@@ -216,8 +310,8 @@ fn decide(
     let caller = lock(&sim.tokens)
         .get(bearer)
         .filter(|t| t.expires_at > arrival)
-        .map(|t| (t.tenant.clone(), t.client_id.clone()));
-    let Some((tenant_id, client_id)) = caller else {
+        .map(|t| (t.tenant.clone(), t.client_id.clone(), t.roles.clone()));
+    let Some((tenant_id, client_id, roles)) = caller else {
         return Answer::Reply(graph_error(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationToken",
@@ -266,6 +360,23 @@ fn decide(
             "Resource not found for the segment.",
         ));
     };
+    // Intune's collections need a policy read permission in the token, and the app's setup
+    // may refuse some collections whatever its roles.
+    let may_read = roles
+        .iter()
+        .any(|role| POLICY_READ_ROLES.contains(&role.as_str()));
+    let refused = knobs
+        .app(&tenant_id)
+        .forbidden_collections
+        .iter()
+        .any(|collection| collection == route.kind.collection());
+    if !may_read || refused {
+        return Answer::Reply(graph_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "Application is not authorized to perform this operation. Application must have one of the following scopes: DeviceManagementConfiguration.Read.All, DeviceManagementConfiguration.ReadWrite.All",
+        ));
+    }
     if let Some(fault) = route
         .id
         .as_ref()

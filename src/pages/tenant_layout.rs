@@ -50,6 +50,7 @@ pub fn TenantLayout() -> impl IntoView {
     view! {
         <AppHeader me tenant=tenant />
         <main class="page">
+            <crate::components::ConnectionBanner tenant />
             <Outlet />
         </main>
     }

@@ -163,6 +163,22 @@ pub trait Operation: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<Vec<Recorded>, sqlx::Error>> + Send;
 
+    /// Works on the run as a whole once its items are processed, and says whether the run
+    /// failed. `creds` is the tenant's credentials, or why they could not be loaded (the run
+    /// then has processed nothing). An operation without items (a connection check) does its
+    /// work here; no engine transaction is open, so what it writes must be fenced by
+    /// `run.attempt` itself. By default: the credentials' failure, or none.
+    fn conclude(
+        &self,
+        db: &Db,
+        creds: Result<&TenantCredentials, &RunFailure>,
+        run: &Run<Self::Input>,
+    ) -> impl Future<Output = Result<Option<RunFailure>, sqlx::Error>> + Send {
+        let _ = (db, run);
+        let failure = creds.err().cloned();
+        async move { Ok(failure) }
+    }
+
     /// The title and body of the notification the initiator gets when the run ends.
     fn notification(
         &self,
@@ -196,7 +212,11 @@ pub struct Registry {
 impl Registry {
     /// Every handler this version ships, capturing through `source`.
     pub fn standard(source: Arc<dyn PolicySource>) -> Self {
-        Self::default().with(super::ops::add_policies::AddPolicies::new(source))
+        Self::default()
+            .with(super::ops::add_policies::AddPolicies::new(Arc::clone(
+                &source,
+            )))
+            .with(super::ops::check_connection::CheckConnection::new(source))
     }
 
     /// Adds (or replaces) the handler of `O::TYPE`.

@@ -408,7 +408,12 @@ impl Worker {
         let _heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat(run.id, run.attempt)));
         let creds = match (self.credentials)(run.tenant_id).await {
             Ok(creds) => creds,
-            Err(failure) => return self.finish(operation, &run, Some(failure)).await,
+            Err(failure) => {
+                let concluded = operation.conclude(&self.db, Err(&failure), &run).await?;
+                return self
+                    .finish(operation, &run, Some(concluded.unwrap_or(failure)))
+                    .await;
+            }
         };
         // Items with an outcome are done, also from an earlier attempt: a resumed run skips them.
         let items = operation.pending(&self.db, &run).await?;
@@ -437,6 +442,7 @@ impl Worker {
         let processing = {
             let (worker, run) = (self.clone(), Arc::clone(&run));
             let handler = Arc::clone(&handler);
+            let creds = creds.clone();
             let signal = cancel.signal();
             AbortOnDrop(tokio::spawn(
                 async move {
@@ -480,7 +486,8 @@ impl Worker {
             // The figures are worth less than the run's end.
             tracing::warn!(%error, "could not write the run's last Graph figures");
         }
-        self.finish(operation, &run, None).await
+        let failure = operation.conclude(&self.db, Ok(&creds), &run).await?;
+        self.finish(operation, &run, failure).await
     }
 
     /// Writes the run's items (one `pending` item per planned policy) in one transaction that

@@ -9,11 +9,12 @@ use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value};
 
 use super::activity::{self, Count};
+use super::jwt::{self, ClaimsError};
 use super::limiter::{LimiterConfig, Limiters};
 use super::registry::{PolicyListing, PolicyType};
 use super::retry::{retry_after, RetryPolicy};
 use super::snapshot::Snapshot;
-use super::token::{TenantCredentials, TokenCache};
+use super::token::{TenantCredentials, TokenCache, TokenFailure};
 use super::GraphError;
 use crate::domain::graph_wait::GraphWaitReason;
 use crate::domain::reason_code::ReasonCode;
@@ -71,6 +72,16 @@ pub struct CaptureOptions {
 /// A boxed future, so [`PolicySource`] can be used as a trait object.
 pub type GraphFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, GraphError>> + Send + 'a>>;
 
+/// What a new token says the app may do: the application permissions in its `roles` claim, or
+/// why they could not be read. Never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Granted {
+    pub roles: Result<Vec<String>, ClaimsError>,
+}
+
+/// A boxed future of a token request (the connection check's first step).
+pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<Granted, TokenFailure>> + Send + 'a>>;
+
 /// What the inventory sync and the worker need from Graph; tests substitute their own source.
 pub trait PolicySource: Send + Sync {
     /// Every policy of one type in the tenant.
@@ -88,6 +99,16 @@ pub trait PolicySource: Send + Sync {
         graph_id: &'a str,
         options: CaptureOptions,
     ) -> GraphFuture<'a, Snapshot>;
+
+    /// Asks the token endpoint for a new token and reads what it grants.
+    fn granted_roles<'a>(&'a self, creds: &'a TenantCredentials) -> TokenFuture<'a>;
+
+    /// Reads the first page of a type's policies; the number of policies on it.
+    fn first_page<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        policy_type: PolicyType,
+    ) -> GraphFuture<'a, usize>;
 }
 
 /// The real client. Cheap to clone; clones share tokens and per-tenant limiters.
@@ -227,6 +248,36 @@ impl GraphClient {
             display_name,
             &Value::Object(payload),
         ))
+    }
+
+    /// Asks the token endpoint for a new token (the cache then holds it) and reads the
+    /// application permissions in its `roles` claim.
+    pub async fn granted_roles(&self, creds: &TenantCredentials) -> Result<Granted, TokenFailure> {
+        let inner = &self.inner;
+        let token = inner
+            .tokens
+            .fresh(&inner.http, &inner.config, creds)
+            .await?;
+        Ok(Granted {
+            roles: jwt::roles(&token),
+        })
+    }
+
+    /// Reads the first page of `policy_type`'s list, as a sync starts, and counts its entries.
+    pub async fn first_page(
+        &self,
+        creds: &TenantCredentials,
+        policy_type: PolicyType,
+    ) -> Result<usize, GraphError> {
+        let url = policy_type.spec().list_url(&self.inner.config.graph_base);
+        self.get_json(creds, &url)
+            .await?
+            .get("value")
+            .and_then(Value::as_array)
+            .map(Vec::len)
+            .ok_or_else(|| {
+                GraphError::new(ReasonCode::InvalidResponse, "a page has no value array")
+            })
     }
 
     /// Every `value` entry of a collection, requesting each full `@odata.nextLink` until none.
@@ -477,6 +528,18 @@ impl PolicySource for GraphClient {
             graph_id,
             options,
         ))
+    }
+
+    fn granted_roles<'a>(&'a self, creds: &'a TenantCredentials) -> TokenFuture<'a> {
+        Box::pin(GraphClient::granted_roles(self, creds))
+    }
+
+    fn first_page<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        policy_type: PolicyType,
+    ) -> GraphFuture<'a, usize> {
+        Box::pin(GraphClient::first_page(self, creds, policy_type))
     }
 }
 

@@ -11,17 +11,20 @@ mod client;
 pub mod credentials;
 mod error;
 pub mod interrupt;
+pub mod jwt;
 pub mod limiter;
 pub mod registry;
 pub mod retry;
 pub mod snapshot;
 mod token;
 
-pub use client::{CaptureOptions, GraphClient, GraphConfig, GraphFuture, PolicySource};
+pub use client::{
+    CaptureOptions, Granted, GraphClient, GraphConfig, GraphFuture, PolicySource, TokenFuture,
+};
 pub use credentials::{GraphAccess, SecretResolver};
 pub use error::GraphError;
 pub use limiter::LimiterConfig;
 pub use registry::{PolicyListing, PolicyType};
 pub use retry::RetryPolicy;
 pub use snapshot::Snapshot;
-pub use token::{ClientSecret, TenantCredentials};
+pub use token::{ClientSecret, TenantCredentials, TokenFailure};

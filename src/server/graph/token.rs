@@ -8,6 +8,7 @@ use tokio::time::{Duration, Instant};
 
 use super::client::GraphConfig;
 use super::GraphError;
+use crate::domain::connection::{TokenProblem, TokenRefusal};
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::TenantExternalId;
 
@@ -66,10 +67,21 @@ struct TokenResponse {
     expires_in: u64,
 }
 
-#[derive(Deserialize)]
-struct TokenErrorResponse {
-    error: Option<String>,
-    error_description: Option<String>,
+/// Why the token endpoint gave no token: the error every caller gets, and, when Entra ID
+/// refused the app (400, 401, 403), what it said, classified.
+#[derive(Debug, Clone)]
+pub struct TokenFailure {
+    pub error: GraphError,
+    pub refusal: Option<TokenRefusal>,
+}
+
+impl From<GraphError> for TokenFailure {
+    fn from(error: GraphError) -> Self {
+        Self {
+            error,
+            refusal: None,
+        }
+    }
 }
 
 impl TokenCache {
@@ -94,6 +106,24 @@ impl TokenCache {
         if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
             return Ok(token.access_token.clone());
         }
+        let fresh = request_token(http, config, creds)
+            .await
+            .map_err(|failure| failure.error)?;
+        let token = fresh.access_token.clone();
+        *cached = Some(fresh);
+        Ok(token)
+    }
+
+    /// A new token from the token endpoint whatever the cache holds (a check must prove that
+    /// the credentials work now, not an hour ago); the cache then holds it.
+    pub(crate) async fn fresh(
+        &self,
+        http: &reqwest::Client,
+        config: &GraphConfig,
+        creds: &TenantCredentials,
+    ) -> Result<String, TokenFailure> {
+        let slot = self.slot(creds);
+        let mut cached = slot.lock().await;
         let fresh = request_token(http, config, creds).await?;
         let token = fresh.access_token.clone();
         *cached = Some(fresh);
@@ -115,7 +145,7 @@ async fn request_token(
     http: &reqwest::Client,
     config: &GraphConfig,
     creds: &TenantCredentials,
-) -> Result<CachedToken, GraphError> {
+) -> Result<CachedToken, TokenFailure> {
     let url = format!(
         "{}/{}/oauth2/v2.0/token",
         config.login_base.trim_end_matches('/'),
@@ -151,7 +181,8 @@ async fn request_token(
             return Err(GraphError::new(
                 ReasonCode::InvalidResponse,
                 "the token endpoint sent an empty token",
-            ));
+            )
+            .into());
         }
         let lifetime = Duration::from_secs(parsed.expires_in);
         // Refresh a margin before expiry; very short lifetimes are used for half their life.
@@ -163,25 +194,92 @@ async fn request_token(
             refresh_at: sent + usable,
         });
     }
-    let detail = serde_json::from_slice::<TokenErrorResponse>(&body)
-        .ok()
-        .map(|e| {
-            format!(
-                "{} {}",
-                e.error.unwrap_or_default(),
-                e.error_description.unwrap_or_default()
-            )
-        })
-        .unwrap_or_default();
-    let reason = match status.as_u16() {
-        400 | 401 | 403 => ReasonCode::AuthenticationFailed,
-        429 => ReasonCode::Throttled,
-        _ => ReasonCode::GraphUnavailable,
+    let refused = TokenErrorBody::parse(&body);
+    let detail = format!(
+        "{} {}",
+        refused.error.as_deref().unwrap_or_default(),
+        refused.description.as_deref().unwrap_or_default()
+    );
+    let (reason, refusal) = match status.as_u16() {
+        400 | 401 | 403 => (
+            ReasonCode::AuthenticationFailed,
+            Some(refused.refusal(status.as_u16())),
+        ),
+        429 => (ReasonCode::Throttled, None),
+        _ => (ReasonCode::GraphUnavailable, None),
     };
-    Err(GraphError::new(
-        reason,
-        format!("the token endpoint answered {status}: {detail}"),
-    ))
+    Err(TokenFailure {
+        error: GraphError::new(
+            reason,
+            format!("the token endpoint answered {status}: {detail}"),
+        ),
+        refusal,
+    })
+}
+
+/// The error body of Microsoft's token endpoint: the OAuth `error` and `error_description`,
+/// and Entra ID's `error_codes` (AADSTS numbers). Read field by field, so one odd field never
+/// hides the others.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TokenErrorBody {
+    error: Option<String>,
+    description: Option<String>,
+    codes: Vec<u32>,
+}
+
+impl TokenErrorBody {
+    fn parse(body: &[u8]) -> Self {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
+            return Self::default();
+        };
+        let text = |name: &str| {
+            fields
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let description = text("error_description");
+        let mut codes: Vec<u32> = fields
+            .get("error_codes")
+            .and_then(serde_json::Value::as_array)
+            .map(|codes| {
+                codes
+                    .iter()
+                    .filter_map(|code| code.as_u64().and_then(|c| u32::try_from(c).ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Without `error_codes`, the description starts with the code ("AADSTS7000215: …").
+        if codes.is_empty() {
+            codes.extend(description.as_deref().and_then(aadsts_prefix));
+        }
+        Self {
+            error: text("error"),
+            description,
+            codes,
+        }
+    }
+
+    fn refusal(&self, status: u16) -> TokenRefusal {
+        TokenRefusal {
+            problem: TokenProblem::classify(&self.codes, self.error.as_deref()),
+            code: self.codes.first().copied(),
+            error: self.error.clone(),
+            status,
+        }
+    }
+}
+
+/// The number in a leading `AADSTSnnn`, if any.
+fn aadsts_prefix(description: &str) -> Option<u32> {
+    let digits: String = description
+        .trim_start()
+        .strip_prefix("AADSTS")?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(9)
+        .collect();
+    digits.parse().ok()
 }
 
 fn token_transport_error(error: &reqwest::Error) -> GraphError {
@@ -195,5 +293,50 @@ fn token_transport_error(error: &reqwest::Error) -> GraphError {
             ReasonCode::GraphUnavailable,
             "the token endpoint could not be reached",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_token_endpoints_error_body() {
+        // The shape Microsoft documents for the token endpoint's errors.
+        let body = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.\r\nTrace ID: 0000aaaa-11bb-cccc-dd22-eeeeee333333\r\nCorrelation ID: aaaa0000-bb11-2222-33cc-444444dddddd\r\nTimestamp: 2026-12-01 10:00:00Z","error_codes":[7000215],"timestamp":"2026-12-01 10:00:00Z","trace_id":"0000aaaa-11bb-cccc-dd22-eeeeee333333","correlation_id":"aaaa0000-bb11-2222-33cc-444444dddddd","error_uri":"https://login.microsoftonline.com/error?code=7000215"}"#;
+        let parsed = TokenErrorBody::parse(body);
+        assert_eq!(parsed.error.as_deref(), Some("invalid_client"));
+        assert_eq!(parsed.codes, [7_000_215]);
+        let refusal = parsed.refusal(401);
+        assert_eq!(refusal.problem, TokenProblem::WrongSecret);
+        assert_eq!(refusal.code, Some(7_000_215));
+    }
+
+    #[test]
+    fn without_error_codes_the_description_names_the_code() {
+        let parsed = TokenErrorBody::parse(
+            br#"{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys for app 'x' are expired."}"#,
+        );
+        assert_eq!(parsed.codes, [7_000_222]);
+        assert_eq!(parsed.refusal(401).problem, TokenProblem::ExpiredSecret);
+    }
+
+    #[test]
+    fn odd_bodies_still_give_what_they_have() {
+        assert_eq!(TokenErrorBody::parse(b"<html>"), TokenErrorBody::default());
+        assert_eq!(TokenErrorBody::parse(b"[]"), TokenErrorBody::default());
+        let odd = TokenErrorBody::parse(
+            br#"{"error":"unauthorized_client","error_codes":["700016", -1, 99999999999],"error_description":7}"#,
+        );
+        assert_eq!(odd.error.as_deref(), Some("unauthorized_client"));
+        assert!(odd.codes.is_empty());
+        assert_eq!(odd.refusal(400).problem, TokenProblem::UnauthorizedClient);
+        assert_eq!(
+            aadsts_prefix("AADSTS700016: Application not found"),
+            Some(700_016)
+        );
+        assert_eq!(aadsts_prefix("AADSTS: nothing"), None);
+        assert_eq!(aadsts_prefix("Error AADSTS700016"), None);
+        assert_eq!(aadsts_prefix("AADSTS99999999999999"), Some(999_999_999));
     }
 }

@@ -18,6 +18,7 @@ use crate::server::auth::TenantContext;
 use crate::server::db::{is_unique_violation, Db};
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
 use crate::server::metrics;
+use crate::server::tenants::connection_check;
 
 /// The operation of the runs this submit creates.
 const OPERATION: OperationType = OperationType::AddPolicies;
@@ -60,6 +61,8 @@ async fn submit(
     retry_of: Option<i64>,
 ) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
+    // Before anything else, a duplicate submit included: the tenant's credentials were refused.
+    connection_check::ensure_runs_allowed(db, tenant_id).await?;
     let key = IdempotencyKey::for_add_policies(tenant_id, backup_set_id, selection, options);
     if let Some(run) = find_active(db, tenant_id, &key).await? {
         return Ok(run);

@@ -45,6 +45,15 @@ impl IdempotencyKey {
         )
     }
 
+    /// The key of checking tenant `tenant_id`'s connection: one active check per tenant.
+    pub fn for_check_connection(tenant_id: i64) -> Self {
+        let digest = Sha256::digest(format!(
+            "operation={}\ntenant={tenant_id}\n",
+            OperationType::CheckConnection.as_str()
+        ));
+        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -90,6 +99,15 @@ mod tests {
         ] {
             assert_ne!(base, other);
         }
+    }
+
+    #[test]
+    fn one_check_key_per_tenant() {
+        let check = IdempotencyKey::for_check_connection(1);
+        assert_eq!(check.as_str().len(), 64);
+        assert_eq!(check, IdempotencyKey::for_check_connection(1));
+        assert_ne!(check, IdempotencyKey::for_check_connection(2));
+        assert_ne!(check, key(1, 1, vec![1], false, false));
     }
 
     proptest! {

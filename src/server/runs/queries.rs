@@ -235,6 +235,7 @@ pub async fn detail(
                 r.graph_retries, r.graph_waited_ms \
          FROM runs r LEFT JOIN users u ON u.id = r.initiated_by \
          LEFT JOIN backup_sets b ON b.tenant_id = r.tenant_id AND b.id = r.target_id \
+           AND r.resource = 'backup_set' \
          WHERE r.tenant_id = $1 AND r.id = $2",
     )
     .bind(scope.id())
@@ -247,7 +248,9 @@ pub async fn detail(
     // A queued run's items are written by the worker when it claims the run; until then the
     // page lists the stored selection, every policy pending.
     let waiting = matches!(outcome, None | Some(ItemOutcome::Pending));
-    if items.total == 0 && status == RunStatus::Pending && waiting {
+    let operation: String = row.try_get("operation_type")?;
+    let selects_policies = OperationType::parse(&operation) == Some(OperationType::AddPolicies);
+    if items.total == 0 && status == RunStatus::Pending && waiting && selects_policies {
         items = selection_page(db, scope, run_id, window).await?;
     }
 
@@ -266,7 +269,7 @@ pub async fn detail(
     };
     Ok(RunDetail {
         id: row.try_get("id")?,
-        operation_type: row.try_get("operation_type")?,
+        operation_type: operation,
         status,
         initiated_by: row.try_get("initiated_by")?,
         created_at: Timestamp(row.try_get("created_at")?),

@@ -1,0 +1,70 @@
+import { expect, Page, test } from "@playwright/test";
+import { call, FABRIKAM, openHydrated, signIn } from "./demo";
+
+// Fabrikam, checked by the demo admin (its owner): Contoso must stay without runs for
+// backup_sets.spec.ts. This file sorts after notifications.spec.ts on purpose: each check
+// notifies the admin in Fabrikam, whose notifications that spec counts.
+
+// The demo simulator's port (playwright.config.ts: the app's port + 1000).
+const SIM = `http://127.0.0.1:${Number(process.env.E2E_PORT ?? 3100) + 1000}`;
+
+/** Sets up Fabrikam's app registration in the demo simulator (`{}`: all granted). */
+async function fabrikamApp(page: Page, app: Record<string, unknown>) {
+  const response = await page.request.post(`${SIM}/_sim/knobs`, { data: { apps: { [FABRIKAM]: app } } });
+  expect(response.status(), await response.text()).toBe(200);
+}
+
+/** Checks Fabrikam's connection (the demo admin owns it) and waits until the check has ended. */
+async function checkFabrikam(page: Page) {
+  await call(page, "tenants/check-connection", { tenant: FABRIKAM });
+  await expect
+    .poll(async () => (await call(page, "tenants/connection-check", { tenant: FABRIKAM })).active_run, {
+      timeout: 15_000,
+    })
+    .toBeNull();
+}
+
+test.beforeEach(async ({ page }) => {
+  await signIn(page, "admin@contoso.example");
+});
+
+test.afterEach(async ({ page }) => {
+  // Fabrikam with every permission and a passing last check again.
+  await fabrikamApp(page, {});
+  await checkFabrikam(page);
+});
+
+test("a tenant never checked asks for a check; a wrong secret blocks runs until a check passes", async ({ page }) => {
+  await openHydrated(page, `/t/${FABRIKAM}/backup-sets`);
+  const banner = page.getByTestId("connection-banner");
+  await expect(banner).toHaveAttribute("data-kind", "never-checked");
+  await expect(banner).toContainText("This tenant has never been checked — check its connection");
+
+  await fabrikamApp(page, { token_error: "wrong_secret" });
+  await checkFabrikam(page);
+  const status = await call(page, "tenants/connection-check", { tenant: FABRIKAM });
+  expect(status.last.report.outcome).toBe("auth_failed");
+  expect(status.last.report.token.code).toBe(7000215);
+
+  await openHydrated(page, `/t/${FABRIKAM}/backup-sets`);
+  await expect(banner).toHaveAttribute("data-kind", "auth-failed");
+  await expect(banner).toContainText("Authentication failed at the last check");
+  await expect(banner).toContainText("The client secret is wrong");
+
+  // Capture runs are refused with the way out.
+  const set = await call(page, "backup-sets/create", { tenant: FABRIKAM, name: `E2E blocked ${Date.now()}`, description: "" });
+  const policies = await call(page, "policies/list", { tenant: FABRIKAM, backup_set_id: String(set.id) });
+  const refused = await page.request.post("/api/runs/add-policies", {
+    form: { tenant: FABRIKAM, backup_set_id: String(set.id), "policy_ids[0]": String(policies.rows[0].id) },
+    headers: { Origin: new URL(page.url()).origin },
+  });
+  expect(refused.status()).toBe(409);
+  expect(await refused.text()).toContain("Check the connection on the tenant's settings page after fixing the secret.");
+
+  // Fixed: a passing check takes the banner away.
+  await fabrikamApp(page, {});
+  await checkFabrikam(page);
+  await openHydrated(page, `/t/${FABRIKAM}/backup-sets`);
+  await expect(page.getByRole("heading", { name: "Backup sets" })).toBeVisible();
+  await expect(banner).toHaveCount(0);
+});

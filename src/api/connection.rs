@@ -1,0 +1,65 @@
+//! The tenant's connection check: read the last one (any member), start one (owner, manager).
+
+use leptos::prelude::*;
+
+use crate::domain::connection::ConnectionStatus;
+use crate::domain::{AppError, SubmittedRun};
+
+/// The tenant's last connection check (when, how it ended, the report) and the check queued or
+/// running now, if any. A tenant never checked has no last check.
+#[server(prefix = "/api", endpoint = "tenants/connection-check")]
+pub async fn get_connection_check(tenant: String) -> Result<ConnectionStatus, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::tenants::connection_check;
+    use crate::server::{error::respond, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::View).await?;
+            connection_check::status(&db, &ctx.scope).await
+        }
+        .await,
+    )
+}
+
+/// "Check connection": queues a `tenant.check_connection` run (a new token, its permissions,
+/// one page of each policy type), or returns the check already queued or running. Answers at
+/// once; the worker talks to Graph. It is allowed whatever the last check found: it is how a
+/// tenant blocked by a failed authentication gets unblocked.
+#[server(prefix = "/api", endpoint = "tenants/check-connection")]
+pub async fn check_connection(tenant: String) -> Result<SubmittedRun, AppError> {
+    use crate::domain::Capability;
+    use crate::server::audit::{self, AuditEvent};
+    use crate::server::auth::authorize;
+    use crate::server::tenants::connection_check;
+    use crate::server::{error::respond, state::app_state};
+    respond(
+        async {
+            let state = app_state()?;
+            let db = state.db.clone();
+            let ctx = authorize(&tenant, Capability::CheckConnection).await?;
+            let run = connection_check::start(&db, &ctx).await?;
+            if !run.reused {
+                state.wake.run_queued(&db).await;
+            }
+            audit::record(
+                &db,
+                AuditEvent {
+                    tenant_id: Some(ctx.scope.id()),
+                    actor_user_id: Some(ctx.user_id),
+                    action: if run.reused {
+                        "run.reuse"
+                    } else {
+                        "tenant.check_connection"
+                    },
+                    target: format!("run:{}", run.run_id),
+                    details: serde_json::json!({}),
+                },
+            )
+            .await;
+            Ok(run)
+        }
+        .await,
+    )
+}

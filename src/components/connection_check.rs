@@ -1,0 +1,284 @@
+//! **Check connection** and the tenant's last check, for the tenant's settings page: the outcome
+//! in plain words, each missing permission by its exact name with the features it blocks, the
+//! policy types Graph refused (403), and what Entra ID said when it refused a token. It polls
+//! while a check is queued or running, and stops when it ends.
+
+use leptos::prelude::*;
+
+use super::{use_poll_while, Column, DataTable, ErrorMessage, Loading, NeedsRole, ToastQueue};
+use crate::api::connection::{get_connection_check, CheckConnection};
+use crate::domain::connection::{ConnectionCheck as LastCheck, ConnectionReport, TypeStatus};
+use crate::domain::{routes, Capability};
+use crate::pages::tenant_layout::refusal;
+
+/// The check button and the last check's report. `on_checked` runs when a check this page saw
+/// queued or running has ended (so other parts of the page can read the tenant again).
+#[component]
+pub fn ConnectionCheck(
+    tenant: Memo<String>,
+    #[prop(optional, into)] on_checked: Option<Callback<()>>,
+) -> impl IntoView {
+    let tick = RwSignal::new(0_u64);
+    let start = ServerAction::<CheckConnection>::new();
+    let status = Resource::new(
+        move || (tenant.get(), tick.get(), start.version().get()),
+        |(tenant, _, _)| get_connection_check(tenant),
+    );
+    use_poll_while(tick, move || {
+        status.with(|status| matches!(status, Some(Ok(status)) if status.active_run.is_some()))
+    });
+    // A check seen queued or running that has now ended: say how it went. Effects only run in
+    // the browser.
+    let watched = StoredValue::new(None::<i64>);
+    Effect::new(move |_| {
+        let Some(Ok(current)) = status.get() else {
+            return;
+        };
+        let was = watched.get_value();
+        watched.set_value(current.active_run);
+        if let (Some(run_id), None) = (was, current.active_run) {
+            let outcome = current
+                .last
+                .as_ref()
+                .map_or("ended", |last| last.report.outcome.label());
+            if let Some(toasts) = use_context::<ToastQueue>() {
+                let href = routes::run(&tenant.get_untracked(), run_id, "");
+                toasts.push(format!("Connection check: {outcome}"), Some(href));
+            }
+            if let Some(on_checked) = on_checked {
+                on_checked.run(());
+            }
+        }
+    });
+
+    view! {
+        <section
+            class="connection-check"
+            aria-labelledby="connection-check-title"
+            data-testid="connection-check"
+        >
+            <h2 id="connection-check-title">"Connection to Microsoft Graph"</h2>
+            <Transition fallback=|| view! { <Loading what="the last connection check" /> }>
+                {move || Suspend::new(async move {
+                    let refused = refusal(Capability::CheckConnection).await;
+                    match status.await {
+                        Ok(current) => view! {
+                            <CheckButton start tenant refused active=current.active_run />
+                            <LastCheckReport tenant last=current.last />
+                        }
+                        .into_any(),
+                        Err(error) => view! { <ErrorMessage error /> }.into_any(),
+                    }
+                })}
+            </Transition>
+            {move || {
+                start
+                    .value()
+                    .get()
+                    .and_then(Result::err)
+                    .map(|error| view! { <ErrorMessage error /> })
+            }}
+        </section>
+    }
+}
+
+/// "Check connection": disabled with the reason for a role that may not, and while a check is
+/// queued or running (which it then names).
+#[component]
+fn CheckButton(
+    start: ServerAction<CheckConnection>,
+    tenant: Memo<String>,
+    refused: Option<&'static str>,
+    active: Option<i64>,
+) -> impl IntoView {
+    const NEEDS_ID: &str = "check-connection-needs";
+    let busy = move || start.pending().get() || active.is_some();
+    let running = active.map(|run_id| {
+        let href = routes::run(&tenant.get_untracked(), run_id, "");
+        view! {
+            <span class="muted" role="status" data-testid="check-running">
+                "Checking… " <a href=href>"run #" {run_id}</a>
+            </span>
+        }
+    });
+    view! {
+        <div class="action-row">
+            <button
+                type="button"
+                class="primary"
+                data-testid="check-connection"
+                class:refused=refused.is_some()
+                disabled=move || refused.is_some() || busy()
+                aria-describedby=refused.map(|_| NEEDS_ID)
+                on:click=move |_| {
+                    start.dispatch(CheckConnection { tenant: tenant.get_untracked() });
+                }
+            >
+                "Check connection"
+            </button>
+            {refused.map(|reason| view! { <NeedsRole id=NEEDS_ID reason /> })}
+            {running}
+        </div>
+    }
+}
+
+/// The last check, or a note that there was none.
+#[component]
+fn LastCheckReport(tenant: Memo<String>, last: Option<LastCheck>) -> impl IntoView {
+    let Some(last) = last else {
+        return view! {
+            <p class="muted" data-testid="never-checked">
+                "Never checked. A check proves that the client secret works and names every \
+                 permission the app is missing; check before the first sync."
+            </p>
+        }
+        .into_any();
+    };
+    let outcome = last.report.outcome;
+    let run_link = last.run_id.map(|run_id| {
+        let href = routes::run(&tenant.get_untracked(), run_id, "");
+        view! { " · " <a href=href>"run #" {run_id}</a> }
+    });
+    view! {
+        <div class="check-report" data-testid="check-report" data-outcome=outcome.as_str()>
+            <p>
+                <span class=format!("badge check-{}", outcome.as_str()) data-testid="check-outcome">
+                    {outcome.label()}
+                </span>
+                " Checked " {last.checked_at.to_string()} {run_link}
+            </p>
+            <p class="check-summary" data-testid="check-summary">{last.report.summary.clone()}</p>
+            <ReportDetails report=last.report />
+        </div>
+    }
+    .into_any()
+}
+
+const MISSING_COLUMNS: &[Column] = &[Column::text("Missing permission"), Column::text("Blocks")];
+const TYPE_COLUMNS: &[Column] = &[Column::text("Policy type"), Column::text("Graph answered")];
+
+/// What Entra ID said, the missing permissions, each policy type, and what was granted.
+#[component]
+fn ReportDetails(report: ConnectionReport) -> impl IntoView {
+    let token = report.token.map(|refusal| {
+        let code = refusal.code.map(|code| format!("AADSTS{code}"));
+        let error = refusal.error.unwrap_or_default();
+        view! {
+            <p class="small" data-testid="token-error">
+                "Entra ID refused the token (HTTP " {refusal.status} "): "
+                <span class="mono">{error}</span> " " <span class="mono">{code}</span>
+            </p>
+        }
+    });
+    let missing = (!report.missing.is_empty()).then(|| {
+        view! {
+            <h3 id="missing-permissions-title">"Missing permissions"</h3>
+            <DataTable
+                columns=MISSING_COLUMNS
+                testid="missing-permissions"
+                labelled_by="missing-permissions-title"
+            >
+                {report
+                    .missing
+                    .iter()
+                    .map(|permission| {
+                        let blocks = permission
+                            .blocks()
+                            .iter()
+                            .map(|feature| feature.label())
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        view! {
+                            <tr>
+                                <td class="mono">{permission.name()}</td>
+                                <td>{blocks}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </DataTable>
+        }
+    });
+    let types = (!report.types.is_empty()).then(|| {
+        view! {
+            <h3 id="policy-types-title">"Policy types"</h3>
+            <DataTable columns=TYPE_COLUMNS testid="policy-type-checks" labelled_by="policy-types-title">
+                {report
+                    .types
+                    .into_iter()
+                    .map(|check| {
+                        let (class, words) = match check.status {
+                            TypeStatus::Readable => ("outcome outcome-succeeded", "Readable".to_owned()),
+                            TypeStatus::Forbidden => ("outcome outcome-failed", "Refused (403)".to_owned()),
+                            TypeStatus::Failed => (
+                                "outcome outcome-skipped",
+                                check.detail.clone().unwrap_or_else(|| "Failed".to_owned()),
+                            ),
+                        };
+                        view! {
+                            <tr data-testid="policy-type-check" data-status=format!("{:?}", check.status).to_lowercase()>
+                                <td>{check.label}</td>
+                                <td class=class>{words}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </DataTable>
+        }
+    });
+    let granted = report.granted.map(|granted| {
+        let names = if granted.is_empty() {
+            "none".to_owned()
+        } else {
+            granted.join(", ")
+        };
+        view! {
+            <p class="small muted" data-testid="granted-permissions">
+                "Application permissions in the token: " <span class="mono">{names}</span>
+            </p>
+        }
+    });
+    view! { {token} {missing} {types} {granted} }
+}
+
+/// Above every tenant page: a tenant never checked is asked to be checked, and a tenant whose
+/// last check failed on authentication says that its runs are refused and what to do. Nothing
+/// otherwise. `changed` makes it read the tenant again (a page that checked or changed it).
+#[component]
+pub fn ConnectionBanner(
+    tenant: Memo<String>,
+    #[prop(optional, into)] changed: Option<Signal<u64>>,
+) -> impl IntoView {
+    let tick = RwSignal::new(0_u64);
+    let status = Resource::new(
+        move || (tenant.get(), changed.map(|c| c.get()), tick.get()),
+        |(tenant, _, _)| get_connection_check(tenant),
+    );
+    use_poll_while(tick, move || {
+        status.with(|status| matches!(status, Some(Ok(status)) if status.active_run.is_some()))
+    });
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let current = status.await.ok()?;
+                match current.last {
+                    None if current.active_run.is_some() => None,
+                    None => Some(view! {
+                        <p class="notice connection-banner" role="status" data-testid="connection-banner" data-kind="never-checked">
+                            "This tenant has never been checked — check its connection on the \
+                             tenant's settings page before its first sync."
+                        </p>
+                    }.into_any()),
+                    Some(last) if last.report.outcome.blocks_runs() => Some(view! {
+                        <p class="error-message connection-banner" role="alert" data-testid="connection-banner" data-kind="auth-failed">
+                            "Authentication failed at the last check (" {last.checked_at.to_string()} "): "
+                            {last.report.summary} " Runs cannot start until a check passes: check \
+                             the connection on the tenant's settings page after fixing the secret."
+                        </p>
+                    }.into_any()),
+                    Some(_) => None,
+                }
+            })}
+        </Transition>
+    }
+}

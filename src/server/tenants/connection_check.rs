@@ -1,0 +1,163 @@
+//! The tenant's connection check: starting one (a `tenant.check_connection` run, one active per
+//! tenant), storing its report as the tenant's last check, reading it back, and the gate every
+//! run start passes: a tenant whose last check failed on authentication starts no run.
+
+use sqlx::Row;
+
+use super::TenantScope;
+use crate::domain::connection::{
+    blocked_runs_message, CheckOutcome, ConnectionCheck, ConnectionReport, ConnectionStatus,
+};
+use crate::domain::run::OperationType;
+use crate::domain::{AppError, RunStatus, SubmittedRun, Timestamp};
+use crate::server::auth::TenantContext;
+use crate::server::db::{is_unique_violation, Db};
+use crate::server::engine::ops::check_connection::CheckConnectionInput;
+use crate::server::runs::key::IdempotencyKey;
+use crate::server::runs::stored_status;
+
+const OPERATION: OperationType = OperationType::CheckConnection;
+
+/// Queues a check of the tenant, or returns the one already queued or running (`reused`).
+pub async fn start(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun, AppError> {
+    let tenant_id = ctx.scope.id();
+    let key = IdempotencyKey::for_check_connection(tenant_id);
+    if let Some(run) = find_active(db, tenant_id, &key).await? {
+        return Ok(run);
+    }
+    let input =
+        serde_json::to_string(&CheckConnectionInput::default()).map_err(|_| AppError::Internal)?;
+    let inserted = sqlx::query(
+        "INSERT INTO runs (tenant_id, initiated_by, operation_type, lane, resource, action, target_id, \
+         input, idempotency_key, status, total_items, created_at) \
+         VALUES ($1, $2, $3, $4, 'tenant', 'check_connection', $1, $5, $6, 'pending', 0, $7) RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(ctx.user_id)
+    .bind(OPERATION.as_str())
+    .bind(OPERATION.lane().as_str())
+    .bind(input)
+    .bind(key.as_str())
+    .bind(Timestamp::now().millis())
+    .fetch_one(db.pool())
+    .await;
+    match inserted {
+        Ok(row) => Ok(SubmittedRun {
+            run_id: row.try_get("id")?,
+            reused: false,
+            status: RunStatus::Pending,
+            total: 0,
+        }),
+        // Another start won the race to the unique index: its run is the check.
+        Err(error) if is_unique_violation(&error) => find_active(db, tenant_id, &key)
+            .await?
+            .ok_or_else(|| AppError::Conflict("A check just finished. Start it again.".into())),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn find_active(
+    db: &Db,
+    tenant_id: i64,
+    key: &IdempotencyKey,
+) -> Result<Option<SubmittedRun>, AppError> {
+    let row = sqlx::query(
+        "SELECT id, status FROM runs \
+         WHERE tenant_id = $1 AND idempotency_key = $2 AND status IN ('pending', 'running')",
+    )
+    .bind(tenant_id)
+    .bind(key.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(SubmittedRun {
+        run_id: row.try_get("id")?,
+        reused: true,
+        status: stored_status(&row.try_get::<String, _>("status")?)?,
+        total: 0,
+    }))
+}
+
+/// Stores `report` as the last check of run `run_id`'s tenant, only while claim `attempt` of the
+/// run is the one running (an owner that lost the run writes nothing). `false` when it did not.
+pub async fn store(
+    db: &Db,
+    run_id: i64,
+    attempt: i64,
+    report: &ConnectionReport,
+) -> Result<bool, sqlx::Error> {
+    let json = serde_json::to_string(report).map_err(|error| sqlx::Error::Encode(error.into()))?;
+    // SQLite needs the WHERE of an INSERT … SELECT before ON CONFLICT; it has one.
+    let stored = sqlx::query(
+        "INSERT INTO tenant_connection_checks (tenant_id, run_id, checked_at, outcome, report) \
+         SELECT r.tenant_id, r.id, $3, $4, $5 FROM runs r \
+         WHERE r.id = $1 AND r.attempt = $2 AND r.status = 'running' \
+         ON CONFLICT (tenant_id) DO UPDATE SET run_id = excluded.run_id, \
+           checked_at = excluded.checked_at, outcome = excluded.outcome, report = excluded.report",
+    )
+    .bind(run_id)
+    .bind(attempt)
+    .bind(Timestamp::now().millis())
+    .bind(report.outcome.as_str())
+    .bind(json)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(stored == 1)
+}
+
+/// The tenant's last check, if it was ever checked.
+pub async fn last(db: &Db, tenant_id: i64) -> Result<Option<ConnectionCheck>, AppError> {
+    let row = sqlx::query(
+        "SELECT run_id, checked_at, report FROM tenant_connection_checks WHERE tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let report: ConnectionReport = serde_json::from_str(&row.try_get::<String, _>("report")?)
+        .map_err(|error| {
+            tracing::error!(%error, "unreadable connection check report");
+            AppError::Internal
+        })?;
+    Ok(Some(ConnectionCheck {
+        run_id: row.try_get("run_id")?,
+        checked_at: Timestamp(row.try_get("checked_at")?),
+        report,
+    }))
+}
+
+/// What the tenant's pages show: the last check and the check queued or running now.
+pub async fn status(db: &Db, scope: &TenantScope) -> Result<ConnectionStatus, AppError> {
+    let active_run: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE tenant_id = $1 AND operation_type = $2 \
+         AND status IN ('pending', 'running') ORDER BY id DESC LIMIT 1",
+    )
+    .bind(scope.id())
+    .bind(OPERATION.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(ConnectionStatus {
+        last: last(db, scope.id()).await?,
+        active_run,
+    })
+}
+
+/// Refuses (409) to start a run for a tenant whose last check failed on authentication, with
+/// the way out. A tenant never checked, or whose last check passed or failed otherwise, may
+/// start runs. Every place that starts a sync, capture or restore run calls this first; the
+/// check itself does not (it is the way out).
+pub async fn ensure_runs_allowed(db: &Db, tenant_id: i64) -> Result<(), AppError> {
+    let row = sqlx::query(
+        "SELECT outcome, report FROM tenant_connection_checks WHERE tenant_id = $1 AND outcome = $2",
+    )
+    .bind(tenant_id)
+    .bind(CheckOutcome::AuthFailed.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(()) };
+    let summary = serde_json::from_str::<ConnectionReport>(&row.try_get::<String, _>("report")?)
+        .map(|report| report.summary)
+        .unwrap_or_default();
+    Err(AppError::Conflict(blocked_runs_message(&summary)))
+}

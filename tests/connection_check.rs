@@ -1,0 +1,481 @@
+//! The connection check, end to end: the server function queues a `tenant.check_connection`
+//! run, the server's own worker runs it against the Graph simulator (whose app registrations
+//! are set up per test: a missing permission, a wrong or expired secret, no consent), and the
+//! report the tenant's pages read names what is wrong in plain words. A tenant whose last check
+//! failed on authentication starts no run until a check passes; one never checked is not blocked.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::{insert_policies, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
+use serde_json::Value;
+use tenantatlas::graph_sim::{AppSetup, TokenFault};
+use tenantatlas::server::engine::worker::{Outcome, Worker};
+use tenantatlas::server::{runs_worker, seed};
+
+const MANAGER: &str = "manager@contoso.example";
+const WAY_OUT: &str = "Check the connection on the tenant's settings page after fixing the secret.";
+
+/// Each test once per database engine, with its own simulator, server and worker.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Fixture::start(super::common::Backend::Sqlite).await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Fixture::start(super::common::Backend::Postgres).await).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    a_passing_check_is_stored_for_every_member_to_read,
+    a_missing_permission_is_named_with_what_it_blocks_and_each_refused_type,
+    without_any_policy_permission_every_type_is_refused_and_capture_is_blocked,
+    a_wrong_secret_blocks_runs_until_a_check_passes,
+    an_expired_secret_is_told_apart,
+    an_app_unknown_to_the_tenant_is_told_apart,
+    a_token_without_roles_means_admin_consent_is_missing,
+    a_secret_that_cannot_be_loaded_fails_authentication,
+    a_tenant_never_checked_is_not_blocked,
+    one_check_runs_at_a_time_and_only_owners_and_managers_start_it,
+);
+
+struct Fixture {
+    app: TestApp,
+    demo: seed::DemoGraph,
+    worker: Worker,
+}
+
+impl Fixture {
+    async fn start(backend: common::Backend) -> Self {
+        let demo = seed::start_demo_graph(0).await.unwrap();
+        let app = TestApp::spawn_with_graph(backend, demo.access.clone()).await;
+        let worker = runs_worker(&app.db, demo.access.clone());
+        Self { app, demo, worker }
+    }
+
+    /// Sets up Contoso's app registration in the simulator.
+    fn contoso_app(&self, app: AppSetup) {
+        self.demo.sim.set_app(CONTOSO, app);
+    }
+
+    /// Starts a check of Contoso as `email`, runs it to its end with the server's worker, and
+    /// returns the run's id.
+    async fn check(&self, email: &str) -> i64 {
+        let cookie = self.app.sign_in(email).await;
+        let response = self
+            .app
+            .call_as(&cookie, "tenants/check-connection", &[("tenant", CONTOSO)])
+            .await;
+        assert_eq!(response.status(), 200);
+        let run: Value = response.json().await.unwrap();
+        let run_id = run["run_id"].as_i64().expect("a queued check");
+        // Runs queued before it (bulk runs come first) end too.
+        loop {
+            match self.worker.try_execute_task().await.unwrap() {
+                Outcome::TaskCompleted { run_id: done } if done == run_id => return run_id,
+                Outcome::TaskCompleted { .. } => {}
+                Outcome::EmptyQueue => panic!("the check was not run"),
+            }
+        }
+    }
+
+    /// Contoso's connection status as `email` reads it.
+    async fn status(&self, email: &str) -> Value {
+        let cookie = self.app.sign_in(email).await;
+        let response = self
+            .app
+            .call_as(&cookie, "tenants/connection-check", &[("tenant", CONTOSO)])
+            .await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Contoso's last report, as its owner reads it.
+    async fn report(&self) -> Value {
+        let status = self.status(ADMIN).await;
+        assert_eq!(
+            status["active_run"],
+            Value::Null,
+            "no check is left running"
+        );
+        status["last"]["report"].clone()
+    }
+
+    /// The status and run-level reason of a run.
+    async fn run_end(&self, run_id: i64) -> (String, Option<String>) {
+        sqlx::query_as("SELECT status, reason_code FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(self.app.db.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Submits "add policies" of one new policy to a new backup set of `tenant` as `email`.
+    async fn add_policies(&self, email: &str, tenant: &str) -> reqwest::Response {
+        let cookie = self.app.sign_in(email).await;
+        let name = format!("Checked {}", uuid::Uuid::new_v4().simple());
+        let set = common::backup_set(&self.app, &cookie, tenant, &name).await;
+        let id = insert_policies(&self.app.db, tenant, 1).await[0].to_string();
+        let form = [
+            ("tenant", tenant),
+            ("backup_set_id", set.as_str()),
+            ("policy_ids[0]", id.as_str()),
+        ];
+        self.app.call_as(&cookie, "runs/add-policies", &form).await
+    }
+}
+
+fn names(values: &Value) -> Vec<String> {
+    values
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|v| v.as_str().expect("a name").to_owned())
+        .collect()
+}
+
+/// Each policy type's status in the report, in registry order.
+fn type_statuses(report: &Value) -> Vec<(String, String)> {
+    report["types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .map(|t| {
+            (
+                t["policy_type"].as_str().unwrap().to_owned(),
+                t["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn a_passing_check_is_stored_for_every_member_to_read(f: Fixture) {
+    let run = f.check(MANAGER).await;
+    assert_eq!(f.run_end(run).await, ("completed".into(), None));
+    let status = f.status(READONLY).await;
+    assert_eq!(status["last"]["run_id"], run);
+    let report = &status["last"]["report"];
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(
+        names(&report["granted"]),
+        [
+            "DeviceManagementConfiguration.Read.All",
+            "DeviceManagementConfiguration.ReadWrite.All",
+            "Group.Read.All"
+        ]
+    );
+    assert_eq!(report["missing"], serde_json::json!([]));
+    assert_eq!(report["token"], Value::Null);
+    assert_eq!(
+        type_statuses(report),
+        [
+            ("settings_catalog".into(), "readable".into()),
+            ("device_configuration".into(), "readable".into()),
+            ("compliance".into(), "readable".into()),
+            ("administrative_template".into(), "readable".into()),
+        ]
+    );
+    // One token and one page of each of the four collections.
+    let counters = f.demo.sim.counters();
+    assert_eq!(
+        (counters.token_requests(), counters.graph_requests()),
+        (1, 4)
+    );
+    // The initiator is told how it went.
+    let (title, body): (String, String) =
+        sqlx::query_as("SELECT title, body FROM notifications ORDER BY id DESC LIMIT 1")
+            .fetch_one(f.app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(title, "Connection check: Succeeded");
+    assert!(body.contains("every permission"), "{body}");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'tenant.check_connection'",
+    )
+    .fetch_one(f.app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+}
+
+async fn a_missing_permission_is_named_with_what_it_blocks_and_each_refused_type(f: Fixture) {
+    f.contoso_app(AppSetup {
+        missing_roles: vec![
+            "DeviceManagementConfiguration.ReadWrite.All".into(),
+            "Group.Read.All".into(),
+        ],
+        forbidden_collections: vec!["deviceCompliancePolicies".into()],
+        ..AppSetup::default()
+    });
+    let run = f.check(ADMIN).await;
+    assert_eq!(
+        f.run_end(run).await,
+        ("failed".into(), Some("permission_denied".into()))
+    );
+    let report = f.report().await;
+    assert_eq!(report["outcome"], "permissions_missing");
+    assert_eq!(
+        names(&report["missing"]),
+        [
+            "DeviceManagementConfiguration.ReadWrite.All",
+            "Group.Read.All"
+        ]
+    );
+    let summary = report["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(
+            "DeviceManagementConfiguration.ReadWrite.All (blocks restore), Group.Read.All (blocks restore)"
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Graph refused (403) to list: Compliance."),
+        "{summary}"
+    );
+    assert_eq!(
+        type_statuses(&report),
+        [
+            ("settings_catalog".into(), "readable".into()),
+            ("device_configuration".into(), "readable".into()),
+            ("compliance".into(), "forbidden".into()),
+            ("administrative_template".into(), "readable".into()),
+        ]
+    );
+    // Capture still works for what the app may read: runs are not blocked.
+    assert_eq!(f.add_policies(OPERATOR, CONTOSO).await.status(), 200);
+}
+
+async fn without_any_policy_permission_every_type_is_refused_and_capture_is_blocked(f: Fixture) {
+    f.contoso_app(AppSetup {
+        missing_roles: vec![
+            "DeviceManagementConfiguration.Read.All".into(),
+            "DeviceManagementConfiguration.ReadWrite.All".into(),
+        ],
+        ..AppSetup::default()
+    });
+    f.check(ADMIN).await;
+    let report = f.report().await;
+    assert_eq!(report["outcome"], "permissions_missing");
+    assert_eq!(names(&report["granted"]), ["Group.Read.All"]);
+    assert!(report["summary"]
+        .as_str()
+        .unwrap()
+        .contains("DeviceManagementConfiguration.Read.All (blocks capture)"));
+    assert!(type_statuses(&report)
+        .iter()
+        .all(|(_, status)| status == "forbidden"));
+}
+
+async fn a_wrong_secret_blocks_runs_until_a_check_passes(f: Fixture) {
+    // A failed run from before, for "retry failed" below.
+    let cookie = f.app.sign_in(OPERATOR).await;
+    let earlier = common::run_with_items(&f.app, &cookie, 2, 1, 1).await;
+    sqlx::query("UPDATE runs SET status = 'completed_with_errors' WHERE id = $1")
+        .bind(earlier)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+
+    f.contoso_app(AppSetup {
+        token_error: Some(TokenFault::WrongSecret),
+        ..AppSetup::default()
+    });
+    let run = f.check(ADMIN).await;
+    assert_eq!(
+        f.run_end(run).await,
+        ("failed".into(), Some("authentication_failed".into()))
+    );
+    let report = f.report().await;
+    assert_eq!(report["outcome"], "auth_failed");
+    assert_eq!(report["token"]["problem"], "wrong_secret");
+    assert_eq!(report["token"]["code"], 7_000_215);
+    assert_eq!(report["token"]["error"], "invalid_client");
+    let summary = report["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("The client secret is wrong"),
+        "{summary}"
+    );
+    // No Graph call without a token.
+    assert_eq!(f.demo.sim.counters().graph_requests(), 0);
+
+    // Capture runs are refused with the reason and the way out, and nothing is written.
+    let runs_before = f.app.count("runs").await;
+    let refused = f.add_policies(OPERATOR, CONTOSO).await;
+    assert_eq!(refused.status(), 409);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("The client secret is wrong"), "{body}");
+    assert!(body.contains(WAY_OUT), "{body}");
+    let retry = f
+        .app
+        .call_as(
+            &cookie,
+            "runs/retry-failed",
+            &[("tenant", CONTOSO), ("id", &earlier.to_string())],
+        )
+        .await;
+    assert_eq!(retry.status(), 409);
+    assert!(retry.text().await.unwrap().contains(WAY_OUT));
+    assert_eq!(f.app.count("runs").await, runs_before);
+    // Only this tenant is blocked.
+    assert_eq!(f.add_policies(OUTSIDER, FABRIKAM).await.status(), 200);
+
+    // The secret is fixed; a passing check unblocks the tenant.
+    f.contoso_app(AppSetup::default());
+    f.check(MANAGER).await;
+    assert_eq!(f.report().await["outcome"], "ok");
+    assert_eq!(f.add_policies(OPERATOR, CONTOSO).await.status(), 200);
+}
+
+async fn an_expired_secret_is_told_apart(f: Fixture) {
+    f.contoso_app(AppSetup {
+        token_error: Some(TokenFault::ExpiredSecret),
+        ..AppSetup::default()
+    });
+    f.check(ADMIN).await;
+    let report = f.report().await;
+    assert_eq!(report["outcome"], "auth_failed");
+    assert_eq!(report["token"]["problem"], "expired_secret");
+    assert_eq!(report["token"]["code"], 7_000_222);
+    let summary = report["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("The client secret has expired"),
+        "{summary}"
+    );
+    let refused = f.add_policies(OPERATOR, CONTOSO).await;
+    assert_eq!(refused.status(), 409);
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("The client secret has expired"));
+}
+
+async fn an_app_unknown_to_the_tenant_is_told_apart(f: Fixture) {
+    f.contoso_app(AppSetup {
+        token_error: Some(TokenFault::AppNotFound),
+        ..AppSetup::default()
+    });
+    f.check(ADMIN).await;
+    let report = f.report().await;
+    assert_eq!(report["outcome"], "auth_failed");
+    assert_eq!(report["token"]["problem"], "app_not_found");
+    assert_eq!(report["token"]["code"], 700_016);
+    assert_eq!(report["token"]["status"], 400);
+    assert!(report["summary"]
+        .as_str()
+        .unwrap()
+        .contains("The app was not found in this tenant"));
+}
+
+async fn a_token_without_roles_means_admin_consent_is_missing(f: Fixture) {
+    f.contoso_app(AppSetup {
+        no_consent: true,
+        ..AppSetup::default()
+    });
+    let run = f.check(ADMIN).await;
+    assert_eq!(
+        f.run_end(run).await,
+        ("failed".into(), Some("permission_denied".into()))
+    );
+    let report = f.report().await;
+    assert_eq!(report["outcome"], "no_consent");
+    assert_eq!(report["granted"], serde_json::json!([]));
+    assert_eq!(
+        names(&report["missing"]),
+        [
+            "DeviceManagementConfiguration.Read.All",
+            "DeviceManagementConfiguration.ReadWrite.All",
+            "Group.Read.All"
+        ]
+    );
+    let summary = report["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("Admin consent has not been granted"),
+        "{summary}"
+    );
+    assert!(type_statuses(&report)
+        .iter()
+        .all(|(_, status)| status == "forbidden"));
+    // Authentication works: runs are not blocked (their items fail with 403 on their own).
+    assert_eq!(f.add_policies(OPERATOR, CONTOSO).await.status(), 200);
+}
+
+async fn a_secret_that_cannot_be_loaded_fails_authentication(f: Fixture) {
+    sqlx::query("UPDATE tenants SET graph_secret_ref = $1 WHERE external_id = $2")
+        .bind("env:TA_NO_SUCH_SECRET")
+        .bind(CONTOSO)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+    let run = f.check(ADMIN).await;
+    assert_eq!(
+        f.run_end(run).await,
+        ("failed".into(), Some("authentication_failed".into()))
+    );
+    let report = f.report().await;
+    assert_eq!(report["outcome"], "auth_failed");
+    assert!(report["summary"]
+        .as_str()
+        .unwrap()
+        .contains("TA_NO_SUCH_SECRET"));
+    assert_eq!(f.demo.sim.counters().token_requests(), 0);
+    assert_eq!(f.add_policies(OPERATOR, CONTOSO).await.status(), 409);
+}
+
+async fn a_tenant_never_checked_is_not_blocked(f: Fixture) {
+    let status = f.status(OPERATOR).await;
+    assert_eq!(status["last"], Value::Null);
+    assert_eq!(status["active_run"], Value::Null);
+    assert_eq!(f.add_policies(OPERATOR, CONTOSO).await.status(), 200);
+}
+
+async fn one_check_runs_at_a_time_and_only_owners_and_managers_start_it(f: Fixture) {
+    let start = |email: &'static str| {
+        let f = &f;
+        async move {
+            let cookie = f.app.sign_in(email).await;
+            f.app
+                .call_as(&cookie, "tenants/check-connection", &[("tenant", CONTOSO)])
+                .await
+        }
+    };
+    let first: Value = start(ADMIN).await.json().await.unwrap();
+    let second: Value = start(MANAGER).await.json().await.unwrap();
+    assert_eq!(first["reused"], false);
+    assert_eq!(second["reused"], true);
+    assert_eq!(first["run_id"], second["run_id"]);
+    let status = f.status(READONLY).await;
+    assert_eq!(status["active_run"], first["run_id"]);
+    // Queued in the interactive lane, so it never waits behind a bulk run of the tenant.
+    let lane: String = sqlx::query_scalar("SELECT lane FROM runs WHERE id = $1")
+        .bind(first["run_id"].as_i64().unwrap())
+        .fetch_one(f.app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(lane, "interactive");
+    for email in [OPERATOR, READONLY] {
+        let refused = start(email).await;
+        assert_eq!(refused.status(), 403);
+        assert!(refused
+            .text()
+            .await
+            .unwrap()
+            .contains("Needs manager or owner"));
+    }
+    let outsider = start(OUTSIDER).await;
+    assert_eq!(outsider.status(), 403);
+    assert_eq!(f.app.count("runs").await, 1);
+}
