@@ -66,28 +66,52 @@ pub struct NewTenant {
 impl NewTenant {
     /// Validates the raw fields; the error names the field that is wrong.
     pub fn parse(tenant: &str, display_name: &str, client_id: &str) -> Result<Self, AppError> {
-        let external_id = TenantExternalId::parse(tenant).map_err(|_| {
-            AppError::invalid(
-                "tenant",
-                "Enter the tenant id, a GUID like 6f1c2a3b-0000-4000-8000-00000000c0de.",
-            )
-        })?;
-        let display_name = display_name.trim();
-        if display_name.is_empty() || display_name.chars().any(char::is_control) {
-            return Err(AppError::invalid("name", "Enter a display name."));
-        }
-        if display_name.chars().count() > TENANT_NAME_MAX_CHARS {
-            return Err(AppError::invalid(
-                "name",
-                format!("The name is too long: at most {TENANT_NAME_MAX_CHARS} characters."),
-            ));
-        }
         Ok(Self {
-            external_id,
-            display_name: display_name.to_owned(),
+            external_id: parse_tenant_field(tenant)?,
+            display_name: parse_tenant_name(display_name)?,
             client_id: parse_client_id(client_id)?,
         })
     }
+}
+
+/// The tenant id as the Connect form's `tenant` field holds it.
+pub fn parse_tenant_field(raw: &str) -> Result<TenantExternalId, AppError> {
+    TenantExternalId::parse(raw).map_err(|_| {
+        AppError::invalid(
+            "tenant",
+            "Enter the tenant id, a GUID like 6f1c2a3b-0000-4000-8000-00000000c0de.",
+        )
+    })
+}
+
+/// A tenant's display name: trimmed, non-empty, bounded, no control characters.
+pub fn parse_tenant_name(raw: &str) -> Result<String, AppError> {
+    let display_name = raw.trim();
+    if display_name.is_empty() || display_name.chars().any(char::is_control) {
+        return Err(AppError::invalid("name", "Enter a display name."));
+    }
+    if display_name.chars().count() > TENANT_NAME_MAX_CHARS {
+        return Err(AppError::invalid(
+            "name",
+            format!("The name is too long: at most {TENANT_NAME_MAX_CHARS} characters."),
+        ));
+    }
+    Ok(display_name.to_owned())
+}
+
+/// A client secret as typed: non-empty once trimmed, bounded, no control characters.
+pub fn check_client_secret(raw: &str) -> Result<(), AppError> {
+    let raw = raw.trim();
+    if raw.is_empty()
+        || raw.chars().count() > CLIENT_SECRET_MAX_CHARS
+        || raw.chars().any(char::is_control)
+    {
+        return Err(AppError::invalid(
+            "secret",
+            format!("Enter the client secret (at most {CLIENT_SECRET_MAX_CHARS} characters)."),
+        ));
+    }
+    Ok(())
 }
 
 /// An app registration's client id: non-empty, bounded, printable ASCII without spaces.
@@ -153,6 +177,25 @@ pub enum SecretSource {
     Missing,
 }
 
+impl SecretSource {
+    /// The secret as the settings page describes it (never the secret itself).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Encrypted { set_on: Some(day) } => format!("Stored encrypted, set on {day}"),
+            Self::Encrypted { set_on: None } => "Stored encrypted".to_owned(),
+            Self::Environment { name } => format!("Read from the environment variable {name}"),
+            Self::Demo => {
+                "The demo simulator's own (the demo draws a new one at every start)".to_owned()
+            }
+            Self::Missing => "None yet".to_owned(),
+        }
+    }
+}
+
+/// Why a client secret cannot be entered in the app: the server has no key to encrypt it with.
+pub const NO_SECRET_KEY: &str = "Client secrets cannot be stored: the server has no secret key \
+                                 (--secret-key-file or TENANTATLAS_SECRET_KEY_FILE).";
+
 /// A tenant's connection as its owner sees it on the settings page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSettings {
@@ -167,6 +210,34 @@ pub struct TenantSettings {
     pub disconnected: bool,
     /// Whether a secret can be entered here: the server has a secret key.
     pub can_store_secrets: bool,
+}
+
+/// What every member of a tenant is told about its connection, in a banner above its pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TenantStatus {
+    /// A disconnected tenant keeps its data and starts no run.
+    pub disconnected: bool,
+    /// Days left until the client secret expires, when that is within
+    /// [`SECRET_EXPIRY_WARNING_DAYS`] (negative once it has expired).
+    pub expiry_warning_days: Option<i64>,
+}
+
+/// The warning a secret expiring on `expires_on` deserves on `today`: the days left, when they
+/// are [`SECRET_EXPIRY_WARNING_DAYS`] or fewer (negative once past).
+pub fn expiry_warning(expires_on: Option<Day>, today: Option<Day>) -> Option<i64> {
+    let left = today?.days_until(expires_on?);
+    (left <= SECRET_EXPIRY_WARNING_DAYS).then_some(left)
+}
+
+/// The expiry warning in words: "expires in 12 days", "expires today", "expired 3 days ago".
+pub fn expiry_words(days_left: i64) -> String {
+    match days_left {
+        0 => "expires today".to_owned(),
+        1 => "expires tomorrow".to_owned(),
+        -1 => "expired yesterday".to_owned(),
+        left if left > 0 => format!("expires in {left} days"),
+        left => format!("expired {} days ago", -left),
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +295,19 @@ mod tests {
                 .to_string(),
             "2026-11-26"
         );
+    }
+
+    #[test]
+    fn the_warning_starts_thirty_days_before_expiry() {
+        let day = |raw| Day::parse(raw).ok();
+        let today = day("2026-11-01");
+        assert_eq!(expiry_warning(day("2026-12-01"), today), Some(30));
+        assert_eq!(expiry_warning(day("2026-12-02"), today), None);
+        assert_eq!(expiry_warning(day("2026-10-30"), today), Some(-2));
+        assert_eq!(expiry_warning(None, today), None);
+        assert_eq!(expiry_words(30), "expires in 30 days");
+        assert_eq!(expiry_words(0), "expires today");
+        assert_eq!(expiry_words(-2), "expired 2 days ago");
     }
 
     #[test]

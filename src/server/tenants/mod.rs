@@ -1,5 +1,5 @@
 //! Tenants: connecting one (`connection`), the key ring that seals client secrets (`keyring`),
-//! and the admin commands (`cli`).
+//! members and invitations, and the admin commands (`cli`).
 //!
 //! The tenant a request acts in. [`TenantScope`] is the only way to hold a tenant's database id,
 //! every query on tenant data takes one, and only the authorization point (`auth::authorize`)
@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod connection;
+pub mod invitations;
 pub mod keyring;
 pub mod members;
 
