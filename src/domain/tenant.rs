@@ -134,14 +134,35 @@ pub fn parse_client_id(raw: &str) -> Result<String, AppError> {
 pub struct Day(pub time::Date);
 
 impl Day {
-    /// Parses `YYYY-MM-DD` (what an `<input type="date">` sends).
+    /// Parses `YYYY-MM-DD` (what an `<input type="date">` sends). Read by hand rather than with
+    /// `time`'s format descriptions: the browser checks this field too, and their parser would
+    /// add its weight to the bundle.
     pub fn parse(raw: &str) -> Result<Self, AppError> {
-        time::Date::parse(
-            raw.trim(),
-            time::macros::format_description!("[year]-[month]-[day]"),
-        )
-        .map(Self)
-        .map_err(|_| AppError::invalid("expires_on", "Enter a date as YYYY-MM-DD."))
+        let invalid = || AppError::invalid("expires_on", "Enter a date as YYYY-MM-DD.");
+        let number = |text: &str, digits: usize| {
+            (text.len() == digits && text.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| text.parse::<u16>().ok())
+                .flatten()
+        };
+        let mut parts = raw.trim().split('-');
+        let (Some(year), Some(month), Some(day), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        let (Some(year), Some(month), Some(day)) =
+            (number(year, 4), number(month, 2), number(day, 2))
+        else {
+            return Err(invalid());
+        };
+        let month = u8::try_from(month)
+            .ok()
+            .and_then(|m| time::Month::try_from(m).ok())
+            .ok_or_else(invalid)?;
+        let day = u8::try_from(day).map_err(|_| invalid())?;
+        time::Date::from_calendar_date(i32::from(year), month, day)
+            .map(Self)
+            .map_err(|_| invalid())
     }
 
     /// The day of a timestamp, in UTC.
@@ -288,7 +309,21 @@ mod tests {
         let day = Day::parse("2026-12-01").unwrap();
         assert_eq!(day.to_string(), "2026-12-01");
         assert_eq!(day.days_until(Day::parse("2026-12-31").unwrap()), 30);
-        assert!(Day::parse("2026-13-01").is_err());
+        for bad in [
+            "2026-13-01",
+            "2026-02-30",
+            "2026-1-01",
+            "26-01-01",
+            "2026-01-01-01",
+            "+026-01-01",
+            "",
+        ] {
+            assert!(Day::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Day::parse(" 2028-02-29 ").unwrap().to_string(),
+            "2028-02-29"
+        );
         assert_eq!(
             Day::of(crate::domain::Timestamp(1_795_712_245_000))
                 .unwrap()
