@@ -155,4 +155,22 @@ test("a new deployment: connect, sync, invite an operator who adds policies to a
   await expect(page.getByTestId("audit-row")).toHaveCount(1);
   await expect(page.getByTestId("audit-row")).toContainText(email);
   await expectAccessible(page, "audit log");
+
+  // The only owner cannot step down: the server's refusal is shown as it is.
+  await openHydrated(page, `/t/${TENANT}/members`);
+  const me = page.getByTestId("member-row").filter({ hasText: "admin@contoso.example" });
+  await me.getByTestId("member-role").selectOption("manager");
+  await expect(page.getByTestId("member-problem")).toContainText("at least one owner");
+  await expect(me.getByTestId("member-role")).toHaveValue("owner");
+
+  // Disconnect (after a confirmation): every page says so, and it can be reconnected.
+  await openHydrated(page, `/t/${TENANT}/settings`);
+  await page.getByTestId("disconnect-tenant").click();
+  await page.getByTestId("disconnect-tenant-confirm").click();
+  await expect(page.getByTestId("connection-status")).toContainText("Disconnected");
+  await expect(page.getByTestId("banner-disconnected")).toBeVisible();
+  await page.getByTestId("reconnect-tenant").click();
+  await page.getByTestId("reconnect-tenant-confirm").click();
+  await expect(page.getByTestId("connection-status")).toHaveText("Connected");
+  await expect(page.getByTestId("banner-disconnected")).toHaveCount(0);
 });

@@ -116,6 +116,7 @@ pub fn MembersPage() -> impl IntoView {
     }
 }
 
+/// The members' columns; the owner's view has one more, for the actions.
 const MEMBER_COLUMNS: &[Column] = &[
     Column::text("Name"),
     Column::text("E-mail"),
@@ -124,11 +125,20 @@ const MEMBER_COLUMNS: &[Column] = &[
     Column::text("Actions"),
 ];
 
+/// `all` columns for the owner; without the last one (the actions) for anyone else.
+fn columns(all: &'static [Column], may_change: bool) -> &'static [Column] {
+    if may_change {
+        all
+    } else {
+        &all[..all.len() - 1]
+    }
+}
+
 /// One row per member; the owner changes roles and removes members here.
 #[component]
 fn MemberTable(list: Vec<Member>, actions: MemberActions, may_change: bool) -> impl IntoView {
     view! {
-        <DataTable columns=MEMBER_COLUMNS testid="members">
+        <DataTable columns=columns(MEMBER_COLUMNS, may_change) testid="members">
             {list
                 .into_iter()
                 .map(|member| view! { <MemberRow member actions may_change /> })
@@ -195,7 +205,7 @@ fn MemberRow(member: Member, actions: MemberActions, may_change: bool) -> impl I
             <td>{member.email}</td>
             <td>{role_cell}</td>
             <td>{member.added_at.to_string()}</td>
-            <td>{remove_cell}</td>
+            {remove_cell.map(|cell| view! { <td>{cell}</td> })}
         </tr>
     }
 }
@@ -327,7 +337,11 @@ fn InvitationTable(
     may_change: bool,
 ) -> impl IntoView {
     view! {
-        <DataTable columns=INVITATION_COLUMNS testid="invitations" labelled_by="invitations-title">
+        <DataTable
+            columns=columns(INVITATION_COLUMNS, may_change)
+            testid="invitations"
+            labelled_by="invitations-title"
+        >
             {list
                 .into_iter()
                 .map(|invitation| {
@@ -350,7 +364,7 @@ fn InvitationTable(
                             <td>{invitation.role.as_str()}</td>
                             <td>{invitation.invited_by.unwrap_or_default()}</td>
                             <td>{invitation.expires_at.to_string()}</td>
-                            <td>{withdraw}</td>
+                            {withdraw.map(|cell| view! { <td>{cell}</td> })}
                         </tr>
                     }
                 })
