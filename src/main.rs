@@ -4,14 +4,17 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     use clap::Parser;
-    use tenantatlas::server::config::Cli;
+    use tenantatlas::server::config::{Cli, LogFormat};
     use tenantatlas::server::{logging, sanitize::sanitize};
     use tracing_subscriber::util::SubscriberInitExt;
 
     let cli = Cli::parse();
     // Colours only for a person at a terminal, not in files and log collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    logging::subscriber(&cli.log, ansi, std::io::stdout).init();
+    match cli.log_format {
+        LogFormat::Text => logging::subscriber(&cli.log, ansi, std::io::stdout).init(),
+        LogFormat::Json => logging::json_subscriber(&cli.log, std::io::stdout).init(),
+    }
     match tenantatlas::server::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -32,6 +32,8 @@ both_backends!(TestApp:
     a_retry_after_wait_ends_at_once,
     cancel_and_finish_race_to_one_outcome,
     retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones,
+    a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures,
+    the_poll_versions_move_only_when_the_runs_do,
 );
 
 struct Fixture {
@@ -128,6 +130,26 @@ impl Fixture {
             .await
             .unwrap();
         run["run_id"].as_i64().expect("a queued run")
+    }
+
+    /// The run detail page's data (first page of items), as the operator reads it.
+    async fn detail(&self, app: &TestApp, run_id: i64) -> Value {
+        let id = run_id.to_string();
+        let response = app
+            .call_as(
+                &self.operator,
+                "runs/get",
+                &[
+                    ("tenant", CONTOSO),
+                    ("id", id.as_str()),
+                    ("outcome", ""),
+                    ("offset", "0"),
+                    ("limit", "0"),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
     }
 
     /// The admin cancels; the status and the body.
@@ -447,6 +469,11 @@ async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones
         .await
         .unwrap();
     assert_eq!(retry_of, Some(parent));
+    // Each of the two run pages links to the other; the parent offers its two failed items.
+    let parent_page = f.detail(&app, parent).await;
+    assert_eq!(parent_page["retried_by"], serde_json::json!([retry_id]));
+    assert_eq!(parent_page["retry_items"], 2);
+    assert_eq!(f.detail(&app, retry_id).await["retry_of"], parent);
     let retried: Vec<i64> =
         sqlx::query_scalar("SELECT policy_id FROM run_items WHERE run_id = $1 ORDER BY policy_id")
             .bind(retry_id)
@@ -475,6 +502,11 @@ async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones
     // Resume: a cancelled run's skipped-as-cancelled items, and nothing else.
     let cancelled = f.submit(&app, 6..10).await;
     assert_eq!(f.cancel(&app, cancelled).await.0, 200);
+    assert_eq!(
+        f.detail(&app, cancelled).await["retry_items"],
+        4,
+        "Resume 4 cancelled"
+    );
     let (code, resumed) = f.retry(&app, cancelled).await;
     assert_eq!(code, 200, "{resumed}");
     assert_eq!(resumed["total"].as_i64(), Some(4));
@@ -482,4 +514,118 @@ async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones
     let (status, total, _, succeeded, ..) =
         run_row(&app, resumed["run_id"].as_i64().unwrap()).await;
     assert_eq!((status.as_str(), total, succeeded), ("completed", 4, 4));
+}
+
+async fn a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures(app: TestApp) {
+    let f = fixture(&app).await;
+    // The first capture is throttled for 3 s (the whole tenant pauses); the others are slow
+    // enough that the run goes on for seconds after the pause.
+    f.sim.set_fault(
+        &f.policies[0].1,
+        Fault::Throttle {
+            times: 1,
+            retry_after_secs: 3,
+        },
+    );
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 500;
+    f.sim.set_knobs(knobs);
+    let n = f.policies.len().min(48);
+    let run_id = f.submit(&app, 0..n).await;
+    let worker = f.worker(&app, "w1");
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+
+    let started = Instant::now();
+    let mut seen_wait = None;
+    let mut cleared_while_running = false;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run never ended"
+        );
+        let page = f.detail(&app, run_id).await;
+        let status = page["status"].as_str().unwrap_or_default().to_owned();
+        let wait = &page["graph_wait"];
+        if status != "Running" && status != "Pending" {
+            assert!(wait.is_null(), "an ended run waits for nothing: {wait}");
+            break;
+        }
+        if !wait.is_null() && seen_wait.is_none() {
+            seen_wait = Some(wait.clone());
+        }
+        if wait.is_null() && seen_wait.is_some() && status == "Running" {
+            cleared_while_running = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    working.await.unwrap().unwrap();
+    let wait = seen_wait.expect("the 3 s throttle was shown while the run waited");
+    assert_eq!(wait["reason"], "throttled", "{wait}");
+    let left = wait["resumes_in_ms"].as_i64().expect("a known end");
+    assert!((0..=3_000).contains(&left), "{left} ms");
+    assert!(
+        cleared_while_running,
+        "the wait cleared once requests flowed again"
+    );
+
+    let page = f.detail(&app, run_id).await;
+    assert_eq!(page["status"], "Completed", "{page}");
+    let figures = &page["graph"];
+    let requests = figures["requests"].as_i64().unwrap();
+    assert!(
+        requests > n as i64,
+        "every capture and the retry: {figures}"
+    );
+    assert_eq!(figures["throttled"], 1, "{figures}");
+    assert_eq!(figures["server_errors"], 0, "{figures}");
+    assert!(figures["retries"].as_i64().unwrap() >= 1, "{figures}");
+    assert!(
+        figures["waited_ms"].as_i64().unwrap() >= 2_500,
+        "the throttled capture waited its 3 s: {figures}"
+    );
+    // What the simulator saw agrees with the run's count.
+    assert_eq!(f.sim.counters().with_status(429), 1);
+}
+
+async fn the_poll_versions_move_only_when_the_runs_do(app: TestApp) {
+    let f = fixture(&app).await;
+    let version = |endpoint: &'static str, key: &'static str, id: String| {
+        let (app, cookie) = (&app, f.operator.clone());
+        async move {
+            let form = [("tenant", CONTOSO), (key, id.as_str())];
+            let response = app.call_as(&cookie, endpoint, &form).await;
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let run = |id: i64| version("runs/version", "id", id.to_string());
+    let panel = || {
+        version(
+            "runs/for-backup-set/version",
+            "backup_set_id",
+            f.set_id.clone(),
+        )
+    };
+
+    f.sim.set_fault(&f.policies[0].1, Fault::ServerError);
+    let run_id = f.submit(&app, 0..3).await;
+    let (queued, queued_panel) = (run(run_id).await, panel().await);
+    assert_eq!(queued.0, 200, "{queued:?}");
+    assert_eq!(run(run_id).await, queued, "nothing moved");
+    assert_eq!(panel().await, queued_panel, "nothing moved");
+
+    f.worker(&app, "w1").try_execute_task().await.unwrap();
+    let ended = run(run_id).await;
+    assert_ne!(ended, queued, "the run ended");
+    assert_ne!(panel().await, queued_panel);
+    assert_eq!(run(run_id).await, ended, "nothing moved since");
+
+    // A retry of it changes what its page shows (the link to the retry).
+    f.sim.set_knobs(tenantatlas::graph_sim::Knobs::default());
+    assert_eq!(f.retry(&app, run_id).await.0, 200);
+    assert_ne!(run(run_id).await, ended, "retried by a new run");
+
+    // A run that is not the tenant's is a 404.
+    let (status, body) = run(i64::MAX).await;
+    assert_eq!(status, 404, "{body}");
 }

@@ -31,8 +31,15 @@ test.beforeEach(async ({ page }) => {
 });
 
 test.afterEach(async ({ page }) => {
-  // The demo's own latency again, for the specs that follow.
-  await knobs(page, { latency_ms: 30, latency_jitter_ms: 40 });
+  // The demo's own latency and no forced failures again, for the specs that follow.
+  await knobs(page, {
+    latency_ms: 30,
+    latency_jitter_ms: 40,
+    rate_404: 0,
+    faults: {},
+    throttle_limit: 1000,
+    throttle_window_ms: 20_000,
+  });
 });
 
 test("cancel a slow run from its page: items not started end skipped, the toast says so", async ({ page }) => {
@@ -69,4 +76,47 @@ test("cancel from the run panel of the backup set", async ({ page }) => {
   await row.getByRole("button", { name: "Yes, cancel run" }).click();
   await expect(page.getByTestId("toast").filter({ hasText: `Run #${runId} cancelled` })).toBeVisible();
   await expect(row).toHaveAttribute("data-status", "cancelled");
+});
+
+test("retry the failed items: the new run succeeds and the two run pages link to each other", async ({ page }) => {
+  test.setTimeout(90_000);
+  // Every capture fails (as if the policies were deleted), then Intune is back to normal.
+  await knobs(page, { rate_404: 1 });
+  const { runId } = await queueRun(page, 3);
+  await page.goto(`/t/${TENANT}/runs/${runId}`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(page.getByTestId("run-status")).toHaveText("Failed", { timeout: 30_000 });
+  await expect(page.getByTestId("failed")).toHaveText("3");
+  await knobs(page, { rate_404: 0 });
+
+  await page.getByRole("button", { name: "Retry 3 failed" }).click();
+  const toast = page.getByTestId("toast").filter({ hasText: `(retry of run #${runId})` });
+  await expect(toast).toBeVisible();
+  const retryId = Number((await toast.textContent())?.match(/Run #(\d+)/)?.[1]);
+  expect(retryId).toBeGreaterThan(runId);
+
+  await page.getByTestId("retried-by").getByRole("link", { name: `run #${retryId}` }).click();
+  await expect(page).toHaveURL(new RegExp(`/runs/${retryId}$`));
+  await expect(page.getByTestId("run-status")).toHaveText("Succeeded", { timeout: 30_000 });
+  await expect(page.getByTestId("succeeded")).toHaveText("3");
+  await expect(page.getByTestId("retry-run")).toHaveCount(0);
+  await page.getByTestId("retry-of").getByRole("link", { name: `run #${runId}` }).click();
+  await expect(page).toHaveURL(new RegExp(`/runs/${runId}$`));
+});
+
+test("a throttled run says it is waiting for Microsoft Graph, then carries on", async ({ page }) => {
+  test.setTimeout(90_000);
+  // One request per 5 s window: the others get 429 with Retry-After up to 5 s, until the knob
+  // is turned back.
+  await knobs(page, { throttle_limit: 1, throttle_window_ms: 5_000, latency_ms: 30, latency_jitter_ms: 0 });
+  const { runId } = await queueRun(page, 4);
+  await page.goto(`/t/${TENANT}/runs/${runId}`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(page.getByTestId("graph-wait")).toContainText("Waiting for Microsoft Graph (throttled)", {
+    timeout: 20_000,
+  });
+  await knobs(page, { throttle_limit: 1000, throttle_window_ms: 20_000 });
+  await expect(page.getByTestId("run-status")).toHaveText("Succeeded", { timeout: 60_000 });
+  await expect(page.getByTestId("graph-wait")).toHaveCount(0);
+  await expect(page.getByTestId("graph-throttled")).not.toHaveText("0");
 });

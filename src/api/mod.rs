@@ -54,7 +54,12 @@ pub const ACCESS: &[(&str, Access)] = &[
         Access::Tenant(Capability::StartRuns),
     ),
     ("/api/runs/get", Access::Tenant(Capability::View)),
+    ("/api/runs/version", Access::Tenant(Capability::View)),
     ("/api/runs/for-backup-set", Access::Tenant(Capability::View)),
+    (
+        "/api/runs/for-backup-set/version",
+        Access::Tenant(Capability::View),
+    ),
     ("/api/policies/list", Access::Tenant(Capability::View)),
     (
         "/api/policies/matching-ids",

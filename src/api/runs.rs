@@ -191,6 +191,43 @@ pub async fn get_run(
     )
 }
 
+/// What run detail polls: a short text that changes whenever anything the page shows of the
+/// run changes (status, counters, the Graph wait and figures, a retry of it), read in one
+/// indexed read. The page fetches the run again only when it changed.
+#[server(prefix = "/api", endpoint = "runs/version")]
+pub async fn run_version(tenant: String, id: i64) -> Result<String, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, runs::queries, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::View).await?;
+            queries::version(&db, &ctx.scope, id).await
+        }
+        .await,
+    )
+}
+
+/// What the run panel polls: the same for the recent runs of one backup set.
+#[server(prefix = "/api", endpoint = "runs/for-backup-set/version")]
+pub async fn backup_set_runs_version(
+    tenant: String,
+    backup_set_id: i64,
+) -> Result<String, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, runs::queries, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::View).await?;
+            queries::backup_set_version(&db, &ctx.scope, backup_set_id).await
+        }
+        .await,
+    )
+}
+
 /// The recent runs of one backup set, newest first: what the run panel shows and polls.
 #[server(prefix = "/api", endpoint = "runs/for-backup-set")]
 pub async fn backup_set_runs(

@@ -6,8 +6,11 @@ use std::collections::HashMap;
 
 use leptos::prelude::*;
 
-use super::{use_poll_while, use_toasts, CancelRunButton, ErrorMessage, Loading, RunStatusBadge};
-use crate::api::runs::backup_set_runs;
+use super::{
+    use_poll_while, use_toasts, CancelRunButton, ErrorMessage, Loading, RetryRunButton,
+    RunStatusBadge,
+};
+use crate::api::runs::{backup_set_runs, backup_set_runs_version};
 use crate::domain::Capability;
 use crate::domain::{routes, RunStatus, RunSummary};
 use crate::pages::tenant_layout::refusal;
@@ -35,9 +38,30 @@ pub fn RunPanel(
 ) -> impl IntoView {
     let toasts = use_toasts();
     let tick = RwSignal::new(0_u64);
+    // A poll asks for the version of the panel's runs first (one small read) and fetches the
+    // runs only when it moved; a submit (`refresh`) always fetches.
+    let last = StoredValue::new(None::<((usize, String), Vec<RunSummary>)>);
     let runs = Resource::new(
         move || (tenant.get(), refresh.get(), tick.get()),
-        move |(tenant, _, _)| backup_set_runs(tenant, backup_set_id),
+        move |(tenant, refresh, tick)| async move {
+            if tick == 0 {
+                return backup_set_runs(tenant, backup_set_id).await;
+            }
+            let version = (
+                refresh,
+                backup_set_runs_version(tenant.clone(), backup_set_id).await?,
+            );
+            let unchanged = last.with_value(|last| match last {
+                Some((seen, list)) if *seen == version => Some(list.clone()),
+                _ => None,
+            });
+            if let Some(list) = unchanged {
+                return Ok(list);
+            }
+            let list = backup_set_runs(tenant, backup_set_id).await?;
+            last.set_value(Some((version, list.clone())));
+            Ok(list)
+        },
     );
     // Status of each run at the last poll: a run seen active and now terminal gets a toast.
     let seen = StoredValue::new(HashMap::<i64, RunStatus>::new());
@@ -79,7 +103,10 @@ pub fn RunPanel(
                             <p class="muted">"No runs yet. Add policies to start one."</p>
                         }.into_any(),
                         Ok(list) => {
-                            let refused = refusal(Capability::CancelRuns).await;
+                            let refused = Refusals {
+                                cancel: refusal(Capability::CancelRuns).await,
+                                retry: refusal(Capability::StartRuns).await,
+                            };
                             view! {
                                 <ul class="run-list">
                                     {list.into_iter().map(|run| view! { <RunRow tenant run refused tick /> }).collect_view()}
@@ -94,17 +121,42 @@ pub fn RunPanel(
     }
 }
 
-/// One run: link, badge, progress bar and counts.
+/// Why the member may not cancel or retry runs (`None`: allowed).
+#[derive(Clone, Copy)]
+struct Refusals {
+    cancel: Option<&'static str>,
+    retry: Option<&'static str>,
+}
+
+/// One run: link, badge, progress bar, counts, a Graph wait, and its Cancel or Retry action.
 #[component]
 fn RunRow(
     tenant: Memo<String>,
     run: RunSummary,
-    refused: Option<&'static str>,
+    refused: Refusals,
     tick: RwSignal<u64>,
 ) -> impl IntoView {
+    let reload = move || tick.update(|n| *n += 1);
     let cancel = run.status.is_active().then(|| {
-        let reload = move || tick.update(|n| *n += 1);
-        view! { <CancelRunButton tenant=tenant.get_untracked() run_id=run.id refused on_cancelled=reload /> }
+        view! { <CancelRunButton tenant=tenant.get_untracked() run_id=run.id refused=refused.cancel on_cancelled=reload /> }
+    });
+    let failed = run.retry_items();
+    let retry = (failed > 0).then(|| {
+        let label = format!("Retry {failed} failed");
+        view! {
+            <RetryRunButton
+                tenant=tenant.get_untracked()
+                run_id=run.id
+                label
+                refused=refused.retry
+                on_queued=move |_: i64| reload()
+            />
+        }
+    });
+    let wait = run.graph_wait.map(|wait| {
+        view! {
+            <span class="graph-wait" role="status" data-testid="graph-wait">{wait.text()}</span>
+        }
     });
     let href = routes::run(&tenant.get_untracked(), run.id, "");
     let label = format!("Progress of run #{}", run.id);
@@ -122,7 +174,9 @@ fn RunRow(
                 {run.succeeded} " added · " {run.failed} " failed · " {run.skipped} " skipped"
             </span>
             <span class="muted small">{run.initiated_by} " · " {run.created_at.to_string()}</span>
+            {wait}
             {cancel}
+            {retry}
         </li>
     }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backup_set;
 pub mod capability;
 pub mod error;
+pub mod graph_wait;
 pub mod invitation;
 pub mod notification;
 pub mod policy_page;
@@ -14,6 +15,7 @@ pub mod routes;
 pub mod run;
 pub mod run_detail;
 pub mod selection;
+pub mod snapshot;
 pub mod tenant;
 pub mod time;
 

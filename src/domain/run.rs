@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::graph_wait::GraphWait;
 use super::{AppError, Timestamp};
 
 /// Where a run is in its life. Stored as the lower-case words of SPEC.md.
@@ -299,9 +300,27 @@ pub struct RunSummary {
     pub failed: i64,
     pub skipped: i64,
     pub created_at: Timestamp,
+    /// What the run's captures are waiting for on Graph right now (only while running).
+    pub graph_wait: Option<GraphWait>,
 }
 
 impl RunSummary {
+    /// The failed items a "Retry N failed" would take again: those of a capture run that ended
+    /// with failures (a cancelled run resumes from its page instead).
+    pub fn retry_items(&self) -> i64 {
+        let ended_with_failures = matches!(
+            self.status,
+            RunStatus::CompletedWithErrors | RunStatus::Failed
+        );
+        let retriable =
+            OperationType::parse(&self.operation_type) == Some(OperationType::AddPolicies);
+        if ended_with_failures && retriable {
+            self.failed
+        } else {
+            0
+        }
+    }
+
     /// The words the UI shows for this run's operation.
     pub fn operation_label(&self) -> &str {
         operation_label(&self.operation_type)

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::graph_wait::{GraphFigures, GraphWait};
 use super::reason_code::ReasonCode;
 use super::{AppError, RunStatus, Timestamp};
 
@@ -190,9 +191,32 @@ pub struct RunDetail {
     /// `None` when the backup set was deleted after the run started.
     pub backup_set_name: Option<String>,
     pub items: RunItemPage,
+    /// The run whose failed items this one retries (or whose cancelled items it resumes).
+    pub retry_of: Option<i64>,
+    /// The runs that retried or resumed this one, newest first.
+    pub retried_by: Vec<i64>,
+    /// The items a retry (a resume, for a cancelled run) would take again; 0 when this run
+    /// cannot be retried from here (active, nothing failed, or not a capture).
+    pub retry_items: i64,
+    /// What the run's captures are waiting for on Graph right now (only while running).
+    pub graph_wait: Option<GraphWait>,
+    pub graph: GraphFigures,
 }
 
 impl RunDetail {
+    /// "Retry 3 failed" or, for a cancelled run, "Resume 120 cancelled"; `None` when there is
+    /// nothing to retry.
+    pub fn retry_label(&self) -> Option<String> {
+        if self.retry_items == 0 {
+            return None;
+        }
+        let n = group_thousands(self.retry_items);
+        Some(match self.status {
+            RunStatus::Cancelled => format!("Resume {n} cancelled"),
+            _ => format!("Retry {n} failed"),
+        })
+    }
+
     /// How long the run took, as "1 min 5 s"; `None` until it has both started and finished.
     pub fn duration(&self) -> Option<String> {
         let (start, end) = (self.started_at?, self.finished_at?);

@@ -8,18 +8,29 @@ use leptos_router::NavigateOptions;
 
 use super::tenant_layout::refusal;
 use super::tenant_layout::use_tenant;
-use crate::api::runs::get_run;
+use crate::api::runs::{get_run, run_version};
 use crate::components::{
     or_absent, provide_toasts, use_poll_while, CancelRunButton, Column, DataTable, EmptyState,
-    ErrorMessage, Loading, RunStatusBadge, Toasts,
+    ErrorMessage, Loading, RetryRunButton, RunStatusBadge, Toasts,
 };
+use crate::domain::graph_wait::GraphFigures;
 use crate::domain::policy_page::policy_type_label;
 use crate::domain::routes;
 use crate::domain::run::operation_label;
 use crate::domain::run_detail::{
-    ItemOutcome, RunDetail, RunItemPage, RunItemRow, RUN_ITEMS_PAGE_SIZE,
+    format_duration, group_thousands, ItemOutcome, RunDetail, RunItemPage, RunItemRow,
+    RUN_ITEMS_PAGE_SIZE,
 };
 use crate::domain::{AppError, Capability};
+
+/// What the run detail page last showed: the run, its filter and page, and the run's version.
+#[derive(Debug, Clone, PartialEq)]
+struct LastView {
+    id: i64,
+    outcome: String,
+    page: i64,
+    version: String,
+}
 
 /// The URL of one page (one-based) of a run's items with an outcome filter (empty for all).
 fn items_href(tenant: &str, run_id: i64, outcome: &str, page: i64) -> String {
@@ -64,6 +75,9 @@ pub fn RunDetailPage() -> impl IntoView {
     let tick = RwSignal::new(0_u64);
     // The cancel action says it was accepted in a toast.
     provide_toasts();
+    // The last answer with the run's version when it was read: a poll first asks for the
+    // version (one indexed read) and fetches the run and its item page only when it moved.
+    let last = StoredValue::new(None::<(LastView, RunDetail)>);
     let run = Resource::new(
         move || {
             (
@@ -74,14 +88,39 @@ pub fn RunDetailPage() -> impl IntoView {
                 tick.get(),
             )
         },
-        |(tenant, id, outcome, page, _)| async move {
-            let offset = (page - 1).saturating_mul(RUN_ITEMS_PAGE_SIZE);
-            match id {
-                Some(id) => get_run(tenant, id, outcome, offset, RUN_ITEMS_PAGE_SIZE).await,
-                None => Err(AppError::NotFound(
+        move |(tenant, id, outcome, page, tick)| async move {
+            let Some(id) = id else {
+                return Err(AppError::NotFound(
                     "This run does not exist in this tenant.".into(),
-                )),
+                ));
+            };
+            let offset = (page - 1).saturating_mul(RUN_ITEMS_PAGE_SIZE);
+            // The first load (also on the server) reads the run at once.
+            let version = if tick == 0 {
+                String::new()
+            } else {
+                run_version(tenant.clone(), id).await?
+            };
+            let view = LastView {
+                id,
+                outcome: outcome.clone(),
+                page,
+                version,
+            };
+            if tick > 0 {
+                let unchanged = last.with_value(|last| match last {
+                    Some((seen, detail)) if *seen == view => Some(detail.clone()),
+                    _ => None,
+                });
+                if let Some(detail) = unchanged {
+                    return Ok(detail);
+                }
             }
+            let detail = get_run(tenant, id, outcome, offset, RUN_ITEMS_PAGE_SIZE).await?;
+            if tick > 0 {
+                last.set_value(Some((view, detail.clone())));
+            }
+            Ok(detail)
         },
     );
     // Another outcome starts again at the first page; Back returns to the previous view.
@@ -113,12 +152,23 @@ pub fn RunDetailPage() -> impl IntoView {
                     Ok(detail) => {
                         let active = detail.status.is_active().then_some(detail.id);
                         let refused = refusal(Capability::CancelRuns).await;
+                        let start_refused = refusal(Capability::StartRuns).await;
                         let reload = move || tick.update(|n| *n += 1);
+                        let retry = detail.retry_label().map(|label| view! {
+                            <RetryRunButton
+                                tenant=tenant.get_untracked()
+                                run_id=detail.id
+                                label
+                                refused=start_refused
+                                on_queued=move |_: i64| reload()
+                            />
+                        });
                         view! {
                             <RunFacts tenant=tenant.get_untracked() detail />
                             {active.map(|run_id| view! {
                                 <CancelRunButton tenant=tenant.get_untracked() run_id refused on_cancelled=reload />
                             })}
+                            {retry}
                         }.into_any()
                     }
                     Err(error) => view! { <ErrorMessage error /> }.into_any(),
@@ -179,6 +229,32 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
         }
     });
     let initiated_by = Some(detail.initiated_by.clone()).filter(|name| !name.is_empty());
+    let run_link = |id: i64| {
+        let href = routes::run(&tenant, id, "");
+        view! { <a href=href class="mono">"run #" {id}</a> }
+    };
+    let retry_of = detail.retry_of.map(|parent| {
+        view! {
+            <p data-testid="retry-of">"Retries the failed items of " {run_link(parent)}</p>
+        }
+    });
+    let retried_by = (!detail.retried_by.is_empty()).then(|| {
+        view! {
+            <p data-testid="retried-by">
+                "Retried by "
+                {detail.retried_by.iter().enumerate().map(|(i, id)| view! {
+                    {(i > 0).then_some(", ")}
+                    {run_link(*id)}
+                }).collect_view()}
+            </p>
+        }
+    });
+    let wait = detail.graph_wait.map(|wait| {
+        view! {
+            <p class="graph-wait" role="status" data-testid="graph-wait">{wait.text()}</p>
+        }
+    });
+    let figures = detail.graph;
     view! {
         <h1>"Run #" {detail.id}</h1>
         <p>
@@ -186,6 +262,9 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
             " " {operation_label(&detail.operation_type).to_owned()} " on " {set_link}
         </p>
         {run_failure}
+        {retry_of}
+        {retried_by}
+        {wait}
         <dl class="facts">
             <dt>"Started by"</dt>
             <dd>{or_absent(initiated_by)}</dd>
@@ -209,7 +288,30 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
             <dt>"Skipped"</dt>
             <dd data-testid="skipped">{detail.skipped}</dd>
         </dl>
+        <GraphFiguresList figures />
     }
+}
+
+/// The run's conversation with Microsoft Graph, once it has had one.
+#[component]
+fn GraphFiguresList(figures: GraphFigures) -> impl IntoView {
+    (figures.requests > 0).then(|| {
+        view! {
+            <h2 id="graph-title">"Microsoft Graph"</h2>
+            <dl class="facts counters" aria-labelledby="graph-title" data-testid="graph-figures">
+                <dt>"Requests"</dt>
+                <dd data-testid="graph-requests">{group_thousands(figures.requests)}</dd>
+                <dt>"Throttled (429)"</dt>
+                <dd data-testid="graph-throttled">{group_thousands(figures.throttled)}</dd>
+                <dt>"Server errors (5xx)"</dt>
+                <dd data-testid="graph-server-errors">{group_thousands(figures.server_errors)}</dd>
+                <dt>"Retries"</dt>
+                <dd data-testid="graph-retries">{group_thousands(figures.retries)}</dd>
+                <dt>"Time waiting"</dt>
+                <dd data-testid="graph-waited">{format_duration(figures.waited_ms)}</dd>
+            </dl>
+        }
+    })
 }
 
 /// The outcome filter of the items; it follows the URL (`outcome` is the URL's value, empty for

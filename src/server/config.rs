@@ -32,6 +32,16 @@ pub struct Cli {
     )]
     pub log: String,
 
+    /// Log lines as text (for people) or one JSON object per line (for log shippers).
+    #[arg(
+        long,
+        env = "TENANTATLAS_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
     /// Microsoft Graph's address (`/beta` is appended); point it at `graph-sim` to test without
     /// a tenant. Demo mode ignores it and uses its own in-process simulator.
     #[arg(
@@ -249,6 +259,18 @@ pub struct ServeArgs {
     /// connected.
     #[arg(long, env = "TENANTATLAS_TRUSTED_PROXY_HOPS", hide = true)]
     pub trusted_proxy_hops: Option<String>,
+
+    /// Serve Prometheus metrics at `http://ADDR/metrics`, on a listener of its own (off by
+    /// default, so they are never exposed next to the app by accident).
+    #[arg(long, env = "TENANTATLAS_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl ServeArgs {

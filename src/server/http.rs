@@ -25,6 +25,7 @@ use tower_http::compression::CompressionLayer;
 use super::auth::{guard, session};
 use super::exports;
 use super::panics;
+use super::request_log;
 use super::state::AppState;
 use super::static_files;
 use crate::app::{shell, App};
@@ -82,6 +83,8 @@ pub fn router(state: AppState) -> Router {
 fn with_panic_net(app: Router) -> Router {
     app.layer(CatchPanicLayer::custom(answer_panic))
         .layer(middleware::from_fn(guard::security_headers))
+        .layer(request_log::trace_layer())
+        .layer(middleware::from_fn(request_log::assign_request_id))
 }
 
 fn answer_panic(_panic: Box<dyn Any + Send + 'static>) -> Response {

@@ -4,6 +4,7 @@
 //! carry a secret into a log line, whoever wrote the logging call.
 
 use std::fmt;
+use std::io::{self, Write};
 
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::{DefaultFields, Format, Writer};
@@ -46,6 +47,82 @@ where
         .fmt_fields(SanitizedFields::default())
         .with_writer(writer)
         .finish()
+}
+
+/// The log subscriber for log shippers: one JSON object per line. tracing's JSON format reads
+/// the fields itself, so here the sanitizer works on each finished line: every string in it is
+/// redacted on its own, so a redaction never swallows the JSON around a value.
+pub fn json_subscriber<W>(filter: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_env_filter(EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()))
+        .with_writer(RedactedLines(writer))
+        .finish()
+}
+
+/// Hands out writers that redact what they were given, line by line, when dropped (the
+/// formatter writes each event whole through one writer).
+struct RedactedLines<M>(M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for RedactedLines<M> {
+    type Writer = LineRedactor<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineRedactor {
+            inner: self.0.make_writer(),
+            buffer: Vec::new(),
+        }
+    }
+}
+
+struct LineRedactor<W: Write> {
+    inner: W,
+    buffer: Vec<u8>,
+}
+
+impl<W: Write> Write for LineRedactor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> Drop for LineRedactor<W> {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buffer);
+        let mut out = String::with_capacity(text.len());
+        for line in text.lines() {
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(mut value) => {
+                    redact_strings(&mut value);
+                    out.push_str(&value.to_string());
+                }
+                Err(_) => out.push_str(&redact(line)),
+            }
+            out.push('\n');
+        }
+        // A log line that cannot be written has nowhere else to go.
+        let _ = self.inner.write_all(out.as_bytes());
+        let _ = self.inner.flush();
+    }
+}
+
+/// Redacts every string (keys stay: they are field names written in the code).
+fn redact_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => *text = redact(text),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_strings),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(redact_strings),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -99,5 +176,43 @@ mod tests {
             assert!(!text.contains(secret), "{secret} reached the log: {text}");
         }
         assert_eq!(text.lines().count(), 2, "one line per event: {text}");
+    }
+
+    #[test]
+    fn json_lines_are_valid_json_without_the_secrets() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = json_subscriber("info", move || writer.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "run",
+                run_id = 7_i64,
+                url = "postgres://ta:hunter2hunter2@db/ta"
+            );
+            let _entered = span.enter();
+            let error = "login failed: password=s3cr3t-s3cr3t; Authorization: Bearer abc.def.ghi";
+            tracing::error!(%error, "worker step\nfailed \"quoted\"");
+            tracing::warn!(cookie = "Cookie: id=0123456789abcdef", "session store");
+        });
+        let text = captured.text();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["level"], "ERROR");
+        assert_eq!(
+            lines[0]["fields"]["message"], "worker step failed \"quoted\"",
+            "whitespace collapsed, as in text lines"
+        );
+        assert_eq!(lines[0]["span"]["run_id"], 7);
+        for secret in [
+            "hunter2hunter2",
+            "s3cr3t-s3cr3t",
+            "abc.def.ghi",
+            "0123456789abcdef",
+        ] {
+            assert!(!text.contains(secret), "{secret} reached the log: {text}");
+        }
     }
 }

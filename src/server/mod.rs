@@ -13,9 +13,11 @@ pub mod graph;
 pub mod http;
 pub mod inventory;
 pub mod logging;
+pub mod metrics;
 pub mod notifications;
 pub mod panics;
 pub mod policies;
+pub mod request_log;
 pub mod runs;
 pub mod sanitize;
 pub mod seed;
@@ -345,6 +347,17 @@ async fn serve(
         state.sign_in_throttle.clone(),
         Duration::from_secs(60),
     ));
+    if let Some(metrics_addr) = args.metrics_addr {
+        let handle = metrics::install().map_err(StartError::Invalid)?;
+        let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+        tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+        let router = metrics::router(handle, db.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        });
+    }
     tracing::info!("TenantAtlas is listening on http://{addr} as instance {instance_id:?}");
     if let Some(demo) = &demo {
         tracing::info!(

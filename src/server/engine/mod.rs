@@ -4,6 +4,7 @@
 //! each item is its handler's part ([`operation::Operation`], one file per operation in [`ops`]).
 
 pub mod cancel;
+mod graph_figures;
 pub mod instance;
 pub mod operation;
 pub mod ops;

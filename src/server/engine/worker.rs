@@ -14,6 +14,7 @@ use sqlx::Row;
 use tracing::Instrument;
 
 use super::cancel::Cancels;
+use super::graph_figures::FiguresWriter;
 use super::instance::{InstanceLock, LOCK_SPACE};
 use super::operation::{Operation, Pending, Registry, Run, Totals};
 use crate::domain::notification::NotificationLevel;
@@ -23,8 +24,10 @@ use crate::domain::run::{Lane, OperationType};
 use crate::domain::run_detail::ItemOutcome;
 use crate::domain::{RunStatus, Timestamp};
 use crate::server::db::{is_unique_violation, Backend, Db};
+use crate::server::graph::activity::GraphActivity;
 use crate::server::graph::interrupt::Interrupt;
 use crate::server::graph::TenantCredentials;
+use crate::server::metrics;
 use crate::server::runs::stored_status;
 use crate::server::sanitize::sanitize;
 
@@ -188,6 +191,15 @@ impl Worker {
             tenant_id = claimed.run.tenant_id,
             operation = claimed.operation.as_str()
         );
+        // One less active run however the work ends (also when its task is aborted).
+        struct Active;
+        impl Drop for Active {
+            fn drop(&mut self) {
+                metrics::active_runs(-1.0);
+            }
+        }
+        metrics::active_runs(1.0);
+        let _active = Active;
         match self.registry.execute(self.clone(), claimed) {
             Some(work) => work.instrument(span).await,
             // The claim only takes operations with a handler.
@@ -240,7 +252,7 @@ impl Worker {
             .execute(self.db.pool())
             .await;
             match renewed {
-                Ok(done) if done.rows_affected() == 1 => {}
+                Ok(done) if done.rows_affected() == 1 => metrics::heartbeat(),
                 Ok(_) => {
                     // Lost, ended or cancelled: no new item either way. This is the safety net
                     // for a cancel whose NOTIFY was lost.
@@ -266,7 +278,12 @@ impl Worker {
         for _ in 0..CLAIM_RETRIES {
             match self.try_claim(lane).await {
                 Err(error) if is_unique_violation(&error) => continue,
-                claimed => return claimed,
+                claimed => {
+                    if claimed.is_ok() {
+                        metrics::heartbeat();
+                    }
+                    return claimed;
+                }
             }
         }
         Ok(None)
@@ -395,6 +412,18 @@ impl Worker {
         };
         // Items with an outcome are done, also from an earlier attempt: a resumed run skips them.
         let items = operation.pending(&self.db, &run).await?;
+        // What the items do with Graph, on the run's row at most once a second.
+        let activity = GraphActivity::new();
+        let figures = FiguresWriter::new(
+            self.db.clone(),
+            &self.id,
+            run.id,
+            run.attempt,
+            Arc::clone(&activity),
+        );
+        let writing = AbortOnDrop(tokio::spawn(
+            Arc::clone(&figures).every_second().in_current_span(),
+        ));
 
         // Every item is processed, however many fail (no circuit breaker, SPEC Rule 6). Items
         // are processed in a task of their own, so Graph keeps working while outcomes are
@@ -415,10 +444,10 @@ impl Worker {
                         .map(|pending| {
                             let interrupt = Interrupt::new(signal.clone());
                             let (handler, creds, run) = (&handler, &creds, &run);
+                            let activity = &activity;
                             async move {
-                                let output = interrupt
-                                    .scope(handler.process(creds, run, &pending.item))
-                                    .await;
+                                let work = handler.process(creds, run, &pending.item);
+                                let output = activity.scope(interrupt.scope(work)).await;
                                 (!interrupt.interrupted()).then_some((pending, output))
                             }
                         })
@@ -443,6 +472,11 @@ impl Worker {
             batch.clear();
         }
         drop(processing);
+        drop(writing);
+        if let Err(error) = figures.write(true).await {
+            // The figures are worth less than the run's end.
+            tracing::warn!(%error, "could not write the run's last Graph figures");
+        }
         self.finish(operation, &run, None).await
     }
 
@@ -555,6 +589,13 @@ impl Worker {
             }
             counts.add(done.outcome());
         }
+        for done in &recorded {
+            metrics::items_recorded(
+                O::TYPE.as_str(),
+                done.outcome().as_str(),
+                done.reason().map(ReasonCode::as_str),
+            );
+        }
         if !self
             .hold_lease(&mut tx, run.id, run.attempt, counts, true)
             .await?
@@ -620,7 +661,7 @@ impl Worker {
              finished_at = $2, reason_code = $3, failure_message = $4, \
              lease_expires_at = NULL \
              WHERE id = $5 AND lease_owner = $6 AND attempt = $7 AND status = 'running' \
-             RETURNING status, total_items, succeeded, failed, skipped",
+             RETURNING status, total_items, succeeded, failed, skipped, started_at",
         )
         .bind(failure.is_some())
         .bind(now)
@@ -670,6 +711,10 @@ impl Worker {
             .await?;
         }
         tx.commit().await?;
+        let started: Option<i64> = row.try_get("started_at")?;
+        let took =
+            started.map(|started| Duration::from_millis(now.saturating_sub(started).max(0) as u64));
+        metrics::run_finished(O::TYPE.as_str(), status.as_str(), took);
         tracing::info!(
             status = status.as_str(),
             succeeded = totals.succeeded,

@@ -8,13 +8,16 @@ use std::time::Duration;
 use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value};
 
+use super::activity::{self, Count};
 use super::limiter::{LimiterConfig, Limiters};
 use super::registry::{PolicyListing, PolicyType};
 use super::retry::{retry_after, RetryPolicy};
 use super::snapshot::Snapshot;
 use super::token::{TenantCredentials, TokenCache};
 use super::GraphError;
+use crate::domain::graph_wait::GraphWaitReason;
 use crate::domain::reason_code::ReasonCode;
+use crate::server::metrics;
 
 /// A list or sub-collection longer than this many pages is treated as a Graph fault (a nextLink
 /// loop) rather than followed forever.
@@ -121,6 +124,8 @@ enum Failure {
     Transient {
         error: GraphError,
         retry_after: Option<Duration>,
+        /// What the run is waiting for until the next attempt.
+        why: GraphWaitReason,
     },
 }
 
@@ -299,7 +304,15 @@ impl GraphClient {
                 .token(&inner.http, &inner.config, creds)
                 .await?;
             let outcome = {
-                let _permit = super::interrupt::waiting(limiter.acquire()).await??;
+                // A tenant paused by a Retry-After waits for Graph's throttle; otherwise only
+                // for this tenant's own request budget.
+                let paused = limiter.pause_left();
+                let why = match paused {
+                    Some(_) => GraphWaitReason::Throttled,
+                    None => GraphWaitReason::RequestBudget,
+                };
+                let acquire = super::interrupt::waiting(limiter.acquire());
+                let _permit = activity::waiting_for(why, paused, acquire).await??;
                 self.send_once(url, &token).await
             };
             match outcome {
@@ -308,16 +321,20 @@ impl GraphClient {
                     // A revoked or rotated token: one fresh token, then the answer is final.
                     refreshed = true;
                     attempt -= 1;
+                    activity::count(Count::Retry);
                     inner.tokens.invalidate(creds, &token).await;
                 }
-                Err(Failure::Transient { retry_after, .. })
-                    if attempt < inner.config.retry.max_attempts =>
-                {
+                Err(Failure::Transient {
+                    retry_after, why, ..
+                }) if attempt < inner.config.retry.max_attempts => {
+                    activity::count(Count::Retry);
                     if let Some(wait) = retry_after {
                         limiter.pause_for(wait.min(inner.config.retry.max_retry_after));
                     }
                     let backoff = inner.config.retry.delay(attempt, retry_after);
-                    super::interrupt::waiting(tokio::time::sleep(backoff)).await?;
+                    metrics::graph_retry_wait(backoff);
+                    let sleep = super::interrupt::waiting(tokio::time::sleep(backoff));
+                    activity::waiting_for(why, Some(backoff), sleep).await?;
                 }
                 Err(
                     Failure::Final(error)
@@ -330,6 +347,7 @@ impl GraphClient {
 
     async fn send_once(&self, url: &str, token: &str) -> Result<Value, Failure> {
         let what = describe(url, &self.inner.config.graph_base);
+        activity::count(Count::Request);
         let response = self
             .inner
             .http
@@ -339,8 +357,17 @@ impl GraphClient {
             .timeout(self.inner.config.request_timeout)
             .send()
             .await
-            .map_err(|e| transport_failure(&e, &what))?;
+            .map_err(|e| {
+                metrics::graph_answer(None);
+                transport_failure(&e, &what)
+            })?;
         let status = response.status();
+        metrics::graph_answer(Some(status.as_u16()));
+        match status.as_u16() {
+            429 => activity::count(Count::Throttled),
+            500..=599 => activity::count(Count::ServerError),
+            _ => {}
+        }
         let wait = retry_after(response.headers());
         let body = response
             .bytes()
@@ -355,6 +382,7 @@ impl GraphClient {
                     format!("{what}: the answer is not valid JSON"),
                 ),
                 retry_after: None,
+                why: GraphWaitReason::Unreachable,
             });
         }
         let message = format!("{what} answered {status}: {}", error_detail(&body));
@@ -368,13 +396,20 @@ fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) 
         401 => Failure::Unauthorized(GraphError::new(ReasonCode::AuthenticationFailed, message)),
         403 => Failure::Final(GraphError::new(ReasonCode::PermissionDenied, message)),
         404 => Failure::Final(GraphError::new(ReasonCode::PolicyNotFound, message)),
-        429 | 503 => Failure::Transient {
+        429 => Failure::Transient {
             error: GraphError::new(ReasonCode::Throttled, message),
             retry_after,
+            why: GraphWaitReason::Throttled,
+        },
+        503 => Failure::Transient {
+            error: GraphError::new(ReasonCode::Throttled, message),
+            retry_after,
+            why: GraphWaitReason::Unavailable,
         },
         504 => Failure::Transient {
             error: GraphError::new(ReasonCode::GraphUnavailable, message),
             retry_after,
+            why: GraphWaitReason::Unavailable,
         },
         500..=599 => Failure::Final(GraphError::new(ReasonCode::GraphUnavailable, message)),
         _ => Failure::Final(GraphError::new(ReasonCode::UnknownError, message)),
@@ -393,6 +428,7 @@ fn transport_failure(error: &reqwest::Error, what: &str) -> Failure {
     Failure::Transient {
         error,
         retry_after: None,
+        why: GraphWaitReason::Unreachable,
     }
 }
 

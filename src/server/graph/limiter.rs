@@ -77,6 +77,17 @@ impl TenantLimiter {
         Ok(permit)
     }
 
+    /// How long this tenant is still held back after a `Retry-After`, if it is.
+    pub(crate) fn pause_left(&self) -> Option<Duration> {
+        let until = self
+            .paused_until
+            .lock()
+            .map(|guard| *guard)
+            .unwrap_or(None)?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
     /// Holds back every request of this tenant for `wait`.
     pub(crate) fn pause_for(&self, wait: Duration) {
         let until = Instant::now() + wait;

@@ -6,6 +6,7 @@
 //! per-tenant limiters, so every run of a tenant stays under the same budget. The worker takes a
 //! [`PolicySource`] so tests can swap in a source that fails on any call.
 
+pub mod activity;
 mod client;
 pub mod credentials;
 mod error;

@@ -17,6 +17,7 @@ use crate::domain::{
 use crate::server::auth::TenantContext;
 use crate::server::db::{is_unique_violation, Db};
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
+use crate::server::metrics;
 
 /// The operation of the runs this submit creates.
 const OPERATION: OperationType = OperationType::AddPolicies;
@@ -37,6 +38,20 @@ pub async fn create_or_reuse(
 /// [`create_or_reuse`] for a run that retries (or resumes) run `retry_of`: the same key rules,
 /// so a double-click still makes one run; a new run records its parent.
 pub async fn create_or_reuse_retrying(
+    db: &Db,
+    ctx: &TenantContext,
+    backup_set_id: i64,
+    selection: &PolicySelection,
+    options: AddPoliciesOptions,
+    retry_of: Option<i64>,
+) -> Result<SubmittedRun, AppError> {
+    let started = std::time::Instant::now();
+    let run = submit(db, ctx, backup_set_id, selection, options, retry_of).await?;
+    metrics::run_submitted(OPERATION.as_str(), run.reused, started.elapsed());
+    Ok(run)
+}
+
+async fn submit(
     db: &Db,
     ctx: &TenantContext,
     backup_set_id: i64,

@@ -7,8 +7,9 @@ use sqlx::{any::AnyRow, Row};
 use super::super::db::Db;
 use super::super::tenants::TenantScope;
 use super::stored_status;
+use crate::domain::graph_wait::{GraphFigures, GraphWait, GraphWaitReason};
 use crate::domain::reason_code::ReasonCode;
-use crate::domain::run::RunFilter;
+use crate::domain::run::{OperationType, RunFilter};
 use crate::domain::run_detail::{ItemOutcome, ItemWindow, RunDetail, RunItemPage, RunItemRow};
 use crate::domain::{AppError, RunStatus, RunSummary, Timestamp};
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
@@ -34,7 +35,7 @@ fn reason(row: &AnyRow, column: &str) -> Result<Option<ReasonCode>, AppError> {
 /// The columns and join every run list reads, mapped by [`summary`].
 const SUMMARY_SELECT: &str = "SELECT r.id, r.operation_type, r.status, \
      COALESCE(u.display_name, '') AS initiated_by, r.total_items, r.processed_items, \
-     r.succeeded, r.failed, r.skipped, r.created_at \
+     r.succeeded, r.failed, r.skipped, r.created_at, r.graph_wait_reason, r.graph_wait_until \
      FROM runs r LEFT JOIN users u ON u.id = r.initiated_by";
 
 fn summary(row: &AnyRow) -> Result<RunSummary, AppError> {
@@ -49,7 +50,29 @@ fn summary(row: &AnyRow) -> Result<RunSummary, AppError> {
         failed: row.try_get("failed")?,
         skipped: row.try_get("skipped")?,
         created_at: Timestamp(row.try_get("created_at")?),
+        graph_wait: graph_wait(row)?,
     })
+}
+
+/// The wait a running run's row records (`graph_wait_reason`, `graph_wait_until`), as the
+/// time left from now. A run that is not running waits for nothing.
+fn graph_wait(row: &AnyRow) -> Result<Option<GraphWait>, AppError> {
+    if status(row)? != RunStatus::Running {
+        return Ok(None);
+    }
+    let Some(raw) = row.try_get::<Option<String>, _>("graph_wait_reason")? else {
+        return Ok(None);
+    };
+    let Some(reason) = GraphWaitReason::parse(&raw) else {
+        tracing::warn!(reason = %raw, "unknown Graph wait reason in the database");
+        return Ok(None);
+    };
+    let until: Option<i64> = row.try_get("graph_wait_until")?;
+    let now = Timestamp::now().millis();
+    Ok(Some(GraphWait {
+        reason,
+        resumes_in_ms: until.map(|until| until.saturating_sub(now).max(0)),
+    }))
 }
 
 /// The tenant's runs matching `filter`, newest first (at most `limit`), only those older than
@@ -103,6 +126,77 @@ pub async fn list(
     rows.iter().map(summary).collect()
 }
 
+/// The columns of a run whose change the screens show; [`version`] and [`backup_set_version`]
+/// join them into a text that changes when any of them does.
+const VERSION_COLUMNS: &str = "r.id, r.status, r.processed_items, r.succeeded, r.failed, \
+     r.skipped, r.graph_wait_reason, r.graph_wait_until, r.graph_requests, r.graph_waited_ms";
+
+fn version_text(row: &AnyRow) -> Result<String, AppError> {
+    let wait: Option<String> = row.try_get("graph_wait_reason")?;
+    let until: Option<i64> = row.try_get("graph_wait_until")?;
+    // While a run waits on Graph the page counts down "resuming in 12 s": a new version every
+    // second, for as long as the wait lasts.
+    let second = match wait {
+        Some(_) => Timestamp::now().millis() / 1000,
+        None => 0,
+    };
+    Ok(format!(
+        "{}:{}:{}:{}:{}:{}:{}@{second}:{}:{}:{}",
+        row.try_get::<i64, _>("id")?,
+        row.try_get::<String, _>("status")?,
+        row.try_get::<i64, _>("processed_items")?,
+        row.try_get::<i64, _>("succeeded")?,
+        row.try_get::<i64, _>("failed")?,
+        row.try_get::<i64, _>("skipped")?,
+        wait.unwrap_or_default(),
+        until.unwrap_or_default(),
+        row.try_get::<i64, _>("graph_requests")?,
+        row.try_get::<i64, _>("graph_waited_ms")?,
+    ))
+}
+
+/// The version of one run of the tenant as its detail page shows it (including the newest run
+/// that retried it), in one read by primary key (and the `retry_of` index).
+pub async fn version(db: &Db, scope: &TenantScope, run_id: i64) -> Result<String, AppError> {
+    let row = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS}, \
+                (SELECT MAX(c.id) FROM runs c WHERE c.retry_of = r.id AND c.tenant_id = r.tenant_id) \
+                  AS retried_by \
+         FROM runs r WHERE r.tenant_id = $1 AND r.id = $2"
+    ))
+    .bind(scope.id())
+    .bind(run_id)
+    .fetch_optional(db.pool())
+    .await?
+    .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
+    let retried_by: Option<i64> = row.try_get("retried_by")?;
+    Ok(format!(
+        "{}/{}",
+        version_text(&row)?,
+        retried_by.unwrap_or_default()
+    ))
+}
+
+/// The version of the run panel of one backup set: its recent runs' versions.
+pub async fn backup_set_version(
+    db: &Db,
+    scope: &TenantScope,
+    backup_set_id: i64,
+) -> Result<String, AppError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS} FROM runs r \
+         WHERE r.tenant_id = $1 AND r.resource = 'backup_set' AND r.target_id = $2 \
+         ORDER BY r.created_at DESC, r.id DESC LIMIT $3"
+    ))
+    .bind(scope.id())
+    .bind(backup_set_id)
+    .bind(PANEL_RUNS)
+    .fetch_all(db.pool())
+    .await?;
+    let versions: Result<Vec<String>, AppError> = rows.iter().map(version_text).collect();
+    Ok(versions?.join(","))
+}
+
 /// The most recent runs that worked on one backup set, newest first.
 pub async fn for_backup_set(
     db: &Db,
@@ -136,7 +230,9 @@ pub async fn detail(
         "SELECT r.id, r.operation_type, r.status, COALESCE(u.display_name, '') AS initiated_by, \
                 r.created_at, r.started_at, r.finished_at, r.total_items, r.processed_items, \
                 r.succeeded, r.failed, r.skipped, r.reason_code, r.failure_message, \
-                r.target_id, b.name AS backup_set_name \
+                r.target_id, b.name AS backup_set_name, r.retry_of, r.graph_wait_reason, \
+                r.graph_wait_until, r.graph_requests, r.graph_throttled, r.graph_server_errors, \
+                r.graph_retries, r.graph_waited_ms \
          FROM runs r LEFT JOIN users u ON u.id = r.initiated_by \
          LEFT JOIN backup_sets b ON b.tenant_id = r.tenant_id AND b.id = r.target_id \
          WHERE r.tenant_id = $1 AND r.id = $2",
@@ -155,6 +251,16 @@ pub async fn detail(
         items = selection_page(db, scope, run_id, window).await?;
     }
 
+    let retried_by: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE tenant_id = $1 AND retry_of = $2 ORDER BY id DESC",
+    )
+    .bind(scope.id())
+    .bind(run_id)
+    .fetch_all(db.pool())
+    .await?;
+    let failed: i64 = row.try_get("failed")?;
+    let retry_items = retry_items(db, scope, run_id, &row, status, failed).await?;
+
     let time = |column: &str| -> Result<Option<Timestamp>, sqlx::Error> {
         Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp))
     };
@@ -169,14 +275,55 @@ pub async fn detail(
         total_items: row.try_get("total_items")?,
         processed_items: row.try_get("processed_items")?,
         succeeded: row.try_get("succeeded")?,
-        failed: row.try_get("failed")?,
+        failed,
         skipped: row.try_get("skipped")?,
         reason_code: reason(&row, "reason_code")?,
         failure_message: row.try_get("failure_message")?,
         backup_set_id: row.try_get("target_id")?,
         backup_set_name: row.try_get("backup_set_name")?,
         items,
+        retry_of: row.try_get("retry_of")?,
+        retried_by,
+        retry_items,
+        graph_wait: graph_wait(&row)?,
+        graph: GraphFigures {
+            requests: row.try_get("graph_requests")?,
+            throttled: row.try_get("graph_throttled")?,
+            server_errors: row.try_get("graph_server_errors")?,
+            retries: row.try_get("graph_retries")?,
+            waited_ms: row.try_get("graph_waited_ms")?,
+        },
     })
+}
+
+/// What "Retry N failed" (or "Resume N cancelled") would take again: the failed items of a
+/// capture run that ended, or the items a cancel skipped. The same rule as the retry itself.
+async fn retry_items(
+    db: &Db,
+    scope: &TenantScope,
+    run_id: i64,
+    row: &AnyRow,
+    status: RunStatus,
+    failed: i64,
+) -> Result<i64, AppError> {
+    let operation: String = row.try_get("operation_type")?;
+    if status.is_active() || OperationType::parse(&operation) != Some(OperationType::AddPolicies) {
+        return Ok(0);
+    }
+    if status != RunStatus::Cancelled {
+        return Ok(failed);
+    }
+    let cancelled: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM run_items \
+         WHERE tenant_id = $1 AND run_id = $2 AND outcome = 'skipped' AND reason_code = $3",
+    )
+    .bind(scope.id())
+    .bind(run_id)
+    .bind(ReasonCode::Cancelled.as_str())
+    .fetch_one(db.pool())
+    .await?
+    .try_get("n")?;
+    Ok(cancelled)
 }
 
 /// One page of a queued run's selection (stored with the run), in policy name order, as pending

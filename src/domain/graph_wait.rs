@@ -1,0 +1,132 @@
+//! What a run tells about its conversation with Microsoft Graph: why its captures are waiting
+//! right now (throttled, Graph unavailable, …) and, once it has ended, its Graph figures.
+
+use serde::{Deserialize, Serialize};
+
+use super::run_detail::format_duration;
+
+/// Why a run's captures are waiting on Microsoft Graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphWaitReason {
+    /// A 429 with `Retry-After`: Graph throttles the app in this tenant.
+    Throttled,
+    /// A 503 or 504: Graph is busy or down, retried with backoff.
+    Unavailable,
+    /// No answer, or one cut short: retried with backoff.
+    Unreachable,
+    /// This tenant's own request budget (the rate the app keeps under Graph's limit).
+    RequestBudget,
+}
+
+impl GraphWaitReason {
+    pub const ALL: [GraphWaitReason; 4] = [
+        Self::Throttled,
+        Self::Unavailable,
+        Self::Unreachable,
+        Self::RequestBudget,
+    ];
+
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::Unavailable => "unavailable",
+            Self::Unreachable => "unreachable",
+            Self::RequestBudget => "request_budget",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == raw)
+    }
+
+    /// The words in brackets after "Waiting for Microsoft Graph".
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::Unavailable => "service unavailable",
+            Self::Unreachable => "no answer",
+            Self::RequestBudget => "this tenant's request budget",
+        }
+    }
+}
+
+/// A wait of a running run, as the server saw it when it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphWait {
+    pub reason: GraphWaitReason,
+    /// Until the wait is expected to end, counted on the server when it answered; `None` when
+    /// the wait has no known end (a backoff whose length Graph did not say).
+    pub resumes_in_ms: Option<i64>,
+}
+
+impl GraphWait {
+    /// "Waiting for Microsoft Graph (throttled): resuming in 12 s".
+    pub fn text(&self) -> String {
+        let head = format!("Waiting for Microsoft Graph ({})", self.reason.label());
+        match self.resumes_in_ms {
+            Some(ms) if ms >= 1_000 => format!("{head}: resuming in {}", format_duration(ms)),
+            Some(_) => format!("{head}: resuming now"),
+            None => head,
+        }
+    }
+}
+
+/// A run's Graph figures, kept when it ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphFigures {
+    /// Requests sent to Graph (every attempt).
+    pub requests: i64,
+    /// Answers 429 (throttled).
+    pub throttled: i64,
+    /// Answers 500–599.
+    pub server_errors: i64,
+    /// Attempts that repeated an earlier one.
+    pub retries: i64,
+    /// Time the captures spent waiting (throttling, backoff, the request budget), summed over
+    /// captures that waited at the same time.
+    pub waited_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_round_trip() {
+        for reason in GraphWaitReason::ALL {
+            assert_eq!(GraphWaitReason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(GraphWaitReason::parse("busy"), None);
+    }
+
+    #[test]
+    fn the_wait_reads_like_a_sentence() {
+        let wait = GraphWait {
+            reason: GraphWaitReason::Throttled,
+            resumes_in_ms: Some(12_300),
+        };
+        assert_eq!(
+            wait.text(),
+            "Waiting for Microsoft Graph (throttled): resuming in 12 s"
+        );
+        let soon = GraphWait {
+            resumes_in_ms: Some(300),
+            ..wait
+        };
+        assert_eq!(
+            soon.text(),
+            "Waiting for Microsoft Graph (throttled): resuming now"
+        );
+        let open = GraphWait {
+            reason: GraphWaitReason::Unavailable,
+            resumes_in_ms: None,
+        };
+        assert_eq!(
+            open.text(),
+            "Waiting for Microsoft Graph (service unavailable)"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! Writes a run's Graph activity to its row: the figures as they grow and the wait going on, at
+//! most once a second while the run is worked on, and a last time (wait cleared) when the work
+//! stops. Only the claim that works on the run writes (lease owner and attempt).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::domain::graph_wait::{GraphFigures, GraphWaitReason};
+use crate::domain::Timestamp;
+use crate::server::db::Db;
+use crate::server::graph::activity::GraphActivity;
+
+/// How often the figures and the wait are written at most.
+pub const WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// A wait whose expected end moved by less than this is not written again.
+const UNTIL_SLACK_MS: i64 = 1_000;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Written {
+    figures: GraphFigures,
+    wait: Option<(GraphWaitReason, Option<i64>)>,
+}
+
+/// The writer of one claim of one run.
+pub(super) struct FiguresWriter {
+    db: Db,
+    owner: String,
+    run_id: i64,
+    attempt: i64,
+    activity: Arc<GraphActivity>,
+    written: Mutex<Written>,
+}
+
+impl FiguresWriter {
+    pub(super) fn new(
+        db: Db,
+        owner: &str,
+        run_id: i64,
+        attempt: i64,
+        activity: Arc<GraphActivity>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            owner: owner.to_owned(),
+            run_id,
+            attempt,
+            activity,
+            written: Mutex::new(Written::default()),
+        })
+    }
+
+    /// Writes every [`WRITE_EVERY`] what changed, until aborted. A failed write is logged and
+    /// tried again at the next tick: the figures are worth less than the run's progress.
+    pub(super) async fn every_second(self: Arc<Self>) {
+        let mut every = tokio::time::interval(WRITE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(error) = self.write(false).await {
+                tracing::warn!(%error, "could not write the run's Graph figures");
+            }
+        }
+    }
+
+    /// Writes the figures that grew since the last write and the wait going on (none when
+    /// `stopped`), if anything changed.
+    pub(super) async fn write(&self, stopped: bool) -> Result<(), sqlx::Error> {
+        let mut written = self.written.lock().await;
+        let figures = self.activity.figures();
+        let now = Timestamp::now().millis();
+        let wait = if stopped {
+            None
+        } else {
+            self.activity
+                .current_wait(Instant::now())
+                .map(|(reason, left)| {
+                    let left = left.map(|left| i64::try_from(left.as_millis()).unwrap_or(i64::MAX));
+                    (reason, left.map(|left| now.saturating_add(left)))
+                })
+        };
+        let same_wait = match (written.wait, wait) {
+            (None, None) => true,
+            (Some((was, was_until)), Some((is, until))) => {
+                was == is
+                    && match (was_until, until) {
+                        (Some(a), Some(b)) => (a - b).abs() < UNTIL_SLACK_MS,
+                        (a, b) => a == b,
+                    }
+            }
+            _ => false,
+        };
+        if figures == written.figures && same_wait {
+            return Ok(());
+        }
+        let grown = |now: i64, then: i64| now - then;
+        sqlx::query(
+            "UPDATE runs SET graph_requests = graph_requests + $1, \
+                 graph_throttled = graph_throttled + $2, \
+                 graph_server_errors = graph_server_errors + $3, \
+                 graph_retries = graph_retries + $4, graph_waited_ms = graph_waited_ms + $5, \
+                 graph_wait_reason = $6, graph_wait_until = $7 \
+             WHERE id = $8 AND lease_owner = $9 AND attempt = $10",
+        )
+        .bind(grown(figures.requests, written.figures.requests))
+        .bind(grown(figures.throttled, written.figures.throttled))
+        .bind(grown(figures.server_errors, written.figures.server_errors))
+        .bind(grown(figures.retries, written.figures.retries))
+        .bind(grown(figures.waited_ms, written.figures.waited_ms))
+        .bind(wait.map(|(reason, _)| reason.as_str()))
+        .bind(wait.and_then(|(_, until)| until))
+        .bind(self.run_id)
+        .bind(&self.owner)
+        .bind(self.attempt)
+        .execute(self.db.pool())
+        .await?;
+        *written = Written { figures, wait };
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! Prometheus metrics: after a submit, a run captured from the simulator (one capture throttled
+//! once) and a repeated submit, `/metrics` on its own listener shows the runs submitted (reused
+//! or not) and finished, the items by outcome, the queue depth, the Graph answers by class and
+//! the 429, the retry wait, the run duration and the worker's heartbeat. Every request of the
+//! app is answered with a fresh `x-request-id`.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use common::{TestApp, CONTOSO, OPERATOR};
+use tenantatlas::domain::TenantExternalId;
+use tenantatlas::graph_sim::{Fault, GraphSim, SimConfig};
+use tenantatlas::server::engine::operation::Registry;
+use tenantatlas::server::engine::worker::{CredentialsLoader, RunFailure, Worker};
+use tenantatlas::server::graph::{
+    ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
+};
+use tenantatlas::server::metrics;
+
+both_backends!(TestApp:
+    metrics_count_submits_runs_items_and_graph_answers,
+    every_answer_names_its_request,
+);
+
+fn creds() -> TenantCredentials {
+    TenantCredentials {
+        tenant_id: TenantExternalId::parse(CONTOSO).unwrap(),
+        client_id: "tenantatlas-test".into(),
+        client_secret: ClientSecret::new("sim-secret"),
+    }
+}
+
+/// The value of the sample `name{labels}` (labels as Prometheus writes them), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+async fn metrics_count_submits_runs_items_and_graph_answers(app: TestApp) {
+    let handle = metrics::install().unwrap();
+    let sim = GraphSim::start(SimConfig {
+        policies_per_tenant: 30,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
+    let policies = common::insert_sim_compliance(&app.db, &client, &creds(), 4).await;
+    sim.set_fault(
+        &policies[0].1,
+        Fault::Throttle {
+            times: 1,
+            retry_after_secs: 1,
+        },
+    );
+    sim.set_fault(&policies[1].1, Fault::NotFound);
+    let operator = app.sign_in(OPERATOR).await;
+    let set = common::backup_set(&app, &operator, CONTOSO, "Metrics").await;
+    let ids: Vec<i64> = policies.iter().map(|(id, _)| *id).collect();
+    let run_id = common::submit(&app, &operator, CONTOSO, &set, &ids).await;
+    assert_eq!(
+        common::submit(&app, &operator, CONTOSO, &set, &ids).await,
+        run_id,
+        "the repeat is reused"
+    );
+
+    // Scraped while the run waits: the queue depth is read from the database.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let router = metrics::router(handle, app.db.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let scrape = || async {
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    };
+    let before = scrape().await;
+    assert_eq!(
+        sample(&before, r#"tenantatlas_queue_runs{status="pending"}"#),
+        Some(1.0),
+        "{before}"
+    );
+
+    let source: Arc<dyn PolicySource> = Arc::new(client);
+    let loader: CredentialsLoader = Arc::new(|_| Box::pin(async { Ok::<_, RunFailure>(creds()) }));
+    let worker = Worker::new(app.db.clone(), Registry::standard(source), loader, "w1");
+    worker.try_execute_task().await.unwrap();
+
+    let text = scrape().await;
+    let op = r#"operation="backup_set.add_policies""#;
+    let expect = |series: String, value: f64| {
+        assert_eq!(sample(&text, &series), Some(value), "{series} in\n{text}");
+    };
+    expect(
+        format!(r#"tenantatlas_runs_submitted_total{{{op},reused="false"}}"#),
+        1.0,
+    );
+    expect(
+        format!(r#"tenantatlas_runs_submitted_total{{{op},reused="true"}}"#),
+        1.0,
+    );
+    expect(
+        format!(r#"tenantatlas_runs_finished_total{{{op},status="completed_with_errors"}}"#),
+        1.0,
+    );
+    expect(
+        format!(r#"tenantatlas_run_items_total{{{op},outcome="succeeded",reason_code=""}}"#),
+        3.0,
+    );
+    expect(
+        format!(
+            r#"tenantatlas_run_items_total{{{op},outcome="failed",reason_code="policy_not_found"}}"#
+        ),
+        1.0,
+    );
+    expect(
+        format!(r#"tenantatlas_run_duration_seconds_count{{{op},status="completed_with_errors"}}"#),
+        1.0,
+    );
+    expect(r#"tenantatlas_queue_runs{status="pending"}"#.into(), 0.0);
+    expect(r#"tenantatlas_queue_runs{status="running"}"#.into(), 0.0);
+    expect("tenantatlas_graph_throttled_total".into(), 1.0);
+    expect("tenantatlas_graph_retry_wait_seconds_count".into(), 1.0);
+    expect("tenantatlas_active_runs".into(), 0.0);
+    expect("tenantatlas_submit_duration_seconds_count".into(), 2.0);
+    // Every Graph request the simulator saw, by class (the token endpoint is not Graph).
+    let counters = sim.counters();
+    let class = |c: &str| {
+        sample(
+            &text,
+            &format!(r#"tenantatlas_graph_requests_total{{class="{c}"}}"#),
+        )
+    };
+    assert_eq!(
+        class("4xx"),
+        Some((counters.with_status(429) + counters.with_status(404)) as f64),
+        "{text}"
+    );
+    assert_eq!(
+        class("2xx").unwrap() + class("4xx").unwrap(),
+        counters.graph_requests() as f64,
+        "{text}"
+    );
+    let age = sample(&text, "tenantatlas_instance_heartbeat_age_seconds").unwrap();
+    assert!((0.0..60.0).contains(&age), "{age}");
+    for name in ["tenantatlas_runs_finished_total", "tenantatlas_queue_runs"] {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} is described"
+        );
+    }
+}
+
+async fn every_answer_names_its_request(app: TestApp) {
+    let mut seen = BTreeSet::new();
+    for path in [
+        "/healthz",
+        "/",
+        "/sign-in",
+        "/no-such-page",
+        "/api/runs/list",
+    ] {
+        let response = app.get(None, path).await;
+        let id = response
+            .headers()
+            .get("x-request-id")
+            .unwrap_or_else(|| panic!("{path}: no x-request-id"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(id.len(), 16, "{id}");
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+        assert!(seen.insert(id), "a fresh id per request");
+    }
+    // A client's own id is not believed.
+    let response = reqwest::Client::new()
+        .get(app.url("/healthz"))
+        .header("x-request-id", "forged")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(response.headers()["x-request-id"], "forged");
+}
