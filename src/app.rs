@@ -8,14 +8,19 @@ use leptos_router::{
 };
 
 use crate::pages::{
+    audit::AuditPage,
     backup_set::BackupSetPage,
     backup_sets::BackupSetsPage,
+    connect_tenant::ConnectTenantPage,
     home::HomePage,
+    invite::InvitePage,
+    members::MembersPage,
     not_found::NotFound,
     run_detail::RunDetailPage,
     runs::RunsPage,
     sign_in::SignInPage,
     tenant_layout::{TenantHome, TenantLayout},
+    tenant_settings::TenantSettingsPage,
 };
 
 /// The document around the app (server side only renders it).
@@ -69,12 +74,17 @@ pub fn App() -> impl IntoView {
             <Routes fallback=NotFound>
                 <Route path=path!("/") view=HomePage />
                 <Route path=path!("/sign-in") view=SignInPage />
+                <Route path=path!("/invite") view=InvitePage />
+                <Route path=path!("/tenants/connect") view=ConnectTenantPage />
                 <ParentRoute path=path!("/t/:tenant") view=TenantLayout>
                     <Route path=path!("") view=TenantHome />
                     <Route path=path!("backup-sets") view=BackupSetsPage />
                     <Route path=path!("backup-sets/:id") view=BackupSetPage />
                     <Route path=path!("runs") view=RunsPage />
                     <Route path=path!("runs/:id") view=RunDetailPage />
+                    <Route path=path!("settings") view=TenantSettingsPage />
+                    <Route path=path!("members") view=MembersPage />
+                    <Route path=path!("audit") view=AuditPage />
                 </ParentRoute>
             </Routes>
         </Router>

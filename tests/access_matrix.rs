@@ -94,6 +94,11 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
         // No such member: an allowed caller gets a 404 and changes nobody's role.
         ("user_id", "999999999"),
         ("role", "readonly"),
+        // No such invitation: the public invitation functions answer 404.
+        (
+            "token",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        ),
     ];
     let mut refused_members = 0;
     for caller in callers() {
@@ -191,7 +196,8 @@ async fn every_page_enforces_membership(app: TestApp) {
             let body = response.text().await.unwrap();
             let is_tenant_page = path.starts_with("/t/");
             match (caller, path.as_str()) {
-                (_, "/sign-in") => assert_eq!(status, 200, "{caller:?} → {path}"),
+                // Pages for visitors without a session: sign-in, and an invitation's link.
+                (_, "/sign-in" | "/invite") => assert_eq!(status, 200, "{caller:?} → {path}"),
                 (Caller::Anonymous, _) => {
                     assert!(
                         (300..400).contains(&status),

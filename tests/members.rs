@@ -77,15 +77,16 @@ async fn the_owner_manages_members_and_each_change_is_audited(app: TestApp) {
         "the new member's session sees the tenant without signing in again"
     );
     assert_eq!(app.call_as(&owner, "members/add", &add).await.status(), 409);
+    // An address without an account gets an invitation instead (tests/invitations.rs).
     let unknown = [
         ("tenant", CONTOSO),
         ("email", "nobody@example.org"),
         ("role", "operator"),
     ];
-    assert_eq!(
-        app.call_as(&owner, "members/add", &unknown).await.status(),
-        404
-    );
+    let invited = app.call_as(&owner, "members/add", &unknown).await;
+    assert_eq!(invited.status(), 200);
+    let invited: Value = invited.json().await.unwrap();
+    assert!(invited["Invited"]["link"].is_string(), "{invited}");
     let bad_role = [("tenant", CONTOSO), ("email", OPERATOR), ("role", "boss")];
     assert_eq!(
         app.call_as(&owner, "members/add", &bad_role).await.status(),

@@ -195,6 +195,7 @@ const FIELDS: &[&str] = &[
     "role",
     "action",
     "actor",
+    "token",
     "unexpected",
 ];
 
@@ -223,6 +224,10 @@ fn valid_values(field: &str, known: &Known) -> Vec<String> {
         "user_id" => vec!["1", "2"],
         "role" => vec!["owner", "readonly", "boss"],
         "page" | "before" | "offset" | "limit" => vec!["0", "1", "2", "100"],
+        "token" => vec![
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "not a token",
+        ],
         _ => vec![""],
     };
     values.into_iter().map(str::to_owned).collect()

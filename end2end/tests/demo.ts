@@ -4,6 +4,12 @@ import { Browser, expect, Page } from "@playwright/test";
 export const CONTOSO = "6f1c2a3b-0000-4000-8000-00000000c0de";
 export const FABRIKAM = "9a7d4e21-0000-4000-8000-0000000fab01";
 export const PASSWORD = "tenantatlas-demo";
+/**
+ * The client secret the demo Graph simulator accepts in the tests (playwright.config.ts passes
+ * it with --demo-graph-secret-file): a tenant connected through the UI with it is served by the
+ * simulator, which serves any tenant id.
+ */
+export const SIM_SECRET = "e2e-simulator-client-secret";
 
 /** Opens a page and waits until the wasm bundle has hydrated it. */
 export async function openHydrated(page: Page, path: string) {

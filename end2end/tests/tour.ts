@@ -51,4 +51,26 @@ export async function visitEveryPage(page: Page, check: (what: string) => Promis
   const denied = await page.goto(`/t/${CONTOSO}/backup-sets`);
   expect(denied?.status()).toBe(403);
   await check("access denied");
+
+  // The owner's pages, as the demo admin (owner of Fabrikam and instance admin). Nothing is
+  // changed: new_deployment.spec.ts changes things, in a tenant of its own.
+  await signIn(page, "admin@contoso.example");
+  await openHydrated(page, "/tenants/connect");
+  await expect(page.getByRole("button", { name: "Connect tenant" })).toBeEnabled();
+  await check("connect a tenant");
+  await openHydrated(page, `/t/${FABRIKAM}/settings`);
+  await expect(page.getByTestId("connection-facts")).toBeVisible();
+  await check("tenant settings");
+  await openHydrated(page, `/t/${FABRIKAM}/members`);
+  await expect(page.getByTestId("members")).toBeVisible();
+  await check("members");
+  await page.getByTestId("remove-member").first().click();
+  await expect(page.getByRole("alertdialog")).toBeVisible();
+  await check("members with a removal to confirm");
+  await openHydrated(page, `/t/${FABRIKAM}/audit`);
+  await expect(page.getByTestId("audit-log")).toBeVisible();
+  await check("audit log");
+  await openHydrated(page, "/invite#token=0000");
+  await expect(page.getByRole("alert").filter({ hasText: "not valid" })).toBeVisible();
+  await check("an invitation link that is not valid");
 }

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::domain::{AppError, Member};
+use crate::domain::{AddMemberOutcome, AppError, Member};
 
 /// The tenant's members with their role and when they were added.
 #[server(prefix = "/api", endpoint = "members/list")]
@@ -21,21 +21,34 @@ pub async fn list_members(tenant: String) -> Result<Vec<Member>, AppError> {
     )
 }
 
-/// Adds the account with this e-mail as a member with `role` (404 without an account, 409 if
-/// already a member).
+/// Adds the address as a member with `role`: at once when it has an account (409 if already a
+/// member), else by an invitation whose one-time link is in the answer (409 when the server has
+/// no `--public-url` to build it on).
 #[server(prefix = "/api", endpoint = "members/add")]
-pub async fn add_member(tenant: String, email: String, role: String) -> Result<(), AppError> {
+pub async fn add_member(
+    tenant: String,
+    email: String,
+    role: String,
+) -> Result<AddMemberOutcome, AppError> {
     use crate::domain::{Capability, Email};
     use crate::server::auth::authorize;
     use crate::server::tenants::members;
     use crate::server::{error::respond, state::app_state};
     respond(
         async {
-            let db = app_state()?.db;
+            let state = app_state()?;
             let ctx = authorize(&tenant, Capability::ManageMembers).await?;
             let email = Email::parse(&email)?;
             let role = parse_role(&role)?;
-            members::add(&db, &ctx.scope, ctx.user_id, &email, role).await
+            members::add_or_invite(
+                &state.db,
+                &ctx.scope,
+                ctx.user_id,
+                &email,
+                role,
+                state.settings.public_url.as_deref(),
+            )
+            .await
         }
         .await,
     )

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod backup_sets;
 pub mod connection;
+pub mod invitations;
 pub mod members;
 pub mod notifications;
 pub mod policies;
@@ -17,7 +18,7 @@ use crate::domain::Capability;
 /// What a server function requires of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone (sign-in, sign-out).
+    /// Anyone (sign-in, sign-out, and the invitation an unguessable link names).
     Public,
     /// A signed-in user, in no particular tenant.
     SignedIn,
@@ -34,6 +35,9 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("/api/auth/sign-in", Access::Public),
     ("/api/auth/sign-out", Access::Public),
     ("/api/auth/me", Access::SignedIn),
+    // Whoever holds an invitation link (the token is the credential).
+    ("/api/invitations/preview", Access::Public),
+    ("/api/invitations/accept", Access::Public),
     ("/api/backup-sets/list", Access::Tenant(Capability::View)),
     ("/api/backup-sets/get", Access::Tenant(Capability::View)),
     (
@@ -72,6 +76,8 @@ pub const ACCESS: &[(&str, Access)] = &[
         Access::Tenant(Capability::View),
     ),
     ("/api/tenants/connect", Access::Admin),
+    ("/api/tenants/can-connect", Access::Admin),
+    ("/api/tenants/status", Access::Tenant(Capability::View)),
     ("/api/audit/list", Access::Tenant(Capability::ReadAuditLog)),
     (
         "/api/members/list",
@@ -87,6 +93,14 @@ pub const ACCESS: &[(&str, Access)] = &[
     ),
     (
         "/api/members/remove",
+        Access::Tenant(Capability::ManageMembers),
+    ),
+    (
+        "/api/invitations/list",
+        Access::Tenant(Capability::ReadAuditLog),
+    ),
+    (
+        "/api/invitations/revoke",
         Access::Tenant(Capability::ManageMembers),
     ),
     (

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::domain::{AppError, TenantSettings, TenantSummary};
+use crate::domain::{AppError, TenantSettings, TenantStatus, TenantSummary};
 
 /// "Connect a tenant": the tenant's id, a display name, the app registration's client id and
 /// its secret (stored encrypted), optionally the secret's expiry (`YYYY-MM-DD`). The admin who
@@ -38,6 +38,41 @@ pub async fn connect_tenant(
             )
             .await?;
             Ok(summary)
+        }
+        .await,
+    )
+}
+
+/// Whether a client secret entered in the Connect form can be stored: `false` when the server
+/// has no secret key (the form is then disabled with the reason instead of being filled in for
+/// nothing). Instance admins only.
+#[server(prefix = "/api", endpoint = "tenants/can-connect")]
+pub async fn can_connect_tenant() -> Result<bool, AppError> {
+    use crate::server::auth::authorize_admin;
+    use crate::server::{error::respond, state::app_state};
+    respond(
+        async {
+            let state = app_state()?;
+            authorize_admin().await?;
+            Ok(state.secret_keys.is_some())
+        }
+        .await,
+    )
+}
+
+/// What every member is told about the tenant's connection (the banner above its pages):
+/// disconnected, and a client secret that expires within 30 days.
+#[server(prefix = "/api", endpoint = "tenants/status")]
+pub async fn get_tenant_status(tenant: String) -> Result<TenantStatus, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::tenants::connection;
+    use crate::server::{error::respond, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::View).await?;
+            connection::status(&db, &ctx.scope).await
         }
         .await,
     )

@@ -854,6 +854,7 @@ impl App {
         let addr = listener.local_addr()?;
         let settings = Settings {
             public_origin: format!("http://{addr}"),
+            public_url: None,
             sessions: SessionSettings {
                 idle: Duration::from_secs(3_600),
                 max_age: Duration::from_secs(12 * 3_600),

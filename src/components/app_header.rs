@@ -6,7 +6,7 @@ use leptos_router::components::A;
 
 use super::NotificationBell;
 use crate::api::auth::SignOut;
-use crate::domain::{routes, AppError, CurrentUser};
+use crate::domain::{routes, AppError, Capability, CurrentUser};
 
 /// The signed-in user, loaded once per page by the layout and shared with its pages.
 pub type MeResource = Resource<Result<CurrentUser, AppError>>;
@@ -66,6 +66,17 @@ pub fn AppHeader(me: MeResource, #[prop(optional)] tenant: Option<Memo<String>>)
                         <nav aria-label="Main">
                             <A href=move || routes::backup_sets(&tenant.get())>"Backup sets"</A>
                             <A href=move || routes::runs(&tenant.get(), "")>"Runs"</A>
+                            <Transition fallback=|| ()>
+                                {move || Suspend::new(async move {
+                                    // Members and the audit log, for the roles that read them.
+                                    let role = me.await.ok()?.role_in(&tenant.get_untracked())?;
+                                    role.can(Capability::ReadAuditLog).then(|| view! {
+                                        <A href=move || routes::members(&tenant.get())>"Members"</A>
+                                        <A href=move || routes::audit(&tenant.get(), "")>"Audit"</A>
+                                    })
+                                })}
+                            </Transition>
+                            <A href=move || routes::tenant_settings(&tenant.get())>"Settings"</A>
                         </nav>
                     }
                 })}

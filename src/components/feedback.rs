@@ -34,3 +34,18 @@ pub fn ErrorMessage(error: AppError) -> impl IntoView {
         </p>
     }
 }
+
+/// A part of a page the member's role does not open: the reason, as beside a disabled action.
+/// Any other failure is an [`ErrorMessage`].
+#[component]
+pub fn RefusedOrError(error: AppError) -> impl IntoView {
+    match error {
+        AppError::Forbidden(reason) => view! {
+            <p class="needs-role" data-testid="needs-role">
+                {reason}
+            </p>
+        }
+        .into_any(),
+        error => view! { <ErrorMessage error /> }.into_any(),
+    }
+}

@@ -24,3 +24,23 @@ pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     pub next_before: Option<i64>,
 }
+
+/// The actions the app records in a tenant's log, offered as suggestions by the audit page's
+/// action filter (the filter takes any action name).
+pub const KNOWN_ACTIONS: &[&str] = &[
+    "invitation.accept",
+    "invitation.create",
+    "invitation.revoke",
+    "member.add",
+    "member.change_role",
+    "member.remove",
+    "membership.grant",
+    "run.cancel",
+    "run.retry",
+    "run.reuse",
+    "run.start",
+    "tenant.connect",
+    "tenant.disconnect",
+    "tenant.reconnect",
+    "tenant.replace_secret",
+];

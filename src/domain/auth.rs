@@ -96,7 +96,7 @@ impl Email {
         if shaped {
             Ok(Self(email))
         } else {
-            Err(AppError::invalid("email", "Enter your e-mail address."))
+            Err(AppError::invalid("email", "Enter an e-mail address."))
         }
     }
 

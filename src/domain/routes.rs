@@ -41,6 +41,36 @@ pub fn run_items_csv(tenant: &str, id: i64, outcome: &str) -> String {
     }
 }
 
+/// `/tenants/connect`: the form that connects a tenant (instance admins).
+pub fn connect_tenant() -> String {
+    "/tenants/connect".to_owned()
+}
+
+/// `/t/{tenant}/settings`: the tenant's connection (client id, secret, disconnect).
+pub fn tenant_settings(tenant: &str) -> String {
+    format!("/t/{tenant}/settings")
+}
+
+/// `/t/{tenant}/members`
+pub fn members(tenant: &str) -> String {
+    format!("/t/{tenant}/members")
+}
+
+/// `/t/{tenant}/audit`, with the audit page's filters and cursor in `query`.
+pub fn audit(tenant: &str, query: &str) -> String {
+    format!("/t/{tenant}/audit{query}")
+}
+
+/// `/invite`: where an invitation link leads (the token follows in the fragment).
+pub const INVITE: &str = "/invite";
+
+/// The link an invitation hands out: the public URL, the accept page, and the token in the
+/// fragment (`#token=…`). Browsers never send a fragment to a server, so the token stays out of
+/// request lines, proxy logs and `Referer` headers; the page posts it in a request body.
+pub fn invite_link(public_url: &str, token: &str) -> String {
+    format!("{}{INVITE}#token={token}", public_url.trim_end_matches('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +87,12 @@ mod tests {
             format!("/t/{t}/runs?status=failed")
         );
         assert_eq!(tenant_home(t), format!("/t/{t}/backup-sets"));
+    }
+
+    #[test]
+    fn invitation_links_carry_the_token_in_the_fragment() {
+        let link = invite_link("https://atlas.example/", "ab12");
+        assert_eq!(link, "https://atlas.example/invite#token=ab12");
+        assert!(!link.contains('?'));
     }
 }

@@ -66,28 +66,52 @@ pub struct NewTenant {
 impl NewTenant {
     /// Validates the raw fields; the error names the field that is wrong.
     pub fn parse(tenant: &str, display_name: &str, client_id: &str) -> Result<Self, AppError> {
-        let external_id = TenantExternalId::parse(tenant).map_err(|_| {
-            AppError::invalid(
-                "tenant",
-                "Enter the tenant id, a GUID like 6f1c2a3b-0000-4000-8000-00000000c0de.",
-            )
-        })?;
-        let display_name = display_name.trim();
-        if display_name.is_empty() || display_name.chars().any(char::is_control) {
-            return Err(AppError::invalid("name", "Enter a display name."));
-        }
-        if display_name.chars().count() > TENANT_NAME_MAX_CHARS {
-            return Err(AppError::invalid(
-                "name",
-                format!("The name is too long: at most {TENANT_NAME_MAX_CHARS} characters."),
-            ));
-        }
         Ok(Self {
-            external_id,
-            display_name: display_name.to_owned(),
+            external_id: parse_tenant_field(tenant)?,
+            display_name: parse_tenant_name(display_name)?,
             client_id: parse_client_id(client_id)?,
         })
     }
+}
+
+/// The tenant id as the Connect form's `tenant` field holds it.
+pub fn parse_tenant_field(raw: &str) -> Result<TenantExternalId, AppError> {
+    TenantExternalId::parse(raw).map_err(|_| {
+        AppError::invalid(
+            "tenant",
+            "Enter the tenant id, a GUID like 6f1c2a3b-0000-4000-8000-00000000c0de.",
+        )
+    })
+}
+
+/// A tenant's display name: trimmed, non-empty, bounded, no control characters.
+pub fn parse_tenant_name(raw: &str) -> Result<String, AppError> {
+    let display_name = raw.trim();
+    if display_name.is_empty() || display_name.chars().any(char::is_control) {
+        return Err(AppError::invalid("name", "Enter a display name."));
+    }
+    if display_name.chars().count() > TENANT_NAME_MAX_CHARS {
+        return Err(AppError::invalid(
+            "name",
+            format!("The name is too long: at most {TENANT_NAME_MAX_CHARS} characters."),
+        ));
+    }
+    Ok(display_name.to_owned())
+}
+
+/// A client secret as typed: non-empty once trimmed, bounded, no control characters.
+pub fn check_client_secret(raw: &str) -> Result<(), AppError> {
+    let raw = raw.trim();
+    if raw.is_empty()
+        || raw.chars().count() > CLIENT_SECRET_MAX_CHARS
+        || raw.chars().any(char::is_control)
+    {
+        return Err(AppError::invalid(
+            "secret",
+            format!("Enter the client secret (at most {CLIENT_SECRET_MAX_CHARS} characters)."),
+        ));
+    }
+    Ok(())
 }
 
 /// An app registration's client id: non-empty, bounded, printable ASCII without spaces.
@@ -110,14 +134,35 @@ pub fn parse_client_id(raw: &str) -> Result<String, AppError> {
 pub struct Day(pub time::Date);
 
 impl Day {
-    /// Parses `YYYY-MM-DD` (what an `<input type="date">` sends).
+    /// Parses `YYYY-MM-DD` (what an `<input type="date">` sends). Read by hand rather than with
+    /// `time`'s format descriptions: the browser checks this field too, and their parser would
+    /// add its weight to the bundle.
     pub fn parse(raw: &str) -> Result<Self, AppError> {
-        time::Date::parse(
-            raw.trim(),
-            time::macros::format_description!("[year]-[month]-[day]"),
-        )
-        .map(Self)
-        .map_err(|_| AppError::invalid("expires_on", "Enter a date as YYYY-MM-DD."))
+        let invalid = || AppError::invalid("expires_on", "Enter a date as YYYY-MM-DD.");
+        let number = |text: &str, digits: usize| {
+            (text.len() == digits && text.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| text.parse::<u16>().ok())
+                .flatten()
+        };
+        let mut parts = raw.trim().split('-');
+        let (Some(year), Some(month), Some(day), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        let (Some(year), Some(month), Some(day)) =
+            (number(year, 4), number(month, 2), number(day, 2))
+        else {
+            return Err(invalid());
+        };
+        let month = u8::try_from(month)
+            .ok()
+            .and_then(|m| time::Month::try_from(m).ok())
+            .ok_or_else(invalid)?;
+        let day = u8::try_from(day).map_err(|_| invalid())?;
+        time::Date::from_calendar_date(i32::from(year), month, day)
+            .map(Self)
+            .map_err(|_| invalid())
     }
 
     /// The day of a timestamp, in UTC.
@@ -153,6 +198,25 @@ pub enum SecretSource {
     Missing,
 }
 
+impl SecretSource {
+    /// The secret as the settings page describes it (never the secret itself).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Encrypted { set_on: Some(day) } => format!("Stored encrypted, set on {day}"),
+            Self::Encrypted { set_on: None } => "Stored encrypted".to_owned(),
+            Self::Environment { name } => format!("Read from the environment variable {name}"),
+            Self::Demo => {
+                "The demo simulator's own (the demo draws a new one at every start)".to_owned()
+            }
+            Self::Missing => "None yet".to_owned(),
+        }
+    }
+}
+
+/// Why a client secret cannot be entered in the app: the server has no key to encrypt it with.
+pub const NO_SECRET_KEY: &str = "Client secrets cannot be stored: the server has no secret key \
+                                 (--secret-key-file or TENANTATLAS_SECRET_KEY_FILE).";
+
 /// A tenant's connection as its owner sees it on the settings page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSettings {
@@ -167,6 +231,34 @@ pub struct TenantSettings {
     pub disconnected: bool,
     /// Whether a secret can be entered here: the server has a secret key.
     pub can_store_secrets: bool,
+}
+
+/// What every member of a tenant is told about its connection, in a banner above its pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TenantStatus {
+    /// A disconnected tenant keeps its data and starts no run.
+    pub disconnected: bool,
+    /// Days left until the client secret expires, when that is within
+    /// [`SECRET_EXPIRY_WARNING_DAYS`] (negative once it has expired).
+    pub expiry_warning_days: Option<i64>,
+}
+
+/// The warning a secret expiring on `expires_on` deserves on `today`: the days left, when they
+/// are [`SECRET_EXPIRY_WARNING_DAYS`] or fewer (negative once past).
+pub fn expiry_warning(expires_on: Option<Day>, today: Option<Day>) -> Option<i64> {
+    let left = today?.days_until(expires_on?);
+    (left <= SECRET_EXPIRY_WARNING_DAYS).then_some(left)
+}
+
+/// The expiry warning in words: "expires in 12 days", "expires today", "expired 3 days ago".
+pub fn expiry_words(days_left: i64) -> String {
+    match days_left {
+        0 => "expires today".to_owned(),
+        1 => "expires tomorrow".to_owned(),
+        -1 => "expired yesterday".to_owned(),
+        left if left > 0 => format!("expires in {left} days"),
+        left => format!("expired {} days ago", -left),
+    }
 }
 
 #[cfg(test)]
@@ -217,13 +309,40 @@ mod tests {
         let day = Day::parse("2026-12-01").unwrap();
         assert_eq!(day.to_string(), "2026-12-01");
         assert_eq!(day.days_until(Day::parse("2026-12-31").unwrap()), 30);
-        assert!(Day::parse("2026-13-01").is_err());
+        for bad in [
+            "2026-13-01",
+            "2026-02-30",
+            "2026-1-01",
+            "26-01-01",
+            "2026-01-01-01",
+            "+026-01-01",
+            "",
+        ] {
+            assert!(Day::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Day::parse(" 2028-02-29 ").unwrap().to_string(),
+            "2028-02-29"
+        );
         assert_eq!(
             Day::of(crate::domain::Timestamp(1_795_712_245_000))
                 .unwrap()
                 .to_string(),
             "2026-11-26"
         );
+    }
+
+    #[test]
+    fn the_warning_starts_thirty_days_before_expiry() {
+        let day = |raw| Day::parse(raw).ok();
+        let today = day("2026-11-01");
+        assert_eq!(expiry_warning(day("2026-12-01"), today), Some(30));
+        assert_eq!(expiry_warning(day("2026-12-02"), today), None);
+        assert_eq!(expiry_warning(day("2026-10-30"), today), Some(-2));
+        assert_eq!(expiry_warning(None, today), None);
+        assert_eq!(expiry_words(30), "expires in 30 days");
+        assert_eq!(expiry_words(0), "expires today");
+        assert_eq!(expiry_words(-2), "expired 2 days ago");
     }
 
     #[test]

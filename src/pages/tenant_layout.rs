@@ -8,14 +8,17 @@ use leptos_router::{
 };
 
 use crate::api::auth::current_user;
-use crate::components::{AppHeader, MeResource};
-use crate::domain::{routes, Capability, Role, TenantExternalId};
+use crate::components::{AppHeader, MeResource, TenantBanners};
+use crate::domain::{routes, AppError, Capability, Role, TenantExternalId};
 
 /// The tenant named in the URL (`/t/{tenant}/…`) and the signed-in user, for the pages below.
 #[derive(Clone, Copy)]
 pub struct TenantPage {
     pub tenant: Memo<String>,
     pub me: MeResource,
+    /// Bumped by a page that changed the tenant's connection (disconnect, a new secret), so the
+    /// banners above every page read it again.
+    pub connection_changed: RwSignal<u64>,
 }
 
 /// The external id of the tenant of the current page.
@@ -29,6 +32,37 @@ pub async fn current_role() -> Option<Role> {
     let page = expect_context::<TenantPage>();
     let me = page.me.await.ok()?;
     me.role_in(&page.tenant.get_untracked())
+}
+
+/// The current page's tenant and user, for resource fetchers (which run apart from the
+/// component, so they take it along).
+pub fn use_tenant_page() -> TenantPage {
+    expect_context::<TenantPage>()
+}
+
+/// `fetch()`'s answer when the signed-in user's role in the page's tenant holds `capability`;
+/// otherwise the refusal, without asking the server. A part of a page that is not for this
+/// member thus never fails the page's own request (a server function's error during the render
+/// would set the page's status).
+pub async fn fetch_if_held<T, Fut>(
+    page: TenantPage,
+    capability: Capability,
+    fetch: impl FnOnce() -> Fut,
+) -> Result<T, AppError>
+where
+    Fut: std::future::Future<Output = Result<T, AppError>>,
+{
+    let me = page.me.await?;
+    match me.role_in(&page.tenant.get_untracked()) {
+        Some(role) if role.can(capability) => fetch().await,
+        Some(role) => Err(AppError::Forbidden(capability.refusal(role))),
+        None => Err(AppError::Forbidden(capability.label().to_owned())),
+    }
+}
+
+/// What a page bumps after it changed the tenant's connection, so the banners read it again.
+pub fn use_connection_changed() -> RwSignal<u64> {
+    expect_context::<TenantPage>().connection_changed
 }
 
 /// What the current page shows beside an action needing `capability` ("Needs operator or
@@ -46,11 +80,17 @@ pub fn TenantLayout() -> impl IntoView {
     let params = use_params_map();
     let tenant = Memo::new(move |_| params.read().get("tenant").unwrap_or_default());
     let me: MeResource = Resource::new(|| (), |()| current_user());
-    provide_context(TenantPage { tenant, me });
+    let connection_changed = RwSignal::new(0_u64);
+    provide_context(TenantPage {
+        tenant,
+        me,
+        connection_changed,
+    });
     view! {
         <AppHeader me tenant=tenant />
         <main class="page">
             <crate::components::ConnectionBanner tenant />
+            <TenantBanners tenant changed=connection_changed />
             <Outlet />
         </main>
     }

@@ -204,8 +204,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANTATLAS_DEMO_GRAPH_PORT", default_value_t = 0)]
     pub demo_graph_port: u16,
 
+    /// A file whose first line is the client secret the demo Graph simulator accepts (with
+    /// `--demo`; default: a random one per start, known only to the demo tenants). With it, a
+    /// tenant connected in the demo's UI with this secret is served by the simulator too.
+    #[arg(long, env = "TENANTATLAS_DEMO_GRAPH_SECRET_FILE")]
+    pub demo_graph_secret_file: Option<PathBuf>,
+
     /// The URL browsers use to reach the app (scheme://host[:port]); cross-site POSTs are refused
     /// against it and the session cookie is Secure when it is https. Default: http://ADDR.
+    /// Invitation links are built on it, so inviting someone without an account needs it set.
     #[arg(long, env = "TENANTATLAS_PUBLIC_URL")]
     pub public_url: Option<String>,
 

@@ -266,7 +266,12 @@ async fn serve(
     // Held until the server stops: in demo mode the simulator is the app's Graph.
     let demo = if args.demo {
         seed::seed_demo(&db).await?;
-        let demo = seed::start_demo_graph(args.demo_graph_port).await?;
+        let secret = args
+            .demo_graph_secret_file
+            .as_deref()
+            .map(read_demo_graph_secret)
+            .transpose()?;
+        let demo = seed::start_demo_graph_with_secret(args.demo_graph_port, secret).await?;
         sync_demo_inventory(&db, &demo).await?;
         Some(demo)
     } else {
@@ -297,10 +302,13 @@ async fn serve(
     let instance = engine::instance::InstanceLock::acquire(&db, &instance_id)
         .await
         .map_err(|error| StartError::Invalid(error.to_string()))?;
-    let public_origin = args
+    let public_url = args
         .public_url
         .as_deref()
-        .map(|url| url.trim_end_matches('/').to_owned())
+        .map(|url| url.trim().trim_end_matches('/').to_owned())
+        .filter(|url| !url.is_empty());
+    let public_origin = public_url
+        .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     let settings = Settings {
         sessions: SessionSettings {
@@ -309,6 +317,7 @@ async fn serve(
             secure: public_origin.starts_with("https://"),
         },
         public_origin,
+        public_url,
         trusted_proxies: TrustedProxies::new(args.trusted_proxy.clone()),
     };
     let state = AppState::new(
@@ -378,6 +387,23 @@ async fn serve(
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The demo simulator's client secret: the first line of `path`, checked like a secret typed
+/// into the app.
+fn read_demo_graph_secret(path: &std::path::Path) -> Result<graph::ClientSecret, StartError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        StartError::Invalid(format!(
+            "--demo-graph-secret-file {}: {error}",
+            path.display()
+        ))
+    })?;
+    tenants::connection::parse_secret(text.lines().next().unwrap_or_default()).map_err(|_| {
+        StartError::Invalid(format!(
+            "--demo-graph-secret-file {}: the first line is not a usable client secret",
+            path.display()
+        ))
+    })
 }
 
 /// The run worker of this process, with every operation's handler, calling Graph through

@@ -169,9 +169,21 @@ pub struct DemoGraph {
 
 /// Starts the demo simulator on 127.0.0.1 (a free port) and a client that talks to it.
 pub async fn start_demo_graph(port: u16) -> Result<DemoGraph, StartError> {
-    // A fresh random secret per process: the demo tenants' `demo:simulator` reference resolves to
-    // it here and nowhere else, so no usable secret is ever stored or configured.
-    let secret = format!("demo-{:032x}", rand::random::<u128>());
+    start_demo_graph_with_secret(port, None).await
+}
+
+/// [`start_demo_graph`], accepting `secret` (when given) as the app registration's secret.
+pub async fn start_demo_graph_with_secret(
+    port: u16,
+    secret: Option<ClientSecret>,
+) -> Result<DemoGraph, StartError> {
+    // By default a fresh random secret per process: the demo tenants' `demo:simulator`
+    // reference resolves to it here and nowhere else, so no usable secret is ever stored or
+    // configured. A secret given by the operator lets tenants connected in the UI in too.
+    let secret = match secret {
+        Some(secret) => secret.expose().to_owned(),
+        None => format!("demo-{:032x}", rand::random::<u128>()),
+    };
     let sim = GraphSim::start(SimConfig {
         port,
         seed: DEMO_SIM_SEED,

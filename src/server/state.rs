@@ -20,6 +20,9 @@ use crate::domain::AppError;
 pub struct Settings {
     /// `scheme://host[:port]` browsers use to reach the app; cross-site POSTs are checked against it.
     pub public_origin: String,
+    /// The URL set with `--public-url`, for links the app hands out (invitations); `None` when
+    /// it was not set, and then no such link is made (a guessed address could be wrong).
+    pub public_url: Option<String>,
     pub sessions: SessionSettings,
     /// The reverse proxies whose `X-Forwarded-For` is believed (none: the socket's peer is the
     /// client). See [`super::auth::client_address`].

@@ -118,6 +118,8 @@ pub struct Options {
     pub throttle: Option<SignInThrottle>,
     /// The key ring that seals client secrets entered in the app (none: secrets are refused).
     pub secret_keys: Option<std::sync::Arc<KeyRing>>,
+    /// The server was given its public URL (`--public-url`), which invitation links need.
+    pub public_url: bool,
 }
 
 impl Default for Options {
@@ -131,6 +133,7 @@ impl Default for Options {
             checker: None,
             throttle: None,
             secret_keys: None,
+            public_url: true,
         }
     }
 }
@@ -199,6 +202,7 @@ impl TestApp {
             .collect();
         let settings = Settings {
             public_origin: public_origin.clone(),
+            public_url: options.public_url.then(|| public_origin.clone()),
             sessions: SessionSettings {
                 idle: options.idle,
                 max_age: options.max_age,

@@ -50,8 +50,8 @@ pub async fn pages(State(state): State<AppState>, request: Request, next: Next) 
     next.run(request).await
 }
 
-/// Whether a request asks for a page (rather than the API, a static file, sign-in or the health
-/// check). HEAD renders the same page as GET, so it is guarded the same. Everything under `/t/`
+/// Whether a request asks for a page that needs a signed-in user (rather than the API, a static
+/// file, sign-in, the invitation page, whose visitor has no account yet, or the health check). HEAD renders the same page as GET, so it is guarded the same. Everything under `/t/`
 /// is a page, whatever its path holds; elsewhere a path with a dot is a static file
 /// (`/favicon.svg`).
 fn is_page(method: &Method, path: &str) -> bool {
@@ -62,6 +62,7 @@ fn is_page(method: &Method, path: &str) -> bool {
         || !path.starts_with("/api/")
             && !path.starts_with("/pkg/")
             && path != "/sign-in"
+            && path != crate::domain::routes::INVITE
             && path != "/healthz"
             && !path.contains('.')
 }
@@ -192,6 +193,7 @@ mod tests {
             "/pkg/tenantatlas.js",
             "/api/auth/me",
             "/sign-in",
+            "/invite",
         ] {
             assert!(!is_page(&Method::GET, path), "{path}");
         }

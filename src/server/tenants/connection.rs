@@ -6,8 +6,10 @@ use sqlx::Row;
 
 use super::keyring::{KeyError, KeyRing, Sealed};
 use super::TenantScope;
-use crate::domain::tenant::{SecretSource, CLIENT_SECRET_MAX_CHARS, SECRET_EXPIRY_WARNING_DAYS};
-use crate::domain::{AppError, Day, NewTenant, Role, TenantSettings, TenantSummary, Timestamp};
+use crate::domain::tenant::{check_client_secret, expiry_warning, SecretSource, NO_SECRET_KEY};
+use crate::domain::{
+    AppError, Day, NewTenant, Role, TenantSettings, TenantStatus, TenantSummary, Timestamp,
+};
 use crate::server::audit::{self, AuditEvent};
 use crate::server::db::{is_unique_violation, Db};
 use crate::server::graph::credentials::{DEMO_SECRET_REF, ENCRYPTED_SECRET_REF};
@@ -23,26 +25,13 @@ pub enum SecretInput {
 
 /// The refusal when no key ring is configured.
 fn no_key() -> AppError {
-    AppError::Conflict(
-        "Client secrets cannot be stored: the server has no secret key \
-         (--secret-key-file or TENANTATLAS_SECRET_KEY_FILE)."
-            .into(),
-    )
+    AppError::Conflict(NO_SECRET_KEY.into())
 }
 
 /// A client secret as typed: trimmed, non-empty and bounded.
 pub fn parse_secret(raw: &str) -> Result<ClientSecret, AppError> {
-    let raw = raw.trim();
-    if raw.is_empty()
-        || raw.chars().count() > CLIENT_SECRET_MAX_CHARS
-        || raw.chars().any(char::is_control)
-    {
-        return Err(AppError::invalid(
-            "secret",
-            format!("Enter the client secret (at most {CLIENT_SECRET_MAX_CHARS} characters)."),
-        ));
-    }
-    Ok(ClientSecret::new(raw))
+    check_client_secret(raw)?;
+    Ok(ClientSecret::new(raw.trim()))
 }
 
 /// An `env:NAME` reference as typed.
@@ -187,10 +176,7 @@ pub async fn settings(
     let expires_on = row
         .try_get::<Option<String>, _>("graph_secret_expires_on")?
         .and_then(|raw| Day::parse(&raw).ok());
-    let expiry_warning_days = expires_on.and_then(|expires| {
-        let left = Day::of(Timestamp::now())?.days_until(expires);
-        (left <= SECRET_EXPIRY_WARNING_DAYS).then_some(left)
-    });
+    let expiry_warning_days = expiry_warning(expires_on, Day::of(Timestamp::now()));
     Ok(TenantSettings {
         tenant: scope.summary().clone(),
         client_id: row.try_get("graph_client_id")?,
@@ -199,6 +185,23 @@ pub async fn settings(
         expiry_warning_days,
         disconnected: row.try_get::<Option<i64>, _>("disconnected_at")?.is_some(),
         can_store_secrets,
+    })
+}
+
+/// What every member is told about the tenant's connection: disconnected, and the secret's
+/// expiry when it is near.
+pub async fn status(db: &Db, scope: &TenantScope) -> Result<TenantStatus, AppError> {
+    let row =
+        sqlx::query("SELECT graph_secret_expires_on, disconnected_at FROM tenants WHERE id = $1")
+            .bind(scope.id())
+            .fetch_one(db.pool())
+            .await?;
+    let expires_on = row
+        .try_get::<Option<String>, _>("graph_secret_expires_on")?
+        .and_then(|raw| Day::parse(&raw).ok());
+    Ok(TenantStatus {
+        disconnected: row.try_get::<Option<i64>, _>("disconnected_at")?.is_some(),
+        expiry_warning_days: expiry_warning(expires_on, Day::of(Timestamp::now())),
     })
 }
 

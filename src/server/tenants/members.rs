@@ -7,8 +7,8 @@
 
 use sqlx::Row;
 
-use super::TenantScope;
-use crate::domain::{AppError, Email, Member, Role, Timestamp};
+use super::{invitations, TenantScope};
+use crate::domain::{AddMemberOutcome, AppError, Email, Member, Role, Timestamp};
 use crate::server::audit::{self, AuditEvent};
 use crate::server::db::{is_unique_violation, Db};
 
@@ -36,6 +36,27 @@ pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<Member>, AppError>
         .collect::<Result<Vec<_>, AppError>>()?;
     members.sort_by_key(|m| Role::ALL.iter().position(|r| *r == m.role));
     Ok(members)
+}
+
+/// Adds the address as a member: at once when it has an account, else by an invitation whose
+/// link (built on `public_url`, the URL browsers reach the app at) the owner passes on.
+pub async fn add_or_invite(
+    db: &Db,
+    scope: &TenantScope,
+    actor: i64,
+    email: &Email,
+    role: Role,
+    public_url: Option<&str>,
+) -> Result<AddMemberOutcome, AppError> {
+    match add(db, scope, actor, email, role).await {
+        Ok(()) => Ok(AddMemberOutcome::Added),
+        Err(AppError::NotFound(_)) => {
+            let (link, expires_at) =
+                invitations::create(db, scope, actor, email, role, public_url).await?;
+            Ok(AddMemberOutcome::Invited { link, expires_at })
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Gives the account with `email` the `role` in the tenant. An address without an account is a

@@ -1,5 +1,6 @@
 //! Tenants: connecting one (`connection`), checking its connection (`connection_check`), the
-//! key ring that seals client secrets (`keyring`), and the admin commands (`cli`).
+//! key ring that seals client secrets (`keyring`), members and invitations, and the admin
+//! commands (`cli`).
 //!
 //! The tenant a request acts in. [`TenantScope`] is the only way to hold a tenant's database id,
 //! every query on tenant data takes one, and only the authorization point (`auth::authorize`)
@@ -8,6 +9,7 @@
 pub mod cli;
 pub mod connection;
 pub mod connection_check;
+pub mod invitations;
 pub mod keyring;
 pub mod members;
 

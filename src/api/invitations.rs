@@ -1,0 +1,102 @@
+//! Invitations: the owner lists and withdraws pending ones; the invitee, who has no account
+//! yet, reads one and accepts it. The token always travels in a POST body (the accept page
+//! reads it from the link's fragment), never in a URL a log line would keep.
+
+use leptos::prelude::*;
+
+use crate::domain::{AppError, InvitationPreview, PendingInvitation};
+
+/// The tenant's invitations that can still be used (owners and managers read them, as they
+/// read the members).
+#[server(prefix = "/api", endpoint = "invitations/list")]
+pub async fn list_invitations(tenant: String) -> Result<Vec<PendingInvitation>, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::tenants::invitations;
+    use crate::server::{error::respond, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::ReadAuditLog).await?;
+            invitations::pending(&db, &ctx.scope).await
+        }
+        .await,
+    )
+}
+
+/// Withdraws a pending invitation: its link stops working.
+#[server(prefix = "/api", endpoint = "invitations/revoke")]
+pub async fn revoke_invitation(tenant: String, id: i64) -> Result<(), AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::tenants::invitations;
+    use crate::server::{error::respond, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::ManageMembers).await?;
+            invitations::revoke(&db, &ctx.scope, ctx.user_id, id).await
+        }
+        .await,
+    )
+}
+
+/// The invitation a token names: tenant, address and role, or why it cannot be used (not
+/// valid, used, expired). Anyone holding the link may ask; nobody else can guess a token.
+#[server(prefix = "/api", endpoint = "invitations/preview")]
+pub async fn preview_invitation(token: String) -> Result<InvitationPreview, AppError> {
+    use crate::domain::invitation::InvitationToken;
+    use crate::server::tenants::invitations;
+    use crate::server::{error::respond, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let token = InvitationToken::parse(&token)?;
+            invitations::preview(&db, &token).await
+        }
+        .await,
+    )
+}
+
+/// Accepts an invitation: makes the account with this name and password and its membership,
+/// signs it in, and answers the tenant's first page (where the browser goes next).
+#[server(prefix = "/api", endpoint = "invitations/accept")]
+pub async fn accept_invitation(
+    token: String,
+    name: String,
+    password: String,
+) -> Result<String, AppError> {
+    use crate::domain::invitation::{check_new_password, parse_display_name, InvitationToken};
+    use crate::domain::routes;
+    use crate::server::auth::{current_session, password as passwords, session};
+    use crate::server::tenants::invitations;
+    use crate::server::{error::respond, state::app_state};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let token = InvitationToken::parse(&token)?;
+            let name = parse_display_name(&name)?;
+            check_new_password(&password)?;
+            invitations::check_usable(&db, &token).await?;
+            let hash = passwords::hash(password).await.map_err(|_| {
+                tracing::error!("could not hash a new password");
+                AppError::Internal
+            })?;
+            let accepted = invitations::accept(&db, &token, &name, &hash).await?;
+            session::sign_in(
+                &current_session().await?,
+                accepted.user_id,
+                accepted.session_generation,
+            )
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "could not store the session");
+                AppError::Internal
+            })?;
+            let next = routes::tenant_home(&accepted.tenant.external_id);
+            leptos_axum::redirect(&next);
+            Ok(next)
+        }
+        .await,
+    )
+}

@@ -1,0 +1,175 @@
+//! `/tenants/connect`: connect a Microsoft Intune tenant (instance admins), who becomes its
+//! owner. Anyone else, or a server without a secret key, sees the form disabled with the reason.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use serde::{Deserialize, Serialize};
+
+use crate::api::auth::current_user;
+use crate::api::tenants::{can_connect_tenant, ConnectTenant};
+use crate::components::{AppHeader, ErrorMessage, Field, Loading, MeResource, NeedsRole};
+use crate::domain::capability::ADMIN_LABEL;
+use crate::domain::tenant::{
+    check_client_secret, parse_client_id, parse_tenant_field, parse_tenant_name,
+    CLIENT_ID_MAX_CHARS, CLIENT_SECRET_MAX_CHARS, NO_SECRET_KEY, TENANT_NAME_MAX_CHARS,
+};
+use crate::domain::{routes, AppError, Day};
+
+/// The page: header, an explanation and the form.
+#[component]
+pub fn ConnectTenantPage() -> impl IntoView {
+    let me: MeResource = Resource::new(|| (), |()| current_user());
+    // Why the form cannot be used, if it cannot: asked of the server only for an admin, so the
+    // page itself never fails.
+    let blocked = Resource::new(
+        || (),
+        move |()| async move {
+            if !me.await?.is_admin {
+                return Ok(Some(Blocked::NotAdmin));
+            }
+            Ok((!can_connect_tenant().await?).then_some(Blocked::NoSecretKey))
+        },
+    );
+    view! {
+        <Title text="Connect a tenant" />
+        <AppHeader me />
+        <main class="page narrow">
+            <p class="breadcrumb">
+                <a href="/">"← Your tenants"</a>
+            </p>
+            <h1>"Connect a tenant"</h1>
+            <p class="muted">
+                "TenantAtlas reads the tenant through an app registration in Microsoft Entra ID. "
+                "Enter its ids and a client secret; the secret is stored encrypted and never shown "
+                "again. You become the tenant's owner."
+            </p>
+            <Transition fallback=|| view! { <Loading what="the form" /> }>
+                {move || Suspend::new(async move {
+                    match blocked.await {
+                        Ok(blocked) => view! { <ConnectTenantForm blocked /> }.into_any(),
+                        Err(error) => view! { <ErrorMessage error /> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </main>
+    }
+}
+
+/// Why the form cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Blocked {
+    NotAdmin,
+    NoSecretKey,
+}
+
+impl Blocked {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::NotAdmin => ADMIN_LABEL,
+            Self::NoSecretKey => NO_SECRET_KEY,
+        }
+    }
+}
+
+fn message(result: Result<impl Sized, AppError>) -> Option<String> {
+    result.err().map(|error| error.to_string())
+}
+
+/// The form. `blocked` is the reason it cannot be used (not an admin, no secret key): then it
+/// is disabled with that reason above its button.
+#[component]
+fn ConnectTenantForm(blocked: Option<Blocked>) -> impl IntoView {
+    let blocked = blocked.map(Blocked::reason);
+    let action = ServerAction::<ConnectTenant>::new();
+    let result = action.value();
+    let error = move || result.get().and_then(Result::err);
+    let field = move |name: &'static str| {
+        Signal::derive(move || error().and_then(|e| e.field_message(name)))
+    };
+    let other_error = move || {
+        error().filter(|e| {
+            !["tenant", "name", "client_id", "secret", "expires_on"]
+                .iter()
+                .any(|f| e.field_message(f).is_some())
+        })
+    };
+    // Connected: open the new tenant (a full load, so the header lists it).
+    Effect::new(move |_| {
+        if let Some(Ok(tenant)) = result.get() {
+            let _ = window()
+                .location()
+                .set_href(&routes::tenant_home(&tenant.external_id));
+        }
+    });
+    let disabled = blocked.is_some();
+    view! {
+        <ActionForm action>
+            <fieldset
+                class="create-form"
+                data-testid="connect-tenant"
+                disabled=move || disabled || action.pending().get()
+            >
+                <legend>"App registration"</legend>
+                <Field
+                    id="connect-tenant-id"
+                    name="tenant"
+                    label="Tenant id"
+                    hint="The directory (tenant) id, a GUID."
+                    required=true
+                    maxlength=36
+                    check=|raw| message(parse_tenant_field(raw))
+                    server=field("tenant")
+                />
+                <Field
+                    id="connect-name"
+                    name="name"
+                    label="Display name"
+                    required=true
+                    maxlength=TENANT_NAME_MAX_CHARS
+                    check=|raw| message(parse_tenant_name(raw))
+                    server=field("name")
+                />
+                <Field
+                    id="connect-client-id"
+                    name="client_id"
+                    label="Client id"
+                    hint="The application (client) id of the app registration."
+                    required=true
+                    maxlength=CLIENT_ID_MAX_CHARS
+                    check=|raw| message(parse_client_id(raw))
+                    server=field("client_id")
+                />
+                <Field
+                    id="connect-secret"
+                    name="secret"
+                    label="Client secret"
+                    kind="password"
+                    autocomplete="new-password"
+                    required=true
+                    maxlength=CLIENT_SECRET_MAX_CHARS
+                    check=|raw| message(check_client_secret(raw))
+                    server=field("secret")
+                />
+                <Field
+                    id="connect-expires-on"
+                    name="expires_on"
+                    label="Secret expires on (optional)"
+                    hint="The app warns 30 days before."
+                    kind="date"
+                    check=|raw| (!raw.is_empty()).then(|| message(Day::parse(raw))).flatten()
+                    server=field("expires_on")
+                />
+                <button
+                    type="submit"
+                    class="primary"
+                    class:refused=disabled
+                    aria-describedby=blocked.map(|_| "connect-needs")
+                >
+                    {move || if action.pending().get() { "Connecting…" } else { "Connect tenant" }}
+                </button>
+                {blocked.map(|reason| view! { <NeedsRole id="connect-needs" reason /> })}
+                {move || other_error().map(|error| view! { <ErrorMessage error /> })}
+            </fieldset>
+        </ActionForm>
+    }
+}

@@ -1,0 +1,374 @@
+//! `/t/{tenant}/members`: who may do what in the tenant. Owners and managers read it; the owner
+//! adds members by e-mail (an address without an account gets an invitation link), changes
+//! roles and removes members. A tenant keeps at least one owner: the server's refusal is shown
+//! as it is.
+
+use leptos::{html, prelude::*};
+use leptos_meta::Title;
+
+use super::tenant_layout::{fetch_if_held, refusal, use_tenant, use_tenant_page};
+use crate::api::invitations::{list_invitations, RevokeInvitation};
+use crate::api::members::{list_members, AddMember, ChangeMemberRole, RemoveMember};
+use crate::components::{
+    Column, ConfirmButton, DataTable, EmptyState, ErrorMessage, Field, Loading, NeedsRole,
+    RefusedOrError,
+};
+use crate::domain::invitation::INVITATION_DAYS;
+use crate::domain::{
+    AddMemberOutcome, AppError, Capability, Email, Member, PendingInvitation, Role,
+};
+
+/// The changes a member row can make, shared by every row.
+#[derive(Clone, Copy)]
+struct MemberActions {
+    tenant: Memo<String>,
+    change: ServerAction<ChangeMemberRole>,
+    remove: ServerAction<RemoveMember>,
+}
+
+/// The members page: the add form, the members, and the pending invitations.
+#[component]
+pub fn MembersPage() -> impl IntoView {
+    let tenant = use_tenant();
+    let add = ServerAction::<AddMember>::new();
+    let actions = MemberActions {
+        tenant,
+        change: ServerAction::new(),
+        remove: ServerAction::new(),
+    };
+    let revoke = ServerAction::<RevokeInvitation>::new();
+    let page = use_tenant_page();
+    let members = Resource::new(
+        move || {
+            (
+                tenant.get(),
+                add.version().get(),
+                actions.change.version().get(),
+                actions.remove.version().get(),
+            )
+        },
+        move |(tenant, ..)| {
+            fetch_if_held(page, Capability::ReadAuditLog, move || list_members(tenant))
+        },
+    );
+    let invitations = Resource::new(
+        move || (tenant.get(), add.version().get(), revoke.version().get()),
+        move |(tenant, ..)| {
+            fetch_if_held(page, Capability::ReadAuditLog, move || {
+                list_invitations(tenant)
+            })
+        },
+    );
+    // The last change's refusal (the last owner, a member gone meanwhile), until the next one.
+    let problem = RwSignal::new(None::<AppError>);
+    Effect::new(move |_| {
+        if let Some(result) = actions.change.value().get() {
+            problem.set(result.err());
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(result) = actions.remove.value().get() {
+            problem.set(result.err());
+        }
+    });
+
+    view! {
+        <Title text="Members" />
+        <h1>"Members"</h1>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let refused = refusal(Capability::ManageMembers).await;
+                view! { <AddMemberForm action=add tenant refused /> }
+            })}
+        </Transition>
+        <div data-testid="member-problem">
+            {move || problem.get().map(|error| view! { <ErrorMessage error /> })}
+        </div>
+        <Transition fallback=|| view! { <Loading what="the members" /> }>
+            {move || Suspend::new(async move {
+                let may_change = refusal(Capability::ManageMembers).await.is_none();
+                match members.await {
+                    Ok(list) => view! {
+                        <MemberTable list actions may_change />
+                    }.into_any(),
+                    Err(error) => view! { <RefusedOrError error /> }.into_any(),
+                }
+            })}
+        </Transition>
+        <h2 id="invitations-title">"Pending invitations"</h2>
+        <Transition fallback=|| view! { <Loading what="the invitations" /> }>
+            {move || Suspend::new(async move {
+                let may_change = refusal(Capability::ManageMembers).await.is_none();
+                match invitations.await {
+                    Ok(list) if list.is_empty() => view! {
+                        <EmptyState
+                            title="No pending invitations"
+                            hint="Adding an address that has no account makes an invitation link."
+                        />
+                    }.into_any(),
+                    Ok(list) => view! {
+                        <InvitationTable list tenant revoke may_change />
+                    }.into_any(),
+                    Err(error) => view! { <RefusedOrError error /> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// The members' columns; the owner's view has one more, for the actions.
+const MEMBER_COLUMNS: &[Column] = &[
+    Column::text("Name"),
+    Column::text("E-mail"),
+    Column::text("Role"),
+    Column::text("Added"),
+    Column::text("Actions"),
+];
+
+/// `all` columns for the owner; without the last one (the actions) for anyone else.
+fn columns(all: &'static [Column], may_change: bool) -> &'static [Column] {
+    if may_change {
+        all
+    } else {
+        &all[..all.len() - 1]
+    }
+}
+
+/// One row per member; the owner changes roles and removes members here.
+#[component]
+fn MemberTable(list: Vec<Member>, actions: MemberActions, may_change: bool) -> impl IntoView {
+    view! {
+        <DataTable columns=columns(MEMBER_COLUMNS, may_change) testid="members">
+            {list
+                .into_iter()
+                .map(|member| view! { <MemberRow member actions may_change /> })
+                .collect_view()}
+        </DataTable>
+    }
+}
+
+#[component]
+fn MemberRow(member: Member, actions: MemberActions, may_change: bool) -> impl IntoView {
+    let MemberActions {
+        tenant,
+        change,
+        remove,
+    } = actions;
+    let user_id = member.user_id;
+    let current = member.role;
+    let role_cell = if may_change {
+        let label = format!("Role of {}", member.display_name);
+        view! {
+            <select
+                aria-label=label
+                data-testid="member-role"
+                disabled=move || change.pending().get()
+                on:change=move |ev| {
+                    change.dispatch(ChangeMemberRole {
+                        tenant: tenant.get_untracked(),
+                        user_id,
+                        role: event_target_value(&ev),
+                    });
+                }
+            >
+                {Role::ALL
+                    .into_iter()
+                    .map(|role| view! {
+                        <option value=role.as_str() selected=role == current prop:selected=role == current>
+                            {role.as_str()}
+                        </option>
+                    })
+                    .collect_view()}
+            </select>
+        }
+        .into_any()
+    } else {
+        view! { <span data-testid="member-role">{current.as_str()}</span> }.into_any()
+    };
+    let remove_cell = may_change.then(|| {
+        view! {
+            <ConfirmButton
+                label="Remove"
+                question=format!("Remove {} from this tenant?", member.display_name)
+                confirm="Yes, remove"
+                testid="remove-member"
+                pending=remove.pending()
+                on_confirm=move || {
+                    remove.dispatch(RemoveMember { tenant: tenant.get_untracked(), user_id });
+                }
+            />
+        }
+    });
+    view! {
+        <tr data-testid="member-row">
+            <td>{member.display_name}</td>
+            <td>{member.email}</td>
+            <td>{role_cell}</td>
+            <td>{member.added_at.to_string()}</td>
+            {remove_cell.map(|cell| view! { <td>{cell}</td> })}
+        </tr>
+    }
+}
+
+fn email_message(raw: &str) -> Option<String> {
+    Email::parse(raw).err().map(|error| error.to_string())
+}
+
+/// E-mail and role. An address with an account is a member at once; any other gets an
+/// invitation, whose link is shown here once.
+#[component]
+fn AddMemberForm(
+    action: ServerAction<AddMember>,
+    tenant: Memo<String>,
+    refused: Option<&'static str>,
+) -> impl IntoView {
+    let form = NodeRef::<html::Form>::new();
+    let result = action.value();
+    let error = move || result.get().and_then(Result::err);
+    let email_error = Signal::derive(move || error().and_then(|e| e.field_message("email")));
+    let other_error = move || error().filter(|e| e.field_message("email").is_none());
+    let outcome = move || result.get().and_then(Result::ok);
+    Effect::new(move |_| {
+        if outcome().is_some() {
+            if let Some(form) = form.get() {
+                form.reset();
+            }
+        }
+    });
+    view! {
+        <ActionForm action node_ref=form>
+            <fieldset
+                class="create-form"
+                data-testid="add-member"
+                disabled=move || refused.is_some() || action.pending().get()
+            >
+                <legend>"Add a member"</legend>
+                <input type="hidden" name="tenant" prop:value=move || tenant.get() />
+                <Field
+                    id="member-email"
+                    name="email"
+                    label="E-mail"
+                    kind="email"
+                    required=true
+                    maxlength=Email::MAX_CHARS
+                    check=email_message
+                    server=email_error
+                />
+                <label for="member-role">"Role"</label>
+                <select id="member-role" name="role">
+                    {Role::ALL
+                        .into_iter()
+                        .map(|role| view! {
+                            <option value=role.as_str() selected=role == Role::Operator>
+                                {role.as_str()}
+                            </option>
+                        })
+                        .collect_view()}
+                </select>
+                <button
+                    type="submit"
+                    class="primary"
+                    class:refused=refused.is_some()
+                    aria-describedby=refused.map(|_| "add-member-needs")
+                >
+                    {move || if action.pending().get() { "Adding…" } else { "Add member" }}
+                </button>
+                {refused.map(|reason| view! { <NeedsRole id="add-member-needs" reason /> })}
+                {move || other_error().map(|error| view! { <ErrorMessage error /> })}
+                <div role="status" aria-live="polite">
+                    {move || outcome().map(|outcome| view! { <AddedOrInvited outcome /> })}
+                </div>
+            </fieldset>
+        </ActionForm>
+    }
+}
+
+/// What adding did: a member now, or the invitation link to pass on (shown this once).
+#[component]
+fn AddedOrInvited(outcome: AddMemberOutcome) -> impl IntoView {
+    match outcome {
+        AddMemberOutcome::Added => {
+            view! { <p class="form-success">"Added: the account is a member now."</p> }.into_any()
+        }
+        AddMemberOutcome::Invited { link, expires_at } => view! {
+            <div class="invite-link" data-testid="invitation">
+                <p>
+                    "No account has this address, so this is an invitation. Give the person "
+                    "this link: it works once, until " {expires_at.to_string()} " ("
+                    {INVITATION_DAYS} " days), and it is shown only now."
+                </p>
+                <label for="invite-link">"Invitation link"</label>
+                <input
+                    id="invite-link"
+                    type="text"
+                    readonly
+                    data-testid="invite-link"
+                    prop:value=link
+                    on:focus=move |ev| {
+                        use leptos::wasm_bindgen::JsCast;
+                        if let Some(input) = ev
+                            .target()
+                            .and_then(|t| t.dyn_into::<leptos::web_sys::HtmlInputElement>().ok())
+                        {
+                            input.select();
+                        }
+                    }
+                />
+            </div>
+        }
+        .into_any(),
+    }
+}
+
+const INVITATION_COLUMNS: &[Column] = &[
+    Column::text("E-mail"),
+    Column::text("Role"),
+    Column::text("Invited by"),
+    Column::text("Expires"),
+    Column::text("Actions"),
+];
+
+/// The invitations not yet used; the owner can withdraw one (its link stops working).
+#[component]
+fn InvitationTable(
+    list: Vec<PendingInvitation>,
+    tenant: Memo<String>,
+    revoke: ServerAction<RevokeInvitation>,
+    may_change: bool,
+) -> impl IntoView {
+    view! {
+        <DataTable
+            columns=columns(INVITATION_COLUMNS, may_change)
+            testid="invitations"
+            labelled_by="invitations-title"
+        >
+            {list
+                .into_iter()
+                .map(|invitation| {
+                    let id = invitation.id;
+                    let withdraw = may_change.then(|| view! {
+                        <ConfirmButton
+                            label="Withdraw"
+                            question=format!("Withdraw the invitation of {}?", invitation.email)
+                            confirm="Yes, withdraw"
+                            testid="revoke-invitation"
+                            pending=revoke.pending()
+                            on_confirm=move || {
+                                revoke.dispatch(RevokeInvitation { tenant: tenant.get_untracked(), id });
+                            }
+                        />
+                    });
+                    view! {
+                        <tr data-testid="invitation-row">
+                            <td>{invitation.email.clone()}</td>
+                            <td>{invitation.role.as_str()}</td>
+                            <td>{invitation.invited_by.unwrap_or_default()}</td>
+                            <td>{invitation.expires_at.to_string()}</td>
+                            {withdraw.map(|cell| view! { <td>{cell}</td> })}
+                        </tr>
+                    }
+                })
+                .collect_view()}
+        </DataTable>
+    }
+}

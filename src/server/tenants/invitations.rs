@@ -1,0 +1,318 @@
+//! Invitations: a one-time link that makes an account and a membership for an e-mail address
+//! without one. The token is 32 random bytes; only its sha256 is stored, so the database (or a
+//! backup of it) cannot hand out a usable link. A link lasts [`INVITATION_DAYS`], is used once
+//! (the consuming update is one statement, so two uses at the same moment cannot both pass),
+//! and a new invitation for the same address in the same tenant replaces the pending one.
+
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::TenantScope;
+use crate::domain::invitation::{not_valid, InvitationToken, INVITATION_DAYS};
+use crate::domain::{
+    routes, AppError, Email, InvitationPreview, PendingInvitation, Role, TenantSummary, Timestamp,
+};
+use crate::server::audit::{self, AuditEvent};
+use crate::server::db::{is_unique_violation, Db};
+
+const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
+
+/// The stored form of a token: its sha256, in hex.
+pub fn token_hash(token: &InvitationToken) -> String {
+    Sha256::digest(token.expose().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The refusal when the server does not know the URL browsers reach it at.
+fn no_public_url() -> AppError {
+    AppError::Conflict(
+        "No account has this e-mail address, and an invitation link needs the address the app \
+         is reached at: start the server with --public-url (or TENANTATLAS_PUBLIC_URL)."
+            .into(),
+    )
+}
+
+/// Invites `email` into the tenant with `role` and answers the link (with the only copy of the
+/// token) and when it expires. Pending invitations of the same address in this tenant end now.
+pub async fn create(
+    db: &Db,
+    scope: &TenantScope,
+    actor: i64,
+    email: &Email,
+    role: Role,
+    public_url: Option<&str>,
+) -> Result<(String, Timestamp), AppError> {
+    let public_url = public_url.ok_or_else(no_public_url)?;
+    let token = InvitationToken::new(rand::random());
+    let now = Timestamp::now().millis();
+    let expires_at = now + INVITATION_DAYS * DAY_MILLIS;
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "UPDATE invitations SET expires_at = $3 \
+         WHERE tenant_id = $1 AND email = $2 AND accepted_at IS NULL AND expires_at > $3",
+    )
+    .bind(scope.id())
+    .bind(email.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO invitations (tenant_id, email, role, token_hash, invited_by, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(scope.id())
+    .bind(email.as_str())
+    .bind(role.as_str())
+    .bind(token_hash(&token))
+    .bind(actor)
+    .bind(now)
+    .bind(expires_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    audit::record(
+        db,
+        AuditEvent {
+            tenant_id: Some(scope.id()),
+            actor_user_id: Some(actor),
+            action: "invitation.create",
+            target: format!("email:{}", email.as_str()),
+            details: serde_json::json!({
+                "invitation_id": id,
+                "new_role": role.as_str(),
+                "expires_at": expires_at,
+            }),
+        },
+    )
+    .await;
+    Ok((
+        routes::invite_link(public_url, token.expose()),
+        Timestamp(expires_at),
+    ))
+}
+
+/// The tenant's invitations that can still be used, newest first.
+pub async fn pending(db: &Db, scope: &TenantScope) -> Result<Vec<PendingInvitation>, AppError> {
+    let rows = sqlx::query(
+        "SELECT i.id, i.email, i.role, u.email AS invited_by, i.created_at, i.expires_at \
+         FROM invitations i LEFT JOIN users u ON u.id = i.invited_by \
+         WHERE i.tenant_id = $1 AND i.accepted_at IS NULL AND i.expires_at > $2 \
+         ORDER BY i.id DESC",
+    )
+    .bind(scope.id())
+    .bind(Timestamp::now().millis())
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let role: String = row.try_get("role")?;
+            Ok(PendingInvitation {
+                id: row.try_get("id")?,
+                email: row.try_get("email")?,
+                role: Role::parse(&role).ok_or(AppError::Internal)?,
+                invited_by: row.try_get("invited_by")?,
+                created_at: Timestamp(row.try_get("created_at")?),
+                expires_at: Timestamp(row.try_get("expires_at")?),
+            })
+        })
+        .collect()
+}
+
+/// Withdraws a pending invitation: its link stops working.
+pub async fn revoke(db: &Db, scope: &TenantScope, actor: i64, id: i64) -> Result<(), AppError> {
+    let email: Option<String> = sqlx::query_scalar(
+        "DELETE FROM invitations WHERE tenant_id = $1 AND id = $2 AND accepted_at IS NULL \
+         RETURNING email",
+    )
+    .bind(scope.id())
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    let email = email.ok_or_else(|| {
+        AppError::NotFound("This tenant has no pending invitation with this id.".into())
+    })?;
+    audit::record(
+        db,
+        AuditEvent {
+            tenant_id: Some(scope.id()),
+            actor_user_id: Some(actor),
+            action: "invitation.revoke",
+            target: format!("email:{email}"),
+            details: serde_json::json!({ "invitation_id": id }),
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// An invitation as its token finds it.
+struct Found {
+    tenant_name: String,
+    email: String,
+    role: Role,
+    expires_at: i64,
+    accepted: bool,
+}
+
+async fn find(db: &Db, token: &InvitationToken) -> Result<Found, AppError> {
+    let row = sqlx::query(
+        "SELECT t.display_name, i.email, i.role, i.expires_at, i.accepted_at \
+         FROM invitations i JOIN tenants t ON t.id = i.tenant_id WHERE i.token_hash = $1",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(db.pool())
+    .await?
+    .ok_or_else(not_valid)?;
+    let role: String = row.try_get("role")?;
+    Ok(Found {
+        tenant_name: row.try_get("display_name")?,
+        email: row.try_get("email")?,
+        role: Role::parse(&role).ok_or(AppError::Internal)?,
+        expires_at: row.try_get("expires_at")?,
+        accepted: row.try_get::<Option<i64>, _>("accepted_at")?.is_some(),
+    })
+}
+
+/// Why a found invitation cannot be used any more, if it cannot.
+fn unusable(found: &Found, now: i64) -> Option<AppError> {
+    if found.accepted {
+        Some(AppError::Conflict(
+            "This invitation has already been used. Sign in with its e-mail address, or ask \
+             the tenant's owner for a new invitation."
+                .into(),
+        ))
+    } else if found.expires_at <= now {
+        Some(AppError::Conflict(
+            "This invitation has expired. Ask the tenant's owner for a new one.".into(),
+        ))
+    } else {
+        None
+    }
+}
+
+/// What the accept page shows, or why the link cannot be used.
+pub async fn preview(db: &Db, token: &InvitationToken) -> Result<InvitationPreview, AppError> {
+    let found = find(db, token).await?;
+    if let Some(error) = unusable(&found, Timestamp::now().millis()) {
+        return Err(error);
+    }
+    Ok(InvitationPreview {
+        tenant_name: found.tenant_name,
+        email: found.email,
+        role: found.role,
+        expires_at: Timestamp(found.expires_at),
+    })
+}
+
+/// Checks the token before the (slow) password hash is computed, so a link that cannot be used
+/// costs the server one indexed read.
+pub async fn check_usable(db: &Db, token: &InvitationToken) -> Result<(), AppError> {
+    preview(db, token).await.map(|_| ())
+}
+
+/// The account an accepted invitation made.
+pub struct Accepted {
+    pub user_id: i64,
+    pub session_generation: i64,
+    pub tenant: TenantSummary,
+}
+
+/// Uses the invitation: marks it accepted, makes the account (name, password hash) and the
+/// membership, in one transaction. The mark is a conditional update, so of two acceptances at
+/// the same moment exactly one passes. An address that got an account meanwhile is a 409 and
+/// leaves the invitation unused.
+pub async fn accept(
+    db: &Db,
+    token: &InvitationToken,
+    display_name: &str,
+    password_hash: &str,
+) -> Result<Accepted, AppError> {
+    let now = Timestamp::now().millis();
+    let mut tx = db.pool().begin().await?;
+    let claimed = sqlx::query(
+        "UPDATE invitations SET accepted_at = $2 \
+         WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > $2 \
+         RETURNING id, tenant_id, email, role",
+    )
+    .bind(token_hash(token))
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(claimed) = claimed else {
+        tx.rollback().await?;
+        let found = find(db, token).await?;
+        return Err(unusable(&found, now).unwrap_or_else(not_valid));
+    };
+    let invitation_id: i64 = claimed.try_get("id")?;
+    let tenant_id: i64 = claimed.try_get("tenant_id")?;
+    let email: String = claimed.try_get("email")?;
+    let role: String = claimed.try_get("role")?;
+    let inserted = sqlx::query(
+        "INSERT INTO users (email, display_name, password_hash, created_at, is_admin) \
+         VALUES ($1, $2, $3, $4, FALSE) RETURNING id, session_generation",
+    )
+    .bind(&email)
+    .bind(display_name)
+    .bind(password_hash)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await;
+    let user = match inserted {
+        Ok(row) => row,
+        Err(error) if is_unique_violation(&error) => {
+            tx.rollback().await?;
+            return Err(AppError::Conflict(
+                "An account with this e-mail address exists already: sign in with it, and ask \
+                 the tenant's owner to add it as a member."
+                    .into(),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let user_id: i64 = user.try_get("id")?;
+    sqlx::query(
+        "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(user_id)
+    .bind(tenant_id)
+    .bind(&role)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE invitations SET accepted_by = $2 WHERE id = $1")
+        .bind(invitation_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    let tenant = sqlx::query("SELECT external_id, display_name FROM tenants WHERE id = $1")
+        .bind(tenant_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let tenant = TenantSummary {
+        external_id: tenant.try_get("external_id")?,
+        display_name: tenant.try_get("display_name")?,
+    };
+    tx.commit().await?;
+    audit::record(
+        db,
+        AuditEvent {
+            tenant_id: Some(tenant_id),
+            actor_user_id: Some(user_id),
+            action: "invitation.accept",
+            target: format!("user:{user_id}"),
+            details: serde_json::json!({
+                "invitation_id": invitation_id,
+                "old_role": null,
+                "new_role": role,
+            }),
+        },
+    )
+    .await;
+    Ok(Accepted {
+        user_id,
+        session_generation: user.try_get("session_generation")?,
+        tenant,
+    })
+}
