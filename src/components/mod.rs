@@ -2,12 +2,14 @@
 
 mod app_header;
 mod cancel_run;
+mod change_list;
 mod data_table;
 mod feedback;
 mod needs_role;
 mod notification_bell;
 mod policy_picker;
 mod poll;
+mod readable_rows;
 mod retry_run;
 mod run_panel;
 mod status_badge;
@@ -15,12 +17,14 @@ mod toasts;
 
 pub use app_header::{AppHeader, MeResource};
 pub use cancel_run::CancelRunButton;
+pub use change_list::{ChangeList, NotComparedNotes};
 pub use data_table::{or_absent, Column, DataTable, ABSENT};
 pub use feedback::{EmptyState, ErrorMessage, Loading};
 pub use needs_role::NeedsRole;
 pub use notification_bell::NotificationBell;
 pub use policy_picker::PolicyPicker;
 pub use poll::{poll_delay, use_poll_while};
+pub use readable_rows::ReadableSections;
 pub use retry_run::RetryRunButton;
 pub use run_panel::RunPanel;
 pub use status_badge::RunStatusBadge;
