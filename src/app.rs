@@ -16,6 +16,10 @@ use crate::pages::{
     invite::InvitePage,
     members::MembersPage,
     not_found::NotFound,
+    policies::PoliciesPage,
+    policy::PolicyDetailPage,
+    policy_diff::PolicyDiffPage,
+    policy_version::PolicyVersionPage,
     run_detail::RunDetailPage,
     runs::RunsPage,
     sign_in::SignInPage,
@@ -80,6 +84,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("") view=TenantHome />
                     <Route path=path!("backup-sets") view=BackupSetsPage />
                     <Route path=path!("backup-sets/:id") view=BackupSetPage />
+                    <Route path=path!("policies") view=PoliciesPage />
+                    <Route path=path!("policies/:id") view=PolicyDetailPage />
+                    <Route path=path!("policies/:id/versions/:version") view=PolicyVersionPage />
+                    <Route path=path!("policies/:id/diff") view=PolicyDiffPage />
                     <Route path=path!("runs") view=RunsPage />
                     <Route path=path!("runs/:id") view=RunDetailPage />
                     <Route path=path!("settings") view=TenantSettingsPage />

@@ -99,6 +99,10 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
             "token",
             "0000000000000000000000000000000000000000000000000000000000000000",
         ),
+        // Versions of the backup set id taken as a policy id: none, so an allowed caller gets a 404.
+        ("version", "1"),
+        ("from", "1"),
+        ("to", "1"),
     ];
     let mut refused_members = 0;
     for caller in callers() {
@@ -173,20 +177,43 @@ async fn every_page_enforces_membership(app: TestApp) {
         .await
         .unwrap();
     let run_id = run["run_id"].as_i64().expect("a queued run").to_string();
-    let routes = leptos_axum::generate_route_list(tenantatlas::app::App);
+    // A stored version of that policy, for the policy pages.
+    let payload =
+        serde_json::json!({"policyType": "compliance", "policy": {"passwordRequired": true}});
+    let version_id = common::insert_snapshot(
+        &app.db,
+        CONTOSO,
+        policy_id.parse().unwrap(),
+        &payload,
+        'f',
+        1,
+    )
+    .await
+    .to_string();
+    let mut routes: Vec<String> = leptos_axum::generate_route_list(tenantatlas::app::App)
+        .iter()
+        .map(|route| route.path().to_owned())
+        .collect();
     assert!(routes.len() >= 5, "the router lists its pages");
+    // The version download is a plain route beside the pages, guarded the same.
+    routes.push("/t/{tenant}/policies/{id}/versions/{version}/raw.json".to_owned());
     for caller in callers() {
         let cookie = cookie_for(&app, caller).await;
         for route in &routes {
-            let id = if route.path().contains("/runs/") {
+            let id = if route.contains("/runs/") {
                 &run_id
+            } else if route.contains("/policies/") {
+                &policy_id
             } else {
                 &set_id
             };
-            let path = route
-                .path()
+            let mut path = route
                 .replace("{tenant}", CONTOSO)
-                .replace("{id}", id);
+                .replace("{id}", id)
+                .replace("{version}", &version_id);
+            if path.ends_with("/diff") {
+                path = format!("{path}?from={version_id}&to={version_id}");
+            }
             let response = app.get(cookie.as_deref(), &path).await;
             let status = response.status().as_u16();
             let location = response

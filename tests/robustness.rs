@@ -78,6 +78,8 @@ struct Known {
     set_id: String,
     run_id: String,
     policy_id: String,
+    /// A stored version of that policy.
+    version_id: String,
 }
 
 async fn known_ids(app: &TestApp) -> Known {
@@ -103,10 +105,23 @@ async fn known_ids(app: &TestApp) -> Known {
         .await
         .unwrap();
     let run_id = run["run_id"].as_i64().expect("a queued run").to_string();
+    let payload =
+        serde_json::json!({"policyType": "compliance", "policy": {"passwordRequired": true}});
+    let version_id = common::insert_snapshot(
+        &app.db,
+        CONTOSO,
+        policy_id.parse().unwrap(),
+        &payload,
+        'e',
+        1_000,
+    )
+    .await
+    .to_string();
     Known {
         set_id,
         run_id,
         policy_id,
+        version_id,
     }
 }
 
@@ -196,6 +211,9 @@ const FIELDS: &[&str] = &[
     "action",
     "actor",
     "token",
+    "version",
+    "from",
+    "to",
     "unexpected",
 ];
 
@@ -204,7 +222,8 @@ const FIELDS: &[&str] = &[
 fn valid_values(field: &str, known: &Known) -> Vec<String> {
     let values: Vec<&str> = match field {
         "tenant" => vec![CONTOSO, CONTOSO, FABRIKAM],
-        "id" => vec![&known.set_id, &known.run_id],
+        "id" => vec![&known.set_id, &known.run_id, &known.policy_id],
+        "version" | "from" | "to" => vec![&known.version_id],
         "backup_set_id" => vec![&known.set_id],
         "name" => vec!["Sweep", "Sweep 2"],
         "email" => vec![OPERATOR, "nobody@contoso.example"],
@@ -272,7 +291,7 @@ const INTEGERS: &[&str] = &[
 fn is_integer(field: &str) -> bool {
     matches!(
         field,
-        "id" | "backup_set_id" | "page" | "before" | "offset" | "limit"
+        "id" | "backup_set_id" | "page" | "before" | "offset" | "limit" | "version" | "from" | "to"
     )
 }
 
@@ -532,15 +551,22 @@ fn page_case(known: &Known) -> impl Strategy<Value = (bool, Vec<String>, String,
         CONTOSO.to_owned(),
         known.set_id.clone(),
         known.run_id.clone(),
+        known.policy_id.clone(),
+        known.version_id.clone(),
     ];
     let tenant = prop_oneof![3 => Just(CONTOSO.to_owned()), 1 => segment(ids.clone())];
     let suffix = prop_oneof![
         3 => Just(""),
-        1 => select(&["/", "/.", "/..", "/x", "/%2e%2e/", "/x.json", "//"][..]),
+        1 => select(&["/", "/.", "/..", "/x", "/%2e%2e/", "/x.json", "//", "/raw.json"][..]),
     ];
     let key = prop_oneof![
-        select(&["next", "status", "type", "before", "outcome", "page", "id", "tenant"][..])
-            .prop_map(str::to_owned),
+        select(
+            &[
+                "next", "status", "type", "before", "outcome", "page", "id", "tenant", "from",
+                "to", "search"
+            ][..]
+        )
+        .prop_map(str::to_owned),
         text().prop_map(|raw| encode(&raw)),
     ];
     let query =

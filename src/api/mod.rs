@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod policies;
 pub mod runs;
 pub mod tenants;
+pub mod versions;
 
 use crate::domain::Capability;
 
@@ -66,6 +67,11 @@ pub const ACCESS: &[(&str, Access)] = &[
         "/api/policies/matching-ids",
         Access::Tenant(Capability::View),
     ),
+    ("/api/policies/get", Access::Tenant(Capability::View)),
+    ("/api/policies/versions", Access::Tenant(Capability::View)),
+    ("/api/policies/version", Access::Tenant(Capability::View)),
+    ("/api/policies/diff", Access::Tenant(Capability::View)),
+    ("/api/policies/inventory", Access::Tenant(Capability::View)),
     ("/api/notifications/list", Access::Tenant(Capability::View)),
     (
         "/api/notifications/mark-read",

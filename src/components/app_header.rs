@@ -65,6 +65,7 @@ pub fn AppHeader(me: MeResource, #[prop(optional)] tenant: Option<Memo<String>>)
                     view! {
                         <nav aria-label="Main">
                             <A href=move || routes::backup_sets(&tenant.get())>"Backup sets"</A>
+                            <A href=move || routes::policies(&tenant.get(), "")>"Policies"</A>
                             <A href=move || routes::runs(&tenant.get(), "")>"Runs"</A>
                             <Transition fallback=|| ()>
                                 {move || Suspend::new(async move {

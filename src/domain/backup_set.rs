@@ -81,6 +81,7 @@ pub struct BackupSetDetail {
 /// One captured policy in a backup set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupItemRow {
+    pub policy_id: i64,
     pub policy_name: String,
     pub policy_type: String,
     pub platform: String,

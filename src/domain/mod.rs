@@ -19,6 +19,7 @@ pub mod selection;
 pub mod snapshot;
 pub mod tenant;
 pub mod time;
+pub mod versions;
 
 pub use auth::{CurrentUser, Email, Member, Membership, Role};
 pub use backup_set::{BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet};

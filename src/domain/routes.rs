@@ -71,6 +71,31 @@ pub fn invite_link(public_url: &str, token: &str) -> String {
     format!("{}{INVITE}#token={token}", public_url.trim_end_matches('/'))
 }
 
+/// `/t/{tenant}/policies`, with the inventory's search, type and page in `query`.
+pub fn policies(tenant: &str, query: &str) -> String {
+    format!("/t/{tenant}/policies{query}")
+}
+
+/// `/t/{tenant}/policies/{id}`
+pub fn policy(tenant: &str, id: i64) -> String {
+    format!("/t/{tenant}/policies/{id}")
+}
+
+/// `/t/{tenant}/policies/{id}/versions/{version}`
+pub fn policy_version(tenant: &str, id: i64, version: i64) -> String {
+    format!("/t/{tenant}/policies/{id}/versions/{version}")
+}
+
+/// `/t/{tenant}/policies/{id}/versions/{version}/raw.json`, the stored version as a download.
+pub fn policy_version_json(tenant: &str, id: i64, version: i64) -> String {
+    format!("/t/{tenant}/policies/{id}/versions/{version}/raw.json")
+}
+
+/// `/t/{tenant}/policies/{id}/diff?from={from}&to={to}`
+pub fn policy_diff(tenant: &str, id: i64, from: i64, to: i64) -> String {
+    format!("/t/{tenant}/policies/{id}/diff?from={from}&to={to}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

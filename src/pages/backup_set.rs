@@ -138,7 +138,9 @@ pub fn BackupSetPage() -> impl IntoView {
                         <DataTable columns=ITEM_COLUMNS testid="backup-items">
                                 {detail.items.into_iter().map(|item| view! {
                                     <tr>
-                                        <td>{item.policy_name}</td>
+                                        <td>
+                                            <a href=routes::policy(&tenant.get_untracked(), item.policy_id)>{item.policy_name}</a>
+                                        </td>
                                         <td>{policy_type_label(&item.policy_type).to_owned()}</td>
                                         <td>{item.platform}</td>
                                         <td>{item.captured_at.to_string()}</td>

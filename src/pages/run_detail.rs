@@ -385,6 +385,7 @@ const ITEM_COLUMNS: &[Column] = &[
 /// One page of a run's items.
 #[component]
 fn RunItemsTable(rows: Vec<RunItemRow>) -> impl IntoView {
+    let tenant = use_tenant().get_untracked();
     view! {
         <DataTable columns=ITEM_COLUMNS testid="run-items" labelled_by="items-title">
             {rows
@@ -392,7 +393,9 @@ fn RunItemsTable(rows: Vec<RunItemRow>) -> impl IntoView {
                 .map(|item| {
                     view! {
                         <tr>
-                            <td>{item.policy_name}</td>
+                            <td>
+                                <a href=routes::policy(&tenant, item.policy_id)>{item.policy_name}</a>
+                            </td>
                             <td>{policy_type_label(&item.policy_type).to_owned()}</td>
                             <td>
                                 <span class=format!("outcome outcome-{}", item.outcome.as_str())>

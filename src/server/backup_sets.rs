@@ -86,7 +86,7 @@ async fn get_summary(db: &Db, scope: &TenantScope, id: i64) -> Result<BackupSetS
 pub async fn get(db: &Db, scope: &TenantScope, id: i64) -> Result<BackupSetDetail, AppError> {
     let set = get_summary(db, scope, id).await?;
     let rows = sqlx::query(
-        "SELECT p.display_name, p.policy_type, p.platform, i.captured_at \
+        "SELECT p.id, p.display_name, p.policy_type, p.platform, i.captured_at \
          FROM backup_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
          WHERE i.tenant_id = $1 AND i.backup_set_id = $2 ORDER BY p.display_name, i.id",
     )
@@ -98,6 +98,7 @@ pub async fn get(db: &Db, scope: &TenantScope, id: i64) -> Result<BackupSetDetai
         .iter()
         .map(|row| {
             Ok(BackupItemRow {
+                policy_id: row.try_get("id")?,
                 policy_name: row.try_get("display_name")?,
                 policy_type: row.try_get("policy_type")?,
                 platform: row.try_get("platform")?,

@@ -28,6 +28,7 @@ use super::panics;
 use super::request_log;
 use super::state::AppState;
 use super::static_files;
+use super::versions;
 use crate::app::{shell, App};
 use crate::domain::AppError;
 
@@ -54,6 +55,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/t/{tenant}/runs/{id}/items.csv",
             get(exports::run_items_csv),
+        )
+        .route(
+            "/t/{tenant}/policies/{id}/versions/{version}/raw.json",
+            get(versions::version_json),
         )
         .merge(static_files::pkg_router(&site_root))
         // Also registers every server function under /api, with AppState in their context.

@@ -24,6 +24,7 @@ pub mod seed;
 pub mod state;
 pub mod static_files;
 pub mod tenants;
+pub mod versions;
 
 use std::io::BufRead;
 use std::sync::Arc;

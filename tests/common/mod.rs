@@ -593,3 +593,28 @@ pub fn run_binary(url: &str, args: &[&str], stdin: &str) -> std::process::Output
         .map(|mut pipe| pipe.write_all(stdin.as_bytes()));
     child.wait_with_output().unwrap()
 }
+
+/// Stores a snapshot of a policy as a capture would (the payload as given, its hash made up
+/// from `hash_seed`) and returns its id.
+pub async fn insert_snapshot(
+    db: &Db,
+    tenant_external_id: &str,
+    policy_id: i64,
+    payload: &Value,
+    hash_seed: char,
+    captured_at: i64,
+) -> i64 {
+    let tenant_id = tenant_id(db, tenant_external_id).await;
+    sqlx::query_scalar(
+        "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(policy_id)
+    .bind(hash_seed.to_string().repeat(64))
+    .bind(payload.to_string())
+    .bind(captured_at)
+    .fetch_one(db.pool())
+    .await
+    .expect("insert snapshot")
+}

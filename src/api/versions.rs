@@ -1,0 +1,100 @@
+//! A policy, its captured versions, one version, two versions compared, and the inventory.
+
+use leptos::prelude::*;
+
+use crate::domain::versions::{InventoryPage, PolicyInfo, VersionDiff, VersionRow, VersionView};
+use crate::domain::AppError;
+
+/// One policy of the tenant.
+#[server(prefix = "/api", endpoint = "policies/get")]
+pub async fn get_policy(tenant: String, id: i64) -> Result<PolicyInfo, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, state::app_state, versions};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::View).await?;
+            versions::policy(&db, &ctx.scope, id).await
+        }
+        .await,
+    )
+}
+
+/// The policy's captured versions, newest first.
+#[server(prefix = "/api", endpoint = "policies/versions")]
+pub async fn policy_versions(tenant: String, id: i64) -> Result<Vec<VersionRow>, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, state::app_state, versions};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::View).await?;
+            versions::versions(&db, &ctx.scope, id).await
+        }
+        .await,
+    )
+}
+
+/// One version of the policy, read as settings and as raw JSON.
+#[server(prefix = "/api", endpoint = "policies/version")]
+pub async fn policy_version(
+    tenant: String,
+    id: i64,
+    version: i64,
+) -> Result<VersionView, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, state::app_state, versions};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::View).await?;
+            versions::version(&db, &ctx.scope, id, version).await
+        }
+        .await,
+    )
+}
+
+/// Two versions of the policy compared, `from` the older side.
+#[server(prefix = "/api", endpoint = "policies/diff")]
+pub async fn policy_diff(
+    tenant: String,
+    id: i64,
+    from: i64,
+    to: i64,
+) -> Result<VersionDiff, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, state::app_state, versions};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::View).await?;
+            versions::diff(&db, &ctx.scope, id, from, to).await
+        }
+        .await,
+    )
+}
+
+/// One page of the tenant's inventory, by name, filtered by a search text and a policy type.
+#[server(prefix = "/api", endpoint = "policies/inventory")]
+pub async fn policy_inventory(
+    tenant: String,
+    #[server(default)] search: String,
+    #[server(default)] policy_type: String,
+    #[server(default)] page: i64,
+) -> Result<InventoryPage, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, state::app_state, versions};
+    respond(
+        async {
+            let db = app_state()?.db;
+            let ctx = authorize(&tenant, Capability::View).await?;
+            versions::inventory(&db, &ctx.scope, &search, &policy_type, page).await
+        }
+        .await,
+    )
+}

@@ -1,0 +1,124 @@
+//! `/t/{tenant}/policies`: the tenant's inventory, searched, filtered by type and paged, with
+//! links to each policy's page.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use super::tenant_layout::use_tenant;
+use crate::api::versions::policy_inventory;
+use crate::components::{or_absent, Column, DataTable, EmptyState, ErrorMessage, Loading};
+use crate::domain::policy_page::{policy_type_label, POLICY_TYPES};
+use crate::domain::routes;
+
+/// The inventory page. Its filters live in the URL (a plain GET form), so a view can be linked.
+#[component]
+pub fn PoliciesPage() -> impl IntoView {
+    let tenant = use_tenant();
+    let query = use_query_map();
+    let search = Memo::new(move |_| query.read().get("search").unwrap_or_default());
+    let policy_type = Memo::new(move |_| query.read().get("type").unwrap_or_default());
+    let page = Memo::new(move |_| {
+        query
+            .read()
+            .get("page")
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .map_or(0, |p| (p - 1).max(0))
+    });
+    let inventory = Resource::new(
+        move || (tenant.get(), search.get(), policy_type.get(), page.get()),
+        |(tenant, search, policy_type, page)| policy_inventory(tenant, search, policy_type, page),
+    );
+    view! {
+        <Title text="Policies" />
+        <h1>"Policies"</h1>
+        <p class="muted">"Sync from Intune is not available yet: the inventory is what runs have seen."</p>
+        <form method="get" class="run-filters" role="search" aria-label="Filter policies">
+            <label>
+                "Search"
+                <input type="search" name="search" prop:value=move || search.get() value=move || search.get() />
+            </label>
+            <label>
+                "Type"
+                <select name="type">
+                    <option value="" selected=move || policy_type.get().is_empty()>"All types"</option>
+                    {POLICY_TYPES.iter().map(|(value, label)| view! {
+                        <option value=*value selected=move || policy_type.get() == *value>{*label}</option>
+                    }).collect_view()}
+                </select>
+            </label>
+            <button type="submit">"Apply"</button>
+        </form>
+        <Transition fallback=|| view! { <Loading what="policies" /> }>
+            {move || Suspend::new(async move {
+                match inventory.await {
+                    Ok(list) if list.rows.is_empty() => view! {
+                        <EmptyState
+                            title="No policies"
+                            hint="Policies appear here once the inventory has seen them; change the filters to see more."
+                        />
+                    }.into_any(),
+                    Ok(list) => {
+                        let tenant = tenant.get_untracked();
+                        let href = |page: i64| {
+                            let mut q = format!("?page={}", page + 1);
+                            let s = search.get_untracked();
+                            if !s.is_empty() {
+                                q.push_str(&format!("&search={}", urlencoding_lite(&s)));
+                            }
+                            let t = policy_type.get_untracked();
+                            if !t.is_empty() {
+                                q.push_str(&format!("&type={}", urlencoding_lite(&t)));
+                            }
+                            routes::policies(&tenant, &q)
+                        };
+                        let previous = (list.page > 0).then(|| href(list.page - 1));
+                        let next = (list.page + 1 < list.page_count()).then(|| href(list.page + 1));
+                        let summary = format!("Page {} of {} · {} policies", list.page + 1, list.page_count(), list.total);
+                        view! {
+                            <DataTable columns=POLICY_COLUMNS testid="policies-table">
+                                {list.rows.into_iter().map(|policy| view! {
+                                    <tr>
+                                        <td>
+                                            <a href=routes::policy(&tenant, policy.id)>{policy.display_name}</a>
+                                            {policy.gone_from_intune_at.map(|_| view! { " " <span class="badge gone">"Gone from Intune"</span> })}
+                                        </td>
+                                        <td>{policy_type_label(&policy.policy_type).to_owned()}</td>
+                                        <td>{policy.platform}</td>
+                                        <td>{or_absent(policy.last_modified_at)}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </DataTable>
+                            <nav class="pager" aria-label="Pages of policies">
+                                {previous.map(|href| view! { <a href=href rel="prev">"← Previous"</a> })}
+                                <span>{summary}</span>
+                                {next.map(|href| view! { <a href=href rel="next">"Next →"</a> })}
+                            </nav>
+                        }.into_any()
+                    }
+                    Err(error) => view! { <ErrorMessage error /> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+const POLICY_COLUMNS: &[Column] = &[
+    Column::text("Policy"),
+    Column::text("Type"),
+    Column::text("Platform"),
+    Column::text("Last modified"),
+];
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn urlencoding_lite(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

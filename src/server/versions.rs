@@ -1,0 +1,336 @@
+//! A policy's captured versions: metadata, the list of versions, one version read as settings
+//! or as raw JSON, two versions compared, and the inventory page. Every query names the tenant,
+//! so another tenant's policy or version is simply not found.
+
+use std::collections::HashMap;
+
+use axum::{
+    extract::{Path, State},
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::Value;
+use sqlx::{any::AnyRow, Row};
+use tower_sessions::Session;
+
+use super::auth::{authorize_user, session};
+use super::db::Db;
+use super::state::AppState;
+use super::tenants::TenantScope;
+use crate::domain::policy_page::{POLICY_PAGE_SIZE, SEARCH_MAX_CHARS};
+use crate::domain::snapshot::{
+    compare, readable, CaptureFormat, CapturedPolicy, PolicyFamily, SettingNames,
+};
+use crate::domain::versions::{
+    InventoryPage, PolicyInfo, SetLink, VersionDiff, VersionRef, VersionRow, VersionView,
+};
+use crate::domain::{AppError, Capability, Timestamp};
+
+const POLICY_COLUMNS: &str = "p.id, p.display_name, p.policy_type, p.platform, p.graph_id, \
+     p.last_modified_at, p.gone_from_intune_at";
+
+fn policy_info(row: &AnyRow) -> Result<PolicyInfo, sqlx::Error> {
+    Ok(PolicyInfo {
+        id: row.try_get("id")?,
+        display_name: row.try_get("display_name")?,
+        policy_type: row.try_get("policy_type")?,
+        platform: row.try_get("platform")?,
+        graph_id: row.try_get("graph_id")?,
+        last_modified_at: row
+            .try_get::<Option<i64>, _>("last_modified_at")?
+            .map(Timestamp),
+        gone_from_intune_at: row
+            .try_get::<Option<i64>, _>("gone_from_intune_at")?
+            .map(Timestamp),
+    })
+}
+
+fn policy_not_found() -> AppError {
+    AppError::NotFound("This policy does not exist in this tenant.".into())
+}
+
+fn version_not_found() -> AppError {
+    AppError::NotFound("This version does not exist for this policy.".into())
+}
+
+/// One policy of the tenant.
+pub async fn policy(db: &Db, scope: &TenantScope, id: i64) -> Result<PolicyInfo, AppError> {
+    let sql =
+        format!("SELECT {POLICY_COLUMNS} FROM policies p WHERE p.tenant_id = $1 AND p.id = $2");
+    let row = sqlx::query(&sql)
+        .bind(scope.id())
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(policy_not_found)?;
+    Ok(policy_info(&row)?)
+}
+
+/// The policy's versions, newest first, with the backup sets holding each and the run that
+/// captured it.
+pub async fn versions(
+    db: &Db,
+    scope: &TenantScope,
+    policy_id: i64,
+) -> Result<Vec<VersionRow>, AppError> {
+    policy(db, scope, policy_id).await?;
+    let snapshots = sqlx::query(
+        "SELECT id, content_hash, captured_at FROM policy_snapshots \
+         WHERE tenant_id = $1 AND policy_id = $2 ORDER BY captured_at DESC, id DESC",
+    )
+    .bind(scope.id())
+    .bind(policy_id)
+    .fetch_all(db.pool())
+    .await?;
+    let items = sqlx::query(
+        "SELECT i.snapshot_id, i.run_id, b.id AS set_id, b.name AS set_name \
+         FROM backup_items i JOIN backup_sets b ON b.tenant_id = i.tenant_id AND b.id = i.backup_set_id \
+         WHERE i.tenant_id = $1 AND i.policy_id = $2 ORDER BY i.captured_at, i.id",
+    )
+    .bind(scope.id())
+    .bind(policy_id)
+    .fetch_all(db.pool())
+    .await?;
+    let mut sets: HashMap<i64, Vec<SetLink>> = HashMap::new();
+    let mut runs: HashMap<i64, i64> = HashMap::new();
+    for item in &items {
+        let snapshot_id: i64 = item.try_get("snapshot_id")?;
+        sets.entry(snapshot_id).or_default().push(SetLink {
+            id: item.try_get("set_id")?,
+            name: item.try_get("set_name")?,
+        });
+        if let Some(run_id) = item.try_get::<Option<i64>, _>("run_id")? {
+            runs.entry(snapshot_id).or_insert(run_id);
+        }
+    }
+    let mut rows = snapshots
+        .iter()
+        .map(|row| {
+            let id: i64 = row.try_get("id")?;
+            Ok(VersionRow {
+                id,
+                captured_at: Timestamp(row.try_get("captured_at")?),
+                content_hash: row.try_get("content_hash")?,
+                backup_sets: sets.remove(&id).unwrap_or_default(),
+                run_id: runs.get(&id).copied(),
+                previous_id: None,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let older: Vec<Option<i64>> = rows.iter().skip(1).map(|r| Some(r.id)).collect();
+    for (row, previous) in rows.iter_mut().zip(older) {
+        row.previous_id = previous;
+    }
+    Ok(rows)
+}
+
+/// A stored version of the tenant's policy: its reference and its parsed payload.
+struct Stored {
+    reference: VersionRef,
+    payload: Value,
+}
+
+async fn stored(
+    db: &Db,
+    scope: &TenantScope,
+    policy_id: i64,
+    version_id: i64,
+) -> Result<Stored, AppError> {
+    let row = sqlx::query(
+        "SELECT id, content_hash, payload, captured_at FROM policy_snapshots \
+         WHERE tenant_id = $1 AND policy_id = $2 AND id = $3",
+    )
+    .bind(scope.id())
+    .bind(policy_id)
+    .bind(version_id)
+    .fetch_optional(db.pool())
+    .await?
+    .ok_or_else(version_not_found)?;
+    let text: String = row.try_get("payload")?;
+    let payload = serde_json::from_str(&text).map_err(|error| {
+        tracing::error!(%error, version_id, "stored snapshot is not JSON");
+        AppError::Internal
+    })?;
+    Ok(Stored {
+        reference: VersionRef {
+            id: row.try_get("id")?,
+            captured_at: Timestamp(row.try_get("captured_at")?),
+            content_hash: row.try_get("content_hash")?,
+        },
+        payload,
+    })
+}
+
+fn family(policy: &PolicyInfo) -> Result<PolicyFamily, AppError> {
+    PolicyFamily::parse(&policy.policy_type).ok_or_else(|| {
+        tracing::error!(policy_type = %policy.policy_type, "unknown policy type");
+        AppError::Internal
+    })
+}
+
+/// One version read as settings, with its pretty-printed payload.
+pub async fn version(
+    db: &Db,
+    scope: &TenantScope,
+    policy_id: i64,
+    version_id: i64,
+) -> Result<VersionView, AppError> {
+    let info = policy(db, scope, policy_id).await?;
+    let family = family(&info)?;
+    let stored = stored(db, scope, policy_id, version_id).await?;
+    let names = SettingNames::from_payload(&stored.payload);
+    // Snapshots do not record their capture format yet: every stored one is the first format.
+    let captured = CapturedPolicy::new(family, CaptureFormat::V1, &stored.payload);
+    let readable = readable(&captured, &names);
+    let raw_json = serde_json::to_string_pretty(&stored.payload).map_err(|_| AppError::Internal)?;
+    Ok(VersionView {
+        policy: info,
+        version_id: stored.reference.id,
+        captured_at: stored.reference.captured_at,
+        content_hash: stored.reference.content_hash,
+        readable,
+        raw_json,
+    })
+}
+
+/// Two versions of the policy compared setting by setting (`from` is the older side).
+pub async fn diff(
+    db: &Db,
+    scope: &TenantScope,
+    policy_id: i64,
+    from: i64,
+    to: i64,
+) -> Result<VersionDiff, AppError> {
+    let info = policy(db, scope, policy_id).await?;
+    let family = family(&info)?;
+    let old = stored(db, scope, policy_id, from).await?;
+    let new = stored(db, scope, policy_id, to).await?;
+    let mut names = SettingNames::from_payload(&old.payload);
+    let newer = SettingNames::from_payload(&new.payload);
+    if names.is_empty() {
+        names = newer;
+    }
+    let comparison = compare(
+        &CapturedPolicy::new(family, CaptureFormat::V1, &old.payload),
+        &CapturedPolicy::new(family, CaptureFormat::V1, &new.payload),
+        &names,
+    );
+    Ok(VersionDiff {
+        policy: info,
+        from: old.reference,
+        to: new.reference,
+        comparison,
+    })
+}
+
+/// One page (zero-based, clamped) of the tenant's inventory by name, gone policies included.
+pub async fn inventory(
+    db: &Db,
+    scope: &TenantScope,
+    search: &str,
+    policy_type: &str,
+    page: i64,
+) -> Result<InventoryPage, AppError> {
+    let mut clause = String::from("p.tenant_id = $1");
+    let mut texts: Vec<String> = Vec::new();
+    let search: String = search.trim().chars().take(SEARCH_MAX_CHARS).collect();
+    if !search.is_empty() {
+        texts.push(format!("%{}%", escape_like(&search.to_lowercase())));
+        clause.push_str(&format!(
+            " AND LOWER(p.display_name) LIKE ${} ESCAPE '\\'",
+            texts.len() + 1
+        ));
+    }
+    if !policy_type.is_empty() {
+        texts.push(policy_type.to_owned());
+        clause.push_str(&format!(" AND p.policy_type = ${}", texts.len() + 1));
+    }
+    let count_sql = format!("SELECT COUNT(*) AS n FROM policies p WHERE {clause}");
+    let mut count = sqlx::query(&count_sql).bind(scope.id());
+    for text in &texts {
+        count = count.bind(text);
+    }
+    let total: i64 = count.fetch_one(db.pool()).await?.try_get("n")?;
+    let page_size = POLICY_PAGE_SIZE;
+    let last = ((total - 1).max(0)) / page_size;
+    let page = page.clamp(0, last);
+    let sql = format!(
+        "SELECT {POLICY_COLUMNS} FROM policies p WHERE {clause} \
+         ORDER BY p.display_name, p.id LIMIT {page_size} OFFSET {}",
+        page * page_size
+    );
+    let mut query = sqlx::query(&sql).bind(scope.id());
+    for text in &texts {
+        query = query.bind(text);
+    }
+    let rows = query.fetch_all(db.pool()).await?;
+    Ok(InventoryPage {
+        rows: rows.iter().map(policy_info).collect::<Result<_, _>>()?,
+        total,
+        page,
+        page_size,
+    })
+}
+
+/// Escapes `LIKE` wildcards so a search finds exactly its text.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `GET /t/{tenant}/policies/{id}/versions/{version}/raw.json`: the stored payload as a
+/// download. The page guard has sent anonymous visitors to sign-in; membership is checked again
+/// here, as on the pages.
+pub async fn version_json(
+    State(state): State<AppState>,
+    Path((tenant, policy, version)): Path<(String, String, String)>,
+    session: Session,
+) -> Response {
+    match raw(&state, &tenant, &policy, &version, &session).await {
+        Ok((policy_id, version_id, text)) => {
+            let mut response = text.into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            let disposition =
+                format!("attachment; filename=\"policy-{policy_id}-version-{version_id}.json\"");
+            if let Ok(value) = HeaderValue::from_str(&disposition) {
+                headers.insert(header::CONTENT_DISPOSITION, value);
+            }
+            response
+        }
+        Err(error) => {
+            let status =
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, Json(error)).into_response()
+        }
+    }
+}
+
+async fn raw(
+    state: &AppState,
+    tenant: &str,
+    policy: &str,
+    version: &str,
+    session: &Session,
+) -> Result<(i64, i64, String), AppError> {
+    let user_id = session::signed_in_user(session, &state.db, &state.settings.sessions)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let context = authorize_user(&state.db, user_id, tenant, Capability::View).await?;
+    let policy_id: i64 = policy.parse().map_err(|_| policy_not_found())?;
+    let version_id: i64 = version.parse().map_err(|_| version_not_found())?;
+    let stored = stored(&state.db, &context.scope, policy_id, version_id).await?;
+    let text = serde_json::to_string_pretty(&stored.payload).map_err(|_| AppError::Internal)?;
+    Ok((policy_id, version_id, text))
+}

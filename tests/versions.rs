@@ -1,0 +1,363 @@
+//! A policy's versions through the real server: the policy page, the version viewer, the raw
+//! JSON download, the diff of two stored versions and the inventory, with tenant isolation.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::{
+    insert_policies, insert_snapshot, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY,
+};
+use serde_json::{json, Value};
+
+both_backends!(TestApp:
+    policy_page_lists_versions_newest_first,
+    viewer_reads_settings_and_serves_raw_json,
+    diff_shows_the_changed_setting,
+    non_members_are_refused,
+    foreign_or_bad_versions_are_not_found,
+    inventory_searches_and_filters,
+);
+
+fn payload(min_length: i64) -> Value {
+    json!({
+        "policyType": "compliance",
+        "policy": {
+            "@odata.type": "#microsoft.graph.windows10CompliancePolicy",
+            "id": "c0ffee",
+            "displayName": "Test policy 0",
+            "passwordRequired": true,
+            "passwordMinimumLength": min_length
+        }
+    })
+}
+
+/// A Contoso policy with two versions (minimum length 8, then 12); the older one is held by a
+/// backup set. Returns (policy id, older version, newer version, backup set id).
+async fn two_versions(app: &TestApp) -> (i64, i64, i64, String) {
+    let policy = insert_policies(&app.db, CONTOSO, 1).await[0];
+    let old = insert_snapshot(&app.db, CONTOSO, policy, &payload(8), 'a', 1_000).await;
+    let new = insert_snapshot(&app.db, CONTOSO, policy, &payload(12), 'b', 2_000).await;
+    let operator = app.sign_in(OPERATOR).await;
+    let set = common::backup_set(app, &operator, CONTOSO, "Baseline").await;
+    let tenant_id = common::tenant_id(&app.db, CONTOSO).await;
+    sqlx::query(
+        "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, captured_at) \
+         VALUES ($1, $2, $3, $4, 1000)",
+    )
+    .bind(tenant_id)
+    .bind(set.parse::<i64>().unwrap())
+    .bind(policy)
+    .bind(old)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    (policy, old, new, set)
+}
+
+async fn json_as(
+    app: &TestApp,
+    cookie: &str,
+    endpoint: &str,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let response = app.call_as(cookie, endpoint, form).await;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
+    let response = app.get(Some(cookie), path).await;
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn policy_page_lists_versions_newest_first(app: TestApp) {
+    let (policy, old, new, set) = two_versions(&app).await;
+    let reader = app.sign_in(READONLY).await;
+    let id = policy.to_string();
+    let (status, info) = json_as(
+        &app,
+        &reader,
+        "policies/get",
+        &[("tenant", CONTOSO), ("id", &id)],
+    )
+    .await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["display_name"], "Test policy 0");
+    assert_eq!(info["policy_type"], "compliance");
+    let (status, versions) = json_as(
+        &app,
+        &reader,
+        "policies/versions",
+        &[("tenant", CONTOSO), ("id", &id)],
+    )
+    .await;
+    assert_eq!(status, 200, "{versions}");
+    let versions = versions.as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["id"], new);
+    assert_eq!(versions[0]["previous_id"], old);
+    assert_eq!(versions[0]["backup_sets"], json!([]));
+    assert_eq!(versions[1]["id"], old);
+    assert_eq!(versions[1]["previous_id"], Value::Null);
+    assert_eq!(versions[1]["backup_sets"][0]["name"], "Baseline");
+    assert_eq!(versions[1]["backup_sets"][0]["id"].to_string(), set);
+
+    let (status, html) = page(&app, &reader, &format!("/t/{CONTOSO}/policies/{policy}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Test policy 0"), "{html}");
+    assert!(
+        html.contains(&format!(">{}<", "b".repeat(12))),
+        "the short hash: {html}"
+    );
+    assert!(
+        html.contains(&format!(
+            "/t/{CONTOSO}/policies/{policy}/diff?from={old}&amp;to={new}"
+        )) || html.contains(&format!(
+            "/t/{CONTOSO}/policies/{policy}/diff?from={old}&to={new}"
+        ))
+    );
+    assert!(html.contains(&format!("/t/{CONTOSO}/backup-sets/{set}")));
+    // The backup set's item list links to the policy page.
+    let (_, set_html) = page(&app, &reader, &format!("/t/{CONTOSO}/backup-sets/{set}")).await;
+    assert!(
+        set_html.contains(&format!("/t/{CONTOSO}/policies/{policy}\"")),
+        "{set_html}"
+    );
+}
+
+async fn viewer_reads_settings_and_serves_raw_json(app: TestApp) {
+    let (policy, old, _, _) = two_versions(&app).await;
+    let reader = app.sign_in(READONLY).await;
+    let form = [
+        ("tenant", CONTOSO),
+        ("id", &policy.to_string()),
+        ("version", &old.to_string()),
+    ];
+    let (status, view) = json_as(&app, &reader, "policies/version", &form).await;
+    assert_eq!(status, 200, "{view}");
+    let rows: Vec<&Value> = view["readable"]["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["rows"].as_array().unwrap())
+        .collect();
+    let min = rows
+        .iter()
+        .find(|r| r["label"] == "Password minimum length")
+        .expect("a readable label");
+    assert_eq!(min["value"]["Text"], "8");
+    assert!(view["raw_json"]
+        .as_str()
+        .unwrap()
+        .contains("\"passwordMinimumLength\": 8"));
+
+    let path = format!("/t/{CONTOSO}/policies/{policy}/versions/{old}");
+    let (status, html) = page(&app, &reader, &path).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Password minimum length") && html.contains("Raw JSON"),
+        "{html}"
+    );
+
+    let response = app.get(Some(&reader), &format!("{path}/raw.json")).await;
+    assert_eq!(response.status(), 200);
+    let disposition = response.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    let downloaded: Value = response.json().await.unwrap();
+    assert_eq!(downloaded, payload(8));
+}
+
+async fn diff_shows_the_changed_setting(app: TestApp) {
+    let (policy, old, new, _) = two_versions(&app).await;
+    let reader = app.sign_in(READONLY).await;
+    let id = policy.to_string();
+    let (from, to) = (old.to_string(), new.to_string());
+    let form = [
+        ("tenant", CONTOSO),
+        ("id", id.as_str()),
+        ("from", &from),
+        ("to", &to),
+    ];
+    let (status, diff) = json_as(&app, &reader, "policies/diff", &form).await;
+    assert_eq!(status, 200, "{diff}");
+    let changes = diff["comparison"]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{diff}");
+    assert_eq!(changes[0]["kind"], "Changed");
+    assert!(changes[0]["labels"]
+        .to_string()
+        .contains("Password minimum length"));
+    assert_eq!(changes[0]["old"]["text"], "8");
+    assert_eq!(changes[0]["new"]["text"], "12");
+
+    let (status, html) = page(
+        &app,
+        &reader,
+        &format!("/t/{CONTOSO}/policies/{policy}/diff?from={old}&to={new}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Password minimum length") && html.contains(">12<"),
+        "{html}"
+    );
+    assert!(!html.contains("No differences"));
+    let (_, same) = page(
+        &app,
+        &reader,
+        &format!("/t/{CONTOSO}/policies/{policy}/diff?from={old}&to={old}"),
+    )
+    .await;
+    assert!(same.contains("No differences"), "{same}");
+}
+
+async fn non_members_are_refused(app: TestApp) {
+    let (policy, old, new, _) = two_versions(&app).await;
+    let outsider = app.sign_in(OUTSIDER).await;
+    let (id, from, to) = (policy.to_string(), old.to_string(), new.to_string());
+    let form = [
+        ("tenant", CONTOSO),
+        ("id", id.as_str()),
+        ("version", &from),
+        ("from", &from),
+        ("to", &to),
+    ];
+    for endpoint in [
+        "policies/get",
+        "policies/versions",
+        "policies/version",
+        "policies/diff",
+        "policies/inventory",
+    ] {
+        let (status, body) = json_as(&app, &outsider, endpoint, &form).await;
+        assert_eq!(status, 403, "{endpoint}: {body}");
+        assert!(
+            !body.to_string().contains("Test policy"),
+            "{endpoint} leaked"
+        );
+    }
+    for path in [
+        format!("/t/{CONTOSO}/policies"),
+        format!("/t/{CONTOSO}/policies/{policy}"),
+        format!("/t/{CONTOSO}/policies/{policy}/versions/{old}"),
+        format!("/t/{CONTOSO}/policies/{policy}/versions/{old}/raw.json"),
+        format!("/t/{CONTOSO}/policies/{policy}/diff?from={old}&to={new}"),
+    ] {
+        let (status, body) = page(&app, &outsider, &path).await;
+        assert_eq!(status, 403, "{path}");
+        assert!(
+            !body.contains("Test policy") && !body.contains("passwordMinimumLength"),
+            "{path} leaked"
+        );
+    }
+    // Anonymous: sent to sign in, also for the download.
+    let response = app
+        .get(
+            None,
+            &format!("/t/{CONTOSO}/policies/{policy}/versions/{old}/raw.json"),
+        )
+        .await;
+    assert!(response.status().is_redirection());
+}
+
+async fn foreign_or_bad_versions_are_not_found(app: TestApp) {
+    let (policy, old, _, _) = two_versions(&app).await;
+    // Another Contoso policy's version, and a Fabrikam policy's version.
+    let other = insert_policies(&app.db, CONTOSO, 1).await[0];
+    let other_version = insert_snapshot(&app.db, CONTOSO, other, &payload(4), 'c', 3_000).await;
+    let foreign_policy = insert_policies(&app.db, FABRIKAM, 1).await[0];
+    let foreign = insert_snapshot(&app.db, FABRIKAM, foreign_policy, &payload(5), 'd', 3_000).await;
+    let reader = app.sign_in(READONLY).await;
+    let id = policy.to_string();
+    let own = old.to_string();
+    for version in [
+        other_version.to_string(),
+        foreign.to_string(),
+        "999999".to_owned(),
+    ] {
+        let form = [
+            ("tenant", CONTOSO),
+            ("id", id.as_str()),
+            ("version", version.as_str()),
+        ];
+        let (status, body) = json_as(&app, &reader, "policies/version", &form).await;
+        assert_eq!(status, 404, "{version}: {body}");
+        assert!(!body.to_string().contains("\"passwordMinimumLength\""));
+        let form = [
+            ("tenant", CONTOSO),
+            ("id", id.as_str()),
+            ("from", own.as_str()),
+            ("to", version.as_str()),
+        ];
+        let (status, body) = json_as(&app, &reader, "policies/diff", &form).await;
+        assert_eq!(status, 404, "{version}: {body}");
+        let path = format!("/t/{CONTOSO}/policies/{policy}/versions/{version}/raw.json");
+        assert_eq!(app.get(Some(&reader), &path).await.status(), 404, "{path}");
+    }
+    // The Fabrikam policy itself, through Contoso's URL.
+    let form = [("tenant", CONTOSO), ("id", &foreign_policy.to_string())];
+    let (status, _) = json_as(&app, &reader, "policies/get", &form).await;
+    assert_eq!(status, 404);
+    // Not numbers: a client error with a reason, never a 500.
+    let form = [
+        ("tenant", CONTOSO),
+        ("id", id.as_str()),
+        ("from", "x"),
+        ("to", own.as_str()),
+    ];
+    let (status, body) = json_as(&app, &reader, "policies/diff", &form).await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    let path = format!("/t/{CONTOSO}/policies/{policy}/versions/abc/raw.json");
+    assert_eq!(app.get(Some(&reader), &path).await.status(), 404);
+    let (status, _) = page(
+        &app,
+        &reader,
+        &format!("/t/{CONTOSO}/policies/{policy}/diff?from=x"),
+    )
+    .await;
+    assert!(status < 500);
+}
+
+async fn inventory_searches_and_filters(app: TestApp) {
+    let ids = insert_policies(&app.db, CONTOSO, 3).await;
+    let reader = app.sign_in(READONLY).await;
+    let search = [
+        ("tenant", CONTOSO),
+        ("search", "test policy 1"),
+        ("policy_type", "compliance"),
+    ];
+    let (status, page_json) = json_as(&app, &reader, "policies/inventory", &search).await;
+    assert_eq!(status, 200, "{page_json}");
+    let rows = page_json["rows"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["id"] == ids[1]));
+    assert!(rows.iter().all(|r| r["display_name"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("test policy 1")));
+    let other_type = [
+        ("tenant", CONTOSO),
+        ("search", "test policy 1"),
+        ("policy_type", "settings_catalog"),
+    ];
+    let (_, none) = json_as(&app, &reader, "policies/inventory", &other_type).await;
+    assert_eq!(none["total"], 0);
+    let (status, html) = page(
+        &app,
+        &reader,
+        &format!("/t/{CONTOSO}/policies?search=Test+policy+1"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&format!("/t/{CONTOSO}/policies/{}\"", ids[1])),
+        "{html}"
+    );
+}
