@@ -8,16 +8,19 @@ use crate::api::runs::CancelRun;
 use crate::domain::routes;
 
 /// "Cancel run" for run `run_id`; `refused` is the reason the member may not (then disabled).
-/// `on_cancelled` runs after the cancel was accepted, so the caller reloads the run.
+/// `on_cancelled` runs after the cancel was accepted, so the caller reloads the run. A page that
+/// re-renders the button while polling passes `confirming` from outside the polled part, so an
+/// open confirmation survives the next poll.
 #[component]
 pub fn CancelRunButton(
     tenant: String,
     run_id: i64,
     refused: Option<&'static str>,
     #[prop(into)] on_cancelled: Callback<()>,
+    #[prop(optional)] confirming: Option<RwSignal<bool>>,
 ) -> impl IntoView {
     let toasts = use_toasts();
-    let confirming = RwSignal::new(false);
+    let confirming = confirming.unwrap_or_else(|| RwSignal::new(false));
     let cancel = ServerAction::<CancelRun>::new();
     // One per run: the run panel may show several active runs.
     let needs_id = format!("cancel-run-needs-{run_id}");

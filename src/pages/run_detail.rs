@@ -73,6 +73,8 @@ pub fn RunDetailPage() -> impl IntoView {
             .unwrap_or(1)
     });
     let tick = RwSignal::new(0_u64);
+    // Outside the polled part, so an open "Cancel run?" survives the next poll.
+    let confirming_cancel = RwSignal::new(false);
     // The cancel action says it was accepted in a toast.
     provide_toasts();
     // The last answer with the run's version when it was read: a poll first asks for the
@@ -166,7 +168,7 @@ pub fn RunDetailPage() -> impl IntoView {
                         view! {
                             <RunFacts tenant=tenant.get_untracked() detail />
                             {active.map(|run_id| view! {
-                                <CancelRunButton tenant=tenant.get_untracked() run_id refused on_cancelled=reload />
+                                <CancelRunButton tenant=tenant.get_untracked() run_id refused on_cancelled=reload confirming=confirming_cancel />
                             })}
                             {retry}
                         }.into_any()
