@@ -101,6 +101,8 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
         ),
         // Versions of the backup set id taken as a policy id: none, so an allowed caller gets a 404.
         ("version", "1"),
+        ("policy_id", policy_id.as_str()),
+        ("operation", "policy.capture_snapshot"),
         ("from", "1"),
         ("to", "1"),
     ];

@@ -281,6 +281,7 @@ impl Operation for Probe {
         status: RunStatus,
         _: Totals,
         _: Option<&RunFailure>,
+        _: Option<&str>,
     ) -> (String, String) {
         (format!("Probe: {}", status.label()), String::new())
     }

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod backup_sets;
+pub mod captures;
 pub mod connection;
 pub mod invitations;
 pub mod members;
@@ -62,6 +63,19 @@ pub const ACCESS: &[(&str, Access)] = &[
         "/api/runs/for-backup-set/version",
         Access::Tenant(Capability::View),
     ),
+    (
+        "/api/runs/sync-inventory",
+        Access::Tenant(Capability::StartRuns),
+    ),
+    (
+        "/api/runs/capture-policy",
+        Access::Tenant(Capability::StartRuns),
+    ),
+    (
+        "/api/runs/check-drift",
+        Access::Tenant(Capability::StartRuns),
+    ),
+    ("/api/runs/activity", Access::Tenant(Capability::View)),
     ("/api/policies/list", Access::Tenant(Capability::View)),
     (
         "/api/policies/matching-ids",

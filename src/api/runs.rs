@@ -169,7 +169,7 @@ pub async fn get_run(
     #[server(default)] offset: i64,
     #[server(default)] limit: i64,
 ) -> Result<RunDetail, AppError> {
-    use crate::domain::run_detail::{ItemOutcome, ItemWindow};
+    use crate::domain::run_detail::{ItemFilter, ItemWindow};
     use crate::domain::Capability;
     use crate::server::auth::authorize;
     use crate::server::{error::respond, runs::queries, state::app_state};
@@ -180,7 +180,7 @@ pub async fn get_run(
             let outcome = match outcome.as_str() {
                 "" => None,
                 raw => Some(
-                    ItemOutcome::parse(raw)
+                    ItemFilter::parse(raw)
                         .ok_or_else(|| AppError::invalid("outcome", "Unknown outcome filter."))?,
                 ),
             };

@@ -104,7 +104,13 @@ impl OperationType {
 
     /// The operations users can start in this version, in the order the Runs page's filter lists
     /// them; the others are reserved for the handlers still to come.
-    pub const OFFERED: [OperationType; 2] = [Self::AddPolicies, Self::CheckConnection];
+    pub const OFFERED: [OperationType; 5] = [
+        Self::AddPolicies,
+        Self::InventorySync,
+        Self::CaptureSnapshot,
+        Self::DriftCheck,
+        Self::CheckConnection,
+    ];
 
     /// The database (and URL) spelling.
     pub fn as_str(self) -> &'static str {

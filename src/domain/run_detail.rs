@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::graph_wait::{GraphFigures, GraphWait};
 use super::reason_code::ReasonCode;
+use super::versions::{CaptureResult, Drift};
 use super::{AppError, RunStatus, Timestamp};
 
 /// Items per run detail page unless the request asks for another size.
@@ -63,6 +64,45 @@ pub struct RunItemRow {
     pub reason_code: Option<ReasonCode>,
     /// Sanitized on the server before it was stored.
     pub message: Option<String>,
+    /// What a capture found (drift check, capture now); `None` for other runs.
+    pub result: Option<CaptureResult>,
+}
+
+/// Which of a run's items a page lists: those of one outcome, or, for a capturing run, those
+/// that compare one way with their base ("changed" in a drift check). One URL value (`outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ItemFilter {
+    Outcome(ItemOutcome),
+    Drift(Drift),
+}
+
+impl ItemFilter {
+    /// The URL spelling: the outcome's or the drift's (the two sets of words do not overlap).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Outcome(outcome) => outcome.as_str(),
+            Self::Drift(drift) => drift.as_str(),
+        }
+    }
+
+    /// Parses the URL spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        ItemOutcome::parse(raw)
+            .map(Self::Outcome)
+            .or_else(|| Drift::parse(raw).map(Self::Drift))
+    }
+}
+
+/// What a run works on, as its page names and links it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunTarget {
+    /// `name` is `None` when the set was deleted after the run started.
+    BackupSet { id: i64, name: Option<String> },
+    /// `name` is `None` when the policy is no longer in the inventory.
+    Policy { id: i64, name: Option<String> },
+    /// The tenant itself (a sync, a connection check).
+    Tenant,
 }
 
 /// Which of a run's items a request wants: a validated offset and page size.
@@ -187,9 +227,10 @@ pub struct RunDetail {
     /// Run-level failure (the whole run could not proceed).
     pub reason_code: Option<ReasonCode>,
     pub failure_message: Option<String>,
-    pub backup_set_id: i64,
-    /// `None` when the backup set was deleted after the run started.
-    pub backup_set_name: Option<String>,
+    pub target: RunTarget,
+    /// The run's result in a line ("12 of 240 policies changed since this backup"), once it
+    /// concluded.
+    pub summary: Option<String>,
     pub items: RunItemPage,
     /// The run whose failed items this one retries (or whose cancelled items it resumes).
     pub retry_of: Option<i64>,
@@ -290,6 +331,7 @@ mod tests {
             outcome: ItemOutcome::Pending,
             reason_code: None,
             message: None,
+            result: None,
         };
         let page = |offset: i64, rows: usize, total: i64| RunItemPage {
             rows: vec![row.clone(); rows],
@@ -308,6 +350,24 @@ mod tests {
         assert_eq!(last.next_offset(), None);
         assert_eq!(last.page_number(), 24);
         assert_eq!(page(0, 0, 0).range_text(), "Showing 0 of 0");
+    }
+
+    #[test]
+    fn item_filters_read_outcomes_and_drift_without_overlap() {
+        for outcome in ItemOutcome::ALL {
+            assert_eq!(
+                ItemFilter::parse(outcome.as_str()),
+                Some(ItemFilter::Outcome(outcome))
+            );
+        }
+        for drift in Drift::ALL {
+            assert_eq!(
+                ItemFilter::parse(drift.as_str()),
+                Some(ItemFilter::Drift(drift))
+            );
+        }
+        assert_eq!(ItemFilter::parse(""), None);
+        assert_eq!(ItemFilter::parse("Changed"), None);
     }
 
     #[test]

@@ -105,3 +105,134 @@ mod tests {
         assert_eq!(short_hash("abc"), "abc");
     }
 }
+
+/// How a fresh capture compares with the version it was checked against: the backup's version
+/// (drift check) or the policy's newest version before (capture now). Stored in
+/// `run_items.drift`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Drift {
+    /// No setting differs.
+    Unchanged,
+    /// At least one setting differs.
+    Changed,
+    /// The policy no longer exists in Intune.
+    Deleted,
+    /// There was no version to compare with: the first capture.
+    New,
+}
+
+impl Drift {
+    pub const ALL: [Drift; 4] = [Self::Unchanged, Self::Changed, Self::Deleted, Self::New];
+
+    /// The database (and URL) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unchanged => "unchanged",
+            Self::Changed => "changed",
+            Self::Deleted => "deleted",
+            Self::New => "new",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == raw)
+    }
+
+    /// The words a result column shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unchanged => "Unchanged",
+            Self::Changed => "Changed",
+            Self::Deleted => "Deleted in Intune",
+            Self::New => "First version",
+        }
+    }
+}
+
+/// What a capture found for one item of a run: the version it stored or reused, the version it
+/// was compared with and how they compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureResult {
+    pub drift: Drift,
+    /// Settings that differ (`None` when nothing was compared).
+    pub changed_settings: Option<i64>,
+    pub snapshot_id: Option<i64>,
+    pub base_snapshot_id: Option<i64>,
+}
+
+impl CaptureResult {
+    /// "Changed: 4 settings", "Unchanged", "Deleted in Intune".
+    pub fn text(&self) -> String {
+        match (self.drift, self.changed_settings) {
+            (Drift::Changed, Some(1)) => "Changed: 1 setting".to_owned(),
+            (Drift::Changed, Some(n)) => format!("Changed: {n} settings"),
+            (drift, _) => drift.label().to_owned(),
+        }
+    }
+
+    /// The two versions a diff link compares (backup or previous → fresh), when both exist and
+    /// differ.
+    pub fn diff_versions(&self) -> Option<(i64, i64)> {
+        match (self.base_snapshot_id, self.snapshot_id) {
+            (Some(from), Some(to)) if from != to => Some((from, to)),
+            _ => None,
+        }
+    }
+}
+
+/// A drift check's items, counted by how they compare.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftCounts {
+    pub total: i64,
+    pub unchanged: i64,
+    pub changed: i64,
+    pub deleted: i64,
+    /// Items that could not be captured (throttled, forbidden, …).
+    pub failed: i64,
+}
+
+impl DriftCounts {
+    /// "12 of 240 policies changed since this backup, 1 deleted in Intune, 2 could not be checked."
+    pub fn summary(&self) -> String {
+        let noun = if self.total == 1 {
+            "policy"
+        } else {
+            "policies"
+        };
+        let mut text = if self.changed == 0 && self.deleted == 0 && self.failed == 0 {
+            format!("None of {} {noun} changed since this backup", self.total)
+        } else {
+            format!(
+                "{} of {} {noun} changed since this backup",
+                self.changed, self.total
+            )
+        };
+        if self.deleted > 0 {
+            text.push_str(&format!(", {} deleted in Intune", self.deleted));
+        }
+        if self.failed > 0 {
+            text.push_str(&format!(", {} could not be checked", self.failed));
+        }
+        text.push('.');
+        text
+    }
+}
+
+/// When a kind of run on a target last ran and how it ended, and the one queued or running now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunActivity {
+    pub active: Option<RunBrief>,
+    pub last: Option<RunBrief>,
+}
+
+/// A run in a line: its id, status, when it ended and its summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunBrief {
+    pub id: i64,
+    pub status: super::RunStatus,
+    pub finished_at: Option<Timestamp>,
+    pub summary: Option<String>,
+    /// For a capture of one policy: what it found.
+    pub capture: Option<CaptureResult>,
+}

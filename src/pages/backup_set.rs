@@ -6,12 +6,14 @@ use leptos_router::hooks::use_params_map;
 
 use super::tenant_layout::{refusal, use_tenant};
 use crate::api::backup_sets::get_backup_set;
+use crate::api::captures::check_drift;
 use crate::api::runs::AddPolicies;
 use crate::components::{
     or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading, NeedsRole,
-    PolicyPicker, RunPanel, Toasts,
+    PolicyPicker, RunPanel, RunStarter, Toasts,
 };
 use crate::domain::policy_page::policy_type_label;
+use crate::domain::run::OperationType;
 use crate::domain::{routes, AppError, Capability};
 
 /// A backup set with its captured policies, its run panel and the **Add policies** picker.
@@ -123,6 +125,16 @@ pub fn BackupSetPage() -> impl IntoView {
                 })}
             </Transition>
             <RunPanel tenant backup_set_id=set_id refresh=add.version() finished />
+            <h2>"Drift"</h2>
+            <RunStarter
+                tenant
+                operation=OperationType::DriftCheck
+                target_id=set_id
+                label="Compare with Intune"
+                last_label="Last drift check"
+                testid="drift-check"
+                start=Action::new(move |_: &()| check_drift(tenant.get_untracked(), set_id))
+            />
         })}
         <h2>"Policies in this set"</h2>
         <Transition fallback=|| view! { <Loading what="the policies" /> }>

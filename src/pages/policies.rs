@@ -6,10 +6,15 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::tenant_layout::use_tenant;
+use crate::api::captures::sync_inventory;
 use crate::api::versions::policy_inventory;
-use crate::components::{or_absent, Column, DataTable, EmptyState, ErrorMessage, Loading};
+use crate::components::{
+    or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading, RunStarter,
+    Toasts,
+};
 use crate::domain::policy_page::{policy_type_label, POLICY_TYPES};
 use crate::domain::routes;
+use crate::domain::run::OperationType;
 
 /// The inventory page. Its filters live in the URL (a plain GET form), so a view can be linked.
 #[component]
@@ -25,14 +30,37 @@ pub fn PoliciesPage() -> impl IntoView {
             .and_then(|raw| raw.parse::<i64>().ok())
             .map_or(0, |p| (p - 1).max(0))
     });
+    provide_toasts();
+    // Bumped when a sync ends: the inventory reloads.
+    let synced = RwSignal::new(0_u64);
     let inventory = Resource::new(
-        move || (tenant.get(), search.get(), policy_type.get(), page.get()),
-        |(tenant, search, policy_type, page)| policy_inventory(tenant, search, policy_type, page),
+        move || {
+            (
+                tenant.get(),
+                search.get(),
+                policy_type.get(),
+                page.get(),
+                synced.get(),
+            )
+        },
+        |(tenant, search, policy_type, page, _)| {
+            policy_inventory(tenant, search, policy_type, page)
+        },
     );
+    let sync = Action::new(move |_: &()| sync_inventory(tenant.get_untracked()));
     view! {
         <Title text="Policies" />
         <h1>"Policies"</h1>
-        <p class="muted">"Sync from Intune is not available yet: the inventory is what runs have seen."</p>
+        <Toasts />
+        <RunStarter
+            tenant
+            operation=OperationType::InventorySync
+            label="Sync from Intune"
+            last_label="Last sync"
+            testid="sync-inventory"
+            start=sync
+            on_done=move |_| synced.update(|n| *n += 1)
+        />
         <form method="get" class="run-filters" role="search" aria-label="Filter policies">
             <label>
                 "Search"

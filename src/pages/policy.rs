@@ -2,14 +2,19 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_navigate, use_params_map};
 
-use super::tenant_layout::use_tenant;
+use super::tenant_layout::{refusal, use_tenant};
+use crate::api::captures::capture_policy;
 use crate::api::versions::{get_policy, policy_versions};
-use crate::components::{or_absent, Column, DataTable, EmptyState, ErrorMessage, Loading};
+use crate::components::{
+    or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading, RunStarter,
+    Toasts,
+};
 use crate::domain::policy_page::policy_type_label;
-use crate::domain::versions::{short_hash, PolicyInfo};
-use crate::domain::{routes, AppError};
+use crate::domain::run::OperationType;
+use crate::domain::versions::{short_hash, PolicyInfo, RunBrief};
+use crate::domain::{routes, AppError, Capability};
 
 /// The number in the URL segment `name`, if it is one.
 pub fn id_param(name: &'static str) -> Memo<Option<i64>> {
@@ -61,9 +66,55 @@ pub fn PolicyDetailPage() -> impl IntoView {
             }
         },
     );
+    provide_toasts();
+    // Bumped when a capture ends: the versions reload.
+    let captured = RwSignal::new(0_u64);
+    // The version "Compare with Intune now" was pressed on, until its capture ends.
+    let compare_from = RwSignal::new(None::<i64>);
+    let compare_note = RwSignal::new(None::<String>);
+    let capture = Action::new(move |_: &()| {
+        capture_policy(
+            tenant.get_untracked(),
+            id.get_untracked().unwrap_or_default(),
+        )
+    });
+    // Where the compare goes when its capture ended (the router's navigate is not `Send`, so an
+    // effect follows this signal).
+    let go_to = RwSignal::new(None::<String>);
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(href) = go_to.get() {
+            navigate(&href, Default::default());
+        }
+    });
+    let on_captured = move |run: RunBrief| {
+        captured.update(|n| *n += 1);
+        let (Some(from), Some(policy_id)) = (compare_from.get_untracked(), id.get_untracked())
+        else {
+            return;
+        };
+        compare_from.set(None);
+        let fresh = run.capture.and_then(|result| result.snapshot_id);
+        match fresh {
+            Some(to) if to != from => {
+                go_to.set(Some(routes::policy_diff(
+                    &tenant.get_untracked(),
+                    policy_id,
+                    from,
+                    to,
+                )));
+            }
+            Some(_) => compare_note.set(Some(
+                "No change: Intune holds exactly this version.".to_owned(),
+            )),
+            None => compare_note.set(Some(
+                "Nothing to compare: the capture did not succeed (see its run).".to_owned(),
+            )),
+        }
+    };
     let versions = Resource::new(
-        move || (tenant.get(), id.get()),
-        |(tenant, id)| async move {
+        move || (tenant.get(), id.get(), captured.get()),
+        |(tenant, id, _)| async move {
             match id {
                 Some(id) => policy_versions(tenant, id).await,
                 None => Err(no_policy()),
@@ -86,9 +137,26 @@ pub fn PolicyDetailPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <Toasts />
+        {move || id.get().map(|policy_id| view! {
+            <RunStarter
+                tenant
+                operation=OperationType::CaptureSnapshot
+                target_id=policy_id
+                label="Capture now"
+                last_label="Last capture"
+                testid="capture-now"
+                start=capture
+                on_done=on_captured
+            />
+        })}
+        {move || compare_note.get().map(|note| view! {
+            <p class="notice" role="status" data-testid="compare-note">{note}</p>
+        })}
         <h2>"Versions"</h2>
         <Transition fallback=|| view! { <Loading what="the versions" /> }>
             {move || Suspend::new(async move {
+                let refused = refusal(Capability::StartRuns).await;
                 let tenant = tenant.get_untracked();
                 match (versions.await, id.get_untracked()) {
                     (Ok(list), _) if list.is_empty() => view! {
@@ -112,6 +180,24 @@ pub fn PolicyDetailPage() -> impl IntoView {
                                         "Compare with previous"
                                     </a>
                                 });
+                                let version_id = version.id;
+                                let compare = view! {
+                                    " · "
+                                    <button
+                                        type="button"
+                                        class="link"
+                                        data-testid="compare-with-intune"
+                                        title=refused.unwrap_or("Capture the policy now and compare it with this version")
+                                        disabled=move || refused.is_some() || capture.pending().get() || compare_from.get().is_some()
+                                        on:click=move |_| {
+                                            compare_note.set(None);
+                                            compare_from.set(Some(version_id));
+                                            capture.dispatch(());
+                                        }
+                                    >
+                                        "Compare with Intune now"
+                                    </button>
+                                };
                                 view! {
                                     <tr>
                                         <td>{version.captured_at.to_string()}</td>
@@ -123,6 +209,7 @@ pub fn PolicyDetailPage() -> impl IntoView {
                                         <td>
                                             <a href=routes::policy_version(&tenant, policy_id, version.id)>"View"</a>
                                             {previous}
+                                            {compare}
                                         </td>
                                     </tr>
                                 }

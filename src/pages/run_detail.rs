@@ -16,11 +16,12 @@ use crate::components::{
 use crate::domain::graph_wait::GraphFigures;
 use crate::domain::policy_page::policy_type_label;
 use crate::domain::routes;
-use crate::domain::run::operation_label;
+use crate::domain::run::{operation_label, OperationType};
 use crate::domain::run_detail::{
-    format_duration, group_thousands, ItemOutcome, RunDetail, RunItemPage, RunItemRow,
-    RUN_ITEMS_PAGE_SIZE,
+    format_duration, group_thousands, ItemFilter, ItemOutcome, RunDetail, RunItemPage, RunItemRow,
+    RunTarget, RUN_ITEMS_PAGE_SIZE,
 };
+use crate::domain::versions::Drift;
 use crate::domain::{AppError, Capability};
 
 /// What the run detail page last showed: the run, its filter and page, and the run's version.
@@ -141,6 +142,15 @@ pub fn RunDetailPage() -> impl IntoView {
     use_poll_while(tick, move || {
         run.with(|run| matches!(run, Some(Ok(detail)) if detail.status.is_active()))
     });
+    // A run that compares captures (drift check, capture now) can also be filtered by result.
+    let compares = Memo::new(move |_| {
+        run.with(|run| {
+            matches!(run, Some(Ok(detail)) if matches!(
+                OperationType::parse(&detail.operation_type),
+                Some(OperationType::DriftCheck | OperationType::CaptureSnapshot)
+            ))
+        })
+    });
 
     view! {
         <Title text="Run" />
@@ -179,9 +189,15 @@ pub fn RunDetailPage() -> impl IntoView {
         </Transition>
         <h2 id="items-title">"Items"</h2>
         <div class="action-row">
-            <OutcomeFilter outcome on_change=show_outcome />
+            <OutcomeFilter outcome compares on_change=show_outcome />
             {move || id.get().map(|id| {
-                let href = routes::run_items_csv(&tenant.get(), id, &outcome.get());
+                // The CSV filters by outcome only.
+                let filter = outcome.get();
+                let csv_filter = match ItemFilter::parse(&filter) {
+                    Some(ItemFilter::Outcome(_)) => filter,
+                    _ => String::new(),
+                };
+                let href = routes::run_items_csv(&tenant.get(), id, &csv_filter);
                 // `download` and `rel="external"`: the browser fetches the file, the router
                 // does not try to render it as a page.
                 view! {
@@ -214,12 +230,39 @@ pub fn RunDetailPage() -> impl IntoView {
 /// The run's heading, status, failure, times and counters.
 #[component]
 fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
-    let set_link = match detail.backup_set_name.clone() {
-        Some(name) => {
-            let href = routes::backup_set(&tenant, detail.backup_set_id);
-            view! { <a href=href data-testid="backup-set-link">{name}</a> }.into_any()
+    let target_link = match detail.target.clone() {
+        RunTarget::BackupSet {
+            id,
+            name: Some(name),
+        } => {
+            let href = routes::backup_set(&tenant, id);
+            view! { " on " <a href=href data-testid="backup-set-link">{name}</a> }.into_any()
         }
-        None => view! { <span class="muted">"deleted backup set"</span> }.into_any(),
+        RunTarget::BackupSet { name: None, .. } => {
+            view! { " on " <span class="muted">"a deleted backup set"</span> }.into_any()
+        }
+        RunTarget::Policy {
+            id,
+            name: Some(name),
+        } => {
+            let href = routes::policy(&tenant, id);
+            view! { " of " <a href=href data-testid="policy-link">{name}</a> }.into_any()
+        }
+        RunTarget::Policy { name: None, .. } => {
+            view! { " of " <span class="muted">"a policy no longer in the inventory"</span> }
+                .into_any()
+        }
+        RunTarget::Tenant => ().into_any(),
+    };
+    let summary = detail.summary.clone().map(|summary| {
+        view! { <p class="run-summary" data-testid="run-summary">{summary}</p> }
+    });
+    // What a succeeded item did, in the words of the run's operation.
+    let done_label = match OperationType::parse(&detail.operation_type) {
+        Some(OperationType::AddPolicies) => "Added",
+        Some(OperationType::DriftCheck) => "Checked",
+        Some(OperationType::CaptureSnapshot) => "Captured",
+        _ => "Done",
     };
     let run_failure = detail.reason_code.map(|code| {
         let message = detail.failure_message.clone().unwrap_or_default();
@@ -261,8 +304,9 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
         <h1>"Run #" {detail.id}</h1>
         <p>
             <span data-testid="run-status"><RunStatusBadge status=detail.status /></span>
-            " " {operation_label(&detail.operation_type).to_owned()} " on " {set_link}
+            " " {operation_label(&detail.operation_type).to_owned()} {target_link}
         </p>
+        {summary}
         {run_failure}
         {retry_of}
         {retried_by}
@@ -283,7 +327,7 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
         <dl class="facts counters" data-testid="run-counters">
             <dt>"Processed"</dt>
             <dd data-testid="processed">{detail.processed_items} " / " {detail.total_items}</dd>
-            <dt>"Added"</dt>
+            <dt>{done_label}</dt>
             <dd data-testid="succeeded">{detail.succeeded}</dd>
             <dt>"Failed"</dt>
             <dd data-testid="failed">{detail.failed}</dd>
@@ -319,7 +363,22 @@ fn GraphFiguresList(figures: GraphFigures) -> impl IntoView {
 /// The outcome filter of the items; it follows the URL (`outcome` is the URL's value, empty for
 /// any), with `prop:selected` so it follows Back and Forward too.
 #[component]
-fn OutcomeFilter(outcome: Memo<String>, on_change: impl Fn(String) + 'static) -> impl IntoView {
+fn OutcomeFilter(
+    outcome: Memo<String>,
+    compares: Memo<bool>,
+    on_change: impl Fn(String) + 'static,
+) -> impl IntoView {
+    let option = move |value: &'static str, label: &'static str| {
+        view! {
+            <option
+                value=value
+                selected=move || outcome.get() == value
+                prop:selected=move || outcome.get() == value
+            >
+                {label}
+            </option>
+        }
+    };
     view! {
         <label class="outcome-filter">
             "Show items "
@@ -333,19 +392,14 @@ fn OutcomeFilter(outcome: Memo<String>, on_change: impl Fn(String) + 'static) ->
                 </option>
                 {ItemOutcome::ALL
                     .into_iter()
-                    .map(|o| {
-                        let value = o.as_str();
-                        view! {
-                            <option
-                                value=value
-                                selected=move || outcome.get() == value
-                                prop:selected=move || outcome.get() == value
-                            >
-                                {o.label()}
-                            </option>
-                        }
-                    })
+                    .map(|o| option(o.as_str(), o.label()))
                     .collect_view()}
+                {move || compares.get().then(|| {
+                    [Drift::Changed, Drift::Deleted, Drift::Unchanged]
+                        .into_iter()
+                        .map(|d| option(d.as_str(), d.label()))
+                        .collect_view()
+                })}
             </select>
         </label>
     }
@@ -384,15 +438,44 @@ const ITEM_COLUMNS: &[Column] = &[
     Column::text("Message"),
 ];
 
-/// One page of a run's items.
+/// The columns of a capturing run's items: what each capture found, with a link to its diff.
+const RESULT_COLUMNS: &[Column] = &[
+    Column::text("Policy"),
+    Column::text("Type"),
+    Column::text("Outcome"),
+    Column::text("Result"),
+    Column::text("Reason"),
+    Column::text("Message"),
+];
+
+/// One page of a run's items; a capturing run's have a result column.
 #[component]
 fn RunItemsTable(rows: Vec<RunItemRow>) -> impl IntoView {
     let tenant = use_tenant().get_untracked();
+    let with_results = rows.iter().any(|item| item.result.is_some());
+    let columns = if with_results {
+        RESULT_COLUMNS
+    } else {
+        ITEM_COLUMNS
+    };
     view! {
-        <DataTable columns=ITEM_COLUMNS testid="run-items" labelled_by="items-title">
+        <DataTable columns testid="run-items" labelled_by="items-title">
             {rows
                 .into_iter()
                 .map(|item| {
+                    let result = with_results.then(|| {
+                        let cell = item.result.map(|result| {
+                            let diff = result.diff_versions().map(|(from, to)| {
+                                let href = routes::policy_diff(&tenant, item.policy_id, from, to);
+                                view! { " · " <a href=href data-testid="item-diff">"View diff"</a> }
+                            });
+                            view! {
+                                <span class=format!("drift drift-{}", result.drift.as_str())>{result.text()}</span>
+                                {diff}
+                            }
+                        });
+                        view! { <td data-testid="item-result">{cell}</td> }
+                    });
                     view! {
                         <tr>
                             <td>
@@ -404,6 +487,7 @@ fn RunItemsTable(rows: Vec<RunItemRow>) -> impl IntoView {
                                     {item.outcome.label()}
                                 </span>
                             </td>
+                            {result}
                             <td>
                                 {item.reason_code.map(|code| view! {
                                     <span class="mono" title=code.label()>{code.as_str()}</span>

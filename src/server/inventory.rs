@@ -58,6 +58,18 @@ pub enum SyncError {
     TenantMismatch,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The run this sync belongs to was taken over or ended meanwhile; nothing was written.
+    #[error("the sync's run is no longer held by this claim")]
+    Fenced,
+}
+
+/// The claim of a run a sync is done for: its transaction commits only while the run is still
+/// running under this attempt, and writes the sync's summary on the run in the same
+/// transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub run_id: i64,
+    pub attempt: i64,
 }
 
 /// A tenant the CLI can sync.
@@ -115,12 +127,24 @@ pub async fn load_and_sync(
 
 /// Syncs the inventory of the tenant with database id `tenant_id`, whose Graph credentials are
 /// `creds`, from every supported policy type.
-#[tracing::instrument(name = "inventory_sync", skip(db, source, creds))]
 pub async fn sync_tenant(
     db: &Db,
     tenant_id: i64,
     source: &dyn PolicySource,
     creds: &TenantCredentials,
+) -> Result<SyncReport, SyncError> {
+    sync_tenant_fenced(db, tenant_id, source, creds, None).await
+}
+
+/// [`sync_tenant`] for a run: with a `fence`, the writes commit only while the run's claim
+/// holds, together with the run's summary.
+#[tracing::instrument(name = "inventory_sync", skip(db, source, creds))]
+pub async fn sync_tenant_fenced(
+    db: &Db,
+    tenant_id: i64,
+    source: &dyn PolicySource,
+    creds: &TenantCredentials,
+    fence: Option<Fence>,
 ) -> Result<SyncReport, SyncError> {
     let listed = list_everything(source, creds).await?;
     let now = Timestamp::now().millis();
@@ -180,6 +204,21 @@ pub async fn sync_tenant(
         .bind(now)
         .execute(&mut *tx)
         .await?;
+    }
+    if let Some(fence) = fence {
+        let held = sqlx::query(
+            "UPDATE runs SET summary = $1 WHERE id = $2 AND attempt = $3 AND status = 'running'",
+        )
+        .bind(format!("{report}."))
+        .bind(fence.run_id)
+        .bind(fence.attempt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if held != 1 {
+            tx.rollback().await?;
+            return Err(SyncError::Fenced);
+        }
     }
     tx.commit().await?;
     tracing::info!(

@@ -21,6 +21,7 @@ pub mod request_log;
 pub mod runs;
 pub mod sanitize;
 pub mod seed;
+pub mod snapshots;
 pub mod state;
 pub mod static_files;
 pub mod tenants;
@@ -83,7 +84,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
             let created = seed::seed_demo(&db).await?;
             // The simulator only lives for this command: long enough to sync the inventory.
             let demo = seed::start_demo_graph(0).await?;
-            sync_demo_inventory(&db, &demo).await?;
+            demo_history(&db, &demo).await?;
             tracing::info!(created, "demo data ready");
         }
         Command::SyncInventory(args) => sync_inventory(&db, graph_config, keys, args).await?,
@@ -97,6 +98,22 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
         Command::Serve(args) => serve(db, graph_config, keys, args).await?,
     }
     Ok(())
+}
+
+/// The demo's inventory and history: a fresh simulator gets the demo's edits since the
+/// baseline (written, with the baseline's captures, on the first start), then the inventory is
+/// synced from it.
+async fn demo_history(db: &Db, demo: &seed::DemoGraph) -> Result<(), StartError> {
+    if seed::demo_history_written(db).await? {
+        seed::replay_demo_edits(demo);
+        return sync_demo_inventory(db, demo).await;
+    }
+    // The first start captures the baseline from the unedited simulator, so it needs the
+    // inventory first, and again once the edits are in.
+    sync_demo_inventory(db, demo).await?;
+    seed::write_demo_history(db, demo).await?;
+    tracing::info!("demo history written: a baseline set, later versions and a drift check");
+    sync_demo_inventory(db, demo).await
 }
 
 /// Syncs the demo tenants from the demo simulator and logs what changed.
@@ -273,7 +290,7 @@ async fn serve(
             .map(read_demo_graph_secret)
             .transpose()?;
         let demo = seed::start_demo_graph_with_secret(args.demo_graph_port, secret).await?;
-        sync_demo_inventory(&db, &demo).await?;
+        demo_history(&db, &demo).await?;
         Some(demo)
     } else {
         None

@@ -7,10 +7,17 @@ use sqlx::Row;
 
 use super::auth::password;
 use super::db::Db;
-use super::graph::credentials::DEMO_SECRET_REF;
-use super::graph::{ClientSecret, GraphAccess, GraphClient, GraphConfig, SecretResolver};
+use super::engine::ops::drift_check::DriftCheckInput;
+use super::graph::credentials::{load_credentials, DEMO_SECRET_REF};
+use super::graph::{
+    CaptureOptions, ClientSecret, GraphAccess, GraphClient, GraphConfig, PolicyType, SecretResolver,
+};
 use super::inventory::{self, SyncReport};
+use super::runs::key::IdempotencyKey;
+use super::runs::submit::{self, NewRun};
+use super::snapshots::store_snapshot;
 use super::StartError;
+use crate::domain::run::OperationType;
 use crate::domain::Timestamp;
 use crate::graph_sim::{GraphSim, Knobs, SimConfig, SimHandle};
 
@@ -223,4 +230,220 @@ pub async fn sync_demo_inventory(
         reports.push((name, report));
     }
     Ok(reports)
+}
+
+/// The demo's backup set, captured "a week ago", so a newcomer finds versions, a diff and a
+/// drift result without typing anything.
+pub const DEMO_BASELINE_SET: &str = "Baseline (demo)";
+
+/// Policies in the demo's baseline: the first few of each type.
+const BASELINE_PER_TYPE: usize = 3;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// What changed in the demo's Intune since the baseline, in stages: a policy renamed twice (its
+/// page shows three versions) and another renamed once. The simulator starts from its seed at
+/// every start, so the edits are applied again each time ([`apply_demo_edits`]); the history in
+/// the database is written once.
+fn demo_edits(sim: &SimHandle, external_id: &str) -> Vec<Vec<(String, String)>> {
+    let policies = sim.policies(external_id);
+    let mut edits = vec![Vec::new(), Vec::new()];
+    if let [first, second, ..] = &policies[..] {
+        edits[0].push((first.id.clone(), format!("{} (edited)", first.name)));
+        edits[0].push((second.id.clone(), format!("{} v2", second.name)));
+        edits[1].push((first.id.clone(), format!("{} (edited twice)", first.name)));
+    }
+    edits
+}
+
+/// Applies the demo's edits up to stage `upto` (exclusive) to the simulator.
+fn apply_demo_edits(sim: &SimHandle, external_id: &str, upto: usize) {
+    for stage in demo_edits(sim, external_id).into_iter().take(upto) {
+        for (graph_id, name) in stage {
+            sim.rename_policy(external_id, &graph_id, &name);
+        }
+    }
+}
+
+/// Whether the demo's history was written (by an earlier start).
+pub async fn demo_history_written(db: &Db) -> Result<bool, StartError> {
+    let (external_id, _) = DEMO_TENANTS[0];
+    Ok(sqlx::query(
+        "SELECT b.id FROM backup_sets b JOIN tenants t ON t.id = b.tenant_id \
+         WHERE t.external_id = $1 AND b.name = $2",
+    )
+    .bind(external_id)
+    .bind(DEMO_BASELINE_SET)
+    .fetch_optional(db.pool())
+    .await?
+    .is_some())
+}
+
+/// Applies every demo edit to a freshly started simulator (on starts after the first).
+pub fn replay_demo_edits(graph: &DemoGraph) {
+    let (external_id, _) = DEMO_TENANTS[0];
+    let stages = demo_edits(&graph.sim, external_id).len();
+    apply_demo_edits(&graph.sim, external_id, stages);
+}
+
+/// Writes the demo's history, on the first start, from the unedited simulator (whose inventory
+/// was just synced): it captures the baseline set as of a week ago, then applies the edits
+/// stage by stage and captures what each changed (three versions of one policy in all, dated
+/// over the last week), and queues a drift check of the set.
+pub async fn write_demo_history(db: &Db, graph: &DemoGraph) -> Result<(), StartError> {
+    let (external_id, _) = DEMO_TENANTS[0];
+    let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(external_id)
+        .fetch_one(db.pool())
+        .await?
+        .try_get("id")?;
+    let creds = load_credentials(db, tenant_id, &graph.access.secrets)
+        .await
+        .map_err(|error| StartError::Invalid(format!("demo credentials: {error}")))?;
+    let now = Timestamp::now().millis();
+    let week_ago = now - 7 * DAY_MS;
+    let admin: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(DEMO_ADMIN_EMAIL)
+        .fetch_optional(db.pool())
+        .await?;
+
+    // The baseline: the first policies of each type, as Intune held them a week ago.
+    let sims = graph.sim.policies(external_id);
+    let mut picked: Vec<&crate::graph_sim::SimPolicy> = Vec::new();
+    for kind_index in 0..PolicyType::ALL.len() {
+        picked.extend(
+            sims.iter()
+                .filter(|p| kind_rank(p.kind) == kind_index)
+                .take(BASELINE_PER_TYPE),
+        );
+    }
+    // The edited policies are in the baseline too.
+    for sim in sims.iter().take(2) {
+        if !picked.iter().any(|p| p.id == sim.id) {
+            picked.push(sim);
+        }
+    }
+    let mut tx = db.pool().begin().await?;
+    let set_id: i64 = sqlx::query(
+        "INSERT INTO backup_sets (tenant_id, name, description, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(DEMO_BASELINE_SET)
+    .bind("Captured by the demo a week ago; some policies changed in Intune since.")
+    .bind(admin)
+    .bind(week_ago)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("id")?;
+    let mut added = 0_i64;
+    for sim in &picked {
+        let Some((policy_id, policy_type)) = demo_policy(&mut tx, tenant_id, &sim.id).await? else {
+            continue;
+        };
+        let snapshot = graph
+            .access
+            .client
+            .capture_policy(&creds, policy_type, &sim.id, DEMO_CAPTURE)
+            .await
+            .map_err(|error| StartError::Invalid(format!("demo capture: {error}")))?;
+        let stored = store_snapshot(&mut tx, tenant_id, policy_id, &snapshot, week_ago).await?;
+        sqlx::query(
+            "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, captured_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(tenant_id)
+        .bind(set_id)
+        .bind(policy_id)
+        .bind(stored.id)
+        .bind(week_ago)
+        .execute(&mut *tx)
+        .await?;
+        added += 1;
+    }
+    sqlx::query("UPDATE backup_sets SET item_count = $1 WHERE id = $2")
+        .bind(added)
+        .bind(set_id)
+        .execute(&mut *tx)
+        .await?;
+
+    // Each stage of edits, then a capture of what it changed: later versions of those policies.
+    for (stage, edits) in demo_edits(&graph.sim, external_id).into_iter().enumerate() {
+        apply_demo_edits(&graph.sim, external_id, stage + 1);
+        let at = now - (3 - stage as i64 * 2) * DAY_MS;
+        for (graph_id, _) in edits {
+            let Some((policy_id, policy_type)) = demo_policy(&mut tx, tenant_id, &graph_id).await?
+            else {
+                continue;
+            };
+            let snapshot = graph
+                .access
+                .client
+                .capture_policy(&creds, policy_type, &graph_id, DEMO_CAPTURE)
+                .await
+                .map_err(|error| StartError::Invalid(format!("demo capture: {error}")))?;
+            store_snapshot(&mut tx, tenant_id, policy_id, &snapshot, at).await?;
+        }
+    }
+    tx.commit().await?;
+
+    // A drift check of the baseline, run by the engine once the server is up.
+    let policy_ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT policy_id FROM backup_items WHERE backup_set_id = $1 ORDER BY policy_id",
+    )
+    .bind(set_id)
+    .fetch_all(db.pool())
+    .await?;
+    let operation = OperationType::DriftCheck;
+    let run = NewRun {
+        operation,
+        target_id: set_id,
+        input: serde_json::to_string(&DriftCheckInput {
+            backup_set_id: set_id,
+            policy_ids: policy_ids.clone(),
+        })
+        .map_err(|_| StartError::Invalid("demo drift check input".into()))?,
+        key: IdempotencyKey::of(operation, tenant_id, &[("backup_set", set_id)]),
+        total: policy_ids.len() as i64,
+        retry_of: None,
+    };
+    submit::queue(db, tenant_id, None, &run).await?;
+    Ok(())
+}
+
+/// The demo captures everything a restore needs.
+const DEMO_CAPTURE: CaptureOptions = CaptureOptions {
+    include_assignments: true,
+    include_scope_tags: true,
+};
+
+/// The simulator's kinds in the registry's type order.
+fn kind_rank(kind: crate::graph_sim::Kind) -> usize {
+    use crate::graph_sim::Kind;
+    match kind {
+        Kind::ConfigurationPolicy => 0,
+        Kind::DeviceConfiguration => 1,
+        Kind::CompliancePolicy => 2,
+        Kind::GroupPolicyConfiguration => 3,
+    }
+}
+
+/// The inventory row of a demo policy: its id and type.
+async fn demo_policy(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tenant_id: i64,
+    graph_id: &str,
+) -> Result<Option<(i64, PolicyType)>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT id, policy_type FROM policies WHERE tenant_id = $1 AND graph_id = $2")
+            .bind(tenant_id)
+            .bind(graph_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(row) = row else { return Ok(None) };
+    let raw: String = row.try_get("policy_type")?;
+    match PolicyType::parse(&raw) {
+        Some(policy_type) => Ok(Some((row.try_get("id")?, policy_type))),
+        None => Ok(None),
+    }
 }

@@ -4,6 +4,7 @@
 //! [`sqlite`] and [`postgres`] and is chosen by [`Backend`].
 
 mod postgres;
+mod sql;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,8 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
+
+pub use sql::Sql;
 
 /// Which engine a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

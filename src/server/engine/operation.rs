@@ -179,12 +179,14 @@ pub trait Operation: Send + Sync + 'static {
         async move { Ok(failure) }
     }
 
-    /// The title and body of the notification the initiator gets when the run ends.
+    /// The title and body of the notification the initiator gets when the run ends; `summary` is
+    /// what the run wrote as its result line ([`super::ops::write_summary`]), if anything.
     fn notification(
         &self,
         status: RunStatus,
         totals: Totals,
         failure: Option<&RunFailure>,
+        summary: Option<&str>,
     ) -> (String, String);
 }
 
@@ -212,11 +214,15 @@ pub struct Registry {
 impl Registry {
     /// Every handler this version ships, capturing through `source`.
     pub fn standard(source: Arc<dyn PolicySource>) -> Self {
+        use super::ops::{
+            add_policies, capture_snapshot, check_connection, drift_check, inventory_sync,
+        };
         Self::default()
-            .with(super::ops::add_policies::AddPolicies::new(Arc::clone(
-                &source,
-            )))
-            .with(super::ops::check_connection::CheckConnection::new(source))
+            .with(add_policies::AddPolicies::new(Arc::clone(&source)))
+            .with(inventory_sync::InventorySync::new(Arc::clone(&source)))
+            .with(capture_snapshot::CaptureSnapshot::new(Arc::clone(&source)))
+            .with(drift_check::DriftCheck::new(Arc::clone(&source)))
+            .with(check_connection::CheckConnection::new(source))
     }
 
     /// Adds (or replaces) the handler of `O::TYPE`.

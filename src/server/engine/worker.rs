@@ -671,7 +671,7 @@ impl Worker {
              finished_at = $2, reason_code = $3, failure_message = $4, \
              lease_expires_at = NULL \
              WHERE id = $5 AND lease_owner = $6 AND attempt = $7 AND status = 'running' \
-             RETURNING status, total_items, succeeded, failed, skipped, started_at",
+             RETURNING status, total_items, succeeded, failed, skipped, started_at, summary",
         )
         .bind(failure.is_some())
         .bind(now)
@@ -705,7 +705,9 @@ impl Worker {
                 RunStatus::CompletedWithErrors => NotificationLevel::Warning,
                 _ => NotificationLevel::Error,
             };
-            let (title, body) = operation.notification(status, totals, failure.as_ref());
+            let summary: Option<String> = row.try_get("summary")?;
+            let (title, body) =
+                operation.notification(status, totals, failure.as_ref(), summary.as_deref());
             sqlx::query(
                 "INSERT INTO notifications (user_id, tenant_id, level, title, body, link, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",

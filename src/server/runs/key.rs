@@ -54,6 +54,18 @@ impl IdempotencyKey {
         Self(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
+    /// The key of a run of `operation` in tenant `tenant_id` on what `fields` name (e.g.
+    /// `[("policy", 12)]`): identical starts share one active run.
+    pub fn of(operation: OperationType, tenant_id: i64, fields: &[(&str, i64)]) -> Self {
+        // One field per line, names included, so no two different inputs encode alike.
+        let mut text = format!("operation={}\ntenant={tenant_id}\n", operation.as_str());
+        for (name, value) in fields {
+            text.push_str(&format!("{name}={value}\n"));
+        }
+        let digest = Sha256::digest(text);
+        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -6,6 +6,8 @@ pub mod create;
 pub mod key;
 pub mod queries;
 pub mod retry;
+pub mod start;
+pub mod submit;
 
 use crate::domain::{AppError, RunStatus};
 

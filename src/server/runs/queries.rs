@@ -4,13 +4,16 @@
 
 use sqlx::{any::AnyRow, Row};
 
-use super::super::db::Db;
+use super::super::db::{Db, Sql};
 use super::super::tenants::TenantScope;
 use super::stored_status;
 use crate::domain::graph_wait::{GraphFigures, GraphWait, GraphWaitReason};
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::{OperationType, RunFilter};
-use crate::domain::run_detail::{ItemOutcome, ItemWindow, RunDetail, RunItemPage, RunItemRow};
+use crate::domain::run_detail::{
+    ItemFilter, ItemOutcome, ItemWindow, RunDetail, RunItemPage, RunItemRow, RunTarget,
+};
+use crate::domain::versions::{CaptureResult, Drift};
 use crate::domain::{AppError, RunStatus, RunSummary, Timestamp};
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
 
@@ -223,19 +226,22 @@ pub async fn detail(
     db: &Db,
     scope: &TenantScope,
     run_id: i64,
-    outcome: Option<ItemOutcome>,
+    filter: Option<ItemFilter>,
     window: ItemWindow,
 ) -> Result<RunDetail, AppError> {
     let row = sqlx::query(
         "SELECT r.id, r.operation_type, r.status, COALESCE(u.display_name, '') AS initiated_by, \
                 r.created_at, r.started_at, r.finished_at, r.total_items, r.processed_items, \
                 r.succeeded, r.failed, r.skipped, r.reason_code, r.failure_message, \
-                r.target_id, b.name AS backup_set_name, r.retry_of, r.graph_wait_reason, \
+                r.resource, r.target_id, b.name AS backup_set_name, p.display_name AS policy_name, \
+                r.retry_of, r.summary, r.graph_wait_reason, \
                 r.graph_wait_until, r.graph_requests, r.graph_throttled, r.graph_server_errors, \
                 r.graph_retries, r.graph_waited_ms \
          FROM runs r LEFT JOIN users u ON u.id = r.initiated_by \
          LEFT JOIN backup_sets b ON b.tenant_id = r.tenant_id AND b.id = r.target_id \
            AND r.resource = 'backup_set' \
+         LEFT JOIN policies p ON p.tenant_id = r.tenant_id AND p.id = r.target_id \
+           AND r.resource = 'policy' \
          WHERE r.tenant_id = $1 AND r.id = $2",
     )
     .bind(scope.id())
@@ -244,10 +250,13 @@ pub async fn detail(
     .await?
     .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
     let status = status(&row)?;
-    let mut items = item_page(db, scope, run_id, outcome, window).await?;
+    let mut items = item_page(db, scope, run_id, filter, window).await?;
     // A queued run's items are written by the worker when it claims the run; until then the
     // page lists the stored selection, every policy pending.
-    let waiting = matches!(outcome, None | Some(ItemOutcome::Pending));
+    let waiting = matches!(
+        filter,
+        None | Some(ItemFilter::Outcome(ItemOutcome::Pending))
+    );
     let operation: String = row.try_get("operation_type")?;
     let selects_policies = OperationType::parse(&operation) == Some(OperationType::AddPolicies);
     if items.total == 0 && status == RunStatus::Pending && waiting && selects_policies {
@@ -282,8 +291,8 @@ pub async fn detail(
         skipped: row.try_get("skipped")?,
         reason_code: reason(&row, "reason_code")?,
         failure_message: row.try_get("failure_message")?,
-        backup_set_id: row.try_get("target_id")?,
-        backup_set_name: row.try_get("backup_set_name")?,
+        target: target(&row)?,
+        summary: row.try_get("summary")?,
         items,
         retry_of: row.try_get("retry_of")?,
         retried_by,
@@ -296,6 +305,23 @@ pub async fn detail(
             retries: row.try_get("graph_retries")?,
             waited_ms: row.try_get("graph_waited_ms")?,
         },
+    })
+}
+
+/// What the run works on, named as it is now.
+fn target(row: &AnyRow) -> Result<RunTarget, AppError> {
+    let id: i64 = row.try_get("target_id")?;
+    let resource: String = row.try_get("resource")?;
+    Ok(match resource.as_str() {
+        "backup_set" => RunTarget::BackupSet {
+            id,
+            name: row.try_get("backup_set_name")?,
+        },
+        "policy" => RunTarget::Policy {
+            id,
+            name: row.try_get("policy_name")?,
+        },
+        _ => RunTarget::Tenant,
     })
 }
 
@@ -377,6 +403,7 @@ async fn selection_page(
             outcome: ItemOutcome::Pending,
             reason_code: None,
             message: None,
+            result: None,
         })
     })
     .collect::<Result<_, AppError>>()?;
@@ -393,39 +420,40 @@ async fn item_page(
     db: &Db,
     scope: &TenantScope,
     run_id: i64,
-    outcome: Option<ItemOutcome>,
+    filter: Option<ItemFilter>,
     window: ItemWindow,
 ) -> Result<RunItemPage, AppError> {
-    // The count is served by the (run_id, outcome) index; the outcome is $3 when filtered.
-    let filter = if outcome.is_some() {
-        " AND i.outcome = $3"
-    } else {
-        ""
+    // The outcome count is served by the (run_id, outcome) index.
+    let condition = |sql: &mut Sql| {
+        sql.push(" WHERE i.tenant_id = ").int(scope.id());
+        sql.push(" AND i.run_id = ").int(run_id);
+        match filter {
+            Some(ItemFilter::Outcome(outcome)) => {
+                sql.push(" AND i.outcome = ").text(outcome.as_str());
+            }
+            Some(ItemFilter::Drift(drift)) => {
+                sql.push(" AND i.drift = ").text(drift.as_str());
+            }
+            None => {}
+        }
     };
-    let count_sql = format!(
-        "SELECT COUNT(*) AS n FROM run_items i WHERE i.tenant_id = $1 AND i.run_id = $2{filter}"
-    );
-    let mut count = sqlx::query(&count_sql).bind(scope.id()).bind(run_id);
-    if let Some(outcome) = outcome {
-        count = count.bind(outcome.as_str());
-    }
-    let total: i64 = count.fetch_one(db.pool()).await?.try_get("n")?;
+    let mut count = Sql::new("SELECT COUNT(*) AS n FROM run_items i");
+    condition(&mut count);
+    let total: i64 = count.query().fetch_one(db.pool()).await?.try_get("n")?;
     let offset = window.offset_within(total);
 
-    let (limit_at, offset_at) = if outcome.is_some() { (4, 5) } else { (3, 4) };
-    let rows_sql = format!(
-        "SELECT i.policy_id, p.display_name, p.policy_type, i.outcome, i.reason_code, i.message \
-         FROM run_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
-         WHERE i.tenant_id = $1 AND i.run_id = $2{filter} \
-         ORDER BY p.display_name, i.id LIMIT ${limit_at} OFFSET ${offset_at}"
+    let mut page = Sql::new(
+        "SELECT i.policy_id, p.display_name, p.policy_type, i.outcome, i.reason_code, i.message, \
+         i.drift, i.changed_settings, i.snapshot_id, i.base_snapshot_id \
+         FROM run_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id",
     );
-    let mut query = sqlx::query(&rows_sql).bind(scope.id()).bind(run_id);
-    if let Some(outcome) = outcome {
-        query = query.bind(outcome.as_str());
-    }
-    let rows = query
-        .bind(window.limit())
-        .bind(offset)
+    condition(&mut page);
+    page.push(" ORDER BY p.display_name, i.id LIMIT ")
+        .int(window.limit())
+        .push(" OFFSET ")
+        .int(offset);
+    let rows = page
+        .query()
         .fetch_all(db.pool())
         .await?
         .iter()
@@ -441,6 +469,7 @@ async fn item_page(
                 })?,
                 reason_code: reason(item, "reason_code")?,
                 message: item.try_get("message")?,
+                result: capture_result(item)?,
             })
         })
         .collect::<Result<_, AppError>>()?;
@@ -450,4 +479,21 @@ async fn item_page(
         offset,
         limit: window.limit(),
     })
+}
+
+/// What a capture found for an item (the `run_items` columns of migration 0015), if anything.
+fn capture_result(item: &AnyRow) -> Result<Option<CaptureResult>, AppError> {
+    let Some(raw) = item.try_get::<Option<String>, _>("drift")? else {
+        return Ok(None);
+    };
+    let drift = Drift::parse(&raw).ok_or_else(|| {
+        tracing::error!(drift = %raw, "unknown drift in the database");
+        AppError::Internal
+    })?;
+    Ok(Some(CaptureResult {
+        drift,
+        changed_settings: item.try_get("changed_settings")?,
+        snapshot_id: item.try_get("snapshot_id")?,
+        base_snapshot_id: item.try_get("base_snapshot_id")?,
+    }))
 }

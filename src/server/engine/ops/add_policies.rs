@@ -15,6 +15,7 @@ use crate::domain::{AddPoliciesOptions, RunStatus};
 use crate::server::db::Db;
 use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
 use crate::server::sanitize::sanitize;
+use crate::server::snapshots::store_snapshot;
 
 /// What an "add policies" run stores in `runs.input`: the backup set, the sorted policy ids and
 /// the options. The submit writes it; the engine reads the run's items and options from it, and
@@ -203,6 +204,7 @@ impl Operation for AddPolicies {
         status: RunStatus,
         totals: Totals,
         failure: Option<&RunFailure>,
+        _summary: Option<&str>,
     ) -> (String, String) {
         let Totals {
             total,
@@ -229,24 +231,9 @@ async fn add_to_set(
     snapshot: &Snapshot,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (policy_id, content_hash) DO NOTHING",
-    )
-    .bind(run.tenant_id)
-    .bind(item.policy_id)
-    .bind(&snapshot.content_hash)
-    .bind(&snapshot.canonical_json)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    let snapshot_id: i64 =
-        sqlx::query("SELECT id FROM policy_snapshots WHERE policy_id = $1 AND content_hash = $2")
-            .bind(item.policy_id)
-            .bind(&snapshot.content_hash)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get("id")?;
+    let snapshot_id = store_snapshot(tx, run.tenant_id, item.policy_id, snapshot, now)
+        .await?
+        .id;
     let added = sqlx::query(
         "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, run_id, captured_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (backup_set_id, policy_id) DO NOTHING",

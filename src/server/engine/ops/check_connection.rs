@@ -123,6 +123,7 @@ impl Operation for CheckConnection {
         status: RunStatus,
         _totals: Totals,
         failure: Option<&RunFailure>,
+        _summary: Option<&str>,
     ) -> (String, String) {
         let body = match failure {
             Some(failure) => sanitize(&failure.message),

@@ -1,0 +1,129 @@
+//! Runs started without a selection: Sync from Intune, Capture now and Compare with Intune (drift
+//! check), and what the last of each found.
+
+use leptos::prelude::*;
+
+use crate::domain::versions::RunActivity;
+use crate::domain::{AppError, SubmittedRun};
+
+/// Starts a sync of the tenant's inventory from Intune (deduplicated: one active per tenant).
+#[server(prefix = "/api", endpoint = "runs/sync-inventory")]
+pub async fn sync_inventory(tenant: String) -> Result<SubmittedRun, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, runs::start};
+    respond(
+        async {
+            let ctx = authorize(&tenant, Capability::StartRuns).await?;
+            let db = crate::server::state::app_state()?.db;
+            let run = start::sync_inventory(&db, &ctx).await?;
+            started(&ctx, &run, "tenant", ctx.scope.id()).await;
+            Ok(run)
+        }
+        .await,
+    )
+}
+
+/// Starts a capture of one policy (deduplicated: one active per policy). A new version is
+/// stored only when the policy's content changed.
+#[server(prefix = "/api", endpoint = "runs/capture-policy")]
+pub async fn capture_policy(tenant: String, policy_id: i64) -> Result<SubmittedRun, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, runs::start};
+    respond(
+        async {
+            let ctx = authorize(&tenant, Capability::StartRuns).await?;
+            let db = crate::server::state::app_state()?.db;
+            let run = start::capture_policy(&db, &ctx, policy_id).await?;
+            started(&ctx, &run, "policy", policy_id).await;
+            Ok(run)
+        }
+        .await,
+    )
+}
+
+/// Starts a drift check of a backup set: every policy in it captured and compared with the
+/// backup (deduplicated: one active per set).
+#[server(prefix = "/api", endpoint = "runs/check-drift")]
+pub async fn check_drift(tenant: String, backup_set_id: i64) -> Result<SubmittedRun, AppError> {
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, runs::start};
+    respond(
+        async {
+            let ctx = authorize(&tenant, Capability::StartRuns).await?;
+            let db = crate::server::state::app_state()?.db;
+            let run = start::check_drift(&db, &ctx, backup_set_id).await?;
+            started(&ctx, &run, "backup_set", backup_set_id).await;
+            Ok(run)
+        }
+        .await,
+    )
+}
+
+/// The run of `operation` (`inventory.sync`, `policy.capture_snapshot` or
+/// `backup_set.drift_check`) on `target_id` (a policy, a backup set; ignored for a sync, whose
+/// target is the tenant) that is active now, and the last one that ended.
+#[server(prefix = "/api", endpoint = "runs/activity")]
+pub async fn get_run_activity(
+    tenant: String,
+    operation: String,
+    #[server(default)] target_id: i64,
+) -> Result<RunActivity, AppError> {
+    use crate::domain::run::OperationType;
+    use crate::domain::Capability;
+    use crate::server::auth::authorize;
+    use crate::server::{error::respond, runs::start, state::app_state};
+    respond(
+        async {
+            let ctx = authorize(&tenant, Capability::View).await?;
+            let operation = match OperationType::parse(&operation) {
+                Some(op @ (OperationType::CaptureSnapshot | OperationType::DriftCheck)) => op,
+                Some(OperationType::InventorySync) => {
+                    let db = app_state()?.db;
+                    return start::activity(
+                        &db,
+                        &ctx.scope,
+                        OperationType::InventorySync,
+                        ctx.scope.id(),
+                    )
+                    .await;
+                }
+                _ => return Err(AppError::invalid("operation", "Unknown operation.")),
+            };
+            let db = app_state()?.db;
+            start::activity(&db, &ctx.scope, operation, target_id).await
+        }
+        .await,
+    )
+}
+
+/// Wakes the workers for a new run and writes the audit event of the start.
+#[cfg(feature = "ssr")]
+async fn started(
+    ctx: &crate::server::auth::TenantContext,
+    run: &SubmittedRun,
+    target_kind: &str,
+    target_id: i64,
+) {
+    use crate::server::audit::{self, AuditEvent};
+    let Ok(state) = crate::server::state::app_state() else {
+        return;
+    };
+    if !run.reused {
+        // This process's worker at once, and on PostgreSQL every instance's (NOTIFY).
+        state.wake.run_queued(&state.db).await;
+    }
+    audit::record(
+        &state.db,
+        AuditEvent {
+            tenant_id: Some(ctx.scope.id()),
+            actor_user_id: Some(ctx.user_id),
+            action: if run.reused { "run.reuse" } else { "run.start" },
+            target: format!("run:{}", run.run_id),
+            details: serde_json::json!({ "on": format!("{target_kind}:{target_id}"), "total": run.total }),
+        },
+    )
+    .await;
+}

@@ -1,0 +1,153 @@
+//! What the capturing operations share (`policy.capture_snapshot`, `backup_set.drift_check`):
+//! capture a policy from Graph, store the version (the hash rule: an unchanged policy reuses
+//! its version), and compare it with a base version setting by setting. Each item records the
+//! version it captured, the base and how the two compare (`run_items` columns of migration
+//! 0015), which the result pages read.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::super::operation::{Pending, Recorded, Tx};
+use crate::domain::reason_code::ReasonCode;
+use crate::domain::snapshot::{compare, CaptureFormat, CapturedPolicy, PolicyFamily, SettingNames};
+use crate::domain::versions::Drift;
+use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
+use crate::server::sanitize::sanitize;
+use crate::server::snapshots::store_snapshot;
+
+/// A policy to capture, with the version its capture is compared with.
+#[derive(Debug, Clone)]
+pub struct CaptureItem {
+    pub policy_id: i64,
+    pub graph_id: String,
+    pub policy_type: String,
+    /// The version compared with: the backup's (drift) or the newest before (capture now).
+    pub base_snapshot_id: Option<i64>,
+    pub options: CaptureOptions,
+}
+
+/// What capturing one policy gave.
+pub enum Captured {
+    Snapshot(Snapshot),
+    /// Graph says the policy no longer exists.
+    Deleted,
+    Failed(ReasonCode, String),
+}
+
+/// Captures the item's policy from Graph.
+pub async fn capture(
+    source: &dyn PolicySource,
+    creds: &TenantCredentials,
+    item: &CaptureItem,
+) -> Captured {
+    let Some(policy_type) = PolicyType::parse(&item.policy_type) else {
+        return Captured::Failed(ReasonCode::UnknownError, "Unsupported policy type.".into());
+    };
+    match source
+        .capture_policy(creds, policy_type, &item.graph_id, item.options)
+        .await
+    {
+        Ok(snapshot) => Captured::Snapshot(snapshot),
+        Err(error) if error.reason_code() == ReasonCode::PolicyNotFound => Captured::Deleted,
+        Err(error) => {
+            let (reason, message) = (error.reason_code(), sanitize(error.message()));
+            tracing::warn!(policy_id = item.policy_id, reason = reason.as_str(), %message, "capture failed");
+            Captured::Failed(reason, message)
+        }
+    }
+}
+
+/// Stores what the capture gave and records on the run item how it compares with the base.
+/// A policy deleted in Intune is marked gone from the inventory.
+pub async fn record_capture(
+    tx: &mut Tx,
+    tenant_id: i64,
+    pending: &Pending<CaptureItem>,
+    captured: &Captured,
+    now: i64,
+) -> Result<Recorded, sqlx::Error> {
+    let item = &pending.item;
+    let (snapshot_id, drift, changed) = match captured {
+        Captured::Failed(reason, message) => return Ok(Recorded::failed(*reason, message.clone())),
+        Captured::Deleted => {
+            sqlx::query(
+                "UPDATE policies SET gone_from_intune_at = $3 \
+                 WHERE tenant_id = $1 AND id = $2 AND gone_from_intune_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(item.policy_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            (None, Drift::Deleted, None)
+        }
+        Captured::Snapshot(snapshot) => {
+            let stored = store_snapshot(tx, tenant_id, item.policy_id, snapshot, now).await?;
+            let (drift, changed) = match item.base_snapshot_id {
+                None => (Drift::New, None),
+                Some(base) if base == stored.id => (Drift::Unchanged, Some(0)),
+                Some(base) => {
+                    let changed =
+                        changed_settings(tx, tenant_id, base, &item.policy_type, snapshot).await?;
+                    (
+                        if changed == 0 {
+                            Drift::Unchanged
+                        } else {
+                            Drift::Changed
+                        },
+                        Some(changed),
+                    )
+                }
+            };
+            (Some(stored.id), drift, changed)
+        }
+    };
+    sqlx::query(
+        "UPDATE run_items SET snapshot_id = $1, base_snapshot_id = $2, drift = $3, changed_settings = $4 \
+         WHERE id = $5",
+    )
+    .bind(snapshot_id)
+    .bind(item.base_snapshot_id)
+    .bind(drift.as_str())
+    .bind(changed)
+    .bind(pending.item_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Recorded::succeeded())
+}
+
+/// How many settings differ between the stored version `base` and a fresh capture.
+async fn changed_settings(
+    tx: &mut Tx,
+    tenant_id: i64,
+    base: i64,
+    policy_type: &str,
+    snapshot: &Snapshot,
+) -> Result<i64, sqlx::Error> {
+    let stored: Option<String> =
+        sqlx::query("SELECT payload FROM policy_snapshots WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(base)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|row| row.try_get("payload"))
+            .transpose()?;
+    let (Some(family), Some(old), Ok(new)) = (
+        PolicyFamily::parse(policy_type),
+        stored.and_then(|text| serde_json::from_str::<Value>(&text).ok()),
+        serde_json::from_str::<Value>(&snapshot.canonical_json),
+    ) else {
+        // Unreadable: counted as one change, so it is looked at rather than passed as equal.
+        return Ok(1);
+    };
+    let mut names = SettingNames::from_payload(&old);
+    if names.is_empty() {
+        names = SettingNames::from_payload(&new);
+    }
+    let comparison = compare(
+        &CapturedPolicy::new(family, CaptureFormat::V1, &old),
+        &CapturedPolicy::new(family, CaptureFormat::V1, &new),
+        &names,
+    );
+    Ok(comparison.changes.len() as i64)
+}

@@ -1,0 +1,169 @@
+//! `policy.capture_snapshot` ("Capture now", and "Compare with Intune now" on a version): captures
+//! one policy and stores a new version only when its content changed. The item records the
+//! version it captured and how it compares with the policy's newest version before the run.
+//! Short, so it queues in the interactive lane.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
+use super::super::worker::RunFailure;
+use super::capture::{capture, record_capture, CaptureItem, Captured};
+use crate::domain::reason_code::ReasonCode;
+use crate::domain::run::OperationType;
+use crate::domain::RunStatus;
+use crate::server::db::Db;
+use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
+use crate::server::sanitize::sanitize;
+
+/// What a capture run stores in `runs.input`: the policy (also the run's target).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureSnapshotInput {
+    pub policy_id: i64,
+}
+
+/// The handler; it captures through `source`.
+pub struct CaptureSnapshot {
+    source: Arc<dyn PolicySource>,
+}
+
+impl CaptureSnapshot {
+    pub fn new(source: Arc<dyn PolicySource>) -> Self {
+        Self { source }
+    }
+}
+
+/// Captures now include everything a restore needs.
+pub const FULL_CAPTURE: CaptureOptions = CaptureOptions {
+    include_assignments: true,
+    include_scope_tags: true,
+};
+
+impl Operation for CaptureSnapshot {
+    const TYPE: OperationType = OperationType::CaptureSnapshot;
+    type Input = CaptureSnapshotInput;
+    type Item = CaptureItem;
+    type Output = Captured;
+
+    async fn check(
+        &self,
+        db: &Db,
+        run: &Run<CaptureSnapshotInput>,
+    ) -> Result<Option<RunFailure>, sqlx::Error> {
+        let exists = sqlx::query("SELECT id FROM policies WHERE tenant_id = $1 AND id = $2")
+            .bind(run.tenant_id)
+            .bind(run.input.policy_id)
+            .fetch_optional(db.pool())
+            .await?
+            .is_some();
+        Ok((!exists).then(|| RunFailure {
+            reason: ReasonCode::PolicyNotFound,
+            message: "The policy is no longer in this tenant's inventory.".into(),
+        }))
+    }
+
+    fn plan(&self, run: &Run<CaptureSnapshotInput>) -> Vec<i64> {
+        vec![run.input.policy_id]
+    }
+
+    async fn pending(
+        &self,
+        db: &Db,
+        run: &Run<CaptureSnapshotInput>,
+    ) -> Result<Vec<Pending<CaptureItem>>, sqlx::Error> {
+        // The base is the newest version stored before this run captured (a resumed run's
+        // item is done, so it is not read again).
+        let rows = sqlx::query(
+            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type, \
+               (SELECT s.id FROM policy_snapshots s WHERE s.tenant_id = p.tenant_id AND s.policy_id = p.id \
+                ORDER BY s.captured_at DESC, s.id DESC LIMIT 1) AS base_id \
+             FROM run_items ri JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
+             WHERE ri.run_id = $1 AND ri.tenant_id = $2 AND ri.outcome = 'pending' ORDER BY ri.id",
+        )
+        .bind(run.id)
+        .bind(run.tenant_id)
+        .fetch_all(db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Pending {
+                    item_id: row.try_get("item_id")?,
+                    item: CaptureItem {
+                        policy_id: row.try_get("policy_id")?,
+                        graph_id: row.try_get("graph_id")?,
+                        policy_type: row.try_get("policy_type")?,
+                        base_snapshot_id: row.try_get("base_id")?,
+                        options: FULL_CAPTURE,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn process(
+        &self,
+        creds: &TenantCredentials,
+        _run: &Run<CaptureSnapshotInput>,
+        item: &CaptureItem,
+    ) -> Captured {
+        capture(self.source.as_ref(), creds, item).await
+    }
+
+    async fn record(
+        &self,
+        tx: &mut Tx,
+        run: &Run<CaptureSnapshotInput>,
+        batch: &[(Pending<CaptureItem>, Captured)],
+        now: i64,
+    ) -> Result<Vec<Recorded>, sqlx::Error> {
+        let mut recorded = Vec::with_capacity(batch.len());
+        for (pending, captured) in batch {
+            recorded.push(record_capture(tx, run.tenant_id, pending, captured, now).await?);
+        }
+        Ok(recorded)
+    }
+
+    async fn conclude(
+        &self,
+        db: &Db,
+        creds: Result<&TenantCredentials, &RunFailure>,
+        run: &Run<CaptureSnapshotInput>,
+    ) -> Result<Option<RunFailure>, sqlx::Error> {
+        if let Err(failure) = creds {
+            return Ok(Some(failure.clone()));
+        }
+        let drift: Option<String> = sqlx::query("SELECT drift FROM run_items WHERE run_id = $1")
+            .bind(run.id)
+            .fetch_optional(db.pool())
+            .await?
+            .map(|row| row.try_get::<Option<String>, _>("drift"))
+            .transpose()?
+            .flatten();
+        let summary = match drift.as_deref() {
+            Some("new") => "Captured the first version.",
+            Some("changed") => "Captured a new version: the policy changed since the last one.",
+            Some("unchanged") => "No change since the last version; no new version stored.",
+            Some("deleted") => "The policy no longer exists in Intune.",
+            _ => return Ok(None),
+        };
+        super::write_summary(db, run.id, run.attempt, summary).await?;
+        Ok(None)
+    }
+
+    fn notification(
+        &self,
+        status: RunStatus,
+        _totals: Totals,
+        failure: Option<&RunFailure>,
+        summary: Option<&str>,
+    ) -> (String, String) {
+        let body = match (failure, summary) {
+            (Some(f), _) => sanitize(&format!("{}: {}", f.reason.label(), f.message)),
+            (None, Some(summary)) => summary.to_owned(),
+            (None, None) => "The capture did not finish.".to_owned(),
+        };
+        (format!("Capture policy: {}", status.label()), body)
+    }
+}

@@ -1,0 +1,180 @@
+//! `backup_set.drift_check` ("Compare with Intune" on a backup set): captures every policy in the
+//! set the way its backup item was captured and compares it with the backup's version. Each item
+//! ends unchanged, changed (with the number of settings) or deleted in Intune; the run's summary
+//! says how many changed ("12 of 240 policies changed since this backup"). Fresh captures are
+//! stored as versions (the hash rule), so each change links to its diff.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
+use super::super::worker::RunFailure;
+use super::capture::{capture, record_capture, CaptureItem, Captured};
+use super::capture_snapshot::FULL_CAPTURE;
+use crate::domain::reason_code::ReasonCode;
+use crate::domain::run::OperationType;
+use crate::domain::versions::DriftCounts;
+use crate::domain::RunStatus;
+use crate::server::db::Db;
+use crate::server::graph::{PolicySource, TenantCredentials};
+use crate::server::sanitize::sanitize;
+
+/// What a drift check stores in `runs.input`: the set and its policies when it was submitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftCheckInput {
+    pub backup_set_id: i64,
+    pub policy_ids: Vec<i64>,
+}
+
+/// The handler; it captures through `source`.
+pub struct DriftCheck {
+    source: Arc<dyn PolicySource>,
+}
+
+impl DriftCheck {
+    pub fn new(source: Arc<dyn PolicySource>) -> Self {
+        Self { source }
+    }
+}
+
+impl Operation for DriftCheck {
+    const TYPE: OperationType = OperationType::DriftCheck;
+    type Input = DriftCheckInput;
+    type Item = CaptureItem;
+    type Output = Captured;
+
+    async fn check(
+        &self,
+        db: &Db,
+        run: &Run<DriftCheckInput>,
+    ) -> Result<Option<RunFailure>, sqlx::Error> {
+        let set_exists = sqlx::query("SELECT id FROM backup_sets WHERE tenant_id = $1 AND id = $2")
+            .bind(run.tenant_id)
+            .bind(run.input.backup_set_id)
+            .fetch_optional(db.pool())
+            .await?
+            .is_some();
+        Ok((!set_exists).then(|| RunFailure {
+            reason: ReasonCode::BackupSetNotFound,
+            message: "The backup set was deleted before its drift check could run.".into(),
+        }))
+    }
+
+    fn plan(&self, run: &Run<DriftCheckInput>) -> Vec<i64> {
+        run.input.policy_ids.clone()
+    }
+
+    async fn pending(
+        &self,
+        db: &Db,
+        run: &Run<DriftCheckInput>,
+    ) -> Result<Vec<Pending<CaptureItem>>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type, bi.snapshot_id AS base_id \
+             FROM run_items ri \
+             JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
+             LEFT JOIN backup_items bi ON bi.tenant_id = ri.tenant_id AND bi.backup_set_id = $2 \
+               AND bi.policy_id = ri.policy_id \
+             WHERE ri.run_id = $1 AND ri.tenant_id = $3 AND ri.outcome = 'pending' ORDER BY ri.id",
+        )
+        .bind(run.id)
+        .bind(run.input.backup_set_id)
+        .bind(run.tenant_id)
+        .fetch_all(db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Pending {
+                    item_id: row.try_get("item_id")?,
+                    item: CaptureItem {
+                        policy_id: row.try_get("policy_id")?,
+                        graph_id: row.try_get("graph_id")?,
+                        policy_type: row.try_get("policy_type")?,
+                        base_snapshot_id: row.try_get("base_id")?,
+                        options: FULL_CAPTURE,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn process(
+        &self,
+        creds: &TenantCredentials,
+        _run: &Run<DriftCheckInput>,
+        item: &CaptureItem,
+    ) -> Captured {
+        capture(self.source.as_ref(), creds, item).await
+    }
+
+    async fn record(
+        &self,
+        tx: &mut Tx,
+        run: &Run<DriftCheckInput>,
+        batch: &[(Pending<CaptureItem>, Captured)],
+        now: i64,
+    ) -> Result<Vec<Recorded>, sqlx::Error> {
+        let mut recorded = Vec::with_capacity(batch.len());
+        for (pending, captured) in batch {
+            recorded.push(record_capture(tx, run.tenant_id, pending, captured, now).await?);
+        }
+        Ok(recorded)
+    }
+
+    async fn conclude(
+        &self,
+        db: &Db,
+        creds: Result<&TenantCredentials, &RunFailure>,
+        run: &Run<DriftCheckInput>,
+    ) -> Result<Option<RunFailure>, sqlx::Error> {
+        if let Err(failure) = creds {
+            return Ok(Some(failure.clone()));
+        }
+        let counts = drift_counts(db, run.id).await?;
+        super::write_summary(db, run.id, run.attempt, &counts.summary()).await?;
+        Ok(None)
+    }
+
+    fn notification(
+        &self,
+        status: RunStatus,
+        _totals: Totals,
+        failure: Option<&RunFailure>,
+        summary: Option<&str>,
+    ) -> (String, String) {
+        let body = match (failure, summary) {
+            (Some(f), _) => sanitize(&format!("{}: {}", f.reason.label(), f.message)),
+            (None, Some(summary)) => summary.to_owned(),
+            (None, None) => "The drift check did not finish.".to_owned(),
+        };
+        (format!("Drift check: {}", status.label()), body)
+    }
+}
+
+/// How a drift check's items compare, counted.
+pub async fn drift_counts(db: &Db, run_id: i64) -> Result<DriftCounts, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT outcome, drift, COUNT(*) AS n FROM run_items WHERE run_id = $1 GROUP BY outcome, drift",
+    )
+    .bind(run_id)
+    .fetch_all(db.pool())
+    .await?;
+    let mut counts = DriftCounts::default();
+    for row in &rows {
+        let n: i64 = row.try_get("n")?;
+        let outcome: String = row.try_get("outcome")?;
+        counts.total += n;
+        match row.try_get::<Option<String>, _>("drift")?.as_deref() {
+            Some("changed") => counts.changed += n,
+            Some("deleted") => counts.deleted += n,
+            Some("unchanged") => counts.unchanged += n,
+            // A policy that was not in the set's backup when checked.
+            Some("new") => counts.unchanged += n,
+            _ if outcome == "failed" => counts.failed += n,
+            _ => {}
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,207 @@
+//! Starting the runs that have no selection: **Sync from Intune** (`inventory.sync`, the tenant),
+//! **Capture now** (`policy.capture_snapshot`, one policy) and **Compare with Intune** on a backup
+//! set (`backup_set.drift_check`). Each is deduplicated (one active run per target), refused
+//! while the tenant's last connection check failed on authentication, and makes no Graph call:
+//! the engine does the work.
+
+use sqlx::Row;
+
+use super::key::IdempotencyKey;
+use super::stored_status;
+use super::submit::{create_or_reuse, NewRun};
+use crate::domain::run::OperationType;
+use crate::domain::versions::{CaptureResult, Drift, RunActivity, RunBrief};
+use crate::domain::{AppError, SubmittedRun, Timestamp};
+use crate::server::auth::TenantContext;
+use crate::server::db::Db;
+use crate::server::engine::ops::capture_snapshot::CaptureSnapshotInput;
+use crate::server::engine::ops::drift_check::DriftCheckInput;
+use crate::server::engine::ops::inventory_sync::InventorySyncInput;
+use crate::server::tenants::connection_check;
+use crate::server::tenants::TenantScope;
+
+/// The largest set a drift check takes (the picker's selection limit).
+const MAX_DRIFT_POLICIES: usize = 10_000;
+
+fn json<T: serde::Serialize>(input: &T) -> Result<String, AppError> {
+    serde_json::to_string(input).map_err(|_| AppError::Internal)
+}
+
+/// Queues a sync of the tenant's inventory, or returns the one already queued or running.
+pub async fn sync_inventory(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun, AppError> {
+    let tenant_id = ctx.scope.id();
+    connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    let operation = OperationType::InventorySync;
+    let run = NewRun {
+        operation,
+        target_id: tenant_id,
+        input: json(&InventorySyncInput::default())?,
+        key: IdempotencyKey::of(operation, tenant_id, &[]),
+        total: 0,
+        retry_of: None,
+    };
+    create_or_reuse(db, ctx, &run).await
+}
+
+/// Queues a capture of one policy of the tenant, or returns the one already queued or running.
+pub async fn capture_policy(
+    db: &Db,
+    ctx: &TenantContext,
+    policy_id: i64,
+) -> Result<SubmittedRun, AppError> {
+    let tenant_id = ctx.scope.id();
+    connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    let exists = sqlx::query("SELECT id FROM policies WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(policy_id)
+        .fetch_optional(db.pool())
+        .await?
+        .is_some();
+    if !exists {
+        return Err(AppError::NotFound(
+            "This policy does not exist in this tenant.".into(),
+        ));
+    }
+    let operation = OperationType::CaptureSnapshot;
+    let run = NewRun {
+        operation,
+        target_id: policy_id,
+        input: json(&CaptureSnapshotInput { policy_id })?,
+        key: IdempotencyKey::of(operation, tenant_id, &[("policy", policy_id)]),
+        total: 1,
+        retry_of: None,
+    };
+    create_or_reuse(db, ctx, &run).await
+}
+
+/// Queues a drift check of a backup set (every policy in it), or returns the one already queued
+/// or running. An empty set has nothing to compare: 400.
+pub async fn check_drift(
+    db: &Db,
+    ctx: &TenantContext,
+    backup_set_id: i64,
+) -> Result<SubmittedRun, AppError> {
+    let tenant_id = ctx.scope.id();
+    connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    sqlx::query("SELECT id FROM backup_sets WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(backup_set_id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| {
+            AppError::NotFound("This backup set does not exist in this tenant.".into())
+        })?;
+    let operation = OperationType::DriftCheck;
+    let key = IdempotencyKey::of(operation, tenant_id, &[("backup_set", backup_set_id)]);
+    // A double-click finds the first run before the set is read again.
+    if let Some(active) = super::submit::find_active(db, tenant_id, &key).await? {
+        return Ok(active);
+    }
+    let policy_ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT policy_id FROM backup_items WHERE tenant_id = $1 AND backup_set_id = $2 ORDER BY policy_id",
+    )
+    .bind(tenant_id)
+    .bind(backup_set_id)
+    .fetch_all(db.pool())
+    .await?;
+    if policy_ids.is_empty() {
+        return Err(AppError::invalid(
+            "backup_set_id",
+            "This backup set holds no policies yet: there is nothing to compare with Intune.",
+        ));
+    }
+    if policy_ids.len() > MAX_DRIFT_POLICIES {
+        return Err(AppError::invalid(
+            "backup_set_id",
+            format!("A drift check takes at most {MAX_DRIFT_POLICIES} policies."),
+        ));
+    }
+    let total = policy_ids.len() as i64;
+    let run = NewRun {
+        operation,
+        target_id: backup_set_id,
+        input: json(&DriftCheckInput {
+            backup_set_id,
+            policy_ids,
+        })?,
+        key,
+        total,
+        retry_of: None,
+    };
+    create_or_reuse(db, ctx, &run).await
+}
+
+/// The run of `operation` on `target_id` queued or running now, and the last one that ended.
+pub async fn activity(
+    db: &Db,
+    scope: &TenantScope,
+    operation: OperationType,
+    target_id: i64,
+) -> Result<RunActivity, AppError> {
+    let brief = |active: bool| async move {
+        let sql = format!(
+            "SELECT id, status, finished_at, summary FROM runs \
+             WHERE tenant_id = $1 AND operation_type = $2 AND target_id = $3 AND status {} \
+             ORDER BY id DESC LIMIT 1",
+            if active {
+                "IN ('pending', 'running')"
+            } else {
+                "NOT IN ('pending', 'running')"
+            }
+        );
+        let row = sqlx::query(&sql)
+            .bind(scope.id())
+            .bind(operation.as_str())
+            .bind(target_id)
+            .fetch_optional(db.pool())
+            .await?;
+        let Some(row) = row else {
+            return Ok::<_, AppError>(None);
+        };
+        let id: i64 = row.try_get("id")?;
+        let capture = if operation == OperationType::CaptureSnapshot {
+            capture_result(db, scope, id).await?
+        } else {
+            None
+        };
+        Ok(Some(RunBrief {
+            id,
+            status: stored_status(&row.try_get::<String, _>("status")?)?,
+            finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
+            summary: row.try_get("summary")?,
+            capture,
+        }))
+    };
+    Ok(RunActivity {
+        active: brief(true).await?,
+        last: brief(false).await?,
+    })
+}
+
+/// What the capture of a one-policy run found, once its item is done.
+pub async fn capture_result(
+    db: &Db,
+    scope: &TenantScope,
+    run_id: i64,
+) -> Result<Option<CaptureResult>, AppError> {
+    let row = sqlx::query(
+        "SELECT drift, changed_settings, snapshot_id, base_snapshot_id FROM run_items \
+         WHERE tenant_id = $1 AND run_id = $2 AND drift IS NOT NULL ORDER BY id LIMIT 1",
+    )
+    .bind(scope.id())
+    .bind(run_id)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let raw: String = row.try_get("drift")?;
+    let Some(drift) = Drift::parse(&raw) else {
+        tracing::error!(drift = %raw, "unknown drift in the database");
+        return Err(AppError::Internal);
+    };
+    Ok(Some(CaptureResult {
+        drift,
+        changed_settings: row.try_get("changed_settings")?,
+        snapshot_id: row.try_get("snapshot_id")?,
+        base_snapshot_id: row.try_get("base_snapshot_id")?,
+    }))
+}

@@ -1,0 +1,128 @@
+//! Queues a run of any operation, or answers with the identical run that is already queued or
+//! running. Every start (sync, capture now, drift check, connection check, …) goes through
+//! here: the idempotency key and the partial unique index `runs_active_idempotency` make a
+//! double-click, or a hundred racing submits, one run.
+
+use sqlx::Row;
+
+use super::key::IdempotencyKey;
+use super::stored_status;
+use crate::domain::run::OperationType;
+use crate::domain::{AppError, RunStatus, SubmittedRun, Timestamp};
+use crate::server::auth::TenantContext;
+use crate::server::db::{is_unique_violation, Db};
+use crate::server::metrics;
+
+/// A run to queue.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub operation: OperationType,
+    /// What the run works on: a backup set, a policy or the tenant itself.
+    pub target_id: i64,
+    /// The operation's input, as JSON.
+    pub input: String,
+    /// Identical submits share one active run: the operation, the tenant and what makes two
+    /// runs the same, hashed.
+    pub key: IdempotencyKey,
+    /// Items known at submit time (0 when the engine plans them at the first claim).
+    pub total: i64,
+    /// The run this one retries, if any.
+    pub retry_of: Option<i64>,
+}
+
+/// Queues `run` in the member's tenant, or returns the active run with the same key
+/// (`reused: true`). Two racing submits cannot both insert: the unique index refuses the
+/// second, which then answers with the winner.
+pub async fn create_or_reuse(
+    db: &Db,
+    ctx: &TenantContext,
+    run: &NewRun,
+) -> Result<SubmittedRun, AppError> {
+    let started = std::time::Instant::now();
+    let submitted = submit(db, ctx, run).await?;
+    metrics::run_submitted(run.operation.as_str(), submitted.reused, started.elapsed());
+    Ok(submitted)
+}
+
+async fn submit(db: &Db, ctx: &TenantContext, run: &NewRun) -> Result<SubmittedRun, AppError> {
+    let tenant_id = ctx.scope.id();
+    if let Some(active) = find_active(db, tenant_id, &run.key).await? {
+        return Ok(active);
+    }
+    match queue(db, tenant_id, Some(ctx.user_id), run).await {
+        Ok(run_id) => Ok(SubmittedRun {
+            run_id,
+            reused: false,
+            status: RunStatus::Pending,
+            total: run.total,
+        }),
+        Err(error) if is_unique_violation(&error) => {
+            find_active(db, tenant_id, &run.key).await?.ok_or_else(|| {
+                // The winner was inserted and finished between our insert and this read.
+                AppError::Conflict(
+                    "An identical run just finished. Start it again for a new one.".into(),
+                )
+            })
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The tenant's queued or running run with this key.
+pub async fn find_active(
+    db: &Db,
+    tenant_id: i64,
+    key: &IdempotencyKey,
+) -> Result<Option<SubmittedRun>, AppError> {
+    let row = sqlx::query(
+        "SELECT id, status, total_items FROM runs \
+         WHERE tenant_id = $1 AND idempotency_key = $2 AND status IN ('pending', 'running')",
+    )
+    .bind(tenant_id)
+    .bind(key.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(SubmittedRun {
+        run_id: row.try_get("id")?,
+        reused: true,
+        status: stored_status(&row.try_get::<String, _>("status")?)?,
+        total: row.try_get("total_items")?,
+    }))
+}
+
+/// Inserts the run as queued, without looking for an identical one (the caller did); its id.
+/// A run nobody started (`initiated_by` `None`, e.g. the demo's) notifies nobody.
+pub async fn queue(
+    db: &Db,
+    tenant_id: i64,
+    initiated_by: Option<i64>,
+    run: &NewRun,
+) -> Result<i64, sqlx::Error> {
+    // `resource.action` is the operation's spelling, split where the database keeps it apart.
+    let (resource, action) = run
+        .operation
+        .as_str()
+        .split_once('.')
+        .unwrap_or((run.operation.as_str(), ""));
+    sqlx::query(
+        "INSERT INTO runs (tenant_id, initiated_by, operation_type, lane, resource, action, target_id, \
+         input, idempotency_key, status, total_items, created_at, retry_of) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12) RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(initiated_by)
+    .bind(run.operation.as_str())
+    .bind(run.operation.lane().as_str())
+    .bind(resource)
+    .bind(action)
+    .bind(run.target_id)
+    .bind(&run.input)
+    .bind(run.key.as_str())
+    .bind(run.total)
+    .bind(Timestamp::now().millis())
+    .bind(run.retry_of)
+    .fetch_one(db.pool())
+    .await?
+    .try_get("id")
+}
