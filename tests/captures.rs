@@ -165,7 +165,7 @@ async fn a_sync_run_brings_the_inventory_in_line_and_says_what_changed(f: Fixtur
     let in_intune = f.demo.sim.policies(CONTOSO);
     let run = f.sync().await;
     let detail = f.detail(run, "").await;
-    assert_eq!(detail["status"], "completed", "{detail}");
+    assert_eq!(detail["status"], "Completed", "{detail}");
     assert_eq!(detail["target"]["kind"], "tenant");
     let added = common::count(&f.app.db, "policies").await;
     assert!(added >= in_intune.len() as i64);
@@ -213,7 +213,7 @@ async fn a_sync_run_brings_the_inventory_in_line_and_says_what_changed(f: Fixtur
     let activity = f.activity("inventory.sync", 0).await;
     assert_eq!(activity["active"], Value::Null);
     assert_eq!(activity["last"]["id"], second);
-    assert_eq!(activity["last"]["status"], "completed");
+    assert_eq!(activity["last"]["status"], "Completed");
     assert_eq!(activity["last"]["summary"], summary.as_str());
 }
 
@@ -224,7 +224,7 @@ async fn capture_now_stores_a_version_only_when_the_content_changed(f: Fixture) 
 
     let first = f.capture(policy).await;
     let detail = f.detail(first, "").await;
-    assert_eq!(detail["status"], "completed", "{detail}");
+    assert_eq!(detail["status"], "Completed", "{detail}");
     assert_eq!(detail["target"]["kind"], "policy");
     assert_eq!(detail["target"]["id"], policy);
     assert_eq!(detail["items"]["rows"][0]["result"]["drift"], "New");
@@ -310,7 +310,7 @@ async fn a_drift_check_tells_unchanged_changed_and_deleted_apart(f: Fixture) {
         )
         .await;
     let detail = f.detail(run, "").await;
-    assert_eq!(detail["status"], "completed", "{detail}");
+    assert_eq!(detail["status"], "Completed", "{detail}");
     assert_eq!(
         detail["summary"],
         "1 of 4 policies changed since this backup, 1 deleted in Intune."
@@ -334,7 +334,12 @@ async fn a_drift_check_tells_unchanged_changed_and_deleted_apart(f: Fixture) {
     );
     let deleted = f.detail(run, "deleted").await;
     assert_eq!(deleted["items"]["rows"][0]["policy_id"], ids[1]);
-    assert_eq!(f.detail(run, "unchanged").await["items"]["total"], 2);
+    let unchanged = f.detail(run, "unchanged").await;
+    assert_eq!(unchanged["items"]["total"], 2);
+    // Captured the way the backup was, an unchanged policy is the backup's own version.
+    for row in unchanged["items"]["rows"].as_array().unwrap() {
+        assert_eq!(row["result"]["snapshot_id"], row["result"]["base_snapshot_id"], "{row}");
+    }
     // The backup itself is untouched: its items still hold the versions captured then.
     let held: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM backup_items i JOIN run_items r ON r.policy_id = i.policy_id \

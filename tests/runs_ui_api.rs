@@ -280,8 +280,9 @@ async fn run_detail_and_backup_set_runs_show_a_submitted_run(app: TestApp) {
     let run: Value = response.json().await.unwrap();
     assert_eq!(run["total_items"], 3);
     assert_eq!(run["initiated_by"], "Oli Operator");
-    assert_eq!(run["backup_set_id"].to_string(), set);
-    assert_eq!(run["backup_set_name"], "Detail");
+    assert_eq!(run["target"]["kind"], "backup_set");
+    assert_eq!(run["target"]["id"].to_string(), set);
+    assert_eq!(run["target"]["name"], "Detail");
     assert_eq!(run["items"]["rows"].as_array().unwrap().len(), 3);
     assert_eq!(run["items"]["total"], 3);
     assert!(run["items"]["rows"][0]["policy_name"]

@@ -12,13 +12,12 @@ use sqlx::Row;
 use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
 use super::super::worker::RunFailure;
 use super::capture::{capture, record_capture, CaptureItem, Captured};
-use super::capture_snapshot::FULL_CAPTURE;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
 use crate::domain::versions::DriftCounts;
 use crate::domain::RunStatus;
 use crate::server::db::Db;
-use crate::server::graph::{PolicySource, TenantCredentials};
+use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
 use crate::server::sanitize::sanitize;
 
 /// What a drift check stores in `runs.input`: the set and its policies when it was submitted.
@@ -71,14 +70,22 @@ impl Operation for DriftCheck {
         db: &Db,
         run: &Run<DriftCheckInput>,
     ) -> Result<Vec<Pending<CaptureItem>>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type, bi.snapshot_id AS base_id \
+        // Each policy is captured the way its backup was (with or without assignments and
+        // scope tags, as the stored version shows), so an unchanged policy hashes the same.
+        let backend = db.backend();
+        let sql = format!(
+            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type, bi.snapshot_id AS base_id, \
+                    {} AS with_assignments, {} AS with_scope_tags \
              FROM run_items ri \
              JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
              LEFT JOIN backup_items bi ON bi.tenant_id = ri.tenant_id AND bi.backup_set_id = $2 \
                AND bi.policy_id = ri.policy_id \
+             LEFT JOIN policy_snapshots s ON s.tenant_id = bi.tenant_id AND s.id = bi.snapshot_id \
              WHERE ri.run_id = $1 AND ri.tenant_id = $3 AND ri.outcome = 'pending' ORDER BY ri.id",
-        )
+            backend.json_has("s.payload", &["assignments"]),
+            backend.json_has("s.payload", &["policy", "roleScopeTagIds"]),
+        );
+        let rows = sqlx::query(&sql)
         .bind(run.id)
         .bind(run.input.backup_set_id)
         .bind(run.tenant_id)
@@ -93,7 +100,10 @@ impl Operation for DriftCheck {
                         graph_id: row.try_get("graph_id")?,
                         policy_type: row.try_get("policy_type")?,
                         base_snapshot_id: row.try_get("base_id")?,
-                        options: FULL_CAPTURE,
+                        options: CaptureOptions {
+                            include_assignments: row.try_get::<i32, _>("with_assignments")? == 1,
+                            include_scope_tags: row.try_get::<i32, _>("with_scope_tags")? == 1,
+                        },
                     },
                 })
             })
