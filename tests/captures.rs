@@ -338,7 +338,10 @@ async fn a_drift_check_tells_unchanged_changed_and_deleted_apart(f: Fixture) {
     assert_eq!(unchanged["items"]["total"], 2);
     // Captured the way the backup was, an unchanged policy is the backup's own version.
     for row in unchanged["items"]["rows"].as_array().unwrap() {
-        assert_eq!(row["result"]["snapshot_id"], row["result"]["base_snapshot_id"], "{row}");
+        assert_eq!(
+            row["result"]["snapshot_id"], row["result"]["base_snapshot_id"],
+            "{row}"
+        );
     }
     // The backup itself is untouched: its items still hold the versions captured then.
     let held: i64 = sqlx::query_scalar(

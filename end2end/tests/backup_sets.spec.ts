@@ -22,7 +22,8 @@ test("the start page lists the user's tenants and leads to a tenant", async ({ p
   await page.getByRole("link", { name: "Contoso (demo)" }).click();
   await expect(page).toHaveURL(new RegExp(`/t/${CONTOSO}/backup-sets$`));
   await expect(page.getByTestId("tenant-switcher")).toHaveValue(CONTOSO);
-  await expect(page.getByText("No backup sets yet")).toBeVisible();
+  // The demo's history: a baseline set captured a week ago (src/server/seed.rs).
+  await expect(page.getByRole("link", { name: "Baseline (demo)" })).toBeVisible();
 });
 
 test("creating a backup set shows it in the list without reloading the page", async ({ page }) => {
@@ -66,7 +67,10 @@ test("a bad name is explained next to the field and nothing is created", async (
 test("the runs page has an empty state and unknown pages say so", async ({ page }) => {
   await openHydrated(page, `/t/${CONTOSO}/runs`);
   await expect(page.getByRole("heading", { name: "Runs" })).toBeVisible();
-  await expect(page.getByText("No runs yet")).toBeVisible();
+  // The demo's drift check of its baseline is the only run Contoso has at this point.
+  await expect(page.getByRole("cell", { name: "Check backup set for drift" })).toBeVisible();
+  await openHydrated(page, `/t/${CONTOSO}/runs?status=cancelled`);
+  await expect(page.getByText("No runs match these filters")).toBeVisible();
 
   const response = await page.goto("/no/such/page");
   expect(response?.status()).toBe(404);

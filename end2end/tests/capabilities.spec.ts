@@ -32,7 +32,8 @@ test("a readonly member sees the actions they may not take disabled, with the ro
   const add = page.getByRole("button", { name: "Add policies" });
   await expect(add).toBeDisabled();
   await expect(add).toHaveAccessibleDescription(NEEDS_OPERATOR);
-  await expect(page.getByText(NEEDS_OPERATOR)).toBeVisible();
+  await expect(page.locator("#add-policies-needs")).toHaveText(NEEDS_OPERATOR);
+  await expect(page.getByTestId("drift-check").getByText(NEEDS_OPERATOR)).toBeVisible();
   await add.click({ force: true });
   await expect(page.getByTestId("policy-picker")).toHaveCount(0);
   await expectAccessible(page, "backup set as readonly");

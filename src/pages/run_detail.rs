@@ -142,14 +142,17 @@ pub fn RunDetailPage() -> impl IntoView {
     use_poll_while(tick, move || {
         run.with(|run| matches!(run, Some(Ok(detail)) if detail.status.is_active()))
     });
-    // A run that compares captures (drift check, capture now) can also be filtered by result.
-    let compares = Memo::new(move |_| {
-        run.with(|run| {
+    // A run that compares captures (drift check, capture now) can also be filtered by result;
+    // an effect reads the run (in the browser, once it has arrived), so hydration matches.
+    let compares = RwSignal::new(false);
+    Effect::new(move |_| {
+        let captures = run.with(|run| {
             matches!(run, Some(Ok(detail)) if matches!(
                 OperationType::parse(&detail.operation_type),
                 Some(OperationType::DriftCheck | OperationType::CaptureSnapshot)
             ))
-        })
+        });
+        compares.set(captures);
     });
 
     view! {
@@ -365,7 +368,7 @@ fn GraphFiguresList(figures: GraphFigures) -> impl IntoView {
 #[component]
 fn OutcomeFilter(
     outcome: Memo<String>,
-    compares: Memo<bool>,
+    compares: RwSignal<bool>,
     on_change: impl Fn(String) + 'static,
 ) -> impl IntoView {
     let option = move |value: &'static str, label: &'static str| {

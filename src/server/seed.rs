@@ -241,10 +241,10 @@ const BASELINE_PER_TYPE: usize = 3;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// What changed in the demo's Intune since the baseline, in stages: a policy renamed twice (its
-/// page shows three versions) and another renamed once. The simulator starts from its seed at
-/// every start, so the edits are applied again each time ([`apply_demo_edits`]); the history in
-/// the database is written once.
+/// What changed in the demo's Intune since the baseline, in stages, read off the unedited
+/// simulator: a policy renamed twice (its page shows three versions) and another renamed once.
+/// The simulator starts from its seed at every start, so the edits are applied again each time
+/// ([`replay_demo_edits`]); the history in the database is written once.
 fn demo_edits(sim: &SimHandle, external_id: &str) -> Vec<Vec<(String, String)>> {
     let policies = sim.policies(external_id);
     let mut edits = vec![Vec::new(), Vec::new()];
@@ -256,12 +256,10 @@ fn demo_edits(sim: &SimHandle, external_id: &str) -> Vec<Vec<(String, String)>> 
     edits
 }
 
-/// Applies the demo's edits up to stage `upto` (exclusive) to the simulator.
-fn apply_demo_edits(sim: &SimHandle, external_id: &str, upto: usize) {
-    for stage in demo_edits(sim, external_id).into_iter().take(upto) {
-        for (graph_id, name) in stage {
-            sim.rename_policy(external_id, &graph_id, &name);
-        }
+/// Applies one stage of the demo's edits to the simulator.
+fn apply_demo_stage(sim: &SimHandle, external_id: &str, stage: &[(String, String)]) {
+    for (graph_id, name) in stage {
+        sim.rename_policy(external_id, graph_id, name);
     }
 }
 
@@ -282,8 +280,9 @@ pub async fn demo_history_written(db: &Db) -> Result<bool, StartError> {
 /// Applies every demo edit to a freshly started simulator (on starts after the first).
 pub fn replay_demo_edits(graph: &DemoGraph) {
     let (external_id, _) = DEMO_TENANTS[0];
-    let stages = demo_edits(&graph.sim, external_id).len();
-    apply_demo_edits(&graph.sim, external_id, stages);
+    for stage in demo_edits(&graph.sim, external_id) {
+        apply_demo_stage(&graph.sim, external_id, &stage);
+    }
 }
 
 /// Writes the demo's history, on the first start, from the unedited simulator (whose inventory
@@ -297,6 +296,7 @@ pub async fn write_demo_history(db: &Db, graph: &DemoGraph) -> Result<(), StartE
         .fetch_one(db.pool())
         .await?
         .try_get("id")?;
+    let edits = demo_edits(&graph.sim, external_id);
     let creds = load_credentials(db, tenant_id, &graph.access.secrets)
         .await
         .map_err(|error| StartError::Invalid(format!("demo credentials: {error}")))?;
@@ -368,18 +368,18 @@ pub async fn write_demo_history(db: &Db, graph: &DemoGraph) -> Result<(), StartE
         .await?;
 
     // Each stage of edits, then a capture of what it changed: later versions of those policies.
-    for (stage, edits) in demo_edits(&graph.sim, external_id).into_iter().enumerate() {
-        apply_demo_edits(&graph.sim, external_id, stage + 1);
-        let at = now - (3 - stage as i64 * 2) * DAY_MS;
-        for (graph_id, _) in edits {
-            let Some((policy_id, policy_type)) = demo_policy(&mut tx, tenant_id, &graph_id).await?
+    for (index, stage) in edits.iter().enumerate() {
+        apply_demo_stage(&graph.sim, external_id, stage);
+        let at = now - (3 - index as i64 * 2) * DAY_MS;
+        for (graph_id, _) in stage {
+            let Some((policy_id, policy_type)) = demo_policy(&mut tx, tenant_id, graph_id).await?
             else {
                 continue;
             };
             let snapshot = graph
                 .access
                 .client
-                .capture_policy(&creds, policy_type, &graph_id, DEMO_CAPTURE)
+                .capture_policy(&creds, policy_type, graph_id, DEMO_CAPTURE)
                 .await
                 .map_err(|error| StartError::Invalid(format!("demo capture: {error}")))?;
             store_snapshot(&mut tx, tenant_id, policy_id, &snapshot, at).await?;

@@ -86,11 +86,11 @@ impl Operation for DriftCheck {
             backend.json_has("s.payload", &["policy", "roleScopeTagIds"]),
         );
         let rows = sqlx::query(&sql)
-        .bind(run.id)
-        .bind(run.input.backup_set_id)
-        .bind(run.tenant_id)
-        .fetch_all(db.pool())
-        .await?;
+            .bind(run.id)
+            .bind(run.input.backup_set_id)
+            .bind(run.tenant_id)
+            .fetch_all(db.pool())
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(Pending {
