@@ -214,6 +214,9 @@ const FIELDS: &[&str] = &[
     "version",
     "from",
     "to",
+    "policy_id",
+    "operation",
+    "target_id",
     "unexpected",
 ];
 
@@ -235,7 +238,15 @@ fn valid_values(field: &str, known: &Known) -> Vec<String> {
         "sort" => vec!["name", "last_modified", "type"],
         "status" => vec!["failed", "active", "completed"],
         "operation_type" => vec!["backup_set.add_policies"],
-        "outcome" => vec!["succeeded", "failed", "pending"],
+        "outcome" => vec!["succeeded", "failed", "pending", "changed", "deleted"],
+        "policy_id" => vec![&known.policy_id],
+        "target_id" => vec![&known.policy_id, &known.set_id],
+        "operation" => vec![
+            "inventory.sync",
+            "policy.capture_snapshot",
+            "backup_set.drift_check",
+            "restore.execute",
+        ],
         "include_assignments" | "include_scope_tags" => vec!["true", "false", "on"],
         "client_id" => vec!["app-sweep", "a b"],
         "secret" => vec!["a sweep secret", ""],

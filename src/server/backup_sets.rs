@@ -22,6 +22,30 @@ fn summary(row: &AnyRow) -> Result<BackupSetSummary, sqlx::Error> {
     })
 }
 
+/// Whether backup set `id` belongs to tenant `tenant_id`: the one spelling of that check, for
+/// submits, handlers and pages alike.
+pub async fn exists(db: &Db, tenant_id: i64, id: i64) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query("SELECT id FROM backup_sets WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?
+            .is_some(),
+    )
+}
+
+/// 404 unless backup set `id` belongs to tenant `tenant_id`.
+pub async fn ensure_exists(db: &Db, tenant_id: i64, id: i64) -> Result<(), AppError> {
+    if exists(db, tenant_id, id).await? {
+        Ok(())
+    } else {
+        Err(AppError::NotFound(
+            "This backup set does not exist in this tenant.".into(),
+        ))
+    }
+}
+
 /// The tenant's backup sets, newest first.
 pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<BackupSetSummary>, AppError> {
     let sql = format!(

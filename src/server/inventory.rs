@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{Any, Row, Transaction};
 
-use super::db::Db;
+use super::db::{Db, Sql};
 use super::graph::credentials::{load_credentials, CredentialsError};
 use super::graph::{
     GraphAccess, GraphError, PolicyListing, PolicySource, PolicyType, TenantCredentials,
@@ -315,16 +315,18 @@ async fn mark_gone(
     ids: &[i64],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
-    let sql = format!(
-        "UPDATE policies SET gone_from_intune_at = $2 WHERE tenant_id = $1 AND id IN ({})",
-        placeholders.join(", ")
-    );
-    let mut query = sqlx::query(&sql).bind(tenant_id).bind(now);
-    for id in ids {
-        query = query.bind(*id);
-    }
-    query.execute(&mut **tx).await?;
+    // The ids are integers read from the database: a literal list cannot inject anything.
+    let list = ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = Sql::new("UPDATE policies SET gone_from_intune_at = ");
+    sql.int(now)
+        .push(" WHERE tenant_id = ")
+        .int(tenant_id)
+        .push(&format!(" AND id IN ({list})"));
+    sql.query().execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -335,37 +337,33 @@ async fn upsert(
     batch: &[&PolicyListing],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<String> = (0..batch.len())
-        .map(|i| {
-            let p = 3 + i * 5;
-            format!(
-                "($1, ${}, ${}, ${}, ${}, ${}, $2)",
-                p,
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4
-            )
-        })
-        .collect();
-    let sql = format!(
+    let mut sql = Sql::new(
         "INSERT INTO policies (tenant_id, policy_type, graph_id, display_name, platform, \
-         last_modified_at, synced_at) VALUES {} \
-         ON CONFLICT (tenant_id, policy_type, graph_id) DO UPDATE SET \
+         last_modified_at, synced_at) VALUES ",
+    );
+    for (i, listing) in batch.iter().enumerate() {
+        sql.push(if i == 0 { "(" } else { ", (" })
+            .int(tenant_id)
+            .push(", ")
+            .text(listing.policy_type.as_str())
+            .push(", ")
+            .text(listing.graph_id.as_str())
+            .push(", ")
+            .text(listing.display_name.as_str())
+            .push(", ")
+            .text(listing.platform.as_str())
+            .push(", ")
+            .opt_int(listing.last_modified_at.map(Timestamp::millis))
+            .push(", ")
+            .int(now)
+            .push(")");
+    }
+    sql.push(
+        " ON CONFLICT (tenant_id, policy_type, graph_id) DO UPDATE SET \
          display_name = excluded.display_name, platform = excluded.platform, \
          last_modified_at = excluded.last_modified_at, synced_at = excluded.synced_at, \
          gone_from_intune_at = NULL",
-        rows.join(", ")
     );
-    let mut query = sqlx::query(&sql).bind(tenant_id).bind(now);
-    for listing in batch {
-        query = query
-            .bind(listing.policy_type.as_str())
-            .bind(listing.graph_id.as_str())
-            .bind(listing.display_name.as_str())
-            .bind(listing.platform.as_str())
-            .bind(listing.last_modified_at.map(Timestamp::millis));
-    }
-    query.execute(&mut **tx).await?;
+    sql.query().execute(&mut **tx).await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::db::Db;
+use super::db::{like_pattern, Db, Sql};
 use super::tenants::TenantScope;
 use crate::domain::policy_page::{
     MatchingPolicies, PolicyPage, PolicyRow, PolicySort, SortColumn, POLICY_PAGE_SIZE,
@@ -21,58 +21,31 @@ pub struct PolicyFilter {
     pub platform: String,
 }
 
-/// A `WHERE` clause over `policies p` and the values of its `$n` placeholders. `$1` is always
-/// the tenant id, so no query built from it can forget the tenant.
-struct Where {
-    sql: String,
-    texts: Vec<String>,
-}
-
-impl Where {
-    fn new(filter: &PolicyFilter) -> Self {
-        let mut sql = String::from("p.tenant_id = $1 AND p.gone_from_intune_at IS NULL");
-        let mut texts = Vec::new();
-        let search: String = filter
-            .search
-            .trim()
-            .chars()
-            .take(SEARCH_MAX_CHARS)
-            .collect();
-        if !search.is_empty() {
-            texts.push(format!("%{}%", escape_like(&search.to_lowercase())));
-            sql.push_str(&format!(
-                " AND LOWER(p.display_name) LIKE ${} ESCAPE '\\'",
-                texts.len() + 1
-            ));
-        }
-        for (column, value) in [
-            ("p.policy_type", &filter.policy_type),
-            ("p.platform", &filter.platform),
-        ] {
-            if !value.is_empty() {
-                texts.push(value.clone());
-                sql.push_str(&format!(" AND {column} = ${}", texts.len() + 1));
-            }
-        }
-        Self { sql, texts }
+/// Appends the filter's `WHERE` clause over `policies p` to `sql`. The tenant comes first, so no
+/// query built here can forget it.
+fn push_where(sql: &mut Sql, tenant_id: i64, filter: &PolicyFilter) {
+    sql.push(" WHERE p.tenant_id = ")
+        .int(tenant_id)
+        .push(" AND p.gone_from_intune_at IS NULL");
+    let search: String = filter
+        .search
+        .trim()
+        .chars()
+        .take(SEARCH_MAX_CHARS)
+        .collect();
+    if !search.is_empty() {
+        sql.push(" AND LOWER(p.display_name) LIKE ")
+            .text(like_pattern(&search))
+            .push(" ESCAPE '\\'");
     }
-
-    /// The number of the next free placeholder.
-    fn next(&self) -> usize {
-        self.texts.len() + 2
-    }
-}
-
-/// Escapes `LIKE` wildcards so a search for `50%` or `a_b` finds exactly that text.
-fn escape_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
+    for (column, value) in [
+        ("p.policy_type", &filter.policy_type),
+        ("p.platform", &filter.platform),
+    ] {
+        if !value.is_empty() {
+            sql.push(&format!(" AND {column} = ")).text(value.clone());
         }
-        out.push(c);
     }
-    out
 }
 
 fn order_by(sort: PolicySort) -> String {
@@ -94,13 +67,7 @@ async fn check_backup_set(
     scope: &TenantScope,
     backup_set_id: i64,
 ) -> Result<(), AppError> {
-    sqlx::query("SELECT id FROM backup_sets WHERE tenant_id = $1 AND id = $2")
-        .bind(scope.id())
-        .bind(backup_set_id)
-        .fetch_optional(db.pool())
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| AppError::NotFound("This backup set does not exist in this tenant.".into()))
+    super::backup_sets::ensure_exists(db, scope.id(), backup_set_id).await
 }
 
 /// One page (zero-based, clamped to the last one) of the tenant's inventory, with each row
@@ -114,40 +81,31 @@ pub async fn page(
     page: i64,
 ) -> Result<PolicyPage, AppError> {
     check_backup_set(db, scope, backup_set_id).await?;
-    let clause = Where::new(filter);
-    let count_sql = format!("SELECT COUNT(*) AS n FROM policies p WHERE {}", clause.sql);
-    let mut count = sqlx::query(&count_sql).bind(scope.id());
-    for text in &clause.texts {
-        count = count.bind(text.clone());
-    }
-    let total: i64 = count.fetch_one(db.pool()).await?.try_get("n")?;
+    let mut count = Sql::new("SELECT COUNT(*) AS n FROM policies p");
+    push_where(&mut count, scope.id(), filter);
+    let total: i64 = count.query().fetch_one(db.pool()).await?.try_get("n")?;
     let last_page = ((total - 1).max(0)) / POLICY_PAGE_SIZE;
     let page = page.clamp(0, last_page);
 
-    let n = clause.next();
     // The page is cut from the policies alone; only its rows are then looked up in the set.
-    let rows_sql = format!(
+    let order = order_by(sort);
+    let mut rows = Sql::new(
         "SELECT p.id, p.display_name, p.policy_type, p.platform, p.last_modified_at, \
                 CAST(CASE WHEN b.id IS NULL THEN 0 ELSE 1 END AS BIGINT) AS in_set \
-         FROM (SELECT * FROM policies p WHERE {} ORDER BY {order} LIMIT ${} OFFSET ${}) p \
-         LEFT JOIN backup_items b ON b.tenant_id = p.tenant_id AND b.policy_id = p.id \
-              AND b.backup_set_id = ${n} \
-         ORDER BY {order}",
-        clause.sql,
-        n + 1,
-        n + 2,
-        order = order_by(sort),
+         FROM (SELECT * FROM policies p",
     );
-    let mut query = sqlx::query(&rows_sql).bind(scope.id());
-    for text in &clause.texts {
-        query = query.bind(text.clone());
-    }
-    let rows = query
-        .bind(backup_set_id)
-        .bind(POLICY_PAGE_SIZE)
-        .bind(page * POLICY_PAGE_SIZE)
-        .fetch_all(db.pool())
-        .await?;
+    push_where(&mut rows, scope.id(), filter);
+    rows.push(&format!(" ORDER BY {order} LIMIT "))
+        .int(POLICY_PAGE_SIZE)
+        .push(" OFFSET ")
+        .int(page * POLICY_PAGE_SIZE)
+        .push(
+            ") p LEFT JOIN backup_items b ON b.tenant_id = p.tenant_id AND b.policy_id = p.id \
+             AND b.backup_set_id = ",
+        )
+        .int(backup_set_id)
+        .push(&format!(" ORDER BY {order}"));
+    let rows = rows.query().fetch_all(db.pool()).await?;
     let rows = rows
         .iter()
         .map(|row| {
@@ -194,23 +152,17 @@ pub async fn matching_ids(
     filter: &PolicyFilter,
 ) -> Result<MatchingPolicies, AppError> {
     check_backup_set(db, scope, backup_set_id).await?;
-    let clause = Where::new(filter);
-    let n = clause.next();
-    let sql = format!(
-        "SELECT p.id FROM policies p WHERE {} AND NOT EXISTS (\
-             SELECT 1 FROM backup_items b WHERE b.tenant_id = p.tenant_id \
-             AND b.policy_id = p.id AND b.backup_set_id = ${n}) \
-         ORDER BY p.id LIMIT ${}",
-        clause.sql,
-        n + 1
-    );
-    let mut query = sqlx::query(&sql).bind(scope.id());
-    for text in &clause.texts {
-        query = query.bind(text.clone());
-    }
-    let mut ids = query
-        .bind(backup_set_id)
-        .bind(MAX_SELECTION as i64 + 1)
+    let mut sql = Sql::new("SELECT p.id FROM policies p");
+    push_where(&mut sql, scope.id(), filter);
+    sql.push(
+        " AND NOT EXISTS (SELECT 1 FROM backup_items b WHERE b.tenant_id = p.tenant_id \
+         AND b.policy_id = p.id AND b.backup_set_id = ",
+    )
+    .int(backup_set_id)
+    .push(") ORDER BY p.id LIMIT ")
+    .int(MAX_SELECTION as i64 + 1);
+    let mut ids = sql
+        .query()
         .fetch_all(db.pool())
         .await?
         .iter()
@@ -226,22 +178,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn like_wildcards_are_escaped() {
-        assert_eq!(escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
-        assert_eq!(escape_like("plain"), "plain");
-    }
-
-    #[test]
     fn placeholders_follow_the_filters_in_order() {
-        let clause = Where::new(&PolicyFilter {
-            search: " Wi-Fi ".into(),
-            policy_type: "compliance".into(),
-            platform: String::new(),
-        });
-        assert!(clause.sql.contains("LIKE $2"));
-        assert!(clause.sql.contains("p.policy_type = $3"));
-        assert!(!clause.sql.contains("p.platform"));
-        assert_eq!(clause.texts, ["%wi-fi%", "compliance"]);
-        assert_eq!(clause.next(), 4);
+        let mut sql = Sql::new("SELECT p.id FROM policies p");
+        push_where(
+            &mut sql,
+            7,
+            &PolicyFilter {
+                search: " Wi-Fi ".into(),
+                policy_type: "compliance".into(),
+                platform: String::new(),
+            },
+        );
+        let text = sql.as_str();
+        assert!(text.contains("p.tenant_id = $1"), "{text}");
+        assert!(text.contains("LIKE $2"), "{text}");
+        assert!(text.contains("p.policy_type = $3"), "{text}");
+        assert!(!text.contains("p.platform"), "{text}");
     }
 }

@@ -15,7 +15,7 @@ use sqlx::{any::AnyRow, Row};
 use tower_sessions::Session;
 
 use super::auth::{authorize_user, session};
-use super::db::Db;
+use super::db::{like_pattern, Db, Sql};
 use super::state::AppState;
 use super::tenants::TenantScope;
 use crate::domain::policy_page::{POLICY_PAGE_SIZE, SEARCH_MAX_CHARS};
@@ -232,57 +232,37 @@ pub async fn inventory(
     policy_type: &str,
     page: i64,
 ) -> Result<InventoryPage, AppError> {
-    let mut clause = String::from("p.tenant_id = $1");
-    let mut texts: Vec<String> = Vec::new();
     let search: String = search.trim().chars().take(SEARCH_MAX_CHARS).collect();
-    if !search.is_empty() {
-        texts.push(format!("%{}%", escape_like(&search.to_lowercase())));
-        clause.push_str(&format!(
-            " AND LOWER(p.display_name) LIKE ${} ESCAPE '\\'",
-            texts.len() + 1
-        ));
-    }
-    if !policy_type.is_empty() {
-        texts.push(policy_type.to_owned());
-        clause.push_str(&format!(" AND p.policy_type = ${}", texts.len() + 1));
-    }
-    let count_sql = format!("SELECT COUNT(*) AS n FROM policies p WHERE {clause}");
-    let mut count = sqlx::query(&count_sql).bind(scope.id());
-    for text in &texts {
-        count = count.bind(text);
-    }
-    let total: i64 = count.fetch_one(db.pool()).await?.try_get("n")?;
+    let filtered = |sql: &mut Sql| {
+        sql.push(" WHERE p.tenant_id = ").int(scope.id());
+        if !search.is_empty() {
+            sql.push(" AND LOWER(p.display_name) LIKE ")
+                .text(like_pattern(&search))
+                .push(" ESCAPE '\\'");
+        }
+        if !policy_type.is_empty() {
+            sql.push(" AND p.policy_type = ").text(policy_type);
+        }
+    };
+    let mut count = Sql::new("SELECT COUNT(*) AS n FROM policies p");
+    filtered(&mut count);
+    let total: i64 = count.query().fetch_one(db.pool()).await?.try_get("n")?;
     let page_size = POLICY_PAGE_SIZE;
     let last = ((total - 1).max(0)) / page_size;
     let page = page.clamp(0, last);
-    let sql = format!(
-        "SELECT {POLICY_COLUMNS} FROM policies p WHERE {clause} \
-         ORDER BY p.display_name, p.id LIMIT {page_size} OFFSET {}",
-        page * page_size
-    );
-    let mut query = sqlx::query(&sql).bind(scope.id());
-    for text in &texts {
-        query = query.bind(text);
-    }
-    let rows = query.fetch_all(db.pool()).await?;
+    let mut rows = Sql::new(format!("SELECT {POLICY_COLUMNS} FROM policies p"));
+    filtered(&mut rows);
+    rows.push(" ORDER BY p.display_name, p.id LIMIT ")
+        .int(page_size)
+        .push(" OFFSET ")
+        .int(page * page_size);
+    let rows = rows.query().fetch_all(db.pool()).await?;
     Ok(InventoryPage {
         rows: rows.iter().map(policy_info).collect::<Result<_, _>>()?,
         total,
         page,
         page_size,
     })
-}
-
-/// Escapes `LIKE` wildcards so a search finds exactly its text.
-fn escape_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// `GET /t/{tenant}/policies/{id}/versions/{version}/raw.json`: the stored payload as a

@@ -14,7 +14,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
 
-pub use sql::Sql;
+pub use sql::{like_pattern, Sql};
 
 /// Which engine a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

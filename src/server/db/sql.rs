@@ -16,6 +16,21 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::Any;
 
+/// A `LIKE` pattern that finds `search` (lower-cased) anywhere, its wildcards escaped so a
+/// search for `50%` or `a_b` finds exactly that text; used with `ESCAPE '\'`.
+pub fn like_pattern(search: &str) -> String {
+    let mut out = String::with_capacity(search.len() + 2);
+    out.push('%');
+    for c in search.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Value {
@@ -89,6 +104,12 @@ impl Sql {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(like_pattern("50%_a\\B"), "%50\\%\\_a\\\\b%");
+        assert_eq!(like_pattern("Plain"), "%plain%");
+    }
 
     #[test]
     fn numbers_placeholders_in_the_order_values_are_bound() {

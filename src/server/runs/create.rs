@@ -9,13 +9,12 @@
 use sqlx::Row;
 
 use super::key::IdempotencyKey;
-use super::stored_status;
+use super::submit::{self, NewRun};
 use crate::domain::run::OperationType;
-use crate::domain::{
-    AddPoliciesOptions, AppError, PolicySelection, RunStatus, SubmittedRun, Timestamp,
-};
+use crate::domain::{AddPoliciesOptions, AppError, PolicySelection, SubmittedRun};
 use crate::server::auth::TenantContext;
-use crate::server::db::{is_unique_violation, Db};
+use crate::server::backup_sets;
+use crate::server::db::Db;
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
 use crate::server::metrics;
 use crate::server::tenants::connection_check;
@@ -64,57 +63,26 @@ async fn submit(
     // Before anything else, a duplicate submit included: the tenant's credentials were refused.
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
     let key = IdempotencyKey::for_add_policies(tenant_id, backup_set_id, selection, options);
-    if let Some(run) = find_active(db, tenant_id, &key).await? {
+    // A duplicate submit is answered before the selection is checked again.
+    if let Some(run) = submit::find_active(db, tenant_id, &key).await? {
         return Ok(run);
     }
-    ensure_backup_set(db, tenant_id, backup_set_id).await?;
+    backup_sets::ensure_exists(db, tenant_id, backup_set_id).await?;
     ensure_policies(db, tenant_id, selection).await?;
-
-    match insert(db, ctx, backup_set_id, selection, options, &key, retry_of).await {
-        Ok(run) => Ok(run),
-        Err(error) if is_unique_violation(&error) => {
-            find_active(db, tenant_id, &key).await?.ok_or_else(|| {
-                // The winner was inserted and finished between our insert and this read.
-                AppError::Conflict(
-                    "An identical run just finished. Submit again to start a new one.".into(),
-                )
-            })
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-async fn find_active(
-    db: &Db,
-    tenant_id: i64,
-    key: &IdempotencyKey,
-) -> Result<Option<SubmittedRun>, AppError> {
-    let row = sqlx::query(
-        "SELECT id, status, total_items FROM runs \
-         WHERE tenant_id = $1 AND idempotency_key = $2 AND status IN ('pending', 'running')",
-    )
-    .bind(tenant_id)
-    .bind(key.as_str())
-    .fetch_optional(db.pool())
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let status: String = row.try_get("status")?;
-    Ok(Some(SubmittedRun {
-        run_id: row.try_get("id")?,
-        reused: true,
-        status: stored_status(&status)?,
-        total: row.try_get("total_items")?,
-    }))
-}
-
-async fn ensure_backup_set(db: &Db, tenant_id: i64, backup_set_id: i64) -> Result<(), AppError> {
-    sqlx::query("SELECT id FROM backup_sets WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant_id)
-        .bind(backup_set_id)
-        .fetch_optional(db.pool())
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| AppError::NotFound("This backup set does not exist in this tenant.".into()))
+    let input = AddPoliciesInput {
+        backup_set_id,
+        policy_ids: selection.ids().to_vec(),
+        options,
+    };
+    let run = NewRun {
+        operation: OPERATION,
+        target_id: backup_set_id,
+        input: input.to_json(),
+        key,
+        total: selection.len() as i64,
+        retry_of,
+    };
+    submit::insert_or_reuse(db, ctx, &run).await
 }
 
 /// Every selected id must be a policy of this tenant. Which ones are not is not said: an id of
@@ -143,45 +111,4 @@ async fn ensure_policies(
         ));
     }
     Ok(())
-}
-
-async fn insert(
-    db: &Db,
-    ctx: &TenantContext,
-    backup_set_id: i64,
-    selection: &PolicySelection,
-    options: AddPoliciesOptions,
-    key: &IdempotencyKey,
-    retry_of: Option<i64>,
-) -> Result<SubmittedRun, sqlx::Error> {
-    let tenant_id = ctx.scope.id();
-    let input = AddPoliciesInput {
-        backup_set_id,
-        policy_ids: selection.ids().to_vec(),
-        options,
-    };
-    let run_id: i64 = sqlx::query(
-        "INSERT INTO runs (tenant_id, initiated_by, operation_type, lane, resource, action, target_id, \
-         input, idempotency_key, status, total_items, created_at, retry_of) \
-         VALUES ($1, $2, $3, $4, 'backup_set', 'add_policies', $5, $6, $7, 'pending', $8, $9, $10) RETURNING id",
-    )
-    .bind(tenant_id)
-    .bind(ctx.user_id)
-    .bind(OPERATION.as_str())
-    .bind(OPERATION.lane().as_str())
-    .bind(backup_set_id)
-    .bind(input.to_json())
-    .bind(key.as_str())
-    .bind(selection.len() as i64)
-    .bind(Timestamp::now().millis())
-    .bind(retry_of)
-    .fetch_one(db.pool())
-    .await?
-    .try_get("id")?;
-    Ok(SubmittedRun {
-        run_id,
-        reused: false,
-        status: RunStatus::Pending,
-        total: selection.len() as i64,
-    })
 }

@@ -45,15 +45,6 @@ impl IdempotencyKey {
         )
     }
 
-    /// The key of checking tenant `tenant_id`'s connection: one active check per tenant.
-    pub fn for_check_connection(tenant_id: i64) -> Self {
-        let digest = Sha256::digest(format!(
-            "operation={}\ntenant={tenant_id}\n",
-            OperationType::CheckConnection.as_str()
-        ));
-        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
-    }
-
     /// The key of a run of `operation` in tenant `tenant_id` on what `fields` name (e.g.
     /// `[("policy", 12)]`): identical starts share one active run.
     pub fn of(operation: OperationType, tenant_id: i64, fields: &[(&str, i64)]) -> Self {
@@ -114,12 +105,37 @@ mod tests {
     }
 
     #[test]
-    fn one_check_key_per_tenant() {
-        let check = IdempotencyKey::for_check_connection(1);
+    fn keys_of_fields_name_the_operation_the_tenant_and_each_field() {
+        let check = IdempotencyKey::of(OperationType::CheckConnection, 1, &[]);
         assert_eq!(check.as_str().len(), 64);
-        assert_eq!(check, IdempotencyKey::for_check_connection(1));
-        assert_ne!(check, IdempotencyKey::for_check_connection(2));
+        assert_eq!(
+            check,
+            IdempotencyKey::of(OperationType::CheckConnection, 1, &[])
+        );
+        assert_ne!(
+            check,
+            IdempotencyKey::of(OperationType::CheckConnection, 2, &[])
+        );
+        assert_ne!(
+            check,
+            IdempotencyKey::of(OperationType::InventorySync, 1, &[])
+        );
         assert_ne!(check, key(1, 1, vec![1], false, false));
+        let capture = |tenant, policy| {
+            IdempotencyKey::of(
+                OperationType::CaptureSnapshot,
+                tenant,
+                &[("policy", policy)],
+            )
+        };
+        assert_eq!(capture(1, 7), capture(1, 7));
+        assert_ne!(capture(1, 7), capture(1, 8));
+        assert_ne!(capture(1, 7), capture(7, 1));
+        // The field's name is part of the key.
+        assert_ne!(
+            capture(1, 7),
+            IdempotencyKey::of(OperationType::CaptureSnapshot, 1, &[("backup_set", 7)])
+        );
     }
 
     proptest! {

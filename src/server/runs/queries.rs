@@ -88,44 +88,33 @@ pub async fn list(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<RunSummary>, AppError> {
-    // $1 is the tenant id; the filter's texts follow, then the limit.
-    let mut texts: Vec<&'static str> = Vec::new();
-    let mut sql = format!("{SUMMARY_SELECT} WHERE r.tenant_id = $1");
+    let mut sql = Sql::new(SUMMARY_SELECT);
+    sql.push(" WHERE r.tenant_id = ").int(scope.id());
     if let Some(status) = filter.status {
-        let placeholders: Vec<String> = status
-            .statuses()
-            .into_iter()
-            .map(|status| {
-                texts.push(status.as_str());
-                format!("${}", texts.len() + 1)
-            })
-            .collect();
-        sql.push_str(&format!(" AND r.status IN ({})", placeholders.join(", ")));
+        sql.push(" AND r.status IN (");
+        for (i, status) in status.statuses().into_iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.text(status.as_str());
+        }
+        sql.push(")");
     }
     if let Some(operation) = filter.operation {
-        texts.push(operation.as_str());
-        sql.push_str(&format!(" AND r.operation_type = ${}", texts.len() + 1));
-    }
-    let mut next = texts.len() + 2;
-    if before.is_some() {
-        // A run of another tenant (or none) matches no row, so the page is empty.
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM runs b WHERE b.tenant_id = $1 AND b.id = ${next} \
-               AND (r.created_at < b.created_at OR (r.created_at = b.created_at AND r.id < b.id)))"
-        ));
-        next += 1;
-    }
-    sql.push_str(&format!(
-        " ORDER BY r.created_at DESC, r.id DESC LIMIT ${next}"
-    ));
-    let mut query = sqlx::query(&sql).bind(scope.id());
-    for text in texts {
-        query = query.bind(text);
+        sql.push(" AND r.operation_type = ")
+            .text(operation.as_str());
     }
     if let Some(before) = before {
-        query = query.bind(before);
+        // A run of another tenant (or none) matches no row, so the page is empty.
+        sql.push(" AND EXISTS (SELECT 1 FROM runs b WHERE b.tenant_id = r.tenant_id AND b.id = ")
+            .int(before)
+            .push(
+                " AND (r.created_at < b.created_at OR (r.created_at = b.created_at AND r.id < b.id)))",
+            );
     }
-    let rows = query.bind(limit).fetch_all(db.pool()).await?;
+    sql.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
+        .int(limit);
+    let rows = sql.query().fetch_all(db.pool()).await?;
     rows.iter().map(summary).collect()
 }
 

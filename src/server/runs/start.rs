@@ -13,6 +13,7 @@ use crate::domain::run::OperationType;
 use crate::domain::versions::{CaptureResult, Drift, RunActivity, RunBrief};
 use crate::domain::{AppError, SubmittedRun, Timestamp};
 use crate::server::auth::TenantContext;
+use crate::server::backup_sets;
 use crate::server::db::Db;
 use crate::server::engine::ops::capture_snapshot::CaptureSnapshotInput;
 use crate::server::engine::ops::drift_check::DriftCheckInput;
@@ -83,14 +84,7 @@ pub async fn check_drift(
 ) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
-    sqlx::query("SELECT id FROM backup_sets WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant_id)
-        .bind(backup_set_id)
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or_else(|| {
-            AppError::NotFound("This backup set does not exist in this tenant.".into())
-        })?;
+    backup_sets::ensure_exists(db, tenant_id, backup_set_id).await?;
     let operation = OperationType::DriftCheck;
     let key = IdempotencyKey::of(operation, tenant_id, &[("backup_set", backup_set_id)]);
     // A double-click finds the first run before the set is read again.

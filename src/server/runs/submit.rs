@@ -45,10 +45,20 @@ pub async fn create_or_reuse(
 }
 
 async fn submit(db: &Db, ctx: &TenantContext, run: &NewRun) -> Result<SubmittedRun, AppError> {
-    let tenant_id = ctx.scope.id();
-    if let Some(active) = find_active(db, tenant_id, &run.key).await? {
+    if let Some(active) = find_active(db, ctx.scope.id(), &run.key).await? {
         return Ok(active);
     }
+    insert_or_reuse(db, ctx, run).await
+}
+
+/// Inserts the run, or, when an identical one won the race to the unique index, returns that
+/// one. For a caller that already looked for an active run (and checked its input meanwhile).
+pub async fn insert_or_reuse(
+    db: &Db,
+    ctx: &TenantContext,
+    run: &NewRun,
+) -> Result<SubmittedRun, AppError> {
+    let tenant_id = ctx.scope.id();
     match queue(db, tenant_id, Some(ctx.user_id), run).await {
         Ok(run_id) => Ok(SubmittedRun {
             run_id,

@@ -9,73 +9,29 @@ use crate::domain::connection::{
     blocked_runs_message, CheckOutcome, ConnectionCheck, ConnectionReport, ConnectionStatus,
 };
 use crate::domain::run::OperationType;
-use crate::domain::{AppError, RunStatus, SubmittedRun, Timestamp};
+use crate::domain::{AppError, SubmittedRun, Timestamp};
 use crate::server::auth::TenantContext;
-use crate::server::db::{is_unique_violation, Db};
+use crate::server::db::Db;
 use crate::server::engine::ops::check_connection::CheckConnectionInput;
 use crate::server::runs::key::IdempotencyKey;
-use crate::server::runs::stored_status;
+use crate::server::runs::submit::{self, NewRun};
 
 const OPERATION: OperationType = OperationType::CheckConnection;
 
 /// Queues a check of the tenant, or returns the one already queued or running (`reused`).
 pub async fn start(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
-    let key = IdempotencyKey::for_check_connection(tenant_id);
-    if let Some(run) = find_active(db, tenant_id, &key).await? {
-        return Ok(run);
-    }
     let input =
         serde_json::to_string(&CheckConnectionInput::default()).map_err(|_| AppError::Internal)?;
-    let inserted = sqlx::query(
-        "INSERT INTO runs (tenant_id, initiated_by, operation_type, lane, resource, action, target_id, \
-         input, idempotency_key, status, total_items, created_at) \
-         VALUES ($1, $2, $3, $4, 'tenant', 'check_connection', $1, $5, $6, 'pending', 0, $7) RETURNING id",
-    )
-    .bind(tenant_id)
-    .bind(ctx.user_id)
-    .bind(OPERATION.as_str())
-    .bind(OPERATION.lane().as_str())
-    .bind(input)
-    .bind(key.as_str())
-    .bind(Timestamp::now().millis())
-    .fetch_one(db.pool())
-    .await;
-    match inserted {
-        Ok(row) => Ok(SubmittedRun {
-            run_id: row.try_get("id")?,
-            reused: false,
-            status: RunStatus::Pending,
-            total: 0,
-        }),
-        // Another start won the race to the unique index: its run is the check.
-        Err(error) if is_unique_violation(&error) => find_active(db, tenant_id, &key)
-            .await?
-            .ok_or_else(|| AppError::Conflict("A check just finished. Start it again.".into())),
-        Err(error) => Err(error.into()),
-    }
-}
-
-async fn find_active(
-    db: &Db,
-    tenant_id: i64,
-    key: &IdempotencyKey,
-) -> Result<Option<SubmittedRun>, AppError> {
-    let row = sqlx::query(
-        "SELECT id, status FROM runs \
-         WHERE tenant_id = $1 AND idempotency_key = $2 AND status IN ('pending', 'running')",
-    )
-    .bind(tenant_id)
-    .bind(key.as_str())
-    .fetch_optional(db.pool())
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(SubmittedRun {
-        run_id: row.try_get("id")?,
-        reused: true,
-        status: stored_status(&row.try_get::<String, _>("status")?)?,
+    let run = NewRun {
+        operation: OPERATION,
+        target_id: tenant_id,
+        input,
+        key: IdempotencyKey::of(OPERATION, tenant_id, &[]),
         total: 0,
-    }))
+        retry_of: None,
+    };
+    submit::create_or_reuse(db, ctx, &run).await
 }
 
 /// Stores `report` as the last check of run `run_id`'s tenant, only while claim `attempt` of the

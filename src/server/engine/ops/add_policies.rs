@@ -78,12 +78,8 @@ impl Operation for AddPolicies {
         db: &Db,
         run: &Run<AddPoliciesInput>,
     ) -> Result<Option<RunFailure>, sqlx::Error> {
-        let set_exists = sqlx::query("SELECT id FROM backup_sets WHERE tenant_id = $1 AND id = $2")
-            .bind(run.tenant_id)
-            .bind(run.target_id)
-            .fetch_optional(db.pool())
-            .await?
-            .is_some();
+        let set_exists =
+            crate::server::backup_sets::exists(db, run.tenant_id, run.target_id).await?;
         Ok((!set_exists).then(|| RunFailure {
             reason: ReasonCode::BackupSetNotFound,
             message: "The backup set was deleted before the run could add policies to it.".into(),
