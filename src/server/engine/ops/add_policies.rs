@@ -78,12 +78,13 @@ impl Operation for AddPolicies {
         db: &Db,
         run: &Run<AddPoliciesInput>,
     ) -> Result<Option<RunFailure>, sqlx::Error> {
-        let set_exists =
-            crate::server::backup_sets::exists(db, run.tenant_id, run.target_id).await?;
-        Ok((!set_exists).then(|| RunFailure {
-            reason: ReasonCode::BackupSetNotFound,
-            message: "The backup set was deleted before the run could add policies to it.".into(),
-        }))
+        super::backup_set_gone(
+            db,
+            run.tenant_id,
+            run.target_id,
+            "The backup set was deleted before the run could add policies to it.",
+        )
+        .await
     }
 
     fn plan(&self, run: &Run<AddPoliciesInput>) -> Vec<i64> {

@@ -57,6 +57,20 @@ pub async fn capture(
     }
 }
 
+/// Stores a batch of captures ([`record_capture`] each), in the batch's order.
+pub async fn record_captures(
+    tx: &mut Tx,
+    tenant_id: i64,
+    batch: &[(Pending<CaptureItem>, Captured)],
+    now: i64,
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    let mut recorded = Vec::with_capacity(batch.len());
+    for (pending, captured) in batch {
+        recorded.push(record_capture(tx, tenant_id, pending, captured, now).await?);
+    }
+    Ok(recorded)
+}
+
 /// Stores what the capture gave and records on the run item how it compares with the base.
 /// A policy deleted in Intune is marked gone from the inventory.
 pub async fn record_capture(

@@ -10,13 +10,12 @@ use sqlx::Row;
 
 use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
 use super::super::worker::RunFailure;
-use super::capture::{capture, record_capture, CaptureItem, Captured};
+use super::capture::{CaptureItem, Captured};
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
 use crate::domain::RunStatus;
 use crate::server::db::Db;
 use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
-use crate::server::sanitize::sanitize;
 
 /// What a capture run stores in `runs.input`: the policy (also the run's target).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,28 +101,7 @@ impl Operation for CaptureSnapshot {
             .collect()
     }
 
-    async fn process(
-        &self,
-        creds: &TenantCredentials,
-        _run: &Run<CaptureSnapshotInput>,
-        item: &CaptureItem,
-    ) -> Captured {
-        capture(self.source.as_ref(), creds, item).await
-    }
-
-    async fn record(
-        &self,
-        tx: &mut Tx,
-        run: &Run<CaptureSnapshotInput>,
-        batch: &[(Pending<CaptureItem>, Captured)],
-        now: i64,
-    ) -> Result<Vec<Recorded>, sqlx::Error> {
-        let mut recorded = Vec::with_capacity(batch.len());
-        for (pending, captured) in batch {
-            recorded.push(record_capture(tx, run.tenant_id, pending, captured, now).await?);
-        }
-        Ok(recorded)
-    }
+    super::capturing_items!(CaptureSnapshotInput);
 
     async fn conclude(
         &self,
@@ -159,11 +137,12 @@ impl Operation for CaptureSnapshot {
         failure: Option<&RunFailure>,
         summary: Option<&str>,
     ) -> (String, String) {
-        let body = match (failure, summary) {
-            (Some(f), _) => sanitize(&format!("{}: {}", f.reason.label(), f.message)),
-            (None, Some(summary)) => summary.to_owned(),
-            (None, None) => "The capture did not finish.".to_owned(),
-        };
-        (format!("Capture policy: {}", status.label()), body)
+        super::summary_notification(
+            "Capture policy",
+            status,
+            failure,
+            summary,
+            "The capture did not finish.",
+        )
     }
 }

@@ -59,44 +59,7 @@ impl Operation for CheckConnection {
     type Item = ();
     type Output = ();
 
-    async fn check(
-        &self,
-        _db: &Db,
-        _run: &Run<CheckConnectionInput>,
-    ) -> Result<Option<RunFailure>, sqlx::Error> {
-        Ok(None)
-    }
-
-    fn plan(&self, _run: &Run<CheckConnectionInput>) -> Vec<i64> {
-        Vec::new()
-    }
-
-    async fn pending(
-        &self,
-        _db: &Db,
-        _run: &Run<CheckConnectionInput>,
-    ) -> Result<Vec<Pending<()>>, sqlx::Error> {
-        Ok(Vec::new())
-    }
-
-    async fn process(
-        &self,
-        _creds: &TenantCredentials,
-        _run: &Run<CheckConnectionInput>,
-        _item: &(),
-    ) {
-    }
-
-    async fn record(
-        &self,
-        _tx: &mut Tx,
-        _run: &Run<CheckConnectionInput>,
-        batch: &[(Pending<()>, ())],
-        _now: i64,
-    ) -> Result<Vec<Recorded>, sqlx::Error> {
-        // Never called: the run has no items.
-        Ok(batch.iter().map(|_| Recorded::succeeded()).collect())
-    }
+    super::without_items!(CheckConnectionInput);
 
     async fn conclude(
         &self,

@@ -11,14 +11,12 @@ use sqlx::Row;
 
 use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
 use super::super::worker::RunFailure;
-use super::capture::{capture, record_capture, CaptureItem, Captured};
-use crate::domain::reason_code::ReasonCode;
+use super::capture::{CaptureItem, Captured};
 use crate::domain::run::OperationType;
 use crate::domain::versions::DriftCounts;
 use crate::domain::RunStatus;
 use crate::server::db::Db;
 use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
-use crate::server::sanitize::sanitize;
 
 /// What a drift check stores in `runs.input`: the set and its policies when it was submitted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,12 +47,13 @@ impl Operation for DriftCheck {
         db: &Db,
         run: &Run<DriftCheckInput>,
     ) -> Result<Option<RunFailure>, sqlx::Error> {
-        let set_exists =
-            crate::server::backup_sets::exists(db, run.tenant_id, run.input.backup_set_id).await?;
-        Ok((!set_exists).then(|| RunFailure {
-            reason: ReasonCode::BackupSetNotFound,
-            message: "The backup set was deleted before its drift check could run.".into(),
-        }))
+        super::backup_set_gone(
+            db,
+            run.tenant_id,
+            run.input.backup_set_id,
+            "The backup set was deleted before its drift check could run.",
+        )
+        .await
     }
 
     fn plan(&self, run: &Run<DriftCheckInput>) -> Vec<i64> {
@@ -106,28 +105,7 @@ impl Operation for DriftCheck {
             .collect()
     }
 
-    async fn process(
-        &self,
-        creds: &TenantCredentials,
-        _run: &Run<DriftCheckInput>,
-        item: &CaptureItem,
-    ) -> Captured {
-        capture(self.source.as_ref(), creds, item).await
-    }
-
-    async fn record(
-        &self,
-        tx: &mut Tx,
-        run: &Run<DriftCheckInput>,
-        batch: &[(Pending<CaptureItem>, Captured)],
-        now: i64,
-    ) -> Result<Vec<Recorded>, sqlx::Error> {
-        let mut recorded = Vec::with_capacity(batch.len());
-        for (pending, captured) in batch {
-            recorded.push(record_capture(tx, run.tenant_id, pending, captured, now).await?);
-        }
-        Ok(recorded)
-    }
+    super::capturing_items!(DriftCheckInput);
 
     async fn conclude(
         &self,
@@ -150,12 +128,13 @@ impl Operation for DriftCheck {
         failure: Option<&RunFailure>,
         summary: Option<&str>,
     ) -> (String, String) {
-        let body = match (failure, summary) {
-            (Some(f), _) => sanitize(&format!("{}: {}", f.reason.label(), f.message)),
-            (None, Some(summary)) => summary.to_owned(),
-            (None, None) => "The drift check did not finish.".to_owned(),
-        };
-        (format!("Drift check: {}", status.label()), body)
+        super::summary_notification(
+            "Drift check",
+            status,
+            failure,
+            summary,
+            "The drift check did not finish.",
+        )
     }
 }
 

@@ -39,44 +39,7 @@ impl Operation for InventorySync {
     type Item = ();
     type Output = ();
 
-    async fn check(
-        &self,
-        _db: &Db,
-        _run: &Run<InventorySyncInput>,
-    ) -> Result<Option<RunFailure>, sqlx::Error> {
-        Ok(None)
-    }
-
-    fn plan(&self, _run: &Run<InventorySyncInput>) -> Vec<i64> {
-        Vec::new()
-    }
-
-    async fn pending(
-        &self,
-        _db: &Db,
-        _run: &Run<InventorySyncInput>,
-    ) -> Result<Vec<Pending<()>>, sqlx::Error> {
-        Ok(Vec::new())
-    }
-
-    async fn process(
-        &self,
-        _creds: &TenantCredentials,
-        _run: &Run<InventorySyncInput>,
-        _item: &(),
-    ) {
-    }
-
-    async fn record(
-        &self,
-        _tx: &mut Tx,
-        _run: &Run<InventorySyncInput>,
-        batch: &[(Pending<()>, ())],
-        _now: i64,
-    ) -> Result<Vec<Recorded>, sqlx::Error> {
-        // Never called: the run has no items.
-        Ok(batch.iter().map(|_| Recorded::succeeded()).collect())
-    }
+    super::without_items!(InventorySyncInput);
 
     async fn conclude(
         &self,
@@ -123,11 +86,12 @@ impl Operation for InventorySync {
         failure: Option<&RunFailure>,
         summary: Option<&str>,
     ) -> (String, String) {
-        let body = match (failure, summary) {
-            (Some(f), _) => sanitize(&format!("{}: {}", f.reason.label(), f.message)),
-            (None, Some(summary)) => summary.to_owned(),
-            (None, None) => "The inventory is in line with Intune.".to_owned(),
-        };
-        (format!("Inventory sync: {}", status.label()), body)
+        super::summary_notification(
+            "Inventory sync",
+            status,
+            failure,
+            summary,
+            "The inventory is in line with Intune.",
+        )
     }
 }

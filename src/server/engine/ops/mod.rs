@@ -7,7 +7,109 @@ pub mod check_connection;
 pub mod drift_check;
 pub mod inventory_sync;
 
+use super::worker::RunFailure;
+use crate::domain::reason_code::ReasonCode;
 use crate::server::db::Db;
+
+/// The failure of a run whose backup set is gone (`message` says what the run could not do),
+/// or `None` while the set exists.
+pub(crate) async fn backup_set_gone(
+    db: &Db,
+    tenant_id: i64,
+    backup_set_id: i64,
+    message: &str,
+) -> Result<Option<RunFailure>, sqlx::Error> {
+    let exists = crate::server::backup_sets::exists(db, tenant_id, backup_set_id).await?;
+    Ok((!exists).then(|| RunFailure {
+        reason: ReasonCode::BackupSetNotFound,
+        message: message.to_owned(),
+    }))
+}
+
+/// The notification of a run that ends with a summary line: "`what`: Succeeded" and the summary,
+/// the failure when the run failed as a whole, or `unfinished` when it wrote no summary.
+pub(crate) fn summary_notification(
+    what: &str,
+    status: crate::domain::RunStatus,
+    failure: Option<&RunFailure>,
+    summary: Option<&str>,
+    unfinished: &str,
+) -> (String, String) {
+    let body = match (failure, summary) {
+        (Some(f), _) => {
+            crate::server::sanitize::sanitize(&format!("{}: {}", f.reason.label(), f.message))
+        }
+        (None, Some(summary)) => summary.to_owned(),
+        (None, None) => unfinished.to_owned(),
+    };
+    (format!("{what}: {}", status.label()), body)
+}
+
+/// The methods of an operation without items (its work is the run's as a whole, in
+/// `conclude`): nothing to check first, plan, load, process or record.
+macro_rules! without_items {
+    ($input:ty) => {
+        async fn check(
+            &self,
+            _db: &Db,
+            _run: &Run<$input>,
+        ) -> Result<Option<RunFailure>, sqlx::Error> {
+            Ok(None)
+        }
+
+        fn plan(&self, _run: &Run<$input>) -> Vec<i64> {
+            Vec::new()
+        }
+
+        async fn pending(
+            &self,
+            _db: &Db,
+            _run: &Run<$input>,
+        ) -> Result<Vec<Pending<()>>, sqlx::Error> {
+            Ok(Vec::new())
+        }
+
+        async fn process(&self, _creds: &TenantCredentials, _run: &Run<$input>, _item: &()) {}
+
+        async fn record(
+            &self,
+            _tx: &mut Tx,
+            _run: &Run<$input>,
+            batch: &[(Pending<()>, ())],
+            _now: i64,
+        ) -> Result<Vec<Recorded>, sqlx::Error> {
+            // Never called: the run has no items.
+            Ok(batch.iter().map(|_| Recorded::succeeded()).collect())
+        }
+    };
+}
+pub(crate) use without_items;
+
+/// The methods of an operation whose items are captures ([`capture::capture`], stored and
+/// compared by [`capture::record_captures`]); the handler holds the Graph `source`.
+macro_rules! capturing_items {
+    ($input:ty) => {
+        async fn process(
+            &self,
+            creds: &TenantCredentials,
+            _run: &Run<$input>,
+            item: &CaptureItem,
+        ) -> Captured {
+            super::capture::capture(self.source.as_ref(), creds, item).await
+        }
+
+        async fn record(
+            &self,
+            tx: &mut Tx,
+            run: &Run<$input>,
+            batch: &[(Pending<CaptureItem>, Captured)],
+            now: i64,
+        ) -> Result<Vec<Recorded>, sqlx::Error> {
+            super::capture::record_captures(tx, run.tenant_id, batch, now).await
+        }
+    };
+}
+pub(crate) use capturing_items;
 
 /// Writes a run's one-line summary ("12 of 240 policies changed since this backup"), which its
 /// notification and the pages show; only while this claim (`attempt`) still holds the run.
