@@ -43,12 +43,6 @@ pub const APP_ROLES: [&str; 3] = [
     "Group.Read.All",
 ];
 
-/// The permissions that let an app read the Intune policy collections.
-pub const POLICY_READ_ROLES: [&str; 2] = [
-    "DeviceManagementConfiguration.Read.All",
-    "DeviceManagementConfiguration.ReadWrite.All",
-];
-
 /// A tenant's app registration, as the connection check meets it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

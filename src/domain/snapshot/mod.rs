@@ -48,7 +48,7 @@ pub use diff::{
     compare, diff, Change, ChangeKind, ChangeValue, Comparison, NotCompared, NotComparedReason,
 };
 pub use labels::{choice_label, humanize, odata_type_label, setting_id_label};
-pub use normalize::{normalize, normalize_pair};
+pub use normalize::{is_secret, normalize, normalize_pair};
 pub use readable::{readable, ReadableSection, ReadableSnapshot, Row, RowValue};
 
 /// How a secret reads wherever a value would be shown.
