@@ -50,7 +50,7 @@ pub struct AppSetup {
     /// Application permissions the app lacks: left out of its new tokens' `roles` claim. Graph
     /// refuses (403) the policy collections when neither policy read permission is left.
     pub missing_roles: Vec<String>,
-    /// Policy collections (`deviceCompliancePolicies`, …) Graph refuses (403) to the app
+    /// Collections (`deviceCompliancePolicies`, `groups`, `roleScopeTags`, …) Graph refuses (403) to the app
     /// whatever its roles, as a scoped or partial grant would.
     pub forbidden_collections: Vec<String>,
     /// Nobody granted admin consent: tokens carry no `roles` claim, so Graph refuses every
