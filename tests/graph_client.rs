@@ -713,3 +713,77 @@ async fn the_hash_follows_settings_not_graph_noise() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_policy_of_a_tenant_captures_what_restore_needs_and_no_secret() {
+    // An administrative template costs a request per definition value: thousands here, more
+    // than Intune's per-app budget allows in 20 s, which this sweep is not about.
+    let knobs = Knobs {
+        throttle_limit: 0,
+        ..Knobs::default()
+    };
+    let sim = start_sim(120, knobs).await;
+    let client = client(&sim);
+    let creds = creds(SECRET);
+    let full = CaptureOptions {
+        include_assignments: true,
+        include_scope_tags: true,
+    };
+    for policy in sim.policies(TENANT) {
+        let policy_type = match policy.kind {
+            Kind::ConfigurationPolicy => PolicyType::SettingsCatalog,
+            Kind::DeviceConfiguration => PolicyType::DeviceConfiguration,
+            Kind::CompliancePolicy => PolicyType::Compliance,
+            Kind::GroupPolicyConfiguration => PolicyType::AdministrativeTemplate,
+        };
+        let snapshot = client
+            .capture_policy(&creds, policy_type, &policy.id, full)
+            .await
+            .expect("capture succeeds");
+        let payload: Value = serde_json::from_str(&snapshot.canonical_json).expect("parses");
+        let name = &policy.name;
+        assert_eq!(
+            payload["assignments"].as_array().map(Vec::len),
+            Some(policy.assignment_count),
+            "{name}"
+        );
+        assert!(payload["policy"]["roleScopeTagIds"].is_array(), "{name}");
+        match policy.kind {
+            Kind::CompliancePolicy => assert!(
+                payload["scheduledActionsForRule"][0]["scheduledActionConfigurations"].is_array(),
+                "{name}"
+            ),
+            Kind::GroupPolicyConfiguration => assert!(
+                payload["definitionValues"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().all(|v| v["presentationValues"].is_array())),
+                "{name}"
+            ),
+            Kind::ConfigurationPolicy => assert_eq!(
+                snapshot.setting_definitions.len(),
+                policy.child_count,
+                "{name}"
+            ),
+            Kind::DeviceConfiguration => {}
+        }
+        // No secret keeps a value, at any depth.
+        fn secrets_have_no_value(value: &Value) -> bool {
+            match value {
+                Value::Object(fields) => {
+                    let secret = fields.get("isEncrypted") == Some(&Value::Bool(true))
+                        || fields.contains_key("valueState");
+                    !(secret && fields.contains_key("value"))
+                        && fields.values().all(secrets_have_no_value)
+                }
+                Value::Array(items) => items.iter().all(secrets_have_no_value),
+                _ => true,
+            }
+        }
+        assert!(secrets_have_no_value(&payload), "{name}");
+        let again = client
+            .capture_policy(&creds, policy_type, &policy.id, full)
+            .await
+            .expect("capture succeeds");
+        assert_eq!(snapshot.content_hash, again.content_hash, "{name}");
+    }
+}

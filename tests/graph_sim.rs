@@ -518,3 +518,29 @@ async fn mutations_change_policies_and_move_their_version_and_time() {
     assert_eq!(report_again, report);
     assert_eq!(again.policies(TENANT), sim.policies(TENANT));
 }
+
+#[tokio::test]
+async fn each_resource_asks_for_its_own_permission() {
+    let sim = start(8, Knobs::default()).await;
+    sim.set_app(
+        TENANT,
+        tenantatlas::graph_sim::AppSetup {
+            missing_roles: vec!["Group.Read.All".into()],
+            forbidden_collections: vec!["roleScopeTags".into()],
+            ..Default::default()
+        },
+    );
+    let token = token(&sim).await;
+    for (path, expected) in [
+        ("beta/groups", StatusCode::FORBIDDEN),
+        ("beta/deviceManagement/roleScopeTags", StatusCode::FORBIDDEN),
+        ("beta/deviceManagement/assignmentFilters", StatusCode::OK),
+        ("beta/deviceManagement/deviceConfigurations", StatusCode::OK),
+    ] {
+        let (status, body) = call(&sim, &token, Method::GET, path).await;
+        assert_eq!(status, expected, "{path}: {body}");
+        if expected == StatusCode::FORBIDDEN {
+            assert_eq!(body["error"]["code"], "Forbidden");
+        }
+    }
+}
