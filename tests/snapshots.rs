@@ -15,7 +15,8 @@ use tenantatlas::server::graph::{
     CaptureOptions, ClientSecret, GraphClient, GraphConfig, PolicyType, Snapshot, TenantCredentials,
 };
 use tenantatlas::server::snapshots::{
-    definition_ids, definition_names, load_version, setting_names, store_snapshot, StoredSnapshot,
+    definition_ids, definition_names, load_version, names_for, setting_names, store_snapshot,
+    StoredSnapshot,
 };
 
 both_backends!(TestDb: an_unchanged_policy_is_not_a_new_version_across_capture_formats, a_capture_that_records_more_is_a_version_that_compares_unchanged, versions_record_their_format_and_options, setting_definitions_are_stored_once_and_names_never_change_the_content);
@@ -289,6 +290,11 @@ async fn setting_definitions_are_stored_once_and_names_never_change_the_content(
     assert_eq!(names.len(), 60);
     assert!(names.values().all(|name| name.starts_with("Simulated ")));
     let readable = setting_names(&f.t.db, &ids).await.expect("names");
+    let for_payload = names_for(&f.t.db, &[&payload]).await.expect("names");
+    assert_eq!(
+        for_payload, readable,
+        "a format-2 payload's names all come from the table"
+    );
     let choice = ids
         .iter()
         .find(|id| id.contains("setting"))

@@ -294,6 +294,18 @@ pub async fn setting_names(db: &Db, ids: &[String]) -> Result<SettingNames, sqlx
     Ok(names)
 }
 
+/// The names the viewer and the diff use for one or more stored payloads: the stored
+/// definitions of every setting they use, and the names a format-1 payload carries inline.
+pub async fn names_for(db: &Db, payloads: &[&Value]) -> Result<SettingNames, sqlx::Error> {
+    let ids: BTreeSet<String> = payloads.iter().flat_map(|p| definition_ids(p)).collect();
+    let ids: Vec<String> = ids.into_iter().collect();
+    let mut names = setting_names(db, &ids).await?;
+    for payload in payloads {
+        names.extend(SettingNames::from_payload(payload));
+    }
+    Ok(names)
+}
+
 /// Every `settingDefinitionId` a payload uses, at any depth, sorted and once each: the ids to
 /// ask [`setting_names`] for.
 pub fn definition_ids(payload: &Value) -> Vec<String> {

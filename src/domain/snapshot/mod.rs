@@ -223,6 +223,11 @@ impl SettingNames {
         self.names.get(id).map(String::as_str)
     }
 
+    /// Adds every name of `other` (its names win).
+    pub fn extend(&mut self, other: SettingNames) {
+        self.names.extend(other.names);
+    }
+
     /// How many ids are named.
     pub fn len(&self) -> usize {
         self.names.len()
