@@ -316,8 +316,22 @@ impl Reader<'_> {
         format!("{}/$metadata#{rest}", self.version_url)
     }
 
+    /// `$select` as Graph applies it: the selected properties, `id`, `@odata.type` and whatever
+    /// `$expand` inlined.
+    fn select(&self, item: Value) -> Value {
+        let Some(select) = &self.options.select else {
+            return item;
+        };
+        let mut wanted = select.clone();
+        for (name, _) in self.options.expands() {
+            wanted.push(',');
+            wanted.push_str(&name);
+        }
+        SimPolicy::select(item, Some(&wanted))
+    }
+
     fn entity(&self, mut item: Value, context: &str) -> Response {
-        item = SimPolicy::select(item, self.options.select.as_deref());
+        item = self.select(item);
         if let Value::Object(fields) = &mut item {
             fields.insert(
                 "@odata.context".into(),
@@ -357,7 +371,7 @@ impl Reader<'_> {
         };
         let end = offset.saturating_add(size).min(total);
         let items: Vec<Value> = (offset.min(end)..end)
-            .map(|i| SimPolicy::select(item(i), self.options.select.as_deref()))
+            .map(|i| self.select(item(i)))
             .collect();
         let mut body = Map::new();
         body.insert("@odata.context".into(), json!(self.context(context)));
