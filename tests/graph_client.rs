@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tenantatlas::domain::reason_code::ReasonCode;
+use tenantatlas::domain::snapshot::CaptureFormat;
 use tenantatlas::domain::TenantExternalId;
 use tenantatlas::graph_sim::{Fault, GraphSim, Kind, Knobs, SimConfig, SimHandle, SimPolicy};
 use tenantatlas::server::graph::{
     CaptureOptions, ClientSecret, GraphClient, GraphConfig, GraphError, LimiterConfig,
-    PolicySource, PolicyType, RetryPolicy, TenantCredentials,
+    PolicySource, PolicyType, RetryPolicy, Snapshot, TenantCredentials,
 };
 
 const TENANT: &str = "6f1c2a3b-0000-4000-8000-00000000c0de";
@@ -521,4 +522,268 @@ async fn the_limiter_keeps_a_burst_of_2000_requests_under_the_throttle() {
         1,
         "concurrent callers share one token request"
     );
+}
+
+/// A capture of `policy` with scope tags and assignments, and its payload.
+async fn capture_full(
+    sim: &SimHandle,
+    policy_type: PolicyType,
+    policy: &SimPolicy,
+) -> (Snapshot, Value) {
+    let full = CaptureOptions {
+        include_assignments: true,
+        include_scope_tags: true,
+    };
+    let snapshot = client(sim)
+        .capture_policy(&creds(SECRET), policy_type, &policy.id, full)
+        .await
+        .expect("capture succeeds");
+    let payload = serde_json::from_str(&snapshot.canonical_json).expect("parses");
+    (snapshot, payload)
+}
+
+#[tokio::test]
+async fn compliance_captures_carry_their_actions_for_noncompliance() {
+    let sim = start_sim(8, Knobs::default()).await;
+    let policy = first(&sim, Kind::CompliancePolicy);
+    let (snapshot, payload) = capture_full(&sim, PolicyType::Compliance, &policy).await;
+    assert_eq!(snapshot.format, CaptureFormat::LATEST);
+    let rules = payload["scheduledActionsForRule"]
+        .as_array()
+        .expect("the actions are captured");
+    assert_eq!(rules.len(), 1);
+    let actions = rules[0]["scheduledActionConfigurations"]
+        .as_array()
+        .expect("with their configurations");
+    assert!(actions.iter().any(|a| a["actionType"] == "block"));
+    assert!(payload["policy"].get("scheduledActionsForRule").is_none());
+    // One request: the actions come with the policy through `$expand`.
+    let counters = sim.counters();
+    let reads = counters.for_path(&policy.id);
+    assert_eq!(reads.len(), 1);
+    assert_eq!(
+        reads[0].query_param("$expand").as_deref(),
+        Some("assignments,scheduledActionsForRule($expand=scheduledActionConfigurations)")
+    );
+}
+
+#[tokio::test]
+async fn administrative_templates_carry_presentation_values_with_their_presentation() {
+    let sim = start_sim(8, Knobs::default()).await;
+    let policy = first(&sim, Kind::GroupPolicyConfiguration);
+    let (_, payload) = capture_full(&sim, PolicyType::AdministrativeTemplate, &policy).await;
+    let values = payload["definitionValues"].as_array().expect("values");
+    assert_eq!(values.len(), policy.child_count);
+    let mut presentations = 0;
+    for value in values {
+        assert!(value["definition"]["displayName"].is_string());
+        let inner = value["presentationValues"]
+            .as_array()
+            .expect("every value has its presentation values");
+        for presentation in inner {
+            assert!(
+                presentation["presentation"]["label"].is_string(),
+                "{presentation}"
+            );
+            presentations += 1;
+        }
+    }
+    assert!(
+        presentations > 0,
+        "the simulator serves some presentation values"
+    );
+    let counters = sim.counters();
+    let reads: Vec<_> = counters
+        .requests
+        .iter()
+        .filter(|r| r.endpoint == "presentationValues")
+        .collect();
+    assert_eq!(
+        reads.len(),
+        policy.child_count,
+        "one read per definition value"
+    );
+    assert!(reads
+        .iter()
+        .all(|r| r.query_param("$expand").as_deref() == Some("presentation")));
+}
+
+#[tokio::test]
+async fn setting_definitions_come_apart_from_the_content_once_per_id() {
+    let sim = start_sim(8, Knobs::default()).await;
+    let policy = first(&sim, Kind::ConfigurationPolicy);
+    let (snapshot, payload) = capture_full(&sim, PolicyType::SettingsCatalog, &policy).await;
+    let settings = payload["settings"].as_array().expect("settings");
+    assert_eq!(settings.len(), 60);
+    assert!(
+        !snapshot.canonical_json.contains("settingDefinitions"),
+        "names are not content"
+    );
+    let ids: Vec<&str> = snapshot
+        .setting_definitions
+        .iter()
+        .map(|d| d.id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 60, "one definition per setting, each once");
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, ids);
+    let first_definition = &snapshot.setting_definitions[0];
+    assert!(first_definition.display_name.starts_with("Simulated"));
+    assert!(
+        first_definition.json.contains("\"options\"") || first_definition.json.contains("isSecret")
+    );
+    let reads = sim.counters();
+    assert!(reads
+        .requests
+        .iter()
+        .filter(|r| r.endpoint == "settings")
+        .all(|r| r.query_param("$expand").as_deref() == Some("settingDefinitions")));
+}
+
+#[tokio::test]
+async fn secrets_stay_marked_and_their_values_are_never_captured() {
+    let sim = start_sim(200, Knobs::default()).await;
+    // Settings catalog: every tenth setting is a secret setting value.
+    let policy = first(&sim, Kind::ConfigurationPolicy);
+    let (snapshot, payload) = capture_full(&sim, PolicyType::SettingsCatalog, &policy).await;
+    let secret = &payload["settings"][9]["settingInstance"]["simpleSettingValue"];
+    assert_eq!(secret["valueState"], "encryptedValueToken");
+    assert!(secret.get("value").is_none(), "{secret}");
+    let served = tenantatlas::graph_sim::SimPolicy::child(&policy, 9, false);
+    let token = served["settingInstance"]["simpleSettingValue"]["value"]
+        .as_str()
+        .expect("the simulator serves a token");
+    assert!(!snapshot.canonical_json.contains(token));
+    // Device configuration: an encrypted OMA setting keeps its marks, not its value.
+    let custom = sim
+        .policies(TENANT)
+        .into_iter()
+        .find(|p| p.to_json()["@odata.type"] == "#microsoft.graph.windows10CustomConfiguration")
+        .expect("the tenant has a custom profile");
+    let (snapshot, payload) = capture_full(&sim, PolicyType::DeviceConfiguration, &custom).await;
+    let oma = payload["policy"]["omaSettings"]
+        .as_array()
+        .expect("OMA settings");
+    let encrypted = oma
+        .iter()
+        .find(|s| s["isEncrypted"] == true)
+        .expect("one is encrypted");
+    assert!(encrypted.get("value").is_none());
+    assert!(encrypted["secretReferenceValueId"].is_string());
+    assert!(oma
+        .iter()
+        .any(|s| s["isEncrypted"] == false && s["value"].is_number()));
+    let served = custom.to_json();
+    let blob = served["omaSettings"][1]["value"].as_str().expect("served");
+    assert!(!snapshot.canonical_json.contains(blob));
+    // Nothing asked for plain text.
+    assert!(!sim
+        .counters()
+        .requests
+        .iter()
+        .any(|r| r.path.contains("PlainText")));
+}
+
+#[tokio::test]
+async fn the_hash_follows_settings_not_graph_noise() {
+    let sim = start_sim(8, Knobs::default()).await;
+    for kind in [
+        Kind::ConfigurationPolicy,
+        Kind::DeviceConfiguration,
+        Kind::CompliancePolicy,
+        Kind::GroupPolicyConfiguration,
+    ] {
+        let policy = first(&sim, kind);
+        let policy_type = match kind {
+            Kind::ConfigurationPolicy => PolicyType::SettingsCatalog,
+            Kind::DeviceConfiguration => PolicyType::DeviceConfiguration,
+            Kind::CompliancePolicy => PolicyType::Compliance,
+            Kind::GroupPolicyConfiguration => PolicyType::AdministrativeTemplate,
+        };
+        let (before, _) = capture_full(&sim, policy_type, &policy).await;
+        let (again, _) = capture_full(&sim, policy_type, &policy).await;
+        assert_eq!(before.content_hash, again.content_hash, "{kind:?}");
+        assert!(sim.change_settings(TENANT, &policy.id));
+        let (changed, _) = capture_full(&sim, policy_type, &policy).await;
+        assert_ne!(
+            before.content_hash, changed.content_hash,
+            "{kind:?}: a setting changed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_policy_of_a_tenant_captures_what_restore_needs_and_no_secret() {
+    // An administrative template costs a request per definition value: thousands here, more
+    // than Intune's per-app budget allows in 20 s, which this sweep is not about.
+    let knobs = Knobs {
+        throttle_limit: 0,
+        ..Knobs::default()
+    };
+    let sim = start_sim(120, knobs).await;
+    let client = client(&sim);
+    let creds = creds(SECRET);
+    let full = CaptureOptions {
+        include_assignments: true,
+        include_scope_tags: true,
+    };
+    for policy in sim.policies(TENANT) {
+        let policy_type = match policy.kind {
+            Kind::ConfigurationPolicy => PolicyType::SettingsCatalog,
+            Kind::DeviceConfiguration => PolicyType::DeviceConfiguration,
+            Kind::CompliancePolicy => PolicyType::Compliance,
+            Kind::GroupPolicyConfiguration => PolicyType::AdministrativeTemplate,
+        };
+        let snapshot = client
+            .capture_policy(&creds, policy_type, &policy.id, full)
+            .await
+            .expect("capture succeeds");
+        let payload: Value = serde_json::from_str(&snapshot.canonical_json).expect("parses");
+        let name = &policy.name;
+        assert_eq!(
+            payload["assignments"].as_array().map(Vec::len),
+            Some(policy.assignment_count),
+            "{name}"
+        );
+        assert!(payload["policy"]["roleScopeTagIds"].is_array(), "{name}");
+        match policy.kind {
+            Kind::CompliancePolicy => assert!(
+                payload["scheduledActionsForRule"][0]["scheduledActionConfigurations"].is_array(),
+                "{name}"
+            ),
+            Kind::GroupPolicyConfiguration => assert!(
+                payload["definitionValues"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().all(|v| v["presentationValues"].is_array())),
+                "{name}"
+            ),
+            Kind::ConfigurationPolicy => assert_eq!(
+                snapshot.setting_definitions.len(),
+                policy.child_count,
+                "{name}"
+            ),
+            Kind::DeviceConfiguration => {}
+        }
+        // No secret keeps a value, at any depth.
+        fn secrets_have_no_value(value: &Value) -> bool {
+            match value {
+                Value::Object(fields) => {
+                    let secret = fields.get("isEncrypted") == Some(&Value::Bool(true))
+                        || fields.contains_key("valueState");
+                    !(secret && fields.contains_key("value"))
+                        && fields.values().all(secrets_have_no_value)
+                }
+                Value::Array(items) => items.iter().all(secrets_have_no_value),
+                _ => true,
+            }
+        }
+        assert!(secrets_have_no_value(&payload), "{name}");
+        let again = client
+            .capture_policy(&creds, policy_type, &policy.id, full)
+            .await
+            .expect("capture succeeds");
+        assert_eq!(snapshot.content_hash, again.content_hash, "{name}");
+    }
 }

@@ -1,7 +1,8 @@
 //! The Graph simulator as a standalone server for the demo and benchmarks:
 //! `cargo run --bin graph-sim -- --policies 2000 --latency-ms 100`.
 //! Knobs can be changed while it runs: `curl -X POST localhost:4010/_sim/knobs -d '{"rate_503":0.1}'
-//! -H 'content-type: application/json'`; `GET /_sim/counters` returns the request log.
+//! -H 'content-type: application/json'`; `GET /_sim/counters` returns the request log, and
+//! `POST /_sim/mutate` changes policies as admins do in Intune (`docs/graph-simulator.md`).
 
 use std::net::SocketAddr;
 

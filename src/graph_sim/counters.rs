@@ -10,11 +10,18 @@ use serde::{Deserialize, Serialize};
 pub struct RequestRecord {
     /// Milliseconds since the simulator started.
     pub at_ms: f64,
-    /// `token`, `list:<collection>`, `get:<collection>`, `settings`, `definitionValues`,
-    /// `assignments` or `unknown`.
+    /// The HTTP method (`GET`, `POST`, …).
+    pub method: String,
+    /// `token`, `openid`, `batch` (the envelope; its requests are logged one by one),
+    /// `list:<collection>`, `get:<collection>`, `settings`, `definitionValues`,
+    /// `get:definitionValues`, `definition`, `presentationValues`, `scheduledActionsForRule`,
+    /// `scheduledActionConfigurations`, `assignments`, `list:groups`, `get:groups`,
+    /// `list:assignmentFilters`, `list:roleScopeTags` (and their `get:`), or `unknown`.
     pub endpoint: String,
     /// The path without the query string.
     pub path: String,
+    /// The query string as sent (still percent-encoded), empty when there is none.
+    pub query: String,
     /// The answer's status; 0 for a request that was never answered (a hang).
     pub status: u16,
 }
@@ -25,13 +32,39 @@ pub struct SimCounters {
     pub requests: Vec<RequestRecord>,
 }
 
+impl RequestRecord {
+    /// A request to Graph itself: not sign-in, and not a batch envelope (its requests count).
+    pub fn is_graph(&self) -> bool {
+        !matches!(self.endpoint.as_str(), "token" | "openid" | "batch")
+    }
+
+    /// Whether it asked to change something (any method but GET and HEAD).
+    pub fn is_write(&self) -> bool {
+        !matches!(self.method.as_str(), "GET" | "HEAD")
+    }
+
+    /// The decoded value of one query option, if sent (e.g. `$expand`).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        reqwest::Url::parse(&format!("http://sim/?{}", self.query))
+            .ok()?
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
 impl SimCounters {
-    /// Requests to Graph endpoints (the token endpoint excluded).
+    /// Requests to Graph endpoints (sign-in and batch envelopes excluded).
     pub fn graph_requests(&self) -> usize {
+        self.requests.iter().filter(|r| r.is_graph()).count()
+    }
+
+    /// Graph requests that asked to change something.
+    pub fn writes(&self) -> Vec<&RequestRecord> {
         self.requests
             .iter()
-            .filter(|r| r.endpoint != "token")
-            .count()
+            .filter(|r| r.is_graph() && r.is_write())
+            .collect()
     }
 
     /// Requests to the token endpoint.
@@ -75,7 +108,7 @@ impl SimCounters {
         let mut times: Vec<f64> = self
             .requests
             .iter()
-            .filter(|r| r.endpoint != "token")
+            .filter(|r| r.is_graph())
             .map(|r| r.at_ms)
             .collect();
         times.sort_by(f64::total_cmp);
@@ -98,8 +131,10 @@ mod tests {
     fn record(at_ms: f64, endpoint: &str, status: u16) -> RequestRecord {
         RequestRecord {
             at_ms,
+            method: "GET".into(),
             endpoint: endpoint.into(),
             path: "/p".into(),
+            query: "$expand=a%2Cb".into(),
             status,
         }
     }
@@ -121,5 +156,10 @@ mod tests {
         assert_eq!(counters.token_requests(), 1);
         assert_eq!(counters.with_status(429), 1);
         assert_eq!(counters.by_endpoint()["get:x"][&200], 4);
+        assert_eq!(
+            counters.requests[0].query_param("$expand").as_deref(),
+            Some("a,b")
+        );
+        assert!(counters.writes().is_empty());
     }
 }

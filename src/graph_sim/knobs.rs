@@ -43,12 +43,6 @@ pub const APP_ROLES: [&str; 3] = [
     "Group.Read.All",
 ];
 
-/// The permissions that let an app read the Intune policy collections.
-pub const POLICY_READ_ROLES: [&str; 2] = [
-    "DeviceManagementConfiguration.Read.All",
-    "DeviceManagementConfiguration.ReadWrite.All",
-];
-
 /// A tenant's app registration, as the connection check meets it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -56,7 +50,7 @@ pub struct AppSetup {
     /// Application permissions the app lacks: left out of its new tokens' `roles` claim. Graph
     /// refuses (403) the policy collections when neither policy read permission is left.
     pub missing_roles: Vec<String>,
-    /// Policy collections (`deviceCompliancePolicies`, …) Graph refuses (403) to the app
+    /// Collections (`deviceCompliancePolicies`, `groups`, `roleScopeTags`, …) Graph refuses (403) to the app
     /// whatever its roles, as a scoped or partial grant would.
     pub forbidden_collections: Vec<String>,
     /// Nobody granted admin consent: tokens carry no `roles` claim, so Graph refuses every

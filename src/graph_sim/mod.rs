@@ -1,11 +1,19 @@
-//! The Graph simulator: a small axum server that speaks enough of Microsoft Graph (token
-//! endpoint, the four Intune policy collections, `$select`, `$expand`, `@odata.nextLink` paging)
-//! for the real client to run against it, with deterministic fake tenants and knobs for latency,
-//! Intune's throttling and faults. Tests start it in-process on a random port; the `graph-sim`
-//! binary serves it for the demo and the benchmark. It only ever binds 127.0.0.1.
+//! The Graph simulator: a small axum server that speaks enough of Microsoft Graph for the real
+//! client, and standard Graph clients, to back up the four Intune policy families from it: the
+//! token endpoint and its OpenID discovery document, the four policy collections with their
+//! assignments, settings (`$expand=settingDefinitions`), definition values and presentation
+//! values, compliance actions, groups, assignment filters and scope tags; `$select`, `$expand`,
+//! `$top`, `@odata.nextLink` paging, `@odata.context`, JSON batching, and Graph's error bodies
+//! (405 for writes, which it does not serve yet). Fake tenants are deterministic; knobs set
+//! latency, Intune's throttling and faults; mutations change policies while it runs
+//! ([`Mutation`]). Tests start it in-process on a random port; the `graph-sim` binary serves it
+//! for the demo and the benchmark. It only ever binds 127.0.0.1. `docs/graph-simulator.md`
+//! lists every route.
 
 mod counters;
 mod knobs;
+mod mutation;
+mod resources;
 mod routes;
 mod tenant;
 
@@ -18,7 +26,9 @@ use tokio::time::Instant;
 
 pub use counters::{RequestRecord, SimCounters};
 pub use knobs::{AppSetup, Fault, Knobs, TokenFault, APP_ROLES};
-pub use tenant::{Kind, SimPolicy, CHILD_PAGE_SIZE};
+pub use mutation::{Mutation, MutationReport, Renamed};
+pub use resources::MAX_PAGE_SIZE;
+pub use tenant::{Directory, Kind, SimPolicy, CHILD_PAGE_SIZE};
 
 use tenant::FakeTenant;
 
@@ -141,17 +151,91 @@ impl SimState {
         }
     }
 
-    fn record(&self, arrival: Instant, endpoint: String, path: &str, status: u16) {
+    /// `http://127.0.0.1:<port>`, the base of every route.
+    fn base_url(&self) -> &str {
+        self.graph_url.trim_end_matches("/beta")
+    }
+
+    fn record(
+        &self,
+        arrival: Instant,
+        method: &str,
+        endpoint: String,
+        path: &str,
+        query: &str,
+        status: u16,
+    ) {
         let at_ms = arrival
             .saturating_duration_since(self.started)
             .as_secs_f64()
             * 1000.0;
         lock(&self.log).push(RequestRecord {
             at_ms,
+            method: method.to_owned(),
             endpoint,
             path: path.to_owned(),
+            query: query.to_owned(),
             status,
         });
+    }
+
+    /// Applies a mutation (see [`Mutation`]) to its tenant.
+    fn mutate(&self, mutation: &Mutation) -> MutationReport {
+        let tenant_id = mutation.tenant.to_ascii_lowercase();
+        let candidates: Vec<String> = match &mutation.policies {
+            Some(ids) => ids.clone(),
+            None => self
+                .tenant(&tenant_id)
+                .policies
+                .iter()
+                .map(|p| p.id.clone())
+                .collect(),
+        };
+        let mut next = candidates.into_iter();
+        let mut report = MutationReport::default();
+        let mut changed = 0;
+        while changed < mutation.change_settings {
+            let Some(id) = next.next() else { break };
+            if self.edit_tenant(&tenant_id, |t| t.with_changed_settings(&id)) {
+                report.settings_changed.push(id);
+                changed += 1;
+            }
+        }
+        if mutation.rename {
+            for id in next.by_ref() {
+                let Some(policy) = self
+                    .tenant(&tenant_id)
+                    .policies
+                    .iter()
+                    .find(|p| p.id == id)
+                    .cloned()
+                else {
+                    continue;
+                };
+                let name = format!("{} (renamed)", policy.name);
+                if self.edit_tenant(&tenant_id, |t| t.with_renamed(&id, &name)) {
+                    report.renamed = Some(Renamed { id, name });
+                    break;
+                }
+            }
+        }
+        if mutation.add_assignment {
+            for id in next.by_ref() {
+                if self.edit_tenant(&tenant_id, |t| t.with_added_assignment(&id)) {
+                    report.assignment_added = Some(id);
+                    break;
+                }
+            }
+        }
+        if mutation.delete {
+            for id in next.by_ref() {
+                if self.edit_tenant(&tenant_id, |t| t.without(&id)) {
+                    report.deleted = Some(id);
+                    break;
+                }
+            }
+        }
+        report
     }
 }
 
@@ -250,6 +334,40 @@ impl SimHandle {
     pub fn rename_policy(&self, tenant_id: &str, graph_id: &str, name: &str) -> bool {
         self.state
             .edit_tenant(tenant_id, |tenant| tenant.with_renamed(graph_id, name))
+    }
+
+    /// Changes one setting of a policy and moves its `version` and last-modified time on, as a
+    /// settings edit in Intune does; false if the tenant has no such policy.
+    pub fn change_settings(&self, tenant_id: &str, graph_id: &str) -> bool {
+        self.state
+            .edit_tenant(tenant_id, |tenant| tenant.with_changed_settings(graph_id))
+    }
+
+    /// Assigns a policy to one more of the tenant's groups; false if there is no such policy
+    /// or it already targets every group.
+    pub fn add_assignment(&self, tenant_id: &str, graph_id: &str) -> bool {
+        self.state
+            .edit_tenant(tenant_id, |tenant| tenant.with_added_assignment(graph_id))
+    }
+
+    /// Applies a [`Mutation`]: what `POST /_sim/mutate` does.
+    pub fn mutate(&self, mutation: &Mutation) -> MutationReport {
+        self.state.mutate(mutation)
+    }
+
+    /// The tenant's groups, as `GET /groups` lists them.
+    pub fn groups(&self, tenant_id: &str) -> Vec<Directory> {
+        self.state.tenant(tenant_id).groups.clone()
+    }
+
+    /// The tenant's assignment filters.
+    pub fn assignment_filters(&self, tenant_id: &str) -> Vec<Directory> {
+        self.state.tenant(tenant_id).filters.clone()
+    }
+
+    /// The tenant's scope tags.
+    pub fn scope_tags(&self, tenant_id: &str) -> Vec<Directory> {
+        self.state.tenant(tenant_id).scope_tags.clone()
     }
 
     /// Deletes a policy, as an admin deleting it in Intune would; false if there is none.

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -12,13 +13,13 @@ use rand::Rng;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::knobs::{Fault, Knobs, TokenFault, POLICY_READ_ROLES};
-use super::tenant::{Kind, SimPolicy, CHILD_PAGE_SIZE};
+use super::knobs::{Fault, Knobs, TokenFault};
+use super::mutation::Mutation;
+use super::resources::{QueryOptions, Reader, Resource};
 use super::{lock, IssuedToken, SimCounters, SimState};
 
-/// Default and largest `$top` of a policy list.
-const LIST_PAGE_SIZE: usize = 100;
-const MAX_LIST_PAGE_SIZE: usize = 999;
+/// The most requests one `$batch` may hold.
+const MAX_BATCH: usize = 20;
 /// How long a hung request hangs: far beyond any client timeout.
 const HANG: Duration = Duration::from_secs(600);
 
@@ -27,14 +28,21 @@ type Shared = Arc<SimState>;
 pub(super) fn router(state: Shared) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(signing_keys))
         .route("/_sim/knobs", get(read_knobs).post(patch_knobs))
         .route("/_sim/counters", get(counters))
+        .route("/_sim/mutate", post(mutate))
         .route("/_sim/revoke_tokens", post(revoke_tokens))
         .fallback(graph)
         .with_state(state)
 }
 
-fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+/// Graph's error body: `{"error": {"code", "message", "innerError"}}`.
+pub(super) fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"error": {"code": code, "message": message, "innerError": {"request-id": "00000000-0000-4000-8000-000000000000"}}});
     (status, Json(body)).into_response()
 }
@@ -108,7 +116,14 @@ async fn token(
             json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token}),
         )
     };
-    sim.record(arrival, "token".into(), uri.path(), status.as_u16());
+    sim.record(
+        arrival,
+        "POST",
+        "token".into(),
+        uri.path(),
+        uri.query().unwrap_or(""),
+        status.as_u16(),
+    );
     (status, Json(body)).into_response()
 }
 
@@ -217,39 +232,6 @@ async fn revoke_tokens(State(sim): State<Shared>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// A parsed Graph path: `/{version}/deviceManagement/{collection}[/{id}[/{segment}]]`.
-struct Route {
-    kind: Kind,
-    id: Option<String>,
-    segment: Option<String>,
-}
-
-impl Route {
-    fn parse(path: &str) -> Option<Self> {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        match parts.as_slice() {
-            [version, "deviceManagement", collection, rest @ ..]
-                if matches!(*version, "beta" | "v1.0") && rest.len() <= 2 =>
-            {
-                Some(Self {
-                    kind: Kind::from_collection(collection)?,
-                    id: rest.first().map(|s| (*s).to_owned()),
-                    segment: rest.get(1).map(|s| (*s).to_owned()),
-                })
-            }
-            _ => None,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        match (&self.id, &self.segment) {
-            (None, _) => format!("list:{}", self.kind.collection()),
-            (Some(_), None) => format!("get:{}", self.kind.collection()),
-            (Some(_), Some(segment)) => segment.clone(),
-        }
-    }
-}
-
 /// What a request gets.
 enum Answer {
     Reply(Response),
@@ -257,51 +239,102 @@ enum Answer {
 }
 
 /// Every Graph request: authenticate, throttle, inject faults, wait the latency, answer.
+/// `POST /{version}/$batch` answers up to 20 requests in one.
 async fn graph(
     State(sim): State<Shared>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
+    body: Bytes,
 ) -> Response {
     let arrival = Instant::now();
     let knobs = sim.knobs();
-    let route = Route::parse(uri.path());
-    let endpoint = route
-        .as_ref()
-        .map_or_else(|| "unknown".to_owned(), Route::endpoint);
-    let answer = decide(&sim, &knobs, arrival, route.as_ref(), &headers, &params);
+    let path = uri.path();
+    let query = uri.query().unwrap_or("");
+    if is_batch(path) {
+        let status;
+        let response = if method == Method::POST {
+            let response = batch(&sim, &knobs, arrival, path, &headers, &body).await;
+            status = response.status().as_u16();
+            response
+        } else {
+            status = 405;
+            not_allowed(&method, path)
+        };
+        sim.record(
+            arrival,
+            method.as_str(),
+            "batch".into(),
+            path,
+            query,
+            status,
+        );
+        return response;
+    }
+    let (endpoint, answer) = decide(&sim, &knobs, arrival, &method, path, &headers, &params);
     let status = match &answer {
         Answer::Reply(response) => response.status().as_u16(),
         Answer::Hang => 0,
     };
-    sim.record(arrival, endpoint, uri.path(), status);
+    sim.record(arrival, method.as_str(), endpoint, path, query, status);
+    latency(&knobs).await;
+    match answer {
+        Answer::Reply(response) => response,
+        Answer::Hang => hung().await,
+    }
+}
+
+async fn latency(knobs: &Knobs) {
     let jitter = if knobs.latency_jitter_ms > 0 {
         rand::rng().random_range(0..=knobs.latency_jitter_ms)
     } else {
         0
     };
     tokio::time::sleep(Duration::from_millis(knobs.latency_ms + jitter)).await;
-    match answer {
-        Answer::Reply(response) => response,
-        Answer::Hang => {
-            tokio::time::sleep(HANG).await;
-            graph_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "GatewayTimeout",
-                "hung request released",
-            )
-        }
-    }
 }
 
+async fn hung() -> Response {
+    tokio::time::sleep(HANG).await;
+    graph_error(
+        StatusCode::GATEWAY_TIMEOUT,
+        "GatewayTimeout",
+        "hung request released",
+    )
+}
+
+fn is_batch(path: &str) -> bool {
+    matches!(
+        path.trim_matches('/').split_once('/'),
+        Some(("beta" | "v1.0", "$batch"))
+    )
+}
+
+/// 405 with Graph's error body: the simulator serves reads only.
+fn not_allowed(method: &Method, path: &str) -> Response {
+    graph_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "BadRequest",
+        &format!("The HTTP method '{method}' is not allowed on the resource '{path}'."),
+    )
+}
+
+/// Decides the answer to one Graph request (also each request inside a batch); returns the
+/// request log's endpoint name with it.
 fn decide(
     sim: &SimState,
     knobs: &Knobs,
     arrival: Instant,
-    route: Option<&Route>,
+    method: &Method,
+    path: &str,
     headers: &HeaderMap,
     params: &[(String, String)],
-) -> Answer {
+) -> (String, Answer) {
+    let parsed = Resource::parse(path);
+    let endpoint = parsed
+        .as_ref()
+        .map_or_else(|_| "unknown".to_owned(), |(_, r)| r.endpoint());
+    let reply = |response: Response| (endpoint.clone(), Answer::Reply(response));
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -312,7 +345,7 @@ fn decide(
         .filter(|t| t.expires_at > arrival)
         .map(|t| (t.tenant.clone(), t.client_id.clone(), t.roles.clone()));
     let Some((tenant_id, client_id, roles)) = caller else {
-        return Answer::Reply(graph_error(
+        return reply(graph_error(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationToken",
             "Access token is empty, expired or invalid.",
@@ -328,132 +361,214 @@ fn decide(
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        return Answer::Reply(response);
+        return reply(response);
     }
 
     let mut rng = rand::rng();
     if rng.random_bool(knobs.rate_hang.clamp(0.0, 1.0)) {
-        return Answer::Hang;
+        return (endpoint, Answer::Hang);
     }
     if rng.random_bool(knobs.rate_503.clamp(0.0, 1.0)) {
-        return Answer::Reply(graph_error(
+        return reply(graph_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             "The service is temporarily unavailable.",
         ));
     }
     if rng.random_bool(knobs.rate_404.clamp(0.0, 1.0)) {
-        return Answer::Reply(graph_error(
+        return reply(graph_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFound",
             "The requested resource does not exist.",
         ));
     }
     if rng.random_bool(knobs.rate_malformed.clamp(0.0, 1.0)) {
-        return Answer::Reply(malformed());
+        return reply(malformed());
     }
 
-    let Some(route) = route else {
-        return Answer::Reply(graph_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "Resource not found for the segment.",
-        ));
+    let (version, resource) = match parsed {
+        Ok(parsed) => parsed,
+        Err(segment) => {
+            return reply(graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("Resource not found for the segment '{segment}'."),
+            ))
+        }
     };
-    // Intune's collections need a policy read permission in the token, and the app's setup
-    // may refuse some collections whatever its roles.
+    if method != Method::GET && method != Method::HEAD {
+        return reply(not_allowed(method, path));
+    }
+    // The token needs a permission that grants the resource, and the app's setup may refuse
+    // some collections whatever its roles.
     let may_read = roles
         .iter()
-        .any(|role| POLICY_READ_ROLES.contains(&role.as_str()));
+        .any(|role| resource.permission().roles().contains(&role.as_str()));
     let refused = knobs
         .app(&tenant_id)
         .forbidden_collections
         .iter()
-        .any(|collection| collection == route.kind.collection());
+        .any(|collection| collection == resource.collection());
     if !may_read || refused {
-        return Answer::Reply(graph_error(
+        let needed = resource.permission().roles().join(", ");
+        return reply(graph_error(
             StatusCode::FORBIDDEN,
             "Forbidden",
-            "Application is not authorized to perform this operation. Application must have one of the following scopes: DeviceManagementConfiguration.Read.All, DeviceManagementConfiguration.ReadWrite.All",
+            &format!("Application is not authorized to perform this operation. Application must have one of the following scopes: {needed}"),
         ));
     }
-    if let Some(fault) = route
-        .id
-        .as_ref()
+    if let Some((id, fault)) = resource
+        .policy_id()
         .and_then(|id| knobs.faults.get(id).map(|f| (id, f)))
     {
-        if let Some(answer) = forced_fault(sim, fault.0, fault.1, bearer) {
-            return answer;
+        if let Some(answer) = forced_fault(sim, id, fault, bearer) {
+            return (endpoint, answer);
         }
     }
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
     let tenant = sim.tenant(&tenant_id);
-    let Some(id) = &route.id else {
-        return Answer::Reply(list_page(
-            sim,
-            route,
-            &tenant.of_kind(route.kind).collect::<Vec<_>>(),
-            params,
-            param("$top"),
-            param("$skiptoken"),
-            param("$select"),
-        ));
+    let reader = Reader {
+        version_url: format!("{}/{version}", sim.base_url()),
+        tenant: &tenant,
+        options: QueryOptions::parse(&version, params),
     };
-    let Some(policy) = tenant.find(route.kind, id) else {
-        return Answer::Reply(graph_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFound",
-            &format!("Resource '{id}' does not exist."),
-        ));
+    let under_version = path
+        .trim_start_matches('/')
+        .strip_prefix(version.as_str())
+        .unwrap_or(path);
+    reply(reader.read(&resource, under_version))
+}
+
+/// Graph's JSON batching: `{"requests": [{"id", "method", "url", "headers"?, "body"?}]}`, up
+/// to 20, answered as `{"responses": [{"id", "status", "headers", "body"}]}`. Each inner
+/// request is authenticated, throttled and logged like a request of its own.
+async fn batch(
+    sim: &SimState,
+    knobs: &Knobs,
+    arrival: Instant,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let version = path.trim_matches('/').split('/').next().unwrap_or("beta");
+    let bad = |message: &str| graph_error(StatusCode::BAD_REQUEST, "BadRequest", message);
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return bad("The batch request body is not JSON.");
     };
-    let expand: Vec<&str> = param("$expand")
-        .map(|e| e.split(',').map(str::trim).collect())
-        .unwrap_or_default();
-    Answer::Reply(match route.segment.as_deref() {
-        None => {
-            let mut item = SimPolicy::select(policy.to_json(), param("$select"));
-            if let Value::Object(fields) = &mut item {
-                if expand.contains(&"assignments") {
-                    fields.insert("assignments".into(), Value::Array(policy.assignments()));
-                }
-                if expand.contains(&"settings") && policy.kind == Kind::ConfigurationPolicy {
-                    let all = (0..policy.child_count)
-                        .map(|i| policy.child(i, false))
-                        .collect();
-                    fields.insert("settings".into(), Value::Array(all));
-                }
-                let context = format!(
-                    "{}/$metadata#deviceManagement/{}/$entity",
-                    sim.graph_url,
-                    route.kind.collection()
-                );
-                fields.insert("@odata.context".into(), Value::String(context));
-            }
-            Json(item).into_response()
+    let Some(requests) = request.get("requests").and_then(Value::as_array) else {
+        return bad("The batch request body has no requests array.");
+    };
+    if requests.len() > MAX_BATCH {
+        return bad(&format!(
+            "Number of requests in a batch exceeds the limit of {MAX_BATCH}."
+        ));
+    }
+    let mut responses = Vec::with_capacity(requests.len());
+    for inner in requests {
+        let field = |name: &str| inner.get(name).and_then(Value::as_str);
+        let (Some(id), Some(method), Some(url)) = (field("id"), field("method"), field("url"))
+        else {
+            return bad("Each batch request needs an id, a method and a url.");
+        };
+        let Ok(method) = Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+            return bad(&format!("Invalid method '{method}' in request '{id}'."));
+        };
+        let (inner_path, query) = url.split_once('?').unwrap_or((url, ""));
+        let full_path = format!("/{version}/{}", inner_path.trim_start_matches('/'));
+        let params: Vec<(String, String)> = reqwest::Url::parse(&format!("http://sim/?{query}"))
+            .map(|u| u.query_pairs().into_owned().collect())
+            .unwrap_or_default();
+        let (endpoint, answer) = decide(sim, knobs, arrival, &method, &full_path, headers, &params);
+        let response = match answer {
+            Answer::Reply(response) => response,
+            Answer::Hang => graph_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "GatewayTimeout",
+                "The request timed out.",
+            ),
+        };
+        let status = response.status().as_u16();
+        sim.record(
+            arrival,
+            method.as_str(),
+            endpoint,
+            &full_path,
+            query,
+            status,
+        );
+        let mut inner_headers = serde_json::Map::new();
+        inner_headers.insert("Content-Type".into(), json!("application/json"));
+        if let Some(wait) = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+        {
+            inner_headers.insert("Retry-After".into(), json!(wait));
         }
-        Some("assignments") => Json(json!({"value": policy.assignments()})).into_response(),
-        Some("settings") if policy.kind == Kind::ConfigurationPolicy => {
-            child_page(sim, route, policy, params, param("$skiptoken"), false)
-        }
-        Some("definitionValues") if policy.kind == Kind::GroupPolicyConfiguration => child_page(
-            sim,
-            route,
-            policy,
-            params,
-            param("$skiptoken"),
-            expand.contains(&"definition"),
-        ),
-        Some(other) => graph_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            &format!("Resource not found for the segment '{other}'."),
-        ),
-    })
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        let body = serde_json::from_slice::<Value>(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        responses.push(json!({"id": id, "status": status, "headers": inner_headers, "body": body}));
+    }
+    latency(knobs).await;
+    Json(json!({"responses": responses})).into_response()
+}
+
+/// `GET /{tenant}/v2.0/.well-known/openid-configuration`: the discovery document MSAL reads
+/// before it asks for a token.
+async fn openid_configuration(
+    State(sim): State<Shared>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+) -> Response {
+    let arrival = Instant::now();
+    let base = sim.base_url();
+    let body = json!({
+        "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "jwks_uri": format!("{base}/{tenant}/discovery/v2.0/keys"),
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": format!("{base}/{tenant}/v2.0"),
+        "request_uri_parameter_supported": false,
+        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+        "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
+        "device_authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/devicecode"),
+        "http_logout_supported": true,
+        "frontchannel_logout_supported": true,
+        "end_session_endpoint": format!("{base}/{tenant}/oauth2/v2.0/logout"),
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "ver"],
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net"
+    });
+    sim.record(
+        arrival,
+        "GET",
+        "openid".into(),
+        uri.path(),
+        uri.query().unwrap_or(""),
+        200,
+    );
+    Json(body).into_response()
+}
+
+/// `GET /{tenant}/discovery/v2.0/keys`: the signing keys the discovery document points to.
+/// The simulator's tokens are not verified by anyone, so there are none.
+async fn signing_keys() -> Json<Value> {
+    Json(json!({"keys": []}))
+}
+
+/// `POST /_sim/mutate`: changes the tenant's policies as admins do in Intune (see the module
+/// documentation for the JSON).
+async fn mutate(State(sim): State<Shared>, Json(mutation): Json<Mutation>) -> Response {
+    Json(sim.mutate(&mutation)).into_response()
 }
 
 /// The sliding-window throttle: `Some(retry_after_secs)` when this app is over its budget.
@@ -531,107 +646,4 @@ fn malformed() -> Response {
         "{\"value\": [{\"id\": \"12",
     )
         .into_response()
-}
-
-/// The URL of the next page: the same request with a new `$skiptoken`.
-fn next_link(
-    sim: &SimState,
-    route: &Route,
-    params: &[(String, String)],
-    offset: usize,
-) -> Option<String> {
-    let mut path = format!(
-        "{}/deviceManagement/{}",
-        sim.graph_url,
-        route.kind.collection()
-    );
-    for part in [&route.id, &route.segment].into_iter().flatten() {
-        path.push('/');
-        path.push_str(part);
-    }
-    let mut url = reqwest::Url::parse(&path).ok()?;
-    {
-        let mut query = url.query_pairs_mut();
-        for (k, v) in params.iter().filter(|(k, _)| k != "$skiptoken") {
-            query.append_pair(k, v);
-        }
-        query.append_pair("$skiptoken", &offset.to_string());
-    }
-    Some(url.into())
-}
-
-fn page_response(items: Vec<Value>, next: Option<String>, context: String) -> Response {
-    let mut body = json!({"@odata.context": context, "value": items});
-    if let (Some(link), Value::Object(fields)) = (next, &mut body) {
-        fields.insert("@odata.nextLink".into(), Value::String(link));
-    }
-    Json(body).into_response()
-}
-
-fn list_page(
-    sim: &SimState,
-    route: &Route,
-    policies: &[&SimPolicy],
-    params: &[(String, String)],
-    top: Option<&str>,
-    skiptoken: Option<&str>,
-    select: Option<&str>,
-) -> Response {
-    let size = top
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(LIST_PAGE_SIZE)
-        .clamp(1, MAX_LIST_PAGE_SIZE);
-    let Some(offset) = skiptoken.map_or(Some(0), |s| s.parse::<usize>().ok()) else {
-        return graph_error(StatusCode::BAD_REQUEST, "BadRequest", "Invalid $skiptoken.");
-    };
-    let items: Vec<Value> = policies
-        .iter()
-        .skip(offset)
-        .take(size)
-        .map(|p| SimPolicy::select(p.to_json(), select))
-        .collect();
-    let end = offset + items.len();
-    let next = (end < policies.len())
-        .then(|| next_link(sim, route, params, end))
-        .flatten();
-    page_response(
-        items,
-        next,
-        format!(
-            "{}/$metadata#deviceManagement/{}",
-            sim.graph_url,
-            route.kind.collection()
-        ),
-    )
-}
-
-fn child_page(
-    sim: &SimState,
-    route: &Route,
-    policy: &SimPolicy,
-    params: &[(String, String)],
-    skiptoken: Option<&str>,
-    expand_definition: bool,
-) -> Response {
-    let Some(offset) = skiptoken.map_or(Some(0), |s| s.parse::<usize>().ok()) else {
-        return graph_error(StatusCode::BAD_REQUEST, "BadRequest", "Invalid $skiptoken.");
-    };
-    let end = (offset + CHILD_PAGE_SIZE).min(policy.child_count);
-    let items = (offset.min(end)..end)
-        .map(|i| policy.child(i, expand_definition))
-        .collect();
-    let next = (end < policy.child_count)
-        .then(|| next_link(sim, route, params, end))
-        .flatten();
-    page_response(
-        items,
-        next,
-        format!(
-            "{}/$metadata#deviceManagement/{}('{}')/{}",
-            sim.graph_url,
-            route.kind.collection(),
-            policy.id,
-            route.segment.as_deref().unwrap_or("")
-        ),
-    )
 }

@@ -56,14 +56,40 @@ pub struct SimPolicy {
     modified_secs: i64,
     /// Settings (settings catalog) or definition values (administrative templates).
     pub child_count: usize,
+    /// How many assignments the policy has now.
     pub assignment_count: usize,
+    /// Settings edits since the tenant was generated: each one moves `version` and changes one
+    /// setting's value.
+    pub revision: u32,
+    assignments: Vec<SimAssignment>,
+    scope_tags: Vec<String>,
     seed: u64,
 }
 
-/// All policies of one tenant.
+/// One assignment of a policy: a target of the tenant's groups (or all devices), maybe filtered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SimAssignment {
+    /// `None`: all devices.
+    group_id: Option<String>,
+    exclude: bool,
+    /// An assignment filter's id and mode (`include` / `exclude`).
+    filter: Option<(String, &'static str)>,
+}
+
+/// A tenant-wide object the policies refer to: a group, an assignment filter or a scope tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Directory {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// All policies of one tenant, and the groups, assignment filters and scope tags they use.
 pub struct FakeTenant {
     pub policies: Vec<SimPolicy>,
     by_id: HashMap<String, usize>,
+    pub groups: Vec<Directory>,
+    pub filters: Vec<Directory>,
+    pub scope_tags: Vec<Directory>,
 }
 
 /// SplitMix64: tiny, fast and stable across versions, unlike a library RNG whose stream may change.
@@ -123,12 +149,54 @@ const FLAVOURS: [&str; 6] = [
 /// 2023-01-01T00:00:00Z: fake timestamps fall in the two years after it.
 const EPOCH_2023: i64 = 1_672_531_200;
 
+const GROUP_NAMES: [&str; 12] = [
+    "All Windows devices",
+    "All iOS devices",
+    "All macOS devices",
+    "All Android devices",
+    "Pilot users",
+    "Ring 1 devices",
+    "Finance",
+    "Sales",
+    "Kiosks",
+    "Executives",
+    "Contractors",
+    "Break-glass accounts",
+];
+const FILTER_NAMES: [&str; 3] = ["Corporate devices", "Windows 11 only", "Personal devices"];
+const SCOPE_TAG_NAMES: [&str; 4] = ["Default", "Paris", "Berlin", "Remote workers"];
+
 impl FakeTenant {
     /// Generates `count` policies for a tenant. The first settings catalog policy has 60 settings
     /// (three pages) and the first administrative template 30 definition values (two pages), so
     /// paging tests have a known target.
     pub fn generate(seed: u64, tenant_id: &str, count: usize) -> Self {
-        let mut rng = SplitMix(seed ^ fnv(tenant_id));
+        let tenant_seed = seed ^ fnv(tenant_id);
+        // The directory comes from a stream of its own, so policies keep their ids and names.
+        let mut directory = SplitMix(tenant_seed ^ 0xD1EC_7021);
+        let groups: Vec<Directory> = GROUP_NAMES
+            .iter()
+            .map(|name| Directory {
+                id: directory.guid(),
+                display_name: (*name).to_owned(),
+            })
+            .collect();
+        let filters: Vec<Directory> = FILTER_NAMES
+            .iter()
+            .map(|name| Directory {
+                id: directory.guid(),
+                display_name: (*name).to_owned(),
+            })
+            .collect();
+        let scope_tags: Vec<Directory> = SCOPE_TAG_NAMES
+            .iter()
+            .enumerate()
+            .map(|(id, name)| Directory {
+                id: id.to_string(),
+                display_name: (*name).to_owned(),
+            })
+            .collect();
+        let mut rng = SplitMix(tenant_seed);
         let mut policies = Vec::with_capacity(count);
         for index in 0..count {
             let kind = Kind::ALL[index % Kind::ALL.len()];
@@ -147,38 +215,115 @@ impl FakeTenant {
             };
             let created_secs = EPOCH_2023 + rng.below(365 * 86_400) as i64;
             let modified_secs = created_secs + rng.below(365 * 86_400) as i64;
+            let id = rng.guid();
+            let assignment_count = rng.below(4) as usize;
+            let policy_seed = rng.next();
+            let assignments =
+                generated_assignments(policy_seed, assignment_count, &groups, &filters);
+            let scope_tags = if policy_seed.is_multiple_of(5) {
+                vec!["0".to_owned(), (1 + policy_seed % 3).to_string()]
+            } else {
+                vec!["0".to_owned()]
+            };
             policies.push(SimPolicy {
-                id: rng.guid(),
+                id,
                 kind,
                 name: format!("{area} {flavour} {:04}", index + 1),
                 platform,
                 created_secs,
                 modified_secs,
                 child_count,
-                assignment_count: rng.below(4) as usize,
-                seed: rng.next(),
+                assignment_count,
+                revision: 0,
+                assignments,
+                scope_tags,
+                seed: policy_seed,
             });
         }
-        Self::from_policies(policies)
+        Self::from_policies(policies, groups, filters, scope_tags)
     }
 
-    fn from_policies(policies: Vec<SimPolicy>) -> Self {
+    fn from_policies(
+        policies: Vec<SimPolicy>,
+        groups: Vec<Directory>,
+        filters: Vec<Directory>,
+        scope_tags: Vec<Directory>,
+    ) -> Self {
         let by_id = policies
             .iter()
             .enumerate()
             .map(|(i, p)| (p.id.clone(), i))
             .collect();
-        Self { policies, by_id }
+        Self {
+            policies,
+            by_id,
+            groups,
+            filters,
+            scope_tags,
+        }
     }
 
-    /// A copy with policy `id` renamed and its `lastModifiedDateTime` a day later, as an edit in
-    /// Intune leaves it; `None` if there is no such policy.
-    pub fn with_renamed(&self, id: &str, name: &str) -> Option<Self> {
+    /// A copy with policy `id` changed by `edit` and its `lastModifiedDateTime` a day later, as
+    /// an edit in Intune leaves it; `None` if there is no such policy or `edit` declines.
+    fn with_edit(
+        &self,
+        id: &str,
+        edit: impl FnOnce(&mut SimPolicy, &Self) -> bool,
+    ) -> Option<Self> {
         let index = *self.by_id.get(id)?;
         let mut policies = self.policies.clone();
-        policies[index].name = name.to_owned();
+        if !edit(&mut policies[index], self) {
+            return None;
+        }
         policies[index].modified_secs += 86_400;
-        Some(Self::from_policies(policies))
+        Some(Self::from_policies(
+            policies,
+            self.groups.clone(),
+            self.filters.clone(),
+            self.scope_tags.clone(),
+        ))
+    }
+
+    /// A copy with policy `id` renamed; `None` if there is no such policy.
+    pub fn with_renamed(&self, id: &str, name: &str) -> Option<Self> {
+        self.with_edit(id, |policy, _| {
+            policy.name = name.to_owned();
+            true
+        })
+    }
+
+    /// A copy where one setting of policy `id` has another value and its `version` moved on.
+    pub fn with_changed_settings(&self, id: &str) -> Option<Self> {
+        self.with_edit(id, |policy, _| {
+            policy.revision += 1;
+            true
+        })
+    }
+
+    /// A copy where policy `id` is also assigned to a group it was not assigned to; `None` when
+    /// there is no such policy or it already targets every group.
+    pub fn with_added_assignment(&self, id: &str) -> Option<Self> {
+        self.with_edit(id, |policy, tenant| {
+            let used: Vec<&str> = policy
+                .assignments
+                .iter()
+                .filter_map(|a| a.group_id.as_deref())
+                .collect();
+            let Some(group) = tenant
+                .groups
+                .iter()
+                .find(|g| !used.contains(&g.id.as_str()))
+            else {
+                return false;
+            };
+            policy.assignments.push(SimAssignment {
+                group_id: Some(group.id.clone()),
+                exclude: false,
+                filter: None,
+            });
+            policy.assignment_count = policy.assignments.len();
+            true
+        })
     }
 
     /// A copy without policy `id`, as a deletion in Intune leaves it; `None` if there is none.
@@ -190,7 +335,12 @@ impl FakeTenant {
             .filter(|p| p.id != id)
             .cloned()
             .collect();
-        Some(Self::from_policies(policies))
+        Some(Self::from_policies(
+            policies,
+            self.groups.clone(),
+            self.filters.clone(),
+            self.scope_tags.clone(),
+        ))
     }
 
     /// A policy by its Graph id and collection.
@@ -205,6 +355,95 @@ impl FakeTenant {
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &SimPolicy> {
         self.policies.iter().filter(move |p| p.kind == kind)
     }
+
+    /// A group as `GET /groups/{id}` returns it.
+    pub fn group_json(&self, group: &Directory) -> Value {
+        let nickname: String = group
+            .display_name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        json!({
+            "id": group.id,
+            "displayName": group.display_name,
+            "description": format!("{} (simulated)", group.display_name),
+            "groupTypes": [],
+            "mailEnabled": false,
+            "mailNickname": nickname,
+            "securityEnabled": true,
+            "createdDateTime": timestamp(EPOCH_2023),
+        })
+    }
+
+    /// An assignment filter as `GET /deviceManagement/assignmentFilters/{id}` returns it.
+    pub fn filter_json(&self, filter: &Directory) -> Value {
+        json!({
+            "id": filter.id,
+            "displayName": filter.display_name,
+            "description": "",
+            "platform": "windows10AndLater",
+            "rule": "(device.deviceOwnership -eq \"Corporate\")",
+            "assignmentFilterManagementType": "devices",
+            "roleScopeTags": ["0"],
+            "createdDateTime": timestamp(EPOCH_2023),
+            "lastModifiedDateTime": timestamp(EPOCH_2023),
+        })
+    }
+
+    /// A scope tag as `GET /deviceManagement/roleScopeTags/{id}` returns it.
+    pub fn scope_tag_json(&self, tag: &Directory) -> Value {
+        json!({
+            "id": tag.id,
+            "displayName": tag.display_name,
+            "description": "",
+            "isBuiltIn": tag.id == "0",
+        })
+    }
+}
+
+/// The assignments a policy starts with: distinct groups of the tenant, now and then an
+/// exclusion, all devices or an assignment filter.
+fn generated_assignments(
+    seed: u64,
+    count: usize,
+    groups: &[Directory],
+    filters: &[Directory],
+) -> Vec<SimAssignment> {
+    let mut rng = SplitMix(seed ^ 0xA551);
+    let start = rng.below(groups.len() as u64) as usize;
+    (0..count)
+        .map(|k| {
+            let roll = rng.below(8);
+            let filter = (rng.below(4) == 0).then(|| {
+                let f = &filters[rng.below(filters.len() as u64) as usize];
+                (
+                    f.id.clone(),
+                    if roll.is_multiple_of(2) {
+                        "include"
+                    } else {
+                        "exclude"
+                    },
+                )
+            });
+            match roll {
+                0 => SimAssignment {
+                    group_id: Some(groups[(start + k * 5) % groups.len()].id.clone()),
+                    exclude: true,
+                    filter: None,
+                },
+                1 if k == 0 => SimAssignment {
+                    group_id: None,
+                    exclude: false,
+                    filter,
+                },
+                _ => SimAssignment {
+                    group_id: Some(groups[(start + k * 5) % groups.len()].id.clone()),
+                    exclude: false,
+                    filter,
+                },
+            }
+        })
+        .collect()
 }
 
 fn timestamp(secs: i64) -> String {
@@ -214,21 +453,32 @@ fn timestamp(secs: i64) -> String {
         .unwrap_or_else(|| "2023-01-01T00:00:00Z".to_owned())
 }
 
+/// The id Graph gives the all-devices target's assignments.
+const ALL_DEVICES: &str = "adadadad-808e-44e2-905a-0b7873a8a531";
+/// A notification template id meaning "none", as Graph sends it for a block action.
+const NO_TEMPLATE: &str = "00000000-0000-0000-0000-000000000000";
+
 impl SimPolicy {
     /// The platform word.
     pub fn platform(&self) -> &'static str {
         PLATFORMS[self.platform]
     }
 
+    /// Whether this device configuration is a Windows custom (OMA-URI) profile.
+    fn is_custom(&self) -> bool {
+        self.kind == Kind::DeviceConfiguration && self.platform == 0 && self.seed.is_multiple_of(3)
+    }
+
     /// The policy as Graph returns it from its get endpoint.
     pub fn to_json(&self) -> Value {
         let platform = self.platform();
+        let revision = u64::from(self.revision);
         let mut item = json!({
             "id": self.id,
             "description": format!("Managed by the platform team ({platform})"),
             "createdDateTime": timestamp(self.created_secs),
             "lastModifiedDateTime": timestamp(self.modified_secs),
-            "roleScopeTagIds": ["0"],
+            "roleScopeTagIds": self.scope_tags,
         });
         let Value::Object(fields) = &mut item else {
             return item;
@@ -250,6 +500,40 @@ impl SimPolicy {
                     json!({"templateId": "", "templateFamily": "none", "templateDisplayName": null}),
                 );
             }
+            Kind::DeviceConfiguration if self.is_custom() => {
+                fields.insert(
+                    "@odata.type".into(),
+                    json!("#microsoft.graph.windows10CustomConfiguration"),
+                );
+                fields.insert("displayName".into(), json!(self.name));
+                fields.insert("version".into(), json!(1 + self.seed % 9 + revision));
+                let mut rng = SplitMix(self.seed ^ 0x0A4A);
+                fields.insert(
+                    "omaSettings".into(),
+                    json!([
+                        {
+                            "@odata.type": "#microsoft.graph.omaSettingInteger",
+                            "displayName": "Minimum PIN length",
+                            "description": null,
+                            "omaUri": "./Device/Vendor/MSFT/PassportForWork/PINComplexity/MinimumPINLength",
+                            "value": 6 + (self.seed + revision) % 10,
+                            "isReadOnly": false,
+                            "isEncrypted": false,
+                            "secretReferenceValueId": null
+                        },
+                        {
+                            "@odata.type": "#microsoft.graph.omaSettingString",
+                            "displayName": "Wi-Fi pre-shared key",
+                            "description": null,
+                            "omaUri": "./Vendor/MSFT/WiFi/Profile/Corp/WlanXml",
+                            "value": format!("ENC:{:016x}{:016x}", rng.next(), rng.next()),
+                            "isReadOnly": false,
+                            "isEncrypted": true,
+                            "secretReferenceValueId": rng.guid()
+                        }
+                    ]),
+                );
+            }
             Kind::DeviceConfiguration => {
                 fields.insert(
                     "@odata.type".into(),
@@ -258,12 +542,15 @@ impl SimPolicy {
                     )),
                 );
                 fields.insert("displayName".into(), json!(self.name));
-                fields.insert("version".into(), json!(1 + self.seed % 9));
+                fields.insert("version".into(), json!(1 + self.seed % 9 + revision));
                 fields.insert(
                     "passwordRequired".into(),
                     json!(self.seed.is_multiple_of(2)),
                 );
-                fields.insert("passwordMinimumLength".into(), json!(6 + self.seed % 10));
+                fields.insert(
+                    "passwordMinimumLength".into(),
+                    json!(6 + (self.seed + revision) % 10),
+                );
             }
             Kind::CompliancePolicy => {
                 fields.insert(
@@ -271,10 +558,10 @@ impl SimPolicy {
                     json!(format!("#microsoft.graph.{odata_platform}CompliancePolicy")),
                 );
                 fields.insert("displayName".into(), json!(self.name));
-                fields.insert("version".into(), json!(1 + self.seed % 5));
+                fields.insert("version".into(), json!(1 + self.seed % 5 + revision));
                 fields.insert(
                     "osMinimumVersion".into(),
-                    json!(format!("{}.0", 10 + self.seed % 8)),
+                    json!(format!("{}.0", 10 + (self.seed + revision) % 8)),
                 );
                 fields.insert("storageRequireEncryption".into(), json!(true));
             }
@@ -292,67 +579,272 @@ impl SimPolicy {
 
     /// The policy's assignments.
     pub fn assignments(&self) -> Vec<Value> {
-        let mut rng = SplitMix(self.seed ^ 0xA551);
-        (0..self.assignment_count)
-            .map(|_| {
-                let group = rng.guid();
+        self.assignments
+            .iter()
+            .map(|a| {
+                let (kind, group) = match (&a.group_id, a.exclude) {
+                    (None, _) => ("allDevicesAssignmentTarget", None),
+                    (Some(g), false) => ("groupAssignmentTarget", Some(g.as_str())),
+                    (Some(g), true) => ("exclusionGroupAssignmentTarget", Some(g.as_str())),
+                };
+                let mut target = json!({
+                    "@odata.type": format!("#microsoft.graph.{kind}"),
+                    "deviceAndAppManagementAssignmentFilterId": a.filter.as_ref().map(|f| f.0.clone()),
+                    "deviceAndAppManagementAssignmentFilterType": a.filter.as_ref().map_or("none", |f| f.1),
+                });
+                if let (Some(group), Value::Object(fields)) = (group, &mut target) {
+                    fields.insert("groupId".into(), json!(group));
+                }
                 json!({
-                    "id": format!("{}_{group}", self.id),
-                    "target": {
-                        "@odata.type": "#microsoft.graph.groupAssignmentTarget",
-                        "groupId": group,
-                        "deviceAndAppManagementAssignmentFilterType": "none"
-                    }
+                    "id": format!("{}_{}", self.id, group.unwrap_or(ALL_DEVICES)),
+                    "source": "direct",
+                    "sourceId": self.id,
+                    "target": target
                 })
             })
             .collect()
     }
 
-    /// Child number `index`: a settings catalog setting or a definition value.
-    pub fn child(&self, index: usize, expand_definition: bool) -> Value {
-        let mut rng = SplitMix(self.seed ^ (index as u64).wrapping_mul(0x9E37));
+    /// Compliance actions for noncompliance (`scheduledActionsForRule`): one rule whose
+    /// `scheduledActionConfigurations` are inlined when `expand_configurations`.
+    pub fn scheduled_actions(&self, expand_configurations: bool) -> Vec<Value> {
+        if self.kind != Kind::CompliancePolicy {
+            return Vec::new();
+        }
+        let mut rng = SplitMix(self.seed ^ 0x5C4E);
+        let mut rule = json!({"id": rng.guid(), "ruleName": "PasswordRequired"});
+        if let Value::Object(fields) = &mut rule {
+            if expand_configurations {
+                fields.insert(
+                    "scheduledActionConfigurations".into(),
+                    Value::Array(self.action_configurations(&mut rng)),
+                );
+            }
+        }
+        vec![rule]
+    }
+
+    /// The actions of the policy's one rule (`…/scheduledActionsForRule/{id}/scheduledActionConfigurations`).
+    pub fn scheduled_action_configurations(&self) -> Vec<Value> {
+        let mut rng = SplitMix(self.seed ^ 0x5C4E);
+        rng.guid();
+        self.action_configurations(&mut rng)
+    }
+
+    fn action_configurations(&self, rng: &mut SplitMix) -> Vec<Value> {
+        let mut actions = vec![json!({
+            "id": rng.guid(),
+            "gracePeriodHours": 0,
+            "actionType": "block",
+            "notificationTemplateId": NO_TEMPLATE,
+            "notificationMessageCCList": []
+        })];
+        let template = rng.guid();
+        if self.seed.is_multiple_of(2) {
+            actions.push(json!({
+                "id": rng.guid(),
+                "gracePeriodHours": 24,
+                "actionType": "notification",
+                "notificationTemplateId": template,
+                "notificationMessageCCList": []
+            }));
+        }
+        actions
+    }
+
+    /// The id of child number `index` (a definition value's id; a setting's is its index).
+    pub fn child_id(&self, index: usize) -> String {
+        match self.kind {
+            Kind::GroupPolicyConfiguration => self.child_rng(index).guid(),
+            _ => index.to_string(),
+        }
+    }
+
+    /// The index of the child with this id.
+    pub fn child_index(&self, id: &str) -> Option<usize> {
+        (0..self.child_count).find(|&i| self.child_id(i) == id)
+    }
+
+    fn child_rng(&self, index: usize) -> SplitMix {
+        SplitMix(self.seed ^ (index as u64).wrapping_mul(0x9E37))
+    }
+
+    /// Child number `index`: a settings catalog setting (its definition inlined with
+    /// `$expand=settingDefinitions`) or a definition value (its definition inlined with
+    /// `$expand=definition`).
+    pub fn child(&self, index: usize, expand: bool) -> Value {
+        let mut rng = self.child_rng(index);
+        let revision = u64::from(self.revision);
         match self.kind {
             Kind::GroupPolicyConfiguration => {
+                let id = rng.guid();
+                let enabled = (rng.below(4) != 0) ^ (index == 0 && revision % 2 == 1);
                 let mut value = json!({
-                    "id": rng.guid(),
-                    "enabled": rng.below(4) != 0,
+                    "id": id,
+                    "enabled": enabled,
                     "configurationType": "policy",
                     "createdDateTime": timestamp(self.created_secs),
                     "lastModifiedDateTime": timestamp(self.modified_secs),
                 });
-                if expand_definition {
+                if expand {
                     if let Value::Object(fields) = &mut value {
-                        fields.insert(
-                            "definition".into(),
-                            json!({
-                                "id": rng.guid(),
-                                "displayName": format!("Administrative setting {}", index + 1),
-                                "classType": if index.is_multiple_of(2) { "machine" } else { "user" },
-                                "categoryPath": "\\Windows Components\\Microsoft Edge",
-                            }),
-                        );
+                        fields.insert("definition".into(), self.definition(index));
                     }
                 }
                 value
+            }
+            _ if index % 10 == 9 => {
+                let definition = format!(
+                    "device_vendor_msft_policy_config_simulated_secret{}",
+                    index + 1
+                );
+                let mut setting = json!({
+                    "id": index.to_string(),
+                    "settingInstance": {
+                        "@odata.type": "#microsoft.graph.deviceManagementConfigurationSimpleSettingInstance",
+                        "settingDefinitionId": definition,
+                        "simpleSettingValue": {
+                            "@odata.type": "#microsoft.graph.deviceManagementConfigurationSecretSettingValue",
+                            "value": format!("{:016x}{:016x}", rng.next(), rng.next()),
+                            "valueState": "encryptedValueToken"
+                        }
+                    }
+                });
+                if expand {
+                    if let Value::Object(fields) = &mut setting {
+                        fields.insert(
+                            "settingDefinitions".into(),
+                            json!([{
+                                "@odata.type": "#microsoft.graph.deviceManagementConfigurationSimpleSettingDefinition",
+                                "id": definition,
+                                "name": format!("SimulatedSecret{}", index + 1),
+                                "displayName": format!("Simulated secret {}", index + 1),
+                                "description": "A secret the service keeps encrypted.",
+                                "baseUri": "./Device/Vendor/MSFT/Policy",
+                                "offsetUri": format!("Config/Simulated/Secret{}", index + 1),
+                                "valueDefinition": {
+                                    "@odata.type": "#microsoft.graph.deviceManagementConfigurationStringSettingValueDefinition",
+                                    "isSecret": true
+                                }
+                            }]),
+                        );
+                    }
+                }
+                setting
             }
             _ => {
                 let definition = format!(
                     "device_vendor_msft_policy_config_simulated_setting{}",
                     index + 1
                 );
-                json!({
+                let bump = if index == 0 { revision } else { 0 };
+                let choice = (rng.below(3) + bump) % 3;
+                let mut setting = json!({
                     "id": index.to_string(),
                     "settingInstance": {
                         "@odata.type": "#microsoft.graph.deviceManagementConfigurationChoiceSettingInstance",
                         "settingDefinitionId": definition,
                         "choiceSettingValue": {
-                            "value": format!("{definition}_{}", rng.below(3)),
+                            "value": format!("{definition}_{choice}"),
                             "children": []
                         }
                     }
-                })
+                });
+                if expand {
+                    let options: Vec<Value> = ["Disabled", "Enabled", "Audit"]
+                        .iter()
+                        .enumerate()
+                        .map(|(n, name)| {
+                            json!({
+                                "itemId": format!("{definition}_{n}"),
+                                "name": name,
+                                "displayName": name,
+                                "optionValue": {
+                                    "@odata.type": "#microsoft.graph.deviceManagementConfigurationIntegerSettingValue",
+                                    "value": n
+                                }
+                            })
+                        })
+                        .collect();
+                    if let Value::Object(fields) = &mut setting {
+                        fields.insert(
+                            "settingDefinitions".into(),
+                            json!([{
+                                "@odata.type": "#microsoft.graph.deviceManagementConfigurationChoiceSettingDefinition",
+                                "id": definition,
+                                "name": format!("SimulatedSetting{}", index + 1),
+                                "displayName": format!("Simulated setting {}", index + 1),
+                                "description": "A setting of the simulated catalog.",
+                                "baseUri": "./Device/Vendor/MSFT/Policy",
+                                "offsetUri": format!("Config/Simulated/Setting{}", index + 1),
+                                "options": options
+                            }]),
+                        );
+                    }
+                }
+                setting
             }
         }
+    }
+
+    /// The `groupPolicyDefinition` of definition value number `index`.
+    pub fn definition(&self, index: usize) -> Value {
+        let mut rng = self.child_rng(index);
+        rng.guid();
+        rng.below(4);
+        json!({
+            "id": rng.guid(),
+            "displayName": format!("Administrative setting {}", index + 1),
+            "classType": if index.is_multiple_of(2) { "machine" } else { "user" },
+            "categoryPath": "\\Windows Components\\Microsoft Edge",
+            "policyType": "admxBacked",
+            "version": "1.0",
+        })
+    }
+
+    /// The presentation values of definition value number `index` (none, a text, or a text and
+    /// a number), each with its `presentation` when `expand`.
+    pub fn presentation_values(&self, index: usize, expand: bool) -> Vec<Value> {
+        let mut rng = SplitMix(self.seed ^ (index as u64).wrapping_mul(0x9E37) ^ 0x9E5);
+        (0..index % 3)
+            .map(|n| {
+                let (kind, value, presentation, label) = if n == 0 {
+                    (
+                        "groupPolicyPresentationValueText",
+                        json!(format!("https://intranet.example/{}", rng.below(100))),
+                        "groupPolicyPresentationTextBox",
+                        "Home page URL:",
+                    )
+                } else {
+                    (
+                        "groupPolicyPresentationValueDecimal",
+                        json!(64 * (1 + rng.below(8))),
+                        "groupPolicyPresentationDecimalTextBox",
+                        "Cache size (MB):",
+                    )
+                };
+                let mut item = json!({
+                    "@odata.type": format!("#microsoft.graph.{kind}"),
+                    "id": rng.guid(),
+                    "value": value,
+                    "createdDateTime": timestamp(self.created_secs),
+                    "lastModifiedDateTime": timestamp(self.modified_secs),
+                });
+                let presentation_id = rng.guid();
+                if let (true, Value::Object(fields)) = (expand, &mut item) {
+                    fields.insert(
+                        "presentation".into(),
+                        json!({
+                            "@odata.type": format!("#microsoft.graph.{presentation}"),
+                            "id": presentation_id,
+                            "label": label,
+                            "lastModifiedDateTime": timestamp(EPOCH_2023),
+                        }),
+                    );
+                }
+                item
+            })
+            .collect()
     }
 
     /// Keeps only the `$select`ed properties (plus `id` and `@odata.type`, which Graph always sends).

@@ -48,7 +48,7 @@ pub use diff::{
     compare, diff, Change, ChangeKind, ChangeValue, Comparison, NotCompared, NotComparedReason,
 };
 pub use labels::{choice_label, humanize, odata_type_label, setting_id_label};
-pub use normalize::{normalize, normalize_pair};
+pub use normalize::{is_secret, normalize, normalize_pair};
 pub use readable::{readable, ReadableSection, ReadableSnapshot, Row, RowValue};
 
 /// How a secret reads wherever a value would be shown.
@@ -221,6 +221,11 @@ impl SettingNames {
     /// The name of an id, if known.
     pub fn get(&self, id: &str) -> Option<&str> {
         self.names.get(id).map(String::as_str)
+    }
+
+    /// Adds every name of `other` (its names win).
+    pub fn extend(&mut self, other: SettingNames) {
+        self.names.extend(other.names);
     }
 
     /// How many ids are named.

@@ -339,8 +339,9 @@ const PAYLOAD_META: &[&str] = &[
     "captureOptions",
 ];
 
-/// An object that holds a secret: an encrypted OMA setting or a secret setting value.
-fn is_secret(map: &Map<String, Value>) -> bool {
+/// An object that holds a secret: an encrypted OMA setting or a secret setting value. Captures
+/// drop such an object's `value`; the viewer and the diff read it as [`SECRET_TEXT`].
+pub fn is_secret(map: &Map<String, Value>) -> bool {
     map.get("isEncrypted") == Some(&Value::Bool(true))
         || map.contains_key("valueState")
         || map

@@ -1,5 +1,6 @@
 //! The Graph client: authenticated, limited, retried GETs with paging, and policy capture.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,11 +14,12 @@ use super::jwt::{self, ClaimsError};
 use super::limiter::{LimiterConfig, Limiters};
 use super::registry::{PolicyListing, PolicyType};
 use super::retry::{retry_after, RetryPolicy};
-use super::snapshot::Snapshot;
+use super::snapshot::{canonical_json, SettingDefinition, Snapshot};
 use super::token::{TenantCredentials, TokenCache, TokenFailure};
 use super::GraphError;
 use crate::domain::graph_wait::GraphWaitReason;
 use crate::domain::reason_code::ReasonCode;
+use crate::domain::snapshot::is_secret;
 use crate::server::metrics;
 
 /// A list or sub-collection longer than this many pages is treated as a Graph fault (a nextLink
@@ -189,8 +191,12 @@ impl GraphClient {
             .collect())
     }
 
-    /// Reads one policy, its settings or definition values (every page), and its assignments when
-    /// asked, and returns the canonical snapshot.
+    /// Reads one policy with everything a restore needs (capture format
+    /// [`CaptureFormat::LATEST`](crate::domain::snapshot::CaptureFormat)): compliance actions
+    /// with their configurations, settings catalog settings (every page) with their setting
+    /// definitions (returned apart from the content), administrative template values with their
+    /// definition and presentation values, and assignments and scope tags when asked. Secret
+    /// values are dropped.
     pub async fn capture_policy(
         &self,
         creds: &TenantCredentials,
@@ -219,7 +225,8 @@ impl GraphClient {
             ));
         };
         let assignments = policy.remove("assignments");
-        policy.remove("assignments@odata.context");
+        let actions = policy.remove("scheduledActionsForRule");
+        policy.retain(|key, _| !key.contains("@odata.context"));
         if !options.include_scope_tags {
             policy.remove("roleScopeTagIds");
         }
@@ -232,8 +239,31 @@ impl GraphClient {
         let mut payload = Map::new();
         payload.insert("policyType".into(), Value::from(policy_type.as_str()));
         payload.insert("policy".into(), Value::Object(policy));
+        if let Some(actions) = actions {
+            payload.insert("scheduledActionsForRule".into(), actions);
+        }
+        let mut definitions = BTreeMap::new();
         if let Some((segment, url)) = spec.sub_collection_url(base, graph_id) {
-            let children = self.get_all_pages(creds, &url).await?;
+            let mut children = self.get_all_pages(creds, &url).await?;
+            for child in &mut children {
+                let Value::Object(fields) = child else {
+                    continue;
+                };
+                // Names are not content: each definition is stored once, apart from the policy.
+                if let Some(Value::Array(inline)) = fields.remove("settingDefinitions") {
+                    for definition in inline {
+                        if let Some(parsed) = setting_definition(&definition) {
+                            definitions.insert(parsed.id.clone(), parsed);
+                        }
+                    }
+                }
+                let child_id = fields.get("id").and_then(Value::as_str).map(str::to_owned);
+                let per_child = child_id.and_then(|id| spec.per_child_url(base, graph_id, &id));
+                if let Some((segment, url)) = per_child {
+                    let values = self.get_all_pages(creds, &url).await?;
+                    fields.insert(segment.into(), Value::Array(values));
+                }
+            }
             payload.insert(segment.into(), Value::Array(children));
         }
         if options.include_assignments {
@@ -242,12 +272,16 @@ impl GraphClient {
                 assignments.unwrap_or_else(|| Value::Array(Vec::new())),
             );
         }
+        let mut payload = Value::Object(payload);
+        drop_secret_values(&mut payload);
         Ok(Snapshot::new(
             policy_type,
             graph_id.to_owned(),
             display_name,
-            &Value::Object(payload),
-        ))
+            &payload,
+            options,
+        )
+        .with_definitions(definitions.into_values().collect()))
     }
 
     /// Asks the token endpoint for a new token (the cache then holds it) and reads the
@@ -438,6 +472,37 @@ impl GraphClient {
         }
         let message = format!("{what} answered {status}: {}", error_detail(&body));
         Err(classify(status, message, wait))
+    }
+}
+
+/// A setting definition as stored: its id, display name and JSON; `None` without an id.
+fn setting_definition(definition: &Value) -> Option<SettingDefinition> {
+    let id = definition.get("id")?.as_str()?.to_owned();
+    let display_name = definition
+        .get("displayName")
+        .and_then(Value::as_str)
+        .unwrap_or(&id)
+        .to_owned();
+    Some(SettingDefinition {
+        id,
+        display_name,
+        json: canonical_json(definition),
+    })
+}
+
+/// Removes the value of every secret (an encrypted OMA setting, a secret setting value) while
+/// keeping what marks it as one: a backup never holds a secret, not even encrypted, and its
+/// plain text is never asked for.
+fn drop_secret_values(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            if is_secret(fields) {
+                fields.remove("value");
+            }
+            fields.values_mut().for_each(drop_secret_values);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_secret_values),
+        _ => {}
     }
 }
 

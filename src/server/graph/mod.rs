@@ -26,5 +26,5 @@ pub use error::GraphError;
 pub use limiter::LimiterConfig;
 pub use registry::{PolicyListing, PolicyType};
 pub use retry::RetryPolicy;
-pub use snapshot::Snapshot;
+pub use snapshot::{SettingDefinition, Snapshot};
 pub use token::{ClientSecret, TenantCredentials, TokenFailure};

@@ -24,6 +24,9 @@ pub struct SubCollection {
     pub segment: &'static str,
     /// `$expand` on the child request, e.g. each definition value's `definition`.
     pub expand: Option<&'static str>,
+    /// A collection under each child, read for every child: segment and `$expand`
+    /// (administrative templates: `presentationValues` with their `presentation`).
+    pub per_child: Option<(&'static str, &'static str)>,
 }
 
 /// Where a policy type lives in Graph and how it is read.
@@ -35,6 +38,8 @@ pub struct PolicyTypeSpec {
     pub list_select: &'static str,
     /// The property holding the display name (`name` for settings catalog).
     pub name_property: &'static str,
+    /// `$expand` of the policy request besides `assignments` (compliance actions).
+    pub item_expand: Option<&'static str>,
     /// Paged children that are part of the snapshot.
     pub sub_collection: Option<SubCollection>,
 }
@@ -43,30 +48,38 @@ static SETTINGS_CATALOG: PolicyTypeSpec = PolicyTypeSpec {
     collection: "deviceManagement/configurationPolicies",
     list_select: "id,name,platforms,lastModifiedDateTime",
     name_property: "name",
+    item_expand: None,
+    // The definitions carry the names the viewer shows; they are stored apart from the content.
     sub_collection: Some(SubCollection {
         segment: "settings",
-        expand: None,
+        expand: Some("settingDefinitions"),
+        per_child: None,
     }),
 };
 static DEVICE_CONFIGURATION: PolicyTypeSpec = PolicyTypeSpec {
     collection: "deviceManagement/deviceConfigurations",
     list_select: "id,displayName,lastModifiedDateTime",
     name_property: "displayName",
+    item_expand: None,
     sub_collection: None,
 };
 static COMPLIANCE: PolicyTypeSpec = PolicyTypeSpec {
     collection: "deviceManagement/deviceCompliancePolicies",
     list_select: "id,displayName,lastModifiedDateTime",
     name_property: "displayName",
+    // A compliance policy cannot be created without its block action: restore needs them.
+    item_expand: Some("scheduledActionsForRule($expand=scheduledActionConfigurations)"),
     sub_collection: None,
 };
 static ADMINISTRATIVE_TEMPLATE: PolicyTypeSpec = PolicyTypeSpec {
     collection: "deviceManagement/groupPolicyConfigurations",
     list_select: "id,displayName,lastModifiedDateTime",
     name_property: "displayName",
+    item_expand: None,
     sub_collection: Some(SubCollection {
         segment: "definitionValues",
         expand: Some("definition"),
+        per_child: Some(("presentationValues", "presentation")),
     }),
 };
 
@@ -126,18 +139,44 @@ impl PolicyTypeSpec {
         )
     }
 
-    /// The policy URL, with its assignments inlined when they are part of the snapshot.
+    /// The policy URL, with its assignments inlined when they are part of the snapshot and
+    /// the type's own `$expand`.
     pub fn item_url(&self, graph_base: &str, graph_id: &str, include_assignments: bool) -> String {
         let base = format!(
             "{}/{}/{graph_id}",
             graph_base.trim_end_matches('/'),
             self.collection
         );
-        if include_assignments {
-            format!("{base}?$expand=assignments")
-        } else {
+        let expand: Vec<&str> = include_assignments
+            .then_some("assignments")
+            .into_iter()
+            .chain(self.item_expand)
+            .collect();
+        if expand.is_empty() {
             base
+        } else {
+            format!("{base}?$expand={}", expand.join(","))
         }
+    }
+
+    /// The first page of the collection under one child (its `per_child`), if the type has one.
+    pub fn per_child_url(
+        &self,
+        graph_base: &str,
+        graph_id: &str,
+        child_id: &str,
+    ) -> Option<(&'static str, String)> {
+        let sub = self.sub_collection.as_ref()?;
+        let (segment, expand) = sub.per_child?;
+        Some((
+            segment,
+            format!(
+                "{}/{}/{graph_id}/{}/{child_id}/{segment}?$expand={expand}",
+                graph_base.trim_end_matches('/'),
+                self.collection,
+                sub.segment
+            ),
+        ))
     }
 
     /// The first page of the policy's sub-collection, if the type has one.
@@ -303,6 +342,19 @@ mod tests {
             .spec()
             .sub_collection_url("https://g", "abc")
             .is_none());
+        assert_eq!(
+            PolicyType::Compliance.spec().item_url("https://g", "abc", true),
+            "https://g/deviceManagement/deviceCompliancePolicies/abc?$expand=assignments,scheduledActionsForRule($expand=scheduledActionConfigurations)"
+        );
+        assert_eq!(
+            PolicyType::AdministrativeTemplate
+                .spec()
+                .per_child_url("https://g", "abc", "v1"),
+            Some((
+                "presentationValues",
+                "https://g/deviceManagement/groupPolicyConfigurations/abc/definitionValues/v1/presentationValues?$expand=presentation".to_owned()
+            ))
+        );
     }
 
     #[test]
