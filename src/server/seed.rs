@@ -241,25 +241,55 @@ const BASELINE_PER_TYPE: usize = 3;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// What changed in the demo's Intune since the baseline, in stages, read off the unedited
-/// simulator: a policy renamed twice (its page shows three versions) and another renamed once.
-/// The simulator starts from its seed at every start, so the edits are applied again each time
-/// ([`replay_demo_edits`]); the history in the database is written once.
-fn demo_edits(sim: &SimHandle, external_id: &str) -> Vec<Vec<(String, String)>> {
-    let policies = sim.policies(external_id);
-    let mut edits = vec![Vec::new(), Vec::new()];
-    if let [first, second, ..] = &policies[..] {
-        edits[0].push((first.id.clone(), format!("{} (edited)", first.name)));
-        edits[0].push((second.id.clone(), format!("{} v2", second.name)));
-        edits[1].push((first.id.clone(), format!("{} (edited twice)", first.name)));
+/// One change an admin made in the demo's Intune.
+enum DemoEdit {
+    Rename(String, String),
+    ChangeSettings(String),
+    AddAssignment(String),
+}
+
+impl DemoEdit {
+    fn policy(&self) -> &str {
+        match self {
+            Self::Rename(id, _) | Self::ChangeSettings(id) | Self::AddAssignment(id) => id,
+        }
     }
-    edits
+
+    fn apply(&self, sim: &SimHandle, external_id: &str) {
+        match self {
+            Self::Rename(id, name) => sim.rename_policy(external_id, id, name),
+            Self::ChangeSettings(id) => sim.change_settings(external_id, id),
+            Self::AddAssignment(id) => sim.add_assignment(external_id, id),
+        };
+    }
+}
+
+/// What changed in the demo's Intune since the baseline, in stages, read off the unedited
+/// simulator: one policy renamed twice (its page shows three versions), another with changed
+/// settings and then a new assignment. The simulator starts from its seed at every start, so the
+/// edits are applied again each time ([`replay_demo_edits`]); the history in the database is
+/// written once.
+fn demo_edits(sim: &SimHandle, external_id: &str) -> Vec<Vec<DemoEdit>> {
+    let policies = sim.policies(external_id);
+    let [first, second, ..] = &policies[..] else {
+        return Vec::new();
+    };
+    vec![
+        vec![
+            DemoEdit::Rename(first.id.clone(), format!("{} (edited)", first.name)),
+            DemoEdit::ChangeSettings(second.id.clone()),
+        ],
+        vec![
+            DemoEdit::Rename(first.id.clone(), format!("{} (edited twice)", first.name)),
+            DemoEdit::AddAssignment(second.id.clone()),
+        ],
+    ]
 }
 
 /// Applies one stage of the demo's edits to the simulator.
-fn apply_demo_stage(sim: &SimHandle, external_id: &str, stage: &[(String, String)]) {
-    for (graph_id, name) in stage {
-        sim.rename_policy(external_id, graph_id, name);
+fn apply_demo_stage(sim: &SimHandle, external_id: &str, stage: &[DemoEdit]) {
+    for edit in stage {
+        edit.apply(sim, external_id);
     }
 }
 
@@ -371,7 +401,7 @@ pub async fn write_demo_history(db: &Db, graph: &DemoGraph) -> Result<(), StartE
     for (index, stage) in edits.iter().enumerate() {
         apply_demo_stage(&graph.sim, external_id, stage);
         let at = now - (3 - index as i64 * 2) * DAY_MS;
-        for (graph_id, _) in stage {
+        for graph_id in stage.iter().map(DemoEdit::policy) {
             let Some((policy_id, policy_type)) = demo_policy(&mut tx, tenant_id, graph_id).await?
             else {
                 continue;

@@ -10,18 +10,16 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::Value;
 use sqlx::{any::AnyRow, Row};
 use tower_sessions::Session;
 
 use super::auth::{authorize_user, session};
 use super::db::{like_pattern, Db, Sql};
+use super::snapshots::{load_version, names_for, StoredVersion};
 use super::state::AppState;
 use super::tenants::TenantScope;
 use crate::domain::policy_page::{POLICY_PAGE_SIZE, SEARCH_MAX_CHARS};
-use crate::domain::snapshot::{
-    compare, readable, CaptureFormat, CapturedPolicy, PolicyFamily, SettingNames,
-};
+use crate::domain::snapshot::{compare, readable, PolicyFamily};
 use crate::domain::versions::{
     InventoryPage, PolicyInfo, SetLink, VersionDiff, VersionRef, VersionRow, VersionView,
 };
@@ -125,10 +123,10 @@ pub async fn versions(
     Ok(rows)
 }
 
-/// A stored version of the tenant's policy: its reference and its parsed payload.
+/// A stored version of the tenant's policy: its reference and what comparisons read of it.
 struct Stored {
     reference: VersionRef,
-    payload: Value,
+    version: StoredVersion,
 }
 
 async fn stored(
@@ -137,28 +135,33 @@ async fn stored(
     policy_id: i64,
     version_id: i64,
 ) -> Result<Stored, AppError> {
-    let row = sqlx::query(
-        "SELECT id, content_hash, payload, captured_at FROM policy_snapshots \
-         WHERE tenant_id = $1 AND policy_id = $2 AND id = $3",
+    // The policy is part of the key: a version id of another policy is not found.
+    let of_policy = sqlx::query(
+        "SELECT id FROM policy_snapshots WHERE tenant_id = $1 AND policy_id = $2 AND id = $3",
     )
     .bind(scope.id())
     .bind(policy_id)
     .bind(version_id)
     .fetch_optional(db.pool())
     .await?
-    .ok_or_else(version_not_found)?;
-    let text: String = row.try_get("payload")?;
-    let payload = serde_json::from_str(&text).map_err(|error| {
-        tracing::error!(%error, version_id, "stored snapshot is not JSON");
-        AppError::Internal
-    })?;
+    .is_some();
+    if !of_policy {
+        return Err(version_not_found());
+    }
+    let version = load_version(db.pool(), scope.id(), version_id)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, version_id, "stored snapshot cannot be read");
+            AppError::Internal
+        })?
+        .ok_or_else(version_not_found)?;
     Ok(Stored {
         reference: VersionRef {
-            id: row.try_get("id")?,
-            captured_at: Timestamp(row.try_get("captured_at")?),
-            content_hash: row.try_get("content_hash")?,
+            id: version.id,
+            captured_at: Timestamp(version.captured_at),
+            content_hash: version.content_hash.clone(),
         },
-        payload,
+        version,
     })
 }
 
@@ -179,11 +182,12 @@ pub async fn version(
     let info = policy(db, scope, policy_id).await?;
     let family = family(&info)?;
     let stored = stored(db, scope, policy_id, version_id).await?;
-    let names = SettingNames::from_payload(&stored.payload);
-    // Snapshots do not record their capture format yet: every stored one is the first format.
-    let captured = CapturedPolicy::new(family, CaptureFormat::V1, &stored.payload);
-    let readable = readable(&captured, &names);
-    let raw_json = serde_json::to_string_pretty(&stored.payload).map_err(|_| AppError::Internal)?;
+    // Setting names come from the definitions stored apart (format 2) or inside the payload
+    // (format 1).
+    let names = names_for(db, &[&stored.version.payload]).await?;
+    let readable = readable(&stored.version.captured(family), &names);
+    let raw_json =
+        serde_json::to_string_pretty(&stored.version.payload).map_err(|_| AppError::Internal)?;
     Ok(VersionView {
         policy: info,
         version_id: stored.reference.id,
@@ -206,14 +210,10 @@ pub async fn diff(
     let family = family(&info)?;
     let old = stored(db, scope, policy_id, from).await?;
     let new = stored(db, scope, policy_id, to).await?;
-    let mut names = SettingNames::from_payload(&old.payload);
-    let newer = SettingNames::from_payload(&new.payload);
-    if names.is_empty() {
-        names = newer;
-    }
+    let names = names_for(db, &[&old.version.payload, &new.version.payload]).await?;
     let comparison = compare(
-        &CapturedPolicy::new(family, CaptureFormat::V1, &old.payload),
-        &CapturedPolicy::new(family, CaptureFormat::V1, &new.payload),
+        &old.version.captured(family),
+        &new.version.captured(family),
         &names,
     );
     Ok(VersionDiff {
@@ -311,6 +311,7 @@ async fn raw(
     let policy_id: i64 = policy.parse().map_err(|_| policy_not_found())?;
     let version_id: i64 = version.parse().map_err(|_| version_not_found())?;
     let stored = stored(&state.db, &context.scope, policy_id, version_id).await?;
-    let text = serde_json::to_string_pretty(&stored.payload).map_err(|_| AppError::Internal)?;
+    let text =
+        serde_json::to_string_pretty(&stored.version.payload).map_err(|_| AppError::Internal)?;
     Ok((policy_id, version_id, text))
 }

@@ -37,21 +37,6 @@ impl Backend {
         }
     }
 
-    /// `1` when the JSON text in `column` has a member at `path` (object keys from the top),
-    /// else `0`. The path is the caller's constant, never user input.
-    pub fn json_has(self, column: &str, path: &[&str]) -> String {
-        match self {
-            Self::Sqlite => format!(
-                "CASE WHEN json_type({column}, '$.{}') IS NULL THEN 0 ELSE 1 END",
-                path.join(".")
-            ),
-            Self::Postgres => format!(
-                "CASE WHEN ({column}::jsonb #> '{{{}}}') IS NULL THEN 0 ELSE 1 END",
-                path.join(",")
-            ),
-        }
-    }
-
     /// `column` is one of `ids`, as the engine tests it fastest: an `IN` list on SQLite, one
     /// array literal on PostgreSQL (measured there: 10,000 ids in 6 ms, against 15 ms as a
     /// list). The ids are integers, so writing them into the SQL cannot inject anything.

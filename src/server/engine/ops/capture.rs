@@ -4,16 +4,13 @@
 //! version it captured, the base and how the two compare (`run_items` columns of migration
 //! 0015), which the result pages read.
 
-use serde_json::Value;
-use sqlx::Row;
-
 use super::super::operation::{Pending, Recorded, Tx};
 use crate::domain::reason_code::ReasonCode;
-use crate::domain::snapshot::{compare, CaptureFormat, CapturedPolicy, PolicyFamily, SettingNames};
+use crate::domain::snapshot::{compare, PolicyFamily, SettingNames};
 use crate::domain::versions::Drift;
 use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
 use crate::server::sanitize::sanitize;
-use crate::server::snapshots::store_snapshot;
+use crate::server::snapshots::{load_version, store_snapshot};
 
 /// A policy to capture, with the version its capture is compared with.
 #[derive(Debug, Clone)]
@@ -102,7 +99,7 @@ pub async fn record_capture(
                 Some(base) if base == stored.id => (Drift::Unchanged, Some(0)),
                 Some(base) => {
                     let changed =
-                        changed_settings(tx, tenant_id, base, &item.policy_type, snapshot).await?;
+                        changed_settings(tx, tenant_id, base, stored.id, &item.policy_type).await?;
                     (
                         if changed == 0 {
                             Drift::Unchanged
@@ -130,38 +127,26 @@ pub async fn record_capture(
     Ok(Recorded::succeeded())
 }
 
-/// How many settings differ between the stored version `base` and a fresh capture.
+/// How many settings differ between the stored versions `base` and `fresh` (each read in the
+/// format it was captured in, so parts the older one did not record are not counted).
 async fn changed_settings(
     tx: &mut Tx,
     tenant_id: i64,
     base: i64,
+    fresh: i64,
     policy_type: &str,
-    snapshot: &Snapshot,
 ) -> Result<i64, sqlx::Error> {
-    let stored: Option<String> =
-        sqlx::query("SELECT payload FROM policy_snapshots WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(base)
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|row| row.try_get("payload"))
-            .transpose()?;
-    let (Some(family), Some(old), Ok(new)) = (
-        PolicyFamily::parse(policy_type),
-        stored.and_then(|text| serde_json::from_str::<Value>(&text).ok()),
-        serde_json::from_str::<Value>(&snapshot.canonical_json),
-    ) else {
+    let old = load_version(&mut **tx, tenant_id, base).await?;
+    let new = load_version(&mut **tx, tenant_id, fresh).await?;
+    let (Some(family), Some(old), Some(new)) = (PolicyFamily::parse(policy_type), old, new) else {
         // Unreadable: counted as one change, so it is looked at rather than passed as equal.
         return Ok(1);
     };
-    let mut names = SettingNames::from_payload(&old);
-    if names.is_empty() {
-        names = SettingNames::from_payload(&new);
-    }
+    // Names only label the changes; counting them needs none.
     let comparison = compare(
-        &CapturedPolicy::new(family, CaptureFormat::V1, &old),
-        &CapturedPolicy::new(family, CaptureFormat::V1, &new),
-        &names,
+        &old.captured(family),
+        &new.captured(family),
+        &SettingNames::default(),
     );
     Ok(comparison.changes.len() as i64)
 }

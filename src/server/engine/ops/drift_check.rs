@@ -66,21 +66,16 @@ impl Operation for DriftCheck {
         run: &Run<DriftCheckInput>,
     ) -> Result<Vec<Pending<CaptureItem>>, sqlx::Error> {
         // Each policy is captured the way its backup was (with or without assignments and
-        // scope tags, as the stored version shows), so an unchanged policy hashes the same.
-        let backend = db.backend();
-        let sql = format!(
-            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type, bi.snapshot_id AS base_id, \
-                    {} AS with_assignments, {} AS with_scope_tags \
+        // scope tags, as the stored version records), so an unchanged policy hashes the same.
+        let sql = "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type, \
+                    bi.snapshot_id AS base_id, s.with_assignments, s.with_scope_tags \
              FROM run_items ri \
              JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
              LEFT JOIN backup_items bi ON bi.tenant_id = ri.tenant_id AND bi.backup_set_id = $2 \
                AND bi.policy_id = ri.policy_id \
              LEFT JOIN policy_snapshots s ON s.tenant_id = bi.tenant_id AND s.id = bi.snapshot_id \
-             WHERE ri.run_id = $1 AND ri.tenant_id = $3 AND ri.outcome = 'pending' ORDER BY ri.id",
-            backend.json_has("s.payload", &["assignments"]),
-            backend.json_has("s.payload", &["policy", "roleScopeTagIds"]),
-        );
-        let rows = sqlx::query(&sql)
+             WHERE ri.run_id = $1 AND ri.tenant_id = $3 AND ri.outcome = 'pending' ORDER BY ri.id";
+        let rows = sqlx::query(sql)
             .bind(run.id)
             .bind(run.input.backup_set_id)
             .bind(run.tenant_id)
@@ -96,8 +91,12 @@ impl Operation for DriftCheck {
                         policy_type: row.try_get("policy_type")?,
                         base_snapshot_id: row.try_get("base_id")?,
                         options: CaptureOptions {
-                            include_assignments: row.try_get::<i32, _>("with_assignments")? == 1,
-                            include_scope_tags: row.try_get::<i32, _>("with_scope_tags")? == 1,
+                            include_assignments: row
+                                .try_get::<Option<i64>, _>("with_assignments")?
+                                .is_some_and(|on| on != 0),
+                            include_scope_tags: row
+                                .try_get::<Option<i64>, _>("with_scope_tags")?
+                                .is_some_and(|on| on != 0),
                         },
                     },
                 })
