@@ -39,6 +39,7 @@ on_both_engines!(
     capture_now_stores_a_version_only_when_the_content_changed,
     a_drift_check_tells_unchanged_changed_and_deleted_apart,
     starts_are_deduplicated_refused_without_the_role_and_validated,
+    racing_starts_make_one_run_of_each_kind,
 );
 
 struct Fixture {
@@ -441,4 +442,45 @@ async fn starts_are_deduplicated_refused_without_the_role_and_validated(f: Fixtu
         assert_eq!(status, 422, "{operation:?}");
     }
     assert_eq!(common::count(&f.app.db, "runs").await, runs_before);
+}
+
+async fn racing_starts_make_one_run_of_each_kind(f: Fixture) {
+    f.sync().await;
+    let graph_id = f.demo.sim.policies(CONTOSO)[0].id.clone();
+    let policy = f.policy_id(&graph_id).await.to_string();
+    let manager = f.app.sign_in("manager@contoso.example").await;
+    // 20 of each start at once, from two members: one run of each kind, the others reuse it.
+    let starts: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+        ("runs/sync-inventory", vec![("tenant", CONTOSO)], f.operator.as_str()),
+        (
+            "runs/capture-policy",
+            vec![("tenant", CONTOSO), ("policy_id", policy.as_str())],
+            manager.as_str(),
+        ),
+        (
+            "tenants/check-connection",
+            vec![("tenant", CONTOSO)],
+            manager.as_str(),
+        ),
+    ];
+    for (endpoint, form, cookie) in &starts {
+        let calls = (0..20).map(|_| f.app.call_as(cookie, endpoint, form));
+        let answers = futures::future::join_all(calls).await;
+        let mut ids = Vec::new();
+        for answer in answers {
+            assert_eq!(answer.status(), 200, "{endpoint}");
+            let run: Value = answer.json().await.unwrap();
+            ids.push(run["run_id"].as_i64().unwrap());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "{endpoint}: {ids:?}");
+    }
+    let active: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM runs WHERE status IN ('pending', 'running')",
+    )
+    .fetch_one(f.app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(active, 3);
 }
