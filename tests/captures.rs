@@ -450,8 +450,13 @@ async fn racing_starts_make_one_run_of_each_kind(f: Fixture) {
     let policy = f.policy_id(&graph_id).await.to_string();
     let manager = f.app.sign_in("manager@contoso.example").await;
     // 20 of each start at once, from two members: one run of each kind, the others reuse it.
-    let starts: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
-        ("runs/sync-inventory", vec![("tenant", CONTOSO)], f.operator.as_str()),
+    type Start<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let starts: Vec<Start> = vec![
+        (
+            "runs/sync-inventory",
+            vec![("tenant", CONTOSO)],
+            f.operator.as_str(),
+        ),
         (
             "runs/capture-policy",
             vec![("tenant", CONTOSO), ("policy_id", policy.as_str())],
@@ -476,11 +481,10 @@ async fn racing_starts_make_one_run_of_each_kind(f: Fixture) {
         ids.dedup();
         assert_eq!(ids.len(), 1, "{endpoint}: {ids:?}");
     }
-    let active: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM runs WHERE status IN ('pending', 'running')",
-    )
-    .fetch_one(f.app.db.pool())
-    .await
-    .unwrap();
+    let active: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status IN ('pending', 'running')")
+            .fetch_one(f.app.db.pool())
+            .await
+            .unwrap();
     assert_eq!(active, 3);
 }

@@ -50,6 +50,7 @@ on_both_engines!(
     a_secret_that_cannot_be_loaded_fails_authentication,
     a_tenant_never_checked_is_not_blocked,
     one_check_runs_at_a_time_and_only_owners_and_managers_start_it,
+    secrets_echoed_by_the_token_endpoint_are_never_stored_or_shown,
 );
 
 struct Fixture {
@@ -478,4 +479,69 @@ async fn one_check_runs_at_a_time_and_only_owners_and_managers_start_it(f: Fixtu
     let outsider = start(OUTSIDER).await;
     assert_eq!(outsider.status(), 403);
     assert_eq!(f.app.count("runs").await, 1);
+}
+
+async fn secrets_echoed_by_the_token_endpoint_are_never_stored_or_shown(f: Fixture) {
+    // A refusal that echoes a client secret, a bearer token and a password back.
+    let secret = "Zx8Q~s3cr3tValueThatMustNeverShow.abcdefghij";
+    let jwt =
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2dyYXBoIn0.c2lnbmF0dXJlLXZhbHVl";
+    f.contoso_app(AppSetup {
+        token_error: Some(TokenFault::WrongSecret),
+        token_error_detail: Some(format!(
+            "Request was: client_secret={secret}&assertion=Bearer {jwt} password={secret}"
+        )),
+        ..AppSetup::default()
+    });
+    let run = f.check(ADMIN).await;
+    assert_eq!(
+        f.run_end(run).await,
+        ("failed".into(), Some("authentication_failed".into()))
+    );
+    // The Entra ID code is still told apart.
+    let report = f.report().await;
+    assert_eq!(report["outcome"], "auth_failed");
+    assert!(report.to_string().contains("7000215"), "{report}");
+    // The report is built from the code and the OAuth `error` only, never from the description
+    // (which may echo anything): its secrets are nowhere in the database: not the report, the run, its notification or the audit log.
+    let db = f.app.db.pool();
+    let mut stored: Vec<String> = Vec::new();
+    stored.extend(
+        sqlx::query_scalar::<_, String>("SELECT report FROM tenant_connection_checks")
+            .fetch_all(db)
+            .await
+            .unwrap(),
+    );
+    stored.extend(
+        sqlx::query_scalar::<_, Option<String>>("SELECT failure_message FROM runs")
+            .fetch_all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .flatten(),
+    );
+    stored.extend(
+        sqlx::query_scalar::<_, String>("SELECT body FROM notifications")
+            .fetch_all(db)
+            .await
+            .unwrap(),
+    );
+    stored.extend(
+        sqlx::query_scalar::<_, String>("SELECT details FROM audit_log")
+            .fetch_all(db)
+            .await
+            .unwrap(),
+    );
+    assert!(!stored.is_empty());
+    for text in &stored {
+        for planted in [secret, jwt, "s3cr3tValue"] {
+            assert!(!text.contains(planted), "{planted} leaked into: {text}");
+        }
+    }
+    // Nor on the page a member reads.
+    let status = f.status(READONLY).await.to_string();
+    assert!(
+        !status.contains("s3cr3tValue") && !status.contains(jwt),
+        "{status}"
+    );
 }

@@ -11,19 +11,28 @@ use super::{
     RunStatusBadge,
 };
 use crate::api::runs::{backup_set_runs, backup_set_runs_version};
+use crate::domain::run::OperationType;
 use crate::domain::Capability;
 use crate::domain::{routes, RunStatus, RunSummary};
 use crate::pages::tenant_layout::refusal;
 
 /// The "Finished: …" text of a run that has ended.
+/// What a succeeded item of the run did ("added", "checked").
+fn done_word(run: &RunSummary) -> &'static str {
+    OperationType::parse(&run.operation_type).map_or("done", OperationType::done_word)
+}
+
 fn finished_text(run: &RunSummary) -> String {
     let ended = match run.status {
         RunStatus::Cancelled => format!("Cancelled: run #{}", run.id),
         status => format!("Finished: run #{} {}", run.id, status.label()),
     };
     format!(
-        "{ended} — {} added, {} failed, {} skipped",
-        run.succeeded, run.failed, run.skipped
+        "{ended} — {} {}, {} failed, {} skipped",
+        run.succeeded,
+        done_word(run),
+        run.failed,
+        run.skipped
     )
 }
 
@@ -171,7 +180,7 @@ fn RunRow(
             ></progress>
             <span class="run-counts">
                 {run.processed_items} " / " {run.total_items} " processed · "
-                {run.succeeded} " added · " {run.failed} " failed · " {run.skipped} " skipped"
+                {run.succeeded} " " {done_word(&run)} " · " {run.failed} " failed · " {run.skipped} " skipped"
             </span>
             <span class="muted small">{run.initiated_by} " · " {run.created_at.to_string()}</span>
             {wait}

@@ -143,6 +143,18 @@ impl OperationType {
         }
     }
 
+    /// What a succeeded item of such a run did, in a word for counters ("12 added").
+    pub fn done_word(self) -> &'static str {
+        match self {
+            Self::AddPolicies => "added",
+            Self::CaptureSnapshot => "captured",
+            Self::DriftCheck => "checked",
+            Self::RestorePreview => "previewed",
+            Self::RestoreExecute => "restored",
+            Self::InventorySync | Self::CheckConnection => "done",
+        }
+    }
+
     /// The lane its runs queue in: long runs over many policies are bulk, short ones that a
     /// user waits for are interactive, so they never wait behind a bulk run.
     pub fn lane(self) -> Lane {

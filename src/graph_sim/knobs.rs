@@ -58,6 +58,10 @@ pub struct AppSetup {
     pub no_consent: bool,
     /// The token endpoint refuses the app this way, whatever secret it sends.
     pub token_error: Option<TokenFault>,
+    /// Text the token endpoint adds to every refusal's `error_description`, as a proxy or a
+    /// verbose identity provider that echoes what it was sent might: tests plant secrets here
+    /// to prove they never reach a page, a notification or a log.
+    pub token_error_detail: Option<String>,
 }
 
 impl AppSetup {

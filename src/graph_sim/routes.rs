@@ -66,7 +66,7 @@ async fn token(
     let knobs = sim.knobs();
     let app = knobs.app(&tenant);
     let tenant_ok = tenant.len() == 36 && tenant.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
-    let (status, body) = if !tenant_ok {
+    let (status, mut body) = if !tenant_ok {
         token_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -116,6 +116,15 @@ async fn token(
             json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token}),
         )
     };
+    // What a refusal echoes back beyond Microsoft's words (the app's setup says what).
+    if let (false, Some(detail), Some(Value::String(description))) = (
+        status.is_success(),
+        app.token_error_detail.as_deref(),
+        body.get_mut("error_description"),
+    ) {
+        description.push(' ');
+        description.push_str(detail);
+    }
     sim.record(
         arrival,
         "POST",

@@ -260,13 +260,10 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
     let summary = detail.summary.clone().map(|summary| {
         view! { <p class="run-summary" data-testid="run-summary">{summary}</p> }
     });
-    // What a succeeded item did, in the words of the run's operation.
-    let done_label = match OperationType::parse(&detail.operation_type) {
-        Some(OperationType::AddPolicies) => "Added",
-        Some(OperationType::DriftCheck) => "Checked",
-        Some(OperationType::CaptureSnapshot) => "Captured",
-        _ => "Done",
-    };
+    // What a succeeded item did, in the words of the run's operation ("Added", "Checked").
+    let done_label = capitalized(
+        OperationType::parse(&detail.operation_type).map_or("done", OperationType::done_word),
+    );
     let run_failure = detail.reason_code.map(|code| {
         let message = detail.failure_message.clone().unwrap_or_default();
         view! {
@@ -503,4 +500,12 @@ fn RunItemsTable(rows: Vec<RunItemRow>) -> impl IntoView {
                 .collect_view()}
         </DataTable>
     }
+}
+
+/// The word with its first letter in upper case.
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
