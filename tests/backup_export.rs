@@ -19,6 +19,7 @@ both_backends!(TestApp:
     pages_through_sets_larger_than_a_page,
     an_empty_set_exports_an_empty_manifest,
     a_version_that_is_not_json_is_exported_as_stored,
+    refuses_sets_larger_than_a_zip_holds,
     only_members_get_it,
 );
 
@@ -446,6 +447,30 @@ async fn pages_through_sets_larger_than_a_page(app: TestApp) {
     let readme = archive.readme();
     assert_eq!(readme.matches("\n## Policy ").count(), 123);
     assert!(readme.contains("| Password minimum length | 122 |"));
+
+    // A HEAD request, and a download abandoned after its first bytes, stop the export without
+    // a panic; the next download is whole.
+    let url = app.url(&export_path(CONTOSO, set));
+    let head = app
+        .http
+        .head(&url)
+        .header("Cookie", &readonly)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-type"], "application/zip");
+    let mut abandoned = app
+        .http
+        .get(&url)
+        .header("Cookie", &readonly)
+        .send()
+        .await
+        .unwrap();
+    assert!(abandoned.chunk().await.unwrap().is_some());
+    drop(abandoned);
+    assert_eq!(download(&app, &readonly, set).await.names.len(), 125);
+    assert_eq!(panics::count(), 0);
 }
 
 async fn an_empty_set_exports_an_empty_manifest(app: TestApp) {
@@ -480,6 +505,54 @@ async fn a_version_that_is_not_json_is_exported_as_stored(app: TestApp) {
     );
     assert!(archive.readme().contains("could not be read"));
     assert_eq!(archive.manifest()["item_count"], 1);
+}
+
+async fn refuses_sets_larger_than_a_zip_holds(app: TestApp) {
+    let (set, _) = set_with(&app, "Huge", &[]).await;
+    let tenant_id = common::tenant_id(&app.db, CONTOSO).await;
+    // One more policy than an archive without ZIP64 lists beside the manifest and the README.
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 65534) \
+         INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
+         SELECT $1, 'many-' || i, 'compliance', 'Many', 'android', 0 FROM n",
+    )
+    .bind(tenant_id)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
+         SELECT tenant_id, id, 'h', '{}', 0 FROM policies WHERE graph_id LIKE 'many-%'",
+    )
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, captured_at) \
+         SELECT tenant_id, $1, policy_id, id, 0 FROM policy_snapshots WHERE content_hash = 'h'",
+    )
+    .bind(set)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let readonly = app.sign_in(READONLY).await;
+    let response = app.get(Some(&readonly), &export_path(CONTOSO, set)).await;
+    assert_eq!(response.status(), 422);
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("holds 65534 policies") && body.contains("at most 65533"),
+        "{body}"
+    );
+    // One fewer fits.
+    sqlx::query(
+        "DELETE FROM backup_items WHERE id = (SELECT MAX(id) FROM backup_items WHERE backup_set_id = $1)",
+    )
+    .bind(set)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let response = app.get(Some(&readonly), &export_path(CONTOSO, set)).await;
+    assert_eq!(response.status(), 200);
 }
 
 async fn only_members_get_it(app: TestApp) {

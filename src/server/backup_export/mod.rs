@@ -346,6 +346,9 @@ async fn write_archive(
             if !sink.send_full(&mut zip).await {
                 return Ok(());
             }
+            // Each item is a little CPU (parse, print, deflate twice, the readable view): let
+            // other requests on this worker thread in between.
+            tokio::task::yield_now().await;
         }
     }
     listing.write(manifest::tail(count).as_bytes())?;
