@@ -318,30 +318,7 @@ async fn write_archive(
         let Some(last) = page.last() else { break };
         after = last.policy_id;
         for item in &page {
-            let path = names::policy_path(
-                &item.policy_type,
-                &item.name,
-                &item.graph_id,
-                item.policy_id,
-            );
-            let parsed = serde_json::from_str::<Value>(&item.payload).ok();
-            let pretty = parsed
-                .as_ref()
-                .and_then(|value| serde_json::to_string_pretty(value).ok());
-            if pretty.is_none() {
-                tracing::error!(
-                    version_id = item.version_id,
-                    "stored snapshot is not JSON; exported as stored"
-                );
-            }
-            zip.start(&path, DosTime::from_millis(item.captured_at))?;
-            zip.write(pretty.as_deref().unwrap_or(&item.payload).as_bytes())?;
-            zip.end()?;
-            listing.write(manifest::item(count == 0, item, &path).as_bytes())?;
-            let view = parsed
-                .as_ref()
-                .and_then(|payload| readable_view(item, payload));
-            documentation.write(readme::policy_section(item, &path, view.as_ref()).as_bytes())?;
+            add_item(&mut zip, &mut listing, &mut documentation, item, count == 0)?;
             count += 1;
             if !sink.send_full(&mut zip).await {
                 return Ok(());
@@ -373,6 +350,42 @@ async fn write_archive(
             "backup set exported"
         );
     }
+    Ok(())
+}
+
+/// One item: its version as a file of the archive, its entry in the manifest and its section
+/// in the README.
+fn add_item(
+    zip: &mut ZipWriter,
+    listing: &mut DeflatedSpool,
+    documentation: &mut DeflatedSpool,
+    item: &ExportItem,
+    first: bool,
+) -> Result<(), ExportError> {
+    let path = names::policy_path(
+        &item.policy_type,
+        &item.name,
+        &item.graph_id,
+        item.policy_id,
+    );
+    let parsed = serde_json::from_str::<Value>(&item.payload).ok();
+    let pretty = parsed
+        .as_ref()
+        .and_then(|value| serde_json::to_string_pretty(value).ok());
+    if pretty.is_none() {
+        tracing::error!(
+            version_id = item.version_id,
+            "stored snapshot is not JSON; exported as stored"
+        );
+    }
+    zip.start(&path, DosTime::from_millis(item.captured_at))?;
+    zip.write(pretty.as_deref().unwrap_or(&item.payload).as_bytes())?;
+    zip.end()?;
+    listing.write(manifest::item(first, item, &path).as_bytes())?;
+    let view = parsed
+        .as_ref()
+        .and_then(|payload| readable_view(item, payload));
+    documentation.write(readme::policy_section(item, &path, view.as_ref()).as_bytes())?;
     Ok(())
 }
 
