@@ -197,8 +197,9 @@ async fn every_page_enforces_membership(app: TestApp) {
         .map(|route| route.path().to_owned())
         .collect();
     assert!(routes.len() >= 5, "the router lists its pages");
-    // The version download is a plain route beside the pages, guarded the same.
+    // The downloads are plain routes beside the pages, guarded the same.
     routes.push("/t/{tenant}/policies/{id}/versions/{version}/raw.json".to_owned());
+    routes.push("/t/{tenant}/backup-sets/{id}/export.zip".to_owned());
     for caller in callers() {
         let cookie = cookie_for(&app, caller).await;
         for route in &routes {

@@ -28,6 +28,7 @@ pub struct AuditPage {
 /// The actions the app records in a tenant's log, offered as suggestions by the audit page's
 /// action filter (the filter takes any action name).
 pub const KNOWN_ACTIONS: &[&str] = &[
+    "backup_set.export",
     "invitation.accept",
     "invitation.create",
     "invitation.revoke",

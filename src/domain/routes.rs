@@ -21,6 +21,11 @@ pub fn backup_set(tenant: &str, id: i64) -> String {
     format!("/t/{tenant}/backup-sets/{id}")
 }
 
+/// `/t/{tenant}/backup-sets/{id}/export.zip`, the set as a ZIP (manifest, README, versions).
+pub fn backup_set_export(tenant: &str, id: i64) -> String {
+    format!("/t/{tenant}/backup-sets/{id}/export.zip")
+}
+
 /// `/t/{tenant}/runs`, with the Runs page's filters in `query`.
 pub fn runs(tenant: &str, query: &str) -> String {
     format!("/t/{tenant}/runs{query}")

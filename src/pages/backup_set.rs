@@ -76,6 +76,7 @@ pub fn BackupSetPage() -> impl IntoView {
                 match detail.await {
                     Ok(detail) => {
                         let set = detail.set;
+                        let export = routes::backup_set_export(&tenant.get_untracked(), set.id);
                         view! {
                             <h1 data-testid="backup-set-name">{set.name}</h1>
                             <p class="muted">{set.description}</p>
@@ -87,6 +88,13 @@ pub fn BackupSetPage() -> impl IntoView {
                                 <dt>"Created by"</dt>
                                 <dd>{or_absent(Some(set.created_by).filter(|name| !name.is_empty()))}</dd>
                             </dl>
+                            // `download` and `rel="external"`: the browser fetches the file, the
+                            // router does not try to render it as a page.
+                            <p>
+                                <a href=export download rel="external" data-testid="download-zip">
+                                    "Download (ZIP)"
+                                </a>
+                            </p>
                         }.into_any()
                     }
                     Err(error) => view! { <ErrorMessage error /> }.into_any(),

@@ -20,9 +20,11 @@ use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::compression::CompressionLayer;
 
 use super::auth::{guard, session};
+use super::backup_export;
 use super::exports;
 use super::panics;
 use super::request_log;
@@ -60,6 +62,10 @@ pub fn router(state: AppState) -> Router {
             "/t/{tenant}/policies/{id}/versions/{version}/raw.json",
             get(versions::version_json),
         )
+        .route(
+            "/t/{tenant}/backup-sets/{id}/export.zip",
+            get(backup_export::backup_set_zip),
+        )
         .merge(static_files::pkg_router(&site_root))
         // Also registers every server function under /api, with AppState in their context.
         .leptos_routes(&state, routes, move || shell(options.clone()))
@@ -76,8 +82,11 @@ pub fn router(state: AppState) -> Router {
             guard::same_origin,
         ))
         // Pages and server-function answers, gzip when the client accepts it; the bundle's
-        // files are precompressed and pass through unchanged.
-        .layer(CompressionLayer::new());
+        // files are precompressed and pass through unchanged, and so do ZIP exports (deflated
+        // already: gzip would only spend CPU).
+        .layer(CompressionLayer::new().compress_when(
+            DefaultPredicate::new().and(NotForContentType::const_new("application/zip")),
+        ));
     with_panic_net(app)
 }
 

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup_export;
 pub mod backup_sets;
 pub mod config;
 pub mod db;
