@@ -112,6 +112,7 @@ mod tests {
             content_hash: "0".repeat(64),
             captured_at: 1_764_750_902_123,
             payload: String::new(),
+            format: 1,
         }
     }
 

@@ -46,6 +46,7 @@ use self::zip::{DeflatedSpool, DosTime, ZipError, ZipWriter};
 use super::audit::{self, AuditEvent};
 use super::auth::{authorize_user, session};
 use super::db::Db;
+use super::snapshots::names_for;
 use super::state::AppState;
 use super::tenants::TenantScope;
 use crate::domain::snapshot::{
@@ -84,6 +85,8 @@ pub struct ExportItem {
     pub captured_at: i64,
     /// The stored payload (canonical JSON).
     pub payload: String,
+    /// The capture format the version was stored in (`policy_snapshots.capture_format`).
+    pub format: i64,
 }
 
 /// What the handler checked, handed to the task that writes the archive.
@@ -317,8 +320,27 @@ async fn write_archive(
         let page = items_page(&db, &scope, set.id, after).await?;
         let Some(last) = page.last() else { break };
         after = last.policy_id;
-        for item in &page {
-            add_item(&mut zip, &mut listing, &mut documentation, item, count == 0)?;
+        // Each payload parsed once; the page's setting names read in one go (stored apart
+        // since capture format 2, inline before).
+        let parsed: Vec<Option<Value>> = page
+            .iter()
+            .map(|item| serde_json::from_str::<Value>(&item.payload).ok())
+            .collect();
+        let payloads: Vec<&Value> = parsed.iter().flatten().collect();
+        let names = names_for(&db, &payloads).await?;
+        for (item, parsed) in page.iter().zip(&parsed) {
+            let written = Written {
+                item,
+                parsed: parsed.as_ref(),
+                names: &names,
+            };
+            add_item(
+                &mut zip,
+                &mut listing,
+                &mut documentation,
+                &written,
+                count == 0,
+            )?;
             count += 1;
             if !sink.send_full(&mut zip).await {
                 return Ok(());
@@ -359,18 +381,18 @@ fn add_item(
     zip: &mut ZipWriter,
     listing: &mut DeflatedSpool,
     documentation: &mut DeflatedSpool,
-    item: &ExportItem,
+    written: &Written<'_>,
     first: bool,
 ) -> Result<(), ExportError> {
+    let item = written.item;
     let path = names::policy_path(
         &item.policy_type,
         &item.name,
         &item.graph_id,
         item.policy_id,
     );
-    let parsed = serde_json::from_str::<Value>(&item.payload).ok();
-    let pretty = parsed
-        .as_ref()
+    let pretty = written
+        .parsed
         .and_then(|value| serde_json::to_string_pretty(value).ok());
     if pretty.is_none() {
         tracing::error!(
@@ -382,22 +404,36 @@ fn add_item(
     zip.write(pretty.as_deref().unwrap_or(&item.payload).as_bytes())?;
     zip.end()?;
     listing.write(manifest::item(first, item, &path).as_bytes())?;
-    let view = parsed
-        .as_ref()
-        .and_then(|payload| readable_view(item, payload));
+    let view = written
+        .parsed
+        .and_then(|payload| readable_view(item, payload, written.names));
     documentation.write(readme::policy_section(item, &path, view.as_ref()).as_bytes())?;
     Ok(())
 }
 
-/// The readable view of an item's version, as the version viewer builds it. `None` for a type
-/// the app does not know (the schema allows none).
-fn readable_view(item: &ExportItem, payload: &Value) -> Option<ReadableSnapshot> {
+/// An item on its way into the archive: its row, its payload parsed (`None` when the stored
+/// text is not JSON) and the setting names of its page.
+struct Written<'a> {
+    item: &'a ExportItem,
+    parsed: Option<&'a Value>,
+    names: &'a SettingNames,
+}
+
+/// The readable view of an item's version, as the version viewer builds it: in the format it
+/// was captured in. `None` for a type or format the app does not know.
+fn readable_view(
+    item: &ExportItem,
+    payload: &Value,
+    names: &SettingNames,
+) -> Option<ReadableSnapshot> {
     let family = PolicyFamily::parse(&item.policy_type)?;
-    let names = SettingNames::from_payload(payload);
-    // Snapshots do not record their capture format yet: every stored one is the first format
-    // (as in `versions::version`).
-    let captured = CapturedPolicy::new(family, CaptureFormat::V1, payload);
-    Some(readable(&captured, &names))
+    let format = u16::try_from(item.format)
+        .ok()
+        .and_then(CaptureFormat::new)?;
+    Some(readable(
+        &CapturedPolicy::new(family, format, payload),
+        names,
+    ))
 }
 
 /// The set's items with a policy id above `after`, by policy id, with their stored versions.
@@ -409,7 +445,7 @@ async fn items_page(
 ) -> Result<Vec<ExportItem>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT i.policy_id, p.graph_id, p.policy_type, p.display_name, i.snapshot_id, \
-                s.content_hash, s.payload, i.captured_at \
+                s.content_hash, s.payload, s.capture_format, i.captured_at \
          FROM backup_items i \
          JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
          JOIN policy_snapshots s ON s.tenant_id = i.tenant_id AND s.id = i.snapshot_id \
@@ -433,6 +469,7 @@ async fn items_page(
                 content_hash: row.try_get("content_hash")?,
                 captured_at: row.try_get("captured_at")?,
                 payload: row.try_get("payload")?,
+                format: row.try_get("capture_format")?,
             })
         })
         .collect()

@@ -243,6 +243,7 @@ mod tests {
             content_hash: "ab".repeat(32),
             captured_at: 1_764_750_902_123,
             payload: String::new(),
+            format: 1,
         }
     }
 
