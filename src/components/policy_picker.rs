@@ -13,7 +13,8 @@ use crate::domain::policy_page::{
     policy_type_label, PolicyPage, PolicyRow, PolicySort, SortColumn, POLICY_TYPES,
 };
 use crate::domain::selection::MAX_SELECTION;
-use crate::domain::AppError;
+use crate::domain::{routes, AppError};
+use crate::pages::tenant_layout::use_tenant;
 
 /// The picker, for members whose role may start runs (the page does not offer it to others).
 /// `on_close` hides the picker (also on Escape).
@@ -374,6 +375,8 @@ fn PolicyRowView(row: PolicyRow, selected: RwSignal<BTreeSet<i64>>) -> impl Into
     let id = row.id;
     let in_set = row.in_set;
     let label = format!("Select {}", row.display_name);
+    // The policy's page opens in a new tab, so the picker keeps its selection.
+    let href = routes::policy(&use_tenant().get_untracked(), id);
     view! {
         <tr class:in-set=in_set data-testid="policy-row">
             <td class="check">
@@ -391,7 +394,10 @@ fn PolicyRowView(row: PolicyRow, selected: RwSignal<BTreeSet<i64>>) -> impl Into
                 />
             </td>
             <td>
-                {row.display_name}
+                <a href=href target="_blank" rel="noopener">
+                    {row.display_name}
+                    <span class="visually-hidden">" (opens in a new tab)"</span>
+                </a>
                 {in_set.then(|| view! { <span class="badge badge-in-set">"In this set"</span> })}
             </td>
             <td>{policy_type_label(&row.policy_type).to_owned()}</td>

@@ -26,11 +26,18 @@ fn fragment_token() -> Option<String> {
 /// The accept page.
 #[component]
 pub fn InvitePage() -> impl IntoView {
-    // Only the browser knows the fragment, so the invitation is read there.
-    let invitation = LocalResource::new(|| async {
-        let token = fragment_token()?;
-        let preview = preview_invitation(token.clone()).await;
-        Some((token, preview))
+    // Only the browser knows the fragment, so the invitation is read there, by an effect (which
+    // never runs on the server: a resource the server cannot resolve would be read by a render
+    // that a dropped request may already have left).
+    let invitation = RwSignal::new(None::<Option<(String, Result<InvitationPreview, AppError>)>>);
+    Effect::new(move |_| {
+        leptos::task::spawn_local(async move {
+            let read = match fragment_token() {
+                Some(token) => Some((token.clone(), preview_invitation(token).await)),
+                None => None,
+            };
+            invitation.try_set(Some(read));
+        });
     });
     view! {
         <Title text="Accept an invitation" />
@@ -39,25 +46,22 @@ pub fn InvitePage() -> impl IntoView {
         </header>
         <main class="page narrow">
             <h1>"Accept an invitation"</h1>
-            <Suspense fallback=|| view! { <Loading what="the invitation" /> }>
-                {move || Suspend::new(async move {
-                    match invitation.await {
-                        Some((token, Ok(preview))) => view! {
-                            <InvitationSummary preview />
-                            <AcceptForm token />
-                        }.into_any(),
-                        Some((_, Err(error))) => view! { <ErrorMessage error /> }.into_any(),
-                        None => {
-                            let error = AppError::NotFound(
-                                "This page needs the whole link of an invitation (it ends with \
-                                 #token=…). Open the link you were given."
-                                    .into(),
-                            );
-                            view! { <ErrorMessage error /> }.into_any()
-                        }
-                    }
-                })}
-            </Suspense>
+            {move || match invitation.get() {
+                None => view! { <Loading what="the invitation" /> }.into_any(),
+                Some(Some((token, Ok(preview)))) => view! {
+                    <InvitationSummary preview />
+                    <AcceptForm token />
+                }.into_any(),
+                Some(Some((_, Err(error)))) => view! { <ErrorMessage error /> }.into_any(),
+                Some(None) => {
+                    let error = AppError::NotFound(
+                        "This page needs the whole link of an invitation (it ends with \
+                         #token=…). Open the link you were given."
+                            .into(),
+                    );
+                    view! { <ErrorMessage error /> }.into_any()
+                }
+            }}
         </main>
     }
 }
