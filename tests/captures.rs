@@ -13,28 +13,7 @@ use serde_json::Value;
 use tenantatlas::server::engine::worker::{Outcome, Worker};
 use tenantatlas::server::{runs_worker, seed};
 
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::start(super::common::Backend::Sqlite).await).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::start(super::common::Backend::Postgres).await).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_engines!(
+both_backends!(local Fixture:
     a_sync_run_brings_the_inventory_in_line_and_says_what_changed,
     capture_now_stores_a_version_only_when_the_content_changed,
     a_drift_check_tells_unchanged_changed_and_deleted_apart,

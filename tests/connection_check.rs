@@ -17,29 +17,7 @@ use tenantatlas::server::{runs_worker, seed};
 const MANAGER: &str = "manager@contoso.example";
 const WAY_OUT: &str = "Check the connection on the tenant's settings page after fixing the secret.";
 
-/// Each test once per database engine, with its own simulator, server and worker.
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::start(super::common::Backend::Sqlite).await).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::start(super::common::Backend::Postgres).await).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_engines!(
+both_backends!(local Fixture:
     a_passing_check_is_stored_for_every_member_to_read,
     a_missing_permission_is_named_with_what_it_blocks_and_each_refused_type,
     without_any_policy_permission_every_type_is_refused_and_capture_is_blocked,

@@ -112,6 +112,13 @@ pub fn PolicyDetailPage() -> impl IntoView {
             )),
         }
     };
+    // A capture that could not start (refused, or the tenant's credentials are blocked) leaves
+    // no compare waiting: its error is shown by the Capture now line.
+    Effect::new(move |_| {
+        if let Some(Err(_)) = capture.value().get() {
+            compare_from.set(None);
+        }
+    });
     let versions = Resource::new(
         move || (tenant.get(), id.get(), captured.get()),
         |(tenant, id, _)| async move {

@@ -384,9 +384,29 @@ impl Drop for TempDir {
 
 /// Runs each named `async fn(TestApp)` or `async fn(TestDb)` test once per database engine:
 /// `both_backends!(TestApp: a, b)` makes `sqlite::a`, `postgres::a`, … so one `cargo nextest run`
-/// shows every test on both engines.
+/// shows every test on both engines. `both_backends!(local Fixture: a, b)` does the same with a
+/// fixture of the test file, built by its `Fixture::start(backend)`.
 #[macro_export]
 macro_rules! both_backends {
+    // A fixture of the test file itself, built by its `start(backend)`.
+    (local $fixture:ident: $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::$fixture::start(super::common::Backend::Sqlite).await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::$fixture::start(super::common::Backend::Postgres).await).await
+                }
+            )*
+        }
+    };
     ($fixture:ident: $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
