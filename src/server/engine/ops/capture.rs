@@ -6,7 +6,7 @@
 
 use super::super::operation::{Pending, Recorded, Tx};
 use crate::domain::reason_code::ReasonCode;
-use crate::domain::snapshot::{compare, PolicyFamily, SettingNames};
+use crate::domain::snapshot::{compare, CapturedPolicy, PolicyFamily, SettingNames};
 use crate::domain::versions::Drift;
 use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
 use crate::server::sanitize::sanitize;
@@ -99,7 +99,7 @@ pub async fn record_capture(
                 Some(base) if base == stored.id => (Drift::Unchanged, Some(0)),
                 Some(base) => {
                     let changed =
-                        changed_settings(tx, tenant_id, base, stored.id, &item.policy_type).await?;
+                        changed_settings(tx, tenant_id, base, snapshot, &item.policy_type).await?;
                     (
                         if changed == 0 {
                             Drift::Unchanged
@@ -127,17 +127,19 @@ pub async fn record_capture(
     Ok(Recorded::succeeded())
 }
 
-/// How many settings differ between the stored versions `base` and `fresh` (each read in the
-/// format it was captured in, so parts the older one did not record are not counted).
+/// How many settings differ between the stored version `base` and the fresh capture, each read
+/// in the format it was captured in (parts the older one did not record are not counted). The
+/// capture is compared as it is in memory: reading back what was just stored would be the same
+/// work twice.
 async fn changed_settings(
     tx: &mut Tx,
     tenant_id: i64,
     base: i64,
-    fresh: i64,
+    fresh: &Snapshot,
     policy_type: &str,
 ) -> Result<i64, sqlx::Error> {
     let old = load_version(&mut **tx, tenant_id, base).await?;
-    let new = load_version(&mut **tx, tenant_id, fresh).await?;
+    let new = serde_json::from_str::<serde_json::Value>(&fresh.canonical_json).ok();
     let (Some(family), Some(old), Some(new)) = (PolicyFamily::parse(policy_type), old, new) else {
         // Unreadable: counted as one change, so it is looked at rather than passed as equal.
         return Ok(1);
@@ -145,8 +147,27 @@ async fn changed_settings(
     // Names only label the changes; counting them needs none.
     let comparison = compare(
         &old.captured(family),
-        &new.captured(family),
+        &CapturedPolicy::new(family, fresh.format, &new),
         &SettingNames::default(),
     );
     Ok(comparison.changes.len() as i64)
+}
+
+/// A pending item of a capturing run, from a row with `item_id`, `policy_id`, `graph_id`,
+/// `policy_type` and `base_id` (the version compared with, if any), captured with `options`.
+pub fn pending_capture(
+    row: &sqlx::any::AnyRow,
+    options: CaptureOptions,
+) -> Result<Pending<CaptureItem>, sqlx::Error> {
+    use sqlx::Row;
+    Ok(Pending {
+        item_id: row.try_get("item_id")?,
+        item: CaptureItem {
+            policy_id: row.try_get("policy_id")?,
+            graph_id: row.try_get("graph_id")?,
+            policy_type: row.try_get("policy_type")?,
+            base_snapshot_id: row.try_get("base_id")?,
+            options,
+        },
+    })
 }

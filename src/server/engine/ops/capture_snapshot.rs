@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
 use super::super::worker::RunFailure;
-use super::capture::{CaptureItem, Captured};
+use super::capture::{pending_capture, CaptureItem, Captured};
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
 use crate::domain::RunStatus;
@@ -86,18 +86,7 @@ impl Operation for CaptureSnapshot {
         .fetch_all(db.pool())
         .await?;
         rows.iter()
-            .map(|row| {
-                Ok(Pending {
-                    item_id: row.try_get("item_id")?,
-                    item: CaptureItem {
-                        policy_id: row.try_get("policy_id")?,
-                        graph_id: row.try_get("graph_id")?,
-                        policy_type: row.try_get("policy_type")?,
-                        base_snapshot_id: row.try_get("base_id")?,
-                        options: FULL_CAPTURE,
-                    },
-                })
-            })
+            .map(|row| pending_capture(row, FULL_CAPTURE))
             .collect()
     }
 

@@ -11,7 +11,7 @@ use sqlx::Row;
 
 use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
 use super::super::worker::RunFailure;
-use super::capture::{CaptureItem, Captured};
+use super::capture::{pending_capture, CaptureItem, Captured};
 use crate::domain::run::OperationType;
 use crate::domain::versions::DriftCounts;
 use crate::domain::RunStatus;
@@ -83,23 +83,16 @@ impl Operation for DriftCheck {
             .await?;
         rows.iter()
             .map(|row| {
-                Ok(Pending {
-                    item_id: row.try_get("item_id")?,
-                    item: CaptureItem {
-                        policy_id: row.try_get("policy_id")?,
-                        graph_id: row.try_get("graph_id")?,
-                        policy_type: row.try_get("policy_type")?,
-                        base_snapshot_id: row.try_get("base_id")?,
-                        options: CaptureOptions {
-                            include_assignments: row
-                                .try_get::<Option<i64>, _>("with_assignments")?
-                                .is_some_and(|on| on != 0),
-                            include_scope_tags: row
-                                .try_get::<Option<i64>, _>("with_scope_tags")?
-                                .is_some_and(|on| on != 0),
-                        },
-                    },
-                })
+                let recorded = |column: &str| -> Result<bool, sqlx::Error> {
+                    Ok(row
+                        .try_get::<Option<i64>, _>(column)?
+                        .is_some_and(|on| on != 0))
+                };
+                let options = CaptureOptions {
+                    include_assignments: recorded("with_assignments")?,
+                    include_scope_tags: recorded("with_scope_tags")?,
+                };
+                pending_capture(row, options)
             })
             .collect()
     }
