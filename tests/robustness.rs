@@ -80,6 +80,9 @@ struct Known {
     policy_id: String,
     /// A stored version of that policy.
     version_id: String,
+    /// Restore sources: the set and the version.
+    set_source: String,
+    version_source: String,
 }
 
 async fn known_ids(app: &TestApp) -> Known {
@@ -118,6 +121,8 @@ async fn known_ids(app: &TestApp) -> Known {
     .await
     .to_string();
     Known {
+        set_source: format!("set-{set_id}"),
+        version_source: format!("version-{version_id}"),
         set_id,
         run_id,
         policy_id,
@@ -217,6 +222,12 @@ const FIELDS: &[&str] = &[
     "policy_id",
     "operation",
     "target_id",
+    "source",
+    "policy_ids",
+    "preview_run_id",
+    "run_id",
+    "reviewed",
+    "tenant_name",
     "unexpected",
 ];
 
@@ -247,7 +258,16 @@ fn valid_values(field: &str, known: &Known) -> Vec<String> {
             "backup_set.drift_check",
             "restore.execute",
         ],
-        "include_assignments" | "include_scope_tags" => vec!["true", "false", "on"],
+        "include_assignments" | "include_scope_tags" | "reviewed" => vec!["true", "false", "on"],
+        "source" => vec![
+            &known.set_source,
+            &known.version_source,
+            "set-0",
+            "policy-1",
+        ],
+        "policy_ids" => vec![&known.policy_id],
+        "preview_run_id" | "run_id" => vec![&known.run_id],
+        "tenant_name" => vec!["Contoso", "contoso", ""],
         "client_id" => vec!["app-sweep", "a b"],
         "secret" => vec!["a sweep secret", ""],
         "expires_on" => vec!["2030-01-31", "2030-02-30", ""],

@@ -101,7 +101,7 @@ pub async fn get_run_activity(
 
 /// Wakes the workers for a new run and writes the audit event of the start.
 #[cfg(feature = "ssr")]
-async fn started(
+pub(crate) async fn started(
     ctx: &crate::server::auth::TenantContext,
     run: &SubmittedRun,
     target_kind: &str,

@@ -11,6 +11,7 @@ pub mod invitations;
 pub mod members;
 pub mod notifications;
 pub mod policies;
+pub mod restore;
 pub mod runs;
 pub mod tenants;
 pub mod versions;
@@ -76,6 +77,16 @@ pub const ACCESS: &[(&str, Access)] = &[
         Access::Tenant(Capability::StartRuns),
     ),
     ("/api/runs/activity", Access::Tenant(Capability::View)),
+    ("/api/restore/source", Access::Tenant(Capability::View)),
+    ("/api/restore/preview", Access::Tenant(Capability::View)),
+    (
+        "/api/runs/restore-preview",
+        Access::Tenant(Capability::Restore),
+    ),
+    (
+        "/api/runs/restore-execute",
+        Access::Tenant(Capability::Restore),
+    ),
     ("/api/policies/list", Access::Tenant(Capability::View)),
     (
         "/api/policies/matching-ids",

@@ -12,6 +12,7 @@ pub mod invitation;
 pub mod notification;
 pub mod policy_page;
 pub mod reason_code;
+pub mod restore;
 pub mod routes;
 pub mod run;
 pub mod run_detail;

@@ -22,12 +22,16 @@ pub enum ReasonCode {
     BackupSetNotFound,
     /// Run-level: the run's stored input cannot be read, so what to do is unknown.
     InvalidRunInput,
+    /// Restore: the live policy changed between the preview and the write; nothing was written.
+    ChangedSincePreview,
+    /// Restore: Graph refused a write (400): the body names what it did not accept.
+    WriteRejected,
     UnknownError,
 }
 
 impl ReasonCode {
     /// Every code, in the order of SPEC Rule 8.
-    pub const ALL: [ReasonCode; 12] = [
+    pub const ALL: [ReasonCode; 14] = [
         Self::AlreadyInBackupSet,
         Self::PolicyNotFound,
         Self::PermissionDenied,
@@ -39,6 +43,8 @@ impl ReasonCode {
         Self::Cancelled,
         Self::BackupSetNotFound,
         Self::InvalidRunInput,
+        Self::ChangedSincePreview,
+        Self::WriteRejected,
         Self::UnknownError,
     ];
 
@@ -56,6 +62,8 @@ impl ReasonCode {
             Self::Cancelled => "cancelled",
             Self::BackupSetNotFound => "backup_set_not_found",
             Self::InvalidRunInput => "invalid_run_input",
+            Self::ChangedSincePreview => "changed_since_preview",
+            Self::WriteRejected => "write_rejected",
             Self::UnknownError => "unknown_error",
         }
     }
@@ -79,6 +87,8 @@ impl ReasonCode {
             Self::Cancelled => "Cancelled",
             Self::BackupSetNotFound => "The backup set no longer exists",
             Self::InvalidRunInput => "The run's stored input cannot be read",
+            Self::ChangedSincePreview => "Changed in Intune since the preview",
+            Self::WriteRejected => "Graph refused the write",
             Self::UnknownError => "Unknown error",
         }
     }

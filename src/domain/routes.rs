@@ -46,6 +46,24 @@ pub fn run_items_csv(tenant: &str, id: i64, outcome: &str) -> String {
     }
 }
 
+/// `/t/{tenant}/restore/new?source=set-12` (or `version-40`): the restore wizard, with its
+/// source chosen; `preview` names a preview run to continue from.
+pub fn restore_new(tenant: &str, source: crate::domain::restore::RestoreSource) -> String {
+    format!("/t/{tenant}/restore/new?source={}", source.to_param())
+}
+
+/// The restore wizard at the preview `preview_run` of `source` (its plan and confirmation).
+pub fn restore_preview(
+    tenant: &str,
+    source: crate::domain::restore::RestoreSource,
+    preview_run: i64,
+) -> String {
+    format!(
+        "/t/{tenant}/restore/new?source={}&preview={preview_run}",
+        source.to_param()
+    )
+}
+
 /// `/tenants/connect`: the form that connects a tenant (instance admins).
 pub fn connect_tenant() -> String {
     "/tenants/connect".to_owned()

@@ -104,12 +104,14 @@ impl OperationType {
 
     /// The operations users can start in this version, in the order the Runs page's filter lists
     /// them; the others are reserved for the handlers still to come.
-    pub const OFFERED: [OperationType; 5] = [
+    pub const OFFERED: [OperationType; 7] = [
         Self::AddPolicies,
         Self::InventorySync,
         Self::CaptureSnapshot,
         Self::DriftCheck,
         Self::CheckConnection,
+        Self::RestorePreview,
+        Self::RestoreExecute,
     ];
 
     /// The database (and URL) spelling.

@@ -19,8 +19,21 @@ pub struct AuditEvent<'a> {
 
 /// Writes the event. A failure is logged, not returned: the audited action already happened.
 pub async fn record(db: &Db, event: AuditEvent<'_>) {
+    let action = event.action;
+    if let Err(error) = record_in(db.pool(), event, Timestamp::now().millis()).await {
+        tracing::error!(%error, action, "could not write the audit log");
+    }
+}
+
+/// Writes the event with `executor` (inside a caller's transaction, so the event commits with
+/// what it records), at `now`.
+pub async fn record_in<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    event: AuditEvent<'_>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let details = sanitize_json(event.details).to_string();
-    let result = sqlx::query(
+    sqlx::query(
         "INSERT INTO audit_log (tenant_id, actor_user_id, action, target, details, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -29,12 +42,10 @@ pub async fn record(db: &Db, event: AuditEvent<'_>) {
     .bind(event.action)
     .bind(sanitize(&event.target))
     .bind(details)
-    .bind(Timestamp::now().millis())
-    .execute(db.pool())
-    .await;
-    if let Err(error) = result {
-        tracing::error!(%error, action = event.action, "could not write the audit log");
-    }
+    .bind(now)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 /// One page of the tenant's audit log, newest first: only `action` (when not empty), only the

@@ -19,6 +19,7 @@ pub mod notifications;
 pub mod panics;
 pub mod policies;
 pub mod request_log;
+pub mod restore;
 pub mod runs;
 pub mod sanitize;
 pub mod seed;
@@ -430,7 +431,7 @@ fn read_demo_graph_secret(path: &std::path::Path) -> Result<graph::ClientSecret,
 pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
     use engine::operation::Registry;
     use engine::worker::{CredentialsLoader, RunFailure, Worker};
-    let source = std::sync::Arc::new(graph.client.clone());
+    let client = std::sync::Arc::new(graph.client.clone());
     let loader_db = db.clone();
     let credentials: CredentialsLoader = std::sync::Arc::new(move |tenant_id| {
         let (db, graph) = (loader_db.clone(), graph.clone());
@@ -450,7 +451,8 @@ pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
         std::process::id(),
         crate::domain::Timestamp::now().millis()
     );
-    Worker::new(db.clone(), Registry::standard(source), credentials, id)
+    let registry = Registry::full(client.clone(), client);
+    Worker::new(db.clone(), registry, credentials, id)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -98,8 +98,27 @@ pub async fn load_version<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// Stores `snapshot` as a version of the tenant's policy, or finds the version with the same
-/// content, inside the caller's transaction; stores its setting definitions too.
+/// content, inside the caller's transaction; stores its setting definitions too. The version
+/// becomes the policy's current one (what Intune held at its last capture), also when it is an
+/// older version found again, as after a restore.
 pub async fn store_snapshot(
+    tx: &mut Tx,
+    tenant_id: i64,
+    policy_id: i64,
+    snapshot: &Snapshot,
+    now: i64,
+) -> Result<StoredSnapshot, sqlx::Error> {
+    let stored = find_or_insert(tx, tenant_id, policy_id, snapshot, now).await?;
+    sqlx::query("UPDATE policies SET current_snapshot_id = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(stored.id)
+        .bind(tenant_id)
+        .bind(policy_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(stored)
+}
+
+async fn find_or_insert(
     tx: &mut Tx,
     tenant_id: i64,
     policy_id: i64,

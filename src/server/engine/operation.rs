@@ -18,6 +18,7 @@ use crate::domain::run::OperationType;
 use crate::domain::run_detail::ItemOutcome;
 use crate::domain::RunStatus;
 use crate::server::db::Db;
+use crate::server::graph::write::PolicyWriter;
 use crate::server::graph::{PolicySource, TenantCredentials};
 
 /// A transaction of the engine, open while a batch of results is written.
@@ -212,7 +213,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Every handler this version ships, capturing through `source`.
+    /// The handlers of every run that only reads Graph, capturing through `source`.
     pub fn standard(source: Arc<dyn PolicySource>) -> Self {
         use super::ops::{
             add_policies, capture_snapshot, check_connection, drift_check, inventory_sync,
@@ -223,6 +224,18 @@ impl Registry {
             .with(capture_snapshot::CaptureSnapshot::new(Arc::clone(&source)))
             .with(drift_check::DriftCheck::new(Arc::clone(&source)))
             .with(check_connection::CheckConnection::new(source))
+    }
+
+    /// Every handler this version ships, reading through `source` and writing (restore) through
+    /// `writer`.
+    pub fn full(source: Arc<dyn PolicySource>, writer: Arc<dyn PolicyWriter>) -> Self {
+        use super::ops::{restore_execute, restore_preview};
+        Self::standard(Arc::clone(&source))
+            .with(restore_preview::RestorePreview::new(
+                Arc::clone(&source),
+                Arc::clone(&writer),
+            ))
+            .with(restore_execute::RestoreExecute::new(source, writer))
     }
 
     /// Adds (or replaces) the handler of `O::TYPE`.

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod retry;
 pub mod snapshot;
 mod token;
+pub mod write;
 
 pub use client::{
     CaptureOptions, Granted, GraphClient, GraphConfig, GraphFuture, PolicySource, TokenFuture,

@@ -131,7 +131,7 @@ pub async fn record_capture(
 /// in the format it was captured in (parts the older one did not record are not counted). The
 /// capture is compared as it is in memory: reading back what was just stored would be the same
 /// work twice.
-async fn changed_settings(
+pub(crate) async fn changed_settings(
     tx: &mut Tx,
     tenant_id: i64,
     base: i64,

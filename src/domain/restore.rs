@@ -1,0 +1,509 @@
+//! Defensive restore: what the wizard shows (the source, the items that may be restored, the
+//! preview's plan) and the gates an execute must pass. The gates are one pure function
+//! ([`check_gates`]) that the server applies to what it reads back from the database, so the UI's
+//! disabled button is a courtesy, never the check.
+
+use serde::{Deserialize, Serialize};
+
+use super::run::RunStatus;
+use super::run_detail::ItemOutcome;
+use super::Timestamp;
+
+/// How long a finished preview may be executed: an older one must be run again.
+pub const PREVIEW_TTL_MS: i64 = 15 * 60 * 1_000;
+
+/// The most items one restore takes (the picker's selection limit).
+pub const MAX_RESTORE_ITEMS: usize = 10_000;
+
+/// The application permissions a restore needs, from the token's `roles` claim: writing
+/// policies, and reading groups to check that assignment targets still exist.
+pub const RESTORE_ROLES: [&str; 2] = [
+    "DeviceManagementConfiguration.ReadWrite.All",
+    "Group.Read.All",
+];
+
+/// What is restored from: every chosen item of a backup set, or one version of a policy (which
+/// may be in no backup set at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum RestoreSource {
+    BackupSet(i64),
+    Version(i64),
+}
+
+impl RestoreSource {
+    /// The URL spelling: `set-12` or `version-40`.
+    pub fn to_param(self) -> String {
+        match self {
+            Self::BackupSet(id) => format!("set-{id}"),
+            Self::Version(id) => format!("version-{id}"),
+        }
+    }
+
+    /// Parses the URL spelling.
+    pub fn parse_param(raw: &str) -> Option<Self> {
+        let (kind, id) = raw.split_once('-')?;
+        let id: i64 = id.parse().ok().filter(|id| *id > 0)?;
+        match kind {
+            "set" => Some(Self::BackupSet(id)),
+            "version" => Some(Self::Version(id)),
+            _ => None,
+        }
+    }
+}
+
+/// One policy that the source can restore, at the version the source holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreCandidate {
+    pub policy_id: i64,
+    pub display_name: String,
+    pub policy_type: String,
+    /// The version that would be restored.
+    pub snapshot_id: i64,
+    pub captured_at: Timestamp,
+    /// Whether the version recorded the assignments (and scope tags): what is not recorded cannot
+    /// be restored.
+    pub with_assignments: bool,
+    pub with_scope_tags: bool,
+    /// Set when the inventory no longer finds the policy in Intune (a restore creates it anew).
+    pub gone_from_intune: bool,
+}
+
+/// Policies of one type in the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeCount {
+    pub policy_type: String,
+    pub count: i64,
+}
+
+/// The wizard's first step: what the source is, when its items were captured, and its items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSourceView {
+    pub source: RestoreSource,
+    /// The backup set's name, or the policy's name for a single version.
+    pub title: String,
+    /// The tenant's display name, which the confirmation asks to type.
+    pub tenant_name: String,
+    pub oldest_capture: Option<Timestamp>,
+    pub newest_capture: Option<Timestamp>,
+    pub counts: Vec<TypeCount>,
+    pub candidates: Vec<RestoreCandidate>,
+}
+
+/// What a preview asks for: the source, the chosen policies and the options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewRequest {
+    pub source: RestoreSource,
+    pub policy_ids: Vec<i64>,
+    pub include_assignments: bool,
+    pub include_scope_tags: bool,
+}
+
+/// What the preview plans for one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanAction {
+    /// The policy was deleted in Intune: it is created anew, with a new id.
+    Create,
+    /// The live policy differs from the backup: it is updated in place.
+    Update,
+    /// The live policy already matches the backup: nothing is written.
+    Unchanged,
+    /// Something the item needs is missing; the whole restore waits until it is left out.
+    Blocked,
+}
+
+impl PlanAction {
+    pub const ALL: [PlanAction; 4] = [Self::Create, Self::Update, Self::Unchanged, Self::Blocked];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Unchanged => "unchanged",
+            Self::Blocked => "blocked",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == raw)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Create => "Create",
+            Self::Update => "Update",
+            Self::Unchanged => "No change",
+            Self::Blocked => "Blocked",
+        }
+    }
+}
+
+/// What an execute did to one item (its outcome stays the engine's succeeded / failed / skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreAction {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl RestoreAction {
+    pub const ALL: [RestoreAction; 3] = [Self::Created, Self::Updated, Self::Unchanged];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == raw)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Created => "Created",
+            Self::Updated => "Updated",
+            Self::Unchanged => "Unchanged",
+        }
+    }
+}
+
+/// What the safety checks found for one item, stored with it as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlanNotes {
+    /// Why the item is blocked ("Group 3f2a… no longer exists"), each reason once.
+    pub blocked: Vec<String>,
+    /// What to know before executing ("A policy named … already exists").
+    pub warnings: Vec<String>,
+    /// Settings (or assignments) present in Intune that the restore removes to match the backup.
+    pub removals: Vec<String>,
+}
+
+/// One item of a preview or an execute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanItem {
+    pub policy_id: i64,
+    pub display_name: String,
+    pub policy_type: String,
+    pub outcome: ItemOutcome,
+    /// The version restored (the backup's).
+    pub backup_snapshot_id: Option<i64>,
+    /// The live policy as the run captured it (a version; `None` when it was deleted).
+    pub live_snapshot_id: Option<i64>,
+    /// The preview's plan; `None` until the item is processed, or when it failed.
+    pub plan: Option<PlanAction>,
+    /// What an execute did.
+    pub action: Option<RestoreAction>,
+    /// Settings that differ between the live policy and the backup.
+    pub changed_settings: Option<i64>,
+    /// The new Graph id of a policy an execute created.
+    pub created_graph_id: Option<String>,
+    pub notes: PlanNotes,
+    /// Why the item failed (sanitized).
+    pub message: Option<String>,
+}
+
+/// Why a preview cannot be executed now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GateFailure {
+    /// The tenant name typed is not the tenant's display name (422).
+    WrongTenantName,
+    /// "I reviewed the impact" is not checked (422).
+    NotReviewed,
+    /// The preview has not finished successfully (409).
+    PreviewNotDone,
+    /// The preview is older than [`PREVIEW_TTL_MS`] (409).
+    PreviewExpired,
+    /// The backup changed since the preview: another version is now in the set (409).
+    BackupChanged,
+    /// The preview was executed already: what it saw has moved (409).
+    AlreadyExecuted,
+    /// At least one item, or the whole restore, is blocked (409).
+    Blocked,
+    /// Nothing would be written: every item is unchanged or left out (409).
+    NothingToRestore,
+}
+
+impl GateFailure {
+    /// Whether this is the request's own fault (422) rather than the state's (409).
+    pub fn is_input(&self) -> bool {
+        matches!(self, Self::WrongTenantName | Self::NotReviewed)
+    }
+
+    /// What the wizard and the 4xx answer say.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::WrongTenantName => "Type the tenant's display name exactly to confirm.",
+            Self::NotReviewed => "Confirm that you reviewed the impact.",
+            Self::PreviewNotDone => "The preview has not finished. Wait for it, or run it again.",
+            Self::PreviewExpired => {
+                "The preview is older than 15 minutes. Run the preview again before executing."
+            }
+            Self::BackupChanged => {
+                "The backup changed since the preview. Run the preview again before executing."
+            }
+            Self::AlreadyExecuted => {
+                "This preview was executed already. Run the preview again to restore again."
+            }
+            Self::Blocked => "Something blocks this restore. Leave the blocked items out and run the preview again.",
+            Self::NothingToRestore => "Every item already matches the backup: there is nothing to restore.",
+        }
+    }
+}
+
+/// What the gates look at: the preview as the database holds it, and what was typed.
+#[derive(Debug, Clone)]
+pub struct GateInput<'a> {
+    pub preview_status: RunStatus,
+    pub preview_finished_at: Option<Timestamp>,
+    pub now: Timestamp,
+    /// Items planned as blocked, and the restore-wide block (missing permissions), if any.
+    pub blocked_items: usize,
+    pub run_block: Option<&'a str>,
+    /// Items that would be written (create or update).
+    pub writes_planned: usize,
+    /// Whether a backup item now holds another version than the preview restored.
+    pub backup_moved: bool,
+    /// Whether an execute of this preview has ended.
+    pub executed: bool,
+    pub reviewed: bool,
+    pub typed_name: &'a str,
+    pub tenant_name: &'a str,
+}
+
+/// Every gate of an execute, in order: the request's own (422) first, then the preview's state
+/// (409). Intune moving since the preview is checked per item, right before it is written.
+pub fn check_gates(input: &GateInput<'_>) -> Result<(), GateFailure> {
+    if input.typed_name != input.tenant_name {
+        return Err(GateFailure::WrongTenantName);
+    }
+    if !input.reviewed {
+        return Err(GateFailure::NotReviewed);
+    }
+    if input.preview_status != RunStatus::Completed {
+        return Err(GateFailure::PreviewNotDone);
+    }
+    match input.preview_finished_at {
+        Some(at) if input.now.0.saturating_sub(at.0) <= PREVIEW_TTL_MS => {}
+        _ => return Err(GateFailure::PreviewExpired),
+    }
+    if input.backup_moved {
+        return Err(GateFailure::BackupChanged);
+    }
+    if input.executed {
+        return Err(GateFailure::AlreadyExecuted);
+    }
+    if input.blocked_items > 0 || input.run_block.is_some() {
+        return Err(GateFailure::Blocked);
+    }
+    if input.writes_planned == 0 {
+        return Err(GateFailure::NothingToRestore);
+    }
+    Ok(())
+}
+
+/// A preview with its plan, and whether (and why not) it can be executed now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePreview {
+    pub run_id: i64,
+    pub status: RunStatus,
+    pub finished_at: Option<Timestamp>,
+    pub source: RestoreSource,
+    pub include_assignments: bool,
+    pub include_scope_tags: bool,
+    /// What blocks the whole restore (a missing permission, named).
+    pub run_block: Option<String>,
+    pub items: Vec<PlanItem>,
+    /// Why it cannot be executed, ignoring the two confirmations (which the wizard asks for);
+    /// `None` when only they are missing.
+    pub not_executable: Option<GateFailure>,
+    /// The tenant's display name, which the confirmation asks to type.
+    pub tenant_name: String,
+}
+
+/// What an execute asks for: the preview it executes and the two confirmations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecuteRequest {
+    pub preview_run_id: i64,
+    pub reviewed: bool,
+    pub tenant_name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ready<'a>() -> GateInput<'a> {
+        GateInput {
+            preview_status: RunStatus::Completed,
+            preview_finished_at: Some(Timestamp(1_000_000)),
+            now: Timestamp(1_000_000 + 60_000),
+            blocked_items: 0,
+            run_block: None,
+            writes_planned: 1,
+            backup_moved: false,
+            executed: false,
+            reviewed: true,
+            typed_name: "Contoso",
+            tenant_name: "Contoso",
+        }
+    }
+
+    #[test]
+    fn a_current_unblocked_confirmed_preview_passes() {
+        assert_eq!(check_gates(&ready()), Ok(()));
+    }
+
+    #[test]
+    fn each_gate_refuses_on_its_own() {
+        let cases: Vec<(GateInput, GateFailure)> = vec![
+            (
+                GateInput {
+                    typed_name: "contoso",
+                    ..ready()
+                },
+                GateFailure::WrongTenantName,
+            ),
+            (
+                GateInput {
+                    typed_name: "Contoso ",
+                    ..ready()
+                },
+                GateFailure::WrongTenantName,
+            ),
+            (
+                GateInput {
+                    reviewed: false,
+                    ..ready()
+                },
+                GateFailure::NotReviewed,
+            ),
+            (
+                GateInput {
+                    preview_status: RunStatus::Running,
+                    ..ready()
+                },
+                GateFailure::PreviewNotDone,
+            ),
+            (
+                GateInput {
+                    preview_status: RunStatus::CompletedWithErrors,
+                    ..ready()
+                },
+                GateFailure::PreviewNotDone,
+            ),
+            (
+                GateInput {
+                    now: Timestamp(1_000_000 + PREVIEW_TTL_MS + 1),
+                    ..ready()
+                },
+                GateFailure::PreviewExpired,
+            ),
+            (
+                GateInput {
+                    backup_moved: true,
+                    ..ready()
+                },
+                GateFailure::BackupChanged,
+            ),
+            (
+                GateInput {
+                    executed: true,
+                    ..ready()
+                },
+                GateFailure::AlreadyExecuted,
+            ),
+            (
+                GateInput {
+                    blocked_items: 1,
+                    ..ready()
+                },
+                GateFailure::Blocked,
+            ),
+            (
+                GateInput {
+                    run_block: Some("Missing Group.Read.All"),
+                    ..ready()
+                },
+                GateFailure::Blocked,
+            ),
+            (
+                GateInput {
+                    writes_planned: 0,
+                    ..ready()
+                },
+                GateFailure::NothingToRestore,
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(check_gates(&input), Err(expected));
+        }
+    }
+
+    #[test]
+    fn a_preview_of_exactly_fifteen_minutes_still_passes() {
+        let input = GateInput {
+            now: Timestamp(1_000_000 + PREVIEW_TTL_MS),
+            ..ready()
+        };
+        assert_eq!(check_gates(&input), Ok(()));
+    }
+
+    #[test]
+    fn source_params_round_trip_and_refuse_junk() {
+        for source in [RestoreSource::BackupSet(3), RestoreSource::Version(41)] {
+            assert_eq!(RestoreSource::parse_param(&source.to_param()), Some(source));
+        }
+        for junk in [
+            "",
+            "set",
+            "set-",
+            "set-0",
+            "set--1",
+            "version-x",
+            "policy-3",
+            "set-1-2",
+        ] {
+            assert_eq!(RestoreSource::parse_param(junk), None, "{junk}");
+        }
+    }
+
+    proptest! {
+        /// Whatever the state, the gates pass only when every one of them holds.
+        #[test]
+        fn gates_pass_only_when_all_hold(
+            done in any::<bool>(),
+            age in 0i64..(2 * PREVIEW_TTL_MS),
+            blocked in 0usize..3,
+            run_block in any::<bool>(),
+            writes in 0usize..3,
+            moved in any::<bool>(),
+            executed in any::<bool>(),
+            reviewed in any::<bool>(),
+            typed in "[A-Za-z ]{0,9}",
+        ) {
+            let input = GateInput {
+                preview_status: if done { RunStatus::Completed } else { RunStatus::Failed },
+                preview_finished_at: Some(Timestamp(10)),
+                now: Timestamp(10 + age),
+                blocked_items: blocked,
+                run_block: run_block.then_some("Missing permission"),
+                writes_planned: writes,
+                backup_moved: moved,
+                executed,
+                reviewed,
+                typed_name: &typed,
+                tenant_name: "Contoso",
+            };
+            let all = done && age <= PREVIEW_TTL_MS && blocked == 0 && !run_block && writes > 0
+                && !moved && !executed && reviewed && typed == "Contoso";
+            prop_assert_eq!(check_gates(&input).is_ok(), all);
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! `restore.preview` (the restore wizard's dry-run): reads the live state of each chosen policy
+//! and records a plan per item — create (deleted in Intune), update (N settings differ, with the
+//! settings a restore would remove), no change, or blocked (a group, assignment filter or scope
+//! tag it names no longer exists) — and, for the whole restore, whether the app holds the
+//! permissions a restore needs. Strictly read-only towards Graph: only GETs (the live capture is
+//! stored as a version like any capture, so the plan links to its diff). Interactive lane.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
+use super::super::worker::RunFailure;
+use super::capture::{capture, CaptureItem, Captured};
+use crate::domain::restore::{PlanAction, PlanNotes, RestoreSource, RESTORE_ROLES};
+use crate::domain::run::OperationType;
+use crate::domain::snapshot::{compare, CapturedPolicy, ChangeKind, PolicyFamily, SettingNames};
+use crate::domain::versions::Drift;
+use crate::domain::RunStatus;
+use crate::server::db::Db;
+use crate::server::graph::write::{DirectoryKind, PolicyWriter};
+use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, TenantCredentials};
+use crate::server::restore::refs::{kind_label, references, Reference};
+use crate::server::sanitize::sanitize;
+use crate::server::snapshots::{load_version, store_snapshot, StoredVersion};
+
+/// One item of a restore: a policy and the version restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreItem {
+    pub policy_id: i64,
+    pub snapshot_id: i64,
+}
+
+/// What a preview stores in `runs.input`: the source, the items with their versions (fixed at
+/// submit, so the preview's basis cannot drift) and the options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePreviewInput {
+    pub source: RestoreSource,
+    pub items: Vec<RestoreItem>,
+    pub include_assignments: bool,
+    pub include_scope_tags: bool,
+}
+
+/// A pending preview item: what to capture, and what the backup version refers to.
+#[derive(Debug, Clone)]
+pub struct PreviewItem {
+    pub capture: CaptureItem,
+    pub references: Vec<Reference>,
+}
+
+/// What reading one item's live state found.
+pub struct Previewed {
+    captured: Captured,
+    /// The backup's references that no longer exist, as "Group g-1 no longer exists".
+    missing: Vec<String>,
+}
+
+/// The handler: captures through `source`, checks references through `writer` (GETs only).
+pub struct RestorePreview {
+    source: Arc<dyn PolicySource>,
+    writer: Arc<dyn PolicyWriter>,
+    /// Directory objects already checked, per run: a hundred policies assigned to one group
+    /// look it up once.
+    checked: Mutex<HashMap<(i64, DirectoryKind, String), bool>>,
+}
+
+impl RestorePreview {
+    pub fn new(source: Arc<dyn PolicySource>, writer: Arc<dyn PolicyWriter>) -> Self {
+        Self {
+            source,
+            writer,
+            checked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn known(&self, key: &(i64, DirectoryKind, String)) -> Option<bool> {
+        self.checked.lock().ok()?.get(key).copied()
+    }
+
+    fn remember(&self, key: (i64, DirectoryKind, String), exists: bool) {
+        if let Ok(mut checked) = self.checked.lock() {
+            checked.insert(key, exists);
+        }
+    }
+
+    /// The references that no longer exist (one that cannot be checked counts as missing, said
+    /// so: a restore must not write what it could not verify).
+    async fn missing(
+        &self,
+        creds: &TenantCredentials,
+        run_id: i64,
+        references: &[Reference],
+    ) -> Vec<String> {
+        let mut missing = Vec::new();
+        for reference in references {
+            let key = (run_id, reference.kind, reference.id.clone());
+            let exists = match self.known(&key) {
+                Some(exists) => Ok(exists),
+                None => {
+                    self.writer
+                        .object_exists(creds, reference.kind, &reference.id)
+                        .await
+                }
+            };
+            let label = kind_label(reference.kind);
+            match exists {
+                Ok(true) => self.remember(key, true),
+                Ok(false) => {
+                    self.remember(key, false);
+                    missing.push(format!("{label} {} no longer exists.", reference.id));
+                }
+                Err(error) => missing.push(sanitize(&format!(
+                    "{label} {} could not be checked: {}",
+                    reference.id,
+                    error.message()
+                ))),
+            }
+        }
+        missing
+    }
+}
+
+impl Operation for RestorePreview {
+    const TYPE: OperationType = OperationType::RestorePreview;
+    type Input = RestorePreviewInput;
+    type Item = PreviewItem;
+    type Output = Previewed;
+
+    async fn check(
+        &self,
+        _db: &Db,
+        _run: &Run<RestorePreviewInput>,
+    ) -> Result<Option<RunFailure>, sqlx::Error> {
+        Ok(None)
+    }
+
+    fn plan(&self, run: &Run<RestorePreviewInput>) -> Vec<i64> {
+        run.input.items.iter().map(|item| item.policy_id).collect()
+    }
+
+    async fn pending(
+        &self,
+        db: &Db,
+        run: &Run<RestorePreviewInput>,
+    ) -> Result<Vec<Pending<PreviewItem>>, sqlx::Error> {
+        let versions: HashMap<i64, i64> = run
+            .input
+            .items
+            .iter()
+            .map(|item| (item.policy_id, item.snapshot_id))
+            .collect();
+        let rows = sqlx::query(
+            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type FROM run_items ri \
+             JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
+             WHERE ri.run_id = $1 AND ri.tenant_id = $2 AND ri.outcome = 'pending' ORDER BY ri.id",
+        )
+        .bind(run.id)
+        .bind(run.tenant_id)
+        .fetch_all(db.pool())
+        .await?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let policy_id: i64 = row.try_get("policy_id")?;
+            let Some(&snapshot_id) = versions.get(&policy_id) else {
+                continue;
+            };
+            // The version is read once here for what it refers to and how it was captured; the
+            // payload itself is read again only where it is compared.
+            let Some(version) = load_version(db.pool(), run.tenant_id, snapshot_id).await? else {
+                continue;
+            };
+            let options = restore_options(&version, &run.input);
+            pending.push(Pending {
+                item_id: row.try_get("item_id")?,
+                item: PreviewItem {
+                    capture: CaptureItem {
+                        policy_id,
+                        graph_id: row.try_get("graph_id")?,
+                        policy_type: row.try_get("policy_type")?,
+                        base_snapshot_id: Some(snapshot_id),
+                        options: version.options,
+                    },
+                    references: references(
+                        &version.payload,
+                        options.include_assignments,
+                        options.include_scope_tags,
+                    ),
+                },
+            });
+        }
+        Ok(pending)
+    }
+
+    async fn process(
+        &self,
+        creds: &TenantCredentials,
+        run: &Run<RestorePreviewInput>,
+        item: &PreviewItem,
+    ) -> Previewed {
+        let captured = capture(self.source.as_ref(), creds, &item.capture).await;
+        let missing = match captured {
+            Captured::Failed(..) => Vec::new(),
+            _ => self.missing(creds, run.id, &item.references).await,
+        };
+        Previewed { captured, missing }
+    }
+
+    async fn record(
+        &self,
+        tx: &mut Tx,
+        run: &Run<RestorePreviewInput>,
+        batch: &[(Pending<PreviewItem>, Previewed)],
+        now: i64,
+    ) -> Result<Vec<Recorded>, sqlx::Error> {
+        let mut recorded = Vec::with_capacity(batch.len());
+        for (pending, previewed) in batch {
+            recorded.push(record_plan(tx, run.tenant_id, pending, previewed, now).await?);
+        }
+        Ok(recorded)
+    }
+
+    async fn conclude(
+        &self,
+        db: &Db,
+        creds: Result<&TenantCredentials, &RunFailure>,
+        run: &Run<RestorePreviewInput>,
+    ) -> Result<Option<RunFailure>, sqlx::Error> {
+        let creds = match creds {
+            Ok(creds) => creds,
+            Err(failure) => return Ok(Some(failure.clone())),
+        };
+        let block = match self.source.granted_roles(creds).await {
+            Ok(granted) => missing_roles(granted.roles.as_deref().unwrap_or_default()),
+            Err(failure) => Some(sanitize(&format!(
+                "The app's permissions could not be read: {}",
+                failure.error.message()
+            ))),
+        };
+        sqlx::query("UPDATE runs SET blocked = $1 WHERE id = $2 AND attempt = $3")
+            .bind(block.as_deref())
+            .bind(run.id)
+            .bind(run.attempt)
+            .execute(db.pool())
+            .await?;
+        let summary = plan_summary(db, run.id, block.as_deref()).await?;
+        super::write_summary(db, run.id, run.attempt, &summary).await?;
+        Ok(None)
+    }
+
+    fn notification(
+        &self,
+        status: RunStatus,
+        _totals: Totals,
+        failure: Option<&RunFailure>,
+        summary: Option<&str>,
+    ) -> (String, String) {
+        super::summary_notification(
+            "Restore preview",
+            status,
+            failure,
+            summary,
+            "The restore preview did not finish.",
+        )
+    }
+}
+
+/// What a restore of `version` includes: the options asked for, as far as the version recorded
+/// them (assignments a capture left out cannot be restored).
+pub fn restore_options(version: &StoredVersion, input: &RestorePreviewInput) -> CaptureOptions {
+    CaptureOptions {
+        include_assignments: input.include_assignments && version.options.include_assignments,
+        include_scope_tags: input.include_scope_tags && version.options.include_scope_tags,
+    }
+}
+
+/// The restore-wide block when the token lacks a permission a restore needs, naming each.
+pub fn missing_roles(roles: &[String]) -> Option<String> {
+    let missing: Vec<&str> = RESTORE_ROLES
+        .iter()
+        .copied()
+        .filter(|needed| !roles.iter().any(|role| role == needed))
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "The app lacks the application permission{} {} (grant {} and admin consent in Entra ID).",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(" and "),
+            if missing.len() == 1 { "it" } else { "them" },
+        )
+    })
+}
+
+/// Records the plan of one previewed item.
+async fn record_plan(
+    tx: &mut Tx,
+    tenant_id: i64,
+    pending: &Pending<PreviewItem>,
+    previewed: &Previewed,
+    now: i64,
+) -> Result<Recorded, sqlx::Error> {
+    let item = &pending.item.capture;
+    let mut notes = PlanNotes {
+        blocked: previewed.missing.clone(),
+        ..PlanNotes::default()
+    };
+    let backup_id = item.base_snapshot_id;
+    let (plan, live_id, live_hash, drift, changed) = match &previewed.captured {
+        Captured::Failed(reason, message) => {
+            return Ok(Recorded::failed(*reason, message.clone()));
+        }
+        Captured::Deleted => {
+            notes
+                .warnings
+                .push("Deleted in Intune: the restore creates it anew, with a new id.".to_owned());
+            if let Some(name) = name_taken(tx, tenant_id, item).await? {
+                notes.warnings.push(format!(
+                    "A policy named \"{name}\" already exists in Intune."
+                ));
+            }
+            (PlanAction::Create, None, None, Drift::Deleted, None)
+        }
+        Captured::Snapshot(snapshot) => {
+            let stored = store_snapshot(tx, tenant_id, item.policy_id, snapshot, now).await?;
+            let backup = match backup_id {
+                Some(id) => load_version(&mut **tx, tenant_id, id).await?,
+                None => None,
+            };
+            let live = serde_json::from_str::<serde_json::Value>(&snapshot.canonical_json).ok();
+            let (changed, removals) = match (PolicyFamily::parse(&item.policy_type), backup, live) {
+                (Some(family), Some(backup), Some(live)) => {
+                    live_to_backup(family, snapshot.format, &live, &backup)
+                }
+                // Unreadable: planned as an update, so it is looked at rather than skipped.
+                _ => (1, Vec::new()),
+            };
+            notes.removals = removals;
+            let plan = if changed == 0 {
+                PlanAction::Unchanged
+            } else {
+                PlanAction::Update
+            };
+            let drift = if changed == 0 {
+                Drift::Unchanged
+            } else {
+                Drift::Changed
+            };
+            (
+                plan,
+                Some(stored.id),
+                Some(snapshot.content_hash.clone()),
+                drift,
+                Some(changed),
+            )
+        }
+    };
+    if PolicyType::parse(&item.policy_type).is_none() {
+        notes
+            .blocked
+            .push("This policy type cannot be restored.".to_owned());
+    }
+    let plan = if notes.blocked.is_empty() {
+        plan
+    } else {
+        PlanAction::Blocked
+    };
+    let notes_json = serde_json::to_string(&notes).unwrap_or_else(|_| "{}".to_owned());
+    sqlx::query(
+        "UPDATE run_items SET snapshot_id = $1, base_snapshot_id = $2, drift = $3, \
+         changed_settings = $4, restore_plan = $5, live_hash = $6, restore_notes = $7 WHERE id = $8",
+    )
+    .bind(live_id)
+    .bind(backup_id)
+    .bind(drift.as_str())
+    .bind(changed)
+    .bind(plan.as_str())
+    .bind(live_hash)
+    .bind(notes_json)
+    .bind(pending.item_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Recorded::succeeded())
+}
+
+/// How many settings a restore would change (live → backup), and the ones it would remove.
+fn live_to_backup(
+    family: PolicyFamily,
+    live_format: crate::domain::snapshot::CaptureFormat,
+    live: &serde_json::Value,
+    backup: &StoredVersion,
+) -> (i64, Vec<String>) {
+    let mut names = SettingNames::from_payload(live);
+    names.extend(SettingNames::from_payload(&backup.payload));
+    let comparison = compare(
+        &CapturedPolicy::new(family, live_format, live),
+        &backup.captured(family),
+        &names,
+    );
+    let removals = comparison
+        .changes
+        .iter()
+        .filter(|change| change.kind == ChangeKind::Removed)
+        .map(|change| {
+            let labels: Vec<&str> = change
+                .labels
+                .iter()
+                .map(String::as_str)
+                .filter(|label| !label.is_empty())
+                .collect();
+            labels.join(" › ")
+        })
+        .collect();
+    (comparison.changes.len() as i64, removals)
+}
+
+/// The name of another live policy of the same type that has the deleted policy's name, if
+/// one does (from the inventory, as the last sync saw it).
+async fn name_taken(
+    tx: &mut Tx,
+    tenant_id: i64,
+    item: &CaptureItem,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT other.display_name FROM policies p JOIN policies other \
+           ON other.tenant_id = p.tenant_id AND other.policy_type = p.policy_type \
+          AND other.display_name = p.display_name AND other.id <> p.id \
+          AND other.gone_from_intune_at IS NULL \
+         WHERE p.tenant_id = $1 AND p.id = $2 LIMIT 1",
+    )
+    .bind(tenant_id)
+    .bind(item.policy_id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// "2 to update, 1 to create, 9 unchanged, 1 blocked", and the restore-wide block if any.
+async fn plan_summary(db: &Db, run_id: i64, block: Option<&str>) -> Result<String, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT restore_plan, COUNT(*) AS n FROM run_items WHERE run_id = $1 GROUP BY restore_plan",
+    )
+    .bind(run_id)
+    .fetch_all(db.pool())
+    .await?;
+    let mut counts: HashMap<Option<PlanAction>, i64> = HashMap::new();
+    for row in &rows {
+        let plan: Option<String> = row.try_get("restore_plan")?;
+        *counts
+            .entry(plan.as_deref().and_then(PlanAction::parse))
+            .or_default() += row.try_get::<i64, _>("n")?;
+    }
+    let count = |plan| counts.get(&Some(plan)).copied().unwrap_or(0);
+    let mut parts = vec![
+        format!("{} to update", count(PlanAction::Update)),
+        format!("{} to create", count(PlanAction::Create)),
+        format!("{} unchanged", count(PlanAction::Unchanged)),
+    ];
+    if count(PlanAction::Blocked) > 0 {
+        parts.push(format!("{} blocked", count(PlanAction::Blocked)));
+    }
+    let failed = counts.get(&None).copied().unwrap_or(0);
+    if failed > 0 {
+        parts.push(format!("{failed} could not be read"));
+    }
+    let mut summary = format!("{}.", parts.join(", "));
+    if let Some(block) = block {
+        summary.push_str(" Blocked: ");
+        summary.push_str(block);
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_missing_permission_is_named() {
+        assert_eq!(missing_roles(&RESTORE_ROLES.map(String::from)), None);
+        let read_only = vec!["DeviceManagementConfiguration.Read.All".to_owned()];
+        let block = missing_roles(&read_only).unwrap_or_default();
+        assert!(
+            block.contains("DeviceManagementConfiguration.ReadWrite.All"),
+            "{block}"
+        );
+        assert!(block.contains("Group.Read.All"), "{block}");
+        let no_groups = vec!["DeviceManagementConfiguration.ReadWrite.All".to_owned()];
+        let block = missing_roles(&no_groups).unwrap_or_default();
+        assert!(block.contains("permission Group.Read.All"), "{block}");
+        assert!(!block.contains("ReadWrite"), "{block}");
+    }
+}

@@ -1,0 +1,495 @@
+//! Defensive restore on the server: the wizard's source and its candidates, starting a preview
+//! (`restore.preview`) and an execute (`restore.execute`) — the execute only after every gate
+//! of [`crate::domain::restore::check_gates`] holds on what the database says — and reading a
+//! restore run's plan back. No Graph call here: the engine's handlers make them.
+
+pub mod refs;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sqlx::Row;
+
+use crate::domain::restore::{
+    check_gates, ExecuteRequest, GateFailure, GateInput, PlanAction, PlanItem, PlanNotes,
+    PreviewRequest, RestoreAction, RestoreCandidate, RestorePreview, RestoreSource,
+    RestoreSourceView, TypeCount, MAX_RESTORE_ITEMS,
+};
+use crate::domain::run::OperationType;
+use crate::domain::run_detail::ItemOutcome;
+use crate::domain::{AppError, RunStatus, SubmittedRun, Timestamp};
+use crate::server::auth::TenantContext;
+use crate::server::db::Db;
+use crate::server::engine::ops::restore_execute::{ExecuteItem, RestoreExecuteInput};
+use crate::server::engine::ops::restore_preview::{RestoreItem, RestorePreviewInput};
+use crate::server::runs::key::IdempotencyKey;
+use crate::server::runs::stored_status;
+use crate::server::runs::submit::{create_or_reuse, NewRun};
+use crate::server::tenants::{connection_check, TenantScope};
+
+const CANDIDATE_COLUMNS: &str = "p.id AS policy_id, p.display_name, p.policy_type, \
+     p.gone_from_intune_at, s.id AS snapshot_id, s.captured_at, s.with_assignments, \
+     s.with_scope_tags";
+
+/// The source's title and candidates, or 404 when it is not in this tenant.
+pub async fn source_view(
+    db: &Db,
+    scope: &TenantScope,
+    source: RestoreSource,
+) -> Result<RestoreSourceView, AppError> {
+    let tenant_id = scope.id();
+    let (title, rows) = match source {
+        RestoreSource::BackupSet(set_id) => {
+            let name: Option<String> =
+                sqlx::query_scalar("SELECT name FROM backup_sets WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(set_id)
+                    .fetch_optional(db.pool())
+                    .await?;
+            let name = name.ok_or_else(|| {
+                AppError::NotFound("This backup set does not exist in this tenant.".into())
+            })?;
+            let sql = format!(
+                "SELECT {CANDIDATE_COLUMNS} FROM backup_items bi \
+                 JOIN policies p ON p.tenant_id = bi.tenant_id AND p.id = bi.policy_id \
+                 JOIN policy_snapshots s ON s.tenant_id = bi.tenant_id AND s.id = bi.snapshot_id \
+                 WHERE bi.tenant_id = $1 AND bi.backup_set_id = $2 \
+                 ORDER BY p.display_name, p.id LIMIT $3"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(tenant_id)
+                .bind(set_id)
+                .bind(MAX_RESTORE_ITEMS as i64)
+                .fetch_all(db.pool())
+                .await?;
+            (name, rows)
+        }
+        RestoreSource::Version(version_id) => {
+            let sql = format!(
+                "SELECT {CANDIDATE_COLUMNS} FROM policy_snapshots s \
+                 JOIN policies p ON p.tenant_id = s.tenant_id AND p.id = s.policy_id \
+                 WHERE s.tenant_id = $1 AND s.id = $2"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(tenant_id)
+                .bind(version_id)
+                .fetch_all(db.pool())
+                .await?;
+            let Some(first) = rows.first() else {
+                return Err(AppError::NotFound(
+                    "This version does not exist in this tenant.".into(),
+                ));
+            };
+            let name: String = first.try_get("display_name")?;
+            (name, rows)
+        }
+    };
+    let candidates = rows
+        .iter()
+        .map(candidate)
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for c in &candidates {
+        *counts.entry(c.policy_type.clone()).or_default() += 1;
+    }
+    Ok(RestoreSourceView {
+        source,
+        title,
+        tenant_name: scope.summary().display_name.clone(),
+        oldest_capture: candidates.iter().map(|c| c.captured_at).min(),
+        newest_capture: candidates.iter().map(|c| c.captured_at).max(),
+        counts: counts
+            .into_iter()
+            .map(|(policy_type, count)| TypeCount { policy_type, count })
+            .collect(),
+        candidates,
+    })
+}
+
+fn candidate(row: &sqlx::any::AnyRow) -> Result<RestoreCandidate, sqlx::Error> {
+    let flag = |column: &str| -> Result<bool, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i64>, _>(column)?
+            .is_some_and(|v| v != 0))
+    };
+    Ok(RestoreCandidate {
+        policy_id: row.try_get("policy_id")?,
+        display_name: row.try_get("display_name")?,
+        policy_type: row.try_get("policy_type")?,
+        snapshot_id: row.try_get("snapshot_id")?,
+        captured_at: Timestamp(row.try_get("captured_at")?),
+        with_assignments: flag("with_assignments")?,
+        with_scope_tags: flag("with_scope_tags")?,
+        gone_from_intune: row
+            .try_get::<Option<i64>, _>("gone_from_intune_at")?
+            .is_some(),
+    })
+}
+
+/// Queues a preview of restoring the chosen policies of `request.source`, or returns the
+/// identical one already queued or running. 422 for an empty or unknown choice.
+pub async fn start_preview(
+    db: &Db,
+    ctx: &TenantContext,
+    request: &PreviewRequest,
+) -> Result<SubmittedRun, AppError> {
+    let tenant_id = ctx.scope.id();
+    let chosen: BTreeSet<i64> = request.policy_ids.iter().copied().collect();
+    if chosen.is_empty() {
+        return Err(AppError::invalid(
+            "policy_ids",
+            "Choose at least one policy to restore.",
+        ));
+    }
+    if chosen.len() > MAX_RESTORE_ITEMS {
+        return Err(AppError::invalid(
+            "policy_ids",
+            format!("A restore takes at most {MAX_RESTORE_ITEMS} policies."),
+        ));
+    }
+    let view = source_view(db, &ctx.scope, request.source).await?;
+    let versions: HashMap<i64, i64> = view
+        .candidates
+        .iter()
+        .map(|c| (c.policy_id, c.snapshot_id))
+        .collect();
+    let mut items = Vec::with_capacity(chosen.len());
+    for policy_id in &chosen {
+        let Some(&snapshot_id) = versions.get(policy_id) else {
+            return Err(AppError::invalid(
+                "policy_ids",
+                format!("Policy {policy_id} is not in this restore's source."),
+            ));
+        };
+        items.push(RestoreItem {
+            policy_id: *policy_id,
+            snapshot_id,
+        });
+    }
+    connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    let operation = OperationType::RestorePreview;
+    let (source_kind, source_id) = match request.source {
+        RestoreSource::BackupSet(id) => ("backup_set", id),
+        RestoreSource::Version(id) => ("version", id),
+    };
+    let mut fields = vec![
+        (source_kind, source_id),
+        ("assignments", i64::from(request.include_assignments)),
+        ("scope_tags", i64::from(request.include_scope_tags)),
+    ];
+    for item in &items {
+        fields.push(("policy", item.policy_id));
+        fields.push(("version", item.snapshot_id));
+    }
+    let input = RestorePreviewInput {
+        source: request.source,
+        items,
+        include_assignments: request.include_assignments,
+        include_scope_tags: request.include_scope_tags,
+    };
+    let run = NewRun {
+        operation,
+        target_id: source_id,
+        input: serde_json::to_string(&input).map_err(|_| AppError::Internal)?,
+        key: IdempotencyKey::of(operation, tenant_id, &fields),
+        total: input.items.len() as i64,
+        retry_of: None,
+    };
+    create_or_reuse(db, ctx, &run).await
+}
+
+/// A preview run as stored: its state, its input and its items' plans.
+struct StoredPreview {
+    status: RunStatus,
+    finished_at: Option<Timestamp>,
+    blocked: Option<String>,
+    input: RestorePreviewInput,
+    items: Vec<PlanItem>,
+}
+
+async fn load_preview(
+    db: &Db,
+    scope: &TenantScope,
+    preview_run_id: i64,
+) -> Result<StoredPreview, AppError> {
+    let row = sqlx::query(
+        "SELECT status, finished_at, blocked, input FROM runs \
+         WHERE tenant_id = $1 AND id = $2 AND operation_type = $3",
+    )
+    .bind(scope.id())
+    .bind(preview_run_id)
+    .bind(OperationType::RestorePreview.as_str())
+    .fetch_optional(db.pool())
+    .await?
+    .ok_or_else(|| AppError::NotFound("This restore preview does not exist.".into()))?;
+    let input: String = row.try_get("input")?;
+    let input: RestorePreviewInput =
+        serde_json::from_str(&input).map_err(|_| AppError::Internal)?;
+    Ok(StoredPreview {
+        status: stored_status(&row.try_get::<String, _>("status")?)?,
+        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
+        blocked: row.try_get("blocked")?,
+        input,
+        items: plan_items(db, scope, preview_run_id).await?,
+    })
+}
+
+/// The items of a restore run (preview or execute), by policy name.
+pub async fn plan_items(
+    db: &Db,
+    scope: &TenantScope,
+    run_id: i64,
+) -> Result<Vec<PlanItem>, AppError> {
+    let rows = sqlx::query(
+        "SELECT ri.policy_id, p.display_name, p.policy_type, ri.outcome, ri.message, \
+                ri.base_snapshot_id, ri.snapshot_id, ri.restore_plan, ri.restore_action, \
+                ri.changed_settings, ri.created_graph_id, ri.restore_notes \
+         FROM run_items ri JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
+         WHERE ri.tenant_id = $1 AND ri.run_id = $2 ORDER BY p.display_name, ri.id",
+    )
+    .bind(scope.id())
+    .bind(run_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let outcome: String = row.try_get("outcome")?;
+            let notes: Option<String> = row.try_get("restore_notes")?;
+            Ok(PlanItem {
+                policy_id: row.try_get("policy_id")?,
+                display_name: row.try_get("display_name")?,
+                policy_type: row.try_get("policy_type")?,
+                outcome: ItemOutcome::parse(&outcome).ok_or(AppError::Internal)?,
+                backup_snapshot_id: row.try_get("base_snapshot_id")?,
+                live_snapshot_id: row.try_get("snapshot_id")?,
+                plan: row
+                    .try_get::<Option<String>, _>("restore_plan")?
+                    .as_deref()
+                    .and_then(PlanAction::parse),
+                action: row
+                    .try_get::<Option<String>, _>("restore_action")?
+                    .as_deref()
+                    .and_then(RestoreAction::parse),
+                changed_settings: row.try_get("changed_settings")?,
+                created_graph_id: row.try_get("created_graph_id")?,
+                notes: notes
+                    .as_deref()
+                    .and_then(|n| serde_json::from_str::<PlanNotes>(n).ok())
+                    .unwrap_or_default(),
+                message: row.try_get("message")?,
+            })
+        })
+        .collect()
+}
+
+/// Whether the source now holds another version of a chosen policy than the preview restores
+/// (a backup item replaced or removed, the set or the version deleted).
+async fn backup_moved(
+    db: &Db,
+    tenant_id: i64,
+    input: &RestorePreviewInput,
+) -> Result<bool, AppError> {
+    for item in &input.items {
+        let current: Option<i64> = match input.source {
+            RestoreSource::BackupSet(set_id) => {
+                sqlx::query_scalar(
+                    "SELECT snapshot_id FROM backup_items \
+                     WHERE tenant_id = $1 AND backup_set_id = $2 AND policy_id = $3",
+                )
+                .bind(tenant_id)
+                .bind(set_id)
+                .bind(item.policy_id)
+                .fetch_optional(db.pool())
+                .await?
+            }
+            RestoreSource::Version(_) => {
+                sqlx::query_scalar(
+                    "SELECT id FROM policy_snapshots WHERE tenant_id = $1 AND id = $2 AND policy_id = $3",
+                )
+                .bind(tenant_id)
+                .bind(item.snapshot_id)
+                .bind(item.policy_id)
+                .fetch_optional(db.pool())
+                .await?
+            }
+        };
+        if current != Some(item.snapshot_id) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The gates' view of a stored preview, with what was typed.
+fn gate_input<'a>(
+    preview: &'a StoredPreview,
+    moved: bool,
+    executed: bool,
+    reviewed: bool,
+    typed_name: &'a str,
+    tenant_name: &'a str,
+) -> GateInput<'a> {
+    let planned = |plan: PlanAction| {
+        preview
+            .items
+            .iter()
+            .filter(|item| item.plan == Some(plan))
+            .count()
+    };
+    GateInput {
+        preview_status: preview.status,
+        preview_finished_at: preview.finished_at,
+        now: Timestamp::now(),
+        blocked_items: planned(PlanAction::Blocked),
+        run_block: preview.blocked.as_deref(),
+        writes_planned: planned(PlanAction::Create) + planned(PlanAction::Update),
+        backup_moved: moved,
+        executed,
+        reviewed,
+        typed_name,
+        tenant_name,
+    }
+}
+
+/// A preview with its plan and whether it could be executed now (confirmations aside).
+pub async fn preview(
+    db: &Db,
+    scope: &TenantScope,
+    preview_run_id: i64,
+) -> Result<RestorePreview, AppError> {
+    let stored = load_preview(db, scope, preview_run_id).await?;
+    let moved = backup_moved(db, scope.id(), &stored.input).await?;
+    let executed = executed(db, scope.id(), preview_run_id).await?;
+    let tenant_name = scope.summary().display_name.clone();
+    let gates = gate_input(&stored, moved, executed, true, &tenant_name, &tenant_name);
+    let not_executable = check_gates(&gates).err();
+    Ok(RestorePreview {
+        run_id: preview_run_id,
+        status: stored.status,
+        finished_at: stored.finished_at,
+        source: stored.input.source,
+        include_assignments: stored.input.include_assignments,
+        include_scope_tags: stored.input.include_scope_tags,
+        run_block: stored.blocked,
+        items: stored.items,
+        not_executable,
+        tenant_name,
+    })
+}
+
+/// Queues the execute of a preview once every gate holds on the server (422 for a wrong name or
+/// a missing confirmation, 409 for a preview that is not current, not done or blocked), or
+/// returns the execute of this preview that is already queued or running.
+pub async fn start_execute(
+    db: &Db,
+    ctx: &TenantContext,
+    request: &ExecuteRequest,
+) -> Result<SubmittedRun, AppError> {
+    let tenant_id = ctx.scope.id();
+    let operation = OperationType::RestoreExecute;
+    // The key names the preview (its items, versions and options), the target tenant and the
+    // group mapping (none yet: a restore stays in its tenant).
+    let key = IdempotencyKey::of(
+        operation,
+        tenant_id,
+        &[
+            ("preview", request.preview_run_id),
+            ("target_tenant", tenant_id),
+        ],
+    );
+    let stored = load_preview(db, &ctx.scope, request.preview_run_id).await?;
+    let moved = backup_moved(db, tenant_id, &stored.input).await?;
+    let executed = executed(db, tenant_id, request.preview_run_id).await?;
+    let tenant_name = &ctx.scope.summary().display_name;
+    let gates = gate_input(
+        &stored,
+        moved,
+        executed,
+        request.reviewed,
+        &request.tenant_name,
+        tenant_name,
+    );
+    if let Err(failure) = check_gates(&gates) {
+        // A repeat of an execute already under way is that run, not a refusal.
+        if let Some(active) = crate::server::runs::submit::find_active(db, tenant_id, &key).await? {
+            if !failure.is_input() {
+                return Ok(active);
+            }
+        }
+        return Err(gate_error(&failure));
+    }
+    connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    let mut items = Vec::with_capacity(stored.items.len());
+    let live_hashes = live_hashes(db, tenant_id, request.preview_run_id).await?;
+    for item in &stored.items {
+        let (Some(plan), Some(snapshot_id)) = (item.plan, item.backup_snapshot_id) else {
+            return Err(gate_error(&GateFailure::PreviewNotDone));
+        };
+        items.push(ExecuteItem {
+            policy_id: item.policy_id,
+            snapshot_id,
+            plan,
+            live_hash: live_hashes.get(&item.policy_id).cloned().flatten(),
+        });
+    }
+    let input = RestoreExecuteInput {
+        preview_run_id: request.preview_run_id,
+        include_assignments: stored.input.include_assignments,
+        include_scope_tags: stored.input.include_scope_tags,
+        items,
+    };
+    let run = NewRun {
+        operation,
+        target_id: request.preview_run_id,
+        input: serde_json::to_string(&input).map_err(|_| AppError::Internal)?,
+        key,
+        total: input.items.len() as i64,
+        retry_of: None,
+    };
+    create_or_reuse(db, ctx, &run).await
+}
+
+/// Whether an execute of this preview has ended (its writes moved what the preview saw).
+async fn executed(db: &Db, tenant_id: i64, preview_run_id: i64) -> Result<bool, AppError> {
+    let ended: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE tenant_id = $1 AND operation_type = $2 AND target_id = $3 \
+         AND status NOT IN ('pending', 'running') LIMIT 1",
+    )
+    .bind(tenant_id)
+    .bind(OperationType::RestoreExecute.as_str())
+    .bind(preview_run_id)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(ended.is_some())
+}
+
+/// The live content hash each item's preview saw.
+async fn live_hashes(
+    db: &Db,
+    tenant_id: i64,
+    preview_run_id: i64,
+) -> Result<HashMap<i64, Option<String>>, AppError> {
+    let rows = sqlx::query(
+        "SELECT policy_id, live_hash FROM run_items WHERE tenant_id = $1 AND run_id = $2",
+    )
+    .bind(tenant_id)
+    .bind(preview_run_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("policy_id")?, row.try_get("live_hash")?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(AppError::from)
+}
+
+/// The 4xx answer of a gate that does not hold.
+fn gate_error(failure: &GateFailure) -> AppError {
+    if failure.is_input() {
+        let field = match failure {
+            GateFailure::WrongTenantName => "tenant_name",
+            _ => "reviewed",
+        };
+        AppError::invalid(field, failure.message())
+    } else {
+        AppError::Conflict(failure.message().to_owned())
+    }
+}
