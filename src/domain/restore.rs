@@ -225,8 +225,6 @@ pub enum GateFailure {
     AlreadyExecuted,
     /// At least one item, or the whole restore, is blocked (409).
     Blocked,
-    /// Nothing would be written: every item is unchanged or left out (409).
-    NothingToRestore,
 }
 
 impl GateFailure {
@@ -251,7 +249,6 @@ impl GateFailure {
                 "This preview was executed already. Run the preview again to restore again."
             }
             Self::Blocked => "Something blocks this restore. Leave the blocked items out and run the preview again.",
-            Self::NothingToRestore => "Every item already matches the backup: there is nothing to restore.",
         }
     }
 }
@@ -265,8 +262,6 @@ pub struct GateInput<'a> {
     /// Items planned as blocked, and the restore-wide block (missing permissions), if any.
     pub blocked_items: usize,
     pub run_block: Option<&'a str>,
-    /// Items that would be written (create or update).
-    pub writes_planned: usize,
     /// Whether a backup item now holds another version than the preview restored.
     pub backup_moved: bool,
     /// Whether an execute of this preview has ended.
@@ -300,9 +295,6 @@ pub fn check_gates(input: &GateInput<'_>) -> Result<(), GateFailure> {
     }
     if input.blocked_items > 0 || input.run_block.is_some() {
         return Err(GateFailure::Blocked);
-    }
-    if input.writes_planned == 0 {
-        return Err(GateFailure::NothingToRestore);
     }
     Ok(())
 }
@@ -346,7 +338,6 @@ mod tests {
             now: Timestamp(1_000_000 + 60_000),
             blocked_items: 0,
             run_block: None,
-            writes_planned: 1,
             backup_moved: false,
             executed: false,
             reviewed: true,
@@ -433,13 +424,6 @@ mod tests {
                 },
                 GateFailure::Blocked,
             ),
-            (
-                GateInput {
-                    writes_planned: 0,
-                    ..ready()
-                },
-                GateFailure::NothingToRestore,
-            ),
         ];
         for (input, expected) in cases {
             assert_eq!(check_gates(&input), Err(expected));
@@ -482,7 +466,6 @@ mod tests {
             age in 0i64..(2 * PREVIEW_TTL_MS),
             blocked in 0usize..3,
             run_block in any::<bool>(),
-            writes in 0usize..3,
             moved in any::<bool>(),
             executed in any::<bool>(),
             reviewed in any::<bool>(),
@@ -494,14 +477,13 @@ mod tests {
                 now: Timestamp(10 + age),
                 blocked_items: blocked,
                 run_block: run_block.then_some("Missing permission"),
-                writes_planned: writes,
                 backup_moved: moved,
                 executed,
                 reviewed,
                 typed_name: &typed,
                 tenant_name: "Contoso",
             };
-            let all = done && age <= PREVIEW_TTL_MS && blocked == 0 && !run_block && writes > 0
+            let all = done && age <= PREVIEW_TTL_MS && blocked == 0 && !run_block
                 && !moved && !executed && reviewed && typed == "Contoso";
             prop_assert_eq!(check_gates(&input).is_ok(), all);
         }
