@@ -3,6 +3,7 @@
 //! ([`check_gates`]) that the server applies to what it reads back from the database, so the UI's
 //! disabled button is a courtesy, never the check.
 
+use super::spelled::spelled_enum;
 use serde::{Deserialize, Serialize};
 
 use super::run::RunStatus;
@@ -99,76 +100,30 @@ pub struct PreviewRequest {
     pub include_scope_tags: bool,
 }
 
-/// What the preview plans for one item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PlanAction {
-    /// The policy was deleted in Intune: it is created anew, with a new id.
-    Create,
-    /// The live policy differs from the backup: it is updated in place.
-    Update,
-    /// The live policy already matches the backup: nothing is written.
-    Unchanged,
-    /// Something the item needs is missing; the whole restore waits until it is left out.
-    Blocked,
-}
-
-impl PlanAction {
-    pub const ALL: [PlanAction; 4] = [Self::Create, Self::Update, Self::Unchanged, Self::Blocked];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Unchanged => "unchanged",
-            Self::Blocked => "blocked",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == raw)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Create => "Create",
-            Self::Update => "Update",
-            Self::Unchanged => "No change",
-            Self::Blocked => "Blocked",
-        }
+spelled_enum! {
+    /// What the preview plans for one item.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum PlanAction {
+        /// The policy was deleted in Intune: it is created anew, with a new id.
+        Create => ("create", "Create"),
+        /// The live policy differs from the backup: it is updated in place.
+        Update => ("update", "Update"),
+        /// The live policy already matches the backup: nothing is written.
+        Unchanged => ("unchanged", "No change"),
+        /// Something the item needs is missing; the whole restore waits until it is left out.
+        Blocked => ("blocked", "Blocked"),
     }
 }
 
-/// What an execute did to one item (its outcome stays the engine's succeeded / failed / skipped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RestoreAction {
-    Created,
-    Updated,
-    Unchanged,
-}
-
-impl RestoreAction {
-    pub const ALL: [RestoreAction; 3] = [Self::Created, Self::Updated, Self::Unchanged];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Updated => "updated",
-            Self::Unchanged => "unchanged",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == raw)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Created => "Created",
-            Self::Updated => "Updated",
-            Self::Unchanged => "Unchanged",
-        }
+spelled_enum! {
+    /// What an execute did to one item (its outcome stays the engine's succeeded / failed / skipped).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RestoreAction {
+        Created => ("created", "Created"),
+        Updated => ("updated", "Updated"),
+        Unchanged => ("unchanged", "Unchanged"),
     }
 }
 
