@@ -17,6 +17,7 @@ use tenantatlas::domain::TenantExternalId;
 use tenantatlas::graph_sim::{
     AppSetup, Fault, GraphSim, Kind, Knobs, SimConfig, SimHandle, SimPolicy, READ_ONLY,
 };
+use tenantatlas::server::graph::snapshot::content_hash;
 use tenantatlas::server::graph::write::secret_settings;
 use tenantatlas::server::graph::{
     CaptureOptions, ClientSecret, DirectoryKind, GraphClient, GraphConfig, GraphError,
@@ -262,6 +263,62 @@ async fn a_deleted_policy_of_every_type_is_created_anew_with_a_new_id() {
             .iter()
             .any(|p| p.id == written.graph_id));
     }
+}
+
+#[tokio::test]
+async fn settings_and_values_added_since_the_backup_are_removed_and_missing_ones_added() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    for (policy_type, key) in [
+        (PolicyType::AdministrativeTemplate, "definitionValues"),
+        (PolicyType::SettingsCatalog, "settings"),
+    ] {
+        let policy = pick(&sim, policy_type, false);
+        let original = capture(&client, policy_type, &policy.id).await;
+        let full = payload(&original);
+        let mut fewer = full.clone();
+        let items = fewer[key].as_array_mut().expect("children");
+        assert!(items.len() > 1, "{policy_type:?} has children to drop");
+        items.remove(0);
+        let fewer_hash = content_hash(policy_type, CaptureFormat::LATEST, &fewer);
+        assert_ne!(fewer_hash, original.content_hash);
+
+        // The live policy has a child the backup lacks: it goes.
+        write(&client, policy_type, Some(&policy.id), &fewer, Some(&full))
+            .await
+            .unwrap_or_else(|e| panic!("{policy_type:?}: {e}"));
+        let after = capture(&client, policy_type, &policy.id).await;
+        assert_eq!(after.content_hash, fewer_hash, "{policy_type:?}");
+
+        // The backup has a child the live policy lacks: it comes back.
+        write(
+            &client,
+            policy_type,
+            Some(&policy.id),
+            &full,
+            Some(&payload(&after)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{policy_type:?}: {e}"));
+        let restored = capture(&client, policy_type, &policy.id).await;
+        assert_eq!(
+            restored.content_hash, original.content_hash,
+            "{policy_type:?}"
+        );
+    }
+    let counters = sim.counters();
+    let update = counters
+        .writes()
+        .into_iter()
+        .find(|w| w.endpoint == "action:updateDefinitionValues")
+        .expect("definition values were written")
+        .clone();
+    let body = update.body.expect("logged body");
+    assert_eq!(
+        body["deletedIds"].as_array().map(Vec::len),
+        Some(1),
+        "{body}"
+    );
 }
 
 #[tokio::test]
