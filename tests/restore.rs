@@ -554,4 +554,34 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
     assert!(blocked["notes"]["blocked"].to_string().contains(&group));
     let (status, body) = f.execute_as(&f.manager, preview, true, TENANT_NAME).await;
     assert_eq!(status, 409, "{body}");
+
+    // A deleted policy whose backup holds a secret setting cannot be created anew (a backup
+    // never holds a secret's value): blocked, naming the setting.
+    let (policy, graph_id) = backup.policies[0].clone();
+    let payload: String = sqlx::query_scalar(
+        "SELECT s.payload FROM backup_items bi JOIN policy_snapshots s ON s.id = bi.snapshot_id \
+         WHERE bi.backup_set_id = $1 AND bi.policy_id = $2",
+    )
+    .bind(backup.set.parse::<i64>().unwrap())
+    .bind(policy)
+    .fetch_one(f.app.db.pool())
+    .await
+    .unwrap();
+    let secrets = tenantatlas::server::graph::write::secret_settings(
+        &serde_json::from_str(&payload).unwrap(),
+    );
+    assert!(
+        !secrets.is_empty(),
+        "the demo's settings catalog policy holds a secret"
+    );
+    assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
+    let (_, plan) = f.preview(&backup.set, &[policy]).await;
+    let blocked = item(&plan, policy);
+    assert_eq!(blocked["plan"], "blocked", "{plan}");
+    assert!(
+        blocked["notes"]["blocked"]
+            .to_string()
+            .contains(&secrets[0]),
+        "{blocked}"
+    );
 }
