@@ -222,7 +222,7 @@ impl Fixture {
 }
 
 /// The plan of the item of `policy_id`.
-fn item<'a>(plan: &'a Value, policy_id: i64) -> &'a Value {
+fn item(plan: &Value, policy_id: i64) -> &Value {
     plan["items"]
         .as_array()
         .unwrap()
