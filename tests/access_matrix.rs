@@ -79,6 +79,7 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
     }
     // One form that fits every function's arguments (unknown fields are ignored).
     let name = format!("Matrix {}", uuid::Uuid::new_v4().simple());
+    let source = format!("set-{set_id}");
     let form = [
         ("tenant", CONTOSO),
         ("id", set_id.as_str()),
@@ -105,6 +106,12 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
         ("operation", "policy.capture_snapshot"),
         ("from", "1"),
         ("to", "1"),
+        // Restore: the set as the source; no such preview, so an allowed execute gets a 404.
+        ("source", source.as_str()),
+        ("run_id", "999999999"),
+        ("preview_run_id", "999999999"),
+        ("reviewed", "true"),
+        ("tenant_name", "Contoso (demo)"),
     ];
     let mut refused_members = 0;
     for caller in callers() {

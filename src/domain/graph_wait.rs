@@ -1,55 +1,24 @@
 //! What a run tells about its conversation with Microsoft Graph: why its captures are waiting
 //! right now (throttled, Graph unavailable, …) and, once it has ended, its Graph figures.
 
+use super::spelled::spelled_enum;
 use serde::{Deserialize, Serialize};
 
 use super::run_detail::format_duration;
 
-/// Why a run's captures are waiting on Microsoft Graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GraphWaitReason {
-    /// A 429 with `Retry-After`: Graph throttles the app in this tenant.
-    Throttled,
-    /// A 503 or 504: Graph is busy or down, retried with backoff.
-    Unavailable,
-    /// No answer, or one cut short: retried with backoff.
-    Unreachable,
-    /// This tenant's own request budget (the rate the app keeps under Graph's limit).
-    RequestBudget,
-}
-
-impl GraphWaitReason {
-    pub const ALL: [GraphWaitReason; 4] = [
-        Self::Throttled,
-        Self::Unavailable,
-        Self::Unreachable,
-        Self::RequestBudget,
-    ];
-
-    /// The database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Throttled => "throttled",
-            Self::Unavailable => "unavailable",
-            Self::Unreachable => "unreachable",
-            Self::RequestBudget => "request_budget",
-        }
-    }
-
-    /// Parses the database spelling.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == raw)
-    }
-
-    /// The words in brackets after "Waiting for Microsoft Graph".
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Throttled => "throttled",
-            Self::Unavailable => "service unavailable",
-            Self::Unreachable => "no answer",
-            Self::RequestBudget => "this tenant's request budget",
-        }
+spelled_enum! {
+    /// Why a run's captures are waiting on Microsoft Graph.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum GraphWaitReason {
+        /// A 429 with `Retry-After`: Graph throttles the app in this tenant.
+        Throttled => ("throttled", "throttled"),
+        /// A 503 or 504: Graph is busy or down, retried with backoff.
+        Unavailable => ("unavailable", "service unavailable"),
+        /// No answer, or one cut short: retried with backoff.
+        Unreachable => ("unreachable", "no answer"),
+        /// This tenant's own request budget (the rate the app keeps under Graph's limit).
+        RequestBudget => ("request_budget", "this tenant's request budget"),
     }
 }
 

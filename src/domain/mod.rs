@@ -18,6 +18,7 @@ pub mod run;
 pub mod run_detail;
 pub mod selection;
 pub mod snapshot;
+mod spelled;
 pub mod tenant;
 pub mod time;
 pub mod versions;

@@ -1,47 +1,20 @@
 //! Notifications: what the bell in the header shows. The worker writes one for the initiator
 //! of every run that ends; the DTOs here carry them to the browser.
 
+use super::spelled::spelled_enum;
 use serde::{Deserialize, Serialize};
 
 use super::Timestamp;
 
-/// How a notification is styled and announced. Stored as its snake_case spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotificationLevel {
-    Info,
-    Success,
-    Warning,
-    Error,
-}
-
-impl NotificationLevel {
-    /// Every level, mildest first.
-    pub const ALL: [NotificationLevel; 4] = [Self::Info, Self::Success, Self::Warning, Self::Error];
-
-    /// The database spelling (also the CSS modifier).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Success => "success",
-            Self::Warning => "warning",
-            Self::Error => "error",
-        }
-    }
-
-    /// Parses the database spelling.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|l| l.as_str() == raw)
-    }
-
-    /// The word the UI shows (and screen readers read) next to the title.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Info => "Info",
-            Self::Success => "Success",
-            Self::Warning => "Warning",
-            Self::Error => "Error",
-        }
+spelled_enum! {
+    /// How a notification is styled and announced. Stored as its snake_case spelling.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum NotificationLevel {
+        Info => ("info", "Info"),
+        Success => ("success", "Success"),
+        Warning => ("warning", "Warning"),
+        Error => ("error", "Error"),
     }
 }
 

@@ -3,96 +3,36 @@
 //! The snake_case spelling is stored in the database and shown in run details, so it never
 //! changes; the label is what the UI prints next to it.
 
+use super::spelled::spelled_enum;
 use serde::{Deserialize, Serialize};
 
-/// Why an item was skipped or failed (SPEC Rule 8). Serialized as its database spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReasonCode {
-    AlreadyInBackupSet,
-    PolicyNotFound,
-    PermissionDenied,
-    AuthenticationFailed,
-    Throttled,
-    GraphUnavailable,
-    Timeout,
-    InvalidResponse,
-    Cancelled,
-    /// Run-level: the backup set was deleted before or during the run.
-    BackupSetNotFound,
-    /// Run-level: the run's stored input cannot be read, so what to do is unknown.
-    InvalidRunInput,
-    /// Restore: the live policy changed between the preview and the write; nothing was written.
-    ChangedSincePreview,
-    /// Restore: Graph refused a write (400): the body names what it did not accept.
-    WriteRejected,
-    UnknownError,
+spelled_enum! {
+    /// Why an item was skipped or failed (SPEC Rule 8). Serialized as its database spelling.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ReasonCode {
+        AlreadyInBackupSet => ("already_in_backup_set", "Already in the backup set"),
+        PolicyNotFound => ("policy_not_found", "Policy not found in Intune"),
+        PermissionDenied => ("permission_denied", "Permission denied by Graph"),
+        AuthenticationFailed => ("authentication_failed", "Tenant credentials rejected"),
+        Throttled => ("throttled", "Throttled by Graph"),
+        GraphUnavailable => ("graph_unavailable", "Graph unavailable"),
+        Timeout => ("timeout", "Graph did not answer in time"),
+        InvalidResponse => ("invalid_response", "Unreadable answer from Graph"),
+        Cancelled => ("cancelled", "Cancelled"),
+        /// Run-level: the backup set was deleted before or during the run.
+        BackupSetNotFound => ("backup_set_not_found", "The backup set no longer exists"),
+        /// Run-level: the run's stored input cannot be read, so what to do is unknown.
+        InvalidRunInput => ("invalid_run_input", "The run's stored input cannot be read"),
+        /// Restore: the live policy changed between the preview and the write; nothing was written.
+        ChangedSincePreview => ("changed_since_preview", "Changed in Intune since the preview"),
+        /// Restore: Graph refused a write (400): the body names what it did not accept.
+        WriteRejected => ("write_rejected", "Graph refused the write"),
+        UnknownError => ("unknown_error", "Unknown error"),
+    }
 }
 
 impl ReasonCode {
-    /// Every code, in the order of SPEC Rule 8.
-    pub const ALL: [ReasonCode; 14] = [
-        Self::AlreadyInBackupSet,
-        Self::PolicyNotFound,
-        Self::PermissionDenied,
-        Self::AuthenticationFailed,
-        Self::Throttled,
-        Self::GraphUnavailable,
-        Self::Timeout,
-        Self::InvalidResponse,
-        Self::Cancelled,
-        Self::BackupSetNotFound,
-        Self::InvalidRunInput,
-        Self::ChangedSincePreview,
-        Self::WriteRejected,
-        Self::UnknownError,
-    ];
-
-    /// The database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AlreadyInBackupSet => "already_in_backup_set",
-            Self::PolicyNotFound => "policy_not_found",
-            Self::PermissionDenied => "permission_denied",
-            Self::AuthenticationFailed => "authentication_failed",
-            Self::Throttled => "throttled",
-            Self::GraphUnavailable => "graph_unavailable",
-            Self::Timeout => "timeout",
-            Self::InvalidResponse => "invalid_response",
-            Self::Cancelled => "cancelled",
-            Self::BackupSetNotFound => "backup_set_not_found",
-            Self::InvalidRunInput => "invalid_run_input",
-            Self::ChangedSincePreview => "changed_since_preview",
-            Self::WriteRejected => "write_rejected",
-            Self::UnknownError => "unknown_error",
-        }
-    }
-
-    /// Parses the database spelling.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|code| code.as_str() == raw)
-    }
-
-    /// A short phrase for people.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::AlreadyInBackupSet => "Already in the backup set",
-            Self::PolicyNotFound => "Policy not found in Intune",
-            Self::PermissionDenied => "Permission denied by Graph",
-            Self::AuthenticationFailed => "Tenant credentials rejected",
-            Self::Throttled => "Throttled by Graph",
-            Self::GraphUnavailable => "Graph unavailable",
-            Self::Timeout => "Graph did not answer in time",
-            Self::InvalidResponse => "Unreadable answer from Graph",
-            Self::Cancelled => "Cancelled",
-            Self::BackupSetNotFound => "The backup set no longer exists",
-            Self::InvalidRunInput => "The run's stored input cannot be read",
-            Self::ChangedSincePreview => "Changed in Intune since the preview",
-            Self::WriteRejected => "Graph refused the write",
-            Self::UnknownError => "Unknown error",
-        }
-    }
-
     /// Skips are not failures: the item is already where the user wanted it.
     pub fn is_skip(self) -> bool {
         matches!(self, Self::AlreadyInBackupSet)

@@ -3,6 +3,7 @@
 //! ([`check_gates`]) that the server applies to what it reads back from the database, so the UI's
 //! disabled button is a courtesy, never the check.
 
+use super::spelled::spelled_enum;
 use serde::{Deserialize, Serialize};
 
 use super::run::RunStatus;
@@ -99,76 +100,30 @@ pub struct PreviewRequest {
     pub include_scope_tags: bool,
 }
 
-/// What the preview plans for one item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PlanAction {
-    /// The policy was deleted in Intune: it is created anew, with a new id.
-    Create,
-    /// The live policy differs from the backup: it is updated in place.
-    Update,
-    /// The live policy already matches the backup: nothing is written.
-    Unchanged,
-    /// Something the item needs is missing; the whole restore waits until it is left out.
-    Blocked,
-}
-
-impl PlanAction {
-    pub const ALL: [PlanAction; 4] = [Self::Create, Self::Update, Self::Unchanged, Self::Blocked];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Unchanged => "unchanged",
-            Self::Blocked => "blocked",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == raw)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Create => "Create",
-            Self::Update => "Update",
-            Self::Unchanged => "No change",
-            Self::Blocked => "Blocked",
-        }
+spelled_enum! {
+    /// What the preview plans for one item.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum PlanAction {
+        /// The policy was deleted in Intune: it is created anew, with a new id.
+        Create => ("create", "Create"),
+        /// The live policy differs from the backup: it is updated in place.
+        Update => ("update", "Update"),
+        /// The live policy already matches the backup: nothing is written.
+        Unchanged => ("unchanged", "No change"),
+        /// Something the item needs is missing; the whole restore waits until it is left out.
+        Blocked => ("blocked", "Blocked"),
     }
 }
 
-/// What an execute did to one item (its outcome stays the engine's succeeded / failed / skipped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RestoreAction {
-    Created,
-    Updated,
-    Unchanged,
-}
-
-impl RestoreAction {
-    pub const ALL: [RestoreAction; 3] = [Self::Created, Self::Updated, Self::Unchanged];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Updated => "updated",
-            Self::Unchanged => "unchanged",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == raw)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Created => "Created",
-            Self::Updated => "Updated",
-            Self::Unchanged => "Unchanged",
-        }
+spelled_enum! {
+    /// What an execute did to one item (its outcome stays the engine's succeeded / failed / skipped).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RestoreAction {
+        Created => ("created", "Created"),
+        Updated => ("updated", "Updated"),
+        Unchanged => ("unchanged", "Unchanged"),
     }
 }
 
@@ -225,8 +180,6 @@ pub enum GateFailure {
     AlreadyExecuted,
     /// At least one item, or the whole restore, is blocked (409).
     Blocked,
-    /// Nothing would be written: every item is unchanged or left out (409).
-    NothingToRestore,
 }
 
 impl GateFailure {
@@ -251,7 +204,6 @@ impl GateFailure {
                 "This preview was executed already. Run the preview again to restore again."
             }
             Self::Blocked => "Something blocks this restore. Leave the blocked items out and run the preview again.",
-            Self::NothingToRestore => "Every item already matches the backup: there is nothing to restore.",
         }
     }
 }
@@ -265,8 +217,6 @@ pub struct GateInput<'a> {
     /// Items planned as blocked, and the restore-wide block (missing permissions), if any.
     pub blocked_items: usize,
     pub run_block: Option<&'a str>,
-    /// Items that would be written (create or update).
-    pub writes_planned: usize,
     /// Whether a backup item now holds another version than the preview restored.
     pub backup_moved: bool,
     /// Whether an execute of this preview has ended.
@@ -300,9 +250,6 @@ pub fn check_gates(input: &GateInput<'_>) -> Result<(), GateFailure> {
     }
     if input.blocked_items > 0 || input.run_block.is_some() {
         return Err(GateFailure::Blocked);
-    }
-    if input.writes_planned == 0 {
-        return Err(GateFailure::NothingToRestore);
     }
     Ok(())
 }
@@ -346,7 +293,6 @@ mod tests {
             now: Timestamp(1_000_000 + 60_000),
             blocked_items: 0,
             run_block: None,
-            writes_planned: 1,
             backup_moved: false,
             executed: false,
             reviewed: true,
@@ -433,13 +379,6 @@ mod tests {
                 },
                 GateFailure::Blocked,
             ),
-            (
-                GateInput {
-                    writes_planned: 0,
-                    ..ready()
-                },
-                GateFailure::NothingToRestore,
-            ),
         ];
         for (input, expected) in cases {
             assert_eq!(check_gates(&input), Err(expected));
@@ -482,7 +421,6 @@ mod tests {
             age in 0i64..(2 * PREVIEW_TTL_MS),
             blocked in 0usize..3,
             run_block in any::<bool>(),
-            writes in 0usize..3,
             moved in any::<bool>(),
             executed in any::<bool>(),
             reviewed in any::<bool>(),
@@ -494,14 +432,13 @@ mod tests {
                 now: Timestamp(10 + age),
                 blocked_items: blocked,
                 run_block: run_block.then_some("Missing permission"),
-                writes_planned: writes,
                 backup_moved: moved,
                 executed,
                 reviewed,
                 typed_name: &typed,
                 tenant_name: "Contoso",
             };
-            let all = done && age <= PREVIEW_TTL_MS && blocked == 0 && !run_block && writes > 0
+            let all = done && age <= PREVIEW_TTL_MS && blocked == 0 && !run_block
                 && !moved && !executed && reviewed && typed == "Contoso";
             prop_assert_eq!(check_gates(&input).is_ok(), all);
         }

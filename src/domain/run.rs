@@ -1,61 +1,25 @@
 //! Runs: the observable record of one background operation.
 
+use super::spelled::spelled_enum;
 use serde::{Deserialize, Serialize};
 
 use super::graph_wait::GraphWait;
 use super::{AppError, Timestamp};
 
-/// Where a run is in its life. Stored as the lower-case words of SPEC.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum RunStatus {
-    Pending,
-    Running,
-    Completed,
-    CompletedWithErrors,
-    Failed,
-    Cancelled,
+spelled_enum! {
+    /// Where a run is in its life. Stored as the lower-case words of SPEC.md.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub enum RunStatus {
+        Pending => ("pending", "Queued"),
+        Running => ("running", "Running"),
+        Completed => ("completed", "Succeeded"),
+        CompletedWithErrors => ("completed_with_errors", "Partially succeeded"),
+        Failed => ("failed", "Failed"),
+        Cancelled => ("cancelled", "Cancelled"),
+    }
 }
 
 impl RunStatus {
-    /// Every status, in lifecycle order.
-    pub const ALL: [RunStatus; 6] = [
-        Self::Pending,
-        Self::Running,
-        Self::Completed,
-        Self::CompletedWithErrors,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    /// The database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::CompletedWithErrors => "completed_with_errors",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses the database spelling.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == raw)
-    }
-
-    /// The word the UI shows.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Pending => "Queued",
-            Self::Running => "Running",
-            Self::Completed => "Succeeded",
-            Self::CompletedWithErrors => "Partially succeeded",
-            Self::Failed => "Failed",
-            Self::Cancelled => "Cancelled",
-        }
-    }
-
     /// Pending and running runs are active: at most one per idempotency key.
     pub fn is_active(self) -> bool {
         matches!(self, Self::Pending | Self::Running)
@@ -70,81 +34,29 @@ pub struct CancelledRun {
     pub cancelled_at: Timestamp,
 }
 
-/// What kind of background work a run does; stored in `runs.operation_type`. Every kind is a run
-/// on the one engine, which dispatches it to the operation's handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum OperationType {
-    /// Capture policies from Graph and add them to a backup set.
-    AddPolicies,
-    /// List a tenant's policies from Graph into the inventory.
-    InventorySync,
-    /// Capture one policy's current version.
-    CaptureSnapshot,
-    /// Compare a backup set with the tenant's current policies.
-    DriftCheck,
-    /// Check that the tenant's Graph credentials work.
-    CheckConnection,
-    /// Show what restoring a backup would change.
-    RestorePreview,
-    /// Write a backup's policies back to the tenant.
-    RestoreExecute,
+spelled_enum! {
+    /// What kind of background work a run does; stored in `runs.operation_type`. Every kind is a run
+    /// on the one engine, which dispatches it to the operation's handler.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub enum OperationType {
+        /// Capture policies from Graph and add them to a backup set.
+        AddPolicies => ("backup_set.add_policies", "Add policies to backup set"),
+        /// List a tenant's policies from Graph into the inventory.
+        InventorySync => ("inventory.sync", "Sync inventory"),
+        /// Capture one policy's current version.
+        CaptureSnapshot => ("policy.capture_snapshot", "Capture policy"),
+        /// Compare a backup set with the tenant's current policies.
+        DriftCheck => ("backup_set.drift_check", "Check backup set for drift"),
+        /// Check that the tenant's Graph credentials work.
+        CheckConnection => ("tenant.check_connection", "Check tenant connection"),
+        /// Show what restoring a backup would change.
+        RestorePreview => ("restore.preview", "Preview restore"),
+        /// Write a backup's policies back to the tenant.
+        RestoreExecute => ("restore.execute", "Restore policies"),
+    }
 }
 
 impl OperationType {
-    /// Every operation type the engine knows.
-    pub const ALL: [OperationType; 7] = [
-        Self::AddPolicies,
-        Self::InventorySync,
-        Self::CaptureSnapshot,
-        Self::DriftCheck,
-        Self::CheckConnection,
-        Self::RestorePreview,
-        Self::RestoreExecute,
-    ];
-
-    /// The operations users can start in this version, in the order the Runs page's filter lists
-    /// them; the others are reserved for the handlers still to come.
-    pub const OFFERED: [OperationType; 7] = [
-        Self::AddPolicies,
-        Self::InventorySync,
-        Self::CaptureSnapshot,
-        Self::DriftCheck,
-        Self::CheckConnection,
-        Self::RestorePreview,
-        Self::RestoreExecute,
-    ];
-
-    /// The database (and URL) spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AddPolicies => "backup_set.add_policies",
-            Self::InventorySync => "inventory.sync",
-            Self::CaptureSnapshot => "policy.capture_snapshot",
-            Self::DriftCheck => "backup_set.drift_check",
-            Self::CheckConnection => "tenant.check_connection",
-            Self::RestorePreview => "restore.preview",
-            Self::RestoreExecute => "restore.execute",
-        }
-    }
-
-    /// Parses the database spelling.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == raw)
-    }
-
-    /// The words the UI shows.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::AddPolicies => "Add policies to backup set",
-            Self::InventorySync => "Sync inventory",
-            Self::CaptureSnapshot => "Capture policy",
-            Self::DriftCheck => "Check backup set for drift",
-            Self::CheckConnection => "Check tenant connection",
-            Self::RestorePreview => "Preview restore",
-            Self::RestoreExecute => "Restore policies",
-        }
-    }
-
     /// What a succeeded item of such a run did, in a word for counters ("12 added").
     pub fn done_word(self) -> &'static str {
         match self {
@@ -276,7 +188,7 @@ impl RunFilter {
         let operation = match operation_type.trim() {
             "" => None,
             raw => Some(
-                OperationType::OFFERED
+                OperationType::ALL
                     .into_iter()
                     .find(|operation| operation.as_str() == raw)
                     .ok_or_else(|| AppError::invalid("type", "Unknown operation type filter."))?,
@@ -408,9 +320,10 @@ mod tests {
     }
 
     #[test]
-    fn only_offered_operations_are_filters() {
+    fn only_known_operations_are_filters() {
         assert!(RunFilter::parse("", "backup_set.add_policies").is_ok());
-        let error = RunFilter::parse("", "restore.execute").unwrap_err();
+        assert!(RunFilter::parse("", "restore.execute").is_ok());
+        let error = RunFilter::parse("", "restore.rollback").unwrap_err();
         assert!(error.field_message("type").is_some());
     }
 

@@ -67,7 +67,7 @@ pub fn RunsPage() -> impl IntoView {
         .into_iter()
         .map(|filter| (filter.as_param(), filter.label()))
         .collect();
-    let type_choices = OperationType::OFFERED
+    let type_choices = OperationType::ALL
         .into_iter()
         .map(|operation| (operation.as_str(), operation.label()))
         .collect();

@@ -269,8 +269,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_standard_registry_handles_what_users_can_start() {
-        let source: Arc<dyn PolicySource> = Arc::new(
+    fn the_full_registry_handles_every_operation() {
+        let client = Arc::new(
             crate::server::graph::GraphClient::new(crate::server::graph::GraphConfig::new(
                 "http://127.0.0.1:9",
                 "http://127.0.0.1:9/beta",
@@ -278,8 +278,8 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(
-            Registry::standard(source).operations(),
-            OperationType::OFFERED.to_vec()
+            Registry::full(client.clone(), client).operations(),
+            OperationType::ALL.to_vec()
         );
     }
 

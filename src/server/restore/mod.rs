@@ -341,7 +341,6 @@ fn gate_input<'a>(
         now: Timestamp::now(),
         blocked_items: planned(PlanAction::Blocked),
         run_block: preview.blocked.as_deref(),
-        writes_planned: planned(PlanAction::Create) + planned(PlanAction::Update),
         backup_moved: moved,
         executed,
         reviewed,

@@ -11,10 +11,31 @@ use crate::domain::notification::NotificationLevel;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::routes;
 use crate::domain::run::{CancelledRun, OperationType};
-use crate::domain::{AppError, RunStatus, Timestamp};
+use crate::domain::{AppError, Capability, RunStatus, Timestamp};
 use crate::server::auth::TenantContext;
 use crate::server::db::Db;
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
+
+/// A restore run may be cancelled only by those who may restore (owners and managers); other
+/// runs by whoever holds [`Capability::CancelRuns`], which the caller checked.
+async fn ensure_may_cancel(db: &Db, ctx: &TenantContext, run_id: i64) -> Result<(), AppError> {
+    let operation: Option<String> =
+        sqlx::query_scalar("SELECT operation_type FROM runs WHERE tenant_id = $1 AND id = $2")
+            .bind(ctx.scope.id())
+            .bind(run_id)
+            .fetch_optional(db.pool())
+            .await?;
+    let restore = matches!(
+        operation.as_deref().and_then(OperationType::parse),
+        Some(OperationType::RestorePreview | OperationType::RestoreExecute)
+    );
+    if restore && !ctx.role.can(Capability::Restore) {
+        return Err(AppError::Forbidden(
+            Capability::Restore.holders().label.to_owned(),
+        ));
+    }
+    Ok(())
+}
 
 /// Cancels run `run_id` of the context's tenant. `Ok(None)` when it was already cancelled
 /// (the caller answers with the same body, [`cancelled`]); 409 when it ended another way.
@@ -24,6 +45,7 @@ pub async fn cancel(
     run_id: i64,
 ) -> Result<Option<CancelledRun>, AppError> {
     let tenant_id = ctx.scope.id();
+    ensure_may_cancel(db, ctx, run_id).await?;
     let now = Timestamp::now().millis();
     let mut tx = db.pool().begin().await?;
     // Written first and decided in the same statement: under SQLite's WAL a transaction that read

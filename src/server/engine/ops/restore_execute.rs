@@ -52,7 +52,8 @@ pub struct WriteItem {
     pub graph_id: String,
     pub policy_type: String,
     pub planned: ExecuteItem,
-    pub backup: StoredVersion,
+    /// `None` when the version to restore can no longer be read: the item fails.
+    pub backup: Option<StoredVersion>,
     pub include_assignments: bool,
     pub include_scope_tags: bool,
 }
@@ -84,8 +85,14 @@ impl RestoreExecute {
         let Some(policy_type) = PolicyType::parse(&item.policy_type) else {
             return Restored::Failed(ReasonCode::UnknownError, "Unsupported policy type.".into());
         };
+        let Some(backup) = &item.backup else {
+            return Restored::Failed(
+                ReasonCode::InvalidRunInput,
+                "The version to restore no longer exists.".into(),
+            );
+        };
         // Read exactly as the preview did (the backup's capture options), so the hashes compare.
-        let options = item.backup.options;
+        let options = backup.options;
         let live = match self
             .source
             .capture_policy(creds, policy_type, &item.graph_id, options)
@@ -116,8 +123,8 @@ impl RestoreExecute {
         let request = WriteRequest {
             policy_type,
             target: live.as_ref().map(|_| item.graph_id.as_str()),
-            backup: &item.backup.payload,
-            format: item.backup.format,
+            backup: &backup.payload,
+            format: backup.format,
             live: live_payload.as_ref(),
             include_assignments: item.include_assignments,
             include_scope_tags: item.include_scope_tags,
@@ -191,20 +198,24 @@ impl Operation for RestoreExecute {
         .bind(run.tenant_id)
         .fetch_all(db.pool())
         .await?;
+        let planned_by_policy: std::collections::HashMap<i64, &ExecuteItem> = run
+            .input
+            .items
+            .iter()
+            .map(|item| (item.policy_id, item))
+            .collect();
         let mut pending = Vec::with_capacity(rows.len());
         for row in &rows {
             let policy_id: i64 = row.try_get("policy_id")?;
-            let Some(planned) = run.input.items.iter().find(|i| i.policy_id == policy_id) else {
+            // Items are planned from the input, so each has its entry.
+            let Some(&planned) = planned_by_policy.get(&policy_id) else {
                 continue;
             };
-            let Some(backup) = load_version(db.pool(), run.tenant_id, planned.snapshot_id).await?
-            else {
-                continue;
-            };
+            let backup = load_version(db.pool(), run.tenant_id, planned.snapshot_id).await?;
             let CaptureOptions {
                 include_assignments,
                 include_scope_tags,
-            } = backup.options;
+            } = backup.as_ref().map(|b| b.options).unwrap_or_default();
             pending.push(Pending {
                 item_id: row.try_get("item_id")?,
                 item: WriteItem {
@@ -306,7 +317,7 @@ async fn record_restored(
         .execute(&mut **tx)
         .await?;
     }
-    let backup_id = item.backup.id;
+    let backup_id = item.planned.snapshot_id;
     let (evidence_id, drift, changed) = match evidence {
         Some(snapshot) => {
             let stored = store_snapshot(tx, tenant_id, item.policy_id, snapshot, now).await?;

@@ -14,6 +14,7 @@ use sqlx::Row;
 use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
 use super::super::worker::RunFailure;
 use super::capture::{capture, CaptureItem, Captured};
+use crate::domain::reason_code::ReasonCode;
 use crate::domain::restore::{PlanAction, PlanNotes, RestoreSource, RESTORE_ROLES};
 use crate::domain::run::OperationType;
 use crate::domain::snapshot::{compare, CapturedPolicy, ChangeKind, PolicyFamily, SettingNames};
@@ -48,6 +49,8 @@ pub struct RestorePreviewInput {
 pub struct PreviewItem {
     pub capture: CaptureItem,
     pub references: Vec<Reference>,
+    /// The version to restore could not be read: the item fails rather than stays pending.
+    pub version_missing: bool,
 }
 
 /// What reading one item's live state found.
@@ -163,15 +166,25 @@ impl Operation for RestorePreview {
         let mut pending = Vec::with_capacity(rows.len());
         for row in &rows {
             let policy_id: i64 = row.try_get("policy_id")?;
-            let Some(&snapshot_id) = versions.get(&policy_id) else {
-                continue;
-            };
+            let snapshot_id = versions.get(&policy_id).copied();
             // The version is read once here for what it refers to and how it was captured; the
             // payload itself is read again only where it is compared.
-            let Some(version) = load_version(db.pool(), run.tenant_id, snapshot_id).await? else {
-                continue;
+            let version = match snapshot_id {
+                Some(id) => load_version(db.pool(), run.tenant_id, id).await?,
+                None => None,
             };
-            let options = restore_options(&version, &run.input);
+            let (options, references) = match &version {
+                Some(version) => {
+                    let options = restore_options(version, &run.input);
+                    let found = references(
+                        &version.payload,
+                        options.include_assignments,
+                        options.include_scope_tags,
+                    );
+                    (version.options, found)
+                }
+                None => (CaptureOptions::default(), Vec::new()),
+            };
             pending.push(Pending {
                 item_id: row.try_get("item_id")?,
                 item: PreviewItem {
@@ -179,14 +192,11 @@ impl Operation for RestorePreview {
                         policy_id,
                         graph_id: row.try_get("graph_id")?,
                         policy_type: row.try_get("policy_type")?,
-                        base_snapshot_id: Some(snapshot_id),
-                        options: version.options,
+                        base_snapshot_id: snapshot_id,
+                        options,
                     },
-                    references: references(
-                        &version.payload,
-                        options.include_assignments,
-                        options.include_scope_tags,
-                    ),
+                    references,
+                    version_missing: version.is_none(),
                 },
             });
         }
@@ -199,6 +209,15 @@ impl Operation for RestorePreview {
         run: &Run<RestorePreviewInput>,
         item: &PreviewItem,
     ) -> Previewed {
+        if item.version_missing {
+            return Previewed {
+                captured: Captured::Failed(
+                    ReasonCode::InvalidRunInput,
+                    "The version to restore no longer exists.".into(),
+                ),
+                missing: Vec::new(),
+            };
+        }
         let captured = capture(self.source.as_ref(), creds, &item.capture).await;
         let missing = match captured {
             Captured::Failed(..) => Vec::new(),
