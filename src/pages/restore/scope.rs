@@ -8,7 +8,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::Wizard;
-use crate::components::{Column, DataTable};
+use crate::components::{Column, DataTable, EmptyState};
 use crate::domain::policy_page::{policy_type_label, POLICY_TYPES};
 use crate::domain::restore::RestoreCandidate;
 use crate::domain::routes;
@@ -105,7 +105,14 @@ pub fn ScopeStep(wizard: Wizard, candidates: Vec<RestoreCandidate>) -> impl Into
                     "Clear selection"
                 </button>
             </div>
-            {move || if none_match.get() {
+            {move || if total == 0 {
+                view! {
+                    <EmptyState
+                        title="Nothing to restore"
+                        hint="This source holds no captured policies. Add policies to the backup set first."
+                    />
+                }.into_any()
+            } else if none_match.get() {
                 view! { <p class="empty-hint">"No policies match. Change the search or the type."</p> }.into_any()
             } else {
                 let rows = rows.clone();
