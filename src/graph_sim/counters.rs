@@ -16,7 +16,9 @@ pub struct RequestRecord {
     /// `list:<collection>`, `get:<collection>`, `settings`, `definitionValues`,
     /// `get:definitionValues`, `definition`, `presentationValues`, `scheduledActionsForRule`,
     /// `scheduledActionConfigurations`, `assignments`, `list:groups`, `get:groups`,
-    /// `list:assignmentFilters`, `list:roleScopeTags` (and their `get:`), or `unknown`.
+    /// `list:assignmentFilters`, `list:roleScopeTags` (and their `get:`), writes as
+    /// `create:<collection>`, `update:<collection>`, `delete:<collection>` and
+    /// `action:<assign|updateDefinitionValues|scheduleActionsForRules>`, or `unknown`.
     pub endpoint: String,
     /// The path without the query string.
     pub path: String,
@@ -24,6 +26,9 @@ pub struct RequestRecord {
     pub query: String,
     /// The answer's status; 0 for a request that was never answered (a hang).
     pub status: u16,
+    /// A write's body as sent (JSON, or the text when it is not JSON); `None` for reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
 }
 
 /// A copy of the request log with the questions tests ask of it.
@@ -136,6 +141,7 @@ mod tests {
             path: "/p".into(),
             query: "$expand=a%2Cb".into(),
             status,
+            body: None,
         }
     }
 

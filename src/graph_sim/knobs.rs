@@ -18,6 +18,14 @@ pub struct Knobs {
     pub throttle_limit: u32,
     /// The throttle's sliding window (Intune: 20 s).
     pub throttle_window_ms: u64,
+    /// Writes (POST, PUT, PATCH, DELETE) one app may make per tenant per window before getting
+    /// 429, besides counting against `throttle_limit`; 0 disables it. Intune's device
+    /// configuration service allows 100 per 20 s
+    /// (<https://learn.microsoft.com/en-us/graph/throttling-limits>).
+    pub write_throttle_limit: u32,
+    /// Refuse every Graph write (any method but GET and HEAD; the token endpoint is not Graph)
+    /// with 403 and a body saying the simulator is read-only: proves a preview writes nothing.
+    pub reject_writes: bool,
     /// Share of Graph requests answered 503 (no `Retry-After`).
     pub rate_503: f64,
     /// Share of Graph requests answered 404.
@@ -97,6 +105,8 @@ impl Default for Knobs {
             latency_jitter_ms: 0,
             throttle_limit: 1_000,
             throttle_window_ms: 20_000,
+            write_throttle_limit: 100,
+            reject_writes: false,
             rate_503: 0.0,
             rate_404: 0.0,
             rate_malformed: 0.0,
@@ -133,6 +143,10 @@ pub enum Fault {
     Throttle { times: u32, retry_after_secs: u64 },
     /// The first `times` requests get 503 without `Retry-After`, then normal answers.
     Unavailable { times: u32 },
+    /// Every write to the policy is answered `status` with an empty body, whatever Graph
+    /// documents for it; reads are answered as usual (a client must refuse an unexpected
+    /// success status).
+    WriteAnswers { status: u16 },
 }
 
 impl Knobs {

@@ -3,10 +3,11 @@
 //! token endpoint and its OpenID discovery document, the four policy collections with their
 //! assignments, settings (`$expand=settingDefinitions`), definition values and presentation
 //! values, compliance actions, groups, assignment filters and scope tags; `$select`, `$expand`,
-//! `$top`, `@odata.nextLink` paging, `@odata.context`, JSON batching, and Graph's error bodies
-//! (405 for writes, which it does not serve yet). Fake tenants are deterministic; knobs set
-//! latency, Intune's throttling and faults; mutations change policies while it runs
-//! ([`Mutation`]). Tests start it in-process on a random port; the `graph-sim` binary serves it
+//! `$top`, `@odata.nextLink` paging, `@odata.context`, JSON batching, and Graph's error bodies.
+//! It accepts the writes a restore makes (creates, updates, settings, definition values,
+//! compliance actions, `assign`), validated as Graph validates them. Fake tenants are
+//! deterministic; knobs set latency, Intune's throttling (writes have a budget of their own)
+//! and faults; mutations change policies while it runs ([`Mutation`]). Tests start it in-process on a random port; the `graph-sim` binary serves it
 //! for the demo and the benchmark. It only ever binds 127.0.0.1. `docs/graph-simulator.md`
 //! lists every route.
 
@@ -15,7 +16,9 @@ mod knobs;
 mod mutation;
 mod resources;
 mod routes;
+mod stored;
 mod tenant;
+mod writes;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -28,7 +31,9 @@ pub use counters::{RequestRecord, SimCounters};
 pub use knobs::{AppSetup, Fault, Knobs, TokenFault, APP_ROLES};
 pub use mutation::{Mutation, MutationReport, Renamed};
 pub use resources::MAX_PAGE_SIZE;
+pub use stored::Stored;
 pub use tenant::{Directory, Kind, SimPolicy, CHILD_PAGE_SIZE};
+pub use writes::READ_ONLY;
 
 use tenant::FakeTenant;
 
@@ -98,6 +103,8 @@ struct SimState {
     tenants: Mutex<HashMap<String, Arc<FakeTenant>>>,
     /// Arrival times of accepted requests per (tenant, app), for the sliding-window throttle.
     windows: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
+    /// The same for writes only, for the write throttle.
+    write_windows: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
     /// How often a counted fault (`Throttle`, `Unavailable`) has fired, by policy id.
     fault_hits: Mutex<HashMap<String, u32>>,
     log: Mutex<Vec<RequestRecord>>,
@@ -151,6 +158,24 @@ impl SimState {
         }
     }
 
+    /// Replaces a tenant by what `write` makes of it (nothing when it gives `None`) and returns
+    /// the write's answer.
+    fn write_tenant<T>(
+        &self,
+        tenant_id: &str,
+        write: impl FnOnce(&FakeTenant) -> (Option<FakeTenant>, T),
+    ) -> T {
+        let mut tenants = lock(&self.tenants);
+        let current = tenants
+            .entry(tenant_id.to_owned())
+            .or_insert_with(|| self.generate(tenant_id));
+        let (edited, answer) = write(current);
+        if let Some(edited) = edited {
+            *current = Arc::new(edited);
+        }
+        answer
+    }
+
     /// `http://127.0.0.1:<port>`, the base of every route.
     fn base_url(&self) -> &str {
         self.graph_url.trim_end_matches("/beta")
@@ -161,9 +186,9 @@ impl SimState {
         arrival: Instant,
         method: &str,
         endpoint: String,
-        path: &str,
-        query: &str,
+        (path, query): (&str, &str),
         status: u16,
+        body: Option<serde_json::Value>,
     ) {
         let at_ms = arrival
             .saturating_duration_since(self.started)
@@ -176,6 +201,7 @@ impl SimState {
             path: path.to_owned(),
             query: query.to_owned(),
             status,
+            body,
         });
     }
 
@@ -258,6 +284,7 @@ impl GraphSim {
             tokens: Mutex::new(HashMap::new()),
             tenants: Mutex::new(HashMap::new()),
             windows: Mutex::new(HashMap::new()),
+            write_windows: Mutex::new(HashMap::new()),
             fault_hits: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
         });
@@ -368,6 +395,46 @@ impl SimHandle {
     /// The tenant's scope tags.
     pub fn scope_tags(&self, tenant_id: &str) -> Vec<Directory> {
         self.state.tenant(tenant_id).scope_tags.clone()
+    }
+
+    /// Refuses (or accepts again) every Graph write: the `reject_writes` knob.
+    pub fn set_reject_writes(&self, reject: bool) {
+        let mut knobs = self.knobs();
+        knobs.reject_writes = reject;
+        self.set_knobs(knobs);
+    }
+
+    /// A policy as its get endpoint returns it, with its `assignments`, its `settings` or
+    /// `definitionValues` (each with its `definition` and `presentationValues`) and its
+    /// `scheduledActionsForRule` (with their actions) inline; `None` if there is none.
+    pub fn policy_json(&self, tenant_id: &str, graph_id: &str) -> Option<serde_json::Value> {
+        let tenant = self.state.tenant(tenant_id);
+        let policy = tenant.policies.iter().find(|p| p.id == graph_id)?;
+        let content = Stored::of_generated_or_stored(policy);
+        let mut json = policy.to_json();
+        if let serde_json::Value::Object(fields) = &mut json {
+            fields.insert("assignments".into(), content.assignments.into());
+            match policy.kind {
+                Kind::ConfigurationPolicy => {
+                    fields.insert("settings".into(), content.children.into());
+                }
+                Kind::GroupPolicyConfiguration => {
+                    fields.insert("definitionValues".into(), content.children.into());
+                }
+                Kind::CompliancePolicy => {
+                    fields.insert("scheduledActionsForRule".into(), content.rules.into());
+                }
+                Kind::DeviceConfiguration => {}
+            }
+        }
+        Some(json)
+    }
+
+    /// Deletes a group, as an admin deleting it in Entra ID would (assignments to it stay);
+    /// false if there is none.
+    pub fn remove_group(&self, tenant_id: &str, group_id: &str) -> bool {
+        self.state
+            .edit_tenant(tenant_id, |tenant| tenant.without_group(group_id))
     }
 
     /// Deletes a policy, as an admin deleting it in Intune would; false if there is none.

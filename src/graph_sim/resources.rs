@@ -13,11 +13,35 @@ const LIST_PAGE_SIZE: usize = 100;
 /// The largest `$top` Graph honours on these collections; larger values are cut to it.
 pub const MAX_PAGE_SIZE: usize = 999;
 
-/// A Graph resource the simulator serves (only reads; every write is answered 405).
+/// An action bound to a policy (`POST …/{id}/{action}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyAction {
+    /// Replaces the policy's assignments (every type).
+    Assign,
+    /// Administrative templates: adds, updates and deletes definition values.
+    UpdateDefinitionValues,
+    /// Compliance: replaces the rules and their actions.
+    ScheduleActionsForRules,
+}
+
+impl PolicyAction {
+    /// The path segment.
+    pub fn segment(self) -> &'static str {
+        match self {
+            Self::Assign => "assign",
+            Self::UpdateDefinitionValues => "updateDefinitionValues",
+            Self::ScheduleActionsForRules => "scheduleActionsForRules",
+        }
+    }
+}
+
+/// A Graph resource the simulator serves: reads, and the writes of `writes.rs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
     Policies(Kind),
     Policy(Kind, String),
+    /// An action of a policy; only POST reaches it.
+    Action(Kind, String, PolicyAction),
     Assignments(Kind, String),
     /// Settings catalog `settings`.
     Settings(String),
@@ -115,6 +139,13 @@ impl Resource {
             (_, []) => Self::Policies(kind),
             (_, [p]) => Self::Policy(kind, id(p)),
             (_, [p, "assignments"]) => Self::Assignments(kind, id(p)),
+            (_, [p, "assign"]) => Self::Action(kind, id(p), PolicyAction::Assign),
+            (GroupPolicyConfiguration, [p, "updateDefinitionValues"]) => {
+                Self::Action(kind, id(p), PolicyAction::UpdateDefinitionValues)
+            }
+            (CompliancePolicy, [p, "scheduleActionsForRules"]) => {
+                Self::Action(kind, id(p), PolicyAction::ScheduleActionsForRules)
+            }
             (ConfigurationPolicy, [p, "settings"]) => Self::Settings(id(p)),
             (GroupPolicyConfiguration, [p, "definitionValues"]) => Self::DefinitionValues(id(p)),
             (GroupPolicyConfiguration, [p, "definitionValues", v]) => {
@@ -145,6 +176,7 @@ impl Resource {
     pub fn policy_id(&self) -> Option<&str> {
         match self {
             Self::Policy(_, id)
+            | Self::Action(_, id, _)
             | Self::Assignments(_, id)
             | Self::Settings(id)
             | Self::DefinitionValues(id)
@@ -161,9 +193,10 @@ impl Resource {
     /// The collection segment an app setup may refuse (`forbidden_collections`).
     pub fn collection(&self) -> &'static str {
         match self {
-            Self::Policies(kind) | Self::Policy(kind, _) | Self::Assignments(kind, _) => {
-                kind.collection()
-            }
+            Self::Policies(kind)
+            | Self::Policy(kind, _)
+            | Self::Action(kind, ..)
+            | Self::Assignments(kind, _) => kind.collection(),
             Self::Settings(_) => Kind::ConfigurationPolicy.collection(),
             Self::DefinitionValues(_)
             | Self::DefinitionValue(..)
@@ -192,6 +225,7 @@ impl Resource {
         match self {
             Self::Policies(kind) => format!("list:{}", kind.collection()),
             Self::Policy(kind, _) => format!("get:{}", kind.collection()),
+            Self::Action(_, _, action) => format!("action:{}", action.segment()),
             Self::Assignments(..) => "assignments".into(),
             Self::Settings(_) => "settings".into(),
             Self::DefinitionValues(_) => "definitionValues".into(),
@@ -437,6 +471,13 @@ impl Reader<'_> {
         // The error is the id that was not found.
         let answer = || -> Result<Response, String> {
             Ok(match resource {
+                Resource::Action(..) => {
+                    return Ok(error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "BadRequest",
+                        &format!("The HTTP method 'GET' is not allowed on the resource '{path}'."),
+                    ))
+                }
                 Resource::Policies(kind) => {
                     let policies: Vec<&SimPolicy> = tenant.of_kind(*kind).collect();
                     let context = format!("deviceManagement/{}", kind.collection());
@@ -551,14 +592,15 @@ impl Reader<'_> {
                 }
                 Resource::ActionConfigurations(id, rule_id) => {
                     let policy = find(Kind::CompliancePolicy, id)?;
-                    if !policy
-                        .scheduled_actions(false)
-                        .iter()
-                        .any(|r| r["id"] == json!(rule_id))
-                    {
-                        return Err(rule_id.to_string());
-                    }
-                    let all = policy.scheduled_action_configurations();
+                    let rule = policy
+                        .scheduled_actions(true)
+                        .into_iter()
+                        .find(|r| r["id"] == json!(rule_id))
+                        .ok_or_else(|| rule_id.to_string())?;
+                    let all = rule["scheduledActionConfigurations"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
                     let context = format!(
                         "deviceManagement/deviceCompliancePolicies('{id}')/scheduledActionsForRule('{rule_id}')/scheduledActionConfigurations"
                     );

@@ -1,6 +1,7 @@
 //! The simulator's HTTP surface: token endpoint, Graph collections and the `/_sim` admin API.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 use super::knobs::{Fault, Knobs, TokenFault};
 use super::mutation::Mutation;
 use super::resources::{QueryOptions, Reader, Resource};
-use super::{lock, IssuedToken, SimCounters, SimState};
+use super::{lock, writes, IssuedToken, SimCounters, SimState};
 
 /// The most requests one `$batch` may hold.
 const MAX_BATCH: usize = 20;
@@ -129,9 +130,9 @@ async fn token(
         arrival,
         "POST",
         "token".into(),
-        uri.path(),
-        uri.query().unwrap_or(""),
+        (uri.path(), uri.query().unwrap_or("")),
         status.as_u16(),
+        None,
     );
     (status, Json(body)).into_response()
 }
@@ -275,18 +276,32 @@ async fn graph(
             arrival,
             method.as_str(),
             "batch".into(),
-            path,
-            query,
+            (path, query),
             status,
+            None,
         );
         return response;
     }
-    let (endpoint, answer) = decide(&sim, &knobs, arrival, &method, path, &headers, &params);
+    let call = Call {
+        method: &method,
+        path,
+        headers: &headers,
+        params: &params,
+        body: &body,
+    };
+    let (endpoint, answer) = decide(&sim, &knobs, arrival, &call);
     let status = match &answer {
         Answer::Reply(response) => response.status().as_u16(),
         Answer::Hang => 0,
     };
-    sim.record(arrival, method.as_str(), endpoint, path, query, status);
+    sim.record(
+        arrival,
+        method.as_str(),
+        endpoint,
+        (path, query),
+        status,
+        call.logged_body(),
+    );
     latency(&knobs).await;
     match answer {
         Answer::Reply(response) => response,
@@ -319,7 +334,7 @@ fn is_batch(path: &str) -> bool {
     )
 }
 
-/// 405 with Graph's error body: the simulator serves reads only.
+/// 405 with Graph's error body: the resource takes no such request.
 fn not_allowed(method: &Method, path: &str) -> Response {
     graph_error(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -328,22 +343,50 @@ fn not_allowed(method: &Method, path: &str) -> Response {
     )
 }
 
+/// One Graph request (also one inside a batch).
+struct Call<'a> {
+    method: &'a Method,
+    path: &'a str,
+    headers: &'a HeaderMap,
+    params: &'a [(String, String)],
+    body: &'a [u8],
+}
+
+impl Call<'_> {
+    fn is_write(&self) -> bool {
+        *self.method != Method::GET && *self.method != Method::HEAD
+    }
+
+    /// What the request log keeps of the body: a write's JSON (or text); nothing for reads.
+    fn logged_body(&self) -> Option<Value> {
+        if !self.is_write() {
+            return None;
+        }
+        Some(
+            serde_json::from_slice(self.body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(self.body).into_owned())),
+        )
+    }
+}
+
 /// Decides the answer to one Graph request (also each request inside a batch); returns the
 /// request log's endpoint name with it.
-fn decide(
-    sim: &SimState,
-    knobs: &Knobs,
-    arrival: Instant,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    params: &[(String, String)],
-) -> (String, Answer) {
+fn decide(sim: &SimState, knobs: &Knobs, arrival: Instant, call: &Call<'_>) -> (String, Answer) {
+    let (method, path, headers, params) = (call.method, call.path, call.headers, call.params);
     let parsed = Resource::parse(path);
-    let endpoint = parsed
-        .as_ref()
-        .map_or_else(|_| "unknown".to_owned(), |(_, r)| r.endpoint());
+    let endpoint = match &parsed {
+        Err(_) => "unknown".to_owned(),
+        Ok((_, resource)) if call.is_write() => writes::endpoint(method, resource),
+        Ok((_, resource)) => resource.endpoint(),
+    };
     let reply = |response: Response| (endpoint.clone(), Answer::Reply(response));
+    if call.is_write() && knobs.reject_writes {
+        return reply(graph_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!("The simulator is read-only (reject_writes): {method} {path} was refused."),
+        ));
+    }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -361,12 +404,26 @@ fn decide(
         ));
     };
 
-    if let Some(retry_after) = throttle(sim, knobs, arrival, (tenant_id.clone(), client_id)) {
-        let mut response = graph_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TooManyRequests",
-            "Too many requests for this app in this tenant.",
-        );
+    let key = (tenant_id.clone(), client_id);
+    let throttled = throttle(
+        &sim.windows,
+        knobs.throttle_limit,
+        knobs,
+        arrival,
+        key.clone(),
+    )
+    .map(|wait| (wait, "Too many requests for this app in this tenant."))
+    .or_else(|| {
+        let limit = if call.is_write() {
+            knobs.write_throttle_limit
+        } else {
+            0
+        };
+        throttle(&sim.write_windows, limit, knobs, arrival, key)
+            .map(|wait| (wait, "Too many write requests for this app in this tenant."))
+    });
+    if let Some((retry_after, message)) = throttled {
+        let mut response = graph_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message);
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
@@ -405,21 +462,26 @@ fn decide(
             ))
         }
     };
-    if method != Method::GET && method != Method::HEAD {
-        return reply(not_allowed(method, path));
-    }
-    // The token needs a permission that grants the resource, and the app's setup may refuse
-    // some collections whatever its roles.
-    let may_read = roles
-        .iter()
-        .any(|role| resource.permission().roles().contains(&role.as_str()));
+    // The token needs a permission that grants the resource (and, to write, the write
+    // permission), and the app's setup may refuse some collections whatever its roles.
+    let may_read = if call.is_write() {
+        roles.iter().any(|role| role == writes::WRITE_ROLE)
+    } else {
+        roles
+            .iter()
+            .any(|role| resource.permission().roles().contains(&role.as_str()))
+    };
     let refused = knobs
         .app(&tenant_id)
         .forbidden_collections
         .iter()
         .any(|collection| collection == resource.collection());
     if !may_read || refused {
-        let needed = resource.permission().roles().join(", ");
+        let needed = if call.is_write() {
+            writes::WRITE_ROLE.to_owned()
+        } else {
+            resource.permission().roles().join(", ")
+        };
         return reply(graph_error(
             StatusCode::FORBIDDEN,
             "Forbidden",
@@ -430,9 +492,21 @@ fn decide(
         .policy_id()
         .and_then(|id| knobs.faults.get(id).map(|f| (id, f)))
     {
-        if let Some(answer) = forced_fault(sim, id, fault, bearer) {
+        if let Some(answer) = forced_fault(sim, id, fault, bearer, call.is_write()) {
             return (endpoint, answer);
         }
+    }
+    if call.is_write() {
+        let writable = matches!(
+            resource,
+            Resource::Policies(_) | Resource::Policy(..) | Resource::Action(..)
+        );
+        if !writable {
+            return reply(not_allowed(method, path));
+        }
+        return reply(writes::answer(
+            sim, &tenant_id, method, &resource, call.body,
+        ));
     }
     let tenant = sim.tenant(&tenant_id);
     let reader = Reader {
@@ -486,7 +560,18 @@ async fn batch(
         let params: Vec<(String, String)> = reqwest::Url::parse(&format!("http://sim/?{query}"))
             .map(|u| u.query_pairs().into_owned().collect())
             .unwrap_or_default();
-        let (endpoint, answer) = decide(sim, knobs, arrival, &method, &full_path, headers, &params);
+        let inner_body = inner
+            .get("body")
+            .map(|b| serde_json::to_vec(b).unwrap_or_default())
+            .unwrap_or_default();
+        let call = Call {
+            method: &method,
+            path: &full_path,
+            headers,
+            params: &params,
+            body: &inner_body,
+        };
+        let (endpoint, answer) = decide(sim, knobs, arrival, &call);
         let response = match answer {
             Answer::Reply(response) => response,
             Answer::Hang => graph_error(
@@ -500,9 +585,9 @@ async fn batch(
             arrival,
             method.as_str(),
             endpoint,
-            &full_path,
-            query,
+            (&full_path, query),
             status,
+            call.logged_body(),
         );
         let mut inner_headers = serde_json::Map::new();
         inner_headers.insert("Content-Type".into(), json!("application/json"));
@@ -561,9 +646,9 @@ async fn openid_configuration(
         arrival,
         "GET",
         "openid".into(),
-        uri.path(),
-        uri.query().unwrap_or(""),
+        (uri.path(), uri.query().unwrap_or("")),
         200,
+        None,
     );
     Json(body).into_response()
 }
@@ -580,14 +665,21 @@ async fn mutate(State(sim): State<Shared>, Json(mutation): Json<Mutation>) -> Re
     Json(sim.mutate(&mutation)).into_response()
 }
 
-/// The sliding-window throttle: `Some(retry_after_secs)` when this app is over its budget.
-/// Rejected requests do not count, as in Intune.
-fn throttle(sim: &SimState, knobs: &Knobs, arrival: Instant, key: (String, String)) -> Option<u64> {
-    if knobs.throttle_limit == 0 {
+/// A sliding-window throttle over `windows` with `limit` requests per window (0: none):
+/// `Some(retry_after_secs)` when this app is over it. Rejected requests do not count, as in
+/// Intune.
+fn throttle(
+    windows: &Mutex<HashMap<(String, String), VecDeque<Instant>>>,
+    limit: u32,
+    knobs: &Knobs,
+    arrival: Instant,
+    key: (String, String),
+) -> Option<u64> {
+    if limit == 0 {
         return None;
     }
     let window = Duration::from_millis(knobs.throttle_window_ms.max(1));
-    let mut windows = lock(&sim.windows);
+    let mut windows = lock(windows);
     let seen = windows.entry(key).or_default();
     while seen
         .front()
@@ -595,7 +687,7 @@ fn throttle(sim: &SimState, knobs: &Knobs, arrival: Instant, key: (String, Strin
     {
         seen.pop_front();
     }
-    if seen.len() >= knobs.throttle_limit as usize {
+    if seen.len() >= limit as usize {
         let oldest = seen.front().copied().unwrap_or(arrival);
         let wait = window.saturating_sub(arrival.saturating_duration_since(oldest));
         return Some(wait.as_secs_f64().ceil().max(1.0) as u64);
@@ -605,7 +697,13 @@ fn throttle(sim: &SimState, knobs: &Knobs, arrival: Instant, key: (String, Strin
 }
 
 /// A forced fault's answer, or `None` once a counted fault is used up.
-fn forced_fault(sim: &SimState, id: &str, fault: &Fault, bearer: &str) -> Option<Answer> {
+fn forced_fault(
+    sim: &SimState,
+    id: &str,
+    fault: &Fault,
+    bearer: &str,
+    write: bool,
+) -> Option<Answer> {
     let counted = |times: u32| {
         let mut hits = lock(&sim.fault_hits);
         let used = hits.entry(id.to_owned()).or_default();
@@ -637,6 +735,13 @@ fn forced_fault(sim: &SimState, id: &str, fault: &Fault, bearer: &str) -> Option
             let mut response = graph_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Throttled (forced).");
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             Answer::Reply(response)
+        }
+        Fault::WriteAnswers { status } => {
+            if !write {
+                return None;
+            }
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::ACCEPTED);
+            Answer::Reply(status.into_response())
         }
         Fault::Unavailable { times } => {
             if !counted(*times) {

@@ -7,6 +7,8 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::stored::Stored;
+
 /// Settings and definition values per page, as Graph serves them.
 pub const CHILD_PAGE_SIZE: usize = 25;
 
@@ -64,6 +66,8 @@ pub struct SimPolicy {
     assignments: Vec<SimAssignment>,
     scope_tags: Vec<String>,
     seed: u64,
+    /// The content once a write touched the policy; reads are answered from it then.
+    pub stored: Option<Box<Stored>>,
 }
 
 /// One assignment of a policy: a target of the tenant's groups (or all devices), maybe filtered.
@@ -238,6 +242,7 @@ impl FakeTenant {
                 assignments,
                 scope_tags,
                 seed: policy_seed,
+                stored: None,
             });
         }
         Self::from_policies(policies, groups, filters, scope_tags)
@@ -288,6 +293,10 @@ impl FakeTenant {
     pub fn with_renamed(&self, id: &str, name: &str) -> Option<Self> {
         self.with_edit(id, |policy, _| {
             policy.name = name.to_owned();
+            let key = policy.name_key();
+            if let Some(stored) = &mut policy.stored {
+                stored.properties.insert(key.into(), json!(name));
+            }
             true
         })
     }
@@ -296,26 +305,104 @@ impl FakeTenant {
     pub fn with_changed_settings(&self, id: &str) -> Option<Self> {
         self.with_edit(id, |policy, _| {
             policy.revision += 1;
+            if let Some(stored) = &mut policy.stored {
+                stored.version += 1;
+                stored.change_one_value();
+            }
             true
         })
+    }
+
+    /// A copy where a write changed policy `id` (made explicit first, see [`Stored`]) and its
+    /// `lastModifiedDateTime` moved on; `None` if there is no such policy of `kind`, or the
+    /// write's error.
+    pub fn with_written<E>(
+        &self,
+        kind: Kind,
+        id: &str,
+        write: impl FnOnce(&mut SimPolicy, &mut Stored) -> Result<(), E>,
+    ) -> Option<Result<Self, E>> {
+        let index = *self.by_id.get(id)?;
+        if self.policies[index].kind != kind {
+            return None;
+        }
+        let mut policies = self.policies.clone();
+        let policy = &mut policies[index];
+        let mut stored = policy
+            .stored
+            .take()
+            .unwrap_or_else(|| Box::new(Stored::of_generated(policy)));
+        if let Err(error) = write(policy, &mut stored) {
+            return Some(Err(error));
+        }
+        policy.child_count = stored.children.len();
+        policy.assignment_count = stored.assignments.len();
+        policy.modified_secs += 86_400;
+        policy.stored = Some(stored);
+        Some(Ok(Self::from_policies(
+            policies,
+            self.groups.clone(),
+            self.filters.clone(),
+            self.scope_tags.clone(),
+        )))
+    }
+
+    /// A copy with one more policy, created by a write.
+    pub fn with_created(&self, policy: SimPolicy) -> Self {
+        let mut policies = self.policies.clone();
+        policies.push(policy);
+        Self::from_policies(
+            policies,
+            self.groups.clone(),
+            self.filters.clone(),
+            self.scope_tags.clone(),
+        )
+    }
+
+    /// A copy without group `id`, as a deletion in Entra ID leaves it (assignments to it stay,
+    /// as they do in Intune); `None` if there is none.
+    pub fn without_group(&self, id: &str) -> Option<Self> {
+        if !self.groups.iter().any(|g| g.id == id) {
+            return None;
+        }
+        let groups = self.groups.iter().filter(|g| g.id != id).cloned().collect();
+        Some(Self::from_policies(
+            self.policies.clone(),
+            groups,
+            self.filters.clone(),
+            self.scope_tags.clone(),
+        ))
     }
 
     /// A copy where policy `id` is also assigned to a group it was not assigned to; `None` when
     /// there is no such policy or it already targets every group.
     pub fn with_added_assignment(&self, id: &str) -> Option<Self> {
         self.with_edit(id, |policy, tenant| {
-            let used: Vec<&str> = policy
-                .assignments
-                .iter()
-                .filter_map(|a| a.group_id.as_deref())
-                .collect();
-            let Some(group) = tenant
-                .groups
-                .iter()
-                .find(|g| !used.contains(&g.id.as_str()))
-            else {
+            let used: Vec<String> = match &policy.stored {
+                Some(stored) => stored
+                    .assignments
+                    .iter()
+                    .filter_map(|a| a["target"]["groupId"].as_str().map(str::to_owned))
+                    .collect(),
+                None => policy
+                    .assignments
+                    .iter()
+                    .filter_map(|a| a.group_id.clone())
+                    .collect(),
+            };
+            let Some(group) = tenant.groups.iter().find(|g| !used.contains(&g.id)) else {
                 return false;
             };
+            if let Some(stored) = &mut policy.stored {
+                stored.assignments.push(assignment_json(
+                    &policy.id,
+                    "groupAssignmentTarget",
+                    Some(&group.id),
+                    None,
+                ));
+                policy.assignment_count = stored.assignments.len();
+                return true;
+            }
             policy.assignments.push(SimAssignment {
                 group_id: Some(group.id.clone()),
                 exclude: false,
@@ -446,7 +533,31 @@ fn generated_assignments(
         .collect()
 }
 
-fn timestamp(secs: i64) -> String {
+/// An assignment as Graph lists it: `kind` is the target's type, `filter` an assignment
+/// filter's id and mode.
+pub(super) fn assignment_json(
+    policy_id: &str,
+    kind: &str,
+    group: Option<&str>,
+    filter: Option<(&str, &str)>,
+) -> Value {
+    let mut target = json!({
+        "@odata.type": format!("#microsoft.graph.{kind}"),
+        "deviceAndAppManagementAssignmentFilterId": filter.map(|f| f.0),
+        "deviceAndAppManagementAssignmentFilterType": filter.map_or("none", |f| f.1),
+    });
+    if let (Some(group), Value::Object(fields)) = (group, &mut target) {
+        fields.insert("groupId".into(), json!(group));
+    }
+    json!({
+        "id": format!("{policy_id}_{}", group.unwrap_or(ALL_DEVICES)),
+        "source": "direct",
+        "sourceId": policy_id,
+        "target": target
+    })
+}
+
+pub(super) fn timestamp(secs: i64) -> String {
     OffsetDateTime::from_unix_timestamp(secs)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
@@ -469,8 +580,48 @@ impl SimPolicy {
         self.kind == Kind::DeviceConfiguration && self.platform == 0 && self.seed.is_multiple_of(3)
     }
 
+    /// The property holding the policy's name.
+    pub fn name_key(&self) -> &'static str {
+        match self.kind {
+            Kind::ConfigurationPolicy => "name",
+            _ => "displayName",
+        }
+    }
+
+    /// A policy a write created: its content is what was written.
+    pub fn created(id: String, kind: Kind, name: String, platform: &str, stored: Stored) -> Self {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let lower = platform.to_ascii_lowercase();
+        let platform = PLATFORMS
+            .iter()
+            .position(|p| lower.starts_with(&p.to_ascii_lowercase()))
+            .unwrap_or(0);
+        Self {
+            seed: fnv(&id),
+            id,
+            kind,
+            name,
+            platform,
+            created_secs: now,
+            modified_secs: now,
+            child_count: stored.children.len(),
+            assignment_count: stored.assignments.len(),
+            revision: 0,
+            assignments: Vec::new(),
+            scope_tags: Vec::new(),
+            stored: Some(Box::new(stored)),
+        }
+    }
+
     /// The policy as Graph returns it from its get endpoint.
     pub fn to_json(&self) -> Value {
+        if let Some(stored) = &self.stored {
+            return stored.to_json(
+                self,
+                timestamp(self.created_secs),
+                timestamp(self.modified_secs),
+            );
+        }
         let platform = self.platform();
         let revision = u64::from(self.revision);
         let mut item = json!({
@@ -579,6 +730,9 @@ impl SimPolicy {
 
     /// The policy's assignments.
     pub fn assignments(&self) -> Vec<Value> {
+        if let Some(stored) = &self.stored {
+            return stored.assignments.clone();
+        }
         self.assignments
             .iter()
             .map(|a| {
@@ -587,20 +741,8 @@ impl SimPolicy {
                     (Some(g), false) => ("groupAssignmentTarget", Some(g.as_str())),
                     (Some(g), true) => ("exclusionGroupAssignmentTarget", Some(g.as_str())),
                 };
-                let mut target = json!({
-                    "@odata.type": format!("#microsoft.graph.{kind}"),
-                    "deviceAndAppManagementAssignmentFilterId": a.filter.as_ref().map(|f| f.0.clone()),
-                    "deviceAndAppManagementAssignmentFilterType": a.filter.as_ref().map_or("none", |f| f.1),
-                });
-                if let (Some(group), Value::Object(fields)) = (group, &mut target) {
-                    fields.insert("groupId".into(), json!(group));
-                }
-                json!({
-                    "id": format!("{}_{}", self.id, group.unwrap_or(ALL_DEVICES)),
-                    "source": "direct",
-                    "sourceId": self.id,
-                    "target": target
-                })
+                let filter = a.filter.as_ref().map(|(id, mode)| (id.as_str(), *mode));
+                assignment_json(&self.id, kind, group, filter)
             })
             .collect()
     }
@@ -608,6 +750,9 @@ impl SimPolicy {
     /// Compliance actions for noncompliance (`scheduledActionsForRule`): one rule whose
     /// `scheduledActionConfigurations` are inlined when `expand_configurations`.
     pub fn scheduled_actions(&self, expand_configurations: bool) -> Vec<Value> {
+        if let Some(stored) = &self.stored {
+            return stored.scheduled_actions(expand_configurations);
+        }
         if self.kind != Kind::CompliancePolicy {
             return Vec::new();
         }
@@ -622,13 +767,6 @@ impl SimPolicy {
             }
         }
         vec![rule]
-    }
-
-    /// The actions of the policy's one rule (`…/scheduledActionsForRule/{id}/scheduledActionConfigurations`).
-    pub fn scheduled_action_configurations(&self) -> Vec<Value> {
-        let mut rng = SplitMix(self.seed ^ 0x5C4E);
-        rng.guid();
-        self.action_configurations(&mut rng)
     }
 
     fn action_configurations(&self, rng: &mut SplitMix) -> Vec<Value> {
@@ -654,6 +792,9 @@ impl SimPolicy {
 
     /// The id of child number `index` (a definition value's id; a setting's is its index).
     pub fn child_id(&self, index: usize) -> String {
+        if let Some(stored) = &self.stored {
+            return stored.child_id(index);
+        }
         match self.kind {
             Kind::GroupPolicyConfiguration => self.child_rng(index).guid(),
             _ => index.to_string(),
@@ -673,6 +814,9 @@ impl SimPolicy {
     /// `$expand=settingDefinitions`) or a definition value (its definition inlined with
     /// `$expand=definition`).
     pub fn child(&self, index: usize, expand: bool) -> Value {
+        if let Some(stored) = &self.stored {
+            return stored.child(self.kind, index, expand);
+        }
         let mut rng = self.child_rng(index);
         let revision = u64::from(self.revision);
         match self.kind {
@@ -789,6 +933,9 @@ impl SimPolicy {
 
     /// The `groupPolicyDefinition` of definition value number `index`.
     pub fn definition(&self, index: usize) -> Value {
+        if let Some(stored) = &self.stored {
+            return stored.definition(index);
+        }
         let mut rng = self.child_rng(index);
         rng.guid();
         rng.below(4);
@@ -805,6 +952,9 @@ impl SimPolicy {
     /// The presentation values of definition value number `index` (none, a text, or a text and
     /// a number), each with its `presentation` when `expand`.
     pub fn presentation_values(&self, index: usize, expand: bool) -> Vec<Value> {
+        if let Some(stored) = &self.stored {
+            return stored.presentation_values(index, expand);
+        }
         let mut rng = SplitMix(self.seed ^ (index as u64).wrapping_mul(0x9E37) ^ 0x9E5);
         (0..index % 3)
             .map(|n| {

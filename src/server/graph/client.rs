@@ -1,4 +1,5 @@
-//! The Graph client: authenticated, limited, retried GETs with paging, and policy capture.
+//! The Graph client: authenticated, limited, retried requests (GETs with paging, and the writes
+//! of [`super::write`] through the same loop), and policy capture.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -6,12 +7,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value};
 
 use super::activity::{self, Count};
 use super::jwt::{self, ClaimsError};
-use super::limiter::{LimiterConfig, Limiters};
+use super::limiter::{LimiterConfig, Limiters, WriteBudget};
 use super::registry::{PolicyListing, PolicyType};
 use super::retry::{retry_after, RetryPolicy};
 use super::snapshot::{canonical_json, SettingDefinition, Snapshot};
@@ -40,6 +41,8 @@ pub struct GraphConfig {
     pub token_refresh_margin: Duration,
     pub retry: RetryPolicy,
     pub limits: LimiterConfig,
+    /// The smaller budget writes take on top of `limits`.
+    pub write_budget: WriteBudget,
 }
 
 impl GraphConfig {
@@ -52,6 +55,7 @@ impl GraphConfig {
             token_refresh_margin: Duration::from_secs(300),
             retry: RetryPolicy::default(),
             limits: LimiterConfig::default(),
+            write_budget: WriteBudget::default(),
         }
     }
 
@@ -137,6 +141,41 @@ struct Inner {
     limiters: Limiters,
 }
 
+/// One request of the send loop: a GET, or a write with its JSON body.
+pub(super) struct Request<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    pub body: Option<&'a Value>,
+    /// Whether sending it twice does no harm (a GET, a PATCH, a PUT, a replacing action). Only
+    /// such a request is sent again after an answer that may have come after Graph acted on it
+    /// (a timeout, a 504, a body cut short); any request is sent again after a 429 or a 503,
+    /// which Graph answers without acting.
+    pub idempotent: bool,
+}
+
+impl<'a> Request<'a> {
+    /// A GET of `url`.
+    pub fn get(url: &'a str) -> Self {
+        Self {
+            method: Method::GET,
+            url,
+            body: None,
+            idempotent: true,
+        }
+    }
+
+    fn is_write(&self) -> bool {
+        self.method != Method::GET && self.method != Method::HEAD
+    }
+}
+
+/// A success answer: its status and its JSON body (`Null` when the body is empty).
+#[derive(Debug)]
+pub(super) struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
 /// How one attempt ended when it did not return JSON.
 enum Failure {
     /// Not worth repeating.
@@ -149,6 +188,8 @@ enum Failure {
         retry_after: Option<Duration>,
         /// What the run is waiting for until the next attempt.
         why: GraphWaitReason,
+        /// Graph may have acted on the request before the answer failed.
+        ambiguous: bool,
     },
 }
 
@@ -165,7 +206,7 @@ impl GraphClient {
                 )
             })?;
         let graph_origin = url_origin::of(&config.graph_base);
-        let limiters = Limiters::new(config.limits.clone());
+        let limiters = Limiters::new(config.limits.clone(), config.write_budget.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -175,6 +216,11 @@ impl GraphClient {
                 limiters,
             }),
         })
+    }
+
+    /// The endpoints and limits this client was built with.
+    pub(super) fn config(&self) -> &GraphConfig {
+        &self.inner.config
     }
 
     /// Every policy of `policy_type` in the tenant, following `@odata.nextLink` to the end.
@@ -378,6 +424,16 @@ impl GraphClient {
         creds: &TenantCredentials,
         url: &str,
     ) -> Result<Value, GraphError> {
+        Ok(self.send(creds, &Request::get(url)).await?.body)
+    }
+
+    /// One authenticated request through the tenant's limiter (writes also through its write
+    /// budget), with a fresh token after a 401 and retries as [`Request::idempotent`] allows.
+    pub(super) async fn send(
+        &self,
+        creds: &TenantCredentials,
+        request: &Request<'_>,
+    ) -> Result<Answer, GraphError> {
         let inner = &self.inner;
         let limiter = inner.limiters.for_tenant(creds.tenant_id.as_str());
         let mut attempt = 0;
@@ -388,6 +444,10 @@ impl GraphClient {
                 .tokens
                 .token(&inner.http, &inner.config, creds)
                 .await?;
+            if request.is_write() {
+                let budget = super::interrupt::waiting(limiter.acquire_write_slot());
+                activity::waiting_for(GraphWaitReason::RequestBudget, None, budget).await?;
+            }
             let outcome = {
                 // A tenant paused by a Retry-After waits for Graph's throttle; otherwise only
                 // for this tenant's own request budget.
@@ -398,10 +458,10 @@ impl GraphClient {
                 };
                 let acquire = super::interrupt::waiting(limiter.acquire());
                 let _permit = activity::waiting_for(why, paused, acquire).await??;
-                self.send_once(url, &token).await
+                self.send_once(request, &token).await
             };
             match outcome {
-                Ok(value) => return Ok(value),
+                Ok(answer) => return Ok(answer),
                 Err(Failure::Unauthorized(_)) if !refreshed => {
                     // A revoked or rotated token: one fresh token, then the answer is final.
                     refreshed = true;
@@ -410,8 +470,13 @@ impl GraphClient {
                     inner.tokens.invalidate(creds, &token).await;
                 }
                 Err(Failure::Transient {
-                    retry_after, why, ..
-                }) if attempt < inner.config.retry.max_attempts => {
+                    retry_after,
+                    why,
+                    ambiguous,
+                    ..
+                }) if attempt < inner.config.retry.max_attempts
+                    && (request.idempotent || !ambiguous) =>
+                {
                     activity::count(Count::Retry);
                     if let Some(wait) = retry_after {
                         limiter.pause_for(wait.min(inner.config.retry.max_retry_after));
@@ -430,22 +495,23 @@ impl GraphClient {
         }
     }
 
-    async fn send_once(&self, url: &str, token: &str) -> Result<Value, Failure> {
-        let what = describe(url, &self.inner.config.graph_base);
+    async fn send_once(&self, request: &Request<'_>, token: &str) -> Result<Answer, Failure> {
+        let what = describe(&request.method, request.url, &self.inner.config.graph_base);
         activity::count(Count::Request);
-        let response = self
+        let mut builder = self
             .inner
             .http
-            .get(url)
+            .request(request.method.clone(), request.url)
             .bearer_auth(token)
             .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(self.inner.config.request_timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                metrics::graph_answer(None);
-                transport_failure(&e, &what)
-            })?;
+            .timeout(self.inner.config.request_timeout);
+        if let Some(body) = request.body {
+            builder = builder.json(body);
+        }
+        let response = builder.send().await.map_err(|e| {
+            metrics::graph_answer(None);
+            transport_failure(&e, &what)
+        })?;
         let status = response.status();
         metrics::graph_answer(Some(status.as_u16()));
         match status.as_u16() {
@@ -459,16 +525,30 @@ impl GraphClient {
             .await
             .map_err(|e| transport_failure(&e, &what))?;
         if status.is_success() {
-            // A success whose body does not parse is almost always a transfer cut short (a proxy
-            // or Graph closing the stream); asking again usually gets the whole answer.
-            return serde_json::from_slice(&body).map_err(|_| Failure::Transient {
-                error: GraphError::new(
-                    ReasonCode::InvalidResponse,
-                    format!("{what}: the answer is not valid JSON"),
-                ),
-                retry_after: None,
-                why: GraphWaitReason::Unreachable,
-            });
+            // A write's answer may have no body (204). Any other success whose body does not
+            // parse is almost always a transfer cut short (a proxy or Graph closing the
+            // stream); asking again usually gets the whole answer.
+            if body.is_empty() && request.is_write() {
+                return Ok(Answer {
+                    status: status.as_u16(),
+                    body: Value::Null,
+                });
+            }
+            return match serde_json::from_slice(&body) {
+                Ok(json) => Ok(Answer {
+                    status: status.as_u16(),
+                    body: json,
+                }),
+                Err(_) => Err(Failure::Transient {
+                    error: GraphError::new(
+                        ReasonCode::InvalidResponse,
+                        format!("{what}: the answer is not valid JSON"),
+                    ),
+                    retry_after: None,
+                    why: GraphWaitReason::Unreachable,
+                    ambiguous: true,
+                }),
+            };
         }
         let message = format!("{what} answered {status}: {}", error_detail(&body));
         Err(classify(status, message, wait))
@@ -516,16 +596,20 @@ fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) 
             error: GraphError::new(ReasonCode::Throttled, message),
             retry_after,
             why: GraphWaitReason::Throttled,
+            ambiguous: false,
         },
         503 => Failure::Transient {
             error: GraphError::new(ReasonCode::Throttled, message),
             retry_after,
             why: GraphWaitReason::Unavailable,
+            ambiguous: false,
         },
+        // A gateway timeout: Graph may have done the work behind it.
         504 => Failure::Transient {
             error: GraphError::new(ReasonCode::GraphUnavailable, message),
             retry_after,
             why: GraphWaitReason::Unavailable,
+            ambiguous: true,
         },
         500..=599 => Failure::Final(GraphError::new(ReasonCode::GraphUnavailable, message)),
         _ => Failure::Final(GraphError::new(ReasonCode::UnknownError, message)),
@@ -541,20 +625,22 @@ fn transport_failure(error: &reqwest::Error, what: &str) -> Failure {
             format!("{what}: Graph could not be reached"),
         )
     };
+    // A request that timed out may have reached Graph.
     Failure::Transient {
         error,
         retry_after: None,
         why: GraphWaitReason::Unreachable,
+        ambiguous: true,
     }
 }
 
 /// `GET deviceManagement/...` without the base URL and the query string.
-fn describe(url: &str, graph_base: &str) -> String {
+fn describe(method: &Method, url: &str, graph_base: &str) -> String {
     let path = url.split('?').next().unwrap_or(url);
     let relative = path
         .strip_prefix(graph_base.trim_end_matches('/'))
         .unwrap_or(path);
-    format!("GET {}", relative.trim_start_matches('/'))
+    format!("{method} {}", relative.trim_start_matches('/'))
 }
 
 /// Graph's `error.code: error.message`, or the start of a body that is not Graph's error shape.

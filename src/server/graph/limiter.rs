@@ -1,5 +1,6 @@
 //! Per-tenant request budget: a rate (governor) and a cap on requests in flight (semaphore),
-//! shared by every caller of one [`GraphClient`](super::GraphClient) for that tenant.
+//! shared by every caller of one [`GraphClient`](super::GraphClient) for that tenant, and a
+//! smaller rate that only writes (POST, PUT, PATCH, DELETE) take on top of it.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -38,9 +39,36 @@ impl Default for LimiterConfig {
     }
 }
 
+/// How fast one tenant may write to Graph from this process, under [`LimiterConfig`]: every
+/// write takes a slot of this budget and then one of the overall budget.
+///
+/// Intune's device configuration service (the four policy collections) allows writes (POST,
+/// PUT, DELETE, PATCH) at 100 requests per 20 s per app per tenant, and 200 per 20 s per tenant
+/// for all apps (<https://learn.microsoft.com/en-us/graph/throttling-limits>, "Intune device
+/// configuration service limits"). The defaults send at most `burst + rate × 20 s` =
+/// 10 + 4 × 20 = 90 writes in any 20 s window: 90 % of the per-app ceiling.
+#[derive(Debug, Clone)]
+pub struct WriteBudget {
+    /// Sustained writes per second.
+    pub writes_per_second: NonZeroU32,
+    /// Writes that may go at once after a quiet period.
+    pub burst: NonZeroU32,
+}
+
+impl Default for WriteBudget {
+    fn default() -> Self {
+        Self {
+            writes_per_second: NonZeroU32::new(4).unwrap_or(NonZeroU32::MIN),
+            burst: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+        }
+    }
+}
+
 /// The budget of one tenant.
 pub(crate) struct TenantLimiter {
     rate: DefaultDirectRateLimiter,
+    /// Taken by writes only, before the overall rate.
+    write_rate: DefaultDirectRateLimiter,
     in_flight: Arc<Semaphore>,
     /// Set from a 429's `Retry-After`: every request of the tenant waits, not only the one that
     /// was throttled, because Graph throttles the app for the whole tenant.
@@ -48,10 +76,12 @@ pub(crate) struct TenantLimiter {
 }
 
 impl TenantLimiter {
-    fn new(config: &LimiterConfig) -> Self {
+    fn new(config: &LimiterConfig, writes: &WriteBudget) -> Self {
         let quota = Quota::per_second(config.requests_per_second).allow_burst(config.burst);
+        let write_quota = Quota::per_second(writes.writes_per_second).allow_burst(writes.burst);
         Self {
             rate: RateLimiter::direct(quota),
+            write_rate: RateLimiter::direct(write_quota),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             paused_until: Mutex::new(None),
         }
@@ -75,6 +105,12 @@ impl TenantLimiter {
         }
         self.rate.until_ready().await;
         Ok(permit)
+    }
+
+    /// Waits for the write budget; a write then takes [`Self::acquire`] like any request. The
+    /// write budget is taken first so a write waiting for it holds no in-flight slot.
+    pub(crate) async fn acquire_write_slot(&self) {
+        self.write_rate.until_ready().await;
     }
 
     /// How long this tenant is still held back after a `Retry-After`, if it is.
@@ -102,13 +138,15 @@ impl TenantLimiter {
 /// The limiters of every tenant this process talks to.
 pub(crate) struct Limiters {
     config: LimiterConfig,
+    writes: WriteBudget,
     by_tenant: Mutex<HashMap<String, Arc<TenantLimiter>>>,
 }
 
 impl Limiters {
-    pub(crate) fn new(config: LimiterConfig) -> Self {
+    pub(crate) fn new(config: LimiterConfig, writes: WriteBudget) -> Self {
         Self {
             config,
+            writes,
             by_tenant: Mutex::new(HashMap::new()),
         }
     }
@@ -121,7 +159,7 @@ impl Limiters {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         Arc::clone(
             map.entry(tenant_id.to_owned())
-                .or_insert_with(|| Arc::new(TenantLimiter::new(&self.config))),
+                .or_insert_with(|| Arc::new(TenantLimiter::new(&self.config, &self.writes))),
         )
     }
 }

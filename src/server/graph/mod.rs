@@ -4,7 +4,8 @@
 //!
 //! Create one [`GraphClient`] per process and clone it: clones share the token cache and the
 //! per-tenant limiters, so every run of a tenant stays under the same budget. The worker takes a
-//! [`PolicySource`] so tests can swap in a source that fails on any call.
+//! [`PolicySource`] so tests can swap in a source that fails on any call. Restores write through
+//! [`PolicyWriter`] ([`write`]): the same send loop, plus a smaller per-tenant write budget.
 
 pub mod activity;
 mod client;
@@ -24,8 +25,9 @@ pub use client::{
 };
 pub use credentials::{GraphAccess, SecretResolver};
 pub use error::GraphError;
-pub use limiter::LimiterConfig;
+pub use limiter::{LimiterConfig, WriteBudget};
 pub use registry::{PolicyListing, PolicyType};
 pub use retry::RetryPolicy;
 pub use snapshot::{SettingDefinition, Snapshot};
 pub use token::{ClientSecret, TenantCredentials, TokenFailure};
+pub use write::{DirectoryKind, PolicyWriter, WriteRequest, Written};

@@ -1,11 +1,29 @@
-//! Writing policies back to Graph (restore). INTERFACE ONLY until the write path lands.
+//! Writing policies back to Intune (restore): the calls Graph documents for each of the four
+//! types, through the same limiter, token cache and retries as reads, plus a write budget.
+//!
+//! What is sent is the backup's content with everything Graph treats as read-only or as
+//! bookkeeping left out (ids, timestamps, `version`, counts, annotations other than
+//! `@odata.type`, navigation properties, setting definitions). Every call checks the success
+//! status Graph documents for it; any other success status is an unexpected answer.
+//!
+//! Secrets: a backup never holds a secret's value (captures drop it). An update in place reads
+//! the live policy's secrets (their encrypted tokens, as Graph returns them) and sends each back
+//! unchanged where the backup has the same secret setting, so the secret stays as it is in
+//! Intune. A secret the live policy does not hold (or any secret, when the policy is created
+//! anew) cannot be restored: the write fails before anything is sent, naming the settings
+//! ([`secret_settings`] lets a preview say so first).
 
-use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
 
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use super::client::{Answer, Request};
 use super::{GraphClient, GraphError, GraphFuture, PolicyType, TenantCredentials};
 use crate::domain::reason_code::ReasonCode;
-use crate::domain::snapshot::CaptureFormat;
+use crate::domain::snapshot::{is_secret, CaptureFormat};
 
+/// A tenant-wide object a policy refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DirectoryKind {
     Group,
@@ -13,30 +31,52 @@ pub enum DirectoryKind {
     ScopeTag,
 }
 
+impl DirectoryKind {
+    /// Its collection under the Graph base.
+    fn collection(self) -> &'static str {
+        match self {
+            Self::Group => "groups",
+            Self::AssignmentFilter => "deviceManagement/assignmentFilters",
+            Self::ScopeTag => "deviceManagement/roleScopeTags",
+        }
+    }
+}
+
+/// What to write for one policy.
 pub struct WriteRequest<'a> {
     pub policy_type: PolicyType,
+    /// The live policy to update in place; `None` creates the policy anew.
     pub target: Option<&'a str>,
+    /// The backup version's payload as stored (the canonical JSON parsed), captured in `format`.
     pub backup: &'a Value,
     pub format: CaptureFormat,
+    /// The live policy's payload as just captured (CaptureFormat::LATEST, same options), when it exists.
     pub live: Option<&'a Value>,
     pub include_assignments: bool,
     pub include_scope_tags: bool,
 }
 
+/// What a write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub graph_id: String,
     pub created: bool,
+    /// Write requests (POST/PUT/PATCH/DELETE) sent for this policy.
     pub writes: u32,
 }
 
+/// What a restore needs from Graph besides reads; tests substitute their own.
 pub trait PolicyWriter: Send + Sync {
+    /// Whether a group / assignment filter / scope tag exists (a GET by id; 404 → false).
     fn object_exists<'a>(
         &'a self,
         creds: &'a TenantCredentials,
         kind: DirectoryKind,
         id: &'a str,
     ) -> GraphFuture<'a, bool>;
+    /// Makes the policy match the backup: updates `target` in place or creates it anew, then
+    /// replaces its assignments through the type's `assign` action when `include_assignments`
+    /// and the backup recorded assignments. Never deletes a policy, group, filter or scope tag.
     fn write_policy<'a>(
         &'a self,
         creds: &'a TenantCredentials,
@@ -47,17 +87,740 @@ pub trait PolicyWriter: Send + Sync {
 impl PolicyWriter for GraphClient {
     fn object_exists<'a>(
         &'a self,
-        _creds: &'a TenantCredentials,
-        _kind: DirectoryKind,
-        _id: &'a str,
+        creds: &'a TenantCredentials,
+        kind: DirectoryKind,
+        id: &'a str,
     ) -> GraphFuture<'a, bool> {
-        Box::pin(async { Err(GraphError::new(ReasonCode::UnknownError, "not yet")) })
+        Box::pin(GraphClient::object_exists(self, creds, kind, id))
     }
+
     fn write_policy<'a>(
         &'a self,
-        _creds: &'a TenantCredentials,
-        _request: WriteRequest<'a>,
+        creds: &'a TenantCredentials,
+        request: WriteRequest<'a>,
     ) -> GraphFuture<'a, Written> {
-        Box::pin(async { Err(GraphError::new(ReasonCode::UnknownError, "not yet")) })
+        Box::pin(GraphClient::write_policy(self, creds, request))
+    }
+}
+
+/// How a type's content besides its properties is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Content {
+    /// Device configuration: everything is a property.
+    None,
+    /// Settings catalog: `settings` go inline in the create (POST) and the update (PUT) body.
+    /// Settings cannot be changed one by one (a PATCH of `settings/{id}` has no route in
+    /// Graph: microsoftgraph/microsoft-graph-docs-contrib#2014), so an update replaces the
+    /// policy with its settings in one PUT, as Microsoft365DSC's settings catalog resources do.
+    InlineSettings,
+    /// Compliance: the rules go inline in the create body (Graph refuses a compliance policy
+    /// without its block action) and through `scheduleActionsForRules` after an update.
+    ScheduledActions,
+    /// Administrative templates: `updateDefinitionValues` after the create or the update.
+    DefinitionValues,
+}
+
+/// How one type is written.
+struct WriteSpec {
+    content: Content,
+    /// PATCH (properties only) or PUT (properties and settings).
+    update_method: Method,
+}
+
+fn write_spec(policy_type: PolicyType) -> WriteSpec {
+    let (content, update_method) = match policy_type {
+        PolicyType::SettingsCatalog => (Content::InlineSettings, Method::PUT),
+        PolicyType::DeviceConfiguration => (Content::None, Method::PATCH),
+        PolicyType::Compliance => (Content::ScheduledActions, Method::PATCH),
+        PolicyType::AdministrativeTemplate => (Content::DefinitionValues, Method::PATCH),
+    };
+    WriteSpec {
+        content,
+        update_method,
+    }
+}
+
+/// Properties Graph computes itself: sending one is an error (or silently ignored).
+const READ_ONLY: &[&str] = &[
+    "id",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "version",
+    "settingCount",
+    "isAssigned",
+    "supportsScopeTags",
+];
+
+/// Navigation properties: written through their own calls, never in the policy's body.
+const NAVIGATION: &[&str] = &[
+    "assignments",
+    "settings",
+    "scheduledActionsForRule",
+    "definitionValues",
+    "deviceStatuses",
+    "userStatuses",
+    "deviceStatusOverview",
+    "userStatusOverview",
+    "deviceSettingStateSummaries",
+    "groupAssignments",
+];
+
+/// Whether a key is written back: `@odata.type` is, other annotations and read-only keys not.
+fn is_writable_key(key: &str) -> bool {
+    !READ_ONLY.contains(&key) && (key == "@odata.type" || !key.contains('@'))
+}
+
+/// A copy of an object with only its writable keys, recursively (nested entities such as
+/// settings or actions carry ids and timestamps of their own).
+fn writable(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(key, _)| is_writable_key(key) && key.as_str() != "settingDefinitions")
+                .map(|(key, item)| (key.clone(), writable(item)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(writable).collect()),
+        scalar => scalar.clone(),
+    }
+}
+
+/// The policy's own writable properties (no navigation properties).
+fn policy_body(policy: &Map<String, Value>, include_scope_tags: bool) -> Map<String, Value> {
+    let Value::Object(mut body) = writable(&Value::Object(policy.clone())) else {
+        return Map::new();
+    };
+    body.retain(|key, _| !NAVIGATION.contains(&key.as_str()));
+    if !include_scope_tags {
+        body.remove("roleScopeTagIds");
+    }
+    body
+}
+
+/// The array `key` of the payload, or inside its `policy` (as `$expand` returns it).
+fn payload_array<'v>(payload: &'v Value, key: &str) -> Option<&'v Vec<Value>> {
+    payload
+        .get(key)
+        .or_else(|| payload.get("policy").and_then(|p| p.get(key)))
+        .and_then(Value::as_array)
+}
+
+/// The settings and secret values under `value`, keyed by where they sit: the path of
+/// `settingDefinitionId`s (settings catalog) or the OMA-URI (custom profiles) above them.
+fn collect_secrets(value: &Value, anchor: &str, out: &mut HashMap<String, Map<String, Value>>) {
+    match value {
+        Value::Object(map) => {
+            let anchor = anchored(map, anchor);
+            if is_secret(map) {
+                out.insert(anchor.clone(), map.clone());
+            }
+            for item in map.values() {
+                collect_secrets(item, &anchor, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_secrets(i, anchor, out)),
+        _ => {}
+    }
+}
+
+fn anchored(map: &Map<String, Value>, anchor: &str) -> String {
+    let own = ["settingDefinitionId", "omaUri"]
+        .iter()
+        .find_map(|key| map.get(*key).and_then(Value::as_str));
+    match own {
+        Some(own) => format!("{anchor}/{own}"),
+        None => anchor.to_owned(),
+    }
+}
+
+/// The secret settings of a backup payload, by where they sit (setting definition path or
+/// OMA-URI): a backup has none of their values, so each can only be kept as the live policy
+/// holds it, never created.
+pub fn secret_settings(backup: &Value) -> Vec<String> {
+    let mut found = HashMap::new();
+    collect_secrets(backup, "", &mut found);
+    let sorted: BTreeSet<String> = found.into_keys().collect();
+    sorted.into_iter().collect()
+}
+
+/// Fills each secret in `body` with the live policy's encrypted value at the same place;
+/// the places the live policy has no secret for.
+fn fill_secrets(
+    value: &mut Value,
+    anchor: &str,
+    live: &HashMap<String, Map<String, Value>>,
+    missing: &mut Vec<String>,
+) {
+    match value {
+        Value::Object(map) => {
+            let anchor = anchored(map, anchor);
+            if is_secret(map) {
+                match live.get(&anchor) {
+                    Some(secret) => {
+                        for key in [
+                            "value",
+                            "valueState",
+                            "isEncrypted",
+                            "secretReferenceValueId",
+                        ] {
+                            if let Some(kept) = secret.get(key) {
+                                map.insert(key.to_owned(), kept.clone());
+                            }
+                        }
+                    }
+                    None => missing.push(anchor.clone()),
+                }
+            }
+            for item in map.values_mut() {
+                fill_secrets(item, &anchor, live, missing);
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| fill_secrets(i, anchor, live, missing)),
+        _ => {}
+    }
+}
+
+/// The error for secrets that cannot be restored.
+///
+/// No reason code says "secret" yet; `UnknownError` carries the explanation.
+fn secrets_error(missing: &[String]) -> GraphError {
+    GraphError::new(
+        ReasonCode::UnknownError,
+        format!(
+            "the backup holds secret settings that a backup never records ({}); they can only be kept as the live policy holds them, and it holds none there: set them in Intune",
+            missing.join(", ")
+        ),
+    )
+}
+
+/// What is sent for a policy: its writable properties and its other content.
+struct Prepared {
+    /// A JSON object.
+    body: Value,
+    /// Settings, compliance rules or definition values (as captured: their bodies are built
+    /// from them); `Null` for device configurations.
+    content: Value,
+}
+
+/// Whether `id` can be a Graph id (and so is safe in a URL path).
+fn is_graph_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The content that is not a property, ready to send: settings or compliance rules without
+/// their read-only parts, definition values as captured (their bodies are built from them).
+fn inline_content(spec: &WriteSpec, backup: &Value) -> Value {
+    let key = match spec.content {
+        Content::None => return Value::Null,
+        Content::InlineSettings => "settings",
+        Content::ScheduledActions => "scheduledActionsForRule",
+        Content::DefinitionValues => "definitionValues",
+    };
+    let items = Value::Array(payload_array(backup, key).cloned().unwrap_or_default());
+    match spec.content {
+        Content::DefinitionValues => items,
+        _ => writable(&items),
+    }
+}
+
+/// The value ids of `definitionValues`, keyed by definition id, with their presentation
+/// value ids keyed by presentation id.
+struct LiveValue<'v> {
+    id: &'v str,
+    presentations: HashMap<String, &'v str>,
+}
+
+/// The definition (or presentation) id a value refers to: its expanded object's id, or the id
+/// inside its `…@odata.bind`.
+fn referred_id(item: &Value, expanded: &str) -> Option<String> {
+    if let Some(id) = item
+        .get(expanded)
+        .and_then(|d| d.get("id"))
+        .and_then(Value::as_str)
+    {
+        return Some(id.to_owned());
+    }
+    let bind = item
+        .get(format!("{expanded}@odata.bind"))
+        .and_then(Value::as_str)?;
+    let start = bind.rfind("('")? + 2;
+    let end = bind[start..].find("')")? + start;
+    Some(bind[start..end].to_owned())
+}
+
+fn live_values(live: Option<&Value>) -> HashMap<String, LiveValue<'_>> {
+    let Some(items) = live.and_then(|l| payload_array(l, "definitionValues")) else {
+        return HashMap::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let id = item.get("id").and_then(Value::as_str)?;
+            let definition = referred_id(item, "definition")?;
+            let presentations = item
+                .get("presentationValues")
+                .and_then(Value::as_array)
+                .map(|values| {
+                    values
+                        .iter()
+                        .filter_map(|v| {
+                            Some((
+                                referred_id(v, "presentation")?,
+                                v.get("id").and_then(Value::as_str)?,
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some((definition, LiveValue { id, presentations }))
+        })
+        .collect()
+}
+
+impl GraphClient {
+    fn graph_url(&self, path: &str) -> String {
+        format!(
+            "{}/{}",
+            self.config().graph_base.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// Whether a group / assignment filter / scope tag exists: a GET by id, 404 → false.
+    pub async fn object_exists(
+        &self,
+        creds: &TenantCredentials,
+        kind: DirectoryKind,
+        id: &str,
+    ) -> Result<bool, GraphError> {
+        if !is_graph_id(id) {
+            return Ok(false);
+        }
+        // GET /groups/{id}: https://learn.microsoft.com/en-us/graph/api/group-get
+        // GET /deviceManagement/assignmentFilters/{id}:
+        //   https://learn.microsoft.com/en-us/graph/api/intune-policyset-deviceandappmanagementassignmentfilter-get
+        // GET /deviceManagement/roleScopeTags/{id}:
+        //   https://learn.microsoft.com/en-us/graph/api/intune-rbac-rolescopetag-get
+        let url = self.graph_url(&format!("{}/{id}?$select=id", kind.collection()));
+        match self.get_json(creds, &url).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.reason_code() == ReasonCode::PolicyNotFound => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Makes the policy match the backup (see [`PolicyWriter::write_policy`]).
+    pub async fn write_policy(
+        &self,
+        creds: &TenantCredentials,
+        request: WriteRequest<'_>,
+    ) -> Result<Written, GraphError> {
+        if request.target.is_some_and(|target| !is_graph_id(target)) {
+            return Err(GraphError::new(
+                ReasonCode::PolicyNotFound,
+                "the target policy id is not a Graph id",
+            ));
+        }
+        let spec = write_spec(request.policy_type);
+        let prepared = self.prepare(creds, &spec, &request).await?;
+        let content = prepared.content.clone();
+        let (graph_id, created) = match request.target {
+            Some(target) => {
+                self.update_in_place(creds, &spec, &request, target, prepared)
+                    .await?;
+                (target.to_owned(), false)
+            }
+            None => (self.create(creds, &spec, &request, prepared).await?, true),
+        };
+        let item = format!("{}/{graph_id}", request.policy_type.spec().collection);
+        let writes = 1
+            + self
+                .write_content(creds, &spec, &request, &item, &content, created)
+                .await?
+            + self.write_assignments(creds, &request, &item).await?;
+        Ok(Written {
+            graph_id,
+            created,
+            writes,
+        })
+    }
+
+    /// The policy's writable properties and its other content, secrets filled from the live
+    /// policy; an error naming the secrets that cannot be filled.
+    async fn prepare(
+        &self,
+        creds: &TenantCredentials,
+        spec: &WriteSpec,
+        request: &WriteRequest<'_>,
+    ) -> Result<Prepared, GraphError> {
+        let Some(policy) = request.backup.get("policy").and_then(Value::as_object) else {
+            return Err(GraphError::new(
+                ReasonCode::InvalidRunInput,
+                "the backup has no policy object",
+            ));
+        };
+        let mut prepared = Prepared {
+            body: Value::Object(policy_body(policy, request.include_scope_tags)),
+            content: inline_content(spec, request.backup),
+        };
+        let secrets =
+            secret_settings(&prepared.body).len() + secret_settings(&prepared.content).len();
+        if secrets == 0 {
+            return Ok(prepared);
+        }
+        let live = match request.target {
+            Some(target) => {
+                self.live_secrets(creds, request.policy_type, target)
+                    .await?
+            }
+            None => HashMap::new(),
+        };
+        let mut missing = Vec::new();
+        fill_secrets(&mut prepared.body, "", &live, &mut missing);
+        fill_secrets(&mut prepared.content, "", &live, &mut missing);
+        if missing.is_empty() {
+            Ok(prepared)
+        } else {
+            Err(secrets_error(&missing))
+        }
+    }
+
+    /// Updates the policy's properties (settings catalog: with its settings, in one PUT).
+    async fn update_in_place(
+        &self,
+        creds: &TenantCredentials,
+        spec: &WriteSpec,
+        request: &WriteRequest<'_>,
+        target: &str,
+        prepared: Prepared,
+    ) -> Result<(), GraphError> {
+        let collection = request.policy_type.spec().collection;
+        let url = self.graph_url(&format!("{collection}/{target}"));
+        let mut body = prepared.body;
+        if spec.content == Content::InlineSettings {
+            body["settings"] = prepared.content;
+        }
+        // Settings catalog, PUT with the settings (see `Content::InlineSettings`); the others,
+        // PATCH:
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfigv2-devicemanagementconfigurationpolicy-update
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-deviceconfiguration-update
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-devicecompliancepolicy-update
+        //   https://learn.microsoft.com/en-us/graph/api/intune-grouppolicy-grouppolicyconfiguration-update
+        // The update pages document 200 with the updated entity; Graph's update convention
+        // (and the simulator) answers 204 without one. Both mean done; nothing else does.
+        let method = spec.update_method.clone();
+        self.write(creds, method, &url, &body, true, &[200, 204])
+            .await?;
+        Ok(())
+    }
+
+    /// Creates the policy, with the content the create takes inline; its new id.
+    async fn create(
+        &self,
+        creds: &TenantCredentials,
+        spec: &WriteSpec,
+        request: &WriteRequest<'_>,
+        prepared: Prepared,
+    ) -> Result<String, GraphError> {
+        let collection = request.policy_type.spec().collection;
+        let mut body = prepared.body;
+        match spec.content {
+            Content::InlineSettings => body["settings"] = prepared.content,
+            Content::ScheduledActions => body["scheduledActionsForRule"] = prepared.content,
+            Content::None | Content::DefinitionValues => {}
+        }
+        // POST creates; 201 with the new entity:
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfigv2-devicemanagementconfigurationpolicy-create
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-deviceconfiguration-create
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-devicecompliancepolicy-create
+        //   https://learn.microsoft.com/en-us/graph/api/intune-grouppolicy-grouppolicyconfiguration-create
+        // Not idempotent: a create whose answer is lost is not sent again, or the policy
+        // could exist twice.
+        let url = self.graph_url(collection);
+        let answer = self
+            .write(creds, Method::POST, &url, &body, false, &[201])
+            .await?;
+        answer
+            .body
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| is_graph_id(id))
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                GraphError::new(
+                    ReasonCode::InvalidResponse,
+                    format!("POST {collection} answered 201 without the new policy's id"),
+                )
+            })
+    }
+
+    /// The live policy's secrets with their encrypted values, as Graph returns them (a
+    /// capture drops them): settings catalog settings, or the policy's own properties.
+    async fn live_secrets(
+        &self,
+        creds: &TenantCredentials,
+        policy_type: PolicyType,
+        target: &str,
+    ) -> Result<HashMap<String, Map<String, Value>>, GraphError> {
+        let collection = policy_type.spec().collection;
+        let raw = match write_spec(policy_type).content {
+            Content::InlineSettings => Value::Array(
+                self.get_all_pages(
+                    creds,
+                    &self.graph_url(&format!("{collection}/{target}/settings")),
+                )
+                .await?,
+            ),
+            _ => {
+                self.get_json(creds, &self.graph_url(&format!("{collection}/{target}")))
+                    .await?
+            }
+        };
+        let mut found = HashMap::new();
+        collect_secrets(&raw, "", &mut found);
+        Ok(found)
+    }
+
+    /// Writes what the create or the update left: compliance actions after an update, and
+    /// administrative template values. The number of writes sent.
+    async fn write_content(
+        &self,
+        creds: &TenantCredentials,
+        spec: &WriteSpec,
+        request: &WriteRequest<'_>,
+        item: &str,
+        content: &Value,
+        created: bool,
+    ) -> Result<u32, GraphError> {
+        match spec.content {
+            Content::ScheduledActions if !created => {
+                // https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-devicecompliancepolicy-scheduleactionsforrules
+                // 204; it replaces the rules, so sending it twice does no harm.
+                let url = self.graph_url(&format!("{item}/scheduleActionsForRules"));
+                let body = json!({ "deviceComplianceScheduledActionForRules": content });
+                self.write(creds, Method::POST, &url, &body, true, &[204])
+                    .await?;
+                Ok(1)
+            }
+            Content::DefinitionValues => {
+                let live = if created { None } else { request.live };
+                let body = self.definition_value_changes(content, live);
+                let empty = ["added", "updated", "deletedIds"]
+                    .iter()
+                    .all(|key| body[*key].as_array().is_none_or(Vec::is_empty));
+                if empty {
+                    return Ok(0);
+                }
+                // https://learn.microsoft.com/en-us/graph/api/intune-grouppolicy-grouppolicyconfiguration-updatedefinitionvalues
+                // 204. Not idempotent: `added` values would be added twice.
+                let url = self.graph_url(&format!("{item}/updateDefinitionValues"));
+                self.write(creds, Method::POST, &url, &body, false, &[204])
+                    .await?;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// `updateDefinitionValues`' body: backup values the live policy lacks are added (bound to
+    /// their definition and presentations), values both have are updated (by the live ids),
+    /// live values the backup lacks are deleted.
+    fn definition_value_changes(&self, backup: &Value, live: Option<&Value>) -> Value {
+        let mut live = live_values(live);
+        let definitions = self.graph_url("deviceManagement/groupPolicyDefinitions");
+        let (mut added, mut updated) = (Vec::new(), Vec::new());
+        for value in backup.as_array().map_or(&[][..], Vec::as_slice) {
+            let Some(map) = value.as_object() else {
+                continue;
+            };
+            let Some(definition) = referred_id(value, "definition") else {
+                continue;
+            };
+            let existing = live.remove(&definition);
+            let mut body: Map<String, Value> = map
+                .iter()
+                .filter(|(key, _)| {
+                    is_writable_key(key)
+                        && !matches!(key.as_str(), "definition" | "presentationValues")
+                })
+                .map(|(key, item)| (key.clone(), writable(item)))
+                .collect();
+            let presentations: Vec<Value> = map
+                .get("presentationValues")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter_map(|pv| {
+                    let presentation = referred_id(pv, "presentation")?;
+                    let mut out: Map<String, Value> = pv
+                        .as_object()?
+                        .iter()
+                        .filter(|(key, _)| is_writable_key(key) && key.as_str() != "presentation")
+                        .map(|(key, item)| (key.clone(), writable(item)))
+                        .collect();
+                    out.insert(
+                        "presentation@odata.bind".into(),
+                        json!(format!(
+                            "{definitions}('{definition}')/presentations('{presentation}')"
+                        )),
+                    );
+                    if let Some(id) = existing
+                        .as_ref()
+                        .and_then(|e| e.presentations.get(&presentation))
+                    {
+                        out.insert("id".into(), json!(id));
+                    }
+                    Some(Value::Object(out))
+                })
+                .collect();
+            body.insert("presentationValues".into(), Value::Array(presentations));
+            match existing {
+                Some(existing) => {
+                    body.insert("id".into(), json!(existing.id));
+                    updated.push(Value::Object(body));
+                }
+                None => {
+                    body.insert(
+                        "definition@odata.bind".into(),
+                        json!(format!("{definitions}('{definition}')")),
+                    );
+                    added.push(Value::Object(body));
+                }
+            }
+        }
+        let mut deleted: Vec<&str> = live.values().map(|v| v.id).collect();
+        deleted.sort_unstable();
+        json!({ "added": added, "updated": updated, "deletedIds": deleted })
+    }
+
+    /// Replaces the assignments through the type's `assign` action when asked and recorded.
+    async fn write_assignments(
+        &self,
+        creds: &TenantCredentials,
+        request: &WriteRequest<'_>,
+        item: &str,
+    ) -> Result<u32, GraphError> {
+        if !request.include_assignments {
+            return Ok(0);
+        }
+        let Some(assignments) = payload_array(request.backup, "assignments") else {
+            return Ok(0);
+        };
+        let assignments: Vec<Value> = assignments
+            .iter()
+            .map(|a| {
+                let mut a = writable(a);
+                if let Value::Object(map) = &mut a {
+                    map.remove("source");
+                    map.remove("sourceId");
+                }
+                a
+            })
+            .collect();
+        // `assign` replaces every assignment; 200 with the new collection:
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfigv2-devicemanagementconfigurationpolicy-assign
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-deviceconfiguration-assign
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-devicecompliancepolicy-assign
+        //   https://learn.microsoft.com/en-us/graph/api/intune-grouppolicy-grouppolicyconfiguration-assign
+        let url = self.graph_url(&format!("{item}/assign"));
+        let body = json!({ "assignments": assignments });
+        self.write(creds, Method::POST, &url, &body, true, &[200])
+            .await?;
+        Ok(1)
+    }
+
+    /// One write; an answer with a success status other than `expected` is an error.
+    async fn write(
+        &self,
+        creds: &TenantCredentials,
+        method: Method,
+        url: &str,
+        body: &Value,
+        idempotent: bool,
+        expected: &[u16],
+    ) -> Result<Answer, GraphError> {
+        let request = Request {
+            method: method.clone(),
+            url,
+            body: Some(body),
+            idempotent,
+        };
+        let answer = self.send(creds, &request).await?;
+        if expected.contains(&answer.status) {
+            return Ok(answer);
+        }
+        let path = url
+            .strip_prefix(self.config().graph_base.trim_end_matches('/'))
+            .unwrap_or(url);
+        Err(GraphError::new(
+            ReasonCode::InvalidResponse,
+            format!(
+                "{method} {} answered {} where Graph documents {}",
+                path.trim_start_matches('/'),
+                answer.status,
+                expected
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_keep_only_writable_properties() {
+        let policy = json!({
+            "id": "p", "createdDateTime": "x", "lastModifiedDateTime": "y", "version": 3,
+            "@odata.type": "#microsoft.graph.windows10GeneralConfiguration",
+            "@odata.context": "c", "displayName": "n", "roleScopeTagIds": ["0"],
+            "assignments": [], "nested": {"id": "i", "value": 1}
+        });
+        let map = policy.as_object().expect("object");
+        let body = policy_body(map, false);
+        let keys: Vec<&str> = body.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["@odata.type", "displayName", "nested"]);
+        assert_eq!(body["nested"], json!({"value": 1}));
+        assert!(policy_body(map, true).contains_key("roleScopeTagIds"));
+    }
+
+    #[test]
+    fn secrets_are_filled_from_the_live_policy_by_place() {
+        let backup = json!({"settings": [{"settingInstance": {"settingDefinitionId": "a",
+            "simpleSettingValue": {"@odata.type": "#microsoft.graph.deviceManagementConfigurationSecretSettingValue", "valueState": "encryptedValueToken"}}}]});
+        let live = json!([{"settingInstance": {"settingDefinitionId": "a",
+            "simpleSettingValue": {"@odata.type": "#microsoft.graph.deviceManagementConfigurationSecretSettingValue", "valueState": "encryptedValueToken", "value": "tok"}}}]);
+        assert_eq!(secret_settings(&backup), ["/a"]);
+        let mut found = HashMap::new();
+        collect_secrets(&live, "", &mut found);
+        let mut body = backup.clone();
+        let mut missing = Vec::new();
+        fill_secrets(&mut body, "", &found, &mut missing);
+        assert!(missing.is_empty());
+        assert_eq!(
+            body["settings"][0]["settingInstance"]["simpleSettingValue"]["value"],
+            "tok"
+        );
+        let mut again = backup;
+        fill_secrets(&mut again, "", &HashMap::new(), &mut missing);
+        assert_eq!(missing, ["/a"]);
+    }
+
+    #[test]
+    fn bound_ids_are_read() {
+        let value = json!({"definition@odata.bind": "https://g/beta/deviceManagement/groupPolicyDefinitions('d1')"});
+        assert_eq!(referred_id(&value, "definition").as_deref(), Some("d1"));
+        let value = json!({"definition": {"id": "d2"}});
+        assert_eq!(referred_id(&value, "definition").as_deref(), Some("d2"));
     }
 }

@@ -38,9 +38,10 @@ fn rank(kind: DirectoryKind) -> usize {
     ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
 }
 
-/// The references of `payload` that a restore would write: the assignments' groups and filters
-/// when `assignments`, the scope tags (other than the default one) when `scope_tags`. Each once,
-/// sorted.
+/// The references of a stored version's `payload` (`assignments` beside the `policy`, whose
+/// `roleScopeTagIds` name its scope tags) that a restore would write: the assignments' groups and
+/// filters when `assignments`, the scope tags (other than the default one) when `scope_tags`.
+/// Each once, sorted.
 pub fn references(payload: &Value, assignments: bool, scope_tags: bool) -> Vec<Reference> {
     let mut found: BTreeSet<(usize, String)> = BTreeSet::new();
     let mut add = |kind: DirectoryKind, id: String| {
@@ -67,7 +68,7 @@ pub fn references(payload: &Value, assignments: bool, scope_tags: bool) -> Vec<R
     }
     if scope_tags {
         for tag in payload
-            .get("roleScopeTagIds")
+            .pointer("/policy/roleScopeTagIds")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -106,7 +107,7 @@ mod tests {
 
     fn policy() -> Value {
         json!({
-            "roleScopeTagIds": ["0", "7", "7"],
+            "policy": {"roleScopeTagIds": ["0", "7", "7"]},
             "assignments": [
                 {"target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget",
                     "groupId": "g-1", "deviceAndAppManagementAssignmentFilterId": "f-1"}},

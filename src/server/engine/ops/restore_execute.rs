@@ -81,7 +81,25 @@ impl RestoreExecute {
         Self { source, writer }
     }
 
-    async fn restore(&self, creds: &TenantCredentials, item: &WriteItem) -> Restored {
+    /// The Graph id of a live policy of the type with the backup's name, if one exists.
+    async fn created_before(
+        &self,
+        creds: &TenantCredentials,
+        policy_type: PolicyType,
+        backup: &StoredVersion,
+    ) -> Option<String> {
+        let name = backup
+            .payload
+            .pointer(&format!("/policy/{}", policy_type.spec().name_property))?
+            .as_str()?;
+        let listed = self.source.list_policies(creds, policy_type).await.ok()?;
+        listed
+            .into_iter()
+            .find(|listing| listing.display_name == name)
+            .map(|listing| listing.graph_id)
+    }
+
+    async fn restore(&self, creds: &TenantCredentials, attempt: i64, item: &WriteItem) -> Restored {
         let Some(policy_type) = PolicyType::parse(&item.policy_type) else {
             return Restored::Failed(ReasonCode::UnknownError, "Unsupported policy type.".into());
         };
@@ -117,12 +135,22 @@ impl RestoreExecute {
                 evidence: live,
             };
         }
+        // A run taken over after a crash may have created the policy already, before it could
+        // record so: that policy is updated rather than created a second time.
+        let created_before = match (&live, attempt > 1) {
+            (None, true) => self.created_before(creds, policy_type, backup).await,
+            _ => None,
+        };
         let live_payload = live
             .as_ref()
             .and_then(|s| serde_json::from_str::<serde_json::Value>(&s.canonical_json).ok());
+        let target = match &live {
+            Some(_) => Some(item.graph_id.as_str()),
+            None => created_before.as_deref(),
+        };
         let request = WriteRequest {
             policy_type,
-            target: live.as_ref().map(|_| item.graph_id.as_str()),
+            target,
             backup: &backup.payload,
             format: backup.format,
             live: live_payload.as_ref(),
@@ -149,7 +177,7 @@ impl RestoreExecute {
             }
         };
         Restored::Done {
-            action: if written.created {
+            action: if written.created || created_before.is_some() {
                 RestoreAction::Created
             } else {
                 RestoreAction::Updated
@@ -235,10 +263,10 @@ impl Operation for RestoreExecute {
     async fn process(
         &self,
         creds: &TenantCredentials,
-        _run: &Run<RestoreExecuteInput>,
+        run: &Run<RestoreExecuteInput>,
         item: &WriteItem,
     ) -> Restored {
-        self.restore(creds, item).await
+        self.restore(creds, run.attempt, item).await
     }
 
     async fn record(

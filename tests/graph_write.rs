@@ -1,0 +1,802 @@
+#![cfg(feature = "ssr")]
+//! Restore's write path against the Graph simulator over real HTTP: for every policy type a
+//! policy changed in Intune is written back (or a deleted one created anew) and a fresh capture
+//! hashes as the backup did; Graph's validation (read-only properties, unknown types, secrets
+//! without values) surfaces as errors; unexpected success codes are refused; the write budget
+//! paces writes and only writes; a read-only simulator proves nothing is written.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tenantatlas::domain::reason_code::ReasonCode;
+use tenantatlas::domain::snapshot::CaptureFormat;
+use tenantatlas::domain::TenantExternalId;
+use tenantatlas::graph_sim::{
+    AppSetup, Fault, GraphSim, Kind, Knobs, SimConfig, SimHandle, SimPolicy, READ_ONLY,
+};
+use tenantatlas::server::graph::snapshot::content_hash;
+use tenantatlas::server::graph::write::secret_settings;
+use tenantatlas::server::graph::{
+    CaptureOptions, ClientSecret, DirectoryKind, GraphClient, GraphConfig, GraphError,
+    LimiterConfig, PolicyType, PolicyWriter, RetryPolicy, Snapshot, TenantCredentials, WriteBudget,
+    WriteRequest, Written,
+};
+
+const TENANT: &str = "6f1c2a3b-0000-4000-8000-00000000c0de";
+const BOTH: CaptureOptions = CaptureOptions {
+    include_assignments: true,
+    include_scope_tags: true,
+};
+
+fn creds() -> TenantCredentials {
+    TenantCredentials {
+        tenant_id: TenantExternalId::parse(TENANT).expect("valid tenant id"),
+        client_id: "tenantatlas-app".into(),
+        client_secret: ClientSecret::new("sim-secret"),
+    }
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("non-zero")
+}
+
+async fn start(knobs: Knobs) -> SimHandle {
+    GraphSim::start(SimConfig {
+        policies_per_tenant: 40,
+        knobs,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts")
+}
+
+fn config(sim: &SimHandle) -> GraphConfig {
+    let mut config = GraphConfig::new(&sim.login_url, &sim.graph_url);
+    config.request_timeout = Duration::from_secs(5);
+    config.retry = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        max_retry_after: Duration::from_secs(5),
+    };
+    config.limits = LimiterConfig {
+        requests_per_second: nz(1_000),
+        burst: nz(100),
+        max_in_flight: 16,
+    };
+    config.write_budget = WriteBudget {
+        writes_per_second: nz(1_000),
+        burst: nz(100),
+    };
+    config
+}
+
+fn client(sim: &SimHandle) -> GraphClient {
+    GraphClient::new(config(sim)).expect("client builds")
+}
+
+fn kind_of(policy_type: PolicyType) -> Kind {
+    match policy_type {
+        PolicyType::SettingsCatalog => Kind::ConfigurationPolicy,
+        PolicyType::DeviceConfiguration => Kind::DeviceConfiguration,
+        PolicyType::Compliance => Kind::CompliancePolicy,
+        PolicyType::AdministrativeTemplate => Kind::GroupPolicyConfiguration,
+    }
+}
+
+/// A policy of the type that has assignments, preferring one that holds secrets (a custom
+/// profile's encrypted OMA setting, a secret catalog setting) when `secrets`, or none when not.
+fn pick(sim: &SimHandle, policy_type: PolicyType, secrets: bool) -> SimPolicy {
+    let policies = sim.policies(TENANT);
+    let holds_secret = |p: &SimPolicy| {
+        let json = sim.policy_json(TENANT, &p.id).expect("policy");
+        !secret_settings(&json).is_empty()
+    };
+    policies
+        .iter()
+        .filter(|p| p.kind == kind_of(policy_type) && p.assignment_count > 0)
+        .find(|p| holds_secret(p) == secrets)
+        .or_else(|| policies.iter().find(|p| p.kind == kind_of(policy_type)))
+        .cloned()
+        .expect("the tenant has this type")
+}
+
+async fn capture(client: &GraphClient, policy_type: PolicyType, id: &str) -> Snapshot {
+    client
+        .capture_policy(&creds(), policy_type, id, BOTH)
+        .await
+        .expect("capture")
+}
+
+fn payload(snapshot: &Snapshot) -> Value {
+    serde_json::from_str(&snapshot.canonical_json).expect("stored JSON parses")
+}
+
+async fn write(
+    client: &GraphClient,
+    policy_type: PolicyType,
+    target: Option<&str>,
+    backup: &Value,
+    live: Option<&Value>,
+) -> Result<Written, GraphError> {
+    PolicyWriter::write_policy(
+        client,
+        &creds(),
+        WriteRequest {
+            policy_type,
+            target,
+            backup,
+            format: CaptureFormat::LATEST,
+            live,
+            include_assignments: true,
+            include_scope_tags: true,
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_changed_policy_of_every_type_is_written_back_to_its_backup() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    for policy_type in PolicyType::ALL {
+        for secrets in [true, false] {
+            let policy = pick(&sim, policy_type, secrets);
+            let original = capture(&client, policy_type, &policy.id).await;
+            assert!(sim.change_settings(TENANT, &policy.id));
+            assert!(sim.rename_policy(TENANT, &policy.id, "Changed in Intune"));
+            assert!(sim.add_assignment(TENANT, &policy.id));
+            let live = capture(&client, policy_type, &policy.id).await;
+            assert_ne!(live.content_hash, original.content_hash, "{policy_type:?}");
+            sim.reset_counters();
+
+            let written = write(
+                &client,
+                policy_type,
+                Some(&policy.id),
+                &payload(&original),
+                Some(&payload(&live)),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{policy_type:?} (secrets: {secrets}): {e}"));
+            assert_eq!(written.graph_id, policy.id);
+            assert!(!written.created);
+            let writes = sim.counters();
+            let writes = writes.writes();
+            assert_eq!(writes.len() as u32, written.writes, "{policy_type:?}");
+            assert!(writes.iter().all(|w| (200..300).contains(&w.status)));
+            assert!(writes.iter().all(|w| w.body.is_some()));
+
+            let after = capture(&client, policy_type, &policy.id).await;
+            assert_eq!(
+                after.content_hash, original.content_hash,
+                "{policy_type:?} (secrets: {secrets}) matches its backup again:\n{}\n{}",
+                original.canonical_json, after.canonical_json
+            );
+            assert_eq!(after.display_name, original.display_name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn what_is_written_carries_no_read_only_property_and_keeps_secrets_as_intune_holds_them() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    let policy = pick(&sim, PolicyType::SettingsCatalog, true);
+    let before = sim.policy_json(TENANT, &policy.id).expect("policy");
+    let original = capture(&client, PolicyType::SettingsCatalog, &policy.id).await;
+    assert!(sim.change_settings(TENANT, &policy.id));
+    let live = capture(&client, PolicyType::SettingsCatalog, &policy.id).await;
+    sim.reset_counters();
+    write(
+        &client,
+        PolicyType::SettingsCatalog,
+        Some(&policy.id),
+        &payload(&original),
+        Some(&payload(&live)),
+    )
+    .await
+    .expect("written");
+    let counters = sim.counters();
+    let put = counters
+        .writes()
+        .into_iter()
+        .find(|w| w.method == "PUT")
+        .expect("the settings go in one PUT")
+        .clone();
+    let body = put.body.expect("logged body");
+    for key in READ_ONLY {
+        assert!(body.get(key).is_none(), "{key} is not sent: {body}");
+    }
+    let settings = body["settings"].as_array().expect("settings inline");
+    assert!(settings
+        .iter()
+        .all(|s| s.get("settingDefinitions").is_none()));
+    // The secrets are sent back as Intune holds them (their encrypted tokens), so they stay.
+    let after = sim.policy_json(TENANT, &policy.id).expect("policy");
+    let secrets = |policy: &Value| -> Vec<Value> {
+        policy["settings"]
+            .as_array()
+            .expect("settings")
+            .iter()
+            .map(|s| &s["settingInstance"]["simpleSettingValue"])
+            .filter(|v| v["valueState"].is_string())
+            .cloned()
+            .collect()
+    };
+    assert!(!secrets(&before).is_empty());
+    assert_eq!(secrets(&after), secrets(&before));
+    assert!(counters.writes().iter().all(|w| w.method != "DELETE"));
+}
+
+#[tokio::test]
+async fn a_deleted_policy_of_every_type_is_created_anew_with_a_new_id() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    for policy_type in PolicyType::ALL {
+        let policy = pick(&sim, policy_type, false);
+        let original = capture(&client, policy_type, &policy.id).await;
+        assert!(sim.remove_policy(TENANT, &policy.id));
+        sim.reset_counters();
+
+        let written = write(&client, policy_type, None, &payload(&original), None)
+            .await
+            .unwrap_or_else(|e| panic!("{policy_type:?}: {e}"));
+        assert!(written.created);
+        assert_ne!(written.graph_id, policy.id);
+        let counters = sim.counters();
+        let create = counters.writes()[0].clone();
+        assert_eq!((create.method.as_str(), create.status), ("POST", 201));
+        assert_eq!(counters.writes().len() as u32, written.writes);
+
+        let recreated = capture(&client, policy_type, &written.graph_id).await;
+        assert_eq!(
+            recreated.content_hash, original.content_hash,
+            "{policy_type:?}:\n{}\n{}",
+            original.canonical_json, recreated.canonical_json
+        );
+        assert!(sim
+            .policies(TENANT)
+            .iter()
+            .any(|p| p.id == written.graph_id));
+    }
+}
+
+#[tokio::test]
+async fn settings_and_values_added_since_the_backup_are_removed_and_missing_ones_added() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    for (policy_type, key) in [
+        (PolicyType::AdministrativeTemplate, "definitionValues"),
+        (PolicyType::SettingsCatalog, "settings"),
+    ] {
+        let policy = pick(&sim, policy_type, false);
+        let original = capture(&client, policy_type, &policy.id).await;
+        let full = payload(&original);
+        let mut fewer = full.clone();
+        let items = fewer[key].as_array_mut().expect("children");
+        assert!(items.len() > 1, "{policy_type:?} has children to drop");
+        items.remove(0);
+        let fewer_hash = content_hash(policy_type, CaptureFormat::LATEST, &fewer);
+        assert_ne!(fewer_hash, original.content_hash);
+
+        // The live policy has a child the backup lacks: it goes.
+        write(&client, policy_type, Some(&policy.id), &fewer, Some(&full))
+            .await
+            .unwrap_or_else(|e| panic!("{policy_type:?}: {e}"));
+        let after = capture(&client, policy_type, &policy.id).await;
+        assert_eq!(after.content_hash, fewer_hash, "{policy_type:?}");
+
+        // The backup has a child the live policy lacks: it comes back.
+        write(
+            &client,
+            policy_type,
+            Some(&policy.id),
+            &full,
+            Some(&payload(&after)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{policy_type:?}: {e}"));
+        let restored = capture(&client, policy_type, &policy.id).await;
+        assert_eq!(
+            restored.content_hash, original.content_hash,
+            "{policy_type:?}"
+        );
+    }
+    let counters = sim.counters();
+    let update = counters
+        .writes()
+        .into_iter()
+        .find(|w| w.endpoint == "action:updateDefinitionValues")
+        .expect("definition values were written")
+        .clone();
+    let body = update.body.expect("logged body");
+    assert_eq!(
+        body["deletedIds"].as_array().map(Vec::len),
+        Some(1),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_cannot_be_created_and_nothing_is_written_for_it() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    let policy = pick(&sim, PolicyType::SettingsCatalog, true);
+    let original = capture(&client, PolicyType::SettingsCatalog, &policy.id).await;
+    assert!(!secret_settings(&payload(&original)).is_empty());
+    assert!(sim.remove_policy(TENANT, &policy.id));
+    sim.reset_counters();
+    let error = write(
+        &client,
+        PolicyType::SettingsCatalog,
+        None,
+        &payload(&original),
+        None,
+    )
+    .await
+    .expect_err("a secret cannot be created from a backup");
+    assert!(error.message().contains("secret"), "{error}");
+    assert!(sim.counters().writes().is_empty());
+}
+
+#[tokio::test]
+async fn writing_an_unchanged_policy_succeeds_and_changes_nothing() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    for policy_type in PolicyType::ALL {
+        let policy = pick(&sim, policy_type, false);
+        let original = capture(&client, policy_type, &policy.id).await;
+        let same = payload(&original);
+        write(&client, policy_type, Some(&policy.id), &same, Some(&same))
+            .await
+            .unwrap_or_else(|e| panic!("{policy_type:?}: {e}"));
+        let after = capture(&client, policy_type, &policy.id).await;
+        assert_eq!(after.content_hash, original.content_hash, "{policy_type:?}");
+    }
+}
+
+#[tokio::test]
+async fn graphs_400_surfaces_as_a_failure_with_its_message() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    let policy = pick(&sim, PolicyType::DeviceConfiguration, false);
+    let original = capture(&client, PolicyType::DeviceConfiguration, &policy.id).await;
+    let mut backup = payload(&original);
+    backup["policy"]["@odata.type"] = json!("#microsoft.graph.imaginaryConfiguration");
+    sim.reset_counters();
+    let error = write(
+        &client,
+        PolicyType::DeviceConfiguration,
+        Some(&policy.id),
+        &backup,
+        None,
+    )
+    .await
+    .expect_err("Graph refuses an unknown type");
+    assert!(error.message().contains("400"), "{error}");
+    assert!(
+        error.message().contains("imaginaryConfiguration"),
+        "{error}"
+    );
+    assert_eq!(sim.counters().writes().len(), 1, "a 400 is not retried");
+    let after = capture(&client, PolicyType::DeviceConfiguration, &policy.id).await;
+    assert_eq!(after.content_hash, original.content_hash);
+}
+
+#[tokio::test]
+async fn a_success_status_other_than_the_documented_one_is_an_error() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    let policy = pick(&sim, PolicyType::DeviceConfiguration, false);
+    let original = capture(&client, PolicyType::DeviceConfiguration, &policy.id).await;
+    sim.set_fault(&policy.id, Fault::WriteAnswers { status: 202 });
+    let error = write(
+        &client,
+        PolicyType::DeviceConfiguration,
+        Some(&policy.id),
+        &payload(&original),
+        None,
+    )
+    .await
+    .expect_err("202 is not what Graph documents for an update");
+    assert_eq!(error.reason_code(), ReasonCode::InvalidResponse);
+    assert!(error.message().contains("202"), "{error}");
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_not_sent_again_but_an_update_is() {
+    let sim = start(Knobs::default()).await;
+    let mut config = config(&sim);
+    config.request_timeout = Duration::from_millis(300);
+    let client = GraphClient::new(config).expect("client builds");
+    let policy = pick(&sim, PolicyType::DeviceConfiguration, false);
+    let backup = payload(&capture(&client, PolicyType::DeviceConfiguration, &policy.id).await);
+    sim.set_knobs(Knobs {
+        rate_hang: 1.0,
+        ..Knobs::default()
+    });
+    sim.reset_counters();
+    let error = write(
+        &client,
+        PolicyType::DeviceConfiguration,
+        None,
+        &backup,
+        None,
+    )
+    .await
+    .expect_err("no answer");
+    assert_eq!(error.reason_code(), ReasonCode::Timeout);
+    assert_eq!(
+        sim.counters().writes().len(),
+        1,
+        "a create that may have happened is not repeated"
+    );
+    sim.reset_counters();
+    write(
+        &client,
+        PolicyType::DeviceConfiguration,
+        Some(&policy.id),
+        &backup,
+        None,
+    )
+    .await
+    .expect_err("no answer");
+    assert_eq!(
+        sim.counters().writes().len(),
+        3,
+        "an update is idempotent: every attempt"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_simulator_refuses_and_logs_every_write_while_reads_work() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    let policy = pick(&sim, PolicyType::Compliance, false);
+    let original = capture(&client, PolicyType::Compliance, &policy.id).await;
+    sim.set_reject_writes(true);
+    sim.reset_counters();
+    let error = write(
+        &client,
+        PolicyType::Compliance,
+        Some(&policy.id),
+        &payload(&original),
+        None,
+    )
+    .await
+    .expect_err("writes are refused");
+    assert_eq!(error.reason_code(), ReasonCode::PermissionDenied);
+    assert!(error.message().contains("read-only"), "{error}");
+    let again = capture(&client, PolicyType::Compliance, &policy.id).await;
+    assert_eq!(again.content_hash, original.content_hash);
+
+    let token = token(&sim).await;
+    let path = format!(
+        "beta/deviceManagement/deviceCompliancePolicies/{}",
+        policy.id
+    );
+    for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+        let (status, body) = call(&sim, &token, method.clone(), &path, &json!({})).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("read-only")));
+    }
+    let counters = sim.counters();
+    assert_eq!(counters.writes().len(), 5);
+    assert!(counters.writes().iter().all(|w| w.status == 403));
+    assert!(sim.policies(TENANT).iter().any(|p| p.id == policy.id));
+}
+
+#[tokio::test]
+async fn writes_keep_to_their_budget_and_reads_do_not_wait_for_it() {
+    let sim = start(Knobs::default()).await;
+    let mut config = config(&sim);
+    config.write_budget = WriteBudget {
+        writes_per_second: nz(4),
+        burst: nz(1),
+    };
+    let client = GraphClient::new(config).expect("client builds");
+    let policies: Vec<SimPolicy> = sim
+        .policies(TENANT)
+        .into_iter()
+        .filter(|p| p.kind == Kind::DeviceConfiguration)
+        .take(4)
+        .collect();
+    let mut backups = Vec::new();
+    for policy in &policies {
+        let snapshot = capture(&client, PolicyType::DeviceConfiguration, &policy.id).await;
+        backups.push((policy.id.clone(), payload(&snapshot)));
+    }
+    sim.reset_counters();
+    let writer = client.clone();
+    let writes = tokio::spawn(async move {
+        for (id, backup) in &backups {
+            write(
+                &writer,
+                PolicyType::DeviceConfiguration,
+                Some(id),
+                backup,
+                None,
+            )
+            .await
+            .expect("written");
+        }
+    });
+    for _ in 0..30 {
+        client
+            .first_page(&creds(), PolicyType::Compliance)
+            .await
+            .expect("read");
+    }
+    writes.await.expect("writes task");
+
+    let counters = sim.counters();
+    let mut write_times: Vec<f64> = counters.writes().iter().map(|w| w.at_ms).collect();
+    write_times.sort_by(f64::total_cmp);
+    assert!(write_times.len() >= 8, "{write_times:?}");
+    // burst 1 + 4/s: at most 1 + 4 × 1 s writes in any second.
+    for (i, start) in write_times.iter().enumerate() {
+        let in_window = write_times[i..]
+            .iter()
+            .take_while(|t| **t - start < 1000.0)
+            .count();
+        assert!(
+            in_window <= 5,
+            "{in_window} writes within 1 s: {write_times:?}"
+        );
+    }
+    let last_write = write_times.last().copied().unwrap_or_default();
+    let last_read = counters
+        .requests
+        .iter()
+        .filter(|r| r.is_graph() && !r.is_write())
+        .map(|r| r.at_ms)
+        .fold(0.0, f64::max);
+    assert!(
+        last_read < last_write,
+        "the reads finished while writes still waited ({last_read} ms vs {last_write} ms)"
+    );
+}
+
+#[tokio::test]
+async fn directory_objects_exist_until_they_are_deleted() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    let exists = |kind, id: String| {
+        let client = client.clone();
+        async move {
+            PolicyWriter::object_exists(&client, &creds(), kind, &id)
+                .await
+                .expect("answered")
+        }
+    };
+    let group = sim.groups(TENANT)[0].id.clone();
+    let filter = sim.assignment_filters(TENANT)[0].id.clone();
+    assert!(exists(DirectoryKind::Group, group.clone()).await);
+    assert!(exists(DirectoryKind::AssignmentFilter, filter).await);
+    assert!(exists(DirectoryKind::ScopeTag, "1".into()).await);
+    assert!(!exists(DirectoryKind::ScopeTag, "99".into()).await);
+    assert!(sim.remove_group(TENANT, &group));
+    assert!(!exists(DirectoryKind::Group, group).await);
+    assert!(
+        !exists(
+            DirectoryKind::Group,
+            "00000000-0000-4000-8000-000000000000".into()
+        )
+        .await
+    );
+}
+
+#[tokio::test]
+async fn writing_needs_the_write_permission() {
+    let sim = start(Knobs::default()).await;
+    sim.set_app(
+        TENANT,
+        AppSetup {
+            missing_roles: vec!["DeviceManagementConfiguration.ReadWrite.All".into()],
+            ..AppSetup::default()
+        },
+    );
+    let client = client(&sim);
+    let policy = pick(&sim, PolicyType::DeviceConfiguration, false);
+    let original = capture(&client, PolicyType::DeviceConfiguration, &policy.id).await;
+    let error = write(
+        &client,
+        PolicyType::DeviceConfiguration,
+        Some(&policy.id),
+        &payload(&original),
+        None,
+    )
+    .await
+    .expect_err("the app may only read");
+    assert_eq!(error.reason_code(), ReasonCode::PermissionDenied);
+    assert!(error
+        .message()
+        .contains("DeviceManagementConfiguration.ReadWrite.All"));
+}
+
+/// A client-credentials token, as any client gets one.
+async fn token(sim: &SimHandle) -> String {
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/{TENANT}/oauth2/v2.0/token", sim.login_url))
+        .form(&[
+            ("client_id", "any-client"),
+            ("client_secret", "sim-secret"),
+            ("grant_type", "client_credentials"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token JSON");
+    answer["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}
+
+/// `method` on `{base}/{path}` with a JSON body.
+async fn call(
+    sim: &SimHandle,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}/{path}", sim.base_url))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The writable part of a policy as its get endpoint returns it.
+fn patch_body(policy: &Value) -> Value {
+    let mut body = policy.clone();
+    if let Value::Object(fields) = &mut body {
+        fields.retain(|key, _| {
+            !READ_ONLY.contains(&key.as_str())
+                && !matches!(
+                    key.as_str(),
+                    "assignments" | "settings" | "definitionValues" | "scheduledActionsForRule"
+                )
+        });
+    }
+    body
+}
+
+#[tokio::test]
+async fn the_simulator_validates_writes_as_graph_does() {
+    let sim = start(Knobs::default()).await;
+    let token = token(&sim).await;
+    let policy = pick(&sim, PolicyType::DeviceConfiguration, false);
+    let path = format!("beta/deviceManagement/deviceConfigurations/{}", policy.id);
+    let current = sim.policy_json(TENANT, &policy.id).expect("policy");
+    let mut body = patch_body(&current);
+    body["displayName"] = json!("Edited over HTTP");
+    let (status, answer) = call(&sim, &token, Method::PATCH, &path, &body).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    let after = sim.policy_json(TENANT, &policy.id).expect("policy");
+    assert_eq!(after["displayName"], "Edited over HTTP");
+    assert!(after["lastModifiedDateTime"] != current["lastModifiedDateTime"]);
+    assert!(after["version"].as_u64() > current["version"].as_u64());
+
+    let mut unknown = body.clone();
+    unknown["@odata.type"] = json!("#microsoft.graph.imaginaryConfiguration");
+    let (status, answer) = call(&sim, &token, Method::PATCH, &path, &unknown).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"]["code"], "BadRequest");
+
+    let collection = "beta/deviceManagement/deviceConfigurations";
+    let mut untyped = body.clone();
+    untyped
+        .as_object_mut()
+        .expect("object")
+        .remove("@odata.type");
+    let (status, _) = call(&sim, &token, Method::POST, collection, &untyped).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the collection's type is abstract"
+    );
+    let (status, created) = call(&sim, &token, Method::POST, collection, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(created["id"].as_str().is_some_and(|id| id != policy.id));
+
+    let missing = "beta/deviceManagement/deviceConfigurations/00000000-0000-4000-8000-000000000000";
+    let (status, _) = call(&sim, &token, Method::PATCH, missing, &body).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(
+        &sim,
+        &token,
+        Method::POST,
+        &format!("{path}/assign"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "assign needs its assignments"
+    );
+    let (status, answer) = call(
+        &sim,
+        &token,
+        Method::POST,
+        &format!("{path}/assign"),
+        &json!({"assignments": []}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "assign answers its collection");
+    assert_eq!(answer["value"], json!([]));
+}
+
+#[tokio::test]
+async fn the_simulator_keeps_writes_to_their_own_throttle() {
+    let sim = start(Knobs {
+        write_throttle_limit: 2,
+        throttle_window_ms: 60_000,
+        ..Knobs::default()
+    })
+    .await;
+    let token = token(&sim).await;
+    let policy = pick(&sim, PolicyType::DeviceConfiguration, false);
+    let path = format!("beta/deviceManagement/deviceConfigurations/{}", policy.id);
+    let body = patch_body(&sim.policy_json(TENANT, &policy.id).expect("policy"));
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(call(&sim, &token, Method::PATCH, &path, &body).await.0);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::NO_CONTENT,
+            StatusCode::NO_CONTENT,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let (status, _) = call(&sim, &token, Method::GET, &path, &Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "reads keep their own budget");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Any read-only property in an otherwise valid update is refused with 400, and the policy
+    /// stays as it was.
+    #[test]
+    fn any_read_only_property_is_refused(index in 0..READ_ONLY.len(), value in any::<u32>(), kind in 0..4usize) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let sim = start(Knobs::default()).await;
+            let token = token(&sim).await;
+            let policy_type = PolicyType::ALL[kind];
+            let policy = pick(&sim, policy_type, false);
+            let before = sim.policy_json(TENANT, &policy.id).expect("policy");
+            let mut body = patch_body(&before);
+            body[READ_ONLY[index]] = json!(value.to_string());
+            let path = format!(
+                "beta/deviceManagement/{}/{}",
+                kind_of(policy_type).collection(),
+                policy.id
+            );
+            let (status, answer) = call(&sim, &token, Method::PATCH, &path, &body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{}: {answer}", READ_ONLY[index]);
+            assert!(answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(READ_ONLY[index])));
+            assert_eq!(sim.policy_json(TENANT, &policy.id), Some(before));
+        });
+    }
+}
