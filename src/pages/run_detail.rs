@@ -232,7 +232,7 @@ pub fn RunDetailPage() -> impl IntoView {
                 }
                 view! {
                     <ItemPager tenant=tenant.get_untracked() run_id=detail.id filter items=detail.items.clone() />
-                    <RunItemsTable rows=detail.items.rows />
+                    <RunItemsTable rows=detail.items.rows operation=detail.operation_type.clone() />
                 }.into_any()
             })}
         </Transition>
@@ -476,7 +476,10 @@ const RESTORE_COLUMNS: &[Column] = &[
 /// One page of a run's items; a capturing run's have a result column, a restore run's an
 /// action column too.
 #[component]
-fn RunItemsTable(rows: Vec<RunItemRow>) -> impl IntoView {
+fn RunItemsTable(rows: Vec<RunItemRow>, operation: String) -> impl IntoView {
+    // A succeeded item is named for what the run's operation did ("Previewed", "Restored").
+    let done =
+        capitalized(OperationType::parse(&operation).map_or("done", OperationType::done_word));
     let tenant = use_tenant().get_untracked();
     let with_restore = rows.iter().any(|item| item.restore.is_some());
     let with_results = with_restore || rows.iter().any(|item| item.result.is_some());
@@ -511,7 +514,10 @@ fn RunItemsTable(rows: Vec<RunItemRow>) -> impl IntoView {
                             <td>{policy_type_label(&item.policy_type).to_owned()}</td>
                             <td>
                                 <span class=format!("outcome outcome-{}", item.outcome.as_str())>
-                                    {item.outcome.label()}
+                                    {match item.outcome {
+                                        ItemOutcome::Succeeded => done.clone(),
+                                        outcome => outcome.label().to_owned(),
+                                    }}
                                 </span>
                             </td>
                             {with_restore.then(|| view! { <RestoreActionCell outcome=item.outcome restore=item.restore /> })}
