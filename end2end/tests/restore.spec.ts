@@ -149,8 +149,9 @@ test("Restore this version on the policy page pre-fills the scope with that poli
   await expectAccessible(page, "restore wizard from a version");
 });
 
-// Needs the Graph write path (restore.execute writing to the simulator), merged apart from the
-// wizard: until then the execute's items fail and this test fails at the evidence.
+// The whole path through the Graph write path (restore.execute writing to the simulator): the
+// policy renamed in Intune is written back, the other is left as it is, and the evidence reads
+// both back.
 test("an owner executes a reviewed preview: the run ends with evidence and the restored version is current", async ({ page }) => {
   test.setTimeout(60_000);
   await signIn(page, "admin@contoso.example");
