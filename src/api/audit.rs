@@ -19,27 +19,23 @@ pub async fn list_audit(
     #[server(default)] before: i64,
 ) -> Result<AuditPage, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{audit, error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::ReadAuditLog).await?;
-            let before = match before {
-                0 => None,
-                id if id > 0 => Some(id),
-                _ => return Err(AppError::invalid("before", "Not an event id.")),
-            };
-            let action = action.trim();
-            if action.len() > 100 {
-                return Err(AppError::invalid("action", "Not an action."));
-            }
-            let actor = actor.trim().to_lowercase();
-            if actor.len() > crate::domain::Email::MAX_CHARS {
-                return Err(AppError::invalid("actor", "Not an e-mail address."));
-            }
-            audit::list(&db, &ctx.scope, action, &actor, before, AUDIT_PAGE_SIZE).await
+    use crate::server::audit;
+    use crate::server::auth::in_tenant;
+    in_tenant(&tenant, Capability::ReadAuditLog, |ctx, db| async move {
+        let before = match before {
+            0 => None,
+            id if id > 0 => Some(id),
+            _ => return Err(AppError::invalid("before", "Not an event id.")),
+        };
+        let action = action.trim();
+        if action.len() > 100 {
+            return Err(AppError::invalid("action", "Not an action."));
         }
-        .await,
-    )
+        let actor = actor.trim().to_lowercase();
+        if actor.len() > crate::domain::Email::MAX_CHARS {
+            return Err(AppError::invalid("actor", "Not an e-mail address."));
+        }
+        audit::list(&db, &ctx.scope, action, &actor, before, AUDIT_PAGE_SIZE).await
+    })
+    .await
 }

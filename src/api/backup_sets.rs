@@ -8,16 +8,12 @@ use crate::domain::{AppError, BackupSetDetail, BackupSetSummary};
 #[server(prefix = "/api", endpoint = "backup-sets/list")]
 pub async fn list_backup_sets(tenant: String) -> Result<Vec<BackupSetSummary>, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{backup_sets, error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            backup_sets::list(&db, &ctx.scope).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::backup_sets;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        backup_sets::list(&db, &ctx.scope).await
+    })
+    .await
 }
 
 /// Creates a backup set. Bad input is a 422 naming the field, and nothing is written.
@@ -28,31 +24,23 @@ pub async fn create_backup_set(
     #[server(default)] description: String,
 ) -> Result<BackupSetSummary, AppError> {
     use crate::domain::{Capability, NewBackupSet};
-    use crate::server::auth::authorize;
-    use crate::server::{backup_sets, error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::EditBackupSets).await?;
-            let input = NewBackupSet::parse(&name, &description)?;
-            backup_sets::create(&db, &ctx.scope, Some(ctx.user_id), &input).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::backup_sets;
+    in_tenant(&tenant, Capability::EditBackupSets, |ctx, db| async move {
+        let input = NewBackupSet::parse(&name, &description)?;
+        backup_sets::create(&db, &ctx.scope, Some(ctx.user_id), &input).await
+    })
+    .await
 }
 
 /// One backup set of the tenant, with its items.
 #[server(prefix = "/api", endpoint = "backup-sets/get")]
 pub async fn get_backup_set(tenant: String, id: i64) -> Result<BackupSetDetail, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{backup_sets, error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            backup_sets::get(&db, &ctx.scope, id).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::backup_sets;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        backup_sets::get(&db, &ctx.scope, id).await
+    })
+    .await
 }

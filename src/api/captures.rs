@@ -29,18 +29,14 @@ pub async fn sync_inventory(tenant: String) -> Result<SubmittedRun, AppError> {
 #[server(prefix = "/api", endpoint = "runs/capture-policy")]
 pub async fn capture_policy(tenant: String, policy_id: i64) -> Result<SubmittedRun, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, runs::start};
-    respond(
-        async {
-            let ctx = authorize(&tenant, Capability::StartRuns).await?;
-            let db = crate::server::state::app_state()?.db;
-            let run = start::capture_policy(&db, &ctx, policy_id).await?;
-            started(&ctx, &run, "policy", policy_id).await;
-            Ok(run)
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::runs::start;
+    in_tenant(&tenant, Capability::StartRuns, |ctx, db| async move {
+        let run = start::capture_policy(&db, &ctx, policy_id).await?;
+        started(&ctx, &run, "policy", policy_id).await;
+        Ok(run)
+    })
+    .await
 }
 
 /// Starts a drift check of a backup set: every policy in it captured and compared with the
@@ -48,18 +44,14 @@ pub async fn capture_policy(tenant: String, policy_id: i64) -> Result<SubmittedR
 #[server(prefix = "/api", endpoint = "runs/check-drift")]
 pub async fn check_drift(tenant: String, backup_set_id: i64) -> Result<SubmittedRun, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, runs::start};
-    respond(
-        async {
-            let ctx = authorize(&tenant, Capability::StartRuns).await?;
-            let db = crate::server::state::app_state()?.db;
-            let run = start::check_drift(&db, &ctx, backup_set_id).await?;
-            started(&ctx, &run, "backup_set", backup_set_id).await;
-            Ok(run)
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::runs::start;
+    in_tenant(&tenant, Capability::StartRuns, |ctx, db| async move {
+        let run = start::check_drift(&db, &ctx, backup_set_id).await?;
+        started(&ctx, &run, "backup_set", backup_set_id).await;
+        Ok(run)
+    })
+    .await
 }
 
 /// The run of `operation` (`inventory.sync`, `policy.capture_snapshot` or

@@ -10,17 +10,12 @@ use crate::domain::{AppError, SubmittedRun};
 #[server(prefix = "/api", endpoint = "tenants/connection-check")]
 pub async fn get_connection_check(tenant: String) -> Result<ConnectionStatus, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::connection_check;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            connection_check::status(&db, &ctx.scope).await
-        }
-        .await,
-    )
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        connection_check::status(&db, &ctx.scope).await
+    })
+    .await
 }
 
 /// "Check connection": queues a `tenant.check_connection` run (a new token, its permissions,

@@ -11,34 +11,24 @@ use crate::domain::{AppError, InvitationPreview, PendingInvitation};
 #[server(prefix = "/api", endpoint = "invitations/list")]
 pub async fn list_invitations(tenant: String) -> Result<Vec<PendingInvitation>, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::invitations;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::ReadAuditLog).await?;
-            invitations::pending(&db, &ctx.scope).await
-        }
-        .await,
-    )
+    in_tenant(&tenant, Capability::ReadAuditLog, |ctx, db| async move {
+        invitations::pending(&db, &ctx.scope).await
+    })
+    .await
 }
 
 /// Withdraws a pending invitation: its link stops working.
 #[server(prefix = "/api", endpoint = "invitations/revoke")]
 pub async fn revoke_invitation(tenant: String, id: i64) -> Result<(), AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::invitations;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::ManageMembers).await?;
-            invitations::revoke(&db, &ctx.scope, ctx.user_id, id).await
-        }
-        .await,
-    )
+    in_tenant(&tenant, Capability::ManageMembers, |ctx, db| async move {
+        invitations::revoke(&db, &ctx.scope, ctx.user_id, id).await
+    })
+    .await
 }
 
 /// The invitation a token names: tenant, address and role, or why it cannot be used (not

@@ -8,17 +8,12 @@ use crate::domain::{AddMemberOutcome, AppError, Member};
 #[server(prefix = "/api", endpoint = "members/list")]
 pub async fn list_members(tenant: String) -> Result<Vec<Member>, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::members;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::ReadAuditLog).await?;
-            members::list(&db, &ctx.scope).await
-        }
-        .await,
-    )
+    in_tenant(&tenant, Capability::ReadAuditLog, |ctx, db| async move {
+        members::list(&db, &ctx.scope).await
+    })
+    .await
 }
 
 /// Adds the address as a member with `role`: at once when it has an account (409 if already a
@@ -62,35 +57,25 @@ pub async fn change_member_role(
     role: String,
 ) -> Result<(), AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::members;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::ManageMembers).await?;
-            let role = parse_role(&role)?;
-            members::change_role(&db, &ctx.scope, ctx.user_id, user_id, role).await
-        }
-        .await,
-    )
+    in_tenant(&tenant, Capability::ManageMembers, |ctx, db| async move {
+        let role = parse_role(&role)?;
+        members::change_role(&db, &ctx.scope, ctx.user_id, user_id, role).await
+    })
+    .await
 }
 
 /// Removes a member (409 when it is the last owner). Their sessions lose the tenant at once.
 #[server(prefix = "/api", endpoint = "members/remove")]
 pub async fn remove_member(tenant: String, user_id: i64) -> Result<(), AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::members;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::ManageMembers).await?;
-            members::remove(&db, &ctx.scope, ctx.user_id, user_id).await
-        }
-        .await,
-    )
+    in_tenant(&tenant, Capability::ManageMembers, |ctx, db| async move {
+        members::remove(&db, &ctx.scope, ctx.user_id, user_id).await
+    })
+    .await
 }
 
 #[cfg(feature = "ssr")]

@@ -9,46 +9,34 @@ use crate::domain::{AppError, NotificationList};
 #[server(prefix = "/api", endpoint = "notifications/list")]
 pub async fn list_notifications(tenant: String) -> Result<NotificationList, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, notifications, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            notifications::list(&db, &ctx, notifications::LIST_LIMIT).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::notifications;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        notifications::list(&db, &ctx, notifications::LIST_LIMIT).await
+    })
+    .await
 }
 
 /// Marks one of the user's own notifications read; any other id is 404 and changes nothing.
 #[server(prefix = "/api", endpoint = "notifications/mark-read")]
 pub async fn mark_notification_read(tenant: String, id: i64) -> Result<(), AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, notifications, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            notifications::mark_read(&db, &ctx, id).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::notifications;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        notifications::mark_read(&db, &ctx, id).await
+    })
+    .await
 }
 
 /// Marks all of the user's notifications in the tenant read; answers how many were unread.
 #[server(prefix = "/api", endpoint = "notifications/mark-all-read")]
 pub async fn mark_all_notifications_read(tenant: String) -> Result<u64, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, notifications, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            notifications::mark_all_read(&db, &ctx).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::notifications;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        notifications::mark_all_read(&db, &ctx).await
+    })
+    .await
 }

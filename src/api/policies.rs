@@ -19,30 +19,25 @@ pub async fn list_policies(
 ) -> Result<PolicyPage, AppError> {
     use crate::domain::policy_page::PolicySort;
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::policies::{self, PolicyFilter};
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            let filter = PolicyFilter {
-                search,
-                policy_type,
-                platform,
-            };
-            policies::page(
-                &db,
-                &ctx.scope,
-                backup_set_id,
-                &filter,
-                PolicySort::parse(&sort),
-                page,
-            )
-            .await
-        }
-        .await,
-    )
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        let filter = PolicyFilter {
+            search,
+            policy_type,
+            platform,
+        };
+        policies::page(
+            &db,
+            &ctx.scope,
+            backup_set_id,
+            &filter,
+            PolicySort::parse(&sort),
+            page,
+        )
+        .await
+    })
+    .await
 }
 
 /// "Select all N matching": the ids of every policy matching the filter that is not yet in
@@ -56,20 +51,15 @@ pub async fn matching_policy_ids(
     #[server(default)] platform: String,
 ) -> Result<MatchingPolicies, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::policies::{self, PolicyFilter};
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            let filter = PolicyFilter {
-                search,
-                policy_type,
-                platform,
-            };
-            policies::matching_ids(&db, &ctx.scope, backup_set_id, &filter).await
-        }
-        .await,
-    )
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        let filter = PolicyFilter {
+            search,
+            policy_type,
+            platform,
+        };
+        policies::matching_ids(&db, &ctx.scope, backup_set_id, &filter).await
+    })
+    .await
 }

@@ -81,16 +81,12 @@ pub async fn start_restore_preview(
 #[server(prefix = "/api", endpoint = "restore/preview")]
 pub async fn get_restore_preview(tenant: String, run_id: i64) -> Result<RestorePreview, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, restore, state::app_state};
-    respond(
-        async {
-            let ctx = authorize(&tenant, Capability::View).await?;
-            let db = app_state()?.db;
-            restore::preview(&db, &ctx.scope, run_id).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::restore;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        restore::preview(&db, &ctx.scope, run_id).await
+    })
+    .await
 }
 
 /// Executes a preview: 422 unless "I reviewed the impact" is confirmed and the tenant's display

@@ -22,22 +22,18 @@ pub async fn list_runs(
 ) -> Result<Vec<RunSummary>, AppError> {
     use crate::domain::run::RunFilter;
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, runs, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            let filter = RunFilter::parse(&status, &operation_type)?;
-            let before = match before {
-                0 => None,
-                id if id > 0 => Some(id),
-                _ => return Err(AppError::invalid("before", "Not a run id.")),
-            };
-            runs::queries::list(&db, &ctx.scope, &filter, before, RUNS_PAGE_SIZE).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::runs;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        let filter = RunFilter::parse(&status, &operation_type)?;
+        let before = match before {
+            0 => None,
+            id if id > 0 => Some(id),
+            _ => return Err(AppError::invalid("before", "Not a run id.")),
+        };
+        runs::queries::list(&db, &ctx.scope, &filter, before, RUNS_PAGE_SIZE).await
+    })
+    .await
 }
 
 /// "Add selected": queues a run that adds the policies to the backup set, or returns the
@@ -171,24 +167,20 @@ pub async fn get_run(
 ) -> Result<RunDetail, AppError> {
     use crate::domain::run_detail::{ItemFilter, ItemWindow};
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, runs::queries, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            let outcome = match outcome.as_str() {
-                "" => None,
-                raw => Some(
-                    ItemFilter::parse(raw)
-                        .ok_or_else(|| AppError::invalid("outcome", "Unknown outcome filter."))?,
-                ),
-            };
-            let window = ItemWindow::parse(offset, limit)?;
-            queries::detail(&db, &ctx.scope, id, outcome, window).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::runs::queries;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        let outcome = match outcome.as_str() {
+            "" => None,
+            raw => Some(
+                ItemFilter::parse(raw)
+                    .ok_or_else(|| AppError::invalid("outcome", "Unknown outcome filter."))?,
+            ),
+        };
+        let window = ItemWindow::parse(offset, limit)?;
+        queries::detail(&db, &ctx.scope, id, outcome, window).await
+    })
+    .await
 }
 
 /// What run detail polls: a short text that changes whenever anything the page shows of the
@@ -197,16 +189,12 @@ pub async fn get_run(
 #[server(prefix = "/api", endpoint = "runs/version")]
 pub async fn run_version(tenant: String, id: i64) -> Result<String, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, runs::queries, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            queries::version(&db, &ctx.scope, id).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::runs::queries;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        queries::version(&db, &ctx.scope, id).await
+    })
+    .await
 }
 
 /// What the run panel polls: the same for the recent runs of one backup set.
@@ -216,16 +204,12 @@ pub async fn backup_set_runs_version(
     backup_set_id: i64,
 ) -> Result<String, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, runs::queries, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            queries::backup_set_version(&db, &ctx.scope, backup_set_id).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::runs::queries;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        queries::backup_set_version(&db, &ctx.scope, backup_set_id).await
+    })
+    .await
 }
 
 /// The recent runs of one backup set, newest first: what the run panel shows and polls.
@@ -235,14 +219,10 @@ pub async fn backup_set_runs(
     backup_set_id: i64,
 ) -> Result<Vec<RunSummary>, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, runs::queries, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            queries::for_backup_set(&db, &ctx.scope, backup_set_id).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::runs::queries;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        queries::for_backup_set(&db, &ctx.scope, backup_set_id).await
+    })
+    .await
 }

@@ -65,17 +65,12 @@ pub async fn can_connect_tenant() -> Result<bool, AppError> {
 #[server(prefix = "/api", endpoint = "tenants/status")]
 pub async fn get_tenant_status(tenant: String) -> Result<TenantStatus, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::connection;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            connection::status(&db, &ctx.scope).await
-        }
-        .await,
-    )
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        connection::status(&db, &ctx.scope).await
+    })
+    .await
 }
 
 /// The tenant's connection as its owner sees it: client id, where the secret lives and since
@@ -149,17 +144,12 @@ pub async fn reconnect_tenant(tenant: String) -> Result<(), AppError> {
 #[cfg(feature = "ssr")]
 async fn set_connected(tenant: String, connected: bool) -> Result<(), AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::connection;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::ManageMembers).await?;
-            connection::set_connected(&db, &ctx.scope, ctx.user_id, connected).await
-        }
-        .await,
-    )
+    in_tenant(&tenant, Capability::ManageMembers, |ctx, db| async move {
+        connection::set_connected(&db, &ctx.scope, ctx.user_id, connected).await
+    })
+    .await
 }
 
 /// An optional `YYYY-MM-DD` field: empty is none.

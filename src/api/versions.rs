@@ -9,32 +9,24 @@ use crate::domain::AppError;
 #[server(prefix = "/api", endpoint = "policies/get")]
 pub async fn get_policy(tenant: String, id: i64) -> Result<PolicyInfo, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, state::app_state, versions};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            versions::policy(&db, &ctx.scope, id).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::versions;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        versions::policy(&db, &ctx.scope, id).await
+    })
+    .await
 }
 
 /// The policy's captured versions, newest first.
 #[server(prefix = "/api", endpoint = "policies/versions")]
 pub async fn policy_versions(tenant: String, id: i64) -> Result<Vec<VersionRow>, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, state::app_state, versions};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            versions::versions(&db, &ctx.scope, id).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::versions;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        versions::versions(&db, &ctx.scope, id).await
+    })
+    .await
 }
 
 /// One version of the policy, read as settings and as raw JSON.
@@ -45,16 +37,12 @@ pub async fn policy_version(
     version: i64,
 ) -> Result<VersionView, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, state::app_state, versions};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            versions::version(&db, &ctx.scope, id, version).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::versions;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        versions::version(&db, &ctx.scope, id, version).await
+    })
+    .await
 }
 
 /// Two versions of the policy compared, `from` the older side.
@@ -66,16 +54,12 @@ pub async fn policy_diff(
     to: i64,
 ) -> Result<VersionDiff, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, state::app_state, versions};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            versions::diff(&db, &ctx.scope, id, from, to).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::versions;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        versions::diff(&db, &ctx.scope, id, from, to).await
+    })
+    .await
 }
 
 /// One page of the tenant's inventory, by name, filtered by a search text and a policy type.
@@ -87,14 +71,10 @@ pub async fn policy_inventory(
     #[server(default)] page: i64,
 ) -> Result<InventoryPage, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, state::app_state, versions};
-    respond(
-        async {
-            let db = app_state()?.db;
-            let ctx = authorize(&tenant, Capability::View).await?;
-            versions::inventory(&db, &ctx.scope, &search, &policy_type, page).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::versions;
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        versions::inventory(&db, &ctx.scope, &search, &policy_type, page).await
+    })
+    .await
 }

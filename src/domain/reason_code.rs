@@ -26,8 +26,11 @@ spelled_enum! {
         InvalidRunInput => ("invalid_run_input", "The run's stored input cannot be read"),
         /// Restore: the live policy changed between the preview and the write; nothing was written.
         ChangedSincePreview => ("changed_since_preview", "Changed in Intune since the preview"),
-        /// Restore: Graph refused a write (400): the body names what it did not accept.
-        WriteRejected => ("write_rejected", "Graph refused the write"),
+        /// Graph refused the request as invalid (400): its message names what it did not accept.
+        GraphRejected => ("graph_rejected", "Graph refused the request"),
+        /// Restore: the backup holds a secret setting (never captured) that Intune does not
+        /// hold either, so it cannot be written.
+        SecretNotRestorable => ("secret_not_restorable", "A secret setting cannot be restored"),
         UnknownError => ("unknown_error", "Unknown error"),
     }
 }

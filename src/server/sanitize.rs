@@ -485,6 +485,10 @@ fn title_case_start(s: &[char], mut start: usize) -> usize {
 struct Spans<'a> {
     s: &'a [char],
     found: Vec<(usize, usize)>,
+    /// The userinfo of each URL (`user:secret` before the `@`): already read by the userinfo
+    /// scanner, so `name=value` inside a password is not read again (its value would run on
+    /// over the `@` and take the host with it).
+    userinfo: Vec<(usize, usize)>,
 }
 
 impl<'a> Spans<'a> {
@@ -492,6 +496,7 @@ impl<'a> Spans<'a> {
         let mut spans = Spans {
             s,
             found: Vec::new(),
+            userinfo: Vec::new(),
         };
         spans.pem_blocks();
         spans.url_userinfo();
@@ -582,6 +587,7 @@ impl<'a> Spans<'a> {
                     || c == ELLIPSIS)
             });
             if let Some(at_sign) = (authority..end).rev().find(|&i| s[i] == '@') {
+                self.userinfo.push((authority, at_sign));
                 let colon = (authority..at_sign).find(|&i| s[i] == ':');
                 match colon {
                     Some(colon) => self.add(colon + 1, at_sign),
@@ -606,6 +612,7 @@ impl<'a> Spans<'a> {
                 .rev()
                 .find(|&i| starts_with_ci(s, i, "%40"))
             {
+                self.userinfo.push((authority, at_sign));
                 match (authority..at_sign).find(|&i| starts_with_ci(s, i, "%3A")) {
                     Some(colon) => self.add(colon + 3, at_sign),
                     None => self.add(authority, at_sign),
@@ -620,6 +627,10 @@ impl<'a> Spans<'a> {
         let s = self.s;
         let mut i = 0;
         while i < s.len() {
+            if let Some(&(_, at_sign)) = self.userinfo.iter().find(|(a, b)| (*a..*b).contains(&i)) {
+                i = at_sign;
+                continue;
+            }
             let Some((kind, len)) = separator_at(s, i) else {
                 i += 1;
                 continue;
@@ -1100,6 +1111,15 @@ fn truncate(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_that_looks_like_name_value_keeps_the_host() {
+        // Found by tests/sanitizer.rs: `KEY=` inside the password took the host with it.
+        for password in ["($aA(;_($aa0KEY=", "x;token=abc", "a:password=b"] {
+            let out = sanitize(&format!("see https://app:{password}@a/ now"));
+            assert_eq!(out, "see https://app:[REDACTED]@a/ now");
+        }
+    }
 
     #[test]
     fn redacts_query_string_secrets_but_keeps_the_rest() {

@@ -30,6 +30,27 @@ pub struct TenantContext {
     pub role: Role,
 }
 
+/// The body of a tenant's server function: `work` runs for a member of `tenant` who holds
+/// `capability` (401 / 403 otherwise, from [`authorize`]), with the app's database; an error
+/// sets the answer's status ([`crate::server::error::respond`]).
+pub async fn in_tenant<T, Fut>(
+    tenant: &str,
+    capability: crate::domain::Capability,
+    work: impl FnOnce(TenantContext, crate::server::db::Db) -> Fut,
+) -> Result<T, AppError>
+where
+    Fut: std::future::Future<Output = Result<T, AppError>>,
+{
+    crate::server::error::respond(
+        async {
+            let ctx = authorize(tenant, capability).await?;
+            let db = crate::server::state::app_state()?.db;
+            work(ctx, db).await
+        }
+        .await,
+    )
+}
+
 /// The session of the current server function call or page render.
 pub async fn current_session() -> Result<Session, AppError> {
     leptos_axum::extract::<Session>().await.map_err(|error| {

@@ -589,6 +589,7 @@ fn drop_secret_values(value: &mut Value) {
 /// Maps a non-success status to what the retry loop does and the reason code if it gives up.
 fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) -> Failure {
     match status.as_u16() {
+        400 => Failure::Final(GraphError::new(ReasonCode::GraphRejected, message)),
         401 => Failure::Unauthorized(GraphError::new(ReasonCode::AuthenticationFailed, message)),
         403 => Failure::Final(GraphError::new(ReasonCode::PermissionDenied, message)),
         404 => Failure::Final(GraphError::new(ReasonCode::PolicyNotFound, message)),

@@ -283,11 +283,9 @@ fn fill_secrets(
 }
 
 /// The error for secrets that cannot be restored.
-///
-/// No reason code says "secret" yet; `UnknownError` carries the explanation.
 fn secrets_error(missing: &[String]) -> GraphError {
     GraphError::new(
-        ReasonCode::UnknownError,
+        ReasonCode::SecretNotRestorable,
         format!(
             "the backup holds secret settings that a backup never records ({}); they can only be kept as the live policy holds them, and it holds none there: set them in Intune",
             missing.join(", ")

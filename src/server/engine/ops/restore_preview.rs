@@ -21,7 +21,7 @@ use crate::domain::snapshot::{compare, CapturedPolicy, ChangeKind, PolicyFamily,
 use crate::domain::versions::Drift;
 use crate::domain::RunStatus;
 use crate::server::db::Db;
-use crate::server::graph::write::{DirectoryKind, PolicyWriter};
+use crate::server::graph::write::{secret_settings, DirectoryKind, PolicyWriter};
 use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, TenantCredentials};
 use crate::server::restore::refs::{kind_label, references, Reference};
 use crate::server::sanitize::sanitize;
@@ -325,6 +325,14 @@ async fn record_plan(
         ..PlanNotes::default()
     };
     let backup_id = item.base_snapshot_id;
+    let backup = match backup_id {
+        Some(id) => load_version(&mut **tx, tenant_id, id).await?,
+        None => None,
+    };
+    let backup_secrets = backup
+        .as_ref()
+        .map(|b| secret_settings(&b.payload))
+        .unwrap_or_default();
     let (plan, live_id, live_hash, drift, changed) = match &previewed.captured {
         Captured::Failed(reason, message) => {
             return Ok(Recorded::failed(*reason, message.clone()));
@@ -338,23 +346,36 @@ async fn record_plan(
                     "A policy named \"{name}\" already exists in Intune."
                 ));
             }
+            // A secret is never captured, so a policy created anew could not get it back.
+            for setting in &backup_secrets {
+                notes.blocked.push(format!(
+                    "Secret setting {setting} cannot be created anew: backups never hold secrets."
+                ));
+            }
             (PlanAction::Create, None, None, Drift::Deleted, None)
         }
         Captured::Snapshot(snapshot) => {
             let stored = store_snapshot(tx, tenant_id, item.policy_id, snapshot, now).await?;
-            let backup = match backup_id {
-                Some(id) => load_version(&mut **tx, tenant_id, id).await?,
-                None => None,
-            };
             let live = serde_json::from_str::<serde_json::Value>(&snapshot.canonical_json).ok();
-            let (changed, removals) = match (PolicyFamily::parse(&item.policy_type), backup, live) {
+            let (changed, removals) = match (PolicyFamily::parse(&item.policy_type), &backup, &live)
+            {
                 (Some(family), Some(backup), Some(live)) => {
-                    live_to_backup(family, snapshot.format, &live, &backup)
+                    live_to_backup(family, snapshot.format, live, backup)
                 }
                 // Unreadable: planned as an update, so it is looked at rather than skipped.
                 _ => (1, Vec::new()),
             };
             notes.removals = removals;
+            // An update keeps each secret as Intune holds it; one Intune no longer holds cannot
+            // be written.
+            let live_secrets = live.as_ref().map(secret_settings).unwrap_or_default();
+            if changed > 0 {
+                for setting in backup_secrets.iter().filter(|s| !live_secrets.contains(s)) {
+                    notes.blocked.push(format!(
+                        "Secret setting {setting} is no longer set in Intune and cannot be restored: backups never hold secrets."
+                    ));
+                }
+            }
             let plan = if changed == 0 {
                 PlanAction::Unchanged
             } else {
