@@ -20,6 +20,7 @@ use crate::pages::{
     policy::PolicyDetailPage,
     policy_diff::PolicyDiffPage,
     policy_version::PolicyVersionPage,
+    restore::RestorePage,
     run_detail::RunDetailPage,
     runs::RunsPage,
     sign_in::SignInPage,
@@ -88,6 +89,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("policies/:id") view=PolicyDetailPage />
                     <Route path=path!("policies/:id/versions/:version") view=PolicyVersionPage />
                     <Route path=path!("policies/:id/diff") view=PolicyDiffPage />
+                    <Route path=path!("restore/new") view=RestorePage />
                     <Route path=path!("runs") view=RunsPage />
                     <Route path=path!("runs/:id") view=RunDetailPage />
                     <Route path=path!("settings") view=TenantSettingsPage />

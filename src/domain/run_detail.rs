@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::graph_wait::{GraphFigures, GraphWait};
 use super::reason_code::ReasonCode;
+use super::restore::{PlanAction, RestoreAction, RestoreSource};
 use super::versions::{CaptureResult, Drift};
 use super::{AppError, RunStatus, Timestamp};
 
@@ -64,8 +65,41 @@ pub struct RunItemRow {
     pub reason_code: Option<ReasonCode>,
     /// Sanitized on the server before it was stored.
     pub message: Option<String>,
-    /// What a capture found (drift check, capture now); `None` for other runs.
+    /// What a capture found (drift check, capture now, a restore's live state or evidence);
+    /// `None` for other runs.
     pub result: Option<CaptureResult>,
+    /// What a restore planned or did for the item; `None` for other runs.
+    pub restore: Option<RestoreItemResult>,
+}
+
+/// One item of a restore run: the preview's plan, or what the execute did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreItemResult {
+    pub plan: Option<PlanAction>,
+    pub action: Option<RestoreAction>,
+    /// The new Graph id of a policy the execute created.
+    pub created_graph_id: Option<String>,
+}
+
+impl RestoreItemResult {
+    /// What the run detail page shows: "Created", "Updated", "Unchanged" (an execute), the plan
+    /// (a preview), or "Failed" when the item failed; `None` while it waits.
+    pub fn label(&self, outcome: ItemOutcome) -> Option<&'static str> {
+        match (outcome, self.action, self.plan) {
+            (ItemOutcome::Failed, _, _) => Some("Failed"),
+            (_, Some(action), _) => Some(action.label()),
+            (_, None, Some(plan)) => Some(plan.label()),
+            _ => None,
+        }
+    }
+}
+
+/// How a restore run is tied to the wizard: a preview to its source (the wizard opens at it),
+/// an execute to the preview it executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestoreRun {
+    Preview { source: RestoreSource },
+    Execute { preview_run_id: i64 },
 }
 
 /// Which of a run's items a page lists: those of one outcome, or, for a capturing run, those
@@ -242,6 +276,8 @@ pub struct RunDetail {
     /// What the run's captures are waiting for on Graph right now (only while running).
     pub graph_wait: Option<GraphWait>,
     pub graph: GraphFigures,
+    /// For a restore run: its preview's source, or the preview it executed.
+    pub restore: Option<RestoreRun>,
 }
 
 impl RunDetail {
@@ -299,6 +335,21 @@ mod tests {
     }
 
     #[test]
+    fn restore_items_say_what_they_did_and_failures_win() {
+        let item = |plan, action| RestoreItemResult {
+            plan,
+            action,
+            created_graph_id: None,
+        };
+        let executed = item(Some(PlanAction::Update), Some(RestoreAction::Updated));
+        assert_eq!(executed.label(ItemOutcome::Succeeded), Some("Updated"));
+        assert_eq!(executed.label(ItemOutcome::Failed), Some("Failed"));
+        let planned = item(Some(PlanAction::Unchanged), None);
+        assert_eq!(planned.label(ItemOutcome::Succeeded), Some("No change"));
+        assert_eq!(item(None, None).label(ItemOutcome::Pending), None);
+    }
+
+    #[test]
     fn item_windows_refuse_negative_offsets_and_bound_the_page_size() {
         assert_eq!(
             ItemWindow::parse(0, 0).unwrap().limit(),
@@ -332,6 +383,7 @@ mod tests {
             reason_code: None,
             message: None,
             result: None,
+            restore: None,
         };
         let page = |offset: i64, rows: usize, total: i64| RunItemPage {
             rows: vec![row.clone(); rows],

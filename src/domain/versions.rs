@@ -46,6 +46,9 @@ pub struct VersionRow {
     pub run_id: Option<i64>,
     /// The version captured just before this one, for "Compare with previous".
     pub previous_id: Option<i64>,
+    /// Whether Intune held this version at the policy's last capture (after a restore to an
+    /// older version, that older one).
+    pub current: bool,
 }
 
 /// One version read as settings, with its raw payload.

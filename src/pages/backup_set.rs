@@ -13,6 +13,7 @@ use crate::components::{
     PolicyPicker, RunPanel, RunStarter, Toasts,
 };
 use crate::domain::policy_page::policy_type_label;
+use crate::domain::restore::RestoreSource;
 use crate::domain::run::OperationType;
 use crate::domain::{routes, AppError, Capability};
 
@@ -77,6 +78,7 @@ pub fn BackupSetPage() -> impl IntoView {
                     Ok(detail) => {
                         let set = detail.set;
                         let export = routes::backup_set_export(&tenant.get_untracked(), set.id);
+                        let restore = routes::restore_new(&tenant.get_untracked(), RestoreSource::BackupSet(set.id));
                         view! {
                             <h1 data-testid="backup-set-name">{set.name}</h1>
                             <p class="muted">{set.description}</p>
@@ -90,10 +92,11 @@ pub fn BackupSetPage() -> impl IntoView {
                             </dl>
                             // `download` and `rel="external"`: the browser fetches the file, the
                             // router does not try to render it as a page.
-                            <p>
+                            <p class="action-row">
                                 <a href=export download rel="external" data-testid="download-zip">
                                     "Download (ZIP)"
                                 </a>
+                                <a href=restore data-testid="restore-set">"Restore…"</a>
                             </p>
                         }.into_any()
                     }

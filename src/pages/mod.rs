@@ -12,6 +12,7 @@ pub mod policies;
 pub mod policy;
 pub mod policy_diff;
 pub mod policy_version;
+pub mod restore;
 pub mod run_detail;
 pub mod runs;
 pub mod sign_in;

@@ -12,6 +12,7 @@ use crate::components::{
     Toasts,
 };
 use crate::domain::policy_page::policy_type_label;
+use crate::domain::restore::RestoreSource;
 use crate::domain::run::OperationType;
 use crate::domain::versions::{short_hash, PolicyInfo, RunBrief};
 use crate::domain::{routes, AppError, Capability};
@@ -188,6 +189,10 @@ pub fn PolicyDetailPage() -> impl IntoView {
                                     </a>
                                 });
                                 let version_id = version.id;
+                                let restore = routes::restore_new(&tenant, RestoreSource::Version(version_id));
+                                let current = version.current.then(|| view! {
+                                    " " <span class="badge badge-current" data-testid="current-version">"Current"</span>
+                                });
                                 let compare = view! {
                                     " · "
                                     <button
@@ -206,8 +211,8 @@ pub fn PolicyDetailPage() -> impl IntoView {
                                     </button>
                                 };
                                 view! {
-                                    <tr>
-                                        <td>{version.captured_at.to_string()}</td>
+                                    <tr data-current=version.current.to_string()>
+                                        <td>{version.captured_at.to_string()}{current}</td>
                                         <td class="mono" title=version.content_hash.clone()>
                                             {short_hash(&version.content_hash)}
                                         </td>
@@ -217,6 +222,8 @@ pub fn PolicyDetailPage() -> impl IntoView {
                                             <a href=routes::policy_version(&tenant, policy_id, version.id)>"View"</a>
                                             {previous}
                                             {compare}
+                                            " · "
+                                            <a href=restore data-testid="restore-version">"Restore this version"</a>
                                         </td>
                                     </tr>
                                 }

@@ -6,6 +6,10 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use leptos_router::NavigateOptions;
 
+mod restore;
+
+use restore::{RestoreActionCell, RestoreRunLink};
+
 use super::tenant_layout::refusal;
 use super::tenant_layout::use_tenant;
 use crate::api::runs::{get_run, run_version};
@@ -149,7 +153,12 @@ pub fn RunDetailPage() -> impl IntoView {
         let captures = run.with(|run| {
             matches!(run, Some(Ok(detail)) if matches!(
                 OperationType::parse(&detail.operation_type),
-                Some(OperationType::DriftCheck | OperationType::CaptureSnapshot)
+                Some(
+                    OperationType::DriftCheck
+                        | OperationType::CaptureSnapshot
+                        | OperationType::RestorePreview
+                        | OperationType::RestoreExecute
+                )
             ))
         });
         compares.set(captures);
@@ -223,7 +232,7 @@ pub fn RunDetailPage() -> impl IntoView {
                 }
                 view! {
                     <ItemPager tenant=tenant.get_untracked() run_id=detail.id filter items=detail.items.clone() />
-                    <RunItemsTable rows=detail.items.rows />
+                    <RunItemsTable rows=detail.items.rows operation=detail.operation_type.clone() />
                 }.into_any()
             })}
         </Transition>
@@ -300,6 +309,9 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
         }
     });
     let figures = detail.graph;
+    let restore = detail
+        .restore
+        .map(|restore| view! { <RestoreRunLink tenant=tenant.clone() run_id=detail.id restore /> });
     view! {
         <h1>"Run #" {detail.id}</h1>
         <p>
@@ -307,6 +319,7 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
             " " {operation_label(&detail.operation_type).to_owned()} {target_link}
         </p>
         {summary}
+        {restore}
         {run_failure}
         {retry_of}
         {retried_by}
@@ -448,15 +461,32 @@ const RESULT_COLUMNS: &[Column] = &[
     Column::text("Message"),
 ];
 
-/// One page of a run's items; a capturing run's have a result column.
+/// The columns of a restore run's items: the plan or action, and the live state or evidence
+/// compared with the backup.
+const RESTORE_COLUMNS: &[Column] = &[
+    Column::text("Policy"),
+    Column::text("Type"),
+    Column::text("Outcome"),
+    Column::text("Action"),
+    Column::text("Compared with the backup"),
+    Column::text("Reason"),
+    Column::text("Message"),
+];
+
+/// One page of a run's items; a capturing run's have a result column, a restore run's an
+/// action column too.
 #[component]
-fn RunItemsTable(rows: Vec<RunItemRow>) -> impl IntoView {
+fn RunItemsTable(rows: Vec<RunItemRow>, operation: String) -> impl IntoView {
+    // A succeeded item is named for what the run's operation did ("Previewed", "Restored").
+    let done =
+        capitalized(OperationType::parse(&operation).map_or("done", OperationType::done_word));
     let tenant = use_tenant().get_untracked();
-    let with_results = rows.iter().any(|item| item.result.is_some());
-    let columns = if with_results {
-        RESULT_COLUMNS
-    } else {
-        ITEM_COLUMNS
+    let with_restore = rows.iter().any(|item| item.restore.is_some());
+    let with_results = with_restore || rows.iter().any(|item| item.result.is_some());
+    let columns = match (with_restore, with_results) {
+        (true, _) => RESTORE_COLUMNS,
+        (false, true) => RESULT_COLUMNS,
+        (false, false) => ITEM_COLUMNS,
     };
     view! {
         <DataTable columns testid="run-items" labelled_by="items-title">
@@ -484,9 +514,13 @@ fn RunItemsTable(rows: Vec<RunItemRow>) -> impl IntoView {
                             <td>{policy_type_label(&item.policy_type).to_owned()}</td>
                             <td>
                                 <span class=format!("outcome outcome-{}", item.outcome.as_str())>
-                                    {item.outcome.label()}
+                                    {match item.outcome {
+                                        ItemOutcome::Succeeded => done.clone(),
+                                        outcome => outcome.label().to_owned(),
+                                    }}
                                 </span>
                             </td>
+                            {with_restore.then(|| view! { <RestoreActionCell outcome=item.outcome restore=item.restore /> })}
                             {result}
                             <td>
                                 {item.reason_code.map(|code| view! {

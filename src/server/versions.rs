@@ -73,6 +73,13 @@ pub async fn versions(
     policy_id: i64,
 ) -> Result<Vec<VersionRow>, AppError> {
     policy(db, scope, policy_id).await?;
+    let current: Option<i64> = sqlx::query_scalar(
+        "SELECT current_snapshot_id FROM policies WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(scope.id())
+    .bind(policy_id)
+    .fetch_one(db.pool())
+    .await?;
     let snapshots = sqlx::query(
         "SELECT id, content_hash, captured_at FROM policy_snapshots \
          WHERE tenant_id = $1 AND policy_id = $2 ORDER BY captured_at DESC, id DESC",
@@ -113,12 +120,19 @@ pub async fn versions(
                 backup_sets: sets.remove(&id).unwrap_or_default(),
                 run_id: runs.get(&id).copied(),
                 previous_id: None,
+                current: current == Some(id),
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let older: Vec<Option<i64>> = rows.iter().skip(1).map(|r| Some(r.id)).collect();
     for (row, previous) in rows.iter_mut().zip(older) {
         row.previous_id = previous;
+    }
+    // Before any capture recorded it (versions stored by older builds), the newest is current.
+    if !rows.iter().any(|row| row.current) {
+        if let Some(newest) = rows.first_mut() {
+            newest.current = true;
+        }
     }
     Ok(rows)
 }

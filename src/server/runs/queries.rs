@@ -9,13 +9,16 @@ use super::super::tenants::TenantScope;
 use super::stored_status;
 use crate::domain::graph_wait::{GraphFigures, GraphWait, GraphWaitReason};
 use crate::domain::reason_code::ReasonCode;
+use crate::domain::restore::{PlanAction, RestoreAction};
 use crate::domain::run::{OperationType, RunFilter};
 use crate::domain::run_detail::{
-    ItemFilter, ItemOutcome, ItemWindow, RunDetail, RunItemPage, RunItemRow, RunTarget,
+    ItemFilter, ItemOutcome, ItemWindow, RestoreItemResult, RestoreRun, RunDetail, RunItemPage,
+    RunItemRow, RunTarget,
 };
 use crate::domain::versions::{CaptureResult, Drift};
 use crate::domain::{AppError, RunStatus, RunSummary, Timestamp};
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
+use crate::server::engine::ops::restore_preview::RestorePreviewInput;
 
 /// How many runs the run panel shows for one backup set.
 pub const PANEL_RUNS: i64 = 5;
@@ -225,7 +228,8 @@ pub async fn detail(
                 r.resource, r.target_id, b.name AS backup_set_name, p.display_name AS policy_name, \
                 r.retry_of, r.summary, r.graph_wait_reason, \
                 r.graph_wait_until, r.graph_requests, r.graph_throttled, r.graph_server_errors, \
-                r.graph_retries, r.graph_waited_ms \
+                r.graph_retries, r.graph_waited_ms, \
+                CASE WHEN r.operation_type = $3 THEN r.input END AS preview_input \
          FROM runs r LEFT JOIN users u ON u.id = r.initiated_by \
          LEFT JOIN backup_sets b ON b.tenant_id = r.tenant_id AND b.id = r.target_id \
            AND r.resource = 'backup_set' \
@@ -235,6 +239,7 @@ pub async fn detail(
     )
     .bind(scope.id())
     .bind(run_id)
+    .bind(OperationType::RestorePreview.as_str())
     .fetch_optional(db.pool())
     .await?
     .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
@@ -294,6 +299,27 @@ pub async fn detail(
             retries: row.try_get("graph_retries")?,
             waited_ms: row.try_get("graph_waited_ms")?,
         },
+        restore: restore_run(&row)?,
+    })
+}
+
+/// How a restore run ties to the wizard: a preview's source (from its input), or the preview
+/// an execute executed (its target).
+fn restore_run(row: &AnyRow) -> Result<Option<RestoreRun>, AppError> {
+    let operation: String = row.try_get("operation_type")?;
+    Ok(match OperationType::parse(&operation) {
+        Some(OperationType::RestorePreview) => {
+            let input: Option<String> = row.try_get("preview_input")?;
+            input
+                .and_then(|input| serde_json::from_str::<RestorePreviewInput>(&input).ok())
+                .map(|input| RestoreRun::Preview {
+                    source: input.source,
+                })
+        }
+        Some(OperationType::RestoreExecute) => Some(RestoreRun::Execute {
+            preview_run_id: row.try_get("target_id")?,
+        }),
+        _ => None,
     })
 }
 
@@ -393,6 +419,7 @@ async fn selection_page(
             reason_code: None,
             message: None,
             result: None,
+            restore: None,
         })
     })
     .collect::<Result<_, AppError>>()?;
@@ -433,7 +460,8 @@ async fn item_page(
 
     let mut page = Sql::new(
         "SELECT i.policy_id, p.display_name, p.policy_type, i.outcome, i.reason_code, i.message, \
-         i.drift, i.changed_settings, i.snapshot_id, i.base_snapshot_id \
+         i.drift, i.changed_settings, i.snapshot_id, i.base_snapshot_id, i.restore_plan, \
+         i.restore_action, i.created_graph_id \
          FROM run_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id",
     );
     condition(&mut page);
@@ -459,6 +487,7 @@ async fn item_page(
                 reason_code: reason(item, "reason_code")?,
                 message: item.try_get("message")?,
                 result: capture_result(item)?,
+                restore: restore_result(item)?,
             })
         })
         .collect::<Result<_, AppError>>()?;
@@ -484,5 +513,21 @@ fn capture_result(item: &AnyRow) -> Result<Option<CaptureResult>, AppError> {
         changed_settings: item.try_get("changed_settings")?,
         snapshot_id: item.try_get("snapshot_id")?,
         base_snapshot_id: item.try_get("base_snapshot_id")?,
+    }))
+}
+
+/// What a restore planned or did for an item (the `run_items` columns of migration 0016), if
+/// anything.
+fn restore_result(item: &AnyRow) -> Result<Option<RestoreItemResult>, AppError> {
+    let plan: Option<String> = item.try_get("restore_plan")?;
+    let action: Option<String> = item.try_get("restore_action")?;
+    let created_graph_id: Option<String> = item.try_get("created_graph_id")?;
+    if plan.is_none() && action.is_none() && created_graph_id.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(RestoreItemResult {
+        plan: plan.as_deref().and_then(PlanAction::parse),
+        action: action.as_deref().and_then(RestoreAction::parse),
+        created_graph_id,
     }))
 }

@@ -1,0 +1,213 @@
+import { expect, Page, test } from "@playwright/test";
+import { expectAccessible } from "./axe";
+import { call, CONTOSO, FABRIKAM, openHydrated, signIn } from "./demo";
+
+// The restore wizard (issue 15). Contoso's demo history (src/server/seed.rs) is only previewed
+// here, never executed: versions.spec.ts runs after this file and expects the baseline's two
+// changes still in Intune. The execute walks a set of Fabrikam's instead, changed through the
+// simulator.
+
+const NEEDS_MANAGER = "Needs manager or owner";
+// The demo simulator's port (playwright.config.ts: the app's port + 1000).
+const SIM = `http://127.0.0.1:${Number(process.env.E2E_PORT ?? 3100) + 1000}`;
+
+/** Opens the wizard from the backup set page's "Restore…" link. */
+async function openRestoreOfBaseline(page: Page) {
+  await openHydrated(page, `/t/${CONTOSO}/backup-sets`);
+  await page.getByRole("link", { name: "Baseline (demo)" }).click();
+  await page.getByTestId("restore-set").click();
+  await expect(page).toHaveURL(/\/restore\/new\?source=set-\d+$/);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(page.getByTestId("source-title")).toHaveText("Baseline (demo)");
+}
+
+/** Searches the scope table for `name` and ticks its row. */
+async function choose(page: Page, name: string) {
+  await page.getByLabel("Search by name").fill(name);
+  const row = page.getByTestId("scope-row").filter({ hasText: name });
+  await expect(row).toHaveCount(1);
+  await row.getByRole("checkbox").check();
+}
+
+test("an operator sees the wizard with Preview and Execute disabled, and why", async ({ page }) => {
+  await signIn(page, "operator@contoso.example");
+  await openRestoreOfBaseline(page);
+  await expect(page.getByTestId("source-counts")).toContainText("12");
+  const preview = page.getByRole("button", { name: "Run preview (dry-run)" });
+  const execute = page.getByRole("button", { name: "Execute" });
+  await page.getByTestId("scope-row").first().getByRole("checkbox").check();
+  await expect(preview).toBeDisabled();
+  await expect(preview).toHaveAccessibleDescription(NEEDS_MANAGER);
+  await expect(execute).toBeDisabled();
+  await expect(page.locator("#execute-needs")).toHaveText(NEEDS_MANAGER);
+  await expect(page.getByTestId("no-preview")).toBeVisible();
+  await expectAccessible(page, "restore wizard as operator");
+
+  // The server refuses the same, with the same reason.
+  const origin = new URL(page.url()).origin;
+  const response = await page.request.post("/api/runs/restore-preview", {
+    form: { tenant: CONTOSO, source: "set-1", "policy_ids[0]": "1" },
+    headers: { Origin: origin },
+  });
+  expect(response.status()).toBe(403);
+  expect(await response.text()).toContain(NEEDS_MANAGER);
+});
+
+test("a manager previews a restore of the baseline and meets every gate before Execute", async ({ page }) => {
+  await signIn(page, "manager@contoso.example");
+  await openRestoreOfBaseline(page);
+  const source = new URL(page.url()).searchParams.get("source")!;
+  const count = page.getByTestId("scope-count");
+  // Nothing is chosen by default, and nothing can be previewed then.
+  await expect(count).toHaveText("0 of 12 policies selected");
+  const preview = page.getByRole("button", { name: "Run preview (dry-run)" });
+  await expect(preview).toBeDisabled();
+
+  // The policy renamed twice since the baseline, and one that was not renamed.
+  const view = await call(page, "restore/source", { tenant: CONTOSO, source });
+  const other = view.candidates.find((c: { display_name: string }) => !c.display_name.includes("edited"));
+  await choose(page, "edited twice");
+  await choose(page, other.display_name);
+  await expect(count).toHaveText("2 of 12 policies selected");
+  // Without assignments, the preview checks no groups.
+  await page.getByLabel("Include assignments").uncheck();
+  await expectAccessible(page, "restore wizard: scope");
+
+  await preview.click();
+  await expect(page).toHaveURL(/&preview=\d+$/);
+  const status = page.getByTestId("preview-status");
+  await expect(status).toContainText("Preview of 2 policies");
+  await expect(page.getByTestId("run-block")).toHaveCount(0);
+  const renamed = page.getByTestId("plan-row").filter({ hasText: "edited twice" });
+  await expect(renamed.getByTestId("plan-action")).toHaveText("Update");
+  await expect(renamed).toContainText("would change");
+  await expect(renamed.getByTestId("plan-diff")).toHaveAttribute("href", /\/diff\?from=\d+&to=\d+$/);
+  await expect(page.getByTestId("plan-counts")).toContainText("Update: 1");
+
+  // Execute waits for both confirmations; a name that is almost right is not enough.
+  const execute = page.getByRole("button", { name: "Execute" });
+  const reasons = page.getByTestId("execute-reasons");
+  await expect(execute).toBeDisabled();
+  await expect(reasons).toContainText("Confirm that you reviewed the impact.");
+  await expect(reasons).toContainText("Type the tenant's display name exactly to confirm.");
+  await page.getByLabel("I reviewed the impact").check();
+  await expect(reasons).not.toContainText("reviewed the impact");
+  const name = page.getByLabel(/Type the tenant's name/);
+  await name.fill("Contoso");
+  await expect(execute).toBeDisabled();
+  await name.fill("contoso (demo)");
+  await expect(execute).toBeDisabled();
+  await name.fill("Contoso (demo)");
+  await expect(execute).toBeEnabled();
+  await expect(reasons.locator("li")).toHaveCount(0);
+  // A changed scope no longer matches the preview.
+  await page.getByTestId("include-scope-tags").check();
+  await expect(execute).toBeDisabled();
+  await expect(reasons).toContainText("Run the preview again");
+  await page.getByTestId("include-scope-tags").uncheck();
+  await expect(execute).toBeEnabled();
+  await expectAccessible(page, "restore wizard: preview and confirmation");
+
+  // A reload keeps the preview and its scope.
+  await page.reload();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(status).toContainText("Preview of 2 policies");
+  await expect(count).toHaveText("2 of 12 policies selected");
+  await expect(page.getByLabel("Include assignments")).not.toBeChecked();
+
+  // The preview's run page shows each item's plan and leads back to the wizard at the preview.
+  await status.getByRole("link", { name: /Preview run #/ }).click();
+  const item = page.getByTestId("run-items").locator("tbody tr").filter({ hasText: "edited twice" });
+  await expect(item.getByTestId("item-action")).toHaveText("Update");
+  await page.getByTestId("restore-wizard-link").getByRole("link").click();
+  await expect(status).toContainText("Preview of 2 policies");
+
+  // The diff: the live policy against the backup.
+  await renamed.getByTestId("plan-diff").click();
+  const change = page.getByTestId("change");
+  await expect(change).toHaveCount(1);
+  await expect(change.locator("td").nth(1)).toContainText("(edited twice)");
+});
+
+test("Restore this version on the policy page pre-fills the scope with that policy", async ({ page }) => {
+  await signIn(page, "manager@contoso.example");
+  await openHydrated(page, `/t/${CONTOSO}/policies?search=edited%20twice`);
+  await page.getByRole("link", { name: /edited twice/ }).click();
+  const versions = page.getByTestId("versions").locator("tbody tr");
+  await expect(versions).toHaveCount(3);
+  // Intune holds the newest version.
+  await expect(versions.first().getByTestId("current-version")).toHaveText("Current");
+  await expect(page.getByTestId("current-version")).toHaveCount(1);
+
+  await versions.last().getByTestId("restore-version").click();
+  await expect(page).toHaveURL(/\/restore\/new\?source=version-\d+$/);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(page.getByTestId("source-title")).toContainText("edited twice");
+  await expect(page.getByTestId("scope-count")).toHaveText("1 of 1 policies selected");
+  await expect(page.getByTestId("scope-row").getByRole("checkbox")).toBeChecked();
+  await expect(page.getByRole("button", { name: "Run preview (dry-run)" })).toBeEnabled();
+  await expectAccessible(page, "restore wizard from a version");
+});
+
+// The whole path through the Graph write path (restore.execute writing to the simulator): the
+// policy renamed in Intune is written back, the other is left as it is, and the evidence reads
+// both back.
+test("an owner executes a reviewed preview: the run ends with evidence and the restored version is current", async ({ page }) => {
+  test.setTimeout(60_000);
+  await signIn(page, "admin@contoso.example");
+  // A set of two Fabrikam policies, then one of them renamed in Intune.
+  const setName = `E2E restore ${Date.now()}`;
+  const set = await call(page, "backup-sets/create", { tenant: FABRIKAM, name: setName, description: "" });
+  const policies = await call(page, "policies/list", { tenant: FABRIKAM, backup_set_id: String(set.id) });
+  const [changed, kept] = [policies.rows[5], policies.rows[6]];
+  const run = await call(page, "runs/add-policies", {
+    tenant: FABRIKAM,
+    backup_set_id: String(set.id),
+    "policy_ids[0]": String(changed.id),
+    "policy_ids[1]": String(kept.id),
+    include_assignments: "true",
+  });
+  await expect
+    .poll(async () => (await call(page, "runs/get", { tenant: FABRIKAM, id: String(run.run_id) })).status)
+    .toBe("Completed");
+  const info = await call(page, "policies/get", { tenant: FABRIKAM, id: String(changed.id) });
+  const mutated = await page.request.post(`${SIM}/_sim/mutate`, {
+    data: { tenant: FABRIKAM, rename: true, policies: [info.graph_id] },
+  });
+  expect(mutated.status(), await mutated.text()).toBe(200);
+
+  await openHydrated(page, `/t/${FABRIKAM}/backup-sets/${set.id}`);
+  await page.getByTestId("restore-set").click();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByRole("button", { name: "Select all 2 matching" }).click();
+  await page.getByRole("button", { name: "Run preview (dry-run)" }).click();
+  await expect(page.getByTestId("preview-status")).toContainText("Preview of 2 policies");
+  const plan = page.getByTestId("plan-row");
+  await expect(plan.filter({ hasText: changed.display_name }).getByTestId("plan-action")).toHaveText("Update");
+  await expect(plan.filter({ hasText: kept.display_name }).getByTestId("plan-action")).toHaveText("No change");
+
+  const execute = page.getByRole("button", { name: "Execute" });
+  await page.getByLabel("I reviewed the impact").check();
+  await page.getByLabel(/Type the tenant's name/).fill("Fabrikam");
+  await expect(execute).toBeDisabled();
+  await page.getByLabel(/Type the tenant's name/).fill("Fabrikam (demo)");
+  await execute.click();
+  await expect(page.getByTestId("execute-status")).toHaveAttribute("data-status", "completed", { timeout: 30_000 });
+  await expect(page.getByTestId("execute-summary")).toContainText("2 of 2 now match the backup");
+  await expect(execute).toBeDisabled();
+
+  // The run's page: each item's action and the evidence.
+  await page.getByTestId("execute-run-link").click();
+  await expect(page.getByTestId("run-summary")).toContainText("now match the backup");
+  const items = page.getByTestId("run-items").locator("tbody tr");
+  await expect(items.filter({ hasText: changed.display_name }).getByTestId("item-action")).toHaveText("Updated");
+  await expect(items.filter({ hasText: kept.display_name }).getByTestId("item-action")).toHaveText("Unchanged");
+
+  // The policy page: the backup's version (older than the renamed one the preview read) is
+  // current again.
+  await openHydrated(page, `/t/${FABRIKAM}/policies/${changed.id}`);
+  const versions = page.getByTestId("versions").locator("tbody tr");
+  await expect(versions.filter({ hasText: setName }).getByTestId("current-version")).toHaveText("Current");
+  await expect(versions.first().getByTestId("current-version")).toHaveCount(0);
+  await expect(page.getByTestId("current-version")).toHaveCount(1);
+});

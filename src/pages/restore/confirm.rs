@@ -1,0 +1,186 @@
+//! Steps 4 and 5 of the restore wizard: the confirmation ("I reviewed the impact", the tenant's
+//! name typed) and **Execute**, disabled with the reasons until every gate holds; then the
+//! execute run's progress and its evidence. The server checks every gate again and its refusal
+//! is shown.
+
+use std::collections::BTreeSet;
+
+use leptos::prelude::*;
+
+use super::Wizard;
+use crate::api::restore::ExecuteRestore;
+use crate::api::runs::get_run;
+use crate::components::{use_poll_while, ErrorMessage, Loading, NeedsRole, RunStatusBadge};
+use crate::domain::restore::{GateFailure, RestorePreview};
+use crate::domain::routes;
+
+/// Why Execute is disabled now (the role aside, shown beside the button); empty when it is not.
+fn reasons(
+    wizard: Wizard,
+    preview: Option<&RestorePreview>,
+    reviewed: bool,
+    typed: &str,
+    tenant_name: &str,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    match preview {
+        None => reasons.push("Run the preview first.".to_owned()),
+        Some(preview) => {
+            let chosen: BTreeSet<i64> = preview.items.iter().map(|i| i.policy_id).collect();
+            let same_scope = wizard.selected.with(|s| *s == chosen)
+                && wizard.include_assignments.get() == preview.include_assignments
+                && wizard.include_scope_tags.get() == preview.include_scope_tags;
+            if let Some(failure) = &preview.not_executable {
+                reasons.push(failure.message().to_owned());
+            } else if !same_scope {
+                reasons.push(
+                    "The scope or the options changed since this preview. Run the preview again."
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    if !reviewed {
+        reasons.push(GateFailure::NotReviewed.message().to_owned());
+    }
+    if typed != tenant_name {
+        reasons.push(GateFailure::WrongTenantName.message().to_owned());
+    }
+    reasons
+}
+
+/// The two confirmations, Execute with why it is disabled, and the execute once started.
+#[component]
+pub fn ConfirmStep(
+    wizard: Wizard,
+    tenant_name: String,
+    current: RwSignal<Option<RestorePreview>>,
+) -> impl IntoView {
+    let refused = wizard.refused;
+    let reviewed = RwSignal::new(false);
+    let typed = RwSignal::new(String::new());
+    let execute = ServerAction::<ExecuteRestore>::new();
+    let name = StoredValue::new(tenant_name.clone());
+    let blocking = Memo::new(move |_| {
+        current.with(|p| {
+            name.with_value(|name| reasons(wizard, p.as_ref(), reviewed.get(), &typed.get(), name))
+        })
+    });
+    let started = move || execute.value().with(|v| matches!(v, Some(Ok(_))));
+    let disabled = move || {
+        refused.is_some() || execute.pending().get() || started() || !blocking.with(Vec::is_empty)
+    };
+    let run_execute = move |_| {
+        let Some(preview_run_id) = current.with_untracked(|p| p.as_ref().map(|p| p.run_id)) else {
+            return;
+        };
+        execute.dispatch(ExecuteRestore {
+            tenant: wizard.tenant.get_untracked(),
+            preview_run_id,
+            reviewed: reviewed.get_untracked(),
+            tenant_name: typed.get_untracked(),
+        });
+    };
+    let described = if refused.is_some() {
+        "execute-reasons execute-needs"
+    } else {
+        "execute-reasons"
+    };
+    view! {
+        <section class="wizard-step" aria-labelledby="step-confirm" data-testid="restore-confirm">
+            <h2 id="step-confirm">"4. Confirm"</h2>
+            <p>
+                <label>
+                    <input
+                        type="checkbox"
+                        data-testid="reviewed"
+                        prop:checked=move || reviewed.get()
+                        on:change=move |ev| reviewed.set(event_target_checked(&ev))
+                    />
+                    " I reviewed the impact"
+                </label>
+            </p>
+            <p class="confirm-name">
+                <label for="confirm-name">"Type the tenant's name (" {tenant_name} ") to confirm"</label>
+                <input
+                    id="confirm-name"
+                    type="text"
+                    autocomplete="off"
+                    spellcheck="false"
+                    data-testid="confirm-name"
+                    prop:value=move || typed.get()
+                    on:input=move |ev| typed.set(event_target_value(&ev))
+                />
+            </p>
+            <div class="action-row">
+                <button
+                    type="button"
+                    class="danger"
+                    class:refused=refused.is_some()
+                    data-testid="execute"
+                    disabled=disabled
+                    aria-describedby=described
+                    on:click=run_execute
+                >
+                    {move || if execute.pending().get() { "Executing…" } else { "Execute" }}
+                </button>
+                {refused.map(|reason| view! { <NeedsRole id="execute-needs" reason /> })}
+            </div>
+            <ul id="execute-reasons" class="gate-reasons" data-testid="execute-reasons" aria-live="polite">
+                {move || blocking.get().into_iter().map(|reason| view! { <li>{reason}</li> }).collect_view()}
+            </ul>
+            <div data-testid="execute-error">
+                {move || execute.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error /> })}
+            </div>
+        </section>
+        <section class="wizard-step" aria-labelledby="step-execute" data-testid="restore-execute">
+            <h2 id="step-execute">"5. Execute"</h2>
+            {move || match execute.value().get() {
+                Some(Ok(run)) => view! { <ExecuteProgress tenant=wizard.tenant.get_untracked() run_id=run.run_id /> }.into_any(),
+                _ => view! { <p class="muted">"Nothing is written until you execute."</p> }.into_any(),
+            }}
+        </section>
+    }
+}
+
+/// The execute run: status, progress and, when it ended, its evidence ("48 of 50 now match the
+/// backup; …"), with the link to its page.
+#[component]
+fn ExecuteProgress(tenant: String, run_id: i64) -> impl IntoView {
+    let tick = RwSignal::new(0_u64);
+    let href = routes::run(&tenant, run_id, "");
+    let run = Resource::new(
+        move || tick.get(),
+        move |_| get_run(tenant.clone(), run_id, String::new(), 0, 1),
+    );
+    use_poll_while(tick, move || {
+        run.with(|r| matches!(r, Some(Ok(detail)) if detail.status.is_active()))
+    });
+    view! {
+        <Transition fallback=|| view! { <Loading what="the restore run" /> }>
+            {move || {
+                let href = href.clone();
+                Suspend::new(async move {
+                    match run.await {
+                        Ok(detail) => view! {
+                            <p role="status" data-testid="execute-status" data-status=detail.status.as_str()>
+                                <RunStatusBadge status=detail.status />
+                                " " {detail.processed_items} " of " {detail.total_items} " policies · "
+                                <a href=href data-testid="execute-run-link">"View run"</a>
+                            </p>
+                            <progress
+                                max=detail.total_items.max(1)
+                                value=detail.processed_items
+                                aria-label="Progress of the restore"
+                            ></progress>
+                            {detail.summary.map(|summary| view! {
+                                <p class="run-summary" data-testid="execute-summary">{summary}</p>
+                            })}
+                        }.into_any(),
+                        Err(error) => view! { <ErrorMessage error /> }.into_any(),
+                    }
+                })
+            }}
+        </Transition>
+    }
+}

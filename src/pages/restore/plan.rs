@@ -1,0 +1,281 @@
+//! Step 3 of the restore wizard: "Run preview (dry-run)" starts a `restore.preview` run, which
+//! goes into the URL; the page polls it until it ends and shows its plan per item.
+
+use std::collections::BTreeSet;
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
+use leptos_router::NavigateOptions;
+
+use super::confirm::ConfirmStep;
+use super::Wizard;
+use crate::api::restore::{get_restore_preview, StartRestorePreview};
+use crate::components::RunStatusBadge;
+use crate::components::{use_poll_while, Column, DataTable, ErrorMessage, Loading, NeedsRole};
+use crate::domain::policy_page::policy_type_label;
+use crate::domain::restore::{PlanAction, PlanItem, RestorePreview};
+use crate::domain::routes;
+use crate::domain::run_detail::ItemOutcome;
+
+/// The preview button, the preview's plan, and the confirmation below it.
+#[component]
+pub fn PreviewStep(wizard: Wizard, tenant_name: String) -> impl IntoView {
+    let Wizard {
+        tenant,
+        source,
+        preview_id,
+        refused,
+        selected,
+        ..
+    } = wizard;
+    let start = ServerAction::<StartRestorePreview>::new();
+    let tick = RwSignal::new(0_u64);
+    let preview = Resource::new(
+        move || (tenant.get(), preview_id.get(), tick.get()),
+        |(tenant, id, _)| async move {
+            match id {
+                Some(id) => get_restore_preview(tenant, id).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    );
+    use_poll_while(tick, move || {
+        preview.with(|p| matches!(p, Some(Ok(Some(p))) if p.status.is_active()))
+    });
+    // The preview as the browser last read it, for the parts outside the polled view (the
+    // confirmation keeps what was typed). Effects run in the browser only, so the server and
+    // the hydrating browser render the same.
+    let current = RwSignal::new(None::<RestorePreview>);
+    Effect::new(move |_| current.set(preview.get().and_then(Result::ok).flatten()));
+    use_started_preview(wizard, start, tick);
+    use_reloaded_preview(wizard, current, start);
+    let active = move || current.with(|p| p.as_ref().is_some_and(|p| p.status.is_active()));
+    let nothing_chosen = move || selected.with(BTreeSet::is_empty);
+    let run_preview = move |_| {
+        if start.pending().get_untracked() {
+            return;
+        }
+        start.dispatch(StartRestorePreview {
+            tenant: tenant.get_untracked(),
+            source: source.to_param(),
+            policy_ids: selected.with_untracked(|s| s.iter().copied().collect()),
+            include_assignments: wizard.include_assignments.get_untracked(),
+            include_scope_tags: wizard.include_scope_tags.get_untracked(),
+        });
+    };
+    view! {
+        <section class="wizard-step" aria-labelledby="step-preview" data-testid="restore-preview">
+            <h2 id="step-preview">"3. Preview (dry-run)"</h2>
+            <div class="action-row">
+                <button
+                    type="button"
+                    class="primary"
+                    class:refused=refused.is_some()
+                    data-testid="run-preview"
+                    disabled=move || refused.is_some() || start.pending().get() || active() || nothing_chosen()
+                    aria-describedby=refused.map(|_| "preview-needs")
+                    on:click=run_preview
+                >
+                    {move || if start.pending().get() { "Starting the preview…" } else { "Run preview (dry-run)" }}
+                </button>
+                {refused.map(|reason| view! { <NeedsRole id="preview-needs" reason /> })}
+                {move || (refused.is_none() && nothing_chosen()).then(|| view! {
+                    <p class="muted small">"Select at least one policy to preview."</p>
+                })}
+            </div>
+            {move || start.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error /> })}
+            <Transition fallback=|| view! { <Loading what="the preview" /> }>
+                {move || Suspend::new(async move {
+                    match preview.await {
+                        Ok(None) => view! {
+                            <p class="muted" data-testid="no-preview">
+                                "No preview yet. Choose the scope, then run the preview: it reads Intune and writes nothing."
+                            </p>
+                        }.into_any(),
+                        Ok(Some(preview)) => view! { <PlanView preview /> }.into_any(),
+                        Err(error) => view! { <ErrorMessage error /> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+        <ConfirmStep wizard tenant_name current />
+    }
+}
+
+/// A started preview goes into the URL, so a reload keeps it; the same run again (an identical
+/// preview still running) is read again.
+fn use_started_preview(
+    wizard: Wizard,
+    start: ServerAction<StartRestorePreview>,
+    tick: RwSignal<u64>,
+) {
+    let go_to = RwSignal::new(None::<String>);
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(href) = go_to.get() {
+            let options = NavigateOptions {
+                replace: true,
+                scroll: false,
+                ..Default::default()
+            };
+            navigate(&href, options);
+        }
+    });
+    Effect::new(move |_| {
+        let Some(Ok(run)) = start.value().get() else {
+            return;
+        };
+        if wizard.preview_id.get_untracked() == Some(run.run_id) {
+            tick.update(|t| *t += 1);
+        } else {
+            let tenant = wizard.tenant.get_untracked();
+            go_to.set(Some(routes::restore_preview(
+                &tenant,
+                wizard.source,
+                run.run_id,
+            )));
+        }
+    });
+}
+
+/// A page opened at a preview (a reload, a link from the run's page) takes the preview's scope
+/// and options as its own, so the confirmation knows the preview still matches.
+fn use_reloaded_preview(
+    wizard: Wizard,
+    current: RwSignal<Option<RestorePreview>>,
+    start: ServerAction<StartRestorePreview>,
+) {
+    let seeded = StoredValue::new(false);
+    Effect::new(move |_| {
+        let Some(preview) = current.get() else { return };
+        if seeded.get_value() || start.value().with_untracked(Option::is_some) {
+            return;
+        }
+        seeded.set_value(true);
+        wizard
+            .selected
+            .set(preview.items.iter().map(|i| i.policy_id).collect());
+        wizard.include_assignments.set(preview.include_assignments);
+        wizard.include_scope_tags.set(preview.include_scope_tags);
+    });
+}
+
+const PLAN_COLUMNS: &[Column] = &[
+    Column::text("Policy"),
+    Column::text("Type"),
+    Column::text("Plan"),
+    Column::text("What changes"),
+];
+
+/// The preview's state, its counts, what blocks the whole restore, and the plan per item.
+#[component]
+fn PlanView(preview: RestorePreview) -> impl IntoView {
+    let tenant = crate::pages::tenant_layout::use_tenant().get_untracked();
+    let total = preview.items.len();
+    let done = preview
+        .items
+        .iter()
+        .filter(|i| i.outcome != ItemOutcome::Pending)
+        .count();
+    let count = |plan: PlanAction| {
+        preview
+            .items
+            .iter()
+            .filter(|i| i.plan == Some(plan))
+            .count()
+    };
+    let failed = preview
+        .items
+        .iter()
+        .filter(|i| i.outcome == ItemOutcome::Failed)
+        .count();
+    let counts = PlanAction::ALL
+        .into_iter()
+        .map(|plan| view! { <li data-plan=plan.as_str()>{plan.label()} ": " {count(plan)}</li> })
+        .collect_view();
+    let run_href = routes::run(&tenant, preview.run_id, "");
+    let state = if preview.status.is_active() {
+        format!("Previewing… {done} of {total} policies read.")
+    } else {
+        format!("Preview of {total} policies.")
+    };
+    let block = preview.run_block.clone().map(|block| {
+        view! {
+            <p class="error-message run-block" role="alert" data-testid="run-block">
+                "This whole restore is blocked: " {block}
+            </p>
+        }
+    });
+    let items = preview.items.clone();
+    view! {
+        <p role="status" data-testid="preview-status">
+            <RunStatusBadge status=preview.status /> " " {state} " "
+            <a href=run_href>"Preview run #" {preview.run_id}</a>
+        </p>
+        {block}
+        <ul class="plan-counts" data-testid="plan-counts">
+            {counts}
+            {(failed > 0).then(|| view! { <li data-plan="failed">"Failed: " {failed}</li> })}
+        </ul>
+        <DataTable columns=PLAN_COLUMNS testid="plan-table" labelled_by="step-preview">
+            {items.into_iter().map(|item| view! { <PlanRow tenant=tenant.clone() item /> }).collect_view()}
+        </DataTable>
+    }
+}
+
+/// One item of the plan: what the restore would do and why.
+#[component]
+fn PlanRow(tenant: String, item: PlanItem) -> impl IntoView {
+    let label = match (item.outcome, item.plan) {
+        (ItemOutcome::Failed, _) => "Failed",
+        (_, Some(plan)) => plan.label(),
+        (ItemOutcome::Pending, None) => "Waiting",
+        _ => "—",
+    };
+    let slug = label.to_lowercase().replace(' ', "-");
+    let diff = match (item.plan, item.live_snapshot_id, item.backup_snapshot_id) {
+        (Some(PlanAction::Update), Some(live), Some(backup)) if live != backup => {
+            let href = routes::policy_diff(&tenant, item.policy_id, live, backup);
+            Some(view! { " · " <a href=href data-testid="plan-diff">"View diff"</a> })
+        }
+        _ => None,
+    };
+    let what = match item.plan {
+        Some(PlanAction::Update) => match item.changed_settings {
+            Some(1) => "1 setting would change".to_owned(),
+            Some(n) => format!("{n} settings would change"),
+            None => "Would be updated".to_owned(),
+        },
+        Some(PlanAction::Create) => "Deleted in Intune: created anew, with a new id".to_owned(),
+        Some(PlanAction::Unchanged) => "Intune already matches the backup".to_owned(),
+        Some(PlanAction::Blocked) | None => String::new(),
+    };
+    let notes = item.notes;
+    let list = |class: &'static str, testid: &'static str, lines: Vec<String>| {
+        (!lines.is_empty()).then(|| {
+            view! {
+                <ul class=class data-testid=testid>
+                    {lines.into_iter().map(|line| view! { <li>{line}</li> }).collect_view()}
+                </ul>
+            }
+        })
+    };
+    let removals = (!notes.removals.is_empty()).then(|| view! {
+        <p class="plan-removals" data-testid="plan-removals">"Removes: " {notes.removals.join(", ")}</p>
+    });
+    view! {
+        <tr data-testid="plan-row" data-plan=slug.clone()>
+            <td><a href=routes::policy(&tenant, item.policy_id)>{item.display_name}</a></td>
+            <td>{policy_type_label(&item.policy_type).to_owned()}</td>
+            <td><span class=format!("plan plan-{slug}") data-testid="plan-action">{label}</span></td>
+            <td>
+                {what}
+                {diff}
+                {list("plan-blocked", "plan-blocked", notes.blocked)}
+                {list("plan-warnings", "plan-warnings", notes.warnings)}
+                {removals}
+                {item.message.map(|message| view! { <p class="muted small">{message}</p> })}
+            </td>
+        </tr>
+    }
+}
