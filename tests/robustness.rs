@@ -594,20 +594,26 @@ fn page_case(known: &Known) -> impl Strategy<Value = (bool, Vec<String>, String,
         select(
             &[
                 "next", "status", "type", "before", "outcome", "page", "id", "tenant", "from",
-                "to", "search"
+                "to", "search", "source", "preview"
             ][..]
         )
         .prop_map(str::to_owned),
         text().prop_map(|raw| encode(&raw)),
     ];
-    let query =
-        proptest::collection::vec((key, segment(vec![String::new()])), 0..4).prop_map(|pairs| {
-            pairs
-                .into_iter()
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect::<Vec<_>>()
-                .join("&")
-        });
+    // Values that mean something to some page (a restore source, a run as a preview), and junk.
+    let values = vec![
+        String::new(),
+        known.set_source.clone(),
+        known.version_source.clone(),
+        known.run_id.clone(),
+    ];
+    let query = proptest::collection::vec((key, segment(values)), 0..4).prop_map(|pairs| {
+        pairs
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    });
     (
         any::<bool>(),
         (tenant, segment(ids)).prop_map(|(tenant, id)| vec![tenant, id]),
