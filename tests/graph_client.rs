@@ -3,64 +3,26 @@
 //! throttling, faults and their reason codes. Assertions use the simulator's request log, not
 //! wall-clock timings, so they hold on a slow machine.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use serde_json::Value;
 use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::snapshot::CaptureFormat;
-use tenantatlas::domain::TenantExternalId;
-use tenantatlas::graph_sim::{Fault, GraphSim, Kind, Knobs, SimConfig, SimHandle, SimPolicy};
+use tenantatlas::graph_sim::{Fault, Kind, Knobs, SimHandle, SimPolicy};
 use tenantatlas::server::graph::{
-    CaptureOptions, ClientSecret, GraphClient, GraphConfig, GraphError, LimiterConfig,
-    PolicySource, PolicyType, RetryPolicy, Snapshot, TenantCredentials,
+    CaptureOptions, GraphClient, GraphError, LimiterConfig, PolicySource, PolicyType, Snapshot,
+    TenantCredentials,
 };
 
-const TENANT: &str = "6f1c2a3b-0000-4000-8000-00000000c0de";
-const SECRET: &str = "sim-secret";
+mod sim_support;
+use sim_support::{creds_with, fast_config, nz, start_sim, SECRET, TENANT};
 
 fn creds(secret: &str) -> TenantCredentials {
-    TenantCredentials {
-        tenant_id: TenantExternalId::parse(TENANT).expect("valid tenant id"),
-        client_id: "tenantatlas-app".into(),
-        client_secret: ClientSecret::new(secret),
-    }
-}
-
-fn nz(n: u32) -> NonZeroU32 {
-    NonZeroU32::new(n).expect("non-zero")
-}
-
-async fn start_sim(policies: usize, knobs: Knobs) -> SimHandle {
-    GraphSim::start(SimConfig {
-        policies_per_tenant: policies,
-        knobs,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator starts")
-}
-
-/// Fast retries and a generous limiter, so fault tests take milliseconds.
-fn test_config(sim: &SimHandle) -> GraphConfig {
-    let mut config = GraphConfig::new(&sim.login_url, &sim.graph_url);
-    config.request_timeout = Duration::from_secs(5);
-    config.retry = RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(200),
-        max_retry_after: Duration::from_secs(5),
-    };
-    config.limits = LimiterConfig {
-        requests_per_second: nz(1_000),
-        burst: nz(100),
-        max_in_flight: 16,
-    };
-    config
+    creds_with(secret)
 }
 
 fn client(sim: &SimHandle) -> GraphClient {
-    GraphClient::new(test_config(sim)).expect("client builds")
+    GraphClient::new(fast_config(sim)).expect("client builds")
 }
 
 fn first(sim: &SimHandle, kind: Kind) -> SimPolicy {
@@ -415,7 +377,7 @@ async fn a_hung_request_times_out() {
     let sim = start_sim(8, Knobs::default()).await;
     let policy = first(&sim, Kind::DeviceConfiguration);
     sim.set_fault(&policy.id, Fault::Hang);
-    let mut config = test_config(&sim);
+    let mut config = fast_config(&sim);
     config.request_timeout = Duration::from_millis(300);
     config.retry.max_attempts = 2;
     let error = GraphClient::new(config)
@@ -482,7 +444,7 @@ async fn the_limiter_keeps_a_burst_of_2000_requests_under_the_throttle() {
         ..Knobs::default()
     };
     let sim = start_sim(40, knobs).await;
-    let mut config = test_config(&sim);
+    let mut config = fast_config(&sim);
     config.limits = LimiterConfig {
         requests_per_second: nz(300),
         burst: nz(10),

@@ -7,42 +7,13 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tenantatlas::graph_sim::{
-    GraphSim, Kind, Knobs, Mutation, SimConfig, SimCounters, SimHandle, MAX_PAGE_SIZE,
-};
+use tenantatlas::graph_sim::{Kind, Knobs, Mutation, SimCounters, SimHandle, MAX_PAGE_SIZE};
 
-const TENANT: &str = "6f1c2a3b-0000-4000-8000-00000000c0de";
+mod sim_support;
+use sim_support::{start_sim, token, TENANT};
 
 async fn start(policies: usize, knobs: Knobs) -> SimHandle {
-    GraphSim::start(SimConfig {
-        policies_per_tenant: policies,
-        knobs,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator starts")
-}
-
-/// A client-credentials token, as any client gets one.
-async fn token(sim: &SimHandle) -> String {
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{}/{TENANT}/oauth2/v2.0/token", sim.login_url))
-        .form(&[
-            ("client_id", "any-client"),
-            ("client_secret", "sim-secret"),
-            ("grant_type", "client_credentials"),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("token JSON");
-    answer["access_token"]
-        .as_str()
-        .expect("an access token")
-        .to_owned()
+    start_sim(policies, knobs).await
 }
 
 /// `method` on `{base}/{path}` (path relative to the simulator, e.g. `beta/groups`).

@@ -5,7 +5,6 @@
 //! without values) surfaces as errors; unexpected success codes are refused; the write budget
 //! paces writes and only writes; a read-only simulator proves nothing is written.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -13,69 +12,32 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::snapshot::CaptureFormat;
-use tenantatlas::domain::TenantExternalId;
-use tenantatlas::graph_sim::{
-    AppSetup, Fault, GraphSim, Kind, Knobs, SimConfig, SimHandle, SimPolicy, READ_ONLY,
-};
+use tenantatlas::graph_sim::{AppSetup, Fault, Kind, Knobs, SimHandle, SimPolicy, READ_ONLY};
 use tenantatlas::server::graph::snapshot::content_hash;
 use tenantatlas::server::graph::write::secret_settings;
 use tenantatlas::server::graph::{
-    CaptureOptions, ClientSecret, DirectoryKind, GraphClient, GraphConfig, GraphError,
-    LimiterConfig, PolicyType, PolicyWriter, RetryPolicy, Snapshot, TenantCredentials, WriteBudget,
-    WriteRequest, Written,
+    CaptureOptions, DirectoryKind, GraphClient, GraphError, PolicyType, PolicyWriter, Snapshot,
+    TenantCredentials, WriteBudget, WriteRequest, Written,
 };
 
-const TENANT: &str = "6f1c2a3b-0000-4000-8000-00000000c0de";
+mod sim_support;
+use sim_support::{creds_with, fast_client, fast_config, nz, start_sim, token, SECRET, TENANT};
+
 const BOTH: CaptureOptions = CaptureOptions {
     include_assignments: true,
     include_scope_tags: true,
 };
 
-fn creds() -> TenantCredentials {
-    TenantCredentials {
-        tenant_id: TenantExternalId::parse(TENANT).expect("valid tenant id"),
-        client_id: "tenantatlas-app".into(),
-        client_secret: ClientSecret::new("sim-secret"),
-    }
-}
-
-fn nz(n: u32) -> NonZeroU32 {
-    NonZeroU32::new(n).expect("non-zero")
-}
-
 async fn start(knobs: Knobs) -> SimHandle {
-    GraphSim::start(SimConfig {
-        policies_per_tenant: 40,
-        knobs,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator starts")
+    start_sim(40, knobs).await
 }
 
-fn config(sim: &SimHandle) -> GraphConfig {
-    let mut config = GraphConfig::new(&sim.login_url, &sim.graph_url);
-    config.request_timeout = Duration::from_secs(5);
-    config.retry = RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(200),
-        max_retry_after: Duration::from_secs(5),
-    };
-    config.limits = LimiterConfig {
-        requests_per_second: nz(1_000),
-        burst: nz(100),
-        max_in_flight: 16,
-    };
-    config.write_budget = WriteBudget {
-        writes_per_second: nz(1_000),
-        burst: nz(100),
-    };
-    config
+fn creds() -> TenantCredentials {
+    creds_with(SECRET)
 }
 
 fn client(sim: &SimHandle) -> GraphClient {
-    GraphClient::new(config(sim)).expect("client builds")
+    fast_client(sim)
 }
 
 fn kind_of(policy_type: PolicyType) -> Kind {
@@ -410,7 +372,7 @@ async fn a_success_status_other_than_the_documented_one_is_an_error() {
 #[tokio::test]
 async fn a_create_whose_answer_is_lost_is_not_sent_again_but_an_update_is() {
     let sim = start(Knobs::default()).await;
-    let mut config = config(&sim);
+    let mut config = fast_config(&sim);
     config.request_timeout = Duration::from_millis(300);
     let client = GraphClient::new(config).expect("client builds");
     let policy = pick(&sim, PolicyType::DeviceConfiguration, false);
@@ -495,9 +457,10 @@ async fn a_read_only_simulator_refuses_and_logs_every_write_while_reads_work() {
 #[tokio::test]
 async fn writes_keep_to_their_budget_and_reads_do_not_wait_for_it() {
     let sim = start(Knobs::default()).await;
-    let mut config = config(&sim);
+    let mut config = fast_config(&sim);
+    // One write a second: the writes below take several seconds by budget alone.
     config.write_budget = WriteBudget {
-        writes_per_second: nz(4),
+        writes_per_second: nz(1),
         burst: nz(1),
     };
     let client = GraphClient::new(config).expect("client builds");
@@ -505,7 +468,7 @@ async fn writes_keep_to_their_budget_and_reads_do_not_wait_for_it() {
         .policies(TENANT)
         .into_iter()
         .filter(|p| p.kind == Kind::DeviceConfiguration)
-        .take(4)
+        .take(2)
         .collect();
     let mut backups = Vec::new();
     for policy in &policies {
@@ -527,40 +490,35 @@ async fn writes_keep_to_their_budget_and_reads_do_not_wait_for_it() {
             .expect("written");
         }
     });
+    // Reads share the tenant's read budget only: they all get through while the writes wait for
+    // theirs (a margin of seconds, not a timing).
     for _ in 0..30 {
         client
             .first_page(&creds(), PolicyType::Compliance)
             .await
             .expect("read");
     }
+    assert!(
+        !writes.is_finished(),
+        "the reads waited for the write budget"
+    );
     writes.await.expect("writes task");
 
     let counters = sim.counters();
     let mut write_times: Vec<f64> = counters.writes().iter().map(|w| w.at_ms).collect();
     write_times.sort_by(f64::total_cmp);
-    assert!(write_times.len() >= 8, "{write_times:?}");
-    // burst 1 + 4/s: at most 1 + 4 × 1 s writes in any second.
+    assert!(write_times.len() >= 4, "{write_times:?}");
+    // burst 1 + 1/s: at most 2 writes in any second.
     for (i, start) in write_times.iter().enumerate() {
         let in_window = write_times[i..]
             .iter()
             .take_while(|t| **t - start < 1000.0)
             .count();
         assert!(
-            in_window <= 5,
+            in_window <= 2,
             "{in_window} writes within 1 s: {write_times:?}"
         );
     }
-    let last_write = write_times.last().copied().unwrap_or_default();
-    let last_read = counters
-        .requests
-        .iter()
-        .filter(|r| r.is_graph() && !r.is_write())
-        .map(|r| r.at_ms)
-        .fold(0.0, f64::max);
-    assert!(
-        last_read < last_write,
-        "the reads finished while writes still waited ({last_read} ms vs {last_write} ms)"
-    );
 }
 
 #[tokio::test]
@@ -618,28 +576,6 @@ async fn writing_needs_the_write_permission() {
     assert!(error
         .message()
         .contains("DeviceManagementConfiguration.ReadWrite.All"));
-}
-
-/// A client-credentials token, as any client gets one.
-async fn token(sim: &SimHandle) -> String {
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{}/{TENANT}/oauth2/v2.0/token", sim.login_url))
-        .form(&[
-            ("client_id", "any-client"),
-            ("client_secret", "sim-secret"),
-            ("grant_type", "client_credentials"),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("token JSON");
-    answer["access_token"]
-        .as_str()
-        .expect("an access token")
-        .to_owned()
 }
 
 /// `method` on `{base}/{path}` with a JSON body.

@@ -129,12 +129,15 @@ pub trait Operation: Send + Sync + 'static {
     type Output: Send + Sync + 'static;
 
     /// Whether the run can proceed at all, checked before anything is written or fetched;
-    /// `Some` fails the run with that reason.
+    /// `Some` fails the run with that reason. By default it can.
     fn check(
         &self,
         db: &Db,
         run: &Run<Self::Input>,
-    ) -> impl Future<Output = Result<Option<RunFailure>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<RunFailure>, sqlx::Error>> + Send {
+        let _ = (db, run);
+        async { Ok(None) }
+    }
 
     /// The policies a new run works on, one item each (written once, at the first claim).
     fn plan(&self, run: &Run<Self::Input>) -> Vec<i64>;

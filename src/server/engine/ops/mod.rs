@@ -13,6 +13,24 @@ use super::worker::RunFailure;
 use crate::domain::reason_code::ReasonCode;
 use crate::server::db::Db;
 
+/// The run's items without an outcome, in order, each with its policy's Graph id and type
+/// (columns `item_id`, `policy_id`, `graph_id`, `policy_type`).
+pub(crate) async fn pending_policy_rows(
+    db: &Db,
+    run_id: i64,
+    tenant_id: i64,
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+    sqlx::query(
+        "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type FROM run_items ri \
+         JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
+         WHERE ri.run_id = $1 AND ri.tenant_id = $2 AND ri.outcome = 'pending' ORDER BY ri.id",
+    )
+    .bind(run_id)
+    .bind(tenant_id)
+    .fetch_all(db.pool())
+    .await
+}
+
 /// The failure of a run whose backup set is gone (`message` says what the run could not do),
 /// or `None` while the set exists.
 pub(crate) async fn backup_set_gone(
@@ -48,17 +66,9 @@ pub(crate) fn summary_notification(
 }
 
 /// The methods of an operation without items (its work is the run's as a whole, in
-/// `conclude`): nothing to check first, plan, load, process or record.
+/// `conclude`): nothing to plan, load, process or record.
 macro_rules! without_items {
     ($input:ty) => {
-        async fn check(
-            &self,
-            _db: &Db,
-            _run: &Run<$input>,
-        ) -> Result<Option<RunFailure>, sqlx::Error> {
-            Ok(None)
-        }
-
         fn plan(&self, _run: &Run<$input>) -> Vec<i64> {
             Vec::new()
         }

@@ -200,14 +200,6 @@ impl Operation for RestoreExecute {
     type Item = WriteItem;
     type Output = Restored;
 
-    async fn check(
-        &self,
-        _db: &Db,
-        _run: &Run<RestoreExecuteInput>,
-    ) -> Result<Option<RunFailure>, sqlx::Error> {
-        Ok(None)
-    }
-
     fn plan(&self, run: &Run<RestoreExecuteInput>) -> Vec<i64> {
         run.input.items.iter().map(|item| item.policy_id).collect()
     }
@@ -217,15 +209,7 @@ impl Operation for RestoreExecute {
         db: &Db,
         run: &Run<RestoreExecuteInput>,
     ) -> Result<Vec<Pending<WriteItem>>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type FROM run_items ri \
-             JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
-             WHERE ri.run_id = $1 AND ri.tenant_id = $2 AND ri.outcome = 'pending' ORDER BY ri.id",
-        )
-        .bind(run.id)
-        .bind(run.tenant_id)
-        .fetch_all(db.pool())
-        .await?;
+        let rows = super::pending_policy_rows(db, run.id, run.tenant_id).await?;
         let planned_by_policy: std::collections::HashMap<i64, &ExecuteItem> = run
             .input
             .items

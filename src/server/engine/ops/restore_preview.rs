@@ -131,14 +131,6 @@ impl Operation for RestorePreview {
     type Item = PreviewItem;
     type Output = Previewed;
 
-    async fn check(
-        &self,
-        _db: &Db,
-        _run: &Run<RestorePreviewInput>,
-    ) -> Result<Option<RunFailure>, sqlx::Error> {
-        Ok(None)
-    }
-
     fn plan(&self, run: &Run<RestorePreviewInput>) -> Vec<i64> {
         run.input.items.iter().map(|item| item.policy_id).collect()
     }
@@ -154,15 +146,7 @@ impl Operation for RestorePreview {
             .iter()
             .map(|item| (item.policy_id, item.snapshot_id))
             .collect();
-        let rows = sqlx::query(
-            "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type FROM run_items ri \
-             JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
-             WHERE ri.run_id = $1 AND ri.tenant_id = $2 AND ri.outcome = 'pending' ORDER BY ri.id",
-        )
-        .bind(run.id)
-        .bind(run.tenant_id)
-        .fetch_all(db.pool())
-        .await?;
+        let rows = super::pending_policy_rows(db, run.id, run.tenant_id).await?;
         let mut pending = Vec::with_capacity(rows.len());
         for row in &rows {
             let policy_id: i64 = row.try_get("policy_id")?;
