@@ -141,8 +141,19 @@ impl RestoreExecute {
             (None, true) => self.created_before(creds, policy_type, backup).await,
             _ => None,
         };
+        // The writer compares with what Intune holds (definition values to delete, secrets to
+        // keep): for a policy found that way, that is its state now.
+        let found = match &created_before {
+            Some(id) => self
+                .source
+                .capture_policy(creds, policy_type, id, options)
+                .await
+                .ok(),
+            None => None,
+        };
         let live_payload = live
             .as_ref()
+            .or(found.as_ref())
             .and_then(|s| serde_json::from_str::<serde_json::Value>(&s.canonical_json).ok());
         let target = match &live {
             Some(_) => Some(item.graph_id.as_str()),
