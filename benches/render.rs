@@ -13,7 +13,7 @@ use leptos::prelude::*;
 use serde_json::{json, Value};
 use tenantatlas::components::ReadableSections;
 use tenantatlas::domain::snapshot::{
-    readable, CaptureFormat, CapturedPolicy, PolicyFamily, SettingNames,
+    readable, CaptureFormat, CapturedPolicy, PolicyType, SettingNames,
 };
 
 const SETTINGS: usize = 2_000;
@@ -110,7 +110,7 @@ fn main() {
     });
     let payload: Value = serde_json::from_str(&stored).unwrap();
     let names = SettingNames::from_payload(&payload);
-    let captured = CapturedPolicy::new(PolicyFamily::SettingsCatalog, CaptureFormat::V1, &payload);
+    let captured = CapturedPolicy::new(PolicyType::SettingsCatalog, CaptureFormat::V1, &payload);
     total += measure("read as rows (readable)", || {
         std::hint::black_box(readable(&captured, &names));
     });

@@ -1,4 +1,4 @@
-//! Cancelling a run (issue 12 §1) through the server function, with the worker capturing from the
+//! Cancelling a run through the server function, with the worker capturing from the
 //! Graph simulator: a queued run ends at once with every item skipped, a running one takes no new
 //! item within a second (in-process wake-up on SQLite, another instance's NOTIFY on PostgreSQL)
 //! and records what was in flight, a Retry-After wait ends at once, repeated cancels answer the

@@ -18,7 +18,7 @@ use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::auth::authorize_user;
 use tenantatlas::server::db::Db;
 use tenantatlas::server::engine::operation::{
-    Operation, Pending, Recorded, Registry, Run, Totals, Tx,
+    Notice, Operation, Pending, Recorded, Registry, Run, Tx,
 };
 use tenantatlas::server::engine::runner::{self, WakeUp};
 use tenantatlas::server::engine::worker::{CredentialsLoader, RunFailure, Worker};
@@ -239,6 +239,10 @@ struct Probe;
 
 impl Operation for Probe {
     const TYPE: OperationType = OperationType::CheckConnection;
+    const NOTICE: Notice = Notice {
+        title: "Probe",
+        unfinished: "",
+    };
     type Input = Vec<i64>;
     type Item = ();
     type Output = ();
@@ -274,16 +278,6 @@ impl Operation for Probe {
         _: i64,
     ) -> Result<Vec<Recorded>, sqlx::Error> {
         Ok(batch.iter().map(|_| Recorded::succeeded()).collect())
-    }
-
-    fn notification(
-        &self,
-        status: RunStatus,
-        _: Totals,
-        _: Option<&RunFailure>,
-        _: Option<&str>,
-    ) -> (String, String) {
-        (format!("Probe: {}", status.label()), String::new())
     }
 }
 

@@ -8,11 +8,11 @@ mod common;
 
 use common::TestDb;
 use serde_json::Value;
-use tenantatlas::domain::snapshot::{compare, CaptureFormat, PolicyFamily, SettingNames};
+use tenantatlas::domain::snapshot::{compare, CaptureFormat, PolicyType, SettingNames};
 use tenantatlas::domain::TenantExternalId;
 use tenantatlas::graph_sim::{GraphSim, Kind, SimConfig, SimHandle, SimPolicy};
 use tenantatlas::server::graph::{
-    CaptureOptions, ClientSecret, GraphClient, GraphConfig, PolicyType, Snapshot, TenantCredentials,
+    CaptureOptions, ClientSecret, GraphClient, GraphConfig, Snapshot, TenantCredentials,
 };
 use tenantatlas::server::snapshots::{
     definition_ids, definition_names, load_version, names_for, setting_names, store_snapshot,
@@ -178,12 +178,12 @@ async fn a_capture_that_records_more_is_a_version_that_compares_unchanged(t: Tes
         (
             Kind::CompliancePolicy,
             PolicyType::Compliance,
-            PolicyFamily::Compliance,
+            PolicyType::Compliance,
         ),
         (
             Kind::GroupPolicyConfiguration,
             PolicyType::AdministrativeTemplate,
-            PolicyFamily::AdministrativeTemplate,
+            PolicyType::AdministrativeTemplate,
         ),
     ] {
         let sim_policy = f.policy(kind);

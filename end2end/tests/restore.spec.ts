@@ -2,7 +2,7 @@ import { expect, Page, test } from "@playwright/test";
 import { expectAccessible } from "./axe";
 import { call, CONTOSO, FABRIKAM, openHydrated, signIn } from "./demo";
 
-// The restore wizard (issue 15). Contoso's demo history (src/server/seed.rs) is only previewed
+// The restore wizard. Contoso's demo history (src/server/seed.rs) is only previewed
 // here, never executed: versions.spec.ts runs after this file and expects the baseline's two
 // changes still in Intune. The execute walks a set of Fabrikam's instead, changed through the
 // simulator.

@@ -217,7 +217,7 @@ fn ReportDetails(report: ConnectionReport) -> impl IntoView {
                         };
                         view! {
                             <tr data-testid="policy-type-check" data-status=format!("{:?}", check.status).to_lowercase()>
-                                <td>{check.label}</td>
+                                <td>{check.policy_type.label()}</td>
                                 <td class=class>{words}</td>
                             </tr>
                         }

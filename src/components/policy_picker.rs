@@ -6,12 +6,10 @@ use std::collections::BTreeSet;
 
 use leptos::prelude::*;
 
-use super::{or_absent, ErrorMessage, Loading};
+use super::{or_absent, ErrorMessage, Loading, PolicyTypeOptions};
 use crate::api::policies::{list_policies, MatchingPolicyIds};
 use crate::api::runs::AddPolicies;
-use crate::domain::policy_page::{
-    policy_type_label, PolicyPage, PolicyRow, PolicySort, SortColumn, POLICY_TYPES,
-};
+use crate::domain::policy_page::{PolicyPage, PolicyRow, PolicySort, SortColumn};
 use crate::domain::selection::MAX_SELECTION;
 use crate::domain::{routes, AppError};
 use crate::pages::tenant_layout::use_tenant;
@@ -250,11 +248,7 @@ fn PickerFilters(
             <label>
                 "Type"
                 <select on:change=move |ev| set_filter(policy_type, event_target_value(&ev))>
-                    <option value="">"All types"</option>
-                    {POLICY_TYPES
-                        .iter()
-                        .map(|(value, label)| view! { <option value=*value>{*label}</option> })
-                        .collect_view()}
+                    <PolicyTypeOptions current=policy_type />
                 </select>
             </label>
             <label>
@@ -400,7 +394,7 @@ fn PolicyRowView(row: PolicyRow, selected: RwSignal<BTreeSet<i64>>) -> impl Into
                 </a>
                 {in_set.then(|| view! { <span class="badge badge-in-set">"In this set"</span> })}
             </td>
-            <td>{policy_type_label(&row.policy_type).to_owned()}</td>
+            <td>{row.policy_type.label()}</td>
             <td>{row.platform}</td>
             <td>{or_absent(row.last_modified_at)}</td>
         </tr>

@@ -7,11 +7,10 @@ use std::collections::HashMap;
 use leptos::prelude::*;
 
 use super::{
-    use_poll_while, use_toasts, CancelRunButton, ErrorMessage, Loading, RetryRunButton,
+    or_absent, use_poll_while, use_toasts, CancelRunButton, ErrorMessage, Loading, RetryRunButton,
     RunStatusBadge,
 };
 use crate::api::runs::{backup_set_runs, backup_set_runs_version};
-use crate::domain::run::OperationType;
 use crate::domain::Capability;
 use crate::domain::{routes, RunStatus, RunSummary};
 use crate::pages::tenant_layout::refusal;
@@ -19,7 +18,7 @@ use crate::pages::tenant_layout::refusal;
 /// The "Finished: …" text of a run that has ended.
 /// What a succeeded item of the run did ("added", "checked").
 fn done_word(run: &RunSummary) -> &'static str {
-    OperationType::parse(&run.operation_type).map_or("done", OperationType::done_word)
+    run.operation_type.done_word()
 }
 
 fn finished_text(run: &RunSummary) -> String {
@@ -182,7 +181,7 @@ fn RunRow(
                 {run.processed_items} " / " {run.total_items} " processed · "
                 {run.succeeded} " " {done_word(&run)} " · " {run.failed} " failed · " {run.skipped} " skipped"
             </span>
-            <span class="muted small">{run.initiated_by} " · " {run.created_at.to_string()}</span>
+            <span class="muted small">{or_absent(run.initiated_by)} " · " {run.created_at.to_string()}</span>
             {wait}
             {cancel}
             {retry}

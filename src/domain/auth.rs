@@ -2,40 +2,26 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::spelled::spelled_enum;
 use super::{AppError, Capability, TenantSummary};
 
-/// A member's role in one tenant; what each may do is [`Capability::holders`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Role {
-    /// Everything, including the tenant's members and connection.
-    Owner,
-    /// Everything but members and the connection.
-    Manager,
-    /// Starts and cancels capture runs.
-    Operator,
-    /// Looks, changes nothing.
-    Readonly,
+spelled_enum! {
+    /// A member's role in one tenant, most powerful first; what each may do is
+    /// [`Capability::holders`]. The UI shows the stored word.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub enum Role {
+        /// Everything, including the tenant's members and connection.
+        Owner => ("owner", "owner"),
+        /// Everything but members and the connection.
+        Manager => ("manager", "manager"),
+        /// Starts and cancels capture runs.
+        Operator => ("operator", "operator"),
+        /// Looks, changes nothing.
+        Readonly => ("readonly", "readonly"),
+    }
 }
 
 impl Role {
-    /// Every role, most powerful first.
-    pub const ALL: [Role; 4] = [Self::Owner, Self::Manager, Self::Operator, Self::Readonly];
-
-    /// The database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Manager => "manager",
-            Self::Operator => "operator",
-            Self::Readonly => "readonly",
-        }
-    }
-
-    /// Parses the database (and CLI) spelling.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == raw)
-    }
-
     /// Whether this role holds `capability` (the table is in [`super::capability`]).
     pub fn can(self, capability: Capability) -> bool {
         capability.holders().roles.contains(&self)

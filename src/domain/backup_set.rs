@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::policy_type::PolicyType;
 use super::{AppError, Timestamp};
 
 /// Longest accepted backup set name, in characters.
@@ -83,7 +84,7 @@ pub struct BackupSetDetail {
 pub struct BackupItemRow {
     pub policy_id: i64,
     pub policy_name: String,
-    pub policy_type: String,
+    pub policy_type: PolicyType,
     pub platform: String,
     pub captured_at: Timestamp,
 }

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::policy_type::PolicyType;
 use super::Timestamp;
 
 /// Something the app does that needs a Graph permission.
@@ -263,10 +264,7 @@ pub enum TypeStatus {
 /// One policy type's line in the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeCheck {
-    /// The type's database spelling (`compliance`).
-    pub policy_type: String,
-    /// What the UI calls it (`Compliance`).
-    pub label: String,
+    pub policy_type: PolicyType,
     pub status: TypeStatus,
     /// The sanitized reason when it was not readable.
     pub detail: Option<String>,

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::policy_type::PolicyType;
 use super::Timestamp;
 
 /// Rows per picker page.
@@ -9,22 +10,6 @@ pub const POLICY_PAGE_SIZE: i64 = 50;
 
 /// Longest search text the server looks at; longer input is cut, never an error.
 pub const SEARCH_MAX_CHARS: usize = 200;
-
-/// The policy types of the inventory, with the words the UI shows.
-pub const POLICY_TYPES: [(&str, &str); 4] = [
-    ("settings_catalog", "Settings catalog"),
-    ("device_configuration", "Device configuration"),
-    ("compliance", "Compliance"),
-    ("administrative_template", "Administrative template"),
-];
-
-/// The UI word for a policy type (the raw value if unknown).
-pub fn policy_type_label(raw: &str) -> &str {
-    POLICY_TYPES
-        .iter()
-        .find(|(value, _)| *value == raw)
-        .map_or(raw, |(_, label)| label)
-}
 
 /// A column the picker sorts by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +82,7 @@ impl PolicySort {
 pub struct PolicyRow {
     pub id: i64,
     pub display_name: String,
-    pub policy_type: String,
+    pub policy_type: PolicyType,
     pub platform: String,
     pub last_modified_at: Option<Timestamp>,
     /// Already in the backup set: shown, but not selectable.

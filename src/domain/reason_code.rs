@@ -7,7 +7,8 @@ use super::spelled::spelled_enum;
 use serde::{Deserialize, Serialize};
 
 spelled_enum! {
-    /// Why an item was skipped or failed (SPEC Rule 8). Serialized as its database spelling.
+    /// Why an item was skipped or failed, or a run could not proceed: a stable code stored with
+    /// a short sanitized message (never a raw Graph payload). Serialized as its database spelling.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
     #[serde(rename_all = "snake_case")]
     pub enum ReasonCode {

@@ -3,6 +3,7 @@
 //! ([`check_gates`]) that the server applies to what it reads back from the database, so the UI's
 //! disabled button is a courtesy, never the check.
 
+use super::policy_type::PolicyType;
 use super::spelled::spelled_enum;
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +59,7 @@ impl RestoreSource {
 pub struct RestoreCandidate {
     pub policy_id: i64,
     pub display_name: String,
-    pub policy_type: String,
+    pub policy_type: PolicyType,
     /// The version that would be restored.
     pub snapshot_id: i64,
     pub captured_at: Timestamp,
@@ -73,7 +74,7 @@ pub struct RestoreCandidate {
 /// Policies of one type in the source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeCount {
-    pub policy_type: String,
+    pub policy_type: PolicyType,
     pub count: i64,
 }
 
@@ -144,7 +145,7 @@ pub struct PlanNotes {
 pub struct PlanItem {
     pub policy_id: i64,
     pub display_name: String,
-    pub policy_type: String,
+    pub policy_type: PolicyType,
     pub outcome: ItemOutcome,
     /// The version restored (the backup's).
     pub backup_snapshot_id: Option<i64>,

@@ -1,13 +1,13 @@
 //! Runs: the observable record of one background operation.
 
-use super::spelled::spelled_enum;
+use super::spelled::{spelled_enum, spelled_serde};
 use serde::{Deserialize, Serialize};
 
 use super::graph_wait::GraphWait;
 use super::{AppError, Timestamp};
 
 spelled_enum! {
-    /// Where a run is in its life. Stored as the lower-case words of SPEC.md.
+    /// Where a run is in its life; stored as its lower-case spelling.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
     pub enum RunStatus {
         Pending => ("pending", "Queued"),
@@ -37,7 +37,7 @@ pub struct CancelledRun {
 spelled_enum! {
     /// What kind of background work a run does; stored in `runs.operation_type`. Every kind is a run
     /// on the one engine, which dispatches it to the operation's handler.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum OperationType {
         /// Capture policies from Graph and add them to a backup set.
         AddPolicies => ("backup_set.add_policies", "Add policies to backup set"),
@@ -83,36 +83,74 @@ impl OperationType {
     }
 }
 
-/// A queue of the engine; stored in `runs.lane`. At most one bulk run per tenant is active at a
-/// time (Graph's budget is per tenant and app, so two would only compete for it); interactive
-/// runs have slots of their own beside the bulk runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Lane {
-    Bulk,
-    Interactive,
+spelled_enum! {
+    /// A queue of the engine; stored in `runs.lane`. At most one bulk run per tenant is active
+    /// at a time (Graph's budget is per tenant and app, so two would only compete for it);
+    /// interactive runs have slots of their own beside the bulk runs.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub enum Lane {
+        Bulk => ("bulk", "Bulk"),
+        Interactive => ("interactive", "Interactive"),
+    }
 }
 
-impl Lane {
-    /// Both lanes.
-    pub const ALL: [Lane; 2] = [Self::Bulk, Self::Interactive];
+spelled_serde!(OperationType);
 
-    /// The database spelling.
-    pub fn as_str(self) -> &'static str {
+/// A run's operation as the screens read it back: one this build knows, or a spelling written
+/// by a newer version sharing the database, which is shown as stored rather than refused. On
+/// the wire it is the stored spelling either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StoredOperation {
+    Known(OperationType),
+    Other(String),
+}
+
+impl StoredOperation {
+    /// The operation, if this build knows it.
+    pub fn known(&self) -> Option<OperationType> {
         match self {
-            Self::Bulk => "bulk",
-            Self::Interactive => "interactive",
+            Self::Known(operation) => Some(*operation),
+            Self::Other(_) => None,
         }
     }
 
-    /// Parses the database spelling.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|l| l.as_str() == raw)
+    /// What a succeeded item did ("added"); "done" for an operation this build does not know.
+    pub fn done_word(&self) -> &'static str {
+        self.known().map_or("done", OperationType::done_word)
+    }
+
+    /// The words the UI shows: the operation's label, or the stored spelling.
+    pub fn label(&self) -> &str {
+        match self {
+            Self::Known(operation) => operation.label(),
+            Self::Other(raw) => raw,
+        }
     }
 }
 
-/// The UI words for a stored operation type; an unknown one (a newer server) shows as stored.
-pub fn operation_label(raw: &str) -> &str {
-    OperationType::parse(raw).map_or(raw, |operation| operation.label())
+impl From<String> for StoredOperation {
+    fn from(raw: String) -> Self {
+        OperationType::parse(&raw).map_or(Self::Other(raw), Self::Known)
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl sqlx::Type<sqlx::Any> for StoredOperation {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <String as sqlx::Type<sqlx::Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Any>>::compatible(ty)
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl<'r> sqlx::Decode<'r, sqlx::Any> for StoredOperation {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(<String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?.into())
+    }
 }
 
 /// The Runs page's status filter: one status, or every active (queued or running) run.
@@ -197,11 +235,6 @@ impl RunFilter {
         Ok(Self { status, operation })
     }
 
-    /// True when no filter is set.
-    pub fn is_any(&self) -> bool {
-        self.status.is_none() && self.operation.is_none()
-    }
-
     /// The query string of a link to this view: `?status=failed&type=…`, or empty.
     pub fn to_query(&self) -> String {
         let parts: Vec<String> = [
@@ -223,9 +256,10 @@ impl RunFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSummary {
     pub id: i64,
-    pub operation_type: String,
+    pub operation_type: StoredOperation,
     pub status: RunStatus,
-    pub initiated_by: String,
+    /// Who started it; `None` for a run nobody started (the demo's) or whose user is gone.
+    pub initiated_by: Option<String>,
     pub total_items: i64,
     pub processed_items: i64,
     pub succeeded: i64,
@@ -244,8 +278,7 @@ impl RunSummary {
             self.status,
             RunStatus::CompletedWithErrors | RunStatus::Failed
         );
-        let retriable =
-            OperationType::parse(&self.operation_type) == Some(OperationType::AddPolicies);
+        let retriable = self.operation_type.known() == Some(OperationType::AddPolicies);
         if ended_with_failures && retriable {
             self.failed
         } else {
@@ -255,7 +288,7 @@ impl RunSummary {
 
     /// The words the UI shows for this run's operation.
     pub fn operation_label(&self) -> &str {
-        operation_label(&self.operation_type)
+        self.operation_type.label()
     }
 }
 
@@ -299,12 +332,24 @@ mod tests {
     fn operation_type_round_trips_and_unknown_types_show_as_stored() {
         for operation in OperationType::ALL {
             assert_eq!(OperationType::parse(operation.as_str()), Some(operation));
+            let stored = StoredOperation::from(operation.as_str().to_owned());
+            assert_eq!(stored, StoredOperation::Known(operation));
+            assert_eq!(stored.label(), operation.label());
+            let wire = serde_json::to_value(&stored).unwrap();
+            assert_eq!(wire, serde_json::json!(operation.as_str()));
+            assert_eq!(
+                serde_json::from_value::<StoredOperation>(wire).unwrap(),
+                stored
+            );
         }
+        let newer = StoredOperation::from("tenant.sync".to_owned());
+        assert_eq!(newer.known(), None);
+        assert_eq!(newer.label(), "tenant.sync");
+        let wire = serde_json::to_value(&newer).unwrap();
         assert_eq!(
-            operation_label("backup_set.add_policies"),
-            "Add policies to backup set"
+            serde_json::from_value::<StoredOperation>(wire).unwrap(),
+            newer
         );
-        assert_eq!(operation_label("tenant.sync"), "tenant.sync");
     }
 
     #[test]
@@ -330,7 +375,6 @@ mod tests {
     #[test]
     fn filters_parse_at_the_edge_and_link_back() {
         assert_eq!(RunFilter::parse("", "").unwrap(), RunFilter::default());
-        assert!(RunFilter::default().is_any());
         assert_eq!(RunFilter::default().to_query(), "");
         let filter = RunFilter::parse("failed", "backup_set.add_policies").unwrap();
         assert_eq!(filter.status, Some(StatusFilter::Only(RunStatus::Failed)));

@@ -3,8 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::graph_wait::{GraphFigures, GraphWait};
+use super::policy_type::PolicyType;
 use super::reason_code::ReasonCode;
 use super::restore::{PlanAction, RestoreAction, RestoreSource};
+use super::run::StoredOperation;
+use super::spelled::spelled_enum;
 use super::versions::{CaptureResult, Drift};
 use super::{AppError, RunStatus, Timestamp};
 
@@ -15,43 +18,16 @@ pub const RUN_ITEMS_PAGE_SIZE: i64 = 100;
 /// run detail page reloads its page.
 pub const RUN_ITEMS_MAX_PAGE_SIZE: i64 = 500;
 
-/// Where one policy of a run ended (or that it is still waiting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ItemOutcome {
-    Pending,
-    Succeeded,
-    Failed,
-    Skipped,
-}
-
-impl ItemOutcome {
-    /// Every outcome, in the order the filter lists them.
-    pub const ALL: [ItemOutcome; 4] = [Self::Succeeded, Self::Failed, Self::Skipped, Self::Pending];
-
-    /// The database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Skipped => "skipped",
-        }
-    }
-
-    /// Parses the database spelling.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str() == raw)
-    }
-
-    /// The word the UI shows.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Pending => "Waiting",
-            Self::Succeeded => "Added",
-            Self::Failed => "Failed",
-            Self::Skipped => "Skipped",
-        }
+spelled_enum! {
+    /// Where one policy of a run ended (or that it is still waiting); declared in the order the
+    /// filter lists them.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ItemOutcome {
+        Succeeded => ("succeeded", "Added"),
+        Failed => ("failed", "Failed"),
+        Skipped => ("skipped", "Skipped"),
+        Pending => ("pending", "Waiting"),
     }
 }
 
@@ -60,7 +36,7 @@ impl ItemOutcome {
 pub struct RunItemRow {
     pub policy_id: i64,
     pub policy_name: String,
-    pub policy_type: String,
+    pub policy_type: PolicyType,
     pub outcome: ItemOutcome,
     pub reason_code: Option<ReasonCode>,
     /// Sanitized on the server before it was stored.
@@ -247,9 +223,10 @@ pub fn group_thousands(n: i64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunDetail {
     pub id: i64,
-    pub operation_type: String,
+    pub operation_type: StoredOperation,
     pub status: RunStatus,
-    pub initiated_by: String,
+    /// Who started it; `None` for a run nobody started or whose user is gone.
+    pub initiated_by: Option<String>,
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
@@ -378,7 +355,7 @@ mod tests {
         let row = RunItemRow {
             policy_id: 1,
             policy_name: "p".into(),
-            policy_type: "compliance".into(),
+            policy_type: crate::domain::PolicyType::Compliance,
             outcome: ItemOutcome::Pending,
             reason_code: None,
             message: None,

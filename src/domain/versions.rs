@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::policy_type::PolicyType;
 use super::snapshot::{Comparison, ReadableSnapshot};
+use super::spelled::spelled_enum;
 use super::Timestamp;
 
 /// Hex digits of a content hash the pages show.
@@ -19,7 +21,7 @@ pub fn short_hash(hash: &str) -> String {
 pub struct PolicyInfo {
     pub id: i64,
     pub display_name: String,
-    pub policy_type: String,
+    pub policy_type: PolicyType,
     pub platform: String,
     pub graph_id: String,
     pub last_modified_at: Option<Timestamp>,
@@ -109,47 +111,20 @@ mod tests {
     }
 }
 
-/// How a fresh capture compares with the version it was checked against: the backup's version
-/// (drift check) or the policy's newest version before (capture now). Stored in
-/// `run_items.drift`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Drift {
-    /// No setting differs.
-    Unchanged,
-    /// At least one setting differs.
-    Changed,
-    /// The policy no longer exists in Intune.
-    Deleted,
-    /// There was no version to compare with: the first capture.
-    New,
-}
-
-impl Drift {
-    pub const ALL: [Drift; 4] = [Self::Unchanged, Self::Changed, Self::Deleted, Self::New];
-
-    /// The database (and URL) spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unchanged => "unchanged",
-            Self::Changed => "changed",
-            Self::Deleted => "deleted",
-            Self::New => "new",
-        }
-    }
-
-    /// Parses the database spelling.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.as_str() == raw)
-    }
-
-    /// The words a result column shows.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Unchanged => "Unchanged",
-            Self::Changed => "Changed",
-            Self::Deleted => "Deleted in Intune",
-            Self::New => "First version",
-        }
+spelled_enum! {
+    /// How a fresh capture compares with the version it was checked against: the backup's version
+    /// (drift check) or the policy's newest version before (capture now). Stored in
+    /// `run_items.drift`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub enum Drift {
+        /// No setting differs.
+        Unchanged => ("unchanged", "Unchanged"),
+        /// At least one setting differs.
+        Changed => ("changed", "Changed"),
+        /// The policy no longer exists in Intune.
+        Deleted => ("deleted", "Deleted in Intune"),
+        /// There was no version to compare with: the first capture.
+        New => ("new", "First version"),
     }
 }
 

@@ -12,7 +12,6 @@ use crate::components::{
     or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading, NeedsRole,
     PolicyPicker, RunPanel, RunStarter, Toasts,
 };
-use crate::domain::policy_page::policy_type_label;
 use crate::domain::restore::RestoreSource;
 use crate::domain::run::OperationType;
 use crate::domain::{routes, AppError, Capability};
@@ -164,7 +163,7 @@ pub fn BackupSetPage() -> impl IntoView {
                                         <td>
                                             <a href=routes::policy(&tenant.get_untracked(), item.policy_id)>{item.policy_name}</a>
                                         </td>
-                                        <td>{policy_type_label(&item.policy_type).to_owned()}</td>
+                                        <td>{item.policy_type.label()}</td>
                                         <td>{item.platform}</td>
                                         <td>{item.captured_at.to_string()}</td>
                                     </tr>

@@ -39,7 +39,7 @@ pub fn HomePage() -> impl IntoView {
                                     view! {
                                         <li>
                                             <a href=href>{m.tenant.display_name}</a>
-                                            <span class="muted">{m.role.as_str()}</span>
+                                            <span class="muted">{m.role.label()}</span>
                                             <span class="muted mono">{m.tenant.external_id}</span>
                                         </li>
                                     }

@@ -72,7 +72,7 @@ fn InvitationSummary(preview: InvitationPreview) -> impl IntoView {
     view! {
         <p data-testid="invitation-summary">
             "You are invited to " <strong>{preview.tenant_name}</strong> " as "
-            <strong>{preview.role.as_str()}</strong> ". Your account signs in with "
+            <strong>{preview.role.label()}</strong> ". Your account signs in with "
             <strong data-testid="invitation-email">{preview.email}</strong> "."
         </p>
         <p class="muted small">"The invitation can be used until " {preview.expires_at.to_string()} "."</p>

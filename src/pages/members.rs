@@ -175,7 +175,7 @@ fn MemberRow(member: Member, actions: MemberActions, may_change: bool) -> impl I
                     .into_iter()
                     .map(|role| view! {
                         <option value=role.as_str() selected=role == current prop:selected=role == current>
-                            {role.as_str()}
+                            {role.label()}
                         </option>
                     })
                     .collect_view()}
@@ -260,7 +260,7 @@ fn AddMemberForm(
                         .into_iter()
                         .map(|role| view! {
                             <option value=role.as_str() selected=role == Role::Operator>
-                                {role.as_str()}
+                                {role.label()}
                             </option>
                         })
                         .collect_view()}
@@ -361,7 +361,7 @@ fn InvitationTable(
                     view! {
                         <tr data-testid="invitation-row">
                             <td>{invitation.email.clone()}</td>
-                            <td>{invitation.role.as_str()}</td>
+                            <td>{invitation.role.label()}</td>
                             <td>{invitation.invited_by.unwrap_or_default()}</td>
                             <td>{invitation.expires_at.to_string()}</td>
                             {withdraw.map(|cell| view! { <td>{cell}</td> })}

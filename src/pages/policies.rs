@@ -9,10 +9,9 @@ use super::tenant_layout::use_tenant;
 use crate::api::captures::sync_inventory;
 use crate::api::versions::policy_inventory;
 use crate::components::{
-    or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading, RunStarter,
-    Toasts,
+    or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading,
+    PolicyTypeOptions, RunStarter, Toasts,
 };
-use crate::domain::policy_page::{policy_type_label, POLICY_TYPES};
 use crate::domain::routes;
 use crate::domain::run::OperationType;
 
@@ -69,10 +68,7 @@ pub fn PoliciesPage() -> impl IntoView {
             <label>
                 "Type"
                 <select name="type">
-                    <option value="" selected=move || policy_type.get().is_empty()>"All types"</option>
-                    {POLICY_TYPES.iter().map(|(value, label)| view! {
-                        <option value=*value selected=move || policy_type.get() == *value>{*label}</option>
-                    }).collect_view()}
+                    <PolicyTypeOptions current=policy_type />
                 </select>
             </label>
             <button type="submit">"Apply"</button>
@@ -111,7 +107,7 @@ pub fn PoliciesPage() -> impl IntoView {
                                             <a href=routes::policy(&tenant, policy.id)>{policy.display_name}</a>
                                             {policy.gone_from_intune_at.map(|_| view! { " " <span class="badge gone">"Gone from Intune"</span> })}
                                         </td>
-                                        <td>{policy_type_label(&policy.policy_type).to_owned()}</td>
+                                        <td>{policy.policy_type.label()}</td>
                                         <td>{policy.platform}</td>
                                         <td>{or_absent(policy.last_modified_at)}</td>
                                     </tr>

@@ -11,7 +11,6 @@ use crate::components::{
     or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading, RunStarter,
     Toasts,
 };
-use crate::domain::policy_page::policy_type_label;
 use crate::domain::restore::RestoreSource;
 use crate::domain::run::OperationType;
 use crate::domain::versions::{short_hash, PolicyInfo, RunBrief};
@@ -39,7 +38,7 @@ pub fn PolicyFacts(policy: PolicyInfo) -> impl IntoView {
     view! {
         <dl class="facts">
             <dt>"Type"</dt>
-            <dd>{policy_type_label(&policy.policy_type).to_owned()}</dd>
+            <dd>{policy.policy_type.label()}</dd>
             <dt>"Platform"</dt>
             <dd>{policy.platform}</dd>
             <dt>"Graph id"</dt>

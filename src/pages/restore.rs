@@ -16,7 +16,6 @@ use leptos_router::hooks::use_query_map;
 use super::tenant_layout::{refusal, use_tenant};
 use crate::api::restore::get_restore_source;
 use crate::components::{or_absent, ErrorMessage, Loading};
-use crate::domain::policy_page::policy_type_label;
 use crate::domain::restore::{RestoreSource, RestoreSourceView};
 use crate::domain::{routes, Capability};
 
@@ -132,7 +131,7 @@ fn SourceSummary(view: RestoreSourceView) -> impl IntoView {
                         let parts: Vec<String> = view
                             .counts
                             .iter()
-                            .map(|c| format!("{} {}", c.count, policy_type_label(&c.policy_type)))
+                            .map(|c| format!("{} {}", c.count, c.policy_type.label()))
                             .collect();
                         format!(" ({})", parts.join(", "))
                     })}

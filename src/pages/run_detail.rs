@@ -18,9 +18,8 @@ use crate::components::{
     ErrorMessage, Loading, RetryRunButton, RunStatusBadge, Toasts,
 };
 use crate::domain::graph_wait::GraphFigures;
-use crate::domain::policy_page::policy_type_label;
 use crate::domain::routes;
-use crate::domain::run::{operation_label, OperationType};
+use crate::domain::run::OperationType;
 use crate::domain::run_detail::{
     format_duration, group_thousands, ItemFilter, ItemOutcome, RunDetail, RunItemPage, RunItemRow,
     RunTarget, RUN_ITEMS_PAGE_SIZE,
@@ -152,7 +151,7 @@ pub fn RunDetailPage() -> impl IntoView {
     Effect::new(move |_| {
         let captures = run.with(|run| {
             matches!(run, Some(Ok(detail)) if matches!(
-                OperationType::parse(&detail.operation_type),
+                detail.operation_type.known(),
                 Some(
                     OperationType::DriftCheck
                         | OperationType::CaptureSnapshot
@@ -232,7 +231,7 @@ pub fn RunDetailPage() -> impl IntoView {
                 }
                 view! {
                     <ItemPager tenant=tenant.get_untracked() run_id=detail.id filter items=detail.items.clone() />
-                    <RunItemsTable rows=detail.items.rows operation=detail.operation_type.clone() />
+                    <RunItemsTable rows=detail.items.rows done_word=detail.operation_type.done_word() />
                 }.into_any()
             })}
         </Transition>
@@ -270,9 +269,7 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
         view! { <p class="run-summary" data-testid="run-summary">{summary}</p> }
     });
     // What a succeeded item did, in the words of the run's operation ("Added", "Checked").
-    let done_label = capitalized(
-        OperationType::parse(&detail.operation_type).map_or("done", OperationType::done_word),
-    );
+    let done_label = capitalized(detail.operation_type.done_word());
     let run_failure = detail.reason_code.map(|code| {
         let message = detail.failure_message.clone().unwrap_or_default();
         view! {
@@ -282,7 +279,7 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
             </p>
         }
     });
-    let initiated_by = Some(detail.initiated_by.clone()).filter(|name| !name.is_empty());
+    let initiated_by = detail.initiated_by.clone();
     let run_link = |id: i64| {
         let href = routes::run(&tenant, id, "");
         view! { <a href=href class="mono">"run #" {id}</a> }
@@ -316,7 +313,7 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
         <h1>"Run #" {detail.id}</h1>
         <p>
             <span data-testid="run-status"><RunStatusBadge status=detail.status /></span>
-            " " {operation_label(&detail.operation_type).to_owned()} {target_link}
+            " " {detail.operation_type.label().to_owned()} {target_link}
         </p>
         {summary}
         {restore}
@@ -476,10 +473,12 @@ const RESTORE_COLUMNS: &[Column] = &[
 /// One page of a run's items; a capturing run's have a result column, a restore run's an
 /// action column too.
 #[component]
-fn RunItemsTable(rows: Vec<RunItemRow>, operation: String) -> impl IntoView {
-    // A succeeded item is named for what the run's operation did ("Previewed", "Restored").
-    let done =
-        capitalized(OperationType::parse(&operation).map_or("done", OperationType::done_word));
+fn RunItemsTable(
+    rows: Vec<RunItemRow>,
+    /// What the run's operation did to a succeeded item ("previewed", "restored").
+    done_word: &'static str,
+) -> impl IntoView {
+    let done = capitalized(done_word);
     let tenant = use_tenant().get_untracked();
     let with_restore = rows.iter().any(|item| item.restore.is_some());
     let with_results = with_restore || rows.iter().any(|item| item.result.is_some());
@@ -511,7 +510,7 @@ fn RunItemsTable(rows: Vec<RunItemRow>, operation: String) -> impl IntoView {
                             <td>
                                 <a href=routes::policy(&tenant, item.policy_id)>{item.policy_name}</a>
                             </td>
-                            <td>{policy_type_label(&item.policy_type).to_owned()}</td>
+                            <td>{item.policy_type.label()}</td>
                             <td>
                                 <span class=format!("outcome outcome-{}", item.outcome.as_str())>
                                     {match item.outcome {

@@ -7,7 +7,9 @@ use leptos_router::NavigateOptions;
 
 use super::tenant_layout::use_tenant;
 use crate::api::runs::{list_runs, RUNS_PAGE_SIZE};
-use crate::components::{Column, DataTable, EmptyState, ErrorMessage, Loading, RunStatusBadge};
+use crate::components::{
+    or_absent, Column, DataTable, EmptyState, ErrorMessage, Loading, RunStatusBadge,
+};
 use crate::domain::routes;
 use crate::domain::run::{OperationType, RunFilter, StatusFilter};
 
@@ -128,7 +130,7 @@ pub fn RunsPage() -> impl IntoView {
                                         <td>{run.operation_label().to_owned()}</td>
                                         <td><RunStatusBadge status=run.status /></td>
                                         <td class="num">{run.processed_items} " / " {run.total_items}</td>
-                                        <td>{run.initiated_by}</td>
+                                        <td>{or_absent(run.initiated_by)}</td>
                                         <td>{run.created_at.to_string()}</td>
                                     </tr>
                                 }).collect_view()}

@@ -21,9 +21,7 @@ use sqlx::{any::AnyRow, Any, Executor, Row};
 use super::db::{Db, Sql};
 use super::engine::operation::Tx;
 use super::graph::{CaptureOptions, SettingDefinition, Snapshot};
-use crate::domain::snapshot::{
-    normalize, CaptureFormat, CapturedPolicy, PolicyFamily, SettingNames,
-};
+use crate::domain::snapshot::{normalize, CaptureFormat, CapturedPolicy, PolicyType, SettingNames};
 
 /// Ids per statement when reading definitions (well under both engines' parameter limits).
 const IDS_PER_QUERY: usize = 500;
@@ -51,7 +49,7 @@ pub struct StoredVersion {
 
 impl StoredVersion {
     /// The version as the snapshot module reads it.
-    pub fn captured(&self, family: PolicyFamily) -> CapturedPolicy<'_> {
+    pub fn captured(&self, family: PolicyType) -> CapturedPolicy<'_> {
         CapturedPolicy::new(family, self.format, &self.payload)
     }
 }
@@ -197,7 +195,7 @@ async fn with_hash(
 /// in its own capture format. The capture options are part of it: a part captured without
 /// (assignments, scope tags) is left out of the normalised content, one captured empty is not.
 fn same_content(stored: &StoredVersion, snapshot: &Snapshot) -> bool {
-    let Some(family) = PolicyFamily::parse(snapshot.policy_type.as_str()) else {
+    let Some(family) = PolicyType::parse(snapshot.policy_type.as_str()) else {
         return false;
     };
     let Ok(payload) = serde_json::from_str::<Value>(&snapshot.canonical_json) else {

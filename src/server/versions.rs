@@ -19,7 +19,7 @@ use super::snapshots::{load_version, names_for, StoredVersion};
 use super::state::AppState;
 use super::tenants::TenantScope;
 use crate::domain::policy_page::{POLICY_PAGE_SIZE, SEARCH_MAX_CHARS};
-use crate::domain::snapshot::{compare, readable, PolicyFamily};
+use crate::domain::snapshot::{compare, readable};
 use crate::domain::versions::{
     InventoryPage, PolicyInfo, SetLink, VersionDiff, VersionRef, VersionRow, VersionView,
 };
@@ -179,13 +179,6 @@ async fn stored(
     })
 }
 
-fn family(policy: &PolicyInfo) -> Result<PolicyFamily, AppError> {
-    PolicyFamily::parse(&policy.policy_type).ok_or_else(|| {
-        tracing::error!(policy_type = %policy.policy_type, "unknown policy type");
-        AppError::Internal
-    })
-}
-
 /// One version read as settings, with its pretty-printed payload.
 pub async fn version(
     db: &Db,
@@ -194,7 +187,7 @@ pub async fn version(
     version_id: i64,
 ) -> Result<VersionView, AppError> {
     let info = policy(db, scope, policy_id).await?;
-    let family = family(&info)?;
+    let family = info.policy_type;
     let stored = stored(db, scope, policy_id, version_id).await?;
     // Setting names come from the definitions stored apart (format 2) or inside the payload
     // (format 1).
@@ -221,7 +214,7 @@ pub async fn diff(
     to: i64,
 ) -> Result<VersionDiff, AppError> {
     let info = policy(db, scope, policy_id).await?;
-    let family = family(&info)?;
+    let family = info.policy_type;
     let old = stored(db, scope, policy_id, from).await?;
     let new = stored(db, scope, policy_id, to).await?;
     let names = names_for(db, &[&old.version.payload, &new.version.payload]).await?;

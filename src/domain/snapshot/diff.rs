@@ -391,10 +391,10 @@ fn collect_visible<'n>(node: &'n Node, out: &mut Vec<&'n Entry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::snapshot::{normalize_pair, CaptureFormat, PolicyFamily};
+    use crate::domain::snapshot::{normalize_pair, CaptureFormat, PolicyType};
     use serde_json::json;
 
-    fn policy(family: PolicyFamily, format: CaptureFormat, payload: &Value) -> CapturedPolicy<'_> {
+    fn policy(family: PolicyType, format: CaptureFormat, payload: &Value) -> CapturedPolicy<'_> {
         CapturedPolicy::new(family, format, payload)
     }
 
@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn compliance_actions_are_not_captured_then_in_format_one() {
-        let family = PolicyFamily::Compliance;
+        let family = PolicyType::Compliance;
         let old = compliance(None, 8);
         let new = compliance(Some(block_action(0)), 8);
         let comparison = compare(
@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn compliance_actions_compare_by_action_type_in_format_two() {
-        let family = PolicyFamily::Compliance;
+        let family = PolicyType::Compliance;
         let old = compliance(Some(block_action(0)), 8);
         let new = compliance(Some(block_action(24)), 8);
         let changes = diff(
@@ -511,7 +511,7 @@ mod tests {
 
     #[test]
     fn presentation_values_are_not_captured_then_in_format_one() {
-        let family = PolicyFamily::AdministrativeTemplate;
+        let family = PolicyType::AdministrativeTemplate;
         let old = template(None);
         let new = template(Some("https://a"));
         let comparison = compare(
@@ -545,7 +545,7 @@ mod tests {
 
     #[test]
     fn capture_options_leave_parts_uncompared() {
-        let family = PolicyFamily::DeviceConfiguration;
+        let family = PolicyType::DeviceConfiguration;
         let with = json!({"policy": {"displayName": "A", "roleScopeTagIds": ["0"]},
             "assignments": [{"target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}}]});
         let without = json!({"policy": {"displayName": "A"}});
@@ -574,7 +574,7 @@ mod tests {
 
     #[test]
     fn assignments_and_scope_tags_report_by_target() {
-        let family = PolicyFamily::DeviceConfiguration;
+        let family = PolicyType::DeviceConfiguration;
         let old = json!({"policy": {"roleScopeTagIds": ["0"]}, "assignments": [
             {"id": "x", "target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": "g1"}},
             {"target": {"@odata.type": "#microsoft.graph.exclusionGroupAssignmentTarget", "groupId": "g2"}}]});
@@ -629,7 +629,7 @@ mod tests {
 
     #[test]
     fn settings_catalog_compares_by_definition_path_with_names() {
-        let family = PolicyFamily::SettingsCatalog;
+        let family = PolicyType::SettingsCatalog;
         let old = catalog(json!([
             choice(
                 "av_scan",
@@ -705,7 +705,7 @@ mod tests {
 
     #[test]
     fn secrets_never_differ_by_value_but_a_secret_turning_plain_does() {
-        let family = PolicyFamily::SettingsCatalog;
+        let family = PolicyType::SettingsCatalog;
         let secret = |token: &str, state: &str| {
             catalog(
                 json!([{"settingInstance": {"settingDefinitionId": "wlan_key", "simpleSettingValue": {

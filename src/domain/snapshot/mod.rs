@@ -51,51 +51,10 @@ pub use labels::{choice_label, humanize, odata_type_label, setting_id_label};
 pub use normalize::{is_secret, normalize, normalize_pair};
 pub use readable::{readable, ReadableSection, ReadableSnapshot, Row, RowValue};
 
+pub use super::policy_type::PolicyType;
+
 /// How a secret reads wherever a value would be shown.
 pub const SECRET_TEXT: &str = "secret (not captured)";
-
-/// The four policy families; spelled as `policies.policy_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PolicyFamily {
-    SettingsCatalog,
-    DeviceConfiguration,
-    Compliance,
-    AdministrativeTemplate,
-}
-
-impl PolicyFamily {
-    /// Every family, in inventory order.
-    pub const ALL: [PolicyFamily; 4] = [
-        Self::SettingsCatalog,
-        Self::DeviceConfiguration,
-        Self::Compliance,
-        Self::AdministrativeTemplate,
-    ];
-
-    /// The database spelling (the same as the server's policy type).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SettingsCatalog => "settings_catalog",
-            Self::DeviceConfiguration => "device_configuration",
-            Self::Compliance => "compliance",
-            Self::AdministrativeTemplate => "administrative_template",
-        }
-    }
-
-    /// Parses the database spelling.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.as_str() == raw)
-    }
-
-    /// The family a stored payload names in its `policyType`.
-    pub fn of_payload(payload: &Value) -> Option<Self> {
-        payload
-            .get("policyType")
-            .and_then(Value::as_str)
-            .and_then(Self::parse)
-    }
-}
 
 /// The version of what a capture records; stored with each snapshot. Format 1 is the first
 /// capture (policy, settings catalog settings, administrative template values with their
@@ -162,11 +121,11 @@ impl FormatField {
     }
 
     /// The family it belongs to.
-    pub fn family(self) -> PolicyFamily {
+    pub fn family(self) -> PolicyType {
         match self {
-            Self::ComplianceActions => PolicyFamily::Compliance,
-            Self::PresentationValues => PolicyFamily::AdministrativeTemplate,
-            Self::SettingDefinitions => PolicyFamily::SettingsCatalog,
+            Self::ComplianceActions => PolicyType::Compliance,
+            Self::PresentationValues => PolicyType::AdministrativeTemplate,
+            Self::SettingDefinitions => PolicyType::SettingsCatalog,
         }
     }
 
@@ -183,7 +142,7 @@ impl FormatField {
 /// One stored snapshot, as the functions of this module read it.
 #[derive(Debug, Clone, Copy)]
 pub struct CapturedPolicy<'a> {
-    pub family: PolicyFamily,
+    pub family: PolicyType,
     pub format: CaptureFormat,
     /// The stored payload (see the module documentation).
     pub payload: &'a Value,
@@ -191,7 +150,7 @@ pub struct CapturedPolicy<'a> {
 
 impl<'a> CapturedPolicy<'a> {
     /// A snapshot of `family` captured in `format`.
-    pub fn new(family: PolicyFamily, format: CaptureFormat, payload: &'a Value) -> Self {
+    pub fn new(family: PolicyType, format: CaptureFormat, payload: &'a Value) -> Self {
         Self {
             family,
             format,
@@ -309,18 +268,18 @@ mod tests {
 
     #[test]
     fn families_use_the_policy_type_spellings() {
-        for family in PolicyFamily::ALL {
-            assert_eq!(PolicyFamily::parse(family.as_str()), Some(family));
+        for family in PolicyType::ALL {
+            assert_eq!(PolicyType::parse(family.as_str()), Some(family));
             assert_eq!(
                 serde_json::to_value(family).expect("serializes"),
                 json!(family.as_str())
             );
         }
         assert_eq!(
-            PolicyFamily::of_payload(&json!({"policyType": "administrative_template"})),
-            Some(PolicyFamily::AdministrativeTemplate)
+            PolicyType::of_payload(&json!({"policyType": "administrative_template"})),
+            Some(PolicyType::AdministrativeTemplate)
         );
-        assert_eq!(PolicyFamily::of_payload(&json!({"policyType": 3})), None);
+        assert_eq!(PolicyType::of_payload(&json!({"policyType": 3})), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::{Map, Number, Value};
 
 use super::labels::{choice_label, humanize, odata_type_label, odata_type_name, setting_id_label};
 use super::{
-    CaptureFormat, CapturedPolicy, Coverage, FormatField, PolicyFamily, SectionKind, SettingNames,
+    CaptureFormat, CapturedPolicy, Coverage, FormatField, PolicyType, SectionKind, SettingNames,
     SECRET_TEXT,
 };
 
@@ -436,11 +436,11 @@ impl Builder<'_> {
             .unwrap_or(&empty);
         // Parts that a capture may keep at the top level or inside the policy object.
         let settings_key = match family {
-            PolicyFamily::SettingsCatalog => Some("settings"),
-            PolicyFamily::AdministrativeTemplate => Some("definitionValues"),
-            PolicyFamily::DeviceConfiguration | PolicyFamily::Compliance => None,
+            PolicyType::SettingsCatalog => Some("settings"),
+            PolicyType::AdministrativeTemplate => Some("definitionValues"),
+            PolicyType::DeviceConfiguration | PolicyType::Compliance => None,
         };
-        let actions_key = (family == PolicyFamily::Compliance).then_some("scheduledActionsForRule");
+        let actions_key = (family == PolicyType::Compliance).then_some("scheduledActionsForRule");
         let mut pulled: Vec<&str> = vec!["assignments", "roleScopeTagIds"];
         pulled.extend(settings_key);
         pulled.extend(actions_key);
@@ -450,8 +450,8 @@ impl Builder<'_> {
         let mut skip: Vec<&str> = POLICY_NOISE.to_vec();
         skip.extend(pulled.iter().copied());
         let policy_title = match family {
-            PolicyFamily::DeviceConfiguration | PolicyFamily::Compliance => "Settings",
-            PolicyFamily::SettingsCatalog | PolicyFamily::AdministrativeTemplate => "Basics",
+            PolicyType::DeviceConfiguration | PolicyType::Compliance => "Settings",
+            PolicyType::SettingsCatalog | PolicyType::AdministrativeTemplate => "Basics",
         };
         let policy_entries = self.fields(object, &skip);
         sections.push(SectionNode {
@@ -467,7 +467,7 @@ impl Builder<'_> {
             let items = value
                 .and_then(Value::as_array)
                 .map_or(&[][..], Vec::as_slice);
-            let node = if family == PolicyFamily::SettingsCatalog {
+            let node = if family == PolicyType::SettingsCatalog {
                 self.settings(items)
             } else {
                 self.definition_values(items)
@@ -1124,7 +1124,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn tree(family: PolicyFamily, payload: &Value) -> Tree {
+    fn tree(family: PolicyType, payload: &Value) -> Tree {
         build(
             &CapturedPolicy::new(family, CaptureFormat::LATEST, payload),
             &SettingNames::new(),
@@ -1148,7 +1148,7 @@ mod tests {
             "assignments@odata.context": "z"
         }});
         let normal = normalize(&CapturedPolicy::new(
-            PolicyFamily::DeviceConfiguration,
+            PolicyType::DeviceConfiguration,
             CaptureFormat::V1,
             &payload,
         ));
@@ -1173,7 +1173,7 @@ mod tests {
                 "deviceAndAppManagementAssignmentFilterId": null}},
             {"target": {"@odata.type": "microsoft.graph.groupAssignmentTarget", "groupId": "g1"}}
         ]});
-        let family = PolicyFamily::Compliance;
+        let family = PolicyType::Compliance;
         let norm = |p: &Value| normalize(&CapturedPolicy::new(family, CaptureFormat::V1, p));
         assert_eq!(norm(&a), norm(&b));
         let t = tree(family, &a);
@@ -1206,7 +1206,7 @@ mod tests {
         };
         let a = oma("****", "r1");
         let b = oma("encrypted-blob", "r2");
-        let family = PolicyFamily::DeviceConfiguration;
+        let family = PolicyType::DeviceConfiguration;
         let norm = |p: &Value| normalize(&CapturedPolicy::new(family, CaptureFormat::V1, p));
         assert_eq!(norm(&a), norm(&b));
         let text = norm(&a).to_string();
@@ -1222,7 +1222,7 @@ mod tests {
         let one = json!({"settings": [{"settingInstance": {
             "settingDefinitionId": "g", "groupSettingCollectionValue": [{"children": []}]
         }}]});
-        let family = PolicyFamily::SettingsCatalog;
+        let family = PolicyType::SettingsCatalog;
         let norm = |p: &Value| normalize(&CapturedPolicy::new(family, CaptureFormat::V1, p));
         assert_ne!(norm(&payload), norm(&one));
         assert_eq!(

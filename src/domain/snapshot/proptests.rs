@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::normalize::{build, common_sections, leaves, Leaf, Tree};
 use super::{
     compare, diff, normalize, normalize_pair, readable, CaptureFormat, CapturedPolicy, ChangeKind,
-    PolicyFamily, SettingNames,
+    PolicyType, SettingNames,
 };
 
 // ---------------------------------------------------------------- generators
@@ -121,7 +121,7 @@ fn oma_setting() -> impl Strategy<Value = Value> {
 
 /// Assembles a payload as a capture stores it.
 fn payload(
-    family: PolicyFamily,
+    family: PolicyType,
     mut policy: Map<String, Value>,
     tags: Option<Value>,
     assignments: Option<Value>,
@@ -157,7 +157,7 @@ fn device_configuration() -> impl Strategy<Value = Value> {
                 policy.insert("omaSettings".into(), Value::Array(oma));
             }
             payload(
-                PolicyFamily::DeviceConfiguration,
+                PolicyType::DeviceConfiguration,
                 policy,
                 tags,
                 assignments,
@@ -210,7 +210,7 @@ fn compliance() -> impl Strategy<Value = Value> {
                     extra.push(("scheduledActionsForRule", rules));
                 }
             }
-            payload(PolicyFamily::Compliance, policy, tags, assignments, extra)
+            payload(PolicyType::Compliance, policy, tags, assignments, extra)
         })
 }
 
@@ -255,7 +255,7 @@ fn administrative_template() -> impl Strategy<Value = Value> {
     )
         .prop_map(|(policy, values, tags, assignments)| {
             payload(
-                PolicyFamily::AdministrativeTemplate,
+                PolicyType::AdministrativeTemplate,
                 policy,
                 tags,
                 assignments,
@@ -381,7 +381,7 @@ fn settings_catalog() -> impl Strategy<Value = Value> {
                 })
                 .collect();
             payload(
-                PolicyFamily::SettingsCatalog,
+                PolicyType::SettingsCatalog,
                 policy,
                 tags,
                 assignments,
@@ -390,29 +390,29 @@ fn settings_catalog() -> impl Strategy<Value = Value> {
         })
 }
 
-fn family_document(family: PolicyFamily) -> BoxedStrategy<Value> {
+fn family_document(family: PolicyType) -> BoxedStrategy<Value> {
     match family {
-        PolicyFamily::SettingsCatalog => settings_catalog().boxed(),
-        PolicyFamily::DeviceConfiguration => device_configuration().boxed(),
-        PolicyFamily::Compliance => compliance().boxed(),
-        PolicyFamily::AdministrativeTemplate => administrative_template().boxed(),
+        PolicyType::SettingsCatalog => settings_catalog().boxed(),
+        PolicyType::DeviceConfiguration => device_configuration().boxed(),
+        PolicyType::Compliance => compliance().boxed(),
+        PolicyType::AdministrativeTemplate => administrative_template().boxed(),
     }
 }
 
-fn family() -> impl Strategy<Value = PolicyFamily> {
-    select(&PolicyFamily::ALL[..])
+fn family() -> impl Strategy<Value = PolicyType> {
+    select(&PolicyType::ALL[..])
 }
 
 fn format() -> impl Strategy<Value = CaptureFormat> {
     select(&[CaptureFormat::V1, CaptureFormat::V2][..])
 }
 
-fn document() -> impl Strategy<Value = (PolicyFamily, Value)> {
+fn document() -> impl Strategy<Value = (PolicyType, Value)> {
     family().prop_flat_map(|f| (Just(f), family_document(f)))
 }
 
 /// Two documents of one family: independent, or the second an edit of the first.
-fn pair() -> impl Strategy<Value = (PolicyFamily, Value, Value)> {
+fn pair() -> impl Strategy<Value = (PolicyType, Value, Value)> {
     prop_oneof![
         family().prop_flat_map(|f| (Just(f), family_document(f), family_document(f))),
         (document(), prop::collection::vec(any::<u64>(), 1..4)).prop_map(|((f, a), seeds)| {
@@ -610,7 +610,7 @@ fn shuffle(value: &mut Value, parent: &str, rng: &mut Rng) {
 
 // ---------------------------------------------------------------- checks
 
-fn captured(family: PolicyFamily, format: CaptureFormat, payload: &Value) -> CapturedPolicy<'_> {
+fn captured(family: PolicyType, format: CaptureFormat, payload: &Value) -> CapturedPolicy<'_> {
     CapturedPolicy::new(family, format, payload)
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::normalize::{build, Leaf, Node};
 use super::{
-    CaptureFormat, CapturedPolicy, Coverage, FormatField, PolicyFamily, SectionKind, SettingNames,
+    CaptureFormat, CapturedPolicy, Coverage, FormatField, PolicyType, SectionKind, SettingNames,
     SECRET_TEXT,
 };
 
@@ -65,7 +65,7 @@ pub struct ReadableSection {
 /// A snapshot as an admin reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadableSnapshot {
-    pub family: PolicyFamily,
+    pub family: PolicyType,
     pub format: CaptureFormat,
     pub sections: Vec<ReadableSection>,
     /// Parts the snapshot's capture format did not record ("Presentation values: not captured
@@ -191,7 +191,7 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    fn view(family: PolicyFamily, payload: &Value, names: &SettingNames) -> ReadableSnapshot {
+    fn view(family: PolicyType, payload: &Value, names: &SettingNames) -> ReadableSnapshot {
         readable(
             &CapturedPolicy::new(family, CaptureFormat::LATEST, payload),
             names,
@@ -228,7 +228,7 @@ mod tests {
             "roleScopeTagIds": ["0"]
         }, "assignments": []});
         let view = view(
-            PolicyFamily::DeviceConfiguration,
+            PolicyType::DeviceConfiguration,
             &payload,
             &SettingNames::new(),
         );
@@ -305,7 +305,7 @@ mod tests {
             "displayName": "Allow Archive Scanning",
             "options": [{"itemId": "device_vendor_msft_policy_config_defender_allowarchivescanning_1", "displayName": "Allowed"}]
         })]);
-        let view = view(PolicyFamily::SettingsCatalog, &payload, &names);
+        let view = view(PolicyType::SettingsCatalog, &payload, &names);
         assert_eq!(
             lines(&view, "policy"),
             [
@@ -361,7 +361,7 @@ mod tests {
             {"target": {"@odata.type": "#microsoft.graph.allLicensedUsersAssignmentTarget"}}
         ]});
         let view = view(
-            PolicyFamily::AdministrativeTemplate,
+            PolicyType::AdministrativeTemplate,
             &payload,
             &SettingNames::new(),
         );
@@ -401,7 +401,7 @@ mod tests {
     fn older_formats_say_what_they_did_not_capture() {
         let payload = json!({"policy": {"displayName": "C"}});
         let view = readable(
-            &CapturedPolicy::new(PolicyFamily::Compliance, CaptureFormat::V1, &payload),
+            &CapturedPolicy::new(PolicyType::Compliance, CaptureFormat::V1, &payload),
             &SettingNames::new(),
         );
         let actions = view

@@ -12,7 +12,6 @@ use super::Wizard;
 use crate::api::restore::{get_restore_preview, StartRestorePreview};
 use crate::components::RunStatusBadge;
 use crate::components::{use_poll_while, Column, DataTable, ErrorMessage, Loading, NeedsRole};
-use crate::domain::policy_page::policy_type_label;
 use crate::domain::restore::{PlanAction, PlanItem, RestorePreview};
 use crate::domain::routes;
 use crate::domain::run_detail::ItemOutcome;
@@ -266,7 +265,7 @@ fn PlanRow(tenant: String, item: PlanItem) -> impl IntoView {
     view! {
         <tr data-testid="plan-row" data-plan=slug.clone()>
             <td><a href=routes::policy(&tenant, item.policy_id)>{item.display_name}</a></td>
-            <td>{policy_type_label(&item.policy_type).to_owned()}</td>
+            <td>{item.policy_type.label()}</td>
             <td><span class=format!("plan plan-{slug}") data-testid="plan-action">{label}</span></td>
             <td>
                 {what}

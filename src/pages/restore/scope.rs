@@ -8,8 +8,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::Wizard;
-use crate::components::{Column, DataTable, EmptyState};
-use crate::domain::policy_page::{policy_type_label, POLICY_TYPES};
+use crate::components::{Column, DataTable, EmptyState, PolicyTypeOptions};
 use crate::domain::restore::RestoreCandidate;
 use crate::domain::routes;
 use crate::pages::tenant_layout::use_tenant;
@@ -38,7 +37,7 @@ pub fn ScopeStep(wizard: Wizard, candidates: Vec<RestoreCandidate>) -> impl Into
         let kind = policy_type.get();
         all.iter()
             .enumerate()
-            .filter(|(_, c)| kind.is_empty() || c.policy_type == kind)
+            .filter(|(_, c)| kind.is_empty() || c.policy_type.as_str() == kind)
             .filter(|(_, c)| needle.is_empty() || c.display_name.to_lowercase().contains(&needle))
             .map(|(i, _)| i)
             .collect::<Vec<usize>>()
@@ -79,11 +78,7 @@ pub fn ScopeStep(wizard: Wizard, candidates: Vec<RestoreCandidate>) -> impl Into
                 <label>
                     "Type"
                     <select on:change=move |ev| policy_type.set(event_target_value(&ev))>
-                        <option value="">"All types"</option>
-                        {POLICY_TYPES
-                            .iter()
-                            .map(|(value, label)| view! { <option value=*value>{*label}</option> })
-                            .collect_view()}
+                        <PolicyTypeOptions current=policy_type />
                     </select>
                 </label>
             </div>
@@ -174,7 +169,7 @@ fn ScopeRow(candidate: RestoreCandidate, selected: RwSignal<BTreeSet<i64>>) -> i
                     <span class="visually-hidden">" (opens in a new tab)"</span>
                 </a>
             </td>
-            <td>{policy_type_label(&candidate.policy_type).to_owned()}</td>
+            <td>{candidate.policy_type.label()}</td>
             <td>{candidate.captured_at.to_string()}</td>
             <td>{gone} " " {no_assignments}</td>
         </tr>

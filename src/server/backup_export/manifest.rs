@@ -64,7 +64,7 @@ pub fn item(first: bool, item: &ExportItem, file: &str) -> String {
     let listed = Item {
         policy_id: item.policy_id,
         graph_id: &item.graph_id,
-        policy_type: &item.policy_type,
+        policy_type: item.policy_type.as_str(),
         name: &item.name,
         version_id: item.version_id,
         content_hash: &item.content_hash,
@@ -106,7 +106,7 @@ mod tests {
         ExportItem {
             policy_id: id,
             graph_id: format!("g-{id}"),
-            policy_type: "compliance".into(),
+            policy_type: crate::domain::PolicyType::Compliance,
             name: format!("Policy {id}"),
             version_id: id * 10,
             content_hash: "0".repeat(64),

@@ -50,7 +50,7 @@ use super::snapshots::names_for;
 use super::state::AppState;
 use super::tenants::TenantScope;
 use crate::domain::snapshot::{
-    readable, CaptureFormat, CapturedPolicy, PolicyFamily, ReadableSnapshot, SettingNames,
+    readable, CaptureFormat, CapturedPolicy, PolicyType, ReadableSnapshot, SettingNames,
 };
 use crate::domain::{AppError, Capability, Timestamp};
 
@@ -78,7 +78,7 @@ pub struct SetInfo {
 pub struct ExportItem {
     pub policy_id: i64,
     pub graph_id: String,
-    pub policy_type: String,
+    pub policy_type: PolicyType,
     pub name: String,
     pub version_id: i64,
     pub content_hash: String,
@@ -386,7 +386,7 @@ fn add_item(
 ) -> Result<(), ExportError> {
     let item = written.item;
     let path = names::policy_path(
-        &item.policy_type,
+        item.policy_type.as_str(),
         &item.name,
         &item.graph_id,
         item.policy_id,
@@ -426,7 +426,7 @@ fn readable_view(
     payload: &Value,
     names: &SettingNames,
 ) -> Option<ReadableSnapshot> {
-    let family = PolicyFamily::parse(&item.policy_type)?;
+    let family = item.policy_type;
     let format = u16::try_from(item.format)
         .ok()
         .and_then(CaptureFormat::new)?;

@@ -16,7 +16,7 @@
 //! not plain (letters, digits, `-`, `_`) is replaced by `id.<policy id>`, which no plain graph
 //! id can equal (it has a dot).
 
-use crate::domain::snapshot::PolicyFamily;
+use crate::domain::snapshot::PolicyType;
 
 /// Bytes of a policy's name kept in its file name.
 const NAME_MAX_BYTES: usize = 96;
@@ -28,7 +28,7 @@ const WINDOWS_DEVICES: [&str; 4] = ["CON", "PRN", "AUX", "NUL"];
 
 /// `policies/<type>/<safe name>__<graph id>.json` for one item of the export.
 pub fn policy_path(policy_type: &str, name: &str, graph_id: &str, policy_id: i64) -> String {
-    let folder = match PolicyFamily::parse(policy_type) {
+    let folder = match PolicyType::parse(policy_type) {
         Some(family) => family.as_str().to_owned(),
         // The schema only holds the four families; anything else is still made safe.
         None => safe_name(policy_type),

@@ -7,7 +7,6 @@
 //! formatting characters become U+FFFD (so no text can hide or reorder what follows it). Ids,
 //! hashes and paths are shown as code spans, which need only pipes escaped.
 
-use crate::domain::policy_page::policy_type_label;
 use crate::domain::snapshot::{Coverage, ReadableSection, ReadableSnapshot, RowValue};
 
 use super::{iso_8601, ExportItem, SetInfo};
@@ -40,11 +39,7 @@ pub fn heading(set: &SetInfo, tenant_name: &str, tenant_id: &str, exported_at: i
 /// the stored version could not be read.
 pub fn policy_section(item: &ExportItem, path: &str, view: Option<&ReadableSnapshot>) -> String {
     let mut out = format!("\n## {}\n\n| | |\n|---|---|\n", heading_text(&item.name));
-    row2(
-        &mut out,
-        "Type",
-        &cell(policy_type_label(&item.policy_type)),
-    );
+    row2(&mut out, "Type", &cell(item.policy_type.label()));
     row2(&mut out, "Graph id", &code(&item.graph_id));
     row2(&mut out, "Version", &code(&item.version_id.to_string()));
     row2(
@@ -204,7 +199,7 @@ fn code(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::domain::snapshot::{
-        readable, CaptureFormat, CapturedPolicy, PolicyFamily, SettingNames,
+        readable, CaptureFormat, CapturedPolicy, PolicyType, SettingNames,
     };
     use proptest::prelude::*;
     use serde_json::json;
@@ -237,7 +232,7 @@ mod tests {
         ExportItem {
             policy_id: 7,
             graph_id: "g|1".into(),
-            policy_type: "device_configuration".into(),
+            policy_type: PolicyType::DeviceConfiguration,
             name: name.into(),
             version_id: 12,
             content_hash: "ab".repeat(32),
@@ -254,11 +249,7 @@ mod tests {
             "description": "<script>alert(1)</script> **bold** [x](javascript:y)",
             "edgeSearchEngine": {"edgeSearchEngineType": "bing"}}});
         let view = readable(
-            &CapturedPolicy::new(
-                PolicyFamily::DeviceConfiguration,
-                CaptureFormat::V1,
-                &payload,
-            ),
+            &CapturedPolicy::new(PolicyType::DeviceConfiguration, CaptureFormat::V1, &payload),
             &SettingNames::new(),
         );
         let text = policy_section(
@@ -294,7 +285,7 @@ mod tests {
     fn sections_without_rows_say_why() {
         let payload = json!({"policy": {"displayName": "C"}});
         let view = readable(
-            &CapturedPolicy::new(PolicyFamily::Compliance, CaptureFormat::V1, &payload),
+            &CapturedPolicy::new(PolicyType::Compliance, CaptureFormat::V1, &payload),
             &SettingNames::new(),
         );
         let text = policy_section(&item("C"), "p", Some(&view));

@@ -184,14 +184,31 @@ pub trait Operation: Send + Sync + 'static {
     }
 
     /// The title and body of the notification the initiator gets when the run ends; `summary` is
-    /// what the run wrote as its result line ([`super::ops::write_summary`]), if anything.
+    /// what the run wrote as its result line ([`super::ops::write_summary`]), if anything. By
+    /// default "[`Notice::title`]: Succeeded" with the summary, the run's failure, or
+    /// [`Notice::unfinished`].
     fn notification(
         &self,
         status: RunStatus,
         totals: Totals,
         failure: Option<&RunFailure>,
         summary: Option<&str>,
-    ) -> (String, String);
+    ) -> (String, String) {
+        let _ = totals;
+        super::ops::summary_notification(Self::NOTICE, status, failure, summary)
+    }
+
+    /// How the initiator's notification names the run.
+    const NOTICE: Notice;
+}
+
+/// The words of an operation's notification.
+#[derive(Debug, Clone, Copy)]
+pub struct Notice {
+    /// What the title calls the run ("Drift check").
+    pub title: &'static str,
+    /// The body when the run ended without writing a result line.
+    pub unfinished: &'static str,
 }
 
 /// A handler with its types erased, so runs of every operation share one registry.

@@ -431,7 +431,7 @@ impl Worker {
             Arc::clone(&figures).every_second(stop).in_current_span(),
         ));
 
-        // Every item is processed, however many fail (no circuit breaker, SPEC Rule 6). Items
+        // Every item is processed, however many fail: no circuit breaker stops a run early. Items
         // are processed in a task of their own, so Graph keeps working while outcomes are
         // written; the outcomes that are ready are written together, in one transaction per
         // batch.
@@ -650,7 +650,9 @@ impl Worker {
         Ok(held == 1)
     }
 
-    /// Ends the run (SPEC Rule 7) and tells the initiator, in one transaction.
+    /// Ends the run and tells the initiator, in one transaction: no failures → completed;
+    /// failures and at least one success → completed with errors; failures and no success, or a
+    /// run that could not proceed at all → failed.
     async fn finish<O: Operation, I>(
         &self,
         operation: &O,
@@ -659,7 +661,7 @@ impl Worker {
     ) -> Result<(), sqlx::Error> {
         let now = Timestamp::now().millis();
         let mut tx = self.db.pool().begin().await?;
-        // Write first and decide in the same statement (SPEC Rule 7): a transaction that read
+        // Write first and decide the final status in the same statement: a transaction that read
         // before writing could not upgrade its lock under SQLite's WAL while another worker writes.
         // `lease_owner` stays: an ended run names the worker (the instance) that finished it.
         let finished = sqlx::query(

@@ -7,15 +7,7 @@ use time::{Date, Month, PrimitiveDateTime, Time, UtcOffset};
 
 use crate::domain::Timestamp;
 
-/// A supported policy type; serialized as the `policies.policy_type` spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PolicyType {
-    SettingsCatalog,
-    DeviceConfiguration,
-    Compliance,
-    AdministrativeTemplate,
-}
+pub use crate::domain::PolicyType;
 
 /// A child collection read page by page after the policy itself.
 #[derive(Debug)]
@@ -84,39 +76,6 @@ static ADMINISTRATIVE_TEMPLATE: PolicyTypeSpec = PolicyTypeSpec {
 };
 
 impl PolicyType {
-    /// Every supported type, in inventory order.
-    pub const ALL: [PolicyType; 4] = [
-        Self::SettingsCatalog,
-        Self::DeviceConfiguration,
-        Self::Compliance,
-        Self::AdministrativeTemplate,
-    ];
-
-    /// The database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SettingsCatalog => "settings_catalog",
-            Self::DeviceConfiguration => "device_configuration",
-            Self::Compliance => "compliance",
-            Self::AdministrativeTemplate => "administrative_template",
-        }
-    }
-
-    /// Parses the database spelling.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == raw)
-    }
-
-    /// What the UI calls it.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::SettingsCatalog => "Settings catalog",
-            Self::DeviceConfiguration => "Device configuration",
-            Self::Compliance => "Compliance",
-            Self::AdministrativeTemplate => "Administrative template",
-        }
-    }
-
     /// Its Graph endpoints.
     pub fn spec(self) -> &'static PolicyTypeSpec {
         match self {

@@ -6,8 +6,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::client::CaptureOptions;
-use super::registry::PolicyType;
-use crate::domain::snapshot::{normalize, CaptureFormat, CapturedPolicy, PolicyFamily};
+use crate::domain::snapshot::{normalize, CaptureFormat, CapturedPolicy, PolicyType};
 
 /// One captured policy, ready to store as a `policy_snapshots` row.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +70,7 @@ impl Snapshot {
 /// dropped, sets in a canonical order, secrets as markers), so two captures of an unchanged
 /// policy hash the same.
 pub fn content_hash(policy_type: PolicyType, format: CaptureFormat, payload: &Value) -> String {
-    let normal = match PolicyFamily::parse(policy_type.as_str()) {
+    let normal = match PolicyType::parse(policy_type.as_str()) {
         Some(family) => normalize(&CapturedPolicy::new(family, format, payload)),
         None => payload.clone(),
     };

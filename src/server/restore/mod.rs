@@ -16,7 +16,7 @@ use crate::domain::restore::{
 };
 use crate::domain::run::OperationType;
 use crate::domain::run_detail::ItemOutcome;
-use crate::domain::{AppError, RunStatus, SubmittedRun, Timestamp};
+use crate::domain::{AppError, PolicyType, RunStatus, SubmittedRun, Timestamp};
 use crate::server::auth::TenantContext;
 use crate::server::db::Db;
 use crate::server::engine::ops::restore_execute::{ExecuteItem, RestoreExecuteInput};
@@ -87,9 +87,12 @@ pub async fn source_view(
         .iter()
         .map(candidate)
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    let mut counts: BTreeMap<&'static str, (PolicyType, i64)> = BTreeMap::new();
     for c in &candidates {
-        *counts.entry(c.policy_type.clone()).or_default() += 1;
+        counts
+            .entry(c.policy_type.as_str())
+            .or_insert((c.policy_type, 0))
+            .1 += 1;
     }
     Ok(RestoreSourceView {
         source,
@@ -99,7 +102,7 @@ pub async fn source_view(
         newest_capture: candidates.iter().map(|c| c.captured_at).max(),
         counts: counts
             .into_iter()
-            .map(|(policy_type, count)| TypeCount { policy_type, count })
+            .map(|(_, (policy_type, count))| TypeCount { policy_type, count })
             .collect(),
         candidates,
     })

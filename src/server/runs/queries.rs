@@ -40,7 +40,7 @@ fn reason(row: &AnyRow, column: &str) -> Result<Option<ReasonCode>, AppError> {
 
 /// The columns and join every run list reads, mapped by [`summary`].
 const SUMMARY_SELECT: &str = "SELECT r.id, r.operation_type, r.status, \
-     COALESCE(u.display_name, '') AS initiated_by, r.total_items, r.processed_items, \
+     u.display_name AS initiated_by, r.total_items, r.processed_items, \
      r.succeeded, r.failed, r.skipped, r.created_at, r.graph_wait_reason, r.graph_wait_until \
      FROM runs r LEFT JOIN users u ON u.id = r.initiated_by";
 
@@ -222,7 +222,7 @@ pub async fn detail(
     window: ItemWindow,
 ) -> Result<RunDetail, AppError> {
     let row = sqlx::query(
-        "SELECT r.id, r.operation_type, r.status, COALESCE(u.display_name, '') AS initiated_by, \
+        "SELECT r.id, r.operation_type, r.status, u.display_name AS initiated_by, \
                 r.created_at, r.started_at, r.finished_at, r.total_items, r.processed_items, \
                 r.succeeded, r.failed, r.skipped, r.reason_code, r.failure_message, \
                 r.resource, r.target_id, b.name AS backup_set_name, p.display_name AS policy_name, \
@@ -272,7 +272,7 @@ pub async fn detail(
     };
     Ok(RunDetail {
         id: row.try_get("id")?,
-        operation_type: operation,
+        operation_type: operation.into(),
         status,
         initiated_by: row.try_get("initiated_by")?,
         created_at: Timestamp(row.try_get("created_at")?),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
+use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Totals, Tx};
 use super::super::worker::RunFailure;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
@@ -69,6 +69,10 @@ pub enum Captured {
 
 impl Operation for AddPolicies {
     const TYPE: OperationType = OperationType::AddPolicies;
+    const NOTICE: Notice = Notice {
+        title: "Adding policies",
+        unfinished: "The run did not finish.",
+    };
     type Input = AddPoliciesInput;
     type Item = PolicyItem;
     type Output = Captured;
@@ -215,7 +219,7 @@ impl Operation for AddPolicies {
                 format!("{succeeded} added, {skipped} already there, {failed} failed, of {total}.")
             }
         };
-        (format!("Adding policies: {}", status.label()), body)
+        (format!("{}: {}", Self::NOTICE.title, status.label()), body)
     }
 }
 

@@ -6,9 +6,9 @@
 
 use super::super::operation::{Pending, Recorded, Tx};
 use crate::domain::reason_code::ReasonCode;
-use crate::domain::snapshot::{compare, CapturedPolicy, PolicyFamily, SettingNames};
+use crate::domain::snapshot::{compare, CapturedPolicy, PolicyType, SettingNames};
 use crate::domain::versions::Drift;
-use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
+use crate::server::graph::{CaptureOptions, PolicySource, Snapshot, TenantCredentials};
 use crate::server::sanitize::sanitize;
 use crate::server::snapshots::{load_version, store_snapshot};
 
@@ -140,7 +140,7 @@ pub(crate) async fn changed_settings(
 ) -> Result<i64, sqlx::Error> {
     let old = load_version(&mut **tx, tenant_id, base).await?;
     let new = serde_json::from_str::<serde_json::Value>(&fresh.canonical_json).ok();
-    let (Some(family), Some(old), Some(new)) = (PolicyFamily::parse(policy_type), old, new) else {
+    let (Some(family), Some(old), Some(new)) = (PolicyType::parse(policy_type), old, new) else {
         // Unreadable: counted as one change, so it is looked at rather than passed as equal.
         return Ok(1);
     };

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
+use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
 use super::capture::{pending_capture, CaptureItem, Captured};
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
-use crate::domain::RunStatus;
 use crate::server::db::Db;
 use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
 
@@ -42,6 +41,10 @@ pub const FULL_CAPTURE: CaptureOptions = CaptureOptions {
 
 impl Operation for CaptureSnapshot {
     const TYPE: OperationType = OperationType::CaptureSnapshot;
+    const NOTICE: Notice = Notice {
+        title: "Capture policy",
+        unfinished: "The capture did not finish.",
+    };
     type Input = CaptureSnapshotInput;
     type Item = CaptureItem;
     type Output = Captured;
@@ -117,21 +120,5 @@ impl Operation for CaptureSnapshot {
         };
         super::write_summary(db, run.id, run.attempt, summary).await?;
         Ok(None)
-    }
-
-    fn notification(
-        &self,
-        status: RunStatus,
-        _totals: Totals,
-        failure: Option<&RunFailure>,
-        summary: Option<&str>,
-    ) -> (String, String) {
-        super::summary_notification(
-            "Capture policy",
-            status,
-            failure,
-            summary,
-            "The capture did not finish.",
-        )
     }
 }

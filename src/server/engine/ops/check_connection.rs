@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
+use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Totals, Tx};
 use super::super::worker::RunFailure;
 use crate::domain::connection::{
     CheckOutcome, ConnectionReport, Feature, Permission, TypeCheck, TypeStatus,
@@ -55,6 +55,10 @@ impl Checked {
 
 impl Operation for CheckConnection {
     const TYPE: OperationType = OperationType::CheckConnection;
+    const NOTICE: Notice = Notice {
+        title: "Connection check",
+        unfinished: "The check did not finish.",
+    };
     type Input = CheckConnectionInput;
     type Item = ();
     type Output = ();
@@ -92,7 +96,7 @@ impl Operation for CheckConnection {
             Some(failure) => sanitize(&failure.message),
             None => OK_SUMMARY.to_owned(),
         };
-        (format!("Connection check: {}", status.label()), body)
+        (format!("{}: {}", Self::NOTICE.title, status.label()), body)
     }
 }
 
@@ -130,8 +134,7 @@ pub async fn probe(source: &dyn PolicySource, creds: &TenantCredentials) -> Chec
             }
         };
         types.push(TypeCheck {
-            policy_type: policy_type.as_str().to_owned(),
-            label: policy_type.label().to_owned(),
+            policy_type,
             status,
             detail,
         });
@@ -153,12 +156,12 @@ fn assess(
     let forbidden: Vec<&str> = types
         .iter()
         .filter(|t| t.status == TypeStatus::Forbidden)
-        .map(|t| t.label.as_str())
+        .map(|t| t.policy_type.label())
         .collect();
     let failed: Vec<&str> = types
         .iter()
         .filter(|t| t.status == TypeStatus::Failed)
-        .map(|t| t.label.as_str())
+        .map(|t| t.policy_type.label())
         .collect();
     let mut sentences = Vec::new();
     let (outcome, reason) = if granted.as_ref().is_some_and(Vec::is_empty) {
@@ -303,8 +306,7 @@ mod tests {
 
     fn type_check(policy_type: PolicyType, status: TypeStatus) -> TypeCheck {
         TypeCheck {
-            policy_type: policy_type.as_str().to_owned(),
-            label: policy_type.label().to_owned(),
+            policy_type,
             status,
             detail: None,
         }

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
+use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
 use super::capture::{pending_capture, CaptureItem, Captured};
 use crate::domain::run::OperationType;
 use crate::domain::versions::DriftCounts;
-use crate::domain::RunStatus;
 use crate::server::db::Db;
 use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
 
@@ -38,6 +37,10 @@ impl DriftCheck {
 
 impl Operation for DriftCheck {
     const TYPE: OperationType = OperationType::DriftCheck;
+    const NOTICE: Notice = Notice {
+        title: "Drift check",
+        unfinished: "The drift check did not finish.",
+    };
     type Input = DriftCheckInput;
     type Item = CaptureItem;
     type Output = Captured;
@@ -111,22 +114,6 @@ impl Operation for DriftCheck {
         let counts = drift_counts(db, run.id).await?;
         super::write_summary(db, run.id, run.attempt, &counts.summary()).await?;
         Ok(None)
-    }
-
-    fn notification(
-        &self,
-        status: RunStatus,
-        _totals: Totals,
-        failure: Option<&RunFailure>,
-        summary: Option<&str>,
-    ) -> (String, String) {
-        super::summary_notification(
-            "Drift check",
-            status,
-            failure,
-            summary,
-            "The drift check did not finish.",
-        )
     }
 }
 

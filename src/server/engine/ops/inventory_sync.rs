@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
+use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
-use crate::domain::RunStatus;
 use crate::server::db::Db;
 use crate::server::graph::{PolicySource, TenantCredentials};
 use crate::server::inventory::{sync_tenant_fenced, Fence, SyncError};
@@ -35,6 +34,10 @@ impl InventorySync {
 
 impl Operation for InventorySync {
     const TYPE: OperationType = OperationType::InventorySync;
+    const NOTICE: Notice = Notice {
+        title: "Inventory sync",
+        unfinished: "The inventory is in line with Intune.",
+    };
     type Input = InventorySyncInput;
     type Item = ();
     type Output = ();
@@ -77,21 +80,5 @@ impl Operation for InventorySync {
                 }))
             }
         }
-    }
-
-    fn notification(
-        &self,
-        status: RunStatus,
-        _totals: Totals,
-        failure: Option<&RunFailure>,
-        summary: Option<&str>,
-    ) -> (String, String) {
-        super::summary_notification(
-            "Inventory sync",
-            status,
-            failure,
-            summary,
-            "The inventory is in line with Intune.",
-        )
     }
 }

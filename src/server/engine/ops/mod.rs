@@ -46,23 +46,22 @@ pub(crate) async fn backup_set_gone(
     }))
 }
 
-/// The notification of a run that ends with a summary line: "`what`: Succeeded" and the summary,
-/// the failure when the run failed as a whole, or `unfinished` when it wrote no summary.
+/// The notification of a run that ends with a summary line: "title: Succeeded" and the summary,
+/// the failure when the run failed as a whole, or the notice's `unfinished` when it wrote none.
 pub(crate) fn summary_notification(
-    what: &str,
+    notice: super::operation::Notice,
     status: crate::domain::RunStatus,
     failure: Option<&RunFailure>,
     summary: Option<&str>,
-    unfinished: &str,
 ) -> (String, String) {
     let body = match (failure, summary) {
         (Some(f), _) => {
             crate::server::sanitize::sanitize(&format!("{}: {}", f.reason.label(), f.message))
         }
         (None, Some(summary)) => summary.to_owned(),
-        (None, None) => unfinished.to_owned(),
+        (None, None) => notice.unfinished.to_owned(),
     };
-    (format!("{what}: {}", status.label()), body)
+    (format!("{}: {}", notice.title, status.label()), body)
 }
 
 /// The methods of an operation without items (its work is the run's as a whole, in

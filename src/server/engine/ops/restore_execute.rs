@@ -12,14 +12,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
+use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
 use super::capture::changed_settings;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::restore::{PlanAction, RestoreAction};
 use crate::domain::run::OperationType;
 use crate::domain::versions::Drift;
-use crate::domain::RunStatus;
 use crate::server::db::Db;
 use crate::server::graph::write::{PolicyWriter, WriteRequest};
 use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
@@ -207,6 +206,10 @@ fn failed(reason: ReasonCode, message: &str) -> Restored {
 
 impl Operation for RestoreExecute {
     const TYPE: OperationType = OperationType::RestoreExecute;
+    const NOTICE: Notice = Notice {
+        title: "Restore",
+        unfinished: "The restore did not finish.",
+    };
     type Input = RestoreExecuteInput;
     type Item = WriteItem;
     type Output = Restored;
@@ -290,22 +293,6 @@ impl Operation for RestoreExecute {
         let summary = evidence_summary(db, run.id).await?;
         super::write_summary(db, run.id, run.attempt, &summary).await?;
         Ok(None)
-    }
-
-    fn notification(
-        &self,
-        status: RunStatus,
-        _totals: Totals,
-        failure: Option<&RunFailure>,
-        summary: Option<&str>,
-    ) -> (String, String) {
-        super::summary_notification(
-            "Restore",
-            status,
-            failure,
-            summary,
-            "The restore did not finish.",
-        )
     }
 }
 

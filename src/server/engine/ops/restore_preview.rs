@@ -11,18 +11,17 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::super::operation::{Operation, Pending, Recorded, Run, Totals, Tx};
+use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
 use super::capture::{capture, CaptureItem, Captured};
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::restore::{PlanAction, PlanNotes, RestoreSource, RESTORE_ROLES};
 use crate::domain::run::OperationType;
-use crate::domain::snapshot::{compare, CapturedPolicy, ChangeKind, PolicyFamily, SettingNames};
+use crate::domain::snapshot::{compare, CapturedPolicy, ChangeKind, PolicyType, SettingNames};
 use crate::domain::versions::Drift;
-use crate::domain::RunStatus;
 use crate::server::db::Db;
 use crate::server::graph::write::{secret_settings, DirectoryKind, PolicyWriter};
-use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, TenantCredentials};
+use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
 use crate::server::restore::refs::{kind_label, references, Reference};
 use crate::server::sanitize::sanitize;
 use crate::server::snapshots::{load_version, store_snapshot, StoredVersion};
@@ -127,6 +126,10 @@ impl RestorePreview {
 
 impl Operation for RestorePreview {
     const TYPE: OperationType = OperationType::RestorePreview;
+    const NOTICE: Notice = Notice {
+        title: "Restore preview",
+        unfinished: "The restore preview did not finish.",
+    };
     type Input = RestorePreviewInput;
     type Item = PreviewItem;
     type Output = Previewed;
@@ -251,22 +254,6 @@ impl Operation for RestorePreview {
         super::write_summary(db, run.id, run.attempt, &summary).await?;
         Ok(None)
     }
-
-    fn notification(
-        &self,
-        status: RunStatus,
-        _totals: Totals,
-        failure: Option<&RunFailure>,
-        summary: Option<&str>,
-    ) -> (String, String) {
-        super::summary_notification(
-            "Restore preview",
-            status,
-            failure,
-            summary,
-            "The restore preview did not finish.",
-        )
-    }
 }
 
 /// What a restore of `version` includes: the options asked for, as far as the version recorded
@@ -341,8 +328,7 @@ async fn record_plan(
         Captured::Snapshot(snapshot) => {
             let stored = store_snapshot(tx, tenant_id, item.policy_id, snapshot, now).await?;
             let live = serde_json::from_str::<serde_json::Value>(&snapshot.canonical_json).ok();
-            let (changed, removals) = match (PolicyFamily::parse(&item.policy_type), &backup, &live)
-            {
+            let (changed, removals) = match (PolicyType::parse(&item.policy_type), &backup, &live) {
                 (Some(family), Some(backup), Some(live)) => {
                     live_to_backup(family, snapshot.format, live, backup)
                 }
@@ -409,7 +395,7 @@ async fn record_plan(
 
 /// How many settings a restore would change (live → backup), and the ones it would remove.
 fn live_to_backup(
-    family: PolicyFamily,
+    family: PolicyType,
     live_format: crate::domain::snapshot::CaptureFormat,
     live: &serde_json::Value,
     backup: &StoredVersion,

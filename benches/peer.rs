@@ -1,0 +1,139 @@
+//! TenantAtlas's half of the side-by-side with Graphile Worker (`scripts/bench-peer.sh` runs
+//! both on the same PostgreSQL). Our unit of work is a 1-policy add-policies run against the
+//! zero-latency Graph simulator, spread over `--tenants` tenants (only one bulk run per tenant
+//! is active at a time): a leased transaction with counters, an item and a snapshot.
+//!   enqueue → start: runs submitted one at a time, `--interval-ms` apart, to an idle engine
+//!   that a runner works; the time from the submit to the worker's claim (`created_at` →
+//!   `started_at`).
+//!   throughput: `--jobs` runs queued while no runner works, then one runner with
+//!   `--concurrency` runs at once per lane starts; runs finished per second until the last.
+//! Prints one Markdown table row per engine.
+//!
+//! `cargo bench --bench peer --profile dev -- [--engine postgres|sqlite|both] [--jobs N] …`
+
+mod fleet;
+
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use fleet::{p50_p99, spawn_runner, Fleet, Result, Scratch};
+use tenantatlas::server::engine::runner::WakeUp;
+
+/// `--engine`: which database engine(s) to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EngineChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "peer")]
+struct Args {
+    #[arg(long, value_enum, default_value_t = EngineChoice::Postgres)]
+    engine: EngineChoice,
+    /// A PostgreSQL server URL (any database on it): the bench creates `ta_bench_<random>` there
+    /// and drops it at the end.
+    #[arg(long, env = "BENCH_POSTGRES_URL", default_value = fleet::PG_URL, hide_default_value = true)]
+    pg_url: String,
+    #[arg(long, default_value_t = 100)]
+    tenants: usize,
+    /// Runs queued for the throughput figure.
+    #[arg(long, default_value_t = 1_000)]
+    jobs: usize,
+    /// Runs at once per lane (the server's `--worker-concurrency`).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Runs submitted one at a time for the enqueue → start figure.
+    #[arg(long, default_value_t = 200)]
+    latency_jobs: usize,
+    /// Pause between those submits.
+    #[arg(long, default_value_t = 50)]
+    interval_ms: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let engines: &[&str] = match args.engine {
+        EngineChoice::Sqlite => &["sqlite"],
+        EngineChoice::Postgres => &["postgres"],
+        EngineChoice::Both => &["postgres", "sqlite"],
+    };
+    for engine in engines {
+        let scratch = Scratch::create(engine, &args.pg_url).await?;
+        let result = measure(engine, &scratch, &args).await;
+        scratch.remove().await;
+        result?;
+    }
+    Ok(())
+}
+
+async fn measure(engine: &str, scratch: &Scratch, args: &Args) -> Result<()> {
+    let db = &scratch.db;
+    let fleet = Fleet::build(db, args.tenants, 1, 0).await?;
+    let tenant = |i: usize| &fleet.tenants[i % fleet.tenants.len()];
+
+    // Enqueue → start on an idle engine.
+    let wake = WakeUp::default();
+    let (stop, runner) = spawn_runner(fleet.worker("bench-peer", args.concurrency), &wake, db);
+    let mut latency_runs = Vec::new();
+    for i in 0..args.latency_jobs {
+        let tenant = tenant(i);
+        latency_runs.push(fleet.submit(tenant, &tenant.policy_ids).await?);
+        wake.run_queued(db).await;
+        tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+    }
+    fleet.drained().await?;
+    let _ = stop.send(true);
+    runner.await?;
+    let mut latencies = Vec::new();
+    for run in latency_runs {
+        let (status, created, started): (String, i64, Option<i64>) =
+            sqlx::query_as("SELECT status, created_at, started_at FROM runs WHERE id = $1")
+                .bind(run)
+                .fetch_one(db.pool())
+                .await?;
+        if status != "completed" {
+            return Err(format!("run {run} ended {status}").into());
+        }
+        latencies.push((started.unwrap_or(created) - created) as f64);
+    }
+
+    // Throughput: queue everything, then one runner works it off.
+    let queued_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(db.pool())
+        .await?;
+    for i in 0..args.jobs {
+        let tenant = tenant(i);
+        fleet.submit(tenant, &tenant.policy_ids).await?;
+    }
+    let begin = Instant::now();
+    let (stop, runner) = spawn_runner(fleet.worker("bench-peer", args.concurrency), &wake, db);
+    wake.run_queued(db).await;
+    fleet.drained().await?;
+    let wall = begin.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    runner.await?;
+    let completed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'completed'")
+        .fetch_one(db.pool())
+        .await?;
+    if completed != queued_before + args.jobs as i64 {
+        return Err(format!("only {completed} runs completed").into());
+    }
+    let name = if engine == "sqlite" {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+    println!(
+        "| TenantAtlas on {name} (1-policy run) | {} | {:.0} ({} in {wall:.1} s) |",
+        p50_p99(latencies, 1),
+        args.jobs as f64 / wall,
+        args.jobs,
+    );
+    Ok(())
+}
