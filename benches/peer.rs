@@ -3,8 +3,8 @@
 //! zero-latency Graph simulator, spread over `--tenants` tenants (only one bulk run per tenant
 //! is active at a time): a leased transaction with counters, an item and a snapshot.
 //!   enqueue → start: runs submitted one at a time, `--interval-ms` apart, to an idle engine
-//!   that a runner works; the time from the submit to the worker's claim (`created_at` →
-//!   `started_at`).
+//!   that a runner works; the time from calling the submit to the worker's claim
+//!   (`started_at`), in whole milliseconds.
 //!   throughput: `--jobs` runs queued while no runner works, then one runner with
 //!   `--concurrency` runs at once per lane starts; runs finished per second until the last.
 //! Prints one Markdown table row per engine.
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use fleet::{p50_p99, spawn_runner, Fleet, Result, Scratch};
+use tenantatlas::domain::Timestamp;
 use tenantatlas::server::engine::runner::WakeUp;
 
 /// `--engine`: which database engine(s) to measure.
@@ -83,7 +84,9 @@ async fn measure(engine: &str, scratch: &Scratch, args: &Args) -> Result<()> {
     let mut latency_runs = Vec::new();
     for i in 0..args.latency_jobs {
         let tenant = tenant(i);
-        latency_runs.push(fleet.submit(tenant, &tenant.policy_ids).await?);
+        let submitted_at = Timestamp::now().millis();
+        let run = fleet.submit(tenant, &tenant.policy_ids).await?;
+        latency_runs.push((run, submitted_at));
         wake.run_queued(db).await;
         tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
     }
@@ -91,16 +94,18 @@ async fn measure(engine: &str, scratch: &Scratch, args: &Args) -> Result<()> {
     let _ = stop.send(true);
     runner.await?;
     let mut latencies = Vec::new();
-    for run in latency_runs {
-        let (status, created, started): (String, i64, Option<i64>) =
-            sqlx::query_as("SELECT status, created_at, started_at FROM runs WHERE id = $1")
+    for (run, submitted_at) in latency_runs {
+        let (status, started): (String, Option<i64>) =
+            sqlx::query_as("SELECT status, started_at FROM runs WHERE id = $1")
                 .bind(run)
                 .fetch_one(db.pool())
                 .await?;
         if status != "completed" {
             return Err(format!("run {run} ended {status}").into());
         }
-        latencies.push((started.unwrap_or(created) - created) as f64);
+        // The claim stamps `started_at` as it starts its statement, so a claim that waited for
+        // the submit's commit can read a little early: never below zero.
+        latencies.push(started.map_or(0, |started| (started - submitted_at).max(0)) as f64);
     }
 
     // Throughput: queue everything, then one runner works it off.
