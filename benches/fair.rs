@@ -12,28 +12,15 @@ mod fleet;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use fleet::{p50_p99, spawn_runner, Fleet, Result, Scratch};
 use tenantatlas::server::engine::runner::WakeUp;
 
-/// `--engine`: which database engine(s) to measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum EngineChoice {
-    Sqlite,
-    Postgres,
-    Both,
-}
-
-/// Benchmark options; the defaults are the issue's scenario.
 #[derive(Debug, Parser)]
 #[command(name = "fair")]
 struct Args {
-    #[arg(long, value_enum, default_value_t = EngineChoice::Both)]
-    engine: EngineChoice,
-    /// A PostgreSQL server URL (any database on it): the bench creates `ta_bench_<random>` there
-    /// and drops it at the end.
-    #[arg(long, env = "BENCH_POSTGRES_URL", default_value = fleet::PG_URL, hide_default_value = true)]
-    pg_url: String,
+    #[command(flatten)]
+    engines: fleet::Engines,
     #[arg(long, default_value_t = 200)]
     tenants: usize,
     /// Runs each tenant queues.
@@ -48,19 +35,11 @@ struct Args {
     /// Runs at once per lane (the server's `--worker-concurrency`).
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Passed by `cargo bench`; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let engines: &[&str] = match args.engine {
-        EngineChoice::Sqlite => &["sqlite"],
-        EngineChoice::Postgres => &["postgres"],
-        EngineChoice::Both => &["sqlite", "postgres"],
-    };
     println!(
         "{} tenants × {} runs of {} policies, queued in tenant order; simulator latency {} ms; \
          {} runs at once\n",
@@ -68,8 +47,8 @@ async fn main() -> Result<()> {
     );
     println!("| engine | runs | wall time | run p50 / p99 (s) | tenant's first run p50 / p99 (s) | tenant's last run p50 / p99 (s) |");
     println!("|---|--:|--:|--:|--:|--:|");
-    for engine in engines {
-        let scratch = Scratch::create(engine, &args.pg_url).await?;
+    for engine in args.engines.names() {
+        let scratch = Scratch::create(engine, &args.engines.pg_url).await?;
         let result = measure(engine, &scratch, &args).await;
         scratch.remove().await;
         result?;

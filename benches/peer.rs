@@ -15,28 +15,16 @@ mod fleet;
 
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use fleet::{p50_p99, spawn_runner, Fleet, Result, Scratch};
 use tenantatlas::domain::Timestamp;
 use tenantatlas::server::engine::runner::WakeUp;
 
-/// `--engine`: which database engine(s) to measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum EngineChoice {
-    Sqlite,
-    Postgres,
-    Both,
-}
-
 #[derive(Debug, Parser)]
 #[command(name = "peer")]
 struct Args {
-    #[arg(long, value_enum, default_value_t = EngineChoice::Postgres)]
-    engine: EngineChoice,
-    /// A PostgreSQL server URL (any database on it): the bench creates `ta_bench_<random>` there
-    /// and drops it at the end.
-    #[arg(long, env = "BENCH_POSTGRES_URL", default_value = fleet::PG_URL, hide_default_value = true)]
-    pg_url: String,
+    #[command(flatten)]
+    engines: fleet::Engines,
     #[arg(long, default_value_t = 100)]
     tenants: usize,
     /// Runs queued for the throughput figure.
@@ -51,21 +39,13 @@ struct Args {
     /// Pause between those submits.
     #[arg(long, default_value_t = 50)]
     interval_ms: u64,
-    /// Passed by `cargo bench`; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let engines: &[&str] = match args.engine {
-        EngineChoice::Sqlite => &["sqlite"],
-        EngineChoice::Postgres => &["postgres"],
-        EngineChoice::Both => &["postgres", "sqlite"],
-    };
-    for engine in engines {
-        let scratch = Scratch::create(engine, &args.pg_url).await?;
+    for engine in args.engines.names() {
+        let scratch = Scratch::create(engine, &args.engines.pg_url).await?;
         let result = measure(engine, &scratch, &args).await;
         scratch.remove().await;
         result?;

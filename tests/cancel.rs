@@ -376,12 +376,13 @@ async fn a_retry_after_wait_ends_at_once(app: TestApp) {
     let (status, body) = f.cancel(&app, run_id).await;
     assert_eq!(status, 200, "{body}");
     let cancelled_at = Instant::now();
-    tokio::time::timeout(Duration::from_secs(2), working)
+    // The wait is 60 s; ending within 10 s (a margin for a loaded machine) proves it was cut.
+    tokio::time::timeout(Duration::from_secs(10), working)
         .await
         .expect("the 60 s wait ended at once")
         .unwrap()
         .unwrap();
-    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+    assert!(cancelled_at.elapsed() < Duration::from_secs(10));
     let (status, total, processed, succeeded, failed, skipped, _) = run_row(&app, run_id).await;
     assert_eq!(
         (

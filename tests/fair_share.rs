@@ -239,10 +239,7 @@ struct Probe;
 
 impl Operation for Probe {
     const TYPE: OperationType = OperationType::CheckConnection;
-    const NOTICE: Notice = Notice {
-        title: "Probe",
-        unfinished: "",
-    };
+    const NOTICE: Notice = Notice::new("Probe", "");
     type Input = Vec<i64>;
     type Item = ();
     type Output = ();

@@ -27,8 +27,43 @@ pub type Result<T, E = BoxError> = std::result::Result<T, E>;
 
 const SECRET: &str = "bench-fleet-secret";
 
-/// The default PostgreSQL server of the benches (`--pg-url`, `BENCH_POSTGRES_URL`).
-pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// `--engine`: which database engine(s) to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+/// The options every engine bench takes: which engines, and where PostgreSQL is.
+#[derive(Debug, clap::Args)]
+pub struct Engines {
+    #[arg(long, value_enum, default_value_t = EngineChoice::Both)]
+    engine: EngineChoice,
+    /// A PostgreSQL server URL (any database on it): the bench creates `ta_bench_<random>` there
+    /// and drops it at the end.
+    #[arg(
+        long,
+        env = "BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_default_value = true
+    )]
+    pub pg_url: String,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+impl Engines {
+    /// The engines to measure, in order.
+    pub fn names(&self) -> &'static [&'static str] {
+        match self.engine {
+            EngineChoice::Sqlite => &["sqlite"],
+            EngineChoice::Postgres => &["postgres"],
+            EngineChoice::Both => &["sqlite", "postgres"],
+        }
+    }
+}
 
 /// A database created for one measurement; [`Scratch::remove`] drops it.
 pub struct Scratch {

@@ -17,6 +17,9 @@ pub mod tenants;
 pub mod versions;
 
 use crate::domain::Capability;
+// Short names for the table below.
+use crate::domain::Capability as Can;
+use Access::{Admin, Public, SignedIn, Tenant};
 
 /// What a server function requires of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,129 +38,60 @@ pub enum Access {
 /// registered server function is missing here, and checks each one answers every role as the
 /// capability table says.
 pub const ACCESS: &[(&str, Access)] = &[
-    ("/api/auth/sign-in", Access::Public),
-    ("/api/auth/sign-out", Access::Public),
-    ("/api/auth/me", Access::SignedIn),
+    ("/api/auth/sign-in", Public),
+    ("/api/auth/sign-out", Public),
+    ("/api/auth/me", SignedIn),
     // Whoever holds an invitation link (the token is the credential).
-    ("/api/invitations/preview", Access::Public),
-    ("/api/invitations/accept", Access::Public),
-    ("/api/backup-sets/list", Access::Tenant(Capability::View)),
-    ("/api/backup-sets/get", Access::Tenant(Capability::View)),
-    (
-        "/api/backup-sets/create",
-        Access::Tenant(Capability::EditBackupSets),
-    ),
-    ("/api/runs/list", Access::Tenant(Capability::View)),
-    (
-        "/api/runs/add-policies",
-        Access::Tenant(Capability::StartRuns),
-    ),
-    ("/api/runs/cancel", Access::Tenant(Capability::CancelRuns)),
-    (
-        "/api/runs/retry-failed",
-        Access::Tenant(Capability::StartRuns),
-    ),
-    ("/api/runs/get", Access::Tenant(Capability::View)),
-    ("/api/runs/version", Access::Tenant(Capability::View)),
-    ("/api/runs/for-backup-set", Access::Tenant(Capability::View)),
-    (
-        "/api/runs/for-backup-set/version",
-        Access::Tenant(Capability::View),
-    ),
-    (
-        "/api/runs/sync-inventory",
-        Access::Tenant(Capability::StartRuns),
-    ),
-    (
-        "/api/runs/capture-policy",
-        Access::Tenant(Capability::StartRuns),
-    ),
-    (
-        "/api/runs/check-drift",
-        Access::Tenant(Capability::StartRuns),
-    ),
-    ("/api/runs/activity", Access::Tenant(Capability::View)),
-    ("/api/restore/source", Access::Tenant(Capability::View)),
-    ("/api/restore/preview", Access::Tenant(Capability::View)),
-    (
-        "/api/runs/restore-preview",
-        Access::Tenant(Capability::Restore),
-    ),
-    (
-        "/api/runs/restore-execute",
-        Access::Tenant(Capability::Restore),
-    ),
-    ("/api/policies/list", Access::Tenant(Capability::View)),
-    (
-        "/api/policies/matching-ids",
-        Access::Tenant(Capability::View),
-    ),
-    ("/api/policies/get", Access::Tenant(Capability::View)),
-    ("/api/policies/versions", Access::Tenant(Capability::View)),
-    ("/api/policies/version", Access::Tenant(Capability::View)),
-    ("/api/policies/diff", Access::Tenant(Capability::View)),
-    ("/api/policies/inventory", Access::Tenant(Capability::View)),
-    ("/api/notifications/list", Access::Tenant(Capability::View)),
-    (
-        "/api/notifications/mark-read",
-        Access::Tenant(Capability::View),
-    ),
-    (
-        "/api/notifications/mark-all-read",
-        Access::Tenant(Capability::View),
-    ),
-    ("/api/tenants/connect", Access::Admin),
-    ("/api/tenants/can-connect", Access::Admin),
-    ("/api/tenants/status", Access::Tenant(Capability::View)),
-    ("/api/audit/list", Access::Tenant(Capability::ReadAuditLog)),
-    (
-        "/api/members/list",
-        Access::Tenant(Capability::ReadAuditLog),
-    ),
-    (
-        "/api/members/add",
-        Access::Tenant(Capability::ManageMembers),
-    ),
-    (
-        "/api/members/change-role",
-        Access::Tenant(Capability::ManageMembers),
-    ),
-    (
-        "/api/members/remove",
-        Access::Tenant(Capability::ManageMembers),
-    ),
-    (
-        "/api/invitations/list",
-        Access::Tenant(Capability::ReadAuditLog),
-    ),
-    (
-        "/api/invitations/revoke",
-        Access::Tenant(Capability::ManageMembers),
-    ),
-    (
-        "/api/tenants/settings",
-        Access::Tenant(Capability::ManageMembers),
-    ),
-    (
-        "/api/tenants/replace-secret",
-        Access::Tenant(Capability::ManageMembers),
-    ),
-    (
-        "/api/tenants/connection-check",
-        Access::Tenant(Capability::View),
-    ),
+    ("/api/invitations/preview", Public),
+    ("/api/invitations/accept", Public),
+    ("/api/backup-sets/list", Tenant(Can::View)),
+    ("/api/backup-sets/get", Tenant(Can::View)),
+    ("/api/backup-sets/create", Tenant(Can::EditBackupSets)),
+    ("/api/runs/list", Tenant(Can::View)),
+    ("/api/runs/add-policies", Tenant(Can::StartRuns)),
+    ("/api/runs/cancel", Tenant(Can::CancelRuns)),
+    ("/api/runs/retry-failed", Tenant(Can::StartRuns)),
+    ("/api/runs/get", Tenant(Can::View)),
+    ("/api/runs/version", Tenant(Can::View)),
+    ("/api/runs/for-backup-set", Tenant(Can::View)),
+    ("/api/runs/for-backup-set/version", Tenant(Can::View)),
+    ("/api/runs/sync-inventory", Tenant(Can::StartRuns)),
+    ("/api/runs/capture-policy", Tenant(Can::StartRuns)),
+    ("/api/runs/check-drift", Tenant(Can::StartRuns)),
+    ("/api/runs/activity", Tenant(Can::View)),
+    ("/api/restore/source", Tenant(Can::View)),
+    ("/api/restore/preview", Tenant(Can::View)),
+    ("/api/runs/restore-preview", Tenant(Can::Restore)),
+    ("/api/runs/restore-execute", Tenant(Can::Restore)),
+    ("/api/policies/list", Tenant(Can::View)),
+    ("/api/policies/matching-ids", Tenant(Can::View)),
+    ("/api/policies/get", Tenant(Can::View)),
+    ("/api/policies/versions", Tenant(Can::View)),
+    ("/api/policies/version", Tenant(Can::View)),
+    ("/api/policies/diff", Tenant(Can::View)),
+    ("/api/policies/inventory", Tenant(Can::View)),
+    ("/api/notifications/list", Tenant(Can::View)),
+    ("/api/notifications/mark-read", Tenant(Can::View)),
+    ("/api/notifications/mark-all-read", Tenant(Can::View)),
+    ("/api/tenants/connect", Admin),
+    ("/api/tenants/can-connect", Admin),
+    ("/api/tenants/status", Tenant(Can::View)),
+    ("/api/audit/list", Tenant(Can::ReadAuditLog)),
+    ("/api/members/list", Tenant(Can::ReadAuditLog)),
+    ("/api/members/add", Tenant(Can::ManageMembers)),
+    ("/api/members/change-role", Tenant(Can::ManageMembers)),
+    ("/api/members/remove", Tenant(Can::ManageMembers)),
+    ("/api/invitations/list", Tenant(Can::ReadAuditLog)),
+    ("/api/invitations/revoke", Tenant(Can::ManageMembers)),
+    ("/api/tenants/settings", Tenant(Can::ManageMembers)),
+    ("/api/tenants/replace-secret", Tenant(Can::ManageMembers)),
+    ("/api/tenants/connection-check", Tenant(Can::View)),
     (
         "/api/tenants/check-connection",
-        Access::Tenant(Capability::CheckConnection),
+        Tenant(Can::CheckConnection),
     ),
     // Disconnect before reconnect: the access matrix calls them in this order, and leaves the
     // tenant connected for the next caller.
-    (
-        "/api/tenants/disconnect",
-        Access::Tenant(Capability::ManageMembers),
-    ),
-    (
-        "/api/tenants/reconnect",
-        Access::Tenant(Capability::ManageMembers),
-    ),
+    ("/api/tenants/disconnect", Tenant(Can::ManageMembers)),
+    ("/api/tenants/reconnect", Tenant(Can::ManageMembers)),
 ];

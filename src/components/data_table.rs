@@ -63,3 +63,23 @@ pub fn DataTable(
         </table>
     }
 }
+
+/// The links under a list paged back by a key ("older than …"): to the newest page when this is
+/// not it, and to the next older page when there is one.
+#[component]
+pub fn KeysetPager(
+    /// What the pages are of, for the screen reader ("Pages of runs").
+    label: &'static str,
+    newest: Option<String>,
+    older: Option<String>,
+    /// The links' words.
+    #[prop(default = ("← Newest", "Older →"))]
+    words: (&'static str, &'static str),
+) -> impl IntoView {
+    view! {
+        <nav class="pager" aria-label=label>
+            {newest.map(|href| view! { <a href=href>{words.0}</a> })}
+            {older.map(|href| view! { <a href=href rel="next">{words.1}</a> })}
+        </nav>
+    }
+}

@@ -4,6 +4,9 @@
 
 use leptos::prelude::*;
 
+use crate::domain::tenant::{check_client_secret, CLIENT_SECRET_MAX_CHARS};
+use crate::domain::{AppError, Day};
+
 /// A browser-side check of one field: the message to show, or `None` when the value is fine.
 pub type FieldCheck = fn(&str) -> Option<String>;
 
@@ -57,5 +60,62 @@ pub fn Field(
         <p id=error_id class="field-error" role="alert">
             {move || shown.get()}
         </p>
+    }
+}
+
+/// The message a browser-side check shows for a parse result: the refusal's text, or `None`.
+pub fn check_text(result: Result<impl Sized, AppError>) -> Option<String> {
+    result.err().map(|error| error.to_string())
+}
+
+/// The message for each field of a form's last refusal (`error`), and the refusal when it was
+/// about something else than `fields` (shown above the form).
+pub fn form_errors(
+    error: Signal<Option<AppError>>,
+    fields: &'static [&'static str],
+) -> (
+    impl Fn(&'static str) -> Signal<Option<String>> + Copy,
+    impl Fn() -> Option<AppError> + Copy,
+) {
+    let error = move || error.get();
+    let field = move |name: &'static str| {
+        Signal::derive(move || error().and_then(|e| e.field_message(name)))
+    };
+    let other = move || error().filter(|e| !fields.iter().any(|f| e.field_message(f).is_some()));
+    (field, other)
+}
+
+/// A client secret and the day it expires, as the connect and settings forms ask for them
+/// (fields `secret` and `expires_on`).
+#[component]
+pub fn SecretFields(
+    /// The inputs' ids.
+    ids: (&'static str, &'static str),
+    secret_label: &'static str,
+    expires_label: &'static str,
+    #[prop(into)] secret_error: Signal<Option<String>>,
+    #[prop(into)] expires_error: Signal<Option<String>>,
+) -> impl IntoView {
+    view! {
+        <Field
+            id=ids.0
+            name="secret"
+            label=secret_label
+            kind="password"
+            autocomplete="new-password"
+            required=true
+            maxlength=CLIENT_SECRET_MAX_CHARS
+            check=|raw| check_text(check_client_secret(raw))
+            server=secret_error
+        />
+        <Field
+            id=ids.1
+            name="expires_on"
+            label=expires_label
+            hint="The app warns 30 days before."
+            kind="date"
+            check=|raw| (!raw.is_empty()).then(|| check_text(Day::parse(raw))).flatten()
+            server=expires_error
+        />
     }
 }

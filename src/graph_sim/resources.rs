@@ -337,6 +337,14 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     super::routes::graph_error(status, code, message)
 }
 
+/// The entity `matches` picks, or the id (answered as a 404).
+fn by_id<'a, T>(items: &'a [T], matches: impl Fn(&T) -> bool, id: &str) -> Result<&'a T, String> {
+    items
+        .iter()
+        .find(|item| matches(item))
+        .ok_or_else(|| id.to_owned())
+}
+
 fn not_found(id: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -614,11 +622,7 @@ impl Reader<'_> {
                     })
                 }
                 Resource::Group(id) => {
-                    let group = tenant
-                        .groups
-                        .iter()
-                        .find(|g| &g.id == id)
-                        .ok_or_else(|| id.to_string())?;
+                    let group = by_id(&tenant.groups, |g| &g.id == id, id)?;
                     self.entity(tenant.group_json(group), "groups")
                 }
                 Resource::AssignmentFilters => self.page(
@@ -629,11 +633,7 @@ impl Reader<'_> {
                     |i| tenant.filter_json(&tenant.filters[i]),
                 ),
                 Resource::AssignmentFilter(id) => {
-                    let filter = tenant
-                        .filters
-                        .iter()
-                        .find(|f| &f.id == id)
-                        .ok_or_else(|| id.to_string())?;
+                    let filter = by_id(&tenant.filters, |f| &f.id == id, id)?;
                     self.entity(
                         tenant.filter_json(filter),
                         "deviceManagement/assignmentFilters",
@@ -647,11 +647,7 @@ impl Reader<'_> {
                     |i| tenant.scope_tag_json(&tenant.scope_tags[i]),
                 ),
                 Resource::ScopeTag(id) => {
-                    let tag = tenant
-                        .scope_tags
-                        .iter()
-                        .find(|t| &t.id == id)
-                        .ok_or_else(|| id.to_string())?;
+                    let tag = by_id(&tenant.scope_tags, |t| &t.id == id, id)?;
                     self.entity(tenant.scope_tag_json(tag), "deviceManagement/roleScopeTags")
                 }
             })

@@ -4,11 +4,13 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_query_map;
 
 use super::tenant_layout::{fetch_if_held, use_tenant, use_tenant_page};
+use super::{query_before, query_param};
 use crate::api::audit::list_audit;
-use crate::components::{or_absent, Column, DataTable, EmptyState, Loading, RefusedOrError};
+use crate::components::{
+    or_absent, Column, DataTable, EmptyState, KeysetPager, Loading, RefusedOrError,
+};
 use crate::domain::audit::KNOWN_ACTIONS;
 use crate::domain::{routes, Capability};
 
@@ -16,16 +18,9 @@ use crate::domain::{routes, Capability};
 #[component]
 pub fn AuditPage() -> impl IntoView {
     let tenant = use_tenant();
-    let query = use_query_map();
-    let action = Memo::new(move |_| query.read().get("action").unwrap_or_default());
-    let actor = Memo::new(move |_| query.read().get("actor").unwrap_or_default());
-    let before = Memo::new(move |_| {
-        query
-            .read()
-            .get("before")
-            .and_then(|raw| raw.parse::<i64>().ok())
-            .unwrap_or_default()
-    });
+    let action = query_param("action");
+    let actor = query_param("actor");
+    let before = query_before();
     let tenant_page = use_tenant_page();
     let page = Resource::new(
         move || (tenant.get(), action.get(), actor.get(), before.get()),
@@ -72,10 +67,7 @@ pub fn AuditPage() -> impl IntoView {
                                     </tr>
                                 }).collect_view()}
                             </DataTable>
-                            <nav class="pager" aria-label="Pages of the audit log">
-                                {newest.map(|href| view! { <a href=href>"← Newest"</a> })}
-                                {older.map(|href| view! { <a href=href rel="next">"Older →"</a> })}
-                            </nav>
+                            <KeysetPager label="Pages of the audit log" newest older />
                         }.into_any()
                     }
                     Err(error) => view! { <RefusedOrError error /> }.into_any(),

@@ -7,13 +7,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::auth::current_user;
 use crate::api::tenants::{can_connect_tenant, ConnectTenant};
-use crate::components::{AppHeader, ErrorMessage, Field, Loading, MeResource, NeedsRole};
-use crate::domain::capability::ADMIN_LABEL;
-use crate::domain::tenant::{
-    check_client_secret, parse_client_id, parse_tenant_field, parse_tenant_name,
-    CLIENT_ID_MAX_CHARS, CLIENT_SECRET_MAX_CHARS, NO_SECRET_KEY, TENANT_NAME_MAX_CHARS,
+use crate::components::{
+    check_text, form_errors, AppHeader, ErrorMessage, Field, Loading, MeResource, NeedsRole,
+    SecretFields,
 };
-use crate::domain::{routes, AppError, Day};
+use crate::domain::capability::ADMIN_LABEL;
+use crate::domain::routes;
+use crate::domain::tenant::{
+    parse_client_id, parse_tenant_field, parse_tenant_name, CLIENT_ID_MAX_CHARS, NO_SECRET_KEY,
+    TENANT_NAME_MAX_CHARS,
+};
 
 /// The page: header, an explanation and the form.
 #[component]
@@ -71,10 +74,6 @@ impl Blocked {
     }
 }
 
-fn message(result: Result<impl Sized, AppError>) -> Option<String> {
-    result.err().map(|error| error.to_string())
-}
-
 /// The form. `blocked` is the reason it cannot be used (not an admin, no secret key): then it
 /// is disabled with that reason above its button.
 #[component]
@@ -82,17 +81,10 @@ fn ConnectTenantForm(blocked: Option<Blocked>) -> impl IntoView {
     let blocked = blocked.map(Blocked::reason);
     let action = ServerAction::<ConnectTenant>::new();
     let result = action.value();
-    let error = move || result.get().and_then(Result::err);
-    let field = move |name: &'static str| {
-        Signal::derive(move || error().and_then(|e| e.field_message(name)))
-    };
-    let other_error = move || {
-        error().filter(|e| {
-            !["tenant", "name", "client_id", "secret", "expires_on"]
-                .iter()
-                .any(|f| e.field_message(f).is_some())
-        })
-    };
+    let (field, other_error) = form_errors(
+        Signal::derive(move || result.get().and_then(Result::err)),
+        &["tenant", "name", "client_id", "secret", "expires_on"],
+    );
     // Connected: open the new tenant (a full load, so the header lists it).
     Effect::new(move |_| {
         if let Some(Ok(tenant)) = result.get() {
@@ -117,7 +109,7 @@ fn ConnectTenantForm(blocked: Option<Blocked>) -> impl IntoView {
                     hint="The directory (tenant) id, a GUID."
                     required=true
                     maxlength=36
-                    check=|raw| message(parse_tenant_field(raw))
+                    check=|raw| check_text(parse_tenant_field(raw))
                     server=field("tenant")
                 />
                 <Field
@@ -126,7 +118,7 @@ fn ConnectTenantForm(blocked: Option<Blocked>) -> impl IntoView {
                     label="Display name"
                     required=true
                     maxlength=TENANT_NAME_MAX_CHARS
-                    check=|raw| message(parse_tenant_name(raw))
+                    check=|raw| check_text(parse_tenant_name(raw))
                     server=field("name")
                 />
                 <Field
@@ -136,28 +128,15 @@ fn ConnectTenantForm(blocked: Option<Blocked>) -> impl IntoView {
                     hint="The application (client) id of the app registration."
                     required=true
                     maxlength=CLIENT_ID_MAX_CHARS
-                    check=|raw| message(parse_client_id(raw))
+                    check=|raw| check_text(parse_client_id(raw))
                     server=field("client_id")
                 />
-                <Field
-                    id="connect-secret"
-                    name="secret"
-                    label="Client secret"
-                    kind="password"
-                    autocomplete="new-password"
-                    required=true
-                    maxlength=CLIENT_SECRET_MAX_CHARS
-                    check=|raw| message(check_client_secret(raw))
-                    server=field("secret")
-                />
-                <Field
-                    id="connect-expires-on"
-                    name="expires_on"
-                    label="Secret expires on (optional)"
-                    hint="The app warns 30 days before."
-                    kind="date"
-                    check=|raw| (!raw.is_empty()).then(|| message(Day::parse(raw))).flatten()
-                    server=field("expires_on")
+                <SecretFields
+                    ids=("connect-secret", "connect-expires-on")
+                    secret_label="Client secret"
+                    expires_label="Secret expires on (optional)"
+                    secret_error=field("secret")
+                    expires_error=field("expires_on")
                 />
                 <button
                     type="submit"

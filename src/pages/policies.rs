@@ -3,9 +3,9 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_query_map;
 
 use super::tenant_layout::use_tenant;
+use super::{query_number, query_param};
 use crate::api::captures::sync_inventory;
 use crate::api::versions::policy_inventory;
 use crate::components::{
@@ -19,16 +19,10 @@ use crate::domain::run::OperationType;
 #[component]
 pub fn PoliciesPage() -> impl IntoView {
     let tenant = use_tenant();
-    let query = use_query_map();
-    let search = Memo::new(move |_| query.read().get("search").unwrap_or_default());
-    let policy_type = Memo::new(move |_| query.read().get("type").unwrap_or_default());
-    let page = Memo::new(move |_| {
-        query
-            .read()
-            .get("page")
-            .and_then(|raw| raw.parse::<i64>().ok())
-            .map_or(0, |p| (p - 1).max(0))
-    });
+    let search = query_param("search");
+    let policy_type = query_param("type");
+    // `?page=` counts from 1; the server's page from 0.
+    let page = query_number("page", |n| n.map_or(0, |p| (p - 1).max(0)));
     provide_toasts();
     // Bumped when a sync ends: the inventory reloads.
     let synced = RwSignal::new(0_u64);

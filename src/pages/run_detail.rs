@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+use leptos_router::hooks::{use_navigate, use_params_map};
 use leptos_router::NavigateOptions;
 
 mod restore;
@@ -12,6 +12,7 @@ use restore::{RestoreActionCell, RestoreRunLink};
 
 use super::tenant_layout::refusal;
 use super::tenant_layout::use_tenant;
+use super::{query_number, query_param};
 use crate::api::runs::{get_run, run_version};
 use crate::components::{
     or_absent, provide_toasts, use_poll_while, CancelRunButton, Column, DataTable, EmptyState,
@@ -65,17 +66,9 @@ pub fn RunDetailPage() -> impl IntoView {
             .get("id")
             .and_then(|raw| raw.parse::<i64>().ok())
     });
-    let query = use_query_map();
-    let outcome = Memo::new(move |_| query.read().get("outcome").unwrap_or_default());
+    let outcome = query_param("outcome");
     // A missing or hand-mangled page number means the first page.
-    let page = Memo::new(move |_| {
-        query
-            .read()
-            .get("page")
-            .and_then(|raw| raw.parse::<i64>().ok())
-            .filter(|page| *page >= 1)
-            .unwrap_or(1)
-    });
+    let page = query_number("page", |n| n.filter(|page| *page >= 1).unwrap_or(1));
     let tick = RwSignal::new(0_u64);
     // Outside the polled part, so an open "Cancel run?" survives the next poll.
     let confirming_cancel = RwSignal::new(false);

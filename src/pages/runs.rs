@@ -2,13 +2,14 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_navigate, use_query_map};
+use leptos_router::hooks::use_navigate;
 use leptos_router::NavigateOptions;
 
 use super::tenant_layout::use_tenant;
+use super::{query_before, query_param};
 use crate::api::runs::{list_runs, RUNS_PAGE_SIZE};
 use crate::components::{
-    or_absent, Column, DataTable, EmptyState, ErrorMessage, Loading, RunStatusBadge,
+    or_absent, Column, DataTable, EmptyState, ErrorMessage, KeysetPager, Loading, RunStatusBadge,
 };
 use crate::domain::routes;
 use crate::domain::run::{OperationType, RunFilter, StatusFilter};
@@ -19,17 +20,10 @@ use crate::domain::run::{OperationType, RunFilter, StatusFilter};
 #[component]
 pub fn RunsPage() -> impl IntoView {
     let tenant = use_tenant();
-    let query = use_query_map();
-    let status = Memo::new(move |_| query.read().get("status").unwrap_or_default());
-    let operation_type = Memo::new(move |_| query.read().get("type").unwrap_or_default());
+    let status = query_param("status");
+    let operation_type = query_param("type");
     // Older pages: `?before=<run id>`, the oldest run of the page before (0 = the newest).
-    let before = Memo::new(move |_| {
-        query
-            .read()
-            .get("before")
-            .and_then(|raw| raw.parse::<i64>().ok())
-            .unwrap_or_default()
-    });
+    let before = query_before();
     let runs = Resource::new(
         move || {
             (
@@ -135,10 +129,12 @@ pub fn RunsPage() -> impl IntoView {
                                     </tr>
                                 }).collect_view()}
                         </DataTable>
-                        <nav class="pager" aria-label="Pages of runs">
-                            {newest.map(|href| view! { <a href=href>"← Newest runs"</a> })}
-                            {older.map(|href| view! { <a href=href rel="next">"Older runs →"</a> })}
-                        </nav>
+                        <KeysetPager
+                            label="Pages of runs"
+                            newest
+                            older
+                            words=("← Newest runs", "Older runs →")
+                        />
                         }.into_any()
                     }
                     Err(error) => view! { <ErrorMessage error /> }.into_any(),

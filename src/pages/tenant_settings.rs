@@ -8,13 +8,11 @@ use leptos_meta::Title;
 use super::tenant_layout::{fetch_if_held, use_connection_changed, use_tenant, use_tenant_page};
 use crate::api::tenants::{get_tenant_settings, DisconnectTenant, ReconnectTenant, ReplaceSecret};
 use crate::components::{
-    or_absent, ConfirmButton, ConnectionCheck, ErrorMessage, Field, Loading, RefusedOrError,
+    check_text, form_errors, or_absent, ConfirmButton, ConnectionCheck, ErrorMessage, Field,
+    Loading, RefusedOrError, SecretFields,
 };
-use crate::domain::tenant::{
-    check_client_secret, expiry_words, parse_client_id, CLIENT_ID_MAX_CHARS,
-    CLIENT_SECRET_MAX_CHARS, NO_SECRET_KEY,
-};
-use crate::domain::{AppError, Capability, Day, TenantSettings};
+use crate::domain::tenant::{expiry_words, parse_client_id, CLIENT_ID_MAX_CHARS, NO_SECRET_KEY};
+use crate::domain::{Capability, TenantSettings};
 
 /// The settings page: the connection (owner), and the place of the connection check.
 #[component]
@@ -106,10 +104,6 @@ fn ConnectionFacts(settings: TenantSettings) -> impl IntoView {
     }
 }
 
-fn message(result: Result<impl Sized, AppError>) -> Option<String> {
-    result.err().map(|error| error.to_string())
-}
-
 /// A new client secret with its expiry date, and optionally a new client id. Disabled, with
 /// the reason, when the server has no key to store a secret with.
 #[component]
@@ -119,17 +113,8 @@ fn ReplaceSecretForm(
     can_store: bool,
 ) -> impl IntoView {
     let result = action.value();
-    let error = move || result.get().and_then(Result::err);
-    let field = move |name: &'static str| {
-        Signal::derive(move || error().and_then(|e| e.field_message(name)))
-    };
-    let other_error = move || {
-        error().filter(|e| {
-            !["secret", "client_id", "expires_on"]
-                .iter()
-                .any(|f| e.field_message(f).is_some())
-        })
-    };
+    let error = Signal::derive(move || result.get().and_then(Result::err));
+    let (field, other_error) = form_errors(error, &["secret", "client_id", "expires_on"]);
     let saved = move || matches!(result.get(), Some(Ok(()))).then_some("New secret saved.");
     view! {
         <ActionForm action>
@@ -141,25 +126,12 @@ fn ReplaceSecretForm(
                 <legend>"Replace the client secret"</legend>
                 {(!can_store).then(|| view! { <p class="notice">{NO_SECRET_KEY}</p> })}
                 <input type="hidden" name="tenant" prop:value=move || tenant.get() />
-                <Field
-                    id="replace-secret"
-                    name="secret"
-                    label="New client secret"
-                    kind="password"
-                    autocomplete="new-password"
-                    required=true
-                    maxlength=CLIENT_SECRET_MAX_CHARS
-                    check=|raw| message(check_client_secret(raw))
-                    server=field("secret")
-                />
-                <Field
-                    id="replace-expires-on"
-                    name="expires_on"
-                    label="It expires on (optional)"
-                    hint="The app warns 30 days before."
-                    kind="date"
-                    check=|raw| (!raw.is_empty()).then(|| message(Day::parse(raw))).flatten()
-                    server=field("expires_on")
+                <SecretFields
+                    ids=("replace-secret", "replace-expires-on")
+                    secret_label="New client secret"
+                    expires_label="It expires on (optional)"
+                    secret_error=field("secret")
+                    expires_error=field("expires_on")
                 />
                 <Field
                     id="replace-client-id"
@@ -167,7 +139,7 @@ fn ReplaceSecretForm(
                     label="New client id (optional)"
                     hint="Leave empty to keep the current one."
                     maxlength=CLIENT_ID_MAX_CHARS
-                    check=|raw| (!raw.trim().is_empty()).then(|| message(parse_client_id(raw))).flatten()
+                    check=|raw| (!raw.trim().is_empty()).then(|| check_text(parse_client_id(raw))).flatten()
                     server=field("client_id")
                 />
                 <button type="submit" class="primary">

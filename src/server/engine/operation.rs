@@ -211,6 +211,13 @@ pub struct Notice {
     pub unfinished: &'static str,
 }
 
+impl Notice {
+    /// A title and the body of a run that wrote no result line.
+    pub const fn new(title: &'static str, unfinished: &'static str) -> Self {
+        Self { title, unfinished }
+    }
+}
+
 /// A handler with its types erased, so runs of every operation share one registry.
 trait Handler: Send + Sync {
     fn execute(&self, worker: Worker, run: ClaimedRun) -> BoxFuture<Result<(), sqlx::Error>>;

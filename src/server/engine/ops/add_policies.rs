@@ -69,10 +69,7 @@ pub enum Captured {
 
 impl Operation for AddPolicies {
     const TYPE: OperationType = OperationType::AddPolicies;
-    const NOTICE: Notice = Notice {
-        title: "Adding policies",
-        unfinished: "The run did not finish.",
-    };
+    const NOTICE: Notice = Notice::new("Adding policies", "The run did not finish.");
     type Input = AddPoliciesInput;
     type Item = PolicyItem;
     type Output = Captured;

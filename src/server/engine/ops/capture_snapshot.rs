@@ -41,10 +41,7 @@ pub const FULL_CAPTURE: CaptureOptions = CaptureOptions {
 
 impl Operation for CaptureSnapshot {
     const TYPE: OperationType = OperationType::CaptureSnapshot;
-    const NOTICE: Notice = Notice {
-        title: "Capture policy",
-        unfinished: "The capture did not finish.",
-    };
+    const NOTICE: Notice = Notice::new("Capture policy", "The capture did not finish.");
     type Input = CaptureSnapshotInput;
     type Item = CaptureItem;
     type Output = Captured;

@@ -55,10 +55,7 @@ impl Checked {
 
 impl Operation for CheckConnection {
     const TYPE: OperationType = OperationType::CheckConnection;
-    const NOTICE: Notice = Notice {
-        title: "Connection check",
-        unfinished: "The check did not finish.",
-    };
+    const NOTICE: Notice = Notice::new("Connection check", "The check did not finish.");
     type Input = CheckConnectionInput;
     type Item = ();
     type Output = ();

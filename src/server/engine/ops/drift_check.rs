@@ -37,10 +37,7 @@ impl DriftCheck {
 
 impl Operation for DriftCheck {
     const TYPE: OperationType = OperationType::DriftCheck;
-    const NOTICE: Notice = Notice {
-        title: "Drift check",
-        unfinished: "The drift check did not finish.",
-    };
+    const NOTICE: Notice = Notice::new("Drift check", "The drift check did not finish.");
     type Input = DriftCheckInput;
     type Item = CaptureItem;
     type Output = Captured;

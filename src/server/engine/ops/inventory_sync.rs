@@ -34,10 +34,7 @@ impl InventorySync {
 
 impl Operation for InventorySync {
     const TYPE: OperationType = OperationType::InventorySync;
-    const NOTICE: Notice = Notice {
-        title: "Inventory sync",
-        unfinished: "The inventory is in line with Intune.",
-    };
+    const NOTICE: Notice = Notice::new("Inventory sync", "The inventory is in line with Intune.");
     type Input = InventorySyncInput;
     type Item = ();
     type Output = ();

@@ -206,10 +206,7 @@ fn failed(reason: ReasonCode, message: &str) -> Restored {
 
 impl Operation for RestoreExecute {
     const TYPE: OperationType = OperationType::RestoreExecute;
-    const NOTICE: Notice = Notice {
-        title: "Restore",
-        unfinished: "The restore did not finish.",
-    };
+    const NOTICE: Notice = Notice::new("Restore", "The restore did not finish.");
     type Input = RestoreExecuteInput;
     type Item = WriteItem;
     type Output = Restored;

@@ -126,10 +126,7 @@ impl RestorePreview {
 
 impl Operation for RestorePreview {
     const TYPE: OperationType = OperationType::RestorePreview;
-    const NOTICE: Notice = Notice {
-        title: "Restore preview",
-        unfinished: "The restore preview did not finish.",
-    };
+    const NOTICE: Notice = Notice::new("Restore preview", "The restore preview did not finish.");
     type Input = RestorePreviewInput;
     type Item = PreviewItem;
     type Output = Previewed;
