@@ -9,7 +9,6 @@ mod common;
 
 use common::{TestApp, ADMIN, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use leptos::server_fn::axum::server_fn_paths;
-use serde_json::Value;
 use tenantatlas::api::{Access, ACCESS};
 use tenantatlas::domain::capability::ADMIN_LABEL;
 use tenantatlas::domain::Role;
@@ -49,21 +48,12 @@ async fn cookie_for(app: &TestApp, caller: Caller) -> Option<String> {
     }
 }
 
-/// A backup set that exists in Contoso, so "found" and "forbidden" can be told apart.
-async fn contoso_backup_set(app: &TestApp) -> String {
-    let cookie = app.sign_in(OPERATOR).await;
-    let form = [("tenant", CONTOSO), ("name", "Matrix"), ("description", "")];
-    let created: Value = app
-        .call_as(&cookie, "backup-sets/create", &form)
-        .await
-        .json()
-        .await
-        .unwrap();
-    created["id"].as_i64().unwrap().to_string()
-}
-
 async fn every_server_function_enforces_its_access(app: TestApp) {
-    let set_id = contoso_backup_set(&app).await;
+    // A backup set and a policy that exist in Contoso, so "found" and "forbidden" differ.
+    let operator = app.sign_in(OPERATOR).await;
+    let set_id = common::backup_set(&app, &operator, CONTOSO, "Matrix")
+        .await
+        .to_string();
     let policy_id = common::insert_policies(&app.db, CONTOSO, 1).await[0].to_string();
     let registered: Vec<&str> = server_fn_paths().map(|(path, _)| path).collect();
     assert_eq!(
@@ -170,35 +160,13 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
 }
 
 async fn every_page_enforces_membership(app: TestApp) {
-    let set_id = contoso_backup_set(&app).await;
-    // A run of that set, so `/runs/{id}` names something that exists.
-    let operator = app.sign_in(OPERATOR).await;
-    let policy_id = common::insert_policies(&app.db, CONTOSO, 1).await[0].to_string();
-    let form = [
-        ("tenant", CONTOSO),
-        ("backup_set_id", set_id.as_str()),
-        ("policy_ids[0]", policy_id.as_str()),
-    ];
-    let run: Value = app
-        .call_as(&operator, "runs/add-policies", &form)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let run_id = run["run_id"].as_i64().expect("a queued run").to_string();
-    // A stored version of that policy, for the policy pages.
-    let payload =
-        serde_json::json!({"policyType": "compliance", "policy": {"passwordRequired": true}});
-    let version_id = common::insert_snapshot(
-        &app.db,
-        CONTOSO,
-        policy_id.parse().unwrap(),
-        &payload,
-        'f',
-        1,
-    )
-    .await
-    .to_string();
+    // A set, a run of it and a policy with a stored version, so every page names something.
+    let common::Sample {
+        set_id,
+        policy_id,
+        run_id,
+        version_id,
+    } = common::Sample::create(&app).await;
     let mut routes: Vec<String> = leptos_axum::generate_route_list(tenantatlas::app::App)
         .iter()
         .map(|route| route.path().to_owned())

@@ -6,8 +6,11 @@
 
 mod common;
 
-use common::{insert_policies, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
+use common::{
+    insert_policies, Answer, Form, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY,
+};
 use serde_json::Value;
+use tenantatlas::domain::{AppError, RunStatus, SubmittedRun};
 
 both_backends!(TestApp:
     submit_queues_a_run_with_one_item_per_distinct_policy,
@@ -37,11 +40,11 @@ async fn submit_never_calls_graph(backend: common::Backend) {
     )
     .await;
     let cookie = app.sign_in(OPERATOR).await;
-    let set = backup_set(&app, &cookie).await;
+    let set = target(&app, &cookie).await;
     let ids = insert_policies(&app.db, CONTOSO, 25).await;
     let run = submit_ok(&app, &cookie, set, &ids, true).await;
-    assert_eq!(run["status"], "Pending");
-    assert_eq!(run["total"], 25);
+    assert_eq!(run.status, RunStatus::Pending);
+    assert_eq!(run.total, 25);
     let counters = sim.counters();
     assert_eq!(
         (counters.graph_requests(), counters.token_requests()),
@@ -65,23 +68,21 @@ async fn postgres_submit_never_calls_graph() {
 /// Microsoft Graph; the worker is the server's own (`server::runs_worker`).
 async fn submit_wakes_the_worker_at_once(backend: common::Backend) {
     use std::time::Duration;
-    use tenantatlas::server::{engine::runner, runs_worker, seed};
+    use tenantatlas::server::{runs_worker, seed};
     let demo = seed::start_demo_graph(0).await.unwrap();
     let app = TestApp::spawn_with_graph(backend, demo.access.clone()).await;
     seed::sync_demo_inventory(&app.db, &demo).await.unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(runner::run(
+    let (stop, worker) = common::start_runner(
         runs_worker(&app.db, demo.access.clone()),
-        app.wake.clone(),
-        app.db.clone(),
+        &app.wake,
+        &app.db,
         Duration::from_secs(600),
-        stopped,
-    ));
+    );
     // The worker looks at the empty queue once, then sleeps until woken.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let cookie = app.sign_in(OPERATOR).await;
-    let set = backup_set(&app, &cookie).await;
+    let set = target(&app, &cookie).await;
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT p.id FROM policies p JOIN tenants t ON t.id = p.tenant_id \
          WHERE t.external_id = $1 ORDER BY p.id LIMIT 3",
@@ -94,7 +95,7 @@ async fn submit_wakes_the_worker_at_once(backend: common::Backend) {
     let ended = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
-                .bind(run["run_id"].as_i64().unwrap())
+                .bind(run.run_id)
                 .fetch_one(app.db.pool())
                 .await
                 .unwrap();
@@ -121,59 +122,38 @@ async fn postgres_submit_wakes_the_worker_at_once() {
     submit_wakes_the_worker_at_once(common::Backend::Postgres).await;
 }
 
-async fn backup_set(app: &TestApp, cookie: &str) -> i64 {
-    let form = [("tenant", CONTOSO), ("name", "Target"), ("description", "")];
-    let created: Value = app
-        .call_as(cookie, "backup-sets/create", &form)
-        .await
-        .json()
-        .await
-        .unwrap();
-    created["id"].as_i64().unwrap()
+/// A new backup set of Contoso to add to.
+async fn target(app: &TestApp, cookie: &str) -> i64 {
+    common::backup_set(app, cookie, CONTOSO, "Target").await
 }
 
-fn submit_request(
-    app: &TestApp,
-    cookie: &str,
-    set: i64,
-    ids: &[i64],
-    assignments: bool,
-) -> reqwest::RequestBuilder {
-    let set = set.to_string();
-    let id_values: Vec<(String, String)> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (format!("policy_ids[{i}]"), id.to_string()))
-        .collect();
-    let mut form: Vec<(&str, &str)> = vec![
-        ("tenant", CONTOSO),
-        ("backup_set_id", &set),
-        (
-            "include_assignments",
-            if assignments { "true" } else { "false" },
-        ),
-    ];
-    form.extend(id_values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    app.request(Some(cookie), "runs/add-policies", &form)
-}
-
+/// "Add selected" in Contoso, with or without assignments (part of the run's key).
 async fn submit(
     app: &TestApp,
     cookie: &str,
     set: i64,
     ids: &[i64],
     assignments: bool,
-) -> reqwest::Response {
-    submit_request(app, cookie, set, ids, assignments)
-        .send()
+) -> Answer<SubmittedRun> {
+    let assignments = [(
+        "include_assignments",
+        if assignments { "true" } else { "false" },
+    )];
+    app.add_policies(cookie, CONTOSO, set, ids, &assignments)
         .await
-        .unwrap()
 }
 
-async fn submit_ok(app: &TestApp, cookie: &str, set: i64, ids: &[i64], assignments: bool) -> Value {
-    let response = submit(app, cookie, set, ids, assignments).await;
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+/// The same, which must queue or reuse a run.
+async fn submit_ok(
+    app: &TestApp,
+    cookie: &str,
+    set: i64,
+    ids: &[i64],
+    assignments: bool,
+) -> SubmittedRun {
+    submit(app, cookie, set, ids, assignments)
+        .await
+        .expect("the run is queued")
 }
 
 /// The policy ids the only run of the test stores for its worker.
@@ -188,13 +168,13 @@ async fn stored_selection(app: &TestApp) -> Vec<i64> {
 
 async fn submit_queues_a_run_with_one_item_per_distinct_policy(app: TestApp) {
     let cookie = app.sign_in(OPERATOR).await;
-    let set = backup_set(&app, &cookie).await;
+    let set = target(&app, &cookie).await;
     let ids = insert_policies(&app.db, CONTOSO, 5).await;
     let with_duplicates = [ids.as_slice(), &ids[..2]].concat();
     let run = submit_ok(&app, &cookie, set, &with_duplicates, true).await;
-    assert_eq!(run["reused"], false);
-    assert_eq!(run["status"], "Pending");
-    assert_eq!(run["total"], 5);
+    assert!(!run.reused);
+    assert_eq!(run.status, RunStatus::Pending);
+    assert_eq!(run.total, 5);
     assert_eq!(app.count("runs").await, 1);
     let mut expected = ids.clone();
     expected.sort_unstable();
@@ -230,17 +210,18 @@ async fn submit_queues_a_run_with_one_item_per_distinct_policy(app: TestApp) {
 
 async fn the_same_selection_reuses_the_active_run_tenant_wide(app: TestApp) {
     let operator = app.sign_in(OPERATOR).await;
-    let set = backup_set(&app, &operator).await;
+    let set = target(&app, &operator).await;
     let ids = insert_policies(&app.db, CONTOSO, 3).await;
     let first = submit_ok(&app, &operator, set, &ids, false).await;
     let reversed: Vec<i64> = ids.iter().rev().copied().collect();
     let again = submit_ok(&app, &operator, set, &reversed, false).await;
-    assert_eq!(again["run_id"], first["run_id"]);
-    assert_eq!(again["reused"], true);
+    assert_eq!(again.run_id, first.run_id);
+    assert!(again.reused);
     // Another user of the tenant gets the same run; the initiator stays the first user.
     let admin = app.sign_in(ADMIN).await;
     let by_admin = submit_ok(&app, &admin, set, &ids, false).await;
-    assert_eq!(by_admin["run_id"], first["run_id"]);
+    assert_eq!(by_admin.run_id, first.run_id);
+    assert!(by_admin.reused);
     assert_eq!(app.count("runs").await, 1);
     assert_eq!(stored_selection(&app).await.len(), 3);
     let initiator: String =
@@ -253,39 +234,43 @@ async fn the_same_selection_reuses_the_active_run_tenant_wide(app: TestApp) {
 
 async fn options_are_part_of_the_key(app: TestApp) {
     let cookie = app.sign_in(OPERATOR).await;
-    let set = backup_set(&app, &cookie).await;
+    let set = target(&app, &cookie).await;
     let ids = insert_policies(&app.db, CONTOSO, 2).await;
     let without = submit_ok(&app, &cookie, set, &ids, false).await;
     let with = submit_ok(&app, &cookie, set, &ids, true).await;
-    assert_ne!(without["run_id"], with["run_id"]);
-    assert_eq!(with["reused"], false);
+    assert_ne!(without.run_id, with.run_id);
+    assert!(!with.reused);
     let fewer = submit_ok(&app, &cookie, set, &ids[..1], false).await;
-    assert_ne!(fewer["run_id"], without["run_id"]);
+    assert_ne!(fewer.run_id, without.run_id);
     assert_eq!(app.count("runs").await, 3);
 }
 
 async fn a_finished_run_does_not_block_a_new_one(app: TestApp) {
     let cookie = app.sign_in(OPERATOR).await;
-    let set = backup_set(&app, &cookie).await;
+    let set = target(&app, &cookie).await;
     let ids = insert_policies(&app.db, CONTOSO, 2).await;
     let first = submit_ok(&app, &cookie, set, &ids, false).await;
     sqlx::query("UPDATE runs SET status = 'completed' WHERE id = $1")
-        .bind(first["run_id"].as_i64().unwrap())
+        .bind(first.run_id)
         .execute(app.db.pool())
         .await
         .unwrap();
     let second = submit_ok(&app, &cookie, set, &ids, false).await;
-    assert_ne!(second["run_id"], first["run_id"]);
-    assert_eq!(second["reused"], false);
+    assert_ne!(second.run_id, first.run_id);
+    assert!(!second.reused);
 }
 
 async fn fifty_concurrent_identical_submits_make_one_run(app: TestApp) {
     let cookie = app.sign_in(OPERATOR).await;
-    let set = backup_set(&app, &cookie).await;
+    let set = target(&app, &cookie).await;
     let ids = insert_policies(&app.db, CONTOSO, 20).await;
+    let form = Form::tenant(CONTOSO)
+        .field("backup_set_id", set)
+        .list("policy_ids", &ids);
     let mut submits = tokio::task::JoinSet::new();
     for _ in 0..50 {
-        submits.spawn(submit_request(&app, &cookie, set, &ids, false).send());
+        let request = app.request(Some(&cookie), "runs/add-policies", &form.pairs());
+        submits.spawn(request.send());
     }
     let mut run_ids = Vec::new();
     while let Some(response) = submits.join_next().await {
@@ -295,8 +280,8 @@ async fn fifty_concurrent_identical_submits_make_one_run(app: TestApp) {
             200,
             "a racing submit fails instead of returning the winner"
         );
-        let run: Value = response.json().await.unwrap();
-        run_ids.push(run["run_id"].as_i64().unwrap());
+        let run: SubmittedRun = response.json().await.unwrap();
+        run_ids.push(run.run_id);
     }
     run_ids.sort_unstable();
     run_ids.dedup();
@@ -307,29 +292,39 @@ async fn fifty_concurrent_identical_submits_make_one_run(app: TestApp) {
 
 async fn empty_and_foreign_selections_write_nothing(app: TestApp) {
     let cookie = app.sign_in(OPERATOR).await;
-    let set = backup_set(&app, &cookie).await;
-    let empty = submit(&app, &cookie, set, &[], false).await;
-    assert_eq!(empty.status(), 422);
-    let error: Value = empty.json().await.unwrap();
-    assert_eq!(error["Invalid"]["message"], "No policies selected.");
+    let set = target(&app, &cookie).await;
+    let empty = submit(&app, &cookie, set, &[], false)
+        .await
+        .expect_err("an empty selection is refused");
+    assert_eq!(empty.status, 422);
+    match empty.error() {
+        AppError::Invalid { message, .. } => assert_eq!(message, "No policies selected."),
+        other => panic!("{other:?}"),
+    }
 
     let ours = insert_policies(&app.db, CONTOSO, 1).await;
     let theirs = insert_policies(&app.db, FABRIKAM, 1).await;
-    let mixed = submit(&app, &cookie, set, &[ours[0], theirs[0]], false).await;
-    assert_eq!(mixed.status(), 422, "another tenant's policy is refused");
-    let unknown_set = submit(&app, &cookie, set + 1000, &ours, false).await;
-    assert_eq!(unknown_set.status(), 404);
+    let mixed = submit(&app, &cookie, set, &[ours[0], theirs[0]], false)
+        .await
+        .expect_err("another tenant's policy is refused");
+    assert_eq!(mixed.status, 422);
+    let unknown_set = submit(&app, &cookie, set + 1000, &ours, false)
+        .await
+        .expect_err("an unknown set is refused");
+    assert_eq!(unknown_set.status, 404);
     assert_eq!(app.count("runs").await, 0);
 }
 
 async fn readonly_members_and_outsiders_get_403(app: TestApp) {
     let operator = app.sign_in(OPERATOR).await;
-    let set = backup_set(&app, &operator).await;
+    let set = target(&app, &operator).await;
     let ids = insert_policies(&app.db, CONTOSO, 2).await;
     for user in [READONLY, OUTSIDER] {
         let cookie = app.sign_in(user).await;
-        let response = submit(&app, &cookie, set, &ids, false).await;
-        assert_eq!(response.status(), 403, "{user}");
+        let refusal = submit(&app, &cookie, set, &ids, false)
+            .await
+            .expect_err("only operators and above may add");
+        assert_eq!(refusal.status, 403, "{user}");
     }
     assert_eq!(app.count("runs").await, 0);
 }

@@ -53,10 +53,7 @@ struct Stored {
 /// it). Returns the set id and each policy's ids, in the given order.
 async fn set_with(app: &TestApp, name: &str, policies: &[Policy]) -> (i64, Vec<Stored>) {
     let operator = app.sign_in(OPERATOR).await;
-    let set: i64 = common::backup_set(app, &operator, CONTOSO, name)
-        .await
-        .parse()
-        .unwrap();
+    let set = common::backup_set(app, &operator, CONTOSO, name).await;
     let tenant_id = common::tenant_id(&app.db, CONTOSO).await;
     let mut stored = Vec::new();
     for (i, policy) in policies.iter().enumerate() {
@@ -592,7 +589,7 @@ async fn only_members_get_it(app: TestApp) {
     let admin = app.sign_in(common::ADMIN).await;
     let fabrikam_set = common::backup_set(&app, &admin, FABRIKAM, "Fabrikam's").await;
     for missing in [
-        export_path(CONTOSO, fabrikam_set.parse().unwrap()),
+        export_path(CONTOSO, fabrikam_set),
         export_path(CONTOSO, set + 1_000),
         format!("/t/{CONTOSO}/backup-sets/x/export.zip"),
     ] {
@@ -602,12 +599,9 @@ async fn only_members_get_it(app: TestApp) {
     }
     // Fabrikam's set is Fabrikam's members' to export.
     assert_eq!(
-        app.get(
-            Some(&outsider),
-            &export_path(FABRIKAM, fabrikam_set.parse().unwrap())
-        )
-        .await
-        .status(),
+        app.get(Some(&outsider), &export_path(FABRIKAM, fabrikam_set))
+            .await
+            .status(),
         200
     );
 }

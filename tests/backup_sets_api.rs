@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
-use serde_json::Value;
+use common::{Answer, Refusal, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
+use tenantatlas::domain::{AppError, BackupSetSummary};
 
 both_backends!(TestApp:
     creates_and_lists_a_backup_set,
@@ -17,17 +17,18 @@ both_backends!(TestApp:
     healthz_answers,
 );
 
-async fn create_as(app: &TestApp, cookie: &str, tenant: &str, name: &str) -> reqwest::Response {
-    let form = [
-        ("tenant", tenant),
-        ("name", name),
-        ("description", "nightly"),
-    ];
-    app.call_as(cookie, "backup-sets/create", &form).await
+/// Creates a backup set described "nightly" as `cookie`.
+async fn create_as(
+    app: &TestApp,
+    cookie: &str,
+    tenant: &str,
+    name: &str,
+) -> Answer<BackupSetSummary> {
+    app.create_backup_set(cookie, tenant, name, "nightly").await
 }
 
 /// Creates as an operator of the tenant.
-async fn create(app: &TestApp, tenant: &str, name: &str) -> reqwest::Response {
+async fn create(app: &TestApp, tenant: &str, name: &str) -> Answer<BackupSetSummary> {
     let operator = if tenant == FABRIKAM {
         OUTSIDER
     } else {
@@ -37,26 +38,30 @@ async fn create(app: &TestApp, tenant: &str, name: &str) -> reqwest::Response {
     create_as(app, &cookie, tenant, name).await
 }
 
-async fn list(app: &TestApp, cookie: &str, tenant: &str) -> Vec<Value> {
-    let response = app
-        .call_as(cookie, "backup-sets/list", &[("tenant", tenant)])
-        .await;
-    assert_eq!(response.status(), 200);
-    response.json::<Vec<Value>>().await.unwrap()
+/// The message of a 422 answer, after checking the field it names.
+fn invalid(refusal: Refusal, expected_field: &str) -> String {
+    assert_eq!(refusal.status, 422, "{refusal:?}");
+    match refusal.error() {
+        AppError::Invalid { field, message } => {
+            assert_eq!(field, expected_field);
+            message
+        }
+        other => panic!("not a validation error: {other:?}"),
+    }
 }
 
 async fn creates_and_lists_a_backup_set(app: TestApp) {
-    let response = create(&app, CONTOSO, "  Baseline before upgrade ").await;
-    assert_eq!(response.status(), 200);
-    let created: Value = response.json().await.unwrap();
-    assert_eq!(created["name"], "Baseline before upgrade");
-    assert_eq!(created["description"], "nightly");
-    assert_eq!(created["item_count"], 0);
-    assert_eq!(created["created_by"], "Oli Operator");
+    let created = create(&app, CONTOSO, "  Baseline before upgrade ")
+        .await
+        .expect("created");
+    assert_eq!(created.name, "Baseline before upgrade");
+    assert_eq!(created.description, "nightly");
+    assert_eq!(created.item_count, 0);
+    assert_eq!(created.created_by, "Oli Operator");
 
-    let sets = list(&app, &app.sign_in(OPERATOR).await, CONTOSO).await;
-    assert_eq!(sets.len(), 1);
-    assert_eq!(sets[0]["id"], created["id"]);
+    let cookie = app.sign_in(OPERATOR).await;
+    let sets = app.backup_sets(&cookie, CONTOSO).await.expect("listed");
+    assert_eq!(sets, [created]);
 }
 
 async fn rejects_bad_names_and_writes_nothing(app: TestApp) {
@@ -67,83 +72,73 @@ async fn rejects_bad_names_and_writes_nothing(app: TestApp) {
         ("   ", "Enter a name"),
         (too_long.as_str(), "too long"),
     ] {
-        let response = create_as(&app, &cookie, CONTOSO, name).await;
-        assert_eq!(response.status(), 422, "name of {} chars", name.len());
-        let error: Value = response.json().await.unwrap();
-        assert_eq!(error["Invalid"]["field"], "name");
-        let message = error["Invalid"]["message"].as_str().unwrap();
+        let refusal = create_as(&app, &cookie, CONTOSO, name)
+            .await
+            .expect_err("a bad name is refused");
+        let message = invalid(refusal, "name");
         assert!(
             message.contains(expected),
-            "{message:?} should say {expected:?}"
+            "{message:?} should say {expected:?} (name of {} chars)",
+            name.len()
         );
     }
     assert_eq!(app.count("backup_sets").await, 0);
 }
 
 async fn rejects_a_duplicate_name(app: TestApp) {
-    assert_eq!(create(&app, CONTOSO, "Weekly").await.status(), 200);
-    let response = create(&app, CONTOSO, "Weekly").await;
-    assert_eq!(response.status(), 422);
-    let error: Value = response.json().await.unwrap();
-    assert!(error["Invalid"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("already exists"));
+    create(&app, CONTOSO, "Weekly").await.expect("created");
+    let refusal = create(&app, CONTOSO, "Weekly")
+        .await
+        .expect_err("the name is taken");
+    assert!(invalid(refusal, "name").contains("already exists"));
     assert_eq!(app.count("backup_sets").await, 1);
     // The same name is fine in another tenant.
-    assert_eq!(create(&app, FABRIKAM, "Weekly").await.status(), 200);
+    create(&app, FABRIKAM, "Weekly")
+        .await
+        .expect("created in Fabrikam");
 }
 
 async fn unknown_or_malformed_tenant_is_403(app: TestApp) {
     // Answered like a tenant one is not a member of: whether it exists is not revealed.
     let cookie = app.sign_in(ADMIN).await;
     for tenant in ["00000000-0000-4000-8000-000000000000", "not-a-guid", ""] {
-        let response = create_as(&app, &cookie, tenant, "Anything").await;
-        assert_eq!(response.status(), 403, "tenant {tenant:?}");
-        assert!(response
-            .json::<Value>()
+        let refusal = create_as(&app, &cookie, tenant, "Anything")
             .await
-            .unwrap()
-            .get("Forbidden")
-            .is_some());
+            .expect_err("refused");
+        assert_eq!(refusal.status, 403, "tenant {tenant:?}");
+        assert!(
+            matches!(refusal.error(), AppError::Forbidden(_)),
+            "{refusal:?}"
+        );
     }
     assert_eq!(app.count("backup_sets").await, 0);
 }
 
 async fn backup_sets_stay_in_their_tenant(app: TestApp) {
-    let created: Value = create(&app, CONTOSO, "Contoso only")
+    let created = create(&app, CONTOSO, "Contoso only")
         .await
-        .json()
-        .await
-        .unwrap();
+        .expect("created");
     // The admin is a member of both tenants: the set shows in Contoso only.
     let admin = app.sign_in(ADMIN).await;
-    assert!(list(&app, &admin, FABRIKAM).await.is_empty());
-    let id = created["id"].as_i64().unwrap().to_string();
-    let response = app
-        .call_as(
-            &admin,
-            "backup-sets/get",
-            &[("tenant", FABRIKAM), ("id", &id)],
-        )
-        .await;
-    assert_eq!(
-        response.status(),
-        404,
-        "another tenant's backup set is not found through this tenant"
-    );
-    let response = app
-        .call_as(
-            &admin,
-            "backup-sets/get",
-            &[("tenant", CONTOSO), ("id", &id)],
-        )
-        .await;
-    assert_eq!(response.status(), 200);
+    let fabrikam_sets = app.backup_sets(&admin, FABRIKAM).await.expect("listed");
+    assert!(fabrikam_sets.is_empty());
+    let refusal = app
+        .backup_set_detail(&admin, FABRIKAM, created.id)
+        .await
+        .expect_err("another tenant's backup set is not found through this tenant");
+    assert_eq!(refusal.status, 404);
+    let detail = app
+        .backup_set_detail(&admin, CONTOSO, created.id)
+        .await
+        .expect("found in its own tenant");
+    assert_eq!(detail.set, created);
+    assert!(detail.items.is_empty());
 }
 
 async fn pages_render_on_the_server(app: TestApp) {
-    create(&app, CONTOSO, "Rendered on the server").await;
+    create(&app, CONTOSO, "Rendered on the server")
+        .await
+        .expect("created");
     let cookie = app.sign_in(OPERATOR).await;
     let page = app
         .get(Some(&cookie), &format!("/t/{CONTOSO}/backup-sets"))

@@ -9,21 +9,16 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{TestApp, ADMIN, CONTOSO, OPERATOR};
 use serde_json::Value;
 use sqlx::Row;
-use tenantatlas::domain::TenantExternalId;
-use tenantatlas::graph_sim::{Fault, GraphSim, SimConfig, SimHandle};
+use tenantatlas::graph_sim::{Fault, SimHandle};
 use tenantatlas::server::db::Backend;
-use tenantatlas::server::engine::operation::Registry;
-use tenantatlas::server::engine::runner::{self, WakeUp};
-use tenantatlas::server::engine::worker::{CredentialsLoader, RunFailure, Worker};
-use tenantatlas::server::graph::{
-    ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
-};
+use tenantatlas::server::engine::runner::WakeUp;
+use tenantatlas::server::engine::worker::Worker;
+use tenantatlas::server::graph::GraphClient;
 
 both_backends!(TestApp:
     a_queued_run_is_cancelled_at_once_with_every_item_skipped,
@@ -41,48 +36,25 @@ struct Fixture {
     client: GraphClient,
     operator: String,
     admin: String,
-    set_id: String,
+    set_id: i64,
     policies: Vec<(i64, String)>,
 }
 
-fn creds() -> TenantCredentials {
-    TenantCredentials {
-        tenant_id: TenantExternalId::parse(CONTOSO).unwrap(),
-        client_id: "tenantatlas-test".into(),
-        client_secret: ClientSecret::new("sim-secret"),
-    }
-}
-
-fn loader() -> CredentialsLoader {
-    Arc::new(|_tenant| Box::pin(async { Ok::<_, RunFailure>(creds()) }))
-}
-
 async fn fixture(app: &TestApp) -> Fixture {
-    let sim = GraphSim::start(SimConfig {
-        policies_per_tenant: 200,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
-    let policies = common::insert_sim_compliance(&app.db, &client, &creds(), usize::MAX).await;
+    let (sim, client) = common::sim_and_client(200).await;
+    let policies =
+        common::insert_sim_compliance(&app.db, &client, &common::creds(CONTOSO), usize::MAX).await;
     assert!(policies.len() >= 24, "enough compliance policies");
     let operator = app.sign_in(OPERATOR).await;
     let admin = app.sign_in(ADMIN).await;
-    let form = [("tenant", CONTOSO), ("name", "Cancel"), ("description", "")];
-    let created: Value = app
-        .call_as(&operator, "backup-sets/create", &form)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let set_id = common::backup_set(app, &operator, CONTOSO, "Cancel").await;
     sim.reset_counters();
     Fixture {
         sim,
         client,
         operator,
         admin,
-        set_id: created["id"].as_i64().unwrap().to_string(),
+        set_id,
         policies,
     }
 }
@@ -107,29 +79,13 @@ impl Fixture {
     }
 
     fn worker(&self, app: &TestApp, name: &str) -> Worker {
-        let source: Arc<dyn PolicySource> = Arc::new(self.client.clone());
-        Worker::new(app.db.clone(), Registry::standard(source), loader(), name)
+        common::sim_worker(&app.db, &self.client, name)
     }
 
+    /// Queues "add policies" of the policies in `range` as the operator; the run's id.
     async fn submit(&self, app: &TestApp, range: std::ops::Range<usize>) -> i64 {
-        let ids: Vec<String> = self.policies[range]
-            .iter()
-            .map(|(id, _)| id.to_string())
-            .collect();
-        let keys: Vec<String> = (0..ids.len()).map(|i| format!("policy_ids[{i}]")).collect();
-        let mut form = vec![("tenant", CONTOSO), ("backup_set_id", self.set_id.as_str())];
-        form.extend(
-            keys.iter()
-                .map(String::as_str)
-                .zip(ids.iter().map(String::as_str)),
-        );
-        let run: Value = app
-            .call_as(&self.operator, "runs/add-policies", &form)
-            .await
-            .json()
-            .await
-            .unwrap();
-        run["run_id"].as_i64().expect("a queued run")
+        let ids: Vec<i64> = self.policies[range].iter().map(|(id, _)| *id).collect();
+        common::submit(app, &self.operator, CONTOSO, self.set_id, &ids).await
     }
 
     /// The run detail page's data (first page of items), as the operator reads it.
@@ -296,14 +252,12 @@ async fn a_running_run_takes_no_new_item_and_records_captures_in_flight(app: Tes
         Backend::Sqlite => app.wake.clone(),
         Backend::Postgres => WakeUp::default(),
     };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let runner = tokio::spawn(runner::run(
+    let (stop, runner) = common::start_runner(
         f.worker(&app, "other-instance"),
-        wake,
-        app.db.clone(),
+        &wake,
+        &app.db,
         Duration::from_secs(60),
-        stopped,
-    ));
+    );
     // The first captures are recorded: the run is well under way.
     let started = Instant::now();
     while run_row(&app, run_id).await.2 == 0 {
@@ -604,7 +558,7 @@ async fn the_poll_versions_move_only_when_the_runs_do(app: TestApp) {
         version(
             "runs/for-backup-set/version",
             "backup_set_id",
-            f.set_id.clone(),
+            f.set_id.to_string(),
         )
     };
 

@@ -8,10 +8,11 @@
 
 mod common;
 
-use common::{TestApp, CONTOSO, OPERATOR, OUTSIDER, READONLY};
+use common::{DemoApp, Form, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;
-use tenantatlas::server::engine::worker::{Outcome, Worker};
-use tenantatlas::server::{runs_worker, seed};
+use tenantatlas::domain::run_detail::{RunDetail, RunTarget};
+use tenantatlas::domain::versions::{CaptureResult, Drift, RunActivity};
+use tenantatlas::domain::{RunStatus, SubmittedRun};
 
 both_backends!(local Fixture:
     a_sync_run_brings_the_inventory_in_line_and_says_what_changed,
@@ -21,50 +22,36 @@ both_backends!(local Fixture:
     racing_starts_make_one_run_of_each_kind,
 );
 
+/// The demo app, as an operator of Contoso.
 struct Fixture {
-    app: TestApp,
-    demo: seed::DemoGraph,
-    worker: Worker,
+    demo_app: DemoApp,
     operator: String,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = DemoApp;
+
+    fn deref(&self) -> &DemoApp {
+        &self.demo_app
+    }
 }
 
 impl Fixture {
     async fn start(backend: common::Backend) -> Self {
-        let demo = seed::start_demo_graph(0).await.unwrap();
-        let app = TestApp::spawn_with_graph(backend, demo.access.clone()).await;
-        let worker = runs_worker(&app.db, demo.access.clone());
-        let operator = app.sign_in(OPERATOR).await;
-        Self {
-            app,
-            demo,
-            worker,
-            operator,
-        }
+        let demo_app = DemoApp::start(backend).await;
+        let operator = demo_app.app.sign_in(OPERATOR).await;
+        Self { demo_app, operator }
     }
 
     /// Calls a server function as the operator; the answer's status and JSON.
     async fn call(&self, endpoint: &str, form: &[(&str, &str)]) -> (u16, Value) {
-        let response = self.app.call_as(&self.operator, endpoint, form).await;
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.call_as(&self.operator, endpoint, form).await
     }
 
-    /// Starts a run through `endpoint` and runs the queue until it has ended; its id.
+    /// Starts a run through `endpoint` as the operator and runs the queue until it has ended;
+    /// its id.
     async fn run(&self, endpoint: &str, form: &[(&str, &str)]) -> i64 {
-        let (status, run) = self.call(endpoint, form).await;
-        assert_eq!(status, 200, "{endpoint}: {run}");
-        let run_id = run["run_id"].as_i64().expect("a queued run");
-        loop {
-            match self.worker.try_execute_task().await.unwrap() {
-                Outcome::TaskCompleted { run_id: done } if done == run_id => return run_id,
-                Outcome::TaskCompleted { .. } => {}
-                Outcome::EmptyQueue => panic!("run {run_id} was not run"),
-            }
-        }
+        self.run_as(&self.operator, endpoint, form).await
     }
 
     async fn sync(&self) -> i64 {
@@ -82,49 +69,36 @@ impl Fixture {
     }
 
     /// What `runs/activity` says about `operation` on `target`.
-    async fn activity(&self, operation: &str, target: i64) -> Value {
-        let target = target.to_string();
-        let (status, activity) = self
-            .call(
-                "runs/activity",
-                &[
-                    ("tenant", CONTOSO),
-                    ("operation", operation),
-                    ("target_id", target.as_str()),
-                ],
-            )
-            .await;
-        assert_eq!(status, 200, "{activity}");
-        activity
+    async fn activity(&self, operation: &str, target: i64) -> RunActivity {
+        self.app
+            .run_activity(&self.operator, CONTOSO, operation, target)
+            .await
+            .expect("the activity is read")
     }
 
     /// The run as the run detail page reads it, items filtered by `filter` (may be empty).
-    async fn detail(&self, run_id: i64, filter: &str) -> Value {
-        let id = run_id.to_string();
-        let (status, detail) = self
-            .call(
-                "runs/get",
-                &[
-                    ("tenant", CONTOSO),
-                    ("id", id.as_str()),
-                    ("outcome", filter),
-                ],
+    async fn detail(&self, run_id: i64, filter: &str) -> RunDetail {
+        self.app
+            .run_detail(
+                Some(&self.operator),
+                CONTOSO,
+                run_id,
+                &[("outcome", filter)],
             )
-            .await;
-        assert_eq!(status, 200, "{detail}");
-        detail
-    }
-
-    /// Contoso's inventory row of a Graph id.
-    async fn policy_id(&self, graph_id: &str) -> i64 {
-        sqlx::query_scalar("SELECT id FROM policies WHERE graph_id = $1 AND tenant_id = $2")
-            .bind(graph_id)
-            .bind(common::tenant_id(&self.app.db, CONTOSO).await)
-            .fetch_one(self.app.db.pool())
             .await
-            .unwrap()
+            .expect("the run is found")
     }
+}
 
+/// What the capture of the first listed item found.
+fn first_result(detail: &RunDetail) -> &CaptureResult {
+    detail.items.rows[0]
+        .result
+        .as_ref()
+        .expect("a capturing run's item has a result")
+}
+
+impl Fixture {
     async fn versions_of(&self, policy_id: i64) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM policy_snapshots WHERE policy_id = $1")
             .bind(policy_id)
@@ -145,11 +119,11 @@ async fn a_sync_run_brings_the_inventory_in_line_and_says_what_changed(f: Fixtur
     let in_intune = f.demo.sim.policies(CONTOSO);
     let run = f.sync().await;
     let detail = f.detail(run, "").await;
-    assert_eq!(detail["status"], "Completed", "{detail}");
-    assert_eq!(detail["target"]["kind"], "tenant");
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert_eq!(detail.target, RunTarget::Tenant);
     let added = common::count(&f.app.db, "policies").await;
     assert!(added >= in_intune.len() as i64);
-    let summary = detail["summary"].as_str().unwrap().to_owned();
+    let summary = detail.summary.expect("a concluded run has a summary");
     assert!(
         summary.starts_with(&format!("{} added, 0 updated", in_intune.len())),
         "{summary}"
@@ -167,10 +141,11 @@ async fn a_sync_run_brings_the_inventory_in_line_and_says_what_changed(f: Fixtur
         .rename_policy(CONTOSO, &renamed.id, "Renamed in Intune"));
     assert!(f.demo.sim.remove_policy(CONTOSO, &deleted.id));
     let second = f.sync().await;
-    let summary = f.detail(second, "").await["summary"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let summary = f
+        .detail(second, "")
+        .await
+        .summary
+        .expect("a concluded run has a summary");
     assert_eq!(
         summary,
         format!(
@@ -191,10 +166,11 @@ async fn a_sync_run_brings_the_inventory_in_line_and_says_what_changed(f: Fixtur
 
     // The inventory page's line: the last sync, how it ended and what it did.
     let activity = f.activity("inventory.sync", 0).await;
-    assert_eq!(activity["active"], Value::Null);
-    assert_eq!(activity["last"]["id"], second);
-    assert_eq!(activity["last"]["status"], "Completed");
-    assert_eq!(activity["last"]["summary"], summary.as_str());
+    assert_eq!(activity.active, None);
+    let last = activity.last.expect("the last sync");
+    assert_eq!(last.id, second);
+    assert_eq!(last.status, RunStatus::Completed);
+    assert_eq!(last.summary, Some(summary));
 }
 
 async fn capture_now_stores_a_version_only_when_the_content_changed(f: Fixture) {
@@ -204,20 +180,24 @@ async fn capture_now_stores_a_version_only_when_the_content_changed(f: Fixture) 
 
     let first = f.capture(policy).await;
     let detail = f.detail(first, "").await;
-    assert_eq!(detail["status"], "Completed", "{detail}");
-    assert_eq!(detail["target"]["kind"], "policy");
-    assert_eq!(detail["target"]["id"], policy);
-    assert_eq!(detail["items"]["rows"][0]["result"]["drift"], "New");
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert!(
+        matches!(detail.target, RunTarget::Policy { id, .. } if id == policy),
+        "{:?}",
+        detail.target
+    );
+    assert_eq!(first_result(&detail).drift, Drift::New);
     assert_eq!(f.versions_of(policy).await, 1);
 
     // Nothing changed in Intune: no new version, and the run says so.
     let again = f.capture(policy).await;
     let detail = f.detail(again, "").await;
-    let result = &detail["items"]["rows"][0]["result"];
-    assert_eq!(result["drift"], "Unchanged", "{detail}");
-    assert_eq!(result["snapshot_id"], result["base_snapshot_id"]);
+    let result = first_result(&detail);
+    assert_eq!(result.drift, Drift::Unchanged, "{detail:?}");
+    assert!(result.snapshot_id.is_some());
+    assert_eq!(result.snapshot_id, result.base_snapshot_id);
     assert_eq!(f.versions_of(policy).await, 1);
-    assert!(detail["summary"].as_str().unwrap().starts_with("No change"));
+    assert!(detail.summary.unwrap_or_default().starts_with("No change"));
 
     // Renamed in Intune: a second version, one setting changed, linked to its diff.
     assert!(f
@@ -226,15 +206,14 @@ async fn capture_now_stores_a_version_only_when_the_content_changed(f: Fixture) 
         .rename_policy(CONTOSO, &graph_id, "Renamed for capture"));
     let changed = f.capture(policy).await;
     let activity = f.activity("policy.capture_snapshot", policy).await;
-    assert_eq!(activity["last"]["id"], changed);
-    let capture = &activity["last"]["capture"];
-    assert_eq!(capture["drift"], "Changed", "{activity}");
-    assert!(capture["changed_settings"].as_i64().unwrap() >= 1);
+    let last = activity.last.expect("the last capture");
+    assert_eq!(last.id, changed);
+    let capture = last.capture.expect("a capture says what it found");
+    assert_eq!(capture.drift, Drift::Changed, "{capture:?}");
+    assert!(capture.changed_settings.unwrap_or_default() >= 1);
     assert_eq!(f.versions_of(policy).await, 2);
-    let (from, to) = (
-        capture["base_snapshot_id"].to_string(),
-        capture["snapshot_id"].to_string(),
-    );
+    let (from, to) = capture.diff_versions().expect("two versions that differ");
+    let (from, to) = (from.to_string(), to.to_string());
     let id = policy.to_string();
     let (status, diff) = f
         .call(
@@ -255,8 +234,11 @@ async fn capture_now_stores_a_version_only_when_the_content_changed(f: Fixture) 
     assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
     let deleted = f.capture(policy).await;
     let detail = f.detail(deleted, "").await;
-    assert_eq!(detail["items"]["rows"][0]["result"]["drift"], "Deleted");
-    assert_eq!(detail["summary"], "The policy no longer exists in Intune.");
+    assert_eq!(first_result(&detail).drift, Drift::Deleted);
+    assert_eq!(
+        detail.summary.as_deref(),
+        Some("The policy no longer exists in Intune.")
+    );
 }
 
 async fn a_drift_check_tells_unchanged_changed_and_deleted_apart(f: Fixture) {
@@ -267,15 +249,10 @@ async fn a_drift_check_tells_unchanged_changed_and_deleted_apart(f: Fixture) {
         ids.push(f.policy_id(&sim.id).await);
     }
     let set = common::backup_set(&f.app, &f.operator, CONTOSO, "Drift").await;
-    let mut form = vec![
-        ("tenant".to_owned(), CONTOSO.to_owned()),
-        ("backup_set_id".to_owned(), set.clone()),
-    ];
-    for (i, id) in ids.iter().enumerate() {
-        form.push((format!("policy_ids[{i}]"), id.to_string()));
-    }
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    f.run("runs/add-policies", &form).await;
+    let form = Form::tenant(CONTOSO)
+        .field("backup_set_id", set)
+        .list("policy_ids", &ids);
+    f.run("runs/add-policies", &form.pairs()).await;
 
     // In Intune since the backup: one renamed, one deleted, two untouched.
     assert!(f
@@ -286,14 +263,14 @@ async fn a_drift_check_tells_unchanged_changed_and_deleted_apart(f: Fixture) {
     let run = f
         .run(
             "runs/check-drift",
-            &[("tenant", CONTOSO), ("backup_set_id", set.as_str())],
+            &[("tenant", CONTOSO), ("backup_set_id", &set.to_string())],
         )
         .await;
     let detail = f.detail(run, "").await;
-    assert_eq!(detail["status"], "Completed", "{detail}");
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
     assert_eq!(
-        detail["summary"],
-        "1 of 4 policies changed since this backup, 1 deleted in Intune."
+        detail.summary.as_deref(),
+        Some("1 of 4 policies changed since this backup, 1 deleted in Intune.")
     );
     assert_eq!(
         f.last_notification().await,
@@ -304,24 +281,20 @@ async fn a_drift_check_tells_unchanged_changed_and_deleted_apart(f: Fixture) {
     );
     // The result filter lists each kind; a changed item links to its diff.
     let changed = f.detail(run, "changed").await;
-    let rows = changed["items"]["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{changed}");
-    assert_eq!(rows[0]["policy_id"], ids[0]);
-    assert!(rows[0]["result"]["changed_settings"].as_i64().unwrap() >= 1);
-    assert_ne!(
-        rows[0]["result"]["base_snapshot_id"],
-        rows[0]["result"]["snapshot_id"]
-    );
+    assert_eq!(changed.items.rows.len(), 1, "{changed:?}");
+    assert_eq!(changed.items.rows[0].policy_id, ids[0]);
+    let result = first_result(&changed);
+    assert!(result.changed_settings.unwrap_or_default() >= 1);
+    assert!(result.diff_versions().is_some(), "{result:?}");
     let deleted = f.detail(run, "deleted").await;
-    assert_eq!(deleted["items"]["rows"][0]["policy_id"], ids[1]);
+    assert_eq!(deleted.items.rows[0].policy_id, ids[1]);
     let unchanged = f.detail(run, "unchanged").await;
-    assert_eq!(unchanged["items"]["total"], 2);
+    assert_eq!(unchanged.items.total, 2);
     // Captured the way the backup was, an unchanged policy is the backup's own version.
-    for row in unchanged["items"]["rows"].as_array().unwrap() {
-        assert_eq!(
-            row["result"]["snapshot_id"], row["result"]["base_snapshot_id"],
-            "{row}"
-        );
+    for row in &unchanged.items.rows {
+        let result = row.result.as_ref().expect("a result");
+        assert!(result.snapshot_id.is_some());
+        assert_eq!(result.snapshot_id, result.base_snapshot_id, "{row:?}");
     }
     // The backup itself is untouched: its items still hold the versions captured then.
     let held: i64 = sqlx::query_scalar(
@@ -333,10 +306,8 @@ async fn a_drift_check_tells_unchanged_changed_and_deleted_apart(f: Fixture) {
     .await
     .unwrap();
     assert_eq!(held, 4);
-    let activity = f
-        .activity("backup_set.drift_check", set.parse().unwrap())
-        .await;
-    assert_eq!(activity["last"]["id"], run);
+    let activity = f.activity("backup_set.drift_check", set).await;
+    assert_eq!(activity.last.map(|last| last.id), Some(run));
 }
 
 async fn starts_are_deduplicated_refused_without_the_role_and_validated(f: Fixture) {
@@ -345,16 +316,18 @@ async fn starts_are_deduplicated_refused_without_the_role_and_validated(f: Fixtu
     let policy = f.policy_id(&graph_id).await.to_string();
     let capture = [("tenant", CONTOSO), ("policy_id", policy.as_str())];
     // A double-click makes one run.
-    let (_, first) = f.call("runs/capture-policy", &capture).await;
-    let (_, second) = f.call("runs/capture-policy", &capture).await;
-    assert_eq!(first["run_id"], second["run_id"]);
-    assert_eq!(
-        (first["reused"].clone(), second["reused"].clone()),
-        (false.into(), true.into())
-    );
-    let (_, sync_a) = f.call("runs/sync-inventory", &[("tenant", CONTOSO)]).await;
-    let (_, sync_b) = f.call("runs/sync-inventory", &[("tenant", CONTOSO)]).await;
-    assert_eq!(sync_a["run_id"], sync_b["run_id"]);
+    let first = f
+        .start_as(&f.operator, "runs/capture-policy", &capture)
+        .await;
+    let second = f
+        .start_as(&f.operator, "runs/capture-policy", &capture)
+        .await;
+    assert_eq!(first.run_id, second.run_id);
+    assert_eq!((first.reused, second.reused), (false, true));
+    let sync = [("tenant", CONTOSO)];
+    let sync_a = f.start_as(&f.operator, "runs/sync-inventory", &sync).await;
+    let sync_b = f.start_as(&f.operator, "runs/sync-inventory", &sync).await;
+    assert_eq!(sync_a.run_id, sync_b.run_id);
 
     // A read-only member may look, not start; another tenant's member may do neither.
     let runs_before = common::count(&f.app.db, "runs").await;
@@ -380,7 +353,9 @@ async fn starts_are_deduplicated_refused_without_the_role_and_validated(f: Fixtu
     assert_eq!(response.status(), 403);
 
     // Bad input: a 4xx with a reason, and nothing written.
-    let empty = common::backup_set(&f.app, &f.operator, CONTOSO, "Empty").await;
+    let empty = common::backup_set(&f.app, &f.operator, CONTOSO, "Empty")
+        .await
+        .to_string();
     let (status, error) = f
         .call(
             "runs/check-drift",
@@ -453,8 +428,8 @@ async fn racing_starts_make_one_run_of_each_kind(f: Fixture) {
         let mut ids = Vec::new();
         for answer in answers {
             assert_eq!(answer.status(), 200, "{endpoint}");
-            let run: Value = answer.json().await.unwrap();
-            ids.push(run["run_id"].as_i64().unwrap());
+            let run: SubmittedRun = answer.json().await.unwrap();
+            ids.push(run.run_id);
         }
         ids.sort_unstable();
         ids.dedup();

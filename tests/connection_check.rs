@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::{insert_policies, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
+use common::{
+    insert_policies, Form, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY,
+};
 use serde_json::Value;
 use tenantatlas::graph_sim::{AppSetup, TokenFault};
 use tenantatlas::server::engine::worker::{Outcome, Worker};
@@ -107,13 +109,13 @@ impl Fixture {
         let cookie = self.app.sign_in(email).await;
         let name = format!("Checked {}", uuid::Uuid::new_v4().simple());
         let set = common::backup_set(&self.app, &cookie, tenant, &name).await;
-        let id = insert_policies(&self.app.db, tenant, 1).await[0].to_string();
-        let form = [
-            ("tenant", tenant),
-            ("backup_set_id", set.as_str()),
-            ("policy_ids[0]", id.as_str()),
-        ];
-        self.app.call_as(&cookie, "runs/add-policies", &form).await
+        let ids = insert_policies(&self.app.db, tenant, 1).await;
+        let form = Form::tenant(tenant)
+            .field("backup_set_id", set)
+            .list("policy_ids", &ids);
+        self.app
+            .call_as(&cookie, "runs/add-policies", &form.pairs())
+            .await
     }
 }
 

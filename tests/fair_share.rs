@@ -13,18 +13,16 @@ use std::time::{Duration, Instant};
 use common::{TestDb, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
 use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::run::OperationType;
-use tenantatlas::domain::{Capability, PolicySelection, RunStatus, TenantExternalId};
-use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
+use tenantatlas::domain::{Capability, PolicySelection, RunStatus};
+use tenantatlas::graph_sim::SimHandle;
 use tenantatlas::server::auth::authorize_user;
 use tenantatlas::server::db::Db;
 use tenantatlas::server::engine::operation::{
     Notice, Operation, Pending, Recorded, Registry, Run, Tx,
 };
-use tenantatlas::server::engine::runner::{self, WakeUp};
+use tenantatlas::server::engine::runner::WakeUp;
 use tenantatlas::server::engine::worker::{CredentialsLoader, RunFailure, Worker};
-use tenantatlas::server::graph::{
-    ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
-};
+use tenantatlas::server::graph::{GraphClient, PolicySource, TenantCredentials};
 use tenantatlas::server::runs::create::create_or_reuse;
 use tenantatlas::server::seed;
 
@@ -43,32 +41,21 @@ struct Fixture {
     policies: HashMap<&'static str, Vec<i64>>,
 }
 
-fn creds_of(tenant: &str) -> TenantCredentials {
-    TenantCredentials {
-        tenant_id: TenantExternalId::parse(tenant).unwrap(),
-        client_id: "tenantatlas-test".into(),
-        client_secret: ClientSecret::new("sim-secret"),
-    }
-}
-
 async fn fixture(t: &TestDb, policies_per_tenant: usize) -> Fixture {
     seed::seed_demo(&t.db).await.unwrap();
-    let sim = GraphSim::start(SimConfig {
-        policies_per_tenant,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
+    let (sim, client) = common::sim_and_client(policies_per_tenant).await;
     let mut creds = HashMap::new();
     let mut policies = HashMap::new();
     for tenant in [CONTOSO, FABRIKAM] {
-        let ids = common::insert_sim_compliance(&t.db, &client, &creds_of(tenant), usize::MAX)
+        let ids = common::insert_sim_compliance(&t.db, &client, &common::creds(tenant), usize::MAX)
             .await
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        creds.insert(common::tenant_id(&t.db, tenant).await, creds_of(tenant));
+        creds.insert(
+            common::tenant_id(&t.db, tenant).await,
+            common::creds(tenant),
+        );
         policies.insert(tenant, ids);
     }
     Fixture {
@@ -156,26 +143,6 @@ impl Fixture {
     }
 }
 
-/// Starts the runner; returns its stop switch and task.
-fn start(
-    worker: Worker,
-    wake: &WakeUp,
-    db: &Db,
-) -> (
-    tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(runner::run(
-        worker,
-        wake.clone(),
-        db.clone(),
-        Duration::from_secs(600),
-        stopped,
-    ));
-    (stop, task)
-}
-
 async fn a_busy_tenant_does_not_delay_another(t: TestDb) {
     let f = fixture(&t, 2_000).await;
     let contoso = &f.policies[CONTOSO];
@@ -193,7 +160,7 @@ async fn a_busy_tenant_does_not_delay_another(t: TestDb) {
         4,
         "the default of --worker-concurrency"
     );
-    let (stop, runner) = start(worker, &wake, &f.db);
+    let (stop, runner) = common::start_runner(worker, &wake, &f.db, Duration::from_secs(600));
     // A's first run is under way before B submits.
     tokio::time::timeout(Duration::from_secs(10), async {
         while f.status(a_runs[0]).await != RunStatus::Running {
@@ -289,7 +256,7 @@ async fn interactive_runs_do_not_wait_behind_bulk_runs(t: TestDb) {
     let worker = f
         .worker(Registry::standard(f.source()).with(Probe))
         .with_runs_at_once(1);
-    let (stop, runner) = start(worker, &wake, &f.db);
+    let (stop, runner) = common::start_runner(worker, &wake, &f.db, Duration::from_secs(600));
     tokio::time::timeout(Duration::from_secs(10), async {
         while f.status(bulk).await != RunStatus::Running {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -123,22 +123,27 @@ async fn a_wrong_secret_fails_as_authentication_failed_without_graph_calls() {
     assert_eq!(counters.token_requests(), 1);
 }
 
-#[tokio::test]
-async fn settings_are_paged_to_the_last_page() {
+/// Captures the first policy of `kind` as `policy_type` (no assignments, no scope tags) from a
+/// fresh simulator: the simulator, the policy, the snapshot and its canonical JSON parsed.
+async fn capture_first(
+    kind: Kind,
+    policy_type: PolicyType,
+) -> (SimHandle, SimPolicy, Snapshot, Value) {
     let sim = start_sim(8, Knobs::default()).await;
-    let policy = first(&sim, Kind::ConfigurationPolicy);
-    assert_eq!(policy.child_count, 60);
+    let policy = first(&sim, kind);
     let snapshot = client(&sim)
-        .capture_policy(
-            &creds(SECRET),
-            PolicyType::SettingsCatalog,
-            &policy.id,
-            PLAIN,
-        )
+        .capture_policy(&creds(SECRET), policy_type, &policy.id, PLAIN)
         .await
         .expect("capture succeeds");
-    let payload: Value =
-        serde_json::from_str(&snapshot.canonical_json).expect("canonical JSON parses");
+    let payload = serde_json::from_str(&snapshot.canonical_json).expect("canonical JSON parses");
+    (sim, policy, snapshot, payload)
+}
+
+#[tokio::test]
+async fn settings_are_paged_to_the_last_page() {
+    let (sim, policy, snapshot, payload) =
+        capture_first(Kind::ConfigurationPolicy, PolicyType::SettingsCatalog).await;
+    assert_eq!(policy.child_count, 60);
     let settings = payload["settings"].as_array().expect("settings array");
     assert_eq!(settings.len(), 60);
     let ids: Vec<&str> = settings.iter().filter_map(|s| s["id"].as_str()).collect();
@@ -152,19 +157,12 @@ async fn settings_are_paged_to_the_last_page() {
 
 #[tokio::test]
 async fn definition_values_are_paged_with_their_definitions() {
-    let sim = start_sim(8, Knobs::default()).await;
-    let policy = first(&sim, Kind::GroupPolicyConfiguration);
+    let (_sim, policy, _, payload) = capture_first(
+        Kind::GroupPolicyConfiguration,
+        PolicyType::AdministrativeTemplate,
+    )
+    .await;
     assert_eq!(policy.child_count, 30);
-    let snapshot = client(&sim)
-        .capture_policy(
-            &creds(SECRET),
-            PolicyType::AdministrativeTemplate,
-            &policy.id,
-            PLAIN,
-        )
-        .await
-        .expect("capture succeeds");
-    let payload: Value = serde_json::from_str(&snapshot.canonical_json).expect("parses");
     let values = payload["definitionValues"]
         .as_array()
         .expect("definition values");

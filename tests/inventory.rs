@@ -8,16 +8,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::TestDb;
+use common::{creds_with_secret, TestDb};
 use sqlx::Row;
 use tenantatlas::domain::reason_code::ReasonCode;
-use tenantatlas::domain::TenantExternalId;
 use tenantatlas::graph_sim::{GraphSim, Knobs, SimConfig, SimHandle};
 use tenantatlas::server::db::Db;
 use tenantatlas::server::graph::credentials::{load_credentials, CredentialsError};
-use tenantatlas::server::graph::{
-    ClientSecret, GraphClient, GraphConfig, RetryPolicy, SecretResolver, TenantCredentials,
-};
+use tenantatlas::server::graph::{GraphClient, GraphConfig, RetryPolicy, SecretResolver};
 use tenantatlas::server::inventory::{sync_tenant, SyncError, SyncReport};
 use tenantatlas::server::seed;
 
@@ -49,14 +46,6 @@ fn client(sim: &SimHandle) -> GraphClient {
         max_retry_after: Duration::from_secs(5),
     };
     GraphClient::new(config).expect("client builds")
-}
-
-fn creds(tenant: &str, secret: &str) -> TenantCredentials {
-    TenantCredentials {
-        tenant_id: TenantExternalId::parse(tenant).expect("a GUID"),
-        client_id: "tenantatlas-test".into(),
-        client_secret: ClientSecret::new(secret),
-    }
 }
 
 async fn add_tenant(db: &Db, external_id: &str, secret_ref: Option<&str>) -> i64 {
@@ -118,7 +107,7 @@ async fn first_sync_adds_every_policy_and_a_second_changes_nothing(test: TestDb)
     let sim = start_sim().await;
     let client = client(&sim);
     let tenant = add_tenant(&test.db, CONTOSO, Some("env:UNUSED")).await;
-    let creds = creds(CONTOSO, SECRET);
+    let creds = creds_with_secret(CONTOSO, SECRET);
 
     let first = sync_tenant(&test.db, tenant, &client, &creds)
         .await
@@ -157,7 +146,7 @@ async fn renamed_and_deleted_policies_show_up_as_updated_and_gone(test: TestDb) 
     let sim = start_sim().await;
     let client = client(&sim);
     let tenant = add_tenant(&test.db, CONTOSO, Some("env:UNUSED")).await;
-    let creds = creds(CONTOSO, SECRET);
+    let creds = creds_with_secret(CONTOSO, SECRET);
     sync_tenant(&test.db, tenant, &client, &creds)
         .await
         .expect("first sync");
@@ -208,9 +197,14 @@ async fn a_graph_failure_writes_nothing(test: TestDb) {
 
     // Rejected credentials: no token, no rows.
     let wrong_secret = "wrong-secret-value-0123456789";
-    let error = sync_tenant(&test.db, tenant, &client, &creds(CONTOSO, wrong_secret))
-        .await
-        .expect_err("the token endpoint refuses the secret");
+    let error = sync_tenant(
+        &test.db,
+        tenant,
+        &client,
+        &creds_with_secret(CONTOSO, wrong_secret),
+    )
+    .await
+    .expect_err("the token endpoint refuses the secret");
     let SyncError::Graph(graph) = &error else {
         panic!("expected a Graph error, got {error:?}");
     };
@@ -219,7 +213,7 @@ async fn a_graph_failure_writes_nothing(test: TestDb) {
     assert!(rows(&test.db, tenant).await.is_empty());
 
     // A failure after some lists succeeded: the earlier inventory stays exactly as it was.
-    let creds = creds(CONTOSO, SECRET);
+    let creds = creds_with_secret(CONTOSO, SECRET);
     sync_tenant(&test.db, tenant, &client, &creds)
         .await
         .expect("a good sync");
@@ -246,13 +240,18 @@ async fn another_tenants_rows_are_untouched(test: TestDb) {
     let client = client(&sim);
     let contoso = add_tenant(&test.db, CONTOSO, Some("env:UNUSED")).await;
     let fabrikam = add_tenant(&test.db, FABRIKAM, Some("env:UNUSED")).await;
-    sync_tenant(&test.db, fabrikam, &client, &creds(FABRIKAM, SECRET))
-        .await
-        .expect("fabrikam sync");
+    sync_tenant(
+        &test.db,
+        fabrikam,
+        &client,
+        &creds_with_secret(FABRIKAM, SECRET),
+    )
+    .await
+    .expect("fabrikam sync");
     let fabrikam_rows = rows(&test.db, fabrikam).await;
     assert_eq!(fabrikam_rows.len(), sim.policies(FABRIKAM).len());
 
-    let creds = creds(CONTOSO, SECRET);
+    let creds = creds_with_secret(CONTOSO, SECRET);
     let first = sync_tenant(&test.db, contoso, &client, &creds)
         .await
         .expect("contoso sync");

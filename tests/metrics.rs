@@ -9,30 +9,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use common::{TestApp, CONTOSO, OPERATOR};
-use tenantatlas::domain::TenantExternalId;
-use tenantatlas::graph_sim::{Fault, GraphSim, SimConfig};
-use tenantatlas::server::engine::operation::Registry;
-use tenantatlas::server::engine::worker::{CredentialsLoader, RunFailure, Worker};
-use tenantatlas::server::graph::{
-    ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
-};
+use tenantatlas::graph_sim::Fault;
 use tenantatlas::server::metrics;
 
 both_backends!(TestApp:
     metrics_count_submits_runs_items_and_graph_answers,
     every_answer_names_its_request,
 );
-
-fn creds() -> TenantCredentials {
-    TenantCredentials {
-        tenant_id: TenantExternalId::parse(CONTOSO).unwrap(),
-        client_id: "tenantatlas-test".into(),
-        client_secret: ClientSecret::new("sim-secret"),
-    }
-}
 
 /// The value of the sample `name{labels}` (labels as Prometheus writes them), if present.
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -42,14 +27,9 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 async fn metrics_count_submits_runs_items_and_graph_answers(app: TestApp) {
     let handle = metrics::install().unwrap();
-    let sim = GraphSim::start(SimConfig {
-        policies_per_tenant: 30,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
-    let policies = common::insert_sim_compliance(&app.db, &client, &creds(), 4).await;
+    let (sim, client) = common::sim_and_client(30).await;
+    let policies =
+        common::insert_sim_compliance(&app.db, &client, &common::creds(CONTOSO), 4).await;
     sim.set_fault(
         &policies[0].1,
         Fault::Throttle {
@@ -61,9 +41,9 @@ async fn metrics_count_submits_runs_items_and_graph_answers(app: TestApp) {
     let operator = app.sign_in(OPERATOR).await;
     let set = common::backup_set(&app, &operator, CONTOSO, "Metrics").await;
     let ids: Vec<i64> = policies.iter().map(|(id, _)| *id).collect();
-    let run_id = common::submit(&app, &operator, CONTOSO, &set, &ids).await;
+    let run_id = common::submit(&app, &operator, CONTOSO, set, &ids).await;
     assert_eq!(
-        common::submit(&app, &operator, CONTOSO, &set, &ids).await,
+        common::submit(&app, &operator, CONTOSO, set, &ids).await,
         run_id,
         "the repeat is reused"
     );
@@ -85,9 +65,7 @@ async fn metrics_count_submits_runs_items_and_graph_answers(app: TestApp) {
         "{before}"
     );
 
-    let source: Arc<dyn PolicySource> = Arc::new(client);
-    let loader: CredentialsLoader = Arc::new(|_| Box::pin(async { Ok::<_, RunFailure>(creds()) }));
-    let worker = Worker::new(app.db.clone(), Registry::standard(source), loader, "w1");
+    let worker = common::sim_worker(&app.db, &client, "w1");
     worker.try_execute_task().await.unwrap();
 
     let text = scrape().await;

@@ -6,17 +6,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
-use serde_json::Value;
-use tenantatlas::domain::TenantExternalId;
-use tenantatlas::graph_sim::{GraphSim, SimConfig};
-use tenantatlas::server::engine::operation::Registry;
-use tenantatlas::server::engine::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
-use tenantatlas::server::graph::{
-    ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
-};
+use tenantatlas::domain::{NotificationLevel, NotificationList, Timestamp};
+use tenantatlas::graph_sim::SimConfig;
+use tenantatlas::server::engine::worker::Outcome;
 
 both_backends!(TestApp:
     lists_only_the_users_own_notifications_of_the_tenant,
@@ -61,22 +54,15 @@ async fn notify(
     .unwrap()
 }
 
-/// `notifications/list` as `cookie` in `tenant`: the status and the body.
-async fn list(app: &TestApp, cookie: &str, tenant: &str) -> (u16, Value) {
-    let response = app
-        .call_as(cookie, "notifications/list", &[("tenant", tenant)])
-        .await;
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+/// `notifications/list` as `cookie` in `tenant`, which must answer.
+async fn list(app: &TestApp, cookie: &str, tenant: &str) -> NotificationList {
+    app.notifications(Some(cookie), tenant)
+        .await
+        .expect("the notifications are listed")
 }
 
-fn titles(list: &Value) -> Vec<String> {
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["title"].as_str().unwrap().to_owned())
-        .collect()
+fn titles(list: &NotificationList) -> Vec<&str> {
+    list.items.iter().map(|n| n.title.as_str()).collect()
 }
 
 async fn mark_read(app: &TestApp, cookie: &str, tenant: &str, id: i64) -> u16 {
@@ -126,44 +112,46 @@ async fn lists_only_the_users_own_notifications_of_the_tenant(app: TestApp) {
     let seeded = seed(&app).await;
     let admin = app.sign_in(ADMIN).await;
 
-    let (status, contoso) = list(&app, &admin, CONTOSO).await;
-    assert_eq!(status, 200, "{contoso}");
+    let contoso = list(&app, &admin, CONTOSO).await;
     assert_eq!(titles(&contoso), ["Newest", "Older", "Oldest, read"]);
-    assert_eq!(contoso["unread"], 2);
-    let newest = &contoso["items"][0];
-    assert_eq!(newest["id"], seeded.contoso_newest);
-    assert_eq!(newest["level"], "success");
-    assert_eq!(newest["body"], "All good.");
-    assert_eq!(newest["link"], format!("/t/{CONTOSO}/runs/1"));
-    assert_eq!(newest["created_at"], 2_000);
-    assert_eq!(newest["read_at"], Value::Null);
-    assert_eq!(contoso["items"][2]["read_at"], 501);
-    assert!(contoso["as_of"].as_i64().unwrap() > 1_700_000_000_000);
+    assert_eq!(contoso.unread, 2);
+    let newest = &contoso.items[0];
+    assert_eq!(newest.id, seeded.contoso_newest);
+    assert_eq!(newest.level, NotificationLevel::Success);
+    assert_eq!(newest.body, "All good.");
+    let link = newest.link.as_ref().map(|link| link.as_str().to_owned());
+    assert_eq!(link, Some(format!("/t/{CONTOSO}/runs/1")));
+    assert_eq!(newest.created_at, Timestamp(2_000));
+    assert_eq!(newest.read_at, None);
+    assert_eq!(contoso.items[2].read_at, Some(Timestamp(501)));
+    assert!(contoso.as_of > Timestamp(1_700_000_000_000));
 
-    let (_, fabrikam) = list(&app, &admin, FABRIKAM).await;
+    let fabrikam = list(&app, &admin, FABRIKAM).await;
     assert_eq!(titles(&fabrikam), ["In Fabrikam"]);
-    assert_eq!(fabrikam["unread"], 1);
+    assert_eq!(fabrikam.unread, 1);
 
     let operator = app.sign_in(OPERATOR).await;
-    let (_, own) = list(&app, &operator, CONTOSO).await;
+    let own = list(&app, &operator, CONTOSO).await;
     assert_eq!(titles(&own), ["The operator's"]);
-    assert_eq!(own["items"][0]["id"], seeded.operators);
-    assert_eq!(own["unread"], 1);
+    assert_eq!(own.items[0].id, seeded.operators);
+    assert_eq!(own.unread, 1);
 
     // A user with none sees an empty list; a non-member sees nothing at all.
     let readonly = app.sign_in(READONLY).await;
-    let (_, none) = list(&app, &readonly, CONTOSO).await;
-    assert_eq!((titles(&none).len(), none["unread"].as_i64()), (0, Some(0)));
+    let none = list(&app, &readonly, CONTOSO).await;
+    assert_eq!((none.items.len(), none.unread), (0, 0));
     let outsider = app.sign_in(OUTSIDER).await;
-    let (status, body) = list(&app, &outsider, CONTOSO).await;
-    assert_eq!(status, 403);
-    assert!(!body.to_string().contains("Newest"), "{body}");
-    assert_eq!(
-        app.call("notifications/list", &[("tenant", CONTOSO)])
-            .await
-            .status(),
-        401
-    );
+    let refusal = app
+        .notifications(Some(&outsider), CONTOSO)
+        .await
+        .expect_err("a non-member is refused");
+    assert_eq!(refusal.status, 403);
+    assert!(!refusal.body.contains("Newest"), "{refusal:?}");
+    let anonymous = app
+        .notifications(None, CONTOSO)
+        .await
+        .expect_err("nobody signed in");
+    assert_eq!(anonymous.status, 401);
 }
 
 async fn lists_the_newest_page_and_counts_every_unread(app: TestApp) {
@@ -179,15 +167,12 @@ async fn lists_the_newest_page_and_counts_every_unread(app: TestApp) {
         .await;
     }
     let admin = app.sign_in(ADMIN).await;
-    let (_, page) = list(&app, &admin, CONTOSO).await;
+    let page = list(&app, &admin, CONTOSO).await;
     let shown = titles(&page);
     assert_eq!(shown.len(), 20);
+    assert_eq!((shown[0], shown[19]), ("Run 24", "Run 05"));
     assert_eq!(
-        (shown[0].as_str(), shown[19].as_str()),
-        ("Run 24", "Run 05")
-    );
-    assert_eq!(
-        page["unread"], 25,
+        page.unread, 25,
         "the count includes unread ones past the page"
     );
 }
@@ -199,20 +184,20 @@ async fn marking_one_read_lowers_the_count(app: TestApp) {
         mark_read(&app, &admin, CONTOSO, seeded.contoso_newest).await,
         200
     );
-    let (_, after) = list(&app, &admin, CONTOSO).await;
-    assert_eq!(after["unread"], 1);
-    let read_at = after["items"][0]["read_at"].as_i64().expect("read now");
+    let after = list(&app, &admin, CONTOSO).await;
+    assert_eq!(after.unread, 1);
+    let read_at = after.items[0].read_at.expect("read now");
 
     // Again is fine and keeps the first time.
     assert_eq!(
         mark_read(&app, &admin, CONTOSO, seeded.contoso_newest).await,
         200
     );
-    let (_, again) = list(&app, &admin, CONTOSO).await;
-    assert_eq!(again["unread"], 1);
-    assert_eq!(again["items"][0]["read_at"], read_at);
-    assert_eq!(again["items"][1]["id"], seeded.contoso_older);
-    assert_eq!(again["items"][1]["read_at"], Value::Null);
+    let again = list(&app, &admin, CONTOSO).await;
+    assert_eq!(again.unread, 1);
+    assert_eq!(again.items[0].read_at, Some(read_at));
+    assert_eq!(again.items[1].id, seeded.contoso_older);
+    assert_eq!(again.items[1].read_at, None);
 }
 
 async fn foreign_and_unknown_ids_are_404_and_change_nothing(app: TestApp) {
@@ -260,8 +245,8 @@ async fn foreign_and_unknown_ids_are_404_and_change_nothing(app: TestApp) {
         401
     );
     assert_eq!(read_count(&app).await, before, "nothing was marked read");
-    let (_, still) = list(&app, &operator, CONTOSO).await;
-    assert_eq!(still["unread"], 1);
+    let still = list(&app, &operator, CONTOSO).await;
+    assert_eq!(still.unread, 1);
 }
 
 async fn mark_all_read_clears_only_the_users_tenant(app: TestApp) {
@@ -275,17 +260,13 @@ async fn mark_all_read_clears_only_the_users_tenant(app: TestApp) {
         )
         .await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap(), 2);
-    let (_, contoso) = list(&app, &admin, CONTOSO).await;
-    assert_eq!(contoso["unread"], 0);
-    assert!(contoso["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|n| n["read_at"].is_i64()));
+    assert_eq!(response.json::<i64>().await.unwrap(), 2);
+    let contoso = list(&app, &admin, CONTOSO).await;
+    assert_eq!(contoso.unread, 0);
+    assert!(contoso.items.iter().all(|n| n.read_at.is_some()));
     // The admin's Fabrikam notification and the operator's are still unread.
-    let (_, fabrikam) = list(&app, &admin, FABRIKAM).await;
-    assert_eq!(fabrikam["unread"], 1);
+    let fabrikam = list(&app, &admin, FABRIKAM).await;
+    assert_eq!(fabrikam.unread, 1);
     let unread: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM notifications WHERE read_at IS NULL ORDER BY id")
             .fetch_all(app.db.pool())
@@ -300,14 +281,14 @@ async fn mark_all_read_clears_only_the_users_tenant(app: TestApp) {
             &[("tenant", CONTOSO)],
         )
         .await;
-    assert_eq!(again.json::<Value>().await.unwrap(), 0);
+    assert_eq!(again.json::<i64>().await.unwrap(), 0);
 }
 
 async fn readonly_members_read_and_dismiss_their_own(app: TestApp) {
     let own = notify(&app, READONLY, CONTOSO, "For the auditor", 1_000, false).await;
     let readonly = app.sign_in(READONLY).await;
-    let (_, before) = list(&app, &readonly, CONTOSO).await;
-    assert_eq!(before["unread"], 1);
+    let before = list(&app, &readonly, CONTOSO).await;
+    assert_eq!(before.unread, 1);
     assert_eq!(mark_read(&app, &readonly, CONTOSO, own).await, 200);
     notify(&app, READONLY, CONTOSO, "Another", 2_000, false).await;
     let all = app
@@ -318,28 +299,19 @@ async fn readonly_members_read_and_dismiss_their_own(app: TestApp) {
         )
         .await;
     assert_eq!(all.status(), 200);
-    let (_, after) = list(&app, &readonly, CONTOSO).await;
-    assert_eq!(after["unread"], 0);
-}
-
-/// Contoso's credentials as the simulator accepts them.
-fn creds() -> TenantCredentials {
-    TenantCredentials {
-        tenant_id: TenantExternalId::parse(CONTOSO).unwrap(),
-        client_id: "tenantatlas-test".into(),
-        client_secret: ClientSecret::new("sim-secret"),
-    }
+    let after = list(&app, &readonly, CONTOSO).await;
+    assert_eq!(after.unread, 0);
 }
 
 async fn a_finished_run_notifies_its_initiator_with_a_link_to_the_run(app: TestApp) {
     // The simulator's compliance policies in Contoso's inventory, so the run can capture them.
-    let sim = GraphSim::start(SimConfig::default()).await.unwrap();
-    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
-    let policy_ids: Vec<String> = common::insert_sim_compliance(&app.db, &client, &creds(), 2)
-        .await
-        .into_iter()
-        .map(|(id, _)| id.to_string())
-        .collect();
+    let (_sim, client) = common::sim_and_client(SimConfig::default().policies_per_tenant).await;
+    let policy_ids: Vec<i64> =
+        common::insert_sim_compliance(&app.db, &client, &common::creds(CONTOSO), 2)
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
     assert_eq!(
         policy_ids.len(),
         2,
@@ -348,63 +320,30 @@ async fn a_finished_run_notifies_its_initiator_with_a_link_to_the_run(app: TestA
 
     // The operator starts the run through the app, as the picker does.
     let operator = app.sign_in(OPERATOR).await;
-    let created: Value = app
-        .call_as(
-            &operator,
-            "backup-sets/create",
-            &[("tenant", CONTOSO), ("name", "Bell"), ("description", "")],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let set = created["id"].as_i64().unwrap().to_string();
-    let submitted: Value = app
-        .call_as(
-            &operator,
-            "runs/add-policies",
-            &[
-                ("tenant", CONTOSO),
-                ("backup_set_id", set.as_str()),
-                ("policy_ids[0]", policy_ids[0].as_str()),
-                ("policy_ids[1]", policy_ids[1].as_str()),
-            ],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let run_id = submitted["run_id"].as_i64().expect("a queued run");
-    let (_, before) = list(&app, &operator, CONTOSO).await;
-    assert_eq!(before["unread"], 0, "nothing until the run ends");
+    let set = common::backup_set(&app, &operator, CONTOSO, "Bell").await;
+    let run_id = common::submit(&app, &operator, CONTOSO, set, &policy_ids).await;
+    let before = list(&app, &operator, CONTOSO).await;
+    assert_eq!(before.unread, 0, "nothing until the run ends");
 
     // The worker (not running inside test servers) takes the run to its end.
-    let source: Arc<dyn PolicySource> = Arc::new(client);
-    let loader: CredentialsLoader = Arc::new(|_| Box::pin(async { Ok::<_, RunFailure>(creds()) }));
-    let worker = Worker::new(
-        app.db.clone(),
-        Registry::standard(source),
-        loader,
-        "bell-test",
-    );
+    let worker = common::sim_worker(&app.db, &client, "bell-test");
     assert!(matches!(
         worker.try_execute_task().await.unwrap(),
         Outcome::TaskCompleted { .. }
     ));
 
-    let (_, after) = list(&app, &operator, CONTOSO).await;
-    assert_eq!(after["unread"], 1);
-    let notification = &after["items"][0];
-    assert_eq!(notification["title"], "Adding policies: Succeeded");
-    assert_eq!(notification["level"], "success");
-    assert_eq!(notification["link"], format!("/t/{CONTOSO}/runs/{run_id}"));
+    let after = list(&app, &operator, CONTOSO).await;
+    assert_eq!(after.unread, 1);
+    let notification = &after.items[0];
+    assert_eq!(notification.title, "Adding policies: Succeeded");
+    assert_eq!(notification.level, NotificationLevel::Success);
+    let link = notification.link.as_ref().expect("a link to the run");
+    assert_eq!(link.as_str(), format!("/t/{CONTOSO}/runs/{run_id}"));
     // Only the initiator is told.
     let admin = app.sign_in(ADMIN).await;
-    let (_, admins) = list(&app, &admin, CONTOSO).await;
-    assert_eq!(admins["unread"], 0);
+    let admins = list(&app, &admin, CONTOSO).await;
+    assert_eq!(admins.unread, 0);
     // The link leads to the run's page.
-    let page = app
-        .get(Some(&operator), notification["link"].as_str().unwrap())
-        .await;
+    let page = app.get(Some(&operator), link.as_str()).await;
     assert_eq!(page.status(), 200);
 }

@@ -8,10 +8,9 @@
 
 mod common;
 
-use common::{TestApp, CONTOSO, OPERATOR, OUTSIDER, READONLY};
+use common::{DemoApp, Form, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;
-use tenantatlas::server::engine::worker::{Outcome, Worker};
-use tenantatlas::server::{runs_worker, seed};
+use tenantatlas::server::seed;
 
 both_backends!(local Fixture:
     a_restore_brings_back_every_type_and_ends_with_evidence,
@@ -24,75 +23,46 @@ both_backends!(local Fixture:
 
 const MANAGER: &str = "manager@contoso.example";
 const TENANT_NAME: &str = seed::DEMO_TENANTS[0].1;
+/// The options a restore backs up and previews with.
+const WITH_ASSIGNMENTS_AND_SCOPE_TAGS: &[(&str, &str)] = &[
+    ("include_assignments", "true"),
+    ("include_scope_tags", "true"),
+];
 
+/// The demo app, as a manager of Contoso (who may restore).
 struct Fixture {
-    app: TestApp,
-    demo: seed::DemoGraph,
-    worker: Worker,
+    demo_app: DemoApp,
     manager: String,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = DemoApp;
+
+    fn deref(&self) -> &DemoApp {
+        &self.demo_app
+    }
 }
 
 /// One policy of each type in a backup set, with the inventory ids and Graph ids.
 struct Backup {
-    set: String,
+    set: i64,
     policies: Vec<(i64, String)>,
 }
 
 impl Fixture {
     async fn start(backend: common::Backend) -> Self {
-        let demo = seed::start_demo_graph(0).await.unwrap();
-        let app = TestApp::spawn_with_graph(backend, demo.access.clone()).await;
-        let worker = runs_worker(&app.db, demo.access.clone());
-        let manager = app.sign_in(MANAGER).await;
-        Self {
-            app,
-            demo,
-            worker,
-            manager,
-        }
-    }
-
-    async fn call_as(&self, cookie: &str, endpoint: &str, form: &[(&str, &str)]) -> (u16, Value) {
-        let response = self.app.call_as(cookie, endpoint, form).await;
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let demo_app = DemoApp::start(backend).await;
+        let manager = demo_app.app.sign_in(MANAGER).await;
+        Self { demo_app, manager }
     }
 
     async fn call(&self, endpoint: &str, form: &[(&str, &str)]) -> (u16, Value) {
         self.call_as(&self.manager, endpoint, form).await
     }
 
-    /// Runs the queue until run `run_id` has ended.
-    async fn finish(&self, run_id: i64) {
-        loop {
-            match self.worker.try_execute_task().await.unwrap() {
-                Outcome::TaskCompleted { run_id: done } if done == run_id => return,
-                Outcome::TaskCompleted { .. } => {}
-                Outcome::EmptyQueue => panic!("run {run_id} was not run"),
-            }
-        }
-    }
-
     /// Starts a run through `endpoint` as the manager and runs it to its end; its id.
     async fn run(&self, endpoint: &str, form: &[(&str, &str)]) -> i64 {
-        let (status, run) = self.call(endpoint, form).await;
-        assert_eq!(status, 200, "{endpoint}: {run}");
-        let run_id = run["run_id"].as_i64().expect("a queued run");
-        self.finish(run_id).await;
-        run_id
-    }
-
-    async fn policy_id(&self, graph_id: &str) -> i64 {
-        sqlx::query_scalar("SELECT id FROM policies WHERE graph_id = $1 AND tenant_id = $2")
-            .bind(graph_id)
-            .bind(common::tenant_id(&self.app.db, CONTOSO).await)
-            .fetch_one(self.app.db.pool())
-            .await
-            .unwrap()
+        self.run_as(&self.manager, endpoint, form).await
     }
 
     /// Syncs the inventory and backs up one policy of each type (assignments and scope tags
@@ -116,22 +86,17 @@ impl Fixture {
             policies.push((self.policy_id(&sim.id).await, sim.id.clone()));
         }
         let set = common::backup_set(&self.app, &self.manager, CONTOSO, "Restore me").await;
-        let mut form = vec![
-            ("tenant".to_owned(), CONTOSO.to_owned()),
-            ("backup_set_id".to_owned(), set.clone()),
-            ("include_assignments".to_owned(), "true".to_owned()),
-            ("include_scope_tags".to_owned(), "true".to_owned()),
-        ];
-        for (i, (id, _)) in policies.iter().enumerate() {
-            form.push((format!("policy_ids[{i}]"), id.to_string()));
-        }
-        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.run("runs/add-policies", &form).await;
+        let ids: Vec<i64> = policies.iter().map(|(id, _)| *id).collect();
+        let form = Form::tenant(CONTOSO)
+            .field("backup_set_id", set)
+            .fields(WITH_ASSIGNMENTS_AND_SCOPE_TAGS)
+            .list("policy_ids", &ids);
+        self.run("runs/add-policies", &form.pairs()).await;
         Backup { set, policies }
     }
 
     /// Runs a preview of restoring `ids` of the set (assignments included); its id and plan.
-    async fn preview(&self, set: &str, ids: &[i64]) -> (i64, Value) {
+    async fn preview(&self, set: i64, ids: &[i64]) -> (i64, Value) {
         let run = self.start_preview(&self.manager, set, ids).await;
         assert_eq!(run.0, 200, "{}", run.1);
         let run_id = run.1["run_id"].as_i64().unwrap();
@@ -139,19 +104,13 @@ impl Fixture {
         (run_id, self.plan(run_id).await)
     }
 
-    async fn start_preview(&self, cookie: &str, set: &str, ids: &[i64]) -> (u16, Value) {
-        let source = format!("set-{set}");
-        let mut form = vec![
-            ("tenant".to_owned(), CONTOSO.to_owned()),
-            ("source".to_owned(), source),
-            ("include_assignments".to_owned(), "true".to_owned()),
-            ("include_scope_tags".to_owned(), "true".to_owned()),
-        ];
-        for (i, id) in ids.iter().enumerate() {
-            form.push((format!("policy_ids[{i}]"), id.to_string()));
-        }
-        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.call_as(cookie, "runs/restore-preview", &form).await
+    async fn start_preview(&self, cookie: &str, set: i64, ids: &[i64]) -> (u16, Value) {
+        let form = Form::tenant(CONTOSO)
+            .field("source", format!("set-{set}"))
+            .fields(WITH_ASSIGNMENTS_AND_SCOPE_TAGS)
+            .list("policy_ids", ids);
+        self.call_as(cookie, "runs/restore-preview", &form.pairs())
+            .await
     }
 
     async fn plan(&self, preview: i64) -> Value {
@@ -242,7 +201,7 @@ async fn a_restore_brings_back_every_type_and_ends_with_evidence(f: Fixture) {
     }
     assert!(f.demo.sim.remove_policy(CONTOSO, &deleted_graph));
 
-    let (preview, plan) = f.preview(&backup.set, &ids).await;
+    let (preview, plan) = f.preview(backup.set, &ids).await;
     assert_eq!(plan["status"], "Completed", "{plan}");
     assert_eq!(plan["not_executable"], Value::Null, "{plan}");
     assert_eq!(item(&plan, deleted_id)["plan"], "create");
@@ -287,7 +246,7 @@ async fn a_restore_brings_back_every_type_and_ends_with_evidence(f: Fixture) {
         "SELECT bi.snapshot_id, p.current_snapshot_id FROM backup_items bi \
          JOIN policies p ON p.id = bi.policy_id WHERE bi.backup_set_id = $1",
     )
-    .bind(backup.set.parse::<i64>().unwrap())
+    .bind(backup.set)
     .fetch_all(f.app.db.pool())
     .await
     .unwrap();
@@ -303,7 +262,7 @@ async fn a_restore_brings_back_every_type_and_ends_with_evidence(f: Fixture) {
     assert_eq!(audited, 4, "one audit row per item written");
 
     // The same restore again, after a fresh preview: every item unchanged, zero writes.
-    let (again, plan) = f.preview(&backup.set, &ids).await;
+    let (again, plan) = f.preview(backup.set, &ids).await;
     for id in &ids {
         assert_eq!(item(&plan, *id)["plan"], "unchanged", "{plan}");
     }
@@ -330,7 +289,7 @@ async fn the_preview_never_writes(f: Fixture) {
     // A simulator that fails every request but a GET.
     f.demo.sim.set_reject_writes(true);
     f.demo.sim.reset_counters();
-    let (_, plan) = f.preview(&backup.set, &ids).await;
+    let (_, plan) = f.preview(backup.set, &ids).await;
     assert_eq!(plan["status"], "Completed", "{plan}");
     let counters = f.demo.sim.counters();
     assert!(counters.graph_requests() > 0);
@@ -348,7 +307,7 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
     let backup = f.backup().await;
     let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
     assert!(f.demo.sim.change_settings(CONTOSO, &backup.policies[1].1));
-    let (preview, _) = f.preview(&backup.set, &ids).await;
+    let (preview, _) = f.preview(backup.set, &ids).await;
     let runs = f.runs().await;
 
     // The request's own gates: 422, nothing queued.
@@ -383,7 +342,7 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
     assert!(f.plan(preview).await["not_executable"] == "PreviewExpired");
 
     // The backup changed since the preview: 409.
-    let (preview, _) = f.preview(&backup.set, &ids).await;
+    let (preview, _) = f.preview(backup.set, &ids).await;
     let (policy, _) = backup.policies[2];
     let other = common::insert_snapshot(
         &f.app.db,
@@ -397,7 +356,7 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
     let held: i64 = sqlx::query_scalar(
         "SELECT snapshot_id FROM backup_items WHERE backup_set_id = $1 AND policy_id = $2",
     )
-    .bind(backup.set.parse::<i64>().unwrap())
+    .bind(backup.set)
     .bind(policy)
     .fetch_one(f.app.db.pool())
     .await
@@ -406,7 +365,7 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
         "UPDATE backup_items SET snapshot_id = $1 WHERE backup_set_id = $2 AND policy_id = $3",
     )
     .bind(other)
-    .bind(backup.set.parse::<i64>().unwrap())
+    .bind(backup.set)
     .bind(policy)
     .execute(f.app.db.pool())
     .await
@@ -422,7 +381,7 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
         "UPDATE backup_items SET snapshot_id = $1 WHERE backup_set_id = $2 AND policy_id = $3",
     )
     .bind(held)
-    .bind(backup.set.parse::<i64>().unwrap())
+    .bind(backup.set)
     .bind(policy)
     .execute(f.app.db.pool())
     .await
@@ -454,11 +413,11 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
 async fn only_owners_and_managers_may_restore(f: Fixture) {
     let backup = f.backup().await;
     let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
-    let (preview, _) = f.preview(&backup.set, &ids).await;
+    let (preview, _) = f.preview(backup.set, &ids).await;
     let runs = f.runs().await;
     for email in [OPERATOR, READONLY, OUTSIDER] {
         let cookie = f.app.sign_in(email).await;
-        let (status, body) = f.start_preview(&cookie, &backup.set, &ids).await;
+        let (status, body) = f.start_preview(&cookie, backup.set, &ids).await;
         assert_eq!(status, 403, "{email} preview: {body}");
         let (status, body) = f.execute_as(&cookie, preview, true, TENANT_NAME).await;
         assert_eq!(status, 403, "{email} execute: {body}");
@@ -473,7 +432,7 @@ async fn only_owners_and_managers_may_restore(f: Fixture) {
     assert_eq!(f.call_as(&outsider, "restore/preview", &form).await.0, 403);
 
     // A queued restore run is cancelled only by those who may restore.
-    let (status, queued) = f.start_preview(&f.manager, &backup.set, &ids[..1]).await;
+    let (status, queued) = f.start_preview(&f.manager, backup.set, &ids[..1]).await;
     assert_eq!(status, 200, "{queued}");
     let id = queued["run_id"].as_i64().unwrap().to_string();
     let form = [("tenant", CONTOSO), ("id", id.as_str())];
@@ -488,7 +447,7 @@ async fn an_item_changed_since_the_preview_is_not_written(f: Fixture) {
     for (_, graph_id) in &backup.policies {
         assert!(f.demo.sim.change_settings(CONTOSO, graph_id));
     }
-    let (preview, _) = f.preview(&backup.set, &ids).await;
+    let (preview, _) = f.preview(backup.set, &ids).await;
     // Someone edits one policy again after the preview.
     let (moved, moved_graph) = backup.policies[3].clone();
     assert!(f.demo.sim.change_settings(CONTOSO, &moved_graph));
@@ -526,7 +485,7 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
             ..Default::default()
         },
     );
-    let (preview, plan) = f.preview(&backup.set, &ids).await;
+    let (preview, plan) = f.preview(backup.set, &ids).await;
     let block = plan["run_block"].as_str().unwrap_or_default();
     assert!(block.contains("Group.Read.All"), "{plan}");
     assert_eq!(plan["not_executable"], "Blocked");
@@ -548,7 +507,7 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
         })
         .expect("the policy is assigned to a group");
     assert!(f.demo.sim.remove_group(CONTOSO, &group));
-    let (preview, plan) = f.preview(&backup.set, &ids).await;
+    let (preview, plan) = f.preview(backup.set, &ids).await;
     let blocked = item(&plan, policy);
     assert_eq!(blocked["plan"], "blocked", "{plan}");
     assert!(blocked["notes"]["blocked"].to_string().contains(&group));
@@ -562,7 +521,7 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
         "SELECT s.payload FROM backup_items bi JOIN policy_snapshots s ON s.id = bi.snapshot_id \
          WHERE bi.backup_set_id = $1 AND bi.policy_id = $2",
     )
-    .bind(backup.set.parse::<i64>().unwrap())
+    .bind(backup.set)
     .bind(policy)
     .fetch_one(f.app.db.pool())
     .await
@@ -575,7 +534,7 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
         "the demo's settings catalog policy holds a secret"
     );
     assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
-    let (_, plan) = f.preview(&backup.set, &[policy]).await;
+    let (_, plan) = f.preview(backup.set, &[policy]).await;
     let blocked = item(&plan, policy);
     assert_eq!(blocked["plan"], "blocked", "{plan}");
     assert!(

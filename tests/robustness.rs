@@ -18,7 +18,6 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-use serde_json::Value;
 use tenantatlas::server::panics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -86,40 +85,12 @@ struct Known {
 }
 
 async fn known_ids(app: &TestApp) -> Known {
-    let operator = app.sign_in(OPERATOR).await;
-    let form = [("tenant", CONTOSO), ("name", "Sweep"), ("description", "")];
-    let set: Value = app
-        .call_as(&operator, "backup-sets/create", &form)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let set_id = set["id"].as_i64().expect("a backup set").to_string();
-    let policy_id = common::insert_policies(&app.db, CONTOSO, 1).await[0].to_string();
-    let form = [
-        ("tenant", CONTOSO),
-        ("backup_set_id", set_id.as_str()),
-        ("policy_ids[0]", policy_id.as_str()),
-    ];
-    let run: Value = app
-        .call_as(&operator, "runs/add-policies", &form)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let run_id = run["run_id"].as_i64().expect("a queued run").to_string();
-    let payload =
-        serde_json::json!({"policyType": "compliance", "policy": {"passwordRequired": true}});
-    let version_id = common::insert_snapshot(
-        &app.db,
-        CONTOSO,
-        policy_id.parse().unwrap(),
-        &payload,
-        'e',
-        1_000,
-    )
-    .await
-    .to_string();
+    let common::Sample {
+        set_id,
+        policy_id,
+        run_id,
+        version_id,
+    } = common::Sample::create(app).await;
     Known {
         set_source: format!("set-{set_id}"),
         version_source: format!("version-{version_id}"),

@@ -34,7 +34,7 @@ fn payload(min_length: i64) -> Value {
 
 /// A Contoso policy with two versions (minimum length 8, then 12); the older one is held by a
 /// backup set. Returns (policy id, older version, newer version, backup set id).
-async fn two_versions(app: &TestApp) -> (i64, i64, i64, String) {
+async fn two_versions(app: &TestApp) -> (i64, i64, i64, i64) {
     let policy = insert_policies(&app.db, CONTOSO, 1).await[0];
     let old = insert_snapshot(&app.db, CONTOSO, policy, &payload(8), 'a', 1_000).await;
     let new = insert_snapshot(&app.db, CONTOSO, policy, &payload(12), 'b', 2_000).await;
@@ -46,7 +46,7 @@ async fn two_versions(app: &TestApp) -> (i64, i64, i64, String) {
          VALUES ($1, $2, $3, $4, 1000)",
     )
     .bind(tenant_id)
-    .bind(set.parse::<i64>().unwrap())
+    .bind(set)
     .bind(policy)
     .bind(old)
     .execute(app.db.pool())
@@ -105,7 +105,7 @@ async fn policy_page_lists_versions_newest_first(app: TestApp) {
     assert_eq!(versions[1]["id"], old);
     assert_eq!(versions[1]["previous_id"], Value::Null);
     assert_eq!(versions[1]["backup_sets"][0]["name"], "Baseline");
-    assert_eq!(versions[1]["backup_sets"][0]["id"].to_string(), set);
+    assert_eq!(versions[1]["backup_sets"][0]["id"], set);
 
     let (status, html) = page(&app, &reader, &format!("/t/{CONTOSO}/policies/{policy}")).await;
     assert_eq!(status, 200);

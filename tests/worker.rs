@@ -12,14 +12,11 @@ use std::time::Duration;
 use common::{TestDb, CONTOSO, OPERATOR};
 use sqlx::Row;
 use tenantatlas::domain::run::Lane;
-use tenantatlas::domain::{AddPoliciesOptions, Capability, PolicySelection, TenantExternalId};
-use tenantatlas::graph_sim::{Fault, GraphSim, SimConfig, SimHandle};
+use tenantatlas::domain::{AddPoliciesOptions, Capability, PolicySelection};
+use tenantatlas::graph_sim::{Fault, SimHandle};
 use tenantatlas::server::auth::authorize_user;
-use tenantatlas::server::engine::operation::Registry;
-use tenantatlas::server::engine::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
-use tenantatlas::server::graph::{
-    ClientSecret, GraphClient, GraphConfig, PolicySource, TenantCredentials,
-};
+use tenantatlas::server::engine::worker::{Outcome, Worker};
+use tenantatlas::server::graph::GraphClient;
 use tenantatlas::server::runs::create::create_or_reuse;
 use tenantatlas::server::seed;
 
@@ -45,27 +42,9 @@ struct Fixture {
     policies: Vec<(i64, String)>,
 }
 
-fn creds() -> TenantCredentials {
-    TenantCredentials {
-        tenant_id: TenantExternalId::parse(CONTOSO).unwrap(),
-        client_id: "tenantatlas-test".into(),
-        client_secret: ClientSecret::new("sim-secret"),
-    }
-}
-
-fn loader() -> CredentialsLoader {
-    Arc::new(|_tenant| Box::pin(async { Ok::<_, RunFailure>(creds()) }))
-}
-
 async fn fixture(t: &TestDb) -> Fixture {
     seed::seed_demo(&t.db).await.unwrap();
-    let sim = GraphSim::start(SimConfig {
-        policies_per_tenant: 80,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap();
+    let (sim, client) = common::sim_and_client(80).await;
     let tenant_id = common::tenant_id(&t.db, CONTOSO).await;
     let user_id = common::user_id(&t.db, OPERATOR).await;
     let set_id: i64 = sqlx::query_scalar(
@@ -76,7 +55,8 @@ async fn fixture(t: &TestDb) -> Fixture {
     .await
     .unwrap();
     // The inventory, listed through the real client from the simulator.
-    let policies = common::insert_sim_compliance(&t.db, &client, &creds(), usize::MAX).await;
+    let policies =
+        common::insert_sim_compliance(&t.db, &client, &common::creds(CONTOSO), usize::MAX).await;
     assert!(
         policies.len() >= 12,
         "the simulator serves enough compliance policies"
@@ -94,8 +74,7 @@ async fn fixture(t: &TestDb) -> Fixture {
 
 impl Fixture {
     fn worker(&self, name: &str) -> Worker {
-        let source: Arc<dyn PolicySource> = Arc::new(self.client.clone());
-        Worker::new(self.db.clone(), Registry::standard(source), loader(), name)
+        common::sim_worker(&self.db, &self.client, name)
     }
 
     /// Queues a run through the server function's service (the run with its selection); the

@@ -3,26 +3,57 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+mod api;
+mod demo;
+
+// Each test file uses some of these.
+#[allow(unused_imports)]
+pub use api::{Answer, Form, Refusal};
+#[allow(unused_imports)]
+pub use demo::DemoApp;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use std::sync::Arc;
 use tenantatlas::server::auth::client_address::{IpRange, TrustedProxies};
 use tenantatlas::server::auth::password::Checker;
 use tenantatlas::server::auth::session::{SessionSettings, COOKIE, HOST_COOKIE};
 use tenantatlas::server::auth::throttle::SignInThrottle;
-use tenantatlas::server::graph::{GraphAccess, GraphClient, PolicyType, TenantCredentials};
+
+use tenantatlas::domain::TenantExternalId;
+use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
+use tenantatlas::server::engine::operation::Registry;
+use tenantatlas::server::engine::runner::{self, WakeUp};
+use tenantatlas::server::engine::worker::{CredentialsLoader, RunFailure, Worker};
+use tenantatlas::server::graph::{
+    ClientSecret, GraphAccess, GraphClient, GraphConfig, PolicySource, PolicyType,
+    TenantCredentials,
+};
 use tenantatlas::server::state::{AppState, Settings};
 use tenantatlas::server::tenants::keyring::KeyRing;
 use tenantatlas::server::{db::Db, http, prepare, seed};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Which engine a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    /// The engine's name in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
 }
 
 /// The PostgreSQL server tests create their databases on (trust auth on these machines).
@@ -35,33 +66,52 @@ fn postgres_admin_url() -> String {
 pub struct TestDb {
     pub db: Db,
     pub url: String,
-    // Keeps the SQLite folder alive as long as the test.
-    _dir: Option<TempDir>,
+    /// The SQLite folder (removed when dropped) or the PostgreSQL database.
+    place: Place,
+}
+
+/// Where a test database lives.
+enum Place {
+    Folder(TempDir),
+    Postgres { admin_url: String, name: String },
 }
 
 impl TestDb {
+    /// A database on the server at `TEST_POSTGRES_ADMIN_URL` (or the local one), or an SQLite
+    /// file in a temp folder.
     pub async fn create(backend: Backend) -> Self {
-        let (url, dir) = match backend {
+        Self::create_on(backend, &postgres_admin_url()).await
+    }
+
+    /// The same, with PostgreSQL databases created on the server of `admin_url` (any database
+    /// on it; the benches take it as an option).
+    pub async fn create_on(backend: Backend, admin_url: &str) -> Self {
+        let (url, place) = match backend {
             Backend::Sqlite => {
                 let dir = TempDir::new();
-                (format!("sqlite://{}/test.db", dir.0.display()), Some(dir))
+                let url = format!("sqlite://{}/test.db", dir.0.display());
+                (url, Place::Folder(dir))
             }
             Backend::Postgres => {
                 let name = format!("ta_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Db::connect(&postgres_admin_url())
-                    .await
-                    .expect("connect to PostgreSQL");
+                let admin = Db::connect(admin_url).await.expect("connect to PostgreSQL");
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(admin.pool())
                     .await
                     .expect("create test database");
                 admin.close().await;
-                let base = postgres_admin_url();
-                let url = match base.rsplit_once('/') {
-                    Some((server, _)) => format!("{server}/{name}"),
-                    None => panic!("TEST_POSTGRES_ADMIN_URL has no database part"),
+                let server = admin_url
+                    .split('?')
+                    .next()
+                    .and_then(|url| url.rsplit_once('/'))
+                    .map(|(server, _)| server)
+                    .expect("the PostgreSQL URL has a database part");
+                let url = format!("{server}/{name}");
+                let place = Place::Postgres {
+                    admin_url: admin_url.to_owned(),
+                    name,
                 };
-                (url, None)
+                (url, place)
             }
         };
         let db = Db::connect(&url)
@@ -70,7 +120,23 @@ impl TestDb {
         prepare(&db)
             .await
             .expect("migrations apply to an empty database");
-        Self { db, url, _dir: dir }
+        Self { db, url, place }
+    }
+
+    /// Closes the pool and removes the database at once. Tests leave theirs to
+    /// `scripts/test.sh`; a bench's database is large, so it goes when the bench ends.
+    pub async fn destroy(self) {
+        self.db.close().await;
+        if let Place::Postgres { admin_url, name } = self.place {
+            let admin = Db::connect(&admin_url)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(admin.pool())
+                .await
+                .expect("drop the database");
+            admin.close().await;
+        }
     }
 }
 
@@ -180,12 +246,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, options: Options) -> Self {
+        Self::serve(TestDb::create(backend).await, options).await
+    }
+
+    /// Seeds the demo data into `test_db` and serves it.
+    pub async fn serve(test_db: TestDb, options: Options) -> Self {
         // Server logs show up in a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .with_test_writer()
             .try_init();
-        let test_db = TestDb::create(backend).await;
         let db = test_db.db.clone();
         seed::seed_demo(&db).await.expect("seed demo data");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -333,6 +403,62 @@ impl TestApp {
     pub async fn count(&self, table: &str) -> i64 {
         count(&self.db, table).await
     }
+
+    /// Stops the server and removes its database ([`TestDb::destroy`]).
+    pub async fn close(self) {
+        drop(self._shutdown);
+        self._test_db.destroy().await;
+    }
+}
+
+/// The credentials the Graph simulator accepts for `tenant` (an external id).
+pub fn creds(tenant: &str) -> TenantCredentials {
+    creds_with_secret(tenant, "sim-secret")
+}
+
+/// Credentials for `tenant` with another secret (the simulator refuses any but its own).
+pub fn creds_with_secret(tenant: &str, secret: &str) -> TenantCredentials {
+    TenantCredentials {
+        tenant_id: TenantExternalId::parse(tenant).expect("a tenant GUID"),
+        client_id: "tenantatlas-test".into(),
+        client_secret: ClientSecret::new(secret),
+    }
+}
+
+/// A Graph simulator with `policies_per_tenant` policies in each tenant, and a client for it
+/// with the default limits.
+pub async fn sim_and_client(policies_per_tenant: usize) -> (SimHandle, GraphClient) {
+    let sim = GraphSim::start(SimConfig {
+        policies_per_tenant,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let client = GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url))
+        .expect("the client builds");
+    (sim, client)
+}
+
+/// A runner working `worker`'s runs in the background as the server's does: it polls every
+/// `poll` and wakes on `wake`. Send `true` to stop it, then await the task.
+pub fn start_runner(
+    worker: Worker,
+    wake: &WakeUp,
+    db: &Db,
+    poll: Duration,
+) -> (watch::Sender<bool>, JoinHandle<()>) {
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(runner::run(worker, wake.clone(), db.clone(), poll, stopped));
+    (stop, task)
+}
+
+/// A worker on `db` named `name` that captures through `client` as Contoso's app (the tests'
+/// worker, driven one `try_execute_task` at a time).
+pub fn sim_worker(db: &Db, client: &GraphClient, name: &str) -> Worker {
+    let source: Arc<dyn PolicySource> = Arc::new(client.clone());
+    let loader: CredentialsLoader =
+        Arc::new(|_tenant| Box::pin(async { Ok::<_, RunFailure>(creds(CONTOSO)) }));
+    Worker::new(db.clone(), Registry::standard(source), loader, name)
 }
 
 /// The session cookie a response sets, as `name=value` (`None` if it sets none).
@@ -440,8 +566,6 @@ impl TestApp {
     }
 }
 
-/// Adds `n` policies to a tenant's inventory (the demo seed's inventory may differ) and
-/// returns their ids.
 /// The database id of the tenant with this external id.
 pub async fn tenant_id(db: &Db, external_id: &str) -> i64 {
     sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
@@ -460,6 +584,8 @@ pub async fn user_id(db: &Db, email: &str) -> i64 {
         .expect("user exists")
 }
 
+/// Adds `n` policies to a tenant's inventory (the demo seed's inventory may differ) and
+/// returns their ids.
 pub async fn insert_policies(db: &Db, tenant_external_id: &str, n: usize) -> Vec<i64> {
     use sqlx::Row;
     let tenant_id = tenant_id(db, tenant_external_id).await;
@@ -517,28 +643,19 @@ pub async fn insert_sim_compliance(
 // Runs as the tests set them up: a backup set, a submit, a run with items in given outcomes.
 
 /// Creates a backup set in `tenant` as `cookie` and returns its id.
-pub async fn backup_set(app: &TestApp, cookie: &str, tenant: &str, name: &str) -> String {
-    let form = [("tenant", tenant), ("name", name), ("description", "")];
-    let response = app.call_as(cookie, "backup-sets/create", &form).await;
-    assert_eq!(response.status(), 200);
-    let created: Value = response.json().await.unwrap();
-    created["id"].as_i64().unwrap().to_string()
+pub async fn backup_set(app: &TestApp, cookie: &str, tenant: &str, name: &str) -> i64 {
+    app.create_backup_set(cookie, tenant, name, "")
+        .await
+        .expect("the backup set is created")
+        .id
 }
 
-/// Submits "add policies" for `ids` to backup set `set` of `tenant` and returns the run id.
-pub async fn submit(app: &TestApp, cookie: &str, tenant: &str, set: &str, ids: &[i64]) -> i64 {
-    let id_texts: Vec<String> = ids.iter().map(i64::to_string).collect();
-    let keys: Vec<String> = (0..ids.len()).map(|i| format!("policy_ids[{i}]")).collect();
-    let mut form: Vec<(&str, &str)> = vec![("tenant", tenant), ("backup_set_id", set)];
-    form.extend(
-        keys.iter()
-            .map(String::as_str)
-            .zip(id_texts.iter().map(String::as_str)),
-    );
-    let response = app.call_as(cookie, "runs/add-policies", &form).await;
-    assert_eq!(response.status(), 200);
-    let submitted: Value = response.json().await.unwrap();
-    submitted["run_id"].as_i64().unwrap()
+/// Submits "add policies" for `ids` to backup set `set` of `tenant` and returns the run's id.
+pub async fn submit(app: &TestApp, cookie: &str, tenant: &str, set: i64, ids: &[i64]) -> i64 {
+    app.add_policies(cookie, tenant, set, ids, &[])
+        .await
+        .expect("the run is queued")
+        .run_id
 }
 
 /// A Contoso run of `n` items, of which the first `succeeded` (by policy id) succeeded and the
@@ -552,7 +669,7 @@ pub async fn run_with_items(
 ) -> i64 {
     let set = backup_set(app, cookie, CONTOSO, "Big run").await;
     let ids = insert_policies(&app.db, CONTOSO, n).await;
-    let run = submit(app, cookie, CONTOSO, &set, &ids).await;
+    let run = submit(app, cookie, CONTOSO, set, &ids).await;
     // The items, as the worker writes them when it claims the run.
     for id in &ids {
         sqlx::query(
@@ -637,4 +754,32 @@ pub async fn insert_snapshot(
     .fetch_one(db.pool())
     .await
     .expect("insert snapshot")
+}
+
+/// One of each thing a Contoso page or server function can name, made as the operator would:
+/// a backup set, a policy in the inventory, a queued run adding it to the set, and a stored
+/// version of that policy. Ids as text, since they go into forms and paths.
+pub struct Sample {
+    pub set_id: String,
+    pub policy_id: String,
+    pub run_id: String,
+    pub version_id: String,
+}
+
+impl Sample {
+    pub async fn create(app: &TestApp) -> Self {
+        let operator = app.sign_in(OPERATOR).await;
+        let set = backup_set(app, &operator, CONTOSO, "Sample").await;
+        let policy = insert_policies(&app.db, CONTOSO, 1).await[0];
+        let run = submit(app, &operator, CONTOSO, set, &[policy]).await;
+        let payload =
+            serde_json::json!({"policyType": "compliance", "policy": {"passwordRequired": true}});
+        let version = insert_snapshot(&app.db, CONTOSO, policy, &payload, 'e', 1_000).await;
+        Self {
+            set_id: set.to_string(),
+            policy_id: policy.to_string(),
+            run_id: run.to_string(),
+            version_id: version.to_string(),
+        }
+    }
 }

@@ -2,36 +2,35 @@
 //! 1,000 and 10,000 policies (the service call and the whole HTTP request), 200 identical submits
 //! at once (exactly one run), the worker's own cost on a 10,000-item run against a
 //! zero-latency simulator, and the picker's requests on 50,000 policies. Prints Markdown tables.
-//! `cargo build --bin bench-runs && target/debug/bench-runs [--quick] [--engine sqlite|postgres|both]`.
+//! `cargo bench --bench runs --profile dev -- [--quick] [--engine sqlite|postgres|both]` (drop
+//! `--profile dev` for a release build). The app is the tests' own (`tests/common`): the real
+//! server on a random port over a fresh, seeded database, removed when the bench ends.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use common::{Backend, Form, Options, TestApp, TestDb};
 use futures::StreamExt;
-use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
+use serde::de::DeserializeOwned;
 use sqlx::Row;
 use tenantatlas::domain::{
-    AddPoliciesOptions, Capability, PolicySelection, SubmittedRun, TenantExternalId, Timestamp,
+    AddPoliciesOptions, Capability, PolicySelection, SubmittedRun, Timestamp,
 };
 use tenantatlas::graph_sim::{GraphSim, Knobs, SimConfig, SimHandle};
-use tenantatlas::server::auth::session::{SessionSettings, COOKIE as SESSION_COOKIE};
 use tenantatlas::server::auth::{authorize_user, TenantContext};
 use tenantatlas::server::db::Db;
-use tenantatlas::server::engine::operation::Registry;
-use tenantatlas::server::engine::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
+use tenantatlas::server::engine::worker::Outcome;
 use tenantatlas::server::graph::{
-    CaptureOptions, ClientSecret, GraphClient, GraphConfig, LimiterConfig, PolicySource,
-    PolicyType, TenantCredentials,
+    CaptureOptions, GraphClient, GraphConfig, LimiterConfig, PolicyType,
 };
 use tenantatlas::server::inventory::sync_tenant;
 use tenantatlas::server::runs::create::create_or_reuse;
-use tenantatlas::server::state::{AppState, Settings};
-use tenantatlas::server::{http, prepare, seed};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
@@ -46,12 +45,12 @@ enum EngineChoice {
 
 /// Benchmark options; the defaults are the scenario.
 #[derive(Debug, Parser)]
-#[command(name = "bench-runs")]
+#[command(name = "runs")]
 struct Args {
     /// Which database engine(s) to measure.
     #[arg(long, value_enum, default_value_t = EngineChoice::Both)]
     engine: EngineChoice,
-    /// A PostgreSQL server URL (any database on it): the bench creates `ta_bench_<random>` there
+    /// A PostgreSQL server URL (any database on it): the bench creates `ta_test_<random>` there
     /// and drops it at the end.
     #[arg(
         long,
@@ -67,6 +66,9 @@ struct Args {
     /// Do not `ANALYZE` the PostgreSQL database before each series, as autovacuum would.
     #[arg(long)]
     no_analyze: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// How much to measure.
@@ -109,8 +111,8 @@ impl Plan {
 }
 
 /// The tenant every measurement acts in, and the member who submits (an operator may start runs).
-const TENANT: &str = seed::DEMO_TENANTS[0].0;
-const OPERATOR: &str = "operator@contoso.example";
+const TENANT: &str = common::CONTOSO;
+const OPERATOR: &str = common::OPERATOR;
 /// The inventory the bench inserts: the largest selection one run may hold.
 const INVENTORY: usize = 10_000;
 /// What the picker submits by default.
@@ -128,18 +130,17 @@ const GOAL_ITEMS_PER_SECOND: f64 = 1_000.0;
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    // Quiet unless asked: `RUST_LOG=sqlx=debug` times every statement (to see what dominates).
-    if let Ok(filter) = std::env::var("RUST_LOG") {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    // Warnings only unless asked, and on stderr beside the progress lines (the report is
+    // stdout): `RUST_LOG=sqlx=debug` times every statement (to see what dominates).
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let plan = Plan::new(args.quick);
-    let engines: &[Engine] = match args.engine {
-        EngineChoice::Sqlite => &[Engine::Sqlite],
-        EngineChoice::Postgres => &[Engine::Postgres],
-        EngineChoice::Both => &[Engine::Sqlite, Engine::Postgres],
+    let engines: &[Backend] = match args.engine {
+        EngineChoice::Sqlite => &[Backend::Sqlite],
+        EngineChoice::Postgres => &[Backend::Postgres],
+        EngineChoice::Both => &[Backend::Sqlite, Backend::Postgres],
     };
     // One simulator and client for every engine: zero latency, no throttle, and a limiter far
     // above Intune's (46/s would set the pace; the engine is what is measured here).
@@ -167,7 +168,7 @@ async fn main() -> Result<()> {
         .and_then(|l| l.split_whitespace().next().map(str::to_owned))
         .unwrap_or_else(|| "?".into());
     println!(
-        "bench-runs: {} build, {} cores, load average {load}; samples per size: {}; {} warm-up submits each{}",
+        "runs: {} build, {} cores, load average {load}; samples per size: {}; {} warm-up submits each{}",
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -182,7 +183,7 @@ async fn main() -> Result<()> {
         plan.warm_up,
         if args.quick { " (--quick)" } else { "" }
     );
-    if engines.contains(&Engine::Postgres) {
+    if engines.contains(&Backend::Postgres) {
         println!(
             "PostgreSQL: {}",
             if args.no_analyze {
@@ -193,109 +194,17 @@ async fn main() -> Result<()> {
         );
     }
     let mut reports = Vec::new();
-    for engine in engines {
+    for &engine in engines {
         eprintln!("{}: setting up", engine.label());
-        let bench = BenchDb::create(*engine, &args.pg_url).await?;
-        let analyze = *engine == Engine::Postgres && !args.no_analyze;
-        let result = measure(&bench, &plan, analyze, &sim, &client).await;
-        bench.destroy().await;
+        let test_db = TestDb::create_on(engine, &args.pg_url).await;
+        let app = TestApp::serve(test_db, Options::default()).await;
+        let analyze = engine == Backend::Postgres && !args.no_analyze;
+        let result = measure(&app, engine, &plan, analyze, &sim, &client).await;
+        app.close().await;
         reports.push(result?);
     }
     print_reports(&plan, &reports);
     Ok(())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Engine {
-    Sqlite,
-    Postgres,
-}
-
-impl Engine {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Sqlite => "SQLite",
-            Self::Postgres => "PostgreSQL",
-        }
-    }
-}
-
-/// A fresh, migrated database that is removed afterwards.
-struct BenchDb {
-    engine: Engine,
-    db: Db,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    Folder(PathBuf),
-    Database { admin_url: String, name: String },
-}
-
-impl BenchDb {
-    async fn create(engine: Engine, pg_url: &str) -> Result<Self> {
-        let suffix = format!("{:016x}", rand::random::<u64>());
-        let (url, cleanup) = match engine {
-            Engine::Sqlite => {
-                let dir = std::env::temp_dir().join(format!("tenantatlas-bench-{suffix}"));
-                std::fs::create_dir_all(&dir)?;
-                let url = format!("sqlite://{}/bench.db", dir.display());
-                (url, Cleanup::Folder(dir))
-            }
-            Engine::Postgres => {
-                let name = format!("ta_bench_{suffix}");
-                let admin = Db::connect(pg_url).await?;
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(admin.pool())
-                    .await?;
-                admin.close().await;
-                let Some((server, _)) = pg_url.split('?').next().and_then(|u| u.rsplit_once('/'))
-                else {
-                    return Err("--pg-url has no database part".into());
-                };
-                let cleanup = Cleanup::Database {
-                    admin_url: pg_url.to_owned(),
-                    name: name.clone(),
-                };
-                (format!("{server}/{name}"), cleanup)
-            }
-        };
-        let db = Db::connect(&url).await?;
-        let bench = Self {
-            engine,
-            db,
-            cleanup,
-        };
-        prepare(&bench.db).await?;
-        seed::seed_demo(&bench.db).await?;
-        Ok(bench)
-    }
-
-    /// Closes the pools and removes the database; failures are reported, not fatal.
-    async fn destroy(self) {
-        self.db.close().await;
-        match self.cleanup {
-            Cleanup::Folder(dir) => {
-                if let Err(error) = std::fs::remove_dir_all(&dir) {
-                    eprintln!("could not remove {}: {error}", dir.display());
-                }
-            }
-            Cleanup::Database { admin_url, name } => {
-                let dropped = async {
-                    let admin = Db::connect(&admin_url).await?;
-                    let result =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(admin.pool())
-                            .await;
-                    admin.close().await;
-                    result.map(|_| ())
-                };
-                if let Err(error) = dropped.await {
-                    eprintln!("could not drop the database {name}: {error}");
-                }
-            }
-        }
-    }
 }
 
 /// Percentiles of one series of samples.
@@ -355,7 +264,7 @@ struct WorkerRow {
 }
 
 struct EngineReport {
-    engine: Engine,
+    engine: Backend,
     submits: Vec<SubmitRow>,
     concurrent: Vec<ConcurrentRow>,
     worker: WorkerRow,
@@ -363,21 +272,21 @@ struct EngineReport {
 }
 
 /// Everything a measurement needs about the running app.
-struct Fixture {
+struct Fixture<'a> {
     db: Db,
     ctx: TenantContext,
     tenant_id: i64,
     /// The synced inventory, ascending by id: what the picker selects and the worker captures.
     ids: Vec<i64>,
     policies: Vec<(PolicyType, String)>,
-    app: App,
-    /// Dropping it stops the server.
-    _stop_app: tokio::sync::oneshot::Sender<()>,
+    app: &'a TestApp,
+    /// The operator's session.
+    cookie: String,
     /// Refresh the planner's statistics before each series, as autovacuum would (PostgreSQL).
     analyze: bool,
 }
 
-impl Fixture {
+impl Fixture<'_> {
     /// Without statistics PostgreSQL plans blind (it checked each run item's foreign key with a
     /// sequential scan of `runs` when the submit still wrote the items). Autovacuum keeps the
     /// statistics current in a real deployment; servers that run with it off (like this
@@ -392,20 +301,17 @@ impl Fixture {
 }
 
 async fn measure(
-    bench: &BenchDb,
+    app: &TestApp,
+    engine: Backend,
     plan: &Plan,
     analyze: bool,
     sim: &SimHandle,
     client: &GraphClient,
 ) -> Result<EngineReport> {
-    let db = bench.db.clone();
-    let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
-        .bind(TENANT)
-        .fetch_one(db.pool())
-        .await?
-        .try_get("id")?;
+    let db = app.db.clone();
+    let tenant_id = common::tenant_id(&db, TENANT).await;
     // The inventory, written by the real sync from the simulator.
-    sync_tenant(&db, tenant_id, client, &bench_creds()?).await?;
+    sync_tenant(&db, tenant_id, client, &common::creds(TENANT)).await?;
     let rows = sqlx::query(
         "SELECT id, policy_type, graph_id FROM policies WHERE tenant_id = $1 ORDER BY id",
     )
@@ -423,14 +329,9 @@ async fn measure(
     if ids.len() != INVENTORY {
         return Err(format!("{} policies synced, {INVENTORY} expected", ids.len()).into());
     }
-    let user_id: i64 = sqlx::query("SELECT id FROM users WHERE email = $1")
-        .bind(OPERATOR)
-        .fetch_one(db.pool())
-        .await?
-        .try_get("id")?;
+    let user_id = common::user_id(&db, OPERATOR).await;
     // The service is called with the context the authorization point builds for this member.
     let ctx = authorize_user(&db, user_id, TENANT, Capability::StartRuns).await?;
-    let (app, stop_app) = App::spawn(&db).await?;
     let fixture = Fixture {
         db,
         ctx,
@@ -438,10 +339,10 @@ async fn measure(
         ids,
         policies,
         app,
-        _stop_app: stop_app,
+        cookie: app.sign_in(OPERATOR).await,
         analyze,
     };
-    let label = bench.engine.label();
+    let label = engine.label();
 
     let mut submits = Vec::new();
     for (policies, samples) in plan.sizes {
@@ -458,7 +359,7 @@ async fn measure(
     eprintln!("{label}: the picker on {PICKER_INVENTORY} policies");
     let picker = picker_latency(&fixture, plan.picker_samples).await?;
     Ok(EngineReport {
-        engine: bench.engine,
+        engine,
         submits,
         concurrent,
         worker,
@@ -466,7 +367,7 @@ async fn measure(
     })
 }
 
-async fn new_backup_set(fixture: &Fixture, name: &str) -> Result<i64> {
+async fn new_backup_set(fixture: &Fixture<'_>, name: &str) -> Result<i64> {
     Ok(sqlx::query(
         "INSERT INTO backup_sets (tenant_id, name, created_at) VALUES ($1, $2, $3) RETURNING id",
     )
@@ -479,7 +380,7 @@ async fn new_backup_set(fixture: &Fixture, name: &str) -> Result<i64> {
 }
 
 /// Ends a run as the worker would, so the next identical submit creates a new one.
-async fn finish_run(fixture: &Fixture, run_id: i64) -> Result<()> {
+async fn finish_run(fixture: &Fixture<'_>, run_id: i64) -> Result<()> {
     sqlx::query("UPDATE runs SET status = 'completed', finished_at = $2 WHERE id = $1")
         .bind(run_id)
         .bind(Timestamp::now().millis())
@@ -498,7 +399,7 @@ fn expect_new(run: &SubmittedRun, policies: usize) -> Result<()> {
 /// Alternates service calls and HTTP requests with the same selection on one backup set; each
 /// run is marked finished (untimed) before the next submit, so every sample creates a new run.
 async fn submit_latency(
-    fixture: &Fixture,
+    fixture: &Fixture<'_>,
     policies: usize,
     samples: usize,
     warm_up: usize,
@@ -506,7 +407,6 @@ async fn submit_latency(
     let ids = &fixture.ids[..policies];
     let selection = PolicySelection::parse(ids.to_vec())?;
     let set = new_backup_set(fixture, &format!("Latency {policies}")).await?;
-    let body = form_body(set, ids);
     let (mut service, mut http) = (Vec::new(), Vec::new());
     for sample in 0..warm_up + samples {
         let started = Instant::now();
@@ -515,7 +415,7 @@ async fn submit_latency(
         expect_new(&run, policies)?;
         finish_run(fixture, run.run_id).await?;
 
-        let (http_time, run) = fixture.app.submit(body.clone()).await?;
+        let (http_time, run) = timed(fixture.submit(set, ids)).await?;
         expect_new(&run, policies)?;
         finish_run(fixture, run.run_id).await?;
         if sample + 1 == warm_up {
@@ -535,7 +435,7 @@ async fn submit_latency(
 
 /// Checks the outcome of identical concurrent submits: one run, every other answer reused it.
 async fn one_run(
-    fixture: &Fixture,
+    fixture: &Fixture<'_>,
     path: &'static str,
     set: i64,
     answers: Vec<(Duration, SubmittedRun)>,
@@ -572,16 +472,14 @@ async fn one_run(
 
 /// `count` identical submits over HTTP, released together by a barrier.
 async fn concurrent_http(
-    fixture: &Fixture,
+    fixture: &Fixture<'_>,
     count: usize,
     policies: usize,
 ) -> Result<ConcurrentRow> {
     let set = new_backup_set(fixture, "Concurrent HTTP").await?;
     fixture.analyze().await?;
-    let body = form_body(set, &fixture.ids[..policies]);
     let answers = all_at_once(count, || {
-        let (app, body) = (fixture.app.clone(), body.clone());
-        async move { app.submit(body).await }
+        timed(fixture.submit(set, &fixture.ids[..policies]))
     })
     .await?;
     one_run(fixture, "HTTP", set, answers).await
@@ -589,7 +487,7 @@ async fn concurrent_http(
 
 /// `count` identical service calls, released together by a barrier.
 async fn concurrent_service(
-    fixture: &Fixture,
+    fixture: &Fixture<'_>,
     count: usize,
     policies: usize,
 ) -> Result<ConcurrentRow> {
@@ -634,25 +532,16 @@ where
     Ok(answers)
 }
 
-/// The app registration the bench talks to the simulator as.
-fn bench_creds() -> Result<TenantCredentials> {
-    Ok(TenantCredentials {
-        tenant_id: TenantExternalId::parse(TENANT)?,
-        client_id: "bench-runs".into(),
-        client_secret: ClientSecret::new(SimConfig::default().client_secret),
-    })
-}
-
 /// Queues a run of `items` policies through the real submit path, then lets the real worker
 /// process it through the real client against the simulator; also times the same captures
 /// without the worker (client and simulator only) to separate Graph from the engine.
 async fn worker_throughput(
-    fixture: &Fixture,
+    fixture: &Fixture<'_>,
     sim: &SimHandle,
     client: &GraphClient,
     items: usize,
 ) -> Result<WorkerRow> {
-    let creds = bench_creds()?;
+    let creds = common::creds(TENANT);
     let capture = CaptureOptions {
         include_assignments: OPTIONS.include_assignments,
         include_scope_tags: OPTIONS.include_scope_tags,
@@ -674,17 +563,7 @@ async fn worker_throughput(
     let selection = PolicySelection::parse(fixture.ids[..items].to_vec())?;
     let run = create_or_reuse(&fixture.db, &fixture.ctx, set, &selection, OPTIONS).await?;
     expect_new(&run, items)?;
-    let source: Arc<dyn PolicySource> = Arc::new(client.clone());
-    let loader: CredentialsLoader = Arc::new(move |_tenant| {
-        let creds = creds.clone();
-        Box::pin(async move { Ok::<_, RunFailure>(creds) })
-    });
-    let worker = Worker::new(
-        fixture.db.clone(),
-        Registry::standard(source),
-        loader,
-        "bench-runs",
-    );
+    let worker = common::sim_worker(&fixture.db, client, "bench");
     fixture.analyze().await?;
     sim.reset_counters();
     let started = Instant::now();
@@ -709,8 +588,6 @@ async fn worker_throughput(
     })
 }
 
-/// The form the browser posts to `runs/add-policies`. Ids and the tenant GUID need no escaping
-/// beyond the brackets.
 /// A picker request: its name in the report, the server function, the filter fields.
 type PickerQuery = (
     &'static str,
@@ -729,7 +606,7 @@ struct PickerRow {
 /// The picker's requests on a tenant of 50,000 policies, 2,000 of them already in the backup set
 /// it adds to: first page, a name search, type and platform filters sorted by last change, the
 /// last page, and "select all N matching".
-async fn picker_latency(fixture: &Fixture, samples: usize) -> Result<Vec<PickerRow>> {
+async fn picker_latency(fixture: &Fixture<'_>, samples: usize) -> Result<Vec<PickerRow>> {
     // The rest of the 50,000 beside the simulator's 10,000, as a sync would have written them
     // (every fifth one with a last-modified time, so that sort has both kinds).
     let extra = PICKER_INVENTORY - INVENTORY as i64;
@@ -800,7 +677,8 @@ async fn picker_latency(fixture: &Fixture, samples: usize) -> Result<Vec<PickerR
         let mut times = Vec::with_capacity(samples);
         let mut answer = serde_json::Value::Null;
         for _ in 0..samples + 2 {
-            let (time, body) = fixture.app.call(endpoint, &form).await?;
+            let request = fixture.app.request(Some(&fixture.cookie), endpoint, &form);
+            let (time, body) = timed(request).await?;
             times.push(time);
             answer = body;
         }
@@ -827,121 +705,37 @@ async fn picker_latency(fixture: &Fixture, samples: usize) -> Result<Vec<PickerR
     Ok(rows)
 }
 
-fn form_body(backup_set_id: i64, ids: &[i64]) -> String {
-    let mut body = format!(
-        "tenant={TENANT}&backup_set_id={backup_set_id}&include_assignments={}&include_scope_tags={}",
-        OPTIONS.include_assignments, OPTIONS.include_scope_tags
-    );
-    for (i, id) in ids.iter().enumerate() {
-        body.push_str(&format!("&policy_ids%5B{i}%5D={id}"));
+impl Fixture<'_> {
+    /// "Add selected" of `ids` to backup set `set` as the operator, with the picker's default
+    /// options: the request, ready to send (the form is encoded before the clock starts).
+    fn submit(&self, set: i64, ids: &[i64]) -> reqwest::RequestBuilder {
+        let form = Form::tenant(TENANT)
+            .field("backup_set_id", set)
+            .field("include_assignments", OPTIONS.include_assignments)
+            .field("include_scope_tags", OPTIONS.include_scope_tags)
+            .list("policy_ids", ids);
+        self.app
+            .request(Some(&self.cookie), "runs/add-policies", &form.pairs())
     }
-    body
 }
 
-/// The real app on a random port (no worker: runs stay queued until the bench ends them), and a
-/// signed-in operator's session.
-#[derive(Clone)]
-struct App {
-    addr: SocketAddr,
-    http: reqwest::Client,
-    cookie: String,
-}
-
-impl App {
-    /// The server stops when the returned sender is dropped.
-    async fn spawn(db: &Db) -> Result<(Self, tokio::sync::oneshot::Sender<()>)> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let settings = Settings {
-            public_origin: format!("http://{addr}"),
-            public_url: None,
-            sessions: SessionSettings {
-                idle: Duration::from_secs(3_600),
-                max_age: Duration::from_secs(12 * 3_600),
-                secure: false,
-            },
-            trusted_proxies: Default::default(),
-        };
-        let state = AppState::new(
-            db.clone(),
-            http::leptos_options(&std::env::temp_dir(), addr),
-            settings,
-        );
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(http::serve(listener, state, async {
-            let _ = rx.await;
-        }));
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        let response = http
-            .post(format!("http://{addr}/api/auth/sign-in"))
-            .header(ORIGIN, format!("http://{addr}"))
-            .form(&[
-                ("email", OPERATOR),
-                ("password", seed::DEMO_PASSWORD),
-                ("next", "/"),
-            ])
-            .send()
-            .await?;
-        let cookie = response
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with(&format!("{SESSION_COOKIE}=")))
-            .and_then(|v| v.split(';').next())
-            .map(str::to_owned)
-            .ok_or("the sign-in set no session cookie")?;
-        Ok((Self { addr, http, cookie }, tx))
+/// Sends a server function request and times it until the whole answer is read; a non-2xx
+/// answer is an error.
+async fn timed<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<(Duration, T)> {
+    let started = Instant::now();
+    let response = request.send().await?;
+    let status = response.status();
+    let url = response.url().path().to_owned();
+    let bytes = response.bytes().await?;
+    let elapsed = started.elapsed();
+    if !status.is_success() {
+        return Err(format!(
+            "{url} answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+        .into());
     }
-
-    /// Calls a server function with a form, timed until the whole answer is read.
-    async fn call(
-        &self,
-        endpoint: &str,
-        form: &[(&str, &str)],
-    ) -> Result<(Duration, serde_json::Value)> {
-        self.timed(endpoint, |request| request.form(form)).await
-    }
-
-    /// Posts "Add selected" and times it until the whole answer is read.
-    async fn submit(&self, body: String) -> Result<(Duration, SubmittedRun)> {
-        self.timed("runs/add-policies", |request| {
-            request
-                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(body)
-        })
-        .await
-    }
-
-    /// Posts to `/api/{endpoint}` as the signed-in operator (`body` adds the form) and times the
-    /// request until the whole answer is read; a non-2xx answer is an error.
-    async fn timed<T: serde::de::DeserializeOwned>(
-        &self,
-        endpoint: &str,
-        body: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
-    ) -> Result<(Duration, T)> {
-        let request = body(
-            self.http
-                .post(format!("http://{}/api/{endpoint}", self.addr))
-                .header(ORIGIN, format!("http://{}", self.addr))
-                .header(COOKIE, &self.cookie),
-        );
-        let started = Instant::now();
-        let response = request.send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        let elapsed = started.elapsed();
-        if !status.is_success() {
-            return Err(format!(
-                "{endpoint} answered {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            )
-            .into());
-        }
-        Ok((elapsed, serde_json::from_slice(&bytes)?))
-    }
+    Ok((elapsed, serde_json::from_slice(&bytes)?))
 }
 
 fn verdict(met: bool) -> &'static str {

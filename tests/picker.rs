@@ -1,0 +1,197 @@
+//! The policy picker's server functions over HTTP: inventory search, filters, sorting and
+//! paging, the in-set marker and "select all N matching", and tenant isolation.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::{backup_set, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
+use tenantatlas::domain::policy_page::PolicyPage;
+use tenantatlas::domain::PolicyType;
+
+both_backends!(TestApp:
+    lists_searches_filters_sorts_and_pages,
+    marks_policies_already_in_the_set_and_leaves_them_out_of_select_all,
+    another_tenants_policies_never_appear,
+);
+
+fn names(page: &PolicyPage) -> Vec<&str> {
+    page.rows
+        .iter()
+        .map(|row| row.display_name.as_str())
+        .collect()
+}
+
+/// Puts a policy into a backup set directly (as a finished run would have).
+async fn add_to_set(app: &TestApp, tenant: &str, set_id: i64, policy_id: i64) {
+    let tenant_id = common::tenant_id(&app.db, tenant).await;
+    let snapshot: i64 = sqlx::query_scalar(
+        "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
+         VALUES ($1, $2, $3, '{}', 0) RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(policy_id)
+    .bind(format!("hash-{policy_id}"))
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, captured_at) \
+         VALUES ($1, $2, $3, $4, 0)",
+    )
+    .bind(tenant_id)
+    .bind(set_id)
+    .bind(policy_id)
+    .bind(snapshot)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+}
+
+async fn lists_searches_filters_sorts_and_pages(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie, CONTOSO, "Picker").await;
+    common::insert_policies(&app.db, CONTOSO, 60).await;
+    let (app, cookie) = (&app, cookie.as_str());
+    let list = move |filters: &'static [(&'static str, &'static str)]| async move {
+        app.policies_list(cookie, CONTOSO, set, filters)
+            .await
+            .expect("the picker lists")
+    };
+
+    let first = list(&[("search", "TEST POLICY")]).await;
+    assert_eq!(first.total, 60);
+    assert_eq!(first.page_size, 50);
+    assert_eq!(first.rows.len(), 50);
+    assert!(first.platforms.iter().any(|p| p == "android"));
+
+    let second = list(&[("search", "test policy"), ("page", "1")]).await;
+    assert_eq!(second.page, 1);
+    assert_eq!(second.rows.len(), 10);
+    let mut all = names(&first);
+    all.extend(names(&second));
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 60, "pages neither overlap nor skip rows");
+
+    // A page past the end answers the last page instead of an empty one.
+    let past = list(&[("search", "test policy"), ("page", "99")]).await;
+    assert_eq!(past.page, 1);
+
+    let some = list(&[("search", "policy 5")]).await;
+    assert_eq!(some.total, 11, "Test policy 5 and 50–59");
+
+    // Wildcards are literal text.
+    for wildcard in ["test%", "test_policy", "%"] {
+        let none = app
+            .policies_list(cookie, CONTOSO, set, &[("search", wildcard)])
+            .await
+            .expect("the picker lists");
+        assert_eq!(none.total, 0, "{wildcard:?} is not a wildcard");
+    }
+
+    let by_type = list(&[
+        ("search", "test policy"),
+        ("policy_type", "settings_catalog"),
+    ])
+    .await;
+    assert_eq!(by_type.total, 0);
+    let by_platform = list(&[
+        ("search", "test policy"),
+        ("policy_type", "compliance"),
+        ("platform", "android"),
+    ])
+    .await;
+    assert_eq!(by_platform.total, 60);
+    assert!(by_platform
+        .rows
+        .iter()
+        .all(|row| row.policy_type == PolicyType::Compliance && row.platform == "android"));
+
+    let descending = list(&[("search", "test policy"), ("sort", "-name")]).await;
+    assert_eq!(names(&descending)[0], "Test policy 9");
+    let ascending = list(&[("search", "test policy"), ("sort", "nonsense")]).await;
+    assert_eq!(names(&ascending)[0], "Test policy 0");
+
+    // Readonly members may look (they cannot add).
+    let readonly = app.sign_in(READONLY).await;
+    let looked = app.policies_list(&readonly, CONTOSO, set, &[]).await;
+    assert!(looked.is_ok(), "{looked:?}");
+}
+
+async fn marks_policies_already_in_the_set_and_leaves_them_out_of_select_all(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie, CONTOSO, "Marked").await;
+    let other = backup_set(&app, &cookie, CONTOSO, "Other").await;
+    let ids = common::insert_policies(&app.db, CONTOSO, 5).await;
+    add_to_set(&app, CONTOSO, set, ids[0]).await;
+    add_to_set(&app, CONTOSO, other, ids[1]).await;
+
+    let search = [("search", "test policy")];
+    let page = app
+        .policies_list(&cookie, CONTOSO, set, &search)
+        .await
+        .expect("the picker lists");
+    let in_set: Vec<i64> = page
+        .rows
+        .iter()
+        .filter(|row| row.in_set)
+        .map(|row| row.id)
+        .collect();
+    assert_eq!(in_set, [ids[0]], "only the policy in this set is marked");
+
+    let mut matching = app
+        .matching_ids(&cookie, CONTOSO, set, &search)
+        .await
+        .expect("select all answers");
+    matching.ids.sort_unstable();
+    assert_eq!(matching.ids, ids[1..]);
+    assert!(!matching.truncated);
+}
+
+async fn another_tenants_policies_never_appear(app: TestApp) {
+    let contoso = app.sign_in(OPERATOR).await;
+    let fabrikam = app.sign_in(OUTSIDER).await;
+    let contoso_set = backup_set(&app, &contoso, CONTOSO, "Mine").await;
+    let fabrikam_set = backup_set(&app, &fabrikam, FABRIKAM, "Theirs").await;
+    let mine = common::insert_policies(&app.db, CONTOSO, 3).await;
+    let theirs = common::insert_policies(&app.db, FABRIKAM, 3).await;
+
+    let search = [("search", "test policy")];
+    let page = app
+        .policies_list(&contoso, CONTOSO, contoso_set, &search)
+        .await
+        .expect("the picker lists");
+    assert_eq!(page.total, 3);
+    assert!(page
+        .rows
+        .iter()
+        .all(|row| mine.contains(&row.id) && !theirs.contains(&row.id)));
+    let matching = app
+        .matching_ids(&contoso, CONTOSO, contoso_set, &search)
+        .await
+        .expect("select all answers");
+    assert_eq!(matching.ids.len(), 3);
+
+    // A member of Fabrikam only is refused Contoso's inventory, with nothing in the answer.
+    let refusals = [
+        app.policies_list(&fabrikam, CONTOSO, contoso_set, &search)
+            .await
+            .map(|_| ()),
+        app.matching_ids(&fabrikam, CONTOSO, contoso_set, &search)
+            .await
+            .map(|_| ()),
+    ];
+    for refusal in refusals {
+        let refusal = refusal.expect_err("a non-member is refused");
+        assert_eq!(refusal.status, 403);
+        assert!(!refusal.body.contains("Test policy"), "leaked: {refusal:?}");
+    }
+
+    // Another tenant's backup set id is unknown here.
+    let cross = app
+        .policies_list(&contoso, CONTOSO, fabrikam_set, &[])
+        .await
+        .expect_err("another tenant's set is unknown");
+    assert_eq!(cross.status, 404);
+}

@@ -1,0 +1,261 @@
+//! The run detail screen over HTTP: a submitted run with its target and items, the items paged
+//! and filtered by outcome (with the links the page renders), a backup set's runs, and who may
+//! read a run.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::{
+    backup_set, run_with_items, submit, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY,
+};
+use tenantatlas::domain::run::{OperationType, StoredOperation};
+use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail, RunTarget};
+use tenantatlas::domain::RunStatus;
+
+both_backends!(TestApp:
+    run_detail_and_backup_set_runs_show_a_submitted_run,
+    run_detail_is_403_for_outsiders_and_404_for_unknown_ids,
+    run_detail_pages_its_items_with_totals_per_outcome,
+    run_detail_refuses_invalid_paging,
+);
+
+/// Contoso's run `id` as `cookie` reads it, with `extra` fields (outcome, offset, limit); it
+/// must be found.
+async fn detail(app: &TestApp, cookie: &str, id: i64, extra: &[(&str, &str)]) -> RunDetail {
+    app.run_detail(Some(cookie), CONTOSO, id, extra)
+        .await
+        .expect("the run is found")
+}
+
+/// The policy ids of the page of items, in the order listed.
+fn item_ids(run: &RunDetail) -> Vec<i64> {
+    run.items.rows.iter().map(|item| item.policy_id).collect()
+}
+
+/// The policy names of the page of items, in the order listed.
+fn item_names(run: &RunDetail) -> Vec<String> {
+    run.items
+        .rows
+        .iter()
+        .map(|item| item.policy_name.clone())
+        .collect()
+}
+
+async fn run_detail_and_backup_set_runs_show_a_submitted_run(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie, CONTOSO, "Detail").await;
+    let ids = common::insert_policies(&app.db, CONTOSO, 3).await;
+    let run_id = submit(&app, &cookie, CONTOSO, set, &ids).await;
+
+    let run = detail(&app, &cookie, run_id, &[]).await;
+    assert_eq!(run.id, run_id);
+    assert_eq!(
+        run.operation_type,
+        StoredOperation::Known(OperationType::AddPolicies)
+    );
+    assert_eq!(run.total_items, 3);
+    assert_eq!(run.initiated_by.as_deref(), Some("Oli Operator"));
+    assert_eq!(
+        run.target,
+        RunTarget::BackupSet {
+            id: set,
+            name: Some("Detail".into())
+        }
+    );
+    assert_eq!(run.items.rows.len(), 3);
+    assert_eq!(run.items.total, 3);
+    assert!(run.items.rows[0].policy_name.starts_with("Test policy"));
+
+    // The filter keeps only items with that outcome; an unknown outcome is a 422.
+    let pending = detail(&app, &cookie, run_id, &[("outcome", "pending")]).await;
+    assert_eq!(pending.items.rows.len() as i64, 3 - run.processed_items);
+    assert!(pending
+        .items
+        .rows
+        .iter()
+        .all(|item| item.outcome == ItemOutcome::Pending));
+    let refusal = app
+        .run_detail(Some(&cookie), CONTOSO, run_id, &[("outcome", "exploded")])
+        .await
+        .expect_err("an unknown outcome is refused");
+    assert_eq!(refusal.status, 422);
+
+    let readonly = app.sign_in(READONLY).await;
+    let runs = app
+        .backup_set_runs(&readonly, CONTOSO, set)
+        .await
+        .expect("a readonly member sees the set's runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].id, run_id);
+    assert_eq!(runs[0].status, RunStatus::Pending);
+
+    let empty = backup_set(&app, &cookie, CONTOSO, "Nothing yet").await;
+    let runs = app
+        .backup_set_runs(&cookie, CONTOSO, empty)
+        .await
+        .expect("an empty set's runs");
+    assert!(runs.is_empty());
+}
+
+async fn run_detail_is_403_for_outsiders_and_404_for_unknown_ids(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie, CONTOSO, "Secret").await;
+    let ids = common::insert_policies(&app.db, CONTOSO, 1).await;
+    let run_id = submit(&app, &cookie, CONTOSO, set, &ids).await;
+
+    let outsider = app.sign_in(OUTSIDER).await;
+    let refusal = app
+        .run_detail(Some(&outsider), CONTOSO, run_id, &[])
+        .await
+        .expect_err("a non-member is refused");
+    assert_eq!(refusal.status, 403);
+    assert!(
+        !refusal.body.contains("Secret") && !refusal.body.contains("Test policy"),
+        "{refusal:?}"
+    );
+    // Asking for Contoso's run through the outsider's own tenant finds nothing.
+    let refusal = app
+        .run_detail(Some(&outsider), FABRIKAM, run_id, &[])
+        .await
+        .expect_err("not a run of Fabrikam");
+    assert_eq!(refusal.status, 404);
+    let refusal = app
+        .backup_set_runs(&outsider, CONTOSO, set)
+        .await
+        .expect_err("a non-member is refused");
+    assert_eq!(refusal.status, 403);
+
+    let refusal = app
+        .run_detail(Some(&cookie), CONTOSO, 999_999, &[])
+        .await
+        .expect_err("no such run");
+    assert_eq!(refusal.status, 404);
+    let refusal = app
+        .run_detail(None, CONTOSO, run_id, &[])
+        .await
+        .expect_err("nobody signed in");
+    assert_eq!(refusal.status, 401);
+}
+
+async fn run_detail_pages_its_items_with_totals_per_outcome(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let run = run_with_items(&app, &cookie, 250, 120, 30).await;
+
+    let first = detail(&app, &cookie, run, &[]).await;
+    assert_eq!(first.total_items, 250);
+    assert_eq!(first.items.total, 250);
+    assert_eq!(first.items.offset, 0);
+    assert_eq!(first.items.limit, 100);
+    assert_eq!(item_ids(&first).len(), 100);
+
+    let second = detail(&app, &cookie, run, &[("offset", "100")]).await;
+    let third = detail(&app, &cookie, run, &[("offset", "200")]).await;
+    assert_eq!(item_ids(&second).len(), 100);
+    assert_eq!(
+        item_ids(&third).len(),
+        50,
+        "the third page holds the last 50"
+    );
+    assert_eq!(third.items.total, 250);
+    let mut all: Vec<i64> = [&first, &second, &third]
+        .iter()
+        .flat_map(|page| item_ids(page))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 250, "pages neither overlap nor skip items");
+    // Pages follow the policy names.
+    let mut in_order = item_names(&first);
+    in_order.extend(item_names(&second));
+    in_order.extend(item_names(&third));
+    let mut sorted = in_order.clone();
+    sorted.sort();
+    assert_eq!(in_order, sorted);
+
+    // The outcome filter and paging together; totals count the filtered items.
+    let succeeded = detail(
+        &app,
+        &cookie,
+        run,
+        &[("outcome", "succeeded"), ("offset", "100")],
+    )
+    .await;
+    assert_eq!(succeeded.items.total, 120);
+    assert_eq!(item_ids(&succeeded).len(), 20);
+    assert!(succeeded
+        .items
+        .rows
+        .iter()
+        .all(|item| item.outcome == ItemOutcome::Succeeded));
+    let failed = detail(
+        &app,
+        &cookie,
+        run,
+        &[("outcome", "failed"), ("limit", "25")],
+    )
+    .await;
+    assert_eq!(failed.items.total, 30);
+    assert_eq!(failed.items.limit, 25);
+    assert_eq!(item_ids(&failed).len(), 25);
+    // The page reads the filter and the one-based page from its URL and links the neighbours.
+    let html = app
+        .get(
+            Some(&cookie),
+            &format!("/t/{CONTOSO}/runs/{run}?outcome=succeeded&page=2"),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Showing 101–120 of 120"), "{html}");
+    assert!(
+        html.contains(&format!(
+            "href=\"/t/{CONTOSO}/runs/{run}?outcome=succeeded\""
+        )),
+        "a link back to the first page: {html}"
+    );
+    let waiting = detail(&app, &cookie, run, &[("outcome", "pending")]).await;
+    assert_eq!(waiting.items.total, 100);
+    assert_eq!(waiting.failed, 30, "counters are the whole run's");
+
+    // Past the end answers the last page (a filtered page can empty while the run is polled).
+    let past = detail(&app, &cookie, run, &[("offset", "1000")]).await;
+    assert_eq!(past.items.offset, 200);
+    assert_eq!(item_ids(&past).len(), 50);
+    let skipped = detail(
+        &app,
+        &cookie,
+        run,
+        &[("outcome", "skipped"), ("offset", "100")],
+    )
+    .await;
+    assert_eq!(skipped.items.total, 0);
+    assert_eq!(skipped.items.offset, 0);
+    assert!(item_ids(&skipped).is_empty());
+}
+
+async fn run_detail_refuses_invalid_paging(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let run = run_with_items(&app, &cookie, 3, 1, 0).await;
+    for extra in [
+        [("offset", "-1"), ("limit", "0")],
+        [("offset", "0"), ("limit", "-1")],
+        [("offset", "0"), ("limit", "501")],
+    ] {
+        let refusal = app
+            .run_detail(Some(&cookie), CONTOSO, run, &extra)
+            .await
+            .expect_err("invalid paging is refused");
+        assert_eq!(refusal.status, 422, "{extra:?}: {refusal:?}");
+    }
+    let most = detail(&app, &cookie, run, &[("limit", "500")]).await;
+    assert_eq!(item_ids(&most).len(), 3);
+    // A non-member learns nothing, whatever the paging.
+    let outsider = app.sign_in(OUTSIDER).await;
+    let refusal = app
+        .run_detail(Some(&outsider), CONTOSO, run, &[("offset", "-1")])
+        .await
+        .expect_err("a non-member is refused");
+    assert_eq!(refusal.status, 403);
+}
