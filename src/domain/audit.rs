@@ -6,10 +6,12 @@ use super::Timestamp;
 
 /// One audited event of a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct AuditEntry {
     pub id: i64,
     pub action: String,
     /// The actor's e-mail; `None` for the CLI or a deleted account.
+    #[cfg_attr(feature = "ssr", sqlx(rename = "email"))]
     pub actor: Option<String>,
     pub target: String,
     /// The small sanitized JSON object stored with the event.

@@ -30,19 +30,24 @@ impl Role {
 
 /// One of the signed-in user's tenants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct Membership {
+    #[cfg_attr(feature = "ssr", sqlx(flatten))]
     pub tenant: TenantSummary,
     pub role: Role,
 }
 
 /// A member of a tenant, as its Members page lists them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct Member {
+    #[cfg_attr(feature = "ssr", sqlx(rename = "id"))]
     pub user_id: i64,
     pub email: String,
     pub display_name: String,
     pub role: Role,
     /// When the membership was granted.
+    #[cfg_attr(feature = "ssr", sqlx(rename = "created_at"))]
     pub added_at: super::Timestamp,
 }
 

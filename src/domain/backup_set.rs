@@ -63,6 +63,7 @@ impl NewBackupSet {
 
 /// One row of the backup sets list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct BackupSetSummary {
     pub id: i64,
     pub name: String,
@@ -81,8 +82,11 @@ pub struct BackupSetDetail {
 
 /// One captured policy in a backup set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct BackupItemRow {
+    #[cfg_attr(feature = "ssr", sqlx(rename = "id"))]
     pub policy_id: i64,
+    #[cfg_attr(feature = "ssr", sqlx(rename = "display_name"))]
     pub policy_name: String,
     pub policy_type: PolicyType,
     pub platform: String,

@@ -45,17 +45,23 @@ impl GraphWait {
 
 /// A run's Graph figures, kept when it ends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct GraphFigures {
     /// Requests sent to Graph (every attempt).
+    #[cfg_attr(feature = "ssr", sqlx(rename = "graph_requests"))]
     pub requests: i64,
     /// Answers 429 (throttled).
+    #[cfg_attr(feature = "ssr", sqlx(rename = "graph_throttled"))]
     pub throttled: i64,
     /// Answers 500–599.
+    #[cfg_attr(feature = "ssr", sqlx(rename = "graph_server_errors"))]
     pub server_errors: i64,
     /// Attempts that repeated an earlier one.
+    #[cfg_attr(feature = "ssr", sqlx(rename = "graph_retries"))]
     pub retries: i64,
     /// Time the captures spent waiting (throttling, backoff, the request budget), summed over
     /// captures that waited at the same time.
+    #[cfg_attr(feature = "ssr", sqlx(rename = "graph_waited_ms"))]
     pub waited_ms: i64,
 }
 

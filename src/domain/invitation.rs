@@ -28,6 +28,7 @@ pub enum AddMemberOutcome {
 
 /// An invitation not yet used, as the members page lists it (never its token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct PendingInvitation {
     pub id: i64,
     pub email: String,

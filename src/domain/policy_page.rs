@@ -79,6 +79,7 @@ impl PolicySort {
 
 /// One inventory policy as the picker lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct PolicyRow {
     pub id: i64,
     pub display_name: String,
@@ -86,6 +87,7 @@ pub struct PolicyRow {
     pub platform: String,
     pub last_modified_at: Option<Timestamp>,
     /// Already in the backup set: shown, but not selectable.
+    #[cfg_attr(feature = "ssr", sqlx(skip))]
     pub in_set: bool,
 }
 

@@ -254,6 +254,7 @@ impl RunFilter {
 
 /// One row of the runs list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct RunSummary {
     pub id: i64,
     pub operation_type: StoredOperation,
@@ -267,6 +268,7 @@ pub struct RunSummary {
     pub skipped: i64,
     pub created_at: Timestamp,
     /// What the run's captures are waiting for on Graph right now (only while running).
+    #[cfg_attr(feature = "ssr", sqlx(skip))]
     pub graph_wait: Option<GraphWait>,
 }
 

@@ -39,6 +39,7 @@ impl std::fmt::Display for TenantExternalId {
 
 /// A tenant in lists and the page header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct TenantSummary {
     /// The external GUID, used in URLs.
     pub external_id: String,

@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 use time::{macros::format_description, OffsetDateTime};
 
-/// A UTC instant with millisecond precision.
+/// A UTC instant with millisecond precision; on the server also a column type (a `BIGINT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::Type), sqlx(transparent))]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {

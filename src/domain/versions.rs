@@ -18,6 +18,7 @@ pub fn short_hash(hash: &str) -> String {
 
 /// A policy's metadata, as the inventory last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct PolicyInfo {
     pub id: i64,
     pub display_name: String,
@@ -38,18 +39,23 @@ pub struct SetLink {
 
 /// One captured version of a policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct VersionRow {
     pub id: i64,
     pub captured_at: Timestamp,
     pub content_hash: String,
     /// The backup sets whose item is this version, by name.
+    #[cfg_attr(feature = "ssr", sqlx(skip))]
     pub backup_sets: Vec<SetLink>,
     /// The first run that captured this version, when a run did.
+    #[cfg_attr(feature = "ssr", sqlx(skip))]
     pub run_id: Option<i64>,
     /// The version captured just before this one, for "Compare with previous".
+    #[cfg_attr(feature = "ssr", sqlx(skip))]
     pub previous_id: Option<i64>,
     /// Whether Intune held this version at the policy's last capture (after a restore to an
     /// older version, that older one).
+    #[cfg_attr(feature = "ssr", sqlx(skip))]
     pub current: bool,
 }
 
@@ -131,6 +137,7 @@ spelled_enum! {
 /// What a capture found for one item of a run: the version it stored or reused, the version it
 /// was compared with and how they compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::FromRow))]
 pub struct CaptureResult {
     pub drift: Drift,
     /// Settings that differ (`None` when nothing was compared).

@@ -60,8 +60,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<crate::domain::audit::AuditPage, crate::domain::AppError> {
     use crate::domain::audit::{AuditEntry, AuditPage};
-    use sqlx::Row;
-    let rows = sqlx::query(
+    let mut entries: Vec<AuditEntry> = sqlx::query_as(
         "SELECT a.id, a.action, u.email, a.target, a.details, a.created_at FROM audit_log a \
          LEFT JOIN users u ON u.id = a.actor_user_id \
          WHERE a.tenant_id = $1 AND ($2 = '' OR a.action = $2) AND ($3 = '' OR u.email = $3) \
@@ -74,19 +73,6 @@ pub async fn list(
     .bind(limit + 1)
     .fetch_all(db.pool())
     .await?;
-    let mut entries = rows
-        .iter()
-        .map(|row| {
-            Ok(AuditEntry {
-                id: row.try_get("id")?,
-                action: row.try_get("action")?,
-                actor: row.try_get("email")?,
-                target: row.try_get("target")?,
-                details: row.try_get("details")?,
-                created_at: Timestamp(row.try_get("created_at")?),
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let more = entries.len() as i64 > limit;
     entries.truncate(limit.max(0) as usize);
     let next_before = more.then(|| entries.last().map(|e| e.id)).flatten();

@@ -1,26 +1,11 @@
 //! Backup sets of one tenant: list, create, read with items.
 
-use sqlx::{any::AnyRow, Row};
-
 use super::db::{is_unique_violation, Db};
 use super::tenants::TenantScope;
-use crate::domain::{
-    AppError, BackupItemRow, BackupSetDetail, BackupSetSummary, NewBackupSet, Timestamp,
-};
+use crate::domain::{AppError, BackupSetDetail, BackupSetSummary, NewBackupSet, Timestamp};
 
 const SUMMARY_COLUMNS: &str = "b.id, b.name, b.description, b.item_count, b.created_at, \
      COALESCE(u.display_name, '') AS created_by";
-
-fn summary(row: &AnyRow) -> Result<BackupSetSummary, sqlx::Error> {
-    Ok(BackupSetSummary {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        item_count: row.try_get("item_count")?,
-        created_by: row.try_get("created_by")?,
-        created_at: Timestamp(row.try_get("created_at")?),
-    })
-}
 
 /// Whether backup set `id` belongs to tenant `tenant_id`: the one spelling of that check, for
 /// submits, handlers and pages alike.
@@ -52,11 +37,10 @@ pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<BackupSetSummary>,
         "SELECT {SUMMARY_COLUMNS} FROM backup_sets b LEFT JOIN users u ON u.id = b.created_by \
          WHERE b.tenant_id = $1 ORDER BY b.created_at DESC, b.id DESC"
     );
-    let rows = sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(scope.id())
         .fetch_all(db.pool())
-        .await?;
-    Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
+        .await?)
 }
 
 /// Creates a backup set; a name already used in the tenant is a conflict, not a 500.
@@ -66,7 +50,7 @@ pub async fn create(
     created_by: Option<i64>,
     input: &NewBackupSet,
 ) -> Result<BackupSetSummary, AppError> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query_scalar(
         "INSERT INTO backup_sets (tenant_id, name, description, created_by, created_at) \
          VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
@@ -78,7 +62,7 @@ pub async fn create(
     .fetch_one(db.pool())
     .await;
     let id: i64 = match inserted {
-        Ok(row) => row.try_get("id")?,
+        Ok(id) => id,
         Err(e) if is_unique_violation(&e) => {
             return Err(AppError::invalid(
                 "name",
@@ -95,21 +79,18 @@ async fn get_summary(db: &Db, scope: &TenantScope, id: i64) -> Result<BackupSetS
         "SELECT {SUMMARY_COLUMNS} FROM backup_sets b LEFT JOIN users u ON u.id = b.created_by \
          WHERE b.tenant_id = $1 AND b.id = $2"
     );
-    let row = sqlx::query(&sql)
+    sqlx::query_as(&sql)
         .bind(scope.id())
         .bind(id)
         .fetch_optional(db.pool())
         .await?
-        .ok_or_else(|| {
-            AppError::NotFound("This backup set does not exist in this tenant.".into())
-        })?;
-    Ok(summary(&row)?)
+        .ok_or_else(|| AppError::NotFound("This backup set does not exist in this tenant.".into()))
 }
 
 /// One backup set and its items (by policy name).
 pub async fn get(db: &Db, scope: &TenantScope, id: i64) -> Result<BackupSetDetail, AppError> {
     let set = get_summary(db, scope, id).await?;
-    let rows = sqlx::query(
+    let items = sqlx::query_as(
         "SELECT p.id, p.display_name, p.policy_type, p.platform, i.captured_at \
          FROM backup_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
          WHERE i.tenant_id = $1 AND i.backup_set_id = $2 ORDER BY p.display_name, i.id",
@@ -118,17 +99,5 @@ pub async fn get(db: &Db, scope: &TenantScope, id: i64) -> Result<BackupSetDetai
     .bind(id)
     .fetch_all(db.pool())
     .await?;
-    let items = rows
-        .iter()
-        .map(|row| {
-            Ok(BackupItemRow {
-                policy_id: row.try_get("id")?,
-                policy_name: row.try_get("display_name")?,
-                policy_type: row.try_get("policy_type")?,
-                platform: row.try_get("platform")?,
-                captured_at: Timestamp(row.try_get("captured_at")?),
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
     Ok(BackupSetDetail { set, items })
 }

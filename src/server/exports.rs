@@ -15,7 +15,7 @@ use axum::{
 };
 use futures::{stream, StreamExt};
 use serde::Deserialize;
-use sqlx::Row;
+use sqlx::FromRow;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tower_sessions::Session;
 
@@ -156,7 +156,7 @@ async fn page(
          WHERE i.tenant_id = $1 AND i.run_id = $2 AND i.policy_id > $3{filter} \
          ORDER BY i.policy_id LIMIT $4"
     );
-    let mut query = sqlx::query(&sql)
+    let mut query = sqlx::query_as::<_, ExportRow>(&sql)
         .bind(scope.id())
         .bind(run_id)
         .bind(after)
@@ -167,23 +167,34 @@ async fn page(
     let rows = query.fetch_all(db.pool()).await?;
     let mut text = String::new();
     let mut last = None;
-    for row in &rows {
-        last = Some(row.try_get::<i64, _>("policy_id")?);
-        let finished: Option<i64> = row.try_get("finished_at")?;
+    for row in rows {
+        last = Some(row.policy_id);
         text.push_str(&line([
-            row.try_get::<String, _>("display_name")?,
-            row.try_get::<String, _>("policy_type")?,
-            row.try_get::<String, _>("platform")?,
-            row.try_get::<String, _>("graph_id")?,
-            row.try_get::<String, _>("outcome")?,
-            row.try_get::<Option<String>, _>("reason_code")?
-                .unwrap_or_default(),
-            row.try_get::<Option<String>, _>("message")?
-                .unwrap_or_default(),
-            finished.map(iso_8601).unwrap_or_default(),
+            row.display_name,
+            row.policy_type,
+            row.platform,
+            row.graph_id,
+            row.outcome,
+            row.reason_code.unwrap_or_default(),
+            row.message.unwrap_or_default(),
+            row.finished_at.map(iso_8601).unwrap_or_default(),
         ]));
     }
     Ok((text, last))
+}
+
+/// One item as the CSV writes it: every word as stored.
+#[derive(FromRow)]
+struct ExportRow {
+    policy_id: i64,
+    display_name: String,
+    policy_type: String,
+    platform: String,
+    graph_id: String,
+    outcome: String,
+    reason_code: Option<String>,
+    message: Option<String>,
+    finished_at: Option<i64>,
 }
 
 /// `2026-12-03T08:15:02.123Z`; empty for a value outside the calendar.

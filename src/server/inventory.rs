@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, FromRow, Transaction};
 
 use super::db::{Db, Sql};
 use super::graph::credentials::{load_credentials, CredentialsError};
@@ -73,7 +73,7 @@ pub struct Fence {
 }
 
 /// A tenant the CLI can sync.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct SyncTarget {
     pub id: i64,
     pub external_id: String,
@@ -86,33 +86,26 @@ pub async fn sync_targets(
     db: &Db,
     external_id: Option<&TenantExternalId>,
 ) -> Result<Vec<SyncTarget>, sqlx::Error> {
-    let rows = match external_id {
+    match external_id {
         Some(external_id) => {
-            sqlx::query("SELECT id, external_id, display_name FROM tenants WHERE external_id = $1")
-                .bind(external_id.as_str())
-                .fetch_all(db.pool())
-                .await?
+            sqlx::query_as(
+                "SELECT id, external_id, display_name FROM tenants WHERE external_id = $1",
+            )
+            .bind(external_id.as_str())
+            .fetch_all(db.pool())
+            .await
         }
         None => {
-            sqlx::query(
+            sqlx::query_as(
                 "SELECT id, external_id, display_name FROM tenants \
                  WHERE graph_client_id IS NOT NULL AND graph_secret_ref IS NOT NULL \
                  AND disconnected_at IS NULL \
                  ORDER BY display_name, id",
             )
             .fetch_all(db.pool())
-            .await?
+            .await
         }
-    };
-    rows.iter()
-        .map(|row| {
-            Ok(SyncTarget {
-                id: row.try_get("id")?,
-                external_id: row.try_get("external_id")?,
-                display_name: row.try_get("display_name")?,
-            })
-        })
-        .collect()
+    }
 }
 
 /// Loads the tenant's credentials and syncs its inventory through `access`'s client.
@@ -150,12 +143,10 @@ pub async fn sync_tenant_fenced(
     let now = Timestamp::now().millis();
 
     let mut tx = db.pool().begin().await?;
-    let owner: Option<String> = sqlx::query("SELECT external_id FROM tenants WHERE id = $1")
+    let owner: Option<String> = sqlx::query_scalar("SELECT external_id FROM tenants WHERE id = $1")
         .bind(tenant_id)
         .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| row.try_get("external_id"))
-        .transpose()?;
+        .await?;
     if owner
         .and_then(|raw| TenantExternalId::parse(&raw).ok())
         .as_ref()
@@ -260,6 +251,7 @@ async fn list_everything(
 }
 
 /// A `policies` row as far as the sync compares it.
+#[derive(FromRow)]
 struct StoredPolicy {
     id: i64,
     display_name: String,
@@ -281,7 +273,7 @@ async fn stored_policies(
     tx: &mut Transaction<'_, Any>,
     tenant_id: i64,
 ) -> Result<HashMap<PolicyKey, StoredPolicy>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<StoredRow> = sqlx::query_as(
         "SELECT id, policy_type, graph_id, display_name, platform, last_modified_at, \
          gone_from_intune_at FROM policies WHERE tenant_id = $1",
     )
@@ -290,23 +282,22 @@ async fn stored_policies(
     .await?;
     let mut stored = HashMap::with_capacity(rows.len());
     for row in rows {
-        let raw_type: String = row.try_get("policy_type")?;
         // The schema's CHECK allows only known types; anything else could never match a listing.
-        let Some(policy_type) = PolicyType::parse(&raw_type) else {
+        let Some(policy_type) = PolicyType::parse(&row.policy_type) else {
             continue;
         };
-        stored.insert(
-            (policy_type.as_str(), row.try_get("graph_id")?),
-            StoredPolicy {
-                id: row.try_get("id")?,
-                display_name: row.try_get("display_name")?,
-                platform: row.try_get("platform")?,
-                last_modified_at: row.try_get("last_modified_at")?,
-                gone_from_intune_at: row.try_get("gone_from_intune_at")?,
-            },
-        );
+        stored.insert((policy_type.as_str(), row.graph_id), row.policy);
     }
     Ok(stored)
+}
+
+/// A `policies` row with its key.
+#[derive(FromRow)]
+struct StoredRow {
+    policy_type: String,
+    graph_id: String,
+    #[sqlx(flatten)]
+    policy: StoredPolicy,
 }
 
 async fn mark_gone(

@@ -3,7 +3,7 @@
 //! the authorization point builds), so nobody reads or dismisses another user's notifications,
 //! nor their own from another tenant.
 
-use sqlx::{any::AnyRow, Row};
+use sqlx::FromRow;
 
 use super::auth::TenantContext;
 use super::db::Db;
@@ -13,34 +13,48 @@ use crate::domain::{AppError, Notification, NotificationLevel, NotificationList,
 /// How many notifications the bell lists (the unread count covers all of them).
 pub const LIST_LIMIT: i64 = 20;
 
-fn notification(row: &AnyRow) -> Result<Notification, AppError> {
-    let raw: String = row.try_get("level")?;
-    let level = NotificationLevel::parse(&raw).unwrap_or_else(|| {
-        tracing::warn!(level = %raw, "unknown notification level in the database");
-        NotificationLevel::Info
-    });
-    // Only the worker writes links; one that is not a path of this app is dropped, not shown.
-    let link = row.try_get::<Option<String>, _>("link")?.and_then(|raw| {
-        let link = InternalLink::parse(&raw);
-        if link.is_none() {
-            tracing::warn!(link = %raw, "notification link outside the app dropped");
+/// A stored notification; its level and link are checked when it becomes a [`Notification`].
+#[derive(FromRow)]
+struct NotificationRow {
+    id: i64,
+    level: String,
+    title: String,
+    body: String,
+    link: Option<String>,
+    read_at: Option<Timestamp>,
+    created_at: Timestamp,
+}
+
+impl From<NotificationRow> for Notification {
+    fn from(row: NotificationRow) -> Self {
+        let level = NotificationLevel::parse(&row.level).unwrap_or_else(|| {
+            tracing::warn!(level = %row.level, "unknown notification level in the database");
+            NotificationLevel::Info
+        });
+        // Only the worker writes links; one that is not a path of this app is dropped, not
+        // shown.
+        let link = row.link.and_then(|raw| {
+            let link = InternalLink::parse(&raw);
+            if link.is_none() {
+                tracing::warn!(link = %raw, "notification link outside the app dropped");
+            }
+            link
+        });
+        Notification {
+            id: row.id,
+            level,
+            title: row.title,
+            body: row.body,
+            link,
+            read_at: row.read_at,
+            created_at: row.created_at,
         }
-        link
-    });
-    Ok(Notification {
-        id: row.try_get("id")?,
-        level,
-        title: row.try_get("title")?,
-        body: row.try_get("body")?,
-        link,
-        read_at: row.try_get::<Option<i64>, _>("read_at")?.map(Timestamp),
-        created_at: Timestamp(row.try_get("created_at")?),
-    })
+    }
 }
 
 /// The user's newest notifications in the tenant (at most `limit`) and their unread count.
 pub async fn list(db: &Db, ctx: &TenantContext, limit: i64) -> Result<NotificationList, AppError> {
-    let rows = sqlx::query(
+    let rows: Vec<NotificationRow> = sqlx::query_as(
         "SELECT id, level, title, body, link, read_at, created_at FROM notifications \
          WHERE user_id = $1 AND tenant_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3",
     )
@@ -49,17 +63,16 @@ pub async fn list(db: &Db, ctx: &TenantContext, limit: i64) -> Result<Notificati
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
-    let unread: i64 = sqlx::query(
+    let unread: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) AS n FROM notifications \
          WHERE user_id = $1 AND tenant_id = $2 AND read_at IS NULL",
     )
     .bind(ctx.user_id)
     .bind(ctx.scope.id())
     .fetch_one(db.pool())
-    .await?
-    .try_get("n")?;
+    .await?;
     Ok(NotificationList {
-        items: rows.iter().map(notification).collect::<Result<_, _>>()?,
+        items: rows.into_iter().map(Notification::from).collect(),
         unread,
         as_of: Timestamp::now(),
     })

@@ -2,8 +2,6 @@
 //! page travels (50,000 policies: every request under 70 ms at p99, `bench-runs`, README).
 //! Policies gone from Intune are left out.
 
-use sqlx::Row;
-
 use super::db::{like_pattern, Db, Sql};
 use super::tenants::TenantScope;
 use crate::domain::policy_page::{
@@ -11,7 +9,7 @@ use crate::domain::policy_page::{
     SEARCH_MAX_CHARS,
 };
 use crate::domain::selection::MAX_SELECTION;
-use crate::domain::{AppError, Timestamp};
+use crate::domain::AppError;
 
 /// The picker's filter; empty strings mean "any".
 #[derive(Debug, Clone, Default)]
@@ -83,7 +81,7 @@ pub async fn page(
     check_backup_set(db, scope, backup_set_id).await?;
     let mut count = Sql::new("SELECT COUNT(*) AS n FROM policies p");
     push_where(&mut count, scope.id(), filter);
-    let total: i64 = count.query().fetch_one(db.pool()).await?.try_get("n")?;
+    let total: i64 = count.query_scalar().fetch_one(db.pool()).await?;
     let last_page = ((total - 1).max(0)) / POLICY_PAGE_SIZE;
     let page = page.clamp(0, last_page);
 
@@ -105,34 +103,22 @@ pub async fn page(
         )
         .int(backup_set_id)
         .push(&format!(" ORDER BY {order}"));
-    let rows = rows.query().fetch_all(db.pool()).await?;
+    let rows: Vec<PickerRow> = rows.query_as().fetch_all(db.pool()).await?;
     let rows = rows
-        .iter()
-        .map(|row| {
-            let in_set: i64 = row.try_get("in_set")?;
-            Ok(PolicyRow {
-                id: row.try_get("id")?,
-                display_name: row.try_get("display_name")?,
-                policy_type: row.try_get("policy_type")?,
-                platform: row.try_get("platform")?,
-                last_modified_at: row
-                    .try_get::<Option<i64>, _>("last_modified_at")?
-                    .map(Timestamp),
-                in_set: in_set != 0,
-            })
+        .into_iter()
+        .map(|row| PolicyRow {
+            in_set: row.in_set != 0,
+            ..row.policy
         })
-        .collect::<Result<_, sqlx::Error>>()?;
+        .collect();
 
-    let platforms = sqlx::query(
+    let platforms = sqlx::query_scalar(
         "SELECT DISTINCT platform FROM policies \
          WHERE tenant_id = $1 AND gone_from_intune_at IS NULL ORDER BY platform",
     )
     .bind(scope.id())
     .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|row| row.try_get("platform"))
-    .collect::<Result<_, sqlx::Error>>()?;
+    .await?;
 
     Ok(PolicyPage {
         rows,
@@ -141,6 +127,14 @@ pub async fn page(
         page_size: POLICY_PAGE_SIZE,
         platforms,
     })
+}
+
+/// A row of the picker's page: the policy, and whether the set holds it (0 or 1).
+#[derive(sqlx::FromRow)]
+struct PickerRow {
+    #[sqlx(flatten)]
+    policy: PolicyRow,
+    in_set: i64,
 }
 
 /// Every policy matching the filter that is not yet in the backup set, at most
@@ -161,13 +155,7 @@ pub async fn matching_ids(
     .int(backup_set_id)
     .push(") ORDER BY p.id LIMIT ")
     .int(MAX_SELECTION as i64 + 1);
-    let mut ids = sql
-        .query()
-        .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|row| row.try_get("id"))
-        .collect::<Result<Vec<i64>, sqlx::Error>>()?;
+    let mut ids: Vec<i64> = sql.query_scalar().fetch_all(db.pool()).await?;
     let truncated = ids.len() > MAX_SELECTION;
     ids.truncate(MAX_SELECTION);
     Ok(MatchingPolicies { ids, truncated })

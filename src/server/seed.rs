@@ -3,8 +3,6 @@
 //! tenants and users that already exist are left as they are (except that a demo tenant without
 //! Graph credentials gets the simulator's).
 
-use sqlx::Row;
-
 use super::auth::password;
 use super::db::Db;
 use super::engine::ops::drift_check::DriftCheckInput;
@@ -87,12 +85,12 @@ pub async fn seed_demo(db: &Db) -> Result<usize, StartError> {
     let mut tenant_ids = Vec::with_capacity(DEMO_TENANTS.len());
     let mut created = 0;
     for (external_id, name) in DEMO_TENANTS {
-        if let Some(row) = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
-            .bind(external_id)
-            .fetch_optional(&mut *tx)
-            .await?
+        if let Some(tenant_id) =
+            sqlx::query_scalar::<_, i64>("SELECT id FROM tenants WHERE external_id = $1")
+                .bind(external_id)
+                .fetch_optional(&mut *tx)
+                .await?
         {
-            let tenant_id: i64 = row.try_get("id")?;
             // Demo databases from before the simulator have tenants without credentials.
             sqlx::query(
                 "UPDATE tenants SET graph_client_id = $2, graph_secret_ref = $3 \
@@ -106,7 +104,7 @@ pub async fn seed_demo(db: &Db) -> Result<usize, StartError> {
             tenant_ids.push(tenant_id);
             continue;
         }
-        let tenant_id: i64 = sqlx::query(
+        let tenant_id: i64 = sqlx::query_scalar(
             "INSERT INTO tenants (external_id, display_name, graph_client_id, graph_secret_ref, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
@@ -116,8 +114,7 @@ pub async fn seed_demo(db: &Db) -> Result<usize, StartError> {
         .bind(DEMO_SECRET_REF)
         .bind(now)
         .fetch_one(&mut *tx)
-        .await?
-        .try_get("id")?;
+        .await?;
         tenant_ids.push(tenant_id);
         created += 1;
     }
@@ -140,7 +137,7 @@ pub async fn seed_demo(db: &Db) -> Result<usize, StartError> {
                 demo_hash.insert(hash).clone()
             }
         };
-        let user_id: i64 = sqlx::query(
+        let user_id: i64 = sqlx::query_scalar(
             "INSERT INTO users (email, display_name, password_hash, created_at, is_admin) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
@@ -151,8 +148,7 @@ pub async fn seed_demo(db: &Db) -> Result<usize, StartError> {
         // The demo admin may connect tenants, as the first account of a deployment may.
         .bind(email == DEMO_ADMIN_EMAIL)
         .fetch_one(&mut *tx)
-        .await?
-        .try_get("id")?;
+        .await?;
         for (tenant_index, role) in memberships {
             sqlx::query("INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(user_id)
@@ -221,11 +217,10 @@ pub async fn sync_demo_inventory(
 ) -> Result<Vec<(&'static str, SyncReport)>, StartError> {
     let mut reports = Vec::with_capacity(DEMO_TENANTS.len());
     for (external_id, name) in DEMO_TENANTS {
-        let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
+        let tenant_id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
             .bind(external_id)
             .fetch_one(db.pool())
-            .await?
-            .try_get("id")?;
+            .await?;
         let report = inventory::load_and_sync(db, &graph.access, tenant_id).await?;
         reports.push((name, report));
     }
@@ -321,11 +316,10 @@ pub fn replay_demo_edits(graph: &DemoGraph) {
 /// over the last week), and queues a drift check of the set.
 pub async fn write_demo_history(db: &Db, graph: &DemoGraph) -> Result<(), StartError> {
     let (external_id, _) = DEMO_TENANTS[0];
-    let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
+    let tenant_id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
         .bind(external_id)
         .fetch_one(db.pool())
-        .await?
-        .try_get("id")?;
+        .await?;
     let edits = demo_edits(&graph.sim, external_id);
     let creds = load_credentials(db, tenant_id, &graph.access.secrets)
         .await
@@ -354,7 +348,7 @@ pub async fn write_demo_history(db: &Db, graph: &DemoGraph) -> Result<(), StartE
         }
     }
     let mut tx = db.pool().begin().await?;
-    let set_id: i64 = sqlx::query(
+    let set_id: i64 = sqlx::query_scalar(
         "INSERT INTO backup_sets (tenant_id, name, description, created_by, created_at) \
          VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
@@ -364,8 +358,7 @@ pub async fn write_demo_history(db: &Db, graph: &DemoGraph) -> Result<(), StartE
     .bind(admin)
     .bind(week_ago)
     .fetch_one(&mut *tx)
-    .await?
-    .try_get("id")?;
+    .await?;
     let mut added = 0_i64;
     for sim in &picked {
         let Some((policy_id, policy_type)) = demo_policy(&mut tx, tenant_id, &sim.id).await? else {
@@ -464,16 +457,12 @@ async fn demo_policy(
     tenant_id: i64,
     graph_id: &str,
 ) -> Result<Option<(i64, PolicyType)>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT id, policy_type FROM policies WHERE tenant_id = $1 AND graph_id = $2")
-            .bind(tenant_id)
-            .bind(graph_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some(row) = row else { return Ok(None) };
-    let raw: String = row.try_get("policy_type")?;
-    match PolicyType::parse(&raw) {
-        Some(policy_type) => Ok(Some((row.try_get("id")?, policy_type))),
-        None => Ok(None),
-    }
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "SELECT id, policy_type FROM policies WHERE tenant_id = $1 AND graph_id = $2",
+    )
+    .bind(tenant_id)
+    .bind(graph_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.and_then(|(id, raw)| Some((id, PolicyType::parse(&raw)?))))
 }

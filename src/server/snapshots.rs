@@ -16,7 +16,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
-use sqlx::{any::AnyRow, Any, Executor, Row};
+use sqlx::{Any, Executor, FromRow};
 
 use super::db::{Db, Sql};
 use super::engine::operation::Tx;
@@ -57,24 +57,39 @@ impl StoredVersion {
 const VERSION_COLUMNS: &str =
     "id, payload, capture_format, with_assignments, with_scope_tags, content_hash, captured_at";
 
-fn stored_version(row: &AnyRow) -> Result<StoredVersion, sqlx::Error> {
-    let text: String = row.try_get("payload")?;
-    let format: i64 = row.try_get("capture_format")?;
-    let decode = |e: String| sqlx::Error::Decode(e.into());
-    Ok(StoredVersion {
-        id: row.try_get("id")?,
-        payload: serde_json::from_str(&text).map_err(|e| decode(e.to_string()))?,
-        format: u16::try_from(format)
-            .ok()
-            .and_then(CaptureFormat::new)
-            .ok_or_else(|| decode(format!("unknown capture format {format}")))?,
-        options: CaptureOptions {
-            include_assignments: row.try_get::<i64, _>("with_assignments")? != 0,
-            include_scope_tags: row.try_get::<i64, _>("with_scope_tags")? != 0,
-        },
-        content_hash: row.try_get("content_hash")?,
-        captured_at: row.try_get("captured_at")?,
-    })
+/// A row of [`VERSION_COLUMNS`], before its payload and format are read.
+#[derive(FromRow)]
+struct VersionRow {
+    id: i64,
+    payload: String,
+    capture_format: i64,
+    with_assignments: i64,
+    with_scope_tags: i64,
+    content_hash: String,
+    captured_at: i64,
+}
+
+impl TryFrom<VersionRow> for StoredVersion {
+    type Error = sqlx::Error;
+
+    fn try_from(row: VersionRow) -> Result<Self, sqlx::Error> {
+        let decode = |e: String| sqlx::Error::Decode(e.into());
+        let format = row.capture_format;
+        Ok(StoredVersion {
+            id: row.id,
+            payload: serde_json::from_str(&row.payload).map_err(|e| decode(e.to_string()))?,
+            format: u16::try_from(format)
+                .ok()
+                .and_then(CaptureFormat::new)
+                .ok_or_else(|| decode(format!("unknown capture format {format}")))?,
+            options: CaptureOptions {
+                include_assignments: row.with_assignments != 0,
+                include_scope_tags: row.with_scope_tags != 0,
+            },
+            content_hash: row.content_hash,
+            captured_at: row.captured_at,
+        })
+    }
 }
 
 /// One version of the tenant's policies, by id (`None` if the tenant has no such version).
@@ -85,13 +100,12 @@ pub async fn load_version<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Option<StoredVersion>, sqlx::Error> {
     let sql =
         format!("SELECT {VERSION_COLUMNS} FROM policy_snapshots WHERE tenant_id = $1 AND id = $2");
-    sqlx::query(&sql)
+    sqlx::query_as::<_, VersionRow>(&sql)
         .bind(tenant_id)
         .bind(snapshot_id)
         .fetch_optional(executor)
         .await?
-        .as_ref()
-        .map(stored_version)
+        .map(StoredVersion::try_from)
         .transpose()
 }
 
@@ -134,14 +148,14 @@ async fn find_or_insert(
         "SELECT {VERSION_COLUMNS} FROM policy_snapshots WHERE tenant_id = $1 AND policy_id = $2 \
          ORDER BY captured_at DESC, id DESC LIMIT 1"
     );
-    let newest = sqlx::query(&sql)
+    let newest: Option<VersionRow> = sqlx::query_as(&sql)
         .bind(tenant_id)
         .bind(policy_id)
         .fetch_optional(&mut **tx)
         .await?;
     if let Some(row) = newest {
         // A version that cannot be read is never reused; the capture then becomes a new one.
-        if let Ok(newest) = stored_version(&row) {
+        if let Ok(newest) = StoredVersion::try_from(row) {
             if same_content(&newest, snapshot) {
                 return Ok(StoredSnapshot {
                     id: newest.id,
@@ -222,9 +236,8 @@ async fn store_definitions(
             "SELECT id, definition FROM setting_definitions WHERE id IN (",
             chunk,
         );
-        for row in sql.query().fetch_all(&mut **tx).await? {
-            stored.insert(row.try_get("id")?, row.try_get("definition")?);
-        }
+        let rows: Vec<(String, String)> = sql.query_as().fetch_all(&mut **tx).await?;
+        stored.extend(rows);
     }
     for definition in definitions {
         match stored.get(&definition.id) {
@@ -282,9 +295,8 @@ pub async fn definition_names(
             "SELECT id, display_name FROM setting_definitions WHERE id IN (",
             chunk,
         );
-        for row in sql.query().fetch_all(db.pool()).await? {
-            names.insert(row.try_get("id")?, row.try_get("display_name")?);
-        }
+        let rows: Vec<(String, String)> = sql.query_as().fetch_all(db.pool()).await?;
+        names.extend(rows);
     }
     Ok(names)
 }
@@ -298,13 +310,10 @@ pub async fn setting_names(db: &Db, ids: &[String]) -> Result<SettingNames, sqlx
             "SELECT definition FROM setting_definitions WHERE id IN (",
             chunk,
         );
-        let definitions: Vec<Value> = sql
-            .query()
-            .fetch_all(db.pool())
-            .await?
+        let texts: Vec<String> = sql.query_scalar().fetch_all(db.pool()).await?;
+        let definitions: Vec<Value> = texts
             .iter()
-            .filter_map(|row| row.try_get::<String, _>("definition").ok())
-            .filter_map(|text| serde_json::from_str(&text).ok())
+            .filter_map(|text| serde_json::from_str(text).ok())
             .collect();
         names.add_definitions(&definitions);
     }

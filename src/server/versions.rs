@@ -10,7 +10,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use sqlx::{any::AnyRow, Row};
 use tower_sessions::Session;
 
 use super::auth::{authorize_user, session};
@@ -28,22 +27,6 @@ use crate::domain::{AppError, Capability, Timestamp};
 const POLICY_COLUMNS: &str = "p.id, p.display_name, p.policy_type, p.platform, p.graph_id, \
      p.last_modified_at, p.gone_from_intune_at";
 
-fn policy_info(row: &AnyRow) -> Result<PolicyInfo, sqlx::Error> {
-    Ok(PolicyInfo {
-        id: row.try_get("id")?,
-        display_name: row.try_get("display_name")?,
-        policy_type: row.try_get("policy_type")?,
-        platform: row.try_get("platform")?,
-        graph_id: row.try_get("graph_id")?,
-        last_modified_at: row
-            .try_get::<Option<i64>, _>("last_modified_at")?
-            .map(Timestamp),
-        gone_from_intune_at: row
-            .try_get::<Option<i64>, _>("gone_from_intune_at")?
-            .map(Timestamp),
-    })
-}
-
 fn policy_not_found() -> AppError {
     AppError::NotFound("This policy does not exist in this tenant.".into())
 }
@@ -56,13 +39,12 @@ fn version_not_found() -> AppError {
 pub async fn policy(db: &Db, scope: &TenantScope, id: i64) -> Result<PolicyInfo, AppError> {
     let sql =
         format!("SELECT {POLICY_COLUMNS} FROM policies p WHERE p.tenant_id = $1 AND p.id = $2");
-    let row = sqlx::query(&sql)
+    sqlx::query_as(&sql)
         .bind(scope.id())
         .bind(id)
         .fetch_optional(db.pool())
         .await?
-        .ok_or_else(policy_not_found)?;
-    Ok(policy_info(&row)?)
+        .ok_or_else(policy_not_found)
 }
 
 /// The policy's versions, newest first, with the backup sets holding each and the run that
@@ -80,7 +62,7 @@ pub async fn versions(
     .bind(policy_id)
     .fetch_one(db.pool())
     .await?;
-    let snapshots = sqlx::query(
+    let mut rows: Vec<VersionRow> = sqlx::query_as(
         "SELECT id, content_hash, captured_at FROM policy_snapshots \
          WHERE tenant_id = $1 AND policy_id = $2 ORDER BY captured_at DESC, id DESC",
     )
@@ -88,7 +70,7 @@ pub async fn versions(
     .bind(policy_id)
     .fetch_all(db.pool())
     .await?;
-    let items = sqlx::query(
+    let items: Vec<(i64, Option<i64>, i64, String)> = sqlx::query_as(
         "SELECT i.snapshot_id, i.run_id, b.id AS set_id, b.name AS set_name \
          FROM backup_items i JOIN backup_sets b ON b.tenant_id = i.tenant_id AND b.id = i.backup_set_id \
          WHERE i.tenant_id = $1 AND i.policy_id = $2 ORDER BY i.captured_at, i.id",
@@ -99,31 +81,19 @@ pub async fn versions(
     .await?;
     let mut sets: HashMap<i64, Vec<SetLink>> = HashMap::new();
     let mut runs: HashMap<i64, i64> = HashMap::new();
-    for item in &items {
-        let snapshot_id: i64 = item.try_get("snapshot_id")?;
-        sets.entry(snapshot_id).or_default().push(SetLink {
-            id: item.try_get("set_id")?,
-            name: item.try_get("set_name")?,
-        });
-        if let Some(run_id) = item.try_get::<Option<i64>, _>("run_id")? {
+    for (snapshot_id, run_id, id, name) in items {
+        sets.entry(snapshot_id)
+            .or_default()
+            .push(SetLink { id, name });
+        if let Some(run_id) = run_id {
             runs.entry(snapshot_id).or_insert(run_id);
         }
     }
-    let mut rows = snapshots
-        .iter()
-        .map(|row| {
-            let id: i64 = row.try_get("id")?;
-            Ok(VersionRow {
-                id,
-                captured_at: Timestamp(row.try_get("captured_at")?),
-                content_hash: row.try_get("content_hash")?,
-                backup_sets: sets.remove(&id).unwrap_or_default(),
-                run_id: runs.get(&id).copied(),
-                previous_id: None,
-                current: current == Some(id),
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    for row in &mut rows {
+        row.backup_sets = sets.remove(&row.id).unwrap_or_default();
+        row.run_id = runs.get(&row.id).copied();
+        row.current = current == Some(row.id);
+    }
     let older: Vec<Option<i64>> = rows.iter().skip(1).map(|r| Some(r.id)).collect();
     for (row, previous) in rows.iter_mut().zip(older) {
         row.previous_id = previous;
@@ -253,7 +223,7 @@ pub async fn inventory(
     };
     let mut count = Sql::new("SELECT COUNT(*) AS n FROM policies p");
     filtered(&mut count);
-    let total: i64 = count.query().fetch_one(db.pool()).await?.try_get("n")?;
+    let total: i64 = count.query_scalar().fetch_one(db.pool()).await?;
     let page_size = POLICY_PAGE_SIZE;
     let last = ((total - 1).max(0)) / page_size;
     let page = page.clamp(0, last);
@@ -263,9 +233,8 @@ pub async fn inventory(
         .int(page_size)
         .push(" OFFSET ")
         .int(page * page_size);
-    let rows = rows.query().fetch_all(db.pool()).await?;
     Ok(InventoryPage {
-        rows: rows.iter().map(policy_info).collect::<Result<_, _>>()?,
+        rows: rows.query_as().fetch_all(db.pool()).await?,
         total,
         page,
         page_size,

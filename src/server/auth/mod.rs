@@ -14,7 +14,6 @@ pub mod session;
 pub mod throttle;
 pub mod users;
 
-use sqlx::Row;
 use tower_sessions::Session;
 
 use super::db::Db;
@@ -103,23 +102,21 @@ pub async fn authorize_user(
     let not_member = || AppError::Forbidden("You are not a member of this tenant.".into());
     // A malformed id is answered like a tenant one is not a member of: nothing is revealed.
     let external_id = TenantExternalId::parse(tenant).map_err(|_| not_member())?;
-    let row = sqlx::query(
-        "SELECT t.id, t.display_name, t.disconnected_at, m.role FROM tenants t \
+    let (id, display_name, disconnected_at, role): (i64, String, Option<i64>, Role) =
+        sqlx::query_as(
+            "SELECT t.id, t.display_name, t.disconnected_at, m.role FROM tenants t \
          JOIN memberships m ON m.tenant_id = t.id AND m.user_id = $2 \
          WHERE t.external_id = $1",
-    )
-    .bind(external_id.as_str())
-    .bind(user_id)
-    .fetch_optional(db.pool())
-    .await?
-    .ok_or_else(not_member)?;
-    let role: String = row.try_get("role")?;
-    let role = Role::parse(&role).ok_or(AppError::Internal)?;
+        )
+        .bind(external_id.as_str())
+        .bind(user_id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(not_member)?;
     if !role.can(capability) {
         return Err(AppError::Forbidden(capability.refusal(role)));
     }
-    let disconnected = row.try_get::<Option<i64>, _>("disconnected_at")?.is_some();
-    if disconnected && capability.starts_runs() {
+    if disconnected_at.is_some() && capability.starts_runs() {
         return Err(AppError::Conflict(
             "This tenant is disconnected: no run can start. Its owner can reconnect it on the \
              tenant's settings page."
@@ -128,10 +125,10 @@ pub async fn authorize_user(
     }
     let summary = TenantSummary {
         external_id: external_id.as_str().to_owned(),
-        display_name: row.try_get("display_name")?,
+        display_name,
     };
     Ok(TenantContext {
-        scope: TenantScope::new(row.try_get("id")?, summary),
+        scope: TenantScope::new(id, summary),
         user_id,
         role,
     })

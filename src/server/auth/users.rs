@@ -1,12 +1,14 @@
 //! Accounts and memberships: the queries behind sign-in, the header and the admin CLI.
 
-use sqlx::Row;
+use sqlx::FromRow;
 
-use crate::domain::{AppError, CurrentUser, Email, Membership, Role, TenantSummary, Timestamp};
+use crate::domain::{AppError, CurrentUser, Email, Role, Timestamp};
 use crate::server::db::{is_unique_violation, Db};
 
 /// What sign-in needs to know about an account.
+#[derive(FromRow)]
 pub struct Credentials {
+    #[sqlx(rename = "id")]
     pub user_id: i64,
     pub password_hash: Option<String>,
     /// The generation a new session is signed in under (see [`session_generation`]).
@@ -15,19 +17,12 @@ pub struct Credentials {
 
 /// The account with this e-mail, if any.
 pub async fn credentials(db: &Db, email: &Email) -> Result<Option<Credentials>, AppError> {
-    let row =
-        sqlx::query("SELECT id, password_hash, session_generation FROM users WHERE email = $1")
+    Ok(
+        sqlx::query_as("SELECT id, password_hash, session_generation FROM users WHERE email = $1")
             .bind(email.as_str())
             .fetch_optional(db.pool())
-            .await?;
-    Ok(match row {
-        Some(row) => Some(Credentials {
-            user_id: row.try_get("id")?,
-            password_hash: row.try_get("password_hash")?,
-            session_generation: row.try_get("session_generation")?,
-        }),
-        None => None,
-    })
+            .await?,
+    )
 }
 
 /// The user's session generation: a session signed in under another one is over. `None` when
@@ -60,39 +55,26 @@ pub async fn set_password(
 
 /// The signed-in user with their tenants (by tenant name); `None` if the account is gone.
 pub async fn current_user(db: &Db, user_id: i64) -> Result<Option<CurrentUser>, AppError> {
-    let Some(user) = sqlx::query(&format!(
-        "SELECT email, display_name, {ADMIN_FLAG} FROM users WHERE id = $1"
-    ))
+    let Some((email, display_name, is_admin)) = sqlx::query_as::<_, (String, String, i64)>(
+        &format!("SELECT email, display_name, {ADMIN_FLAG} FROM users WHERE id = $1"),
+    )
     .bind(user_id)
     .fetch_optional(db.pool())
     .await?
     else {
         return Ok(None);
     };
-    let rows = sqlx::query(
+    let memberships = sqlx::query_as(
         "SELECT t.external_id, t.display_name, m.role FROM memberships m \
          JOIN tenants t ON t.id = m.tenant_id WHERE m.user_id = $1 ORDER BY t.display_name",
     )
     .bind(user_id)
     .fetch_all(db.pool())
     .await?;
-    let memberships = rows
-        .iter()
-        .map(|row| {
-            let role: String = row.try_get("role")?;
-            Ok(Membership {
-                tenant: TenantSummary {
-                    external_id: row.try_get("external_id")?,
-                    display_name: row.try_get("display_name")?,
-                },
-                role: Role::parse(&role).ok_or(AppError::Internal)?,
-            })
-        })
-        .collect::<Result<_, AppError>>()?;
     Ok(Some(CurrentUser {
-        display_name: user.try_get("display_name")?,
-        email: user.try_get("email")?,
-        is_admin: user.try_get::<i64, _>("is_admin")? != 0,
+        display_name,
+        email,
+        is_admin: is_admin != 0,
         memberships,
     }))
 }
@@ -140,7 +122,7 @@ pub async fn upsert_user(
         .await?;
         return Ok(existing.user_id);
     }
-    let inserted = sqlx::query(
+    let inserted = sqlx::query_scalar(
         "INSERT INTO users (email, display_name, password_hash, created_at, is_admin) \
          SELECT $1, $2, $3, $4, NOT EXISTS (SELECT 1 FROM users) RETURNING id",
     )
@@ -151,7 +133,7 @@ pub async fn upsert_user(
     .fetch_one(db.pool())
     .await;
     match inserted {
-        Ok(row) => Ok(row.try_get("id")?),
+        Ok(id) => Ok(id),
         // Created by a concurrent call: the account exists now, which is what was asked.
         Err(e) if is_unique_violation(&e) => credentials(db, email)
             .await?
@@ -168,12 +150,11 @@ pub async fn grant(
     tenant_external_id: &str,
     role: Role,
 ) -> Result<i64, AppError> {
-    let tenant_id: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
+    let tenant_id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
         .bind(tenant_external_id)
         .fetch_optional(db.pool())
         .await?
-        .ok_or_else(|| AppError::NotFound("No tenant has this id.".into()))?
-        .try_get("id")?;
+        .ok_or_else(|| AppError::NotFound("No tenant has this id.".into()))?;
     sqlx::query(
         "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = excluded.role",

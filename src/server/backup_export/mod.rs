@@ -35,7 +35,7 @@ use axum::{
 };
 use futures::{stream, StreamExt};
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::FromRow;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -67,6 +67,7 @@ const CHANNEL_CHUNKS: usize = 4;
 pub const MAX_POLICIES: i64 = zip::MAX_ENTRIES as i64 - 2;
 
 /// The set as the manifest and the README describe it.
+#[derive(FromRow)]
 pub struct SetInfo {
     pub id: i64,
     pub name: String,
@@ -74,18 +75,30 @@ pub struct SetInfo {
     pub created_at: i64,
 }
 
+/// The set with the number of its items.
+#[derive(FromRow)]
+struct SetRow {
+    #[sqlx(flatten)]
+    set: SetInfo,
+    items: i64,
+}
+
 /// One item of the set with its stored version.
+#[derive(FromRow)]
 pub struct ExportItem {
     pub policy_id: i64,
     pub graph_id: String,
     pub policy_type: PolicyType,
+    #[sqlx(rename = "display_name")]
     pub name: String,
+    #[sqlx(rename = "snapshot_id")]
     pub version_id: i64,
     pub content_hash: String,
     pub captured_at: i64,
     /// The stored payload (canonical JSON).
     pub payload: String,
     /// The capture format the version was stored in (`policy_snapshots.capture_format`).
+    #[sqlx(rename = "capture_format")]
     pub format: i64,
 }
 
@@ -126,7 +139,7 @@ async fn prepare(
     let context = authorize_user(&state.db, user_id, tenant, Capability::View).await?;
     let not_found = || AppError::NotFound("This backup set does not exist in this tenant.".into());
     let set_id: i64 = set.parse().map_err(|_| not_found())?;
-    let row = sqlx::query(
+    let SetRow { set, items } = sqlx::query_as(
         "SELECT b.id, b.name, b.description, b.created_at, \
                 (SELECT COUNT(*) FROM backup_items i \
                  WHERE i.tenant_id = b.tenant_id AND i.backup_set_id = b.id) AS items \
@@ -137,7 +150,6 @@ async fn prepare(
     .fetch_optional(state.db.pool())
     .await?
     .ok_or_else(not_found)?;
-    let items: i64 = row.try_get("items")?;
     if items > MAX_POLICIES {
         return Err(AppError::invalid(
             "id",
@@ -147,12 +159,6 @@ async fn prepare(
             ),
         ));
     }
-    let set = SetInfo {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        created_at: row.try_get("created_at")?,
-    };
     // Made here, so a server that cannot write temporary files answers 500 instead of a
     // download that breaks off.
     let zip = ZipWriter::new().map_err(|error| {
@@ -443,7 +449,7 @@ async fn items_page(
     set_id: i64,
     after: i64,
 ) -> Result<Vec<ExportItem>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT i.policy_id, p.graph_id, p.policy_type, p.display_name, i.snapshot_id, \
                 s.content_hash, s.payload, s.capture_format, i.captured_at \
          FROM backup_items i \
@@ -457,22 +463,7 @@ async fn items_page(
     .bind(after)
     .bind(PAGE_ROWS)
     .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ExportItem {
-                policy_id: row.try_get("policy_id")?,
-                graph_id: row.try_get("graph_id")?,
-                policy_type: row.try_get("policy_type")?,
-                name: row.try_get("display_name")?,
-                version_id: row.try_get("snapshot_id")?,
-                content_hash: row.try_get("content_hash")?,
-                captured_at: row.try_get("captured_at")?,
-                payload: row.try_get("payload")?,
-                format: row.try_get("capture_format")?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// `2026-12-03T08:15:02.123Z`; empty for a value outside the calendar.

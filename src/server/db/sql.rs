@@ -9,12 +9,12 @@
 //!     sql.push(" AND status = ").text(status.as_str());
 //! }
 //! sql.push(" LIMIT ").int(50);
-//! let rows = sql.query().fetch_all(db.pool()).await?;
+//! let ids: Vec<i64> = sql.query_scalar().fetch_all(db.pool()).await?;
 //! ```
 
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::Any;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::{Query, QueryAs, QueryScalar};
+use sqlx::{Any, Arguments, FromRow};
 
 /// A `LIKE` pattern that finds `search` (lower-cased) anywhere, its wildcards escaped so a
 /// search for `50%` or `a_b` finds exactly that text; used with `ESCAPE '\'`.
@@ -89,15 +89,37 @@ impl Sql {
 
     /// The query with every value bound, ready to execute.
     pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
-        let mut query = sqlx::query(&self.text);
+        sqlx::query_with(&self.text, self.arguments())
+    }
+
+    /// The query with every value bound, its rows read as `T`.
+    pub fn query_as<T>(&self) -> QueryAs<'_, Any, T, AnyArguments<'_>>
+    where
+        T: for<'r> FromRow<'r, AnyRow>,
+    {
+        sqlx::query_as_with(&self.text, self.arguments())
+    }
+
+    /// The query with every value bound, reading the first column of its rows as `T`.
+    pub fn query_scalar<T>(&self) -> QueryScalar<'_, Any, T, AnyArguments<'_>>
+    where
+        (T,): for<'r> FromRow<'r, AnyRow>,
+    {
+        sqlx::query_scalar_with(&self.text, self.arguments())
+    }
+
+    fn arguments(&self) -> AnyArguments<'_> {
+        let mut arguments = AnyArguments::default();
         for value in &self.values {
-            query = match value {
-                Value::Int(v) => query.bind(*v),
-                Value::OptInt(v) => query.bind(*v),
-                Value::Text(v) => query.bind(v.as_str()),
+            // Integers and texts always encode; `Query::bind` would only defer the same error.
+            let added = match value {
+                Value::Int(v) => arguments.add(*v),
+                Value::OptInt(v) => arguments.add(*v),
+                Value::Text(v) => arguments.add(v.as_str()),
             };
+            added.expect("an integer or a text encodes");
         }
-        query
+        arguments
     }
 }
 
@@ -135,5 +157,21 @@ mod tests {
                 Value::OptInt(None),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn reads_rows_and_scalars_with_the_bound_values() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect("sqlite::memory:").await.unwrap();
+        let mut sql = Sql::new("SELECT ");
+        sql.int(7).push(" AS n, ").text("seven").push(" AS word");
+        let row: (i64, String) = sql.query_as().fetch_one(&pool).await.unwrap();
+        assert_eq!(row, (7, "seven".to_owned()));
+        let first: i64 = sql.query_scalar().fetch_one(&pool).await.unwrap();
+        assert_eq!(first, 7);
+        let mut sql = Sql::new("SELECT ");
+        sql.opt_int(None);
+        let none: Option<i64> = sql.query_scalar().fetch_one(&pool).await.unwrap();
+        assert_eq!(none, None);
     }
 }

@@ -11,8 +11,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use sqlx::Row;
-
 use crate::server::db::{Db, NativePool};
 
 /// The first key of every instance's advisory lock (the second is the hash of its identity), so
@@ -52,12 +50,11 @@ impl InstanceLock {
             NativePool::Postgres(pool) => {
                 let mut conn = pool.acquire().await?.detach();
                 let locked: bool =
-                    sqlx::query("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
+                    sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
                         .bind(LOCK_SPACE)
                         .bind(id)
                         .fetch_one(&mut conn)
-                        .await?
-                        .try_get("locked")?;
+                        .await?;
                 if !locked {
                     return Err(InstanceError::AlreadyRunning(id.to_owned()));
                 }

@@ -25,7 +25,7 @@ use crate::server::graph::{PolicySource, TenantCredentials};
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// A claimed run with its input read by the operation's handler.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Run<I> {
     pub id: i64,
     /// Which claim of the run this is; every lease-guarded write checks it (fencing), so an
@@ -107,8 +107,9 @@ impl Recorded {
 }
 
 /// A run's counters when it ended, for its notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct Totals {
+    #[sqlx(rename = "total_items")]
     pub total: i64,
     pub succeeded: i64,
     pub failed: i64,

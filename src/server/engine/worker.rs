@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use sqlx::Row;
+use sqlx::FromRow;
 use tracing::Instrument;
 
 use super::cancel::Cancels;
@@ -28,7 +28,6 @@ use crate::server::graph::activity::GraphActivity;
 use crate::server::graph::interrupt::Interrupt;
 use crate::server::graph::TenantCredentials;
 use crate::server::metrics;
-use crate::server::runs::stored_status;
 use crate::server::sanitize::sanitize;
 
 /// Why a whole run cannot proceed (e.g. the tenant's credentials are missing or rejected).
@@ -94,6 +93,24 @@ pub struct Worker {
 pub struct ClaimedRun {
     pub operation: OperationType,
     pub run: Run<String>,
+}
+
+/// The row a claim returns: the stored operation (only handled ones are claimed) and the run.
+#[derive(FromRow)]
+struct ClaimRow {
+    operation_type: String,
+    #[sqlx(flatten)]
+    run: Run<String>,
+}
+
+/// The row a run's end returns: its final status and counters, for the notification.
+#[derive(FromRow)]
+struct FinishedRow {
+    status: RunStatus,
+    #[sqlx(flatten)]
+    totals: Totals,
+    started_at: Option<i64>,
+    summary: Option<String>,
 }
 
 /// Outcomes of a batch of items, added to the run's counters.
@@ -345,7 +362,7 @@ impl Worker {
                AND {claimable} \
              RETURNING id, attempt, tenant_id, operation_type, target_id, initiated_by, input"
         );
-        let row = sqlx::query(&sql)
+        let row: Option<ClaimRow> = sqlx::query_as(&sql)
             .bind(&self.id)
             .bind(self.lease_until())
             .bind(Timestamp::now().millis())
@@ -353,21 +370,13 @@ impl Worker {
             .fetch_optional(self.db.pool())
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let operation: String = row.try_get("operation_type")?;
-        let Some(operation) = OperationType::parse(&operation) else {
+        let Some(operation) = OperationType::parse(&row.operation_type) else {
             // Only handled types are claimed, and every handled type parses.
             return Ok(None);
         };
         Ok(Some(ClaimedRun {
             operation,
-            run: Run {
-                id: row.try_get("id")?,
-                attempt: row.try_get("attempt")?,
-                tenant_id: row.try_get("tenant_id")?,
-                target_id: row.try_get("target_id")?,
-                initiated_by: row.try_get("initiated_by")?,
-                input: row.try_get("input")?,
-            },
+            run: row.run,
         }))
     }
 
@@ -506,11 +515,11 @@ impl Worker {
             tx.rollback().await?;
             return Ok(false);
         }
-        let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM run_items WHERE run_id = $1")
-            .bind(run.id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
+        let existing: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) AS n FROM run_items WHERE run_id = $1")
+                .bind(run.id)
+                .fetch_one(&mut *tx)
+                .await?;
         if existing == 0 && !policy_ids.is_empty() {
             // The submit checked every id against the tenant; the tenant filter stays anyway.
             let sql = format!(
@@ -664,7 +673,7 @@ impl Worker {
         // Write first and decide the final status in the same statement: a transaction that read
         // before writing could not upgrade its lock under SQLite's WAL while another worker writes.
         // `lease_owner` stays: an ended run names the worker (the instance) that finished it.
-        let finished = sqlx::query(
+        let finished: Option<FinishedRow> = sqlx::query_as(
             "UPDATE runs SET status = CASE \
                  WHEN $1 THEN 'failed' \
                  WHEN failed = 0 THEN 'completed' \
@@ -689,25 +698,23 @@ impl Worker {
             tx.rollback().await?;
             return Ok(());
         };
-        let status = stored_status(&row.try_get::<String, _>("status")?)?;
-        let totals = Totals {
-            total: row.try_get("total_items")?,
-            succeeded: row.try_get("succeeded")?,
-            failed: row.try_get("failed")?,
-            skipped: row.try_get("skipped")?,
-        };
+        let FinishedRow {
+            status,
+            totals,
+            started_at,
+            summary,
+        } = row;
         if let Some(user_id) = run.initiated_by {
-            let tenant: String = sqlx::query("SELECT external_id FROM tenants WHERE id = $1")
-                .bind(run.tenant_id)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("external_id")?;
+            let tenant: String =
+                sqlx::query_scalar("SELECT external_id FROM tenants WHERE id = $1")
+                    .bind(run.tenant_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
             let level = match status {
                 RunStatus::Completed => NotificationLevel::Success,
                 RunStatus::CompletedWithErrors => NotificationLevel::Warning,
                 _ => NotificationLevel::Error,
             };
-            let summary: Option<String> = row.try_get("summary")?;
             let (title, body) =
                 operation.notification(status, totals, failure.as_ref(), summary.as_deref());
             sqlx::query(
@@ -725,9 +732,8 @@ impl Worker {
             .await?;
         }
         tx.commit().await?;
-        let started: Option<i64> = row.try_get("started_at")?;
-        let took =
-            started.map(|started| Duration::from_millis(now.saturating_sub(started).max(0) as u64));
+        let took = started_at
+            .map(|started| Duration::from_millis(now.saturating_sub(started).max(0) as u64));
         metrics::run_finished(O::TYPE.as_str(), status.as_str(), took);
         tracing::info!(
             status = status.as_str(),

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use sqlx::Row;
+use sqlx::FromRow;
 
 use super::token::{ClientSecret, TenantCredentials};
 use super::GraphClient;
@@ -127,13 +127,24 @@ impl GraphAccess {
     }
 }
 
+/// The tenant row's Graph columns.
+#[derive(FromRow)]
+struct CredentialsRow {
+    external_id: String,
+    graph_client_id: Option<String>,
+    graph_secret_ref: Option<String>,
+    graph_secret_ciphertext: Option<String>,
+    graph_secret_key_id: Option<String>,
+    disconnected_at: Option<i64>,
+}
+
 /// Reads the tenant's client id and secret reference and resolves the secret.
 pub async fn load_credentials(
     db: &Db,
     tenant_id: i64,
     secrets: &SecretResolver,
 ) -> Result<TenantCredentials, CredentialsError> {
-    let row = sqlx::query(
+    let row: CredentialsRow = sqlx::query_as(
         "SELECT external_id, graph_client_id, graph_secret_ref, graph_secret_ciphertext, \
          graph_secret_key_id, disconnected_at FROM tenants WHERE id = $1",
     )
@@ -141,31 +152,23 @@ pub async fn load_credentials(
     .fetch_optional(db.pool())
     .await?
     .ok_or(CredentialsError::UnknownTenant)?;
-    let external_id: String = row.try_get("external_id")?;
-    let client_id: Option<String> = row.try_get("graph_client_id")?;
-    let secret_ref: Option<String> = row.try_get("graph_secret_ref")?;
-    let disconnected_at: Option<i64> = row.try_get("disconnected_at")?;
-    if disconnected_at.is_some() {
+    if row.disconnected_at.is_some() {
         return Err(CredentialsError::Disconnected);
     }
     let (Some(client_id), Some(secret_ref)) = (
-        client_id.filter(|id| !id.trim().is_empty()),
-        secret_ref.filter(|r| !r.trim().is_empty()),
+        row.graph_client_id.filter(|id| !id.trim().is_empty()),
+        row.graph_secret_ref.filter(|r| !r.trim().is_empty()),
     ) else {
         return Err(CredentialsError::NotConfigured);
     };
     Ok(TenantCredentials {
-        tenant_id: TenantExternalId::parse(&external_id)
+        tenant_id: TenantExternalId::parse(&row.external_id)
             .map_err(|_| CredentialsError::InvalidTenantId)?,
         client_id: client_id.trim().to_owned(),
         client_secret: if secret_ref.trim() == ENCRYPTED_SECRET_REF {
             let sealed = Sealed {
-                key_id: row
-                    .try_get::<Option<String>, _>("graph_secret_key_id")?
-                    .unwrap_or_default(),
-                ciphertext: row
-                    .try_get::<Option<String>, _>("graph_secret_ciphertext")?
-                    .unwrap_or_default(),
+                key_id: row.graph_secret_key_id.unwrap_or_default(),
+                ciphertext: row.graph_secret_ciphertext.unwrap_or_default(),
             };
             secrets.open(tenant_id, &sealed)?
         } else {

@@ -7,7 +7,7 @@ pub mod refs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::domain::restore::{
     check_gates, ExecuteRequest, GateFailure, GateInput, PlanAction, PlanItem, PlanNotes,
@@ -22,7 +22,6 @@ use crate::server::db::Db;
 use crate::server::engine::ops::restore_execute::{ExecuteItem, RestoreExecuteInput};
 use crate::server::engine::ops::restore_preview::{RestoreItem, RestorePreviewInput};
 use crate::server::runs::key::IdempotencyKey;
-use crate::server::runs::stored_status;
 use crate::server::runs::submit::{create_or_reuse, NewRun};
 use crate::server::tenants::{connection_check, TenantScope};
 
@@ -55,7 +54,7 @@ pub async fn source_view(
                  WHERE bi.tenant_id = $1 AND bi.backup_set_id = $2 \
                  ORDER BY p.display_name, p.id LIMIT $3"
             );
-            let rows = sqlx::query(&sql)
+            let rows: Vec<CandidateRow> = sqlx::query_as(&sql)
                 .bind(tenant_id)
                 .bind(set_id)
                 .bind(MAX_RESTORE_ITEMS as i64)
@@ -69,7 +68,7 @@ pub async fn source_view(
                  JOIN policies p ON p.tenant_id = s.tenant_id AND p.id = s.policy_id \
                  WHERE s.tenant_id = $1 AND s.id = $2"
             );
-            let rows = sqlx::query(&sql)
+            let rows: Vec<CandidateRow> = sqlx::query_as(&sql)
                 .bind(tenant_id)
                 .bind(version_id)
                 .fetch_all(db.pool())
@@ -79,14 +78,10 @@ pub async fn source_view(
                     "This version does not exist in this tenant.".into(),
                 ));
             };
-            let name: String = first.try_get("display_name")?;
-            (name, rows)
+            (first.display_name.clone(), rows)
         }
     };
-    let candidates = rows
-        .iter()
-        .map(candidate)
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let candidates: Vec<RestoreCandidate> = rows.into_iter().map(RestoreCandidate::from).collect();
     let mut counts: BTreeMap<&'static str, (PolicyType, i64)> = BTreeMap::new();
     for c in &candidates {
         counts
@@ -108,24 +103,33 @@ pub async fn source_view(
     })
 }
 
-fn candidate(row: &sqlx::any::AnyRow) -> Result<RestoreCandidate, sqlx::Error> {
-    let flag = |column: &str| -> Result<bool, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<i64>, _>(column)?
-            .is_some_and(|v| v != 0))
-    };
-    Ok(RestoreCandidate {
-        policy_id: row.try_get("policy_id")?,
-        display_name: row.try_get("display_name")?,
-        policy_type: row.try_get("policy_type")?,
-        snapshot_id: row.try_get("snapshot_id")?,
-        captured_at: Timestamp(row.try_get("captured_at")?),
-        with_assignments: flag("with_assignments")?,
-        with_scope_tags: flag("with_scope_tags")?,
-        gone_from_intune: row
-            .try_get::<Option<i64>, _>("gone_from_intune_at")?
-            .is_some(),
-    })
+/// A row of [`CANDIDATE_COLUMNS`].
+#[derive(FromRow)]
+struct CandidateRow {
+    policy_id: i64,
+    display_name: String,
+    policy_type: PolicyType,
+    snapshot_id: i64,
+    captured_at: Timestamp,
+    with_assignments: Option<i64>,
+    with_scope_tags: Option<i64>,
+    gone_from_intune_at: Option<i64>,
+}
+
+impl From<CandidateRow> for RestoreCandidate {
+    fn from(row: CandidateRow) -> Self {
+        let flag = |value: Option<i64>| value.is_some_and(|v| v != 0);
+        RestoreCandidate {
+            policy_id: row.policy_id,
+            display_name: row.display_name,
+            policy_type: row.policy_type,
+            snapshot_id: row.snapshot_id,
+            captured_at: row.captured_at,
+            with_assignments: flag(row.with_assignments),
+            with_scope_tags: flag(row.with_scope_tags),
+            gone_from_intune: row.gone_from_intune_at.is_some(),
+        }
+    }
 }
 
 /// Queues a preview of restoring the chosen policies of `request.source`, or returns the
@@ -214,23 +218,23 @@ async fn load_preview(
     scope: &TenantScope,
     preview_run_id: i64,
 ) -> Result<StoredPreview, AppError> {
-    let row = sqlx::query(
-        "SELECT status, finished_at, blocked, input FROM runs \
+    let (status, finished_at, blocked, input) =
+        sqlx::query_as::<_, (RunStatus, Option<Timestamp>, Option<String>, String)>(
+            "SELECT status, finished_at, blocked, input FROM runs \
          WHERE tenant_id = $1 AND id = $2 AND operation_type = $3",
-    )
-    .bind(scope.id())
-    .bind(preview_run_id)
-    .bind(OperationType::RestorePreview.as_str())
-    .fetch_optional(db.pool())
-    .await?
-    .ok_or_else(|| AppError::NotFound("This restore preview does not exist.".into()))?;
-    let input: String = row.try_get("input")?;
+        )
+        .bind(scope.id())
+        .bind(preview_run_id)
+        .bind(OperationType::RestorePreview.as_str())
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| AppError::NotFound("This restore preview does not exist.".into()))?;
     let input: RestorePreviewInput =
         serde_json::from_str(&input).map_err(|_| AppError::Internal)?;
     Ok(StoredPreview {
-        status: stored_status(&row.try_get::<String, _>("status")?)?,
-        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
-        blocked: row.try_get("blocked")?,
+        status,
+        finished_at,
+        blocked,
         input,
         items: plan_items(db, scope, preview_run_id).await?,
     })
@@ -242,7 +246,7 @@ pub async fn plan_items(
     scope: &TenantScope,
     run_id: i64,
 ) -> Result<Vec<PlanItem>, AppError> {
-    let rows = sqlx::query(
+    let rows: Vec<PlanRow> = sqlx::query_as(
         "SELECT ri.policy_id, p.display_name, p.policy_type, ri.outcome, ri.message, \
                 ri.base_snapshot_id, ri.snapshot_id, ri.restore_plan, ri.restore_action, \
                 ri.changed_settings, ri.created_graph_id, ri.restore_notes \
@@ -253,35 +257,48 @@ pub async fn plan_items(
     .bind(run_id)
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|row| {
-            let outcome: String = row.try_get("outcome")?;
-            let notes: Option<String> = row.try_get("restore_notes")?;
-            Ok(PlanItem {
-                policy_id: row.try_get("policy_id")?,
-                display_name: row.try_get("display_name")?,
-                policy_type: row.try_get("policy_type")?,
-                outcome: ItemOutcome::parse(&outcome).ok_or(AppError::Internal)?,
-                backup_snapshot_id: row.try_get("base_snapshot_id")?,
-                live_snapshot_id: row.try_get("snapshot_id")?,
-                plan: row
-                    .try_get::<Option<String>, _>("restore_plan")?
-                    .as_deref()
-                    .and_then(PlanAction::parse),
-                action: row
-                    .try_get::<Option<String>, _>("restore_action")?
-                    .as_deref()
-                    .and_then(RestoreAction::parse),
-                changed_settings: row.try_get("changed_settings")?,
-                created_graph_id: row.try_get("created_graph_id")?,
-                notes: notes
-                    .as_deref()
-                    .and_then(|n| serde_json::from_str::<PlanNotes>(n).ok())
-                    .unwrap_or_default(),
-                message: row.try_get("message")?,
-            })
-        })
-        .collect()
+    Ok(rows.into_iter().map(PlanItem::from).collect())
+}
+
+/// A row of [`plan_items`]. An unknown plan or action reads as none, unreadable notes as
+/// none.
+#[derive(FromRow)]
+struct PlanRow {
+    policy_id: i64,
+    display_name: String,
+    policy_type: PolicyType,
+    outcome: ItemOutcome,
+    message: Option<String>,
+    base_snapshot_id: Option<i64>,
+    snapshot_id: Option<i64>,
+    restore_plan: Option<String>,
+    restore_action: Option<String>,
+    changed_settings: Option<i64>,
+    created_graph_id: Option<String>,
+    restore_notes: Option<String>,
+}
+
+impl From<PlanRow> for PlanItem {
+    fn from(row: PlanRow) -> Self {
+        PlanItem {
+            policy_id: row.policy_id,
+            display_name: row.display_name,
+            policy_type: row.policy_type,
+            outcome: row.outcome,
+            backup_snapshot_id: row.base_snapshot_id,
+            live_snapshot_id: row.snapshot_id,
+            plan: row.restore_plan.as_deref().and_then(PlanAction::parse),
+            action: row.restore_action.as_deref().and_then(RestoreAction::parse),
+            changed_settings: row.changed_settings,
+            created_graph_id: row.created_graph_id,
+            notes: row
+                .restore_notes
+                .as_deref()
+                .and_then(|n| serde_json::from_str::<PlanNotes>(n).ok())
+                .unwrap_or_default(),
+            message: row.message,
+        }
+    }
 }
 
 /// Whether the source now holds another version of a chosen policy than the preview restores
@@ -470,17 +487,14 @@ async fn live_hashes(
     tenant_id: i64,
     preview_run_id: i64,
 ) -> Result<HashMap<i64, Option<String>>, AppError> {
-    let rows = sqlx::query(
+    let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT policy_id, live_hash FROM run_items WHERE tenant_id = $1 AND run_id = $2",
     )
     .bind(tenant_id)
     .bind(preview_run_id)
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("policy_id")?, row.try_get("live_hash")?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(AppError::from)
+    Ok(rows.into_iter().collect())
 }
 
 /// The 4xx answer of a gate that does not hold.

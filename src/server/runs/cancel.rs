@@ -4,9 +4,6 @@
 //! the worker has not written the run's items yet), so `processed = total` holds at once; the
 //! captures in flight then replace their item's skip with their outcome (`engine::worker`).
 
-use sqlx::Row;
-
-use super::stored_status;
 use crate::domain::notification::NotificationLevel;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::routes;
@@ -50,7 +47,7 @@ pub async fn cancel(
     let mut tx = db.pool().begin().await?;
     // Written first and decided in the same statement: under SQLite's WAL a transaction that read
     // first could not upgrade its lock while the worker writes.
-    let row = sqlx::query(
+    let row: Option<(String, String, Option<i64>)> = sqlx::query_as(
         "UPDATE runs SET status = 'cancelled', finished_at = $1, reason_code = $2, \
          lease_expires_at = NULL \
          WHERE tenant_id = $3 AND id = $4 AND status IN ('pending', 'running') \
@@ -62,21 +59,18 @@ pub async fn cancel(
     .bind(run_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(row) = row else {
+    let Some((operation, input, initiated_by)) = row else {
         tx.rollback().await?;
         return match cancelled(db, tenant_id, run_id).await? {
             Some(_) => Ok(None),
             None => Err(AppError::Conflict("This run already finished.".into())),
         };
     };
-    let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM run_items WHERE run_id = $1")
+    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) AS n FROM run_items WHERE run_id = $1")
         .bind(run_id)
         .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
+        .await?;
     let skipped = if existing == 0 {
-        let operation: String = row.try_get("operation_type")?;
-        let input: String = row.try_get("input")?;
         let planned = planned_items(OperationType::parse(&operation), &input);
         write_cancelled_items(&mut tx, db, tenant_id, run_id, &planned, now).await?
     } else {
@@ -98,7 +92,7 @@ pub async fn cancel(
     .bind(run_id)
     .execute(&mut *tx)
     .await?;
-    if let Some(initiator) = row.try_get::<Option<i64>, _>("initiated_by")? {
+    if let Some(initiator) = initiated_by {
         notify(&mut tx, ctx, run_id, initiator, now).await?;
     }
     tx.commit().await?;
@@ -116,14 +110,13 @@ pub async fn cancelled(
     tenant_id: i64,
     run_id: i64,
 ) -> Result<Option<CancelledRun>, AppError> {
-    let row = sqlx::query("SELECT status, finished_at FROM runs WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant_id)
-        .bind(run_id)
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
-    let status = stored_status(&row.try_get::<String, _>("status")?)?;
-    let finished_at: Option<i64> = row.try_get("finished_at")?;
+    let (status, finished_at): (RunStatus, Option<i64>) =
+        sqlx::query_as("SELECT status, finished_at FROM runs WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(run_id)
+            .fetch_optional(db.pool())
+            .await?
+            .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
     Ok((status == RunStatus::Cancelled).then(|| CancelledRun {
         run_id,
         status,
@@ -188,11 +181,10 @@ async fn notify(
     initiator: i64,
     now: i64,
 ) -> Result<(), AppError> {
-    let actor: String = sqlx::query("SELECT display_name FROM users WHERE id = $1")
+    let actor: String = sqlx::query_scalar("SELECT display_name FROM users WHERE id = $1")
         .bind(ctx.user_id)
         .fetch_one(&mut **tx)
-        .await?
-        .try_get("display_name")?;
+        .await?;
     sqlx::query(
         "INSERT INTO notifications (user_id, tenant_id, level, title, body, link, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

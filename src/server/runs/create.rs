@@ -6,8 +6,6 @@
 //! of 10,000 policies writes one row: on PostgreSQL, 10,000 item rows with their two foreign
 //! keys took 80 ms alone, far beyond the 25 ms the submit may take (README, benchmarks).
 
-use sqlx::Row;
-
 use super::key::IdempotencyKey;
 use super::submit::{self, NewRun};
 use crate::domain::run::OperationType;
@@ -98,11 +96,10 @@ async fn ensure_policies(
         "SELECT COUNT(*) AS n FROM policies WHERE tenant_id = $1 AND {}",
         db.backend().id_in("id", selection.ids())
     );
-    let found: i64 = sqlx::query(&sql)
+    let found: i64 = sqlx::query_scalar(&sql)
         .bind(tenant_id)
         .fetch_one(db.pool())
-        .await?
-        .try_get("n")?;
+        .await?;
     let missing = selection.len() as i64 - found;
     if missing > 0 {
         return Err(AppError::invalid(

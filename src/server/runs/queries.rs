@@ -2,15 +2,15 @@
 //! its items (run detail) and the recent runs of a backup set (run panel). Every query is scoped
 //! by the tenant id.
 
-use sqlx::{any::AnyRow, Row};
+use sqlx::FromRow;
 
 use super::super::db::{Db, Sql};
 use super::super::tenants::TenantScope;
-use super::stored_status;
 use crate::domain::graph_wait::{GraphFigures, GraphWait, GraphWaitReason};
+use crate::domain::policy_type::PolicyType;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::restore::{PlanAction, RestoreAction};
-use crate::domain::run::{OperationType, RunFilter};
+use crate::domain::run::{OperationType, RunFilter, StoredOperation};
 use crate::domain::run_detail::{
     ItemFilter, ItemOutcome, ItemWindow, RestoreItemResult, RestoreRun, RunDetail, RunItemPage,
     RunItemRow, RunTarget,
@@ -23,62 +23,86 @@ use crate::server::engine::ops::restore_preview::RestorePreviewInput;
 /// How many runs the run panel shows for one backup set.
 pub const PANEL_RUNS: i64 = 5;
 
-fn status(row: &AnyRow) -> Result<RunStatus, AppError> {
-    Ok(stored_status(&row.try_get::<String, _>("status")?)?)
-}
-
 /// A stored reason code; an unknown spelling is logged and shown as `unknown_error`.
-fn reason(row: &AnyRow, column: &str) -> Result<Option<ReasonCode>, AppError> {
-    let raw: Option<String> = row.try_get(column)?;
-    Ok(raw.map(|raw| {
-        ReasonCode::parse(&raw).unwrap_or_else(|| {
+struct StoredReason(ReasonCode);
+
+impl From<String> for StoredReason {
+    fn from(raw: String) -> Self {
+        Self(ReasonCode::parse(&raw).unwrap_or_else(|| {
             tracing::warn!(reason_code = %raw, "unknown reason code in the database");
             ReasonCode::UnknownError
-        })
-    }))
+        }))
+    }
 }
 
-/// The columns and join every run list reads, mapped by [`summary`].
+impl sqlx::Type<sqlx::Any> for StoredReason {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <String as sqlx::Type<sqlx::Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Any>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Any> for StoredReason {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(<String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?.into())
+    }
+}
+
+/// The columns and join every run list reads, as a [`SummaryRow`].
 const SUMMARY_SELECT: &str = "SELECT r.id, r.operation_type, r.status, \
      u.display_name AS initiated_by, r.total_items, r.processed_items, \
      r.succeeded, r.failed, r.skipped, r.created_at, r.graph_wait_reason, r.graph_wait_until \
      FROM runs r LEFT JOIN users u ON u.id = r.initiated_by";
 
-fn summary(row: &AnyRow) -> Result<RunSummary, AppError> {
-    Ok(RunSummary {
-        id: row.try_get("id")?,
-        operation_type: row.try_get("operation_type")?,
-        status: status(row)?,
-        initiated_by: row.try_get("initiated_by")?,
-        total_items: row.try_get("total_items")?,
-        processed_items: row.try_get("processed_items")?,
-        succeeded: row.try_get("succeeded")?,
-        failed: row.try_get("failed")?,
-        skipped: row.try_get("skipped")?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        graph_wait: graph_wait(row)?,
-    })
+/// A row of [`SUMMARY_SELECT`]: the summary and what its Graph wait is computed from.
+#[derive(FromRow)]
+struct SummaryRow {
+    #[sqlx(flatten)]
+    summary: RunSummary,
+    #[sqlx(flatten)]
+    wait: WaitColumns,
 }
 
-/// The wait a running run's row records (`graph_wait_reason`, `graph_wait_until`), as the
-/// time left from now. A run that is not running waits for nothing.
-fn graph_wait(row: &AnyRow) -> Result<Option<GraphWait>, AppError> {
-    if status(row)? != RunStatus::Running {
-        return Ok(None);
+impl From<SummaryRow> for RunSummary {
+    fn from(row: SummaryRow) -> Self {
+        RunSummary {
+            graph_wait: row.wait.graph_wait(),
+            ..row.summary
+        }
     }
-    let Some(raw) = row.try_get::<Option<String>, _>("graph_wait_reason")? else {
-        return Ok(None);
-    };
-    let Some(reason) = GraphWaitReason::parse(&raw) else {
-        tracing::warn!(reason = %raw, "unknown Graph wait reason in the database");
-        return Ok(None);
-    };
-    let until: Option<i64> = row.try_get("graph_wait_until")?;
-    let now = Timestamp::now().millis();
-    Ok(Some(GraphWait {
-        reason,
-        resumes_in_ms: until.map(|until| until.saturating_sub(now).max(0)),
-    }))
+}
+
+/// The columns of a run row that record what it waits for on Graph.
+#[derive(FromRow)]
+struct WaitColumns {
+    status: RunStatus,
+    graph_wait_reason: Option<String>,
+    graph_wait_until: Option<i64>,
+}
+
+impl WaitColumns {
+    /// The wait a running run's row records, as the time left from now. A run that is not
+    /// running waits for nothing.
+    fn graph_wait(&self) -> Option<GraphWait> {
+        if self.status != RunStatus::Running {
+            return None;
+        }
+        let raw = self.graph_wait_reason.as_deref()?;
+        let Some(reason) = GraphWaitReason::parse(raw) else {
+            tracing::warn!(reason = %raw, "unknown Graph wait reason in the database");
+            return None;
+        };
+        let now = Timestamp::now().millis();
+        Some(GraphWait {
+            reason,
+            resumes_in_ms: self
+                .graph_wait_until
+                .map(|until| until.saturating_sub(now).max(0)),
+        })
+    }
 }
 
 /// The tenant's runs matching `filter`, newest first (at most `limit`), only those older than
@@ -117,43 +141,64 @@ pub async fn list(
     }
     sql.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
         .int(limit);
-    let rows = sql.query().fetch_all(db.pool()).await?;
-    rows.iter().map(summary).collect()
+    let rows: Vec<SummaryRow> = sql.query_as().fetch_all(db.pool()).await?;
+    Ok(rows.into_iter().map(RunSummary::from).collect())
 }
 
-/// The columns of a run whose change the screens show; [`version`] and [`backup_set_version`]
-/// join them into a text that changes when any of them does. The Graph figures are not among
+/// The columns of a run whose change the screens show ([`VersionRow`]); [`version`] and
+/// [`backup_set_version`] join them into a text that changes when any of them does. The Graph figures are not among
 /// them: they grow with every request, and a page shows them anew with the next counter
 /// change (and the run's end), not every second.
 const VERSION_COLUMNS: &str = "r.id, r.status, r.processed_items, r.succeeded, r.failed, \
      r.skipped, r.graph_wait_reason, r.graph_wait_until";
 
-fn version_text(row: &AnyRow) -> Result<String, AppError> {
-    let wait: Option<String> = row.try_get("graph_wait_reason")?;
-    let until: Option<i64> = row.try_get("graph_wait_until")?;
-    // While a run waits on Graph the page counts down "resuming in 12 s": a new version every
-    // second, for as long as the wait lasts.
-    let second = match wait {
-        Some(_) => Timestamp::now().millis() / 1000,
-        None => 0,
-    };
-    Ok(format!(
-        "{}:{}:{}:{}:{}:{}:{}@{second}:{}",
-        row.try_get::<i64, _>("id")?,
-        row.try_get::<String, _>("status")?,
-        row.try_get::<i64, _>("processed_items")?,
-        row.try_get::<i64, _>("succeeded")?,
-        row.try_get::<i64, _>("failed")?,
-        row.try_get::<i64, _>("skipped")?,
-        wait.unwrap_or_default(),
-        until.unwrap_or_default(),
-    ))
+/// The [`VERSION_COLUMNS`] of one run, as stored.
+#[derive(FromRow)]
+struct VersionRow {
+    id: i64,
+    status: String,
+    processed_items: i64,
+    succeeded: i64,
+    failed: i64,
+    skipped: i64,
+    graph_wait_reason: Option<String>,
+    graph_wait_until: Option<i64>,
+}
+
+impl VersionRow {
+    fn text(&self) -> String {
+        // While a run waits on Graph the page counts down "resuming in 12 s": a new version
+        // every second, for as long as the wait lasts.
+        let second = match self.graph_wait_reason {
+            Some(_) => Timestamp::now().millis() / 1000,
+            None => 0,
+        };
+        format!(
+            "{}:{}:{}:{}:{}:{}:{}@{second}:{}",
+            self.id,
+            self.status,
+            self.processed_items,
+            self.succeeded,
+            self.failed,
+            self.skipped,
+            self.graph_wait_reason.as_deref().unwrap_or_default(),
+            self.graph_wait_until.unwrap_or_default(),
+        )
+    }
+}
+
+/// A run's [`VersionRow`] with the newest run that retried it.
+#[derive(FromRow)]
+struct DetailVersionRow {
+    #[sqlx(flatten)]
+    run: VersionRow,
+    retried_by: Option<i64>,
 }
 
 /// The version of one run of the tenant as its detail page shows it (including the newest run
 /// that retried it), in one read by primary key (and the `retry_of` index).
 pub async fn version(db: &Db, scope: &TenantScope, run_id: i64) -> Result<String, AppError> {
-    let row = sqlx::query(&format!(
+    let row: DetailVersionRow = sqlx::query_as(&format!(
         "SELECT {VERSION_COLUMNS}, \
                 (SELECT MAX(c.id) FROM runs c WHERE c.retry_of = r.id AND c.tenant_id = r.tenant_id) \
                   AS retried_by \
@@ -164,11 +209,10 @@ pub async fn version(db: &Db, scope: &TenantScope, run_id: i64) -> Result<String
     .fetch_optional(db.pool())
     .await?
     .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
-    let retried_by: Option<i64> = row.try_get("retried_by")?;
     Ok(format!(
         "{}/{}",
-        version_text(&row)?,
-        retried_by.unwrap_or_default()
+        row.run.text(),
+        row.retried_by.unwrap_or_default()
     ))
 }
 
@@ -178,7 +222,7 @@ pub async fn backup_set_version(
     scope: &TenantScope,
     backup_set_id: i64,
 ) -> Result<String, AppError> {
-    let rows = sqlx::query(&format!(
+    let rows: Vec<VersionRow> = sqlx::query_as(&format!(
         "SELECT {VERSION_COLUMNS} FROM runs r \
          WHERE r.tenant_id = $1 AND r.resource = 'backup_set' AND r.target_id = $2 \
          ORDER BY r.created_at DESC, r.id DESC LIMIT $3"
@@ -188,8 +232,8 @@ pub async fn backup_set_version(
     .bind(PANEL_RUNS)
     .fetch_all(db.pool())
     .await?;
-    let versions: Result<Vec<String>, AppError> = rows.iter().map(version_text).collect();
-    Ok(versions?.join(","))
+    let versions: Vec<String> = rows.iter().map(VersionRow::text).collect();
+    Ok(versions.join(","))
 }
 
 /// The most recent runs that worked on one backup set, newest first.
@@ -202,13 +246,13 @@ pub async fn for_backup_set(
         "{SUMMARY_SELECT} WHERE r.tenant_id = $1 AND r.resource = 'backup_set' AND r.target_id = $2 \
          ORDER BY r.created_at DESC, r.id DESC LIMIT $3"
     );
-    let rows = sqlx::query(&sql)
+    let rows: Vec<SummaryRow> = sqlx::query_as(&sql)
         .bind(scope.id())
         .bind(backup_set_id)
         .bind(PANEL_RUNS)
         .fetch_all(db.pool())
         .await?;
-    rows.iter().map(summary).collect()
+    Ok(rows.into_iter().map(RunSummary::from).collect())
 }
 
 /// One run of the tenant with one page of its items (only those with `outcome`, when given).
@@ -221,7 +265,7 @@ pub async fn detail(
     filter: Option<ItemFilter>,
     window: ItemWindow,
 ) -> Result<RunDetail, AppError> {
-    let row = sqlx::query(
+    let row: DetailRow = sqlx::query_as(
         "SELECT r.id, r.operation_type, r.status, u.display_name AS initiated_by, \
                 r.created_at, r.started_at, r.finished_at, r.total_items, r.processed_items, \
                 r.succeeded, r.failed, r.skipped, r.reason_code, r.failure_message, \
@@ -243,7 +287,7 @@ pub async fn detail(
     .fetch_optional(db.pool())
     .await?
     .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
-    let status = status(&row)?;
+    let status = row.wait.status;
     let mut items = item_page(db, scope, run_id, filter, window).await?;
     // A queued run's items are written by the worker when it claims the run; until then the
     // page lists the stored selection, every policy pending.
@@ -251,8 +295,8 @@ pub async fn detail(
         filter,
         None | Some(ItemFilter::Outcome(ItemOutcome::Pending))
     );
-    let operation: String = row.try_get("operation_type")?;
-    let selects_policies = OperationType::parse(&operation) == Some(OperationType::AddPolicies);
+    let operation = row.operation_type.known();
+    let selects_policies = operation == Some(OperationType::AddPolicies);
     if items.total == 0 && status == RunStatus::Pending && waiting && selects_policies {
         items = selection_page(db, scope, run_id, window).await?;
     }
@@ -264,80 +308,98 @@ pub async fn detail(
     .bind(run_id)
     .fetch_all(db.pool())
     .await?;
-    let failed: i64 = row.try_get("failed")?;
-    let retry_items = retry_items(db, scope, run_id, &row, status, failed).await?;
+    let retry_items = retry_items(db, scope, run_id, operation, status, row.failed).await?;
 
-    let time = |column: &str| -> Result<Option<Timestamp>, sqlx::Error> {
-        Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp))
-    };
     Ok(RunDetail {
-        id: row.try_get("id")?,
-        operation_type: operation.into(),
+        graph_wait: row.wait.graph_wait(),
+        target: row.target(),
+        restore: row.restore_run(),
+        id: row.id,
+        operation_type: row.operation_type,
         status,
-        initiated_by: row.try_get("initiated_by")?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        started_at: time("started_at")?,
-        finished_at: time("finished_at")?,
-        total_items: row.try_get("total_items")?,
-        processed_items: row.try_get("processed_items")?,
-        succeeded: row.try_get("succeeded")?,
-        failed,
-        skipped: row.try_get("skipped")?,
-        reason_code: reason(&row, "reason_code")?,
-        failure_message: row.try_get("failure_message")?,
-        target: target(&row)?,
-        summary: row.try_get("summary")?,
+        initiated_by: row.initiated_by,
+        created_at: row.created_at,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        total_items: row.total_items,
+        processed_items: row.processed_items,
+        succeeded: row.succeeded,
+        failed: row.failed,
+        skipped: row.skipped,
+        reason_code: row.reason_code.map(|reason| reason.0),
+        failure_message: row.failure_message,
+        summary: row.summary,
         items,
-        retry_of: row.try_get("retry_of")?,
+        retry_of: row.retry_of,
         retried_by,
         retry_items,
-        graph_wait: graph_wait(&row)?,
-        graph: GraphFigures {
-            requests: row.try_get("graph_requests")?,
-            throttled: row.try_get("graph_throttled")?,
-            server_errors: row.try_get("graph_server_errors")?,
-            retries: row.try_get("graph_retries")?,
-            waited_ms: row.try_get("graph_waited_ms")?,
-        },
-        restore: restore_run(&row)?,
+        graph: row.graph,
     })
 }
 
-/// How a restore run ties to the wizard: a preview's source (from its input), or the preview
-/// an execute executed (its target).
-fn restore_run(row: &AnyRow) -> Result<Option<RestoreRun>, AppError> {
-    let operation: String = row.try_get("operation_type")?;
-    Ok(match OperationType::parse(&operation) {
-        Some(OperationType::RestorePreview) => {
-            let input: Option<String> = row.try_get("preview_input")?;
-            input
-                .and_then(|input| serde_json::from_str::<RestorePreviewInput>(&input).ok())
+/// The run row [`detail`] reads.
+#[derive(FromRow)]
+struct DetailRow {
+    id: i64,
+    operation_type: StoredOperation,
+    initiated_by: Option<String>,
+    created_at: Timestamp,
+    started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+    total_items: i64,
+    processed_items: i64,
+    succeeded: i64,
+    failed: i64,
+    skipped: i64,
+    reason_code: Option<StoredReason>,
+    failure_message: Option<String>,
+    resource: String,
+    target_id: i64,
+    backup_set_name: Option<String>,
+    policy_name: Option<String>,
+    retry_of: Option<i64>,
+    summary: Option<String>,
+    preview_input: Option<String>,
+    #[sqlx(flatten)]
+    wait: WaitColumns,
+    #[sqlx(flatten)]
+    graph: GraphFigures,
+}
+
+impl DetailRow {
+    /// How a restore run ties to the wizard: a preview's source (from its input), or the
+    /// preview an execute executed (its target).
+    fn restore_run(&self) -> Option<RestoreRun> {
+        match self.operation_type.known() {
+            Some(OperationType::RestorePreview) => self
+                .preview_input
+                .as_deref()
+                .and_then(|input| serde_json::from_str::<RestorePreviewInput>(input).ok())
                 .map(|input| RestoreRun::Preview {
                     source: input.source,
-                })
+                }),
+            Some(OperationType::RestoreExecute) => Some(RestoreRun::Execute {
+                preview_run_id: self.target_id,
+            }),
+            _ => None,
         }
-        Some(OperationType::RestoreExecute) => Some(RestoreRun::Execute {
-            preview_run_id: row.try_get("target_id")?,
-        }),
-        _ => None,
-    })
-}
+    }
 
-/// What the run works on, named as it is now.
-fn target(row: &AnyRow) -> Result<RunTarget, AppError> {
-    let id: i64 = row.try_get("target_id")?;
-    let resource: String = row.try_get("resource")?;
-    Ok(match resource.as_str() {
-        "backup_set" => RunTarget::BackupSet {
-            id,
-            name: row.try_get("backup_set_name")?,
-        },
-        "policy" => RunTarget::Policy {
-            id,
-            name: row.try_get("policy_name")?,
-        },
-        _ => RunTarget::Tenant,
-    })
+    /// What the run works on, named as it is now.
+    fn target(&self) -> RunTarget {
+        let id = self.target_id;
+        match self.resource.as_str() {
+            "backup_set" => RunTarget::BackupSet {
+                id,
+                name: self.backup_set_name.clone(),
+            },
+            "policy" => RunTarget::Policy {
+                id,
+                name: self.policy_name.clone(),
+            },
+            _ => RunTarget::Tenant,
+        }
+    }
 }
 
 /// What "Retry N failed" (or "Resume N cancelled") would take again: the failed items of a
@@ -346,18 +408,17 @@ async fn retry_items(
     db: &Db,
     scope: &TenantScope,
     run_id: i64,
-    row: &AnyRow,
+    operation: Option<OperationType>,
     status: RunStatus,
     failed: i64,
 ) -> Result<i64, AppError> {
-    let operation: String = row.try_get("operation_type")?;
-    if status.is_active() || OperationType::parse(&operation) != Some(OperationType::AddPolicies) {
+    if status.is_active() || operation != Some(OperationType::AddPolicies) {
         return Ok(0);
     }
     if status != RunStatus::Cancelled {
         return Ok(failed);
     }
-    let cancelled: i64 = sqlx::query(
+    let cancelled: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) AS n FROM run_items \
          WHERE tenant_id = $1 AND run_id = $2 AND outcome = 'skipped' AND reason_code = $3",
     )
@@ -365,8 +426,7 @@ async fn retry_items(
     .bind(run_id)
     .bind(ReasonCode::Cancelled.as_str())
     .fetch_one(db.pool())
-    .await?
-    .try_get("n")?;
+    .await?;
     Ok(cancelled)
 }
 
@@ -378,12 +438,12 @@ async fn selection_page(
     run_id: i64,
     window: ItemWindow,
 ) -> Result<RunItemPage, AppError> {
-    let input: String = sqlx::query("SELECT input FROM runs WHERE tenant_id = $1 AND id = $2")
-        .bind(scope.id())
-        .bind(run_id)
-        .fetch_one(db.pool())
-        .await?
-        .try_get("input")?;
+    let input: String =
+        sqlx::query_scalar("SELECT input FROM runs WHERE tenant_id = $1 AND id = $2")
+            .bind(scope.id())
+            .bind(run_id)
+            .fetch_one(db.pool())
+            .await?;
     // An input the engine cannot read fails the run when claimed; until then nothing is listed.
     let ids = AddPoliciesInput::from_json(&input)
         .map(|input| input.policy_ids)
@@ -392,15 +452,14 @@ async fn selection_page(
             Vec::new()
         });
     let selected = db.backend().id_in("p.id", &ids);
-    let total: i64 = sqlx::query(&format!(
+    let total: i64 = sqlx::query_scalar(&format!(
         "SELECT COUNT(*) AS n FROM policies p WHERE p.tenant_id = $1 AND {selected}"
     ))
     .bind(scope.id())
     .fetch_one(db.pool())
-    .await?
-    .try_get("n")?;
+    .await?;
     let offset = window.offset_within(total);
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, (i64, String, PolicyType)>(&format!(
         "SELECT p.id, p.display_name, p.policy_type FROM policies p \
          WHERE p.tenant_id = $1 AND {selected} ORDER BY p.display_name, p.id LIMIT $2 OFFSET $3"
     ))
@@ -409,20 +468,18 @@ async fn selection_page(
     .bind(offset)
     .fetch_all(db.pool())
     .await?
-    .iter()
-    .map(|policy| {
-        Ok(RunItemRow {
-            policy_id: policy.try_get("id")?,
-            policy_name: policy.try_get("display_name")?,
-            policy_type: policy.try_get("policy_type")?,
-            outcome: ItemOutcome::Pending,
-            reason_code: None,
-            message: None,
-            result: None,
-            restore: None,
-        })
+    .into_iter()
+    .map(|(policy_id, policy_name, policy_type)| RunItemRow {
+        policy_id,
+        policy_name,
+        policy_type,
+        outcome: ItemOutcome::Pending,
+        reason_code: None,
+        message: None,
+        result: None,
+        restore: None,
     })
-    .collect::<Result<_, AppError>>()?;
+    .collect();
     Ok(RunItemPage {
         rows,
         total,
@@ -455,7 +512,7 @@ async fn item_page(
     };
     let mut count = Sql::new("SELECT COUNT(*) AS n FROM run_items i");
     condition(&mut count);
-    let total: i64 = count.query().fetch_one(db.pool()).await?.try_get("n")?;
+    let total: i64 = count.query_scalar().fetch_one(db.pool()).await?;
     let offset = window.offset_within(total);
 
     let mut page = Sql::new(
@@ -469,28 +526,8 @@ async fn item_page(
         .int(window.limit())
         .push(" OFFSET ")
         .int(offset);
-    let rows = page
-        .query()
-        .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|item| {
-            let raw: String = item.try_get("outcome")?;
-            Ok(RunItemRow {
-                policy_id: item.try_get("policy_id")?,
-                policy_name: item.try_get("display_name")?,
-                policy_type: item.try_get("policy_type")?,
-                outcome: ItemOutcome::parse(&raw).ok_or_else(|| {
-                    tracing::error!(outcome = %raw, "unknown item outcome in the database");
-                    AppError::Internal
-                })?,
-                reason_code: reason(item, "reason_code")?,
-                message: item.try_get("message")?,
-                result: capture_result(item)?,
-                restore: restore_result(item)?,
-            })
-        })
-        .collect::<Result<_, AppError>>()?;
+    let rows: Vec<ItemRow> = page.query_as().fetch_all(db.pool()).await?;
+    let rows = rows.into_iter().map(RunItemRow::from).collect();
     Ok(RunItemPage {
         rows,
         total,
@@ -499,35 +536,86 @@ async fn item_page(
     })
 }
 
-/// What a capture found for an item (the `run_items` columns of migration 0015), if anything.
-fn capture_result(item: &AnyRow) -> Result<Option<CaptureResult>, AppError> {
-    let Some(raw) = item.try_get::<Option<String>, _>("drift")? else {
-        return Ok(None);
-    };
-    let drift = Drift::parse(&raw).ok_or_else(|| {
-        tracing::error!(drift = %raw, "unknown drift in the database");
-        AppError::Internal
-    })?;
-    Ok(Some(CaptureResult {
-        drift,
-        changed_settings: item.try_get("changed_settings")?,
-        snapshot_id: item.try_get("snapshot_id")?,
-        base_snapshot_id: item.try_get("base_snapshot_id")?,
-    }))
+/// A row of a run's item page.
+#[derive(FromRow)]
+struct ItemRow {
+    policy_id: i64,
+    display_name: String,
+    policy_type: PolicyType,
+    outcome: ItemOutcome,
+    reason_code: Option<StoredReason>,
+    message: Option<String>,
+    /// With `changed_settings`, `snapshot_id` and `base_snapshot_id` (migration 0015): what a
+    /// capture found, if anything.
+    drift: Option<Drift>,
+    changed_settings: Option<i64>,
+    snapshot_id: Option<i64>,
+    base_snapshot_id: Option<i64>,
+    /// With `restore_action` and `created_graph_id` (migration 0016): what a restore planned
+    /// or did, if anything. An unknown spelling reads as none.
+    restore_plan: Option<String>,
+    restore_action: Option<String>,
+    created_graph_id: Option<String>,
 }
 
-/// What a restore planned or did for an item (the `run_items` columns of migration 0016), if
-/// anything.
-fn restore_result(item: &AnyRow) -> Result<Option<RestoreItemResult>, AppError> {
-    let plan: Option<String> = item.try_get("restore_plan")?;
-    let action: Option<String> = item.try_get("restore_action")?;
-    let created_graph_id: Option<String> = item.try_get("created_graph_id")?;
-    if plan.is_none() && action.is_none() && created_graph_id.is_none() {
-        return Ok(None);
+impl From<ItemRow> for RunItemRow {
+    fn from(item: ItemRow) -> Self {
+        let restore = (item.restore_plan.is_some()
+            || item.restore_action.is_some()
+            || item.created_graph_id.is_some())
+        .then(|| RestoreItemResult {
+            plan: item.restore_plan.as_deref().and_then(PlanAction::parse),
+            action: item
+                .restore_action
+                .as_deref()
+                .and_then(RestoreAction::parse),
+            created_graph_id: item.created_graph_id,
+        });
+        RunItemRow {
+            policy_id: item.policy_id,
+            policy_name: item.display_name,
+            policy_type: item.policy_type,
+            outcome: item.outcome,
+            reason_code: item.reason_code.map(|reason| reason.0),
+            message: item.message,
+            result: item.drift.map(|drift| CaptureResult {
+                drift,
+                changed_settings: item.changed_settings,
+                snapshot_id: item.snapshot_id,
+                base_snapshot_id: item.base_snapshot_id,
+            }),
+            restore,
+        }
     }
-    Ok(Some(RestoreItemResult {
-        plan: plan.as_deref().and_then(PlanAction::parse),
-        action: action.as_deref().and_then(RestoreAction::parse),
-        created_graph_id,
-    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unknown_reason_code_reads_as_unknown_error() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect("sqlite::memory:").await.unwrap();
+        let read = |raw: Option<&'static str>| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, Option<StoredReason>>("SELECT $1")
+                    .bind(raw)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                    .map(|reason| reason.0)
+            }
+        };
+        assert_eq!(read(None).await, None);
+        assert_eq!(
+            read(Some(ReasonCode::Cancelled.as_str())).await,
+            Some(ReasonCode::Cancelled)
+        );
+        assert_eq!(
+            read(Some("no_such_reason")).await,
+            Some(ReasonCode::UnknownError)
+        );
+    }
 }

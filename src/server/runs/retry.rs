@@ -3,10 +3,7 @@
 //! cancelled run, of the items the cancel skipped. Created like any submit (the same idempotency
 //! key rules), and it records its parent in `retry_of`.
 
-use sqlx::Row;
-
 use super::create::create_or_reuse_retrying;
-use super::stored_status;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
 use crate::domain::{AppError, PolicySelection, RunStatus, SubmittedRun};
@@ -21,7 +18,7 @@ pub async fn retry_failed(
     run_id: i64,
 ) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
-    let row = sqlx::query(
+    let (operation, status, input): (String, RunStatus, String) = sqlx::query_as(
         "SELECT operation_type, status, input FROM runs WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant_id)
@@ -29,8 +26,6 @@ pub async fn retry_failed(
     .fetch_optional(db.pool())
     .await?
     .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
-    let status = stored_status(&row.try_get::<String, _>("status")?)?;
-    let operation: String = row.try_get("operation_type")?;
     // Only capture-type runs are retried here; a restore goes back through its wizard, with its
     // preview and confirmation.
     if OperationType::parse(&operation) != Some(OperationType::AddPolicies) {
@@ -61,7 +56,7 @@ pub async fn retry_failed(
     if ids.is_empty() {
         return Err(AppError::invalid("id", "Nothing to retry."));
     }
-    let input = AddPoliciesInput::from_json(&row.try_get::<String, _>("input")?).map_err(|_| {
+    let input = AddPoliciesInput::from_json(&input).map_err(|_| {
         AppError::invalid(
             "id",
             "This run's stored input cannot be read; start it again.",

@@ -4,14 +4,11 @@
 //! while the tenant's last connection check failed on authentication, and makes no Graph call:
 //! the engine does the work.
 
-use sqlx::Row;
-
 use super::key::IdempotencyKey;
-use super::stored_status;
 use super::submit::{create_or_reuse, NewRun};
 use crate::domain::run::OperationType;
-use crate::domain::versions::{CaptureResult, Drift, RunActivity, RunBrief};
-use crate::domain::{AppError, SubmittedRun, Timestamp};
+use crate::domain::versions::{CaptureResult, RunActivity, RunBrief};
+use crate::domain::{AppError, RunStatus, SubmittedRun, Timestamp};
 use crate::server::auth::TenantContext;
 use crate::server::backup_sets;
 use crate::server::db::Db;
@@ -143,16 +140,15 @@ pub async fn activity(
                 "NOT IN ('pending', 'running')"
             }
         );
-        let row = sqlx::query(&sql)
+        let row = sqlx::query_as::<_, (i64, RunStatus, Option<Timestamp>, Option<String>)>(&sql)
             .bind(scope.id())
             .bind(operation.as_str())
             .bind(target_id)
             .fetch_optional(db.pool())
             .await?;
-        let Some(row) = row else {
+        let Some((id, status, finished_at, summary)) = row else {
             return Ok::<_, AppError>(None);
         };
-        let id: i64 = row.try_get("id")?;
         let capture = if operation == OperationType::CaptureSnapshot {
             capture_result(db, scope, id).await?
         } else {
@@ -160,9 +156,9 @@ pub async fn activity(
         };
         Ok(Some(RunBrief {
             id,
-            status: stored_status(&row.try_get::<String, _>("status")?)?,
-            finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
-            summary: row.try_get("summary")?,
+            status,
+            finished_at,
+            summary,
             capture,
         }))
     };
@@ -178,7 +174,7 @@ pub async fn capture_result(
     scope: &TenantScope,
     run_id: i64,
 ) -> Result<Option<CaptureResult>, AppError> {
-    let row = sqlx::query(
+    let row = sqlx::query_as(
         "SELECT drift, changed_settings, snapshot_id, base_snapshot_id FROM run_items \
          WHERE tenant_id = $1 AND run_id = $2 AND drift IS NOT NULL ORDER BY id LIMIT 1",
     )
@@ -186,16 +182,5 @@ pub async fn capture_result(
     .bind(run_id)
     .fetch_optional(db.pool())
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let raw: String = row.try_get("drift")?;
-    let Some(drift) = Drift::parse(&raw) else {
-        tracing::error!(drift = %raw, "unknown drift in the database");
-        return Err(AppError::Internal);
-    };
-    Ok(Some(CaptureResult {
-        drift,
-        changed_settings: row.try_get("changed_settings")?,
-        snapshot_id: row.try_get("snapshot_id")?,
-        base_snapshot_id: row.try_get("base_snapshot_id")?,
-    }))
+    Ok(row)
 }

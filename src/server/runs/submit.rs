@@ -3,10 +3,7 @@
 //! here: the idempotency key and the partial unique index `runs_active_idempotency` make a
 //! double-click, or a hundred racing submits, one run.
 
-use sqlx::Row;
-
 use super::key::IdempotencyKey;
-use super::stored_status;
 use crate::domain::run::OperationType;
 use crate::domain::{AppError, RunStatus, SubmittedRun, Timestamp};
 use crate::server::auth::TenantContext;
@@ -84,7 +81,7 @@ pub async fn find_active(
     tenant_id: i64,
     key: &IdempotencyKey,
 ) -> Result<Option<SubmittedRun>, AppError> {
-    let row = sqlx::query(
+    let row: Option<(i64, RunStatus, i64)> = sqlx::query_as(
         "SELECT id, status, total_items FROM runs \
          WHERE tenant_id = $1 AND idempotency_key = $2 AND status IN ('pending', 'running')",
     )
@@ -92,12 +89,11 @@ pub async fn find_active(
     .bind(key.as_str())
     .fetch_optional(db.pool())
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(SubmittedRun {
-        run_id: row.try_get("id")?,
+    Ok(row.map(|(run_id, status, total)| SubmittedRun {
+        run_id,
         reused: true,
-        status: stored_status(&row.try_get::<String, _>("status")?)?,
-        total: row.try_get("total_items")?,
+        status,
+        total,
     }))
 }
 
@@ -115,7 +111,7 @@ pub async fn queue(
         .as_str()
         .split_once('.')
         .unwrap_or((run.operation.as_str(), ""));
-    sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO runs (tenant_id, initiated_by, operation_type, lane, resource, action, target_id, \
          input, idempotency_key, status, total_items, created_at, retry_of) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12) RETURNING id",
@@ -133,6 +129,5 @@ pub async fn queue(
     .bind(Timestamp::now().millis())
     .bind(run.retry_of)
     .fetch_one(db.pool())
-    .await?
-    .try_get("id")
+    .await
 }

@@ -2,7 +2,7 @@
 //! (sealed by the key ring, or an `env:NAME` reference), its expiry, disconnect and reconnect,
 //! and re-encrypting every secret with the newest key.
 
-use sqlx::Row;
+use sqlx::FromRow;
 
 use super::keyring::{KeyError, KeyRing, Sealed};
 use super::TenantScope;
@@ -71,7 +71,7 @@ pub async fn connect(
         SecretInput::Clear(_) => ENCRYPTED_SECRET_REF.to_owned(),
         SecretInput::Reference(reference) => reference.clone(),
     };
-    let inserted = sqlx::query(
+    let inserted = sqlx::query_scalar(
         "INSERT INTO tenants (external_id, display_name, graph_client_id, graph_secret_ref, \
          graph_secret_set_at, graph_secret_expires_on, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -86,7 +86,7 @@ pub async fn connect(
     .fetch_one(&mut *tx)
     .await;
     let tenant_id: i64 = match inserted {
-        Ok(row) => row.try_get("id")?,
+        Ok(id) => id,
         Err(error) if is_unique_violation(&error) => {
             return Err(AppError::Conflict(
                 "A tenant with this id is already connected.".into(),
@@ -154,18 +154,18 @@ pub async fn settings(
     scope: &TenantScope,
     can_store_secrets: bool,
 ) -> Result<TenantSettings, AppError> {
-    let row = sqlx::query(
+    let row: SettingsRow = sqlx::query_as(
         "SELECT graph_client_id, graph_secret_ref, graph_secret_set_at, graph_secret_expires_on, \
          disconnected_at FROM tenants WHERE id = $1",
     )
     .bind(scope.id())
     .fetch_one(db.pool())
     .await?;
-    let reference: Option<String> = row.try_get("graph_secret_ref")?;
-    let set_at: Option<i64> = row.try_get("graph_secret_set_at")?;
-    let secret = match reference.as_deref().map(str::trim) {
+    let secret = match row.graph_secret_ref.as_deref().map(str::trim) {
         Some(ENCRYPTED_SECRET_REF) => SecretSource::Encrypted {
-            set_on: set_at.and_then(|at| Day::of(Timestamp(at))),
+            set_on: row
+                .graph_secret_set_at
+                .and_then(|at| Day::of(Timestamp(at))),
         },
         Some(DEMO_SECRET_REF) => SecretSource::Demo,
         Some(reference) if reference.starts_with("env:") => SecretSource::Environment {
@@ -173,35 +173,57 @@ pub async fn settings(
         },
         _ => SecretSource::Missing,
     };
-    let expires_on = row
-        .try_get::<Option<String>, _>("graph_secret_expires_on")?
-        .and_then(|raw| Day::parse(&raw).ok());
+    let expires_on = row.status.expires_on();
     let expiry_warning_days = expiry_warning(expires_on, Day::of(Timestamp::now()));
     Ok(TenantSettings {
         tenant: scope.summary().clone(),
-        client_id: row.try_get("graph_client_id")?,
+        client_id: row.graph_client_id,
         secret,
         secret_expires_on: expires_on,
         expiry_warning_days,
-        disconnected: row.try_get::<Option<i64>, _>("disconnected_at")?.is_some(),
+        disconnected: row.status.disconnected_at.is_some(),
         can_store_secrets,
     })
+}
+
+/// The tenant's row as its settings page reads it.
+#[derive(FromRow)]
+struct SettingsRow {
+    graph_client_id: Option<String>,
+    graph_secret_ref: Option<String>,
+    graph_secret_set_at: Option<i64>,
+    #[sqlx(flatten)]
+    status: StatusRow,
+}
+
+/// The columns of the tenant's row that its status is made of.
+#[derive(FromRow)]
+struct StatusRow {
+    graph_secret_expires_on: Option<String>,
+    disconnected_at: Option<i64>,
+}
+
+impl StatusRow {
+    /// The secret's expiry day; a stored text that is no day reads as none.
+    fn expires_on(&self) -> Option<Day> {
+        self.graph_secret_expires_on
+            .as_deref()
+            .and_then(|raw| Day::parse(raw).ok())
+    }
 }
 
 /// What every member is told about the tenant's connection: disconnected, and the secret's
 /// expiry when it is near.
 pub async fn status(db: &Db, scope: &TenantScope) -> Result<TenantStatus, AppError> {
-    let row =
-        sqlx::query("SELECT graph_secret_expires_on, disconnected_at FROM tenants WHERE id = $1")
-            .bind(scope.id())
-            .fetch_one(db.pool())
-            .await?;
-    let expires_on = row
-        .try_get::<Option<String>, _>("graph_secret_expires_on")?
-        .and_then(|raw| Day::parse(&raw).ok());
+    let row: StatusRow = sqlx::query_as(
+        "SELECT graph_secret_expires_on, disconnected_at FROM tenants WHERE id = $1",
+    )
+    .bind(scope.id())
+    .fetch_one(db.pool())
+    .await?;
     Ok(TenantStatus {
-        disconnected: row.try_get::<Option<i64>, _>("disconnected_at")?.is_some(),
-        expiry_warning_days: expiry_warning(expires_on, Day::of(Timestamp::now())),
+        disconnected: row.disconnected_at.is_some(),
+        expiry_warning_days: expiry_warning(row.expires_on(), Day::of(Timestamp::now())),
     })
 }
 
@@ -295,19 +317,16 @@ pub async fn is_disconnected(db: &Db, tenant_id: i64) -> Result<bool, AppError> 
 /// secrets were re-encrypted (those already under the newest key are left as they are).
 pub async fn rotate(db: &Db, keys: &KeyRing) -> Result<usize, RotateError> {
     let mut tx = db.pool().begin().await?;
-    let rows = sqlx::query(
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT id, graph_secret_ciphertext, graph_secret_key_id FROM tenants \
          WHERE graph_secret_ciphertext IS NOT NULL AND graph_secret_key_id <> $1",
     )
     .bind(keys.newest_id())
     .fetch_all(&mut *tx)
     .await?;
-    for row in &rows {
-        let tenant_id: i64 = row.try_get("id")?;
-        let sealed = Sealed {
-            key_id: row.try_get("graph_secret_key_id")?,
-            ciphertext: row.try_get("graph_secret_ciphertext")?,
-        };
+    let count = rows.len();
+    for (tenant_id, ciphertext, key_id) in rows {
+        let sealed = Sealed { key_id, ciphertext };
         let secret = keys
             .open(tenant_id, &sealed)
             .map_err(|error| RotateError::Tenant(tenant_id, error))?;
@@ -321,7 +340,7 @@ pub async fn rotate(db: &Db, keys: &KeyRing) -> Result<usize, RotateError> {
         .await?;
     }
     tx.commit().await?;
-    Ok(rows.len())
+    Ok(count)
 }
 
 /// Why `rotate-secret-key` stopped (nothing is changed then).

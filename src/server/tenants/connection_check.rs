@@ -2,8 +2,6 @@
 //! tenant), storing its report as the tenant's last check, reading it back, and the gate every
 //! run start passes: a tenant whose last check failed on authentication starts no run.
 
-use sqlx::Row;
-
 use super::TenantScope;
 use crate::domain::connection::{
     blocked_runs_message, CheckOutcome, ConnectionCheck, ConnectionReport, ConnectionStatus,
@@ -64,21 +62,22 @@ pub async fn store(
 
 /// The tenant's last check, if it was ever checked.
 pub async fn last(db: &Db, tenant_id: i64) -> Result<Option<ConnectionCheck>, AppError> {
-    let row = sqlx::query(
+    let row: Option<(Option<i64>, Timestamp, String)> = sqlx::query_as(
         "SELECT run_id, checked_at, report FROM tenant_connection_checks WHERE tenant_id = $1",
     )
     .bind(tenant_id)
     .fetch_optional(db.pool())
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let report: ConnectionReport = serde_json::from_str(&row.try_get::<String, _>("report")?)
-        .map_err(|error| {
-            tracing::error!(%error, "unreadable connection check report");
-            AppError::Internal
-        })?;
+    let Some((run_id, checked_at, report)) = row else {
+        return Ok(None);
+    };
+    let report: ConnectionReport = serde_json::from_str(&report).map_err(|error| {
+        tracing::error!(%error, "unreadable connection check report");
+        AppError::Internal
+    })?;
     Ok(Some(ConnectionCheck {
-        run_id: row.try_get("run_id")?,
-        checked_at: Timestamp(row.try_get("checked_at")?),
+        run_id,
+        checked_at,
         report,
     }))
 }
@@ -104,15 +103,15 @@ pub async fn status(db: &Db, scope: &TenantScope) -> Result<ConnectionStatus, Ap
 /// start runs. Every place that starts a sync, capture or restore run calls this first; the
 /// check itself does not (it is the way out).
 pub async fn ensure_runs_allowed(db: &Db, tenant_id: i64) -> Result<(), AppError> {
-    let row = sqlx::query(
-        "SELECT outcome, report FROM tenant_connection_checks WHERE tenant_id = $1 AND outcome = $2",
+    let report: Option<String> = sqlx::query_scalar(
+        "SELECT report FROM tenant_connection_checks WHERE tenant_id = $1 AND outcome = $2",
     )
     .bind(tenant_id)
     .bind(CheckOutcome::AuthFailed.as_str())
     .fetch_optional(db.pool())
     .await?;
-    let Some(row) = row else { return Ok(()) };
-    let summary = serde_json::from_str::<ConnectionReport>(&row.try_get::<String, _>("report")?)
+    let Some(report) = report else { return Ok(()) };
+    let summary = serde_json::from_str::<ConnectionReport>(&report)
         .map(|report| report.summary)
         .unwrap_or_default();
     Err(AppError::Conflict(blocked_runs_message(&summary)))

@@ -5,7 +5,7 @@
 //! and a new invitation for the same address in the same tenant replaces the pending one.
 
 use sha2::{Digest, Sha256};
-use sqlx::Row;
+use sqlx::FromRow;
 
 use super::TenantScope;
 use crate::domain::invitation::{not_valid, InvitationToken, INVITATION_DAYS};
@@ -95,7 +95,7 @@ pub async fn create(
 
 /// The tenant's invitations that can still be used, newest first.
 pub async fn pending(db: &Db, scope: &TenantScope) -> Result<Vec<PendingInvitation>, AppError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as(
         "SELECT i.id, i.email, i.role, u.email AS invited_by, i.created_at, i.expires_at \
          FROM invitations i LEFT JOIN users u ON u.id = i.invited_by \
          WHERE i.tenant_id = $1 AND i.accepted_at IS NULL AND i.expires_at > $2 \
@@ -105,19 +105,7 @@ pub async fn pending(db: &Db, scope: &TenantScope) -> Result<Vec<PendingInvitati
     .bind(Timestamp::now().millis())
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|row| {
-            let role: String = row.try_get("role")?;
-            Ok(PendingInvitation {
-                id: row.try_get("id")?,
-                email: row.try_get("email")?,
-                role: Role::parse(&role).ok_or(AppError::Internal)?,
-                invited_by: row.try_get("invited_by")?,
-                created_at: Timestamp(row.try_get("created_at")?),
-                expires_at: Timestamp(row.try_get("expires_at")?),
-            })
-        })
-        .collect()
+    Ok(rows)
 }
 
 /// Withdraws a pending invitation: its link stops working.
@@ -148,36 +136,30 @@ pub async fn revoke(db: &Db, scope: &TenantScope, actor: i64, id: i64) -> Result
 }
 
 /// An invitation as its token finds it.
+#[derive(FromRow)]
 struct Found {
+    #[sqlx(rename = "display_name")]
     tenant_name: String,
     email: String,
     role: Role,
     expires_at: i64,
-    accepted: bool,
+    accepted_at: Option<i64>,
 }
 
 async fn find(db: &Db, token: &InvitationToken) -> Result<Found, AppError> {
-    let row = sqlx::query(
+    sqlx::query_as(
         "SELECT t.display_name, i.email, i.role, i.expires_at, i.accepted_at \
          FROM invitations i JOIN tenants t ON t.id = i.tenant_id WHERE i.token_hash = $1",
     )
     .bind(token_hash(token))
     .fetch_optional(db.pool())
     .await?
-    .ok_or_else(not_valid)?;
-    let role: String = row.try_get("role")?;
-    Ok(Found {
-        tenant_name: row.try_get("display_name")?,
-        email: row.try_get("email")?,
-        role: Role::parse(&role).ok_or(AppError::Internal)?,
-        expires_at: row.try_get("expires_at")?,
-        accepted: row.try_get::<Option<i64>, _>("accepted_at")?.is_some(),
-    })
+    .ok_or_else(not_valid)
 }
 
 /// Why a found invitation cannot be used any more, if it cannot.
 fn unusable(found: &Found, now: i64) -> Option<AppError> {
-    if found.accepted {
+    if found.accepted_at.is_some() {
         Some(AppError::Conflict(
             "This invitation has already been used. Sign in with its e-mail address, or ask \
              the tenant's owner for a new invitation."
@@ -231,7 +213,7 @@ pub async fn accept(
 ) -> Result<Accepted, AppError> {
     let now = Timestamp::now().millis();
     let mut tx = db.pool().begin().await?;
-    let claimed = sqlx::query(
+    let claimed: Option<(i64, i64, String, String)> = sqlx::query_as(
         "UPDATE invitations SET accepted_at = $2 \
          WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > $2 \
          RETURNING id, tenant_id, email, role",
@@ -240,16 +222,12 @@ pub async fn accept(
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(claimed) = claimed else {
+    let Some((invitation_id, tenant_id, email, role)) = claimed else {
         tx.rollback().await?;
         let found = find(db, token).await?;
         return Err(unusable(&found, now).unwrap_or_else(not_valid));
     };
-    let invitation_id: i64 = claimed.try_get("id")?;
-    let tenant_id: i64 = claimed.try_get("tenant_id")?;
-    let email: String = claimed.try_get("email")?;
-    let role: String = claimed.try_get("role")?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query_as::<_, (i64, i64)>(
         "INSERT INTO users (email, display_name, password_hash, created_at, is_admin) \
          VALUES ($1, $2, $3, $4, FALSE) RETURNING id, session_generation",
     )
@@ -259,7 +237,7 @@ pub async fn accept(
     .bind(now)
     .fetch_one(&mut *tx)
     .await;
-    let user = match inserted {
+    let (user_id, session_generation) = match inserted {
         Ok(row) => row,
         Err(error) if is_unique_violation(&error) => {
             tx.rollback().await?;
@@ -271,7 +249,6 @@ pub async fn accept(
         }
         Err(error) => return Err(error.into()),
     };
-    let user_id: i64 = user.try_get("id")?;
     sqlx::query(
         "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)",
     )
@@ -286,14 +263,11 @@ pub async fn accept(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    let tenant = sqlx::query("SELECT external_id, display_name FROM tenants WHERE id = $1")
-        .bind(tenant_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let tenant = TenantSummary {
-        external_id: tenant.try_get("external_id")?,
-        display_name: tenant.try_get("display_name")?,
-    };
+    let tenant: TenantSummary =
+        sqlx::query_as("SELECT external_id, display_name FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_one(&mut *tx)
+            .await?;
     tx.commit().await?;
     audit::record(
         db,
@@ -312,7 +286,7 @@ pub async fn accept(
     .await;
     Ok(Accepted {
         user_id,
-        session_generation: user.try_get("session_generation")?,
+        session_generation,
         tenant,
     })
 }

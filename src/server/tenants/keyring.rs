@@ -12,7 +12,6 @@ use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
-use sqlx::Row;
 
 use crate::domain::Timestamp;
 use crate::server::db::Db;
@@ -164,13 +163,12 @@ impl KeyRing {
     /// must open it, and every key a stored secret names must be in the ring. Keys seen for the
     /// first time get their check value stored.
     pub async fn verify(&self, db: &Db) -> Result<(), VerifyError> {
-        let stored = sqlx::query("SELECT key_id, check_value FROM secret_key_checks")
-            .fetch_all(db.pool())
-            .await?;
+        let stored: Vec<(String, String)> =
+            sqlx::query_as("SELECT key_id, check_value FROM secret_key_checks")
+                .fetch_all(db.pool())
+                .await?;
         let mut known = Vec::with_capacity(stored.len());
-        for row in &stored {
-            let id: String = row.try_get("key_id")?;
-            let check: String = row.try_get("check_value")?;
+        for (id, check) in stored {
             if let Some(key) = self.key(&id) {
                 match decrypt(&key.cipher, &check, &check_aad(&id)) {
                     Some(text) if text == CHECK_TEXT => {}

@@ -5,8 +5,6 @@
 //! new role. Authorization reads memberships on every request, so a removed member loses the
 //! tenant at once.
 
-use sqlx::Row;
-
 use super::{invitations, TenantScope};
 use crate::domain::{AddMemberOutcome, AppError, Email, Member, Role, Timestamp};
 use crate::server::audit::{self, AuditEvent};
@@ -14,26 +12,13 @@ use crate::server::db::{is_unique_violation, Db};
 
 /// The tenant's members, owners first, then by name.
 pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<Member>, AppError> {
-    let rows = sqlx::query(
+    let mut members: Vec<Member> = sqlx::query_as(
         "SELECT u.id, u.email, u.display_name, m.role, m.created_at FROM memberships m \
          JOIN users u ON u.id = m.user_id WHERE m.tenant_id = $1 ORDER BY u.display_name, u.id",
     )
     .bind(scope.id())
     .fetch_all(db.pool())
     .await?;
-    let mut members = rows
-        .iter()
-        .map(|row| {
-            let role: String = row.try_get("role")?;
-            Ok(Member {
-                user_id: row.try_get("id")?,
-                email: row.try_get("email")?,
-                display_name: row.try_get("display_name")?,
-                role: Role::parse(&role).ok_or(AppError::Internal)?,
-                added_at: Timestamp(row.try_get("created_at")?),
-            })
-        })
-        .collect::<Result<Vec<_>, AppError>>()?;
     members.sort_by_key(|m| Role::ALL.iter().position(|r| *r == m.role));
     Ok(members)
 }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Totals, Tx};
 use super::super::worker::RunFailure;
@@ -99,7 +98,7 @@ impl Operation for AddPolicies {
     ) -> Result<Vec<Pending<PolicyItem>>, sqlx::Error> {
         // Whether each policy is already in the set comes with it: one query per run, not per
         // item.
-        let rows = sqlx::query(
+        let rows: Vec<(i64, i64, String, String, Option<i64>)> = sqlx::query_as(
             "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type, bi.id AS backup_item_id \
              FROM run_items ri \
              JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
@@ -111,19 +110,20 @@ impl Operation for AddPolicies {
         .bind(run.tenant_id)
         .fetch_all(db.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Pending {
-                    item_id: row.try_get("item_id")?,
+        Ok(rows
+            .into_iter()
+            .map(
+                |(item_id, policy_id, graph_id, policy_type, backup_item_id)| Pending {
+                    item_id,
                     item: PolicyItem {
-                        policy_id: row.try_get("policy_id")?,
-                        graph_id: row.try_get("graph_id")?,
-                        policy_type: row.try_get("policy_type")?,
-                        already_in_set: row.try_get::<Option<i64>, _>("backup_item_id")?.is_some(),
+                        policy_id,
+                        graph_id,
+                        policy_type,
+                        already_in_set: backup_item_id.is_some(),
                     },
-                })
-            })
-            .collect()
+                },
+            )
+            .collect())
     }
 
     async fn process(

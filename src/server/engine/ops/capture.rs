@@ -5,6 +5,7 @@
 //! 0015), which the result pages read.
 
 use super::super::operation::{Pending, Recorded, Tx};
+use super::PendingPolicy;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::snapshot::{compare, CapturedPolicy, PolicyType, SettingNames};
 use crate::domain::versions::Drift;
@@ -153,21 +154,24 @@ pub(crate) async fn changed_settings(
     Ok(comparison.changes.len() as i64)
 }
 
-/// A pending item of a capturing run, from a row with `item_id`, `policy_id`, `graph_id`,
-/// `policy_type` and `base_id` (the version compared with, if any), captured with `options`.
-pub fn pending_capture(
-    row: &sqlx::any::AnyRow,
-    options: CaptureOptions,
-) -> Result<Pending<CaptureItem>, sqlx::Error> {
-    use sqlx::Row;
-    Ok(Pending {
-        item_id: row.try_get("item_id")?,
+/// A pending item of a capturing run with `base_id`, the version it is compared with (if any).
+#[derive(sqlx::FromRow)]
+pub struct PendingCapture {
+    #[sqlx(flatten)]
+    policy: PendingPolicy,
+    base_id: Option<i64>,
+}
+
+/// A pending item of a capturing run, captured with `options`.
+pub fn pending_capture(row: PendingCapture, options: CaptureOptions) -> Pending<CaptureItem> {
+    Pending {
+        item_id: row.policy.item_id,
         item: CaptureItem {
-            policy_id: row.try_get("policy_id")?,
-            graph_id: row.try_get("graph_id")?,
-            policy_type: row.try_get("policy_type")?,
-            base_snapshot_id: row.try_get("base_id")?,
+            policy_id: row.policy.policy_id,
+            graph_id: row.policy.graph_id,
+            policy_type: row.policy.policy_type,
+            base_snapshot_id: row.base_id,
             options,
         },
-    })
+    }
 }

@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
-use super::capture::{pending_capture, CaptureItem, Captured};
+use super::capture::{pending_capture, CaptureItem, Captured, PendingCapture};
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
 use crate::server::db::Db;
@@ -74,7 +74,7 @@ impl Operation for CaptureSnapshot {
     ) -> Result<Vec<Pending<CaptureItem>>, sqlx::Error> {
         // The base is the newest version stored before this run captured (a resumed run's
         // item is done, so it is not read again).
-        let rows = sqlx::query(
+        let rows: Vec<PendingCapture> = sqlx::query_as(
             "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type, \
                (SELECT s.id FROM policy_snapshots s WHERE s.tenant_id = p.tenant_id AND s.policy_id = p.id \
                 ORDER BY s.captured_at DESC, s.id DESC LIMIT 1) AS base_id \
@@ -85,9 +85,10 @@ impl Operation for CaptureSnapshot {
         .bind(run.tenant_id)
         .fetch_all(db.pool())
         .await?;
-        rows.iter()
+        Ok(rows
+            .into_iter()
             .map(|row| pending_capture(row, FULL_CAPTURE))
-            .collect()
+            .collect())
     }
 
     super::capturing_items!(CaptureSnapshotInput);

@@ -7,11 +7,10 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
-use super::capture::{pending_capture, CaptureItem, Captured};
+use super::capture::{pending_capture, CaptureItem, Captured, PendingCapture};
 use crate::domain::run::OperationType;
 use crate::domain::versions::DriftCounts;
 use crate::server::db::Db;
@@ -75,26 +74,23 @@ impl Operation for DriftCheck {
                AND bi.policy_id = ri.policy_id \
              LEFT JOIN policy_snapshots s ON s.tenant_id = bi.tenant_id AND s.id = bi.snapshot_id \
              WHERE ri.run_id = $1 AND ri.tenant_id = $3 AND ri.outcome = 'pending' ORDER BY ri.id";
-        let rows = sqlx::query(sql)
+        let rows: Vec<DriftPending> = sqlx::query_as(sql)
             .bind(run.id)
             .bind(run.input.backup_set_id)
             .bind(run.tenant_id)
             .fetch_all(db.pool())
             .await?;
-        rows.iter()
+        let recorded = |flag: Option<i64>| flag.is_some_and(|on| on != 0);
+        Ok(rows
+            .into_iter()
             .map(|row| {
-                let recorded = |column: &str| -> Result<bool, sqlx::Error> {
-                    Ok(row
-                        .try_get::<Option<i64>, _>(column)?
-                        .is_some_and(|on| on != 0))
-                };
                 let options = CaptureOptions {
-                    include_assignments: recorded("with_assignments")?,
-                    include_scope_tags: recorded("with_scope_tags")?,
+                    include_assignments: recorded(row.with_assignments),
+                    include_scope_tags: recorded(row.with_scope_tags),
                 };
-                pending_capture(row, options)
+                pending_capture(row.capture, options)
             })
-            .collect()
+            .collect())
     }
 
     super::capturing_items!(DriftCheckInput);
@@ -114,20 +110,27 @@ impl Operation for DriftCheck {
     }
 }
 
+/// A pending item of a drift check with how its backup was captured.
+#[derive(sqlx::FromRow)]
+struct DriftPending {
+    #[sqlx(flatten)]
+    capture: PendingCapture,
+    with_assignments: Option<i64>,
+    with_scope_tags: Option<i64>,
+}
+
 /// How a drift check's items compare, counted.
 pub async fn drift_counts(db: &Db, run_id: i64) -> Result<DriftCounts, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
         "SELECT outcome, drift, COUNT(*) AS n FROM run_items WHERE run_id = $1 GROUP BY outcome, drift",
     )
     .bind(run_id)
     .fetch_all(db.pool())
     .await?;
     let mut counts = DriftCounts::default();
-    for row in &rows {
-        let n: i64 = row.try_get("n")?;
-        let outcome: String = row.try_get("outcome")?;
+    for (outcome, drift, n) in rows {
         counts.total += n;
-        match row.try_get::<Option<String>, _>("drift")?.as_deref() {
+        match drift.as_deref() {
             Some("changed") => counts.changed += n,
             Some("deleted") => counts.deleted += n,
             Some("unchanged") => counts.unchanged += n,

@@ -13,14 +13,22 @@ use super::worker::RunFailure;
 use crate::domain::reason_code::ReasonCode;
 use crate::server::db::Db;
 
-/// The run's items without an outcome, in order, each with its policy's Graph id and type
-/// (columns `item_id`, `policy_id`, `graph_id`, `policy_type`).
+/// A run's item without an outcome, with its policy's Graph id and type.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PendingPolicy {
+    pub item_id: i64,
+    pub policy_id: i64,
+    pub graph_id: String,
+    pub policy_type: String,
+}
+
+/// The run's items without an outcome, in order, each with its policy's Graph id and type.
 pub(crate) async fn pending_policy_rows(
     db: &Db,
     run_id: i64,
     tenant_id: i64,
-) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
-    sqlx::query(
+) -> Result<Vec<PendingPolicy>, sqlx::Error> {
+    sqlx::query_as(
         "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type FROM run_items ri \
          JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
          WHERE ri.run_id = $1 AND ri.tenant_id = $2 AND ri.outcome = 'pending' ORDER BY ri.id",

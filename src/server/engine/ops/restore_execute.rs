@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
@@ -228,8 +227,8 @@ impl Operation for RestoreExecute {
             .map(|item| (item.policy_id, item))
             .collect();
         let mut pending = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let policy_id: i64 = row.try_get("policy_id")?;
+        for row in rows {
+            let policy_id = row.policy_id;
             // Items are planned from the input, so each has its entry.
             let Some(&planned) = planned_by_policy.get(&policy_id) else {
                 continue;
@@ -240,11 +239,11 @@ impl Operation for RestoreExecute {
                 include_scope_tags,
             } = backup.as_ref().map(|b| b.options).unwrap_or_default();
             pending.push(Pending {
-                item_id: row.try_get("item_id")?,
+                item_id: row.item_id,
                 item: WriteItem {
                     policy_id,
-                    graph_id: row.try_get("graph_id")?,
-                    policy_type: row.try_get("policy_type")?,
+                    graph_id: row.graph_id,
+                    policy_type: row.policy_type,
                     planned: planned.clone(),
                     include_assignments: run.input.include_assignments && include_assignments,
                     include_scope_tags: run.input.include_scope_tags && include_scope_tags,
@@ -381,17 +380,14 @@ async fn record_restored(
 
 /// "48 of 50 now match the backup; 2 differ (see diffs)." — the run's evidence.
 async fn evidence_summary(db: &Db, run_id: i64) -> Result<String, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
         "SELECT outcome, drift, COUNT(*) AS n FROM run_items WHERE run_id = $1 GROUP BY outcome, drift",
     )
     .bind(run_id)
     .fetch_all(db.pool())
     .await?;
     let (mut total, mut matching, mut differing, mut failed, mut unverified) = (0, 0, 0, 0, 0);
-    for row in &rows {
-        let n: i64 = row.try_get("n")?;
-        let outcome: String = row.try_get("outcome")?;
-        let drift: Option<String> = row.try_get("drift")?;
+    for (outcome, drift, n) in rows {
         total += n;
         match (outcome.as_str(), drift.as_deref().and_then(Drift::parse)) {
             ("failed", _) => failed += n,

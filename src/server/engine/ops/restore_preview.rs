@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
@@ -148,8 +147,8 @@ impl Operation for RestorePreview {
             .collect();
         let rows = super::pending_policy_rows(db, run.id, run.tenant_id).await?;
         let mut pending = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let policy_id: i64 = row.try_get("policy_id")?;
+        for row in rows {
+            let policy_id = row.policy_id;
             let snapshot_id = versions.get(&policy_id).copied();
             // The version is read once here for what it refers to and how it was captured; the
             // payload itself is read again only where it is compared.
@@ -170,12 +169,12 @@ impl Operation for RestorePreview {
                 None => (CaptureOptions::default(), Vec::new()),
             };
             pending.push(Pending {
-                item_id: row.try_get("item_id")?,
+                item_id: row.item_id,
                 item: PreviewItem {
                     capture: CaptureItem {
                         policy_id,
-                        graph_id: row.try_get("graph_id")?,
-                        policy_type: row.try_get("policy_type")?,
+                        graph_id: row.graph_id,
+                        policy_type: row.policy_type,
                         base_snapshot_id: snapshot_id,
                         options,
                     },
@@ -443,18 +442,17 @@ async fn name_taken(
 
 /// "2 to update, 1 to create, 9 unchanged, 1 blocked", and the restore-wide block if any.
 async fn plan_summary(db: &Db, run_id: i64, block: Option<&str>) -> Result<String, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
         "SELECT restore_plan, COUNT(*) AS n FROM run_items WHERE run_id = $1 GROUP BY restore_plan",
     )
     .bind(run_id)
     .fetch_all(db.pool())
     .await?;
     let mut counts: HashMap<Option<PlanAction>, i64> = HashMap::new();
-    for row in &rows {
-        let plan: Option<String> = row.try_get("restore_plan")?;
+    for (plan, n) in rows {
         *counts
             .entry(plan.as_deref().and_then(PlanAction::parse))
-            .or_default() += row.try_get::<i64, _>("n")?;
+            .or_default() += n;
     }
     let count = |plan| counts.get(&Some(plan)).copied().unwrap_or(0);
     let mut parts = vec![
