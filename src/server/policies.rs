@@ -1,5 +1,5 @@
 //! The policy inventory as the picker sees it: filtered, sorted and paged in SQL, so only one
-//! page travels (50,000 policies: every request under 70 ms at p99, `bench-runs`, README).
+//! page travels (50,000 policies: every request under 70 ms at p99, `benches/runs.rs`, docs/benchmarks.md).
 //! Policies gone from Intune are left out.
 
 use super::db::{like_pattern, Db, Sql};
