@@ -99,8 +99,7 @@ spelled_serde!(OperationType);
 /// A run's operation as the screens read it back: one this build knows, or a spelling written
 /// by a newer version sharing the database, which is shown as stored rather than refused. On
 /// the wire it is the stored spelling either way.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoredOperation {
     Known(OperationType),
     Other(String),
@@ -132,6 +131,23 @@ impl StoredOperation {
 impl From<String> for StoredOperation {
     fn from(raw: String) -> Self {
         OperationType::parse(&raw).map_or(Self::Other(raw), Self::Known)
+    }
+}
+
+// By hand rather than `#[serde(untagged)]`: the same wire form, without the buffering
+// deserializer untagged enums bring into the browser bundle.
+impl Serialize for StoredOperation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Known(operation) => serializer.serialize_str(operation.as_str()),
+            Self::Other(raw) => serializer.serialize_str(raw),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredOperation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(String::deserialize(deserializer)?.into())
     }
 }
 
