@@ -28,18 +28,21 @@ function sleep(ms) {
 // Latency: the runner is up and idle; each job carries the time it was added.
 const latencies = [];
 let started = 0;
-let runner = await run({
-  connectionString,
-  concurrency,
-  noHandleSignals: true,
-  pollInterval: 2000,
-  logger,
-  taskList: {
-    noop: async (payload) => {
-      latencies.push(performance.timeOrigin + performance.now() - payload.t);
-      started += 1;
-    },
-  },
+// A runner with `concurrency` jobs at once whose no-op task calls `onStart(payload)`.
+function startRunner(onStart) {
+  return run({
+    connectionString,
+    concurrency,
+    noHandleSignals: true,
+    pollInterval: 2000,
+    logger,
+    taskList: { noop: async (payload) => onStart(payload) },
+  });
+}
+
+let runner = await startRunner((payload) => {
+  latencies.push(performance.timeOrigin + performance.now() - payload.t);
+  started += 1;
 });
 for (let i = 0; i < latencyJobs; i++) {
   await utils.addJob("noop", { t: performance.timeOrigin + performance.now() });
@@ -59,18 +62,9 @@ let done = 0;
 let finished;
 const allDone = new Promise((resolve) => (finished = resolve));
 const begin = performance.now();
-runner = await run({
-  connectionString,
-  concurrency,
-  noHandleSignals: true,
-  pollInterval: 2000,
-  logger,
-  taskList: {
-    noop: async () => {
-      done += 1;
-      if (done === jobs) finished();
-    },
-  },
+runner = await startRunner(() => {
+  done += 1;
+  if (done === jobs) finished();
 });
 await allDone;
 // The last job counts once its completion is written, as ours does.
