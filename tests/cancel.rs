@@ -26,6 +26,7 @@ both_backends!(TestApp:
     a_running_run_takes_no_new_item_and_records_captures_in_flight,
     a_retry_after_wait_ends_at_once,
     cancel_and_finish_race_to_one_outcome,
+    the_last_capture_in_flight_is_recorded_with_its_graph_figures,
     retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones,
     a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures,
     the_poll_versions_move_only_when_the_runs_do,
@@ -383,6 +384,61 @@ async fn cancel_and_finish_race_to_one_outcome(app: TestApp) {
         );
     }
     assert!(!seen.is_empty());
+}
+
+/// The run's last item is being captured when the cancel comes: the run is cancelled, and the
+/// capture, its counts and what it did with Graph are still written (an add-policies run ends in
+/// the transaction of its last batch, which a cancelled run cannot).
+async fn the_last_capture_in_flight_is_recorded_with_its_graph_figures(app: TestApp) {
+    let f = fixture(&app).await;
+    let mut knobs = f.sim.knobs();
+    // Long enough for the cancel to come while the capture's request is answered, short enough
+    // for the capture to end before the run's Graph figures are written a second time (after a
+    // second); the truncated first answer makes the capture repeat its request after the first
+    // write. The cancel comes during the repeat (a cancel during the wait before it would end
+    // the capture unrecorded).
+    knobs.latency_ms = 250;
+    f.sim.set_knobs(knobs);
+    let graph_id = &f.policies[0].1;
+    f.sim.set_fault(graph_id, Fault::Truncated { times: 1 });
+    let run_id = f.submit(&app, 0..1).await;
+    let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let started = Instant::now();
+    while f.sim.counters().for_path(graph_id).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never repeated"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (answer, body) = f.cancel(&app, run_id).await;
+    assert_eq!(answer, 200, "{body}");
+    working.await.unwrap().unwrap();
+
+    let (status, total, processed, succeeded, failed, skipped, _) = run_row(&app, run_id).await;
+    assert_eq!(status, "cancelled");
+    assert_eq!(
+        (total, processed, succeeded, failed, skipped),
+        (1, 1, 1, 0, 0),
+        "the capture replaced the cancel's skip"
+    );
+    let (requests, wait): (i64, Option<String>) =
+        sqlx::query_as("SELECT graph_requests, graph_wait_reason FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        requests as usize,
+        f.sim.counters().graph_requests(),
+        "the Graph figures are kept"
+    );
+    assert!(requests > 0);
+    assert_eq!(wait, None);
+    let notes = notifications_of(&app, run_id).await;
+    assert_eq!(notes.len(), 1, "one end, one notification: {notes:?}");
+    assert!(notes[0].0.contains("Cancelled"), "{notes:?}");
 }
 
 async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones(app: TestApp) {

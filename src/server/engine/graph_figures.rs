@@ -1,6 +1,7 @@
 //! Writes a run's Graph activity to its row: the figures as they grow and the wait going on, at
-//! most once a second while the run is worked on, and a last time (wait cleared) when the work
-//! stops. Only the claim that works on the run writes (lease owner and attempt).
+//! most once a second while the run is worked on; what is left when the work stops goes with
+//! the run's end (wait cleared). Only the claim that works on the run writes (lease owner and
+//! attempt).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 
+use super::operation::Tx;
 use crate::domain::graph_wait::{GraphFigures, GraphWaitReason};
 use crate::domain::Timestamp;
 use crate::server::db::Db;
@@ -64,7 +66,7 @@ impl FiguresWriter {
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = every.tick() => {
-                    if let Err(error) = self.write(false).await {
+                    if let Err(error) = self.write().await {
                         tracing::warn!(%error, "could not write the run's Graph figures");
                     }
                 }
@@ -72,22 +74,19 @@ impl FiguresWriter {
         }
     }
 
-    /// Writes the figures that grew since the last write and the wait going on (none when
-    /// `stopped`), if anything changed.
-    pub(super) async fn write(&self, stopped: bool) -> Result<(), sqlx::Error> {
+    /// Writes the figures that grew since the last write and the wait going on, if anything
+    /// changed.
+    async fn write(&self) -> Result<(), sqlx::Error> {
         let mut written = self.written.lock().await;
         let figures = self.activity.figures();
         let now = Timestamp::now().millis();
-        let wait = if stopped {
-            None
-        } else {
-            self.activity
-                .current_wait(Instant::now())
-                .map(|(reason, left)| {
-                    let left = left.map(|left| i64::try_from(left.as_millis()).unwrap_or(i64::MAX));
-                    (reason, left.map(|left| now.saturating_add(left)))
-                })
-        };
+        let wait = self
+            .activity
+            .current_wait(Instant::now())
+            .map(|(reason, left)| {
+                let left = left.map(|left| i64::try_from(left.as_millis()).unwrap_or(i64::MAX));
+                (reason, left.map(|left| now.saturating_add(left)))
+            });
         let same_wait = match (written.wait, wait) {
             (None, None) => true,
             (Some((was, was_until)), Some((is, until))) => {
@@ -126,4 +125,53 @@ impl FiguresWriter {
         *written = Written { figures, wait };
         Ok(())
     }
+
+    /// What Graph did since the last write, marked written: the run's end (or the last batch's
+    /// transaction) adds it to the row. Call it once the periodic writer has stopped.
+    pub(super) async fn take_unwritten(&self) -> GraphFigures {
+        let mut written = self.written.lock().await;
+        let figures = self.activity.figures();
+        let was = written.figures;
+        *written = Written {
+            figures,
+            wait: None,
+        };
+        GraphFigures {
+            requests: figures.requests - was.requests,
+            throttled: figures.throttled - was.throttled,
+            server_errors: figures.server_errors - was.server_errors,
+            retries: figures.retries - was.retries,
+            waited_ms: figures.waited_ms - was.waited_ms,
+        }
+    }
+}
+
+/// Adds `grown` to the Graph figures of claim `attempt` of `run_id` in `tx` and clears its
+/// waiting state: for a run that stopped without its end being written (cancelled).
+pub(super) async fn add_in(
+    tx: &mut Tx,
+    run_id: i64,
+    owner: &str,
+    attempt: i64,
+    grown: GraphFigures,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE runs SET graph_requests = graph_requests + $1, \
+             graph_throttled = graph_throttled + $2, \
+             graph_server_errors = graph_server_errors + $3, \
+             graph_retries = graph_retries + $4, graph_waited_ms = graph_waited_ms + $5, \
+             graph_wait_reason = NULL, graph_wait_until = NULL \
+         WHERE id = $6 AND lease_owner = $7 AND attempt = $8",
+    )
+    .bind(grown.requests)
+    .bind(grown.throttled)
+    .bind(grown.server_errors)
+    .bind(grown.retries)
+    .bind(grown.waited_ms)
+    .bind(run_id)
+    .bind(owner)
+    .bind(attempt)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -201,6 +201,12 @@ pub trait Operation: Send + Sync + 'static {
 
     /// How the initiator's notification names the run.
     const NOTICE: Notice;
+
+    /// Whether the run may end in the transaction of its last batch of outcomes: only for an
+    /// operation whose [`Self::conclude`] is the default (nothing to do after the items), which
+    /// saves a commit per run. An operation that overrides `conclude` leaves it `false`, or its
+    /// conclusion would never run.
+    const ENDS_WITH_LAST_BATCH: bool = false;
 }
 
 /// The words of an operation's notification.

@@ -14,9 +14,10 @@ use sqlx::FromRow;
 use tracing::Instrument;
 
 use super::cancel::Cancels;
-use super::graph_figures::FiguresWriter;
+use super::graph_figures::{add_in, FiguresWriter};
 use super::instance::{InstanceLock, LOCK_SPACE};
-use super::operation::{Operation, Pending, Registry, Run, Totals};
+use super::operation::{Operation, Pending, Registry, Run, Totals, Tx};
+use crate::domain::graph_wait::GraphFigures;
 use crate::domain::notification::NotificationLevel;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::routes;
@@ -89,10 +90,12 @@ pub struct Worker {
 }
 
 /// A claimed run as stored: its operation, and its input not yet read by the handler.
-#[derive(Debug, Clone)]
 pub struct ClaimedRun {
     pub operation: OperationType,
     pub run: Run<String>,
+    /// The claim's transaction when the runner claimed ([`Worker::claim_open`]): the run's items
+    /// are written in it, so the claim and the plan cost one commit. `None` once committed.
+    open: Option<Tx>,
 }
 
 /// The row a claim returns: the stored operation (only handled ones are claimed) and the run.
@@ -111,6 +114,22 @@ struct FinishedRow {
     totals: Totals,
     started_at: Option<i64>,
     summary: Option<String>,
+}
+
+/// How a run ends: its failure, the last batch's counts and the Graph figures not yet written.
+struct End {
+    failure: Option<RunFailure>,
+    counts: Counts,
+    figures: GraphFigures,
+}
+
+/// What writing a batch of outcomes did.
+enum Recording {
+    Recorded,
+    /// It was the last batch, and the run ended with it.
+    Ended,
+    /// Nothing was written: this worker no longer holds the run.
+    LeaseLost,
 }
 
 /// Outcomes of a batch of items, added to the run's counters.
@@ -285,21 +304,45 @@ impl Worker {
         Timestamp::now().millis() + self.lease.as_millis() as i64
     }
 
-    /// Claims the next run of `lane`: first a run whose lease expired (its owner is gone), then
-    /// the oldest run of the tenant that has waited longest among the tenants without an active
-    /// run in the lane. A tenant waits from its oldest queued run, or from the end of its last
-    /// run when that came later, so a tenant that was just served queues behind the others.
-    /// In the bulk lane the partial unique index `runs_one_bulk_per_tenant` refuses a second
-    /// active run of a tenant whoever claims it; a claim that loses that race tries again.
+    /// Claims the next run of `lane`, committed: first a run whose lease expired (its owner is
+    /// gone), then the oldest run of the tenant that has waited longest among the tenants
+    /// without an active run in the lane. A tenant waits from its oldest queued run, or from the
+    /// end of its last run when that came later, so a tenant that was just served queues behind
+    /// the others. In the bulk lane the partial unique index `runs_one_bulk_per_tenant` refuses
+    /// a second active run of a tenant whoever claims it; a claim that loses that race tries
+    /// again.
     pub async fn claim(&self, lane: Lane) -> Result<Option<ClaimedRun>, sqlx::Error> {
+        let Some(mut claimed) = self.claim_open(lane).await? else {
+            return Ok(None);
+        };
+        if let Some(tx) = claimed.open.take() {
+            tx.commit().await?;
+        }
+        Ok(Some(claimed))
+    }
+
+    /// [`Self::claim`] with the claim's transaction left open in the run: [`Self::execute_claimed`]
+    /// writes the run's items in it and commits (or commits it at once when the run cannot
+    /// proceed). Until then the run's row is locked, so nothing else writes to the run.
+    pub async fn claim_open(&self, lane: Lane) -> Result<Option<ClaimedRun>, sqlx::Error> {
         for _ in 0..CLAIM_RETRIES {
-            match self.try_claim(lane).await {
+            let mut tx = self.db.pool().begin().await?;
+            match self.try_claim(&mut tx, lane).await {
+                // The transaction rolls back as it is dropped.
                 Err(error) if is_unique_violation(&error) => continue,
-                claimed => {
-                    if claimed.is_ok() {
-                        metrics::heartbeat();
-                    }
-                    return claimed;
+                Err(error) => return Err(error),
+                Ok(None) => {
+                    tx.rollback().await?;
+                    metrics::heartbeat();
+                    return Ok(None);
+                }
+                Ok(Some((operation, run))) => {
+                    metrics::heartbeat();
+                    return Ok(Some(ClaimedRun {
+                        operation,
+                        run,
+                        open: Some(tx),
+                    }));
                 }
             }
         }
@@ -322,7 +365,11 @@ impl Worker {
         }
     }
 
-    async fn try_claim(&self, lane: Lane) -> Result<Option<ClaimedRun>, sqlx::Error> {
+    async fn try_claim(
+        &self,
+        tx: &mut Tx,
+        lane: Lane,
+    ) -> Result<Option<(OperationType, Run<String>)>, sqlx::Error> {
         let handled = self.registry.operations();
         if handled.is_empty() {
             return Ok(None);
@@ -367,17 +414,11 @@ impl Worker {
             .bind(self.lease_until())
             .bind(Timestamp::now().millis())
             .bind(lane.as_str())
-            .fetch_optional(self.db.pool())
+            .fetch_optional(&mut **tx)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let Some(operation) = OperationType::parse(&row.operation_type) else {
-            // Only handled types are claimed, and every handled type parses.
-            return Ok(None);
-        };
-        Ok(Some(ClaimedRun {
-            operation,
-            run: row.run,
-        }))
+        // Only handled types are claimed, and every handled type parses.
+        Ok(OperationType::parse(&row.operation_type).map(|operation| (operation, row.run)))
     }
 
     /// Executes a claimed run with `operation`: reads its input, checks it can proceed, writes
@@ -388,7 +429,9 @@ impl Worker {
         claimed: ClaimedRun,
     ) -> Result<(), sqlx::Error> {
         let operation = &*handler;
-        let raw = &claimed.run;
+        let ClaimedRun {
+            run: raw, mut open, ..
+        } = claimed;
         let input = match serde_json::from_str::<O::Input>(&raw.input) {
             Ok(input) => input,
             Err(error) => {
@@ -398,7 +441,7 @@ impl Worker {
                     reason: ReasonCode::InvalidRunInput,
                     message: "The run's stored input cannot be read. Submit it again.".into(),
                 };
-                return self.finish(operation, raw, Some(failure)).await;
+                return self.finish_failed(open, operation, &raw, failure).await;
             }
         };
         let run = Arc::new(raw.with_input(input));
@@ -406,9 +449,12 @@ impl Worker {
         // and one committed earlier makes the run no longer `running`, so nothing is written.
         let cancel = self.cancels.watch(run.id);
         if let Some(failure) = operation.check(&self.db, &run).await? {
-            return self.finish(operation, &run, Some(failure)).await;
+            return self.finish_failed(open, operation, &run, failure).await;
         }
-        if !self.materialize_items(&run, &operation.plan(&run)).await? {
+        if !self
+            .materialize_items(open.take(), &run, &operation.plan(&run))
+            .await?
+        {
             tracing::warn!("lease lost before the run's items were written");
             return Ok(());
         }
@@ -419,14 +465,14 @@ impl Worker {
             Ok(creds) => creds,
             Err(failure) => {
                 let concluded = operation.conclude(&self.db, Err(&failure), &run).await?;
-                return self
-                    .finish(operation, &run, Some(concluded.unwrap_or(failure)))
-                    .await;
+                let failure = concluded.unwrap_or(failure);
+                return self.finish_failed(None, operation, &run, failure).await;
             }
         };
         // Items with an outcome are done, also from an earlier attempt: a resumed run skips them.
         let items = operation.pending(&self.db, &run).await?;
-        // What the items do with Graph, on the run's row at most once a second.
+        let mut unrecorded = items.len();
+        // What the items do with Graph, on the run's row at most once a second and at its end.
         let activity = GraphActivity::new();
         let figures = FiguresWriter::new(
             self.db.clone(),
@@ -435,10 +481,7 @@ impl Worker {
             run.attempt,
             Arc::clone(&activity),
         );
-        let (stop_writing, stop) = tokio::sync::watch::channel(());
-        let mut writing = AbortOnDrop(tokio::spawn(
-            Arc::clone(&figures).every_second(stop).in_current_span(),
-        ));
+        let mut writing = WritingFigures::start(figures);
 
         // Every item is processed, however many fail: no circuit breaker stops a run early. Items
         // are processed in a task of their own, so Graph keeps working while outcomes are
@@ -481,45 +524,106 @@ impl Worker {
         };
         let mut batch = Vec::with_capacity(RECORD_BATCH);
         while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-            if !self.record(operation, &run, &batch).await? {
-                tracing::warn!("lease lost; another worker continues this run");
-                return Ok(());
+            unrecorded = unrecorded.saturating_sub(batch.len());
+            // The last batch of an operation that concludes nothing ends the run in its own
+            // transaction: one commit less per run.
+            let ending = if unrecorded == 0 && O::ENDS_WITH_LAST_BATCH {
+                Some(writing.stop().await)
+            } else {
+                None
+            };
+            match self.record(operation, &run, &batch, ending).await? {
+                Recording::Recorded => {}
+                Recording::Ended => return Ok(()),
+                Recording::LeaseLost => {
+                    tracing::warn!("lease lost; another worker continues this run");
+                    return Ok(());
+                }
             }
             batch.clear();
         }
         drop(processing);
-        // The periodic writer ends between two writes; then the last write.
-        let _ = stop_writing.send(());
-        let _ = (&mut writing.0).await;
-        if let Err(error) = figures.write(true).await {
-            // The figures are worth less than the run's end.
-            tracing::warn!(%error, "could not write the run's last Graph figures");
-        }
+        let unwritten = writing.stop().await;
         let failure = operation.conclude(&self.db, Ok(&creds), &run).await?;
-        self.finish(operation, &run, failure).await
+        let mut tx = self.db.pool().begin().await?;
+        let end = End {
+            failure,
+            counts: Counts::default(),
+            figures: unwritten,
+        };
+        match self.finish_in(&mut tx, operation, &run, end).await? {
+            Some(ended) => {
+                tx.commit().await?;
+                ended.report(O::TYPE);
+            }
+            None => {
+                // Cancelled (or lost): the figures still belong to this claim.
+                add_in(&mut tx, run.id, &self.id, run.attempt, unwritten).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
     }
 
-    /// Writes the run's items (one `pending` item per planned policy) in one transaction that
-    /// holds the lease; a resumed run already has them. `false`, and nothing written, when this
-    /// worker no longer holds the lease.
+    /// Ends a run that failed as a whole, in the claim's transaction when it is still `open`.
+    async fn finish_failed<O: Operation, I>(
+        &self,
+        open: Option<Tx>,
+        operation: &O,
+        run: &Run<I>,
+        failure: RunFailure,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = match open {
+            Some(tx) => tx,
+            None => self.db.pool().begin().await?,
+        };
+        let end = End {
+            failure: Some(failure),
+            counts: Counts::default(),
+            figures: GraphFigures::default(),
+        };
+        match self.finish_in(&mut tx, operation, run, end).await? {
+            Some(ended) => {
+                tx.commit().await?;
+                ended.report(O::TYPE);
+                Ok(())
+            }
+            None => tx.rollback().await,
+        }
+    }
+
+    /// Writes the run's items (one `pending` item per planned policy), in the claim's `open`
+    /// transaction or in one that holds the lease; a resumed run already has them. `false`, and
+    /// nothing written, when this worker no longer holds the lease.
     async fn materialize_items<I>(
         &self,
+        open: Option<Tx>,
         run: &Run<I>,
         policy_ids: &[i64],
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.db.pool().begin().await?;
-        if !self
-            .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), false)
-            .await?
-        {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        let existing: i64 =
+        let mut tx = match open {
+            Some(tx) => tx,
+            None => {
+                let mut tx = self.db.pool().begin().await?;
+                if !self
+                    .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), false)
+                    .await?
+                {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                tx
+            }
+        };
+        // Only a claim writes items, so the first claim finds none.
+        let existing: i64 = if run.attempt == 1 {
+            0
+        } else {
             sqlx::query_scalar("SELECT COUNT(*) AS n FROM run_items WHERE run_id = $1")
                 .bind(run.id)
                 .fetch_one(&mut *tx)
-                .await?;
+                .await?
+        };
         if existing == 0 && !policy_ids.is_empty() {
             // The submit checked every id against the tenant; the tenant filter stays anyway.
             let sql = format!(
@@ -548,14 +652,16 @@ impl Worker {
     }
 
     /// Writes a batch of outcomes (the handler's part first, then each item's outcome) with the
-    /// run's counters, in one transaction that also renews the lease. `false`, and nothing
-    /// written, when this worker no longer holds the lease.
+    /// run's counters, in one transaction that also renews the lease, or, with `ending` (the
+    /// Graph figures not yet written), ends the run in it too. Nothing is written when this
+    /// worker no longer holds the lease.
     async fn record<O: Operation>(
         &self,
         operation: &O,
         run: &Run<O::Input>,
         batch: &[(Pending<O::Item>, O::Output)],
-    ) -> Result<bool, sqlx::Error> {
+        ending: Option<GraphFigures>,
+    ) -> Result<Recording, sqlx::Error> {
         let now = Timestamp::now().millis();
         let mut tx = self.db.pool().begin().await?;
         // The run's row first, like a cancel does: the two then wait for each other instead of
@@ -565,7 +671,7 @@ impl Worker {
             .await?
         {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(Recording::LeaseLost);
         }
         let recorded = operation.record(&mut tx, run, batch, now).await?;
         let mut counts = Counts::default();
@@ -604,7 +710,7 @@ impl Worker {
             if updated != 1 {
                 // Another worker recorded it: this one lost the run.
                 tx.rollback().await?;
-                return Ok(false);
+                return Ok(Recording::LeaseLost);
             }
             counts.add(done.outcome());
         }
@@ -615,15 +721,29 @@ impl Worker {
                 done.reason().map(ReasonCode::as_str),
             );
         }
+        if let Some(figures) = ending {
+            let end = End {
+                failure: None,
+                counts,
+                figures,
+            };
+            if let Some(ended) = self.finish_in(&mut tx, operation, run, end).await? {
+                tx.commit().await?;
+                ended.report(O::TYPE);
+                return Ok(Recording::Ended);
+            }
+            // Cancelled: the outcomes and figures still count; the run's end is the cancel's.
+            add_in(&mut tx, run.id, &self.id, run.attempt, figures).await?;
+        }
         if !self
             .hold_lease(&mut tx, run.id, run.attempt, counts, true)
             .await?
         {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(Recording::LeaseLost);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Recording::Recorded)
     }
 
     /// Adds `counts` to the run's counters and renews the lease, in `tx`; `false` when this
@@ -659,44 +779,67 @@ impl Worker {
         Ok(held == 1)
     }
 
-    /// Ends the run and tells the initiator, in one transaction: no failures → completed;
-    /// failures and at least one success → completed with errors; failures and no success, or a
-    /// run that could not proceed at all → failed.
-    async fn finish<O: Operation, I>(
+    /// Ends the run in `tx` and tells the initiator: no failures → completed; failures and at
+    /// least one success → completed with errors; failures and no success, or a run that could
+    /// not proceed at all → failed. `end.counts` and `end.figures` are added first. `None`, and
+    /// nothing written, when this claim no longer holds a running run (lease lost, or
+    /// cancelled). What ended is reported once `tx` is committed.
+    async fn finish_in<O: Operation, I>(
         &self,
+        tx: &mut Tx,
         operation: &O,
         run: &Run<I>,
-        failure: Option<RunFailure>,
-    ) -> Result<(), sqlx::Error> {
+        end: End,
+    ) -> Result<Option<Ended>, sqlx::Error> {
+        let End {
+            failure,
+            counts,
+            figures,
+        } = end;
         let now = Timestamp::now().millis();
-        let mut tx = self.db.pool().begin().await?;
         // Write first and decide the final status in the same statement: a transaction that read
         // before writing could not upgrade its lock under SQLite's WAL while another worker writes.
         // `lease_owner` stays: an ended run names the worker (the instance) that finished it.
+        // The status is decided from the counters with this batch's counts added.
         let finished: Option<FinishedRow> = sqlx::query_as(
             "UPDATE runs SET status = CASE \
                  WHEN $1 THEN 'failed' \
-                 WHEN failed = 0 THEN 'completed' \
-                 WHEN succeeded = 0 THEN 'failed' \
+                 WHEN failed + $2 = 0 THEN 'completed' \
+                 WHEN succeeded + $3 = 0 THEN 'failed' \
                  ELSE 'completed_with_errors' END, \
-             finished_at = $2, reason_code = $3, failure_message = $4, \
+             succeeded = succeeded + $3, failed = failed + $2, skipped = skipped + $4, \
+             processed_items = processed_items + $5, \
+             graph_requests = graph_requests + $6, graph_throttled = graph_throttled + $7, \
+             graph_server_errors = graph_server_errors + $8, graph_retries = graph_retries + $9, \
+             graph_waited_ms = graph_waited_ms + $10, graph_wait_reason = NULL, \
+             graph_wait_until = NULL, \
+             finished_at = $11, reason_code = $12, failure_message = $13, \
              lease_expires_at = NULL \
-             WHERE id = $5 AND lease_owner = $6 AND attempt = $7 AND status = 'running' \
+             WHERE id = $14 AND lease_owner = $15 AND attempt = $16 AND status = 'running' \
              RETURNING status, total_items, succeeded, failed, skipped, started_at, summary",
         )
         .bind(failure.is_some())
+        .bind(counts.failed)
+        .bind(counts.succeeded)
+        .bind(counts.skipped - counts.uncancelled)
+        .bind(counts.succeeded + counts.failed + counts.skipped - counts.uncancelled)
+        .bind(figures.requests)
+        .bind(figures.throttled)
+        .bind(figures.server_errors)
+        .bind(figures.retries)
+        .bind(figures.waited_ms)
         .bind(now)
         .bind(failure.as_ref().map(|f| f.reason.as_str()))
         .bind(failure.as_ref().map(|f| sanitize(&f.message)))
         .bind(run.id)
         .bind(&self.id)
         .bind(run.attempt)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = finished else {
-            // The lease was lost: whoever holds it now finishes the run.
-            tx.rollback().await?;
-            return Ok(());
+            // The lease was lost (whoever holds it now finishes the run), or the run was
+            // cancelled.
+            return Ok(None);
         };
         let FinishedRow {
             status,
@@ -708,7 +851,7 @@ impl Worker {
             let tenant: String =
                 sqlx::query_scalar("SELECT external_id FROM tenants WHERE id = $1")
                     .bind(run.tenant_id)
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut **tx)
                     .await?;
             let level = match status {
                 RunStatus::Completed => NotificationLevel::Success,
@@ -728,20 +871,65 @@ impl Worker {
             .bind(body)
             .bind(routes::run(&tenant, run.id, ""))
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
         let took = started_at
             .map(|started| Duration::from_millis(now.saturating_sub(started).max(0) as u64));
-        metrics::run_finished(O::TYPE.as_str(), status.as_str(), took);
+        Ok(Some(Ended {
+            status,
+            totals,
+            took,
+        }))
+    }
+}
+
+/// A run's end as written, reported once committed.
+struct Ended {
+    status: RunStatus,
+    totals: Totals,
+    took: Option<Duration>,
+}
+
+impl Ended {
+    fn report(&self, operation: OperationType) {
+        metrics::run_finished(operation.as_str(), self.status.as_str(), self.took);
         tracing::info!(
-            status = status.as_str(),
-            succeeded = totals.succeeded,
-            failed = totals.failed,
-            skipped = totals.skipped,
+            status = self.status.as_str(),
+            succeeded = self.totals.succeeded,
+            failed = self.totals.failed,
+            skipped = self.totals.skipped,
             "run finished"
         );
-        Ok(())
+    }
+}
+
+/// The periodic writer of a run's Graph figures, stopped once.
+struct WritingFigures {
+    figures: Arc<FiguresWriter>,
+    stop: tokio::sync::watch::Sender<()>,
+    task: Option<AbortOnDrop>,
+}
+
+impl WritingFigures {
+    fn start(figures: Arc<FiguresWriter>) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let task = AbortOnDrop(tokio::spawn(
+            Arc::clone(&figures).every_second(stopped).in_current_span(),
+        ));
+        Self {
+            figures,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Stops the writer between two writes (the first call) and returns what it has not written.
+    async fn stop(&mut self) -> GraphFigures {
+        if let Some(mut task) = self.task.take() {
+            let _ = self.stop.send(());
+            let _ = (&mut task.0).await;
+        }
+        self.figures.take_unwritten().await
     }
 }

@@ -69,6 +69,8 @@ pub enum Captured {
 impl Operation for AddPolicies {
     const TYPE: OperationType = OperationType::AddPolicies;
     const NOTICE: Notice = Notice::new("Adding policies", "The run did not finish.");
+    // Its `conclude` is the default.
+    const ENDS_WITH_LAST_BATCH: bool = true;
     type Input = AddPoliciesInput;
     type Item = PolicyItem;
     type Output = Captured;
