@@ -37,6 +37,7 @@ enum Value {
     Int(i64),
     OptInt(Option<i64>),
     Text(String),
+    OptText(Option<String>),
 }
 
 /// SQL text with its bound values, in placeholder order.
@@ -74,6 +75,11 @@ impl Sql {
     /// Appends the next placeholder, bound to a text.
     pub fn text(&mut self, value: impl Into<String>) -> &mut Self {
         self.value(Value::Text(value.into()))
+    }
+
+    /// Appends the next placeholder, bound to a text or NULL.
+    pub fn opt_text(&mut self, value: Option<impl Into<String>>) -> &mut Self {
+        self.value(Value::OptText(value.map(Into::into)))
     }
 
     fn value(&mut self, value: Value) -> &mut Self {
@@ -116,6 +122,7 @@ impl Sql {
                 Value::Int(v) => arguments.add(*v),
                 Value::OptInt(v) => arguments.add(*v),
                 Value::Text(v) => arguments.add(v.as_str()),
+                Value::OptText(v) => arguments.add(v.as_deref()),
             };
             added.expect("an integer or a text encodes");
         }

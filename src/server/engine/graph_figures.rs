@@ -60,7 +60,8 @@ impl FiguresWriter {
     /// what it wrote would be written again by the last write). A failed write is logged and
     /// tried again at the next tick: the figures are worth less than the run's progress.
     pub(super) async fn every_second(self: Arc<Self>, mut stop: watch::Receiver<()>) {
-        let mut every = tokio::time::interval(WRITE_EVERY);
+        // The first write a second in: a run that ends sooner writes its figures with its end.
+        let mut every = tokio::time::interval_at(Instant::now() + WRITE_EVERY, WRITE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

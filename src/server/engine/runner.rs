@@ -108,7 +108,7 @@ pub async fn run(
         }
         for lane in Lane::ALL {
             while busy(&working, lane) < worker.runs_at_once() {
-                match worker.claim(lane).await {
+                match worker.claim_open(lane).await {
                     Ok(Some(claimed)) => {
                         let (run_id, attempt) = (claimed.run.id, claimed.run.attempt);
                         let runner = worker.clone();

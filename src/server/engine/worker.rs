@@ -24,7 +24,7 @@ use crate::domain::routes;
 use crate::domain::run::{Lane, OperationType};
 use crate::domain::run_detail::ItemOutcome;
 use crate::domain::{RunStatus, Timestamp};
-use crate::server::db::{is_unique_violation, Backend, Db};
+use crate::server::db::{is_unique_violation, Backend, Db, Sql};
 use crate::server::graph::activity::GraphActivity;
 use crate::server::graph::interrupt::Interrupt;
 use crate::server::graph::TenantCredentials;
@@ -384,7 +384,7 @@ impl Worker {
         // PostgreSQL: rows another instance is claiming right now are skipped, not waited for.
         // SQLite has one writer at a time, so the UPDATE is atomic as it stands.
         let lock = match backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Postgres => " FOR UPDATE OF r SKIP LOCKED",
             Backend::Sqlite => "",
         };
         let greatest = backend.greatest();
@@ -392,20 +392,30 @@ impl Worker {
             "(status = 'pending' OR (status = 'running' AND {}))",
             self.lease_over("")
         );
-        let r_lease_over = self.lease_over("r.");
+        let o_lease_over = self.lease_over("o.");
+        // The candidates: runs whose owner is gone, then, per tenant without a run going in the
+        // lane, its oldest queued run with the time the tenant has waited (from that run, or from
+        // its last run's end when that came later). One candidate per tenant, not every queued
+        // run: the cost grows with the tenants waiting, not with the runs queued.
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT r.id FROM runs r \
-                 WHERE r.lane = $4 AND r.operation_type IN ({handled}) \
-                   AND ((r.status = 'running' AND {r_lease_over}) \
-                     OR (r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM runs a \
-                         WHERE a.tenant_id = r.tenant_id AND a.lane = $4 AND a.status = 'running'))) \
-                 ORDER BY CASE WHEN r.status = 'running' THEN 0 ELSE 1 END, \
-                   {greatest}(r.created_at, (SELECT COALESCE(MAX(f.finished_at), 0) FROM runs f \
-                       WHERE f.tenant_id = r.tenant_id AND f.lane = $4)), \
-                   r.created_at, r.id \
-                 LIMIT 1{lock}) \
+             WHERE id = (SELECT r.id FROM runs r JOIN ( \
+                 SELECT o.id, 0 AS late, 0 AS waited FROM runs o \
+                   WHERE o.lane = $4 AND o.status = 'running' AND o.operation_type IN ({handled}) \
+                     AND {o_lease_over} \
+                 UNION ALL \
+                 SELECT (SELECT n.id FROM runs n WHERE n.tenant_id = q.tenant_id AND n.lane = $4 \
+                           AND n.status = 'pending' AND n.operation_type IN ({handled}) \
+                           ORDER BY n.created_at, n.id LIMIT 1), \
+                   1, {greatest}(q.oldest, (SELECT COALESCE(MAX(f.finished_at), 0) FROM runs f \
+                        WHERE f.tenant_id = q.tenant_id AND f.lane = $4)) \
+                 FROM (SELECT p.tenant_id, MIN(p.created_at) AS oldest FROM runs p \
+                       WHERE p.lane = $4 AND p.status = 'pending' \
+                         AND p.operation_type IN ({handled}) GROUP BY p.tenant_id) q \
+                 WHERE NOT EXISTS (SELECT 1 FROM runs a WHERE a.tenant_id = q.tenant_id \
+                   AND a.lane = $4 AND a.status = 'running')) c ON c.id = r.id \
+               ORDER BY c.late, c.waited, r.created_at, r.id LIMIT 1{lock}) \
                AND {claimable} \
              RETURNING id, attempt, tenant_id, operation_type, target_id, initiated_by, input"
         );
@@ -674,45 +684,57 @@ impl Worker {
             return Ok(Recording::LeaseLost);
         }
         let recorded = operation.record(&mut tx, run, batch, now).await?;
-        let mut counts = Counts::default();
-        for ((pending, _), done) in batch.iter().zip(&recorded) {
-            let mut updated = sqlx::query(
-                "UPDATE run_items SET outcome = $1, reason_code = $2, message = $3, \
-                 attempts = attempts + 1, finished_at = $4 WHERE id = $5 AND outcome = 'pending'",
+        // Every outcome in one statement; the items a cancel had skipped while their capture
+        // was in flight in a second one (their outcome replaces the skip).
+        let outcomes = |guard: &str| {
+            let mut sql = Sql::new("WITH v (id, outcome, reason_code, message) AS (VALUES ");
+            for (i, ((pending, _), done)) in batch.iter().zip(&recorded).enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" })
+                    .int(pending.item_id)
+                    .push(", ")
+                    .text(done.outcome().as_str())
+                    .push(", ")
+                    .opt_text(done.reason().map(ReasonCode::as_str))
+                    .push(", ")
+                    .opt_text(done.message())
+                    .push(")");
+            }
+            sql.push(
+                ") UPDATE run_items SET outcome = v.outcome, reason_code = v.reason_code, \
+                 message = v.message, attempts = run_items.attempts + 1, finished_at = ",
             )
-            .bind(done.outcome().as_str())
-            .bind(done.reason().map(ReasonCode::as_str))
-            .bind(done.message())
-            .bind(now)
-            .bind(pending.item_id)
+            .int(now)
+            .push(" FROM v WHERE run_items.id = v.id AND run_items.run_id = ")
+            .int(run.id)
+            .push(guard);
+            sql
+        };
+        let mut counts = Counts::default();
+        for done in &recorded {
+            counts.add(done.outcome());
+        }
+        let mut updated = outcomes(" AND run_items.outcome = 'pending'")
+            .query()
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            if updated == 0 {
-                // In flight when the run was cancelled: its outcome replaces the cancel's skip.
-                updated = sqlx::query(
-                    "UPDATE run_items SET outcome = $1, reason_code = $2, message = $3, \
-                     attempts = attempts + 1, finished_at = $4 \
-                     WHERE id = $5 AND outcome = 'skipped' AND reason_code = 'cancelled' \
-                       AND EXISTS (SELECT 1 FROM runs r WHERE r.id = $6 AND r.status = 'cancelled')",
-                )
-                .bind(done.outcome().as_str())
-                .bind(done.reason().map(ReasonCode::as_str))
-                .bind(done.message())
-                .bind(now)
-                .bind(pending.item_id)
-                .bind(run.id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                counts.uncancelled += updated as i64;
-            }
-            if updated != 1 {
-                // Another worker recorded it: this one lost the run.
-                tx.rollback().await?;
-                return Ok(Recording::LeaseLost);
-            }
-            counts.add(done.outcome());
+        if updated < batch.len() as u64 {
+            let uncancelled = outcomes(
+                " AND run_items.outcome = 'skipped' AND run_items.reason_code = 'cancelled' \
+                 AND EXISTS (SELECT 1 FROM runs r WHERE r.id = run_items.run_id \
+                   AND r.status = 'cancelled')",
+            )
+            .query()
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            counts.uncancelled = uncancelled as i64;
+            updated += uncancelled;
+        }
+        if updated != batch.len() as u64 || recorded.len() != batch.len() {
+            // Another worker recorded some: this one lost the run.
+            tx.rollback().await?;
+            return Ok(Recording::LeaseLost);
         }
         for done in &recorded {
             metrics::items_recorded(
