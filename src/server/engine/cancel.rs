@@ -31,12 +31,17 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Resolves once the run is cancelled; never otherwise.
-    pub async fn cancelled(&self) {
+    /// Resolves once the run is cancelled; never otherwise. The future does not hold the watch:
+    /// whoever works on the run keeps the watch for as long as it does (a future dropped early,
+    /// as `take_until` drops its stop once the stream is drained, must not end the watch while
+    /// the run's waits still listen to its signal).
+    pub fn cancelled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut signal = self.signal.clone();
-        if signal.wait_for(|cancelled| *cancelled).await.is_err() {
-            // The sender lives as long as this watch, so this is unreachable; wait forever.
-            std::future::pending::<()>().await;
+        async move {
+            if signal.wait_for(|cancelled| *cancelled).await.is_err() {
+                // The sender lives as long as the watch; once it is gone nobody waits on this.
+                std::future::pending::<()>().await;
+            }
         }
     }
 
@@ -111,5 +116,27 @@ mod tests {
         // A cancel of a run nobody watches is a no-op, and a later watch starts uncancelled.
         cancels.cancel(1);
         assert!(!cancels.watch(1).is_cancelled());
+    }
+
+    /// A worker stops taking items with `take_until(watch.cancelled())`, which drops that future
+    /// once every item has been taken, while the items' waits still listen to the signal: the
+    /// watch must outlive that future, or a cancel would go to a new signal nobody listens to.
+    #[tokio::test]
+    async fn the_stop_future_dropped_early_leaves_the_watch_listening() {
+        let cancels = Cancels::default();
+        let watch = cancels.watch(1);
+        let mut items_listen = watch.signal();
+        drop(watch.cancelled());
+        // Another watcher of the run comes and goes meanwhile (a heartbeat, a second claim).
+        drop(cancels.watch(1));
+        cancels.cancel(1);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            items_listen.wait_for(|cancelled| *cancelled),
+        )
+        .await
+        .expect("the items' waits hear the cancel")
+        .expect("the signal is still sent");
+        drop(watch);
     }
 }

@@ -271,8 +271,6 @@ impl Worker {
     /// Renews the lease on the claim `attempt` of `run_id` every third of its length, until
     /// aborted or the lease is lost.
     async fn heartbeat(self, run_id: i64, attempt: i64) {
-        // Watched for the whole heartbeat, so a cancel it finds reaches this run's execution.
-        let _watch = self.cancels.watch(run_id);
         let mut every = tokio::time::interval(self.lease / 3);
         every.tick().await; // the first tick is immediate; the claim has just set the lease
         loop {
@@ -457,6 +455,8 @@ impl Worker {
         let run = Arc::new(raw.with_input(input));
         // Watched before the items are written: a cancel committed later signals this watch,
         // and one committed earlier makes the run no longer `running`, so nothing is written.
+        // The one watch of this execution, held until it returns: every wait of its items
+        // listens to its signal, and the heartbeat's safety-net cancel reaches it.
         let cancel = self.cancels.watch(run.id);
         if let Some(failure) = operation.check(&self.db, &run).await? {
             return self.finish_failed(open, operation, &run, failure).await;
@@ -506,10 +506,11 @@ impl Worker {
             let handler = Arc::clone(&handler);
             let creds = creds.clone();
             let signal = cancel.signal();
+            let stop = cancel.cancelled();
             AbortOnDrop(tokio::spawn(
                 async move {
                     futures::stream::iter(items)
-                        .take_until(async move { cancel.cancelled().await })
+                        .take_until(stop)
                         .map(|pending| {
                             let interrupt = Interrupt::new(signal.clone());
                             let (handler, creds, run) = (&handler, &creds, &run);
