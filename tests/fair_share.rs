@@ -29,6 +29,7 @@ use tenantatlas::server::seed;
 both_backends!(TestDb:
     a_busy_tenant_does_not_delay_another,
     interactive_runs_do_not_wait_behind_bulk_runs,
+    a_lane_is_polled_while_the_other_keeps_the_runner_busy,
 );
 
 struct Fixture {
@@ -288,6 +289,63 @@ async fn interactive_runs_do_not_wait_behind_bulk_runs(t: TestDb) {
     );
     eprintln!("the interactive run ended {took:?} after its submit");
     assert!(took <= Duration::from_secs(1), "the probe took {took:?}");
+    stop.send(true).unwrap();
+    runner.await.unwrap();
+}
+
+/// A lane whose last claim found nothing is asked again at the next poll even while runs of the
+/// other lane end one after another: the poll is a steady beat, not a pause that every run's end
+/// starts again. The interactive run is queued without a wake-up (as one whose owner died would
+/// be found), so only the poll finds it.
+async fn a_lane_is_polled_while_the_other_keeps_the_runner_busy(t: TestDb) {
+    let f = fixture(&t, 200).await;
+    let tenant_id = common::tenant_id(&f.db, CONTOSO).await;
+    let mut bulk = Vec::new();
+    for i in 0..30 {
+        for tenant in [CONTOSO, FABRIKAM] {
+            let user = if tenant == CONTOSO {
+                OPERATOR
+            } else {
+                OUTSIDER
+            };
+            bulk.push(f.queue(tenant, user, &f.policies[tenant][i..i + 1]).await);
+        }
+    }
+    f.set_latency(40);
+    let poll = Duration::from_millis(300);
+    let wake = WakeUp::default();
+    let worker = f
+        .worker(Registry::standard(f.source()).with(Probe))
+        .with_runs_at_once(2);
+    let (stop, runner) = common::start_runner(worker, &wake, &f.db, poll);
+    wake.run_queued(&f.db).await;
+    // The runner is busy: bulk runs end every few tens of milliseconds.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while f.status(bulk[3]).await.is_active() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the bulk runs get going");
+    let probe: i64 = sqlx::query_scalar(
+        "INSERT INTO runs (tenant_id, operation_type, lane, resource, action, target_id, input, \
+         idempotency_key, status, total_items, created_at) \
+         VALUES ($1, $2, 'interactive', 'tenant', 'check_connection', $1, $3, 'probe', 'pending', 1, $4) \
+         RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(OperationType::CheckConnection.as_str())
+    .bind(serde_json::to_string(&f.policies[CONTOSO][..1]).unwrap())
+    .bind(tenantatlas::domain::Timestamp::now().millis())
+    .fetch_one(f.db.pool())
+    .await
+    .unwrap();
+    let took = f.wait_ended(probe, Duration::from_secs(30)).await;
+    let bulk_active = f.active(&bulk).await;
+    eprintln!("the unannounced interactive run ended {took:?} after it was queued, {bulk_active} bulk runs active");
+    assert_eq!(f.status(probe).await, RunStatus::Completed);
+    assert!(bulk_active > 0, "the bulk runs were still going");
+    assert!(took <= poll * 3, "the probe took {took:?}");
     stop.send(true).unwrap();
     runner.await.unwrap();
 }

@@ -3,7 +3,7 @@
 //! process, a PostgreSQL `NOTIFY` from another instance, or a slow poll as a safety net), and on
 //! shutdown releases its leases so another instance resumes at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,12 +102,20 @@ pub async fn run(
             tracing::warn!(%error, "could not release old leases; they expire on their own")
         }
     }
+    // Lanes whose last claim found nothing claimable: not asked again until something could
+    // have changed that (a wake-up, the poll, or a run of that lane ending here, which frees its
+    // tenant), so a busy runner does not query an empty lane between every two runs.
+    let mut exhausted: HashSet<Lane> = HashSet::new();
+    // A steady beat, not a pause restarted by every run's end, so that the poll comes however
+    // busy the runner is.
+    let mut polling = tokio::time::interval(poll);
+    polling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *shutdown.borrow() {
             break;
         }
         for lane in Lane::ALL {
-            while busy(&working, lane) < worker.runs_at_once() {
+            while !exhausted.contains(&lane) && busy(&working, lane) < worker.runs_at_once() {
                 match worker.claim_open(lane).await {
                     Ok(Some(claimed)) => {
                         let (run_id, attempt) = (claimed.run.id, claimed.run.attempt);
@@ -116,7 +124,9 @@ pub async fn run(
                             active.spawn(async move { runner.execute_claimed(claimed).await });
                         working.insert(task.id(), (lane, run_id, attempt));
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        exhausted.insert(lane);
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "could not claim a run; trying again later");
                         break;
@@ -130,7 +140,8 @@ pub async fn run(
                     Ok((id, result)) => (id, result.map_err(|e| e.to_string())),
                     Err(error) => (error.id(), Err(error.to_string())),
                 };
-                let Some((_, run_id, attempt)) = working.remove(&id) else { continue };
+                let Some((lane, run_id, attempt)) = working.remove(&id) else { continue };
+                exhausted.remove(&lane);
                 if let Err(error) = result {
                     tracing::error!(run_id, %error, "work on a run failed; it goes back to the queue");
                     // Not left to the lease's expiry: the run is retried at once, by us or another.
@@ -140,8 +151,8 @@ pub async fn run(
                 }
                 continue;
             }
-            () = wake.local.notified() => {}
-            () = tokio::time::sleep(poll) => {}
+            () = wake.local.notified() => exhausted.clear(),
+            _ = polling.tick() => exhausted.clear(),
             _ = shutdown.changed() => break,
         }
     }
