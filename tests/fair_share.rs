@@ -107,6 +107,24 @@ impl Fixture {
         run.run_id
     }
 
+    /// Queues a [`Probe`] run (an interactive run of the connection check's type) straight into
+    /// the database, without a wake-up; its id.
+    async fn queue_probe(&self, tenant_id: i64, policy_ids: &[i64]) -> i64 {
+        sqlx::query_scalar(
+            "INSERT INTO runs (tenant_id, operation_type, lane, resource, action, target_id, input, \
+             idempotency_key, status, total_items, created_at) \
+             VALUES ($1, $2, 'interactive', 'tenant', 'check_connection', $1, $3, 'probe', 'pending', 1, $4) \
+             RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(OperationType::CheckConnection.as_str())
+        .bind(serde_json::to_string(policy_ids).unwrap())
+        .bind(tenantatlas::domain::Timestamp::now().millis())
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap()
+    }
+
     async fn status(&self, run: i64) -> RunStatus {
         let raw: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
             .bind(run)
@@ -266,19 +284,7 @@ async fn interactive_runs_do_not_wait_behind_bulk_runs(t: TestDb) {
     .await
     .expect("the bulk run starts");
 
-    let probe: i64 = sqlx::query_scalar(
-        "INSERT INTO runs (tenant_id, operation_type, lane, resource, action, target_id, input, \
-         idempotency_key, status, total_items, created_at) \
-         VALUES ($1, $2, 'interactive', 'tenant', 'check_connection', $1, $3, 'probe', 'pending', 1, $4) \
-         RETURNING id",
-    )
-    .bind(tenant_id)
-    .bind(OperationType::CheckConnection.as_str())
-    .bind(serde_json::to_string(&contoso[..1]).unwrap())
-    .bind(tenantatlas::domain::Timestamp::now().millis())
-    .fetch_one(f.db.pool())
-    .await
-    .unwrap();
+    let probe = f.queue_probe(tenant_id, &contoso[..1]).await;
     wake.run_queued(&f.db).await;
     let took = f.wait_ended(probe, Duration::from_secs(10)).await;
     assert_eq!(f.status(probe).await, RunStatus::Completed);
@@ -327,19 +333,7 @@ async fn a_lane_is_polled_while_the_other_keeps_the_runner_busy(t: TestDb) {
     })
     .await
     .expect("the bulk runs get going");
-    let probe: i64 = sqlx::query_scalar(
-        "INSERT INTO runs (tenant_id, operation_type, lane, resource, action, target_id, input, \
-         idempotency_key, status, total_items, created_at) \
-         VALUES ($1, $2, 'interactive', 'tenant', 'check_connection', $1, $3, 'probe', 'pending', 1, $4) \
-         RETURNING id",
-    )
-    .bind(tenant_id)
-    .bind(OperationType::CheckConnection.as_str())
-    .bind(serde_json::to_string(&f.policies[CONTOSO][..1]).unwrap())
-    .bind(tenantatlas::domain::Timestamp::now().millis())
-    .fetch_one(f.db.pool())
-    .await
-    .unwrap();
+    let probe = f.queue_probe(tenant_id, &f.policies[CONTOSO][..1]).await;
     let took = f.wait_ended(probe, Duration::from_secs(30)).await;
     let bulk_active = f.active(&bulk).await;
     eprintln!("the unannounced interactive run ended {took:?} after it was queued, {bulk_active} bulk runs active");
