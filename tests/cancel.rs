@@ -392,11 +392,10 @@ async fn cancel_and_finish_race_to_one_outcome(app: TestApp) {
 async fn the_last_capture_in_flight_is_recorded_with_its_graph_figures(app: TestApp) {
     let f = fixture(&app).await;
     let mut knobs = f.sim.knobs();
-    // Long enough for the cancel to come while the capture's request is answered, short enough
-    // for the capture to end before the run's Graph figures are written a second time (after a
-    // second); the truncated first answer makes the capture repeat its request after the first
-    // write. The cancel comes during the repeat (a cancel during the wait before it would end
-    // the capture unrecorded).
+    // The truncated first answer makes the capture send its request again; the cancel comes
+    // while that second request is answered (250 ms), after the wait between the two (a cancel
+    // during that wait would end the capture unrecorded). The second request is not yet in the
+    // figures the run wrote while it went on, so only the run's end can keep it.
     knobs.latency_ms = 250;
     f.sim.set_knobs(knobs);
     let graph_id = &f.policies[0].1;

@@ -338,8 +338,9 @@ async fn a_lane_is_polled_while_the_other_keeps_the_runner_busy(t: TestDb) {
     let bulk_active = f.active(&bulk).await;
     eprintln!("the unannounced interactive run ended {took:?} after it was queued, {bulk_active} bulk runs active");
     assert_eq!(f.status(probe).await, RunStatus::Completed);
+    // Found by the poll, not after the bulk runs drained (how long it took is reported above,
+    // not asserted: a timing belongs in a benchmark).
     assert!(bulk_active > 0, "the bulk runs were still going");
-    assert!(took <= poll * 3, "the probe took {took:?}");
     stop.send(true).unwrap();
     runner.await.unwrap();
 }

@@ -554,26 +554,14 @@ impl Worker {
             batch.clear();
         }
         drop(processing);
-        let unwritten = writing.stop().await;
+        let figures = writing.stop().await;
         let failure = operation.conclude(&self.db, Ok(&creds), &run).await?;
-        let mut tx = self.db.pool().begin().await?;
         let end = End {
             failure,
             counts: Counts::default(),
-            figures: unwritten,
+            figures,
         };
-        match self.finish_in(&mut tx, operation, &run, end).await? {
-            Some(ended) => {
-                tx.commit().await?;
-                ended.report(O::TYPE);
-            }
-            None => {
-                // Cancelled (or lost): the figures still belong to this claim.
-                add_in(&mut tx, run.id, &self.id, run.attempt, unwritten).await?;
-                tx.commit().await?;
-            }
-        }
-        Ok(())
+        self.end_run(None, operation, &run, end).await
     }
 
     /// Ends a run that failed as a whole, in the claim's transaction when it is still `open`.
@@ -584,23 +572,40 @@ impl Worker {
         run: &Run<I>,
         failure: RunFailure,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = match open {
-            Some(tx) => tx,
-            None => self.db.pool().begin().await?,
-        };
         let end = End {
             failure: Some(failure),
             counts: Counts::default(),
             figures: GraphFigures::default(),
         };
+        self.end_run(open, operation, run, end).await
+    }
+
+    /// Ends the run in its own transaction (the claim's when still `open`). A run this claim no
+    /// longer holds as running (cancelled, or lost) keeps what `end` carries of Graph figures.
+    async fn end_run<O: Operation, I>(
+        &self,
+        open: Option<Tx>,
+        operation: &O,
+        run: &Run<I>,
+        end: End,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = match open {
+            Some(tx) => tx,
+            None => self.db.pool().begin().await?,
+        };
+        let figures = end.figures;
         match self.finish_in(&mut tx, operation, run, end).await? {
             Some(ended) => {
                 tx.commit().await?;
                 ended.report(O::TYPE);
-                Ok(())
             }
-            None => tx.rollback().await,
+            None if figures != GraphFigures::default() => {
+                add_in(&mut tx, run.id, &self.id, run.attempt, figures).await?;
+                tx.commit().await?;
+            }
+            None => tx.rollback().await?,
         }
+        Ok(())
     }
 
     /// Writes the run's items (one `pending` item per planned policy), in the claim's `open`
