@@ -228,6 +228,26 @@ async fn idle_sessions_expire() {
     assert_eq!(me(&app, &cookie).await, 401);
 }
 
+#[tokio::test]
+async fn a_session_in_use_outlives_its_idle_timeout() {
+    let app = TestApp::spawn_with_idle(common::Backend::Sqlite, Duration::from_secs(2)).await;
+    let cookie = app.sign_in(OPERATOR).await;
+    let signed_in = std::time::Instant::now();
+    // Used every 300 ms for twice the idle timeout: each use is well inside it.
+    while signed_in.elapsed() < Duration::from_secs(4) {
+        assert_eq!(
+            me(&app, &cookie).await,
+            200,
+            "in use, {:?} after the sign-in",
+            signed_in.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Then unused for longer than the idle timeout: over.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(me(&app, &cookie).await, 401);
+}
+
 /// The addresses the audit log recorded for failed sign-ins, oldest first.
 async fn failed_sign_in_addresses(app: &TestApp) -> Vec<String> {
     let details: Vec<String> = sqlx::query_scalar(

@@ -25,6 +25,8 @@ pub const HOST_COOKIE: &str = "__Host-tenantatlas_session";
 const USER_ID: &str = "user_id";
 const SIGNED_IN_AT: &str = "signed_in_at";
 const GENERATION: &str = "generation";
+/// When the session's expiry was last moved on (its last save).
+const TOUCHED_AT: &str = "touched_at";
 
 /// How sessions behave.
 #[derive(Debug, Clone)]
@@ -117,6 +119,7 @@ pub async fn signed_in_user(
         && generation.is_some()
         && users::session_generation(db, user_id).await? == generation;
     if current {
+        keep_alive(session, settings, signed_in_at).await;
         return Ok(Some(user_id));
     }
     session.flush().await.map_err(|error| {
@@ -124,6 +127,29 @@ pub async fn signed_in_user(
         AppError::Internal
     })?;
     Ok(None)
+}
+
+/// Moves the idle expiry on for a session in use. The store keeps a session's expiry (and
+/// the browser its cookie's) from its last save, and a session that is only read is not saved;
+/// so it is saved again once a quarter of the idle time has passed since its last save, not on
+/// every request (a write per poll). A session therefore ends after between three quarters of
+/// the idle time and all of it without use, and never while it is used.
+async fn keep_alive(session: &Session, settings: &SessionSettings, signed_in_at: Option<i64>) {
+    let now = Timestamp::now().millis();
+    let idle = i64::try_from(settings.idle.as_millis()).unwrap_or(i64::MAX);
+    let touched = session
+        .get::<i64>(TOUCHED_AT)
+        .await
+        .ok()
+        .flatten()
+        .or(signed_in_at);
+    if touched.is_some_and(|at| now.saturating_sub(at) < idle / 4) {
+        return;
+    }
+    // Saved with the response; if that fails, the session only ends sooner.
+    if let Err(error) = session.insert(TOUCHED_AT, now).await {
+        tracing::warn!(%error, "could not move the session's expiry on");
+    }
 }
 
 /// Starts a signed-in session under a new id (no session fixation), for the user's current
