@@ -11,9 +11,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, ADMIN, CONTOSO, OPERATOR};
-use serde_json::Value;
+use common::{Answer, TestApp, ADMIN, CONTOSO, OPERATOR};
 use sqlx::Row;
+use tenantatlas::domain::graph_wait::GraphWaitReason;
+use tenantatlas::domain::run::CancelledRun;
+use tenantatlas::domain::run_detail::RunDetail;
+use tenantatlas::domain::{RunStatus, SubmittedRun};
 use tenantatlas::graph_sim::{Fault, SimHandle};
 use tenantatlas::server::db::Backend;
 use tenantatlas::server::engine::runner::WakeUp;
@@ -61,22 +64,9 @@ async fn fixture(app: &TestApp) -> Fixture {
 }
 
 impl Fixture {
-    /// Retry (or resume) as the operator; the status and the body.
-    async fn retry(&self, app: &TestApp, run_id: i64) -> (u16, Value) {
-        let id = run_id.to_string();
-        let response = app
-            .call_as(
-                &self.operator,
-                "runs/retry-failed",
-                &[("tenant", CONTOSO), ("id", id.as_str())],
-            )
-            .await;
-        let status = response.status().as_u16();
-        let body = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&body).unwrap_or(Value::String(body)),
-        )
+    /// Retry (or resume) as the operator.
+    async fn retry(&self, app: &TestApp, run_id: i64) -> Answer<SubmittedRun> {
+        app.retry_failed(&self.operator, CONTOSO, run_id).await
     }
 
     fn worker(&self, app: &TestApp, name: &str) -> Worker {
@@ -90,36 +80,15 @@ impl Fixture {
     }
 
     /// The run detail page's data (first page of items), as the operator reads it.
-    async fn detail(&self, app: &TestApp, run_id: i64) -> Value {
-        let id = run_id.to_string();
-        let response = app
-            .call_as(
-                &self.operator,
-                "runs/get",
-                &[
-                    ("tenant", CONTOSO),
-                    ("id", id.as_str()),
-                    ("outcome", ""),
-                    ("offset", "0"),
-                    ("limit", "0"),
-                ],
-            )
-            .await;
-        assert_eq!(response.status(), 200);
-        response.json().await.unwrap()
+    async fn detail(&self, app: &TestApp, run_id: i64) -> RunDetail {
+        app.run_detail(Some(&self.operator), CONTOSO, run_id, &[])
+            .await
+            .expect("the operator reads the run")
     }
 
-    /// The admin cancels; the status and the body.
-    async fn cancel(&self, app: &TestApp, run_id: i64) -> (u16, String) {
-        let id = run_id.to_string();
-        let response = app
-            .call_as(
-                &self.admin,
-                "runs/cancel",
-                &[("tenant", CONTOSO), ("id", id.as_str())],
-            )
-            .await;
-        (response.status().as_u16(), response.text().await.unwrap())
+    /// The admin cancels.
+    async fn cancel(&self, app: &TestApp, run_id: i64) -> Answer<CancelledRun> {
+        app.cancel_run(&self.admin, CONTOSO, run_id).await
     }
 
     /// Policies the simulator was asked about, by Graph id.
@@ -175,8 +144,7 @@ async fn notifications_of(app: &TestApp, run_id: i64) -> Vec<(String, String)> {
 async fn a_queued_run_is_cancelled_at_once_with_every_item_skipped(app: TestApp) {
     let f = fixture(&app).await;
     let run_id = f.submit(&app, 0..12).await;
-    let (status, body) = f.cancel(&app, run_id).await;
-    assert_eq!(status, 200, "{body}");
+    f.cancel(&app, run_id).await.expect("the run is cancelled");
     let (status, total, processed, succeeded, failed, skipped, reason) =
         run_row(&app, run_id).await;
     assert_eq!(
@@ -219,9 +187,11 @@ async fn a_queued_run_is_cancelled_at_once_with_every_item_skipped(app: TestApp)
 async fn repeated_cancels_answer_the_same_and_ended_runs_are_refused(app: TestApp) {
     let f = fixture(&app).await;
     let run_id = f.submit(&app, 0..3).await;
-    let first = f.cancel(&app, run_id).await;
-    assert_eq!(first.0, 200, "{}", first.1);
-    let again = f.cancel(&app, run_id).await;
+    let first = f.cancel(&app, run_id).await.expect("the run is cancelled");
+    let again = f
+        .cancel(&app, run_id)
+        .await
+        .expect("a repeated cancel is answered");
     assert_eq!(again, first, "a repeated cancel answers the same");
     assert_eq!(
         notifications_of(&app, run_id).await.len(),
@@ -232,14 +202,18 @@ async fn repeated_cancels_answer_the_same_and_ended_runs_are_refused(app: TestAp
     let done = f.submit(&app, 3..5).await;
     f.worker(&app, "w1").try_execute_task().await.unwrap();
     assert_eq!(run_row(&app, done).await.0, "completed");
-    let (status, body) = f.cancel(&app, done).await;
-    assert_eq!(status, 409, "{body}");
-    assert!(body.contains("This run already finished."), "{body}");
+    let refused = f.cancel(&app, done).await.expect_err("the run ended");
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("This run already finished."),
+        "{}",
+        refused.body
+    );
     assert_eq!(run_row(&app, done).await.0, "completed", "unchanged");
 
     // Another tenant's run, or none, is not found.
-    let (status, _) = f.cancel(&app, done + 1000).await;
-    assert_eq!(status, 404);
+    let refused = f.cancel(&app, done + 1000).await.expect_err("no such run");
+    assert_eq!(refused.status, 404);
 }
 
 async fn a_running_run_takes_no_new_item_and_records_captures_in_flight(app: TestApp) {
@@ -268,8 +242,7 @@ async fn a_running_run_takes_no_new_item_and_records_captures_in_flight(app: Tes
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, body) = f.cancel(&app, run_id).await;
-    assert_eq!(status, 200, "{body}");
+    f.cancel(&app, run_id).await.expect("the run is cancelled");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let touched_a_second_later = f.touched();
     // Captures in flight finish (each is a few requests at 300 ms); none starts.
@@ -328,8 +301,7 @@ async fn a_retry_after_wait_ends_at_once(app: TestApp) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, body) = f.cancel(&app, run_id).await;
-    assert_eq!(status, 200, "{body}");
+    f.cancel(&app, run_id).await.expect("the run is cancelled");
     let cancelled_at = Instant::now();
     // The wait is 60 s; ending within 10 s (a margin for a loaded machine) proves it was cut.
     tokio::time::timeout(Duration::from_secs(10), working)
@@ -361,16 +333,20 @@ async fn cancel_and_finish_race_to_one_outcome(app: TestApp) {
         let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
         let working = tokio::spawn(async move { worker.try_execute_task().await });
         tokio::time::sleep(Duration::from_millis((round as u64 * 3) % 25)).await;
-        let (answer, body) = f.cancel(&app, run_id).await;
+        let answer = f.cancel(&app, run_id).await;
         working.await.unwrap().unwrap();
         let (status, total, processed, succeeded, failed, skipped, _) = run_row(&app, run_id).await;
         match answer {
-            200 => assert_eq!(status, "cancelled", "{body}"),
-            409 => {
-                assert_eq!(status, "completed", "{body}");
-                assert!(body.contains("This run already finished."), "{body}");
+            Ok(cancelled) => assert_eq!(status, "cancelled", "{cancelled:?}"),
+            Err(refused) if refused.status == 409 => {
+                assert_eq!(status, "completed", "{}", refused.body);
+                assert!(
+                    refused.body.contains("This run already finished."),
+                    "{}",
+                    refused.body
+                );
             }
-            other => panic!("cancel answered {other}: {body}"),
+            Err(refused) => panic!("cancel answered {refused:?}"),
         }
         seen.insert(status.clone());
         assert_eq!((total, processed), (1, 1), "round {round}");
@@ -411,8 +387,7 @@ async fn the_last_capture_in_flight_is_recorded_with_its_graph_figures(app: Test
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (answer, body) = f.cancel(&app, run_id).await;
-    assert_eq!(answer, 200, "{body}");
+    f.cancel(&app, run_id).await.expect("the run is cancelled");
     working.await.unwrap().unwrap();
 
     let (status, total, processed, succeeded, failed, skipped, _) = run_row(&app, run_id).await;
@@ -460,19 +435,12 @@ async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones
 
     // Not before the failures are cleared: a retry is a run of the failed two only.
     f.sim.set_knobs(tenantatlas::graph_sim::Knobs::default());
-    let (code, retry) = f.retry(&app, parent).await;
-    assert_eq!(code, 200, "{retry}");
-    let retry_id = retry["run_id"].as_i64().unwrap();
-    assert_eq!(
-        (retry["total"].as_i64(), retry["reused"].as_bool()),
-        (Some(2), Some(false))
-    );
+    let retry = f.retry(&app, parent).await.expect("the retry is queued");
+    let retry_id = retry.run_id;
+    assert_eq!((retry.total, retry.reused), (2, false));
     // A double-click makes one run.
-    let (_, again) = f.retry(&app, parent).await;
-    assert_eq!(
-        (again["run_id"].as_i64(), again["reused"].as_bool()),
-        (Some(retry_id), Some(true))
-    );
+    let again = f.retry(&app, parent).await.expect("the retry is reused");
+    assert_eq!((again.run_id, again.reused), (retry_id, true));
     let retry_of: Option<i64> = sqlx::query_scalar("SELECT retry_of FROM runs WHERE id = $1")
         .bind(retry_id)
         .fetch_one(app.db.pool())
@@ -481,9 +449,9 @@ async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones
     assert_eq!(retry_of, Some(parent));
     // Each of the two run pages links to the other; the parent offers its two failed items.
     let parent_page = f.detail(&app, parent).await;
-    assert_eq!(parent_page["retried_by"], serde_json::json!([retry_id]));
-    assert_eq!(parent_page["retry_items"], 2);
-    assert_eq!(f.detail(&app, retry_id).await["retry_of"], parent);
+    assert_eq!(parent_page.retried_by, [retry_id]);
+    assert_eq!(parent_page.retry_items, 2);
+    assert_eq!(f.detail(&app, retry_id).await.retry_of, Some(parent));
     let retried: Vec<i64> =
         sqlx::query_scalar("SELECT policy_id FROM run_items WHERE run_id = $1 ORDER BY policy_id")
             .bind(retry_id)
@@ -505,24 +473,31 @@ async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones
     assert_eq!(retried, expected, "only the failed items");
 
     // Nothing failed: nothing to retry.
-    let (code, body) = f.retry(&app, retry_id).await;
-    assert_eq!(code, 422, "{body}");
-    assert!(body.to_string().contains("Nothing to retry."), "{body}");
+    let refused = f.retry(&app, retry_id).await.expect_err("nothing failed");
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.contains("Nothing to retry."),
+        "{}",
+        refused.body
+    );
 
     // Resume: a cancelled run's skipped-as-cancelled items, and nothing else.
     let cancelled = f.submit(&app, 6..10).await;
-    assert_eq!(f.cancel(&app, cancelled).await.0, 200);
+    f.cancel(&app, cancelled)
+        .await
+        .expect("the run is cancelled");
     assert_eq!(
-        f.detail(&app, cancelled).await["retry_items"],
+        f.detail(&app, cancelled).await.retry_items,
         4,
         "Resume 4 cancelled"
     );
-    let (code, resumed) = f.retry(&app, cancelled).await;
-    assert_eq!(code, 200, "{resumed}");
-    assert_eq!(resumed["total"].as_i64(), Some(4));
+    let resumed = f
+        .retry(&app, cancelled)
+        .await
+        .expect("the resume is queued");
+    assert_eq!(resumed.total, 4);
     worker.try_execute_task().await.unwrap();
-    let (status, total, _, succeeded, ..) =
-        run_row(&app, resumed["run_id"].as_i64().unwrap()).await;
+    let (status, total, _, succeeded, ..) = run_row(&app, resumed.run_id).await;
     assert_eq!((status.as_str(), total, succeeded), ("completed", 4, 4));
 }
 
@@ -554,24 +529,23 @@ async fn a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures(app: Tes
             "the run never ended"
         );
         let page = f.detail(&app, run_id).await;
-        let status = page["status"].as_str().unwrap_or_default().to_owned();
-        let wait = &page["graph_wait"];
-        if status != "Running" && status != "Pending" {
-            assert!(wait.is_null(), "an ended run waits for nothing: {wait}");
+        let wait = page.graph_wait;
+        if !page.status.is_active() {
+            assert!(wait.is_none(), "an ended run waits for nothing: {wait:?}");
             break;
         }
-        if !wait.is_null() && seen_wait.is_none() {
-            seen_wait = Some(wait.clone());
+        if wait.is_some() && seen_wait.is_none() {
+            seen_wait = wait;
         }
-        if wait.is_null() && seen_wait.is_some() && status == "Running" {
+        if wait.is_none() && seen_wait.is_some() && page.status == RunStatus::Running {
             cleared_while_running = true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     working.await.unwrap().unwrap();
     let wait = seen_wait.expect("the 3 s throttle was shown while the run waited");
-    assert_eq!(wait["reason"], "throttled", "{wait}");
-    let left = wait["resumes_in_ms"].as_i64().expect("a known end");
+    assert_eq!(wait.reason, GraphWaitReason::Throttled, "{wait:?}");
+    let left = wait.resumes_in_ms.expect("a known end");
     assert!((0..=3_000).contains(&left), "{left} ms");
     assert!(
         cleared_while_running,
@@ -579,19 +553,18 @@ async fn a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures(app: Tes
     );
 
     let page = f.detail(&app, run_id).await;
-    assert_eq!(page["status"], "Completed", "{page}");
-    let figures = &page["graph"];
-    let requests = figures["requests"].as_i64().unwrap();
+    assert_eq!(page.status, RunStatus::Completed, "{page:?}");
+    let figures = page.graph;
     assert!(
-        requests > n as i64,
-        "every capture and the retry: {figures}"
+        figures.requests > n as i64,
+        "every capture and the retry: {figures:?}"
     );
-    assert_eq!(figures["throttled"], 1, "{figures}");
-    assert_eq!(figures["server_errors"], 0, "{figures}");
-    assert!(figures["retries"].as_i64().unwrap() >= 1, "{figures}");
+    assert_eq!(figures.throttled, 1, "{figures:?}");
+    assert_eq!(figures.server_errors, 0, "{figures:?}");
+    assert!(figures.retries >= 1, "{figures:?}");
     assert!(
-        figures["waited_ms"].as_i64().unwrap() >= 2_500,
-        "the throttled capture waited its 3 s: {figures}"
+        figures.waited_ms >= 2_500,
+        "the throttled capture waited its 3 s: {figures:?}"
     );
     // What the simulator saw agrees with the run's count.
     assert_eq!(f.sim.counters().with_status(429), 1);
@@ -599,32 +572,25 @@ async fn a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures(app: Tes
 
 async fn the_poll_versions_move_only_when_the_runs_do(app: TestApp) {
     let f = fixture(&app).await;
-    let version = |endpoint: &'static str, key: &'static str, id: String| {
-        let (app, cookie) = (&app, f.operator.clone());
-        async move {
-            let form = [("tenant", CONTOSO), (key, id.as_str())];
-            let response = app.call_as(&cookie, endpoint, &form).await;
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap())
-        }
+    let (app, operator, set_id) = (&app, f.operator.as_str(), f.set_id);
+    let run = |id: i64| async move {
+        app.run_version(operator, CONTOSO, id)
+            .await
+            .expect("the run's version")
     };
-    let run = |id: i64| version("runs/version", "id", id.to_string());
-    let panel = || {
-        version(
-            "runs/for-backup-set/version",
-            "backup_set_id",
-            f.set_id.to_string(),
-        )
+    let panel = || async move {
+        app.backup_set_runs_version(operator, CONTOSO, set_id)
+            .await
+            .expect("the run panel's version")
     };
 
     f.sim.set_fault(&f.policies[0].1, Fault::ServerError);
-    let run_id = f.submit(&app, 0..3).await;
+    let run_id = f.submit(app, 0..3).await;
     let (queued, queued_panel) = (run(run_id).await, panel().await);
-    assert_eq!(queued.0, 200, "{queued:?}");
     assert_eq!(run(run_id).await, queued, "nothing moved");
     assert_eq!(panel().await, queued_panel, "nothing moved");
 
-    f.worker(&app, "w1").try_execute_task().await.unwrap();
+    f.worker(app, "w1").try_execute_task().await.unwrap();
     let ended = run(run_id).await;
     assert_ne!(ended, queued, "the run ended");
     assert_ne!(panel().await, queued_panel);
@@ -632,10 +598,13 @@ async fn the_poll_versions_move_only_when_the_runs_do(app: TestApp) {
 
     // A retry of it changes what its page shows (the link to the retry).
     f.sim.set_knobs(tenantatlas::graph_sim::Knobs::default());
-    assert_eq!(f.retry(&app, run_id).await.0, 200);
+    f.retry(app, run_id).await.expect("the run is retried");
     assert_ne!(run(run_id).await, ended, "retried by a new run");
 
     // A run that is not the tenant's is a 404.
-    let (status, body) = run(i64::MAX).await;
-    assert_eq!(status, 404, "{body}");
+    let refused = app
+        .run_version(operator, CONTOSO, i64::MAX)
+        .await
+        .expect_err("not the tenant's run");
+    assert_eq!(refused.status, 404, "{}", refused.body);
 }

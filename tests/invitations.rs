@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::{Options, TestApp, ADMIN, CONTOSO, OPERATOR};
-use serde_json::Value;
+use common::{Options, Refusal, TestApp, ADMIN, CONTOSO, OPERATOR};
 use sha2::{Digest, Sha256};
+use tenantatlas::domain::{AddMemberOutcome, AppError, Role};
 
 both_backends!(TestApp:
     an_invitation_makes_the_account_and_the_membership_once,
@@ -25,18 +25,13 @@ const PASSWORD: &str = "a long enough password";
 
 /// The owner adds `email` with `role`; answers the invitation's token (from the link).
 async fn invite(app: &TestApp, owner: &str, email: &str, role: &str) -> String {
-    let response = app
-        .call_as(
-            owner,
-            "members/add",
-            &[("tenant", CONTOSO), ("email", email), ("role", role)],
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let outcome: Value = response.json().await.unwrap();
-    let link = outcome["Invited"]["link"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an invitation, not {outcome}"));
+    let outcome = app
+        .add_member(owner, CONTOSO, email, role)
+        .await
+        .expect("the owner invites");
+    let AddMemberOutcome::Invited { link, expires_at } = outcome else {
+        panic!("an invitation, not {outcome:?}");
+    };
     let prefix = format!("{}/invite#token=", app.origin());
     let token = link
         .strip_prefix(&prefix)
@@ -44,24 +39,24 @@ async fn invite(app: &TestApp, owner: &str, email: &str, role: &str) -> String {
     assert!(!link.contains('?'), "{link}");
     assert_eq!(token.len(), 64);
     // 7 days from now, give or take the test's own time.
-    let expires_at = outcome["Invited"]["expires_at"].as_i64().unwrap();
+    let expires_at = expires_at.millis();
     let now = tenantatlas::domain::Timestamp::now().millis();
     let week = 7 * 24 * 3600 * 1000;
     assert!((now + week - 60_000..=now + week).contains(&expires_at));
     token.to_owned()
 }
 
-async fn accept(app: &TestApp, token: &str, name: &str, password: &str) -> reqwest::Response {
-    app.call(
-        "invitations/accept",
-        &[("token", token), ("name", name), ("password", password)],
-    )
-    .await
+/// Accepting `token` as `name` with `password` is refused; the refusal.
+async fn refused_accept(app: &TestApp, token: &str, name: &str, password: &str) -> Refusal {
+    let (answer, _cookie) = app.accept_invitation(token, name, password).await;
+    answer.expect_err("the acceptance is refused")
 }
 
-async fn preview(app: &TestApp, token: &str) -> (u16, String) {
-    let response = app.call("invitations/preview", &[("token", token)]).await;
-    (response.status().as_u16(), response.text().await.unwrap())
+/// Reading invitation `token` is refused; the refusal.
+async fn refused_preview(app: &TestApp, token: &str) -> Refusal {
+    app.invitation_preview(token)
+        .await
+        .expect_err("the preview is refused")
 }
 
 async fn users_with(app: &TestApp, email: &str) -> i64 {
@@ -77,46 +72,39 @@ async fn an_invitation_makes_the_account_and_the_membership_once(app: TestApp) {
     let token = invite(&app, &owner, "New.Person@Example.org", "operator").await;
 
     // The owner sees it pending; the invitee's link says what it is for.
-    let pending: Value = app
-        .call_as(&owner, "invitations/list", &[("tenant", CONTOSO)])
+    let pending = app
+        .invitations(&owner, CONTOSO)
         .await
-        .json()
+        .expect("the owner reads the invitations");
+    assert_eq!(pending[0].email, INVITEE);
+    assert_eq!(pending[0].invited_by.as_deref(), Some(ADMIN));
+    let preview = app
+        .invitation_preview(&token)
         .await
-        .unwrap();
-    assert_eq!(pending[0]["email"], INVITEE);
-    assert_eq!(pending[0]["invited_by"], ADMIN);
-    let (status, body) = preview(&app, &token).await;
-    assert_eq!(status, 200, "{body}");
-    let body: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body["tenant_name"], "Contoso (demo)");
-    assert_eq!(body["email"], INVITEE);
-    assert_eq!(body["role"], "Operator");
+        .expect("the link can be read");
+    assert_eq!(preview.tenant_name, "Contoso (demo)");
+    assert_eq!(preview.email, INVITEE);
+    assert_eq!(preview.role, Role::Operator);
 
     // Accepting makes the account, signs it in and goes to the tenant.
-    let response = accept(&app, &token, "  Nova Person ", PASSWORD).await;
-    assert_eq!(response.status(), 200);
-    let cookie = common::session_cookie(&response).expect("signed in");
-    let next: String = response.json().await.unwrap();
+    let (next, cookie) = app
+        .accept_invitation(&token, "  Nova Person ", PASSWORD)
+        .await;
+    let next = next.expect("the invitation is accepted");
+    let cookie = cookie.expect("signed in");
     assert_eq!(next, format!("/t/{CONTOSO}/backup-sets"));
-    let me: Value = app
-        .call_as(&cookie, "auth/me", &[])
+    let me = app.current_user(&cookie).await.expect("the new account");
+    assert_eq!(me.display_name, "Nova Person");
+    assert!(!me.is_admin);
+    assert_eq!(me.memberships[0].role, Role::Operator);
+    app.backup_sets(&cookie, CONTOSO)
         .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["display_name"], "Nova Person");
-    assert_eq!(me["is_admin"], false);
-    assert_eq!(me["memberships"][0]["role"], "Operator");
+        .expect("a member of Contoso");
     assert_eq!(
-        app.call_as(&cookie, "backup-sets/list", &[("tenant", CONTOSO)])
+        app.backup_sets(&cookie, common::FABRIKAM)
             .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.call_as(&cookie, "backup-sets/list", &[("tenant", common::FABRIKAM)])
-            .await
-            .status(),
+            .expect_err("not a member of Fabrikam")
+            .status,
         403
     );
     // The password works for sign-in from then on.
@@ -129,10 +117,10 @@ async fn an_invitation_makes_the_account_and_the_membership_once(app: TestApp) {
     assert_eq!(signed_in.status(), 200);
 
     // The link works once.
-    let again = accept(&app, &token, "Someone Else", "another long password").await;
-    assert_eq!(again.status(), 409);
-    assert!(again.text().await.unwrap().contains("already been used"));
-    assert_eq!(preview(&app, &token).await.0, 409);
+    let again = refused_accept(&app, &token, "Someone Else", "another long password").await;
+    assert_eq!(again.status, 409);
+    assert!(again.body.contains("already been used"), "{}", again.body);
+    assert_eq!(refused_preview(&app, &token).await.status, 409);
     assert_eq!(users_with(&app, INVITEE).await, 1);
     let name: String = sqlx::query_scalar("SELECT display_name FROM users WHERE email = $1")
         .bind(INVITEE)
@@ -142,24 +130,18 @@ async fn an_invitation_makes_the_account_and_the_membership_once(app: TestApp) {
     assert_eq!(name, "Nova Person");
 
     // The members list has them; nothing is pending any more; both steps are audited.
-    let members: Value = app
-        .call_as(&owner, "members/list", &[("tenant", CONTOSO)])
+    let members = app
+        .members(&owner, CONTOSO)
         .await
-        .json()
-        .await
-        .unwrap();
+        .expect("the owner reads the members");
     assert!(members
-        .as_array()
-        .unwrap()
         .iter()
-        .any(|m| m["email"] == INVITEE && m["role"] == "Operator"));
-    let pending: Value = app
-        .call_as(&owner, "invitations/list", &[("tenant", CONTOSO)])
+        .any(|m| m.email == INVITEE && m.role == Role::Operator));
+    let pending = app
+        .invitations(&owner, CONTOSO)
         .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(pending, Value::Array(vec![]));
+        .expect("the owner reads the invitations");
+    assert!(pending.is_empty(), "{pending:?}");
     let audit: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT a.action, u.email FROM audit_log a LEFT JOIN users u ON u.id = a.actor_user_id \
          WHERE a.action LIKE 'invitation.%' ORDER BY a.id",
@@ -184,55 +166,52 @@ async fn an_expired_or_replaced_or_withdrawn_link_is_refused_plainly(app: TestAp
         .execute(app.db.pool())
         .await
         .unwrap();
-    let (status, body) = preview(&app, &token).await;
-    assert_eq!(status, 409);
-    assert!(body.contains("expired"), "{body}");
-    let response = accept(&app, &token, "Late Person", PASSWORD).await;
-    assert_eq!(response.status(), 409);
-    assert!(response.text().await.unwrap().contains("expired"));
+    let expired = refused_preview(&app, &token).await;
+    assert_eq!(expired.status, 409);
+    assert!(expired.body.contains("expired"), "{}", expired.body);
+    let expired = refused_accept(&app, &token, "Late Person", PASSWORD).await;
+    assert_eq!(expired.status, 409);
+    assert!(expired.body.contains("expired"), "{}", expired.body);
     assert_eq!(users_with(&app, INVITEE).await, 0);
 
     // A new invitation of the same address replaces a pending one: the first link stops.
     let first = invite(&app, &owner, INVITEE, "readonly").await;
     let second = invite(&app, &owner, INVITEE, "manager").await;
-    assert_eq!(preview(&app, &first).await.0, 409);
-    let pending: Value = app
-        .call_as(&owner, "invitations/list", &[("tenant", CONTOSO)])
+    assert_eq!(refused_preview(&app, &first).await.status, 409);
+    let pending = app
+        .invitations(&owner, CONTOSO)
         .await
-        .json()
-        .await
-        .unwrap();
-    let pending = pending.as_array().unwrap();
+        .expect("the owner reads the invitations");
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0]["role"], "Manager");
+    assert_eq!(pending[0].role, Role::Manager);
 
     // Withdrawn: the link is no longer valid, and the withdrawal is audited.
-    let id = pending[0]["id"].as_i64().unwrap().to_string();
-    let revoke = [("tenant", CONTOSO), ("id", id.as_str())];
+    let id = pending[0].id;
     let manager = app.sign_in("manager@contoso.example").await;
     assert_eq!(
-        app.call_as(&manager, "invitations/revoke", &revoke)
+        app.revoke_invitation(&manager, CONTOSO, id)
             .await
-            .status(),
+            .expect_err("a manager withdraws nothing")
+            .status,
         403
     );
+    app.revoke_invitation(&owner, CONTOSO, id)
+        .await
+        .expect("the owner withdraws it");
+    let withdrawn = refused_preview(&app, &second).await;
+    assert_eq!(withdrawn.status, 404);
+    assert!(withdrawn.body.contains("not valid"), "{}", withdrawn.body);
     assert_eq!(
-        app.call_as(&owner, "invitations/revoke", &revoke)
+        refused_accept(&app, &second, "Too Late", PASSWORD)
             .await
-            .status(),
-        200
-    );
-    let (status, body) = preview(&app, &second).await;
-    assert_eq!(status, 404);
-    assert!(body.contains("not valid"), "{body}");
-    assert_eq!(
-        accept(&app, &second, "Too Late", PASSWORD).await.status(),
+            .status,
         404
     );
     assert_eq!(
-        app.call_as(&owner, "invitations/revoke", &revoke)
+        app.revoke_invitation(&owner, CONTOSO, id)
             .await
-            .status(),
+            .expect_err("withdrawn already")
+            .status,
         404
     );
     assert_eq!(users_with(&app, INVITEE).await, 0);
@@ -247,13 +226,15 @@ async fn an_expired_or_replaced_or_withdrawn_link_is_refused_plainly(app: TestAp
 async fn two_acceptances_at_the_same_moment_make_one_account(app: TestApp) {
     let owner = app.sign_in(ADMIN).await;
     let token = invite(&app, &owner, INVITEE, "operator").await;
-    let (a, b) = tokio::join!(
-        accept(&app, &token, "First", PASSWORD),
-        accept(&app, &token, "Second", PASSWORD),
+    let ((a, _), (b, _)) = tokio::join!(
+        app.accept_invitation(&token, "First", PASSWORD),
+        app.accept_invitation(&token, "Second", PASSWORD),
     );
-    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
-    statuses.sort_unstable();
-    assert_eq!(statuses, [200, 409]);
+    let refused = match (&a, &b) {
+        (Ok(_), Err(refused)) | (Err(refused), Ok(_)) => refused,
+        _ => panic!("one acceptance, one refusal: {a:?} {b:?}"),
+    };
+    assert_eq!(refused.status, 409);
     assert_eq!(users_with(&app, INVITEE).await, 1);
     let memberships: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = $1",
@@ -343,11 +324,14 @@ async fn bad_input_is_refused_and_writes_nothing(app: TestApp) {
         ("not-a-token", "Nova", PASSWORD, 404, None),
         (&"0".repeat(64), "Nova", PASSWORD, 404, None),
     ] {
-        let response = accept(&app, token, name, password).await;
-        assert_eq!(response.status(), status, "{name:.10} {password:.10}");
-        let body: Value = response.json().await.unwrap();
+        let refused = refused_accept(&app, token, name, password).await;
+        assert_eq!(refused.status, status, "{name:.10} {password:.10}");
+        let error = refused.error();
         if let Some(field) = field {
-            assert_eq!(body["Invalid"]["field"], field, "{body}");
+            assert!(
+                matches!(&error, AppError::Invalid { field: f, .. } if f == field),
+                "{error:?}"
+            );
         }
     }
     assert_eq!(users_with(&app, INVITEE).await, 0);
@@ -359,14 +343,11 @@ async fn bad_input_is_refused_and_writes_nothing(app: TestApp) {
     assert_eq!(accepted, 0);
     // A bad role or address invites nobody.
     for (email, role) in [("not an address", "operator"), (INVITEE, "boss")] {
-        let response = app
-            .call_as(
-                &owner,
-                "members/add",
-                &[("tenant", CONTOSO), ("email", email), ("role", role)],
-            )
-            .await;
-        assert_eq!(response.status(), 422);
+        let refused = app
+            .add_member(&owner, CONTOSO, email, role)
+            .await
+            .expect_err("nobody is invited");
+        assert_eq!(refused.status, 422);
     }
     assert_eq!(app.count("invitations").await, 1);
 
@@ -385,33 +366,18 @@ async fn bad_input_is_refused_and_writes_nothing(app: TestApp) {
     )
     .await;
     let owner = bare.sign_in(ADMIN).await;
-    let response = bare
-        .call_as(
-            &owner,
-            "members/add",
-            &[
-                ("tenant", CONTOSO),
-                ("email", INVITEE),
-                ("role", "operator"),
-            ],
-        )
-        .await;
-    assert_eq!(response.status(), 409);
-    assert!(response.text().await.unwrap().contains("--public-url"));
+    let refused = bare
+        .add_member(&owner, CONTOSO, INVITEE, "operator")
+        .await
+        .expect_err("no link without a public URL");
+    assert_eq!(refused.status, 409);
+    assert!(refused.body.contains("--public-url"), "{}", refused.body);
     assert_eq!(bare.count("invitations").await, 0);
-    let response = bare
-        .call_as(
-            &owner,
-            "members/add",
-            &[
-                ("tenant", CONTOSO),
-                ("email", "operator@fabrikam.example"),
-                ("role", "readonly"),
-            ],
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap(), "Added");
+    let added = bare
+        .add_member(&owner, CONTOSO, "operator@fabrikam.example", "readonly")
+        .await
+        .expect("an account is added at once");
+    assert_eq!(added, AddMemberOutcome::Added);
 }
 
 async fn an_address_that_got_an_account_meanwhile_is_refused(app: TestApp) {
@@ -426,10 +392,11 @@ async fn an_address_that_got_an_account_meanwhile_is_refused(app: TestApp) {
     .execute(app.db.pool())
     .await
     .unwrap();
-    let response = accept(&app, &token, "Woody", PASSWORD).await;
-    assert_eq!(response.status(), 409);
-    assert!(common::session_cookie(&response).is_none());
-    assert!(response.text().await.unwrap().contains("exists already"));
+    let (answer, cookie) = app.accept_invitation(&token, "Woody", PASSWORD).await;
+    let refused = answer.expect_err("the address has an account");
+    assert_eq!(refused.status, 409);
+    assert!(cookie.is_none());
+    assert!(refused.body.contains("exists already"), "{}", refused.body);
     // The invitation stays unused, and the account got no membership (nor a password).
     let accepted: Option<i64> = sqlx::query_scalar("SELECT accepted_at FROM invitations")
         .fetch_one(app.db.pool())

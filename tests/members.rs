@@ -8,6 +8,7 @@ mod common;
 
 use common::{TestApp, ADMIN, CONTOSO, OPERATOR, READONLY};
 use serde_json::Value;
+use tenantatlas::domain::{AddMemberOutcome, Member, Role};
 
 both_backends!(TestApp:
     the_owner_manages_members_and_each_change_is_audited,
@@ -16,31 +17,17 @@ both_backends!(TestApp:
 );
 
 const MANAGER: &str = "manager@contoso.example";
+/// Operator in Fabrikam, whom the owner adds to Contoso.
+const NEWCOMER: &str = "operator@fabrikam.example";
 
-async fn members(app: &TestApp, cookie: &str) -> Vec<Value> {
-    let response = app
-        .call_as(cookie, "members/list", &[("tenant", CONTOSO)])
-        .await;
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+async fn members(app: &TestApp, cookie: &str) -> Vec<Member> {
+    app.members(cookie, CONTOSO)
+        .await
+        .expect("the members are listed")
 }
 
-fn role_of(list: &[Value], email: &str) -> Option<String> {
-    list.iter()
-        .find(|m| m["email"] == email)
-        .map(|m| m["role"].as_str().unwrap().to_lowercase())
-}
-
-async fn change(app: &TestApp, cookie: &str, user_id: i64, role: &str) -> u16 {
-    let user_id = user_id.to_string();
-    app.call_as(
-        cookie,
-        "members/change-role",
-        &[("tenant", CONTOSO), ("user_id", &user_id), ("role", role)],
-    )
-    .await
-    .status()
-    .as_u16()
+fn role_of(list: &[Member], email: &str) -> Option<Role> {
+    list.iter().find(|m| m.email == email).map(|m| m.role)
 }
 
 async fn the_owner_manages_members_and_each_change_is_audited(app: TestApp) {
@@ -48,70 +35,69 @@ async fn the_owner_manages_members_and_each_change_is_audited(app: TestApp) {
     let manager = app.sign_in(MANAGER).await;
     // Owners and managers read the list; a manager cannot change it.
     let list = members(&app, &manager).await;
-    assert_eq!(role_of(&list, ADMIN).as_deref(), Some("owner"));
-    assert_eq!(list[0]["email"], ADMIN, "owners first");
-    let add = [
-        ("tenant", CONTOSO),
-        ("email", "Operator@Fabrikam.example"),
-        ("role", "operator"),
-    ];
+    assert_eq!(role_of(&list, ADMIN), Some(Role::Owner));
+    assert_eq!(list[0].email, ADMIN, "owners first");
+    let added_by =
+        |cookie| app.add_member(cookie, CONTOSO, "Operator@Fabrikam.example", "operator");
     assert_eq!(
-        app.call_as(&manager, "members/add", &add).await.status(),
+        added_by(&manager)
+            .await
+            .expect_err("a manager adds nobody")
+            .status,
         403
     );
 
     // Add an existing account by e-mail: a member at once.
-    let outsider = app.sign_in("operator@fabrikam.example").await;
+    let outsider = app.sign_in(NEWCOMER).await;
     assert_eq!(
-        app.call_as(&outsider, "backup-sets/list", &[("tenant", CONTOSO)])
+        app.backup_sets(&outsider, CONTOSO)
             .await
-            .status(),
+            .expect_err("not a member yet")
+            .status,
         403
     );
-    assert_eq!(app.call_as(&owner, "members/add", &add).await.status(), 200);
+    added_by(&owner).await.expect("the owner adds the account");
+    app.backup_sets(&outsider, CONTOSO)
+        .await
+        .expect("the new member's session sees the tenant without signing in again");
     assert_eq!(
-        app.call_as(&outsider, "backup-sets/list", &[("tenant", CONTOSO)])
-            .await
-            .status(),
-        200,
-        "the new member's session sees the tenant without signing in again"
+        added_by(&owner).await.expect_err("a member already").status,
+        409
     );
-    assert_eq!(app.call_as(&owner, "members/add", &add).await.status(), 409);
     // An address without an account gets an invitation instead (tests/invitations.rs).
-    let unknown = [
-        ("tenant", CONTOSO),
-        ("email", "nobody@example.org"),
-        ("role", "operator"),
-    ];
-    let invited = app.call_as(&owner, "members/add", &unknown).await;
-    assert_eq!(invited.status(), 200);
-    let invited: Value = invited.json().await.unwrap();
-    assert!(invited["Invited"]["link"].is_string(), "{invited}");
-    let bad_role = [("tenant", CONTOSO), ("email", OPERATOR), ("role", "boss")];
+    let invited = app
+        .add_member(&owner, CONTOSO, "nobody@example.org", "operator")
+        .await
+        .expect("the address is invited");
+    assert!(
+        matches!(invited, AddMemberOutcome::Invited { .. }),
+        "{invited:?}"
+    );
     assert_eq!(
-        app.call_as(&owner, "members/add", &bad_role).await.status(),
+        app.add_member(&owner, CONTOSO, OPERATOR, "boss")
+            .await
+            .expect_err("no such role")
+            .status,
         422
     );
 
     // Change a role, then remove: the removed member's session loses the tenant at once.
-    let fabrikam_user = common::user_id(&app.db, "operator@fabrikam.example").await;
-    assert_eq!(change(&app, &owner, fabrikam_user, "readonly").await, 200);
+    let fabrikam_user = common::user_id(&app.db, NEWCOMER).await;
+    app.change_member_role(&owner, CONTOSO, fabrikam_user, "readonly")
+        .await
+        .expect("the role changes");
     assert_eq!(
-        role_of(&members(&app, &owner).await, "operator@fabrikam.example").as_deref(),
-        Some("readonly")
+        role_of(&members(&app, &owner).await, NEWCOMER),
+        Some(Role::Readonly)
     );
-    let id = fabrikam_user.to_string();
-    let remove = [("tenant", CONTOSO), ("user_id", id.as_str())];
+    app.remove_member(&owner, CONTOSO, fabrikam_user)
+        .await
+        .expect("the member is removed");
     assert_eq!(
-        app.call_as(&owner, "members/remove", &remove)
+        app.backup_sets(&outsider, CONTOSO)
             .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.call_as(&outsider, "backup-sets/list", &[("tenant", CONTOSO)])
-            .await
-            .status(),
+            .expect_err("no longer a member")
+            .status,
         403
     );
     assert_eq!(
@@ -121,9 +107,10 @@ async fn the_owner_manages_members_and_each_change_is_audited(app: TestApp) {
         403
     );
     assert_eq!(
-        app.call_as(&owner, "members/remove", &remove)
+        app.remove_member(&owner, CONTOSO, fabrikam_user)
             .await
-            .status(),
+            .expect_err("not a member any more")
+            .status,
         404
     );
 
@@ -165,16 +152,28 @@ async fn the_owner_manages_members_and_each_change_is_audited(app: TestApp) {
 async fn the_last_owner_stays_even_under_concurrent_demotions(app: TestApp) {
     let owner = app.sign_in(ADMIN).await;
     let admin_id = common::user_id(&app.db, ADMIN).await;
+    let change = |cookie, user_id, role| app.change_member_role(cookie, CONTOSO, user_id, role);
     // Alone as owner: demoting or removing oneself is refused, and nothing changes.
-    assert_eq!(change(&app, &owner, admin_id, "manager").await, 409);
-    let id = admin_id.to_string();
-    let remove = [("tenant", CONTOSO), ("user_id", id.as_str())];
-    let refused = app.call_as(&owner, "members/remove", &remove).await;
-    assert_eq!(refused.status(), 409);
-    assert!(refused.text().await.unwrap().contains("at least one owner"));
     assert_eq!(
-        role_of(&members(&app, &owner).await, ADMIN).as_deref(),
-        Some("owner")
+        change(&owner, admin_id, "manager")
+            .await
+            .expect_err("the last owner stays")
+            .status,
+        409
+    );
+    let refused = app
+        .remove_member(&owner, CONTOSO, admin_id)
+        .await
+        .expect_err("the last owner stays");
+    assert_eq!(refused.status, 409);
+    assert!(
+        refused.body.contains("at least one owner"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        role_of(&members(&app, &owner).await, ADMIN),
+        Some(Role::Owner)
     );
 
     // Two owners demote each other at the same moment, many times: one wins; the other is
@@ -183,20 +182,20 @@ async fn the_last_owner_stays_even_under_concurrent_demotions(app: TestApp) {
     let second = common::user_id(&app.db, READONLY).await;
     let second_cookie = app.sign_in(READONLY).await;
     for round in 0..8 {
-        assert_eq!(
-            change(&app, &owner, second, "owner").await,
-            200,
-            "round {round}"
-        );
+        change(&owner, second, "owner")
+            .await
+            .unwrap_or_else(|refused| panic!("round {round}: {refused:?}"));
         let (a, b) = tokio::join!(
-            change(&app, &owner, second, "manager"),
-            change(&app, &second_cookie, admin_id, "manager"),
+            change(&owner, second, "manager"),
+            change(&second_cookie, admin_id, "manager"),
         );
-        let mut statuses = [a, b];
-        statuses.sort_unstable();
+        let refused = match (&a, &b) {
+            (Ok(()), Err(refused)) | (Err(refused), Ok(())) => refused,
+            _ => panic!("round {round}: {a:?} {b:?}"),
+        };
         assert!(
-            statuses == [200, 403] || statuses == [200, 409],
-            "round {round}: {statuses:?}"
+            refused.status == 403 || refused.status == 409,
+            "round {round}: {refused:?}"
         );
         let owners: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM memberships m JOIN tenants t ON t.id = m.tenant_id \
@@ -208,18 +207,16 @@ async fn the_last_owner_stays_even_under_concurrent_demotions(app: TestApp) {
         .unwrap();
         assert_eq!(owners, 1, "round {round}");
         // Whoever is still owner makes the admin the owner again for the next round.
-        if a != 200 {
+        if a.is_err() {
             // The admin was demoted: the readonly user is the owner.
-            assert_eq!(change(&app, &second_cookie, admin_id, "owner").await, 200);
+            change(&second_cookie, admin_id, "owner")
+                .await
+                .expect("the owner restores the admin");
         }
-        assert_eq!(change(&app, &owner, second, "readonly").await, 200);
+        change(&owner, second, "readonly")
+            .await
+            .expect("the admin demotes the second owner");
     }
-}
-
-async fn audit_page(app: &TestApp, cookie: &str, form: &[(&str, &str)]) -> Value {
-    let response = app.call_as(cookie, "audit/list", form).await;
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
 }
 
 async fn the_audit_log_filters_and_pages_by_keyset(app: TestApp) {
@@ -248,70 +245,61 @@ async fn the_audit_log_filters_and_pages_by_keyset(app: TestApp) {
         .unwrap();
     }
     let manager = app.sign_in(MANAGER).await;
-    let first = audit_page(&app, &manager, &[("tenant", CONTOSO)]).await;
-    let entries = first["entries"].as_array().unwrap();
+    let first = app
+        .audit_log(&manager, CONTOSO, &[])
+        .await
+        .expect("the first page");
+    let entries = &first.entries;
     assert_eq!(entries.len(), 50);
-    let before = first["next_before"].as_i64().expect("a second page");
-    let before_text = before.to_string();
-    let second = audit_page(
-        &app,
-        &manager,
-        &[("tenant", CONTOSO), ("before", &before_text)],
-    )
-    .await;
-    let rest = second["entries"].as_array().unwrap();
-    assert_eq!(second["next_before"], Value::Null);
+    let before = first.next_before.expect("a second page").to_string();
+    let second = app
+        .audit_log(&manager, CONTOSO, &[("before", &before)])
+        .await
+        .expect("the second page");
+    let rest = &second.entries;
+    assert_eq!(second.next_before, None);
     // Newest first, no event twice, none missing, none of Fabrikam's (sign-ins of this test
     // have no tenant, so the 60 are all there is).
-    let ids: Vec<i64> = entries
-        .iter()
-        .chain(rest)
-        .map(|e| e["id"].as_i64().unwrap())
-        .collect();
+    let ids: Vec<i64> = entries.iter().chain(rest).map(|e| e.id).collect();
     assert_eq!(ids.len(), 60);
     assert!(ids.windows(2).all(|w| w[0] > w[1]));
     assert!(entries
         .iter()
         .chain(rest)
-        .all(|e| e["target"].as_str().unwrap().starts_with("event:")));
+        .all(|e| e.target.starts_with("event:")));
     assert!(!entries
         .iter()
         .chain(rest)
-        .any(|e| ["event:60", "event:61"].contains(&e["target"].as_str().unwrap())));
+        .any(|e| matches!(e.target.as_str(), "event:60" | "event:61")));
     // Filters: by action, by actor, both.
-    let runs = audit_page(
-        &app,
-        &manager,
-        &[("tenant", CONTOSO), ("action", "run.start")],
-    )
-    .await;
-    assert_eq!(runs["entries"].as_array().unwrap().len(), 20);
-    let by_admin = audit_page(
-        &app,
-        &manager,
-        &[("tenant", CONTOSO), ("actor", "Admin@Contoso.example")],
-    )
-    .await;
-    let by_admin = by_admin["entries"].as_array().unwrap();
+    let runs = app
+        .audit_log(&manager, CONTOSO, &[("action", "run.start")])
+        .await
+        .expect("run starts");
+    assert_eq!(runs.entries.len(), 20);
+    let by_admin = app
+        .audit_log(&manager, CONTOSO, &[("actor", "Admin@Contoso.example")])
+        .await
+        .expect("the admin's events")
+        .entries;
     assert_eq!(by_admin.len(), 40);
-    assert!(by_admin.iter().all(|e| e["actor"] == ADMIN));
-    let none = audit_page(
-        &app,
-        &manager,
-        &[
-            ("tenant", CONTOSO),
-            ("action", "run.start"),
-            ("actor", ADMIN),
-        ],
-    )
-    .await;
-    assert!(none["entries"].as_array().unwrap().is_empty());
+    assert!(by_admin.iter().all(|e| e.actor.as_deref() == Some(ADMIN)));
+    let none = app
+        .audit_log(
+            &manager,
+            CONTOSO,
+            &[("action", "run.start"), ("actor", ADMIN)],
+        )
+        .await
+        .expect("nothing matches both");
+    assert!(none.entries.is_empty());
     // An operator may not read it.
     let operator = app.sign_in(OPERATOR).await;
     assert_eq!(
-        app.call_as(&operator, "audit/list", &[("tenant", CONTOSO)])
+        app.audit_log(&operator, CONTOSO, &[])
             .await
-            .status(),
+            .expect_err("an operator reads no audit log")
+            .status,
         403
     );
 }

@@ -8,8 +8,13 @@
 
 mod common;
 
-use common::{DemoApp, Form, CONTOSO, OPERATOR, OUTSIDER, READONLY};
-use serde_json::Value;
+use common::{Answer, DemoApp, Refusal, CONTOSO, OPERATOR, OUTSIDER, READONLY};
+use tenantatlas::domain::reason_code::ReasonCode;
+use tenantatlas::domain::restore::{
+    GateFailure, PlanAction, PlanItem, RestorePreview, RestoreSource,
+};
+use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail};
+use tenantatlas::domain::{RunStatus, SubmittedRun};
 use tenantatlas::server::seed;
 
 both_backends!(local Fixture:
@@ -56,10 +61,6 @@ impl Fixture {
         Self { demo_app, manager }
     }
 
-    async fn call(&self, endpoint: &str, form: &[(&str, &str)]) -> (u16, Value) {
-        self.call_as(&self.manager, endpoint, form).await
-    }
-
     /// Starts a run through `endpoint` as the manager and runs it to its end; its id.
     async fn run(&self, endpoint: &str, form: &[(&str, &str)]) -> i64 {
         self.run_as(&self.manager, endpoint, form).await
@@ -87,80 +88,78 @@ impl Fixture {
         }
         let set = common::backup_set(&self.app, &self.manager, CONTOSO, "Restore me").await;
         let ids: Vec<i64> = policies.iter().map(|(id, _)| *id).collect();
-        let form = Form::tenant(CONTOSO)
-            .field("backup_set_id", set)
-            .fields(WITH_ASSIGNMENTS_AND_SCOPE_TAGS)
-            .list("policy_ids", &ids);
-        self.run("runs/add-policies", &form.pairs()).await;
+        let added = self
+            .app
+            .add_policies(
+                &self.manager,
+                CONTOSO,
+                set,
+                &ids,
+                WITH_ASSIGNMENTS_AND_SCOPE_TAGS,
+            )
+            .await
+            .expect("the backup starts");
+        self.finish(added.run_id).await;
         Backup { set, policies }
     }
 
     /// Runs a preview of restoring `ids` of the set (assignments included); its id and plan.
-    async fn preview(&self, set: i64, ids: &[i64]) -> (i64, Value) {
-        let run = self.start_preview(&self.manager, set, ids).await;
-        assert_eq!(run.0, 200, "{}", run.1);
-        let run_id = run.1["run_id"].as_i64().unwrap();
+    async fn preview(&self, set: i64, ids: &[i64]) -> (i64, RestorePreview) {
+        let run_id = self
+            .start_preview(&self.manager, set, ids)
+            .await
+            .expect("the preview starts")
+            .run_id;
         self.finish(run_id).await;
         (run_id, self.plan(run_id).await)
     }
 
-    async fn start_preview(&self, cookie: &str, set: i64, ids: &[i64]) -> (u16, Value) {
-        let form = Form::tenant(CONTOSO)
-            .field("source", format!("set-{set}"))
-            .fields(WITH_ASSIGNMENTS_AND_SCOPE_TAGS)
-            .list("policy_ids", ids);
-        self.call_as(cookie, "runs/restore-preview", &form.pairs())
+    /// Starts a preview of restoring `ids` of the set (assignments included) as `cookie`.
+    async fn start_preview(&self, cookie: &str, set: i64, ids: &[i64]) -> Answer<SubmittedRun> {
+        self.app
+            .start_restore_preview(
+                cookie,
+                CONTOSO,
+                RestoreSource::BackupSet(set),
+                ids,
+                WITH_ASSIGNMENTS_AND_SCOPE_TAGS,
+            )
             .await
     }
 
-    async fn plan(&self, preview: i64) -> Value {
-        let id = preview.to_string();
-        let (status, plan) = self
-            .call(
-                "restore/preview",
-                &[("tenant", CONTOSO), ("run_id", id.as_str())],
-            )
-            .await;
-        assert_eq!(status, 200, "{plan}");
-        plan
+    /// The plan of preview run `preview`, as the manager reads it.
+    async fn plan(&self, preview: i64) -> RestorePreview {
+        self.app
+            .restore_preview(&self.manager, CONTOSO, preview)
+            .await
+            .expect("the manager reads the plan")
     }
 
+    /// Asks to execute `preview` as `cookie`, with the confirmations given.
     async fn execute_as(
         &self,
         cookie: &str,
         preview: i64,
         reviewed: bool,
         name: &str,
-    ) -> (u16, Value) {
-        let id = preview.to_string();
-        let reviewed = if reviewed { "true" } else { "false" };
-        self.call_as(
-            cookie,
-            "runs/restore-execute",
-            &[
-                ("tenant", CONTOSO),
-                ("preview_run_id", id.as_str()),
-                ("reviewed", reviewed),
-                ("tenant_name", name),
-            ],
-        )
-        .await
+    ) -> Answer<SubmittedRun> {
+        self.app
+            .execute_restore(cookie, CONTOSO, preview, reviewed, name)
+            .await
     }
 
     /// Executes `preview` with both confirmations and runs it to its end; the run's detail.
-    async fn execute(&self, preview: i64) -> Value {
-        let (status, run) = self
+    async fn execute(&self, preview: i64) -> RunDetail {
+        let run_id = self
             .execute_as(&self.manager, preview, true, TENANT_NAME)
-            .await;
-        assert_eq!(status, 200, "{run}");
-        let run_id = run["run_id"].as_i64().unwrap();
+            .await
+            .expect("the restore starts")
+            .run_id;
         self.finish(run_id).await;
-        let id = run_id.to_string();
-        let (status, detail) = self
-            .call("runs/get", &[("tenant", CONTOSO), ("id", id.as_str())])
-            .await;
-        assert_eq!(status, 200, "{detail}");
-        detail
+        self.app
+            .run_detail(Some(&self.manager), CONTOSO, run_id, &[])
+            .await
+            .expect("the manager reads the run")
     }
 
     /// The Graph writes the simulator has seen since its counters were reset.
@@ -181,13 +180,19 @@ impl Fixture {
 }
 
 /// The plan of the item of `policy_id`.
-fn item(plan: &Value, policy_id: i64) -> &Value {
-    plan["items"]
-        .as_array()
-        .unwrap()
+fn item(plan: &RestorePreview, policy_id: i64) -> &PlanItem {
+    plan.items
         .iter()
-        .find(|i| i["policy_id"] == policy_id)
-        .unwrap_or_else(|| panic!("no item of policy {policy_id} in {plan}"))
+        .find(|i| i.policy_id == policy_id)
+        .unwrap_or_else(|| panic!("no item of policy {policy_id} in {plan:?}"))
+}
+
+/// What the server refused a call with; `what` names the call should it have been answered.
+fn refused<T: std::fmt::Debug>(answer: Answer<T>, what: &str) -> Refusal {
+    match answer {
+        Ok(value) => panic!("{what} was answered: {value:?}"),
+        Err(refusal) => refusal,
+    }
 }
 
 async fn a_restore_brings_back_every_type_and_ends_with_evidence(f: Fixture) {
@@ -202,25 +207,26 @@ async fn a_restore_brings_back_every_type_and_ends_with_evidence(f: Fixture) {
     assert!(f.demo.sim.remove_policy(CONTOSO, &deleted_graph));
 
     let (preview, plan) = f.preview(backup.set, &ids).await;
-    assert_eq!(plan["status"], "Completed", "{plan}");
-    assert_eq!(plan["not_executable"], Value::Null, "{plan}");
-    assert_eq!(item(&plan, deleted_id)["plan"], "create");
+    assert_eq!(plan.status, RunStatus::Completed, "{plan:?}");
+    assert_eq!(plan.not_executable, None, "{plan:?}");
+    assert_eq!(item(&plan, deleted_id).plan, Some(PlanAction::Create));
     for (id, _) in backup.policies.iter().filter(|(id, _)| *id != deleted_id) {
         let planned = item(&plan, *id);
-        assert_eq!(planned["plan"], "update", "{planned}");
+        assert_eq!(planned.plan, Some(PlanAction::Update), "{planned:?}");
         assert!(
-            planned["changed_settings"].as_i64().unwrap() >= 1,
-            "{planned}"
+            planned.changed_settings.is_some_and(|changed| changed >= 1),
+            "{planned:?}"
         );
-        assert_ne!(planned["live_snapshot_id"], planned["backup_snapshot_id"]);
+        assert_ne!(planned.live_snapshot_id, planned.backup_snapshot_id);
     }
 
     f.demo.sim.reset_counters();
     let detail = f.execute(preview).await;
-    assert_eq!(detail["status"], "Completed", "{detail}");
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
     assert_eq!(
-        detail["summary"], "4 of 4 now match the backup.",
-        "{detail}"
+        detail.summary.as_deref(),
+        Some("4 of 4 now match the backup."),
+        "{detail:?}"
     );
     assert!(!f.writes().is_empty());
     assert!(
@@ -264,15 +270,19 @@ async fn a_restore_brings_back_every_type_and_ends_with_evidence(f: Fixture) {
     // The same restore again, after a fresh preview: every item unchanged, zero writes.
     let (again, plan) = f.preview(backup.set, &ids).await;
     for id in &ids {
-        assert_eq!(item(&plan, *id)["plan"], "unchanged", "{plan}");
+        assert_eq!(
+            item(&plan, *id).plan,
+            Some(PlanAction::Unchanged),
+            "{plan:?}"
+        );
     }
     f.demo.sim.reset_counters();
     let detail = f.execute(again).await;
-    assert_eq!(detail["status"], "Completed", "{detail}");
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
     assert_eq!(f.writes(), Vec::<String>::new());
     let actions: Vec<Option<String>> =
         sqlx::query_scalar("SELECT restore_action FROM run_items WHERE run_id = $1")
-            .bind(detail["id"].as_i64().unwrap())
+            .bind(detail.id)
             .fetch_all(f.app.db.pool())
             .await
             .unwrap();
@@ -290,7 +300,7 @@ async fn the_preview_never_writes(f: Fixture) {
     f.demo.sim.set_reject_writes(true);
     f.demo.sim.reset_counters();
     let (_, plan) = f.preview(backup.set, &ids).await;
-    assert_eq!(plan["status"], "Completed", "{plan}");
+    assert_eq!(plan.status, RunStatus::Completed, "{plan:?}");
     let counters = f.demo.sim.counters();
     assert!(counters.graph_requests() > 0);
     assert_eq!(f.writes(), Vec::<String>::new());
@@ -319,8 +329,11 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
         (true, padded.as_str()),
         (false, TENANT_NAME),
     ] {
-        let (status, body) = f.execute_as(&f.manager, preview, reviewed, name).await;
-        assert_eq!(status, 422, "{reviewed} {name:?}: {body}");
+        let refusal = refused(
+            f.execute_as(&f.manager, preview, reviewed, name).await,
+            &format!("{reviewed} {name:?}"),
+        );
+        assert_eq!(refusal.status, 422, "{reviewed} {name:?}: {}", refusal.body);
     }
     assert_eq!(f.runs().await, runs);
 
@@ -337,9 +350,15 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
         .execute(f.app.db.pool())
         .await
         .unwrap();
-    let (status, body) = f.execute_as(&f.manager, preview, true, TENANT_NAME).await;
-    assert_eq!(status, 409, "{body}");
-    assert!(f.plan(preview).await["not_executable"] == "PreviewExpired");
+    let refusal = refused(
+        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
+        "an expired preview",
+    );
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
+    assert_eq!(
+        f.plan(preview).await.not_executable,
+        Some(GateFailure::PreviewExpired)
+    );
 
     // The backup changed since the preview: 409.
     let (preview, _) = f.preview(backup.set, &ids).await;
@@ -370,8 +389,11 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
     .execute(f.app.db.pool())
     .await
     .unwrap();
-    let (status, body) = f.execute_as(&f.manager, preview, true, TENANT_NAME).await;
-    assert_eq!(status, 409, "{body}");
+    let refusal = refused(
+        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
+        "a preview of a changed backup",
+    );
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
     assert_eq!(
         f.runs().await,
         runs + 1,
@@ -392,22 +414,25 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
         f.execute_as(&f.manager, preview, true, TENANT_NAME),
         f.execute_as(&f.manager, preview, true, TENANT_NAME),
     );
-    assert_eq!((first.0, second.0), (200, 200), "{} {}", first.1, second.1);
-    assert_eq!(first.1["run_id"], second.1["run_id"]);
-    f.finish(first.1["run_id"].as_i64().unwrap()).await;
-    let (status, body) = f.execute_as(&f.manager, preview, true, TENANT_NAME).await;
-    assert_eq!(status, 409, "{body}");
+    let (first, second) = match (first, second) {
+        (Ok(first), Ok(second)) => (first, second),
+        answers => panic!("both submits are answered: {answers:?}"),
+    };
+    assert_eq!(first.run_id, second.run_id);
+    f.finish(first.run_id).await;
+    let refusal = refused(
+        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
+        "a spent preview",
+    );
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
 
     // A preview that is not a preview of this tenant: 404.
-    let (status, _) = f
-        .execute_as(
-            &f.manager,
-            first.1["run_id"].as_i64().unwrap(),
-            true,
-            TENANT_NAME,
-        )
-        .await;
-    assert_eq!(status, 404);
+    let refusal = refused(
+        f.execute_as(&f.manager, first.run_id, true, TENANT_NAME)
+            .await,
+        "an execute run as the preview",
+    );
+    assert_eq!(refusal.status, 404);
 }
 
 async fn only_owners_and_managers_may_restore(f: Fixture) {
@@ -417,28 +442,45 @@ async fn only_owners_and_managers_may_restore(f: Fixture) {
     let runs = f.runs().await;
     for email in [OPERATOR, READONLY, OUTSIDER] {
         let cookie = f.app.sign_in(email).await;
-        let (status, body) = f.start_preview(&cookie, backup.set, &ids).await;
-        assert_eq!(status, 403, "{email} preview: {body}");
-        let (status, body) = f.execute_as(&cookie, preview, true, TENANT_NAME).await;
-        assert_eq!(status, 403, "{email} execute: {body}");
+        let refusal = refused(
+            f.start_preview(&cookie, backup.set, &ids).await,
+            &format!("{email} preview"),
+        );
+        assert_eq!(refusal.status, 403, "{email} preview: {}", refusal.body);
+        let refusal = refused(
+            f.execute_as(&cookie, preview, true, TENANT_NAME).await,
+            &format!("{email} execute"),
+        );
+        assert_eq!(refusal.status, 403, "{email} execute: {}", refusal.body);
     }
     assert_eq!(f.runs().await, runs, "nothing was queued");
     // Every member may read the plan; a non-member may not.
     let operator = f.app.sign_in(OPERATOR).await;
-    let id = preview.to_string();
-    let form = [("tenant", CONTOSO), ("run_id", id.as_str())];
-    assert_eq!(f.call_as(&operator, "restore/preview", &form).await.0, 200);
+    f.app
+        .restore_preview(&operator, CONTOSO, preview)
+        .await
+        .expect("an operator reads the plan");
     let outsider = f.app.sign_in(OUTSIDER).await;
-    assert_eq!(f.call_as(&outsider, "restore/preview", &form).await.0, 403);
+    let refusal = refused(
+        f.app.restore_preview(&outsider, CONTOSO, preview).await,
+        "the outsider's read",
+    );
+    assert_eq!(refusal.status, 403);
 
     // A queued restore run is cancelled only by those who may restore.
-    let (status, queued) = f.start_preview(&f.manager, backup.set, &ids[..1]).await;
-    assert_eq!(status, 200, "{queued}");
-    let id = queued["run_id"].as_i64().unwrap().to_string();
-    let form = [("tenant", CONTOSO), ("id", id.as_str())];
-    let (status, body) = f.call_as(&operator, "runs/cancel", &form).await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(f.call_as(&f.manager, "runs/cancel", &form).await.0, 200);
+    let queued = f
+        .start_preview(&f.manager, backup.set, &ids[..1])
+        .await
+        .expect("the preview is queued");
+    let refusal = refused(
+        f.app.cancel_run(&operator, CONTOSO, queued.run_id).await,
+        "the operator's cancel",
+    );
+    assert_eq!(refusal.status, 403, "{}", refusal.body);
+    f.app
+        .cancel_run(&f.manager, CONTOSO, queued.run_id)
+        .await
+        .expect("the manager cancels");
 }
 
 async fn an_item_changed_since_the_preview_is_not_written(f: Fixture) {
@@ -453,25 +495,27 @@ async fn an_item_changed_since_the_preview_is_not_written(f: Fixture) {
     assert!(f.demo.sim.change_settings(CONTOSO, &moved_graph));
     f.demo.sim.reset_counters();
     let detail = f.execute(preview).await;
-    assert_eq!(detail["status"], "CompletedWithErrors", "{detail}");
-    let failed = detail["items"]["rows"]
-        .as_array()
-        .unwrap()
+    assert_eq!(detail.status, RunStatus::CompletedWithErrors, "{detail:?}");
+    let failed = detail
+        .items
+        .rows
         .iter()
-        .find(|r| r["policy_id"] == moved)
-        .cloned()
+        .find(|r| r.policy_id == moved)
         .unwrap();
-    assert_eq!(failed["outcome"], "failed");
-    assert_eq!(failed["reason_code"], "changed_since_preview");
+    assert_eq!(failed.outcome, ItemOutcome::Failed);
+    assert_eq!(failed.reason_code, Some(ReasonCode::ChangedSincePreview));
     assert!(
         f.writes().iter().all(|w| !w.contains(&moved_graph)),
         "nothing written for the moved policy: {:?}",
         f.writes()
     );
-    assert!(detail["summary"]
-        .as_str()
-        .unwrap()
-        .starts_with("3 of 4 now match the backup; 1 failed"));
+    assert!(
+        detail
+            .summary
+            .as_deref()
+            .is_some_and(|summary| summary.starts_with("3 of 4 now match the backup; 1 failed")),
+        "{detail:?}"
+    );
 }
 
 async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
@@ -486,11 +530,14 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
         },
     );
     let (preview, plan) = f.preview(backup.set, &ids).await;
-    let block = plan["run_block"].as_str().unwrap_or_default();
-    assert!(block.contains("Group.Read.All"), "{plan}");
-    assert_eq!(plan["not_executable"], "Blocked");
-    let (status, _) = f.execute_as(&f.manager, preview, true, TENANT_NAME).await;
-    assert_eq!(status, 409);
+    let block = plan.run_block.as_deref().unwrap_or_default();
+    assert!(block.contains("Group.Read.All"), "{plan:?}");
+    assert_eq!(plan.not_executable, Some(GateFailure::Blocked));
+    let refusal = refused(
+        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
+        "a blocked restore",
+    );
+    assert_eq!(refusal.status, 409);
 
     // A group the backup assigns no longer exists: that item is blocked.
     f.demo.sim.set_app(CONTOSO, Default::default());
@@ -509,10 +556,13 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
     assert!(f.demo.sim.remove_group(CONTOSO, &group));
     let (preview, plan) = f.preview(backup.set, &ids).await;
     let blocked = item(&plan, policy);
-    assert_eq!(blocked["plan"], "blocked", "{plan}");
-    assert!(blocked["notes"]["blocked"].to_string().contains(&group));
-    let (status, body) = f.execute_as(&f.manager, preview, true, TENANT_NAME).await;
-    assert_eq!(status, 409, "{body}");
+    assert_eq!(blocked.plan, Some(PlanAction::Blocked), "{plan:?}");
+    assert!(blocked.notes.blocked.iter().any(|why| why.contains(&group)));
+    let refusal = refused(
+        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
+        "a restore with a blocked item",
+    );
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
 
     // A deleted policy whose backup holds a secret setting cannot be created anew (a backup
     // never holds a secret's value): blocked, naming the setting.
@@ -536,11 +586,13 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
     assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
     let (_, plan) = f.preview(backup.set, &[policy]).await;
     let blocked = item(&plan, policy);
-    assert_eq!(blocked["plan"], "blocked", "{plan}");
+    assert_eq!(blocked.plan, Some(PlanAction::Blocked), "{plan:?}");
     assert!(
-        blocked["notes"]["blocked"]
-            .to_string()
-            .contains(&secrets[0]),
-        "{blocked}"
+        blocked
+            .notes
+            .blocked
+            .iter()
+            .any(|why| why.contains(&secrets[0])),
+        "{blocked:?}"
     );
 }

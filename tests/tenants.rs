@@ -10,8 +10,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Backend, Options, TempDir, TestApp, TestDb, ADMIN, CONTOSO, OPERATOR};
-use serde_json::Value;
+use common::{Answer, Backend, Options, TempDir, TestApp, TestDb, ADMIN, CONTOSO, OPERATOR};
+use tenantatlas::domain::tenant::SecretSource;
+use tenantatlas::domain::{AppError, Role, TenantSettings, TenantSummary};
 use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::graph::credentials::{load_credentials, CredentialsError};
 use tenantatlas::server::graph::{GraphClient, GraphConfig, PolicyType, SecretResolver};
@@ -336,28 +337,19 @@ async fn keyed_app(backend: Backend, keys: &[&str]) -> TestApp {
     .await
 }
 
-fn connect_form<'a>(tenant: &'a str, secret: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("tenant", tenant),
-        ("name", "Woodgrove"),
-        ("client_id", "app-woodgrove"),
-        ("secret", secret),
-    ]
+/// "Connect a tenant" as `cookie`: Woodgrove with its app registration and `secret`.
+async fn connect(app: &TestApp, cookie: &str, tenant: &str, secret: &str) -> Answer<TenantSummary> {
+    app.connect_tenant(cookie, tenant, "Woodgrove", "app-woodgrove", secret)
+        .await
 }
 
 async fn connecting_in_the_app(backend: Backend) {
     let app = keyed_app(backend, &[K1]).await;
     let admin_cookie = app.sign_in(ADMIN).await;
-    let response = app
-        .call_as(
-            &admin_cookie,
-            "tenants/connect",
-            &connect_form(TENANT_A, SECRET),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let summary: Value = response.json().await.unwrap();
-    assert_eq!(summary["external_id"], TENANT_A);
+    let summary = connect(&app, &admin_cookie, TENANT_A, SECRET)
+        .await
+        .expect("the admin connects the tenant");
+    assert_eq!(summary.external_id, TENANT_A);
     let a = common::tenant_id(&app.db, TENANT_A).await;
     let (reference, ciphertext, _) = stored(&app, a).await;
     assert_eq!(reference, "encrypted");
@@ -365,89 +357,70 @@ async fn connecting_in_the_app(backend: Backend) {
     let sim = sim(SECRET).await;
     assert!(credentials_work(&app, &sim, a, &[K1]).await);
     // The connecting admin is the owner and sees it in their tenants.
-    let me: Value = app
-        .call_as(&admin_cookie, "auth/me", &[])
+    let me = app
+        .current_user(&admin_cookie)
         .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["is_admin"], true);
-    let membership = me["memberships"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["tenant"]["external_id"] == TENANT_A)
-        .expect("the new tenant is the admin's");
-    assert_eq!(membership["role"], "Owner");
+        .expect("the admin is signed in");
+    assert!(me.is_admin);
+    assert_eq!(
+        me.role_in(TENANT_A),
+        Some(Role::Owner),
+        "the new tenant is the admin's"
+    );
 
     // Twice → 409; a bad field → 422 naming it; a non-admin → 403.
-    let again = app
-        .call_as(
-            &admin_cookie,
-            "tenants/connect",
-            &connect_form(TENANT_A, SECRET),
-        )
-        .await;
-    assert_eq!(again.status(), 409);
+    let again = connect(&app, &admin_cookie, TENANT_A, SECRET)
+        .await
+        .unwrap_err();
+    assert_eq!(again.status, 409);
     let long = "s".repeat(1_001);
-    for (form, field) in [
-        (connect_form("not-a-guid", SECRET), "tenant"),
-        (connect_form(TENANT_B, ""), "secret"),
-        (connect_form(TENANT_B, &long), "secret"),
+    for (tenant, secret, field) in [
+        ("not-a-guid", SECRET, "tenant"),
+        (TENANT_B, "", "secret"),
+        (TENANT_B, long.as_str(), "secret"),
     ] {
-        let response = app.call_as(&admin_cookie, "tenants/connect", &form).await;
-        assert_eq!(response.status(), 422);
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["Invalid"]["field"], field, "{body}");
+        let refusal = connect(&app, &admin_cookie, tenant, secret)
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.status, 422);
+        let AppError::Invalid { field: named, .. } = refusal.error() else {
+            panic!("not a field's error: {refusal:?}");
+        };
+        assert_eq!(named, field, "{refusal:?}");
     }
     let operator = app.sign_in(OPERATOR).await;
-    let response = app
-        .call_as(
-            &operator,
-            "tenants/connect",
-            &connect_form(TENANT_B, SECRET),
-        )
-        .await;
-    assert_eq!(response.status(), 403);
+    let refusal = connect(&app, &operator, TENANT_B, SECRET)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.status, 403);
 
-    // The owner's settings: where the secret lives and since when, never the secret.
-    let tenant = [("tenant", TENANT_A)];
+    // The owner's settings: where the secret lives and since when, never the secret (in the
+    // answer as sent).
     let settings = app
-        .call_as(&admin_cookie, "tenants/settings", &tenant)
+        .call_as(&admin_cookie, "tenants/settings", &[("tenant", TENANT_A)])
         .await
         .text()
         .await
         .unwrap();
     assert!(!settings.contains(SECRET) && !settings.contains(&ciphertext));
-    let settings: Value = serde_json::from_str(&settings).unwrap();
+    let settings: TenantSettings = serde_json::from_str(&settings).unwrap();
     assert!(
-        !settings["secret"]["Encrypted"]["set_on"].is_null(),
-        "{settings}"
+        matches!(settings.secret, SecretSource::Encrypted { set_on: Some(_) }),
+        "{settings:?}"
     );
-    assert_eq!(settings["expiry_warning_days"], Value::Null);
-    assert_eq!(settings["can_store_secrets"], true);
+    assert_eq!(settings.expiry_warning_days, None);
+    assert!(settings.can_store_secrets);
 
     // A new secret that expires in 10 days: stored sealed, and the page warns.
     let soon = (time::OffsetDateTime::now_utc().date() + time::Duration::days(10)).to_string();
-    let replaced = app
-        .call_as(
-            &admin_cookie,
-            "tenants/replace-secret",
-            &[
-                ("tenant", TENANT_A),
-                ("secret", "the next secret"),
-                ("expires_on", &soon),
-            ],
-        )
-        .await;
-    assert_eq!(replaced.status(), 200);
-    let settings: Value = app
-        .call_as(&admin_cookie, "tenants/settings", &tenant)
+    app.replace_secret(&admin_cookie, TENANT_A, "the next secret", &soon)
         .await
-        .json()
+        .expect("the owner replaces the secret");
+    let settings = app
+        .tenant_settings(&admin_cookie, TENANT_A)
         .await
-        .unwrap();
-    assert_eq!(settings["expiry_warning_days"], 10, "{settings}");
+        .expect("the owner reads the settings");
+    assert_eq!(settings.expiry_warning_days, Some(10), "{settings:?}");
     let (_, after, _) = stored(&app, a).await;
     assert!(!after.contains("the next secret") && after != ciphertext);
     assert!(
@@ -456,48 +429,32 @@ async fn connecting_in_the_app(backend: Backend) {
     );
 
     // Disconnect: data stays, no run starts, credentials refuse; reconnect undoes it.
-    let disconnected = app
-        .call_as(&admin_cookie, "tenants/disconnect", &tenant)
-        .await;
-    assert_eq!(disconnected.status(), 200);
-    let set: Value = app
-        .call_as(
-            &admin_cookie,
-            "backup-sets/create",
-            &[("tenant", TENANT_A), ("name", "Kept"), ("description", "")],
-        )
+    app.disconnect_tenant(&admin_cookie, TENANT_A)
         .await
-        .json()
+        .expect("the owner disconnects the tenant");
+    let set_id = app
+        .create_backup_set(&admin_cookie, TENANT_A, "Kept", "")
         .await
-        .unwrap();
-    let set_id = set["id"]
-        .as_i64()
         .expect("backup sets still work")
-        .to_string();
-    let policy = common::insert_policies(&app.db, TENANT_A, 1).await[0].to_string();
-    let submit = [
-        ("tenant", TENANT_A),
-        ("backup_set_id", set_id.as_str()),
-        ("policy_ids[0]", policy.as_str()),
-    ];
+        .id;
+    let policy = common::insert_policies(&app.db, TENANT_A, 1).await[0];
     let refused_run = app
-        .call_as(&admin_cookie, "runs/add-policies", &submit)
-        .await;
-    assert_eq!(refused_run.status(), 409);
-    assert!(refused_run.text().await.unwrap().contains("disconnected"));
+        .add_policies(&admin_cookie, TENANT_A, set_id, &[policy], &[])
+        .await
+        .unwrap_err();
+    assert_eq!(refused_run.status, 409);
+    assert!(refused_run.body.contains("disconnected"));
     let resolver = SecretResolver::default().with_keys(Some(Arc::new(KeyRing::parse(K1).unwrap())));
     assert!(matches!(
         load_credentials(&app.db, a, &resolver).await,
         Err(CredentialsError::Disconnected)
     ));
-    let reconnected = app
-        .call_as(&admin_cookie, "tenants/reconnect", &tenant)
-        .await;
-    assert_eq!(reconnected.status(), 200);
-    let started = app
-        .call_as(&admin_cookie, "runs/add-policies", &submit)
-        .await;
-    assert_eq!(started.status(), 200);
+    app.reconnect_tenant(&admin_cookie, TENANT_A)
+        .await
+        .expect("the owner reconnects the tenant");
+    app.add_policies(&admin_cookie, TENANT_A, set_id, &[policy], &[])
+        .await
+        .expect("runs start again");
     let actions: Vec<String> = sqlx::query_scalar(
         "SELECT action FROM audit_log WHERE tenant_id = $1 AND action LIKE 'tenant.%' ORDER BY id",
     )
@@ -520,19 +477,15 @@ async fn connecting_in_the_app(backend: Backend) {
 async fn connecting_without_a_key_is_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let cookie = app.sign_in(ADMIN).await;
-    let response = app
-        .call_as(&cookie, "tenants/connect", &connect_form(TENANT_A, SECRET))
-        .await;
-    assert_eq!(response.status(), 409);
-    assert!(response.text().await.unwrap().contains("--secret-key-file"));
-    let settings: Value = app
-        .call_as(&cookie, "tenants/settings", &[("tenant", CONTOSO)])
+    let refusal = connect(&app, &cookie, TENANT_A, SECRET).await.unwrap_err();
+    assert_eq!(refusal.status, 409);
+    assert!(refusal.body.contains("--secret-key-file"));
+    let settings = app
+        .tenant_settings(&cookie, CONTOSO)
         .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(settings["can_store_secrets"], false);
-    assert_eq!(settings["secret"], "Demo");
+        .expect("the owner reads the settings");
+    assert!(!settings.can_store_secrets);
+    assert_eq!(settings.secret, SecretSource::Demo);
     assert_eq!(app.count("tenants").await, 2);
 }
 

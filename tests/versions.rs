@@ -6,9 +6,13 @@
 mod common;
 
 use common::{
-    insert_policies, insert_snapshot, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY,
+    insert_policies, insert_snapshot, Answer, Form, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER,
+    READONLY,
 };
 use serde_json::{json, Value};
+use tenantatlas::domain::snapshot::{ChangeKind, RowValue};
+use tenantatlas::domain::versions::{SetLink, VersionDiff};
+use tenantatlas::domain::PolicyType;
 
 both_backends!(TestApp:
     policy_page_lists_versions_newest_first,
@@ -55,57 +59,44 @@ async fn two_versions(app: &TestApp) -> (i64, i64, i64, i64) {
     (policy, old, new, set)
 }
 
-async fn json_as(
-    app: &TestApp,
-    cookie: &str,
-    endpoint: &str,
-    form: &[(&str, &str)],
-) -> (u16, Value) {
-    let response = app.call_as(cookie, endpoint, form).await;
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
     let response = app.get(Some(cookie), path).await;
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// Checks a non-member's answer from `endpoint`: refused (403), naming no policy.
+fn refused<T: std::fmt::Debug>(endpoint: &str, answer: Answer<T>) {
+    let refusal = answer.expect_err(endpoint);
+    assert_eq!(refusal.status, 403, "{endpoint}: {}", refusal.body);
+    assert!(!refusal.body.contains("Test policy"), "{endpoint} leaked");
+}
+
 async fn policy_page_lists_versions_newest_first(app: TestApp) {
     let (policy, old, new, set) = two_versions(&app).await;
     let reader = app.sign_in(READONLY).await;
-    let id = policy.to_string();
-    let (status, info) = json_as(
-        &app,
-        &reader,
-        "policies/get",
-        &[("tenant", CONTOSO), ("id", &id)],
-    )
-    .await;
-    assert_eq!(status, 200, "{info}");
-    assert_eq!(info["display_name"], "Test policy 0");
-    assert_eq!(info["policy_type"], "compliance");
-    let (status, versions) = json_as(
-        &app,
-        &reader,
-        "policies/versions",
-        &[("tenant", CONTOSO), ("id", &id)],
-    )
-    .await;
-    assert_eq!(status, 200, "{versions}");
-    let versions = versions.as_array().unwrap();
+    let info = app
+        .policy(&reader, CONTOSO, policy)
+        .await
+        .expect("the policy");
+    assert_eq!(info.display_name, "Test policy 0");
+    assert_eq!(info.policy_type, PolicyType::Compliance);
+    let versions = app
+        .policy_versions(&reader, CONTOSO, policy)
+        .await
+        .expect("the versions");
     assert_eq!(versions.len(), 2);
-    assert_eq!(versions[0]["id"], new);
-    assert_eq!(versions[0]["previous_id"], old);
-    assert_eq!(versions[0]["backup_sets"], json!([]));
-    assert_eq!(versions[1]["id"], old);
-    assert_eq!(versions[1]["previous_id"], Value::Null);
-    assert_eq!(versions[1]["backup_sets"][0]["name"], "Baseline");
-    assert_eq!(versions[1]["backup_sets"][0]["id"], set);
+    assert_eq!(versions[0].id, new);
+    assert_eq!(versions[0].previous_id, Some(old));
+    assert_eq!(versions[0].backup_sets, []);
+    assert_eq!(versions[1].id, old);
+    assert_eq!(versions[1].previous_id, None);
+    assert_eq!(
+        versions[1].backup_sets[0],
+        SetLink {
+            id: set,
+            name: "Baseline".to_owned()
+        }
+    );
 
     let (status, html) = page(&app, &reader, &format!("/t/{CONTOSO}/policies/{policy}")).await;
     assert_eq!(status, 200);
@@ -133,28 +124,17 @@ async fn policy_page_lists_versions_newest_first(app: TestApp) {
 async fn viewer_reads_settings_and_serves_raw_json(app: TestApp) {
     let (policy, old, _, _) = two_versions(&app).await;
     let reader = app.sign_in(READONLY).await;
-    let form = [
-        ("tenant", CONTOSO),
-        ("id", &policy.to_string()),
-        ("version", &old.to_string()),
-    ];
-    let (status, view) = json_as(&app, &reader, "policies/version", &form).await;
-    assert_eq!(status, 200, "{view}");
-    let rows: Vec<&Value> = view["readable"]["sections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["rows"].as_array().unwrap())
-        .collect();
-    let min = rows
-        .iter()
-        .find(|r| r["label"] == "Password minimum length")
+    let view = app
+        .policy_version(&reader, CONTOSO, policy, old)
+        .await
+        .expect("the version");
+    let min = view
+        .readable
+        .rows()
+        .find(|r| r.label == "Password minimum length")
         .expect("a readable label");
-    assert_eq!(min["value"]["Text"], "8");
-    assert!(view["raw_json"]
-        .as_str()
-        .unwrap()
-        .contains("\"passwordMinimumLength\": 8"));
+    assert_eq!(min.value, RowValue::Text("8".to_owned()));
+    assert!(view.raw_json.contains("\"passwordMinimumLength\": 8"));
 
     let path = format!("/t/{CONTOSO}/policies/{policy}/versions/{old}");
     let (status, html) = page(&app, &reader, &path).await;
@@ -178,24 +158,20 @@ async fn viewer_reads_settings_and_serves_raw_json(app: TestApp) {
 async fn diff_shows_the_changed_setting(app: TestApp) {
     let (policy, old, new, _) = two_versions(&app).await;
     let reader = app.sign_in(READONLY).await;
-    let id = policy.to_string();
-    let (from, to) = (old.to_string(), new.to_string());
-    let form = [
-        ("tenant", CONTOSO),
-        ("id", id.as_str()),
-        ("from", &from),
-        ("to", &to),
-    ];
-    let (status, diff) = json_as(&app, &reader, "policies/diff", &form).await;
-    assert_eq!(status, 200, "{diff}");
-    let changes = diff["comparison"]["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 1, "{diff}");
-    assert_eq!(changes[0]["kind"], "Changed");
-    assert!(changes[0]["labels"]
-        .to_string()
-        .contains("Password minimum length"));
-    assert_eq!(changes[0]["old"]["text"], "8");
-    assert_eq!(changes[0]["new"]["text"], "12");
+    let diff = app
+        .policy_diff(&reader, CONTOSO, policy, old, new)
+        .await
+        .expect("the comparison");
+    let changes = &diff.comparison.changes;
+    assert_eq!(changes.len(), 1, "{diff:?}");
+    let change = &changes[0];
+    assert_eq!(change.kind, ChangeKind::Changed);
+    assert!(change
+        .labels
+        .iter()
+        .any(|label| label.contains("Password minimum length")));
+    assert_eq!(change.old.as_ref().map(|v| v.text.as_str()), Some("8"));
+    assert_eq!(change.new.as_ref().map(|v| v.text.as_str()), Some("12"));
 
     let (status, html) = page(
         &app,
@@ -221,28 +197,23 @@ async fn diff_shows_the_changed_setting(app: TestApp) {
 async fn non_members_are_refused(app: TestApp) {
     let (policy, old, new, _) = two_versions(&app).await;
     let outsider = app.sign_in(OUTSIDER).await;
-    let (id, from, to) = (policy.to_string(), old.to_string(), new.to_string());
-    let form = [
-        ("tenant", CONTOSO),
-        ("id", id.as_str()),
-        ("version", &from),
-        ("from", &from),
-        ("to", &to),
-    ];
-    for endpoint in [
-        "policies/get",
+    refused("policies/get", app.policy(&outsider, CONTOSO, policy).await);
+    refused(
         "policies/versions",
+        app.policy_versions(&outsider, CONTOSO, policy).await,
+    );
+    refused(
         "policies/version",
+        app.policy_version(&outsider, CONTOSO, policy, old).await,
+    );
+    refused(
         "policies/diff",
+        app.policy_diff(&outsider, CONTOSO, policy, old, new).await,
+    );
+    refused(
         "policies/inventory",
-    ] {
-        let (status, body) = json_as(&app, &outsider, endpoint, &form).await;
-        assert_eq!(status, 403, "{endpoint}: {body}");
-        assert!(
-            !body.to_string().contains("Test policy"),
-            "{endpoint} leaked"
-        );
-    }
+        app.policy_inventory(&outsider, CONTOSO, &[]).await,
+    );
     for path in [
         format!("/t/{CONTOSO}/policies"),
         format!("/t/{CONTOSO}/policies/{policy}"),
@@ -275,45 +246,37 @@ async fn foreign_or_bad_versions_are_not_found(app: TestApp) {
     let foreign_policy = insert_policies(&app.db, FABRIKAM, 1).await[0];
     let foreign = insert_snapshot(&app.db, FABRIKAM, foreign_policy, &payload(5), 'd', 3_000).await;
     let reader = app.sign_in(READONLY).await;
-    let id = policy.to_string();
-    let own = old.to_string();
-    for version in [
-        other_version.to_string(),
-        foreign.to_string(),
-        "999999".to_owned(),
-    ] {
-        let form = [
-            ("tenant", CONTOSO),
-            ("id", id.as_str()),
-            ("version", version.as_str()),
-        ];
-        let (status, body) = json_as(&app, &reader, "policies/version", &form).await;
-        assert_eq!(status, 404, "{version}: {body}");
-        assert!(!body.to_string().contains("\"passwordMinimumLength\""));
-        let form = [
-            ("tenant", CONTOSO),
-            ("id", id.as_str()),
-            ("from", own.as_str()),
-            ("to", version.as_str()),
-        ];
-        let (status, body) = json_as(&app, &reader, "policies/diff", &form).await;
-        assert_eq!(status, 404, "{version}: {body}");
+    for version in [other_version, foreign, 999999] {
+        let refusal = app
+            .policy_version(&reader, CONTOSO, policy, version)
+            .await
+            .expect_err("not this policy's version");
+        assert_eq!(refusal.status, 404, "{version}: {}", refusal.body);
+        assert!(!refusal.body.contains("\"passwordMinimumLength\""));
+        let refusal = app
+            .policy_diff(&reader, CONTOSO, policy, old, version)
+            .await
+            .expect_err("not this policy's version");
+        assert_eq!(refusal.status, 404, "{version}: {}", refusal.body);
         let path = format!("/t/{CONTOSO}/policies/{policy}/versions/{version}/raw.json");
         assert_eq!(app.get(Some(&reader), &path).await.status(), 404, "{path}");
     }
     // The Fabrikam policy itself, through Contoso's URL.
-    let form = [("tenant", CONTOSO), ("id", &foreign_policy.to_string())];
-    let (status, _) = json_as(&app, &reader, "policies/get", &form).await;
-    assert_eq!(status, 404);
+    let refusal = app
+        .policy(&reader, CONTOSO, foreign_policy)
+        .await
+        .expect_err("another tenant's policy");
+    assert_eq!(refusal.status, 404);
     // Not numbers: a client error with a reason, never a 500.
-    let form = [
-        ("tenant", CONTOSO),
-        ("id", id.as_str()),
-        ("from", "x"),
-        ("to", own.as_str()),
-    ];
-    let (status, body) = json_as(&app, &reader, "policies/diff", &form).await;
-    assert!((400..500).contains(&status), "{status} {body}");
+    let form = Form::tenant(CONTOSO)
+        .field("id", policy)
+        .field("from", "x")
+        .field("to", old);
+    let refusal = app
+        .answer::<VersionDiff>(Some(&reader), "policies/diff", &form)
+        .await
+        .expect_err("`from` is not a number");
+    assert!(refusal.status.is_client_error(), "{refusal:?}");
     let path = format!("/t/{CONTOSO}/policies/{policy}/versions/abc/raw.json");
     assert_eq!(app.get(Some(&reader), &path).await.status(), 404);
     let (status, _) = page(
@@ -328,27 +291,25 @@ async fn foreign_or_bad_versions_are_not_found(app: TestApp) {
 async fn inventory_searches_and_filters(app: TestApp) {
     let ids = insert_policies(&app.db, CONTOSO, 3).await;
     let reader = app.sign_in(READONLY).await;
-    let search = [
-        ("tenant", CONTOSO),
-        ("search", "test policy 1"),
-        ("policy_type", "compliance"),
-    ];
-    let (status, page_json) = json_as(&app, &reader, "policies/inventory", &search).await;
-    assert_eq!(status, 200, "{page_json}");
-    let rows = page_json["rows"].as_array().unwrap();
-    assert!(rows.iter().any(|r| r["id"] == ids[1]));
-    assert!(rows.iter().all(|r| r["display_name"]
-        .as_str()
-        .unwrap()
-        .to_lowercase()
-        .contains("test policy 1")));
+    let search = [("search", "test policy 1"), ("policy_type", "compliance")];
+    let found = app
+        .policy_inventory(&reader, CONTOSO, &search)
+        .await
+        .expect("the inventory");
+    assert!(found.rows.iter().any(|r| r.id == ids[1]));
+    assert!(found
+        .rows
+        .iter()
+        .all(|r| r.display_name.to_lowercase().contains("test policy 1")));
     let other_type = [
-        ("tenant", CONTOSO),
         ("search", "test policy 1"),
         ("policy_type", "settings_catalog"),
     ];
-    let (_, none) = json_as(&app, &reader, "policies/inventory", &other_type).await;
-    assert_eq!(none["total"], 0);
+    let none = app
+        .policy_inventory(&reader, CONTOSO, &other_type)
+        .await
+        .expect("the inventory");
+    assert_eq!(none.total, 0);
     let (status, html) = page(
         &app,
         &reader,

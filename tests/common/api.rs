@@ -13,6 +13,11 @@ use tenantatlas::domain::{
 
 use super::TestApp;
 
+mod members;
+mod restore;
+mod tenants;
+mod versions;
+
 /// A server function's answer: the typed value on 200, else what the server refused with.
 pub type Answer<T> = Result<T, Refusal>;
 
