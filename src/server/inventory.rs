@@ -332,9 +332,8 @@ async fn upsert(
         "INSERT INTO policies (tenant_id, policy_type, graph_id, display_name, platform, \
          last_modified_at, synced_at) VALUES ",
     );
-    for (i, listing) in batch.iter().enumerate() {
-        sql.push(if i == 0 { "(" } else { ", (" })
-            .int(tenant_id)
+    sql.rows(batch, |sql, listing| {
+        sql.int(tenant_id)
             .push(", ")
             .text(listing.policy_type.as_str())
             .push(", ")
@@ -346,9 +345,8 @@ async fn upsert(
             .push(", ")
             .opt_int(listing.last_modified_at.map(Timestamp::millis))
             .push(", ")
-            .int(now)
-            .push(")");
-    }
+            .int(now);
+    });
     sql.push(
         " ON CONFLICT (tenant_id, policy_type, graph_id) DO UPDATE SET \
          display_name = excluded.display_name, platform = excluded.platform, \

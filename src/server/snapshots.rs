@@ -120,89 +120,242 @@ pub async fn store_snapshot(
     snapshot: &Snapshot,
     now: i64,
 ) -> Result<StoredSnapshot, sqlx::Error> {
-    let stored = find_or_insert(tx, tenant_id, policy_id, snapshot, now).await?;
-    sqlx::query("UPDATE policies SET current_snapshot_id = $1 WHERE tenant_id = $2 AND id = $3")
-        .bind(stored.id)
-        .bind(tenant_id)
-        .bind(policy_id)
-        .execute(&mut **tx)
-        .await?;
+    let stored = store_snapshots(tx, tenant_id, &[(policy_id, snapshot)], now).await?;
+    stored.into_iter().next().ok_or(sqlx::Error::RowNotFound)
+}
+
+/// [`store_snapshot`] for a batch of captures (policy, snapshot), in a few statements for the
+/// whole batch rather than several per capture; the versions in the batch's order. A policy
+/// that appears twice becomes current with its last capture.
+pub async fn store_snapshots(
+    tx: &mut Tx,
+    tenant_id: i64,
+    captures: &[(i64, &Snapshot)],
+    now: i64,
+) -> Result<Vec<StoredSnapshot>, sqlx::Error> {
+    let mut definitions: HashMap<&str, &SettingDefinition> = HashMap::new();
+    for (_, snapshot) in captures {
+        for definition in &snapshot.setting_definitions {
+            definitions.insert(&definition.id, definition);
+        }
+    }
+    let mut definitions: Vec<&SettingDefinition> = definitions.into_values().collect();
+    definitions.sort_by(|a, b| a.id.cmp(&b.id));
+    store_definitions(tx, &definitions, now).await?;
+
+    let mut stored = Vec::with_capacity(captures.len());
+    for chunk in captures.chunks(CAPTURES_PER_QUERY) {
+        stored.extend(find_or_insert(tx, tenant_id, chunk, now).await?);
+    }
+    // The current version of each policy: its last capture in the batch.
+    let mut current: HashMap<i64, i64> = HashMap::new();
+    for ((policy_id, _), version) in captures.iter().zip(&stored) {
+        current.insert(*policy_id, version.id);
+    }
+    let mut current: Vec<(i64, i64)> = current.into_iter().collect();
+    current.sort_unstable();
+    for chunk in current.chunks(CAPTURES_PER_QUERY) {
+        let mut sql = Sql::new("WITH v (id, snapshot_id) AS (VALUES ");
+        sql.rows(chunk, |sql, (policy_id, snapshot_id)| {
+            sql.int(*policy_id).push(", ").int(*snapshot_id);
+        })
+        .push(
+            ") UPDATE policies SET current_snapshot_id = v.snapshot_id FROM v \
+             WHERE policies.id = v.id AND policies.tenant_id = ",
+        )
+        .int(tenant_id);
+        sql.query().execute(&mut **tx).await?;
+    }
     Ok(stored)
 }
 
+/// Captures per statement when storing a batch (8 values each: well under both engines'
+/// parameter limits).
+const CAPTURES_PER_QUERY: usize = 100;
+
+/// The version of each capture: the one stored under its hash, else the policy's newest one if
+/// it holds the same content, else a new one.
 async fn find_or_insert(
     tx: &mut Tx,
     tenant_id: i64,
-    policy_id: i64,
-    snapshot: &Snapshot,
+    captures: &[(i64, &Snapshot)],
     now: i64,
-) -> Result<StoredSnapshot, sqlx::Error> {
-    store_definitions(tx, &snapshot.setting_definitions, now).await?;
-    if let Some(id) = with_hash(tx, tenant_id, policy_id, &snapshot.content_hash).await? {
-        return Ok(StoredSnapshot {
-            id,
-            new_version: false,
-        });
-    }
-    let sql = format!(
-        "SELECT {VERSION_COLUMNS} FROM policy_snapshots WHERE tenant_id = $1 AND policy_id = $2 \
-         ORDER BY captured_at DESC, id DESC LIMIT 1"
-    );
-    let newest: Option<VersionRow> = sqlx::query_as(&sql)
-        .bind(tenant_id)
-        .bind(policy_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if let Some(row) = newest {
-        // A version that cannot be read is never reused; the capture then becomes a new one.
-        if let Ok(newest) = StoredVersion::try_from(row) {
-            if same_content(&newest, snapshot) {
-                return Ok(StoredSnapshot {
-                    id: newest.id,
+) -> Result<Vec<StoredSnapshot>, sqlx::Error> {
+    let found = with_hashes(tx, tenant_id, captures).await?;
+    let mut versions: Vec<Option<StoredSnapshot>> = captures
+        .iter()
+        .map(|(policy_id, snapshot)| {
+            found
+                .get(&(*policy_id, snapshot.content_hash.as_str()))
+                .map(|&id| StoredSnapshot {
+                    id,
                     new_version: false,
-                });
+                })
+        })
+        .collect();
+    let unknown: Vec<i64> = captures
+        .iter()
+        .zip(&versions)
+        .filter(|(_, version)| version.is_none())
+        .map(|((policy_id, _), _)| *policy_id)
+        .collect();
+    let newest = newest_versions(tx, tenant_id, &unknown).await?;
+    // A version that cannot be read is never reused; the capture then becomes a new one.
+    for ((policy_id, snapshot), version) in captures.iter().zip(versions.iter_mut()) {
+        if version.is_none() {
+            if let Some(newest) = newest.get(policy_id) {
+                if same_content(newest, snapshot) {
+                    *version = Some(StoredSnapshot {
+                        id: newest.id,
+                        new_version: false,
+                    });
+                }
             }
         }
     }
-    let inserted = sqlx::query(
+    let mut new: Vec<(i64, &Snapshot)> = Vec::new();
+    for ((policy_id, snapshot), version) in captures.iter().zip(&versions) {
+        let key = (*policy_id, snapshot.content_hash.as_str());
+        if version.is_none()
+            && !new
+                .iter()
+                .any(|(p, s)| (*p, s.content_hash.as_str()) == key)
+        {
+            new.push((*policy_id, snapshot));
+        }
+    }
+    if new.is_empty() {
+        return Ok(versions.into_iter().flatten().collect());
+    }
+    let mut sql = Sql::new(
         "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at, \
-         capture_format, with_assignments, with_scope_tags) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (policy_id, content_hash) DO NOTHING",
-    )
-    .bind(tenant_id)
-    .bind(policy_id)
-    .bind(&snapshot.content_hash)
-    .bind(&snapshot.canonical_json)
-    .bind(now)
-    .bind(i64::from(snapshot.format.get()))
-    .bind(i64::from(snapshot.options.include_assignments))
-    .bind(i64::from(snapshot.options.include_scope_tags))
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    let id = with_hash(tx, tenant_id, policy_id, &snapshot.content_hash)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
-    Ok(StoredSnapshot {
-        id,
-        new_version: inserted == 1,
+         capture_format, with_assignments, with_scope_tags) VALUES ",
+    );
+    sql.rows(&new, |sql, (policy_id, snapshot)| {
+        sql.int(tenant_id)
+            .push(", ")
+            .int(*policy_id)
+            .push(", ")
+            .text(snapshot.content_hash.as_str())
+            .push(", ")
+            .text(snapshot.canonical_json.as_str())
+            .push(", ")
+            .int(now)
+            .push(", ")
+            .int(i64::from(snapshot.format.get()))
+            .push(", ")
+            .int(i64::from(snapshot.options.include_assignments))
+            .push(", ")
+            .int(i64::from(snapshot.options.include_scope_tags));
     })
+    .push(
+        " ON CONFLICT (policy_id, content_hash) DO NOTHING RETURNING id, policy_id, content_hash",
+    );
+    let inserted: Vec<(i64, i64, String)> = sql.query_as().fetch_all(&mut **tx).await?;
+    let inserted: HashMap<(i64, &str), i64> = inserted
+        .iter()
+        .map(|(id, policy_id, hash)| ((*policy_id, hash.as_str()), *id))
+        .collect();
+    // What another transaction stored meanwhile under the same hash is found again.
+    let raced: Vec<(i64, &Snapshot)> = new
+        .iter()
+        .filter(|(policy_id, snapshot)| {
+            !inserted.contains_key(&(*policy_id, snapshot.content_hash.as_str()))
+        })
+        .copied()
+        .collect();
+    let found = with_hashes(tx, tenant_id, &raced).await?;
+    captures
+        .iter()
+        .zip(versions)
+        .map(|((policy_id, snapshot), version)| {
+            let key = (*policy_id, snapshot.content_hash.as_str());
+            version
+                .or_else(|| {
+                    inserted.get(&key).map(|&id| StoredSnapshot {
+                        id,
+                        new_version: true,
+                    })
+                })
+                .or_else(|| {
+                    found.get(&key).map(|&id| StoredSnapshot {
+                        id,
+                        new_version: false,
+                    })
+                })
+                .ok_or(sqlx::Error::RowNotFound)
+        })
+        .collect()
 }
 
-async fn with_hash(
+/// The stored versions of these captures' contents, by (policy, hash); captures whose content
+/// has no version are left out.
+async fn with_hashes<'a>(
     tx: &mut Tx,
     tenant_id: i64,
+    captures: &'a [(i64, &Snapshot)],
+) -> Result<HashMap<(i64, &'a str), i64>, sqlx::Error> {
+    if captures.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // Policies and hashes are matched as two lists; the pairs are then picked out here.
+    let mut sql =
+        Sql::new("SELECT id, policy_id, content_hash FROM policy_snapshots WHERE tenant_id = ");
+    sql.int(tenant_id)
+        .push(" AND policy_id IN (")
+        .list(captures, |sql, (policy_id, _)| {
+            sql.int(*policy_id);
+        })
+        .push(") AND content_hash IN (")
+        .list(captures, |sql, (_, snapshot)| {
+            sql.text(snapshot.content_hash.as_str());
+        })
+        .push(")");
+    let rows: Vec<(i64, i64, String)> = sql.query_as().fetch_all(&mut **tx).await?;
+    let mut found = HashMap::new();
+    for (policy_id, snapshot) in captures {
+        let hash = snapshot.content_hash.as_str();
+        if let Some((id, ..)) = rows.iter().find(|(_, p, h)| p == policy_id && h == hash) {
+            found.insert((*policy_id, hash), *id);
+        }
+    }
+    Ok(found)
+}
+
+/// A row of [`VERSION_COLUMNS`] with its policy.
+#[derive(FromRow)]
+struct NewestRow {
     policy_id: i64,
-    hash: &str,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT id FROM policy_snapshots WHERE tenant_id = $1 AND policy_id = $2 AND content_hash = $3",
-    )
-    .bind(tenant_id)
-    .bind(policy_id)
-    .bind(hash)
-    .fetch_optional(&mut **tx)
-    .await
+    #[sqlx(flatten)]
+    version: VersionRow,
+}
+
+/// The newest readable version of each of these policies (by capture time, then id).
+async fn newest_versions(
+    tx: &mut Tx,
+    tenant_id: i64,
+    policy_ids: &[i64],
+) -> Result<HashMap<i64, StoredVersion>, sqlx::Error> {
+    if policy_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut sql = Sql::new(format!(
+        "SELECT policy_id, {VERSION_COLUMNS} FROM policy_snapshots WHERE id IN (\
+           SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY policy_id \
+             ORDER BY captured_at DESC, id DESC) AS newest \
+           FROM policy_snapshots WHERE tenant_id = "
+    ));
+    sql.int(tenant_id)
+        .push(" AND policy_id IN (")
+        .list(policy_ids, |sql, policy_id| {
+            sql.int(*policy_id);
+        })
+        .push(")) ranked WHERE newest = 1)");
+    let rows: Vec<NewestRow> = sql.query_as().fetch_all(&mut **tx).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| Some((row.policy_id, StoredVersion::try_from(row.version).ok()?)))
+        .collect())
 }
 
 /// Whether a stored version holds what a capture holds: the same normalised content, each read
@@ -223,7 +376,7 @@ fn same_content(stored: &StoredVersion, snapshot: &Snapshot) -> bool {
 /// so concurrent captures of the same settings do not lock each other's rows.
 async fn store_definitions(
     tx: &mut Tx,
-    definitions: &[SettingDefinition],
+    definitions: &[&SettingDefinition],
     now: i64,
 ) -> Result<(), sqlx::Error> {
     if definitions.is_empty() {
@@ -239,6 +392,7 @@ async fn store_definitions(
         let rows: Vec<(String, String)> = sql.query_as().fetch_all(&mut **tx).await?;
         stored.extend(rows);
     }
+    let mut new = Vec::new();
     for definition in definitions {
         match stored.get(&definition.id) {
             Some(json) if *json == definition.json => {}
@@ -254,19 +408,24 @@ async fn store_definitions(
                 .execute(&mut **tx)
                 .await?;
             }
-            None => {
-                sqlx::query(
-                    "INSERT INTO setting_definitions (id, display_name, definition, updated_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&definition.id)
-                .bind(&definition.display_name)
-                .bind(&definition.json)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
+            None => new.push(*definition),
         }
+    }
+    for chunk in new.chunks(IDS_PER_QUERY / 4) {
+        let mut sql = Sql::new(
+            "INSERT INTO setting_definitions (id, display_name, definition, updated_at) VALUES ",
+        );
+        sql.rows(chunk, |sql, definition| {
+            sql.text(definition.id.as_str())
+                .push(", ")
+                .text(definition.display_name.as_str())
+                .push(", ")
+                .text(definition.json.as_str())
+                .push(", ")
+                .int(now);
+        })
+        .push(" ON CONFLICT (id) DO NOTHING");
+        sql.query().execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -274,13 +433,10 @@ async fn store_definitions(
 /// `prefix` followed by one placeholder per id and `)`.
 fn in_list(prefix: &str, ids: &[String]) -> Sql {
     let mut sql = Sql::new(prefix);
-    for (index, id) in ids.iter().enumerate() {
-        if index > 0 {
-            sql.push(", ");
-        }
-        sql.text(id.clone());
-    }
-    sql.push(")");
+    sql.list(ids, |sql, id| {
+        sql.text(id.as_str());
+    })
+    .push(")");
     sql
 }
 

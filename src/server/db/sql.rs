@@ -82,6 +82,35 @@ impl Sql {
         self.value(Value::OptText(value.map(Into::into)))
     }
 
+    /// Appends `write` of each item, separated by commas: `$1, $2, $3` for an `IN (…)` list.
+    pub fn list<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut write: impl FnMut(&mut Self, T),
+    ) -> &mut Self {
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            write(self, item);
+        }
+        self
+    }
+
+    /// Appends one parenthesised row per item, separated by commas: `($1, $2), ($3, $4)` for
+    /// `VALUES`. `write` writes a row's values (with their own `", "` between them).
+    pub fn rows<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut write: impl FnMut(&mut Self, T),
+    ) -> &mut Self {
+        self.list(items, |sql, item| {
+            sql.push("(");
+            write(sql, item);
+            sql.push(")");
+        })
+    }
+
     fn value(&mut self, value: Value) -> &mut Self {
         self.values.push(value);
         self.text.push_str(&format!("${}", self.values.len()));
@@ -164,6 +193,28 @@ mod tests {
                 Value::OptInt(None),
             ]
         );
+    }
+
+    #[test]
+    fn lists_and_rows_are_separated_and_numbered() {
+        let mut sql = Sql::new("WITH v (id, name) AS (VALUES ");
+        sql.rows([(1, "a"), (2, "b")], |sql, (id, name)| {
+            sql.int(id).push(", ").text(name);
+        })
+        .push(") SELECT id FROM v WHERE id IN (")
+        .list([3, 4, 5], |sql, id| {
+            sql.int(id);
+        })
+        .push(")");
+        assert_eq!(
+            sql.as_str(),
+            "WITH v (id, name) AS (VALUES ($1, $2), ($3, $4)) SELECT id FROM v WHERE id IN ($5, $6, $7)"
+        );
+        let mut empty = Sql::new("(");
+        empty.list(Vec::<i64>::new(), |sql, id| {
+            sql.int(id);
+        });
+        assert_eq!(empty.as_str(), "(");
     }
 
     #[tokio::test]

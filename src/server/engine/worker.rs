@@ -543,7 +543,10 @@ impl Worker {
             } else {
                 None
             };
-            match self.record(operation, &run, &batch, ending).await? {
+            let recording = self
+                .record(operation, &run, &batch, ending, writing.writer())
+                .await?;
+            match recording {
                 Recording::Recorded => {}
                 Recording::Ended => return Ok(()),
                 Recording::LeaseLost => {
@@ -669,7 +672,8 @@ impl Worker {
 
     /// Writes a batch of outcomes (the handler's part first, then each item's outcome) with the
     /// run's counters, in one transaction that also renews the lease, or, with `ending` (the
-    /// Graph figures not yet written), ends the run in it too. Nothing is written when this
+    /// Graph figures not yet written), ends the run in it too; otherwise the figures go with it
+    /// once a second (`writer`). Nothing is written when this
     /// worker no longer holds the lease.
     async fn record<O: Operation>(
         &self,
@@ -677,6 +681,7 @@ impl Worker {
         run: &Run<O::Input>,
         batch: &[(Pending<O::Item>, O::Output)],
         ending: Option<GraphFigures>,
+        writer: &FiguresWriter,
     ) -> Result<Recording, sqlx::Error> {
         let now = Timestamp::now().millis();
         let mut tx = self.db.pool().begin().await?;
@@ -694,18 +699,16 @@ impl Worker {
         // was in flight in a second one (their outcome replaces the skip).
         let outcomes = |guard: &str| {
             let mut sql = Sql::new("WITH v (id, outcome, reason_code, message) AS (VALUES ");
-            for (i, ((pending, _), done)) in batch.iter().zip(&recorded).enumerate() {
-                sql.push(if i == 0 { "(" } else { ", (" })
-                    .int(pending.item_id)
+            sql.rows(batch.iter().zip(&recorded), |sql, ((pending, _), done)| {
+                sql.int(pending.item_id)
                     .push(", ")
                     .text(done.outcome().as_str())
                     .push(", ")
                     .opt_text(done.reason().map(ReasonCode::as_str))
                     .push(", ")
-                    .opt_text(done.message())
-                    .push(")");
-            }
-            sql.push(
+                    .opt_text(done.message());
+            })
+            .push(
                 ") UPDATE run_items SET outcome = v.outcome, reason_code = v.reason_code, \
                  message = v.message, attempts = run_items.attempts + 1, finished_at = ",
             )
@@ -762,6 +765,9 @@ impl Worker {
             }
             // Cancelled: the outcomes and figures still count; the run's end is the cancel's.
             add_in(&mut tx, run.id, &self.id, run.attempt, figures).await?;
+        } else {
+            // The figures go with the batch when a second has passed since they were written.
+            writer.write_in(&mut tx).await?;
         }
         if !self
             .hold_lease(&mut tx, run.id, run.attempt, counts, true)
@@ -950,6 +956,11 @@ impl WritingFigures {
             stop,
             task: Some(task),
         }
+    }
+
+    /// The writer, for the batches to write with.
+    fn writer(&self) -> &FiguresWriter {
+        &self.figures
     }
 
     /// Stops the writer between two writes (the first call) and returns what it has not written.

@@ -2,6 +2,7 @@
 //! set. The snapshot is stored once per policy and content hash; a policy already in the set is
 //! skipped (`already_in_backup_set`), also when another run added it meanwhile.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -11,10 +12,10 @@ use super::super::worker::RunFailure;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
 use crate::domain::{AddPoliciesOptions, RunStatus};
-use crate::server::db::Db;
+use crate::server::db::{Db, Sql};
 use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
 use crate::server::sanitize::sanitize;
-use crate::server::snapshots::store_snapshot;
+use crate::server::snapshots::store_snapshots;
 
 /// What an "add policies" run stores in `runs.input`: the backup set, the sorted policy ids and
 /// the options. The submit writes it; the engine reads the run's items and options from it, and
@@ -172,14 +173,28 @@ impl Operation for AddPolicies {
         batch: &[(Pending<PolicyItem>, Captured)],
         now: i64,
     ) -> Result<Vec<Recorded>, sqlx::Error> {
+        let captures: Vec<(i64, &Snapshot)> = batch
+            .iter()
+            .filter_map(|(pending, captured)| match captured {
+                Captured::Snapshot(snapshot) => Some((pending.item.policy_id, snapshot)),
+                _ => None,
+            })
+            .collect();
+        let stored = store_snapshots(tx, run.tenant_id, &captures, now).await?;
+        let items: Vec<(i64, i64)> = captures
+            .iter()
+            .zip(&stored)
+            .map(|((policy_id, _), version)| (*policy_id, version.id))
+            .collect();
+        let mut new_in_set = add_to_set(tx, run, &items, now).await?;
         let mut recorded = Vec::with_capacity(batch.len());
         let mut added: i64 = 0;
         for (pending, captured) in batch {
             recorded.push(match captured {
                 Captured::Skipped(reason) => Recorded::skipped(*reason),
                 Captured::Failed(reason, message) => Recorded::failed(*reason, message.clone()),
-                Captured::Snapshot(snapshot) => {
-                    if add_to_set(tx, run, &pending.item, snapshot, now).await? {
+                Captured::Snapshot(_) => {
+                    if new_in_set.remove(&pending.item.policy_id) {
                         added += 1;
                         Recorded::succeeded()
                     } else {
@@ -222,33 +237,42 @@ impl Operation for AddPolicies {
     }
 }
 
-/// Stores the snapshot (an unchanged policy reuses its snapshot: unique per policy and content
-/// hash) and adds the backup item. `false` when the policy is already in the set.
+/// Adds the backup items (policy, version) to the run's set; the policies it added, without
+/// those already in the set.
 async fn add_to_set(
     tx: &mut Tx,
     run: &Run<AddPoliciesInput>,
-    item: &PolicyItem,
-    snapshot: &Snapshot,
+    items: &[(i64, i64)],
     now: i64,
-) -> Result<bool, sqlx::Error> {
-    let snapshot_id = store_snapshot(tx, run.tenant_id, item.policy_id, snapshot, now)
-        .await?
-        .id;
-    let added = sqlx::query(
-        "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, run_id, captured_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (backup_set_id, policy_id) DO NOTHING",
-    )
-    .bind(run.tenant_id)
-    .bind(run.target_id)
-    .bind(item.policy_id)
-    .bind(snapshot_id)
-    .bind(run.id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(added == 1)
+) -> Result<HashSet<i64>, sqlx::Error> {
+    let mut added = HashSet::with_capacity(items.len());
+    for chunk in items.chunks(ITEMS_PER_INSERT) {
+        let mut sql = Sql::new(
+            "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, run_id, \
+             captured_at) VALUES ",
+        );
+        sql.rows(chunk, |sql, (policy_id, snapshot_id)| {
+            sql.int(run.tenant_id)
+                .push(", ")
+                .int(run.target_id)
+                .push(", ")
+                .int(*policy_id)
+                .push(", ")
+                .int(*snapshot_id)
+                .push(", ")
+                .int(run.id)
+                .push(", ")
+                .int(now);
+        })
+        .push(" ON CONFLICT (backup_set_id, policy_id) DO NOTHING RETURNING policy_id");
+        let policies: Vec<i64> = sql.query_scalar().fetch_all(&mut **tx).await?;
+        added.extend(policies);
+    }
+    Ok(added)
 }
+
+/// Backup items per statement (6 values each).
+const ITEMS_PER_INSERT: usize = 100;
 
 #[cfg(test)]
 mod tests {

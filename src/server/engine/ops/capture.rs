@@ -11,7 +11,7 @@ use crate::domain::snapshot::{compare, CapturedPolicy, PolicyType, SettingNames}
 use crate::domain::versions::Drift;
 use crate::server::graph::{CaptureOptions, PolicySource, Snapshot, TenantCredentials};
 use crate::server::sanitize::sanitize;
-use crate::server::snapshots::{load_version, store_snapshot};
+use crate::server::snapshots::{load_version, store_snapshots, StoredSnapshot};
 
 /// A policy to capture, with the version its capture is compared with.
 #[derive(Debug, Clone)]
@@ -55,27 +55,44 @@ pub async fn capture(
     }
 }
 
-/// Stores a batch of captures ([`record_capture`] each), in the batch's order.
+/// Stores a batch of captures (their versions together, then [`record_capture`] each), in the
+/// batch's order.
 pub async fn record_captures(
     tx: &mut Tx,
     tenant_id: i64,
     batch: &[(Pending<CaptureItem>, Captured)],
     now: i64,
 ) -> Result<Vec<Recorded>, sqlx::Error> {
+    let captures: Vec<(i64, &Snapshot)> = batch
+        .iter()
+        .filter_map(|(pending, captured)| match captured {
+            Captured::Snapshot(snapshot) => Some((pending.item.policy_id, snapshot)),
+            _ => None,
+        })
+        .collect();
+    let mut stored = store_snapshots(tx, tenant_id, &captures, now)
+        .await?
+        .into_iter();
     let mut recorded = Vec::with_capacity(batch.len());
     for (pending, captured) in batch {
-        recorded.push(record_capture(tx, tenant_id, pending, captured, now).await?);
+        let version = match captured {
+            Captured::Snapshot(_) => stored.next(),
+            _ => None,
+        };
+        recorded.push(record_capture(tx, tenant_id, pending, captured, version, now).await?);
     }
     Ok(recorded)
 }
 
-/// Stores what the capture gave and records on the run item how it compares with the base.
+/// Records on the run item what the capture gave (`version`: the one its snapshot was stored
+/// as) and how it compares with the base.
 /// A policy deleted in Intune is marked gone from the inventory.
 pub async fn record_capture(
     tx: &mut Tx,
     tenant_id: i64,
     pending: &Pending<CaptureItem>,
     captured: &Captured,
+    version: Option<StoredSnapshot>,
     now: i64,
 ) -> Result<Recorded, sqlx::Error> {
     let item = &pending.item;
@@ -94,7 +111,8 @@ pub async fn record_capture(
             (None, Drift::Deleted, None)
         }
         Captured::Snapshot(snapshot) => {
-            let stored = store_snapshot(tx, tenant_id, item.policy_id, snapshot, now).await?;
+            // Stored with the batch ([`record_captures`]).
+            let stored = version.ok_or(sqlx::Error::RowNotFound)?;
             let (drift, changed) = match item.base_snapshot_id {
                 None => (Drift::New, None),
                 Some(base) if base == stored.id => (Drift::Unchanged, Some(0)),
