@@ -75,6 +75,8 @@ pub enum NativePool {
     Postgres(sqlx::PgPool),
 }
 
+static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// A connection pool and the engine behind it. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -83,6 +85,8 @@ pub struct Db {
     backend: Backend,
     /// The SQLite database file (none for PostgreSQL or an in-memory database).
     sqlite_file: Option<PathBuf>,
+    /// Which of this process's connections it is (see [`Db::instance`]).
+    instance: u64,
 }
 
 // Not derived: connect options hold the URL, and a password must never reach a log line.
@@ -112,6 +116,7 @@ impl Db {
                 Backend::Sqlite => sqlite::file_path(url),
                 Backend::Postgres => None,
             },
+            instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -135,6 +140,12 @@ impl Db {
     /// The SQLite database file, if any (the instance lock file lives next to it).
     pub fn sqlite_file(&self) -> Option<&Path> {
         self.sqlite_file.as_deref()
+    }
+
+    /// A number no other [`Db::connect`] of this process has (its clones share it): what is
+    /// kept in memory per database keys by it.
+    pub fn instance(&self) -> u64 {
+        self.instance
     }
 
     /// Answers whether the database takes queries (for `/healthz`).

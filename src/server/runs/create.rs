@@ -6,6 +6,7 @@
 //! of 10,000 policies writes one row: on PostgreSQL, 10,000 item rows with their two foreign
 //! keys took 80 ms alone, far beyond the 25 ms the submit may take (README, benchmarks).
 
+use super::in_flight;
 use super::key::IdempotencyKey;
 use super::submit::{self, NewRun};
 use crate::domain::run::OperationType;
@@ -61,26 +62,29 @@ async fn submit(
     // Before anything else, a duplicate submit included: the tenant's credentials were refused.
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
     let key = IdempotencyKey::for_add_policies(tenant_id, backup_set_id, selection, options);
-    // A duplicate submit is answered before the selection is checked again.
-    if let Some(run) = submit::find_active(db, tenant_id, &key).await? {
-        return Ok(run);
-    }
-    backup_sets::ensure_exists(db, tenant_id, backup_set_id).await?;
-    ensure_policies(db, tenant_id, selection).await?;
-    let input = AddPoliciesInput {
-        backup_set_id,
-        policy_ids: selection.ids().to_vec(),
-        options,
-    };
-    let run = NewRun {
-        operation: OPERATION,
-        target_id: backup_set_id,
-        input: input.to_json(),
-        key,
-        total: selection.len() as i64,
-        retry_of,
-    };
-    submit::insert_or_reuse(db, ctx, &run).await
+    in_flight::coalesce(db, &key, || async {
+        // A duplicate submit is answered before the selection is checked again.
+        if let Some(run) = submit::find_active(db, tenant_id, &key).await? {
+            return Ok(run);
+        }
+        backup_sets::ensure_exists(db, tenant_id, backup_set_id).await?;
+        ensure_policies(db, tenant_id, selection).await?;
+        let input = AddPoliciesInput {
+            backup_set_id,
+            policy_ids: selection.ids().to_vec(),
+            options,
+        };
+        let run = NewRun {
+            operation: OPERATION,
+            target_id: backup_set_id,
+            input: input.to_json(),
+            key: key.clone(),
+            total: selection.len() as i64,
+            retry_of,
+        };
+        submit::insert_or_reuse(db, ctx, &run).await
+    })
+    .await
 }
 
 /// Every selected id must be a policy of this tenant. Which ones are not is not said: an id of

@@ -3,6 +3,7 @@
 
 pub mod cancel;
 pub mod create;
+pub mod in_flight;
 pub mod key;
 pub mod queries;
 pub mod retry;

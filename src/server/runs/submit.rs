@@ -3,6 +3,7 @@
 //! here: the idempotency key and the partial unique index `runs_active_idempotency` make a
 //! double-click, or a hundred racing submits, one run.
 
+use super::in_flight;
 use super::key::IdempotencyKey;
 use crate::domain::run::OperationType;
 use crate::domain::{AppError, RunStatus, SubmittedRun, Timestamp};
@@ -42,10 +43,13 @@ pub async fn create_or_reuse(
 }
 
 async fn submit(db: &Db, ctx: &TenantContext, run: &NewRun) -> Result<SubmittedRun, AppError> {
-    if let Some(active) = find_active(db, ctx.scope.id(), &run.key).await? {
-        return Ok(active);
-    }
-    insert_or_reuse(db, ctx, run).await
+    in_flight::coalesce(db, &run.key, || async {
+        if let Some(active) = find_active(db, ctx.scope.id(), &run.key).await? {
+            return Ok(active);
+        }
+        insert_or_reuse(db, ctx, run).await
+    })
+    .await
 }
 
 /// Inserts the run, or, when an identical one won the race to the unique index, returns that
