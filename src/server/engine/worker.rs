@@ -348,18 +348,18 @@ impl Worker {
     }
 
     /// The condition under which the lease of a running run (columns prefixed with `alias`) is
-    /// over: it expired or, on PostgreSQL between locked instances, its owner's instance lock is
-    /// free (the owner died). The lock's second key is the identity's `hashtext`, which
+    /// over at `now` (the caller's placeholder for the time): it expired or, on PostgreSQL
+    /// between locked instances, its owner's instance lock is free (the owner died). The lock's second key is the identity's `hashtext`, which
     /// `pg_locks` shows as an oid.
-    fn lease_over(&self, alias: &str) -> String {
+    fn lease_over(&self, alias: &str, now: &str) -> String {
         match (self.db.backend(), self.locked) {
             (Backend::Postgres, true) => format!(
-                "({alias}lease_expires_at < $3 OR NOT EXISTS (SELECT 1 FROM pg_locks l \
+                "({alias}lease_expires_at < {now} OR NOT EXISTS (SELECT 1 FROM pg_locks l \
                    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
                      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                      AND l.classid = {LOCK_SPACE} AND l.objid = hashtext({alias}lease_owner)::oid))"
             ),
-            _ => format!("{alias}lease_expires_at < $3"),
+            _ => format!("{alias}lease_expires_at < {now}"),
         }
     }
 
@@ -388,9 +388,9 @@ impl Worker {
         let greatest = backend.greatest();
         let claimable = format!(
             "(status = 'pending' OR (status = 'running' AND {}))",
-            self.lease_over("")
+            self.lease_over("", "$3")
         );
-        let o_lease_over = self.lease_over("o.");
+        let o_lease_over = self.lease_over("o.", "$3");
         // The candidates: runs whose owner is gone, then, per tenant without a run going in the
         // lane, its oldest queued run with the time the tenant has waited (from that run, or from
         // its last run's end when that came later). One candidate per tenant, not every queued
