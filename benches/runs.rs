@@ -267,6 +267,8 @@ struct EngineReport {
     engine: Backend,
     submits: Vec<SubmitRow>,
     concurrent: Vec<ConcurrentRow>,
+    /// As many authorized reads at once as identical submits: the floor of their HTTP path.
+    floor: Stats,
     worker: WorkerRow,
     picker: Vec<PickerRow>,
 }
@@ -354,6 +356,7 @@ async fn measure(
         concurrent_http(&fixture, plan.concurrent, plan.concurrent_policies).await?,
         concurrent_service(&fixture, plan.concurrent, plan.concurrent_policies).await?,
     ];
+    let floor = concurrent_reads(&fixture, plan.concurrent).await?;
     eprintln!("{label}: worker on a {}-item run", plan.run_items);
     let worker = worker_throughput(&fixture, sim, client, plan.run_items).await?;
     eprintln!("{label}: the picker on {PICKER_INVENTORY} policies");
@@ -362,6 +365,7 @@ async fn measure(
         engine,
         submits,
         concurrent,
+        floor,
         worker,
         picker,
     })
@@ -510,11 +514,33 @@ async fn concurrent_service(
     one_run(fixture, "service", set, answers).await
 }
 
-/// Runs `count` submits made by `submit` as tasks released together by a barrier; their answers.
-async fn all_at_once<F, Fut>(count: usize, submit: F) -> Result<Vec<(Duration, SubmittedRun)>>
+/// `count` authorized reads at once over HTTP (`runs/version`: the session, the membership and
+/// one indexed read), released together like the identical submits: what any `count` requests
+/// at once cost on this machine, submit or not.
+async fn concurrent_reads(fixture: &Fixture<'_>, count: usize) -> Result<Stats> {
+    let set = new_backup_set(fixture, "Concurrent reads").await?;
+    let (_, run) = timed::<SubmittedRun>(fixture.submit(set, &fixture.ids[..1])).await?;
+    finish_run(fixture, run.run_id).await?;
+    let form = Form::tenant(TENANT).field("id", run.run_id);
+    let answers = all_at_once(count, || {
+        timed::<String>(
+            fixture
+                .app
+                .request(Some(&fixture.cookie), "runs/version", &form.pairs()),
+        )
+    })
+    .await?;
+    Ok(Stats::of(
+        answers.into_iter().map(|(time, _)| time).collect(),
+    ))
+}
+
+/// Runs `count` requests made by `submit` as tasks released together by a barrier; their answers.
+async fn all_at_once<T, F, Fut>(count: usize, submit: F) -> Result<Vec<(Duration, T)>>
 where
+    T: Send + 'static,
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(Duration, SubmittedRun)>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<(Duration, T)>> + Send + 'static,
 {
     let barrier = Arc::new(tokio::sync::Barrier::new(count));
     let mut tasks = tokio::task::JoinSet::new();
@@ -808,6 +834,15 @@ fn print_reports(plan: &Plan, reports: &[EngineReport]) {
                 ms(row.stats.max)
             );
         }
+        let floor = &report.floor;
+        println!(
+            "| {} | the floor: {} authorized reads (`runs/version`) | – | – | – | {:.1} | {:.1} | {:.1} |",
+            report.engine.label(),
+            floor.samples,
+            ms(floor.p50),
+            ms(floor.p99),
+            ms(floor.max)
+        );
     }
 
     println!(

@@ -227,6 +227,9 @@ async fn find_or_insert(
     if new.is_empty() {
         return Ok(versions.into_iter().flatten().collect());
     }
+    // In one order everywhere, so that two transactions inserting some of the same versions
+    // wait for each other instead of deadlocking on PostgreSQL's unique index.
+    new.sort_by(|(a, x), (b, y)| (a, &x.content_hash).cmp(&(b, &y.content_hash)));
     let mut sql = Sql::new(
         "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at, \
          capture_format, with_assignments, with_scope_tags) VALUES ",

@@ -59,10 +59,11 @@ async fn submit(
     retry_of: Option<i64>,
 ) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
-    // Before anything else, a duplicate submit included: the tenant's credentials were refused.
-    connection_check::ensure_runs_allowed(db, tenant_id).await?;
     let key = IdempotencyKey::for_add_policies(tenant_id, backup_set_id, selection, options);
     in_flight::coalesce(db, &key, || async {
+        // Before anything else, a duplicate submit included: the tenant's credentials were
+        // refused. (Identical submits in flight share this answer too.)
+        connection_check::ensure_runs_allowed(db, tenant_id).await?;
         // A duplicate submit is answered before the selection is checked again.
         if let Some(run) = submit::find_active(db, tenant_id, &key).await? {
             return Ok(run);
