@@ -2,8 +2,8 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
 
+use super::policy::id_param;
 use super::tenant_layout::{refusal, use_tenant};
 use crate::api::backup_sets::get_backup_set;
 use crate::api::captures::check_drift;
@@ -14,19 +14,13 @@ use crate::components::{
 };
 use crate::domain::restore::RestoreSource;
 use crate::domain::run::OperationType;
-use crate::domain::{routes, AppError, Capability};
+use crate::domain::{routes, AppError, BackupSetSummary, Capability};
 
 /// A backup set with its captured policies, its run panel and the **Add policies** picker.
 #[component]
 pub fn BackupSetPage() -> impl IntoView {
     let tenant = use_tenant();
-    let params = use_params_map();
-    let id = Memo::new(move |_| {
-        params
-            .read()
-            .get("id")
-            .and_then(|raw| raw.parse::<i64>().ok())
-    });
+    let id = id_param("id");
     let toasts = provide_toasts();
     let add = ServerAction::<AddPolicies>::new();
     // Bumped by the run panel when a run ends: the items list reloads.
@@ -74,31 +68,9 @@ pub fn BackupSetPage() -> impl IntoView {
         <Transition fallback=|| view! { <Loading what="the backup set" /> }>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(detail) => {
-                        let set = detail.set;
-                        let export = routes::backup_set_export(&tenant.get_untracked(), set.id);
-                        let restore = routes::restore_new(&tenant.get_untracked(), RestoreSource::BackupSet(set.id));
-                        view! {
-                            <h1 data-testid="backup-set-name">{set.name}</h1>
-                            <p class="muted">{set.description}</p>
-                            <dl class="facts">
-                                <dt>"Items"</dt>
-                                <dd data-testid="item-count">{set.item_count}</dd>
-                                <dt>"Created"</dt>
-                                <dd>{set.created_at.to_string()}</dd>
-                                <dt>"Created by"</dt>
-                                <dd>{or_absent(Some(set.created_by).filter(|name| !name.is_empty()))}</dd>
-                            </dl>
-                            // `download` and `rel="external"`: the browser fetches the file, the
-                            // router does not try to render it as a page.
-                            <p class="action-row">
-                                <a href=export download rel="external" data-testid="download-zip">
-                                    "Download (ZIP)"
-                                </a>
-                                <a href=restore data-testid="restore-set">"Restore…"</a>
-                            </p>
-                        }.into_any()
-                    }
+                    Ok(detail) => view! {
+                        <SetFacts tenant=tenant.get_untracked() set=detail.set />
+                    }.into_any(),
                     Err(error) => view! { <ErrorMessage error /> }.into_any(),
                 }
             })}
@@ -175,6 +147,33 @@ pub fn BackupSetPage() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// The set's name, description and facts, with its download and restore links.
+#[component]
+fn SetFacts(tenant: String, set: BackupSetSummary) -> impl IntoView {
+    let export = routes::backup_set_export(&tenant, set.id);
+    let restore = routes::restore_new(&tenant, RestoreSource::BackupSet(set.id));
+    view! {
+        <h1 data-testid="backup-set-name">{set.name}</h1>
+        <p class="muted">{set.description}</p>
+        <dl class="facts">
+            <dt>"Items"</dt>
+            <dd data-testid="item-count">{set.item_count}</dd>
+            <dt>"Created"</dt>
+            <dd>{set.created_at.to_string()}</dd>
+            <dt>"Created by"</dt>
+            <dd>{or_absent(Some(set.created_by).filter(|name| !name.is_empty()))}</dd>
+        </dl>
+        // `download` and `rel="external"`: the browser fetches the file, the router does not
+        // try to render it as a page.
+        <p class="action-row">
+            <a href=export download rel="external" data-testid="download-zip">
+                "Download (ZIP)"
+            </a>
+            <a href=restore data-testid="restore-set">"Restore…"</a>
+        </p>
     }
 }
 

@@ -9,11 +9,11 @@ use crate::api::captures::capture_policy;
 use crate::api::versions::{get_policy, policy_versions};
 use crate::components::{
     or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading, RunStarter,
-    Toasts,
+    StartAction, Toasts,
 };
 use crate::domain::restore::RestoreSource;
 use crate::domain::run::OperationType;
-use crate::domain::versions::{short_hash, PolicyInfo, RunBrief};
+use crate::domain::versions::{short_hash, PolicyInfo, RunBrief, VersionRow};
 use crate::domain::{routes, AppError, Capability};
 
 /// The number in the URL segment `name`, if it is one.
@@ -69,9 +69,7 @@ pub fn PolicyDetailPage() -> impl IntoView {
     provide_toasts();
     // Bumped when a capture ends: the versions reload.
     let captured = RwSignal::new(0_u64);
-    // The version "Compare with Intune now" was pressed on, until its capture ends.
-    let compare_from = RwSignal::new(None::<i64>);
-    let compare_note = RwSignal::new(None::<String>);
+    let compare = Compare::new();
     let capture = Action::new(move |_: &()| {
         capture_policy(
             tenant.get_untracked(),
@@ -89,34 +87,22 @@ pub fn PolicyDetailPage() -> impl IntoView {
     });
     let on_captured = move |run: RunBrief| {
         captured.update(|n| *n += 1);
-        let (Some(from), Some(policy_id)) = (compare_from.get_untracked(), id.get_untracked())
-        else {
-            return;
-        };
-        compare_from.set(None);
-        let fresh = run.capture.and_then(|result| result.snapshot_id);
-        match fresh {
-            Some(to) if to != from => {
+        if let Some(policy_id) = id.get_untracked() {
+            compare.captured(&run, |from, to| {
                 go_to.set(Some(routes::policy_diff(
                     &tenant.get_untracked(),
                     policy_id,
                     from,
                     to,
                 )));
-            }
-            Some(_) => compare_note.set(Some(
-                "No change: Intune holds exactly this version.".to_owned(),
-            )),
-            None => compare_note.set(Some(
-                "Nothing to compare: the capture did not succeed (see its run).".to_owned(),
-            )),
+            });
         }
     };
     // A capture that could not start (refused, or the tenant's credentials are blocked) leaves
     // no compare waiting: its error is shown by the Capture now line.
     Effect::new(move |_| {
         if let Some(Err(_)) = capture.value().get() {
-            compare_from.set(None);
+            compare.from.set(None);
         }
     });
     let versions = Resource::new(
@@ -157,7 +143,7 @@ pub fn PolicyDetailPage() -> impl IntoView {
                 on_done=on_captured
             />
         })}
-        {move || compare_note.get().map(|note| view! {
+        {move || compare.note.get().map(|note| view! {
             <p class="notice" role="status" data-testid="compare-note">{note}</p>
         })}
         <h2>"Versions"</h2>
@@ -174,58 +160,15 @@ pub fn PolicyDetailPage() -> impl IntoView {
                     }.into_any(),
                     (Ok(list), Some(policy_id)) => view! {
                         <DataTable columns=VERSION_COLUMNS testid="versions">
-                            {list.into_iter().map(|version| {
-                                let sets = version.backup_sets.into_iter().map(|set| view! {
-                                    <a href=routes::backup_set(&tenant, set.id)>{set.name}</a>" "
-                                }).collect_view();
-                                let run = version.run_id.map(|run| view! {
-                                    <a href=routes::run(&tenant, run, "")>"#" {run}</a>
-                                });
-                                let previous = version.previous_id.map(|from| view! {
-                                    " · "
-                                    <a href=routes::policy_diff(&tenant, policy_id, from, version.id)>
-                                        "Compare with previous"
-                                    </a>
-                                });
-                                let version_id = version.id;
-                                let restore = routes::restore_new(&tenant, RestoreSource::Version(version_id));
-                                let current = version.current.then(|| view! {
-                                    " " <span class="badge badge-current" data-testid="current-version">"Current"</span>
-                                });
-                                let compare = view! {
-                                    " · "
-                                    <button
-                                        type="button"
-                                        class="link"
-                                        data-testid="compare-with-intune"
-                                        title=refused.unwrap_or("Capture the policy now and compare it with this version")
-                                        disabled=move || refused.is_some() || capture.pending().get() || compare_from.get().is_some()
-                                        on:click=move |_| {
-                                            compare_note.set(None);
-                                            compare_from.set(Some(version_id));
-                                            capture.dispatch(());
-                                        }
-                                    >
-                                        "Compare with Intune now"
-                                    </button>
-                                };
-                                view! {
-                                    <tr data-current=version.current.to_string()>
-                                        <td>{version.captured_at.to_string()}{current}</td>
-                                        <td class="mono" title=version.content_hash.clone()>
-                                            {short_hash(&version.content_hash)}
-                                        </td>
-                                        <td>{sets}</td>
-                                        <td>{run.map_or_else(|| crate::components::ABSENT.into_any(), IntoAny::into_any)}</td>
-                                        <td>
-                                            <a href=routes::policy_version(&tenant, policy_id, version.id)>"View"</a>
-                                            {previous}
-                                            {compare}
-                                            " · "
-                                            <a href=restore data-testid="restore-version">"Restore this version"</a>
-                                        </td>
-                                    </tr>
-                                }
+                            {list.into_iter().map(|version| view! {
+                                <VersionLine
+                                    tenant=tenant.clone()
+                                    policy_id
+                                    version
+                                    refused
+                                    capture
+                                    compare
+                                />
                             }).collect_view()}
                         </DataTable>
                     }.into_any(),
@@ -234,6 +177,108 @@ pub fn PolicyDetailPage() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// "Compare with Intune now": the version it was pressed on, until its capture ends, and what
+/// it found when that was no change or no capture.
+#[derive(Clone, Copy)]
+struct Compare {
+    from: RwSignal<Option<i64>>,
+    note: RwSignal<Option<String>>,
+}
+
+impl Compare {
+    fn new() -> Self {
+        Self {
+            from: RwSignal::new(None),
+            note: RwSignal::new(None),
+        }
+    }
+
+    /// Starts a compare of version `from`: the policy is captured now.
+    fn start(self, from: i64, capture: StartAction) {
+        self.note.set(None);
+        self.from.set(Some(from));
+        capture.dispatch(());
+    }
+
+    /// A capture ended: a compare waiting for it goes to the diff (`diff(from, to)`) when Intune
+    /// holds another version, else says why there is nothing to show.
+    fn captured(self, run: &RunBrief, diff: impl FnOnce(i64, i64)) {
+        let Some(from) = self.from.get_untracked() else {
+            return;
+        };
+        self.from.set(None);
+        match run.capture.as_ref().and_then(|result| result.snapshot_id) {
+            Some(to) if to != from => diff(from, to),
+            Some(_) => self.note.set(Some(
+                "No change: Intune holds exactly this version.".to_owned(),
+            )),
+            None => self.note.set(Some(
+                "Nothing to compare: the capture did not succeed (see its run).".to_owned(),
+            )),
+        }
+    }
+}
+
+/// One version of the table: when, its hash, the sets and run that hold it, and its actions.
+#[component]
+fn VersionLine(
+    tenant: String,
+    policy_id: i64,
+    version: VersionRow,
+    refused: Option<&'static str>,
+    capture: StartAction,
+    compare: Compare,
+) -> impl IntoView {
+    let sets = version
+        .backup_sets
+        .into_iter()
+        .map(|set| view! { <a href=routes::backup_set(&tenant, set.id)>{set.name}</a>" " })
+        .collect_view();
+    let run = version
+        .run_id
+        .map(|run| view! { <a href=routes::run(&tenant, run, "")>"#" {run}</a> });
+    let previous = version.previous_id.map(|from| view! {
+        " · "
+        <a href=routes::policy_diff(&tenant, policy_id, from, version.id)>"Compare with previous"</a>
+    });
+    let version_id = version.id;
+    let restore = routes::restore_new(&tenant, RestoreSource::Version(version_id));
+    let current = version.current.then(|| {
+        view! {
+            " " <span class="badge badge-current" data-testid="current-version">"Current"</span>
+        }
+    });
+    view! {
+        <tr data-current=version.current.to_string()>
+            <td>{version.captured_at.to_string()}{current}</td>
+            <td class="mono" title=version.content_hash.clone()>
+                {short_hash(&version.content_hash)}
+            </td>
+            <td>{sets}</td>
+            <td>{run.map_or_else(|| crate::components::ABSENT.into_any(), IntoAny::into_any)}</td>
+            <td>
+                <a href=routes::policy_version(&tenant, policy_id, version.id)>"View"</a>
+                {previous}
+                " · "
+                <button
+                    type="button"
+                    class="link"
+                    data-testid="compare-with-intune"
+                    title=refused.unwrap_or("Capture the policy now and compare it with this version")
+                    disabled=move || {
+                        refused.is_some() || capture.pending().get() || compare.from.get().is_some()
+                    }
+                    on:click=move |_| compare.start(version_id, capture)
+                >
+                    "Compare with Intune now"
+                </button>
+                " · "
+                <a href=restore data-testid="restore-version">"Restore this version"</a>
+            </td>
+        </tr>
     }
 }
 

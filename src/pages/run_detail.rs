@@ -3,13 +3,14 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::hooks::use_navigate;
 use leptos_router::NavigateOptions;
 
 mod restore;
 
 use restore::{RestoreActionCell, RestoreRunLink};
 
+use super::policy::id_param;
 use super::tenant_layout::refusal;
 use super::tenant_layout::use_tenant;
 use super::{query_number, query_param};
@@ -59,13 +60,7 @@ fn items_href(tenant: &str, run_id: i64, outcome: &str, page: i64) -> String {
 #[component]
 pub fn RunDetailPage() -> impl IntoView {
     let tenant = use_tenant();
-    let params = use_params_map();
-    let id = Memo::new(move |_| {
-        params
-            .read()
-            .get("id")
-            .and_then(|raw| raw.parse::<i64>().ok())
-    });
+    let id = id_param("id");
     let outcome = query_param("outcome");
     // A missing or hand-mangled page number means the first page.
     let page = query_number("page", |n| n.filter(|page| *page >= 1).unwrap_or(1));
@@ -74,54 +69,7 @@ pub fn RunDetailPage() -> impl IntoView {
     let confirming_cancel = RwSignal::new(false);
     // The cancel action says it was accepted in a toast.
     provide_toasts();
-    // The last answer with the run's version when it was read: a poll first asks for the
-    // version (one indexed read) and fetches the run and its item page only when it moved.
-    let last = StoredValue::new(None::<(LastView, RunDetail)>);
-    let run = Resource::new(
-        move || {
-            (
-                tenant.get(),
-                id.get(),
-                outcome.get(),
-                page.get(),
-                tick.get(),
-            )
-        },
-        move |(tenant, id, outcome, page, tick)| async move {
-            let Some(id) = id else {
-                return Err(AppError::NotFound(
-                    "This run does not exist in this tenant.".into(),
-                ));
-            };
-            let offset = (page - 1).saturating_mul(RUN_ITEMS_PAGE_SIZE);
-            // The first load (also on the server) reads the run at once.
-            let version = if tick == 0 {
-                String::new()
-            } else {
-                run_version(tenant.clone(), id).await?
-            };
-            let view = LastView {
-                id,
-                outcome: outcome.clone(),
-                page,
-                version,
-            };
-            if tick > 0 {
-                let unchanged = last.with_value(|last| match last {
-                    Some((seen, detail)) if *seen == view => Some(detail.clone()),
-                    _ => None,
-                });
-                if let Some(detail) = unchanged {
-                    return Ok(detail);
-                }
-            }
-            let detail = get_run(tenant, id, outcome, offset, RUN_ITEMS_PAGE_SIZE).await?;
-            if tick > 0 {
-                last.set_value(Some((view, detail.clone())));
-            }
-            Ok(detail)
-        },
-    );
+    let run = polled_run(tenant, id, outcome, page, tick);
     // Another outcome starts again at the first page; Back returns to the previous view.
     let navigate = use_navigate();
     let show_outcome = move |value: String| {
@@ -194,22 +142,7 @@ pub fn RunDetailPage() -> impl IntoView {
         <h2 id="items-title">"Items"</h2>
         <div class="action-row">
             <OutcomeFilter outcome compares on_change=show_outcome />
-            {move || id.get().map(|id| {
-                // The CSV filters by outcome only.
-                let filter = outcome.get();
-                let csv_filter = match ItemFilter::parse(&filter) {
-                    Some(ItemFilter::Outcome(_)) => filter,
-                    _ => String::new(),
-                };
-                let href = routes::run_items_csv(&tenant.get(), id, &csv_filter);
-                // `download` and `rel="external"`: the browser fetches the file, the router
-                // does not try to render it as a page.
-                view! {
-                    <a href=href download rel="external" data-testid="download-csv">
-                        "Download CSV"
-                    </a>
-                }
-            })}
+            {move || id.get().map(|id| view! { <CsvLink tenant=tenant.get() id outcome=outcome.get() /> })}
         </div>
         <Transition fallback=|| view! { <Loading what="the items" /> }>
             {move || Suspend::new(async move {
@@ -228,6 +161,82 @@ pub fn RunDetailPage() -> impl IntoView {
                 }.into_any()
             })}
         </Transition>
+    }
+}
+
+/// The run with one page of its items, read again each `tick`: the last answer with the run's
+/// version when it was read is kept, so a poll first asks for the version (one indexed read)
+/// and fetches the run and its item page only when it moved.
+fn polled_run(
+    tenant: Memo<String>,
+    id: Memo<Option<i64>>,
+    outcome: Memo<String>,
+    page: Memo<i64>,
+    tick: RwSignal<u64>,
+) -> Resource<Result<RunDetail, AppError>> {
+    let last = StoredValue::new(None::<(LastView, RunDetail)>);
+    Resource::new(
+        move || {
+            (
+                tenant.get(),
+                id.get(),
+                outcome.get(),
+                page.get(),
+                tick.get(),
+            )
+        },
+        move |(tenant, id, outcome, page, tick)| async move {
+            let Some(id) = id else {
+                return Err(AppError::NotFound(
+                    "This run does not exist in this tenant.".into(),
+                ));
+            };
+            let offset = (page - 1).saturating_mul(RUN_ITEMS_PAGE_SIZE);
+            // The first load (also on the server) reads the run at once.
+            let version = if tick == 0 {
+                String::new()
+            } else {
+                run_version(tenant.clone(), id).await?
+            };
+            let view = LastView {
+                id,
+                outcome: outcome.clone(),
+                page,
+                version,
+            };
+            if tick > 0 {
+                let unchanged = last.with_value(|last| match last {
+                    Some((seen, detail)) if *seen == view => Some(detail.clone()),
+                    _ => None,
+                });
+                if let Some(detail) = unchanged {
+                    return Ok(detail);
+                }
+            }
+            let detail = get_run(tenant, id, outcome, offset, RUN_ITEMS_PAGE_SIZE).await?;
+            if tick > 0 {
+                last.set_value(Some((view, detail.clone())));
+            }
+            Ok(detail)
+        },
+    )
+}
+
+/// "Download CSV" of the run's items with the outcome filter shown (the CSV filters by outcome
+/// only).
+#[component]
+fn CsvLink(tenant: String, id: i64, outcome: String) -> impl IntoView {
+    let csv_filter = match ItemFilter::parse(&outcome) {
+        Some(ItemFilter::Outcome(_)) => outcome,
+        _ => String::new(),
+    };
+    let href = routes::run_items_csv(&tenant, id, &csv_filter);
+    // `download` and `rel="external"`: the browser fetches the file, the router does not try
+    // to render it as a page.
+    view! {
+        <a href=href download rel="external" data-testid="download-csv">
+            "Download CSV"
+        </a>
     }
 }
 
