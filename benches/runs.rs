@@ -18,7 +18,6 @@ use clap::{Parser, ValueEnum};
 use common::{Backend, Form, Options, TestApp, TestDb};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
-use sqlx::Row;
 use tenantatlas::domain::{
     AddPoliciesOptions, Capability, PolicySelection, SubmittedRun, Timestamp,
 };
@@ -314,7 +313,7 @@ async fn measure(
     let tenant_id = common::tenant_id(&db, TENANT).await;
     // The inventory, written by the real sync from the simulator.
     sync_tenant(&db, tenant_id, client, &common::creds(TENANT)).await?;
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, (i64, String, String)>(
         "SELECT id, policy_type, graph_id FROM policies WHERE tenant_id = $1 ORDER BY id",
     )
     .bind(tenant_id)
@@ -322,11 +321,11 @@ async fn measure(
     .await?;
     let mut ids = Vec::with_capacity(rows.len());
     let mut policies = Vec::with_capacity(rows.len());
-    for row in &rows {
-        ids.push(row.try_get::<i64, _>("id")?);
-        let policy_type = PolicyType::parse(&row.try_get::<String, _>("policy_type")?)
-            .ok_or("a synced policy of an unknown type")?;
-        policies.push((policy_type, row.try_get::<String, _>("graph_id")?));
+    for (id, policy_type, graph_id) in rows {
+        ids.push(id);
+        let policy_type =
+            PolicyType::parse(&policy_type).ok_or("a synced policy of an unknown type")?;
+        policies.push((policy_type, graph_id));
     }
     if ids.len() != INVENTORY {
         return Err(format!("{} policies synced, {INVENTORY} expected", ids.len()).into());
@@ -372,15 +371,14 @@ async fn measure(
 }
 
 async fn new_backup_set(fixture: &Fixture<'_>, name: &str) -> Result<i64> {
-    Ok(sqlx::query(
+    Ok(sqlx::query_scalar::<_, i64>(
         "INSERT INTO backup_sets (tenant_id, name, created_at) VALUES ($1, $2, $3) RETURNING id",
     )
     .bind(fixture.tenant_id)
     .bind(name)
     .bind(Timestamp::now().millis())
     .fetch_one(fixture.db.pool())
-    .await?
-    .try_get("id")?)
+    .await?)
 }
 
 /// Ends a run as the worker would, so the next identical submit creates a new one.
@@ -446,14 +444,13 @@ async fn one_run(
 ) -> Result<ConcurrentRow> {
     let run_ids: BTreeSet<i64> = answers.iter().map(|(_, run)| run.run_id).collect();
     let reused = answers.iter().filter(|(_, run)| run.reused).count();
-    let row = sqlx::query(
+    let (runs, items): (i64, i64) = sqlx::query_as::<_, (i64, i64)>(
         "SELECT (SELECT COUNT(*) FROM runs WHERE target_id = $1) AS runs, \
                 (SELECT CAST(COALESCE(SUM(total_items), 0) AS BIGINT) FROM runs WHERE target_id = $1) AS items",
     )
     .bind(set)
     .fetch_one(fixture.db.pool())
     .await?;
-    let (runs, items): (i64, i64) = (row.try_get("runs")?, row.try_get("items")?);
     if run_ids.len() != 1 || runs != 1 || reused != answers.len() - 1 {
         return Err(format!(
             "{path}: {} submits gave {} distinct runs, {runs} in the database, {reused} reused",
@@ -598,17 +595,19 @@ async fn worker_throughput(
     if outcome != (Outcome::TaskCompleted { run_id: run.run_id }) {
         return Err(format!("the worker did {outcome:?}, not run {}", run.run_id).into());
     }
-    let row = sqlx::query("SELECT status, succeeded, failed, skipped FROM runs WHERE id = $1")
-        .bind(run.run_id)
-        .fetch_one(fixture.db.pool())
-        .await?;
+    let (status, succeeded, failed, skipped) = sqlx::query_as::<_, (String, i64, i64, i64)>(
+        "SELECT status, succeeded, failed, skipped FROM runs WHERE id = $1",
+    )
+    .bind(run.run_id)
+    .fetch_one(fixture.db.pool())
+    .await?;
     Ok(WorkerRow {
         items,
         elapsed,
-        status: row.try_get("status")?,
-        succeeded: row.try_get("succeeded")?,
-        failed: row.try_get("failed")?,
-        skipped: row.try_get("skipped")?,
+        status,
+        succeeded,
+        failed,
+        skipped,
         graph_requests: sim.counters().graph_requests(),
         graph_only,
     })

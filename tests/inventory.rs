@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{creds_with_secret, TestDb};
-use sqlx::Row;
 use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::graph_sim::{GraphSim, Knobs, SimConfig, SimHandle};
 use tenantatlas::server::db::Db;
@@ -49,7 +48,7 @@ fn client(sim: &SimHandle) -> GraphClient {
 }
 
 async fn add_tenant(db: &Db, external_id: &str, secret_ref: Option<&str>) -> i64 {
-    sqlx::query(
+    sqlx::query_scalar::<_, i64>(
         "INSERT INTO tenants (external_id, display_name, graph_client_id, graph_secret_ref, created_at) \
          VALUES ($1, $2, $3, $4, 0) RETURNING id",
     )
@@ -60,15 +59,13 @@ async fn add_tenant(db: &Db, external_id: &str, secret_ref: Option<&str>) -> i64
     .fetch_one(db.pool())
     .await
     .expect("insert tenant")
-    .try_get("id")
-    .expect("id")
 }
 
 /// A tenant's rows as (policy type, graph id) → (name, platform, last modified, gone at).
 type Rows = BTreeMap<(String, String), (String, String, Option<i64>, Option<i64>)>;
 
 async fn rows(db: &Db, tenant_id: i64) -> Rows {
-    sqlx::query(
+    sqlx::query_as::<_, (String, String, String, String, Option<i64>, Option<i64>)>(
         "SELECT policy_type, graph_id, display_name, platform, last_modified_at, gone_from_intune_at \
          FROM policies WHERE tenant_id = $1",
     )
@@ -76,21 +73,15 @@ async fn rows(db: &Db, tenant_id: i64) -> Rows {
     .fetch_all(db.pool())
     .await
     .expect("read policies")
-    .iter()
-    .map(|row| {
-        (
+    .into_iter()
+    .map(
+        |(policy_type, graph_id, display_name, platform, last_modified_at, gone_from_intune_at)| {
             (
-                row.try_get("policy_type").expect("policy_type"),
-                row.try_get("graph_id").expect("graph_id"),
-            ),
-            (
-                row.try_get("display_name").expect("display_name"),
-                row.try_get("platform").expect("platform"),
-                row.try_get("last_modified_at").expect("last_modified_at"),
-                row.try_get("gone_from_intune_at").expect("gone_from_intune_at"),
-            ),
-        )
-    })
+                (policy_type, graph_id),
+                (display_name, platform, last_modified_at, gone_from_intune_at),
+            )
+        },
+    )
     .collect()
 }
 
@@ -293,13 +284,12 @@ async fn credentials_come_from_the_tenant_row_and_never_hold_the_secret(test: Te
         Err(CredentialsError::UnknownTenant)
     ));
     // No column of the tenant row holds a secret, only the reference.
-    let stored: String = sqlx::query("SELECT graph_secret_ref FROM tenants WHERE id = $1")
-        .bind(configured)
-        .fetch_one(test.db.pool())
-        .await
-        .expect("tenant row")
-        .try_get("graph_secret_ref")
-        .expect("ref");
+    let stored: String =
+        sqlx::query_scalar::<_, String>("SELECT graph_secret_ref FROM tenants WHERE id = $1")
+            .bind(configured)
+            .fetch_one(test.db.pool())
+            .await
+            .expect("tenant row");
     assert_eq!(stored, "env:TA_TEST_SURELY_UNSET_VAR");
 }
 
@@ -335,13 +325,12 @@ async fn demo_start_up_syncs_both_demo_tenants_from_the_simulator(test: TestDb) 
     for (_, r) in &again {
         assert_eq!(*r, report(0, 0, seed::DEMO_POLICIES_PER_TENANT, 0));
     }
-    let contoso: i64 = sqlx::query("SELECT id FROM tenants WHERE external_id = $1")
-        .bind(CONTOSO)
-        .fetch_one(test.db.pool())
-        .await
-        .expect("demo tenant")
-        .try_get("id")
-        .expect("id");
+    let contoso: i64 =
+        sqlx::query_scalar::<_, i64>("SELECT id FROM tenants WHERE external_id = $1")
+            .bind(CONTOSO)
+            .fetch_one(test.db.pool())
+            .await
+            .expect("demo tenant");
     assert!(matches!(
         load_credentials(&test.db, contoso, &SecretResolver::default()).await,
         Err(CredentialsError::DemoOnly)

@@ -38,11 +38,9 @@ async fn migrations_apply_and_create_every_table(t: TestDb) {
 
 async fn migrations_are_idempotent(t: TestDb) {
     t.db.migrate().await.expect("a second migrate is a no-op");
-    let applied: i64 = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations")
+    let applied: i64 = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) AS n FROM _sqlx_migrations")
         .fetch_one(t.db.pool())
         .await
-        .unwrap()
-        .try_get("n")
         .unwrap();
     // Every migration once (both engines have the same numbered files).
     let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
@@ -58,13 +56,11 @@ async fn migrations_are_idempotent(t: TestDb) {
 }
 
 async fn insert_tenant(t: &TestDb, external_id: &str) -> i64 {
-    sqlx::query("INSERT INTO tenants (external_id, display_name, created_at) VALUES ($1, $2, 0) RETURNING id")
+    sqlx::query_scalar::<_, i64>("INSERT INTO tenants (external_id, display_name, created_at) VALUES ($1, $2, 0) RETURNING id")
         .bind(external_id)
         .bind(external_id)
         .fetch_one(t.db.pool())
         .await
-        .unwrap()
-        .try_get("id")
         .unwrap()
 }
 
@@ -74,7 +70,7 @@ async fn insert_run(
     key: &str,
     status: &str,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query(
+    sqlx::query_scalar::<_, i64>(
         "INSERT INTO runs (tenant_id, operation_type, resource, action, target_id, input, \
          idempotency_key, status, total_items, created_at) \
          VALUES ($1, 'backup_set.add_policies', 'backup_set', 'add_policies', 1, '{}', $2, $3, 0, 0) \
@@ -85,7 +81,6 @@ async fn insert_run(
     .bind(status)
     .fetch_one(t.db.pool())
     .await
-    .map(|row| row.try_get("id").unwrap())
 }
 
 async fn active_runs_are_unique_per_key_until_terminal(t: TestDb) {
@@ -186,15 +181,13 @@ async fn one_bulk_run_per_tenant_is_active(t: TestDb) {
 async fn rows_cannot_mix_tenants(t: TestDb) {
     let a = insert_tenant(&t, "ta").await;
     let b = insert_tenant(&t, "tb").await;
-    let policy_of_a: i64 = sqlx::query(
+    let policy_of_a: i64 = sqlx::query_scalar::<_, i64>(
         "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
          VALUES ($1, 'g1', 'compliance', 'P', 'android', 0) RETURNING id",
     )
     .bind(a)
     .fetch_one(t.db.pool())
     .await
-    .unwrap()
-    .try_get("id")
     .unwrap();
     // A snapshot that claims tenant b for a policy of tenant a violates the composite key.
     let mixed = sqlx::query(

@@ -462,9 +462,11 @@ async fn sessions_end_after_their_max_age_however_busy() {
 async fn a_password_change_ends_every_session_of_that_user(app: TestApp) {
     let laptop = app.sign_in(OPERATOR).await;
     let phone = app.sign_in(OPERATOR).await;
+    let tablet = app.sign_in(OPERATOR).await;
     let colleague = app.sign_in(ADMIN).await;
     let page = format!("/t/{CONTOSO}/backup-sets");
     assert_eq!(app.get(Some(&phone), &page).await.status(), 200);
+    app.backup_sets(&tablet, CONTOSO).await.unwrap();
 
     let hash = password::hash("a brand new password".into()).await.unwrap();
     let email = Email::parse(OPERATOR).unwrap();
@@ -475,6 +477,18 @@ async fn a_password_change_ends_every_session_of_that_user(app: TestApp) {
 
     assert_eq!(me(&app, &laptop).await, 401);
     assert!(app.get(Some(&phone), &page).await.status().is_redirection());
+    // A tenant's server function checks the session's generation with the membership.
+    let refused = app.backup_sets(&tablet, CONTOSO).await.unwrap_err();
+    assert_eq!(refused.status.as_u16(), 401, "{}", refused.body);
+    let malformed = app
+        .backup_sets(&colleague, "not a tenant id")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        malformed.status.as_u16(),
+        403,
+        "a live session, an unknown tenant"
+    );
     assert_eq!(
         me(&app, &colleague).await,
         200,

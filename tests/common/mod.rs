@@ -479,13 +479,10 @@ pub fn session_set_cookie(response: &reqwest::Response) -> Option<String> {
 
 /// Counts the rows of a table.
 pub async fn count(db: &Db, table: &str) -> i64 {
-    use sqlx::Row;
-    sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+    sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) AS n FROM {table}"))
         .fetch_one(db.pool())
         .await
         .expect("count rows")
-        .try_get("n")
-        .expect("count column")
 }
 
 /// A folder removed when the test ends.
@@ -587,11 +584,10 @@ pub async fn user_id(db: &Db, email: &str) -> i64 {
 /// Adds `n` policies to a tenant's inventory (the demo seed's inventory may differ) and
 /// returns their ids.
 pub async fn insert_policies(db: &Db, tenant_external_id: &str, n: usize) -> Vec<i64> {
-    use sqlx::Row;
     let tenant_id = tenant_id(db, tenant_external_id).await;
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        let id: i64 = sqlx::query(
+        let id: i64 = sqlx::query_scalar::<_, i64>(
             "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
              VALUES ($1, $2, 'compliance', $3, 'android', 0) RETURNING id",
         )
@@ -600,9 +596,7 @@ pub async fn insert_policies(db: &Db, tenant_external_id: &str, n: usize) -> Vec
         .bind(format!("Test policy {i}"))
         .fetch_one(db.pool())
         .await
-        .expect("insert policy")
-        .try_get("id")
-        .unwrap();
+        .expect("insert policy");
         ids.push(id);
     }
     ids

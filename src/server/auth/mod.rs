@@ -70,11 +70,68 @@ pub async fn signed_in_user() -> Result<i64, AppError> {
     .ok_or(AppError::Unauthorized)
 }
 
-/// The authorization point for server functions and pages (see the module docs).
+/// The authorization point for server functions and pages (see the module docs). The session's
+/// user and their membership are read in one statement.
 pub async fn authorize(tenant: &str, capability: Capability) -> Result<TenantContext, AppError> {
-    let db = app_state()?.db;
-    let user_id = signed_in_user().await?;
-    authorize_user(&db, user_id, tenant, capability).await
+    let state = app_state()?;
+    let db = &state.db;
+    // A malformed id is answered like a tenant one is not a member of: nothing is revealed
+    // (after the session is checked: a signed-out request is a 401 either way).
+    let external_id = TenantExternalId::parse(tenant).ok();
+    let external = external_id.as_ref().map(TenantExternalId::as_str);
+    let (user_id, membership) = session::confirmed(
+        &current_session().await?,
+        &state.settings.sessions,
+        |user_id| async move {
+            let row: Option<SessionRow> = sqlx::query_as(
+                "SELECT u.session_generation, t.id, t.display_name, t.disconnected_at, m.role \
+                 FROM users u \
+                 LEFT JOIN tenants t ON t.external_id = $1 \
+                 LEFT JOIN memberships m ON m.tenant_id = t.id AND m.user_id = u.id \
+                 WHERE u.id = $2",
+            )
+            .bind(external.unwrap_or_default())
+            .bind(user_id)
+            .fetch_optional(db.pool())
+            .await?;
+            let Some(row) = row else {
+                return Ok((None, None));
+            };
+            let membership = match (external, row.id, row.display_name, row.role) {
+                (Some(_), Some(id), Some(display_name), Some(role)) => Some(Membership {
+                    id,
+                    display_name,
+                    disconnected_at: row.disconnected_at,
+                    role,
+                }),
+                _ => None,
+            };
+            let generation = row.session_generation;
+            Ok((generation, membership))
+        },
+    )
+    .await?
+    .ok_or(AppError::Unauthorized)?;
+    context(user_id, external_id, membership, capability)
+}
+
+/// The user's session generation (`None`: no such user) and their membership in the tenant
+/// the request names, all `None` when they are not a member.
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    session_generation: Option<i64>,
+    id: Option<i64>,
+    display_name: Option<String>,
+    disconnected_at: Option<i64>,
+    role: Option<Role>,
+}
+
+/// A user's membership in a tenant, with what the context needs of the tenant.
+struct Membership {
+    id: i64,
+    display_name: String,
+    disconnected_at: Option<i64>,
+    role: Role,
 }
 
 /// The signed-in user, when they hold the instance-wide admin flag (connecting tenants);
@@ -99,24 +156,46 @@ pub async fn authorize_user(
     tenant: &str,
     capability: Capability,
 ) -> Result<TenantContext, AppError> {
-    let not_member = || AppError::Forbidden("You are not a member of this tenant.".into());
-    // A malformed id is answered like a tenant one is not a member of: nothing is revealed.
-    let external_id = TenantExternalId::parse(tenant).map_err(|_| not_member())?;
-    let (id, display_name, disconnected_at, role): (i64, String, Option<i64>, Role) =
-        sqlx::query_as(
-            "SELECT t.id, t.display_name, t.disconnected_at, m.role FROM tenants t \
+    let Ok(external_id) = TenantExternalId::parse(tenant) else {
+        return context(user_id, None, None, capability);
+    };
+    let membership: Option<(i64, String, Option<i64>, Role)> = sqlx::query_as(
+        "SELECT t.id, t.display_name, t.disconnected_at, m.role FROM tenants t \
          JOIN memberships m ON m.tenant_id = t.id AND m.user_id = $2 \
          WHERE t.external_id = $1",
-        )
-        .bind(external_id.as_str())
-        .bind(user_id)
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or_else(not_member)?;
+    )
+    .bind(external_id.as_str())
+    .bind(user_id)
+    .fetch_optional(db.pool())
+    .await?;
+    let membership = membership.map(|(id, display_name, disconnected_at, role)| Membership {
+        id,
+        display_name,
+        disconnected_at,
+        role,
+    });
+    context(user_id, Some(external_id), membership, capability)
+}
+
+/// The context of `user_id` in the tenant `external_id`, or why not: no membership (or no
+/// such tenant, or a malformed id) → 403 revealing nothing; a role without `capability` → 403
+/// with its label; a disconnected tenant → 409 for what starts runs.
+fn context(
+    user_id: i64,
+    external_id: Option<TenantExternalId>,
+    membership: Option<Membership>,
+    capability: Capability,
+) -> Result<TenantContext, AppError> {
+    let (Some(external_id), Some(membership)) = (external_id, membership) else {
+        return Err(AppError::Forbidden(
+            "You are not a member of this tenant.".into(),
+        ));
+    };
+    let role = membership.role;
     if !role.can(capability) {
         return Err(AppError::Forbidden(capability.refusal(role)));
     }
-    if disconnected_at.is_some() && capability.starts_runs() {
+    if membership.disconnected_at.is_some() && capability.starts_runs() {
         return Err(AppError::Conflict(
             "This tenant is disconnected: no run can start. Its owner can reconnect it on the \
              tenant's settings page."
@@ -125,10 +204,10 @@ pub async fn authorize_user(
     }
     let summary = TenantSummary {
         external_id: external_id.as_str().to_owned(),
-        display_name,
+        display_name: membership.display_name,
     };
     Ok(TenantContext {
-        scope: TenantScope::new(id, summary),
+        scope: TenantScope::new(membership.id, summary),
         user_id,
         role,
     })

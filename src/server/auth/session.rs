@@ -107,6 +107,24 @@ pub async fn signed_in_user(
     db: &Db,
     settings: &SessionSettings,
 ) -> Result<Option<i64>, AppError> {
+    let confirmed = confirmed(session, settings, |user_id| async move {
+        Ok((users::session_generation(db, user_id).await?, ()))
+    })
+    .await?;
+    Ok(confirmed.map(|(user_id, ())| user_id))
+}
+
+/// [`signed_in_user`] with what else the caller reads about the user in the same query:
+/// `read(user_id)` answers the user's current session generation (`None`: no such user) and
+/// that. So the authorization point checks the session and the membership in one statement.
+pub async fn confirmed<T, Fut>(
+    session: &Session,
+    settings: &SessionSettings,
+    read: impl FnOnce(i64) -> Fut,
+) -> Result<Option<(i64, T)>, AppError>
+where
+    Fut: std::future::Future<Output = Result<(Option<i64>, T), AppError>>,
+{
     let Some(user_id) = unchecked_user_id(session).await else {
         return Ok(None);
     };
@@ -115,12 +133,12 @@ pub async fn signed_in_user(
     let max_age = i64::try_from(settings.max_age.as_millis()).unwrap_or(i64::MAX);
     let fresh =
         signed_in_at.is_some_and(|at| Timestamp::now().millis().saturating_sub(at) < max_age);
-    let current = fresh
-        && generation.is_some()
-        && users::session_generation(db, user_id).await? == generation;
-    if current {
-        keep_alive(session, settings, signed_in_at).await;
-        return Ok(Some(user_id));
+    if fresh && generation.is_some() {
+        let (current, read) = read(user_id).await?;
+        if current == generation {
+            keep_alive(session, settings, signed_in_at).await;
+            return Ok(Some((user_id, read)));
+        }
     }
     session.flush().await.map_err(|error| {
         tracing::error!(%error, "could not delete an ended session");

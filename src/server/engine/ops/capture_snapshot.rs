@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
@@ -102,13 +101,13 @@ impl Operation for CaptureSnapshot {
         if let Err(failure) = creds {
             return Ok(Some(failure.clone()));
         }
-        let drift: Option<String> = sqlx::query("SELECT drift FROM run_items WHERE run_id = $1")
-            .bind(run.id)
-            .fetch_optional(db.pool())
-            .await?
-            .map(|row| row.try_get::<Option<String>, _>("drift"))
-            .transpose()?
-            .flatten();
+        let drift: Option<String> = sqlx::query_scalar::<_, Option<String>>(
+            "SELECT drift FROM run_items WHERE run_id = $1",
+        )
+        .bind(run.id)
+        .fetch_optional(db.pool())
+        .await?
+        .flatten();
         let summary = match drift.as_deref() {
             Some("new") => "Captured the first version.",
             Some("changed") => "Captured a new version: the policy changed since the last one.",
