@@ -288,6 +288,19 @@ async fn fifty_concurrent_identical_submits_make_one_run(app: TestApp) {
     assert_eq!(run_ids.len(), 1, "every submit answers with the same run");
     assert_eq!(app.count("runs").await, 1);
     assert_eq!(stored_selection(&app).await.len(), 20);
+    // Each answer came after its audit event was written (they are written in groups): one
+    // start and 49 reuses of that run, none lost, none twice.
+    let audited: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT action, COUNT(*) FROM audit_log WHERE target = $1 GROUP BY action ORDER BY action",
+    )
+    .bind(format!("run:{}", run_ids[0]))
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        audited,
+        [("run.reuse".to_owned(), 49), ("run.start".to_owned(), 1)]
+    );
 }
 
 async fn empty_and_foreign_selections_write_nothing(app: TestApp) {
