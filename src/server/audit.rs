@@ -36,15 +36,16 @@ pub async fn record(db: &Db, event: AuditEvent<'_>) {
         .unwrap_or_else(PoisonError::into_inner)
         .push(row);
     // Whoever held the turn before us wrote our row if it was queued by then; otherwise we do.
-    let _turn = writer.turn.lock().await;
+    let turn = Arc::clone(&writer.turn).lock_owned().await;
     let rows = std::mem::take(&mut *writer.queue.lock().unwrap_or_else(PoisonError::into_inner));
     if rows.is_empty() {
         return;
     }
-    // In a task of its own: the rows are other requests' too, and this request may be dropped
-    // (its client went away) while they are written.
+    // In a task of its own, which keeps the turn until they are written: the rows are other
+    // requests' too, and this request may be dropped (its client went away) meanwhile.
     let db = db.clone();
     let written = tokio::spawn(async move {
+        let _turn = turn;
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             if let Err(error) = insert(&db, chunk).await {
                 let actions: Vec<&str> = chunk.iter().map(|row| row.action.as_str()).collect();
@@ -87,7 +88,7 @@ impl Row {
 #[derive(Default)]
 struct Writer {
     queue: Mutex<Vec<Row>>,
-    turn: tokio::sync::Mutex<()>,
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The writer of `db` (by [`Db::instance`]: a process may open several databases).
