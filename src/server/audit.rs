@@ -47,7 +47,7 @@ pub async fn record(db: &Db, event: AuditEvent<'_>) {
     let written = tokio::spawn(async move {
         let _turn = turn;
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            if let Err(error) = insert(&db, chunk).await {
+            if let Err(error) = insert(db.pool(), chunk).await {
                 let actions: Vec<&str> = chunk.iter().map(|row| row.action.as_str()).collect();
                 tracing::error!(%error, ?actions, "could not write the audit log");
             }
@@ -98,7 +98,11 @@ fn writer(db: &Db) -> Arc<Writer> {
     Arc::clone(writers.entry(db.instance()).or_default())
 }
 
-async fn insert(db: &Db, rows: &[Row]) -> Result<(), sqlx::Error> {
+/// Inserts `rows` in one statement.
+async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    rows: &[Row],
+) -> Result<(), sqlx::Error> {
     let mut sql = Sql::new(
         "INSERT INTO audit_log (tenant_id, actor_user_id, action, target, details, created_at) \
          VALUES ",
@@ -116,7 +120,7 @@ async fn insert(db: &Db, rows: &[Row]) -> Result<(), sqlx::Error> {
             .push(", ")
             .int(row.created_at);
     });
-    sql.query().execute(db.pool()).await?;
+    sql.query().execute(executor).await?;
     Ok(())
 }
 
@@ -127,20 +131,7 @@ pub async fn record_in<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     event: AuditEvent<'_>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let details = sanitize_json(event.details).to_string();
-    sqlx::query(
-        "INSERT INTO audit_log (tenant_id, actor_user_id, action, target, details, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(event.tenant_id)
-    .bind(event.actor_user_id)
-    .bind(event.action)
-    .bind(sanitize(&event.target))
-    .bind(details)
-    .bind(now)
-    .execute(executor)
-    .await?;
-    Ok(())
+    insert(executor, &[Row::of(event, now)]).await
 }
 
 /// One page of the tenant's audit log, newest first: only `action` (when not empty), only the

@@ -95,15 +95,7 @@ impl FiguresWriter {
     /// changed and no batch of outcomes wrote them in the last second.
     async fn write(&self) -> Result<(), sqlx::Error> {
         let mut last = self.last.lock().await;
-        let Some(due) = self.due(&last) else {
-            return Ok(());
-        };
-        self.update(&due).execute(self.db.pool()).await?;
-        *last = LastWrite {
-            written: due.now,
-            at: Instant::now(),
-        };
-        Ok(())
+        self.write_with(&mut last, self.db.pool()).await
     }
 
     /// [`Self::write`] in a batch's transaction, so that a run busy with batches writes its
@@ -117,10 +109,19 @@ impl FiguresWriter {
         let Ok(mut last) = self.last.try_lock() else {
             return Ok(());
         };
-        let Some(due) = self.due(&last) else {
+        self.write_with(&mut last, &mut **tx).await
+    }
+
+    /// Writes what is due with `executor` and notes it as `last`.
+    async fn write_with<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+        &self,
+        last: &mut LastWrite,
+        executor: E,
+    ) -> Result<(), sqlx::Error> {
+        let Some(due) = self.due(last) else {
             return Ok(());
         };
-        self.update(&due).execute(&mut **tx).await?;
+        self.update(&due).execute(executor).await?;
         *last = LastWrite {
             written: due.now,
             at: Instant::now(),

@@ -87,7 +87,7 @@ pub async fn record_captures(
 /// Records on the run item what the capture gave (`version`: the one its snapshot was stored
 /// as) and how it compares with the base.
 /// A policy deleted in Intune is marked gone from the inventory.
-pub async fn record_capture(
+async fn record_capture(
     tx: &mut Tx,
     tenant_id: i64,
     pending: &Pending<CaptureItem>,
