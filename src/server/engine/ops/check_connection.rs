@@ -56,10 +56,6 @@ impl Checked {
 impl Operation for CheckConnection {
     const TYPE: OperationType = OperationType::CheckConnection;
     const NOTICE: Notice = Notice::new("Connection check", "The check did not finish.");
-    type Input = CheckConnectionInput;
-    type Item = ();
-    type Output = ();
-
     super::without_items!(CheckConnectionInput);
 
     async fn conclude(

@@ -35,10 +35,6 @@ impl InventorySync {
 impl Operation for InventorySync {
     const TYPE: OperationType = OperationType::InventorySync;
     const NOTICE: Notice = Notice::new("Inventory sync", "The inventory is in line with Intune.");
-    type Input = InventorySyncInput;
-    type Item = ();
-    type Output = ();
-
     super::without_items!(InventorySyncInput);
 
     async fn conclude(

@@ -12,6 +12,7 @@ pub mod restore_preview;
 use super::worker::RunFailure;
 use crate::domain::reason_code::ReasonCode;
 use crate::server::db::Db;
+use crate::server::snapshots::{load_version, StoredVersion};
 
 /// A run's item without an outcome, with its policy's Graph id and type.
 #[derive(sqlx::FromRow)]
@@ -37,6 +38,53 @@ pub(crate) async fn pending_policy_rows(
     .bind(tenant_id)
     .fetch_all(db.pool())
     .await
+}
+
+/// An entry of a restore's input: a policy and the version restored.
+pub(crate) trait PlannedRestore {
+    fn policy_id(&self) -> i64;
+    fn snapshot_id(&self) -> i64;
+}
+
+/// The policies a restore's input plans, in order: the run's items.
+pub(crate) fn planned_ids<P: PlannedRestore>(planned: &[P]) -> Vec<i64> {
+    planned.iter().map(P::policy_id).collect()
+}
+
+/// A pending item of a restore with the input's entry that planned it and the version it
+/// restores (`None` when that version no longer exists).
+pub(crate) struct PendingRestore<'a, P> {
+    pub row: PendingPolicy,
+    pub planned: &'a P,
+    pub version: Option<StoredVersion>,
+}
+
+/// A restore's pending items, in order (every item was planned from the input, so each has its
+/// entry). The version is read once here for what it refers to and how it was captured; the
+/// payload is read again only where it is compared or written.
+pub(crate) async fn pending_restores<'a, P: PlannedRestore>(
+    db: &Db,
+    run_id: i64,
+    tenant_id: i64,
+    planned: &'a [P],
+) -> Result<Vec<PendingRestore<'a, P>>, sqlx::Error> {
+    let by_policy: std::collections::HashMap<i64, &P> = planned
+        .iter()
+        .map(|item| (item.policy_id(), item))
+        .collect();
+    let mut pending = Vec::new();
+    for row in pending_policy_rows(db, run_id, tenant_id).await? {
+        let Some(&planned) = by_policy.get(&row.policy_id) else {
+            continue;
+        };
+        let version = load_version(db.pool(), tenant_id, planned.snapshot_id()).await?;
+        pending.push(PendingRestore {
+            row,
+            planned,
+            version,
+        });
+    }
+    Ok(pending)
 }
 
 /// The failure of a run whose backup set is gone (`message` says what the run could not do),
@@ -72,10 +120,14 @@ pub(crate) fn summary_notification(
     (format!("{}: {}", notice.title, status.label()), body)
 }
 
-/// The methods of an operation without items (its work is the run's as a whole, in
+/// The item types and methods of an operation without items (its work is the run's as a whole, in
 /// `conclude`): nothing to plan, load, process or record.
 macro_rules! without_items {
     ($input:ty) => {
+        type Input = $input;
+        type Item = ();
+        type Output = ();
+
         fn plan(&self, _run: &Run<$input>) -> Vec<i64> {
             Vec::new()
         }
@@ -129,6 +181,33 @@ macro_rules! capturing_items {
     };
 }
 pub(crate) use capturing_items;
+
+/// The item types and the planning of a restore (preview or execute): its items are the input's
+/// planned policies, each loaded with its version and made into the operation's item by `$item`.
+macro_rules! restore_items {
+    ($input:ty, $item:ty => $make:path) => {
+        type Input = $input;
+        type Item = $item;
+
+        fn plan(&self, run: &Run<$input>) -> Vec<i64> {
+            super::planned_ids(&run.input.items)
+        }
+
+        async fn pending(
+            &self,
+            db: &Db,
+            run: &Run<$input>,
+        ) -> Result<Vec<Pending<$item>>, sqlx::Error> {
+            let pending =
+                super::pending_restores(db, run.id, run.tenant_id, &run.input.items).await?;
+            Ok(pending
+                .into_iter()
+                .map(|pending| $make(&run.input, pending))
+                .collect())
+        }
+    };
+}
+pub(crate) use restore_items;
 
 /// Writes a run's one-line summary ("12 of 240 policies changed since this backup"), which its
 /// notification and the pages show; only while this claim (`attempt`) still holds the run.

@@ -22,7 +22,7 @@ use crate::server::db::Db;
 use crate::server::graph::write::{PolicyWriter, WriteRequest};
 use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
 use crate::server::sanitize::sanitize;
-use crate::server::snapshots::{load_version, store_snapshot, StoredVersion};
+use crate::server::snapshots::{store_snapshot, StoredVersion};
 
 /// One item as its preview planned it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,16 @@ pub struct ExecuteItem {
     pub plan: PlanAction,
     /// The live content hash the preview saw; `None` when the policy was deleted.
     pub live_hash: Option<String>,
+}
+
+impl super::PlannedRestore for ExecuteItem {
+    fn policy_id(&self) -> i64 {
+        self.policy_id
+    }
+
+    fn snapshot_id(&self) -> i64 {
+        self.snapshot_id
+    }
 }
 
 /// What an execute stores in `runs.input`: the preview it executes and that preview's plan.
@@ -203,56 +213,41 @@ fn failed(reason: ReasonCode, message: &str) -> Restored {
     Restored::Failed(reason, message)
 }
 
+/// What the execute writes for a pending item: the planned version, with the options the run
+/// asked for where the version was captured with them.
+fn write_item(
+    input: &RestoreExecuteInput,
+    pending: super::PendingRestore<'_, ExecuteItem>,
+) -> Pending<WriteItem> {
+    let super::PendingRestore {
+        row,
+        planned,
+        version: backup,
+    } = pending;
+    let CaptureOptions {
+        include_assignments,
+        include_scope_tags,
+    } = backup.as_ref().map(|b| b.options).unwrap_or_default();
+    Pending {
+        item_id: row.item_id,
+        item: WriteItem {
+            policy_id: row.policy_id,
+            graph_id: row.graph_id,
+            policy_type: row.policy_type,
+            planned: planned.clone(),
+            include_assignments: input.include_assignments && include_assignments,
+            include_scope_tags: input.include_scope_tags && include_scope_tags,
+            backup,
+        },
+    }
+}
+
 impl Operation for RestoreExecute {
     const TYPE: OperationType = OperationType::RestoreExecute;
     const NOTICE: Notice = Notice::new("Restore", "The restore did not finish.");
-    type Input = RestoreExecuteInput;
-    type Item = WriteItem;
     type Output = Restored;
 
-    fn plan(&self, run: &Run<RestoreExecuteInput>) -> Vec<i64> {
-        run.input.items.iter().map(|item| item.policy_id).collect()
-    }
-
-    async fn pending(
-        &self,
-        db: &Db,
-        run: &Run<RestoreExecuteInput>,
-    ) -> Result<Vec<Pending<WriteItem>>, sqlx::Error> {
-        let rows = super::pending_policy_rows(db, run.id, run.tenant_id).await?;
-        let planned_by_policy: std::collections::HashMap<i64, &ExecuteItem> = run
-            .input
-            .items
-            .iter()
-            .map(|item| (item.policy_id, item))
-            .collect();
-        let mut pending = Vec::with_capacity(rows.len());
-        for row in rows {
-            let policy_id = row.policy_id;
-            // Items are planned from the input, so each has its entry.
-            let Some(&planned) = planned_by_policy.get(&policy_id) else {
-                continue;
-            };
-            let backup = load_version(db.pool(), run.tenant_id, planned.snapshot_id).await?;
-            let CaptureOptions {
-                include_assignments,
-                include_scope_tags,
-            } = backup.as_ref().map(|b| b.options).unwrap_or_default();
-            pending.push(Pending {
-                item_id: row.item_id,
-                item: WriteItem {
-                    policy_id,
-                    graph_id: row.graph_id,
-                    policy_type: row.policy_type,
-                    planned: planned.clone(),
-                    include_assignments: run.input.include_assignments && include_assignments,
-                    include_scope_tags: run.input.include_scope_tags && include_scope_tags,
-                    backup,
-                },
-            });
-        }
-        Ok(pending)
-    }
+    super::restore_items!(RestoreExecuteInput, WriteItem => write_item);
 
     async fn process(
         &self,

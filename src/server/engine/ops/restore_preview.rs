@@ -32,6 +32,16 @@ pub struct RestoreItem {
     pub snapshot_id: i64,
 }
 
+impl super::PlannedRestore for RestoreItem {
+    fn policy_id(&self) -> i64 {
+        self.policy_id
+    }
+
+    fn snapshot_id(&self) -> i64 {
+        self.snapshot_id
+    }
+}
+
 /// What a preview stores in `runs.input`: the source, the items with their versions (fixed at
 /// submit, so the preview's basis cannot drift) and the options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,68 +133,51 @@ impl RestorePreview {
     }
 }
 
+/// What the preview compares for a pending item: the live policy against the planned version,
+/// and what that version refers to.
+fn preview_item(
+    input: &RestorePreviewInput,
+    pending: super::PendingRestore<'_, RestoreItem>,
+) -> Pending<PreviewItem> {
+    let super::PendingRestore {
+        row,
+        planned,
+        version,
+    } = pending;
+    let (options, references) = match &version {
+        Some(version) => {
+            let options = restore_options(version, input);
+            let found = references(
+                &version.payload,
+                options.include_assignments,
+                options.include_scope_tags,
+            );
+            (version.options, found)
+        }
+        None => (CaptureOptions::default(), Vec::new()),
+    };
+    Pending {
+        item_id: row.item_id,
+        item: PreviewItem {
+            capture: CaptureItem {
+                policy_id: row.policy_id,
+                graph_id: row.graph_id,
+                policy_type: row.policy_type,
+                base_snapshot_id: Some(planned.snapshot_id),
+                options,
+            },
+            references,
+            version_missing: version.is_none(),
+        },
+    }
+}
+
 impl Operation for RestorePreview {
     const TYPE: OperationType = OperationType::RestorePreview;
     const NOTICE: Notice = Notice::new("Restore preview", "The restore preview did not finish.");
-    type Input = RestorePreviewInput;
-    type Item = PreviewItem;
     type Output = Previewed;
 
-    fn plan(&self, run: &Run<RestorePreviewInput>) -> Vec<i64> {
-        run.input.items.iter().map(|item| item.policy_id).collect()
-    }
-
-    async fn pending(
-        &self,
-        db: &Db,
-        run: &Run<RestorePreviewInput>,
-    ) -> Result<Vec<Pending<PreviewItem>>, sqlx::Error> {
-        let versions: HashMap<i64, i64> = run
-            .input
-            .items
-            .iter()
-            .map(|item| (item.policy_id, item.snapshot_id))
-            .collect();
-        let rows = super::pending_policy_rows(db, run.id, run.tenant_id).await?;
-        let mut pending = Vec::with_capacity(rows.len());
-        for row in rows {
-            let policy_id = row.policy_id;
-            let snapshot_id = versions.get(&policy_id).copied();
-            // The version is read once here for what it refers to and how it was captured; the
-            // payload itself is read again only where it is compared.
-            let version = match snapshot_id {
-                Some(id) => load_version(db.pool(), run.tenant_id, id).await?,
-                None => None,
-            };
-            let (options, references) = match &version {
-                Some(version) => {
-                    let options = restore_options(version, &run.input);
-                    let found = references(
-                        &version.payload,
-                        options.include_assignments,
-                        options.include_scope_tags,
-                    );
-                    (version.options, found)
-                }
-                None => (CaptureOptions::default(), Vec::new()),
-            };
-            pending.push(Pending {
-                item_id: row.item_id,
-                item: PreviewItem {
-                    capture: CaptureItem {
-                        policy_id,
-                        graph_id: row.graph_id,
-                        policy_type: row.policy_type,
-                        base_snapshot_id: snapshot_id,
-                        options,
-                    },
-                    references,
-                    version_missing: version.is_none(),
-                },
-            });
-        }
-        Ok(pending)
-    }
+    super::restore_items!(RestorePreviewInput, PreviewItem => preview_item);
 
     async fn process(
         &self,
