@@ -20,7 +20,8 @@ use tenantatlas::server::engine::runner::WakeUp;
 #[command(name = "fair")]
 struct Args {
     #[command(flatten)]
-    engines: fleet::Engines,
+    setup: fleet::Setup,
+    /// Tenants, each queuing `--runs` runs at once.
     #[arg(long, default_value_t = 200)]
     tenants: usize,
     /// Runs each tenant queues.
@@ -32,9 +33,6 @@ struct Args {
     /// The simulator's latency per Graph request.
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
-    /// Runs at once per lane (the server's `--worker-concurrency`).
-    #[arg(long, default_value_t = 4)]
-    concurrency: usize,
 }
 
 #[tokio::main]
@@ -43,17 +41,13 @@ async fn main() -> Result<()> {
     println!(
         "{} tenants × {} runs of {} policies, queued in tenant order; simulator latency {} ms; \
          {} runs at once\n",
-        args.tenants, args.runs, args.policies, args.latency_ms, args.concurrency
+        args.tenants, args.runs, args.policies, args.latency_ms, args.setup.concurrency
     );
     println!("| engine | runs | wall time | run p50 / p99 (s) | tenant's first run p50 / p99 (s) | tenant's last run p50 / p99 (s) |");
     println!("|---|--:|--:|--:|--:|--:|");
-    for engine in args.engines.names() {
-        let scratch = Scratch::create(engine, &args.engines.pg_url).await?;
-        let result = measure(engine, &scratch, &args).await;
-        scratch.remove().await;
-        result?;
-    }
-    Ok(())
+    args.setup
+        .each_engine(async |engine, scratch| measure(engine, scratch, &args).await)
+        .await
 }
 
 async fn measure(engine: &str, scratch: &Scratch, args: &Args) -> Result<()> {
@@ -62,7 +56,11 @@ async fn measure(engine: &str, scratch: &Scratch, args: &Args) -> Result<()> {
     // The runner works while every tenant queues its runs (one backup set each), tenant after
     // tenant, each submit waking it as the server's does.
     let wake = WakeUp::default();
-    let (stop, runner) = spawn_runner(fleet.worker("bench-fair", args.concurrency), &wake, db);
+    let (stop, runner) = spawn_runner(
+        fleet.worker("bench-fair", args.setup.concurrency),
+        &wake,
+        db,
+    );
     let started = Instant::now();
     for tenant in &fleet.tenants {
         for _ in 0..args.runs {

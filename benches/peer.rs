@@ -24,15 +24,14 @@ use tenantatlas::server::engine::runner::WakeUp;
 #[command(name = "peer")]
 struct Args {
     #[command(flatten)]
-    engines: fleet::Engines,
+    setup: fleet::Setup,
+    /// Tenants the runs are spread over: one bulk run per tenant is active at a time, so this
+    /// bounds how many runs can be worked at once.
     #[arg(long, default_value_t = 100)]
     tenants: usize,
     /// Runs queued for the throughput figure.
     #[arg(long, default_value_t = 1_000)]
     jobs: usize,
-    /// Runs at once per lane (the server's `--worker-concurrency`).
-    #[arg(long, default_value_t = 4)]
-    concurrency: usize,
     /// Runs submitted one at a time for the enqueue → start figure.
     #[arg(long, default_value_t = 200)]
     latency_jobs: usize,
@@ -44,13 +43,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    for engine in args.engines.names() {
-        let scratch = Scratch::create(engine, &args.engines.pg_url).await?;
-        let result = measure(engine, &scratch, &args).await;
-        scratch.remove().await;
-        result?;
-    }
-    Ok(())
+    args.setup
+        .each_engine(async |engine, scratch| measure(engine, scratch, &args).await)
+        .await
 }
 
 async fn measure(engine: &str, scratch: &Scratch, args: &Args) -> Result<()> {
@@ -60,7 +55,11 @@ async fn measure(engine: &str, scratch: &Scratch, args: &Args) -> Result<()> {
 
     // Enqueue → start on an idle engine.
     let wake = WakeUp::default();
-    let (stop, runner) = spawn_runner(fleet.worker("bench-peer", args.concurrency), &wake, db);
+    let (stop, runner) = spawn_runner(
+        fleet.worker("bench-peer", args.setup.concurrency),
+        &wake,
+        db,
+    );
     let mut latency_runs = Vec::new();
     for i in 0..args.latency_jobs {
         let tenant = tenant(i);
@@ -97,7 +96,11 @@ async fn measure(engine: &str, scratch: &Scratch, args: &Args) -> Result<()> {
         fleet.submit(tenant, &tenant.policy_ids).await?;
     }
     let begin = Instant::now();
-    let (stop, runner) = spawn_runner(fleet.worker("bench-peer", args.concurrency), &wake, db);
+    let (stop, runner) = spawn_runner(
+        fleet.worker("bench-peer", args.setup.concurrency),
+        &wake,
+        db,
+    );
     wake.run_queued(db).await;
     fleet.drained().await?;
     let wall = begin.elapsed().as_secs_f64();

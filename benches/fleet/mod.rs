@@ -35,9 +35,10 @@ pub enum EngineChoice {
     Both,
 }
 
-/// The options every engine bench takes: which engines, and where PostgreSQL is.
+/// The options every fleet bench takes: which engines, where PostgreSQL is, and how many runs
+/// the worker works at once.
 #[derive(Debug, clap::Args)]
-pub struct Engines {
+pub struct Setup {
     #[arg(long, value_enum, default_value_t = EngineChoice::Both)]
     engine: EngineChoice,
     /// A PostgreSQL server URL (any database on it): the bench creates `ta_bench_<random>` there
@@ -49,12 +50,30 @@ pub struct Engines {
         hide_default_value = true
     )]
     pub pg_url: String,
+    /// Runs at once per lane (the server's `--worker-concurrency`).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
 }
 
-impl Engines {
+impl Setup {
+    /// Runs `measure` on a scratch database of each engine asked for, in order, and drops each
+    /// database afterwards (also when `measure` fails).
+    pub async fn each_engine(
+        &self,
+        measure: impl AsyncFn(&'static str, &Scratch) -> Result<()>,
+    ) -> Result<()> {
+        for engine in self.names() {
+            let scratch = Scratch::create(engine, &self.pg_url).await?;
+            let result = measure(engine, &scratch).await;
+            scratch.remove().await;
+            result?;
+        }
+        Ok(())
+    }
+
     /// The engines to measure, in order.
     pub fn names(&self) -> &'static [&'static str] {
         match self.engine {
