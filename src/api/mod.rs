@@ -34,64 +34,99 @@ pub enum Access {
     Tenant(Capability),
 }
 
-/// Every server function's URL and the access it requires. The access-matrix test fails if a
-/// registered server function is missing here, and checks each one answers every role as the
-/// capability table says.
-pub const ACCESS: &[(&str, Access)] = &[
-    ("/api/auth/sign-in", Public),
-    ("/api/auth/sign-out", Public),
-    ("/api/auth/me", SignedIn),
-    // Whoever holds an invitation link (the token is the credential).
-    ("/api/invitations/preview", Public),
-    ("/api/invitations/accept", Public),
-    ("/api/backup-sets/list", Tenant(Can::View)),
-    ("/api/backup-sets/get", Tenant(Can::View)),
-    ("/api/backup-sets/create", Tenant(Can::EditBackupSets)),
-    ("/api/runs/list", Tenant(Can::View)),
-    ("/api/runs/add-policies", Tenant(Can::StartRuns)),
-    ("/api/runs/cancel", Tenant(Can::CancelRuns)),
-    ("/api/runs/retry-failed", Tenant(Can::StartRuns)),
-    ("/api/runs/get", Tenant(Can::View)),
-    ("/api/runs/version", Tenant(Can::View)),
-    ("/api/runs/for-backup-set", Tenant(Can::View)),
-    ("/api/runs/for-backup-set/version", Tenant(Can::View)),
-    ("/api/runs/sync-inventory", Tenant(Can::StartRuns)),
-    ("/api/runs/capture-policy", Tenant(Can::StartRuns)),
-    ("/api/runs/check-drift", Tenant(Can::StartRuns)),
-    ("/api/runs/activity", Tenant(Can::View)),
-    ("/api/restore/source", Tenant(Can::View)),
-    ("/api/restore/preview", Tenant(Can::View)),
-    ("/api/runs/restore-preview", Tenant(Can::Restore)),
-    ("/api/runs/restore-execute", Tenant(Can::Restore)),
-    ("/api/policies/list", Tenant(Can::View)),
-    ("/api/policies/matching-ids", Tenant(Can::View)),
-    ("/api/policies/get", Tenant(Can::View)),
-    ("/api/policies/versions", Tenant(Can::View)),
-    ("/api/policies/version", Tenant(Can::View)),
-    ("/api/policies/diff", Tenant(Can::View)),
-    ("/api/policies/inventory", Tenant(Can::View)),
-    ("/api/notifications/list", Tenant(Can::View)),
-    ("/api/notifications/mark-read", Tenant(Can::View)),
-    ("/api/notifications/mark-all-read", Tenant(Can::View)),
-    ("/api/tenants/connect", Admin),
-    ("/api/tenants/can-connect", Admin),
-    ("/api/tenants/status", Tenant(Can::View)),
-    ("/api/audit/list", Tenant(Can::ReadAuditLog)),
-    ("/api/members/list", Tenant(Can::ReadAuditLog)),
-    ("/api/members/add", Tenant(Can::ManageMembers)),
-    ("/api/members/change-role", Tenant(Can::ManageMembers)),
-    ("/api/members/remove", Tenant(Can::ManageMembers)),
-    ("/api/invitations/list", Tenant(Can::ReadAuditLog)),
-    ("/api/invitations/revoke", Tenant(Can::ManageMembers)),
-    ("/api/tenants/settings", Tenant(Can::ManageMembers)),
-    ("/api/tenants/replace-secret", Tenant(Can::ManageMembers)),
-    ("/api/tenants/connection-check", Tenant(Can::View)),
+/// Every server function's URL (below `/api/`) by the access it requires. The access-matrix
+/// test fails if a registered server function is missing here, and checks each one answers
+/// every role as the capability table says; it calls them in this order.
+pub const ACCESS: &[(Access, &[&str])] = &[
+    // Anyone; the invitation functions serve whoever holds a link (the token is the credential).
     (
-        "/api/tenants/check-connection",
-        Tenant(Can::CheckConnection),
+        Public,
+        &[
+            "auth/sign-in",
+            "auth/sign-out",
+            "invitations/preview",
+            "invitations/accept",
+        ],
     ),
-    // Disconnect before reconnect: the access matrix calls them in this order, and leaves the
-    // tenant connected for the next caller.
-    ("/api/tenants/disconnect", Tenant(Can::ManageMembers)),
-    ("/api/tenants/reconnect", Tenant(Can::ManageMembers)),
+    (SignedIn, &["auth/me"]),
+    (Admin, &["tenants/connect", "tenants/can-connect"]),
+    (Tenant(Can::View), &["backup-sets/list", "backup-sets/get"]),
+    (
+        Tenant(Can::View),
+        &[
+            "runs/list",
+            "runs/get",
+            "runs/version",
+            "runs/for-backup-set",
+            "runs/for-backup-set/version",
+            "runs/activity",
+        ],
+    ),
+    (Tenant(Can::View), &["restore/source", "restore/preview"]),
+    (
+        Tenant(Can::View),
+        &[
+            "policies/list",
+            "policies/matching-ids",
+            "policies/get",
+            "policies/versions",
+            "policies/version",
+            "policies/diff",
+            "policies/inventory",
+        ],
+    ),
+    (
+        Tenant(Can::View),
+        &[
+            "notifications/list",
+            "notifications/mark-read",
+            "notifications/mark-all-read",
+        ],
+    ),
+    (
+        Tenant(Can::View),
+        &["tenants/status", "tenants/connection-check"],
+    ),
+    (Tenant(Can::EditBackupSets), &["backup-sets/create"]),
+    (
+        Tenant(Can::StartRuns),
+        &[
+            "runs/add-policies",
+            "runs/retry-failed",
+            "runs/sync-inventory",
+            "runs/capture-policy",
+            "runs/check-drift",
+        ],
+    ),
+    (Tenant(Can::CancelRuns), &["runs/cancel"]),
+    (
+        Tenant(Can::Restore),
+        &["runs/restore-preview", "runs/restore-execute"],
+    ),
+    (Tenant(Can::CheckConnection), &["tenants/check-connection"]),
+    (
+        Tenant(Can::ReadAuditLog),
+        &["audit/list", "members/list", "invitations/list"],
+    ),
+    (
+        Tenant(Can::ManageMembers),
+        &[
+            "members/add",
+            "members/change-role",
+            "members/remove",
+            "invitations/revoke",
+            "tenants/settings",
+            "tenants/replace-secret",
+            // Disconnect before reconnect: the tenant stays connected for the next caller.
+            "tenants/disconnect",
+            "tenants/reconnect",
+        ],
+    ),
 ];
+
+/// [`ACCESS`] as (full path, access) pairs, in its order.
+pub fn access_table() -> impl Iterator<Item = (String, Access)> {
+    ACCESS
+        .iter()
+        .flat_map(|(access, endpoints)| endpoints.iter().map(|e| (format!("/api/{e}"), *access)))
+}
