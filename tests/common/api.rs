@@ -13,6 +13,29 @@ use tenantatlas::domain::{
 
 use super::TestApp;
 
+/// Typed calls of tenant server functions whose form is the tenant and the arguments, each sent
+/// as the field of its own name: `fn name("endpoint", arg: Type, …) -> Answer;` becomes
+/// `TestApp::name(&self, cookie, tenant, arg, …) -> Answer<Answer>`.
+macro_rules! tenant_calls {
+    ($($(#[$doc:meta])* fn $name:ident($endpoint:literal $(, $arg:ident: $ty:ty)*) -> $answer:ty;)*) => {
+        impl TestApp {
+            $(
+                $(#[$doc])*
+                pub async fn $name(
+                    &self,
+                    cookie: &str,
+                    tenant: &str,
+                    $($arg: $ty),*
+                ) -> Answer<$answer> {
+                    let form = Form::tenant(tenant)$(.field(stringify!($arg), $arg))*;
+                    self.answer(Some(cookie), $endpoint, &form).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use tenant_calls;
+
 mod members;
 mod restore;
 mod tenants;
@@ -101,37 +124,6 @@ impl TestApp {
         }
         Ok(serde_json::from_str(&body)
             .unwrap_or_else(|error| panic!("{endpoint} answered {body}: {error}")))
-    }
-
-    /// `backup-sets/create`: a new backup set in `tenant`.
-    pub async fn create_backup_set(
-        &self,
-        cookie: &str,
-        tenant: &str,
-        name: &str,
-        description: &str,
-    ) -> Answer<BackupSetSummary> {
-        let form = Form::tenant(tenant)
-            .field("name", name)
-            .field("description", description);
-        self.answer(Some(cookie), "backup-sets/create", &form).await
-    }
-
-    /// `backup-sets/list`: the tenant's backup sets.
-    pub async fn backup_sets(&self, cookie: &str, tenant: &str) -> Answer<Vec<BackupSetSummary>> {
-        self.answer(Some(cookie), "backup-sets/list", &Form::tenant(tenant))
-            .await
-    }
-
-    /// `backup-sets/get`: backup set `id` with its items.
-    pub async fn backup_set_detail(
-        &self,
-        cookie: &str,
-        tenant: &str,
-        id: i64,
-    ) -> Answer<BackupSetDetail> {
-        let form = Form::tenant(tenant).field("id", id);
-        self.answer(Some(cookie), "backup-sets/get", &form).await
     }
 
     /// `runs/add-policies`: "Add selected" of `ids` to backup set `set`, with `extra` fields
@@ -240,4 +232,13 @@ impl TestApp {
         self.answer(Some(cookie), "runs/for-backup-set", &form)
             .await
     }
+}
+
+tenant_calls! {
+    /// `backup-sets/create`: a new backup set in `tenant`.
+    fn create_backup_set("backup-sets/create", name: &str, description: &str) -> BackupSetSummary;
+    /// `backup-sets/list`: the tenant's backup sets.
+    fn backup_sets("backup-sets/list") -> Vec<BackupSetSummary>;
+    /// `backup-sets/get`: backup set `id` with its items.
+    fn backup_set_detail("backup-sets/get", id: i64) -> BackupSetDetail;
 }

@@ -14,47 +14,6 @@ impl TestApp {
         self.answer(Some(cookie), "auth/me", &Form::default()).await
     }
 
-    /// `members/list`: the tenant's members with their roles.
-    pub async fn members(&self, cookie: &str, tenant: &str) -> Answer<Vec<Member>> {
-        self.answer(Some(cookie), "members/list", &Form::tenant(tenant))
-            .await
-    }
-
-    /// `members/add`: adds `email` with `role` (as the form sends it), or invites it.
-    pub async fn add_member(
-        &self,
-        cookie: &str,
-        tenant: &str,
-        email: &str,
-        role: &str,
-    ) -> Answer<AddMemberOutcome> {
-        let form = Form::tenant(tenant)
-            .field("email", email)
-            .field("role", role);
-        self.answer(Some(cookie), "members/add", &form).await
-    }
-
-    /// `members/change-role`: gives member `user_id` the role `role` (as the form sends it).
-    pub async fn change_member_role(
-        &self,
-        cookie: &str,
-        tenant: &str,
-        user_id: i64,
-        role: &str,
-    ) -> Answer<()> {
-        let form = Form::tenant(tenant)
-            .field("user_id", user_id)
-            .field("role", role);
-        self.answer(Some(cookie), "members/change-role", &form)
-            .await
-    }
-
-    /// `members/remove`: removes member `user_id` from the tenant.
-    pub async fn remove_member(&self, cookie: &str, tenant: &str, user_id: i64) -> Answer<()> {
-        let form = Form::tenant(tenant).field("user_id", user_id);
-        self.answer(Some(cookie), "members/remove", &form).await
-    }
-
     /// `audit/list`: one page of the tenant's audit log, with `filters` (action, actor, before).
     pub async fn audit_log(
         &self,
@@ -64,18 +23,6 @@ impl TestApp {
     ) -> Answer<AuditPage> {
         let form = Form::tenant(tenant).fields(filters);
         self.answer(Some(cookie), "audit/list", &form).await
-    }
-
-    /// `invitations/list`: the tenant's invitations that can still be used.
-    pub async fn invitations(&self, cookie: &str, tenant: &str) -> Answer<Vec<PendingInvitation>> {
-        self.answer(Some(cookie), "invitations/list", &Form::tenant(tenant))
-            .await
-    }
-
-    /// `invitations/revoke`: withdraws pending invitation `id`.
-    pub async fn revoke_invitation(&self, cookie: &str, tenant: &str, id: i64) -> Answer<()> {
-        let form = Form::tenant(tenant).field("id", id);
-        self.answer(Some(cookie), "invitations/revoke", &form).await
     }
 
     /// `invitations/preview`: what invitation `token` is for, asked without an account.
@@ -117,18 +64,6 @@ impl TestApp {
 
     // `runs/cancel` is `cancel_run`, in `restore.rs`.
 
-    /// `runs/retry-failed`: "Retry N failed" (or "Resume N cancelled") of run `id`.
-    pub async fn retry_failed(&self, cookie: &str, tenant: &str, id: i64) -> Answer<SubmittedRun> {
-        let form = Form::tenant(tenant).field("id", id);
-        self.answer(Some(cookie), "runs/retry-failed", &form).await
-    }
-
-    /// `runs/version`: the text run detail polls, which changes whenever run `id` does.
-    pub async fn run_version(&self, cookie: &str, tenant: &str, id: i64) -> Answer<String> {
-        let form = Form::tenant(tenant).field("id", id);
-        self.answer(Some(cookie), "runs/version", &form).await
-    }
-
     /// `runs/for-backup-set/version`: the text the run panel of backup set `set` polls.
     pub async fn backup_set_runs_version(
         &self,
@@ -140,4 +75,23 @@ impl TestApp {
         self.answer(Some(cookie), "runs/for-backup-set/version", &form)
             .await
     }
+}
+
+super::tenant_calls! {
+    /// `members/list`: the tenant's members with their roles.
+    fn members("members/list") -> Vec<Member>;
+    /// `members/add`: adds `email` with `role` (as the form sends it), or invites it.
+    fn add_member("members/add", email: &str, role: &str) -> AddMemberOutcome;
+    /// `members/change-role`: gives member `user_id` the role `role` (as the form sends it).
+    fn change_member_role("members/change-role", user_id: i64, role: &str) -> ();
+    /// `members/remove`: removes member `user_id` from the tenant.
+    fn remove_member("members/remove", user_id: i64) -> ();
+    /// `invitations/list`: the tenant's invitations that can still be used.
+    fn invitations("invitations/list") -> Vec<PendingInvitation>;
+    /// `invitations/revoke`: withdraws pending invitation `id`.
+    fn revoke_invitation("invitations/revoke", id: i64) -> ();
+    /// `runs/retry-failed`: "Retry N failed" (or "Resume N cancelled") of run `id`.
+    fn retry_failed("runs/retry-failed", id: i64) -> SubmittedRun;
+    /// `runs/version`: the text run detail polls, which changes whenever run `id` does.
+    fn run_version("runs/version", id: i64) -> String;
 }

@@ -24,17 +24,6 @@ impl TestApp {
             .await
     }
 
-    /// `restore/preview`: preview run `run_id`'s plan, and whether it can be executed now.
-    pub async fn restore_preview(
-        &self,
-        cookie: &str,
-        tenant: &str,
-        run_id: i64,
-    ) -> Answer<RestorePreview> {
-        let form = Form::tenant(tenant).field("run_id", run_id);
-        self.answer(Some(cookie), "restore/preview", &form).await
-    }
-
     /// `runs/restore-execute`: executes preview run `preview`, with the two confirmations.
     pub async fn execute_restore(
         &self,
@@ -51,10 +40,11 @@ impl TestApp {
         self.answer(Some(cookie), "runs/restore-execute", &form)
             .await
     }
+}
 
+super::tenant_calls! {
+    /// `restore/preview`: preview run `run_id`'s plan, and whether it can be executed now.
+    fn restore_preview("restore/preview", run_id: i64) -> RestorePreview;
     /// `runs/cancel`: cancels run `id`.
-    pub async fn cancel_run(&self, cookie: &str, tenant: &str, id: i64) -> Answer<CancelledRun> {
-        let form = Form::tenant(tenant).field("id", id);
-        self.answer(Some(cookie), "runs/cancel", &form).await
-    }
+    fn cancel_run("runs/cancel", id: i64) -> CancelledRun;
 }
