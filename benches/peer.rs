@@ -32,12 +32,19 @@ struct Args {
     /// Runs queued for the throughput figure.
     #[arg(long, default_value_t = 1_000)]
     jobs: usize,
-    /// Runs submitted one at a time for the enqueue → start figure.
-    #[arg(long, default_value_t = 200)]
-    latency_jobs: usize,
-    /// Pause between those submits.
-    #[arg(long, default_value_t = 50)]
-    interval_ms: u64,
+    #[command(flatten)]
+    probe: Probe,
+}
+
+/// The enqueue → start figure: runs submitted one at a time to an idle engine.
+#[derive(Debug, clap::Args)]
+struct Probe {
+    /// How many runs.
+    #[arg(long = "latency-jobs", default_value_t = 200)]
+    runs: usize,
+    /// The pause between two submits.
+    #[arg(long = "interval-ms", default_value_t = 50)]
+    pause_ms: u64,
 }
 
 #[tokio::main]
@@ -61,13 +68,13 @@ async fn measure(engine: &str, scratch: &Scratch, args: &Args) -> Result<()> {
         db,
     );
     let mut latency_runs = Vec::new();
-    for i in 0..args.latency_jobs {
+    for i in 0..args.probe.runs {
         let tenant = tenant(i);
         let submitted_at = Timestamp::now().millis();
         let run = fleet.submit(tenant, &tenant.policy_ids).await?;
         latency_runs.push((run, submitted_at));
         wake.run_queued(db).await;
-        tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+        tokio::time::sleep(Duration::from_millis(args.probe.pause_ms)).await;
     }
     fleet.drained().await?;
     let _ = stop.send(true);
