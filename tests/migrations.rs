@@ -12,7 +12,7 @@ use tenantatlas::server::db::is_unique_violation;
 
 both_backends!(TestDb: migrations_apply_and_create_every_table, migrations_are_idempotent, active_runs_are_unique_per_key_until_terminal, one_bulk_run_per_tenant_is_active, rows_cannot_mix_tenants, run_counters_must_add_up);
 
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "tenants",
     "users",
     "memberships",
@@ -24,6 +24,7 @@ const TABLES: [&str; 11] = [
     "run_items",
     "notifications",
     "audit_log",
+    "sessions",
 ];
 
 async fn migrations_apply_and_create_every_table(t: TestDb) {

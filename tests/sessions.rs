@@ -15,8 +15,11 @@ use common::{
 use serde_json::Value;
 use tenantatlas::domain::Email;
 use tenantatlas::server::auth::password::{self, Checker};
+use tenantatlas::server::auth::session_store::DbSessionStore;
 use tenantatlas::server::auth::{throttle, users};
 use tenantatlas::server::seed::DEMO_PASSWORD;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::SessionStore;
 
 both_backends!(TestApp:
     sign_in_rotates_the_session_id,
@@ -30,6 +33,8 @@ both_backends!(TestApp:
     parallel_guesses_get_at_most_the_budget,
     successful_sign_ins_leave_the_failure_budget_whole,
     a_password_change_ends_every_session_of_that_user,
+    the_store_keeps_records_and_never_overwrites_on_create,
+    expired_sessions_are_deleted,
 );
 
 async fn me(app: &TestApp, cookie: &str) -> u16 {
@@ -541,4 +546,78 @@ async fn an_https_public_url_gets_a_host_prefixed_cookie() {
     // The plain name means nothing there.
     let renamed = cookie.replacen("__Host-", "", 1);
     assert_eq!(me(&app, &renamed).await, 401);
+}
+
+fn record(user_id: i64, expires_in: time::Duration) -> Record {
+    Record {
+        id: Id::default(),
+        data: [
+            ("user_id".to_owned(), Value::from(user_id)),
+            ("note".to_owned(), Value::from("kept as JSON")),
+        ]
+        .into_iter()
+        .collect(),
+        expiry_date: time::OffsetDateTime::now_utc() + expires_in,
+    }
+}
+
+/// The signed-in user id of the session row `id`, as the authorization point reads it.
+async fn user_column(app: &TestApp, id: Id) -> Option<Option<i64>> {
+    sqlx::query_scalar("SELECT user_id FROM sessions WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// Two users of the demo.
+async fn two_users(app: &TestApp) -> (i64, i64) {
+    sqlx::query_as("SELECT min(id), max(id) FROM users")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+}
+
+async fn the_store_keeps_records_and_never_overwrites_on_create(app: TestApp) {
+    let store = DbSessionStore::new(app.db.clone());
+    let (one, other) = two_users(&app).await;
+    let mut first = record(one, time::Duration::minutes(5));
+    store.create(&mut first).await.unwrap();
+    let loaded = store.load(&first.id).await.unwrap().expect("the record");
+    assert_eq!(loaded.data, first.data);
+    assert_eq!(
+        loaded.expiry_date.unix_timestamp(),
+        first.expiry_date.unix_timestamp()
+    );
+    assert_eq!(user_column(&app, first.id).await, Some(Some(one)));
+
+    // A new record that happens to draw a taken id gets another one; the first is untouched.
+    let mut second = record(other, time::Duration::minutes(5));
+    second.id = first.id;
+    store.create(&mut second).await.unwrap();
+    assert_ne!(second.id, first.id);
+    assert_eq!(user_column(&app, first.id).await, Some(Some(one)));
+    assert_eq!(user_column(&app, second.id).await, Some(Some(other)));
+
+    // A save replaces the record and its columns; a delete removes it.
+    second.data.remove("user_id");
+    store.save(&second).await.unwrap();
+    assert_eq!(user_column(&app, second.id).await, Some(None));
+    store.delete(&second.id).await.unwrap();
+    assert!(store.load(&second.id).await.unwrap().is_none());
+    assert_eq!(user_column(&app, second.id).await, None);
+}
+
+async fn expired_sessions_are_deleted(app: TestApp) {
+    let store = DbSessionStore::new(app.db.clone());
+    let (user, _) = two_users(&app).await;
+    let mut live = record(user, time::Duration::minutes(5));
+    let mut over = record(user, time::Duration::seconds(-1));
+    store.create(&mut live).await.unwrap();
+    store.create(&mut over).await.unwrap();
+    // An expired record is not loaded even before it is deleted.
+    assert!(store.load(&over.id).await.unwrap().is_none());
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    assert_eq!(user_column(&app, over.id).await, None);
+    assert!(store.load(&live.id).await.unwrap().is_some());
 }

@@ -179,10 +179,9 @@ async fn sync_inventory(
     Ok(())
 }
 
-/// Brings a database up to date: the app's migrations and the session store's table.
+/// Brings a database up to date: the app's migrations (the sessions' table included).
 pub async fn prepare(db: &Db) -> Result<(), StartError> {
     db.migrate().await?;
-    auth::session::migrate_store(db).await?;
     Ok(())
 }
 

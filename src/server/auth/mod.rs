@@ -11,6 +11,7 @@ pub mod guard;
 pub mod password;
 pub mod redirect;
 pub mod session;
+pub mod session_store;
 pub mod throttle;
 pub mod users;
 
@@ -70,8 +71,8 @@ pub async fn signed_in_user() -> Result<i64, AppError> {
     .ok_or(AppError::Unauthorized)
 }
 
-/// The authorization point for server functions and pages (see the module docs). The session's
-/// user and their membership are read in one statement.
+/// The authorization point for server functions and pages (see the module docs). The session,
+/// its user and their membership are read in one statement.
 pub async fn authorize(tenant: &str, capability: Capability) -> Result<TenantContext, AppError> {
     let state = app_state()?;
     let db = &state.db;
@@ -82,32 +83,34 @@ pub async fn authorize(tenant: &str, capability: Capability) -> Result<TenantCon
     let (user_id, membership) = session::confirmed(
         &current_session().await?,
         &state.settings.sessions,
-        |user_id| async move {
-            let row: Option<SessionRow> = sqlx::query_as(
-                "SELECT u.session_generation, t.id, t.display_name, t.disconnected_at, m.role \
-                 FROM users u \
-                 LEFT JOIN tenants t ON t.external_id = $1 \
+        |session_id, now| async move {
+            let sql = format!(
+                "SELECT {}, t.id, t.display_name, t.disconnected_at, m.role {} \
+                 LEFT JOIN tenants t ON t.external_id = $3 \
                  LEFT JOIN memberships m ON m.tenant_id = t.id AND m.user_id = u.id \
-                 WHERE u.id = $2",
-            )
-            .bind(external.unwrap_or_default())
-            .bind(user_id)
-            .fetch_optional(db.pool())
-            .await?;
-            let Some(row) = row else {
-                return Ok((None, None));
-            };
-            let membership = match (external, row.id, row.display_name, row.role) {
-                (Some(_), Some(id), Some(display_name), Some(role)) => Some(Membership {
-                    id,
-                    display_name,
-                    disconnected_at: row.disconnected_at,
-                    role,
-                }),
-                _ => None,
-            };
-            let generation = row.session_generation;
-            Ok((generation, membership))
+                 WHERE {}",
+                session::SESSION_COLUMNS,
+                session::FROM_SESSION,
+                session::SESSION_IS,
+            );
+            let row: Option<SessionRow> = sqlx::query_as(&sql)
+                .bind(session_id)
+                .bind(now)
+                .bind(external.unwrap_or_default())
+                .fetch_optional(db.pool())
+                .await?;
+            Ok(row.map(|row| {
+                let membership = match (external, row.id, row.display_name, row.role) {
+                    (Some(_), Some(id), Some(display_name), Some(role)) => Some(Membership {
+                        id,
+                        display_name,
+                        disconnected_at: row.disconnected_at,
+                        role,
+                    }),
+                    _ => None,
+                };
+                (row.session, membership)
+            }))
         },
     )
     .await?
@@ -115,11 +118,12 @@ pub async fn authorize(tenant: &str, capability: Capability) -> Result<TenantCon
     context(user_id, external_id, membership, capability)
 }
 
-/// The user's session generation (`None`: no such user) and their membership in the tenant
-/// the request names, all `None` when they are not a member.
+/// The session with its user, and the user's membership in the tenant the request names (all
+/// `None` when they are not a member).
 #[derive(sqlx::FromRow)]
 struct SessionRow {
-    session_generation: Option<i64>,
+    #[sqlx(flatten)]
+    session: session::SessionColumns,
     id: Option<i64>,
     display_name: Option<String>,
     disconnected_at: Option<i64>,

@@ -1,32 +1,27 @@
-//! Server-side sessions in the app's own database (tower-sessions with its sqlx store): the
-//! cookie holds only a random id; the user id lives in the `tower_sessions` table.
+//! Server-side sessions in the app's own database (tower-sessions with the app's store,
+//! [`super::session_store`]): the cookie holds only a random id; the user id lives in the
+//! `sessions` table.
 //!
 //! A session ends when it is unused for the idle timeout, when its absolute lifetime since
-//! sign-in is over, or when the user's session generation moves on (a password change): the
-//! store's rows are opaque and cannot be found by user, so each session records the generation
-//! it was signed in under, and [`signed_in_user`] compares it on every request.
+//! sign-in is over, or when the user's session generation moves on (a password change): each
+//! session records the generation it was signed in under, and every request compares it with
+//! the user's, in the same statement that reads the session ([`confirmed`]).
 
 use std::time::Duration;
 
 use axum::Router;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{ExpiredDeletion, Expiry, Session, SessionManagerLayer};
-use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
-use super::users;
+use super::session_store::{DbSessionStore, GENERATION, SIGNED_IN_AT, TOUCHED_AT, USER_ID};
 use crate::domain::{AppError, Timestamp};
-use crate::server::db::{Db, NativePool};
+use crate::server::db::Db;
 
 /// The session cookie's name over plain http.
 pub const COOKIE: &str = "tenantatlas_session";
 /// The session cookie's name over https. Browsers accept a `__Host-` cookie only when it is
 /// Secure, for path `/` and without a Domain, so a sibling subdomain cannot plant or overwrite it.
 pub const HOST_COOKIE: &str = "__Host-tenantatlas_session";
-const USER_ID: &str = "user_id";
-const SIGNED_IN_AT: &str = "signed_in_at";
-const GENERATION: &str = "generation";
-/// When the session's expiry was last moved on (its last save).
-const TOUCHED_AT: &str = "touched_at";
 
 /// How sessions behave.
 #[derive(Debug, Clone)]
@@ -50,44 +45,26 @@ impl SessionSettings {
     }
 }
 
-/// Creates the session table if it is missing (the store owns its schema).
-pub async fn migrate_store(db: &Db) -> Result<(), sqlx::Error> {
-    match db.native() {
-        NativePool::Sqlite(pool) => SqliteStore::new(pool.clone()).migrate().await,
-        NativePool::Postgres(pool) => PostgresStore::new(pool.clone()).migrate().await,
-    }
-}
-
-/// Wraps the app in the session layer of the database's engine.
+/// Wraps the app in the session layer.
 pub fn with_sessions(router: Router, db: &Db, settings: &SessionSettings) -> Router {
     let idle = time::Duration::try_from(settings.idle).unwrap_or(time::Duration::hours(8));
-    macro_rules! layer {
-        ($store:expr) => {
-            SessionManagerLayer::new($store)
-                .with_name(settings.cookie_name())
-                .with_path("/")
-                .with_http_only(true)
-                .with_same_site(SameSite::Lax)
-                .with_secure(settings.secure)
-                .with_expiry(Expiry::OnInactivity(idle))
-        };
-    }
-    match db.native() {
-        NativePool::Sqlite(pool) => router.layer(layer!(SqliteStore::new(pool.clone()))),
-        NativePool::Postgres(pool) => router.layer(layer!(PostgresStore::new(pool.clone()))),
-    }
+    let layer = SessionManagerLayer::new(DbSessionStore::new(db.clone()))
+        .with_name(settings.cookie_name())
+        .with_path("/")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(settings.secure)
+        .with_expiry(Expiry::OnInactivity(idle));
+    router.layer(layer)
 }
 
 /// Deletes expired sessions every `period`, for as long as the server runs.
 pub async fn delete_expired_forever(db: Db, period: Duration) {
+    let store = DbSessionStore::new(db);
     let mut ticks = tokio::time::interval(period);
     loop {
         ticks.tick().await;
-        let result = match db.native() {
-            NativePool::Sqlite(pool) => SqliteStore::new(pool.clone()).delete_expired().await,
-            NativePool::Postgres(pool) => PostgresStore::new(pool.clone()).delete_expired().await,
-        };
-        if let Err(error) = result {
+        if let Err(error) = store.delete_expired().await {
             tracing::warn!(%error, "could not delete expired sessions");
         }
     }
@@ -107,38 +84,75 @@ pub async fn signed_in_user(
     db: &Db,
     settings: &SessionSettings,
 ) -> Result<Option<i64>, AppError> {
-    let confirmed = confirmed(session, settings, |user_id| async move {
-        Ok((users::session_generation(db, user_id).await?, ()))
+    let confirmed = confirmed(session, settings, |id, now| async move {
+        let sql = format!("SELECT {SESSION_COLUMNS} {FROM_SESSION} WHERE {SESSION_IS}");
+        Ok(sqlx::query_as::<_, SessionColumns>(&sql)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(db.pool())
+            .await?
+            .map(|columns| (columns, ())))
     })
     .await?;
     Ok(confirmed.map(|(user_id, ())| user_id))
 }
 
-/// [`signed_in_user`] with what else the caller reads about the user in the same query:
-/// `read(user_id)` answers the user's current session generation (`None`: no such user) and
-/// that. So the authorization point checks the session and the membership in one statement.
+/// What [`confirmed`] reads of a session and its user: [`SESSION_COLUMNS`] selected
+/// [`FROM_SESSION`] (with any further joins) where [`SESSION_IS`], which binds the session id to
+/// `$1` and the time now to `$2`.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SessionColumns {
+    user_id: Option<i64>,
+    generation: Option<i64>,
+    signed_in_at: Option<i64>,
+    touched_at: Option<i64>,
+    /// The user's generation now (`None`: no such user).
+    current_generation: Option<i64>,
+}
+
+/// The columns of [`SessionColumns`].
+pub const SESSION_COLUMNS: &str = "s.user_id, s.generation, s.signed_in_at, s.touched_at, \
+     u.session_generation AS current_generation";
+/// The session as `s` and its user as `u`.
+pub const FROM_SESSION: &str = "FROM sessions s LEFT JOIN users u ON u.id = s.user_id";
+/// The session named by `$1`, unless it expired before `$2`.
+pub const SESSION_IS: &str = "s.id = $1 AND s.expires_at > $2";
+
+/// [`signed_in_user`] with what else the caller reads about the user in the same statement:
+/// `read(session_id, now)` answers the session's [`SessionColumns`] (`None`: no such session,
+/// or one that expired) and that. So the authorization point reads the session, the user and
+/// the membership in one statement, without loading the session's record.
 pub async fn confirmed<T, Fut>(
     session: &Session,
     settings: &SessionSettings,
-    read: impl FnOnce(i64) -> Fut,
+    read: impl FnOnce(String, i64) -> Fut,
 ) -> Result<Option<(i64, T)>, AppError>
 where
-    Fut: std::future::Future<Output = Result<(Option<i64>, T), AppError>>,
+    Fut: std::future::Future<Output = Result<Option<(SessionColumns, T)>, AppError>>,
 {
-    let Some(user_id) = unchecked_user_id(session).await else {
+    let Some(id) = session.id() else {
         return Ok(None);
     };
-    let signed_in_at = session.get::<i64>(SIGNED_IN_AT).await.ok().flatten();
-    let generation = session.get::<i64>(GENERATION).await.ok().flatten();
+    let now = Timestamp::now().millis();
+    let Some((columns, read)) = read(id.to_string(), now).await? else {
+        return Ok(None);
+    };
+    let Some(user_id) = columns.user_id else {
+        return Ok(None);
+    };
     let max_age = i64::try_from(settings.max_age.as_millis()).unwrap_or(i64::MAX);
-    let fresh =
-        signed_in_at.is_some_and(|at| Timestamp::now().millis().saturating_sub(at) < max_age);
-    if fresh && generation.is_some() {
-        let (current, read) = read(user_id).await?;
-        if current == generation {
-            keep_alive(session, settings, signed_in_at).await;
-            return Ok(Some((user_id, read)));
-        }
+    let fresh = columns
+        .signed_in_at
+        .is_some_and(|at| now.saturating_sub(at) < max_age);
+    if fresh && columns.generation.is_some() && columns.current_generation == columns.generation {
+        keep_alive(
+            session,
+            settings,
+            columns.touched_at.or(columns.signed_in_at),
+            now,
+        )
+        .await;
+        return Ok(Some((user_id, read)));
     }
     session.flush().await.map_err(|error| {
         tracing::error!(%error, "could not delete an ended session");
@@ -152,15 +166,8 @@ where
 /// so it is saved again once a quarter of the idle time has passed since its last save, not on
 /// every request (a write per poll). A session therefore ends after between three quarters of
 /// the idle time and all of it without use, and never while it is used.
-async fn keep_alive(session: &Session, settings: &SessionSettings, signed_in_at: Option<i64>) {
-    let now = Timestamp::now().millis();
+async fn keep_alive(session: &Session, settings: &SessionSettings, touched: Option<i64>, now: i64) {
     let idle = i64::try_from(settings.idle.as_millis()).unwrap_or(i64::MAX);
-    let touched = session
-        .get::<i64>(TOUCHED_AT)
-        .await
-        .ok()
-        .flatten()
-        .or(signed_in_at);
     if touched.is_some_and(|at| now.saturating_sub(at) < idle / 4) {
         return;
     }

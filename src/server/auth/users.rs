@@ -11,7 +11,8 @@ pub struct Credentials {
     #[sqlx(rename = "id")]
     pub user_id: i64,
     pub password_hash: Option<String>,
-    /// The generation a new session is signed in under (see [`session_generation`]).
+    /// The generation a new session is signed in under: a session signed in under another one is
+    /// over (see [`super::session`]).
     pub session_generation: i64,
 }
 
@@ -20,17 +21,6 @@ pub async fn credentials(db: &Db, email: &Email) -> Result<Option<Credentials>, 
     Ok(
         sqlx::query_as("SELECT id, password_hash, session_generation FROM users WHERE email = $1")
             .bind(email.as_str())
-            .fetch_optional(db.pool())
-            .await?,
-    )
-}
-
-/// The user's session generation: a session signed in under another one is over. `None` when
-/// the account is gone.
-pub async fn session_generation(db: &Db, user_id: i64) -> Result<Option<i64>, AppError> {
-    Ok(
-        sqlx::query_scalar("SELECT session_generation FROM users WHERE id = $1")
-            .bind(user_id)
             .fetch_optional(db.pool())
             .await?,
     )

@@ -68,7 +68,8 @@ impl Backend {
     }
 }
 
-/// The engine's own small pool, for libraries that need a concrete driver (the session store).
+/// The engine's own small pool, for what needs a concrete driver (PostgreSQL's LISTEN/NOTIFY,
+/// the SQLite instance lock).
 #[derive(Clone)]
 pub enum NativePool {
     Sqlite(sqlx::SqlitePool),
