@@ -2,12 +2,14 @@
 # What a poll costs: requests per second of /healthz, the run detail poll (`runs/version`,
 # answered "unchanged", against `runs/get`, the full answer with a page of 100 items) and the
 # run panel poll (`runs/for-backup-set/version` against `runs/for-backup-set`), in one run,
-# as ratios to /healthz. Needs PostgreSQL on 127.0.0.1:5432 (trust auth), Debian's wrk and a
-# built server (scripts/build.sh; BIN=target/release/tenantatlas for the release build).
+# as ratios to /healthz. Needs PostgreSQL on 127.0.0.1:5432 (trust auth), Debian's wrk (installed
+# when missing) and a built server (scripts/build.sh; BIN=target/release/tenantatlas for the
+# release build).
 # Creates the database ta_bench_poll (dropped at the end) with a finished run of 1,000 items,
 # serves on 127.0.0.1:3998, signs in, and runs wrk for DURATION (default 10 s) per endpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 bin=${BIN:-target/debug/tenantatlas}
 duration=${DURATION:-10s}
 connections=${CONNECTIONS:-8}
