@@ -15,7 +15,7 @@ use common::{
 use serde_json::Value;
 use tenantatlas::domain::Email;
 use tenantatlas::server::auth::password::{self, Checker};
-use tenantatlas::server::auth::session_store::DbSessionStore;
+use tenantatlas::server::auth::session_store::{self, DbSessionStore};
 use tenantatlas::server::auth::{throttle, users};
 use tenantatlas::server::seed::DEMO_PASSWORD;
 use tower_sessions::session::{Id, Record};
@@ -35,6 +35,7 @@ both_backends!(TestApp:
     a_password_change_ends_every_session_of_that_user,
     the_store_keeps_records_and_never_overwrites_on_create,
     expired_sessions_are_deleted,
+    the_table_holds_no_usable_session_id,
 );
 
 async fn me(app: &TestApp, cookie: &str) -> u16 {
@@ -563,8 +564,8 @@ fn record(user_id: i64, expires_in: time::Duration) -> Record {
 
 /// The signed-in user id of the session row `id`, as the authorization point reads it.
 async fn user_column(app: &TestApp, id: Id) -> Option<Option<i64>> {
-    sqlx::query_scalar("SELECT user_id FROM sessions WHERE id = $1")
-        .bind(id.to_string())
+    sqlx::query_scalar("SELECT user_id FROM sessions WHERE id_hash = $1")
+        .bind(session_store::key(&id))
         .fetch_optional(app.db.pool())
         .await
         .unwrap()
@@ -620,4 +621,27 @@ async fn expired_sessions_are_deleted(app: TestApp) {
     assert_eq!(store.delete_expired().await.unwrap(), 1);
     assert_eq!(user_column(&app, over.id).await, None);
     assert!(store.load(&live.id).await.unwrap().is_some());
+}
+
+async fn the_table_holds_no_usable_session_id(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let value = cookie.split_once('=').expect("name=value").1.to_owned();
+    let id: Id = value.parse().expect("a session id");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT id_hash FROM sessions")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap();
+    // The row is there under the id's hash, and nothing stored is (or contains) the id.
+    assert!(stored.contains(&session_store::key(&id)), "{stored:?}");
+    let data: Vec<String> = sqlx::query_scalar("SELECT data FROM sessions")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap();
+    for text in stored.iter().chain(&data) {
+        assert!(!text.contains(&value), "the session id is stored: {text}");
+    }
+    // A cookie carrying the stored hash instead of the id signs no one in.
+    let forged = format!("tenantatlas_session={}", session_store::key(&id));
+    assert_eq!(me(&app, &forged).await, 401);
+    assert_eq!(me(&app, &cookie).await, 200);
 }

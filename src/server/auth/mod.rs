@@ -83,7 +83,7 @@ pub async fn authorize(tenant: &str, capability: Capability) -> Result<TenantCon
     let (user_id, membership) = session::confirmed(
         &current_session().await?,
         &state.settings.sessions,
-        |session_id, now| async move {
+        |session_key, now| async move {
             let sql = format!(
                 "SELECT {}, t.id, t.display_name, t.disconnected_at, m.role {} \
                  LEFT JOIN tenants t ON t.external_id = $3 \
@@ -94,7 +94,7 @@ pub async fn authorize(tenant: &str, capability: Capability) -> Result<TenantCon
                 session::SESSION_IS,
             );
             let row: Option<SessionRow> = sqlx::query_as(&sql)
-                .bind(session_id)
+                .bind(session_key)
                 .bind(now)
                 .bind(external.unwrap_or_default())
                 .fetch_optional(db.pool())

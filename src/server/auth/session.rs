@@ -13,7 +13,7 @@ use axum::Router;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
-use super::session_store::{DbSessionStore, GENERATION, SIGNED_IN_AT, TOUCHED_AT, USER_ID};
+use super::session_store::{self, DbSessionStore, GENERATION, SIGNED_IN_AT, TOUCHED_AT, USER_ID};
 use crate::domain::{AppError, Timestamp};
 use crate::server::db::Db;
 
@@ -84,10 +84,10 @@ pub async fn signed_in_user(
     db: &Db,
     settings: &SessionSettings,
 ) -> Result<Option<i64>, AppError> {
-    let confirmed = confirmed(session, settings, |id, now| async move {
+    let confirmed = confirmed(session, settings, |key, now| async move {
         let sql = format!("SELECT {SESSION_COLUMNS} {FROM_SESSION} WHERE {SESSION_IS}");
         Ok(sqlx::query_as::<_, SessionColumns>(&sql)
-            .bind(id)
+            .bind(key)
             .bind(now)
             .fetch_optional(db.pool())
             .await?
@@ -115,11 +115,11 @@ pub const SESSION_COLUMNS: &str = "s.user_id, s.generation, s.signed_in_at, s.to
      u.session_generation AS current_generation";
 /// The session as `s` and its user as `u`.
 pub const FROM_SESSION: &str = "FROM sessions s LEFT JOIN users u ON u.id = s.user_id";
-/// The session named by `$1`, unless it expired before `$2`.
-pub const SESSION_IS: &str = "s.id = $1 AND s.expires_at > $2";
+/// The session whose [`session_store::key`] is `$1`, unless it expired before `$2`.
+pub const SESSION_IS: &str = "s.id_hash = $1 AND s.expires_at > $2";
 
 /// [`signed_in_user`] with what else the caller reads about the user in the same statement:
-/// `read(session_id, now)` answers the session's [`SessionColumns`] (`None`: no such session,
+/// `read(session_key, now)` answers the session's [`SessionColumns`] (`None`: no such session,
 /// or one that expired) and that. So the authorization point reads the session, the user and
 /// the membership in one statement, without loading the session's record.
 pub async fn confirmed<T, Fut>(
@@ -134,7 +134,7 @@ where
         return Ok(None);
     };
     let now = Timestamp::now().millis();
-    let Some((columns, read)) = read(id.to_string(), now).await? else {
+    let Some((columns, read)) = read(session_store::key(&id), now).await? else {
         return Ok(None);
     };
     let Some(user_id) = columns.user_id else {

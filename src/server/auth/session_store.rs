@@ -2,7 +2,9 @@
 //! engine. A record's data is kept as JSON; the fields that decide whether a session still holds
 //! (its user, the generation and time it was signed in under, its last save) are kept as columns
 //! too, so the authorization point reads the session, the user and the membership in one
-//! statement ([`super::session::confirmed`]) without loading the record.
+//! statement ([`super::session::confirmed`]) without loading the record. Rows are found by the
+//! SHA-256 of the session id ([`key`]), never by the id itself: a copy of the table (a backup, a
+//! read-only leak) holds no cookie that signs anyone in.
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -11,6 +13,12 @@ use tower_sessions::session_store::{Error, Result, SessionStore};
 
 use crate::domain::Timestamp;
 use crate::server::db::Db;
+use crate::server::graph::snapshot::sha256_hex;
+
+/// The stored form of a session id: its SHA-256, in hex.
+pub fn key(id: &Id) -> String {
+    sha256_hex(id.to_string().as_bytes())
+}
 
 /// The record's keys that are also columns (see [`super::session`]).
 pub const USER_ID: &str = "user_id";
@@ -43,11 +51,11 @@ impl DbSessionStore {
         };
         let sql = format!(
             "INSERT INTO sessions \
-             (id, user_id, generation, signed_in_at, touched_at, data, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) {on_conflict}"
+             (id_hash, user_id, generation, signed_in_at, touched_at, data, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id_hash) {on_conflict}"
         );
         let written = sqlx::query(&sql)
-            .bind(record.id.to_string())
+            .bind(key(&record.id))
             .bind(column(USER_ID))
             .bind(column(GENERATION))
             .bind(column(SIGNED_IN_AT))
@@ -95,9 +103,9 @@ impl SessionStore for DbSessionStore {
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
         let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2",
+            "SELECT data, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
         )
-        .bind(id.to_string())
+        .bind(key(id))
         .bind(Timestamp::now().millis())
         .fetch_optional(self.db.pool())
         .await
@@ -116,8 +124,8 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE id = $1")
-            .bind(id.to_string())
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(key(id))
             .execute(self.db.pool())
             .await
             .map_err(backend)?;

@@ -4,7 +4,6 @@
 //! (the consuming update is one statement, so two uses at the same moment cannot both pass),
 //! and a new invitation for the same address in the same tenant replaces the pending one.
 
-use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
 use super::TenantScope;
@@ -19,10 +18,7 @@ const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
 
 /// The stored form of a token: its sha256, in hex.
 pub fn token_hash(token: &InvitationToken) -> String {
-    Sha256::digest(token.expose().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::server::graph::snapshot::sha256_hex(token.expose().as_bytes())
 }
 
 /// The refusal when the server does not know the URL browsers reach it at.
