@@ -98,8 +98,8 @@ pub async fn signed_in_user(
 }
 
 /// What [`confirmed`] reads of a session and its user: [`SESSION_COLUMNS`] selected
-/// [`FROM_SESSION`] (with any further joins) where [`SESSION_IS`], which binds the session id to
-/// `$1` and the time now to `$2`.
+/// [`FROM_SESSION`] (with any further joins) where [`SESSION_IS`], which binds the session's key
+/// (the hash of its id) to `$1` and the time now to `$2`.
 #[derive(Debug, sqlx::FromRow)]
 pub struct SessionColumns {
     user_id: Option<i64>,
@@ -121,7 +121,8 @@ pub const SESSION_IS: &str = "s.id_hash = $1 AND s.expires_at > $2";
 /// [`signed_in_user`] with what else the caller reads about the user in the same statement:
 /// `read(session_key, now)` answers the session's [`SessionColumns`] (`None`: no such session,
 /// or one that expired) and that. So the authorization point reads the session, the user and
-/// the membership in one statement, without loading the session's record.
+/// the membership in one statement, without loading the session's record. It reads the session
+/// as stored: a sign-in in this request counts from the next one.
 pub async fn confirmed<T, Fut>(
     session: &Session,
     settings: &SessionSettings,
