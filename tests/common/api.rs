@@ -14,8 +14,8 @@ use tenantatlas::domain::{
 use super::TestApp;
 
 /// Typed calls of tenant server functions whose form is the tenant and the arguments, each sent
-/// as the field of its own name: `fn name("endpoint", arg: Type, …) -> Answer;` becomes
-/// `TestApp::name(&self, cookie, tenant, arg, …) -> Answer<Answer>`.
+/// as the field of its own name: `fn name("endpoint", arg: Type, …) -> T;` becomes
+/// `TestApp::name(&self, cookie, tenant, arg, …) -> Answer<T>`.
 macro_rules! tenant_calls {
     ($($(#[$doc:meta])* fn $name:ident($endpoint:literal $(, $arg:ident: $ty:ty)*) -> $answer:ty;)*) => {
         impl TestApp {
