@@ -325,12 +325,7 @@ async fn demo_start_up_syncs_both_demo_tenants_from_the_simulator(test: TestDb) 
     for (_, r) in &again {
         assert_eq!(*r, report(0, 0, seed::DEMO_POLICIES_PER_TENANT, 0));
     }
-    let contoso: i64 =
-        sqlx::query_scalar::<_, i64>("SELECT id FROM tenants WHERE external_id = $1")
-            .bind(CONTOSO)
-            .fetch_one(test.db.pool())
-            .await
-            .expect("demo tenant");
+    let contoso = common::tenant_id(&test.db, CONTOSO).await;
     assert!(matches!(
         load_credentials(&test.db, contoso, &SecretResolver::default()).await,
         Err(CredentialsError::DemoOnly)

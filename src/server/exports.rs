@@ -19,7 +19,7 @@ use sqlx::FromRow;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tower_sessions::Session;
 
-use super::auth::{authorize_user, session};
+use super::auth::authorize_session;
 use super::db::Db;
 use super::state::AppState;
 use super::tenants::TenantScope;
@@ -68,10 +68,14 @@ async fn prepare(
     query: &ItemsQuery,
     session: &Session,
 ) -> Result<(TenantScope, i64, Option<ItemOutcome>), AppError> {
-    let user_id = session::signed_in_user(session, &state.db, &state.settings.sessions)
-        .await?
-        .ok_or(AppError::Unauthorized)?;
-    let context = authorize_user(&state.db, user_id, tenant, Capability::View).await?;
+    let context = authorize_session(
+        session,
+        &state.db,
+        &state.settings.sessions,
+        tenant,
+        Capability::View,
+    )
+    .await?;
     let not_found = || AppError::NotFound("This run does not exist in this tenant.".into());
     let run_id: i64 = run.parse().map_err(|_| not_found())?;
     let outcome = match query.outcome.as_str() {

@@ -12,7 +12,7 @@ use axum::{
 };
 use tower_sessions::Session;
 
-use super::auth::{authorize_user, session};
+use super::auth::authorize_session;
 use super::db::{like_pattern, Db, Sql};
 use super::snapshots::{load_version, names_for, StoredVersion};
 use super::state::AppState;
@@ -280,10 +280,14 @@ async fn raw(
     version: &str,
     session: &Session,
 ) -> Result<(i64, i64, String), AppError> {
-    let user_id = session::signed_in_user(session, &state.db, &state.settings.sessions)
-        .await?
-        .ok_or(AppError::Unauthorized)?;
-    let context = authorize_user(&state.db, user_id, tenant, Capability::View).await?;
+    let context = authorize_session(
+        session,
+        &state.db,
+        &state.settings.sessions,
+        tenant,
+        Capability::View,
+    )
+    .await?;
     let policy_id: i64 = policy.parse().map_err(|_| policy_not_found())?;
     let version_id: i64 = version.parse().map_err(|_| version_not_found())?;
     let stored = stored(&state.db, &context.scope, policy_id, version_id).await?;

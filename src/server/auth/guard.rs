@@ -1,6 +1,6 @@
 //! HTTP middleware around the whole app: page access, cross-site request protection, and
-//! security headers. Page access uses the same [`authorize_user`](super::authorize_user) as the
-//! server functions; these layers add nothing a server function could skip.
+//! security headers. Page access uses the same [`authorize_session`](super::authorize_session)
+//! as the server functions; these layers add nothing a server function could skip.
 
 use axum::{
     body::Body,
@@ -12,7 +12,7 @@ use axum::{
 use tower_sessions::Session;
 
 use super::redirect::LocalPath;
-use super::{authorize_user, session};
+use super::{authorize_session, session};
 use crate::domain::{AppError, Capability};
 use crate::server::state::AppState;
 
@@ -24,28 +24,35 @@ pub async fn pages(State(state): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     }
     let tenant = tenant_segment(path).map(str::to_owned);
-    let user_id = match request.extensions().get::<Session>() {
-        Some(session) => {
-            match session::signed_in_user(session, &state.db, &state.settings.sessions).await {
-                Ok(user_id) => user_id,
-                Err(error) => return error_page(&error),
+    let signed_in = match (request.extensions().get::<Session>(), tenant) {
+        (None, _) => Ok(false),
+        // A tenant page: the session and the membership in one statement.
+        (Some(session), Some(tenant)) => {
+            let settings = &state.settings.sessions;
+            match authorize_session(session, &state.db, settings, &tenant, Capability::View).await {
+                Ok(_) => Ok(true),
+                Err(AppError::Unauthorized) => Ok(false),
+                Err(error) => Err(error),
             }
         }
-        None => None,
-    };
-    let Some(user_id) = user_id else {
-        let back = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        let back = LocalPath::parse(back, &state.settings.public_origin);
-        return Redirect::to(&format!(
-            "/sign-in?next={}",
-            encode_component(back.as_str())
-        ))
-        .into_response();
-    };
-    if let Some(tenant) = tenant {
-        if let Err(error) = authorize_user(&state.db, user_id, &tenant, Capability::View).await {
-            return error_page(&error);
+        (Some(session), None) => {
+            session::signed_in_user(session, &state.db, &state.settings.sessions)
+                .await
+                .map(|user| user.is_some())
         }
+    };
+    match signed_in {
+        Ok(true) => {}
+        Ok(false) => {
+            let back = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            let back = LocalPath::parse(back, &state.settings.public_origin);
+            return Redirect::to(&format!(
+                "/sign-in?next={}",
+                encode_component(back.as_str())
+            ))
+            .into_response();
+        }
+        Err(error) => return error_page(&error),
     }
     next.run(request).await
 }

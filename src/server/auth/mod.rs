@@ -75,15 +75,32 @@ pub async fn signed_in_user() -> Result<i64, AppError> {
 /// its user and their membership are read in one statement.
 pub async fn authorize(tenant: &str, capability: Capability) -> Result<TenantContext, AppError> {
     let state = app_state()?;
-    let db = &state.db;
+    let session = current_session().await?;
+    authorize_session(
+        &session,
+        &state.db,
+        &state.settings.sessions,
+        tenant,
+        capability,
+    )
+    .await
+}
+
+/// [`authorize`] for a request's `session` outside a server function (the page guard and the
+/// download routes, which have no Leptos context): anonymous → 401, then as [`authorize`].
+pub async fn authorize_session(
+    session: &Session,
+    db: &Db,
+    settings: &session::SessionSettings,
+    tenant: &str,
+    capability: Capability,
+) -> Result<TenantContext, AppError> {
     // A malformed id is answered like a tenant one is not a member of: nothing is revealed
     // (after the session is checked: a signed-out request is a 401 either way).
     let external_id = TenantExternalId::parse(tenant).ok();
     let external = external_id.as_ref().map(TenantExternalId::as_str);
-    let (user_id, membership) = session::confirmed(
-        &current_session().await?,
-        &state.settings.sessions,
-        |session_key, now| async move {
+    let (user_id, membership) =
+        session::confirmed(session, settings, |session_key, now| async move {
             let sql = format!(
                 "SELECT {}, t.id, t.display_name, t.disconnected_at, m.role {} \
                  LEFT JOIN tenants t ON t.external_id = $3 \
@@ -111,10 +128,9 @@ pub async fn authorize(tenant: &str, capability: Capability) -> Result<TenantCon
                 };
                 (row.session, membership)
             }))
-        },
-    )
-    .await?
-    .ok_or(AppError::Unauthorized)?;
+        })
+        .await?
+        .ok_or(AppError::Unauthorized)?;
     context(user_id, external_id, membership, capability)
 }
 
@@ -153,7 +169,8 @@ pub async fn authorize_admin() -> Result<i64, AppError> {
 /// The reason a user without the admin flag is refused (and shown beside the action).
 pub const ADMIN_LABEL: &str = crate::domain::capability::ADMIN_LABEL;
 
-/// [`authorize`] for a known user (also used by the page guard, which has no Leptos context).
+/// [`authorize`] for a known user, without a session: the service-level tests and benches,
+/// which act as a member directly.
 pub async fn authorize_user(
     db: &Db,
     user_id: i64,

@@ -44,7 +44,7 @@ use tracing::Instrument;
 
 use self::zip::{DeflatedSpool, DosTime, ZipError, ZipWriter};
 use super::audit::{self, AuditEvent};
-use super::auth::{authorize_user, session};
+use super::auth::authorize_session;
 use super::db::Db;
 use super::snapshots::names_for;
 use super::state::AppState;
@@ -133,10 +133,14 @@ async fn prepare(
     set: &str,
     session: &Session,
 ) -> Result<Export, AppError> {
-    let user_id = session::signed_in_user(session, &state.db, &state.settings.sessions)
-        .await?
-        .ok_or(AppError::Unauthorized)?;
-    let context = authorize_user(&state.db, user_id, tenant, Capability::View).await?;
+    let context = authorize_session(
+        session,
+        &state.db,
+        &state.settings.sessions,
+        tenant,
+        Capability::View,
+    )
+    .await?;
     let not_found = || AppError::NotFound("This backup set does not exist in this tenant.".into());
     let set_id: i64 = set.parse().map_err(|_| not_found())?;
     let SetRow { set, items } = sqlx::query_as(
@@ -169,7 +173,7 @@ async fn prepare(
         &state.db,
         AuditEvent {
             tenant_id: Some(context.scope.id()),
-            actor_user_id: Some(user_id),
+            actor_user_id: Some(context.user_id),
             action: "backup_set.export",
             target: format!("backup_set:{set_id}"),
             details: serde_json::json!({ "items": items }),
