@@ -3,9 +3,7 @@
 //! anonymous visitor, a non-member and a member of each role. What each role may call follows
 //! from the capability table (`Role::can`), not from answers written out here. Nothing leaks.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{TestApp, ADMIN, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use leptos::server_fn::axum::server_fn_paths;

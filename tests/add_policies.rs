@@ -2,9 +2,7 @@
 //! answers at once, deduplicates tenant-wide even under concurrent submits, and refuses
 //! readonly members, non-members and bad input without writing anything.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{
     insert_policies, Answer, Form, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY,

@@ -4,9 +4,7 @@
 //! manifest, byte-exact payloads, the README's settings tables, paging through sets larger
 //! than a page, and who may download it.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,8 +1,6 @@
 //! Backup sets through the real server: server functions over HTTP and server-rendered pages.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{Answer, Refusal, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
 use tenantatlas::domain::{AppError, BackupSetSummary};

@@ -4,9 +4,7 @@
 //! and records what was in flight, a Retry-After wait ends at once, repeated cancels answer the
 //! same, an ended run is a 409, and a cancel racing the run's end gives one of the two.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

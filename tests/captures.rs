@@ -4,9 +4,7 @@
 //! the server's own worker against the Graph simulator (which changes policies as an admin in
 //! Intune would), and is read back the way the pages read it.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{DemoApp, Form, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;

@@ -3,9 +3,7 @@
 //! the account out everywhere, bad input is refused with a clear message, and `serve` refuses a
 //! retired proxy setting.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,9 +4,7 @@
 //! report the tenant's pages read names what is wrong in plain words. A tenant whose last check
 //! failed on authentication starts no run until a check passes; one never checked is not blocked.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{
     insert_policies, Answer, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY,

@@ -2,9 +2,7 @@
 //! run from the tenant that has waited longest, never has two bulk runs of one tenant active,
 //! and keeps interactive runs apart from bulk runs. Graph is the simulator over real HTTP.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

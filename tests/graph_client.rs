@@ -1,4 +1,3 @@
-#![cfg(feature = "ssr")]
 //! The Graph client against the Graph simulator over real HTTP: tokens, paging, retries,
 //! throttling, faults and their reason codes. Assertions use the simulator's request log, not
 //! wall-clock timings, so they hold on a slow machine.
@@ -14,7 +13,7 @@ use tenantatlas::server::graph::{
     TenantCredentials,
 };
 
-mod sim_support;
+use crate::sim_support;
 use sim_support::{creds_with, fast_config, nz, start_sim, SECRET, TENANT};
 
 fn creds(secret: &str) -> TenantCredentials {

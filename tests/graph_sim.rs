@@ -1,4 +1,3 @@
-#![cfg(feature = "ssr")]
 //! The Graph simulator over real HTTP, as any Graph client meets it: every route answers reads
 //! and every route but the policies' refuses writes (tests/graph_write.rs covers those),
 //! collections and entities carry `@odata.context`, query options behave as
@@ -9,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tenantatlas::graph_sim::{Kind, Knobs, Mutation, SimCounters, SimHandle, MAX_PAGE_SIZE};
 
-mod sim_support;
+use crate::sim_support;
 use sim_support::{start_sim, token, TENANT};
 
 async fn start(policies: usize, knobs: Knobs) -> SimHandle {

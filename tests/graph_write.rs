@@ -1,4 +1,3 @@
-#![cfg(feature = "ssr")]
 //! Restore's write path against the Graph simulator over real HTTP: for every policy type a
 //! policy changed in Intune is written back (or a deleted one created anew) and a fresh capture
 //! hashes as the backup did; Graph's validation (read-only properties, unknown types, secrets
@@ -20,7 +19,7 @@ use tenantatlas::server::graph::{
     TenantCredentials, WriteBudget, WriteRequest, Written,
 };
 
-mod sim_support;
+use crate::sim_support;
 use sim_support::{creds_with, fast_client, fast_config, nz, start_sim, token, SECRET, TENANT};
 
 const BOTH: CaptureOptions = CaptureOptions {

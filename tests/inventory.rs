@@ -1,9 +1,8 @@
-#![cfg(feature = "ssr")]
 //! Inventory sync through the real Graph client against the simulator over real HTTP, on SQLite
 //! and PostgreSQL: first sync, re-sync, renames and deletions in Intune, Graph failures that
 //! must write nothing, tenant isolation, and demo mode's start-up sync.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

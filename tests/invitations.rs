@@ -3,9 +3,7 @@
 //! and the membership and signs in; a link works once, not after it expired or was withdrawn or
 //! replaced, and never from a query string; inviting needs the server's public URL.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{Options, Refusal, TestApp, ADMIN, CONTOSO, OPERATOR};
 use sha2::{Digest, Sha256};

@@ -2,9 +2,7 @@
 //! a tenant always keeps an owner, also when two owners demote each other at the same moment;
 //! every change is audited with the old and new role; a removed member loses the tenant at once.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{TestApp, ADMIN, CONTOSO, OPERATOR, READONLY};
 use serde_json::Value;

@@ -4,9 +4,7 @@
 //! the 429, the retry wait, the run duration and the worker's heartbeat. Every request of the
 //! app is answered with a fresh `x-request-id`.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

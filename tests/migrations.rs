@@ -2,9 +2,7 @@
 //! rules the product keeps in the database (one active run per idempotency key, no row that
 //! mixes tenants) hold on both engines.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::TestDb;
 use sqlx::Row;

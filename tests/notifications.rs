@@ -2,9 +2,7 @@
 //! own notifications of the tenant they are in, the unread count follows, foreign ids are 404
 //! and change nothing, and a run that ends tells its initiator with a link to the run.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
 use tenantatlas::domain::{NotificationLevel, NotificationList, Timestamp};

@@ -1,9 +1,7 @@
 //! The policy picker's server functions over HTTP: inventory search, filters, sorting and
 //! paging, the in-set marker and "select all N matching", and tenant isolation.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{backup_set, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
 use tenantatlas::domain::policy_page::PolicyPage;

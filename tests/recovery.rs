@@ -4,9 +4,7 @@
 //! once, a surviving instance takes a dead one's run without waiting for the lease, a second live
 //! process with the same identity refuses to start, and every policy ends in the set once.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

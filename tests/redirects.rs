@@ -3,9 +3,7 @@
 //! sign-in and back, which covers every GET and HEAD under `/t/`. None of these requests may
 //! make the server panic.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{TestApp, CONTOSO, OPERATOR, OUTSIDER};
 use tenantatlas::server::panics;

@@ -4,9 +4,7 @@
 //! writes the backup back (update in place, create anew) and ends with evidence, and a second
 //! restore that writes nothing. Every call goes through the server functions the wizard uses.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{Answer, DemoApp, Refusal, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use tenantatlas::domain::reason_code::ReasonCode;

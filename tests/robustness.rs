@@ -6,9 +6,7 @@
 //! a form. Every answer is a page, a redirect or a 4xx with a reason, never a 5xx (except
 //! sign-in's documented overload answer: 503 with `Retry-After`), and the server never panics.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

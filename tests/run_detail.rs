@@ -2,9 +2,7 @@
 //! and filtered by outcome (with the links the page renders), a backup set's runs, and who may
 //! read a run.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{
     backup_set, run_with_items, submit, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY,

@@ -2,9 +2,7 @@
 //! access rule, RFC 4180 with a header row, the outcome filter, every row once across the pages
 //! it is streamed in, and cells that cannot run as spreadsheet formulas.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{run_with_items, TestApp, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use tenantatlas::server::panics;

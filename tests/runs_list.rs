@@ -1,9 +1,7 @@
 //! The Runs page over HTTP: its status and operation filters (refused when unknown), paging
 //! back with `before`, the links the page renders, and tenant isolation.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{
     backup_set, submit, Answer, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY,

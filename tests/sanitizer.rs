@@ -1,4 +1,3 @@
-#![cfg(feature = "ssr")]
 //! Property tests for the one sanitizer: secrets never survive, the length is capped, no input
 //! panics and sanitizing twice changes nothing.
 

@@ -4,9 +4,7 @@
 //! at once. The instances are real processes of the built binary; Graph is the simulator over
 //! HTTP. SQLite is one process by design, so this test is PostgreSQL's alone.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command};

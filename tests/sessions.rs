@@ -3,9 +3,7 @@
 //! the atomic failure throttle (per account, per address, IPv6 per /64, behind trusted proxies)
 //! and the bounded password checks.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,9 +2,7 @@
 //! real client against the simulator: the hash rule across capture formats, capture options per
 //! version, and setting definitions stored once per id apart from the content.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::TestDb;
 use serde_json::Value;

@@ -3,9 +3,7 @@
 //! be used; the banner above every tenant page warns of a disconnected tenant and of a client
 //! secret expiring within 30 days; the settings page never holds the secret.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{TestApp, ADMIN, CONTOSO, OPERATOR, READONLY};
 use tenantatlas::domain::capability::ADMIN_LABEL;

@@ -4,9 +4,7 @@
 //! newest key, the first account is the instance admin, and the owner replaces the secret,
 //! disconnects and reconnects the tenant.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

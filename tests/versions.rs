@@ -1,9 +1,7 @@
 //! A policy's versions through the real server: the policy page, the version viewer, the raw
 //! JSON download, the diff of two stored versions and the inventory, with tenant isolation.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::{
     insert_policies, insert_snapshot, Answer, Form, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER,

@@ -2,9 +2,7 @@
 //! that add up, a final status from the counts, safe failure texts, run-level failures, and a crash mid-run that loses nothing
 //! and captures nothing twice.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
