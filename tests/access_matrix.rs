@@ -78,7 +78,7 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
         ("password", "not the password"),
         ("next", "/"),
         ("backup_set_id", set_id.as_str()),
-        ("policy_ids[0]", policy_id.as_str()),
+        ("policy_ids", policy_id.as_str()),
         ("client_id", "matrix-app"),
         ("secret", "matrix secret value"),
         // No such member: an allowed caller gets a 404 and changes nobody's role.

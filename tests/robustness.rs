@@ -75,6 +75,8 @@ struct Known {
     set_id: String,
     run_id: String,
     policy_id: String,
+    /// That policy twice, as a list (`3,3`).
+    policy_ids: String,
     /// A stored version of that policy.
     version_id: String,
     /// Restore sources: the set and the version.
@@ -94,6 +96,7 @@ async fn known_ids(app: &TestApp) -> Known {
         version_source: format!("version-{version_id}"),
         set_id,
         run_id,
+        policy_ids: format!("{policy_id},{policy_id}"),
         policy_id,
         version_id,
     }
@@ -234,7 +237,7 @@ fn valid_values(field: &str, known: &Known) -> Vec<String> {
             "set-0",
             "policy-1",
         ],
-        "policy_ids" => vec![&known.policy_id],
+        "policy_ids" => vec![&known.policy_id, &known.policy_ids],
         "preview_run_id" | "run_id" => vec![&known.run_id],
         "tenant_name" => vec!["Contoso", "contoso", ""],
         "client_id" => vec!["app-sweep", "a b"],
@@ -253,7 +256,8 @@ fn valid_values(field: &str, known: &Known) -> Vec<String> {
 }
 
 /// A malformed form: every field missing, once or twice (duplicated), with values of any type,
-/// plus `policy_ids[i]` entries with odd indexes.
+/// plus `policy_ids[i]` entries (the list as one field per id, which is not the form's encoding)
+/// with odd indexes.
 fn form(known: &Known) -> impl Strategy<Value = Vec<(String, String)>> {
     let fields: Vec<BoxedStrategy<Vec<(String, String)>>> = FIELDS
         .iter()
@@ -302,7 +306,7 @@ fn is_flag(field: &str) -> bool {
 /// A form whose values all have their argument's type but odd content (extreme numbers, any
 /// text), each field once, so the function itself runs on them.
 fn typed_form(known: &Known) -> impl Strategy<Value = Vec<(String, String)>> {
-    let fields: Vec<BoxedStrategy<(String, String)>> = FIELDS
+    FIELDS
         .iter()
         .map(|&name| {
             let valid = valid_values(name, known);
@@ -313,6 +317,15 @@ fn typed_form(known: &Known) -> impl Strategy<Value = Vec<(String, String)>> {
                 select(&["true", "false"][..])
                     .prop_map(str::to_owned)
                     .boxed()
+            } else if name == "policy_ids" {
+                // Ids, known or at the edges, comma-separated as the form sends them.
+                let id = prop_oneof![
+                    2 => Just(known.policy_id.clone()),
+                    1 => select(INTEGERS).prop_map(str::to_owned),
+                ];
+                proptest::collection::vec(id, 0..4)
+                    .prop_map(|ids| ids.join(","))
+                    .boxed()
             } else {
                 prop_oneof![2 => select(valid), 1 => text()].boxed()
             };
@@ -320,21 +333,7 @@ fn typed_form(known: &Known) -> impl Strategy<Value = Vec<(String, String)>> {
                 .prop_map(move |value| (name.to_owned(), value))
                 .boxed()
         })
-        .collect();
-    let policy_ids = proptest::collection::vec(
-        prop_oneof![
-            2 => Just(known.policy_id.clone()),
-            1 => select(INTEGERS).prop_map(str::to_owned),
-        ],
-        0..4,
-    )
-    .prop_map(|ids| {
-        ids.into_iter()
-            .enumerate()
-            .map(|(i, id)| (format!("policy_ids[{i}]"), id))
-            .collect::<Vec<_>>()
-    });
-    (fields, policy_ids).prop_map(|(fields, ids)| fields.into_iter().chain(ids).collect())
+        .collect::<Vec<BoxedStrategy<(String, String)>>>()
 }
 
 /// Form bodies no encoder would write.

@@ -42,7 +42,7 @@ test("a readonly member sees the actions they may not take disabled, with the ro
   const origin = new URL(page.url()).origin;
   for (const [endpoint, form] of [
     ["backup-sets/create", { tenant: CONTOSO, name: "sneaky", description: "" }],
-    ["runs/add-policies", { tenant: CONTOSO, backup_set_id: String(set.id), "policy_ids[0]": "1" }],
+    ["runs/add-policies", { tenant: CONTOSO, backup_set_id: String(set.id), policy_ids: "1" }],
   ] as const) {
     const response = await page.request.post(`/api/${endpoint}`, { form, headers: { Origin: origin } });
     expect(response.status(), endpoint).toBe(403);

@@ -62,8 +62,7 @@ export async function finishedRun(page: Page, tenant: string) {
   const run = await call(page, "runs/add-policies", {
     tenant,
     backup_set_id: String(set.id),
-    "policy_ids[0]": String(policies.rows[0].id),
-    "policy_ids[1]": String(policies.rows[1].id),
+    policy_ids: `${policies.rows[0].id},${policies.rows[1].id}`,
   });
   await expect
     .poll(async () => (await call(page, "runs/get", { tenant, id: String(run.run_id) })).status, {

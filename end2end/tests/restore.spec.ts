@@ -46,7 +46,7 @@ test("an operator sees the wizard with Preview and Execute disabled, and why", a
   // The server refuses the same, with the same reason.
   const origin = new URL(page.url()).origin;
   const response = await page.request.post("/api/runs/restore-preview", {
-    form: { tenant: CONTOSO, source: "set-1", "policy_ids[0]": "1" },
+    form: { tenant: CONTOSO, source: "set-1", policy_ids: "1" },
     headers: { Origin: origin },
   });
   expect(response.status()).toBe(403);
@@ -163,8 +163,7 @@ test("an owner executes a reviewed preview: the run ends with evidence and the r
   const run = await call(page, "runs/add-policies", {
     tenant: FABRIKAM,
     backup_set_id: String(set.id),
-    "policy_ids[0]": String(changed.id),
-    "policy_ids[1]": String(kept.id),
+    policy_ids: `${changed.id},${kept.id}`,
     include_assignments: "true",
   });
   await expect

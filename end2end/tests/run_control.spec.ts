@@ -20,9 +20,12 @@ async function queueRun(page: Page, n: number) {
     description: "",
   });
   const policies = await call(page, "policies/list", { tenant: TENANT, backup_set_id: String(set.id) });
-  const form: Record<string, string> = { tenant: TENANT, backup_set_id: String(set.id) };
-  for (let i = 0; i < n; i++) form[`policy_ids[${i}]`] = String(policies.rows[i].id);
-  const run = await call(page, "runs/add-policies", form);
+  const ids = policies.rows.slice(0, n).map((row: { id: number }) => row.id);
+  const run = await call(page, "runs/add-policies", {
+    tenant: TENANT,
+    backup_set_id: String(set.id),
+    policy_ids: ids.join(","),
+  });
   return { runId: run.run_id as number, setId: set.id as number };
 }
 

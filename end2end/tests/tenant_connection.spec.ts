@@ -55,7 +55,7 @@ test("a tenant never checked asks for a check; a wrong secret blocks runs until 
   const set = await call(page, "backup-sets/create", { tenant: FABRIKAM, name: `E2E blocked ${Date.now()}`, description: "" });
   const policies = await call(page, "policies/list", { tenant: FABRIKAM, backup_set_id: String(set.id) });
   const refused = await page.request.post("/api/runs/add-policies", {
-    form: { tenant: FABRIKAM, backup_set_id: String(set.id), "policy_ids[0]": String(policies.rows[0].id) },
+    form: { tenant: FABRIKAM, backup_set_id: String(set.id), policy_ids: String(policies.rows[0].id) },
     headers: { Origin: new URL(page.url()).origin },
   });
   expect(refused.status()).toBe(409);

@@ -39,7 +39,7 @@ pub async fn get_restore_source(
 pub async fn start_restore_preview(
     tenant: String,
     source: String,
-    #[server(default)] policy_ids: Vec<i64>,
+    #[server(default)] policy_ids: crate::domain::PolicyIds,
     #[server(default)] include_assignments: bool,
     #[server(default)] include_scope_tags: bool,
 ) -> Result<SubmittedRun, AppError> {
@@ -58,7 +58,7 @@ pub async fn start_restore_preview(
             })?;
             let request = PreviewRequest {
                 source,
-                policy_ids,
+                policy_ids: policy_ids.0,
                 include_assignments,
                 include_scope_tags,
             };

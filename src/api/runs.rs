@@ -42,7 +42,7 @@ pub async fn list_runs(
 pub async fn add_policies(
     tenant: String,
     backup_set_id: i64,
-    #[server(default)] policy_ids: Vec<i64>,
+    #[server(default)] policy_ids: crate::domain::PolicyIds,
     #[server(default)] include_assignments: bool,
     #[server(default)] include_scope_tags: bool,
 ) -> Result<SubmittedRun, AppError> {
@@ -55,7 +55,7 @@ pub async fn add_policies(
             let state = app_state()?;
             let db = state.db.clone();
             let ctx = authorize(&tenant, Capability::StartRuns).await?;
-            let selection = PolicySelection::parse(policy_ids)?;
+            let selection = PolicySelection::parse(policy_ids.0)?;
             let options = AddPoliciesOptions {
                 include_assignments,
                 include_scope_tags,

@@ -11,7 +11,7 @@ use crate::api::policies::{list_policies, MatchingPolicyIds};
 use crate::api::runs::AddPolicies;
 use crate::domain::policy_page::{PolicyPage, PolicyRow, PolicySort, SortColumn};
 use crate::domain::selection::MAX_SELECTION;
-use crate::domain::{routes, AppError};
+use crate::domain::{routes, AppError, PolicyIds};
 use crate::pages::tenant_layout::use_tenant;
 
 /// The picker, for members whose role may start runs (the page does not offer it to others).
@@ -163,7 +163,7 @@ fn SubmitBar(
         action.dispatch(AddPolicies {
             tenant: tenant.get_untracked(),
             backup_set_id,
-            policy_ids,
+            policy_ids: PolicyIds(policy_ids),
             include_assignments: include_assignments.get_untracked(),
             include_scope_tags: include_scope_tags.get_untracked(),
         });

@@ -32,6 +32,6 @@ pub use invitation::{AddMemberOutcome, InvitationPreview, PendingInvitation};
 pub use notification::{Notification, NotificationLevel, NotificationList};
 pub use policy_type::PolicyType;
 pub use run::{RunStatus, RunSummary};
-pub use selection::{AddPoliciesOptions, PolicySelection, SubmittedRun};
+pub use selection::{AddPoliciesOptions, PolicyIds, PolicySelection, SubmittedRun};
 pub use tenant::{Day, NewTenant, TenantExternalId, TenantSettings, TenantStatus, TenantSummary};
 pub use time::Timestamp;

@@ -48,6 +48,51 @@ impl PolicySelection {
     }
 }
 
+/// Policy ids as a form sends them: one field of comma-separated ids (`policy_ids=3,9,12`),
+/// not one field per id (`policy_ids[0]=3&…`). A selection of thousands is then one field to
+/// decode instead of thousands of bracketed keys (ten to twenty times less server time for a
+/// body of 1,000 ids; see docs/benchmarks.md). An empty field is no ids; anything but
+/// comma-separated integers is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicyIds(pub Vec<i64>);
+
+impl Serialize for PolicyIds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(self.0.len() * 8);
+        for (i, id) in self.0.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&id.to_string());
+        }
+        serializer.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for PolicyIds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        PolicyIds::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl PolicyIds {
+    /// Reads `3,9,12` (spaces around an id allowed; empty is no ids).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        text.split(',')
+            .map(|id| {
+                id.trim()
+                    .parse::<i64>()
+                    .map_err(|_| "policy_ids: expected comma-separated policy ids".to_owned())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+}
+
 /// Options of an "add policies" run, part of its idempotency key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AddPoliciesOptions {
@@ -70,6 +115,41 @@ pub struct SubmittedRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Form {
+        policy_ids: PolicyIds,
+    }
+
+    proptest::proptest! {
+        /// Any ids, through the form codec server functions use (serde_qs), read back as sent.
+        #[test]
+        fn policy_ids_read_back_through_the_form_codec(
+            ids in proptest::collection::vec(proptest::prelude::any::<i64>(), 0..200)
+        ) {
+            let form = Form { policy_ids: PolicyIds(ids) };
+            let body = serde_qs::to_string(&form).unwrap();
+            proptest::prop_assert_eq!(serde_qs::from_str::<Form>(&body).unwrap(), form);
+        }
+
+    }
+
+    #[test]
+    fn policy_ids_examples() {
+        assert_eq!(PolicyIds::parse(" 4, 5 ").unwrap(), PolicyIds(vec![4, 5]));
+        assert_eq!(PolicyIds::parse("").unwrap(), PolicyIds(vec![]));
+        for bad in [
+            "1,,2",
+            "1;2",
+            "x",
+            "1,",
+            "99999999999999999999",
+            "[1]",
+            "policy_ids[0]=1",
+        ] {
+            assert!(PolicyIds::parse(bad).is_err(), "{bad} was read as ids");
+        }
+    }
 
     #[test]
     fn sorts_and_deduplicates() {

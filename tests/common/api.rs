@@ -60,8 +60,8 @@ impl Refusal {
     }
 }
 
-/// A form as the browser encodes it, lists included (`policy_ids[0]=…&policy_ids[1]=…`): the one
-/// place that spells that encoding.
+/// A form as the browser encodes it, lists of ids included (`policy_ids=3,9,12`, see
+/// `domain::PolicyIds`): the one place that spells that encoding.
 #[derive(Debug, Clone, Default)]
 pub struct Form(Vec<(String, String)>);
 
@@ -84,15 +84,11 @@ impl Form {
         self
     }
 
-    /// Adds a list as `name[0]`, `name[1]`, …
-    pub fn list(mut self, name: &str, values: &[i64]) -> Self {
-        self.0.extend(
-            values
-                .iter()
-                .enumerate()
-                .map(|(i, value)| (format!("{name}[{i}]"), value.to_string())),
-        );
-        self
+    /// Adds a list of ids as one field, the ids separated by commas.
+    pub fn list(self, name: &str, values: &[i64]) -> Self {
+        let ids = serde_json::to_value(tenantatlas::domain::PolicyIds(values.to_vec()))
+            .expect("ids as text");
+        self.field(name, ids.as_str().expect("ids are written as text"))
     }
 
     /// The fields as [`TestApp::call_as`] takes them.

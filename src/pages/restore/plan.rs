@@ -13,8 +13,8 @@ use crate::api::restore::{get_restore_preview, StartRestorePreview};
 use crate::components::RunStatusBadge;
 use crate::components::{use_poll_while, Column, DataTable, ErrorMessage, Loading, NeedsRole};
 use crate::domain::restore::{PlanAction, PlanItem, RestorePreview};
-use crate::domain::routes;
 use crate::domain::run_detail::ItemOutcome;
+use crate::domain::{routes, PolicyIds};
 
 /// The preview button, the preview's plan, and the confirmation below it.
 #[component]
@@ -57,7 +57,7 @@ pub fn PreviewStep(wizard: Wizard, tenant_name: String) -> impl IntoView {
         start.dispatch(StartRestorePreview {
             tenant: tenant.get_untracked(),
             source: source.to_param(),
-            policy_ids: selected.with_untracked(|s| s.iter().copied().collect()),
+            policy_ids: PolicyIds(selected.with_untracked(|s| s.iter().copied().collect())),
             include_assignments: wizard.include_assignments.get_untracked(),
             include_scope_tags: wizard.include_scope_tags.get_untracked(),
         });
