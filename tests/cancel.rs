@@ -9,7 +9,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Answer, TestApp, ADMIN, CONTOSO, OPERATOR};
+use common::{Answer, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
 use sqlx::Row;
 use tenantatlas::domain::graph_wait::GraphWaitReason;
 use tenantatlas::domain::run::CancelledRun;
@@ -605,4 +605,24 @@ async fn the_poll_versions_move_only_when_the_runs_do(app: TestApp) {
         .await
         .expect_err("not the tenant's run");
     assert_eq!(refused.status, 404, "{}", refused.body);
+    // The version is read in the authorization's statement: asked through another tenant of
+    // the same user (the owner of both), the run and the set are not found there.
+    let owner = app.sign_in(ADMIN).await;
+    assert!(app.run_version(&owner, CONTOSO, run_id).await.is_ok());
+    let elsewhere = app
+        .run_version(&owner, FABRIKAM, run_id)
+        .await
+        .expect_err("Contoso's run through Fabrikam");
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.body);
+    let panel_elsewhere = app
+        .backup_set_runs_version(&owner, FABRIKAM, set_id)
+        .await
+        .expect("Fabrikam's (empty) panel");
+    assert_eq!(panel_elsewhere, "", "Contoso's runs through Fabrikam");
+    // A non-member learns nothing either way.
+    let outsider = app.sign_in(OUTSIDER).await;
+    for id in [run_id, i64::MAX] {
+        let refused = app.run_version(&outsider, CONTOSO, id).await.unwrap_err();
+        assert_eq!(refused.status, 403, "{}", refused.body);
+    }
 }

@@ -185,14 +185,16 @@ pub async fn get_run(
 
 /// What run detail polls: a short text that changes whenever anything the page shows of the
 /// run changes (status, counters, the Graph wait and figures, a retry of it), read in one
-/// indexed read. The page fetches the run again only when it changed.
+/// indexed read in the authorization point's statement. The page fetches the run again only when
+/// it changed.
 #[server(prefix = "/api", endpoint = "runs/version")]
 pub async fn run_version(tenant: String, id: i64) -> Result<String, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::in_tenant;
+    use crate::server::auth::in_tenant_joined;
     use crate::server::runs::queries;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        queries::version(&db, &ctx.scope, id).await
+    let read = queries::version_read(id);
+    in_tenant_joined(&tenant, Capability::View, read, |_, rows| async move {
+        queries::version(&rows)
     })
     .await
 }
@@ -204,10 +206,11 @@ pub async fn backup_set_runs_version(
     backup_set_id: i64,
 ) -> Result<String, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::in_tenant;
+    use crate::server::auth::in_tenant_joined;
     use crate::server::runs::queries;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        queries::backup_set_version(&db, &ctx.scope, backup_set_id).await
+    let read = queries::backup_set_version_read(backup_set_id);
+    in_tenant_joined(&tenant, Capability::View, read, |_, rows| async move {
+        Ok(queries::backup_set_version(&rows))
     })
     .await
 }

@@ -95,43 +95,127 @@ pub async fn authorize_session(
     tenant: &str,
     capability: Capability,
 ) -> Result<TenantContext, AppError> {
+    let (ctx, _) = authorized_rows(session, db, settings, tenant, capability, None).await?;
+    Ok(ctx)
+}
+
+/// A read of the tenant joined into the authorization point's statement, so that a poll costs
+/// one statement: `LEFT JOIN {join}` (the tenant is `t.id`, the placeholders start at `$4` and
+/// are bound from `binds`), `columns` selected, the rows ordered by `order`, at most `limit`.
+/// The join meets rows only when the user is a member of the tenant, and its rows are returned
+/// only when they hold the capability. `key` is a column of the joined table that is never NULL
+/// in a row of it: a row without it is the authorization's alone.
+pub struct JoinedRead {
+    pub columns: String,
+    pub join: &'static str,
+    pub key: &'static str,
+    pub order: &'static str,
+    pub limit: i64,
+    pub binds: Vec<i64>,
+}
+
+/// [`in_tenant`] for a read that fits in the authorization point's statement ([`JoinedRead`]):
+/// `work` gets the context and the joined rows, read with the session, the user and the
+/// membership in one statement (what the polls use: the session layer's and the server
+/// function's own work aside, a poll that finds nothing new costs one indexed read).
+pub async fn in_tenant_joined<T, R, Fut>(
+    tenant: &str,
+    capability: Capability,
+    read: JoinedRead,
+    work: impl FnOnce(TenantContext, Vec<R>) -> Fut,
+) -> Result<T, AppError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    Fut: std::future::Future<Output = Result<T, AppError>>,
+{
+    crate::server::error::respond(
+        async {
+            let state = app_state()?;
+            let session = current_session().await?;
+            let settings = &state.settings.sessions;
+            let (ctx, rows) = authorized_rows(
+                &session,
+                &state.db,
+                settings,
+                tenant,
+                capability,
+                Some(&read),
+            )
+            .await?;
+            let mut joined = Vec::with_capacity(rows.len());
+            for row in &rows {
+                use sqlx::Row;
+                if row.try_get::<Option<i64>, _>("joined_key")?.is_some() {
+                    joined.push(R::from_row(row)?);
+                }
+            }
+            work(ctx, joined).await
+        }
+        .await,
+    )
+}
+
+/// The authorization point's one statement: the session, its user, their membership in `tenant`
+/// and, with `read`, the joined rows (see [`JoinedRead`]).
+async fn authorized_rows(
+    session: &Session,
+    db: &Db,
+    settings: &session::SessionSettings,
+    tenant: &str,
+    capability: Capability,
+    read: Option<&JoinedRead>,
+) -> Result<(TenantContext, Vec<sqlx::any::AnyRow>), AppError> {
     // A malformed id is answered like a tenant one is not a member of: nothing is revealed
     // (after the session is checked: a signed-out request is a 401 either way).
     let external_id = TenantExternalId::parse(tenant).ok();
     let external = external_id.as_ref().map(TenantExternalId::as_str);
-    let (user_id, membership) =
+    let (user_id, (membership, rows)) =
         session::confirmed(session, settings, |session_key, now| async move {
+            let (columns, join, order) = match read {
+                Some(read) => (
+                    format!(", {}, {} AS joined_key", read.columns, read.key),
+                    format!("LEFT JOIN {} AND m.role IS NOT NULL", read.join),
+                    format!("ORDER BY {} LIMIT {}", read.order, read.limit.max(1)),
+                ),
+                None => Default::default(),
+            };
             let sql = format!(
-                "SELECT {}, t.id, t.display_name, t.disconnected_at, m.role {} \
+                "SELECT {}, t.id AS tenant_id, t.display_name, t.disconnected_at, m.role{columns} \
+                 {} \
                  LEFT JOIN tenants t ON t.external_id = $3 \
                  LEFT JOIN memberships m ON m.tenant_id = t.id AND m.user_id = u.id \
-                 WHERE {}",
+                 {join} WHERE {} {order}",
                 session::SESSION_COLUMNS,
                 session::FROM_SESSION,
                 session::SESSION_IS,
             );
-            let row: Option<SessionRow> = sqlx::query_as(&sql)
+            let mut query = sqlx::query(&sql)
                 .bind(session_key)
                 .bind(now)
-                .bind(external.unwrap_or_default())
-                .fetch_optional(db.pool())
-                .await?;
-            Ok(row.map(|row| {
-                let membership = match (external, row.id, row.display_name, row.role) {
-                    (Some(_), Some(id), Some(display_name), Some(role)) => Some(Membership {
-                        id,
-                        display_name,
-                        disconnected_at: row.disconnected_at,
-                        role,
-                    }),
-                    _ => None,
-                };
-                (row.session, membership)
-            }))
+                .bind(external.unwrap_or_default());
+            for bind in read.map(|read| read.binds.as_slice()).unwrap_or_default() {
+                query = query.bind(*bind);
+            }
+            let rows = query.fetch_all(db.pool()).await?;
+            let Some(first) = rows.first() else {
+                return Ok(None);
+            };
+            let row = <SessionRow as sqlx::FromRow<_>>::from_row(first)?;
+            let membership = match (external, row.tenant_id, row.display_name, row.role) {
+                (Some(_), Some(id), Some(display_name), Some(role)) => Some(Membership {
+                    id,
+                    display_name,
+                    disconnected_at: row.disconnected_at,
+                    role,
+                }),
+                _ => None,
+            };
+            Ok(Some((row.session, (membership, rows))))
         })
         .await?
         .ok_or(AppError::Unauthorized)?;
-    context(user_id, external_id, membership, capability)
+    let ctx = context(user_id, external_id, membership, capability)?;
+    Ok((ctx, rows))
 }
 
 /// The session with its user, and the user's membership in the tenant the request names (all
@@ -140,7 +224,7 @@ pub async fn authorize_session(
 struct SessionRow {
     #[sqlx(flatten)]
     session: session::SessionColumns,
-    id: Option<i64>,
+    tenant_id: Option<i64>,
     display_name: Option<String>,
     disconnected_at: Option<i64>,
     role: Option<Role>,

@@ -4,6 +4,7 @@
 
 use sqlx::FromRow;
 
+use super::super::auth::JoinedRead;
 use super::super::db::{Db, Sql};
 use super::super::tenants::TenantScope;
 use crate::domain::graph_wait::{GraphFigures, GraphWait, GraphWaitReason};
@@ -154,7 +155,7 @@ const VERSION_COLUMNS: &str = "r.id, r.status, r.processed_items, r.succeeded, r
 
 /// The [`VERSION_COLUMNS`] of one run, as stored.
 #[derive(FromRow)]
-struct VersionRow {
+pub struct VersionRow {
     id: i64,
     status: String,
     processed_items: i64,
@@ -189,26 +190,33 @@ impl VersionRow {
 
 /// A run's [`VersionRow`] with the newest run that retried it.
 #[derive(FromRow)]
-struct DetailVersionRow {
+pub struct DetailVersionRow {
     #[sqlx(flatten)]
     run: VersionRow,
     retried_by: Option<i64>,
 }
 
-/// The version of one run of the tenant as its detail page shows it (including the newest run
-/// that retried it), in one read by primary key (and the `retry_of` index).
-pub async fn version(db: &Db, scope: &TenantScope, run_id: i64) -> Result<String, AppError> {
-    let row: DetailVersionRow = sqlx::query_as(&format!(
-        "SELECT {VERSION_COLUMNS}, \
-                (SELECT MAX(c.id) FROM runs c WHERE c.retry_of = r.id AND c.tenant_id = r.tenant_id) \
-                  AS retried_by \
-         FROM runs r WHERE r.tenant_id = $1 AND r.id = $2"
-    ))
-    .bind(scope.id())
-    .bind(run_id)
-    .fetch_optional(db.pool())
-    .await?
-    .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
+/// What the run detail page polls, read with the authorization ([`JoinedRead`]): one run of the
+/// tenant by primary key, with the newest run that retried it (the `retry_of` index).
+pub fn version_read(run_id: i64) -> JoinedRead {
+    JoinedRead {
+        columns: format!(
+            "{VERSION_COLUMNS}, (SELECT MAX(c.id) FROM runs c \
+               WHERE c.retry_of = r.id AND c.tenant_id = r.tenant_id) AS retried_by"
+        ),
+        join: "runs r ON r.tenant_id = t.id AND r.id = $4",
+        key: "r.id",
+        order: "r.id",
+        limit: 1,
+        binds: vec![run_id],
+    }
+}
+
+/// The version of one run as its detail page shows it, from [`version_read`]'s row.
+pub fn version(rows: &[DetailVersionRow]) -> Result<String, AppError> {
+    let row = rows
+        .first()
+        .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
     Ok(format!(
         "{}/{}",
         row.run.text(),
@@ -216,24 +224,24 @@ pub async fn version(db: &Db, scope: &TenantScope, run_id: i64) -> Result<String
     ))
 }
 
-/// The version of the run panel of one backup set: its recent runs' versions.
-pub async fn backup_set_version(
-    db: &Db,
-    scope: &TenantScope,
-    backup_set_id: i64,
-) -> Result<String, AppError> {
-    let rows: Vec<VersionRow> = sqlx::query_as(&format!(
-        "SELECT {VERSION_COLUMNS} FROM runs r \
-         WHERE r.tenant_id = $1 AND r.resource = 'backup_set' AND r.target_id = $2 \
-         ORDER BY r.created_at DESC, r.id DESC LIMIT $3"
-    ))
-    .bind(scope.id())
-    .bind(backup_set_id)
-    .bind(PANEL_RUNS)
-    .fetch_all(db.pool())
-    .await?;
+/// What the run panel polls, read with the authorization ([`JoinedRead`]): the recent runs of
+/// one backup set, newest first.
+pub fn backup_set_version_read(backup_set_id: i64) -> JoinedRead {
+    JoinedRead {
+        columns: VERSION_COLUMNS.to_owned(),
+        join: "runs r ON r.tenant_id = t.id AND r.resource = 'backup_set' AND r.target_id = $4",
+        key: "r.id",
+        order: "r.created_at DESC, r.id DESC",
+        limit: PANEL_RUNS,
+        binds: vec![backup_set_id],
+    }
+}
+
+/// The version of the run panel of one backup set: its recent runs' versions, from
+/// [`backup_set_version_read`]'s rows.
+pub fn backup_set_version(rows: &[VersionRow]) -> String {
     let versions: Vec<String> = rows.iter().map(VersionRow::text).collect();
-    Ok(versions.join(","))
+    versions.join(",")
 }
 
 /// The most recent runs that worked on one backup set, newest first.
