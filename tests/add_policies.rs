@@ -323,6 +323,24 @@ async fn empty_and_foreign_selections_write_nothing(app: TestApp) {
         .await
         .expect_err("an unknown set is refused");
     assert_eq!(unknown_set.status, 404);
+
+    // A list that is not comma-separated ids, or one sent a field per id, is a 400 with a reason.
+    for (field, ids) in [
+        ("policy_ids", format!("{},,{}", ours[0], ours[0])),
+        ("policy_ids", format!("{},x", ours[0])),
+        ("policy_ids", "99999999999999999999".to_owned()),
+        ("policy_ids[0]", ours[0].to_string()),
+    ] {
+        let form = Form::tenant(CONTOSO)
+            .field("backup_set_id", set)
+            .field(field, &ids);
+        let refused = app
+            .answer::<SubmittedRun>(Some(&cookie), "runs/add-policies", &form)
+            .await
+            .expect_err("a malformed list is refused");
+        assert_eq!(refused.status, 400, "{field}={ids}: {}", refused.body);
+        assert!(refused.body.contains("policy_ids"), "{}", refused.body);
+    }
     assert_eq!(app.count("runs").await, 0);
 }
 

@@ -104,7 +104,10 @@ pub async fn authorize_session(
 /// are bound from `binds`), `columns` selected, the rows ordered by `order`, at most `limit`.
 /// The join meets rows only when the user is a member of the tenant, and its rows are returned
 /// only when they hold the capability. `key` is a column of the joined table that is never NULL
-/// in a row of it: a row without it is the authorization's alone.
+/// in a row of it: a row without it is the authorization's alone. The fragments are the
+/// program's own text, never input (values go in `binds`), and the columns must not take the
+/// authorization's names (`user_id`, `generation`, `signed_in_at`, `touched_at`,
+/// `current_generation`, `tenant_id`, `display_name`, `disconnected_at`, `role`).
 pub struct JoinedRead {
     pub columns: String,
     pub join: &'static str,
