@@ -55,16 +55,22 @@ impl PolicySelection {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PolicyIds(pub Vec<i64>);
 
-impl Serialize for PolicyIds {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut text = String::with_capacity(self.0.len() * 8);
+/// The field's text: `3,9,12`.
+impl std::fmt::Display for PolicyIds {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (i, id) in self.0.iter().enumerate() {
             if i > 0 {
-                text.push(',');
+                formatter.write_str(",")?;
             }
-            text.push_str(&id.to_string());
+            write!(formatter, "{id}")?;
         }
-        serializer.serialize_str(&text)
+        Ok(())
+    }
+}
+
+impl Serialize for PolicyIds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 

@@ -68,14 +68,7 @@ async fn prepare(
     query: &ItemsQuery,
     session: &Session,
 ) -> Result<(TenantScope, i64, Option<ItemOutcome>), AppError> {
-    let context = authorize_session(
-        session,
-        &state.db,
-        &state.settings.sessions,
-        tenant,
-        Capability::View,
-    )
-    .await?;
+    let context = authorize_session(state, session, tenant, Capability::View).await?;
     let not_found = || AppError::NotFound("This run does not exist in this tenant.".into());
     let run_id: i64 = run.parse().map_err(|_| not_found())?;
     let outcome = match query.outcome.as_str() {

@@ -280,14 +280,7 @@ async fn raw(
     version: &str,
     session: &Session,
 ) -> Result<(i64, i64, String), AppError> {
-    let context = authorize_session(
-        session,
-        &state.db,
-        &state.settings.sessions,
-        tenant,
-        Capability::View,
-    )
-    .await?;
+    let context = authorize_session(state, session, tenant, Capability::View).await?;
     let policy_id: i64 = policy.parse().map_err(|_| policy_not_found())?;
     let version_id: i64 = version.parse().map_err(|_| version_not_found())?;
     let stored = stored(&state.db, &context.scope, policy_id, version_id).await?;

@@ -86,9 +86,7 @@ impl Form {
 
     /// Adds a list of ids as one field, the ids separated by commas.
     pub fn list(self, name: &str, values: &[i64]) -> Self {
-        let ids = serde_json::to_value(tenantatlas::domain::PolicyIds(values.to_vec()))
-            .expect("ids as text");
-        self.field(name, ids.as_str().expect("ids are written as text"))
+        self.field(name, tenantatlas::domain::PolicyIds(values.to_vec()))
     }
 
     /// The fields as [`TestApp::call_as`] takes them.

@@ -28,8 +28,7 @@ pub async fn pages(State(state): State<AppState>, request: Request, next: Next) 
         (None, _) => Ok(false),
         // A tenant page: the session and the membership in one statement.
         (Some(session), Some(tenant)) => {
-            let settings = &state.settings.sessions;
-            match authorize_session(session, &state.db, settings, &tenant, Capability::View).await {
+            match authorize_session(&state, session, &tenant, Capability::View).await {
                 Ok(_) => Ok(true),
                 Err(AppError::Unauthorized) => Ok(false),
                 Err(error) => Err(error),

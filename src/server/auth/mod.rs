@@ -18,7 +18,7 @@ pub mod users;
 use tower_sessions::Session;
 
 use super::db::Db;
-use super::state::app_state;
+use super::state::{app_state, AppState};
 use super::tenants::TenantScope;
 use crate::domain::{AppError, Capability, Role, TenantExternalId, TenantSummary};
 
@@ -74,28 +74,18 @@ pub async fn signed_in_user() -> Result<i64, AppError> {
 /// The authorization point for server functions and pages (see the module docs). The session,
 /// its user and their membership are read in one statement.
 pub async fn authorize(tenant: &str, capability: Capability) -> Result<TenantContext, AppError> {
-    let state = app_state()?;
-    let session = current_session().await?;
-    authorize_session(
-        &session,
-        &state.db,
-        &state.settings.sessions,
-        tenant,
-        capability,
-    )
-    .await
+    authorize_session(&app_state()?, &current_session().await?, tenant, capability).await
 }
 
 /// [`authorize`] for a request's `session` outside a server function (the page guard and the
 /// download routes, which have no Leptos context): anonymous → 401, then as [`authorize`].
 pub async fn authorize_session(
+    state: &AppState,
     session: &Session,
-    db: &Db,
-    settings: &session::SessionSettings,
     tenant: &str,
     capability: Capability,
 ) -> Result<TenantContext, AppError> {
-    let (ctx, _) = authorized_rows(session, db, settings, tenant, capability, None).await?;
+    let (ctx, _) = authorized_rows(state, session, tenant, capability, None).await?;
     Ok(ctx)
 }
 
@@ -133,18 +123,9 @@ where
 {
     crate::server::error::respond(
         async {
-            let state = app_state()?;
             let session = current_session().await?;
-            let settings = &state.settings.sessions;
-            let (ctx, rows) = authorized_rows(
-                &session,
-                &state.db,
-                settings,
-                tenant,
-                capability,
-                Some(&read),
-            )
-            .await?;
+            let (ctx, rows) =
+                authorized_rows(&app_state()?, &session, tenant, capability, Some(&read)).await?;
             let mut joined = Vec::with_capacity(rows.len());
             for row in &rows {
                 use sqlx::Row;
@@ -161,9 +142,8 @@ where
 /// The authorization point's one statement: the session, its user, their membership in `tenant`
 /// and, with `read`, the joined rows (see [`JoinedRead`]).
 async fn authorized_rows(
+    state: &AppState,
     session: &Session,
-    db: &Db,
-    settings: &session::SessionSettings,
     tenant: &str,
     capability: Capability,
     read: Option<&JoinedRead>,
@@ -172,8 +152,11 @@ async fn authorized_rows(
     // (after the session is checked: a signed-out request is a 401 either way).
     let external_id = TenantExternalId::parse(tenant).ok();
     let external = external_id.as_ref().map(TenantExternalId::as_str);
-    let (user_id, (membership, rows)) =
-        session::confirmed(session, settings, |session_key, now| async move {
+    let db = &state.db;
+    let (user_id, (membership, rows)) = session::confirmed(
+        session,
+        &state.settings.sessions,
+        |session_key, now| async move {
             let (columns, join, order) = match read {
                 Some(read) => (
                     format!(", {}, {} AS joined_key", read.columns, read.key),
@@ -214,9 +197,10 @@ async fn authorized_rows(
                 _ => None,
             };
             Ok(Some((row.session, (membership, rows))))
-        })
-        .await?
-        .ok_or(AppError::Unauthorized)?;
+        },
+    )
+    .await?
+    .ok_or(AppError::Unauthorized)?;
     let ctx = context(user_id, external_id, membership, capability)?;
     Ok((ctx, rows))
 }

@@ -133,14 +133,7 @@ async fn prepare(
     set: &str,
     session: &Session,
 ) -> Result<Export, AppError> {
-    let context = authorize_session(
-        session,
-        &state.db,
-        &state.settings.sessions,
-        tenant,
-        Capability::View,
-    )
-    .await?;
+    let context = authorize_session(state, session, tenant, Capability::View).await?;
     let not_found = || AppError::NotFound("This backup set does not exist in this tenant.".into());
     let set_id: i64 = set.parse().map_err(|_| not_found())?;
     let SetRow { set, items } = sqlx::query_as(
