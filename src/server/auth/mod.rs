@@ -90,8 +90,9 @@ pub async fn authorize_session(
 }
 
 /// A read of the tenant joined into the authorization point's statement, so that a poll costs
-/// one statement: `LEFT JOIN {join}` (the tenant is `t.id`, the placeholders start at `$4` and
-/// are bound from `binds`), `columns` selected, the rows ordered by `order`, at most `limit`.
+/// one statement: `LEFT JOIN {table} ON ({on})` (the tenant is `t.id`, the placeholders start at
+/// `$4` and are bound from `binds`), `columns` selected, the rows ordered by `order`, at most
+/// `limit`.
 /// The join meets rows only when the user is a member of the tenant, and its rows are returned
 /// only when they hold the capability. `key` is a column of the joined table that is never NULL
 /// in a row of it: a row without it is the authorization's alone. The fragments are the
@@ -100,7 +101,8 @@ pub async fn authorize_session(
 /// `current_generation`, `tenant_id`, `display_name`, `disconnected_at`, `role`).
 pub struct JoinedRead {
     pub columns: String,
-    pub join: &'static str,
+    pub table: &'static str,
+    pub on: &'static str,
     pub key: &'static str,
     pub order: &'static str,
     pub limit: i64,
@@ -160,7 +162,11 @@ async fn authorized_rows(
             let (columns, join, order) = match read {
                 Some(read) => (
                     format!(", {}, {} AS joined_key", read.columns, read.key),
-                    format!("LEFT JOIN {} AND m.role IS NOT NULL", read.join),
+                    // In parentheses: an OR in `on` cannot reach past the membership condition.
+                    format!(
+                        "LEFT JOIN {} ON ({}) AND m.role IS NOT NULL",
+                        read.table, read.on
+                    ),
                     format!("ORDER BY {} LIMIT {}", read.order, read.limit.max(1)),
                 ),
                 None => Default::default(),

@@ -204,7 +204,8 @@ pub fn version_read(run_id: i64) -> JoinedRead {
             "{VERSION_COLUMNS}, (SELECT MAX(c.id) FROM runs c \
                WHERE c.retry_of = r.id AND c.tenant_id = r.tenant_id) AS retried_by"
         ),
-        join: "runs r ON r.tenant_id = t.id AND r.id = $4",
+        table: "runs r",
+        on: "r.tenant_id = t.id AND r.id = $4",
         key: "r.id",
         order: "r.id",
         limit: 1,
@@ -229,7 +230,8 @@ pub fn version(rows: &[DetailVersionRow]) -> Result<String, AppError> {
 pub fn backup_set_version_read(backup_set_id: i64) -> JoinedRead {
     JoinedRead {
         columns: VERSION_COLUMNS.to_owned(),
-        join: "runs r ON r.tenant_id = t.id AND r.resource = 'backup_set' AND r.target_id = $4",
+        table: "runs r",
+        on: "r.tenant_id = t.id AND r.resource = 'backup_set' AND r.target_id = $4",
         key: "r.id",
         order: "r.created_at DESC, r.id DESC",
         limit: PANEL_RUNS,
