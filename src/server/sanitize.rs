@@ -636,11 +636,17 @@ impl<'a> Spans<'a> {
                 continue;
             };
             let value_start = i + len;
-            // `scheme://user:secret@host`: the user is not a name, the userinfo scanner reads it.
+            // `scheme://user:secret@host:port`: the user is not a name (the userinfo scanner
+            // reads it), nor is the host before its port.
             let userinfo = |start: usize| {
+                let after_at_sign = |at: usize| {
+                    (s[at] == '@' && start == at + 1)
+                        || (starts_with_ci(s, at, "%40") && start == at + 3)
+                };
                 kind == Separator::Colon
                     && ((start >= 3 && s[start - 3..start] == [':', '/', '/'])
-                        || (start >= 9 && starts_with_ci(s, start - 9, "%3A%2F%2F")))
+                        || (start >= 9 && starts_with_ci(s, start - 9, "%3A%2F%2F"))
+                        || self.userinfo.iter().any(|&(_, at)| after_at_sign(at)))
             };
             if let Some((start, end)) =
                 name_before(s, i, kind).filter(|(start, _)| !userinfo(*start))
@@ -1111,6 +1117,18 @@ fn truncate(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_named_like_a_secret_keeps_its_port() {
+        // Found by tests/sanitizer.rs: the host `pwd` before its port was read as `pwd: value`.
+        for host in ["pwd:00", "token:5432", "secret:1"] {
+            let out = sanitize(&format!("https://app:0_AA_0-A_0aaA~~a@{host}/path?x=1"));
+            assert_eq!(out, format!("https://app:[REDACTED]@{host}/path?x=1"));
+        }
+        // A secret name elsewhere in the URL is still read.
+        let out = sanitize("https://app:0_AA_0-A_0aaA~~a@h:1/p?pwd=hunter22");
+        assert!(!out.contains("hunter22"), "{out}");
+    }
 
     #[test]
     fn a_password_that_looks_like_name_value_keeps_the_host() {
