@@ -16,7 +16,7 @@ use tenantatlas::domain::run::CancelledRun;
 use tenantatlas::domain::run_detail::RunDetail;
 use tenantatlas::domain::{RunStatus, SubmittedRun};
 use tenantatlas::graph_sim::{Fault, SimHandle};
-use tenantatlas::server::db::Backend;
+use tenantatlas::server::db::{Backend, NativePool};
 use tenantatlas::server::engine::runner::WakeUp;
 use tenantatlas::server::engine::worker::Worker;
 use tenantatlas::server::graph::GraphClient;
@@ -625,4 +625,48 @@ async fn the_poll_versions_move_only_when_the_runs_do(app: TestApp) {
         let refused = app.run_version(&outsider, CONTOSO, id).await.unwrap_err();
         assert_eq!(refused.status, 403, "{}", refused.body);
     }
+}
+
+/// A runner on PostgreSQL claims no run before it hears other instances' cancels: a cancel sent
+/// to it earlier would be lost, and the run would take items until the heartbeat noticed. While
+/// it cannot LISTEN (every connection of the engine's own pool, the listener's, is held), the
+/// queued run waits; once it can, the run is claimed and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_runner_claims_nothing_before_it_hears_cancels() {
+    let app = TestApp::create_for(common::Backend::Postgres).await;
+    let f = fixture(&app).await;
+    let run_id = f.submit(&app, 0..2).await;
+    let NativePool::Postgres(native) = app.db.native() else {
+        unreachable!("a PostgreSQL database")
+    };
+    let mut held = Vec::new();
+    while let Ok(Ok(connection)) =
+        tokio::time::timeout(Duration::from_millis(300), native.acquire()).await
+    {
+        held.push(connection);
+    }
+    assert!(!held.is_empty(), "the engine's pool is held");
+    let (stop, runner) = common::start_runner(
+        f.worker(&app, "deaf-instance"),
+        &WakeUp::default(),
+        &app.db,
+        Duration::from_millis(100),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        run_row(&app, run_id).await.0,
+        "pending",
+        "no claim before the instance listens"
+    );
+    drop(held);
+    let started = Instant::now();
+    while run_row(&app, run_id).await.0 != "completed" {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the run is claimed once the instance listens"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send_replace(true);
+    runner.await.unwrap();
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 
 use super::cancel::Cancels;
@@ -21,6 +21,8 @@ const CHANNEL: &str = "tenantatlas_runs";
 const CANCEL_CHANNEL: &str = "tenantatlas_cancels";
 /// How long the listener waits before it reconnects to PostgreSQL.
 const RECONNECT: Duration = Duration::from_secs(5);
+/// How long a starting runner waits to hear other instances before it works on polling alone.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
 
 /// Wakes the worker(s) after a run was queued or cancelled. Cheap to clone.
 #[derive(Clone, Debug, Default)]
@@ -80,7 +82,20 @@ pub async fn run(
 ) {
     let worker = worker.with_cancels(wake.cancels());
     if let NativePool::Postgres(pool) = db.native() {
-        tokio::spawn(listen(pool.clone(), wake.clone()));
+        let (ready, listening) = oneshot::channel();
+        tokio::spawn(listen(pool.clone(), wake.clone(), ready));
+        // No run is claimed before this instance hears the cancels of other instances: one
+        // sent earlier would reach its run only through the heartbeat, a third of a lease later,
+        // after the run had taken items it should not have.
+        tokio::select! {
+            heard = tokio::time::timeout(LISTEN_WAIT, listening) => {
+                if !matches!(heard, Ok(Ok(()))) {
+                    tracing::warn!("not listening to other instances yet; working on the poll and heartbeats alone");
+                }
+            }
+            // The loop below sees the shutdown and leaves.
+            _ = shutdown.changed() => {}
+        }
     }
     let mut active = JoinSet::new();
     // Which lane and run each task works on, to free its slot (and release the run on error).
@@ -169,12 +184,20 @@ pub async fn run(
 }
 
 /// Turns NOTIFYs from other instances into local wake-ups and cancellation signals
-/// (reconnecting if the link drops).
-async fn listen(pool: sqlx::PgPool, wake: WakeUp) {
+/// (reconnecting if the link drops). `ready` is told once the first LISTEN is in place.
+async fn listen(pool: sqlx::PgPool, wake: WakeUp, ready: oneshot::Sender<()>) {
+    let mut ready = Some(ready);
     loop {
         match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
                 if listener.listen_all([CHANNEL, CANCEL_CHANNEL]).await.is_ok() {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    } else {
+                        // Back after a drop: a submit notified meanwhile is looked for now (a
+                        // cancel meanwhile reaches its run through the heartbeat).
+                        wake.local.notify_one();
+                    }
                     while let Ok(notification) = listener.recv().await {
                         if notification.channel() == CANCEL_CHANNEL {
                             if let Ok(run_id) = notification.payload().parse::<i64>() {
