@@ -97,40 +97,7 @@ pub fn NotificationBell(tenant: Memo<String>) -> impl IntoView {
 
     let wrapper = NodeRef::<leptos::html::Div>::new();
     let button = NodeRef::<leptos::html::Button>::new();
-    let close = move |refocus: bool| {
-        open.set(false);
-        if refocus {
-            if let Some(button) = button.get_untracked() {
-                let _ = button.focus();
-            }
-        }
-    };
-    // A click anywhere outside the bell closes the panel (a no-op on the server).
-    let outside = window_event_listener(ev::click, move |event| {
-        if !open.get_untracked() {
-            return;
-        }
-        let target = event.target();
-        let node = target
-            .as_ref()
-            .and_then(|t| t.dyn_ref::<leptos::web_sys::Node>());
-        let inside = wrapper
-            .get_untracked()
-            .is_some_and(|wrapper| wrapper.contains(node));
-        if !inside {
-            close(false);
-        }
-    });
-    // Escape closes it wherever the focus is, and gives the focus back to the bell.
-    let escape = window_event_listener(ev::keydown, move |event| {
-        if event.key() == "Escape" && open.get_untracked() {
-            close(true);
-        }
-    });
-    on_cleanup(move || {
-        outside.remove();
-        escape.remove();
-    });
+    use_dismiss(open, wrapper, button);
 
     let toggle = Callback::new(move |()| {
         let opening = !open.get_untracked();
@@ -171,6 +138,50 @@ pub fn NotificationBell(tenant: Memo<String>) -> impl IntoView {
             </Show>
         </div>
     }
+}
+
+/// Closes the open panel on a click outside the bell (`wrapper`), or on Escape wherever the
+/// focus is, which gives the focus back to the bell's `button`. The window listeners are
+/// removed with the bell (and are a no-op on the server).
+fn use_dismiss(
+    open: RwSignal<bool>,
+    wrapper: NodeRef<leptos::html::Div>,
+    button: NodeRef<leptos::html::Button>,
+) {
+    let close = move |refocus: bool| {
+        open.set(false);
+        if refocus {
+            if let Some(button) = button.get_untracked() {
+                let _ = button.focus();
+            }
+        }
+    };
+    // A click anywhere outside the bell closes the panel (a no-op on the server).
+    let outside = window_event_listener(ev::click, move |event| {
+        if !open.get_untracked() {
+            return;
+        }
+        let target = event.target();
+        let node = target
+            .as_ref()
+            .and_then(|t| t.dyn_ref::<leptos::web_sys::Node>());
+        let inside = wrapper
+            .get_untracked()
+            .is_some_and(|wrapper| wrapper.contains(node));
+        if !inside {
+            close(false);
+        }
+    });
+    // Escape closes it wherever the focus is, and gives the focus back to the bell.
+    let escape = window_event_listener(ev::keydown, move |event| {
+        if event.key() == "Escape" && open.get_untracked() {
+            close(true);
+        }
+    });
+    on_cleanup(move || {
+        outside.remove();
+        escape.remove();
+    });
 }
 
 /// The bell: its accessible name and badge give the unread count.

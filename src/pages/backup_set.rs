@@ -14,7 +14,7 @@ use crate::components::{
 };
 use crate::domain::restore::RestoreSource;
 use crate::domain::run::OperationType;
-use crate::domain::{routes, AppError, BackupSetSummary, Capability};
+use crate::domain::{routes, AppError, BackupSetDetail, BackupSetSummary, Capability};
 
 /// A backup set with its captured policies, its run panel and the **Add policies** picker.
 #[component]
@@ -53,11 +53,6 @@ pub fn BackupSetPage() -> impl IntoView {
             picker_open.set(false);
         }
     });
-    let open_picker = move |_| {
-        add.value().set(None);
-        picker_open.set(true);
-    };
-    let close_picker = Callback::new(move |()| picker_open.set(false));
 
     view! {
         <Title text="Backup set" />
@@ -76,36 +71,7 @@ pub fn BackupSetPage() -> impl IntoView {
             })}
         </Transition>
         {move || id.get().map(|set_id| view! {
-            <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    let refused = refusal(Capability::StartRuns).await;
-                    view! {
-                        <div class="action-row">
-                            <button
-                                type="button"
-                                class="primary"
-                                class:refused=refused.is_some()
-                                data-testid="open-picker"
-                                disabled=refused.is_some()
-                                aria-describedby=refused.map(|_| "add-policies-needs")
-                                aria-expanded=move || picker_open.get().to_string()
-                                on:click=open_picker
-                            >
-                                "Add policies"
-                            </button>
-                            {refused.map(|reason| view! { <NeedsRole id="add-policies-needs" reason /> })}
-                        </div>
-                        <Show when=move || picker_open.get() && refused.is_none()>
-                            <PolicyPicker
-                                tenant
-                                backup_set_id=set_id
-                                action=add
-                                on_close=close_picker
-                            />
-                        </Show>
-                    }
-                })}
-            </Transition>
+            <AddPoliciesControl tenant set_id add open=picker_open />
             <RunPanel tenant backup_set_id=set_id refresh=add.version() finished />
             <h2>"Drift"</h2>
             <RunStarter
@@ -119,6 +85,65 @@ pub fn BackupSetPage() -> impl IntoView {
             />
         })}
         <h2>"Policies in this set"</h2>
+        <SetItems tenant detail />
+    }
+}
+
+/// The **Add policies** button (disabled, with the role it needs, for a user who may not start
+/// runs) and the policy picker it opens for the set `set_id`.
+#[component]
+fn AddPoliciesControl(
+    tenant: Memo<String>,
+    set_id: i64,
+    add: ServerAction<AddPolicies>,
+    open: RwSignal<bool>,
+) -> impl IntoView {
+    let open_picker = move |_| {
+        add.value().set(None);
+        open.set(true);
+    };
+    let close_picker = Callback::new(move |()| open.set(false));
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let refused = refusal(Capability::StartRuns).await;
+                view! {
+                    <div class="action-row">
+                        <button
+                            type="button"
+                            class="primary"
+                            class:refused=refused.is_some()
+                            data-testid="open-picker"
+                            disabled=refused.is_some()
+                            aria-describedby=refused.map(|_| "add-policies-needs")
+                            aria-expanded=move || open.get().to_string()
+                            on:click=open_picker
+                        >
+                            "Add policies"
+                        </button>
+                        {refused.map(|reason| view! { <NeedsRole id="add-policies-needs" reason /> })}
+                    </div>
+                    <Show when=move || open.get() && refused.is_none()>
+                        <PolicyPicker
+                            tenant
+                            backup_set_id=set_id
+                            action=add
+                            on_close=close_picker
+                        />
+                    </Show>
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// The policies captured in the set, each linking to its policy, or that there are none yet.
+#[component]
+fn SetItems(
+    tenant: Memo<String>,
+    detail: Resource<Result<BackupSetDetail, AppError>>,
+) -> impl IntoView {
+    view! {
         <Transition fallback=|| view! { <Loading what="the policies" /> }>
             {move || Suspend::new(async move {
                 match detail.await {

@@ -147,6 +147,20 @@ pub fn PolicyDetailPage() -> impl IntoView {
             <p class="notice" role="status" data-testid="compare-note">{note}</p>
         })}
         <h2>"Versions"</h2>
+        <VersionList tenant id versions capture compare />
+    }
+}
+
+/// The policy's captured versions as a table, newest first, or that none is captured yet.
+#[component]
+fn VersionList(
+    tenant: Memo<String>,
+    id: Memo<Option<i64>>,
+    versions: Resource<Result<Vec<VersionRow>, AppError>>,
+    capture: StartAction,
+    compare: Compare,
+) -> impl IntoView {
+    view! {
         <Transition fallback=|| view! { <Loading what="the versions" /> }>
             {move || Suspend::new(async move {
                 let refused = refusal(Capability::StartRuns).await;

@@ -47,51 +47,10 @@ pub fn RunsPage() -> impl IntoView {
         )
     };
 
-    // A changed filter is a new URL (so Back returns to the previous view); the page keeps
-    // its scroll position.
-    let navigate = use_navigate();
-    let show = Callback::new(move |(status, operation_type): (String, String)| {
-        navigate(
-            &runs_href(&tenant.get_untracked(), &status, &operation_type, None),
-            NavigateOptions {
-                scroll: false,
-                ..Default::default()
-            },
-        );
-    });
-    let status_choices = StatusFilter::ALL
-        .into_iter()
-        .map(|filter| (filter.as_param(), filter.label()))
-        .collect();
-    let type_choices = OperationType::ALL
-        .into_iter()
-        .map(|operation| (operation.as_str(), operation.label()))
-        .collect();
-
     view! {
         <Title text="Runs" />
         <h1>"Runs"</h1>
-        <div class="run-filters" role="search" aria-label="Filter runs">
-            <FilterSelect
-                label="Status"
-                all="All statuses"
-                test_id="status-filter"
-                current=status
-                choices=status_choices
-                on_pick=Callback::new(move |picked| show.run((picked, operation_type.get_untracked())))
-            />
-            <FilterSelect
-                label="Operation"
-                all="All operations"
-                test_id="type-filter"
-                current=operation_type
-                choices=type_choices
-                on_pick=Callback::new(move |picked| show.run((status.get_untracked(), picked)))
-            />
-            <Show when=move || !status.get().is_empty() || !operation_type.get().is_empty()>
-                <a href=move || runs_href(&tenant.get(), "", "", None) data-noscroll>"Clear filters"</a>
-            </Show>
-        </div>
+        <RunFilters tenant status operation_type />
         <Transition fallback=|| view! { <Loading what="runs" /> }>
             {move || Suspend::new(async move {
                 let filtered = !status.get_untracked().is_empty()
@@ -141,6 +100,59 @@ pub fn RunsPage() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// The filter bar: a select for the status and one for the operation type, and **Clear filters**
+/// while either is set. `status` and `operation_type` are the URL's values.
+#[component]
+fn RunFilters(
+    tenant: Memo<String>,
+    status: Memo<String>,
+    operation_type: Memo<String>,
+) -> impl IntoView {
+    // A changed filter is a new URL (so Back returns to the previous view); the page keeps
+    // its scroll position.
+    let navigate = use_navigate();
+    let show = Callback::new(move |(status, operation_type): (String, String)| {
+        navigate(
+            &runs_href(&tenant.get_untracked(), &status, &operation_type, None),
+            NavigateOptions {
+                scroll: false,
+                ..Default::default()
+            },
+        );
+    });
+    let status_choices = StatusFilter::ALL
+        .into_iter()
+        .map(|filter| (filter.as_param(), filter.label()))
+        .collect();
+    let type_choices = OperationType::ALL
+        .into_iter()
+        .map(|operation| (operation.as_str(), operation.label()))
+        .collect();
+    view! {
+        <div class="run-filters" role="search" aria-label="Filter runs">
+            <FilterSelect
+                label="Status"
+                all="All statuses"
+                test_id="status-filter"
+                current=status
+                choices=status_choices
+                on_pick=Callback::new(move |picked| show.run((picked, operation_type.get_untracked())))
+            />
+            <FilterSelect
+                label="Operation"
+                all="All operations"
+                test_id="type-filter"
+                current=operation_type
+                choices=type_choices
+                on_pick=Callback::new(move |picked| show.run((status.get_untracked(), picked)))
+            />
+            <Show when=move || !status.get().is_empty() || !operation_type.get().is_empty()>
+                <a href=move || runs_href(&tenant.get(), "", "", None) data-noscroll>"Clear filters"</a>
+            </Show>
+        </div>
     }
 }
 
