@@ -12,10 +12,14 @@ scripts/setup.sh --test || exit 1
 scripts/build.sh || exit 1
 scripts/bundle-size.sh --check || exit 1
 
-# Databases left by interrupted earlier runs (each test creates its own).
+# Each test creates a database of its own and leaves it (about 1.5 GB for a whole run): they are
+# dropped before the tests (an interrupted earlier run's) and after them.
 admin_url=${TEST_POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-psql "$admin_url" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'ta\_test\_%'" 2>/dev/null |
-  while read -r db; do psql "$admin_url" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1; done
+drop_test_databases() {
+  psql "$admin_url" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'ta\_test\_%'" 2>/dev/null |
+    while read -r db; do psql "$admin_url" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1; done
+}
+drop_test_databases
 
 echo "==> Playwright (headless Chromium)"
 (cd end2end && npx playwright test)
@@ -24,5 +28,6 @@ e2e=$?
 echo "==> cargo nextest (SQLite and PostgreSQL)"
 cargo nextest run --no-fail-fast
 unit=$?
+drop_test_databases
 
 [[ $e2e -eq 0 && $unit -eq 0 ]]
