@@ -25,7 +25,7 @@ async function selectRows(page: Page, n: number) {
   await expect(picker.getByTestId("policy-row").first()).toBeVisible();
   const boxes = picker.locator('tbody input[type="checkbox"]:not([disabled])');
   for (let i = 0; i < n; i++) await boxes.nth(i).check();
-  await expect(picker.getByTestId("selection-count")).toHaveText(`${n} policies selected`);
+  await expect(picker.getByTestId("selection-count")).toHaveText(n === 1 ? "1 policy selected" : `${n} policies selected`);
   return picker;
 }
 
@@ -82,6 +82,23 @@ test("double-clicking Add selected starts one run", async ({ page }) => {
   await page.goto(`/t/${TENANT}/backup-sets`);
   await page.getByRole("link", { name }).click();
   await expect(page.getByTestId("run-row")).toHaveCount(1);
+});
+
+test("a run that ends before the panel first sees it still says so and reloads the items", async ({ page }) => {
+  await openNewBackupSet(page, "E2E quick");
+  // The panel's reads of its runs are held back until the run has surely ended.
+  await page.route(/\/api\/runs\/for-backup-set(\/version)?$/, async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    await route.continue();
+  });
+  const picker = await selectRows(page, 1);
+  await picker.getByRole("button", { name: "Add selected" }).click();
+  await expect(page.getByTestId("toast").filter({ hasText: "Queued: 1 policy" })).toBeVisible();
+  await expect(page.getByTestId("toast").filter({ hasText: "Finished:" })).toContainText(
+    "Succeeded — 1 added, 0 failed, 0 skipped",
+    { timeout: 30_000 },
+  );
+  await expect(page.getByTestId("item-count")).toHaveText("1");
 });
 
 test("the picker searches, filters, pages, selects all matching and works from the keyboard", async ({ page }) => {

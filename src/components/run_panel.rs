@@ -15,12 +15,12 @@ use crate::domain::Capability;
 use crate::domain::{routes, RunStatus, RunSummary};
 use crate::pages::tenant_layout::refusal;
 
-/// The "Finished: …" text of a run that has ended.
 /// What a succeeded item of the run did ("added", "checked").
 fn done_word(run: &RunSummary) -> &'static str {
     run.operation_type.done_word()
 }
 
+/// The "Finished: …" text of a run that has ended.
 fn finished_text(run: &RunSummary) -> String {
     let ended = match run.status {
         RunStatus::Cancelled => format!("Cancelled: run #{}", run.id),
@@ -33,6 +33,20 @@ fn finished_text(run: &RunSummary) -> String {
         run.failed,
         run.skipped
     )
+}
+
+/// The runs of `list` that ended since the panel's last list, `seen` (`None`: this is the
+/// first, and nothing has newly ended): those seen active then, and those new to the panel and
+/// already ended, since a quick run can end before the first poll after its submit sees it.
+fn newly_ended<'a>(
+    seen: Option<&HashMap<i64, RunStatus>>,
+    list: &'a [RunSummary],
+) -> Vec<&'a RunSummary> {
+    let Some(seen) = seen else { return Vec::new() };
+    list.iter()
+        .filter(|run| !run.status.is_active())
+        .filter(|run| seen.get(&run.id).is_none_or(|before| before.is_active()))
+        .collect()
 }
 
 /// Active and recent runs of one backup set. `refresh` changes when a run was just submitted;
@@ -71,27 +85,21 @@ pub fn RunPanel(
             Ok(list)
         },
     );
-    // Status of each run at the last poll: a run seen active and now terminal gets a toast.
-    let seen = StoredValue::new(HashMap::<i64, RunStatus>::new());
+    // Status of each run at the last poll (`None` before the first list).
+    let seen = StoredValue::new(None::<HashMap<i64, RunStatus>>);
 
-    // Effects only run in the browser: a run seen active and now ended gets its toast.
+    // Effects only run in the browser: a run that ended since the last poll gets its toast.
     Effect::new(move |_| {
         let Some(Ok(list)) = runs.get() else {
             return;
         };
-        let mut newly_finished = false;
-        seen.update_value(|seen| {
-            for run in &list {
-                let was_active = seen.get(&run.id).is_some_and(|s| s.is_active());
-                if was_active && !run.status.is_active() {
-                    let href = routes::run(&tenant.get_untracked(), run.id, "");
-                    toasts.push(finished_text(run), Some(href));
-                    newly_finished = true;
-                }
-                seen.insert(run.id, run.status);
-            }
-        });
-        if newly_finished {
+        let ended = seen.with_value(|seen| newly_ended(seen.as_ref(), &list));
+        for run in &ended {
+            let href = routes::run(&tenant.get_untracked(), run.id, "");
+            toasts.push(finished_text(run), Some(href));
+        }
+        seen.set_value(Some(list.iter().map(|run| (run.id, run.status)).collect()));
+        if !ended.is_empty() {
             finished.update(|n| *n += 1);
         }
     });
@@ -186,5 +194,60 @@ fn RunRow(
             {cancel}
             {retry}
         </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::run::{OperationType, StoredOperation};
+    use crate::domain::Timestamp;
+
+    fn run(id: i64, status: RunStatus) -> RunSummary {
+        RunSummary {
+            id,
+            operation_type: StoredOperation::Known(OperationType::AddPolicies),
+            status,
+            initiated_by: None,
+            total_items: 2,
+            processed_items: 2,
+            succeeded: 2,
+            failed: 0,
+            skipped: 0,
+            created_at: Timestamp(0),
+            graph_wait: None,
+        }
+    }
+
+    fn ids(ended: Vec<&RunSummary>) -> Vec<i64> {
+        ended.iter().map(|run| run.id).collect()
+    }
+
+    #[test]
+    fn the_first_list_announces_nothing() {
+        let list = [run(1, RunStatus::Completed), run(2, RunStatus::Running)];
+        assert!(newly_ended(None, &list).is_empty());
+    }
+
+    #[test]
+    fn a_run_seen_active_and_now_ended_is_announced_once() {
+        let seen = HashMap::from([(1, RunStatus::Running), (2, RunStatus::Completed)]);
+        let list = [run(1, RunStatus::Completed), run(2, RunStatus::Completed)];
+        assert_eq!(ids(newly_ended(Some(&seen), &list)), [1]);
+        let seen = HashMap::from([(1, RunStatus::Completed), (2, RunStatus::Completed)]);
+        assert!(newly_ended(Some(&seen), &list).is_empty());
+    }
+
+    #[test]
+    fn a_new_run_that_ended_before_the_panel_saw_it_is_announced() {
+        let seen = HashMap::from([(1, RunStatus::Completed)]);
+        let list = [
+            run(3, RunStatus::Cancelled),
+            run(2, RunStatus::Pending),
+            run(1, RunStatus::Completed),
+        ];
+        assert_eq!(ids(newly_ended(Some(&seen), &list)), [3]);
+        // An empty panel counts as seen: its first run, already ended, is announced.
+        assert_eq!(ids(newly_ended(Some(&HashMap::new()), &list)), [3, 1]);
     }
 }
