@@ -2,7 +2,9 @@
 //! Graph simulator: a queued run ends at once with every item skipped, a running one takes no new
 //! item within a second (in-process wake-up on SQLite, another instance's NOTIFY on PostgreSQL)
 //! and records what was in flight, a Retry-After wait ends at once, repeated cancels answer the
-//! same, an ended run is a 409, and a cancel racing the run's end gives one of the two.
+//! same, an ended run is a 409, and a cancel racing the run's end gives one of the two. On
+//! PostgreSQL, a runner claims nothing before it listens for other instances' cancels, and gives
+//! its listener's connection back when it stops.
 
 use crate::common;
 
@@ -667,6 +669,43 @@ async fn postgres_a_runner_claims_nothing_before_it_hears_cancels() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the run is claimed once the instance listens"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send_replace(true);
+    runner.await.unwrap();
+}
+
+/// A stopped runner gives back its listener's connection: five runners started and stopped one
+/// after another on one PostgreSQL database (whose engine pool has four connections) leave the
+/// sixth able to listen at once, and the submits able to notify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_stopped_runner_stops_listening() {
+    let app = TestApp::create_for(common::Backend::Postgres).await;
+    let f = fixture(&app).await;
+    for i in 0..5 {
+        let (stop, runner) = common::start_runner(
+            f.worker(&app, &format!("instance-{i}")),
+            &WakeUp::default(),
+            &app.db,
+            Duration::from_secs(60),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send_replace(true);
+        runner.await.unwrap();
+    }
+    let submitted = Instant::now();
+    let run_id = f.submit(&app, 0..1).await;
+    let (stop, runner) = common::start_runner(
+        f.worker(&app, "last-instance"),
+        &WakeUp::default(),
+        &app.db,
+        Duration::from_secs(60),
+    );
+    while run_row(&app, run_id).await.0 != "completed" {
+        assert!(
+            submitted.elapsed() < Duration::from_secs(8),
+            "the submit notifies and the last runner listens at once"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

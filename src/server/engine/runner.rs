@@ -11,7 +11,7 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 
 use super::cancel::Cancels;
-use super::worker::Worker;
+use super::worker::{AbortOnDrop, Worker};
 use crate::domain::run::Lane;
 use crate::server::db::{Db, NativePool};
 
@@ -81,22 +81,12 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let worker = worker.with_cancels(wake.cancels());
-    if let NativePool::Postgres(pool) = db.native() {
-        let (ready, listening) = oneshot::channel();
-        tokio::spawn(listen(pool.clone(), wake.clone(), ready));
-        // No run is claimed before this instance hears the cancels of other instances: one
-        // sent earlier would reach its run only through the heartbeat, a third of a lease later,
-        // after the run had taken items it should not have.
-        tokio::select! {
-            heard = tokio::time::timeout(LISTEN_WAIT, listening) => {
-                if !matches!(heard, Ok(Ok(()))) {
-                    tracing::warn!("not listening to other instances yet; working on the poll and heartbeats alone");
-                }
-            }
-            // The loop below sees the shutdown and leaves.
-            _ = shutdown.changed() => {}
-        }
-    }
+    // The listener lives as long as this runner: it holds a connection of the engine's small
+    // pool, which the NOTIFYs of submits and cancels need too.
+    let _listener = match db.native() {
+        NativePool::Postgres(pool) => Some(start_listening(pool, &wake, &mut shutdown).await),
+        NativePool::Sqlite(_) => None,
+    };
     let mut active = JoinSet::new();
     // Which lane and run each task works on, to free its slot (and release the run on error).
     let mut working: HashMap<tokio::task::Id, (Lane, i64, i64)> = HashMap::new();
@@ -181,6 +171,29 @@ pub async fn run(
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "could not release leases; they expire on their own"),
     }
+}
+
+/// Starts the listener for other instances' NOTIFYs and waits until it listens (at most
+/// [`LISTEN_WAIT`], or until `shutdown`). No run is claimed before: a cancel sent earlier would
+/// reach its run only through the heartbeat, a third of a lease later, after the run had taken
+/// items it should not have. The listener stops when the returned guard is dropped.
+async fn start_listening(
+    pool: &sqlx::PgPool,
+    wake: &WakeUp,
+    shutdown: &mut watch::Receiver<bool>,
+) -> AbortOnDrop {
+    let (ready, listening) = oneshot::channel();
+    let listener = AbortOnDrop(tokio::spawn(listen(pool.clone(), wake.clone(), ready)));
+    tokio::select! {
+        heard = tokio::time::timeout(LISTEN_WAIT, listening) => {
+            if !matches!(heard, Ok(Ok(()))) {
+                tracing::warn!("not listening to other instances yet; working on the poll and heartbeats alone");
+            }
+        }
+        // The runner's loop sees the shutdown and leaves.
+        _ = shutdown.changed() => {}
+    }
+    listener
 }
 
 /// Turns NOTIFYs from other instances into local wake-ups and cancellation signals

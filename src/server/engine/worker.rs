@@ -60,8 +60,9 @@ const RECORD_BATCH: usize = 64;
 /// How often a claim that lost a race to another instance's claim is tried again at once.
 const CLAIM_RETRIES: usize = 3;
 
-/// Aborts the processing task when the run is abandoned (lease lost, error, or the worker stopped).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Aborts a task when dropped: a run's processing when the run is abandoned (lease lost, error,
+/// or the worker stopped), a runner's listener when the runner stops.
+pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
