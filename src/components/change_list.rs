@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 
+use super::or_absent;
 use crate::domain::snapshot::{Change, ChangeKind, NotCompared};
 
 /// One row per change: kind, the setting's readable label path, old and new values.
@@ -24,7 +25,7 @@ pub fn ChangeList(changes: Vec<Change>) -> impl IntoView {
                         let kind = change.kind;
                         let label = change.label_path();
                         let text = |v: Option<crate::domain::snapshot::ChangeValue>| {
-                            v.map_or_else(|| "—".to_owned(), |v| v.text)
+                            or_absent(v.map(|v| v.text))
                         };
                         view! {
                             <tr class=change_class(kind) data-testid="change">

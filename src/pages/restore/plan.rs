@@ -11,7 +11,9 @@ use super::confirm::ConfirmStep;
 use super::Wizard;
 use crate::api::restore::{get_restore_preview, StartRestorePreview};
 use crate::components::RunStatusBadge;
-use crate::components::{use_poll_while, Column, DataTable, ErrorMessage, Loading, NeedsRole};
+use crate::components::{
+    use_poll_while, Column, DataTable, ErrorMessage, Loading, NeedsRole, ABSENT,
+};
 use crate::domain::restore::{PlanAction, PlanItem, RestorePreview};
 use crate::domain::run_detail::ItemOutcome;
 use crate::domain::{routes, PolicyIds};
@@ -229,7 +231,7 @@ fn PlanRow(tenant: String, item: PlanItem) -> impl IntoView {
         (ItemOutcome::Failed, _) => "Failed",
         (_, Some(plan)) => plan.label(),
         (ItemOutcome::Pending, None) => "Waiting",
-        _ => "—",
+        _ => ABSENT,
     };
     let slug = label.to_lowercase().replace(' ', "-");
     let diff = match (item.plan, item.live_snapshot_id, item.backup_snapshot_id) {
