@@ -37,15 +37,6 @@ pub fn RunsPage() -> impl IntoView {
             list_runs(tenant, status, operation_type, before)
         },
     );
-    // The current filters' page of runs older than `before`, or the newest.
-    let link = move |before: Option<i64>| {
-        runs_href(
-            &tenant.get_untracked(),
-            &status.get_untracked(),
-            &operation_type.get_untracked(),
-            before,
-        )
-    };
 
     view! {
         <Title text="Runs" />
@@ -69,6 +60,15 @@ pub fn RunsPage() -> impl IntoView {
                         />
                     }.into_any(),
                     Ok(list) => {
+                        // The current filters' page of runs older than `before`, or the newest.
+                        let link = |before: Option<i64>| {
+                            runs_href(
+                                &tenant.get_untracked(),
+                                &status.get_untracked(),
+                                &operation_type.get_untracked(),
+                                before,
+                            )
+                        };
                         let older = (list.len() as i64 == RUNS_PAGE_SIZE)
                             .then(|| list.last().map(|run| link(Some(run.id))))
                             .flatten();
