@@ -22,6 +22,8 @@ use tenantatlas::server::db::{Backend, NativePool};
 use tenantatlas::server::engine::runner::WakeUp;
 use tenantatlas::server::engine::worker::Worker;
 use tenantatlas::server::graph::GraphClient;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 both_backends!(TestApp:
     a_queued_run_is_cancelled_at_once_with_every_item_skipped,
@@ -71,6 +73,17 @@ impl Fixture {
 
     fn worker(&self, app: &TestApp, name: &str) -> Worker {
         common::sim_worker(&app.db, &self.client, name)
+    }
+
+    /// A runner of another instance named `name`: on PostgreSQL only the NOTIFYs reach it (its
+    /// wake-ups and cancels are not the app's); its poll is slow enough never to matter.
+    fn runner_elsewhere(&self, app: &TestApp, name: &str) -> (watch::Sender<bool>, JoinHandle<()>) {
+        common::start_runner(
+            self.worker(app, name),
+            &WakeUp::default(),
+            &app.db,
+            Duration::from_secs(60),
+        )
     }
 
     /// Queues "add policies" of the policies in `range` as the operator; the run's id.
@@ -223,16 +236,15 @@ async fn a_running_run_takes_no_new_item_and_records_captures_in_flight(app: Tes
     f.sim.set_knobs(knobs);
     let run_id = f.submit(&app, 0..24).await;
     // On PostgreSQL the worker is another instance's: only the NOTIFY reaches it.
-    let wake = match app.db.backend() {
-        Backend::Sqlite => app.wake.clone(),
-        Backend::Postgres => WakeUp::default(),
+    let (stop, runner) = match app.db.backend() {
+        Backend::Sqlite => common::start_runner(
+            f.worker(&app, "other-instance"),
+            &app.wake,
+            &app.db,
+            Duration::from_secs(60),
+        ),
+        Backend::Postgres => f.runner_elsewhere(&app, "other-instance"),
     };
-    let (stop, runner) = common::start_runner(
-        f.worker(&app, "other-instance"),
-        &wake,
-        &app.db,
-        Duration::from_secs(60),
-    );
     // The first captures are recorded: the run is well under way.
     let started = Instant::now();
     while run_row(&app, run_id).await.2 == 0 {
@@ -651,12 +663,7 @@ async fn postgres_a_runner_claims_nothing_before_it_hears_cancels() {
         );
     }
     assert!(native.try_acquire().is_none(), "the engine's pool is held");
-    let (stop, runner) = common::start_runner(
-        f.worker(&app, "deaf-instance"),
-        &WakeUp::default(),
-        &app.db,
-        Duration::from_millis(100),
-    );
+    let (stop, runner) = f.runner_elsewhere(&app, "deaf-instance");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         run_row(&app, run_id).await.0,
@@ -665,13 +672,14 @@ async fn postgres_a_runner_claims_nothing_before_it_hears_cancels() {
     );
     drop(held);
     let started = Instant::now();
-    while run_row(&app, run_id).await.0 != "completed" {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the run is claimed once the instance listens"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    completes_within(
+        &app,
+        run_id,
+        started,
+        Duration::from_secs(20),
+        "the run is claimed once the instance listens",
+    )
+    .await;
     stop.send_replace(true);
     runner.await.unwrap();
 }
@@ -684,31 +692,31 @@ async fn postgres_a_stopped_runner_stops_listening() {
     let app = TestApp::create_for(common::Backend::Postgres).await;
     let f = fixture(&app).await;
     for i in 0..5 {
-        let (stop, runner) = common::start_runner(
-            f.worker(&app, &format!("instance-{i}")),
-            &WakeUp::default(),
-            &app.db,
-            Duration::from_secs(60),
-        );
+        let (stop, runner) = f.runner_elsewhere(&app, &format!("instance-{i}"));
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop.send_replace(true);
         runner.await.unwrap();
     }
     let submitted = Instant::now();
     let run_id = f.submit(&app, 0..1).await;
-    let (stop, runner) = common::start_runner(
-        f.worker(&app, "last-instance"),
-        &WakeUp::default(),
-        &app.db,
-        Duration::from_secs(60),
-    );
-    while run_row(&app, run_id).await.0 != "completed" {
-        assert!(
-            submitted.elapsed() < Duration::from_secs(8),
-            "the submit notifies and the last runner listens at once"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (stop, runner) = f.runner_elsewhere(&app, "last-instance");
+    // Well under the listener's 10 s wait and the 30 s a submit waited for a connection.
+    completes_within(
+        &app,
+        run_id,
+        submitted,
+        Duration::from_secs(8),
+        "the submit notifies and the last runner listens at once",
+    )
+    .await;
     stop.send_replace(true);
     runner.await.unwrap();
+}
+
+/// Waits until `run_id` has completed, failing with `why` once `limit` has passed since `since`.
+async fn completes_within(app: &TestApp, run_id: i64, since: Instant, limit: Duration, why: &str) {
+    while run_row(app, run_id).await.0 != "completed" {
+        assert!(since.elapsed() < limit, "{why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

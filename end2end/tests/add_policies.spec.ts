@@ -1,5 +1,5 @@
 import { expect, Page, test } from "@playwright/test";
-import { FABRIKAM, signIn } from "./demo";
+import { call, FABRIKAM, signIn } from "./demo";
 
 // Fabrikam, with its operator: backup_sets.spec.ts expects Contoso to start without backup
 // sets and runs, and every spec shares one server and database.
@@ -86,14 +86,22 @@ test("double-clicking Add selected starts one run", async ({ page }) => {
 
 test("a run that ends before the panel first sees it still says so and reloads the items", async ({ page }) => {
   await openNewBackupSet(page, "E2E quick");
-  // The panel's reads of its runs are held back until the run has surely ended.
+  // The panel's reads of its runs are held back until the run is known to have ended.
+  let release = () => {};
+  const ended = new Promise<void>((resolve) => (release = resolve));
   await page.route(/\/api\/runs\/for-backup-set(\/version)?$/, async (route) => {
-    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    await ended;
     await route.continue();
   });
   const picker = await selectRows(page, 1);
   await picker.getByRole("button", { name: "Add selected" }).click();
-  await expect(page.getByTestId("toast").filter({ hasText: "Queued: 1 policy" })).toBeVisible();
+  const queued = page.getByTestId("toast").filter({ hasText: "Queued: 1 policy" });
+  await expect(queued).toBeVisible();
+  const runId = (await queued.getByRole("link", { name: "View run" }).getAttribute("href"))!.split("/").pop()!;
+  await expect
+    .poll(async () => (await call(page, "runs/get", { tenant: TENANT, id: runId })).status, { timeout: 30_000 })
+    .toBe("Completed");
+  release();
   await expect(page.getByTestId("toast").filter({ hasText: "Finished:" })).toContainText(
     "Succeeded — 1 added, 0 failed, 0 skipped",
     { timeout: 30_000 },
