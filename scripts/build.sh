@@ -3,8 +3,9 @@
 #   1. the hydrate library for wasm32-unknown-unknown with the size profile (`wasm-release`:
 #      opt-level z, LTO), in its own target dir so server and front builds never invalidate
 #      each other,
-#   2. wasm-bindgen, then wasm-opt -Oz (npm's binaryen, installed by setup.sh), into
-#      target/site/pkg under content-hashed names, with gzip and brotli copies beside the files;
+#   2. the split at the lazy routes (scripts/wasm-split), wasm-bindgen, then wasm-opt -Oz
+#      (npm's binaryen, installed by setup.sh) on the main module and every chunk, into
+#      target/site/pkg/b-<hash of the bundle>, with gzip and brotli copies beside the files;
 #      these steps are skipped when the wasm they start from has not changed since the last
 #      build,
 #   3. public/ and the stylesheet into target/site,
@@ -25,8 +26,10 @@ front_out=$front_profile
 name=tenantatlas
 site=target/site
 pkg=$site/pkg
-wasm_opt=end2end/node_modules/.bin/wasm-opt
+wasm_opt=end2end/node_modules/binaryen/index.js
 hash_file=hash.txt
+# Installed by scripts/setup.sh from scripts/wasm-split.
+splitter=tenantatlas-wasm-split
 
 # The offline toolchain fallback (scripts/setup.sh) leaves its choice here.
 cargo_front=(cargo)
@@ -43,8 +46,8 @@ mkdir -p "$pkg"
 wasm_in="target/front/wasm32-unknown-unknown/$front_out/$name.wasm"
 optimise=false
 [[ "$front_profile" != dev ]] && optimise=true
-if $optimise && [[ ! -x "$wasm_opt" ]]; then
-  echo "wasm-opt is missing ($wasm_opt): run scripts/setup.sh" >&2
+if $optimise && [[ ! -f "$wasm_opt" ]]; then
+  echo "binaryen is missing ($wasm_opt): run scripts/setup.sh" >&2
   exit 1
 fi
 # Precompressed copies beside each file, which the server picks by Accept-Encoding.
@@ -53,26 +56,52 @@ compress() {
   if command -v brotli >/dev/null; then brotli -q 11 -k -f "$@"; fi
 }
 # What the files in pkg/ were made from; equal means there is nothing to redo.
-source_stamp="$(sha256sum "$wasm_in" | cut -d' ' -f1) $front_profile $(wasm-bindgen --version)"
-$optimise && source_stamp+=" $("$wasm_opt" --version)"
-if [[ -f "$pkg/.source" ]] && [[ "$(cat "$pkg/.source")" == "$source_stamp" ]] && [[ -f "$pkg/$hash_file" ]]; then
-  echo "==> bundle unchanged: wasm-bindgen and wasm-opt skipped"
+source_stamp="$(sha256sum "$wasm_in" | cut -d' ' -f1) $front_profile $(wasm-bindgen --version) $(command -v "$splitter" >/dev/null && "$splitter" --version)"
+$optimise && source_stamp+=" $(node scripts/wasm-opt.mjs --version)"
+current_bundle() { awk '/^bundle:/ { print $2 }' "$pkg/$hash_file" 2>/dev/null; }
+if [[ -f "$pkg/.source" ]] && [[ "$(cat "$pkg/.source")" == "$source_stamp" ]] \
+  && [[ -n "$(current_bundle)" ]] && [[ -d "$pkg/b-$(current_bundle)" ]]; then
+  echo "==> bundle unchanged: split, wasm-bindgen and wasm-opt skipped"
 else
-  rm -f "$pkg/.source" "$pkg/$hash_file" "$pkg/$name".*
-  wasm-bindgen --target web --no-typescript --out-name "$name" --out-dir "$pkg" "$wasm_in"
+  if ! command -v "$splitter" >/dev/null; then
+    echo "the wasm splitter is missing ($splitter): run scripts/setup.sh" >&2
+    exit 1
+  fi
+  previous=$(current_bundle)
+  rm -f "$pkg/.source" "$pkg/$hash_file"
+  next="$pkg/.next"
+  rm -rf "$next"
+  # The lazy routes' chunks, their loader and the prefetch map; then the main module's JS glue.
+  echo "==> split at the lazy routes"
+  "$splitter" "$wasm_in" "$next" "$name" >/dev/null
+  wasm-bindgen --target web --no-typescript --keep-lld-exports --no-demangle --out-name "$name" \
+    --out-dir "$next" "$next/${name}_split.wasm"
+  rm "$next/${name}_split.wasm"
+  mv "$next/${name}_bg.wasm" "$next/$name.wasm"
   if $optimise; then
     echo "==> wasm-opt -Oz"
-    "$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
-      "$pkg/${name}_bg.wasm" -o "$pkg/${name}_bg.wasm"
+    # Two processes for the two cores: the main module alone (the longest), every chunk in the
+    # other. binaryen warns about the name subsections rustc writes; nothing to act on.
+    opt() { node scripts/wasm-opt.mjs "$@" 2> >(grep -v '^warning: unknown name subsection' >&2); }
+    opt "$next/$name.wasm" & main_opt=$!
+    chunks=()
+    for wasm in "$next"/*.wasm; do [[ "$wasm" != "$next/$name.wasm" ]] && chunks+=("$wasm"); done
+    ((${#chunks[@]} == 0)) || opt "${chunks[@]}"
+    wait "$main_opt"
   fi
-  # Content-named files (NAME.<hash>.js/.wasm) may be cached for ever; the server links them
-  # through hash.txt, which Leptos reads next to the server binary.
-  js_hash=$(sha256sum "$pkg/$name.js" | cut -c1-20)
-  wasm_hash=$(sha256sum "$pkg/${name}_bg.wasm" | cut -c1-20)
-  mv -f "$pkg/$name.js" "$pkg/$name.$js_hash.js"
-  mv -f "$pkg/${name}_bg.wasm" "$pkg/$name.$wasm_hash.wasm"
-  compress "$pkg/$name.$js_hash.js" "$pkg/$name.$wasm_hash.wasm"
-  printf 'js: %s\nwasm: %s\n' "$js_hash" "$wasm_hash" > "$pkg/$hash_file"
+  # The bundle's folder is named after the content of all its files, so every file in it may be
+  # cached for ever; the files keep the names they import each other by. The server links the
+  # folder named in hash.txt, next to its binary.
+  bundle=$(cd "$next" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-20)
+  compress "$next"/*.js "$next"/*.wasm
+  # The previous bundle stays one build longer: a page still open on it loads its chunks from
+  # there when it navigates to an area it has not shown yet.
+  for old in "$pkg"/b-*; do
+    [[ -d "$old" && "$old" != "$pkg/b-$previous" && "$old" != "$pkg/b-$bundle" ]] && rm -rf "$old"
+  done
+  rm -f "$pkg/$name".*.js* "$pkg/$name".*.wasm*
+  [[ -d "$pkg/b-$bundle" ]] && rm -rf "$next" || mv "$next" "$pkg/b-$bundle"
+  printf 'bundle: %s\n' "$bundle" > "$pkg/$hash_file"
   echo "$source_stamp" > "$pkg/.source"
 fi
 for dir in target/debug target/release; do

@@ -3,6 +3,7 @@
 # Idempotent: when everything is there it only checks, in a second or two.
 #   - the wasm32-unknown-unknown target (rustup; offline fallback: Debian's rustc-web + build-std)
 #   - wasm-bindgen CLI of exactly the version in Cargo.lock
+#   - the build's wasm splitter (scripts/wasm-split), rebuilt when its source changes
 #   - npm's binaryen (wasm-opt) and Playwright (npm ci in end2end/), Debian's brotli
 #   - with --test: cargo-nextest, Debian's Chromium, a running PostgreSQL
 set -euo pipefail
@@ -48,6 +49,16 @@ if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg_version" ]];
   say "installing wasm-bindgen-cli $wbg_version (about 4 minutes, once per machine)"
   # Not --locked: the CLI's own lockfile pins a webpki-roots version the registry no longer has.
   cargo install wasm-bindgen-cli --version "$wbg_version" --quiet
+fi
+
+# 2b. The wasm splitter that cuts the lazy routes out of the bundle (scripts/build.sh); a tool
+#     of this repository, reinstalled when its source differs from the one installed.
+split_source=$(cat scripts/wasm-split/Cargo.toml scripts/wasm-split/Cargo.lock scripts/wasm-split/src/*.rs | sha256sum | cut -c1-20)
+split_stamp="${CARGO_HOME:-$HOME/.cargo}/.tenantatlas-wasm-split.source"
+if ! command -v tenantatlas-wasm-split >/dev/null || [[ "$(cat "$split_stamp" 2>/dev/null)" != "$split_source" ]]; then
+  say "installing the wasm splitter (scripts/wasm-split, about 1 minute, once per machine)"
+  cargo install --debug --locked --path scripts/wasm-split --target-dir target/tools --quiet
+  echo "$split_source" > "$split_stamp"
 fi
 
 # 3. npm's binaryen (wasm-opt, for the size-optimised bundle) and Playwright, pinned by

@@ -18,5 +18,16 @@ pub mod server;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // What `leptos::mount::hydrate_lazy` does (the page's chunk of the bundle is fetched before
+    // the page hydrates), then `<body data-hydrated>`: it tells tests, and anyone debugging,
+    // that the page is interactive, which with lazy routes is only once its chunk has arrived.
+    wasm_bindgen_futures::spawn_local(async {
+        let Some(body) = leptos::prelude::document().body() else {
+            return;
+        };
+        leptos::mount::hydrate_from_async(body.clone(), app::App)
+            .await
+            .forget();
+        let _ = body.set_attribute("data-hydrated", "");
+    });
 }

@@ -34,15 +34,14 @@ use super::versions;
 use crate::app::{shell, App};
 use crate::domain::AppError;
 
-/// Leptos options for a server whose bundle lives in `site_root/pkg` (with content-hashed names
-/// when `build.sh` left `hash.txt` next to the binary).
+/// Leptos options for a server whose bundle lives in `site_root/pkg` (in the content-named folder
+/// that `hash.txt`, which `build.sh` leaves next to the binary, names).
 pub fn leptos_options(site_root: &Path, addr: SocketAddr) -> LeptosOptions {
     LeptosOptions::builder()
         .output_name("tenantatlas")
         .site_root(site_root.to_string_lossy().into_owned())
-        .site_pkg_dir("pkg")
+        .site_pkg_dir(static_files::bundle_dir())
         .site_addr(addr)
-        .hash_files(static_files::hashed_bundle())
         .build()
 }
 

@@ -1,9 +1,11 @@
 //! The browser bundle under `/pkg`: precompressed copies (brotli, gzip) chosen by the request's
-//! `Accept-Encoding`, and caching that follows the file name. `scripts/build.sh` names the
-//! wasm and its JS glue after their content (`tenantatlas.<hash>.wasm`) and lists the hashes in
-//! `hash.txt` next to the server binary, where Leptos reads them to link the right files; those
-//! files never change, so browsers keep them for a year without asking again. Everything else
-//! (the stylesheet, an unhashed development bundle) is revalidated on each use.
+//! `Accept-Encoding`, and caching that follows the path. `scripts/build.sh` puts the bundle (the
+//! main module and its JS glue, the lazy routes' chunks and their loader, the prefetch map) in a
+//! folder named after the content of all its files, `pkg/b-<hash>/`, and names that folder in
+//! `hash.txt` next to the server binary; the server links it ([`bundle_dir`]). The files keep the
+//! names they import each other by, and never change under their folder's name, so browsers keep
+//! them for a year without asking again. Everything else (the stylesheet, a bundle without a
+//! folder of its own) is revalidated on each use.
 
 use std::path::Path;
 
@@ -16,15 +18,31 @@ use axum::{
 };
 use tower_http::services::ServeDir;
 
-/// The name of the file, next to the server binary, that lists the bundle's content hashes.
+/// The name of the file, next to the server binary, that names the bundle's folder.
 pub const HASH_FILE: &str = "hash.txt";
 
-/// Whether the bundle was built with hashed names: `hash.txt` lies next to this binary.
-pub fn hashed_bundle() -> bool {
+/// The bundle's folder under the site root, as Leptos' `site_pkg_dir`: `pkg/b-<hash>` when
+/// `hash.txt` next to this binary names one, else `pkg` (tests, a bundle built by other means).
+pub fn bundle_dir() -> String {
     std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join(HASH_FILE)))
-        .is_some_and(|file| file.is_file())
+        .and_then(|file| std::fs::read_to_string(file).ok())
+        .and_then(|text| bundle_hash(&text).map(|hash| format!("pkg/b-{hash}")))
+        .unwrap_or_else(|| "pkg".into())
+}
+
+/// The `bundle: <hash>` line of `hash.txt`.
+fn bundle_hash(text: &str) -> Option<&str> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("bundle:"))
+        .map(str::trim)
+        .find(|hash| is_hash(hash))
+}
+
+/// At least 16 hexadecimal digits, as `build.sh` writes them.
+fn is_hash(text: &str) -> bool {
+    text.len() >= 16 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `/pkg/…` served from `site_root/pkg`.
@@ -38,7 +56,7 @@ pub fn pkg_router<S: Clone + Send + Sync + 'static>(site_root: &Path) -> Router<
 }
 
 async fn cache_by_name(request: Request, next: Next) -> Response {
-    let immutable = is_content_named(request.uri().path());
+    let immutable = in_bundle_folder(request.uri().path());
     let mut response = next.run(request).await;
     if response.status().is_success() || response.status().as_u16() == 304 {
         let policy = if immutable {
@@ -53,16 +71,19 @@ async fn cache_by_name(request: Request, next: Next) -> Response {
     response
 }
 
-/// `name.<hash>.ext` with a hash of at least 16 hexadecimal digits, as `build.sh` writes them.
-fn is_content_named(path: &str) -> bool {
-    let file = path.rsplit('/').next().unwrap_or_default();
-    let parts: Vec<&str> = file.split('.').collect();
-    parts.len() == 3 && parts[1].len() >= 16 && parts[1].bytes().all(|b| b.is_ascii_hexdigit())
+/// `/pkg/b-<hash>/<file>`: a file of a bundle folder named after its content.
+fn in_bundle_folder(path: &str) -> bool {
+    let mut parts = path.split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(""), Some("pkg"), Some(folder), Some(file), None)
+            if folder.strip_prefix("b-").is_some_and(is_hash) && !file.is_empty()
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{is_content_named, pkg_router};
+    use super::{bundle_hash, in_bundle_folder, pkg_router};
     use axum::Router;
     use tokio::net::TcpListener;
 
@@ -70,17 +91,10 @@ mod tests {
     async fn serve_bundle() -> (String, std::path::PathBuf) {
         let root = std::env::temp_dir().join(format!("ta-static-{}", uuid::Uuid::new_v4()));
         let pkg = root.join("pkg");
-        std::fs::create_dir_all(&pkg).unwrap();
-        std::fs::write(
-            pkg.join("tenantatlas.0123456789abcdef0123.wasm"),
-            b"plain wasm",
-        )
-        .unwrap();
-        std::fs::write(
-            pkg.join("tenantatlas.0123456789abcdef0123.wasm.gz"),
-            b"gzip wasm",
-        )
-        .unwrap();
+        let bundle = pkg.join("b-0123456789abcdef0123");
+        std::fs::create_dir_all(&bundle).unwrap();
+        std::fs::write(bundle.join("tenantatlas.wasm"), b"plain wasm").unwrap();
+        std::fs::write(bundle.join("tenantatlas.wasm.gz"), b"gzip wasm").unwrap();
         std::fs::write(pkg.join("tenantatlas.css"), b"body {}").unwrap();
         let app: Router = pkg_router(&root);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -93,7 +107,7 @@ mod tests {
     async fn hashed_files_are_immutable_and_precompressed_others_revalidate() {
         let (base, root) = serve_bundle().await;
         let client = reqwest::Client::new();
-        let wasm = format!("{base}/pkg/tenantatlas.0123456789abcdef0123.wasm");
+        let wasm = format!("{base}/pkg/b-0123456789abcdef0123/tenantatlas.wasm");
 
         let gzipped = client
             .get(&wasm)
@@ -132,19 +146,43 @@ mod tests {
     }
 
     #[test]
-    fn only_content_named_files_are_immutable() {
-        assert!(is_content_named(
-            "/pkg/tenantatlas.0123456789abcdef0123.wasm"
+    fn only_files_of_a_content_named_folder_are_immutable() {
+        assert!(in_bundle_folder(
+            "/pkg/b-0123456789abcdef0123/tenantatlas.wasm"
         ));
-        assert!(is_content_named("/pkg/tenantatlas.0123456789abcdef.js"));
+        assert!(in_bundle_folder("/pkg/b-0123456789abcdef/chunk_0.wasm"));
         for mutable in [
             "/pkg/tenantatlas.wasm",
             "/pkg/tenantatlas.css",
-            "/pkg/tenantatlas.0123.js",
-            "/pkg/tenantatlas.xyz0123456789abcdef.js",
-            "/pkg/a.0123456789abcdef.b.js",
+            "/pkg/tenantatlas.0123456789abcdef0123.wasm",
+            "/pkg/b-0123/tenantatlas.js",
+            "/pkg/b-xyz0123456789abcdef/tenantatlas.js",
+            "/pkg/0123456789abcdef0123/tenantatlas.js",
+            "/pkg/b-0123456789abcdef0123/",
+            "/pkg/b-0123456789abcdef0123/inner/tenantatlas.js",
+            "/other/b-0123456789abcdef0123/tenantatlas.js",
         ] {
-            assert!(!is_content_named(mutable), "{mutable}");
+            assert!(!in_bundle_folder(mutable), "{mutable}");
+        }
+    }
+
+    #[test]
+    fn hash_txt_names_the_bundle_folder_only_with_a_hash() {
+        assert_eq!(
+            bundle_hash("bundle: 0123456789abcdef0123\n"),
+            Some("0123456789abcdef0123")
+        );
+        assert_eq!(
+            bundle_hash("js: x\nbundle:0123456789abcdef\n"),
+            Some("0123456789abcdef")
+        );
+        for without in [
+            "",
+            "js: 0123456789abcdef0123\n",
+            "bundle: ../etc\n",
+            "bundle: 0123\n",
+        ] {
+            assert_eq!(bundle_hash(without), None, "{without:?}");
         }
     }
 }
