@@ -5,6 +5,8 @@
 
 pub mod api;
 pub mod app;
+#[cfg(feature = "hydrate")]
+mod broken_page;
 pub mod components;
 pub mod domain;
 #[cfg(feature = "ssr")]
@@ -17,7 +19,7 @@ pub mod server;
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
-    console_error_panic_hook::set_once();
+    broken_page::report_panics();
     // What `leptos::mount::hydrate_lazy` does (the page's chunk of the bundle is fetched before
     // the page hydrates), then `<body data-hydrated>`: it tells tests, and anyone debugging,
     // that the page is interactive, which with lazy routes is only once its chunk has arrived.

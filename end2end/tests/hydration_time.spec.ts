@@ -33,14 +33,19 @@ async function measure(page: Page, testInfo: TestInfo, label: string, path: stri
   await testInfo.attach(label, { body: line, contentType: "text/plain" });
 }
 
-test("time to hydration of the backup set page, CPU throttled 4×", async ({ page }, testInfo) => {
-  test.setTimeout(120_000);
+/** A signed-in page with a backup set to show, the hydration observer and a DevTools session. */
+async function prepare(page: Page) {
   await signIn(page, "operator@fabrikam.example");
   const { setId } = await finishedRun(page, FABRIKAM);
   await observeHydration(page);
-  const cdp = await page.context().newCDPSession(page);
+  return { setPath: `/t/${FABRIKAM}/backup-sets/${setId}`, cdp: await page.context().newCDPSession(page) };
+}
+
+test("time to hydration of the backup set page, CPU throttled 4×", async ({ page }, testInfo) => {
+  test.setTimeout(120_000);
+  const { setPath, cdp } = await prepare(page);
   await cdp.send("Emulation.setCPUThrottlingRate", { rate: 4 });
-  await measure(page, testInfo, "hydration of the backup set page, CPU 4× slower", `/t/${FABRIKAM}/backup-sets/${setId}`, 5);
+  await measure(page, testInfo, "hydration of the backup set page, CPU 4× slower", setPath, 5);
   await cdp.send("Emulation.setCPUThrottlingRate", { rate: 1 });
 });
 
@@ -48,10 +53,7 @@ test("time to hydration of the backup set page, CPU throttled 4×", async ({ pag
 // Chrome's emulation of a 10 Mbit/s line with 40 ms of latency.
 test("time to hydration on a first visit over a 10 Mbit/s, 40 ms network", async ({ page }, testInfo) => {
   test.setTimeout(180_000);
-  await signIn(page, "operator@fabrikam.example");
-  const { setId } = await finishedRun(page, FABRIKAM);
-  await observeHydration(page);
-  const cdp = await page.context().newCDPSession(page);
+  const { setPath, cdp } = await prepare(page);
   await cdp.send("Network.enable");
   await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
   await cdp.send("Network.emulateNetworkConditions", {
@@ -61,6 +63,6 @@ test("time to hydration on a first visit over a 10 Mbit/s, 40 ms network", async
     uploadThroughput: 5_000_000 / 8,
   });
   await measure(page, testInfo, "first visit of the start page, 10 Mbit/s, 40 ms", "/", 3);
-  await measure(page, testInfo, "first visit of the backup set page, 10 Mbit/s, 40 ms", `/t/${FABRIKAM}/backup-sets/${setId}`, 3);
+  await measure(page, testInfo, "first visit of the backup set page, 10 Mbit/s, 40 ms", setPath, 3);
   await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
 });

@@ -1,5 +1,5 @@
 import { expect, Page, test } from "@playwright/test";
-import { FABRIKAM, finishedRun, signIn } from "./demo";
+import { FABRIKAM, finishedRun, openHydrated, signIn } from "./demo";
 
 // The bundle is split at the lazy routes (docs/build.md): a page's first visit loads the main
 // module and the chunks of that page, which the server-rendered page preloads; a client-side
@@ -69,4 +69,23 @@ test("the bundle's files are content-named, precompressed and cached for a year"
   // The stylesheet keeps its name and is revalidated.
   const css = await request.get("/pkg/tenantatlas.css");
   expect(css.headers()["cache-control"]).toBe("no-cache");
+});
+
+test("when an area's chunk cannot be fetched, the page says it stopped and a reload brings the page", async ({ page }) => {
+  await signIn(page, "operator@fabrikam.example");
+  await openHydrated(page, `/t/${FABRIKAM}/backup-sets`);
+  // The runs area's own chunk fails, as after a dropped connection.
+  const runsChunk = /\/split_run_pages_[^/]*\.wasm$/;
+  await page.route(runsChunk, (route) => route.abort("connectionfailed"));
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Runs", exact: true }).click();
+  const stopped = page.getByRole("alert").filter({ hasText: "This page stopped working" });
+  await expect(stopped).toBeVisible();
+  // The link reloads from the server, which renders the page the navigation was going to.
+  await page.unroute(runsChunk);
+  await stopped.getByRole("link", { name: "Reload the page" }).click();
+  await expect(page).toHaveURL(new RegExp(`/t/${FABRIKAM}/runs$`));
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(stopped).toHaveCount(0);
+  await page.getByLabel("Status").selectOption("completed");
+  await expect(page).toHaveURL(/\?status=completed$/);
 });
