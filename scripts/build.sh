@@ -58,7 +58,7 @@ compress() {
 # What the files in pkg/ were made from; equal means there is nothing to redo.
 source_stamp="$(sha256sum "$wasm_in" | cut -d' ' -f1) $front_profile $(wasm-bindgen --version) $(command -v "$splitter" >/dev/null && "$splitter" --version)"
 $optimise && source_stamp+=" $(node scripts/wasm-opt.mjs --version)"
-current_bundle() { awk '/^bundle:/ { print $2 }' "$pkg/$hash_file" 2>/dev/null; }
+current_bundle() { awk '/^bundle:/ { print $2 }' "$pkg/$hash_file" 2>/dev/null || true; }
 if [[ -f "$pkg/.source" ]] && [[ "$(cat "$pkg/.source")" == "$source_stamp" ]] \
   && [[ -n "$(current_bundle)" ]] && [[ -d "$pkg/b-$(current_bundle)" ]]; then
   echo "==> bundle unchanged: split, wasm-bindgen and wasm-opt skipped"
