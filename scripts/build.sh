@@ -50,23 +50,23 @@ if $optimise && [[ ! -f "$wasm_opt" ]]; then
   echo "binaryen is missing ($wasm_opt): run scripts/setup.sh" >&2
   exit 1
 fi
+if ! command -v "$splitter" >/dev/null; then
+  echo "the wasm splitter is missing ($splitter): run scripts/setup.sh" >&2
+  exit 1
+fi
 # Precompressed copies beside each file, which the server picks by Accept-Encoding.
 compress() {
   gzip -9 -k -f -n "$@"
   if command -v brotli >/dev/null; then brotli -q 11 -k -f "$@"; fi
 }
 # What the files in pkg/ were made from; equal means there is nothing to redo.
-source_stamp="$(sha256sum "$wasm_in" | cut -d' ' -f1) $front_profile $(wasm-bindgen --version) $(command -v "$splitter" >/dev/null && "$splitter" --version)"
+source_stamp="$(sha256sum "$wasm_in" | cut -d' ' -f1) $front_profile $(wasm-bindgen --version) $("$splitter" --version)"
 $optimise && source_stamp+=" $(node scripts/wasm-opt.mjs --version)"
 current_bundle() { awk '/^bundle:/ { print $2 }' "$pkg/$hash_file" 2>/dev/null || true; }
 if [[ -f "$pkg/.source" ]] && [[ "$(cat "$pkg/.source")" == "$source_stamp" ]] \
   && [[ -n "$(current_bundle)" ]] && [[ -d "$pkg/b-$(current_bundle)" ]]; then
   echo "==> bundle unchanged: split, wasm-bindgen and wasm-opt skipped"
 else
-  if ! command -v "$splitter" >/dev/null; then
-    echo "the wasm splitter is missing ($splitter): run scripts/setup.sh" >&2
-    exit 1
-  fi
   previous=$(current_bundle)
   rm -f "$pkg/.source" "$pkg/$hash_file"
   next="$pkg/.next"

@@ -3,7 +3,7 @@
 //! - `<pkg dir>/<output name>_split.wasm`, the main module, for wasm-bindgen;
 //! - one `split_*.wasm` per lazy function and `chunk_*.wasm` for code several of them share;
 //! - `__wasm_split.______________________.js`, the loader the main module imports (Leptos' macros
-//!   name it so; `build.sh` gives it a content name afterwards);
+//!   name it so; `build.sh` keeps the names and names the bundle's folder after its content);
 //! - `__wasm_split_manifest.json`, which chunks each lazy function needs, so that a page
 //!   rendered on the server can preload its chunks (Leptos' `HydrationScripts` reads it).
 //!
