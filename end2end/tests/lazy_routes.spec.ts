@@ -1,10 +1,10 @@
 import { expect, Page, test } from "@playwright/test";
 import { FABRIKAM, finishedRun, openHydrated, signIn } from "./demo";
 
-// The bundle is split at the lazy routes (docs/build.md): a page's first visit loads the main
-// module and the chunks of that page, which the server-rendered page preloads; a client-side
-// navigation fetches the next page's chunks; every file of the bundle lives in a folder named
-// after its content and is cached for a year.
+// The bundle is split at the lazy routes, in page areas (docs/build.md): a page's first visit
+// loads the main module and the chunks of the page's area, which the server-rendered page
+// preloads; a client-side navigation to another area fetches that area's chunks; every file of
+// the bundle lives in a folder named after its content and is cached for a year.
 
 /** The wasm files the page requests from now on (path only). */
 function wasmRequests(page: Page): string[] {
@@ -18,7 +18,7 @@ function wasmRequests(page: Page): string[] {
 
 const name = (path: string) => path.split("/").pop() ?? path;
 
-test("a page loads its own chunks, preloaded by the server, and a navigation fetches the next page's", async ({ page }) => {
+test("a page loads its area's chunks, preloaded by the server, and a navigation fetches the next area's", async ({ page }) => {
   test.setTimeout(90_000);
   await signIn(page, "operator@fabrikam.example");
   const { setId } = await finishedRun(page, FABRIKAM);
@@ -28,7 +28,8 @@ test("a page loads its own chunks, preloaded by the server, and a navigation fet
   const html = await response!.text();
   await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
 
-  // The server named this page's chunk among its preloads, from the splitter's prefetch map.
+  // The server named the backups area's chunk among its preloads (the splitter's prefetch map),
+  // and not the runs area's.
   const preloaded = [...html.matchAll(/<link [^>]*>/g)]
     .map((m) => m[0])
     .filter((link) => link.includes('rel="preload"'))
@@ -37,12 +38,12 @@ test("a page loads its own chunks, preloaded by the server, and a navigation fet
   expect(ownChunk, `preloads: ${preloaded.join(", ")}`).toBeTruthy();
   expect(preloaded.some((href) => /split_run_pages_/.test(href))).toBe(false);
 
-  // The page works: its chunk was fetched and the hydrated page answers a click.
+  // The browser fetched the main module and the area's chunk, nothing of the runs area.
   expect(requested.map(name)).toContain("tenantatlas.wasm");
   expect(requested.map(name)).toContain(name(ownChunk!));
   expect(requested.some((path) => /split_run_pages_/.test(path))).toBe(false);
 
-  // A client-side navigation to the runs page fetches that page's chunk, not a whole bundle.
+  // A client-side navigation to the runs page fetches the runs area's chunk, not the main module.
   const before = requested.length;
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Runs", exact: true }).click();
   await expect(page).toHaveURL(new RegExp(`/t/${FABRIKAM}/runs$`));
@@ -55,7 +56,7 @@ test("a page loads its own chunks, preloaded by the server, and a navigation fet
   await expect(page).toHaveURL(/\?status=completed$/);
 });
 
-test("the bundle's files are content-named, precompressed and cached for a year", async ({ page, request }) => {
+test("the bundle's files live in a content-named folder, precompressed and cached for a year", async ({ page, request }) => {
   const response = await page.goto("/sign-in");
   const html = await response!.text();
   const wasm = html.match(/href="(\/pkg\/b-[0-9a-f]{16,}\/tenantatlas\.wasm)"/)?.[1];
