@@ -68,7 +68,8 @@ fn show_banner() {
     let _ = body.prepend_with_node_1(&banner);
 }
 
-/// Notes the `href` of every link clicked (in the capture phase, before the router handles it).
+/// Notes the `href` of every link to one of the app's pages that is clicked (in the capture
+/// phase, before the router handles it).
 fn remember_link_clicks() {
     let Some(document) = web_sys::window().and_then(|window| window.document()) else {
         return;
@@ -78,7 +79,9 @@ fn remember_link_clicks() {
             .target()
             .and_then(|target| target.dyn_into::<web_sys::Element>().ok())
             .and_then(|element| element.closest("a[href]").ok().flatten())
-            .and_then(|link| link.get_attribute("href"));
+            .and_then(|link| link.get_attribute("href"))
+            // The app's own pages; a link elsewhere was not a navigation of the router.
+            .filter(|href| href.starts_with('/') && !href.starts_with("//"));
         if let Some(href) = link {
             LAST_LINK.set(Some((href, web_sys::js_sys::Date::now())));
         }
