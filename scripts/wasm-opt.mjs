@@ -9,13 +9,15 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const { default: binaryen } = await import(join(root, "end2end/node_modules/binaryen/index.js"));
+const binaryenDir = join(root, "end2end/node_modules/binaryen");
 
+// build.sh asks on every start: answered from package.json, without loading binaryen (0.5 s).
 if (process.argv[2] === "--version") {
-  const { version } = JSON.parse(readFileSync(join(root, "end2end/node_modules/binaryen/package.json"), "utf8"));
+  const { version } = JSON.parse(readFileSync(join(binaryenDir, "package.json"), "utf8"));
   console.log(`binaryen ${version} (js api, -Oz)`);
   process.exit(0);
 }
+const { default: binaryen } = await import(join(binaryenDir, "index.js"));
 binaryen.setOptimizeLevel(2);
 binaryen.setShrinkLevel(2);
 binaryen.setDebugInfo(false);

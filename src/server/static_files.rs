@@ -52,10 +52,10 @@ pub fn pkg_router<S: Clone + Send + Sync + 'static>(site_root: &Path) -> Router<
         .precompressed_gzip();
     Router::new()
         .nest_service("/pkg", files)
-        .layer(middleware::from_fn(cache_by_name))
+        .layer(middleware::from_fn(cache_by_path))
 }
 
-async fn cache_by_name(request: Request, next: Next) -> Response {
+async fn cache_by_path(request: Request, next: Next) -> Response {
     let immutable = in_bundle_folder(request.uri().path());
     let mut response = next.run(request).await;
     if response.status().is_success() || response.status().as_u16() == 304 {
