@@ -12,6 +12,7 @@ mod backup_export;
 mod backup_sets_api;
 mod cancel;
 mod captures;
+mod claim_order;
 mod cli;
 mod connection_check;
 mod fair_share;

@@ -4,10 +4,11 @@
 //! guarded by the lease: a worker that lost its lease writes nothing, so no item is done twice.
 //! Tests drive it step by step through [`Worker::try_execute_task`].
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use sqlx::FromRow;
@@ -60,6 +61,51 @@ const RECORD_BATCH: usize = 64;
 /// How often a claim that lost a race to another instance's claim is tried again at once.
 const CLAIM_RETRIES: usize = 3;
 
+/// How many runs one look at the queue keeps, in the claim's order, for the claims that follow.
+const CANDIDATES: usize = 32;
+
+/// How long the runs one look at the queue found are claimed from before the queue is looked
+/// at again. Runs that became claimable after a look (a tenant freed by its run's end, a new
+/// submit) have waited less than every run it found, so they come after them anyway; only a run
+/// whose owner died meanwhile waits for the next look.
+const CANDIDATES_FRESH: Duration = Duration::from_millis(500);
+
+/// The runs the last look at each lane's queue found and no claim has tried yet. Shared by a
+/// worker's clones (the runner's tasks); each worker looks at the queue for itself.
+#[derive(Clone, Default)]
+struct Candidates(Arc<std::sync::Mutex<HashMap<Lane, (Instant, VecDeque<i64>)>>>);
+
+impl Candidates {
+    /// The next run to try in `lane`, while the look that found it is fresh.
+    fn next(&self, lane: Lane) -> Option<i64> {
+        let mut lanes = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (looked, ids) = lanes.get_mut(&lane)?;
+        if looked.elapsed() > CANDIDATES_FRESH {
+            ids.clear();
+        }
+        ids.pop_front()
+    }
+
+    fn keep(&self, lane: Lane, ids: Vec<i64>) {
+        let mut lanes = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        lanes.insert(lane, (Instant::now(), ids.into()));
+    }
+
+    /// Forgets every look: a run this worker released comes before the runs it found.
+    fn forget(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+}
+
 /// Aborts a task when dropped: a run's processing when the run is abandoned (lease lost, error,
 /// or the worker stopped), a runner's listener when the runner stops.
 pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
@@ -88,6 +134,8 @@ pub struct Worker {
     locked: bool,
     /// The cancellation signals of this process (a cancel here, or another instance's NOTIFY).
     cancels: Cancels,
+    /// The runs the last look at the queue found, claimed in turn.
+    candidates: Candidates,
 }
 
 /// A claimed run as stored: its operation, and its input not yet read by the handler.
@@ -115,6 +163,8 @@ struct FinishedRow {
     totals: Totals,
     started_at: Option<i64>,
     summary: Option<String>,
+    /// The tenant's external id, for the notification's link.
+    tenant_external_id: String,
 }
 
 /// How a run ends: its failure, the last batch's counts and the Graph figures not yet written.
@@ -173,6 +223,7 @@ impl Worker {
             runs_at_once: 4,
             locked: false,
             cancels: Cancels::default(),
+            candidates: Candidates::default(),
         }
     }
 
@@ -246,18 +297,19 @@ impl Worker {
 
     /// Gives up this worker's leases (graceful shutdown): its runs become claimable at once.
     pub async fn release_leases(&self) -> Result<u64, sqlx::Error> {
-        sqlx::query(
+        let released = sqlx::query(
             "UPDATE runs SET lease_expires_at = 0 WHERE lease_owner = $1 AND status = 'running'",
         )
         .bind(&self.id)
         .execute(self.db.pool())
-        .await
-        .map(|done| done.rows_affected())
+        .await?;
+        self.candidates.forget();
+        Ok(released.rows_affected())
     }
 
     /// Gives up this worker's lease on one claim of a run, so that it is retried at once.
     pub async fn release_lease(&self, run_id: i64, attempt: i64) -> Result<u64, sqlx::Error> {
-        sqlx::query(
+        let released = sqlx::query(
             "UPDATE runs SET lease_expires_at = 0 \
              WHERE id = $1 AND lease_owner = $2 AND attempt = $3 AND status = 'running'",
         )
@@ -265,8 +317,9 @@ impl Worker {
         .bind(&self.id)
         .bind(attempt)
         .execute(self.db.pool())
-        .await
-        .map(|done| done.rows_affected())
+        .await?;
+        self.candidates.forget();
+        Ok(released.rows_affected())
     }
 
     /// Renews the lease on the claim `attempt` of `run_id` every third of its length, until
@@ -309,7 +362,9 @@ impl Worker {
     /// end of its last run when that came later, so a tenant that was just served queues behind
     /// the others. In the bulk lane the partial unique index `runs_one_bulk_per_tenant` refuses
     /// a second active run of a tenant whoever claims it; a claim that loses that race tries
-    /// again.
+    /// again. One look at the queue finds the next few runs in that order, and the claims that
+    /// follow take them one by one while they are still claimable (see [`CANDIDATES_FRESH`]):
+    /// a claim is then one indexed `UPDATE`, not a look at every waiting tenant.
     pub async fn claim(&self, lane: Lane) -> Result<Option<ClaimedRun>, sqlx::Error> {
         let Some(mut claimed) = self.claim_open(lane).await? else {
             return Ok(None);
@@ -379,55 +434,122 @@ impl Worker {
             .map(|operation| format!("'{}'", operation.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
-        let backend = self.db.backend();
-        // PostgreSQL: rows another instance is claiming right now are skipped, not waited for.
+        let mut looks = 0;
+        loop {
+            let id = match self.candidates.next(lane) {
+                Some(id) => id,
+                None => {
+                    // A second look only when the first was full (it may have left runs out)
+                    // and every one of its candidates was taken meanwhile.
+                    if looks == 2 {
+                        return Ok(None);
+                    }
+                    let ids = self.look_at_queue(tx, lane, &handled).await?;
+                    if ids.is_empty() {
+                        return Ok(None);
+                    }
+                    looks = if ids.len() == CANDIDATES {
+                        looks + 1
+                    } else {
+                        2
+                    };
+                    self.candidates.keep(lane, ids);
+                    continue;
+                }
+            };
+            if let Some(row) = self.claim_candidate(tx, lane, id, &handled).await? {
+                // Only handled types are claimed, and every handled type parses.
+                return Ok(
+                    OperationType::parse(&row.operation_type).map(|operation| (operation, row.run))
+                );
+            }
+        }
+    }
+
+    /// The next runs to claim in `lane`, in the claim's order (at most [`CANDIDATES`]): runs
+    /// whose owner is gone, then, per tenant without a run going in the lane, its oldest queued
+    /// run, by the time the tenant has waited (from that run, or from its last run's end when
+    /// that came later). One candidate per tenant, not every queued run: the cost grows with the
+    /// tenants waiting, not with the runs queued.
+    async fn look_at_queue(
+        &self,
+        tx: &mut Tx,
+        lane: Lane,
+        handled: &str,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let greatest = self.db.backend().greatest();
+        let o_lease_over = self.lease_over("o.", "$2");
+        let sql = format!(
+            "SELECT r.id FROM runs r JOIN ( \
+                 SELECT o.id, 0 AS late, 0 AS waited FROM runs o \
+                   WHERE o.lane = $1 AND o.status = 'running' AND o.operation_type IN ({handled}) \
+                     AND {o_lease_over} \
+                 UNION ALL \
+                 SELECT (SELECT n.id FROM runs n WHERE n.tenant_id = q.tenant_id AND n.lane = $1 \
+                           AND n.status = 'pending' AND n.operation_type IN ({handled}) \
+                           ORDER BY n.created_at, n.id LIMIT 1), \
+                   1, {greatest}(q.oldest, (SELECT COALESCE(MAX(f.finished_at), 0) FROM runs f \
+                        WHERE f.tenant_id = q.tenant_id AND f.lane = $1)) \
+                 FROM (SELECT p.tenant_id, MIN(p.created_at) AS oldest FROM runs p \
+                       WHERE p.lane = $1 AND p.status = 'pending' \
+                         AND p.operation_type IN ({handled}) GROUP BY p.tenant_id) q \
+                 WHERE NOT EXISTS (SELECT 1 FROM runs a WHERE a.tenant_id = q.tenant_id \
+                   AND a.lane = $1 AND a.status = 'running')) c ON c.id = r.id \
+             ORDER BY c.late, c.waited, r.created_at, r.id LIMIT {CANDIDATES}"
+        );
+        sqlx::query_scalar(&sql)
+            .bind(lane.as_str())
+            .bind(Timestamp::now().millis())
+            .fetch_all(&mut **tx)
+            .await
+    }
+
+    /// Claims the candidate `id` if it is still claimable as it was when the queue was looked
+    /// at: a run whose owner is gone, or its tenant's oldest queued run in the lane while the
+    /// tenant has no run going there. `None` when it no longer is (claimed by another instance,
+    /// cancelled, or its tenant busy) or, on PostgreSQL, while another instance is claiming it.
+    async fn claim_candidate(
+        &self,
+        tx: &mut Tx,
+        lane: Lane,
+        id: i64,
+        handled: &str,
+    ) -> Result<Option<ClaimRow>, sqlx::Error> {
+        // PostgreSQL: a row another instance is claiming right now is skipped, not waited for.
         // SQLite has one writer at a time, so the UPDATE is atomic as it stands.
-        let lock = match backend {
+        let lock = match self.db.backend() {
             Backend::Postgres => " FOR UPDATE OF r SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let greatest = backend.greatest();
         let claimable = format!(
             "(status = 'pending' OR (status = 'running' AND {}))",
             self.lease_over("", "$3")
         );
-        let o_lease_over = self.lease_over("o.", "$3");
-        // The candidates: runs whose owner is gone, then, per tenant without a run going in the
-        // lane, its oldest queued run with the time the tenant has waited (from that run, or from
-        // its last run's end when that came later). One candidate per tenant, not every queued
-        // run: the cost grows with the tenants waiting, not with the runs queued.
+        let r_lease_over = self.lease_over("r.", "$3");
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT r.id FROM runs r JOIN ( \
-                 SELECT o.id, 0 AS late, 0 AS waited FROM runs o \
-                   WHERE o.lane = $4 AND o.status = 'running' AND o.operation_type IN ({handled}) \
-                     AND {o_lease_over} \
-                 UNION ALL \
-                 SELECT (SELECT n.id FROM runs n WHERE n.tenant_id = q.tenant_id AND n.lane = $4 \
-                           AND n.status = 'pending' AND n.operation_type IN ({handled}) \
-                           ORDER BY n.created_at, n.id LIMIT 1), \
-                   1, {greatest}(q.oldest, (SELECT COALESCE(MAX(f.finished_at), 0) FROM runs f \
-                        WHERE f.tenant_id = q.tenant_id AND f.lane = $4)) \
-                 FROM (SELECT p.tenant_id, MIN(p.created_at) AS oldest FROM runs p \
-                       WHERE p.lane = $4 AND p.status = 'pending' \
-                         AND p.operation_type IN ({handled}) GROUP BY p.tenant_id) q \
-                 WHERE NOT EXISTS (SELECT 1 FROM runs a WHERE a.tenant_id = q.tenant_id \
-                   AND a.lane = $4 AND a.status = 'running')) c ON c.id = r.id \
-               ORDER BY c.late, c.waited, r.created_at, r.id LIMIT 1{lock}) \
+             WHERE id = (SELECT r.id FROM runs r WHERE r.id = $5 AND r.lane = $4 \
+                 AND r.operation_type IN ({handled}) AND ( \
+                   (r.status = 'pending' \
+                     AND NOT EXISTS (SELECT 1 FROM runs a WHERE a.tenant_id = r.tenant_id \
+                       AND a.lane = $4 AND a.status = 'running') \
+                     AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.tenant_id = r.tenant_id \
+                       AND o.lane = $4 AND o.status = 'pending' AND o.operation_type IN ({handled}) \
+                       AND (o.created_at < r.created_at \
+                         OR (o.created_at = r.created_at AND o.id < r.id)))) \
+                   OR (r.status = 'running' AND {r_lease_over})){lock}) \
                AND {claimable} \
              RETURNING id, attempt, tenant_id, operation_type, target_id, initiated_by, input"
         );
-        let row: Option<ClaimRow> = sqlx::query_as(&sql)
+        sqlx::query_as(&sql)
             .bind(&self.id)
             .bind(self.lease_until())
             .bind(Timestamp::now().millis())
             .bind(lane.as_str())
+            .bind(id)
             .fetch_optional(&mut **tx)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        // Only handled types are claimed, and every handled type parses.
-        Ok(OperationType::parse(&row.operation_type).map(|operation| (operation, row.run)))
+            .await
     }
 
     /// Executes a claimed run with `operation`: reads its input, checks it can proceed, writes
@@ -851,7 +973,8 @@ impl Worker {
              finished_at = $11, reason_code = $12, failure_message = $13, \
              lease_expires_at = NULL \
              WHERE id = $14 AND lease_owner = $15 AND attempt = $16 AND status = 'running' \
-             RETURNING status, total_items, succeeded, failed, skipped, started_at, summary",
+             RETURNING status, total_items, succeeded, failed, skipped, started_at, summary, \
+               (SELECT t.external_id FROM tenants t WHERE t.id = runs.tenant_id) AS tenant_external_id",
         )
         .bind(failure.is_some())
         .bind(counts.failed)
@@ -881,13 +1004,9 @@ impl Worker {
             totals,
             started_at,
             summary,
+            tenant_external_id,
         } = row;
         if let Some(user_id) = run.initiated_by {
-            let tenant: String =
-                sqlx::query_scalar("SELECT external_id FROM tenants WHERE id = $1")
-                    .bind(run.tenant_id)
-                    .fetch_one(&mut **tx)
-                    .await?;
             let level = match status {
                 RunStatus::Completed => NotificationLevel::Success,
                 RunStatus::CompletedWithErrors => NotificationLevel::Warning,
@@ -904,7 +1023,7 @@ impl Worker {
             .bind(level.as_str())
             .bind(title)
             .bind(body)
-            .bind(routes::run(&tenant, run.id, ""))
+            .bind(routes::run(&tenant_external_id, run.id, ""))
             .bind(now)
             .execute(&mut **tx)
             .await?;
