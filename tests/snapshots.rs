@@ -17,7 +17,7 @@ use tenantatlas::server::snapshots::{
     StoredSnapshot,
 };
 
-both_backends!(TestDb: an_unchanged_policy_is_not_a_new_version_across_capture_formats, a_capture_that_records_more_is_a_version_that_compares_unchanged, versions_record_their_format_and_options, setting_definitions_are_stored_once_and_names_never_change_the_content);
+both_backends!(TestDb: an_unchanged_policy_is_not_a_new_version_across_capture_formats, a_capture_that_records_more_is_a_version_that_compares_unchanged, versions_record_their_format_and_options, setting_definitions_are_stored_once_and_names_never_change_the_content, the_current_version_follows_the_last_capture);
 
 const TENANT: &str = "6f1c2a3b-0000-4000-8000-00000000c0de";
 const FULL: CaptureOptions = CaptureOptions {
@@ -125,6 +125,14 @@ impl Fixture {
         .fetch_one(self.t.db.pool())
         .await
         .expect("format-1 row")
+    }
+
+    async fn current(&self, policy_id: i64) -> Option<i64> {
+        sqlx::query_scalar("SELECT current_snapshot_id FROM policies WHERE id = $1")
+            .bind(policy_id)
+            .fetch_one(self.t.db.pool())
+            .await
+            .expect("policy")
     }
 
     async fn versions(&self, policy_id: i64) -> i64 {
@@ -320,4 +328,44 @@ async fn setting_definitions_are_stored_once_and_names_never_change_the_content(
         names.values().next().map(String::as_str),
         Some("Renamed by Microsoft")
     );
+}
+
+/// A policy's current version is the one its last capture found or made, also when the content
+/// went back to an earlier version (stored already, but not current), and stays put when
+/// nothing changed.
+async fn the_current_version_follows_the_last_capture(t: TestDb) {
+    let f = Fixture::new(t).await;
+    let policy_type = PolicyType::DeviceConfiguration;
+    let sim_policy = f.policy(Kind::DeviceConfiguration);
+    let policy_id = f.inventory(&sim_policy, policy_type).await;
+    assert_eq!(f.current(policy_id).await, None);
+    let first = f.capture(&sim_policy, policy_type).await;
+    let v1 = f.store(policy_id, &first, 1).await;
+    assert!(v1.new_version);
+    assert_eq!(f.current(policy_id).await, Some(v1.id));
+    assert!(f.sim.change_settings(TENANT, &sim_policy.id));
+    let v2 = f
+        .store(policy_id, &f.capture(&sim_policy, policy_type).await, 2)
+        .await;
+    assert!(v2.new_version);
+    assert_eq!(f.current(policy_id).await, Some(v2.id));
+    // The first content again (as if the change was undone in Intune): its version is current.
+    let back = f.store(policy_id, &first, 3).await;
+    assert_eq!(
+        back,
+        StoredSnapshot {
+            id: v1.id,
+            new_version: false
+        }
+    );
+    assert_eq!(
+        f.current(policy_id).await,
+        Some(v1.id),
+        "the content went back to v1"
+    );
+    // Unchanged: the same version stays current.
+    let again = f.store(policy_id, &first, 4).await;
+    assert_eq!(again.id, v1.id);
+    assert_eq!(f.current(policy_id).await, Some(v1.id));
+    assert_eq!(f.versions(policy_id).await, 2);
 }

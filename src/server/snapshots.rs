@@ -144,15 +144,24 @@ pub async fn store_snapshots(
     store_definitions(tx, &definitions, now).await?;
 
     let mut stored = Vec::with_capacity(captures.len());
+    let mut was_current = Vec::with_capacity(captures.len());
     for chunk in captures.chunks(CAPTURES_PER_QUERY) {
-        stored.extend(find_or_insert(tx, tenant_id, chunk, now).await?);
+        for (version, current) in find_or_insert(tx, tenant_id, chunk, now).await? {
+            stored.push(version);
+            was_current.push(current);
+        }
     }
-    // The current version of each policy: its last capture in the batch.
-    let mut current: HashMap<i64, i64> = HashMap::new();
-    for ((policy_id, _), version) in captures.iter().zip(&stored) {
-        current.insert(*policy_id, version.id);
+    // The current version of each policy: its last capture in the batch. A policy whose content
+    // did not change (the common case of a backup) already has it: no write.
+    let mut current: HashMap<i64, (i64, bool)> = HashMap::new();
+    for (((policy_id, _), version), was_current) in captures.iter().zip(&stored).zip(was_current) {
+        current.insert(*policy_id, (version.id, was_current));
     }
-    let mut current: Vec<(i64, i64)> = current.into_iter().collect();
+    let mut current: Vec<(i64, i64)> = current
+        .into_iter()
+        .filter(|(_, (_, was_current))| !was_current)
+        .map(|(policy_id, (version, _))| (policy_id, version))
+        .collect();
     current.sort_unstable();
     for chunk in current.chunks(CAPTURES_PER_QUERY) {
         let mut sql = Sql::new("WITH v (id, snapshot_id) AS (VALUES ");
@@ -174,20 +183,29 @@ pub async fn store_snapshots(
 const CAPTURES_PER_QUERY: usize = 100;
 
 /// The version of each capture: the one stored under its hash, else the policy's newest one if
-/// it holds the same content, else a new one.
+/// it holds the same content, else a new one; with whether it was found as the policy's current
+/// version.
 async fn find_or_insert(
     tx: &mut Tx,
     tenant_id: i64,
     captures: &[(i64, &Snapshot)],
     now: i64,
-) -> Result<Vec<StoredSnapshot>, sqlx::Error> {
+) -> Result<Vec<(StoredSnapshot, bool)>, sqlx::Error> {
     let found = with_hashes(tx, tenant_id, captures).await?;
+    let current: Vec<bool> = captures
+        .iter()
+        .map(|(policy_id, snapshot)| {
+            found
+                .get(&(*policy_id, snapshot.content_hash.as_str()))
+                .is_some_and(|&(_, current)| current)
+        })
+        .collect();
     let mut versions: Vec<Option<StoredSnapshot>> = captures
         .iter()
         .map(|(policy_id, snapshot)| {
             found
                 .get(&(*policy_id, snapshot.content_hash.as_str()))
-                .map(|&id| StoredSnapshot {
+                .map(|&(id, _)| StoredSnapshot {
                     id,
                     new_version: false,
                 })
@@ -225,7 +243,7 @@ async fn find_or_insert(
         }
     }
     if new.is_empty() {
-        return Ok(versions.into_iter().flatten().collect());
+        return Ok(versions.into_iter().flatten().zip(current).collect());
     }
     // In one order everywhere, so that two transactions inserting some of the same versions
     // wait for each other instead of deadlocking on PostgreSQL's unique index.
@@ -281,45 +299,53 @@ async fn find_or_insert(
                     })
                 })
                 .or_else(|| {
-                    found.get(&key).map(|&id| StoredSnapshot {
+                    found.get(&key).map(|&(id, _)| StoredSnapshot {
                         id,
                         new_version: false,
                     })
                 })
                 .ok_or(sqlx::Error::RowNotFound)
         })
+        .zip(current)
+        .map(|(version, current)| version.map(|version| (version, current)))
         .collect()
 }
 
-/// The stored versions of these captures' contents, by (policy, hash); captures whose content
-/// has no version are left out.
+/// The stored versions of these captures' contents, by (policy, hash), each with whether it is
+/// its policy's current version; captures whose content has no version are left out.
 async fn with_hashes<'a>(
     tx: &mut Tx,
     tenant_id: i64,
     captures: &'a [(i64, &Snapshot)],
-) -> Result<HashMap<(i64, &'a str), i64>, sqlx::Error> {
+) -> Result<HashMap<(i64, &'a str), (i64, bool)>, sqlx::Error> {
     if captures.is_empty() {
         return Ok(HashMap::new());
     }
     // Policies and hashes are matched as two lists; the pairs are then picked out here.
-    let mut sql =
-        Sql::new("SELECT id, policy_id, content_hash FROM policy_snapshots WHERE tenant_id = ");
+    let mut sql = Sql::new(
+        "SELECT s.id, s.policy_id, s.content_hash, \
+         CASE WHEN p.current_snapshot_id = s.id THEN 1 ELSE 0 END AS is_current \
+         FROM policy_snapshots s LEFT JOIN policies p ON p.id = s.policy_id AND p.tenant_id = s.tenant_id \
+         WHERE s.tenant_id = ",
+    );
     sql.int(tenant_id)
-        .push(" AND policy_id IN (")
+        .push(" AND s.policy_id IN (")
         .list(captures, |sql, (policy_id, _)| {
             sql.int(*policy_id);
         })
-        .push(") AND content_hash IN (")
+        .push(") AND s.content_hash IN (")
         .list(captures, |sql, (_, snapshot)| {
             sql.text(snapshot.content_hash.as_str());
         })
         .push(")");
-    let rows: Vec<(i64, i64, String)> = sql.query_as().fetch_all(&mut **tx).await?;
+    let rows: Vec<(i64, i64, String, i64)> = sql.query_as().fetch_all(&mut **tx).await?;
     let mut found = HashMap::new();
     for (policy_id, snapshot) in captures {
         let hash = snapshot.content_hash.as_str();
-        if let Some((id, ..)) = rows.iter().find(|(_, p, h)| p == policy_id && h == hash) {
-            found.insert((*policy_id, hash), *id);
+        if let Some((id, .., current)) =
+            rows.iter().find(|(_, p, h, _)| p == policy_id && h == hash)
+        {
+            found.insert((*policy_id, hash), (*id, *current == 1));
         }
     }
     Ok(found)
