@@ -37,17 +37,24 @@ impl Backend {
         }
     }
 
-    /// `column` is one of `ids`, as the engine tests it fastest: an `IN` list on SQLite, one
-    /// array literal on PostgreSQL (measured there: 10,000 ids in 6 ms, against 15 ms as a
-    /// list). The ids are integers, so writing them into the SQL cannot inject anything.
-    pub fn id_in(self, column: &str, ids: &[i64]) -> String {
-        if ids.is_empty() {
-            return "1 = 0".to_owned();
+    /// `column` is one of the ids bound to `placeholder` as one text, [`Self::id_list`]: a JSON
+    /// array read by `json_each` on SQLite, an array on PostgreSQL (measured there: 10,000 ids
+    /// in 6 ms, against 15 ms as a list of values). The statement's text is the same whatever
+    /// the ids, so each connection prepares it once: ids written into the SQL made every call a
+    /// new statement, with a round trip to prepare it and one to evict another from the cache.
+    pub fn id_in(self, column: &str, placeholder: &str) -> String {
+        match self {
+            Self::Sqlite => format!("{column} IN (SELECT value FROM json_each({placeholder}))"),
+            Self::Postgres => format!("{column} = ANY(CAST({placeholder} AS TEXT)::bigint[])"),
         }
+    }
+
+    /// The value to bind for [`Self::id_in`]: `[1,2,3]` on SQLite, `{1,2,3}` on PostgreSQL.
+    pub fn id_list(self, ids: &[i64]) -> String {
         let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         match self {
-            Self::Sqlite => format!("{column} IN ({list})"),
-            Self::Postgres => format!("{column} = ANY('{{{list}}}'::bigint[])"),
+            Self::Sqlite => format!("[{list}]"),
+            Self::Postgres => format!("{{{list}}}"),
         }
     }
 

@@ -768,14 +768,16 @@ impl Worker {
         };
         if existing == 0 && !policy_ids.is_empty() {
             // The submit checked every id against the tenant; the tenant filter stays anyway.
+            let backend = self.db.backend();
             let sql = format!(
                 "INSERT INTO run_items (tenant_id, run_id, policy_id) \
                  SELECT p.tenant_id, $2, p.id FROM policies p WHERE p.tenant_id = $1 AND {}",
-                self.db.backend().id_in("p.id", policy_ids)
+                backend.id_in("p.id", "$3")
             );
             let written = sqlx::query(&sql)
                 .bind(run.tenant_id)
                 .bind(run.id)
+                .bind(backend.id_list(policy_ids))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

@@ -153,13 +153,14 @@ async fn write_cancelled_items(
             "INSERT INTO run_items (tenant_id, run_id, policy_id, outcome, reason_code, finished_at) \
              SELECT p.tenant_id, $2, p.id, 'skipped', $3, $4 FROM policies p \
              WHERE p.tenant_id = $1 AND {}",
-            backend.id_in("p.id", policy_ids)
+            backend.id_in("p.id", "$5")
         );
         sqlx::query(&sql)
             .bind(tenant_id)
             .bind(run_id)
             .bind(ReasonCode::Cancelled.as_str())
             .bind(now)
+            .bind(backend.id_list(policy_ids))
             .execute(&mut **tx)
             .await?
             .rows_affected() as i64

@@ -97,12 +97,14 @@ async fn ensure_policies(
 ) -> Result<(), AppError> {
     // One statement for the whole selection (at most 10,000 ids: well inside both engines'
     // statement size limits).
+    let backend = db.backend();
     let sql = format!(
         "SELECT COUNT(*) AS n FROM policies WHERE tenant_id = $1 AND {}",
-        db.backend().id_in("id", selection.ids())
+        backend.id_in("id", "$2")
     );
     let found: i64 = sqlx::query_scalar(&sql)
         .bind(tenant_id)
+        .bind(backend.id_list(selection.ids()))
         .fetch_one(db.pool())
         .await?;
     let missing = selection.len() as i64 - found;

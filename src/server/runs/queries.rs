@@ -461,21 +461,26 @@ async fn selection_page(
             tracing::error!(%error, run_id, "unreadable run input");
             Vec::new()
         });
-    let selected = db.backend().id_in("p.id", &ids);
+    let backend = db.backend();
+    let ids = backend.id_list(&ids);
     let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) AS n FROM policies p WHERE p.tenant_id = $1 AND {selected}"
+        "SELECT COUNT(*) AS n FROM policies p WHERE p.tenant_id = $1 AND {}",
+        backend.id_in("p.id", "$2")
     ))
     .bind(scope.id())
+    .bind(&ids)
     .fetch_one(db.pool())
     .await?;
     let offset = window.offset_within(total);
     let rows = sqlx::query_as::<_, (i64, String, PolicyType)>(&format!(
         "SELECT p.id, p.display_name, p.policy_type FROM policies p \
-         WHERE p.tenant_id = $1 AND {selected} ORDER BY p.display_name, p.id LIMIT $2 OFFSET $3"
+         WHERE p.tenant_id = $1 AND {} ORDER BY p.display_name, p.id LIMIT $2 OFFSET $3",
+        backend.id_in("p.id", "$4")
     ))
     .bind(scope.id())
     .bind(window.limit())
     .bind(offset)
+    .bind(&ids)
     .fetch_all(db.pool())
     .await?
     .into_iter()
