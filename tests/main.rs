@@ -19,6 +19,7 @@ mod fair_share;
 mod graph_client;
 mod graph_sim;
 mod graph_write;
+mod id_lists;
 mod inventory;
 mod invitations;
 mod members;

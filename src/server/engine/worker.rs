@@ -768,16 +768,14 @@ impl Worker {
         };
         if existing == 0 && !policy_ids.is_empty() {
             // The submit checked every id against the tenant; the tenant filter stays anyway.
-            let backend = self.db.backend();
+            let ids = self.db.backend().id_in("p.id", "$3", policy_ids);
             let sql = format!(
                 "INSERT INTO run_items (tenant_id, run_id, policy_id) \
                  SELECT p.tenant_id, $2, p.id FROM policies p WHERE p.tenant_id = $1 AND {}",
-                backend.id_in("p.id", "$3")
+                ids.sql
             );
-            let written = sqlx::query(&sql)
-                .bind(run.tenant_id)
-                .bind(run.id)
-                .bind(backend.id_list(policy_ids))
+            let written = ids
+                .bind(sqlx::query(&sql).bind(run.tenant_id).bind(run.id))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

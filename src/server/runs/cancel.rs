@@ -148,22 +148,23 @@ async fn write_cancelled_items(
     let written = if policy_ids.is_empty() {
         0
     } else {
-        let backend = db.backend();
+        let ids = db.backend().id_in("p.id", "$5", policy_ids);
         let sql = format!(
             "INSERT INTO run_items (tenant_id, run_id, policy_id, outcome, reason_code, finished_at) \
              SELECT p.tenant_id, $2, p.id, 'skipped', $3, $4 FROM policies p \
              WHERE p.tenant_id = $1 AND {}",
-            backend.id_in("p.id", "$5")
+            ids.sql
         );
-        sqlx::query(&sql)
-            .bind(tenant_id)
-            .bind(run_id)
-            .bind(ReasonCode::Cancelled.as_str())
-            .bind(now)
-            .bind(backend.id_list(policy_ids))
-            .execute(&mut **tx)
-            .await?
-            .rows_affected() as i64
+        ids.bind(
+            sqlx::query(&sql)
+                .bind(tenant_id)
+                .bind(run_id)
+                .bind(ReasonCode::Cancelled.as_str())
+                .bind(now),
+        )
+        .execute(&mut **tx)
+        .await?
+        .rows_affected() as i64
     };
     // Policies deleted since the submit are not items, as when the worker writes them.
     sqlx::query("UPDATE runs SET total_items = $1 WHERE id = $2")

@@ -97,14 +97,13 @@ async fn ensure_policies(
 ) -> Result<(), AppError> {
     // One statement for the whole selection (at most 10,000 ids: well inside both engines'
     // statement size limits).
-    let backend = db.backend();
+    let ids = db.backend().id_in("id", "$2", selection.ids());
     let sql = format!(
         "SELECT COUNT(*) AS n FROM policies WHERE tenant_id = $1 AND {}",
-        backend.id_in("id", "$2")
+        ids.sql
     );
-    let found: i64 = sqlx::query_scalar(&sql)
-        .bind(tenant_id)
-        .bind(backend.id_list(selection.ids()))
+    let found: i64 = ids
+        .bind(sqlx::query_scalar(&sql).bind(tenant_id))
         .fetch_one(db.pool())
         .await?;
     let missing = selection.len() as i64 - found;

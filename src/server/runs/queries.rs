@@ -462,39 +462,44 @@ async fn selection_page(
             Vec::new()
         });
     let backend = db.backend();
-    let ids = backend.id_list(&ids);
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) AS n FROM policies p WHERE p.tenant_id = $1 AND {}",
-        backend.id_in("p.id", "$2")
-    ))
-    .bind(scope.id())
-    .bind(&ids)
-    .fetch_one(db.pool())
-    .await?;
+    let selected = backend.id_in("p.id", "$2", &ids);
+    let total: i64 = selected
+        .bind(
+            sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) AS n FROM policies p WHERE p.tenant_id = $1 AND {}",
+                selected.sql
+            ))
+            .bind(scope.id()),
+        )
+        .fetch_one(db.pool())
+        .await?;
     let offset = window.offset_within(total);
-    let rows = sqlx::query_as::<_, (i64, String, PolicyType)>(&format!(
-        "SELECT p.id, p.display_name, p.policy_type FROM policies p \
-         WHERE p.tenant_id = $1 AND {} ORDER BY p.display_name, p.id LIMIT $2 OFFSET $3",
-        backend.id_in("p.id", "$4")
-    ))
-    .bind(scope.id())
-    .bind(window.limit())
-    .bind(offset)
-    .bind(&ids)
-    .fetch_all(db.pool())
-    .await?
-    .into_iter()
-    .map(|(policy_id, policy_name, policy_type)| RunItemRow {
-        policy_id,
-        policy_name,
-        policy_type,
-        outcome: ItemOutcome::Pending,
-        reason_code: None,
-        message: None,
-        result: None,
-        restore: None,
-    })
-    .collect();
+    let selected = backend.id_in("p.id", "$4", &ids);
+    let rows = selected
+        .bind(
+            sqlx::query_as::<_, (i64, String, PolicyType)>(&format!(
+                "SELECT p.id, p.display_name, p.policy_type FROM policies p \
+                 WHERE p.tenant_id = $1 AND {} ORDER BY p.display_name, p.id LIMIT $2 OFFSET $3",
+                selected.sql
+            ))
+            .bind(scope.id())
+            .bind(window.limit())
+            .bind(offset),
+        )
+        .fetch_all(db.pool())
+        .await?
+        .into_iter()
+        .map(|(policy_id, policy_name, policy_type)| RunItemRow {
+            policy_id,
+            policy_name,
+            policy_type,
+            outcome: ItemOutcome::Pending,
+            reason_code: None,
+            message: None,
+            result: None,
+            restore: None,
+        })
+        .collect();
     Ok(RunItemPage {
         rows,
         total,
