@@ -73,7 +73,10 @@ const CANDIDATES_FRESH: Duration = Duration::from_millis(500);
 /// The runs the last look at each lane's queue found and no claim has tried yet. Shared by a
 /// worker's clones (the runner's tasks); each worker looks at the queue for itself.
 #[derive(Clone, Default)]
-struct Candidates(Arc<std::sync::Mutex<HashMap<Lane, (Instant, VecDeque<i64>)>>>);
+struct Candidates(Arc<std::sync::Mutex<HashMap<Lane, Look>>>);
+
+/// When a lane's queue was looked at, and the runs found that no claim has tried yet.
+type Look = (Instant, VecDeque<i64>);
 
 impl Candidates {
     /// The next run to try in `lane`, while the look that found it is fresh.
