@@ -15,6 +15,7 @@ use tenantatlas::server::engine::worker::Worker;
 both_backends!(TestDb:
     claims_follow_the_fair_share_order_whatever_happens_between_them,
     a_released_run_is_claimed_before_the_runs_found_earlier,
+    a_look_at_the_queue_beside_other_writers_never_fails_a_claim,
 );
 
 const TENANTS: usize = 5;
@@ -306,4 +307,44 @@ async fn a_released_run_is_claimed_before_the_runs_found_earlier(t: TestDb) {
             .await;
     }
     queue.claim(&worker, Lane::Bulk, "empty queue").await;
+}
+
+/// A claim that has to look at the queue first, while other connections keep writing: it never
+/// fails. (On SQLite, a transaction that reads and then writes cannot take the write lock once
+/// another writer has committed after its read; the look must not be that read.)
+async fn a_look_at_the_queue_beside_other_writers_never_fails_a_claim(t: TestDb) {
+    let (_sim, client) = common::sim_and_client(0).await;
+    let mut queue = Queue::new(&t.db).await;
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (db, writing) = (t.db.clone(), std::sync::Arc::clone(&writing));
+        tokio::spawn(async move {
+            let mut writes = 0u64;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                sqlx::query("UPDATE tenants SET display_name = $1 WHERE external_id = $2")
+                    .bind(format!("Written {writes}"))
+                    .bind(format!("{:08}-0000-4000-8000-000000000000", 7000))
+                    .execute(db.pool())
+                    .await
+                    .expect("the other writer writes");
+                writes += 1;
+            }
+            writes
+        })
+    };
+    for i in 0..150 {
+        let tenant = queue.tenants[i % TENANTS];
+        queue.submit(tenant, Lane::Bulk).await;
+        // A new worker has found nothing yet: its claim looks at the queue.
+        let worker = worker(&t, &client, &format!("looking-{i}"));
+        let claimed = worker
+            .claim(Lane::Bulk)
+            .await
+            .unwrap_or_else(|error| panic!("claim {i} failed: {error}"))
+            .expect("the run just queued");
+        queue.run_mut(claimed.run.id).state = State::Running;
+        queue.end(claimed.run.id).await;
+    }
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.await.unwrap() > 0);
 }

@@ -447,7 +447,7 @@ impl Worker {
                     if looks == 2 {
                         return Ok(None);
                     }
-                    let ids = self.look_at_queue(tx, lane, &handled).await?;
+                    let ids = self.look_at_queue(lane, &handled).await?;
                     if ids.is_empty() {
                         return Ok(None);
                     }
@@ -473,13 +473,10 @@ impl Worker {
     /// whose owner is gone, then, per tenant without a run going in the lane, its oldest queued
     /// run, by the time the tenant has waited (from that run, or from its last run's end when
     /// that came later). One candidate per tenant, not every queued run: the cost grows with the
-    /// tenants waiting, not with the runs queued.
-    async fn look_at_queue(
-        &self,
-        tx: &mut Tx,
-        lane: Lane,
-        handled: &str,
-    ) -> Result<Vec<i64>, sqlx::Error> {
+    /// tenants waiting, not with the runs queued. Read outside the claim's transaction: on
+    /// SQLite a transaction that reads first cannot take the write lock for its claim once
+    /// another writer has committed after its read (`SQLITE_BUSY_SNAPSHOT`, not waited for).
+    async fn look_at_queue(&self, lane: Lane, handled: &str) -> Result<Vec<i64>, sqlx::Error> {
         let greatest = self.db.backend().greatest();
         let o_lease_over = self.lease_over("o.", "$2");
         let sql = format!(
@@ -503,7 +500,7 @@ impl Worker {
         sqlx::query_scalar(&sql)
             .bind(lane.as_str())
             .bind(Timestamp::now().millis())
-            .fetch_all(&mut **tx)
+            .fetch_all(self.db.pool())
             .await
     }
 
