@@ -7,6 +7,9 @@
 
 use crate::common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use common::TestDb;
 use tenantatlas::domain::run::{Lane, OperationType};
 use tenantatlas::server::db::Db;
@@ -210,13 +213,12 @@ impl Rng {
     }
 }
 
-fn worker(t: &TestDb, client: &tenantatlas::server::graph::GraphClient, name: &str) -> Worker {
-    common::sim_worker(&t.db, client, name)
-}
-
 async fn claims_follow_the_fair_share_order_whatever_happens_between_them(t: TestDb) {
     let (_sim, client) = common::sim_and_client(0).await;
-    let workers = [worker(&t, &client, "first"), worker(&t, &client, "second")];
+    let workers = [
+        common::sim_worker(&t.db, &client, "first"),
+        common::sim_worker(&t.db, &client, "second"),
+    ];
     let mut queue = Queue::new(&t.db).await;
     for seed in 1..=12u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -279,7 +281,7 @@ async fn claims_follow_the_fair_share_order_whatever_happens_between_them(t: Tes
 /// look at the queue found.
 async fn a_released_run_is_claimed_before_the_runs_found_earlier(t: TestDb) {
     let (_sim, client) = common::sim_and_client(0).await;
-    let worker = worker(&t, &client, "releasing");
+    let worker = common::sim_worker(&t.db, &client, "releasing");
     let mut queue = Queue::new(&t.db).await;
     for &tenant in &queue.tenants.clone() {
         queue.submit(tenant, Lane::Bulk).await;
@@ -315,12 +317,12 @@ async fn a_released_run_is_claimed_before_the_runs_found_earlier(t: TestDb) {
 async fn a_look_at_the_queue_beside_other_writers_never_fails_a_claim(t: TestDb) {
     let (_sim, client) = common::sim_and_client(0).await;
     let mut queue = Queue::new(&t.db).await;
-    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writing = Arc::new(AtomicBool::new(true));
     let writer = {
-        let (db, writing) = (t.db.clone(), std::sync::Arc::clone(&writing));
+        let (db, writing) = (t.db.clone(), Arc::clone(&writing));
         tokio::spawn(async move {
             let mut writes = 0u64;
-            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+            while writing.load(Ordering::Relaxed) {
                 sqlx::query("UPDATE tenants SET display_name = $1 WHERE external_id = $2")
                     .bind(format!("Written {writes}"))
                     .bind(format!("{:08}-0000-4000-8000-000000000000", 7000))
@@ -336,7 +338,7 @@ async fn a_look_at_the_queue_beside_other_writers_never_fails_a_claim(t: TestDb)
         let tenant = queue.tenants[i % TENANTS];
         queue.submit(tenant, Lane::Bulk).await;
         // A new worker has found nothing yet: its claim looks at the queue.
-        let worker = worker(&t, &client, &format!("looking-{i}"));
+        let worker = common::sim_worker(&t.db, &client, &format!("looking-{i}"));
         let claimed = worker
             .claim(Lane::Bulk)
             .await
@@ -345,6 +347,6 @@ async fn a_look_at_the_queue_beside_other_writers_never_fails_a_claim(t: TestDb)
         queue.run_mut(claimed.run.id).state = State::Running;
         queue.end(claimed.run.id).await;
     }
-    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    writing.store(false, Ordering::Relaxed);
     assert!(writer.await.unwrap() > 0);
 }
