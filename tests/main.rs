@@ -40,5 +40,6 @@ mod sessions;
 mod snapshots;
 mod tenant_pages;
 mod tenants;
+mod transactions;
 mod versions;
 mod worker;

@@ -198,6 +198,20 @@ impl Db {
         &self.pool
     }
 
+    /// A transaction that will write, whatever it reads first. On SQLite it takes the write
+    /// lock at its start (`BEGIN IMMEDIATE`), waiting for another writer there: a transaction
+    /// that reads before its first write would have to upgrade its lock, which waits in the
+    /// busy handler's sleeps, or fails at once when another writer committed after its read
+    /// (`SQLITE_BUSY_SNAPSHOT`). PostgreSQL locks rows, not the database: a plain `BEGIN`.
+    pub async fn begin_writing(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn native(&self) -> &NativePool {
         &self.native
     }

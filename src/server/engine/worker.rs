@@ -796,8 +796,10 @@ impl Worker {
     /// Writes a batch of outcomes (the handler's part first, then each item's outcome) with the
     /// run's counters, in one transaction that also renews the lease, or, with `ending` (the
     /// Graph figures not yet written), ends the run in it too; otherwise the figures go with it
-    /// once a second (`writer`). Nothing is written when this
-    /// worker no longer holds the lease.
+    /// once a second (`writer`). Nothing is written when this worker no longer holds the lease.
+    /// The handler's part comes before the run's row, and the run's row before the items', as a
+    /// cancel takes them (the run's row, then its items): the two wait for each other instead of
+    /// deadlocking over the items.
     async fn record<O: Operation>(
         &self,
         operation: &O,
@@ -807,17 +809,17 @@ impl Worker {
         writer: &FiguresWriter,
     ) -> Result<Recording, sqlx::Error> {
         let now = Timestamp::now().millis();
-        let mut tx = self.db.pool().begin().await?;
-        // The run's row first, like a cancel does: the two then wait for each other instead of
-        // deadlocking over the items.
-        if !self
-            .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), true)
-            .await?
-        {
+        // The handler's part may read before it writes.
+        let mut tx = self.db.begin_writing().await?;
+        let recorded = operation.record(&mut tx, run, batch, now).await?;
+        if recorded.len() != batch.len() {
             tx.rollback().await?;
             return Ok(Recording::LeaseLost);
         }
-        let recorded = operation.record(&mut tx, run, batch, now).await?;
+        let mut counts = Counts::default();
+        for done in &recorded {
+            counts.add(done.outcome());
+        }
         // Every outcome in one statement; the items a cancel had skipped while their capture
         // was in flight in a second one (their outcome replaces the skip).
         let outcomes = |guard: &str| {
@@ -841,11 +843,51 @@ impl Worker {
             .push(guard);
             sql
         };
-        let mut counts = Counts::default();
-        for done in &recorded {
-            counts.add(done.outcome());
+        let pending_only = " AND run_items.outcome = 'pending'";
+        let report = || {
+            for done in &recorded {
+                metrics::items_recorded(
+                    O::TYPE.as_str(),
+                    done.outcome().as_str(),
+                    done.reason().map(ReasonCode::as_str),
+                );
+            }
+        };
+        if let Some(figures) = ending {
+            // The run's end first, with this batch's counts: it holds only while this claim
+            // holds the run as running, and then no item of it is a cancel's skip.
+            let end = End {
+                failure: None,
+                counts,
+                figures,
+            };
+            if let Some(ended) = self.finish_in(&mut tx, operation, run, end).await? {
+                let updated = outcomes(pending_only)
+                    .query()
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if updated != batch.len() as u64 {
+                    // Another worker recorded some: this one lost the run.
+                    tx.rollback().await?;
+                    return Ok(Recording::LeaseLost);
+                }
+                tx.commit().await?;
+                report();
+                ended.report(O::TYPE);
+                return Ok(Recording::Ended);
+            }
+            // Nothing written to the run: it was cancelled (its outcomes and figures still
+            // count, its end is the cancel's) or this claim lost it; which one, the lease says.
         }
-        let mut updated = outcomes(" AND run_items.outcome = 'pending'")
+        if !self
+            .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), true)
+            .await?
+        {
+            tx.rollback().await?;
+            return Ok(Recording::LeaseLost);
+        }
+        let mut updated = outcomes(pending_only)
             .query()
             .execute(&mut *tx)
             .await?
@@ -863,34 +905,16 @@ impl Worker {
             counts.uncancelled = uncancelled as i64;
             updated += uncancelled;
         }
-        if updated != batch.len() as u64 || recorded.len() != batch.len() {
+        if updated != batch.len() as u64 {
             // Another worker recorded some: this one lost the run.
             tx.rollback().await?;
             return Ok(Recording::LeaseLost);
         }
-        for done in &recorded {
-            metrics::items_recorded(
-                O::TYPE.as_str(),
-                done.outcome().as_str(),
-                done.reason().map(ReasonCode::as_str),
-            );
-        }
-        if let Some(figures) = ending {
-            let end = End {
-                failure: None,
-                counts,
-                figures,
-            };
-            if let Some(ended) = self.finish_in(&mut tx, operation, run, end).await? {
-                tx.commit().await?;
-                ended.report(O::TYPE);
-                return Ok(Recording::Ended);
-            }
-            // Cancelled: the outcomes and figures still count; the run's end is the cancel's.
-            add_in(&mut tx, run.id, &self.id, run.attempt, figures).await?;
-        } else {
+        match ending {
+            // Cancelled: the figures still count.
+            Some(figures) => add_in(&mut tx, run.id, &self.id, run.attempt, figures).await?,
             // The figures go with the batch when a second has passed since they were written.
-            writer.write_in(&mut tx).await?;
+            None => writer.write_in(&mut tx).await?,
         }
         if !self
             .hold_lease(&mut tx, run.id, run.attempt, counts, true)
@@ -900,6 +924,7 @@ impl Worker {
             return Ok(Recording::LeaseLost);
         }
         tx.commit().await?;
+        report();
         Ok(Recording::Recorded)
     }
 

@@ -1,0 +1,53 @@
+//! `Db::begin_writing`: a transaction that reads before it writes (a batch of outcomes reads the
+//! stored versions first) still writes while other connections write and commit beside it. On
+//! SQLite a plain `BEGIN` would fail that write at once (`SQLITE_BUSY_SNAPSHOT`) once another
+//! writer had committed after the read.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::{TestDb, CONTOSO};
+use tenantatlas::server::seed;
+
+both_backends!(TestDb: a_writing_transaction_reads_first_and_writes_beside_other_writers);
+
+async fn a_writing_transaction_reads_first_and_writes_beside_other_writers(t: TestDb) {
+    seed::seed_demo(&t.db).await.unwrap();
+    let tenant = common::tenant_id(&t.db, CONTOSO).await;
+    for round in 0..10 {
+        let mut tx = t.db.begin_writing().await.unwrap();
+        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM backup_sets")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        // Another connection writes meanwhile: it commits, or waits for this transaction.
+        let other = {
+            let db = t.db.clone();
+            tokio::spawn(async move {
+                sqlx::query("UPDATE tenants SET display_name = $1 WHERE id = $2")
+                    .bind(format!("Renamed {round}"))
+                    .bind(tenant)
+                    .execute(db.pool())
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        sqlx::query("INSERT INTO backup_sets (tenant_id, name, created_at) VALUES ($1, $2, 0)")
+            .bind(tenant)
+            .bind(format!("Written after reading {round}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap_or_else(|error| panic!("round {round}: the write after the read: {error}"));
+        tx.commit().await.unwrap();
+        other
+            .await
+            .unwrap()
+            .unwrap_or_else(|error| panic!("round {round}: the other writer: {error}"));
+        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM backup_sets")
+            .fetch_one(t.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(after, before + 1);
+    }
+}
