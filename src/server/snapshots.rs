@@ -192,23 +192,25 @@ async fn find_or_insert(
     now: i64,
 ) -> Result<Vec<(StoredSnapshot, bool)>, sqlx::Error> {
     let found = with_hashes(tx, tenant_id, captures).await?;
-    let current: Vec<bool> = captures
+    let found_each: Vec<Option<(i64, bool)>> = captures
         .iter()
         .map(|(policy_id, snapshot)| {
             found
                 .get(&(*policy_id, snapshot.content_hash.as_str()))
-                .is_some_and(|&(_, current)| current)
+                .copied()
         })
         .collect();
-    let mut versions: Vec<Option<StoredSnapshot>> = captures
+    let current: Vec<bool> = found_each
         .iter()
-        .map(|(policy_id, snapshot)| {
-            found
-                .get(&(*policy_id, snapshot.content_hash.as_str()))
-                .map(|&(id, _)| StoredSnapshot {
-                    id,
-                    new_version: false,
-                })
+        .map(|found| found.is_some_and(|(_, current)| current))
+        .collect();
+    let mut versions: Vec<Option<StoredSnapshot>> = found_each
+        .iter()
+        .map(|found| {
+            found.map(|(id, _)| StoredSnapshot {
+                id,
+                new_version: false,
+            })
         })
         .collect();
     let unknown: Vec<i64> = captures

@@ -101,7 +101,8 @@ impl Backend {
     /// from the cache). A long list is written into the SQL as before: PostgreSQL searches a
     /// constant array through a hash, a bound one element by element (a submit of 10,000
     /// policies: 8.3 ms bound, 4.0 ms written, service p50 in `benches/runs.rs`); its statement
-    /// is not kept prepared ([`IdIn::bind`]). The ids are integers, so writing them cannot inject anything.
+    /// is not kept prepared ([`IdIn::bind`]). The ids are integers, so writing them cannot
+    /// inject anything.
     pub fn id_in(self, column: &str, placeholder: &str, ids: &[i64]) -> IdIn {
         let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         let (sql, value) = match (self, ids.len() <= BOUND_IDS) {

@@ -79,12 +79,16 @@ struct Candidates(Arc<std::sync::Mutex<HashMap<Lane, Look>>>);
 type Look = (Instant, VecDeque<i64>);
 
 impl Candidates {
+    /// The looks by lane; a panic elsewhere while they were held leaves nothing half-written.
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<Lane, Look>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The next run to try in `lane`, while the look that found it is fresh.
     fn next(&self, lane: Lane) -> Option<i64> {
-        let mut lanes = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut lanes = self.lanes();
         let (looked, ids) = lanes.get_mut(&lane)?;
         if looked.elapsed() > CANDIDATES_FRESH {
             ids.clear();
@@ -93,19 +97,12 @@ impl Candidates {
     }
 
     fn keep(&self, lane: Lane, ids: Vec<i64>) {
-        let mut lanes = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        lanes.insert(lane, (Instant::now(), ids.into()));
+        self.lanes().insert(lane, (Instant::now(), ids.into()));
     }
 
     /// Forgets every look: a run this worker released comes before the runs it found.
     fn forget(&self) {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+        self.lanes().clear();
     }
 }
 
