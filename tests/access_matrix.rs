@@ -229,6 +229,12 @@ async fn every_page_enforces_membership(app: TestApp) {
                 }
                 _ => assert_eq!(status, 200, "{caller:?} → {path}"),
             }
+            // An answer the browser reads back while hydrating: a resource that failed inside
+            // the server during the render is a bug on any page (a refusal is not).
+            assert!(
+                !body.contains(r#"{\"Err\":\"Internal\"}"#),
+                "{caller:?} → {path} hands the browser an internal error"
+            );
         }
     }
 }

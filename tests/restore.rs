@@ -22,6 +22,7 @@ both_backends!(local Fixture:
     only_owners_and_managers_may_restore,
     an_item_changed_since_the_preview_is_not_written,
     a_missing_permission_or_group_blocks_the_restore,
+    the_wizard_at_a_preview_sends_the_browser_each_answer_once,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -592,5 +593,61 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
             .iter()
             .any(|why| why.contains(&secrets[0])),
         "{blocked:?}"
+    );
+}
+
+/// The wizard opened at a preview (a reload) hands the browser every resource's answer under
+/// the number of its creation, which the browser's hydration reads back in its own order. The
+/// preview's resource was created inside the source's `Suspend`, which the server could run
+/// twice: the browser then read the abandoned first resource's `{"Err":"Internal"}`, rendered
+/// an error where the page showed the plan, and its hydration stopped (Playwright caught it
+/// once in about ten reloads). Many renders at once, so that the server's timing varies.
+async fn the_wizard_at_a_preview_sends_the_browser_each_answer_once(f: Fixture) {
+    let backup = f.backup().await;
+    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    let (preview, _) = f.preview(backup.set, &ids).await;
+    let path = format!(
+        "/t/{CONTOSO}/restore/new?source=set-{}&preview={preview}",
+        backup.set
+    );
+    let renders = futures::future::join_all((0..40).map(|_| async {
+        let page = f.app.get(Some(&f.manager), &path).await;
+        assert_eq!(page.status(), 200);
+        page.text().await.unwrap()
+    }))
+    .await;
+    let mut shapes = std::collections::BTreeSet::new();
+    for html in renders {
+        // `__RESOLVED_RESOURCES[3] = "{\"Ok\":…}"`: each resource's number and answer.
+        let answers: Vec<(usize, &str)> = html
+            .split("__RESOLVED_RESOURCES[")
+            .skip(1)
+            .filter_map(|rest| {
+                let (number, answer) = rest.split_once(r#"] = ""#)?;
+                Some((number.parse().ok()?, answer))
+            })
+            .collect();
+        for (number, answer) in &answers {
+            let start: String = answer.chars().take(40).collect();
+            assert!(
+                start.starts_with(r#"{\"Ok\""#),
+                "resource {number}: {start}"
+            );
+        }
+        assert!(
+            html.contains(r#"data-testid="preview-status""#),
+            "the plan is shown"
+        );
+        shapes.insert(
+            answers
+                .iter()
+                .map(|(number, _)| *number)
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        shapes.len(),
+        1,
+        "every render numbers its resources alike: {shapes:?}"
     );
 }

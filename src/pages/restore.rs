@@ -51,6 +51,7 @@ pub fn RestorePage() -> impl IntoView {
         move || (tenant.get(), source_param.get()),
         |(tenant, source)| get_restore_source(tenant, source),
     );
+    let preview = plan::use_preview(tenant, preview_id);
     view! {
         <Title text="Restore" />
         <p class="breadcrumb">
@@ -64,7 +65,7 @@ pub fn RestorePage() -> impl IntoView {
             {move || Suspend::new(async move {
                 let refused = refusal(Capability::Restore).await;
                 match source.await {
-                    Ok(view) => view! { <Steps tenant view refused preview_id /> }.into_any(),
+                    Ok(view) => view! { <Steps tenant view refused preview_id preview /> }.into_any(),
                     Err(error) => view! { <ErrorMessage error /> }.into_any(),
                 }
             })}
@@ -79,6 +80,7 @@ fn Steps(
     view: RestoreSourceView,
     refused: Option<&'static str>,
     preview_id: Memo<Option<i64>>,
+    preview: plan::PreviewRead,
 ) -> impl IntoView {
     let initial: BTreeSet<i64> = match view.source {
         RestoreSource::Version(_) => view.candidates.iter().map(|c| c.policy_id).collect(),
@@ -98,7 +100,7 @@ fn Steps(
     view! {
         <SourceSummary view />
         <scope::ScopeStep wizard candidates />
-        <plan::PreviewStep wizard tenant_name />
+        <plan::PreviewStep wizard read=preview tenant_name />
     }
 }
 

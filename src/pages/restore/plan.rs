@@ -16,22 +16,23 @@ use crate::components::{
 };
 use crate::domain::restore::{PlanAction, PlanItem, RestorePreview};
 use crate::domain::run_detail::ItemOutcome;
-use crate::domain::{routes, PolicyIds};
+use crate::domain::{routes, AppError, PolicyIds};
 
-/// The preview button, the preview's plan, and the confirmation below it.
-#[component]
-pub fn PreviewStep(wizard: Wizard, tenant_name: String) -> impl IntoView {
-    let Wizard {
-        tenant,
-        source,
-        preview_id,
-        refused,
-        selected,
-        ..
-    } = wizard;
-    let start = ServerAction::<StartRestorePreview>::new();
+/// The preview run named in the URL, as the page reads it.
+#[derive(Clone, Copy)]
+pub struct PreviewRead {
+    resource: Resource<Result<Option<RestorePreview>, AppError>>,
+    /// Bumped to read it again (while it runs; the same preview started again).
+    tick: RwSignal<u64>,
+}
+
+/// Reads the preview named in the URL. Called by the page itself, never inside a `Suspend`: a
+/// resource's value travels to the browser under the number of its creation, and a `Suspend`
+/// the server runs twice (a resource it awaits resolved meanwhile) creates its resources twice,
+/// so the browser read the first, abandoned one's answer (an error) and failed to hydrate.
+pub fn use_preview(tenant: Memo<String>, preview_id: Memo<Option<i64>>) -> PreviewRead {
     let tick = RwSignal::new(0_u64);
-    let preview = Resource::new(
+    let resource = Resource::new(
         move || (tenant.get(), preview_id.get(), tick.get()),
         |(tenant, id, _)| async move {
             match id {
@@ -40,6 +41,24 @@ pub fn PreviewStep(wizard: Wizard, tenant_name: String) -> impl IntoView {
             }
         },
     );
+    PreviewRead { resource, tick }
+}
+
+/// The preview button, the preview's plan, and the confirmation below it.
+#[component]
+pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> impl IntoView {
+    let Wizard {
+        tenant,
+        source,
+        refused,
+        selected,
+        ..
+    } = wizard;
+    let start = ServerAction::<StartRestorePreview>::new();
+    let PreviewRead {
+        resource: preview,
+        tick,
+    } = read;
     use_poll_while(tick, move || {
         preview.with(|p| matches!(p, Some(Ok(Some(p))) if p.status.is_active()))
     });
