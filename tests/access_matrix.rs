@@ -11,7 +11,11 @@ use tenantatlas::api::{access_table, Access};
 use tenantatlas::domain::capability::ADMIN_LABEL;
 use tenantatlas::domain::Role;
 
-both_backends!(TestApp: every_server_function_enforces_its_access, every_page_enforces_membership);
+both_backends!(TestApp:
+    every_server_function_enforces_its_access,
+    every_page_enforces_membership,
+    a_page_naming_nothing_answers_its_status_every_time,
+);
 
 /// Who calls.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -236,5 +240,70 @@ async fn every_page_enforces_membership(app: TestApp) {
                 "{caller:?} → {path} hands the browser an internal error"
             );
         }
+    }
+}
+
+/// A page that names what does not exist answers 404, and one it cannot read 422, every time,
+/// for each id of each route in turn (the router's list). The status comes from the read that
+/// fails during the render; a render that sent its head before that read failed answered 200
+/// instead, on some requests and not others — so each path is asked several times at once.
+async fn a_page_naming_nothing_answers_its_status_every_time(app: TestApp) {
+    let common::Sample {
+        set_id,
+        policy_id,
+        run_id,
+        version_id,
+    } = common::Sample::create(&app).await;
+    let cookie = app.sign_in(contoso_member(Role::Owner)).await;
+    let known = |route: &str, name: &str| match name {
+        "{version}" => version_id.clone(),
+        _ if route.contains("/runs/") => run_id.clone(),
+        _ if route.contains("/policies/") => policy_id.clone(),
+        _ => set_id.clone(),
+    };
+    let mut cases: Vec<(String, u16)> = Vec::new();
+    for route in leptos_axum::generate_route_list(tenantatlas::app::App) {
+        let route = route.path().replace("{tenant}", CONTOSO);
+        let names: Vec<&str> = ["{id}", "{version}"]
+            .into_iter()
+            .filter(|name| route.contains(name))
+            .collect();
+        for missing in &names {
+            let mut path = route.clone();
+            for name in &names {
+                let id = if name == missing {
+                    "999999".to_owned()
+                } else {
+                    known(&route, name)
+                };
+                path = path.replace(name, &id);
+            }
+            if path.ends_with("/diff") {
+                path = format!("{path}?from={version_id}&to={version_id}");
+            }
+            cases.push((path, 404));
+        }
+    }
+    assert!(cases.len() >= 5, "the router names things: {cases:?}");
+    let tenant = format!("/t/{CONTOSO}");
+    cases.extend([
+        (
+            format!("{tenant}/policies/{policy_id}/diff?from={version_id}&to=999999"),
+            404,
+        ),
+        (format!("{tenant}/restore/new?source=set-999999"), 404),
+        (format!("{tenant}/restore/new?source=version-999999"), 404),
+        (format!("{tenant}/restore/new?source=set-x"), 422),
+        (format!("{tenant}/restore/new"), 422),
+    ]);
+    for (path, expected) in cases {
+        let statuses: Vec<u16> = futures::future::join_all(
+            (0..8).map(|_| async { app.get(Some(&cookie), &path).await.status().as_u16() }),
+        )
+        .await;
+        assert!(
+            statuses.iter().all(|status| *status == expected),
+            "{path}: {statuses:?}, not {expected} every time"
+        );
     }
 }

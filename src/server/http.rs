@@ -114,10 +114,11 @@ const PAGE_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Renders each page to its end in a task of its own, then sends it whole.
 ///
-/// Leptos streams a page while its resources resolve, and the render's reactive owner lives as
-/// long as that stream. When the stream is dropped early (a HEAD request, whose body hyper never
-/// reads, or a client that goes away mid-page), the owner is disposed while resource tasks still
-/// read its signals, and they panic. Collecting the body in a spawned task keeps the stream alive
+/// Leptos renders a page while its resources resolve (every route is `SsrMode::Async`, so the
+/// whole page before its head), and the render's reactive owner lives as long as the request's
+/// answer. When that answer is dropped early (a HEAD request, whose body hyper never reads, or
+/// a client that goes away mid-page), the owner is disposed while resource tasks still read its
+/// signals, and they panic. Collecting the body in a spawned task keeps the stream alive
 /// until the render has finished, whatever happens to the request. The cost is the first byte:
 /// it leaves when the whole page is ready (our pages' data comes from a few indexed reads), and
 /// whole bodies compress better. A HEAD answer keeps the `Content-Length` of the page.
