@@ -243,8 +243,9 @@ async fn every_page_enforces_membership(app: TestApp) {
     }
 }
 
-/// A page that names what does not exist answers 404, and one it cannot read 422, every time,
-/// for each id of each route in turn (the router's list). The status comes from the read that
+/// A page that names what does not exist (an id no row has, or no number at all) answers 404,
+/// and one it cannot read 422, every time, for each id of each route in turn (the router's
+/// list). The status comes from the read that
 /// fails during the render; a render that sent its head before that read failed answered 200
 /// instead, on some requests and not others — so each path is asked several times at once.
 async fn a_page_naming_nothing_answers_its_status_every_time(app: TestApp) {
@@ -268,20 +269,23 @@ async fn a_page_naming_nothing_answers_its_status_every_time(app: TestApp) {
             .into_iter()
             .filter(|name| route.contains(name))
             .collect();
-        for missing in &names {
-            let mut path = route.clone();
-            for name in &names {
-                let id = if name == missing {
-                    "999999".to_owned()
-                } else {
-                    known(&route, name)
-                };
-                path = path.replace(name, &id);
+        // An id no row has, one that is not a number, and one beyond i64.
+        for nothing in ["999999", "abc", "99999999999999999999"] {
+            for missing in &names {
+                let mut path = route.clone();
+                for name in &names {
+                    let id = if name == missing {
+                        nothing.to_owned()
+                    } else {
+                        known(&route, name)
+                    };
+                    path = path.replace(name, &id);
+                }
+                if path.ends_with("/diff") {
+                    path = format!("{path}?from={version_id}&to={version_id}");
+                }
+                cases.push((path, 404));
             }
-            if path.ends_with("/diff") {
-                path = format!("{path}?from={version_id}&to={version_id}");
-            }
-            cases.push((path, 404));
         }
     }
     assert!(cases.len() >= 5, "the router names things: {cases:?}");

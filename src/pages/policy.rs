@@ -16,15 +16,22 @@ use crate::domain::run::OperationType;
 use crate::domain::versions::{short_hash, PolicyInfo, RunBrief, VersionRow};
 use crate::domain::{routes, AppError, Capability};
 
-/// The number in the URL segment `name`, if it is one.
+/// The number in the URL segment `name`, if it is one. A segment that is not one (`abc`, or
+/// beyond `i64`) names nothing: the page says so without asking the server, and answers 404
+/// like an id that no row has.
 pub fn id_param(name: &'static str) -> Memo<Option<i64>> {
     let params = use_params_map();
-    Memo::new(move |_| {
+    let id = Memo::new(move |_| {
         params
             .read()
             .get(name)
             .and_then(|raw| raw.parse::<i64>().ok())
-    })
+    });
+    #[cfg(feature = "ssr")]
+    if id.get_untracked().is_none() {
+        let _ = crate::server::error::respond::<()>(Err(AppError::NotFound(String::new())));
+    }
+    id
 }
 
 /// The policy not found error for a URL id that is not a number.
