@@ -105,6 +105,21 @@ async fn lists_searches_filters_sorts_and_pages(app: TestApp) {
         .rows
         .iter()
         .all(|row| row.policy_type == PolicyType::Compliance && row.platform == "android"));
+    // A type that is no type is refused with the ones there are, not an empty page.
+    for unknown in ["Compliance", "bogus", " compliance"] {
+        let filter = [("policy_type", unknown)];
+        let listed = app.policies_list(cookie, CONTOSO, set, &filter).await;
+        let matching = app.matching_ids(cookie, CONTOSO, set, &filter).await;
+        for refusal in [listed.map(|_| ()), matching.map(|_| ())] {
+            let refusal = refusal.expect_err("an unknown type");
+            assert_eq!(refusal.status, 422, "{unknown:?}: {}", refusal.body);
+            assert!(
+                refusal.body.contains("settings_catalog"),
+                "{}",
+                refusal.body
+            );
+        }
+    }
 
     let descending = list(&[("search", "test policy"), ("sort", "-name")]).await;
     assert_eq!(names(&descending)[0], "Test policy 9");

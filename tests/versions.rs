@@ -308,6 +308,15 @@ async fn inventory_searches_and_filters(app: TestApp) {
         .await
         .expect("the inventory");
     assert_eq!(none.total, 0);
+    // A type that is no type: refused with the ones there are, by the function and the page.
+    let refusal = app
+        .policy_inventory(&reader, CONTOSO, &[("policy_type", "bogus")])
+        .await
+        .expect_err("an unknown type");
+    assert_eq!(refusal.status, 422, "{}", refusal.body);
+    let (status, html) = page(&app, &reader, &format!("/t/{CONTOSO}/policies?type=bogus")).await;
+    assert_eq!(status, 422);
+    assert!(html.contains("Unknown policy type"), "{html}");
     let (status, html) = page(
         &app,
         &reader,

@@ -19,12 +19,13 @@ pub async fn list_policies(
 ) -> Result<PolicyPage, AppError> {
     use crate::domain::policy_page::PolicySort;
     use crate::domain::Capability;
+    use crate::domain::PolicyType;
     use crate::server::auth::in_tenant;
     use crate::server::policies::{self, PolicyFilter};
     in_tenant(&tenant, Capability::View, |ctx, db| async move {
         let filter = PolicyFilter {
             search,
-            policy_type,
+            policy_type: PolicyType::parse_filter("policy_type", &policy_type)?,
             platform,
         };
         policies::page(
@@ -51,12 +52,13 @@ pub async fn matching_policy_ids(
     #[server(default)] platform: String,
 ) -> Result<MatchingPolicies, AppError> {
     use crate::domain::Capability;
+    use crate::domain::PolicyType;
     use crate::server::auth::in_tenant;
     use crate::server::policies::{self, PolicyFilter};
     in_tenant(&tenant, Capability::View, |ctx, db| async move {
         let filter = PolicyFilter {
             search,
-            policy_type,
+            policy_type: PolicyType::parse_filter("policy_type", &policy_type)?,
             platform,
         };
         policies::matching_ids(&db, &ctx.scope, backup_set_id, &filter).await

@@ -71,10 +71,12 @@ pub async fn policy_inventory(
     #[server(default)] page: i64,
 ) -> Result<InventoryPage, AppError> {
     use crate::domain::Capability;
+    use crate::domain::PolicyType;
     use crate::server::auth::in_tenant;
     use crate::server::versions;
     in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        versions::inventory(&db, &ctx.scope, &search, &policy_type, page).await
+        let policy_type = PolicyType::parse_filter("policy_type", &policy_type)?;
+        versions::inventory(&db, &ctx.scope, &search, policy_type, page).await
     })
     .await
 }

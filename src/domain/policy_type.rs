@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::spelled::spelled_enum;
+use super::AppError;
 
 spelled_enum! {
     /// A supported policy type; stored (and sent to the browser) as its `policies.policy_type`
@@ -26,6 +27,21 @@ impl PolicyType {
             .get("policyType")
             .and_then(Value::as_str)
             .and_then(Self::parse)
+    }
+
+    /// A type filter as it arrives in `field` (a form, the URL): empty is any type; a spelling
+    /// that is no type is refused, naming the ones there are, instead of matching nothing.
+    pub fn parse_filter(field: &str, raw: &str) -> Result<Option<Self>, AppError> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        Self::parse(raw).map(Some).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
+            AppError::invalid(
+                field,
+                format!("Unknown policy type; the types are {}.", known.join(", ")),
+            )
+        })
     }
 }
 

@@ -9,13 +9,13 @@ use crate::domain::policy_page::{
     SEARCH_MAX_CHARS,
 };
 use crate::domain::selection::MAX_SELECTION;
-use crate::domain::AppError;
+use crate::domain::{AppError, PolicyType};
 
-/// The picker's filter; empty strings mean "any".
+/// The picker's filter; empty strings and `None` mean "any".
 #[derive(Debug, Clone, Default)]
 pub struct PolicyFilter {
     pub search: String,
-    pub policy_type: String,
+    pub policy_type: Option<PolicyType>,
     pub platform: String,
 }
 
@@ -36,13 +36,11 @@ fn push_where(sql: &mut Sql, tenant_id: i64, filter: &PolicyFilter) {
             .text(like_pattern(&search))
             .push(" ESCAPE '\\'");
     }
-    for (column, value) in [
-        ("p.policy_type", &filter.policy_type),
-        ("p.platform", &filter.platform),
-    ] {
-        if !value.is_empty() {
-            sql.push(&format!(" AND {column} = ")).text(value.clone());
-        }
+    if let Some(policy_type) = filter.policy_type {
+        sql.push(" AND p.policy_type = ").text(policy_type.as_str());
+    }
+    if !filter.platform.is_empty() {
+        sql.push(" AND p.platform = ").text(filter.platform.clone());
     }
 }
 
@@ -173,7 +171,7 @@ mod tests {
             7,
             &PolicyFilter {
                 search: " Wi-Fi ".into(),
-                policy_type: "compliance".into(),
+                policy_type: Some(PolicyType::Compliance),
                 platform: String::new(),
             },
         );

@@ -22,7 +22,7 @@ use crate::domain::snapshot::{compare, readable};
 use crate::domain::versions::{
     InventoryPage, PolicyInfo, SetLink, VersionDiff, VersionRef, VersionRow, VersionView,
 };
-use crate::domain::{AppError, Capability, Timestamp};
+use crate::domain::{AppError, Capability, PolicyType, Timestamp};
 
 const POLICY_COLUMNS: &str = "p.id, p.display_name, p.policy_type, p.platform, p.graph_id, \
      p.last_modified_at, p.gone_from_intune_at";
@@ -206,7 +206,7 @@ pub async fn inventory(
     db: &Db,
     scope: &TenantScope,
     search: &str,
-    policy_type: &str,
+    policy_type: Option<PolicyType>,
     page: i64,
 ) -> Result<InventoryPage, AppError> {
     let search: String = search.trim().chars().take(SEARCH_MAX_CHARS).collect();
@@ -217,8 +217,8 @@ pub async fn inventory(
                 .text(like_pattern(&search))
                 .push(" ESCAPE '\\'");
         }
-        if !policy_type.is_empty() {
-            sql.push(" AND p.policy_type = ").text(policy_type);
+        if let Some(policy_type) = policy_type {
+            sql.push(" AND p.policy_type = ").text(policy_type.as_str());
         }
     };
     let mut count = Sql::new("SELECT COUNT(*) AS n FROM policies p");
