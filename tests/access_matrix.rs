@@ -164,12 +164,8 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
 
 async fn every_page_enforces_membership(app: TestApp) {
     // A set, a run of it and a policy with a stored version, so every page names something.
-    let common::Sample {
-        set_id,
-        policy_id,
-        run_id,
-        version_id,
-    } = common::Sample::create(&app).await;
+    let sample = common::Sample::create(&app).await;
+    let (set_id, version_id) = (&sample.set_id, &sample.version_id);
     let mut routes: Vec<String> = leptos_axum::generate_route_list(tenantatlas::app::App)
         .iter()
         .map(|route| route.path().to_owned())
@@ -181,17 +177,10 @@ async fn every_page_enforces_membership(app: TestApp) {
     for caller in callers() {
         let cookie = cookie_for(&app, caller).await;
         for route in &routes {
-            let id = if route.contains("/runs/") {
-                &run_id
-            } else if route.contains("/policies/") {
-                &policy_id
-            } else {
-                &set_id
-            };
             let mut path = route
                 .replace("{tenant}", CONTOSO)
-                .replace("{id}", id)
-                .replace("{version}", &version_id);
+                .replace("{id}", sample.id_for(route, "{id}"))
+                .replace("{version}", version_id);
             if path.ends_with("/diff") {
                 path = format!("{path}?from={version_id}&to={version_id}");
             }
@@ -245,23 +234,13 @@ async fn every_page_enforces_membership(app: TestApp) {
 
 /// A page that names what does not exist (an id no row has, or no number at all) answers 404,
 /// and one it cannot read 422, every time, for each id of each route in turn (the router's
-/// list). The status comes from the read that
-/// fails during the render; a render that sent its head before that read failed answered 200
-/// instead, on some requests and not others — so each path is asked several times at once.
+/// list). The status comes from the read that fails during the render; a render that sent its
+/// head before that read failed answered 200 instead, on some requests and not others — so
+/// each path is asked several times at once.
 async fn a_page_naming_nothing_answers_its_status_every_time(app: TestApp) {
-    let common::Sample {
-        set_id,
-        policy_id,
-        run_id,
-        version_id,
-    } = common::Sample::create(&app).await;
+    let sample = common::Sample::create(&app).await;
+    let (policy_id, version_id) = (&sample.policy_id, &sample.version_id);
     let cookie = app.sign_in(contoso_member(Role::Owner)).await;
-    let known = |route: &str, name: &str| match name {
-        "{version}" => version_id.clone(),
-        _ if route.contains("/runs/") => run_id.clone(),
-        _ if route.contains("/policies/") => policy_id.clone(),
-        _ => set_id.clone(),
-    };
     let mut cases: Vec<(String, u16)> = Vec::new();
     for route in leptos_axum::generate_route_list(tenantatlas::app::App) {
         let route = route.path().replace("{tenant}", CONTOSO);
@@ -275,11 +254,11 @@ async fn a_page_naming_nothing_answers_its_status_every_time(app: TestApp) {
                 let mut path = route.clone();
                 for name in &names {
                     let id = if name == missing {
-                        nothing.to_owned()
+                        nothing
                     } else {
-                        known(&route, name)
+                        sample.id_for(&route, name)
                     };
-                    path = path.replace(name, &id);
+                    path = path.replace(name, id);
                 }
                 if path.ends_with("/diff") {
                     path = format!("{path}?from={version_id}&to={version_id}");

@@ -776,4 +776,15 @@ impl Sample {
             version_id: version.to_string(),
         }
     }
+
+    /// What a route's placeholder names here: `{version}` the version; `{id}` the run, the
+    /// policy or the set, whichever the route is about.
+    pub fn id_for(&self, route: &str, placeholder: &str) -> &str {
+        match placeholder {
+            "{version}" => &self.version_id,
+            _ if route.contains("/runs/") => &self.run_id,
+            _ if route.contains("/policies/") => &self.policy_id,
+            _ => &self.set_id,
+        }
+    }
 }
