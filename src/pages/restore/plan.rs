@@ -28,8 +28,8 @@ pub struct PreviewRead {
 
 /// Reads the preview named in the URL. Called by the page itself, never inside a `Suspend`: a
 /// resource's value travels to the browser under the number of its creation, and a `Suspend`
-/// the server runs twice (a resource it awaits resolved meanwhile) creates its resources twice,
-/// so the browser read the first, abandoned one's answer (an error) and failed to hydrate.
+/// the server ran twice created this resource twice (two answers in one page, the first an
+/// internal error), so the browser read the abandoned one's answer and failed to hydrate.
 pub fn use_preview(tenant: Memo<String>, preview_id: Memo<Option<i64>>) -> PreviewRead {
     let tick = RwSignal::new(0_u64);
     let resource = Resource::new(
