@@ -43,6 +43,22 @@ pub enum AppError {
     Transport(String),
 }
 
+/// A filter's value as it arrives in `field`: empty is "any" (`None`); a value `parse` does not
+/// know is refused with `message` (a 422) rather than matching nothing, or everything.
+pub fn parse_filter<T>(
+    field: &str,
+    raw: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+    message: impl Into<String>,
+) -> Result<Option<T>, AppError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    parse(raw)
+        .map(Some)
+        .ok_or_else(|| AppError::invalid(field, message))
+}
+
 impl AppError {
     /// Shorthand for a validation failure on one field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::error::parse_filter;
 use super::spelled::spelled_enum;
 use super::AppError;
 
@@ -32,16 +33,9 @@ impl PolicyType {
     /// A type filter as it arrives in `field` (a form, the URL): empty is any type; a spelling
     /// that is no type is refused, naming the ones there are, instead of matching nothing.
     pub fn parse_filter(field: &str, raw: &str) -> Result<Option<Self>, AppError> {
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        Self::parse(raw).map(Some).ok_or_else(|| {
-            let known: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
-            AppError::invalid(
-                field,
-                format!("Unknown policy type; the types are {}.", known.join(", ")),
-            )
-        })
+        let known: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
+        let message = format!("Unknown policy type; the types are {}.", known.join(", "));
+        parse_filter(field, raw, Self::parse, message)
     }
 }
 

@@ -3,6 +3,7 @@
 use super::spelled::{spelled_enum, spelled_serde};
 use serde::{Deserialize, Serialize};
 
+use super::error::parse_filter;
 use super::graph_wait::GraphWait;
 use super::{AppError, Timestamp};
 
@@ -232,23 +233,20 @@ impl RunFilter {
     /// Parses the request spelling (`status`, `type`): empty means any, anything else unknown
     /// is refused (422) rather than silently ignored, so a mistyped link never shows all runs.
     pub fn parse(status: &str, operation_type: &str) -> Result<Self, AppError> {
-        let status = match status.trim() {
-            "" => None,
-            raw => Some(
-                StatusFilter::parse(raw)
-                    .ok_or_else(|| AppError::invalid("status", "Unknown run status filter."))?,
-            ),
-        };
-        let operation = match operation_type.trim() {
-            "" => None,
-            raw => Some(
-                OperationType::ALL
-                    .into_iter()
-                    .find(|operation| operation.as_str() == raw)
-                    .ok_or_else(|| AppError::invalid("type", "Unknown operation type filter."))?,
-            ),
-        };
-        Ok(Self { status, operation })
+        Ok(Self {
+            status: parse_filter(
+                "status",
+                status.trim(),
+                StatusFilter::parse,
+                "Unknown run status filter.",
+            )?,
+            operation: parse_filter(
+                "type",
+                operation_type.trim(),
+                OperationType::parse,
+                "Unknown operation type filter.",
+            )?,
+        })
     }
 
     /// The query string of a link to this view: `?status=failed&type=…`, or empty.

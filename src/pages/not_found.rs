@@ -7,9 +7,7 @@ use leptos_meta::Title;
 #[component]
 pub fn NotFound() -> impl IntoView {
     #[cfg(feature = "ssr")]
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(axum::http::StatusCode::NOT_FOUND);
-    }
+    crate::server::error::set_status(axum::http::StatusCode::NOT_FOUND);
     view! {
         <Title text="Not found" />
         <main class="page">

@@ -29,7 +29,7 @@ pub fn id_param(name: &'static str) -> Memo<Option<i64>> {
     });
     #[cfg(feature = "ssr")]
     if id.get_untracked().is_none() {
-        let _ = crate::server::error::respond::<()>(Err(AppError::NotFound(String::new())));
+        crate::server::error::set_status(axum::http::StatusCode::NOT_FOUND);
     }
     id
 }

@@ -26,14 +26,22 @@ impl From<sqlx::Error> for AppError {
 /// validation failure is a 4xx, not a 500.
 pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
     if let Err(error) = &result {
-        if let Some(response) = use_context::<ResponseOptions>() {
-            response.set_status(
-                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            );
-            if let AppError::Busy { retry_after } = error {
-                response.insert_header(header::RETRY_AFTER, HeaderValue::from(*retry_after));
-            }
+        set_status(
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        );
+        if let (AppError::Busy { retry_after }, Some(response)) =
+            (error, use_context::<ResponseOptions>())
+        {
+            response.insert_header(header::RETRY_AFTER, HeaderValue::from(*retry_after));
         }
     }
     result
+}
+
+/// Sets the status of the answer being rendered or served (a page that names nothing, a
+/// failed server function); nothing outside a request.
+pub fn set_status(status: StatusCode) {
+    if let Some(response) = use_context::<ResponseOptions>() {
+        response.set_status(status);
+    }
 }

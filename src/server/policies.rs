@@ -19,26 +19,32 @@ pub struct PolicyFilter {
     pub platform: String,
 }
 
-/// Appends the filter's `WHERE` clause over `policies p` to `sql`. The tenant comes first, so no
-/// query built here can forget it.
-fn push_where(sql: &mut Sql, tenant_id: i64, filter: &PolicyFilter) {
-    sql.push(" WHERE p.tenant_id = ")
-        .int(tenant_id)
-        .push(" AND p.gone_from_intune_at IS NULL");
-    let search: String = filter
-        .search
-        .trim()
-        .chars()
-        .take(SEARCH_MAX_CHARS)
-        .collect();
+/// Appends the inventory's `WHERE` clause over `policies p` to `sql`: the tenant, a name search
+/// (trimmed, at most [`SEARCH_MAX_CHARS`]) and a type. The tenant comes first, so no query
+/// built here can forget it.
+pub(super) fn push_inventory_where(
+    sql: &mut Sql,
+    tenant_id: i64,
+    search: &str,
+    policy_type: Option<PolicyType>,
+) {
+    sql.push(" WHERE p.tenant_id = ").int(tenant_id);
+    let search: String = search.trim().chars().take(SEARCH_MAX_CHARS).collect();
     if !search.is_empty() {
         sql.push(" AND LOWER(p.display_name) LIKE ")
             .text(like_pattern(&search))
             .push(" ESCAPE '\\'");
     }
-    if let Some(policy_type) = filter.policy_type {
+    if let Some(policy_type) = policy_type {
         sql.push(" AND p.policy_type = ").text(policy_type.as_str());
     }
+}
+
+/// Appends the picker's `WHERE` clause: the inventory's, without the policies gone from Intune,
+/// and the platform.
+fn push_where(sql: &mut Sql, tenant_id: i64, filter: &PolicyFilter) {
+    push_inventory_where(sql, tenant_id, &filter.search, filter.policy_type);
+    sql.push(" AND p.gone_from_intune_at IS NULL");
     if !filter.platform.is_empty() {
         sql.push(" AND p.platform = ").text(filter.platform.clone());
     }

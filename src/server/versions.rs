@@ -13,11 +13,12 @@ use axum::{
 use tower_sessions::Session;
 
 use super::auth::authorize_session;
-use super::db::{like_pattern, Db, Sql};
+use super::db::{Db, Sql};
+use super::policies::push_inventory_where;
 use super::snapshots::{load_version, names_for, StoredVersion};
 use super::state::AppState;
 use super::tenants::TenantScope;
-use crate::domain::policy_page::{POLICY_PAGE_SIZE, SEARCH_MAX_CHARS};
+use crate::domain::policy_page::POLICY_PAGE_SIZE;
 use crate::domain::snapshot::{compare, readable};
 use crate::domain::versions::{
     InventoryPage, PolicyInfo, SetLink, VersionDiff, VersionRef, VersionRow, VersionView,
@@ -209,18 +210,7 @@ pub async fn inventory(
     policy_type: Option<PolicyType>,
     page: i64,
 ) -> Result<InventoryPage, AppError> {
-    let search: String = search.trim().chars().take(SEARCH_MAX_CHARS).collect();
-    let filtered = |sql: &mut Sql| {
-        sql.push(" WHERE p.tenant_id = ").int(scope.id());
-        if !search.is_empty() {
-            sql.push(" AND LOWER(p.display_name) LIKE ")
-                .text(like_pattern(&search))
-                .push(" ESCAPE '\\'");
-        }
-        if let Some(policy_type) = policy_type {
-            sql.push(" AND p.policy_type = ").text(policy_type.as_str());
-        }
-    };
+    let filtered = |sql: &mut Sql| push_inventory_where(sql, scope.id(), search, policy_type);
     let mut count = Sql::new("SELECT COUNT(*) AS n FROM policies p");
     filtered(&mut count);
     let total: i64 = count.query_scalar().fetch_one(db.pool()).await?;
