@@ -142,7 +142,8 @@ pub async fn sync_tenant_fenced(
     let listed = list_everything(source, creds).await?;
     let now = Timestamp::now().millis();
 
-    let mut tx = db.pool().begin().await?;
+    // Reads the tenant and its stored policies before it writes them.
+    let mut tx = db.begin_writing().await?;
     let owner: Option<String> = sqlx::query_scalar("SELECT external_id FROM tenants WHERE id = $1")
         .bind(tenant_id)
         .fetch_optional(&mut *tx)

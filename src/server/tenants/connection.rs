@@ -316,7 +316,8 @@ pub async fn is_disconnected(db: &Db, tenant_id: i64) -> Result<bool, AppError> 
 /// Re-encrypts every stored secret with the newest key, in one transaction. Returns how many
 /// secrets were re-encrypted (those already under the newest key are left as they are).
 pub async fn rotate(db: &Db, keys: &KeyRing) -> Result<usize, RotateError> {
-    let mut tx = db.pool().begin().await?;
+    // Reads the sealed secrets before it writes them.
+    let mut tx = db.begin_writing().await?;
     let rows: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT id, graph_secret_ciphertext, graph_secret_key_id FROM tenants \
          WHERE graph_secret_ciphertext IS NOT NULL AND graph_secret_key_id <> $1",
