@@ -6,7 +6,7 @@ use leptos::{lazy, prelude::*};
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{ParentRoute, Route, Router, Routes},
-    path, Lazy, LazyRoute, SsrMode,
+    path, Lazy, LazyRoute,
 };
 
 use crate::pages::{
@@ -149,16 +149,12 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href="/pkg/tenantatlas.css" />
         <Title formatter=|page: String| format!("{page} · TenantAtlas") />
         <Router>
-            // Every page renders whole before its head is sent (`SsrMode::Async`): a page's status
-            // comes from the reads of its render (404 for what does not exist), and a head sent
-            // before they failed said 200. server/http.rs sends pages whole anyway, so the first
-            // byte loses nothing to it.
             <Routes fallback=NotFound>
-                <Route path=path!("/") ssr=SsrMode::Async view={Lazy::<HomeRoute>::new()} />
-                <Route path=path!("/sign-in") ssr=SsrMode::Async view={Lazy::<SignInRoute>::new()} />
-                <Route path=path!("/invite") ssr=SsrMode::Async view={Lazy::<InviteRoute>::new()} />
-                <Route path=path!("/tenants/connect") ssr=SsrMode::Async view={Lazy::<ConnectTenantRoute>::new()} />
-                <ParentRoute path=path!("/t/:tenant") ssr=SsrMode::Async view=TenantLayout>
+                <Route path=path!("/") view={Lazy::<HomeRoute>::new()} />
+                <Route path=path!("/sign-in") view={Lazy::<SignInRoute>::new()} />
+                <Route path=path!("/invite") view={Lazy::<InviteRoute>::new()} />
+                <Route path=path!("/tenants/connect") view={Lazy::<ConnectTenantRoute>::new()} />
+                <ParentRoute path=path!("/t/:tenant") view=TenantLayout>
                     <Route path=path!("") view=TenantHome />
                     <Route path=path!("backup-sets") view={Lazy::<BackupSetsRoute>::new()} />
                     <Route path=path!("backup-sets/:id") view={Lazy::<BackupSetRoute>::new()} />

@@ -1,7 +1,9 @@
 //! Server-side half of [`AppError`]: causes are logged here and never reach the client, and the
 //! HTTP status of a failed server function is set in one place.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use std::sync::{Arc, Mutex};
+
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
 
@@ -43,5 +45,34 @@ pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
 pub fn set_status(status: StatusCode) {
     if let Some(response) = use_context::<ResponseOptions>() {
         response.set_status(status);
+    }
+    if let Some(page) =
+        use_context::<Parts>().and_then(|parts| parts.extensions.get::<PageStatus>().cloned())
+    {
+        page.set(status);
+    }
+}
+
+/// The status a page's render set, which `render_pages_whole` gives the page once it is whole.
+/// Leptos takes a streamed page's status from [`ResponseOptions`] when its first chunk is ready,
+/// so a read that failed later in the render (an id that names nothing) left it at 200 on some
+/// requests and not others.
+#[derive(Debug, Clone, Default)]
+pub struct PageStatus(Arc<Mutex<Option<StatusCode>>>);
+
+impl PageStatus {
+    fn set(&self, status: StatusCode) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(status);
+    }
+
+    /// The last status the render set, if any.
+    pub fn get(&self) -> Option<StatusCode> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -25,6 +25,7 @@ use tower_http::compression::CompressionLayer;
 
 use super::auth::{guard, session};
 use super::backup_export;
+use super::error::PageStatus;
 use super::exports;
 use super::panics;
 use super::request_log;
@@ -114,19 +115,23 @@ const PAGE_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Renders each page to its end in a task of its own, then sends it whole.
 ///
-/// Leptos renders a page while its resources resolve (every route is `SsrMode::Async`, so the
-/// whole page before its head), and the render's reactive owner lives as long as the request's
-/// answer. When that answer is dropped early (a HEAD request, whose body hyper never reads, or
-/// a client that goes away mid-page), the owner is disposed while resource tasks still read its
-/// signals, and they panic. Collecting the body in a spawned task keeps the stream alive
+/// Leptos streams a page while its resources resolve, and the render's reactive owner lives as
+/// long as that stream. When the stream is dropped early (a HEAD request, whose body hyper never
+/// reads, or a client that goes away mid-page), the owner is disposed while resource tasks still
+/// read its signals, and they panic. Collecting the body in a spawned task keeps the stream alive
 /// until the render has finished, whatever happens to the request. The cost is the first byte:
 /// it leaves when the whole page is ready (our pages' data comes from a few indexed reads), and
-/// whole bodies compress better. A HEAD answer keeps the `Content-Length` of the page.
+/// whole bodies compress better. A HEAD answer keeps the `Content-Length` of the page. The
+/// page's status is the last one its render set ([`PageStatus`]), which Leptos, having taken
+/// it at the first chunk, may not have.
 async fn render_pages_whole(request: Request, next: Next) -> Response {
     // Server functions are POSTs and answer JSON: they need neither the task nor the buffer.
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }
+    let status = PageStatus::default();
+    let mut request = request;
+    request.extensions_mut().insert(status.clone());
     let render = tokio::spawn(async move {
         let response = next.run(request).await;
         let is_html = response
@@ -137,9 +142,14 @@ async fn render_pages_whole(request: Request, next: Next) -> Response {
         if !is_html {
             return response;
         }
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
         match axum::body::to_bytes(body, PAGE_BODY_LIMIT).await {
-            Ok(bytes) => Response::from_parts(parts, Body::from(bytes)),
+            Ok(bytes) => {
+                if let Some(set) = status.get() {
+                    parts.status = set;
+                }
+                Response::from_parts(parts, Body::from(bytes))
+            }
             Err(error) => {
                 tracing::error!(%error, "a page could not be rendered to its end");
                 internal_error()
