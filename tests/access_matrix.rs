@@ -15,6 +15,7 @@ both_backends!(TestApp:
     every_server_function_enforces_its_access,
     every_page_enforces_membership,
     a_page_naming_nothing_answers_its_status_every_time,
+    a_page_refuses_a_number_in_its_url_it_cannot_read,
 );
 
 /// Who calls.
@@ -165,7 +166,6 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
 async fn every_page_enforces_membership(app: TestApp) {
     // A set, a run of it and a policy with a stored version, so every page names something.
     let sample = common::Sample::create(&app).await;
-    let (set_id, version_id) = (&sample.set_id, &sample.version_id);
     let mut routes: Vec<String> = leptos_axum::generate_route_list(tenantatlas::app::App)
         .iter()
         .map(|route| route.path().to_owned())
@@ -177,17 +177,7 @@ async fn every_page_enforces_membership(app: TestApp) {
     for caller in callers() {
         let cookie = cookie_for(&app, caller).await;
         for route in &routes {
-            let mut path = route
-                .replace("{tenant}", CONTOSO)
-                .replace("{id}", sample.id_for(route, "{id}"))
-                .replace("{version}", version_id);
-            if path.ends_with("/diff") {
-                path = format!("{path}?from={version_id}&to={version_id}");
-            }
-            // The restore wizard needs its source (without one it answers 422 with the reason).
-            if path.ends_with("/restore/new") {
-                path = format!("{path}?source=set-{set_id}");
-            }
+            let path = sample.page_path(route);
             let response = app.get(cookie.as_deref(), &path).await;
             let status = response.status().as_u16();
             let location = response
@@ -289,4 +279,99 @@ async fn a_page_naming_nothing_answers_its_status_every_time(app: TestApp) {
             "{path}: {statuses:?}, not {expected} every time"
         );
     }
+}
+
+/// A number in the query of a page's URL, for the sweep below.
+struct NumberParameter<'a> {
+    name: &'static str,
+    /// Whether the page at this path reads it.
+    read_by: fn(&str) -> bool,
+    /// What it refuses besides what is no number.
+    refused: &'static [&'static str],
+    /// What it takes.
+    taken: &'a [&'a str],
+    /// The start of the reason the page gives.
+    reason: &'static str,
+}
+
+/// A number in a page's URL that the page cannot read (`?page=abc`, `?before=-1`, a preview
+/// numbered 0) is refused with 422 and the reason on the page, not read as the first page.
+/// Every route of the router is asked: a page that reads the parameter refuses each unreadable
+/// value of the family and shows each readable one; any other page answers as it does without it.
+async fn a_page_refuses_a_number_in_its_url_it_cannot_read(app: TestApp) {
+    let sample = common::Sample::create(&app).await;
+    let cookie = app.sign_in(contoso_member(Role::Owner)).await;
+    let not_numbers = [
+        "abc",
+        "1.5",
+        "1e3",
+        "0x10",
+        "%00",
+        "%201",
+        "99999999999999999999",
+    ];
+    let run = sample.run_id.as_str();
+    let parameters = [
+        NumberParameter {
+            name: "page",
+            read_by: |path| path.ends_with("/policies") || path.contains("/runs/"),
+            refused: &["0", "-1"],
+            taken: &["", "1"],
+            reason: "Not a page number",
+        },
+        NumberParameter {
+            name: "before",
+            read_by: |path| path.ends_with("/runs") || path.ends_with("/audit"),
+            refused: &["-1"],
+            taken: &["", "0", run],
+            reason: "Not an entry of this list",
+        },
+        NumberParameter {
+            name: "preview",
+            read_by: |path| path.contains("/restore/new"),
+            refused: &["0", "-5"],
+            taken: &[""],
+            reason: "Not a restore preview",
+        },
+    ];
+    let mut readers = 0;
+    for route in leptos_axum::generate_route_list(tenantatlas::app::App) {
+        let path = sample.page_path(route.path());
+        let with = |param: &str, value: &str| {
+            let joint = if path.contains('?') { '&' } else { '?' };
+            format!("{path}{joint}{param}={value}")
+        };
+        let plain = app.get(Some(&cookie), &path).await.status().as_u16();
+        for NumberParameter {
+            name: param,
+            read_by,
+            refused,
+            taken,
+            reason,
+        } in &parameters
+        {
+            if !read_by(&path) {
+                let asked = with(param, "abc");
+                let status = app.get(Some(&cookie), &asked).await.status().as_u16();
+                assert_eq!(status, plain, "{asked} does not read {param}");
+                continue;
+            }
+            readers += 1;
+            for value in not_numbers.iter().chain(refused.iter()) {
+                let asked = with(param, value);
+                let response = app.get(Some(&cookie), &asked).await;
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap();
+                assert_eq!(status, 422, "{asked}");
+                assert!(body.contains(reason), "{asked} says why: {body}");
+            }
+            for value in taken.iter() {
+                let asked = with(param, value);
+                let status = app.get(Some(&cookie), &asked).await.status().as_u16();
+                assert_eq!(status, 200, "{asked}");
+            }
+        }
+    }
+    // The policies, runs, run detail, audit and restore pages.
+    assert_eq!(readers, 5, "every page that reads a number was asked");
 }

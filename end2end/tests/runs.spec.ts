@@ -97,3 +97,24 @@ test("Download CSV on the run detail page gives the run's items, with the page's
     `/t/${TENANT}/runs/${runId}/items.csv?outcome=failed`,
   );
 });
+
+test("a page number in the URL that cannot be read is refused with its reason, and the page still works", async ({ page }) => {
+  const errors: string[] = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  const runs = `/t/${TENANT}/runs`;
+  const response = await page.goto(`${runs}?before=abc`);
+  expect(response!.status()).toBe(422);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(page.getByRole("alert")).toContainText("Not an entry of this list");
+  await expect(page.getByTestId("runs-table")).toHaveCount(0);
+  // The hydrated filters lead back to a list.
+  await page.getByLabel("Status").selectOption("completed");
+  await expect(page).toHaveURL(new RegExp(`${runs}\\?status=completed$`));
+  await expect(page.getByRole("alert")).toHaveCount(0);
+
+  const policies = await page.goto(`/t/${TENANT}/policies?page=0`);
+  expect(policies!.status()).toBe(422);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(page.getByRole("alert")).toContainText("Not a page number");
+  expect(errors).toEqual([]);
+});

@@ -25,8 +25,8 @@ pub fn AuditPage() -> impl IntoView {
     let page = Resource::new(
         move || (tenant.get(), action.get(), actor.get(), before.get()),
         move |(tenant, action, actor, before)| {
-            fetch_if_held(tenant_page, Capability::ReadAuditLog, move || {
-                list_audit(tenant, action, actor, before)
+            fetch_if_held(tenant_page, Capability::ReadAuditLog, move || async move {
+                list_audit(tenant, action, actor, before?).await
             })
         },
     );
@@ -54,7 +54,7 @@ pub fn AuditPage() -> impl IntoView {
                     }.into_any(),
                     Ok(page) => {
                         let older = page.next_before.map(|id| link(Some(id)));
-                        let newest = (before.get_untracked() != 0).then(|| link(None));
+                        let newest = (before.get_untracked() != Ok(0)).then(|| link(None));
                         view! {
                             <DataTable columns=AUDIT_COLUMNS testid="audit-log">
                                 {page.entries.into_iter().map(|entry| view! {

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::tenant_layout::use_tenant;
-use super::{query_number, query_param};
+use super::{query_page, query_param};
 use crate::api::captures::sync_inventory;
 use crate::api::versions::policy_inventory;
 use crate::components::{
@@ -22,7 +22,7 @@ pub fn PoliciesPage() -> impl IntoView {
     let search = query_param("search");
     let policy_type = query_param("type");
     // `?page=` counts from 1; the server's page from 0.
-    let page = query_number("page", |n| n.map_or(0, |p| (p - 1).max(0)));
+    let page = query_page();
     provide_toasts();
     // Bumped when a sync ends: the inventory reloads.
     let synced = RwSignal::new(0_u64);
@@ -36,8 +36,8 @@ pub fn PoliciesPage() -> impl IntoView {
                 synced.get(),
             )
         },
-        |(tenant, search, policy_type, page, _)| {
-            policy_inventory(tenant, search, policy_type, page)
+        |(tenant, search, policy_type, page, _)| async move {
+            policy_inventory(tenant, search, policy_type, page? - 1).await
         },
     );
     let sync = Action::new(move |_: &()| sync_inventory(tenant.get_untracked()));

@@ -13,6 +13,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
+use super::query_number;
 use super::tenant_layout::{refusal, use_tenant};
 use crate::api::restore::get_restore_source;
 use crate::components::{or_absent, ErrorMessage, Loading};
@@ -40,13 +41,14 @@ pub fn RestorePage() -> impl IntoView {
     let tenant = use_tenant();
     let query = use_query_map();
     let source_param = Memo::new(move |_| query.read().get("source").unwrap_or_default());
-    let preview_id = Memo::new(move |_| {
-        query
-            .read()
-            .get("preview")
-            .and_then(|raw| raw.parse::<i64>().ok())
-            .filter(|id| *id > 0)
-    });
+    // `&preview=RUN` once a preview was started; one that names no run is refused (422).
+    let preview_param = query_number(
+        "preview",
+        0,
+        |id| (id > 0).then_some(id),
+        "Not a restore preview: start the preview again from this page without it.",
+    );
+    let preview_id = Memo::new(move |_| preview_param.get().ok().filter(|id| *id > 0));
     let source = Resource::new(
         move || (tenant.get(), source_param.get()),
         |(tenant, source)| get_restore_source(tenant, source),
@@ -64,9 +66,10 @@ pub fn RestorePage() -> impl IntoView {
         <Transition fallback=|| view! { <Loading what="the restore source" /> }>
             {move || Suspend::new(async move {
                 let refused = refusal(Capability::Restore).await;
-                match source.await {
-                    Ok(view) => view! { <Steps tenant view refused preview_id preview /> }.into_any(),
-                    Err(error) => view! { <ErrorMessage error /> }.into_any(),
+                // Untracked: a preview started here changes the URL, and must not rebuild the steps.
+                match (source.await, preview_param.get_untracked()) {
+                    (Ok(view), Ok(_)) => view! { <Steps tenant view refused preview_id preview /> }.into_any(),
+                    (Err(error), _) | (_, Err(error)) => view! { <ErrorMessage error /> }.into_any(),
                 }
             })}
         </Transition>

@@ -13,7 +13,7 @@ use restore::{RestoreActionCell, RestoreRunLink};
 use super::policy::id_param;
 use super::tenant_layout::refusal;
 use super::tenant_layout::use_tenant;
-use super::{query_number, query_param};
+use super::{query_page, query_param};
 use crate::api::runs::{get_run, run_version};
 use crate::components::{
     or_absent, provide_toasts, use_poll_while, CancelRunButton, Column, DataTable, EmptyState,
@@ -60,10 +60,11 @@ fn items_href(tenant: &str, run_id: i64, outcome: &str, page: i64) -> String {
 #[component]
 pub fn RunDetailPage() -> impl IntoView {
     let tenant = use_tenant();
+    // A missing page number means the first page; a hand-mangled one shows why it is refused,
+    // unless the run does not exist (read after it, the id sets the page's status last).
+    let page = query_page();
     let id = id_param("id");
     let outcome = query_param("outcome");
-    // A missing or hand-mangled page number means the first page.
-    let page = query_number("page", |n| n.filter(|page| *page >= 1).unwrap_or(1));
     let tick = RwSignal::new(0_u64);
     // Outside the polled part, so an open "Cancel run?" survives the next poll.
     let confirming_cancel = RwSignal::new(false);
@@ -171,7 +172,7 @@ fn polled_run(
     tenant: Memo<String>,
     id: Memo<Option<i64>>,
     outcome: Memo<String>,
-    page: Memo<i64>,
+    page: Memo<Result<i64, AppError>>,
     tick: RwSignal<u64>,
 ) -> Resource<Result<RunDetail, AppError>> {
     let last = StoredValue::new(None::<(LastView, RunDetail)>);
@@ -191,6 +192,7 @@ fn polled_run(
                     "This run does not exist in this tenant.".into(),
                 ));
             };
+            let page = page?;
             let offset = (page - 1).saturating_mul(RUN_ITEMS_PAGE_SIZE);
             // The first load (also on the server) reads the run at once.
             let version = if tick == 0 {

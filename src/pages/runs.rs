@@ -33,8 +33,8 @@ pub fn RunsPage() -> impl IntoView {
                 before.get(),
             )
         },
-        |(tenant, status, operation_type, before)| {
-            list_runs(tenant, status, operation_type, before)
+        |(tenant, status, operation_type, before)| async move {
+            list_runs(tenant, status, operation_type, before?).await
         },
     );
 
@@ -72,7 +72,7 @@ pub fn RunsPage() -> impl IntoView {
                         let older = (list.len() as i64 == RUNS_PAGE_SIZE)
                             .then(|| list.last().map(|run| link(Some(run.id))))
                             .flatten();
-                        let newest = (before.get_untracked() != 0).then(|| link(None));
+                        let newest = (before.get_untracked() != Ok(0)).then(|| link(None));
                         view! {
                         <DataTable columns=RUN_COLUMNS testid="runs-table">
                                 {list.into_iter().map(|run| view! {

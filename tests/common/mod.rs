@@ -777,6 +777,24 @@ impl Sample {
         }
     }
 
+    /// The path of a page route of the router (`/t/{tenant}/…`) in Contoso, every placeholder
+    /// naming this sample's thing, with the query a page needs to show something (a diff's two
+    /// versions, the restore wizard's source).
+    pub fn page_path(&self, route: &str) -> String {
+        let mut path = route
+            .replace("{tenant}", CONTOSO)
+            .replace("{id}", self.id_for(route, "{id}"))
+            .replace("{version}", &self.version_id);
+        if path.ends_with("/diff") {
+            path = format!("{path}?from={0}&to={0}", self.version_id);
+        }
+        // Without its source the wizard answers 422 with the reason.
+        if path.ends_with("/restore/new") {
+            path = format!("{path}?source=set-{}", self.set_id);
+        }
+        path
+    }
+
     /// What a route's placeholder names here: `{version}` the version; `{id}` the run, the
     /// policy or the set, whichever the route is about.
     pub fn id_for(&self, route: &str, placeholder: &str) -> &str {
