@@ -486,7 +486,8 @@ impl Worker {
                            AND n.status = 'pending' AND n.operation_type IN ({handled}) \
                            ORDER BY n.created_at, n.id LIMIT 1), \
                    1, {greatest}(q.oldest, (SELECT COALESCE(MAX(f.finished_at), 0) FROM runs f \
-                        WHERE f.tenant_id = q.tenant_id AND f.lane = $1)) \
+                        WHERE f.tenant_id = q.tenant_id AND f.lane = $1 \
+                          AND f.finished_at IS NOT NULL)) \
                  FROM (SELECT p.tenant_id, MIN(p.created_at) AS oldest FROM runs p \
                        WHERE p.lane = $1 AND p.status = 'pending' \
                          AND p.operation_type IN ({handled}) GROUP BY p.tenant_id) q \
