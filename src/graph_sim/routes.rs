@@ -315,7 +315,13 @@ async fn latency(knobs: &Knobs) {
     } else {
         0
     };
-    tokio::time::sleep(Duration::from_millis(knobs.latency_ms + jitter)).await;
+    let latency = knobs.latency_ms + jitter;
+    // Not even a zero sleep: tokio's timer rounds a deadline up to its next millisecond, so a
+    // "zero-latency" simulator answered about 1.3 ms late (measured: a capture's request took
+    // 1.27 ms on average at zero latency, 40 % of a 1-policy run).
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
 }
 
 async fn hung() -> Response {
