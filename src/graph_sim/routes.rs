@@ -767,3 +767,21 @@ fn malformed() -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn zero_latency_answers_without_waiting_for_the_timer() {
+        // A zero sleep is pending until tokio's timer reaches its next millisecond.
+        assert!(latency(&Knobs::default()).now_or_never().is_some());
+        let slow = Knobs {
+            latency_ms: 5,
+            ..Knobs::default()
+        };
+        assert!(latency(&slow).now_or_never().is_none());
+    }
+}
