@@ -51,3 +51,30 @@ async fn a_writing_transaction_reads_first_and_writes_beside_other_writers(t: Te
         assert_eq!(after, before + 1);
     }
 }
+
+/// `Db::begin_lazy` on PostgreSQL: its commit does not wait for the WAL's flush
+/// (`synchronous_commit` off for it alone), until `commit_durably` asks for the usual commit; the
+/// other transactions, and the pool's connections after it, keep the server's setting.
+#[tokio::test]
+async fn postgres_a_lazy_transaction_commits_unflushed_until_told_otherwise() {
+    let t = TestDb::create(common::Backend::Postgres).await;
+    async fn setting(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> String {
+        sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+            .fetch_one(&mut **tx)
+            .await
+            .unwrap()
+    }
+    let mut lazy = t.db.begin_lazy(false).await.unwrap();
+    assert_eq!(setting(&mut lazy).await, "off");
+    t.db.commit_durably(&mut lazy).await.unwrap();
+    assert_eq!(setting(&mut lazy).await, "on");
+    lazy.commit().await.unwrap();
+    let mut reading = t.db.begin_lazy(true).await.unwrap();
+    assert_eq!(setting(&mut reading).await, "off");
+    reading.rollback().await.unwrap();
+    for _ in 0..4 {
+        let mut usual = t.db.begin_writing().await.unwrap();
+        assert_eq!(setting(&mut usual).await, "on");
+        usual.commit().await.unwrap();
+    }
+}

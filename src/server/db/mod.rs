@@ -213,6 +213,41 @@ impl Db {
         }
     }
 
+    /// A transaction whose commit on PostgreSQL returns before the WAL is flushed to disk
+    /// (`synchronous_commit` off for this transaction alone): a crash of PostgreSQL may then
+    /// lose the last fraction of a second of such commits, each whole and in order, never a part
+    /// of one. Only for work the engine redoes when it is lost (`Operation::LAZY_COMMITS`). On
+    /// SQLite, whose commits in WAL mode are not flushed anyway (`synchronous = NORMAL`),
+    /// [`Self::begin_writing`] when the transaction `reads_first`, else a plain `BEGIN`.
+    pub async fn begin_lazy(
+        &self,
+        reads_first: bool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN; SET LOCAL synchronous_commit TO off")
+                    .await
+            }
+            Backend::Sqlite if reads_first => self.begin_writing().await,
+            Backend::Sqlite => self.pool.begin().await,
+        }
+    }
+
+    /// Makes a transaction begun with [`Self::begin_lazy`] commit as any other: waiting until
+    /// PostgreSQL has flushed it.
+    pub async fn commit_durably(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), sqlx::Error> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit TO on")
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub fn native(&self) -> &NativePool {
         &self.native
     }

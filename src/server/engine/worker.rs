@@ -369,7 +369,9 @@ impl Worker {
         let Some(mut claimed) = self.claim_open(lane).await? else {
             return Ok(None);
         };
-        if let Some(tx) = claimed.open.take() {
+        if let Some(mut tx) = claimed.open.take() {
+            // Committed before the operation is known: durably, whatever it is.
+            self.db.commit_durably(&mut tx).await?;
             tx.commit().await?;
         }
         Ok(Some(claimed))
@@ -380,7 +382,9 @@ impl Worker {
     /// proceed). Until then the run's row is locked, so nothing else writes to the run.
     pub async fn claim_open(&self, lane: Lane) -> Result<Option<ClaimedRun>, sqlx::Error> {
         for _ in 0..CLAIM_RETRIES {
-            let mut tx = self.db.pool().begin().await?;
+            // Lazy until the run's operation is known: `execute` makes it durable unless the
+            // operation allows lazy commits.
+            let mut tx = self.db.begin_lazy(false).await?;
             match self.try_claim(&mut tx, lane).await {
                 // The transaction rolls back as it is dropped.
                 Err(error) if is_unique_violation(&error) => continue,
@@ -561,6 +565,9 @@ impl Worker {
         let ClaimedRun {
             run: raw, mut open, ..
         } = claimed;
+        if let (false, Some(tx)) = (O::LAZY_COMMITS, open.as_mut()) {
+            self.db.commit_durably(tx).await?;
+        }
         let input = match serde_json::from_str::<O::Input>(&raw.input) {
             Ok(input) => input,
             Err(error) => {
@@ -808,7 +815,11 @@ impl Worker {
     ) -> Result<Recording, sqlx::Error> {
         let now = Timestamp::now().millis();
         // The handler's part may read before it writes.
-        let mut tx = self.db.begin_writing().await?;
+        let mut tx = if O::LAZY_COMMITS {
+            self.db.begin_lazy(true).await?
+        } else {
+            self.db.begin_writing().await?
+        };
         let recorded = operation.record(&mut tx, run, batch, now).await?;
         if recorded.len() != batch.len() {
             tx.rollback().await?;

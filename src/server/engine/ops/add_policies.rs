@@ -72,6 +72,8 @@ impl Operation for AddPolicies {
     const NOTICE: Notice = Notice::new("Adding policies", "The run did not finish.");
     // Its `conclude` is the default.
     const ENDS_WITH_LAST_BATCH: bool = true;
+    // It only reads from Graph; a lost capture is captured again.
+    const LAZY_COMMITS: bool = true;
     type Input = AddPoliciesInput;
     type Item = PolicyItem;
     type Output = Captured;

@@ -404,3 +404,7 @@ async fn evidence_summary(db: &Db, run_id: i64) -> Result<String, sqlx::Error> {
     summary.push('.');
     Ok(summary)
 }
+
+// A restore writes to the customer's tenant: a commit lost to a crash of PostgreSQL would make
+// the resumed run write again, so its commits always wait for the flush.
+const _: () = assert!(!<RestoreExecute as Operation>::LAZY_COMMITS);
