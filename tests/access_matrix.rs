@@ -374,4 +374,11 @@ async fn a_page_refuses_a_number_in_its_url_it_cannot_read(app: TestApp) {
     }
     // The policies, runs, run detail, audit and restore pages.
     assert_eq!(readers, 5, "every page that reads a number was asked");
+    // Another tenant's member learns nothing from an unreadable number: the refusal comes first.
+    let outsider = app.sign_in(OUTSIDER).await;
+    for query in ["runs?before=abc", "policies?page=0", "audit?before=-1"] {
+        let path = format!("/t/{CONTOSO}/{query}");
+        let status = app.get(Some(&outsider), &path).await.status().as_u16();
+        assert_eq!(status, 403, "{path}");
+    }
 }
