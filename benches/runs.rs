@@ -62,6 +62,9 @@ struct Args {
     /// Fewer samples and a 2,000-item run: a smoke test, not a measurement.
     #[arg(long)]
     quick: bool,
+    /// Only the worker's run (and its Graph-only baseline): for profiling it.
+    #[arg(long)]
+    worker_only: bool,
     /// Do not `ANALYZE` the PostgreSQL database before each series, as autovacuum would.
     #[arg(long)]
     no_analyze: bool,
@@ -198,7 +201,16 @@ async fn main() -> Result<()> {
         let test_db = TestDb::create_on(engine, &args.pg_url).await;
         let app = TestApp::serve(test_db, Options::default()).await;
         let analyze = engine == Backend::Postgres && !args.no_analyze;
-        let result = measure(&app, engine, &plan, analyze, &sim, &client).await;
+        let result = measure(
+            &app,
+            engine,
+            &plan,
+            analyze,
+            args.worker_only,
+            &sim,
+            &client,
+        )
+        .await;
         app.close().await;
         reports.push(result?);
     }
@@ -260,6 +272,66 @@ struct WorkerRow {
     graph_requests: usize,
     /// The same captures through the same client without the worker and the database.
     graph_only: Duration,
+    /// CPU spent while the captures ran alone, and while the worker ran.
+    graph_only_cpu: Cpu,
+    worker_cpu: Cpu,
+}
+
+/// Seconds since boot (`/proc/uptime`), to cut a profile to a phase: `perf record -k boottime`,
+/// then `perf report --time <start>,<end>`.
+fn uptime() -> String {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// CPU seconds spent over an interval: by this process (client, simulator, worker), and by the
+/// whole machine (this process, PostgreSQL and anything else), from `/proc`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    process: f64,
+    machine: f64,
+}
+
+impl Cpu {
+    /// CPU seconds so far; zeros where `/proc` cannot be read.
+    fn now() -> Self {
+        // Clock ticks: 100 per second on Linux (`getconf CLK_TCK`).
+        const TICKS: f64 = 100.0;
+        let fields = |text: String, skip: usize| -> Vec<f64> {
+            text.split_whitespace()
+                .skip(skip)
+                .map(|f| f.parse().unwrap_or(0.0))
+                .collect()
+        };
+        // utime and stime are the 14th and 15th fields; the name (field 2) has no spaces here.
+        let process = std::fs::read_to_string("/proc/self/stat")
+            .map(|t| fields(t, 13))
+            .ok()
+            .map_or(0.0, |f| f.iter().take(2).sum::<f64>() / TICKS);
+        // The first line: user nice system idle iowait irq softirq steal …; busy is all but idle
+        // and iowait.
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_owned))
+            .map(|line| fields(line, 1))
+            .map_or(0.0, |f| {
+                let busy: f64 = f.iter().take(8).sum::<f64>()
+                    - f.get(3).copied().unwrap_or(0.0)
+                    - f.get(4).copied().unwrap_or(0.0);
+                busy / TICKS
+            });
+        Self { process, machine }
+    }
+
+    fn since(start: Self) -> Self {
+        let now = Self::now();
+        Self {
+            process: now.process - start.process,
+            machine: now.machine - start.machine,
+        }
+    }
 }
 
 struct EngineReport {
@@ -267,7 +339,7 @@ struct EngineReport {
     submits: Vec<SubmitRow>,
     concurrent: Vec<ConcurrentRow>,
     /// As many authorized reads at once as identical submits: the floor of their HTTP path.
-    floor: Stats,
+    floor: Option<Stats>,
     worker: WorkerRow,
     picker: Vec<PickerRow>,
 }
@@ -306,6 +378,7 @@ async fn measure(
     engine: Backend,
     plan: &Plan,
     analyze: bool,
+    worker_only: bool,
     sim: &SimHandle,
     client: &GraphClient,
 ) -> Result<EngineReport> {
@@ -345,6 +418,18 @@ async fn measure(
     };
     let label = engine.label();
 
+    if worker_only {
+        eprintln!("{label}: worker on a {}-item run", plan.run_items);
+        let worker = worker_throughput(&fixture, sim, client, plan.run_items).await?;
+        return Ok(EngineReport {
+            engine,
+            submits: Vec::new(),
+            concurrent: Vec::new(),
+            floor: None,
+            worker,
+            picker: Vec::new(),
+        });
+    }
     let mut submits = Vec::new();
     for (policies, samples) in plan.sizes {
         eprintln!("{label}: {samples} submits of {policies} policies");
@@ -364,7 +449,7 @@ async fn measure(
         engine,
         submits,
         concurrent,
-        floor,
+        floor: Some(floor),
         worker,
         picker,
     })
@@ -570,6 +655,8 @@ async fn worker_throughput(
         include_scope_tags: OPTIONS.include_scope_tags,
     };
     // The worker captures 8 items at once; so does the baseline.
+    eprintln!("Graph only: starts at uptime {} s", uptime());
+    let cpu = Cpu::now();
     let started = Instant::now();
     let mut captures = futures::stream::iter(&fixture.policies[..items])
         .map(|(policy_type, graph_id)| {
@@ -580,6 +667,8 @@ async fn worker_throughput(
         result?;
     }
     let graph_only = started.elapsed();
+    let graph_only_cpu = Cpu::since(cpu);
+    eprintln!("Graph only: ended at uptime {} s, {graph_only:?}", uptime());
     drop(captures);
 
     let set = new_backup_set(fixture, "Worker").await?;
@@ -589,9 +678,13 @@ async fn worker_throughput(
     let worker = common::sim_worker(&fixture.db, client, "bench");
     fixture.analyze().await?;
     sim.reset_counters();
+    eprintln!("worker: starts at uptime {} s", uptime());
+    let cpu = Cpu::now();
     let started = Instant::now();
     let outcome = worker.try_execute_task().await?;
     let elapsed = started.elapsed();
+    let worker_cpu = Cpu::since(cpu);
+    eprintln!("worker: ended at uptime {} s", uptime());
     if outcome != (Outcome::TaskCompleted { run_id: run.run_id }) {
         return Err(format!("the worker did {outcome:?}, not run {}", run.run_id).into());
     }
@@ -610,6 +703,8 @@ async fn worker_throughput(
         skipped,
         graph_requests: sim.counters().graph_requests(),
         graph_only,
+        graph_only_cpu,
+        worker_cpu,
     })
 }
 
@@ -833,7 +928,9 @@ fn print_reports(plan: &Plan, reports: &[EngineReport]) {
                 ms(row.stats.max)
             );
         }
-        let floor = &report.floor;
+        let Some(floor) = &report.floor else {
+            continue;
+        };
         println!(
             "| {} | the floor: {} authorized reads (`runs/version`) | – | – | – | {:.1} | {:.1} | {:.1} |",
             report.engine.label(),
@@ -878,6 +975,26 @@ fn print_reports(plan: &Plan, reports: &[EngineReport]) {
             w.items,
             verdict(w.succeeded == w.items as i64 && w.status == "completed"),
             100.0 * w.graph_only.as_secs_f64() / w.elapsed.as_secs_f64()
+        );
+    }
+    println!(
+        "\nCPU per item (ms of one core), from /proc: this process (client, simulator, worker) \
+         and the whole machine (with the database)\n"
+    );
+    println!("| engine | Graph only: process | machine | cores busy | worker: process | machine | cores busy |");
+    println!("|---|--:|--:|--:|--:|--:|--:|");
+    for report in reports {
+        let w = &report.worker;
+        let per_item = |seconds: f64| 1_000.0 * seconds / w.items as f64;
+        println!(
+            "| {} | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} | {:.2} |",
+            report.engine.label(),
+            per_item(w.graph_only_cpu.process),
+            per_item(w.graph_only_cpu.machine),
+            w.graph_only_cpu.machine / w.graph_only.as_secs_f64(),
+            per_item(w.worker_cpu.process),
+            per_item(w.worker_cpu.machine),
+            w.worker_cpu.machine / w.elapsed.as_secs_f64(),
         );
     }
     println!(

@@ -27,6 +27,7 @@ mod metrics;
 mod migrations;
 mod notifications;
 mod picker;
+mod plans;
 mod recovery;
 mod redirects;
 mod restore;

@@ -78,3 +78,30 @@ async fn postgres_a_lazy_transaction_commits_unflushed_until_told_otherwise() {
         usual.commit().await.unwrap();
     }
 }
+
+/// `Db::begin_batch` on PostgreSQL: a batch of outcomes plans with sequential scans off (so the
+/// foreign-key checks of its inserts, whose plans each connection keeps, are planned through
+/// the keys' indexes), and commits lazily only for an operation that opted in; the pool's
+/// other transactions keep the server's settings.
+#[tokio::test]
+async fn postgres_a_batch_transaction_plans_by_index_and_is_lazy_only_when_asked() {
+    let t = TestDb::create(common::Backend::Postgres).await;
+    async fn settings(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> (String, String) {
+        sqlx::query_as(
+            "SELECT current_setting('enable_seqscan'), current_setting('synchronous_commit')",
+        )
+        .fetch_one(&mut **tx)
+        .await
+        .unwrap()
+    }
+    for (lazy, commit) in [(true, "off"), (false, "on")] {
+        let mut batch = t.db.begin_batch(lazy).await.unwrap();
+        assert_eq!(settings(&mut batch).await, ("off".into(), commit.into()));
+        batch.commit().await.unwrap();
+    }
+    for _ in 0..4 {
+        let mut usual = t.db.begin_writing().await.unwrap();
+        assert_eq!(settings(&mut usual).await, ("on".into(), "on".into()));
+        usual.commit().await.unwrap();
+    }
+}

@@ -323,12 +323,16 @@ async fn with_hashes<'a>(
     if captures.is_empty() {
         return Ok(HashMap::new());
     }
-    // Policies and hashes are matched as two lists; the pairs are then picked out here.
+    // Policies and hashes are matched as two lists; the pairs are then picked out here. The
+    // rows are found through the policies' index; the tenant is only checked (`+tenant_id`,
+    // which no index serves): PostgreSQL estimates a tenant it has no statistics for (a new
+    // tenant's first backup) at a few rows and otherwise reads every version of the tenant for
+    // each batch.
     let mut sql = Sql::new(
         "SELECT s.id, s.policy_id, s.content_hash, \
          CASE WHEN p.current_snapshot_id = s.id THEN 1 ELSE 0 END AS is_current \
          FROM policy_snapshots s LEFT JOIN policies p ON p.id = s.policy_id AND p.tenant_id = s.tenant_id \
-         WHERE s.tenant_id = ",
+         WHERE +s.tenant_id = ",
     );
     sql.int(tenant_id)
         .push(" AND s.policy_id IN (")
@@ -370,11 +374,12 @@ async fn newest_versions(
     if policy_ids.is_empty() {
         return Ok(HashMap::new());
     }
+    // Found through the policies' index; the tenant only checked, as in `with_hashes`.
     let mut sql = Sql::new(format!(
         "SELECT policy_id, {VERSION_COLUMNS} FROM policy_snapshots WHERE id IN (\
            SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY policy_id \
              ORDER BY captured_at DESC, id DESC) AS newest \
-           FROM policy_snapshots WHERE tenant_id = "
+           FROM policy_snapshots WHERE +tenant_id = "
     ));
     sql.int(tenant_id)
         .push(" AND policy_id IN (")

@@ -234,6 +234,36 @@ impl Db {
         }
     }
 
+    /// The transaction a run's batch of outcomes is written in: [`Self::begin_lazy`] for an
+    /// operation that opted in (`lazy`), else [`Self::begin_writing`]; either way reading first.
+    /// On PostgreSQL, with sequential scans planned only where no index serves
+    /// (`enable_seqscan` off for this transaction alone): every statement of a batch reaches its
+    /// rows through an index, and so must the foreign-key checks of its inserts, whose plans
+    /// each connection keeps. A connection that first checked a key while the table was a page
+    /// or two (a new database, a new tenant's first backup) otherwise kept a plan that reads the
+    /// whole table for every inserted row, until the table was analysed again.
+    pub async fn begin_batch(
+        &self,
+        lazy: bool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match (self.backend, lazy) {
+            (Backend::Postgres, true) => {
+                self.pool
+                    .begin_with(
+                        "BEGIN; SET LOCAL synchronous_commit TO off; \
+                         SET LOCAL enable_seqscan TO off",
+                    )
+                    .await
+            }
+            (Backend::Postgres, false) => {
+                self.pool
+                    .begin_with("BEGIN; SET LOCAL enable_seqscan TO off")
+                    .await
+            }
+            (Backend::Sqlite, _) => self.begin_writing().await,
+        }
+    }
+
     /// Makes a transaction begun with [`Self::begin_lazy`] commit as any other: waiting until
     /// PostgreSQL has flushed it.
     pub async fn commit_durably(

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::cancel::Cancels;
 use super::graph_figures::{add_in, FiguresWriter};
 use super::instance::{InstanceLock, LOCK_SPACE};
-use super::operation::{Operation, Pending, Registry, Run, Totals, Tx};
+use super::operation::{Operation, Pending, Recorded, Registry, Run, Totals, Tx};
 use crate::domain::graph_wait::GraphFigures;
 use crate::domain::notification::NotificationLevel;
 use crate::domain::reason_code::ReasonCode;
@@ -56,7 +56,60 @@ pub enum Outcome {
 }
 
 /// Outcomes written in one transaction at most (those ready when the previous batch is written).
-const RECORD_BATCH: usize = 64;
+const RECORD_BATCH: usize = 100;
+
+/// How long a batch of outcomes waits to fill while more are coming.
+const BATCH_FILL: Duration = Duration::from_millis(50);
+
+/// [`outcomes_sql`]'s guard for a batch: only items still pending.
+pub const PENDING_ONLY: &str = " AND run_items.outcome || '' = 'pending'";
+/// [`outcomes_sql`]'s guard for items a cancel skipped while their capture was in flight.
+const CANCELLED_ONLY: &str = " AND run_items.outcome || '' = 'skipped' \
+     AND run_items.reason_code = 'cancelled' \
+     AND EXISTS (SELECT 1 FROM runs r WHERE r.id = run_items.run_id AND r.status = 'cancelled')";
+
+/// The statement that writes a batch's outcomes (item id, outcome) to the run's items that
+/// `guard` admits.
+///
+/// Its plan must not depend on what PostgreSQL knows of the run. A new run's items (written at
+/// its claim), or any table that grew since it was last analysed, are estimated at a row or two
+/// for a given run and outcome; with the run and outcome as indexable conditions, PostgreSQL then
+/// walked every pending item of the run through `(run_id, outcome)` for each batch, joined to
+/// the batch row by row: a 10,000-item run spent most of its database time there
+/// (`benches/runs.rs`, `docs/benchmarks.md`). So the items are found by their ids alone (`id
+/// IN (…)`, the primary key: at most a batch's rows whatever the plan), and the run and the
+/// outcome are only checked (`+run_id`, `outcome || ''`: expressions no index serves).
+pub fn outcomes_sql<'a>(
+    run_id: i64,
+    now: i64,
+    outcomes: impl IntoIterator<Item = (i64, &'a Recorded)>,
+    guard: &str,
+) -> Sql {
+    let outcomes: Vec<(i64, &Recorded)> = outcomes.into_iter().collect();
+    let mut sql = Sql::new("WITH v (id, outcome, reason_code, message) AS (VALUES ");
+    sql.rows(&outcomes, |sql, (item_id, done)| {
+        sql.int(*item_id)
+            .push(", ")
+            .text(done.outcome().as_str())
+            .push(", ")
+            .opt_text(done.reason().map(ReasonCode::as_str))
+            .push(", ")
+            .opt_text(done.message());
+    })
+    .push(
+        ") UPDATE run_items SET outcome = v.outcome, reason_code = v.reason_code, \
+         message = v.message, attempts = run_items.attempts + 1, finished_at = ",
+    )
+    .int(now)
+    .push(" FROM v WHERE run_items.id = v.id AND run_items.id IN (")
+    .list(&outcomes, |sql, (item_id, _)| {
+        sql.int(*item_id);
+    })
+    .push(") AND +run_items.run_id = ")
+    .int(run_id)
+    .push(guard);
+    sql
+}
 
 /// How often a claim that lost a race to another instance's claim is tried again at once.
 const CLAIM_RETRIES: usize = 3;
@@ -663,6 +716,18 @@ impl Worker {
         };
         let mut batch = Vec::with_capacity(RECORD_BATCH);
         while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            // While more outcomes are coming, the batch waits a moment to fill: a few larger
+            // transactions cost the database and this process less than many of one or two
+            // outcomes each, which is what a fast Graph and a fast database otherwise make.
+            let filled_by = tokio::time::Instant::now() + BATCH_FILL;
+            while batch.len() < RECORD_BATCH && batch.len() < unrecorded {
+                let room = RECORD_BATCH - batch.len();
+                match tokio::time::timeout_at(filled_by, outcomes.recv_many(&mut batch, room)).await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
             unrecorded = unrecorded.saturating_sub(batch.len());
             // The last batch of an operation that concludes nothing ends the run in its own
             // transaction: one commit less per run.
@@ -815,11 +880,7 @@ impl Worker {
     ) -> Result<Recording, sqlx::Error> {
         let now = Timestamp::now().millis();
         // The handler's part may read before it writes.
-        let mut tx = if O::LAZY_COMMITS {
-            self.db.begin_lazy(true).await?
-        } else {
-            self.db.begin_writing().await?
-        };
+        let mut tx = self.db.begin_batch(O::LAZY_COMMITS).await?;
         let recorded = operation.record(&mut tx, run, batch, now).await?;
         if recorded.len() != batch.len() {
             tx.rollback().await?;
@@ -832,27 +893,17 @@ impl Worker {
         // Every outcome in one statement; the items a cancel had skipped while their capture
         // was in flight in a second one (their outcome replaces the skip).
         let outcomes = |guard: &str| {
-            let mut sql = Sql::new("WITH v (id, outcome, reason_code, message) AS (VALUES ");
-            sql.rows(batch.iter().zip(&recorded), |sql, ((pending, _), done)| {
-                sql.int(pending.item_id)
-                    .push(", ")
-                    .text(done.outcome().as_str())
-                    .push(", ")
-                    .opt_text(done.reason().map(ReasonCode::as_str))
-                    .push(", ")
-                    .opt_text(done.message());
-            })
-            .push(
-                ") UPDATE run_items SET outcome = v.outcome, reason_code = v.reason_code, \
-                 message = v.message, attempts = run_items.attempts + 1, finished_at = ",
+            outcomes_sql(
+                run.id,
+                now,
+                batch
+                    .iter()
+                    .zip(&recorded)
+                    .map(|((pending, _), done)| (pending.item_id, done)),
+                guard,
             )
-            .int(now)
-            .push(" FROM v WHERE run_items.id = v.id AND run_items.run_id = ")
-            .int(run.id)
-            .push(guard);
-            sql
         };
-        let pending_only = " AND run_items.outcome = 'pending'";
+        let pending_only = PENDING_ONLY;
         let report = || {
             for done in &recorded {
                 metrics::items_recorded(
@@ -902,15 +953,11 @@ impl Worker {
             .await?
             .rows_affected();
         if updated < batch.len() as u64 {
-            let uncancelled = outcomes(
-                " AND run_items.outcome = 'skipped' AND run_items.reason_code = 'cancelled' \
-                 AND EXISTS (SELECT 1 FROM runs r WHERE r.id = run_items.run_id \
-                   AND r.status = 'cancelled')",
-            )
-            .query()
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let uncancelled = outcomes(CANCELLED_ONLY)
+                .query()
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             counts.uncancelled = uncancelled as i64;
             updated += uncancelled;
         }
