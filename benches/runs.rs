@@ -1,7 +1,10 @@
 //! Benchmark of "add policies" runs, on SQLite and PostgreSQL: the latency of "Add selected" at 1,
 //! 1,000 and 10,000 policies (the service call and the whole HTTP request), 200 identical submits
 //! at once (exactly one run), the worker's own cost on a 10,000-item run against a
-//! zero-latency simulator, and the picker's requests on 50,000 policies. Prints Markdown tables.
+//! zero-latency simulator (beside the same captures without worker and database, before and
+//! after it, with the CPU each took), and the picker's requests on 50,000 policies. Prints
+//! Markdown tables. `--worker-only` measures the worker alone; its progress lines give the
+//! phases' times since boot, to cut a `perf record -k boottime -a` profile to one of them.
 //! `cargo bench --bench runs --profile dev -- [--quick] [--engine sqlite|postgres|both]` (drop
 //! `--profile dev` for a release build). The app is the tests' own (`tests/common`): the real
 //! server on a random port over a fresh, seeded database, removed when the bench ends.
@@ -649,27 +652,9 @@ async fn worker_throughput(
     client: &GraphClient,
     items: usize,
 ) -> Result<WorkerRow> {
-    let creds = common::creds(TENANT);
-    let capture = CaptureOptions {
-        include_assignments: OPTIONS.include_assignments,
-        include_scope_tags: OPTIONS.include_scope_tags,
-    };
-    // The worker captures 8 items at once; so does the baseline.
-    eprintln!("Graph only: starts at uptime {} s", uptime());
-    let cpu = Cpu::now();
-    let started = Instant::now();
-    let mut captures = futures::stream::iter(&fixture.policies[..items])
-        .map(|(policy_type, graph_id)| {
-            client.capture_policy(&creds, *policy_type, graph_id, capture)
-        })
-        .buffer_unordered(8);
-    while let Some(result) = captures.next().await {
-        result?;
-    }
-    let graph_only = started.elapsed();
-    let graph_only_cpu = Cpu::since(cpu);
-    eprintln!("Graph only: ended at uptime {} s, {graph_only:?}", uptime());
-    drop(captures);
+    // Graph only, before and after the worker: the machine's pace drifts between minutes, and
+    // the worker is compared with the mean of the two.
+    let (before, before_cpu) = graph_only(fixture, client, items).await?;
 
     let set = new_backup_set(fixture, "Worker").await?;
     let selection = PolicySelection::parse(fixture.ids[..items].to_vec())?;
@@ -685,6 +670,14 @@ async fn worker_throughput(
     let elapsed = started.elapsed();
     let worker_cpu = Cpu::since(cpu);
     eprintln!("worker: ended at uptime {} s", uptime());
+    let graph_requests = sim.counters().graph_requests();
+    let (after, after_cpu) = graph_only(fixture, client, items).await?;
+    let graph_only = (before + after) / 2;
+    let graph_only_cpu = Cpu {
+        process: (before_cpu.process + after_cpu.process) / 2.0,
+        machine: (before_cpu.machine + after_cpu.machine) / 2.0,
+    };
+    eprintln!("Graph only: {before:?} before the worker, {after:?} after");
     if outcome != (Outcome::TaskCompleted { run_id: run.run_id }) {
         return Err(format!("the worker did {outcome:?}, not run {}", run.run_id).into());
     }
@@ -701,11 +694,49 @@ async fn worker_throughput(
         succeeded,
         failed,
         skipped,
-        graph_requests: sim.counters().graph_requests(),
+        graph_requests,
         graph_only,
         graph_only_cpu,
         worker_cpu,
     })
+}
+
+/// The run's captures through the same client, without worker or database, 8 at once as the
+/// worker makes them, in a task of the runtime as the worker's are: the time and the CPU.
+async fn graph_only(
+    fixture: &Fixture<'_>,
+    client: &GraphClient,
+    items: usize,
+) -> Result<(Duration, Cpu)> {
+    let creds = common::creds(TENANT);
+    let capture = CaptureOptions {
+        include_assignments: OPTIONS.include_assignments,
+        include_scope_tags: OPTIONS.include_scope_tags,
+    };
+    let policies = fixture.policies[..items].to_vec();
+    let client = client.clone();
+    eprintln!("Graph only: starts at uptime {} s", uptime());
+    let cpu = Cpu::now();
+    let started = Instant::now();
+    let captures = tokio::spawn(async move {
+        let (client, creds) = (&client, &creds);
+        let mut captures = futures::stream::iter(policies)
+            .map(|(policy_type, graph_id)| async move {
+                client
+                    .capture_policy(creds, policy_type, &graph_id, capture)
+                    .await
+            })
+            .buffer_unordered(8);
+        while let Some(result) = captures.next().await {
+            result.map_err(|e| e.to_string())?;
+        }
+        Ok::<(), String>(())
+    });
+    captures.await??;
+    let elapsed = started.elapsed();
+    let cpu = Cpu::since(cpu);
+    eprintln!("Graph only: ended at uptime {} s, {elapsed:?}", uptime());
+    Ok((elapsed, cpu))
 }
 
 /// A picker request: its name in the report, the server function, the filter fields.
@@ -944,7 +975,7 @@ fn print_reports(plan: &Plan, reports: &[EngineReport]) {
     println!(
         "\n### Worker on one run, simulator at 0 ms latency, no throttle, limiter out of the way\n"
     );
-    println!("| engine | items | status | succeeded | failed | skipped | Graph requests | time s | items/s | Graph only, items/s |");
+    println!("| engine | items | status | succeeded | failed | skipped | Graph requests | time s | items/s | Graph only (mean of before and after), items/s |");
     println!("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|");
     for report in reports {
         let w = &report.worker;
