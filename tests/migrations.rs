@@ -454,3 +454,19 @@ async fn postgres_schema(t: &TestDb) -> Schema {
     }
     schema
 }
+
+/// On a PostgreSQL that has lz4 (this project's CI does), stored versions' payloads are
+/// compressed with it, not with pglz (migration 0020).
+#[tokio::test]
+async fn postgres_payloads_are_compressed_with_lz4() {
+    let t = TestDb::create(common::Backend::Postgres).await;
+    let method: String = sqlx::query_scalar(
+        "SELECT attcompression::text FROM pg_attribute \
+         WHERE attrelid = 'policy_snapshots'::regclass AND attname = 'payload'",
+    )
+    .fetch_one(t.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(method, "l", "policy_snapshots.payload's compression method");
+    t.destroy().await;
+}
