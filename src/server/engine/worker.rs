@@ -903,7 +903,6 @@ impl Worker {
                 guard,
             )
         };
-        let pending_only = PENDING_ONLY;
         let report = || {
             for done in &recorded {
                 metrics::items_recorded(
@@ -922,7 +921,7 @@ impl Worker {
                 figures,
             };
             if let Some(ended) = self.finish_in(&mut tx, operation, run, end).await? {
-                let updated = outcomes(pending_only)
+                let updated = outcomes(PENDING_ONLY)
                     .query()
                     .execute(&mut *tx)
                     .await?
@@ -947,7 +946,7 @@ impl Worker {
             tx.rollback().await?;
             return Ok(Recording::LeaseLost);
         }
-        let mut updated = outcomes(pending_only)
+        let mut updated = outcomes(PENDING_ONLY)
             .query()
             .execute(&mut *tx)
             .await?
