@@ -64,12 +64,12 @@ async fn postgres_a_lazy_transaction_commits_unflushed_until_told_otherwise() {
             .await
             .unwrap()
     }
-    let mut lazy = t.db.begin_lazy(false).await.unwrap();
+    let mut lazy = t.db.begin_lazy().await.unwrap();
     assert_eq!(setting(&mut lazy).await, "off");
     t.db.commit_durably(&mut lazy).await.unwrap();
     assert_eq!(setting(&mut lazy).await, "on");
     lazy.commit().await.unwrap();
-    let mut reading = t.db.begin_lazy(true).await.unwrap();
+    let mut reading = t.db.begin_batch(true).await.unwrap();
     assert_eq!(setting(&mut reading).await, "off");
     reading.rollback().await.unwrap();
     for _ in 0..4 {

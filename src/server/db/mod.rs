@@ -168,6 +168,12 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// A PostgreSQL transaction whose commit does not wait for the WAL's flush ([`Db::begin_lazy`]).
+const LAZY_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit TO off";
+/// Sequential scans planned only where no index serves, for the rest of a PostgreSQL
+/// transaction ([`Db::begin_batch`]).
+const PLAN_BY_INDEX: &str = "SET LOCAL enable_seqscan TO off";
+
 impl Db {
     /// Connects (creating an SQLite file and its folder when missing).
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
@@ -217,25 +223,18 @@ impl Db {
     /// (`synchronous_commit` off for this transaction alone): a crash of PostgreSQL may then
     /// lose the last fraction of a second of such commits, each whole and in order, never a part
     /// of one. Only for work the engine redoes when it is lost (`Operation::LAZY_COMMITS`). On
-    /// SQLite, whose commits in WAL mode are not flushed anyway (`synchronous = NORMAL`),
-    /// [`Self::begin_writing`] when the transaction `reads_first`, else a plain `BEGIN`.
-    pub async fn begin_lazy(
-        &self,
-        reads_first: bool,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    /// SQLite, whose commits in WAL mode are not flushed anyway (`synchronous = NORMAL`), a
+    /// plain `BEGIN`. A batch of outcomes, which reads first, begins with [`Self::begin_batch`].
+    pub async fn begin_lazy(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
-            Backend::Postgres => {
-                self.pool
-                    .begin_with("BEGIN; SET LOCAL synchronous_commit TO off")
-                    .await
-            }
-            Backend::Sqlite if reads_first => self.begin_writing().await,
+            Backend::Postgres => self.pool.begin_with(LAZY_BEGIN).await,
             Backend::Sqlite => self.pool.begin().await,
         }
     }
 
-    /// The transaction a run's batch of outcomes is written in: [`Self::begin_lazy`] for an
-    /// operation that opted in (`lazy`), else [`Self::begin_writing`]; either way reading first.
+    /// The transaction a run's batch of outcomes is written in, which reads first: lazy as
+    /// [`Self::begin_lazy`]'s for an operation that opted in (`lazy`), on SQLite
+    /// [`Self::begin_writing`].
     /// On PostgreSQL, with sequential scans planned only where no index serves
     /// (`enable_seqscan` off for this transaction alone): every statement of a batch reaches its
     /// rows through an index, and so must the foreign-key checks of its inserts, whose plans
@@ -249,15 +248,12 @@ impl Db {
         match (self.backend, lazy) {
             (Backend::Postgres, true) => {
                 self.pool
-                    .begin_with(
-                        "BEGIN; SET LOCAL synchronous_commit TO off; \
-                         SET LOCAL enable_seqscan TO off",
-                    )
+                    .begin_with(format!("{LAZY_BEGIN}; {PLAN_BY_INDEX}"))
                     .await
             }
             (Backend::Postgres, false) => {
                 self.pool
-                    .begin_with("BEGIN; SET LOCAL enable_seqscan TO off")
+                    .begin_with(format!("BEGIN; {PLAN_BY_INDEX}"))
                     .await
             }
             (Backend::Sqlite, _) => self.begin_writing().await,

@@ -437,7 +437,7 @@ impl Worker {
         for _ in 0..CLAIM_RETRIES {
             // Lazy until the run's operation is known: `execute` makes it durable unless the
             // operation allows lazy commits.
-            let mut tx = self.db.begin_lazy(false).await?;
+            let mut tx = self.db.begin_lazy().await?;
             match self.try_claim(&mut tx, lane).await {
                 // The transaction rolls back as it is dropped.
                 Err(error) if is_unique_violation(&error) => continue,
