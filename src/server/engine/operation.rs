@@ -209,10 +209,10 @@ pub trait Operation: Send + Sync + 'static {
     const ENDS_WITH_LAST_BATCH: bool = false;
 
     /// Whether the engine may commit the run's claim and its batches of outcomes without
-    /// waiting for PostgreSQL to flush them (`Db::begin_lazy`). A PostgreSQL crash may then
-    /// lose the last of them; the run is claimed again and redoes what was lost. Only for an
-    /// operation that reads from Graph and nothing else, for which a redo is harmless: never for
-    /// one that writes to a tenant, which would write twice.
+    /// waiting for PostgreSQL to flush them (`Db::begin_lazy`, `Db::begin_batch`). A PostgreSQL
+    /// crash may then lose the last of them; the run is claimed again and redoes what was lost.
+    /// Only for an operation that reads from Graph and nothing else, for which a redo is
+    /// harmless: never for one that writes to a tenant, which would write twice.
     const LAZY_COMMITS: bool = false;
 }
 
