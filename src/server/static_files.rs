@@ -11,9 +11,9 @@ use std::path::Path;
 
 use axum::{
     extract::Request,
-    http::{header, HeaderValue},
+    http::{header, HeaderValue, StatusCode},
     middleware::{self, Next},
-    response::Response,
+    response::{IntoResponse, Response},
     Router,
 };
 use tower_http::services::ServeDir;
@@ -45,7 +45,7 @@ fn is_hash(text: &str) -> bool {
     text.len() >= 16 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// `/pkg/…` served from `site_root/pkg`.
+/// `/pkg/…` served from `site_root/pkg`, but not the build's own files there.
 pub fn pkg_router<S: Clone + Send + Sync + 'static>(site_root: &Path) -> Router<S> {
     let files = ServeDir::new(site_root.join("pkg"))
         .precompressed_br()
@@ -53,6 +53,23 @@ pub fn pkg_router<S: Clone + Send + Sync + 'static>(site_root: &Path) -> Router<
     Router::new()
         .nest_service("/pkg", files)
         .layer(middleware::from_fn(cache_by_path))
+        .layer(middleware::from_fn(hidden_files_are_404))
+}
+
+/// The build keeps its own files in `pkg/` under names that begin with a dot: what the bundle
+/// was made from and with which tools' versions (`.source`), and the next bundle while it is
+/// being written (`.next/`). `ServeDir` would serve them, also spelt `%2e`.
+async fn hidden_files_are_404(request: Request, next: Next) -> Response {
+    let hidden = request.uri().path().split('/').any(|part| {
+        part.starts_with('.')
+            || part
+                .get(..3)
+                .is_some_and(|start| start.eq_ignore_ascii_case("%2e"))
+    });
+    if hidden {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    next.run(request).await
 }
 
 async fn cache_by_path(request: Request, next: Next) -> Response {
@@ -96,6 +113,9 @@ mod tests {
         std::fs::write(bundle.join("tenantatlas.wasm"), b"plain wasm").unwrap();
         std::fs::write(bundle.join("tenantatlas.wasm.gz"), b"gzip wasm").unwrap();
         std::fs::write(pkg.join("tenantatlas.css"), b"body {}").unwrap();
+        std::fs::write(pkg.join(".source"), b"sha256 wasm-bindgen 0.2").unwrap();
+        std::fs::create_dir_all(pkg.join(".next")).unwrap();
+        std::fs::write(pkg.join(".next/tenantatlas.wasm"), b"half written").unwrap();
         let app: Router = pkg_router(&root);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -142,6 +162,28 @@ mod tests {
             .unwrap();
         assert_eq!(missing.status(), 404);
         assert!(missing.headers().get("cache-control").is_none());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_builds_own_files_are_not_served() {
+        let (base, root) = serve_bundle().await;
+        let client = reqwest::Client::new();
+        for path in [
+            "/pkg/.source",
+            "/pkg/%2esource",
+            "/pkg/%2Esource",
+            "/pkg/.next/tenantatlas.wasm",
+            "/pkg/%2enext/tenantatlas.wasm",
+            "/pkg/b-0123456789abcdef0123/../.source",
+        ] {
+            let answer = client.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(answer.status(), 404, "{path}");
+            assert_eq!(answer.content_length(), Some(0), "{path}");
+        }
+        // The bundle itself still is.
+        let wasm = format!("{base}/pkg/b-0123456789abcdef0123/tenantatlas.wasm");
+        assert_eq!(client.get(wasm).send().await.unwrap().status(), 200);
         std::fs::remove_dir_all(root).unwrap();
     }
 
