@@ -2,7 +2,7 @@
 # The worker's rate as a share of Graph only (issue 11 §3), over several runs: one run of
 # `benches/runs.rs --worker-only` per engine in turn, N times, each in a new process and a new
 # database; every run's share, then the median and the range per engine. One run says little on
-# these 2 cores: identical passes of Graph only differ by up to 40 % between minutes.
+# these 2 cores: identical passes of Graph only took 3.3 to 5.5 s within minutes (2026-12-05).
 #   scripts/bench-worker-share.sh [runs per engine, default 5] [--profile dev]
 # Release by default (about 30 s per run after the build).
 set -euo pipefail
@@ -10,12 +10,17 @@ cd "$(dirname "$0")/.."
 
 runs=${1:-5}
 shift || true
-cargo bench --bench runs --no-run "$@" 2>/dev/null
+cargo bench --bench runs --no-run "$@"
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+progress=$(mktemp)
+trap 'rm -f "$out" "$progress"' EXIT
 for ((i = 1; i <= runs; i++)); do
   for engine in sqlite postgres; do
-    cargo bench --bench runs "$@" -- --engine "$engine" --worker-only >"$out" 2>/dev/null
+    # The bench's progress lines only when it fails.
+    if ! cargo bench --bench runs "$@" -- --engine "$engine" --worker-only >"$out" 2>"$progress"; then
+      cat "$progress" >&2
+      exit 1
+    fi
     # | engine | items | status | succeeded | failed | skipped | Graph requests | time s | items/s | Graph only items/s |
     awk -F'|' -v run="$i" '$3 ~ /^ *10000 *$/ && $4 ~ /completed/ {
         gsub(/ /, "", $2); gsub(/ /, "", $10); gsub(/ /, "", $11)
