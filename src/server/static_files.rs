@@ -176,6 +176,11 @@ mod tests {
             "/pkg/.next/tenantatlas.wasm",
             "/pkg/%2enext/tenantatlas.wasm",
             "/pkg/b-0123456789abcdef0123/../.source",
+            // Encoded separators, which `ServeDir` refuses itself.
+            "/pkg/%2f.source",
+            "/pkg/%5c.source",
+            "/pkg/b-0123456789abcdef0123%2f..%2f.source",
+            "/pkg/x%2f%2e%2e%2f.next%2ftenantatlas.wasm",
         ] {
             let answer = client.get(format!("{base}{path}")).send().await.unwrap();
             assert_eq!(answer.status(), 404, "{path}");
