@@ -12,7 +12,7 @@
 #               app does.
 # Each is built for wasm32 (wasm-release: opt-level z, LTO, panic abort), bound with
 # wasm-bindgen and optimised with wasm-opt -Oz exactly as build.sh does, then measured in gzip -9
-# bytes. Its own target folder (target/floor) keeps the dependencies between runs.
+# bytes. Its own target folder (target/floor, about 0.5 GB) keeps the dependencies between runs.
 #   scripts/bundle-floor.sh        (after scripts/setup.sh; about 1.5 minutes cold here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
