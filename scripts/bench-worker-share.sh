@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 
 runs=${1:-5}
 shift || true
+if ! [[ "$runs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: scripts/bench-worker-share.sh [runs per engine, 1 or more] [cargo bench options]" >&2
+  exit 2
+fi
 cargo bench --bench runs --no-run "$@"
 out=$(mktemp)
 progress=$(mktemp)

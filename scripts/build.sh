@@ -59,17 +59,20 @@ compress() {
   gzip -9 -k -f -n "$@"
   if command -v brotli >/dev/null; then brotli -q 11 -k -f "$@"; fi
 }
-# What the files in pkg/ were made from; equal means there is nothing to redo.
+# What the files in pkg/ were made from; equal means there is nothing to redo. The build's own
+# files (this stamp, the next bundle while it is written) stay outside pkg/, which the server
+# publishes.
+stamp="$site/.bundle-source"
 source_stamp="$(sha256sum "$wasm_in" | cut -d' ' -f1) $front_profile $(wasm-bindgen --version) $("$splitter" --version)"
 $optimise && source_stamp+=" $(node scripts/wasm-opt.mjs --version)"
 current_bundle() { awk '/^bundle:/ { print $2 }' "$pkg/$hash_file" 2>/dev/null || true; }
-if [[ -f "$pkg/.source" ]] && [[ "$(cat "$pkg/.source")" == "$source_stamp" ]] \
+if [[ -f "$stamp" ]] && [[ "$(cat "$stamp")" == "$source_stamp" ]] \
   && [[ -n "$(current_bundle)" ]] && [[ -d "$pkg/b-$(current_bundle)" ]]; then
   echo "==> bundle unchanged: split, wasm-bindgen and wasm-opt skipped"
 else
   previous=$(current_bundle)
-  rm -f "$pkg/.source" "$pkg/$hash_file"
-  next="$pkg/.next"
+  rm -f "$stamp" "$pkg/$hash_file"
+  next="$site/.bundle-next"
   rm -rf "$next"
   # The lazy routes' chunks, their loader and the prefetch map; then the main module's JS glue.
   echo "==> split at the lazy routes"
@@ -102,7 +105,7 @@ else
   rm -f "$pkg/$name".*.js* "$pkg/$name".*.wasm*
   [[ -d "$pkg/b-$bundle" ]] && rm -rf "$next" || mv "$next" "$pkg/b-$bundle"
   printf 'bundle: %s\n' "$bundle" > "$pkg/$hash_file"
-  echo "$source_stamp" > "$pkg/.source"
+  echo "$source_stamp" > "$stamp"
 fi
 for dir in target/debug target/release; do
   mkdir -p "$dir" && cp "$pkg/$hash_file" "$dir/$hash_file"

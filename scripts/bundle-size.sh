@@ -18,7 +18,7 @@ record=docs/bundle-size.txt
 bundle=$(awk '/^bundle:/ { print $2 }' "$pkg/hash.txt" 2>/dev/null || true)
 dir="$pkg/b-$bundle"
 [[ -n "$bundle" && -d "$dir" ]] || { echo "no bundle in $pkg: run scripts/build.sh" >&2; exit 1; }
-if ! grep -q wasm-release "$pkg/.source" 2>/dev/null; then
+if ! grep -q wasm-release target/site/.bundle-source 2>/dev/null; then
   echo "the bundle in $pkg is not the size-optimised one (FRONT_PROFILE=dev?): run scripts/build.sh" >&2
   exit 1
 fi

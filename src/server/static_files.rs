@@ -45,7 +45,7 @@ fn is_hash(text: &str) -> bool {
     text.len() >= 16 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// `/pkg/…` served from `site_root/pkg`, but not the build's own files there.
+/// `/pkg/…` served from `site_root/pkg`, but not its hidden files.
 pub fn pkg_router<S: Clone + Send + Sync + 'static>(site_root: &Path) -> Router<S> {
     let files = ServeDir::new(site_root.join("pkg"))
         .precompressed_br()
@@ -56,9 +56,10 @@ pub fn pkg_router<S: Clone + Send + Sync + 'static>(site_root: &Path) -> Router<
         .layer(middleware::from_fn(hidden_files_are_404))
 }
 
-/// The build keeps its own files in `pkg/` under names that begin with a dot: what the bundle
-/// was made from and with which tools' versions (`.source`), and the next bundle while it is
-/// being written (`.next/`). `ServeDir` would serve them, also spelt `%2e`.
+/// No hidden file under `/pkg` is served, also spelt `%2e`, which `ServeDir` would otherwise
+/// do. The build keeps its own files outside `pkg/` (`scripts/build.sh`); one left there by an
+/// older build (`.source`: the wasm's hash and the build tools' versions; `.next/`: a bundle
+/// half written) or by an editor is nobody's business.
 async fn hidden_files_are_404(request: Request, next: Next) -> Response {
     let hidden = request.uri().path().split('/').any(|part| {
         part.starts_with('.')
@@ -166,7 +167,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_builds_own_files_are_not_served() {
+    async fn hidden_files_are_not_served() {
         let (base, root) = serve_bundle().await;
         let client = reqwest::Client::new();
         for path in [
