@@ -1,7 +1,7 @@
 //! Everything that only runs on the server: configuration, database, HTTP wiring and the
 //! services behind the server functions.
 
-pub mod allocator;
+mod allocator;
 pub mod audit;
 pub mod auth;
 pub mod backup_export;
