@@ -1,8 +1,8 @@
 //! The allocator of every binary built with the server (the server, its tests and benchmarks):
 //! mimalloc. With glibc's `malloc`, allocating and freeing took about a third of the machine's
 //! CPU while the worker captured policies (parsing and writing Graph's JSON); with mimalloc the
-//! worker captures about half as many again per second and the server answers 16–40 % more
-//! polls (`perf` and the benchmarks, in `docs/benchmarks.md`).
+//! worker captures about half as many again per second and the server answers 11–70 % more
+//! polls, run for run (`perf` and the benchmarks, in `docs/benchmarks.md`).
 //!
 //! Built with its arenas committed lazily (`.cargo/config.toml`), so that memory the server frees
 //! goes back to the system: committed eagerly, mimalloc's default on Linux, an idle server kept
