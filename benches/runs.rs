@@ -33,6 +33,7 @@ use tenantatlas::server::graph::{
 };
 use tenantatlas::server::inventory::sync_tenant;
 use tenantatlas::server::runs::create::create_or_reuse;
+use tenantatlas::server::runs::start::check_drift;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
@@ -278,6 +279,8 @@ struct WorkerRow {
     /// CPU spent while the captures ran alone, and while the worker ran.
     graph_only_cpu: Cpu,
     worker_cpu: Cpu,
+    /// A drift check of the same policies after the run (all unchanged).
+    drift_check: Duration,
 }
 
 /// Seconds since boot (`/proc/uptime`), to cut a profile to a phase: `perf record -k boottime`,
@@ -684,12 +687,33 @@ async fn worker_throughput(
     if outcome != (Outcome::TaskCompleted { run_id: run.run_id }) {
         return Err(format!("the worker did {outcome:?}, not run {}", run.run_id).into());
     }
-    let (status, succeeded, failed, skipped) = sqlx::query_as::<_, (String, i64, i64, i64)>(
-        "SELECT status, succeeded, failed, skipped FROM runs WHERE id = $1",
-    )
-    .bind(run.run_id)
-    .fetch_one(fixture.db.pool())
-    .await?;
+    let (status, succeeded, failed, skipped) = run_totals(fixture, run.run_id).await?;
+
+    // A drift check of the set the run filled: every policy captured again and compared with
+    // its backup (unchanged: the same version, no new one), recorded on its run item.
+    let drift = check_drift(&fixture.db, &fixture.ctx, set).await?;
+    expect_new(&drift, items)?;
+    fixture.analyze().await?;
+    let started = Instant::now();
+    let outcome = worker.try_execute_task().await?;
+    let drift_check = started.elapsed();
+    if outcome
+        != (Outcome::TaskCompleted {
+            run_id: drift.run_id,
+        })
+    {
+        return Err(format!(
+            "the worker did {outcome:?}, not drift check {}",
+            drift.run_id
+        )
+        .into());
+    }
+    let (drift_status, drift_succeeded, ..) = run_totals(fixture, drift.run_id).await?;
+    if drift_status != "completed" || drift_succeeded != items as i64 {
+        return Err(
+            format!("drift check {drift_status}, {drift_succeeded} of {items} succeeded").into(),
+        );
+    }
     Ok(WorkerRow {
         items,
         elapsed,
@@ -701,7 +725,18 @@ async fn worker_throughput(
         graph_only,
         graph_only_cpu,
         worker_cpu,
+        drift_check,
     })
+}
+
+/// A run's status and counters (succeeded, failed, skipped).
+async fn run_totals(fixture: &Fixture<'_>, run_id: i64) -> Result<(String, i64, i64, i64)> {
+    Ok(sqlx::query_as::<_, (String, i64, i64, i64)>(
+        "SELECT status, succeeded, failed, skipped FROM runs WHERE id = $1",
+    )
+    .bind(run_id)
+    .fetch_one(fixture.db.pool())
+    .await?)
 }
 
 /// The run's captures through the same client, without worker or database, 8 at once as the
@@ -1009,6 +1044,17 @@ fn print_reports(plan: &Plan, reports: &[EngineReport]) {
             w.items,
             verdict(w.succeeded == w.items as i64 && w.status == "completed"),
             100.0 * w.graph_only.as_secs_f64() / w.elapsed.as_secs_f64()
+        );
+    }
+    for report in reports {
+        let w = &report.worker;
+        println!(
+            "- {}: a drift check of the same {} policies (each captured again, unchanged): \
+             {:.1} s, {:.0} items/s",
+            report.engine.label(),
+            w.items,
+            w.drift_check.as_secs_f64(),
+            w.items as f64 / w.drift_check.as_secs_f64()
         );
     }
     println!(

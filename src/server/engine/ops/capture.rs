@@ -9,6 +9,7 @@ use super::PendingPolicy;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::snapshot::{compare, CapturedPolicy, PolicyType, SettingNames};
 use crate::domain::versions::Drift;
+use crate::server::db::Sql;
 use crate::server::graph::{CaptureOptions, PolicySource, Snapshot, TenantCredentials};
 use crate::server::sanitize::sanitize;
 use crate::server::snapshots::{load_version, store_snapshots, StoredSnapshot};
@@ -55,7 +56,8 @@ pub async fn capture(
     }
 }
 
-/// Stores a batch of captures (their versions together, then [`record_capture`] each), in the
+/// Stores a batch of captures (their versions together), compares each with its base, and
+/// records what each gave on its run item (one statement per [`ITEMS_PER_UPDATE`] items), in the
 /// batch's order.
 pub async fn record_captures(
     tx: &mut Tx,
@@ -74,30 +76,59 @@ pub async fn record_captures(
         .await?
         .into_iter();
     let mut recorded = Vec::with_capacity(batch.len());
+    let mut results = Vec::with_capacity(batch.len());
     for (pending, captured) in batch {
         let version = match captured {
             Captured::Snapshot(_) => stored.next(),
             _ => None,
         };
-        recorded.push(record_capture(tx, tenant_id, pending, captured, version, now).await?);
+        match compare_capture(tx, tenant_id, pending, captured, version, now).await? {
+            Ok(result) => {
+                results.push(result);
+                recorded.push(Recorded::succeeded());
+            }
+            Err(failed) => recorded.push(failed),
+        }
+    }
+    for chunk in results.chunks(ITEMS_PER_UPDATE) {
+        item_results_sql(tenant_id, chunk)
+            .query()
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(recorded)
 }
 
-/// Records on the run item what the capture gave (`version`: the one its snapshot was stored
-/// as) and how it compares with the base.
+/// Run items per statement when recording a batch (5 values each: well under both engines'
+/// parameter limits).
+const ITEMS_PER_UPDATE: usize = 100;
+
+/// What a capture leaves on its run item: the version it stored, the base and how they compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ItemResult {
+    item_id: i64,
+    snapshot_id: Option<i64>,
+    base_snapshot_id: Option<i64>,
+    drift: Drift,
+    changed_settings: Option<i64>,
+}
+
+/// How the capture compares with the item's base (`version`: the one its snapshot was stored
+/// as); a failed capture leaves the item as it is, with the outcome it is recorded with.
 /// A policy deleted in Intune is marked gone from the inventory.
-async fn record_capture(
+async fn compare_capture(
     tx: &mut Tx,
     tenant_id: i64,
     pending: &Pending<CaptureItem>,
     captured: &Captured,
     version: Option<StoredSnapshot>,
     now: i64,
-) -> Result<Recorded, sqlx::Error> {
+) -> Result<Result<ItemResult, Recorded>, sqlx::Error> {
     let item = &pending.item;
-    let (snapshot_id, drift, changed) = match captured {
-        Captured::Failed(reason, message) => return Ok(Recorded::failed(*reason, message.clone())),
+    let (snapshot_id, drift, changed_settings) = match captured {
+        Captured::Failed(reason, message) => {
+            return Ok(Err(Recorded::failed(*reason, message.clone())))
+        }
         Captured::Deleted => {
             sqlx::query(
                 "UPDATE policies SET gone_from_intune_at = $3 \
@@ -132,18 +163,43 @@ async fn record_capture(
             (Some(stored.id), drift, changed)
         }
     };
-    sqlx::query(
-        "UPDATE run_items SET snapshot_id = $1, base_snapshot_id = $2, drift = $3, changed_settings = $4 \
-         WHERE id = $5",
+    Ok(Ok(ItemResult {
+        item_id: pending.item_id,
+        snapshot_id,
+        base_snapshot_id: item.base_snapshot_id,
+        drift,
+        changed_settings,
+    }))
+}
+
+/// One statement that records these results on their run items, found by their ids (the
+/// primary key, as the engine's outcomes are: [`outcomes_sql`](super::super::worker::outcomes_sql))
+/// and only in the run's tenant.
+fn item_results_sql(tenant_id: i64, results: &[ItemResult]) -> Sql {
+    let mut sql =
+        Sql::new("WITH v (id, snapshot_id, base_snapshot_id, drift, changed_settings) AS (VALUES ");
+    sql.rows(results, |sql, result| {
+        sql.int(result.item_id)
+            .push(", ")
+            .opt_int(result.snapshot_id)
+            .push(", ")
+            .opt_int(result.base_snapshot_id)
+            .push(", ")
+            .text(result.drift.as_str())
+            .push(", ")
+            .opt_int(result.changed_settings);
+    })
+    .push(
+        ") UPDATE run_items SET snapshot_id = v.snapshot_id, \
+         base_snapshot_id = v.base_snapshot_id, drift = v.drift, \
+         changed_settings = v.changed_settings FROM v WHERE run_items.id = v.id AND run_items.id IN (",
     )
-    .bind(snapshot_id)
-    .bind(item.base_snapshot_id)
-    .bind(drift.as_str())
-    .bind(changed)
-    .bind(pending.item_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(Recorded::succeeded())
+    .list(results, |sql, result| {
+        sql.int(result.item_id);
+    })
+    .push(") AND run_items.tenant_id = ")
+    .int(tenant_id);
+    sql
 }
 
 /// How many settings differ between the stored version `base` and the fresh capture, each read
