@@ -152,7 +152,7 @@ pub async fn current_user() -> Result<domain::CurrentUser, AppError> {
 
     respond(
         async {
-            let db = app_state()?.db;
+            let db = app_state()?.db.clone();
             let user_id = signed_in_user().await?;
             users::current_user(&db, user_id)
                 .await?

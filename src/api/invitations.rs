@@ -40,7 +40,7 @@ pub async fn preview_invitation(token: String) -> Result<InvitationPreview, AppE
     use crate::server::{error::respond, state::app_state};
     respond(
         async {
-            let db = app_state()?.db;
+            let db = app_state()?.db.clone();
             let token = InvitationToken::parse(&token)?;
             invitations::preview(&db, &token).await
         }
@@ -63,7 +63,7 @@ pub async fn accept_invitation(
     use crate::server::{error::respond, state::app_state};
     respond(
         async {
-            let db = app_state()?.db;
+            let db = app_state()?.db.clone();
             let token = InvitationToken::parse(&token)?;
             let name = parse_display_name(&name)?;
             check_new_password(&password)?;

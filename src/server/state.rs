@@ -29,9 +29,16 @@ pub struct Settings {
     pub trusted_proxies: TrustedProxies,
 }
 
-/// Shared, cheaply cloned application state.
+/// Shared application state, in one allocation: it is cloned several times per request (each
+/// middleware that takes state, the server functions' and pages' context), and a clone is one
+/// reference count rather than one per field. Its parts are read through `Deref`
+/// (`state.db`).
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+/// What [`AppState`] holds.
+#[derive(Clone, Debug)]
+pub struct SharedState {
     pub db: Db,
     pub leptos_options: LeptosOptions,
     pub settings: Arc<Settings>,
@@ -48,9 +55,17 @@ pub struct AppState {
     pub secret_keys: Option<Arc<KeyRing>>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
 impl AppState {
     pub fn new(db: Db, leptos_options: LeptosOptions, settings: Settings) -> Self {
-        Self {
+        Self(Arc::new(SharedState {
             db,
             leptos_options,
             settings: Arc::new(settings),
@@ -59,24 +74,35 @@ impl AppState {
             graph: None,
             wake: WakeUp::default(),
             secret_keys: None,
-        }
+        }))
+    }
+
+    /// The parts, to change while the state is built (a copy if it is shared already).
+    fn parts_mut(&mut self) -> &mut SharedState {
+        Arc::make_mut(&mut self.0)
     }
 
     /// The same state with the key ring that seals client secrets.
     pub fn with_secret_keys(mut self, keys: Option<Arc<KeyRing>>) -> Self {
-        self.secret_keys = keys;
+        self.parts_mut().secret_keys = keys;
         self
     }
 
     /// The same state with another password checker (tests of the overload answer).
     pub fn with_password_checker(mut self, checker: Checker) -> Self {
-        self.password_checker = checker;
+        self.parts_mut().password_checker = checker;
+        self
+    }
+
+    /// The same state with another sign-in throttle (tests of its limits).
+    pub fn with_sign_in_throttle(mut self, throttle: SignInThrottle) -> Self {
+        self.parts_mut().sign_in_throttle = throttle;
         self
     }
 
     /// The same state with a Graph client (pointed at Microsoft, or at the demo simulator).
     pub fn with_graph(mut self, graph: GraphAccess) -> Self {
-        self.graph = Some(graph);
+        self.parts_mut().graph = Some(graph);
         self
     }
 }
@@ -93,4 +119,16 @@ pub fn app_state() -> Result<AppState, AppError> {
         tracing::error!("AppState missing from the Leptos context");
         AppError::Internal
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AppState;
+
+    #[test]
+    fn a_clone_is_one_reference_count() {
+        // One pointer: cloning it per middleware and per server function costs one atomic
+        // increment, not one per part (pools, options, settings, throttle, …).
+        assert_eq!(std::mem::size_of::<AppState>(), std::mem::size_of::<usize>());
+    }
 }

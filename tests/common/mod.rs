@@ -293,7 +293,7 @@ impl TestApp {
         }
         state = state.with_secret_keys(options.secret_keys);
         if let Some(throttle) = options.throttle {
-            state.sign_in_throttle = throttle;
+            state = state.with_sign_in_throttle(throttle);
         }
         let wake = state.wake.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -44,7 +44,7 @@ where
     crate::server::error::respond(
         async {
             let ctx = authorize(tenant, capability).await?;
-            let db = crate::server::state::app_state()?.db;
+            let db = crate::server::state::app_state()?.db.clone();
             work(ctx, db).await
         }
         .await,
@@ -234,7 +234,7 @@ struct Membership {
 /// The signed-in user, when they hold the instance-wide admin flag (connecting tenants);
 /// anonymous → 401, anyone else → 403.
 pub async fn authorize_admin() -> Result<i64, AppError> {
-    let db = app_state()?.db;
+    let db = app_state()?.db.clone();
     let user_id = signed_in_user().await?;
     if users::is_admin(&db, user_id).await? {
         Ok(user_id)
