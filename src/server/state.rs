@@ -41,7 +41,7 @@ pub struct AppState(Arc<SharedState>);
 pub struct SharedState {
     pub db: Db,
     pub leptos_options: LeptosOptions,
-    pub settings: Arc<Settings>,
+    pub settings: Settings,
     pub sign_in_throttle: SignInThrottle,
     /// Runs sign-in password checks, a bounded number at a time.
     pub password_checker: Checker,
@@ -68,7 +68,7 @@ impl AppState {
         Self(Arc::new(SharedState {
             db,
             leptos_options,
-            settings: Arc::new(settings),
+            settings,
             sign_in_throttle: SignInThrottle::default(),
             password_checker: Checker::per_core(),
             graph: None,
@@ -129,6 +129,9 @@ mod tests {
     fn a_clone_is_one_reference_count() {
         // One pointer: cloning it per middleware and per server function costs one atomic
         // increment, not one per part (pools, options, settings, throttle, …).
-        assert_eq!(std::mem::size_of::<AppState>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<AppState>(),
+            std::mem::size_of::<usize>()
+        );
     }
 }

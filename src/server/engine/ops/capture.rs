@@ -104,7 +104,7 @@ pub async fn record_captures(
 const ITEMS_PER_UPDATE: usize = 100;
 
 /// What a capture leaves on its run item: the version it stored, the base and how they compare.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 struct ItemResult {
     item_id: i64,
     snapshot_id: Option<i64>,
@@ -114,7 +114,7 @@ struct ItemResult {
 }
 
 /// How the capture compares with the item's base (`version`: the one its snapshot was stored
-/// as); a failed capture leaves the item as it is, with the outcome it is recorded with.
+/// as). A failed capture has nothing to compare: it comes back as the outcome to record (`Err`).
 /// A policy deleted in Intune is marked gone from the inventory.
 async fn compare_capture(
     tx: &mut Tx,
