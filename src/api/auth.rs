@@ -152,9 +152,9 @@ pub async fn current_user() -> Result<domain::CurrentUser, AppError> {
 
     respond(
         async {
-            let db = app_state()?.db.clone();
+            let db = &app_state()?.db;
             let user_id = signed_in_user().await?;
-            users::current_user(&db, user_id)
+            users::current_user(db, user_id)
                 .await?
                 .ok_or(AppError::Unauthorized)
         }

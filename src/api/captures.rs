@@ -15,8 +15,8 @@ pub async fn sync_inventory(tenant: String) -> Result<SubmittedRun, AppError> {
     respond(
         async {
             let ctx = authorize(&tenant, Capability::StartRuns).await?;
-            let db = crate::server::state::app_state()?.db.clone();
-            let run = start::sync_inventory(&db, &ctx).await?;
+            let db = &crate::server::state::app_state()?.db;
+            let run = start::sync_inventory(db, &ctx).await?;
             started(&ctx, &run, "tenant", ctx.scope.id()).await;
             Ok(run)
         }
@@ -73,9 +73,9 @@ pub async fn get_run_activity(
             let operation = match OperationType::parse(&operation) {
                 Some(op @ (OperationType::CaptureSnapshot | OperationType::DriftCheck)) => op,
                 Some(OperationType::InventorySync) => {
-                    let db = app_state()?.db.clone();
+                    let db = &app_state()?.db;
                     return start::activity(
-                        &db,
+                        db,
                         &ctx.scope,
                         OperationType::InventorySync,
                         ctx.scope.id(),
@@ -84,8 +84,8 @@ pub async fn get_run_activity(
                 }
                 _ => return Err(AppError::invalid("operation", "Unknown operation.")),
             };
-            let db = app_state()?.db.clone();
-            start::activity(&db, &ctx.scope, operation, target_id).await
+            let db = &app_state()?.db;
+            start::activity(db, &ctx.scope, operation, target_id).await
         }
         .await,
     )

@@ -40,9 +40,9 @@ pub async fn preview_invitation(token: String) -> Result<InvitationPreview, AppE
     use crate::server::{error::respond, state::app_state};
     respond(
         async {
-            let db = app_state()?.db.clone();
+            let db = &app_state()?.db;
             let token = InvitationToken::parse(&token)?;
-            invitations::preview(&db, &token).await
+            invitations::preview(db, &token).await
         }
         .await,
     )
@@ -63,16 +63,16 @@ pub async fn accept_invitation(
     use crate::server::{error::respond, state::app_state};
     respond(
         async {
-            let db = app_state()?.db.clone();
+            let db = &app_state()?.db;
             let token = InvitationToken::parse(&token)?;
             let name = parse_display_name(&name)?;
             check_new_password(&password)?;
-            invitations::check_usable(&db, &token).await?;
+            invitations::check_usable(db, &token).await?;
             let hash = passwords::hash(password).await.map_err(|_| {
                 tracing::error!("could not hash a new password");
                 AppError::Internal
             })?;
-            let accepted = invitations::accept(&db, &token, &name, &hash).await?;
+            let accepted = invitations::accept(db, &token, &name, &hash).await?;
             session::sign_in(
                 &current_session().await?,
                 accepted.user_id,

@@ -26,8 +26,8 @@ pub async fn get_restore_source(
                     "Name a backup set (set-N) or a version (version-N).",
                 )
             })?;
-            let db = app_state()?.db.clone();
-            restore::source_view(&db, &ctx.scope, source).await
+            let db = &app_state()?.db;
+            restore::source_view(db, &ctx.scope, source).await
         }
         .await,
     )
@@ -62,8 +62,8 @@ pub async fn start_restore_preview(
                 include_assignments,
                 include_scope_tags,
             };
-            let db = app_state()?.db.clone();
-            let run = restore::start_preview(&db, &ctx, &request).await?;
+            let db = &app_state()?.db;
+            let run = restore::start_preview(db, &ctx, &request).await?;
             let details = serde_json::json!({
                 "source": source.to_param(),
                 "items": run.total,
@@ -111,8 +111,8 @@ pub async fn execute_restore(
                 reviewed,
                 tenant_name,
             };
-            let db = app_state()?.db.clone();
-            let run = restore::start_execute(&db, &ctx, &request).await?;
+            let db = &app_state()?.db;
+            let run = restore::start_execute(db, &ctx, &request).await?;
             let details =
                 serde_json::json!({ "preview_run_id": preview_run_id, "items": run.total });
             audited(&ctx, &run, "restore.execute", details).await;

@@ -234,9 +234,9 @@ struct Membership {
 /// The signed-in user, when they hold the instance-wide admin flag (connecting tenants);
 /// anonymous → 401, anyone else → 403.
 pub async fn authorize_admin() -> Result<i64, AppError> {
-    let db = app_state()?.db.clone();
+    let db = &app_state()?.db;
     let user_id = signed_in_user().await?;
-    if users::is_admin(&db, user_id).await? {
+    if users::is_admin(db, user_id).await? {
         Ok(user_id)
     } else {
         Err(AppError::Forbidden(ADMIN_LABEL.into()))
