@@ -180,6 +180,88 @@ async fn renamed_and_deleted_policies_show_up_as_updated_and_gone(test: TestDb) 
     assert_eq!(rows(&test.db, tenant).await, after);
 }
 
+/// `len` characters no compressor can shrink much: letters, digits and CJK ideographs from a
+/// fixed-seed xorshift.
+fn incompressible_name(len: usize) -> String {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let pick = (state >> 32) as u32;
+            if pick % 2 == 0 {
+                char::from(
+                    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                        [(pick as usize / 2) % 62],
+                )
+            } else {
+                char::from_u32(0x4E00 + (pick / 2) % 0x5000).expect("a CJK ideograph")
+            }
+        })
+        .collect()
+}
+
+async fn names_with_nul_or_too_long_for_the_index_are_stored_cleaned(test: TestDb) {
+    let sim = start_sim().await;
+    let client = client(&sim);
+    let tenant = add_tenant(&test.db, CONTOSO, Some("env:UNUSED")).await;
+    let creds = creds_with_secret(CONTOSO, SECRET);
+    let policies = sim.policies(CONTOSO);
+    // One of each type gets a hostile name: NUL (PostgreSQL refuses it in text), other control
+    // characters, and names far longer than a B-tree index entry may be.
+    let long = incompressible_name(4_000);
+    let names = [
+        "Base\u{0}line".to_owned(),
+        "\u{0}Tab\tand\nnewline\u{1b}[31m".to_owned(),
+        long.clone(),
+        "\u{0}".repeat(50),
+    ];
+    // Spread over the list (the collections come in order): each name in another collection.
+    let mut hostile = BTreeMap::new();
+    for (n, name) in names.iter().enumerate() {
+        let policy = &policies[n * policies.len() / names.len() + 1];
+        assert!(sim.rename_policy(CONTOSO, &policy.id, name));
+        hostile.insert(policy.id.clone(), name.clone());
+    }
+
+    let first = sync_tenant(&test.db, tenant, &client, &creds)
+        .await
+        .expect("the sync stores cleaned names");
+    assert_eq!(first, report(policies.len(), 0, 0, 0));
+    let stored = rows(&test.db, tenant).await;
+    let name_of = |id: &str| {
+        stored
+            .iter()
+            .find(|((_, graph_id), _)| graph_id == id)
+            .map(|(_, (name, ..))| name.clone())
+            .expect("stored")
+    };
+    let by_raw = |raw: &str| {
+        let (id, _) = hostile
+            .iter()
+            .find(|(_, n)| n.as_str() == raw)
+            .expect("renamed");
+        name_of(id)
+    };
+    assert_eq!(by_raw("Base\u{0}line"), "Baseline");
+    assert_eq!(
+        by_raw("\u{0}Tab\tand\nnewline\u{1b}[31m"),
+        "Tab and newline[31m"
+    );
+    assert_eq!(by_raw(&"\u{0}".repeat(50)), "(unnamed policy)");
+    let cut = by_raw(&long);
+    assert_eq!(cut.chars().count(), 500);
+    let kept = cut.strip_suffix('…').expect("a cut name ends in …");
+    assert!(long.starts_with(kept));
+
+    // The cleaned names are what Graph lists, as far as the next sync can tell.
+    let second = sync_tenant(&test.db, tenant, &client, &creds)
+        .await
+        .expect("second sync");
+    assert_eq!(second, report(0, 0, policies.len(), 0));
+}
+
 async fn a_graph_failure_writes_nothing(test: TestDb) {
     let sim = start_sim().await;
     let client = client(&sim);
@@ -334,6 +416,7 @@ async fn demo_start_up_syncs_both_demo_tenants_from_the_simulator(test: TestDb) 
 both_backends!(TestDb:
     first_sync_adds_every_policy_and_a_second_changes_nothing,
     renamed_and_deleted_policies_show_up_as_updated_and_gone,
+    names_with_nul_or_too_long_for_the_index_are_stored_cleaned,
     a_graph_failure_writes_nothing,
     another_tenants_rows_are_untouched,
     credentials_come_from_the_tenant_row_and_never_hold_the_secret,

@@ -159,7 +159,53 @@ impl PolicyTypeSpec {
     }
 }
 
-/// One row of the tenant's inventory as Graph lists it.
+/// The longest display name stored, in characters. A name is cut there (ending in `…`): 500
+/// characters are at most 2,000 bytes, so an index entry of (tenant, name, id) stays under
+/// PostgreSQL's B-tree limit of 2,704 bytes even for a name that does not compress.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 500;
+
+/// The name shown for a policy Graph lists without one (or with one of control characters only).
+const UNNAMED: &str = "(unnamed policy)";
+
+/// Whether `id` can be a Graph id: 1–128 ASCII letters, digits, `-` and `_` (GUIDs and the
+/// `guid_guid` ids of some collections). Only such an id is stored or put into a URL path.
+pub fn is_graph_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A name from Graph made storable in a text column of either engine: control characters
+/// (NUL, which PostgreSQL refuses in text, among them) dropped, except that tabs and line
+/// breaks become a space; blanks trimmed; cut on a character boundary to `max_chars` (ending
+/// in `…`); `None` when nothing is left.
+pub fn storable_name(raw: &str, max_chars: usize) -> Option<String> {
+    let mut cleaned = String::with_capacity(raw.len().min(max_chars * 4));
+    for c in raw.chars() {
+        match c {
+            '\t' | '\n' | '\r' => cleaned.push(' '),
+            c if c.is_control() => {}
+            c => cleaned.push(c),
+        }
+    }
+    let trimmed = cleaned.trim();
+    if trimmed.is_empty() || max_chars == 0 {
+        return None;
+    }
+    match trimmed.char_indices().nth(max_chars) {
+        None => Some(trimmed.to_owned()),
+        Some(_) => {
+            let keep: String = trimmed.chars().take(max_chars - 1).collect();
+            Some(format!("{}…", keep.trim_end()))
+        }
+    }
+}
+
+/// One row of the tenant's inventory as Graph lists it, every text ready to store: the id is a
+/// Graph id ([`is_graph_id`]), the name passed [`storable_name`], the platform is one of a fixed
+/// set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyListing {
     pub policy_type: PolicyType,
@@ -170,14 +216,25 @@ pub struct PolicyListing {
 }
 
 impl PolicyListing {
-    /// Reads a list entry; `None` when it has no id (such an entry cannot be captured later).
+    /// Reads a list entry; `None` when it has no id or one that is not a Graph id (such an
+    /// entry cannot be captured later, and its id is never stored).
     pub fn from_graph(policy_type: PolicyType, item: &Value) -> Option<Self> {
-        let graph_id = item.get("id")?.as_str()?.to_owned();
+        let graph_id = item.get("id")?.as_str()?;
+        if !is_graph_id(graph_id) {
+            // The id itself stays out of the log: it is whatever the tenant sent.
+            tracing::warn!(
+                policy_type = policy_type.as_str(),
+                id_bytes = graph_id.len(),
+                "Graph listed a policy whose id is not a Graph id; skipped"
+            );
+            return None;
+        }
+        let graph_id = graph_id.to_owned();
         let display_name = item
             .get(policy_type.spec().name_property)
             .and_then(Value::as_str)
-            .unwrap_or("(unnamed policy)")
-            .to_owned();
+            .and_then(|name| storable_name(name, MAX_DISPLAY_NAME_CHARS))
+            .unwrap_or_else(|| UNNAMED.to_owned());
         let last_modified_at = item
             .get("lastModifiedDateTime")
             .and_then(Value::as_str)
@@ -330,6 +387,66 @@ mod tests {
             PolicyListing::from_graph(PolicyType::Compliance, &json!({"displayName": "x"}))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn listed_names_are_made_storable_and_odd_ids_are_skipped() {
+        let listing =
+            |item: Value| PolicyListing::from_graph(PolicyType::DeviceConfiguration, &item);
+        let named = |name: &str| {
+            listing(json!({"id": "a1", "displayName": name}))
+                .expect("a Graph id")
+                .display_name
+        };
+        assert_eq!(named("Base\u{0}line"), "Baseline");
+        assert_eq!(
+            named("Two\nlines\tand\u{7f}\u{85}more"),
+            "Two lines andmore"
+        );
+        assert_eq!(named("\u{0}\u{1}"), UNNAMED);
+        let long = named(&"é".repeat(4_000));
+        assert_eq!(long.chars().count(), MAX_DISPLAY_NAME_CHARS);
+        assert!(long.ends_with('…'));
+        for id in [
+            "",
+            "../groups",
+            "a/b",
+            "a b",
+            "a\u{0}b",
+            "é",
+            &"a".repeat(129),
+        ] {
+            assert_eq!(
+                listing(json!({"id": id, "displayName": "x"})),
+                None,
+                "{id:?}"
+            );
+        }
+        assert!(listing(json!({"id": "0f3c_9b2e-AA", "displayName": "x"})).is_some());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_name_becomes_storable(raw in ".*", long in proptest::collection::vec(proptest::prelude::any::<char>(), 0..1_200), max in 1usize..600) {
+            for raw in [raw, long.into_iter().collect::<String>()] {
+                match storable_name(&raw, max) {
+                    None => proptest::prop_assert!(raw.chars().all(|c| c.is_control() || c.is_whitespace())),
+                    Some(name) => {
+                        proptest::prop_assert!(!name.is_empty());
+                        proptest::prop_assert!(name.chars().count() <= max);
+                        proptest::prop_assert!(!name.chars().any(char::is_control), "{name:?}");
+                        proptest::prop_assert_eq!(name.trim(), name.as_str());
+                        // Cleaning again changes nothing; a short clean name is kept as it is.
+                        proptest::prop_assert_eq!(storable_name(&name, max), Some(name.clone()));
+                        if raw.chars().count() <= max && !raw.chars().any(char::is_control) {
+                            proptest::prop_assert_eq!(name.as_str(), raw.trim());
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
