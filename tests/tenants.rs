@@ -7,11 +7,14 @@
 use crate::common;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::{Answer, Backend, Options, TempDir, TestApp, TestDb, ADMIN, CONTOSO, OPERATOR};
 use tenantatlas::domain::tenant::SecretSource;
 use tenantatlas::domain::{AppError, Role, TenantSettings, TenantSummary};
 use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
+use tenantatlas::server::db::Backend as Engine;
+use tenantatlas::server::engine::runner::WakeUp;
 use tenantatlas::server::graph::credentials::{load_credentials, CredentialsError};
 use tenantatlas::server::graph::{GraphClient, GraphConfig, PolicyType, SecretResolver};
 use tenantatlas::server::tenants::keyring::{KeyError, KeyRing};
@@ -21,6 +24,7 @@ both_backends!(TestApp:
     a_wrong_or_missing_key_stops_every_command_at_start,
     rotation_moves_every_secret_to_the_newest_key,
     an_env_reference_stays_possible,
+    disconnecting_stops_the_runs_under_way_and_queued,
 );
 
 const K1: &str = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -509,4 +513,120 @@ mod in_the_app {
     async fn postgres_without_a_key() {
         connecting_without_a_key_is_refused(Backend::Postgres).await
     }
+}
+
+/// (status, processed items) of a run.
+async fn run_state(app: &TestApp, run_id: i64) -> (String, i64) {
+    sqlx::query_as("SELECT status, processed_items FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// Disconnecting is the off switch: a run under way (whose worker loaded the credentials when
+/// it claimed the run) is cancelled and stops sending requests to Graph, a queued one is
+/// cancelled too, and the audit log says so.
+async fn disconnecting_stops_the_runs_under_way_and_queued(app: TestApp) {
+    let (sim, client) = common::sim_and_client(200).await;
+    let mut knobs = sim.knobs();
+    knobs.latency_ms = 200;
+    sim.set_knobs(knobs);
+    let policies: Vec<i64> =
+        common::insert_sim_compliance(&app.db, &client, &common::creds(CONTOSO), usize::MAX)
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+    assert!(policies.len() >= 24, "enough policies: {}", policies.len());
+    let operator = app.sign_in(OPERATOR).await;
+    let admin = app.sign_in(ADMIN).await;
+    let first_set = common::backup_set(&app, &operator, CONTOSO, "Under way").await;
+    let second_set = common::backup_set(&app, &operator, CONTOSO, "Queued").await;
+    let running = common::submit(&app, &operator, CONTOSO, first_set, &policies).await;
+    let queued = common::submit(&app, &operator, CONTOSO, second_set, &policies[..3]).await;
+    // On PostgreSQL the worker is another instance's: only the NOTIFY reaches it.
+    let worker = common::sim_worker(&app.db, &client, "worker");
+    let (stop, runner) = match app.db.backend() {
+        Engine::Sqlite => common::start_runner(worker, &app.wake, &app.db, Duration::from_secs(60)),
+        Engine::Postgres => {
+            common::start_runner(worker, &WakeUp::default(), &app.db, Duration::from_secs(60))
+        }
+    };
+    let started = Instant::now();
+    while run_state(&app, running).await.1 == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run never progressed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    app.disconnect_tenant(&admin, CONTOSO)
+        .await
+        .expect("the owner disconnects the tenant");
+    for run in [running, queued] {
+        assert_eq!(run_state(&app, run).await.0, "cancelled", "run {run}");
+    }
+    // Requests already in flight may finish (each a few at 200 ms); then Graph hears nothing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_grace = sim.counters().requests.len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sim.counters().requests.len(),
+        after_grace,
+        "the worker kept using the disconnected tenant's credentials"
+    );
+    let (_, processed) = run_state(&app, running).await;
+    assert_eq!(processed, policies.len() as i64, "processed = total");
+    let captured: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM run_items WHERE run_id = $1 AND outcome = 'succeeded'",
+    )
+    .bind(running)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    assert!(
+        (captured as usize) < policies.len(),
+        "the run stopped early: {captured}"
+    );
+    // The second run waited behind the first, or ran beside it: either way it ended cancelled
+    // with every item accounted for.
+    let (total, processed): (i64, i64) =
+        sqlx::query_as("SELECT total_items, processed_items FROM runs WHERE id = $1")
+            .bind(queued)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!((total, processed), (3, 3));
+
+    // Audited: the disconnect names the runs it cancelled, and each cancel names its reason.
+    let tenant = common::tenant_id(&app.db, CONTOSO).await;
+    let details: String = sqlx::query_scalar(
+        "SELECT details FROM audit_log WHERE tenant_id = $1 AND action = 'tenant.disconnect'",
+    )
+    .bind(tenant)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    let details: serde_json::Value = serde_json::from_str(&details).unwrap();
+    assert_eq!(
+        details["cancelled_runs"],
+        serde_json::json!([running, queued])
+    );
+    let cancels: Vec<(String, String)> = sqlx::query_as(
+        "SELECT target, details FROM audit_log WHERE tenant_id = $1 AND action = 'run.cancel' \
+         ORDER BY id",
+    )
+    .bind(tenant)
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(cancels.len(), 2, "{cancels:?}");
+    for ((target, details), run) in cancels.iter().zip([running, queued]) {
+        assert_eq!(target, &format!("run:{run}"));
+        assert!(details.contains("tenant.disconnect"), "{details}");
+    }
+    stop.send_replace(true);
+    runner.await.unwrap();
 }

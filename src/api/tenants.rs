@@ -129,7 +129,8 @@ pub async fn replace_secret(
     )
 }
 
-/// Disconnects the tenant: its data stays, no run can start, and it can be reconnected.
+/// Disconnects the tenant: its data stays, no run can start, every run queued or under way is
+/// cancelled, and it can be reconnected.
 #[server(prefix = "/api", endpoint = "tenants/disconnect")]
 pub async fn disconnect_tenant(tenant: String) -> Result<(), AppError> {
     set_connected(tenant, false).await
@@ -144,12 +145,18 @@ pub async fn reconnect_tenant(tenant: String) -> Result<(), AppError> {
 #[cfg(feature = "ssr")]
 async fn set_connected(tenant: String, connected: bool) -> Result<(), AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::in_tenant;
+    use crate::server::auth::authorize;
     use crate::server::tenants::connection;
-    in_tenant(&tenant, Capability::ManageMembers, |ctx, db| async move {
-        connection::set_connected(&db, &ctx.scope, ctx.user_id, connected).await
-    })
-    .await
+    use crate::server::{error::respond, state::app_state};
+    respond(
+        async {
+            let state = app_state()?;
+            let ctx = authorize(&tenant, Capability::ManageMembers).await?;
+            connection::set_connected(&state.db, &state.wake, &ctx, connected).await?;
+            Ok(())
+        }
+        .await,
+    )
 }
 
 /// An optional `YYYY-MM-DD` field: empty is none.

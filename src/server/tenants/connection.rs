@@ -11,9 +11,12 @@ use crate::domain::{
     AppError, Day, NewTenant, Role, TenantSettings, TenantStatus, TenantSummary, Timestamp,
 };
 use crate::server::audit::{self, AuditEvent};
+use crate::server::auth::TenantContext;
 use crate::server::db::{is_unique_violation, Db};
+use crate::server::engine::runner::WakeUp;
 use crate::server::graph::credentials::{DEMO_SECRET_REF, ENCRYPTED_SECRET_REF};
 use crate::server::graph::ClientSecret;
+use crate::server::runs::cancel;
 
 /// Where a new tenant's client secret comes from.
 pub enum SecretInput {
@@ -273,34 +276,91 @@ pub async fn replace_secret(
 }
 
 /// Disconnects (`connected = false`) or reconnects the tenant. Its data stays either way.
+///
+/// Disconnecting is the off switch (a leaked secret, an offboarded customer): besides refusing
+/// new runs (the authorization point) and the credentials (they no longer load), it cancels
+/// every run of the tenant that is queued or under way, as a member's cancel would, because a
+/// worker loads the credentials once per claim and would otherwise keep using them to the run's
+/// end, restore writes included. The flag is written first, so a run claimed after the list
+/// below was read finds the credentials refused. Returns the ids of the runs it cancelled.
 pub async fn set_connected(
     db: &Db,
-    scope: &TenantScope,
-    actor: i64,
+    wake: &WakeUp,
+    ctx: &TenantContext,
     connected: bool,
-) -> Result<(), AppError> {
+) -> Result<Vec<i64>, AppError> {
+    let scope = &ctx.scope;
     let disconnected_at = (!connected).then(|| Timestamp::now().millis());
     sqlx::query("UPDATE tenants SET disconnected_at = $2 WHERE id = $1")
         .bind(scope.id())
         .bind(disconnected_at)
         .execute(db.pool())
         .await?;
+    let cancelled = if connected {
+        Vec::new()
+    } else {
+        cancel_active_runs(db, wake, ctx).await?
+    };
     audit::record(
         db,
         AuditEvent {
             tenant_id: Some(scope.id()),
-            actor_user_id: Some(actor),
+            actor_user_id: Some(ctx.user_id),
             action: if connected {
                 "tenant.reconnect"
             } else {
                 "tenant.disconnect"
             },
             target: format!("tenant:{}", scope.id()),
-            details: serde_json::json!({}),
+            details: if connected {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({ "cancelled_runs": cancelled })
+            },
         },
     )
     .await;
-    Ok(())
+    Ok(cancelled)
+}
+
+/// Cancels every queued or running run of the tenant (the cancel of `runs::cancel`, then the
+/// signal to the worker on it, here or on another instance), each audited as `run.cancel` by
+/// the actor with the disconnect as its reason. A run that ends on its own meanwhile is left as
+/// it ended. The ids of the runs cancelled here.
+async fn cancel_active_runs(
+    db: &Db,
+    wake: &WakeUp,
+    ctx: &TenantContext,
+) -> Result<Vec<i64>, AppError> {
+    let active: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE tenant_id = $1 AND status IN ('pending', 'running') ORDER BY id",
+    )
+    .bind(ctx.scope.id())
+    .fetch_all(db.pool())
+    .await?;
+    let mut cancelled = Vec::with_capacity(active.len());
+    for run_id in active {
+        match cancel::cancel(db, ctx, run_id).await {
+            Ok(Some(_)) => {}
+            // Cancelled by someone else, or ended, between the list and the cancel.
+            Ok(None) | Err(AppError::Conflict(_)) => continue,
+            Err(error) => return Err(error),
+        }
+        wake.run_cancelled(db, run_id).await;
+        audit::record(
+            db,
+            AuditEvent {
+                tenant_id: Some(ctx.scope.id()),
+                actor_user_id: Some(ctx.user_id),
+                action: "run.cancel",
+                target: format!("run:{run_id}"),
+                details: serde_json::json!({ "reason": "tenant.disconnect" }),
+            },
+        )
+        .await;
+        cancelled.push(run_id);
+    }
+    Ok(cancelled)
 }
 
 /// Whether the tenant is disconnected (no run may start).
