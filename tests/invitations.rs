@@ -5,9 +5,12 @@
 
 use crate::common;
 
-use common::{Options, Refusal, TestApp, ADMIN, CONTOSO, OPERATOR};
+use std::time::Duration;
+
+use common::{Backend, Options, Refusal, TestApp, ADMIN, CONTOSO, OPERATOR};
 use sha2::{Digest, Sha256};
 use tenantatlas::domain::{AddMemberOutcome, AppError, Role};
+use tenantatlas::server::auth::password::Checker;
 
 both_backends!(TestApp:
     an_invitation_makes_the_account_and_the_membership_once,
@@ -16,6 +19,7 @@ both_backends!(TestApp:
     the_token_is_stored_hashed_and_never_read_from_a_query_string,
     bad_input_is_refused_and_writes_nothing,
     an_address_that_got_an_account_meanwhile_is_refused,
+    many_acceptances_at_once_make_one_account,
 );
 
 const INVITEE: &str = "new.person@example.org";
@@ -409,4 +413,105 @@ async fn an_address_that_got_an_account_meanwhile_is_refused(app: TestApp) {
     .await
     .unwrap();
     assert_eq!(memberships, 0);
+}
+
+/// Acceptances of one link sent at once: every answer is the one account's 200, a 409, or the
+/// busy answer; one account and one membership come of them.
+async fn many_acceptances_at_once_make_one_account(app: TestApp) {
+    let owner = app.sign_in(ADMIN).await;
+    let token = invite(&app, &owner, INVITEE, "operator").await;
+    let passwords: Vec<String> = (0..40).map(|i| format!("{PASSWORD} {i}")).collect();
+    let answers = futures::future::join_all(
+        passwords
+            .iter()
+            .map(|password| app.accept_invitation(&token, "Racer", password)),
+    )
+    .await;
+    let accepted = answers.iter().filter(|(answer, _)| answer.is_ok()).count();
+    assert_eq!(accepted, 1, "{answers:?}");
+    for (answer, _) in &answers {
+        if let Err(refused) = answer {
+            assert!([409, 503].contains(&refused.status.as_u16()), "{refused:?}");
+        }
+    }
+    assert_eq!(users_with(&app, INVITEE).await, 1);
+}
+
+/// Accepting hashes the new password under sign-in's limit: when no core is free for a hash,
+/// every acceptance, however many arrive at once, gets the busy answer (503, `Retry-After`)
+/// and nothing is written; the link stays usable.
+async fn accepting_hashes_under_the_password_checks_limit(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            checker: Some(Checker::new(0, Duration::from_millis(20))),
+            ..Options::default()
+        },
+    )
+    .await;
+    // Made without signing in (the owner's sign-in would be turned away as well).
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let hash: String = Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let now = tenantatlas::domain::Timestamp::now().millis();
+    sqlx::query(
+        "INSERT INTO invitations (tenant_id, email, role, token_hash, created_at, expires_at) \
+         SELECT id, $2, 'owner', $3, $4, $5 FROM tenants WHERE external_id = $1",
+    )
+    .bind(CONTOSO)
+    .bind(INVITEE)
+    .bind(&hash)
+    .bind(now)
+    .bind(now + 3_600_000)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let users = app.count("users").await;
+    let answers = futures::future::join_all((0..20).map(|_| {
+        app.request(
+            None,
+            "invitations/accept",
+            &[
+                ("token", token.as_str()),
+                ("name", "Flood"),
+                ("password", PASSWORD),
+            ],
+        )
+        .send()
+    }))
+    .await;
+    for answer in answers {
+        let answer = answer.expect("an answer");
+        assert_eq!(answer.status(), 503);
+        assert_eq!(answer.headers()["retry-after"], "1");
+        assert!(common::session_cookie(&answer).is_none());
+        assert!(answer.text().await.unwrap().contains("Busy"));
+    }
+    assert_eq!(app.count("users").await, users, "no account");
+    assert_eq!(users_with(&app, INVITEE).await, 0);
+    let preview = app
+        .invitation_preview(&token)
+        .await
+        .expect("the link is still usable");
+    assert_eq!(preview.email, INVITEE);
+}
+
+mod under_the_limit {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_accepting_waits_for_a_free_core() {
+        accepting_hashes_under_the_password_checks_limit(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_accepting_waits_for_a_free_core() {
+        accepting_hashes_under_the_password_checks_limit(Backend::Postgres).await
+    }
 }

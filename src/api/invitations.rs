@@ -58,20 +58,32 @@ pub async fn accept_invitation(
 ) -> Result<String, AppError> {
     use crate::domain::invitation::{check_new_password, parse_display_name, InvitationToken};
     use crate::domain::routes;
-    use crate::server::auth::{current_session, password as passwords, session};
+    use crate::server::auth::{current_session, password::HashError, session};
     use crate::server::tenants::invitations;
     use crate::server::{error::respond, state::app_state};
     respond(
         async {
-            let db = &app_state()?.db;
+            let state = app_state()?;
+            let db = &state.db;
             let token = InvitationToken::parse(&token)?;
             let name = parse_display_name(&name)?;
             check_new_password(&password)?;
             invitations::check_usable(db, &token).await?;
-            let hash = passwords::hash(password).await.map_err(|_| {
-                tracing::error!("could not hash a new password");
-                AppError::Internal
-            })?;
+            // Under sign-in's limit (one hash per core): every holder of a valid link could
+            // otherwise start a 19 MiB hash per request.
+            let hash = match state.password_checker.hash(password).await {
+                Ok(hash) => hash,
+                Err(HashError::Busy(busy)) => {
+                    tracing::warn!("every core is hashing passwords: an acceptance is turned away");
+                    return Err(AppError::Busy {
+                        retry_after: busy.retry_after.as_secs().max(1),
+                    });
+                }
+                Err(HashError::Failed) => {
+                    tracing::error!("could not hash a new password");
+                    return Err(AppError::Internal);
+                }
+            };
             let accepted = invitations::accept(db, &token, &name, &hash).await?;
             session::sign_in(
                 &current_session().await?,

@@ -1,14 +1,15 @@
 //! Password hashing with argon2id (PHC strings). Hashing is deliberately slow, so it runs on the
-//! blocking pool, never on the async workers. Each check takes about 19 MiB and a core for its
-//! duration, so sign-in checks go through a [`Checker`] that runs at most one per core and turns
-//! the rest away after a short wait instead of queueing them without bound.
+//! blocking pool, never on the async workers. Each check or hash takes about 19 MiB and a core
+//! for its duration, so the server's (sign-in's checks, an accepted invitation's new password)
+//! go through one [`Checker`] that runs at most one per core and turns the rest away after a
+//! short wait instead of queueing them without bound.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::password_hash::{rand_core::OsRng, SaltString};
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Shortest accepted password for new accounts.
 pub const MIN_CHARS: usize = 12;
@@ -18,16 +19,19 @@ pub const MIN_CHARS: usize = 12;
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0tdfZ1yTlGgHRf3TW1bVyyRHxWyCvGEFxyz4dU6lqHo";
 
-/// Hashes a new password (argon2id, random salt).
+/// Hashes a new password (argon2id, random salt). Unbounded: the server hashes through a
+/// [`Checker`]; the commands and the seed call this.
 pub async fn hash(password: String) -> Result<String, argon2::password_hash::Error> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .unwrap_or(Err(argon2::password_hash::Error::Crypto))
+    tokio::task::spawn_blocking(move || hash_now(&password))
+        .await
+        .unwrap_or(Err(argon2::password_hash::Error::Crypto))
+}
+
+fn hash_now(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
 }
 
 /// Whether `password` matches `stored` (a PHC string). `None` — no such user — still does the
@@ -60,7 +64,16 @@ pub struct Busy {
     pub retry_after: Duration,
 }
 
-/// Runs password checks, at most `permits` at a time; the others wait up to `wait`.
+/// Why a new password was not hashed through a [`Checker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashError {
+    /// No core came free in time: nothing was hashed.
+    Busy(Busy),
+    /// argon2 refused (it does not for a bounded password), or the hashing thread died.
+    Failed,
+}
+
+/// Runs password checks and hashes, at most `permits` at a time; the others wait up to `wait`.
 #[derive(Debug, Clone)]
 pub struct Checker {
     permits: Arc<Semaphore>,
@@ -84,13 +97,7 @@ impl Checker {
 
     /// [`verify`] once a core is free; `Busy` when none came free in time.
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, Busy> {
-        let busy = Busy {
-            retry_after: self.wait.max(Duration::from_secs(1)),
-        };
-        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| busy)?
-            .map_err(|_| busy)?;
+        let permit = self.permit().await?;
         // The permit moves into the blocking task: a caller that goes away mid-check does not
         // free the core before the hash is done.
         tokio::task::spawn_blocking(move || {
@@ -99,7 +106,36 @@ impl Checker {
             matches
         })
         .await
-        .map_err(|_| busy)
+        .map_err(|_| self.busy())
+    }
+
+    /// [`hash`] once a core is free, under the same limit as the checks (so that requests
+    /// which make a password, such as accepting an invitation, cannot queue hashes without
+    /// bound either); `Busy` when none came free in time.
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let permit = self.permit().await.map_err(HashError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let hashed = hash_now(&password);
+            drop(permit);
+            hashed
+        })
+        .await
+        .map_err(|_| HashError::Failed)?
+        .map_err(|_| HashError::Failed)
+    }
+
+    /// A core for one check or hash, waited for up to `wait`.
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, Busy> {
+        tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| self.busy())?
+            .map_err(|_| self.busy())
+    }
+
+    fn busy(&self) -> Busy {
+        Busy {
+            retry_after: self.wait.max(Duration::from_secs(1)),
+        }
     }
 }
 
@@ -142,6 +178,37 @@ mod tests {
                 .await,
             Ok(true)
         );
+    }
+
+    /// Hashes share the checks' permits: with every permit held a hash is turned away, and
+    /// however many hashes are asked for at once, no more than the permits run together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashes_share_the_permits_of_the_checks() {
+        let checker = Checker::new(2, Duration::from_millis(50));
+        let held = checker.permits.clone().acquire_many_owned(2).await.unwrap();
+        assert!(matches!(
+            checker.hash("correct horse battery".into()).await,
+            Err(HashError::Busy(_))
+        ));
+        drop(held);
+        let checker = Checker::new(2, Duration::from_secs(60));
+        let hashes: Vec<_> = (0..8)
+            .map(|i| {
+                let checker = checker.clone();
+                tokio::spawn(async move { checker.hash(format!("password number {i}")).await })
+            })
+            .collect();
+        let mut lowest = 2;
+        while hashes.iter().any(|h| !h.is_finished()) {
+            lowest = lowest.min(checker.permits.available_permits());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for (i, hashed) in hashes.into_iter().enumerate() {
+            let stored = hashed.await.unwrap().expect("hashed");
+            assert!(verify(format!("password number {i}"), Some(stored)).await);
+        }
+        assert_eq!(lowest, 0, "the hashes used the permits");
+        assert_eq!(checker.permits.available_permits(), 2, "and gave them back");
     }
 
     #[tokio::test]
