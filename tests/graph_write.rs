@@ -172,6 +172,12 @@ async fn what_is_written_carries_no_read_only_property_and_keeps_secrets_as_intu
     for key in READ_ONLY {
         assert!(body.get(key).is_none(), "{key} is not sent: {body}");
     }
+    // Nested read-only properties neither: of the template reference, only its id.
+    assert_eq!(
+        body["templateReference"],
+        json!({"templateId": before["templateReference"]["templateId"]}),
+        "{body}"
+    );
     let settings = body["settings"].as_array().expect("settings inline");
     assert!(settings
         .iter()
@@ -703,6 +709,38 @@ async fn the_simulator_keeps_writes_to_their_own_throttle() {
     );
     let (status, _) = call(&sim, &token, Method::GET, &path, &Value::Null).await;
     assert_eq!(status, StatusCode::OK, "reads keep their own budget");
+}
+
+/// The read-only properties inside a settings catalog policy's template reference are refused
+/// with 400 like Graph's, in an update as in a create, and the policy stays as it was.
+#[tokio::test]
+async fn a_template_references_read_only_properties_are_refused() {
+    let sim = start(Knobs::default()).await;
+    let token = token(&sim).await;
+    let policy = pick(&sim, PolicyType::SettingsCatalog, false);
+    let before = sim.policy_json(TENANT, &policy.id).expect("policy");
+    let collection = kind_of(PolicyType::SettingsCatalog).collection();
+    for key in [
+        "templateFamily",
+        "templateDisplayName",
+        "templateDisplayVersion",
+    ] {
+        let reference = json!({"templateId": "", key: "x"});
+        let mut body = patch_body(&before);
+        body["templateReference"] = reference.clone();
+        let path = format!("beta/deviceManagement/{collection}/{}", policy.id);
+        let (status, answer) = call(&sim, &token, Method::PATCH, &path, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key}: {answer}");
+        assert!(answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(key)));
+        let create = json!({"name": "new", "platforms": "windows10", "technologies": "mdm",
+            "templateReference": reference, "settings": []});
+        let path = format!("beta/deviceManagement/{collection}");
+        let (status, answer) = call(&sim, &token, Method::POST, &path, &create).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key}: {answer}");
+    }
+    assert_eq!(sim.policy_json(TENANT, &policy.id), Some(before));
 }
 
 proptest! {

@@ -33,6 +33,14 @@ pub const READ_ONLY: [&str; 7] = [
     "supportsScopeTags",
 ];
 
+/// Read-only properties of a settings catalog policy's `templateReference`: Graph fills them in
+/// from the template and refuses them in a body.
+const TEMPLATE_READ_ONLY: [&str; 3] = [
+    "templateFamily",
+    "templateDisplayName",
+    "templateDisplayVersion",
+];
+
 /// Navigation properties: never part of a PATCH, and of a create only where [`inline`] says.
 const NAVIGATION: [&str; 5] = [
     "assignments",
@@ -194,6 +202,15 @@ fn check_body(
     if let Some(key) = READ_ONLY.iter().find(|key| body.contains_key(**key)) {
         return Err(bad(&format!(
             "The property '{key}' is read-only and cannot be written."
+        )));
+    }
+    let reference = body.get("templateReference").and_then(Value::as_object);
+    if let Some(key) = TEMPLATE_READ_ONLY
+        .iter()
+        .find(|key| reference.is_some_and(|r| r.contains_key(**key)))
+    {
+        return Err(bad(&format!(
+            "The property 'templateReference/{key}' is read-only and cannot be written."
         )));
     }
     if let Some(key) = NAVIGATION
@@ -408,6 +425,7 @@ fn create(
         .to_owned();
     body.entry("roleScopeTagIds")
         .or_insert_with(|| json!(["0"]));
+    complete_template_reference(&mut body, None);
     let stored = Stored {
         properties: body,
         children,
@@ -445,6 +463,7 @@ fn update(
     } else {
         None
     };
+    complete_template_reference(&mut body, current.to_json().get("templateReference"));
     let name_key = current.name_key();
     let written = sim.write_tenant(tenant_id, |t| {
         split(t.with_written(kind, id, |policy, stored| {
@@ -463,6 +482,27 @@ fn update(
         }))
     });
     written.map(|()| StatusCode::NO_CONTENT.into_response())
+}
+
+/// Fills in a written `templateReference`'s read-only properties as Graph does: from the
+/// policy's `current` reference, or for a new policy as a policy made without a template.
+fn complete_template_reference(body: &mut Map<String, Value>, current: Option<&Value>) {
+    let Some(Value::Object(reference)) = body.get_mut("templateReference") else {
+        return;
+    };
+    match current.and_then(Value::as_object) {
+        Some(current) => {
+            for key in TEMPLATE_READ_ONLY {
+                if let Some(value) = current.get(key) {
+                    reference.insert(key.into(), value.clone());
+                }
+            }
+        }
+        None => {
+            reference.insert("templateFamily".into(), json!("none"));
+            reference.insert("templateDisplayName".into(), Value::Null);
+        }
+    }
 }
 
 /// Turns `with_written`'s answer into an edit for [`SimState::write_tenant`].

@@ -185,7 +185,9 @@ fn writable(value: &Value) -> Value {
     }
 }
 
-/// The policy's own writable properties (no navigation properties).
+/// The policy's own writable properties (no navigation properties). Of `templateReference`
+/// only `templateId` is written: its family, display name and display version are read-only
+/// (<https://learn.microsoft.com/en-us/graph/api/resources/intune-deviceconfigv2-devicemanagementconfigurationpolicytemplatereference>).
 fn policy_body(policy: &Map<String, Value>, include_scope_tags: bool) -> Map<String, Value> {
     let Value::Object(mut body) = writable(&Value::Object(policy.clone())) else {
         return Map::new();
@@ -194,7 +196,18 @@ fn policy_body(policy: &Map<String, Value>, include_scope_tags: bool) -> Map<Str
     if !include_scope_tags {
         body.remove("roleScopeTagIds");
     }
+    if let Some(Value::Object(reference)) = body.get_mut("templateReference") {
+        reference.retain(|key, _| key == "templateId");
+    }
     body
+}
+
+/// The live policy's scope tags as its capture holds them (`None` when the capture left them
+/// out).
+fn live_scope_tags(live: Option<&Value>) -> Option<&Value> {
+    live?
+        .pointer("/policy/roleScopeTagIds")
+        .filter(|tags| tags.is_array())
 }
 
 /// The array `key` of the payload, or inside its `policy` (as `$expand` returns it).
@@ -504,6 +517,17 @@ impl GraphClient {
         if spec.content == Content::InlineSettings {
             body["settings"] = prepared.content;
         }
+        // A PUT replaces the policy: scope tags the restore leaves out would be dropped, so the
+        // live policy's go with it and stay as they are.
+        if spec.update_method == Method::PUT && !request.include_scope_tags {
+            let tags = match live_scope_tags(request.live) {
+                Some(tags) => Some(tags.clone()),
+                None => self.scope_tags_of(creds, &url).await?,
+            };
+            if let Some(tags) = tags {
+                body["roleScopeTagIds"] = tags;
+            }
+        }
         // Settings catalog, PUT with the settings (see `Content::InlineSettings`); the others,
         // PATCH:
         //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfigv2-devicemanagementconfigurationpolicy-update
@@ -516,6 +540,22 @@ impl GraphClient {
         self.write(creds, method, &url, &body, true, &[200, 204])
             .await?;
         Ok(())
+    }
+
+    /// The scope tags of the policy at `url` as Graph holds them now (`None` when it names none).
+    async fn scope_tags_of(
+        &self,
+        creds: &TenantCredentials,
+        url: &str,
+    ) -> Result<Option<Value>, GraphError> {
+        // https://learn.microsoft.com/en-us/graph/api/intune-deviceconfigv2-devicemanagementconfigurationpolicy-get
+        let policy = self
+            .get_json(creds, &format!("{url}?$select=id,roleScopeTagIds"))
+            .await?;
+        Ok(policy
+            .get("roleScopeTagIds")
+            .filter(|t| t.is_array())
+            .cloned())
     }
 
     /// Creates the policy, with the content the create takes inline; its new id.
@@ -790,6 +830,22 @@ mod tests {
         assert_eq!(keys, ["@odata.type", "displayName", "nested"]);
         assert_eq!(body["nested"], json!({"value": 1}));
         assert!(policy_body(map, true).contains_key("roleScopeTagIds"));
+    }
+
+    #[test]
+    fn a_template_reference_is_written_as_its_id_alone() {
+        let policy = json!({"name": "n", "templateReference": {"templateId": "t",
+            "templateFamily": "none", "templateDisplayName": "d", "templateDisplayVersion": "1"}});
+        let body = policy_body(policy.as_object().expect("object"), true);
+        assert_eq!(body["templateReference"], json!({"templateId": "t"}));
+    }
+
+    #[test]
+    fn the_live_scope_tags_are_read_from_a_capture_that_holds_them() {
+        let live = json!({"policy": {"roleScopeTagIds": ["0", "7"]}});
+        assert_eq!(live_scope_tags(Some(&live)), Some(&json!(["0", "7"])));
+        assert_eq!(live_scope_tags(Some(&json!({"policy": {}}))), None);
+        assert_eq!(live_scope_tags(None), None);
     }
 
     #[test]
