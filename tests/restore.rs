@@ -12,8 +12,11 @@ use tenantatlas::domain::restore::{
     GateFailure, PlanAction, PlanItem, RestorePreview, RestoreSource,
 };
 use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail};
+use tenantatlas::domain::PolicyType;
 use tenantatlas::domain::{RunStatus, SubmittedRun};
+use tenantatlas::server::graph::write::WriteRequest;
 use tenantatlas::server::seed;
+use tenantatlas::server::snapshots::load_version;
 
 both_backends!(local Fixture:
     a_restore_brings_back_every_type_and_ends_with_evidence,
@@ -23,6 +26,10 @@ both_backends!(local Fixture:
     an_item_changed_since_the_preview_is_not_written,
     a_missing_permission_or_group_blocks_the_restore,
     the_wizard_at_a_preview_sends_the_browser_each_answer_once,
+    a_cancel_while_a_create_is_in_flight_records_the_write_in_full,
+    a_takeover_never_takes_a_policy_that_existed_for_its_create,
+    a_takeover_records_a_write_the_crashed_claim_made,
+    leaving_scope_tags_out_leaves_the_live_tags_alone,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -68,10 +75,8 @@ impl Fixture {
     /// Syncs the inventory and backs up one policy of each type (assignments and scope tags
     /// included).
     async fn backup(&self) -> Backup {
-        self.run("runs/sync-inventory", &[("tenant", CONTOSO)])
-            .await;
         let sims = self.demo.sim.policies(CONTOSO);
-        let mut policies = Vec::new();
+        let mut graph_ids = Vec::new();
         for kind in [
             "configurationPolicies",
             "deviceConfigurations",
@@ -83,7 +88,19 @@ impl Fixture {
                 .find(|p| p.kind.collection() == kind && p.assignment_count > 0)
                 .or_else(|| sims.iter().find(|p| p.kind.collection() == kind))
                 .expect("the demo tenant has every type");
-            policies.push((self.policy_id(&sim.id).await, sim.id.clone()));
+            graph_ids.push(sim.id.clone());
+        }
+        self.backup_of(&graph_ids).await
+    }
+
+    /// Syncs the inventory and backs up the policies of `graph_ids` (assignments and scope
+    /// tags included).
+    async fn backup_of(&self, graph_ids: &[String]) -> Backup {
+        self.run("runs/sync-inventory", &[("tenant", CONTOSO)])
+            .await;
+        let mut policies = Vec::new();
+        for graph_id in graph_ids {
+            policies.push((self.policy_id(graph_id).await, graph_id.clone()));
         }
         let set = common::backup_set(&self.app, &self.manager, CONTOSO, "Restore me").await;
         let ids: Vec<i64> = policies.iter().map(|(id, _)| *id).collect();
@@ -111,6 +128,98 @@ impl Fixture {
             .run_id;
         self.finish(run_id).await;
         (run_id, self.plan(run_id).await)
+    }
+
+    /// Starts the execute of `preview` as the manager, queued; its id.
+    async fn queue_execute(&self, preview: i64) -> i64 {
+        self.execute_as(&self.manager, preview, true, TENANT_NAME)
+            .await
+            .expect("the restore starts")
+            .run_id
+    }
+
+    /// Makes the next claim of queued run `run_id` its second, as when a claim that crashed
+    /// is taken over.
+    async fn as_taken_over(&self, run_id: i64) {
+        sqlx::query("UPDATE runs SET attempt = 1 WHERE id = $1")
+            .bind(run_id)
+            .execute(self.app.db.pool())
+            .await
+            .unwrap();
+    }
+
+    /// The detail of run `run_id`, as the manager reads it.
+    async fn detail(&self, run_id: i64) -> RunDetail {
+        self.app
+            .run_detail(Some(&self.manager), CONTOSO, run_id, &[])
+            .await
+            .expect("the manager reads the run")
+    }
+
+    /// Writes version `snapshot_id` of a policy to Intune as the execute would (in place at
+    /// `target`, or anew): what a claim that crashed before recording it sent.
+    async fn write_directly(
+        &self,
+        policy_type: PolicyType,
+        snapshot_id: i64,
+        target: Option<&str>,
+    ) -> String {
+        let tenant_id = common::tenant_id(&self.app.db, CONTOSO).await;
+        let version = load_version(self.app.db.pool(), tenant_id, snapshot_id)
+            .await
+            .unwrap()
+            .expect("the version exists");
+        let creds = self
+            .demo
+            .access
+            .credentials(&self.app.db, tenant_id)
+            .await
+            .expect("credentials");
+        let request = WriteRequest {
+            policy_type,
+            target,
+            backup: &version.payload,
+            format: version.format,
+            live: None,
+            include_assignments: true,
+            include_scope_tags: true,
+        };
+        self.demo
+            .access
+            .client
+            .write_policy(&creds, request)
+            .await
+            .expect("written")
+            .graph_id
+    }
+
+    /// The count of `restore.item_written` audit rows.
+    async fn audited(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'restore.item_written'")
+            .fetch_one(self.app.db.pool())
+            .await
+            .unwrap()
+    }
+
+    /// The Graph id the inventory row `policy_id` holds.
+    async fn graph_id_of(&self, policy_id: i64) -> String {
+        sqlx::query_scalar("SELECT graph_id FROM policies WHERE id = $1")
+            .bind(policy_id)
+            .fetch_one(self.app.db.pool())
+            .await
+            .unwrap()
+    }
+
+    /// The action recorded for `policy_id`'s item of run `run_id`.
+    async fn action(&self, run_id: i64, policy_id: i64) -> Option<String> {
+        sqlx::query_scalar(
+            "SELECT restore_action FROM run_items WHERE run_id = $1 AND policy_id = $2",
+        )
+        .bind(run_id)
+        .bind(policy_id)
+        .fetch_one(self.app.db.pool())
+        .await
+        .unwrap()
     }
 
     /// Starts a preview of restoring `ids` of the set (assignments included) as `cookie`.
@@ -651,4 +760,285 @@ async fn the_wizard_at_a_preview_sends_the_browser_each_answer_once(f: Fixture) 
         1,
         "every render numbers its resources alike: {shapes:?}"
     );
+}
+
+/// A cancel while a create is in flight: the write stands in Intune, so the item finishes (its
+/// assignments, its evidence) and is recorded in full: its outcome replaces the cancel's skip,
+/// the audit row is written and the policy's record follows the new id (a later restore then
+/// updates it instead of creating a duplicate).
+async fn a_cancel_while_a_create_is_in_flight_records_the_write_in_full(f: Fixture) {
+    let backup = f.backup().await;
+    let (deleted_id, deleted_graph) = backup.policies[1].clone();
+    assert!(f.demo.sim.remove_policy(CONTOSO, &deleted_graph));
+    let (preview, plan) = f.preview(backup.set, &[deleted_id]).await;
+    assert_eq!(item(&plan, deleted_id).plan, Some(PlanAction::Create));
+    let run_id = f.queue_execute(preview).await;
+    let mut knobs = f.demo.sim.knobs();
+    knobs.latency_ms = 400;
+    f.demo.sim.set_knobs(knobs.clone());
+    f.demo.sim.reset_counters();
+    // The worker hears the server's cancels at once, as the runner's does.
+    let worker = f.worker.clone().with_cancels(f.app.wake.cancels());
+    let (executed, ()) = tokio::join!(worker.try_execute_task(), async {
+        let started = std::time::Instant::now();
+        while !f
+            .writes()
+            .iter()
+            .any(|w| w.starts_with("POST") && w.ends_with("/deviceConfigurations"))
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "the create was never sent"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        f.app
+            .cancel_run(&f.manager, CONTOSO, run_id)
+            .await
+            .expect("the manager cancels");
+    });
+    executed.expect("the worker runs");
+    knobs.latency_ms = 0;
+    f.demo.sim.set_knobs(knobs);
+
+    let detail = f.detail(run_id).await;
+    assert_eq!(detail.status, RunStatus::Cancelled, "{detail:?}");
+    let row = &detail.items.rows[0];
+    assert_eq!(row.outcome, ItemOutcome::Succeeded, "{detail:?}");
+    assert_eq!(
+        f.action(run_id, deleted_id).await.as_deref(),
+        Some("created")
+    );
+    assert_eq!(f.audited().await, 1, "the write is audited");
+    let new_graph_id = f.graph_id_of(deleted_id).await;
+    assert_ne!(new_graph_id, deleted_graph);
+    assert!(f
+        .demo
+        .sim
+        .policies(CONTOSO)
+        .iter()
+        .any(|p| p.id == new_graph_id));
+    assert!(
+        f.writes()
+            .iter()
+            .any(|w| w.starts_with("POST") && w.ends_with(&format!("{new_graph_id}/assign"))),
+        "the created policy got its assignments: {:?}",
+        f.writes()
+    );
+    // Restored again: the policy is found, nothing is created twice.
+    let (_, plan) = f.preview(backup.set, &[deleted_id]).await;
+    assert_eq!(
+        item(&plan, deleted_id).plan,
+        Some(PlanAction::Unchanged),
+        "{plan:?}"
+    );
+}
+
+/// A claim that takes an execute over looks for the policy an earlier claim may have created
+/// only where that claim announced its create, and never takes a policy that existed before
+/// (someone else's, of the same name) for it: without an announced create it creates anew; with
+/// one, it takes the one policy the earlier claim created; with two such candidates it writes
+/// nothing and says why.
+async fn a_takeover_never_takes_a_policy_that_existed_for_its_create(f: Fixture) {
+    let backup = f.backup().await;
+    let (p_id, p_graph) = backup.policies[1].clone();
+    let sims = f.demo.sim.policies(CONTOSO);
+    let name = sims.iter().find(|p| p.id == p_graph).unwrap().name.clone();
+    let other = sims
+        .iter()
+        .find(|p| p.kind.collection() == "deviceConfigurations" && p.id != p_graph)
+        .expect("another device configuration")
+        .id
+        .clone();
+    // Someone names another policy as the backed-up one, which is then deleted.
+    assert!(f.demo.sim.rename_policy(CONTOSO, &other, &name));
+    assert!(f.demo.sim.remove_policy(CONTOSO, &p_graph));
+    let others_before = f.demo.sim.policy_json(CONTOSO, &other);
+    let named = || {
+        let mut ids: Vec<String> = f
+            .demo
+            .sim
+            .policies(CONTOSO)
+            .into_iter()
+            .filter(|p| p.name == name)
+            .map(|p| p.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    // No create announced: created anew, the other policy untouched.
+    let (preview, plan) = f.preview(backup.set, &[p_id]).await;
+    assert_eq!(item(&plan, p_id).plan, Some(PlanAction::Create));
+    let run_id = f.queue_execute(preview).await;
+    f.as_taken_over(run_id).await;
+    f.demo.sim.reset_counters();
+    f.finish(run_id).await;
+    let detail = f.detail(run_id).await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert_eq!(f.action(run_id, p_id).await.as_deref(), Some("created"));
+    let created = f.graph_id_of(p_id).await;
+    assert!(created != other && created != p_graph);
+    assert_eq!(f.demo.sim.policy_json(CONTOSO, &other), others_before);
+    assert!(
+        f.writes().iter().all(|w| !w.contains(&other)),
+        "{:?}",
+        f.writes()
+    );
+    assert_eq!(named().len(), 2);
+
+    // Announced by a claim that crashed after its create reached Intune: that policy is taken.
+    let snapshot = item(&plan, p_id)
+        .backup_snapshot_id
+        .expect("the backup version");
+    for (orphans, succeeds) in [(1, true), (2, false)] {
+        assert!(f
+            .demo
+            .sim
+            .remove_policy(CONTOSO, &f.graph_id_of(p_id).await));
+        let (preview, plan) = f.preview(backup.set, &[p_id]).await;
+        assert_eq!(item(&plan, p_id).plan, Some(PlanAction::Create));
+        let run_id = f.queue_execute(preview).await;
+        f.as_taken_over(run_id).await;
+        let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
+        sqlx::query(
+            "INSERT INTO run_items (tenant_id, run_id, policy_id, create_sent_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant_id)
+        .bind(run_id)
+        .bind(p_id)
+        .bind(tenantatlas::domain::Timestamp::now().millis())
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+        let mut sent = Vec::new();
+        for _ in 0..orphans {
+            sent.push(
+                f.write_directly(PolicyType::DeviceConfiguration, snapshot, None)
+                    .await,
+            );
+        }
+        f.demo.sim.reset_counters();
+        f.finish(run_id).await;
+        let detail = f.detail(run_id).await;
+        let row = &detail.items.rows[0];
+        assert!(
+            f.writes()
+                .iter()
+                .all(|w| !w.ends_with("/deviceConfigurations")),
+            "nothing created twice: {:?}",
+            f.writes()
+        );
+        assert_eq!(f.demo.sim.policy_json(CONTOSO, &other), others_before);
+        if succeeds {
+            assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+            assert_eq!(row.outcome, ItemOutcome::Succeeded);
+            assert_eq!(f.action(run_id, p_id).await.as_deref(), Some("created"));
+            assert_eq!(f.graph_id_of(p_id).await, sent[0]);
+        } else {
+            assert_eq!(detail.status, RunStatus::Failed, "{detail:?}");
+            assert_eq!(row.outcome, ItemOutcome::Failed);
+            assert_eq!(row.reason_code, Some(ReasonCode::ChangedSincePreview));
+            assert_eq!(f.writes(), Vec::<String>::new(), "nothing written");
+            let message = row.message.as_deref().unwrap_or_default();
+            assert!(
+                sent.iter().all(|id| message.contains(id.as_str())),
+                "{message}"
+            );
+        }
+    }
+}
+
+/// A claim that crashed after writing an item back, before recording it: the claim that takes
+/// the run over finds the policy matching the backup and records the item as updated (its
+/// evidence, its audit row) instead of failing it as changed with "nothing was written".
+async fn a_takeover_records_a_write_the_crashed_claim_made(f: Fixture) {
+    let backup = f.backup().await;
+    let (id, graph_id) = backup.policies[2].clone();
+    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
+    let run_id = f.queue_execute(preview).await;
+    f.as_taken_over(run_id).await;
+    f.write_directly(
+        PolicyType::Compliance,
+        item(&plan, id)
+            .backup_snapshot_id
+            .expect("the backup version"),
+        Some(&graph_id),
+    )
+    .await;
+    f.demo.sim.reset_counters();
+    f.finish(run_id).await;
+    let detail = f.detail(run_id).await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert_eq!(detail.items.rows[0].outcome, ItemOutcome::Succeeded);
+    assert_eq!(f.action(run_id, id).await.as_deref(), Some("updated"));
+    assert_eq!(f.audited().await, 1);
+    assert_eq!(
+        f.writes(),
+        Vec::<String>::new(),
+        "written once, by the first claim"
+    );
+    assert_eq!(
+        detail.summary.as_deref(),
+        Some("1 of 1 now match the backup."),
+        "{detail:?}"
+    );
+}
+
+/// A settings catalog policy is replaced by a PUT; with scope tags left out of the restore (the
+/// wizard's default) its live scope tags stay as they are.
+async fn leaving_scope_tags_out_leaves_the_live_tags_alone(f: Fixture) {
+    let tags_of = |graph_id: &str| {
+        f.demo
+            .sim
+            .policy_json(CONTOSO, graph_id)
+            .map(|p| p["roleScopeTagIds"].clone())
+    };
+    let tagged = f
+        .demo
+        .sim
+        .policies(CONTOSO)
+        .into_iter()
+        .find(|p| {
+            p.kind.collection() == "configurationPolicies"
+                && tags_of(&p.id).is_some_and(|t| t.as_array().is_some_and(|t| t.len() == 2))
+        })
+        .expect("a settings catalog policy with two scope tags")
+        .id;
+    let tags = tags_of(&tagged);
+    let backup = f.backup_of(std::slice::from_ref(&tagged)).await;
+    let policy = backup.policies[0].0;
+    assert!(f.demo.sim.change_settings(CONTOSO, &tagged));
+    let preview = f
+        .app
+        .start_restore_preview(
+            &f.manager,
+            CONTOSO,
+            RestoreSource::BackupSet(backup.set),
+            &[policy],
+            &[
+                ("include_assignments", "true"),
+                ("include_scope_tags", "false"),
+            ],
+        )
+        .await
+        .expect("the preview starts")
+        .run_id;
+    f.finish(preview).await;
+    assert_eq!(
+        item(&f.plan(preview).await, policy).plan,
+        Some(PlanAction::Update)
+    );
+    f.demo.sim.reset_counters();
+    let detail = f.execute(preview).await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert!(
+        f.writes().iter().any(|w| w.starts_with("PUT")),
+        "{:?}",
+        f.writes()
+    );
+    assert_eq!(tags_of(&tagged), tags, "the live scope tags stay");
 }

@@ -1,6 +1,9 @@
 //! Lets a run's cancellation end the Graph client's waits (the tenant's limiter, a pause after
 //! `Retry-After`, a retry's backoff) at once, without cutting a request already sent: a capture
-//! in flight finishes, one still waiting gives up and says so.
+//! in flight finishes, one still waiting gives up and says so. Work that writes marks its point
+//! of no return ([`point_of_no_return`]) right before its first write: from there on a cancel no
+//! longer cuts its waits, so what it sent is followed through (the rest of its writes, their
+//! evidence) and recorded, never dropped while the write stands in the tenant.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +23,8 @@ tokio::task_local! {
 pub struct Interrupt {
     signal: watch::Receiver<bool>,
     hit: Arc<AtomicBool>,
+    /// Set at the work's point of no return: its waits then ignore the signal.
+    committed: Arc<AtomicBool>,
 }
 
 impl Interrupt {
@@ -28,6 +33,7 @@ impl Interrupt {
         Self {
             signal,
             hit: Arc::new(AtomicBool::new(false)),
+            committed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -42,21 +48,60 @@ impl Interrupt {
     }
 }
 
-/// Waits for `wait` unless the current work is interrupted first (then a `cancelled` error).
+/// The error of work cut short by a cancel.
+fn cancelled(interrupt: &Interrupt) -> GraphError {
+    interrupt.hit.store(true, Ordering::SeqCst);
+    GraphError::new(
+        ReasonCode::Cancelled,
+        "The run was cancelled while waiting for Microsoft Graph.",
+    )
+}
+
+/// Marks the current work's point of no return, right before its first write: from here on its
+/// waits no longer give way to a cancel and it is never [`Interrupt::interrupted`], so it
+/// finishes and its outcome is recorded (replacing the cancel's skip). A `cancelled` error, and
+/// the work counts as interrupted, when the cancel came first: the work must then write nothing.
+/// Outside a scope, always `Ok`.
+pub(crate) fn point_of_no_return() -> Result<(), GraphError> {
+    let Ok(interrupt) = INTERRUPT.try_with(Clone::clone) else {
+        return Ok(());
+    };
+    if interrupt.committed.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    if *interrupt.signal.borrow() {
+        return Err(cancelled(&interrupt));
+    }
+    interrupt.committed.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Gives the current work up as cut short by a cancel (or a lost claim) found other than in a
+/// wait, before its point of no return: its result is then not an outcome. The `cancelled`
+/// error to return.
+pub(crate) fn give_up() -> GraphError {
+    match INTERRUPT.try_with(Clone::clone) {
+        Ok(interrupt) if !interrupt.committed.load(Ordering::SeqCst) => cancelled(&interrupt),
+        _ => GraphError::new(
+            ReasonCode::Cancelled,
+            "The run was cancelled or taken over before anything was written.",
+        ),
+    }
+}
+
+/// Waits for `wait` unless the current work is interrupted first (then a `cancelled` error);
+/// past the work's [`point_of_no_return`], it just waits.
 pub(crate) async fn waiting<F: Future>(wait: F) -> Result<F::Output, GraphError> {
     let Ok(interrupt) = INTERRUPT.try_with(Clone::clone) else {
         return Ok(wait.await);
     };
+    if interrupt.committed.load(Ordering::SeqCst) {
+        return Ok(wait.await);
+    }
     let mut signal = interrupt.signal.clone();
     tokio::select! {
         biased;
-        Ok(_) = signal.wait_for(|cancelled| *cancelled) => {
-            interrupt.hit.store(true, Ordering::SeqCst);
-            Err(GraphError::new(
-                ReasonCode::Cancelled,
-                "The run was cancelled while waiting for Microsoft Graph.",
-            ))
-        }
+        Ok(_) = signal.wait_for(|cancelled| *cancelled) => Err(cancelled(&interrupt)),
         done = wait => Ok(done),
     }
 }
@@ -81,5 +126,39 @@ mod tests {
         assert!(interrupt.interrupted());
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(waiting(async { 7 }).await.unwrap(), 7);
+        assert!(point_of_no_return().is_ok());
+    }
+
+    #[tokio::test]
+    async fn past_the_point_of_no_return_a_cancel_no_longer_cuts_the_waits() {
+        let (cancel, signal) = watch::channel(false);
+        let interrupt = Interrupt::new(signal);
+        let work = interrupt.scope(async {
+            point_of_no_return()?;
+            // The write is in flight when the cancel comes; what follows still waits.
+            let first = waiting(tokio::time::sleep(Duration::from_millis(100))).await;
+            let second = waiting(async { 7 }).await;
+            first.and(second)
+        });
+        let (result, ()) = tokio::join!(work, async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            cancel.send_replace(true);
+        });
+        assert_eq!(result.unwrap(), 7);
+        assert!(!interrupt.interrupted(), "its outcome is recorded");
+    }
+
+    #[tokio::test]
+    async fn a_cancel_before_the_point_of_no_return_stops_the_work_before_it_writes() {
+        let (cancel, signal) = watch::channel(false);
+        cancel.send_replace(true);
+        let interrupt = Interrupt::new(signal.clone());
+        let result = interrupt.scope(async { point_of_no_return() }).await;
+        assert_eq!(result.unwrap_err().reason_code(), ReasonCode::Cancelled);
+        assert!(interrupt.interrupted(), "its result is not an outcome");
+        let given_up = Interrupt::new(signal);
+        let error = given_up.scope(async { give_up() }).await;
+        assert_eq!(error.reason_code(), ReasonCode::Cancelled);
+        assert!(given_up.interrupted());
     }
 }

@@ -6,7 +6,15 @@
 //! so a later restore updates it rather than creating another). Then the policy is captured again
 //! and compared with the backup: the run's evidence ("48 of 50 now match the backup; 2 differ").
 //! Nothing is ever deleted. Bulk lane.
+//!
+//! Writes survive cancels and takeovers. Right before its first write an item passes its point of
+//! no return ([`interrupt::point_of_no_return`]): a cancel then lets it finish and record what it
+//! wrote. A create is announced first, committed and fenced by the claim
+//! (`run_items.create_sent_at`, migration 0022), so that a claim taking the run over after a crash
+//! knows which creates may have reached Intune unrecorded: only for those does it look for the
+//! policy the earlier claim created, never adopting one that existed before.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -17,10 +25,15 @@ use super::capture::changed_settings;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::restore::{PlanAction, RestoreAction};
 use crate::domain::run::OperationType;
+use crate::domain::snapshot::{compare, CapturedPolicy, SettingNames};
 use crate::domain::versions::Drift;
+use crate::domain::Timestamp;
 use crate::server::db::Db;
+use crate::server::graph::interrupt;
 use crate::server::graph::write::{PolicyWriter, WriteRequest};
-use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
+use crate::server::graph::{
+    CaptureOptions, GraphError, PolicySource, PolicyType, Snapshot, TenantCredentials,
+};
 use crate::server::sanitize::sanitize;
 use crate::server::snapshots::{store_snapshot, StoredVersion};
 
@@ -56,6 +69,9 @@ pub struct RestoreExecuteInput {
 
 /// A pending item with the backup version to write.
 pub struct WriteItem {
+    /// The run item.
+    pub item_id: i64,
+    pub tenant_id: i64,
     pub policy_id: i64,
     pub graph_id: String,
     pub policy_type: String,
@@ -64,7 +80,16 @@ pub struct WriteItem {
     pub backup: Option<StoredVersion>,
     pub include_assignments: bool,
     pub include_scope_tags: bool,
+    /// When an earlier claim of the run announced it was sending this item's create (`None`
+    /// when none did): only then may the create have reached Intune without being recorded.
+    pub create_sent_at: Option<i64>,
+    /// Where the create is announced before it is sent.
+    db: Db,
 }
+
+/// How far apart the clocks of this server and Graph may be: a policy Graph last changed
+/// longer than this before an earlier claim announced its create cannot be that create.
+const CLOCK_SKEW_MS: i64 = 10 * 60 * 1_000;
 
 /// What writing one item did.
 pub enum Restored {
@@ -89,22 +114,90 @@ impl RestoreExecute {
         Self { source, writer }
     }
 
-    /// The Graph id of a live policy of the type with the backup's name, if one exists.
+    /// The policy an earlier claim of the run created for `item` before it could record so: a
+    /// live policy of the type with the backup's name that no inventory row holds and that Graph
+    /// changed no earlier than the create was announced. `Ok(None)` when there is none (the
+    /// create never reached Intune); an error when Graph cannot be asked, or when more than one
+    /// policy fits (which one is ours cannot be told: nothing is written).
     async fn created_before(
         &self,
         creds: &TenantCredentials,
         policy_type: PolicyType,
+        item: &WriteItem,
         backup: &StoredVersion,
-    ) -> Option<String> {
-        let name = backup
+        sent_at: i64,
+    ) -> Result<Option<String>, GraphError> {
+        let Some(name) = backup
             .payload
-            .pointer(&format!("/policy/{}", policy_type.spec().name_property))?
-            .as_str()?;
-        let listed = self.source.list_policies(creds, policy_type).await.ok()?;
-        listed
-            .into_iter()
-            .find(|listing| listing.display_name == name)
-            .map(|listing| listing.graph_id)
+            .pointer(&format!("/policy/{}", policy_type.spec().name_property))
+            .and_then(serde_json::Value::as_str)
+        else {
+            return Ok(None);
+        };
+        let listed = self
+            .source
+            .list_policies(creds, policy_type)
+            .await
+            .map_err(|error| {
+                GraphError::new(
+                    error.reason_code(),
+                    format!(
+                        "an earlier attempt of this run may have created the policy, and the policies of its type could not be listed to find it ({}): nothing was written; retry the restore",
+                        error.message()
+                    ),
+                )
+            })?;
+        let mut candidates = Vec::new();
+        for listing in listed {
+            let recent = listing
+                .last_modified_at
+                .is_none_or(|at| at.millis() >= sent_at - CLOCK_SKEW_MS);
+            if listing.display_name != name || !recent {
+                continue;
+            }
+            let known = in_inventory(&item.db, item.tenant_id, policy_type, &listing.graph_id)
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, "could not read the inventory");
+                    GraphError::new(
+                        ReasonCode::UnknownError,
+                        "the inventory could not be read to find the policy an earlier attempt may have created: nothing was written; retry the restore",
+                    )
+                })?;
+            if !known {
+                candidates.push(listing.graph_id);
+            }
+        }
+        match candidates.len() {
+            0 | 1 => Ok(candidates.pop()),
+            n => Err(GraphError::new(
+                ReasonCode::ChangedSincePreview,
+                format!(
+                    "an earlier attempt of this run may have created the policy, and {n} policies of its type named \"{name}\" are not in the inventory ({}): which one it created cannot be told, so nothing was written; check them in Intune, sync the inventory and run the preview again",
+                    candidates.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Announces that `item`'s create is about to be sent, committed and only while this claim
+    /// (`attempt`) holds the run as running: `Ok(false)` when it no longer does (cancelled, or
+    /// taken over), and then nothing may be sent.
+    async fn announce_create(&self, item: &WriteItem, attempt: i64) -> Result<bool, sqlx::Error> {
+        let announced = sqlx::query(
+            "UPDATE run_items SET create_sent_at = $1 \
+             WHERE id = $2 AND tenant_id = $3 AND outcome = 'pending' \
+               AND EXISTS (SELECT 1 FROM runs r WHERE r.id = run_items.run_id \
+                 AND r.attempt = $4 AND r.status = 'running')",
+        )
+        .bind(Timestamp::now().millis())
+        .bind(item.item_id)
+        .bind(item.tenant_id)
+        .bind(attempt)
+        .execute(item.db.pool())
+        .await?
+        .rows_affected();
+        Ok(announced == 1)
     }
 
     async fn restore(&self, creds: &TenantCredentials, attempt: i64, item: &WriteItem) -> Restored {
@@ -130,6 +223,17 @@ impl RestoreExecute {
         };
         let live_hash = live.as_ref().map(|s| s.content_hash.as_str());
         if live_hash != item.planned.live_hash.as_deref() {
+            // A claim taking the run over finds what an earlier one wrote before it could
+            // record so: a policy that now matches the backup is that write, done.
+            if let (true, Some(live)) = (attempt > 1, live) {
+                if matches_backup(policy_type, backup, &live) {
+                    return Restored::Done {
+                        action: RestoreAction::Updated,
+                        graph_id: item.graph_id.clone(),
+                        evidence: Some(live),
+                    };
+                }
+            }
             return Restored::Failed(
                 ReasonCode::ChangedSincePreview,
                 "The policy changed in Intune since the preview: nothing was written. Run the preview again."
@@ -143,20 +247,31 @@ impl RestoreExecute {
                 evidence: live,
             };
         }
-        // A run taken over after a crash may have created the policy already, before it could
-        // record so: that policy is updated rather than created a second time.
-        let created_before = match (&live, attempt > 1) {
-            (None, true) => self.created_before(creds, policy_type, backup).await,
+        // An earlier claim that announced this create may have sent it before it could record
+        // so: that policy is updated rather than created a second time.
+        let created_before = match (&live, item.create_sent_at) {
+            (None, Some(sent_at)) => {
+                match self
+                    .created_before(creds, policy_type, item, backup, sent_at)
+                    .await
+                {
+                    Ok(found) => found,
+                    Err(error) => return failed(error.reason_code(), error.message()),
+                }
+            }
             _ => None,
         };
         // The writer compares with what Intune holds (definition values to delete, secrets to
         // keep): for a policy found that way, that is its state now.
         let found = match &created_before {
-            Some(id) => self
+            Some(id) => match self
                 .source
                 .capture_policy(creds, policy_type, id, options)
                 .await
-                .ok(),
+            {
+                Ok(found) => Some(found),
+                Err(error) => return failed(error.reason_code(), error.message()),
+            },
             None => None,
         };
         let live_payload = live
@@ -167,6 +282,27 @@ impl RestoreExecute {
             Some(_) => Some(item.graph_id.as_str()),
             None => created_before.as_deref(),
         };
+        if target.is_none() {
+            match self.announce_create(item, attempt).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let error = interrupt::give_up();
+                    return failed(error.reason_code(), error.message());
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not announce a create");
+                    return failed(
+                        ReasonCode::UnknownError,
+                        "The restore could not record that it is about to create the policy: nothing was written. Retry the restore.",
+                    );
+                }
+            }
+        }
+        // From here on a cancel lets the item finish: what is sent is followed through and
+        // recorded.
+        if let Err(error) = interrupt::point_of_no_return() {
+            return failed(error.reason_code(), error.message());
+        }
         let request = WriteRequest {
             policy_type,
             target,
@@ -207,6 +343,42 @@ impl RestoreExecute {
     }
 }
 
+/// Whether a live capture holds what the backup does: the same content, or no setting that
+/// differs (the comparison the evidence makes).
+fn matches_backup(policy_type: PolicyType, backup: &StoredVersion, live: &Snapshot) -> bool {
+    if live.content_hash == backup.content_hash {
+        return true;
+    }
+    let Ok(payload) = serde_json::from_str::<serde_json::Value>(&live.canonical_json) else {
+        return false;
+    };
+    compare(
+        &backup.captured(policy_type),
+        &CapturedPolicy::new(policy_type, live.format, &payload),
+        &SettingNames::default(),
+    )
+    .changes
+    .is_empty()
+}
+
+/// Whether a row of the tenant's inventory holds the policy of `graph_id`.
+async fn in_inventory(
+    db: &Db,
+    tenant_id: i64,
+    policy_type: PolicyType,
+    graph_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let held: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM policies WHERE tenant_id = $1 AND policy_type = $2 AND graph_id = $3",
+    )
+    .bind(tenant_id)
+    .bind(policy_type.as_str())
+    .bind(graph_id)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(held > 0)
+}
+
 fn failed(reason: ReasonCode, message: &str) -> Restored {
     let message = sanitize(message);
     tracing::warn!(reason = reason.as_str(), %message, "restore item failed");
@@ -214,11 +386,15 @@ fn failed(reason: ReasonCode, message: &str) -> Restored {
 }
 
 /// What the execute writes for a pending item: the planned version, with the options the run
-/// asked for where the version was captured with them.
+/// asked for where the version was captured with them, and whether an earlier claim announced
+/// its create (`announced`, by run item).
 fn write_item(
-    input: &RestoreExecuteInput,
+    db: &Db,
+    run: &Run<RestoreExecuteInput>,
+    announced: &HashMap<i64, i64>,
     pending: super::PendingRestore<'_, ExecuteItem>,
 ) -> Pending<WriteItem> {
+    let input = &run.input;
     let super::PendingRestore {
         row,
         planned,
@@ -231,6 +407,8 @@ fn write_item(
     Pending {
         item_id: row.item_id,
         item: WriteItem {
+            item_id: row.item_id,
+            tenant_id: run.tenant_id,
             policy_id: row.policy_id,
             graph_id: row.graph_id,
             policy_type: row.policy_type,
@@ -238,6 +416,8 @@ fn write_item(
             include_assignments: input.include_assignments && include_assignments,
             include_scope_tags: input.include_scope_tags && include_scope_tags,
             backup,
+            create_sent_at: announced.get(&row.item_id).copied(),
+            db: db.clone(),
         },
     }
 }
@@ -247,7 +427,35 @@ impl Operation for RestoreExecute {
     const NOTICE: Notice = Notice::new("Restore", "The restore did not finish.");
     type Output = Restored;
 
-    super::restore_items!(RestoreExecuteInput, WriteItem => write_item);
+    type Input = RestoreExecuteInput;
+    type Item = WriteItem;
+
+    fn plan(&self, run: &Run<RestoreExecuteInput>) -> Vec<i64> {
+        super::planned_ids(&run.input.items)
+    }
+
+    async fn pending(
+        &self,
+        db: &Db,
+        run: &Run<RestoreExecuteInput>,
+    ) -> Result<Vec<Pending<WriteItem>>, sqlx::Error> {
+        let pending = super::pending_restores(db, run.id, run.tenant_id, &run.input.items).await?;
+        let announced: HashMap<i64, i64> = sqlx::query_as(
+            "SELECT id, create_sent_at FROM run_items \
+             WHERE run_id = $1 AND tenant_id = $2 AND outcome = 'pending' \
+               AND create_sent_at IS NOT NULL",
+        )
+        .bind(run.id)
+        .bind(run.tenant_id)
+        .fetch_all(db.pool())
+        .await?
+        .into_iter()
+        .collect();
+        Ok(pending
+            .into_iter()
+            .map(|pending| write_item(db, run, &announced, pending))
+            .collect())
+    }
 
     async fn process(
         &self,
