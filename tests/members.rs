@@ -12,6 +12,7 @@ both_backends!(TestApp:
     the_owner_manages_members_and_each_change_is_audited,
     the_last_owner_stays_even_under_concurrent_demotions,
     the_audit_log_filters_and_pages_by_keyset,
+    an_inviter_who_may_no_longer_invite_loses_their_pending_invitations,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -300,4 +301,95 @@ async fn the_audit_log_filters_and_pages_by_keyset(app: TestApp) {
             .status,
         403
     );
+}
+
+/// The token of the invitation link `members/add` answered with.
+fn token_of(outcome: AddMemberOutcome) -> String {
+    let AddMemberOutcome::Invited { link, .. } = outcome else {
+        panic!("an invitation, not {outcome:?}");
+    };
+    link.rsplit_once("#token=").expect("a token").1.to_owned()
+}
+
+/// A member promoted to owner invites an address as owner; once they are demoted below owner or
+/// removed, that link no longer works (nobody gets in through it, the inviter included) and the
+/// withdrawal is audited, while invitations of the owners who stay keep working.
+async fn an_inviter_who_may_no_longer_invite_loses_their_pending_invitations(app: TestApp) {
+    let admin = app.sign_in(ADMIN).await;
+    let promoted = app.sign_in(OPERATOR).await;
+    let promoted_id = common::user_id(&app.db, OPERATOR).await;
+    let kept = token_of(
+        app.add_member(&admin, CONTOSO, "kept@example.org", "operator")
+            .await
+            .expect("the admin invites"),
+    );
+    // Each way of losing the capability, the removal last (it ends the membership).
+    let changes: [(&str, Option<&str>); 4] = [
+        ("manager", Some("manager")),
+        ("operator", Some("operator")),
+        ("readonly", Some("readonly")),
+        ("removed", None),
+    ];
+    for (round, (label, demoted_to)) in changes.into_iter().enumerate() {
+        app.change_member_role(&admin, CONTOSO, promoted_id, "owner")
+            .await
+            .expect("the admin promotes the operator to owner");
+        let email = format!("accomplice{round}@example.org");
+        let token = token_of(
+            app.add_member(&promoted, CONTOSO, &email, "owner")
+                .await
+                .expect("the new owner invites"),
+        );
+        // Staying an owner keeps the invitation.
+        app.change_member_role(&admin, CONTOSO, promoted_id, "owner")
+            .await
+            .expect("no change");
+        app.invitation_preview(&token)
+            .await
+            .unwrap_or_else(|refusal| panic!("{label}: still usable: {refusal:?}"));
+        match demoted_to {
+            Some(role) => app
+                .change_member_role(&admin, CONTOSO, promoted_id, role)
+                .await
+                .expect("the admin demotes them"),
+            None => app
+                .remove_member(&admin, CONTOSO, promoted_id)
+                .await
+                .expect("the admin removes them"),
+        }
+        let (answer, cookie) = app
+            .accept_invitation(&token, "Accomplice", "a long enough password")
+            .await;
+        let refused = answer.expect_err(label);
+        assert_eq!(refused.status, 404, "{label}: {refused:?}");
+        assert!(cookie.is_none());
+        let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(accounts, 0, "{label}: no account, no membership");
+        let audited: Vec<(String, String)> = sqlx::query_as(
+            "SELECT target, details FROM audit_log WHERE action = 'invitation.revoke' \
+             ORDER BY id DESC",
+        )
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(audited[0].0, format!("email:{email}"), "{label}");
+        assert!(
+            audited[0].1.contains("inviter_may_no_longer_invite"),
+            "{label}: {}",
+            audited[0].1
+        );
+        assert_eq!(audited.len(), round + 1, "{label}: one withdrawal a round");
+    }
+    let pending = app
+        .invitations(&admin, CONTOSO)
+        .await
+        .expect("the admin reads the invitations");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    app.invitation_preview(&kept)
+        .await
+        .expect("the admin's own invitation still works");
 }

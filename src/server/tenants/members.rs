@@ -3,10 +3,12 @@
 //! owners demoting each other at the same moment are serialized), makes the change, counts the
 //! owners left and rolls back with a 409 when none is. Each change is audited with the old and
 //! new role. Authorization reads memberships on every request, so a removed member loses the
-//! tenant at once.
+//! tenant at once; a member who is removed or can no longer manage members loses their pending
+//! invitations in the tenant too (in the same transaction), so a link they kept cannot bring
+//! anyone in, themselves included, with a role they may no longer grant.
 
 use super::{invitations, TenantScope};
-use crate::domain::{AddMemberOutcome, AppError, Email, Member, Role, Timestamp};
+use crate::domain::{AddMemberOutcome, AppError, Capability, Email, Member, Role, Timestamp};
 use crate::server::audit::{self, AuditEvent};
 use crate::server::db::{is_unique_violation, Db};
 
@@ -88,19 +90,20 @@ pub async fn change_role(
     user_id: i64,
     role: Role,
 ) -> Result<(), AppError> {
-    let old = change(db, scope, user_id, Some(role)).await?;
-    if old != role {
+    let changed = change(db, scope, user_id, Some(role)).await?;
+    if changed.old != role {
         record(
             db,
             scope,
             actor,
             "member.change_role",
             user_id,
-            Some(old),
+            Some(changed.old),
             Some(role),
         )
         .await;
     }
+    record_revoked(db, scope, actor, &changed.revoked).await;
     Ok(())
 }
 
@@ -111,19 +114,38 @@ pub async fn remove(
     actor: i64,
     user_id: i64,
 ) -> Result<(), AppError> {
-    let old = change(db, scope, user_id, None).await?;
-    record(db, scope, actor, "member.remove", user_id, Some(old), None).await;
+    let changed = change(db, scope, user_id, None).await?;
+    record(
+        db,
+        scope,
+        actor,
+        "member.remove",
+        user_id,
+        Some(changed.old),
+        None,
+    )
+    .await;
+    record_revoked(db, scope, actor, &changed.revoked).await;
     Ok(())
 }
 
+/// What a change of a membership did.
+struct Changed {
+    /// The member's role before.
+    old: Role,
+    /// The member's pending invitations withdrawn with it: (id, e-mail).
+    revoked: Vec<(i64, String)>,
+}
+
 /// Sets (`Some`) or deletes (`None`) the membership and checks, in the same transaction, that
-/// an owner remains. Returns the old role.
+/// an owner remains. A member left without [`Capability::ManageMembers`] (removed, or given a
+/// role without it) loses the invitations they made in the tenant that are still pending.
 async fn change(
     db: &Db,
     scope: &TenantScope,
     user_id: i64,
     role: Option<Role>,
-) -> Result<Role, AppError> {
+) -> Result<Changed, AppError> {
     let mut tx = db.pool().begin().await?;
     // A write to the tenant's row: PostgreSQL locks the row and SQLite takes its write lock,
     // so changes to one tenant's members run one after the other.
@@ -163,8 +185,41 @@ async fn change(
             "A tenant keeps at least one owner: make someone else owner first.".into(),
         ));
     }
+    let may_invite = role.is_some_and(|role| role.can(Capability::ManageMembers));
+    let revoked = if may_invite {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "DELETE FROM invitations WHERE tenant_id = $1 AND invited_by = $2 \
+             AND accepted_at IS NULL RETURNING id, email",
+        )
+        .bind(scope.id())
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?
+    };
     tx.commit().await?;
-    Ok(old)
+    Ok(Changed { old, revoked })
+}
+
+/// Audits the invitations a change of their inviter's membership withdrew.
+async fn record_revoked(db: &Db, scope: &TenantScope, actor: i64, revoked: &[(i64, String)]) {
+    for (id, email) in revoked {
+        audit::record(
+            db,
+            AuditEvent {
+                tenant_id: Some(scope.id()),
+                actor_user_id: Some(actor),
+                action: "invitation.revoke",
+                target: format!("email:{email}"),
+                details: serde_json::json!({
+                    "invitation_id": id,
+                    "reason": "inviter_may_no_longer_invite",
+                }),
+            },
+        )
+        .await;
+    }
 }
 
 async fn record(
