@@ -15,6 +15,7 @@ use tenantatlas::domain::{RunStatus, SubmittedRun};
 both_backends!(local Fixture:
     a_sync_run_brings_the_inventory_in_line_and_says_what_changed,
     capture_now_stores_a_version_only_when_the_content_changed,
+    an_unreadable_base_version_counts_as_one_change_and_fails_nothing,
     a_drift_check_tells_unchanged_changed_and_deleted_apart,
     starts_are_deduplicated_refused_without_the_role_and_validated,
     racing_starts_make_one_run_of_each_kind,
@@ -237,6 +238,45 @@ async fn capture_now_stores_a_version_only_when_the_content_changed(f: Fixture) 
         detail.summary.as_deref(),
         Some("The policy no longer exists in Intune.")
     );
+}
+
+async fn an_unreadable_base_version_counts_as_one_change_and_fails_nothing(f: Fixture) {
+    f.sync().await;
+    let graph_id = f.demo.sim.policies(CONTOSO)[3].id.clone();
+    let policy = f.policy_id(&graph_id).await;
+    let first = f.capture(policy).await;
+    let mut base = first_result(&f.detail(first, "").await)
+        .snapshot_id
+        .expect("a first version");
+    // The stored version no longer reads back: JSON nested deeper than serde_json reads (as a
+    // capture before the depth bound could store), then plain garbage.
+    for unreadable in [
+        format!("{{\"policy\":{}1{}}}", "[".repeat(200), "]".repeat(200)),
+        "{\"policy\": ".to_owned(),
+    ] {
+        sqlx::query("UPDATE policy_snapshots SET payload = $1 WHERE id = $2")
+            .bind(&unreadable)
+            .bind(base)
+            .execute(f.app.db.pool())
+            .await
+            .unwrap();
+        assert!(f.demo.sim.rename_policy(
+            CONTOSO,
+            &graph_id,
+            &format!("Renamed {}", unreadable.len())
+        ));
+        let run = f.capture(policy).await;
+        let detail = f.detail(run, "").await;
+        assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+        let result = first_result(&detail);
+        assert_eq!(result.base_snapshot_id, Some(base), "{detail:?}");
+        assert_eq!(result.drift, Drift::Changed, "{detail:?}");
+        assert_eq!(result.changed_settings, Some(1), "{detail:?}");
+        // The fresh capture is stored, readable, and is the next capture's base.
+        let fresh = result.snapshot_id.expect("the capture is stored");
+        assert_ne!(fresh, base);
+        base = fresh;
+    }
 }
 
 async fn a_drift_check_tells_unchanged_changed_and_deleted_apart(f: Fixture) {

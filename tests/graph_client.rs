@@ -14,6 +14,7 @@ use tenantatlas::server::graph::{
 };
 
 use crate::sim_support;
+use sim_support::mock::MockGraph;
 use sim_support::{creds_with, fast_config, nz, start_sim, SECRET, TENANT};
 
 fn creds(secret: &str) -> TenantCredentials {
@@ -745,4 +746,90 @@ async fn every_policy_of_a_tenant_captures_what_restore_needs_and_no_secret() {
             .expect("capture succeeds");
         assert_eq!(snapshot.content_hash, again.content_hash, "{name}");
     }
+}
+
+// ------------------------------------------------ a broken or hostile tenant (mock Graph)
+
+#[tokio::test]
+async fn a_policy_too_deep_to_read_back_is_refused_and_a_deep_one_is_stored() {
+    /// A device configuration whose body nests `depth` levels (the policy object included).
+    fn nested_policy(id: &str, depth: usize) -> String {
+        let inner = (0..depth - 1).fold(Value::from(1), |v, _| Value::Array(vec![v]));
+        serde_json::json!({"id": id, "displayName": "Deep", "nest": inner}).to_string()
+    }
+    let mock = MockGraph::with_token(|_, target| {
+        match target.rsplit('/').next().unwrap_or_default() {
+            // As deep as serde_json reads: the capture would wrap it once more.
+            "p127" => (200, nested_policy("p127", 127)),
+            "p40" => (200, nested_policy("p40", 40)),
+            _ => (
+                404,
+                r#"{"error": {"code": "ResourceNotFound", "message": "no"}}"#.into(),
+            ),
+        }
+    })
+    .await;
+    let client = mock.client();
+    let error = client
+        .capture_policy(
+            &creds(SECRET),
+            PolicyType::DeviceConfiguration,
+            "p127",
+            PLAIN,
+        )
+        .await
+        .expect_err("too deep to store readable");
+    assert_eq!(error.reason_code(), ReasonCode::InvalidResponse, "{error}");
+    assert!(error.message().contains("nests deeper"), "{error}");
+
+    let snapshot = client
+        .capture_policy(
+            &creds(SECRET),
+            PolicyType::DeviceConfiguration,
+            "p40",
+            PLAIN,
+        )
+        .await
+        .expect("a deep policy within the bound");
+    let stored: Value = serde_json::from_str(&snapshot.canonical_json).expect("reads back");
+    assert_eq!(stored["policy"]["displayName"], "Deep");
+}
+
+#[tokio::test]
+async fn captured_names_and_definitions_are_made_storable() {
+    let mock = MockGraph::with_token(|_, target| {
+        let policy = "/beta/deviceManagement/configurationPolicies/p1";
+        if target == policy {
+            (
+                200,
+                r#"{"id": "p1", "name": "Cat\u0000alog\nbaseline"}"#.into(),
+            )
+        } else if target.starts_with(&format!("{policy}/settings?")) {
+            let settings = serde_json::json!({"value": [{
+                "id": "0",
+                "settingInstance": {"settingDefinitionId": "a"},
+                "settingDefinitions": [
+                    {"id": "a", "displayName": "Na\u{0}me"},
+                    {"id": "b\u{0}", "displayName": "Dropped"},
+                    {"id": "c".repeat(2_000), "displayName": "Dropped"},
+                ],
+            }]});
+            (200, settings.to_string())
+        } else {
+            (200, r#"{"value": []}"#.into())
+        }
+    })
+    .await;
+    let snapshot = mock
+        .client()
+        .capture_policy(&creds(SECRET), PolicyType::SettingsCatalog, "p1", PLAIN)
+        .await
+        .expect("the capture succeeds");
+    assert_eq!(snapshot.display_name, "Catalog baseline");
+    let definitions: Vec<(&str, &str)> = snapshot
+        .setting_definitions
+        .iter()
+        .map(|d| (d.id.as_str(), d.display_name.as_str()))
+        .collect();
+    assert_eq!(definitions, [("a", "Name")]);
 }

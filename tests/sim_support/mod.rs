@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod mock;
+
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -45,7 +47,12 @@ pub fn creds_with(secret: &str) -> TenantCredentials {
 
 /// Fast retries and generous read and write budgets, so fault tests take milliseconds.
 pub fn fast_config(sim: &SimHandle) -> GraphConfig {
-    let mut config = GraphConfig::new(&sim.login_url, &sim.graph_url);
+    fast_config_for(&sim.login_url, &sim.graph_url)
+}
+
+/// [`fast_config`] for any token endpoint and Graph base.
+pub fn fast_config_for(login_url: &str, graph_url: &str) -> GraphConfig {
+    let mut config = GraphConfig::new(login_url, graph_url);
     config.request_timeout = Duration::from_secs(5);
     config.retry = RetryPolicy {
         max_attempts: 3,

@@ -13,9 +13,13 @@ use serde_json::{Map, Value};
 use super::activity::{self, Count};
 use super::jwt::{self, ClaimsError};
 use super::limiter::{LimiterConfig, Limiters, WriteBudget};
-use super::registry::{PolicyListing, PolicyType};
+use super::registry::{
+    is_graph_id, storable_name, PolicyListing, PolicyType, MAX_DISPLAY_NAME_CHARS,
+};
 use super::retry::{retry_after, RetryPolicy};
-use super::snapshot::{canonical_json, SettingDefinition, Snapshot};
+use super::snapshot::{
+    canonical_json, nesting_depth, SettingDefinition, Snapshot, MAX_PAYLOAD_DEPTH,
+};
 use super::token::{TenantCredentials, TokenCache, TokenFailure};
 use super::GraphError;
 use crate::domain::graph_wait::GraphWaitReason;
@@ -250,12 +254,7 @@ impl GraphClient {
         graph_id: &str,
         options: CaptureOptions,
     ) -> Result<Snapshot, GraphError> {
-        if graph_id.is_empty()
-            || graph_id.len() > 128
-            || !graph_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !is_graph_id(graph_id) {
             return Err(GraphError::new(
                 ReasonCode::PolicyNotFound,
                 "the policy id is not a Graph id",
@@ -279,8 +278,8 @@ impl GraphClient {
         let display_name = policy
             .get(spec.name_property)
             .and_then(Value::as_str)
-            .unwrap_or(graph_id)
-            .to_owned();
+            .and_then(|name| storable_name(name, MAX_DISPLAY_NAME_CHARS))
+            .unwrap_or_else(|| graph_id.to_owned());
 
         let mut payload = Map::new();
         payload.insert("policyType".into(), Value::from(policy_type.as_str()));
@@ -319,6 +318,15 @@ impl GraphClient {
             );
         }
         let mut payload = Value::Object(payload);
+        // Stored only if it can be read back (and diffed and restored) later.
+        if nesting_depth(&payload) > MAX_PAYLOAD_DEPTH {
+            return Err(GraphError::new(
+                ReasonCode::InvalidResponse,
+                format!(
+                    "the policy nests deeper than {MAX_PAYLOAD_DEPTH} levels and cannot be stored"
+                ),
+            ));
+        }
         drop_secret_values(&mut payload);
         Ok(Snapshot::new(
             policy_type,
@@ -555,14 +563,28 @@ impl GraphClient {
     }
 }
 
-/// A setting definition as stored: its id, display name and JSON; `None` without an id.
+/// The longest setting definition id stored (the catalog's ids are a few hundred characters at
+/// most); a longer one would not fit the primary key's index on PostgreSQL.
+const MAX_DEFINITION_ID_BYTES: usize = 1_024;
+
+/// A setting definition as stored: its id, display name and JSON; `None` without a storable id
+/// (empty, too long, or with control characters: the viewer then shows the setting's id). The
+/// name is made storable as a policy's is.
 fn setting_definition(definition: &Value) -> Option<SettingDefinition> {
-    let id = definition.get("id")?.as_str()?.to_owned();
+    let id = definition.get("id")?.as_str()?;
+    if id.is_empty() || id.len() > MAX_DEFINITION_ID_BYTES || id.chars().any(char::is_control) {
+        tracing::warn!(
+            id_bytes = id.len(),
+            "Graph sent a setting definition whose id cannot be stored; skipped"
+        );
+        return None;
+    }
+    let id = id.to_owned();
     let display_name = definition
         .get("displayName")
         .and_then(Value::as_str)
-        .unwrap_or(&id)
-        .to_owned();
+        .and_then(|name| storable_name(name, MAX_DISPLAY_NAME_CHARS))
+        .unwrap_or_else(|| id.clone());
     Some(SettingDefinition {
         id,
         display_name,

@@ -66,6 +66,30 @@ impl Snapshot {
     }
 }
 
+/// The deepest payload a capture stores, in nested arrays and objects (a scalar is 0 deep, `{}`
+/// is 1). A stored payload must read back: serde_json refuses JSON nested 128 deep, and the
+/// capture itself wraps what Graph sent a level or two deeper (the policy, a definition value's
+/// presentation values); what the viewer, the diff and a restore build from a payload nests
+/// deeper again. Intune's deepest policies (settings catalog groups in groups) stay far below.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
+/// How deeply `value` nests arrays and objects: 0 for a scalar, 1 for `[]` or `{"a": 1}`.
+pub fn nesting_depth(value: &Value) -> usize {
+    // A stack instead of recursion: the depth is what is being checked.
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
+}
+
 /// The hash rule: sha256 of the canonical JSON of the payload's normalised content (noise
 /// dropped, sets in a canonical order, secrets as markers), so two captures of an unchanged
 /// policy hash the same.
@@ -168,6 +192,65 @@ mod tests {
             hash(&ordered(json!(["0", "1"]))),
             hash(&ordered(json!(["1", "0"])))
         );
+    }
+
+    /// `inner` wrapped in `levels` arrays.
+    fn nested(levels: usize, inner: Value) -> Value {
+        (0..levels).fold(inner, |value, _| Value::Array(vec![value]))
+    }
+
+    #[test]
+    fn depth_counts_arrays_and_objects() {
+        assert_eq!(nesting_depth(&json!(1)), 0);
+        assert_eq!(nesting_depth(&json!([])), 1);
+        assert_eq!(nesting_depth(&json!({"a": [1, {"b": []}], "c": 2})), 4);
+        assert_eq!(nesting_depth(&nested(300, json!({}))), 301);
+    }
+
+    #[test]
+    fn a_policy_graph_can_send_may_be_too_deep_to_read_back_once_wrapped() {
+        // What serde_json reads and refuses: the reason a capture limits the depth it stores.
+        let deepest_read: Value =
+            serde_json::from_str(&canonical_json(&nested(127, json!(1)))).expect("127 deep parses");
+        let wrapped = json!({"policyType": "compliance", "policy": deepest_read});
+        assert!(serde_json::from_str::<Value>(&canonical_json(&wrapped)).is_err());
+        assert!(nesting_depth(&wrapped) > MAX_PAYLOAD_DEPTH);
+    }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        let tree = leaf.prop_recursive(6, 48, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(any::<String>(), inner, 0..4)
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        });
+        // Now and then far deeper than the bound, on both sides of it and of serde_json's.
+        (tree, prop_oneof![Just(0usize), 0usize..200])
+            .prop_map(|(tree, levels)| nested(levels, tree))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever a capture may store (within the bound) reads back as it was.
+        #[test]
+        fn a_storable_payload_reads_back(value in any_json()) {
+            if nesting_depth(&value) <= MAX_PAYLOAD_DEPTH {
+                let text = canonical_json(&value);
+                let read: Value = serde_json::from_str(&text).expect("a stored payload parses");
+                proptest::prop_assert_eq!(canonical_json(&read), text);
+                proptest::prop_assert_eq!(nesting_depth(&read), nesting_depth(&value));
+            }
+        }
     }
 
     #[test]

@@ -213,7 +213,16 @@ pub(crate) async fn changed_settings(
     fresh: &Snapshot,
     policy_type: &str,
 ) -> Result<i64, sqlx::Error> {
-    let old = load_version(&mut **tx, tenant_id, base).await?;
+    let old = match load_version(&mut **tx, tenant_id, base).await {
+        Ok(old) => old,
+        // A stored payload that no longer parses (or an unknown format) is this item's problem,
+        // not the batch's: the database answered, only the row cannot be read.
+        Err(sqlx::Error::Decode(error)) => {
+            tracing::warn!(snapshot_id = base, %error, "the base version cannot be read");
+            None
+        }
+        Err(error) => return Err(error),
+    };
     let new = serde_json::from_str::<serde_json::Value>(&fresh.canonical_json).ok();
     let (Some(family), Some(old), Some(new)) = (PolicyType::parse(policy_type), old, new) else {
         // Unreadable: counted as one change, so it is looked at rather than passed as equal.
