@@ -14,7 +14,7 @@ use tenantatlas::server::graph::{
 };
 
 use crate::sim_support;
-use sim_support::mock::MockGraph;
+use sim_support::mock::{MockGraph, Transfer};
 use sim_support::{creds_with, fast_config, nz, start_sim, SECRET, TENANT};
 
 fn creds(secret: &str) -> TenantCredentials {
@@ -749,6 +749,108 @@ async fn every_policy_of_a_tenant_captures_what_restore_needs_and_no_secret() {
 }
 
 // ------------------------------------------------ a broken or hostile tenant (mock Graph)
+
+/// `{"value": [...]}` with `ids` as device configurations, and a nextLink when given.
+fn page(ids: &[String], next: Option<String>) -> String {
+    let value: Vec<Value> = ids
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "displayName": format!("Policy {id}")}))
+        .collect();
+    let mut page = serde_json::json!({ "value": value });
+    if let Some(next) = next {
+        page["@odata.nextLink"] = Value::from(next);
+    }
+    page.to_string()
+}
+
+#[tokio::test]
+async fn a_next_link_to_a_page_already_read_fails_after_two_requests() {
+    let mock = MockGraph::with_token(|base, _| {
+        let looping = format!("{base}/deviceManagement/deviceConfigurations?$skiptoken=loop");
+        (200, page(&["a1".into()], Some(looping)))
+    })
+    .await;
+    let error = mock
+        .client()
+        .list_policies(&creds(SECRET), PolicyType::DeviceConfiguration)
+        .await
+        .expect_err("a nextLink loop is a Graph fault");
+    assert_eq!(error.reason_code(), ReasonCode::InvalidResponse, "{error}");
+    assert_eq!(mock.requests().len(), 2, "{:?}", mock.requests());
+
+    // A nextLink back to the first page is the same loop, noticed one request earlier.
+    let mock = MockGraph::with_token(|base, target| {
+        let first = format!("{}{target}", base.trim_end_matches("/beta"));
+        (200, page(&["a1".into()], Some(first)))
+    })
+    .await;
+    let error = mock
+        .client()
+        .list_policies(&creds(SECRET), PolicyType::DeviceConfiguration)
+        .await
+        .expect_err("a nextLink to the first page");
+    assert_eq!(error.reason_code(), ReasonCode::InvalidResponse);
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_collection_past_its_entry_cap_fails() {
+    // Pages of three, each with a new nextLink, forever.
+    let mock = MockGraph::with_token(|base, target| {
+        let n: usize = target
+            .split("$skiptoken=")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let ids: Vec<String> = (0..3).map(|i| format!("p{n}x{i}")).collect();
+        let next = format!(
+            "{base}/deviceManagement/deviceConfigurations?$skiptoken={}",
+            n + 1
+        );
+        (200, page(&ids, Some(next)))
+    })
+    .await;
+    let mut config = mock.config();
+    config.max_collection_items = 5;
+    let error = GraphClient::new(config)
+        .expect("client builds")
+        .list_policies(&creds(SECRET), PolicyType::DeviceConfiguration)
+        .await
+        .expect_err("more entries than the cap");
+    assert_eq!(error.reason_code(), ReasonCode::InvalidResponse, "{error}");
+    assert_eq!(mock.requests().len(), 2, "3 + 3 entries pass the cap of 5");
+}
+
+#[tokio::test]
+async fn an_answer_past_the_body_cap_is_not_read_nor_asked_again() {
+    let big: Vec<String> = (0..200).map(|i| format!("policy-{i:04}")).collect();
+    for transfer in [Transfer::Length, Transfer::Chunked] {
+        let body = page(&big, None);
+        assert!(body.len() > 4 * 1024);
+        let mock = MockGraph::start(
+            r#"{"access_token":"mock-token","expires_in":3600}"#,
+            transfer,
+            move |_, _| (200, body.clone()),
+        )
+        .await;
+        let mut config = mock.config();
+        config.max_body_bytes = 4 * 1024;
+        let error = GraphClient::new(config)
+            .expect("client builds")
+            .list_policies(&creds(SECRET), PolicyType::DeviceConfiguration)
+            .await
+            .expect_err("the page is larger than the cap");
+        assert_eq!(error.reason_code(), ReasonCode::InvalidResponse, "{error}");
+        assert_eq!(mock.requests().len(), 1, "{transfer:?}: not retried");
+        // Under the cap, the same answer is read.
+        let listed = mock
+            .client()
+            .list_policies(&creds(SECRET), PolicyType::DeviceConfiguration)
+            .await
+            .expect("within the default cap");
+        assert_eq!(listed.len(), big.len());
+    }
+}
 
 #[tokio::test]
 async fn a_policy_too_deep_to_read_back_is_refused_and_a_deep_one_is_stored() {

@@ -1,7 +1,7 @@
 //! The Graph client: authenticated, limited, retried requests (GETs with paging, and the writes
 //! of [`super::write`] through the same loop), and policy capture.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::activity::{self, Count};
 use super::jwt::{self, ClaimsError};
@@ -27,9 +28,16 @@ use crate::domain::reason_code::ReasonCode;
 use crate::domain::snapshot::is_secret;
 use crate::server::metrics;
 
-/// A list or sub-collection longer than this many pages is treated as a Graph fault (a nextLink
-/// loop) rather than followed forever.
+/// A list or sub-collection longer than this many pages is treated as a Graph fault rather than
+/// followed forever (a nextLink that repeats one already read fails at once).
 const MAX_PAGES: usize = 10_000;
+/// Default of [`GraphConfig::max_body_bytes`]: the largest answer body read, 32 MiB (a page of
+/// 999 policies or of 25 settings with their definitions is a few hundred kilobytes).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Default of [`GraphConfig::max_collection_items`]: the most entries one list or
+/// sub-collection may hold, 100,000 (far above the policies of a tenant or the settings of a
+/// policy), so a tenant that sends pages forever cannot fill the memory.
+pub const MAX_COLLECTION_ITEMS: usize = 100_000;
 
 /// Where Graph is and how politely to talk to it. The base URLs are configuration so the same
 /// client talks to Microsoft or to the simulator.
@@ -47,6 +55,12 @@ pub struct GraphConfig {
     pub limits: LimiterConfig,
     /// The smaller budget writes take on top of `limits`.
     pub write_budget: WriteBudget,
+    /// An answer body longer than this is not read to its end: the request fails as
+    /// `invalid_response` ([`MAX_BODY_BYTES`] by default).
+    pub max_body_bytes: usize,
+    /// A collection with more entries fails as `invalid_response` ([`MAX_COLLECTION_ITEMS`] by
+    /// default).
+    pub max_collection_items: usize,
 }
 
 impl GraphConfig {
@@ -60,6 +74,8 @@ impl GraphConfig {
             retry: RetryPolicy::default(),
             limits: LimiterConfig::default(),
             write_budget: WriteBudget::default(),
+            max_body_bytes: MAX_BODY_BYTES,
+            max_collection_items: MAX_COLLECTION_ITEMS,
         }
     }
 
@@ -369,17 +385,26 @@ impl GraphClient {
     }
 
     /// Every `value` entry of a collection, requesting each full `@odata.nextLink` until none.
+    /// A nextLink to a page already read (a loop), more than [`MAX_PAGES`] pages or more than
+    /// [`GraphConfig::max_collection_items`] entries fail as `invalid_response`.
     pub async fn get_all_pages(
         &self,
         creds: &TenantCredentials,
         first_url: &str,
     ) -> Result<Vec<Value>, GraphError> {
+        let max_items = self.inner.config.max_collection_items;
         let mut items = Vec::new();
+        // The pages read, by the sha256 of their URL: a nextLink may be long.
+        let mut read: HashSet<[u8; 32]> = HashSet::new();
         let mut next = Some(first_url.to_owned());
-        let mut pages = 0;
         while let Some(url) = next.take() {
-            pages += 1;
-            if pages > MAX_PAGES {
+            if !read.insert(Sha256::digest(url.as_bytes()).into()) {
+                return Err(GraphError::new(
+                    ReasonCode::InvalidResponse,
+                    "@odata.nextLink points to a page already read",
+                ));
+            }
+            if read.len() > MAX_PAGES {
                 return Err(GraphError::new(
                     ReasonCode::InvalidResponse,
                     "Graph kept sending more pages",
@@ -392,6 +417,12 @@ impl GraphClient {
                 ));
             };
             match page.remove("value") {
+                Some(Value::Array(values)) if items.len() + values.len() > max_items => {
+                    return Err(GraphError::new(
+                        ReasonCode::InvalidResponse,
+                        format!("the collection holds more than {max_items} entries"),
+                    ))
+                }
                 Some(Value::Array(values)) => items.extend(values),
                 _ => {
                     return Err(GraphError::new(
@@ -528,10 +559,20 @@ impl GraphClient {
             _ => {}
         }
         let wait = retry_after(response.headers());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| transport_failure(&e, &what))?;
+        let body = match read_body(response, self.inner.config.max_body_bytes).await {
+            Ok(body) => body,
+            Err(BodyError::Transport(e)) => return Err(transport_failure(&e, &what)),
+            // The same request would get the same answer: not worth another attempt.
+            Err(BodyError::TooLarge) => {
+                return Err(Failure::Final(GraphError::new(
+                    ReasonCode::InvalidResponse,
+                    format!(
+                        "{what}: the answer is larger than {} bytes",
+                        self.inner.config.max_body_bytes
+                    ),
+                )))
+            }
+        };
         if status.is_success() {
             // A write's answer may have no body (204). Any other success whose body does not
             // parse is almost always a transfer cut short (a proxy or Graph closing the
@@ -566,6 +607,36 @@ impl GraphClient {
 /// The longest setting definition id stored (the catalog's ids are a few hundred characters at
 /// most); a longer one would not fit the primary key's index on PostgreSQL.
 const MAX_DEFINITION_ID_BYTES: usize = 1_024;
+
+/// Why an answer body was not read.
+pub(super) enum BodyError {
+    /// It is (or says it is) longer than the cap.
+    TooLarge,
+    /// The transfer failed.
+    Transport(reqwest::Error),
+}
+
+/// Reads an answer body of at most `cap` bytes: a longer `Content-Length` is refused before
+/// anything is read, and reading stops at the first chunk past the cap (a body without a length,
+/// or with a false one).
+pub(super) async fn read_body(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let announced = response.content_length();
+    if announced.is_some_and(|len| len > cap as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    // Trusted for the first allocation only up to a megabyte.
+    let mut body = Vec::with_capacity(announced.map_or(0, |len| len as usize).min(1 << 20));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
 
 /// A setting definition as stored: its id, display name and JSON; `None` without a storable id
 /// (empty, too long, or with control characters: the viewer then shows the setting's id). The
