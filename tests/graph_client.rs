@@ -853,6 +853,49 @@ async fn an_answer_past_the_body_cap_is_not_read_nor_asked_again() {
 }
 
 #[tokio::test]
+async fn a_child_id_that_is_not_a_graph_id_never_reaches_a_url() {
+    let mock = MockGraph::with_token(|_, target| {
+        let template = "/beta/deviceManagement/groupPolicyConfigurations/p1";
+        if target == template {
+            (200, r#"{"id": "p1", "displayName": "Template"}"#.into())
+        } else if target.starts_with(&format!("{template}/definitionValues?")) {
+            let values = serde_json::json!({"value": [
+                {"id": "v1", "enabled": true},
+                {"id": "../../../../groups?$select=id#", "enabled": true},
+            ]});
+            (200, values.to_string())
+        } else {
+            (200, r#"{"value": []}"#.into())
+        }
+    })
+    .await;
+    let error = mock
+        .client()
+        .capture_policy(
+            &creds(SECRET),
+            PolicyType::AdministrativeTemplate,
+            "p1",
+            PLAIN,
+        )
+        .await
+        .expect_err("a definition value with a path for an id");
+    assert_eq!(error.reason_code(), ReasonCode::InvalidResponse, "{error}");
+    let requests = mock.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains("/definitionValues/v1/presentationValues")),
+        "a Graph id is followed: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.starts_with("/beta/deviceManagement/groupPolicyConfigurations/p1")),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_policy_too_deep_to_read_back_is_refused_and_a_deep_one_is_stored() {
     /// A device configuration whose body nests `depth` levels (the policy object included).
     fn nested_policy(id: &str, depth: usize) -> String {

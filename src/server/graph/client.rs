@@ -318,8 +318,15 @@ impl GraphClient {
                         }
                     }
                 }
-                let child_id = fields.get("id").and_then(Value::as_str).map(str::to_owned);
-                let per_child = child_id.and_then(|id| spec.per_child_url(base, graph_id, &id));
+                let child_id = fields.get("id").and_then(Value::as_str);
+                // The id goes into a URL path: anything but a Graph id could walk elsewhere.
+                if child_id.is_some_and(|id| !is_graph_id(id)) {
+                    return Err(GraphError::new(
+                        ReasonCode::InvalidResponse,
+                        format!("an entry of {segment} has an id that is not a Graph id"),
+                    ));
+                }
+                let per_child = child_id.and_then(|id| spec.per_child_url(base, graph_id, id));
                 if let Some((segment, url)) = per_child {
                     let values = self.get_all_pages(creds, &url).await?;
                     fields.insert(segment.into(), Value::Array(values));
