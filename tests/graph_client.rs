@@ -941,6 +941,26 @@ async fn a_policy_too_deep_to_read_back_is_refused_and_a_deep_one_is_stored() {
 }
 
 #[tokio::test]
+async fn a_token_that_claims_to_live_forever_is_cached_without_overflow() {
+    for expires_in in ["18446744073709551615", "0", "1"] {
+        let mock = MockGraph::start(
+            &format!(r#"{{"access_token":"mock-token","expires_in":{expires_in}}}"#),
+            Transfer::Length,
+            |_, _| (200, page(&[], None)),
+        )
+        .await;
+        let client = mock.client();
+        for _ in 0..2 {
+            let listed = client
+                .list_policies(&creds(SECRET), PolicyType::Compliance)
+                .await
+                .expect("the token serves");
+            assert!(listed.is_empty(), "expires_in {expires_in}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn captured_names_and_definitions_are_made_storable() {
     let mock = MockGraph::with_token(|_, target| {
         let policy = "/beta/deviceManagement/configurationPolicies/p1";

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use tokio::time::{Duration, Instant};
 
-use super::client::GraphConfig;
+use super::client::{read_body, BodyError, GraphConfig};
 use super::GraphError;
 use crate::domain::connection::{TokenProblem, TokenRefusal};
 use crate::domain::reason_code::ReasonCode;
@@ -14,6 +14,11 @@ use crate::domain::TenantExternalId;
 
 /// The scope of an app-only Graph token.
 const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+/// The longest lifetime a token is cached for, whatever `expires_in` says (Entra ID issues
+/// app-only tokens for 60–90 minutes): a day.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// The largest token endpoint answer read (a token is a few kilobytes).
+const MAX_TOKEN_BODY_BYTES: usize = 1024 * 1024;
 
 /// An app registration's secret; never printed, compared or serialized by accident.
 #[derive(Clone)]
@@ -166,10 +171,17 @@ async fn request_token(
         .await
         .map_err(|e| token_transport_error(&e))?;
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| token_transport_error(&e))?;
+    let body = match read_body(response, MAX_TOKEN_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(BodyError::Transport(e)) => return Err(token_transport_error(&e).into()),
+        Err(BodyError::TooLarge) => {
+            return Err(GraphError::new(
+                ReasonCode::InvalidResponse,
+                "the token endpoint answered more than a megabyte",
+            )
+            .into())
+        }
+    };
     if status.is_success() {
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
             GraphError::new(
@@ -184,14 +196,15 @@ async fn request_token(
             )
             .into());
         }
-        let lifetime = Duration::from_secs(parsed.expires_in);
+        let lifetime = Duration::from_secs(parsed.expires_in).min(MAX_TOKEN_LIFETIME);
         // Refresh a margin before expiry; very short lifetimes are used for half their life.
         let usable = lifetime
             .saturating_sub(config.token_refresh_margin)
             .max(lifetime / 2);
         return Ok(CachedToken {
             access_token: parsed.access_token,
-            refresh_at: sent + usable,
+            // Cannot overflow with the lifetime capped; if it did, the token serves this request.
+            refresh_at: sent.checked_add(usable).unwrap_or(sent),
         });
     }
     let refused = TokenErrorBody::parse(&body);
