@@ -998,3 +998,24 @@ async fn captured_names_and_definitions_are_made_storable() {
         .collect();
     assert_eq!(definitions, [("a", "Name")]);
 }
+
+#[tokio::test]
+async fn a_name_with_a_lone_surrogate_is_listed_not_refused() {
+    // What .NET writes for a name cut inside a surrogate pair; serde_json alone refuses it.
+    let mock = MockGraph::with_token(|_, _| {
+        (
+            200,
+            r#"{"value": [{"id": "a1", "displayName": "Base\ud83dline"}, {"id": "a2", "displayName": "Fine"}]}"#
+                .into(),
+        )
+    })
+    .await;
+    let listed = mock
+        .client()
+        .list_policies(&creds(SECRET), PolicyType::Compliance)
+        .await
+        .expect("the page reads");
+    let names: Vec<&str> = listed.iter().map(|l| l.display_name.as_str()).collect();
+    assert_eq!(names, ["Base\u{fffd}line", "Fine"]);
+    assert_eq!(mock.requests().len(), 1, "read at the first attempt");
+}

@@ -1,6 +1,7 @@
 //! The Graph client: authenticated, limited, retried requests (GETs with paging, and the writes
 //! of [`super::write`] through the same loop), and policy capture.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -590,7 +591,7 @@ impl GraphClient {
                     body: Value::Null,
                 });
             }
-            return match serde_json::from_slice(&body) {
+            return match serde_json::from_slice(&mend_lone_surrogates(&body)) {
                 Ok(json) => Ok(Answer {
                     status: status.as_u16(),
                     body: json,
@@ -614,6 +615,54 @@ impl GraphClient {
 /// The longest setting definition id stored (the catalog's ids are a few hundred characters at
 /// most); a longer one would not fit the primary key's index on PostgreSQL.
 const MAX_DEFINITION_ID_BYTES: usize = 1_024;
+
+/// The body with every `\uXXXX` escape of a lone UTF-16 surrogate (one not in a high-low pair)
+/// replaced by `\uFFFD`, the replacement character. .NET writes such escapes for a string cut
+/// in the middle of a pair (a policy name, say) and serde_json refuses them: one odd name would
+/// otherwise fail the whole page. Both escapes are six bytes, so the body keeps its length; it is
+/// copied only if one is found.
+fn mend_lone_surrogates(body: &[u8]) -> Cow<'_, [u8]> {
+    /// The UTF-16 unit of a `\uXXXX` escape starting at `at`, if there is one.
+    fn escape_at(body: &[u8], at: usize) -> Option<u16> {
+        let escape = body.get(at..at + 6)?;
+        if escape[0] != b'\\' || escape[1] != b'u' {
+            return None;
+        }
+        let hex = std::str::from_utf8(&escape[2..]).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    }
+    let mut mended: Option<Vec<u8>> = None;
+    let (mut at, mut in_string) = (0, false);
+    while at < body.len() {
+        match (in_string, body[at]) {
+            (false, b'"') => in_string = true,
+            (false, _) => {}
+            (true, b'"') => in_string = false,
+            (true, b'\\') => {
+                let step = match escape_at(body, at) {
+                    Some(0xD800..=0xDBFF)
+                        if matches!(escape_at(body, at + 6), Some(0xDC00..=0xDFFF)) =>
+                    {
+                        12
+                    }
+                    Some(0xD800..=0xDFFF) => {
+                        let out = mended.get_or_insert_with(|| body.to_vec());
+                        out[at..at + 6].copy_from_slice(b"\\uFFFD");
+                        6
+                    }
+                    Some(_) => 6,
+                    // Any other escape is two bytes (an invalid one fails the parse anyway).
+                    None => 2,
+                };
+                at += step;
+                continue;
+            }
+            (true, _) => {}
+        }
+        at += 1;
+    }
+    mended.map_or(Cow::Borrowed(body), Cow::Owned)
+}
 
 /// Why an answer body was not read.
 pub(super) enum BodyError {
@@ -808,5 +857,52 @@ mod url_origin {
             url.host_str().map(str::to_owned),
             url.port_or_known_default(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A JSON string literal of these UTF-16 units, every one written as a `\uXXXX` escape.
+    fn escaped(units: &[u16]) -> String {
+        let inner: String = units.iter().map(|u| format!("\\u{u:04x}")).collect();
+        format!("\"{inner}\"")
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let read = |raw: &str| -> Value {
+            serde_json::from_slice(&mend_lone_surrogates(raw.as_bytes())).expect("parses")
+        };
+        assert_eq!(
+            read(r#"{"name": "Base\ud800line", "b": "\udc00", "ok": "\ud83d\ude00"}"#),
+            serde_json::json!({"name": "Base\u{fffd}line", "b": "\u{fffd}", "ok": "😀"})
+        );
+        // The premise: serde_json alone refuses it.
+        assert!(serde_json::from_str::<Value>(r#""Base\ud800line""#).is_err());
+        // Escaped backslashes and text outside strings are left alone.
+        assert_eq!(read(r#"["\\ud800", 1]"#), serde_json::json!(["\\ud800", 1]));
+        let clean = br#"{"a": "\u00e9\ud83d\ude00 \" \\"}"#;
+        assert!(matches!(mend_lone_surrogates(clean), Cow::Borrowed(_)));
+    }
+
+    proptest! {
+        #[test]
+        fn any_utf16_text_reads_as_dotnet_meant_it(units in proptest::collection::vec(
+            prop_oneof![any::<u16>(), 0xD800u16..0xE000], 0..40)) {
+            let raw = escaped(&units);
+            let read: String = serde_json::from_slice(&mend_lone_surrogates(raw.as_bytes()))
+                .expect("every escape is valid after mending");
+            prop_assert_eq!(read, String::from_utf16_lossy(&units));
+        }
+
+        #[test]
+        fn valid_json_is_never_changed(text in any::<String>()) {
+            let json = serde_json::to_string(&serde_json::json!({"k": text, "e": "\u{1F600}"}))
+                .expect("serializes");
+            prop_assert!(matches!(mend_lone_surrogates(json.as_bytes()), Cow::Borrowed(_)));
+        }
     }
 }
