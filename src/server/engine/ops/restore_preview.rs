@@ -68,13 +68,43 @@ pub struct Previewed {
     missing: Vec<String>,
 }
 
+/// Directory objects already checked, per run: a hundred policies assigned to one group look
+/// it up once. A run's entries are dropped when its preview ends.
+#[derive(Debug, Default)]
+struct Lookups {
+    checked: Mutex<HashMap<i64, HashMap<(DirectoryKind, String), bool>>>,
+}
+
+impl Lookups {
+    fn known(&self, run_id: i64, key: &(DirectoryKind, String)) -> Option<bool> {
+        self.checked.lock().ok()?.get(&run_id)?.get(key).copied()
+    }
+
+    fn remember(&self, run_id: i64, key: (DirectoryKind, String), exists: bool) {
+        if let Ok(mut checked) = self.checked.lock() {
+            checked.entry(run_id).or_default().insert(key, exists);
+        }
+    }
+
+    /// Drops what run `run_id` looked up: its preview has ended.
+    fn forget(&self, run_id: i64) {
+        if let Ok(mut checked) = self.checked.lock() {
+            checked.remove(&run_id);
+        }
+    }
+
+    /// How many runs have lookups kept.
+    #[cfg(test)]
+    fn runs(&self) -> usize {
+        self.checked.lock().map_or(0, |checked| checked.len())
+    }
+}
+
 /// The handler: captures through `source`, checks references through `writer` (GETs only).
 pub struct RestorePreview {
     source: Arc<dyn PolicySource>,
     writer: Arc<dyn PolicyWriter>,
-    /// Directory objects already checked, per run: a hundred policies assigned to one group
-    /// look it up once.
-    checked: Mutex<HashMap<(i64, DirectoryKind, String), bool>>,
+    lookups: Lookups,
 }
 
 impl RestorePreview {
@@ -82,17 +112,7 @@ impl RestorePreview {
         Self {
             source,
             writer,
-            checked: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn known(&self, key: &(i64, DirectoryKind, String)) -> Option<bool> {
-        self.checked.lock().ok()?.get(key).copied()
-    }
-
-    fn remember(&self, key: (i64, DirectoryKind, String), exists: bool) {
-        if let Ok(mut checked) = self.checked.lock() {
-            checked.insert(key, exists);
+            lookups: Lookups::default(),
         }
     }
 
@@ -106,8 +126,8 @@ impl RestorePreview {
     ) -> Vec<String> {
         let mut missing = Vec::new();
         for reference in references {
-            let key = (run_id, reference.kind, reference.id.clone());
-            let exists = match self.known(&key) {
+            let key = (reference.kind, reference.id.clone());
+            let exists = match self.lookups.known(run_id, &key) {
                 Some(exists) => Ok(exists),
                 None => {
                     self.writer
@@ -117,9 +137,9 @@ impl RestorePreview {
             };
             let label = kind_label(reference.kind);
             match exists {
-                Ok(true) => self.remember(key, true),
+                Ok(true) => self.lookups.remember(run_id, key, true),
                 Ok(false) => {
-                    self.remember(key, false);
+                    self.lookups.remember(run_id, key, false);
                     missing.push(format!("{label} {} no longer exists.", reference.id));
                 }
                 Err(error) => missing.push(sanitize(&format!(
@@ -222,6 +242,8 @@ impl Operation for RestorePreview {
         creds: Result<&TenantCredentials, &RunFailure>,
         run: &Run<RestorePreviewInput>,
     ) -> Result<Option<RunFailure>, sqlx::Error> {
+        // Its items are processed: the run's lookups are no longer needed.
+        self.lookups.forget(run.id);
         let creds = match creds {
             Ok(creds) => creds,
             Err(failure) => return Ok(Some(failure.clone())),
@@ -471,6 +493,21 @@ async fn plan_summary(db: &Db, run_id: i64, block: Option<&str>) -> Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runs_lookups_are_kept_until_its_preview_ends() {
+        let lookups = Lookups::default();
+        let group = (DirectoryKind::Group, "g-1".to_owned());
+        lookups.remember(1, group.clone(), true);
+        lookups.remember(2, group.clone(), false);
+        assert_eq!(lookups.known(1, &group), Some(true));
+        assert_eq!(lookups.known(2, &group), Some(false));
+        lookups.forget(1);
+        assert_eq!(lookups.known(1, &group), None);
+        assert_eq!(lookups.known(2, &group), Some(false));
+        lookups.forget(2);
+        assert_eq!(lookups.runs(), 0, "nothing is kept once the previews ended");
+    }
 
     #[test]
     fn every_missing_permission_is_named() {
