@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{TestApp, ADMIN, CONTOSO, OPERATOR, READONLY};
+use common::{TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;
 use tenantatlas::domain::{AddMemberOutcome, Member, Role};
 
@@ -13,6 +13,7 @@ both_backends!(TestApp:
     the_last_owner_stays_even_under_concurrent_demotions,
     the_audit_log_filters_and_pages_by_keyset,
     an_inviter_who_may_no_longer_invite_loses_their_pending_invitations,
+    an_account_made_through_another_tenants_invitation_is_invited_not_added,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -392,4 +393,146 @@ async fn an_inviter_who_may_no_longer_invite_loses_their_pending_invitations(app
     app.invitation_preview(&kept)
         .await
         .expect("the admin's own invitation still works");
+}
+
+/// Signs in with a password (not the demo one); the session cookie.
+async fn sign_in_with(app: &TestApp, email: &str, password: &str) -> String {
+    let response = app
+        .call(
+            "auth/sign-in",
+            &[("email", email), ("password", password), ("next", "/")],
+        )
+        .await;
+    assert_eq!(response.status(), 200, "sign-in of {email}");
+    common::session_cookie(&response).expect("a session")
+}
+
+/// The status of `invitations/accept` of `token` sent with `cookie` (or none).
+async fn accept_as(app: &TestApp, cookie: Option<&str>, token: &str) -> u16 {
+    app.request(
+        cookie,
+        "invitations/accept",
+        &[
+            ("token", token),
+            ("name", "Someone"),
+            ("password", "a long enough password"),
+        ],
+    )
+    .send()
+    .await
+    .unwrap()
+    .status()
+    .as_u16()
+}
+
+async fn role_in_contoso(app: &TestApp, email: &str) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id \
+         JOIN tenants t ON t.id = m.tenant_id WHERE u.email = $1 AND t.external_id = $2",
+    )
+    .bind(email)
+    .bind(CONTOSO)
+    .fetch_optional(app.db.pool())
+    .await
+    .unwrap()
+}
+
+/// The owner of tenant A invites someone else's address into A and accepts the link himself:
+/// the account `victim@…` is his. When the owner of tenant B, who shares no tenant with that
+/// account, later adds the address, B gets an invitation link instead of a member, and only a
+/// session of that account can use the link (the real person would find they cannot sign in,
+/// and the attacker never gets B's link). Accounts not made through another tenant's link, or
+/// sharing a tenant with the adding owner, are still added at once.
+async fn an_account_made_through_another_tenants_invitation_is_invited_not_added(app: TestApp) {
+    let admin = app.sign_in(ADMIN).await;
+    // The attacker owns Fabrikam (A); the manager becomes an owner of Contoso (B) only.
+    let attacker = app.sign_in(OUTSIDER).await;
+    let fabrikam_owner = common::user_id(&app.db, OUTSIDER).await;
+    app.change_member_role(&admin, FABRIKAM, fabrikam_owner, "owner")
+        .await
+        .expect("the admin makes the attacker owner of Fabrikam");
+    let contoso_owner = app.sign_in(MANAGER).await;
+    let manager_id = common::user_id(&app.db, MANAGER).await;
+    app.change_member_role(&admin, CONTOSO, manager_id, "owner")
+        .await
+        .expect("the admin makes the manager owner of Contoso");
+
+    const VICTIM: &str = "victim@example.org";
+    const ATTACKERS_PASSWORD: &str = "the attacker's own password";
+    let token = token_of(
+        app.add_member(&attacker, FABRIKAM, VICTIM, "readonly")
+            .await
+            .expect("the attacker invites the address into his tenant"),
+    );
+    let (accepted, _) = app
+        .accept_invitation(&token, "Victim", ATTACKERS_PASSWORD)
+        .await;
+    accepted.expect("the attacker accepts it himself");
+
+    // Contoso's owner adds the address: an invitation, not a membership.
+    for role in ["owner", "readonly"] {
+        let outcome = app
+            .add_member(&contoso_owner, CONTOSO, VICTIM, role)
+            .await
+            .expect("the owner adds the address");
+        assert!(
+            matches!(outcome, AddMemberOutcome::Invited { .. }),
+            "{role}: {outcome:?}"
+        );
+        assert_eq!(role_in_contoso(&app, VICTIM).await, None, "{role}");
+    }
+    let outcome = app
+        .add_member(&contoso_owner, CONTOSO, VICTIM, "owner")
+        .await
+        .expect("the owner adds the address");
+    let link_token = token_of(outcome);
+    // Nobody but the account's own session can use the link: no session, another account.
+    assert_eq!(accept_as(&app, None, &link_token).await, 409);
+    assert_eq!(accept_as(&app, Some(&attacker), &link_token).await, 409);
+    assert_eq!(
+        accept_as(&app, Some(&contoso_owner), &link_token).await,
+        409
+    );
+    assert_eq!(role_in_contoso(&app, VICTIM).await, None);
+    let victims_password: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE email = $1")
+            .bind(VICTIM)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    // The account's own session joins with the invited role (whoever holds the account and the
+    // link: the owner chose whom to give the link), once.
+    let victim = sign_in_with(&app, VICTIM, ATTACKERS_PASSWORD).await;
+    assert_eq!(accept_as(&app, Some(&victim), &link_token).await, 200);
+    assert_eq!(
+        role_in_contoso(&app, VICTIM).await.as_deref(),
+        Some("owner")
+    );
+    assert_eq!(accept_as(&app, Some(&victim), &link_token).await, 409);
+    let after: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE email = $1")
+            .bind(VICTIM)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(after, victims_password, "a link never sets a password");
+    app.remove_member(&admin, CONTOSO, common::user_id(&app.db, VICTIM).await)
+        .await
+        .expect("removed again");
+
+    // The admin shares Fabrikam with the account: added at once.
+    assert_eq!(
+        app.add_member(&admin, CONTOSO, VICTIM, "readonly")
+            .await
+            .expect("the admin adds it"),
+        AddMemberOutcome::Added
+    );
+    // An account not made through an invitation (the seeded one of Fabrikam's owner), though
+    // it shares no tenant with Contoso's new owner: added at once, as before.
+    assert_eq!(
+        app.add_member(&contoso_owner, CONTOSO, OUTSIDER, "readonly")
+            .await
+            .expect("the owner adds it"),
+        AddMemberOutcome::Added
+    );
 }

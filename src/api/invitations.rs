@@ -49,7 +49,9 @@ pub async fn preview_invitation(token: String) -> Result<InvitationPreview, AppE
 }
 
 /// Accepts an invitation: makes the account with this name and password and its membership,
-/// signs it in, and answers the tenant's first page (where the browser goes next).
+/// signs it in, and answers the tenant's first page (where the browser goes next). When the
+/// invited address has an account, the caller must be signed in as it: it then joins the tenant
+/// (name and password unused); anyone else is refused with 409.
 #[server(prefix = "/api", endpoint = "invitations/accept")]
 pub async fn accept_invitation(
     token: String,
@@ -66,9 +68,22 @@ pub async fn accept_invitation(
             let state = app_state()?;
             let db = &state.db;
             let token = InvitationToken::parse(&token)?;
+            if let Some(account) = invitations::check_usable(db, &token).await? {
+                // The address has an account: only that account's session joins with the link
+                // (the name and password are not used), and the link never sets a password.
+                let session = current_session().await?;
+                let signed_in =
+                    session::signed_in_user(&session, db, &state.settings.sessions).await?;
+                if signed_in != Some(account) {
+                    return Err(invitations::sign_in_first());
+                }
+                let tenant = invitations::join(db, &token, account).await?;
+                let next = routes::tenant_home(&tenant.external_id);
+                leptos_axum::redirect(&next);
+                return Ok(next);
+            }
             let name = parse_display_name(&name)?;
             check_new_password(&password)?;
-            invitations::check_usable(db, &token).await?;
             // Under sign-in's limit (one hash per core): every holder of a valid link could
             // otherwise start a 19 MiB hash per request.
             let hash = match state.password_checker.hash(password).await {

@@ -2,7 +2,9 @@
 //! without one. The token is 32 random bytes; only its sha256 is stored, so the database (or a
 //! backup of it) cannot hand out a usable link. A link lasts [`INVITATION_DAYS`], is used once
 //! (the consuming update is one statement, so two uses at the same moment cannot both pass),
-//! and a new invitation for the same address in the same tenant replaces the pending one.
+//! and a new invitation for the same address in the same tenant replaces the pending one. An
+//! invitation of an address that has an account (one the owner may not add without its
+//! consent, see `members::add_or_invite`) is accepted by that account's session instead.
 
 use sqlx::FromRow;
 
@@ -185,9 +187,94 @@ pub async fn preview(db: &Db, token: &InvitationToken) -> Result<InvitationPrevi
 }
 
 /// Checks the token before the (slow) password hash is computed, so a link that cannot be used
-/// costs the server one indexed read.
-pub async fn check_usable(db: &Db, token: &InvitationToken) -> Result<(), AppError> {
-    preview(db, token).await.map(|_| ())
+/// costs the server one indexed read. Answers the account the invited address already has, if
+/// any: such an invitation is accepted by [`join`], by that account's session.
+pub async fn check_usable(db: &Db, token: &InvitationToken) -> Result<Option<i64>, AppError> {
+    let invited = preview(db, token).await?;
+    Ok(sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(&invited.email)
+        .fetch_optional(db.pool())
+        .await?)
+}
+
+/// The refusal when the invited address has an account and the request is not signed in as it.
+pub fn sign_in_first() -> AppError {
+    AppError::Conflict(
+        "An account with this e-mail address exists already: sign in with it, then open this \
+         link again to join the tenant."
+            .into(),
+    )
+}
+
+/// Uses the invitation for the existing account `user_id` (whose session the caller checked):
+/// marks it accepted and adds the membership with the invited role, in one transaction. The
+/// invitation must name the account's address; an account already a member is a 409 that
+/// leaves the invitation unused.
+pub async fn join(
+    db: &Db,
+    token: &InvitationToken,
+    user_id: i64,
+) -> Result<TenantSummary, AppError> {
+    let now = Timestamp::now().millis();
+    let mut tx = db.pool().begin().await?;
+    let claimed: Option<(i64, i64, String)> = sqlx::query_as(
+        "UPDATE invitations SET accepted_at = $2, accepted_by = $3 \
+         WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > $2 \
+         AND email = (SELECT email FROM users WHERE id = $3) \
+         RETURNING id, tenant_id, role",
+    )
+    .bind(token_hash(token))
+    .bind(now)
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((invitation_id, tenant_id, role)) = claimed else {
+        tx.rollback().await?;
+        let found = find(db, token).await?;
+        return Err(unusable(&found, now).unwrap_or_else(sign_in_first));
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(user_id)
+    .bind(tenant_id)
+    .bind(&role)
+    .bind(now)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(error) if is_unique_violation(&error) => {
+            tx.rollback().await?;
+            return Err(AppError::Conflict(
+                "Your account is a member of this tenant already.".into(),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    let tenant: TenantSummary =
+        sqlx::query_as("SELECT external_id, display_name FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    audit::record(
+        db,
+        AuditEvent {
+            tenant_id: Some(tenant_id),
+            actor_user_id: Some(user_id),
+            action: "invitation.accept",
+            target: format!("user:{user_id}"),
+            details: serde_json::json!({
+                "invitation_id": invitation_id,
+                "old_role": null,
+                "new_role": role,
+                "existing_account": true,
+            }),
+        },
+    )
+    .await;
+    Ok(tenant)
 }
 
 /// The account an accepted invitation made.

@@ -25,8 +25,12 @@ pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<Member>, AppError>
     Ok(members)
 }
 
-/// Adds the address as a member: at once when it has an account, else by an invitation whose
-/// link (built on `public_url`, the URL browsers reach the app at) the owner passes on.
+/// Adds the address as a member: at once when it has an account the owner may add without its
+/// consent, else by an invitation whose link (built on `public_url`, the URL browsers reach the
+/// app at) the owner passes on. An account made through another tenant's invitation proves no
+/// more than that someone held that tenant's link: whoever accepted it chose the password,
+/// whatever the address. Unless the owner already shares a tenant with it, such an account is
+/// invited too, and only a session of that account can accept the link.
 pub async fn add_or_invite(
     db: &Db,
     scope: &TenantScope,
@@ -35,31 +39,77 @@ pub async fn add_or_invite(
     role: Role,
     public_url: Option<&str>,
 ) -> Result<AddMemberOutcome, AppError> {
-    match add(db, scope, actor, email, role).await {
-        Ok(()) => Ok(AddMemberOutcome::Added),
-        Err(AppError::NotFound(_)) => {
+    match account(db, scope, actor, email).await? {
+        Account::Addable(user_id) => {
+            add(db, scope, actor, user_id, role).await?;
+            Ok(AddMemberOutcome::Added)
+        }
+        Account::None | Account::NeedsConsent => {
             let (link, expires_at) =
                 invitations::create(db, scope, actor, email, role, public_url).await?;
             Ok(AddMemberOutcome::Invited { link, expires_at })
         }
-        Err(error) => Err(error),
     }
 }
 
-/// Gives the account with `email` the `role` in the tenant. An address without an account is a
-/// 404 (it needs an invitation); an existing member is a 409 (change the role instead).
-pub async fn add(
+/// The account an address names, as the owner adding it sees it.
+enum Account {
+    /// No account has the address.
+    None,
+    /// An account the owner may add at once.
+    Addable(i64),
+    /// An account made through an invitation of another tenant, sharing no tenant with the
+    /// owner: it joins only by accepting an invitation while signed in.
+    NeedsConsent,
+}
+
+async fn account(
     db: &Db,
     scope: &TenantScope,
     actor: i64,
     email: &Email,
-    role: Role,
-) -> Result<(), AppError> {
-    let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+) -> Result<Account, AppError> {
+    let Some(user_id) = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE email = $1")
         .bind(email.as_str())
         .fetch_optional(db.pool())
         .await?
-        .ok_or_else(|| AppError::NotFound("No account has this e-mail address.".into()))?;
+    else {
+        return Ok(Account::None);
+    };
+    let invited_elsewhere: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM invitations WHERE accepted_by = $1 AND tenant_id <> $2",
+    )
+    .bind(user_id)
+    .bind(scope.id())
+    .fetch_one(db.pool())
+    .await?;
+    if invited_elsewhere == 0 {
+        return Ok(Account::Addable(user_id));
+    }
+    let shared: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM memberships theirs JOIN memberships mine \
+         ON mine.tenant_id = theirs.tenant_id WHERE theirs.user_id = $1 AND mine.user_id = $2",
+    )
+    .bind(user_id)
+    .bind(actor)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(if shared > 0 {
+        Account::Addable(user_id)
+    } else {
+        Account::NeedsConsent
+    })
+}
+
+/// Gives account `user_id` the `role` in the tenant; an existing member is a 409 (change the
+/// role instead).
+async fn add(
+    db: &Db,
+    scope: &TenantScope,
+    actor: i64,
+    user_id: i64,
+    role: Role,
+) -> Result<(), AppError> {
     let inserted = sqlx::query(
         "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)",
     )
