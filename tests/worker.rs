@@ -28,6 +28,11 @@ both_backends!(TestDb:
     two_instances_share_the_queue_without_double_work,
     a_heartbeat_keeps_a_slow_run_claimed,
     a_stalled_owner_writes_nothing_after_a_new_claim,
+    work_that_always_fails_ends_the_run_after_the_attempt_limit,
+    a_lost_claim_does_not_stop_the_next_claim_of_its_run,
+    a_run_that_cannot_proceed_closes_its_items_and_offers_a_retry,
+    a_database_error_loading_credentials_retries_the_run,
+    a_drift_batch_and_a_cancel_do_not_deadlock,
 );
 
 struct Fixture {
@@ -529,4 +534,551 @@ async fn a_stalled_owner_writes_nothing_after_a_new_claim(t: TestDb) {
     let (status, _, processed, succeeded, ..) = f.run_row(run).await;
     assert_eq!((status.as_str(), processed, succeeded), ("completed", 6, 6));
     assert_eq!(f.backup_item_count().await, 6);
+}
+
+/// The items of `run` as (outcome, reason code), in order.
+async fn item_outcomes(
+    db: &tenantatlas::server::db::Db,
+    run: i64,
+) -> Vec<(String, Option<String>)> {
+    sqlx::query_as("SELECT outcome, reason_code FROM run_items WHERE run_id = $1 ORDER BY id")
+        .bind(run)
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+}
+
+/// Waits (at most `limit`) until `run` is no longer pending or running; its status.
+async fn ended(db: &tenantatlas::server::db::Db, run: i64, limit: Duration) -> String {
+    let wait = async {
+        loop {
+            let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+                .bind(run)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            if status != "pending" && status != "running" {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(limit, wait)
+        .await
+        .expect("the run ends in time")
+}
+
+/// A run whose every attempt fails with a database error (the backup set's table lost a column
+/// the capture writes) is not claimed again forever by the runner: after `WORK_ATTEMPTS` failed
+/// attempts, with a pause between them, it ends `failed` with its items closed, the counters
+/// adding up, a sanitized reason and the initiator notified.
+async fn work_that_always_fails_ends_the_run_after_the_attempt_limit(t: TestDb) {
+    use tenantatlas::server::engine::runner::WakeUp;
+    use tenantatlas::server::engine::worker::WORK_ATTEMPTS;
+    let f = fixture(&t).await;
+    let run = f.queue(&f.ids(0..5)).await;
+    let notified = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM notifications WHERE user_id = $1")
+            .bind(f.user_id)
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap()
+    };
+    let notifications = notified().await;
+    sqlx::query("ALTER TABLE backup_items RENAME COLUMN run_id TO run_id_gone")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let worker = f
+        .worker("always-failing")
+        .with_work_backoff(Duration::from_millis(20));
+    let wake = WakeUp::default();
+    let (stop, task) = common::start_runner(worker, &wake, &f.db, Duration::from_millis(50));
+    let status = ended(&f.db, run, Duration::from_secs(60)).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    assert_eq!(status, "failed");
+    let row = sqlx::query(
+        "SELECT attempt, work_errors, reason_code, failure_message, total_items, \
+         processed_items, failed FROM runs WHERE id = $1",
+    )
+    .bind(run)
+    .fetch_one(f.db.pool())
+    .await
+    .unwrap();
+    let (attempt, errors): (i64, i64) = (row.get("attempt"), row.get("work_errors"));
+    assert_eq!(errors, WORK_ATTEMPTS, "every failed attempt counted");
+    assert_eq!(
+        attempt,
+        WORK_ATTEMPTS + 1,
+        "one claim more ends it, none after"
+    );
+    assert_eq!(
+        row.get::<Option<String>, _>("reason_code").as_deref(),
+        Some("unknown_error")
+    );
+    let message: String = row.get("failure_message");
+    assert!(
+        message.contains(&format!("failed {WORK_ATTEMPTS} times")),
+        "{message}"
+    );
+    let counts: (i64, i64, i64) = (
+        row.get("total_items"),
+        row.get("processed_items"),
+        row.get("failed"),
+    );
+    assert_eq!(counts, (5, 5, 5), "the counters add up");
+    let items = item_outcomes(&f.db, run).await;
+    assert_eq!(items.len(), 5);
+    assert!(
+        items
+            .iter()
+            .all(|(outcome, reason)| outcome == "failed"
+                && reason.as_deref() == Some("unknown_error")),
+        "{items:?}"
+    );
+    assert_eq!(notified().await, notifications + 1, "the initiator is told");
+}
+
+/// Two claims of one run in one process (the first lost its lease, the same identity claimed
+/// it again): the first claim's heartbeat stops only the first claim. The run never shows
+/// `completed` with items left, and ends completed with every item done once.
+async fn a_lost_claim_does_not_stop_the_next_claim_of_its_run(t: TestDb) {
+    use tenantatlas::server::engine::cancel::Cancels;
+    let f = fixture(&t).await;
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 100;
+    f.sim.set_knobs(knobs);
+    let n = f.policies.len().min(30);
+    let run = f.queue(&f.ids(0..n)).await;
+    // One process: one set of cancellation signals for its workers.
+    let cancels = Cancels::default();
+    let lease = Duration::from_millis(600);
+    let worker = || {
+        f.worker("same-process")
+            .with_lease(lease)
+            .with_cancels(cancels.clone())
+    };
+    let first = worker();
+    let claim = first.claim(Lane::Bulk).await.unwrap().expect("claimed");
+    let first_work = tokio::spawn(async move { first.execute_claimed(claim).await });
+    let db = f.db.clone();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let done: i64 = sqlx::query_scalar("SELECT processed_items FROM runs WHERE id = $1")
+                .bind(run)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            if done >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the first claim makes progress");
+    sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE id = $1")
+        .bind(run)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let second = worker();
+    let claim = second
+        .claim(Lane::Bulk)
+        .await
+        .unwrap()
+        .expect("claimed again");
+    assert_eq!(claim.run.attempt, 2);
+    let second_work = tokio::spawn(async move { second.execute_claimed(claim).await });
+    // Whenever the run shows completed, every item is done.
+    let watched = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let row = sqlx::query(
+                "SELECT status, total_items, processed_items, \
+                 (SELECT COUNT(*) FROM run_items i WHERE i.run_id = runs.id \
+                   AND i.outcome = 'pending') AS pending FROM runs WHERE id = $1",
+            )
+            .bind(run)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            let status: String = row.get("status");
+            let (total, processed, pending): (i64, i64, i64) = (
+                row.get("total_items"),
+                row.get("processed_items"),
+                row.get("pending"),
+            );
+            if status == "completed" {
+                assert_eq!(
+                    (processed, pending),
+                    (total, 0),
+                    "completed with items left"
+                );
+            }
+            if status != "running" {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the run ends");
+    assert_eq!(watched, "completed");
+    second_work
+        .await
+        .unwrap()
+        .expect("the second claim ends the run");
+    first_work
+        .await
+        .unwrap()
+        .expect("the first claim gives up quietly");
+    let (status, total, processed, succeeded, ..) = f.run_row(run).await;
+    assert_eq!(
+        (status.as_str(), total, processed, succeeded),
+        ("completed", n as i64, n as i64, n as i64)
+    );
+    assert_eq!(f.backup_item_count().await, n as i64, "every policy once");
+}
+
+/// The server's worker, with its real credentials loading (the demo tenants' secret resolves
+/// to the simulator's).
+fn server_worker(f: &Fixture) -> Worker {
+    use tenantatlas::server::graph::{ClientSecret, GraphAccess, SecretResolver};
+    let graph = GraphAccess {
+        client: f.client.clone(),
+        secrets: SecretResolver::with_demo_secret(ClientSecret::new("sim-secret")),
+    };
+    tenantatlas::server::runs_worker(&f.db, graph)
+}
+
+/// A run that fails as a whole after its items were written (the tenant was disconnected)
+/// closes them as failed with its reason: the counters add up and "Retry failed" offers them.
+async fn a_run_that_cannot_proceed_closes_its_items_and_offers_a_retry(t: TestDb) {
+    use tenantatlas::server::runs::retry::retry_failed;
+    let f = fixture(&t).await;
+    let tenant = common::tenant_id(&f.db, CONTOSO).await;
+    let run = f.queue(&f.ids(0..5)).await;
+    sqlx::query("UPDATE tenants SET disconnected_at = 1 WHERE id = $1")
+        .bind(tenant)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let worker = server_worker(&f);
+    assert_eq!(
+        worker.try_execute_task().await.unwrap(),
+        Outcome::TaskCompleted { run_id: run }
+    );
+    let (status, total, processed, succeeded, failed, skipped, reason) = f.run_row(run).await;
+    assert_eq!(
+        (
+            status.as_str(),
+            total,
+            processed,
+            succeeded,
+            failed,
+            skipped
+        ),
+        ("failed", 5, 5, 0, 5, 0)
+    );
+    assert_eq!(reason.as_deref(), Some("authentication_failed"));
+    let items = item_outcomes(&f.db, run).await;
+    assert_eq!(items.len(), 5);
+    assert!(
+        items.iter().all(|(outcome, reason)| outcome == "failed"
+            && reason.as_deref() == Some("authentication_failed")),
+        "{items:?}"
+    );
+    assert_eq!(f.sim.counters().graph_requests(), 0, "no Graph call");
+
+    // Reconnected, the failed items are retried in a new run.
+    sqlx::query("UPDATE tenants SET disconnected_at = NULL WHERE id = $1")
+        .bind(tenant)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let ctx = authorize_user(&f.db, f.user_id, CONTOSO, Capability::StartRuns)
+        .await
+        .unwrap();
+    let retried = retry_failed(&f.db, &ctx, run)
+        .await
+        .expect("a retry is offered");
+    assert_ne!(retried.run_id, run);
+    let total: i64 = sqlx::query_scalar("SELECT total_items FROM runs WHERE id = $1")
+        .bind(retried.run_id)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(total, 5);
+}
+
+/// A database error while a run's credentials load is not the tenant's fault: the run (and a
+/// connection check) goes back to the queue as a failed attempt, no check result blocks the
+/// tenant, and once the database answers the runs finish.
+async fn a_database_error_loading_credentials_retries_the_run(t: TestDb) {
+    use tenantatlas::server::tenants::connection_check;
+    let f = fixture(&t).await;
+    let tenant = common::tenant_id(&f.db, CONTOSO).await;
+    let run = f.queue(&f.ids(0..3)).await;
+    let ctx = authorize_user(&f.db, f.user_id, CONTOSO, Capability::StartRuns)
+        .await
+        .unwrap();
+    let check = connection_check::start(&f.db, &ctx).await.unwrap().run_id;
+    sqlx::query("ALTER TABLE tenants RENAME COLUMN graph_secret_key_id TO key_id_gone")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let worker = server_worker(&f).with_work_backoff(Duration::from_secs(30));
+    for _ in [run, check] {
+        assert!(
+            worker.try_execute_task().await.is_err(),
+            "the attempt failed"
+        );
+    }
+    assert_eq!(
+        worker.try_execute_task().await.unwrap(),
+        Outcome::EmptyQueue,
+        "both wait for their backoff"
+    );
+    for id in [run, check] {
+        let (status, errors): (String, i64) =
+            sqlx::query_as("SELECT status, work_errors FROM runs WHERE id = $1")
+                .bind(id)
+                .fetch_one(f.db.pool())
+                .await
+                .unwrap();
+        assert_eq!((status.as_str(), errors), ("running", 1), "run {id}");
+    }
+    let checks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenant_connection_checks")
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(checks, 0, "no check result was stored");
+    connection_check::ensure_runs_allowed(&f.db, tenant)
+        .await
+        .expect("the tenant may start runs");
+
+    sqlx::query("ALTER TABLE tenants RENAME COLUMN key_id_gone TO graph_secret_key_id")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE id IN ($1, $2)")
+        .bind(run)
+        .bind(check)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    while worker.try_execute_task().await.unwrap() != Outcome::EmptyQueue {}
+    let (status, total, processed, ..) = f.run_row(run).await;
+    assert_eq!((status.as_str(), total, processed), ("completed", 3, 3));
+    let check_status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        .bind(check)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_ne!(check_status, "running");
+}
+
+/// A cancel takes the run's row, then its items; a drift check's batch writes its items' results
+/// too. The batch must take the run's row first as well, or the two deadlock (PostgreSQL): here
+/// the cancel's two statements are run by hand around a batch that is waiting for the row.
+async fn a_drift_batch_and_a_cancel_do_not_deadlock(t: TestDb) {
+    use tenantatlas::domain::Timestamp;
+    use tenantatlas::server::runs::start::check_drift;
+    let f = fixture(&t).await;
+    let n = f.policies.len().min(30);
+    f.queue(&f.ids(0..n)).await;
+    let worker = f.worker("drift");
+    assert!(matches!(
+        worker.try_execute_task().await.unwrap(),
+        Outcome::TaskCompleted { .. }
+    ));
+    let ctx = authorize_user(&f.db, f.user_id, CONTOSO, Capability::StartRuns)
+        .await
+        .unwrap();
+    let run = check_drift(&f.db, &ctx, f.set_id).await.unwrap().run_id;
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 300;
+    f.sim.set_knobs(knobs);
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let db = f.db.clone();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM run_items WHERE run_id = $1")
+                .bind(run)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            if items > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the drift check writes its items");
+
+    // The cancel's first statement: it holds the run's row until it commits.
+    let now = Timestamp::now().millis();
+    let mut cancel = f.db.pool().begin().await.unwrap();
+    sqlx::query(
+        "UPDATE runs SET status = 'cancelled', finished_at = $1, reason_code = 'cancelled', \
+         lease_expires_at = NULL WHERE id = $2 AND status IN ('pending', 'running')",
+    )
+    .bind(now)
+    .bind(run)
+    .execute(&mut *cancel)
+    .await
+    .unwrap();
+    // The first batch (its captures take 300 ms) comes and waits for the row.
+    match f.db.backend() {
+        tenantatlas::server::db::Backend::Postgres => {
+            tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    let waiting: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    )
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap();
+                    if waiting > 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("a batch waits for the run's row");
+        }
+        // One writer at a time: the batch waits for this transaction whatever it writes.
+        tenantatlas::server::db::Backend::Sqlite => {
+            tokio::time::sleep(Duration::from_millis(800)).await
+        }
+    }
+    // The cancel's second statement: the pending items. The batch must not hold any.
+    let skipped = sqlx::query(
+        "UPDATE run_items SET outcome = 'skipped', reason_code = 'cancelled', finished_at = $1 \
+         WHERE run_id = $2 AND outcome = 'pending'",
+    )
+    .bind(now)
+    .bind(run)
+    .execute(&mut *cancel)
+    .await
+    .expect("the cancel does not deadlock with the batch")
+    .rows_affected() as i64;
+    sqlx::query(
+        "UPDATE runs SET skipped = skipped + $1, processed_items = processed_items + $1 \
+         WHERE id = $2",
+    )
+    .bind(skipped)
+    .bind(run)
+    .execute(&mut *cancel)
+    .await
+    .unwrap();
+    cancel.commit().await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(60), working)
+        .await
+        .expect("the worker ends")
+        .unwrap();
+    assert_eq!(
+        outcome.expect("the batch was not aborted"),
+        Outcome::TaskCompleted { run_id: run }
+    );
+    let (status, total, processed, succeeded, failed, skipped, _) = f.run_row(run).await;
+    assert_eq!(status, "cancelled");
+    assert_eq!(total, n as i64);
+    assert_eq!(processed, total, "the counters add up");
+    assert_eq!(succeeded + failed + skipped, processed);
+    assert!(
+        succeeded >= 1,
+        "the batch in flight was recorded over its skips"
+    );
+}
+
+/// PostgreSQL: the connection that holds the instance lock drops while the instance works on a
+/// run (here `pg_terminate_backend`). The instance takes the lock again on a new connection and
+/// claims nothing meanwhile, least of all the run it is working on: the run ends with its first
+/// claim, every policy captured once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_dropped_instance_lock_is_taken_again_without_a_second_claim() {
+    use tenantatlas::server::engine::instance::{InstanceLock, LOCK_SPACE};
+    use tenantatlas::server::engine::runner::WakeUp;
+    let t = TestDb::create(common::Backend::Postgres).await;
+    let f = fixture(&t).await;
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 100;
+    f.sim.set_knobs(knobs);
+    let n = f.policies.len().min(30);
+    let run = f.queue(&f.ids(0..n)).await;
+    let identity = "dropped-lock";
+    let lock = InstanceLock::acquire(&f.db, identity).await.unwrap();
+    let worker = f.worker(identity).as_instance(&lock);
+    let wake = WakeUp::default();
+    let (stop, task) = common::start_runner(worker, &wake, &f.db, Duration::from_millis(50));
+    let db = f.db.clone();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let done: i64 = sqlx::query_scalar("SELECT processed_items FROM runs WHERE id = $1")
+                .bind(run)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            if done >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the run makes progress");
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND l.classid = $1 AND l.objid = hashtext($2)::oid",
+    )
+    .bind(LOCK_SPACE)
+    .bind(identity)
+    .fetch_all(f.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(terminated, [true], "the lock's connection was terminated");
+    let status = ended(&f.db, run, Duration::from_secs(60)).await;
+    // The lock is back within a few checks, on a new connection.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let held: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+                 AND l.classid = $1 AND l.objid = hashtext($2)::oid",
+            )
+            .bind(LOCK_SPACE)
+            .bind(identity)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            if held == 1 && lock.is_held() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the lock was taken again");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(status, "completed");
+    let attempt: i64 = sqlx::query_scalar("SELECT attempt FROM runs WHERE id = $1")
+        .bind(run)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempt, 1, "never claimed a second time");
+    assert_eq!(f.backup_item_count().await, n as i64);
+    assert_eq!(
+        f.sim.counters().for_path("deviceCompliancePolicies/").len(),
+        n,
+        "each policy captured once"
+    );
 }

@@ -430,18 +430,24 @@ fn read_demo_graph_secret(path: &std::path::Path) -> Result<graph::ClientSecret,
 /// `graph` (the credentials of each run's tenant are resolved by `graph` too).
 pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
     use engine::operation::Registry;
-    use engine::worker::{CredentialsLoader, RunFailure, Worker};
+    use engine::worker::{CredentialsFailure, CredentialsSource, RunFailure, Worker};
     let client = std::sync::Arc::new(graph.client.clone());
     let loader_db = db.clone();
-    let credentials: CredentialsLoader = std::sync::Arc::new(move |tenant_id| {
+    let credentials: CredentialsSource = std::sync::Arc::new(move |tenant_id| {
         let (db, graph) = (loader_db.clone(), graph.clone());
         Box::pin(async move {
             graph
                 .credentials(&db, tenant_id)
                 .await
-                .map_err(|error| RunFailure {
-                    reason: crate::domain::reason_code::ReasonCode::AuthenticationFailed,
-                    message: format!("The tenant's Graph credentials cannot be used: {error}"),
+                .map_err(|error| match error {
+                    // Not the tenant's credentials: the run is tried again later.
+                    graph::credentials::CredentialsError::Database(error) => {
+                        CredentialsFailure::Database(error)
+                    }
+                    error => CredentialsFailure::Refused(RunFailure {
+                        reason: crate::domain::reason_code::ReasonCode::AuthenticationFailed,
+                        message: format!("The tenant's Graph credentials cannot be used: {error}"),
+                    }),
                 })
         })
     });
@@ -452,7 +458,7 @@ pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
         crate::domain::Timestamp::now().millis()
     );
     let registry = Registry::full(client.clone(), client);
-    Worker::new(db.clone(), registry, credentials, id)
+    Worker::with_source(db.clone(), registry, credentials, id)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,7 +1,9 @@
 //! Cancellation signals for the runs this process works on. A cancel is decided in the database
 //! (`runs::cancel`); these signals only tell a worker at once, so that it takes no new item of the
 //! run and its waits on Graph end. They come from a cancel in this process or, on PostgreSQL,
-//! from another instance's `NOTIFY` (`runner`).
+//! from another instance's `NOTIFY` (`runner`). Each claim of a run (its `attempt`) has a signal
+//! of its own: a cancel stops every claim of the run in this process, while a claim that lost
+//! its lease stops only itself, never a later claim of the same run in the same process.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,22 +13,24 @@ use tokio::sync::watch;
 /// The cancellation signals of the runs being worked on in this process. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct Cancels {
-    runs: Arc<Mutex<HashMap<i64, Entry>>>,
+    runs: Arc<Mutex<HashMap<Claim, Entry>>>,
 }
+
+/// One claim of a run: its id and `attempt`.
+type Claim = (i64, i64);
 
 #[derive(Debug)]
 struct Entry {
     signal: watch::Sender<bool>,
-    /// How many executions of the run in this process watch it (two workers in one process
-    /// may briefly both hold a claim of it).
+    /// How many executions of the claim in this process watch it.
     watchers: usize,
 }
 
-/// Watches one run's cancellation while it is worked on; dropping it stops the watch.
+/// Watches one claim's cancellation (or loss) while it is worked on; dropping it stops the watch.
 #[derive(Debug)]
 pub struct Watch {
     cancels: Cancels,
-    run_id: i64,
+    claim: Claim,
     signal: watch::Receiver<bool>,
 }
 
@@ -58,10 +62,10 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         if let Ok(mut runs) = self.cancels.runs.lock() {
-            if let Some(entry) = runs.get_mut(&self.run_id) {
+            if let Some(entry) = runs.get_mut(&self.claim) {
                 entry.watchers -= 1;
                 if entry.watchers == 0 {
-                    runs.remove(&self.run_id);
+                    runs.remove(&self.claim);
                 }
             }
         }
@@ -69,31 +73,47 @@ impl Drop for Watch {
 }
 
 impl Cancels {
-    /// Starts watching `run_id`.
-    pub fn watch(&self, run_id: i64) -> Watch {
+    /// Starts watching the claim `attempt` of `run_id`.
+    pub fn watch(&self, run_id: i64, attempt: i64) -> Watch {
         let mut runs = self
             .runs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = runs.entry(run_id).or_insert_with(|| Entry {
+        let claim = (run_id, attempt);
+        let entry = runs.entry(claim).or_insert_with(|| Entry {
             signal: watch::channel(false).0,
             watchers: 0,
         });
         entry.watchers += 1;
         Watch {
             cancels: self.clone(),
-            run_id,
+            claim,
             signal: entry.signal.subscribe(),
         }
     }
 
-    /// Signals every watcher of `run_id` in this process; nothing when none watches it.
+    /// Signals every watcher of every claim of `run_id` in this process (the run was
+    /// cancelled); nothing when none watches it.
     pub fn cancel(&self, run_id: i64) {
         let runs = self
             .runs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(entry) = runs.get(&run_id) {
+        for ((run, _), entry) in runs.iter() {
+            if *run == run_id {
+                entry.signal.send_replace(true);
+            }
+        }
+    }
+
+    /// Signals the watchers of the claim `attempt` of `run_id` only (that claim lost the run):
+    /// a later claim of the same run in this process keeps going.
+    pub fn stop(&self, run_id: i64, attempt: i64) {
+        let runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(entry) = runs.get(&(run_id, attempt)) {
             entry.signal.send_replace(true);
         }
     }
@@ -106,16 +126,39 @@ mod tests {
     #[tokio::test]
     async fn a_cancel_reaches_every_watcher_of_that_run_only() {
         let cancels = Cancels::default();
-        let (first, second, other) = (cancels.watch(1), cancels.watch(1), cancels.watch(2));
+        let (first, second, other) = (
+            cancels.watch(1, 1),
+            cancels.watch(1, 2),
+            cancels.watch(2, 1),
+        );
         cancels.cancel(1);
         first.cancelled().await;
         second.cancelled().await;
         assert!(!other.is_cancelled());
         drop((first, second));
-        assert!(!cancels.runs.lock().unwrap().contains_key(&1));
+        assert!(cancels
+            .runs
+            .lock()
+            .unwrap()
+            .keys()
+            .all(|(run, _)| *run != 1));
         // A cancel of a run nobody watches is a no-op, and a later watch starts uncancelled.
         cancels.cancel(1);
-        assert!(!cancels.watch(1).is_cancelled());
+        assert!(!cancels.watch(1, 3).is_cancelled());
+    }
+
+    /// A claim that lost its lease stops itself only: a later claim of the same run in the same
+    /// process (its attempt) keeps its items going.
+    #[tokio::test]
+    async fn a_lost_claim_stops_itself_not_the_next_claim_of_its_run() {
+        let cancels = Cancels::default();
+        let (lost, current) = (cancels.watch(7, 1), cancels.watch(7, 2));
+        cancels.stop(7, 1);
+        lost.cancelled().await;
+        assert!(!current.is_cancelled());
+        // A stop of a claim nobody watches is a no-op.
+        cancels.stop(7, 3);
+        assert!(!current.is_cancelled());
     }
 
     /// A worker stops taking items with `take_until(watch.cancelled())`, which drops that future
@@ -124,11 +167,12 @@ mod tests {
     #[tokio::test]
     async fn the_stop_future_dropped_early_leaves_the_watch_listening() {
         let cancels = Cancels::default();
-        let watch = cancels.watch(1);
+        let watch = cancels.watch(1, 1);
         let mut items_listen = watch.signal();
         drop(watch.cancelled());
-        // Another watcher of the run comes and goes meanwhile (a heartbeat, a second claim).
-        drop(cancels.watch(1));
+        // Another watcher of the claim comes and goes meanwhile, and one of a second claim.
+        drop(cancels.watch(1, 1));
+        drop(cancels.watch(1, 2));
         cancels.cancel(1);
         tokio::time::timeout(
             std::time::Duration::from_secs(5),

@@ -7,15 +7,29 @@
 //! identity's leases are this process's alone: leases under it from before a restart belong to a
 //! dead process and are taken back at once, and (on PostgreSQL) any instance may take a run whose
 //! owner's lock is free.
+//!
+//! The PostgreSQL lock lives on one connection, which can drop while the process lives (a
+//! PostgreSQL restart, `pg_terminate_backend`, a network blip): its runs would then look orphaned
+//! to every instance. So the connection is checked every [`LOCK_CHECK`], and the lock taken again
+//! on a new connection at once when it is gone; meanwhile [`InstanceLock::is_held`] is false and
+//! the worker claims nothing (`Worker::claim_open`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
+use super::worker::AbortOnDrop;
 use crate::server::db::{Db, NativePool};
 
 /// The first key of every instance's advisory lock (the second is the hash of its identity), so
 /// they cannot collide with advisory locks others take on the same database.
 pub const LOCK_SPACE: i32 = 0x5441; // "TA"
+
+/// How often the PostgreSQL lock's connection is checked (one `SELECT 1`), and how soon a lost
+/// lock is tried again: the time other instances may see this one's runs as orphaned.
+pub const LOCK_CHECK: Duration = Duration::from_secs(1);
 
 /// Why an instance cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +51,11 @@ pub enum InstanceError {
 /// A held instance lock; released when dropped or when the process dies, however it dies.
 pub struct InstanceLock {
     id: String,
-    /// The connection the session advisory lock lives on (PostgreSQL).
-    _connection: Option<sqlx::postgres::PgConnection>,
+    /// Whether the lock is held now (false while a dropped PostgreSQL connection is replaced).
+    held: Arc<AtomicBool>,
+    /// The task that owns the connection the session advisory lock lives on, checks it and
+    /// takes the lock again when it drops (PostgreSQL); the lock goes with the task.
+    _monitor: Option<AbortOnDrop>,
     /// The open, locked file (SQLite).
     _file: Option<std::fs::File>,
 }
@@ -46,19 +63,19 @@ pub struct InstanceLock {
 impl InstanceLock {
     /// Takes the lock of identity `id`, or says that a live process already holds it.
     pub async fn acquire(db: &Db, id: &str) -> Result<Self, InstanceError> {
-        let (connection, file) = match db.native() {
+        let held = Arc::new(AtomicBool::new(true));
+        let (monitor, file) = match db.native() {
             NativePool::Postgres(pool) => {
-                let mut conn = pool.acquire().await?.detach();
-                let locked: bool =
-                    sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
-                        .bind(LOCK_SPACE)
-                        .bind(id)
-                        .fetch_one(&mut conn)
-                        .await?;
-                if !locked {
+                let Some(conn) = try_lock(pool, id).await? else {
                     return Err(InstanceError::AlreadyRunning(id.to_owned()));
-                }
-                (Some(conn), None)
+                };
+                let monitor = tokio::spawn(keep_locked(
+                    pool.clone(),
+                    id.to_owned(),
+                    conn,
+                    Arc::clone(&held),
+                ));
+                (Some(AbortOnDrop(monitor)), None)
             }
             NativePool::Sqlite(_) => {
                 let path = lock_file(db, id);
@@ -84,14 +101,81 @@ impl InstanceLock {
         };
         Ok(Self {
             id: id.to_owned(),
-            _connection: connection,
+            held,
+            _monitor: monitor,
             _file: file,
         })
+    }
+
+    /// Whether the lock is held right now, shared with the worker (see [`Self::is_held`]).
+    pub(super) fn held(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.held)
+    }
+
+    /// Whether the lock is held right now: false from a dropped PostgreSQL connection until the
+    /// lock is taken again on a new one.
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::SeqCst)
     }
 
     /// The identity this lock holds: the owner name of the instance's leases.
     pub fn id(&self) -> &str {
         &self.id
+    }
+}
+
+/// Takes the advisory lock of identity `id` on a connection of its own; `None` when another
+/// session holds it.
+async fn try_lock(
+    pool: &sqlx::PgPool,
+    id: &str,
+) -> Result<Option<sqlx::postgres::PgConnection>, sqlx::Error> {
+    let mut conn = pool.acquire().await?.detach();
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
+            .bind(LOCK_SPACE)
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await?;
+    Ok(locked.then_some(conn))
+}
+
+/// Checks the lock's connection every [`LOCK_CHECK`]; when it is gone (with it the lock), says
+/// so in `held` and takes the lock again on a new connection, as soon as it can.
+async fn keep_locked(
+    pool: sqlx::PgPool,
+    id: String,
+    conn: sqlx::postgres::PgConnection,
+    held: Arc<AtomicBool>,
+) {
+    let mut conn = Some(conn);
+    let mut every = tokio::time::interval(LOCK_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Some(current) = conn.as_mut() {
+            let alive = tokio::time::timeout(
+                LOCK_CHECK,
+                sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut *current),
+            )
+            .await;
+            if matches!(alive, Ok(Ok(_))) {
+                continue;
+            }
+            held.store(false, Ordering::SeqCst);
+            conn = None;
+            tracing::warn!("the instance lock's connection dropped; taking the lock again");
+        }
+        match try_lock(&pool, &id).await {
+            Ok(Some(new)) => {
+                conn = Some(new);
+                held.store(true, Ordering::SeqCst);
+                tracing::info!("the instance lock is held again");
+            }
+            // The old session may not be gone yet on the server's side; tried again next tick.
+            Ok(None) => tracing::warn!("the instance lock is still held by another session"),
+            Err(error) => tracing::warn!(%error, "cannot take the instance lock again yet"),
+        }
     }
 }
 

@@ -149,9 +149,10 @@ pub async fn run(
                 exhausted.remove(&lane);
                 if let Err(error) = result {
                     tracing::error!(run_id, %error, "work on a run failed; it goes back to the queue");
-                    // Not left to the lease's expiry: the run is retried at once, by us or another.
-                    if let Err(error) = worker.release_lease(run_id, attempt).await {
-                        tracing::warn!(%error, "could not release the lease; it expires on its own");
+                    // Counted on the run, which is claimed again after a backoff (by us or
+                    // another), or fails once it failed too often (`worker::WORK_ATTEMPTS`).
+                    if let Err(error) = worker.work_failed(run_id, attempt, &error).await {
+                        tracing::warn!(%error, "could not count the failed attempt; the lease expires on its own");
                     }
                 }
                 continue;

@@ -2,11 +2,14 @@
 //! running one whose lease expired) with a lease, has the run's operation handler process each
 //! pending item, and records every outcome together with the run's counters in one transaction,
 //! guarded by the lease: a worker that lost its lease writes nothing, so no item is done twice.
+//! Work that fails with an error (not a dead owner) sends the run back to the queue after a
+//! backoff, at most [`WORK_ATTEMPTS`] times; then the run ends `failed`.
 //! Tests drive it step by step through [`Worker::try_execute_task`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,9 +45,41 @@ pub struct RunFailure {
 /// A boxed future, so credential loading can be swapped in tests.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Loads the Graph credentials of a tenant (by database id).
+/// Loads the Graph credentials of a tenant (by database id); every failure fails the run.
 pub type CredentialsLoader =
     Arc<dyn Fn(i64) -> BoxFuture<Result<TenantCredentials, RunFailure>> + Send + Sync>;
+
+/// Why a tenant's credentials were not loaded.
+#[derive(Debug)]
+pub enum CredentialsFailure {
+    /// They cannot be used (missing, rejected, disconnected): the run fails with this.
+    Refused(RunFailure),
+    /// The database could not be read: the run goes back to the queue (a failed attempt).
+    Database(sqlx::Error),
+}
+
+/// Loads the Graph credentials of a tenant, telling a database error from unusable credentials.
+pub type CredentialsSource =
+    Arc<dyn Fn(i64) -> BoxFuture<Result<TenantCredentials, CredentialsFailure>> + Send + Sync>;
+
+/// How many claims of a run may end in an error of the work itself (a database error, a panic
+/// while processing) before the run ends `failed` (`unknown_error`, with the last error's
+/// sanitized text). A claim taken over because its owner died (crash, `kill -9`, a lost lease)
+/// does not count: only the worker that saw the error counts it ([`Worker::work_failed`]).
+pub const WORK_ATTEMPTS: i64 = 5;
+
+/// The pause before a run whose work failed is claimed again; it doubles with each failure of
+/// the run, up to [`WORK_BACKOFF_MAX`] (2, 4, 8, 16 s: about half a minute before the run ends).
+pub const WORK_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The longest pause between two failed claims of a run.
+pub const WORK_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// The error of an execution that cannot end its run although nothing else holds it: items are
+/// still pending (their processing stopped early). The run goes back to the queue.
+fn unfinished_items() -> sqlx::Error {
+    sqlx::Error::Protocol("the run's work ended with items still pending".into())
+}
 
 /// What one step of the worker did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +209,7 @@ impl Drop for AbortOnDrop {
 pub struct Worker {
     db: Db,
     registry: Arc<Registry>,
-    credentials: CredentialsLoader,
+    credentials: CredentialsSource,
     /// Identifies this worker's leases.
     id: String,
     lease: Duration,
@@ -189,12 +224,22 @@ pub struct Worker {
     cancels: Cancels,
     /// The runs the last look at the queue found, claimed in turn.
     candidates: Candidates,
+    /// The first pause before a run whose work failed is claimed again ([`WORK_BACKOFF`]).
+    backoff: Duration,
+    /// Whether the instance lock is held now (`as_instance`): no claim while it is not.
+    lock_held: Option<Arc<AtomicBool>>,
+    /// The runs this worker (and its clones) executes now: never claimed again by it.
+    executing: Arc<std::sync::Mutex<HashSet<i64>>>,
 }
 
 /// A claimed run as stored: its operation, and its input not yet read by the handler.
 pub struct ClaimedRun {
     pub operation: OperationType,
     pub run: Run<String>,
+    /// How many claims of the run ended in an error of the work ([`WORK_ATTEMPTS`]).
+    pub work_errors: i64,
+    /// The last of those errors, sanitized.
+    last_work_error: Option<String>,
     /// The claim's transaction when the runner claimed ([`Worker::claim_open`]): the run's items
     /// are written in it, so the claim and the plan cost one commit. `None` once committed.
     open: Option<Tx>,
@@ -204,6 +249,8 @@ pub struct ClaimedRun {
 #[derive(FromRow)]
 struct ClaimRow {
     operation_type: String,
+    work_errors: i64,
+    last_work_error: Option<String>,
     #[sqlx(flatten)]
     run: Run<String>,
 }
@@ -225,6 +272,9 @@ struct End {
     failure: Option<RunFailure>,
     counts: Counts,
     figures: GraphFigures,
+    /// How many items are still pending when it ends: the last batch's, written right after
+    /// the end in the same transaction. The run does not end while any other is pending.
+    pending: i64,
 }
 
 /// What writing a batch of outcomes did.
@@ -266,6 +316,21 @@ impl Worker {
         credentials: CredentialsLoader,
         id: impl Into<String>,
     ) -> Self {
+        let credentials: CredentialsSource = Arc::new(move |tenant_id| {
+            let load = credentials(tenant_id);
+            Box::pin(async move { load.await.map_err(CredentialsFailure::Refused) })
+        });
+        Self::with_source(db, registry, credentials, id)
+    }
+
+    /// A worker whose credentials source tells database errors (a failed attempt, the run goes
+    /// back to the queue) from unusable credentials (the run fails).
+    pub fn with_source(
+        db: Db,
+        registry: Registry,
+        credentials: CredentialsSource,
+        id: impl Into<String>,
+    ) -> Self {
         Self {
             db,
             registry: Arc::new(registry),
@@ -277,7 +342,17 @@ impl Worker {
             locked: false,
             cancels: Cancels::default(),
             candidates: Candidates::default(),
+            backoff: WORK_BACKOFF,
+            lock_held: None,
+            executing: Arc::default(),
         }
+    }
+
+    /// Pauses `first` (doubling, see [`WORK_BACKOFF`]) before a run whose work failed is claimed
+    /// again (tests shorten it).
+    pub fn with_work_backoff(mut self, first: Duration) -> Self {
+        self.backoff = first;
+        self
     }
 
     /// Watches the cancellation signals in `cancels` (the runner passes its wake-up's).
@@ -291,6 +366,7 @@ impl Worker {
     pub fn as_instance(mut self, lock: &InstanceLock) -> Self {
         self.id = lock.id().to_owned();
         self.locked = true;
+        self.lock_held = Some(lock.held());
         self
     }
 
@@ -311,12 +387,17 @@ impl Worker {
         self.runs_at_once
     }
 
-    /// Claims one run (bulk first, then interactive) and works on it to its end.
+    /// Claims one run (bulk first, then interactive) and works on it to its end. An error of
+    /// the work is counted on the run ([`Self::work_failed`]) and returned.
     pub async fn try_execute_task(&self) -> Result<Outcome, sqlx::Error> {
         for lane in Lane::ALL {
             if let Some(run) = self.claim(lane).await? {
-                let run_id = run.run.id;
-                self.execute_claimed(run).await?;
+                let (run_id, attempt) = (run.run.id, run.run.attempt);
+                if let Err(error) = self.execute_claimed(run).await {
+                    self.work_failed(run_id, attempt, &error.to_string())
+                        .await?;
+                    return Err(error);
+                }
                 return Ok(Outcome::TaskCompleted { run_id });
             }
         }
@@ -341,11 +422,82 @@ impl Worker {
         }
         metrics::active_runs(1.0);
         let _active = Active;
+        // Known as executing here while it is, so that this worker never claims it again
+        // meanwhile (its instance lock may look free for a moment, see `instance`).
+        struct Executing(Arc<std::sync::Mutex<HashSet<i64>>>, i64);
+        impl Drop for Executing {
+            fn drop(&mut self) {
+                let mut runs = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                runs.remove(&self.1);
+            }
+        }
+        self.executing_runs().insert(claimed.run.id);
+        let _executing = Executing(Arc::clone(&self.executing), claimed.run.id);
         match self.registry.execute(self.clone(), claimed) {
             Some(work) => work.instrument(span).await,
             // The claim only takes operations with a handler.
             None => Ok(()),
         }
+    }
+
+    /// The runs this worker executes now.
+    fn executing_runs(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.executing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts an error of the work on claim `attempt` of `run_id` (`error` is sanitized before
+    /// it is stored) and gives the run back to the queue after a backoff ([`WORK_BACKOFF`]): the
+    /// lease is set to expire then. Once [`WORK_ATTEMPTS`] claims failed, the lease expires at
+    /// once and the next claim ends the run `failed`. Nothing when this claim no longer holds
+    /// the run.
+    pub async fn work_failed(
+        &self,
+        run_id: i64,
+        attempt: i64,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        let before: Option<i64> = sqlx::query_scalar(
+            "SELECT work_errors FROM runs \
+             WHERE id = $1 AND lease_owner = $2 AND attempt = $3 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(&self.id)
+        .bind(attempt)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(before) = before else {
+            return Ok(());
+        };
+        let errors = before + 1;
+        let retry_at = if errors >= WORK_ATTEMPTS {
+            0
+        } else {
+            Timestamp::now().millis() + backoff(self.backoff, errors).as_millis() as i64
+        };
+        sqlx::query(
+            "UPDATE runs SET work_errors = $1, last_work_error = $2, lease_expires_at = $3 \
+             WHERE id = $4 AND lease_owner = $5 AND attempt = $6 AND status = 'running' \
+               AND work_errors = $7",
+        )
+        .bind(errors)
+        .bind(sanitize(error))
+        .bind(retry_at)
+        .bind(run_id)
+        .bind(&self.id)
+        .bind(attempt)
+        .bind(before)
+        .execute(self.db.pool())
+        .await?;
+        self.candidates.forget();
+        tracing::warn!(
+            run_id,
+            errors,
+            limit = WORK_ATTEMPTS,
+            "work on the run failed; it is claimed again after a pause"
+        );
+        Ok(())
     }
 
     /// Gives up this worker's leases (graceful shutdown): its runs become claimable at once.
@@ -395,9 +547,10 @@ impl Worker {
             match renewed {
                 Ok(done) if done.rows_affected() == 1 => metrics::heartbeat(),
                 Ok(_) => {
-                    // Lost, ended or cancelled: no new item either way. This is the safety net
-                    // for a cancel whose NOTIFY was lost.
-                    self.cancels.cancel(run_id);
+                    // Lost, ended or cancelled: no new item of this claim either way (a later
+                    // claim of the run in this process keeps going). This is the safety net for
+                    // a cancel whose NOTIFY was lost.
+                    self.cancels.stop(run_id, attempt);
                     return;
                 }
                 Err(error) => tracing::warn!(%error, "could not renew the lease; retrying"),
@@ -434,6 +587,13 @@ impl Worker {
     /// writes the run's items in it and commits (or commits it at once when the run cannot
     /// proceed). Until then the run's row is locked, so nothing else writes to the run.
     pub async fn claim_open(&self, lane: Lane) -> Result<Option<ClaimedRun>, sqlx::Error> {
+        if let Some(held) = &self.lock_held {
+            if !held.load(Ordering::SeqCst) {
+                // Without its instance lock this instance's own runs look orphaned: nothing is
+                // claimed until the lock is back (see `instance`).
+                return Ok(None);
+            }
+        }
         for _ in 0..CLAIM_RETRIES {
             // Lazy until the run's operation is known: `execute` makes it durable unless the
             // operation allows lazy commits.
@@ -447,11 +607,13 @@ impl Worker {
                     metrics::heartbeat();
                     return Ok(None);
                 }
-                Ok(Some((operation, run))) => {
+                Ok(Some((operation, row))) => {
                     metrics::heartbeat();
                     return Ok(Some(ClaimedRun {
                         operation,
-                        run,
+                        run: row.run,
+                        work_errors: row.work_errors,
+                        last_work_error: row.last_work_error,
                         open: Some(tx),
                     }));
                 }
@@ -480,7 +642,7 @@ impl Worker {
         &self,
         tx: &mut Tx,
         lane: Lane,
-    ) -> Result<Option<(OperationType, Run<String>)>, sqlx::Error> {
+    ) -> Result<Option<(OperationType, ClaimRow)>, sqlx::Error> {
         let handled = self.registry.operations();
         if handled.is_empty() {
             return Ok(None);
@@ -514,10 +676,14 @@ impl Worker {
                     continue;
                 }
             };
+            if self.executing_runs().contains(&id) {
+                // Its instance lock looked free for a moment: this worker is still on it.
+                continue;
+            }
             if let Some(row) = self.claim_candidate(tx, lane, id, &handled).await? {
                 // Only handled types are claimed, and every handled type parses.
                 return Ok(
-                    OperationType::parse(&row.operation_type).map(|operation| (operation, row.run))
+                    OperationType::parse(&row.operation_type).map(|operation| (operation, row))
                 );
             }
         }
@@ -595,7 +761,8 @@ impl Worker {
                          OR (o.created_at = r.created_at AND o.id < r.id)))) \
                    OR (r.status = 'running' AND {r_lease_over})){lock}) \
                AND {claimable} \
-             RETURNING id, attempt, tenant_id, operation_type, target_id, initiated_by, input"
+             RETURNING id, attempt, tenant_id, operation_type, target_id, initiated_by, input, \
+               work_errors, last_work_error"
         );
         sqlx::query_as(&sql)
             .bind(&self.id)
@@ -616,10 +783,31 @@ impl Worker {
     ) -> Result<(), sqlx::Error> {
         let operation = &*handler;
         let ClaimedRun {
-            run: raw, mut open, ..
+            run: raw,
+            mut open,
+            work_errors,
+            last_work_error,
+            ..
         } = claimed;
         if let (false, Some(tx)) = (O::LAZY_COMMITS, open.as_mut()) {
             self.db.commit_durably(tx).await?;
+        }
+        if work_errors >= WORK_ATTEMPTS {
+            // Every attempt failed the same way, or several ways: the run ends here instead of
+            // going round again, its pending items closed with its reason.
+            tracing::error!(
+                work_errors,
+                "work on the run failed too often; the run fails"
+            );
+            let failure = RunFailure {
+                reason: ReasonCode::UnknownError,
+                message: format!(
+                    "Work on this run failed {work_errors} times in a row, so it was given up. \
+                     Last error: {}",
+                    last_work_error.as_deref().unwrap_or("unknown")
+                ),
+            };
+            return self.finish_failed(open, operation, &raw, failure).await;
         }
         let input = match serde_json::from_str::<O::Input>(&raw.input) {
             Ok(input) => input,
@@ -638,7 +826,7 @@ impl Worker {
         // and one committed earlier makes the run no longer `running`, so nothing is written.
         // The one watch of this execution, held until it returns: every wait of its items
         // listens to its signal, and the heartbeat's safety-net cancel reaches it.
-        let cancel = self.cancels.watch(run.id);
+        let cancel = self.cancels.watch(run.id, run.attempt);
         if let Some(failure) = operation.check(&self.db, &run).await? {
             return self.finish_failed(open, operation, &run, failure).await;
         }
@@ -654,7 +842,9 @@ impl Worker {
         let _heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat(run.id, run.attempt)));
         let creds = match (self.credentials)(run.tenant_id).await {
             Ok(creds) => creds,
-            Err(failure) => {
+            // Not the tenant's fault: the run goes back to the queue, a failed attempt.
+            Err(CredentialsFailure::Database(error)) => return Err(error),
+            Err(CredentialsFailure::Refused(failure)) => {
                 let concluded = operation.conclude(&self.db, Err(&failure), &run).await?;
                 let failure = concluded.unwrap_or(failure);
                 return self.finish_failed(None, operation, &run, failure).await;
@@ -749,13 +939,32 @@ impl Worker {
             }
             batch.clear();
         }
-        drop(processing);
+        // The items' task has ended (it dropped the sender); a panic in it must not end the
+        // run as if every item were done: it goes back to the queue, a failed attempt.
+        let processed = {
+            let mut processing = processing;
+            (&mut processing.0).await
+        };
+        if let Err(error) = processed {
+            if error.is_panic() {
+                tracing::error!("processing the run's items panicked");
+                return Err(sqlx::Error::Protocol(
+                    "processing the run's items panicked".into(),
+                ));
+            }
+        }
+        if cancel.is_cancelled() && !cancel_reached_run(&self.db, run.id).await? {
+            // This claim lost the run (its heartbeat stopped it): whoever holds it goes on.
+            tracing::warn!("lease lost; another claim continues this run");
+            return Ok(());
+        }
         let figures = writing.stop().await;
         let failure = operation.conclude(&self.db, Ok(&creds), &run).await?;
         let end = End {
             failure,
             counts: Counts::default(),
             figures,
+            pending: 0,
         };
         self.end_run(None, operation, &run, end).await
     }
@@ -772,28 +981,56 @@ impl Worker {
             failure: Some(failure),
             counts: Counts::default(),
             figures: GraphFigures::default(),
+            pending: 0,
         };
         self.end_run(open, operation, run, end).await
     }
 
-    /// Ends the run in its own transaction (the claim's when still `open`). A run this claim no
-    /// longer holds as running (cancelled, or lost) keeps what `end` carries of Graph figures.
+    /// Ends the run in its own transaction (the claim's when still `open`). A run that fails as
+    /// a whole closes its pending items as failed with its reason, so its counters add up and
+    /// "Retry failed" offers them. A run this claim no longer holds as running (cancelled, or
+    /// lost) keeps what `end` carries of Graph figures. A run this claim still holds that cannot
+    /// end (items still pending) is an error: it goes back to the queue.
     async fn end_run<O: Operation, I>(
         &self,
         open: Option<Tx>,
         operation: &O,
         run: &Run<I>,
-        end: End,
+        mut end: End,
     ) -> Result<(), sqlx::Error> {
         let mut tx = match open {
             Some(tx) => tx,
             None => self.db.pool().begin().await?,
         };
+        if let Some(failure) = &end.failure {
+            // The run's row first (it holds the lease), then its items, as a cancel takes them.
+            if self
+                .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), false)
+                .await?
+            {
+                let closed = sqlx::query(
+                    "UPDATE run_items SET outcome = 'failed', reason_code = $1, message = $2, \
+                     finished_at = $3 WHERE run_id = $4 AND outcome = 'pending'",
+                )
+                .bind(failure.reason.as_str())
+                .bind(sanitize(&failure.message))
+                .bind(Timestamp::now().millis())
+                .bind(run.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                end.counts.failed += closed as i64;
+            }
+        }
         let figures = end.figures;
         match self.finish_in(&mut tx, operation, run, end).await? {
             Some(ended) => {
                 tx.commit().await?;
                 ended.report(O::TYPE);
+            }
+            None if self.holds_running(&mut tx, run.id, run.attempt).await? => {
+                tx.rollback().await?;
+                return Err(unfinished_items());
             }
             None if figures != GraphFigures::default() => {
                 add_in(&mut tx, run.id, &self.id, run.attempt, figures).await?;
@@ -802,6 +1039,25 @@ impl Worker {
             None => tx.rollback().await?,
         }
         Ok(())
+    }
+
+    /// Whether claim `attempt` of `run_id` still holds the run as running, read in `tx`.
+    async fn holds_running(
+        &self,
+        tx: &mut Tx,
+        run_id: i64,
+        attempt: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM runs \
+             WHERE id = $1 AND lease_owner = $2 AND attempt = $3 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(&self.id)
+        .bind(attempt)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(held.is_some())
     }
 
     /// Writes the run's items (one `pending` item per planned policy), in the claim's `open`
@@ -879,8 +1135,19 @@ impl Worker {
         writer: &FiguresWriter,
     ) -> Result<Recording, sqlx::Error> {
         let now = Timestamp::now().millis();
-        // The handler's part may read before it writes.
         let mut tx = self.db.begin_batch(O::LAZY_COMMITS).await?;
+        // The run's row first, as a cancel takes it: a handler's part that writes the run's
+        // items (captures, drift checks, restores) would otherwise lock them before the run's
+        // row while a cancel holds the row and waits for the items (a deadlock on PostgreSQL).
+        // It also checks the lease before the handler does any work.
+        if !self
+            .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), true)
+            .await?
+        {
+            tx.rollback().await?;
+            return Ok(Recording::LeaseLost);
+        }
+        // The handler's part may read before it writes.
         let recorded = operation.record(&mut tx, run, batch, now).await?;
         if recorded.len() != batch.len() {
             tx.rollback().await?;
@@ -919,6 +1186,7 @@ impl Worker {
                 failure: None,
                 counts,
                 figures,
+                pending: batch.len() as i64,
             };
             if let Some(ended) = self.finish_in(&mut tx, operation, run, end).await? {
                 let updated = outcomes(PENDING_ONLY)
@@ -937,14 +1205,8 @@ impl Worker {
                 return Ok(Recording::Ended);
             }
             // Nothing written to the run: it was cancelled (its outcomes and figures still
-            // count, its end is the cancel's) or this claim lost it; which one, the lease says.
-        }
-        if !self
-            .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), true)
-            .await?
-        {
-            tx.rollback().await?;
-            return Ok(Recording::LeaseLost);
+            // count, its end is the cancel's) or other items are still pending (the run ends
+            // after them). This claim holds the run's row since the first statement.
         }
         let mut updated = outcomes(PENDING_ONLY)
             .query()
@@ -1032,6 +1294,7 @@ impl Worker {
             failure,
             counts,
             figures,
+            pending,
         } = end;
         let now = Timestamp::now().millis();
         // Write first and decide the final status in the same statement: a transaction that read
@@ -1053,6 +1316,8 @@ impl Worker {
              finished_at = $11, reason_code = $12, failure_message = $13, \
              lease_expires_at = NULL \
              WHERE id = $14 AND lease_owner = $15 AND attempt = $16 AND status = 'running' \
+               AND (SELECT COUNT(*) FROM run_items i \
+                    WHERE i.run_id = runs.id AND i.outcome = 'pending') = $17 \
              RETURNING status, total_items, succeeded, failed, skipped, started_at, summary, \
                (SELECT t.external_id FROM tenants t WHERE t.id = runs.tenant_id) AS tenant_external_id",
         )
@@ -1072,11 +1337,12 @@ impl Worker {
         .bind(run.id)
         .bind(&self.id)
         .bind(run.attempt)
+        .bind(pending)
         .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = finished else {
-            // The lease was lost (whoever holds it now finishes the run), or the run was
-            // cancelled.
+            // The lease was lost (whoever holds it now finishes the run), the run was
+            // cancelled, or items other than the last batch's are still pending.
             return Ok(None);
         };
         let FinishedRow {
@@ -1116,6 +1382,25 @@ impl Worker {
             took,
         }))
     }
+}
+
+/// The pause before the next claim of a run whose work failed `errors` times: `first`, doubled
+/// with each further failure, at most [`WORK_BACKOFF_MAX`].
+fn backoff(first: Duration, errors: i64) -> Duration {
+    let doublings = u32::try_from(errors.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    first.saturating_mul(1 << doublings).min(WORK_BACKOFF_MAX)
+}
+
+/// Whether run `run_id` was cancelled (so a stopped claim was stopped by the cancel, not by the
+/// loss of its lease).
+async fn cancel_reached_run(db: &Db, run_id: i64) -> Result<bool, sqlx::Error> {
+    let status: Option<RunStatus> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(status == Some(RunStatus::Cancelled))
 }
 
 /// A run's end as written, reported once committed.
