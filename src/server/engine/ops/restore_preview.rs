@@ -68,11 +68,14 @@ pub struct Previewed {
     missing: Vec<String>,
 }
 
+/// Whether each directory object one run looked up exists.
+type RunLookups = HashMap<(DirectoryKind, String), bool>;
+
 /// Directory objects already checked, per run: a hundred policies assigned to one group look
 /// it up once. A run's entries are dropped when its preview ends.
 #[derive(Debug, Default)]
 struct Lookups {
-    checked: Mutex<HashMap<i64, HashMap<(DirectoryKind, String), bool>>>,
+    checked: Mutex<HashMap<i64, RunLookups>>,
 }
 
 impl Lookups {
