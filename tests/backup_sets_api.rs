@@ -13,6 +13,7 @@ both_backends!(TestApp:
     backup_sets_stay_in_their_tenant,
     pages_render_on_the_server,
     healthz_answers,
+    a_huge_set_answers_its_first_items_by_name,
 );
 
 /// Creates a backup set described "nightly" as `cookie`.
@@ -172,4 +173,74 @@ async fn healthz_answers(app: TestApp) {
     let response = app.get(None, "/healthz").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "ok");
+}
+
+/// A set of more items than one read answers (`ITEMS_SHOWN`): the first of them by policy
+/// name, with the set's `item_count` still telling how many it holds; a small set answers every
+/// item, as before.
+async fn a_huge_set_answers_its_first_items_by_name(app: TestApp) {
+    use tenantatlas::server::backup_sets::ITEMS_SHOWN;
+    let set = create(&app, CONTOSO, "Huge").await.expect("created").id;
+    let tenant = common::tenant_id(&app.db, CONTOSO).await;
+    let held = ITEMS_SHOWN + 1;
+    for sql in [
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
+         INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
+         SELECT $1, 'huge-' || i, 'compliance', 'Huge ' || i, 'android', 0 FROM n",
+        "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
+         SELECT tenant_id, id, 'h', '{}', 0 FROM policies \
+         WHERE tenant_id = $1 AND graph_id LIKE 'huge-%' AND $2 > 0 AND $3 > 0",
+        "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, captured_at) \
+         SELECT s.tenant_id, $2, s.policy_id, s.id, 0 FROM policy_snapshots s \
+         JOIN policies p ON p.tenant_id = s.tenant_id AND p.id = s.policy_id \
+         WHERE s.tenant_id = $1 AND p.graph_id LIKE 'huge-%' AND $3 > 0",
+        "UPDATE backup_sets SET item_count = $3 WHERE tenant_id = $1 AND id = $2",
+    ] {
+        sqlx::query(sql)
+            .bind(tenant)
+            .bind(set)
+            .bind(held)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+    }
+    let cookie = app.sign_in(OPERATOR).await;
+    let detail = app
+        .backup_set_detail(&cookie, CONTOSO, set)
+        .await
+        .expect("the set is read");
+    assert_eq!(detail.set.item_count, held);
+    assert_eq!(detail.items.len() as i64, ITEMS_SHOWN);
+    let mut names: Vec<String> = (1..=held).map(|i| format!("Huge {i}")).collect();
+    names.sort();
+    names.truncate(ITEMS_SHOWN as usize);
+    let shown: Vec<String> = detail
+        .items
+        .iter()
+        .map(|item| item.policy_name.clone())
+        .collect();
+    assert_eq!(shown, names, "the first items by name");
+
+    // A small set: every item.
+    let small = create(&app, CONTOSO, "Small").await.expect("created").id;
+    sqlx::query(
+        "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, captured_at) \
+         SELECT tenant_id, $2, policy_id, id, 0 FROM policy_snapshots \
+         WHERE tenant_id = $1 AND policy_id IN (SELECT id FROM policies WHERE graph_id IN ('huge-1', 'huge-2', 'huge-3'))",
+    )
+    .bind(tenant)
+    .bind(small)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let detail = app
+        .backup_set_detail(&cookie, CONTOSO, small)
+        .await
+        .expect("the set is read");
+    let shown: Vec<&str> = detail
+        .items
+        .iter()
+        .map(|i| i.policy_name.as_str())
+        .collect();
+    assert_eq!(shown, ["Huge 1", "Huge 2", "Huge 3"]);
 }

@@ -19,6 +19,7 @@ both_backends!(TestApp:
     non_members_are_refused,
     foreign_or_bad_versions_are_not_found,
     inventory_searches_and_filters,
+    a_long_history_answers_its_newest_versions,
 );
 
 fn payload(min_length: i64) -> Value {
@@ -328,4 +329,63 @@ async fn inventory_searches_and_filters(app: TestApp) {
         html.contains(&format!("/t/{CONTOSO}/policies/{}\"", ids[1])),
         "{html}"
     );
+}
+
+/// A policy with more versions than one read answers (`VERSIONS_SHOWN`): the newest of them,
+/// newest first; the oldest shown still names its predecessor (which stays readable by id),
+/// and backup sets are named for the versions shown.
+async fn a_long_history_answers_its_newest_versions(app: TestApp) {
+    use tenantatlas::server::versions::VERSIONS_SHOWN;
+    let policy = insert_policies(&app.db, CONTOSO, 1).await[0];
+    let tenant = common::tenant_id(&app.db, CONTOSO).await;
+    let mut ids = Vec::new();
+    for i in 0..=VERSIONS_SHOWN {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO policy_snapshots (tenant_id, policy_id, content_hash, payload, captured_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(tenant)
+        .bind(policy)
+        .bind(format!("{i:064}"))
+        .bind(payload(i).to_string())
+        .bind(1_000 + i)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    let operator = app.sign_in(OPERATOR).await;
+    let set = common::backup_set(&app, &operator, CONTOSO, "History").await;
+    sqlx::query(
+        "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, captured_at) \
+         VALUES ($1, $2, $3, $4, 0)",
+    )
+    .bind(tenant)
+    .bind(set)
+    .bind(policy)
+    .bind(*ids.last().unwrap())
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let reader = app.sign_in(READONLY).await;
+    let versions = app
+        .policy_versions(&reader, CONTOSO, policy)
+        .await
+        .expect("the versions");
+    assert_eq!(versions.len() as i64, VERSIONS_SHOWN);
+    let shown: Vec<i64> = versions.iter().map(|v| v.id).collect();
+    let newest: Vec<i64> = ids
+        .iter()
+        .rev()
+        .take(VERSIONS_SHOWN as usize)
+        .copied()
+        .collect();
+    assert_eq!(shown, newest, "the newest, newest first");
+    assert_eq!(versions.last().unwrap().previous_id, Some(ids[0]));
+    assert_eq!(versions[0].backup_sets.len(), 1);
+    assert!(versions[0].current, "the newest is current");
+    assert_eq!(versions.iter().filter(|v| v.current).count(), 1);
+    app.policy_version(&reader, CONTOSO, policy, ids[0])
+        .await
+        .expect("the oldest is still readable");
 }

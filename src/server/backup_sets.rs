@@ -87,16 +87,22 @@ async fn get_summary(db: &Db, scope: &TenantScope, id: i64) -> Result<BackupSetS
         .ok_or_else(|| AppError::NotFound("This backup set does not exist in this tenant.".into()))
 }
 
-/// One backup set and its items (by policy name).
+/// The most items of a set one read answers: a set holds one item per policy, so this is more
+/// than a normal tenant's whole inventory, and it bounds the answer of the largest (about 100
+/// bytes of JSON an item). The set's `item_count` tells how many it holds in all.
+pub const ITEMS_SHOWN: i64 = 5_000;
+
+/// One backup set and its first [`ITEMS_SHOWN`] items (by policy name).
 pub async fn get(db: &Db, scope: &TenantScope, id: i64) -> Result<BackupSetDetail, AppError> {
     let set = get_summary(db, scope, id).await?;
     let items = sqlx::query_as(
         "SELECT p.id, p.display_name, p.policy_type, p.platform, i.captured_at \
          FROM backup_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
-         WHERE i.tenant_id = $1 AND i.backup_set_id = $2 ORDER BY p.display_name, i.id",
+         WHERE i.tenant_id = $1 AND i.backup_set_id = $2 ORDER BY p.display_name, i.id LIMIT $3",
     )
     .bind(scope.id())
     .bind(id)
+    .bind(ITEMS_SHOWN)
     .fetch_all(db.pool())
     .await?;
     Ok(BackupSetDetail { set, items })

@@ -48,8 +48,13 @@ pub async fn policy(db: &Db, scope: &TenantScope, id: i64) -> Result<PolicyInfo,
         .ok_or_else(policy_not_found)
 }
 
-/// The policy's versions, newest first, with the backup sets holding each and the run that
-/// captured it.
+/// The most versions of a policy one read answers (the newest): a policy gains one with every
+/// capture that found it changed, without end, so the list is bounded; older versions stay
+/// readable by their id, and the oldest one listed still names its predecessor.
+pub const VERSIONS_SHOWN: i64 = 500;
+
+/// The policy's newest [`VERSIONS_SHOWN`] versions, newest first, with the backup sets holding
+/// each and the run that captured it.
 pub async fn versions(
     db: &Db,
     scope: &TenantScope,
@@ -63,23 +68,37 @@ pub async fn versions(
     .bind(policy_id)
     .fetch_one(db.pool())
     .await?;
+    // One more than shown: the predecessor of the oldest one shown.
     let mut rows: Vec<VersionRow> = sqlx::query_as(
         "SELECT id, content_hash, captured_at FROM policy_snapshots \
-         WHERE tenant_id = $1 AND policy_id = $2 ORDER BY captured_at DESC, id DESC",
+         WHERE tenant_id = $1 AND policy_id = $2 ORDER BY captured_at DESC, id DESC LIMIT $3",
     )
     .bind(scope.id())
     .bind(policy_id)
+    .bind(VERSIONS_SHOWN + 1)
     .fetch_all(db.pool())
     .await?;
-    let items: Vec<(i64, Option<i64>, i64, String)> = sqlx::query_as(
-        "SELECT i.snapshot_id, i.run_id, b.id AS set_id, b.name AS set_name \
-         FROM backup_items i JOIN backup_sets b ON b.tenant_id = i.tenant_id AND b.id = i.backup_set_id \
-         WHERE i.tenant_id = $1 AND i.policy_id = $2 ORDER BY i.captured_at, i.id",
-    )
-    .bind(scope.id())
-    .bind(policy_id)
-    .fetch_all(db.pool())
-    .await?;
+    let older: Vec<Option<i64>> = rows.iter().skip(1).map(|r| Some(r.id)).collect();
+    for (row, previous) in rows.iter_mut().zip(older) {
+        row.previous_id = previous;
+    }
+    let complete = rows.len() as i64 <= VERSIONS_SHOWN;
+    rows.truncate(VERSIONS_SHOWN as usize);
+    let shown: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    let items: Vec<(i64, Option<i64>, i64, String)> = if shown.is_empty() {
+        Vec::new()
+    } else {
+        let ids = db.backend().id_in("i.snapshot_id", "$3", &shown);
+        let sql = format!(
+            "SELECT i.snapshot_id, i.run_id, b.id AS set_id, b.name AS set_name \
+             FROM backup_items i JOIN backup_sets b ON b.tenant_id = i.tenant_id AND b.id = i.backup_set_id \
+             WHERE i.tenant_id = $1 AND i.policy_id = $2 AND {} ORDER BY i.captured_at, i.id",
+            ids.sql
+        );
+        ids.bind(sqlx::query_as(&sql).bind(scope.id()).bind(policy_id))
+            .fetch_all(db.pool())
+            .await?
+    };
     let mut sets: HashMap<i64, Vec<SetLink>> = HashMap::new();
     let mut runs: HashMap<i64, i64> = HashMap::new();
     for (snapshot_id, run_id, id, name) in items {
@@ -95,12 +114,9 @@ pub async fn versions(
         row.run_id = runs.get(&row.id).copied();
         row.current = current == Some(row.id);
     }
-    let older: Vec<Option<i64>> = rows.iter().skip(1).map(|r| Some(r.id)).collect();
-    for (row, previous) in rows.iter_mut().zip(older) {
-        row.previous_id = previous;
-    }
-    // Before any capture recorded it (versions stored by older builds), the newest is current.
-    if !rows.iter().any(|row| row.current) {
+    // Before any capture recorded it (versions stored by older builds), the newest is current;
+    // a current version older than those shown is simply not among them.
+    if !rows.iter().any(|row| row.current) && (complete || current.is_none()) {
         if let Some(newest) = rows.first_mut() {
             newest.current = true;
         }
