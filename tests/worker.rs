@@ -33,6 +33,7 @@ both_backends!(TestDb:
     a_run_that_cannot_proceed_closes_its_items_and_offers_a_retry,
     a_database_error_loading_credentials_retries_the_run,
     a_drift_batch_and_a_cancel_do_not_deadlock,
+    a_panic_while_processing_never_completes_the_run,
 );
 
 struct Fixture {
@@ -1080,5 +1081,105 @@ async fn postgres_a_dropped_instance_lock_is_taken_again_without_a_second_claim(
         f.sim.counters().for_path("deviceCompliancePolicies/").len(),
         n,
         "each policy captured once"
+    );
+}
+
+/// An "add policies" handler whose processing panics on every item.
+struct PanickingCapture;
+
+impl tenantatlas::server::engine::operation::Operation for PanickingCapture {
+    const TYPE: tenantatlas::domain::run::OperationType =
+        tenantatlas::domain::run::OperationType::AddPolicies;
+    const NOTICE: tenantatlas::server::engine::operation::Notice =
+        tenantatlas::server::engine::operation::Notice::new("Panicking", "Unfinished.");
+    type Input = tenantatlas::server::engine::ops::add_policies::AddPoliciesInput;
+    type Item = ();
+    type Output = ();
+
+    fn plan(&self, run: &tenantatlas::server::engine::operation::Run<Self::Input>) -> Vec<i64> {
+        run.input.policy_ids.clone()
+    }
+
+    async fn pending(
+        &self,
+        db: &tenantatlas::server::db::Db,
+        run: &tenantatlas::server::engine::operation::Run<Self::Input>,
+    ) -> Result<Vec<tenantatlas::server::engine::operation::Pending<()>>, sqlx::Error> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM run_items WHERE run_id = $1 AND outcome = 'pending' ORDER BY id",
+        )
+        .bind(run.id)
+        .fetch_all(db.pool())
+        .await?;
+        Ok(ids
+            .into_iter()
+            .map(|item_id| tenantatlas::server::engine::operation::Pending { item_id, item: () })
+            .collect())
+    }
+
+    async fn process(
+        &self,
+        _creds: &tenantatlas::server::graph::TenantCredentials,
+        _run: &tenantatlas::server::engine::operation::Run<Self::Input>,
+        _item: &(),
+    ) {
+        panic!("a bug in the handler");
+    }
+
+    async fn record(
+        &self,
+        _tx: &mut tenantatlas::server::engine::operation::Tx,
+        _run: &tenantatlas::server::engine::operation::Run<Self::Input>,
+        batch: &[(tenantatlas::server::engine::operation::Pending<()>, ())],
+        _now: i64,
+    ) -> Result<Vec<tenantatlas::server::engine::operation::Recorded>, sqlx::Error> {
+        Ok(batch
+            .iter()
+            .map(|_| tenantatlas::server::engine::operation::Recorded::succeeded())
+            .collect())
+    }
+
+    const ENDS_WITH_LAST_BATCH: bool = true;
+}
+
+/// A panic in the task that processes the items ends nothing: the run is not `completed` with
+/// its items pending; the attempt counts as failed and the run goes back to the queue.
+async fn a_panic_while_processing_never_completes_the_run(t: TestDb) {
+    use tenantatlas::server::engine::operation::Registry;
+    use tenantatlas::server::engine::worker::CredentialsLoader;
+    let f = fixture(&t).await;
+    let run = f.queue(&f.ids(0..4)).await;
+    let loader: CredentialsLoader = Arc::new(|_tenant| {
+        Box::pin(async {
+            Ok::<_, tenantatlas::server::engine::worker::RunFailure>(common::creds(CONTOSO))
+        })
+    });
+    let worker = Worker::new(
+        f.db.clone(),
+        Registry::default().with(PanickingCapture),
+        loader,
+        "panicking",
+    )
+    .with_work_backoff(Duration::from_secs(30));
+    assert!(
+        worker.try_execute_task().await.is_err(),
+        "the attempt failed"
+    );
+    let row = sqlx::query("SELECT status, processed_items, work_errors FROM runs WHERE id = $1")
+        .bind(run)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    let (status, processed, errors): (String, i64, i64) = (
+        row.get("status"),
+        row.get("processed_items"),
+        row.get("work_errors"),
+    );
+    assert_eq!((status.as_str(), processed, errors), ("running", 0, 1));
+    let items = item_outcomes(&f.db, run).await;
+    assert_eq!(items.len(), 4);
+    assert!(
+        items.iter().all(|(outcome, _)| outcome == "pending"),
+        "{items:?}"
     );
 }
