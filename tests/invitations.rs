@@ -87,6 +87,7 @@ async fn an_invitation_makes_the_account_and_the_membership_once(app: TestApp) {
     assert_eq!(preview.tenant_name, "Contoso (demo)");
     assert_eq!(preview.email, INVITEE);
     assert_eq!(preview.role, Role::Operator);
+    assert!(!preview.existing_account, "a new address makes its account");
 
     // Accepting makes the account, signs it in and goes to the tenant.
     let (next, cookie) = app

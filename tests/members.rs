@@ -486,6 +486,12 @@ async fn an_account_made_through_another_tenants_invitation_is_invited_not_added
         .await
         .expect("the owner adds the address");
     let link_token = token_of(outcome);
+    // The link's page offers to join with the account, not to make one.
+    let preview = app
+        .invitation_preview(&link_token)
+        .await
+        .expect("the link's preview");
+    assert!(preview.existing_account, "{preview:?}");
     // Nobody but the account's own session can use the link: no session, another account.
     assert_eq!(accept_as(&app, None, &link_token).await, 409);
     assert_eq!(accept_as(&app, Some(&attacker), &link_token).await, 409);

@@ -21,7 +21,8 @@ pub const DISPLAY_NAME_MAX_CHARS: usize = 100;
 pub enum AddMemberOutcome {
     /// The address has an account: it is a member now.
     Added,
-    /// No account has the address: an invitation was made. The link holds the only copy of its
+    /// No account has the address (or one the owner may not add without its consent): an
+    /// invitation was made. The link holds the only copy of its
     /// token (the database keeps a hash), so it is shown this once.
     Invited { link: String, expires_at: Timestamp },
 }
@@ -47,6 +48,9 @@ pub struct InvitationPreview {
     pub email: String,
     pub role: Role,
     pub expires_at: Timestamp,
+    /// An account signs in with the address already: it joins by accepting while signed in as
+    /// it, without a new name or password.
+    pub existing_account: bool,
 }
 
 /// An invitation token as a link carries it: 32 random bytes in lower-case hex. It never

@@ -1,7 +1,7 @@
 //! `/invite#token=…`: where an invitation link leads. The token is in the fragment, which the
 //! browser never sends to a server; this page reads it there, shows what the invitation is for,
 //! and posts it with the invitee's name and password. The account is made, signed in, and goes
-//! to the tenant.
+//! to the tenant. An address that has an account already joins with it instead, signed in.
 
 use leptos::{html, prelude::*};
 use leptos_meta::Title;
@@ -48,6 +48,10 @@ pub fn InvitePage() -> impl IntoView {
             <h1>"Accept an invitation"</h1>
             {move || match invitation.get() {
                 None => view! { <Loading what="the invitation" /> }.into_any(),
+                Some(Some((token, Ok(preview)))) if preview.existing_account => view! {
+                    <InvitationSummary preview />
+                    <JoinForm token />
+                }.into_any(),
                 Some(Some((token, Ok(preview)))) => view! {
                     <InvitationSummary preview />
                     <AcceptForm token />
@@ -76,6 +80,32 @@ fn InvitationSummary(preview: InvitationPreview) -> impl IntoView {
             <strong data-testid="invitation-email">{preview.email}</strong> "."
         </p>
         <p class="muted small">"The invitation can be used until " {preview.expires_at.to_string()} "."</p>
+    }
+}
+
+/// The address has an account: it joins while signed in as that account, with no new name or
+/// password (the server refuses anyone else, and says so).
+#[component]
+fn JoinForm(token: String) -> impl IntoView {
+    let action = ServerAction::<AcceptInvitation>::new();
+    let error = move || action.value().get().and_then(Result::err);
+    view! {
+        <ActionForm action>
+            <fieldset class="create-form" data-testid="join-invitation" disabled=move || action.pending().get()>
+                <legend>"Join with your account"</legend>
+                <p>
+                    "An account signs in with this address already. Sign in with it in this "
+                    "browser (" <a href="/sign-in">"sign in"</a> "), then open this link again and join."
+                </p>
+                <input type="hidden" name="token" value=token />
+                <input type="hidden" name="name" value="" />
+                <input type="hidden" name="password" value="" />
+                <button type="submit" class="primary">
+                    {move || if action.pending().get() { "Joining…" } else { "Join the tenant" }}
+                </button>
+                {move || error().map(|error| view! { <ErrorMessage error /> })}
+            </fieldset>
+        </ActionForm>
     }
 }
 

@@ -293,7 +293,7 @@ fn AddedOrInvited(outcome: AddMemberOutcome) -> impl IntoView {
         AddMemberOutcome::Invited { link, expires_at } => view! {
             <div class="invite-link" data-testid="invitation">
                 <p>
-                    "No account has this address, so this is an invitation. Give the person "
+                    "This address joins by invitation. Give the person "
                     "this link: it works once, until " {expires_at.to_string()} " ("
                     {INVITATION_DAYS} " days), and it is shown only now."
                 </p>

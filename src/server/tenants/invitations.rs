@@ -26,7 +26,7 @@ pub fn token_hash(token: &InvitationToken) -> String {
 /// The refusal when the server does not know the URL browsers reach it at.
 fn no_public_url() -> AppError {
     AppError::Conflict(
-        "No account has this e-mail address, and an invitation link needs the address the app \
+        "This address joins by invitation, and an invitation link needs the address the app \
          is reached at: start the server with --public-url (or TENANTATLAS_PUBLIC_URL)."
             .into(),
     )
@@ -174,27 +174,39 @@ fn unusable(found: &Found, now: i64) -> Option<AppError> {
 
 /// What the accept page shows, or why the link cannot be used.
 pub async fn preview(db: &Db, token: &InvitationToken) -> Result<InvitationPreview, AppError> {
-    let found = find(db, token).await?;
-    if let Some(error) = unusable(&found, Timestamp::now().millis()) {
-        return Err(error);
-    }
-    Ok(InvitationPreview {
-        tenant_name: found.tenant_name,
-        email: found.email,
-        role: found.role,
-        expires_at: Timestamp(found.expires_at),
-    })
+    let (preview, _) = usable(db, token).await?;
+    Ok(preview)
 }
 
 /// Checks the token before the (slow) password hash is computed, so a link that cannot be used
 /// costs the server one indexed read. Answers the account the invited address already has, if
 /// any: such an invitation is accepted by [`join`], by that account's session.
 pub async fn check_usable(db: &Db, token: &InvitationToken) -> Result<Option<i64>, AppError> {
-    let invited = preview(db, token).await?;
-    Ok(sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-        .bind(&invited.email)
+    let (_, account) = usable(db, token).await?;
+    Ok(account)
+}
+
+/// The invitation behind a usable token, and the account its address has, if any.
+async fn usable(
+    db: &Db,
+    token: &InvitationToken,
+) -> Result<(InvitationPreview, Option<i64>), AppError> {
+    let found = find(db, token).await?;
+    if let Some(error) = unusable(&found, Timestamp::now().millis()) {
+        return Err(error);
+    }
+    let account: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(&found.email)
         .fetch_optional(db.pool())
-        .await?)
+        .await?;
+    let preview = InvitationPreview {
+        tenant_name: found.tenant_name,
+        email: found.email,
+        role: found.role,
+        expires_at: Timestamp(found.expires_at),
+        existing_account: account.is_some(),
+    };
+    Ok((preview, account))
 }
 
 /// The refusal when the invited address has an account and the request is not signed in as it.
