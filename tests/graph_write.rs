@@ -83,6 +83,24 @@ async fn write(
     backup: &Value,
     live: Option<&Value>,
 ) -> Result<Written, GraphError> {
+    write_format(
+        client,
+        policy_type,
+        target,
+        (backup, CaptureFormat::LATEST),
+        live,
+    )
+    .await
+}
+
+/// [`write`] of a backup captured in `format`.
+async fn write_format(
+    client: &GraphClient,
+    policy_type: PolicyType,
+    target: Option<&str>,
+    (backup, format): (&Value, CaptureFormat),
+    live: Option<&Value>,
+) -> Result<Written, GraphError> {
     PolicyWriter::write_policy(
         client,
         &creds(),
@@ -90,13 +108,114 @@ async fn write(
             policy_type,
             target,
             backup,
-            format: CaptureFormat::LATEST,
+            format,
             live,
             include_assignments: true,
             include_scope_tags: true,
         },
     )
     .await
+}
+
+/// A payload as capture format 1 stored it: without the parts format 2 added (compliance
+/// actions, administrative template presentation values).
+fn as_format_1(payload: &Value) -> Value {
+    let mut v1 = payload.clone();
+    if let Some(fields) = v1.as_object_mut() {
+        fields.remove("scheduledActionsForRule");
+    }
+    if let Some(values) = v1.get_mut("definitionValues").and_then(Value::as_array_mut) {
+        for value in values.iter_mut().filter_map(Value::as_object_mut) {
+            value.remove("presentationValues");
+        }
+    }
+    v1
+}
+
+/// The part of a payload that capture format 1 did not record, as comparable JSON: compliance
+/// actions (by rule and action type), or each definition's presentation values.
+fn unrecorded_part(policy_type: PolicyType, payload: &Value) -> Value {
+    let sorted = |mut items: Vec<Value>| {
+        items.sort_by_key(|item| item.to_string());
+        Value::Array(items)
+    };
+    let children = |key: &str| payload[key].as_array().cloned().unwrap_or_default();
+    match policy_type {
+        PolicyType::Compliance => sorted(
+            children("scheduledActionsForRule")
+                .iter()
+                .flat_map(|rule| rule["scheduledActionConfigurations"].as_array().cloned())
+                .flatten()
+                .map(|action| json!([action["actionType"], action["gracePeriodHours"]]))
+                .collect(),
+        ),
+        _ => sorted(
+            children("definitionValues")
+                .iter()
+                .map(|value| {
+                    let presentations = value["presentationValues"]
+                        .as_array()
+                        .map(|p| p.iter().map(|pv| pv["value"].clone()).collect::<Vec<_>>());
+                    json!([value["definition"]["id"], presentations])
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn a_format_1_backup_leaves_what_it_did_not_record_as_intune_holds_it() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    for policy_type in [PolicyType::Compliance, PolicyType::AdministrativeTemplate] {
+        let policy = pick(&sim, policy_type, false);
+        let original = capture(&client, policy_type, &policy.id).await;
+        let full = payload(&original);
+        let held = unrecorded_part(policy_type, &full);
+        assert_ne!(
+            unrecorded_part(policy_type, &as_format_1(&full)),
+            held,
+            "{policy_type:?} holds the part format 1 did not record"
+        );
+        assert!(sim.rename_policy(TENANT, &policy.id, "Changed in Intune"));
+        let live = capture(&client, policy_type, &policy.id).await;
+
+        write_format(
+            &client,
+            policy_type,
+            Some(&policy.id),
+            (&as_format_1(&full), CaptureFormat::V1),
+            Some(&payload(&live)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{policy_type:?}: {e}"));
+        let after = capture(&client, policy_type, &policy.id).await;
+        assert_eq!(after.display_name, original.display_name, "{policy_type:?}");
+        assert_eq!(
+            unrecorded_part(policy_type, &payload(&after)),
+            held,
+            "{policy_type:?}: what the backup did not record stays as Intune held it"
+        );
+    }
+
+    // Created anew from format 1, a compliance policy gets Intune's default: block at once.
+    let policy = pick(&sim, PolicyType::Compliance, false);
+    let original = capture(&client, PolicyType::Compliance, &policy.id).await;
+    assert!(sim.remove_policy(TENANT, &policy.id));
+    let written = write_format(
+        &client,
+        PolicyType::Compliance,
+        None,
+        (&as_format_1(&payload(&original)), CaptureFormat::V1),
+        None,
+    )
+    .await
+    .expect("a format 1 compliance policy is created");
+    let created = capture(&client, PolicyType::Compliance, &written.graph_id).await;
+    assert_eq!(
+        unrecorded_part(PolicyType::Compliance, &payload(&created)),
+        json!([["block", 0]])
+    );
 }
 
 #[tokio::test]

@@ -190,7 +190,7 @@ fn incompressible_name(len: usize) -> String {
             state ^= state >> 7;
             state ^= state << 17;
             let pick = (state >> 32) as u32;
-            if pick % 2 == 0 {
+            if pick.is_multiple_of(2) {
                 char::from(
                     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                         [(pick as usize / 2) % 62],

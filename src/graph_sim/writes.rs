@@ -628,7 +628,12 @@ fn update_definition_values(stored: &mut Stored, body: &Map<String, Value>) -> R
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let presentations = presentation_values(value, &current, &definition)?;
+        // An updated value without `presentationValues` keeps its own (a property left out of
+        // an update is not changed).
+        let presentations = match value.get("presentationValues") {
+            Some(_) => Some(presentation_values(value, &current, &definition)?),
+            None => None,
+        };
         let Value::Object(fields) = &mut stored.children[index] else {
             continue;
         };
@@ -637,7 +642,9 @@ fn update_definition_values(stored: &mut Stored, body: &Map<String, Value>) -> R
                 fields.insert(key.clone(), item.clone());
             }
         }
-        fields.insert("presentationValues".into(), Value::Array(presentations));
+        if let Some(presentations) = presentations {
+            fields.insert("presentationValues".into(), Value::Array(presentations));
+        }
         fields.insert("lastModifiedDateTime".into(), json!(now()));
     }
     for value in &added {

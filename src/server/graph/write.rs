@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use super::client::{Answer, Request};
 use super::{GraphClient, GraphError, GraphFuture, PolicyType, TenantCredentials};
 use crate::domain::reason_code::ReasonCode;
-use crate::domain::snapshot::{is_secret, CaptureFormat};
+use crate::domain::snapshot::{is_secret, CaptureFormat, FormatField};
 
 /// A tenant-wide object a policy refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +54,29 @@ pub struct WriteRequest<'a> {
     pub live: Option<&'a Value>,
     pub include_assignments: bool,
     pub include_scope_tags: bool,
+}
+
+impl WriteRequest<'_> {
+    /// Whether the backup's capture format recorded `field`. A part it did not record is not
+    /// "empty": an update leaves it as Intune holds it.
+    fn recorded(&self, field: FormatField) -> bool {
+        self.format.fields().any(|recorded| recorded == field)
+    }
+}
+
+/// The actions for noncompliance a compliance policy is created with when its backup did not
+/// record them (capture format 1): mark the device noncompliant at once, as Intune's own default
+/// (Graph refuses a compliance policy without a `block` action).
+fn default_compliance_actions() -> Value {
+    json!([{
+        "ruleName": "PasswordRequired",
+        "scheduledActionConfigurations": [{
+            "actionType": "block",
+            "gracePeriodHours": 0,
+            "notificationTemplateId": "",
+            "notificationMessageCCList": []
+        }]
+    }])
 }
 
 /// What a write did.
@@ -570,7 +593,12 @@ impl GraphClient {
         let mut body = prepared.body;
         match spec.content {
             Content::InlineSettings => body["settings"] = prepared.content,
-            Content::ScheduledActions => body["scheduledActionsForRule"] = prepared.content,
+            Content::ScheduledActions if request.recorded(FormatField::ComplianceActions) => {
+                body["scheduledActionsForRule"] = prepared.content
+            }
+            Content::ScheduledActions => {
+                body["scheduledActionsForRule"] = default_compliance_actions()
+            }
             Content::None | Content::DefinitionValues => {}
         }
         // POST creates; 201 with the new entity:
@@ -637,6 +665,13 @@ impl GraphClient {
         created: bool,
     ) -> Result<u32, GraphError> {
         match spec.content {
+            // A backup that did not record the actions leaves the live ones alone (sending its
+            // empty list would remove them).
+            Content::ScheduledActions
+                if !created && !request.recorded(FormatField::ComplianceActions) =>
+            {
+                Ok(0)
+            }
             Content::ScheduledActions if !created => {
                 // https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-devicecompliancepolicy-scheduleactionsforrules
                 // 204; it replaces the rules, so sending it twice does no harm.
@@ -648,7 +683,8 @@ impl GraphClient {
             }
             Content::DefinitionValues => {
                 let live = if created { None } else { request.live };
-                let body = self.definition_value_changes(content, live);
+                let presentations = request.recorded(FormatField::PresentationValues);
+                let body = self.definition_value_changes(content, live, presentations);
                 let empty = ["added", "updated", "deletedIds"]
                     .iter()
                     .all(|key| body[*key].as_array().is_none_or(Vec::is_empty));
@@ -668,8 +704,14 @@ impl GraphClient {
 
     /// `updateDefinitionValues`' body: backup values the live policy lacks are added (bound to
     /// their definition and presentations), values both have are updated (by the live ids),
-    /// live values the backup lacks are deleted.
-    fn definition_value_changes(&self, backup: &Value, live: Option<&Value>) -> Value {
+    /// live values the backup lacks are deleted. Without `recorded_presentations` (a backup whose format
+    /// did not record them) an updated value carries none, so Intune keeps the live ones.
+    fn definition_value_changes(
+        &self,
+        backup: &Value,
+        live: Option<&Value>,
+        recorded_presentations: bool,
+    ) -> Value {
         let mut live = live_values(live);
         let definitions = self.graph_url("deviceManagement/groupPolicyDefinitions");
         let (mut added, mut updated) = (Vec::new(), Vec::new());
@@ -717,7 +759,12 @@ impl GraphClient {
                     Some(Value::Object(out))
                 })
                 .collect();
-            body.insert("presentationValues".into(), Value::Array(presentations));
+            match existing {
+                Some(_) if !recorded_presentations => {}
+                _ => {
+                    body.insert("presentationValues".into(), Value::Array(presentations));
+                }
+            }
             match existing {
                 Some(existing) => {
                     body.insert("id".into(), json!(existing.id));
