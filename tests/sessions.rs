@@ -17,7 +17,7 @@ use tenantatlas::server::auth::session_store::{self, DbSessionStore};
 use tenantatlas::server::auth::{throttle, users};
 use tenantatlas::server::seed::DEMO_PASSWORD;
 use tower_sessions::session::{Id, Record};
-use tower_sessions::SessionStore;
+use tower_sessions::{Session, SessionStore};
 
 both_backends!(TestApp:
     sign_in_rotates_the_session_id,
@@ -34,6 +34,7 @@ both_backends!(TestApp:
     the_store_keeps_records_and_never_overwrites_on_create,
     expired_sessions_are_deleted,
     the_table_holds_no_usable_session_id,
+    a_save_in_flight_never_brings_an_ended_session_back,
 );
 
 async fn me(app: &TestApp, cookie: &str) -> u16 {
@@ -642,4 +643,34 @@ async fn the_table_holds_no_usable_session_id(app: TestApp) {
     let forged = format!("tenantatlas_session={}", session_store::key(&id));
     assert_eq!(me(&app, &forged).await, 401);
     assert_eq!(me(&app, &cookie).await, 200);
+}
+
+async fn a_save_in_flight_never_brings_an_ended_session_back(app: TestApp) {
+    let store = std::sync::Arc::new(DbSessionStore::new(app.db.clone()));
+    let (user, _) = two_users(&app).await;
+    let mut signed_in = record(user, time::Duration::minutes(5));
+    store.create(&mut signed_in).await.unwrap();
+    let id = signed_in.id;
+
+    // A request in flight moves the session's expiry on (the guard's keep-alive) …
+    let in_flight = Session::new(Some(id), store.clone(), None);
+    in_flight.insert("touched_at", 1).await.unwrap();
+    // … while another request of the same session signs out …
+    let sign_out = Session::new(Some(id), store.clone(), None);
+    sign_out.flush().await.unwrap();
+    assert_eq!(user_column(&app, id).await, None);
+    // … and the first one's save, with its response, finds the session gone and leaves it so.
+    in_flight.save().await.unwrap();
+    assert!(store.load(&id).await.unwrap().is_none());
+    assert_eq!(user_column(&app, id).await, None);
+
+    // A session that still exists is saved as before.
+    let mut live = record(user, time::Duration::minutes(5));
+    store.create(&mut live).await.unwrap();
+    let used = Session::new(Some(live.id), store.clone(), None);
+    used.insert("touched_at", 2).await.unwrap();
+    used.save().await.unwrap();
+    let loaded = store.load(&live.id).await.unwrap().expect("the record");
+    assert_eq!(loaded.data.get("touched_at"), Some(&Value::from(2)));
+    assert_eq!(user_column(&app, live.id).await, Some(Some(user)));
 }

@@ -37,36 +37,50 @@ impl DbSessionStore {
         Self { db }
     }
 
-    /// Writes `record`: a new row, or (`replace`) over the row of the same id. Returns whether a
-    /// row was written (a new row is not when its id is taken).
-    async fn write(&self, record: &Record, replace: bool) -> Result<bool> {
-        let column = |key: &str| record.data.get(key).and_then(serde_json::Value::as_i64);
-        let data = serde_json::to_string(&record.data).map_err(|e| Error::Encode(e.to_string()))?;
-        let on_conflict = if replace {
-            "DO UPDATE SET user_id = excluded.user_id, generation = excluded.generation, \
-             signed_in_at = excluded.signed_in_at, touched_at = excluded.touched_at, \
-             data = excluded.data, expires_at = excluded.expires_at"
-        } else {
-            "DO NOTHING"
-        };
-        let sql = format!(
+    /// Writes `record` as a new row. Returns whether it was written (it is not when its id is
+    /// taken).
+    async fn insert(&self, record: &Record) -> Result<bool> {
+        let columns = Columns::of(record)?;
+        let written = sqlx::query(
             "INSERT INTO sessions \
              (id_hash, user_id, generation, signed_in_at, touched_at, data, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id_hash) {on_conflict}"
-        );
-        let written = sqlx::query(&sql)
-            .bind(key(&record.id))
-            .bind(column(USER_ID))
-            .bind(column(GENERATION))
-            .bind(column(SIGNED_IN_AT))
-            .bind(column(TOUCHED_AT))
-            .bind(data)
-            .bind(millis(record.expiry_date))
-            .execute(self.db.pool())
-            .await
-            .map_err(backend)?
-            .rows_affected();
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id_hash) DO NOTHING",
+        )
+        .bind(key(&record.id))
+        .bind(columns.user_id)
+        .bind(columns.generation)
+        .bind(columns.signed_in_at)
+        .bind(columns.touched_at)
+        .bind(columns.data)
+        .bind(columns.expires_at)
+        .execute(self.db.pool())
+        .await
+        .map_err(backend)?
+        .rows_affected();
         Ok(written == 1)
+    }
+
+    /// Writes `record` over the row of the same id, if that row still exists. A session ended
+    /// (signed out, or ended by the authorization point) while a request of it was in flight
+    /// stays ended: that request's save finds no row and writes nothing, rather than bringing
+    /// the session and its user back.
+    async fn update(&self, record: &Record) -> Result<()> {
+        let columns = Columns::of(record)?;
+        sqlx::query(
+            "UPDATE sessions SET user_id = $2, generation = $3, signed_in_at = $4, \
+             touched_at = $5, data = $6, expires_at = $7 WHERE id_hash = $1",
+        )
+        .bind(key(&record.id))
+        .bind(columns.user_id)
+        .bind(columns.generation)
+        .bind(columns.signed_in_at)
+        .bind(columns.touched_at)
+        .bind(columns.data)
+        .bind(columns.expires_at)
+        .execute(self.db.pool())
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     /// Deletes the sessions whose expiry has passed.
@@ -76,6 +90,30 @@ impl DbSessionStore {
             .execute(self.db.pool())
             .await?
             .rows_affected())
+    }
+}
+
+/// A record as the columns of its row.
+struct Columns {
+    user_id: Option<i64>,
+    generation: Option<i64>,
+    signed_in_at: Option<i64>,
+    touched_at: Option<i64>,
+    data: String,
+    expires_at: i64,
+}
+
+impl Columns {
+    fn of(record: &Record) -> Result<Self> {
+        let column = |key: &str| record.data.get(key).and_then(serde_json::Value::as_i64);
+        Ok(Self {
+            user_id: column(USER_ID),
+            generation: column(GENERATION),
+            signed_in_at: column(SIGNED_IN_AT),
+            touched_at: column(TOUCHED_AT),
+            data: serde_json::to_string(&record.data).map_err(|e| Error::Encode(e.to_string()))?,
+            expires_at: millis(record.expiry_date),
+        })
     }
 }
 
@@ -91,14 +129,16 @@ fn backend(error: sqlx::Error) -> Error {
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> Result<()> {
         // Ids are 128 random bits; a taken one is drawn again rather than overwritten.
-        while !self.write(record, false).await? {
+        while !self.insert(record).await? {
             record.id = Id::default();
         }
         Ok(())
     }
 
+    /// Only ever updates: a session is created by [`SessionStore::create`] (a new session, or
+    /// a sign-in's new id), never brought back by a save.
     async fn save(&self, record: &Record) -> Result<()> {
-        self.write(record, true).await.map(|_| ())
+        self.update(record).await
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
