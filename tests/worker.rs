@@ -617,7 +617,7 @@ async fn work_that_always_fails_ends_the_run_after_the_attempt_limit(t: TestDb) 
     );
     assert_eq!(
         row.get::<Option<String>, _>("reason_code").as_deref(),
-        Some("unknown_error")
+        Some("work_failed_repeatedly")
     );
     let message: String = row.get("failure_message");
     assert!(
@@ -633,10 +633,8 @@ async fn work_that_always_fails_ends_the_run_after_the_attempt_limit(t: TestDb) 
     let items = item_outcomes(&f.db, run).await;
     assert_eq!(items.len(), 5);
     assert!(
-        items
-            .iter()
-            .all(|(outcome, reason)| outcome == "failed"
-                && reason.as_deref() == Some("unknown_error")),
+        items.iter().all(|(outcome, reason)| outcome == "failed"
+            && reason.as_deref() == Some("work_failed_repeatedly")),
         "{items:?}"
     );
     assert_eq!(notified().await, notifications + 1, "the initiator is told");

@@ -32,6 +32,9 @@ spelled_enum! {
         /// Restore: the backup holds a secret setting (never captured) that Intune does not
         /// hold either, so it cannot be written.
         SecretNotRestorable => ("secret_not_restorable", "A secret setting cannot be restored"),
+        /// Run-level: work on the run failed with an error of its own (not a dead worker) too
+        /// many times in a row; its message carries the last error.
+        WorkFailedRepeatedly => ("work_failed_repeatedly", "The run's work failed repeatedly"),
         UnknownError => ("unknown_error", "Unknown error"),
     }
 }

@@ -150,7 +150,10 @@ pub trait Operation: Send + Sync + 'static {
         run: &Run<Self::Input>,
     ) -> impl Future<Output = Result<Vec<Pending<Self::Item>>, sqlx::Error>> + Send;
 
-    /// Processes one item; the engine runs several at once and writes nothing meanwhile.
+    /// Processes one item; the engine runs several at once and writes nothing meanwhile. A
+    /// handler writes to the database here only what must be durable before a Graph write is
+    /// sent (`restore.execute` records that a create goes out, fenced by the run's attempt);
+    /// everything else is written by [`Self::record`].
     fn process(
         &self,
         creds: &TenantCredentials,

@@ -63,7 +63,7 @@ pub type CredentialsSource =
     Arc<dyn Fn(i64) -> BoxFuture<Result<TenantCredentials, CredentialsFailure>> + Send + Sync>;
 
 /// How many claims of a run may end in an error of the work itself (a database error, a panic
-/// while processing) before the run ends `failed` (`unknown_error`, with the last error's
+/// while processing) before the run ends `failed` (`work_failed_repeatedly`, with the last error's
 /// sanitized text). A claim taken over because its owner died (crash, `kill -9`, a lost lease)
 /// does not count: only the worker that saw the error counts it ([`Worker::work_failed`]).
 pub const WORK_ATTEMPTS: i64 = 5;
@@ -800,7 +800,7 @@ impl Worker {
                 "work on the run failed too often; the run fails"
             );
             let failure = RunFailure {
-                reason: ReasonCode::UnknownError,
+                reason: ReasonCode::WorkFailedRepeatedly,
                 message: format!(
                     "Work on this run failed {work_errors} times in a row, so it was given up. \
                      Last error: {}",

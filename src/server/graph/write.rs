@@ -19,6 +19,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::client::{Answer, Request};
+use super::registry::is_graph_id;
 use super::{GraphClient, GraphError, GraphFuture, PolicyType, TenantCredentials};
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::snapshot::{is_secret, CaptureFormat, FormatField};
@@ -336,15 +337,6 @@ struct Prepared {
     /// Settings, compliance rules or definition values (as captured: their bodies are built
     /// from them); `Null` for device configurations.
     content: Value,
-}
-
-/// Whether `id` can be a Graph id (and so is safe in a URL path).
-fn is_graph_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The content that is not a property, ready to send: settings or compliance rules without
