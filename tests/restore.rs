@@ -533,6 +533,21 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
         "a spent preview",
     );
     assert_eq!(refusal.status, 409, "{}", refusal.body);
+    // The race the checks alone lose: the first execute still looks under way to the check of
+    // ended executes, and unlike the new one to the lookup of identical active runs (as when it
+    // ends between the two). The database still refuses a second execute of the preview.
+    sqlx::query("UPDATE runs SET status = 'running', idempotency_key = 'elsewhere' WHERE id = $1")
+        .bind(first.run_id)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+    let before = f.runs().await;
+    let refusal = refused(
+        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
+        "a preview whose execute ends meanwhile",
+    );
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
+    assert_eq!(f.runs().await, before, "no second execute of the preview");
 
     // A preview that is not a preview of this tenant: 404.
     let refusal = refused(

@@ -464,7 +464,15 @@ pub async fn start_execute(
         total: input.items.len() as i64,
         retry_of: None,
     };
-    create_or_reuse(db, ctx, &run).await
+    match create_or_reuse(db, ctx, &run).await {
+        // The index of one execute per preview refused it: an execute ended since the check.
+        Err(AppError::Conflict(_))
+            if self::executed(db, tenant_id, request.preview_run_id).await? =>
+        {
+            Err(gate_error(&GateFailure::AlreadyExecuted))
+        }
+        submitted => submitted,
+    }
 }
 
 /// Whether an execute of this preview has ended (its writes moved what the preview saw).
