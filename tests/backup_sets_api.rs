@@ -220,6 +220,19 @@ async fn a_huge_set_answers_its_first_items_by_name(app: TestApp) {
         .map(|item| item.policy_name.clone())
         .collect();
     assert_eq!(shown, names, "the first items by name");
+    // The page says the list is cut, and by how much.
+    let page = app
+        .get(Some(&cookie), &format!("/t/{CONTOSO}/backup-sets/{set}"))
+        .await;
+    assert_eq!(page.status(), 200);
+    // Text without the hydration markers between its parts.
+    let text = page.text().await.unwrap().replace("<!>", "");
+    assert!(
+        text.contains(&format!(
+            "Showing the first {ITEMS_SHOWN} of {held} policies"
+        )),
+        "the page says the list is cut"
+    );
 
     // A small set: every item.
     let small = create(&app, CONTOSO, "Small").await.expect("created").id;

@@ -153,7 +153,17 @@ fn SetItems(
                             hint="Policies you add are captured from Microsoft Graph and listed here."
                         />
                     }.into_any(),
-                    Ok(detail) => view! {
+                    Ok(detail) => {
+                        // The server answers a bounded number of items; the set may hold more.
+                        let (shown, held) = (detail.items.len(), detail.set.item_count);
+                        let cut = (i64::try_from(shown).unwrap_or(i64::MAX) < held).then(|| view! {
+                            <p class="muted" role="status" data-testid="items-cut">
+                                "Showing the first " {shown} " of " {held}
+                                " policies, by name. The set's download holds them all."
+                            </p>
+                        });
+                        view! {
+                        {cut}
                         <DataTable columns=ITEM_COLUMNS testid="backup-items">
                                 {detail.items.into_iter().map(|item| view! {
                                     <tr>
@@ -166,7 +176,8 @@ fn SetItems(
                                     </tr>
                                 }).collect_view()}
                         </DataTable>
-                    }.into_any(),
+                        }.into_any()
+                    }
                     // The error is already shown at the top of the page.
                     Err(_) => ().into_any(),
                 }
