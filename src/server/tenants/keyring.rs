@@ -34,6 +34,12 @@ pub enum KeyError {
     Malformed { line: usize },
     #[error("the secret key file names the key id {0:?} twice")]
     DuplicateId(String),
+    #[error(
+        "the secret key file {path} can be changed by other users (mode {mode:04o}), who could \
+         add a key of their own that then encrypts new secrets: run `chmod 600 {path}` (and \
+         make it owned by the account the app runs as)"
+    )]
+    Writable { path: String, mode: u32 },
     #[error("the secret key file holds no key")]
     Empty,
     #[error(
@@ -70,6 +76,48 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
+/// Who besides its owner may use the key file, by its Unix permission bits (elsewhere:
+/// [`FileAccess::OwnerOnly`], the platform's ACLs are the operator's business).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAccess {
+    /// Only the owner (`0600`, `0400`): as it should be.
+    OwnerOnly,
+    /// Group or others may read it (`0644`, what `umask 022` gives a new file): they could
+    /// decrypt every stored secret. Used, with a warning.
+    ReadableByOthers { mode: u32 },
+    /// Group or others may change it: they could put in a key of their own, which would then
+    /// encrypt new secrets. Refused.
+    WritableByOthers { mode: u32 },
+}
+
+impl FileAccess {
+    /// The access `metadata`'s permission bits give.
+    pub fn of(metadata: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            Self::of_mode(metadata.permissions().mode())
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = metadata;
+            Self::OwnerOnly
+        }
+    }
+
+    /// The access the Unix permission bits `mode` give.
+    pub fn of_mode(mode: u32) -> Self {
+        let mode = mode & 0o7777;
+        if mode & 0o022 != 0 {
+            Self::WritableByOthers { mode }
+        } else if mode & 0o044 != 0 {
+            Self::ReadableByOthers { mode }
+        } else {
+            Self::OwnerOnly
+        }
+    }
+}
+
 /// A sealed secret: which key sealed it and `hex(nonce || ciphertext)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
@@ -78,12 +126,30 @@ pub struct Sealed {
 }
 
 impl KeyRing {
-    /// Reads the key file at `path`.
+    /// Reads the key file at `path`. On Unix a file other users may change is refused, and one
+    /// they may read is used with a warning ([`FileAccess`]).
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|error| KeyError::Unreadable {
+        let unreadable = |error: std::io::Error| KeyError::Unreadable {
             path: path.display().to_string(),
             reason: error.to_string(),
-        })?;
+        };
+        let access = FileAccess::of(&std::fs::metadata(path).map_err(unreadable)?);
+        match access {
+            FileAccess::OwnerOnly => {}
+            FileAccess::ReadableByOthers { mode } => tracing::warn!(
+                "the secret key file {} is readable by other users (mode {mode:04o}): anyone \
+                 who can read it can decrypt the tenants' client secrets; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ),
+            FileAccess::WritableByOthers { mode } => {
+                return Err(KeyError::Writable {
+                    path: path.display().to_string(),
+                    mode,
+                })
+            }
+        }
+        let text = std::fs::read_to_string(path).map_err(unreadable)?;
         Self::parse(&text)
     }
 
@@ -270,6 +336,62 @@ mod tests {
 
     const K1: &str = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     const K2: &str = "k2:ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1eff";
+
+    #[test]
+    fn only_the_owner_may_change_the_key_file_and_others_should_not_read_it() {
+        for mode in [0o600, 0o400, 0o700, 0o100600] {
+            assert_eq!(FileAccess::of_mode(mode), FileAccess::OwnerOnly, "{mode:o}");
+        }
+        for mode in [0o644, 0o640, 0o604, 0o444] {
+            assert_eq!(
+                FileAccess::of_mode(mode),
+                FileAccess::ReadableByOthers { mode },
+                "{mode:o}"
+            );
+        }
+        for mode in [0o666, 0o664, 0o620, 0o602, 0o622, 0o777] {
+            assert_eq!(
+                FileAccess::of_mode(mode),
+                FileAccess::WritableByOthers { mode },
+                "{mode:o}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_may_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ta-keys-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys");
+        std::fs::write(&path, K1).unwrap();
+        let chmod =
+            |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        chmod(0o600);
+        assert_eq!(KeyRing::load(&path).unwrap().newest_id(), "k1");
+        // Readable by others: used (with a warning in the log).
+        chmod(0o644);
+        assert_eq!(KeyRing::load(&path).unwrap().newest_id(), "k1");
+        for mode in [0o664, 0o666, 0o622] {
+            chmod(mode);
+            let error = KeyRing::load(&path).unwrap_err();
+            assert_eq!(
+                error,
+                KeyError::Writable {
+                    path: path.display().to_string(),
+                    mode
+                }
+            );
+            let message = error.to_string();
+            assert!(
+                message.contains(&format!("chmod 600 {}", path.display())),
+                "{message}"
+            );
+            assert!(!message.contains("0102030405"), "no key in the message");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn the_newest_key_seals_and_every_key_opens() {
