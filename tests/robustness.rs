@@ -23,6 +23,8 @@ both_backends!(TestApp:
     garbage_never_breaks_a_page,
     garbage_never_breaks_a_server_function,
     pages_left_before_their_end_never_panic,
+    hidden_files_are_404_on_every_path,
+    static_answers_vary_and_private_ones_are_not_stored,
 );
 
 /// The seed of every generated case.
@@ -726,4 +728,128 @@ async fn abandon_after_first_bytes(app: &TestApp, target: &str, cookie: &str) {
     let mut first = [0_u8; 16];
     let _ = stream.read(&mut first).await;
     drop(stream);
+}
+
+/// A file of the test server's site root (the temp folder, shared with other tests: every
+/// name is unique), removed at the end.
+struct SiteFile(std::path::PathBuf);
+
+impl SiteFile {
+    fn new(relative: &str, content: &[u8]) -> Self {
+        let path = std::env::temp_dir().join(relative);
+        std::fs::create_dir_all(path.parent().expect("a folder")).unwrap();
+        std::fs::write(&path, content).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for SiteFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Each way of writing `name`'s leading dot in a URL path.
+fn dot_spellings(name: &str) -> Vec<String> {
+    let rest = name.strip_prefix('.').expect("a hidden name");
+    ["", "%2e", "%2E"]
+        .iter()
+        .map(|dot| match *dot {
+            "" => format!(".{rest}"),
+            dot => format!("{dot}{rest}"),
+        })
+        .collect()
+}
+
+async fn hidden_files_are_404_on_every_path(app: TestApp) {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let hidden = format!(".ta-source-{unique}");
+    let folder = format!(".ta-next-{unique}");
+    let visible = format!("ta-visible-{unique}.txt");
+    // As the build leaves them in the site root, and as an older build left them under pkg/.
+    let _files = [
+        SiteFile::new(&hidden, b"the wasm's hash and the tools' versions"),
+        SiteFile::new(&format!("{folder}/tenantatlas.wasm"), b"half written"),
+        SiteFile::new(&format!("pkg/{hidden}"), b"the wasm's hash"),
+        SiteFile::new(&visible, b"a public file"),
+    ];
+    // The site root is served (so a 404 below is the rule, not a missing file).
+    let shown = app.get(None, &format!("/{visible}")).await;
+    assert_eq!(shown.status(), 200);
+    assert_eq!(shown.text().await.unwrap(), "a public file");
+
+    let mut paths = Vec::new();
+    for prefix in [
+        "/", "//", "/pkg/", "//pkg/", "/pkg//", "/x/", "/pkg/%2f", "/%5c",
+    ] {
+        for name in dot_spellings(&hidden) {
+            paths.push(format!("{prefix}{name}"));
+        }
+        for name in dot_spellings(&folder) {
+            paths.push(format!("{prefix}{name}/tenantatlas.wasm"));
+            paths.push(format!("{prefix}{name}%2ftenantatlas.wasm"));
+        }
+    }
+    for path in &paths {
+        let answer = app.get(None, path).await;
+        assert_eq!(answer.status(), 404, "{path}");
+        let body = answer.text().await.unwrap();
+        assert!(
+            !body.contains("hash") && !body.contains("half written"),
+            "{path}: {body}"
+        );
+    }
+}
+
+async fn static_answers_vary_and_private_ones_are_not_stored(app: TestApp) {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let bundle = format!("pkg/b-{unique}/tenantatlas.js");
+    let loose = format!("pkg/ta-{unique}.js");
+    let _files = [
+        SiteFile::new(&bundle, b"plain js"),
+        SiteFile::new(&format!("{bundle}.gz"), b"gzip js"),
+        SiteFile::new(&format!("{bundle}.br"), b"brotli js"),
+        SiteFile::new(&loose, b"plain loose js"),
+        SiteFile::new(&format!("{loose}.gz"), b"gzip loose js"),
+    ];
+    // Every answer that Accept-Encoding chose says so, whichever copy it is.
+    for (path, caching) in [
+        (&bundle, "public, max-age=31536000, immutable"),
+        (&loose, "no-cache"),
+    ] {
+        for encoding in [None, Some("gzip"), Some("br"), Some("br, gzip")] {
+            let mut request = reqwest::Client::new().get(app.url(&format!("/{path}")));
+            if let Some(encoding) = encoding {
+                request = request.header("accept-encoding", encoding);
+            }
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 200, "{path} {encoding:?}");
+            let headers = answer.headers();
+            let vary: Vec<&str> = headers
+                .get_all("vary")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .collect();
+            assert_eq!(vary, ["accept-encoding"], "{path} {encoding:?}");
+            assert_eq!(headers["cache-control"], caching, "{path} {encoding:?}");
+        }
+    }
+
+    // Pages and server-function answers of a signed-in user are never stored.
+    let cookie = app.sign_in(OPERATOR).await;
+    for path in [
+        format!("/t/{CONTOSO}/runs"),
+        format!("/t/{CONTOSO}/backup-sets"),
+    ] {
+        let page = app.get(Some(&cookie), &path).await;
+        assert_eq!(page.status(), 200, "{path}");
+        assert_eq!(page.headers()["cache-control"], "no-store", "{path}");
+    }
+    let sign_in = app.get(None, "/sign-in").await;
+    assert_eq!(sign_in.headers()["cache-control"], "no-store");
+    let me = app.call_as(&cookie, "auth/me", &[]).await;
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.headers()["cache-control"], "no-store");
+    let refused = app.call("auth/me", &[]).await;
+    assert_eq!(refused.headers()["cache-control"], "no-store");
 }

@@ -260,6 +260,13 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANTATLAS_TRUSTED_PROXY_HOPS", hide = true)]
     pub trusted_proxy_hops: Option<String>,
 
+    /// On SIGTERM or Ctrl-C, requests in flight get this many seconds to finish; then the
+    /// server stops without them (a slow download is cut off) and the rest of the shutdown
+    /// runs, so a stop never waits on a client.
+    #[arg(long, env = "TENANTATLAS_SHUTDOWN_GRACE_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_seconds: u64,
+
     /// Serve Prometheus metrics at `http://ADDR/metrics`, on a listener of its own (off by
     /// default, so they are never exposed next to the app by accident).
     #[arg(long, env = "TENANTATLAS_METRICS_ADDR", value_name = "ADDR")]
@@ -288,6 +295,74 @@ impl ServeArgs {
             );
         }
         Ok(())
+    }
+}
+
+/// The origin browsers reach the app at (`scheme://host[:port]`), as they write it in their
+/// `Origin` header: parsed from `--public-url` once at start, so a spelling that means the same
+/// site (`https://Atlas.Example:443/`) is the same origin and cross-site checks compare like
+/// with like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicOrigin(String);
+
+impl PublicOrigin {
+    /// Parses a public URL: `http` or `https`, a host, an optional port, and at most a `/` for
+    /// a path. The scheme and host are lower-cased and a default port (80, 443) is dropped. The
+    /// app is served at the root of its host (its links and its `__Host-` cookie are for `/`),
+    /// so a path, a query, a fragment or credentials are refused rather than ignored.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let refuse = |why: &str| {
+            Err(format!(
+                "--public-url {raw:?} (TENANTATLAS_PUBLIC_URL) {why}: give the address browsers \
+                 use, scheme://host[:port], e.g. https://atlas.example.com"
+            ))
+        };
+        let Ok(url) = url::Url::parse(raw) else {
+            return refuse("is not a URL");
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return refuse("is not an http or https URL");
+        }
+        let Some(host) = url.host_str().filter(|host| !host.is_empty()) else {
+            return refuse("names no host");
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return refuse("holds a user name or password");
+        }
+        if url.path() != "/" {
+            return refuse("has a path (the app is served at the root of its host)");
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return refuse("has a query or a fragment");
+        }
+        // `Url` lower-cases the scheme and host and drops the scheme's default port.
+        let port = url
+            .port()
+            .map(|port| format!(":{port}"))
+            .unwrap_or_default();
+        Ok(Self(format!("{}://{host}{port}", url.scheme())))
+    }
+
+    /// The origin, `scheme://host[:port]`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether browsers reach the app over TLS.
+    pub fn is_https(&self) -> bool {
+        self.0.starts_with("https://")
+    }
+}
+
+impl ServeArgs {
+    /// The public origin: `--public-url` parsed ([`PublicOrigin::parse`]), `None` when unset.
+    pub fn public_origin(&self) -> Result<Option<PublicOrigin>, String> {
+        self.public_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty())
+            .map(PublicOrigin::parse)
+            .transpose()
     }
 }
 
@@ -337,5 +412,76 @@ mod tests {
             2
         );
         assert!(serve(&["--session-max-hours", "0"]).is_err());
+    }
+
+    #[test]
+    fn public_urls_are_compared_as_browsers_write_origins() {
+        for (spellings, origin) in [
+            (
+                &[
+                    "https://atlas.example",
+                    "https://Atlas.Example",
+                    "HTTPS://ATLAS.EXAMPLE/",
+                    "https://atlas.example:443",
+                    "https://atlas.example:443/",
+                    " https://atlas.example/ ",
+                ][..],
+                "https://atlas.example",
+            ),
+            (
+                &["http://atlas.example:80", "http://Atlas.example/"][..],
+                "http://atlas.example",
+            ),
+            (
+                &["https://atlas.example:8443/", "HTTPS://atlas.EXAMPLE:8443"][..],
+                "https://atlas.example:8443",
+            ),
+            (
+                &["http://atlas.example:443", "http://atlas.example:443/"][..],
+                "http://atlas.example:443",
+            ),
+            (
+                &["http://127.0.0.1:3000", "http://127.0.0.1:3000/"][..],
+                "http://127.0.0.1:3000",
+            ),
+            (
+                &["http://[::1]:3000/", "http://[0:0::1]:3000"][..],
+                "http://[::1]:3000",
+            ),
+        ] {
+            for spelling in spellings {
+                let parsed = PublicOrigin::parse(spelling).unwrap();
+                assert_eq!(parsed.as_str(), origin, "{spelling}");
+                assert_eq!(
+                    parsed.is_https(),
+                    origin.starts_with("https:"),
+                    "{spelling}"
+                );
+            }
+        }
+        for (refused, why) in [
+            ("https://atlas.example/tenantatlas", "has a path"),
+            ("https://atlas.example/tenantatlas/", "has a path"),
+            ("https://atlas.example/?x=1", "query"),
+            ("https://atlas.example/#top", "fragment"),
+            ("https://admin:pw@atlas.example", "user name or password"),
+            ("ftp://atlas.example", "not an http or https URL"),
+            ("atlas.example", "not a URL"),
+            ("atlas.example:3000", "not an http or https URL"),
+            ("https://", "not a URL"),
+        ] {
+            let message = PublicOrigin::parse(refused).unwrap_err();
+            assert!(message.contains(why), "{refused}: {message}");
+            assert!(message.contains("scheme://host[:port]"), "{message}");
+        }
+        assert_eq!(serve(&[]).unwrap().public_origin(), Ok(None));
+        assert_eq!(
+            serve(&["--public-url", "https://Atlas.Example:443/"])
+                .unwrap()
+                .public_origin()
+                .unwrap()
+                .map(|origin| origin.as_str().to_owned()),
+            Some("https://atlas.example".to_owned())
+        );
     }
 }

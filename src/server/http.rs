@@ -2,14 +2,15 @@
 //! the session, cross-site and security-header layers, with a safety net for panics.
 
 use std::any::Any;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::{Method, StatusCode},
+    http::{header, HeaderValue, Method, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -86,8 +87,32 @@ pub fn router(state: AppState) -> Router {
         // already: gzip would only spend CPU).
         .layer(CompressionLayer::new().compress_when(
             DefaultPredicate::new().and(NotForContentType::const_new("application/zip")),
-        ));
+        ))
+        .layer(middleware::from_fn(private_answers_are_not_stored))
+        // Before anything else: no route, and above all not Leptos' fallback, which serves the
+        // whole site root, ever sees a path to a hidden file.
+        .layer(middleware::from_fn(static_files::hidden_files_are_404));
     with_panic_net(app)
+}
+
+/// Pages and server-function answers hold what only the signed-in user may see (and set the
+/// session cookie): no cache keeps a copy, neither the browser's (a shared computer's next user
+/// pressing Back) nor a shared one. An answer that chose its own policy keeps it (the bundle
+/// under `/pkg`, the exports); other static files (`/favicon.svg`) are not concerned.
+async fn private_answers_are_not_stored(request: Request, next: Next) -> Response {
+    let is_api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/html"));
+    if (is_api || is_html) && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// The last safety net: a handler that panics is answered with a 500 and the generic message
@@ -136,7 +161,7 @@ async fn render_pages_whole(request: Request, next: Next) -> Response {
         let response = next.run(request).await;
         let is_html = response
             .headers()
-            .get(axum::http::header::CONTENT_TYPE)
+            .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("text/html"));
         if !is_html {
@@ -188,16 +213,55 @@ async fn unreadable_arguments_are_400(request: Request, next: Next) -> Response 
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// How long a stopping server lets in-flight requests finish by default
+/// (`--shutdown-grace-seconds`).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish for at most
+/// [`DEFAULT_SHUTDOWN_GRACE`] ([`serve_with_grace`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_grace(listener, state, shutdown, DEFAULT_SHUTDOWN_GRACE).await
+}
+
+/// Serves until `shutdown` resolves, then stops accepting connections and lets in-flight
+/// requests finish for at most `grace`. What is still in flight then (a client that reads an
+/// export slowly, or sends its request slowly) is given up: the call returns, so the rest of
+/// the stop (the worker handing back its lease, the database closing) runs, and the
+/// connections close when the process ends. Without the deadline one slow client would keep a
+/// stopped server alive for as long as it likes.
+pub async fn serve_with_grace(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    });
+    let deadline = async move {
+        if stopped.await.is_err() {
+            // The server ended without a shutdown: only its own end counts.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server.into_future() => served,
+        () = deadline => {
+            tracing::warn!(
+                grace_seconds = grace.as_secs_f64(),
+                "requests still in flight after the shutdown grace period are dropped"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// For load balancers: 200 when the database answers, 503 otherwise.

@@ -283,6 +283,10 @@ async fn serve(
     args: ServeArgs,
 ) -> Result<(), StartError> {
     panics::install_counter();
+    let public_url = args
+        .public_origin()
+        .map_err(StartError::Invalid)?
+        .map(|origin| origin.as_str().to_owned());
     // Held until the server stops: in demo mode the simulator is the app's Graph.
     let demo = if args.demo {
         seed::seed_demo(&db).await?;
@@ -322,11 +326,13 @@ async fn serve(
     let instance = engine::instance::InstanceLock::acquire(&db, &instance_id)
         .await
         .map_err(|error| StartError::Invalid(error.to_string()))?;
-    let public_url = args
-        .public_url
-        .as_deref()
-        .map(|url| url.trim().trim_end_matches('/').to_owned())
-        .filter(|url| !url.is_empty());
+    if public_url.is_none() && addr.ip().is_unspecified() {
+        tracing::warn!(
+            "no --public-url while listening on {addr}: browsers reach the app under another \
+             address than http://{addr}, so every sign-in and change is refused as cross-site; \
+             set --public-url (TENANTATLAS_PUBLIC_URL) to the address browsers use"
+        );
+    }
     let public_origin = public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
@@ -390,10 +396,15 @@ async fn serve(
             demo.sim.base_url
         );
     }
-    http::serve(listener, state, async move {
-        shutdown_signal().await;
-        let _ = stop_worker.send(true);
-    })
+    http::serve_with_grace(
+        listener,
+        state,
+        async move {
+            shutdown_signal().await;
+            let _ = stop_worker.send(true);
+        },
+        Duration::from_secs(args.shutdown_grace_seconds),
+    )
     .await?;
     // Let the worker give back its lease, so another instance resumes the run at once.
     if tokio::time::timeout(Duration::from_secs(10), runner)
@@ -404,7 +415,14 @@ async fn serve(
     }
     drop(demo);
     drop(instance);
-    db.close().await;
+    // A request given up at the grace deadline may still hold a connection; closing waits
+    // for it only briefly, the process's end releases it anyway.
+    if tokio::time::timeout(Duration::from_secs(5), db.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the database connections were not released in time");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -56,23 +56,55 @@ pub fn pkg_router<S: Clone + Send + Sync + 'static>(site_root: &Path) -> Router<
         .layer(middleware::from_fn(hidden_files_are_404))
 }
 
-/// No hidden file under `/pkg` is served, also spelt `%2e`, which `ServeDir` would otherwise
-/// do. The build keeps its own files outside `pkg/` (`scripts/build.sh`); one left there by an
-/// older build (`.source`: the wasm's hash and the build tools' versions; `.next/`: a bundle
-/// half written) or by an editor is nobody's business.
-async fn hidden_files_are_404(request: Request, next: Next) -> Response {
-    let hidden = request.uri().path().split('/').any(|part| {
-        part.starts_with('.')
-            || part
-                .get(..3)
-                .is_some_and(|start| start.eq_ignore_ascii_case("%2e"))
-    });
-    if hidden {
+/// No hidden file is served: a path with a segment that starts with a dot, also once
+/// percent-decoded (`%2e`, and `%2f` or `%5c` inside a segment, which `ServeDir` decodes), is
+/// a 404. The app's router applies it to every request: Leptos serves the whole site root for
+/// paths it has no route for, where the build leaves its own files (`.bundle-source`: the
+/// wasm's hash and the build tools' versions; `.bundle-next/`: a bundle half written), and an
+/// editor or an older build may leave others. No page, server function or bundle file has such
+/// a segment.
+pub async fn hidden_files_are_404(request: Request, next: Next) -> Response {
+    if names_a_hidden_file(request.uri().path()) {
         return StatusCode::NOT_FOUND.into_response();
     }
     next.run(request).await
 }
 
+/// Whether a segment of `path`, percent-decoded, starts with a dot (`.`, `..` included).
+pub fn names_a_hidden_file(path: &str) -> bool {
+    percent_decoded(path)
+        .split(|&byte| byte == b'/' || byte == b'\\')
+        .any(|segment| segment.first() == Some(&b'.'))
+}
+
+/// `path` with each `%XX` decoded once (as `ServeDir` reads it); a `%` without two hex digits
+/// stays as it is.
+fn percent_decoded(path: &str) -> Vec<u8> {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| bytes.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                at += 3;
+            }
+            None => {
+                decoded.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    decoded
+}
+
+/// Caching by path ([`in_bundle_folder`]: a year, else revalidated), and `Vary:
+/// Accept-Encoding` on every file answer.
 async fn cache_by_path(request: Request, next: Next) -> Response {
     let immutable = in_bundle_folder(request.uri().path());
     let mut response = next.run(request).await;
@@ -82,9 +114,11 @@ async fn cache_by_path(request: Request, next: Next) -> Response {
         } else {
             "no-cache"
         };
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+        // The answer was chosen by Accept-Encoding (a precompressed copy or the plain file): a
+        // shared cache must not hand a brotli copy to a client that did not ask for it.
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     response
 }
@@ -191,6 +225,33 @@ mod tests {
         let wasm = format!("{base}/pkg/b-0123456789abcdef0123/tenantatlas.wasm");
         assert_eq!(client.get(wasm).send().await.unwrap().status(), 200);
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    proptest::proptest! {
+        /// A path names a hidden file exactly when one of its segments starts with a dot,
+        /// however its bytes are percent-encoded and its segments separated.
+        #[test]
+        fn hidden_segments_are_found_in_every_spelling(
+            segments in proptest::collection::vec("[.a-z0-9-]{1,6}", 1..5),
+            encode in proptest::collection::vec(proptest::bool::ANY, 32),
+            separators in proptest::collection::vec(
+                proptest::sample::select(vec!["/", "//", "%2f", "%2F", "%5c"]), 5),
+        ) {
+            let expected = segments.iter().any(|segment| segment.starts_with('.'));
+            let mut flips = encode.iter().cycle();
+            let mut path = String::new();
+            for (segment, separator) in segments.iter().zip(&separators) {
+                path.push_str(if path.is_empty() { "/" } else { separator });
+                for byte in segment.bytes() {
+                    if *flips.next().unwrap() {
+                        path.push_str(&format!("%{byte:02X}"));
+                    } else {
+                        path.push(char::from(byte));
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(super::names_a_hidden_file(&path), expected, "{}", path);
+        }
     }
 
     #[test]
