@@ -892,3 +892,184 @@ proptest! {
         });
     }
 }
+
+/// The custom profiles of the test tenant (each holds an encrypted OMA setting).
+fn custom_profiles(sim: &SimHandle) -> Vec<SimPolicy> {
+    let profiles: Vec<SimPolicy> = sim
+        .policies(TENANT)
+        .into_iter()
+        .filter(|p| p.to_json()["@odata.type"] == "#microsoft.graph.windows10CustomConfiguration")
+        .collect();
+    assert!(!profiles.is_empty(), "the tenant has custom profiles");
+    profiles
+}
+
+/// A policy's encrypted OMA settings as Intune holds them: OMA-URI, plain text, reference.
+fn encrypted_oma(policy: &Value) -> Vec<(Value, Value, Value)> {
+    policy["omaSettings"]
+        .as_array()
+        .expect("OMA settings")
+        .iter()
+        .filter(|s| s["isEncrypted"] == true)
+        .map(|s| {
+            (
+                s["omaUri"].clone(),
+                s["value"].clone(),
+                s["secretReferenceValueId"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn restoring_a_custom_profile_keeps_each_encrypted_oma_value_as_it_was_live() {
+    let sim = start_sim(200, Knobs::default()).await;
+    let client = client(&sim);
+    for policy in custom_profiles(&sim) {
+        let before = sim.policy_json(TENANT, &policy.id).expect("policy");
+        let secrets = encrypted_oma(&before);
+        assert!(!secrets.is_empty(), "{before}");
+        let original = capture(&client, PolicyType::DeviceConfiguration, &policy.id).await;
+        assert!(sim.change_settings(TENANT, &policy.id));
+        let live = capture(&client, PolicyType::DeviceConfiguration, &policy.id).await;
+        sim.reset_counters();
+        write(
+            &client,
+            PolicyType::DeviceConfiguration,
+            Some(&policy.id),
+            &payload(&original),
+            Some(&payload(&live)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", policy.id));
+
+        let counters = sim.counters();
+        let patch = counters
+            .writes()
+            .into_iter()
+            .find(|w| w.method == "PATCH")
+            .expect("the profile is patched")
+            .clone();
+        let body = patch.body.expect("logged body");
+        for setting in body["omaSettings"].as_array().expect("OMA settings sent") {
+            for key in ["isEncrypted", "secretReferenceValueId"] {
+                assert!(setting.get(key).is_none(), "{key} is read-only: {setting}");
+            }
+            assert_ne!(
+                setting["value"], "****",
+                "the mask is not a value: {setting}"
+            );
+        }
+        // Each secret's plain text was read once, right before the write, by its reference.
+        let reads: Vec<&str> = counters
+            .requests
+            .iter()
+            .filter(|r| r.endpoint == "function:getOmaSettingPlainTextValue")
+            .map(|r| r.path.as_str())
+            .collect();
+        assert_eq!(reads.len(), secrets.len(), "{reads:?}");
+        for (_, _, reference) in &secrets {
+            let reference = reference.as_str().expect("a reference");
+            assert!(
+                reads.iter().any(|path| path.contains(reference)),
+                "{reads:?}"
+            );
+        }
+
+        let after = sim.policy_json(TENANT, &policy.id).expect("policy");
+        assert_eq!(
+            encrypted_oma(&after),
+            secrets,
+            "the secrets stay as they were"
+        );
+        let again = capture(&client, PolicyType::DeviceConfiguration, &policy.id).await;
+        assert_eq!(again.content_hash, original.content_hash);
+        assert!(!again
+            .canonical_json
+            .contains(secrets[0].1.as_str().expect("plain text")));
+    }
+}
+
+#[tokio::test]
+async fn the_simulator_masks_encrypted_oma_values_and_refuses_their_read_only_properties() {
+    let sim = start_sim(200, Knobs::default()).await;
+    let token = token(&sim).await;
+    let policy = custom_profiles(&sim).remove(0);
+    let path = format!("beta/deviceManagement/deviceConfigurations/{}", policy.id);
+    let held = encrypted_oma(&sim.policy_json(TENANT, &policy.id).expect("policy"));
+    let (uri, plain, reference) = held[0].clone();
+    let reference = reference.as_str().expect("a reference").to_owned();
+
+    // A read shows the mask and the reference; the function answers the plain text.
+    let (status, served) = call(&sim, &token, Method::GET, &path, &Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    let served_secret = served["omaSettings"]
+        .as_array()
+        .expect("OMA settings")
+        .iter()
+        .find(|s| s["omaUri"] == uri)
+        .expect("the secret is listed")
+        .clone();
+    assert_eq!(served_secret["value"], "****");
+    assert_eq!(served_secret["isEncrypted"], true);
+    assert_eq!(served_secret["secretReferenceValueId"], json!(reference));
+    let function =
+        format!("{path}/getOmaSettingPlainTextValue(secretReferenceValueId='{reference}')");
+    let (status, answer) = call(&sim, &token, Method::GET, &function, &Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["value"], plain);
+    let unknown = format!(
+        "{path}/getOmaSettingPlainTextValue(secretReferenceValueId='00000000-0000-4000-8000-000000000000')"
+    );
+    let (status, _) = call(&sim, &token, Method::GET, &unknown, &Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Writing back what a read shows is refused: each read-only property, and the mask.
+    let body = patch_body(&served);
+    for key in ["isEncrypted", "secretReferenceValueId"] {
+        let mut one = body.clone();
+        for setting in one["omaSettings"].as_array_mut().expect("settings") {
+            let setting = setting.as_object_mut().expect("object");
+            setting.remove(if key == "isEncrypted" {
+                "secretReferenceValueId"
+            } else {
+                "isEncrypted"
+            });
+            if setting["value"] == "****" {
+                setting.insert("value".into(), plain.clone());
+            }
+        }
+        let (status, answer) = call(&sim, &token, Method::PATCH, &path, &one).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(key) && message.contains("read-only"),
+            "{message}"
+        );
+    }
+    let mut masked = body.clone();
+    for setting in masked["omaSettings"].as_array_mut().expect("settings") {
+        let setting = setting.as_object_mut().expect("object");
+        setting.retain(|key, _| key != "isEncrypted" && key != "secretReferenceValueId");
+    }
+    let (status, answer) = call(&sim, &token, Method::PATCH, &path, &masked).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the mask is refused: {answer}"
+    );
+
+    // The plain text without the read-only properties is taken, and stays encrypted.
+    for setting in masked["omaSettings"].as_array_mut().expect("settings") {
+        if setting["value"] == "****" {
+            setting["value"] = json!("a new pre-shared key");
+        }
+    }
+    let (status, answer) = call(&sim, &token, Method::PATCH, &path, &masked).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    let after = encrypted_oma(&sim.policy_json(TENANT, &policy.id).expect("policy"));
+    assert_eq!(
+        after,
+        vec![(uri, json!("a new pre-shared key"), json!(reference))]
+    );
+}

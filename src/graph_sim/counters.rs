@@ -18,7 +18,8 @@ pub struct RequestRecord {
     /// `scheduledActionConfigurations`, `assignments`, `list:groups`, `get:groups`,
     /// `list:assignmentFilters`, `list:roleScopeTags` (and their `get:`), writes as
     /// `create:<collection>`, `update:<collection>`, `delete:<collection>` and
-    /// `action:<assign|updateDefinitionValues|scheduleActionsForRules>`, or `unknown`.
+    /// `action:<assign|updateDefinitionValues|scheduleActionsForRules>`,
+    /// `function:getOmaSettingPlainTextValue`, or `unknown`.
     pub endpoint: String,
     /// The path without the query string.
     pub path: String,

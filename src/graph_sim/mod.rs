@@ -30,7 +30,7 @@ use tokio::time::Instant;
 pub use counters::{RequestRecord, SimCounters};
 pub use knobs::{AppSetup, Fault, Knobs, TokenFault, APP_ROLES};
 pub use mutation::{Mutation, MutationReport, Renamed};
-pub use resources::MAX_PAGE_SIZE;
+pub use resources::{MASKED_SECRET, MAX_PAGE_SIZE};
 pub use stored::Stored;
 pub use tenant::{Directory, Kind, SimPolicy, CHILD_PAGE_SIZE};
 pub use writes::READ_ONLY;

@@ -8,6 +8,9 @@ use serde_json::{json, Map, Value};
 
 use super::tenant::{FakeTenant, Kind, SimPolicy, CHILD_PAGE_SIZE};
 
+/// What Graph shows instead of an encrypted OMA setting's value.
+pub const MASKED_SECRET: &str = "****";
+
 /// Default `$top` of a policy, group or directory list.
 const LIST_PAGE_SIZE: usize = 100;
 /// The largest `$top` Graph honours on these collections; larger values are cut to it.
@@ -42,6 +45,10 @@ pub enum Resource {
     Policy(Kind, String),
     /// An action of a policy; only POST reaches it.
     Action(Kind, String, PolicyAction),
+    /// A device configuration's function
+    /// `getOmaSettingPlainTextValue(secretReferenceValueId='…')`: the plain text of one of its
+    /// encrypted OMA settings (policy id, secret reference).
+    OmaPlainText(String, String),
     Assignments(Kind, String),
     /// Settings catalog `settings`.
     Settings(String),
@@ -74,6 +81,9 @@ pub enum Permission {
     Rbac,
     /// `Group.Read.All` or `Directory.Read.All`.
     Groups,
+    /// `DeviceManagementConfiguration.ReadWrite.All` alone: what a read of a secret's plain
+    /// text needs.
+    DeviceConfigurationSecrets,
 }
 
 impl Permission {
@@ -95,6 +105,7 @@ impl Permission {
                 "Group.ReadWrite.All",
                 "Directory.Read.All",
             ],
+            Self::DeviceConfigurationSecrets => &["DeviceManagementConfiguration.ReadWrite.All"],
         }
     }
 }
@@ -146,6 +157,15 @@ impl Resource {
             (CompliancePolicy, [p, "scheduleActionsForRules"]) => {
                 Self::Action(kind, id(p), PolicyAction::ScheduleActionsForRules)
             }
+            (Kind::DeviceConfiguration, [p, function])
+                if function.starts_with("getOmaSettingPlainTextValue(") =>
+            {
+                let reference = function
+                    .strip_prefix("getOmaSettingPlainTextValue(secretReferenceValueId='")
+                    .and_then(|rest| rest.strip_suffix("')"))
+                    .ok_or_else(|| (*function).to_owned())?;
+                Self::OmaPlainText(id(p), reference.to_owned())
+            }
             (ConfigurationPolicy, [p, "settings"]) => Self::Settings(id(p)),
             (GroupPolicyConfiguration, [p, "definitionValues"]) => Self::DefinitionValues(id(p)),
             (GroupPolicyConfiguration, [p, "definitionValues", v]) => {
@@ -177,6 +197,7 @@ impl Resource {
         match self {
             Self::Policy(_, id)
             | Self::Action(_, id, _)
+            | Self::OmaPlainText(id, _)
             | Self::Assignments(_, id)
             | Self::Settings(id)
             | Self::DefinitionValues(id)
@@ -198,6 +219,7 @@ impl Resource {
             | Self::Action(kind, ..)
             | Self::Assignments(kind, _) => kind.collection(),
             Self::Settings(_) => Kind::ConfigurationPolicy.collection(),
+            Self::OmaPlainText(..) => Kind::DeviceConfiguration.collection(),
             Self::DefinitionValues(_)
             | Self::DefinitionValue(..)
             | Self::Definition(..)
@@ -216,6 +238,7 @@ impl Resource {
         match self {
             Self::Groups | Self::Group(_) => Permission::Groups,
             Self::ScopeTags | Self::ScopeTag(_) => Permission::Rbac,
+            Self::OmaPlainText(..) => Permission::DeviceConfigurationSecrets,
             _ => Permission::DeviceConfiguration,
         }
     }
@@ -226,6 +249,7 @@ impl Resource {
             Self::Policies(kind) => format!("list:{}", kind.collection()),
             Self::Policy(kind, _) => format!("get:{}", kind.collection()),
             Self::Action(_, _, action) => format!("action:{}", action.segment()),
+            Self::OmaPlainText(..) => "function:getOmaSettingPlainTextValue".into(),
             Self::Assignments(..) => "assignments".into(),
             Self::Settings(_) => "settings".into(),
             Self::DefinitionValues(_) => "definitionValues".into(),
@@ -442,12 +466,21 @@ impl Reader<'_> {
         Some(url.into())
     }
 
-    /// A policy as listed or read, with what `$expand` asks inlined.
+    /// A policy as listed or read, with what `$expand` asks inlined. An encrypted OMA
+    /// setting's value reads as Graph shows it, `****`: its plain text only comes from
+    /// [`Resource::OmaPlainText`].
     fn policy_json(&self, policy: &SimPolicy) -> Value {
         let mut item = policy.to_json();
         let Value::Object(fields) = &mut item else {
             return item;
         };
+        if let Some(Value::Array(settings)) = fields.get_mut("omaSettings") {
+            for setting in settings.iter_mut().filter_map(Value::as_object_mut) {
+                if setting.get("isEncrypted") == Some(&Value::Bool(true)) {
+                    setting.insert("value".into(), json!(MASKED_SECRET));
+                }
+            }
+        }
         if self.options.expands_name("assignments").is_some() {
             fields.insert("assignments".into(), Value::Array(policy.assignments()));
         }
@@ -497,6 +530,24 @@ impl Reader<'_> {
                     let policy = find(*kind, id)?;
                     let context = format!("deviceManagement/{}", kind.collection());
                     self.entity(self.policy_json(policy), &context)
+                }
+                Resource::OmaPlainText(id, reference) => {
+                    let policy = find(Kind::DeviceConfiguration, id)?;
+                    let plain = policy.to_json()["omaSettings"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|s| {
+                            s["isEncrypted"] == true
+                                && s["secretReferenceValueId"].as_str() == Some(reference)
+                        })
+                        .map(|s| s["value"].clone())
+                        .ok_or_else(|| reference.clone())?;
+                    Json(json!({
+                        "@odata.context": self.context("Edm.String"),
+                        "value": plain,
+                    }))
+                    .into_response()
                 }
                 Resource::Assignments(kind, id) => {
                     let policy = find(*kind, id)?;

@@ -677,7 +677,8 @@ impl SimPolicy {
                             "displayName": "Wi-Fi pre-shared key",
                             "description": null,
                             "omaUri": "./Vendor/MSFT/WiFi/Profile/Corp/WlanXml",
-                            "value": format!("ENC:{:016x}{:016x}", rng.next(), rng.next()),
+                            // The plain text, as Intune holds it: a read shows `****`.
+                            "value": format!("psk-{:016x}{:016x}", rng.next(), rng.next()),
                             "isReadOnly": false,
                             "isEncrypted": true,
                             "secretReferenceValueId": rng.guid()

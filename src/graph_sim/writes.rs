@@ -2,9 +2,12 @@
 //! (`POST`, 201 with the entity), updates (`PATCH`; settings catalog also `PUT` with its
 //! settings; 204), deletes (204), and the `assign` (200 with the assignments),
 //! `updateDefinitionValues` and `scheduleActionsForRules` (204) actions. A body with a read-only
-//! property, a navigation property where Graph takes none, an unknown `@odata.type` (or none
-//! where the collection's type is abstract) or a secret without its value is refused with 400
-//! and Graph's error body; an unknown policy gets 404.
+//! property (an OMA setting's `isEncrypted` and `secretReferenceValueId` among them), a
+//! navigation property where Graph takes none, an unknown `@odata.type` (or none where the
+//! collection's type is abstract), a secret without its value or an OMA setting whose value is
+//! the `****` mask a read shows is refused with 400 and Graph's error body; an unknown policy
+//! gets 404. A string OMA setting written where the policy held an encrypted one stays
+//! encrypted (under the same reference), as Intune keeps it.
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +15,7 @@ use axum::Json;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
-use super::resources::{PolicyAction, Resource};
+use super::resources::{PolicyAction, Resource, MASKED_SECRET};
 use super::routes::graph_error;
 use super::stored::Stored;
 use super::tenant::{assignment_json, timestamp, FakeTenant, Kind, SimPolicy};
@@ -32,6 +35,10 @@ pub const READ_ONLY: [&str; 7] = [
     "isAssigned",
     "supportsScopeTags",
 ];
+
+/// Read-only properties of an OMA setting (a custom profile's `omaSettings`): Intune decides
+/// what it encrypts and names the encrypted value's reference itself.
+pub const OMA_READ_ONLY: [&str; 2] = ["isEncrypted", "secretReferenceValueId"];
 
 /// Read-only properties of a settings catalog policy's `templateReference`: Graph fills them in
 /// from the template and refuses them in a body.
@@ -254,12 +261,70 @@ fn check_body(
             }
         }
     }
+    check_oma_settings(body)?;
     if let Some(path) = secret_without_value(&Value::Object(body.clone()), "") {
         return Err(bad(&format!(
             "The secret at '{path}' has no value: a secret is written with its value or its encrypted token."
         )));
     }
     Ok(())
+}
+
+/// A custom profile's OMA settings carry neither read-only property, nor the masked value a
+/// read shows for an encrypted one (written back, it would replace the secret with `****`).
+fn check_oma_settings(body: &Map<String, Value>) -> Result<(), Refusal> {
+    let settings = body
+        .get("omaSettings")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    for (index, setting) in settings.iter().enumerate() {
+        let Some(setting) = setting.as_object() else {
+            continue;
+        };
+        if let Some(key) = OMA_READ_ONLY.iter().find(|key| setting.contains_key(**key)) {
+            return Err(bad(&format!(
+                "The property 'omaSettings/{index}/{key}' is read-only and cannot be written."
+            )));
+        }
+        if setting.get("value").and_then(Value::as_str) == Some(MASKED_SECRET) {
+            return Err(bad(&format!(
+                "The value of 'omaSettings/{index}' is the mask a read shows for an encrypted setting, not a value: read its plain text with getOmaSettingPlainTextValue."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Sets the read-only properties of written OMA settings as Intune does: a string setting at an
+/// OMA-URI that `current` held encrypted stays encrypted under the same reference; every other
+/// setting is not encrypted.
+fn encrypt_oma_settings(body: &mut Map<String, Value>, current: Option<&Value>) {
+    let Some(Value::Array(settings)) = body.get_mut("omaSettings") else {
+        return;
+    };
+    let encrypted = |uri: &Value| -> Option<Value> {
+        current?
+            .get("omaSettings")?
+            .as_array()?
+            .iter()
+            .find(|s| s["isEncrypted"] == true && &s["omaUri"] == uri)
+            .map(|s| s["secretReferenceValueId"].clone())
+    };
+    for setting in settings.iter_mut().filter_map(Value::as_object_mut) {
+        let string = setting
+            .get("@odata.type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.ends_with("omaSettingString"));
+        let reference = setting
+            .get("omaUri")
+            .and_then(|uri| encrypted(uri))
+            .filter(|_| string);
+        setting.insert("isEncrypted".into(), json!(reference.is_some()));
+        setting.insert(
+            "secretReferenceValueId".into(),
+            reference.unwrap_or(Value::Null),
+        );
+    }
 }
 
 /// Where a secret without a value sits, if any.
@@ -426,6 +491,7 @@ fn create(
     body.entry("roleScopeTagIds")
         .or_insert_with(|| json!(["0"]));
     complete_template_reference(&mut body, None);
+    encrypt_oma_settings(&mut body, None);
     let stored = Stored {
         properties: body,
         children,
@@ -463,7 +529,9 @@ fn update(
     } else {
         None
     };
-    complete_template_reference(&mut body, current.to_json().get("templateReference"));
+    let current_json = current.to_json();
+    complete_template_reference(&mut body, current_json.get("templateReference"));
+    encrypt_oma_settings(&mut body, Some(&current_json));
     let name_key = current.name_key();
     let written = sim.write_tenant(tenant_id, |t| {
         split(t.with_written(kind, id, |policy, stored| {

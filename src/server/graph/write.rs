@@ -6,12 +6,17 @@
 //! `@odata.type`, navigation properties, setting definitions). Every call checks the success
 //! status Graph documents for it; any other success status is an unexpected answer.
 //!
-//! Secrets: a backup never holds a secret's value (captures drop it). An update in place reads
-//! the live policy's secrets (their encrypted tokens, as Graph returns them) and sends each back
-//! unchanged where the backup has the same secret setting, so the secret stays as it is in
-//! Intune. A secret the live policy does not hold (or any secret, when the policy is created
-//! anew) cannot be restored: the write fails before anything is sent, naming the settings
-//! ([`secret_settings`] lets a preview say so first).
+//! Secrets: a backup never holds a secret's value (captures drop it). An update in place keeps
+//! each secret the backup has as the live policy holds it, so it stays as it is in Intune: a
+//! settings catalog secret is sent back as its encrypted token (Graph returns it with
+//! `valueState: encryptedValueToken` and takes it back); an encrypted OMA setting of a custom
+//! profile, which Graph reads as `****` with a `secretReferenceValueId`, is sent as its plain
+//! text, read through `getOmaSettingPlainTextValue` right before the write and held nowhere
+//! else (never stored, never logged). An OMA setting's `isEncrypted` and
+//! `secretReferenceValueId` are read-only and never sent. A secret the live policy does not
+//! hold (or any secret, when the policy is created anew) cannot be restored: the write fails
+//! before anything is sent, naming the settings ([`secret_settings`] lets a preview say so
+//! first).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -280,8 +285,16 @@ pub fn secret_settings(backup: &Value) -> Vec<String> {
     sorted.into_iter().collect()
 }
 
-/// Fills each secret in `body` with the live policy's encrypted value at the same place;
-/// the places the live policy has no secret for.
+/// Read-only properties of an OMA setting: Intune decides what it encrypts and names the
+/// encrypted value's reference.
+const OMA_READ_ONLY: [&str; 2] = ["isEncrypted", "secretReferenceValueId"];
+
+/// The value Graph reads an encrypted OMA setting as.
+const MASKED_SECRET: &str = "****";
+
+/// Fills each secret in `body` with the live policy's value at the same place (a settings
+/// catalog secret's encrypted token, an OMA setting's plain text); the places the live policy
+/// has no secret for.
 fn fill_secrets(
     value: &mut Value,
     anchor: &str,
@@ -294,12 +307,7 @@ fn fill_secrets(
             if is_secret(map) {
                 match live.get(&anchor) {
                     Some(secret) => {
-                        for key in [
-                            "value",
-                            "valueState",
-                            "isEncrypted",
-                            "secretReferenceValueId",
-                        ] {
+                        for key in ["value", "valueState"] {
                             if let Some(kept) = secret.get(key) {
                                 map.insert(key.to_owned(), kept.clone());
                             }
@@ -316,6 +324,16 @@ fn fill_secrets(
             .iter_mut()
             .for_each(|i| fill_secrets(i, anchor, live, missing)),
         _ => {}
+    }
+}
+
+/// Removes the read-only properties of a custom profile's OMA settings from a body.
+fn strip_oma_read_only(body: &mut Value) {
+    let Some(Value::Array(settings)) = body.get_mut("omaSettings") else {
+        return;
+    };
+    for setting in settings.iter_mut().filter_map(Value::as_object_mut) {
+        setting.retain(|key, _| !OMA_READ_ONLY.contains(&key.as_str()));
     }
 }
 
@@ -495,26 +513,25 @@ impl GraphClient {
             body: Value::Object(policy_body(policy, request.include_scope_tags)),
             content: inline_content(spec, request.backup),
         };
-        let secrets =
-            secret_settings(&prepared.body).len() + secret_settings(&prepared.content).len();
-        if secrets == 0 {
-            return Ok(prepared);
-        }
-        let live = match request.target {
-            Some(target) => {
-                self.live_secrets(creds, request.policy_type, target)
-                    .await?
+        let mut wanted = secret_settings(&prepared.body);
+        wanted.extend(secret_settings(&prepared.content));
+        if !wanted.is_empty() {
+            let live = match request.target {
+                Some(target) => {
+                    self.live_secrets(creds, request.policy_type, target, &wanted)
+                        .await?
+                }
+                None => HashMap::new(),
+            };
+            let mut missing = Vec::new();
+            fill_secrets(&mut prepared.body, "", &live, &mut missing);
+            fill_secrets(&mut prepared.content, "", &live, &mut missing);
+            if !missing.is_empty() {
+                return Err(secrets_error(&missing));
             }
-            None => HashMap::new(),
-        };
-        let mut missing = Vec::new();
-        fill_secrets(&mut prepared.body, "", &live, &mut missing);
-        fill_secrets(&mut prepared.content, "", &live, &mut missing);
-        if missing.is_empty() {
-            Ok(prepared)
-        } else {
-            Err(secrets_error(&missing))
         }
+        strip_oma_read_only(&mut prepared.body);
+        Ok(prepared)
     }
 
     /// Updates the policy's properties (settings catalog: with its settings, in one PUT).
@@ -618,13 +635,15 @@ impl GraphClient {
             })
     }
 
-    /// The live policy's secrets with their encrypted values, as Graph returns them (a
-    /// capture drops them): settings catalog settings, or the policy's own properties.
+    /// The live policy's secrets at the places `wanted` names, with the values a write keeps
+    /// them with (a capture drops them): settings catalog settings with their encrypted tokens
+    /// as Graph returns them, or the policy's encrypted OMA settings with their plain text.
     async fn live_secrets(
         &self,
         creds: &TenantCredentials,
         policy_type: PolicyType,
         target: &str,
+        wanted: &[String],
     ) -> Result<HashMap<String, Map<String, Value>>, GraphError> {
         let collection = policy_type.spec().collection;
         let raw = match write_spec(policy_type).content {
@@ -642,7 +661,56 @@ impl GraphClient {
         };
         let mut found = HashMap::new();
         collect_secrets(&raw, "", &mut found);
+        found.retain(|anchor, _| wanted.contains(anchor));
+        for secret in found.values_mut() {
+            // An encrypted OMA setting reads as `****` with its reference; its plain text is
+            // what a write takes.
+            let Some(reference) = secret
+                .get("secretReferenceValueId")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let plain = self
+                .oma_plain_text(creds, collection, target, &reference)
+                .await?;
+            secret.insert("value".into(), plain);
+        }
         Ok(found)
+    }
+
+    /// The plain text of a live policy's encrypted OMA setting, by its reference.
+    async fn oma_plain_text(
+        &self,
+        creds: &TenantCredentials,
+        collection: &str,
+        target: &str,
+        reference: &str,
+    ) -> Result<Value, GraphError> {
+        if !is_graph_id(reference) {
+            return Err(GraphError::new(
+                ReasonCode::InvalidResponse,
+                "the live policy names an encrypted OMA setting by a reference that is not a Graph id",
+            ));
+        }
+        // GET …/getOmaSettingPlainTextValue(secretReferenceValueId='…'): 200 with the string;
+        // it needs DeviceManagementConfiguration.ReadWrite.All, as any write does:
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-deviceconfiguration-getomasettingplaintextvalue
+        let url = self.graph_url(&format!(
+            "{collection}/{target}/getOmaSettingPlainTextValue(secretReferenceValueId='{reference}')"
+        ));
+        let answer = self.get_json(creds, &url).await?;
+        answer
+            .get("value")
+            .filter(|value| value.as_str().is_some_and(|v| v != MASKED_SECRET))
+            .cloned()
+            .ok_or_else(|| {
+                GraphError::new(
+                    ReasonCode::InvalidResponse,
+                    "getOmaSettingPlainTextValue answered without the setting's plain text",
+                )
+            })
     }
 
     /// Writes what the create or the update left: compliance actions after an update, and
