@@ -123,3 +123,69 @@ test("a throttled run says it is waiting for Microsoft Graph, then carries on", 
   await expect(page.getByTestId("graph-wait")).toHaveCount(0);
   await expect(page.getByTestId("graph-throttled")).not.toHaveText("0");
 });
+
+test("an open \"Cancel run?\" in the run panel survives polls, keeps the focus and answers the keyboard", async ({
+  page,
+}) => {
+  test.setTimeout(90_000);
+  await knobs(page, { latency_ms: 3_000, latency_jitter_ms: 0 });
+  const { runId, setId } = await queueRun(page, 20);
+  await page.goto(`/t/${TENANT}/backup-sets/${setId}`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  const row = page.getByTestId("run-row").filter({ hasText: `Run #${runId}` });
+  await row.getByTestId("cancel-run").click();
+  const confirm = row.getByTestId("cancel-confirm");
+  await expect(confirm).toBeVisible();
+  await expect(row.getByTestId("cancel-run-confirm")).toBeFocused();
+  // The panel polls every 1.5 s while the run is active: the question is still open after
+  // several polls, and the focus is still on its button.
+  await page.waitForTimeout(4_000);
+  await expect(row).toHaveAttribute("data-status", /pending|running/);
+  await expect(confirm).toBeVisible();
+  await expect(row.getByTestId("cancel-run-confirm")).toBeFocused();
+  // Escape closes it and gives the focus back to "Cancel run".
+  await page.keyboard.press("Escape");
+  await expect(confirm).toHaveCount(0);
+  await expect(row.getByTestId("cancel-run")).toBeFocused();
+  // Enter opens it again, and Enter on the focused "Yes, cancel run" cancels.
+  await page.keyboard.press("Enter");
+  await expect(row.getByTestId("cancel-run-confirm")).toBeFocused();
+  await page.keyboard.press("Enter");
+  await expect(page.getByTestId("toast").filter({ hasText: `Run #${runId} cancelled` })).toBeVisible();
+  await expect(row).toHaveAttribute("data-status", "cancelled");
+});
+
+test("a poll that fails does not stop the polling: the run page still shows the run's end", async ({ page }) => {
+  test.setTimeout(90_000);
+  await knobs(page, { latency_ms: 500, latency_jitter_ms: 0 });
+  const { runId } = await queueRun(page, 6);
+  // Every poll of the run fails until the route is lifted, as while the server restarts.
+  let failed = 0;
+  await page.route(/\/api\/runs\/version$/, (route) => {
+    failed += 1;
+    return route.abort();
+  });
+  await page.goto(`/t/${TENANT}/runs/${runId}`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(page.getByTestId("run-status")).toHaveText(/Queued|Running/);
+  // Said quietly, beside the run last read (which stays).
+  await expect(page.getByTestId("poll-trouble")).toBeVisible();
+  await expect(page.getByTestId("poll-trouble")).toHaveAttribute("role", "status");
+  await expect(page.getByTestId("run-status")).toHaveText(/Queued|Running/);
+  await page.unroute(/\/api\/runs\/version$/);
+  expect(failed).toBeGreaterThanOrEqual(1);
+  await expect(page.getByTestId("run-status")).toHaveText("Succeeded", { timeout: 45_000 });
+  await expect(page.getByTestId("poll-trouble")).toHaveCount(0);
+});
+
+test("a run panel poll that fails once is retried", async ({ page }) => {
+  test.setTimeout(90_000);
+  await knobs(page, { latency_ms: 500, latency_jitter_ms: 0 });
+  const { runId, setId } = await queueRun(page, 6);
+  await page.route(/\/api\/runs\/for-backup-set\/version$/, (route) => route.abort(), { times: 1 });
+  await page.goto(`/t/${TENANT}/backup-sets/${setId}`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  const row = page.getByTestId("run-row").filter({ hasText: `Run #${runId}` });
+  await expect(row).toHaveAttribute("data-status", "completed", { timeout: 45_000 });
+  await expect(page.getByTestId("poll-trouble")).toHaveCount(0);
+});

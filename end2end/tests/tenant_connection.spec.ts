@@ -68,3 +68,19 @@ test("a tenant never checked asks for a check; a wrong secret blocks runs until 
   await expect(page.getByRole("heading", { name: "Backup sets" })).toBeVisible();
   await expect(banner).toHaveCount(0);
 });
+
+test("a check that passes in the settings page takes the banner above the page away, without a reload", async ({
+  page,
+}) => {
+  await fabrikamApp(page, { token_error: "wrong_secret" });
+  await checkFabrikam(page);
+  await openHydrated(page, `/t/${FABRIKAM}/settings`);
+  const banner = page.getByTestId("connection-banner");
+  await expect(banner).toHaveAttribute("data-kind", "auth-failed");
+
+  await fabrikamApp(page, {});
+  const url = page.url();
+  await page.getByTestId("check-connection").click();
+  await expect(banner).toHaveCount(0, { timeout: 15_000 });
+  expect(page.url()).toBe(url);
+});

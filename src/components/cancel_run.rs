@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 
+use super::confirm::use_confirm_focus;
 use super::{use_toasts, ErrorMessage, NeedsRole};
 use crate::api::runs::CancelRun;
 use crate::domain::routes;
@@ -10,7 +11,8 @@ use crate::domain::routes;
 /// "Cancel run" for run `run_id`; `refused` is the reason the member may not (then disabled).
 /// `on_cancelled` runs after the cancel was accepted, so the caller reloads the run. A page that
 /// re-renders the button while polling passes `confirming` from outside the polled part, so an
-/// open confirmation survives the next poll.
+/// open confirmation survives the next poll. The confirmation takes the focus when it opens;
+/// Escape or "Keep running" closes it and gives the focus back to "Cancel run".
 #[component]
 pub fn CancelRunButton(
     tenant: String,
@@ -21,6 +23,7 @@ pub fn CancelRunButton(
 ) -> impl IntoView {
     let toasts = use_toasts();
     let confirming = confirming.unwrap_or_else(|| RwSignal::new(false));
+    let (opener, confirm_button) = use_confirm_focus(confirming);
     let cancel = ServerAction::<CancelRun>::new();
     // One per run: the run panel may show several active runs.
     let needs_id = format!("cancel-run-needs-{run_id}");
@@ -58,6 +61,7 @@ pub fn CancelRunButton(
                         data-testid="cancel-run"
                         disabled=refused.is_some()
                         aria-describedby=refused.map(|_| needs_id.clone())
+                        node_ref=opener
                         on:click=move |_| confirming.set(true)
                     >
                         "Cancel run"
@@ -66,11 +70,22 @@ pub fn CancelRunButton(
                     }
                 }
             >
-                <p role="alertdialog" aria-label="Confirm cancel" data-testid="cancel-confirm">
+                <p
+                    role="alertdialog"
+                    aria-label="Confirm cancel"
+                    data-testid="cancel-confirm"
+                    on:keydown=move |ev| {
+                        if ev.key() == "Escape" {
+                            ev.stop_propagation();
+                            confirming.set(false);
+                        }
+                    }
+                >
                     "Cancel run #" {run_id} "? Items not started are skipped; captures in progress finish. "
                     <button
                         type="button"
                         class="danger"
+                        node_ref=confirm_button
                         data-testid="cancel-run-confirm"
                         disabled=move || cancel.pending().get()
                         on:click=confirm.clone()

@@ -1,12 +1,55 @@
 //! An action that asks first: the button, then a question with "Yes" and "No". Used where a
 //! click changes something for other people (disconnect a tenant, remove a member).
 
+use leptos::html;
 use leptos::prelude::*;
 
 use super::NeedsRole;
 
+/// Keyboard focus for a confirmation that takes its button's place: when it opens, its first
+/// button (`confirm`) gets the focus; when it closes, the button that opened it (`opener`) gets
+/// it back. A confirmation rebuilt while open (a polled page) takes the focus again only when
+/// the rebuild lost it. Returns the two refs to put on the buttons. Effects run only in the
+/// browser.
+pub(super) fn use_confirm_focus(
+    open: RwSignal<bool>,
+) -> (NodeRef<html::Button>, NodeRef<html::Button>) {
+    let opener = NodeRef::<html::Button>::new();
+    let confirm = NodeRef::<html::Button>::new();
+    // Set when the focus should move, until the element to move it to is in the page.
+    let wanted = StoredValue::new(false);
+    Effect::new(move |was_open: Option<bool>| {
+        let is_open = open.get();
+        let target = if is_open { confirm.get() } else { opener.get() };
+        if was_open.is_some_and(|was| was != is_open)
+            || (was_open.is_none() && is_open && focus_lost())
+        {
+            wanted.set_value(true);
+        }
+        if wanted.get_value() {
+            if let Some(target) = target.filter(|target| target.is_connected()) {
+                wanted.set_value(false);
+                let _ = target.focus();
+            }
+        }
+        is_open
+    });
+    (opener, confirm)
+}
+
+/// Whether nothing on the page has the focus (it went back to the body with a removed element).
+pub(super) fn focus_lost() -> bool {
+    let document = document();
+    match (document.active_element(), document.body()) {
+        (None, _) => true,
+        (Some(active), Some(body)) => active == *body.as_ref(),
+        (Some(_), None) => false,
+    }
+}
+
 /// A button that asks `question` before it runs `on_confirm`. `refused` disables it with the
-/// reason beside it; `pending` disables the confirmation while the change is on its way.
+/// reason beside it; `pending` disables the confirmation while the change is on its way. The
+/// question takes the focus when it opens; Escape or "No" closes it and gives the focus back.
 #[component]
 pub fn ConfirmButton(
     /// The button's text.
@@ -26,6 +69,7 @@ pub fn ConfirmButton(
     #[prop(into)] on_confirm: Callback<()>,
 ) -> impl IntoView {
     let asking = RwSignal::new(false);
+    let (opener, confirm_button) = use_confirm_focus(asking);
     let needs_id = format!("{testid}-needs");
     let confirm_id = format!("{testid}-confirm");
     // The question closes once the change went through (or failed, shown by the caller).
@@ -49,6 +93,7 @@ pub fn ConfirmButton(
                         data-testid=testid
                         disabled=refused.is_some()
                         aria-describedby=refused.map(|_| needs_id.clone())
+                        node_ref=opener
                         on:click=move |_| asking.set(true)
                     >
                         {label}
@@ -57,11 +102,22 @@ pub fn ConfirmButton(
                 }
             }
         >
-            <p class="confirm" role="alertdialog" aria-label=label>
+            <p
+                class="confirm"
+                role="alertdialog"
+                aria-label=label
+                on:keydown=move |ev| {
+                    if ev.key() == "Escape" {
+                        ev.stop_propagation();
+                        asking.set(false);
+                    }
+                }
+            >
                 {question.clone()} " "
                 <button
                     type="button"
                     class=class
+                    node_ref=confirm_button
                     data-testid=confirm_id.clone()
                     disabled=move || pending.get()
                     on:click=move |_| on_confirm.run(())

@@ -5,9 +5,12 @@
 
 use leptos::prelude::*;
 
-use super::{use_poll_while, Column, DataTable, ErrorMessage, Loading, NeedsRole, ToastQueue};
+use super::poll::{use_poll, PollState, PollTrouble};
+use super::{Column, DataTable, ErrorMessage, Loading, NeedsRole, ToastQueue};
 use crate::api::connection::{get_connection_check, CheckConnection};
-use crate::domain::connection::{ConnectionCheck as LastCheck, ConnectionReport, TypeStatus};
+use crate::domain::connection::{
+    ConnectionCheck as LastCheck, ConnectionReport, ConnectionStatus, TypeStatus,
+};
 use crate::domain::{routes, Capability};
 use crate::pages::tenant_layout::refusal;
 
@@ -24,19 +27,35 @@ pub fn ConnectionCheck(
         move || (tenant.get(), tick.get(), start.version().get()),
         |(tenant, _, _)| get_connection_check(tenant),
     );
-    use_poll_while(tick, move || {
-        status.with(|status| matches!(status, Some(Ok(status)) if status.active_run.is_some()))
+    let failures = use_poll(tick, move || {
+        status.with(|status| PollState::of(status.as_ref(), |s| s.active_run.is_some()))
     });
-    // A check seen queued or running that has now ended: say how it went. Effects only run in
-    // the browser.
+    // The status last shown: a poll that failed keeps it (with a quiet note) until one works.
+    let shown = StoredValue::new(None::<ConnectionStatus>);
+    // A check seen queued or running that has now ended, or the one this page started that
+    // ended before a poll saw it running: say how it went, once. Effects only run in the
+    // browser.
     let watched = StoredValue::new(None::<i64>);
+    let reported = StoredValue::new(None::<i64>);
     Effect::new(move |_| {
         let Some(Ok(current)) = status.get() else {
             return;
         };
         let was = watched.get_value();
         watched.set_value(current.active_run);
-        if let (Some(run_id), None) = (was, current.active_run) {
+        let started = start
+            .value()
+            .get_untracked()
+            .and_then(Result::ok)
+            .map(|run| run.run_id);
+        let last_run = current.last.as_ref().and_then(|last| last.run_id);
+        let ended = match (was, current.active_run) {
+            (Some(run_id), None) => Some(run_id),
+            (None, None) if started.is_some() && started == last_run => started,
+            _ => None,
+        };
+        if let Some(run_id) = ended.filter(|run_id| reported.get_value() != Some(*run_id)) {
+            reported.set_value(Some(run_id));
             let outcome = current
                 .last
                 .as_ref()
@@ -61,7 +80,14 @@ pub fn ConnectionCheck(
             <Transition fallback=|| view! { <Loading what="the last connection check" /> }>
                 {move || Suspend::new(async move {
                     let refused = refusal(Capability::CheckConnection).await;
-                    match status.await {
+                    let read = match status.await {
+                        Ok(current) => {
+                            shown.set_value(Some(current.clone()));
+                            Ok(current)
+                        }
+                        Err(error) => shown.get_value().ok_or(error),
+                    };
+                    match read {
                         Ok(current) => view! {
                             <CheckButton start tenant refused active=current.active_run />
                             <LastCheckReport tenant last=current.last />
@@ -71,6 +97,7 @@ pub fn ConnectionCheck(
                     }
                 })}
             </Transition>
+            <PollTrouble failures />
             {move || {
                 start
                     .value()
@@ -254,8 +281,8 @@ pub fn ConnectionBanner(
         move || (tenant.get(), changed.map(|c| c.get()), tick.get()),
         |(tenant, _, _)| get_connection_check(tenant),
     );
-    use_poll_while(tick, move || {
-        status.with(|status| matches!(status, Some(Ok(status)) if status.active_run.is_some()))
+    use_poll(tick, move || {
+        status.with(|status| PollState::of(status.as_ref(), |s| s.active_run.is_some()))
     });
     view! {
         <Transition fallback=|| ()>

@@ -14,6 +14,26 @@ use crate::domain::selection::MAX_SELECTION;
 use crate::domain::{routes, AppError, PolicyIds};
 use crate::pages::tenant_layout::use_tenant;
 
+/// Gives the focus to the "Add policies" button when it is in the picker being closed, or lost.
+fn return_focus_to_opener() {
+    #[cfg(feature = "hydrate")]
+    {
+        use leptos::wasm_bindgen::JsCast;
+        let document = document();
+        let in_picker = document
+            .active_element()
+            .is_some_and(|active| matches!(active.closest(".policy-picker"), Ok(Some(_))));
+        if !(in_picker || super::confirm::focus_lost()) {
+            return;
+        }
+        if let Ok(Some(opener)) = document.query_selector("[data-testid=open-picker]") {
+            if let Ok(opener) = opener.dyn_into::<leptos::web_sys::HtmlElement>() {
+                let _ = opener.focus();
+            }
+        }
+    }
+}
+
 /// The picker, for members whose role may start runs (the page does not offer it to others).
 /// `on_close` hides the picker (also on Escape).
 #[component]
@@ -75,6 +95,9 @@ pub fn PolicyPicker(
     };
 
     let count = move || selected.with(BTreeSet::len);
+    // However the picker closes (Escape, Close, a queued run), the focus goes back to the
+    // "Add policies" button that opened it, unless the member has moved it elsewhere.
+    on_cleanup(return_focus_to_opener);
 
     view! {
         <section

@@ -1,14 +1,19 @@
 //! Polling, written once: a page keeps a `tick` that its resources read, and bumps it after a
-//! delay for as long as what it shows is still moving.
+//! delay for as long as what it shows is still moving. A poll that fails (a server restart, a
+//! dropped request) does not stop it: it tries again later, waiting longer each time.
 
 use std::time::Duration;
 
 use leptos::prelude::*;
 
+use crate::domain::AppError;
+
 /// Poll interval while the tab is visible.
 const POLL_VISIBLE: Duration = Duration::from_millis(1500);
 /// Poll interval while the tab is hidden.
 const POLL_HIDDEN: Duration = Duration::from_secs(5);
+/// The longest wait between tries after polls failed.
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// How long to wait before polling again: slower when the tab is hidden (browser only).
 pub fn poll_delay() -> Duration {
@@ -19,20 +24,157 @@ pub fn poll_delay() -> Duration {
     }
 }
 
-/// Bumps `tick` once after [`poll_delay`] each time `active()` is re-evaluated to `true`, so a
-/// resource that reads `tick` loads again, and `active()` is asked again about the new data.
-/// It stops by itself when `active()` answers `false` (a run ended). Effects run only in the
-/// browser, so the server never polls; a pending timer is cleared when the page goes away.
-pub fn use_poll_while(tick: RwSignal<u64>, active: impl Fn() -> bool + 'static) {
-    Effect::new(move |_| {
-        if !active() {
-            return;
+/// How long to wait after `failures` polls in a row failed: twice the visible interval after
+/// the first, doubling each time, at most [`RETRY_MAX`].
+pub fn retry_delay(failures: u32) -> Duration {
+    let factor = 1_u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX);
+    POLL_VISIBLE.saturating_mul(factor).min(RETRY_MAX)
+}
+
+/// What a polled read shows, as its poll sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollState {
+    /// Not read yet.
+    Unknown,
+    /// Still moving (a run queued or running): read again soon.
+    Moving,
+    /// Settled (the run ended): nothing more to read.
+    Settled,
+    /// The last read failed: read again later if the last answer was still moving.
+    Failed,
+}
+
+impl PollState {
+    /// The state of a resource's value; `moving` says whether a successful answer still moves.
+    pub fn of<T>(read: Option<&Result<T, AppError>>, moving: impl FnOnce(&T) -> bool) -> Self {
+        match read {
+            None => Self::Unknown,
+            Some(Ok(value)) if moving(value) => Self::Moving,
+            Some(Ok(_)) => Self::Settled,
+            Some(Err(_)) => Self::Failed,
         }
+    }
+}
+
+/// Bumps `tick` once after [`poll_delay`] each time `state()` is re-evaluated to
+/// [`PollState::Moving`], so a resource that reads `tick` loads again, and `state()` is asked
+/// again about the new data. It stops by itself when `state()` answers `Settled` (a run ended).
+/// A failed read while the last answer was moving is retried after [`retry_delay`] (a first
+/// read that fails is not: the page shows its error). Returns how many polls failed in a row,
+/// for [`PollTrouble`]. Effects run only in the browser, so the server never polls; a pending
+/// timer is cleared when the page goes away.
+pub fn use_poll(tick: RwSignal<u64>, state: impl Fn() -> PollState + 'static) -> ReadSignal<u32> {
+    let failures = RwSignal::new(0_u32);
+    // Whether the last answer that arrived was still moving.
+    let moving = StoredValue::new(false);
+    // The tick whose failure was counted: a failure re-evaluated twice counts once.
+    let failed_at = StoredValue::new(None::<u64>);
+    Effect::new(move |_| {
+        let delay = match state() {
+            PollState::Unknown => return,
+            PollState::Settled => {
+                moving.set_value(false);
+                if failures.get_untracked() != 0 {
+                    failures.set(0);
+                }
+                return;
+            }
+            PollState::Moving => {
+                moving.set_value(true);
+                if failures.get_untracked() != 0 {
+                    failures.set(0);
+                }
+                poll_delay()
+            }
+            PollState::Failed => {
+                if !moving.get_value() {
+                    return;
+                }
+                let at = tick.get_untracked();
+                if failed_at.get_value() != Some(at) {
+                    failed_at.set_value(Some(at));
+                    failures.update(|n| *n = n.saturating_add(1));
+                }
+                retry_delay(failures.get_untracked())
+            }
+        };
         let bump = move || {
             tick.try_update(|t| *t += 1);
         };
-        if let Ok(handle) = set_timeout_with_handle(bump, poll_delay()) {
+        if let Ok(handle) = set_timeout_with_handle(bump, delay) {
             on_cleanup(move || handle.clear());
         }
     });
+    failures.read_only()
+}
+
+/// [`use_poll`] for a page outside this module: `state()` answers whether what it shows still
+/// moves (`true`/`false`), or, for a read that may fail, `None` before the first answer,
+/// `Some(Err(()))` when the last read failed and `Some(Ok(moving))` otherwise.
+pub fn use_poll_while<S: Into<PollState>>(
+    tick: RwSignal<u64>,
+    state: impl Fn() -> S + 'static,
+) -> ReadSignal<u32> {
+    use_poll(tick, move || state().into())
+}
+
+impl From<bool> for PollState {
+    fn from(moving: bool) -> Self {
+        if moving {
+            Self::Moving
+        } else {
+            Self::Settled
+        }
+    }
+}
+
+impl From<Option<Result<bool, ()>>> for PollState {
+    fn from(read: Option<Result<bool, ()>>) -> Self {
+        match read {
+            None => Self::Unknown,
+            Some(Ok(moving)) => moving.into(),
+            Some(Err(())) => Self::Failed,
+        }
+    }
+}
+
+/// A failed poll, said quietly beside what was last read: it is tried again by itself.
+#[component]
+pub fn PollTrouble(failures: ReadSignal<u32>) -> impl IntoView {
+    move || {
+        (failures.get() > 0).then(|| {
+            view! {
+                <p class="poll-trouble muted small" role="status" data-testid="poll-trouble">
+                    "Could not refresh — trying again…"
+                </p>
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_the_maximum() {
+        let delays: Vec<_> = (1..=40).map(retry_delay).collect();
+        assert_eq!(delays[0], Duration::from_secs(3));
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert!(delays.iter().all(|d| *d <= RETRY_MAX && *d > POLL_VISIBLE));
+        assert_eq!(*delays.last().unwrap_or(&Duration::ZERO), RETRY_MAX);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
+    }
+
+    #[test]
+    fn a_failed_read_is_failed_whatever_was_read_before() {
+        let err: Result<bool, AppError> = Err(AppError::NotFound("gone".into()));
+        assert_eq!(PollState::of(Some(&err), |m| *m), PollState::Failed);
+        assert_eq!(PollState::of(Some(&Ok(true)), |m| *m), PollState::Moving);
+        assert_eq!(PollState::of(Some(&Ok(false)), |m| *m), PollState::Settled);
+        assert_eq!(
+            PollState::of(None::<&Result<bool, AppError>>, |m| *m),
+            PollState::Unknown
+        );
+    }
 }

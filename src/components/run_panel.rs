@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use leptos::prelude::*;
 
+use super::poll::{use_poll, PollState, PollTrouble};
 use super::{
-    or_absent, use_poll_while, use_toasts, CancelRunButton, ErrorMessage, Loading, RetryRunButton,
-    RunStatusBadge,
+    or_absent, use_toasts, CancelRunButton, ErrorMessage, Loading, RetryRunButton, RunStatusBadge,
 };
 use crate::api::runs::{backup_set_runs, backup_set_runs_version};
 use crate::domain::Capability;
@@ -103,18 +103,43 @@ pub fn RunPanel(
             finished.update(|n| *n += 1);
         }
     });
-    use_poll_while(tick, move || {
-        runs.with(
-            |runs| matches!(runs, Some(Ok(list)) if list.iter().any(|run| run.status.is_active())),
-        )
+    let failures = use_poll(tick, move || {
+        runs.with(|runs| {
+            PollState::of(runs.as_ref(), |list| {
+                list.iter().any(|run| run.status.is_active())
+            })
+        })
     });
+    // The list last shown: a poll that failed keeps it (with a quiet note) until one succeeds.
+    let shown = StoredValue::new(None::<Vec<RunSummary>>);
+    // Whether each run's "Cancel run?" is open, outside the polled part (which is rebuilt at
+    // every poll), so an open confirmation survives the next poll.
+    let owner = StoredValue::new(Owner::current().unwrap_or_default());
+    let confirming = StoredValue::new(HashMap::<i64, RwSignal<bool>>::new());
+    let confirming_for = move |run_id: i64| {
+        if let Some(open) = confirming.with_value(|open| open.get(&run_id).copied()) {
+            return open;
+        }
+        let open = owner.with_value(|owner| owner.with(|| RwSignal::new(false)));
+        confirming.update_value(|all| {
+            all.insert(run_id, open);
+        });
+        open
+    };
 
     view! {
         <section class="run-panel" aria-labelledby="run-panel-title" data-testid="run-panel">
             <h2 id="run-panel-title">"Runs of this set"</h2>
             <Transition fallback=|| view! { <Loading what="runs" /> }>
                 {move || Suspend::new(async move {
-                    match runs.await {
+                    let read = match runs.await {
+                        Ok(list) => {
+                            shown.set_value(Some(list.clone()));
+                            Ok(list)
+                        }
+                        Err(error) => shown.get_value().ok_or(error),
+                    };
+                    match read {
                         Ok(list) if list.is_empty() => view! {
                             <p class="muted">"No runs yet. Add policies to start one."</p>
                         }.into_any(),
@@ -125,7 +150,10 @@ pub fn RunPanel(
                             };
                             view! {
                                 <ul class="run-list">
-                                    {list.into_iter().map(|run| view! { <RunRow tenant run refused tick /> }).collect_view()}
+                                    {list.into_iter().map(|run| {
+                                        let confirming = confirming_for(run.id);
+                                        view! { <RunRow tenant run refused tick confirming /> }
+                                    }).collect_view()}
                                 </ul>
                             }.into_any()
                         }
@@ -133,6 +161,7 @@ pub fn RunPanel(
                     }
                 })}
             </Transition>
+            <PollTrouble failures />
         </section>
     }
 }
@@ -151,10 +180,11 @@ fn RunRow(
     run: RunSummary,
     refused: Refusals,
     tick: RwSignal<u64>,
+    confirming: RwSignal<bool>,
 ) -> impl IntoView {
     let reload = move || tick.update(|n| *n += 1);
     let cancel = run.status.is_active().then(|| {
-        view! { <CancelRunButton tenant=tenant.get_untracked() run_id=run.id refused=refused.cancel on_cancelled=reload /> }
+        view! { <CancelRunButton tenant=tenant.get_untracked() run_id=run.id refused=refused.cancel on_cancelled=reload confirming /> }
     });
     let failed = run.retry_items();
     let retry = (failed > 0).then(|| {

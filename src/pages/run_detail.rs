@@ -84,9 +84,35 @@ pub fn RunDetailPage() -> impl IntoView {
             );
         }
     };
-    use_poll_while(tick, move || {
-        run.with(|run| matches!(run, Some(Ok(detail)) if detail.status.is_active()))
+    // A failed poll is tried again later, while the run last read was active.
+    let failures = use_poll_while(tick, move || {
+        run.with(|run| {
+            run.as_ref().map(|run| {
+                run.as_ref()
+                    .map(|detail| detail.status.is_active())
+                    .map_err(|_| ())
+            })
+        })
     });
+    // The view last shown: a poll of the same view that failed keeps it (with a quiet note)
+    // until one succeeds; another view (outcome, page) that fails shows why.
+    let shown = StoredValue::new(None::<((i64, String, i64), RunDetail)>);
+    let view_now = move || {
+        let page = page.get_untracked().ok()?;
+        Some((id.get_untracked()?, outcome.get_untracked(), page))
+    };
+    let shown_or = move |read: Result<RunDetail, AppError>| match (read, view_now()) {
+        (Ok(detail), now) => {
+            shown.set_value(now.map(|now| (now, detail.clone())));
+            Ok(detail)
+        }
+        (Err(error), now) => shown
+            .with_value(|shown| match (shown, now) {
+                (Some((seen, detail)), Some(now)) if *seen == now => Some(detail.clone()),
+                _ => None,
+            })
+            .ok_or(error),
+    };
     // A run that compares captures (drift check, capture now) can also be filtered by result;
     // an effect reads the run (in the browser, once it has arrived), so hydration matches.
     let compares = RwSignal::new(false);
@@ -113,7 +139,7 @@ pub fn RunDetailPage() -> impl IntoView {
         <Toasts />
         <Transition fallback=|| view! { <Loading what="the run" /> }>
             {move || Suspend::new(async move {
-                match run.await {
+                match shown_or(run.await) {
                     Ok(detail) => {
                         let active = detail.status.is_active().then_some(detail.id);
                         let refused = refusal(Capability::CancelRuns).await;
@@ -140,6 +166,11 @@ pub fn RunDetailPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        {move || (failures.get() > 0).then(|| view! {
+            <p class="poll-trouble muted small" role="status" data-testid="poll-trouble">
+                "Could not refresh — trying again…"
+            </p>
+        })}
         <h2 id="items-title">"Items"</h2>
         <div class="action-row">
             <OutcomeFilter outcome compares on_change=show_outcome />
@@ -147,7 +178,7 @@ pub fn RunDetailPage() -> impl IntoView {
         </div>
         <Transition fallback=|| view! { <Loading what="the items" /> }>
             {move || Suspend::new(async move {
-                let Ok(detail) = run.await else {
+                let Ok(detail) = shown_or(run.await) else {
                     // The error is already shown above.
                     return ().into_any();
                 };

@@ -89,7 +89,7 @@ pub fn TenantLayout() -> impl IntoView {
     view! {
         <AppHeader me tenant=tenant />
         <main class="page">
-            <crate::components::ConnectionBanner tenant />
+            <crate::components::ConnectionBanner tenant changed=connection_changed />
             <TenantBanners tenant changed=connection_changed />
             <Outlet />
         </main>

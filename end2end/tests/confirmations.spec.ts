@@ -1,0 +1,45 @@
+import { expect, test } from "@playwright/test";
+import { call, FABRIKAM, openHydrated, signIn } from "./demo";
+
+// Confirmations and the picker with the keyboard: a question that opens takes the focus,
+// Escape closes it, and the focus goes back to the button that opened it. Fabrikam only
+// (backup_sets.spec.ts expects Contoso without backup sets), and nothing is changed.
+
+test("a confirmation takes the focus, Escape closes it and the focus goes back", async ({ page }) => {
+  await signIn(page, "admin@contoso.example");
+  await openHydrated(page, `/t/${FABRIKAM}/members`);
+  const remove = page.getByTestId("remove-member").first();
+  await remove.focus();
+  await page.keyboard.press("Enter");
+  const question = page.getByRole("alertdialog");
+  await expect(question).toBeVisible();
+  await expect(question.getByRole("button").first()).toBeFocused();
+  await page.keyboard.press("Escape");
+  await expect(question).toHaveCount(0);
+  await expect(page.getByTestId("remove-member").first()).toBeFocused();
+});
+
+test("closing the policy picker gives the focus back to Add policies", async ({ page }) => {
+  await signIn(page, "operator@fabrikam.example");
+  const set = await call(page, "backup-sets/create", {
+    tenant: FABRIKAM,
+    name: `E2E keyboard ${Date.now()}`,
+    description: "",
+  });
+  await openHydrated(page, `/t/${FABRIKAM}/backup-sets/${set.id}`);
+  const open = page.getByRole("button", { name: "Add policies" });
+  await open.focus();
+  await page.keyboard.press("Enter");
+  const picker = page.getByTestId("policy-picker");
+  await expect(picker.getByTestId("policy-row").first()).toBeVisible();
+  await picker.locator('tbody input[type="checkbox"]').first().focus();
+  await page.keyboard.press("Escape");
+  await expect(picker).toHaveCount(0);
+  await expect(open).toBeFocused();
+  // The Close button too.
+  await page.keyboard.press("Enter");
+  await expect(picker.getByTestId("policy-row").first()).toBeVisible();
+  await picker.getByRole("button", { name: "Close" }).click();
+  await expect(picker).toHaveCount(0);
+  await expect(open).toBeFocused();
+});
