@@ -1019,3 +1019,48 @@ async fn a_name_with_a_lone_surrogate_is_listed_not_refused() {
     assert_eq!(names, ["Base\u{fffd}line", "Fine"]);
     assert_eq!(mock.requests().len(), 1, "read at the first attempt");
 }
+
+#[tokio::test]
+async fn a_throttled_or_failing_token_endpoint_is_asked_again_and_concurrent_captures_share_one_fetch(
+) {
+    use tenantatlas::graph_sim::TokenUnavailable;
+    for (status, retry_after_secs) in [(429, Some(1)), (503, None), (429, None)] {
+        let sim = start_sim(8, Knobs::default()).await;
+        let policy = first(&sim, Kind::CompliancePolicy);
+        sim.set_knobs(Knobs {
+            token_unavailable: Some(TokenUnavailable {
+                status,
+                times: 1,
+                retry_after_secs,
+            }),
+            ..Knobs::default()
+        });
+        sim.reset_counters();
+        let client = client(&sim);
+        let started = std::time::Instant::now();
+        let creds = creds(SECRET);
+        let captures = (0..6)
+            .map(|_| client.capture_policy(&creds, PolicyType::Compliance, &policy.id, PLAIN));
+        for capture in futures::future::join_all(captures).await {
+            capture.unwrap_or_else(|e| panic!("{status}: {e}"));
+        }
+        if let Some(seconds) = retry_after_secs {
+            assert!(
+                started.elapsed() >= Duration::from_secs(seconds),
+                "Retry-After honoured"
+            );
+        }
+        let tokens: Vec<u16> = sim
+            .counters()
+            .requests
+            .iter()
+            .filter(|r| r.endpoint == "token")
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(
+            tokens,
+            [status, 200],
+            "one fetch, retried once, for every capture"
+        );
+    }
+}

@@ -36,11 +36,25 @@ pub struct Knobs {
     pub rate_hang: f64,
     /// `expires_in` of issued tokens.
     pub token_lifetime_secs: u64,
+    /// The token endpoint's throttling or outage: its next requests (after these knobs are set)
+    /// are answered with this status instead of a token.
+    pub token_unavailable: Option<TokenUnavailable>,
     /// Forced faults by policy Graph id; they apply to the policy and its sub-collections.
     pub faults: BTreeMap<String, Fault>,
     /// How each tenant's app registration is set up in Entra ID, by tenant id (any case); a
     /// tenant not named has a valid secret, admin consent and every permission in [`APP_ROLES`].
     pub apps: BTreeMap<String, AppSetup>,
+}
+
+/// The token endpoint answering `status` (429 or 503, with `Retry-After` when
+/// `retry_after_secs` is set) to its next `times` requests, as Entra ID throttles or fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenUnavailable {
+    pub status: u16,
+    pub times: u32,
+    #[serde(default)]
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The application permissions a simulated app holds unless its [`AppSetup`] takes some away:
@@ -112,6 +126,7 @@ impl Default for Knobs {
             rate_malformed: 0.0,
             rate_hang: 0.0,
             token_lifetime_secs: 3_599,
+            token_unavailable: None,
             faults: BTreeMap::new(),
             apps: BTreeMap::new(),
         }

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use counters::{RequestRecord, SimCounters};
-pub use knobs::{AppSetup, Fault, Knobs, TokenFault, APP_ROLES};
+pub use knobs::{AppSetup, Fault, Knobs, TokenFault, TokenUnavailable, APP_ROLES};
 pub use mutation::{Mutation, MutationReport, Renamed};
 pub use resources::{MASKED_SECRET, MAX_PAGE_SIZE};
 pub use stored::Stored;
@@ -107,6 +107,8 @@ struct SimState {
     write_windows: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
     /// How often a counted fault (`Throttle`, `Unavailable`) has fired, by policy id.
     fault_hits: Mutex<HashMap<String, u32>>,
+    /// How often `token_unavailable` has fired (reset by `SimHandle::set_knobs`).
+    token_fault_hits: Mutex<u32>,
     log: Mutex<Vec<RequestRecord>>,
 }
 
@@ -286,6 +288,7 @@ impl GraphSim {
             windows: Mutex::new(HashMap::new()),
             write_windows: Mutex::new(HashMap::new()),
             fault_hits: Mutex::new(HashMap::new()),
+            token_fault_hits: Mutex::new(0),
             log: Mutex::new(Vec::new()),
         });
         let app = routes::router(Arc::clone(&state));
@@ -327,6 +330,7 @@ impl SimHandle {
     /// Replaces the knobs; in-flight requests keep the ones they started with.
     pub fn set_knobs(&self, knobs: Knobs) {
         *self.state.knobs.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(knobs);
+        *lock(&self.state.token_fault_hits) = 0;
     }
 
     /// Forces `fault` on every request touching policy `graph_id`.

@@ -67,6 +67,41 @@ async fn token(
     let knobs = sim.knobs();
     let app = knobs.app(&tenant);
     let tenant_ok = tenant.len() == 36 && tenant.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    let unavailable = knobs.token_unavailable.filter(|u| {
+        let mut hits = lock(&sim.token_fault_hits);
+        let fires = *hits < u.times;
+        *hits += u32::from(fires);
+        fires
+    });
+    if let Some(unavailable) = unavailable {
+        let status =
+            StatusCode::from_u16(unavailable.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut response = token_error(
+            status,
+            "temporarily_unavailable",
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                50_196
+            } else {
+                90_033
+            },
+            "The service is temporarily unavailable or throttling requests; try again later.",
+        );
+        sim.record(
+            arrival,
+            "POST",
+            "token".into(),
+            (uri.path(), uri.query().unwrap_or("")),
+            status.as_u16(),
+            None,
+        );
+        let mut response = (response.0, Json(std::mem::take(&mut response.1))).into_response();
+        if let Some(seconds) = unavailable.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        return response;
+    }
     let (status, mut body) = if !tenant_ok {
         token_error(
             StatusCode::BAD_REQUEST,

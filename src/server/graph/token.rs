@@ -111,7 +111,7 @@ impl TokenCache {
         if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
             return Ok(token.access_token.clone());
         }
-        let fresh = request_token(http, config, creds)
+        let fresh = request_token_retried(http, config, creds)
             .await
             .map_err(|failure| failure.error)?;
         let token = fresh.access_token.clone();
@@ -129,7 +129,7 @@ impl TokenCache {
     ) -> Result<String, TokenFailure> {
         let slot = self.slot(creds);
         let mut cached = slot.lock().await;
-        let fresh = request_token(http, config, creds).await?;
+        let fresh = request_token_retried(http, config, creds).await?;
         let token = fresh.access_token.clone();
         *cached = Some(fresh);
         Ok(token)
@@ -145,12 +145,39 @@ impl TokenCache {
     }
 }
 
-/// POSTs the client-credentials grant to `{login_base}/{tenant}/oauth2/v2.0/token`.
-async fn request_token(
+/// [`request_token`] with Graph's retry policy: a throttled (429) or failing (5xx, transport,
+/// timeout) token endpoint is asked again after its `Retry-After` (capped like Graph's) or the
+/// backoff, up to the same number of attempts. The caller holds the tenant's token slot, so
+/// concurrent requests of the tenant wait for this one fetch and its retries.
+async fn request_token_retried(
     http: &reqwest::Client,
     config: &GraphConfig,
     creds: &TenantCredentials,
 ) -> Result<CachedToken, TokenFailure> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match request_token(http, config, creds).await {
+            Ok(token) => return Ok(token),
+            Err((failure, Some(retry_after))) if attempt < config.retry.max_attempts => {
+                let wait = config.retry.delay(attempt, retry_after);
+                tracing::debug!(attempt, ?wait, reason = %failure.error.reason_code(), "token request retried");
+                super::interrupt::waiting(tokio::time::sleep(wait)).await?;
+            }
+            Err((failure, _)) => return Err(failure),
+        }
+    }
+}
+
+/// POSTs the client-credentials grant to `{login_base}/{tenant}/oauth2/v2.0/token`. A failure
+/// comes with `Some(Retry-After)` when asking again may help (429, 5xx, transport).
+async fn request_token(
+    http: &reqwest::Client,
+    config: &GraphConfig,
+    creds: &TenantCredentials,
+) -> Result<CachedToken, (TokenFailure, Option<Option<Duration>>)> {
+    let transient = |error: GraphError| (TokenFailure::from(error), Some(None));
+    let final_ = |error: GraphError| (TokenFailure::from(error), None);
     let url = format!(
         "{}/{}/oauth2/v2.0/token",
         config.login_base.trim_end_matches('/'),
@@ -169,32 +196,31 @@ async fn request_token(
         .timeout(config.request_timeout)
         .send()
         .await
-        .map_err(|e| token_transport_error(&e))?;
+        .map_err(|e| transient(token_transport_error(&e)))?;
     let status = response.status();
+    let retry_after = super::retry::retry_after(response.headers());
     let body = match read_body(response, MAX_TOKEN_BODY_BYTES).await {
         Ok(body) => body,
-        Err(BodyError::Transport(e)) => return Err(token_transport_error(&e).into()),
+        Err(BodyError::Transport(e)) => return Err(transient(token_transport_error(&e))),
         Err(BodyError::TooLarge) => {
-            return Err(GraphError::new(
+            return Err(final_(GraphError::new(
                 ReasonCode::InvalidResponse,
                 "the token endpoint answered more than a megabyte",
-            )
-            .into())
+            )))
         }
     };
     if status.is_success() {
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-            GraphError::new(
+            final_(GraphError::new(
                 ReasonCode::InvalidResponse,
                 "the token endpoint answered unreadable JSON",
-            )
+            ))
         })?;
         if parsed.access_token.is_empty() {
-            return Err(GraphError::new(
+            return Err(final_(GraphError::new(
                 ReasonCode::InvalidResponse,
                 "the token endpoint sent an empty token",
-            )
-            .into());
+            )));
         }
         let lifetime = Duration::from_secs(parsed.expires_in).min(MAX_TOKEN_LIFETIME);
         // Refresh a margin before expiry; very short lifetimes are used for half their life.
@@ -213,21 +239,26 @@ async fn request_token(
         refused.error.as_deref().unwrap_or_default(),
         refused.description.as_deref().unwrap_or_default()
     );
-    let (reason, refusal) = match status.as_u16() {
+    let (reason, refusal, retry) = match status.as_u16() {
         400 | 401 | 403 => (
             ReasonCode::AuthenticationFailed,
             Some(refused.refusal(status.as_u16())),
+            None,
         ),
-        429 => (ReasonCode::Throttled, None),
-        _ => (ReasonCode::GraphUnavailable, None),
+        429 => (ReasonCode::Throttled, None, Some(retry_after)),
+        500..=599 => (ReasonCode::GraphUnavailable, None, Some(retry_after)),
+        _ => (ReasonCode::GraphUnavailable, None, None),
     };
-    Err(TokenFailure {
-        error: GraphError::new(
-            reason,
-            format!("the token endpoint answered {status}: {detail}"),
-        ),
-        refusal,
-    })
+    Err((
+        TokenFailure {
+            error: GraphError::new(
+                reason,
+                format!("the token endpoint answered {status}: {detail}"),
+            ),
+            refusal,
+        },
+        retry,
+    ))
 }
 
 /// The error body of Microsoft's token endpoint: the OAuth `error` and `error_description`,
