@@ -51,8 +51,18 @@ pub fn MembersPage() -> impl IntoView {
             fetch_if_held(page, Capability::ReadAuditLog, move || list_members(tenant))
         },
     );
+    // A role change or a removal can withdraw invitations too: the server withdraws those of a
+    // member who is no longer an owner.
     let invitations = Resource::new(
-        move || (tenant.get(), add.version().get(), revoke.version().get()),
+        move || {
+            (
+                tenant.get(),
+                add.version().get(),
+                revoke.version().get(),
+                actions.change.version().get(),
+                actions.remove.version().get(),
+            )
+        },
         move |(tenant, ..)| {
             fetch_if_held(page, Capability::ReadAuditLog, move || {
                 list_invitations(tenant)
@@ -69,6 +79,13 @@ pub fn MembersPage() -> impl IntoView {
     Effect::new(move |_| {
         if let Some(result) = actions.remove.value().get() {
             problem.set(result.err());
+        }
+    });
+    // The last withdrawal's refusal (gone meanwhile, not allowed), until the next one.
+    let revoke_problem = RwSignal::new(None::<AppError>);
+    Effect::new(move |_| {
+        if let Some(result) = revoke.value().get() {
+            revoke_problem.set(result.err());
         }
     });
 
@@ -96,6 +113,9 @@ pub fn MembersPage() -> impl IntoView {
             })}
         </Transition>
         <h2 id="invitations-title">"Pending invitations"</h2>
+        <div data-testid="invitation-problem">
+            {move || revoke_problem.get().map(|error| view! { <ErrorMessage error /> })}
+        </div>
         <Transition fallback=|| view! { <Loading what="the invitations" /> }>
             {move || Suspend::new(async move {
                 let may_change = refusal(Capability::ManageMembers).await.is_none();
@@ -243,7 +263,7 @@ fn AddMemberForm(
                 disabled=move || refused.is_some() || action.pending().get()
             >
                 <legend>"Add a member"</legend>
-                <input type="hidden" name="tenant" prop:value=move || tenant.get() />
+                <input type="hidden" name="tenant" value=move || tenant.get() />
                 <Field
                     id="member-email"
                     name="email"

@@ -1,0 +1,49 @@
+import { expect, test } from "@playwright/test";
+import { call, FABRIKAM, openHydrated, pageAs, signIn } from "./demo";
+
+// Fabrikam, whose owner is the demo admin; its operator is made an owner for a moment and
+// back (backup_sets.spec.ts expects Contoso unchanged).
+
+test("invitations the server withdraws with their inviter's role leave the list; a failed withdrawal says why", async ({
+  page,
+  browser,
+}) => {
+  await signIn(page, "admin@contoso.example");
+  const members = await call(page, "members/list", { tenant: FABRIKAM });
+  const operator = members.find((m: { email: string }) => m.email === "operator@fabrikam.example");
+  await call(page, "members/change-role", { tenant: FABRIKAM, user_id: String(operator.user_id), role: "owner" });
+  try {
+    // The operator, an owner now, invites someone; the admin invites someone else.
+    const theirs = `e2e-by-operator-${Date.now()}@example.com`;
+    const ours = `e2e-by-admin-${Date.now()}@example.com`;
+    const operatorPage = await pageAs(browser, "operator@fabrikam.example");
+    await call(operatorPage, "members/add", { tenant: FABRIKAM, email: theirs, role: "readonly" });
+    await operatorPage.context().close();
+    await call(page, "members/add", { tenant: FABRIKAM, email: ours, role: "readonly" });
+
+    await openHydrated(page, `/t/${FABRIKAM}/members`);
+    const rows = page.getByTestId("invitation-row");
+    await expect(rows.filter({ hasText: theirs })).toHaveCount(1);
+    await expect(rows.filter({ hasText: ours })).toHaveCount(1);
+
+    // The admin makes the operator an operator again: the server withdraws their invitation,
+    // and the list says so without a reload.
+    await page.getByRole("combobox", { name: `Role of ${operator.display_name}` }).selectOption("operator");
+    await expect(rows.filter({ hasText: theirs })).toHaveCount(0);
+    await expect(rows.filter({ hasText: ours })).toHaveCount(1);
+
+    // Withdrawn meanwhile elsewhere: withdrawing it here says it is gone, not that it worked.
+    const pending = await call(page, "invitations/list", { tenant: FABRIKAM });
+    const id = pending.find((i: { email: string }) => i.email === ours).id;
+    await call(page, "invitations/revoke", { tenant: FABRIKAM, id: String(id) });
+    await rows.filter({ hasText: ours }).getByTestId("revoke-invitation").click();
+    await page.getByTestId("revoke-invitation-confirm").click();
+    await expect(page.getByTestId("invitation-problem").getByRole("alert")).toContainText("no pending invitation");
+    await expect(rows.filter({ hasText: ours })).toHaveCount(0);
+  } finally {
+    const now = await call(page, "members/list", { tenant: FABRIKAM });
+    if (now.find((m: { email: string; role: string }) => m.email === "operator@fabrikam.example")?.role !== "operator") {
+      await call(page, "members/change-role", { tenant: FABRIKAM, user_id: String(operator.user_id), role: "operator" });
+    }
+  }
+});
