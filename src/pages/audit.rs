@@ -131,6 +131,7 @@ fn AuditFilters(tenant: Memo<String>, action: Memo<String>, actor: Memo<String>)
                         list="audit-actions"
                         maxlength="100"
                         data-testid="action-filter"
+                        value=move || action.get()
                         prop:value=move || action.get()
                     />
                 </label>
@@ -144,6 +145,7 @@ fn AuditFilters(tenant: Memo<String>, action: Memo<String>, actor: Memo<String>)
                         name="actor"
                         maxlength="254"
                         data-testid="actor-filter"
+                        value=move || actor.get()
                         prop:value=move || actor.get()
                     />
                 </label>

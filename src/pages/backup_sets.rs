@@ -107,7 +107,7 @@ fn CreateBackupSetForm(
                 disabled=move || action.pending().get() || refused.is_some()
             >
                 <legend>"New backup set"</legend>
-                <input type="hidden" name="tenant" prop:value=move || tenant.get() />
+                <input type="hidden" name="tenant" value=move || tenant.get() />
                 <label for="backup-set-name">"Name"</label>
                 <input
                     id="backup-set-name"

@@ -26,7 +26,7 @@ pub fn SignInPage() -> impl IntoView {
             <h1>"Sign in"</h1>
             <ActionForm action>
                 <fieldset class="create-form" disabled=move || action.pending().get()>
-                    <input type="hidden" name="next" prop:value=next />
+                    <input type="hidden" name="next" value=next />
                     <label for="sign-in-email">"E-mail"</label>
                     <input
                         id="sign-in-email"

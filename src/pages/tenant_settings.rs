@@ -125,7 +125,7 @@ fn ReplaceSecretForm(
             >
                 <legend>"Replace the client secret"</legend>
                 {(!can_store).then(|| view! { <p class="notice">{NO_SECRET_KEY}</p> })}
-                <input type="hidden" name="tenant" prop:value=move || tenant.get() />
+                <input type="hidden" name="tenant" value=move || tenant.get() />
                 <SecretFields
                     ids=("replace-secret", "replace-expires-on")
                     secret_label="New client secret"
