@@ -258,6 +258,35 @@ async fn retry_after_is_honoured() {
     );
 }
 
+/// Intune may answer 429 without `Retry-After` for its whole throttling window: the retries
+/// pause the tenant for doubling steps (here 50 then 100 ms, `fast_config`) that outlast a
+/// window longer than a transient failure's backoff (20–60 ms in all), instead of giving up
+/// inside it.
+#[tokio::test]
+async fn a_throttle_without_retry_after_is_waited_out_across_its_window() {
+    let sim = start_sim(8, Knobs::default()).await;
+    let policy = first(&sim, Kind::DeviceConfiguration);
+    sim.set_fault(&policy.id, Fault::ThrottleWithoutRetryAfter { millis: 120 });
+    client(&sim)
+        .capture_policy(
+            &creds(SECRET),
+            PolicyType::DeviceConfiguration,
+            &policy.id,
+            PLAIN,
+        )
+        .await
+        .expect("succeeds once the window is over");
+    let counters = sim.counters();
+    let attempts = counters.for_path(&policy.id);
+    let statuses: Vec<u16> = attempts.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![429, 429, 200]);
+    let gaps: Vec<f64> = attempts
+        .windows(2)
+        .map(|w| w[1].at_ms - w[0].at_ms)
+        .collect();
+    assert!(gaps[0] >= 50.0 && gaps[1] >= 100.0, "{gaps:?}");
+}
+
 #[tokio::test]
 async fn unavailable_is_retried_then_reported_as_throttled() {
     let (sim, policy, error) =

@@ -42,6 +42,7 @@ fn client(sim: &SimHandle) -> GraphClient {
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),
         max_retry_after: Duration::from_secs(5),
+        throttled_delay: Duration::from_millis(50),
     };
     GraphClient::new(config).expect("client builds")
 }

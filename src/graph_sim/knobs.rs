@@ -156,6 +156,9 @@ pub enum Fault {
     Hang,
     /// The first `times` requests get 429 with `Retry-After: retry_after_secs`, then normal answers.
     Throttle { times: u32, retry_after_secs: u64 },
+    /// Every request gets 429 without `Retry-After` until `millis` have passed since the first
+    /// of them, then normal answers (as Intune may throttle for its 20-second window).
+    ThrottleWithoutRetryAfter { millis: u64 },
     /// The first `times` requests get 503 without `Retry-After`, then normal answers.
     Unavailable { times: u32 },
     /// Every write to the policy is answered `status` with an empty body, whatever Graph

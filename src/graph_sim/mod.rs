@@ -107,6 +107,8 @@ struct SimState {
     write_windows: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
     /// How often a counted fault (`Throttle`, `Unavailable`) has fired, by policy id.
     fault_hits: Mutex<HashMap<String, u32>>,
+    /// When a timed fault (`ThrottleWithoutRetryAfter`) first fired, by policy id.
+    fault_since: Mutex<HashMap<String, Instant>>,
     /// How often `token_unavailable` has fired (reset by `SimHandle::set_knobs`).
     token_fault_hits: Mutex<u32>,
     log: Mutex<Vec<RequestRecord>>,
@@ -288,6 +290,7 @@ impl GraphSim {
             windows: Mutex::new(HashMap::new()),
             write_windows: Mutex::new(HashMap::new()),
             fault_hits: Mutex::new(HashMap::new()),
+            fault_since: Mutex::new(HashMap::new()),
             token_fault_hits: Mutex::new(0),
             log: Mutex::new(Vec::new()),
         });
@@ -320,6 +323,7 @@ impl SimHandle {
     pub fn reset_counters(&self) {
         lock(&self.state.log).clear();
         lock(&self.state.fault_hits).clear();
+        lock(&self.state.fault_since).clear();
     }
 
     /// The knobs in force.

@@ -777,6 +777,15 @@ fn forced_fault(
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             Answer::Reply(response)
         }
+        Fault::ThrottleWithoutRetryAfter { millis } => {
+            let since = *lock(&sim.fault_since)
+                .entry(id.to_owned())
+                .or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_millis(*millis) {
+                return None;
+            }
+            Answer::Reply(graph_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Throttled (forced, without Retry-After)."))
+        }
         Fault::WriteAnswers { status } => {
             if !write {
                 return None;

@@ -59,6 +59,7 @@ pub fn fast_config_for(login_url: &str, graph_url: &str) -> GraphConfig {
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),
         max_retry_after: Duration::from_secs(5),
+        throttled_delay: Duration::from_millis(50),
     };
     config.limits = LimiterConfig {
         requests_per_second: nz(1_000),

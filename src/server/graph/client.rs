@@ -525,6 +525,14 @@ impl GraphClient {
                     && (request.idempotent || !ambiguous) =>
                 {
                     activity::count(Count::Retry);
+                    // A 429 without Retry-After pauses the tenant too, long enough to leave
+                    // Intune's throttling window (`RetryPolicy::throttled_delay`).
+                    let retry_after = match (retry_after, why) {
+                        (None, GraphWaitReason::Throttled) => {
+                            Some(inner.config.retry.throttled_pause(attempt))
+                        }
+                        (given, _) => given,
+                    };
                     if let Some(wait) = retry_after {
                         limiter.pause_for(wait.min(inner.config.retry.max_retry_after));
                     }

@@ -20,6 +20,12 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Cap of a `Retry-After` we honour, so one odd header cannot park a worker for hours.
     pub max_retry_after: Duration,
+    /// First pause of the tenant after a 429 without `Retry-After`, doubled with each attempt
+    /// and capped by `max_retry_after`. Intune counts its limits over 20-second windows
+    /// (learn.microsoft.com/graph/throttling-limits), so the retries must span more than one:
+    /// 4 + 8 + 16 + 32 s with the default five attempts, not a transient failure's half-second
+    /// steps (which would all land in the window that throttled).
+    pub throttled_delay: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -29,6 +35,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
+            throttled_delay: Duration::from_secs(4),
         }
     }
 }
@@ -46,6 +53,15 @@ impl RetryPolicy {
             Some(wait) => wait.min(self.max_retry_after),
             None => self.backoff(attempt),
         }
+    }
+
+    /// How long the tenant pauses after failed attempt number `attempt` (1-based) was answered
+    /// 429 without `Retry-After`: [`Self::throttled_delay`] doubled per attempt, capped.
+    pub fn throttled_pause(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(16);
+        self.throttled_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_retry_after)
     }
 
     /// "Equal jitter": half the exponential step is fixed, the other half random, so retries of
@@ -107,6 +123,18 @@ mod tests {
             policy.delay(1, Some(Duration::from_secs(600))),
             Duration::from_secs(10)
         );
+    }
+
+    #[test]
+    fn a_throttle_without_retry_after_spans_more_than_intunes_window() {
+        let policy = RetryPolicy::default();
+        let waited: Duration = (1..policy.max_attempts)
+            .map(|attempt| policy.throttled_pause(attempt))
+            .sum();
+        assert!(waited > Duration::from_secs(20), "{waited:?}");
+        for attempt in 1..64 {
+            assert!(policy.throttled_pause(attempt) <= policy.max_retry_after);
+        }
     }
 
     #[test]
