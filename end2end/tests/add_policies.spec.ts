@@ -1,5 +1,5 @@
 import { expect, Page, test } from "@playwright/test";
-import { call, FABRIKAM, signIn } from "./demo";
+import { call, FABRIKAM, finishedRun, signIn } from "./demo";
 
 // Fabrikam, with its operator: backup_sets.spec.ts expects Contoso to start without backup
 // sets and runs, and every spec shares one server and database.
@@ -145,4 +145,19 @@ test("the picker searches, filters, pages, selects all matching and works from t
   await expect(picker.getByRole("button", { name: "Add selected" })).toBeEnabled();
   await page.keyboard.press("Escape");
   await expect(page.getByTestId("policy-picker")).toHaveCount(0);
+});
+
+test("\"Select all N matching\" selects N: the policies already in the set are counted apart", async ({ page }) => {
+  test.setTimeout(60_000);
+  const { setId } = await finishedRun(page, TENANT);
+  const list = await call(page, "policies/list", { tenant: TENANT, backup_set_id: String(setId) });
+  await page.goto(`/t/${TENANT}/backup-sets/${setId}`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByRole("button", { name: "Add policies" }).click();
+  const picker = page.getByTestId("policy-picker");
+  const selectAll = picker.getByTestId("select-all-matching");
+  const addable = list.total - 2;
+  await expect(selectAll).toHaveText(`Select all ${addable} matching (2 already in the set)`);
+  await selectAll.click();
+  await expect(picker.getByTestId("selection-count")).toContainText(`${addable} policies selected`);
 });

@@ -65,3 +65,28 @@ pub async fn matching_policy_ids(
     })
     .await
 }
+
+/// The number of policies matching the filter that are not yet in the backup set: what "Select
+/// all N matching" selects, so the button says the number it will select.
+#[server(prefix = "/api", endpoint = "policies/addable-count")]
+pub async fn addable_policy_count(
+    tenant: String,
+    backup_set_id: i64,
+    #[server(default)] search: String,
+    #[server(default)] policy_type: String,
+    #[server(default)] platform: String,
+) -> Result<i64, AppError> {
+    use crate::domain::Capability;
+    use crate::domain::PolicyType;
+    use crate::server::auth::in_tenant;
+    use crate::server::policies::{self, PolicyFilter};
+    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+        let filter = PolicyFilter {
+            search,
+            policy_type: PolicyType::parse_filter("policy_type", &policy_type)?,
+            platform,
+        };
+        policies::addable_count(&db, &ctx.scope, backup_set_id, &filter).await
+    })
+    .await
+}

@@ -7,12 +7,23 @@ use std::collections::BTreeSet;
 use leptos::prelude::*;
 
 use super::{or_absent, ErrorMessage, Loading, PolicyTypeOptions};
-use crate::api::policies::{list_policies, MatchingPolicyIds};
+use crate::api::policies::{addable_policy_count, list_policies, MatchingPolicyIds};
 use crate::api::runs::AddPolicies;
 use crate::domain::policy_page::{PolicyPage, PolicyRow, PolicySort, SortColumn};
 use crate::domain::selection::MAX_SELECTION;
 use crate::domain::{routes, AppError, PolicyIds};
 use crate::pages::tenant_layout::use_tenant;
+
+/// The words of "Select all": the number it selects (the matching policies not in the set yet)
+/// and, when some matching ones are in the set already, how many.
+fn select_all_label(matching: i64, addable: i64) -> String {
+    match matching.saturating_sub(addable) {
+        in_set if in_set > 0 => {
+            format!("Select all {addable} matching ({in_set} already in the set)")
+        }
+        _ => format!("Select all {addable} matching"),
+    }
+}
 
 /// Gives the focus to the "Add policies" button when it is in the picker being closed, or lost.
 fn return_focus_to_opener() {
@@ -75,6 +86,22 @@ pub fn PolicyPicker(
         },
     );
 
+    // How many of the matching policies are not in the set yet: what "Select all" selects.
+    let addable = Resource::new(
+        move || {
+            (
+                tenant.get(),
+                search.get(),
+                policy_type.get(),
+                platform.get(),
+                action.version().get(),
+            )
+        },
+        move |(tenant, search, policy_type, platform, _)| {
+            addable_policy_count(tenant, backup_set_id, search, policy_type, platform)
+        },
+    );
+
     // "Select all N matching": the server resolves the filter and answers the ids.
     let select_all = ServerAction::<MatchingPolicyIds>::new();
     let truncated = RwSignal::new(false);
@@ -124,18 +151,23 @@ pub fn PolicyPicker(
                         Err(error) => return view! { <ErrorMessage error /> }.into_any(),
                     };
                     let total = data.total;
+                    let addable = match addable.await {
+                        Ok(addable) => addable,
+                        Err(error) => return view! { <ErrorMessage error /> }.into_any(),
+                    };
                     view! {
                         <div class="picker-bulk">
                             <button
                                 type="button"
                                 class="link-button"
-                                disabled=move || select_all.pending().get() || total == 0
+                                data-testid="select-all-matching"
+                                disabled=move || select_all.pending().get() || addable == 0
                                 on:click=select_all_matching
                             >
                                 {move || if select_all.pending().get() {
                                     "Selecting…".to_owned()
                                 } else {
-                                    format!("Select all {total} matching")
+                                    select_all_label(total, addable)
                                 }}
                             </button>
                             <button
@@ -441,5 +473,23 @@ fn PickerPager(current: i64, page_count: i64, total: i64, page: RwSignal<i64>) -
                 "Next"
             </button>
         </nav>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_all_label;
+
+    #[test]
+    fn select_all_names_the_number_it_selects() {
+        assert_eq!(select_all_label(12, 12), "Select all 12 matching");
+        assert_eq!(
+            select_all_label(12, 10),
+            "Select all 10 matching (2 already in the set)"
+        );
+        assert_eq!(
+            select_all_label(3, 0),
+            "Select all 0 matching (3 already in the set)"
+        );
     }
 }

@@ -152,17 +152,38 @@ pub async fn matching_ids(
     check_backup_set(db, scope, backup_set_id).await?;
     let mut sql = Sql::new("SELECT p.id FROM policies p");
     push_where(&mut sql, scope.id(), filter);
+    push_not_in_set(&mut sql, backup_set_id);
+    sql.push(" ORDER BY p.id LIMIT ")
+        .int(MAX_SELECTION as i64 + 1);
+    let mut ids: Vec<i64> = sql.query_scalar().fetch_all(db.pool()).await?;
+    let truncated = ids.len() > MAX_SELECTION;
+    ids.truncate(MAX_SELECTION);
+    Ok(MatchingPolicies { ids, truncated })
+}
+
+/// How many policies matching the filter are not in the backup set yet: the number "Select all
+/// N matching" selects (before the cap of one run), so the button and the selection agree.
+pub async fn addable_count(
+    db: &Db,
+    scope: &TenantScope,
+    backup_set_id: i64,
+    filter: &PolicyFilter,
+) -> Result<i64, AppError> {
+    check_backup_set(db, scope, backup_set_id).await?;
+    let mut sql = Sql::new("SELECT COUNT(*) AS n FROM policies p");
+    push_where(&mut sql, scope.id(), filter);
+    push_not_in_set(&mut sql, backup_set_id);
+    Ok(sql.query_scalar().fetch_one(db.pool()).await?)
+}
+
+/// Appends "and not in backup set `backup_set_id`" to a `WHERE` clause over `policies p`.
+fn push_not_in_set(sql: &mut Sql, backup_set_id: i64) {
     sql.push(
         " AND NOT EXISTS (SELECT 1 FROM backup_items b WHERE b.tenant_id = p.tenant_id \
          AND b.policy_id = p.id AND b.backup_set_id = ",
     )
     .int(backup_set_id)
-    .push(") ORDER BY p.id LIMIT ")
-    .int(MAX_SELECTION as i64 + 1);
-    let mut ids: Vec<i64> = sql.query_scalar().fetch_all(db.pool()).await?;
-    let truncated = ids.len() > MAX_SELECTION;
-    ids.truncate(MAX_SELECTION);
-    Ok(MatchingPolicies { ids, truncated })
+    .push(")");
 }
 
 #[cfg(test)]
