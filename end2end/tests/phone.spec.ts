@@ -26,15 +26,21 @@ test("a policy version's Raw JSON scrolls inside its box on a 390 px phone", asy
   await page.getByRole("tab", { name: "Raw JSON" }).click();
   const raw = page.locator("pre.raw-json");
   await expect(raw).toBeVisible();
-  const { scrollWidth, innerWidth, rawScrolls } = await page.evaluate(() => {
+  const { scrollWidth, innerWidth, rawScrolls, rawOverflow, rawRight } = await page.evaluate(() => {
     const pre = document.querySelector("pre.raw-json") as HTMLElement;
     return {
       scrollWidth: document.documentElement.scrollWidth,
       innerWidth: window.innerWidth,
       rawScrolls: pre.scrollWidth > pre.clientWidth,
+      rawOverflow: getComputedStyle(pre).overflowX,
+      rawRight: pre.getBoundingClientRect().right,
     };
   });
-  // The JSON has lines wider than the phone: they scroll inside the box, not the page.
+  // The JSON has lines wider than the phone: they scroll inside the box, not the page (a phone
+  // browser zooms out to a wider page, so the widths are compared with the phone's 390 px).
   expect(rawScrolls).toBe(true);
+  expect(["auto", "scroll"]).toContain(rawOverflow);
+  expect(rawRight).toBeLessThanOrEqual(390);
+  expect(innerWidth).toBe(390);
   expect(scrollWidth).toBeLessThanOrEqual(innerWidth);
 });
