@@ -68,6 +68,7 @@ pub const ACCESS: &[(Access, &[&str])] = &[
         &[
             "policies/list",
             "policies/matching-ids",
+            "policies/addable-count",
             "policies/get",
             "policies/versions",
             "policies/version",

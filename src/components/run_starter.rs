@@ -35,8 +35,12 @@ pub fn RunStarter(
         move || (tenant.get(), tick.get(), start.version().get()),
         move |(tenant, _, _)| get_run_activity(tenant, operation.as_str().to_owned(), target_id),
     );
+    // A failed poll is tried again later, while a run was last read active.
     use_poll_while(tick, move || {
-        activity.with(|a| matches!(a, Some(Ok(a)) if a.active.is_some()))
+        activity.with(|read| {
+            read.as_ref()
+                .map(|read| read.as_ref().map(|a| a.active.is_some()).map_err(|_| ()))
+        })
     });
     // A run that ended which this page started, or saw queued or running: reported once.
     // (A short run may end before the first poll sees it active.) Effects only run in the

@@ -317,7 +317,7 @@ fn encrypt_oma_settings(body: &mut Map<String, Value>, current: Option<&Value>) 
             .is_some_and(|t| t.ends_with("omaSettingString"));
         let reference = setting
             .get("omaUri")
-            .and_then(|uri| encrypted(uri))
+            .and_then(&encrypted)
             .filter(|_| string);
         setting.insert("isEncrypted".into(), json!(reference.is_some()));
         setting.insert(

@@ -65,7 +65,11 @@ pub fn pkg_router<S: Clone + Send + Sync + 'static>(site_root: &Path) -> Router<
 /// a segment.
 pub async fn hidden_files_are_404(request: Request, next: Next) -> Response {
     if names_a_hidden_file(request.uri().path()) {
-        return StatusCode::NOT_FOUND.into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "Not found: no page or file has this path.",
+        )
+            .into_response();
     }
     next.run(request).await
 }
@@ -219,7 +223,9 @@ mod tests {
         ] {
             let answer = client.get(format!("{base}{path}")).send().await.unwrap();
             assert_eq!(answer.status(), 404, "{path}");
-            assert_eq!(answer.content_length(), Some(0), "{path}");
+            // The reason, never the file.
+            let body = answer.text().await.unwrap();
+            assert!(body.starts_with("Not found"), "{path}: {body}");
         }
         // The bundle itself still is.
         let wasm = format!("{base}/pkg/b-0123456789abcdef0123/tenantatlas.wasm");

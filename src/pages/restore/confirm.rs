@@ -153,8 +153,15 @@ fn ExecuteProgress(tenant: String, run_id: i64) -> impl IntoView {
         move || tick.get(),
         move |_| get_run(tenant.clone(), run_id, String::new(), 0, 1),
     );
+    // A failed poll is tried again later, while the run last read was active.
     use_poll_while(tick, move || {
-        run.with(|r| matches!(r, Some(Ok(detail)) if detail.status.is_active()))
+        run.with(|read| {
+            read.as_ref().map(|read| {
+                read.as_ref()
+                    .map(|detail| detail.status.is_active())
+                    .map_err(|_| ())
+            })
+        })
     });
     view! {
         <Transition fallback=|| view! { <Loading what="the restore run" /> }>

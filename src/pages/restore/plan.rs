@@ -59,8 +59,15 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
         resource: preview,
         tick,
     } = read;
+    // A failed poll is tried again later, while the preview last read was active.
     use_poll_while(tick, move || {
-        preview.with(|p| matches!(p, Some(Ok(Some(p))) if p.status.is_active()))
+        preview.with(|read| {
+            read.as_ref().map(|read| {
+                read.as_ref()
+                    .map(|p| p.as_ref().is_some_and(|p| p.status.is_active()))
+                    .map_err(|_| ())
+            })
+        })
     });
     // The preview as the browser last read it, for the parts outside the polled view (the
     // confirmation keeps what was typed). Effects run in the browser only, so the server and
