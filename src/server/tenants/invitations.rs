@@ -264,29 +264,14 @@ pub async fn join(
         }
         Err(error) => return Err(error.into()),
     }
-    let tenant: TenantSummary =
-        sqlx::query_as("SELECT external_id, display_name FROM tenants WHERE id = $1")
-            .bind(tenant_id)
-            .fetch_one(&mut *tx)
-            .await?;
-    tx.commit().await?;
-    audit::record(
-        db,
-        AuditEvent {
-            tenant_id: Some(tenant_id),
-            actor_user_id: Some(user_id),
-            action: "invitation.accept",
-            target: format!("user:{user_id}"),
-            details: serde_json::json!({
-                "invitation_id": invitation_id,
-                "old_role": null,
-                "new_role": role,
-                "existing_account": true,
-            }),
-        },
-    )
-    .await;
-    Ok(tenant)
+    let accepted = Acceptance {
+        invitation_id,
+        tenant_id,
+        user_id,
+        role: &role,
+        existing_account: true,
+    };
+    accepted.commit(db, tx).await
 }
 
 /// The account an accepted invitation made.
@@ -358,30 +343,60 @@ pub async fn accept(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    let tenant: TenantSummary =
-        sqlx::query_as("SELECT external_id, display_name FROM tenants WHERE id = $1")
-            .bind(tenant_id)
-            .fetch_one(&mut *tx)
-            .await?;
-    tx.commit().await?;
-    audit::record(
-        db,
-        AuditEvent {
-            tenant_id: Some(tenant_id),
-            actor_user_id: Some(user_id),
-            action: "invitation.accept",
-            target: format!("user:{user_id}"),
-            details: serde_json::json!({
-                "invitation_id": invitation_id,
-                "old_role": null,
-                "new_role": role,
-            }),
-        },
-    )
-    .await;
+    let accepted = Acceptance {
+        invitation_id,
+        tenant_id,
+        user_id,
+        role: &role,
+        existing_account: false,
+    };
+    let tenant = accepted.commit(db, tx).await?;
     Ok(Accepted {
         user_id,
         session_generation,
         tenant,
     })
+}
+
+/// An invitation used, its membership written in an open transaction.
+struct Acceptance<'a> {
+    invitation_id: i64,
+    tenant_id: i64,
+    user_id: i64,
+    role: &'a str,
+    /// Whether an existing account joined (rather than one made by the acceptance).
+    existing_account: bool,
+}
+
+impl Acceptance<'_> {
+    /// Reads the tenant joined, commits `tx` and audits the acceptance.
+    async fn commit(
+        self,
+        db: &Db,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<TenantSummary, AppError> {
+        let tenant: TenantSummary =
+            sqlx::query_as("SELECT external_id, display_name FROM tenants WHERE id = $1")
+                .bind(self.tenant_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        audit::record(
+            db,
+            AuditEvent {
+                tenant_id: Some(self.tenant_id),
+                actor_user_id: Some(self.user_id),
+                action: "invitation.accept",
+                target: format!("user:{}", self.user_id),
+                details: serde_json::json!({
+                    "invitation_id": self.invitation_id,
+                    "old_role": null,
+                    "new_role": self.role,
+                    "existing_account": self.existing_account,
+                }),
+            },
+        )
+        .await;
+        Ok(tenant)
+    }
 }
