@@ -359,23 +359,7 @@ async fn a_crashed_worker_loses_nothing_and_adds_nothing_twice(t: TestDb) {
     // Worker A dies mid-run: its task is dropped without any cleanup.
     let a = f.worker("a").with_lease(Duration::from_millis(800));
     let crashed = tokio::spawn(async move { a.try_execute_task().await });
-    let db = f.db.clone();
-    let progressed = async {
-        loop {
-            let done: i64 = sqlx::query_scalar("SELECT processed_items FROM runs WHERE id = $1")
-                .bind(run)
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-            if done >= 2 {
-                return done;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let before = tokio::time::timeout(Duration::from_secs(30), progressed)
-        .await
-        .expect("worker A makes progress");
+    let before = processed_at_least(&f.db, run, 2, "worker A makes progress").await;
     crashed.abort();
     let _ = crashed.await;
     assert!(before < 12, "A was stopped mid-run");
@@ -538,6 +522,32 @@ async fn a_stalled_owner_writes_nothing_after_a_new_claim(t: TestDb) {
 }
 
 /// The items of `run` as (outcome, reason code), in order.
+/// Waits (at most 30 s, else fails with `what`) until run `run` has processed `at_least`
+/// items; how many it had then.
+async fn processed_at_least(
+    db: &tenantatlas::server::db::Db,
+    run: i64,
+    at_least: i64,
+    what: &str,
+) -> i64 {
+    let progressed = async {
+        loop {
+            let done: i64 = sqlx::query_scalar("SELECT processed_items FROM runs WHERE id = $1")
+                .bind(run)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            if done >= at_least {
+                return done;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), progressed)
+        .await
+        .unwrap_or_else(|_| panic!("{what}"))
+}
+
 async fn item_outcomes(
     db: &tenantatlas::server::db::Db,
     run: i64,
@@ -662,22 +672,8 @@ async fn a_lost_claim_does_not_stop_the_next_claim_of_its_run(t: TestDb) {
     let first = worker();
     let claim = first.claim(Lane::Bulk).await.unwrap().expect("claimed");
     let first_work = tokio::spawn(async move { first.execute_claimed(claim).await });
+    processed_at_least(&f.db, run, 1, "the first claim makes progress").await;
     let db = f.db.clone();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let done: i64 = sqlx::query_scalar("SELECT processed_items FROM runs WHERE id = $1")
-                .bind(run)
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-            if done >= 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the first claim makes progress");
     sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE id = $1")
         .bind(run)
         .execute(f.db.pool())
@@ -1016,22 +1012,8 @@ async fn postgres_a_dropped_instance_lock_is_taken_again_without_a_second_claim(
     let worker = f.worker(identity).as_instance(&lock);
     let wake = WakeUp::default();
     let (stop, task) = common::start_runner(worker, &wake, &f.db, Duration::from_millis(50));
+    processed_at_least(&f.db, run, 1, "the run makes progress").await;
     let db = f.db.clone();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let done: i64 = sqlx::query_scalar("SELECT processed_items FROM runs WHERE id = $1")
-                .bind(run)
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-            if done >= 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the run makes progress");
     let terminated: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
