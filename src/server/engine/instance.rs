@@ -31,6 +31,11 @@ pub const LOCK_SPACE: i32 = 0x5441; // "TA"
 /// lock is tried again: the time other instances may see this one's runs as orphaned.
 pub const LOCK_CHECK: Duration = Duration::from_secs(1);
 
+/// How long one check may take before the connection counts as gone. Far above a check's
+/// normal time (well under a millisecond), so a busy database is not taken for a dead
+/// connection: dropping a live one would itself release the lock.
+const LOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why an instance cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -155,7 +160,7 @@ async fn keep_locked(
         every.tick().await;
         if let Some(current) = conn.as_mut() {
             let alive = tokio::time::timeout(
-                LOCK_CHECK,
+                LOCK_CHECK_TIMEOUT,
                 sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut *current),
             )
             .await;
