@@ -1,11 +1,11 @@
 import { expect, test } from "@playwright/test";
 import { call, FABRIKAM, openHydrated, signIn } from "./demo";
 
-// Confirmations and the picker with the keyboard: a question that opens takes the focus,
+// Confirmations and the picker with the keyboard: a question that opens focuses its safe answer,
 // Escape closes it, and the focus goes back to the button that opened it. Fabrikam only
 // (backup_sets.spec.ts expects Contoso without backup sets), and nothing is changed.
 
-test("a confirmation takes the focus, Escape closes it and the focus goes back", async ({ page }) => {
+test("a confirmation focuses its safe answer, Escape closes it and the focus goes back", async ({ page }) => {
   await signIn(page, "admin@contoso.example");
   await openHydrated(page, `/t/${FABRIKAM}/members`);
   const remove = page.getByTestId("remove-member").first();
@@ -13,9 +13,17 @@ test("a confirmation takes the focus, Escape closes it and the focus goes back",
   await page.keyboard.press("Enter");
   const question = page.getByRole("alertdialog");
   await expect(question).toBeVisible();
-  await expect(question.getByRole("button").first()).toBeFocused();
+  // The safe answer has the focus: a second Enter keeps the member.
+  await expect(question.getByRole("button", { name: "No, keep it" })).toBeFocused();
   await page.keyboard.press("Escape");
   await expect(question).toHaveCount(0);
+  await expect(page.getByTestId("remove-member").first()).toBeFocused();
+  // Enter twice (a double press, a repeating key): asked, then kept; nobody is removed.
+  const members = await page.getByTestId("remove-member").count();
+  await page.keyboard.press("Enter");
+  await page.keyboard.press("Enter");
+  await expect(question).toHaveCount(0);
+  await expect(page.getByTestId("remove-member")).toHaveCount(members);
   await expect(page.getByTestId("remove-member").first()).toBeFocused();
 });
 

@@ -136,19 +136,28 @@ test("an open \"Cancel run?\" in the run panel survives polls, keeps the focus a
   await row.getByTestId("cancel-run").click();
   const confirm = row.getByTestId("cancel-confirm");
   await expect(confirm).toBeVisible();
-  await expect(row.getByTestId("cancel-run-confirm")).toBeFocused();
+  await expect(row.getByTestId("cancel-run-keep")).toBeFocused();
   // The panel polls every 1.5 s while the run is active: the question is still open after
-  // several polls, and the focus is still on its button.
+  // several polls, and the focus is still on its safe answer.
   await page.waitForTimeout(4_000);
   await expect(row).toHaveAttribute("data-status", /pending|running/);
   await expect(confirm).toBeVisible();
-  await expect(row.getByTestId("cancel-run-confirm")).toBeFocused();
+  await expect(row.getByTestId("cancel-run-keep")).toBeFocused();
   // Escape closes it and gives the focus back to "Cancel run".
   await page.keyboard.press("Escape");
   await expect(confirm).toHaveCount(0);
   await expect(row.getByTestId("cancel-run")).toBeFocused();
-  // Enter opens it again, and Enter on the focused "Yes, cancel run" cancels.
+  // Enter opens it again with "Keep running" focused: a second Enter keeps the run. Opened
+  // once more, Shift+Tab reaches "Yes, cancel run" (the answer before it) and Enter cancels.
   await page.keyboard.press("Enter");
+  await expect(row.getByTestId("cancel-run-keep")).toBeFocused();
+  await page.keyboard.press("Enter");
+  await expect(confirm).toHaveCount(0);
+  await expect(row).toHaveAttribute("data-status", /pending|running/);
+  await expect(row.getByTestId("cancel-run")).toBeFocused();
+  await page.keyboard.press("Enter");
+  await expect(row.getByTestId("cancel-run-keep")).toBeFocused();
+  await page.keyboard.press("Shift+Tab");
   await expect(row.getByTestId("cancel-run-confirm")).toBeFocused();
   await page.keyboard.press("Enter");
   await expect(page.getByTestId("toast").filter({ hasText: `Run #${runId} cancelled` })).toBeVisible();

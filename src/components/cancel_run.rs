@@ -23,7 +23,7 @@ pub fn CancelRunButton(
 ) -> impl IntoView {
     let toasts = use_toasts();
     let confirming = confirming.unwrap_or_else(|| RwSignal::new(false));
-    let (opener, confirm_button) = use_confirm_focus(confirming);
+    let (opener, keep_button) = use_confirm_focus(confirming);
     let cancel = ServerAction::<CancelRun>::new();
     // One per run: the run panel may show several active runs.
     let needs_id = format!("cancel-run-needs-{run_id}");
@@ -85,7 +85,6 @@ pub fn CancelRunButton(
                     <button
                         type="button"
                         class="danger"
-                        node_ref=confirm_button
                         data-testid="cancel-run-confirm"
                         disabled=move || cancel.pending().get()
                         on:click=confirm.clone()
@@ -93,7 +92,7 @@ pub fn CancelRunButton(
                         "Yes, cancel run"
                     </button>
                     " "
-                    <button type="button" data-testid="cancel-run-keep" on:click=move |_| confirming.set(false)>
+                    <button type="button" data-testid="cancel-run-keep" node_ref=keep_button on:click=move |_| confirming.set(false)>
                         "Keep running"
                     </button>
                 </p>

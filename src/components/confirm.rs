@@ -6,21 +6,21 @@ use leptos::prelude::*;
 
 use super::NeedsRole;
 
-/// Keyboard focus for a confirmation that takes its button's place: when it opens, its first
-/// button (`confirm`) gets the focus; when it closes, the button that opened it (`opener`) gets
-/// it back. A confirmation rebuilt while open (a polled page) takes the focus again only when
-/// the rebuild lost it. Returns the two refs to put on the buttons. Effects run only in the
-/// browser.
+/// Keyboard focus for a confirmation that takes its button's place: when it opens, its safe
+/// button ("No", `keep`) gets the focus, so a second Enter or a repeated key never confirms a
+/// change for other people; when it closes, the button that opened it (`opener`) gets it back.
+/// A confirmation rebuilt while open (a polled page) takes the focus again only when the
+/// rebuild lost it. Returns the two refs to put on the buttons. Effects run only in the browser.
 pub(super) fn use_confirm_focus(
     open: RwSignal<bool>,
 ) -> (NodeRef<html::Button>, NodeRef<html::Button>) {
     let opener = NodeRef::<html::Button>::new();
-    let confirm = NodeRef::<html::Button>::new();
+    let keep = NodeRef::<html::Button>::new();
     // Set when the focus should move, until the element to move it to is in the page.
     let wanted = StoredValue::new(false);
     Effect::new(move |was_open: Option<bool>| {
         let is_open = open.get();
-        let target = if is_open { confirm.get() } else { opener.get() };
+        let target = if is_open { keep.get() } else { opener.get() };
         if was_open.is_some_and(|was| was != is_open)
             || (was_open.is_none() && is_open && focus_lost())
         {
@@ -34,7 +34,7 @@ pub(super) fn use_confirm_focus(
         }
         is_open
     });
-    (opener, confirm)
+    (opener, keep)
 }
 
 /// Whether nothing on the page has the focus (it went back to the body with a removed element).
@@ -49,7 +49,8 @@ pub(super) fn focus_lost() -> bool {
 
 /// A button that asks `question` before it runs `on_confirm`. `refused` disables it with the
 /// reason beside it; `pending` disables the confirmation while the change is on its way. The
-/// question takes the focus when it opens; Escape or "No" closes it and gives the focus back.
+/// question's "No" takes the focus when it opens; Escape or "No" closes it and gives the focus
+/// back.
 #[component]
 pub fn ConfirmButton(
     /// The button's text.
@@ -69,7 +70,7 @@ pub fn ConfirmButton(
     #[prop(into)] on_confirm: Callback<()>,
 ) -> impl IntoView {
     let asking = RwSignal::new(false);
-    let (opener, confirm_button) = use_confirm_focus(asking);
+    let (opener, keep_button) = use_confirm_focus(asking);
     let needs_id = format!("{testid}-needs");
     let confirm_id = format!("{testid}-confirm");
     // The question closes once the change went through (or failed, shown by the caller).
@@ -117,7 +118,6 @@ pub fn ConfirmButton(
                 <button
                     type="button"
                     class=class
-                    node_ref=confirm_button
                     data-testid=confirm_id.clone()
                     disabled=move || pending.get()
                     on:click=move |_| on_confirm.run(())
@@ -125,7 +125,7 @@ pub fn ConfirmButton(
                     {confirm}
                 </button>
                 " "
-                <button type="button" on:click=move |_| asking.set(false)>
+                <button type="button" node_ref=keep_button on:click=move |_| asking.set(false)>
                     "No, keep it"
                 </button>
             </p>

@@ -320,12 +320,9 @@ pub async fn accept(
     let (user_id, session_generation) = match inserted {
         Ok(row) => row,
         Err(error) if is_unique_violation(&error) => {
+            // The address got an account since the check: it joins with that account.
             tx.rollback().await?;
-            return Err(AppError::Conflict(
-                "An account with this e-mail address exists already: sign in with it, and ask \
-                 the tenant's owner to add it as a member."
-                    .into(),
-            ));
+            return Err(sign_in_first());
         }
         Err(error) => return Err(error.into()),
     };
