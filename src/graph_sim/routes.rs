@@ -58,6 +58,17 @@ async fn token(
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let arrival = Instant::now();
+    // Every answer of the token endpoint is logged the same way.
+    let record = |status: StatusCode| {
+        sim.record(
+            arrival,
+            "POST",
+            "token".into(),
+            (uri.path(), uri.query().unwrap_or("")),
+            status.as_u16(),
+            None,
+        )
+    };
     let field = |name: &str| {
         form.iter()
             .find(|(k, _)| k == name)
@@ -86,14 +97,7 @@ async fn token(
             },
             "The service is temporarily unavailable or throttling requests; try again later.",
         );
-        sim.record(
-            arrival,
-            "POST",
-            "token".into(),
-            (uri.path(), uri.query().unwrap_or("")),
-            status.as_u16(),
-            None,
-        );
+        record(status);
         let mut response = (response.0, Json(std::mem::take(&mut response.1))).into_response();
         if let Some(seconds) = unavailable.retry_after_secs {
             response
@@ -161,14 +165,7 @@ async fn token(
         description.push(' ');
         description.push_str(detail);
     }
-    sim.record(
-        arrival,
-        "POST",
-        "token".into(),
-        (uri.path(), uri.query().unwrap_or("")),
-        status.as_u16(),
-        None,
-    );
+    record(status);
     (status, Json(body)).into_response()
 }
 
