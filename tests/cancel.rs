@@ -11,7 +11,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Answer, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
+use common::{run_with_items, Answer, Form, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
 use sqlx::Row;
 use tenantatlas::domain::graph_wait::GraphWaitReason;
 use tenantatlas::domain::run::CancelledRun;
@@ -35,6 +35,9 @@ both_backends!(TestApp:
     retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones,
     a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures,
     the_poll_versions_move_only_when_the_runs_do,
+    a_queued_drift_check_is_cancelled_with_its_planned_items_skipped,
+    who_may_cancel_a_run_is_who_may_start_it,
+    a_resume_takes_the_failed_items_with_the_cancelled_ones,
 );
 
 struct Fixture {
@@ -102,6 +105,14 @@ impl Fixture {
     /// The admin cancels.
     async fn cancel(&self, app: &TestApp, run_id: i64) -> Answer<CancelledRun> {
         app.cancel_run(&self.admin, CONTOSO, run_id).await
+    }
+
+    /// "Compare with Intune" of the fixture's backup set, queued as the operator.
+    async fn check_drift(&self, app: &TestApp) -> SubmittedRun {
+        let form = Form::tenant(CONTOSO).field("backup_set_id", self.set_id);
+        app.answer(Some(&self.operator), "runs/check-drift", &form)
+            .await
+            .expect("the drift check is queued")
     }
 
     /// Policies the simulator was asked about, by Graph id.
@@ -719,4 +730,131 @@ async fn completes_within(app: &TestApp, run_id: i64, since: Instant, limit: Dur
         assert!(since.elapsed() < limit, "{why}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A queued run of any operation plans its items from its stored input, as its first claim
+/// would: a cancel writes them all skipped, so the run reads "3 of 3, 3 skipped", not 0 of 0.
+async fn a_queued_drift_check_is_cancelled_with_its_planned_items_skipped(app: TestApp) {
+    let f = fixture(&app).await;
+    let filled = f.submit(&app, 0..3).await;
+    f.worker(&app, "w1").try_execute_task().await.unwrap();
+    assert_eq!(run_row(&app, filled).await.0, "completed");
+    // The tenant's bulk lane is busy with another run, so the drift check stays queued.
+    let busy = f.submit(&app, 3..5).await;
+    let check = f.check_drift(&app).await;
+    assert_eq!(run_row(&app, check.run_id).await.0, "pending");
+    f.cancel(&app, check.run_id)
+        .await
+        .expect("the drift check is cancelled");
+    let (status, total, processed, succeeded, failed, skipped, reason) =
+        run_row(&app, check.run_id).await;
+    assert_eq!(
+        (status.as_str(), reason.as_deref()),
+        ("cancelled", Some("cancelled"))
+    );
+    assert_eq!(
+        (total, processed, succeeded, failed, skipped),
+        (3, 3, 0, 0, 3)
+    );
+    assert_eq!(items_skipped_as_cancelled(&app, check.run_id).await, 3);
+    let mut planned: Vec<i64> = f.policies[0..3].iter().map(|(id, _)| *id).collect();
+    planned.sort_unstable();
+    let items: Vec<i64> =
+        sqlx::query_scalar("SELECT policy_id FROM run_items WHERE run_id = $1 ORDER BY policy_id")
+            .bind(check.run_id)
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        items, planned,
+        "the set's policies, as the check planned them"
+    );
+    assert_eq!(
+        run_row(&app, busy).await.0,
+        "pending",
+        "the other run is untouched"
+    );
+}
+
+/// The roles that may start a run may cancel it: an operator may not cancel the connection
+/// check an owner started (only managers and owners may start one), and the run goes on.
+async fn who_may_cancel_a_run_is_who_may_start_it(app: TestApp) {
+    let f = fixture(&app).await;
+    let check = app
+        .check_connection(&f.admin, CONTOSO)
+        .await
+        .expect("the owner queues a connection check");
+    let refused = app
+        .cancel_run(&f.operator, CONTOSO, check.run_id)
+        .await
+        .expect_err("an operator may not cancel a connection check");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        run_row(&app, check.run_id).await.0,
+        "pending",
+        "still queued"
+    );
+    assert!(notifications_of(&app, check.run_id).await.is_empty());
+    // The owner may; and the operator may cancel the runs an operator may start.
+    f.cancel(&app, check.run_id)
+        .await
+        .expect("the owner cancels it");
+    let run_id = f.submit(&app, 0..2).await;
+    app.cancel_run(&f.operator, CONTOSO, run_id)
+        .await
+        .expect("an operator cancels an add-policies run");
+}
+
+/// A cancelled run whose items partly failed resumes with those failures too, not only with
+/// what the cancel skipped; the new run's page says it resumes the cancelled run.
+async fn a_resume_takes_the_failed_items_with_the_cancelled_ones(app: TestApp) {
+    let operator = app.sign_in(OPERATOR).await;
+    let admin = app.sign_in(ADMIN).await;
+    // Six items: one succeeded, two failed, three not yet started when the run is cancelled.
+    let run = run_with_items(&app, &operator, 6, 1, 2).await;
+    app.cancel_run(&admin, CONTOSO, run)
+        .await
+        .expect("the run is cancelled");
+    assert_eq!(run_row(&app, run).await.0, "cancelled");
+    assert_eq!(items_skipped_as_cancelled(&app, run).await, 3);
+    let resumed = app
+        .retry_failed(&operator, CONTOSO, run)
+        .await
+        .expect("the resume is queued");
+    assert_eq!(resumed.total, 5, "two failed and three cancelled");
+    let expected: Vec<i64> = sqlx::query_scalar(
+        "SELECT policy_id FROM run_items WHERE run_id = $1 AND outcome <> 'succeeded' \
+         ORDER BY policy_id",
+    )
+    .bind(run)
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    let input: String = sqlx::query_scalar("SELECT input FROM runs WHERE id = $1")
+        .bind(resumed.run_id)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    let input: serde_json::Value = serde_json::from_str(&input).unwrap();
+    let resumed_ids: Vec<i64> = input["policy_ids"]
+        .as_array()
+        .expect("the resume's policies")
+        .iter()
+        .map(|id| id.as_i64().unwrap())
+        .collect();
+    assert_eq!(resumed_ids, expected);
+
+    let page = app
+        .get(
+            Some(&operator),
+            &format!("/t/{CONTOSO}/runs/{}", resumed.run_id),
+        )
+        .await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Resumes the cancelled items of"),
+        "the resume's page says what it continues"
+    );
+    assert!(!html.contains("Retries the failed items of"));
 }

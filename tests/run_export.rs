@@ -1,6 +1,7 @@
 //! The CSV export of a run's items (`/t/{tenant}/runs/{id}/items.csv`): the run detail page's
 //! access rule, RFC 4180 with a header row, the outcome filter, every row once across the pages
-//! it is streamed in, and cells that cannot run as spreadsheet formulas.
+//! it is streamed in, and cells that cannot run as spreadsheet formulas; a run that compares
+//! captures exports what each found, and filters by it as its page does.
 
 use crate::common;
 
@@ -12,6 +13,7 @@ both_backends!(TestApp:
     filters_by_outcome_and_refuses_unknown_ones,
     only_members_get_it,
     cells_cannot_become_formulas,
+    a_drift_check_exports_what_each_capture_found_and_filters_by_it,
 );
 
 const HEADER: &str =
@@ -183,4 +185,74 @@ async fn cells_cannot_become_formulas(app: TestApp) {
             );
         }
     }
+}
+
+async fn a_drift_check_exports_what_each_capture_found_and_filters_by_it(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let run = run_with_items(&app, &cookie, 4, 4, 0).await;
+    // As a drift check writes them: two changed (one setting, then three), one unchanged, one
+    // deleted in Intune.
+    sqlx::query("UPDATE runs SET operation_type = 'backup_set.drift_check' WHERE id = $1")
+        .bind(run)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT policy_id FROM run_items WHERE run_id = $1 ORDER BY policy_id")
+            .bind(run)
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    for (id, (drift, changed)) in ids.iter().zip([
+        ("changed", Some(1_i64)),
+        ("unchanged", Some(0)),
+        ("changed", Some(3)),
+        ("deleted", None),
+    ]) {
+        sqlx::query(
+            "UPDATE run_items SET drift = $1, changed_settings = $2 \
+             WHERE run_id = $3 AND policy_id = $4",
+        )
+        .bind(drift)
+        .bind(changed)
+        .bind(run)
+        .bind(id)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    }
+    let (status, body, _) = csv(&app, Some(&cookie), &path(run, "")).await;
+    assert_eq!(status, 200, "{body}");
+    let lines: Vec<&str> = body.split_terminator("\r\n").collect();
+    assert_eq!(
+        lines[0],
+        "policy name,policy type,platform,graph id,outcome,result,changed settings,reason code,\
+         message,finished at"
+    );
+    assert_eq!(lines.len(), 5);
+    assert!(lines[1].contains(",succeeded,changed,1,"), "{}", lines[1]);
+    assert!(lines[2].contains(",succeeded,unchanged,0,"), "{}", lines[2]);
+    assert!(lines[4].contains(",succeeded,deleted,,"), "{}", lines[4]);
+
+    // The page's "Changed" list downloads the changed items only.
+    let (status, body, headers) = csv(&app, Some(&cookie), &path(run, "?outcome=changed")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains(&format!("run-{run}-changed-items.csv")));
+    let rows: Vec<&str> = body.split_terminator("\r\n").skip(1).collect();
+    assert_eq!(rows.len(), 2, "{body}");
+    assert!(rows.iter().all(|row| row.contains(",changed,")), "{body}");
+    let (_, body, _) = csv(&app, Some(&cookie), &path(run, "?outcome=unchanged")).await;
+    assert_eq!(body.split_terminator("\r\n").count(), 2, "{body}");
+
+    // A run that compares nothing keeps the columns it always had.
+    sqlx::query("UPDATE runs SET operation_type = 'backup_set.add_policies' WHERE id = $1")
+        .bind(run)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    let (_, body, _) = csv(&app, Some(&cookie), &path(run, "")).await;
+    assert!(body.starts_with(&format!("{HEADER}\r\n")), "{body}");
 }

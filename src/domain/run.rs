@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::parse_filter;
 use super::graph_wait::GraphWait;
-use super::{AppError, Timestamp};
+use super::{AppError, Capability, Timestamp};
 
 spelled_enum! {
     /// Where a run is in its life; stored as its lower-case spelling.
@@ -68,6 +68,29 @@ impl OperationType {
             Self::RestoreExecute => "restored",
             Self::InventorySync | Self::CheckConnection => "done",
         }
+    }
+
+    /// What a role needs to cancel such a run: whatever starting one needs, so the roles that
+    /// may start a run may cancel it (a restore only those who may restore, a connection check
+    /// only those who may check it), and every other run whoever may cancel runs.
+    pub fn cancel_capability(self) -> Capability {
+        match self {
+            Self::RestorePreview | Self::RestoreExecute => Capability::Restore,
+            Self::CheckConnection => Capability::CheckConnection,
+            Self::AddPolicies | Self::InventorySync | Self::CaptureSnapshot | Self::DriftCheck => {
+                Capability::CancelRuns
+            }
+        }
+    }
+
+    /// Whether its items record what their capture found compared with an earlier version
+    /// (`run_items.drift`, `changed_settings`): the runs whose items can be listed and
+    /// exported by that result.
+    pub fn compares_captures(self) -> bool {
+        matches!(
+            self,
+            Self::CaptureSnapshot | Self::DriftCheck | Self::RestorePreview | Self::RestoreExecute
+        )
     }
 
     /// The lane its runs queue in: long runs over many policies are bulk, short ones that a
@@ -378,6 +401,26 @@ mod tests {
         assert_eq!(OperationType::CaptureSnapshot.lane(), Lane::Interactive);
         assert_eq!(OperationType::RestorePreview.lane(), Lane::Interactive);
         assert_eq!(OperationType::RestoreExecute.lane(), Lane::Bulk);
+    }
+
+    #[test]
+    fn who_may_start_a_run_may_cancel_it() {
+        assert_eq!(
+            OperationType::RestoreExecute.cancel_capability(),
+            Capability::Restore
+        );
+        assert_eq!(
+            OperationType::RestorePreview.cancel_capability(),
+            Capability::Restore
+        );
+        assert_eq!(
+            OperationType::CheckConnection.cancel_capability(),
+            Capability::CheckConnection
+        );
+        assert_eq!(
+            OperationType::DriftCheck.cancel_capability(),
+            Capability::CancelRuns
+        );
     }
 
     #[test]

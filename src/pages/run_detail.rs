@@ -7,8 +7,10 @@ use leptos_router::hooks::use_navigate;
 use leptos_router::NavigateOptions;
 
 mod restore;
+mod retry;
 
 use restore::{RestoreActionCell, RestoreRunLink};
+use retry::{parent_status, RetryOfLink};
 
 use super::policy::id_param;
 use super::tenant_layout::refusal;
@@ -27,7 +29,7 @@ use crate::domain::run_detail::{
     RunTarget, RUN_ITEMS_PAGE_SIZE,
 };
 use crate::domain::versions::Drift;
-use crate::domain::{AppError, Capability};
+use crate::domain::{AppError, Capability, RunStatus};
 
 /// What the run detail page last showed: the run, its filter and page, and the run's version.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +73,7 @@ pub fn RunDetailPage() -> impl IntoView {
     // The cancel action says it was accepted in a toast.
     provide_toasts();
     let run = polled_run(tenant, id, outcome, page, tick);
+    let parent = parent_status(tenant, id);
     // Another outcome starts again at the first page; Back returns to the previous view.
     let navigate = use_navigate();
     let show_outcome = move |value: String| {
@@ -118,15 +121,10 @@ pub fn RunDetailPage() -> impl IntoView {
     let compares = RwSignal::new(false);
     Effect::new(move |_| {
         let captures = run.with(|run| {
-            matches!(run, Some(Ok(detail)) if matches!(
-                detail.operation_type.known(),
-                Some(
-                    OperationType::DriftCheck
-                        | OperationType::CaptureSnapshot
-                        | OperationType::RestorePreview
-                        | OperationType::RestoreExecute
-                )
-            ))
+            matches!(run, Some(Ok(detail)) if detail
+                .operation_type
+                .known()
+                .is_some_and(OperationType::compares_captures))
         });
         compares.set(captures);
     });
@@ -141,8 +139,14 @@ pub fn RunDetailPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match shown_or(run.await) {
                     Ok(detail) => {
+                        let parent_status = parent.await;
                         let active = detail.status.is_active().then_some(detail.id);
-                        let refused = refusal(Capability::CancelRuns).await;
+                        // Whoever may start such a run may cancel it.
+                        let cancel_needs = detail
+                            .operation_type
+                            .known()
+                            .map_or(Capability::CancelRuns, OperationType::cancel_capability);
+                        let refused = refusal(cancel_needs).await;
                         let start_refused = refusal(Capability::StartRuns).await;
                         let reload = move || tick.update(|n| *n += 1);
                         let retry = detail.retry_label().map(|label| view! {
@@ -155,7 +159,7 @@ pub fn RunDetailPage() -> impl IntoView {
                             />
                         });
                         view! {
-                            <RunFacts tenant=tenant.get_untracked() detail />
+                            <RunFacts tenant=tenant.get_untracked() detail parent_status />
                             {active.map(|run_id| view! {
                                 <CancelRunButton tenant=tenant.get_untracked() run_id refused on_cancelled=reload confirming=confirming_cancel />
                             })}
@@ -255,15 +259,11 @@ fn polled_run(
     )
 }
 
-/// "Download CSV" of the run's items with the outcome filter shown (the CSV filters by outcome
-/// only).
+/// "Download CSV" of the run's items with the filter shown (an outcome, or a capture's result).
 #[component]
 fn CsvLink(tenant: String, id: i64, outcome: String) -> impl IntoView {
-    let csv_filter = match ItemFilter::parse(&outcome) {
-        Some(ItemFilter::Outcome(_)) => outcome,
-        _ => String::new(),
-    };
-    let href = routes::run_items_csv(&tenant, id, &csv_filter);
+    let csv_filter = ItemFilter::parse(&outcome).map_or("", ItemFilter::as_str);
+    let href = routes::run_items_csv(&tenant, id, csv_filter);
     // `download` and `rel="external"`: the browser fetches the file, the router does not try
     // to render it as a page.
     view! {
@@ -273,9 +273,10 @@ fn CsvLink(tenant: String, id: i64, outcome: String) -> impl IntoView {
     }
 }
 
-/// The run's heading, status, failure, times and counters.
+/// The run's heading, status, failure, times and counters; `parent_status` is that of the run it
+/// retries or resumes.
 #[component]
-fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
+fn RunFacts(tenant: String, detail: RunDetail, parent_status: Option<RunStatus>) -> impl IntoView {
     let target_link = match detail.target.clone() {
         RunTarget::BackupSet {
             id,
@@ -319,11 +320,9 @@ fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
         let href = routes::run(&tenant, id, "");
         view! { <a href=href class="mono">"run #" {id}</a> }
     };
-    let retry_of = detail.retry_of.map(|parent| {
-        view! {
-            <p data-testid="retry-of">"Retries the failed items of " {run_link(parent)}</p>
-        }
-    });
+    let retry_of = detail
+        .retry_of
+        .map(|parent| view! { <RetryOfLink tenant=tenant.clone() parent parent_status /> });
     let retried_by = (!detail.retried_by.is_empty()).then(|| {
         view! {
             <p data-testid="retried-by">

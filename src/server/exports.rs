@@ -1,4 +1,6 @@
-//! CSV export of a run's items: `GET /t/{tenant}/runs/{id}/items.csv[?outcome=…]`.
+//! CSV export of a run's items: `GET /t/{tenant}/runs/{id}/items.csv[?outcome=…]`, filtered as
+//! the run detail page filters them (an outcome, or what a capture found: `changed`, …). The items
+//! of a run that compares captures carry what each capture found (`result`, `changed settings`).
 //!
 //! The file is streamed a page of rows at a time (keyset on the policy id, served by the
 //! `(run_id, policy_id)` unique index), so the server holds one page whatever the run's size.
@@ -7,23 +9,24 @@
 //! `-`, `@`, a tab or a carriage return) gets a leading `'`, so opening the file runs nothing.
 
 use axum::{
+    Json,
     body::{Body, Bytes},
     extract::{Path, Query, State},
-    http::{header, HeaderValue, StatusCode},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    Json,
 };
-use futures::{stream, StreamExt};
+use futures::{StreamExt, stream};
 use serde::Deserialize;
 use sqlx::FromRow;
-use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tower_sessions::Session;
 
 use super::auth::authorize_session;
 use super::db::Db;
 use super::state::AppState;
 use super::tenants::TenantScope;
-use crate::domain::run_detail::ItemOutcome;
+use crate::domain::run::OperationType;
+use crate::domain::run_detail::ItemFilter;
 use crate::domain::{AppError, Capability};
 
 /// Rows read per query while streaming.
@@ -41,6 +44,30 @@ const HEADER: [&str; 8] = [
     "finished at",
 ];
 
+/// The columns of a run that compares captures ([`OperationType::compares_captures`]), in
+/// order: what each capture found follows its outcome, as on the run's page.
+const RESULT_HEADER: [&str; 10] = [
+    "policy name",
+    "policy type",
+    "platform",
+    "graph id",
+    "outcome",
+    "result",
+    "changed settings",
+    "reason code",
+    "message",
+    "finished at",
+];
+
+/// What one export writes: which run, which of its items, and whether with the results of its
+/// captures.
+#[derive(Debug, Clone, Copy)]
+struct Export {
+    run_id: i64,
+    filter: Option<ItemFilter>,
+    results: bool,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ItemsQuery {
     #[serde(default)]
@@ -56,7 +83,7 @@ pub async fn run_items_csv(
     session: Session,
 ) -> Response {
     match prepare(&state, &tenant, &run, &query, &session).await {
-        Ok((scope, run_id, outcome)) => csv_response(state.db.clone(), scope, run_id, outcome),
+        Ok((scope, export)) => csv_response(state.db.clone(), scope, export),
         Err(error) => refusal(&error),
     }
 }
@@ -67,23 +94,36 @@ async fn prepare(
     run: &str,
     query: &ItemsQuery,
     session: &Session,
-) -> Result<(TenantScope, i64, Option<ItemOutcome>), AppError> {
+) -> Result<(TenantScope, Export), AppError> {
     let context = authorize_session(state, session, tenant, Capability::View).await?;
     let not_found = || AppError::NotFound("This run does not exist in this tenant.".into());
     let run_id: i64 = run.parse().map_err(|_| not_found())?;
-    let outcome = match query.outcome.as_str() {
+    let filter = match query.outcome.as_str() {
         "" => None,
-        raw => Some(ItemOutcome::parse(raw).ok_or_else(|| {
-            AppError::invalid("outcome", "Choose succeeded, failed, skipped or pending.")
+        raw => Some(ItemFilter::parse(raw).ok_or_else(|| {
+            AppError::invalid(
+                "outcome",
+                "Choose succeeded, failed, skipped, pending, or a result: changed, unchanged, \
+                 deleted or new.",
+            )
         })?),
     };
-    let exists = sqlx::query("SELECT id FROM runs WHERE tenant_id = $1 AND id = $2")
-        .bind(context.scope.id())
-        .bind(run_id)
-        .fetch_optional(state.db.pool())
-        .await?;
-    exists.ok_or_else(not_found)?;
-    Ok((context.scope, run_id, outcome))
+    let operation: String =
+        sqlx::query_scalar("SELECT operation_type FROM runs WHERE tenant_id = $1 AND id = $2")
+            .bind(context.scope.id())
+            .bind(run_id)
+            .fetch_optional(state.db.pool())
+            .await?
+            .ok_or_else(not_found)?;
+    let results = OperationType::parse(&operation).is_some_and(OperationType::compares_captures);
+    Ok((
+        context.scope,
+        Export {
+            run_id,
+            filter,
+            results,
+        },
+    ))
 }
 
 fn refusal(error: &AppError) -> Response {
@@ -91,19 +131,25 @@ fn refusal(error: &AppError) -> Response {
     (status, Json(error)).into_response()
 }
 
-fn csv_response(db: Db, scope: TenantScope, run_id: i64, outcome: Option<ItemOutcome>) -> Response {
-    let filename = match outcome {
-        Some(outcome) => format!("run-{run_id}-{}-items.csv", outcome.as_str()),
+fn csv_response(db: Db, scope: TenantScope, export: Export) -> Response {
+    let run_id = export.run_id;
+    let filename = match export.filter {
+        Some(filter) => format!("run-{run_id}-{}-items.csv", filter.as_str()),
         None => format!("run-{run_id}-items.csv"),
     };
-    let header_line = Bytes::from(line(HEADER.iter().map(|h| h.to_string())));
+    let header: &[&str] = if export.results {
+        &RESULT_HEADER
+    } else {
+        &HEADER
+    };
+    let header_line = Bytes::from(line(header.iter().map(|h| h.to_string())));
     // The state is the last policy id written (0 before the first page; ids start at 1), or
     // None once the export is over.
     let pages = stream::unfold(Some(0_i64), move |after| {
         let db = db.clone();
         let scope = scope.clone();
         async move {
-            match page(&db, &scope, run_id, outcome, after?).await {
+            match page(&db, &scope, export, after?).await {
                 Ok((_, None)) => None,
                 Ok((text, Some(last))) => Some((Ok(Bytes::from(text)), Some(last))),
                 Err(error) => {
@@ -137,45 +183,55 @@ fn csv_response(db: Db, scope: TenantScope, run_id: i64, outcome: Option<ItemOut
 async fn page(
     db: &Db,
     scope: &TenantScope,
-    run_id: i64,
-    outcome: Option<ItemOutcome>,
+    export: Export,
     after: i64,
 ) -> Result<(String, Option<i64>), AppError> {
-    let filter = if outcome.is_some() {
-        " AND i.outcome = $5"
-    } else {
-        ""
+    let filter = match export.filter {
+        Some(ItemFilter::Outcome(_)) => " AND i.outcome = $5",
+        Some(ItemFilter::Drift(_)) => " AND i.drift = $5",
+        None => "",
     };
     let sql = format!(
         "SELECT i.policy_id, p.display_name, p.policy_type, p.platform, p.graph_id, i.outcome, \
-                i.reason_code, i.message, i.finished_at \
+                i.drift, i.changed_settings, i.reason_code, i.message, i.finished_at \
          FROM run_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
          WHERE i.tenant_id = $1 AND i.run_id = $2 AND i.policy_id > $3{filter} \
          ORDER BY i.policy_id LIMIT $4"
     );
     let mut query = sqlx::query_as::<_, ExportRow>(&sql)
         .bind(scope.id())
-        .bind(run_id)
+        .bind(export.run_id)
         .bind(after)
         .bind(PAGE_ROWS);
-    if let Some(outcome) = outcome {
-        query = query.bind(outcome.as_str());
+    if let Some(filter) = export.filter {
+        query = query.bind(filter.as_str());
     }
     let rows = query.fetch_all(db.pool()).await?;
     let mut text = String::new();
     let mut last = None;
     for row in rows {
         last = Some(row.policy_id);
-        text.push_str(&line([
+        let mut cells = vec![
             row.display_name,
             row.policy_type,
             row.platform,
             row.graph_id,
             row.outcome,
+        ];
+        if export.results {
+            cells.push(row.drift.unwrap_or_default());
+            cells.push(
+                row.changed_settings
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        cells.extend([
             row.reason_code.unwrap_or_default(),
             row.message.unwrap_or_default(),
             row.finished_at.map(iso_8601).unwrap_or_default(),
-        ]));
+        ]);
+        text.push_str(&line(cells));
     }
     Ok((text, last))
 }
@@ -189,6 +245,9 @@ struct ExportRow {
     platform: String,
     graph_id: String,
     outcome: String,
+    /// What the item's capture found (`changed`, …), as stored; only for a run that compares.
+    drift: Option<String>,
+    changed_settings: Option<i64>,
     reason_code: Option<String>,
     message: Option<String>,
     finished_at: Option<i64>,

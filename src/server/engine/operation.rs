@@ -8,18 +8,18 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde::de::DeserializeOwned;
 
 use super::worker::{BoxFuture, ClaimedRun, RunFailure, Worker};
+use crate::domain::RunStatus;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
 use crate::domain::run_detail::ItemOutcome;
-use crate::domain::RunStatus;
 use crate::server::db::Db;
 use crate::server::graph::write::PolicyWriter;
-use crate::server::graph::{PolicySource, TenantCredentials};
+use crate::server::graph::{GraphClient, GraphConfig, PolicySource, TenantCredentials};
 
 /// A transaction of the engine, open while a batch of results is written.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -238,6 +238,10 @@ impl Notice {
 /// A handler with its types erased, so runs of every operation share one registry.
 trait Handler: Send + Sync {
     fn execute(&self, worker: Worker, run: ClaimedRun) -> BoxFuture<Result<(), sqlx::Error>>;
+
+    /// The items [`Operation::plan`] gives the run with its stored input read; `None` when the
+    /// input cannot be read.
+    fn plan(&self, run: &Run<String>) -> Option<Vec<i64>>;
 }
 
 struct Typed<O>(Arc<O>);
@@ -246,6 +250,11 @@ impl<O: Operation> Handler for Typed<O> {
     fn execute(&self, worker: Worker, run: ClaimedRun) -> BoxFuture<Result<(), sqlx::Error>> {
         let operation = Arc::clone(&self.0);
         Box::pin(async move { worker.execute(operation, run).await })
+    }
+
+    fn plan(&self, run: &Run<String>) -> Option<Vec<i64>> {
+        let input = serde_json::from_str::<O::Input>(&run.input).ok()?;
+        Some(self.0.plan(&run.with_input(input)))
     }
 }
 
@@ -280,6 +289,25 @@ impl Registry {
                 Arc::clone(&writer),
             ))
             .with(restore_execute::RestoreExecute::new(source, writer))
+    }
+
+    /// Every handler this version ships, for planning alone ([`Self::plan`]): a plan reads the
+    /// stored input and nothing else, so their Graph client points nowhere and is never called.
+    /// Built once; `None` if the HTTP client could not be built (no Graph client can then).
+    pub fn planning() -> Option<&'static Self> {
+        static PLANNING: LazyLock<Option<Registry>> = LazyLock::new(|| {
+            let nowhere = GraphConfig::new("http://127.0.0.1:9", "http://127.0.0.1:9/beta");
+            let client = Arc::new(GraphClient::new(nowhere).ok()?);
+            Some(Registry::full(client.clone(), client))
+        });
+        PLANNING.as_ref()
+    }
+
+    /// The policies `run` of `operation` works on, one item each, planned from its stored input
+    /// as its first claim plans them. `None` when there is no handler or the input cannot be
+    /// read (the claim would fail the run with `invalid_run_input`).
+    pub fn plan(&self, operation: OperationType, run: &Run<String>) -> Option<Vec<i64>> {
+        self.handlers.get(&operation)?.plan(run)
     }
 
     /// Adds (or replaces) the handler of `O::TYPE`.
@@ -325,6 +353,33 @@ mod tests {
             Registry::full(client.clone(), client).operations(),
             OperationType::ALL.to_vec()
         );
+    }
+
+    #[test]
+    fn a_stored_input_plans_the_items_its_operation_would() {
+        let registry = Registry::planning().expect("a planning registry");
+        let run = |input: &str| Run {
+            id: 1,
+            attempt: 0,
+            tenant_id: 1,
+            target_id: 1,
+            initiated_by: None,
+            input: input.to_owned(),
+        };
+        let drift = r#"{"backup_set_id":1,"policy_ids":[4,7,9]}"#;
+        assert_eq!(
+            registry.plan(OperationType::DriftCheck, &run(drift)),
+            Some(vec![4, 7, 9])
+        );
+        assert_eq!(
+            registry.plan(OperationType::CaptureSnapshot, &run(r#"{"policy_id":5}"#)),
+            Some(vec![5])
+        );
+        assert_eq!(
+            registry.plan(OperationType::CheckConnection, &run("{}")),
+            Some(Vec::new())
+        );
+        assert_eq!(registry.plan(OperationType::DriftCheck, &run("[")), None);
     }
 
     #[test]

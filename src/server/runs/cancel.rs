@@ -11,10 +11,11 @@ use crate::domain::run::{CancelledRun, OperationType};
 use crate::domain::{AppError, Capability, RunStatus, Timestamp};
 use crate::server::auth::TenantContext;
 use crate::server::db::Db;
-use crate::server::engine::ops::add_policies::AddPoliciesInput;
+use crate::server::engine::operation::{Registry, Run};
 
-/// A restore run may be cancelled only by those who may restore (owners and managers); other
-/// runs by whoever holds [`Capability::CancelRuns`], which the caller checked.
+/// Whoever may start a run may cancel it ([`OperationType::cancel_capability`]); the caller
+/// checked [`Capability::CancelRuns`], which every other run needs. A run of an operation this
+/// build does not know needs that alone.
 async fn ensure_may_cancel(db: &Db, ctx: &TenantContext, run_id: i64) -> Result<(), AppError> {
     let operation: Option<String> =
         sqlx::query_scalar("SELECT operation_type FROM runs WHERE tenant_id = $1 AND id = $2")
@@ -22,14 +23,12 @@ async fn ensure_may_cancel(db: &Db, ctx: &TenantContext, run_id: i64) -> Result<
             .bind(run_id)
             .fetch_optional(db.pool())
             .await?;
-    let restore = matches!(
-        operation.as_deref().and_then(OperationType::parse),
-        Some(OperationType::RestorePreview | OperationType::RestoreExecute)
-    );
-    if restore && !ctx.role.can(Capability::Restore) {
-        return Err(AppError::Forbidden(
-            Capability::Restore.holders().label.to_owned(),
-        ));
+    let needed = operation
+        .as_deref()
+        .and_then(OperationType::parse)
+        .map_or(Capability::CancelRuns, OperationType::cancel_capability);
+    if !ctx.role.can(needed) {
+        return Err(AppError::Forbidden(needed.holders().label.to_owned()));
     }
     Ok(())
 }
@@ -47,11 +46,11 @@ pub async fn cancel(
     let mut tx = db.pool().begin().await?;
     // Written first and decided in the same statement: under SQLite's WAL a transaction that read
     // first could not upgrade its lock while the worker writes.
-    let row: Option<(String, String, Option<i64>)> = sqlx::query_as(
+    let row: Option<CancelledRow> = sqlx::query_as(
         "UPDATE runs SET status = 'cancelled', finished_at = $1, reason_code = $2, \
          lease_expires_at = NULL \
          WHERE tenant_id = $3 AND id = $4 AND status IN ('pending', 'running') \
-         RETURNING operation_type, input, initiated_by",
+         RETURNING operation_type, id, attempt, tenant_id, target_id, initiated_by, input",
     )
     .bind(now)
     .bind(ReasonCode::Cancelled.as_str())
@@ -59,7 +58,11 @@ pub async fn cancel(
     .bind(run_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((operation, input, initiated_by)) = row else {
+    let Some(CancelledRow {
+        operation_type,
+        run,
+    }) = row
+    else {
         tx.rollback().await?;
         return match cancelled(db, tenant_id, run_id).await? {
             Some(_) => Ok(None),
@@ -71,7 +74,7 @@ pub async fn cancel(
         .fetch_one(&mut *tx)
         .await?;
     let skipped = if existing == 0 {
-        let planned = planned_items(OperationType::parse(&operation), &input);
+        let planned = planned_items(OperationType::parse(&operation_type), &run)?;
         write_cancelled_items(&mut tx, db, tenant_id, run_id, &planned, now).await?
     } else {
         sqlx::query(
@@ -92,7 +95,7 @@ pub async fn cancel(
     .bind(run_id)
     .execute(&mut *tx)
     .await?;
-    if let Some(initiator) = initiated_by {
+    if let Some(initiator) = run.initiated_by {
         notify(&mut tx, ctx, run_id, initiator, now).await?;
     }
     tx.commit().await?;
@@ -124,16 +127,26 @@ pub async fn cancelled(
     }))
 }
 
-/// The policies a run not yet started would have worked on, from its stored input. An input
-/// that cannot be read plans nothing (the run would have failed with `invalid_run_input`).
-fn planned_items(operation: Option<OperationType>, input: &str) -> Vec<i64> {
-    match operation {
-        Some(OperationType::AddPolicies) => AddPoliciesInput::from_json(input)
-            .map(|input| input.policy_ids)
-            .unwrap_or_default(),
-        // The other operations plan no items before their first claim in this version.
-        _ => Vec::new(),
-    }
+/// The run row a cancel decided on.
+#[derive(sqlx::FromRow)]
+struct CancelledRow {
+    operation_type: String,
+    #[sqlx(flatten)]
+    run: Run<String>,
+}
+
+/// The policies a run not yet started would have worked on, planned from its stored input by
+/// its operation's handler, as its first claim would have. An input that cannot be read (or an
+/// operation this build does not know) plans nothing: the run would have failed with
+/// `invalid_run_input`.
+fn planned_items(
+    operation: Option<OperationType>,
+    run: &Run<String>,
+) -> Result<Vec<i64>, AppError> {
+    let registry = Registry::planning().ok_or(AppError::Internal)?;
+    Ok(operation
+        .and_then(|operation| registry.plan(operation, run))
+        .unwrap_or_default())
 }
 
 /// Writes the items of a run that never started, skipped as `cancelled`; how many.

@@ -1,7 +1,7 @@
 //! "Retry N failed" and "Resume": a new run of the same operation on the same backup set with
 //! the same options, of only the items that failed (skipped items are not retried) or, for a
-//! cancelled run, of the items the cancel skipped. Created like any submit (the same idempotency
-//! key rules), and it records its parent in `retry_of`.
+//! cancelled run, of the items that failed and those the cancel skipped. Created like any submit
+//! (the same idempotency key rules), and it records its parent in `retry_of`.
 
 use super::create::create_or_reuse_retrying;
 use crate::domain::reason_code::ReasonCode;
@@ -39,9 +39,12 @@ pub async fn retry_failed(
             "This run is still going; retry it when it has ended.".into(),
         ));
     }
-    // A cancelled run resumes with what the cancel skipped; any other retries what failed.
+    // Any run retries what failed; a cancelled one also resumes what the cancel skipped, so
+    // its failures are not left behind by a resume.
     let which = match status {
-        RunStatus::Cancelled => "outcome = 'skipped' AND reason_code = $3",
+        RunStatus::Cancelled => {
+            "(outcome = 'failed' OR (outcome = 'skipped' AND reason_code = $3))"
+        }
         _ => "outcome = 'failed' AND $3 <> ''",
     };
     let ids: Vec<i64> = sqlx::query_scalar(&format!(
