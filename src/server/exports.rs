@@ -9,16 +9,16 @@
 //! `-`, `@`, a tab or a carriage return) gets a leading `'`, so opening the file runs nothing.
 
 use axum::{
-    Json,
     body::{Body, Bytes},
     extract::{Path, Query, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
+    Json,
 };
-use futures::{StreamExt, stream};
+use futures::{stream, StreamExt};
 use serde::Deserialize;
 use sqlx::FromRow;
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tower_sessions::Session;
 
 use super::auth::authorize_session;

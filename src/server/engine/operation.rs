@@ -13,10 +13,10 @@ use std::sync::{Arc, LazyLock};
 use serde::de::DeserializeOwned;
 
 use super::worker::{BoxFuture, ClaimedRun, RunFailure, Worker};
-use crate::domain::RunStatus;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
 use crate::domain::run_detail::ItemOutcome;
+use crate::domain::RunStatus;
 use crate::server::db::Db;
 use crate::server::graph::write::PolicyWriter;
 use crate::server::graph::{GraphClient, GraphConfig, PolicySource, TenantCredentials};
