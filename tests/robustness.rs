@@ -25,6 +25,8 @@ both_backends!(TestApp:
     pages_left_before_their_end_never_panic,
     hidden_files_are_404_on_every_path,
     static_answers_vary_and_private_ones_are_not_stored,
+    arguments_whose_error_is_huge_are_a_short_400,
+    a_wrong_method_is_405_with_a_reason,
 );
 
 /// The seed of every generated case.
@@ -635,7 +637,7 @@ async fn garbage_never_breaks_a_page(app: TestApp) {
 /// Sends a request line exactly as written (an HTTP client would resolve dot segments and
 /// re-encode the path) and reads the answer to its end: status, body, and whether a chunked
 /// body ended properly (a panic while streaming a page cuts it off).
-async fn raw_request(
+pub(crate) async fn raw_request(
     app: &TestApp,
     method: &str,
     target: &str,
@@ -852,4 +854,91 @@ async fn static_answers_vary_and_private_ones_are_not_stored(app: TestApp) {
     assert_eq!(me.headers()["cache-control"], "no-store");
     let refused = app.call("auth/me", &[]).await;
     assert_eq!(refused.headers()["cache-control"], "no-store");
+}
+
+/// Arguments whose decoding error would be huge: serde_qs names a repeated key in its error, and
+/// prints the whole value a key holds when the same key is also used as a map. The answer is the
+/// caller's mistake (400) with a short reason, never a 500 nor an echo of megabytes.
+async fn arguments_whose_error_is_huge_are_a_short_400(app: TestApp) {
+    let key = "k".repeat(100_000);
+    let bodies = [
+        format!("tenant={CONTOSO}&{key}=1&{key}=2"),
+        format!("tenant={}&tenant[a][b]=1", "x".repeat(MEGABYTE)),
+    ];
+    let mut paths: Vec<&str> = server_fn_paths().map(|(path, _)| path).collect();
+    paths.sort();
+    for path in paths {
+        for body in &bodies {
+            let raw = Body::Raw {
+                content_type: "application/x-www-form-urlencoded",
+                bytes: body.clone().into_bytes(),
+            };
+            let (status, _, text) = send(&app, None, path, &raw, None).await;
+            let case = format!("{path} {}", shorten(&body));
+            assert_eq!(status, 400, "{case}: {text:.300}");
+            assert!(text.contains("deserializ"), "{case}: {text:.300}");
+            assert!(text.len() < 4096, "{case}: {} bytes", text.len());
+        }
+    }
+    assert_eq!(panics::count(), 0, "no call made the server panic");
+}
+
+/// A method an address does not take is a 405 with a reason: a server function's JSON error
+/// (with the `Allow` header naming the method it takes), a page's short text. Derived from the
+/// router, like the sweeps above.
+async fn a_wrong_method_is_405_with_a_reason(app: TestApp) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    for (path, method) in server_fn_paths() {
+        for wrong in ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"] {
+            let wrong = reqwest::Method::from_bytes(wrong.as_bytes()).unwrap();
+            let response = client
+                .request(wrong.clone(), app.url(path))
+                .header("Origin", app.origin())
+                .send()
+                .await
+                .unwrap();
+            let case = format!("{wrong} {path}");
+            assert_eq!(response.status(), 405, "{case}");
+            assert_eq!(response.headers()["allow"], method.as_str(), "{case}");
+            if wrong == reqwest::Method::HEAD {
+                continue;
+            }
+            let text = response.text().await.unwrap();
+            let error: tenantatlas::domain::AppError = serde_json::from_str(&text)
+                .unwrap_or_else(|error| panic!("{case}: {error}: {text:?}"));
+            assert!(
+                error.to_string().contains(method.as_str()),
+                "{case}: {text}"
+            );
+        }
+    }
+    let routes = leptos_axum::generate_route_list(tenantatlas::app::App);
+    for route in &routes {
+        let path: Vec<String> = route
+            .path()
+            .split('/')
+            .map(|part| match part.starts_with('{') {
+                true => CONTOSO.to_owned(),
+                false => part.to_owned(),
+            })
+            .collect();
+        let path = path.join("/");
+        for wrong in ["POST", "PUT", "DELETE"] {
+            let wrong = reqwest::Method::from_bytes(wrong.as_bytes()).unwrap();
+            let response = client
+                .request(wrong.clone(), app.url(&path))
+                .header("Origin", app.origin())
+                .send()
+                .await
+                .unwrap();
+            let case = format!("{wrong} {path}");
+            assert_eq!(response.status(), 405, "{case}");
+            let text = response.text().await.unwrap();
+            assert!(text.contains("GET"), "{case}: {text:?}");
+        }
+    }
+    assert_eq!(panics::count(), 0, "no request made the server panic");
 }

@@ -10,13 +10,14 @@ use std::time::Duration;
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::{header, HeaderValue, Method, StatusCode},
+    http::{header, HeaderValue, Method, StatusCode, Uri},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
     Json, Router,
 };
 use leptos::prelude::LeptosOptions;
+use leptos::server_fn::axum::server_fn_paths;
 use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
@@ -71,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         // Also registers every server function under /api, with AppState in their context.
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Last of the routes: it applies to those registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(render_pages_whole))
         .layer(middleware::from_fn_with_state(state.clone(), guard::pages))
         .layer(middleware::from_fn(unreadable_arguments_are_400))
@@ -91,8 +94,51 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(private_answers_are_not_stored))
         // Before anything else: no route, and above all not Leptos' fallback, which serves the
         // whole site root, ever sees a path to a hidden file.
-        .layer(middleware::from_fn(static_files::hidden_files_are_404));
+        .layer(middleware::from_fn(static_files::hidden_files_are_404))
+        .layer(middleware::from_fn(backslash_paths_are_404));
     with_panic_net(app)
+}
+
+/// A path with a backslash, as sent or percent-encoded, is a 404 before anything reads it. The
+/// page guard finds the tenant between slashes, but the page's own URL parser reads `\` as `/`:
+/// `/t\contoso\backup-sets` would render a tenant's page past the membership check. No page,
+/// file or server function has a backslash in its path.
+async fn backslash_paths_are_404(request: Request, next: Next) -> Response {
+    let path = request.uri().path().as_bytes();
+    let backslash = path.contains(&b'\\')
+        || path
+            .windows(3)
+            .any(|escape| escape.eq_ignore_ascii_case(b"%5c"));
+    if backslash {
+        return (
+            StatusCode::NOT_FOUND,
+            "Not found: no page or file has this path.",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// The answer to a method an address does not take (axum adds the `Allow` header): for a
+/// server function the JSON error its callers read, naming the method it takes; for a page,
+/// an export or the health check, a line of text.
+async fn method_not_allowed(uri: Uri) -> Response {
+    let path = uri.path();
+    if path.starts_with("/api/") {
+        let takes = server_fn_paths()
+            .find(|(function, _)| *function == path)
+            .map_or_else(
+                || Method::POST.to_string(),
+                |(_, method)| method.to_string(),
+            );
+        let error = AppError::invalid("", format!("This address takes {takes} only."));
+        return (StatusCode::METHOD_NOT_ALLOWED, Json(error)).into_response();
+    }
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        "This address can only be read (GET or HEAD).",
+    )
+        .into_response()
 }
 
 /// Pages and server-function answers hold what only the signed-in user may see (and set the
@@ -189,10 +235,17 @@ async fn render_pages_whole(request: Request, next: Next) -> Response {
 /// short JSON value).
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
+/// The most characters of the reason a 400 for unreadable arguments quotes: enough to name the
+/// field and what was wrong with it. serde_qs quotes the input (a repeated key, a whole value
+/// that was also used as a map), which can be megabytes.
+const ARGUMENTS_REASON_CHARS: usize = 300;
+
 /// server_fn answers a request whose arguments it cannot decode (a wrong type, a missing field,
 /// a body that is not UTF-8) with a 500 before the function runs. That is the client's mistake:
 /// such an answer (an [`AppError::Transport`], which a function itself never returns) becomes a
-/// 400 with the same body, which says what could not be read.
+/// 400 that says what could not be read, cut to [`ARGUMENTS_REASON_CHARS`]. An error body
+/// longer than [`ERROR_BODY_LIMIT`] can only be such a decoding error quoting its input (a
+/// function's own errors are short): a 400 with a fixed reason.
 async fn unreadable_arguments_are_400(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR
@@ -201,16 +254,29 @@ async fn unreadable_arguments_are_400(request: Request, next: Next) -> Response 
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, ERROR_BODY_LIMIT).await else {
+    let reason = match axum::body::to_bytes(body, ERROR_BODY_LIMIT).await {
+        Ok(bytes) => match serde_json::from_slice::<AppError>(&bytes) {
+            Ok(AppError::Transport(reason)) => shortened(reason),
+            _ => return Response::from_parts(parts, Body::from(bytes)),
+        },
+        Err(_) => "error deserializing server function arguments: they could not be read \
+                   (the error is too long to show)"
+            .to_owned(),
+    };
+    let Ok(body) = serde_json::to_vec(&AppError::Transport(reason)) else {
         return internal_error();
     };
-    if matches!(
-        serde_json::from_slice::<AppError>(&bytes),
-        Ok(AppError::Transport(_))
-    ) {
-        parts.status = StatusCode::BAD_REQUEST;
+    parts.status = StatusCode::BAD_REQUEST;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// `reason` cut to [`ARGUMENTS_REASON_CHARS`], marked with `…` where it was cut.
+fn shortened(reason: String) -> String {
+    match reason.char_indices().nth(ARGUMENTS_REASON_CHARS) {
+        Some((end, _)) => format!("{}…", &reason[..end]),
+        None => reason,
     }
-    Response::from_parts(parts, Body::from(bytes))
 }
 
 /// How long a stopping server lets in-flight requests finish by default
