@@ -20,6 +20,7 @@ both_backends!(TestApp:
     a_version_that_is_not_json_is_exported_as_stored,
     refuses_sets_larger_than_a_zip_holds,
     only_members_get_it,
+    head_checks_access_without_exporting,
 );
 
 /// A policy to put into a set: type, name, graph id, stored payload.
@@ -233,7 +234,7 @@ fn policies() -> Vec<Policy> {
             "administrative_template",
             &"Long name ".repeat(40),
             GUID_F,
-            json!({"policyType": "administrative_template", "policy": {"displayName": "Edge"},
+            json!({"policyType": "administrative_template", "policy": {"displayName": "Long name ".repeat(40)},
             "definitionValues": [{"id": "v1", "enabled": true,
                 "definition": {"id": "d1", "displayName": "Configure the home page URL"}}]}),
         ),
@@ -241,7 +242,7 @@ fn policies() -> Vec<Policy> {
             "compliance",
             "evil\u{202e}fdp.exe\u{1b}",
             GUID_G,
-            json!({"policyType": "compliance", "policy": {"displayName": "x"}}),
+            json!({"policyType": "compliance", "policy": {"displayName": "evil\u{202e}fdp.exe\u{1b}"}}),
         ),
     ]
 }
@@ -589,4 +590,123 @@ async fn only_members_get_it(app: TestApp) {
             .status(),
         200
     );
+}
+
+/// How many exports of `set` the audit log holds.
+async fn exports_audited(app: &TestApp, set: i64) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'backup_set.export' AND target = $1",
+    )
+    .bind(format!("backup_set:{set}"))
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+}
+
+/// A HEAD asks whether the download is there: the same checks and headers as a GET, but no
+/// archive is written and no export is recorded.
+async fn head_checks_access_without_exporting(app: TestApp) {
+    let (set, _) = set_with(
+        &app,
+        "Looked at",
+        &[Policy::new(
+            "compliance",
+            "Head policy",
+            GUID_A,
+            json!({"policy": {"displayName": "Head policy"}}),
+        )],
+    )
+    .await;
+    let head = |cookie: String, path: String| {
+        let request = app.http.head(app.url(&path)).header("Cookie", cookie);
+        async move { request.send().await.unwrap() }
+    };
+    let readonly = app.sign_in(READONLY).await;
+    let answer = head(readonly.clone(), export_path(CONTOSO, set)).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["content-type"], "application/zip");
+    assert_eq!(
+        answer.headers()["content-disposition"],
+        format!("attachment; filename=\"backup-set-{set}.zip\"").as_str()
+    );
+    assert_eq!(exports_audited(&app, set).await, 0, "a HEAD is no export");
+
+    let outsider = app.sign_in(OUTSIDER).await;
+    assert_eq!(
+        head(outsider, export_path(CONTOSO, set)).await.status(),
+        403
+    );
+    assert_eq!(
+        head(readonly.clone(), export_path(CONTOSO, set + 1_000))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(exports_audited(&app, set).await, 0);
+
+    // The download itself is recorded.
+    download(&app, &readonly, set).await;
+    assert_eq!(exports_audited(&app, set).await, 1);
+    assert_eq!(panics::count(), 0);
+}
+
+/// Exports of sets whose policies changed in Intune after the backup, through the real
+/// capture and sync runs on the demo Graph.
+mod after_intune_changed {
+    use super::*;
+    use common::{DemoApp, Form};
+
+    both_backends!(local DemoApp:
+        a_renamed_policy_is_exported_under_its_backed_up_name,
+    );
+
+    /// A policy renamed in Intune after its backup (and synced since, so the inventory has the
+    /// new name) is exported as it was backed up: the manifest, the file name and the README
+    /// name it as its JSON does.
+    async fn a_renamed_policy_is_exported_under_its_backed_up_name(f: DemoApp) {
+        let operator = f.app.sign_in(OPERATOR).await;
+        let sync = [("tenant", CONTOSO)];
+        f.run_as(&operator, "runs/sync-inventory", &sync).await;
+        let sim = f.demo.sim.policies(CONTOSO).remove(0);
+        let policy_id = f.policy_id(&sim.id).await;
+        let set = common::backup_set(&f.app, &operator, CONTOSO, "Before the rename").await;
+        let form = Form::tenant(CONTOSO)
+            .field("backup_set_id", set)
+            .list("policy_ids", &[policy_id]);
+        f.run_as(&operator, "runs/add-policies", &form.pairs())
+            .await;
+
+        let renamed = "Renamed in Intune";
+        assert!(f.demo.sim.rename_policy(CONTOSO, &sim.id, renamed));
+        f.run_as(&operator, "runs/sync-inventory", &sync).await;
+        let inventory: String =
+            sqlx::query_scalar("SELECT display_name FROM policies WHERE id = $1")
+                .bind(policy_id)
+                .fetch_one(f.app.db.pool())
+                .await
+                .unwrap();
+        assert_eq!(inventory, renamed, "the inventory has the new name");
+
+        let archive = download(&f.app, &operator, set).await;
+        let manifest = archive.manifest();
+        let item = &manifest["items"][0];
+        let file = item["file"].as_str().expect("the item's file");
+        let snapshot: Value = serde_json::from_str(&archive.files[file]).unwrap();
+        let backed_up = snapshot["policy"]
+            .as_object()
+            .and_then(|policy| policy.get("displayName").or_else(|| policy.get("name")))
+            .and_then(Value::as_str)
+            .expect("the snapshot names the policy");
+        assert_eq!(backed_up, sim.name);
+        assert_eq!(item["name"], backed_up, "{manifest}");
+        assert!(!file.contains("Renamed"), "{file}");
+        let readme = archive.readme();
+        // The policy's heading, Markdown escapes removed.
+        let heading = readme
+            .lines()
+            .find_map(|line| line.strip_prefix("## "))
+            .expect("a section for the policy");
+        assert_eq!(heading.replace('\\', ""), backed_up, "{readme}");
+        assert!(!readme.contains(renamed), "{readme}");
+    }
 }

@@ -29,7 +29,7 @@ use std::time::Instant;
 use axum::{
     body::{Body, Bytes},
     extract::{Path, State},
-    http::{header, HeaderValue, StatusCode},
+    http::{header, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -44,7 +44,7 @@ use tracing::Instrument;
 
 use self::zip::{DeflatedSpool, DosTime, ZipError, ZipWriter};
 use super::audit::{self, AuditEvent};
-use super::auth::authorize_session;
+use super::auth::{authorize_session, TenantContext};
 use super::db::Db;
 use super::snapshots::names_for;
 use super::state::AppState;
@@ -89,6 +89,7 @@ pub struct ExportItem {
     pub policy_id: i64,
     pub graph_id: String,
     pub policy_type: PolicyType,
+    /// The inventory's name, until the stored version's replaces it ([`backed_up_name`]).
     #[sqlx(rename = "display_name")]
     pub name: String,
     #[sqlx(rename = "snapshot_id")]
@@ -102,6 +103,13 @@ pub struct ExportItem {
     pub format: i64,
 }
 
+/// What the handler checked: who asks, and the set they may export.
+struct Checked {
+    context: TenantContext,
+    set: SetInfo,
+    items: i64,
+}
+
 /// What the handler checked, handed to the task that writes the archive.
 struct Export {
     scope: TenantScope,
@@ -111,28 +119,36 @@ struct Export {
 }
 
 /// The handler. The page guard has already sent anonymous visitors to sign-in; this checks the
-/// membership again (any member may export, as any member may read the set), then streams.
+/// membership again (any member may export, as any member may read the set), then streams. A
+/// HEAD (which axum routes here too) gets the same checks and headers, but no archive is
+/// written and no export recorded: nobody took the tenant's configuration out.
 pub async fn backup_set_zip(
     State(state): State<AppState>,
+    method: Method,
     Path((tenant, set)): Path<(String, String)>,
     session: Session,
 ) -> Response {
-    match prepare(&state, &tenant, &set, &session).await {
-        Ok(export) => zip_response(state.db.clone(), export),
-        Err(error) => {
-            let status =
-                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, Json(error)).into_response()
-        }
-    }
+    let answer = match check(&state, &tenant, &set, &session).await {
+        Ok(checked) if method == Method::HEAD => Ok(zip_headers(Body::empty(), checked.set.id)),
+        Ok(checked) => start(&state, checked)
+            .await
+            .map(|export| zip_response(state.db.clone(), export)),
+        Err(error) => Err(error),
+    };
+    answer.unwrap_or_else(|error| {
+        let status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(error)).into_response()
+    })
 }
 
-async fn prepare(
+/// Whether the caller may export the set, and whether it exists and fits in a ZIP.
+async fn check(
     state: &AppState,
     tenant: &str,
     set: &str,
     session: &Session,
-) -> Result<Export, AppError> {
+) -> Result<Checked, AppError> {
     let context = authorize_session(state, session, tenant, Capability::View).await?;
     let not_found = || AppError::NotFound("This backup set does not exist in this tenant.".into());
     let set_id: i64 = set.parse().map_err(|_| not_found())?;
@@ -156,6 +172,20 @@ async fn prepare(
             ),
         ));
     }
+    Ok(Checked {
+        context,
+        set,
+        items,
+    })
+}
+
+/// Starts an export that passed its checks: its temporary files, and its audit entry.
+async fn start(state: &AppState, checked: Checked) -> Result<Export, AppError> {
+    let Checked {
+        context,
+        set,
+        items,
+    } = checked;
     // Made here, so a server that cannot write temporary files answers 500 instead of a
     // download that breaks off.
     let zip = ZipWriter::new().map_err(|error| {
@@ -168,7 +198,7 @@ async fn prepare(
             tenant_id: Some(context.scope.id()),
             actor_user_id: Some(context.user_id),
             action: "backup_set.export",
-            target: format!("backup_set:{set_id}"),
+            target: format!("backup_set:{}", set.id),
             details: serde_json::json!({ "items": items }),
         },
     )
@@ -227,7 +257,12 @@ fn zip_response(db: Db, export: Export) -> Response {
     })
     // Fused: a body layer may poll once more after the end.
     .fuse();
-    let mut response = Response::new(Body::from_stream(body));
+    zip_headers(Body::from_stream(body), set_id)
+}
+
+/// An answer carrying set `set_id`'s archive as `body`: a download, never stored.
+fn zip_headers(body: Body, set_id: i64) -> Response {
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -320,7 +355,7 @@ async fn write_archive(
     let mut count: u64 = 0;
     let mut after = 0_i64;
     loop {
-        let page = items_page(&db, &scope, set.id, after).await?;
+        let mut page = items_page(&db, &scope, set.id, after).await?;
         let Some(last) = page.last() else { break };
         after = last.policy_id;
         // Each payload parsed once; the page's setting names read in one go (stored apart
@@ -329,6 +364,14 @@ async fn write_archive(
             .iter()
             .map(|item| serde_json::from_str::<Value>(&item.payload).ok())
             .collect();
+        for (item, parsed) in page.iter_mut().zip(&parsed) {
+            if let Some(name) = parsed
+                .as_ref()
+                .and_then(|payload| backed_up_name(item, payload))
+            {
+                item.name = name.to_owned();
+            }
+        }
         let payloads: Vec<&Value> = parsed.iter().flatten().collect();
         let names = names_for(&db, &payloads).await?;
         for (item, parsed) in page.iter().zip(&parsed) {
@@ -412,6 +455,17 @@ fn add_item(
         .and_then(|payload| readable_view(item, payload, written.names));
     documentation.write(readme::policy_section(item, &path, view.as_ref()).as_bytes())?;
     Ok(())
+}
+
+/// The name the policy had when it was backed up: its type's name property in the stored
+/// version. The manifest, the file name and the README use it, so a policy renamed in Intune
+/// since is listed under the name its JSON carries, not under the inventory's newer one.
+fn backed_up_name<'a>(item: &ExportItem, payload: &'a Value) -> Option<&'a str> {
+    payload
+        .get("policy")?
+        .get(item.policy_type.spec().name_property)?
+        .as_str()
+        .filter(|name| !name.trim().is_empty())
 }
 
 /// An item on its way into the archive: its row, its payload parsed (`None` when the stored

@@ -450,8 +450,11 @@ struct FinishedSpool {
 
 /// A temporary file that is unlinked as soon as it is created: it disappears with its handle,
 /// even when the process is killed. Writes to it are buffered, so a 64 KiB write reaches the
-/// file now and then; on a tmpfs its bytes are RAM, but not the server's.
+/// file now and then; on a tmpfs its bytes are RAM, but not the server's. It is created
+/// readable by the server's user alone: between its creation and its unlinking, another user
+/// of a shared temporary folder could otherwise open it and read the tenant's export.
 fn unlinked_temp_file() -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = std::env::temp_dir();
     for _ in 0..8 {
         let path = dir.join(format!("tenantatlas-zip-{:016x}", rand::random::<u64>()));
@@ -459,6 +462,7 @@ fn unlinked_temp_file() -> io::Result<File> {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
         {
             Ok(file) => {
@@ -479,6 +483,18 @@ fn unlinked_temp_file() -> io::Result<File> {
 mod tests {
     use super::*;
     use flate2::read::DeflateDecoder;
+
+    #[test]
+    fn temporary_files_are_the_server_users_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = unlinked_temp_file()
+            .unwrap()
+            .metadata()
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
 
     fn u16_at(bytes: &[u8], at: usize) -> u16 {
         u16::from_le_bytes([bytes[at], bytes[at + 1]])
