@@ -5,6 +5,37 @@ use leptos::prelude::*;
 use crate::domain::policy_page::{MatchingPolicies, PolicyPage};
 use crate::domain::AppError;
 
+/// Runs `work` for a member of `tenant` (any member may read the inventory) with the picker's
+/// filter read from its form fields (search, type, platform): what every picker function
+/// starts with.
+#[cfg(feature = "ssr")]
+async fn with_filter<T, Fut>(
+    tenant: &str,
+    (search, policy_type, platform): (String, String, String),
+    work: impl FnOnce(
+        crate::server::auth::TenantContext,
+        crate::server::db::Db,
+        crate::server::policies::PolicyFilter,
+    ) -> Fut,
+) -> Result<T, AppError>
+where
+    Fut: std::future::Future<Output = Result<T, AppError>>,
+{
+    use crate::domain::Capability;
+    use crate::domain::PolicyType;
+    use crate::server::auth::in_tenant;
+    use crate::server::policies::PolicyFilter;
+    in_tenant(tenant, Capability::View, |ctx, db| async move {
+        let filter = PolicyFilter {
+            search,
+            policy_type: PolicyType::parse_filter("policy_type", &policy_type)?,
+            platform,
+        };
+        work(ctx, db, filter).await
+    })
+    .await
+}
+
 /// One page of the inventory for the picker of a backup set; `sort` is `name`, `-name`,
 /// `type`, `platform` or `modified` (with `-` for descending), `page` is zero-based.
 #[server(prefix = "/api", endpoint = "policies/list")]
@@ -18,25 +49,10 @@ pub async fn list_policies(
     #[server(default)] page: i64,
 ) -> Result<PolicyPage, AppError> {
     use crate::domain::policy_page::PolicySort;
-    use crate::domain::Capability;
-    use crate::domain::PolicyType;
-    use crate::server::auth::in_tenant;
-    use crate::server::policies::{self, PolicyFilter};
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        let filter = PolicyFilter {
-            search,
-            policy_type: PolicyType::parse_filter("policy_type", &policy_type)?,
-            platform,
-        };
-        policies::page(
-            &db,
-            &ctx.scope,
-            backup_set_id,
-            &filter,
-            PolicySort::parse(&sort),
-            page,
-        )
-        .await
+    let fields = (search, policy_type, platform);
+    with_filter(&tenant, fields, |ctx, db, filter| async move {
+        let sort = PolicySort::parse(&sort);
+        crate::server::policies::page(&db, &ctx.scope, backup_set_id, &filter, sort, page).await
     })
     .await
 }
@@ -51,17 +67,9 @@ pub async fn matching_policy_ids(
     #[server(default)] policy_type: String,
     #[server(default)] platform: String,
 ) -> Result<MatchingPolicies, AppError> {
-    use crate::domain::Capability;
-    use crate::domain::PolicyType;
-    use crate::server::auth::in_tenant;
-    use crate::server::policies::{self, PolicyFilter};
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        let filter = PolicyFilter {
-            search,
-            policy_type: PolicyType::parse_filter("policy_type", &policy_type)?,
-            platform,
-        };
-        policies::matching_ids(&db, &ctx.scope, backup_set_id, &filter).await
+    let fields = (search, policy_type, platform);
+    with_filter(&tenant, fields, |ctx, db, filter| async move {
+        crate::server::policies::matching_ids(&db, &ctx.scope, backup_set_id, &filter).await
     })
     .await
 }
@@ -76,17 +84,9 @@ pub async fn addable_policy_count(
     #[server(default)] policy_type: String,
     #[server(default)] platform: String,
 ) -> Result<i64, AppError> {
-    use crate::domain::Capability;
-    use crate::domain::PolicyType;
-    use crate::server::auth::in_tenant;
-    use crate::server::policies::{self, PolicyFilter};
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        let filter = PolicyFilter {
-            search,
-            policy_type: PolicyType::parse_filter("policy_type", &policy_type)?,
-            platform,
-        };
-        policies::addable_count(&db, &ctx.scope, backup_set_id, &filter).await
+    let fields = (search, policy_type, platform);
+    with_filter(&tenant, fields, |ctx, db, filter| async move {
+        crate::server::policies::addable_count(&db, &ctx.scope, backup_set_id, &filter).await
     })
     .await
 }

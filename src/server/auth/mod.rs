@@ -130,8 +130,10 @@ where
                 authorized_rows(&app_state()?, &session, tenant, capability, Some(&read)).await?;
             let mut joined = Vec::with_capacity(rows.len());
             for row in &rows {
-                use sqlx::Row;
-                if row.try_get::<Option<i64>, _>("joined_key")?.is_some() {
+                if <JoinedKey as sqlx::FromRow<_>>::from_row(row)?
+                    .joined_key
+                    .is_some()
+                {
                     joined.push(R::from_row(row)?);
                 }
             }
@@ -209,6 +211,13 @@ async fn authorized_rows(
     .ok_or(AppError::Unauthorized)?;
     let ctx = context(user_id, external_id, membership, capability)?;
     Ok((ctx, rows))
+}
+
+/// Whether a row of the authorization point's statement holds a joined row ([`JoinedRead`]'s
+/// `key`, never NULL in one) or only the authorization.
+#[derive(sqlx::FromRow)]
+struct JoinedKey {
+    joined_key: Option<i64>,
 }
 
 /// The session with its user, and the user's membership in the tenant the request names (all
