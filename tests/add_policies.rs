@@ -15,6 +15,7 @@ both_backends!(TestApp:
     the_same_selection_reuses_the_active_run_tenant_wide,
     options_are_part_of_the_key,
     a_finished_run_does_not_block_a_new_one,
+    a_collision_with_a_run_that_ended_before_it_was_read_starts_a_new_run,
     fifty_concurrent_identical_submits_make_one_run,
     empty_and_foreign_selections_write_nothing,
     readonly_members_and_outsiders_get_403,
@@ -256,6 +257,64 @@ async fn a_finished_run_does_not_block_a_new_one(app: TestApp) {
     let second = submit_ok(&app, &cookie, set, &ids, false).await;
     assert_ne!(second.run_id, first.run_id);
     assert!(!second.reused);
+}
+
+/// A submit that collides on the unique index with an identical run answers with that run;
+/// when that run ended between the collision and the read (its key is free again), the submit
+/// queues a new run, as it would a moment later, instead of refusing with a 409.
+async fn a_collision_with_a_run_that_ended_before_it_was_read_starts_a_new_run(app: TestApp) {
+    use tenantatlas::domain::run::OperationType;
+    use tenantatlas::domain::Capability;
+    use tenantatlas::server::auth::authorize_user;
+    use tenantatlas::server::runs::key::IdempotencyKey;
+    use tenantatlas::server::runs::submit::{self, NewRun};
+
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = target(&app, &cookie).await;
+    let tenant_id = common::tenant_id(&app.db, CONTOSO).await;
+    let user_id = common::user_id(&app.db, OPERATOR).await;
+    let ctx = authorize_user(&app.db, user_id, CONTOSO, Capability::StartRuns)
+        .await
+        .unwrap();
+    let operation = OperationType::AddPolicies;
+    let run = NewRun {
+        operation,
+        target_id: set,
+        input: "{}".into(),
+        key: IdempotencyKey::of(operation, tenant_id, &[("backup_set", set)]),
+        total: 0,
+        retry_of: None,
+    };
+    // The winner of the race, inserted first; the insert below collides with it.
+    let winner = submit::queue(&app.db, tenant_id, Some(user_id), &run)
+        .await
+        .unwrap();
+    let reused = submit::insert_or_reuse(&app.db, &ctx, &run).await.unwrap();
+    assert_eq!((reused.run_id, reused.reused), (winner, true));
+
+    // The winner ends after the collision, before it is read.
+    let (db, key) = (&app.db, &run.key);
+    let submitted = submit::insert_or_reuse_reading(db, &ctx, &run, || async move {
+        sqlx::query("UPDATE runs SET status = 'completed', finished_at = 1 WHERE id = $1")
+            .bind(winner)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        submit::find_active(db, tenant_id, key).await
+    })
+    .await
+    .expect("a new run, not a refusal");
+    assert_ne!(submitted.run_id, winner);
+    assert!(!submitted.reused);
+    assert_eq!(submitted.status, RunStatus::Pending);
+    let active: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE idempotency_key = $1 AND status IN ('pending', 'running')",
+    )
+    .bind(run.key.as_str())
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(active, [submitted.run_id]);
 }
 
 async fn fifty_concurrent_identical_submits_make_one_run(app: TestApp) {

@@ -1,6 +1,6 @@
 //! The run detail screen over HTTP: a submitted run with its target and items, the items paged
-//! and filtered by outcome (with the links the page renders), a backup set's runs, and who may
-//! read a run.
+//! and filtered by outcome (with the links the page renders), a backup set's runs (the run
+//! panel's list and the version it polls), and who may read a run.
 
 use crate::common;
 
@@ -16,6 +16,7 @@ both_backends!(TestApp:
     run_detail_is_403_for_outsiders_and_404_for_unknown_ids,
     run_detail_pages_its_items_with_totals_per_outcome,
     run_detail_refuses_invalid_paging,
+    backup_set_runs_keep_every_active_run_and_the_last_ended,
 );
 
 /// Contoso's run `id` as `cookie` reads it, with `extra` fields (outcome, offset, limit); it
@@ -256,4 +257,76 @@ async fn run_detail_refuses_invalid_paging(app: TestApp) {
         .await
         .expect_err("a non-member is refused");
     assert_eq!(refusal.status, 403);
+}
+
+/// Sets run `id`'s status, as the worker would (an ended run gets `finished_at`).
+async fn set_status(app: &TestApp, id: i64, status: RunStatus, finished_at: Option<i64>) {
+    sqlx::query("UPDATE runs SET status = $1, finished_at = $2 WHERE id = $3")
+        .bind(status.as_str())
+        .bind(finished_at)
+        .bind(id)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+}
+
+/// The ids of the run panel's list of backup set `set` and of the version it polls, each in
+/// the order given (newest first).
+async fn panel(app: &TestApp, cookie: &str, set: i64) -> (Vec<i64>, Vec<i64>) {
+    let listed = app
+        .backup_set_runs(cookie, CONTOSO, set)
+        .await
+        .expect("the set's runs")
+        .iter()
+        .map(|run| run.id)
+        .collect();
+    let version = app
+        .backup_set_runs_version(cookie, CONTOSO, set)
+        .await
+        .expect("the set's runs' version");
+    let polled = version
+        .split(',')
+        .filter(|run| !run.is_empty())
+        .map(|run| run.split(':').next().unwrap().parse().unwrap())
+        .collect();
+    (listed, polled)
+}
+
+/// An active run stays in the run panel however many runs are queued behind it (its Cancel and
+/// the toast when it ends need it there), and the panel's poll sees what its list shows; the
+/// ended runs listed are the last to end, so a long run that ends after newer ones is listed.
+async fn backup_set_runs_keep_every_active_run_and_the_last_ended(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie, CONTOSO, "Busy").await;
+    let policies = common::insert_policies(&app.db, CONTOSO, 8).await;
+    let mut runs = Vec::new();
+    for policy in &policies {
+        runs.push(submit(&app, &cookie, CONTOSO, set, &[*policy]).await);
+    }
+    let newest_first: Vec<i64> = runs.iter().rev().copied().collect();
+
+    // The oldest is claimed; seven are queued behind it. Every one is listed.
+    set_status(&app, runs[0], RunStatus::Running, None).await;
+    let (listed, polled) = panel(&app, &cookie, set).await;
+    assert_eq!(listed, newest_first, "every active run");
+    assert_eq!(polled, listed, "the poll reads what the list shows");
+    let listed = app.backup_set_runs(&cookie, CONTOSO, set).await.unwrap();
+    let running = listed.iter().find(|run| run.id == runs[0]);
+    assert_eq!(running.map(|run| run.status), Some(RunStatus::Running));
+
+    // The seven newer ones end, one after the other, while the oldest still runs: it stays,
+    // beside the five that ended last.
+    for (i, run) in runs[1..].iter().enumerate() {
+        set_status(&app, *run, RunStatus::Completed, Some(1_000 + i as i64)).await;
+    }
+    let (listed, polled) = panel(&app, &cookie, set).await;
+    let expected = [runs[7], runs[6], runs[5], runs[4], runs[3], runs[0]];
+    assert_eq!(listed, expected, "the running run and the last five ended");
+    assert_eq!(polled, listed);
+
+    // The oldest ends last: it is among the last five to end, so it is listed (and announced).
+    set_status(&app, runs[0], RunStatus::Completed, Some(2_000)).await;
+    let (listed, polled) = panel(&app, &cookie, set).await;
+    assert_eq!(listed, [runs[7], runs[6], runs[5], runs[4], runs[0]]);
+    assert_eq!(polled, listed);
 }

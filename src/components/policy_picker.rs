@@ -25,6 +25,15 @@ fn select_all_label(matching: i64, addable: i64) -> String {
     }
 }
 
+/// The selection's count as the picker states it: "No policies selected" when it is empty.
+fn selection_text(count: usize) -> String {
+    match count {
+        0 => "No policies selected".to_owned(),
+        1 => "1 policy selected".to_owned(),
+        n => format!("{n} policies selected"),
+    }
+}
+
 /// Gives the focus to the "Add policies" button when it is in the picker being closed, or lost.
 fn return_focus_to_opener() {
     #[cfg(feature = "hydrate")]
@@ -246,10 +255,7 @@ fn SubmitBar(
         </div>
         <div class="picker-submit">
             <p class="selection-count" aria-live="polite" data-testid="selection-count">
-                {move || match count() {
-                    1 => "1 policy selected".to_owned(),
-                    n => format!("{n} policies selected"),
-                }}
+                {move || selection_text(count())}
             </p>
             <button
                 type="button"
@@ -478,7 +484,14 @@ fn PickerPager(current: i64, page_count: i64, total: i64, page: RwSignal<i64>) -
 
 #[cfg(test)]
 mod tests {
-    use super::select_all_label;
+    use super::{select_all_label, selection_text};
+
+    #[test]
+    fn an_empty_selection_says_so() {
+        assert_eq!(selection_text(0), "No policies selected");
+        assert_eq!(selection_text(1), "1 policy selected");
+        assert_eq!(selection_text(12), "12 policies selected");
+    }
 
     #[test]
     fn select_all_names_the_number_it_selects() {

@@ -20,8 +20,9 @@ pub struct PolicyFilter {
 }
 
 /// Appends the inventory's `WHERE` clause over `policies p` to `sql`: the tenant, a name search
-/// (trimmed, at most [`SEARCH_MAX_CHARS`]) and a type. The tenant comes first, so no query
-/// built here can forget it.
+/// (trimmed, at most [`SEARCH_MAX_CHARS`], capitals of any script matching small letters:
+/// `LOWER` folds as [`like_pattern`] does on both engines, see `db::fold_case`) and a type. The
+/// tenant comes first, so no query built here can forget it.
 pub(super) fn push_inventory_where(
     sql: &mut Sql,
     tenant_id: i64,

@@ -12,16 +12,34 @@
 //! let ids: Vec<i64> = sql.query_scalar().fetch_all(db.pool()).await?;
 //! ```
 
+use std::borrow::Cow;
+
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::{Query, QueryAs, QueryScalar};
 use sqlx::{Any, Arguments, FromRow};
 
-/// A `LIKE` pattern that finds `search` (lower-cased) anywhere, its wildcards escaped so a
-/// search for `50%` or `a_b` finds exactly that text; used with `ESCAPE '\'`.
+/// `text` in lower case, letter by letter, in every script (`Ü` → `ü`, `П` → `п`): what a
+/// search compares. One character at a time, without context (a final `Σ` is `σ`, not `ς`), so
+/// a name and a search typed apart fold alike. SQLite's `LOWER` is this function
+/// (`sqlite.rs`; its own folds ASCII alone), PostgreSQL's folds by the database's locale.
+pub fn fold_case(text: &str) -> Cow<'_, str> {
+    if text
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+    {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(text.chars().flat_map(char::to_lowercase).collect())
+    }
+}
+
+/// A `LIKE` pattern that finds `search` ([`fold_case`]d) anywhere in a `LOWER(…)` text, its
+/// wildcards escaped so a search for `50%` or `a_b` finds exactly that text; used with
+/// `ESCAPE '\'`.
 pub fn like_pattern(search: &str) -> String {
     let mut out = String::with_capacity(search.len() + 2);
     out.push('%');
-    for c in search.to_lowercase().chars() {
+    for c in fold_case(search).chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
@@ -167,6 +185,19 @@ mod tests {
     fn like_wildcards_are_escaped() {
         assert_eq!(like_pattern("50%_a\\B"), "%50\\%\\_a\\\\b%");
         assert_eq!(like_pattern("Plain"), "%plain%");
+    }
+
+    #[test]
+    fn folds_every_script_letter_by_letter() {
+        assert_eq!(fold_case("Überwachung ÄÖ"), "überwachung äö");
+        assert_eq!(fold_case("Политика Wi-Fi"), "политика wi-fi");
+        assert_eq!(
+            fold_case("ΟΔΟΣ"),
+            "οδοσ",
+            "no final sigma: a search for Σ finds it"
+        );
+        assert!(matches!(fold_case("already lower"), Cow::Borrowed(_)));
+        assert_eq!(like_pattern("ÜBER_"), "%über\\_%");
     }
 
     #[test]

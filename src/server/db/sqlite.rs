@@ -1,8 +1,13 @@
 //! SQLite specifics: the file and its folder are created on first use, WAL lets readers run
-//! beside the single writer, and a busy timeout makes writers queue instead of failing.
+//! beside the single writer, a busy timeout makes writers queue instead of failing, and
+//! `LOWER` folds every script, not ASCII alone.
 
+use std::ffi::{c_char, c_int, c_void};
 use std::str::FromStr;
+use std::sync::Once;
 use std::time::Duration;
+
+use libsqlite3_sys as ffi;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
@@ -18,6 +23,7 @@ pub(super) async fn connect(
     url: &str,
 ) -> Result<(AnyPool, NativePool), sqlx::Error> {
     create_parent_dir(url)?;
+    register_unicode_lower();
     let url = with_create_mode(url);
     let native = SqlitePoolOptions::new()
         .max_connections(4)
@@ -41,6 +47,81 @@ pub(super) async fn connect(
         .connect(&url)
         .await?;
     Ok((pool, NativePool::Sqlite(native)))
+}
+
+/// Makes `LOWER(text)` on every SQLite connection this process opens from now on fold the
+/// way the search patterns are folded ([`super::fold_case`]): SQLite's own `LOWER` (and `LIKE`)
+/// fold ASCII only, so a search for "überwachung" missed "Überwachung Defender", which
+/// PostgreSQL finds. Replacing the built-in keeps one SQL text for both engines and reaches
+/// every query that compares `LOWER(…)`, wherever it is built. No index or generated column
+/// is built on `LOWER(…)` (an index would be read by another program with the built-in).
+/// Registered as an auto-extension, since the `Any` pool gives no access to a connection's
+/// handle; SQLite then calls [`add_unicode_lower`] for each connection it opens.
+fn register_unicode_lower() {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: `add_unicode_lower` has the entry point's signature and lives for the
+        // whole program.
+        let rc = unsafe { ffi::sqlite3_auto_extension(Some(add_unicode_lower)) };
+        assert_eq!(rc, ffi::SQLITE_OK, "SQLite takes the LOWER extension");
+    });
+}
+
+/// The auto-extension's entry point: defines `LOWER` with one argument on connection `db`.
+unsafe extern "C" fn add_unicode_lower(
+    db: *mut ffi::sqlite3,
+    _error: *mut *mut c_char,
+    _api: *const ffi::sqlite3_api_routines,
+) -> c_int {
+    // SAFETY: `db` is the connection SQLite is opening; the name is NUL-terminated; the
+    // function keeps no state (`pApp` is null, nothing to destroy).
+    unsafe {
+        ffi::sqlite3_create_function_v2(
+            db,
+            c"lower".as_ptr(),
+            1,
+            ffi::SQLITE_UTF8 | ffi::SQLITE_DETERMINISTIC | ffi::SQLITE_INNOCUOUS,
+            std::ptr::null_mut::<c_void>(),
+            Some(unicode_lower),
+            None,
+            None,
+            None,
+        )
+    }
+}
+
+/// `LOWER(value)`: NULL stays NULL, anything else is read as text and [`super::fold_case`]d.
+unsafe extern "C" fn unicode_lower(
+    context: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: SQLite passes `argc` (1, as registered) values in `argv`, valid during the call;
+    // the text it returns for one is `bytes` long (UTF-8, as registered) and valid until the
+    // value changes, which nothing here does. The result is copied (`SQLITE_TRANSIENT`) before
+    // `folded` is dropped.
+    unsafe {
+        let value = *argv;
+        if argc != 1 || ffi::sqlite3_value_type(value) == ffi::SQLITE_NULL {
+            ffi::sqlite3_result_null(context);
+            return;
+        }
+        let text = ffi::sqlite3_value_text(value);
+        let len = usize::try_from(ffi::sqlite3_value_bytes(value)).unwrap_or(0);
+        let bytes = if text.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(text, len)
+        };
+        let text = String::from_utf8_lossy(bytes);
+        let folded = super::fold_case(&text);
+        ffi::sqlite3_result_text(
+            context,
+            folded.as_ptr().cast::<c_char>(),
+            c_int::try_from(folded.len()).unwrap_or(c_int::MAX),
+            ffi::SQLITE_TRANSIENT(),
+        );
+    }
 }
 
 /// `sqlite://data/x.db` → `sqlite://data/x.db?mode=rwc` unless a mode is given.
@@ -80,6 +161,33 @@ fn create_parent_dir(url: &str) -> Result<(), sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every connection of a pool folds non-ASCII capitals in `LOWER`, as PostgreSQL does.
+    #[tokio::test]
+    async fn lower_folds_every_script() {
+        let options = AnyPoolOptions::new().max_connections(2);
+        sqlx::any::install_default_drivers();
+        let (pool, native) = connect(options, "sqlite::memory:").await.unwrap();
+        let lowered: String = sqlx::query_scalar("SELECT LOWER($1)")
+            .bind("ÜBERWACHUNG Политика Wi-Fi")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(lowered, "überwachung политика wi-fi");
+        let null: Option<String> = sqlx::query_scalar("SELECT LOWER(NULL)")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(null, None);
+        let NativePool::Sqlite(native) = native else {
+            unreachable!("an SQLite URL")
+        };
+        let number: String = sqlx::query_scalar("SELECT LOWER(12)")
+            .fetch_one(&native)
+            .await
+            .unwrap();
+        assert_eq!(number, "12");
+    }
 
     #[test]
     fn adds_create_mode_only_when_absent() {

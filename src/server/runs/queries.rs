@@ -21,8 +21,46 @@ use crate::domain::{AppError, RunStatus, RunSummary, Timestamp};
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
 use crate::server::engine::ops::restore_preview::RestorePreviewInput;
 
-/// How many runs the run panel shows for one backup set.
+/// How many ended runs the run panel shows for one backup set, beside its active ones.
 pub const PANEL_RUNS: i64 = 5;
+
+/// Up to how many active runs of one backup set the run panel shows: all of them in practice
+/// (each needs another selection); the bound only caps what one poll reads.
+pub const PANEL_ACTIVE_RUNS: i64 = 100;
+
+/// The run panel's runs of one backup set, a condition over `runs r`: every active run (the
+/// oldest [`PANEL_ACTIVE_RUNS`], which run first) and the [`PANEL_RUNS`] that ended last. An
+/// active run stays listed however many runs are queued after it (its Cancel, and the toast
+/// when it ends, need it listed), and a run that just ended is listed even when newer runs
+/// ended before it. The rows are tenant `tenant`'s; the two selections read runs of tenant
+/// `owner`, an expression that must not refer to the outer query, so that each is read once
+/// per statement (through the tenant's index), not once per row. The backup set and the two
+/// bounds are bound to the placeholders from `$first` on.
+fn panel_runs(tenant: &str, owner: &str, first: usize) -> String {
+    let (set, active, ended) = (first, first + 1, first + 2);
+    format!(
+        "r.tenant_id = {tenant} AND r.resource = 'backup_set' AND r.target_id = ${set} \
+         AND (r.id IN (SELECT a.id FROM runs a WHERE a.tenant_id = {owner} \
+               AND a.resource = 'backup_set' AND a.target_id = ${set} \
+               AND a.status IN ('pending', 'running') \
+               ORDER BY a.created_at, a.id LIMIT ${active}) \
+           OR r.id IN (SELECT e.id FROM runs e WHERE e.tenant_id = {owner} \
+               AND e.resource = 'backup_set' AND e.target_id = ${set} \
+               AND e.status NOT IN ('pending', 'running') \
+               ORDER BY COALESCE(e.finished_at, e.created_at) DESC, e.id DESC LIMIT ${ended}))"
+    )
+}
+
+/// [`panel_runs`] joined into the authorization point's statement: the rows are the tenant
+/// `t.id`'s; the selections read the runs of the set's tenant (the same one, or the rows are
+/// none), which does not depend on `t`. The placeholders start at `$4`.
+static PANEL_RUNS_JOINED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    panel_runs(
+        "t.id",
+        "(SELECT s.tenant_id FROM backup_sets s WHERE s.id = $4)",
+        4,
+    )
+});
 
 /// A stored reason code; an unknown spelling is logged and shown as `unknown_error`.
 struct StoredReason(ReasonCode);
@@ -225,17 +263,17 @@ pub fn version(rows: &[DetailVersionRow]) -> Result<String, AppError> {
     ))
 }
 
-/// What the run panel polls, read with the authorization ([`JoinedRead`]): the recent runs of
-/// one backup set, newest first.
+/// What the run panel polls, read with the authorization ([`JoinedRead`]): the runs the panel
+/// lists ([`panel_runs`]), newest first.
 pub fn backup_set_version_read(backup_set_id: i64) -> JoinedRead {
     JoinedRead {
         columns: VERSION_COLUMNS.to_owned(),
         table: "runs r",
-        on: "r.tenant_id = t.id AND r.resource = 'backup_set' AND r.target_id = $4",
+        on: PANEL_RUNS_JOINED.as_str(),
         key: "r.id",
         order: "r.created_at DESC, r.id DESC",
-        limit: PANEL_RUNS,
-        binds: vec![backup_set_id],
+        limit: PANEL_ACTIVE_RUNS + PANEL_RUNS,
+        binds: vec![backup_set_id, PANEL_ACTIVE_RUNS, PANEL_RUNS],
     }
 }
 
@@ -246,19 +284,21 @@ pub fn backup_set_version(rows: &[VersionRow]) -> String {
     versions.join(",")
 }
 
-/// The most recent runs that worked on one backup set, newest first.
+/// The runs of one backup set the run panel lists ([`panel_runs`]: the active ones and the
+/// last ended), newest first.
 pub async fn for_backup_set(
     db: &Db,
     scope: &TenantScope,
     backup_set_id: i64,
 ) -> Result<Vec<RunSummary>, AppError> {
     let sql = format!(
-        "{SUMMARY_SELECT} WHERE r.tenant_id = $1 AND r.resource = 'backup_set' AND r.target_id = $2 \
-         ORDER BY r.created_at DESC, r.id DESC LIMIT $3"
+        "{SUMMARY_SELECT} WHERE {} ORDER BY r.created_at DESC, r.id DESC",
+        panel_runs("$1", "$1", 2)
     );
     let rows: Vec<SummaryRow> = sqlx::query_as(&sql)
         .bind(scope.id())
         .bind(backup_set_id)
+        .bind(PANEL_ACTIVE_RUNS)
         .bind(PANEL_RUNS)
         .fetch_all(db.pool())
         .await?;

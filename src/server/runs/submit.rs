@@ -52,6 +52,11 @@ async fn submit(db: &Db, ctx: &TenantContext, run: &NewRun) -> Result<SubmittedR
     .await
 }
 
+/// How many times a submit inserts its run when each insert collides with an identical run
+/// that has ended by the time it is read: the key is free again then, and the insert is tried
+/// anew. Past this, another unique index (one execute per restore preview) refuses the run.
+const INSERT_ATTEMPTS: usize = 3;
+
 /// Inserts the run, or, when an identical one won the race to the unique index, returns that
 /// one. For a caller that already looked for an active run (and checked its input meanwhile).
 pub async fn insert_or_reuse(
@@ -60,23 +65,44 @@ pub async fn insert_or_reuse(
     run: &NewRun,
 ) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
-    match queue(db, tenant_id, Some(ctx.user_id), run).await {
-        Ok(run_id) => Ok(SubmittedRun {
-            run_id,
-            reused: false,
-            status: RunStatus::Pending,
-            total: run.total,
-        }),
-        Err(error) if is_unique_violation(&error) => {
-            find_active(db, tenant_id, &run.key).await?.ok_or_else(|| {
-                // The winner was inserted and finished between our insert and this read.
-                AppError::Conflict(
-                    "An identical run just finished. Start it again for a new one.".into(),
-                )
-            })
+    insert_or_reuse_reading(db, ctx, run, || find_active(db, tenant_id, &run.key)).await
+}
+
+/// [`insert_or_reuse`], with `winner` the read of the identical run after a collision (the
+/// seam where a test ends that run between the collision and the read). A winner that ended
+/// before it was read frees the key: the run is inserted again, as a new submit would.
+pub async fn insert_or_reuse_reading<F, Fut>(
+    db: &Db,
+    ctx: &TenantContext,
+    run: &NewRun,
+    mut winner: F,
+) -> Result<SubmittedRun, AppError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<SubmittedRun>, AppError>>,
+{
+    let tenant_id = ctx.scope.id();
+    for _ in 0..INSERT_ATTEMPTS {
+        match queue(db, tenant_id, Some(ctx.user_id), run).await {
+            Ok(run_id) => {
+                return Ok(SubmittedRun {
+                    run_id,
+                    reused: false,
+                    status: RunStatus::Pending,
+                    total: run.total,
+                });
+            }
+            Err(error) if is_unique_violation(&error) => {
+                if let Some(active) = winner().await? {
+                    return Ok(active);
+                }
+            }
+            Err(error) => return Err(error.into()),
         }
-        Err(error) => Err(error.into()),
     }
+    Err(AppError::Conflict(
+        "Another run stands in the way of this one. Reload the page to see it.".into(),
+    ))
 }
 
 /// The tenant's queued or running run with this key.
