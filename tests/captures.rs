@@ -9,7 +9,7 @@ use crate::common;
 use common::{DemoApp, Form, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;
 use tenantatlas::domain::run_detail::{RunDetail, RunTarget};
-use tenantatlas::domain::versions::{CaptureResult, Drift, RunActivity};
+use tenantatlas::domain::versions::{CaptureResult, Drift, RunActivity, VersionRow};
 use tenantatlas::domain::{RunStatus, SubmittedRun};
 
 both_backends!(local Fixture:
@@ -19,6 +19,8 @@ both_backends!(local Fixture:
     a_drift_check_tells_unchanged_changed_and_deleted_apart,
     starts_are_deduplicated_refused_without_the_role_and_validated,
     racing_starts_make_one_run_of_each_kind,
+    the_versions_list_names_the_run_that_captured_each_version,
+    a_capture_that_adds_assignments_says_it_stored_a_new_version,
 );
 
 /// The demo app, as an operator of Contoso.
@@ -104,6 +106,23 @@ impl Fixture {
             .fetch_one(self.app.db.pool())
             .await
             .unwrap()
+    }
+
+    /// The policy's versions as its page lists them, newest first.
+    async fn listed_versions(&self, policy_id: i64) -> Vec<VersionRow> {
+        self.app
+            .policy_versions(&self.operator, CONTOSO, policy_id)
+            .await
+            .expect("the versions")
+    }
+
+    /// Backs `policy` up into a new set, without assignments or scope tags; the run's id.
+    async fn back_up_without_assignments(&self, policy: i64) -> i64 {
+        let set = common::backup_set(&self.app, &self.operator, CONTOSO, "Lean").await;
+        let form = Form::tenant(CONTOSO)
+            .field("backup_set_id", set)
+            .list("policy_ids", &[policy]);
+        self.run("runs/add-policies", &form.pairs()).await
     }
 
     async fn last_notification(&self) -> (String, String) {
@@ -479,4 +498,76 @@ async fn racing_starts_make_one_run_of_each_kind(f: Fixture) {
             .await
             .unwrap();
     assert_eq!(active, 3);
+}
+
+async fn the_versions_list_names_the_run_that_captured_each_version(f: Fixture) {
+    f.sync().await;
+    let graph_id = f.demo.sim.policies(CONTOSO)[4].id.clone();
+    let policy = f.policy_id(&graph_id).await;
+    // A backup captures the first version; a capture finding it unchanged is a later run.
+    let backup = f.back_up_without_assignments(policy).await;
+    let listed = f.listed_versions(policy).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].run_id, Some(backup));
+
+    // Changed in Intune: Capture now stores a version no backup holds, and is its run.
+    assert!(f
+        .demo
+        .sim
+        .rename_policy(CONTOSO, &graph_id, "Renamed before capture"));
+    let capture = f.capture(policy).await;
+    let listed = f.listed_versions(policy).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed[0].backup_sets.is_empty());
+    assert_eq!(listed[0].run_id, Some(capture), "{listed:?}");
+    assert_eq!(listed[1].run_id, Some(backup), "{listed:?}");
+
+    // Captured again unchanged, the version stays the first capture's.
+    f.capture(policy).await;
+    let listed = f.listed_versions(policy).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0].run_id, Some(capture), "{listed:?}");
+
+    // A drift check that captures a change is the run of the version it stored.
+    assert!(f
+        .demo
+        .sim
+        .rename_policy(CONTOSO, &graph_id, "Renamed before the drift check"));
+    let set = listed[1].backup_sets[0].id;
+    let drift = f
+        .run(
+            "runs/check-drift",
+            &[("tenant", CONTOSO), ("backup_set_id", &set.to_string())],
+        )
+        .await;
+    let listed = f.listed_versions(policy).await;
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed[0].run_id, Some(drift), "{listed:?}");
+}
+
+async fn a_capture_that_adds_assignments_says_it_stored_a_new_version(f: Fixture) {
+    f.sync().await;
+    let graph_id = f.demo.sim.policies(CONTOSO)[5].id.clone();
+    let policy = f.policy_id(&graph_id).await;
+    f.back_up_without_assignments(policy).await;
+    assert_eq!(f.versions_of(policy).await, 1);
+
+    // Capture now records assignments and scope tags too: a new version whose settings, as far
+    // as the backup recorded them, are the same.
+    let run = f.capture(policy).await;
+    let detail = f.detail(run, "").await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    let result = first_result(&detail);
+    assert_eq!(result.drift, Drift::Unchanged, "{detail:?}");
+    assert_ne!(result.snapshot_id, result.base_snapshot_id, "{detail:?}");
+    assert_eq!(f.versions_of(policy).await, 2);
+    let summary = detail.summary.expect("a summary");
+    assert!(!summary.contains("no new version"), "{summary}");
+    assert!(summary.starts_with("Stored a new version"), "{summary}");
+
+    // Captured again, nothing new: now it does say so.
+    let again = f.capture(policy).await;
+    let summary = f.detail(again, "").await.summary.expect("a summary");
+    assert_eq!(f.versions_of(policy).await, 2);
+    assert!(summary.starts_with("No change"), "{summary}");
 }

@@ -19,6 +19,7 @@ both_backends!(TestApp:
     non_members_are_refused,
     foreign_or_bad_versions_are_not_found,
     inventory_searches_and_filters,
+    inventory_sorts_and_filters_by_platform_as_the_picker,
     a_long_history_answers_its_newest_versions,
 );
 
@@ -112,6 +113,16 @@ async fn policy_page_lists_versions_newest_first(app: TestApp) {
         ))
     );
     assert!(html.contains(&format!("/t/{CONTOSO}/backup-sets/{set}")));
+    // A reader may not compare with Intune: each button names the reason, which is shown once
+    // as text (a disabled button's tooltip is never read).
+    assert!(
+        html.contains(r#"aria-describedby="compare-needs-role""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"id="compare-needs-role""#), "{html}");
+    let operator = app.sign_in(OPERATOR).await;
+    let (_, html) = page(&app, &operator, &format!("/t/{CONTOSO}/policies/{policy}")).await;
+    assert!(!html.contains("compare-needs-role"), "{html}");
     // The backup set's item list links to the policy page.
     let (_, set_html) = page(&app, &reader, &format!("/t/{CONTOSO}/backup-sets/{set}")).await;
     assert!(
@@ -388,4 +399,78 @@ async fn a_long_history_answers_its_newest_versions(app: TestApp) {
     app.policy_version(&reader, CONTOSO, policy, ids[0])
         .await
         .expect("the oldest is still readable");
+}
+
+async fn inventory_sorts_and_filters_by_platform_as_the_picker(app: TestApp) {
+    let ids = insert_policies(&app.db, CONTOSO, 3).await;
+    // Modified in the order 1, 0, 2; policy 1 is the one Windows policy.
+    for (id, modified) in [(ids[0], 2_000), (ids[1], 1_000), (ids[2], 3_000)] {
+        sqlx::query("UPDATE policies SET last_modified_at = $1 WHERE id = $2")
+            .bind(modified)
+            .bind(id)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE policies SET platform = 'windows10' WHERE id = $1")
+        .bind(ids[1])
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    let reader = app.sign_in(READONLY).await;
+    let listed = |filters: &'static [(&'static str, &'static str)]| {
+        let (app, reader) = (&app, &reader);
+        async move {
+            let page = app
+                .policy_inventory(reader, CONTOSO, filters)
+                .await
+                .expect("the inventory");
+            (page.rows.iter().map(|r| r.id).collect::<Vec<_>>(), page)
+        }
+    };
+    let (newest_first, inventory) = listed(&[("sort", "-modified")]).await;
+    assert_eq!(newest_first, vec![ids[2], ids[0], ids[1]]);
+    assert_eq!(inventory.platforms, vec!["android", "windows10"]);
+    let (by_name_descending, _) = listed(&[("sort", "-name")]).await;
+    assert_eq!(by_name_descending, vec![ids[2], ids[1], ids[0]]);
+    let (windows, inventory) = listed(&[("platform", "windows10")]).await;
+    assert_eq!((windows, inventory.total), (vec![ids[1]], 1));
+
+    // A sort or platform that is none: refused with the ones there are, by the function and
+    // the page.
+    for (field, value, reason) in [
+        ("sort", "modified_desc", "Unknown sort"),
+        ("sort", "-", "Unknown sort"),
+        ("platform", "bogus", "android, windows10"),
+    ] {
+        let refusal = app
+            .policy_inventory(&reader, CONTOSO, &[(field, value)])
+            .await
+            .expect_err(value);
+        assert_eq!(refusal.status, 422, "{}", refusal.body);
+        assert!(refusal.body.contains(reason), "{}", refusal.body);
+    }
+    let (status, html) = page(&app, &reader, &format!("/t/{CONTOSO}/policies?sort=bogus")).await;
+    assert_eq!(status, 422);
+    assert!(html.contains("Unknown sort"), "{html}");
+
+    // The page keeps the sort and platform in its links: a heading reverses the order it sorts
+    // by, and names it for a screen reader.
+    let (status, html) = page(
+        &app,
+        &reader,
+        &format!("/t/{CONTOSO}/policies?sort=-modified&platform=android"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let html = html.replace("&amp;", "&");
+    assert!(html.contains(r#"aria-sort="descending""#), "{html}");
+    let policies = format!("/t/{CONTOSO}/policies?page=1&platform=android");
+    for sorted in ["\"", "&sort=modified\"", "&sort=type\""] {
+        assert!(
+            html.contains(&format!("{policies}{sorted}")),
+            "{sorted}: {html}"
+        );
+    }
+    assert!(html.contains(r#"<option value="windows10""#), "{html}");
 }

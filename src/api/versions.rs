@@ -62,21 +62,30 @@ pub async fn policy_diff(
     .await
 }
 
-/// One page of the tenant's inventory, by name, filtered by a search text and a policy type.
+/// One page of the tenant's inventory, filtered by a search text, a policy type and a platform,
+/// and sorted as the picker sorts (`name`, `-name`, `type`, `platform` or `modified`, `-` for
+/// descending); an unknown type, platform or sort is refused with the ones there are.
 #[server(prefix = "/api", endpoint = "policies/inventory")]
 pub async fn policy_inventory(
     tenant: String,
     #[server(default)] search: String,
     #[server(default)] policy_type: String,
+    #[server(default)] platform: String,
+    #[server(default)] sort: String,
     #[server(default)] page: i64,
 ) -> Result<InventoryPage, AppError> {
     use crate::domain::Capability;
     use crate::domain::PolicyType;
     use crate::server::auth::in_tenant;
-    use crate::server::versions;
+    use crate::server::versions::{self, InventoryFilter};
     in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        let policy_type = PolicyType::parse_filter("policy_type", &policy_type)?;
-        versions::inventory(&db, &ctx.scope, &search, policy_type, page).await
+        let filter = InventoryFilter {
+            search,
+            policy_type: PolicyType::parse_filter("policy_type", &policy_type)?,
+            platform,
+        };
+        let sort = versions::parse_sort(&sort)?;
+        versions::inventory(&db, &ctx.scope, &filter, sort, page).await
     })
     .await
 }

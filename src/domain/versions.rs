@@ -97,6 +97,8 @@ pub struct InventoryPage {
     /// Zero-based page actually returned (clamped to the last page).
     pub page: i64,
     pub page_size: i64,
+    /// Every platform of the tenant's inventory, for the platform filter.
+    pub platforms: Vec<String>,
 }
 
 impl InventoryPage {

@@ -1,5 +1,5 @@
-//! `/t/{tenant}/policies`: the tenant's inventory, searched, filtered by type and paged, with
-//! links to each policy's page.
+//! `/t/{tenant}/policies`: the tenant's inventory, searched, filtered by type and platform,
+//! sorted by a column and paged as the picker is, with links to each policy's page.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -9,9 +9,10 @@ use super::{query_page, query_param};
 use crate::api::captures::sync_inventory;
 use crate::api::versions::policy_inventory;
 use crate::components::{
-    or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading,
-    PolicyTypeOptions, RunStarter, Toasts,
+    or_absent, provide_toasts, EmptyState, ErrorMessage, Loading, PolicyTypeOptions, RunStarter,
+    Toasts,
 };
+use crate::domain::policy_page::{PolicySort, SortColumn};
 use crate::domain::routes;
 use crate::domain::run::OperationType;
 
@@ -21,6 +22,9 @@ pub fn PoliciesPage() -> impl IntoView {
     let tenant = use_tenant();
     let search = query_param("search");
     let policy_type = query_param("type");
+    let platform = query_param("platform");
+    // The request spelling (`-modified`); the server refuses one it does not know.
+    let sort = query_param("sort");
     // `?page=` counts from 1; the server's page from 0.
     let page = query_page();
     provide_toasts();
@@ -32,12 +36,14 @@ pub fn PoliciesPage() -> impl IntoView {
                 tenant.get(),
                 search.get(),
                 policy_type.get(),
+                platform.get(),
+                sort.get(),
                 page.get(),
                 synced.get(),
             )
         },
-        |(tenant, search, policy_type, page, _)| async move {
-            policy_inventory(tenant, search, policy_type, page? - 1).await
+        |(tenant, search, policy_type, platform, sort, page, _)| async move {
+            policy_inventory(tenant, search, policy_type, platform, sort, page? - 1).await
         },
     );
     let sync = Action::new(move |_: &()| sync_inventory(tenant.get_untracked()));
@@ -65,6 +71,31 @@ pub fn PoliciesPage() -> impl IntoView {
                     <PolicyTypeOptions current=policy_type />
                 </select>
             </label>
+            <label>
+                "Platform"
+                <select name="platform">
+                    <option value="">"All platforms"</option>
+                    <Transition fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            let platforms = inventory.await.map(|list| list.platforms).unwrap_or_default();
+                            let current = platform.get_untracked();
+                            platforms
+                                .into_iter()
+                                .map(|name| {
+                                    let selected = name == current;
+                                    let label = name.clone();
+                                    view! { <option value=name selected=selected>{label}</option> }
+                                })
+                                .collect_view()
+                        })}
+                    </Transition>
+                </select>
+            </label>
+            // Applying the filters keeps the sort.
+            {move || {
+                let sort = sort.get();
+                (!sort.is_empty()).then(|| view! { <input type="hidden" name="sort" value=sort /> })
+            }}
             <button type="submit">"Apply"</button>
         </form>
         <Transition fallback=|| view! { <Loading what="policies" /> }>
@@ -78,23 +109,36 @@ pub fn PoliciesPage() -> impl IntoView {
                     }.into_any(),
                     Ok(list) => {
                         let tenant = tenant.get_untracked();
-                        let href = |page: i64| {
-                            let mut q = format!("?page={}", page + 1);
-                            let s = search.get_untracked();
-                            if !s.is_empty() {
-                                q.push_str(&format!("&search={}", urlencoding_lite(&s)));
-                            }
-                            let t = policy_type.get_untracked();
-                            if !t.is_empty() {
-                                q.push_str(&format!("&type={}", urlencoding_lite(&t)));
-                            }
-                            routes::policies(&tenant, &q)
+                        let current = PolicySort::parse(&sort.get_untracked());
+                        let view_of = InventoryView {
+                            search: search.get_untracked(),
+                            policy_type: policy_type.get_untracked(),
+                            platform: platform.get_untracked(),
+                            sort: current,
+                        };
+                        let href = |page: i64| routes::policies(&tenant, &view_of.query(page));
+                        let sorted_by = |column: SortColumn| {
+                            let sorted = InventoryView { sort: current.toggled(column), ..view_of.clone() };
+                            // Another order starts again at the first page.
+                            routes::policies(&tenant, &sorted.query(0))
                         };
                         let previous = (list.page > 0).then(|| href(list.page - 1));
                         let next = (list.page + 1 < list.page_count()).then(|| href(list.page + 1));
                         let summary = format!("Page {} of {} · {} policies", list.page + 1, list.page_count(), list.total);
+                        let heading = |column: SortColumn, title: &'static str| view! {
+                            <SortHeading column title current href=sorted_by(column) />
+                        };
                         view! {
-                            <DataTable columns=POLICY_COLUMNS testid="policies-table">
+                            <table class="data-table" data-testid="policies-table">
+                                <thead>
+                                    <tr>
+                                        {heading(SortColumn::Name, "Policy")}
+                                        {heading(SortColumn::Type, "Type")}
+                                        {heading(SortColumn::Platform, "Platform")}
+                                        {heading(SortColumn::Modified, "Last modified")}
+                                    </tr>
+                                </thead>
+                                <tbody>
                                 {list.rows.into_iter().map(|policy| view! {
                                     <tr>
                                         <td>
@@ -106,7 +150,8 @@ pub fn PoliciesPage() -> impl IntoView {
                                         <td>{or_absent(policy.last_modified_at)}</td>
                                     </tr>
                                 }).collect_view()}
-                            </DataTable>
+                                </tbody>
+                            </table>
                             <nav class="pager" aria-label="Pages of policies">
                                 {previous.map(|href| view! { <a href=href rel="prev">"← Previous"</a> })}
                                 <span>{summary}</span>
@@ -121,12 +166,56 @@ pub fn PoliciesPage() -> impl IntoView {
     }
 }
 
-const POLICY_COLUMNS: &[Column] = &[
-    Column::text("Policy"),
-    Column::text("Type"),
-    Column::text("Platform"),
-    Column::text("Last modified"),
-];
+/// The inventory's filters and sort as the URL holds them, to link another page or order.
+#[derive(Clone)]
+struct InventoryView {
+    search: String,
+    policy_type: String,
+    platform: String,
+    sort: PolicySort,
+}
+
+impl InventoryView {
+    /// The query of zero-based `page` of this view (`?page=` counts from 1; the default sort,
+    /// by name, is left out).
+    fn query(&self, page: i64) -> String {
+        let mut query = format!("?page={}", page + 1);
+        for (name, value) in [
+            ("search", self.search.as_str()),
+            ("type", self.policy_type.as_str()),
+            ("platform", self.platform.as_str()),
+        ] {
+            if !value.is_empty() {
+                query.push_str(&format!("&{name}={}", urlencoding_lite(value)));
+            }
+        }
+        if self.sort != PolicySort::default() {
+            query.push_str(&format!("&sort={}", self.sort.as_param()));
+        }
+        query
+    }
+}
+
+/// A column heading that links the inventory sorted by its column; following it again
+/// reverses the order.
+#[component]
+fn SortHeading(
+    column: SortColumn,
+    title: &'static str,
+    current: PolicySort,
+    href: String,
+) -> impl IntoView {
+    let (aria_sort, arrow) = match (current.column == column, current.descending) {
+        (false, _) => ("none", ""),
+        (true, false) => ("ascending", " ▲"),
+        (true, true) => ("descending", " ▼"),
+    };
+    view! {
+        <th scope="col" aria-sort=aria_sort>
+            <a href=href>{title}{arrow}</a>
+        </th>
+    }
+}
 
 /// Percent-encodes a query value (everything but unreserved characters).
 fn urlencoding_lite(value: &str) -> String {

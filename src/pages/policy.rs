@@ -8,8 +8,8 @@ use super::tenant_layout::{refusal, use_tenant};
 use crate::api::captures::capture_policy;
 use crate::api::versions::{get_policy, policy_versions};
 use crate::components::{
-    or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading, RunStarter,
-    StartAction, Toasts,
+    or_absent, provide_toasts, Column, DataTable, EmptyState, ErrorMessage, Loading, NeedsRole,
+    RunStarter, StartAction, Toasts,
 };
 use crate::domain::restore::RestoreSource;
 use crate::domain::run::OperationType;
@@ -180,6 +180,8 @@ fn VersionList(
                         />
                     }.into_any(),
                     (Ok(list), Some(policy_id)) => view! {
+                        // Why every "Compare with Intune now" is disabled, once, as visible text.
+                        {refused.map(|reason| view! { <NeedsRole id=COMPARE_NEEDS_ID reason /> })}
                         <DataTable columns=VERSION_COLUMNS testid="versions">
                             {list.into_iter().map(|version| view! {
                                 <VersionLine
@@ -200,6 +202,9 @@ fn VersionList(
         </Transition>
     }
 }
+
+/// The id of the reason shown when the member's role may not compare with Intune.
+const COMPARE_NEEDS_ID: &str = "compare-needs-role";
 
 /// "Compare with Intune now": the version it was pressed on, until its capture ends, and what
 /// it found when that was no change or no capture.
@@ -288,7 +293,8 @@ fn VersionLine(
                     type="button"
                     class="link"
                     data-testid="compare-with-intune"
-                    title=refused.unwrap_or("Capture the policy now and compare it with this version")
+                    title=refused.is_none().then_some("Capture the policy now and compare it with this version")
+                    aria-describedby=refused.map(|_| COMPARE_NEEDS_ID)
                     disabled=move || {
                         refused.is_some() || capture.pending().get() || compare.from.get().is_some()
                     }

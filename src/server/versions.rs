@@ -18,7 +18,8 @@ use super::policies::push_inventory_where;
 use super::snapshots::{load_version, names_for, StoredVersion};
 use super::state::AppState;
 use super::tenants::TenantScope;
-use crate::domain::policy_page::POLICY_PAGE_SIZE;
+use crate::domain::error::parse_filter;
+use crate::domain::policy_page::{PolicySort, SortColumn, POLICY_PAGE_SIZE};
 use crate::domain::snapshot::{compare, readable};
 use crate::domain::versions::{
     InventoryPage, PolicyInfo, SetLink, VersionDiff, VersionRef, VersionRow, VersionView,
@@ -100,13 +101,13 @@ pub async fn versions(
             .await?
     };
     let mut sets: HashMap<i64, Vec<SetLink>> = HashMap::new();
-    let mut runs: HashMap<i64, i64> = HashMap::new();
+    let mut runs = capturing_runs(db, scope, policy_id, &shown).await?;
     for (snapshot_id, run_id, id, name) in items {
         sets.entry(snapshot_id)
             .or_default()
             .push(SetLink { id, name });
         if let Some(run_id) = run_id {
-            runs.entry(snapshot_id).or_insert(run_id);
+            earliest(&mut runs, snapshot_id, run_id);
         }
     }
     for row in &mut rows {
@@ -122,6 +123,38 @@ pub async fn versions(
         }
     }
     Ok(rows)
+}
+
+/// The first run that captured each of these versions of the policy, among the runs whose item
+/// records it: "Capture now", a drift check, a restore's preview or evidence. A backup's run
+/// records its versions on the backup's items instead; the caller adds those.
+async fn capturing_runs(
+    db: &Db,
+    scope: &TenantScope,
+    policy_id: i64,
+    versions: &[i64],
+) -> Result<HashMap<i64, i64>, AppError> {
+    if versions.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids = db.backend().id_in("snapshot_id", "$3", versions);
+    let sql = format!(
+        "SELECT snapshot_id, MIN(run_id) FROM run_items \
+         WHERE tenant_id = $1 AND policy_id = $2 AND {} GROUP BY snapshot_id",
+        ids.sql
+    );
+    let rows: Vec<(i64, i64)> = ids
+        .bind(sqlx::query_as(&sql).bind(scope.id()).bind(policy_id))
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Keeps the earlier of the runs known to have captured `version` (run ids grow with time).
+fn earliest(runs: &mut HashMap<i64, i64>, version: i64, run_id: i64) {
+    runs.entry(version)
+        .and_modify(|known| *known = (*known).min(run_id))
+        .or_insert(run_id);
 }
 
 /// A stored version of the tenant's policy: its reference and what comparisons read of it.
@@ -218,15 +251,73 @@ pub async fn diff(
     })
 }
 
-/// One page (zero-based, clamped) of the tenant's inventory by name, gone policies included.
+/// What the inventory page filters by; empty strings and `None` mean "any".
+#[derive(Debug, Clone, Default)]
+pub struct InventoryFilter {
+    pub search: String,
+    pub policy_type: Option<PolicyType>,
+    /// One of the tenant's platforms ([`inventory`] refuses another).
+    pub platform: String,
+}
+
+/// Reads the request spelling of a sort (`name`, `-modified`, …); empty sorts by name.
+/// Unlike the picker, which falls back to the name, an unknown sort is refused with the ones
+/// there are: the inventory's sort comes from its URL, where a typo should show.
+pub fn parse_sort(raw: &str) -> Result<PolicySort, AppError> {
+    let sort = parse_filter(
+        "sort",
+        raw,
+        |raw| Some(PolicySort::parse(raw)).filter(|sort| sort.as_param() == raw),
+        "Unknown sort; sort by name, type, platform or modified, with a leading - for descending.",
+    )?;
+    Ok(sort.unwrap_or_default())
+}
+
+/// The `ORDER BY` of the inventory's page, over `policies p`, as the picker orders.
+fn order_by(sort: PolicySort) -> String {
+    let direction = if sort.descending { "DESC" } else { "ASC" };
+    let column = match sort.column {
+        SortColumn::Name => "p.display_name",
+        SortColumn::Type => "p.policy_type",
+        SortColumn::Platform => "p.platform",
+        // Policies never modified sort as oldest, on both engines.
+        SortColumn::Modified => "COALESCE(p.last_modified_at, 0)",
+    };
+    // The id makes the order total, so pages never overlap or skip a row.
+    format!("{column} {direction}, p.id {direction}")
+}
+
+/// One page (zero-based, clamped) of the tenant's inventory, gone policies included, filtered
+/// and sorted as the picker's, with the tenant's platforms for the platform filter.
 pub async fn inventory(
     db: &Db,
     scope: &TenantScope,
-    search: &str,
-    policy_type: Option<PolicyType>,
+    filter: &InventoryFilter,
+    sort: PolicySort,
     page: i64,
 ) -> Result<InventoryPage, AppError> {
-    let filtered = |sql: &mut Sql| push_inventory_where(sql, scope.id(), search, policy_type);
+    let platforms: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT platform FROM policies WHERE tenant_id = $1 ORDER BY platform",
+    )
+    .bind(scope.id())
+    .fetch_all(db.pool())
+    .await?;
+    let platform = filter.platform.as_str();
+    if !platform.is_empty() && !platforms.iter().any(|known| known == platform) {
+        return Err(AppError::invalid(
+            "platform",
+            format!(
+                "Unknown platform; this tenant's policies are on {}.",
+                platforms.join(", ")
+            ),
+        ));
+    }
+    let filtered = |sql: &mut Sql| {
+        push_inventory_where(sql, scope.id(), &filter.search, filter.policy_type);
+        if !platform.is_empty() {
+            sql.push(" AND p.platform = ").text(platform.to_owned());
+        }
+    };
     let mut count = Sql::new("SELECT COUNT(*) AS n FROM policies p");
     filtered(&mut count);
     let total: i64 = count.query_scalar().fetch_one(db.pool()).await?;
@@ -235,7 +326,7 @@ pub async fn inventory(
     let page = page.clamp(0, last);
     let mut rows = Sql::new(format!("SELECT {POLICY_COLUMNS} FROM policies p"));
     filtered(&mut rows);
-    rows.push(" ORDER BY p.display_name, p.id LIMIT ")
+    rows.push(&format!(" ORDER BY {} LIMIT ", order_by(sort)))
         .int(page_size)
         .push(" OFFSET ")
         .int(page * page_size);
@@ -244,6 +335,7 @@ pub async fn inventory(
         total,
         page,
         page_size,
+        platforms,
     })
 }
 

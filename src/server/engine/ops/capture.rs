@@ -65,6 +65,27 @@ pub async fn record_captures(
     batch: &[(Pending<CaptureItem>, Captured)],
     now: i64,
 ) -> Result<Vec<Recorded>, sqlx::Error> {
+    let recorded = record_capture_results(tx, tenant_id, batch, now).await?;
+    Ok(recorded.into_iter().map(|(recorded, _)| recorded).collect())
+}
+
+/// What a recorded capture found: how it compares with its base, and whether it stored a new
+/// version. The two differ when only parts the base did not record (assignments, scope tags)
+/// are new: the settings are unchanged, yet the version is new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureFinding {
+    pub drift: Drift,
+    pub new_version: bool,
+}
+
+/// [`record_captures`], with what each capture that was recorded found (`None` for a failed
+/// one), in the batch's order.
+pub async fn record_capture_results(
+    tx: &mut Tx,
+    tenant_id: i64,
+    batch: &[(Pending<CaptureItem>, Captured)],
+    now: i64,
+) -> Result<Vec<(Recorded, Option<CaptureFinding>)>, sqlx::Error> {
     let captures: Vec<(i64, &Snapshot)> = batch
         .iter()
         .filter_map(|(pending, captured)| match captured {
@@ -84,10 +105,14 @@ pub async fn record_captures(
         };
         match compare_capture(tx, tenant_id, pending, captured, version, now).await? {
             Ok(result) => {
+                let finding = CaptureFinding {
+                    drift: result.drift,
+                    new_version: result.new_version,
+                };
                 results.push(result);
-                recorded.push(Recorded::succeeded());
+                recorded.push((Recorded::succeeded(), Some(finding)));
             }
-            Err(failed) => recorded.push(failed),
+            Err(failed) => recorded.push((failed, None)),
         }
     }
     for chunk in results.chunks(ITEMS_PER_UPDATE) {
@@ -111,6 +136,8 @@ struct ItemResult {
     base_snapshot_id: Option<i64>,
     drift: Drift,
     changed_settings: Option<i64>,
+    /// Whether the capture stored a new version (not written: [`CaptureFinding`] carries it).
+    new_version: bool,
 }
 
 /// How the capture compares with the item's base (`version`: the one its snapshot was stored
@@ -125,9 +152,9 @@ async fn compare_capture(
     now: i64,
 ) -> Result<Result<ItemResult, Recorded>, sqlx::Error> {
     let item = &pending.item;
-    let (snapshot_id, drift, changed_settings) = match captured {
+    let (snapshot_id, drift, changed_settings, new_version) = match captured {
         Captured::Failed(reason, message) => {
-            return Ok(Err(Recorded::failed(*reason, message.clone())))
+            return Ok(Err(Recorded::failed(*reason, message.clone())));
         }
         Captured::Deleted => {
             sqlx::query(
@@ -139,7 +166,7 @@ async fn compare_capture(
             .bind(now)
             .execute(&mut **tx)
             .await?;
-            (None, Drift::Deleted, None)
+            (None, Drift::Deleted, None, false)
         }
         Captured::Snapshot(snapshot) => {
             // Stored with the batch ([`record_captures`]).
@@ -160,7 +187,7 @@ async fn compare_capture(
                     )
                 }
             };
-            (Some(stored.id), drift, changed)
+            (Some(stored.id), drift, changed, stored.new_version)
         }
     };
     Ok(Ok(ItemResult {
@@ -169,6 +196,7 @@ async fn compare_capture(
         base_snapshot_id: item.base_snapshot_id,
         drift,
         changed_settings,
+        new_version,
     }))
 }
 

@@ -9,9 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
-use super::capture::{pending_capture, CaptureItem, Captured, PendingCapture};
+use super::capture::{
+    capture, pending_capture, record_capture_results, CaptureFinding, CaptureItem, Captured,
+    PendingCapture,
+};
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
+use crate::domain::versions::Drift;
 use crate::server::db::Db;
 use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
 
@@ -90,32 +94,61 @@ impl Operation for CaptureSnapshot {
             .collect())
     }
 
-    super::capturing_items!(CaptureSnapshotInput);
-
-    async fn conclude(
+    async fn process(
         &self,
-        db: &Db,
-        creds: Result<&TenantCredentials, &RunFailure>,
+        creds: &TenantCredentials,
+        _run: &Run<CaptureSnapshotInput>,
+        item: &CaptureItem,
+    ) -> Captured {
+        capture(self.source.as_ref(), creds, item).await
+    }
+
+    /// Records the capture and, in the same transaction, the run's summary: only here is it
+    /// known whether the capture stored a new version, which the comparison alone cannot tell.
+    async fn record(
+        &self,
+        tx: &mut Tx,
         run: &Run<CaptureSnapshotInput>,
-    ) -> Result<Option<RunFailure>, sqlx::Error> {
-        if let Err(failure) = creds {
-            return Ok(Some(failure.clone()));
+        batch: &[(Pending<CaptureItem>, Captured)],
+        now: i64,
+    ) -> Result<Vec<Recorded>, sqlx::Error> {
+        let results = record_capture_results(tx, run.tenant_id, batch, now).await?;
+        if let Some(summary) = results.iter().find_map(|(_, found)| found.map(summary)) {
+            sqlx::query("UPDATE runs SET summary = $1 WHERE tenant_id = $2 AND id = $3")
+                .bind(summary)
+                .bind(run.tenant_id)
+                .bind(run.id)
+                .execute(&mut **tx)
+                .await?;
         }
-        let drift: Option<String> = sqlx::query_scalar::<_, Option<String>>(
-            "SELECT drift FROM run_items WHERE run_id = $1",
-        )
-        .bind(run.id)
-        .fetch_optional(db.pool())
-        .await?
-        .flatten();
-        let summary = match drift.as_deref() {
-            Some("new") => "Captured the first version.",
-            Some("changed") => "Captured a new version: the policy changed since the last one.",
-            Some("unchanged") => "No change since the last version; no new version stored.",
-            Some("deleted") => "The policy no longer exists in Intune.",
-            _ => return Ok(None),
-        };
-        super::write_summary(db, run.id, run.attempt, summary).await?;
-        Ok(None)
+        Ok(results.into_iter().map(|(recorded, _)| recorded).collect())
+    }
+}
+
+/// The run's result line: what the capture found, and whether it stored a new version.
+fn summary(found: CaptureFinding) -> &'static str {
+    match (found.drift, found.new_version) {
+        (Drift::New, _) => "Captured the first version.",
+        (Drift::Changed, _) => "Captured a new version: the policy changed since the last one.",
+        (Drift::Unchanged, false) => "No change since the last version; no new version stored.",
+        // The hash differs, but only in parts the last version did not record.
+        (Drift::Unchanged, true) => {
+            "Stored a new version that also records what the last one did not (assignments, \
+             scope tags); no setting changed."
+        }
+        (Drift::Deleted, _) => "The policy no longer exists in Intune.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_capture_says_whether_it_stored_a_version() {
+        let found = |drift, new_version| summary(CaptureFinding { drift, new_version });
+        assert!(found(Drift::Unchanged, false).contains("no new version stored"));
+        assert!(found(Drift::Unchanged, true).starts_with("Stored a new version"));
+        assert!(found(Drift::Changed, true).starts_with("Captured a new version"));
     }
 }
