@@ -1,13 +1,13 @@
 import { expect, test } from "@playwright/test";
 import { expectAccessible } from "./axe";
-import { FABRIKAM, finishedRun, openHydrated, signIn } from "./demo";
+import { call, FABRIKAM, finishedRun, openHydrated, signIn } from "./demo";
 import { visitEveryPage } from "./tour";
 
 // axe-core on every page, in the light and in the dark colour scheme (style/main.css switches on
 // prefers-color-scheme, so contrast is checked for both palettes).
 for (const colorScheme of ["light", "dark"] as const) {
   test(`every page has no serious or critical axe violation (${colorScheme})`, async ({ page }) => {
-    test.setTimeout(120_000);
+    test.setTimeout(240_000);
     await page.emulateMedia({ colorScheme });
     await visitEveryPage(page, (what) => expectAccessible(page, `${what} (${colorScheme})`));
   });
@@ -29,6 +29,34 @@ test("the bell's unread badge is legible in both colour schemes", async ({ page 
       return [style.color, style.backgroundColor];
     });
     expect(contrast(color, background), `${color} on ${background} (${colorScheme})`).toBeGreaterThanOrEqual(4.5);
+  }
+});
+
+// The focus ring (WCAG 1.4.11: 3:1 against what surrounds it), in both schemes: on a link of
+// the page and on one of the header, which has a dark background of its own.
+test("the focus ring stands out in both colour schemes", async ({ page }) => {
+  await signIn(page, "operator@fabrikam.example");
+  // A backup set, so the page lists a link.
+  await call(page, "backup-sets/create", { tenant: FABRIKAM, name: `E2E focus ${Date.now()}`, description: "" });
+  for (const colorScheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme });
+    await openHydrated(page, `/t/${FABRIKAM}/backup-sets`);
+    for (const link of [page.locator("main a").first(), page.locator(".app-header a.brand")]) {
+      // Focused before any click, so :focus-visible draws the ring as for the keyboard.
+      await link.focus();
+      expect(await link.evaluate((element) => element.matches(":focus-visible"))).toBe(true);
+      const [ring, background] = await link.evaluate((element) => {
+        let behind: Element | null = element;
+        let colour = "rgba(0, 0, 0, 0)";
+        while (behind && /rgba\(.*, 0\)|transparent/.test(colour)) {
+          colour = getComputedStyle(behind).backgroundColor;
+          behind = behind.parentElement;
+        }
+        return [getComputedStyle(element).outlineColor, colour];
+      });
+      const what = `${ring} ring on ${background} (${colorScheme})`;
+      expect(contrast(ring, background), what).toBeGreaterThanOrEqual(3);
+    }
   }
 });
 

@@ -48,26 +48,40 @@ export async function pageAs(browser: Browser, email: string) {
   return page;
 }
 
+/** Waits until run `runId` of `tenant` has succeeded. */
+export async function runCompleted(page: Page, tenant: string, runId: number) {
+  await expect
+    .poll(async () => (await call(page, "runs/get", { tenant, id: String(runId) })).status, {
+      timeout: 60_000,
+    })
+    .toBe("Completed");
+}
+
 /**
- * Queues a run adding two policies to a new backup set of `tenant` and waits until it has
- * succeeded; answers the run's and the set's ids.
+ * Connects a new tenant named `name` (the signed-in user must be an instance admin, who becomes
+ * its owner) and syncs its inventory: a tenant of the caller's own, served by the demo
+ * simulator under a fresh id. Answers its external id.
  */
-export async function finishedRun(page: Page, tenant: string) {
-  const set = await call(page, "backup-sets/create", {
-    tenant,
-    name: `E2E runs ${Date.now()}`,
-    description: "",
-  });
+export async function connectTenant(page: Page, name: string) {
+  const tenant = crypto.randomUUID();
+  await call(page, "tenants/connect", { tenant, name, client_id: "e2e-app", secret: SIM_SECRET });
+  const sync = await call(page, "runs/sync-inventory", { tenant });
+  await runCompleted(page, tenant, sync.run_id);
+  return tenant;
+}
+
+/**
+ * Queues a run adding two policies to a new backup set of `tenant` (named `name`) and waits
+ * until it has succeeded; answers the run's and the set's ids.
+ */
+export async function finishedRun(page: Page, tenant: string, name = `E2E runs ${Date.now()}`) {
+  const set = await call(page, "backup-sets/create", { tenant, name, description: "" });
   const policies = await call(page, "policies/list", { tenant, backup_set_id: String(set.id) });
   const run = await call(page, "runs/add-policies", {
     tenant,
     backup_set_id: String(set.id),
     policy_ids: `${policies.rows[0].id},${policies.rows[1].id}`,
   });
-  await expect
-    .poll(async () => (await call(page, "runs/get", { tenant, id: String(run.run_id) })).status, {
-      timeout: 60_000,
-    })
-    .toBe("Completed");
+  await runCompleted(page, tenant, run.run_id);
   return { runId: run.run_id as number, setId: set.id as number };
 }

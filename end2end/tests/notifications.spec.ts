@@ -51,11 +51,15 @@ test("a finished run rings the bell; the notification links to the run and can b
   await page.keyboard.press("Enter");
   await expect(panel).toBeVisible();
 
-  // Mark it read: the badge goes, the notification stays listed as read.
-  await item.getByRole("button", { name: "Mark read" }).click();
+  // Mark it read from the keyboard: the badge goes, the notification stays listed as read, and
+  // the focus stays in the panel (the button goes away; its item stays).
+  await item.getByRole("button", { name: "Mark read" }).focus();
+  await page.keyboard.press("Enter");
   await expect(page.getByTestId("notification-count")).toHaveCount(0);
   await expect(bell).toHaveAttribute("aria-label", "Notifications");
   await expect(item).toHaveAttribute("data-unread", "false");
+  await expect(item.getByRole("button", { name: "Mark read" })).toHaveCount(0);
+  await expect(item.getByRole("link", { name: "View run" })).toBeFocused();
   await expect(panel.getByRole("button", { name: "Mark all read" })).toBeDisabled();
 
   // View run leads to the run and closes the panel; after a reload the count is still zero.

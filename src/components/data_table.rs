@@ -34,8 +34,50 @@ impl Column {
     }
 }
 
-/// A table with `columns` as its header and `children` as its body rows. `testid` names it for
-/// tests; `labelled_by` points at the heading that names it, when there is one.
+/// What names a [`ScrollRegion`] for a screen reader.
+pub enum RegionName {
+    /// The id of the element (a heading) that names it.
+    LabelledBy(String),
+    /// Its name in words.
+    Label(String),
+}
+
+/// The scroll area around a table: a table wider than the screen (a phone) scrolls inside it.
+/// It is a named region with a tab stop, so keyboard users can reach it and scroll it with the
+/// arrow keys (axe: scrollable-region-focusable).
+#[component]
+pub fn ScrollRegion(name: RegionName, children: Children) -> impl IntoView {
+    let (labelled_by, label) = match name {
+        RegionName::LabelledBy(id) => (Some(id), None),
+        RegionName::Label(label) => (None, Some(label)),
+    };
+    view! {
+        <div
+            class="table-scroll"
+            role="region"
+            tabindex="0"
+            aria-labelledby=labelled_by
+            aria-label=label
+        >
+            {children()}
+        </div>
+    }
+}
+
+/// What a table without a heading is called by its scroll region: its test id in words
+/// ("backup-items" → "Backup items").
+fn name_from_testid(testid: &str) -> String {
+    let words = testid.replace('-', " ");
+    let mut chars = words.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// A table with `columns` as its header and `children` as its body rows, in its
+/// [`ScrollRegion`]. `testid` names it for tests; `labelled_by` points at the heading that names
+/// it, when there is one (else its region is named after `testid`).
 #[component]
 pub fn DataTable(
     columns: &'static [Column],
@@ -43,7 +85,12 @@ pub fn DataTable(
     #[prop(optional)] labelled_by: Option<&'static str>,
     children: Children,
 ) -> impl IntoView {
+    let name = labelled_by.map_or_else(
+        || RegionName::Label(name_from_testid(testid)),
+        |id| RegionName::LabelledBy(id.to_owned()),
+    );
     view! {
+        <ScrollRegion name>
         <table class="data-table" data-testid=testid aria-labelledby=labelled_by>
             <thead>
                 <tr>
@@ -61,6 +108,19 @@ pub fn DataTable(
             </thead>
             <tbody>{children()}</tbody>
         </table>
+        </ScrollRegion>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_from_testid;
+
+    #[test]
+    fn a_table_without_a_heading_is_named_after_its_testid() {
+        assert_eq!(name_from_testid("backup-items"), "Backup items");
+        assert_eq!(name_from_testid("runs-table"), "Runs table");
+        assert_eq!(name_from_testid(""), "");
     }
 }
 

@@ -274,12 +274,14 @@ fn NotificationPanel(
                 }.into_any(),
                 PanelState::Items => view! {
                     <ul class="notification-list">
+                        // Keyed by id alone: marking one read restyles its item in place rather
+                        // than replacing it, so the focus stays in it.
                         <For
                             each=move || items.get()
-                            key=|n| (n.id, n.is_unread())
+                            key=|n| n.id
                             let:notification
                         >
-                            <NotificationItem notification as_of on_read on_follow />
+                            <NotificationItem notification items as_of on_read on_follow />
                         </For>
                     </ul>
                 }.into_any(),
@@ -289,17 +291,32 @@ fn NotificationPanel(
 }
 
 /// One notification: level, title, body, age and **View run**. Clicking it (the link, the
-/// **Mark read** button or anywhere on it) marks it read.
+/// **Mark read** button or anywhere on it) marks it read. Whether it is unread comes from the
+/// list (`items`), which the panel reloads after each dismissal.
 #[component]
 fn NotificationItem(
     notification: Notification,
+    items: Memo<Vec<Notification>>,
     as_of: Memo<Timestamp>,
     on_read: Callback<i64>,
     on_follow: Callback<()>,
 ) -> impl IntoView {
-    let unread = notification.is_unread();
+    let id = notification.id;
+    let unread =
+        Memo::new(move |_| items.with(|all| all.iter().any(|n| n.id == id && n.is_unread())));
+    let item = NodeRef::<leptos::html::Li>::new();
+    let follow = NodeRef::<leptos::html::A>::new();
+    // **Mark read** goes away once the item is read: the focus moves to the item's link first
+    // (or the item itself), so a keyboard user stays in the panel.
+    let keep_focus = move |_| {
+        let kept = follow.get_untracked().map(|link| link.focus());
+        if kept.is_none() {
+            if let Some(item) = item.get_untracked() {
+                let _ = item.focus();
+            }
+        }
+    };
     let Notification {
-        id,
         level,
         title,
         body,
@@ -307,19 +324,23 @@ fn NotificationItem(
         created_at,
         ..
     } = notification;
-    let class = format!(
-        "notification notification-{}{}",
-        level.as_str(),
-        if unread { " unread" } else { "" }
-    );
+    let class = move || {
+        format!(
+            "notification notification-{}{}",
+            level.as_str(),
+            if unread.get() { " unread" } else { "" }
+        )
+    };
     view! {
         // The link and the button inside reach this handler as their clicks bubble up.
         <li
             class=class
+            tabindex="-1"
+            node_ref=item
             data-testid="notification"
-            data-unread=unread.to_string()
+            data-unread=move || unread.get().to_string()
             on:click=move |_| {
-                if unread {
+                if unread.get_untracked() {
                     on_read.run(id);
                 }
             }
@@ -327,7 +348,7 @@ fn NotificationItem(
             <p class="notification-head">
                 <span class=format!("notification-level level-{}", level.as_str())>{level.label()}</span>
                 <span class="notification-title">{title}</span>
-                {unread.then(|| view! { <span class="visually-hidden">" (unread)"</span> })}
+                {move || unread.get().then(|| view! { <span class="visually-hidden">" (unread)"</span> })}
             </p>
             <p class="notification-body">{body}</p>
             <p class="notification-foot">
@@ -335,10 +356,10 @@ fn NotificationItem(
                     {move || age(created_at, as_of.get())}
                 </span>
                 {link.map(|link| view! {
-                    <a href=String::from(link) on:click=move |_| on_follow.run(())>"View run"</a>
+                    <a href=String::from(link) node_ref=follow on:click=move |_| on_follow.run(())>"View run"</a>
                 })}
-                {unread.then(|| view! {
-                    <button type="button" class="link-button">"Mark read"</button>
+                {move || unread.get().then(|| view! {
+                    <button type="button" class="link-button" on:click=keep_focus>"Mark read"</button>
                 })}
             </p>
         </li>

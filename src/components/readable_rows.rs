@@ -2,7 +2,17 @@
 
 use leptos::prelude::*;
 
+use super::data_table::{RegionName, ScrollRegion};
 use crate::domain::snapshot::{Coverage, ReadableSection, RowValue};
+
+/// The deepest indentation style/main.css has a class for; deeper rows share it.
+const MAX_DEPTH_CLASS: u16 = 5;
+
+/// The class that indents a row of `depth` (`depth-0` …): a class, not a `style` attribute,
+/// which the pages' Content-Security-Policy (`style-src 'self'`) refuses.
+fn depth_class(depth: u16) -> String {
+    format!("depth-{}", depth.min(MAX_DEPTH_CLASS))
+}
 
 /// The sections of a readable snapshot. A section the snapshot was captured without says so; an
 /// empty captured section says "None".
@@ -13,6 +23,8 @@ pub fn ReadableSections(sections: Vec<ReadableSection>) -> impl IntoView {
         .enumerate()
         .map(|(index, section)| {
             let heading = format!("section-{index}");
+            // The section's table and its scroll area are both named by the heading.
+            let table_heading = heading.clone();
             let body = match section.coverage {
                 Coverage::NotCaptured => {
                     view! { <p class="muted">"Not captured in this version."</p> }.into_any()
@@ -25,7 +37,8 @@ pub fn ReadableSections(sections: Vec<ReadableSection>) -> impl IntoView {
                     view! { <p class="muted">"None"</p> }.into_any()
                 }
                 Coverage::Captured => view! {
-                    <table class="data-table readable" aria-labelledby=heading.clone()>
+                    <ScrollRegion name=RegionName::LabelledBy(table_heading.clone())>
+                    <table class="data-table readable" aria-labelledby=table_heading>
                         <thead>
                             <tr>
                                 <th scope="col">"Setting"</th>
@@ -37,12 +50,12 @@ pub fn ReadableSections(sections: Vec<ReadableSection>) -> impl IntoView {
                                 .rows
                                 .into_iter()
                                 .map(|row| {
-                                    let indent = format!("padding-left: {}rem", 0.5 + f32::from(row.depth) * 1.25);
+                                    let indent = depth_class(row.depth);
                                     let group = matches!(row.value, RowValue::Group);
                                     let secret = matches!(row.value, RowValue::Secret);
                                     view! {
                                         <tr class:group=group data-path=row.path>
-                                            <th scope="row" style=indent>
+                                            <th scope="row" class=indent>
                                                 {row.label}
                                                 {row.detail.map(|d| view! { <span class="muted detail">" " {d}</span> })}
                                             </th>
@@ -53,6 +66,7 @@ pub fn ReadableSections(sections: Vec<ReadableSection>) -> impl IntoView {
                                 .collect_view()}
                         </tbody>
                     </table>
+                    </ScrollRegion>
                 }
                 .into_any(),
             };
