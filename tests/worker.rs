@@ -34,6 +34,9 @@ both_backends!(TestDb:
     a_database_error_loading_credentials_retries_the_run,
     a_drift_batch_and_a_cancel_do_not_deadlock,
     a_panic_while_processing_never_completes_the_run,
+    a_rejected_secret_fails_the_run_with_one_token_request,
+    a_refused_token_is_not_asked_for_again_by_each_item,
+    a_cancelled_sync_stops_calling_graph_at_once,
 );
 
 struct Fixture {
@@ -300,10 +303,27 @@ async fn a_deleted_backup_set_fails_the_run(t: TestDb) {
         .await
         .unwrap();
     f.worker("w1").try_execute_task().await.unwrap();
-    let (status, _, processed, .., reason) = f.run_row(run).await;
-    assert_eq!(status, "failed");
-    assert_eq!(processed, 0);
+    let (status, total, processed, succeeded, failed, skipped, reason) = f.run_row(run).await;
+    assert_eq!(
+        (
+            status.as_str(),
+            total,
+            processed,
+            succeeded,
+            failed,
+            skipped
+        ),
+        ("failed", 3, 3, 0, 3, 0),
+        "the planned items are closed with the run's reason: processed = total"
+    );
     assert_eq!(reason.as_deref(), Some("backup_set_not_found"));
+    let items = item_outcomes(&f.db, run).await;
+    assert_eq!(items.len(), 3);
+    assert!(
+        items.iter().all(|(outcome, reason)| outcome == "failed"
+            && reason.as_deref() == Some("backup_set_not_found")),
+        "{items:?}"
+    );
     assert_eq!(
         f.sim.counters().graph_requests(),
         0,
@@ -329,10 +349,11 @@ async fn an_unreadable_input_fails_the_run(t: TestDb) {
             f.worker("w1").try_execute_task().await.unwrap(),
             Outcome::TaskCompleted { run_id: run }
         );
+        // Nothing can be planned from it: the run counts no item, so processed = total.
         let (status, total, processed, .., reason) = f.run_row(run).await;
         assert_eq!(
             (status.as_str(), total, processed, reason.as_deref()),
-            ("failed", 3, 0, Some("invalid_run_input")),
+            ("failed", 0, 0, Some("invalid_run_input")),
             "{unreadable:?}"
         );
         let (level, body): (String, String) = sqlx::query_as(
@@ -1162,4 +1183,166 @@ async fn a_panic_while_processing_never_completes_the_run(t: TestDb) {
         items.iter().all(|(outcome, _)| outcome == "pending"),
         "{items:?}"
     );
+}
+
+/// A client whose token cache is empty, on the fixture's simulator, as a server that just
+/// started has.
+fn fresh_client(f: &Fixture) -> GraphClient {
+    use tenantatlas::server::graph::GraphConfig;
+    GraphClient::new(GraphConfig::new(&f.sim.login_url, &f.sim.graph_url)).unwrap()
+}
+
+/// The server's worker over `client`, with its real credentials loading and token check.
+fn server_worker_on(f: &Fixture, client: GraphClient) -> Worker {
+    use tenantatlas::server::graph::{ClientSecret, GraphAccess, SecretResolver};
+    let graph = GraphAccess {
+        client,
+        secrets: SecretResolver::with_demo_secret(ClientSecret::new("sim-secret")),
+    };
+    tenantatlas::server::runs_worker(&f.db, graph)
+}
+
+/// Contoso's app as Entra ID sees it once its secret is wrong.
+fn reject_contoso_secret(f: &Fixture) {
+    use tenantatlas::graph_sim::{AppSetup, TokenFault};
+    f.sim.set_app(
+        CONTOSO,
+        AppSetup {
+            token_error: Some(TokenFault::WrongSecret),
+            ..AppSetup::default()
+        },
+    );
+}
+
+/// A secret the tenant rejects fails the run as a whole: `authentication_failed` on the run
+/// (not only on its items), every item closed with it, after one request to the token
+/// endpoint instead of one per policy, and no Graph call.
+async fn a_rejected_secret_fails_the_run_with_one_token_request(t: TestDb) {
+    let f = fixture(&t).await;
+    reject_contoso_secret(&f);
+    let run = f.queue(&f.ids(0..5)).await;
+    let worker = server_worker_on(&f, fresh_client(&f));
+    assert_eq!(
+        worker.try_execute_task().await.unwrap(),
+        Outcome::TaskCompleted { run_id: run }
+    );
+    let (status, total, processed, succeeded, failed, skipped, reason) = f.run_row(run).await;
+    assert_eq!(
+        (
+            status.as_str(),
+            total,
+            processed,
+            succeeded,
+            failed,
+            skipped
+        ),
+        ("failed", 5, 5, 0, 5, 0)
+    );
+    assert_eq!(reason.as_deref(), Some("authentication_failed"));
+    let message: Option<String> =
+        sqlx::query_scalar("SELECT failure_message FROM runs WHERE id = $1")
+            .bind(run)
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap();
+    let message = message.expect("the run says why");
+    assert!(message.contains("secret"), "{message}");
+    assert!(!message.contains("sim-secret"), "{message}");
+    let items = item_outcomes(&f.db, run).await;
+    assert!(
+        items.iter().all(|(outcome, reason)| outcome == "failed"
+            && reason.as_deref() == Some("authentication_failed")),
+        "{items:?}"
+    );
+    let counters = f.sim.counters();
+    assert_eq!(
+        counters.token_requests(),
+        1,
+        "one token request for the run"
+    );
+    assert_eq!(counters.graph_requests(), 0, "no Graph call");
+}
+
+/// Without the run's token check (a worker that lets its items find out), the captures of a
+/// tenant whose secret is rejected share one refusal: the token endpoint is asked once, not
+/// once per policy.
+async fn a_refused_token_is_not_asked_for_again_by_each_item(t: TestDb) {
+    let f = fixture(&t).await;
+    reject_contoso_secret(&f);
+    let run = f.queue(&f.ids(0..12)).await;
+    let worker = common::sim_worker(&f.db, &fresh_client(&f), "w1");
+    assert_eq!(
+        worker.try_execute_task().await.unwrap(),
+        Outcome::TaskCompleted { run_id: run }
+    );
+    let items = item_outcomes(&f.db, run).await;
+    assert_eq!(items.len(), 12);
+    assert!(
+        items.iter().all(|(outcome, reason)| outcome == "failed"
+            && reason.as_deref() == Some("authentication_failed")),
+        "{items:?}"
+    );
+    assert_eq!(f.sim.counters().token_requests(), 1);
+}
+
+/// A cancel stops a sync's Graph work, not only a run's items: a sync waiting out a long
+/// `Retry-After` ends at once, and Graph hears nothing more from it, so the tenant's next run
+/// (which the cancel let start) does not share the tenant's budget with it.
+async fn a_cancelled_sync_stops_calling_graph_at_once(t: TestDb) {
+    use std::time::Instant;
+    use tenantatlas::server::engine::runner::WakeUp;
+    use tenantatlas::server::runs::{cancel, start};
+    let f = fixture(&t).await;
+    // One request per minute: the sync's listings are throttled with a Retry-After of ~60 s.
+    let mut knobs = f.sim.knobs();
+    knobs.throttle_limit = 1;
+    knobs.throttle_window_ms = 60_000;
+    f.sim.set_knobs(knobs);
+    let ctx = authorize_user(&f.db, f.user_id, CONTOSO, Capability::StartRuns)
+        .await
+        .unwrap();
+    let run = start::sync_inventory(&f.db, &ctx).await.unwrap().run_id;
+    let wake = WakeUp::default();
+    let worker = f.worker("w1").with_cancels(wake.cancels());
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let started = Instant::now();
+    while f.sim.counters().with_status(429) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never throttled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ctx = authorize_user(&f.db, f.user_id, CONTOSO, Capability::CancelRuns)
+        .await
+        .unwrap();
+    cancel::cancel(&f.db, &ctx, run)
+        .await
+        .unwrap()
+        .expect("the sync is cancelled");
+    wake.run_cancelled(&f.db, run).await;
+    // The wait is a minute; ending within 3 s (a margin for a loaded machine) proves it was cut.
+    tokio::time::timeout(Duration::from_secs(3), working)
+        .await
+        .expect("the sync's work ended at once")
+        .unwrap()
+        .unwrap();
+    let after_cancel = f.sim.counters().graph_requests();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        f.sim.counters().graph_requests(),
+        after_cancel,
+        "no Graph request after the cancel"
+    );
+    let (status, .., reason) = f.run_row(run).await;
+    assert_eq!(
+        (status.as_str(), reason.as_deref()),
+        ("cancelled", Some("cancelled"))
+    );
+    let summary: Option<String> = sqlx::query_scalar("SELECT summary FROM runs WHERE id = $1")
+        .bind(run)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(summary, None, "the cancelled sync wrote nothing");
 }

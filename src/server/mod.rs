@@ -448,8 +448,24 @@ fn read_demo_graph_secret(path: &std::path::Path) -> Result<graph::ClientSecret,
 /// `graph` (the credentials of each run's tenant are resolved by `graph` too).
 pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
     use engine::operation::Registry;
-    use engine::worker::{CredentialsFailure, CredentialsSource, RunFailure, Worker};
+    use engine::worker::{CredentialsFailure, CredentialsSource, RunFailure, TokenCheck, Worker};
     let client = std::sync::Arc::new(graph.client.clone());
+    // Only Entra ID's refusal of the app fails the run; a throttled or unreachable token
+    // endpoint is the items' to retry.
+    let token_client = graph.client.clone();
+    let token_check: TokenCheck = std::sync::Arc::new(move |creds| {
+        let client = token_client.clone();
+        Box::pin(async move {
+            let refusal = client.granted_roles(&creds).await.err()?.refusal?;
+            Some(RunFailure {
+                reason: crate::domain::reason_code::ReasonCode::AuthenticationFailed,
+                message: sanitize::sanitize(&format!(
+                    "Entra ID refused the tenant's app: {} Run a connection check after fixing it.",
+                    refusal.words()
+                )),
+            })
+        })
+    });
     let loader_db = db.clone();
     let credentials: CredentialsSource = std::sync::Arc::new(move |tenant_id| {
         let (db, graph) = (loader_db.clone(), graph.clone());
@@ -476,7 +492,7 @@ pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
         crate::domain::Timestamp::now().millis()
     );
     let registry = Registry::full(client.clone(), client);
-    Worker::with_source(db.clone(), registry, credentials, id)
+    Worker::with_source(db.clone(), registry, credentials, id).with_token_check(token_check)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

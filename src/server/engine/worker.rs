@@ -62,6 +62,11 @@ pub enum CredentialsFailure {
 pub type CredentialsSource =
     Arc<dyn Fn(i64) -> BoxFuture<Result<TenantCredentials, CredentialsFailure>> + Send + Sync>;
 
+/// Asks the token endpoint for a tenant's token (`credentials`) before a run's items go to
+/// Graph; `Some` when Entra ID refuses the app, which fails the run as a whole. Any other answer
+/// (throttled, unreachable) lets the items go on, each with the client's retries.
+pub type TokenCheck = Arc<dyn Fn(TenantCredentials) -> BoxFuture<Option<RunFailure>> + Send + Sync>;
+
 /// How many claims of a run may end in an error of the work itself (a database error, a panic
 /// while processing) before the run ends `failed` (`work_failed_repeatedly`, with the last error's
 /// sanitized text). A claim taken over because its owner died (crash, `kill -9`, a lost lease)
@@ -210,6 +215,8 @@ pub struct Worker {
     db: Db,
     registry: Arc<Registry>,
     credentials: CredentialsSource,
+    /// Asked once per run with items before they are processed (`None`: the items find out).
+    token_check: Option<TokenCheck>,
     /// Identifies this worker's leases.
     id: String,
     lease: Duration,
@@ -335,6 +342,7 @@ impl Worker {
             db,
             registry: Arc::new(registry),
             credentials,
+            token_check: None,
             id: id.into(),
             lease: Duration::from_secs(60),
             items_at_once: 8,
@@ -352,6 +360,13 @@ impl Worker {
     /// again (tests shorten it).
     pub fn with_work_backoff(mut self, first: Duration) -> Self {
         self.backoff = first;
+        self
+    }
+
+    /// Checks the tenant's token with `check` before a run's items are processed, so a secret
+    /// the tenant rejects fails the run as a whole with one request to the token endpoint.
+    pub fn with_token_check(mut self, check: TokenCheck) -> Self {
+        self.token_check = Some(check);
         self
     }
 
@@ -792,9 +807,10 @@ impl Worker {
         if let (false, Some(tx)) = (O::LAZY_COMMITS, open.as_mut()) {
             self.db.commit_durably(tx).await?;
         }
+        let parsed = serde_json::from_str::<O::Input>(&raw.input);
         if work_errors >= WORK_ATTEMPTS {
             // Every attempt failed the same way, or several ways: the run ends here instead of
-            // going round again, its pending items closed with its reason.
+            // going round again, its items closed with its reason.
             tracing::error!(
                 work_errors,
                 "work on the run failed too often; the run fails"
@@ -807,9 +823,15 @@ impl Worker {
                     last_work_error.as_deref().unwrap_or("unknown")
                 ),
             };
-            return self.finish_failed(open, operation, &raw, failure).await;
+            return match parsed {
+                Ok(input) => {
+                    let run = raw.with_input(input);
+                    self.fail_planned(open, operation, &run, failure).await
+                }
+                Err(_) => self.fail_unplanned(open, operation, &raw, failure).await,
+            };
         }
-        let input = match serde_json::from_str::<O::Input>(&raw.input) {
+        let input = match parsed {
             Ok(input) => input,
             Err(error) => {
                 // Read as empty, the run would end "completed" with nothing done.
@@ -818,7 +840,7 @@ impl Worker {
                     reason: ReasonCode::InvalidRunInput,
                     message: "The run's stored input cannot be read. Submit it again.".into(),
                 };
-                return self.finish_failed(open, operation, &raw, failure).await;
+                return self.fail_unplanned(open, operation, &raw, failure).await;
             }
         };
         let run = Arc::new(raw.with_input(input));
@@ -828,7 +850,7 @@ impl Worker {
         // listens to its signal, and the heartbeat's safety-net cancel reaches it.
         let cancel = self.cancels.watch(run.id, run.attempt);
         if let Some(failure) = operation.check(&self.db, &run).await? {
-            return self.finish_failed(open, operation, &run, failure).await;
+            return self.fail_planned(open, operation, &run, failure).await;
         }
         if !self
             .materialize_items(open.take(), &run, &operation.plan(&run))
@@ -852,6 +874,16 @@ impl Worker {
         };
         // Items with an outcome are done, also from an earlier attempt: a resumed run skips them.
         let items = operation.pending(&self.db, &run).await?;
+        if let (false, Some(check)) = (items.is_empty(), &self.token_check) {
+            // One token request for the run: a secret the tenant rejects fails it as a whole
+            // (its items closed with the reason) instead of failing every item on its own.
+            let interrupt = Interrupt::new(cancel.signal());
+            if let Some(failure) = interrupt.scope(check(creds.clone())).await {
+                let concluded = operation.conclude(&self.db, Err(&failure), &run).await?;
+                let failure = concluded.unwrap_or(failure);
+                return self.finish_failed(None, operation, &run, failure).await;
+            }
+        }
         let mut unrecorded = items.len();
         // What the items do with Graph, on the run's row at most once a second and at its end.
         let activity = GraphActivity::new();
@@ -876,6 +908,7 @@ impl Worker {
             let (worker, run) = (self.clone(), Arc::clone(&run));
             let handler = Arc::clone(&handler);
             let creds = creds.clone();
+            let activity = Arc::clone(&activity);
             let signal = cancel.signal();
             let stop = cancel.cancelled();
             AbortOnDrop(tokio::spawn(
@@ -953,13 +986,30 @@ impl Worker {
                 ));
             }
         }
-        if cancel.is_cancelled() && !cancel_reached_run(&self.db, run.id).await? {
+        let cancelled = cancel.is_cancelled();
+        if cancelled && !cancel_reached_run(&self.db, run.id).await? {
             // This claim lost the run (its heartbeat stopped it): whoever holds it goes on.
             tracing::warn!("lease lost; another claim continues this run");
             return Ok(());
         }
+        let failure = if cancelled {
+            // A cancelled run's conclusion does its bookkeeping only: given the cancel as its
+            // credentials' failure, no handler calls Graph (what it would write on the run is
+            // fenced off by the run's status anyway). The tenant's bulk slot is free again, so
+            // Graph work here would compete with the tenant's next run.
+            let failure = RunFailure {
+                reason: ReasonCode::Cancelled,
+                message: "The run was cancelled.".into(),
+            };
+            operation.conclude(&self.db, Err(&failure), &run).await?
+        } else {
+            // The conclusion's Graph work (a sync's listing, a check's probe) waits like an
+            // item's: a cancel ends its waits and it gives up; its requests count on the run.
+            let interrupt = Interrupt::new(cancel.signal());
+            let work = operation.conclude(&self.db, Ok(&creds), &run);
+            activity.scope(interrupt.scope(work)).await?
+        };
         let figures = writing.stop().await;
-        let failure = operation.conclude(&self.db, Ok(&creds), &run).await?;
         let end = End {
             failure,
             counts: Counts::default(),
@@ -967,6 +1017,52 @@ impl Worker {
             pending: 0,
         };
         self.end_run(None, operation, &run, end).await
+    }
+
+    /// Ends a run that failed before its items were written: they are written first (a resumed
+    /// run already has them), then closed as failed with its reason, so `processed = total`
+    /// and "Retry failed" offers them.
+    async fn fail_planned<O: Operation>(
+        &self,
+        open: Option<Tx>,
+        operation: &O,
+        run: &Run<O::Input>,
+        failure: RunFailure,
+    ) -> Result<(), sqlx::Error> {
+        if !self
+            .materialize_items(open, run, &operation.plan(run))
+            .await?
+        {
+            tracing::warn!("lease lost before the failed run's items were written");
+            return Ok(());
+        }
+        self.finish_failed(None, operation, run, failure).await
+    }
+
+    /// Ends a run whose input cannot be read, so its items cannot be planned: the run counts
+    /// the items it has (none unless an earlier claim wrote them), so `processed = total`.
+    async fn fail_unplanned<O: Operation>(
+        &self,
+        open: Option<Tx>,
+        operation: &O,
+        run: &Run<String>,
+        failure: RunFailure,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = match open {
+            Some(tx) => tx,
+            None => self.db.pool().begin().await?,
+        };
+        sqlx::query(
+            "UPDATE runs SET total_items = \
+               (SELECT COUNT(*) FROM run_items i WHERE i.run_id = runs.id) \
+             WHERE id = $1 AND lease_owner = $2 AND attempt = $3 AND status = 'running'",
+        )
+        .bind(run.id)
+        .bind(&self.id)
+        .bind(run.attempt)
+        .execute(&mut *tx)
+        .await?;
+        self.finish_failed(Some(tx), operation, run, failure).await
     }
 
     /// Ends a run that failed as a whole, in the claim's transaction when it is still `open`.

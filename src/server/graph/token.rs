@@ -19,6 +19,10 @@ const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// The largest token endpoint answer read (a token is a few kilobytes).
 const MAX_TOKEN_BODY_BYTES: usize = 1024 * 1024;
+/// How long a refusal of the app (400, 401, 403) answers for the token endpoint, for the secret
+/// it refused: the captures of a run with a rejected secret, queued on the tenant's slot, then
+/// fail without each posting it again, while a new secret is tried at once.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
 
 /// An app registration's secret; never printed, compared or serialized by accident.
 #[derive(Clone)]
@@ -57,7 +61,53 @@ struct CachedToken {
     refresh_at: Instant,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
+/// What the token endpoint last said for one (tenant, app): a token, or a refusal of the app.
+#[derive(Default)]
+struct SlotState {
+    token: Option<CachedToken>,
+    /// The last refusal: until when it answers instead of the endpoint, for the secret it
+    /// refused (a new secret is asked about at once).
+    refused: Option<Refusal>,
+}
+
+/// A refusal of the app by the token endpoint, remembered for a while.
+struct Refusal {
+    error: GraphError,
+    until: Instant,
+    secret: ClientSecret,
+}
+
+impl Refusal {
+    /// The refusal's error, while it still answers for `creds`.
+    fn answers(&self, creds: &TenantCredentials, now: Instant) -> Option<&GraphError> {
+        (now < self.until && self.secret.expose() == creds.client_secret.expose())
+            .then_some(&self.error)
+    }
+}
+
+impl SlotState {
+    /// Keeps what a request to the token endpoint answered for `creds`.
+    fn remember(&mut self, creds: &TenantCredentials, answer: &Result<CachedToken, TokenFailure>) {
+        match answer {
+            Ok(token) => {
+                self.token = Some(token.clone());
+                self.refused = None;
+            }
+            Err(failure) if failure.refusal.is_some() => {
+                self.token = None;
+                self.refused = Some(Refusal {
+                    error: failure.error.clone(),
+                    until: Instant::now() + REFUSAL_MEMORY,
+                    secret: creds.client_secret.clone(),
+                });
+            }
+            // Throttled or unreachable: nothing is known about the app.
+            Err(_) => {}
+        }
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
 
 /// Tokens by (tenant, app). Each key has its own async lock, so concurrent requests of one tenant
 /// wait for a single token request instead of each asking for one.
@@ -99,7 +149,9 @@ impl TokenCache {
         Arc::clone(slots.entry(key).or_default())
     }
 
-    /// A valid access token, from the cache or the token endpoint.
+    /// A valid access token, from the cache or the token endpoint. A refusal of the app
+    /// answers again for [`REFUSAL_MEMORY`] without asking the endpoint: requests queued on the
+    /// tenant's slot behind the refused one fail at once instead of each posting the secret.
     pub(crate) async fn token(
         &self,
         http: &reqwest::Client,
@@ -107,16 +159,19 @@ impl TokenCache {
         creds: &TenantCredentials,
     ) -> Result<String, GraphError> {
         let slot = self.slot(creds);
-        let mut cached = slot.lock().await;
-        if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
+        let mut state = slot.lock().await;
+        let now = Instant::now();
+        if let Some(token) = state.token.as_ref().filter(|t| now < t.refresh_at) {
             return Ok(token.access_token.clone());
         }
-        let fresh = request_token_retried(http, config, creds)
-            .await
-            .map_err(|failure| failure.error)?;
-        let token = fresh.access_token.clone();
-        *cached = Some(fresh);
-        Ok(token)
+        if let Some(error) = state.refused.as_ref().and_then(|r| r.answers(creds, now)) {
+            return Err(error.clone());
+        }
+        let answer = request_token_retried(http, config, creds).await;
+        state.remember(creds, &answer);
+        answer
+            .map(|token| token.access_token)
+            .map_err(|failure| failure.error)
     }
 
     /// A new token from the token endpoint whatever the cache holds (a check must prove that
@@ -128,19 +183,22 @@ impl TokenCache {
         creds: &TenantCredentials,
     ) -> Result<String, TokenFailure> {
         let slot = self.slot(creds);
-        let mut cached = slot.lock().await;
-        let fresh = request_token_retried(http, config, creds).await?;
-        let token = fresh.access_token.clone();
-        *cached = Some(fresh);
-        Ok(token)
+        let mut state = slot.lock().await;
+        let answer = request_token_retried(http, config, creds).await;
+        state.remember(creds, &answer);
+        Ok(answer?.access_token)
     }
 
     /// Forgets `stale` after Graph rejected it; a token another request already replaced stays.
     pub(crate) async fn invalidate(&self, creds: &TenantCredentials, stale: &str) {
         let slot = self.slot(creds);
-        let mut cached = slot.lock().await;
-        if cached.as_ref().is_some_and(|t| t.access_token == stale) {
-            *cached = None;
+        let mut state = slot.lock().await;
+        if state
+            .token
+            .as_ref()
+            .is_some_and(|t| t.access_token == stale)
+        {
+            state.token = None;
         }
     }
 }
@@ -206,7 +264,7 @@ async fn request_token(
             return Err(final_(GraphError::new(
                 ReasonCode::InvalidResponse,
                 "the token endpoint answered more than a megabyte",
-            )))
+            )));
         }
     };
     if status.is_success() {
