@@ -30,6 +30,9 @@ both_backends!(local Fixture:
     a_takeover_never_takes_a_policy_that_existed_for_its_create,
     a_takeover_records_a_write_the_crashed_claim_made,
     leaving_scope_tags_out_leaves_the_live_tags_alone,
+    a_part_left_out_of_the_restore_is_no_change,
+    a_create_warns_of_a_live_policy_with_the_backups_name,
+    a_preview_that_could_not_read_a_policy_says_so,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -164,11 +167,30 @@ impl Fixture {
         snapshot_id: i64,
         target: Option<&str>,
     ) -> String {
+        let version = self.version(snapshot_id).await;
+        self.write_payload(policy_type, &version.payload, version.format, target)
+            .await
+    }
+
+    /// Version `snapshot_id` as stored.
+    async fn version(&self, snapshot_id: i64) -> tenantatlas::server::snapshots::StoredVersion {
         let tenant_id = common::tenant_id(&self.app.db, CONTOSO).await;
-        let version = load_version(self.app.db.pool(), tenant_id, snapshot_id)
+        load_version(self.app.db.pool(), tenant_id, snapshot_id)
             .await
             .unwrap()
-            .expect("the version exists");
+            .expect("the version exists")
+    }
+
+    /// Writes `payload` (a captured policy) to Intune as a restore with assignments and scope
+    /// tags would: in place at `target`, or anew.
+    async fn write_payload(
+        &self,
+        policy_type: PolicyType,
+        payload: &serde_json::Value,
+        format: tenantatlas::domain::snapshot::CaptureFormat,
+        target: Option<&str>,
+    ) -> String {
+        let tenant_id = common::tenant_id(&self.app.db, CONTOSO).await;
         let creds = self
             .demo
             .access
@@ -178,8 +200,8 @@ impl Fixture {
         let request = WriteRequest {
             policy_type,
             target,
-            backup: &version.payload,
-            format: version.format,
+            backup: payload,
+            format,
             live: None,
             include_assignments: true,
             include_scope_tags: true,
@@ -818,6 +840,12 @@ async fn a_cancel_while_a_create_is_in_flight_records_the_write_in_full(f: Fixtu
 
     let detail = f.detail(run_id).await;
     assert_eq!(detail.status, RunStatus::Cancelled, "{detail:?}");
+    // The run says what the cancel left written.
+    assert_eq!(
+        detail.summary.as_deref(),
+        Some("Cancelled after writing 1 of 1 policy; what was written stays in Intune."),
+        "{detail:?}"
+    );
     let row = &detail.items.rows[0];
     assert_eq!(row.outcome, ItemOutcome::Succeeded, "{detail:?}");
     assert_eq!(
@@ -1056,4 +1084,168 @@ async fn leaving_scope_tags_out_leaves_the_live_tags_alone(f: Fixture) {
         f.writes()
     );
     assert_eq!(tags_of(&tagged), tags, "the live scope tags stay");
+}
+
+/// A restore that leaves assignments (or scope tags) out writes none, so a difference there is
+/// no change it makes: the plan says no change and removes nothing, the execute writes nothing,
+/// and the evidence says the policy matches the backup.
+async fn a_part_left_out_of_the_restore_is_no_change(f: Fixture) {
+    let backup = f.backup().await;
+    // Assignments: the device configuration is assigned to one more group since the backup.
+    let (assigned, assigned_graph) = backup.policies[1].clone();
+    assert!(f.demo.sim.add_assignment(CONTOSO, &assigned_graph));
+    // Scope tags: the compliance policy's tags changed since the backup.
+    let (tagged, tagged_graph) = backup.policies[2].clone();
+    let tags_of = |graph_id: &str| {
+        f.demo
+            .sim
+            .policy_json(CONTOSO, graph_id)
+            .map(|p| p["roleScopeTagIds"].clone())
+            .unwrap_or_default()
+    };
+    let tags_before = tags_of(&tagged_graph);
+    let other_tag = f
+        .demo
+        .sim
+        .scope_tags(CONTOSO)
+        .into_iter()
+        .map(|tag| serde_json::Value::String(tag.id))
+        .find(|id| tags_before.as_array().is_none_or(|tags| !tags.contains(id)))
+        .expect("a scope tag the policy does not have");
+    let held: i64 = sqlx::query_scalar(
+        "SELECT snapshot_id FROM backup_items WHERE backup_set_id = $1 AND policy_id = $2",
+    )
+    .bind(backup.set)
+    .bind(tagged)
+    .fetch_one(f.app.db.pool())
+    .await
+    .unwrap();
+    let backup_version = f.version(held).await;
+    let mut retagged = backup_version.payload.clone();
+    retagged["policy"]["roleScopeTagIds"] = serde_json::json!([other_tag]);
+    f.write_payload(
+        PolicyType::Compliance,
+        &retagged,
+        backup_version.format,
+        Some(&tagged_graph),
+    )
+    .await;
+    assert_ne!(tags_of(&tagged_graph), tags_before, "the tags changed");
+
+    for (policy, options) in [
+        (
+            assigned,
+            [
+                ("include_assignments", "false"),
+                ("include_scope_tags", "true"),
+            ],
+        ),
+        (
+            tagged,
+            [
+                ("include_assignments", "true"),
+                ("include_scope_tags", "false"),
+            ],
+        ),
+    ] {
+        // With the part included, the restore would change it.
+        let (_, plan) = f.preview(backup.set, &[policy]).await;
+        assert_eq!(
+            item(&plan, policy).plan,
+            Some(PlanAction::Update),
+            "{plan:?}"
+        );
+
+        let preview = f
+            .app
+            .start_restore_preview(
+                &f.manager,
+                CONTOSO,
+                RestoreSource::BackupSet(backup.set),
+                &[policy],
+                &options,
+            )
+            .await
+            .expect("the preview starts")
+            .run_id;
+        f.finish(preview).await;
+        let plan = f.plan(preview).await;
+        let planned = item(&plan, policy);
+        assert_eq!(
+            planned.plan,
+            Some(PlanAction::Unchanged),
+            "{options:?}: {plan:?}"
+        );
+        assert_eq!(planned.changed_settings, Some(0), "{options:?}: {plan:?}");
+        assert_eq!(planned.notes.removals, Vec::<String>::new(), "{options:?}");
+
+        f.demo.sim.reset_counters();
+        let detail = f.execute(preview).await;
+        assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+        assert_eq!(
+            f.writes(),
+            Vec::<String>::new(),
+            "{options:?}: nothing written"
+        );
+        assert_eq!(
+            detail.summary.as_deref(),
+            Some("1 of 1 now match the backup."),
+            "{options:?}: {detail:?}"
+        );
+    }
+}
+
+/// A policy deleted in Intune is created anew with the backup's name, so the warning of a live
+/// policy with the same name looks for that name, not the one the inventory last saw.
+async fn a_create_warns_of_a_live_policy_with_the_backups_name(f: Fixture) {
+    let backup = f.backup().await;
+    let (policy, graph_id) = backup.policies[1].clone();
+    let sims = f.demo.sim.policies(CONTOSO);
+    let backup_name = sims.iter().find(|p| p.id == graph_id).unwrap().name.clone();
+    let other = sims
+        .iter()
+        .find(|p| p.kind.collection() == "deviceConfigurations" && p.id != graph_id)
+        .expect("another device configuration")
+        .id
+        .clone();
+    // Renamed since the backup, and another policy took its old name; then it was deleted.
+    assert!(f
+        .demo
+        .sim
+        .rename_policy(CONTOSO, &graph_id, "Renamed since the backup"));
+    assert!(f.demo.sim.rename_policy(CONTOSO, &other, &backup_name));
+    f.run("runs/sync-inventory", &[("tenant", CONTOSO)]).await;
+    assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
+
+    let (_, plan) = f.preview(backup.set, &[policy]).await;
+    let planned = item(&plan, policy);
+    assert_eq!(planned.plan, Some(PlanAction::Create), "{plan:?}");
+    let warning = format!("A policy named \"{backup_name}\" already exists in Intune.");
+    assert!(planned.notes.warnings.contains(&warning), "{planned:?}");
+}
+
+/// A preview that ended without reading every policy cannot be executed, and says why (not
+/// that it has not finished).
+async fn a_preview_that_could_not_read_a_policy_says_so(f: Fixture) {
+    let backup = f.backup().await;
+    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    f.demo.sim.set_fault(
+        &backup.policies[0].1,
+        tenantatlas::graph_sim::Fault::Forbidden,
+    );
+    let (preview, plan) = f.preview(backup.set, &ids).await;
+    assert_eq!(plan.status, RunStatus::CompletedWithErrors, "{plan:?}");
+    assert_eq!(plan.not_executable, Some(GateFailure::PoliciesUnread(1)));
+    let refusal = refused(
+        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
+        "a preview that could not read a policy",
+    );
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
+    assert!(
+        refusal
+            .body
+            .contains("1 policy could not be read: run the preview again."),
+        "{}",
+        refusal.body
+    );
 }

@@ -67,13 +67,22 @@ impl Permission {
     }
 
     /// Whether `roles` (a token's `roles` claim) grants it; a ReadWrite permission grants the
-    /// Read one of the same resource.
+    /// Read one of the same resource. Reading a group is also granted by the directory-wide
+    /// permissions, which Graph accepts for it
+    /// (<https://learn.microsoft.com/en-us/graph/api/group-get#permissions>).
     pub fn granted_by(self, roles: &[String]) -> bool {
         let has = |name: &str| roles.iter().any(|role| role == name);
         match self {
             Self::ConfigurationRead => has(self.name()) || has(Self::ConfigurationReadWrite.name()),
             Self::ConfigurationReadWrite => has(self.name()),
-            Self::GroupRead => has(self.name()) || has("Group.ReadWrite.All"),
+            Self::GroupRead => [
+                self.name(),
+                "Group.ReadWrite.All",
+                "Directory.Read.All",
+                "Directory.ReadWrite.All",
+            ]
+            .into_iter()
+            .any(has),
         }
     }
 
@@ -82,6 +91,15 @@ impl Permission {
         Self::ALL
             .into_iter()
             .filter(|permission| !permission.granted_by(roles))
+            .collect()
+    }
+
+    /// The permissions `feature` needs that `roles` lacks, in [`Permission::ALL`] order: what
+    /// blocks it, by the same table the connection check reports.
+    pub fn missing_for(feature: Feature, roles: &[String]) -> Vec<Permission> {
+        Self::missing_from(roles)
+            .into_iter()
+            .filter(|permission| permission.blocks().contains(&feature))
             .collect()
     }
 }
@@ -396,6 +414,38 @@ mod tests {
         assert_eq!(Permission::missing_from(&lookalikes), Permission::ALL);
         assert_eq!(Permission::ConfigurationRead.blocks(), [Feature::Capture]);
         assert_eq!(Permission::GroupRead.blocks(), [Feature::Restore]);
+    }
+
+    #[test]
+    fn a_feature_lacks_only_the_permissions_it_needs() {
+        let capture_only = roles(&["DeviceManagementConfiguration.Read.All"]);
+        assert!(Permission::missing_for(Feature::Capture, &capture_only).is_empty());
+        assert_eq!(
+            Permission::missing_for(Feature::Restore, &capture_only),
+            [Permission::ConfigurationReadWrite, Permission::GroupRead]
+        );
+        // A ReadWrite permission, or a directory-wide one, grants reading groups.
+        for groups in [
+            "Group.Read.All",
+            "Group.ReadWrite.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ] {
+            let granted = roles(&["DeviceManagementConfiguration.ReadWrite.All", groups]);
+            assert!(
+                Permission::missing_for(Feature::Restore, &granted).is_empty(),
+                "{groups}"
+            );
+            assert!(Permission::missing_from(&granted).is_empty(), "{groups}");
+        }
+        let no_groups = roles(&[
+            "DeviceManagementConfiguration.ReadWrite.All",
+            "User.Read.All",
+        ]);
+        assert_eq!(
+            Permission::missing_for(Feature::Restore, &no_groups),
+            [Permission::GroupRead]
+        );
     }
 
     #[test]

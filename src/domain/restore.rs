@@ -17,13 +17,6 @@ pub const PREVIEW_TTL_MS: i64 = 15 * 60 * 1_000;
 /// The most items one restore takes (the picker's selection limit).
 pub const MAX_RESTORE_ITEMS: usize = 10_000;
 
-/// The application permissions a restore needs, from the token's `roles` claim: writing
-/// policies, and reading groups to check that assignment targets still exist.
-pub const RESTORE_ROLES: [&str; 2] = [
-    "DeviceManagementConfiguration.ReadWrite.All",
-    "Group.Read.All",
-];
-
 /// What is restored from: every chosen item of a backup set, or one version of a policy (which
 /// may be in no backup set at all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -173,6 +166,8 @@ pub enum GateFailure {
     NotReviewed,
     /// The preview has not finished successfully (409).
     PreviewNotDone,
+    /// The preview ended, but this many policies could not be read: they have no plan (409).
+    PoliciesUnread(usize),
     /// The preview is older than [`PREVIEW_TTL_MS`] (409).
     PreviewExpired,
     /// The backup changed since the preview: another version is now in the set (409).
@@ -190,11 +185,15 @@ impl GateFailure {
     }
 
     /// What the wizard and the 4xx answer say.
-    pub fn message(&self) -> &'static str {
-        match self {
+    pub fn message(&self) -> String {
+        let fixed = match self {
             Self::WrongTenantName => "Type the tenant's display name exactly to confirm.",
             Self::NotReviewed => "Confirm that you reviewed the impact.",
             Self::PreviewNotDone => "The preview has not finished. Wait for it, or run it again.",
+            Self::PoliciesUnread(1) => "1 policy could not be read: run the preview again.",
+            Self::PoliciesUnread(n) => {
+                return format!("{n} policies could not be read: run the preview again.")
+            }
             Self::PreviewExpired => {
                 "The preview is older than 15 minutes. Run the preview again before executing."
             }
@@ -205,7 +204,8 @@ impl GateFailure {
                 "This preview was executed already. Run the preview again to restore again."
             }
             Self::Blocked => "Something blocks this restore. Leave the blocked items out and run the preview again.",
-        }
+        };
+        fixed.to_owned()
     }
 }
 
@@ -215,6 +215,8 @@ pub struct GateInput<'a> {
     pub preview_status: RunStatus,
     pub preview_finished_at: Option<Timestamp>,
     pub now: Timestamp,
+    /// Items the preview could not read (failed), which have no plan.
+    pub failed_items: usize,
     /// Items planned as blocked, and the restore-wide block (missing permissions), if any.
     pub blocked_items: usize,
     pub run_block: Option<&'a str>,
@@ -237,6 +239,14 @@ pub fn check_gates(input: &GateInput<'_>) -> Result<(), GateFailure> {
         return Err(GateFailure::NotReviewed);
     }
     if input.preview_status != RunStatus::Completed {
+        // Ended, but some policies could not be read: another preview may read them.
+        let ended_with_errors = matches!(
+            input.preview_status,
+            RunStatus::CompletedWithErrors | RunStatus::Failed
+        );
+        if ended_with_errors && input.failed_items > 0 {
+            return Err(GateFailure::PoliciesUnread(input.failed_items));
+        }
         return Err(GateFailure::PreviewNotDone);
     }
     match input.preview_finished_at {
@@ -292,6 +302,7 @@ mod tests {
             preview_status: RunStatus::Completed,
             preview_finished_at: Some(Timestamp(1_000_000)),
             now: Timestamp(1_000_000 + 60_000),
+            failed_items: 0,
             blocked_items: 0,
             run_block: None,
             backup_moved: false,
@@ -347,6 +358,30 @@ mod tests {
             ),
             (
                 GateInput {
+                    preview_status: RunStatus::CompletedWithErrors,
+                    failed_items: 2,
+                    ..ready()
+                },
+                GateFailure::PoliciesUnread(2),
+            ),
+            (
+                GateInput {
+                    preview_status: RunStatus::Failed,
+                    failed_items: 1,
+                    ..ready()
+                },
+                GateFailure::PoliciesUnread(1),
+            ),
+            (
+                GateInput {
+                    preview_status: RunStatus::Running,
+                    failed_items: 1,
+                    ..ready()
+                },
+                GateFailure::PreviewNotDone,
+            ),
+            (
+                GateInput {
                     now: Timestamp(1_000_000 + PREVIEW_TTL_MS + 1),
                     ..ready()
                 },
@@ -384,6 +419,26 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(check_gates(&input), Err(expected));
         }
+    }
+
+    #[test]
+    fn a_preview_that_could_not_read_policies_says_how_many() {
+        assert_eq!(
+            GateFailure::PoliciesUnread(1).message(),
+            "1 policy could not be read: run the preview again."
+        );
+        assert_eq!(
+            GateFailure::PoliciesUnread(3).message(),
+            "3 policies could not be read: run the preview again."
+        );
+        assert!(
+            !GateFailure::PoliciesUnread(3).is_input(),
+            "a 409, not a 422"
+        );
+        assert_ne!(
+            GateFailure::PoliciesUnread(3).message(),
+            GateFailure::PreviewNotDone.message()
+        );
     }
 
     #[test]
@@ -431,6 +486,7 @@ mod tests {
                 preview_status: if done { RunStatus::Completed } else { RunStatus::Failed },
                 preview_finished_at: Some(Timestamp(10)),
                 now: Timestamp(10 + age),
+                failed_items: 0,
                 blocked_items: blocked,
                 run_block: run_block.then_some("Missing permission"),
                 backup_moved: moved,

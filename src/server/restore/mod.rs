@@ -3,6 +3,7 @@
 //! of [`crate::domain::restore::check_gates`] holds on what the database says — and reading a
 //! restore run's plan back. No Graph call here: the engine's handlers make them.
 
+pub mod compare;
 pub mod refs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -359,6 +360,11 @@ fn gate_input<'a>(
         preview_status: preview.status,
         preview_finished_at: preview.finished_at,
         now: Timestamp::now(),
+        failed_items: preview
+            .items
+            .iter()
+            .filter(|item| item.outcome == ItemOutcome::Failed)
+            .count(),
         blocked_items: planned(PlanAction::Blocked),
         run_block: preview.blocked.as_deref(),
         backup_moved: moved,
@@ -514,6 +520,6 @@ fn gate_error(failure: &GateFailure) -> AppError {
         };
         AppError::invalid(field, failure.message())
     } else {
-        AppError::Conflict(failure.message().to_owned())
+        AppError::Conflict(failure.message())
     }
 }

@@ -228,3 +228,24 @@ pub(crate) async fn write_summary(
     .rows_affected();
     Ok(written == 1)
 }
+
+/// Writes the summary of a run that a cancel ended while this claim (`attempt`) was working on
+/// it: what the claim did before it stopped (a restore's writes stay in Intune). Only that claim
+/// writes it: a cancelled run is never claimed again, so its attempt stays the claim's.
+pub(crate) async fn write_cancelled_summary(
+    db: &Db,
+    run_id: i64,
+    attempt: i64,
+    summary: &str,
+) -> Result<bool, sqlx::Error> {
+    let written = sqlx::query(
+        "UPDATE runs SET summary = $1 WHERE id = $2 AND attempt = $3 AND status = 'cancelled'",
+    )
+    .bind(summary)
+    .bind(run_id)
+    .bind(attempt)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(written == 1)
+}

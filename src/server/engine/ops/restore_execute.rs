@@ -21,11 +21,10 @@ use serde::{Deserialize, Serialize};
 
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
-use super::capture::changed_settings;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::restore::{PlanAction, RestoreAction};
 use crate::domain::run::OperationType;
-use crate::domain::snapshot::{compare, CapturedPolicy, SettingNames};
+use crate::domain::snapshot::{CapturedPolicy, SettingNames};
 use crate::domain::versions::Drift;
 use crate::domain::Timestamp;
 use crate::server::db::Db;
@@ -34,6 +33,7 @@ use crate::server::graph::write::{PolicyWriter, WriteRequest};
 use crate::server::graph::{
     CaptureOptions, GraphError, PolicySource, PolicyType, Snapshot, TenantCredentials,
 };
+use crate::server::restore::compare::restore_comparison;
 use crate::server::sanitize::sanitize;
 use crate::server::snapshots::{store_snapshot, StoredVersion};
 
@@ -87,6 +87,24 @@ pub struct WriteItem {
     db: Db,
 }
 
+impl WriteItem {
+    /// What the restore writes of the backup.
+    fn restore_options(&self) -> CaptureOptions {
+        CaptureOptions {
+            include_assignments: self.include_assignments,
+            include_scope_tags: self.include_scope_tags,
+        }
+    }
+}
+
+/// The name a create of `backup` gives the policy: the backup's, not the inventory's.
+pub(crate) fn created_name(policy_type: PolicyType, backup: &StoredVersion) -> Option<&str> {
+    backup
+        .payload
+        .pointer(&format!("/policy/{}", policy_type.spec().name_property))
+        .and_then(serde_json::Value::as_str)
+}
+
 /// How far apart the clocks of this server and Graph may be: a policy Graph last changed
 /// longer than this before an earlier claim announced its create cannot be that create.
 const CLOCK_SKEW_MS: i64 = 10 * 60 * 1_000;
@@ -127,11 +145,7 @@ impl RestoreExecute {
         backup: &StoredVersion,
         sent_at: i64,
     ) -> Result<Option<String>, GraphError> {
-        let Some(name) = backup
-            .payload
-            .pointer(&format!("/policy/{}", policy_type.spec().name_property))
-            .and_then(serde_json::Value::as_str)
-        else {
+        let Some(name) = created_name(policy_type, backup) else {
             return Ok(None);
         };
         let listed = self
@@ -226,7 +240,7 @@ impl RestoreExecute {
             // A claim taking the run over finds what an earlier one wrote before it could
             // record so: a policy that now matches the backup is that write, done.
             if let (true, Some(live)) = (attempt > 1, live) {
-                if matches_backup(policy_type, backup, &live) {
+                if differing_settings(policy_type, backup, &live, item.restore_options()) == 0 {
                     return Restored::Done {
                         action: RestoreAction::Updated,
                         graph_id: item.graph_id.clone(),
@@ -343,22 +357,29 @@ impl RestoreExecute {
     }
 }
 
-/// Whether a live capture holds what the backup does: the same content, or no setting that
-/// differs (the comparison the evidence makes).
-fn matches_backup(policy_type: PolicyType, backup: &StoredVersion, live: &Snapshot) -> bool {
+/// How many settings of a live capture differ from the backup in what a restore with `options`
+/// writes: none when it holds the same content, one when it cannot be read (so it is looked at
+/// rather than passed as matching). The comparison the plan, the takeover and the evidence make.
+fn differing_settings(
+    policy_type: PolicyType,
+    backup: &StoredVersion,
+    live: &Snapshot,
+    options: CaptureOptions,
+) -> i64 {
     if live.content_hash == backup.content_hash {
-        return true;
+        return 0;
     }
     let Ok(payload) = serde_json::from_str::<serde_json::Value>(&live.canonical_json) else {
-        return false;
+        return 1;
     };
-    compare(
+    restore_comparison(
         &backup.captured(policy_type),
         &CapturedPolicy::new(policy_type, live.format, &payload),
+        options,
         &SettingNames::default(),
     )
     .changes
-    .is_empty()
+    .len() as i64
 }
 
 /// Whether a row of the tenant's inventory holds the policy of `graph_id`.
@@ -486,11 +507,22 @@ impl Operation for RestoreExecute {
         creds: Result<&TenantCredentials, &RunFailure>,
         run: &Run<RestoreExecuteInput>,
     ) -> Result<Option<RunFailure>, sqlx::Error> {
+        // A cancel undoes nothing: a run cancelled while this claim was writing says what
+        // stays written (the engine concludes it with the cancel as its failure, or as usual).
+        let cancelled = || async {
+            let summary = cancelled_summary(db, run.id).await?;
+            super::write_cancelled_summary(db, run.id, run.attempt, &summary).await
+        };
         if let Err(failure) = creds {
+            if failure.reason == ReasonCode::Cancelled {
+                cancelled().await?;
+            }
             return Ok(Some(failure.clone()));
         }
         let summary = evidence_summary(db, run.id).await?;
-        super::write_summary(db, run.id, run.attempt, &summary).await?;
+        if !super::write_summary(db, run.id, run.attempt, &summary).await? {
+            cancelled().await?;
+        }
         Ok(None)
     }
 }
@@ -530,10 +562,15 @@ async fn record_restored(
     let (evidence_id, drift, changed) = match evidence {
         Some(snapshot) => {
             let stored = store_snapshot(tx, tenant_id, item.policy_id, snapshot, now).await?;
-            let changed = if stored.id == backup_id {
-                0
-            } else {
-                changed_settings(tx, tenant_id, backup_id, snapshot, &item.policy_type).await?
+            // Compared in what the restore writes: a part it left out that differs is no
+            // difference it failed to undo.
+            let changed = match (&item.backup, PolicyType::parse(&item.policy_type)) {
+                _ if stored.id == backup_id => 0,
+                (Some(backup), Some(family)) => {
+                    differing_settings(family, backup, snapshot, item.restore_options())
+                }
+                // Unreadable: counted as one, so it is looked at rather than passed as equal.
+                _ => 1,
             };
             let drift = if changed == 0 {
                 Drift::Unchanged
@@ -611,6 +648,28 @@ async fn evidence_summary(db: &Db, run_id: i64) -> Result<String, sqlx::Error> {
     }
     summary.push('.');
     Ok(summary)
+}
+
+/// "Cancelled after writing 2 of 6 policies; what was written stays in Intune." — a cancelled
+/// run's summary: a cancel undoes nothing, so the admin learns what it left written.
+async fn cancelled_summary(db: &Db, run_id: i64) -> Result<String, sqlx::Error> {
+    let (total, written): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN restore_action IN ($2, $3) THEN 1 ELSE 0 END), 0) \
+         FROM run_items WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .bind(RestoreAction::Created.as_str())
+    .bind(RestoreAction::Updated.as_str())
+    .fetch_one(db.pool())
+    .await?;
+    let policies = if total == 1 { "policy" } else { "policies" };
+    Ok(if written == 0 {
+        "Cancelled before any policy was written.".to_owned()
+    } else {
+        format!(
+            "Cancelled after writing {written} of {total} {policies}; what was written stays in Intune."
+        )
+    })
 }
 
 // A restore writes to the customer's tenant: a commit lost to a crash of PostgreSQL would make

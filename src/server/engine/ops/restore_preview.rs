@@ -13,14 +13,17 @@ use serde::{Deserialize, Serialize};
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
 use super::capture::{capture, CaptureItem, Captured};
+use super::restore_execute::created_name;
+use crate::domain::connection::{Feature, Permission};
 use crate::domain::reason_code::ReasonCode;
-use crate::domain::restore::{PlanAction, PlanNotes, RestoreSource, RESTORE_ROLES};
+use crate::domain::restore::{PlanAction, PlanNotes, RestoreSource};
 use crate::domain::run::OperationType;
-use crate::domain::snapshot::{compare, CapturedPolicy, ChangeKind, PolicyType, SettingNames};
+use crate::domain::snapshot::{CapturedPolicy, ChangeKind, PolicyType, SettingNames};
 use crate::domain::versions::Drift;
 use crate::server::db::Db;
 use crate::server::graph::write::{secret_settings, DirectoryKind, PolicyWriter};
 use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
+use crate::server::restore::compare::restore_comparison;
 use crate::server::restore::refs::{kind_label, references, Reference};
 use crate::server::sanitize::sanitize;
 use crate::server::snapshots::{load_version, store_snapshot, StoredVersion};
@@ -57,6 +60,9 @@ pub struct RestorePreviewInput {
 pub struct PreviewItem {
     pub capture: CaptureItem,
     pub references: Vec<Reference>,
+    /// What the restore writes (see [`restore_options`]): the parts it leaves out are not
+    /// compared.
+    pub restore: CaptureOptions,
     /// The version to restore could not be read: the item fails rather than stays pending.
     pub version_missing: bool,
 }
@@ -167,17 +173,21 @@ fn preview_item(
         planned,
         version,
     } = pending;
-    let (options, references) = match &version {
+    let (options, restore, references) = match &version {
         Some(version) => {
-            let options = restore_options(version, input);
+            let restore = restore_options(version, input);
             let found = references(
                 &version.payload,
-                options.include_assignments,
-                options.include_scope_tags,
+                restore.include_assignments,
+                restore.include_scope_tags,
             );
-            (version.options, found)
+            (version.options, restore, found)
         }
-        None => (CaptureOptions::default(), Vec::new()),
+        None => (
+            CaptureOptions::default(),
+            CaptureOptions::default(),
+            Vec::new(),
+        ),
     };
     Pending {
         item_id: row.item_id,
@@ -190,6 +200,7 @@ fn preview_item(
                 options,
             },
             references,
+            restore,
             version_missing: version.is_none(),
         },
     }
@@ -279,12 +290,13 @@ pub fn restore_options(version: &StoredVersion, input: &RestorePreviewInput) -> 
     }
 }
 
-/// The restore-wide block when the token lacks a permission a restore needs, naming each.
+/// The restore-wide block when the token lacks a permission a restore needs, naming each: the
+/// connection check's table ([`Permission::missing_for`]), so an app it passes is not blocked
+/// here.
 pub fn missing_roles(roles: &[String]) -> Option<String> {
-    let missing: Vec<&str> = RESTORE_ROLES
-        .iter()
-        .copied()
-        .filter(|needed| !roles.iter().any(|role| role == needed))
+    let missing: Vec<&str> = Permission::missing_for(Feature::Restore, roles)
+        .into_iter()
+        .map(Permission::name)
         .collect();
     (!missing.is_empty()).then(|| {
         format!(
@@ -326,7 +338,11 @@ async fn record_plan(
             notes
                 .warnings
                 .push("Deleted in Intune: the restore creates it anew, with a new id.".to_owned());
-            if let Some(name) = name_taken(tx, tenant_id, item).await? {
+            let created = match (PolicyType::parse(&item.policy_type), &backup) {
+                (Some(family), Some(backup)) => created_name(family, backup),
+                _ => None,
+            };
+            if let Some(name) = name_taken(tx, tenant_id, item, created).await? {
                 notes.warnings.push(format!(
                     "A policy named \"{name}\" already exists in Intune."
                 ));
@@ -344,7 +360,7 @@ async fn record_plan(
             let live = serde_json::from_str::<serde_json::Value>(&snapshot.canonical_json).ok();
             let (changed, removals) = match (PolicyType::parse(&item.policy_type), &backup, &live) {
                 (Some(family), Some(backup), Some(live)) => {
-                    live_to_backup(family, snapshot.format, live, backup)
+                    live_to_backup(family, snapshot.format, live, backup, pending.item.restore)
                 }
                 // Unreadable: planned as an update, so it is looked at rather than skipped.
                 _ => (1, Vec::new()),
@@ -407,18 +423,21 @@ async fn record_plan(
     Ok(Recorded::succeeded())
 }
 
-/// How many settings a restore would change (live → backup), and the ones it would remove.
+/// How many settings a restore with `restore` options would change (live → backup), and the
+/// ones it would remove; the parts it leaves out are not compared.
 fn live_to_backup(
     family: PolicyType,
     live_format: crate::domain::snapshot::CaptureFormat,
     live: &serde_json::Value,
     backup: &StoredVersion,
+    restore: CaptureOptions,
 ) -> (i64, Vec<String>) {
     let mut names = SettingNames::from_payload(live);
     names.extend(SettingNames::from_payload(&backup.payload));
-    let comparison = compare(
+    let comparison = restore_comparison(
         &CapturedPolicy::new(family, live_format, live),
         &backup.captured(family),
+        restore,
         &names,
     );
     let removals = comparison
@@ -438,21 +457,26 @@ fn live_to_backup(
     (comparison.changes.len() as i64, removals)
 }
 
-/// The name of another live policy of the same type that has the deleted policy's name, if
-/// one does (from the inventory, as the last sync saw it).
+/// The name of another live policy of the same type that has the name the create gives the
+/// deleted policy (`name`, the backup's: it may have been renamed since), if one does (from the
+/// inventory, as the last sync saw it).
 async fn name_taken(
     tx: &mut Tx,
     tenant_id: i64,
     item: &CaptureItem,
+    name: Option<&str>,
 ) -> Result<Option<String>, sqlx::Error> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
     sqlx::query_scalar(
-        "SELECT other.display_name FROM policies p JOIN policies other \
-           ON other.tenant_id = p.tenant_id AND other.policy_type = p.policy_type \
-          AND other.display_name = p.display_name AND other.id <> p.id \
-          AND other.gone_from_intune_at IS NULL \
-         WHERE p.tenant_id = $1 AND p.id = $2 LIMIT 1",
+        "SELECT display_name FROM policies \
+         WHERE tenant_id = $1 AND policy_type = $2 AND display_name = $3 AND id <> $4 \
+           AND gone_from_intune_at IS NULL LIMIT 1",
     )
     .bind(tenant_id)
+    .bind(&item.policy_type)
+    .bind(name)
     .bind(item.policy_id)
     .fetch_optional(&mut **tx)
     .await
@@ -514,17 +538,40 @@ mod tests {
 
     #[test]
     fn every_missing_permission_is_named() {
-        assert_eq!(missing_roles(&RESTORE_ROLES.map(String::from)), None);
-        let read_only = vec!["DeviceManagementConfiguration.Read.All".to_owned()];
+        let roles = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let read_only = roles(&["DeviceManagementConfiguration.Read.All"]);
         let block = missing_roles(&read_only).unwrap_or_default();
         assert!(
             block.contains("DeviceManagementConfiguration.ReadWrite.All"),
             "{block}"
         );
         assert!(block.contains("Group.Read.All"), "{block}");
-        let no_groups = vec!["DeviceManagementConfiguration.ReadWrite.All".to_owned()];
+        let no_groups = roles(&["DeviceManagementConfiguration.ReadWrite.All"]);
         let block = missing_roles(&no_groups).unwrap_or_default();
         assert!(block.contains("permission Group.Read.All"), "{block}");
         assert!(!block.contains("ReadWrite"), "{block}");
+    }
+
+    /// The permissions the connection check accepts do not block a restore.
+    #[test]
+    fn what_grants_a_permission_to_the_connection_check_grants_it_here() {
+        let roles = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        for granted in [
+            roles(&[
+                "DeviceManagementConfiguration.ReadWrite.All",
+                "Group.Read.All",
+            ]),
+            roles(&[
+                "DeviceManagementConfiguration.ReadWrite.All",
+                "Group.ReadWrite.All",
+            ]),
+            roles(&[
+                "DeviceManagementConfiguration.ReadWrite.All",
+                "Directory.Read.All",
+            ]),
+        ] {
+            assert_eq!(missing_roles(&granted), None, "{granted:?}");
+            assert!(Permission::missing_from(&granted).is_empty(), "{granted:?}");
+        }
     }
 }
