@@ -817,6 +817,16 @@ async fn a_resume_takes_the_failed_items_with_the_cancelled_ones(app: TestApp) {
         .expect("the run is cancelled");
     assert_eq!(run_row(&app, run).await.0, "cancelled");
     assert_eq!(items_skipped_as_cancelled(&app, run).await, 3);
+    // The button says what the resume takes: the failures with the cancelled items.
+    let detail = app
+        .run_detail(Some(&operator), CONTOSO, run, &[])
+        .await
+        .expect("the cancelled run");
+    assert_eq!(detail.retry_items, 5);
+    assert_eq!(
+        detail.retry_label().as_deref(),
+        Some("Resume 5 cancelled or failed")
+    );
     let resumed = app
         .retry_failed(&operator, CONTOSO, run)
         .await

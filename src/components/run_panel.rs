@@ -11,9 +11,10 @@ use super::{
     or_absent, use_toasts, CancelRunButton, ErrorMessage, Loading, RetryRunButton, RunStatusBadge,
 };
 use crate::api::runs::{backup_set_runs, backup_set_runs_version};
-use crate::domain::Capability;
+use crate::domain::run::OperationType;
 use crate::domain::{routes, RunStatus, RunSummary};
-use crate::pages::tenant_layout::refusal;
+use crate::domain::{Capability, Role};
+use crate::pages::tenant_layout::current_role;
 
 /// What a succeeded item of the run did ("added", "checked").
 fn done_word(run: &RunSummary) -> &'static str {
@@ -144,10 +145,7 @@ pub fn RunPanel(
                             <p class="muted">"No runs yet. Add policies to start one."</p>
                         }.into_any(),
                         Ok(list) => {
-                            let refused = Refusals {
-                                cancel: refusal(Capability::CancelRuns).await,
-                                retry: refusal(Capability::StartRuns).await,
-                            };
+                            let refused = Refusals { role: current_role().await };
                             view! {
                                 <ul class="run-list">
                                     {list.into_iter().map(|run| {
@@ -166,11 +164,29 @@ pub fn RunPanel(
     }
 }
 
-/// Why the member may not cancel or retry runs (`None`: allowed).
+/// The member's role here, which decides per run whether Cancel and Retry are refused.
 #[derive(Clone, Copy)]
 struct Refusals {
-    cancel: Option<&'static str>,
-    retry: Option<&'static str>,
+    role: Option<Role>,
+}
+
+impl Refusals {
+    /// Why the member may not do what `capability` allows (`None`: allowed).
+    fn refusal(self, capability: Capability) -> Option<&'static str> {
+        match self.role {
+            Some(role) if role.can(capability) => None,
+            _ => Some(capability.label()),
+        }
+    }
+
+    /// Cancelling a run takes the capability that starts it (a restore needs a manager).
+    fn cancel(self, run: &RunSummary) -> Option<&'static str> {
+        let capability = run
+            .operation_type
+            .known()
+            .map_or(Capability::CancelRuns, OperationType::cancel_capability);
+        self.refusal(capability)
+    }
 }
 
 /// One run: link, badge, progress bar, counts, a Graph wait, and its Cancel or Retry action.
@@ -184,7 +200,7 @@ fn RunRow(
 ) -> impl IntoView {
     let reload = move || tick.update(|n| *n += 1);
     let cancel = run.status.is_active().then(|| {
-        view! { <CancelRunButton tenant=tenant.get_untracked() run_id=run.id refused=refused.cancel on_cancelled=reload confirming /> }
+        view! { <CancelRunButton tenant=tenant.get_untracked() run_id=run.id refused=refused.cancel(&run) on_cancelled=reload confirming /> }
     });
     let failed = run.retry_items();
     let retry = (failed > 0).then(|| {
@@ -194,7 +210,7 @@ fn RunRow(
                 tenant=tenant.get_untracked()
                 run_id=run.id
                 label
-                refused=refused.retry
+                refused=refused.refusal(Capability::StartRuns)
                 on_queued=move |_: i64| reload()
             />
         }

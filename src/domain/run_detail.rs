@@ -245,6 +245,8 @@ pub struct RunDetail {
     pub items: RunItemPage,
     /// The run whose failed items this one retries (or whose cancelled items it resumes).
     pub retry_of: Option<i64>,
+    /// The status of that run: a cancelled one is resumed, any other retried.
+    pub retry_of_status: Option<RunStatus>,
     /// The runs that retried or resumed this one, newest first.
     pub retried_by: Vec<i64>,
     /// The items a retry (a resume, for a cancelled run) would take again; 0 when this run
@@ -266,6 +268,8 @@ impl RunDetail {
         }
         let n = group_thousands(self.retry_items);
         Some(match self.status {
+            // A resume also takes the run's failures (`runs::retry`): the label counts both.
+            RunStatus::Cancelled if self.failed > 0 => format!("Resume {n} cancelled or failed"),
             RunStatus::Cancelled => format!("Resume {n} cancelled"),
             _ => format!("Retry {n} failed"),
         })

@@ -10,7 +10,7 @@ mod restore;
 mod retry;
 
 use restore::{RestoreActionCell, RestoreRunLink};
-use retry::{parent_status, RetryOfLink};
+use retry::RetryOfLink;
 
 use super::policy::id_param;
 use super::tenant_layout::refusal;
@@ -29,7 +29,7 @@ use crate::domain::run_detail::{
     RunTarget, RUN_ITEMS_PAGE_SIZE,
 };
 use crate::domain::versions::Drift;
-use crate::domain::{AppError, Capability, RunStatus};
+use crate::domain::{AppError, Capability};
 
 /// What the run detail page last showed: the run, its filter and page, and the run's version.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +73,6 @@ pub fn RunDetailPage() -> impl IntoView {
     // The cancel action says it was accepted in a toast.
     provide_toasts();
     let run = polled_run(tenant, id, outcome, page, tick);
-    let parent = parent_status(tenant, id);
     // Another outcome starts again at the first page; Back returns to the previous view.
     let navigate = use_navigate();
     let show_outcome = move |value: String| {
@@ -139,7 +138,6 @@ pub fn RunDetailPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match shown_or(run.await) {
                     Ok(detail) => {
-                        let parent_status = parent.await;
                         let active = detail.status.is_active().then_some(detail.id);
                         // Whoever may start such a run may cancel it.
                         let cancel_needs = detail
@@ -159,7 +157,7 @@ pub fn RunDetailPage() -> impl IntoView {
                             />
                         });
                         view! {
-                            <RunFacts tenant=tenant.get_untracked() detail parent_status />
+                            <RunFacts tenant=tenant.get_untracked() detail />
                             {active.map(|run_id| view! {
                                 <CancelRunButton tenant=tenant.get_untracked() run_id refused on_cancelled=reload confirming=confirming_cancel />
                             })}
@@ -273,10 +271,9 @@ fn CsvLink(tenant: String, id: i64, outcome: String) -> impl IntoView {
     }
 }
 
-/// The run's heading, status, failure, times and counters; `parent_status` is that of the run it
-/// retries or resumes.
+/// The run's heading, status, failure, times and counters.
 #[component]
-fn RunFacts(tenant: String, detail: RunDetail, parent_status: Option<RunStatus>) -> impl IntoView {
+fn RunFacts(tenant: String, detail: RunDetail) -> impl IntoView {
     let target_link = match detail.target.clone() {
         RunTarget::BackupSet {
             id,
@@ -320,6 +317,7 @@ fn RunFacts(tenant: String, detail: RunDetail, parent_status: Option<RunStatus>)
         let href = routes::run(&tenant, id, "");
         view! { <a href=href class="mono">"run #" {id}</a> }
     };
+    let parent_status = detail.retry_of_status;
     let retry_of = detail
         .retry_of
         .map(|parent| view! { <RetryOfLink tenant=tenant.clone() parent parent_status /> });

@@ -3,27 +3,8 @@
 
 use leptos::prelude::*;
 
-use crate::api::runs::get_run;
 use crate::domain::routes;
 use crate::domain::RunStatus;
-
-/// The status of the run that run `id` retries or resumes; `None` when it continues none (or
-/// either cannot be read). Read once per run, not at each poll: a run is retried only once it
-/// has ended, so that status never changes.
-pub fn parent_status(tenant: Memo<String>, id: Memo<Option<i64>>) -> Resource<Option<RunStatus>> {
-    Resource::new(
-        move || (tenant.get(), id.get()),
-        |(tenant, id)| async move {
-            let run = get_run(tenant.clone(), id?, String::new(), 0, 1)
-                .await
-                .ok()?;
-            let parent = get_run(tenant, run.retry_of?, String::new(), 0, 1)
-                .await
-                .ok()?;
-            Some(parent.status)
-        },
-    )
-}
 
 /// "Resumes the cancelled items of run #N" or "Retries the failed items of run #N".
 #[component]

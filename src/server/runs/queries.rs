@@ -320,7 +320,7 @@ pub async fn detail(
                 r.created_at, r.started_at, r.finished_at, r.total_items, r.processed_items, \
                 r.succeeded, r.failed, r.skipped, r.reason_code, r.failure_message, \
                 r.resource, r.target_id, b.name AS backup_set_name, p.display_name AS policy_name, \
-                r.retry_of, r.summary, r.graph_wait_reason, \
+                r.retry_of, pr.status AS retry_of_status, r.summary, r.graph_wait_reason, \
                 r.graph_wait_until, r.graph_requests, r.graph_throttled, r.graph_server_errors, \
                 r.graph_retries, r.graph_waited_ms, \
                 CASE WHEN r.operation_type = $3 THEN r.input END AS preview_input \
@@ -329,6 +329,7 @@ pub async fn detail(
            AND r.resource = 'backup_set' \
          LEFT JOIN policies p ON p.tenant_id = r.tenant_id AND p.id = r.target_id \
            AND r.resource = 'policy' \
+         LEFT JOIN runs pr ON pr.tenant_id = r.tenant_id AND pr.id = r.retry_of \
          WHERE r.tenant_id = $1 AND r.id = $2",
     )
     .bind(scope.id())
@@ -381,6 +382,7 @@ pub async fn detail(
         summary: row.summary,
         items,
         retry_of: row.retry_of,
+        retry_of_status: row.retry_of_status,
         retried_by,
         retry_items,
         graph: row.graph,
@@ -408,6 +410,7 @@ struct DetailRow {
     backup_set_name: Option<String>,
     policy_name: Option<String>,
     retry_of: Option<i64>,
+    retry_of_status: Option<RunStatus>,
     summary: Option<String>,
     preview_input: Option<String>,
     #[sqlx(flatten)]
@@ -453,7 +456,8 @@ impl DetailRow {
 }
 
 /// What "Retry N failed" (or "Resume N cancelled") would take again: the failed items of a
-/// capture run that ended, or the items a cancel skipped. The same rule as the retry itself.
+/// capture run that ended, and of a cancelled one also the items the cancel skipped. The same
+/// rule as the retry itself (`runs::retry`).
 async fn retry_items(
     db: &Db,
     scope: &TenantScope,
@@ -470,7 +474,8 @@ async fn retry_items(
     }
     let cancelled: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) AS n FROM run_items \
-         WHERE tenant_id = $1 AND run_id = $2 AND outcome = 'skipped' AND reason_code = $3",
+         WHERE tenant_id = $1 AND run_id = $2 \
+         AND (outcome = 'failed' OR (outcome = 'skipped' AND reason_code = $3))",
     )
     .bind(scope.id())
     .bind(run_id)
