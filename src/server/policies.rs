@@ -51,7 +51,8 @@ fn push_where(sql: &mut Sql, tenant_id: i64, filter: &PolicyFilter) {
     }
 }
 
-fn order_by(sort: PolicySort) -> String {
+/// The `ORDER BY` of a page of policies (`policies p`): the picker's and the inventory's.
+pub(super) fn order_by(sort: PolicySort) -> String {
     let direction = if sort.descending { "DESC" } else { "ASC" };
     let column = match sort.column {
         SortColumn::Name => "p.display_name",

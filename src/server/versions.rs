@@ -14,12 +14,12 @@ use tower_sessions::Session;
 
 use super::auth::authorize_session;
 use super::db::{Db, Sql};
-use super::policies::push_inventory_where;
+use super::policies::{order_by, push_inventory_where};
 use super::snapshots::{load_version, names_for, StoredVersion};
 use super::state::AppState;
 use super::tenants::TenantScope;
 use crate::domain::error::parse_filter;
-use crate::domain::policy_page::{PolicySort, SortColumn, POLICY_PAGE_SIZE};
+use crate::domain::policy_page::{PolicySort, POLICY_PAGE_SIZE};
 use crate::domain::snapshot::{compare, readable};
 use crate::domain::versions::{
     InventoryPage, PolicyInfo, SetLink, VersionDiff, VersionRef, VersionRow, VersionView,
@@ -271,20 +271,6 @@ pub fn parse_sort(raw: &str) -> Result<PolicySort, AppError> {
         "Unknown sort; sort by name, type, platform or modified, with a leading - for descending.",
     )?;
     Ok(sort.unwrap_or_default())
-}
-
-/// The `ORDER BY` of the inventory's page, over `policies p`, as the picker orders.
-fn order_by(sort: PolicySort) -> String {
-    let direction = if sort.descending { "DESC" } else { "ASC" };
-    let column = match sort.column {
-        SortColumn::Name => "p.display_name",
-        SortColumn::Type => "p.policy_type",
-        SortColumn::Platform => "p.platform",
-        // Policies never modified sort as oldest, on both engines.
-        SortColumn::Modified => "COALESCE(p.last_modified_at, 0)",
-    };
-    // The id makes the order total, so pages never overlap or skip a row.
-    format!("{column} {direction}, p.id {direction}")
 }
 
 /// One page (zero-based, clamped) of the tenant's inventory, gone policies included, filtered
