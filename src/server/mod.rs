@@ -456,7 +456,7 @@ pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
     let token_check: TokenCheck = std::sync::Arc::new(move |creds| {
         let client = token_client.clone();
         Box::pin(async move {
-            let refusal = client.granted_roles(&creds).await.err()?.refusal?;
+            let refusal = client.check_token(&creds).await.err()?.refusal?;
             Some(RunFailure {
                 reason: crate::domain::reason_code::ReasonCode::AuthenticationFailed,
                 message: sanitize::sanitize(&format!(

@@ -375,6 +375,13 @@ impl GraphClient {
         })
     }
 
+    /// Whether Entra ID gives the app a token, from the cache when it holds a valid one: a run
+    /// asks before its items, so a refused secret fails the run once, not each item.
+    pub async fn check_token(&self, creds: &TenantCredentials) -> Result<(), TokenFailure> {
+        let inner = &self.inner;
+        inner.tokens.check(&inner.http, &inner.config, creds).await
+    }
+
     /// Reads the first page of `policy_type`'s list, as a sync starts, and counts its entries.
     pub async fn first_page(
         &self,
@@ -429,14 +436,14 @@ impl GraphClient {
                     return Err(GraphError::new(
                         ReasonCode::InvalidResponse,
                         format!("the collection holds more than {max_items} entries"),
-                    ))
+                    ));
                 }
                 Some(Value::Array(values)) => items.extend(values),
                 _ => {
                     return Err(GraphError::new(
                         ReasonCode::InvalidResponse,
                         "a page has no value array",
-                    ))
+                    ));
                 }
             }
             next = match page.remove("@odata.nextLink") {
@@ -446,7 +453,7 @@ impl GraphClient {
                     return Err(GraphError::new(
                         ReasonCode::InvalidResponse,
                         "@odata.nextLink is not a string",
-                    ))
+                    ));
                 }
             };
         }
@@ -586,7 +593,7 @@ impl GraphClient {
                         "{what}: the answer is larger than {} bytes",
                         self.inner.config.max_body_bytes
                     ),
-                )))
+                )));
             }
         };
         if status.is_success() {

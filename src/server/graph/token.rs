@@ -73,6 +73,7 @@ struct SlotState {
 /// A refusal of the app by the token endpoint, remembered for a while.
 struct Refusal {
     error: GraphError,
+    refusal: TokenRefusal,
     until: Instant,
     secret: ClientSecret,
 }
@@ -82,6 +83,14 @@ impl Refusal {
     fn answers(&self, creds: &TenantCredentials, now: Instant) -> Option<&GraphError> {
         (now < self.until && self.secret.expose() == creds.client_secret.expose())
             .then_some(&self.error)
+    }
+
+    /// The refusal as a failure, while it still answers for `creds`.
+    fn failure(&self, creds: &TenantCredentials, now: Instant) -> Option<TokenFailure> {
+        self.answers(creds, now).map(|error| TokenFailure {
+            error: error.clone(),
+            refusal: Some(self.refusal.clone()),
+        })
     }
 }
 
@@ -93,10 +102,14 @@ impl SlotState {
                 self.token = Some(token.clone());
                 self.refused = None;
             }
-            Err(failure) if failure.refusal.is_some() => {
+            Err(TokenFailure {
+                error,
+                refusal: Some(refusal),
+            }) => {
                 self.token = None;
                 self.refused = Some(Refusal {
-                    error: failure.error.clone(),
+                    error: error.clone(),
+                    refusal: refusal.clone(),
                     until: Instant::now() + REFUSAL_MEMORY,
                     secret: creds.client_secret.clone(),
                 });
@@ -172,6 +185,28 @@ impl TokenCache {
         answer
             .map(|token| token.access_token)
             .map_err(|failure| failure.error)
+    }
+
+    /// Whether the app gets a token: a valid cached one or a remembered refusal answers
+    /// without the endpoint, which is asked otherwise (a run asks once before its items).
+    pub(crate) async fn check(
+        &self,
+        http: &reqwest::Client,
+        config: &GraphConfig,
+        creds: &TenantCredentials,
+    ) -> Result<(), TokenFailure> {
+        let slot = self.slot(creds);
+        let mut state = slot.lock().await;
+        let now = Instant::now();
+        if state.token.as_ref().is_some_and(|t| now < t.refresh_at) {
+            return Ok(());
+        }
+        if let Some(failure) = state.refused.as_ref().and_then(|r| r.failure(creds, now)) {
+            return Err(failure);
+        }
+        let answer = request_token_retried(http, config, creds).await;
+        state.remember(creds, &answer);
+        answer.map(|_| ())
     }
 
     /// A new token from the token endpoint whatever the cache holds (a check must prove that
