@@ -51,20 +51,13 @@ export async function expectNoCspViolation(page: Page, what: string) {
  * the longest name a tenant may have, for a restore's preview. The pages as a readonly
  * member sees them (disabled actions with their reason) are scanned in capabilities.spec.ts.
  */
-/**
- * What rendered a page: the app, or the page guard's bare error page (src/server/auth/guard.rs,
- * error_page), which has neither a viewport for phones nor a policy that admits its stylesheet
- * (it is sent with the policy of responses that are not pages, default-src 'none'): known,
- * left to that file's fix, so the checks of those two skip it for now.
- */
-export type PageKind = "app" | "guard-error";
 
-export async function visitEveryPage(page: Page, checkPage: (what: string, kind: PageKind) => Promise<void>) {
+export async function visitEveryPage(page: Page, checkPage: (what: string) => Promise<void>) {
   // Every page is also checked for what its CSP refused (an inline style shows as unstyled).
   await recordCspViolations(page);
-  const check = async (what: string, kind: PageKind = "app") => {
-    if (kind === "app") await expectNoCspViolation(page, what);
-    await checkPage(what, kind);
+  const check = async (what: string) => {
+    await expectNoCspViolation(page, what);
+    await checkPage(what);
   };
   await openHydrated(page, "/sign-in");
   await check("sign-in");
@@ -104,7 +97,7 @@ export async function visitEveryPage(page: Page, checkPage: (what: string, kind:
   await check("not found");
   const denied = await page.goto(`/t/${CONTOSO}/backup-sets`);
   expect(denied?.status()).toBe(403);
-  await check("access denied", "guard-error");
+  await check("access denied");
 
   // A policy with versions, each version's two tabs and a diff: the demo history of Contoso,
   // read by its readonly member (nothing is changed there).

@@ -2,13 +2,14 @@
 
 use leptos::prelude::*;
 
-use super::or_absent;
+use super::{or_absent, RegionName, ScrollRegion};
 use crate::domain::snapshot::{Change, ChangeKind, NotCompared};
 
 /// One row per change: kind, the setting's readable label path, old and new values.
 #[component]
 pub fn ChangeList(changes: Vec<Change>) -> impl IntoView {
     view! {
+        <ScrollRegion name=RegionName::Label("Changes".into())>
         <table class="data-table" data-testid="changes">
             <thead>
                 <tr>
@@ -39,6 +40,7 @@ pub fn ChangeList(changes: Vec<Change>) -> impl IntoView {
                     .collect_view()}
             </tbody>
         </table>
+        </ScrollRegion>
     }
 }
 

@@ -26,7 +26,7 @@ pub use cancel_run::CancelRunButton;
 pub use change_list::{ChangeList, NotComparedNotes};
 pub use confirm::ConfirmButton;
 pub use connection_check::{ConnectionBanner, ConnectionCheck};
-pub use data_table::{or_absent, Column, DataTable, KeysetPager, ABSENT};
+pub use data_table::{or_absent, Column, DataTable, KeysetPager, RegionName, ScrollRegion, ABSENT};
 pub use feedback::{EmptyState, ErrorMessage, Loading, RefusedOrError};
 pub use field::{check_text, form_errors, Field, FieldCheck, SecretFields};
 pub use needs_role::NeedsRole;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use leptos::prelude::*;
 
-use super::{or_absent, ErrorMessage, Loading, PolicyTypeOptions};
+use super::{or_absent, ErrorMessage, Loading, PolicyTypeOptions, RegionName, ScrollRegion};
 use crate::api::policies::{addable_policy_count, list_policies, MatchingPolicyIds};
 use crate::api::runs::AddPolicies;
 use crate::domain::policy_page::{PolicyPage, PolicyRow, PolicySort, SortColumn};
@@ -355,6 +355,7 @@ fn PickerTable(
         move || !page_ids.is_empty() && selected.with(|s| page_ids.iter().all(|id| s.contains(id)));
     let page_count = data.page_count();
     view! {
+        <ScrollRegion name=RegionName::Label("Policies to pick".into())>
         <table class="data-table picker-table">
             <thead>
                 <tr>
@@ -382,6 +383,7 @@ fn PickerTable(
                 {data.rows.into_iter().map(|row| view! { <PolicyRowView row selected /> }).collect_view()}
             </tbody>
         </table>
+        </ScrollRegion>
         <PickerPager current=data.page page_count total=data.total page />
     }
 }

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use super::data_table::{RegionName, ScrollRegion};
+use super::{RegionName, ScrollRegion};
 use crate::domain::snapshot::{Coverage, ReadableSection, RowValue};
 
 /// The deepest indentation style/main.css has a class for; deeper rows share it.

@@ -9,8 +9,8 @@ use super::{query_page, query_param};
 use crate::api::captures::sync_inventory;
 use crate::api::versions::policy_inventory;
 use crate::components::{
-    or_absent, provide_toasts, EmptyState, ErrorMessage, Loading, PolicyTypeOptions, RunStarter,
-    Toasts,
+    or_absent, provide_toasts, EmptyState, ErrorMessage, Loading, PolicyTypeOptions, RegionName,
+    RunStarter, ScrollRegion, Toasts,
 };
 use crate::domain::policy_page::{PolicySort, SortColumn};
 use crate::domain::routes;
@@ -128,18 +128,13 @@ pub fn PoliciesPage() -> impl IntoView {
                         let heading = |column: SortColumn, title: &'static str| view! {
                             <SortHeading column title current href=sorted_by(column) />
                         };
-                        view! {
-                            <table class="data-table" data-testid="policies-table">
-                                <thead>
-                                    <tr>
-                                        {heading(SortColumn::Name, "Policy")}
-                                        {heading(SortColumn::Type, "Type")}
-                                        {heading(SortColumn::Platform, "Platform")}
-                                        {heading(SortColumn::Modified, "Last modified")}
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                {list.rows.into_iter().map(|policy| view! {
+                        let headings = (
+                            heading(SortColumn::Name, "Policy"),
+                            heading(SortColumn::Type, "Type"),
+                            heading(SortColumn::Platform, "Platform"),
+                            heading(SortColumn::Modified, "Last modified"),
+                        );
+                        let rows = list.rows.into_iter().map(|policy| view! {
                                     <tr>
                                         <td>
                                             <a href=routes::policy(&tenant, policy.id)>{policy.display_name}</a>
@@ -149,9 +144,16 @@ pub fn PoliciesPage() -> impl IntoView {
                                         <td>{policy.platform}</td>
                                         <td>{or_absent(policy.last_modified_at)}</td>
                                     </tr>
-                                }).collect_view()}
-                                </tbody>
+                        }).collect_view();
+                        view! {
+                            <ScrollRegion name=RegionName::Label("Policies".into())>
+                            <table class="data-table" data-testid="policies-table">
+                                <thead>
+                                    <tr>{headings}</tr>
+                                </thead>
+                                <tbody>{rows}</tbody>
                             </table>
+                            </ScrollRegion>
                             <nav class="pager" aria-label="Pages of policies">
                                 {previous.map(|href| view! { <a href=href rel="prev">"← Previous"</a> })}
                                 <span>{summary}</span>

@@ -83,14 +83,23 @@ fn tenant_segment(path: &str) -> Option<&str> {
 fn error_page(error: &AppError) -> Response {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · TenantAtlas</title>\
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · TenantAtlas</title>\
          <link rel=\"stylesheet\" href=\"/pkg/tenantatlas.css\"></head><body><main class=\"page\">\
          <h1>{title}</h1><p>{message}</p><p><a href=\"/\">Back to your tenants</a></p></main></body></html>",
         title = if status == StatusCode::FORBIDDEN { "Access denied" } else { "Something went wrong" },
         message = html_escape(&error.to_string()),
     );
-    (status, Html(body)).into_response()
+    // A page without scripts: its own stylesheet is all it loads (the default policy, for
+    // answers that are not pages, would refuse even that).
+    let csp = HeaderValue::from_static(ERROR_PAGE_CSP);
+    (status, [(header::CONTENT_SECURITY_POLICY, csp)], Html(body)).into_response()
 }
+
+/// The policy of the guard's own error page: its stylesheet and nothing else.
+const ERROR_PAGE_CSP: &str =
+    "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// Refuses state-changing requests (server functions are POSTs) that do not come from our own
 /// pages: the `Origin` (or, without it, the `Referer`) must be the configured public URL.
@@ -215,5 +224,17 @@ mod tests {
         assert!(csp.contains("script-src 'self' 'nonce-abc' 'wasm-unsafe-eval'"));
         assert!(!csp.contains("unsafe-inline"));
         assert!(csp.contains("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn the_error_page_loads_its_stylesheet_and_fits_a_phone() {
+        let response = error_page(&AppError::Forbidden("No.".into()));
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let csp = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap_or_default();
+        assert!(csp.contains("style-src 'self'"), "{csp}");
+        assert!(!csp.contains("script-src") && csp.contains("default-src 'none'"));
+        assert!(!csp.contains("unsafe-inline"));
     }
 }
