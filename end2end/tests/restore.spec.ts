@@ -54,6 +54,8 @@ test("an operator sees the wizard with Preview and Execute disabled, and why", a
 });
 
 test("a manager previews a restore of the baseline and meets every gate before Execute", async ({ page }) => {
+  // The page's clock runs as usual until the end, where 15 minutes are skipped.
+  await page.clock.install();
   await signIn(page, "manager@contoso.example");
   await openRestoreOfBaseline(page);
   const source = new URL(page.url()).searchParams.get("source")!;
@@ -115,6 +117,21 @@ test("a manager previews a restore of the baseline and meets every gate before E
   await expect(count).toHaveText("2 of 12 policies selected");
   await expect(page.getByLabel("Include assignments")).not.toBeChecked();
 
+  // The same preview under another source (a hand-edited link) is not executed from a page
+  // that shows that other source: the page says so and leads to the preview's own page.
+  const previewUrl = page.url();
+  const previewId = new URL(previewUrl).searchParams.get("preview")!;
+  await openHydrated(page, `/t/${CONTOSO}/restore/new?source=version-${other.snapshot_id}&preview=${previewId}`);
+  await expect(page.getByTestId("preview-other-source")).toBeVisible();
+  await expect(page.getByTestId("scope-count")).toHaveText("1 of 1 policies selected");
+  await page.getByLabel("I reviewed the impact").check();
+  await page.getByLabel(/Type the tenant's name/).fill("Contoso (demo)");
+  await expect(execute).toBeDisabled();
+  await expect(reasons).toContainText("made from another source");
+  await page.getByTestId("preview-other-source").getByRole("link").click();
+  await expect(page).toHaveURL(previewUrl);
+  await expect(status).toContainText("Preview of 2 policies");
+
   // The preview's run page shows each item's plan and leads back to the wizard at the preview.
   await status.getByRole("link", { name: /Preview run #/ }).click();
   const item = page.getByTestId("run-items").locator("tbody tr").filter({ hasText: "edited twice" });
@@ -127,6 +144,16 @@ test("a manager previews a restore of the baseline and meets every gate before E
   const change = page.getByTestId("change");
   await expect(change).toHaveCount(1);
   await expect(change.locator("td").nth(1)).toContainText("(edited twice)");
+
+  // A page left open past the preview's 15 minutes disables Execute by itself, and says why.
+  await openHydrated(page, previewUrl);
+  await expect(status).toContainText("Preview of 2 policies");
+  await page.getByLabel("I reviewed the impact").check();
+  await page.getByLabel(/Type the tenant's name/).fill("Contoso (demo)");
+  await expect(execute).toBeEnabled();
+  await page.clock.fastForward("15:01");
+  await expect(execute).toBeDisabled();
+  await expect(reasons).toContainText("older than 15 minutes");
 });
 
 test("Restore this version on the policy page pre-fills the scope with that policy", async ({ page }) => {

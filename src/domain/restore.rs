@@ -280,6 +280,10 @@ pub struct RestorePreview {
     /// Why it cannot be executed, ignoring the two confirmations (which the wizard asks for);
     /// `None` when only they are missing.
     pub not_executable: Option<GateFailure>,
+    /// While it can be executed: how long it stays current from this answer on, by the
+    /// server's clock (the wizard disables Execute when that has passed, whatever the
+    /// browser's clock says).
+    pub expires_in_ms: Option<i64>,
     /// The tenant's display name, which the confirmation asks to type.
     pub tenant_name: String,
 }

@@ -104,6 +104,7 @@ impl Permission {
                 "Group.Read.All",
                 "Group.ReadWrite.All",
                 "Directory.Read.All",
+                "Directory.ReadWrite.All",
             ],
             Self::DeviceConfigurationSecrets => &["DeviceManagementConfiguration.ReadWrite.All"],
         }

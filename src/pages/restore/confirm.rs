@@ -4,6 +4,7 @@
 //! is shown.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use leptos::prelude::*;
 
@@ -14,10 +15,16 @@ use crate::components::{use_poll_while, ErrorMessage, Loading, NeedsRole, RunSta
 use crate::domain::restore::{GateFailure, RestorePreview};
 use crate::domain::routes;
 
+/// Why a preview of another source than the page's (a hand-edited or stale link) is not
+/// executed from here: the page would show one source and restore another.
+pub const OTHER_SOURCE: &str =
+    "This preview was made from another source than the one shown here. Open it from its own restore page, or run the preview again.";
+
 /// Why Execute is disabled now (the role aside, shown beside the button); empty when it is not.
 fn reasons(
     wizard: Wizard,
     preview: Option<&RestorePreview>,
+    expired: bool,
     reviewed: bool,
     typed: &str,
     tenant_name: &str,
@@ -30,8 +37,12 @@ fn reasons(
             let same_scope = wizard.selected.with(|s| *s == chosen)
                 && wizard.include_assignments.get() == preview.include_assignments
                 && wizard.include_scope_tags.get() == preview.include_scope_tags;
-            if let Some(failure) = &preview.not_executable {
+            if preview.source != wizard.source {
+                reasons.push(OTHER_SOURCE.to_owned());
+            } else if let Some(failure) = &preview.not_executable {
                 reasons.push(failure.message().to_owned());
+            } else if expired {
+                reasons.push(GateFailure::PreviewExpired.message().to_owned());
             } else if !same_scope {
                 reasons.push(
                     "The scope or the options changed since this preview. Run the preview again."
@@ -49,6 +60,23 @@ fn reasons(
     reasons
 }
 
+/// Whether the preview last read has stopped being current since (its 15 minutes, counted
+/// from the server's answer, have passed while the page stayed open). Effects run only in the
+/// browser; a preview read again starts the count again.
+fn use_expiry(current: RwSignal<Option<RestorePreview>>) -> ReadSignal<bool> {
+    let expired = RwSignal::new(false);
+    Effect::new(move |_| {
+        let left = current.with(|p| p.as_ref().and_then(|p| p.expires_in_ms));
+        expired.set(false);
+        let Some(left) = left else { return };
+        let wait = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+        if let Ok(handle) = set_timeout_with_handle(move || expired.set(true), wait) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    expired.read_only()
+}
+
 /// The two confirmations, Execute with why it is disabled, and the execute once started.
 #[component]
 pub fn ConfirmStep(
@@ -61,9 +89,20 @@ pub fn ConfirmStep(
     let typed = RwSignal::new(String::new());
     let execute = ServerAction::<ExecuteRestore>::new();
     let name = StoredValue::new(tenant_name.clone());
+    let expired = use_expiry(current);
     let blocking = Memo::new(move |_| {
         current.with(|p| {
-            name.with_value(|name| reasons(wizard, p.as_ref(), reviewed.get(), &typed.get(), name))
+            name.with_value(|name| {
+                let expired = expired.get();
+                reasons(
+                    wizard,
+                    p.as_ref(),
+                    expired,
+                    reviewed.get(),
+                    &typed.get(),
+                    name,
+                )
+            })
         })
     });
     let started = move || execute.value().with(|v| matches!(v, Some(Ok(_))));

@@ -7,14 +7,14 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 use leptos_router::NavigateOptions;
 
-use super::confirm::ConfirmStep;
+use super::confirm::{ConfirmStep, OTHER_SOURCE};
 use super::Wizard;
 use crate::api::restore::{get_restore_preview, StartRestorePreview};
 use crate::components::RunStatusBadge;
 use crate::components::{
     use_poll_while, Column, DataTable, ErrorMessage, Loading, NeedsRole, ABSENT,
 };
-use crate::domain::restore::{PlanAction, PlanItem, RestorePreview};
+use crate::domain::restore::{PlanAction, PlanItem, RestorePreview, RestoreSource};
 use crate::domain::run_detail::ItemOutcome;
 use crate::domain::{routes, AppError, PolicyIds};
 
@@ -119,7 +119,7 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
                                 "No preview yet. Choose the scope, then run the preview: it reads Intune and writes nothing."
                             </p>
                         }.into_any(),
-                        Ok(Some(preview)) => view! { <PlanView preview /> }.into_any(),
+                        Ok(Some(preview)) => view! { <PlanView preview source /> }.into_any(),
                         Err(error) => view! { <ErrorMessage error /> }.into_any(),
                     }
                 })}
@@ -178,6 +178,10 @@ fn use_reloaded_preview(
         if seeded.get_value() || start.value().with_untracked(Option::is_some) {
             return;
         }
+        // Another source's preview is not adopted: its items are not this page's candidates.
+        if preview.source != wizard.source {
+            return;
+        }
         seeded.set_value(true);
         wizard
             .selected
@@ -196,7 +200,7 @@ const PLAN_COLUMNS: &[Column] = &[
 
 /// The preview's state, its counts, what blocks the whole restore, and the plan per item.
 #[component]
-fn PlanView(preview: RestorePreview) -> impl IntoView {
+fn PlanView(preview: RestorePreview, source: RestoreSource) -> impl IntoView {
     let tenant = crate::pages::tenant_layout::use_tenant().get_untracked();
     let total = preview.items.len();
     let done = preview
@@ -234,7 +238,16 @@ fn PlanView(preview: RestorePreview) -> impl IntoView {
         }
     });
     let items = preview.items.clone();
+    let other_source = (preview.source != source).then(|| {
+        let href = routes::restore_preview(&tenant, preview.source, preview.run_id);
+        view! {
+            <p class="error-message" role="alert" data-testid="preview-other-source">
+                {OTHER_SOURCE} " " <a href=href>"Open the preview's own page"</a>
+            </p>
+        }
+    });
     view! {
+        {other_source}
         <p role="status" data-testid="preview-status">
             <RunStatusBadge status=preview.status /> " " {state} " "
             <a href=run_href>"Preview run #" {preview.run_id}</a>

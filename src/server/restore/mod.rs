@@ -13,7 +13,7 @@ use sqlx::FromRow;
 use crate::domain::restore::{
     check_gates, ExecuteRequest, GateFailure, GateInput, PlanAction, PlanItem, PlanNotes,
     PreviewRequest, RestoreAction, RestoreCandidate, RestorePreview, RestoreSource,
-    RestoreSourceView, TypeCount, MAX_RESTORE_ITEMS,
+    RestoreSourceView, TypeCount, MAX_RESTORE_ITEMS, PREVIEW_TTL_MS,
 };
 use crate::domain::run::OperationType;
 use crate::domain::run_detail::ItemOutcome;
@@ -387,6 +387,12 @@ pub async fn preview(
     let tenant_name = scope.summary().display_name.clone();
     let gates = gate_input(&stored, moved, executed, true, &tenant_name, &tenant_name);
     let not_executable = check_gates(&gates).err();
+    let expires_in_ms = match (&not_executable, stored.finished_at) {
+        (None, Some(finished)) => {
+            Some((finished.millis() + PREVIEW_TTL_MS - gates.now.millis()).max(0))
+        }
+        _ => None,
+    };
     Ok(RestorePreview {
         run_id: preview_run_id,
         status: stored.status,
@@ -397,6 +403,7 @@ pub async fn preview(
         run_block: stored.blocked,
         items: stored.items,
         not_executable,
+        expires_in_ms,
         tenant_name,
     })
 }
