@@ -82,8 +82,14 @@ if [[ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]]; then
   apt_install chromium
 fi
 
-# 5. PostgreSQL (the second engine of the test suite).
-if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+# 5. PostgreSQL (the second engine of the test suite): the server TEST_POSTGRES_ADMIN_URL names,
+# or the local one, started if it is down.
+if [[ -n "${TEST_POSTGRES_ADMIN_URL:-}" ]]; then
+  pg_isready -q -d "$TEST_POSTGRES_ADMIN_URL" || {
+    echo "PostgreSQL is not reachable at TEST_POSTGRES_ADMIN_URL" >&2
+    exit 1
+  }
+elif ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   if [[ -d /etc/postgresql ]] && [[ -n "$(ls /etc/postgresql)" ]]; then
     say "starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start

@@ -195,8 +195,9 @@ pub struct ServeArgs {
     pub site_root: PathBuf,
 
     /// Seed the demo tenants and users and serve their inventory from an in-process Graph
-    /// simulator (the embedded default does).
-    #[arg(long, env = "TENANTATLAS_DEMO")]
+    /// simulator (the embedded default does). From the environment, `TENANTATLAS_DEMO` reads
+    /// as a switch: `0`, `false`, `no`, `off` or empty are off, anything else on.
+    #[arg(long, env = "TENANTATLAS_DEMO", value_parser = clap::builder::FalseyValueParser::new())]
     pub demo: bool,
 
     /// The port of the demo Graph simulator (with `--demo`), so a test can turn its knobs
@@ -376,6 +377,26 @@ mod tests {
             Command::Serve(args) => Ok(args),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_demo_switch_reads_the_environment_as_a_switch() {
+        // nextest runs each test in a process of its own: the variable is this test's alone.
+        for (value, on) in [
+            ("1", true),
+            ("true", true),
+            ("yes", true),
+            ("0", false),
+            ("off", false),
+            ("", false),
+        ] {
+            std::env::set_var("TENANTATLAS_DEMO", value);
+            let args = serve(&[]).unwrap_or_else(|e| panic!("TENANTATLAS_DEMO={value:?}: {e}"));
+            assert_eq!(args.demo, on, "TENANTATLAS_DEMO={value:?}");
+        }
+        std::env::remove_var("TENANTATLAS_DEMO");
+        assert!(serve(&["--demo"]).is_ok_and(|args| args.demo));
+        assert!(serve(&[]).is_ok_and(|args| !args.demo));
     }
 
     #[test]
