@@ -61,13 +61,16 @@ test("a member downloads the demo backup set as a ZIP whose manifest lists the s
   expect(manifest.backup_set.name).toBe(DEMO_SET);
   expect(manifest.item_count).toBe(itemCount);
   expect(manifest.items).toHaveLength(itemCount);
-  expect(manifest.items.map((item: { name: string }) => item.name).sort()).toEqual([...policyNames].sort());
+  expect(policyNames).toHaveLength(itemCount);
   for (const item of manifest.items) {
     expect(item.content_hash).toMatch(/^[0-9a-f]{64}$/);
     expect(item.file).toMatch(new RegExp(`^policies/${item.policy_type}/[^/]+__${item.graph_id}\\.json$`));
-    // Each listed file is in the archive and holds the captured policy.
+    // Each listed file is in the archive and holds the captured policy, under the name it had
+    // when it was backed up (the set's page shows the inventory's name now: one of the demo's
+    // policies was renamed since).
     const version = JSON.parse(files.get(item.file)!);
     expect(version.policyType).toBe(item.policy_type);
+    expect(item.name).toBe(version.policy.displayName ?? version.policy.name);
   }
   expect(files.size).toBe(itemCount + 2);
   expect(files.get("README.md")).toContain(`# ${DEMO_SET}\n`);

@@ -65,7 +65,7 @@ test("capture now, sync from Intune and a drift check run from their buttons", a
 
   // A policy never captured: its first version.
   await openHydrated(page, `/t/${CONTOSO}/policies?search=0090`);
-  await page.getByTestId("policies-table").getByRole("link").first().click();
+  await page.getByTestId("policies-table").locator("tbody").getByRole("link").first().click();
   await expect(page.getByText("No versions captured yet")).toBeVisible();
   const capture = page.getByTestId("capture-now");
   await capture.getByRole("button", { name: "Capture now" }).click();
