@@ -391,7 +391,9 @@ impl TokenErrorBody {
             codes.extend(description.as_deref().and_then(aadsts_prefix));
         }
         Self {
-            error: text("error"),
+            // Kept only as OAuth spells its codes ("invalid_client"): the text is stored with
+            // the check's report and shown, and a token endpoint is not trusted to send that.
+            error: text("error").filter(|error| is_oauth_error_code(error)),
             description,
             codes,
         }
@@ -405,6 +407,11 @@ impl TokenErrorBody {
             status,
         }
     }
+}
+
+/// Whether `error` reads as an OAuth error code: 1 to 64 lowercase ASCII letters and `_`.
+fn is_oauth_error_code(error: &str) -> bool {
+    (1..=64).contains(&error.len()) && error.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 /// The number in a leading `AADSTSnnn`, if any.
@@ -461,6 +468,19 @@ mod tests {
     #[test]
     fn odd_bodies_still_give_what_they_have() {
         assert_eq!(TokenErrorBody::parse(b"<html>"), TokenErrorBody::default());
+        // An `error` that is no OAuth code (long, markup, control characters) is not kept.
+        for hostile in [
+            "x".repeat(10_000),
+            "<script>".into(),
+            "bad\nline".into(),
+            String::new(),
+        ] {
+            let body =
+                serde_json::json!({ "error": hostile, "error_codes": [7000215] }).to_string();
+            let parsed = TokenErrorBody::parse(body.as_bytes());
+            assert_eq!(parsed.error, None, "{hostile:.20}");
+            assert_eq!(parsed.codes, [7_000_215]);
+        }
         assert_eq!(TokenErrorBody::parse(b"[]"), TokenErrorBody::default());
         let odd = TokenErrorBody::parse(
             br#"{"error":"unauthorized_client","error_codes":["700016", -1, 99999999999],"error_description":7}"#,
