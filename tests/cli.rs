@@ -1,6 +1,7 @@
 //! The admin CLI: `create-user` bootstraps an account and a membership without SQL, `set-password`
 //! changes a password, both read the password from standard input only, a password change signs
-//! the account out everywhere, bad input is refused with a clear message, and `serve` refuses a
+//! the account out everywhere, bad input is refused with a clear message, a grant never takes a
+//! tenant's last owner away and audits a role change as old and new, and `serve` refuses a
 //! retired proxy setting.
 
 use crate::common;
@@ -8,12 +9,14 @@ use crate::common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{session_cookie, TempDir, TestApp, ADMIN, CONTOSO, OPERATOR};
+use common::{session_cookie, TempDir, TestApp, ADMIN, CONTOSO, OPERATOR, READONLY};
 use tenantatlas::server::{auth::password, db::Db, seed};
 
 both_backends!(TestApp:
     set_password_signs_the_account_out_everywhere,
     create_user_on_an_existing_account_signs_it_out_everywhere,
+    create_user_keeps_the_tenants_last_owner,
+    create_user_audits_a_role_change_as_old_and_new,
 );
 
 fn create_user(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
@@ -192,6 +195,77 @@ async fn create_user_on_an_existing_account_signs_it_out_everywhere(app: TestApp
     let response = app.call("auth/sign-in", &form).await;
     assert_eq!(response.status(), 200);
     assert!(signed_in(&app, &session_cookie(&response).unwrap()).await);
+}
+
+/// The role of `email` in `tenant`, as stored.
+async fn stored_role(app: &TestApp, email: &str, tenant: &str) -> String {
+    sqlx::query_scalar(
+        "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id \
+         JOIN tenants t ON t.id = m.tenant_id WHERE u.email = $1 AND t.external_id = $2",
+    )
+    .bind(email)
+    .bind(tenant)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+}
+
+async fn create_user_keeps_the_tenants_last_owner(app: TestApp) {
+    let cookie = app.sign_in(ADMIN).await;
+    let output = create_user(
+        app.database_url(),
+        &[
+            "--email", ADMIN, "--name", "Admin", "--tenant", CONTOSO, "--role", "readonly",
+        ],
+        "a brand new password\n",
+    );
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("at least one owner"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stored_role(&app, ADMIN, CONTOSO).await, "owner");
+    assert!(signed_in(&app, &cookie).await, "nothing was written");
+    assert_eq!(sign_in_status(&app, ADMIN, seed::DEMO_PASSWORD).await, 200);
+    assert_eq!(app.count("audit_log").await, audited_sign_ins(&app).await);
+}
+
+/// The audit rows of sign-ins (written by the test's own sign-ins).
+async fn audited_sign_ins(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'auth.%'")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+}
+
+async fn create_user_audits_a_role_change_as_old_and_new(app: TestApp) {
+    let output = create_user(
+        app.database_url(),
+        &[
+            "--email", READONLY, "--name", "Readonly", "--tenant", CONTOSO, "--role", "manager",
+        ],
+        "a brand new password\n",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stored_role(&app, READONLY, CONTOSO).await, "manager");
+    let details: Vec<String> =
+        sqlx::query_scalar("SELECT details FROM audit_log WHERE action = 'membership.grant'")
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    let details: Vec<serde_json::Value> = details
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(
+        details,
+        [serde_json::json!({ "old_role": "readonly", "new_role": "manager", "via": "cli" })]
+    );
 }
 
 /// Runs `serve` with `args` and `env`, expecting it to refuse to start; returns its stderr.

@@ -243,6 +243,9 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
         None => None,
     };
     let hash = read_password_hash().await?;
+    if let (Some(tenant), Some(role)) = (&args.tenant, role) {
+        auth::users::check_grant(db, &email, tenant.trim(), role).await?;
+    }
     let user_id = auth::users::upsert_user(db, &email, args.name.trim(), &hash).await?;
     if args.admin {
         auth::users::make_admin(db, user_id).await?;
@@ -259,18 +262,24 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
     )
     .await;
     if let (Some(tenant), Some(role)) = (args.tenant, role) {
-        let tenant_id = auth::users::grant(db, user_id, tenant.trim(), role).await?;
-        audit::record(
-            db,
-            audit::AuditEvent {
-                tenant_id: Some(tenant_id),
-                actor_user_id: None,
-                action: "membership.grant",
-                target: format!("user:{user_id}"),
-                details: serde_json::json!({ "role": role.as_str(), "via": "cli" }),
-            },
-        )
-        .await;
+        let granted = auth::users::grant(db, user_id, tenant.trim(), role).await?;
+        if granted.old_role != Some(role) {
+            audit::record(
+                db,
+                audit::AuditEvent {
+                    tenant_id: Some(granted.tenant_id),
+                    actor_user_id: None,
+                    action: "membership.grant",
+                    target: format!("user:{user_id}"),
+                    details: serde_json::json!({
+                        "old_role": granted.old_role.map(Role::as_str),
+                        "new_role": role.as_str(),
+                        "via": "cli",
+                    }),
+                },
+            )
+            .await;
+        }
     }
     println!("user {} ready (id {user_id})", email.as_str());
     Ok(())

@@ -1,6 +1,6 @@
 //! Accounts and memberships: the queries behind sign-in, the header and the admin CLI.
 
-use sqlx::FromRow;
+use sqlx::{AnyConnection, FromRow};
 
 use crate::domain::{AppError, CurrentUser, Email, Role, Timestamp};
 use crate::server::db::{is_unique_violation, Db};
@@ -133,18 +133,29 @@ pub async fn upsert_user(
     }
 }
 
-/// Grants (or changes) a user's role in a tenant; returns the tenant's database id.
+/// What [`grant`] did: the tenant's database id and the member's role before (`None` when the
+/// account was not a member).
+pub struct Granted {
+    pub tenant_id: i64,
+    pub old_role: Option<Role>,
+}
+
+/// Grants (or changes) a user's role in a tenant. A tenant always keeps an owner, as in the
+/// members page: the tenant's row is locked first (a write on both engines, so concurrent changes
+/// run one after the other), and demoting its last owner is a 409 that writes nothing.
 pub async fn grant(
     db: &Db,
     user_id: i64,
     tenant_external_id: &str,
     role: Role,
-) -> Result<i64, AppError> {
-    let tenant_id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
-        .bind(tenant_external_id)
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or_else(|| AppError::NotFound("No tenant has this id.".into()))?;
+) -> Result<Granted, AppError> {
+    let mut tx = db.pool().begin().await?;
+    let tenant_id = tenant_id(&mut tx, tenant_external_id).await?;
+    sqlx::query("UPDATE tenants SET display_name = display_name WHERE id = $1")
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
+    let old_role = refuse_last_owner(&mut tx, tenant_id, user_id, role).await?;
     sqlx::query(
         "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = excluded.role",
@@ -153,7 +164,72 @@ pub async fn grant(
     .bind(tenant_id)
     .bind(role.as_str())
     .bind(Timestamp::now().millis())
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
-    Ok(tenant_id)
+    tx.commit().await?;
+    Ok(Granted {
+        tenant_id,
+        old_role,
+    })
+}
+
+/// Checks a [`grant`] of `role` to the account with this e-mail before anything else is written
+/// (the admin CLI would otherwise reset the password of an account whose grant is then refused):
+/// the tenant must exist and its last owner keeps the role. [`grant`] checks again under the lock.
+pub async fn check_grant(
+    db: &Db,
+    email: &Email,
+    tenant_external_id: &str,
+    role: Role,
+) -> Result<(), AppError> {
+    let mut conn = db.pool().acquire().await?;
+    let tenant_id = tenant_id(&mut conn, tenant_external_id).await?;
+    if let Some(account) = credentials(db, email).await? {
+        refuse_last_owner(&mut conn, tenant_id, account.user_id, role).await?;
+    }
+    Ok(())
+}
+
+/// The database id of the tenant with this external id; an unknown one is a 404.
+async fn tenant_id(conn: &mut AnyConnection, tenant_external_id: &str) -> Result<i64, AppError> {
+    sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(tenant_external_id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| AppError::NotFound("No tenant has this id.".into()))
+}
+
+/// The member's current role; a 409 when giving them `role` would take the tenant's last owner
+/// away. A tenant that has no owner yet (being set up) may get members of any role.
+async fn refuse_last_owner(
+    conn: &mut AnyConnection,
+    tenant_id: i64,
+    user_id: i64,
+    role: Role,
+) -> Result<Option<Role>, AppError> {
+    let old: Option<String> =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let old = old
+        .map(|old| Role::parse(&old).ok_or(AppError::Internal))
+        .transpose()?;
+    if old == Some(Role::Owner) && role != Role::Owner {
+        let other_owners: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM memberships \
+             WHERE tenant_id = $1 AND role = 'owner' AND user_id <> $2",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if other_owners == 0 {
+            return Err(AppError::Conflict(
+                "A tenant keeps at least one owner: make someone else owner first.".into(),
+            ));
+        }
+    }
+    Ok(old)
 }
