@@ -49,7 +49,7 @@ pub fn AuditPage() -> impl IntoView {
                     Ok(page) if page.entries.is_empty() => view! {
                         <EmptyState
                             title="Nothing recorded here"
-                            hint="Changes to members and the connection, runs and sign-ins of this tenant appear here."
+                            hint="Changes to members and the connection, runs, restores and exports of this tenant appear here. Sign-ins belong to no tenant and are not listed."
                         />
                     }.into_any(),
                     Ok(page) => {
