@@ -25,6 +25,7 @@ both_backends!(TestApp:
     rotation_moves_every_secret_to_the_newest_key,
     an_env_reference_stays_possible,
     disconnecting_stops_the_runs_under_way_and_queued,
+    disconnecting_or_reconnecting_twice_changes_nothing_the_second_time,
 );
 
 const K1: &str = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -629,4 +630,52 @@ async fn disconnecting_stops_the_runs_under_way_and_queued(app: TestApp) {
     }
     stop.send_replace(true);
     runner.await.unwrap();
+}
+
+/// The `disconnected_at` of a tenant and its audited `action` rows, as stored.
+async fn disconnect_state(app: &TestApp, tenant: i64, action: &str) -> (Option<i64>, i64) {
+    let disconnected_at = sqlx::query_scalar("SELECT disconnected_at FROM tenants WHERE id = $1")
+        .bind(tenant)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    let audited =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND action = $2")
+            .bind(tenant)
+            .bind(action)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    (disconnected_at, audited)
+}
+
+async fn disconnecting_or_reconnecting_twice_changes_nothing_the_second_time(app: TestApp) {
+    let owner = app.sign_in(ADMIN).await;
+    let tenant = common::tenant_id(&app.db, CONTOSO).await;
+    app.disconnect_tenant(&owner, CONTOSO)
+        .await
+        .expect("the owner disconnects the tenant");
+    let first = disconnect_state(&app, tenant, "tenant.disconnect").await;
+    assert!(first.0.is_some());
+    assert_eq!(first.1, 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    app.disconnect_tenant(&owner, CONTOSO)
+        .await
+        .expect("a second disconnect succeeds");
+    assert_eq!(
+        disconnect_state(&app, tenant, "tenant.disconnect").await,
+        first,
+        "the first disconnect's time stays and it is audited once"
+    );
+
+    app.reconnect_tenant(&owner, CONTOSO)
+        .await
+        .expect("the owner reconnects the tenant");
+    app.reconnect_tenant(&owner, CONTOSO)
+        .await
+        .expect("a second reconnect succeeds");
+    assert_eq!(
+        disconnect_state(&app, tenant, "tenant.reconnect").await,
+        (None, 1)
+    );
 }

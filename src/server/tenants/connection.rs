@@ -283,6 +283,9 @@ pub async fn replace_secret(
 /// worker loads the credentials once per claim and would otherwise keep using them to the run's
 /// end, restore writes included. The flag is written first, so a run claimed after the list
 /// below was read finds the credentials refused. Returns the ids of the runs it cancelled.
+///
+/// Asking for the state the tenant is already in succeeds and does nothing: the first
+/// disconnect's time stays, and nothing is cancelled or audited again.
 pub async fn set_connected(
     db: &Db,
     wake: &WakeUp,
@@ -290,12 +293,22 @@ pub async fn set_connected(
     connected: bool,
 ) -> Result<Vec<i64>, AppError> {
     let scope = &ctx.scope;
-    let disconnected_at = (!connected).then(|| Timestamp::now().millis());
-    sqlx::query("UPDATE tenants SET disconnected_at = $2 WHERE id = $1")
+    let update = if connected {
+        sqlx::query(
+            "UPDATE tenants SET disconnected_at = NULL \
+             WHERE id = $1 AND disconnected_at IS NOT NULL",
+        )
         .bind(scope.id())
-        .bind(disconnected_at)
-        .execute(db.pool())
-        .await?;
+    } else {
+        sqlx::query(
+            "UPDATE tenants SET disconnected_at = $2 WHERE id = $1 AND disconnected_at IS NULL",
+        )
+        .bind(scope.id())
+        .bind(Timestamp::now().millis())
+    };
+    if update.execute(db.pool()).await?.rows_affected() == 0 {
+        return Ok(Vec::new());
+    }
     let cancelled = if connected {
         Vec::new()
     } else {
