@@ -1,19 +1,26 @@
 //! Prometheus metrics: after a submit, a run captured from the simulator (one capture throttled
 //! once) and a repeated submit, `/metrics` on its own listener shows the runs submitted (reused
 //! or not) and finished, the items by outcome, the queue depth, the Graph answers by class and
-//! the 429, the retry wait, the run duration and the worker's heartbeat. Every request of the
-//! app is answered with a fresh `x-request-id`.
+//! the 429, the retry wait, the run duration and the worker's heartbeat. Runs that end outside
+//! an item's recording count too: a cancelled run with its skipped items, the items a run failed
+//! as a whole closes, and a repeated drift check answered early. Every request of the app is
+//! answered with a fresh `x-request-id`.
 
 use crate::common;
 
 use std::collections::BTreeSet;
 
-use common::{TestApp, CONTOSO, OPERATOR};
-use tenantatlas::graph_sim::Fault;
+use common::{Form, TestApp, ADMIN, CONTOSO, OPERATOR};
+use tenantatlas::domain::SubmittedRun;
+use tenantatlas::graph_sim::{AppSetup, Fault, TokenFault};
+use tenantatlas::server::graph::{
+    ClientSecret, GraphAccess, GraphClient, GraphConfig, SecretResolver,
+};
 use tenantatlas::server::metrics;
 
 both_backends!(TestApp:
     metrics_count_submits_runs_items_and_graph_answers,
+    metrics_count_cancels_runs_failed_as_a_whole_and_repeated_drift_checks,
     every_answer_names_its_request,
 );
 
@@ -129,6 +136,96 @@ async fn metrics_count_submits_runs_items_and_graph_answers(app: TestApp) {
             "{name} is described"
         );
     }
+}
+
+/// What the metrics `router` serves at `/metrics`, read once.
+async fn scrape_once(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+async fn metrics_count_cancels_runs_failed_as_a_whole_and_repeated_drift_checks(app: TestApp) {
+    let handle = metrics::install().unwrap();
+    let (sim, client) = common::sim_and_client(30).await;
+    let policies =
+        common::insert_sim_compliance(&app.db, &client, &common::creds(CONTOSO), 6).await;
+    let ids: Vec<i64> = policies.iter().map(|(id, _)| *id).collect();
+    let operator = app.sign_in(OPERATOR).await;
+    let admin = app.sign_in(ADMIN).await;
+    let set = common::backup_set(&app, &operator, CONTOSO, "Metrics").await;
+    // The set holds three policies, so a drift check has something to compare.
+    common::submit(&app, &operator, CONTOSO, set, &ids[0..3]).await;
+    common::sim_worker(&app.db, &client, "w1")
+        .try_execute_task()
+        .await
+        .unwrap();
+
+    // A drift check submitted twice is one run, then cancelled while it waits.
+    let check_drift = || async {
+        let form = Form::tenant(CONTOSO).field("backup_set_id", set);
+        let submitted: SubmittedRun = app
+            .answer(Some(&operator), "runs/check-drift", &form)
+            .await
+            .expect("the drift check is queued");
+        submitted
+    };
+    let check = check_drift().await;
+    let repeat = check_drift().await;
+    assert_eq!((repeat.run_id, repeat.reused), (check.run_id, true));
+    app.cancel_run(&admin, CONTOSO, check.run_id)
+        .await
+        .expect("the drift check is cancelled");
+
+    // A secret the tenant rejects fails a run of three policies as a whole.
+    common::submit(&app, &operator, CONTOSO, set, &ids[3..6]).await;
+    sim.set_app(
+        CONTOSO,
+        AppSetup {
+            token_error: Some(TokenFault::WrongSecret),
+            ..AppSetup::default()
+        },
+    );
+    let graph = GraphAccess {
+        client: GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url)).unwrap(),
+        secrets: SecretResolver::with_demo_secret(ClientSecret::new("sim-secret")),
+    };
+    tenantatlas::server::runs_worker(&app.db, graph)
+        .try_execute_task()
+        .await
+        .unwrap();
+
+    let text = scrape_once(metrics::router(handle, app.db.clone())).await;
+    let expect = |series: &str, value: f64| {
+        assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+    };
+    expect(
+        r#"tenantatlas_runs_finished_total{operation="backup_set.drift_check",status="cancelled"}"#,
+        1.0,
+    );
+    expect(
+        r#"tenantatlas_run_items_total{operation="backup_set.drift_check",outcome="skipped",reason_code="cancelled"}"#,
+        3.0,
+    );
+    expect(
+        r#"tenantatlas_runs_finished_total{operation="backup_set.add_policies",status="failed"}"#,
+        1.0,
+    );
+    expect(
+        r#"tenantatlas_run_items_total{operation="backup_set.add_policies",outcome="failed",reason_code="authentication_failed"}"#,
+        3.0,
+    );
+    expect(
+        r#"tenantatlas_runs_submitted_total{operation="backup_set.drift_check",reused="false"}"#,
+        1.0,
+    );
+    expect(
+        r#"tenantatlas_runs_submitted_total{operation="backup_set.drift_check",reused="true"}"#,
+        1.0,
+    );
 }
 
 async fn every_answer_names_its_request(app: TestApp) {

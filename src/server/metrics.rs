@@ -53,19 +53,19 @@ fn describe() {
     );
     describe_histogram!(
         "tenantatlas_submit_duration_seconds",
-        "Time to create or reuse a run for a submit."
+        "Time to create or reuse a run for a submit (a repeated restore execute is not timed)."
     );
     describe_counter!(
         "tenantatlas_runs_finished_total",
-        "Runs ended by this instance's worker, by operation and status."
+        "Runs ended, by operation and status: by this instance's worker, or by a cancel it answered."
     );
     describe_histogram!(
         "tenantatlas_run_duration_seconds",
-        "From a run's start to its end, by operation and status."
+        "From a run's start to its end, by operation and status (a run cancelled before it started has none)."
     );
     describe_counter!(
         "tenantatlas_run_items_total",
-        "Run items recorded, by operation, outcome and reason code."
+        "Run items ended, by operation, outcome and reason code: one by one, closed with their failed run, or skipped by a cancel (an in-flight item a cancel skipped is counted again with its outcome)."
     );
     describe_gauge!(
         "tenantatlas_queue_runs",
@@ -100,6 +100,13 @@ pub fn run_submitted(operation: &'static str, reused: bool, took: Duration) {
     histogram!("tenantatlas_submit_duration_seconds").record(took.as_secs_f64());
 }
 
+/// A repeat answered with the active run before the submit path (a repeated restore execute,
+/// found while its gates are checked): counted as reused, not timed.
+pub fn run_reused(operation: &'static str) {
+    counter!("tenantatlas_runs_submitted_total", "operation" => operation, "reused" => "true")
+        .increment(1);
+}
+
 pub fn run_finished(operation: &'static str, status: &'static str, took: Option<Duration>) {
     counter!("tenantatlas_runs_finished_total", "operation" => operation, "status" => status)
         .increment(1);
@@ -109,10 +116,12 @@ pub fn run_finished(operation: &'static str, status: &'static str, took: Option<
     }
 }
 
+/// `count` items of one operation ended with one outcome and reason.
 pub fn items_recorded(
     operation: &'static str,
     outcome: &'static str,
     reason: Option<&'static str>,
+    count: u64,
 ) {
     counter!(
         "tenantatlas_run_items_total",
@@ -120,7 +129,7 @@ pub fn items_recorded(
         "outcome" => outcome,
         "reason_code" => reason.unwrap_or("")
     )
-    .increment(1);
+    .increment(count);
 }
 
 /// One more (or, with a negative `by`, one less) run in this instance's hands.

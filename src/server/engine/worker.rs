@@ -1098,6 +1098,8 @@ impl Worker {
             Some(tx) => tx,
             None => self.db.pool().begin().await?,
         };
+        // The pending items closed as failed, counted once the run's end is committed.
+        let mut closed_items = None;
         if let Some(failure) = &end.failure {
             // The run's row first (it holds the lease), then its items, as a cancel takes them.
             if self
@@ -1116,12 +1118,21 @@ impl Worker {
                 .await?
                 .rows_affected();
                 end.counts.failed += closed as i64;
+                closed_items = Some((failure.reason, closed));
             }
         }
         let figures = end.figures;
         match self.finish_in(&mut tx, operation, run, end).await? {
             Some(ended) => {
                 tx.commit().await?;
+                if let Some((reason, closed)) = closed_items {
+                    metrics::items_recorded(
+                        O::TYPE.as_str(),
+                        ItemOutcome::Failed.as_str(),
+                        Some(reason.as_str()),
+                        closed,
+                    );
+                }
                 ended.report(O::TYPE);
             }
             None if self.holds_running(&mut tx, run.id, run.attempt).await? => {
@@ -1272,6 +1283,7 @@ impl Worker {
                     O::TYPE.as_str(),
                     done.outcome().as_str(),
                     done.reason().map(ReasonCode::as_str),
+                    1,
                 );
             }
         };

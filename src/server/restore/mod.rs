@@ -444,6 +444,7 @@ pub async fn start_execute(
         // A repeat of an execute already under way is that run, not a refusal.
         if let Some(active) = crate::server::runs::submit::find_active(db, tenant_id, &key).await? {
             if !failure.is_input() {
+                crate::server::metrics::run_reused(operation.as_str());
                 return Ok(active);
             }
         }

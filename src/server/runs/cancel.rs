@@ -4,14 +4,18 @@
 //! the worker has not written the run's items yet), so `processed = total` holds at once; the
 //! captures in flight then replace their item's skip with their outcome (`engine::worker`).
 
+use std::time::Duration;
+
 use crate::domain::notification::NotificationLevel;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::routes;
 use crate::domain::run::{CancelledRun, OperationType};
+use crate::domain::run_detail::ItemOutcome;
 use crate::domain::{AppError, Capability, RunStatus, Timestamp};
 use crate::server::auth::TenantContext;
 use crate::server::db::Db;
 use crate::server::engine::operation::{Registry, Run};
+use crate::server::metrics;
 
 /// Whoever may start a run may cancel it ([`OperationType::cancel_capability`]); the caller
 /// checked [`Capability::CancelRuns`], which every other run needs. A run of an operation this
@@ -50,7 +54,7 @@ pub async fn cancel(
         "UPDATE runs SET status = 'cancelled', finished_at = $1, reason_code = $2, \
          lease_expires_at = NULL \
          WHERE tenant_id = $3 AND id = $4 AND status IN ('pending', 'running') \
-         RETURNING operation_type, id, attempt, tenant_id, target_id, initiated_by, input",
+         RETURNING operation_type, started_at, id, attempt, tenant_id, target_id, initiated_by, input",
     )
     .bind(now)
     .bind(ReasonCode::Cancelled.as_str())
@@ -60,6 +64,7 @@ pub async fn cancel(
     .await?;
     let Some(CancelledRow {
         operation_type,
+        started_at,
         run,
     }) = row
     else {
@@ -69,12 +74,13 @@ pub async fn cancel(
             None => Err(AppError::Conflict("This run already finished.".into())),
         };
     };
+    let operation = OperationType::parse(&operation_type);
     let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) AS n FROM run_items WHERE run_id = $1")
         .bind(run_id)
         .fetch_one(&mut *tx)
         .await?;
     let skipped = if existing == 0 {
-        let planned = planned_items(OperationType::parse(&operation_type), &run)?;
+        let planned = planned_items(operation, &run)?;
         write_cancelled_items(&mut tx, db, tenant_id, run_id, &planned, now).await?
     } else {
         sqlx::query(
@@ -99,6 +105,7 @@ pub async fn cancel(
         notify(&mut tx, ctx, run_id, initiator, now).await?;
     }
     tx.commit().await?;
+    report(operation, started_at, skipped, now);
     Ok(Some(CancelledRun {
         run_id,
         status: RunStatus::Cancelled,
@@ -127,10 +134,30 @@ pub async fn cancelled(
     }))
 }
 
+/// Counts a committed cancel: the run ends here, not in the worker (whose end then finds it
+/// cancelled and records nothing), and so do the items it skipped. A run of an operation this
+/// build does not know has no label to count under.
+fn report(operation: Option<OperationType>, started_at: Option<i64>, skipped: i64, now: i64) {
+    let Some(operation) = operation else {
+        return;
+    };
+    let took =
+        started_at.map(|started| Duration::from_millis(now.saturating_sub(started).max(0) as u64));
+    metrics::run_finished(operation.as_str(), RunStatus::Cancelled.as_str(), took);
+    metrics::items_recorded(
+        operation.as_str(),
+        ItemOutcome::Skipped.as_str(),
+        Some(ReasonCode::Cancelled.as_str()),
+        u64::try_from(skipped).unwrap_or_default(),
+    );
+}
+
 /// The run row a cancel decided on.
 #[derive(sqlx::FromRow)]
 struct CancelledRow {
     operation_type: String,
+    /// `None` for a run no claim had started.
+    started_at: Option<i64>,
     #[sqlx(flatten)]
     run: Run<String>,
 }

@@ -4,6 +4,8 @@
 //! while the tenant's last connection check failed on authentication, and makes no Graph call:
 //! the engine does the work.
 
+use std::time::Instant;
+
 use super::key::IdempotencyKey;
 use super::submit::{create_or_reuse, NewRun};
 use crate::domain::run::OperationType;
@@ -15,6 +17,7 @@ use crate::server::db::Db;
 use crate::server::engine::ops::capture_snapshot::CaptureSnapshotInput;
 use crate::server::engine::ops::drift_check::DriftCheckInput;
 use crate::server::engine::ops::inventory_sync::InventorySyncInput;
+use crate::server::metrics;
 use crate::server::tenants::connection_check;
 use crate::server::tenants::TenantScope;
 
@@ -79,6 +82,7 @@ pub async fn check_drift(
     ctx: &TenantContext,
     backup_set_id: i64,
 ) -> Result<SubmittedRun, AppError> {
+    let started = Instant::now();
     let tenant_id = ctx.scope.id();
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
     backup_sets::ensure_exists(db, tenant_id, backup_set_id).await?;
@@ -86,6 +90,7 @@ pub async fn check_drift(
     let key = IdempotencyKey::of(operation, tenant_id, &[("backup_set", backup_set_id)]);
     // A double-click finds the first run before the set is read again.
     if let Some(active) = super::submit::find_active(db, tenant_id, &key).await? {
+        metrics::run_submitted(operation.as_str(), true, started.elapsed());
         return Ok(active);
     }
     let policy_ids: Vec<i64> = sqlx::query_scalar(
