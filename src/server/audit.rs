@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
+use tracing::Instrument;
+
 use crate::domain::Timestamp;
 use crate::server::db::{Db, Sql};
 use crate::server::sanitize::{is_secret_name, sanitize, REDACTED};
@@ -42,17 +44,21 @@ pub async fn record(db: &Db, event: AuditEvent<'_>) {
         return;
     }
     // In a task of its own, which keeps the turn until they are written: the rows are other
-    // requests' too, and this request may be dropped (its client went away) meanwhile.
+    // requests' too, and this request may be dropped (its client went away) meanwhile. In this
+    // request's span, so a failure is logged with the id of the request that wrote.
     let db = db.clone();
-    let written = tokio::spawn(async move {
-        let _turn = turn;
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            if let Err(error) = insert(db.pool(), chunk).await {
-                let actions: Vec<&str> = chunk.iter().map(|row| row.action.as_str()).collect();
-                tracing::error!(%error, ?actions, "could not write the audit log");
+    let written = tokio::spawn(
+        async move {
+            let _turn = turn;
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                if let Err(error) = insert(db.pool(), chunk).await {
+                    let actions: Vec<&str> = chunk.iter().map(|row| row.action.as_str()).collect();
+                    tracing::error!(%error, ?actions, "could not write the audit log");
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     if let Err(error) = written.await {
         tracing::error!(%error, "the audit log writer stopped");
     }

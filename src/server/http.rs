@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::compression::CompressionLayer;
+use tracing::Instrument;
 
 use super::auth::{guard, session};
 use super::backup_export;
@@ -203,30 +204,34 @@ async fn render_pages_whole(request: Request, next: Next) -> Response {
     let status = PageStatus::default();
     let mut request = request;
     request.extensions_mut().insert(status.clone());
-    let render = tokio::spawn(async move {
-        let response = next.run(request).await;
-        let is_html = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("text/html"));
-        if !is_html {
-            return response;
-        }
-        let (mut parts, body) = response.into_parts();
-        match axum::body::to_bytes(body, PAGE_BODY_LIMIT).await {
-            Ok(bytes) => {
-                if let Some(set) = status.get() {
-                    parts.status = set;
+    // In the request's span, so the render's log lines carry its id as the request's others do.
+    let render = tokio::spawn(
+        async move {
+            let response = next.run(request).await;
+            let is_html = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|value| value.starts_with("text/html"));
+            if !is_html {
+                return response;
+            }
+            let (mut parts, body) = response.into_parts();
+            match axum::body::to_bytes(body, PAGE_BODY_LIMIT).await {
+                Ok(bytes) => {
+                    if let Some(set) = status.get() {
+                        parts.status = set;
+                    }
+                    Response::from_parts(parts, Body::from(bytes))
                 }
-                Response::from_parts(parts, Body::from(bytes))
-            }
-            Err(error) => {
-                tracing::error!(%error, "a page could not be rendered to its end");
-                internal_error()
+                Err(error) => {
+                    tracing::error!(%error, "a page could not be rendered to its end");
+                    internal_error()
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     // A panic in the render is counted by the panic hook and answered like any other.
     render.await.unwrap_or_else(|_| internal_error())
 }
@@ -347,6 +352,32 @@ mod tests {
 
     async fn boom() -> &'static str {
         panic!("a detail only the server log may see")
+    }
+
+    /// The name of the span the handler runs in.
+    async fn span_name() -> &'static str {
+        tracing::Span::current()
+            .metadata()
+            .map_or("none", |metadata| metadata.name())
+    }
+
+    /// A page renders in a task of its own, still in the request's span (so its log lines carry
+    /// the request's id). The subscriber is this test's thread's only: the runtime is
+    /// single-threaded, so the server's tasks run on it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_page_renders_in_the_span_of_its_request() {
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let app = with_panic_net(
+            Router::new()
+                .route("/page", get(span_name))
+                .layer(middleware::from_fn(render_pages_whole)),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let response = reqwest::get(format!("http://{addr}/page")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "request");
     }
 
     #[tokio::test]
