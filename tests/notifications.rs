@@ -12,6 +12,7 @@ use tenantatlas::server::engine::worker::Outcome;
 both_backends!(TestApp:
     lists_only_the_users_own_notifications_of_the_tenant,
     lists_the_newest_page_and_counts_every_unread,
+    unread_ones_past_the_page_come_first_once_the_newest_are_read,
     marking_one_read_lowers_the_count,
     foreign_and_unknown_ids_are_404_and_change_nothing,
     mark_all_read_clears_only_the_users_tenant,
@@ -175,6 +176,35 @@ async fn lists_the_newest_page_and_counts_every_unread(app: TestApp) {
     );
 }
 
+/// The bell's count always names items it lists: after the newest 20 of 25 are read, the five
+/// older unread ones are listed first, not hidden behind the read ones.
+async fn unread_ones_past_the_page_come_first_once_the_newest_are_read(app: TestApp) {
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let title = format!("Run {i:02}");
+        ids.push(notify(&app, ADMIN, CONTOSO, &title, 1_000 + i, false).await);
+    }
+    let admin = app.sign_in(ADMIN).await;
+    for id in &ids[5..] {
+        assert_eq!(mark_read(&app, &admin, CONTOSO, *id).await, 200);
+    }
+    let page = list(&app, &admin, CONTOSO).await;
+    assert_eq!(page.unread, 5);
+    let shown = titles(&page);
+    assert_eq!(shown.len(), 20);
+    assert_eq!(
+        shown[..5],
+        ["Run 04", "Run 03", "Run 02", "Run 01", "Run 00"],
+        "the unread ones first, newest first"
+    );
+    assert!(page.items[..5].iter().all(|n| n.read_at.is_none()));
+    assert_eq!(
+        (shown[5], shown[19]),
+        ("Run 24", "Run 10"),
+        "then the newest read ones"
+    );
+}
+
 async fn marking_one_read_lowers_the_count(app: TestApp) {
     let seeded = seed(&app).await;
     let admin = app.sign_in(ADMIN).await;
@@ -184,7 +214,9 @@ async fn marking_one_read_lowers_the_count(app: TestApp) {
     );
     let after = list(&app, &admin, CONTOSO).await;
     assert_eq!(after.unread, 1);
-    let read_at = after.items[0].read_at.expect("read now");
+    // The one still unread comes first, then the read ones, newest first.
+    assert_eq!(titles(&after), ["Older", "Newest", "Oldest, read"]);
+    let read_at = after.items[1].read_at.expect("read now");
 
     // Again is fine and keeps the first time.
     assert_eq!(
@@ -193,9 +225,10 @@ async fn marking_one_read_lowers_the_count(app: TestApp) {
     );
     let again = list(&app, &admin, CONTOSO).await;
     assert_eq!(again.unread, 1);
-    assert_eq!(again.items[0].read_at, Some(read_at));
-    assert_eq!(again.items[1].id, seeded.contoso_older);
-    assert_eq!(again.items[1].read_at, None);
+    assert_eq!(again.items[1].id, seeded.contoso_newest);
+    assert_eq!(again.items[1].read_at, Some(read_at));
+    assert_eq!(again.items[0].id, seeded.contoso_older);
+    assert_eq!(again.items[0].read_at, None);
 }
 
 async fn foreign_and_unknown_ids_are_404_and_change_nothing(app: TestApp) {

@@ -52,11 +52,14 @@ impl From<NotificationRow> for Notification {
     }
 }
 
-/// The user's newest notifications in the tenant (at most `limit`) and their unread count.
+/// The user's notifications in the tenant (at most `limit`), unread first and newest first
+/// within each, and their unread count. Unread first: the bell counts every unread one, so each
+/// it counts is in the list (up to `limit`) and can be read there, however many newer ones were.
 pub async fn list(db: &Db, ctx: &TenantContext, limit: i64) -> Result<NotificationList, AppError> {
     let rows: Vec<NotificationRow> = sqlx::query_as(
         "SELECT id, level, title, body, link, read_at, created_at FROM notifications \
-         WHERE user_id = $1 AND tenant_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3",
+         WHERE user_id = $1 AND tenant_id = $2 \
+         ORDER BY (read_at IS NULL) DESC, created_at DESC, id DESC LIMIT $3",
     )
     .bind(ctx.user_id)
     .bind(ctx.scope.id())
