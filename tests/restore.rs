@@ -33,6 +33,7 @@ both_backends!(local Fixture:
     a_part_left_out_of_the_restore_is_no_change,
     a_create_warns_of_a_live_policy_with_the_backups_name,
     a_preview_that_could_not_read_a_policy_says_so,
+    a_policy_written_before_its_assignments_failed_is_recorded,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -1247,5 +1248,127 @@ async fn a_preview_that_could_not_read_a_policy_says_so(f: Fixture) {
             .contains("1 policy could not be read: run the preview again."),
         "{}",
         refusal.body
+    );
+}
+
+/// Makes every assignment of version `snapshot_id` one Graph refuses (a target without its
+/// `@odata.type`: the `assign` action answers 400), so the policy itself is written and its
+/// assignments fail; the hash stays, so the plan is what it would have been.
+async fn refuse_assignments_of(f: &Fixture, snapshot_id: i64) {
+    let mut payload = f.version(snapshot_id).await.payload;
+    let assignments = payload["assignments"]
+        .as_array_mut()
+        .expect("the backup recorded assignments");
+    assert!(!assignments.is_empty(), "the policy has assignments");
+    for assignment in assignments {
+        assignment["target"]
+            .as_object_mut()
+            .expect("a target")
+            .remove("@odata.type");
+    }
+    sqlx::query("UPDATE policy_snapshots SET payload = $1 WHERE id = $2")
+        .bind(payload.to_string())
+        .bind(snapshot_id)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+}
+
+/// An update and a create whose `assign` fails: the items fail, but what was written is
+/// recorded: an audit row each (marked incomplete), and the created policy's new id, so the
+/// next preview updates it rather than creating it a second time.
+async fn a_policy_written_before_its_assignments_failed_is_recorded(f: Fixture) {
+    let backup = f.backup().await;
+    let (updated_id, updated_graph) = backup.policies[2].clone();
+    let (created_id, created_graph) = backup.policies[1].clone();
+    assert!(f.demo.sim.change_settings(CONTOSO, &updated_graph));
+    assert!(f.demo.sim.remove_policy(CONTOSO, &created_graph));
+    let ids = [updated_id, created_id];
+    let (preview, plan) = f.preview(backup.set, &ids).await;
+    assert_eq!(plan.not_executable, None, "{plan:?}");
+    assert_eq!(item(&plan, updated_id).plan, Some(PlanAction::Update));
+    assert_eq!(item(&plan, created_id).plan, Some(PlanAction::Create));
+    for id in ids {
+        let version = item(&plan, id)
+            .backup_snapshot_id
+            .expect("a backup version");
+        refuse_assignments_of(&f, version).await;
+    }
+
+    f.demo.sim.reset_counters();
+    let detail = f.execute(preview).await;
+    for id in ids {
+        let row = detail
+            .items
+            .rows
+            .iter()
+            .find(|r| r.policy_id == id)
+            .expect("the item");
+        assert_eq!(row.outcome, ItemOutcome::Failed, "{row:?}");
+        let message = row.message.as_deref().unwrap_or_default();
+        assert!(message.contains("The policy itself was"), "{row:?}");
+        assert!(message.contains("400"), "{row:?}");
+    }
+    assert!(
+        f.writes().iter().any(|w| w.ends_with("/assign")),
+        "{:?}",
+        f.writes()
+    );
+    let new_graph_id = f.graph_id_of(created_id).await;
+    assert_ne!(new_graph_id, created_graph);
+    assert!(f
+        .demo
+        .sim
+        .policies(CONTOSO)
+        .iter()
+        .any(|p| p.id == new_graph_id));
+    assert_eq!(
+        f.action(detail.id, created_id).await.as_deref(),
+        Some("created")
+    );
+    assert_eq!(
+        f.action(detail.id, updated_id).await.as_deref(),
+        Some("updated")
+    );
+
+    let audited: Vec<(String, String)> = sqlx::query_as(
+        "SELECT target, details FROM audit_log WHERE action = 'restore.item_written' \
+         ORDER BY target",
+    )
+    .fetch_all(f.app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        audited.len(),
+        2,
+        "one audit row per policy written: {audited:?}"
+    );
+    for (id, action, graph_id) in [
+        (updated_id, "updated", &updated_graph),
+        (created_id, "created", &new_graph_id),
+    ] {
+        let (_, details) = audited
+            .iter()
+            .find(|(target, _)| *target == format!("policy:{id}"))
+            .unwrap_or_else(|| panic!("no audit row of policy {id}: {audited:?}"));
+        let details: serde_json::Value = serde_json::from_str(details).unwrap();
+        assert_eq!(details["run_id"], detail.id, "{details}");
+        assert_eq!(details["action"], action, "{details}");
+        assert_eq!(details["graph_id"], graph_id.as_str(), "{details}");
+        assert_eq!(details["completed"], false, "{details}");
+        assert!(details["failure"]["message"].is_string(), "{details}");
+    }
+
+    // The next preview finds the policy the execute created: an update, not a second create.
+    let (_, plan) = f.preview(backup.set, &ids).await;
+    assert_eq!(
+        item(&plan, created_id).plan,
+        Some(PlanAction::Update),
+        "{plan:?}"
+    );
+    assert_eq!(
+        item(&plan, updated_id).plan,
+        Some(PlanAction::Update),
+        "{plan:?}"
     );
 }

@@ -94,6 +94,30 @@ pub struct Written {
     pub writes: u32,
 }
 
+/// A write that failed. When the policy itself was written (created or updated in place) and a
+/// later step failed (its settings, definition values or assignments), `written` says so: the
+/// policy exists in Intune under that id, and a restore must record it or would create it again.
+#[derive(Debug)]
+pub struct WriteFailure {
+    pub error: GraphError,
+    /// The policy's own write, done before `error` (`writes` counts the steps that succeeded).
+    pub written: Option<Written>,
+}
+
+impl From<GraphError> for WriteFailure {
+    /// A failure before anything of the policy was written.
+    fn from(error: GraphError) -> Self {
+        Self {
+            error,
+            written: None,
+        }
+    }
+}
+
+/// What [`PolicyWriter::write_policy_reporting`] returns.
+pub type WriteFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Written, WriteFailure>> + Send + 'a>>;
+
 /// What a restore needs from Graph besides reads; tests substitute their own.
 pub trait PolicyWriter: Send + Sync {
     /// Whether a group / assignment filter / scope tag exists (a GET by id; 404 → false).
@@ -110,7 +134,20 @@ pub trait PolicyWriter: Send + Sync {
         &'a self,
         creds: &'a TenantCredentials,
         request: WriteRequest<'a>,
-    ) -> GraphFuture<'a, Written>;
+    ) -> GraphFuture<'a, Written> {
+        Box::pin(async move {
+            self.write_policy_reporting(creds, request)
+                .await
+                .map_err(|failure| failure.error)
+        })
+    }
+    /// [`Self::write_policy`], saying on failure whether the policy itself was written before a
+    /// later step failed.
+    fn write_policy_reporting<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        request: WriteRequest<'a>,
+    ) -> WriteFuture<'a>;
 }
 
 impl PolicyWriter for GraphClient {
@@ -123,12 +160,12 @@ impl PolicyWriter for GraphClient {
         Box::pin(GraphClient::object_exists(self, creds, kind, id))
     }
 
-    fn write_policy<'a>(
+    fn write_policy_reporting<'a>(
         &'a self,
         creds: &'a TenantCredentials,
         request: WriteRequest<'a>,
-    ) -> GraphFuture<'a, Written> {
-        Box::pin(GraphClient::write_policy(self, creds, request))
+    ) -> WriteFuture<'a> {
+        Box::pin(GraphClient::write_policy_reporting(self, creds, request))
     }
 }
 
@@ -465,11 +502,24 @@ impl GraphClient {
         creds: &TenantCredentials,
         request: WriteRequest<'_>,
     ) -> Result<Written, GraphError> {
+        self.write_policy_reporting(creds, request)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    /// [`Self::write_policy`], saying on failure whether the policy itself was written (see
+    /// [`WriteFailure`]).
+    pub async fn write_policy_reporting(
+        &self,
+        creds: &TenantCredentials,
+        request: WriteRequest<'_>,
+    ) -> Result<Written, WriteFailure> {
         if request.target.is_some_and(|target| !is_graph_id(target)) {
             return Err(GraphError::new(
                 ReasonCode::PolicyNotFound,
                 "the target policy id is not a Graph id",
-            ));
+            )
+            .into());
         }
         let spec = write_spec(request.policy_type);
         let prepared = self.prepare(creds, &spec, &request).await?;
@@ -483,16 +533,32 @@ impl GraphClient {
             None => (self.create(creds, &spec, &request, prepared).await?, true),
         };
         let item = format!("{}/{graph_id}", request.policy_type.spec().collection);
-        let writes = 1
-            + self
-                .write_content(creds, &spec, &request, &item, &content, created)
-                .await?
-            + self.write_assignments(creds, &request, &item).await?;
-        Ok(Written {
+        let mut written = Written {
             graph_id,
             created,
-            writes,
-        })
+            writes: 1,
+        };
+        // From here on the policy exists as written: a later step's failure carries it along.
+        let rest = match self
+            .write_content(creds, &spec, &request, &item, &content, created)
+            .await
+        {
+            Ok(sent) => {
+                written.writes += sent;
+                self.write_assignments(creds, &request, &item).await
+            }
+            Err(error) => Err(error),
+        };
+        match rest {
+            Ok(sent) => {
+                written.writes += sent;
+                Ok(written)
+            }
+            Err(error) => Err(WriteFailure {
+                error,
+                written: Some(written),
+            }),
+        }
     }
 
     /// The policy's writable properties and its other content, secrets filled from the live

@@ -5,7 +5,9 @@
 //! place, or created anew when it was deleted (the policy's record then follows the new Graph id,
 //! so a later restore updates it rather than creating another). Then the policy is captured again
 //! and compared with the backup: the run's evidence ("48 of 50 now match the backup; 2 differ").
-//! Nothing is ever deleted. Bulk lane.
+//! A policy written whose later step failed (its settings, definition values or assignments)
+//! fails the item, and what was written is recorded all the same: the new Graph id of a policy
+//! created, and an audit row marked incomplete. Nothing is ever deleted. Bulk lane.
 //!
 //! Writes survive cancels and takeovers. Right before its first write an item passes its point of
 //! no return ([`interrupt::point_of_no_return`]): a cancel then lets it finish and record what it
@@ -29,7 +31,7 @@ use crate::domain::versions::Drift;
 use crate::domain::Timestamp;
 use crate::server::db::Db;
 use crate::server::graph::interrupt;
-use crate::server::graph::write::{PolicyWriter, WriteRequest};
+use crate::server::graph::write::{PolicyWriter, WriteFailure, WriteRequest, Written};
 use crate::server::graph::{
     CaptureOptions, GraphError, PolicySource, PolicyType, Snapshot, TenantCredentials,
 };
@@ -119,6 +121,15 @@ pub enum Restored {
         evidence: Option<Snapshot>,
     },
     Failed(ReasonCode, String),
+    /// The policy itself was written (created under `graph_id`, or updated in place) and a
+    /// later step failed: the item fails, and what was written is still recorded (a created
+    /// policy's new id, an audit row), or the next preview would plan to create it again.
+    PartlyWritten {
+        action: RestoreAction,
+        graph_id: String,
+        reason: ReasonCode,
+        message: String,
+    },
 }
 
 /// The handler: reads through `source`, writes through `writer`.
@@ -326,9 +337,34 @@ impl RestoreExecute {
             include_assignments: item.include_assignments,
             include_scope_tags: item.include_scope_tags,
         };
-        let written = match self.writer.write_policy(creds, request).await {
+        let written = match self.writer.write_policy_reporting(creds, request).await {
             Ok(written) => written,
-            Err(error) => return failed(error.reason_code(), error.message()),
+            Err(WriteFailure {
+                error,
+                written: Some(written),
+            }) => {
+                let action = written_action(&written, &created_before);
+                let message = sanitize(&format!(
+                    "The policy itself was {} in Intune, but a later step failed: {} Run the preview again to restore the rest.",
+                    if action == RestoreAction::Created { "created" } else { "updated" },
+                    error.message()
+                ));
+                tracing::warn!(
+                    reason = error.reason_code().as_str(),
+                    %message,
+                    "restore item partly written"
+                );
+                return Restored::PartlyWritten {
+                    action,
+                    graph_id: written.graph_id,
+                    reason: error.reason_code(),
+                    message,
+                };
+            }
+            Err(WriteFailure {
+                error,
+                written: None,
+            }) => return failed(error.reason_code(), error.message()),
         };
         let evidence = match self
             .source
@@ -346,14 +382,20 @@ impl RestoreExecute {
             }
         };
         Restored::Done {
-            action: if written.created || created_before.is_some() {
-                RestoreAction::Created
-            } else {
-                RestoreAction::Updated
-            },
+            action: written_action(&written, &created_before),
             graph_id: written.graph_id,
             evidence,
         }
+    }
+}
+
+/// What a write did to the policy: a policy an earlier claim created and this one updated
+/// counts as created, as the preview planned it.
+fn written_action(written: &Written, created_before: &Option<String>) -> RestoreAction {
+    if written.created || created_before.is_some() {
+        RestoreAction::Created
+    } else {
+        RestoreAction::Updated
     }
 }
 
@@ -539,26 +581,38 @@ async fn record_restored(
 ) -> Result<Recorded, sqlx::Error> {
     let item = &pending.item;
     let tenant_id = run.tenant_id;
+    let backup_id = item.planned.snapshot_id;
     let (action, graph_id, evidence) = match restored {
         Restored::Failed(reason, message) => return Ok(Recorded::failed(*reason, message.clone())),
+        Restored::PartlyWritten {
+            action,
+            graph_id,
+            reason,
+            message,
+        } => {
+            // No evidence: the policy is not what the backup holds, and the item fails.
+            follow_created(tx, tenant_id, item.policy_id, *action, graph_id).await?;
+            sqlx::query(
+                "UPDATE run_items SET restore_action = $1, created_graph_id = $2, \
+                 base_snapshot_id = $3 WHERE id = $4",
+            )
+            .bind(action.as_str())
+            .bind((*action == RestoreAction::Created).then_some(graph_id.as_str()))
+            .bind(backup_id)
+            .bind(pending.item_id)
+            .execute(&mut **tx)
+            .await?;
+            let failure = serde_json::json!({"reason": reason.as_str(), "message": message});
+            audit_written(tx, run, item, *action, graph_id, Some(failure), now).await?;
+            return Ok(Recorded::failed(*reason, message.clone()));
+        }
         Restored::Done {
             action,
             graph_id,
             evidence,
         } => (*action, graph_id, evidence),
     };
-    if action == RestoreAction::Created {
-        sqlx::query(
-            "UPDATE policies SET graph_id = $1, gone_from_intune_at = NULL \
-             WHERE tenant_id = $2 AND id = $3",
-        )
-        .bind(graph_id)
-        .bind(tenant_id)
-        .bind(item.policy_id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    let backup_id = item.planned.snapshot_id;
+    follow_created(tx, tenant_id, item.policy_id, action, graph_id).await?;
     let (evidence_id, drift, changed) = match evidence {
         Some(snapshot) => {
             let stored = store_snapshot(tx, tenant_id, item.policy_id, snapshot, now).await?;
@@ -595,27 +649,68 @@ async fn record_restored(
     .execute(&mut **tx)
     .await?;
     if action != RestoreAction::Unchanged {
-        let details = serde_json::json!({
-            "run_id": run.id,
-            "preview_run_id": run.input.preview_run_id,
-            "version_id": backup_id,
-            "action": action.as_str(),
-            "graph_id": graph_id,
-        });
-        crate::server::audit::record_in(
-            &mut **tx,
-            crate::server::audit::AuditEvent {
-                tenant_id: Some(tenant_id),
-                actor_user_id: run.initiated_by,
-                action: "restore.item_written",
-                target: format!("policy:{}", item.policy_id),
-                details,
-            },
-            now,
-        )
-        .await?;
+        audit_written(tx, run, item, action, graph_id, None, now).await?;
     }
     Ok(Recorded::succeeded())
+}
+
+/// A created policy's record follows its new Graph id, so a later restore updates it rather
+/// than creating another.
+async fn follow_created(
+    tx: &mut Tx,
+    tenant_id: i64,
+    policy_id: i64,
+    action: RestoreAction,
+    graph_id: &str,
+) -> Result<(), sqlx::Error> {
+    if action == RestoreAction::Created {
+        sqlx::query(
+            "UPDATE policies SET graph_id = $1, gone_from_intune_at = NULL \
+             WHERE tenant_id = $2 AND id = $3",
+        )
+        .bind(graph_id)
+        .bind(tenant_id)
+        .bind(policy_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The `restore.item_written` audit row of a policy written to Intune; `failure` (reason and
+/// message) when a step after the policy's own write failed, and the write is incomplete.
+async fn audit_written(
+    tx: &mut Tx,
+    run: &Run<RestoreExecuteInput>,
+    item: &WriteItem,
+    action: RestoreAction,
+    graph_id: &str,
+    failure: Option<serde_json::Value>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mut details = serde_json::json!({
+        "run_id": run.id,
+        "preview_run_id": run.input.preview_run_id,
+        "version_id": item.planned.snapshot_id,
+        "action": action.as_str(),
+        "graph_id": graph_id,
+        "completed": failure.is_none(),
+    });
+    if let Some(failure) = failure {
+        details["failure"] = failure;
+    }
+    crate::server::audit::record_in(
+        &mut **tx,
+        crate::server::audit::AuditEvent {
+            tenant_id: Some(run.tenant_id),
+            actor_user_id: run.initiated_by,
+            action: "restore.item_written",
+            target: format!("policy:{}", item.policy_id),
+            details,
+        },
+        now,
+    )
+    .await
 }
 
 /// "48 of 50 now match the backup; 2 differ (see diffs)." — the run's evidence.
