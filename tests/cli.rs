@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{session_cookie, TempDir, TestApp, ADMIN, CONTOSO, OPERATOR, READONLY};
+use tenantatlas::domain::AddMemberOutcome;
 use tenantatlas::server::{auth::password, db::Db, seed};
 
 both_backends!(TestApp:
@@ -17,6 +18,7 @@ both_backends!(TestApp:
     create_user_on_an_existing_account_signs_it_out_everywhere,
     create_user_keeps_the_tenants_last_owner,
     create_user_audits_a_role_change_as_old_and_new,
+    create_user_withdraws_the_invitations_of_a_member_who_may_no_longer_invite,
 );
 
 fn create_user(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
@@ -266,6 +268,66 @@ async fn create_user_audits_a_role_change_as_old_and_new(app: TestApp) {
         details,
         [serde_json::json!({ "old_role": "readonly", "new_role": "manager", "via": "cli" })]
     );
+}
+
+async fn create_user_withdraws_the_invitations_of_a_member_who_may_no_longer_invite(app: TestApp) {
+    let grant = |role: &'static str| {
+        let url = app.database_url().to_owned();
+        move || {
+            create_user(
+                &url,
+                &[
+                    "--email", OPERATOR, "--name", "Operator", "--tenant", CONTOSO, "--role", role,
+                ],
+                // The demo's password again, so the test signs in as the operator.
+                &format!("{}\n", seed::DEMO_PASSWORD),
+            )
+        }
+    };
+    let output = grant("owner")();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let owner = app.sign_in(OPERATOR).await;
+    let invited = app
+        .add_member(&owner, CONTOSO, "newcomer@contoso.example", "operator")
+        .await
+        .expect("an owner invites");
+    assert!(matches!(invited, AddMemberOutcome::Invited { .. }));
+    let pending = |app: &TestApp| {
+        let pool = app.db.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM invitations WHERE email = 'newcomer@contoso.example' \
+                 AND accepted_at IS NULL",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(pending(&app).await, 1);
+
+    let output = grant("readonly")();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stored_role(&app, OPERATOR, CONTOSO).await, "readonly");
+    assert_eq!(
+        pending(&app).await,
+        0,
+        "a readonly member's link brings no one in"
+    );
+    let revoked: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'invitation.revoke'")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(revoked, 1);
 }
 
 /// Runs `serve` with `args` and `env`, expecting it to refuse to start; returns its stderr.

@@ -1,5 +1,5 @@
 //! The notification bell of the header: a button with the unread count that opens a panel of
-//! the user's newest notifications in the tenant (each run notification links to its run),
+//! the user's notifications in the tenant, unread first, then newest (each run notification links to its run),
 //! with **Mark all read**. Opening the panel, dismissing, and a timer every few seconds refresh
 //! it. It loads in the browser only, so pages render without waiting for it.
 

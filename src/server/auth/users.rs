@@ -2,7 +2,7 @@
 
 use sqlx::{AnyConnection, FromRow};
 
-use crate::domain::{AppError, CurrentUser, Email, Role, Timestamp};
+use crate::domain::{AppError, Capability, CurrentUser, Email, Role, Timestamp};
 use crate::server::db::{is_unique_violation, Db};
 
 /// What sign-in needs to know about an account.
@@ -138,6 +138,9 @@ pub async fn upsert_user(
 pub struct Granted {
     pub tenant_id: i64,
     pub old_role: Option<Role>,
+    /// The member's pending invitations withdrawn because the new role may not invite (as the
+    /// members page does): (id, e-mail).
+    pub revoked: Vec<(i64, String)>,
 }
 
 /// Grants (or changes) a user's role in a tenant. A tenant always keeps an owner, as in the
@@ -166,10 +169,25 @@ pub async fn grant(
     .bind(Timestamp::now().millis())
     .execute(&mut *tx)
     .await?;
+    // A member who may no longer invite loses the invitations they made that are still pending,
+    // so a link they kept cannot bring anyone in.
+    let revoked = if role.can(Capability::ManageMembers) {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "DELETE FROM invitations WHERE tenant_id = $1 AND invited_by = $2 \
+             AND accepted_at IS NULL RETURNING id, email",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?
+    };
     tx.commit().await?;
     Ok(Granted {
         tenant_id,
         old_role,
+        revoked,
     })
 }
 
