@@ -32,7 +32,7 @@ pub use field::{check_text, form_errors, Field, FieldCheck, SecretFields};
 pub use needs_role::NeedsRole;
 pub use notification_bell::NotificationBell;
 pub use policy_picker::PolicyPicker;
-pub use policy_type_options::PolicyTypeOptions;
+pub use policy_type_options::{PlatformOptions, PolicyTypeOptions};
 pub use poll::{poll_delay, use_poll_while};
 pub use readable_rows::ReadableSections;
 pub use retry_run::RetryRunButton;

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use leptos::prelude::*;
 
-use super::{or_absent, ErrorMessage, Loading, PolicyTypeOptions, RegionName, ScrollRegion};
+use super::{
+    or_absent, ErrorMessage, Loading, PlatformOptions, PolicyTypeOptions, RegionName, ScrollRegion,
+};
 use crate::api::policies::{addable_policy_count, list_policies, MatchingPolicyIds};
 use crate::api::runs::AddPolicies;
 use crate::domain::policy_page::{PolicyPage, PolicyRow, PolicySort, SortColumn};
@@ -319,15 +321,7 @@ fn PickerFilters(
                     <Transition fallback=|| ()>
                         {move || Suspend::new(async move {
                             let platforms = policies.await.map(|p| p.platforms).unwrap_or_default();
-                            let current = platform.get_untracked();
-                            platforms
-                                .into_iter()
-                                .map(|name| {
-                                    let selected = name == current;
-                                    let label = name.clone();
-                                    view! { <option value=name selected=selected>{label}</option> }
-                                })
-                                .collect_view()
+                            view! { <PlatformOptions platforms current=platform.get_untracked() /> }
                         })}
                     </Transition>
                 </select>

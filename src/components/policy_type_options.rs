@@ -23,3 +23,17 @@ pub fn PolicyTypeOptions(#[prop(into)] current: Signal<String>) -> impl IntoView
             .collect_view()}
     }
 }
+
+/// `<option>`s of a "Platform" filter after its "All platforms": the tenant's `platforms`, the
+/// `current` one selected.
+#[component]
+pub fn PlatformOptions(platforms: Vec<String>, current: String) -> impl IntoView {
+    platforms
+        .into_iter()
+        .map(|name| {
+            let selected = name == current;
+            let label = name.clone();
+            view! { <option value=name selected=selected>{label}</option> }
+        })
+        .collect_view()
+}

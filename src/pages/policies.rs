@@ -9,8 +9,8 @@ use super::{query_page, query_param};
 use crate::api::captures::sync_inventory;
 use crate::api::versions::policy_inventory;
 use crate::components::{
-    or_absent, provide_toasts, EmptyState, ErrorMessage, Loading, PolicyTypeOptions, RegionName,
-    RunStarter, ScrollRegion, Toasts,
+    or_absent, provide_toasts, EmptyState, ErrorMessage, Loading, PlatformOptions,
+    PolicyTypeOptions, RegionName, RunStarter, ScrollRegion, Toasts,
 };
 use crate::domain::policy_page::{PolicySort, SortColumn};
 use crate::domain::routes;
@@ -78,15 +78,7 @@ pub fn PoliciesPage() -> impl IntoView {
                     <Transition fallback=|| ()>
                         {move || Suspend::new(async move {
                             let platforms = inventory.await.map(|list| list.platforms).unwrap_or_default();
-                            let current = platform.get_untracked();
-                            platforms
-                                .into_iter()
-                                .map(|name| {
-                                    let selected = name == current;
-                                    let label = name.clone();
-                                    view! { <option value=name selected=selected>{label}</option> }
-                                })
-                                .collect_view()
+                            view! { <PlatformOptions platforms current=platform.get_untracked() /> }
                         })}
                     </Transition>
                 </select>

@@ -11,6 +11,7 @@ pub mod restore_preview;
 
 use super::worker::RunFailure;
 use crate::domain::reason_code::ReasonCode;
+use crate::domain::RunStatus;
 use crate::server::db::Db;
 use crate::server::snapshots::{load_version, StoredVersion};
 
@@ -217,16 +218,7 @@ pub(crate) async fn write_summary(
     attempt: i64,
     summary: &str,
 ) -> Result<bool, sqlx::Error> {
-    let written = sqlx::query(
-        "UPDATE runs SET summary = $1 WHERE id = $2 AND attempt = $3 AND status = 'running'",
-    )
-    .bind(summary)
-    .bind(run_id)
-    .bind(attempt)
-    .execute(db.pool())
-    .await?
-    .rows_affected();
-    Ok(written == 1)
+    write_summary_while(db, run_id, attempt, summary, RunStatus::Running).await
 }
 
 /// Writes the summary of a run that a cancel ended while this claim (`attempt`) was working on
@@ -238,14 +230,25 @@ pub(crate) async fn write_cancelled_summary(
     attempt: i64,
     summary: &str,
 ) -> Result<bool, sqlx::Error> {
-    let written = sqlx::query(
-        "UPDATE runs SET summary = $1 WHERE id = $2 AND attempt = $3 AND status = 'cancelled'",
-    )
-    .bind(summary)
-    .bind(run_id)
-    .bind(attempt)
-    .execute(db.pool())
-    .await?
-    .rows_affected();
+    write_summary_while(db, run_id, attempt, summary, RunStatus::Cancelled).await
+}
+
+/// Writes the run's summary while claim `attempt` holds it and the run is `status`.
+async fn write_summary_while(
+    db: &Db,
+    run_id: i64,
+    attempt: i64,
+    summary: &str,
+    status: RunStatus,
+) -> Result<bool, sqlx::Error> {
+    let written =
+        sqlx::query("UPDATE runs SET summary = $1 WHERE id = $2 AND attempt = $3 AND status = $4")
+            .bind(summary)
+            .bind(run_id)
+            .bind(attempt)
+            .bind(status.as_str())
+            .execute(db.pool())
+            .await?
+            .rows_affected();
     Ok(written == 1)
 }
