@@ -11,10 +11,9 @@ use super::{
     or_absent, use_toasts, CancelRunButton, ErrorMessage, Loading, RetryRunButton, RunStatusBadge,
 };
 use crate::api::runs::{backup_set_runs, backup_set_runs_version};
-use crate::domain::run::OperationType;
 use crate::domain::{routes, RunStatus, RunSummary};
 use crate::domain::{Capability, Role};
-use crate::pages::tenant_layout::current_role;
+use crate::pages::tenant_layout::{current_role, refusal_of};
 
 /// What a succeeded item of the run did ("added", "checked").
 fn done_word(run: &RunSummary) -> &'static str {
@@ -173,19 +172,12 @@ struct Refusals {
 impl Refusals {
     /// Why the member may not do what `capability` allows (`None`: allowed).
     fn refusal(self, capability: Capability) -> Option<&'static str> {
-        match self.role {
-            Some(role) if role.can(capability) => None,
-            _ => Some(capability.label()),
-        }
+        refusal_of(self.role, capability)
     }
 
     /// Cancelling a run takes the capability that starts it (a restore needs a manager).
     fn cancel(self, run: &RunSummary) -> Option<&'static str> {
-        let capability = run
-            .operation_type
-            .known()
-            .map_or(Capability::CancelRuns, OperationType::cancel_capability);
-        self.refusal(capability)
+        self.refusal(run.operation_type.cancel_capability())
     }
 }
 

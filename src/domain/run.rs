@@ -138,6 +138,13 @@ impl StoredOperation {
         }
     }
 
+    /// What a role needs to cancel such a run ([`OperationType::cancel_capability`]); an
+    /// operation this build does not know needs whatever cancels runs.
+    pub fn cancel_capability(&self) -> Capability {
+        self.known()
+            .map_or(Capability::CancelRuns, OperationType::cancel_capability)
+    }
+
     /// What a succeeded item did ("added"); "done" for an operation this build does not know.
     pub fn done_word(&self) -> &'static str {
         self.known().map_or("done", OperationType::done_word)

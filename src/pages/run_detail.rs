@@ -140,10 +140,7 @@ pub fn RunDetailPage() -> impl IntoView {
                     Ok(detail) => {
                         let active = detail.status.is_active().then_some(detail.id);
                         // Whoever may start such a run may cancel it.
-                        let cancel_needs = detail
-                            .operation_type
-                            .known()
-                            .map_or(Capability::CancelRuns, OperationType::cancel_capability);
+                        let cancel_needs = detail.operation_type.cancel_capability();
                         let refused = refusal(cancel_needs).await;
                         let start_refused = refusal(Capability::StartRuns).await;
                         let reload = move || tick.update(|n| *n += 1);

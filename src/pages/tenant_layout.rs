@@ -68,7 +68,12 @@ pub fn use_connection_changed() -> RwSignal<u64> {
 /// What the current page shows beside an action needing `capability` ("Needs operator or
 /// above"), or `None` when the signed-in user's role holds it. Await it like [`current_role`].
 pub async fn refusal(capability: Capability) -> Option<&'static str> {
-    match current_role().await {
+    refusal_of(current_role().await, capability)
+}
+
+/// Why a member with `role` (`None`: no role here) may not do what `capability` allows.
+pub fn refusal_of(role: Option<Role>, capability: Capability) -> Option<&'static str> {
+    match role {
         Some(role) if role.can(capability) => None,
         _ => Some(capability.label()),
     }

@@ -280,23 +280,7 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
             )
             .await;
         }
-        for (id, email) in &granted.revoked {
-            audit::record(
-                db,
-                audit::AuditEvent {
-                    tenant_id: Some(granted.tenant_id),
-                    actor_user_id: None,
-                    action: "invitation.revoke",
-                    target: format!("email:{email}"),
-                    details: serde_json::json!({
-                        "invitation_id": id,
-                        "reason": "inviter_may_no_longer_invite",
-                        "via": "cli",
-                    }),
-                },
-            )
-            .await;
-        }
+        tenants::invitations::record_withdrawn(db, granted.tenant_id, None, &granted.revoked).await;
     }
     println!("user {} ready (id {user_id})", email.as_str());
     Ok(())

@@ -2,8 +2,9 @@
 
 use sqlx::{AnyConnection, FromRow};
 
-use crate::domain::{AppError, Capability, CurrentUser, Email, Role, Timestamp};
+use crate::domain::{AppError, CurrentUser, Email, Role, Timestamp};
 use crate::server::db::{is_unique_violation, Db};
+use crate::server::tenants::invitations;
 
 /// What sign-in needs to know about an account.
 #[derive(FromRow)]
@@ -171,18 +172,8 @@ pub async fn grant(
     .await?;
     // A member who may no longer invite loses the invitations they made that are still pending,
     // so a link they kept cannot bring anyone in.
-    let revoked = if role.can(Capability::ManageMembers) {
-        Vec::new()
-    } else {
-        sqlx::query_as(
-            "DELETE FROM invitations WHERE tenant_id = $1 AND invited_by = $2 \
-             AND accepted_at IS NULL RETURNING id, email",
-        )
-        .bind(tenant_id)
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?
-    };
+    let revoked =
+        invitations::withdraw_if_may_not_invite(&mut tx, tenant_id, user_id, Some(role)).await?;
     tx.commit().await?;
     Ok(Granted {
         tenant_id,

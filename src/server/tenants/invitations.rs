@@ -11,7 +11,8 @@ use sqlx::FromRow;
 use super::TenantScope;
 use crate::domain::invitation::{not_valid, InvitationToken, INVITATION_DAYS};
 use crate::domain::{
-    routes, AppError, Email, InvitationPreview, PendingInvitation, Role, TenantSummary, Timestamp,
+    routes, AppError, Capability, Email, InvitationPreview, PendingInvitation, Role, TenantSummary,
+    Timestamp,
 };
 use crate::server::audit::{self, AuditEvent};
 use crate::server::db::{is_unique_violation, Db};
@@ -395,5 +396,53 @@ impl Acceptance<'_> {
         )
         .await;
         Ok(tenant)
+    }
+}
+
+/// Withdraws, in `tx`, the pending invitations `inviter` made in the tenant when their new
+/// `role` (`None`: removed) may no longer invite, so a link they kept cannot bring anyone in.
+/// Returns what was withdrawn: (id, e-mail). The members page and the admin CLI share it.
+pub(crate) async fn withdraw_if_may_not_invite(
+    tx: &mut sqlx::AnyConnection,
+    tenant_id: i64,
+    inviter: i64,
+    role: Option<Role>,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    if role.is_some_and(|role| role.can(Capability::ManageMembers)) {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "DELETE FROM invitations WHERE tenant_id = $1 AND invited_by = $2 \
+         AND accepted_at IS NULL RETURNING id, email",
+    )
+    .bind(tenant_id)
+    .bind(inviter)
+    .fetch_all(tx)
+    .await
+}
+
+/// Audits the invitations [`withdraw_if_may_not_invite`] withdrew; `actor` is `None` for the
+/// admin CLI.
+pub(crate) async fn record_withdrawn(
+    db: &Db,
+    tenant_id: i64,
+    actor: Option<i64>,
+    withdrawn: &[(i64, String)],
+) {
+    for (id, email) in withdrawn {
+        audit::record(
+            db,
+            AuditEvent {
+                tenant_id: Some(tenant_id),
+                actor_user_id: actor,
+                action: "invitation.revoke",
+                target: format!("email:{email}"),
+                details: serde_json::json!({
+                    "invitation_id": id,
+                    "reason": "inviter_may_no_longer_invite",
+                }),
+            },
+        )
+        .await;
     }
 }

@@ -8,7 +8,7 @@
 //! anyone in, themselves included, with a role they may no longer grant.
 
 use super::{invitations, TenantScope};
-use crate::domain::{AddMemberOutcome, AppError, Capability, Email, Member, Role, Timestamp};
+use crate::domain::{AddMemberOutcome, AppError, Email, Member, Role, Timestamp};
 use crate::server::audit::{self, AuditEvent};
 use crate::server::db::{is_unique_violation, Db};
 
@@ -153,7 +153,7 @@ pub async fn change_role(
         )
         .await;
     }
-    record_revoked(db, scope, actor, &changed.revoked).await;
+    invitations::record_withdrawn(db, scope.id(), Some(actor), &changed.revoked).await;
     Ok(())
 }
 
@@ -175,7 +175,7 @@ pub async fn remove(
         None,
     )
     .await;
-    record_revoked(db, scope, actor, &changed.revoked).await;
+    invitations::record_withdrawn(db, scope.id(), Some(actor), &changed.revoked).await;
     Ok(())
 }
 
@@ -235,41 +235,10 @@ async fn change(
             "A tenant keeps at least one owner: make someone else owner first.".into(),
         ));
     }
-    let may_invite = role.is_some_and(|role| role.can(Capability::ManageMembers));
-    let revoked = if may_invite {
-        Vec::new()
-    } else {
-        sqlx::query_as(
-            "DELETE FROM invitations WHERE tenant_id = $1 AND invited_by = $2 \
-             AND accepted_at IS NULL RETURNING id, email",
-        )
-        .bind(scope.id())
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?
-    };
+    let revoked =
+        invitations::withdraw_if_may_not_invite(&mut tx, scope.id(), user_id, role).await?;
     tx.commit().await?;
     Ok(Changed { old, revoked })
-}
-
-/// Audits the invitations a change of their inviter's membership withdrew.
-async fn record_revoked(db: &Db, scope: &TenantScope, actor: i64, revoked: &[(i64, String)]) {
-    for (id, email) in revoked {
-        audit::record(
-            db,
-            AuditEvent {
-                tenant_id: Some(scope.id()),
-                actor_user_id: Some(actor),
-                action: "invitation.revoke",
-                target: format!("email:{email}"),
-                details: serde_json::json!({
-                    "invitation_id": id,
-                    "reason": "inviter_may_no_longer_invite",
-                }),
-            },
-        )
-        .await;
-    }
 }
 
 async fn record(
