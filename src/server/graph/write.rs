@@ -284,6 +284,36 @@ fn payload_array<'v>(payload: &'v Value, key: &str) -> Option<&'v Vec<Value>> {
         .and_then(Value::as_array)
 }
 
+/// Whether a captured assignment was made on the policy itself. `$expand=assignments` also
+/// lists the ones a policy set gives it (`source` `policySets`, `sourceId` the set): those
+/// belong to the policy set, so a restore neither writes them back as direct assignments nor
+/// checks or compares them. No `source` (an older capture) reads as direct.
+/// <https://learn.microsoft.com/en-us/graph/api/resources/intune-shared-deviceandappmanagementassignmentsource>
+pub fn is_direct_assignment(assignment: &Value) -> bool {
+    assignment
+        .get("source")
+        .and_then(Value::as_str)
+        .is_none_or(|source| source.eq_ignore_ascii_case("direct"))
+}
+
+/// The `assign` body for the backup's direct assignments (without `source` and `sourceId`,
+/// which only say where an assignment came from); `None` when the backup holds none.
+fn assign_body(backup: &Value) -> Option<Value> {
+    let assignments: Vec<Value> = payload_array(backup, "assignments")?
+        .iter()
+        .filter(|a| is_direct_assignment(a))
+        .map(|a| {
+            let mut a = writable(a);
+            if let Value::Object(map) = &mut a {
+                map.remove("source");
+                map.remove("sourceId");
+            }
+            a
+        })
+        .collect();
+    Some(json!({ "assignments": assignments }))
+}
+
 /// The settings and secret values under `value`, keyed by where they sit: the path of
 /// `settingDefinitionId`s (settings catalog) or the OMA-URI (custom profiles) above them.
 fn collect_secrets(value: &Value, anchor: &str, out: &mut HashMap<String, Map<String, Value>>) {
@@ -920,27 +950,15 @@ impl GraphClient {
         if !request.include_assignments {
             return Ok(0);
         }
-        let Some(assignments) = payload_array(request.backup, "assignments") else {
+        let Some(body) = assign_body(request.backup) else {
             return Ok(0);
         };
-        let assignments: Vec<Value> = assignments
-            .iter()
-            .map(|a| {
-                let mut a = writable(a);
-                if let Value::Object(map) = &mut a {
-                    map.remove("source");
-                    map.remove("sourceId");
-                }
-                a
-            })
-            .collect();
         // `assign` replaces every assignment; 200 with the new collection:
         //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfigv2-devicemanagementconfigurationpolicy-assign
         //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-deviceconfiguration-assign
         //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-devicecompliancepolicy-assign
         //   https://learn.microsoft.com/en-us/graph/api/intune-grouppolicy-grouppolicyconfiguration-assign
         let url = self.graph_url(&format!("{item}/assign"));
-        let body = json!({ "assignments": assignments });
         self.write(creds, Method::POST, &url, &body, true, &[200])
             .await?;
         Ok(1)
@@ -1041,6 +1059,37 @@ mod tests {
         let mut again = backup;
         fill_secrets(&mut again, "", &HashMap::new(), &mut missing);
         assert_eq!(missing, ["/a"]);
+    }
+
+    #[test]
+    fn only_direct_assignments_are_assigned() {
+        let target = |group: &str| json!({"groupId": group});
+        let backup = json!({"assignments": [
+            {"id": "a-1", "source": "policySets", "sourceId": "set-1", "target": target("g-1")},
+            {"id": "a-2", "source": "direct", "sourceId": "p", "target": target("g-2")},
+            {"id": "a-3", "target": target("g-3")},
+        ]});
+        assert_eq!(
+            assign_body(&backup),
+            Some(json!({"assignments": [{"target": target("g-2")}, {"target": target("g-3")}]}))
+        );
+        let only_inherited = json!({"policy": {"assignments": [
+            {"source": "policySets", "sourceId": "set-1", "target": target("g-1")}
+        ]}});
+        assert_eq!(
+            assign_body(&only_inherited),
+            Some(json!({"assignments": []})),
+            "the policy keeps no direct assignment"
+        );
+        assert_eq!(assign_body(&json!({"policy": {}})), None);
+    }
+
+    #[test]
+    fn an_assignment_without_a_source_is_direct() {
+        assert!(is_direct_assignment(&json!({"target": {}})));
+        assert!(is_direct_assignment(&json!({"source": null})));
+        assert!(is_direct_assignment(&json!({"source": "direct"})));
+        assert!(!is_direct_assignment(&json!({"source": "policySets"})));
     }
 
     #[test]

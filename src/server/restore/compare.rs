@@ -2,13 +2,15 @@
 //! out. A restore without assignments (or scope tags) writes neither, so a difference there is
 //! no change it makes: the plan, the "no change" decision and the evidence all compare through
 //! [`restore_comparison`], or a restore that leaves them out would count them as changes, write
-//! a no-op and report that the policy still differs.
+//! a no-op and report that the policy still differs. The same holds for the assignments a
+//! policy set gives a policy: the restore never writes them, so they are never compared.
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::domain::snapshot::{compare, CapturedPolicy, Comparison, SettingNames};
+use crate::server::graph::write::is_direct_assignment;
 use crate::server::graph::CaptureOptions;
 
 /// Where a payload holds assignments and scope tags (at the top level, or inside `policy` as
@@ -16,8 +18,8 @@ use crate::server::graph::CaptureOptions;
 const ASSIGNMENTS: &str = "assignments";
 const SCOPE_TAGS: &str = "roleScopeTagIds";
 
-/// `payload` without the parts a restore with `options` leaves out (borrowed when it leaves
-/// out nothing).
+/// `payload` without the parts a restore with `options` leaves out, and without the
+/// assignments a policy set gives (borrowed when it leaves out nothing).
 pub fn restored_part(payload: &Value, options: CaptureOptions) -> Cow<'_, Value> {
     let mut left_out = Vec::new();
     if !options.include_assignments {
@@ -26,21 +28,35 @@ pub fn restored_part(payload: &Value, options: CaptureOptions) -> Cow<'_, Value>
     if !options.include_scope_tags {
         left_out.push(SCOPE_TAGS);
     }
-    let holds = |value: &Value| left_out.iter().any(|key| value.get(key).is_some());
+    let holds = |value: &Value| {
+        left_out.iter().any(|key| value.get(key).is_some())
+            || value
+                .get(ASSIGNMENTS)
+                .and_then(Value::as_array)
+                .is_some_and(|all| !all.iter().all(is_direct_assignment))
+    };
     let in_policy = payload.get("policy").is_some_and(holds);
     if !holds(payload) && !in_policy {
         return Cow::Borrowed(payload);
     }
     let mut part = payload.clone();
-    for key in &left_out {
-        if let Some(object) = part.as_object_mut() {
-            object.remove(*key);
-        }
-        if let Some(policy) = part.get_mut("policy").and_then(Value::as_object_mut) {
-            policy.remove(*key);
-        }
+    if let Some(object) = part.as_object_mut() {
+        trim(object, &left_out);
+    }
+    if let Some(policy) = part.get_mut("policy").and_then(Value::as_object_mut) {
+        trim(policy, &left_out);
     }
     Cow::Owned(part)
+}
+
+/// Removes the `left_out` keys of `object` and the assignments a policy set gives.
+fn trim(object: &mut Map<String, Value>, left_out: &[&str]) {
+    for key in left_out {
+        object.remove(*key);
+    }
+    if let Some(Value::Array(assignments)) = object.get_mut(ASSIGNMENTS) {
+        assignments.retain(is_direct_assignment);
+    }
 }
 
 /// The changes from `old` to `new` in what a restore with `options` writes: both sides without
@@ -124,6 +140,29 @@ mod tests {
         };
         assert_eq!(changes(&other_tags, &backup, no_scope_tags), 0);
         assert_eq!(changes(&more_groups, &backup, no_scope_tags), 1);
+    }
+
+    #[test]
+    fn an_assignment_a_policy_set_gives_is_no_change_the_restore_makes() {
+        let backup = policy(&["0"], &["g-2"]);
+        let from_set = json!({"source": "policySets", "sourceId": "set-1", "target": {
+            "@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": "g-1"}});
+        let mut inherited = backup.clone();
+        inherited["assignments"]
+            .as_array_mut()
+            .expect("assignments")
+            .push(from_set);
+        assert_eq!(changes(&backup, &inherited, EVERYTHING), 0);
+        assert_eq!(changes(&inherited, &backup, EVERYTHING), 0);
+        let direct = policy(&["0"], &["g-2", "g-1"]);
+        assert_eq!(changes(&inherited, &direct, EVERYTHING), 1);
+        let expanded = json!({"policy": {"assignments": [
+            {"source": "policySets", "target": {}}, {"source": "direct", "target": {}}
+        ]}});
+        assert_eq!(
+            restored_part(&expanded, EVERYTHING).as_ref(),
+            &json!({"policy": {"assignments": [{"source": "direct", "target": {}}]}})
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::server::graph::write::DirectoryKind;
+use crate::server::graph::write::{is_direct_assignment, DirectoryKind};
 
 /// The built-in scope tag every policy may carry; it always exists.
 const DEFAULT_SCOPE_TAG: &str = "0";
@@ -40,8 +40,8 @@ fn rank(kind: DirectoryKind) -> usize {
 
 /// The references of a stored version's `payload` (`assignments` beside the `policy`, whose
 /// `roleScopeTagIds` name its scope tags) that a restore would write: the assignments' groups and
-/// filters when `assignments`, the scope tags (other than the default one) when `scope_tags`.
-/// Each once, sorted.
+/// filters when `assignments` (of its direct assignments: a policy set's are not written), the
+/// scope tags (other than the default one) when `scope_tags`. Each once, sorted.
 pub fn references(payload: &Value, assignments: bool, scope_tags: bool) -> Vec<Reference> {
     let mut found: BTreeSet<(usize, String)> = BTreeSet::new();
     let mut add = |kind: DirectoryKind, id: String| {
@@ -53,6 +53,7 @@ pub fn references(payload: &Value, assignments: bool, scope_tags: bool) -> Vec<R
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
+            .filter(|a| is_direct_assignment(a))
         {
             let Some(target) = assignment.get("target") else {
                 continue;
@@ -134,6 +135,22 @@ mod tests {
                 ("Group", "g-2"),
                 ("Assignment filter", "f-1")
             ]
+        );
+    }
+
+    #[test]
+    fn an_assignment_a_policy_set_gives_is_not_the_restores_to_check() {
+        let payload = json!({"assignments": [
+            {"source": "policySets", "sourceId": "set-1",
+                "target": {"groupId": "g-1", "deviceAndAppManagementAssignmentFilterId": "f-1"}},
+            {"source": "direct", "sourceId": "p", "target": {"groupId": "g-2"}},
+        ]});
+        assert_eq!(
+            references(&payload, true, false),
+            vec![Reference {
+                kind: DirectoryKind::Group,
+                id: "g-2".into()
+            }]
         );
     }
 
