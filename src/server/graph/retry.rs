@@ -1,7 +1,7 @@
 //! When and how long to wait before trying a Graph request again: throttling and transient
 //! failures are retried with `Retry-After` or backoff, errors the caller made never are.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -83,11 +83,29 @@ impl RetryPolicy {
     }
 }
 
-/// Reads `Retry-After` as whole (or fractional) seconds; an HTTP date or garbage is ignored.
+/// The longest `Retry-After` read, a day; [`RetryPolicy::max_retry_after`] caps what is honoured.
+const MAX_RETRY_AFTER_READ: Duration = Duration::from_secs(86_400);
+
+/// Reads `Retry-After` as whole (or fractional) seconds or as an HTTP date (the time left until
+/// it, zero when it has passed); garbage is ignored.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    retry_after_at(headers, SystemTime::now())
+}
+
+/// [`retry_after`] as read at `now`.
+fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let seconds: f64 = raw.parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
+    let wait = match raw.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+            Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER_READ.as_secs_f64()))
+        }
+        Ok(_) => return None,
+        Err(_) => {
+            let at = httpdate::parse_http_date(raw).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER_READ))
 }
 
 #[cfg(test)]
@@ -162,12 +180,47 @@ mod tests {
         assert_eq!(retry_after(&headers), None);
         headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&headers), None);
         headers.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
         assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_is_the_time_left_until_it() {
+        // Wed, 21 Oct 2015 07:28:00 GMT
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        let mut headers = HeaderMap::new();
+        // The three forms HTTP allows: IMF-fixdate, RFC 850 and asctime.
+        for date in [
+            "Wed, 21 Oct 2015 07:28:30 GMT",
+            "Wednesday, 21-Oct-15 07:28:30 GMT",
+            "Wed Oct 21 07:28:30 2015",
+        ] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(date));
+            assert_eq!(
+                retry_after_at(&headers, now),
+                Some(Duration::from_secs(30)),
+                "{date}"
+            );
+        }
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:27:00 GMT"),
+        );
+        assert_eq!(
+            retry_after_at(&headers, now),
+            Some(Duration::ZERO),
+            "passed"
+        );
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Fri, 21 Oct 2016 07:28:00 GMT"),
+        );
+        assert_eq!(
+            retry_after_at(&headers, now),
+            Some(MAX_RETRY_AFTER_READ),
+            "a year away reads as the cap"
+        );
     }
 }
