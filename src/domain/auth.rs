@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::spelled::spelled_enum;
-use super::{AppError, Capability, TenantSummary};
+use super::{AppError, Capability, TenantExternalId, TenantSummary};
 
 spelled_enum! {
     /// A member's role in one tenant, most powerful first; what each may do is
@@ -62,27 +62,35 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
-    /// The user's role in the tenant with this external id, if a member.
+    /// The user's role in the tenant with this external id (as a URL spells it: any case), if
+    /// a member. The stored ids are canonical, so the id is parsed before it is compared.
     pub fn role_in(&self, tenant_external_id: &str) -> Option<Role> {
+        let id = TenantExternalId::parse(tenant_external_id).ok()?;
         self.memberships
             .iter()
-            .find(|m| m.tenant.external_id == tenant_external_id)
+            .find(|m| m.tenant.external_id == id.as_str())
             .map(|m| m.role)
     }
 }
 
-/// An e-mail address as typed at sign-in: trimmed, lower-cased, plausibly shaped.
+/// An e-mail address as typed at sign-in: trimmed, lower-cased, plausibly shaped: one `@`
+/// between a non-empty local part and a domain of at least two non-empty dot-separated labels,
+/// no spaces or control characters, at most [`Email::MAX_CHARS`] characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
 impl Email {
-    /// Longest accepted address (RFC 5321's limit).
+    /// Longest accepted address (RFC 5321's limit), in characters.
     pub const MAX_CHARS: usize = 254;
 
     pub fn parse(raw: &str) -> Result<Self, AppError> {
         let email = raw.trim().to_lowercase();
-        let shaped = email.len() <= Self::MAX_CHARS
-            && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.'))
+        let shaped = email.chars().count() <= Self::MAX_CHARS
+            && matches!(email.split_once('@'), Some((local, domain))
+                if !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && domain.split('.').all(|label| !label.is_empty()))
             && !email.chars().any(|c| c.is_whitespace() || c.is_control());
         if shaped {
             Ok(Self(email))
@@ -120,9 +128,45 @@ mod tests {
             "@contoso.example",
             "avery@localhost",
             "a b@c.d",
+            "a@b@c.d",
+            "a@.",
+            "a@b.",
+            "a@.b",
+            "a@..b",
+            "a@b..c",
             &format!("{}@x.io", "a".repeat(260)),
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
         }
+        // The limit counts characters: 254 of them pass however many bytes they take.
+        let at_limit = format!("{}@x.io", "é".repeat(Email::MAX_CHARS - 5));
+        assert_eq!(at_limit.chars().count(), Email::MAX_CHARS);
+        assert!(Email::parse(&at_limit).is_ok(), "{at_limit:?} was refused");
+        let over = format!("{}@x.io", "é".repeat(Email::MAX_CHARS - 4));
+        assert!(Email::parse(&over).is_err());
+    }
+
+    #[test]
+    fn the_role_is_found_whatever_the_case_of_the_tenant_id() {
+        let me = CurrentUser {
+            display_name: "Avery".into(),
+            email: "avery@contoso.example".into(),
+            is_admin: false,
+            memberships: vec![Membership {
+                tenant: TenantSummary {
+                    external_id: "6f1c2a3b-0000-4000-8000-00000000c0de".into(),
+                    display_name: "Contoso".into(),
+                },
+                role: Role::Owner,
+            }],
+        };
+        for id in [
+            "6f1c2a3b-0000-4000-8000-00000000c0de",
+            "6F1C2A3B-0000-4000-8000-00000000C0DE",
+        ] {
+            assert_eq!(me.role_in(id), Some(Role::Owner), "{id}");
+        }
+        assert_eq!(me.role_in("6f1c2a3b-0000-4000-8000-00000000c0df"), None);
+        assert_eq!(me.role_in("not-a-guid"), None);
     }
 }
