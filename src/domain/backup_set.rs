@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::policy_type::PolicyType;
+use super::tenant::is_format_char;
 use super::{AppError, Timestamp};
 
 /// Longest accepted backup set name, in characters.
@@ -10,7 +11,9 @@ pub const NAME_MAX_CHARS: usize = 200;
 /// Longest accepted description, in characters.
 pub const DESCRIPTION_MAX_CHARS: usize = 2_000;
 
-/// A backup set to create, parsed from the form: trimmed, non-empty and bounded.
+/// A backup set to create, parsed from the form: trimmed, non-empty and bounded; the name without
+/// control or invisible formatting characters, the description without control characters
+/// other than line breaks and tabs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewBackupSet {
     name: String,
@@ -33,10 +36,11 @@ impl NewBackupSet {
                 format!("The name is too long: at most {NAME_MAX_CHARS} characters."),
             ));
         }
-        if name.chars().any(char::is_control) {
+        // An invisible character would make a name that looks like another set's.
+        if name.chars().any(|c| c.is_control() || is_format_char(c)) {
             return Err(AppError::invalid(
                 "name",
-                "The name cannot contain control characters.",
+                "The name cannot contain control characters or invisible formatting characters.",
             ));
         }
         let description = description.trim();
@@ -44,6 +48,17 @@ impl NewBackupSet {
             return Err(AppError::invalid(
                 "description",
                 format!("The description is too long: at most {DESCRIPTION_MAX_CHARS} characters."),
+            ));
+        }
+        // Lines and tabs are text; other control characters (NUL above all, which one engine
+        // stores and the other refuses) are not.
+        if description
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(AppError::invalid(
+                "description",
+                "The description cannot contain control characters other than line breaks and tabs.",
             ));
         }
         Ok(Self {
@@ -130,5 +145,36 @@ mod tests {
             .field_message("description")
             .is_some());
         assert!(NewBackupSet::parse("bad\u{0}name", "").is_err());
+    }
+
+    #[test]
+    fn rejects_invisible_and_bidi_formatting_in_names() {
+        for hidden in [
+            "Baseline\u{200B}",
+            "Base\u{200D}line",
+            "\u{202E}enilesaB",
+            "Base\u{2060}line",
+            "Base\u{2066}line\u{2069}",
+            "\u{FEFF}Baseline",
+            "Base\u{AD}line",
+            "Baseline\u{E0041}",
+        ] {
+            let err = NewBackupSet::parse(hidden, "").unwrap_err();
+            assert!(err.field_message("name").is_some(), "{hidden:?}: {err:?}");
+        }
+        assert!(NewBackupSet::parse("Café Ünïcode – 2026 ✓", "").is_ok());
+    }
+
+    #[test]
+    fn descriptions_keep_line_breaks_and_tabs_but_no_other_control_characters() {
+        let set = NewBackupSet::parse("ok", "first line\r\nsecond\tline").unwrap();
+        assert_eq!(set.description(), "first line\r\nsecond\tline");
+        for bad in ["nul\u{0}here", "bell\u{7}", "escape\u{1B}[0m", "c1\u{85}next"] {
+            let err = NewBackupSet::parse("ok", bad).unwrap_err();
+            assert!(
+                err.field_message("description").is_some(),
+                "{bad:?}: {err:?}"
+            );
+        }
     }
 }

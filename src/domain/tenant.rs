@@ -85,11 +85,54 @@ pub fn parse_tenant_field(raw: &str) -> Result<TenantExternalId, AppError> {
     })
 }
 
-/// A tenant's display name: trimmed, non-empty, bounded, no control characters.
+/// Whether `c` is a format character (Unicode's general category Cf, as of Unicode 16): it
+/// shows as nothing or steers the text around it without being seen (zero-width spaces and
+/// joiners, bidi marks, embeddings, overrides and isolates, the word joiner, the byte order
+/// mark, the soft hyphen, tag characters). A name holding one looks like another name, or
+/// reads backwards, so names refuse them. Listed by hand: the standard library has no
+/// general category.
+pub fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61C}'
+            | '\u{6DD}'
+            | '\u{70F}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// A tenant's display name: trimmed, non-empty, bounded, no control or format characters
+/// ([`is_format_char`]).
 pub fn parse_tenant_name(raw: &str) -> Result<String, AppError> {
     let display_name = raw.trim();
-    if display_name.is_empty() || display_name.chars().any(char::is_control) {
+    if display_name.is_empty() {
         return Err(AppError::invalid("name", "Enter a display name."));
+    }
+    if display_name
+        .chars()
+        .any(|c| c.is_control() || is_format_char(c))
+    {
+        return Err(AppError::invalid(
+            "name",
+            "The name cannot contain control characters or invisible formatting characters.",
+        ));
     }
     if display_name.chars().count() > TENANT_NAME_MAX_CHARS {
         return Err(AppError::invalid(
@@ -292,6 +335,10 @@ mod tests {
             ("contoso", "C", "a", "tenant"),
             (guid, "", "a", "name"),
             (guid, "a\u{7}b", "a", "name"),
+            (guid, "Contoso\u{200B}", "a", "name"),
+            (guid, "\u{202E}osotnoC", "a", "name"),
+            (guid, "Con\u{2067}toso\u{2069}", "a", "name"),
+            (guid, "\u{FEFF}Contoso", "a", "name"),
             (guid, long_name.as_str(), "a", "name"),
             (guid, "C", "", "client_id"),
             (guid, "C", "a b", "client_id"),
@@ -302,6 +349,35 @@ mod tests {
                 error.field_message(field).is_some(),
                 "{tenant} {name} {client}: {error:?}"
             );
+        }
+    }
+
+    #[test]
+    fn format_characters_are_the_invisible_ones() {
+        for hidden in [
+            '\u{AD}',
+            '\u{61C}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{FEFF}',
+            '\u{E0001}',
+            '\u{E007F}',
+        ] {
+            assert!(is_format_char(hidden), "{:X}", hidden as u32);
+        }
+        for shown in [
+            'a', 'é', 'İ', ' ', '\u{301}', '\u{2013}', '\u{2065}', '✓', 'Ж',
+        ] {
+            assert!(!is_format_char(shown), "{:X}", shown as u32);
         }
     }
 
