@@ -1,8 +1,9 @@
 import { expect, test } from "@playwright/test";
-import { call, FABRIKAM, openHydrated, pageAs, signIn } from "./demo";
+import { call, CONTOSO, FABRIKAM, openHydrated, pageAs, signIn } from "./demo";
 
 // Fabrikam, whose owner is the demo admin; its operator is made an owner for a moment and
-// back (backup_sets.spec.ts expects Contoso unchanged).
+// back (backup_sets.spec.ts expects Contoso unchanged). Contoso's manager is made an operator
+// for a moment and back.
 
 test("invitations the server withdraws with their inviter's role leave the list; a failed withdrawal says why", async ({
   page,
@@ -28,7 +29,11 @@ test("invitations the server withdraws with their inviter's role leave the list;
 
     // The admin makes the operator an operator again: the server withdraws their invitation,
     // and the list says so without a reload.
+    const row = page.getByTestId("member-row").filter({ hasText: "operator@fabrikam.example" });
     await page.getByRole("combobox", { name: `Role of ${operator.display_name}` }).selectOption("operator");
+    await row.getByTestId("change-role").click();
+    await expect(row.getByRole("alertdialog")).toContainText("pending are withdrawn");
+    await row.getByTestId("change-role-confirm").click();
     await expect(rows.filter({ hasText: theirs })).toHaveCount(0);
     await expect(rows.filter({ hasText: ours })).toHaveCount(1);
 
@@ -45,5 +50,47 @@ test("invitations the server withdraws with their inviter's role leave the list;
     if (now.find((m: { email: string; role: string }) => m.email === "operator@fabrikam.example")?.role !== "operator") {
       await call(page, "members/change-role", { tenant: FABRIKAM, user_id: String(operator.user_id), role: "operator" });
     }
+  }
+});
+
+test("an arrow key in a member's role select only chooses; Change role, after a question, changes it and keeps the focus", async ({
+  page,
+}) => {
+  await signIn(page, "admin@contoso.example");
+  const members = await call(page, "members/list", { tenant: CONTOSO });
+  const manager = members.find((m: { email: string }) => m.email === "manager@contoso.example");
+  const changes: string[] = [];
+  page.on("request", (request) => {
+    if (request.url().includes("/api/members/change-role")) changes.push(request.url());
+  });
+  try {
+    await openHydrated(page, `/t/${CONTOSO}/members`);
+    const row = page.getByTestId("member-row").filter({ hasText: "manager@contoso.example" });
+    const select = page.getByRole("combobox", { name: `Role of ${manager.display_name}` });
+    // Chromium on Linux fires `change` for an arrow key on a closed select: it only chooses.
+    await select.focus();
+    await page.keyboard.press("ArrowDown");
+    await expect(select).toHaveValue("operator");
+    await expect(select).toBeFocused();
+    await expect(row.getByTestId("change-role")).toBeVisible();
+    await openHydrated(page, `/t/${CONTOSO}/members`);
+    expect(changes).toEqual([]);
+    await expect(select).toHaveValue("manager");
+    await expect(row.getByTestId("change-role")).toHaveCount(0);
+
+    // The explicit way: choose, Change role, the question, yes.
+    await select.selectOption("operator");
+    await row.getByTestId("change-role").click();
+    await expect(row.getByRole("alertdialog")).toContainText(`Make ${manager.display_name} an operator?`);
+    expect(changes).toEqual([]);
+    await row.getByTestId("change-role-confirm").click();
+    await expect.poll(() => changes.length).toBe(1);
+    await expect(row.getByTestId("change-role")).toHaveCount(0);
+    await expect(select).toHaveValue("operator");
+    await expect(select).toBeFocused();
+    await openHydrated(page, `/t/${CONTOSO}/members`);
+    await expect(select).toHaveValue("operator");
+  } finally {
+    await call(page, "members/change-role", { tenant: CONTOSO, user_id: String(manager.user_id), role: "manager" });
   }
 });

@@ -1,7 +1,7 @@
 //! `/t/{tenant}/members`: who may do what in the tenant. Owners and managers read it; the owner
 //! adds members by e-mail (an address without an account gets an invitation link), changes
-//! roles and removes members. A tenant keeps at least one owner: the server's refusal is shown
-//! as it is.
+//! roles (a role is chosen, then **Change role** asks first) and removes members. A tenant
+//! keeps at least one owner: the server's refusal is shown as it is.
 
 use leptos::{html, prelude::*};
 use leptos_meta::Title;
@@ -24,6 +24,8 @@ struct MemberActions {
     tenant: Memo<String>,
     change: ServerAction<ChangeMemberRole>,
     remove: ServerAction<RemoveMember>,
+    /// The member whose role change is on its way, to give their role select the focus back.
+    changing: StoredValue<Option<i64>>,
 }
 
 /// The members page: the add form, the members, and the pending invitations.
@@ -35,6 +37,7 @@ pub fn MembersPage() -> impl IntoView {
         tenant,
         change: ServerAction::new(),
         remove: ServerAction::new(),
+        changing: StoredValue::new(None),
     };
     let revoke = ServerAction::<RevokeInvitation>::new();
     let page = use_tenant_page();
@@ -167,39 +170,101 @@ fn MemberTable(list: Vec<Member>, actions: MemberActions, may_change: bool) -> i
     }
 }
 
+/// What "Change role" asks before it goes ahead: the new role, and what else the server does
+/// when the member loses the right to invite (their pending invitations are withdrawn).
+fn role_question(name: &str, from: Role, to: Role) -> String {
+    let article = if to.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    let mut question = format!("Make {name} {article} {}?", to.label());
+    if from.can(Capability::ManageMembers) && !to.can(Capability::ManageMembers) {
+        question.push_str(" The invitations they sent that are still pending are withdrawn.");
+    }
+    question
+}
+
+/// A member. For the owner, the role select only chooses: a role other than the current one
+/// brings up **Change role**, which asks before it changes anything. A select that changed the
+/// role on `change` would do it on the first arrow key (Chromium fires `change` for an arrow
+/// on a closed select), and a demoted owner's invitations cannot be brought back.
 #[component]
 fn MemberRow(member: Member, actions: MemberActions, may_change: bool) -> impl IntoView {
     let MemberActions {
         tenant,
         change,
         remove,
+        changing,
     } = actions;
     let user_id = member.user_id;
     let current = member.role;
     let role_cell = if may_change {
         let label = format!("Role of {}", member.display_name);
+        let name = member.display_name.clone();
+        let chosen = RwSignal::new(current);
+        let select = NodeRef::<html::Select>::new();
+        // The table is built anew once a change has gone through (or been refused), and the
+        // focus would drop to the page: it goes to the new select of the member whose role was
+        // changed. Only the select's arrival is tracked, so the rows built before the answer
+        // never take it.
+        Effect::new(move |_| {
+            let select = select.get();
+            if changing.get_value() != Some(user_id) || change.pending().get_untracked() {
+                return;
+            }
+            if let Some(select) = select.filter(|select| select.is_connected()) {
+                changing.set_value(None);
+                let _ = select.focus();
+            }
+        });
         view! {
-            <select
-                aria-label=label
-                data-testid="member-role"
-                disabled=move || change.pending().get()
-                on:change=move |ev| {
-                    change.dispatch(ChangeMemberRole {
-                        tenant: tenant.get_untracked(),
-                        user_id,
-                        role: event_target_value(&ev),
-                    });
-                }
-            >
-                {Role::ALL
-                    .into_iter()
-                    .map(|role| view! {
-                        <option value=role.as_str() selected=role == current prop:selected=role == current>
-                            {role.label()}
-                        </option>
+            <div class="member-role-change">
+                <select
+                    aria-label=label
+                    data-testid="member-role"
+                    node_ref=select
+                    aria-busy=move || {
+                        (change.pending().get() && changing.get_value() == Some(user_id))
+                            .then_some("true")
+                    }
+                    on:change=move |ev| {
+                        if let Some(role) = Role::parse(&event_target_value(&ev)) {
+                            chosen.set(role);
+                        }
+                    }
+                >
+                    {Role::ALL
+                        .into_iter()
+                        .map(|role| view! {
+                            <option value=role.as_str() selected=role == current prop:selected=role == current>
+                                {role.label()}
+                            </option>
+                        })
+                        .collect_view()}
+                </select>
+                {move || {
+                    let to = chosen.get();
+                    (to != current).then(|| view! {
+                        <ConfirmButton
+                            label="Change role"
+                            question=role_question(&name, current, to)
+                            confirm="Yes, change"
+                            class="primary"
+                            testid="change-role"
+                            pending=change.pending()
+                            on_confirm=move || {
+                                changing.set_value(Some(user_id));
+                                change.dispatch(ChangeMemberRole {
+                                    tenant: tenant.get_untracked(),
+                                    user_id,
+                                    role: to.as_str().to_owned(),
+                                });
+                            }
+                        />
                     })
-                    .collect_view()}
-            </select>
+                }}
+            </div>
         }
         .into_any()
     } else {
@@ -390,5 +455,27 @@ fn InvitationTable(
                 })
                 .collect_view()}
         </DataTable>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::role_question;
+    use crate::domain::Role;
+
+    #[test]
+    fn the_role_question_names_the_new_role_and_the_invitations_a_demotion_withdraws() {
+        assert_eq!(
+            role_question("Ada", Role::Readonly, Role::Operator),
+            "Make Ada an operator?"
+        );
+        assert_eq!(
+            role_question("Ada", Role::Owner, Role::Manager),
+            "Make Ada a manager? The invitations they sent that are still pending are withdrawn."
+        );
+        assert_eq!(
+            role_question("Ada", Role::Manager, Role::Owner),
+            "Make Ada an owner?"
+        );
     }
 }
