@@ -6,10 +6,57 @@ use leptos_router::components::A;
 
 use super::NotificationBell;
 use crate::api::auth::SignOut;
-use crate::domain::{routes, AppError, Capability, CurrentUser};
+use crate::domain::{routes, AppError, Capability, CurrentUser, Membership};
 
 /// The signed-in user, loaded once per page by the layout and shared with its pages.
 pub type MeResource = Resource<Result<CurrentUser, AppError>>;
+
+/// The tenant switcher: the select only chooses and **Switch** goes there (a full load: the
+/// server checks membership before rendering). A select that went on `change` would leave the
+/// page on the first arrow key (Chromium fires `change` for an arrow on a closed select), and
+/// with it whatever was being filled in. The button is there only when there is somewhere else
+/// to go.
+#[component]
+fn TenantSwitcher(memberships: Vec<Membership>, current: String) -> impl IntoView {
+    let several = memberships.len() > 1;
+    let options = memberships
+        .into_iter()
+        .map(|m| {
+            let selected = m.tenant.external_id == current;
+            view! {
+                <option value=m.tenant.external_id selected=selected>
+                    {m.tenant.display_name}
+                </option>
+            }
+        })
+        .collect_view();
+    let chosen = RwSignal::new(current);
+    view! {
+        <span class="tenant-switch">
+            <select
+                class="tenant-switcher"
+                aria-label="Tenant"
+                data-testid="tenant-switcher"
+                on:change=move |ev| chosen.set(event_target_value(&ev))
+            >
+                {options}
+            </select>
+            {several.then(|| view! {
+                <button
+                    type="button"
+                    class="tenant-switch-go"
+                    data-testid="switch-tenant"
+                    on:click=move |_| {
+                        let _ = window().location().set_href(&routes::tenant_home(&chosen.get_untracked()));
+                    }
+                >
+                    "Switch"
+                    <span class="visually-hidden">" tenant"</span>
+                </button>
+            })}
+        </span>
+    }
+}
 
 /// Header with the tenant switcher and the notification bell (when `tenant` is the current
 /// tenant's external id).
@@ -26,33 +73,7 @@ pub fn AppHeader(me: MeResource, #[prop(optional)] tenant: Option<Memo<String>>)
                     let user = me.await.ok()?;
                     let current = tenant.map(|t| t.get_untracked()).unwrap_or_default();
                     let switcher = (!current.is_empty()).then(|| {
-                        let options = user
-                            .memberships
-                            .iter()
-                            .map(|m| {
-                                let id = m.tenant.external_id.clone();
-                                let selected = id == current;
-                                view! {
-                                    <option value=id selected=selected>
-                                        {m.tenant.display_name.clone()}
-                                    </option>
-                                }
-                            })
-                            .collect_view();
-                        view! {
-                            <select
-                                class="tenant-switcher"
-                                aria-label="Tenant"
-                                data-testid="tenant-switcher"
-                                on:change=move |ev| {
-                                    let id = event_target_value(&ev);
-                                    // A full load: the server checks membership before rendering.
-                                    let _ = window().location().set_href(&routes::tenant_home(&id));
-                                }
-                            >
-                                {options}
-                            </select>
-                        }
+                        view! { <TenantSwitcher memberships=user.memberships.clone() current /> }
                     });
                     Some(view! {
                         {switcher}
