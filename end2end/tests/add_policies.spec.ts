@@ -162,3 +162,38 @@ test("\"Select all N matching\" selects N: the policies already in the set are c
   await selectAll.click();
   await expect(picker.getByTestId("selection-count")).toContainText(`${addable} policies selected`);
 });
+
+test("Add selected waits for \"Select all N matching\": the selection it would add is not the chosen one until the answer", async ({
+  page,
+}) => {
+  await openNewBackupSet(page, "E2E select all");
+  // The server's answer to "Select all" is held back until the test lets it through.
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  await page.route("**/api/policies/matching-ids", async (route) => {
+    await released;
+    await route.continue();
+  });
+  const adds: string[] = [];
+  page.on("request", (request) => {
+    if (request.url().includes("/api/runs/add-policies")) adds.push(request.url());
+  });
+  const picker = await selectRows(page, 1);
+  const addSelected = picker.getByTestId("add-selected");
+  await expect(addSelected).toBeEnabled();
+  const selectAll = picker.getByTestId("select-all-matching");
+  const matching = Number((await selectAll.textContent())?.match(/\d+/)?.[0]);
+  expect(matching).toBeGreaterThan(1);
+
+  await selectAll.click();
+  await expect(selectAll).toHaveText("Selecting…");
+  await expect(picker.getByTestId("selection-count")).toHaveText("Selecting all matching policies…");
+  await expect(addSelected).toBeDisabled();
+  await addSelected.click({ force: true });
+  expect(adds).toEqual([]);
+
+  release();
+  await expect(picker.getByTestId("selection-count")).toHaveText(`${matching} policies selected`);
+  await expect(addSelected).toBeEnabled();
+  expect(adds).toEqual([]);
+});

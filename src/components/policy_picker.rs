@@ -217,9 +217,12 @@ fn SubmitBar(
     let include_scope_tags = RwSignal::new(true);
     let count = move || selected.with(BTreeSet::len);
     let submitting = move || action.pending().get();
+    // "Select all N matching" replaces the selection when the server answers: until then the
+    // selection on screen is not the one chosen, and adding it would add the wrong policies.
+    let selecting = move || select_all.pending().get();
     let submit = move |_| {
         // A second click while the first is on its way does nothing (the server dedupes too).
-        if action.pending().get_untracked() {
+        if action.pending().get_untracked() || select_all.pending().get_untracked() {
             return;
         }
         let policy_ids: Vec<i64> = selected.with_untracked(|s| s.iter().copied().collect());
@@ -257,18 +260,22 @@ fn SubmitBar(
         </div>
         <div class="picker-submit">
             <p class="selection-count" aria-live="polite" data-testid="selection-count">
-                {move || selection_text(count())}
+                {move || if selecting() {
+                    "Selecting all matching policies…".to_owned()
+                } else {
+                    selection_text(count())
+                }}
             </p>
             <button
                 type="button"
                 class="primary"
                 data-testid="add-selected"
-                disabled=move || submitting() || count() == 0
+                disabled=move || submitting() || selecting() || count() == 0
                 on:click=submit
             >
                 {move || if submitting() { "Adding…" } else { "Add selected" }}
             </button>
-            {move || (count() == 0).then(|| view! {
+            {move || (count() == 0 && !selecting()).then(|| view! {
                 <p class="muted small">"Select at least one policy to add."</p>
             })}
             {move || truncated.get().then(|| view! {
