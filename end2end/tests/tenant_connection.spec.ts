@@ -84,3 +84,16 @@ test("a check that passes in the settings page takes the banner above the page a
   await expect(banner).toHaveCount(0, { timeout: 15_000 });
   expect(page.url()).toBe(url);
 });
+
+test("a check started in the settings page says how it ended in a toast that leads to its run", async ({ page }) => {
+  await openHydrated(page, `/t/${FABRIKAM}/settings`);
+  await page.getByTestId("check-connection").click();
+  const toast = page.getByTestId("toast").filter({ hasText: "Connection check:" });
+  await expect(toast).toContainText("Connection check: Connected", { timeout: 15_000 });
+  const status = await call(page, "tenants/connection-check", { tenant: FABRIKAM });
+  const link = toast.getByRole("link", { name: "View run" });
+  await expect(link).toHaveAttribute("href", `/t/${FABRIKAM}/runs/${status.last.run_id}`);
+  await link.click();
+  await expect(page).toHaveURL(new RegExp(`/t/${FABRIKAM}/runs/${status.last.run_id}$`));
+  await expect(page.getByTestId("run-status")).toBeVisible();
+});

@@ -8,8 +8,8 @@ use leptos_meta::Title;
 use super::tenant_layout::{fetch_if_held, use_connection_changed, use_tenant, use_tenant_page};
 use crate::api::tenants::{get_tenant_settings, DisconnectTenant, ReconnectTenant, ReplaceSecret};
 use crate::components::{
-    check_text, form_errors, or_absent, ConfirmButton, ConnectionCheck, ErrorMessage, Field,
-    Loading, RefusedOrError, SecretFields,
+    check_text, form_errors, or_absent, provide_toasts, ConfirmButton, ConnectionCheck,
+    ErrorMessage, Field, Loading, RefusedOrError, SecretFields, Toasts,
 };
 use crate::domain::tenant::{expiry_words, parse_client_id, CLIENT_ID_MAX_CHARS, NO_SECRET_KEY};
 use crate::domain::{Capability, TenantSettings};
@@ -17,6 +17,8 @@ use crate::domain::{Capability, TenantSettings};
 /// The settings page: the connection (owner), and the place of the connection check.
 #[component]
 pub fn TenantSettingsPage() -> impl IntoView {
+    // The connection check says how a check it watched ended, with a link to its run.
+    provide_toasts();
     let tenant = use_tenant();
     let replace = ServerAction::<ReplaceSecret>::new();
     let disconnect = ServerAction::<DisconnectTenant>::new();
@@ -73,6 +75,7 @@ pub fn TenantSettingsPage() -> impl IntoView {
         <section id="connection-check" data-testid="connection-check">
             <ConnectionCheck tenant on_checked=move || changed.update(|n| *n += 1) />
         </section>
+        <Toasts />
     }
 }
 
