@@ -446,6 +446,42 @@ async fn writing_an_unchanged_policy_succeeds_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn an_assignment_a_policy_set_gives_is_not_restored_as_a_direct_one() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    let policy = pick(&sim, PolicyType::DeviceConfiguration, false);
+    let original = capture(&client, PolicyType::DeviceConfiguration, &policy.id).await;
+    let mut backup = payload(&original);
+    let kind = "#microsoft.graph.groupAssignmentTarget";
+    let target = |group: &str| json!({"@odata.type": kind, "groupId": group});
+    backup["assignments"] = json!([
+        {"id": "a-1", "source": "policySets", "sourceId": "set-1", "target": target("g-1")},
+        {"id": "a-2", "source": "direct", "sourceId": policy.id, "target": target("g-2")},
+    ]);
+    sim.reset_counters();
+    write(
+        &client,
+        PolicyType::DeviceConfiguration,
+        Some(&policy.id),
+        &backup,
+        None,
+    )
+    .await
+    .expect("written");
+    let counters = sim.counters();
+    let assign = counters
+        .writes()
+        .into_iter()
+        .find(|w| w.endpoint == "action:assign")
+        .expect("the assignments are written")
+        .clone();
+    let body = assign.body.expect("logged body");
+    let sent = body["assignments"].as_array().expect("assignments");
+    assert_eq!(sent.len(), 1, "only the direct assignment: {body}");
+    assert_eq!(sent[0]["target"]["groupId"], "g-2", "{body}");
+}
+
+#[tokio::test]
 async fn graphs_400_surfaces_as_a_failure_with_its_message() {
     let sim = start(Knobs::default()).await;
     let client = client(&sim);
