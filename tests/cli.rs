@@ -9,7 +9,10 @@ use crate::common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{session_cookie, TempDir, TestApp, ADMIN, CONTOSO, OPERATOR, READONLY};
+use common::{
+    serve_command, session_cookie, ServeProcess, TempDir, TestApp, ADMIN, CONTOSO, OPERATOR,
+    READONLY,
+};
 use tenantatlas::domain::AddMemberOutcome;
 use tenantatlas::server::{auth::password, db::Db, seed};
 
@@ -398,14 +401,6 @@ fn serve_refuses_a_public_url_browsers_would_not_send_as_origin() {
     }
 }
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A request that never finishes (its body never arrives in full, as a client on a stalled
 /// link, or one reading an export slowly, keeps its request in flight) does not keep a stopped
 /// server alive: SIGTERM ends the process within the shutdown grace period, cleanly.
@@ -415,39 +410,20 @@ async fn sigterm_stops_within_the_grace_period_whatever_is_in_flight() {
 
     let dir = TempDir::new();
     let url = format!("sqlite://{}/serve.db", dir.0.display());
-    let port = free_port();
-    let origin = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantatlas"))
-        .args(["--database-url", &url, "--log", "warn", "serve"])
-        .args(["--addr", &format!("127.0.0.1:{port}"), "--site-root"])
-        .arg(&dir.0)
-        .args(["--shutdown-grace-seconds", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the binary");
-    let healthy = async {
-        for _ in 0..600 {
-            if let Ok(response) = reqwest::get(format!("{origin}/healthz")).await {
-                if response.status().is_success() {
-                    return true;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
-    };
-    if !healthy.await {
-        let _ = child.kill();
-        panic!("serve did not become healthy");
-    }
+    let mut server = ServeProcess::start(
+        serve_command(&url)
+            .arg("--site-root")
+            .arg(&dir.0)
+            .args(["--shutdown-grace-seconds", "1"]),
+    )
+    .await;
+    let addr = server.addr();
+    let origin = format!("http://{addr}");
 
     // A sign-in whose body stops after its first bytes: the server is reading it.
-    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "POST /api/auth/sign-in HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\n\
+        "POST /api/auth/sign-in HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nemail="
     );
     stalled.write_all(head.as_bytes()).await.unwrap();
@@ -455,24 +431,13 @@ async fn sigterm_stops_within_the_grace_period_whatever_is_in_flight() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let terminated = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    server.sigterm();
     // The grace period (1 s), the worker's hand-over and the database's close, with a margin.
     let limit = Duration::from_secs(8);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        if terminated.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve was still running {limit:?} after SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = server
+        .wait_exit(limit)
+        .await
+        .unwrap_or_else(|| panic!("serve was still running {limit:?} after SIGTERM"));
     assert!(exit.success(), "a SIGTERM stop exits cleanly: {exit}");
     assert!(
         terminated.elapsed() >= Duration::from_millis(900),

@@ -6,10 +6,10 @@
 
 use crate::common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestDb, CONTOSO, OPERATOR};
+use common::{Backend, RunRow, ServeProcess, TestDb, CONTOSO, OPERATOR};
 use tenantatlas::domain::{Capability, PolicySelection, TenantExternalId};
 use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::auth::authorize_user;
@@ -21,26 +21,11 @@ use tenantatlas::server::seed;
 const SECRET: &str = "recovery-secret";
 const SECRET_VAR: &str = "TA_RECOVERY_TEST_SECRET";
 
-/// One `tenantatlas serve` process; killed if the test ends early.
-struct Instance {
-    child: Child,
-    id: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
+/// `tenantatlas serve` on the test's database and simulator, as instance `id`.
 fn command(db_url: &str, sim: &SimHandle, id: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantatlas"));
+    let mut command = common::serve_command(db_url);
     command
-        .args(["--database-url", db_url])
-        .args(["--log", "tenantatlas=info,sqlx=warn"])
         .args(["--graph-url", &sim.graph_url, "--login-url", &sim.login_url])
-        .args(["serve", "--addr", &format!("127.0.0.1:{}", free_port())])
         .args(["--instance-id", id])
         // The safety net finds queued runs within a second (SQLite has no NOTIFY).
         .args(["--worker-poll-seconds", "1"])
@@ -48,29 +33,11 @@ fn command(db_url: &str, sim: &SimHandle, id: &str) -> Command {
     command
 }
 
-impl Instance {
-    fn start(db_url: &str, sim: &SimHandle, id: &str) -> Self {
-        let child = command(db_url, sim, id)
-            .spawn()
-            .expect("start tenantatlas serve");
-        Self {
-            child,
-            id: id.to_owned(),
-        }
-    }
-
-    /// `kill -9`: no cleanup of any kind.
-    fn kill_9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts instance `id`; it is killed if the test ends early.
+async fn start(db_url: &str, sim: &SimHandle, id: &str) -> ServeProcess {
+    let instance = ServeProcess::start(&mut command(db_url, sim, id)).await;
+    assert_eq!(instance.instance_id(), id);
+    instance
 }
 
 struct Fixture {
@@ -152,44 +119,23 @@ impl Fixture {
         (run.run_id, set)
     }
 
-    /// (status, attempt, processed, owner) of a run.
-    async fn run_row(&self, run: i64) -> (String, i64, i64, String) {
-        sqlx::query_as(
-            "SELECT status, attempt, processed_items, COALESCE(lease_owner, '') FROM runs WHERE id = $1",
-        )
-        .bind(run)
-        .fetch_one(self.db().pool())
-        .await
-        .unwrap()
-    }
-
-    /// Waits until `done` holds for the run's row; returns how long that took.
+    /// Waits until `done` holds for the run's row; returns the row and how long that took.
     async fn wait_for(
         &self,
         run: i64,
         limit: Duration,
-        what: &str,
-        done: impl Fn(&(String, i64, i64, String)) -> bool,
-    ) -> Duration {
+        done: impl Fn(&RunRow) -> bool,
+    ) -> (RunRow, Duration) {
         let started = Instant::now();
-        loop {
-            let row = self.run_row(run).await;
-            if done(&row) {
-                return started.elapsed();
-            }
-            assert!(
-                started.elapsed() < limit,
-                "{what} did not happen within {limit:?}: {row:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let row = common::wait_run(self.db(), run, limit, done).await;
+        (row, started.elapsed())
     }
 
     /// Every policy of the run ended in the set exactly once.
     async fn assert_each_policy_once(&self, run: i64, set: i64) {
         let n = self.policies.len() as i64;
-        let (status, _, processed, _) = self.run_row(run).await;
-        assert_eq!((status.as_str(), processed), ("completed", n));
+        let row = common::run_row(self.db(), run).await;
+        assert_eq!((row.status.as_str(), row.processed_items), ("completed", n));
         let (items, distinct): (i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), COUNT(DISTINCT policy_id) FROM backup_items WHERE backup_set_id = $1",
         )
@@ -207,36 +153,37 @@ async fn restart_resumes_within_5_s(backend: Backend) {
     let f = fixture(backend).await;
     f.set_latency(250);
     let (run, set) = f.queue_all().await;
-    let first = Instance::start(&f.t.url, &f.sim, "recovery-a");
-    f.wait_for(
-        run,
-        Duration::from_secs(60),
-        "progress",
-        |(_, _, done, _)| *done >= 8,
-    )
-    .await;
+    let first = start(&f.t.url, &f.sim, "recovery-a").await;
+    f.wait_for(run, Duration::from_secs(60), |row| row.processed_items >= 8)
+        .await;
     first.kill_9();
-    let (status, attempt, before, _) = f.run_row(run).await;
-    assert_eq!((status.as_str(), attempt), ("running", 1), "killed mid-run");
+    let killed = common::run_row(f.db(), run).await;
+    assert_eq!(
+        (killed.status.as_str(), killed.attempt),
+        ("running", 1),
+        "killed mid-run"
+    );
+    let before = killed.processed_items;
     assert!(before < f.policies.len() as i64);
 
-    let restarted = Instance::start(&f.t.url, &f.sim, "recovery-a");
-    let took = f
-        .wait_for(
-            run,
-            Duration::from_secs(30),
-            "the resume",
-            |(_, attempt, done, _)| *attempt == 2 && *done > before,
-        )
+    let restarted = start(&f.t.url, &f.sim, "recovery-a").await;
+    let (_, took) = f
+        .wait_for(run, Duration::from_secs(30), |row| {
+            row.attempt == 2 && row.processed_items > before
+        })
         .await;
     eprintln!("{backend:?}: resumed {took:?} after the restart");
     assert!(took <= Duration::from_secs(5), "resumed after {took:?}");
-    f.wait_for(run, Duration::from_secs(60), "the end", |(status, ..)| {
-        status == "completed"
+    f.wait_for(run, Duration::from_secs(60), |row| {
+        row.status == "completed"
     })
     .await;
     f.assert_each_policy_once(run, set).await;
-    assert_eq!(f.run_row(run).await.1, 2, "claimed twice in all");
+    assert_eq!(
+        common::run_row(f.db(), run).await.attempt,
+        2,
+        "claimed twice in all"
+    );
     drop(restarted);
 }
 
@@ -254,11 +201,9 @@ async fn postgres_restart_resumes_within_5_s() {
 async fn a_second_live_process_with_the_same_identity_refuses_to_start(backend: Backend) {
     let f = fixture(backend).await;
     let (run, _) = f.queue_all().await;
-    let first = Instance::start(&f.t.url, &f.sim, "recovery-twin");
-    f.wait_for(run, Duration::from_secs(60), "the start", |(status, ..)| {
-        status != "pending"
-    })
-    .await;
+    let first = start(&f.t.url, &f.sim, "recovery-twin").await;
+    f.wait_for(run, Duration::from_secs(60), |row| row.status != "pending")
+        .await;
     let second = command(&f.t.url, &f.sim, "recovery-twin")
         .stderr(Stdio::piped())
         .output()
@@ -292,31 +237,30 @@ async fn postgres_a_survivor_takes_a_killed_instances_run_within_20_s() {
     let f = fixture(Backend::Postgres).await;
     f.set_latency(250);
     let (run, set) = f.queue_all().await;
-    let a = Instance::start(&f.t.url, &f.sim, "recovery-a");
-    let b = Instance::start(&f.t.url, &f.sim, "recovery-b");
-    f.wait_for(
-        run,
-        Duration::from_secs(60),
-        "progress",
-        |(_, _, done, _)| *done >= 8,
-    )
-    .await;
-    let (_, _, before, owner) = f.run_row(run).await;
-    let (dying, survivor) = if owner == a.id { (a, b) } else { (b, a) };
-    assert_eq!(owner, dying.id);
+    let a = start(&f.t.url, &f.sim, "recovery-a").await;
+    let b = start(&f.t.url, &f.sim, "recovery-b").await;
+    let (working, _) = f
+        .wait_for(run, Duration::from_secs(60), |row| row.processed_items >= 8)
+        .await;
+    let (dying, survivor) = if working.lease_owner == a.instance_id() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(working.lease_owner, dying.instance_id());
     dying.kill_9();
-    let took = f
-        .wait_for(
-            run,
-            Duration::from_secs(30),
-            "the takeover",
-            |(_, attempt, done, owner)| *attempt == 2 && *done > before && *owner == survivor.id,
-        )
+    let before = common::run_row(f.db(), run).await.processed_items;
+    let (_, took) = f
+        .wait_for(run, Duration::from_secs(30), |row| {
+            row.attempt == 2
+                && row.processed_items > before
+                && row.lease_owner == survivor.instance_id()
+        })
         .await;
     eprintln!("taken over {took:?} after the kill");
     assert!(took <= Duration::from_secs(20), "taken over after {took:?}");
-    f.wait_for(run, Duration::from_secs(60), "the end", |(status, ..)| {
-        status == "completed"
+    f.wait_for(run, Duration::from_secs(60), |row| {
+        row.status == "completed"
     })
     .await;
     f.assert_each_policy_once(run, set).await;

@@ -7,10 +7,9 @@
 use crate::common;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{Backend, TestDb, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
+use common::{Backend, ServeProcess, TestDb, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
 use tenantatlas::domain::{Capability, PolicySelection, TenantExternalId};
 use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::auth::authorize_user;
@@ -24,75 +23,40 @@ const SECRET_VAR: &str = "TA_SCALE_OUT_TEST_SECRET";
 /// Far longer than any wait below: work that starts in time was woken, not polled for.
 const POLL_SECONDS: &str = "600";
 
-/// One `tenantatlas serve` process; killed if the test ends early.
-struct Instance {
-    child: Child,
-    port: u16,
-}
+/// One `tenantatlas serve` process named `id`; killed if the test ends early.
+struct Instance(ServeProcess);
 
 impl Instance {
-    async fn start(db_url: &str, sim: &SimHandle) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_tenantatlas"))
-            .args(["--database-url", db_url])
-            .args(["--log", "tenantatlas=info,sqlx=warn"])
-            .args(["--graph-url", &sim.graph_url, "--login-url", &sim.login_url])
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .args(["--instance-id", &format!("scale-out-{port}")])
-            .args(["--worker-poll-seconds", POLL_SECONDS])
-            // One run at a time, so that a second instance finds work left to take.
-            .args(["--worker-concurrency", "1"])
-            .env(SECRET_VAR, SECRET)
-            .spawn()
-            .expect("start tenantatlas serve");
-        let instance = Self { child, port };
-        instance.wait_healthy().await;
-        instance
-    }
-
-    async fn wait_healthy(&self) {
-        let url = format!("http://127.0.0.1:{}/healthz", self.port);
-        for _ in 0..300 {
-            if let Ok(response) = reqwest::get(&url).await {
-                if response.status().is_success() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("instance on port {} did not become healthy", self.port);
+    async fn start(db_url: &str, sim: &SimHandle, id: &str) -> Self {
+        let process = ServeProcess::start(
+            common::serve_command(db_url)
+                .args(["--graph-url", &sim.graph_url, "--login-url", &sim.login_url])
+                .args(["--instance-id", id])
+                .args(["--worker-poll-seconds", POLL_SECONDS])
+                // One run at a time, so that a second instance finds work left to take.
+                .args(["--worker-concurrency", "1"])
+                .env(SECRET_VAR, SECRET),
+        )
+        .await;
+        assert_eq!(process.instance_id(), id);
+        Self(process)
     }
 
     /// This process's instance id, which an ended run keeps in `lease_owner`.
-    fn instance_id(&self) -> String {
-        format!("scale-out-{}", self.port)
+    fn instance_id(&self) -> &str {
+        self.0.instance_id()
     }
 
     /// SIGTERM, as a service manager stops it; waits for a clean exit.
     async fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-        for _ in 0..300 {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                assert!(exit.success(), "a SIGTERM stop exits cleanly: {exit}");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("instance did not stop within 15 s of SIGTERM");
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.sigterm();
+        // A bound for a stuck process, not a speed requirement.
+        let exit = self
+            .0
+            .wait_exit(Duration::from_secs(60))
+            .await
+            .expect("the instance stops after SIGTERM");
+        assert!(exit.success(), "a SIGTERM stop exits cleanly: {exit}");
     }
 }
 
@@ -204,40 +168,11 @@ impl Fixture {
             .unwrap();
     }
 
-    /// Waits until `runs` have all ended; panics after `limit`.
+    /// Waits until `runs` have all ended; panics after `limit` (a bound for a stuck test).
     async fn wait_ended(&self, runs: &[i64], limit: Duration) {
-        let ended = async {
-            loop {
-                let mut open = 0;
-                for run in runs {
-                    let status: String =
-                        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
-                            .bind(run)
-                            .fetch_one(self.db.pool())
-                            .await
-                            .unwrap();
-                    open += usize::from(status == "pending" || status == "running");
-                }
-                if open == 0 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        };
-        tokio::time::timeout(limit, ended)
-            .await
-            .unwrap_or_else(|_| panic!("runs {runs:?} did not end within {limit:?}"));
-    }
-
-    /// (status, attempt, succeeded, lease_owner) of a run.
-    async fn run_row(&self, run: i64) -> (String, i64, i64, String) {
-        sqlx::query_as(
-            "SELECT status, attempt, succeeded, COALESCE(lease_owner, '') FROM runs WHERE id = $1",
-        )
-        .bind(run)
-        .fetch_one(self.db.pool())
-        .await
-        .unwrap()
+        for &run in runs {
+            common::wait_run(&self.db, run, limit, |row| !row.is_open()).await;
+        }
     }
 
     async fn items_in_set(&self, set_id: i64) -> (i64, i64) {
@@ -261,7 +196,7 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
 
     // 1. Ten queued runs of two tenants; instance B starts while A is working and takes its
     //    share at once.
-    let a = Instance::start(&t.url, &f.sim).await;
+    let a = Instance::start(&t.url, &f.sim, "scale-out-a").await;
     let shared_set = f.backup_set(&f.main, "Shared by two instances").await;
     let other_set = f.backup_set(&f.other, "Taken by the second instance").await;
     let mut runs = Vec::new();
@@ -272,16 +207,17 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
     }
     f.sim.reset_counters();
     f.notify().await;
-    let b = Instance::start(&t.url, &f.sim).await;
+    let b = Instance::start(&t.url, &f.sim, "scale-out-b").await;
     f.wait_ended(&runs, Duration::from_secs(60)).await;
     let (mut by_a, mut by_b) = (BTreeSet::new(), BTreeSet::new());
     for &run in &runs {
-        let (status, attempt, succeeded, owner) = f.run_row(run).await;
+        let row = common::run_row(&f.db, run).await;
         assert_eq!(
-            (status.as_str(), attempt, succeeded),
+            (row.status.as_str(), row.attempt, row.succeeded),
             ("completed", 1, 4),
             "run {run} was claimed once and completed"
         );
+        let owner = row.lease_owner;
         if owner == a.instance_id() {
             by_a.insert(run);
         } else if owner == b.instance_id() {
@@ -305,7 +241,7 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
     let run = f.queue(&f.main, woken_set, &f.main.policies[40..44]).await;
     f.notify().await;
     f.wait_ended(&[run], Duration::from_secs(30)).await;
-    assert_eq!(f.run_row(run).await.0, "completed");
+    assert_eq!(common::run_row(&f.db, run).await.status, "completed");
 
     // 3. SIGTERM mid-run: the stopping instance releases its lease and wakes the other, which
     //    resumes at once (the lease would last 60 s, the poll 10 min).
@@ -315,17 +251,11 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
     let rest = &f.main.policies[44..];
     let run = f.queue(&f.main, handover_set, rest).await;
     f.notify().await;
-    let owner = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let (status, _, succeeded, owner) = f.run_row(run).await;
-            if status == "running" && succeeded > 0 {
-                return owner;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let owner = common::wait_run(&f.db, run, Duration::from_secs(60), |row| {
+        row.status == "running" && row.succeeded > 0
     })
     .await
-    .expect("an instance starts the long run");
+    .lease_owner;
     let (stopping, staying) = if owner == a.instance_id() {
         (a, b)
     } else {
@@ -333,15 +263,15 @@ async fn instances_share_the_queue_wake_each_other_and_hand_over_on_sigterm() {
     };
     stopping.terminate().await;
     f.wait_ended(&[run], Duration::from_secs(30)).await;
-    let (status, attempt, succeeded, owner) = f.run_row(run).await;
-    assert_eq!(status, "completed");
-    assert_eq!(attempt, 2, "claimed again after the handover");
+    let row = common::run_row(&f.db, run).await;
+    assert_eq!(row.status, "completed");
+    assert_eq!(row.attempt, 2, "claimed again after the handover");
     assert_eq!(
-        succeeded,
+        row.succeeded,
         rest.len() as i64,
         "every item once over both attempts"
     );
-    assert!(owner == staying.instance_id());
+    assert_eq!(row.lease_owner, staying.instance_id());
     let n = rest.len() as i64;
     assert_eq!(f.items_in_set(handover_set).await, (n, n));
     staying.terminate().await;

@@ -5,12 +5,18 @@
 
 mod api;
 mod demo;
+mod runs;
+mod serve;
 
 // Each test file uses some of these.
 #[allow(unused_imports)]
 pub use api::{Answer, Form, Refusal};
 #[allow(unused_imports)]
 pub use demo::DemoApp;
+#[allow(unused_imports)]
+pub use runs::{run_row, wait_run, RunRow};
+#[allow(unused_imports)]
+pub use serve::{serve_command, ServeProcess};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
