@@ -11,8 +11,9 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{run_with_items, Answer, Form, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
-use sqlx::Row;
+use common::{
+    run_with_items, Answer, Form, RunRow, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER,
+};
 use tenantatlas::domain::graph_wait::GraphWaitReason;
 use tenantatlas::domain::run::CancelledRun;
 use tenantatlas::domain::run_detail::RunDetail;
@@ -126,25 +127,9 @@ impl Fixture {
     }
 }
 
-/// (status, total, processed, succeeded, failed, skipped, reason)
-async fn run_row(app: &TestApp, run_id: i64) -> (String, i64, i64, i64, i64, i64, Option<String>) {
-    let row = sqlx::query(
-        "SELECT status, total_items, processed_items, succeeded, failed, skipped, reason_code \
-         FROM runs WHERE id = $1",
-    )
-    .bind(run_id)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap();
-    (
-        row.get("status"),
-        row.get("total_items"),
-        row.get("processed_items"),
-        row.get("succeeded"),
-        row.get("failed"),
-        row.get("skipped"),
-        row.get("reason_code"),
-    )
+/// Run `run_id`'s row.
+async fn run_row(app: &TestApp, run_id: i64) -> RunRow {
+    common::run_row(&app.db, run_id).await
 }
 
 async fn items_skipped_as_cancelled(app: &TestApp, run_id: i64) -> i64 {
@@ -169,8 +154,16 @@ async fn a_queued_run_is_cancelled_at_once_with_every_item_skipped(app: TestApp)
     let f = fixture(&app).await;
     let run_id = f.submit(&app, 0..12).await;
     f.cancel(&app, run_id).await.expect("the run is cancelled");
-    let (status, total, processed, succeeded, failed, skipped, reason) =
-        run_row(&app, run_id).await;
+    let RunRow {
+        status,
+        total_items: total,
+        processed_items: processed,
+        succeeded,
+        failed,
+        skipped,
+        reason_code: reason,
+        ..
+    } = run_row(&app, run_id).await;
     assert_eq!(
         (status.as_str(), reason.as_deref()),
         ("cancelled", Some("cancelled"))
@@ -225,7 +218,7 @@ async fn repeated_cancels_answer_the_same_and_ended_runs_are_refused(app: TestAp
 
     let done = f.submit(&app, 3..5).await;
     f.worker(&app, "w1").try_execute_task().await.unwrap();
-    assert_eq!(run_row(&app, done).await.0, "completed");
+    assert_eq!(run_row(&app, done).await.status, "completed");
     let refused = f.cancel(&app, done).await.expect_err("the run ended");
     assert_eq!(refused.status, 409, "{}", refused.body);
     assert!(
@@ -233,7 +226,7 @@ async fn repeated_cancels_answer_the_same_and_ended_runs_are_refused(app: TestAp
         "{}",
         refused.body
     );
-    assert_eq!(run_row(&app, done).await.0, "completed", "unchanged");
+    assert_eq!(run_row(&app, done).await.status, "completed", "unchanged");
 
     // Another tenant's run, or none, is not found.
     let refused = f.cancel(&app, done + 1000).await.expect_err("no such run");
@@ -257,38 +250,44 @@ async fn a_running_run_takes_no_new_item_and_records_captures_in_flight(app: Tes
         Backend::Postgres => f.runner_elsewhere(&app, "other-instance"),
     };
     // The first captures are recorded: the run is well under way.
-    let started = Instant::now();
-    while run_row(&app, run_id).await.2 == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the run never progressed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_run(&app.db, run_id, Duration::from_secs(60), |run| {
+        run.processed_items > 0
+    })
+    .await;
     f.cancel(&app, run_id).await.expect("the run is cancelled");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let touched_a_second_later = f.touched();
-    // Captures in flight finish (each is a few requests at 300 ms); none starts.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The claim has ended: the captures in flight are recorded (every policy Graph was asked
+    // about is counted) and the run's Graph figures are final (a claim writes the last of them
+    // when it ends). Until then a capture is in flight or a figure is missing.
+    let ended = common::wait_run(&app.db, run_id, Duration::from_secs(60), |run| {
+        run.status == "cancelled"
+            && run.succeeded as usize == f.touched().len()
+            && run.graph_requests as usize == f.sim.counters().graph_requests()
+    })
+    .await;
+    let touched_when_ended = f.touched();
+    // Once the runner has stopped, nothing of it can still start a capture.
+    stop.send_replace(true);
+    runner.await.unwrap();
     let touched = f.touched();
-    assert_eq!(
-        touched, touched_a_second_later,
-        "no new item after the cancel"
-    );
+    assert_eq!(touched, touched_when_ended, "no new item after the cancel");
     assert!(
         touched.len() < 24,
         "the run stopped early: {}",
         touched.len()
     );
 
-    let (status, total, processed, succeeded, failed, skipped, _) = run_row(&app, run_id).await;
-    assert_eq!(status, "cancelled");
-    assert_eq!((total, processed), (24, 24), "processed = total");
-    assert_eq!(succeeded + failed + skipped, 24);
-    assert_eq!(failed, 0);
-    assert_eq!(items_skipped_as_cancelled(&app, run_id).await, skipped);
+    let run = run_row(&app, run_id).await;
+    assert_eq!(run, ended, "nothing written to the run since");
     assert_eq!(
-        succeeded as usize,
+        (run.total_items, run.processed_items),
+        (24, 24),
+        "processed = total"
+    );
+    assert_eq!(run.succeeded + run.failed + run.skipped, 24);
+    assert_eq!(run.failed, 0);
+    assert_eq!(items_skipped_as_cancelled(&app, run_id).await, run.skipped);
+    assert_eq!(
+        run.succeeded as usize,
         touched.len(),
         "every capture that started was recorded"
     );
@@ -297,9 +296,7 @@ async fn a_running_run_takes_no_new_item_and_records_captures_in_flight(app: Tes
         .fetch_one(app.db.pool())
         .await
         .unwrap();
-    assert_eq!(in_set, succeeded, "what was captured stays in the set");
-    stop.send_replace(true);
-    runner.await.unwrap();
+    assert_eq!(in_set, run.succeeded, "what was captured stays in the set");
 }
 
 async fn a_retry_after_wait_ends_at_once(app: TestApp) {
@@ -333,7 +330,15 @@ async fn a_retry_after_wait_ends_at_once(app: TestApp) {
         .unwrap()
         .unwrap();
     assert!(cancelled_at.elapsed() < Duration::from_secs(10));
-    let (status, total, processed, succeeded, failed, skipped, _) = run_row(&app, run_id).await;
+    let RunRow {
+        status,
+        total_items: total,
+        processed_items: processed,
+        succeeded,
+        failed,
+        skipped,
+        ..
+    } = run_row(&app, run_id).await;
     assert_eq!(
         (
             status.as_str(),
@@ -358,7 +363,15 @@ async fn cancel_and_finish_race_to_one_outcome(app: TestApp) {
         tokio::time::sleep(Duration::from_millis((round as u64 * 3) % 25)).await;
         let answer = f.cancel(&app, run_id).await;
         working.await.unwrap().unwrap();
-        let (status, total, processed, succeeded, failed, skipped, _) = run_row(&app, run_id).await;
+        let RunRow {
+            status,
+            total_items: total,
+            processed_items: processed,
+            succeeded,
+            failed,
+            skipped,
+            ..
+        } = run_row(&app, run_id).await;
         match answer {
             Ok(cancelled) => assert_eq!(status, "cancelled", "{cancelled:?}"),
             Err(refused) if refused.status == 409 => {
@@ -413,7 +426,15 @@ async fn the_last_capture_in_flight_is_recorded_with_its_graph_figures(app: Test
     f.cancel(&app, run_id).await.expect("the run is cancelled");
     working.await.unwrap().unwrap();
 
-    let (status, total, processed, succeeded, failed, skipped, _) = run_row(&app, run_id).await;
+    let RunRow {
+        status,
+        total_items: total,
+        processed_items: processed,
+        succeeded,
+        failed,
+        skipped,
+        ..
+    } = run_row(&app, run_id).await;
     assert_eq!(status, "cancelled");
     assert_eq!(
         (total, processed, succeeded, failed, skipped),
@@ -444,13 +465,19 @@ async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones
     // One policy already in the set (skipped), two that fail, three that succeed.
     let first = f.submit(&app, 0..1).await;
     worker.try_execute_task().await.unwrap();
-    assert_eq!(run_row(&app, first).await.0, "completed");
+    assert_eq!(run_row(&app, first).await.status, "completed");
     for (_, graph_id) in &f.policies[1..3] {
         f.sim.set_fault(graph_id, Fault::ServerError);
     }
     let parent = f.submit(&app, 0..6).await;
     worker.try_execute_task().await.unwrap();
-    let (status, _, _, succeeded, failed, skipped, _) = run_row(&app, parent).await;
+    let RunRow {
+        status,
+        succeeded,
+        failed,
+        skipped,
+        ..
+    } = run_row(&app, parent).await;
     assert_eq!(
         (status.as_str(), succeeded, failed, skipped),
         ("completed_with_errors", 3, 2, 1)
@@ -483,7 +510,12 @@ async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones
             .unwrap();
     assert!(retried.is_empty(), "items are written at the claim");
     worker.try_execute_task().await.unwrap();
-    let (status, total, _, succeeded, ..) = run_row(&app, retry_id).await;
+    let RunRow {
+        status,
+        total_items: total,
+        succeeded,
+        ..
+    } = run_row(&app, retry_id).await;
     assert_eq!((status.as_str(), total, succeeded), ("completed", 2, 2));
     let retried: Vec<i64> =
         sqlx::query_scalar("SELECT policy_id FROM run_items WHERE run_id = $1 ORDER BY policy_id")
@@ -520,7 +552,12 @@ async fn retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones
         .expect("the resume is queued");
     assert_eq!(resumed.total, 4);
     worker.try_execute_task().await.unwrap();
-    let (status, total, _, succeeded, ..) = run_row(&app, resumed.run_id).await;
+    let RunRow {
+        status,
+        total_items: total,
+        succeeded,
+        ..
+    } = run_row(&app, resumed.run_id).await;
     assert_eq!((status.as_str(), total, succeeded), ("completed", 4, 4));
 }
 
@@ -677,27 +714,24 @@ async fn postgres_a_runner_claims_nothing_before_it_hears_cancels() {
     let (stop, runner) = f.runner_elsewhere(&app, "deaf-instance");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        run_row(&app, run_id).await.0,
+        run_row(&app, run_id).await.status,
         "pending",
         "no claim before the instance listens"
     );
     drop(held);
-    let started = Instant::now();
-    completes_within(
-        &app,
-        run_id,
-        started,
-        Duration::from_secs(20),
-        "the run is claimed once the instance listens",
-    )
+    // The run is claimed once the instance listens.
+    common::wait_run(&app.db, run_id, Duration::from_secs(60), |run| {
+        run.status == "completed"
+    })
     .await;
     stop.send_replace(true);
     runner.await.unwrap();
 }
 
-/// A stopped runner gives back its listener's connection: five runners started and stopped one
-/// after another on one PostgreSQL database (whose engine pool has four connections) leave the
-/// sixth able to listen at once, and the submits able to notify.
+/// A stopped runner gives back its listener's connection: after five runners started and
+/// stopped one after another on one PostgreSQL database (whose engine pool has four
+/// connections), no connection of the database is left listening, a sixth runner listens, and a
+/// submit's NOTIFY wakes it (its poll is an hour away, so nothing else would).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_stopped_runner_stops_listening() {
     let app = TestApp::create_for(common::Backend::Postgres).await;
@@ -708,26 +742,43 @@ async fn postgres_a_stopped_runner_stops_listening() {
         stop.send_replace(true);
         runner.await.unwrap();
     }
-    let submitted = Instant::now();
+    listeners_become(&app, 0, "the stopped runners stop listening").await;
+    let (stop, runner) = common::start_runner(
+        f.worker(&app, "last-instance"),
+        &WakeUp::default(),
+        &app.db,
+        Duration::from_secs(3600),
+    );
+    listeners_become(&app, 1, "the last runner listens").await;
     let run_id = f.submit(&app, 0..1).await;
-    let (stop, runner) = f.runner_elsewhere(&app, "last-instance");
-    // Well under the listener's 10 s wait and the 30 s a submit waited for a connection.
-    completes_within(
-        &app,
-        run_id,
-        submitted,
-        Duration::from_secs(8),
-        "the submit notifies and the last runner listens at once",
-    )
+    // A bound for a stuck test only: without the NOTIFY the run would wait for the hourly poll.
+    common::wait_run(&app.db, run_id, Duration::from_secs(60), |run| {
+        run.status == "completed"
+    })
     .await;
     stop.send_replace(true);
     runner.await.unwrap();
 }
 
-/// Waits until `run_id` has completed, failing with `why` once `limit` has passed since `since`.
-async fn completes_within(app: &TestApp, run_id: i64, since: Instant, limit: Duration, why: &str) {
-    while run_row(app, run_id).await.0 != "completed" {
-        assert!(since.elapsed() < limit, "{why}");
+/// Waits until `n` connections to the test's database are listening for NOTIFYs (a listener's
+/// connection keeps its LISTEN as its last statement until it is given back with UNLISTEN).
+async fn listeners_become(app: &TestApp, n: i64, what: &str) {
+    let started = Instant::now();
+    loop {
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+        )
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+        if listening == n {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: {listening} listening connections, not {n}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -738,16 +789,24 @@ async fn a_queued_drift_check_is_cancelled_with_its_planned_items_skipped(app: T
     let f = fixture(&app).await;
     let filled = f.submit(&app, 0..3).await;
     f.worker(&app, "w1").try_execute_task().await.unwrap();
-    assert_eq!(run_row(&app, filled).await.0, "completed");
+    assert_eq!(run_row(&app, filled).await.status, "completed");
     // The tenant's bulk lane is busy with another run, so the drift check stays queued.
     let busy = f.submit(&app, 3..5).await;
     let check = f.check_drift(&app).await;
-    assert_eq!(run_row(&app, check.run_id).await.0, "pending");
+    assert_eq!(run_row(&app, check.run_id).await.status, "pending");
     f.cancel(&app, check.run_id)
         .await
         .expect("the drift check is cancelled");
-    let (status, total, processed, succeeded, failed, skipped, reason) =
-        run_row(&app, check.run_id).await;
+    let RunRow {
+        status,
+        total_items: total,
+        processed_items: processed,
+        succeeded,
+        failed,
+        skipped,
+        reason_code: reason,
+        ..
+    } = run_row(&app, check.run_id).await;
     assert_eq!(
         (status.as_str(), reason.as_deref()),
         ("cancelled", Some("cancelled"))
@@ -770,7 +829,7 @@ async fn a_queued_drift_check_is_cancelled_with_its_planned_items_skipped(app: T
         "the set's policies, as the check planned them"
     );
     assert_eq!(
-        run_row(&app, busy).await.0,
+        run_row(&app, busy).await.status,
         "pending",
         "the other run is untouched"
     );
@@ -790,7 +849,7 @@ async fn who_may_cancel_a_run_is_who_may_start_it(app: TestApp) {
         .expect_err("an operator may not cancel a connection check");
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert_eq!(
-        run_row(&app, check.run_id).await.0,
+        run_row(&app, check.run_id).await.status,
         "pending",
         "still queued"
     );
@@ -815,7 +874,7 @@ async fn a_resume_takes_the_failed_items_with_the_cancelled_ones(app: TestApp) {
     app.cancel_run(&admin, CONTOSO, run)
         .await
         .expect("the run is cancelled");
-    assert_eq!(run_row(&app, run).await.0, "cancelled");
+    assert_eq!(run_row(&app, run).await.status, "cancelled");
     assert_eq!(items_skipped_as_cancelled(&app, run).await, 3);
     // The button says what the resume takes: the failures with the cancelled items.
     let detail = app

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestDb, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
+use common::{RunRow, TestDb, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
 use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::run::OperationType;
-use tenantatlas::domain::{Capability, PolicySelection, RunStatus};
+use tenantatlas::domain::{Capability, PolicySelection};
 use tenantatlas::graph_sim::SimHandle;
 use tenantatlas::server::auth::authorize_user;
 use tenantatlas::server::db::Db;
@@ -123,34 +123,21 @@ impl Fixture {
         .unwrap()
     }
 
-    async fn status(&self, run: i64) -> RunStatus {
-        let raw: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
-            .bind(run)
-            .fetch_one(self.db.pool())
-            .await
-            .unwrap();
-        RunStatus::parse(&raw).unwrap()
-    }
-
+    /// How many of `runs` are pending or running.
     async fn active(&self, runs: &[i64]) -> usize {
         let mut active = 0;
         for &run in runs {
-            active += usize::from(self.status(run).await.is_active());
+            active += usize::from(common::run_row(&self.db, run).await.is_open());
         }
         active
     }
 
-    /// Waits until `run` has ended and returns how long that took; panics after `limit`.
-    async fn wait_ended(&self, run: i64, limit: Duration) -> Duration {
+    /// Waits until `run` has ended; its row then, and how long that took. `limit` only bounds
+    /// a stuck test.
+    async fn wait_ended(&self, run: i64, limit: Duration) -> (RunRow, Duration) {
         let started = Instant::now();
-        tokio::time::timeout(limit, async {
-            while self.status(run).await.is_active() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("run {run} did not end within {limit:?}"));
-        started.elapsed()
+        let row = common::wait_run(&self.db, run, limit, |row| !row.is_open()).await;
+        (row, started.elapsed())
     }
 
     fn set_latency(&self, ms: u64) {
@@ -179,24 +166,29 @@ async fn a_busy_tenant_does_not_delay_another(t: TestDb) {
     );
     let (stop, runner) = common::start_runner(worker, &wake, &f.db, Duration::from_secs(600));
     // A's first run is under way before B submits.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while f.status(a_runs[0]).await != RunStatus::Running {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    common::wait_run(&f.db, a_runs[0], Duration::from_secs(60), |run| {
+        run.status == "running"
     })
-    .await
-    .expect("A's first run starts");
+    .await;
 
     let b_run = f
         .queue(FABRIKAM, OUTSIDER, &f.policies[FABRIKAM][..1])
         .await;
     wake.run_queued(&f.db).await;
-    let took = f.wait_ended(b_run, Duration::from_secs(30)).await;
+    let (b, took) = f.wait_ended(b_run, Duration::from_secs(120)).await;
     let a_active = f.active(&a_runs).await;
-    assert_eq!(f.status(b_run).await, RunStatus::Completed);
+    assert_eq!(b.status, "completed");
     assert!(a_active > 0, "A's runs are still going");
     eprintln!("B's 1-policy run ended {took:?} after its submit, {a_active} of A's runs active");
-    assert!(took <= Duration::from_secs(2), "B's run took {took:?}");
+    // B did not wait for A's run: it ended first (how long it took is reported above, not
+    // asserted: a timing belongs in a benchmark, benches/fair.rs).
+    let (a_first, _) = f.wait_ended(a_runs[0], Duration::from_secs(300)).await;
+    assert!(
+        b.finished_at < a_first.finished_at,
+        "B's run ended at {:?}, after A's first run at {:?}",
+        b.finished_at,
+        a_first.finished_at
+    );
 
     // At most one of A's bulk runs was ever running: the others are still queued, untouched.
     let running: i64 =
@@ -274,25 +266,23 @@ async fn interactive_runs_do_not_wait_behind_bulk_runs(t: TestDb) {
         .worker(Registry::standard(f.source()).with(Probe))
         .with_runs_at_once(1);
     let (stop, runner) = common::start_runner(worker, &wake, &f.db, Duration::from_secs(600));
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while f.status(bulk).await != RunStatus::Running {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    common::wait_run(&f.db, bulk, Duration::from_secs(60), |run| {
+        run.status == "running"
     })
-    .await
-    .expect("the bulk run starts");
+    .await;
 
     let probe = f.queue_probe(tenant_id, &contoso[..1]).await;
     wake.run_queued(&f.db).await;
-    let took = f.wait_ended(probe, Duration::from_secs(10)).await;
-    assert_eq!(f.status(probe).await, RunStatus::Completed);
+    let (probe, took) = f.wait_ended(probe, Duration::from_secs(120)).await;
+    assert_eq!(probe.status, "completed");
+    eprintln!("the interactive run ended {took:?} after its submit");
+    // It did not wait behind the bulk run: that one is still going (how long the probe took is
+    // reported above, not asserted: a timing belongs in a benchmark).
     assert_eq!(
-        f.status(bulk).await,
-        RunStatus::Running,
+        common::run_row(&f.db, bulk).await.status,
+        "running",
         "the bulk run is still going"
     );
-    eprintln!("the interactive run ended {took:?} after its submit");
-    assert!(took <= Duration::from_secs(1), "the probe took {took:?}");
     stop.send(true).unwrap();
     runner.await.unwrap();
 }
@@ -324,18 +314,15 @@ async fn a_lane_is_polled_while_the_other_keeps_the_runner_busy(t: TestDb) {
     let (stop, runner) = common::start_runner(worker, &wake, &f.db, poll);
     wake.run_queued(&f.db).await;
     // The runner is busy: bulk runs end every few tens of milliseconds.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while f.status(bulk[3]).await.is_active() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    common::wait_run(&f.db, bulk[3], Duration::from_secs(60), |run| {
+        !run.is_open()
     })
-    .await
-    .expect("the bulk runs get going");
+    .await;
     let probe = f.queue_probe(tenant_id, &f.policies[CONTOSO][..1]).await;
-    let took = f.wait_ended(probe, Duration::from_secs(30)).await;
+    let (probe, took) = f.wait_ended(probe, Duration::from_secs(60)).await;
     let bulk_active = f.active(&bulk).await;
     eprintln!("the unannounced interactive run ended {took:?} after it was queued, {bulk_active} bulk runs active");
-    assert_eq!(f.status(probe).await, RunStatus::Completed);
+    assert_eq!(probe.status, "completed");
     // Found by the poll, not after the bulk runs drained (how long it took is reported above,
     // not asserted: a timing belongs in a benchmark).
     assert!(bulk_active > 0, "the bulk runs were still going");

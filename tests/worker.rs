@@ -7,7 +7,7 @@ use crate::common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestDb, CONTOSO, OPERATOR};
+use common::{RunRow, TestDb, CONTOSO, OPERATOR};
 use sqlx::Row;
 use tenantatlas::domain::run::Lane;
 use tenantatlas::domain::{AddPoliciesOptions, Capability, PolicySelection};
@@ -106,23 +106,8 @@ impl Fixture {
         self.policies[range].iter().map(|(id, _)| *id).collect()
     }
 
-    async fn run_row(&self, run_id: i64) -> (String, i64, i64, i64, i64, i64, Option<String>) {
-        let row = sqlx::query(
-            "SELECT status, total_items, processed_items, succeeded, failed, skipped, reason_code FROM runs WHERE id = $1",
-        )
-        .bind(run_id)
-        .fetch_one(self.db.pool())
-        .await
-        .unwrap();
-        (
-            row.get("status"),
-            row.get("total_items"),
-            row.get("processed_items"),
-            row.get("succeeded"),
-            row.get("failed"),
-            row.get("skipped"),
-            row.get("reason_code"),
-        )
+    async fn run_row(&self, run_id: i64) -> RunRow {
+        common::run_row(&self.db, run_id).await
     }
 
     async fn backup_item_count(&self) -> i64 {
@@ -144,7 +129,7 @@ async fn outcomes_and_counts_follow_the_rules(t: TestDb) {
         Outcome::TaskCompleted { run_id: first }
     );
     assert_eq!(
-        f.run_row(first).await.0,
+        f.run_row(first).await.status,
         "completed",
         "no failures → completed"
     );
@@ -162,7 +147,15 @@ async fn outcomes_and_counts_follow_the_rules(t: TestDb) {
         worker.try_execute_task().await.unwrap(),
         Outcome::EmptyQueue
     );
-    let (status, total, processed, succeeded, failed, skipped, _) = f.run_row(second).await;
+    let RunRow {
+        status,
+        total_items: total,
+        processed_items: processed,
+        succeeded,
+        failed,
+        skipped,
+        ..
+    } = f.run_row(second).await;
     assert_eq!(
         (status.as_str(), total, processed),
         ("completed_with_errors", 10, 10)
@@ -223,7 +216,13 @@ async fn a_run_where_everything_fails_is_failed(t: TestDb) {
     }
     let run = f.queue(&f.ids(0..4)).await;
     f.worker("w1").try_execute_task().await.unwrap();
-    let (status, _, processed, succeeded, failed, ..) = f.run_row(run).await;
+    let RunRow {
+        status,
+        processed_items: processed,
+        succeeded,
+        failed,
+        ..
+    } = f.run_row(run).await;
     assert_eq!(
         (status.as_str(), processed, succeeded, failed),
         ("failed", 4, 0, 4)
@@ -286,7 +285,7 @@ async fn failure_texts_are_sanitized_everywhere(t: TestDb) {
     assert!(stored
         .iter()
         .all(|b| !b.contains("sim-secret") && !b.contains("eyJ")));
-    assert_eq!(f.run_row(run).await.0, "completed_with_errors");
+    assert_eq!(f.run_row(run).await.status, "completed_with_errors");
     let logs = logs.text();
     assert!(logs.contains("capture failed"), "the failure is logged");
     for leaked in ["sim-secret", "eyJ", "Bearer ey"] {
@@ -303,7 +302,16 @@ async fn a_deleted_backup_set_fails_the_run(t: TestDb) {
         .await
         .unwrap();
     f.worker("w1").try_execute_task().await.unwrap();
-    let (status, total, processed, succeeded, failed, skipped, reason) = f.run_row(run).await;
+    let RunRow {
+        status,
+        total_items: total,
+        processed_items: processed,
+        succeeded,
+        failed,
+        skipped,
+        reason_code: reason,
+        ..
+    } = f.run_row(run).await;
     assert_eq!(
         (
             status.as_str(),
@@ -350,7 +358,13 @@ async fn an_unreadable_input_fails_the_run(t: TestDb) {
             Outcome::TaskCompleted { run_id: run }
         );
         // Nothing can be planned from it: the run counts no item, so processed = total.
-        let (status, total, processed, .., reason) = f.run_row(run).await;
+        let RunRow {
+            status,
+            total_items: total,
+            processed_items: processed,
+            reason_code: reason,
+            ..
+        } = f.run_row(run).await;
         assert_eq!(
             (status.as_str(), total, processed, reason.as_deref()),
             ("failed", 0, 0, Some("invalid_run_input")),
@@ -375,36 +389,55 @@ async fn a_crashed_worker_loses_nothing_and_adds_nothing_twice(t: TestDb) {
     let mut knobs = f.sim.knobs();
     knobs.latency_ms = 150;
     f.sim.set_knobs(knobs);
+    let snapshots_before = common::count(&f.db, "policy_snapshots").await;
     let run = f.queue(&f.ids(0..12)).await;
 
-    // Worker A dies mid-run: its task is dropped without any cleanup.
-    let a = f.worker("a").with_lease(Duration::from_millis(800));
+    // Worker A dies mid-run: its task is dropped without any cleanup. Its lease is far longer
+    // than this test, so it holds for B's first try.
+    let a = f.worker("a").with_lease(Duration::from_secs(600));
     let crashed = tokio::spawn(async move { a.try_execute_task().await });
     let before = processed_at_least(&f.db, run, 2, "worker A makes progress").await;
     crashed.abort();
     let _ = crashed.await;
     assert!(before < 12, "A was stopped mid-run");
-    assert_eq!(f.run_row(run).await.0, "running");
+    let row = common::run_row(&f.db, run).await;
+    assert_eq!((row.status.as_str(), row.attempt), ("running", 1));
 
-    // Worker B cannot take the run while A's lease holds, and takes it once it has expired.
+    // Worker B finds nothing to take while A's lease holds ...
     let b = f.worker("b");
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(b.try_execute_task().await.unwrap(), Outcome::EmptyQueue);
+    assert_eq!(
+        common::run_row(&f.db, run).await,
+        row,
+        "B's try left the run as A left it"
+    );
+    // ... and takes the run once the lease has run out (here: moved into the past).
+    sqlx::query("UPDATE runs SET lease_expires_at = 1 WHERE id = $1")
+        .bind(run)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
     assert_eq!(
         b.try_execute_task().await.unwrap(),
         Outcome::TaskCompleted { run_id: run }
     );
-    let (status, total, processed, succeeded, ..) = f.run_row(run).await;
+    let done = common::run_row(&f.db, run).await;
     assert_eq!(
-        (status.as_str(), total, processed, succeeded),
-        ("completed", 12, 12, 12)
+        (
+            done.status.as_str(),
+            done.total_items,
+            done.processed_items,
+            done.succeeded,
+            done.attempt
+        ),
+        ("completed", 12, 12, 12, 2)
     );
     assert_eq!(f.backup_item_count().await, 12, "every policy exactly once");
-    let attempts: i64 = sqlx::query_scalar("SELECT attempt FROM runs WHERE id = $1")
-        .bind(run)
-        .fetch_one(f.db.pool())
-        .await
-        .unwrap();
-    assert_eq!(attempts, 2);
+    assert_eq!(
+        common::count(&f.db, "policy_snapshots").await - snapshots_before,
+        12,
+        "one snapshot per policy"
+    );
 }
 
 async fn two_instances_share_the_queue_without_double_work(t: TestDb) {
@@ -453,14 +486,12 @@ async fn two_instances_share_the_queue_without_double_work(t: TestDb) {
         instance.await.unwrap();
     }
     for run in runs {
-        let (status, ..) = f.run_row(run).await;
-        assert_eq!(status, "completed");
-        let attempts: i64 = sqlx::query_scalar("SELECT attempt FROM runs WHERE id = $1")
-            .bind(run)
-            .fetch_one(f.db.pool())
-            .await
-            .unwrap();
-        assert_eq!(attempts, 1, "run {run} was claimed once");
+        let row = f.run_row(run).await;
+        assert_eq!(
+            (row.status.as_str(), row.attempt),
+            ("completed", 1),
+            "run {run} was claimed once"
+        );
     }
     assert_eq!(f.backup_item_count().await, 10);
     assert_eq!(
@@ -492,14 +523,8 @@ async fn a_heartbeat_keeps_a_slow_run_claimed(t: TestDb) {
         working.await.unwrap().unwrap(),
         Outcome::TaskCompleted { run_id: run }
     );
-    let (status, ..) = f.run_row(run).await;
-    assert_eq!(status, "completed");
-    let attempt: i64 = sqlx::query_scalar("SELECT attempt FROM runs WHERE id = $1")
-        .bind(run)
-        .fetch_one(f.db.pool())
-        .await
-        .unwrap();
-    assert_eq!(attempt, 1);
+    let row = f.run_row(run).await;
+    assert_eq!((row.status.as_str(), row.attempt), ("completed", 1));
 }
 
 /// Fencing: an owner that stalled after its claim (here: the same identity, as after a restart)
@@ -526,7 +551,11 @@ async fn a_stalled_owner_writes_nothing_after_a_new_claim(t: TestDb) {
     assert_eq!(new_claim.run.attempt, 2);
 
     stalled.execute_claimed(old_claim).await.unwrap();
-    let (status, _, processed, ..) = f.run_row(run).await;
+    let RunRow {
+        status,
+        processed_items: processed,
+        ..
+    } = f.run_row(run).await;
     assert_eq!((status.as_str(), processed), ("running", 0));
     let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM run_items WHERE run_id = $1")
         .bind(run)
@@ -537,38 +566,33 @@ async fn a_stalled_owner_writes_nothing_after_a_new_claim(t: TestDb) {
     assert_eq!(f.sim.counters().graph_requests(), 0, "nor called Graph");
 
     current.execute_claimed(new_claim).await.unwrap();
-    let (status, _, processed, succeeded, ..) = f.run_row(run).await;
+    let RunRow {
+        status,
+        processed_items: processed,
+        succeeded,
+        ..
+    } = f.run_row(run).await;
     assert_eq!((status.as_str(), processed, succeeded), ("completed", 6, 6));
     assert_eq!(f.backup_item_count().await, 6);
 }
 
-/// The items of `run` as (outcome, reason code), in order.
-/// Waits (at most 30 s, else fails with `what`) until run `run` has processed `at_least`
-/// items; how many it had then.
+/// Waits until run `run` has processed `at_least` items (`what` names the wait if it never
+/// happens); how many it had then.
 async fn processed_at_least(
     db: &tenantatlas::server::db::Db,
     run: i64,
     at_least: i64,
     what: &str,
 ) -> i64 {
-    let progressed = async {
-        loop {
-            let done: i64 = sqlx::query_scalar("SELECT processed_items FROM runs WHERE id = $1")
-                .bind(run)
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-            if done >= at_least {
-                return done;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), progressed)
-        .await
-        .unwrap_or_else(|_| panic!("{what}"))
+    eprintln!("waiting: {what}");
+    common::wait_run(db, run, Duration::from_secs(60), |row| {
+        row.processed_items >= at_least
+    })
+    .await
+    .processed_items
 }
 
+/// The items of `run` as (outcome, reason code), in order.
 async fn item_outcomes(
     db: &tenantatlas::server::db::Db,
     run: i64,
@@ -580,24 +604,11 @@ async fn item_outcomes(
         .unwrap()
 }
 
-/// Waits (at most `limit`) until `run` is no longer pending or running; its status.
+/// Waits until `run` is no longer pending or running (`limit` bounds a stuck test); its status.
 async fn ended(db: &tenantatlas::server::db::Db, run: i64, limit: Duration) -> String {
-    let wait = async {
-        loop {
-            let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
-                .bind(run)
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-            if status != "pending" && status != "running" {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(limit, wait)
+    common::wait_run(db, run, limit, |row| !row.is_open())
         .await
-        .expect("the run ends in time")
+        .status
 }
 
 /// A run whose every attempt fails with a database error (the backup set's table lost a column
@@ -750,7 +761,13 @@ async fn a_lost_claim_does_not_stop_the_next_claim_of_its_run(t: TestDb) {
         .await
         .unwrap()
         .expect("the first claim gives up quietly");
-    let (status, total, processed, succeeded, ..) = f.run_row(run).await;
+    let RunRow {
+        status,
+        total_items: total,
+        processed_items: processed,
+        succeeded,
+        ..
+    } = f.run_row(run).await;
     assert_eq!(
         (status.as_str(), total, processed, succeeded),
         ("completed", n as i64, n as i64, n as i64)
@@ -786,7 +803,16 @@ async fn a_run_that_cannot_proceed_closes_its_items_and_offers_a_retry(t: TestDb
         worker.try_execute_task().await.unwrap(),
         Outcome::TaskCompleted { run_id: run }
     );
-    let (status, total, processed, succeeded, failed, skipped, reason) = f.run_row(run).await;
+    let RunRow {
+        status,
+        total_items: total,
+        processed_items: processed,
+        succeeded,
+        failed,
+        skipped,
+        reason_code: reason,
+        ..
+    } = f.run_row(run).await;
     assert_eq!(
         (
             status.as_str(),
@@ -886,7 +912,12 @@ async fn a_database_error_loading_credentials_retries_the_run(t: TestDb) {
         .await
         .unwrap();
     while worker.try_execute_task().await.unwrap() != Outcome::EmptyQueue {}
-    let (status, total, processed, ..) = f.run_row(run).await;
+    let RunRow {
+        status,
+        total_items: total,
+        processed_items: processed,
+        ..
+    } = f.run_row(run).await;
     assert_eq!((status.as_str(), total, processed), ("completed", 3, 3));
     let check_status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
         .bind(check)
@@ -1002,7 +1033,15 @@ async fn a_drift_batch_and_a_cancel_do_not_deadlock(t: TestDb) {
         outcome.expect("the batch was not aborted"),
         Outcome::TaskCompleted { run_id: run }
     );
-    let (status, total, processed, succeeded, failed, skipped, _) = f.run_row(run).await;
+    let RunRow {
+        status,
+        total_items: total,
+        processed_items: processed,
+        succeeded,
+        failed,
+        skipped,
+        ..
+    } = f.run_row(run).await;
     assert_eq!(status, "cancelled");
     assert_eq!(total, n as i64);
     assert_eq!(processed, total, "the counters add up");
@@ -1226,7 +1265,16 @@ async fn a_rejected_secret_fails_the_run_with_one_token_request(t: TestDb) {
         worker.try_execute_task().await.unwrap(),
         Outcome::TaskCompleted { run_id: run }
     );
-    let (status, total, processed, succeeded, failed, skipped, reason) = f.run_row(run).await;
+    let RunRow {
+        status,
+        total_items: total,
+        processed_items: processed,
+        succeeded,
+        failed,
+        skipped,
+        reason_code: reason,
+        ..
+    } = f.run_row(run).await;
     assert_eq!(
         (
             status.as_str(),
@@ -1334,7 +1382,11 @@ async fn a_cancelled_sync_stops_calling_graph_at_once(t: TestDb) {
         after_cancel,
         "no Graph request after the cancel"
     );
-    let (status, .., reason) = f.run_row(run).await;
+    let RunRow {
+        status,
+        reason_code: reason,
+        ..
+    } = f.run_row(run).await;
     assert_eq!(
         (status.as_str(), reason.as_deref()),
         ("cancelled", Some("cancelled"))
