@@ -7,6 +7,7 @@
 use crate::common;
 
 use common::{Answer, DemoApp, Refusal, CONTOSO, OPERATOR, OUTSIDER, READONLY};
+use std::sync::Arc;
 use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::restore::{
     GateFailure, PlanAction, PlanItem, RestorePreview, RestoreSource,
@@ -14,7 +15,15 @@ use tenantatlas::domain::restore::{
 use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail};
 use tenantatlas::domain::PolicyType;
 use tenantatlas::domain::{RunStatus, SubmittedRun};
-use tenantatlas::server::graph::write::WriteRequest;
+
+use tenantatlas::server::engine::operation::Registry;
+use tenantatlas::server::engine::worker::{CredentialsLoader, RunFailure, Worker};
+use tenantatlas::server::graph::write::{
+    DirectoryKind, PolicyWriter, WriteFailure, WriteFuture, WriteRequest,
+};
+use tenantatlas::server::graph::{
+    GraphClient, GraphError, GraphFuture, PolicySource, TenantCredentials,
+};
 use tenantatlas::server::seed;
 use tenantatlas::server::snapshots::load_version;
 
@@ -34,6 +43,10 @@ both_backends!(local Fixture:
     a_create_warns_of_a_live_policy_with_the_backups_name,
     a_preview_that_could_not_read_a_policy_says_so,
     a_policy_written_before_its_assignments_failed_is_recorded,
+    a_create_whose_answer_is_lost_is_found_and_never_sent_twice,
+    a_create_that_may_still_land_blocks_the_next_create,
+    a_takeover_never_creates_while_an_earlier_create_may_land,
+    a_takeover_after_a_sync_takes_the_policy_its_create_made,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -1371,4 +1384,360 @@ async fn a_policy_written_before_its_assignments_failed_is_recorded(f: Fixture) 
         Some(PlanAction::Update),
         "{plan:?}"
     );
+}
+
+/// What [`LosingWriter`] does with a create.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    /// Sends it (Intune creates the policy) and answers as if no answer had come in time.
+    AfterCreating,
+    /// Answers as if no answer had come in time without sending it: the create may land later.
+    BeforeCreating,
+}
+
+/// The Graph client's writes, except that the answer of every create is lost (a timeout: the
+/// client does not send a create twice).
+struct LosingWriter {
+    client: GraphClient,
+    lost: Lost,
+}
+
+impl PolicyWriter for LosingWriter {
+    fn object_exists<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        kind: DirectoryKind,
+        id: &'a str,
+    ) -> GraphFuture<'a, bool> {
+        PolicyWriter::object_exists(&self.client, creds, kind, id)
+    }
+
+    fn write_policy_reporting<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        request: WriteRequest<'a>,
+    ) -> WriteFuture<'a> {
+        if request.target.is_some() {
+            return PolicyWriter::write_policy_reporting(&self.client, creds, request);
+        }
+        Box::pin(async move {
+            if self.lost == Lost::AfterCreating {
+                PolicyWriter::write_policy_reporting(&self.client, creds, request).await?;
+            }
+            Err(WriteFailure::from(GraphError::new(
+                ReasonCode::Timeout,
+                "POST deviceManagement/deviceConfigurations: no answer in time",
+            )))
+        })
+    }
+}
+
+impl Fixture {
+    /// A worker like the demo's whose writes go through `writer`.
+    fn worker_writing_with(&self, writer: impl PolicyWriter + 'static) -> Worker {
+        let source: Arc<dyn PolicySource> = Arc::new(self.demo.access.client.clone());
+        let (db, access) = (self.app.db.clone(), self.demo.access.clone());
+        let loader: CredentialsLoader = Arc::new(move |tenant_id| {
+            let (db, access) = (db.clone(), access.clone());
+            Box::pin(async move {
+                access
+                    .credentials(&db, tenant_id)
+                    .await
+                    .map_err(|error| RunFailure {
+                        reason: ReasonCode::AuthenticationFailed,
+                        message: error.to_string(),
+                    })
+            })
+        });
+        Worker::new(
+            self.app.db.clone(),
+            Registry::full(source, Arc::new(writer)),
+            loader,
+            "losing-writer",
+        )
+    }
+
+    /// Runs `worker` until run `run_id` has ended.
+    async fn finish_with(&self, worker: &Worker, run_id: i64) {
+        use tenantatlas::server::engine::worker::Outcome;
+        loop {
+            match worker.try_execute_task().await.expect("the worker runs") {
+                Outcome::TaskCompleted { run_id: done } if done == run_id => return,
+                Outcome::TaskCompleted { .. } => {}
+                Outcome::EmptyQueue => panic!("run {run_id} was not run"),
+            }
+        }
+    }
+
+    /// The Graph ids of the live policies named `name`.
+    fn named(&self, name: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .demo
+            .sim
+            .policies(CONTOSO)
+            .into_iter()
+            .filter(|p| p.name == name)
+            .map(|p| p.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Whether a create of a device configuration was sent since the counters were reset.
+    fn created_any(&self) -> bool {
+        self.writes()
+            .iter()
+            .any(|w| w.starts_with("POST") && w.ends_with("/deviceConfigurations"))
+    }
+
+    /// The `restore.item_written` audit rows' details, oldest first.
+    async fn audit_details(&self) -> Vec<serde_json::Value> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT details FROM audit_log WHERE action = 'restore.item_written' ORDER BY id",
+        )
+        .fetch_all(self.app.db.pool())
+        .await
+        .unwrap();
+        rows.iter()
+            .map(|d| serde_json::from_str(d).expect("JSON details"))
+            .collect()
+    }
+
+    /// Moves the create announced for `policy_id` by an execute an hour back, past the time it
+    /// could still land.
+    async fn age_announce(&self, policy_id: i64) {
+        sqlx::query(
+            "UPDATE run_items SET create_sent_at = create_sent_at - 3600000 \
+             WHERE policy_id = $1 AND create_sent_at IS NOT NULL",
+        )
+        .bind(policy_id)
+        .execute(self.app.db.pool())
+        .await
+        .unwrap();
+    }
+}
+
+/// A deleted policy of the backup (a device configuration): its inventory id, its Graph id
+/// and its name.
+async fn deleted_policy(f: &Fixture) -> (Backup, i64, String, String) {
+    let backup = f.backup().await;
+    let (id, graph_id) = backup.policies[1].clone();
+    let name = f
+        .demo
+        .sim
+        .policies(CONTOSO)
+        .into_iter()
+        .find(|p| p.id == graph_id)
+        .unwrap()
+        .name;
+    assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
+    (backup, id, graph_id, name)
+}
+
+/// A create Intune carried out but whose answer was lost (a timeout): the execute looks for the
+/// policy at once, finds it, finishes the write as an update of it and records it as created
+/// with its id; the next preview and execute update it, and no second create is ever sent.
+async fn a_create_whose_answer_is_lost_is_found_and_never_sent_twice(f: Fixture) {
+    let (backup, id, old_graph_id, name) = deleted_policy(&f).await;
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create));
+    let run_id = f.queue_execute(preview).await;
+    let worker = f.worker_writing_with(LosingWriter {
+        client: f.demo.access.client.clone(),
+        lost: Lost::AfterCreating,
+    });
+    f.demo.sim.reset_counters();
+    f.finish_with(&worker, run_id).await;
+
+    let created = f.named(&name);
+    assert_eq!(created.len(), 1, "one policy named {name}: {created:?}");
+    let detail = f.detail(run_id).await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert_eq!(detail.items.rows[0].outcome, ItemOutcome::Succeeded);
+    assert_eq!(f.action(run_id, id).await.as_deref(), Some("created"));
+    assert_eq!(f.graph_id_of(id).await, created[0]);
+    assert_ne!(created[0], old_graph_id);
+    let audited = f.audit_details().await;
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0]["graph_id"], created[0].as_str());
+    assert_eq!(audited[0]["completed"], true);
+
+    // Restored again: the created policy is found, nothing is created twice.
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    assert_ne!(item(&plan, id).plan, Some(PlanAction::Create), "{plan:?}");
+    f.demo.sim.reset_counters();
+    f.execute(preview).await;
+    assert!(!f.created_any(), "no second create: {:?}", f.writes());
+    assert_eq!(f.named(&name), created);
+}
+
+/// A create whose answer was lost and whose policy is not (yet) in Intune: the item fails
+/// saying the policy may have been created, with an incomplete audit row. The next preview
+/// does not plan a create while the first could still land; once it has landed, the preview
+/// finds it, the policy's record follows it, and the execute updates it: one policy, one
+/// create sent.
+async fn a_create_that_may_still_land_blocks_the_next_create(f: Fixture) {
+    let (backup, id, _, name) = deleted_policy(&f).await;
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    let snapshot = item(&plan, id)
+        .backup_snapshot_id
+        .expect("the backup version");
+    let run_id = f.queue_execute(preview).await;
+    let worker = f.worker_writing_with(LosingWriter {
+        client: f.demo.access.client.clone(),
+        lost: Lost::BeforeCreating,
+    });
+    f.finish_with(&worker, run_id).await;
+
+    let detail = f.detail(run_id).await;
+    let row = &detail.items.rows[0];
+    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
+    assert_eq!(row.reason_code, Some(ReasonCode::Timeout));
+    let message = row.message.as_deref().unwrap_or_default();
+    assert!(message.contains("MAY have been created"), "{message}");
+    assert!(message.contains("Sync the inventory"), "{message}");
+    assert_eq!(f.action(run_id, id).await, None);
+    let audited = f.audit_details().await;
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0]["action"], "created");
+    assert_eq!(audited[0]["graph_id"], serde_json::Value::Null);
+    assert_eq!(audited[0]["completed"], false);
+    assert!(audited[0]["failure"]["message"].is_string(), "{audited:?}");
+
+    // While the create could still land, no create is planned.
+    let (_, plan) = f.preview(backup.set, &[id]).await;
+    let planned = item(&plan, id);
+    assert_eq!(planned.plan, Some(PlanAction::Blocked), "{plan:?}");
+    assert!(
+        planned
+            .notes
+            .blocked
+            .iter()
+            .any(|b| b.contains(&format!("run {run_id}")) && b.contains("preview again after")),
+        "{planned:?}"
+    );
+
+    // It lands: the next preview finds it and plans against it.
+    let landed = f
+        .write_directly(PolicyType::DeviceConfiguration, snapshot, None)
+        .await;
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    let planned = item(&plan, id);
+    assert!(
+        matches!(
+            planned.plan,
+            Some(PlanAction::Unchanged | PlanAction::Update)
+        ),
+        "{plan:?}"
+    );
+    assert!(
+        planned.notes.warnings.iter().any(|w| w.contains(&landed)),
+        "{planned:?}"
+    );
+    assert_eq!(f.graph_id_of(id).await, landed);
+    assert_eq!(f.action(run_id, id).await.as_deref(), Some("created"));
+    f.demo.sim.reset_counters();
+    let detail = f.execute(preview).await;
+    assert_eq!(
+        detail.items.rows[0].outcome,
+        ItemOutcome::Succeeded,
+        "{detail:?}"
+    );
+    assert!(!f.created_any(), "no second create: {:?}", f.writes());
+    assert_eq!(f.named(&name), vec![landed]);
+}
+
+/// A claim taking an execute over while the earlier claim's create may still be on its way
+/// (its lease lost, its POST waiting out a Retry-After) sends no create of its own: the item
+/// fails saying when to preview again. A preview before then blocks the item; one after it,
+/// with no policy created, plans the create again.
+async fn a_takeover_never_creates_while_an_earlier_create_may_land(f: Fixture) {
+    let (backup, id, _, name) = deleted_policy(&f).await;
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create));
+    let run_id = f.queue_execute(preview).await;
+    f.as_taken_over(run_id).await;
+    let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
+    sqlx::query(
+        "INSERT INTO run_items (tenant_id, run_id, policy_id, create_sent_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(tenant_id)
+    .bind(run_id)
+    .bind(id)
+    .bind(tenantatlas::domain::Timestamp::now().millis())
+    .execute(f.app.db.pool())
+    .await
+    .unwrap();
+    f.demo.sim.reset_counters();
+    f.finish(run_id).await;
+
+    assert!(!f.created_any(), "no create sent: {:?}", f.writes());
+    assert!(f.named(&name).is_empty());
+    let detail = f.detail(run_id).await;
+    let row = &detail.items.rows[0];
+    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
+    let message = row.message.as_deref().unwrap_or_default();
+    assert!(message.contains("no second create was sent"), "{message}");
+    assert!(message.contains("Run the preview again after"), "{message}");
+
+    let (_, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Blocked), "{plan:?}");
+    f.age_announce(id).await;
+    let (_, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create), "{plan:?}");
+    let unsettled: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM run_items WHERE policy_id = $1 AND create_sent_at IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_one(f.app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(unsettled, 0, "the preview settled the announce");
+}
+
+/// A sync of the inventory between a crash and the takeover learns of the policy the crashed
+/// claim created: the takeover still takes it as its own (the inventory learned of it only
+/// after the create was announced), records it as created under its id, and creates nothing.
+async fn a_takeover_after_a_sync_takes_the_policy_its_create_made(f: Fixture) {
+    let (backup, id, _, name) = deleted_policy(&f).await;
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    let snapshot = item(&plan, id)
+        .backup_snapshot_id
+        .expect("the backup version");
+    let sent_at = tenantatlas::domain::Timestamp::now().millis() - 1_000;
+    let landed = f
+        .write_directly(PolicyType::DeviceConfiguration, snapshot, None)
+        .await;
+    f.run("runs/sync-inventory", &[("tenant", CONTOSO)]).await;
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM policies WHERE graph_id = $1")
+        .bind(&landed)
+        .fetch_one(f.app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the sync learned of the created policy");
+
+    let run_id = f.queue_execute(preview).await;
+    f.as_taken_over(run_id).await;
+    let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
+    sqlx::query(
+        "INSERT INTO run_items (tenant_id, run_id, policy_id, create_sent_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(tenant_id)
+    .bind(run_id)
+    .bind(id)
+    .bind(sent_at)
+    .execute(f.app.db.pool())
+    .await
+    .unwrap();
+    f.demo.sim.reset_counters();
+    f.finish(run_id).await;
+
+    let detail = f.detail(run_id).await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert!(!f.created_any(), "no second create: {:?}", f.writes());
+    assert_eq!(f.named(&name), vec![landed.clone()]);
+    assert_eq!(f.action(run_id, id).await.as_deref(), Some("created"));
+    assert_eq!(f.graph_id_of(id).await, landed);
 }

@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +34,7 @@ use crate::server::db::Db;
 use crate::server::graph::interrupt;
 use crate::server::graph::write::{PolicyWriter, WriteFailure, WriteRequest, Written};
 use crate::server::graph::{
-    CaptureOptions, GraphError, PolicySource, PolicyType, Snapshot, TenantCredentials,
+    CaptureOptions, GraphConfig, GraphError, PolicySource, PolicyType, Snapshot, TenantCredentials,
 };
 use crate::server::restore::compare::restore_comparison;
 use crate::server::sanitize::sanitize;
@@ -111,6 +112,109 @@ pub(crate) fn created_name(policy_type: PolicyType, backup: &StoredVersion) -> O
 /// longer than this before an earlier claim announced its create cannot be that create.
 const CLOCK_SKEW_MS: i64 = 10 * 60 * 1_000;
 
+/// How long after a create was announced its POST may still reach Intune: each attempt the
+/// Graph client makes of a request waits out its answer and then the longest pause it honours
+/// before the next, and a minute more covers the tenant's request budget. Read from the Graph
+/// client's configuration (this server runs it with its defaults). Until then a create whose
+/// outcome is not known is never sent a second time.
+pub(crate) fn create_in_flight_ms() -> i64 {
+    let config = GraphConfig::microsoft();
+    let retry = &config.retry;
+    let attempt = config.request_timeout + retry.max_retry_after.max(retry.max_delay);
+    let bound = attempt * retry.max_attempts + Duration::from_secs(60);
+    i64::try_from(bound.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Whether a create announced at `sent_at` may still be on its way to Intune.
+pub(crate) fn create_in_flight(sent_at: i64) -> bool {
+    Timestamp::now().millis() < sent_at.saturating_add(create_in_flight_ms())
+}
+
+/// "2026-12-06 08:20 UTC": the first minute at which a create announced at `sent_at` can no
+/// longer land.
+pub(crate) fn create_settled_at(sent_at: i64) -> Timestamp {
+    Timestamp(sent_at.saturating_add(create_in_flight_ms() + 60_000))
+}
+
+/// Whether a create refused with `reason` may have reached Intune all the same: only an answer
+/// that says Graph did not act (it refused the request, the token, the permission; it was
+/// throttled; the run stopped before sending) rules it out. A timeout, a gateway's 504, a
+/// server error or a 201 whose body is cut or lacks the new id may each hide a created policy.
+fn create_may_have_landed(reason: ReasonCode) -> bool {
+    !matches!(
+        reason,
+        ReasonCode::GraphRejected
+            | ReasonCode::PermissionDenied
+            | ReasonCode::PolicyNotFound
+            | ReasonCode::AuthenticationFailed
+            | ReasonCode::Throttled
+            | ReasonCode::InvalidRunInput
+            | ReasonCode::SecretNotRestorable
+            | ReasonCode::Cancelled
+    )
+}
+
+/// The policy a create announced at `sent_at` made before its answer was recorded: a live
+/// policy of the type named `name` that Graph changed no earlier than the announce and that no
+/// inventory row held before it (a row a sync learned of since may be that very policy).
+/// `Ok(None)` when there is none (the create never reached Intune, or not yet); an error when
+/// Graph or the inventory cannot be asked, or when more than one policy fits (which one is the
+/// restore's cannot be told). Shared by the execute (a takeover, a create whose answer was
+/// lost) and the preview (a later restore of the same policy).
+pub(crate) async fn created_since(
+    source: &dyn PolicySource,
+    db: &Db,
+    creds: &TenantCredentials,
+    tenant_id: i64,
+    policy_type: PolicyType,
+    name: &str,
+    sent_at: i64,
+) -> Result<Option<String>, GraphError> {
+    let listed = source
+        .list_policies(creds, policy_type)
+        .await
+        .map_err(|error| {
+            GraphError::new(
+                error.reason_code(),
+                format!(
+                    "an earlier attempt may have created the policy, and the policies of its type could not be listed to find it ({}): nothing was written; retry the restore",
+                    error.message()
+                ),
+            )
+        })?;
+    let mut candidates = Vec::new();
+    for listing in listed {
+        let recent = listing
+            .last_modified_at
+            .is_none_or(|at| at.millis() >= sent_at - CLOCK_SKEW_MS);
+        if listing.display_name != name || !recent {
+            continue;
+        }
+        let known = known_before(db, tenant_id, policy_type, &listing.graph_id, sent_at)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "could not read the inventory");
+                GraphError::new(
+                    ReasonCode::UnknownError,
+                    "the inventory could not be read to find the policy an earlier attempt may have created: nothing was written; retry the restore",
+                )
+            })?;
+        if !known {
+            candidates.push(listing.graph_id);
+        }
+    }
+    match candidates.len() {
+        0 | 1 => Ok(candidates.pop()),
+        n => Err(GraphError::new(
+            ReasonCode::ChangedSincePreview,
+            format!(
+                "an earlier attempt may have created the policy, and {n} policies of its type named \"{name}\" were created since ({}): which one it created cannot be told, so nothing was written; check them in Intune, sync the inventory and run the preview again",
+                candidates.join(", ")
+            ),
+        )),
+    }
+}
+
 /// What writing one item did.
 pub enum Restored {
     /// Written (or found unchanged), with the capture made afterwards as evidence (`None` when
@@ -121,6 +225,17 @@ pub enum Restored {
         evidence: Option<Snapshot>,
     },
     Failed(ReasonCode, String),
+    /// Graph refused the create this claim announced: nothing was created, and the announce is
+    /// withdrawn (no later preview need look for the policy).
+    CreateRefused(ReasonCode, String),
+    /// A create was sent and its outcome is not known (its answer was lost and no policy it
+    /// could have made was found, or an earlier claim's may still be on its way): the item
+    /// fails, an audit row records the create as incomplete, and the announce stays, so the
+    /// next preview of the policy looks for it before it plans a create.
+    MaybeCreated {
+        reason: ReasonCode,
+        message: String,
+    },
     /// The policy itself was written (created under `graph_id`, or updated in place) and a
     /// later step failed: the item fails, and what was written is still recorded (a created
     /// policy's new id, an audit row), or the next preview would plan to create it again.
@@ -143,86 +258,29 @@ impl RestoreExecute {
         Self { source, writer }
     }
 
-    /// The policy an earlier claim of the run created for `item` before it could record so: a
-    /// live policy of the type with the backup's name that no inventory row holds and that Graph
-    /// changed no earlier than the create was announced. `Ok(None)` when there is none (the
-    /// create never reached Intune); an error when Graph cannot be asked, or when more than one
-    /// policy fits (which one is ours cannot be told: nothing is written).
-    async fn created_before(
-        &self,
-        creds: &TenantCredentials,
-        policy_type: PolicyType,
-        item: &WriteItem,
-        backup: &StoredVersion,
-        sent_at: i64,
-    ) -> Result<Option<String>, GraphError> {
-        let Some(name) = created_name(policy_type, backup) else {
-            return Ok(None);
-        };
-        let listed = self
-            .source
-            .list_policies(creds, policy_type)
-            .await
-            .map_err(|error| {
-                GraphError::new(
-                    error.reason_code(),
-                    format!(
-                        "an earlier attempt of this run may have created the policy, and the policies of its type could not be listed to find it ({}): nothing was written; retry the restore",
-                        error.message()
-                    ),
-                )
-            })?;
-        let mut candidates = Vec::new();
-        for listing in listed {
-            let recent = listing
-                .last_modified_at
-                .is_none_or(|at| at.millis() >= sent_at - CLOCK_SKEW_MS);
-            if listing.display_name != name || !recent {
-                continue;
-            }
-            let known = in_inventory(&item.db, item.tenant_id, policy_type, &listing.graph_id)
-                .await
-                .map_err(|error| {
-                    tracing::error!(%error, "could not read the inventory");
-                    GraphError::new(
-                        ReasonCode::UnknownError,
-                        "the inventory could not be read to find the policy an earlier attempt may have created: nothing was written; retry the restore",
-                    )
-                })?;
-            if !known {
-                candidates.push(listing.graph_id);
-            }
-        }
-        match candidates.len() {
-            0 | 1 => Ok(candidates.pop()),
-            n => Err(GraphError::new(
-                ReasonCode::ChangedSincePreview,
-                format!(
-                    "an earlier attempt of this run may have created the policy, and {n} policies of its type named \"{name}\" are not in the inventory ({}): which one it created cannot be told, so nothing was written; check them in Intune, sync the inventory and run the preview again",
-                    candidates.join(", ")
-                ),
-            )),
-        }
-    }
-
     /// Announces that `item`'s create is about to be sent, committed and only while this claim
-    /// (`attempt`) holds the run as running: `Ok(false)` when it no longer does (cancelled, or
-    /// taken over), and then nothing may be sent.
-    async fn announce_create(&self, item: &WriteItem, attempt: i64) -> Result<bool, sqlx::Error> {
+    /// (`attempt`) holds the run as running: when it was announced, or `Ok(None)` when the
+    /// claim no longer holds the run (cancelled, or taken over), and then nothing may be sent.
+    async fn announce_create(
+        &self,
+        item: &WriteItem,
+        attempt: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let now = Timestamp::now().millis();
         let announced = sqlx::query(
             "UPDATE run_items SET create_sent_at = $1 \
              WHERE id = $2 AND tenant_id = $3 AND outcome = 'pending' \
                AND EXISTS (SELECT 1 FROM runs r WHERE r.id = run_items.run_id \
                  AND r.attempt = $4 AND r.status = 'running')",
         )
-        .bind(Timestamp::now().millis())
+        .bind(now)
         .bind(item.item_id)
         .bind(item.tenant_id)
         .bind(attempt)
         .execute(item.db.pool())
         .await?
         .rows_affected();
-        Ok(announced == 1)
+        Ok((announced == 1).then_some(now))
     }
 
     async fn restore(&self, creds: &TenantCredentials, attempt: i64, item: &WriteItem) -> Restored {
@@ -273,14 +331,27 @@ impl RestoreExecute {
             };
         }
         // An earlier claim that announced this create may have sent it before it could record
-        // so: that policy is updated rather than created a second time.
+        // so: that policy is updated rather than created a second time. While that create may
+        // still be on its way (the earlier claim alive behind a lost lease, its POST waiting
+        // out a Retry-After), none is sent: it could land after this claim's.
         let created_before = match (&live, item.create_sent_at) {
             (None, Some(sent_at)) => {
                 match self
-                    .created_before(creds, policy_type, item, backup, sent_at)
+                    .created_by(creds, policy_type, item, backup, sent_at)
                     .await
                 {
-                    Ok(found) => found,
+                    Ok(Some(found)) => Some(found),
+                    Ok(None) if create_in_flight(sent_at) => {
+                        return maybe_created(
+                            ReasonCode::Timeout,
+                            &format!(
+                                "An earlier attempt of this run sent the policy's create at {} and its answer may still be on its way: the policy may be created in Intune, so no second create was sent. Run the preview again after {}: it finds the policy if it was created.",
+                                Timestamp(sent_at),
+                                create_settled_at(sent_at)
+                            ),
+                        );
+                    }
+                    Ok(None) => None,
                     Err(error) => return failed(error.reason_code(), error.message()),
                 }
             }
@@ -307,10 +378,11 @@ impl RestoreExecute {
             Some(_) => Some(item.graph_id.as_str()),
             None => created_before.as_deref(),
         };
-        if target.is_none() {
-            match self.announce_create(item, attempt).await {
-                Ok(true) => {}
-                Ok(false) => {
+        let announced = match target {
+            Some(_) => None,
+            None => match self.announce_create(item, attempt).await {
+                Ok(Some(sent_at)) => Some(sent_at),
+                Ok(None) => {
                     let error = interrupt::give_up();
                     return failed(error.reason_code(), error.message());
                 }
@@ -321,21 +393,98 @@ impl RestoreExecute {
                         "The restore could not record that it is about to create the policy: nothing was written. Retry the restore.",
                     );
                 }
-            }
-        }
+            },
+        };
         // From here on a cancel lets the item finish: what is sent is followed through and
         // recorded.
         if let Err(error) = interrupt::point_of_no_return() {
             return failed(error.reason_code(), error.message());
         }
+        let adopted = created_before.is_some();
+        match self
+            .write(
+                creds,
+                policy_type,
+                item,
+                backup,
+                target,
+                live_payload.as_ref(),
+                adopted,
+            )
+            .await
+        {
+            Ok(restored) => restored,
+            Err(error) => match announced {
+                Some(sent_at) if create_may_have_landed(error.reason_code()) => {
+                    self.after_lost_create(creds, policy_type, item, backup, sent_at, &error)
+                        .await
+                }
+                // Graph refused the create: nothing was created, and nothing is announced.
+                Some(_) => {
+                    let message = sanitize(error.message());
+                    tracing::warn!(reason = error.reason_code().as_str(), %message, "create refused");
+                    Restored::CreateRefused(error.reason_code(), message)
+                }
+                None => failed(error.reason_code(), error.message()),
+            },
+        }
+    }
+
+    /// The policy an earlier claim of the run created for `item` (announced at `sent_at`)
+    /// before it could record so (see [`created_since`]).
+    async fn created_by(
+        &self,
+        creds: &TenantCredentials,
+        policy_type: PolicyType,
+        item: &WriteItem,
+        backup: &StoredVersion,
+        sent_at: i64,
+    ) -> Result<Option<String>, GraphError> {
+        let Some(name) = created_name(policy_type, backup) else {
+            return Ok(None);
+        };
+        let db = &item.db;
+        created_since(
+            self.source.as_ref(),
+            db,
+            creds,
+            item.tenant_id,
+            policy_type,
+            name,
+            sent_at,
+        )
+        .await
+    }
+
+    /// Writes the backup to `target` (or creates it anew) and captures the evidence. `adopted`
+    /// when `target` is a policy this restore created before it could record so: the action
+    /// is then a create. `Err` when nothing of the policy was written.
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        creds: &TenantCredentials,
+        policy_type: PolicyType,
+        item: &WriteItem,
+        backup: &StoredVersion,
+        target: Option<&str>,
+        live: Option<&serde_json::Value>,
+        adopted: bool,
+    ) -> Result<Restored, GraphError> {
         let request = WriteRequest {
             policy_type,
             target,
             backup: &backup.payload,
             format: backup.format,
-            live: live_payload.as_ref(),
+            live,
             include_assignments: item.include_assignments,
             include_scope_tags: item.include_scope_tags,
+        };
+        let action = |written: &Written| {
+            if written.created || adopted {
+                RestoreAction::Created
+            } else {
+                RestoreAction::Updated
+            }
         };
         let written = match self.writer.write_policy_reporting(creds, request).await {
             Ok(written) => written,
@@ -343,32 +492,17 @@ impl RestoreExecute {
                 error,
                 written: Some(written),
             }) => {
-                let action = written_action(&written, &created_before);
-                let message = sanitize(&format!(
-                    "The policy itself was {} in Intune, but a later step failed: {} Run the preview again to restore the rest.",
-                    if action == RestoreAction::Created { "created" } else { "updated" },
-                    error.message()
-                ));
-                tracing::warn!(
-                    reason = error.reason_code().as_str(),
-                    %message,
-                    "restore item partly written"
-                );
-                return Restored::PartlyWritten {
-                    action,
-                    graph_id: written.graph_id,
-                    reason: error.reason_code(),
-                    message,
-                };
+                let action = action(&written);
+                return Ok(partly_written(action, written.graph_id, &error));
             }
             Err(WriteFailure {
                 error,
                 written: None,
-            }) => return failed(error.reason_code(), error.message()),
+            }) => return Err(error),
         };
         let evidence = match self
             .source
-            .capture_policy(creds, policy_type, &written.graph_id, options)
+            .capture_policy(creds, policy_type, &written.graph_id, backup.options)
             .await
         {
             Ok(snapshot) => Some(snapshot),
@@ -381,22 +515,103 @@ impl RestoreExecute {
                 None
             }
         };
-        Restored::Done {
-            action: written_action(&written, &created_before),
+        Ok(Restored::Done {
+            action: action(&written),
             graph_id: written.graph_id,
             evidence,
+        })
+    }
+
+    /// A create announced at `sent_at` failed in a way that does not rule out that Intune
+    /// created the policy (`error`: a timeout, a 504, a cut answer). The policy is looked for
+    /// at once: found, it is this restore's create and gets the rest of the write (its
+    /// settings, its assignments) as an update; not found, the item fails saying the policy
+    /// may have been created, and its announce stays for the next preview to look again.
+    async fn after_lost_create(
+        &self,
+        creds: &TenantCredentials,
+        policy_type: PolicyType,
+        item: &WriteItem,
+        backup: &StoredVersion,
+        sent_at: i64,
+        error: &GraphError,
+    ) -> Restored {
+        let may_be_created = |why: &str| {
+            maybe_created(
+                error.reason_code(),
+                &format!(
+                    "The policy's create got no usable answer ({}), and {why}: the policy MAY have been created in Intune. Sync the inventory and run the preview again (after {}) before restoring it again.",
+                    error.message(),
+                    create_settled_at(sent_at)
+                ),
+            )
+        };
+        let found = match self
+            .created_by(creds, policy_type, item, backup, sent_at)
+            .await
+        {
+            Ok(Some(found)) => found,
+            Ok(None) => return may_be_created("no policy it could have created was found"),
+            Err(lookup) => {
+                return may_be_created(&format!("looking for it failed ({})", lookup.message()))
+            }
+        };
+        tracing::info!(
+            policy_id = item.policy_id,
+            graph_id = %found,
+            "a create whose answer was lost made the policy: it is updated"
+        );
+        let live = match self
+            .source
+            .capture_policy(creds, policy_type, &found, backup.options)
+            .await
+        {
+            Ok(live) => serde_json::from_str::<serde_json::Value>(&live.canonical_json).ok(),
+            Err(read) => return partly_written(RestoreAction::Created, found, &read),
+        };
+        match self
+            .write(
+                creds,
+                policy_type,
+                item,
+                backup,
+                Some(&found),
+                live.as_ref(),
+                true,
+            )
+            .await
+        {
+            Ok(restored) => restored,
+            Err(write) => partly_written(RestoreAction::Created, found, &write),
         }
     }
 }
 
-/// What a write did to the policy: a policy an earlier claim created and this one updated
-/// counts as created, as the preview planned it.
-fn written_action(written: &Written, created_before: &Option<String>) -> RestoreAction {
-    if written.created || created_before.is_some() {
-        RestoreAction::Created
-    } else {
-        RestoreAction::Updated
+/// The policy itself was written (`action`, under `graph_id`) and a later step failed (`error`).
+fn partly_written(action: RestoreAction, graph_id: String, error: &GraphError) -> Restored {
+    let message = sanitize(&format!(
+        "The policy itself was {} in Intune, but a later step failed: {} Run the preview again to restore the rest.",
+        if action == RestoreAction::Created { "created" } else { "updated" },
+        error.message()
+    ));
+    tracing::warn!(
+        reason = error.reason_code().as_str(),
+        %message,
+        "restore item partly written"
+    );
+    Restored::PartlyWritten {
+        action,
+        graph_id,
+        reason: error.reason_code(),
+        message,
     }
+}
+
+/// A create that may have reached Intune without its outcome being known.
+fn maybe_created(reason: ReasonCode, message: &str) -> Restored {
+    let message = sanitize(message);
+    tracing::warn!(reason = reason.as_str(), %message, "restore create may have landed");
+    Restored::MaybeCreated { reason, message }
 }
 
 /// How many settings of a live capture differ from the backup in what a restore with `options`
@@ -424,19 +639,23 @@ fn differing_settings(
     .len() as i64
 }
 
-/// Whether a row of the tenant's inventory holds the policy of `graph_id`.
-async fn in_inventory(
+/// Whether a row of the tenant's inventory held the policy of `graph_id` before `sent_at`
+/// (migration 0026 stamps each row when the inventory first learns of it).
+async fn known_before(
     db: &Db,
     tenant_id: i64,
     policy_type: PolicyType,
     graph_id: &str,
+    sent_at: i64,
 ) -> Result<bool, sqlx::Error> {
     let held: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM policies WHERE tenant_id = $1 AND policy_type = $2 AND graph_id = $3",
+        "SELECT COUNT(*) FROM policies WHERE tenant_id = $1 AND policy_type = $2 \
+         AND graph_id = $3 AND COALESCE(first_seen_at, 0) < $4",
     )
     .bind(tenant_id)
     .bind(policy_type.as_str())
     .bind(graph_id)
+    .bind(sent_at)
     .fetch_one(db.pool())
     .await?;
     Ok(held > 0)
@@ -584,6 +803,19 @@ async fn record_restored(
     let backup_id = item.planned.snapshot_id;
     let (action, graph_id, evidence) = match restored {
         Restored::Failed(reason, message) => return Ok(Recorded::failed(*reason, message.clone())),
+        Restored::CreateRefused(reason, message) => {
+            sqlx::query("UPDATE run_items SET create_sent_at = NULL WHERE id = $1")
+                .bind(pending.item_id)
+                .execute(&mut **tx)
+                .await?;
+            return Ok(Recorded::failed(*reason, message.clone()));
+        }
+        Restored::MaybeCreated { reason, message } => {
+            let failure = serde_json::json!({"reason": reason.as_str(), "message": message});
+            let action = RestoreAction::Created;
+            audit_written(tx, run, item, action, None, Some(failure), now).await?;
+            return Ok(Recorded::failed(*reason, message.clone()));
+        }
         Restored::PartlyWritten {
             action,
             graph_id,
@@ -603,6 +835,7 @@ async fn record_restored(
             .execute(&mut **tx)
             .await?;
             let failure = serde_json::json!({"reason": reason.as_str(), "message": message});
+            let graph_id = Some(graph_id.as_str());
             audit_written(tx, run, item, *action, graph_id, Some(failure), now).await?;
             return Ok(Recorded::failed(*reason, message.clone()));
         }
@@ -649,42 +882,75 @@ async fn record_restored(
     .execute(&mut **tx)
     .await?;
     if action != RestoreAction::Unchanged {
-        audit_written(tx, run, item, action, graph_id, None, now).await?;
+        audit_written(tx, run, item, action, Some(graph_id), None, now).await?;
     }
     Ok(Recorded::succeeded())
 }
 
 /// A created policy's record follows its new Graph id, so a later restore updates it rather
-/// than creating another.
-async fn follow_created(
+/// than creating another. A sync that ran between the create and its record found the policy
+/// and gave it a row of its own: that row is dropped while nothing refers to it yet (it is the
+/// same Intune policy); one a capture or a backup already uses keeps the id, and the record
+/// stays where it was (logged: the two rows describe one policy).
+pub(crate) async fn follow_created(
     tx: &mut Tx,
     tenant_id: i64,
     policy_id: i64,
     action: RestoreAction,
     graph_id: &str,
 ) -> Result<(), sqlx::Error> {
-    if action == RestoreAction::Created {
-        sqlx::query(
-            "UPDATE policies SET graph_id = $1, gone_from_intune_at = NULL \
-             WHERE tenant_id = $2 AND id = $3",
-        )
-        .bind(graph_id)
+    if action != RestoreAction::Created {
+        return Ok(());
+    }
+    const TWIN: &str = "FROM policies WHERE tenant_id = $1 AND graph_id = $2 AND id <> $3 \
+         AND policy_type = (SELECT p.policy_type FROM policies p WHERE p.tenant_id = $1 AND p.id = $3)";
+    let unused = "AND NOT EXISTS (SELECT 1 FROM policy_snapshots s \
+           WHERE s.tenant_id = policies.tenant_id AND s.policy_id = policies.id) \
+         AND NOT EXISTS (SELECT 1 FROM backup_items b \
+           WHERE b.tenant_id = policies.tenant_id AND b.policy_id = policies.id) \
+         AND NOT EXISTS (SELECT 1 FROM run_items r \
+           WHERE r.tenant_id = policies.tenant_id AND r.policy_id = policies.id)";
+    sqlx::query(&format!("DELETE {TWIN} {unused}"))
         .bind(tenant_id)
+        .bind(graph_id)
         .bind(policy_id)
         .execute(&mut **tx)
         .await?;
+    let twins: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {TWIN}"))
+        .bind(tenant_id)
+        .bind(graph_id)
+        .bind(policy_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    if twins > 0 {
+        tracing::warn!(
+            policy_id,
+            graph_id,
+            "the created policy already has an inventory row in use: its record stays"
+        );
+        return Ok(());
     }
+    sqlx::query(
+        "UPDATE policies SET graph_id = $1, gone_from_intune_at = NULL \
+         WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(graph_id)
+    .bind(tenant_id)
+    .bind(policy_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
 /// The `restore.item_written` audit row of a policy written to Intune; `failure` (reason and
-/// message) when a step after the policy's own write failed, and the write is incomplete.
+/// message) when the write is incomplete: a step after the policy's own write failed, or a
+/// create's outcome is not known (`graph_id` then `None`).
 async fn audit_written(
     tx: &mut Tx,
     run: &Run<RestoreExecuteInput>,
     item: &WriteItem,
     action: RestoreAction,
-    graph_id: &str,
+    graph_id: Option<&str>,
     failure: Option<serde_json::Value>,
     now: i64,
 ) -> Result<(), sqlx::Error> {

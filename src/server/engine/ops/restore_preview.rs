@@ -4,6 +4,13 @@
 //! tag it names no longer exists) — and, for the whole restore, whether the app holds the
 //! permissions a restore needs. Strictly read-only towards Graph: only GETs (the live capture is
 //! stored as a version like any capture, so the plan links to its diff). Interactive lane.
+//!
+//! A policy an earlier execute sent a create for without learning whether Intune made it (its
+//! answer lost, or its claim taken over) is never planned as a blind create: the preview looks
+//! for the policy that create could have made ([`created_since`]). Found, it is the restore's
+//! own: the policy's record follows it and the plan is made against it. Not found, a create is
+//! planned only once that create can no longer land ([`create_in_flight`]); until then the
+//! item is blocked and says when to preview again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,13 +20,16 @@ use serde::{Deserialize, Serialize};
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
 use super::capture::{capture, CaptureItem, Captured};
-use super::restore_execute::created_name;
+use super::restore_execute::{
+    create_in_flight, create_settled_at, created_name, created_since, follow_created,
+};
 use crate::domain::connection::{Feature, Permission};
 use crate::domain::reason_code::ReasonCode;
-use crate::domain::restore::{PlanAction, PlanNotes, RestoreSource};
+use crate::domain::restore::{PlanAction, PlanNotes, RestoreAction, RestoreSource};
 use crate::domain::run::OperationType;
 use crate::domain::snapshot::{CapturedPolicy, ChangeKind, PolicyType, SettingNames};
 use crate::domain::versions::Drift;
+use crate::domain::Timestamp;
 use crate::server::db::Db;
 use crate::server::graph::write::{secret_settings, DirectoryKind, PolicyWriter};
 use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
@@ -55,8 +65,17 @@ pub struct RestorePreviewInput {
     pub include_scope_tags: bool,
 }
 
+/// An earlier execute's create of a policy whose outcome was never recorded: the item that
+/// announced it and when.
+#[derive(Debug, Clone, Copy)]
+pub struct UnsettledCreate {
+    pub run_id: i64,
+    pub item_id: i64,
+    pub sent_at: i64,
+}
+
 /// A pending preview item: what to capture, and what the backup version refers to.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PreviewItem {
     pub capture: CaptureItem,
     pub references: Vec<Reference>,
@@ -65,11 +84,30 @@ pub struct PreviewItem {
     pub restore: CaptureOptions,
     /// The version to restore could not be read: the item fails rather than stays pending.
     pub version_missing: bool,
+    /// The name a create gives the policy (the backup's).
+    pub created_name: Option<String>,
+    /// The newest create of this policy an execute sent without recording its outcome.
+    pub unsettled: Option<UnsettledCreate>,
+    /// Where the inventory is read to tell the restore's own create from others' policies.
+    db: Db,
+}
+
+/// What the preview learned of an earlier create whose outcome was not recorded.
+enum Settled {
+    /// There was none to settle, or the policy is live.
+    Nothing,
+    /// That create made the policy of this Graph id: the plan is made against it.
+    Found(UnsettledCreate, String),
+    /// No policy it could have made exists, and it can no longer land: a create is safe.
+    NeverLanded(UnsettledCreate),
+    /// Not known yet: the item is blocked, saying why.
+    Unknown(String),
 }
 
 /// What reading one item's live state found.
 pub struct Previewed {
     captured: Captured,
+    settled: Settled,
     /// The backup's references that no longer exist, as "Group g-1 no longer exists".
     missing: Vec<String>,
 }
@@ -160,12 +198,110 @@ impl RestorePreview {
         }
         missing
     }
+
+    /// Settles `create`, an earlier execute's create of the deleted policy of `item` whose
+    /// outcome was never recorded: the policy it made, captured, if Intune holds one.
+    async fn settle(
+        &self,
+        creds: &TenantCredentials,
+        run: &Run<RestorePreviewInput>,
+        item: &PreviewItem,
+        create: UnsettledCreate,
+    ) -> (Captured, Settled) {
+        let earlier = format!(
+            "An earlier restore (run {}) sent this policy's create at {} without learning whether Intune created it",
+            create.run_id,
+            Timestamp(create.sent_at)
+        );
+        let found = match (
+            PolicyType::parse(&item.capture.policy_type),
+            &item.created_name,
+        ) {
+            (Some(family), Some(name)) => {
+                created_since(
+                    self.source.as_ref(),
+                    &item.db,
+                    creds,
+                    run.tenant_id,
+                    family,
+                    name,
+                    create.sent_at,
+                )
+                .await
+            }
+            _ => Ok(None),
+        };
+        match found {
+            Ok(Some(graph_id)) => {
+                let capture_item = CaptureItem {
+                    graph_id: graph_id.clone(),
+                    ..item.capture.clone()
+                };
+                match capture(self.source.as_ref(), creds, &capture_item).await {
+                    Captured::Snapshot(snapshot) => (
+                        Captured::Snapshot(snapshot),
+                        Settled::Found(create, graph_id),
+                    ),
+                    _ => (
+                        Captured::Deleted,
+                        Settled::Unknown(sanitize(&format!(
+                            "{earlier}; policy {graph_id} may be that create, and it could not be read. Run the preview again."
+                        ))),
+                    ),
+                }
+            }
+            Ok(None) if create_in_flight(create.sent_at) => (
+                Captured::Deleted,
+                Settled::Unknown(format!(
+                    "{earlier}, and it could still arrive. Run the preview again after {}: a create is planned only once it can no longer.",
+                    create_settled_at(create.sent_at)
+                )),
+            ),
+            Ok(None) => (Captured::Deleted, Settled::NeverLanded(create)),
+            Err(error) => (
+                Captured::Deleted,
+                Settled::Unknown(sanitize(&format!("{earlier}: {}", error.message()))),
+            ),
+        }
+    }
+}
+
+/// The newest create of each policy that an execute of the tenant announced and never recorded
+/// the outcome of (`restore_action` is set with any write recorded).
+async fn unsettled_creates(
+    db: &Db,
+    tenant_id: i64,
+) -> Result<HashMap<i64, UnsettledCreate>, sqlx::Error> {
+    let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT ri.policy_id, ri.run_id, ri.id, ri.create_sent_at FROM run_items ri \
+         JOIN runs r ON r.tenant_id = ri.tenant_id AND r.id = ri.run_id \
+         WHERE ri.tenant_id = $1 AND r.operation_type = $2 \
+           AND ri.create_sent_at IS NOT NULL AND ri.restore_action IS NULL \
+         ORDER BY ri.create_sent_at, ri.id",
+    )
+    .bind(tenant_id)
+    .bind(OperationType::RestoreExecute.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(policy_id, run_id, item_id, sent_at)| {
+            let create = UnsettledCreate {
+                run_id,
+                item_id,
+                sent_at,
+            };
+            (policy_id, create)
+        })
+        .collect())
 }
 
 /// What the preview compares for a pending item: the live policy against the planned version,
 /// and what that version refers to.
 fn preview_item(
+    db: &Db,
     input: &RestorePreviewInput,
+    unsettled: &HashMap<i64, UnsettledCreate>,
     pending: super::PendingRestore<'_, RestoreItem>,
 ) -> Pending<PreviewItem> {
     let super::PendingRestore {
@@ -189,9 +325,16 @@ fn preview_item(
             Vec::new(),
         ),
     };
+    let name = match (PolicyType::parse(&row.policy_type), &version) {
+        (Some(family), Some(version)) => created_name(family, version).map(str::to_owned),
+        _ => None,
+    };
     Pending {
         item_id: row.item_id,
         item: PreviewItem {
+            unsettled: unsettled.get(&row.policy_id).copied(),
+            created_name: name,
+            db: db.clone(),
             capture: CaptureItem {
                 policy_id: row.policy_id,
                 graph_id: row.graph_id,
@@ -211,7 +354,25 @@ impl Operation for RestorePreview {
     const NOTICE: Notice = Notice::new("Restore preview", "The restore preview did not finish.");
     type Output = Previewed;
 
-    super::restore_items!(RestorePreviewInput, PreviewItem => preview_item);
+    type Input = RestorePreviewInput;
+    type Item = PreviewItem;
+
+    fn plan(&self, run: &Run<RestorePreviewInput>) -> Vec<i64> {
+        super::planned_ids(&run.input.items)
+    }
+
+    async fn pending(
+        &self,
+        db: &Db,
+        run: &Run<RestorePreviewInput>,
+    ) -> Result<Vec<Pending<PreviewItem>>, sqlx::Error> {
+        let pending = super::pending_restores(db, run.id, run.tenant_id, &run.input.items).await?;
+        let unsettled = unsettled_creates(db, run.tenant_id).await?;
+        Ok(pending
+            .into_iter()
+            .map(|pending| preview_item(db, &run.input, &unsettled, pending))
+            .collect())
+    }
 
     async fn process(
         &self,
@@ -225,15 +386,24 @@ impl Operation for RestorePreview {
                     ReasonCode::InvalidRunInput,
                     "The version to restore no longer exists.".into(),
                 ),
+                settled: Settled::Nothing,
                 missing: Vec::new(),
             };
         }
         let captured = capture(self.source.as_ref(), creds, &item.capture).await;
+        let (captured, settled) = match (captured, item.unsettled) {
+            (Captured::Deleted, Some(create)) => self.settle(creds, run, item, create).await,
+            (captured, _) => (captured, Settled::Nothing),
+        };
         let missing = match captured {
             Captured::Failed(..) => Vec::new(),
             _ => self.missing(creds, run.id, &item.references).await,
         };
-        Previewed { captured, missing }
+        Previewed {
+            captured,
+            settled,
+            missing,
+        }
     }
 
     async fn record(
@@ -245,7 +415,7 @@ impl Operation for RestorePreview {
     ) -> Result<Vec<Recorded>, sqlx::Error> {
         let mut recorded = Vec::with_capacity(batch.len());
         for (pending, previewed) in batch {
-            recorded.push(record_plan(tx, run.tenant_id, pending, previewed, now).await?);
+            recorded.push(record_plan(tx, run, pending, previewed, now).await?);
         }
         Ok(recorded)
     }
@@ -311,16 +481,39 @@ pub fn missing_roles(roles: &[String]) -> Option<String> {
 /// Records the plan of one previewed item.
 async fn record_plan(
     tx: &mut Tx,
-    tenant_id: i64,
+    run: &Run<RestorePreviewInput>,
     pending: &Pending<PreviewItem>,
     previewed: &Previewed,
     now: i64,
 ) -> Result<Recorded, sqlx::Error> {
+    let tenant_id = run.tenant_id;
     let item = &pending.item.capture;
     let mut notes = PlanNotes {
         blocked: previewed.missing.clone(),
         ..PlanNotes::default()
     };
+    match &previewed.settled {
+        Settled::Nothing => {}
+        Settled::Found(create, graph_id) => {
+            adopt_create(tx, run, item.policy_id, create, graph_id, now).await?;
+            notes.warnings.push(format!(
+                "An earlier restore (run {}) created this policy as {graph_id} without learning so: the restore updates that policy.",
+                create.run_id
+            ));
+        }
+        Settled::NeverLanded(create) => {
+            // Checked once the create could no longer land: it never did.
+            sqlx::query(
+                "UPDATE run_items SET create_sent_at = NULL \
+                 WHERE tenant_id = $1 AND id = $2 AND restore_action IS NULL AND outcome <> 'pending'",
+            )
+            .bind(tenant_id)
+            .bind(create.item_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Settled::Unknown(why) => notes.blocked.push(why.clone()),
+    }
     let backup_id = item.base_snapshot_id;
     let backup = match backup_id {
         Some(id) => load_version(&mut **tx, tenant_id, id).await?,
@@ -421,6 +614,49 @@ async fn record_plan(
     .execute(&mut **tx)
     .await?;
     Ok(Recorded::succeeded())
+}
+
+/// Records that `create` (an earlier execute's item of `policy_id`) made the policy of
+/// `graph_id`: the policy's record follows it, the item records the create, and an audit row
+/// says the create was found by this preview (the item had failed: the write is incomplete).
+async fn adopt_create(
+    tx: &mut Tx,
+    run: &Run<RestorePreviewInput>,
+    policy_id: i64,
+    create: &UnsettledCreate,
+    graph_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let created = RestoreAction::Created;
+    follow_created(tx, run.tenant_id, policy_id, created, graph_id).await?;
+    sqlx::query(
+        "UPDATE run_items SET restore_action = $1, created_graph_id = $2 \
+         WHERE tenant_id = $3 AND id = $4 AND restore_action IS NULL",
+    )
+    .bind(created.as_str())
+    .bind(graph_id)
+    .bind(run.tenant_id)
+    .bind(create.item_id)
+    .execute(&mut **tx)
+    .await?;
+    crate::server::audit::record_in(
+        &mut **tx,
+        crate::server::audit::AuditEvent {
+            tenant_id: Some(run.tenant_id),
+            actor_user_id: run.initiated_by,
+            action: "restore.item_written",
+            target: format!("policy:{policy_id}"),
+            details: serde_json::json!({
+                "run_id": create.run_id,
+                "found_by_preview_run_id": run.id,
+                "action": created.as_str(),
+                "graph_id": graph_id,
+                "completed": false,
+            }),
+        },
+        now,
+    )
+    .await
 }
 
 /// How many settings a restore with `restore` options would change (live → backup), and the

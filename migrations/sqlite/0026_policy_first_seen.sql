@@ -1,0 +1,17 @@
+-- Restore: when the inventory first learned of a policy (milliseconds since the epoch). A claim
+-- taking a `restore.execute` over, or a preview after a create whose answer was lost, looks for
+-- the policy that create made among the policies Intune holds with the backup's name: one the
+-- inventory held before the create was announced (`run_items.create_sent_at`) is someone
+-- else's, one it learned of since (a sync in between) may be the restore's own.
+-- The inventory's upsert does not name the column: a trigger stamps each new row with the
+-- database's clock, and never changes a row it stamped. Rows older than this migration are
+-- stamped 0, known before every create, as every inventory row was before.
+ALTER TABLE policies ADD COLUMN first_seen_at BIGINT;
+UPDATE policies SET first_seen_at = 0;
+CREATE TRIGGER policies_first_seen AFTER INSERT ON policies
+WHEN NEW.first_seen_at IS NULL
+BEGIN
+    UPDATE policies
+    SET first_seen_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+    WHERE id = NEW.id AND first_seen_at IS NULL;
+END;
