@@ -12,9 +12,12 @@
 //! Writes survive cancels and takeovers. Right before its first write an item passes its point of
 //! no return ([`interrupt::point_of_no_return`]): a cancel then lets it finish and record what it
 //! wrote. A create is announced first, committed and fenced by the claim
-//! (`run_items.create_sent_at`, migration 0022), so that a claim taking the run over after a crash
-//! knows which creates may have reached Intune unrecorded: only for those does it look for the
-//! policy the earlier claim created, never adopting one that existed before.
+//! (`run_items.create_sent_at`, migration 0022), and the announce stands until the create's
+//! outcome is recorded. Only for an announced create does anyone look for the policy it made
+//! ([`created_since`]), never adopting one the inventory held before: the same attempt when the
+//! create's answer was lost, a claim taking the run over, and a later preview. None is found
+//! while the create may still land ([`create_in_flight`]): then no second create is sent, and
+//! the item fails saying the policy may have been created.
 
 use std::collections::HashMap;
 use std::sync::Arc;
