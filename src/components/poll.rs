@@ -1,6 +1,8 @@
 //! Polling, written once: a page keeps a `tick` that its resources read, and bumps it after a
-//! delay for as long as what it shows is still moving. A poll that fails (a server restart, a
-//! dropped request) does not stop it: it tries again later, waiting longer each time.
+//! delay for as long as what it shows is still moving. A poll that fails for a passing reason (a
+//! server restart, a dropped request) does not stop it: it tries again later, waiting longer each
+//! time, and the page keeps what it last read. A poll refused for good (signed out, no longer a
+//! member, the thing gone) stops it, and the page drops what it last read.
 
 use std::time::Duration;
 
@@ -31,6 +33,28 @@ pub fn retry_delay(failures: u32) -> Duration {
     POLL_VISIBLE.saturating_mul(factor).min(RETRY_MAX)
 }
 
+impl AppError {
+    /// Whether a poll answered with this error is answered for good: the user was signed out,
+    /// removed from the tenant or refused, or what the page shows is gone. Asking again would get
+    /// the same answer, and what the page last read must no longer be shown.
+    pub fn ends_polling(&self) -> bool {
+        matches!(
+            self,
+            Self::Unauthorized | Self::Forbidden(_) | Self::NotFound(_)
+        )
+    }
+
+    /// What a polled view shows when a poll failed with this error: what it showed before
+    /// (`last`, if anything) while the failure is passing, so the page keeps it and says quietly
+    /// that it could not refresh; the error when it [ends polling](Self::ends_polling).
+    pub fn or_kept<T>(self, last: Option<T>) -> Result<T, AppError> {
+        match last {
+            Some(last) if !self.ends_polling() => Ok(last),
+            _ => Err(self),
+        }
+    }
+}
+
 /// What a polled read shows, as its poll sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PollState {
@@ -38,7 +62,7 @@ pub enum PollState {
     Unknown,
     /// Still moving (a run queued or running): read again soon.
     Moving,
-    /// Settled (the run ended): nothing more to read.
+    /// Settled (the run ended, or the read was refused for good): nothing more to read.
     Settled,
     /// The last read failed: read again later if the last answer was still moving.
     Failed,
@@ -51,6 +75,7 @@ impl PollState {
             None => Self::Unknown,
             Some(Ok(value)) if moving(value) => Self::Moving,
             Some(Ok(_)) => Self::Settled,
+            Some(Err(error)) if error.ends_polling() => Self::Settled,
             Some(Err(_)) => Self::Failed,
         }
     }
@@ -110,7 +135,8 @@ pub fn use_poll(tick: RwSignal<u64>, state: impl Fn() -> PollState + 'static) ->
 
 /// [`use_poll`] for a page outside this module: `state()` answers whether what it shows still
 /// moves (`true`/`false`), or, for a read that may fail, `None` before the first answer,
-/// `Some(Err(()))` when the last read failed and `Some(Ok(moving))` otherwise.
+/// `Some(Err(()))` when the last read failed and `Some(Ok(moving))` otherwise; with the read's
+/// error instead of `()`, an error that [ends polling](AppError::ends_polling) settles it.
 pub fn use_poll_while<S: Into<PollState>>(
     tick: RwSignal<u64>,
     state: impl Fn() -> S + 'static,
@@ -135,6 +161,12 @@ impl From<Option<Result<bool, ()>>> for PollState {
             Some(Ok(moving)) => moving.into(),
             Some(Err(())) => Self::Failed,
         }
+    }
+}
+
+impl From<Option<Result<bool, AppError>>> for PollState {
+    fn from(read: Option<Result<bool, AppError>>) -> Self {
+        Self::of(read.as_ref(), |moving| *moving)
     }
 }
 
@@ -167,14 +199,45 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_read_is_failed_whatever_was_read_before() {
-        let err: Result<bool, AppError> = Err(AppError::NotFound("gone".into()));
+    fn a_passing_failure_is_failed_whatever_was_read_before() {
+        let err: Result<bool, AppError> = Err(AppError::Transport("reset".into()));
         assert_eq!(PollState::of(Some(&err), |m| *m), PollState::Failed);
+        assert_eq!(PollState::from(Some(err)), PollState::Failed);
         assert_eq!(PollState::of(Some(&Ok(true)), |m| *m), PollState::Moving);
         assert_eq!(PollState::of(Some(&Ok(false)), |m| *m), PollState::Settled);
         assert_eq!(
             PollState::of(None::<&Result<bool, AppError>>, |m| *m),
             PollState::Unknown
         );
+    }
+
+    fn refusals() -> [AppError; 3] {
+        [
+            AppError::Unauthorized,
+            AppError::Forbidden("You are not a member of this tenant.".into()),
+            AppError::NotFound("This run does not exist in this tenant.".into()),
+        ]
+    }
+
+    #[test]
+    fn a_read_refused_for_good_settles_the_poll() {
+        for error in refusals() {
+            let read: Result<bool, AppError> = Err(error);
+            assert_eq!(PollState::of(Some(&read), |m| *m), PollState::Settled);
+            assert_eq!(PollState::from(Some(read)), PollState::Settled);
+        }
+    }
+
+    #[test]
+    fn a_passing_failure_keeps_the_last_view_and_a_refusal_drops_it() {
+        let dropped = AppError::Transport("reset".into());
+        assert_eq!(
+            dropped.clone().or_kept(Some("run #7 running")),
+            Ok("run #7 running")
+        );
+        assert_eq!(dropped.clone().or_kept(None::<&str>), Err(dropped));
+        for error in refusals() {
+            assert_eq!(error.clone().or_kept(Some("run #7 running")), Err(error));
+        }
     }
 }

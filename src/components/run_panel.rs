@@ -1,17 +1,21 @@
 //! The run panel of a backup set page: its active and recent runs with status, a progress bar
-//! and counts. It polls while a run is active (slower in a hidden tab), stops when none is, and
-//! announces each run that finishes with a toast.
+//! and counts. It polls while a run is active (slower in a hidden tab), stops when none is (or
+//! when the member may no longer read them), and announces each run that finishes with a toast.
+//! Each run is a row kept by its id: a poll updates the rows in place and never rebuilds them, so
+//! an open "Cancel run?", a cancel on its way and the keyboard focus survive it.
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 
 use leptos::prelude::*;
+use leptos::reactive::computed::ScopedFuture;
 
 use super::poll::{use_poll, PollState, PollTrouble};
 use super::{
     or_absent, use_toasts, CancelRunButton, ErrorMessage, Loading, RetryRunButton, RunStatusBadge,
 };
-use crate::api::runs::{backup_set_runs, backup_set_runs_version};
-use crate::domain::{routes, RunStatus, RunSummary};
+use crate::api::runs::{backup_set_runs, backup_set_runs_version, CancelRun, RetryFailed};
+use crate::domain::{routes, AppError, RunStatus, RunSummary};
 use crate::domain::{Capability, Role};
 use crate::pages::tenant_layout::{current_role, refusal_of};
 
@@ -35,6 +39,19 @@ fn finished_text(run: &RunSummary) -> String {
     )
 }
 
+/// The counts of a run's row: "3 / 20 processed · 2 added · 1 failed · 0 skipped".
+fn counts_text(run: &RunSummary) -> String {
+    format!(
+        "{} / {} processed · {} {} · {} failed · {} skipped",
+        run.processed_items,
+        run.total_items,
+        run.succeeded,
+        done_word(run),
+        run.failed,
+        run.skipped
+    )
+}
+
 /// The runs of `list` that ended since the panel's last list, `seen` (`None`: this is the
 /// first, and nothing has newly ended): those seen active then, and those new to the panel and
 /// already ended, since a quick run can end before the first poll after its submit sees it.
@@ -48,6 +65,9 @@ fn newly_ended<'a>(
         .filter(|run| seen.get(&run.id).is_none_or(|before| before.is_active()))
         .collect()
 }
+
+/// One read of the panel's runs.
+type RunsRead = Result<Vec<RunSummary>, AppError>;
 
 /// Active and recent runs of one backup set. `refresh` changes when a run was just submitted;
 /// `finished` is bumped when a run the panel watched has ended (so the page reloads its items).
@@ -110,56 +130,128 @@ pub fn RunPanel(
             })
         })
     });
-    // The list last shown: a poll that failed keeps it (with a quiet note) until one succeeds.
-    let shown = StoredValue::new(None::<Vec<RunSummary>>);
-    // Whether each run's "Cancel run?" is open, outside the polled part (which is rebuilt at
-    // every poll), so an open confirmation survives the next poll.
-    let owner = StoredValue::new(Owner::current().unwrap_or_default());
-    let confirming = StoredValue::new(HashMap::<i64, RwSignal<bool>>::new());
-    let confirming_for = move |run_id: i64| {
-        if let Some(open) = confirming.with_value(|open| open.get(&run_id).copied()) {
-            return open;
+    // Each answer of the polls, in the browser (the server renders the first one).
+    let polled = RwSignal::new(None::<RunsRead>);
+    Effect::new(move |_| {
+        if let Some(read) = runs.get() {
+            polled.set(Some(read));
         }
-        let open = owner.with_value(|owner| owner.with(|| RwSignal::new(false)));
-        confirming.update_value(|all| {
-            all.insert(run_id, open);
-        });
-        open
-    };
+    });
+    let controls = Controls::new();
 
     view! {
         <section class="run-panel" aria-labelledby="run-panel-title" data-testid="run-panel">
             <h2 id="run-panel-title">"Runs of this set"</h2>
             <Transition fallback=|| view! { <Loading what="runs" /> }>
                 {move || Suspend::new(async move {
-                    let read = match runs.await {
-                        Ok(list) => {
-                            shown.set_value(Some(list.clone()));
-                            Ok(list)
-                        }
-                        Err(error) => shown.get_value().ok_or(error),
-                    };
-                    match read {
-                        Ok(list) if list.is_empty() => view! {
-                            <p class="muted">"No runs yet. Add policies to start one."</p>
-                        }.into_any(),
-                        Ok(list) => {
-                            let refused = Refusals { role: current_role().await };
-                            view! {
-                                <ul class="run-list">
-                                    {list.into_iter().map(|run| {
-                                        let confirming = confirming_for(run.id);
-                                        view! { <RunRow tenant run refused tick confirming /> }
-                                    }).collect_view()}
-                                </ul>
-                            }.into_any()
-                        }
-                        Err(error) => view! { <ErrorMessage error /> }.into_any(),
-                    }
+                    // The first list (the server renders it), awaited without following the
+                    // polls: the list follows them itself, row by row.
+                    let first = ScopedFuture::new_untracked(runs.into_future()).await;
+                    let refused = Refusals { role: current_role().await };
+                    view! { <RunList tenant first polled refused tick controls /> }
                 })}
             </Transition>
             <PollTrouble failures />
         </section>
+    }
+}
+
+/// What the panel shows.
+#[derive(Clone, PartialEq)]
+enum Showing {
+    NoRuns,
+    Runs,
+    Failed(AppError),
+}
+
+/// The panel's list: the `first` read, then each `polled` one. A poll that failed for a passing
+/// reason keeps the list before (the panel says quietly that it could not refresh); one refused
+/// for good (the member was removed, or signed out) drops it for the error.
+#[component]
+fn RunList(
+    tenant: Memo<String>,
+    first: RunsRead,
+    polled: RwSignal<Option<RunsRead>>,
+    refused: Refusals,
+    tick: RwSignal<u64>,
+    controls: Controls,
+) -> impl IntoView {
+    let shown = Memo::new(move |before: Option<&RunsRead>| {
+        let read = polled.get().unwrap_or_else(|| first.clone());
+        let before = before.and_then(|before| before.as_ref().ok().cloned());
+        read.or_else(|error| error.or_kept(before))
+    });
+    let showing = Memo::new(move |_| {
+        shown.with(|shown| match shown {
+            Ok(list) if list.is_empty() => Showing::NoRuns,
+            Ok(_) => Showing::Runs,
+            Err(error) => Showing::Failed(error.clone()),
+        })
+    });
+    let list = Memo::new(move |_| shown.with(|shown| shown.clone().unwrap_or_default()));
+    move || match showing.get() {
+        Showing::NoRuns => view! {
+            <p class="muted">"No runs yet. Add policies to start one."</p>
+        }
+        .into_any(),
+        Showing::Runs => view! {
+            <ul class="run-list">
+                <For
+                    each=move || list.get()
+                    key=|run| run.id
+                    children=move |run: RunSummary| {
+                        let controls = controls.of(run.id);
+                        view! { <RunRow tenant run list refused tick controls /> }
+                    }
+                />
+            </ul>
+        }
+        .into_any(),
+        Showing::Failed(error) => view! { <ErrorMessage error /> }.into_any(),
+    }
+}
+
+/// What the panel keeps of one run outside its row: whether its "Cancel run?" is open, and its
+/// cancel and retry actions, so none of them is lost if the row is drawn again.
+#[derive(Clone, Copy)]
+struct RunControls {
+    confirming: RwSignal<bool>,
+    cancel: ServerAction<CancelRun>,
+    retry: ServerAction<RetryFailed>,
+}
+
+/// The [`RunControls`] of each run the panel has shown, made in the panel's own scope (which
+/// lives as long as the panel) the first time a run is shown.
+#[derive(Clone, Copy)]
+struct Controls {
+    owner: StoredValue<Owner>,
+    by_run: StoredValue<HashMap<i64, RunControls>>,
+}
+
+impl Controls {
+    fn new() -> Self {
+        Self {
+            owner: StoredValue::new(Owner::current().unwrap_or_default()),
+            by_run: StoredValue::new(HashMap::new()),
+        }
+    }
+
+    /// The controls of run `run_id`.
+    fn of(self, run_id: i64) -> RunControls {
+        if let Some(controls) = self.by_run.with_value(|all| all.get(&run_id).copied()) {
+            return controls;
+        }
+        let controls = self.owner.with_value(|owner| {
+            owner.with(|| RunControls {
+                confirming: RwSignal::new(false),
+                cancel: ServerAction::new(),
+                retry: ServerAction::new(),
+            })
+        });
+        self.by_run.update_value(|all| {
+            all.insert(run_id, controls);
+        });
+        controls
     }
 }
 
@@ -182,54 +274,78 @@ impl Refusals {
 }
 
 /// One run: link, badge, progress bar, counts, a Graph wait, and its Cancel or Retry action.
+/// Made once per run; what changes follows `list` (the panel's last list).
 #[component]
 fn RunRow(
     tenant: Memo<String>,
     run: RunSummary,
+    list: Memo<Vec<RunSummary>>,
     refused: Refusals,
     tick: RwSignal<u64>,
-    confirming: RwSignal<bool>,
+    controls: RunControls,
 ) -> impl IntoView {
+    let id = run.id;
+    let cancel_refused = refused.cancel(&run);
+    let started = format!(
+        "{} · {}",
+        or_absent(run.initiated_by.clone()),
+        run.created_at
+    );
+    // The run as the last list has it; a run that left the list keeps its last state until its
+    // row goes.
+    let run = Memo::new(move |before: Option<&RunSummary>| {
+        list.with(|list| list.iter().find(|run| run.id == id).cloned())
+            .or_else(|| before.cloned())
+            .unwrap_or_else(|| run.clone())
+    });
+    let status = Memo::new(move |_| run.with(|run| run.status));
+    let retry_items = Memo::new(move |_| run.with(RunSummary::retry_items));
     let reload = move || tick.update(|n| *n += 1);
-    let cancel = run.status.is_active().then(|| {
-        view! { <CancelRunButton tenant=tenant.get_untracked() run_id=run.id refused=refused.cancel(&run) on_cancelled=reload confirming /> }
-    });
-    let failed = run.retry_items();
-    let retry = (failed > 0).then(|| {
-        let label = format!("Retry {failed} failed");
-        view! {
-            <RetryRunButton
-                tenant=tenant.get_untracked()
-                run_id=run.id
-                label
-                refused=refused.refusal(Capability::StartRuns)
-                on_queued=move |_: i64| reload()
-            />
-        }
-    });
-    let wait = run.graph_wait.map(|wait| {
-        view! {
-            <span class="graph-wait" role="status" data-testid="graph-wait">{wait.text()}</span>
-        }
-    });
-    let href = routes::run(&tenant.get_untracked(), run.id, "");
-    let label = format!("Progress of run #{}", run.id);
+    let retry = move || {
+        let failed = retry_items.get();
+        (failed > 0).then(|| {
+            view! {
+                <RetryRunButton
+                    tenant=tenant.get_untracked()
+                    run_id=id
+                    label=format!("Retry {failed} failed")
+                    refused=refused.refusal(Capability::StartRuns)
+                    retry=controls.retry
+                    on_queued=move |_: i64| reload()
+                />
+            }
+        })
+    };
+    let wait = move || {
+        run.with(|run| run.graph_wait).map(|wait| {
+            view! {
+                <span class="graph-wait" role="status" data-testid="graph-wait">{wait.text()}</span>
+            }
+        })
+    };
+    let href = routes::run(&tenant.get_untracked(), id, "");
+    let label = format!("Progress of run #{id}");
     view! {
-        <li class="run-row" data-testid="run-row" data-status=run.status.as_str()>
-            <a href=href class="mono">"Run #" {run.id}</a>
-            <RunStatusBadge status=run.status />
+        <li class="run-row" data-testid="run-row" data-status=move || status.get().as_str()>
+            <a href=href class="mono">"Run #" {id}</a>
+            {move || view! { <RunStatusBadge status=status.get() /> }}
             <progress
-                max=run.total_items.max(1)
-                value=run.processed_items
+                max=move || run.with(|run| run.total_items.max(1))
+                value=move || run.with(|run| run.processed_items)
                 aria-label=label
             ></progress>
-            <span class="run-counts">
-                {run.processed_items} " / " {run.total_items} " processed · "
-                {run.succeeded} " " {done_word(&run)} " · " {run.failed} " failed · " {run.skipped} " skipped"
-            </span>
-            <span class="muted small">{or_absent(run.initiated_by)} " · " {run.created_at.to_string()}</span>
+            <span class="run-counts">{move || run.with(counts_text)}</span>
+            <span class="muted small">{started}</span>
             {wait}
-            {cancel}
+            <CancelRunButton
+                tenant=tenant.get_untracked()
+                run_id=id
+                active=Signal::derive(move || status.get().is_active())
+                refused=cancel_refused
+                cancel=controls.cancel
+                confirming=controls.confirming
+                on_cancelled=reload
+            />
             {retry}
         </li>
     }

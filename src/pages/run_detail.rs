@@ -1,7 +1,10 @@
 //! `/t/{tenant}/runs/{id}`: one run with its status, initiator, times, counters and its items,
 //! a page at a time (`?outcome=failed&page=3`).
 
+use std::future::IntoFuture;
+
 use leptos::prelude::*;
+use leptos::reactive::computed::ScopedFuture;
 use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
 use leptos_router::NavigateOptions;
@@ -13,10 +16,9 @@ use restore::{RestoreActionCell, RestoreRunLink};
 use retry::RetryOfLink;
 
 use super::policy::id_param;
-use super::tenant_layout::refusal;
-use super::tenant_layout::use_tenant;
+use super::tenant_layout::{current_role, refusal_of, use_tenant};
 use super::{query_page, query_param};
-use crate::api::runs::{get_run, run_version};
+use crate::api::runs::{get_run, run_version, CancelRun, RetryFailed};
 use crate::components::{
     or_absent, provide_toasts, use_poll_while, CancelRunButton, Column, DataTable, EmptyState,
     ErrorMessage, Loading, RetryRunButton, RunStatusBadge, Toasts,
@@ -29,7 +31,7 @@ use crate::domain::run_detail::{
     RunTarget, RUN_ITEMS_PAGE_SIZE,
 };
 use crate::domain::versions::Drift;
-use crate::domain::{AppError, Capability};
+use crate::domain::{AppError, Capability, Role};
 
 /// What the run detail page last showed: the run, its filter and page, and the run's version.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +60,9 @@ fn items_href(tenant: &str, run_id: i64, outcome: &str, page: i64) -> String {
 }
 
 /// The run detail page; it polls the counters and the shown page while the run is queued or
-/// running. The outcome filter and the page are in the URL, so a view can be linked.
+/// running, and stops, dropping what it showed, when a poll is refused for good (the member was
+/// removed, or signed out; the run is gone). The outcome filter and the page are in the URL, so
+/// a view can be linked.
 #[component]
 pub fn RunDetailPage() -> impl IntoView {
     let tenant = use_tenant();
@@ -68,8 +72,6 @@ pub fn RunDetailPage() -> impl IntoView {
     let id = id_param("id");
     let outcome = query_param("outcome");
     let tick = RwSignal::new(0_u64);
-    // Outside the polled part, so an open "Cancel run?" survives the next poll.
-    let confirming_cancel = RwSignal::new(false);
     // The cancel action says it was accepted in a toast.
     provide_toasts();
     let run = polled_run(tenant, id, outcome, page, tick);
@@ -86,18 +88,27 @@ pub fn RunDetailPage() -> impl IntoView {
             );
         }
     };
-    // A failed poll is tried again later, while the run last read was active.
+    // A failed poll is tried again later, while the run last read was active; one refused for
+    // good is not.
     let failures = use_poll_while(tick, move || {
         run.with(|run| {
             run.as_ref().map(|run| {
                 run.as_ref()
                     .map(|detail| detail.status.is_active())
-                    .map_err(|_| ())
+                    .map_err(Clone::clone)
             })
         })
     });
-    // The view last shown: a poll of the same view that failed keeps it (with a quiet note)
-    // until one succeeds; another view (outcome, page) that fails shows why.
+    // Each answer of the polls, in the browser (the server renders the first one).
+    let polled = RwSignal::new(None::<Result<RunDetail, AppError>>);
+    Effect::new(move |_| {
+        if let Some(read) = run.get() {
+            polled.set(Some(read));
+        }
+    });
+    // The view last shown: a poll of the same view that failed for a passing reason keeps it
+    // (with a quiet note) until one succeeds; another view (outcome, page) that fails, or a poll
+    // refused for good, shows why.
     let shown = StoredValue::new(None::<((i64, String, i64), RunDetail)>);
     let view_now = move || {
         let page = page.get_untracked().ok()?;
@@ -108,24 +119,36 @@ pub fn RunDetailPage() -> impl IntoView {
             shown.set_value(now.map(|now| (now, detail.clone())));
             Ok(detail)
         }
-        (Err(error), now) => shown
-            .with_value(|shown| match (shown, now) {
+        (Err(error), now) => {
+            let kept = shown.with_value(|shown| match (shown, now) {
                 (Some((seen, detail)), Some(now)) if *seen == now => Some(detail.clone()),
                 _ => None,
-            })
-            .ok_or(error),
+            });
+            if error.ends_polling() {
+                shown.set_value(None);
+            }
+            error.or_kept(kept)
+        }
     };
     // A run that compares captures (drift check, capture now) can also be filtered by result;
-    // an effect reads the run (in the browser, once it has arrived), so hydration matches.
+    // the items can be downloaded unless the run may no longer be read. An effect reads the run
+    // (in the browser, once it has arrived), so hydration matches.
     let compares = RwSignal::new(false);
+    let refused_for_good = RwSignal::new(false);
     Effect::new(move |_| {
-        let captures = run.with(|run| {
-            matches!(run, Some(Ok(detail)) if detail
-                .operation_type
-                .known()
-                .is_some_and(OperationType::compares_captures))
+        let (captures, ended_polling) = run.with(|run| match run {
+            Some(Ok(detail)) => (
+                detail
+                    .operation_type
+                    .known()
+                    .is_some_and(OperationType::compares_captures),
+                false,
+            ),
+            Some(Err(error)) => (false, error.ends_polling()),
+            None => (false, false),
         });
         compares.set(captures);
+        refused_for_good.set(ended_polling);
     });
 
     view! {
@@ -137,32 +160,19 @@ pub fn RunDetailPage() -> impl IntoView {
         <Transition fallback=|| view! { <Loading what="the run" /> }>
             {move || Suspend::new(async move {
                 match shown_or(run.await) {
-                    Ok(detail) => {
-                        let active = detail.status.is_active().then_some(detail.id);
-                        // Whoever may start such a run may cancel it.
-                        let cancel_needs = detail.operation_type.cancel_capability();
-                        let refused = refusal(cancel_needs).await;
-                        let start_refused = refusal(Capability::StartRuns).await;
-                        let reload = move || tick.update(|n| *n += 1);
-                        let retry = detail.retry_label().map(|label| view! {
-                            <RetryRunButton
-                                tenant=tenant.get_untracked()
-                                run_id=detail.id
-                                label
-                                refused=start_refused
-                                on_queued=move |_: i64| reload()
-                            />
-                        });
-                        view! {
-                            <RunFacts tenant=tenant.get_untracked() detail />
-                            {active.map(|run_id| view! {
-                                <CancelRunButton tenant=tenant.get_untracked() run_id refused on_cancelled=reload confirming=confirming_cancel />
-                            })}
-                            {retry}
-                        }.into_any()
-                    }
+                    Ok(detail) => view! { <RunFacts tenant=tenant.get_untracked() detail /> }.into_any(),
                     Err(error) => view! { <ErrorMessage error /> }.into_any(),
                 }
+            })}
+        </Transition>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                // The first answer (the server renders it), awaited without following the
+                // polls: the actions follow them themselves, and are drawn again only when what
+                // they offer changes, never for counters.
+                let first = ScopedFuture::new_untracked(run.into_future()).await;
+                let role = current_role().await;
+                view! { <RunActionArea first polled id role tick /> }
             })}
         </Transition>
         {move || (failures.get() > 0).then(|| view! {
@@ -173,7 +183,7 @@ pub fn RunDetailPage() -> impl IntoView {
         <h2 id="items-title">"Items"</h2>
         <div class="action-row">
             <OutcomeFilter outcome compares on_change=show_outcome />
-            {move || id.get().map(|id| view! { <CsvLink tenant=tenant.get() id outcome=outcome.get() /> })}
+            {move || id.get().filter(|_| !refused_for_good.get()).map(|id| view! { <CsvLink tenant=tenant.get() id outcome=outcome.get() /> })}
         </div>
         <Transition fallback=|| view! { <Loading what="the items" /> }>
             {move || Suspend::new(async move {
@@ -192,6 +202,105 @@ pub fn RunDetailPage() -> impl IntoView {
                 }.into_any()
             })}
         </Transition>
+    }
+}
+
+/// The actions of the run the page shows: the `first` answer, then each `polled` one. A poll
+/// that failed for a passing reason keeps the run before; one refused for good takes them away.
+#[component]
+fn RunActionArea(
+    first: Result<RunDetail, AppError>,
+    polled: RwSignal<Option<Result<RunDetail, AppError>>>,
+    id: Memo<Option<i64>>,
+    role: Option<Role>,
+    tick: RwSignal<u64>,
+) -> impl IntoView {
+    let detail = Memo::new(move |before: Option<&Option<RunDetail>>| {
+        polled.with(|polled| match polled.as_ref().unwrap_or(&first) {
+            Ok(detail) => Some(detail.clone()),
+            Err(error) => {
+                let before = before
+                    .cloned()
+                    .flatten()
+                    .filter(|detail| Some(detail.id) == id.get_untracked());
+                error.clone().or_kept(before).ok()
+            }
+        })
+    });
+    // Whoever may start such a run may cancel it.
+    let offered = Memo::new(move |_| {
+        detail.with(|detail| {
+            detail
+                .as_ref()
+                .map(|detail| (detail.id, detail.operation_type.cancel_capability()))
+        })
+    });
+    move || {
+        offered.get().map(|(run_id, cancel_needs)| {
+            view! { <RunActions run_id cancel_needs role detail tick /> }
+        })
+    }
+}
+
+/// Cancel and Retry of run `run_id`, made once per run the page shows, with the run's actions
+/// and its open confirmation: `detail` (the run as last read) says which to offer, so polls that
+/// move the counters leave them in place, with a cancel or retry on its way.
+#[component]
+fn RunActions(
+    run_id: i64,
+    cancel_needs: Capability,
+    role: Option<Role>,
+    detail: Memo<Option<RunDetail>>,
+    tick: RwSignal<u64>,
+) -> impl IntoView {
+    let tenant = use_tenant().get_untracked();
+    let cancel = ServerAction::<CancelRun>::new();
+    let retry = ServerAction::<RetryFailed>::new();
+    let confirming = RwSignal::new(false);
+    let active = Signal::derive(move || {
+        detail.with(|detail| {
+            detail
+                .as_ref()
+                .is_some_and(|detail| detail.id == run_id && detail.status.is_active())
+        })
+    });
+    let retry_label = Memo::new(move |_| {
+        detail.with(|detail| {
+            detail
+                .as_ref()
+                .filter(|detail| detail.id == run_id)
+                .and_then(RunDetail::retry_label)
+        })
+    });
+    let reload = move || tick.update(|n| *n += 1);
+    let retry_button = {
+        let tenant = tenant.clone();
+        move || {
+            retry_label.get().map(|label| {
+                view! {
+                    <RetryRunButton
+                        tenant=tenant.clone()
+                        run_id
+                        label
+                        refused=refusal_of(role, Capability::StartRuns)
+                        retry
+                        on_queued=move |_: i64| reload()
+                    />
+                }
+            })
+        }
+    };
+    view! {
+        <CancelRunButton
+            tenant
+            run_id
+            active
+            refused=refusal_of(role, cancel_needs)
+            cancel
+            confirming
+            on_cancelled=reload
+        />
+        {retry_button}
     }
 }
 
