@@ -1,6 +1,6 @@
 //! Storing captured versions (`server::snapshots`) on both engines, with captures made by the
 //! real client against the simulator: the hash rule across capture formats, capture options per
-//! version, and setting definitions stored once per id apart from the content.
+//! version, and setting definitions stored once per tenant and id apart from the content.
 
 use crate::common;
 
@@ -278,10 +278,12 @@ async fn setting_definitions_are_stored_once_and_names_never_change_the_content(
         f.store(policy_id, &snapshot, 1).await;
         f.store(policy_id, &snapshot, 2).await;
     }
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM setting_definitions")
-        .fetch_one(f.t.db.pool())
-        .await
-        .expect("count");
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM setting_definitions WHERE tenant_id = $1")
+            .bind(f.tenant_id)
+            .fetch_one(f.t.db.pool())
+            .await
+            .expect("count");
     assert_eq!(
         stored as usize,
         all_ids.len(),
@@ -292,11 +294,17 @@ async fn setting_definitions_are_stored_once_and_names_never_change_the_content(
     let payload: Value = serde_json::from_str(&snapshot.canonical_json).expect("parses");
     let ids = definition_ids(&payload);
     assert_eq!(ids.len(), 60);
-    let names = definition_names(&f.t.db, &ids).await.expect("names");
+    let names = definition_names(&f.t.db, f.tenant_id, &ids)
+        .await
+        .expect("names");
     assert_eq!(names.len(), 60);
     assert!(names.values().all(|name| name.starts_with("Simulated ")));
-    let readable = setting_names(&f.t.db, &ids).await.expect("names");
-    let for_payload = names_for(&f.t.db, &[&payload]).await.expect("names");
+    let readable = setting_names(&f.t.db, f.tenant_id, &ids)
+        .await
+        .expect("names");
+    let for_payload = names_for(&f.t.db, f.tenant_id, &[&payload])
+        .await
+        .expect("names");
     assert_eq!(
         for_payload, readable,
         "a format-2 payload's names all come from the table"
@@ -321,9 +329,13 @@ async fn setting_definitions_are_stored_once_and_names_never_change_the_content(
         .expect("policy");
     let stored = f.store(policy_id, &renamed, 3).await;
     assert!(!stored.new_version);
-    let names = definition_names(&f.t.db, &[renamed.setting_definitions[0].id.clone()])
-        .await
-        .expect("names");
+    let names = definition_names(
+        &f.t.db,
+        f.tenant_id,
+        &[renamed.setting_definitions[0].id.clone()],
+    )
+    .await
+    .expect("names");
     assert_eq!(
         names.values().next().map(String::as_str),
         Some("Renamed by Microsoft")
@@ -368,4 +380,141 @@ async fn the_current_version_follows_the_last_capture(t: TestDb) {
     assert_eq!(again.id, v1.id);
     assert_eq!(f.current(policy_id).await, Some(v1.id));
     assert_eq!(f.versions(policy_id).await, 2);
+}
+
+/// Setting definitions belong to the tenant whose capture stored them: a tenant's custom or
+/// newer definition under an id another tenant also uses never renames that tenant's settings
+/// in its version view or its backup set's ZIP.
+mod tenant_definitions {
+    use super::*;
+
+    use common::{TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER};
+    use serde_json::json;
+    use tenantatlas::server::graph::SettingDefinition;
+    use tenantatlas::server::snapshots::store_snapshot;
+
+    both_backends!(TestApp: definitions_of_one_tenant_never_name_another_tenants_settings);
+
+    const DEFINITION: &str = "device_vendor_msft_policy_config_custom_setting";
+
+    /// A settings catalog capture using [`DEFINITION`], its definition and option named as
+    /// `tenant` named them.
+    fn capture(tenant: &str) -> Snapshot {
+        let payload = json!({"policyType": "settings_catalog", "policy": {"name": "Baseline"},
+            "settings": [{"id": "0", "settingInstance": {
+                "@odata.type": "#microsoft.graph.deviceManagementConfigurationChoiceSettingInstance",
+                "settingDefinitionId": DEFINITION,
+                "choiceSettingValue": {"value": format!("{DEFINITION}_1")}}}]});
+        let definition = json!({"id": DEFINITION, "displayName": format!("{tenant} name"),
+            "options": [{"itemId": format!("{DEFINITION}_1"), "displayName": format!("{tenant} option")}]});
+        Snapshot::new(
+            PolicyType::SettingsCatalog,
+            "0f6a3d2e-1b7c-4e5f-9a8b-7c6d5e4f3a21".into(),
+            "Baseline".into(),
+            &payload,
+            FULL,
+        )
+        .with_definitions(vec![SettingDefinition {
+            id: DEFINITION.into(),
+            display_name: format!("{tenant} name"),
+            json: definition.to_string(),
+        }])
+    }
+
+    /// Stores `tenant`'s capture as a capturing run does and puts the version into a new backup
+    /// set; returns (policy, version, set).
+    async fn store_in(app: &TestApp, cookie: &str, tenant: &str, label: &str) -> (i64, i64, i64) {
+        let tenant_id = common::tenant_id(&app.db, tenant).await;
+        let policy_id: i64 = sqlx::query_scalar(
+            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
+             VALUES ($1, '0f6a3d2e-1b7c-4e5f-9a8b-7c6d5e4f3a21', 'settings_catalog', 'Baseline', 'windows10', 0) \
+             RETURNING id",
+        )
+        .bind(tenant_id)
+        .fetch_one(app.db.pool())
+        .await
+        .expect("policy");
+        let mut tx = app.db.pool().begin().await.expect("begin");
+        let stored = store_snapshot(&mut tx, tenant_id, policy_id, &capture(label), 1_000)
+            .await
+            .expect("stores");
+        tx.commit().await.expect("commit");
+        let set = common::backup_set(app, cookie, tenant, "Baseline set").await;
+        sqlx::query(
+            "INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id, captured_at) \
+             VALUES ($1, $2, $3, $4, 1000)",
+        )
+        .bind(tenant_id)
+        .bind(set)
+        .bind(policy_id)
+        .bind(stored.id)
+        .execute(app.db.pool())
+        .await
+        .expect("backup item");
+        (policy_id, stored.id, set)
+    }
+
+    /// The README of `tenant`'s backup set export, read with Python's `zipfile`.
+    async fn exported_readme(app: &TestApp, cookie: &str, tenant: &str, set: i64) -> String {
+        let response = app
+            .get(
+                Some(cookie),
+                &format!("/t/{tenant}/backup-sets/{set}/export.zip"),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let dir = common::TempDir::new();
+        let path = dir.0.join("export.zip");
+        std::fs::write(&path, response.bytes().await.expect("the archive")).expect("written");
+        let output = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys, zipfile; sys.stdout.write(zipfile.ZipFile(sys.argv[1]).read('README.md').decode())",
+            ])
+            .arg(&path)
+            .output()
+            .expect("python3 runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).expect("UTF-8")
+    }
+
+    /// What `tenant`'s member sees of its version and its set's README: both must name the
+    /// setting and its choice as `label`'s capture did, and never as `other`'s.
+    async fn assert_named(
+        app: &TestApp,
+        cookie: &str,
+        tenant: &str,
+        stored: (i64, i64, i64),
+        label: &str,
+        other: &str,
+    ) {
+        let (policy, version, set) = stored;
+        let view = app
+            .policy_version(cookie, tenant, policy, version)
+            .await
+            .expect("the version");
+        let setting = view
+            .readable
+            .rows()
+            .find(|row| row.detail.as_deref() == Some(DEFINITION))
+            .expect("the setting's row");
+        assert_eq!(setting.label, format!("{label} name"), "{view:#?}");
+        assert_eq!(setting.value.text(), format!("{label} option"), "{view:#?}");
+        let readme = exported_readme(app, cookie, tenant, set).await;
+        assert!(
+            readme.contains(&format!("{label} name"))
+                && readme.contains(&format!("{label} option")),
+            "{readme}"
+        );
+        assert!(!readme.contains(&format!("{other} ")), "{readme}");
+    }
+
+    async fn definitions_of_one_tenant_never_name_another_tenants_settings(app: TestApp) {
+        let in_a = app.sign_in(OPERATOR).await;
+        let in_b = app.sign_in(OUTSIDER).await;
+        let a = store_in(&app, &in_a, CONTOSO, "Tenant A").await;
+        let b = store_in(&app, &in_b, FABRIKAM, "Tenant B").await;
+        assert_named(&app, &in_a, CONTOSO, a, "Tenant A", "Tenant B").await;
+        assert_named(&app, &in_b, FABRIKAM, b, "Tenant B", "Tenant A").await;
+    }
 }

@@ -10,8 +10,11 @@
 //! (compliance actions, presentation values) is a new version, whose comparison with the older
 //! one reads those parts as "not captured then", never as changes.
 //!
-//! Setting definitions are stored once per id in `setting_definitions`, apart from any
-//! content; [`definition_names`] and [`setting_names`] read them for the viewer.
+//! Setting definitions are stored once per tenant and id in `setting_definitions`, apart from
+//! any content, under the tenant whose capture returned them: each tenant's Graph answers for
+//! its own catalog (custom definitions, a catalog version rolled out to it first), so one
+//! tenant's capture never renames another tenant's settings. [`definition_names`] and
+//! [`setting_names`] read the tenant's for the viewer.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -141,7 +144,7 @@ pub async fn store_snapshots(
     }
     let mut definitions: Vec<&SettingDefinition> = definitions.into_values().collect();
     definitions.sort_by(|a, b| a.id.cmp(&b.id));
-    store_definitions(tx, &definitions, now).await?;
+    store_definitions(tx, tenant_id, &definitions, now).await?;
 
     let mut stored = Vec::with_capacity(captures.len());
     let mut was_current = Vec::with_capacity(captures.len());
@@ -408,10 +411,11 @@ fn same_content(stored: &StoredVersion, snapshot: &Snapshot) -> bool {
         == normalize(&CapturedPolicy::new(family, snapshot.format, &payload))
 }
 
-/// Writes the definitions that are new or whose JSON changed. Unchanged ones are not written,
-/// so concurrent captures of the same settings do not lock each other's rows.
+/// Writes the tenant's definitions that are new or whose JSON changed. Unchanged ones are not
+/// written, so concurrent captures of the same settings do not lock each other's rows.
 async fn store_definitions(
     tx: &mut Tx,
+    tenant_id: i64,
     definitions: &[&SettingDefinition],
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -421,10 +425,7 @@ async fn store_definitions(
     let ids: Vec<String> = definitions.iter().map(|d| d.id.clone()).collect();
     let mut stored: HashMap<String, String> = HashMap::new();
     for chunk in ids.chunks(IDS_PER_QUERY) {
-        let sql = in_list(
-            "SELECT id, definition FROM setting_definitions WHERE id IN (",
-            chunk,
-        );
+        let sql = of_tenant("id, definition", tenant_id, chunk);
         let rows: Vec<(String, String)> = sql.query_as().fetch_all(&mut **tx).await?;
         stored.extend(rows);
     }
@@ -434,9 +435,10 @@ async fn store_definitions(
             Some(json) if *json == definition.json => {}
             Some(_) => {
                 sqlx::query(
-                    "UPDATE setting_definitions SET display_name = $2, definition = $3, updated_at = $4 \
-                     WHERE id = $1",
+                    "UPDATE setting_definitions SET display_name = $3, definition = $4, updated_at = $5 \
+                     WHERE tenant_id = $1 AND id = $2",
                 )
+                .bind(tenant_id)
                 .bind(&definition.id)
                 .bind(&definition.display_name)
                 .bind(&definition.json)
@@ -449,10 +451,13 @@ async fn store_definitions(
     }
     for chunk in new.chunks(IDS_PER_QUERY / 4) {
         let mut sql = Sql::new(
-            "INSERT INTO setting_definitions (id, display_name, definition, updated_at) VALUES ",
+            "INSERT INTO setting_definitions (tenant_id, id, display_name, definition, updated_at) \
+             VALUES ",
         );
         sql.rows(chunk, |sql, definition| {
-            sql.text(definition.id.as_str())
+            sql.int(tenant_id)
+                .push(", ")
+                .text(definition.id.as_str())
                 .push(", ")
                 .text(definition.display_name.as_str())
                 .push(", ")
@@ -460,48 +465,52 @@ async fn store_definitions(
                 .push(", ")
                 .int(now);
         })
-        .push(" ON CONFLICT (id) DO NOTHING");
+        .push(" ON CONFLICT (tenant_id, id) DO NOTHING");
         sql.query().execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// `prefix` followed by one placeholder per id and `)`.
-fn in_list(prefix: &str, ids: &[String]) -> Sql {
-    let mut sql = Sql::new(prefix);
-    sql.list(ids, |sql, id| {
-        sql.text(id.as_str());
-    })
-    .push(")");
+/// `columns` of the tenant's stored definitions with these ids.
+fn of_tenant(columns: &str, tenant_id: i64, ids: &[String]) -> Sql {
+    let mut sql = Sql::new(format!(
+        "SELECT {columns} FROM setting_definitions WHERE tenant_id = "
+    ));
+    sql.int(tenant_id)
+        .push(" AND id IN (")
+        .list(ids, |sql, id| {
+            sql.text(id.as_str());
+        })
+        .push(")");
     sql
 }
 
-/// The stored display names of setting definitions, by id; ids never stored are left out.
+/// The display names the tenant's captures stored for these setting definitions, by id; ids
+/// the tenant never stored are left out.
 pub async fn definition_names(
     db: &Db,
+    tenant_id: i64,
     ids: &[String],
 ) -> Result<HashMap<String, String>, sqlx::Error> {
     let mut names = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(IDS_PER_QUERY) {
-        let sql = in_list(
-            "SELECT id, display_name FROM setting_definitions WHERE id IN (",
-            chunk,
-        );
+        let sql = of_tenant("id, display_name", tenant_id, chunk);
         let rows: Vec<(String, String)> = sql.query_as().fetch_all(db.pool()).await?;
         names.extend(rows);
     }
     Ok(names)
 }
 
-/// What the viewer and the diff show for settings catalog ids: the stored definitions' names
-/// and their choice options' names.
-pub async fn setting_names(db: &Db, ids: &[String]) -> Result<SettingNames, sqlx::Error> {
+/// What the viewer and the diff show for the tenant's settings catalog ids: the names of the
+/// definitions its captures stored and of their choice options.
+pub async fn setting_names(
+    db: &Db,
+    tenant_id: i64,
+    ids: &[String],
+) -> Result<SettingNames, sqlx::Error> {
     let mut names = SettingNames::new();
     for chunk in ids.chunks(IDS_PER_QUERY) {
-        let sql = in_list(
-            "SELECT definition FROM setting_definitions WHERE id IN (",
-            chunk,
-        );
+        let sql = of_tenant("definition", tenant_id, chunk);
         let texts: Vec<String> = sql.query_scalar().fetch_all(db.pool()).await?;
         let definitions: Vec<Value> = texts
             .iter()
@@ -512,12 +521,17 @@ pub async fn setting_names(db: &Db, ids: &[String]) -> Result<SettingNames, sqlx
     Ok(names)
 }
 
-/// The names the viewer and the diff use for one or more stored payloads: the stored
-/// definitions of every setting they use, and the names a format-1 payload carries inline.
-pub async fn names_for(db: &Db, payloads: &[&Value]) -> Result<SettingNames, sqlx::Error> {
+/// The names the viewer and the diff use for one or more of the tenant's stored payloads: the
+/// tenant's stored definitions of every setting they use, and the names a format-1 payload
+/// carries inline.
+pub async fn names_for(
+    db: &Db,
+    tenant_id: i64,
+    payloads: &[&Value],
+) -> Result<SettingNames, sqlx::Error> {
     let ids: BTreeSet<String> = payloads.iter().flat_map(|p| definition_ids(p)).collect();
     let ids: Vec<String> = ids.into_iter().collect();
-    let mut names = setting_names(db, &ids).await?;
+    let mut names = setting_names(db, tenant_id, &ids).await?;
     for payload in payloads {
         names.extend(SettingNames::from_payload(payload));
     }

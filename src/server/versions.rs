@@ -209,9 +209,9 @@ pub async fn version(
     let info = policy(db, scope, policy_id).await?;
     let family = info.policy_type;
     let stored = stored(db, scope, policy_id, version_id).await?;
-    // Setting names come from the definitions stored apart (format 2) or inside the payload
-    // (format 1).
-    let names = names_for(db, &[&stored.version.payload]).await?;
+    // Setting names come from the definitions this tenant's captures stored apart (format 2) or
+    // inside the payload (format 1).
+    let names = names_for(db, scope.id(), &[&stored.version.payload]).await?;
     let readable = readable(&stored.version.captured(family), &names);
     let raw_json =
         serde_json::to_string_pretty(&stored.version.payload).map_err(|_| AppError::Internal)?;
@@ -237,7 +237,12 @@ pub async fn diff(
     let family = info.policy_type;
     let old = stored(db, scope, policy_id, from).await?;
     let new = stored(db, scope, policy_id, to).await?;
-    let names = names_for(db, &[&old.version.payload, &new.version.payload]).await?;
+    let names = names_for(
+        db,
+        scope.id(),
+        &[&old.version.payload, &new.version.payload],
+    )
+    .await?;
     let comparison = compare(
         &old.version.captured(family),
         &new.version.captured(family),

@@ -373,7 +373,7 @@ async fn write_archive(
             }
         }
         let payloads: Vec<&Value> = parsed.iter().flatten().collect();
-        let names = names_for(&db, &payloads).await?;
+        let names = names_for(&db, scope.id(), &payloads).await?;
         for (item, parsed) in page.iter().zip(&parsed) {
             let written = Written {
                 item,
