@@ -8,6 +8,7 @@ use tenantatlas::domain::{AppError, BackupSetSummary};
 both_backends!(TestApp:
     creates_and_lists_a_backup_set,
     rejects_bad_names_and_writes_nothing,
+    rejects_hidden_characters_in_names_and_controls_in_descriptions,
     rejects_a_duplicate_name,
     unknown_or_malformed_tenant_is_403,
     backup_sets_stay_in_their_tenant,
@@ -82,6 +83,41 @@ async fn rejects_bad_names_and_writes_nothing(app: TestApp) {
         );
     }
     assert_eq!(app.count("backup_sets").await, 0);
+}
+
+/// A name with an invisible or bidi formatting character would look like another set's name
+/// (or the reverse of its own); a description with a control character other than a line
+/// break or a tab is not text. Both engines refuse them alike, naming the field, and write
+/// nothing.
+async fn rejects_hidden_characters_in_names_and_controls_in_descriptions(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    create(&app, CONTOSO, "Baseline").await.expect("created");
+    for name in [
+        "Baseline\u{200B}",
+        "Base\u{200F}line",
+        "\u{202E}enilesaB",
+        "Baseline\u{2060}",
+        "\u{2066}Baseline\u{2069}",
+        "\u{FEFF}Baseline",
+    ] {
+        let refusal = create_as(&app, &cookie, CONTOSO, name)
+            .await
+            .expect_err("a hidden character is refused");
+        invalid(refusal, "name");
+    }
+    for description in ["nul\u{0}here", "bell\u{7}", "escape\u{1B}[2J"] {
+        let refusal = app
+            .create_backup_set(&cookie, CONTOSO, "Described", description)
+            .await
+            .expect_err("a control character is refused");
+        invalid(refusal, "description");
+    }
+    assert_eq!(app.count("backup_sets").await, 1);
+    let described = app
+        .create_backup_set(&cookie, CONTOSO, "Described", "line one\r\nline two\tend")
+        .await
+        .expect("line breaks and tabs are text");
+    assert_eq!(described.description, "line one\r\nline two\tend");
 }
 
 async fn rejects_a_duplicate_name(app: TestApp) {

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use common::{Backend, Options, Refusal, TestApp, ADMIN, CONTOSO, OPERATOR};
 use sha2::{Digest, Sha256};
-use tenantatlas::domain::{AddMemberOutcome, AppError, Role};
+use tenantatlas::domain::invitation::InvitationToken;
+use tenantatlas::domain::{AddMemberOutcome, AppError, Capability, Email, Role};
+use tenantatlas::server::auth::authorize_user;
 use tenantatlas::server::auth::password::Checker;
+use tenantatlas::server::tenants::invitations;
 
 both_backends!(TestApp:
     an_invitation_makes_the_account_and_the_membership_once,
@@ -20,6 +23,8 @@ both_backends!(TestApp:
     bad_input_is_refused_and_writes_nothing,
     an_address_that_got_an_account_meanwhile_is_refused,
     many_acceptances_at_once_make_one_account,
+    an_owner_demoted_while_inviting_makes_no_invitation,
+    a_link_whose_inviter_may_no_longer_invite_brings_no_one_in,
 );
 
 const INVITEE: &str = "new.person@example.org";
@@ -438,6 +443,139 @@ async fn many_acceptances_at_once_make_one_account(app: TestApp) {
     assert_eq!(users_with(&app, INVITEE).await, 1);
 }
 
+/// A second owner of Contoso (the manager, promoted by the admin): their account id and
+/// session.
+async fn second_owner(app: &TestApp, admin: &str) -> (i64, String) {
+    let manager = "manager@contoso.example";
+    let id = common::user_id(&app.db, manager).await;
+    app.change_member_role(admin, CONTOSO, id, "owner")
+        .await
+        .expect("the admin makes the manager an owner");
+    (id, app.sign_in(manager).await)
+}
+
+/// An owner authorized to invite, then demoted by another owner before their invitation is
+/// written (the demotion withdrew nothing: there was nothing yet), makes no invitation: the
+/// invitation is written only while the inviter still holds the right, read under the lock
+/// the demotion takes.
+async fn an_owner_demoted_while_inviting_makes_no_invitation(app: TestApp) {
+    let admin = app.sign_in(ADMIN).await;
+    let (second, _) = second_owner(&app, &admin).await;
+    let authorized = authorize_user(&app.db, second, CONTOSO, Capability::ManageMembers)
+        .await
+        .expect("an owner may invite");
+    app.change_member_role(&admin, CONTOSO, second, "manager")
+        .await
+        .expect("the admin demotes the second owner");
+    let email = Email::parse(INVITEE).unwrap();
+    let refused = invitations::create(
+        &app.db,
+        &authorized.scope,
+        authorized.user_id,
+        &email,
+        Role::Owner,
+        Some(&app.origin()),
+    )
+    .await
+    .expect_err("a demoted owner invites nobody");
+    assert_eq!(refused.status(), 403, "{refused:?}");
+    assert_eq!(app.count("invitations").await, 0);
+    // Removed altogether: refused the same way.
+    let authorized = authorize_user(&app.db, second, CONTOSO, Capability::View)
+        .await
+        .expect("still a member");
+    app.remove_member(&admin, CONTOSO, second)
+        .await
+        .expect("the admin removes them");
+    let refused = invitations::create(
+        &app.db,
+        &authorized.scope,
+        second,
+        &email,
+        Role::Operator,
+        Some(&app.origin()),
+    )
+    .await
+    .expect_err("a removed member invites nobody");
+    assert_eq!(refused.status(), 403, "{refused:?}");
+    assert_eq!(app.count("invitations").await, 0);
+}
+
+/// A pending invitation whose inviter was demoted without it being withdrawn (written in the
+/// moment of the demotion) is not valid any more: neither read, nor accepted by a new account,
+/// nor joined by an existing one.
+async fn a_link_whose_inviter_may_no_longer_invite_brings_no_one_in(app: TestApp) {
+    let admin = app.sign_in(ADMIN).await;
+    let (second, second_cookie) = second_owner(&app, &admin).await;
+    let token = invite(&app, &second_cookie, INVITEE, "owner").await;
+    let existing = OPERATOR.replace("contoso", "woodgrove");
+    sqlx::query(
+        "INSERT INTO users (email, display_name, password_hash, created_at) VALUES ($1, 'W', NULL, 0)",
+    )
+    .bind(&existing)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    // An invitation of an account joins with that account's session (members.rs says when).
+    let joining = InvitationToken::new(rand_bytes());
+    let now = tenantatlas::domain::Timestamp::now().millis();
+    sqlx::query(
+        "INSERT INTO invitations (tenant_id, email, role, token_hash, invited_by, created_at, \
+         expires_at) SELECT id, $2, 'owner', $3, $4, $5, $6 FROM tenants WHERE external_id = $1",
+    )
+    .bind(CONTOSO)
+    .bind(&existing)
+    .bind(invitations::token_hash(&joining))
+    .bind(second)
+    .bind(now)
+    .bind(now + 3_600_000)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    // The demotion, as if both invitations were written after it withdrew the pending ones.
+    sqlx::query(
+        "UPDATE memberships SET role = 'manager' WHERE user_id = $1 \
+         AND tenant_id = (SELECT id FROM tenants WHERE external_id = $2)",
+    )
+    .bind(second)
+    .bind(CONTOSO)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+
+    assert_eq!(refused_preview(&app, &token).await.status, 404);
+    let refused = refused_accept(&app, &token, "Nova Person", PASSWORD).await;
+    assert_eq!(refused.status, 404, "{refused:?}");
+    assert_eq!(users_with(&app, INVITEE).await, 0);
+    let user_id = common::user_id(&app.db, &existing).await;
+    assert!(invitations::check_usable(&app.db, &joining).await.is_err());
+    let refused = invitations::join(&app.db, &joining, user_id)
+        .await
+    .expect_err("the existing account joins nothing");
+    assert_eq!(refused.status(), 404, "{refused:?}");
+    let memberships: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(memberships, 0);
+    let accepted: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM invitations WHERE accepted_at IS NOT NULL")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(accepted, 0);
+}
+
+/// 32 bytes for a token, different every call.
+fn rand_bytes() -> [u8; 32] {
+    let mut bytes = [0; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes
+}
+
 /// Accepting hashes the new password under sign-in's limit: when no core is free for a hash,
 /// every acceptance, however many arrive at once, gets the busy answer (503, `Retry-After`)
 /// and nothing is written; the link stays usable.
@@ -462,14 +600,15 @@ async fn accepting_hashes_under_the_password_checks_limit(backend: Backend) {
         .collect();
     let now = tenantatlas::domain::Timestamp::now().millis();
     sqlx::query(
-        "INSERT INTO invitations (tenant_id, email, role, token_hash, created_at, expires_at) \
-         SELECT id, $2, 'owner', $3, $4, $5 FROM tenants WHERE external_id = $1",
+        "INSERT INTO invitations (tenant_id, email, role, token_hash, invited_by, created_at, \
+         expires_at) SELECT id, $2, 'owner', $3, $6, $4, $5 FROM tenants WHERE external_id = $1",
     )
     .bind(CONTOSO)
     .bind(INVITEE)
     .bind(&hash)
     .bind(now)
     .bind(now + 3_600_000)
+    .bind(common::user_id(&app.db, ADMIN).await)
     .execute(app.db.pool())
     .await
     .unwrap();

@@ -3,15 +3,17 @@
 
 use crate::common;
 
-use common::{backup_set, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
+use common::{backup_set, Form, Refusal, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
 use tenantatlas::domain::policy_page::PolicyPage;
-use tenantatlas::domain::PolicyType;
+use tenantatlas::domain::{AppError, PolicyType};
 
 both_backends!(TestApp:
     lists_searches_filters_sorts_and_pages,
     marks_policies_already_in_the_set_and_leaves_them_out_of_select_all,
     another_tenants_policies_never_appear,
     search_ignores_capitals_of_every_script,
+    control_characters_in_the_search_are_refused,
+    an_unknown_platform_or_sort_is_refused,
 );
 
 fn names(page: &PolicyPage) -> Vec<&str> {
@@ -78,6 +80,7 @@ async fn search_ignores_capitals_of_every_script(app: TestApp) {
         "Политика Wi-Fi",
         "Ärger mit Straße",
         "Plain ASCII",
+        "İzmir Wi-Fi",
     ];
     let ids = insert_named(&app, CONTOSO, &named).await;
     let cases = [
@@ -89,6 +92,10 @@ async fn search_ignores_capitals_of_every_script(app: TestApp) {
         ("ärger", 2),
         ("STRAßE", 2),
         ("plain", 3),
+        // Rust lower-cases İ to i and a combining dot, PostgreSQL to a plain i: the search
+        // and the name are folded by the same engine's rules, so either way it is found.
+        ("İzmir", 4),
+        ("İzmir wi-fi", 4),
     ];
     for (search, expected) in cases {
         let filter = [("search", search)];
@@ -216,7 +223,7 @@ async fn lists_searches_filters_sorts_and_pages(app: TestApp) {
 
     let descending = list(&[("search", "test policy"), ("sort", "-name")]).await;
     assert_eq!(names(&descending)[0], "Test policy 9");
-    let ascending = list(&[("search", "test policy"), ("sort", "nonsense")]).await;
+    let ascending = list(&[("search", "test policy"), ("sort", "name")]).await;
     assert_eq!(names(&ascending)[0], "Test policy 0");
 
     // Readonly members may look (they cannot add).
@@ -300,4 +307,96 @@ async fn another_tenants_policies_never_appear(app: TestApp) {
         .await
         .expect_err("another tenant's set is unknown");
     assert_eq!(cross.status, 404);
+}
+
+/// `policies/addable-count`: how many policies "Select all N matching" would select.
+async fn addable_count(
+    app: &TestApp,
+    cookie: &str,
+    set: i64,
+    filters: &[(&str, &str)],
+) -> Result<i64, Refusal> {
+    let form = Form::tenant(CONTOSO)
+        .field("backup_set_id", set)
+        .fields(filters);
+    app.answer(Some(cookie), "policies/addable-count", &form)
+        .await
+}
+
+/// The field a 422 answer names.
+fn invalid_field(refusal: Refusal) -> String {
+    assert_eq!(refusal.status, 422, "{refusal:?}");
+    match refusal.error() {
+        AppError::Invalid { field, .. } => field,
+        other => panic!("not a validation error: {other:?}"),
+    }
+}
+
+/// A search with a control character is no text a name holds: refused naming `search` by the
+/// list, "select all" and its count alike, on both engines (SQLite's `LIKE` would stop at a
+/// NUL and match every policy; PostgreSQL refuses a NUL in a text).
+async fn control_characters_in_the_search_are_refused(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie, CONTOSO, "Searched").await;
+    common::insert_policies(&app.db, CONTOSO, 3).await;
+    for search in ["\u{0}", "test\u{0}policy", "bell\u{7}", "\u{1B}[2J", "c1\u{9B}"] {
+        let filter = [("search", search)];
+        let listed = app.policies_list(&cookie, CONTOSO, set, &filter).await;
+        let matching = app.matching_ids(&cookie, CONTOSO, set, &filter).await;
+        let counted = addable_count(&app, &cookie, set, &filter).await;
+        for refusal in [
+            listed.map(|_| ()),
+            matching.map(|_| ()),
+            counted.map(|_| ()),
+        ] {
+            let refusal = refusal.expect_err("a control character is refused");
+            assert_eq!(invalid_field(refusal), "search", "{search:?}");
+        }
+    }
+    // A tab or spaces around the words are trimmed, as before.
+    let counted = addable_count(&app, &cookie, set, &[("search", "\ttest policy ")])
+        .await
+        .expect("the count answers");
+    assert_eq!(counted, 3);
+}
+
+/// The picker refuses a platform the tenant's policies are not on and a sort there is not, as
+/// the inventory does, instead of answering nothing or sorting by name.
+async fn an_unknown_platform_or_sort_is_refused(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie, CONTOSO, "Filtered").await;
+    common::insert_policies(&app.db, CONTOSO, 3).await;
+    for platform in ["Android", "bogus", " android"] {
+        let filter = [("platform", platform)];
+        let listed = app.policies_list(&cookie, CONTOSO, set, &filter).await;
+        let matching = app.matching_ids(&cookie, CONTOSO, set, &filter).await;
+        let counted = addable_count(&app, &cookie, set, &filter).await;
+        for refusal in [
+            listed.map(|_| ()),
+            matching.map(|_| ()),
+            counted.map(|_| ()),
+        ] {
+            let refusal = refusal.expect_err("an unknown platform is refused");
+            assert!(refusal.body.contains("android"), "{}", refusal.body);
+            assert_eq!(invalid_field(refusal), "platform", "{platform:?}");
+        }
+    }
+    for sort in ["nonsense", "Name", "--name", " name"] {
+        let refusal = app
+            .policies_list(&cookie, CONTOSO, set, &[("sort", sort)])
+            .await
+            .expect_err("an unknown sort is refused");
+        assert_eq!(invalid_field(refusal), "sort", "{sort:?}");
+    }
+    // The known ones still answer.
+    let filter = [("platform", "android"), ("sort", "-modified")];
+    let page = app
+        .policies_list(&cookie, CONTOSO, set, &filter)
+        .await
+        .expect("the picker lists");
+    assert_eq!(page.total, 3);
+    let counted = addable_count(&app, &cookie, set, &[("platform", "android")])
+        .await
+        .expect("the count answers");
+    assert_eq!(counted, 3);
 }

@@ -26,6 +26,7 @@ both_backends!(TestApp:
     an_env_reference_stays_possible,
     disconnecting_stops_the_runs_under_way_and_queued,
     disconnecting_or_reconnecting_twice_changes_nothing_the_second_time,
+    disconnecting_again_cancels_the_runs_the_first_disconnect_left,
 );
 
 const K1: &str = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -678,4 +679,44 @@ async fn disconnecting_or_reconnecting_twice_changes_nothing_the_second_time(app
         disconnect_state(&app, tenant, "tenant.reconnect").await,
         (None, 1)
     );
+}
+
+/// A run still queued or under way while the tenant is disconnected (one the first disconnect
+/// did not reach: it stopped before its cancels) is cancelled by the next disconnect, which
+/// still leaves the first one's time and writes no second `tenant.disconnect`.
+async fn disconnecting_again_cancels_the_runs_the_first_disconnect_left(app: TestApp) {
+    let owner = app.sign_in(ADMIN).await;
+    let operator = app.sign_in(OPERATOR).await;
+    let tenant = common::tenant_id(&app.db, CONTOSO).await;
+    let running = common::run_with_items(&app, &operator, 3, 1, 0).await;
+    let set = common::backup_set(&app, &operator, CONTOSO, "Queued").await;
+    let ids = common::insert_policies(&app.db, CONTOSO, 2).await;
+    let queued = common::submit(&app, &operator, CONTOSO, set, &ids).await;
+    let disconnected_at = 1_700_000_000_000_i64;
+    sqlx::query("UPDATE tenants SET disconnected_at = $1 WHERE id = $2")
+        .bind(disconnected_at)
+        .bind(tenant)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+
+    app.disconnect_tenant(&owner, CONTOSO)
+        .await
+        .expect("the owner disconnects the tenant again");
+    for run in [running, queued] {
+        assert_eq!(run_state(&app, run).await.0, "cancelled", "run {run}");
+    }
+    assert_eq!(
+        disconnect_state(&app, tenant, "tenant.disconnect").await,
+        (Some(disconnected_at), 0),
+        "the first disconnect's time stays, and no second disconnect is audited"
+    );
+    let cancels: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND action = 'run.cancel'",
+    )
+    .bind(tenant)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(cancels, 2, "each cancel is audited");
 }

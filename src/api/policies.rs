@@ -22,22 +22,19 @@ where
     Fut: std::future::Future<Output = Result<T, AppError>>,
 {
     use crate::domain::Capability;
-    use crate::domain::PolicyType;
     use crate::server::auth::in_tenant;
     use crate::server::policies::PolicyFilter;
     in_tenant(tenant, Capability::View, |ctx, db| async move {
-        let filter = PolicyFilter {
-            search,
-            policy_type: PolicyType::parse_filter("policy_type", &policy_type)?,
-            platform,
-        };
+        let filter = PolicyFilter::parse(&search, &policy_type, platform)?;
         work(ctx, db, filter).await
     })
     .await
 }
 
 /// One page of the inventory for the picker of a backup set; `sort` is `name`, `-name`,
-/// `type`, `platform` or `modified` (with `-` for descending), `page` is zero-based.
+/// `type`, `platform` or `modified` (with `-` for descending; empty sorts by name, anything
+/// else is refused as the inventory refuses it), `page` is zero-based. A search with a control
+/// character, an unknown type or a platform none of the tenant's policies is on is refused.
 #[server(prefix = "/api", endpoint = "policies/list")]
 pub async fn list_policies(
     tenant: String,
@@ -48,10 +45,9 @@ pub async fn list_policies(
     #[server(default)] sort: String,
     #[server(default)] page: i64,
 ) -> Result<PolicyPage, AppError> {
-    use crate::domain::policy_page::PolicySort;
     let fields = (search, policy_type, platform);
     with_filter(&tenant, fields, |ctx, db, filter| async move {
-        let sort = PolicySort::parse(&sort);
+        let sort = crate::server::versions::parse_sort(&sort)?;
         crate::server::policies::page(&db, &ctx.scope, backup_set_id, &filter, sort, page).await
     })
     .await

@@ -2,7 +2,7 @@
 //! page travels (50,000 policies: every request under 70 ms at p99, `benches/runs.rs`, docs/benchmarks.md).
 //! Policies gone from Intune are left out.
 
-use super::db::{like_pattern, Db, Sql};
+use super::db::{Db, Sql};
 use super::tenants::TenantScope;
 use crate::domain::policy_page::{
     MatchingPolicies, PolicyPage, PolicyRow, PolicySort, SortColumn, POLICY_PAGE_SIZE,
@@ -11,18 +11,62 @@ use crate::domain::policy_page::{
 use crate::domain::selection::MAX_SELECTION;
 use crate::domain::{AppError, PolicyType};
 
-/// The picker's filter; empty strings and `None` mean "any".
+/// The picker's filter, parsed from its form fields; empty strings and `None` mean "any". The
+/// platform is checked against the tenant's when a request uses it (that needs the database).
 #[derive(Debug, Clone, Default)]
 pub struct PolicyFilter {
-    pub search: String,
-    pub policy_type: Option<PolicyType>,
-    pub platform: String,
+    search: String,
+    policy_type: Option<PolicyType>,
+    platform: String,
+}
+
+impl PolicyFilter {
+    /// Reads the form fields: the search as [`parse_search`] reads it, the type as the
+    /// inventory reads it (an unknown one is a 422 naming `policy_type`).
+    pub fn parse(search: &str, policy_type: &str, platform: String) -> Result<Self, AppError> {
+        Ok(Self {
+            search: parse_search(search)?,
+            policy_type: PolicyType::parse_filter("policy_type", policy_type)?,
+            platform,
+        })
+    }
+}
+
+/// Reads a name search: trimmed and cut to [`SEARCH_MAX_CHARS`]; a control character is a 422
+/// naming `search`. No name holds one, and the engines would disagree about it: SQLite's `LIKE`
+/// stops at a NUL, so `%\0%` would match every policy ("select all N matching" would select
+/// them all), while PostgreSQL refuses a NUL in a text outright.
+pub fn parse_search(raw: &str) -> Result<String, AppError> {
+    let search: String = raw.trim().chars().take(SEARCH_MAX_CHARS).collect();
+    if search.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "search",
+            "The search cannot contain control characters.",
+        ));
+    }
+    Ok(search)
+}
+
+/// Refuses a platform filter that is none of `platforms` (the ones the page offers) with a 422
+/// naming `platform` and the platforms there are: a typo or a stale link shows as an error, not
+/// as an empty page. Empty means any platform.
+pub fn check_platform(platform: &str, platforms: &[String]) -> Result<(), AppError> {
+    if platform.is_empty() || platforms.iter().any(|known| known == platform) {
+        return Ok(());
+    }
+    Err(AppError::invalid(
+        "platform",
+        format!(
+            "Unknown platform; this tenant's policies are on {}.",
+            platforms.join(", ")
+        ),
+    ))
 }
 
 /// Appends the inventory's `WHERE` clause over `policies p` to `sql`: the tenant, a name search
-/// (trimmed, at most [`SEARCH_MAX_CHARS`], capitals of any script matching small letters:
-/// `LOWER` folds as [`like_pattern`] does on both engines, see `db::fold_case`) and a type. The
-/// tenant comes first, so no query built here can forget it.
+/// (trimmed, at most [`SEARCH_MAX_CHARS`], capitals of any script matching small letters: see
+/// [`Sql::contains_ignoring_case`]) and a type. The tenant comes first, so no query built here
+/// can forget it.
 pub(super) fn push_inventory_where(
     sql: &mut Sql,
     tenant_id: i64,
@@ -32,9 +76,8 @@ pub(super) fn push_inventory_where(
     sql.push(" WHERE p.tenant_id = ").int(tenant_id);
     let search: String = search.trim().chars().take(SEARCH_MAX_CHARS).collect();
     if !search.is_empty() {
-        sql.push(" AND LOWER(p.display_name) LIKE ")
-            .text(like_pattern(&search))
-            .push(" ESCAPE '\\'");
+        sql.push(" AND ")
+            .contains_ignoring_case("p.display_name", &search);
     }
     if let Some(policy_type) = policy_type {
         sql.push(" AND p.policy_type = ").text(policy_type.as_str());
@@ -74,6 +117,33 @@ async fn check_backup_set(
     super::backup_sets::ensure_exists(db, scope.id(), backup_set_id).await
 }
 
+/// The platforms of the tenant's policies still in Intune: what the picker's platform filter
+/// offers.
+async fn platforms(db: &Db, scope: &TenantScope) -> Result<Vec<String>, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT platform FROM policies \
+         WHERE tenant_id = $1 AND gone_from_intune_at IS NULL ORDER BY platform",
+    )
+    .bind(scope.id())
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Checks what a request of the picker names: the backup set (404 unless the tenant's) and the
+/// platform filter ([`check_platform`], read only when there is one).
+async fn check_request(
+    db: &Db,
+    scope: &TenantScope,
+    backup_set_id: i64,
+    filter: &PolicyFilter,
+) -> Result<(), AppError> {
+    check_backup_set(db, scope, backup_set_id).await?;
+    if !filter.platform.is_empty() {
+        check_platform(&filter.platform, &platforms(db, scope).await?)?;
+    }
+    Ok(())
+}
+
 /// One page (zero-based, clamped to the last one) of the tenant's inventory, with each row
 /// marked when it is already in the backup set.
 pub async fn page(
@@ -85,6 +155,8 @@ pub async fn page(
     page: i64,
 ) -> Result<PolicyPage, AppError> {
     check_backup_set(db, scope, backup_set_id).await?;
+    let platforms = platforms(db, scope).await?;
+    check_platform(&filter.platform, &platforms)?;
     let mut count = Sql::new("SELECT COUNT(*) AS n FROM policies p");
     push_where(&mut count, scope.id(), filter);
     let total: i64 = count.query_scalar().fetch_one(db.pool()).await?;
@@ -118,14 +190,6 @@ pub async fn page(
         })
         .collect();
 
-    let platforms = sqlx::query_scalar(
-        "SELECT DISTINCT platform FROM policies \
-         WHERE tenant_id = $1 AND gone_from_intune_at IS NULL ORDER BY platform",
-    )
-    .bind(scope.id())
-    .fetch_all(db.pool())
-    .await?;
-
     Ok(PolicyPage {
         rows,
         total,
@@ -151,7 +215,7 @@ pub async fn matching_ids(
     backup_set_id: i64,
     filter: &PolicyFilter,
 ) -> Result<MatchingPolicies, AppError> {
-    check_backup_set(db, scope, backup_set_id).await?;
+    check_request(db, scope, backup_set_id, filter).await?;
     let mut sql = Sql::new("SELECT p.id FROM policies p");
     push_where(&mut sql, scope.id(), filter);
     push_not_in_set(&mut sql, backup_set_id);
@@ -171,7 +235,7 @@ pub async fn addable_count(
     backup_set_id: i64,
     filter: &PolicyFilter,
 ) -> Result<i64, AppError> {
-    check_backup_set(db, scope, backup_set_id).await?;
+    check_request(db, scope, backup_set_id, filter).await?;
     let mut sql = Sql::new("SELECT COUNT(*) AS n FROM policies p");
     push_where(&mut sql, scope.id(), filter);
     push_not_in_set(&mut sql, backup_set_id);
@@ -198,16 +262,36 @@ mod tests {
         push_where(
             &mut sql,
             7,
-            &PolicyFilter {
-                search: " Wi-Fi ".into(),
-                policy_type: Some(PolicyType::Compliance),
-                platform: String::new(),
-            },
+            &PolicyFilter::parse(" Wi-Fi ", "compliance", String::new()).unwrap(),
         );
         let text = sql.as_str();
         assert!(text.contains("p.tenant_id = $1"), "{text}");
-        assert!(text.contains("LIKE $2"), "{text}");
+        assert!(text.contains("LIKE LOWER($2)"), "{text}");
         assert!(text.contains("p.policy_type = $3"), "{text}");
         assert!(!text.contains("p.platform"), "{text}");
+    }
+
+    #[test]
+    fn a_search_is_trimmed_and_cut_and_holds_no_control_character() {
+        assert_eq!(parse_search("\t Wi-Fi  ").unwrap(), "Wi-Fi");
+        let long = "x".repeat(SEARCH_MAX_CHARS + 10);
+        assert_eq!(parse_search(&long).unwrap().len(), SEARCH_MAX_CHARS);
+        for bad in ["\u{0}", "a\u{0}b", "a\u{7}", "a\tb", "\u{9B}x"] {
+            let error = parse_search(bad).unwrap_err();
+            assert!(
+                error.field_message("search").is_some(),
+                "{bad:?}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_platform_is_one_of_the_tenants_or_any() {
+        let platforms = ["android".to_owned(), "windows".to_owned()];
+        assert!(check_platform("", &platforms).is_ok());
+        assert!(check_platform("android", &platforms).is_ok());
+        let error = check_platform("Android", &platforms).unwrap_err();
+        let message = error.field_message("platform").expect("names the field");
+        assert!(message.contains("android, windows"), "{message}");
     }
 }

@@ -33,13 +33,13 @@ pub fn fold_case(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// A `LIKE` pattern that finds `search` ([`fold_case`]d) anywhere in a `LOWER(…)` text, its
-/// wildcards escaped so a search for `50%` or `a_b` finds exactly that text; used with
-/// `ESCAPE '\'`.
+/// A `LIKE` pattern that finds `search` anywhere in a text, its wildcards escaped so a search
+/// for `50%` or `a_b` finds exactly that text; used with `ESCAPE '\'`. Its case is left as
+/// typed: [`Sql::contains_ignoring_case`] folds it in the database, beside the column.
 pub fn like_pattern(search: &str) -> String {
     let mut out = String::with_capacity(search.len() + 2);
     out.push('%');
-    for c in fold_case(search).chars() {
+    for c in search.chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
@@ -98,6 +98,18 @@ impl Sql {
     /// Appends the next placeholder, bound to a text or NULL.
     pub fn opt_text(&mut self, value: Option<impl Into<String>>) -> &mut Self {
         self.value(Value::OptText(value.map(Into::into)))
+    }
+
+    /// Appends a condition that `column` holds `search` whatever the case of either:
+    /// `LOWER(column) LIKE LOWER($n) ESCAPE '\'`, bound to [`like_pattern`]. The database
+    /// folds both sides by the same rules (PostgreSQL's by its locale, SQLite's by
+    /// [`fold_case`]); folded here instead, the pattern could differ from the column where the
+    /// rules differ (Rust folds `İ` to `i` and a combining dot, PostgreSQL to `i`). `LOWER`
+    /// leaves the wildcards and the escape as they are.
+    pub fn contains_ignoring_case(&mut self, column: &str, search: &str) -> &mut Self {
+        self.push(&format!("LOWER({column}) LIKE LOWER("))
+            .text(like_pattern(search))
+            .push(") ESCAPE '\\'")
     }
 
     /// Appends `write` of each item, separated by commas: `$1, $2, $3` for an `IN (…)` list.
@@ -183,8 +195,22 @@ mod tests {
 
     #[test]
     fn like_wildcards_are_escaped() {
-        assert_eq!(like_pattern("50%_a\\B"), "%50\\%\\_a\\\\b%");
-        assert_eq!(like_pattern("Plain"), "%plain%");
+        assert_eq!(like_pattern("50%_a\\B"), "%50\\%\\_a\\\\B%");
+        assert_eq!(like_pattern("Plain"), "%Plain%");
+        assert_eq!(like_pattern("İzmir"), "%İzmir%", "folded by the database");
+    }
+
+    #[test]
+    fn a_case_blind_search_folds_both_sides_in_the_database() {
+        let mut sql = Sql::new("SELECT p.id FROM policies p WHERE p.tenant_id = ");
+        sql.int(7).push(" AND ");
+        sql.contains_ignoring_case("p.display_name", "50%");
+        assert_eq!(
+            sql.as_str(),
+            "SELECT p.id FROM policies p WHERE p.tenant_id = $1 AND \
+             LOWER(p.display_name) LIKE LOWER($2) ESCAPE '\\'"
+        );
+        assert_eq!(sql.values[1], Value::Text("%50\\%%".into()));
     }
 
     #[test]
@@ -197,7 +223,6 @@ mod tests {
             "no final sigma: a search for Σ finds it"
         );
         assert!(matches!(fold_case("already lower"), Cow::Borrowed(_)));
-        assert_eq!(like_pattern("ÜBER_"), "%über\\_%");
     }
 
     #[test]

@@ -284,8 +284,11 @@ pub async fn replace_secret(
 /// end, restore writes included. The flag is written first, so a run claimed after the list
 /// below was read finds the credentials refused. Returns the ids of the runs it cancelled.
 ///
-/// Asking for the state the tenant is already in succeeds and does nothing: the first
-/// disconnect's time stays, and nothing is cancelled or audited again.
+/// Asking for the state the tenant is already in succeeds without a second audit row, and the
+/// first disconnect's time stays. A repeated disconnect still cancels the runs that are queued
+/// or under way (each cancel audited): the flag and the cancels are not one transaction, so a
+/// first disconnect that stopped between them (or a run that slipped past them) is finished by
+/// asking again.
 pub async fn set_connected(
     db: &Db,
     wake: &WakeUp,
@@ -306,14 +309,15 @@ pub async fn set_connected(
         .bind(scope.id())
         .bind(Timestamp::now().millis())
     };
-    if update.execute(db.pool()).await?.rows_affected() == 0 {
-        return Ok(Vec::new());
-    }
+    let changed = update.execute(db.pool()).await?.rows_affected() > 0;
     let cancelled = if connected {
         Vec::new()
     } else {
         cancel_active_runs(db, wake, ctx).await?
     };
+    if !changed {
+        return Ok(cancelled);
+    }
     audit::record(
         db,
         AuditEvent {

@@ -4,7 +4,9 @@
 //! (the consuming update is one statement, so two uses at the same moment cannot both pass),
 //! and a new invitation for the same address in the same tenant replaces the pending one. An
 //! invitation of an address that has an account (one the owner may not add without its
-//! consent, see `members::add_or_invite`) is accepted by that account's session instead.
+//! consent, see `members::add_or_invite`) is accepted by that account's session instead. An
+//! invitation is written only while its inviter may invite, and used only while they still
+//! may: a demoted or removed inviter's links bring no one in.
 
 use sqlx::FromRow;
 
@@ -33,8 +35,19 @@ fn no_public_url() -> AppError {
     )
 }
 
+/// Whether a member with `role` (`None`: not a member) may invite: the one rule that decides
+/// who makes invitations and whose invitations stay usable.
+fn may_invite(role: Option<Role>) -> bool {
+    role.is_some_and(|role| role.can(Capability::ManageMembers))
+}
+
 /// Invites `email` into the tenant with `role` and answers the link (with the only copy of the
 /// token) and when it expires. Pending invitations of the same address in this tenant end now.
+///
+/// The actor was authorized before this runs, but another owner may demote or remove them in
+/// the meantime, and the demotion withdraws only the invitations already written. So the
+/// tenant's row is locked first, as a change of members locks it, and the actor's role is read
+/// again under that lock: the invitation is written while they may invite, or not at all (403).
 pub async fn create(
     db: &Db,
     scope: &TenantScope,
@@ -48,6 +61,21 @@ pub async fn create(
     let now = Timestamp::now().millis();
     let expires_at = now + INVITATION_DAYS * DAY_MILLIS;
     let mut tx = db.pool().begin().await?;
+    // A write to the tenant's row: PostgreSQL locks the row and SQLite takes its write lock,
+    // so this waits for a change of the tenant's members under way, and one that starts
+    // later waits for this (and then withdraws what this wrote).
+    sqlx::query("UPDATE tenants SET display_name = display_name WHERE id = $1")
+        .bind(scope.id())
+        .execute(&mut *tx)
+        .await?;
+    let actor_role = role_of(&mut tx, scope.id(), Some(actor)).await?;
+    if !may_invite(actor_role) {
+        tx.rollback().await?;
+        return Err(AppError::Forbidden(match actor_role {
+            Some(role) => Capability::ManageMembers.refusal(role),
+            None => "You are not a member of this tenant.".into(),
+        }));
+    }
     sqlx::query(
         "UPDATE invitations SET expires_at = $3 \
          WHERE tenant_id = $1 AND email = $2 AND accepted_at IS NULL AND expires_at > $3",
@@ -90,6 +118,21 @@ pub async fn create(
         routes::invite_link(public_url, token.expose()),
         Timestamp(expires_at),
     ))
+}
+
+/// The role of member `user_id` (`None`: no one) in the tenant, read in `tx`.
+async fn role_of(
+    tx: &mut sqlx::AnyConnection,
+    tenant_id: i64,
+    user_id: Option<i64>,
+) -> Result<Option<Role>, AppError> {
+    let role: Option<Role> =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_optional(tx)
+            .await?;
+    Ok(role)
 }
 
 /// The tenant's invitations that can still be used, newest first.
@@ -143,12 +186,17 @@ struct Found {
     role: Role,
     expires_at: i64,
     accepted_at: Option<i64>,
+    /// The inviter's role in the tenant now (`None`: no longer a member, or no inviter).
+    inviter_role: Option<Role>,
 }
 
 async fn find(db: &Db, token: &InvitationToken) -> Result<Found, AppError> {
     sqlx::query_as(
-        "SELECT t.display_name, i.email, i.role, i.expires_at, i.accepted_at \
-         FROM invitations i JOIN tenants t ON t.id = i.tenant_id WHERE i.token_hash = $1",
+        "SELECT t.display_name, i.email, i.role, i.expires_at, i.accepted_at, \
+         m.role AS inviter_role \
+         FROM invitations i JOIN tenants t ON t.id = i.tenant_id \
+         LEFT JOIN memberships m ON m.tenant_id = i.tenant_id AND m.user_id = i.invited_by \
+         WHERE i.token_hash = $1",
     )
     .bind(token_hash(token))
     .fetch_optional(db.pool())
@@ -156,7 +204,9 @@ async fn find(db: &Db, token: &InvitationToken) -> Result<Found, AppError> {
     .ok_or_else(not_valid)
 }
 
-/// Why a found invitation cannot be used any more, if it cannot.
+/// Why a found invitation cannot be used any more, if it cannot. One whose inviter may no
+/// longer invite is not valid, as if withdrawn: the demotion withdraws their pending
+/// invitations, and one written in the moment of it is refused the same way.
 fn unusable(found: &Found, now: i64) -> Option<AppError> {
     if found.accepted_at.is_some() {
         Some(AppError::Conflict(
@@ -168,8 +218,27 @@ fn unusable(found: &Found, now: i64) -> Option<AppError> {
         Some(AppError::Conflict(
             "This invitation has expired. Ask the tenant's owner for a new one.".into(),
         ))
+    } else if !may_invite(found.inviter_role) {
+        Some(not_valid())
     } else {
         None
+    }
+}
+
+/// Refuses, in `tx`, a claimed invitation whose inviter may no longer invite (see
+/// [`unusable`]): rolls `tx` back and answers that the link is not valid. Read after the
+/// claim, so a demotion that commits first is seen, and one that commits later finds the
+/// invitation used (it withdraws only pending ones), as if the invitation came first.
+async fn check_inviter(
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    tenant_id: i64,
+    inviter: Option<i64>,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, AppError> {
+    if may_invite(role_of(&mut tx, tenant_id, inviter).await?) {
+        Ok(tx)
+    } else {
+        tx.rollback().await?;
+        Err(not_valid())
     }
 }
 
@@ -230,22 +299,23 @@ pub async fn join(
 ) -> Result<TenantSummary, AppError> {
     let now = Timestamp::now().millis();
     let mut tx = db.pool().begin().await?;
-    let claimed: Option<(i64, i64, String)> = sqlx::query_as(
+    let claimed: Option<(i64, i64, String, Option<i64>)> = sqlx::query_as(
         "UPDATE invitations SET accepted_at = $2, accepted_by = $3 \
          WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > $2 \
          AND email = (SELECT email FROM users WHERE id = $3) \
-         RETURNING id, tenant_id, role",
+         RETURNING id, tenant_id, role, invited_by",
     )
     .bind(token_hash(token))
     .bind(now)
     .bind(user_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((invitation_id, tenant_id, role)) = claimed else {
+    let Some((invitation_id, tenant_id, role, inviter)) = claimed else {
         tx.rollback().await?;
         let found = find(db, token).await?;
         return Err(unusable(&found, now).unwrap_or_else(sign_in_first));
     };
+    let mut tx = check_inviter(tx, tenant_id, inviter).await?;
     let inserted = sqlx::query(
         "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)",
     )
@@ -294,20 +364,21 @@ pub async fn accept(
 ) -> Result<Accepted, AppError> {
     let now = Timestamp::now().millis();
     let mut tx = db.pool().begin().await?;
-    let claimed: Option<(i64, i64, String, String)> = sqlx::query_as(
+    let claimed: Option<(i64, i64, String, String, Option<i64>)> = sqlx::query_as(
         "UPDATE invitations SET accepted_at = $2 \
          WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > $2 \
-         RETURNING id, tenant_id, email, role",
+         RETURNING id, tenant_id, email, role, invited_by",
     )
     .bind(token_hash(token))
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((invitation_id, tenant_id, email, role)) = claimed else {
+    let Some((invitation_id, tenant_id, email, role, inviter)) = claimed else {
         tx.rollback().await?;
         let found = find(db, token).await?;
         return Err(unusable(&found, now).unwrap_or_else(not_valid));
     };
+    let mut tx = check_inviter(tx, tenant_id, inviter).await?;
     let inserted = sqlx::query_as::<_, (i64, i64)>(
         "INSERT INTO users (email, display_name, password_hash, created_at, is_admin) \
          VALUES ($1, $2, $3, $4, FALSE) RETURNING id, session_generation",
@@ -408,7 +479,7 @@ pub(crate) async fn withdraw_if_may_not_invite(
     inviter: i64,
     role: Option<Role>,
 ) -> Result<Vec<(i64, String)>, sqlx::Error> {
-    if role.is_some_and(|role| role.can(Capability::ManageMembers)) {
+    if may_invite(role) {
         return Ok(Vec::new());
     }
     sqlx::query_as(
