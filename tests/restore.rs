@@ -47,6 +47,7 @@ both_backends!(local Fixture:
     a_create_that_may_still_land_blocks_the_next_create,
     a_takeover_never_creates_while_an_earlier_create_may_land,
     a_takeover_after_a_sync_takes_the_policy_its_create_made,
+    a_takeover_after_an_update_cut_short_says_it_was_partly_written,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -1740,4 +1741,47 @@ async fn a_takeover_after_a_sync_takes_the_policy_its_create_made(f: Fixture) {
     assert_eq!(f.named(&name), vec![landed.clone()]);
     assert_eq!(f.action(run_id, id).await.as_deref(), Some("created"));
     assert_eq!(f.graph_id_of(id).await, landed);
+}
+
+/// A claim that crashed in the middle of an update it announced (the policy written, its
+/// assignments not): the claim taking the run over finds the policy matching neither the
+/// preview nor the backup, and records it as partly written (an incomplete audit row), not as
+/// "nothing was written".
+async fn a_takeover_after_an_update_cut_short_says_it_was_partly_written(f: Fixture) {
+    let backup = f.backup().await;
+    let (id, graph_id) = backup.policies[2].clone();
+    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
+    let run_id = f.queue_execute(preview).await;
+    f.as_taken_over(run_id).await;
+    let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
+    sqlx::query(
+        "INSERT INTO run_items (tenant_id, run_id, policy_id, update_sent_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(tenant_id)
+    .bind(run_id)
+    .bind(id)
+    .bind(tenantatlas::domain::Timestamp::now().millis())
+    .execute(f.app.db.pool())
+    .await
+    .unwrap();
+    // What the crashed claim's write left: neither the preview's policy nor the backup's.
+    assert!(f.demo.sim.rename_policy(CONTOSO, &graph_id, "Half written"));
+    f.demo.sim.reset_counters();
+    f.finish(run_id).await;
+
+    assert_eq!(f.writes(), Vec::<String>::new(), "nothing written again");
+    let detail = f.detail(run_id).await;
+    let row = &detail.items.rows[0];
+    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
+    let message = row.message.as_deref().unwrap_or_default();
+    assert!(message.contains("partly written"), "{message}");
+    assert!(!message.contains("nothing was written"), "{message}");
+    assert_eq!(f.action(run_id, id).await.as_deref(), Some("updated"));
+    let audited = f.audit_details().await;
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0]["action"], "updated");
+    assert_eq!(audited[0]["completed"], false);
 }

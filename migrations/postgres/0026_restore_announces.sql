@@ -10,3 +10,8 @@ ALTER TABLE policies ADD COLUMN first_seen_at BIGINT;
 UPDATE policies SET first_seen_at = 0;
 ALTER TABLE policies ALTER COLUMN first_seen_at
     SET DEFAULT (floor(extract(epoch FROM clock_timestamp()) * 1000))::BIGINT;
+
+-- Restore: when a claim of a `restore.execute` announced it was sending an item's update in
+-- place, as `create_sent_at` for a create: a claim taking the run over that finds the policy
+-- matching neither the preview nor the backup records it as partly written, not untouched.
+ALTER TABLE run_items ADD COLUMN update_sent_at BIGINT;

@@ -15,3 +15,8 @@ BEGIN
     SET first_seen_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
     WHERE id = NEW.id AND first_seen_at IS NULL;
 END;
+
+-- Restore: when a claim of a `restore.execute` announced it was sending an item's update in
+-- place, as `create_sent_at` for a create: a claim taking the run over that finds the policy
+-- matching neither the preview nor the backup records it as partly written, not untouched.
+ALTER TABLE run_items ADD COLUMN update_sent_at BIGINT;

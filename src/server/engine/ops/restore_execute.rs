@@ -89,6 +89,9 @@ pub struct WriteItem {
     /// When an earlier claim of the run announced it was sending this item's create (`None`
     /// when none did): only then may the create have reached Intune without being recorded.
     pub create_sent_at: Option<i64>,
+    /// When an earlier claim announced it was sending this item's update in place (`None` when
+    /// none did): only then may the policy have been written without being recorded.
+    pub update_sent_at: Option<i64>,
     /// Where the create is announced before it is sent.
     db: Db,
 }
@@ -218,6 +221,15 @@ pub(crate) async fn created_since(
     }
 }
 
+/// The write an item announces before sending it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Announce {
+    /// A create (`run_items.create_sent_at`).
+    Create,
+    /// An update in place (`run_items.update_sent_at`).
+    Update,
+}
+
 /// What writing one item did.
 pub enum Restored {
     /// Written (or found unchanged), with the capture made afterwards as evidence (`None` when
@@ -261,21 +273,26 @@ impl RestoreExecute {
         Self { source, writer }
     }
 
-    /// Announces that `item`'s create is about to be sent, committed and only while this claim
+    /// Announces that `item`'s write is about to be sent, committed and only while this claim
     /// (`attempt`) holds the run as running: when it was announced, or `Ok(None)` when the
     /// claim no longer holds the run (cancelled, or taken over), and then nothing may be sent.
-    async fn announce_create(
+    async fn announce(
         &self,
         item: &WriteItem,
         attempt: i64,
+        write: Announce,
     ) -> Result<Option<i64>, sqlx::Error> {
         let now = Timestamp::now().millis();
-        let announced = sqlx::query(
-            "UPDATE run_items SET create_sent_at = $1 \
+        let column = match write {
+            Announce::Create => "create_sent_at",
+            Announce::Update => "update_sent_at",
+        };
+        let announced = sqlx::query(&format!(
+            "UPDATE run_items SET {column} = $1 \
              WHERE id = $2 AND tenant_id = $3 AND outcome = 'pending' \
                AND EXISTS (SELECT 1 FROM runs r WHERE r.id = run_items.run_id \
-                 AND r.attempt = $4 AND r.status = 'running')",
-        )
+                 AND r.attempt = $4 AND r.status = 'running')"
+        ))
         .bind(now)
         .bind(item.item_id)
         .bind(item.tenant_id)
@@ -317,6 +334,16 @@ impl RestoreExecute {
                         action: RestoreAction::Updated,
                         graph_id: item.graph_id.clone(),
                         evidence: Some(live),
+                    };
+                }
+                // An earlier claim announced its update and stopped before recording it: what
+                // Intune holds now may be that write, cut short.
+                if item.update_sent_at.is_some() {
+                    return Restored::PartlyWritten {
+                        action: RestoreAction::Updated,
+                        graph_id: item.graph_id.clone(),
+                        reason: ReasonCode::ChangedSincePreview,
+                        message: "An earlier attempt of this run started updating the policy and stopped before it could record the outcome; the policy now matches neither the preview nor the backup, so it may be partly written. Run the preview again to restore the rest.".into(),
                     };
                 }
             }
@@ -381,19 +408,25 @@ impl RestoreExecute {
             Some(_) => Some(item.graph_id.as_str()),
             None => created_before.as_deref(),
         };
-        let announced = match target {
-            Some(_) => None,
-            None => match self.announce_create(item, attempt).await {
-                Ok(Some(sent_at)) => Some(sent_at),
+        let write = match (&live, target) {
+            (Some(_), _) => Some(Announce::Update),
+            (None, None) => Some(Announce::Create),
+            // Finishing the create an earlier claim announced: its announce stands.
+            (None, Some(_)) => None,
+        };
+        let announced = match write {
+            None => None,
+            Some(write) => match self.announce(item, attempt, write).await {
+                Ok(Some(sent_at)) => Some((write, sent_at)),
                 Ok(None) => {
                     let error = interrupt::give_up();
                     return failed(error.reason_code(), error.message());
                 }
                 Err(error) => {
-                    tracing::error!(%error, "could not announce a create");
+                    tracing::error!(%error, "could not announce a write");
                     return failed(
                         ReasonCode::UnknownError,
-                        "The restore could not record that it is about to create the policy: nothing was written. Retry the restore.",
+                        "The restore could not record that it is about to write the policy: nothing was written. Retry the restore.",
                     );
                 }
             },
@@ -418,17 +451,19 @@ impl RestoreExecute {
         {
             Ok(restored) => restored,
             Err(error) => match announced {
-                Some(sent_at) if create_may_have_landed(error.reason_code()) => {
+                Some((Announce::Create, sent_at))
+                    if create_may_have_landed(error.reason_code()) =>
+                {
                     self.after_lost_create(creds, policy_type, item, backup, sent_at, &error)
                         .await
                 }
                 // Graph refused the create: nothing was created, and nothing is announced.
-                Some(_) => {
+                Some((Announce::Create, _)) => {
                     let message = sanitize(error.message());
                     tracing::warn!(reason = error.reason_code().as_str(), %message, "create refused");
                     Restored::CreateRefused(error.reason_code(), message)
                 }
-                None => failed(error.reason_code(), error.message()),
+                _ => failed(error.reason_code(), error.message()),
             },
         }
     }
@@ -672,11 +707,11 @@ fn failed(reason: ReasonCode, message: &str) -> Restored {
 
 /// What the execute writes for a pending item: the planned version, with the options the run
 /// asked for where the version was captured with them, and whether an earlier claim announced
-/// its create (`announced`, by run item).
+/// its create or its update (`announced`, by run item: when, of each).
 fn write_item(
     db: &Db,
     run: &Run<RestoreExecuteInput>,
-    announced: &HashMap<i64, i64>,
+    announced: &HashMap<i64, (Option<i64>, Option<i64>)>,
     pending: super::PendingRestore<'_, ExecuteItem>,
 ) -> Pending<WriteItem> {
     let input = &run.input;
@@ -701,7 +736,8 @@ fn write_item(
             include_assignments: input.include_assignments && include_assignments,
             include_scope_tags: input.include_scope_tags && include_scope_tags,
             backup,
-            create_sent_at: announced.get(&row.item_id).copied(),
+            create_sent_at: announced.get(&row.item_id).and_then(|sent| sent.0),
+            update_sent_at: announced.get(&row.item_id).and_then(|sent| sent.1),
             db: db.clone(),
         },
     }
@@ -725,17 +761,19 @@ impl Operation for RestoreExecute {
         run: &Run<RestoreExecuteInput>,
     ) -> Result<Vec<Pending<WriteItem>>, sqlx::Error> {
         let pending = super::pending_restores(db, run.id, run.tenant_id, &run.input.items).await?;
-        let announced: HashMap<i64, i64> = sqlx::query_as(
-            "SELECT id, create_sent_at FROM run_items \
+        let rows: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT id, create_sent_at, update_sent_at FROM run_items \
              WHERE run_id = $1 AND tenant_id = $2 AND outcome = 'pending' \
-               AND create_sent_at IS NOT NULL",
+               AND (create_sent_at IS NOT NULL OR update_sent_at IS NOT NULL)",
         )
         .bind(run.id)
         .bind(run.tenant_id)
         .fetch_all(db.pool())
-        .await?
-        .into_iter()
-        .collect();
+        .await?;
+        let announced = rows
+            .into_iter()
+            .map(|(id, create, update)| (id, (create, update)))
+            .collect();
         Ok(pending
             .into_iter()
             .map(|pending| write_item(db, run, &announced, pending))
