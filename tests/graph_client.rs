@@ -15,6 +15,7 @@ use tenantatlas::server::graph::{
 
 use crate::sim_support;
 use sim_support::mock::{MockGraph, Transfer};
+use sim_support::redirect::{Reply, Scripted};
 use sim_support::{creds_with, fast_config, nz, start_sim, SECRET, TENANT};
 
 fn creds(secret: &str) -> TenantCredentials {
@@ -1092,4 +1093,340 @@ async fn a_throttled_or_failing_token_endpoint_is_asked_again_and_concurrent_cap
             "one fetch, retried once, for every capture"
         );
     }
+}
+
+// ------------------------------------------ redirects, budgets and odd token endpoints (scripted)
+
+/// What a list of compliance policies through a client built from `config` fails with.
+async fn list_error(config: tenantatlas::server::graph::GraphConfig, secret: &str) -> GraphError {
+    GraphClient::new(config)
+        .expect("client builds")
+        .list_policies(&creds(secret), PolicyType::Compliance)
+        .await
+        .expect_err("the list must fail")
+}
+
+#[tokio::test]
+async fn redirects_are_never_followed() {
+    // Where every redirect points: a willing token endpoint and Graph, had it been followed.
+    let elsewhere = Scripted::start(|seen| {
+        if seen.is_token_request() {
+            Reply::token("elsewhere-token")
+        } else {
+            Reply::empty_page()
+        }
+    })
+    .await;
+    for status in [301, 302, 307, 308] {
+        // A token endpoint redirecting the client secret to another host.
+        let target = elsewhere.url.clone();
+        let login = Scripted::start(move |seen| {
+            Reply::redirect(status, format!("{target}{}", seen.target))
+        })
+        .await;
+        let error = list_error(login.config(), SECRET).await;
+        assert_eq!(error.reason_code(), ReasonCode::InvalidResponse, "{error}");
+        assert!(error.message().contains("redirect"), "{error}");
+        assert_eq!(login.token_requests(), 1, "{status}: not asked again");
+
+        // Graph (or a nextLink on its host) redirecting a GET to another host.
+        let target = elsewhere.url.clone();
+        let graph = Scripted::start(move |seen| {
+            if seen.is_token_request() {
+                Reply::token("mock-token")
+            } else {
+                Reply::redirect(status, format!("{target}{}", seen.target))
+            }
+        })
+        .await;
+        let error = list_error(graph.config(), SECRET).await;
+        assert_eq!(error.reason_code(), ReasonCode::InvalidResponse, "{error}");
+        assert!(error.message().contains("redirect"), "{error}");
+        let gets = graph
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET")
+            .count();
+        assert_eq!(gets, 1, "{status}: a redirect is final, not retried");
+    }
+    assert!(
+        elsewhere.requests().is_empty(),
+        "a redirect was followed: {:?}",
+        elsewhere.requests()
+    );
+}
+
+/// A page of one device configuration padded to about a mebibyte, with a nextLink when given.
+fn mebibyte_page(n: usize, next: Option<String>) -> String {
+    let mut page = serde_json::json!({"value": [
+        {"id": format!("p{n}"), "displayName": "x".repeat(1 << 20)}
+    ]});
+    if let Some(next) = next {
+        page["@odata.nextLink"] = Value::from(next);
+    }
+    page.to_string()
+}
+
+#[tokio::test]
+async fn a_collection_past_its_byte_budget_fails() {
+    // Pages of a mebibyte with a new nextLink each, forever (n stays one digit).
+    let mock = MockGraph::with_token(|base, target| {
+        let n: usize = target
+            .split("$skiptoken=")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let next = format!(
+            "{base}/deviceManagement/deviceConfigurations?$skiptoken={}",
+            n + 1
+        );
+        (200, mebibyte_page(n, Some(next)))
+    })
+    .await;
+    let page_bytes = mebibyte_page(0, Some(format!("{}/x?$skiptoken=1", mock.graph_url))).len();
+    let mut config = mock.config();
+    config.max_read_bytes = 4 << 20;
+    let listed = GraphClient::new(config)
+        .expect("client builds")
+        .list_policies(&creds(SECRET), PolicyType::DeviceConfiguration)
+        .await;
+    // Not `expect_err`: a list read in full would print megabytes.
+    let Err(error) = listed else {
+        panic!("more bytes than the budget were read");
+    };
+    assert_eq!(error.reason_code(), ReasonCode::InvalidResponse, "{error}");
+    assert!(error.message().contains("bytes"), "{error}");
+    assert_eq!(
+        mock.requests().len(),
+        (4 << 20) / page_bytes + 1,
+        "the page past the budget is the last one read"
+    );
+}
+
+#[tokio::test]
+async fn a_capture_past_its_byte_budget_fails_though_each_collection_is_within_it() {
+    // An administrative template of ten definition values, each with one page of presentation
+    // values of a mebibyte: every collection is under the budget, the capture is not.
+    let mock = MockGraph::with_token(|_, target| {
+        let template = "/beta/deviceManagement/groupPolicyConfigurations/p1";
+        if target == template {
+            (200, r#"{"id": "p1", "displayName": "Template"}"#.into())
+        } else if target.starts_with(&format!("{template}/definitionValues?")) {
+            let values: Vec<Value> = (0..10)
+                .map(|i| serde_json::json!({"id": format!("v{i}"), "enabled": true}))
+                .collect();
+            (200, serde_json::json!({ "value": values }).to_string())
+        } else {
+            (200, mebibyte_page(0, None))
+        }
+    })
+    .await;
+    let mut config = mock.config();
+    config.max_read_bytes = 4 << 20;
+    let captured = GraphClient::new(config)
+        .expect("client builds")
+        .capture_policy(
+            &creds(SECRET),
+            PolicyType::AdministrativeTemplate,
+            "p1",
+            PLAIN,
+        )
+        .await;
+    let Err(error) = captured else {
+        panic!("more bytes than the capture's budget were read");
+    };
+    assert_eq!(error.reason_code(), ReasonCode::InvalidResponse, "{error}");
+    let presentation_pages = mock
+        .requests()
+        .iter()
+        .filter(|r| r.contains("/presentationValues"))
+        .count();
+    assert_eq!(presentation_pages, 4, "{:?}", mock.requests());
+}
+
+#[tokio::test]
+async fn a_failing_token_endpoint_is_asked_by_one_request_for_all_that_queued_behind_it() {
+    let login = Scripted::start(|seen| {
+        if seen.is_token_request() {
+            Reply::json(503, r#"{"error": "temporarily_unavailable"}"#)
+        } else {
+            Reply::empty_page()
+        }
+    })
+    .await;
+    let config = login.config();
+    let max_attempts = config.retry.max_attempts as usize;
+    let client = GraphClient::new(config).expect("client builds");
+    let creds = creds(SECRET);
+    let captures =
+        (0..6).map(|_| client.capture_policy(&creds, PolicyType::Compliance, "p1", PLAIN));
+    for capture in futures::future::join_all(captures).await {
+        let error = capture.expect_err("no token");
+        assert_eq!(error.reason_code(), ReasonCode::GraphUnavailable, "{error}");
+    }
+    assert_eq!(
+        login.token_requests(),
+        max_attempts,
+        "one fetch with its retries answers every capture queued behind it"
+    );
+    // A request that comes later asks again.
+    let error = client
+        .list_policies(&creds, PolicyType::Compliance)
+        .await
+        .expect_err("still no token");
+    assert_eq!(error.reason_code(), ReasonCode::GraphUnavailable, "{error}");
+    assert_eq!(login.token_requests(), 2 * max_attempts);
+    assert!(login.requests().iter().all(|r| r.is_token_request()));
+}
+
+#[tokio::test]
+async fn a_cancelled_request_does_not_wait_behind_a_token_fetch() {
+    use tenantatlas::server::graph::interrupt::Interrupt;
+    let login = Scripted::start(|seen| {
+        if seen.is_token_request() {
+            Reply::hang()
+        } else {
+            Reply::empty_page()
+        }
+    })
+    .await;
+    let mut config = login.config();
+    config.request_timeout = Duration::from_secs(600);
+    let client = GraphClient::new(config).expect("client builds");
+    let holder = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .list_policies(&creds(SECRET), PolicyType::Compliance)
+                .await
+        }
+    });
+    while login.token_requests() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (cancel, signal) = tokio::sync::watch::channel(false);
+    let interrupt = Interrupt::new(signal);
+    let creds = creds(SECRET);
+    let queued = interrupt.scope(client.list_policies(&creds, PolicyType::Compliance));
+    let (result, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(60), queued),
+        async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            cancel.send_replace(true);
+        }
+    );
+    let error = result
+        .expect("the cancel ends the wait for the token")
+        .expect_err("cancelled");
+    assert_eq!(error.reason_code(), ReasonCode::Cancelled, "{error}");
+    assert!(interrupt.interrupted());
+    assert!(
+        !holder.is_finished(),
+        "the fetch it queued behind still runs"
+    );
+    assert_eq!(login.token_requests(), 1);
+    holder.abort();
+}
+
+#[tokio::test]
+async fn a_token_endpoint_refusal_that_is_not_entra_ids_is_unavailable_not_authentication() {
+    for status in [400, 401, 403] {
+        let proxy = Scripted::start(move |seen| {
+            if seen.is_token_request() {
+                Reply::html(
+                    status,
+                    "<html><body>Access denied by the proxy</body></html>",
+                )
+            } else {
+                Reply::empty_page()
+            }
+        })
+        .await;
+        let error = list_error(proxy.config(), SECRET).await;
+        assert_eq!(error.reason_code(), ReasonCode::GraphUnavailable, "{error}");
+        assert!(error.message().contains("not Entra ID"), "{error}");
+        let failure = GraphClient::new(proxy.config())
+            .expect("client builds")
+            .check_token(&creds(SECRET))
+            .await
+            .expect_err("no token");
+        assert!(failure.refusal.is_none(), "{status}: no refusal of the app");
+        assert_eq!(proxy.token_requests(), 2, "{status}: not asked again");
+    }
+    // Entra ID's own refusal, with its OAuth error and AADSTS code, still is one.
+    let entra = Scripted::start(|_| {
+        Reply::json(
+            401,
+            r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215]}"#,
+        )
+    })
+    .await;
+    let error = list_error(entra.config(), SECRET).await;
+    assert_eq!(
+        error.reason_code(),
+        ReasonCode::AuthenticationFailed,
+        "{error}"
+    );
+    let failure = GraphClient::new(entra.config())
+        .expect("client builds")
+        .check_token(&creds(SECRET))
+        .await
+        .expect_err("refused");
+    assert!(failure.refusal.is_some());
+}
+
+#[tokio::test]
+async fn a_token_that_cannot_be_a_header_is_refused_and_not_cached() {
+    for bad in [
+        "ab\ncd".to_owned(),
+        "ab cd".into(),
+        "é".into(),
+        "x".repeat(20_000),
+    ] {
+        let token = bad.clone();
+        let login = Scripted::start(move |seen| {
+            if seen.is_token_request() {
+                Reply::token(&token)
+            } else {
+                Reply::empty_page()
+            }
+        })
+        .await;
+        let client = GraphClient::new(login.config()).expect("client builds");
+        for asked in 1..=2 {
+            let error = client
+                .list_policies(&creds(SECRET), PolicyType::Compliance)
+                .await
+                .expect_err("no usable token");
+            assert_eq!(error.reason_code(), ReasonCode::InvalidResponse, "{error}");
+            assert_eq!(login.token_requests(), asked, "{bad:.20?}: never cached");
+        }
+        assert!(login.requests().iter().all(|r| r.is_token_request()));
+    }
+}
+
+#[tokio::test]
+async fn a_replaced_secret_gets_a_token_of_its_own() {
+    let sim = start_sim(8, Knobs::default()).await;
+    let client = client(&sim);
+    client
+        .list_policies(&creds(SECRET), PolicyType::Compliance)
+        .await
+        .expect("the first secret works");
+    let error = client
+        .list_policies(&creds("the-new-secret"), PolicyType::Compliance)
+        .await
+        .expect_err("the first secret's token never serves another secret");
+    assert_eq!(
+        error.reason_code(),
+        ReasonCode::AuthenticationFailed,
+        "{error}"
+    );
+    assert_eq!(sim.counters().token_requests(), 2);
+    // The first secret's token stays cached for whoever still holds it.
+    client
+        .list_policies(&creds(SECRET), PolicyType::Compliance)
+        .await
+        .expect("still cached");
+    assert_eq!(sim.counters().token_requests(), 2);
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod mock;
+pub mod redirect;
 
 use std::num::NonZeroU32;
 use std::time::Duration;

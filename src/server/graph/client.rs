@@ -37,8 +37,13 @@ const MAX_PAGES: usize = 10_000;
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Default of [`GraphConfig::max_collection_items`]: the most entries one list or
 /// sub-collection may hold, 100,000 (far above the policies of a tenant or the settings of a
-/// policy), so a tenant that sends pages forever cannot fill the memory.
+/// policy). It bounds the count, not the memory: [`MAX_READ_BYTES`] does that.
 pub const MAX_COLLECTION_ITEMS: usize = 100_000;
+/// Default of [`GraphConfig::max_read_bytes`]: what one list, or one capture with every child
+/// collection it reads, may read in answer bodies, 64 MiB (the largest settings catalog policy
+/// is a few megabytes), so a tenant that sends large pages with endless nextLinks cannot fill
+/// the memory. One answer may pass it by at most [`MAX_BODY_BYTES`] before it is noticed.
+pub const MAX_READ_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where Graph is and how politely to talk to it. The base URLs are configuration so the same
 /// client talks to Microsoft or to the simulator.
@@ -62,6 +67,9 @@ pub struct GraphConfig {
     /// A collection with more entries fails as `invalid_response` ([`MAX_COLLECTION_ITEMS`] by
     /// default).
     pub max_collection_items: usize,
+    /// The answer bytes one list, or one capture with all its collections, may read in total;
+    /// past it the read fails as `invalid_response` ([`MAX_READ_BYTES`] by default).
+    pub max_read_bytes: usize,
 }
 
 impl GraphConfig {
@@ -77,6 +85,7 @@ impl GraphConfig {
             write_budget: WriteBudget::default(),
             max_body_bytes: MAX_BODY_BYTES,
             max_collection_items: MAX_COLLECTION_ITEMS,
+            max_read_bytes: MAX_READ_BYTES,
         }
     }
 
@@ -195,6 +204,37 @@ impl<'a> Request<'a> {
 pub(super) struct Answer {
     pub status: u16,
     pub body: Value,
+    /// The length of the body as read, for [`ReadBudget`].
+    pub bytes: usize,
+}
+
+/// What one list, or one capture with all its collections, may still read in answer bodies
+/// ([`GraphConfig::max_read_bytes`]): the entry and page caps bound how many, this bounds how
+/// much memory a tenant sending large pages with endless nextLinks can take.
+struct ReadBudget {
+    cap: usize,
+    read: usize,
+}
+
+impl ReadBudget {
+    fn new(cap: usize) -> Self {
+        Self { cap, read: 0 }
+    }
+
+    /// Counts an answer of `bytes`; an `invalid_response` once the total passes the cap.
+    fn spend(&mut self, bytes: usize) -> Result<(), GraphError> {
+        self.read = self.read.saturating_add(bytes);
+        if self.read > self.cap {
+            return Err(GraphError::new(
+                ReasonCode::InvalidResponse,
+                format!(
+                    "Graph sent more than {} bytes for one list or policy",
+                    self.cap
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How one attempt ended when it did not return JSON.
@@ -215,10 +255,13 @@ enum Failure {
 }
 
 impl GraphClient {
-    /// Builds the HTTP client (rustls) for the configured endpoints.
+    /// Builds the HTTP client (rustls) for the configured endpoints. It follows no redirect: a
+    /// followed redirect would re-post the client secret or a write's body to wherever the
+    /// answer points, or lead a GET (a nextLink) off the Graph host; a 3xx answer fails instead.
     pub fn new(config: GraphConfig) -> Result<Self, GraphError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("TenantAtlas/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|_| {
                 GraphError::new(
@@ -279,8 +322,12 @@ impl GraphClient {
         }
         let spec = policy_type.spec();
         let base = &self.inner.config.graph_base;
+        // One budget for the policy and every collection read with it.
+        let mut budget = ReadBudget::new(self.inner.config.max_read_bytes);
         let item_url = spec.item_url(base, graph_id, options.include_assignments);
-        let Value::Object(mut policy) = self.get_json(creds, &item_url).await? else {
+        let answer = self.send(creds, &Request::get(&item_url)).await?;
+        budget.spend(answer.bytes)?;
+        let Value::Object(mut policy) = answer.body else {
             return Err(GraphError::new(
                 ReasonCode::InvalidResponse,
                 "the policy is not a JSON object",
@@ -306,7 +353,7 @@ impl GraphClient {
         }
         let mut definitions = BTreeMap::new();
         if let Some((segment, url)) = spec.sub_collection_url(base, graph_id) {
-            let mut children = self.get_all_pages(creds, &url).await?;
+            let mut children = self.pages_within(creds, &url, &mut budget).await?;
             for child in &mut children {
                 let Value::Object(fields) = child else {
                     continue;
@@ -329,7 +376,7 @@ impl GraphClient {
                 }
                 let per_child = child_id.and_then(|id| spec.per_child_url(base, graph_id, id));
                 if let Some((segment, url)) = per_child {
-                    let values = self.get_all_pages(creds, &url).await?;
+                    let values = self.pages_within(creds, &url, &mut budget).await?;
                     fields.insert(segment.into(), Value::Array(values));
                 }
             }
@@ -400,12 +447,25 @@ impl GraphClient {
     }
 
     /// Every `value` entry of a collection, requesting each full `@odata.nextLink` until none.
-    /// A nextLink to a page already read (a loop), more than [`MAX_PAGES`] pages or more than
-    /// [`GraphConfig::max_collection_items`] entries fail as `invalid_response`.
+    /// A nextLink to a page already read (a loop), more than [`MAX_PAGES`] pages, more than
+    /// [`GraphConfig::max_collection_items`] entries or more than
+    /// [`GraphConfig::max_read_bytes`] of answers fail as `invalid_response`.
     pub async fn get_all_pages(
         &self,
         creds: &TenantCredentials,
         first_url: &str,
+    ) -> Result<Vec<Value>, GraphError> {
+        let mut budget = ReadBudget::new(self.inner.config.max_read_bytes);
+        self.pages_within(creds, first_url, &mut budget).await
+    }
+
+    /// [`Self::get_all_pages`] with its pages counted against `budget`, which a capture shares
+    /// among all the collections it reads.
+    async fn pages_within(
+        &self,
+        creds: &TenantCredentials,
+        first_url: &str,
+        budget: &mut ReadBudget,
     ) -> Result<Vec<Value>, GraphError> {
         let max_items = self.inner.config.max_collection_items;
         let mut items = Vec::new();
@@ -425,7 +485,9 @@ impl GraphClient {
                     "Graph kept sending more pages",
                 ));
             }
-            let Value::Object(mut page) = self.get_json(creds, &url).await? else {
+            let answer = self.send(creds, &Request::get(&url)).await?;
+            budget.spend(answer.bytes)?;
+            let Value::Object(mut page) = answer.body else {
                 return Err(GraphError::new(
                     ReasonCode::InvalidResponse,
                     "a page is not a JSON object",
@@ -521,7 +583,7 @@ impl GraphClient {
                     refreshed = true;
                     attempt -= 1;
                     activity::count(Count::Retry);
-                    inner.tokens.invalidate(creds, &token).await;
+                    inner.tokens.invalidate(creds, &token).await?;
                 }
                 Err(Failure::Transient {
                     retry_after,
@@ -572,7 +634,15 @@ impl GraphClient {
         }
         let response = builder.send().await.map_err(|e| {
             metrics::graph_answer(None);
-            transport_failure(&e, &what)
+            if e.is_builder() {
+                // Nothing was sent, and the same request would fail the same way.
+                Failure::Final(GraphError::new(
+                    ReasonCode::InvalidResponse,
+                    format!("{what}: the request could not be built"),
+                ))
+            } else {
+                transport_failure(&e, &what)
+            }
         })?;
         let status = response.status();
         metrics::graph_answer(Some(status.as_u16()));
@@ -604,12 +674,14 @@ impl GraphClient {
                 return Ok(Answer {
                     status: status.as_u16(),
                     body: Value::Null,
+                    bytes: 0,
                 });
             }
             return match serde_json::from_slice(&mend_lone_surrogates(&body)) {
                 Ok(json) => Ok(Answer {
                     status: status.as_u16(),
                     body: json,
+                    bytes: body.len(),
                 }),
                 Err(_) => Err(Failure::Transient {
                     error: GraphError::new(
@@ -777,6 +849,11 @@ fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) 
             ambiguous: true,
         },
         500..=599 => Failure::Final(GraphError::new(ReasonCode::GraphUnavailable, message)),
+        // Never followed (see `GraphClient::new`), and asking again gets the same answer.
+        300..=399 => Failure::Final(GraphError::new(
+            ReasonCode::InvalidResponse,
+            format!("Graph answered a redirect: {message}"),
+        )),
         _ => Failure::Final(GraphError::new(ReasonCode::UnknownError, message)),
     }
 }

@@ -1,9 +1,11 @@
 //! Client-credentials tokens, one per tenant and app, cached until shortly before they expire.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tokio::time::{Duration, Instant};
 
 use super::client::{read_body, BodyError, GraphConfig};
@@ -19,9 +21,12 @@ const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// The largest token endpoint answer read (a token is a few kilobytes).
 const MAX_TOKEN_BODY_BYTES: usize = 1024 * 1024;
-/// How long a refusal of the app (400, 401, 403) answers for the token endpoint, for the secret
-/// it refused: the captures of a run with a rejected secret, queued on the tenant's slot, then
-/// fail without each posting it again, while a new secret is tried at once.
+/// The longest access token used (Entra ID's app-only tokens are 1–3 KB); a longer one would
+/// make every Graph request too large for Graph's front doors.
+const MAX_ACCESS_TOKEN_BYTES: usize = 16 * 1024;
+/// How long a refusal of the app (400, 401, 403 with Entra ID's error body) answers for the token
+/// endpoint, for the secret it refused: the captures of a run with a rejected secret then fail
+/// without each posting it again, while a new secret (another slot) is tried at once.
 const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
 
 /// An app registration's secret; never printed, compared or serialized by accident.
@@ -61,72 +66,69 @@ struct CachedToken {
     refresh_at: Instant,
 }
 
-/// What the token endpoint last said for one (tenant, app): a token, or a refusal of the app.
+/// What the token endpoint last said for one (tenant, app, secret): a token or a refusal of the
+/// app, and how the latest fetch ended.
 #[derive(Default)]
 struct SlotState {
     token: Option<CachedToken>,
-    /// The last refusal: until when it answers instead of the endpoint, for the secret it
-    /// refused (a new secret is asked about at once).
+    /// The last refusal, and until when it answers instead of the endpoint.
     refused: Option<Refusal>,
+    /// How the latest fetch failed (`None` after a success).
+    last_failure: Option<TokenFailure>,
 }
 
 /// A refusal of the app by the token endpoint, remembered for a while.
 struct Refusal {
-    error: GraphError,
-    refusal: TokenRefusal,
+    failure: TokenFailure,
     until: Instant,
-    secret: ClientSecret,
-}
-
-impl Refusal {
-    /// The refusal's error, while it still answers for `creds`.
-    fn answers(&self, creds: &TenantCredentials, now: Instant) -> Option<&GraphError> {
-        (now < self.until && self.secret.expose() == creds.client_secret.expose())
-            .then_some(&self.error)
-    }
-
-    /// The refusal as a failure, while it still answers for `creds`.
-    fn failure(&self, creds: &TenantCredentials, now: Instant) -> Option<TokenFailure> {
-        self.answers(creds, now).map(|error| TokenFailure {
-            error: error.clone(),
-            refusal: Some(self.refusal.clone()),
-        })
-    }
 }
 
 impl SlotState {
-    /// Keeps what a request to the token endpoint answered for `creds`.
-    fn remember(&mut self, creds: &TenantCredentials, answer: &Result<CachedToken, TokenFailure>) {
+    /// Keeps what a fetch from the token endpoint answered.
+    fn remember(&mut self, answer: &Result<CachedToken, TokenFailure>) {
         match answer {
             Ok(token) => {
                 self.token = Some(token.clone());
                 self.refused = None;
+                self.last_failure = None;
             }
-            Err(TokenFailure {
-                error,
-                refusal: Some(refusal),
-            }) => {
-                self.token = None;
-                self.refused = Some(Refusal {
-                    error: error.clone(),
-                    refusal: refusal.clone(),
-                    until: Instant::now() + REFUSAL_MEMORY,
-                    secret: creds.client_secret.clone(),
-                });
+            Err(failure) => {
+                if failure.refusal.is_some() {
+                    self.token = None;
+                    self.refused = Some(Refusal {
+                        failure: failure.clone(),
+                        until: Instant::now() + REFUSAL_MEMORY,
+                    });
+                }
+                // Throttled or unreachable says nothing about the app, but it still answers
+                // the requests that queued while this fetch and its retries ran.
+                self.last_failure = Some(failure.clone());
             }
-            // Throttled or unreachable: nothing is known about the app.
-            Err(_) => {}
         }
     }
 }
 
-type Slot = Arc<tokio::sync::Mutex<SlotState>>;
+/// One (tenant, app, secret)'s entry: its state behind an async lock, so concurrent requests
+/// wait for a single fetch instead of each asking, and how many fetches have ended, so a request
+/// that queued while one ran takes that fetch's answer, success or failure, instead of
+/// repeating it (six captures behind a failing endpoint ask it once, with its retries, not six
+/// times).
+#[derive(Default)]
+struct Slot {
+    state: tokio::sync::Mutex<SlotState>,
+    /// Bumped under the lock when a fetch ends (not when it was cancelled).
+    fetches: AtomicU64,
+}
 
-/// Tokens by (tenant, app). Each key has its own async lock, so concurrent requests of one tenant
-/// wait for a single token request instead of each asking for one.
+/// The key of a [`Slot`]: tenant, client id and the sha256 of the secret, so a replaced secret
+/// gets its own token at once while a request still holding the old secret keeps the old one.
+/// A replaced secret's entry stays (one per secret a tenant ever used in this process).
+type SlotKey = (String, String, [u8; 32]);
+
+/// Tokens by (tenant, app, secret).
 #[derive(Default)]
 pub(crate) struct TokenCache {
-    slots: Mutex<HashMap<(String, String), Slot>>,
+    slots: Mutex<HashMap<SlotKey, Arc<Slot>>>,
 }
 
 #[derive(Deserialize)]
@@ -153,8 +155,12 @@ impl From<GraphError> for TokenFailure {
 }
 
 impl TokenCache {
-    fn slot(&self, creds: &TenantCredentials) -> Slot {
-        let key = (creds.tenant_id.as_str().to_owned(), creds.client_id.clone());
+    fn slot(&self, creds: &TenantCredentials) -> Arc<Slot> {
+        let key = (
+            creds.tenant_id.as_str().to_owned(),
+            creds.client_id.clone(),
+            Sha256::digest(creds.client_secret.expose().as_bytes()).into(),
+        );
         let mut slots = self
             .slots
             .lock()
@@ -163,27 +169,17 @@ impl TokenCache {
     }
 
     /// A valid access token, from the cache or the token endpoint. A refusal of the app
-    /// answers again for [`REFUSAL_MEMORY`] without asking the endpoint: requests queued on the
-    /// tenant's slot behind the refused one fail at once instead of each posting the secret.
+    /// answers again for [`REFUSAL_MEMORY`] without asking the endpoint, and any failure answers
+    /// the requests queued behind the fetch that got it: they fail at once instead of each
+    /// asking again.
     pub(crate) async fn token(
         &self,
         http: &reqwest::Client,
         config: &GraphConfig,
         creds: &TenantCredentials,
     ) -> Result<String, GraphError> {
-        let slot = self.slot(creds);
-        let mut state = slot.lock().await;
-        let now = Instant::now();
-        if let Some(token) = state.token.as_ref().filter(|t| now < t.refresh_at) {
-            return Ok(token.access_token.clone());
-        }
-        if let Some(error) = state.refused.as_ref().and_then(|r| r.answers(creds, now)) {
-            return Err(error.clone());
-        }
-        let answer = request_token_retried(http, config, creds).await;
-        state.remember(creds, &answer);
-        answer
-            .map(|token| token.access_token)
+        self.obtain(http, config, creds, Want::Cached)
+            .await
             .map_err(|failure| failure.error)
     }
 
@@ -195,39 +191,75 @@ impl TokenCache {
         config: &GraphConfig,
         creds: &TenantCredentials,
     ) -> Result<(), TokenFailure> {
-        let slot = self.slot(creds);
-        let mut state = slot.lock().await;
-        let now = Instant::now();
-        if state.token.as_ref().is_some_and(|t| now < t.refresh_at) {
-            return Ok(());
-        }
-        if let Some(failure) = state.refused.as_ref().and_then(|r| r.failure(creds, now)) {
-            return Err(failure);
-        }
-        let answer = request_token_retried(http, config, creds).await;
-        state.remember(creds, &answer);
-        answer.map(|_| ())
+        self.obtain(http, config, creds, Want::Cached)
+            .await
+            .map(|_| ())
     }
 
     /// A new token from the token endpoint whatever the cache holds (a check must prove that
-    /// the credentials work now, not an hour ago); the cache then holds it.
+    /// the credentials work now, not an hour ago; a fetch that ended while this one waited is
+    /// new enough); the cache then holds it.
     pub(crate) async fn fresh(
         &self,
         http: &reqwest::Client,
         config: &GraphConfig,
         creds: &TenantCredentials,
     ) -> Result<String, TokenFailure> {
+        self.obtain(http, config, creds, Want::Fresh).await
+    }
+
+    /// The token as `want` says. The wait for the slot gives way to a cancel: a cancelled run
+    /// does not wait behind another request's fetch and its retries.
+    async fn obtain(
+        &self,
+        http: &reqwest::Client,
+        config: &GraphConfig,
+        creds: &TenantCredentials,
+        want: Want,
+    ) -> Result<String, TokenFailure> {
         let slot = self.slot(creds);
-        let mut state = slot.lock().await;
+        let seen = slot.fetches.load(Ordering::SeqCst);
+        let mut state = super::interrupt::waiting(slot.state.lock()).await?;
+        if slot.fetches.load(Ordering::SeqCst) != seen {
+            // A fetch ended while this request waited: its answer is as new as this request's
+            // own would be.
+            if let Some(failure) = &state.last_failure {
+                return Err(failure.clone());
+            }
+            if let Some(token) = &state.token {
+                return Ok(token.access_token.clone());
+            }
+        }
+        let now = Instant::now();
+        if want == Want::Cached {
+            if let Some(token) = state.token.as_ref().filter(|t| now < t.refresh_at) {
+                return Ok(token.access_token.clone());
+            }
+            if let Some(refused) = state.refused.as_ref().filter(|r| now < r.until) {
+                return Err(refused.failure.clone());
+            }
+        }
         let answer = request_token_retried(http, config, creds).await;
-        state.remember(creds, &answer);
-        Ok(answer?.access_token)
+        // A fetch cut short by this request's cancel is no answer for the others.
+        let cancelled = answer
+            .as_ref()
+            .is_err_and(|failure| failure.error.reason_code() == ReasonCode::Cancelled);
+        if !cancelled {
+            state.remember(&answer);
+            slot.fetches.fetch_add(1, Ordering::SeqCst);
+        }
+        answer.map(|token| token.access_token)
     }
 
     /// Forgets `stale` after Graph rejected it; a token another request already replaced stays.
-    pub(crate) async fn invalidate(&self, creds: &TenantCredentials, stale: &str) {
+    /// Like every wait for the slot, it gives way to a cancel.
+    pub(crate) async fn invalidate(
+        &self,
+        creds: &TenantCredentials,
+        stale: &str,
+    ) -> Result<(), GraphError> {
         let slot = self.slot(creds);
-        let mut state = slot.lock().await;
+        let mut state = super::interrupt::waiting(slot.state.lock()).await?;
         if state
             .token
             .as_ref()
@@ -235,13 +267,24 @@ impl TokenCache {
         {
             state.token = None;
         }
+        Ok(())
     }
+}
+
+/// Which token [`TokenCache::obtain`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// A valid cached one if there is one.
+    Cached,
+    /// One fetched after the request came.
+    Fresh,
 }
 
 /// [`request_token`] with Graph's retry policy: a throttled (429) or failing (5xx, transport,
 /// timeout) token endpoint is asked again after its `Retry-After` (capped like Graph's) or the
 /// backoff, up to the same number of attempts. The caller holds the tenant's token slot, so
-/// concurrent requests of the tenant wait for this one fetch and its retries.
+/// concurrent requests of the tenant wait for this one fetch and its retries, and take its
+/// answer.
 async fn request_token_retried(
     http: &reqwest::Client,
     config: &GraphConfig,
@@ -309,10 +352,12 @@ async fn request_token(
                 "the token endpoint answered unreadable JSON",
             ))
         })?;
-        if parsed.access_token.is_empty() {
+        // Never cached: every request would fail on it as if Graph could not be reached.
+        if !is_bearer_token(&parsed.access_token) {
             return Err(final_(GraphError::new(
                 ReasonCode::InvalidResponse,
-                "the token endpoint sent an empty token",
+                "the token endpoint sent a token that cannot be sent in a header (empty, too \
+                 long, or with spaces or control characters)",
             )));
         }
         let lifetime = Duration::from_secs(parsed.expires_in).min(MAX_TOKEN_LIFETIME);
@@ -326,18 +371,38 @@ async fn request_token(
             refresh_at: sent.checked_add(usable).unwrap_or(sent),
         });
     }
+    if status.is_redirection() {
+        // Never followed (see `GraphClient::new`): it would post the secret elsewhere.
+        return Err(final_(GraphError::new(
+            ReasonCode::InvalidResponse,
+            format!("the token endpoint answered a redirect ({status})"),
+        )));
+    }
     let refused = TokenErrorBody::parse(&body);
     let detail = format!(
         "{} {}",
         refused.error.as_deref().unwrap_or_default(),
         refused.description.as_deref().unwrap_or_default()
     );
+    // Only Entra ID's own error body (an OAuth `error` or an AADSTS code) refuses the app: the
+    // 4xx of a proxy or firewall in front of the endpoint says nothing about the app.
+    let from_entra = refused.error.is_some() || !refused.codes.is_empty();
     let (reason, refusal, retry) = match status.as_u16() {
-        400 | 401 | 403 => (
+        400 | 401 | 403 if from_entra => (
             ReasonCode::AuthenticationFailed,
             Some(refused.refusal(status.as_u16())),
             None,
         ),
+        400 | 401 | 403 => {
+            return Err(final_(GraphError::new(
+                ReasonCode::GraphUnavailable,
+                format!(
+                    "the token endpoint answered HTTP {}, an answer that is not Entra ID's (a \
+                     proxy or firewall in between?)",
+                    status.as_u16()
+                ),
+            )));
+        }
         429 => (ReasonCode::Throttled, None, Some(retry_after)),
         500..=599 => (ReasonCode::GraphUnavailable, None, Some(retry_after)),
         _ => (ReasonCode::GraphUnavailable, None, None),
@@ -407,6 +472,13 @@ impl TokenErrorBody {
             status,
         }
     }
+}
+
+/// Whether `token` can go into an `Authorization: Bearer` header as it is: 1 to
+/// [`MAX_ACCESS_TOKEN_BYTES`] visible ASCII characters, no space (a JWT is base64url and dots).
+fn is_bearer_token(token: &str) -> bool {
+    (1..=MAX_ACCESS_TOKEN_BYTES).contains(&token.len())
+        && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Whether `error` reads as an OAuth error code: 1 to 64 lowercase ASCII letters and `_`.
