@@ -94,3 +94,17 @@ test("an arrow key in a member's role select only chooses; Change role, after a 
     await call(page, "members/change-role", { tenant: CONTOSO, user_id: String(manager.user_id), role: "manager" });
   }
 });
+
+test("the only owner's Change role is refused as it is, and the select shows the role kept, with the focus", async ({ page }) => {
+  await signIn(page, "admin@contoso.example");
+  await openHydrated(page, `/t/${FABRIKAM}/members`);
+  const me = page.getByTestId("member-row").filter({ hasText: "admin@contoso.example" });
+  const select = me.getByTestId("member-role");
+  await select.selectOption("manager");
+  await me.getByTestId("change-role").click();
+  await me.getByTestId("change-role-confirm").click();
+  await expect(page.getByTestId("member-problem")).toContainText("at least one owner");
+  await expect(select).toHaveValue("owner");
+  await expect(select).toBeFocused();
+  await expect(me.getByTestId("change-role")).toHaveCount(0);
+});
