@@ -1,6 +1,6 @@
 //! Cancelling a run through the server function, with the worker capturing from the
-//! Graph simulator: a queued run ends at once with every item skipped, a running one takes no new
-//! item within a second (in-process wake-up on SQLite, another instance's NOTIFY on PostgreSQL)
+//! Graph simulator: a queued run ends at once with every item skipped, a running one hears the cancel
+//! (in-process wake-up on SQLite, another instance's NOTIFY on PostgreSQL), takes no new item
 //! and records what was in flight, a Retry-After wait ends at once, repeated cancels answer the
 //! same, an ended run is a 409, and a cancel racing the run's end gives one of the two. On
 //! PostgreSQL, a runner claims nothing before it listens for other instances' cancels, and gives
