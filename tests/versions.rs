@@ -437,11 +437,15 @@ async fn inventory_sorts_and_filters_by_platform_as_the_picker(app: TestApp) {
     assert_eq!((windows, inventory.total), (vec![ids[1]], 1));
 
     // A sort or platform that is none: refused with the ones there are, by the function and
-    // the page.
+    // the page. A search with a control character is refused as the picker's is (SQLite's LIKE
+    // stops at a NUL, so `%\0%` would list every policy; PostgreSQL refuses a NUL outright).
     for (field, value, reason) in [
         ("sort", "modified_desc", "Unknown sort"),
         ("sort", "-", "Unknown sort"),
         ("platform", "bogus", "android, windows10"),
+        ("search", "\u{0}", "control characters"),
+        ("search", "wi\u{0}fi", "control characters"),
+        ("search", "\u{1B}[2J", "control characters"),
     ] {
         let refusal = app
             .policy_inventory(&reader, CONTOSO, &[(field, value)])

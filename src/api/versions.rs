@@ -77,10 +77,11 @@ pub async fn policy_inventory(
     use crate::domain::Capability;
     use crate::domain::PolicyType;
     use crate::server::auth::in_tenant;
+    use crate::server::policies::parse_search;
     use crate::server::versions::{self, InventoryFilter};
     in_tenant(&tenant, Capability::View, |ctx, db| async move {
         let filter = InventoryFilter {
-            search,
+            search: parse_search(&search)?,
             policy_type: PolicyType::parse_filter("policy_type", &policy_type)?,
             platform,
         };

@@ -37,7 +37,8 @@ impl Default for PolicySort {
 }
 
 impl PolicySort {
-    /// Parses the request spelling; anything unknown sorts by name (a sort is never an error).
+    /// Parses the request spelling; anything unknown sorts by name (the server's `parse_sort`
+    /// refuses what this would not spell back the same).
     pub fn parse(raw: &str) -> Self {
         let (descending, name) = match raw.strip_prefix('-') {
             Some(rest) => (true, rest),

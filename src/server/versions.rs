@@ -259,6 +259,7 @@ pub async fn diff(
 /// What the inventory page filters by; empty strings and `None` mean "any".
 #[derive(Debug, Clone, Default)]
 pub struct InventoryFilter {
+    /// As [`crate::server::policies::parse_search`] reads it.
     pub search: String,
     pub policy_type: Option<PolicyType>,
     /// One of the tenant's platforms ([`inventory`] refuses another).
@@ -266,8 +267,8 @@ pub struct InventoryFilter {
 }
 
 /// Reads the request spelling of a sort (`name`, `-modified`, …); empty sorts by name.
-/// Unlike the picker, which falls back to the name, an unknown sort is refused with the ones
-/// there are: the inventory's sort comes from its URL, where a typo should show.
+/// An unknown sort is refused with the ones there are (the picker's too): the inventory's sort
+/// comes from its URL, where a typo should show.
 pub fn parse_sort(raw: &str) -> Result<PolicySort, AppError> {
     let sort = parse_filter(
         "sort",
@@ -294,15 +295,7 @@ pub async fn inventory(
     .fetch_all(db.pool())
     .await?;
     let platform = filter.platform.as_str();
-    if !platform.is_empty() && !platforms.iter().any(|known| known == platform) {
-        return Err(AppError::invalid(
-            "platform",
-            format!(
-                "Unknown platform; this tenant's policies are on {}.",
-                platforms.join(", ")
-            ),
-        ));
-    }
+    crate::server::policies::check_platform(platform, &platforms)?;
     let filtered = |sql: &mut Sql| {
         push_inventory_where(sql, scope.id(), &filter.search, filter.policy_type);
         if !platform.is_empty() {
