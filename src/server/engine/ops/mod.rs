@@ -183,33 +183,6 @@ macro_rules! capturing_items {
 }
 pub(crate) use capturing_items;
 
-/// The item types and the planning of a restore (preview or execute): its items are the input's
-/// planned policies, each loaded with its version and made into the operation's item by `$item`.
-macro_rules! restore_items {
-    ($input:ty, $item:ty => $make:path) => {
-        type Input = $input;
-        type Item = $item;
-
-        fn plan(&self, run: &Run<$input>) -> Vec<i64> {
-            super::planned_ids(&run.input.items)
-        }
-
-        async fn pending(
-            &self,
-            db: &Db,
-            run: &Run<$input>,
-        ) -> Result<Vec<Pending<$item>>, sqlx::Error> {
-            let pending =
-                super::pending_restores(db, run.id, run.tenant_id, &run.input.items).await?;
-            Ok(pending
-                .into_iter()
-                .map(|pending| $make(&run.input, pending))
-                .collect())
-        }
-    };
-}
-pub(crate) use restore_items;
-
 /// Writes a run's one-line summary ("12 of 240 policies changed since this backup"), which its
 /// notification and the pages show; only while this claim (`attempt`) still holds the run.
 pub(crate) async fn write_summary(
