@@ -160,6 +160,8 @@ test("a new deployment: connect, sync, invite an operator who adds policies to a
   await openHydrated(page, `/t/${TENANT}/members`);
   const me = page.getByTestId("member-row").filter({ hasText: "admin@contoso.example" });
   await me.getByTestId("member-role").selectOption("manager");
+  await me.getByTestId("change-role").click();
+  await me.getByTestId("change-role-confirm").click();
   await expect(page.getByTestId("member-problem")).toContainText("at least one owner");
   await expect(me.getByTestId("member-role")).toHaveValue("owner");
 
