@@ -551,7 +551,7 @@ async fn a_link_whose_inviter_may_no_longer_invite_brings_no_one_in(app: TestApp
     assert!(invitations::check_usable(&app.db, &joining).await.is_err());
     let refused = invitations::join(&app.db, &joining, user_id)
         .await
-    .expect_err("the existing account joins nothing");
+        .expect_err("the existing account joins nothing");
     assert_eq!(refused.status(), 404, "{refused:?}");
     let memberships: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1")

@@ -339,7 +339,13 @@ async fn control_characters_in_the_search_are_refused(app: TestApp) {
     let cookie = app.sign_in(OPERATOR).await;
     let set = backup_set(&app, &cookie, CONTOSO, "Searched").await;
     common::insert_policies(&app.db, CONTOSO, 3).await;
-    for search in ["\u{0}", "test\u{0}policy", "bell\u{7}", "\u{1B}[2J", "c1\u{9B}"] {
+    for search in [
+        "\u{0}",
+        "test\u{0}policy",
+        "bell\u{7}",
+        "\u{1B}[2J",
+        "c1\u{9B}",
+    ] {
         let filter = [("search", search)];
         let listed = app.policies_list(&cookie, CONTOSO, set, &filter).await;
         let matching = app.matching_ids(&cookie, CONTOSO, set, &filter).await;

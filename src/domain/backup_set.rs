@@ -169,7 +169,12 @@ mod tests {
     fn descriptions_keep_line_breaks_and_tabs_but_no_other_control_characters() {
         let set = NewBackupSet::parse("ok", "first line\r\nsecond\tline").unwrap();
         assert_eq!(set.description(), "first line\r\nsecond\tline");
-        for bad in ["nul\u{0}here", "bell\u{7}", "escape\u{1B}[0m", "c1\u{85}next"] {
+        for bad in [
+            "nul\u{0}here",
+            "bell\u{7}",
+            "escape\u{1B}[0m",
+            "c1\u{85}next",
+        ] {
             let err = NewBackupSet::parse("ok", bad).unwrap_err();
             assert!(
                 err.field_message("description").is_some(),
