@@ -7,13 +7,13 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{Backend, Options, Refusal, TestApp, ADMIN, CONTOSO, OPERATOR};
+use common::{Backend, Options, Refusal, TestApp, ADMIN, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use sha2::{Digest, Sha256};
 use tenantatlas::domain::invitation::InvitationToken;
 use tenantatlas::domain::{AddMemberOutcome, AppError, Capability, Email, Role};
 use tenantatlas::server::auth::authorize_user;
 use tenantatlas::server::auth::password::Checker;
-use tenantatlas::server::tenants::invitations;
+use tenantatlas::server::tenants::{invitations, members};
 
 both_backends!(TestApp:
     an_invitation_makes_the_account_and_the_membership_once,
@@ -25,6 +25,7 @@ both_backends!(TestApp:
     many_acceptances_at_once_make_one_account,
     an_owner_demoted_while_inviting_makes_no_invitation,
     a_link_whose_inviter_may_no_longer_invite_brings_no_one_in,
+    an_owner_demoted_while_changing_members_changes_no_one,
 );
 
 const INVITEE: &str = "new.person@example.org";
@@ -499,6 +500,63 @@ async fn an_owner_demoted_while_inviting_makes_no_invitation(app: TestApp) {
     .expect_err("a removed member invites nobody");
     assert_eq!(refused.status(), 403, "{refused:?}");
     assert_eq!(app.count("invitations").await, 0);
+}
+
+/// The same for the other changes of members: an owner authorized to manage members, then
+/// demoted before the change is written, adds, promotes and removes no one (each is written
+/// under the tenant's lock while the actor still may, or refused with a 403).
+async fn an_owner_demoted_while_changing_members_changes_no_one(app: TestApp) {
+    let admin = app.sign_in(ADMIN).await;
+    let (second, _) = second_owner(&app, &admin).await;
+    let authorized = authorize_user(&app.db, second, CONTOSO, Capability::ManageMembers)
+        .await
+        .expect("an owner manages members");
+    app.change_member_role(&admin, CONTOSO, second, "operator")
+        .await
+        .expect("the admin demotes the second owner");
+    let memberships = app.count("memberships").await;
+    let (db, scope) = (&app.db, &authorized.scope);
+    let operator = common::user_id(db, OPERATOR).await;
+    let readonly = common::user_id(db, READONLY).await;
+    let outsider = Email::parse(OUTSIDER).unwrap();
+    let refusals = [
+        members::change_role(db, scope, second, operator, Role::Owner)
+            .await
+            .expect_err("no promotion"),
+        members::change_role(db, scope, second, second, Role::Owner)
+            .await
+            .expect_err("no promotion of oneself"),
+        members::remove(db, scope, second, readonly)
+            .await
+            .expect_err("no removal"),
+        members::add_or_invite(
+            db,
+            scope,
+            second,
+            &outsider,
+            Role::Owner,
+            Some(&app.origin()),
+        )
+        .await
+        .map(|_| ())
+        .expect_err("no addition"),
+    ];
+    for refused in refusals {
+        assert_eq!(refused.status(), 403, "{refused:?}");
+    }
+    assert_eq!(app.count("memberships").await, memberships);
+    let roles: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT user_id, role FROM memberships WHERE user_id IN ($1, $2) ORDER BY user_id",
+    )
+    .bind(operator)
+    .bind(second)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert!(
+        roles.iter().all(|(_, role)| role == "operator"),
+        "{roles:?}"
+    );
 }
 
 /// A pending invitation whose inviter was demoted without it being withdrawn (written in the

@@ -45,9 +45,8 @@ fn may_invite(role: Option<Role>) -> bool {
 /// token) and when it expires. Pending invitations of the same address in this tenant end now.
 ///
 /// The actor was authorized before this runs, but another owner may demote or remove them in
-/// the meantime, and the demotion withdraws only the invitations already written. So the
-/// tenant's row is locked first, as a change of members locks it, and the actor's role is read
-/// again under that lock: the invitation is written while they may invite, or not at all (403).
+/// the meantime, and the demotion withdraws only the invitations already written: so the
+/// invitation is written under [`lock_members`], while they may invite, or not at all (403).
 pub async fn create(
     db: &Db,
     scope: &TenantScope,
@@ -61,21 +60,7 @@ pub async fn create(
     let now = Timestamp::now().millis();
     let expires_at = now + INVITATION_DAYS * DAY_MILLIS;
     let mut tx = db.pool().begin().await?;
-    // A write to the tenant's row: PostgreSQL locks the row and SQLite takes its write lock,
-    // so this waits for a change of the tenant's members under way, and one that starts
-    // later waits for this (and then withdraws what this wrote).
-    sqlx::query("UPDATE tenants SET display_name = display_name WHERE id = $1")
-        .bind(scope.id())
-        .execute(&mut *tx)
-        .await?;
-    let actor_role = role_of(&mut tx, scope.id(), Some(actor)).await?;
-    if !may_invite(actor_role) {
-        tx.rollback().await?;
-        return Err(AppError::Forbidden(match actor_role {
-            Some(role) => Capability::ManageMembers.refusal(role),
-            None => "You are not a member of this tenant.".into(),
-        }));
-    }
+    lock_members(&mut tx, scope.id(), actor).await?;
     sqlx::query(
         "UPDATE invitations SET expires_at = $3 \
          WHERE tenant_id = $1 AND email = $2 AND accepted_at IS NULL AND expires_at > $3",
@@ -121,6 +106,32 @@ pub async fn create(
 }
 
 /// The role of member `user_id` (`None`: no one) in the tenant, read in `tx`.
+/// Locks the tenant's members for a change that `actor` makes (an invitation, an added member,
+/// a role changed or a member removed), and refuses it (403) unless the actor still may manage
+/// members. The actor was authorized before, but another owner may have demoted or removed
+/// them since. A write to the tenant's row: PostgreSQL locks the row and SQLite takes its write
+/// lock, so changes of one tenant's members run one after the other, and the role read here
+/// stays true until the transaction ends (a demotion that starts later waits, then withdraws
+/// what this wrote).
+pub(super) async fn lock_members(
+    tx: &mut sqlx::AnyConnection,
+    tenant_id: i64,
+    actor: i64,
+) -> Result<(), AppError> {
+    sqlx::query("UPDATE tenants SET display_name = display_name WHERE id = $1")
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
+    let actor_role = role_of(tx, tenant_id, Some(actor)).await?;
+    if may_invite(actor_role) {
+        return Ok(());
+    }
+    Err(AppError::Forbidden(match actor_role {
+        Some(role) => Capability::ManageMembers.refusal(role),
+        None => "You are not a member of this tenant.".into(),
+    }))
+}
+
 async fn role_of(
     tx: &mut sqlx::AnyConnection,
     tenant_id: i64,

@@ -110,6 +110,8 @@ async fn add(
     user_id: i64,
     role: Role,
 ) -> Result<(), AppError> {
+    let mut tx = db.pool().begin().await?;
+    invitations::lock_members(&mut tx, scope.id(), actor).await?;
     let inserted = sqlx::query(
         "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)",
     )
@@ -117,10 +119,10 @@ async fn add(
     .bind(scope.id())
     .bind(role.as_str())
     .bind(Timestamp::now().millis())
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await;
     match inserted {
-        Ok(_) => {}
+        Ok(_) => tx.commit().await?,
         Err(error) if is_unique_violation(&error) => {
             return Err(AppError::Conflict(
                 "This account is already a member: change its role instead.".into(),
@@ -140,7 +142,7 @@ pub async fn change_role(
     user_id: i64,
     role: Role,
 ) -> Result<(), AppError> {
-    let changed = change(db, scope, user_id, Some(role)).await?;
+    let changed = change(db, scope, actor, user_id, Some(role)).await?;
     if changed.old != role {
         record(
             db,
@@ -164,7 +166,7 @@ pub async fn remove(
     actor: i64,
     user_id: i64,
 ) -> Result<(), AppError> {
-    let changed = change(db, scope, user_id, None).await?;
+    let changed = change(db, scope, actor, user_id, None).await?;
     record(
         db,
         scope,
@@ -187,22 +189,19 @@ struct Changed {
     revoked: Vec<(i64, String)>,
 }
 
-/// Sets (`Some`) or deletes (`None`) the membership and checks, in the same transaction, that
-/// an owner remains. A member left without [`Capability::ManageMembers`] (removed, or given a
-/// role without it) loses the invitations they made in the tenant that are still pending.
+/// Sets (`Some`) or deletes (`None`) the membership, as `actor` while they still may (under
+/// [`invitations::lock_members`]), and checks, in the same transaction, that an owner remains.
+/// A member left without [`Capability::ManageMembers`] (removed, or given a role without it)
+/// loses the invitations they made in the tenant that are still pending.
 async fn change(
     db: &Db,
     scope: &TenantScope,
+    actor: i64,
     user_id: i64,
     role: Option<Role>,
 ) -> Result<Changed, AppError> {
     let mut tx = db.pool().begin().await?;
-    // A write to the tenant's row: PostgreSQL locks the row and SQLite takes its write lock,
-    // so changes to one tenant's members run one after the other.
-    sqlx::query("UPDATE tenants SET display_name = display_name WHERE id = $1")
-        .bind(scope.id())
-        .execute(&mut *tx)
-        .await?;
+    invitations::lock_members(&mut tx, scope.id(), actor).await?;
     let old: String =
         sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
             .bind(scope.id())
