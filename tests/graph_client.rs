@@ -1279,6 +1279,53 @@ async fn a_failing_token_endpoint_is_asked_by_one_request_for_all_that_queued_be
     assert!(login.requests().iter().all(|r| r.is_token_request()));
 }
 
+/// A connection check fetches a fresh token whatever the cache holds; when that fetch fails
+/// (here: every attempt times out), the captures that queued behind it still have the token
+/// the cache holds, valid for the best part of an hour, and go on with it.
+#[tokio::test]
+async fn a_failed_fresh_fetch_does_not_fail_requests_a_cached_token_serves() {
+    let tokens = std::sync::atomic::AtomicUsize::new(0);
+    let login = Scripted::start(move |seen| {
+        if !seen.is_token_request() {
+            Reply::empty_page()
+        } else if tokens.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::token("cached-token")
+        } else {
+            Reply::hang()
+        }
+    })
+    .await;
+    let mut config = login.config();
+    config.request_timeout = Duration::from_millis(500);
+    let client = GraphClient::new(config).expect("client builds");
+    let creds = creds(SECRET);
+    client
+        .list_policies(&creds, PolicyType::Compliance)
+        .await
+        .expect("a token, then the list");
+    let check = tokio::spawn({
+        let (client, creds) = (client.clone(), creds.clone());
+        async move { client.granted_roles(&creds).await.map(|_| ()) }
+    });
+    while login.token_requests() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    client
+        .list_policies(&creds, PolicyType::Compliance)
+        .await
+        .expect("the cached token serves though the check's fetch failed");
+    check
+        .await
+        .expect("the check ends")
+        .expect_err("the token endpoint never answered the check");
+    let graph: Vec<_> = login
+        .requests()
+        .into_iter()
+        .filter(|r| !r.is_token_request())
+        .collect();
+    assert_eq!(graph.len(), 2, "{graph:?}");
+}
+
 #[tokio::test]
 async fn a_cancelled_request_does_not_wait_behind_a_token_fetch() {
     use tenantatlas::server::graph::interrupt::Interrupt;

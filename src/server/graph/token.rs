@@ -220,6 +220,14 @@ impl TokenCache {
         let slot = self.slot(creds);
         let seen = slot.fetches.load(Ordering::SeqCst);
         let mut state = super::interrupt::waiting(slot.state.lock()).await?;
+        let now = Instant::now();
+        if want == Want::Cached {
+            // A token still valid answers first: a fresh fetch (a connection check's) that
+            // failed while this request waited says nothing against it.
+            if let Some(token) = state.token.as_ref().filter(|t| now < t.refresh_at) {
+                return Ok(token.access_token.clone());
+            }
+        }
         if slot.fetches.load(Ordering::SeqCst) != seen {
             // A fetch ended while this request waited: its answer is as new as this request's
             // own would be.
@@ -230,11 +238,7 @@ impl TokenCache {
                 return Ok(token.access_token.clone());
             }
         }
-        let now = Instant::now();
         if want == Want::Cached {
-            if let Some(token) = state.token.as_ref().filter(|t| now < t.refresh_at) {
-                return Ok(token.access_token.clone());
-            }
             if let Some(refused) = state.refused.as_ref().filter(|r| now < r.until) {
                 return Err(refused.failure.clone());
             }
