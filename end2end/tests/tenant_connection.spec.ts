@@ -1,5 +1,5 @@
 import { expect, Page, test } from "@playwright/test";
-import { call, FABRIKAM, openHydrated, signIn } from "./demo";
+import { call, FABRIKAM, openHydrated, pageAs, signIn } from "./demo";
 
 // Fabrikam, checked by the demo admin (its owner): Contoso must stay without runs for
 // backup_sets.spec.ts. This file sorts after notifications.spec.ts on purpose: each check
@@ -96,4 +96,25 @@ test("a check started in the settings page says how it ended in a toast that lea
   await link.click();
   await expect(page).toHaveURL(new RegExp(`/t/${FABRIKAM}/runs/${status.last.run_id}$`));
   await expect(page.getByTestId("run-status")).toBeVisible();
+});
+
+test("a check whose poll is refused for good says why instead of \"Checking…\" for ever", async ({ page, browser }) => {
+  test.setTimeout(90_000);
+  // Each Graph answer takes 3 s: the check is still running when its poll is refused.
+  const sim = await page.request.post(`${SIM}/_sim/knobs`, { data: { latency_ms: 3_000, latency_jitter_ms: 0 } });
+  expect(sim.status()).toBe(200);
+  const owner = await pageAs(browser, "admin@contoso.example");
+  try {
+    await openHydrated(owner, `/t/${FABRIKAM}/settings`);
+    const area = owner.getByTestId("connection-check");
+    await owner.getByTestId("check-connection").click();
+    await expect(area.getByTestId("check-running")).toBeVisible();
+    // Signed out (elsewhere, as the session ended): the next poll is answered 401.
+    await owner.context().clearCookies();
+    await expect(area.getByRole("alert").filter({ hasText: "Please sign in." })).toBeVisible({ timeout: 15_000 });
+    await expect(area.getByTestId("check-running")).toHaveCount(0);
+  } finally {
+    await owner.context().close();
+    await page.request.post(`${SIM}/_sim/knobs`, { data: { latency_ms: 30, latency_jitter_ms: 40 } });
+  }
 });

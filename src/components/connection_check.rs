@@ -1,7 +1,8 @@
 //! **Check connection** and the tenant's last check, for the tenant's settings page: the outcome
 //! in plain words, each missing permission by its exact name with the features it blocks, the
 //! policy types Graph refused (403), and what Entra ID said when it refused a token. It polls
-//! while a check is queued or running, and stops when it ends.
+//! while a check is queued or running, and stops when it ends, or when a poll is refused for
+//! good (then it shows why instead of the last status).
 
 use leptos::prelude::*;
 
@@ -85,7 +86,15 @@ pub fn ConnectionCheck(
                             shown.set_value(Some(current.clone()));
                             Ok(current)
                         }
-                        Err(error) => shown.get_value().ok_or(error),
+                        // As the run page: a passing failure keeps what was shown, one that
+                        // ends polling (signed out, no longer a member) drops it for the error,
+                        // or the page would say "Checking…" for good.
+                        Err(error) => {
+                            if error.ends_polling() {
+                                shown.set_value(None);
+                            }
+                            error.or_kept(shown.get_value())
+                        }
                     };
                     match read {
                         Ok(current) => view! {
