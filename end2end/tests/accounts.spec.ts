@@ -58,3 +58,17 @@ test("a member of one tenant has the switcher without a Switch button", async ({
   await expect(page.getByTestId("tenant-switcher")).toHaveValue(CONTOSO);
   await expect(page.getByTestId("switch-tenant")).toHaveCount(0);
 });
+
+test("the switcher shows the tenant of a URL that spells its id in capitals", async ({ page }) => {
+  await signIn(page, "admin@contoso.example");
+  const switcher = page.getByTestId("tenant-switcher");
+  // Each of the two: one of them is not the switcher's first option.
+  for (const tenant of [CONTOSO, FABRIKAM]) {
+    await openHydrated(page, `/t/${tenant.toUpperCase()}/backup-sets`);
+    await expect(switcher).toHaveValue(tenant);
+  }
+  // Switch goes to the tenant shown: chosen again, Contoso.
+  await switcher.selectOption(CONTOSO);
+  await page.getByTestId("switch-tenant").click();
+  await expect(page).toHaveURL(new RegExp(`/t/${CONTOSO}/backup-sets$`));
+});

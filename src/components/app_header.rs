@@ -19,10 +19,11 @@ pub type MeResource = Resource<Result<CurrentUser, AppError>>;
 #[component]
 fn TenantSwitcher(memberships: Vec<Membership>, current: String) -> impl IntoView {
     let several = memberships.len() > 1;
+    // The URL may spell the tenant in another case than its id (`/t/ABC…/`): the same tenant.
     let options = memberships
         .into_iter()
         .map(|m| {
-            let selected = m.tenant.external_id == current;
+            let selected = m.tenant.external_id.eq_ignore_ascii_case(&current);
             view! {
                 <option value=m.tenant.external_id selected=selected>
                     {m.tenant.display_name}
@@ -30,14 +31,15 @@ fn TenantSwitcher(memberships: Vec<Membership>, current: String) -> impl IntoVie
             }
         })
         .collect_view();
-    let chosen = RwSignal::new(current);
+    // Switch reads what the select shows when clicked, whatever chose it.
+    let select = NodeRef::<leptos::html::Select>::new();
     view! {
         <span class="tenant-switch">
             <select
                 class="tenant-switcher"
                 aria-label="Tenant"
                 data-testid="tenant-switcher"
-                on:change=move |ev| chosen.set(event_target_value(&ev))
+                node_ref=select
             >
                 {options}
             </select>
@@ -47,7 +49,9 @@ fn TenantSwitcher(memberships: Vec<Membership>, current: String) -> impl IntoVie
                     class="tenant-switch-go"
                     data-testid="switch-tenant"
                     on:click=move |_| {
-                        let _ = window().location().set_href(&routes::tenant_home(&chosen.get_untracked()));
+                        if let Some(select) = select.get_untracked() {
+                            let _ = window().location().set_href(&routes::tenant_home(&select.value()));
+                        }
                     }
                 >
                     "Switch"
