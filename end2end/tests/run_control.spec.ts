@@ -79,6 +79,26 @@ test("cancel from the run panel of the backup set", async ({ page }) => {
   await row.getByRole("button", { name: "Yes, cancel run" }).click();
   await expect(page.getByTestId("toast").filter({ hasText: `Run #${runId} cancelled` })).toBeVisible();
   await expect(row).toHaveAttribute("data-status", "cancelled");
+  // Announced once: the panel does not add its own "Cancelled: run #…" for a cancel made here.
+  await expect(page.getByTestId("toast").filter({ hasText: `#${runId}` })).toHaveCount(1);
+});
+
+test("a run that ends while its \"Cancel run?\" is open in the run panel leaves the focus on its link", async ({
+  page,
+}) => {
+  test.setTimeout(90_000);
+  await knobs(page, { latency_ms: 3_000, latency_jitter_ms: 0 });
+  const { runId, setId } = await queueRun(page, 20);
+  await page.goto(`/t/${TENANT}/backup-sets/${setId}`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  const row = page.getByTestId("run-row").filter({ hasText: `Run #${runId}` });
+  await row.getByTestId("cancel-run").click();
+  await expect(row.getByTestId("cancel-run-keep")).toBeFocused();
+  // Graph answers quickly again: the run ends while the question is open.
+  await knobs(page, { latency_ms: 30, latency_jitter_ms: 0 });
+  await expect(row).toHaveAttribute("data-status", "completed", { timeout: 45_000 });
+  await expect(row.getByTestId("cancel-confirm")).toHaveCount(0);
+  await expect(row.getByRole("link", { name: `Run #${runId}` })).toBeFocused();
 });
 
 test("retry the failed items: the new run succeeds and the two run pages link to each other", async ({ page }) => {
@@ -200,14 +220,16 @@ test("a run panel poll that fails once is retried", async ({ page }) => {
 });
 
 /**
- * Holds every cancel request for 4 s before it reaches the server (the run page and the panel
- * poll every 1.5 s meanwhile); answers how many were sent.
+ * Holds every cancel request before it reaches the server until `release()` is called (the run
+ * page and the panel poll every 1.5 s meanwhile); `count` says how many were sent.
  */
-async function slowCancels(page: Page) {
-  const sent = { count: 0 };
+async function heldCancels(page: Page) {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const sent = { count: 0, release: () => release() };
   await page.route("**/api/runs/cancel", async (route) => {
     sent.count += 1;
-    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    await released;
     await route.continue();
   });
   return sent;
@@ -232,14 +254,15 @@ function countPolls(page: Page) {
  * between leave it pending (not offered again) and that its answer is announced.
  */
 async function cancelThroughPolls(page: Page, area: Locator, runId: number) {
-  const sent = await slowCancels(page);
+  const sent = await heldCancels(page);
   await area.getByTestId("cancel-run").click();
   await area.getByRole("button", { name: "Yes, cancel run" }).click();
   const polls = countPolls(page);
-  // Polls answer while the cancel is on its way: the question stays pending, not offered again.
+  // Polls answer while the cancel is held: the question stays pending, not offered again.
   await expect.poll(() => polls.count, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
   expect(sent.count).toBe(1);
   await expect(area.getByTestId("cancel-run-confirm")).toBeDisabled();
+  sent.release();
   await expect(page.getByTestId("toast").filter({ hasText: `Run #${runId} cancelled` })).toBeVisible();
   expect(sent.count).toBe(1);
 }

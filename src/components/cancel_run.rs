@@ -17,7 +17,9 @@ use crate::domain::routes;
 /// itself in place while the run is shown (it shows nothing once the run ended): so a cancel on
 /// its way stays pending through the polls, and its answer (the toast, or why it failed) is shown
 /// even when a poll saw the run end first. The confirmation takes the focus when it opens; Escape
-/// or "Keep running" closes it and gives the focus back to "Cancel run".
+/// or "Keep running" closes it and gives the focus back to "Cancel run". When the run ends while
+/// the focus is on "Cancel run" or in its question (both go), the question closes and the focus
+/// moves to `focus_when_ended` (the run panel: the row's run link) rather than to the page.
 #[component]
 pub fn CancelRunButton(
     tenant: String,
@@ -27,6 +29,7 @@ pub fn CancelRunButton(
     cancel: ServerAction<CancelRun>,
     confirming: RwSignal<bool>,
     #[prop(into)] on_cancelled: Callback<()>,
+    #[prop(optional)] focus_when_ended: Option<NodeRef<leptos::html::A>>,
 ) -> impl IntoView {
     let toasts = use_toasts();
     let (opener, keep_button) = use_confirm_focus(confirming);
@@ -48,6 +51,24 @@ pub fn CancelRunButton(
             }
         }
         answers
+    });
+    // Whether the focus is on "Cancel run" or in its question: set when it enters, cleared when
+    // it moves to another element (a removed element takes it nowhere).
+    let focus_inside = StoredValue::new(false);
+    Effect::new(move |was_active: Option<bool>| {
+        let now = active.get();
+        if was_active == Some(true) && !now {
+            confirming.set(false);
+            let fell = document()
+                .active_element()
+                .is_none_or(|element| element.tag_name().eq_ignore_ascii_case("body"));
+            if std::mem::take(&mut *focus_inside.write_value()) && fell {
+                if let Some(target) = focus_when_ended.and_then(|target| target.get_untracked()) {
+                    let _ = target.focus();
+                }
+            }
+        }
+        now
     });
     let confirm = move |_| {
         cancel.dispatch(CancelRun {
@@ -116,7 +137,15 @@ pub fn CancelRunButton(
     move || {
         shown.get().then(|| {
             view! {
-                <div class="action-row cancel-run">
+                <div
+                    class="action-row cancel-run"
+                    on:focusin=move |_| focus_inside.set_value(true)
+                    on:focusout=move |ev| {
+                        if ev.related_target().is_some() {
+                            focus_inside.set_value(false);
+                        }
+                    }
+                >
                     {body.clone()}
                     {move || failure().map(|error| view! { <ErrorMessage error /> })}
                 </div>

@@ -107,14 +107,21 @@ pub fn RunPanel(
     );
     // Status of each run at the last poll (`None` before the first list).
     let seen = StoredValue::new(None::<HashMap<i64, RunStatus>>);
+    let controls = Controls::new();
 
-    // Effects only run in the browser: a run that ended since the last poll gets its toast.
+    // Effects only run in the browser: a run that ended since the last poll gets its toast,
+    // unless the member cancelled it here (its Cancel says so, once), and the controls of runs
+    // no longer listed go.
     Effect::new(move |_| {
         let Some(Ok(list)) = runs.get() else {
             return;
         };
+        controls.keep_listed(&list);
         let ended = seen.with_value(|seen| newly_ended(seen.as_ref(), &list));
         for run in &ended {
+            if run.status == RunStatus::Cancelled && controls.cancelled_here(run.id) {
+                continue;
+            }
             let href = routes::run(&tenant.get_untracked(), run.id, "");
             toasts.push(finished_text(run), Some(href));
         }
@@ -137,7 +144,6 @@ pub fn RunPanel(
             polled.set(Some(read));
         }
     });
-    let controls = Controls::new();
 
     view! {
         <section class="run-panel" aria-labelledby="run-panel-title" data-testid="run-panel">
@@ -253,6 +259,33 @@ impl Controls {
         });
         controls
     }
+
+    /// Whether run `run_id` was cancelled from this panel: its cancel is on its way (a poll may
+    /// see the run cancelled before the answer arrives) or was accepted.
+    fn cancelled_here(self, run_id: i64) -> bool {
+        self.by_run
+            .with_value(|all| all.get(&run_id).copied())
+            .is_some_and(|controls| {
+                controls.cancel.pending().get_untracked()
+                    || matches!(controls.cancel.value().get_untracked(), Some(Ok(_)))
+            })
+    }
+
+    /// Forgets the controls of runs not in `list` (they left the panel), except those whose
+    /// cancel or retry is still on its way, so the panel keeps one per run it shows.
+    fn keep_listed(self, list: &[RunSummary]) {
+        self.by_run.update_value(|all| {
+            keep_listed(all, list, |controls| {
+                controls.cancel.pending().get_untracked()
+                    || controls.retry.pending().get_untracked()
+            });
+        });
+    }
+}
+
+/// Keeps in `all` the entries of runs in `list` and those `busy` says are still needed.
+fn keep_listed<T>(all: &mut HashMap<i64, T>, list: &[RunSummary], busy: impl Fn(&T) -> bool) {
+    all.retain(|run_id, entry| list.iter().any(|run| run.id == *run_id) || busy(entry));
 }
 
 /// The member's role here, which decides per run whether Cancel and Retry are refused.
@@ -325,9 +358,10 @@ fn RunRow(
     };
     let href = routes::run(&tenant.get_untracked(), id, "");
     let label = format!("Progress of run #{id}");
+    let run_link = NodeRef::<leptos::html::A>::new();
     view! {
         <li class="run-row" data-testid="run-row" data-status=move || status.get().as_str()>
-            <a href=href class="mono">"Run #" {id}</a>
+            <a href=href class="mono" node_ref=run_link>"Run #" {id}</a>
             {move || view! { <RunStatusBadge status=status.get() /> }}
             <progress
                 max=move || run.with(|run| run.total_items.max(1))
@@ -345,6 +379,7 @@ fn RunRow(
                 cancel=controls.cancel
                 confirming=controls.confirming
                 on_cancelled=reload
+                focus_when_ended=run_link
             />
             {retry}
         </li>
@@ -403,5 +438,16 @@ mod tests {
         assert_eq!(ids(newly_ended(Some(&seen), &list)), [3]);
         // An empty panel counts as seen: its first run, already ended, is announced.
         assert_eq!(ids(newly_ended(Some(&HashMap::new()), &list)), [3, 1]);
+    }
+
+    #[test]
+    fn controls_of_runs_no_longer_listed_go_unless_busy() {
+        // Per run: whether its cancel or retry is on its way.
+        let mut all = HashMap::from([(1, false), (2, false), (3, true), (4, false)]);
+        let list = [run(4, RunStatus::Running), run(2, RunStatus::Completed)];
+        keep_listed(&mut all, &list, |busy| *busy);
+        let mut kept: Vec<i64> = all.into_keys().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [2, 3, 4]);
     }
 }
