@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::policy_type::PolicyType;
-use super::tenant::is_format_char;
+use super::tenant::hides_characters;
 use super::{AppError, Timestamp};
 
 /// Longest accepted backup set name, in characters.
@@ -37,7 +37,7 @@ impl NewBackupSet {
             ));
         }
         // An invisible character would make a name that looks like another set's.
-        if name.chars().any(|c| c.is_control() || is_format_char(c)) {
+        if hides_characters(name) {
             return Err(AppError::invalid(
                 "name",
                 "The name cannot contain control characters or invisible formatting characters.",
@@ -163,6 +163,7 @@ mod tests {
             assert!(err.field_message("name").is_some(), "{hidden:?}: {err:?}");
         }
         assert!(NewBackupSet::parse("Café Ünïcode – 2026 ✓", "").is_ok());
+        assert!(NewBackupSet::parse("گزارش\u{200C}ها 👨\u{200D}👩\u{200D}👧", "").is_ok());
     }
 
     #[test]

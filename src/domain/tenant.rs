@@ -118,17 +118,70 @@ pub fn is_format_char(c: char) -> bool {
     )
 }
 
-/// A tenant's display name: trimmed, non-empty, bounded, no control or format characters
-/// ([`is_format_char`]).
+/// Whether `c` shows as nothing though it is neither a format character nor white space: the
+/// combining grapheme joiner, Hangul and Khmer fillers, the braille blank.
+fn is_blank_letter(c: char) -> bool {
+    matches!(
+        c,
+        '\u{34F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FFA0}'
+    )
+}
+
+/// Whether `name` holds a character a reader cannot see, so that it looks like another name or
+/// reads backwards: a control character, a format character ([`is_format_char`]) or a blank
+/// letter. Two format characters are part of some names' spelling, and pass there: a
+/// zero-width joiner or non-joiner between two visible characters that are not ASCII (emoji
+/// sequences such as a family, Persian's non-joiner, Indic conjuncts; between Latin letters it
+/// only hides), and the tag characters that spell a subdivision flag right after the black
+/// flag (🏴 + tags + the cancel tag).
+pub fn hides_characters(name: &str) -> bool {
+    let chars: Vec<char> = name.chars().collect();
+    let shown_non_ascii = |at: Option<usize>| {
+        at.and_then(|at| chars.get(at)).is_some_and(|&c| {
+            !c.is_ascii() && !c.is_whitespace() && !is_format_char(c) && !is_blank_letter(c)
+        })
+    };
+    let is_tag = |c: char| ('\u{E0020}'..='\u{E007F}').contains(&c);
+    let mut at = 0;
+    while at < chars.len() {
+        let c = chars[at];
+        if c == '\u{1F3F4}' {
+            // A flag's tags: letters (E0020–E007E) ended by the cancel tag (E007F).
+            let tags = chars[at + 1..].iter().take_while(|&&c| is_tag(c)).count();
+            if tags > 1 && chars[at + tags] == '\u{E007F}' {
+                at += tags + 1;
+                continue;
+            }
+        }
+        let hidden = match c {
+            '\u{200C}' | '\u{200D}' => {
+                !(shown_non_ascii(at.checked_sub(1)) && shown_non_ascii(Some(at + 1)))
+            }
+            c => c.is_control() || is_format_char(c) || is_blank_letter(c),
+        };
+        if hidden {
+            return true;
+        }
+        at += 1;
+    }
+    false
+}
+
+/// A tenant's display name: trimmed, non-empty, bounded, no character a reader cannot see
+/// ([`hides_characters`]).
 pub fn parse_tenant_name(raw: &str) -> Result<String, AppError> {
     let display_name = raw.trim();
     if display_name.is_empty() {
         return Err(AppError::invalid("name", "Enter a display name."));
     }
-    if display_name
-        .chars()
-        .any(|c| c.is_control() || is_format_char(c))
-    {
+    if hides_characters(display_name) {
         return Err(AppError::invalid(
             "name",
             "The name cannot contain control characters or invisible formatting characters.",
@@ -378,6 +431,35 @@ mod tests {
             'a', 'é', 'İ', ' ', '\u{301}', '\u{2013}', '\u{2065}', '✓', 'Ж',
         ] {
             assert!(!is_format_char(shown), "{:X}", shown as u32);
+        }
+    }
+
+    #[test]
+    fn names_that_hide_characters_are_told_from_names_that_spell_with_them() {
+        for hidden in [
+            "Base\u{200D}line",
+            "Base\u{200C}line",
+            "\u{200D}👩",
+            "👩\u{200D}",
+            "Baseline\u{3164}",
+            "Base\u{34F}line",
+            "Baseline\u{E0041}",
+            "🏴\u{E0067}\u{E0062}",
+            "\u{E0067}\u{E0062}\u{E007F}",
+            "bell\u{7}",
+        ] {
+            assert!(hides_characters(hidden), "{hidden:?}");
+        }
+        for spelled in [
+            "Family 👨\u{200D}👩\u{200D}👧",
+            "❤\u{FE0F}\u{200D}🔥 team",
+            "گزارش\u{200C}ها",
+            "क्\u{200D}ष",
+            "Scotland 🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F} office",
+            "Café Ünïcode – 2026 ✓",
+        ] {
+            assert!(!hides_characters(spelled), "{spelled:?}");
+            assert!(parse_tenant_name(spelled).is_ok(), "{spelled:?}");
         }
     }
 
