@@ -64,7 +64,7 @@ pub fn check_platform(platform: &str, platforms: &[String]) -> Result<(), AppErr
 }
 
 /// Appends the inventory's `WHERE` clause over `policies p` to `sql`: the tenant, a name search
-/// (trimmed, at most [`SEARCH_MAX_CHARS`], capitals of any script matching small letters: see
+/// (as [`parse_search`] read it; capitals of any script match small letters: see
 /// [`Sql::contains_ignoring_case`]) and a type. The tenant comes first, so no query built here
 /// can forget it.
 pub(super) fn push_inventory_where(
@@ -74,10 +74,9 @@ pub(super) fn push_inventory_where(
     policy_type: Option<PolicyType>,
 ) {
     sql.push(" WHERE p.tenant_id = ").int(tenant_id);
-    let search: String = search.trim().chars().take(SEARCH_MAX_CHARS).collect();
     if !search.is_empty() {
         sql.push(" AND ")
-            .contains_ignoring_case("p.display_name", &search);
+            .contains_ignoring_case("p.display_name", search);
     }
     if let Some(policy_type) = policy_type {
         sql.push(" AND p.policy_type = ").text(policy_type.as_str());

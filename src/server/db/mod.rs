@@ -15,7 +15,7 @@ use sqlx::migrate::Migrator;
 use sqlx::Any;
 use sqlx::AnyPool;
 
-pub use sql::{fold_case, like_pattern, Sql};
+pub use sql::{fold_case, Sql};
 
 /// Which engine a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,7 +36,7 @@ pub fn fold_case(text: &str) -> Cow<'_, str> {
 /// A `LIKE` pattern that finds `search` anywhere in a text, its wildcards escaped so a search
 /// for `50%` or `a_b` finds exactly that text; used with `ESCAPE '\'`. Its case is left as
 /// typed: [`Sql::contains_ignoring_case`] folds it in the database, beside the column.
-pub fn like_pattern(search: &str) -> String {
+fn like_pattern(search: &str) -> String {
     let mut out = String::with_capacity(search.len() + 2);
     out.push('%');
     for c in search.chars() {

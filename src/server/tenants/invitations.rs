@@ -105,7 +105,6 @@ pub async fn create(
     ))
 }
 
-/// The role of member `user_id` (`None`: no one) in the tenant, read in `tx`.
 /// Locks the tenant's members for a change that `actor` makes (an invitation, an added member,
 /// a role changed or a member removed), and refuses it (403) unless the actor still may manage
 /// members. The actor was authorized before, but another owner may have demoted or removed
@@ -132,6 +131,7 @@ pub(super) async fn lock_members(
     }))
 }
 
+/// The role of member `user_id` (`None`: no one) in the tenant, read in `tx`.
 async fn role_of(
     tx: &mut sqlx::AnyConnection,
     tenant_id: i64,
