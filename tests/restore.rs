@@ -48,6 +48,8 @@ both_backends!(local Fixture:
     a_takeover_never_creates_while_an_earlier_create_may_land,
     a_takeover_after_a_sync_takes_the_policy_its_create_made,
     a_takeover_after_an_update_cut_short_says_it_was_partly_written,
+    a_second_previews_execute_never_sends_a_create_the_first_may_have_made,
+    an_update_whose_answer_is_lost_is_audited_as_maybe_written,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -1394,6 +1396,9 @@ enum Lost {
     AfterCreating,
     /// Answers as if no answer had come in time without sending it: the create may land later.
     BeforeCreating,
+    /// Passes creates through, and answers each update as if no answer had come in time
+    /// without sending it.
+    Updates,
 }
 
 /// The Graph client's writes, except that the answer of every create is lost (a timeout: the
@@ -1401,6 +1406,8 @@ enum Lost {
 struct LosingWriter {
     client: GraphClient,
     lost: Lost,
+    /// How many creates were asked of it.
+    creates: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl PolicyWriter for LosingWriter {
@@ -1418,9 +1425,11 @@ impl PolicyWriter for LosingWriter {
         creds: &'a TenantCredentials,
         request: WriteRequest<'a>,
     ) -> WriteFuture<'a> {
-        if request.target.is_some() {
+        if (request.target.is_some()) != (self.lost == Lost::Updates) {
             return PolicyWriter::write_policy_reporting(&self.client, creds, request);
         }
+        self.creates
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
             if self.lost == Lost::AfterCreating {
                 PolicyWriter::write_policy_reporting(&self.client, creds, request).await?;
@@ -1546,6 +1555,7 @@ async fn a_create_whose_answer_is_lost_is_found_and_never_sent_twice(f: Fixture)
     let worker = f.worker_writing_with(LosingWriter {
         client: f.demo.access.client.clone(),
         lost: Lost::AfterCreating,
+        creates: Default::default(),
     });
     f.demo.sim.reset_counters();
     f.finish_with(&worker, run_id).await;
@@ -1587,6 +1597,7 @@ async fn a_create_that_may_still_land_blocks_the_next_create(f: Fixture) {
     let worker = f.worker_writing_with(LosingWriter {
         client: f.demo.access.client.clone(),
         lost: Lost::BeforeCreating,
+        creates: Default::default(),
     });
     f.finish_with(&worker, run_id).await;
 
@@ -1783,5 +1794,63 @@ async fn a_takeover_after_an_update_cut_short_says_it_was_partly_written(f: Fixt
     let audited = f.audit_details().await;
     assert_eq!(audited.len(), 1, "{audited:?}");
     assert_eq!(audited[0]["action"], "updated");
+    assert_eq!(audited[0]["completed"], false);
+}
+
+/// Two previews of the same deleted policy both plan its create. The first one's execute sends
+/// it and loses the answer, and no policy it could have made is found; the second one's
+/// execute then sends no create of its own: the item fails asking for a new preview, which
+/// looks for the policy first.
+async fn a_second_previews_execute_never_sends_a_create_the_first_may_have_made(f: Fixture) {
+    let (backup, id, _, _) = deleted_policy(&f).await;
+    let (first, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create));
+    let (second, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create));
+    let creates = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let worker = f.worker_writing_with(LosingWriter {
+        client: f.demo.access.client.clone(),
+        lost: Lost::BeforeCreating,
+        creates: creates.clone(),
+    });
+    let run_id = f.queue_execute(first).await;
+    f.finish_with(&worker, run_id).await;
+    let run_id = f.queue_execute(second).await;
+    f.finish_with(&worker, run_id).await;
+
+    assert_eq!(creates.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let detail = f.detail(run_id).await;
+    let row = &detail.items.rows[0];
+    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
+    let message = row.message.as_deref().unwrap_or_default();
+    assert!(message.contains("Run the preview again"), "{message}");
+    assert_eq!(f.action(run_id, id).await, None);
+}
+
+/// An update whose answer is lost (a timeout) may have changed the policy: the item fails
+/// saying so, with an incomplete audit row.
+async fn an_update_whose_answer_is_lost_is_audited_as_maybe_written(f: Fixture) {
+    let backup = f.backup().await;
+    let (id, graph_id) = backup.policies[2].clone();
+    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
+    let worker = f.worker_writing_with(LosingWriter {
+        client: f.demo.access.client.clone(),
+        lost: Lost::Updates,
+        creates: Default::default(),
+    });
+    let run_id = f.queue_execute(preview).await;
+    f.finish_with(&worker, run_id).await;
+
+    let detail = f.detail(run_id).await;
+    let row = &detail.items.rows[0];
+    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
+    let message = row.message.as_deref().unwrap_or_default();
+    assert!(message.contains("MAY have been written"), "{message}");
+    let audited = f.audit_details().await;
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0]["action"], "updated");
+    assert_eq!(audited[0]["graph_id"], graph_id.as_str());
     assert_eq!(audited[0]["completed"], false);
 }

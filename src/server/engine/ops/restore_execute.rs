@@ -33,7 +33,7 @@ use crate::domain::run::OperationType;
 use crate::domain::snapshot::{CapturedPolicy, SettingNames};
 use crate::domain::versions::Drift;
 use crate::domain::Timestamp;
-use crate::server::db::Db;
+use crate::server::db::{Backend, Db};
 use crate::server::graph::interrupt;
 use crate::server::graph::write::{PolicyWriter, WriteFailure, WriteRequest, Written};
 use crate::server::graph::{
@@ -142,11 +142,12 @@ pub(crate) fn create_settled_at(sent_at: i64) -> Timestamp {
     Timestamp(sent_at.saturating_add(create_in_flight_ms() + 60_000))
 }
 
-/// Whether a create refused with `reason` may have reached Intune all the same: only an answer
-/// that says Graph did not act (it refused the request, the token, the permission; it was
-/// throttled; the run stopped before sending) rules it out. A timeout, a gateway's 504, a
-/// server error or a 201 whose body is cut or lacks the new id may each hide a created policy.
-fn create_may_have_landed(reason: ReasonCode) -> bool {
+/// Whether a write (a create, an update) refused with `reason` may have reached Intune all the
+/// same: only an answer that says Graph did not act (it refused the request, the token, the
+/// permission; it was throttled; the run stopped before sending) rules it out. A timeout, a
+/// gateway's 504, a server error or a 201 whose body is cut or lacks the new id may each hide
+/// a written policy.
+fn may_have_landed(reason: ReasonCode) -> bool {
     !matches!(
         reason,
         ReasonCode::GraphRejected
@@ -230,6 +231,16 @@ enum Announce {
     Update,
 }
 
+/// What announcing a write came to.
+enum Announced {
+    /// Announced at this time: it may be sent.
+    At(i64),
+    /// The claim no longer holds the run (cancelled, or taken over): nothing may be sent.
+    NotRunning,
+    /// Another execute's create of the policy may have made it: no create may be sent.
+    OtherCreate,
+}
+
 /// What writing one item did.
 pub enum Restored {
     /// Written (or found unchanged), with the capture made afterwards as evidence (`None` when
@@ -248,6 +259,12 @@ pub enum Restored {
     /// fails, an audit row records the create as incomplete, and the announce stays, so the
     /// next preview of the policy looks for it before it plans a create.
     MaybeCreated {
+        reason: ReasonCode,
+        message: String,
+    },
+    /// An update was sent and its outcome is not known (its answer was lost): the item fails,
+    /// and an audit row records the update as incomplete.
+    MaybeUpdated {
         reason: ReasonCode,
         message: String,
     },
@@ -274,33 +291,67 @@ impl RestoreExecute {
     }
 
     /// Announces that `item`'s write is about to be sent, committed and only while this claim
-    /// (`attempt`) holds the run as running: when it was announced, or `Ok(None)` when the
-    /// claim no longer holds the run (cancelled, or taken over), and then nothing may be sent.
+    /// (`attempt`) holds the run as running, and, for a create, only while no other item of
+    /// the policy (another execute's) announced a create whose outcome is not recorded: that
+    /// create may have made the policy, and only a new preview looks for it. Decided under a
+    /// lock of the policy's row (on SQLite, of the database), so two executes cannot both pass.
     async fn announce(
         &self,
         item: &WriteItem,
         attempt: i64,
         write: Announce,
-    ) -> Result<Option<i64>, sqlx::Error> {
+    ) -> Result<Announced, sqlx::Error> {
         let now = Timestamp::now().millis();
-        let column = match write {
-            Announce::Create => "create_sent_at",
-            Announce::Update => "update_sent_at",
+        let (column, unsettled) = match write {
+            Announce::Create => (
+                "create_sent_at",
+                "AND NOT EXISTS (SELECT 1 FROM run_items o WHERE o.tenant_id = run_items.tenant_id \
+                   AND o.policy_id = run_items.policy_id AND o.id <> run_items.id \
+                   AND o.create_sent_at IS NOT NULL AND o.restore_action IS NULL)",
+            ),
+            Announce::Update => ("update_sent_at", ""),
         };
+        let mut tx = item.db.begin_writing().await?;
+        if write == Announce::Create && item.db.backend() == Backend::Postgres {
+            sqlx::query("SELECT id FROM policies WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+                .bind(item.tenant_id)
+                .bind(item.policy_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        let running = "EXISTS (SELECT 1 FROM runs r WHERE r.id = run_items.run_id \
+                 AND r.attempt = $4 AND r.status = 'running')";
         let announced = sqlx::query(&format!(
             "UPDATE run_items SET {column} = $1 \
-             WHERE id = $2 AND tenant_id = $3 AND outcome = 'pending' \
-               AND EXISTS (SELECT 1 FROM runs r WHERE r.id = run_items.run_id \
-                 AND r.attempt = $4 AND r.status = 'running')"
+             WHERE id = $2 AND tenant_id = $3 AND outcome = 'pending' AND {running} {unsettled}"
         ))
         .bind(now)
         .bind(item.item_id)
         .bind(item.tenant_id)
         .bind(attempt)
-        .execute(item.db.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok((announced == 1).then_some(now))
+        if announced == 1 {
+            tx.commit().await?;
+            return Ok(Announced::At(now));
+        }
+        let still_running: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM run_items ri JOIN runs r ON r.id = ri.run_id \
+             WHERE ri.id = $1 AND ri.tenant_id = $2 AND ri.outcome = 'pending' \
+               AND r.attempt = $3 AND r.status = 'running'",
+        )
+        .bind(item.item_id)
+        .bind(item.tenant_id)
+        .bind(attempt)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(if still_running == 1 {
+            Announced::OtherCreate
+        } else {
+            Announced::NotRunning
+        })
     }
 
     async fn restore(&self, creds: &TenantCredentials, attempt: i64, item: &WriteItem) -> Restored {
@@ -417,10 +468,16 @@ impl RestoreExecute {
         let announced = match write {
             None => None,
             Some(write) => match self.announce(item, attempt, write).await {
-                Ok(Some(sent_at)) => Some((write, sent_at)),
-                Ok(None) => {
+                Ok(Announced::At(sent_at)) => Some((write, sent_at)),
+                Ok(Announced::NotRunning) => {
                     let error = interrupt::give_up();
                     return failed(error.reason_code(), error.message());
+                }
+                Ok(Announced::OtherCreate) => {
+                    return failed(
+                        ReasonCode::ChangedSincePreview,
+                        "Another restore sent this policy's create without learning whether Intune created it: no second create was sent. Run the preview again: it looks for the policy that create may have made.",
+                    );
                 }
                 Err(error) => {
                     tracing::error!(%error, "could not announce a write");
@@ -451,9 +508,7 @@ impl RestoreExecute {
         {
             Ok(restored) => restored,
             Err(error) => match announced {
-                Some((Announce::Create, sent_at))
-                    if create_may_have_landed(error.reason_code()) =>
-                {
+                Some((Announce::Create, sent_at)) if may_have_landed(error.reason_code()) => {
                     self.after_lost_create(creds, policy_type, item, backup, sent_at, &error)
                         .await
                 }
@@ -462,6 +517,17 @@ impl RestoreExecute {
                     let message = sanitize(error.message());
                     tracing::warn!(reason = error.reason_code().as_str(), %message, "create refused");
                     Restored::CreateRefused(error.reason_code(), message)
+                }
+                Some((Announce::Update, _)) if may_have_landed(error.reason_code()) => {
+                    let message = sanitize(&format!(
+                        "The policy's update got no usable answer ({}): the policy MAY have been written in Intune, in part or in full. Run the preview again to see what it holds.",
+                        error.message()
+                    ));
+                    tracing::warn!(reason = error.reason_code().as_str(), %message, "restore update may have landed");
+                    Restored::MaybeUpdated {
+                        reason: error.reason_code(),
+                        message,
+                    }
                 }
                 _ => failed(error.reason_code(), error.message()),
             },
@@ -855,6 +921,12 @@ async fn record_restored(
             let failure = serde_json::json!({"reason": reason.as_str(), "message": message});
             let action = RestoreAction::Created;
             audit_written(tx, run, item, action, None, Some(failure), now).await?;
+            return Ok(Recorded::failed(*reason, message.clone()));
+        }
+        Restored::MaybeUpdated { reason, message } => {
+            let failure = serde_json::json!({"reason": reason.as_str(), "message": message});
+            let (action, graph_id) = (RestoreAction::Updated, Some(item.graph_id.as_str()));
+            audit_written(tx, run, item, action, graph_id, Some(failure), now).await?;
             return Ok(Recorded::failed(*reason, message.clone()));
         }
         Restored::PartlyWritten {
