@@ -50,6 +50,7 @@ both_backends!(local Fixture:
     a_takeover_after_an_update_cut_short_says_it_was_partly_written,
     a_second_previews_execute_never_sends_a_create_the_first_may_have_made,
     an_update_whose_answer_is_lost_is_audited_as_maybe_written,
+    a_preview_never_adopts_the_create_of_an_execute_still_running,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -1853,4 +1854,54 @@ async fn an_update_whose_answer_is_lost_is_audited_as_maybe_written(f: Fixture) 
     assert_eq!(audited[0]["action"], "updated");
     assert_eq!(audited[0]["graph_id"], graph_id.as_str());
     assert_eq!(audited[0]["completed"], false);
+}
+
+/// A preview that finds the policy a create may have made while that create's execute is still
+/// running leaves the execute's item alone (it records its own outcome) and blocks the item.
+async fn a_preview_never_adopts_the_create_of_an_execute_still_running(f: Fixture) {
+    let (backup, id, _, _) = deleted_policy(&f).await;
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    let snapshot = item(&plan, id)
+        .backup_snapshot_id
+        .expect("the backup version");
+    let run_id = f.queue_execute(preview).await;
+    // Held by a claim of another worker, alive: no worker of the test takes it.
+    sqlx::query(
+        "UPDATE runs SET status = 'running', attempt = 1, lease_owner = 'elsewhere', \
+         lease_expires_at = $2 WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(tenantatlas::domain::Timestamp::now().millis() + 3_600_000)
+    .execute(f.app.db.pool())
+    .await
+    .unwrap();
+    let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
+    sqlx::query(
+        "INSERT INTO run_items (tenant_id, run_id, policy_id, create_sent_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(tenant_id)
+    .bind(run_id)
+    .bind(id)
+    .bind(tenantatlas::domain::Timestamp::now().millis())
+    .execute(f.app.db.pool())
+    .await
+    .unwrap();
+    let landed = f
+        .write_directly(PolicyType::DeviceConfiguration, snapshot, None)
+        .await;
+
+    let (_, plan) = f.preview(backup.set, &[id]).await;
+    let planned = item(&plan, id);
+    assert_eq!(planned.plan, Some(PlanAction::Blocked), "{plan:?}");
+    assert!(
+        planned
+            .notes
+            .blocked
+            .iter()
+            .any(|b| b.contains("still writing")),
+        "{planned:?}"
+    );
+    assert_eq!(f.action(run_id, id).await, None);
+    assert_ne!(f.graph_id_of(id).await, landed);
 }

@@ -495,11 +495,17 @@ async fn record_plan(
     match &previewed.settled {
         Settled::Nothing => {}
         Settled::Found(create, graph_id) => {
-            adopt_create(tx, run, item.policy_id, create, graph_id, now).await?;
-            notes.warnings.push(format!(
-                "An earlier restore (run {}) created this policy as {graph_id} without learning so: the restore updates that policy.",
-                create.run_id
-            ));
+            if adopt_create(tx, run, item.policy_id, create, graph_id, now).await? {
+                notes.warnings.push(format!(
+                    "An earlier restore (run {}) created this policy as {graph_id} without learning so: the restore updates that policy.",
+                    create.run_id
+                ));
+            } else {
+                notes.blocked.push(format!(
+                    "An earlier restore (run {}) is still writing this policy (policy {graph_id} may be its create). Run the preview again once it has finished.",
+                    create.run_id
+                ));
+            }
         }
         Settled::NeverLanded(create) => {
             // Checked once the create could no longer land: it never did.
@@ -619,6 +625,8 @@ async fn record_plan(
 /// Records that `create` (an earlier execute's item of `policy_id`) made the policy of
 /// `graph_id`: the policy's record follows it, the item records the create, and an audit row
 /// says the create was found by this preview (the item had failed: the write is incomplete).
+/// `false`, recording nothing, while that item is still pending: its execute is still running
+/// and records its own outcome.
 async fn adopt_create(
     tx: &mut Tx,
     run: &Run<RestorePreviewInput>,
@@ -626,19 +634,23 @@ async fn adopt_create(
     create: &UnsettledCreate,
     graph_id: &str,
     now: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let created = RestoreAction::Created;
-    follow_created(tx, run.tenant_id, policy_id, created, graph_id).await?;
-    sqlx::query(
+    let adopted = sqlx::query(
         "UPDATE run_items SET restore_action = $1, created_graph_id = $2 \
-         WHERE tenant_id = $3 AND id = $4 AND restore_action IS NULL",
+         WHERE tenant_id = $3 AND id = $4 AND restore_action IS NULL AND outcome <> 'pending'",
     )
     .bind(created.as_str())
     .bind(graph_id)
     .bind(run.tenant_id)
     .bind(create.item_id)
     .execute(&mut **tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if adopted == 0 {
+        return Ok(false);
+    }
+    follow_created(tx, run.tenant_id, policy_id, created, graph_id).await?;
     crate::server::audit::record_in(
         &mut **tx,
         crate::server::audit::AuditEvent {
@@ -656,7 +668,8 @@ async fn adopt_create(
         },
         now,
     )
-    .await
+    .await?;
+    Ok(true)
 }
 
 /// How many settings a restore with `restore` options would change (live → backup), and the
