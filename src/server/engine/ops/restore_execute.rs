@@ -131,9 +131,39 @@ pub(crate) fn create_in_flight_ms() -> i64 {
     i64::try_from(bound.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Whether a create announced at `sent_at` may still be on its way to Intune.
-pub(crate) fn create_in_flight(sent_at: i64) -> bool {
-    Timestamp::now().millis() < sent_at.saturating_add(create_in_flight_ms())
+/// Whether a create announced at `sent_at` may still be on its way to Intune, at `now` (both
+/// by the database's clock: see [`database_now`]).
+pub(crate) fn create_in_flight(sent_at: i64, now: i64) -> bool {
+    now < sent_at.saturating_add(create_in_flight_ms())
+}
+
+/// The database's clock, in milliseconds since the epoch, as SQL: the clock migration 0026
+/// stamps each inventory row with (`first_seen_at`), so an announce compares with it whatever
+/// the clock of the server that made it.
+fn now_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+        Backend::Postgres => "(floor(extract(epoch FROM clock_timestamp()) * 1000))::BIGINT",
+    }
+}
+
+/// Whether a create announced at `sent_at` may still be on its way to Intune by the database's
+/// clock now; when that clock cannot be read, it may (nothing is sent).
+pub(crate) async fn in_flight(db: &Db, sent_at: i64) -> bool {
+    match database_now(db).await {
+        Ok(now) => create_in_flight(sent_at, now),
+        Err(error) => {
+            tracing::error!(%error, "could not read the database's clock");
+            true
+        }
+    }
+}
+
+/// The database's clock now (see [`now_sql`]).
+pub(crate) async fn database_now(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(&format!("SELECT {}", now_sql(db.backend())))
+        .fetch_one(db.pool())
+        .await
 }
 
 /// "2026-12-06 08:20 UTC": the first minute at which a create announced at `sent_at` can no
@@ -295,13 +325,13 @@ impl RestoreExecute {
     /// the policy (another execute's) announced a create whose outcome is not recorded: that
     /// create may have made the policy, and only a new preview looks for it. Decided under a
     /// lock of the policy's row (on SQLite, of the database), so two executes cannot both pass.
+    /// Stamped with the database's clock, as the inventory's `first_seen_at` is.
     async fn announce(
         &self,
         item: &WriteItem,
         attempt: i64,
         write: Announce,
     ) -> Result<Announced, sqlx::Error> {
-        let now = Timestamp::now().millis();
         let (column, unsettled) = match write {
             Announce::Create => (
                 "create_sent_at",
@@ -320,21 +350,21 @@ impl RestoreExecute {
                 .await?;
         }
         let running = "EXISTS (SELECT 1 FROM runs r WHERE r.id = run_items.run_id \
-                 AND r.attempt = $4 AND r.status = 'running')";
-        let announced = sqlx::query(&format!(
-            "UPDATE run_items SET {column} = $1 \
-             WHERE id = $2 AND tenant_id = $3 AND outcome = 'pending' AND {running} {unsettled}"
+                 AND r.attempt = $3 AND r.status = 'running')";
+        let now = now_sql(item.db.backend());
+        let announced: Option<i64> = sqlx::query_scalar(&format!(
+            "UPDATE run_items SET {column} = {now} \
+             WHERE id = $1 AND tenant_id = $2 AND outcome = 'pending' AND {running} {unsettled} \
+             RETURNING {column}"
         ))
-        .bind(now)
         .bind(item.item_id)
         .bind(item.tenant_id)
         .bind(attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if announced == 1 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(sent_at) = announced {
             tx.commit().await?;
-            return Ok(Announced::At(now));
+            return Ok(Announced::At(sent_at));
         }
         let still_running: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM run_items ri JOIN runs r ON r.id = ri.run_id \
@@ -422,7 +452,7 @@ impl RestoreExecute {
                     .await
                 {
                     Ok(Some(found)) => Some(found),
-                    Ok(None) if create_in_flight(sent_at) => {
+                    Ok(None) if in_flight(&item.db, sent_at).await => {
                         return maybe_created(
                             ReasonCode::Timeout,
                             &format!(

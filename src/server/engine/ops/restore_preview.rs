@@ -21,7 +21,7 @@ use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
 use super::capture::{capture, CaptureItem, Captured};
 use super::restore_execute::{
-    create_in_flight, create_settled_at, created_name, created_since, follow_created,
+    create_settled_at, created_name, created_since, follow_created, in_flight,
 };
 use crate::domain::connection::{Feature, Permission};
 use crate::domain::reason_code::ReasonCode;
@@ -250,7 +250,7 @@ impl RestorePreview {
                     ),
                 }
             }
-            Ok(None) if create_in_flight(create.sent_at) => (
+            Ok(None) if in_flight(&item.db, create.sent_at).await => (
                 Captured::Deleted,
                 Settled::Unknown(format!(
                     "{earlier}, and it could still arrive. Run the preview again after {}: a create is planned only once it can no longer.",
