@@ -51,6 +51,7 @@ both_backends!(local Fixture:
     a_second_previews_execute_never_sends_a_create_the_first_may_have_made,
     an_update_whose_answer_is_lost_is_audited_as_maybe_written,
     a_preview_never_adopts_the_create_of_an_execute_still_running,
+    a_create_whose_policy_has_another_record_in_use_is_never_planned_again,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -1904,4 +1905,48 @@ async fn a_preview_never_adopts_the_create_of_an_execute_still_running(f: Fixtur
     );
     assert_eq!(f.action(run_id, id).await, None);
     assert_ne!(f.graph_id_of(id).await, landed);
+}
+
+/// A create whose answer was lost lands, and a sync gives the policy a record of its own that a
+/// backup then uses: the restored record cannot follow it. The preview blocks the item naming
+/// the policy, the announce stands, and no later preview plans a create.
+async fn a_create_whose_policy_has_another_record_in_use_is_never_planned_again(f: Fixture) {
+    let (backup, id, _, _) = deleted_policy(&f).await;
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    let snapshot = item(&plan, id)
+        .backup_snapshot_id
+        .expect("the backup version");
+    let run_id = f.queue_execute(preview).await;
+    let worker = f.worker_writing_with(LosingWriter {
+        client: f.demo.access.client.clone(),
+        lost: Lost::BeforeCreating,
+        creates: Default::default(),
+    });
+    f.finish_with(&worker, run_id).await;
+    let landed = f
+        .write_directly(PolicyType::DeviceConfiguration, snapshot, None)
+        .await;
+    f.run("runs/sync-inventory", &[("tenant", CONTOSO)]).await;
+    // A run refers to the sync's record of the policy: it is in use.
+    let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
+    sqlx::query(
+        "INSERT INTO run_items (tenant_id, run_id, policy_id) \
+         SELECT tenant_id, $1, id FROM policies WHERE graph_id = $2",
+    )
+    .bind(preview)
+    .bind(&landed)
+    .execute(f.app.db.pool())
+    .await
+    .unwrap();
+
+    for _ in 0..2 {
+        let (_, plan) = f.preview(backup.set, &[id]).await;
+        let planned = item(&plan, id);
+        assert_eq!(planned.plan, Some(PlanAction::Blocked), "{plan:?}");
+        assert!(
+            planned.notes.blocked.iter().any(|b| b.contains(&landed)),
+            "{planned:?}"
+        );
+        assert_eq!(f.action(run_id, id).await, None);
+    }
 }

@@ -966,7 +966,13 @@ async fn record_restored(
             message,
         } => {
             // No evidence: the policy is not what the backup holds, and the item fails.
-            follow_created(tx, tenant_id, item.policy_id, *action, graph_id).await?;
+            if !follow_created(tx, tenant_id, item.policy_id, *action, graph_id).await? {
+                let message = sanitize(&twin_in_use(graph_id));
+                let failure = serde_json::json!({"reason": reason.as_str(), "message": message});
+                let graph_id = Some(graph_id.as_str());
+                audit_written(tx, run, item, *action, graph_id, Some(failure), now).await?;
+                return Ok(Recorded::failed(*reason, message));
+            }
             sqlx::query(
                 "UPDATE run_items SET restore_action = $1, created_graph_id = $2, \
                  base_snapshot_id = $3 WHERE id = $4",
@@ -988,7 +994,14 @@ async fn record_restored(
             evidence,
         } => (*action, graph_id, evidence),
     };
-    follow_created(tx, tenant_id, item.policy_id, action, graph_id).await?;
+    if !follow_created(tx, tenant_id, item.policy_id, action, graph_id).await? {
+        // Written in full, but the announce stands: no later preview plans a create.
+        let reason = ReasonCode::ChangedSincePreview;
+        let message = sanitize(&twin_in_use(graph_id));
+        let failure = serde_json::json!({"reason": reason.as_str(), "message": message});
+        audit_written(tx, run, item, action, Some(graph_id), Some(failure), now).await?;
+        return Ok(Recorded::failed(reason, message));
+    }
     let (evidence_id, drift, changed) = match evidence {
         Some(snapshot) => {
             let stored = store_snapshot(tx, tenant_id, item.policy_id, snapshot, now).await?;
@@ -1034,16 +1047,17 @@ async fn record_restored(
 /// than creating another. A sync that ran between the create and its record found the policy
 /// and gave it a row of its own: that row is dropped while nothing refers to it yet (it is the
 /// same Intune policy); one a capture or a backup already uses keeps the id, and the record
-/// stays where it was (logged: the two rows describe one policy).
+/// stays where it was: `false` (the caller then leaves the create's announce standing, so no
+/// later preview plans a create of the record).
 pub(crate) async fn follow_created(
     tx: &mut Tx,
     tenant_id: i64,
     policy_id: i64,
     action: RestoreAction,
     graph_id: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     if action != RestoreAction::Created {
-        return Ok(());
+        return Ok(true);
     }
     const TWIN: &str = "FROM policies WHERE tenant_id = $1 AND graph_id = $2 AND id <> $3 \
          AND policy_type = (SELECT p.policy_type FROM policies p WHERE p.tenant_id = $1 AND p.id = $3)";
@@ -1071,7 +1085,7 @@ pub(crate) async fn follow_created(
             graph_id,
             "the created policy already has an inventory row in use: its record stays"
         );
-        return Ok(());
+        return Ok(false);
     }
     sqlx::query(
         "UPDATE policies SET graph_id = $1, gone_from_intune_at = NULL \
@@ -1082,7 +1096,14 @@ pub(crate) async fn follow_created(
     .bind(policy_id)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(true)
+}
+
+/// Why a created policy's record could not follow it ([`follow_created`] returned `false`).
+pub(crate) fn twin_in_use(graph_id: &str) -> String {
+    format!(
+        "Intune holds this policy as {graph_id}, created by a restore, and the inventory already holds that policy under another record in use: this record stays where it was, and no create of it is planned again. Restore the policy from that other record."
+    )
 }
 
 /// The `restore.item_written` audit row of a policy written to Intune; `failure` (reason and

@@ -21,7 +21,7 @@ use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
 use super::capture::{capture, CaptureItem, Captured};
 use super::restore_execute::{
-    create_settled_at, created_name, created_since, follow_created, in_flight,
+    create_settled_at, created_name, created_since, follow_created, in_flight, twin_in_use,
 };
 use crate::domain::connection::{Feature, Permission};
 use crate::domain::reason_code::ReasonCode;
@@ -495,16 +495,16 @@ async fn record_plan(
     match &previewed.settled {
         Settled::Nothing => {}
         Settled::Found(create, graph_id) => {
-            if adopt_create(tx, run, item.policy_id, create, graph_id, now).await? {
-                notes.warnings.push(format!(
+            match adopt_create(tx, run, item.policy_id, create, graph_id, now).await? {
+                Adoption::Adopted => notes.warnings.push(format!(
                     "An earlier restore (run {}) created this policy as {graph_id} without learning so: the restore updates that policy.",
                     create.run_id
-                ));
-            } else {
-                notes.blocked.push(format!(
+                )),
+                Adoption::StillRunning => notes.blocked.push(format!(
                     "An earlier restore (run {}) is still writing this policy (policy {graph_id} may be its create). Run the preview again once it has finished.",
                     create.run_id
-                ));
+                )),
+                Adoption::TwinInUse => notes.blocked.push(twin_in_use(graph_id)),
             }
         }
         Settled::NeverLanded(create) => {
@@ -622,11 +622,21 @@ async fn record_plan(
     Ok(Recorded::succeeded())
 }
 
+/// What finding an earlier execute's create came to.
+enum Adoption {
+    /// Recorded: the policy's record follows the create.
+    Adopted,
+    /// That execute's item is still pending: it records its own outcome.
+    StillRunning,
+    /// The inventory holds the created policy under another record in use: the record stays,
+    /// and so does the announce (no later preview plans a create).
+    TwinInUse,
+}
+
 /// Records that `create` (an earlier execute's item of `policy_id`) made the policy of
 /// `graph_id`: the policy's record follows it, the item records the create, and an audit row
 /// says the create was found by this preview (the item had failed: the write is incomplete).
-/// `false`, recording nothing, while that item is still pending: its execute is still running
-/// and records its own outcome.
+/// Nothing is recorded while that item is still pending, or when the record cannot follow.
 async fn adopt_create(
     tx: &mut Tx,
     run: &Run<RestorePreviewInput>,
@@ -634,23 +644,32 @@ async fn adopt_create(
     create: &UnsettledCreate,
     graph_id: &str,
     now: i64,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Adoption, sqlx::Error> {
     let created = RestoreAction::Created;
-    let adopted = sqlx::query(
+    let settled: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM run_items \
+         WHERE tenant_id = $1 AND id = $2 AND restore_action IS NULL AND outcome <> 'pending'",
+    )
+    .bind(run.tenant_id)
+    .bind(create.item_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    if settled == 0 {
+        return Ok(Adoption::StillRunning);
+    }
+    if !follow_created(tx, run.tenant_id, policy_id, created, graph_id).await? {
+        return Ok(Adoption::TwinInUse);
+    }
+    sqlx::query(
         "UPDATE run_items SET restore_action = $1, created_graph_id = $2 \
-         WHERE tenant_id = $3 AND id = $4 AND restore_action IS NULL AND outcome <> 'pending'",
+         WHERE tenant_id = $3 AND id = $4 AND restore_action IS NULL",
     )
     .bind(created.as_str())
     .bind(graph_id)
     .bind(run.tenant_id)
     .bind(create.item_id)
     .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if adopted == 0 {
-        return Ok(false);
-    }
-    follow_created(tx, run.tenant_id, policy_id, created, graph_id).await?;
+    .await?;
     crate::server::audit::record_in(
         &mut **tx,
         crate::server::audit::AuditEvent {
@@ -669,7 +688,7 @@ async fn adopt_create(
         now,
     )
     .await?;
-    Ok(true)
+    Ok(Adoption::Adopted)
 }
 
 /// How many settings a restore with `restore` options would change (live → backup), and the
