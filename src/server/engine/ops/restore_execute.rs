@@ -118,17 +118,22 @@ pub(crate) fn created_name(policy_type: PolicyType, backup: &StoredVersion) -> O
 /// longer than this before an earlier claim announced its create cannot be that create.
 const CLOCK_SKEW_MS: i64 = 10 * 60 * 1_000;
 
-/// How long after a create was announced its POST may still reach Intune: each attempt the
-/// Graph client makes of a request waits out its answer and then the longest pause it honours
-/// before the next, and a minute more covers the tenant's request budget. Read from the Graph
-/// client's configuration (this server runs it with its defaults). Until then a create whose
-/// outcome is not known is never sent a second time.
+/// How long after a create was announced its POST may still reach Intune: the token the POST
+/// waits for may take all its attempts first (the token endpoint is retried as Graph is), and
+/// each attempt, of the token or of the POST, waits out its answer and then the longest pause
+/// it honours before the next; a minute more covers the tenant's request budget. Read from the
+/// Graph client's default configuration (this server runs it with its defaults). Until then a
+/// create whose outcome is not known is never sent a second time.
 pub(crate) fn create_in_flight_ms() -> i64 {
-    let config = GraphConfig::microsoft();
+    i64::try_from(in_flight_bound(&GraphConfig::microsoft()).as_millis()).unwrap_or(i64::MAX)
+}
+
+/// [`create_in_flight_ms`] for a client configured with `config`.
+fn in_flight_bound(config: &GraphConfig) -> Duration {
     let retry = &config.retry;
     let attempt = config.request_timeout + retry.max_retry_after.max(retry.max_delay);
-    let bound = attempt * retry.max_attempts + Duration::from_secs(60);
-    i64::try_from(bound.as_millis()).unwrap_or(i64::MAX)
+    // The token's attempts, then the POST's.
+    attempt * retry.max_attempts * 2 + Duration::from_secs(60)
 }
 
 /// Whether a create announced at `sent_at` may still be on its way to Intune, at `now` (both
@@ -1200,3 +1205,21 @@ async fn cancelled_summary(db: &Db, run_id: i64) -> Result<String, sqlx::Error> 
 // A restore writes to the customer's tenant: a commit lost to a crash of PostgreSQL would make
 // the resumed run write again, so its commits always wait for the flush.
 const _: () = assert!(!<RestoreExecute as Operation>::LAZY_COMMITS);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::graph::RetryPolicy;
+
+    /// With the default retry policy the bound covers a token fetched in five attempts and a
+    /// POST sent in five, each waiting out the request timeout and the longest pause.
+    #[test]
+    fn the_in_flight_bound_covers_the_token_and_the_post_retries() {
+        let config = GraphConfig::microsoft();
+        let retry = RetryPolicy::default();
+        let worst_attempt = config.request_timeout + retry.max_retry_after.max(retry.max_delay);
+        let worst = worst_attempt * retry.max_attempts * 2;
+        assert!(in_flight_bound(&config) > worst);
+        assert!(create_in_flight_ms() as u128 > worst.as_millis());
+    }
+}
