@@ -1928,7 +1928,6 @@ async fn a_create_whose_policy_has_another_record_in_use_is_never_planned_again(
         .await;
     f.run("runs/sync-inventory", &[("tenant", CONTOSO)]).await;
     // A run refers to the sync's record of the policy: it is in use.
-    let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
     sqlx::query(
         "INSERT INTO run_items (tenant_id, run_id, policy_id) \
          SELECT tenant_id, $1, id FROM policies WHERE graph_id = $2",
