@@ -11,8 +11,8 @@ use common::{Backend, Options, Refusal, TestApp, ADMIN, CONTOSO, OPERATOR, OUTSI
 use sha2::{Digest, Sha256};
 use tenantatlas::domain::invitation::InvitationToken;
 use tenantatlas::domain::{AddMemberOutcome, AppError, Capability, Email, Role};
-use tenantatlas::server::auth::authorize_user;
 use tenantatlas::server::auth::password::Checker;
+use tenantatlas::server::auth::{authorize_user, TenantContext};
 use tenantatlas::server::tenants::{invitations, members};
 
 both_backends!(TestApp:
@@ -455,19 +455,27 @@ async fn second_owner(app: &TestApp, admin: &str) -> (i64, String) {
     (id, app.sign_in(manager).await)
 }
 
+/// The second owner, authorized to manage members, then demoted to `role` by the admin before
+/// they act: their id and the authorization they still hold.
+async fn demoted_after_authorizing(app: &TestApp, role: &str) -> (i64, TenantContext) {
+    let admin = app.sign_in(ADMIN).await;
+    let (second, _) = second_owner(app, &admin).await;
+    let authorized = authorize_user(&app.db, second, CONTOSO, Capability::ManageMembers)
+        .await
+        .expect("an owner manages members");
+    app.change_member_role(&admin, CONTOSO, second, role)
+        .await
+        .expect("the admin demotes the second owner");
+    (second, authorized)
+}
+
 /// An owner authorized to invite, then demoted by another owner before their invitation is
 /// written (the demotion withdrew nothing: there was nothing yet), makes no invitation: the
 /// invitation is written only while the inviter still holds the right, read under the lock
 /// the demotion takes.
 async fn an_owner_demoted_while_inviting_makes_no_invitation(app: TestApp) {
+    let (second, authorized) = demoted_after_authorizing(&app, "manager").await;
     let admin = app.sign_in(ADMIN).await;
-    let (second, _) = second_owner(&app, &admin).await;
-    let authorized = authorize_user(&app.db, second, CONTOSO, Capability::ManageMembers)
-        .await
-        .expect("an owner may invite");
-    app.change_member_role(&admin, CONTOSO, second, "manager")
-        .await
-        .expect("the admin demotes the second owner");
     let email = Email::parse(INVITEE).unwrap();
     let refused = invitations::create(
         &app.db,
@@ -506,14 +514,7 @@ async fn an_owner_demoted_while_inviting_makes_no_invitation(app: TestApp) {
 /// demoted before the change is written, adds, promotes and removes no one (each is written
 /// under the tenant's lock while the actor still may, or refused with a 403).
 async fn an_owner_demoted_while_changing_members_changes_no_one(app: TestApp) {
-    let admin = app.sign_in(ADMIN).await;
-    let (second, _) = second_owner(&app, &admin).await;
-    let authorized = authorize_user(&app.db, second, CONTOSO, Capability::ManageMembers)
-        .await
-        .expect("an owner manages members");
-    app.change_member_role(&admin, CONTOSO, second, "operator")
-        .await
-        .expect("the admin demotes the second owner");
+    let (second, authorized) = demoted_after_authorizing(&app, "operator").await;
     let memberships = app.count("memberships").await;
     let (db, scope) = (&app.db, &authorized.scope);
     let operator = common::user_id(db, OPERATOR).await;
