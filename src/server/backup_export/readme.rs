@@ -3,9 +3,10 @@
 //!
 //! Every text from Intune or from users is escaped before it is written: Markdown punctuation
 //! is backslash-escaped (so a name cannot open emphasis, a link, raw HTML or a table cell), line
-//! breaks become `<br>` inside a table and spaces in a heading, and control and bidirectional
-//! formatting characters become U+FFFD (so no text can hide or reorder what follows it). Ids,
-//! hashes and paths are shown as code spans, which need only pipes escaped.
+//! breaks become `<br>` inside a table, spaces in a heading and `<br>` with a line break in a
+//! paragraph, where no line can start a list, a heading or a code block, and control and
+//! bidirectional formatting characters become U+FFFD (so no text can hide or reorder what
+//! follows it). Ids, hashes and paths are shown as code spans, which need only pipes escaped.
 
 use crate::domain::snapshot::{Coverage, ReadableSection, ReadableSnapshot, RowValue};
 
@@ -162,9 +163,33 @@ fn heading_text(text: &str) -> String {
     }
 }
 
-/// A paragraph of its own (a description, a note): line breaks stay line breaks.
+/// A paragraph of its own (a description, a note): line breaks stay line breaks, shown as `<br>`
+/// and kept in the file so it reads as the text did. No line may start a block of its own (a
+/// list item, a heading or setext underline, an indented code block, raw HTML): each line's
+/// leading spaces go (Markdown drops them in a paragraph anyway), and a leading `-`, `+`, `=` or
+/// the `.` / `)` after leading digits is escaped, as `escape` does the other markers. Blank
+/// lines around the text go too, so the first line is text.
 fn paragraph(text: &str) -> String {
-    escape(text, "<br>\n")
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let lines: Vec<String> = text
+        .trim()
+        .split('\n')
+        .map(|line| line_start_escaped(escape(line.trim_start_matches([' ', '\t']), "")))
+        .collect();
+    lines.join("<br>\n")
+}
+
+/// An escaped line with its first character escaped too when Markdown could read it as the
+/// start of a list item, a setext underline or a thematic break.
+fn line_start_escaped(line: String) -> String {
+    let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+    if line.starts_with(['-', '+', '=']) {
+        format!("\\{line}")
+    } else if digits > 0 && line[digits..].starts_with(['.', ')']) {
+        format!("{}\\{}", &line[..digits], &line[digits..])
+    } else {
+        line
+    }
 }
 
 /// A code span inside a table cell: a fence longer than any run of backticks in the text,
@@ -308,6 +333,38 @@ mod tests {
         assert_eq!(code("a|b\nc"), "`a\\|b c`");
     }
 
+    /// A line of a paragraph that Markdown could read as the start of a block: a list item, a
+    /// heading, a setext underline or thematic break, a quote, a fence, raw HTML, an indented
+    /// code block. `<br>` alone is the paragraph's own empty line.
+    fn opens_a_block(line: &str) -> bool {
+        let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+        line.starts_with([' ', '\t', '-', '+', '=', '*', '_', '#', '>', '`', '~', '|'])
+            || (line.starts_with('<') && line != "<br>")
+            || (digits > 0 && line[digits..].starts_with(['.', ')']))
+    }
+
+    #[test]
+    fn a_description_stays_one_paragraph_of_plain_lines() {
+        let set = SetInfo {
+            id: 3,
+            name: "Set".into(),
+            description: "Baseline\n===\nnotes\nintro\n- a\n+ b\n  2. c\n10) d\n    code\n---"
+                .into(),
+            created_at: 0,
+        };
+        let text = heading(&set, "Contoso", "t", 0);
+        assert!(
+            text.contains(
+                "# Set\n\nBaseline<br>\n\\===<br>\nnotes<br>\nintro<br>\n\\- a<br>\n\\+ b<br>\n\
+                 2\\. c<br>\n10\\) d<br>\ncode<br>\n\\---\n\n|"
+            ),
+            "{text}"
+        );
+        // A note in a quote: its lines stay the quote's paragraph, and a first line of spaces
+        // and breaks cannot open raw HTML or code.
+        assert_eq!(paragraph("\n \n    1. x\r\n- y \n"), "1\\. x<br>\n\\- y");
+    }
+
     proptest! {
         /// Whatever the text, a cell stays one cell on one line, and hides nothing.
         #[test]
@@ -319,6 +376,31 @@ mod tests {
                 prop_assert!(!row.chars().any(is_hidden));
             }
             prop_assert!(!heading_text(&text).contains(['\n', '\r']));
+        }
+
+        /// Whatever the lines, no line of a paragraph can start a block of its own: the text
+        /// stays one paragraph, read as text.
+        #[test]
+        fn any_text_stays_one_paragraph(
+            lines in prop::collection::vec(
+                "[ \t]{0,5}([-+=*_#>`~|<]{0,3}|[0-9]{1,3}[.)])[ a-z]{0,4}|\\PC{0,6}",
+                0..6,
+            ),
+            crlf in any::<bool>(),
+        ) {
+            let text = lines.join(if crlf { "\r\n" } else { "\n" });
+            let escaped = paragraph(&text);
+            for line in escaped.split('\n') {
+                let line = line.strip_suffix("<br>").unwrap_or(line);
+                prop_assert!(
+                    line.is_empty() || !opens_a_block(line),
+                    "{:?} in {:?}",
+                    line,
+                    escaped
+                );
+            }
+            prop_assert!(!escaped.starts_with("<br>"), "{:?}", escaped);
+            prop_assert!(!escaped.contains('\r') && !escaped.chars().any(is_hidden));
         }
     }
 }
