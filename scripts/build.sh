@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the browser bundle and the server without cargo-leptos (see README "Why not cargo-leptos"):
+# Builds the browser bundle and the server without cargo-leptos (why: docs/build.md):
 #   1. the hydrate library for wasm32-unknown-unknown with the size profile (`wasm-release`:
 #      opt-level z, LTO), in its own target dir so server and front builds never invalidate
 #      each other,

@@ -1,4 +1,5 @@
-//! The Graph simulator as a standalone server for the demo and benchmarks:
+//! The Graph simulator as a standalone server, to point a server started without `--demo` or
+//! `sync-inventory` at (tests, benchmarks and `serve --demo` start it in-process instead):
 //! `cargo run --bin graph-sim -- --policies 2000 --latency-ms 100`.
 //! Knobs can be changed while it runs: `curl -X POST localhost:4010/_sim/knobs -d '{"rate_503":0.1}'
 //! -H 'content-type: application/json'`; `GET /_sim/counters` returns the request log, and
