@@ -135,19 +135,35 @@ fn with_create_mode(url: &str) -> String {
     }
 }
 
-/// The database file a `sqlite:` URL names; none for an in-memory database.
+/// The database file a `sqlite:` URL names, as sqlx reads the URL (scheme stripped once,
+/// percent-decoded: `sqlite:////srv/a%20b.db` is `//srv/a b.db`, that is `/srv/a b.db`);
+/// none for an in-memory database (`:memory:`, `mode=memory`, or no file name at all).
+fn named_file(url: &str) -> Option<std::path::PathBuf> {
+    let in_memory = url
+        .split_once('?')
+        .is_some_and(|(_, params)| params.split('&').any(|param| param == "mode=memory"));
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    let memory = in_memory
+        || path.as_os_str().is_empty()
+        || path.to_str().is_some_and(|name| {
+            name.contains(":memory:") || name.starts_with("file:sqlx-in-memory-")
+        });
+    (!memory).then(|| path.to_path_buf())
+}
+
+/// The database file a `sqlite:` URL opens, once it exists (after connecting): [`named_file`]
+/// with symbolic links and `.`/`..` resolved, so that every spelling of one file (a link to it,
+/// a percent-encoded name, a relative path) gives the same path, and with it the same instance
+/// lock file. As named when it cannot be resolved (the file does not exist). None for an
+/// in-memory database.
 pub(super) fn file_path(url: &str) -> Option<std::path::PathBuf> {
-    let path = url
-        .trim_start_matches("sqlite:")
-        .trim_start_matches("//")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+    let path = named_file(url)?;
+    Some(std::fs::canonicalize(&path).unwrap_or(path))
 }
 
 fn create_parent_dir(url: &str) -> Result<(), sqlx::Error> {
-    let Some(path) = file_path(url) else {
+    let Some(path) = named_file(url) else {
         return Ok(());
     };
     match path.parent() {
@@ -187,6 +203,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(number, "12");
+    }
+
+    /// The file a URL names is the one sqlx opens: scheme stripped once, percent-decoded;
+    /// in-memory URLs name none.
+    #[test]
+    fn names_the_file_sqlx_opens() {
+        let named = |url: &str| named_file(url).map(|path| path.display().to_string());
+        assert_eq!(named("sqlite:data/a.db").as_deref(), Some("data/a.db"));
+        assert_eq!(
+            named("sqlite://data/a.db?mode=rwc").as_deref(),
+            Some("data/a.db")
+        );
+        assert_eq!(named("sqlite:///srv/a.db").as_deref(), Some("/srv/a.db"));
+        assert!(named_file("sqlite:////srv/a.db").is_some_and(|path| path.is_absolute()));
+        assert_eq!(
+            named("sqlite:///srv/a%20b.db").as_deref(),
+            Some("/srv/a b.db")
+        );
+        for memory in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://?mode=memory",
+            "sqlite://a.db?mode=memory&cache=shared",
+            "sqlite:",
+        ] {
+            assert_eq!(named_file(memory), None, "{memory}");
+        }
     }
 
     #[test]

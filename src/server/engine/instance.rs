@@ -213,3 +213,85 @@ pub fn default_id(addr: SocketAddr) -> String {
         .unwrap_or_else(|| "localhost".to_owned());
     format!("{host}-{addr}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh folder under the temporary folder, removed when dropped.
+    struct Folder(PathBuf);
+
+    impl Folder {
+        fn new() -> Self {
+            let path = std::env::temp_dir().join(format!("ta-instance-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Takes identity `x` through `held`, then through `second`, which names the same database
+    /// file another way: the second must be refused while the first lives.
+    async fn second_spelling_is_refused(held: &str, second: &str) {
+        let first = Db::connect(held).await.unwrap();
+        let lock = InstanceLock::acquire(&first, "x").await.unwrap();
+        let other = Db::connect(second).await.unwrap();
+        match InstanceLock::acquire(&other, "x").await {
+            Err(InstanceError::AlreadyRunning(id)) => assert_eq!(id, "x"),
+            Err(error) => panic!("{second} should be refused as already running, got {error}"),
+            Ok(_) => panic!("{second} took the lock {held} holds"),
+        }
+        assert_eq!(first.sqlite_file(), other.sqlite_file());
+        drop(lock);
+        InstanceLock::acquire(&other, "x").await.unwrap();
+    }
+
+    /// A symbolic link to the database file is the same database, so the same instance.
+    #[tokio::test]
+    async fn lock_follows_a_symlink_to_the_database_file() {
+        let dir = Folder::new();
+        let real = dir.0.join("ta.db");
+        let alias = dir.0.join("alias.db");
+        let held = format!("sqlite://{}", real.display());
+        Db::connect(&held).await.unwrap();
+        std::os::unix::fs::symlink(&real, &alias).unwrap();
+        second_spelling_is_refused(&held, &format!("sqlite://{}", alias.display())).await;
+    }
+
+    /// sqlx percent-decodes the URL's path: `a%20b.db` opens the file `a b.db`.
+    #[tokio::test]
+    async fn lock_follows_a_percent_encoded_file_name() {
+        let dir = Folder::new();
+        let dir = dir.0.display().to_string();
+        second_spelling_is_refused(
+            &format!("sqlite://{dir}/a b.db"),
+            &format!("sqlite://{dir}/a%20b.db"),
+        )
+        .await;
+        assert!(std::path::Path::new(&format!("{dir}/a b.db")).exists());
+        assert!(!std::path::Path::new(&format!("{dir}/a%20b.db")).exists());
+    }
+
+    /// `sqlite:////srv/ta.db` names the absolute file `/srv/ta.db` (as sqlx opens it), not
+    /// `srv/ta.db` under the working folder.
+    #[tokio::test]
+    async fn lock_of_four_slashes_is_next_to_the_absolute_file() {
+        let dir = Folder::new();
+        let file = dir.0.join("ta.db");
+        assert!(file.is_absolute());
+        let four = format!("sqlite://{}", file.display()).replacen("sqlite:///", "sqlite:////", 1);
+        second_spelling_is_refused(&format!("sqlite://{}", file.display()), &four).await;
+        let db = Db::connect(&four).await.unwrap();
+        let lock = lock_file(&db, "x");
+        assert!(lock.is_absolute(), "{}", lock.display());
+        assert_eq!(
+            lock.parent(),
+            Some(&*std::fs::canonicalize(&dir.0).unwrap())
+        );
+    }
+}
