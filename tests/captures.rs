@@ -21,6 +21,7 @@ both_backends!(local Fixture:
     racing_starts_make_one_run_of_each_kind,
     the_versions_list_names_the_run_that_captured_each_version,
     a_capture_that_adds_assignments_says_it_stored_a_new_version,
+    a_policy_back_at_an_earlier_version_is_compared_with_that_version_afterwards,
 );
 
 /// The demo app, as an operator of Contoso.
@@ -570,4 +571,55 @@ async fn a_capture_that_adds_assignments_says_it_stored_a_new_version(f: Fixture
     let summary = f.detail(again, "").await.summary.expect("a summary");
     assert_eq!(f.versions_of(policy).await, 2);
     assert!(summary.starts_with("No change"), "{summary}");
+}
+
+async fn a_policy_back_at_an_earlier_version_is_compared_with_that_version_afterwards(f: Fixture) {
+    f.sync().await;
+    let sim = f.demo.sim.policies(CONTOSO)[6].clone();
+    let policy = f.policy_id(&sim.id).await;
+    let first = f.capture(policy).await;
+    let v1 = first_result(&f.detail(first, "").await)
+        .snapshot_id
+        .expect("a first version");
+
+    // Renamed in Intune: a second version.
+    assert!(f
+        .demo
+        .sim
+        .rename_policy(CONTOSO, &sim.id, "Renamed for a while"));
+    let second = f.capture(policy).await;
+    let v2 = first_result(&f.detail(second, "").await)
+        .snapshot_id
+        .expect("a second version");
+    assert_ne!(v1, v2);
+    assert_eq!(f.versions_of(policy).await, 2);
+
+    // Renamed back (as a restore of the first version would): the capture finds the first
+    // version again. That is a change since the last capture, but no new version.
+    assert!(f.demo.sim.rename_policy(CONTOSO, &sim.id, &sim.name));
+    let back = f.capture(policy).await;
+    let detail = f.detail(back, "").await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    let result = first_result(&detail);
+    assert_eq!(result.drift, Drift::Changed, "{detail:?}");
+    assert_eq!(result.base_snapshot_id, Some(v2), "{detail:?}");
+    assert_eq!(result.snapshot_id, Some(v1), "{detail:?}");
+    assert_eq!(f.versions_of(policy).await, 2);
+    let summary = detail.summary.expect("a summary");
+    assert!(!summary.contains("Captured a new version"), "{summary}");
+    assert!(summary.contains("no new version stored"), "{summary}");
+
+    // Captured again, nothing changed in Intune: compared with the first version, which
+    // Intune holds, not with the newer-captured second one.
+    for _ in 0..2 {
+        let again = f.capture(policy).await;
+        let detail = f.detail(again, "").await;
+        let result = first_result(&detail);
+        assert_eq!(result.drift, Drift::Unchanged, "{detail:?}");
+        assert_eq!(result.base_snapshot_id, Some(v1), "{detail:?}");
+        assert_eq!(result.snapshot_id, Some(v1), "{detail:?}");
+        let summary = detail.summary.expect("a summary");
+        assert!(summary.starts_with("No change"), "{summary}");
+    }
+    assert_eq!(f.versions_of(policy).await, 2);
 }

@@ -1,7 +1,8 @@
 //! `policy.capture_snapshot` ("Capture now", and "Compare with Intune now" on a version): captures
 //! one policy and stores a new version only when its content changed. The item records the
-//! version it captured and how it compares with the policy's newest version before the run.
-//! Short, so it queues in the interactive lane.
+//! version it captured and how it compares with the policy's current version before the run
+//! (the one its last capture found, which after a change back is an earlier version, not the
+//! newest). Short, so it queues in the interactive lane.
 
 use std::sync::Arc;
 
@@ -75,12 +76,18 @@ impl Operation for CaptureSnapshot {
         db: &Db,
         run: &Run<CaptureSnapshotInput>,
     ) -> Result<Vec<Pending<CaptureItem>>, sqlx::Error> {
-        // The base is the newest version stored before this run captured (a resumed run's
-        // item is done, so it is not read again).
+        // The base is the policy's current version before this run captured: the one its last
+        // capture found (`current_snapshot_id`), which is an earlier version again once Intune
+        // went back to one (renamed back, or restored). Only a policy without one (captured
+        // before the column existed) falls back to its newest version by capture time. A
+        // resumed run's item is done, so it is not read again.
         let rows: Vec<PendingCapture> = sqlx::query_as(
             "SELECT ri.id AS item_id, ri.policy_id, p.graph_id, p.policy_type, \
-               (SELECT s.id FROM policy_snapshots s WHERE s.tenant_id = p.tenant_id AND s.policy_id = p.id \
-                ORDER BY s.captured_at DESC, s.id DESC LIMIT 1) AS base_id \
+               COALESCE(\
+                 (SELECT s.id FROM policy_snapshots s WHERE s.tenant_id = p.tenant_id \
+                  AND s.policy_id = p.id AND s.id = p.current_snapshot_id), \
+                 (SELECT s.id FROM policy_snapshots s WHERE s.tenant_id = p.tenant_id AND s.policy_id = p.id \
+                  ORDER BY s.captured_at DESC, s.id DESC LIMIT 1)) AS base_id \
              FROM run_items ri JOIN policies p ON p.tenant_id = ri.tenant_id AND p.id = ri.policy_id \
              WHERE ri.run_id = $1 AND ri.tenant_id = $2 AND ri.outcome = 'pending' ORDER BY ri.id",
         )
@@ -129,7 +136,13 @@ impl Operation for CaptureSnapshot {
 fn summary(found: CaptureFinding) -> &'static str {
     match (found.drift, found.new_version) {
         (Drift::New, _) => "Captured the first version.",
-        (Drift::Changed, _) => "Captured a new version: the policy changed since the last one.",
+        (Drift::Changed, true) => "Captured a new version: the policy changed since the last one.",
+        // The capture is a version stored before (its hash, or its content, is known): Intune
+        // went back to it, by an edit or a restore.
+        (Drift::Changed, false) => {
+            "The policy changed since the last capture; Intune holds an earlier version again \
+             (no new version stored)."
+        }
         (Drift::Unchanged, false) => "No change since the last version; no new version stored.",
         // The hash differs, but only in parts the last version did not record.
         (Drift::Unchanged, true) => {
@@ -150,5 +163,16 @@ mod tests {
         assert!(found(Drift::Unchanged, false).contains("no new version stored"));
         assert!(found(Drift::Unchanged, true).starts_with("Stored a new version"));
         assert!(found(Drift::Changed, true).starts_with("Captured a new version"));
+    }
+
+    #[test]
+    fn a_change_back_to_an_earlier_version_does_not_claim_a_new_one() {
+        let back = summary(CaptureFinding {
+            drift: Drift::Changed,
+            new_version: false,
+        });
+        assert!(!back.contains("new version:"), "{back}");
+        assert!(back.contains("earlier version again"), "{back}");
+        assert!(back.contains("no new version stored"), "{back}");
     }
 }
