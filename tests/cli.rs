@@ -10,10 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    serve_command, session_cookie, ServeProcess, TempDir, TestApp, ADMIN, CONTOSO, OPERATOR,
-    READONLY,
+    serve_command, session_cookie, ServeProcess, TempDir, TestApp, ADMIN, CONTOSO, FABRIKAM,
+    OPERATOR, READONLY,
 };
-use tenantatlas::domain::AddMemberOutcome;
+use tenantatlas::domain::{AddMemberOutcome, SubmittedRun};
+use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::{auth::password, db::Db, seed};
 
 both_backends!(TestApp:
@@ -22,6 +23,8 @@ both_backends!(TestApp:
     create_user_keeps_the_tenants_last_owner,
     create_user_audits_a_role_change_as_old_and_new,
     create_user_withdraws_the_invitations_of_a_member_who_may_no_longer_invite,
+    sync_inventory_joins_the_sync_already_queued_for_the_tenant,
+    sync_inventory_without_a_server_runs_the_sync_as_an_audited_run,
 );
 
 fn create_user(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
@@ -444,4 +447,167 @@ async fn sigterm_stops_within_the_grace_period_whatever_is_in_flight() {
         "the request in flight had its grace period"
     );
     drop(stalled);
+}
+
+/// Policies the Graph simulator lists in each tenant for the `sync-inventory` tests.
+const SIM_POLICIES: usize = 12;
+
+/// A Graph simulator, and Contoso connected to it with its secret in an environment variable
+/// (the other demo tenants keep the demo's secret, which only demo mode has).
+async fn contoso_on_a_simulator(app: &TestApp) -> SimHandle {
+    let sim = GraphSim::start(SimConfig {
+        policies_per_tenant: SIM_POLICIES,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("the simulator starts");
+    sqlx::query(
+        "UPDATE tenants SET graph_client_id = 'tenantatlas-test', \
+         graph_secret_ref = 'env:TA_CLI_TEST_SECRET' WHERE external_id = $1",
+    )
+    .bind(CONTOSO)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    sim
+}
+
+/// Runs `sync-inventory` with `args` against the test's database and simulator (off the test's
+/// threads: the simulator answers on them).
+async fn sync_inventory_cli(app: &TestApp, sim: &SimHandle, args: &[&str]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantatlas"));
+    command
+        .args(["--database-url", app.database_url(), "--log", "warn"])
+        .args(["--graph-url", &sim.graph_url, "--login-url", &sim.login_url])
+        .arg("sync-inventory")
+        .args(args)
+        .env("TA_CLI_TEST_SECRET", "sim-secret")
+        .stdin(Stdio::null());
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run the binary"))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), format!("{stdout}{stderr}"))
+}
+
+/// The tenant's `inventory.sync` runs: id, status, initiator, summary and Graph requests.
+async fn sync_runs(
+    app: &TestApp,
+    tenant: &str,
+) -> Vec<(i64, String, Option<i64>, Option<String>, i64)> {
+    sqlx::query_as(
+        "SELECT r.id, r.status, r.initiated_by, r.summary, r.graph_requests FROM runs r \
+         JOIN tenants t ON t.id = r.tenant_id \
+         WHERE t.external_id = $1 AND r.operation_type = 'inventory.sync' ORDER BY r.id",
+    )
+    .bind(tenant)
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap()
+}
+
+/// Contoso's policies present in the inventory.
+async fn present_policies(app: &TestApp) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM policies p JOIN tenants t ON t.id = p.tenant_id \
+         WHERE t.external_id = $1 AND p.gone_from_intune_at IS NULL",
+    )
+    .bind(CONTOSO)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+}
+
+/// The audit rows of a run: action, actor and tenant.
+async fn run_audit(app: &TestApp, run_id: i64) -> Vec<(String, Option<i64>, Option<i64>)> {
+    sqlx::query_as(
+        "SELECT action, actor_user_id, tenant_id FROM audit_log WHERE target = $1 ORDER BY id",
+    )
+    .bind(format!("run:{run_id}"))
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap()
+}
+
+/// A cron'd `sync-inventory` while a member's "Sync from Intune" is queued lists the tenant
+/// once: the command joins the member's run (the same dedup as the app), sees it to its end and
+/// prints its id.
+async fn sync_inventory_joins_the_sync_already_queued_for_the_tenant(app: TestApp) {
+    let sim = contoso_on_a_simulator(&app).await;
+    let operator = app.sign_in(OPERATOR).await;
+    let response = app
+        .call_as(&operator, "runs/sync-inventory", &[("tenant", CONTOSO)])
+        .await;
+    assert_eq!(response.status(), 200);
+    let queued: SubmittedRun = response.json().await.unwrap();
+    assert!(!queued.reused);
+
+    let (ok, out) = sync_inventory_cli(&app, &sim, &["--tenant", CONTOSO]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("run {} (already queued) completed", queued.run_id)),
+        "{out}"
+    );
+    let runs = sync_runs(&app, CONTOSO).await;
+    assert_eq!(runs.len(), 1, "no second sync of the tenant: {runs:?}");
+    let (id, status, initiated_by, summary, _) = &runs[0];
+    assert_eq!((*id, status.as_str()), (queued.run_id, "completed"));
+    assert!(initiated_by.is_some(), "still the member's run");
+    assert_eq!(
+        summary.as_deref(),
+        Some(format!("{SIM_POLICIES} added, 0 updated, 0 unchanged, 0 gone.").as_str())
+    );
+    assert_eq!(present_policies(&app).await, SIM_POLICIES as i64);
+    let audited: Vec<String> = run_audit(&app, queued.run_id)
+        .await
+        .into_iter()
+        .map(|(action, ..)| action)
+        .collect();
+    assert_eq!(audited, ["run.start", "run.reuse"]);
+}
+
+/// With nothing queued and no server up, `sync-inventory` still syncs, and as a run: queued
+/// with no initiator, audited with no actor, executed by the command's own engine to
+/// `completed` with its summary and Graph counters; demo tenants are skipped without a run.
+async fn sync_inventory_without_a_server_runs_the_sync_as_an_audited_run(app: TestApp) {
+    let sim = contoso_on_a_simulator(&app).await;
+    let (ok, out) = sync_inventory_cli(&app, &sim, &[]).await;
+    assert!(ok, "{out}");
+    let runs = sync_runs(&app, CONTOSO).await;
+    assert_eq!(runs.len(), 1, "{runs:?}\n{out}");
+    let (run_id, status, initiated_by, summary, graph_requests) = runs[0].clone();
+    assert_eq!(status, "completed", "{out}");
+    assert_eq!(initiated_by, None, "no member started it");
+    assert_eq!(
+        summary.as_deref(),
+        Some(format!("{SIM_POLICIES} added, 0 updated, 0 unchanged, 0 gone.").as_str())
+    );
+    assert!(graph_requests > 0, "the run counted its Graph requests");
+    assert!(
+        out.contains(&format!("run {run_id} completed: {SIM_POLICIES} added")),
+        "{out}"
+    );
+    assert!(out.contains("skipped, a demo tenant"), "{out}");
+    assert!(sync_runs(&app, FABRIKAM).await.is_empty());
+    assert_eq!(present_policies(&app).await, SIM_POLICIES as i64);
+    let contoso: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
+        .bind(CONTOSO)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        run_audit(&app, run_id).await,
+        [("run.start".to_owned(), None, Some(contoso))]
+    );
+
+    // Run again: a new run, which finds the inventory unchanged.
+    let (ok, out) = sync_inventory_cli(&app, &sim, &["--tenant", CONTOSO]).await;
+    assert!(ok, "{out}");
+    let runs = sync_runs(&app, CONTOSO).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(
+        runs[1].3.as_deref(),
+        Some(format!("0 added, 0 updated, {SIM_POLICIES} unchanged, 0 gone.").as_str())
+    );
 }

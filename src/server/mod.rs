@@ -127,8 +127,13 @@ async fn sync_demo_inventory(db: &Db, demo: &seed::DemoGraph) -> Result<(), Star
     Ok(())
 }
 
-/// `sync-inventory`: one line per tenant; fails if any tenant that was asked for could not be
-/// synced. Demo tenants are skipped unless named: their secret only exists in demo mode.
+/// `sync-inventory`: an `inventory.sync` run per tenant, queued through the app's own
+/// deduplication (a sync already queued or running for the tenant, from the app or another
+/// invocation, is joined instead) and audited with no actor; then the command works on the runs
+/// with an engine of its own, as one more instance, until each has ended, and prints one line
+/// per tenant: the run's id and outcome. Whichever instance claims a run first executes it, so
+/// the syncs happen whether or not a server is up. Fails if any tenant that was asked for could
+/// not be synced. Demo tenants are skipped unless named: their secret only exists in demo mode.
 async fn sync_inventory(
     db: &Db,
     graph_config: GraphConfig,
@@ -155,12 +160,40 @@ async fn sync_inventory(
         secrets: SecretResolver::default().with_keys(keys),
     };
     let mut failed = 0;
+    let mut queued = Vec::new();
     for target in &targets {
         let label = format!("{} ({})", target.display_name, target.external_id);
-        match inventory::load_and_sync(db, &access, target.id).await {
-            Ok(report) => println!("{label}: {report}"),
-            Err(SyncError::Credentials(CredentialsError::DemoOnly)) if only.is_none() => {
+        match graph::credentials::load_credentials(db, target.id, &access.secrets).await {
+            Err(CredentialsError::DemoOnly) if only.is_none() => {
                 println!("{label}: skipped, a demo tenant (synced by serve --demo and seed-demo)");
+                continue;
+            }
+            Err(error @ CredentialsError::DemoOnly) => {
+                failed += 1;
+                println!("{label}: failed: credentials: {error}");
+                continue;
+            }
+            // Any other problem is the run's to record: it fails with the reason.
+            _ => {}
+        }
+        match runs::start::sync_inventory_unattended(db, target.id).await {
+            Ok(run) => {
+                audit::record(
+                    db,
+                    audit::AuditEvent {
+                        tenant_id: Some(target.id),
+                        actor_user_id: None,
+                        action: if run.reused { "run.reuse" } else { "run.start" },
+                        target: format!("run:{}", run.run_id),
+                        details: serde_json::json!({
+                            "on": format!("tenant:{}", target.id),
+                            "total": run.total,
+                            "via": "cli",
+                        }),
+                    },
+                )
+                .await;
+                queued.push((label, run));
             }
             Err(error) => {
                 failed += 1;
@@ -171,6 +204,9 @@ async fn sync_inventory(
             }
         }
     }
+    if !queued.is_empty() {
+        failed += work_until_ended(db, access, &queued).await?;
+    }
     if failed > 0 {
         return Err(StartError::Invalid(format!(
             "{failed} of {} tenants could not be synced",
@@ -178,6 +214,125 @@ async fn sync_inventory(
         )));
     }
     Ok(())
+}
+
+/// How often `sync-inventory` looks whether its runs have ended.
+const SYNC_WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// Works on inventory syncs as an instance of its own (`<host>-cli`, or `<host>-cli-<pid>`
+/// while another invocation holds that; with the lock `serve` takes) until every run of
+/// `queued` has ended, whoever executed it; prints each run's outcome and returns how many did
+/// not complete. The engine handles only syncs, so the command leaves every other run to the
+/// serving instances; when it stops, a sync it was still on (another tenant's, claimed
+/// meanwhile) is released for another instance at once.
+async fn work_until_ended(
+    db: &Db,
+    graph: GraphAccess,
+    queued: &[(String, crate::domain::SubmittedRun)],
+) -> Result<usize, StartError> {
+    // One identity per host, so that on SQLite its lock file is one file however often cron
+    // runs the command; an invocation that overlaps a live one takes an identity of its own.
+    let shared = format!("{}-cli", host_name());
+    let instance = match engine::instance::InstanceLock::acquire(db, &shared).await {
+        Err(engine::instance::InstanceError::AlreadyRunning(_)) => {
+            let own = format!("{shared}-{}", std::process::id());
+            engine::instance::InstanceLock::acquire(db, &own).await
+        }
+        acquired => acquired,
+    }
+    .map_err(|error| StartError::Invalid(error.to_string()))?;
+    let wake = engine::runner::WakeUp::default();
+    // Every serving instance hears of the new runs at once on PostgreSQL (they poll on SQLite).
+    wake.run_queued(db).await;
+    let worker = worker_with(db, graph, |client| {
+        engine::operation::Registry::default()
+            .with(engine::ops::inventory_sync::InventorySync::new(client))
+    })
+    .as_instance(&instance);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(engine::runner::run(
+        worker,
+        wake,
+        db.clone(),
+        Duration::from_secs(1),
+        stopped,
+    ));
+    let mut failed = 0;
+    let mut outcome = Ok(());
+    for (label, run) in queued {
+        let ended = match wait_for_end(db, run.run_id).await {
+            Ok(ended) => ended,
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
+        };
+        let joined = if run.reused { " (already queued)" } else { "" };
+        let status = ended.status.as_str();
+        let text = match ended.status {
+            crate::domain::RunStatus::Completed => ended.summary.unwrap_or_default(),
+            _ => {
+                failed += 1;
+                let why = [ended.reason_code, ended.failure_message]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                sanitize::sanitize(&why)
+            }
+        };
+        let text = if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {text}")
+        };
+        println!("{label}: run {}{joined} {status}{text}", run.run_id);
+    }
+    let _ = stop.send(true);
+    if tokio::time::timeout(Duration::from_secs(10), runner)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the worker did not stop in time; its lease will expire");
+    }
+    drop(instance);
+    outcome?;
+    Ok(failed)
+}
+
+/// How a run ended, as `sync-inventory` reports it.
+#[derive(sqlx::FromRow)]
+struct EndedRun {
+    status: crate::domain::RunStatus,
+    summary: Option<String>,
+    reason_code: Option<String>,
+    failure_message: Option<String>,
+}
+
+/// Waits until run `run_id` is no longer queued or running.
+async fn wait_for_end(db: &Db, run_id: i64) -> Result<EndedRun, StartError> {
+    loop {
+        let ended: EndedRun = sqlx::query_as(
+            "SELECT status, summary, reason_code, failure_message FROM runs WHERE id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(db.pool())
+        .await?;
+        if !ended.status.is_active() {
+            return Ok(ended);
+        }
+        tokio::time::sleep(SYNC_WAIT_POLL).await;
+    }
+}
+
+/// This machine's name, as instance identities start.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// Brings a database up to date: the app's migrations (the sessions' table included).
@@ -457,7 +612,17 @@ fn read_demo_graph_secret(path: &std::path::Path) -> Result<graph::ClientSecret,
 /// The run worker of this process, with every operation's handler, calling Graph through
 /// `graph` (the credentials of each run's tenant are resolved by `graph` too).
 pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
-    use engine::operation::Registry;
+    worker_with(db, graph, |client| {
+        engine::operation::Registry::full(client.clone(), client)
+    })
+}
+
+/// A run worker like [`runs_worker`], with the handlers `registry` builds on the Graph client.
+fn worker_with(
+    db: &Db,
+    graph: GraphAccess,
+    registry: impl FnOnce(Arc<GraphClient>) -> engine::operation::Registry,
+) -> engine::worker::Worker {
     use engine::worker::{CredentialsFailure, CredentialsSource, RunFailure, TokenCheck, Worker};
     let client = std::sync::Arc::new(graph.client.clone());
     // Only Entra ID's refusal of the app fails the run; a throttled or unreachable token
@@ -501,8 +666,7 @@ pub fn runs_worker(db: &Db, graph: GraphAccess) -> engine::worker::Worker {
         std::process::id(),
         crate::domain::Timestamp::now().millis()
     );
-    let registry = Registry::full(client.clone(), client);
-    Worker::with_source(db.clone(), registry, credentials, id).with_token_check(token_check)
+    Worker::with_source(db.clone(), registry(client), credentials, id).with_token_check(token_check)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

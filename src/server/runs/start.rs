@@ -6,14 +6,15 @@
 
 use std::time::Instant;
 
+use super::in_flight;
 use super::key::IdempotencyKey;
-use super::submit::{create_or_reuse, NewRun};
+use super::submit::{create_or_reuse, find_active, queue, NewRun};
 use crate::domain::run::OperationType;
 use crate::domain::versions::{CaptureResult, RunActivity, RunBrief};
 use crate::domain::{AppError, RunStatus, SubmittedRun, Timestamp};
 use crate::server::auth::TenantContext;
 use crate::server::backup_sets;
-use crate::server::db::Db;
+use crate::server::db::{is_unique_violation, Db};
 use crate::server::engine::ops::capture_snapshot::CaptureSnapshotInput;
 use crate::server::engine::ops::drift_check::DriftCheckInput;
 use crate::server::engine::ops::inventory_sync::InventorySyncInput;
@@ -28,20 +29,60 @@ fn json<T: serde::Serialize>(input: &T) -> Result<String, AppError> {
     serde_json::to_string(input).map_err(|_| AppError::Internal)
 }
 
-/// Queues a sync of the tenant's inventory, or returns the one already queued or running.
-pub async fn sync_inventory(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun, AppError> {
-    let tenant_id = ctx.scope.id();
-    connection_check::ensure_runs_allowed(db, tenant_id).await?;
+/// The sync run of the tenant: it works on the tenant itself, one active per tenant.
+fn inventory_sync_run(tenant_id: i64) -> Result<NewRun, AppError> {
     let operation = OperationType::InventorySync;
-    let run = NewRun {
+    Ok(NewRun {
         operation,
         target_id: tenant_id,
         input: json(&InventorySyncInput::default())?,
         key: IdempotencyKey::of(operation, tenant_id, &[]),
         total: 0,
         retry_of: None,
-    };
-    create_or_reuse(db, ctx, &run).await
+    })
+}
+
+/// Queues a sync of the tenant's inventory, or returns the one already queued or running.
+pub async fn sync_inventory(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun, AppError> {
+    let tenant_id = ctx.scope.id();
+    connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    create_or_reuse(db, ctx, &inventory_sync_run(tenant_id)?).await
+}
+
+/// [`sync_inventory`] started by no member (the command line's `sync-inventory`): the same
+/// checks and the same deduplication (a sync already queued or running, the UI's included, is
+/// returned with `reused: true`), but the run has no initiator, so it notifies nobody.
+pub async fn sync_inventory_unattended(db: &Db, tenant_id: i64) -> Result<SubmittedRun, AppError> {
+    connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    let run = inventory_sync_run(tenant_id)?;
+    let started = Instant::now();
+    let submitted = in_flight::coalesce(db, &run.key, || async {
+        // A collision with an identical run that ended before it was read frees the key: the
+        // insert is tried again, as `submit::insert_or_reuse` does.
+        for _ in 0..3 {
+            if let Some(active) = find_active(db, tenant_id, &run.key).await? {
+                return Ok(active);
+            }
+            match queue(db, tenant_id, None, &run).await {
+                Ok(run_id) => {
+                    return Ok(SubmittedRun {
+                        run_id,
+                        reused: false,
+                        status: RunStatus::Pending,
+                        total: run.total,
+                    })
+                }
+                Err(error) if is_unique_violation(&error) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(AppError::Conflict(
+            "Another run stands in the way of this sync; try again.".into(),
+        ))
+    })
+    .await?;
+    metrics::run_submitted(run.operation.as_str(), submitted.reused, started.elapsed());
+    Ok(submitted)
 }
 
 /// Queues a capture of one policy of the tenant, or returns the one already queued or running.
@@ -89,7 +130,7 @@ pub async fn check_drift(
     let operation = OperationType::DriftCheck;
     let key = IdempotencyKey::of(operation, tenant_id, &[("backup_set", backup_set_id)]);
     // A double-click finds the first run before the set is read again.
-    if let Some(active) = super::submit::find_active(db, tenant_id, &key).await? {
+    if let Some(active) = find_active(db, tenant_id, &key).await? {
         metrics::run_submitted(operation.as_str(), true, started.elapsed());
         return Ok(active);
     }
