@@ -28,6 +28,7 @@ both_backends!(TestDb:
     a_busy_tenant_does_not_delay_another,
     interactive_runs_do_not_wait_behind_bulk_runs,
     a_lane_is_polled_while_the_other_keeps_the_runner_busy,
+    a_tenants_interactive_runs_go_one_at_a_time,
 );
 
 struct Fixture {
@@ -111,13 +112,14 @@ impl Fixture {
         sqlx::query_scalar(
             "INSERT INTO runs (tenant_id, operation_type, lane, resource, action, target_id, input, \
              idempotency_key, status, total_items, created_at) \
-             VALUES ($1, $2, 'interactive', 'tenant', 'check_connection', $1, $3, 'probe', 'pending', 1, $4) \
+             VALUES ($1, $2, 'interactive', 'tenant', 'check_connection', $1, $3, $5, 'pending', 1, $4) \
              RETURNING id",
         )
         .bind(tenant_id)
         .bind(OperationType::CheckConnection.as_str())
         .bind(serde_json::to_string(policy_ids).unwrap())
         .bind(tenantatlas::domain::Timestamp::now().millis())
+        .bind(format!("probe-{}", uuid::Uuid::new_v4()))
         .fetch_one(self.db.pool())
         .await
         .unwrap()
@@ -326,6 +328,73 @@ async fn a_lane_is_polled_while_the_other_keeps_the_runner_busy(t: TestDb) {
     // Found by the poll, not after the bulk runs drained (how long it took is reported above,
     // not asserted: a timing belongs in a benchmark).
     assert!(bulk_active > 0, "the bulk runs were still going");
+    stop.send(true).unwrap();
+    runner.await.unwrap();
+}
+
+/// [`Probe`] whose items take a while, so two runs of it that were let run side by side would
+/// overlap.
+struct SlowProbe;
+
+impl Operation for SlowProbe {
+    const TYPE: OperationType = OperationType::CheckConnection;
+    const NOTICE: Notice = Notice::new("Slow probe", "");
+    type Input = Vec<i64>;
+    type Item = ();
+    type Output = ();
+
+    async fn check(&self, db: &Db, run: &Run<Vec<i64>>) -> Result<Option<RunFailure>, sqlx::Error> {
+        Probe.check(db, run).await
+    }
+
+    fn plan(&self, run: &Run<Vec<i64>>) -> Vec<i64> {
+        Probe.plan(run)
+    }
+
+    async fn pending(&self, db: &Db, run: &Run<Vec<i64>>) -> Result<Vec<Pending<()>>, sqlx::Error> {
+        Probe.pending(db, run).await
+    }
+
+    async fn process(&self, _: &TenantCredentials, _: &Run<Vec<i64>>, _: &()) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    async fn record(
+        &self,
+        tx: &mut Tx,
+        run: &Run<Vec<i64>>,
+        batch: &[(Pending<()>, ())],
+        now: i64,
+    ) -> Result<Vec<Recorded>, sqlx::Error> {
+        Probe.record(tx, run, batch, now).await
+    }
+}
+
+/// The interactive lane keeps a tenant's runs one after another, as the bulk lane does: with
+/// slots free, a tenant's second interactive run starts only when its first has ended.
+async fn a_tenants_interactive_runs_go_one_at_a_time(t: TestDb) {
+    let f = fixture(&t, 200).await;
+    let tenant_id = common::tenant_id(&f.db, CONTOSO).await;
+    let first = f.queue_probe(tenant_id, &f.policies[CONTOSO][..1]).await;
+    let second = f.queue_probe(tenant_id, &f.policies[CONTOSO][1..2]).await;
+    let wake = WakeUp::default();
+    let worker = f
+        .worker(Registry::standard(f.source()).with(SlowProbe))
+        .with_runs_at_once(4);
+    let (stop, runner) = common::start_runner(worker, &wake, &f.db, Duration::from_millis(300));
+    wake.run_queued(&f.db).await;
+    let (first, _) = f.wait_ended(first, Duration::from_secs(60)).await;
+    let (second, _) = f.wait_ended(second, Duration::from_secs(60)).await;
+    assert_eq!(
+        (first.status.as_str(), second.status.as_str()),
+        ("completed", "completed")
+    );
+    assert!(
+        second.started_at.unwrap() >= first.finished_at.unwrap(),
+        "the second run started at {:?}, before the first ended at {:?}",
+        second.started_at,
+        first.finished_at
+    );
     stop.send(true).unwrap();
     runner.await.unwrap();
 }
