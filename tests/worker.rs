@@ -37,6 +37,9 @@ both_backends!(TestDb:
     a_rejected_secret_fails_the_run_with_one_token_request,
     a_refused_token_is_not_asked_for_again_by_each_item,
     a_cancelled_sync_stops_calling_graph_at_once,
+    scattered_work_errors_do_not_fail_a_run_that_makes_progress,
+    a_tenants_runs_stay_with_the_instance_that_works_for_it,
+    a_heartbeat_warning_names_its_run,
 );
 
 struct Fixture {
@@ -1397,4 +1400,291 @@ async fn a_cancelled_sync_stops_calling_graph_at_once(t: TestDb) {
         .await
         .unwrap();
     assert_eq!(summary, None, "the cancelled sync wrote nothing");
+}
+
+/// An "add policies" handler for the tests below: its processing panics once on each of the
+/// first `panics` items it meets, and waits while `gate` is closed (saying it `started`).
+struct ScriptedCapture {
+    panics: usize,
+    panicked: std::sync::Mutex<std::collections::HashSet<i64>>,
+    gate: tokio::sync::watch::Receiver<bool>,
+    started: tokio::sync::watch::Sender<bool>,
+}
+
+impl ScriptedCapture {
+    /// The handler, the sender that opens its gate (`open` at first), and the receiver that
+    /// tells it started processing.
+    fn new(
+        panics: usize,
+        open: bool,
+    ) -> (
+        Self,
+        tokio::sync::watch::Sender<bool>,
+        tokio::sync::watch::Receiver<bool>,
+    ) {
+        let (opener, gate) = tokio::sync::watch::channel(open);
+        let (started, watch_started) = tokio::sync::watch::channel(false);
+        let capture = Self {
+            panics,
+            panicked: Default::default(),
+            gate,
+            started,
+        };
+        (capture, opener, watch_started)
+    }
+
+    /// A worker on the fixture's database with this handler alone, as Contoso's app.
+    fn worker(self, f: &Fixture, name: &str) -> Worker {
+        use tenantatlas::server::engine::operation::Registry;
+        use tenantatlas::server::engine::worker::CredentialsLoader;
+        let loader: CredentialsLoader = Arc::new(|_tenant| {
+            Box::pin(async {
+                Ok::<_, tenantatlas::server::engine::worker::RunFailure>(common::creds(CONTOSO))
+            })
+        });
+        Worker::new(f.db.clone(), Registry::default().with(self), loader, name)
+    }
+}
+
+impl tenantatlas::server::engine::operation::Operation for ScriptedCapture {
+    const TYPE: tenantatlas::domain::run::OperationType =
+        tenantatlas::domain::run::OperationType::AddPolicies;
+    const NOTICE: tenantatlas::server::engine::operation::Notice =
+        tenantatlas::server::engine::operation::Notice::new("Scripted", "Unfinished.");
+    type Input = tenantatlas::server::engine::ops::add_policies::AddPoliciesInput;
+    /// The item's id.
+    type Item = i64;
+    type Output = ();
+
+    fn plan(&self, run: &tenantatlas::server::engine::operation::Run<Self::Input>) -> Vec<i64> {
+        run.input.policy_ids.clone()
+    }
+
+    async fn pending(
+        &self,
+        db: &tenantatlas::server::db::Db,
+        run: &tenantatlas::server::engine::operation::Run<Self::Input>,
+    ) -> Result<Vec<tenantatlas::server::engine::operation::Pending<i64>>, sqlx::Error> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM run_items WHERE run_id = $1 AND outcome = 'pending' ORDER BY id",
+        )
+        .bind(run.id)
+        .fetch_all(db.pool())
+        .await?;
+        Ok(ids
+            .into_iter()
+            .map(|item_id| tenantatlas::server::engine::operation::Pending {
+                item_id,
+                item: item_id,
+            })
+            .collect())
+    }
+
+    async fn process(
+        &self,
+        _creds: &tenantatlas::server::graph::TenantCredentials,
+        _run: &tenantatlas::server::engine::operation::Run<Self::Input>,
+        item: &i64,
+    ) {
+        self.started.send_replace(true);
+        let mut gate = self.gate.clone();
+        let _ = gate.wait_for(|open| *open).await;
+        let panics = {
+            let mut panicked = self.panicked.lock().unwrap();
+            panicked.len() < self.panics && panicked.insert(*item)
+        };
+        if panics {
+            panic!("a bug in the handler, met once by item {item}");
+        }
+    }
+
+    async fn record(
+        &self,
+        _tx: &mut tenantatlas::server::engine::operation::Tx,
+        _run: &tenantatlas::server::engine::operation::Run<Self::Input>,
+        batch: &[(tenantatlas::server::engine::operation::Pending<i64>, ())],
+        _now: i64,
+    ) -> Result<Vec<tenantatlas::server::engine::operation::Recorded>, sqlx::Error> {
+        Ok(batch
+            .iter()
+            .map(|_| tenantatlas::server::engine::operation::Recorded::succeeded())
+            .collect())
+    }
+
+    const ENDS_WITH_LAST_BATCH: bool = true;
+}
+
+/// A run whose claims each make progress is not given up over work errors scattered through
+/// its life: five different items panic once each (as a failover or a bug met by one odd
+/// policy would), one item at a time, so every claim after the first records an item before
+/// the next panic. The count of failed claims starts again with each recorded batch: the run
+/// completes, every item once, instead of ending `work_failed_repeatedly` ("5 times in a row").
+async fn scattered_work_errors_do_not_fail_a_run_that_makes_progress(t: TestDb) {
+    use tenantatlas::server::engine::runner::WakeUp;
+    use tenantatlas::server::engine::worker::WORK_ATTEMPTS;
+    let f = fixture(&t).await;
+    let run = f.queue(&f.ids(0..8)).await;
+    let (capture, _opener, _started) = ScriptedCapture::new(WORK_ATTEMPTS as usize, true);
+    let worker = capture
+        .worker(&f, "scattered-errors")
+        .with_items_at_once(1)
+        .with_work_backoff(Duration::from_millis(10));
+    let wake = WakeUp::default();
+    let (stop, task) = common::start_runner(worker, &wake, &f.db, Duration::from_millis(50));
+    let status = ended(&f.db, run, Duration::from_secs(60)).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    let row = f.run_row(run).await;
+    assert_eq!(
+        (
+            status.as_str(),
+            row.total_items,
+            row.processed_items,
+            row.succeeded
+        ),
+        ("completed", 8, 8, 8),
+        "{row:?}"
+    );
+    assert_eq!(row.reason_code, None);
+    assert_eq!(
+        row.attempt,
+        WORK_ATTEMPTS + 1,
+        "a claim for each panic, then one that ends the run"
+    );
+    let items = item_outcomes(&f.db, run).await;
+    assert!(
+        items.iter().all(|(outcome, _)| outcome == "succeeded"),
+        "{items:?}"
+    );
+}
+
+/// Each process paces a tenant's Graph requests with a limiter of its own, so a tenant's
+/// interactive run is claimed only by the instance that works on its bulk run: another
+/// instance leaves it (and takes another tenant's). When that instance dies, its runs are
+/// taken over and the tenant's runs claimed by whoever takes them.
+async fn a_tenants_runs_stay_with_the_instance_that_works_for_it(t: TestDb) {
+    let f = fixture(&t).await;
+    let tenant = common::tenant_id(&f.db, CONTOSO).await;
+    let other = common::tenant_id(&f.db, common::FABRIKAM).await;
+    let interactive = |tenant: i64, key: &'static str| {
+        let db = f.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO runs (tenant_id, operation_type, lane, resource, action, target_id, \
+                 input, idempotency_key, status, total_items, created_at) \
+                 VALUES ($1, 'tenant.check_connection', 'interactive', 'test', 'affinity', 0, \
+                   '{}', $2, 'pending', 0, 1) RETURNING id",
+            )
+            .bind(tenant)
+            .bind(key)
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+        }
+    };
+    let (a, b) = (f.worker("instance-a"), f.worker("instance-b"));
+    let claimed = |run: Option<tenantatlas::server::engine::worker::ClaimedRun>| {
+        run.map(|claimed| (claimed.run.id, claimed.run.attempt))
+    };
+    let bulk = f.queue(&f.ids(0..2)).await;
+    assert_eq!(claimed(a.claim(Lane::Bulk).await.unwrap()), Some((bulk, 1)));
+    let check = interactive(tenant, "affinity-contoso").await;
+    assert_eq!(
+        claimed(b.claim(Lane::Interactive).await.unwrap()),
+        None,
+        "B leaves the run of a tenant A works for"
+    );
+    let others = interactive(other, "affinity-fabrikam").await;
+    assert_eq!(
+        claimed(b.claim(Lane::Interactive).await.unwrap()),
+        Some((others, 1)),
+        "B takes another tenant's run"
+    );
+    assert_eq!(
+        claimed(a.claim(Lane::Interactive).await.unwrap()),
+        Some((check, 1)),
+        "A takes the run of the tenant it works for"
+    );
+    // A dies: its leases run out, and nothing of it holds the tenant any more.
+    sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE lease_owner = 'instance-a'")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed(b.claim(Lane::Bulk).await.unwrap()),
+        Some((bulk, 2)),
+        "the dead instance's bulk run is taken over"
+    );
+    assert_eq!(
+        claimed(b.claim(Lane::Interactive).await.unwrap()),
+        Some((check, 2)),
+        "and its interactive run"
+    );
+}
+
+/// A heartbeat that cannot renew its lease warns in the run's span: the warning names the run,
+/// its tenant and its operation (docs/operations.md).
+async fn a_heartbeat_warning_names_its_run(t: TestDb) {
+    use tenantatlas::server::db::Backend;
+    let logs = Logs::capture();
+    let f = fixture(&t).await;
+    let run = f.queue(&f.ids(0..1)).await;
+    let (capture, opener, mut started) = ScriptedCapture::new(0, false);
+    let worker = capture
+        .worker(&f, "heartbeat-warns")
+        .with_lease(Duration::from_millis(300));
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    // The item is being processed (the run's items are written, the heartbeat started): from
+    // now on a renewal of the lease alone (no counter changes) is refused by the database.
+    tokio::time::timeout(Duration::from_secs(30), started.wait_for(|s| *s))
+        .await
+        .expect("the item starts")
+        .unwrap();
+    let refuse: &[&str] = match f.db.backend() {
+        Backend::Sqlite => &[
+            "CREATE TRIGGER refuse_renewal BEFORE UPDATE OF lease_expires_at ON runs \
+             WHEN NEW.processed_items = OLD.processed_items AND NEW.status = 'running' \
+             BEGIN SELECT RAISE(ABORT, 'renewal refused by the test'); END",
+        ],
+        Backend::Postgres => &[
+            "CREATE FUNCTION refuse_renewal() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'renewal refused by the test'; END $$",
+            "CREATE TRIGGER refuse_renewal BEFORE UPDATE OF lease_expires_at ON runs \
+             FOR EACH ROW WHEN (NEW.processed_items = OLD.processed_items \
+               AND NEW.status = 'running') EXECUTE FUNCTION refuse_renewal()",
+        ],
+    };
+    for sql in refuse {
+        sqlx::query(sql).execute(f.db.pool()).await.unwrap();
+    }
+    let warning = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = logs.text();
+            if let Some(line) = text
+                .lines()
+                .find(|line| line.contains("could not renew the lease"))
+            {
+                break line.to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "no warning:\n{text}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let allow = match f.db.backend() {
+        Backend::Sqlite => "DROP TRIGGER refuse_renewal",
+        Backend::Postgres => "DROP TRIGGER refuse_renewal ON runs",
+    };
+    sqlx::query(allow).execute(f.db.pool()).await.unwrap();
+    opener.send_replace(true);
+    working.await.unwrap().unwrap();
+    assert!(
+        warning.contains(&format!("run_id={run}"))
+            && warning.contains("tenant_id=")
+            && warning.contains("operation=")
+            && warning.contains("backup_set.add_policies"),
+        "{warning}"
+    );
+    assert_eq!(f.run_row(run).await.status, "completed");
 }

@@ -67,14 +67,16 @@ pub type CredentialsSource =
 /// (throttled, unreachable) lets the items go on, each with the client's retries.
 pub type TokenCheck = Arc<dyn Fn(TenantCredentials) -> BoxFuture<Option<RunFailure>> + Send + Sync>;
 
-/// How many claims of a run may end in an error of the work itself (a database error, a panic
-/// while processing) before the run ends `failed` (`work_failed_repeatedly`, with the last error's
-/// sanitized text). A claim taken over because its owner died (crash, `kill -9`, a lost lease)
-/// does not count: only the worker that saw the error counts it ([`Worker::work_failed`]).
+/// How many claims of a run in a row may end in an error of the work itself (a database error,
+/// a panic while processing) before the run ends `failed` (`work_failed_repeatedly`, with the
+/// last error's sanitized text). A claim that records outcomes makes progress and starts the
+/// count again, so a long run is not given up over errors scattered through its life. A claim
+/// taken over because its owner died (crash, `kill -9`, a lost lease) does not count: only the
+/// worker that saw the error counts it ([`Worker::work_failed`]).
 pub const WORK_ATTEMPTS: i64 = 5;
 
 /// The pause before a run whose work failed is claimed again; it doubles with each failure of
-/// the run, up to [`WORK_BACKOFF_MAX`] (2, 4, 8, 16 s: about half a minute before the run ends).
+/// the run in a row (see [`WORK_ATTEMPTS`]), up to [`WORK_BACKOFF_MAX`] (2, 4, 8, 16 s: about half a minute before the run ends).
 pub const WORK_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The longest pause between two failed claims of a run.
@@ -392,6 +394,12 @@ impl Worker {
         self
     }
 
+    /// How many items of a run are processed at once (at least one; 8 unless told).
+    pub fn with_items_at_once(mut self, items: usize) -> Self {
+        self.items_at_once = items.max(1);
+        self
+    }
+
     /// How many runs of each lane the runner works on at once (at least one).
     pub fn with_runs_at_once(mut self, runs: usize) -> Self {
         self.runs_at_once = runs.max(1);
@@ -464,9 +472,10 @@ impl Worker {
 
     /// Counts an error of the work on claim `attempt` of `run_id` (`error` is sanitized before
     /// it is stored) and gives the run back to the queue after a backoff ([`WORK_BACKOFF`]): the
-    /// lease is set to expire then. Once [`WORK_ATTEMPTS`] claims failed, the lease expires at
-    /// once and the next claim ends the run `failed`. Nothing when this claim no longer holds
-    /// the run.
+    /// lease is set to expire then. Once [`WORK_ATTEMPTS`] claims in a row failed (a batch of
+    /// outcomes recorded in between starts the count again, see [`Self::hold_lease`]), the
+    /// lease expires at once and the next claim ends the run `failed`. Nothing when this claim
+    /// no longer holds the run.
     pub async fn work_failed(
         &self,
         run_id: i64,
@@ -653,6 +662,23 @@ impl Worker {
         }
     }
 
+    /// The condition under which no other live instance works for the tenant `tenant` (a column
+    /// or placeholder) now: none of the tenant's running runs, in either lane, is held by
+    /// another owner (`me`: the placeholder for this worker's id) whose lease is not over.
+    /// Each process paces a tenant's Graph requests with a limiter of its own, so a tenant whose
+    /// runs went to two instances would get twice its budget, and a `Retry-After` seen by one
+    /// would not pause the other: a tenant's runs are claimed by the instance that already works
+    /// for it. A dead owner's runs do not hold the tenant (their lease is over), so they are
+    /// taken over and the tenant's other runs claimed as before. Served by the partial index
+    /// `runs_running_by_tenant` (migration 0017).
+    fn tenant_not_elsewhere(&self, tenant: &str, me: &str, now: &str) -> String {
+        let e_lease_over = self.lease_over("e.", now);
+        format!(
+            "NOT EXISTS (SELECT 1 FROM runs e WHERE e.tenant_id = {tenant} \
+               AND e.status = 'running' AND e.lease_owner <> {me} AND NOT {e_lease_over})"
+        )
+    }
+
     async fn try_claim(
         &self,
         tx: &mut Tx,
@@ -707,18 +733,21 @@ impl Worker {
     /// The next runs to claim in `lane`, in the claim's order (at most [`CANDIDATES`]): runs
     /// whose owner is gone, then, per tenant without a run going in the lane, its oldest queued
     /// run, by the time the tenant has waited (from that run, or from its last run's end when
-    /// that came later). One candidate per tenant, not every queued run: the cost grows with the
+    /// that came later). Only runs of tenants no other live instance works for
+    /// ([`Self::tenant_not_elsewhere`]). One candidate per tenant, not every queued run: the cost grows with the
     /// tenants waiting, not with the runs queued. Read outside the claim's transaction: on
     /// SQLite a transaction that reads first cannot take the write lock for its claim once
     /// another writer has committed after its read (`SQLITE_BUSY_SNAPSHOT`, not waited for).
     async fn look_at_queue(&self, lane: Lane, handled: &str) -> Result<Vec<i64>, sqlx::Error> {
         let greatest = self.db.backend().greatest();
         let o_lease_over = self.lease_over("o.", "$2");
+        let o_here = self.tenant_not_elsewhere("o.tenant_id", "$3", "$2");
+        let q_here = self.tenant_not_elsewhere("q.tenant_id", "$3", "$2");
         let sql = format!(
             "SELECT r.id FROM runs r JOIN ( \
                  SELECT o.id, 0 AS late, 0 AS waited FROM runs o \
                    WHERE o.lane = $1 AND o.status = 'running' AND o.operation_type IN ({handled}) \
-                     AND {o_lease_over} \
+                     AND {o_lease_over} AND {o_here} \
                  UNION ALL \
                  SELECT (SELECT n.id FROM runs n WHERE n.tenant_id = q.tenant_id AND n.lane = $1 \
                            AND n.status = 'pending' AND n.operation_type IN ({handled}) \
@@ -730,20 +759,23 @@ impl Worker {
                        WHERE p.lane = $1 AND p.status = 'pending' \
                          AND p.operation_type IN ({handled}) GROUP BY p.tenant_id) q \
                  WHERE NOT EXISTS (SELECT 1 FROM runs a WHERE a.tenant_id = q.tenant_id \
-                   AND a.lane = $1 AND a.status = 'running')) c ON c.id = r.id \
+                   AND a.lane = $1 AND a.status = 'running') AND {q_here}) c ON c.id = r.id \
              ORDER BY c.late, c.waited, r.created_at, r.id LIMIT {CANDIDATES}"
         );
         sqlx::query_scalar(&sql)
             .bind(lane.as_str())
             .bind(Timestamp::now().millis())
+            .bind(&self.id)
             .fetch_all(self.db.pool())
             .await
     }
 
     /// Claims the candidate `id` if it is still claimable as it was when the queue was looked
     /// at: a run whose owner is gone, or its tenant's oldest queued run in the lane while the
-    /// tenant has no run going there. `None` when it no longer is (claimed by another instance,
-    /// cancelled, or its tenant busy) or, on PostgreSQL, while another instance is claiming it.
+    /// tenant has no run going there; either only while no other live instance works for the
+    /// tenant ([`Self::tenant_not_elsewhere`]). `None` when it no longer is (claimed by another
+    /// instance, cancelled, or its tenant busy) or, on PostgreSQL, while another instance is
+    /// claiming it.
     async fn claim_candidate(
         &self,
         tx: &mut Tx,
@@ -762,11 +794,12 @@ impl Worker {
             self.lease_over("", "$3")
         );
         let r_lease_over = self.lease_over("r.", "$3");
+        let r_here = self.tenant_not_elsewhere("r.tenant_id", "$1", "$3");
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $3) \
              WHERE id = (SELECT r.id FROM runs r WHERE r.id = $5 AND r.lane = $4 \
-                 AND r.operation_type IN ({handled}) AND ( \
+                 AND r.operation_type IN ({handled}) AND {r_here} AND ( \
                    (r.status = 'pending' \
                      AND NOT EXISTS (SELECT 1 FROM runs a WHERE a.tenant_id = r.tenant_id \
                        AND a.lane = $4 AND a.status = 'running') \
@@ -861,7 +894,12 @@ impl Worker {
         }
         // The heartbeat keeps the claim while Graph is slow (a Retry-After may pause a tenant
         // for longer than the lease); it stops when this run is left, however that happens.
-        let _heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat(run.id, run.attempt)));
+        // In the run's span, so that its warnings name the run, its tenant and its operation.
+        let _heartbeat = AbortOnDrop(tokio::spawn(
+            self.clone()
+                .heartbeat(run.id, run.attempt)
+                .in_current_span(),
+        ));
         let creds = match (self.credentials)(run.tenant_id).await {
             Ok(creds) => creds,
             // Not the tenant's fault: the run goes back to the queue, a failed attempt.
@@ -1354,7 +1392,9 @@ impl Worker {
     }
 
     /// Adds `counts` to the run's counters and renews the lease, in `tx`; `false` when this
-    /// worker no longer holds the lease (the caller then rolls back).
+    /// worker no longer holds the lease (the caller then rolls back). Counts of a batch of
+    /// outcomes are progress: the run's count of failed claims ([`WORK_ATTEMPTS`]) starts again,
+    /// since the claims that failed before it were not in a row with the next failure.
     async fn hold_lease(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -1363,11 +1403,14 @@ impl Worker {
         counts: Counts,
         recording: bool,
     ) -> Result<bool, sqlx::Error> {
+        let progress = counts.succeeded + counts.failed + counts.skipped > 0;
         // A cancelled run still takes the outcomes of the captures that were in flight, from the
         // claim that was working on it; nothing else (no new item, no end) is written to it.
         let held = sqlx::query(
             "UPDATE runs SET succeeded = succeeded + $1, failed = failed + $2, skipped = skipped + $3, \
-             processed_items = processed_items + $4, lease_expires_at = CASE WHEN status = 'running' THEN $5 END \
+             processed_items = processed_items + $4, lease_expires_at = CASE WHEN status = 'running' THEN $5 END, \
+             work_errors = CASE WHEN $10 THEN 0 ELSE work_errors END, \
+             last_work_error = CASE WHEN $10 THEN NULL ELSE last_work_error END \
              WHERE id = $6 AND lease_owner = $7 AND attempt = $8 \
                AND (status = 'running' OR (status = 'cancelled' AND $9))",
         )
@@ -1380,6 +1423,7 @@ impl Worker {
         .bind(&self.id)
         .bind(attempt)
         .bind(recording)
+        .bind(progress)
         .execute(&mut **tx)
         .await?
         .rows_affected();
