@@ -307,6 +307,10 @@ fn named_shapes() -> impl Strategy<Value = (&'static str, bool)> {
         ("{n}: \"{v}\"", true),
         ("\"{n}\": [\"{v}\"]", true),
         ("{n}=\"{v}\"", true),
+        // An encoded space (`%20`, or `+` in a form body) after an encoded separator.
+        ("{n}%3A%20{v}", false),
+        ("%22{n}%22%3A%20%22{v}%22", false),
+        ("%22{n}%22%3A+%22{v}%22", false),
     ])
 }
 
@@ -467,6 +471,8 @@ proptest! {
             "{h}={s} {c}",
             "\"{h}\": \"{s} {c}\"",
             "\"{h}\":\"{s} {c}\"",
+            "{h}={s}%20{c}",
+            "{h}%3A%20{s}%20{c}",
         ]),
     ) {
         let embedded = shape.replace("{h}", header).replace("{s}", &scheme).replace("{c}", &credential);
@@ -478,10 +484,23 @@ proptest! {
     #[test]
     fn bare_scheme_credentials_never_survive(
         before in spaced_noise(), after in spaced_noise(),
-        scheme in prop::sample::select(vec!["Bearer", "bearer", "Basic", "basic", "Negotiate", "NTLM", "PoP", "SharedKey"]),
+        scheme in prop::sample::select(vec![
+            "Bearer", "bearer", "Basic", "basic", "Negotiate", "NTLM", "PoP", "SharedKey", "SharedKeyLite",
+        ]),
         credential in secret_of(BASE64),
+        account in "[a-z0-9]{3,24}",
+        shape in prop::sample::select(vec![
+            "sent {s} {c}", "sent {s}%20{c}", "sent {s}+{c}", "sent {s} {a}:{c}",
+        ]),
     ) {
-        let text = format!("{before} sent {scheme} {credential} {after}");
+        // Only Shared Key puts the storage account before its signature (`SharedKey acct:sig`).
+        let shape = if shape.contains("{a}") && !scheme.starts_with("SharedKey") {
+            "sent {s} {c}"
+        } else {
+            shape
+        };
+        let embedded = shape.replace("{s}", scheme).replace("{a}", &account).replace("{c}", &credential);
+        let text = format!("{before} {embedded} {after}");
         let out = sanitize(&text);
         assert_no_piece(&credential, &text, &out)?;
     }
@@ -498,6 +517,25 @@ proptest! {
         let text = format!("{before} {embedded} {after}");
         let out = sanitize(&text);
         assert_no_piece(&token, &text, &out)?;
+    }
+
+    #[test]
+    fn values_in_escaped_json_never_survive(
+        before in spaced_noise(), after in spaced_noise(),
+        name in secret_name(),
+        // Quotes and backslashes inside the value, escaped once more at every level.
+        secret in secret_of(" !#-&(-\\[\\]-~\"\\\\"),
+        levels in 1usize..=3,
+    ) {
+        let json_string = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+        let mut body = format!("{{{}:{},\"x\":1}}", json_string(&name), json_string(&secret));
+        // A body logged with `{:?}` (once, or again inside another `{:?}`).
+        for _ in 1..levels {
+            body = format!("{body:?}");
+        }
+        let text = format!("{before} body={body} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&secret, &text, &out)?;
     }
 
     #[test]
@@ -588,6 +626,12 @@ proptest! {
                 Just("%3D".to_owned()),
                 Just("%22".to_owned()),
                 Just("\\\"".to_owned()),
+                Just("\\\\\\\"".to_owned()),
+                Just("%20".to_owned()),
+                Just("+".to_owned()),
+                Just("password%3A".to_owned()),
+                Just("Bearer%20".to_owned()),
+                Just("SharedKey a:".to_owned()),
                 Just("<password>".to_owned()),
                 Just("[REDACTED]".to_owned()),
                 Just("…".to_owned()),
@@ -710,4 +754,45 @@ fn pathological_inputs_stay_fast() {
     let elapsed = started.elapsed();
     // About 20 ms in a debug build; a quadratic scanner takes seconds.
     assert!(elapsed < std::time::Duration::from_secs(1), "{elapsed:?}");
+}
+
+/// Examples found in review: encoded spaces and separators, encoded schemes, Shared Key's
+/// `account:signature` and an escaped quote inside doubly-escaped JSON.
+#[test]
+fn encoded_and_escaped_secrets_are_redacted() {
+    let cases = [
+        (
+            "client_secret%3A%20hunter2xx",
+            "client_secret%3A%20[REDACTED]",
+        ),
+        (
+            "%7B%22password%22%3A%20%22hunter2xx%22%7D",
+            "%7B%22password%22%3A%20%22[REDACTED]%22%7D",
+        ),
+        (
+            "%22password%22%3A+%22hunter2xx%22",
+            "%22password%22%3A+%22[REDACTED]%22",
+        ),
+        (
+            "authorization=Basic%20dXNlcjpodW50ZXIy&x=1",
+            "authorization=[REDACTED]&x=1",
+        ),
+        (
+            "Authorization%3A%20Bearer%20abcdef123456",
+            "Authorization%3A%20[REDACTED]",
+        ),
+        (
+            "sent SharedKey myaccount:YWJj/ZGVm+Z2hpamtsbW5vcA==",
+            "sent SharedKey myaccount:[REDACTED]",
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(sanitize(input), expected, "{input}");
+    }
+    let out = sanitize("GET /cb?access_token=Bearer%20abcdef123456");
+    assert!(!out.contains("abcdef123456"), "{out}");
+    let text = format!("body={:?}", r#"{"password":"pa\"ss-tail-secret-99"}"#);
+    let out = sanitize(&text);
+    assert!(!out.contains("tail-secret"), "{out}");
+    assert!(out.starts_with("body=\"{\\\"password\\\":\\\""), "{out}");
 }

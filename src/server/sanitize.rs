@@ -25,7 +25,8 @@
 //!    non-null `"secretReferenceValueId"` (Intune OMA settings), the `value` is redacted.
 //! 5. **Authorization**: the scheme and the credential after an `Authorization` name (`Bearer`,
 //!    `Basic`, `SharedKey`, any scheme); a bare `Bearer <token>` anywhere; a bare `Basic`,
-//!    `Negotiate`, `NTLM`, `PoP` or `SharedKey` followed by something credential-shaped.
+//!    `Negotiate`, `NTLM`, `PoP` or `SharedKey` followed by something credential-shaped (for
+//!    `SharedKey account:signature`, the signature). In a URL the space may be `%20` or `+`.
 //! 6. **Tokens and keys anywhere**: JWT-shaped words (`eyJ…` with a dot), PEM blocks
 //!    (`-----BEGIN …-----` to `-----END …-----`, or to the end when the end is missing), and
 //!    words of at least [`OPAQUE_MIN_CHARS`] characters mixing letters and digits (GUID-built
@@ -391,11 +392,15 @@ impl Quote {
         }
     }
 
+    /// Whether this quote is at `at`. An escaped quote is exactly its own backslashes and the
+    /// `"`: in `\\\"` the last `\"` is not a `\"`.
     fn is_at(self, s: &[char], at: usize) -> bool {
         match self {
             Quote::Plain(q) => s.get(at) == Some(&q),
             Quote::Escaped(n) => {
-                (at..at + n).all(|i| s.get(i) == Some(&'\\')) && s.get(at + n) == Some(&'"')
+                (at == 0 || s[at - 1] != '\\')
+                    && (at..at + n).all(|i| s.get(i) == Some(&'\\'))
+                    && s.get(at + n) == Some(&'"')
             }
             Quote::Encoded => starts_with_ci(s, at, "%22"),
         }
@@ -406,7 +411,18 @@ impl Quote {
     fn content_end(self, s: &[char], from: usize) -> (usize, bool) {
         let mut j = from;
         while j < s.len() {
-            if self.is_at(s, j) {
+            if let Quote::Escaped(n) = self {
+                // Read a run of backslashes before a `"` as a whole: it is the closing quote, or
+                // a quote (or a backslash and a quote) inside the escaped string.
+                if s[j] == '\\' {
+                    let run = run_end(s, j, |c| c == '\\');
+                    if s.get(run) == Some(&'"') && escaped_quote_closes(n, run - j) {
+                        return (run - n, true);
+                    }
+                    j = run;
+                    continue;
+                }
+            } else if self.is_at(s, j) {
                 return (j, true);
             }
             j += if matches!(self, Quote::Plain(_)) && s[j] == '\\' {
@@ -417,6 +433,27 @@ impl Quote {
         }
         (s.len(), false)
     }
+}
+
+/// Whether `run` backslashes and a `"` close a string opened by `n` backslashes and a `"`. With
+/// `n = 2^levels - 1` (`\"`, `\\\"`, …: JSON escaped again `levels` times), unescaping the run
+/// `levels` times must leave each time an escaped quote and at last an even run: a bare `"` after
+/// escaped backslashes (`\\\\\"` closes `\"` after a value ending in a backslash). A run that
+/// unescapes to an escaped `"` is a quote inside the value.
+fn escaped_quote_closes(n: usize, mut run: usize) -> bool {
+    if run == n {
+        return true;
+    }
+    if run < n || !(n + 1).is_power_of_two() {
+        return false;
+    }
+    for _ in 0..(n + 1).trailing_zeros() {
+        if run % 2 == 0 {
+            return false;
+        }
+        run = (run - 1) / 2;
+    }
+    run % 2 == 0
 }
 
 /// The name ending just before the separator at `sep`: `(start, end)` of the name itself.
@@ -677,7 +714,7 @@ impl<'a> Spans<'a> {
             self.add_to_end(k, end);
             return;
         }
-        let k = run_end(s, k, |c| c == ' ');
+        let k = whitespace_end(s, k);
         if k >= s.len() {
             return;
         }
@@ -713,11 +750,13 @@ impl<'a> Spans<'a> {
             && s[k..end]
                 .iter()
                 .all(|&c| c.is_ascii_alphanumeric() || c == '-')
-            && s.get(end) == Some(&' ')
         {
-            let credential_end = unquoted_value_end(s, end + 1);
-            if credential_end > end + 1 && !is_marker(&s[end + 1..credential_end]) {
-                end = credential_end;
+            if let Some(space) = space_len(s, end) {
+                let credential = end + space;
+                let credential_end = unquoted_value_end(s, credential);
+                if credential_end > credential && !is_marker(&s[credential..credential_end]) {
+                    end = credential_end;
+                }
             }
         }
         self.add_to_end(k, end);
@@ -829,9 +868,10 @@ impl<'a> Spans<'a> {
                 let word_end = run_end(s, i, is_token_char);
                 if is_opaque(&s[i..word_end]) {
                     self.add(i, word_end);
-                } else {
-                    self.word_followers(i, word_end);
                 }
+                // Also when opaque: `Basic+<credential>` is one word, and its credential may
+                // run on past it (`/`).
+                self.word_followers(i, word_end);
             }
             i += 1;
         }
@@ -841,20 +881,35 @@ impl<'a> Spans<'a> {
     /// after a secret name.
     fn word_followers(&mut self, start: usize, end: usize) {
         let s = self.s;
-        let word = &s[start..end];
-        let next_start = end + 1;
-        let next_end = if s.get(end) == Some(&' ') {
-            unquoted_value_end(s, next_start)
-        } else {
-            next_start
+        // The scheme and its credential: `Bearer abc`, `Bearer%20abc` or a form's `Bearer+abc`
+        // (one word, `+` being a token character).
+        let is_scheme = |w: &[char]| eq_ci(w, "bearer") || BARE_SCHEMES.iter().any(|b| eq_ci(w, b));
+        let plus = (start..end)
+            .find(|&j| s[j] == '+')
+            .filter(|&plus| is_scheme(&s[start..plus]));
+        let scheme_and_credential = match (plus, space_len(s, end)) {
+            (Some(plus), _) => Some((plus, plus + 1)),
+            (None, Some(space)) => Some((end, end + space)),
+            (None, None) => None,
         };
-        if next_end > next_start {
-            let credential = &s[next_start..next_end];
-            if eq_ci(word, "bearer")
-                || (BARE_SCHEMES.iter().any(|b| eq_ci(word, b))
-                    && looks_like_credential(credential))
+        if let Some((scheme_end, next_start)) = scheme_and_credential {
+            let scheme = &s[start..scheme_end];
+            let next_end = unquoted_value_end(s, next_start);
+            let mut credential_start = next_start;
+            // `SharedKey account:signature`: the account stays readable.
+            if eq_ci(scheme, "sharedkey") || eq_ci(scheme, "sharedkeylite") {
+                let account_end = run_end(s, next_start, is_name_char);
+                if account_end > next_start && s.get(account_end) == Some(&':') {
+                    credential_start = account_end + 1;
+                }
+            }
+            let credential = &s[credential_start..next_end];
+            if next_end > next_start
+                && (eq_ci(scheme, "bearer")
+                    || (BARE_SCHEMES.iter().any(|b| eq_ci(scheme, b))
+                        && looks_like_credential(credential)))
             {
-                self.add(next_start, next_end);
+                self.add(credential_start, next_end);
                 return;
             }
         }
@@ -976,6 +1031,35 @@ impl<'a> Spans<'a> {
                 _ => {}
             }
             k += 1;
+        }
+    }
+}
+
+/// The length of the space at `k` between a scheme and its credential: ` `, or `%20` in a URL.
+fn space_len(s: &[char], k: usize) -> Option<usize> {
+    if s.get(k) == Some(&' ') {
+        Some(1)
+    } else if starts_with_ci(s, k, "%20") {
+        Some(3)
+    } else {
+        None
+    }
+}
+
+/// The end of the spaces at `k` before a value: plain, URL-encoded (`%20`, `%09`, `%0A`, `%0D`)
+/// or a form body's `+`.
+fn whitespace_end(s: &[char], mut k: usize) -> usize {
+    loop {
+        match s.get(k) {
+            Some(' ' | '+') => k += 1,
+            Some('%')
+                if ["%20", "%09", "%0A", "%0D"]
+                    .iter()
+                    .any(|e| starts_with_ci(s, k, e)) =>
+            {
+                k += 3
+            }
+            _ => return k,
         }
     }
 }
