@@ -410,6 +410,11 @@ impl Worker {
         self.runs_at_once
     }
 
+    /// The identity this worker's leases are held under (`lease_owner`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Claims one run (bulk first, then interactive) and works on it to its end. An error of
     /// the work is counted on the run ([`Self::work_failed`]) and returned.
     pub async fn try_execute_task(&self) -> Result<Outcome, sqlx::Error> {
