@@ -16,6 +16,9 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use tenantatlas::domain::invitation::PASSWORD_MAX_CHARS;
+use tenantatlas::server::auth::password::Checker;
+use tenantatlas::server::http::REQUEST_BODY_LIMIT;
 use tenantatlas::server::panics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,7 +30,17 @@ both_backends!(TestApp:
     static_answers_vary_and_private_ones_are_not_stored,
     arguments_whose_error_is_huge_are_a_short_400,
     a_wrong_method_is_405_with_a_reason,
+    a_declared_huge_body_is_413_before_it_is_sent,
+    a_chunked_body_past_the_limit_is_413_and_never_reaches_sign_in,
+    the_largest_id_list_a_page_sends_is_not_too_large,
 );
+
+/// Sign-in on a server whose password checker has no core: a password that reaches argon2 is
+/// answered busy.
+mod no_free_core {
+    use super::*;
+    both_backends!(local NoFreeCore: an_over_long_password_is_wrong_before_any_hash);
+}
 
 /// The seed of every generated case.
 const SEED: &[u8; 32] = b"tenantatlas: garbage in, 4xx out";
@@ -941,4 +954,224 @@ async fn a_wrong_method_is_405_with_a_reason(app: TestApp) {
         }
     }
     assert_eq!(panics::count(), 0, "no request made the server panic");
+}
+
+/// Posts to a server function over a raw socket, from our own origin, as a client outside a
+/// browser can: `headers` after the request line, then the `body` parts, written from a task of
+/// their own while the answer is read (the server may answer before the body is all sent, and
+/// close: errors while writing are ignored). The sending side stays open until the answer has
+/// come. The answer's status and body.
+async fn raw_post(
+    app: &TestApp,
+    path: &str,
+    headers: &str,
+    body: Vec<Vec<u8>>,
+) -> Result<(u16, String), String> {
+    let stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .map_err(|error| error.to_string())?;
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nOrigin: {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n{headers}\r\n",
+        app.addr,
+        app.origin()
+    );
+    let sender = tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        for part in body {
+            writer.write_all(&part).await?;
+        }
+        writer.flush().await?;
+        // Kept open until the answer is read: a client that stops sending without closing,
+        // not one whose end of the body the server would see.
+        Ok::<_, std::io::Error>(writer)
+    });
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .and_then(|value| value.trim().parse::<usize>().ok());
+                if length.is_some_and(|length| answer.len() >= end + 4 + length) {
+                    return Ok(end);
+                }
+            }
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) if answer.windows(4).any(|w| w == b"\r\n\r\n") => {
+                    let end = answer.windows(4).position(|w| w == b"\r\n\r\n");
+                    return Ok(end.unwrap_or_default());
+                }
+                Ok(0) => return Err("the connection closed without an answer".to_owned()),
+                Ok(read) => answer.extend_from_slice(&buffer[..read]),
+                Err(error) => return Err(format!("connection broken: {error}")),
+            }
+        }
+    };
+    // A guard against a server that waits for the rest of the body, not a timing assertion.
+    let end = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .map_err(|_| "no answer within 10 s".to_owned())??;
+    sender.abort();
+    drop(sender);
+    let status = String::from_utf8_lossy(&answer[..end])
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("no status line: {:?}", String::from_utf8_lossy(&answer)))?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&answer[end + 4..]).into_owned(),
+    ))
+}
+
+/// The start of a sign-in form whose password follows (a known account's e-mail, so a body
+/// that reached the function would be a failed sign-in, audited).
+fn sign_in_form_start() -> Vec<u8> {
+    format!("email={}&password=", OPERATOR.replace('@', "%40")).into_bytes()
+}
+
+async fn failed_sign_ins(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'auth.sign_in_failed'")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// An anonymous client that declares a huge body (64 MiB) and sends 1 KB of it is answered 413
+/// at once, from the headers: the server neither waits for nor collects the rest.
+async fn a_declared_huge_body_is_413_before_it_is_sent(app: TestApp) {
+    let mut body = sign_in_form_start();
+    body.resize(1024, b'x');
+    let (status, text) = raw_post(&app, SIGN_IN, "Content-Length: 67108864\r\n", vec![body])
+        .await
+        .unwrap();
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("too large"), "{text}");
+    assert_eq!(failed_sign_ins(&app).await, 0);
+    assert_eq!(panics::count(), 0);
+}
+
+/// A chunked body, which declares no length, is cut at the limit: 4 MiB to sign-in is a 413
+/// with a reason, and never reaches the function (no failed sign-in is audited).
+async fn a_chunked_body_past_the_limit_is_413_and_never_reaches_sign_in(app: TestApp) {
+    let chunk = |data: &[u8]| {
+        let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+        framed.extend_from_slice(data);
+        framed.extend_from_slice(b"\r\n");
+        framed
+    };
+    let mut body = vec![chunk(&sign_in_form_start())];
+    let block = vec![b'x'; 64 * 1024];
+    body.extend((0..64).map(|_| chunk(&block)));
+    body.push(b"0\r\n\r\n".to_vec());
+    let (status, text) = raw_post(&app, SIGN_IN, "Transfer-Encoding: chunked\r\n", body)
+        .await
+        .unwrap();
+    assert_eq!(status, 413, "{text}");
+    let error: tenantatlas::domain::AppError =
+        serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}: {text:?}"));
+    assert!(error.to_string().contains("too large"), "{text}");
+    assert_eq!(failed_sign_ins(&app).await, 0, "the function never ran");
+    assert_eq!(panics::count(), 0);
+}
+
+/// The largest request a page sends still gets through: "Add selected" with 10,000 policies
+/// (the most one run takes), and the same number of the widest ids a list can hold, which the
+/// function itself refuses (422: not this tenant's), not the limit.
+async fn the_largest_id_list_a_page_sends_is_not_too_large(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = common::backup_set(&app, &cookie, CONTOSO, "Everything").await;
+    let tenant = common::tenant_id(&app.db, CONTOSO).await;
+    // In batches: 10,000 single inserts would be the slowest part of the test.
+    for batch in 0..20 {
+        let rows: Vec<String> = (0..500)
+            .map(|i| {
+                let n = batch * 500 + i;
+                format!("({tenant}, 'bulk-{n}', 'compliance', 'Bulk policy {n}', 'android', 0)")
+            })
+            .collect();
+        sqlx::query(&format!(
+            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, \
+             synced_at) VALUES {}",
+            rows.join(", ")
+        ))
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    }
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM policies WHERE graph_id LIKE 'bulk-%' ORDER BY id")
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(ids.len(), 10_000);
+    let run = app
+        .add_policies(&cookie, CONTOSO, set, &ids, &[])
+        .await
+        .expect("10,000 policies are one run");
+    assert!(run.run_id > 0);
+
+    let widest: Vec<i64> = (0..10_000).map(|i| i64::MIN + i).collect();
+    // Each id 20 characters and a `%2C` after it: about 230 KB, the bound the limit is set by.
+    let encoded: usize = widest.iter().map(|id| id.to_string().len() + 3).sum();
+    assert!(encoded > 200_000 && encoded < REQUEST_BODY_LIMIT);
+    let refused = app
+        .add_policies(&cookie, CONTOSO, set, &widest, &[])
+        .await
+        .expect_err("ids of no policy are refused");
+    assert_eq!(refused.status, 422, "{}", refused.body);
+}
+
+/// Starts an app whose password checker has no core.
+struct NoFreeCore;
+
+impl NoFreeCore {
+    async fn start(backend: common::Backend) -> TestApp {
+        TestApp::spawn_with(
+            backend,
+            common::Options {
+                checker: Some(Checker::new(0, Duration::from_millis(20))),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+}
+
+/// A password longer than any account's is a wrong password before argon2 reads it: the same
+/// 401 for a known and an unknown e-mail, although no core is free to check one (a password of
+/// allowed length is answered busy).
+async fn an_over_long_password_is_wrong_before_any_hash(app: TestApp) {
+    let over = "p".repeat(PASSWORD_MAX_CHARS + 1);
+    let mut answers = Vec::new();
+    for email in [OPERATOR, "nobody@contoso.example"] {
+        let response = app
+            .call("auth/sign-in", &[("email", email), ("password", &over)])
+            .await;
+        let status = response.status();
+        answers.push((status, response.text().await.unwrap()));
+    }
+    assert_eq!(answers[0].0, 401, "{}", answers[0].1);
+    assert_eq!(
+        answers[0], answers[1],
+        "known and unknown e-mails look the same"
+    );
+    let checked = app
+        .call(
+            "auth/sign-in",
+            &[
+                ("email", OPERATOR),
+                ("password", &"p".repeat(PASSWORD_MAX_CHARS)),
+            ],
+        )
+        .await;
+    assert_eq!(
+        checked.status(),
+        503,
+        "a password of allowed length is checked"
+    );
 }

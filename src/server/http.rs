@@ -5,10 +5,12 @@ use std::any::Any;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::{
-    body::Body,
+    body::{Body, HttpBody},
     extract::{Request, State},
     http::{header, HeaderValue, Method, StatusCode, Uri},
     middleware::{self, Next},
@@ -16,6 +18,7 @@ use axum::{
     routing::get,
     Json, Router,
 };
+use futures::StreamExt;
 use leptos::prelude::LeptosOptions;
 use leptos::server_fn::axum::server_fn_paths;
 use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
@@ -24,6 +27,7 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
 use tracing::Instrument;
 
 use super::auth::{guard, session};
@@ -97,7 +101,97 @@ pub fn router(state: AppState) -> Router {
         // whole site root, ever sees a path to a hidden file.
         .layer(middleware::from_fn(static_files::hidden_files_are_404))
         .layer(middleware::from_fn(backslash_paths_are_404));
-    with_panic_net(app)
+    with_panic_net(with_body_limit(app))
+}
+
+/// The most bytes a request body may have: [`with_body_limit`].
+///
+/// The largest request a page sends is an id list: "Add selected" in the picker and a restore's
+/// choice post at most 10,000 policy ids (`MAX_SELECTION`, `MAX_RESTORE_ITEMS`) as one form
+/// field. An id is at most 20 characters (`i64::MIN`) and the comma after it is `%2C` in the
+/// form encoding, so 10,000 × 23 bytes ≈ 230 KB; every other field is bounded in characters
+/// (a backup set's description: 2,000 characters, at most 12 bytes each once percent-encoded,
+/// 24 KB). 2 MiB is about eight times the largest legitimate request.
+pub const REQUEST_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Every route's request body is capped at [`REQUEST_BODY_LIMIT`] before anything reads it:
+/// server functions collect their whole body into memory before the function (and its sign-in
+/// check) runs, so without the cap an anonymous client could make the server hold gigabytes.
+/// A declared `Content-Length` above the cap is answered 413 before the body is read; a body
+/// that grows past it (chunked, or longer than declared) is cut there and answered 413 too,
+/// with the same reason.
+fn with_body_limit(app: Router) -> Router {
+    app.layer(middleware::from_fn(bodies_cut_at_the_limit_are_413))
+        .layer(RequestBodyLimitLayer::new(REQUEST_BODY_LIMIT))
+        .layer(middleware::from_fn(declared_too_large_is_413))
+}
+
+/// A request that declares a body above [`REQUEST_BODY_LIMIT`]: 413 at once, nothing read.
+/// ([`RequestBodyLimitLayer`] would answer it too, with a bare "length limit exceeded"; this
+/// gives it the same answer as a body cut while it streams.)
+async fn declared_too_large_is_413(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > REQUEST_BODY_LIMIT as u64) {
+        return too_large(request.uri());
+    }
+    next.run(request).await
+}
+
+/// A body that [`RequestBodyLimitLayer`] cut at the limit: whatever the handler made of the
+/// error (server_fn a 500 "error deserializing…"), the answer is a 413 that says why.
+async fn bodies_cut_at_the_limit_are_413(request: Request, next: Next) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let cut = Arc::new(AtomicBool::new(false));
+    let seen = cut.clone();
+    let uri = request.uri().clone();
+    let request = request.map(|body| {
+        Body::from_stream(body.into_data_stream().map(move |chunk| {
+            if let Err(error) = &chunk {
+                if is_length_limit(error) {
+                    seen.store(true, Ordering::Relaxed);
+                }
+            }
+            chunk
+        }))
+    });
+    let response = next.run(request).await;
+    if cut.load(Ordering::Relaxed) {
+        return too_large(&uri);
+    }
+    response
+}
+
+/// Whether a body error is the limit's (`http_body_util::LengthLimitError`, which no crate of
+/// ours re-exports to compare types with: its text, anywhere in the error's chain).
+/// `tests/robustness.rs` sends a chunked body past the limit and expects the 413, so an upgrade
+/// that rewords it fails there.
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = source {
+        if error.to_string() == "length limit exceeded" {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// The 413: a server function's JSON error for its callers, a line of text elsewhere.
+fn too_large(uri: &Uri) -> Response {
+    let reason = format!(
+        "The request is too large: its body may have at most {} MiB.",
+        REQUEST_BODY_LIMIT / (1024 * 1024)
+    );
+    if uri.path().starts_with("/api/") {
+        let error = AppError::invalid("", reason);
+        return (StatusCode::PAYLOAD_TOO_LARGE, Json(error)).into_response();
+    }
+    (StatusCode::PAYLOAD_TOO_LARGE, reason).into_response()
 }
 
 /// A path with a backslash, as sent or percent-encoded, is a 404 before anything reads it. The

@@ -11,6 +11,8 @@ use argon2::password_hash::{rand_core::OsRng, SaltString};
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::domain::invitation::PASSWORD_MAX_CHARS;
+
 /// Shortest accepted password for new accounts.
 pub const MIN_CHARS: usize = 12;
 
@@ -42,7 +44,17 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether `password` is longer than any account's can be ([`PASSWORD_MAX_CHARS`], the bound
+/// of a new password). Sign-in refuses such a password as a wrong one, before argon2 reads it:
+/// a request body may hold megabytes of it.
+fn too_long(password: &str) -> bool {
+    password.chars().nth(PASSWORD_MAX_CHARS).is_some()
+}
+
 fn verify_now(password: &str, stored: Option<String>) -> bool {
+    if too_long(password) {
+        return false;
+    }
     let known = stored.is_some();
     let phc = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
     let Ok(parsed) = PasswordHash::new(&phc) else {
@@ -95,8 +107,13 @@ impl Checker {
         Self::new(cores, CHECK_WAIT)
     }
 
-    /// [`verify`] once a core is free; `Busy` when none came free in time.
+    /// [`verify`] once a core is free; `Busy` when none came free in time. A password longer
+    /// than [`PASSWORD_MAX_CHARS`] matches no account: `false` at once, without a core or a
+    /// hash, whether the account exists or not (the same answer as a wrong password).
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, Busy> {
+        if too_long(&password) {
+            return Ok(false);
+        }
         let permit = self.permit().await?;
         // The permit moves into the blocking task: a caller that goes away mid-check does not
         // free the core before the hash is done.
@@ -219,5 +236,26 @@ mod tests {
         );
         assert!(!verify("anything".into(), None).await);
         assert!(!verify("anything".into(), Some("not a phc string".into())).await);
+    }
+
+    /// A password longer than any account's is a wrong one, known account or not, without a
+    /// core (none is free here) or a hash; one of the longest allowed length is still checked.
+    #[tokio::test]
+    async fn an_over_long_password_is_wrong_without_a_hash() {
+        let longest = "p".repeat(PASSWORD_MAX_CHARS);
+        let stored = hash(longest.clone()).await.unwrap();
+        let no_cores = Checker::new(0, Duration::from_millis(20));
+        let over = format!("{longest}p");
+        assert_eq!(
+            no_cores.verify(over.clone(), Some(stored.clone())).await,
+            Ok(false)
+        );
+        assert_eq!(no_cores.verify(over.clone(), None).await, Ok(false));
+        assert!(!verify(over, Some(stored.clone())).await);
+        assert!(no_cores
+            .verify(longest.clone(), Some(stored.clone()))
+            .await
+            .is_err());
+        assert!(verify(longest, Some(stored)).await);
     }
 }
