@@ -41,6 +41,8 @@ struct ModelRun {
     finished: Option<i64>,
     state: State,
     attempt: i64,
+    /// The worker (its id) whose claim holds the run while it is running.
+    owner: Option<String>,
 }
 
 /// The queue as the claim rule sees it, and the database rows it mirrors.
@@ -107,12 +109,25 @@ impl Queue {
             finished: None,
             state: State::Pending,
             attempt: 0,
+            owner: None,
         });
     }
 
-    /// The run the rule says comes next in `lane`.
-    fn expected(&self, lane: Lane) -> Option<i64> {
-        let in_lane = || self.runs.iter().filter(move |r| r.lane == lane);
+    /// The run the rule says comes next in `lane` for worker `me`: only runs of tenants no
+    /// other worker holds a running run of, in either lane (tenant affinity).
+    fn expected(&self, lane: Lane, me: &str) -> Option<i64> {
+        let elsewhere = |tenant: i64| {
+            self.runs.iter().any(|r| {
+                r.tenant == tenant
+                    && r.state == State::Running
+                    && r.owner.as_deref().is_some_and(|owner| owner != me)
+            })
+        };
+        let in_lane = || {
+            self.runs
+                .iter()
+                .filter(move |r| r.lane == lane && !elsewhere(r.tenant))
+        };
         if let Some(released) = in_lane()
             .filter(|r| r.state == State::Released)
             .min_by_key(|r| (r.created, r.id))
@@ -125,7 +140,7 @@ impl Queue {
         };
         self.tenants
             .iter()
-            .filter(|&&tenant| !busy(tenant))
+            .filter(|&&tenant| !busy(tenant) && !elsewhere(tenant))
             .filter_map(|&tenant| {
                 let oldest = in_lane()
                     .filter(|r| r.tenant == tenant && r.state == State::Pending)
@@ -142,7 +157,7 @@ impl Queue {
     }
 
     async fn claim(&mut self, worker: &Worker, lane: Lane, context: &str) {
-        let expected = self.expected(lane);
+        let expected = self.expected(lane, worker.id());
         let claimed = worker
             .claim(lane)
             .await
@@ -162,6 +177,7 @@ impl Queue {
             let run = self.run_mut(id);
             run.state = State::Running;
             run.attempt = attempt;
+            run.owner = Some(worker.id().to_owned());
         }
     }
 
