@@ -173,6 +173,16 @@ async fn set_password_signs_the_account_out_everywhere(app: TestApp) {
     );
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("at least"));
+    // Sign-in refuses a password over 1,000 characters unhashed: the CLI must not set one.
+    let long = "p".repeat(1_001);
+    let too_long = admin(
+        app.database_url(),
+        "set-password",
+        &["--email", OPERATOR],
+        &format!("{long}\n"),
+    );
+    assert!(!too_long.status.success());
+    assert!(String::from_utf8_lossy(&too_long.stderr).contains("at most 1000"));
     assert_eq!(
         sign_in_status(&app, OPERATOR, "a brand new password").await,
         200,

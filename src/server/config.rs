@@ -95,7 +95,8 @@ pub enum Command {
     /// Create the demo tenants and users if they are missing, sync their inventory from an
     /// in-process Graph simulator, then exit.
     SeedDemo,
-    /// Sync the policy inventory from Microsoft Graph and print what changed.
+    /// Sync the policy inventory from Microsoft Graph as an `inventory.sync` run per tenant
+    /// (joining one already queued), wait for each to end and print what changed.
     SyncInventory(SyncInventoryArgs),
     /// Create a local account (or reset its password), optionally granting a role in a tenant.
     /// The password is read from the first line of standard input, never from the command line.

@@ -44,6 +44,7 @@ use inventory::SyncError;
 use state::{AppState, Settings};
 use tenants::keyring::KeyRing;
 
+use crate::domain::invitation::PASSWORD_MAX_CHARS;
 use crate::domain::{AppError, Email, Role, TenantExternalId};
 
 /// Why the binary could not start or finish its command.
@@ -346,10 +347,17 @@ async fn read_password_hash() -> Result<String, StartError> {
     let mut password = String::new();
     std::io::stdin().lock().read_line(&mut password)?;
     let password = password.trim_end_matches(['\r', '\n']).to_owned();
-    if password.chars().count() < auth::password::MIN_CHARS {
+    let chars = password.chars().count();
+    if chars < auth::password::MIN_CHARS {
         return Err(StartError::Invalid(format!(
             "the password (first line of standard input) needs at least {} characters",
             auth::password::MIN_CHARS
+        )));
+    }
+    // Sign-in refuses a longer one before hashing, so such an account could never sign in.
+    if chars > PASSWORD_MAX_CHARS {
+        return Err(StartError::Invalid(format!(
+            "the password (first line of standard input) may have at most {PASSWORD_MAX_CHARS} characters"
         )));
     }
     auth::password::hash(password)

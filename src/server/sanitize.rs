@@ -448,12 +448,12 @@ fn escaped_quote_closes(n: usize, mut run: usize) -> bool {
         return false;
     }
     for _ in 0..(n + 1).trailing_zeros() {
-        if run % 2 == 0 {
+        if run.is_multiple_of(2) {
             return false;
         }
         run = (run - 1) / 2;
     }
-    run % 2 == 0
+    run.is_multiple_of(2)
 }
 
 /// The name ending just before the separator at `sep`: `(start, end)` of the name itself.

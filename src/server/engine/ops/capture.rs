@@ -20,7 +20,7 @@ pub struct CaptureItem {
     pub policy_id: i64,
     pub graph_id: String,
     pub policy_type: String,
-    /// The version compared with: the backup's (drift) or the newest before (capture now).
+    /// The version compared with: the backup's (drift) or the policy's current one (capture now).
     pub base_snapshot_id: Option<i64>,
     pub options: CaptureOptions,
 }
