@@ -1866,13 +1866,16 @@ async fn a_preview_never_adopts_the_create_of_an_execute_still_running(f: Fixtur
         .backup_snapshot_id
         .expect("the backup version");
     let run_id = f.queue_execute(preview).await;
-    // Held by a claim of another worker, alive: no worker of the test takes it.
+    // Held by a live claim of this instance (in another of its tasks): its worker does not take
+    // it again, and the tenant's preview may still be claimed here (a live claim of another
+    // instance would keep the tenant's runs on that instance).
     sqlx::query(
-        "UPDATE runs SET status = 'running', attempt = 1, lease_owner = 'elsewhere', \
+        "UPDATE runs SET status = 'running', attempt = 1, lease_owner = $3, \
          lease_expires_at = $2 WHERE id = $1",
     )
     .bind(run_id)
     .bind(tenantatlas::domain::Timestamp::now().millis() + 3_600_000)
+    .bind(f.worker.id())
     .execute(f.app.db.pool())
     .await
     .unwrap();
