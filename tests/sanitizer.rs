@@ -179,6 +179,20 @@ const USERINFO: &str = "A-Za-z0-9._~!$&()*+,;=%-";
 /// Base64 and base64url.
 const BASE64: &str = "A-Za-z0-9+/=_-";
 
+/// Base64 that surely holds `+` or `/` and ends in `=` padding, as a Shared Key signature does.
+fn padded_base64() -> impl Strategy<Value = String> {
+    prop::string::string_regex("[A-Za-z0-9+/]{4,30}[+/][A-Za-z0-9+/]{4,30}={1,2}")
+        .expect("valid regex")
+}
+
+/// `credential` as a URL or a form body writes it: `+`, `/` and `=` percent-encoded.
+fn percent_encode_base64(credential: &str) -> String {
+    credential
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
 /// Free text around a shape, without the characters that would glue it to the shape's name.
 fn spaced_noise() -> impl Strategy<Value = String> {
     noise()
@@ -487,10 +501,12 @@ proptest! {
         scheme in prop::sample::select(vec![
             "Bearer", "bearer", "Basic", "basic", "Negotiate", "NTLM", "PoP", "SharedKey", "SharedKeyLite",
         ]),
-        credential in secret_of(BASE64),
+        credential in prop_oneof![secret_of(BASE64), padded_base64()],
         account in "[a-z0-9]{3,24}",
         shape in prop::sample::select(vec![
             "sent {s} {c}", "sent {s}%20{c}", "sent {s}+{c}", "sent {s} {a}:{c}",
+            // In a URL or a form body the credential's own `+`, `/` and `=` are encoded too.
+            "sent {s}%20{e}", "sent {s}+{e}", "sent {s}%20{a}%3A{e}",
         ]),
     ) {
         // Only Shared Key puts the storage account before its signature (`SharedKey acct:sig`).
@@ -499,10 +515,16 @@ proptest! {
         } else {
             shape
         };
-        let embedded = shape.replace("{s}", scheme).replace("{a}", &account).replace("{c}", &credential);
+        let encoded = percent_encode_base64(&credential);
+        let embedded = shape
+            .replace("{s}", scheme)
+            .replace("{a}", &account)
+            .replace("{c}", &credential)
+            .replace("{e}", &encoded);
         let text = format!("{before} {embedded} {after}");
         let out = sanitize(&text);
         assert_no_piece(&credential, &text, &out)?;
+        assert_no_piece(&encoded, &text, &out)?;
     }
 
     #[test]
@@ -784,6 +806,23 @@ fn encoded_and_escaped_secrets_are_redacted() {
         (
             "sent SharedKey myaccount:YWJj/ZGVm+Z2hpamtsbW5vcA==",
             "sent SharedKey myaccount:[REDACTED]",
+        ),
+        // The credential's own `=`, `+` and `/` percent-encoded, as in a URL or a form body.
+        (
+            "sent Basic%20dXNlcjpwYXNzd29yZA%3D%3D done",
+            "sent Basic%20[REDACTED] done",
+        ),
+        (
+            "sent Basic+CZfobjVbP6Iz7YldPT%2FXVw%3D%3D done",
+            "sent Basic+[REDACTED] done",
+        ),
+        (
+            "sent SharedKey%20acct:cMd7G%2F9jhQp1Xv3kLz8RtYwN2bVc4sHfAaYEmN8Qw1x%3D done",
+            "sent SharedKey%20acct:[REDACTED] done",
+        ),
+        (
+            "sent SharedKey%20acct%3AcMd7G%2F9jhQp1Xv3kLz8RtYwN2bVc4sHfAaYEmN8Qw1x%3D done",
+            "sent SharedKey%20acct%3A[REDACTED] done",
         ),
     ];
     for (input, expected) in cases {

@@ -896,11 +896,16 @@ impl<'a> Spans<'a> {
             let scheme = &s[start..scheme_end];
             let next_end = unquoted_value_end(s, next_start);
             let mut credential_start = next_start;
-            // `SharedKey account:signature`: the account stays readable.
+            // `SharedKey account:signature` (`account%3Asignature` in a URL): the account stays
+            // readable.
             if eq_ci(scheme, "sharedkey") || eq_ci(scheme, "sharedkeylite") {
                 let account_end = run_end(s, next_start, is_name_char);
-                if account_end > next_start && s.get(account_end) == Some(&':') {
-                    credential_start = account_end + 1;
+                if account_end > next_start {
+                    if s.get(account_end) == Some(&':') {
+                        credential_start = account_end + 1;
+                    } else if starts_with_ci(s, account_end, "%3A") {
+                        credential_start = account_end + 3;
+                    }
                 }
             }
             let credential = &s[credential_start..next_end];
@@ -1130,8 +1135,11 @@ fn is_guid(piece: &[char]) -> bool {
 }
 
 /// A credential after a bare scheme such as `Basic`: base64-like, and not an ordinary word
-/// (`Basic authentication` stays readable).
+/// (`Basic authentication` stays readable). In a URL or a form body base64's own `+`, `/` and
+/// `=` are percent-encoded (`%2B`, `%2F`, `%3D`): they are judged as the characters they stand
+/// for, and stay part of the credential.
 fn looks_like_credential(word: &[char]) -> bool {
+    let word = &decode_base64_escapes(word);
     if is_marker(word)
         || word.len() < 8
         || !word
@@ -1144,6 +1152,29 @@ fn looks_like_credential(word: &[char]) -> bool {
     let inner_upper = word[1..].iter().any(char::is_ascii_uppercase);
     let lower = word.iter().any(char::is_ascii_lowercase);
     symbol_or_digit || (inner_upper && lower)
+}
+
+/// `word` with `%2B`, `%2F` and `%3D` (any case) decoded to `+`, `/` and `=`; other characters,
+/// other escapes included, as they are.
+fn decode_base64_escapes(word: &[char]) -> Vec<char> {
+    let mut out = Vec::with_capacity(word.len());
+    let mut k = 0;
+    while k < word.len() {
+        let decoded = [("%2B", '+'), ("%2F", '/'), ("%3D", '=')]
+            .iter()
+            .find(|(escape, _)| starts_with_ci(word, k, escape));
+        match decoded {
+            Some(&(_, c)) => {
+                out.push(c);
+                k += 3;
+            }
+            None => {
+                out.push(word[k]);
+                k += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The `{` of the JSON object holding the key at `at`, walking back over strings and nested
