@@ -25,6 +25,9 @@ both_backends!(TestApp:
     create_user_withdraws_the_invitations_of_a_member_who_may_no_longer_invite,
     sync_inventory_joins_the_sync_already_queued_for_the_tenant,
     sync_inventory_without_a_server_runs_the_sync_as_an_audited_run,
+    sync_inventory_leaves_other_tenants_queued_runs_alone,
+    sync_inventory_leaves_its_run_to_a_live_instance,
+    sync_inventory_queues_nothing_for_a_secret_it_cannot_load,
 );
 
 fn create_user(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
@@ -620,4 +623,129 @@ async fn sync_inventory_without_a_server_runs_the_sync_as_an_audited_run(app: Te
         runs[1].3.as_deref(),
         Some(format!("0 added, 0 updated, {SIM_POLICIES} unchanged, 0 gone.").as_str())
     );
+}
+
+/// A member's queued sync of another tenant is not the command's: `sync-inventory --tenant
+/// Contoso` with no server up executes only the run it queued, so Fabrikam's (a demo tenant,
+/// whose secret only `serve --demo` has) stays queued for a server, unclaimed, and its member
+/// hears nothing.
+async fn sync_inventory_leaves_other_tenants_queued_runs_alone(app: TestApp) {
+    let sim = contoso_on_a_simulator(&app).await;
+    let admin = app.sign_in(ADMIN).await;
+    let response = app
+        .call_as(&admin, "runs/sync-inventory", &[("tenant", FABRIKAM)])
+        .await;
+    assert_eq!(response.status(), 200);
+    let fabrikam: SubmittedRun = response.json().await.unwrap();
+    let notifications = |app: &TestApp| {
+        let pool = app.db.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM notifications")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let before = notifications(&app).await;
+
+    let (ok, out) = sync_inventory_cli(&app, &sim, &["--tenant", CONTOSO]).await;
+    assert!(ok, "{out}");
+    assert_eq!(sync_runs(&app, CONTOSO).await[0].1, "completed", "{out}");
+    let (status, attempt, owner): (String, i64, Option<String>) =
+        sqlx::query_as("SELECT status, attempt, lease_owner FROM runs WHERE id = $1")
+            .bind(fabrikam.run_id)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), attempt, owner),
+        ("pending", 0, None),
+        "{out}"
+    );
+    assert_eq!(
+        notifications(&app).await,
+        before,
+        "no one was told of a failure"
+    );
+}
+
+/// While another live instance serves the database (here: its instance lock, held by the
+/// test), the command queues its sync and leaves it to that instance rather than claiming it;
+/// once no instance is left, the command executes it itself.
+async fn sync_inventory_leaves_its_run_to_a_live_instance(app: TestApp) {
+    let sim = contoso_on_a_simulator(&app).await;
+    let serving = tenantatlas::server::engine::instance::InstanceLock::acquire(&app.db, "serving")
+        .await
+        .unwrap();
+    let cli = {
+        let app_url = app.database_url().to_owned();
+        let sim = (sim.graph_url.clone(), sim.login_url.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_tenantatlas"))
+                .args(["--database-url", &app_url, "--log", "warn"])
+                .args(["--graph-url", &sim.0, "--login-url", &sim.1])
+                .args(["sync-inventory", "--tenant", CONTOSO])
+                .env("TA_CLI_TEST_SECRET", "sim-secret")
+                .stdin(Stdio::null())
+                .output()
+                .expect("run the binary")
+        })
+    };
+    let queued_by = Instant::now() + Duration::from_secs(30);
+    let run_id = loop {
+        if let Some(run) = sync_runs(&app, CONTOSO).await.first() {
+            break run.0;
+        }
+        assert!(Instant::now() < queued_by, "the command queued no sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Several of the command's looks at the instances.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, attempt): (String, i64) =
+        sqlx::query_as("SELECT status, attempt FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), attempt),
+        ("pending", 0),
+        "the run is the live instance's to claim"
+    );
+
+    drop(serving);
+    let output = cli.await.unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{out}");
+    let (status, owner): (String, Option<String>) =
+        sqlx::query_as("SELECT status, lease_owner FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(status, "completed", "{out}");
+    assert!(owner.is_some_and(|owner| owner.contains("-cli")), "{out}");
+}
+
+/// A tenant whose secret this process cannot load (here: an environment variable it does not
+/// have, which a server may) is reported as failed, and no run is queued for it: the command
+/// does not fail a run that a server could have done.
+async fn sync_inventory_queues_nothing_for_a_secret_it_cannot_load(app: TestApp) {
+    let sim = contoso_on_a_simulator(&app).await;
+    sqlx::query(
+        "UPDATE tenants SET graph_secret_ref = 'env:TA_CLI_TEST_UNSET' WHERE external_id = $1",
+    )
+    .bind(CONTOSO)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let (ok, out) = sync_inventory_cli(&app, &sim, &["--tenant", CONTOSO]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("failed: credentials:"), "{out}");
+    assert!(out.contains("TA_CLI_TEST_UNSET"), "{out}");
+    assert!(sync_runs(&app, CONTOSO).await.is_empty(), "{out}");
 }

@@ -130,11 +130,12 @@ async fn sync_demo_inventory(db: &Db, demo: &seed::DemoGraph) -> Result<(), Star
 
 /// `sync-inventory`: an `inventory.sync` run per tenant, queued through the app's own
 /// deduplication (a sync already queued or running for the tenant, from the app or another
-/// invocation, is joined instead) and audited with no actor; then the command works on the runs
-/// with an engine of its own, as one more instance, until each has ended, and prints one line
-/// per tenant: the run's id and outcome. Whichever instance claims a run first executes it, so
-/// the syncs happen whether or not a server is up. Fails if any tenant that was asked for could
-/// not be synced. Demo tenants are skipped unless named: their secret only exists in demo mode.
+/// invocation, is joined instead) and audited with no actor; then the command waits until each
+/// has ended, and prints one line per tenant: the run's id and outcome. A live serving instance
+/// executes the runs; with none, the command does, with an engine of its own that claims only
+/// these runs ([`work_until_ended`]). Fails if any tenant that was asked for could not be
+/// synced. A tenant whose secret this process cannot load (a demo secret, an environment
+/// variable or a key of its own) gets no run; demo tenants are skipped unless named.
 async fn sync_inventory(
     db: &Db,
     graph_config: GraphConfig,
@@ -169,12 +170,23 @@ async fn sync_inventory(
                 println!("{label}: skipped, a demo tenant (synced by serve --demo and seed-demo)");
                 continue;
             }
-            Err(error @ CredentialsError::DemoOnly) => {
+            // A secret this process cannot have (a demo secret, an environment variable of its
+            // own, its own key ring) may be one a server has: no run is queued or joined for it,
+            // so that the command never fails a run a server could have done.
+            Err(
+                error @ (CredentialsError::DemoOnly
+                | CredentialsError::MissingEnvironment(_)
+                | CredentialsError::Key(_)),
+            ) => {
                 failed += 1;
-                println!("{label}: failed: credentials: {error}");
+                println!(
+                    "{label}: failed: credentials: {}",
+                    sanitize::sanitize(&error.to_string())
+                );
                 continue;
             }
-            // Any other problem is the run's to record: it fails with the reason.
+            // Any other problem is the tenant's, and the run's to record: it fails with the
+            // reason.
             _ => {}
         }
         match runs::start::sync_inventory_unattended(db, target.id).await {
@@ -220,54 +232,50 @@ async fn sync_inventory(
 /// How often `sync-inventory` looks whether its runs have ended.
 const SYNC_WAIT_POLL: Duration = Duration::from_millis(250);
 
-/// Works on inventory syncs as an instance of its own (`<host>-cli`, or `<host>-cli-<pid>`
-/// while another invocation holds that; with the lock `serve` takes) until every run of
-/// `queued` has ended, whoever executed it; prints each run's outcome and returns how many did
-/// not complete. The engine handles only syncs, so the command leaves every other run to the
-/// serving instances; when it stops, a sync it was still on (another tenant's, claimed
-/// meanwhile) is released for another instance at once.
+/// Sees every run of `queued` to its end, whoever executes it; prints each run's outcome and
+/// returns how many did not complete. While any other live instance serves the database (one
+/// holding an instance lock, as `serve` does), the runs are left to it: its credentials are
+/// the app's, and its interactive lane keeps serving the tenant while the sync runs (a tenant's
+/// runs go to the instance already working for it). When none is live, the command starts an
+/// engine of its own and keeps it until its runs have ended: an instance of its own
+/// (`<host>-cli`, or `<host>-cli-<pid>` while another invocation holds that; with the lock
+/// `serve` takes) that executes only `queued`'s runs, and only syncs.
 async fn work_until_ended(
     db: &Db,
     graph: GraphAccess,
     queued: &[(String, crate::domain::SubmittedRun)],
 ) -> Result<usize, StartError> {
-    // One identity per host, so that on SQLite its lock file is one file however often cron
-    // runs the command; an invocation that overlaps a live one takes an identity of its own.
-    let shared = format!("{}-cli", host_name());
-    let instance = match engine::instance::InstanceLock::acquire(db, &shared).await {
-        Err(engine::instance::InstanceError::AlreadyRunning(_)) => {
-            let own = format!("{shared}-{}", std::process::id());
-            engine::instance::InstanceLock::acquire(db, &own).await
-        }
-        acquired => acquired,
-    }
-    .map_err(|error| StartError::Invalid(error.to_string()))?;
     let wake = engine::runner::WakeUp::default();
     // Every serving instance hears of the new runs at once on PostgreSQL (they poll on SQLite).
     wake.run_queued(db).await;
-    let worker = worker_with(db, graph, |client| {
-        engine::operation::Registry::default()
-            .with(engine::ops::inventory_sync::InventorySync::new(client))
-    })
-    .as_instance(&instance);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let runner = tokio::spawn(engine::runner::run(
-        worker,
-        wake,
-        db.clone(),
-        Duration::from_secs(1),
-        stopped,
-    ));
-    let mut failed = 0;
-    let mut outcome = Ok(());
-    for (label, run) in queued {
-        let ended = match wait_for_end(db, run.run_id).await {
-            Ok(ended) => ended,
-            Err(error) => {
-                outcome = Err(error);
-                break;
+    let ids: Vec<i64> = queued.iter().map(|(_, run)| run.run_id).collect();
+    let mut own: Option<OwnEngine> = None;
+    let waited = loop {
+        match ended_runs(db, &ids).await {
+            Ok(Some(ended)) => break Ok(ended),
+            Ok(None) => {}
+            Err(error) => break Err(error),
+        }
+        if own.is_none() {
+            let live = engine::instance::any_live(db)
+                .await
+                .map_err(|error| StartError::Invalid(error.to_string()));
+            match live {
+                Ok(true) => {}
+                Ok(false) => match OwnEngine::start(db, graph.clone(), &wake, &ids).await {
+                    Ok(started) => own = Some(started),
+                    Err(error) => break Err(error),
+                },
+                Err(error) => break Err(error),
             }
-        };
+        }
+        tokio::time::sleep(SYNC_WAIT_POLL).await;
+    };
+    if let Some(own) = own {
+        own.stop().await;
+    }
+    let mut failed = 0;
+    for ((label, run), ended) in queued.iter().zip(waited?) {
         let joined = if run.reused { " (already queued)" } else { "" };
         let status = ended.status.as_str();
         let text = match ended.status {
@@ -289,16 +297,69 @@ async fn work_until_ended(
         };
         println!("{label}: run {}{joined} {status}{text}", run.run_id);
     }
-    let _ = stop.send(true);
-    if tokio::time::timeout(Duration::from_secs(10), runner)
-        .await
-        .is_err()
-    {
-        tracing::warn!("the worker did not stop in time; its lease will expire");
-    }
-    drop(instance);
-    outcome?;
     Ok(failed)
+}
+
+/// The engine `sync-inventory` runs when no other instance is live: its instance lock and its
+/// runner.
+struct OwnEngine {
+    instance: engine::instance::InstanceLock,
+    stop: tokio::sync::watch::Sender<bool>,
+    runner: tokio::task::JoinHandle<()>,
+}
+
+impl OwnEngine {
+    /// Takes the command's instance lock and starts a runner that claims only the runs `ids`.
+    async fn start(
+        db: &Db,
+        graph: GraphAccess,
+        wake: &engine::runner::WakeUp,
+        ids: &[i64],
+    ) -> Result<Self, StartError> {
+        // One identity per host, so that on SQLite its lock file is one file however often cron
+        // runs the command; an invocation that overlaps a live one takes an identity of its own.
+        let shared = format!("{}-cli", host_name());
+        let instance = match engine::instance::InstanceLock::acquire(db, &shared).await {
+            Err(engine::instance::InstanceError::AlreadyRunning(_)) => {
+                let own = format!("{shared}-{}", std::process::id());
+                engine::instance::InstanceLock::acquire(db, &own).await
+            }
+            acquired => acquired,
+        }
+        .map_err(|error| StartError::Invalid(error.to_string()))?;
+        let worker = worker_with(db, graph, |client| {
+            engine::operation::Registry::default()
+                .with(engine::ops::inventory_sync::InventorySync::new(client))
+        })
+        .as_instance(&instance)
+        .with_only_runs(ids);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let runner = tokio::spawn(engine::runner::run(
+            worker,
+            wake.clone(),
+            db.clone(),
+            Duration::from_secs(1),
+            stopped,
+        ));
+        Ok(Self {
+            instance,
+            stop,
+            runner,
+        })
+    }
+
+    /// Stops the runner (a run it was still on is released for another instance at once) and
+    /// lets the instance lock go.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(10), self.runner)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the worker did not stop in time; its lease will expire");
+        }
+        drop(self.instance);
+    }
 }
 
 /// How a run ended, as `sync-inventory` reports it.
@@ -310,20 +371,23 @@ struct EndedRun {
     failure_message: Option<String>,
 }
 
-/// Waits until run `run_id` is no longer queued or running.
-async fn wait_for_end(db: &Db, run_id: i64) -> Result<EndedRun, StartError> {
-    loop {
-        let ended: EndedRun = sqlx::query_as(
+/// How each of the runs `ids` ended, in their order; `None` while any is still queued or
+/// running.
+async fn ended_runs(db: &Db, ids: &[i64]) -> Result<Option<Vec<EndedRun>>, StartError> {
+    let mut ended = Vec::with_capacity(ids.len());
+    for id in ids {
+        let run: EndedRun = sqlx::query_as(
             "SELECT status, summary, reason_code, failure_message FROM runs WHERE id = $1",
         )
-        .bind(run_id)
+        .bind(id)
         .fetch_one(db.pool())
         .await?;
-        if !ended.status.is_active() {
-            return Ok(ended);
+        if run.status.is_active() {
+            return Ok(None);
         }
-        tokio::time::sleep(SYNC_WAIT_POLL).await;
+        ended.push(run);
     }
+    Ok(Some(ended))
 }
 
 /// This machine's name, as instance identities start.

@@ -129,6 +129,52 @@ impl InstanceLock {
     }
 }
 
+/// Whether any live process holds an instance lock on this database, whatever its identity
+/// (this process's own locks included). PostgreSQL: an advisory lock of [`LOCK_SPACE`] granted
+/// to any session in this database. SQLite: a lock file of the database's that cannot be locked
+/// now; each is locked for a moment and let go. An in-memory SQLite database has no other
+/// process: false.
+pub async fn any_live(db: &Db) -> Result<bool, InstanceError> {
+    match db.native() {
+        NativePool::Postgres(pool) => Ok(sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+               AND l.objsubid = 2 AND l.classid = {LOCK_SPACE} \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+        ))
+        .fetch_one(pool)
+        .await?),
+        NativePool::Sqlite(_) => {
+            let Some(file) = db.sqlite_file() else {
+                return Ok(false);
+            };
+            let (Some(folder), Some(name)) = (file.parent(), file.file_name()) else {
+                return Ok(false);
+            };
+            let prefix = format!("{}.instance-", name.to_string_lossy());
+            let io = |error| InstanceError::File {
+                path: folder.to_owned(),
+                error,
+            };
+            for entry in std::fs::read_dir(folder).map_err(io)? {
+                let entry = entry.map_err(io)?;
+                let entry_name = entry.file_name();
+                let entry_name = entry_name.to_string_lossy();
+                if !entry_name.starts_with(&prefix) || !entry_name.ends_with(".lock") {
+                    continue;
+                }
+                // Gone since it was listed, or not ours to open: not a live instance's.
+                let Ok(lock) = std::fs::File::open(entry.path()) else {
+                    continue;
+                };
+                if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+    }
+}
+
 /// Takes the advisory lock of identity `id` on a connection of its own; `None` when another
 /// session holds it.
 async fn try_lock(

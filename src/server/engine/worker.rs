@@ -239,6 +239,9 @@ pub struct Worker {
     lock_held: Option<Arc<AtomicBool>>,
     /// The runs this worker (and its clones) executes now: never claimed again by it.
     executing: Arc<std::sync::Mutex<HashSet<i64>>>,
+    /// Only these runs are claimed (`with_only_runs`), written into the claim's SQL as
+    /// integers; `None`: any run of a handled operation.
+    only_runs: Option<Arc<str>>,
 }
 
 /// A claimed run as stored: its operation, and its input not yet read by the handler.
@@ -355,6 +358,32 @@ impl Worker {
             backoff: WORK_BACKOFF,
             lock_held: None,
             executing: Arc::default(),
+            only_runs: None,
+        }
+    }
+
+    /// Claims only the runs `ids` (none when it is empty): `sync-inventory` works on the runs it
+    /// queued or joined, and leaves every other run to the serving instances.
+    pub fn with_only_runs(mut self, ids: &[i64]) -> Self {
+        // Integers of the program's own, not input: written into the SQL as they are.
+        let list = ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.only_runs = Some(if list.is_empty() {
+            "NULL".into()
+        } else {
+            list.into()
+        });
+        self
+    }
+
+    /// The condition that the run `id` (a column) is one this worker may claim.
+    fn run_allowed(&self, id: &str) -> String {
+        match &self.only_runs {
+            Some(list) => format!("{id} IN ({list})"),
+            None => "TRUE".to_owned(),
         }
     }
 
@@ -748,6 +777,7 @@ impl Worker {
         let o_lease_over = self.lease_over("o.", "$2");
         let o_here = self.tenant_not_elsewhere("o.tenant_id", "$3", "$2");
         let q_here = self.tenant_not_elsewhere("q.tenant_id", "$3", "$2");
+        let allowed = self.run_allowed("r.id");
         let sql = format!(
             "SELECT r.id FROM runs r JOIN ( \
                  SELECT o.id, 0 AS late, 0 AS waited FROM runs o \
@@ -765,6 +795,7 @@ impl Worker {
                          AND p.operation_type IN ({handled}) GROUP BY p.tenant_id) q \
                  WHERE NOT EXISTS (SELECT 1 FROM runs a WHERE a.tenant_id = q.tenant_id \
                    AND a.lane = $1 AND a.status = 'running') AND {q_here}) c ON c.id = r.id \
+             WHERE {allowed} \
              ORDER BY c.late, c.waited, r.created_at, r.id LIMIT {CANDIDATES}"
         );
         sqlx::query_scalar(&sql)
@@ -800,11 +831,12 @@ impl Worker {
         );
         let r_lease_over = self.lease_over("r.", "$3");
         let r_here = self.tenant_not_elsewhere("r.tenant_id", "$1", "$3");
+        let allowed = self.run_allowed("r.id");
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $3) \
              WHERE id = (SELECT r.id FROM runs r WHERE r.id = $5 AND r.lane = $4 \
-                 AND r.operation_type IN ({handled}) AND {r_here} AND ( \
+                 AND r.operation_type IN ({handled}) AND {allowed} AND {r_here} AND ( \
                    (r.status = 'pending' \
                      AND NOT EXISTS (SELECT 1 FROM runs a WHERE a.tenant_id = r.tenant_id \
                        AND a.lane = $4 AND a.status = 'running') \
