@@ -713,7 +713,21 @@ async fn sync_inventory_leaves_its_run_to_a_live_instance(app: TestApp) {
         "the run is the live instance's to claim"
     );
 
+    // A restart (a deploy): the instance is gone for a moment. The command does not take the
+    // run in that gap; only once no instance came back for a while does it work on it itself.
     drop(serving);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, attempt): (String, i64) =
+        sqlx::query_as("SELECT status, attempt FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), attempt),
+        ("pending", 0),
+        "left for the restarted instance"
+    );
     let output = cli.await.unwrap();
     let out = format!(
         "{}{}",

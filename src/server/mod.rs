@@ -232,12 +232,18 @@ async fn sync_inventory(
 /// How often `sync-inventory` looks whether its runs have ended.
 const SYNC_WAIT_POLL: Duration = Duration::from_millis(250);
 
+/// How long `sync-inventory` waits, once the live instance it left its runs to is gone, before
+/// it works on them itself: a restarted `serve` (a deploy) gives its leases back and is live
+/// again within seconds, and should find its tenants' syncs still queued for it.
+const SERVE_RESTART_GRACE: Duration = Duration::from_secs(10);
+
 /// Sees every run of `queued` to its end, whoever executes it; prints each run's outcome and
 /// returns how many did not complete. While any other live instance serves the database (one
 /// holding an instance lock, as `serve` does), the runs are left to it: its credentials are
 /// the app's, and its interactive lane keeps serving the tenant while the sync runs (a tenant's
 /// runs go to the instance already working for it). When none is live, the command starts an
-/// engine of its own and keeps it until its runs have ended: an instance of its own
+/// engine of its own (when one was live before, only after [`SERVE_RESTART_GRACE`] without
+/// any) and keeps it until its runs have ended: an instance of its own
 /// (`<host>-cli`, or `<host>-cli-<pid>` while another invocation holds that; with the lock
 /// `serve` takes) that executes only `queued`'s runs, and only syncs.
 async fn work_until_ended(
@@ -250,6 +256,7 @@ async fn work_until_ended(
     wake.run_queued(db).await;
     let ids: Vec<i64> = queued.iter().map(|(_, run)| run.run_id).collect();
     let mut own: Option<OwnEngine> = None;
+    let mut last_seen_live: Option<std::time::Instant> = None;
     let waited = loop {
         match ended_runs(db, &ids).await {
             Ok(Some(ended)) => break Ok(ended),
@@ -261,7 +268,9 @@ async fn work_until_ended(
                 .await
                 .map_err(|error| StartError::Invalid(error.to_string()));
             match live {
-                Ok(true) => {}
+                Ok(true) => last_seen_live = Some(std::time::Instant::now()),
+                Ok(false)
+                    if last_seen_live.is_some_and(|seen| seen.elapsed() < SERVE_RESTART_GRACE) => {}
                 Ok(false) => match OwnEngine::start(db, graph.clone(), &wake, &ids).await {
                     Ok(started) => own = Some(started),
                     Err(error) => break Err(error),

@@ -6,15 +6,14 @@
 
 use std::time::Instant;
 
-use super::in_flight;
 use super::key::IdempotencyKey;
-use super::submit::{create_or_reuse, find_active, queue, NewRun};
+use super::submit::{create_or_reuse, create_or_reuse_unattended, find_active, NewRun};
 use crate::domain::run::OperationType;
 use crate::domain::versions::{CaptureResult, RunActivity, RunBrief};
 use crate::domain::{AppError, RunStatus, SubmittedRun, Timestamp};
 use crate::server::auth::TenantContext;
 use crate::server::backup_sets;
-use crate::server::db::{is_unique_violation, Db};
+use crate::server::db::Db;
 use crate::server::engine::ops::capture_snapshot::CaptureSnapshotInput;
 use crate::server::engine::ops::drift_check::DriftCheckInput;
 use crate::server::engine::ops::inventory_sync::InventorySyncInput;
@@ -54,35 +53,7 @@ pub async fn sync_inventory(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun
 /// returned with `reused: true`), but the run has no initiator, so it notifies nobody.
 pub async fn sync_inventory_unattended(db: &Db, tenant_id: i64) -> Result<SubmittedRun, AppError> {
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
-    let run = inventory_sync_run(tenant_id)?;
-    let started = Instant::now();
-    let submitted = in_flight::coalesce(db, &run.key, || async {
-        // A collision with an identical run that ended before it was read frees the key: the
-        // insert is tried again, as `submit::insert_or_reuse` does.
-        for _ in 0..3 {
-            if let Some(active) = find_active(db, tenant_id, &run.key).await? {
-                return Ok(active);
-            }
-            match queue(db, tenant_id, None, &run).await {
-                Ok(run_id) => {
-                    return Ok(SubmittedRun {
-                        run_id,
-                        reused: false,
-                        status: RunStatus::Pending,
-                        total: run.total,
-                    })
-                }
-                Err(error) if is_unique_violation(&error) => continue,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(AppError::Conflict(
-            "Another run stands in the way of this sync; try again.".into(),
-        ))
-    })
-    .await?;
-    metrics::run_submitted(run.operation.as_str(), submitted.reused, started.elapsed());
-    Ok(submitted)
+    create_or_reuse_unattended(db, tenant_id, &inventory_sync_run(tenant_id)?).await
 }
 
 /// Queues a capture of one policy of the tenant, or returns the one already queued or running.

@@ -36,20 +36,46 @@ pub async fn create_or_reuse(
     ctx: &TenantContext,
     run: &NewRun,
 ) -> Result<SubmittedRun, AppError> {
-    let started = std::time::Instant::now();
-    let submitted = submit(db, ctx, run).await?;
-    metrics::run_submitted(run.operation.as_str(), submitted.reused, started.elapsed());
-    Ok(submitted)
+    submit(db, ctx.scope.id(), Some(ctx.user_id), run).await
 }
 
-async fn submit(db: &Db, ctx: &TenantContext, run: &NewRun) -> Result<SubmittedRun, AppError> {
-    in_flight::coalesce(db, &run.key, || async {
-        if let Some(active) = find_active(db, ctx.scope.id(), &run.key).await? {
+/// [`create_or_reuse`] for a run no member starts (the command line's): the same deduplication,
+/// but the run has no initiator, so it notifies nobody. The caller has checked the tenant.
+pub async fn create_or_reuse_unattended(
+    db: &Db,
+    tenant_id: i64,
+    run: &NewRun,
+) -> Result<SubmittedRun, AppError> {
+    submit(db, tenant_id, None, run)
+        .await
+        .map_err(|error| match error {
+            // Not the page's "Reload the page": no page asked.
+            AppError::Conflict(_) => {
+                AppError::Conflict("Another run stands in the way of this one; try again.".into())
+            }
+            error => error,
+        })
+}
+
+async fn submit(
+    db: &Db,
+    tenant_id: i64,
+    initiator: Option<i64>,
+    run: &NewRun,
+) -> Result<SubmittedRun, AppError> {
+    let started = std::time::Instant::now();
+    let submitted = in_flight::coalesce(db, &run.key, || async {
+        if let Some(active) = find_active(db, tenant_id, &run.key).await? {
             return Ok(active);
         }
-        insert_or_reuse(db, ctx, run).await
+        insert_as(db, tenant_id, initiator, run, || {
+            find_active(db, tenant_id, &run.key)
+        })
+        .await
     })
-    .await
+    .await?;
+    metrics::run_submitted(run.operation.as_str(), submitted.reused, started.elapsed());
+    Ok(submitted)
 }
 
 /// How many times a submit inserts its run when each insert collides with an identical run
@@ -75,15 +101,30 @@ pub async fn insert_or_reuse_reading<F, Fut>(
     db: &Db,
     ctx: &TenantContext,
     run: &NewRun,
+    winner: F,
+) -> Result<SubmittedRun, AppError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<SubmittedRun>, AppError>>,
+{
+    insert_as(db, ctx.scope.id(), Some(ctx.user_id), run, winner).await
+}
+
+/// [`insert_or_reuse_reading`] for the tenant `tenant_id`, started by `initiator` (none: the
+/// command line).
+async fn insert_as<F, Fut>(
+    db: &Db,
+    tenant_id: i64,
+    initiator: Option<i64>,
+    run: &NewRun,
     mut winner: F,
 ) -> Result<SubmittedRun, AppError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<SubmittedRun>, AppError>>,
 {
-    let tenant_id = ctx.scope.id();
     for _ in 0..INSERT_ATTEMPTS {
-        match queue(db, tenant_id, Some(ctx.user_id), run).await {
+        match queue(db, tenant_id, initiator, run).await {
             Ok(run_id) => {
                 return Ok(SubmittedRun {
                     run_id,
