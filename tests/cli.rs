@@ -651,15 +651,10 @@ async fn sync_inventory_leaves_other_tenants_queued_runs_alone(app: TestApp) {
     let (ok, out) = sync_inventory_cli(&app, &sim, &["--tenant", CONTOSO]).await;
     assert!(ok, "{out}");
     assert_eq!(sync_runs(&app, CONTOSO).await[0].1, "completed", "{out}");
-    let (status, attempt, owner): (String, i64, Option<String>) =
-        sqlx::query_as("SELECT status, attempt, lease_owner FROM runs WHERE id = $1")
-            .bind(fabrikam.run_id)
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap();
+    let row = common::run_row(&app.db, fabrikam.run_id).await;
     assert_eq!(
-        (status.as_str(), attempt, owner),
-        ("pending", 0, None),
+        (row.status.as_str(), row.attempt, row.lease_owner.as_str()),
+        ("pending", 0, ""),
         "{out}"
     );
     assert_eq!(
@@ -701,14 +696,9 @@ async fn sync_inventory_leaves_its_run_to_a_live_instance(app: TestApp) {
     };
     // Several of the command's looks at the instances.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (status, attempt): (String, i64) =
-        sqlx::query_as("SELECT status, attempt FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap();
+    let row = common::run_row(&app.db, run_id).await;
     assert_eq!(
-        (status.as_str(), attempt),
+        (row.status.as_str(), row.attempt),
         ("pending", 0),
         "the run is the live instance's to claim"
     );
@@ -717,14 +707,9 @@ async fn sync_inventory_leaves_its_run_to_a_live_instance(app: TestApp) {
     // run in that gap; only once no instance came back for a while does it work on it itself.
     drop(serving);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (status, attempt): (String, i64) =
-        sqlx::query_as("SELECT status, attempt FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap();
+    let row = common::run_row(&app.db, run_id).await;
     assert_eq!(
-        (status.as_str(), attempt),
+        (row.status.as_str(), row.attempt),
         ("pending", 0),
         "left for the restarted instance"
     );
@@ -735,14 +720,9 @@ async fn sync_inventory_leaves_its_run_to_a_live_instance(app: TestApp) {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "{out}");
-    let (status, owner): (String, Option<String>) =
-        sqlx::query_as("SELECT status, lease_owner FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap();
-    assert_eq!(status, "completed", "{out}");
-    assert!(owner.is_some_and(|owner| owner.contains("-cli")), "{out}");
+    let row = common::run_row(&app.db, run_id).await;
+    assert_eq!(row.status, "completed", "{out}");
+    assert!(row.lease_owner.contains("-cli"), "{out}");
 }
 
 /// A tenant whose secret this process cannot load (here: an environment variable it does not

@@ -327,7 +327,7 @@ impl OwnEngine {
     ) -> Result<Self, StartError> {
         // One identity per host, so that on SQLite its lock file is one file however often cron
         // runs the command; an invocation that overlaps a live one takes an identity of its own.
-        let shared = format!("{}-cli", host_name());
+        let shared = format!("{}-cli", engine::instance::host_name());
         let instance = match engine::instance::InstanceLock::acquire(db, &shared).await {
             Err(engine::instance::InstanceError::AlreadyRunning(_)) => {
                 let own = format!("{shared}-{}", std::process::id());
@@ -397,16 +397,6 @@ async fn ended_runs(db: &Db, ids: &[i64]) -> Result<Option<Vec<EndedRun>>, Start
         ended.push(run);
     }
     Ok(Some(ended))
-}
-
-/// This machine's name, as instance identities start.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// Brings a database up to date: the app's migrations (the sessions' table included).

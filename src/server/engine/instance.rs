@@ -251,13 +251,17 @@ fn lock_file(db: &Db, id: &str) -> PathBuf {
 /// The default identity: the host name and the listen address, so that two instances on one
 /// machine differ and a restarted instance is the same one.
 pub fn default_id(addr: SocketAddr) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{addr}", host_name())
+}
+
+/// This machine's name, as instance identities start (`localhost` when it has none).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("{host}-{addr}")
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

@@ -76,7 +76,8 @@ pub type TokenCheck = Arc<dyn Fn(TenantCredentials) -> BoxFuture<Option<RunFailu
 pub const WORK_ATTEMPTS: i64 = 5;
 
 /// The pause before a run whose work failed is claimed again; it doubles with each failure of
-/// the run in a row (see [`WORK_ATTEMPTS`]), up to [`WORK_BACKOFF_MAX`] (2, 4, 8, 16 s: about half a minute before the run ends).
+/// the run in a row (see [`WORK_ATTEMPTS`]), up to [`WORK_BACKOFF_MAX`] (2, 4, 8, 16 s: about
+/// half a minute before the run ends).
 pub const WORK_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The longest pause between two failed claims of a run.
@@ -768,10 +769,11 @@ impl Worker {
     /// whose owner is gone, then, per tenant without a run going in the lane, its oldest queued
     /// run, by the time the tenant has waited (from that run, or from its last run's end when
     /// that came later). Only runs of tenants no other live instance works for
-    /// ([`Self::tenant_not_elsewhere`]). One candidate per tenant, not every queued run: the cost grows with the
-    /// tenants waiting, not with the runs queued. Read outside the claim's transaction: on
-    /// SQLite a transaction that reads first cannot take the write lock for its claim once
-    /// another writer has committed after its read (`SQLITE_BUSY_SNAPSHOT`, not waited for).
+    /// ([`Self::tenant_not_elsewhere`]). One candidate per tenant, not every queued run: the
+    /// cost grows with the tenants waiting, not with the runs queued. Read outside the claim's
+    /// transaction: on SQLite a transaction that reads first cannot take the write lock for its
+    /// claim once another writer has committed after its read (`SQLITE_BUSY_SNAPSHOT`, not
+    /// waited for).
     async fn look_at_queue(&self, lane: Lane, handled: &str) -> Result<Vec<i64>, sqlx::Error> {
         let greatest = self.db.backend().greatest();
         let o_lease_over = self.lease_over("o.", "$2");
