@@ -488,6 +488,15 @@ async fn contoso_on_a_simulator(app: &TestApp) -> SimHandle {
 /// Runs `sync-inventory` with `args` against the test's database and simulator (off the test's
 /// threads: the simulator answers on them).
 async fn sync_inventory_cli(app: &TestApp, sim: &SimHandle, args: &[&str]) -> (bool, String) {
+    start_sync_inventory(app, sim, args).await.unwrap()
+}
+
+/// [`sync_inventory_cli`] started in the background: its success and output once it exits.
+fn start_sync_inventory(
+    app: &TestApp,
+    sim: &SimHandle,
+    args: &[&str],
+) -> tokio::task::JoinHandle<(bool, String)> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tenantatlas"));
     command
         .args(["--database-url", app.database_url(), "--log", "warn"])
@@ -496,12 +505,22 @@ async fn sync_inventory_cli(app: &TestApp, sim: &SimHandle, args: &[&str]) -> (b
         .args(args)
         .env("TA_CLI_TEST_SECRET", "sim-secret")
         .stdin(Stdio::null());
-    let output = tokio::task::spawn_blocking(move || command.output().expect("run the binary"))
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), format!("{stdout}{stderr}"))
+    tokio::task::spawn_blocking(move || {
+        let output = command.output().expect("run the binary");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), format!("{stdout}{stderr}"))
+    })
+}
+
+/// Queues the tenant's sync as `email` through the app, as "Sync from Intune" does.
+async fn queue_sync_as(app: &TestApp, email: &str, tenant: &str) -> SubmittedRun {
+    let cookie = app.sign_in(email).await;
+    let response = app
+        .call_as(&cookie, "runs/sync-inventory", &[("tenant", tenant)])
+        .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
 }
 
 /// The tenant's `inventory.sync` runs: id, status, initiator, summary and Graph requests.
@@ -548,12 +567,7 @@ async fn run_audit(app: &TestApp, run_id: i64) -> Vec<(String, Option<i64>, Opti
 /// prints its id.
 async fn sync_inventory_joins_the_sync_already_queued_for_the_tenant(app: TestApp) {
     let sim = contoso_on_a_simulator(&app).await;
-    let operator = app.sign_in(OPERATOR).await;
-    let response = app
-        .call_as(&operator, "runs/sync-inventory", &[("tenant", CONTOSO)])
-        .await;
-    assert_eq!(response.status(), 200);
-    let queued: SubmittedRun = response.json().await.unwrap();
+    let queued = queue_sync_as(&app, OPERATOR, CONTOSO).await;
     assert!(!queued.reused);
 
     let (ok, out) = sync_inventory_cli(&app, &sim, &["--tenant", CONTOSO]).await;
@@ -631,12 +645,7 @@ async fn sync_inventory_without_a_server_runs_the_sync_as_an_audited_run(app: Te
 /// hears nothing.
 async fn sync_inventory_leaves_other_tenants_queued_runs_alone(app: TestApp) {
     let sim = contoso_on_a_simulator(&app).await;
-    let admin = app.sign_in(ADMIN).await;
-    let response = app
-        .call_as(&admin, "runs/sync-inventory", &[("tenant", FABRIKAM)])
-        .await;
-    assert_eq!(response.status(), 200);
-    let fabrikam: SubmittedRun = response.json().await.unwrap();
+    let fabrikam = queue_sync_as(&app, ADMIN, FABRIKAM).await;
     let notifications = |app: &TestApp| {
         let pool = app.db.pool().clone();
         async move {
@@ -672,20 +681,7 @@ async fn sync_inventory_leaves_its_run_to_a_live_instance(app: TestApp) {
     let serving = tenantatlas::server::engine::instance::InstanceLock::acquire(&app.db, "serving")
         .await
         .unwrap();
-    let cli = {
-        let app_url = app.database_url().to_owned();
-        let sim = (sim.graph_url.clone(), sim.login_url.clone());
-        tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_tenantatlas"))
-                .args(["--database-url", &app_url, "--log", "warn"])
-                .args(["--graph-url", &sim.0, "--login-url", &sim.1])
-                .args(["sync-inventory", "--tenant", CONTOSO])
-                .env("TA_CLI_TEST_SECRET", "sim-secret")
-                .stdin(Stdio::null())
-                .output()
-                .expect("run the binary")
-        })
-    };
+    let cli = start_sync_inventory(&app, &sim, &["--tenant", CONTOSO]);
     let queued_by = Instant::now() + Duration::from_secs(30);
     let run_id = loop {
         if let Some(run) = sync_runs(&app, CONTOSO).await.first() {
@@ -713,13 +709,8 @@ async fn sync_inventory_leaves_its_run_to_a_live_instance(app: TestApp) {
         ("pending", 0),
         "left for the restarted instance"
     );
-    let output = cli.await.unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{out}");
+    let (ok, out) = cli.await.unwrap();
+    assert!(ok, "{out}");
     let row = common::run_row(&app.db, run_id).await;
     assert_eq!(row.status, "completed", "{out}");
     assert!(row.lease_owner.contains("-cli"), "{out}");
