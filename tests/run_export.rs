@@ -1,11 +1,12 @@
 //! The CSV export of a run's items (`/t/{tenant}/runs/{id}/items.csv`): the run detail page's
 //! access rule, RFC 4180 with a header row, the outcome filter, every row once across the pages
 //! it is streamed in, and cells that cannot run as spreadsheet formulas; a run that compares
-//! captures exports what each found, and filters by it as its page does.
+//! captures exports what each found, and filters by it as its page does; a queued run, whose
+//! items the engine has not written yet, exports its selection as pending, as its page lists it.
 
 use crate::common;
 
-use common::{run_with_items, TestApp, CONTOSO, OPERATOR, OUTSIDER, READONLY};
+use common::{backup_set, run_with_items, submit, TestApp, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use tenantatlas::server::panics;
 
 both_backends!(TestApp:
@@ -14,6 +15,7 @@ both_backends!(TestApp:
     only_members_get_it,
     cells_cannot_become_formulas,
     a_drift_check_exports_what_each_capture_found_and_filters_by_it,
+    a_queued_run_exports_its_selection_as_pending,
 );
 
 const HEADER: &str =
@@ -255,4 +257,44 @@ async fn a_drift_check_exports_what_each_capture_found_and_filters_by_it(app: Te
         .unwrap();
     let (_, body, _) = csv(&app, Some(&cookie), &path(run, "")).await;
     assert!(body.starts_with(&format!("{HEADER}\r\n")), "{body}");
+}
+
+async fn a_queued_run_exports_its_selection_as_pending(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie, CONTOSO, "Queued").await;
+    let ids = common::insert_policies(&app.db, CONTOSO, 3).await;
+    // No worker runs here: the run stays queued, and no item of it is written yet.
+    let run = submit(&app, &cookie, CONTOSO, set, &ids).await;
+    let items: i64 = sqlx::query_scalar("SELECT COUNT(*) AS n FROM run_items WHERE run_id = $1")
+        .bind(run)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(items, 0);
+
+    for query in ["", "?outcome=pending"] {
+        let (status, body, _) = csv(&app, Some(&cookie), &path(run, query)).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        let lines: Vec<&str> = body.split_terminator("\r\n").collect();
+        assert_eq!(lines[0], HEADER, "{query}");
+        assert_eq!(lines.len(), 1 + 3, "{query}: {body}");
+        // In policy id order, as the items would be, each waiting with nothing done yet.
+        for (i, record) in lines[1..].iter().enumerate() {
+            let name = format!("Test policy {i},compliance,android,test-");
+            assert!(record.starts_with(&name), "{query}: {record}");
+            assert!(record.ends_with(",pending,,,"), "{query}: {record}");
+        }
+    }
+    let (status, body, _) = csv(&app, Some(&cookie), &path(run, "?outcome=failed")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, format!("{HEADER}\r\n"), "nothing has failed yet");
+
+    // A selection longer than a streamed page (1,000 rows) is written whole, each policy once.
+    let many = common::insert_policies(&app.db, CONTOSO, 1_001).await;
+    let run = submit(&app, &cookie, CONTOSO, set, &many).await;
+    let (status, body, _) = csv(&app, Some(&cookie), &path(run, "")).await;
+    assert_eq!(status, 200);
+    let records: std::collections::BTreeSet<&str> = body.split_terminator("\r\n").skip(1).collect();
+    assert_eq!(records.len(), 1_001);
+    assert!(records.iter().all(|record| record.contains(",pending,")));
 }

@@ -1,5 +1,6 @@
 //! The Runs page over HTTP: its status and operation filters (refused when unknown), paging
-//! back with `before`, the links the page renders, and tenant isolation.
+//! back with `before`, the links the page renders (an older page with no run says so and links
+//! back), and tenant isolation.
 
 use crate::common;
 
@@ -13,6 +14,7 @@ both_backends!(TestApp:
     runs_list_filters_by_status_and_operation_type,
     runs_list_refuses_unknown_filters_and_keeps_tenants_apart,
     runs_list_pages_back_with_before,
+    an_exhausted_older_page_says_so_and_links_back,
 );
 
 /// Moves a run to `status`, as the worker would have (counters are left alone).
@@ -254,5 +256,41 @@ async fn runs_list_pages_back_with_before(app: TestApp) {
     assert!(
         !html.contains("Older runs"),
         "the last page has no older link"
+    );
+}
+
+async fn an_exhausted_older_page_says_so_and_links_back(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    // Exactly one page of runs: the first page links to an older one, which holds none.
+    let ids = insert_runs(&app, CONTOSO, 100).await;
+    let oldest = ids[0];
+    let page = |query: String| {
+        let app = &app;
+        let cookie = &cookie;
+        async move {
+            app.get(Some(cookie), &format!("/t/{CONTOSO}/runs{query}"))
+                .await
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let html = page(String::new()).await;
+    assert!(html.contains(&format!("?before={oldest}")), "{html}");
+
+    let html = page(format!("?before={oldest}")).await;
+    assert!(!html.contains("No runs yet"), "{html}");
+    assert!(html.contains("No older runs"), "{html}");
+    assert!(html.contains("Newest runs"), "{html}");
+    assert!(!html.contains("Older runs"), "{html}");
+
+    // With filters the link back keeps them.
+    let html = page(format!("?status=completed&before={oldest}")).await;
+    assert!(!html.contains("No runs match these filters"), "{html}");
+    assert!(html.contains("No older runs match these filters"), "{html}");
+    assert!(html.contains("Newest runs"), "{html}");
+    assert!(
+        html.contains(&format!("href=\"/t/{CONTOSO}/runs?status=completed\"")),
+        "{html}"
     );
 }

@@ -46,7 +46,36 @@ pub fn RunsPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 let filtered = !status.get_untracked().is_empty()
                     || !operation_type.get_untracked().is_empty();
+                // The current filters' page of runs older than `before`, or the newest.
+                let link = move |before: Option<i64>| {
+                    runs_href(
+                        &tenant.get_untracked(),
+                        &status.get_untracked(),
+                        &operation_type.get_untracked(),
+                        before,
+                    )
+                };
+                // On an older page (`before`) the way back to the newest runs.
+                let newest = (before.get_untracked() != Ok(0)).then(|| link(None));
                 match runs.await {
+                    // An older page can be empty while the newer ones are not: a list of
+                    // exactly a page (or pages) of runs links to an older page anyway.
+                    Ok(list) if list.is_empty() && newest.is_some() => view! {
+                        <EmptyState
+                            title=if filtered {
+                                "No older runs match these filters"
+                            } else {
+                                "No older runs"
+                            }
+                            hint="The runs are on the newer pages."
+                        />
+                        <KeysetPager
+                            label="Pages of runs"
+                            newest
+                            older=None
+                            words=PAGER_WORDS
+                        />
+                    }.into_any(),
                     Ok(list) if list.is_empty() && filtered => view! {
                         <EmptyState
                             title="No runs match these filters"
@@ -60,19 +89,9 @@ pub fn RunsPage() -> impl IntoView {
                         />
                     }.into_any(),
                     Ok(list) => {
-                        // The current filters' page of runs older than `before`, or the newest.
-                        let link = |before: Option<i64>| {
-                            runs_href(
-                                &tenant.get_untracked(),
-                                &status.get_untracked(),
-                                &operation_type.get_untracked(),
-                                before,
-                            )
-                        };
                         let older = (list.len() as i64 == RUNS_PAGE_SIZE)
                             .then(|| list.last().map(|run| link(Some(run.id))))
                             .flatten();
-                        let newest = (before.get_untracked() != Ok(0)).then(|| link(None));
                         view! {
                         <DataTable columns=RUN_COLUMNS testid="runs-table">
                                 {list.into_iter().map(|run| view! {
@@ -92,7 +111,7 @@ pub fn RunsPage() -> impl IntoView {
                             label="Pages of runs"
                             newest
                             older
-                            words=("← Newest runs", "Older runs →")
+                            words=PAGER_WORDS
                         />
                         }.into_any()
                     }
@@ -155,6 +174,9 @@ fn RunFilters(
         </div>
     }
 }
+
+/// The pager's links, on a page of runs and on an empty older page.
+const PAGER_WORDS: (&str, &str) = ("← Newest runs", "Older runs →");
 
 const RUN_COLUMNS: &[Column] = &[
     Column::text("Run"),

@@ -1,9 +1,12 @@
 //! CSV export of a run's items: `GET /t/{tenant}/runs/{id}/items.csv[?outcome=…]`, filtered as
 //! the run detail page filters them (an outcome, or what a capture found: `changed`, …). The items
-//! of a run that compares captures carry what each capture found (`result`, `changed settings`).
+//! of a run that compares captures carry what each capture found (`result`, `changed settings`). A queued run has no items yet (the engine writes them when it
+//! claims the run): its file lists the selection stored with it, every policy pending, as its
+//! page does.
 //!
 //! The file is streamed a page of rows at a time (keyset on the policy id, served by the
-//! `(run_id, policy_id)` unique index), so the server holds one page whatever the run's size.
+//! `(run_id, policy_id)` unique index), so the server holds one page whatever the run's size
+//! (and a queued run's selection, at most `MAX_SELECTION` ids).
 //! RFC 4180: UTF-8, CRLF line ends, a header row, fields quoted when they hold a comma, a quote
 //! or a line break. A cell that a spreadsheet would read as a formula (it starts with `=`, `+`,
 //! `-`, `@`, a tab or a carriage return) gets a leading `'`, so opening the file runs nothing.
@@ -18,15 +21,17 @@ use axum::{
 use futures::{stream, StreamExt};
 use serde::Deserialize;
 use sqlx::FromRow;
+use std::sync::Arc;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tower_sessions::Session;
 
 use super::auth::authorize_session;
 use super::db::Db;
+use super::runs::queries;
 use super::state::AppState;
 use super::tenants::TenantScope;
 use crate::domain::run::OperationType;
-use crate::domain::run_detail::ItemFilter;
+use crate::domain::run_detail::{ItemFilter, ItemOutcome};
 use crate::domain::{AppError, Capability};
 
 /// Rows read per query while streaming.
@@ -61,11 +66,14 @@ const RESULT_HEADER: [&str; 10] = [
 
 /// What one export writes: which run, which of its items, and whether with the results of its
 /// captures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Export {
     run_id: i64,
     filter: Option<ItemFilter>,
     results: bool,
+    /// The policies of a queued run that has no items yet ([`queries::queued_selection`]),
+    /// written as pending items instead of the run's.
+    selection: Option<Arc<[i64]>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,12 +124,18 @@ async fn prepare(
             .await?
             .ok_or_else(not_found)?;
     let results = OperationType::parse(&operation).is_some_and(OperationType::compares_captures);
+    // Decided once: should the engine claim the run while the file streams, the file still
+    // lists the run as it was when asked for, not part selection and part items.
+    let selection = queries::queued_selection(&state.db, &context.scope, run_id, filter)
+        .await?
+        .map(Arc::from);
     Ok((
         context.scope,
         Export {
             run_id,
             filter,
             results,
+            selection,
         },
     ))
 }
@@ -148,8 +162,9 @@ fn csv_response(db: Db, scope: TenantScope, export: Export) -> Response {
     let pages = stream::unfold(Some(0_i64), move |after| {
         let db = db.clone();
         let scope = scope.clone();
+        let export = export.clone();
         async move {
-            match page(&db, &scope, export, after?).await {
+            match page(&db, &scope, &export, after?).await {
                 Ok((_, None)) => None,
                 Ok((text, Some(last))) => Some((Ok(Bytes::from(text)), Some(last))),
                 Err(error) => {
@@ -183,30 +198,13 @@ fn csv_response(db: Db, scope: TenantScope, export: Export) -> Response {
 async fn page(
     db: &Db,
     scope: &TenantScope,
-    export: Export,
+    export: &Export,
     after: i64,
 ) -> Result<(String, Option<i64>), AppError> {
-    let filter = match export.filter {
-        Some(ItemFilter::Outcome(_)) => " AND i.outcome = $5",
-        Some(ItemFilter::Drift(_)) => " AND i.drift = $5",
-        None => "",
+    let rows = match &export.selection {
+        Some(ids) => selection_rows(db, scope, ids, after).await?,
+        None => item_rows(db, scope, export, after).await?,
     };
-    let sql = format!(
-        "SELECT i.policy_id, p.display_name, p.policy_type, p.platform, p.graph_id, i.outcome, \
-                i.drift, i.changed_settings, i.reason_code, i.message, i.finished_at \
-         FROM run_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
-         WHERE i.tenant_id = $1 AND i.run_id = $2 AND i.policy_id > $3{filter} \
-         ORDER BY i.policy_id LIMIT $4"
-    );
-    let mut query = sqlx::query_as::<_, ExportRow>(&sql)
-        .bind(scope.id())
-        .bind(export.run_id)
-        .bind(after)
-        .bind(PAGE_ROWS);
-    if let Some(filter) = export.filter {
-        query = query.bind(filter.as_str());
-    }
-    let rows = query.fetch_all(db.pool()).await?;
     let mut text = String::new();
     let mut last = None;
     for row in rows {
@@ -234,6 +232,75 @@ async fn page(
         text.push_str(&line(cells));
     }
     Ok((text, last))
+}
+
+/// One page of a run's items (those the export's filter keeps) after policy id `after`.
+async fn item_rows(
+    db: &Db,
+    scope: &TenantScope,
+    export: &Export,
+    after: i64,
+) -> Result<Vec<ExportRow>, AppError> {
+    let filter = match export.filter {
+        Some(ItemFilter::Outcome(_)) => " AND i.outcome = $5",
+        Some(ItemFilter::Drift(_)) => " AND i.drift = $5",
+        None => "",
+    };
+    let sql = format!(
+        "SELECT i.policy_id, p.display_name, p.policy_type, p.platform, p.graph_id, i.outcome, \
+                i.drift, i.changed_settings, i.reason_code, i.message, i.finished_at \
+         FROM run_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
+         WHERE i.tenant_id = $1 AND i.run_id = $2 AND i.policy_id > $3{filter} \
+         ORDER BY i.policy_id LIMIT $4"
+    );
+    let mut query = sqlx::query_as::<_, ExportRow>(&sql)
+        .bind(scope.id())
+        .bind(export.run_id)
+        .bind(after)
+        .bind(PAGE_ROWS);
+    if let Some(filter) = export.filter {
+        query = query.bind(filter.as_str());
+    }
+    Ok(query.fetch_all(db.pool()).await?)
+}
+
+/// One page of a queued run's selection after policy id `after`, in the order of
+/// [`item_rows`]: every policy pending, nothing done yet.
+async fn selection_rows(
+    db: &Db,
+    scope: &TenantScope,
+    ids: &[i64],
+    after: i64,
+) -> Result<Vec<ExportRow>, AppError> {
+    let selected = db.backend().id_in("p.id", "$4", ids);
+    let rows = selected
+        .bind(
+            sqlx::query_as::<_, (i64, String, String, String, String)>(&format!(
+                "SELECT p.id, p.display_name, p.policy_type, p.platform, p.graph_id \
+                 FROM policies p WHERE p.tenant_id = $1 AND p.id > $2 AND {} \
+                 ORDER BY p.id LIMIT $3",
+                selected.sql
+            ))
+            .bind(scope.id())
+            .bind(after)
+            .bind(PAGE_ROWS),
+        )
+        .fetch_all(db.pool())
+        .await?;
+    let pending = |(policy_id, display_name, policy_type, platform, graph_id)| ExportRow {
+        policy_id,
+        display_name,
+        policy_type,
+        platform,
+        graph_id,
+        outcome: ItemOutcome::Pending.as_str().to_owned(),
+        drift: None,
+        changed_settings: None,
+        reason_code: None,
+        message: None,
+        finished_at: None,
+    };
+    Ok(rows.into_iter().map(pending).collect())
 }
 
 /// One item as the CSV writes it: every word as stored.

@@ -340,17 +340,13 @@ pub async fn detail(
     .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
     let status = row.wait.status;
     let mut items = item_page(db, scope, run_id, filter, window).await?;
-    // A queued run's items are written by the worker when it claims the run; until then the
-    // page lists the stored selection, every policy pending.
-    let waiting = matches!(
-        filter,
-        None | Some(ItemFilter::Outcome(ItemOutcome::Pending))
-    );
-    let operation = row.operation_type.known();
-    let selects_policies = operation == Some(OperationType::AddPolicies);
-    if items.total == 0 && status == RunStatus::Pending && waiting && selects_policies {
-        items = selection_page(db, scope, run_id, window).await?;
+    // Only a queued run can list its selection instead; an ended one is not asked.
+    if items.total == 0 && status == RunStatus::Pending {
+        if let Some(ids) = queued_selection(db, scope, run_id, filter).await? {
+            items = selection_page(db, scope, &ids, window).await?;
+        }
     }
+    let operation = row.operation_type.known();
 
     let retried_by: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM runs WHERE tenant_id = $1 AND retry_of = $2 ORDER BY id DESC",
@@ -485,29 +481,56 @@ async fn retry_items(
     Ok(cancelled)
 }
 
-/// One page of a queued run's selection (stored with the run), in policy name order, as pending
-/// items.
-async fn selection_page(
+/// The policies a queued "add policies" run lists as its items before the engine writes them
+/// (it does when it claims the run): the selection stored with the run, every policy pending,
+/// while the run is pending and has no item yet, in a list of every item or of the pending
+/// ones. `None` when the run's items are what it lists. The run detail page and the CSV export
+/// both ask this, so they list a queued run alike.
+pub async fn queued_selection(
     db: &Db,
     scope: &TenantScope,
     run_id: i64,
+    filter: Option<ItemFilter>,
+) -> Result<Option<Vec<i64>>, AppError> {
+    if !matches!(
+        filter,
+        None | Some(ItemFilter::Outcome(ItemOutcome::Pending))
+    ) {
+        return Ok(None);
+    }
+    let input: Option<String> = sqlx::query_scalar(
+        "SELECT r.input FROM runs r \
+         WHERE r.tenant_id = $1 AND r.id = $2 AND r.status = $3 AND r.operation_type = $4 \
+         AND NOT EXISTS (SELECT 1 FROM run_items i \
+           WHERE i.tenant_id = r.tenant_id AND i.run_id = r.id)",
+    )
+    .bind(scope.id())
+    .bind(run_id)
+    .bind(RunStatus::Pending.as_str())
+    .bind(OperationType::AddPolicies.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    // An input the engine cannot read fails the run when claimed; until then nothing is listed.
+    Ok(input.map(|input| {
+        AddPoliciesInput::from_json(&input)
+            .map(|input| input.policy_ids)
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, run_id, "unreadable run input");
+                Vec::new()
+            })
+    }))
+}
+
+/// One page of a queued run's selection ([`queued_selection`]), in policy name order, as
+/// pending items.
+async fn selection_page(
+    db: &Db,
+    scope: &TenantScope,
+    ids: &[i64],
     window: ItemWindow,
 ) -> Result<RunItemPage, AppError> {
-    let input: String =
-        sqlx::query_scalar("SELECT input FROM runs WHERE tenant_id = $1 AND id = $2")
-            .bind(scope.id())
-            .bind(run_id)
-            .fetch_one(db.pool())
-            .await?;
-    // An input the engine cannot read fails the run when claimed; until then nothing is listed.
-    let ids = AddPoliciesInput::from_json(&input)
-        .map(|input| input.policy_ids)
-        .unwrap_or_else(|error| {
-            tracing::error!(%error, run_id, "unreadable run input");
-            Vec::new()
-        });
     let backend = db.backend();
-    let selected = backend.id_in("p.id", "$2", &ids);
+    let selected = backend.id_in("p.id", "$2", ids);
     let total: i64 = selected
         .bind(
             sqlx::query_scalar(&format!(
@@ -519,7 +542,7 @@ async fn selection_page(
         .fetch_one(db.pool())
         .await?;
     let offset = window.offset_within(total);
-    let selected = backend.id_in("p.id", "$4", &ids);
+    let selected = backend.id_in("p.id", "$4", ids);
     let rows = selected
         .bind(
             sqlx::query_as::<_, (i64, String, PolicyType)>(&format!(
