@@ -11,6 +11,7 @@ use serde_json::Value;
 use tenantatlas::domain::run_detail::{RunDetail, RunTarget};
 use tenantatlas::domain::versions::{CaptureResult, Drift, RunActivity, VersionRow};
 use tenantatlas::domain::{RunStatus, SubmittedRun};
+use tenantatlas::graph_sim::Kind;
 
 both_backends!(local Fixture:
     a_sync_run_brings_the_inventory_in_line_and_says_what_changed,
@@ -22,6 +23,7 @@ both_backends!(local Fixture:
     the_versions_list_names_the_run_that_captured_each_version,
     a_capture_that_adds_assignments_says_it_stored_a_new_version,
     a_policy_back_at_an_earlier_version_is_compared_with_that_version_afterwards,
+    a_policy_back_at_a_format_1_version_finds_that_version_again,
 );
 
 /// The demo app, as an operator of Contoso.
@@ -124,6 +126,19 @@ impl Fixture {
             .field("backup_set_id", set)
             .list("policy_ids", &[policy]);
         self.run("runs/add-policies", &form.pairs()).await
+    }
+
+    /// Makes `version` read as one the first capture format stored: format 1, under a hash of
+    /// its raw JSON (which format 1 took; any hash no format-2 capture has stands for it here).
+    async fn as_format_1(&self, version: i64) {
+        sqlx::query(
+            "UPDATE policy_snapshots SET capture_format = 1, content_hash = $1 WHERE id = $2",
+        )
+        .bind("1".repeat(64))
+        .bind(version)
+        .execute(self.app.db.pool())
+        .await
+        .unwrap();
     }
 
     async fn last_notification(&self) -> (String, String) {
@@ -621,5 +636,68 @@ async fn a_policy_back_at_an_earlier_version_is_compared_with_that_version_after
         let summary = detail.summary.expect("a summary");
         assert!(summary.starts_with("No change"), "{summary}");
     }
+    assert_eq!(f.versions_of(policy).await, 2);
+}
+
+/// A policy captured before format 2, changed, then changed back: the capture in format 2 holds
+/// the format-1 version's content under another hash, and neither the policy's current nor its
+/// newest version holds it. It finds the format-1 version again instead of storing it twice.
+async fn a_policy_back_at_a_format_1_version_finds_that_version_again(f: Fixture) {
+    f.sync().await;
+    let sim = f
+        .demo
+        .sim
+        .policies(CONTOSO)
+        .into_iter()
+        .find(|p| p.kind == Kind::DeviceConfiguration)
+        .expect("a device configuration");
+    let policy = f.policy_id(&sim.id).await;
+    let first = f.capture(policy).await;
+    let v1 = first_result(&f.detail(first, "").await)
+        .snapshot_id
+        .expect("a first version");
+    f.as_format_1(v1).await;
+
+    // Unchanged, captured in format 2: still the format-1 version.
+    let unchanged = f.capture(policy).await;
+    let result = *first_result(&f.detail(unchanged, "").await);
+    assert_eq!(result.snapshot_id, Some(v1), "{result:?}");
+    assert_eq!(result.drift, Drift::Unchanged, "{result:?}");
+
+    // Renamed in Intune: a second version, current and newest.
+    assert!(f
+        .demo
+        .sim
+        .rename_policy(CONTOSO, &sim.id, "Renamed for a while"));
+    let second = f.capture(policy).await;
+    let v2 = first_result(&f.detail(second, "").await)
+        .snapshot_id
+        .expect("a second version");
+    assert_ne!(v1, v2);
+    assert_eq!(f.versions_of(policy).await, 2);
+
+    // Renamed back: the first version again, a change but no new version.
+    assert!(f.demo.sim.rename_policy(CONTOSO, &sim.id, &sim.name));
+    let back = f.capture(policy).await;
+    let detail = f.detail(back, "").await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    let result = first_result(&detail);
+    assert_eq!(result.drift, Drift::Changed, "{detail:?}");
+    assert_eq!(result.base_snapshot_id, Some(v2), "{detail:?}");
+    assert_eq!(result.snapshot_id, Some(v1), "{detail:?}");
+    assert_eq!(f.versions_of(policy).await, 2);
+    let summary = detail.summary.expect("a summary");
+    assert!(!summary.contains("Captured a new version"), "{summary}");
+    assert!(summary.contains("no new version stored"), "{summary}");
+
+    // Captured again: no change from the first version, which stays current.
+    let again = f.capture(policy).await;
+    let detail = f.detail(again, "").await;
+    let result = first_result(&detail);
+    assert_eq!(result.drift, Drift::Unchanged, "{detail:?}");
+    assert_eq!(result.base_snapshot_id, Some(v1), "{detail:?}");
+    assert_eq!(result.snapshot_id, Some(v1), "{detail:?}");
+    let summary = detail.summary.expect("a summary");
+    assert!(summary.starts_with("No change"), "{summary}");
     assert_eq!(f.versions_of(policy).await, 2);
 }

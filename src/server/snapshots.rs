@@ -3,12 +3,13 @@
 //! here, so the hash rule holds everywhere: an unchanged policy reuses its existing version.
 //!
 //! The hash covers the normalised content only ([`crate::server::graph::snapshot::content_hash`]).
-//! A version stored before hashes were normalised, or captured in an older capture format, holds
-//! the same content under another hash; such a newest version is reused too when its normalised
-//! content equals the capture's (so a device configuration captured in format 2 after a format-1
-//! capture is not a new version). A capture that records more than the newest version did
-//! (compliance actions, presentation values) is a new version, whose comparison with the older
-//! one reads those parts as "not captured then", never as changes.
+//! A version captured in an older capture format (format 1, stored before hashes were
+//! normalised) holds the same content under another hash; such a version is reused too when its
+//! normalised content equals the capture's (so a device configuration captured in format 2 after
+//! a format-1 capture is not a new version, nor is one changed back to what a format-1 version
+//! held). A capture that records more than the stored version did (compliance actions,
+//! presentation values) is a new version, whose comparison with the older one reads those parts
+//! as "not captured then", never as changes.
 //!
 //! Setting definitions are stored once per tenant and id in `setting_definitions`, apart from
 //! any content, under the tenant whose capture returned them: each tenant's Graph answers for
@@ -35,7 +36,7 @@ pub struct StoredSnapshot {
     /// The `policy_snapshots` row.
     pub id: i64,
     /// Whether this capture made the row (a new version); `false` when the policy's content was
-    /// already stored (under this hash, or as its newest version).
+    /// already stored (under this hash, or with the same normalised content).
     pub new_version: bool,
 }
 
@@ -185,9 +186,23 @@ pub async fn store_snapshots(
 /// parameter limits).
 const CAPTURES_PER_QUERY: usize = 100;
 
-/// The version of each capture: the one stored under its hash, else the policy's newest one if
-/// it holds the same content, else a new one; with whether it was found as the policy's current
-/// version.
+/// The version of each capture, with whether it was found as the policy's current version:
+///
+/// 1. the version stored under its hash;
+/// 2. else the first of these that holds the same normalised content (each read in its own
+///    capture format): the policy's current version (what Intune held at its last capture, so
+///    an unchanged policy stays on it and is no change), its newest version by capture time,
+///    then its versions in an older capture format, newest first;
+/// 3. else a new version.
+///
+/// A version in the latest format is stored under the hash of its normalised content, so the
+/// same content is found by hash; only an older format's version (format 1 hashed its raw JSON)
+/// can hold it under another hash, as when a policy changed and then went back to what a
+/// format-1 version held, which is neither its current nor its newest version. The current and
+/// newest versions are compared whatever their format, in case a later change of the hash rule
+/// leaves them under another hash too. That is one statement per batch, reading per policy its
+/// current and newest versions and its older format's, whose number no capture adds to. A
+/// version that cannot be read is never reused.
 async fn find_or_insert(
     tx: &mut Tx,
     tenant_id: i64,
@@ -203,7 +218,7 @@ async fn find_or_insert(
                 .copied()
         })
         .collect();
-    let current: Vec<bool> = found_each
+    let mut current: Vec<bool> = found_each
         .iter()
         .map(|found| found.is_some_and(|(_, current)| current))
         .collect();
@@ -222,18 +237,26 @@ async fn find_or_insert(
         .filter(|(_, version)| version.is_none())
         .map(|((policy_id, _), _)| *policy_id)
         .collect();
-    let newest = newest_versions(tx, tenant_id, &unknown).await?;
-    // A version that cannot be read is never reused; the capture then becomes a new one.
-    for ((policy_id, snapshot), version) in captures.iter().zip(versions.iter_mut()) {
-        if version.is_none() {
-            if let Some(newest) = newest.get(policy_id) {
-                if same_content(newest, snapshot) {
-                    *version = Some(StoredSnapshot {
-                        id: newest.id,
-                        new_version: false,
-                    });
-                }
-            }
+    let candidates = candidate_versions(tx, tenant_id, &unknown).await?;
+    for (((policy_id, snapshot), version), current) in captures
+        .iter()
+        .zip(versions.iter_mut())
+        .zip(current.iter_mut())
+    {
+        if version.is_some() {
+            continue;
+        }
+        let same = candidates.get(policy_id).and_then(|candidates| {
+            candidates
+                .iter()
+                .find(|c| same_content(&c.version, snapshot))
+        });
+        if let Some(candidate) = same {
+            *version = Some(StoredSnapshot {
+                id: candidate.version.id,
+                new_version: false,
+            });
+            *current = candidate.current;
         }
     }
     let mut new: Vec<(i64, &Snapshot)> = Vec::new();
@@ -360,41 +383,77 @@ async fn with_hashes<'a>(
     Ok(found)
 }
 
-/// A row of [`VERSION_COLUMNS`] with its policy.
+/// A row of [`VERSION_COLUMNS`] with its policy and whether it is the policy's current version.
 #[derive(FromRow)]
-struct NewestRow {
+struct CandidateRow {
     policy_id: i64,
+    is_current: i64,
     #[sqlx(flatten)]
     version: VersionRow,
 }
 
-/// The newest readable version of each of these policies (by capture time, then id).
-async fn newest_versions(
+/// A stored version a capture may hold the content of, under another hash.
+struct Candidate {
+    version: StoredVersion,
+    /// Whether it is its policy's current version.
+    current: bool,
+}
+
+/// The readable versions of these policies that a capture is compared with when its hash is not
+/// stored (see [`find_or_insert`]), by policy, in the order they are tried: the current
+/// version, then by capture time and id, newest first.
+async fn candidate_versions(
     tx: &mut Tx,
     tenant_id: i64,
     policy_ids: &[i64],
-) -> Result<HashMap<i64, StoredVersion>, sqlx::Error> {
+) -> Result<HashMap<i64, Vec<Candidate>>, sqlx::Error> {
     if policy_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    // Found through the policies' index; the tenant only checked, as in `with_hashes`.
-    let mut sql = Sql::new(format!(
-        "SELECT policy_id, {VERSION_COLUMNS} FROM policy_snapshots WHERE id IN (\
-           SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY policy_id \
-             ORDER BY captured_at DESC, id DESC) AS newest \
-           FROM policy_snapshots WHERE +tenant_id = "
-    ));
+    // The versions are picked by their ids, policies and formats alone; only the picked ones'
+    // payloads are read. Found through the policies' index; the tenant only checked, as in
+    // `with_hashes`.
+    let mut sql = Sql::new(
+        "SELECT r.policy_id AS policy_id, r.is_current AS is_current, s.id AS id, \
+         s.payload AS payload, s.capture_format AS capture_format, \
+         s.with_assignments AS with_assignments, s.with_scope_tags AS with_scope_tags, \
+         s.content_hash AS content_hash, s.captured_at AS captured_at \
+         FROM (SELECT s.id, s.policy_id, s.capture_format, \
+             CASE WHEN p.current_snapshot_id = s.id THEN 1 ELSE 0 END AS is_current, \
+             ROW_NUMBER() OVER (PARTITION BY s.policy_id \
+               ORDER BY s.captured_at DESC, s.id DESC) AS newest \
+           FROM policy_snapshots s \
+           LEFT JOIN policies p ON p.id = s.policy_id AND p.tenant_id = s.tenant_id \
+           WHERE +s.tenant_id = ",
+    );
     sql.int(tenant_id)
-        .push(" AND policy_id IN (")
+        .push(" AND s.policy_id IN (")
         .list(policy_ids, |sql, policy_id| {
             sql.int(*policy_id);
         })
-        .push(")) ranked WHERE newest = 1)");
-    let rows: Vec<NewestRow> = sql.query_as().fetch_all(&mut **tx).await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| Some((row.policy_id, StoredVersion::try_from(row.version).ok()?)))
-        .collect())
+        .push(
+            ")) r JOIN policy_snapshots s ON s.id = r.id \
+             WHERE r.newest = 1 OR r.is_current = 1 OR r.capture_format < ",
+        )
+        .int(i64::from(CaptureFormat::LATEST.get()));
+    let rows: Vec<CandidateRow> = sql.query_as().fetch_all(&mut **tx).await?;
+    let mut candidates: HashMap<i64, Vec<Candidate>> = HashMap::new();
+    for row in rows {
+        if let Ok(version) = StoredVersion::try_from(row.version) {
+            candidates
+                .entry(row.policy_id)
+                .or_default()
+                .push(Candidate {
+                    version,
+                    current: row.is_current == 1,
+                });
+        }
+    }
+    for versions in candidates.values_mut() {
+        versions
+            .sort_by_key(|c| std::cmp::Reverse((c.current, c.version.captured_at, c.version.id)));
+    }
+    Ok(candidates)
 }
 
 /// Whether a stored version holds what a capture holds: the same normalised content, each read
