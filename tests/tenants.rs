@@ -16,7 +16,10 @@ use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::db::Backend as Engine;
 use tenantatlas::server::engine::runner::WakeUp;
 use tenantatlas::server::graph::credentials::{load_credentials, CredentialsError};
-use tenantatlas::server::graph::{GraphClient, GraphConfig, PolicyType, SecretResolver};
+use tenantatlas::server::graph::{
+    ClientSecret, GraphClient, GraphConfig, PolicyType, SecretResolver,
+};
+use tenantatlas::server::tenants::connection::{self, Rotated};
 use tenantatlas::server::tenants::keyring::{KeyError, KeyRing};
 
 both_backends!(TestApp:
@@ -491,6 +494,138 @@ async fn connecting_without_a_key_is_refused(backend: Backend) {
     assert!(!settings.can_store_secrets);
     assert_eq!(settings.secret, SecretSource::Demo);
     assert_eq!(app.count("tenants").await, 2);
+}
+
+/// The app after `serve` was restarted with k2 appended to the key file (step 2 of the
+/// rotation): k2 seals, k1 and k2 open.
+pub struct KeyedApp(TestApp);
+
+impl KeyedApp {
+    pub async fn start(backend: Backend) -> Self {
+        Self(keyed_app(backend, &[K1, K2]).await)
+    }
+}
+
+mod keyed {
+    use super::{
+        connecting_a_disconnected_tenant_says_how_to_reconnect,
+        rotation_keeps_a_secret_replaced_meanwhile, KeyedApp,
+    };
+    use crate::common;
+
+    both_backends!(local KeyedApp:
+        rotation_keeps_a_secret_replaced_meanwhile,
+        connecting_a_disconnected_tenant_says_how_to_reconnect,
+    );
+}
+
+/// `rotate-secret-key` reads the secrets, the owner replaces one ("Replace the client secret"),
+/// then the rotation writes: the replacement stays (the restarted `serve` sealed it with the
+/// newest key); a replacement an older `serve` sealed with the old key is read again and
+/// re-encrypted; the secret nobody touched is re-encrypted.
+async fn rotation_keeps_a_secret_replaced_meanwhile(app: KeyedApp) {
+    const TENANT_C: &str = "cccccccc-dddd-4eee-8fff-000000000000";
+    let app = app.0;
+    let dir = TempDir::new();
+    let url = app.database_url().to_owned();
+    // Three tenants connected before k2 was added: their secrets are under k1.
+    let old = key_file(&dir, "old", &[K1]);
+    ok(&create_tenant(&url, &old, TENANT_A, SECRET));
+    ok(&create_tenant(&url, &old, TENANT_B, SECRET));
+    ok(&create_tenant(&url, &old, TENANT_C, SECRET));
+    let (a, b, c) = (
+        common::tenant_id(&app.db, TENANT_A).await,
+        common::tenant_id(&app.db, TENANT_B).await,
+        common::tenant_id(&app.db, TENANT_C).await,
+    );
+    let ring = KeyRing::parse(&[K1, K2].join("\n")).unwrap();
+    let plan = connection::plan_rotation(&app.db, &ring)
+        .await
+        .expect("the rotation reads the secrets");
+
+    const REPLACEMENT: &str = "the replacement secret, set while the rotation ran";
+    let owner = app.sign_in(ADMIN).await;
+    let expires = (time::OffsetDateTime::now_utc().date() + time::Duration::days(90)).to_string();
+    app.replace_secret(&owner, TENANT_A, REPLACEMENT, &expires)
+        .await
+        .expect("the owner replaces the secret");
+
+    // C's secret is replaced by a `serve` not yet restarted: sealed with k1 still.
+    let old_serve = KeyRing::parse(K1).unwrap();
+    let sealed = old_serve.seal(c, &ClientSecret::new(REPLACEMENT));
+    sqlx::query(
+        "UPDATE tenants SET graph_secret_ciphertext = $1, graph_secret_key_id = $2 WHERE id = $3",
+    )
+    .bind(&sealed.ciphertext)
+    .bind(&sealed.key_id)
+    .bind(c)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+
+    let rotated = connection::apply_rotation(&app.db, &ring, plan)
+        .await
+        .expect("the rotation writes");
+    // B as read, C as read again: re-encrypted; A: left as the replacement stored it.
+    assert_eq!(
+        rotated,
+        Rotated {
+            reencrypted: 2,
+            replaced_meanwhile: 1
+        }
+    );
+    for tenant in [a, b, c] {
+        assert_eq!(stored(&app, tenant).await.2, "k2", "tenant row {tenant}");
+    }
+    // k2 alone opens every secret, each to its latest value: the replacements are not
+    // overwritten by the secrets read before them.
+    let replaced = sim(REPLACEMENT).await;
+    for tenant in [a, c] {
+        assert!(
+            credentials_work(&app, &replaced, tenant, &[K2]).await,
+            "tenant row {tenant}: the replacement survives the rotation"
+        );
+    }
+    let untouched = sim(SECRET).await;
+    assert!(credentials_work(&app, &untouched, b, &[K2]).await);
+}
+
+/// Connecting a GUID whose tenant is disconnected is a 409 that says so and names the way
+/// back (its owner reconnects it on its settings page), not "already connected".
+async fn connecting_a_disconnected_tenant_says_how_to_reconnect(app: KeyedApp) {
+    let app = app.0;
+    let admin_cookie = app.sign_in(ADMIN).await;
+    connect(&app, &admin_cookie, TENANT_A, SECRET)
+        .await
+        .expect("the admin connects the tenant");
+    app.disconnect_tenant(&admin_cookie, TENANT_A)
+        .await
+        .expect("the owner disconnects it");
+    let before = app.count("tenants").await;
+    // In upper case, as copied from the Azure portal: the same tenant.
+    let again = connect(&app, &admin_cookie, &TENANT_A.to_uppercase(), SECRET)
+        .await
+        .unwrap_err();
+    assert_eq!(again.status, 409);
+    for said in [
+        "disconnected",
+        "reconnect",
+        &format!("/t/{TENANT_A}/settings"),
+    ] {
+        assert!(again.body.contains(said), "{said:?}: {}", again.body);
+    }
+    assert!(!again.body.contains("already connected"), "{}", again.body);
+    // A tenant that is connected is still "already connected"; nothing was written.
+    let connected = connect(&app, &admin_cookie, CONTOSO, SECRET)
+        .await
+        .unwrap_err();
+    assert_eq!(connected.status, 409);
+    assert!(
+        connected.body.contains("already connected"),
+        "{}",
+        connected.body
+    );
+    assert_eq!(app.count("tenants").await, before);
 }
 
 mod in_the_app {

@@ -89,9 +89,16 @@ pub async fn rotate_secret_key(db: &Db, keys: Option<&KeyRing>) -> Result<(), St
         .await
         .map_err(|error| StartError::Invalid(error.to_string()))?;
     println!(
-        "{rotated} client secrets re-encrypted with the key {:?}",
+        "{} client secrets re-encrypted with the key {:?}",
+        rotated.reencrypted,
         keys.newest_id()
     );
+    if rotated.replaced_meanwhile > 0 {
+        println!(
+            "{} client secrets were replaced while this ran and are already under that key",
+            rotated.replaced_meanwhile
+        );
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use super::keyring::{KeyError, KeyRing, Sealed};
 use super::TenantScope;
 use crate::domain::tenant::{check_client_secret, expiry_warning, SecretSource, NO_SECRET_KEY};
 use crate::domain::{
-    AppError, Day, NewTenant, Role, TenantSettings, TenantStatus, TenantSummary, Timestamp,
+    routes, AppError, Day, NewTenant, Role, TenantSettings, TenantStatus, TenantSummary, Timestamp,
 };
 use crate::server::audit::{self, AuditEvent};
 use crate::server::auth::TenantContext;
@@ -91,9 +91,8 @@ pub async fn connect(
     let tenant_id: i64 = match inserted {
         Ok(id) => id,
         Err(error) if is_unique_violation(&error) => {
-            return Err(AppError::Conflict(
-                "A tenant with this id is already connected.".into(),
-            ))
+            tx.rollback().await?;
+            return Err(already_there(db, input).await);
         }
         Err(error) => return Err(error.into()),
     };
@@ -133,6 +132,28 @@ pub async fn connect(
             display_name: input.display_name.clone(),
         },
     ))
+}
+
+/// The 409 for a tenant id already in TenantAtlas. A disconnected tenant is not connected
+/// again here (its row, data and members stay): the message says who reconnects it and where.
+/// Only an instance admin (the Connect form) or whoever runs the CLI reads this; the tenant's
+/// existence was theirs to learn already, and "disconnected" adds only what they need to stop
+/// retrying, never who its owners are.
+async fn already_there(db: &Db, input: &NewTenant) -> AppError {
+    let disconnected: Result<Option<Option<i64>>, sqlx::Error> =
+        sqlx::query_scalar("SELECT disconnected_at FROM tenants WHERE external_id = $1")
+            .bind(input.external_id.as_str())
+            .fetch_optional(db.pool())
+            .await;
+    match disconnected {
+        Ok(Some(Some(_))) => AppError::Conflict(format!(
+            "A tenant with this id is in TenantAtlas but disconnected: its owner can reconnect \
+             it with \"Reconnect tenant\" on its settings page ({}).",
+            routes::tenant_settings(input.external_id.as_str())
+        )),
+        Ok(_) => AppError::Conflict("A tenant with this id is already connected.".into()),
+        Err(error) => error.into(),
+    }
 }
 
 async fn store_sealed(
@@ -390,35 +411,122 @@ pub async fn is_disconnected(db: &Db, tenant_id: i64) -> Result<bool, AppError> 
     Ok(matches!(at, Some(Some(_))))
 }
 
-/// Re-encrypts every stored secret with the newest key, in one transaction. Returns how many
-/// secrets were re-encrypted (those already under the newest key are left as they are).
-pub async fn rotate(db: &Db, keys: &KeyRing) -> Result<usize, RotateError> {
-    // Reads the sealed secrets before it writes them.
-    let mut tx = db.begin_writing().await?;
+/// Re-encrypts every stored secret with the newest key: [`plan_rotation`], then
+/// [`apply_rotation`].
+pub async fn rotate(db: &Db, keys: &KeyRing) -> Result<Rotated, RotateError> {
+    let plan = plan_rotation(db, keys).await?;
+    apply_rotation(db, keys, plan).await
+}
+
+/// What `rotate-secret-key` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotated {
+    /// Secrets moved from an older key to the newest.
+    pub reencrypted: usize,
+    /// Secrets replaced while the command ran (the owner's "Replace the client secret"),
+    /// already sealed with the newest key by that replacement, so left as they are.
+    pub replaced_meanwhile: usize,
+}
+
+/// The secrets still under an older key, read and sealed again with the newest key, before
+/// anything is written.
+pub struct RotationPlan {
+    reseals: Vec<Reseal>,
+}
+
+/// One tenant's secret as it was read and as it will be stored.
+struct Reseal {
+    tenant_id: i64,
+    read: Sealed,
+    resealed: Sealed,
+}
+
+/// Reads every secret stored under an older key than the newest and seals it again. A secret
+/// that does not open stops the rotation before anything is written.
+pub async fn plan_rotation(db: &Db, keys: &KeyRing) -> Result<RotationPlan, RotateError> {
     let rows: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT id, graph_secret_ciphertext, graph_secret_key_id FROM tenants \
-         WHERE graph_secret_ciphertext IS NOT NULL AND graph_secret_key_id <> $1",
+         WHERE graph_secret_ciphertext IS NOT NULL AND graph_secret_key_id <> $1 ORDER BY id",
     )
     .bind(keys.newest_id())
-    .fetch_all(&mut *tx)
+    .fetch_all(db.pool())
     .await?;
-    let count = rows.len();
-    for (tenant_id, ciphertext, key_id) in rows {
-        let sealed = Sealed { key_id, ciphertext };
-        let secret = keys
-            .open(tenant_id, &sealed)
-            .map_err(|error| RotateError::Tenant(tenant_id, error))?;
-        sqlx::query(
-            "UPDATE tenants SET graph_secret_ciphertext = $2, graph_secret_key_id = $3 WHERE id = $1",
-        )
-        .bind(tenant_id)
-        .bind(keys.seal(tenant_id, &secret).ciphertext)
-        .bind(keys.newest_id())
-        .execute(&mut *tx)
-        .await?;
+    let reseals = rows
+        .into_iter()
+        .map(|(tenant_id, ciphertext, key_id)| {
+            reseal(keys, tenant_id, Sealed { key_id, ciphertext })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RotationPlan { reseals })
+}
+
+fn reseal(keys: &KeyRing, tenant_id: i64, read: Sealed) -> Result<Reseal, RotateError> {
+    let secret = keys
+        .open(tenant_id, &read)
+        .map_err(|error| RotateError::Tenant(tenant_id, error))?;
+    Ok(Reseal {
+        tenant_id,
+        resealed: keys.seal(tenant_id, &secret),
+        read,
+    })
+}
+
+/// Writes the plan in one transaction. Each write is conditional on the row still holding the
+/// secret that was read: on PostgreSQL the rows are not locked while they are read, and a plain
+/// `UPDATE … WHERE id` would put back, re-encrypted, a secret the owner replaced in between
+/// (with the replacement's date and expiry left beside it). A row that changed meanwhile is
+/// read again: a replacement sealed it with the newest key already (`serve` was restarted
+/// with the new key before the rotation, step 2 of the rotation), and it is left; one still
+/// under an older key (a `serve` not yet restarted) is sealed again and written the same way.
+pub async fn apply_rotation(
+    db: &Db,
+    keys: &KeyRing,
+    plan: RotationPlan,
+) -> Result<Rotated, RotateError> {
+    let mut tx = db.begin_writing().await?;
+    let mut rotated = Rotated {
+        reencrypted: 0,
+        replaced_meanwhile: 0,
+    };
+    for mut pending in plan.reseals {
+        loop {
+            let written = sqlx::query(
+                "UPDATE tenants SET graph_secret_ciphertext = $2, graph_secret_key_id = $3 \
+                 WHERE id = $1 AND graph_secret_ciphertext = $4 AND graph_secret_key_id = $5",
+            )
+            .bind(pending.tenant_id)
+            .bind(&pending.resealed.ciphertext)
+            .bind(&pending.resealed.key_id)
+            .bind(&pending.read.ciphertext)
+            .bind(&pending.read.key_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if written > 0 {
+                rotated.reencrypted += 1;
+                break;
+            }
+            let now: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT graph_secret_ciphertext, graph_secret_key_id FROM tenants WHERE id = $1",
+            )
+            .bind(pending.tenant_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match now {
+                Some((Some(ciphertext), Some(key_id))) if key_id != keys.newest_id() => {
+                    let read = Sealed { key_id, ciphertext };
+                    pending = reseal(keys, pending.tenant_id, read)?;
+                }
+                // Under the newest key, or no sealed secret any more.
+                _ => {
+                    rotated.replaced_meanwhile += 1;
+                    break;
+                }
+            }
+        }
     }
     tx.commit().await?;
-    Ok(count)
+    Ok(rotated)
 }
 
 /// Why `rotate-secret-key` stopped (nothing is changed then).
