@@ -23,6 +23,8 @@ both_backends!(TestApp:
     create_user_keeps_the_tenants_last_owner,
     create_user_audits_a_role_change_as_old_and_new,
     create_user_withdraws_the_invitations_of_a_member_who_may_no_longer_invite,
+    create_user_accepts_the_tenant_id_in_any_case,
+    create_user_refuses_a_name_that_hides_characters,
     sync_inventory_joins_the_sync_already_queued_for_the_tenant,
     sync_inventory_without_a_server_runs_the_sync_as_an_audited_run,
     sync_inventory_leaves_other_tenants_queued_runs_alone,
@@ -285,8 +287,85 @@ async fn create_user_audits_a_role_change_as_old_and_new(app: TestApp) {
         .collect();
     assert_eq!(
         details,
-        [serde_json::json!({ "old_role": "readonly", "new_role": "manager", "via": "cli" })]
+        [serde_json::json!({
+            "member_email": READONLY,
+            "old_role": "readonly",
+            "new_role": "manager",
+            "via": "cli",
+        })]
     );
+}
+
+async fn create_user_accepts_the_tenant_id_in_any_case(app: TestApp) {
+    // `create-tenant` stores a GUID in lower case whatever case it was typed in; a GUID copied
+    // from the Azure portal in upper case names the same tenant here too.
+    let output = create_user(
+        app.database_url(),
+        &[
+            "--email",
+            "upper@contoso.example",
+            "--name",
+            "Upper",
+            "--tenant",
+            &format!("  {}  ", CONTOSO.to_uppercase()),
+            "--role",
+            "operator",
+        ],
+        "a brand new password\n",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stored_role(&app, "upper@contoso.example", CONTOSO).await,
+        "operator"
+    );
+    // A malformed id is refused as an unknown one, before any account is written.
+    let output = create_user(
+        app.database_url(),
+        &[
+            "--email",
+            "malformed@contoso.example",
+            "--name",
+            "Malformed",
+            "--tenant",
+            "contoso",
+            "--role",
+            "operator",
+        ],
+        "a brand new password\n",
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("No tenant has this id"), "{stderr}");
+    let accounts: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email = 'malformed@contoso.example'")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(accounts, 0);
+}
+
+async fn create_user_refuses_a_name_that_hides_characters(app: TestApp) {
+    // The invitation's form refuses these names; the CLI parses the name the same way.
+    for name in ["Ada\u{200B} Lovelace", "\u{202E}ecalevoL adA"] {
+        let output = create_user(
+            app.database_url(),
+            &["--email", "ada@contoso.example", "--name", name],
+            "a brand new password\n",
+        );
+        assert!(!output.status.success(), "{name:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("invisible"), "{stderr}");
+    }
+    let accounts: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email = 'ada@contoso.example'")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(accounts, 0);
 }
 
 async fn create_user_withdraws_the_invitations_of_a_member_who_may_no_longer_invite(app: TestApp) {

@@ -165,6 +165,14 @@ async fn an_invitation_makes_the_account_and_the_membership_once(app: TestApp) {
             ("invitation.accept".to_owned(), Some(INVITEE.to_owned())),
         ]
     );
+    // The acceptance names the new member by e-mail, as the members page's own changes do.
+    let accepted: String =
+        sqlx::query_scalar("SELECT details FROM audit_log WHERE action = 'invitation.accept'")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    let accepted: serde_json::Value = serde_json::from_str(&accepted).unwrap();
+    assert_eq!(accepted["member_email"], INVITEE, "{accepted}");
 }
 
 async fn an_expired_or_replaced_or_withdrawn_link_is_refused_plainly(app: TestApp) {

@@ -1,6 +1,7 @@
 //! A tenant's members: the owner adds an account by e-mail, changes roles and removes members;
 //! a tenant always keeps an owner, also when two owners demote each other at the same moment;
-//! every change is audited with the old and new role; a removed member loses the tenant at once.
+//! every change is audited with the member's e-mail and the old and new role; a removed member
+//! loses the tenant at once.
 
 use crate::common;
 
@@ -146,7 +147,21 @@ async fn the_owner_manages_members_and_each_change_is_audited(app: TestApp) {
             new.into()
         };
         assert_eq!(details["new_role"], new, "{action}");
+        assert_eq!(details["member_email"], NEWCOMER, "{action}");
     }
+    // The audit page names the member by e-mail: no page shows account ids, and once the
+    // member is removed nothing else ties `user:N` to a person.
+    let page = app
+        .audit_log(&owner, CONTOSO, &[("action", "member.remove")])
+        .await
+        .expect("the owner reads the audit log");
+    let [removal] = page.entries.as_slice() else {
+        panic!("one removal: {page:?}");
+    };
+    assert_eq!(removal.actor.as_deref(), Some(ADMIN));
+    let details: Value = serde_json::from_str(&removal.details).unwrap();
+    assert_eq!(details["member_email"], NEWCOMER, "{removal:?}");
+    assert_eq!(details["old_role"], "readonly", "{removal:?}");
 }
 
 async fn the_last_owner_stays_even_under_concurrent_demotions(app: TestApp) {

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::tenant::hides_characters;
 use super::{AppError, Role, Timestamp};
 
 /// How long an invitation link can be used.
@@ -99,11 +100,19 @@ pub fn not_valid() -> AppError {
     )
 }
 
-/// A new account's display name: trimmed, non-empty, bounded, no control characters.
+/// A new account's display name: trimmed, non-empty, bounded, and with no character a reader
+/// cannot see ([`hides_characters`], as for a tenant's name): members lists and pickers show
+/// names, and "Ada\u{200B} Lovelace" must not pass for another member's "Ada Lovelace".
 pub fn parse_display_name(raw: &str) -> Result<String, AppError> {
     let name = raw.trim();
-    if name.is_empty() || name.chars().any(char::is_control) {
+    if name.is_empty() {
         return Err(AppError::invalid("name", "Enter your name."));
+    }
+    if hides_characters(name) {
+        return Err(AppError::invalid(
+            "name",
+            "The name cannot contain control characters or invisible formatting characters.",
+        ));
     }
     if name.chars().count() > DISPLAY_NAME_MAX_CHARS {
         return Err(AppError::invalid(
@@ -153,8 +162,27 @@ mod tests {
     #[test]
     fn names_and_passwords_are_bounded() {
         assert_eq!(parse_display_name("  Ada  ").unwrap(), "Ada");
-        for bad in ["", "  ", "a\u{7}b"] {
+        // Blank, a control character, or one that hides: a zero-width space, a right-to-left
+        // override (shows "Ada Lovelace" backwards), a soft hyphen.
+        for bad in [
+            "",
+            "  ",
+            "a\u{7}b",
+            "Ada\u{200B} Lovelace",
+            "\u{202E}ecalevoL adA",
+            "Ada Love\u{AD}lace",
+        ] {
             assert!(parse_display_name(bad).is_err(), "{bad:?}");
+        }
+        // Names in any script stay accepted, joiners inside a script that needs them included.
+        for good in [
+            "Ada Lovelace",
+            "Zoë Ødegård",
+            "محمد",
+            "李小龙",
+            "\u{0915}\u{094D}\u{200D}\u{0937}",
+        ] {
+            assert_eq!(parse_display_name(good).unwrap(), good);
         }
         assert!(parse_display_name(&"n".repeat(DISPLAY_NAME_MAX_CHARS + 1)).is_err());
         assert!(check_new_password("short").is_err());

@@ -44,7 +44,7 @@ use inventory::SyncError;
 use state::{AppState, Settings};
 use tenants::keyring::KeyRing;
 
-use crate::domain::invitation::PASSWORD_MAX_CHARS;
+use crate::domain::invitation::{parse_display_name, PASSWORD_MAX_CHARS};
 use crate::domain::{AppError, Email, Role, TenantExternalId};
 
 /// Why the binary could not start or finish its command.
@@ -468,11 +468,18 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
         })?),
         None => None,
     };
+    let name = parse_display_name(&args.name)?;
+    // Parsed as every other command parses it, so an upper-case GUID names the tenant too.
+    let tenant = args
+        .tenant
+        .as_deref()
+        .map(TenantExternalId::parse)
+        .transpose()?;
     let hash = read_password_hash().await?;
-    if let (Some(tenant), Some(role)) = (&args.tenant, role) {
-        auth::users::check_grant(db, &email, tenant.trim(), role).await?;
+    if let (Some(tenant), Some(role)) = (&tenant, role) {
+        auth::users::check_grant(db, &email, tenant.as_str(), role).await?;
     }
-    let user_id = auth::users::upsert_user(db, &email, args.name.trim(), &hash).await?;
+    let user_id = auth::users::upsert_user(db, &email, &name, &hash).await?;
     if args.admin {
         auth::users::make_admin(db, user_id).await?;
     }
@@ -487,8 +494,8 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
         },
     )
     .await;
-    if let (Some(tenant), Some(role)) = (args.tenant, role) {
-        let granted = auth::users::grant(db, user_id, tenant.trim(), role).await?;
+    if let (Some(tenant), Some(role)) = (tenant, role) {
+        let granted = auth::users::grant(db, user_id, tenant.as_str(), role).await?;
         if granted.old_role != Some(role) {
             audit::record(
                 db,
@@ -498,6 +505,7 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
                     action: "membership.grant",
                     target: format!("user:{user_id}"),
                     details: serde_json::json!({
+                        "member_email": email.as_str(),
                         "old_role": granted.old_role.map(Role::as_str),
                         "new_role": role.as_str(),
                         "via": "cli",

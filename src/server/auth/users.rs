@@ -2,7 +2,7 @@
 
 use sqlx::{AnyConnection, FromRow};
 
-use crate::domain::{AppError, CurrentUser, Email, Role, Timestamp};
+use crate::domain::{AppError, CurrentUser, Email, Role, TenantExternalId, Timestamp};
 use crate::server::db::{is_unique_violation, Db};
 use crate::server::tenants::invitations;
 
@@ -199,10 +199,12 @@ pub async fn check_grant(
     Ok(())
 }
 
-/// The database id of the tenant with this external id; an unknown one is a 404.
+/// The database id of the tenant with this external id, in any case (stored in lower case, as
+/// [`TenantExternalId::parse`] writes it); an unknown or malformed one is a 404.
 async fn tenant_id(conn: &mut AnyConnection, tenant_external_id: &str) -> Result<i64, AppError> {
+    let tenant_external_id = TenantExternalId::parse(tenant_external_id)?;
     sqlx::query_scalar("SELECT id FROM tenants WHERE external_id = $1")
-        .bind(tenant_external_id)
+        .bind(tenant_external_id.as_str())
         .fetch_optional(conn)
         .await?
         .ok_or_else(|| AppError::NotFound("No tenant has this id.".into()))

@@ -460,6 +460,10 @@ impl Acceptance<'_> {
                 .bind(self.tenant_id)
                 .fetch_one(&mut *tx)
                 .await?;
+        let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+            .bind(self.user_id)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         audit::record(
             db,
@@ -470,6 +474,7 @@ impl Acceptance<'_> {
                 target: format!("user:{}", self.user_id),
                 details: serde_json::json!({
                     "invitation_id": self.invitation_id,
+                    "member_email": email,
                     "old_role": null,
                     "new_role": self.role,
                     "existing_account": self.existing_account,

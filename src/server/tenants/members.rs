@@ -1,11 +1,12 @@
 //! A tenant's members: list, add an existing account, change a role, remove. A tenant always
 //! keeps an owner: every change locks the tenant's row first (a write on both engines, so two
 //! owners demoting each other at the same moment are serialized), makes the change, counts the
-//! owners left and rolls back with a 409 when none is. Each change is audited with the old and
-//! new role. Authorization reads memberships on every request, so a removed member loses the
-//! tenant at once; a member who is removed or can no longer manage members loses their pending
-//! invitations in the tenant too (in the same transaction), so a link they kept cannot bring
-//! anyone in, themselves included, with a role they may no longer grant.
+//! owners left and rolls back with a 409 when none is. Each change is audited with the member's
+//! e-mail and the old and new role. Authorization reads memberships on every request, so a
+//! removed member loses the tenant at once; a member who is removed or can no longer manage
+//! members loses their pending invitations in the tenant too (in the same transaction), so a
+//! link they kept cannot bring anyone in, themselves included, with a role they may no longer
+//! grant.
 
 use super::{invitations, TenantScope};
 use crate::domain::{AddMemberOutcome, AppError, Email, Member, Role, Timestamp};
@@ -41,7 +42,7 @@ pub async fn add_or_invite(
 ) -> Result<AddMemberOutcome, AppError> {
     match account(db, scope, actor, email).await? {
         Account::Addable(user_id) => {
-            add(db, scope, actor, user_id, role).await?;
+            add(db, scope, actor, user_id, email, role).await?;
             Ok(AddMemberOutcome::Added)
         }
         Account::None | Account::NeedsConsent => {
@@ -108,6 +109,7 @@ async fn add(
     scope: &TenantScope,
     actor: i64,
     user_id: i64,
+    email: &Email,
     role: Role,
 ) -> Result<(), AppError> {
     let mut tx = db.pool().begin().await?;
@@ -130,7 +132,11 @@ async fn add(
         }
         Err(error) => return Err(error.into()),
     }
-    record(db, scope, actor, "member.add", user_id, None, Some(role)).await;
+    let member = Audited {
+        user_id,
+        email: email.as_str(),
+    };
+    record(db, scope, actor, "member.add", member, None, Some(role)).await;
     Ok(())
 }
 
@@ -149,7 +155,7 @@ pub async fn change_role(
             scope,
             actor,
             "member.change_role",
-            user_id,
+            changed.member(user_id),
             Some(changed.old),
             Some(role),
         )
@@ -172,7 +178,7 @@ pub async fn remove(
         scope,
         actor,
         "member.remove",
-        user_id,
+        changed.member(user_id),
         Some(changed.old),
         None,
     )
@@ -185,6 +191,8 @@ pub async fn remove(
 struct Changed {
     /// The member's role before.
     old: Role,
+    /// The member's e-mail, for the audit log.
+    email: String,
     /// The member's pending invitations withdrawn with it: (id, e-mail).
     revoked: Vec<(i64, String)>,
 }
@@ -202,13 +210,15 @@ async fn change(
 ) -> Result<Changed, AppError> {
     let mut tx = db.pool().begin().await?;
     invitations::lock_members(&mut tx, scope.id(), actor).await?;
-    let old: String =
-        sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
-            .bind(scope.id())
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| AppError::NotFound("This account is not a member.".into()))?;
+    let (old, email): (String, String) = sqlx::query_as(
+        "SELECT m.role, u.email FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.tenant_id = $1 AND m.user_id = $2",
+    )
+    .bind(scope.id())
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| AppError::NotFound("This account is not a member.".into()))?;
     let old = Role::parse(&old).ok_or(AppError::Internal)?;
     let write = match role {
         Some(role) => {
@@ -237,7 +247,28 @@ async fn change(
     let revoked =
         invitations::withdraw_if_may_not_invite(&mut tx, scope.id(), user_id, role).await?;
     tx.commit().await?;
-    Ok(Changed { old, revoked })
+    Ok(Changed {
+        old,
+        email,
+        revoked,
+    })
+}
+
+impl Changed {
+    /// The member as the audit log names them.
+    fn member(&self, user_id: i64) -> Audited<'_> {
+        Audited {
+            user_id,
+            email: &self.email,
+        }
+    }
+}
+
+/// The member a change was about: their account's id, and their e-mail, which the audit page
+/// shows (no page shows account ids, and after a removal nothing else ties the id to a person).
+struct Audited<'a> {
+    user_id: i64,
+    email: &'a str,
 }
 
 async fn record(
@@ -245,7 +276,7 @@ async fn record(
     scope: &TenantScope,
     actor: i64,
     action: &str,
-    user_id: i64,
+    member: Audited<'_>,
     old: Option<Role>,
     new: Option<Role>,
 ) {
@@ -255,8 +286,9 @@ async fn record(
             tenant_id: Some(scope.id()),
             actor_user_id: Some(actor),
             action,
-            target: format!("user:{user_id}"),
+            target: format!("user:{}", member.user_id),
             details: serde_json::json!({
+                "member_email": member.email,
                 "old_role": old.map(Role::as_str),
                 "new_role": new.map(Role::as_str),
             }),
