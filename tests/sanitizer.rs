@@ -294,7 +294,41 @@ fn secret_name() -> impl Strategy<Value = String> {
             parts.push(tail);
             write_name(&parts, style)
         });
-    prop_oneof![by_last, two_words, with_secret]
+    // Written as one word, as environment variables and some SDKs do: `clientsecret`,
+    // `ACCESSTOKEN`, `Refreshtoken`. Only words no ordinary word ends with (not `key`: `monkey`).
+    let run_together = (
+        prefix_parts(),
+        prop::sample::select(vec![
+            "secret",
+            "secrets",
+            "token",
+            "tokens",
+            "password",
+            "passwd",
+            "pwd",
+            "passphrase",
+            "credential",
+            "credentials",
+            "signature",
+            "apikey",
+            "sessionid",
+            "connectionstring",
+            "accountkey",
+            "accesskey",
+            "privatekey",
+        ]),
+        0u8..3,
+    )
+        .prop_map(|(mut parts, last, case)| {
+            parts.push(last);
+            let word = parts.concat();
+            match case {
+                0 => word,
+                1 => word.to_ascii_uppercase(),
+                _ => word[..1].to_ascii_uppercase() + &word[1..],
+            }
+        });
+    prop_oneof![by_last, two_words, with_secret, run_together]
 }
 
 /// `name` and `value` in one of the syntaxes a secret is written in, and whether the value must
@@ -325,6 +359,86 @@ fn named_shapes() -> impl Strategy<Value = (&'static str, bool)> {
         ("{n}%3A%20{v}", false),
         ("%22{n}%22%3A%20%22{v}%22", false),
         ("%22{n}%22%3A+%22{v}%22", false),
+        // Ruby's and Perl's hashes.
+        ("\"{n}\" => \"{v}\"", true),
+        ("'{n}' => '{v}'", true),
+        ("{:{n} => '{v}'}", true),
+        ("{n}=>{v}", false),
+        ("{n} => {v}", false),
+    ])
+}
+
+/// A `name`/`value` pair in the syntaxes it is written in (`{nk}` and `{vk}` the keys, `{n}` the
+/// pair's name, `{v}` its value), and whether the value must be quoted-safe.
+fn pair_shapes() -> impl Strategy<Value = (&'static str, bool)> {
+    prop::sample::select(vec![
+        ("{\"{nk}\":\"{n}\",\"{vk}\":\"{v}\"}", true),
+        ("{\"{vk}\":\"{v}\",\"{nk}\":\"{n}\"}", true),
+        ("{ \"{nk}\" : \"{n}\" , \"{vk}\" : \"{v}\" }", true),
+        ("[{\"{nk}\": \"Accept\", \"{vk}\": \"1\"}, {\"{vk}\": \"{v}\", \"{nk}\": \"{n}\"}]", true),
+        // A `}` inside another member's string closes no pair early.
+        ("{\"@odata.type\":\"#microsoft.graph.keyValuePair\",\"{nk}\":\"{n}\",\"description\":\"a } b\",\"{vk}\":\"{v}\"}", true),
+        ("{\"{vk}\":\"{v}\",\"description\":\"a } b\",\"{nk}\":\"{n}\"}", true),
+        ("{\\\"{nk}\\\":\\\"{n}\\\",\\\"{vk}\\\":\\\"{v}\\\"}", true),
+        ("{\\\"{vk}\\\": \\\"{v}\\\", \\\"{nk}\\\": \\\"{n}\\\"}", true),
+        ("{'{nk}': '{n}', '{vk}': '{v}'}", true),
+        ("{\"{nk}\" => \"{n}\", \"{vk}\" => \"{v}\"}", true),
+        ("{:{nk} => :{n}, :{vk} => '{v}'}", true),
+        ("env:\n- {nk}: {n}\n  {vk}: {v}\n- {nk}: LOG_LEVEL\n  {vk}: debug", false),
+        ("%7B%22{nk}%22%3A%22{n}%22%2C%22{vk}%22%3A%22{v}%22%7D", false),
+    ])
+}
+
+/// `shape` with its keys, name and value in place.
+fn write_pair(shape: &str, name_key: &str, value_key: &str, name: &str, value: &str) -> String {
+    shape
+        .replace("{nk}", name_key)
+        .replace("{vk}", value_key)
+        .replace("{n}", name)
+        .replace("{v}", value)
+}
+
+/// Whether a piece of a token could be an ordinary word: letters only, in one case or
+/// capitalised.
+fn reads_as_word(piece: &str) -> bool {
+    let rest = piece.get(1..).unwrap_or("");
+    piece.chars().all(|c| c.is_ascii_alphabetic())
+        && (piece.chars().all(|c| c.is_ascii_lowercase())
+            || piece.chars().all(|c| c.is_ascii_uppercase())
+            || rest.chars().all(|c| c.is_ascii_lowercase()))
+}
+
+/// `token` cut at `cuts` and its pieces joined by `gap`. A cut falls after the `eyJ` that marks
+/// a JWT (a cut inside it leaves nothing to tell the pieces from other words).
+fn split_token(token: &str, cuts: &[prop::sample::Index], gap: &str) -> String {
+    let mut at: Vec<usize> = cuts.iter().map(|c| 3 + c.index(token.len() - 3)).collect();
+    at.sort_unstable();
+    at.dedup();
+    let mut out = String::new();
+    let mut from = 0;
+    for cut in at {
+        out.push_str(&token[from..cut]);
+        out.push_str(gap);
+        from = cut;
+    }
+    out.push_str(&token[from..]);
+    out
+}
+
+/// Where a JWT appears in text.
+fn jwt_shapes() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "{t}",
+        "\"{t}\"",
+        "<{t}>",
+        "({t})",
+        "'{t}'",
+        "[{t}]",
+        "token:\n{t}",
+        "token:\n  {t}\n",
+        "\"id_token\": \"{t}\"",
+        "Authorization: Bearer {t}",
+        "access_token={t}&state=1",
     ])
 }
 
@@ -599,6 +713,121 @@ proptest! {
     }
 
     #[test]
+    fn values_of_pairs_named_secret_never_survive(
+        before in spaced_noise(), after in spaced_noise(),
+        name in secret_name(),
+        name_key in prop::sample::select(vec!["name", "Name", "key", "Key"]),
+        value_key in prop::sample::select(vec!["value", "Value"]),
+        (shape, quoted) in pair_shapes(),
+        unquoted in unquoted_secret(),
+        quoted_value in quoted_secret(),
+    ) {
+        let secret = if quoted { quoted_value } else { unquoted };
+        let embedded = write_pair(shape, name_key, value_key, &name, &secret);
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&secret, &text, &out)?;
+    }
+
+    #[test]
+    fn pairs_with_harmless_names_keep_their_value(
+        name in prop::sample::select(vec![
+            "displayName", "omaUri", "description", "Accept", "Content-Type", "LOG_LEVEL",
+            "tokenLifetime", "passwordRequired", "keySize", "sessionTimeout", "tokentype",
+            "passwordlength", "keysize",
+        ]),
+        name_key in prop::sample::select(vec!["name", "Name"]),
+        value_key in prop::sample::select(vec!["value", "Value"]),
+        value in prop_oneof![
+            prop::sample::select(vec![
+                "Contoso", "true", "14", "PT1H", "application/json", "debug", "notConfigured",
+                "./Device/Vendor/MSFT/Policy/Config/DeviceLock/MinDevicePasswordLength",
+            ]).prop_map(str::to_owned),
+            "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+        ],
+        (shape, _) in pair_shapes(),
+    ) {
+        let text = write_pair(shape, name_key, value_key, name, &value);
+        let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        prop_assume!(collapsed.chars().count() <= MAX_CHARS);
+        prop_assert_eq!(sanitize(&text), collapsed);
+    }
+
+    #[test]
+    fn jwts_wrapped_over_lines_never_survive(
+        before in spaced_noise(), after in spaced_noise(), token in jwt(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 1..4),
+        // Real line breaks, and line breaks written out in JSON (once or twice escaped).
+        gap in prop::sample::select(vec!["\n", "\r\n", "\n    ", "\n\t", " \n ", "\\n", "\\r\\n", "\\\\n"]),
+        shape in jwt_shapes(),
+    ) {
+        let embedded = shape.replace("{t}", &split_token(&token, &cuts, gap));
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&token, &text, &out)?;
+    }
+
+    #[test]
+    fn jwts_split_by_spaces_never_survive(
+        before in spaced_noise(), after in spaced_noise(), token in jwt(),
+        cut in any::<prop::sample::Index>(),
+        gap in prop::sample::select(vec![" ", "  ", "\t", " \t "]),
+        shape in jwt_shapes(),
+    ) {
+        let split = split_token(&token, &[cut], gap);
+        let embedded = shape.replace("{t}", &split);
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        let (head, tail) = split.split_once(gap).expect("one cut");
+        assert_no_piece(head, &text, &out)?;
+        // After a whole token (the cut in its signature) a space and an ordinary word is the
+        // sentence going on (`eyJ… expired`): such a tail stays, any other goes.
+        if !(head.matches('.').count() >= 2 && !head.ends_with('.') && reads_as_word(tail)) {
+            assert_no_piece(tail, &text, &out)?;
+        }
+    }
+
+    #[test]
+    fn ordinary_text_comes_out_unchanged(
+        words in prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(vec![
+                    "the", "policy", "failed", "with", "Graph", "returned", "404", "Not", "Found",
+                    "retry", "after", "30", "seconds", "device", "configuration", "Windows", "10",
+                    "Contoso", "tenant", "token", "expired", "password", "reset", "required",
+                    "name", "value", "key", "secret", "rotation", "is", "due", "OK", "session",
+                    "authentication", "disabled", "ResourceNotFound", "Wi-Fi", "v1.0", "PT1H",
+                    "e.g.", "(see", "above)", "[1]", "display", "sig", "accesstoken", "clientsecret",
+                    "deviceManagement/configurationPolicies", "tokenLifetime", "keySize",
+                ]).prop_map(str::to_owned),
+                "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                "https://graph\\.microsoft\\.com/beta/deviceManagement/(deviceConfigurations|configurationPolicies)/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}(\\?\\$select=id,name&\\$top=25)?",
+                "[a-z]{3,10}-[0-9]{1,5}",
+                "[0-9]{1,6}",
+                // A capitalised word, not an authorization scheme (`Pop <credential>`).
+                "[A-Z][a-z]{2,9}".prop_filter("not a scheme", |w| {
+                    !["Basic", "Bearer", "Negotiate", "Ntlm", "Pop", "Sharedkey", "Sharedkeylite"]
+                        .contains(&w.as_str())
+                }),
+            ],
+            1..30,
+        ),
+    ) {
+        // As many words as fit under the cap.
+        let mut text = String::new();
+        for word in &words {
+            if text.chars().count() + 1 + word.chars().count() > MAX_CHARS {
+                break;
+            }
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(word);
+        }
+        prop_assert_eq!(sanitize(&text), text);
+    }
+
+    #[test]
     fn harmless_graph_names_come_out_unchanged(
         pairs in prop::collection::vec(
             (
@@ -606,6 +835,8 @@ proptest! {
                     "assignments", "signInFrequency", "sessionTimeout", "keySize", "tokenLifetime",
                     "passwordMinimumLength", "passwordRequired", "displayName", "keyUsage",
                     "passwordExpirationDays", "tokenType", "signatureAlgorithm", "sessionControls",
+                    // Written as one word: the last word is not a secret's.
+                    "tokenlifetime", "passwordrequired", "keysize", "sessiontimeout", "tokentype",
                 ]),
                 prop_oneof![
                     prop::sample::select(vec![
@@ -732,6 +963,36 @@ fn each_family_reads_as_documented() {
             "sessionTimeout=PT1H&keySize=2048&tokenLifetime=3600&passwordRequired=true",
             "sessionTimeout=PT1H&keySize=2048&tokenLifetime=3600&passwordRequired=true",
         ),
+        (
+            r#"[{"name":"client_secret","value":"S3cr3t~x"},{"name":"displayName","value":"Wi-Fi"}]"#,
+            r#"[{"name":"client_secret","value":"[REDACTED]"},{"name":"displayName","value":"Wi-Fi"}]"#,
+        ),
+        (
+            r#"{\"value\": \"S3cr3t~x\", \"name\": \"password\"}"#,
+            r#"{\"value\": \"[REDACTED]\", \"name\": \"password\"}"#,
+        ),
+        (
+            "env:\n- name: CLIENTSECRET\n  value: S3cr3t~x\n- name: LOG_LEVEL\n  value: debug",
+            "env: - name: CLIENTSECRET value: [REDACTED] - name: LOG_LEVEL value: debug",
+        ),
+        (
+            r#"{"client_secret" => "S3cr3t~x", :password => 'hunter2'}"#,
+            r#"{"client_secret" => "[REDACTED]", :password => '[REDACTED]'}"#,
+        ),
+        ("accesstoken=abc123&clientsecret=def456", "accesstoken=[REDACTED]&clientsecret=[REDACTED]"),
+        (
+            "token:\n  eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOi\n  IxIn0.c2lnbmF0dXJl expired",
+            "token: [REDACTED] expired",
+        ),
+        // Found by the properties: a lone dot after a split token, a Graph path after `token`.
+        (
+            "token:\neyJa-AAa AA_AA.0AaAaaa-_aa_AA-a-.-Aa_aAA00aa0-A_ .",
+            "token: [REDACTED] .",
+        ),
+        (
+            "token deviceManagement/configurationPolicies",
+            "token deviceManagement/configurationPolicies",
+        ),
     ];
     for (input, expected) in cases {
         assert_eq!(sanitize(input), expected, "{input}");
@@ -767,6 +1028,14 @@ fn pathological_inputs_stay_fast() {
         "{".repeat(4000),
         "a%3D".repeat(1200),
         "Client Secret Key Token: ".repeat(200),
+        "{\"name\":\"password\",".repeat(200),
+        "{\"value\":\"x\"".repeat(300),
+        "\"value\":\"".repeat(400),
+        "{\\\"value\\\":\\\"".repeat(250),
+        "- name: password value: x ".repeat(150),
+        "eyJabc ".repeat(580),
+        "eyJa.b\n".repeat(500),
+        "password => ".repeat(350),
     ];
     let started = std::time::Instant::now();
     for input in &inputs {

@@ -10,28 +10,35 @@
 //!    query string, URL-encoded (`https%3A%2F%2Fuser%3Asecret%40host`).
 //! 2. **Secret-bearing names, in any syntax**: `name: value`, `name=value`, `name = value`,
 //!    `"name":"value"`, `'name': 'value'`, escaped JSON (`\"name\":\"value\"`), URL-encoded
-//!    (`name%3Dvalue`, `%22name%22%3A%22value%22`), query strings, XML (`<name>value</name>`) and
-//!    JSON arrays of values. A name is split into word parts at camelCase boundaries and at `-`,
-//!    `_`, `.` and spaces, compared case-insensitively. It names a secret when any part is
+//!    (`name%3Dvalue`, `%22name%22%3A%22value%22`), query strings, XML (`<name>value</name>`),
+//!    Ruby's and Perl's hashes (`"name" => "value"`, `:name => 'value'`) and JSON arrays of
+//!    values. A name is split into word parts at camelCase boundaries and at `-`, `_`, `.` and
+//!    spaces, compared case-insensitively. It names a secret when any part ends with
 //!    `secret(s)`, or when its last part, or its last two or three parts written together, is one
 //!    of [`SECRET_LAST_PARTS`] (`certificatePassword`, `access_token`, `x-api-key`, `AccountKey`,
-//!    `Session-Id`, `connection_string`). Harmless Graph names keep their value because their
-//!    last part is not such a word: `sessionTimeout`, `keySize`, `tokenLifetime`,
-//!    `passwordRequired`, `signInFrequency`, `assignments`. `code` is a secret only as `code=`
-//!    (an OAuth authorization code), never as Graph's `"code": "Forbidden"`.
+//!    `Session-Id`, `connection_string`), or when its last part, written as one word, ends with
+//!    one of [`SECRET_SUFFIXES`] (`accesstoken`, `CLIENTSECRET`, `storageaccountkey`). Harmless
+//!    Graph names keep their value because their last part is not such a word: `sessionTimeout`,
+//!    `keySize`, `tokenLifetime`, `passwordRequired`, `signInFrequency`, `assignments`. `code` is
+//!    a secret only as `code=` (an OAuth authorization code), never as Graph's
+//!    `"code": "Forbidden"`.
 //! 3. **Cookies**: after a `Cookie` or `Set-Cookie` name, every cookie's value, whatever the
 //!    cookie is called; the attributes of `Set-Cookie` (`Path`, `Expires`, …) stay readable.
 //! 4. **JSON objects that mark a secret**: in an object holding `"isEncrypted": true` or a
 //!    non-null `"secretReferenceValueId"` (Intune OMA settings), the `value` is redacted.
-//! 5. **Authorization**: the scheme and the credential after an `Authorization` name (`Bearer`,
+//! 5. **Name/value pairs**: `{"name": "client_secret", "value": "…"}` in either order, with `key`
+//!    for `name`, in any quoting, with `=>`, or YAML's `- name: PASSWORD value: …`: the value of a
+//!    pair whose name names a secret; `{"name": "displayName", "value": …}` keeps its value.
+//! 6. **Authorization**: the scheme and the credential after an `Authorization` name (`Bearer`,
 //!    `Basic`, `SharedKey`, any scheme); a bare `Bearer <token>` anywhere; a bare `Basic`,
 //!    `Negotiate`, `NTLM`, `PoP` or `SharedKey` followed by something credential-shaped (for
 //!    `SharedKey account:signature`, the signature). In a URL the space may be `%20` or `+`.
-//! 6. **Tokens and keys anywhere**: JWT-shaped words (`eyJ…` with a dot), PEM blocks
+//! 7. **Tokens and keys anywhere**: JWT-shaped words (`eyJ…` with a dot; one wrapped over lines
+//!    or split by spaces loses all its pieces), PEM blocks
 //!    (`-----BEGIN …-----` to `-----END …-----`, or to the end when the end is missing), and
 //!    words of at least [`OPAQUE_MIN_CHARS`] characters mixing letters and digits (GUID-built
 //!    Graph ids excepted).
-//! 7. **Long base64 or hex runs after a secret name** without a separator: `the client secret is
+//! 8. **Long base64 or hex runs after a secret name** without a separator: `the client secret is
 //!    <run>`, `AccountKey <run>`; a run of at least [`LONG_RUN_MIN_CHARS`] among the next words.
 //!
 //! Whitespace is collapsed first and the result is capped at [`MAX_CHARS`]. The output is a fixed
@@ -60,6 +67,15 @@ pub const LONG_RUN_MIN_CHARS: usize = 32;
 /// How many words after a secret name are searched for a long run.
 const LOOKAHEAD_WORDS: usize = 3;
 
+/// The longest quoted name of a `name`/`value` pair that is read.
+const MAX_PAIR_NAME_CHARS: usize = 64;
+
+/// How many pieces of a JWT split over lines are joined: a 2,000-character token wrapped at 64.
+const MAX_JWT_PIECES: usize = 32;
+
+/// The longest gap between two pieces of a JWT split over lines (indentation, escaped breaks).
+const MAX_GAP_CHARS: usize = 16;
+
 /// Last word parts (or the last two or three parts written together) that make a name secret.
 pub const SECRET_LAST_PARTS: &[&str] = &[
     "password",
@@ -81,6 +97,35 @@ pub const SECRET_LAST_PARTS: &[&str] = &[
     "sessionid",
     "assertion",
     "authorization",
+];
+
+/// Secret words that a name written as one word may end with (`clientsecret`, `ACCESSTOKEN`,
+/// `Adminpassword`): nothing marks where its parts meet. Only words that no ordinary word ends
+/// with: not `key` (`monkey`) nor `session` (`possession`), but the keys that say what they open.
+const SECRET_SUFFIXES: &[&str] = &[
+    "secret",
+    "secrets",
+    "password",
+    "passwords",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "token",
+    "tokens",
+    "credential",
+    "credentials",
+    "signature",
+    "connectionstring",
+    "sessionid",
+    "apikey",
+    "accesskey",
+    "accountkey",
+    "privatekey",
+    "sharedkey",
+    "secretkey",
+    "signingkey",
+    "masterkey",
+    "subscriptionkey",
 ];
 
 /// Bare authorization schemes whose credential is redacted wherever it looks like one.
@@ -127,23 +172,27 @@ pub fn redact(input: &str) -> String {
 /// Collapses whitespace, then redacts and applies `finish` until the text no longer changes, so
 /// that the output is a fixed point: sanitizing it again changes nothing.
 fn settle(input: &str, finish: impl Fn(&str) -> String) -> String {
-    let mut text = collapse_whitespace(input);
+    let (mut text, mut line_breaks) = collapse_whitespace(input);
     let mut out = String::new();
     for _ in 0..MAX_ROUNDS {
-        let next = finish(&Spans::find(&text).replace_in(&text));
+        let next = finish(&Spans::find(&text, &line_breaks).replace_in(&text));
         if next.chars().eq(text.iter().copied()) {
             return next;
         }
+        // The output holds no line break: a token wrapped over lines is gone by now.
         text = next.chars().collect();
+        line_breaks.clear();
         out = next;
     }
     out
 }
 
 /// Turns every run of whitespace or control characters into one space and trims both ends;
-/// stops (at a word boundary) after [`SCAN_LIMIT`] characters.
-fn collapse_whitespace(input: &str) -> Vec<char> {
+/// stops (at a word boundary) after [`SCAN_LIMIT`] characters. Also returns where the spaces
+/// that stand for a line break are (ascending): a token wrapped over lines goes on after one.
+fn collapse_whitespace(input: &str) -> (Vec<char>, Vec<usize>) {
     let mut out: Vec<char> = Vec::with_capacity(input.len().min(SCAN_LIMIT));
+    let mut line_breaks = Vec::new();
     for c in input.chars() {
         if c.is_whitespace() || c.is_control() {
             if out.len() >= SCAN_LIMIT {
@@ -151,6 +200,16 @@ fn collapse_whitespace(input: &str) -> Vec<char> {
             }
             if out.last().is_some_and(|last| *last != ' ') {
                 out.push(' ');
+            }
+            let breaks_line = matches!(
+                c,
+                '\n' | '\r' | '\u{0b}' | '\u{0c}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+            );
+            if breaks_line
+                && out.last() == Some(&' ')
+                && line_breaks.last() != Some(&(out.len() - 1))
+            {
+                line_breaks.push(out.len() - 1);
             }
         } else {
             if out.len() >= SCAN_LIMIT {
@@ -166,7 +225,8 @@ fn collapse_whitespace(input: &str) -> Vec<char> {
     while out.last() == Some(&' ') {
         out.pop();
     }
-    out
+    line_breaks.retain(|&at| at < out.len());
+    (out, line_breaks)
 }
 
 /// Characters of a name such as `client_secret`, `x-api-key` or `settings.password`.
@@ -177,6 +237,22 @@ fn is_name_char(c: char) -> bool {
 /// Characters of a token-like word: base64url, JWT dots and the `~` of Entra client secrets.
 fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '~' | '+')
+}
+
+/// Characters of a JWT's pieces: base64url and the dots between its parts.
+fn is_jwt_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+/// Whether a piece of base64url could be an ordinary word (`expired`, `Retry`, `OK`): letters
+/// only, all lower case, all upper case, or capitalised.
+fn reads_as_word(piece: &[char]) -> bool {
+    let Some((first, rest)) = piece.split_first() else {
+        return false;
+    };
+    first.is_ascii_alphabetic()
+        && (rest.iter().all(char::is_ascii_lowercase) || rest.iter().all(char::is_ascii_uppercase))
+        && (first.is_ascii_uppercase() || rest.iter().all(char::is_ascii_lowercase))
 }
 
 /// Characters of base64 (standard and URL-safe) and hex runs.
@@ -304,7 +380,10 @@ fn secret_name(name: &[char]) -> Option<SecretName> {
     if parts.len() == 1 && last == "code" {
         return Some(SecretName::EqualsOnly);
     }
-    if parts.iter().any(|p| p == "secret" || p == "secrets") {
+    if parts
+        .iter()
+        .any(|p| p.ends_with("secret") || p.ends_with("secrets"))
+    {
         return Some(SecretName::Any);
     }
     let matched = (1..=parts.len().min(3)).find_map(|n| {
@@ -312,7 +391,13 @@ fn secret_name(name: &[char]) -> Option<SecretName> {
         SECRET_LAST_PARTS
             .contains(&joined.as_str())
             .then_some(joined)
-    })?;
+    });
+    let Some(matched) = matched else {
+        return SECRET_SUFFIXES
+            .iter()
+            .any(|suffix| last.ends_with(suffix))
+            .then_some(SecretName::Any);
+    };
     Some(match matched.as_str() {
         "authorization" => SecretName::Authorization,
         "cookie" => SecretName::Cookie,
@@ -332,6 +417,8 @@ enum Separator {
 /// The separator starting at `i`, if any, and its length.
 fn separator_at(s: &[char], i: usize) -> Option<(Separator, usize)> {
     match s[i] {
+        // Ruby's and Perl's hashes: `"password" => "…"`, `:password => '…'`.
+        '=' if s.get(i + 1) == Some(&'>') => Some((Separator::Equals, 2)),
         '=' => Some((Separator::Equals, 1)),
         ':' => Some((Separator::Colon, 1)),
         '>' => Some((Separator::Tag, 1)),
@@ -521,6 +608,8 @@ fn title_case_start(s: &[char], mut start: usize) -> usize {
 /// The spans of the text that hold secrets.
 struct Spans<'a> {
     s: &'a [char],
+    /// The spaces that stand for a line break, ascending.
+    line_breaks: &'a [usize],
     found: Vec<(usize, usize)>,
     /// The userinfo of each URL (`user:secret` before the `@`): already read by the userinfo
     /// scanner, so `name=value` inside a password is not read again (its value would run on
@@ -529,9 +618,10 @@ struct Spans<'a> {
 }
 
 impl<'a> Spans<'a> {
-    fn find(s: &'a [char]) -> Self {
+    fn find(s: &'a [char], line_breaks: &'a [usize]) -> Self {
         let mut spans = Spans {
             s,
+            line_breaks,
             found: Vec::new(),
             userinfo: Vec::new(),
         };
@@ -540,6 +630,7 @@ impl<'a> Spans<'a> {
         spans.named_values();
         spans.words();
         spans.marked_json_values();
+        spans.name_value_pairs();
         spans
     }
 
@@ -850,18 +941,17 @@ impl<'a> Spans<'a> {
         let s = self.s;
         let mut i = 0;
         while i < s.len() {
-            // A JWT may start inside a word: after a dot, a dash or a `%22`.
+            // A JWT may start inside a word: after a dot, a dash, a `%22` or a written-out
+            // line break (`\n`).
             if s[i..].starts_with(&['e', 'y', 'J']) {
                 let boundary = i == 0
                     || !s[i - 1].is_ascii_alphanumeric()
-                    || (i >= 3 && is_percent_escape(s, i - 3));
-                if boundary {
-                    let end = run_end(s, i, is_token_char);
-                    if s[i..end].contains(&'.') {
-                        self.add(i, end);
-                        i = end;
-                        continue;
-                    }
+                    || (i >= 3 && is_percent_escape(s, i - 3))
+                    || (i >= 2 && s[i - 2] == '\\' && matches!(s[i - 1], 'n' | 'r' | 't'));
+                if let Some(end) = boundary.then(|| self.jwt_end(i)).flatten() {
+                    self.add(i, end);
+                    i = end;
+                    continue;
                 }
             }
             if is_token_char(s[i]) && (i == 0 || !is_token_char(s[i - 1])) {
@@ -875,6 +965,66 @@ impl<'a> Spans<'a> {
             }
             i += 1;
         }
+    }
+
+    /// Where the JWT starting at `start` ends, if the word there is one (it holds a dot).
+    ///
+    /// A token wrapped over lines (or `\n` written out in escaped JSON) or split by spaces goes
+    /// on in the next piece of base64url while it lacks a part (fewer than two dots, or a dot at
+    /// its end) or when the piece starts with a dot. Whole, it goes on after a line break (the
+    /// rest of a wrapped signature), or after a space into a piece that cannot be a word: in
+    /// `eyJ… expired` the word stays. A piece followed by `:` or `=` is the next name, never a
+    /// part. Pieces after the last that makes the token whole are not taken.
+    fn jwt_end(&self, start: usize) -> Option<usize> {
+        let s = self.s;
+        let first_end = run_end(s, start, is_token_char);
+        let mut dots = s[start..first_end].iter().filter(|&&c| c == '.').count();
+        let whole = |dots: usize, end: usize| dots >= 2 && s[end - 1] != '.';
+        let mut end = first_end;
+        // The end of the longest run of pieces that makes the token whole.
+        let mut whole_end = None;
+        for _ in 0..MAX_JWT_PIECES {
+            let Some((next, line_break)) = self.gap_end(end) else {
+                break;
+            };
+            let next_end = run_end(s, next, is_jwt_char);
+            if next_end == next || matches!(s.get(next_end), Some(':' | '=')) {
+                break;
+            }
+            let piece = &s[next..next_end];
+            if whole(dots, end) && piece[0] != '.' && !line_break && reads_as_word(piece) {
+                break;
+            }
+            dots += piece.iter().filter(|&&c| c == '.').count();
+            end = next_end;
+            if whole(dots, end) {
+                whole_end = Some(end);
+            }
+        }
+        whole_end.or_else(|| s[start..first_end].contains(&'.').then_some(first_end))
+    }
+
+    /// The end of a gap at `k` between two pieces of a wrapped token: spaces and line breaks
+    /// written out (`\n`, `\r`, `\t`, escaped any number of times), and whether it breaks a line.
+    fn gap_end(&self, k: usize) -> Option<(usize, bool)> {
+        let s = self.s;
+        let mut j = k;
+        let mut line_break = false;
+        while j < s.len() && j - k < MAX_GAP_CHARS {
+            if s[j] == ' ' {
+                line_break |= self.line_breaks.binary_search(&j).is_ok();
+                j += 1;
+                continue;
+            }
+            let escape_end = run_end(s, j, |c| c == '\\');
+            match s.get(escape_end) {
+                Some('n' | 'r') if escape_end > j => line_break = true,
+                Some('t') if escape_end > j => {}
+                _ => break,
+            }
+            j = escape_end + 1;
+        }
+        (j > k).then_some((j, line_break))
     }
 
     /// What follows a word: a bearer credential, another scheme's credential, or a long run
@@ -996,6 +1146,96 @@ impl<'a> Spans<'a> {
         }
     }
 
+    /// `{"name": "client_secret", "value": "…"}` (Graph's key/value pairs, HAR headers, form
+    /// fields), in either order, with `key` for `name`, in any quoting, Ruby's `=>` and YAML's
+    /// `- name: PASSWORD value: …`: a pair whose name names a secret loses its value.
+    ///
+    /// One pass: each open object (`{`) reads one pair at a time, and the text outside any
+    /// object reads its own. A `}` inside a string may close an object early, so an object that
+    /// closes with half a pair hands it to the enclosing one: a pair may be read too widely
+    /// (more redacted), never cut in two (a secret kept).
+    fn name_value_pairs(&mut self) {
+        let s = self.s;
+        let mut open = vec![Pair::default()];
+        let mut i = 0;
+        while i < s.len() {
+            if let Some(len) = brace_at(s, i, '{', "%7B") {
+                open.push(Pair::default());
+                i += len;
+                continue;
+            }
+            if let Some(len) = brace_at(s, i, '}', "%7D") {
+                if open.len() > 1 {
+                    let pair = open.pop().expect("an object is open");
+                    self.close_pair(pair, &mut open);
+                }
+                i += len;
+                continue;
+            }
+            let Some((member, k)) = pair_key(s, i) else {
+                i += 1;
+                continue;
+            };
+            let pair = open.last_mut().expect("the outermost pair stays");
+            match member {
+                PairMember::Name => {
+                    let Some((secret, end)) = pair_name(s, k) else {
+                        i = k;
+                        continue;
+                    };
+                    let done = pair.name(secret);
+                    self.finish_pair(done);
+                    i = end;
+                }
+                PairMember::Value => {
+                    let Some((span, next)) = pair_value(s, k) else {
+                        i = k;
+                        continue;
+                    };
+                    let done = pair.value(span);
+                    self.finish_pair(done);
+                    i = next;
+                }
+            }
+        }
+        while let Some(pair) = open.pop() {
+            if open.is_empty() {
+                self.finish_pair(Some(pair));
+            } else {
+                self.close_pair(pair, &mut open);
+            }
+        }
+    }
+
+    /// The pair of an object that closes: finished when whole, else handed to the enclosing one.
+    fn close_pair(&mut self, pair: Pair, open: &mut [Pair]) {
+        if pair.is_whole() {
+            return self.finish_pair(Some(pair));
+        }
+        let parent = open.last_mut().expect("the outermost pair stays");
+        if let Some(secret) = pair.secret {
+            let done = parent.name(secret);
+            self.finish_pair(done);
+        }
+        for span in pair.values {
+            let done = parent.value(span);
+            self.finish_pair(done);
+        }
+    }
+
+    /// Redacts the values of a pair whose name names a secret.
+    fn finish_pair(&mut self, pair: Option<Pair>) {
+        if let Some(Pair {
+            secret: Some(true),
+            values,
+        }) = pair
+        {
+            for (start, end) in values {
+                self.add_to_end(start, end);
+            }
+        }
+    }
+
     /// Every `"value"` member of the object opening at `open` (its own members, not nested ones).
     fn object_values(&mut self, open: usize) {
         let s = self.s;
@@ -1038,6 +1278,130 @@ impl<'a> Spans<'a> {
             k += 1;
         }
     }
+}
+
+/// A `name`/`value` pair being read: whether its name names a secret (`None` before its name
+/// is read) and the spans of its values.
+#[derive(Default)]
+struct Pair {
+    secret: Option<bool>,
+    values: Vec<(usize, usize)>,
+}
+
+impl Pair {
+    fn is_whole(&self) -> bool {
+        self.secret.is_some() && !self.values.is_empty()
+    }
+
+    /// Takes a name. A pair that is already whole is returned to be finished, and the name
+    /// begins the next pair (a YAML list of `- name: … value: …`).
+    fn name(&mut self, secret: bool) -> Option<Pair> {
+        let done = self.is_whole().then(|| std::mem::take(self));
+        self.secret = Some(secret);
+        done
+    }
+
+    /// Takes a value; as [`Pair::name`].
+    fn value(&mut self, span: (usize, usize)) -> Option<Pair> {
+        let done = self.is_whole().then(|| std::mem::take(self));
+        self.values.push(span);
+        done
+    }
+}
+
+/// Which member of a pair a key names.
+#[derive(Clone, Copy)]
+enum PairMember {
+    Name,
+    Value,
+}
+
+/// The quote opening at `at`, unless `at` is inside an escaped quote (the `"` of `\"`, or a
+/// backslash after the first).
+fn opening_quote(s: &[char], at: usize) -> Option<Quote> {
+    if at > 0 && s[at - 1] == '\\' {
+        return None;
+    }
+    Quote::opening_at(s, at)
+}
+
+/// A `{` (or `}`) at `at`, plain or URL-encoded, and its length.
+fn brace_at(s: &[char], at: usize, brace: char, encoded: &str) -> Option<usize> {
+    if s[at] == brace {
+        Some(1)
+    } else if starts_with_ci(s, at, encoded) {
+        Some(3)
+    } else {
+        None
+    }
+}
+
+/// A `name`, `key` or `value` key starting at `at`, quoted in any way or bare (YAML, Ruby's
+/// `:name =>`), followed by `:`, `=>` or `%3A`: which member it is, and where its value starts.
+fn pair_key(s: &[char], at: usize) -> Option<(PairMember, usize)> {
+    let quote = opening_quote(s, at);
+    let word_start = match quote {
+        Some(q) => at + q.len(),
+        None if s[at].is_ascii_alphabetic() && (at == 0 || !is_name_char(s[at - 1])) => at,
+        None => return None,
+    };
+    let (word, member) = [
+        ("name", PairMember::Name),
+        ("key", PairMember::Name),
+        ("value", PairMember::Value),
+    ]
+    .into_iter()
+    .find(|(word, _)| starts_with_ci(s, word_start, word))?;
+    let mut k = word_start + word.len();
+    match quote {
+        Some(q) if q.is_at(s, k) => k += q.len(),
+        Some(_) => return None,
+        None if s.get(k).is_some_and(|&c| is_name_char(c)) => return None,
+        None => {}
+    }
+    k = run_end(s, k, |c| c == ' ');
+    let separator = if s.get(k) == Some(&':') {
+        1
+    } else if starts_with_ci(s, k, "=>") {
+        2
+    } else if starts_with_ci(s, k, "%3A") {
+        3
+    } else {
+        return None;
+    };
+    Some((member, run_end(s, k + separator, |c| c == ' ')))
+}
+
+/// The name of a pair at `k`, quoted (at most [`MAX_PAIR_NAME_CHARS`]) or bare (`CLIENT_SECRET`,
+/// Ruby's `:password`): whether it names a secret, and where it ends.
+fn pair_name(s: &[char], k: usize) -> Option<(bool, usize)> {
+    let names_secret =
+        |name: &[char]| secret_name(name).is_some_and(|kind| kind != SecretName::EqualsOnly);
+    if let Some(q) = opening_quote(s, k) {
+        let start = k + q.len();
+        let limit = (start + MAX_PAIR_NAME_CHARS).min(s.len());
+        let end = (start..limit).find(|&j| q.is_at(s, j))?;
+        return Some((names_secret(&s[start..end]), end + q.len()));
+    }
+    let start = if s.get(k) == Some(&':') { k + 1 } else { k };
+    let end = run_end(s, start, is_name_char);
+    (end > start).then(|| (names_secret(&s[start..end]), end))
+}
+
+/// The value of a pair at `k`: its span, and where reading goes on (after it: a value's text,
+/// `}` and `name:` included, is not read as members).
+fn pair_value(s: &[char], k: usize) -> Option<((usize, usize), usize)> {
+    if let Some(q) = opening_quote(s, k) {
+        let start = k + q.len();
+        let (end, closed) = q.content_end(s, start);
+        let next = if closed { end + q.len() } else { end };
+        return Some(((start, end), next));
+    }
+    if matches!(s.get(k), None | Some('{' | '[')) {
+        return None;
+    }
+    let end = unquoted_value_end(s, k);
+    (end > k && !matches!(&s[k..end], ['n', 'u', 'l', 'l'])).then_some(((k, end), end))
 }
 
 /// The length of the space at `k` between a scheme and its credential: ` `, or `%20` in a URL.
@@ -1101,12 +1465,13 @@ fn is_opaque(word: &[char]) -> bool {
 }
 
 /// A base64 or hex run of at least [`LONG_RUN_MIN_CHARS`] (`=` only as trailing padding). Not a
-/// GUID (a tenant or policy id), and not an identifier such as `deviceManagementScripts`: letters
-/// only, never two capitals in a row, which random base64 practically never is.
+/// GUID (a tenant or policy id), and not an identifier or a path of them such as
+/// `deviceManagement/configurationPolicies`: letters and `/` only, never two capitals in a row,
+/// which random base64 practically never is.
 fn is_long_run(word: &[char]) -> bool {
     let body_end = run_start(word, word.len(), |c| c == '=');
     let body = &word[..body_end];
-    let identifier = body.iter().all(char::is_ascii_alphabetic)
+    let identifier = body.iter().all(|&c| c.is_ascii_alphabetic() || c == '/')
         && !body
             .windows(2)
             .any(|w| w[0].is_ascii_uppercase() && w[1].is_ascii_uppercase());
@@ -1336,6 +1701,14 @@ mod tests {
             "Session-Id",
             "sig",
             "Set-Cookie",
+            // Written as one word.
+            "accesstoken",
+            "refreshtoken",
+            "clientsecret",
+            "CLIENTSECRET",
+            "Adminpassword",
+            "apikey",
+            "storageaccountkey",
         ] {
             assert!(secret(name), "{name}");
         }
@@ -1348,6 +1721,11 @@ mod tests {
             "passwordMinimumLength",
             "passwordRequired",
             "displayName",
+            "tokenlifetime",
+            "passwordrequired",
+            "keysize",
+            "monkey",
+            "possession",
         ] {
             assert!(!secret(name), "{name}");
         }
