@@ -175,15 +175,24 @@ pub async fn list(
 }
 
 /// Sanitizes every string, and redacts whole values whose key names a secret (`password`,
-/// `clientSecret`) or that an object marks as secret (`value` beside `"isEncrypted": true` or a
-/// `secretReferenceValueId`): a string sanitized on its own no longer has its name beside it.
+/// `clientSecret`) or that an object marks as secret (`value` beside `"isEncrypted": true`, a
+/// `secretReferenceValueId`, or a `name`/`key` naming a secret): a string sanitized on its own
+/// no longer has its name beside it.
 fn sanitize_json(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {
         Value::String(text) => Value::String(sanitize(&text)),
         Value::Array(items) => Value::Array(items.into_iter().map(sanitize_json).collect()),
         Value::Object(map) => {
-            let marked = map.get("isEncrypted") == Some(&Value::Bool(true))
+            // A name/value pair whose name is a secret's (`{"name": "client_secret", "value":
+            // …}`, as in OMA settings or a form's fields) holds the secret under `value`.
+            let named_secret = ["name", "key"].iter().any(|name| {
+                map.get(*name)
+                    .and_then(Value::as_str)
+                    .is_some_and(is_secret_name)
+            });
+            let marked = named_secret
+                || map.get("isEncrypted") == Some(&Value::Bool(true))
                 || map
                     .get("secretReferenceValueId")
                     .is_some_and(|id| !id.is_null());
@@ -220,6 +229,22 @@ mod tests {
         assert!(!text.contains("eyJhbGciOiJIUzI1NiJ9"), "{text}");
         assert!(!text.contains("abc123def456"), "{text}");
         assert!(text.contains("\"count\":3"));
+    }
+
+    #[test]
+    fn values_of_pairs_named_secret_are_redacted_whole() {
+        let details = serde_json::json!({
+            "fields": [
+                {"name": "client_secret", "value": "s3cr3t-pair-value"},
+                {"value": {"nested": "s3cr3t-object-value"}, "key": "Password"},
+                {"name": "displayName", "value": "Contoso baseline"}
+            ]
+        });
+        let text = sanitize_json(details).to_string();
+        assert!(!text.contains("s3cr3t-pair-value"), "{text}");
+        assert!(!text.contains("s3cr3t-object-value"), "{text}");
+        assert!(text.contains("Contoso baseline"), "{text}");
+        assert!(text.contains("client_secret"), "{text}");
     }
 
     #[test]
