@@ -31,6 +31,7 @@ both_backends!(local Fixture:
     a_restore_brings_back_every_type_and_ends_with_evidence,
     the_preview_never_writes,
     the_execute_gates_hold_on_the_server,
+    a_cancelled_queued_execute_is_not_called_executed,
     only_owners_and_managers_may_restore,
     an_item_changed_since_the_preview_is_not_written,
     a_missing_permission_or_group_blocks_the_restore,
@@ -597,6 +598,55 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
         "an execute run as the preview",
     );
     assert_eq!(refusal.status, 404);
+}
+
+/// An execute cancelled while queued wrote nothing: the preview stays spent (one execute per
+/// preview), but the refusal says nothing was written rather than "executed already".
+async fn a_cancelled_queued_execute_is_not_called_executed(f: Fixture) {
+    let backup = f.backup().await;
+    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    assert!(f.demo.sim.change_settings(CONTOSO, &backup.policies[1].1));
+    let (preview, _) = f.preview(backup.set, &ids).await;
+    let queued = f.queue_execute(preview).await;
+    f.app
+        .cancel_run(&f.manager, CONTOSO, queued)
+        .await
+        .expect("the manager cancels the queued execute");
+    let runs = f.runs().await;
+    let refusal = refused(
+        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
+        "a preview whose execute was cancelled while queued",
+    );
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
+    assert!(
+        refusal.body.contains("before writing anything"),
+        "{}",
+        refusal.body
+    );
+    assert!(
+        !refusal.body.contains("executed already"),
+        "{}",
+        refusal.body
+    );
+    assert_eq!(f.runs().await, runs, "no second execute of the preview");
+    assert_eq!(
+        f.plan(preview).await.not_executable,
+        Some(GateFailure::ExecuteStoppedUnwritten)
+    );
+
+    // An execute that ran and wrote is executed already.
+    let (preview, _) = f.preview(backup.set, &ids).await;
+    assert_eq!(f.execute(preview).await.status, RunStatus::Completed);
+    let refusal = refused(
+        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
+        "a spent preview",
+    );
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
+    assert!(
+        refusal.body.contains("executed already"),
+        "{}",
+        refusal.body
+    );
 }
 
 async fn only_owners_and_managers_may_restore(f: Fixture) {

@@ -29,6 +29,32 @@ async function choose(page: Page, name: string) {
   await row.getByRole("checkbox").check();
 }
 
+/**
+ * A new backup set of Fabrikam's policies at `indexes` (rows of its policy list), with the
+ * first of them renamed in Intune since; the set, its name and the policies.
+ */
+async function fabrikamSetRenamedSince(page: Page, indexes: number[]) {
+  const setName = `E2E restore ${Date.now()}`;
+  const set = await call(page, "backup-sets/create", { tenant: FABRIKAM, name: setName, description: "" });
+  const policies = await call(page, "policies/list", { tenant: FABRIKAM, backup_set_id: String(set.id) });
+  const chosen = indexes.map((i) => policies.rows[i]);
+  const run = await call(page, "runs/add-policies", {
+    tenant: FABRIKAM,
+    backup_set_id: String(set.id),
+    policy_ids: chosen.map((p) => p.id).join(","),
+    include_assignments: "true",
+  });
+  await expect
+    .poll(async () => (await call(page, "runs/get", { tenant: FABRIKAM, id: String(run.run_id) })).status)
+    .toBe("Completed");
+  const info = await call(page, "policies/get", { tenant: FABRIKAM, id: String(chosen[0].id) });
+  const mutated = await page.request.post(`${SIM}/_sim/mutate`, {
+    data: { tenant: FABRIKAM, rename: true, policies: [info.graph_id] },
+  });
+  expect(mutated.status(), await mutated.text()).toBe(200);
+  return { set, setName, policies: chosen };
+}
+
 test("an operator sees the wizard with Preview and Execute disabled, and why", async ({ page }) => {
   await signIn(page, "operator@contoso.example");
   await openRestoreOfBaseline(page);
@@ -183,24 +209,8 @@ test("an owner executes a reviewed preview: the run ends with evidence and the r
   test.setTimeout(60_000);
   await signIn(page, "admin@contoso.example");
   // A set of two Fabrikam policies, then one of them renamed in Intune.
-  const setName = `E2E restore ${Date.now()}`;
-  const set = await call(page, "backup-sets/create", { tenant: FABRIKAM, name: setName, description: "" });
-  const policies = await call(page, "policies/list", { tenant: FABRIKAM, backup_set_id: String(set.id) });
-  const [changed, kept] = [policies.rows[5], policies.rows[6]];
-  const run = await call(page, "runs/add-policies", {
-    tenant: FABRIKAM,
-    backup_set_id: String(set.id),
-    policy_ids: `${changed.id},${kept.id}`,
-    include_assignments: "true",
-  });
-  await expect
-    .poll(async () => (await call(page, "runs/get", { tenant: FABRIKAM, id: String(run.run_id) })).status)
-    .toBe("Completed");
-  const info = await call(page, "policies/get", { tenant: FABRIKAM, id: String(changed.id) });
-  const mutated = await page.request.post(`${SIM}/_sim/mutate`, {
-    data: { tenant: FABRIKAM, rename: true, policies: [info.graph_id] },
-  });
-  expect(mutated.status(), await mutated.text()).toBe(200);
+  const { set, setName, policies } = await fabrikamSetRenamedSince(page, [5, 6]);
+  const [changed, kept] = policies;
 
   await openHydrated(page, `/t/${FABRIKAM}/backup-sets/${set.id}`);
   await page.getByTestId("restore-set").click();
@@ -236,4 +246,92 @@ test("an owner executes a reviewed preview: the run ends with evidence and the r
   await expect(versions.filter({ hasText: setName }).getByTestId("current-version")).toHaveText("Current");
   await expect(versions.first().getByTestId("current-version")).toHaveCount(0);
   await expect(page.getByTestId("current-version")).toHaveCount(1);
+});
+
+// The wizard keeps its steps across previews (a started preview only changes the URL): the
+// execute of the last preview must not stand for the next one.
+test("after an execute, a fresh preview on the same page can be executed", async ({ page }) => {
+  test.setTimeout(90_000);
+  await signIn(page, "admin@contoso.example");
+  const { set, policies } = await fabrikamSetRenamedSince(page, [7]);
+  await openHydrated(page, `/t/${FABRIKAM}/backup-sets/${set.id}`);
+  await page.getByTestId("restore-set").click();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByTestId("scope-row").first().getByRole("checkbox").check();
+  const preview = page.getByRole("button", { name: "Run preview (dry-run)" });
+  await preview.click();
+  await expect(page).toHaveURL(/&preview=\d+$/);
+  const planned = page.getByTestId("plan-row").filter({ hasText: policies[0].display_name }).getByTestId("plan-action");
+  await expect(planned).toHaveText("Update");
+
+  const execute = page.getByRole("button", { name: "Execute" });
+  const reasons = page.getByTestId("execute-reasons");
+  const reviewed = page.getByLabel("I reviewed the impact");
+  const name = page.getByLabel(/Type the tenant's name/);
+  const status = page.getByTestId("execute-status");
+  await reviewed.check();
+  await name.fill("Fabrikam (demo)");
+  await execute.click();
+  await expect(status).toHaveAttribute("data-status", "completed", { timeout: 30_000 });
+  await expect(execute).toBeDisabled();
+
+  // A fresh preview of the same scope: Intune now holds the backup.
+  const executedUrl = page.url();
+  await preview.click();
+  await expect(page).not.toHaveURL(executedUrl);
+  await expect(page).toHaveURL(/&preview=\d+$/);
+  await expect(planned).toHaveText("No change");
+  // Step 5 no longer shows the last preview's run; the new preview is reviewed again, the
+  // typed name stays.
+  await expect(status).toHaveCount(0);
+  await expect(page.getByTestId("restore-execute")).toContainText("Nothing is written until you execute.");
+  await expect(page.getByTestId("execute-error")).toBeEmpty();
+  await expect(name).toHaveValue("Fabrikam (demo)");
+  await expect(reviewed).not.toBeChecked();
+  await expect(execute).toBeDisabled();
+  await expect(reasons).toContainText("Confirm that you reviewed the impact.");
+  await reviewed.check();
+  await expect(reasons.locator("li")).toHaveCount(0);
+  await expect(execute).toBeEnabled();
+  await execute.click();
+  await expect(status).toHaveAttribute("data-status", "completed", { timeout: 30_000 });
+  await expect(page.getByTestId("execute-summary")).toContainText("1 of 1 now match the backup");
+});
+
+test("a new preview needs the review again", async ({ page }) => {
+  await signIn(page, "manager@contoso.example");
+  await openRestoreOfBaseline(page);
+  const source = new URL(page.url()).searchParams.get("source")!;
+  const view = await call(page, "restore/source", { tenant: CONTOSO, source });
+  const other = view.candidates.find((c: { display_name: string }) => !c.display_name.includes("edited"));
+  await choose(page, "edited twice");
+  // Without assignments, the preview checks no groups.
+  await page.getByLabel("Include assignments").uncheck();
+  const preview = page.getByRole("button", { name: "Run preview (dry-run)" });
+  const status = page.getByTestId("preview-status");
+  await preview.click();
+  await expect(page).toHaveURL(/&preview=\d+$/);
+  await expect(status).toContainText("Preview of 1 policies");
+
+  const execute = page.getByRole("button", { name: "Execute" });
+  const reasons = page.getByTestId("execute-reasons");
+  const reviewed = page.getByLabel("I reviewed the impact");
+  const name = page.getByLabel(/Type the tenant's name/);
+  await reviewed.check();
+  await name.fill("Contoso (demo)");
+  await expect(execute).toBeEnabled();
+
+  // A wider scope, previewed again: its impact was not reviewed yet.
+  await choose(page, other.display_name);
+  await expect(execute).toBeDisabled();
+  const firstUrl = page.url();
+  await preview.click();
+  await expect(page).not.toHaveURL(firstUrl);
+  await expect(status).toContainText("Preview of 2 policies");
+  await expect(reviewed).not.toBeChecked();
+  await expect(name).toHaveValue("Contoso (demo)");
+  await expect(execute).toBeDisabled();
+  await expect(reasons.locator("li")).toHaveText(["Confirm that you reviewed the impact."]);
+  await reviewed.check();
+  await expect(execute).toBeEnabled();
 });

@@ -164,8 +164,12 @@ pub enum GateFailure {
     WrongTenantName,
     /// "I reviewed the impact" is not checked (422).
     NotReviewed,
-    /// The preview has not finished successfully (409).
+    /// The preview is still queued or running (409).
     PreviewNotDone,
+    /// The preview was cancelled: its items were skipped, and waiting never helps (409).
+    PreviewCancelled,
+    /// The preview failed as a whole, before it could read the policies (409).
+    PreviewFailed,
     /// The preview ended, but this many policies could not be read: they have no plan (409).
     PoliciesUnread(usize),
     /// The preview is older than [`PREVIEW_TTL_MS`] (409).
@@ -174,6 +178,9 @@ pub enum GateFailure {
     BackupChanged,
     /// The preview was executed already: what it saw has moved (409).
     AlreadyExecuted,
+    /// An execute of the preview was cancelled, or failed, before writing anything; the
+    /// preview stays spent (one execute per preview), but nothing was restored (409).
+    ExecuteStoppedUnwritten,
     /// At least one item, or the whole restore, is blocked (409).
     Blocked,
 }
@@ -190,6 +197,8 @@ impl GateFailure {
             Self::WrongTenantName => "Type the tenant's display name exactly to confirm.",
             Self::NotReviewed => "Confirm that you reviewed the impact.",
             Self::PreviewNotDone => "The preview has not finished. Wait for it, or run it again.",
+            Self::PreviewCancelled => "The preview was cancelled. Run it again.",
+            Self::PreviewFailed => "The preview failed. Run it again.",
             Self::PoliciesUnread(1) => "1 policy could not be read: run the preview again.",
             Self::PoliciesUnread(n) => {
                 return format!("{n} policies could not be read: run the preview again.")
@@ -202,6 +211,9 @@ impl GateFailure {
             }
             Self::AlreadyExecuted => {
                 "This preview was executed already. Run the preview again to restore again."
+            }
+            Self::ExecuteStoppedUnwritten => {
+                "The execute of this preview was cancelled (or failed) before writing anything. Run the preview again."
             }
             Self::Blocked => "Something blocks this restore. Leave the blocked items out and run the preview again.",
         };
@@ -222,11 +234,23 @@ pub struct GateInput<'a> {
     pub run_block: Option<&'a str>,
     /// Whether a backup item now holds another version than the preview restored.
     pub backup_moved: bool,
-    /// Whether an execute of this preview has ended.
-    pub executed: bool,
+    /// Whether an execute of this preview has ended, and whether it wrote.
+    pub executed: PastExecute,
     pub reviewed: bool,
     pub typed_name: &'a str,
     pub tenant_name: &'a str,
+}
+
+/// Whether an execute of a preview has ended, and what it left: the preview is spent either
+/// way, but "executed already" would be wrong for one that never wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PastExecute {
+    /// None has ended (none was started, or one is queued or running).
+    None,
+    /// One ended and wrote, or may have written, to Intune (or completed, every item unchanged).
+    Ended,
+    /// One was cancelled or failed before writing (or announcing a write of) any policy.
+    StoppedUnwritten,
 }
 
 /// Every gate of an execute, in order: the request's own (422) first, then the preview's state
@@ -238,16 +262,17 @@ pub fn check_gates(input: &GateInput<'_>) -> Result<(), GateFailure> {
     if !input.reviewed {
         return Err(GateFailure::NotReviewed);
     }
-    if input.preview_status != RunStatus::Completed {
+    match input.preview_status {
+        RunStatus::Completed => {}
+        RunStatus::Pending | RunStatus::Running => return Err(GateFailure::PreviewNotDone),
+        RunStatus::Cancelled => return Err(GateFailure::PreviewCancelled),
         // Ended, but some policies could not be read: another preview may read them.
-        let ended_with_errors = matches!(
-            input.preview_status,
-            RunStatus::CompletedWithErrors | RunStatus::Failed
-        );
-        if ended_with_errors && input.failed_items > 0 {
-            return Err(GateFailure::PoliciesUnread(input.failed_items));
+        RunStatus::CompletedWithErrors | RunStatus::Failed if input.failed_items > 0 => {
+            return Err(GateFailure::PoliciesUnread(input.failed_items))
         }
-        return Err(GateFailure::PreviewNotDone);
+        RunStatus::CompletedWithErrors | RunStatus::Failed => {
+            return Err(GateFailure::PreviewFailed)
+        }
     }
     match input.preview_finished_at {
         Some(at) if input.now.0.saturating_sub(at.0) <= PREVIEW_TTL_MS => {}
@@ -256,8 +281,10 @@ pub fn check_gates(input: &GateInput<'_>) -> Result<(), GateFailure> {
     if input.backup_moved {
         return Err(GateFailure::BackupChanged);
     }
-    if input.executed {
-        return Err(GateFailure::AlreadyExecuted);
+    match input.executed {
+        PastExecute::None => {}
+        PastExecute::Ended => return Err(GateFailure::AlreadyExecuted),
+        PastExecute::StoppedUnwritten => return Err(GateFailure::ExecuteStoppedUnwritten),
     }
     if input.blocked_items > 0 || input.run_block.is_some() {
         return Err(GateFailure::Blocked);
@@ -310,7 +337,7 @@ mod tests {
             blocked_items: 0,
             run_block: None,
             backup_moved: false,
-            executed: false,
+            executed: PastExecute::None,
             reviewed: true,
             typed_name: "Contoso",
             tenant_name: "Contoso",
@@ -355,10 +382,39 @@ mod tests {
             ),
             (
                 GateInput {
-                    preview_status: RunStatus::CompletedWithErrors,
+                    preview_status: RunStatus::Pending,
                     ..ready()
                 },
                 GateFailure::PreviewNotDone,
+            ),
+            (
+                GateInput {
+                    preview_status: RunStatus::Cancelled,
+                    ..ready()
+                },
+                GateFailure::PreviewCancelled,
+            ),
+            (
+                GateInput {
+                    preview_status: RunStatus::Cancelled,
+                    failed_items: 1,
+                    ..ready()
+                },
+                GateFailure::PreviewCancelled,
+            ),
+            (
+                GateInput {
+                    preview_status: RunStatus::Failed,
+                    ..ready()
+                },
+                GateFailure::PreviewFailed,
+            ),
+            (
+                GateInput {
+                    preview_status: RunStatus::CompletedWithErrors,
+                    ..ready()
+                },
+                GateFailure::PreviewFailed,
             ),
             (
                 GateInput {
@@ -400,10 +456,17 @@ mod tests {
             ),
             (
                 GateInput {
-                    executed: true,
+                    executed: PastExecute::Ended,
                     ..ready()
                 },
                 GateFailure::AlreadyExecuted,
+            ),
+            (
+                GateInput {
+                    executed: PastExecute::StoppedUnwritten,
+                    ..ready()
+                },
+                GateFailure::ExecuteStoppedUnwritten,
             ),
             (
                 GateInput {
@@ -446,6 +509,48 @@ mod tests {
     }
 
     #[test]
+    fn a_preview_that_ended_without_a_plan_is_never_waited_for() {
+        for (status, expected) in [
+            (RunStatus::Cancelled, GateFailure::PreviewCancelled),
+            (RunStatus::Failed, GateFailure::PreviewFailed),
+        ] {
+            let input = GateInput {
+                preview_status: status,
+                ..ready()
+            };
+            let refusal = check_gates(&input).expect_err("an ended preview without a plan");
+            assert_eq!(refusal, expected, "{status:?}");
+            assert!(
+                !refusal.message().contains("Wait"),
+                "{status:?}: {}",
+                refusal.message()
+            );
+            assert!(refusal.message().contains("Run it again"), "{status:?}");
+            assert!(!refusal.is_input(), "a 409, not a 422");
+        }
+        assert_eq!(
+            GateFailure::PreviewCancelled.message(),
+            "The preview was cancelled. Run it again."
+        );
+    }
+
+    #[test]
+    fn an_execute_that_wrote_nothing_is_not_called_executed() {
+        let input = GateInput {
+            executed: PastExecute::StoppedUnwritten,
+            ..ready()
+        };
+        let refusal = check_gates(&input).expect_err("the preview is spent");
+        assert!(!refusal.is_input(), "a 409, not a 422");
+        assert!(
+            refusal.message().contains("before writing anything"),
+            "{}",
+            refusal.message()
+        );
+        assert_ne!(refusal, GateFailure::AlreadyExecuted);
+    }
+
+    #[test]
     fn a_preview_of_exactly_fifteen_minutes_still_passes() {
         let input = GateInput {
             now: Timestamp(1_000_000 + PREVIEW_TTL_MS),
@@ -480,17 +585,27 @@ mod tests {
         /// of them often hold together: a check that stopped after its first gate fails here.
         #[test]
         fn gates_pass_only_when_all_hold(
-            done in proptest::bool::weighted(0.85),
+            status in prop_oneof![
+                12 => Just(RunStatus::Completed),
+                1 => Just(RunStatus::Pending),
+                1 => Just(RunStatus::Running),
+                1 => Just(RunStatus::Cancelled),
+                1 => Just(RunStatus::Failed),
+            ],
             age in prop_oneof![4 => 0i64..=PREVIEW_TTL_MS, 1 => (PREVIEW_TTL_MS + 1)..(2 * PREVIEW_TTL_MS)],
             blocked in prop_oneof![4 => Just(0usize), 1 => 1usize..3],
             run_block in proptest::bool::weighted(0.15),
             moved in proptest::bool::weighted(0.15),
-            executed in proptest::bool::weighted(0.15),
+            executed in prop_oneof![
+                6 => Just(PastExecute::None),
+                1 => Just(PastExecute::Ended),
+                1 => Just(PastExecute::StoppedUnwritten),
+            ],
             reviewed in proptest::bool::weighted(0.85),
             typed in prop_oneof![4 => Just("Contoso".to_string()), 1 => "[A-Za-z ]{0,9}"],
         ) {
             let input = GateInput {
-                preview_status: if done { RunStatus::Completed } else { RunStatus::Failed },
+                preview_status: status,
                 preview_finished_at: Some(Timestamp(10)),
                 now: Timestamp(10 + age),
                 failed_items: 0,
@@ -505,10 +620,16 @@ mod tests {
             let failing: Vec<GateFailure> = [
                 (typed != "Contoso", GateFailure::WrongTenantName),
                 (!reviewed, GateFailure::NotReviewed),
-                (!done, GateFailure::PreviewNotDone),
+                (status.is_active(), GateFailure::PreviewNotDone),
+                (status == RunStatus::Cancelled, GateFailure::PreviewCancelled),
+                (status == RunStatus::Failed, GateFailure::PreviewFailed),
                 (age > PREVIEW_TTL_MS, GateFailure::PreviewExpired),
                 (moved, GateFailure::BackupChanged),
-                (executed, GateFailure::AlreadyExecuted),
+                (executed == PastExecute::Ended, GateFailure::AlreadyExecuted),
+                (
+                    executed == PastExecute::StoppedUnwritten,
+                    GateFailure::ExecuteStoppedUnwritten,
+                ),
                 (blocked > 0 || run_block, GateFailure::Blocked),
             ]
             .into_iter()

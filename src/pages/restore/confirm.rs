@@ -77,6 +77,29 @@ fn use_expiry(current: RwSignal<Option<RestorePreview>>) -> ReadSignal<bool> {
     expired.read_only()
 }
 
+/// A new preview (another run in the URL) asks its own questions. The page keeps its steps
+/// across previews (a started preview only changes the URL), so without this the box ticked for
+/// the last preview would confirm one the user has not seen, and the last execute (its
+/// progress, or the server's refusal) would stand for the new one and keep Execute disabled
+/// with no reason. The typed name stays: the tenant is the same. The URL's id changes as soon
+/// as a preview is started, before its plan is read, so nothing confirms the gap in between.
+/// Effects run in the browser only: the first run records the preview the page was opened at
+/// and resets nothing.
+fn use_reset_on_new_preview(
+    preview_id: Memo<Option<i64>>,
+    reviewed: RwSignal<bool>,
+    execute: ServerAction<ExecuteRestore>,
+) {
+    Effect::new(move |last: Option<Option<i64>>| {
+        let id = preview_id.get();
+        if last.is_some_and(|last| last != id) {
+            reviewed.set(false);
+            execute.value().set(None);
+        }
+        id
+    });
+}
+
 /// The two confirmations, Execute with why it is disabled, and the execute once started.
 #[component]
 pub fn ConfirmStep(
@@ -90,6 +113,7 @@ pub fn ConfirmStep(
     let execute = ServerAction::<ExecuteRestore>::new();
     let name = StoredValue::new(tenant_name.clone());
     let expired = use_expiry(current);
+    use_reset_on_new_preview(wizard.preview_id, reviewed, execute);
     let blocking = Memo::new(move |_| {
         current.with(|p| {
             name.with_value(|name| {

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sqlx::FromRow;
 
 use crate::domain::restore::{
-    check_gates, ExecuteRequest, GateFailure, GateInput, PlanAction, PlanItem, PlanNotes,
-    PreviewRequest, RestoreAction, RestoreCandidate, RestorePreview, RestoreSource,
+    check_gates, ExecuteRequest, GateFailure, GateInput, PastExecute, PlanAction, PlanItem,
+    PlanNotes, PreviewRequest, RestoreAction, RestoreCandidate, RestorePreview, RestoreSource,
     RestoreSourceView, TypeCount, MAX_RESTORE_ITEMS, PREVIEW_TTL_MS,
 };
 use crate::domain::run::OperationType;
@@ -344,7 +344,7 @@ async fn backup_moved(
 fn gate_input<'a>(
     preview: &'a StoredPreview,
     moved: bool,
-    executed: bool,
+    executed: PastExecute,
     reviewed: bool,
     typed_name: &'a str,
     tenant_name: &'a str,
@@ -383,7 +383,7 @@ pub async fn preview(
 ) -> Result<RestorePreview, AppError> {
     let stored = load_preview(db, scope, preview_run_id).await?;
     let moved = backup_moved(db, scope.id(), &stored.input).await?;
-    let executed = executed(db, scope.id(), preview_run_id).await?;
+    let executed = past_execute(db, scope.id(), preview_run_id).await?;
     let tenant_name = scope.summary().display_name.clone();
     let gates = gate_input(&stored, moved, executed, true, &tenant_name, &tenant_name);
     let not_executable = check_gates(&gates).err();
@@ -430,7 +430,7 @@ pub async fn start_execute(
     );
     let stored = load_preview(db, &ctx.scope, request.preview_run_id).await?;
     let moved = backup_moved(db, tenant_id, &stored.input).await?;
-    let executed = executed(db, tenant_id, request.preview_run_id).await?;
+    let executed = past_execute(db, tenant_id, request.preview_run_id).await?;
     let tenant_name = &ctx.scope.summary().display_name;
     let gates = gate_input(
         &stored,
@@ -480,27 +480,56 @@ pub async fn start_execute(
     };
     match create_or_reuse(db, ctx, &run).await {
         // The index of one execute per preview refused it: an execute ended since the check.
-        Err(AppError::Conflict(_))
-            if self::executed(db, tenant_id, request.preview_run_id).await? =>
-        {
-            Err(gate_error(&GateFailure::AlreadyExecuted))
+        Err(AppError::Conflict(conflict)) => {
+            match past_execute(db, tenant_id, request.preview_run_id).await? {
+                PastExecute::Ended => Err(gate_error(&GateFailure::AlreadyExecuted)),
+                PastExecute::StoppedUnwritten => {
+                    Err(gate_error(&GateFailure::ExecuteStoppedUnwritten))
+                }
+                PastExecute::None => Err(AppError::Conflict(conflict)),
+            }
         }
         submitted => submitted,
     }
 }
 
-/// Whether an execute of this preview has ended (its writes moved what the preview saw).
-async fn executed(db: &Db, tenant_id: i64, preview_run_id: i64) -> Result<bool, AppError> {
-    let ended: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM runs WHERE tenant_id = $1 AND operation_type = $2 AND target_id = $3 \
-         AND status NOT IN ('pending', 'running') LIMIT 1",
+/// Whether an execute of this preview has ended (the preview is spent: one execute per
+/// preview, migration 0023), and whether it wrote. An item written (`restore_action` created
+/// or updated), or whose write was announced (`create_sent_at`, `update_sent_at`: sent, its
+/// outcome perhaps never recorded), counts as written. An execute that completed (every item
+/// unchanged, say) was executed all the same; one cancelled or failed with no such item
+/// (cancelled while queued, its credentials refused, every policy changed since the preview)
+/// wrote nothing.
+async fn past_execute(
+    db: &Db,
+    tenant_id: i64,
+    preview_run_id: i64,
+) -> Result<PastExecute, AppError> {
+    let ended: Option<(String, i64)> = sqlx::query_as(
+        "SELECT r.status, (SELECT COUNT(*) FROM run_items i \
+             WHERE i.tenant_id = r.tenant_id AND i.run_id = r.id \
+               AND (i.restore_action IN ('created', 'updated') \
+                    OR i.create_sent_at IS NOT NULL OR i.update_sent_at IS NOT NULL)) \
+         FROM runs r WHERE r.tenant_id = $1 AND r.operation_type = $2 AND r.target_id = $3 \
+           AND r.status NOT IN ('pending', 'running') LIMIT 1",
     )
     .bind(tenant_id)
     .bind(OperationType::RestoreExecute.as_str())
     .bind(preview_run_id)
     .fetch_optional(db.pool())
     .await?;
-    Ok(ended.is_some())
+    Ok(match ended {
+        None => PastExecute::None,
+        Some((status, 0))
+            if matches!(
+                RunStatus::parse(&status),
+                Some(RunStatus::Cancelled | RunStatus::Failed)
+            ) =>
+        {
+            PastExecute::StoppedUnwritten
+        }
+        Some(_) => PastExecute::Ended,
+    })
 }
 
 /// The live content hash each item's preview saw.
