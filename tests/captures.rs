@@ -12,6 +12,7 @@ use tenantatlas::domain::run_detail::{RunDetail, RunTarget};
 use tenantatlas::domain::versions::{CaptureResult, Drift, RunActivity, VersionRow};
 use tenantatlas::domain::{RunStatus, SubmittedRun};
 use tenantatlas::graph_sim::Kind;
+use tenantatlas::server::snapshots::candidate_payloads_read;
 
 both_backends!(local Fixture:
     a_sync_run_brings_the_inventory_in_line_and_says_what_changed,
@@ -24,6 +25,7 @@ both_backends!(local Fixture:
     a_capture_that_adds_assignments_says_it_stored_a_new_version,
     a_policy_back_at_an_earlier_version_is_compared_with_that_version_afterwards,
     a_policy_back_at_a_format_1_version_finds_that_version_again,
+    an_unchanged_policy_on_a_format_1_version_reads_no_other_format_1_version,
 );
 
 /// The demo app, as an operator of Contoso.
@@ -129,12 +131,13 @@ impl Fixture {
     }
 
     /// Makes `version` read as one the first capture format stored: format 1, under a hash of
-    /// its raw JSON (which format 1 took; any hash no format-2 capture has stands for it here).
+    /// its raw JSON (which format 1 took; any hash no format-2 capture has stands for it here,
+    /// one per version).
     async fn as_format_1(&self, version: i64) {
         sqlx::query(
             "UPDATE policy_snapshots SET capture_format = 1, content_hash = $1 WHERE id = $2",
         )
-        .bind("1".repeat(64))
+        .bind(format!("{version:f>64}"))
         .bind(version)
         .execute(self.app.db.pool())
         .await
@@ -700,4 +703,68 @@ async fn a_policy_back_at_a_format_1_version_finds_that_version_again(f: Fixture
     let summary = detail.summary.expect("a summary");
     assert!(summary.starts_with("No change"), "{summary}");
     assert_eq!(f.versions_of(policy).await, 2);
+}
+
+/// A policy captured several times in format 1 and unchanged since: its capture in format 2
+/// misses its hash every time, and is compared with its current and newest versions only,
+/// without reading the payloads of its other format-1 versions.
+async fn an_unchanged_policy_on_a_format_1_version_reads_no_other_format_1_version(f: Fixture) {
+    f.sync().await;
+    let sim = f
+        .demo
+        .sim
+        .policies(CONTOSO)
+        .into_iter()
+        .find(|p| p.kind == Kind::DeviceConfiguration)
+        .expect("a device configuration");
+    let policy = f.policy_id(&sim.id).await;
+    let mut stored = Vec::new();
+    for rename in [None, Some("Renamed once"), Some("Renamed twice")] {
+        if let Some(name) = rename {
+            assert!(f.demo.sim.rename_policy(CONTOSO, &sim.id, name));
+        }
+        let run = f.capture(policy).await;
+        let version = first_result(&f.detail(run, "").await)
+            .snapshot_id
+            .expect("a version");
+        stored.push(version);
+    }
+    let [v1, _, v3] = stored[..] else {
+        unreachable!()
+    };
+    assert_eq!(f.versions_of(policy).await, 3);
+    for version in &stored {
+        f.as_format_1(*version).await;
+    }
+
+    // Unchanged: the current version, also the newest, is the only payload read.
+    for _ in 0..2 {
+        let before = candidate_payloads_read();
+        let again = f.capture(policy).await;
+        let read = candidate_payloads_read() - before;
+        let result = *first_result(&f.detail(again, "").await);
+        assert_eq!(result.snapshot_id, Some(v3), "{result:?}");
+        assert_eq!(result.drift, Drift::Unchanged, "{result:?}");
+        assert_eq!(read, 1, "payloads read");
+    }
+
+    // Back at the first name: found among the older format-1 versions, which are read now.
+    assert!(f.demo.sim.rename_policy(CONTOSO, &sim.id, &sim.name));
+    let back = f.capture(policy).await;
+    let result = *first_result(&f.detail(back, "").await);
+    assert_eq!(result.snapshot_id, Some(v1), "{result:?}");
+    assert_eq!(result.drift, Drift::Changed, "{result:?}");
+
+    // Unchanged again: the current version (the first) and the newest are read, not the
+    // second.
+    for _ in 0..2 {
+        let before = candidate_payloads_read();
+        let again = f.capture(policy).await;
+        let read = candidate_payloads_read() - before;
+        let result = *first_result(&f.detail(again, "").await);
+        assert_eq!(result.snapshot_id, Some(v1), "{result:?}");
+        assert_eq!(result.drift, Drift::Unchanged, "{result:?}");
+        assert_eq!(read, 2, "payloads read");
+    }
+    assert_eq!(f.versions_of(policy).await, 3);
 }

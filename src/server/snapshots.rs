@@ -18,6 +18,7 @@
 //! [`setting_names`] read the tenant's for the viewer.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 use sqlx::{Any, Executor, FromRow};
@@ -200,9 +201,21 @@ const CAPTURES_PER_QUERY: usize = 100;
 /// can hold it under another hash, as when a policy changed and then went back to what a
 /// format-1 version held, which is neither its current nor its newest version. The current and
 /// newest versions are compared whatever their format, in case a later change of the hash rule
-/// leaves them under another hash too. That is one statement per batch, reading per policy its
-/// current and newest versions and its older format's, whose number no capture adds to. A
-/// version that cannot be read is never reused.
+/// leaves them under another hash too.
+///
+/// Payloads can be large (hundreds of kilobytes for a settings catalog policy, compressed on
+/// PostgreSQL), so they are read in the order they are tried, a batch at a time: one statement
+/// reads the current and newest versions' payloads and only the ids of the older format's, and
+/// a second one, only for captures that neither holds, reads those older versions' payloads.
+/// An unchanged policy whose current version is in format 1 misses its hash on every capture
+/// (its version is reused, never stored again in format 2) and so reads one or two payloads
+/// each time, as before older versions were compared, not every format-1 version it has.
+///
+/// Its format-2 hash is not remembered for the format-1 version to be found by hash next time:
+/// a version's `content_hash` is what the versions pages show and backup exports carry in their
+/// manifests, so rewriting it would make a version read differently from what was exported,
+/// and a second hash would need a column of its own. A version that cannot be read is never
+/// reused.
 async fn find_or_insert(
     tx: &mut Tx,
     tenant_id: i64,
@@ -238,26 +251,18 @@ async fn find_or_insert(
         .map(|((policy_id, _), _)| *policy_id)
         .collect();
     let candidates = candidate_versions(tx, tenant_id, &unknown).await?;
-    for (((policy_id, snapshot), version), current) in captures
+    reuse_same_content(captures, &mut versions, &mut current, &candidates.tried);
+    let unmatched: BTreeSet<i64> = captures
         .iter()
-        .zip(versions.iter_mut())
-        .zip(current.iter_mut())
-    {
-        if version.is_some() {
-            continue;
-        }
-        let same = candidates.get(policy_id).and_then(|candidates| {
-            candidates
-                .iter()
-                .find(|c| same_content(&c.version, snapshot))
-        });
-        if let Some(candidate) = same {
-            *version = Some(StoredSnapshot {
-                id: candidate.version.id,
-                new_version: false,
-            });
-            *current = candidate.current;
-        }
+        .zip(&versions)
+        .filter(|((policy_id, _), version)| {
+            version.is_none() && candidates.with_older.contains(policy_id)
+        })
+        .map(|((policy_id, _), _)| *policy_id)
+        .collect();
+    if !unmatched.is_empty() {
+        let older = older_versions(tx, tenant_id, &unmatched, &candidates.read).await?;
+        reuse_same_content(captures, &mut versions, &mut current, &older);
     }
     let mut new: Vec<(i64, &Snapshot)> = Vec::new();
     for ((policy_id, snapshot), version) in captures.iter().zip(&versions) {
@@ -383,13 +388,14 @@ async fn with_hashes<'a>(
     Ok(found)
 }
 
-/// A row of [`VERSION_COLUMNS`] with its policy and whether it is the policy's current version.
-#[derive(FromRow)]
-struct CandidateRow {
-    policy_id: i64,
-    is_current: i64,
-    #[sqlx(flatten)]
-    version: VersionRow,
+/// Payloads of stored versions read to compare captures with, in this process.
+static CANDIDATE_PAYLOADS_READ: AtomicU64 = AtomicU64::new(0);
+
+/// How many stored versions' payloads this process has read to compare a capture with when its
+/// hash was not stored (see [`find_or_insert`]). For tests, which nextest runs one to a process.
+#[doc(hidden)]
+pub fn candidate_payloads_read() -> u64 {
+    CANDIDATE_PAYLOADS_READ.load(Ordering::Relaxed)
 }
 
 /// A stored version a capture may hold the content of, under another hash.
@@ -399,23 +405,85 @@ struct Candidate {
     current: bool,
 }
 
-/// The readable versions of these policies that a capture is compared with when its hash is not
-/// stored (see [`find_or_insert`]), by policy, in the order they are tried: the current
-/// version, then by capture time and id, newest first.
+/// For each capture without a version, the first of its policy's `candidates` (in the order
+/// they are tried) that holds its content, if any; with whether that is the current version.
+fn reuse_same_content(
+    captures: &[(i64, &Snapshot)],
+    versions: &mut [Option<StoredSnapshot>],
+    current: &mut [bool],
+    candidates: &HashMap<i64, Vec<Candidate>>,
+) {
+    for (((policy_id, snapshot), version), current) in captures
+        .iter()
+        .zip(versions.iter_mut())
+        .zip(current.iter_mut())
+    {
+        if version.is_some() {
+            continue;
+        }
+        let same = candidates.get(policy_id).and_then(|candidates| {
+            candidates
+                .iter()
+                .find(|c| same_content(&c.version, snapshot))
+        });
+        if let Some(candidate) = same {
+            *version = Some(StoredSnapshot {
+                id: candidate.version.id,
+                new_version: false,
+            });
+            *current = candidate.current;
+        }
+    }
+}
+
+/// What [`candidate_versions`] read of some policies.
+#[derive(Default)]
+struct Candidates {
+    /// The readable current and newest versions of each policy, current first.
+    tried: HashMap<i64, Vec<Candidate>>,
+    /// The ids of the versions whose payloads it read (readable or not).
+    read: Vec<i64>,
+    /// The policies that have other versions in an older capture format, not read yet.
+    with_older: BTreeSet<i64>,
+}
+
+/// A version of a policy as [`candidate_versions`] finds it: its payload read only when it is
+/// the policy's current or newest version.
+#[derive(FromRow)]
+struct CandidateRow {
+    policy_id: i64,
+    is_current: i64,
+    is_newest: i64,
+    id: i64,
+    payload: Option<String>,
+    capture_format: i64,
+    with_assignments: i64,
+    with_scope_tags: i64,
+    content_hash: String,
+    captured_at: i64,
+}
+
+/// The current and newest versions of these policies, which a capture whose hash is not stored
+/// is compared with first (see [`find_or_insert`]), and which of them have older-format
+/// versions besides, whose payloads are left unread.
 async fn candidate_versions(
     tx: &mut Tx,
     tenant_id: i64,
     policy_ids: &[i64],
-) -> Result<HashMap<i64, Vec<Candidate>>, sqlx::Error> {
+) -> Result<Candidates, sqlx::Error> {
+    let mut candidates = Candidates::default();
     if policy_ids.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(candidates);
     }
-    // The versions are picked by their ids, policies and formats alone; only the picked ones'
-    // payloads are read. Found through the policies' index; the tenant only checked, as in
-    // `with_hashes`.
+    // The versions are picked by their ids, policies and formats alone; only the current and
+    // newest ones' payloads are read (a `CASE` that yields NULL never reads, nor on PostgreSQL
+    // decompresses, the payload). Found through the policies' index; the tenant only checked,
+    // as in `with_hashes`.
     let mut sql = Sql::new(
-        "SELECT r.policy_id AS policy_id, r.is_current AS is_current, s.id AS id, \
-         s.payload AS payload, s.capture_format AS capture_format, \
+        "SELECT r.policy_id AS policy_id, r.is_current AS is_current, \
+         CASE WHEN r.newest = 1 THEN 1 ELSE 0 END AS is_newest, s.id AS id, \
+         CASE WHEN r.newest = 1 OR r.is_current = 1 THEN s.payload END AS payload, \
+         s.capture_format AS capture_format, \
          s.with_assignments AS with_assignments, s.with_scope_tags AS with_scope_tags, \
          s.content_hash AS content_hash, s.captured_at AS captured_at \
          FROM (SELECT s.id, s.policy_id, s.capture_format, \
@@ -437,10 +505,28 @@ async fn candidate_versions(
         )
         .int(i64::from(CaptureFormat::LATEST.get()));
     let rows: Vec<CandidateRow> = sql.query_as().fetch_all(&mut **tx).await?;
-    let mut candidates: HashMap<i64, Vec<Candidate>> = HashMap::new();
     for row in rows {
-        if let Ok(version) = StoredVersion::try_from(row.version) {
+        if row.is_current == 0 && row.is_newest == 0 {
+            candidates.with_older.insert(row.policy_id);
+            continue;
+        }
+        candidates.read.push(row.id);
+        CANDIDATE_PAYLOADS_READ.fetch_add(1, Ordering::Relaxed);
+        let Some(payload) = row.payload else {
+            continue;
+        };
+        let version = VersionRow {
+            id: row.id,
+            payload,
+            capture_format: row.capture_format,
+            with_assignments: row.with_assignments,
+            with_scope_tags: row.with_scope_tags,
+            content_hash: row.content_hash,
+            captured_at: row.captured_at,
+        };
+        if let Ok(version) = StoredVersion::try_from(version) {
             candidates
+                .tried
                 .entry(row.policy_id)
                 .or_default()
                 .push(Candidate {
@@ -449,11 +535,64 @@ async fn candidate_versions(
                 });
         }
     }
-    for versions in candidates.values_mut() {
+    for versions in candidates.tried.values_mut() {
         versions
             .sort_by_key(|c| std::cmp::Reverse((c.current, c.version.captured_at, c.version.id)));
     }
     Ok(candidates)
+}
+
+/// A row of [`VERSION_COLUMNS`] with its policy.
+#[derive(FromRow)]
+struct PolicyVersionRow {
+    policy_id: i64,
+    #[sqlx(flatten)]
+    version: VersionRow,
+}
+
+/// The readable versions of these policies in an older capture format, other than the `read`
+/// ones (their current and newest, already compared), newest first: what a capture that
+/// neither holds is compared with last. One statement whatever their number, with at most two
+/// ids read per policy.
+async fn older_versions(
+    tx: &mut Tx,
+    tenant_id: i64,
+    policy_ids: &BTreeSet<i64>,
+    read: &[i64],
+) -> Result<HashMap<i64, Vec<Candidate>>, sqlx::Error> {
+    // Found through the policies' index; the tenant only checked, as in `with_hashes`.
+    let mut sql = Sql::new(format!(
+        "SELECT policy_id, {VERSION_COLUMNS} FROM policy_snapshots WHERE +tenant_id = "
+    ));
+    sql.int(tenant_id)
+        .push(" AND policy_id IN (")
+        .list(policy_ids, |sql, policy_id| {
+            sql.int(*policy_id);
+        })
+        .push(") AND capture_format < ")
+        .int(i64::from(CaptureFormat::LATEST.get()));
+    if !read.is_empty() {
+        sql.push(" AND id NOT IN (")
+            .list(read, |sql, id| {
+                sql.int(*id);
+            })
+            .push(")");
+    }
+    let rows: Vec<PolicyVersionRow> = sql.query_as().fetch_all(&mut **tx).await?;
+    CANDIDATE_PAYLOADS_READ.fetch_add(rows.len() as u64, Ordering::Relaxed);
+    let mut older: HashMap<i64, Vec<Candidate>> = HashMap::new();
+    for row in rows {
+        if let Ok(version) = StoredVersion::try_from(row.version) {
+            older.entry(row.policy_id).or_default().push(Candidate {
+                version,
+                current: false,
+            });
+        }
+    }
+    for versions in older.values_mut() {
+        versions.sort_by_key(|c| std::cmp::Reverse((c.version.captured_at, c.version.id)));
+    }
+    Ok(older)
 }
 
 /// Whether a stored version holds what a capture holds: the same normalised content, each read
