@@ -386,7 +386,93 @@ fn pair_shapes() -> impl Strategy<Value = (&'static str, bool)> {
         ("{:{nk} => :{n}, :{vk} => '{v}'}", true),
         ("env:\n- {nk}: {n}\n  {vk}: {v}\n- {nk}: LOG_LEVEL\n  {vk}: debug", false),
         ("%7B%22{nk}%22%3A%22{n}%22%2C%22{vk}%22%3A%22{v}%22%7D", false),
+        // A value that is an array or an object goes whole.
+        ("{\"{nk}\":\"{n}\",\"{vk}\":[\"{v}\"]}", true),
+        ("{\"{vk}\": [\"x\", \"{v}\"], \"{nk}\": \"{n}\"}", true),
+        ("{\"{nk}\":\"{n}\",\"{vk}\":{\"text\":\"{v}\",\"n\":1}}", true),
+        ("{\"{vk}\":{\"a\":{\"b\":[\"{v}\"]}},\"{nk}\":\"{n}\"}", true),
+        ("{'{nk}': '{n}', '{vk}': ['{v}']}", true),
     ])
+}
+
+/// A word of an ordinary failure message: words, numbers, GUIDs, Graph URLs and paths, dotted
+/// names, camelCase codes.
+fn ordinary_word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "the", "policy", "failed", "with", "Graph", "returned", "404", "Not", "Found",
+            "retry", "after", "30", "seconds", "device", "configuration", "Windows", "10",
+            "Contoso", "tenant", "token", "expired", "password", "reset", "required",
+            "name", "value", "key", "secret", "rotation", "is", "due", "OK", "session",
+            "authentication", "disabled", "ResourceNotFound", "Wi-Fi", "v1.0", "PT1H",
+            "e.g.", "(see", "above)", "[1]", "display", "sig", "accesstoken", "clientsecret",
+            "deviceManagement/configurationPolicies", "tokenLifetime", "keySize",
+            "401", "Unauthorized", "Request", "Contoso.Baseline.v2", "graph.microsoft.com",
+            "AADSTS50013", "Windows10", "InvalidAuthenticationToken", "SharePoint",
+            "deviceManagementConfigurationPolicy", "LOG_LEVEL", "x64-based",
+        ]).prop_map(str::to_owned),
+        "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+        "https://graph\\.microsoft\\.com/beta/deviceManagement/(deviceConfigurations|configurationPolicies)/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}(\\?\\$select=id,name&\\$top=25)?",
+        "[a-z]{3,10}-[0-9]{1,5}",
+        "[0-9]{1,6}",
+        "[A-Z][a-z]{2,9}(\\.[A-Z][a-z]{2,9}){1,2}(\\.v[0-9])?",
+        // A capitalised word, not an authorization scheme (`Pop <credential>`).
+        "[A-Z][a-z]{2,9}".prop_filter("not a scheme", |w| {
+            !["Basic", "Bearer", "Negotiate", "Ntlm", "Pop", "Sharedkey", "Sharedkeylite"]
+                .contains(&w.as_str())
+        }),
+    ]
+}
+
+/// A display name as admins write them, ending in a word that would name a secret in an
+/// identifier: `Windows LAPS password`, `Contoso Wi-Fi key`.
+fn display_name() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "Windows",
+                "LAPS",
+                "Contoso",
+                "Kiosk",
+                "Baseline",
+                "local",
+                "admin",
+                "Wi-Fi",
+                "BitLocker",
+                "recovery",
+                "Entra",
+                "app",
+                "[Prod]",
+                "-",
+            ]),
+            1..4,
+        ),
+        prop::sample::select(vec![
+            "password",
+            "Password",
+            "secret",
+            "key",
+            "token",
+            "Credentials",
+            "PIN password",
+        ]),
+    )
+        .prop_map(|(words, last)| format!("{} {last}", words.join(" ")))
+}
+
+/// `token` wrapped as a terminal, a log viewer or a base64 encoder wraps it: the first line
+/// holds `first` characters (what is left of the line it starts on), every other line `width`.
+/// Also the length of the last line, its dots not counted.
+fn wrap_token(token: &str, first: usize, width: usize, gap: &str) -> (String, usize) {
+    let mut lines = vec![&token[..first.min(token.len())]];
+    let mut from = first.min(token.len());
+    while from < token.len() {
+        let to = (from + width).min(token.len());
+        lines.push(&token[from..to]);
+        from = to;
+    }
+    let last = lines.last().map_or(0, |l| l.replace('.', "").len());
+    (lines.join(gap), last)
 }
 
 /// `shape` with its keys, name and value in place.
@@ -396,16 +482,6 @@ fn write_pair(shape: &str, name_key: &str, value_key: &str, name: &str, value: &
         .replace("{vk}", value_key)
         .replace("{n}", name)
         .replace("{v}", value)
-}
-
-/// Whether a piece of a token could be an ordinary word: letters only, in one case or
-/// capitalised.
-fn reads_as_word(piece: &str) -> bool {
-    let rest = piece.get(1..).unwrap_or("");
-    piece.chars().all(|c| c.is_ascii_alphabetic())
-        && (piece.chars().all(|c| c.is_ascii_lowercase())
-            || piece.chars().all(|c| c.is_ascii_uppercase())
-            || rest.chars().all(|c| c.is_ascii_lowercase()))
 }
 
 /// `token` cut at `cuts` and its pieces joined by `gap`. A cut falls after the `eyJ` that marks
@@ -756,15 +832,22 @@ proptest! {
     #[test]
     fn jwts_wrapped_over_lines_never_survive(
         before in spaced_noise(), after in spaced_noise(), token in jwt(),
-        cuts in prop::collection::vec(any::<prop::sample::Index>(), 1..4),
+        // A wrap is as wide as a terminal, a log viewer or a base64 encoder makes it; the first
+        // line holds what is left of the line the token starts on.
+        first in 3usize..=80, width in 40usize..=80,
         // Real line breaks, and line breaks written out in JSON (once or twice escaped).
         gap in prop::sample::select(vec!["\n", "\r\n", "\n    ", "\n\t", " \n ", "\\n", "\\r\\n", "\\\\n"]),
         shape in jwt_shapes(),
     ) {
-        let embedded = shape.replace("{t}", &split_token(&token, &cuts, gap));
+        let (wrapped, last) = wrap_token(&token, first, width, gap);
+        let embedded = shape.replace("{t}", &wrapped);
         let text = format!("{before} {embedded} {after}");
         let out = sanitize(&text);
-        assert_no_piece(&token, &text, &out)?;
+        // A last line shorter than 16 characters (dots not counted) cannot be told from a word
+        // (`Request`): only the lines before it must go.
+        let last_line = if token.len() > first { wrapped.rsplit(gap).next().unwrap_or("") } else { "" };
+        let kept = if last < 16 { last_line.len() } else { 0 };
+        assert_no_piece(&token[..token.len() - kept], &text, &out)?;
     }
 
     #[test]
@@ -780,51 +863,117 @@ proptest! {
         let out = sanitize(&text);
         let (head, tail) = split.split_once(gap).expect("one cut");
         assert_no_piece(head, &text, &out)?;
-        // After a whole token (the cut in its signature) a space and an ordinary word is the
-        // sentence going on (`eyJ… expired`): such a tail stays, any other goes.
-        if !(head.matches('.').count() >= 2 && !head.ends_with('.') && reads_as_word(tail)) {
+        // A whole token (the cut in its signature) is never extended after a space: what
+        // follows is the sentence going on (`eyJ… 401 Unauthorized`). Nor is a piece shorter
+        // than 16 characters, which cannot be told from a word. Any other tail goes.
+        let whole = head.matches('.').count() >= 2 && !head.ends_with('.');
+        if !whole && tail.replace('.', "").len() >= 16 {
             assert_no_piece(tail, &text, &out)?;
         }
     }
 
     #[test]
-    fn ordinary_text_comes_out_unchanged(
+    fn text_after_a_jwt_comes_out_unchanged(
+        lead in prop::sample::select(vec![
+            "Assertion ", "Bearer ", "token=", "id_token: ", "upstream said ", "AADSTS50013: Assertion ",
+        ]),
+        token in jwt(),
+        // Whole, or cut short after its header as Entra's errors cut it.
+        cut_short in any::<bool>(),
+        cut in 0usize..12,
+        gap in prop::sample::select(vec![" ", "\n", "\r\n", "\n  "]),
+        words in prop::collection::vec(ordinary_word(), 1..8),
+    ) {
+        let token = if cut_short {
+            let (header, payload) = token.split_once('.').expect("a JWT has parts");
+            format!("{header}.{}", &payload[..cut.min(payload.len())])
+        } else {
+            token
+        };
+        // As many words as fit under the cap.
+        let mut words = words;
+        let fits = |words: &[String]| {
+            format!("{lead}{REDACTED} {}", words.join(" ")).chars().count() <= MAX_CHARS
+        };
+        while words.len() > 1 && !fits(&words) {
+            words.pop();
+        }
+        let words = words.join(" ");
+        let text = format!("{lead}{token}{gap}{words}");
+        let expected = format!("{lead}{REDACTED} {words}");
+        prop_assume!(expected.chars().count() <= MAX_CHARS);
+        prop_assert_eq!(sanitize(&text), expected);
+    }
+
+    #[test]
+    fn pairs_named_for_display_or_apart_keep_their_value(
+        display in display_name(),
+        name in secret_name(),
+        // Not `key`: `key: …` is a secret's name of its own.
+        name_key in prop::sample::select(vec!["name", "Name"]),
+        value_key in prop::sample::select(vec!["value", "Value"]),
+        value in prop_oneof![
+            prop::sample::select(vec!["8", "true", "14", "Contoso-Kiosk-Profile", "notConfigured"])
+                .prop_map(str::to_owned),
+            "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+        ],
         words in prop::collection::vec(
-            prop_oneof![
-                prop::sample::select(vec![
-                    "the", "policy", "failed", "with", "Graph", "returned", "404", "Not", "Found",
-                    "retry", "after", "30", "seconds", "device", "configuration", "Windows", "10",
-                    "Contoso", "tenant", "token", "expired", "password", "reset", "required",
-                    "name", "value", "key", "secret", "rotation", "is", "due", "OK", "session",
-                    "authentication", "disabled", "ResourceNotFound", "Wi-Fi", "v1.0", "PT1H",
-                    "e.g.", "(see", "above)", "[1]", "display", "sig", "accesstoken", "clientsecret",
-                    "deviceManagement/configurationPolicies", "tokenLifetime", "keySize",
-                ]).prop_map(str::to_owned),
-                "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
-                "https://graph\\.microsoft\\.com/beta/deviceManagement/(deviceConfigurations|configurationPolicies)/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}(\\?\\$select=id,name&\\$top=25)?",
-                "[a-z]{3,10}-[0-9]{1,5}",
-                "[0-9]{1,6}",
-                // A capitalised word, not an authorization scheme (`Pop <credential>`).
-                "[A-Z][a-z]{2,9}".prop_filter("not a scheme", |w| {
-                    !["Basic", "Bearer", "Negotiate", "Ntlm", "Pop", "Sharedkey", "Sharedkeylite"]
-                        .contains(&w.as_str())
-                }),
-            ],
-            1..30,
+            prop::sample::select(vec!["conflicts", "with", "the", "policy", "failed", "(see", "above)"]),
+            1..4,
         ),
+        shape in prop::sample::select(vec![
+            // A Settings Catalog policy's `name` is its display name.
+            "{\"{nk}\":\"{d}\",\"settings\":[{\"id\":\"0\",\"{vk}\":{v}}]}",
+            "{\"{nk}\":\"{d}\",\"{vk}\":\"{v}\"}",
+            "{'{nk}': '{d}', '{vk}': '{v}'}",
+            // A value in a nested object is not the value of the enclosing object's name.
+            "{\"{nk}\":\"{n}\",\"settings\":[{\"{vk}\":\"{v}\"}]}",
+            "{\"{nk}\":\"{n}\",\"children\":[{\"id\":1},{\"{vk}\":{v}}]}",
+            "{\"settings\":{\"{vk}\":\"{v}\"},\"{nk}\":\"{n}\"}",
+            // Outside any object, a name and a value with words between are no pair.
+            "failed: {nk}: {n} {w}; {vk}: {v}",
+            "{vk}: {v} {w} {nk}: {n}",
+        ]),
+    ) {
+        let text = shape
+            .replace("{nk}", name_key)
+            .replace("{vk}", value_key)
+            .replace("{d}", &display)
+            .replace("{n}", &name)
+            .replace("{w}", &words.join(" "))
+            .replace("{v}", &value);
+        prop_assume!(text.chars().count() <= MAX_CHARS);
+        prop_assert_eq!(sanitize(&text), text);
+    }
+
+    #[test]
+    fn ordinary_text_comes_out_unchanged(
+        words in prop::collection::vec(ordinary_word(), 1..30),
+        // A whole JWT among the words, ended by a space or a line break: only it goes.
+        token in prop::option::of((jwt(), any::<prop::sample::Index>(), prop::sample::select(vec![" ", "\n", "\r\n"]))),
     ) {
         // As many words as fit under the cap.
-        let mut text = String::new();
+        let mut kept: Vec<&str> = Vec::new();
         for word in &words {
-            if text.chars().count() + 1 + word.chars().count() > MAX_CHARS {
+            let len: usize = kept.iter().map(|w| w.chars().count() + 1).sum();
+            if len + word.chars().count() + REDACTED.len() + 1 > MAX_CHARS {
                 break;
             }
-            if !text.is_empty() {
-                text.push(' ');
-            }
-            text.push_str(word);
+            kept.push(word);
         }
-        prop_assert_eq!(sanitize(&text), text);
+        let (text, expected) = match &token {
+            None => (kept.join(" "), kept.join(" ")),
+            Some((token, at, gap)) => {
+                let (before, after) = kept.split_at(at.index(kept.len() + 1));
+                let join = |head: &str, tail: &str| {
+                    [head, tail].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(" ")
+                };
+                let text = join(&before.join(" "), &format!("{token}{gap}{}", after.join(" ")));
+                let expected = join(&before.join(" "), &join(REDACTED, &after.join(" ")));
+                (text.trim_end().to_owned(), expected)
+            }
+        };
+        prop_assert_eq!(sanitize(&text), expected, "from {}", text);
     }
 
     #[test]
@@ -992,6 +1141,35 @@ fn each_family_reads_as_documented() {
         (
             "token deviceManagement/configurationPolicies",
             "token deviceManagement/configurationPolicies",
+        ),
+        // Found in review: text after a token, pairs that are none, values that are arrays.
+        (
+            "token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlabc\nRequest failed for policy Contoso Baseline",
+            "token=[REDACTED] Request failed for policy Contoso Baseline",
+        ),
+        (
+            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlabc 401 Unauthorized",
+            "Bearer [REDACTED] 401 Unauthorized",
+        ),
+        (
+            "AADSTS50013: Assertion eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2dyYXBoLm1pY3Jvc29mdC5jb20iLCJpc3Mw is not valid for graph.microsoft.com in tenant contoso",
+            "AADSTS50013: Assertion [REDACTED] is not valid for graph.microsoft.com in tenant contoso",
+        ),
+        (
+            r#"{"name":"Windows LAPS password","settings":[{"id":"0","value":8}]}"#,
+            r#"{"name":"Windows LAPS password","settings":[{"id":"0","value":8}]}"#,
+        ),
+        (
+            "failed: name: AdminPassword conflicts; value: Contoso-Kiosk-Profile",
+            "failed: name: AdminPassword conflicts; value: Contoso-Kiosk-Profile",
+        ),
+        (
+            r#"{"name":"client_secret","value":["Xq9~abcDEFghi"]}"#,
+            r#"{"name":"client_secret","value":[REDACTED]}"#,
+        ),
+        (
+            r#"{"Name":"Password","Value":{"text":"hunter2hunter2"}}"#,
+            r#"{"Name":"Password","Value":[REDACTED]}"#,
         ),
     ];
     for (input, expected) in cases {

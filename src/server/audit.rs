@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use crate::domain::Timestamp;
 use crate::server::db::{Db, Sql};
-use crate::server::sanitize::{is_secret_name, sanitize, REDACTED};
+use crate::server::sanitize::{is_secret_name, is_secret_pair_name, sanitize, REDACTED};
 
 /// One audit event.
 pub struct AuditEvent<'a> {
@@ -176,7 +176,8 @@ pub async fn list(
 
 /// Sanitizes every string, and redacts whole values whose key names a secret (`password`,
 /// `clientSecret`) or that an object marks as secret (`value` beside `"isEncrypted": true`, a
-/// `secretReferenceValueId`, or a `name`/`key` naming a secret): a string sanitized on its own
+/// `secretReferenceValueId`, or a `name`/`key` naming a secret, keys in any case): a string
+/// sanitized on its own
 /// no longer has its name beside it.
 fn sanitize_json(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -185,11 +186,11 @@ fn sanitize_json(value: serde_json::Value) -> serde_json::Value {
         Value::Array(items) => Value::Array(items.into_iter().map(sanitize_json).collect()),
         Value::Object(map) => {
             // A name/value pair whose name is a secret's (`{"name": "client_secret", "value":
-            // …}`, as in OMA settings or a form's fields) holds the secret under `value`.
-            let named_secret = ["name", "key"].iter().any(|name| {
-                map.get(*name)
-                    .and_then(Value::as_str)
-                    .is_some_and(is_secret_name)
+            // …}`, as in OMA settings or a form's fields, `Name`/`Value` in PowerShell's output)
+            // holds the secret under `value`; a display name with spaces names no secret.
+            let named_secret = map.iter().any(|(k, v)| {
+                (k.eq_ignore_ascii_case("name") || k.eq_ignore_ascii_case("key"))
+                    && v.as_str().is_some_and(is_secret_pair_name)
             });
             let marked = named_secret
                 || map.get("isEncrypted") == Some(&Value::Bool(true))
@@ -199,7 +200,8 @@ fn sanitize_json(value: serde_json::Value) -> serde_json::Value {
             Value::Object(
                 map.into_iter()
                     .map(|(k, v)| {
-                        let secret = is_secret_name(&k) || (marked && k == "value");
+                        let secret =
+                            is_secret_name(&k) || (marked && k.eq_ignore_ascii_case("value"));
                         let v = if secret && !v.is_null() {
                             Value::String(REDACTED.into())
                         } else {
@@ -245,6 +247,29 @@ mod tests {
         assert!(!text.contains("s3cr3t-object-value"), "{text}");
         assert!(text.contains("Contoso baseline"), "{text}");
         assert!(text.contains("client_secret"), "{text}");
+    }
+
+    #[test]
+    fn pairs_match_keys_in_any_case_and_skip_display_names() {
+        let details = serde_json::json!({
+            "fields": [
+                {"Name": "ClientSecret", "Value": "hunter2hunter2"},
+                {"KEY": "AdminPassword", "VALUE": ["s3cr3t-in-array"]},
+                {"Name": "Windows LAPS password", "Value": 8},
+                {"name": "Contoso password policy", "value": "kept-display-value"}
+            ]
+        });
+        let text = sanitize_json(details).to_string();
+        for secret in ["hunter2hunter2", "s3cr3t-in-array"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        for kept in [
+            "\"Value\":8",
+            "\"value\":\"kept-display-value\"",
+            "Windows LAPS password",
+        ] {
+            assert!(text.contains(kept), "{kept} missing from {text}");
+        }
     }
 
     #[test]

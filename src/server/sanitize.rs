@@ -27,14 +27,18 @@
 //! 4. **JSON objects that mark a secret**: in an object holding `"isEncrypted": true` or a
 //!    non-null `"secretReferenceValueId"` (Intune OMA settings), the `value` is redacted.
 //! 5. **Name/value pairs**: `{"name": "client_secret", "value": "…"}` in either order, with `key`
-//!    for `name`, in any quoting, with `=>`, or YAML's `- name: PASSWORD value: …`: the value of a
-//!    pair whose name names a secret; `{"name": "displayName", "value": …}` keeps its value.
+//!    for `name`, keys in any case, in any quoting, with `=>`, or YAML's `- name: PASSWORD value:
+//!    …`: the value (a string, or an array or object whole) of a pair whose name is a secret's
+//!    identifier ([`is_secret_pair_name`]: not a display name with spaces such as `Windows LAPS
+//!    password`). Only members of one object pair; outside objects only neighbours.
+//!    `{"name": "displayName", "value": …}` keeps its value.
 //! 6. **Authorization**: the scheme and the credential after an `Authorization` name (`Bearer`,
 //!    `Basic`, `SharedKey`, any scheme); a bare `Bearer <token>` anywhere; a bare `Basic`,
 //!    `Negotiate`, `NTLM`, `PoP` or `SharedKey` followed by something credential-shaped (for
 //!    `SharedKey account:signature`, the signature). In a URL the space may be `%20` or `+`.
 //! 7. **Tokens and keys anywhere**: JWT-shaped words (`eyJ…` with a dot; one wrapped over lines
-//!    or split by spaces loses all its pieces), PEM blocks
+//!    or split by spaces loses the pieces that read as encoded data, never the words after it),
+//!    PEM blocks
 //!    (`-----BEGIN …-----` to `-----END …-----`, or to the end when the end is missing), and
 //!    words of at least [`OPAQUE_MIN_CHARS`] characters mixing letters and digits (GUID-built
 //!    Graph ids excepted).
@@ -70,8 +74,16 @@ const LOOKAHEAD_WORDS: usize = 3;
 /// The longest quoted name of a `name`/`value` pair that is read.
 const MAX_PAIR_NAME_CHARS: usize = 64;
 
+/// The longest array or object read as the value of a `name`/`value` pair; an unclosed one is
+/// redacted this far.
+const MAX_BRACKETED_CHARS: usize = 1024;
+
 /// How many pieces of a JWT split over lines are joined: a 2,000-character token wrapped at 64.
 const MAX_JWT_PIECES: usize = 32;
+
+/// The shortest piece of base64url that is joined to a JWT split over lines or by spaces: a
+/// shorter one cannot be told from a word (`Request`, `Unauthorized`).
+const ENCODED_MIN_CHARS: usize = 16;
 
 /// The longest gap between two pieces of a JWT split over lines (indentation, escaped breaks).
 const MAX_GAP_CHARS: usize = 16;
@@ -255,6 +267,61 @@ fn reads_as_word(piece: &[char]) -> bool {
         && (first.is_ascii_uppercase() || rest.iter().all(char::is_ascii_lowercase))
 }
 
+/// Whether a piece of base64url (and the dots between a JWT's parts) reads as encoded data
+/// rather than text: at least [`ENCODED_MIN_CHARS`] long without its dots, not a GUID, and not
+/// words and numbers joined by `-`, `_` or `.` (`Wi-Fi`, `LOG_LEVEL`, `abc-123`,
+/// `Contoso.Baseline.v2`, `graph.microsoft.com`), where a word may be camelCase
+/// (`ResourceNotFound`) or end in digits (`AADSTS50013`, `Windows10`). Random base64url of that
+/// length is practically never such words.
+fn looks_encoded(piece: &[char]) -> bool {
+    piece.iter().filter(|&&c| c != '.').count() >= ENCODED_MIN_CHARS
+        && piece.iter().all(|&c| is_jwt_char(c))
+        && !is_guid(piece)
+        && !piece
+            .split(|&c| matches!(c, '-' | '_' | '.'))
+            .all(|word| word.is_empty() || is_word_or_number(word))
+}
+
+/// A number, a word of three letters or more (capitalised, in one case or camelCase) maybe with
+/// digits after it (`AADSTS50013`, `Windows10`), or a lower-case letter and digits (`v2`,
+/// `x64`).
+fn is_word_or_number(word: &[char]) -> bool {
+    let letters_end = run_end(word, 0, |c| c.is_ascii_alphabetic());
+    let (letters, digits) = word.split_at(letters_end);
+    let word_like = |letters: &[char]| {
+        letters.len() >= 3
+            && (letters.iter().all(char::is_ascii_uppercase)
+                || reads_as_word(letters)
+                || is_camel_case(letters))
+    };
+    !word.is_empty()
+        && digits.iter().all(char::is_ascii_digit)
+        && (letters.is_empty()
+            || word_like(letters)
+            || (letters.len() == 1 && letters[0].is_ascii_lowercase() && !digits.is_empty()))
+}
+
+/// `ResourceNotFound`, `iPhone`, `SharePoint`, `macOS`: each run of capitals ends the word or
+/// starts a lower-case run of at least two letters, and lower case letters are at least twice
+/// as many as capitals (random letters are half capitals).
+fn is_camel_case(letters: &[char]) -> bool {
+    let upper = letters.iter().filter(|c| c.is_ascii_uppercase()).count();
+    let mut k = 0;
+    while k < letters.len() {
+        if letters[k].is_ascii_uppercase() {
+            let caps_end = run_end(letters, k, |c| c.is_ascii_uppercase());
+            let lower_end = run_end(letters, caps_end, |c| c.is_ascii_lowercase());
+            if caps_end < letters.len() && lower_end - caps_end < 2 {
+                return false;
+            }
+            k = caps_end;
+        } else {
+            k += 1;
+        }
+    }
+    letters.len() - upper >= 2 * upper
+}
+
 /// Characters of base64 (standard and URL-safe) and hex runs.
 fn is_base64_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '_' | '-')
@@ -358,6 +425,20 @@ fn name_parts(name: &[char]) -> Vec<String> {
 pub fn is_secret_name(name: &str) -> bool {
     let chars: Vec<char> = name.chars().collect();
     secret_name(&chars).is_some_and(|kind| kind != SecretName::EqualsOnly)
+}
+
+/// Whether the `name` (or `key`) of a name/value pair (`{"name": "client_secret", "value":
+/// …}`) is a secret's: an identifier that names a secret (`client_secret`, `Password`,
+/// `AdminPassword`), never a display name with spaces (a policy named "Windows LAPS password"
+/// holds settings, not the password). Used for pairs in text and in structured audit details.
+pub fn is_secret_pair_name(name: &str) -> bool {
+    let chars: Vec<char> = name.chars().collect();
+    pair_name_is_secret(&chars)
+}
+
+fn pair_name_is_secret(name: &[char]) -> bool {
+    !name.iter().any(|c| c.is_whitespace())
+        && secret_name(name).is_some_and(|kind| kind != SecretName::EqualsOnly)
 }
 
 /// How a name's value is read.
@@ -967,22 +1048,23 @@ impl<'a> Spans<'a> {
         }
     }
 
-    /// Where the JWT starting at `start` ends, if the word there is one (it holds a dot).
+    /// Where the JWT starting at `start` ends, if the word there is one (it holds a dot, or the
+    /// pieces joined to it do).
     ///
     /// A token wrapped over lines (or `\n` written out in escaped JSON) or split by spaces goes
-    /// on in the next piece of base64url while it lacks a part (fewer than two dots, or a dot at
-    /// its end) or when the piece starts with a dot. Whole, it goes on after a line break (the
-    /// rest of a wrapped signature), or after a space into a piece that cannot be a word: in
-    /// `eyJ… expired` the word stays. A piece followed by `:` or `=` is the next name, never a
-    /// part. Pieces after the last that makes the token whole are not taken.
+    /// on only while it lacks a part (fewer than two dots, or a dot at its end), and only into
+    /// pieces that read as encoded data ([`looks_encoded`]): never a word, a number, a GUID
+    /// or a dotted name, so a token cut short (`Assertion eyJ…w is not valid`) keeps the
+    /// sentence after it. A whole token is never extended after a space (`Bearer eyJ… 401
+    /// Unauthorized`); after a line break only by pieces of encoded data without a dot (the
+    /// rest of a wrapped signature), so the next line's `Request failed` stays. A piece
+    /// followed by `:` or `=` is the next name, never a part.
     fn jwt_end(&self, start: usize) -> Option<usize> {
         let s = self.s;
         let first_end = run_end(s, start, is_token_char);
         let mut dots = s[start..first_end].iter().filter(|&&c| c == '.').count();
-        let whole = |dots: usize, end: usize| dots >= 2 && s[end - 1] != '.';
+        let whole = |dots: usize, end: usize| dots >= 3 || (dots == 2 && s[end - 1] != '.');
         let mut end = first_end;
-        // The end of the longest run of pieces that makes the token whole.
-        let mut whole_end = None;
         for _ in 0..MAX_JWT_PIECES {
             let Some((next, line_break)) = self.gap_end(end) else {
                 break;
@@ -992,16 +1074,19 @@ impl<'a> Spans<'a> {
                 break;
             }
             let piece = &s[next..next_end];
-            if whole(dots, end) && piece[0] != '.' && !line_break && reads_as_word(piece) {
+            let piece_dots = piece.iter().filter(|&&c| c == '.').count();
+            let fits = if whole(dots, end) {
+                line_break && piece_dots == 0 && looks_encoded(piece)
+            } else {
+                dots + piece_dots <= 2 && looks_encoded(piece)
+            };
+            if !fits {
                 break;
             }
-            dots += piece.iter().filter(|&&c| c == '.').count();
+            dots += piece_dots;
             end = next_end;
-            if whole(dots, end) {
-                whole_end = Some(end);
-            }
         }
-        whole_end.or_else(|| s[start..first_end].contains(&'.').then_some(first_end))
+        (dots > 0).then_some(end)
     }
 
     /// The end of a gap at `k` between two pieces of a wrapped token: spaces and line breaks
@@ -1148,15 +1233,20 @@ impl<'a> Spans<'a> {
 
     /// `{"name": "client_secret", "value": "…"}` (Graph's key/value pairs, HAR headers, form
     /// fields), in either order, with `key` for `name`, in any quoting, Ruby's `=>` and YAML's
-    /// `- name: PASSWORD value: …`: a pair whose name names a secret loses its value.
+    /// `- name: PASSWORD value: …`: a pair whose name is a secret's ([`is_secret_pair_name`])
+    /// loses its value.
     ///
-    /// One pass: each open object (`{`) reads one pair at a time, and the text outside any
-    /// object reads its own. A `}` inside a string may close an object early, so an object that
-    /// closes with half a pair hands it to the enclosing one: a pair may be read too widely
-    /// (more redacted), never cut in two (a secret kept).
+    /// One pass: each open object (`{`) reads one pair at a time from its own members, and an
+    /// object that closes with half a pair drops it (a nested `{"value": 8}` is not the value of
+    /// the enclosing object's `name`). A string holding a brace (`"description": "a } b"`) is
+    /// read past, so it closes no object. Outside any object only neighbours pair: a value right
+    /// after its name (or a name right after its value) with at most a comma, `;` or `&` between,
+    /// so `name: AdminPassword conflicts; value: Contoso` in a sentence is no pair.
     fn name_value_pairs(&mut self) {
         let s = self.s;
         let mut open = vec![Pair::default()];
+        // Where the last member read outside any object ends.
+        let mut outside_end = None;
         let mut i = 0;
         while i < s.len() {
             if let Some(len) = brace_at(s, i, '{', "%7B") {
@@ -1166,18 +1256,22 @@ impl<'a> Spans<'a> {
             }
             if let Some(len) = brace_at(s, i, '}', "%7D") {
                 if open.len() > 1 {
-                    let pair = open.pop().expect("an object is open");
-                    self.close_pair(pair, &mut open);
+                    self.finish_pair(open.pop());
                 }
                 i += len;
                 continue;
             }
             let Some((member, k)) = pair_key(s, i) else {
-                i += 1;
+                i = string_with_brace_end(s, i).unwrap_or(i + 1);
                 continue;
             };
+            let outside = open.len() == 1;
+            if outside && !outside_end.is_some_and(|end| are_neighbours(s, end, i)) {
+                let pair = std::mem::take(&mut open[0]);
+                self.finish_pair(Some(pair));
+            }
             let pair = open.last_mut().expect("the outermost pair stays");
-            match member {
+            let end = match member {
                 PairMember::Name => {
                     let Some((secret, end)) = pair_name(s, k) else {
                         i = k;
@@ -1186,6 +1280,7 @@ impl<'a> Spans<'a> {
                     let done = pair.name(secret);
                     self.finish_pair(done);
                     i = end;
+                    end
                 }
                 PairMember::Value => {
                     let Some((span, next)) = pair_value(s, k) else {
@@ -1195,31 +1290,15 @@ impl<'a> Spans<'a> {
                     let done = pair.value(span);
                     self.finish_pair(done);
                     i = next;
+                    span.1
                 }
+            };
+            if outside {
+                outside_end = Some(end);
             }
         }
         while let Some(pair) = open.pop() {
-            if open.is_empty() {
-                self.finish_pair(Some(pair));
-            } else {
-                self.close_pair(pair, &mut open);
-            }
-        }
-    }
-
-    /// The pair of an object that closes: finished when whole, else handed to the enclosing one.
-    fn close_pair(&mut self, pair: Pair, open: &mut [Pair]) {
-        if pair.is_whole() {
-            return self.finish_pair(Some(pair));
-        }
-        let parent = open.last_mut().expect("the outermost pair stays");
-        if let Some(secret) = pair.secret {
-            let done = parent.name(secret);
-            self.finish_pair(done);
-        }
-        for span in pair.values {
-            let done = parent.value(span);
-            self.finish_pair(done);
+            self.finish_pair(Some(pair));
         }
     }
 
@@ -1375,8 +1454,7 @@ fn pair_key(s: &[char], at: usize) -> Option<(PairMember, usize)> {
 /// The name of a pair at `k`, quoted (at most [`MAX_PAIR_NAME_CHARS`]) or bare (`CLIENT_SECRET`,
 /// Ruby's `:password`): whether it names a secret, and where it ends.
 fn pair_name(s: &[char], k: usize) -> Option<(bool, usize)> {
-    let names_secret =
-        |name: &[char]| secret_name(name).is_some_and(|kind| kind != SecretName::EqualsOnly);
+    let names_secret = pair_name_is_secret;
     if let Some(q) = opening_quote(s, k) {
         let start = k + q.len();
         let limit = (start + MAX_PAIR_NAME_CHARS).min(s.len());
@@ -1388,8 +1466,9 @@ fn pair_name(s: &[char], k: usize) -> Option<(bool, usize)> {
     (end > start).then(|| (names_secret(&s[start..end]), end))
 }
 
-/// The value of a pair at `k`: its span, and where reading goes on (after it: a value's text,
-/// `}` and `name:` included, is not read as members).
+/// The value of a pair at `k`: its span, and where reading goes on (after a string: its text,
+/// `}` and `name:` included, is not read as members). An array or an object is the value whole,
+/// brackets included; reading goes on inside it, whose own pairs are read too.
 fn pair_value(s: &[char], k: usize) -> Option<((usize, usize), usize)> {
     if let Some(q) = opening_quote(s, k) {
         let start = k + q.len();
@@ -1397,11 +1476,74 @@ fn pair_value(s: &[char], k: usize) -> Option<((usize, usize), usize)> {
         let next = if closed { end + q.len() } else { end };
         return Some(((start, end), next));
     }
-    if matches!(s.get(k), None | Some('{' | '[')) {
-        return None;
+    match s.get(k) {
+        None => return None,
+        Some('{' | '[') => return Some(((k, bracketed_end(s, k)), k)),
+        Some(_) => {}
     }
     let end = unquoted_value_end(s, k);
     (end > k && !matches!(&s[k..end], ['n', 'u', 'l', 'l'])).then_some(((k, end), end))
+}
+
+/// The end (after its closing bracket) of the array or object opening at `at`, strings read
+/// past; at most [`MAX_BRACKETED_CHARS`] on, where an unclosed one is cut.
+fn bracketed_end(s: &[char], at: usize) -> usize {
+    let limit = (at + MAX_BRACKETED_CHARS).min(s.len());
+    let s = &s[..limit];
+    let mut depth = 0usize;
+    let mut j = at;
+    while j < limit {
+        match s[j] {
+            q @ ('"' | '\'') if !is_escaped(s, j) => {
+                let (end, closed) = Quote::Plain(q).content_end(s, j + 1);
+                if !closed {
+                    return limit;
+                }
+                j = end;
+            }
+            '{' | '[' => depth += 1,
+            '}' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return j + 1;
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    limit
+}
+
+/// Whether only the closing quote of the first, spaces and at most one `,`, `;` or `&` lie
+/// between the end of one member and the key of the next, outside any object.
+fn are_neighbours(s: &[char], end: usize, next: usize) -> bool {
+    let mut j = end;
+    if let Some(q) = Quote::opening_at(s, j) {
+        j += q.len();
+    }
+    let Some(gap) = s.get(j..next) else {
+        return false;
+    };
+    gap.iter().filter(|&&c| c != ' ').count() <= 1
+        && gap.iter().all(|&c| matches!(c, ' ' | ',' | ';' | '&'))
+}
+
+/// The end of a `"`-quoted string at `at` that holds a brace and is a JSON member's (a `,`,
+/// `:`, `}` or `]` follows it), so that its braces open and close no object. Not when a pair's
+/// key lies inside: then the quote is a stray one and the "string" is text with a pair in it.
+fn string_with_brace_end(s: &[char], at: usize) -> Option<usize> {
+    if s[at] != '"' || is_escaped(s, at) {
+        return None;
+    }
+    let (end, closed) = Quote::Plain('"').content_end(s, at + 1);
+    let after = run_end(s, end + 1, |c| c == ' ');
+    let content = at + 1..end;
+    (closed
+        && s[content.clone()].iter().any(|&c| matches!(c, '{' | '}'))
+        && matches!(s.get(after), Some(',' | ':' | '}' | ']'))
+        && !content.into_iter().any(|j| pair_key(s, j).is_some()))
+    .then_some(end + 1)
 }
 
 /// The length of the space at `k` between a scheme and its credential: ` `, or `%20` in a URL.
