@@ -619,7 +619,7 @@ async fn a_cancelled_queued_execute_is_not_called_executed(f: Fixture) {
     );
     assert_eq!(refusal.status, 409, "{}", refusal.body);
     assert!(
-        refusal.body.contains("before writing anything"),
+        refusal.body.contains("with no write to Intune recorded"),
         "{}",
         refusal.body
     );
@@ -1905,6 +1905,18 @@ async fn an_update_whose_answer_is_lost_is_audited_as_maybe_written(f: Fixture) 
     assert_eq!(audited[0]["action"], "updated");
     assert_eq!(audited[0]["graph_id"], graph_id.as_str());
     assert_eq!(audited[0]["completed"], false);
+    // Its only trace is the announced write (no outcome recorded): the preview counts as
+    // executed, never as "no write recorded", even for an execute that ended cancelled.
+    assert_eq!(f.action(run_id, id).await, None);
+    sqlx::query("UPDATE runs SET status = 'cancelled' WHERE id = $1")
+        .bind(run_id)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.plan(preview).await.not_executable,
+        Some(GateFailure::AlreadyExecuted)
+    );
 }
 
 /// A preview that finds the policy a create may have made while that create's execute is still

@@ -178,8 +178,9 @@ pub enum GateFailure {
     BackupChanged,
     /// The preview was executed already: what it saw has moved (409).
     AlreadyExecuted,
-    /// An execute of the preview was cancelled, or failed, before writing anything; the
-    /// preview stays spent (one execute per preview), but nothing was restored (409).
+    /// An execute of the preview was cancelled, or failed, with no write recorded (none made, or
+    /// an announced create that a later preview found never landed); the preview stays spent
+    /// (one execute per preview), but nothing was restored that TenantAtlas knows of (409).
     ExecuteStoppedUnwritten,
     /// At least one item, or the whole restore, is blocked (409).
     Blocked,
@@ -213,7 +214,7 @@ impl GateFailure {
                 "This preview was executed already. Run the preview again to restore again."
             }
             Self::ExecuteStoppedUnwritten => {
-                "The execute of this preview was cancelled (or failed) before writing anything. Run the preview again."
+                "The execute of this preview was cancelled (or failed) with no write to Intune recorded. Run the preview again."
             }
             Self::Blocked => "Something blocks this restore. Leave the blocked items out and run the preview again.",
         };
@@ -543,7 +544,9 @@ mod tests {
         let refusal = check_gates(&input).expect_err("the preview is spent");
         assert!(!refusal.is_input(), "a 409, not a 422");
         assert!(
-            refusal.message().contains("before writing anything"),
+            refusal
+                .message()
+                .contains("with no write to Intune recorded"),
             "{}",
             refusal.message()
         );

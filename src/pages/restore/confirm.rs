@@ -129,7 +129,17 @@ pub fn ConfirmStep(
             })
         })
     });
-    let started = move || execute.value().with(|v| matches!(v, Some(Ok(_))));
+    // The preview each execute was sent for: an answer that arrives after another preview was
+    // started (its request was still on its way) is not this preview's.
+    let sent_for = RwSignal::new(None::<i64>);
+    let outcome = move || {
+        if sent_for.get() == wizard.preview_id.get() {
+            execute.value().get()
+        } else {
+            None
+        }
+    };
+    let started = move || matches!(outcome(), Some(Ok(_)));
     let disabled = move || {
         refused.is_some() || execute.pending().get() || started() || !blocking.with(Vec::is_empty)
     };
@@ -137,6 +147,7 @@ pub fn ConfirmStep(
         let Some(preview_run_id) = current.with_untracked(|p| p.as_ref().map(|p| p.run_id)) else {
             return;
         };
+        sent_for.set(Some(preview_run_id));
         execute.dispatch(ExecuteRestore {
             tenant: wizard.tenant.get_untracked(),
             preview_run_id,
@@ -193,12 +204,12 @@ pub fn ConfirmStep(
                 {move || blocking.get().into_iter().map(|reason| view! { <li>{reason}</li> }).collect_view()}
             </ul>
             <div data-testid="execute-error">
-                {move || execute.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error /> })}
+                {move || outcome().and_then(Result::err).map(|error| view! { <ErrorMessage error /> })}
             </div>
         </section>
         <section class="wizard-step" aria-labelledby="step-execute" data-testid="restore-execute">
             <h2 id="step-execute">"5. Execute"</h2>
-            {move || match execute.value().get() {
+            {move || match outcome() {
                 Some(Ok(run)) => view! { <ExecuteProgress tenant=wizard.tenant.get_untracked() run_id=run.run_id /> }.into_any(),
                 _ => view! { <p class="muted">"Nothing is written until you execute."</p> }.into_any(),
             }}

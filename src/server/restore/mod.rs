@@ -499,7 +499,9 @@ pub async fn start_execute(
 /// outcome perhaps never recorded), counts as written. An execute that completed (every item
 /// unchanged, say) was executed all the same; one cancelled or failed with no such item
 /// (cancelled while queued, its credentials refused, every policy changed since the preview)
-/// wrote nothing.
+/// recorded no write. An announced create that a later preview found never landed
+/// (`Settled::NeverLanded` clears its `create_sent_at`) no longer counts: the refusal says no
+/// write was *recorded*, not that none was made.
 async fn past_execute(
     db: &Db,
     tenant_id: i64,
