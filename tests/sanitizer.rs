@@ -376,9 +376,15 @@ fn pair_shapes() -> impl Strategy<Value = (&'static str, bool)> {
         ("{\"{vk}\":\"{v}\",\"{nk}\":\"{n}\"}", true),
         ("{ \"{nk}\" : \"{n}\" , \"{vk}\" : \"{v}\" }", true),
         ("[{\"{nk}\": \"Accept\", \"{vk}\": \"1\"}, {\"{vk}\": \"{v}\", \"{nk}\": \"{n}\"}]", true),
-        // A `}` inside another member's string closes no pair early.
-        ("{\"@odata.type\":\"#microsoft.graph.keyValuePair\",\"{nk}\":\"{n}\",\"description\":\"a } b\",\"{vk}\":\"{v}\"}", true),
-        ("{\"{vk}\":\"{v}\",\"description\":\"a } b\",\"{nk}\":\"{n}\"}", true),
+        // A brace inside another member's string (`{note}`, in any quoting) opens or closes no
+        // object.
+        ("{\"@odata.type\":\"#microsoft.graph.keyValuePair\",\"{nk}\":\"{n}\",\"description\":\"{note}\",\"{vk}\":\"{v}\"}", true),
+        ("{\"{vk}\":\"{v}\",\"description\":\"{note}\",\"{nk}\":\"{n}\"}", true),
+        ("{\\\"{nk}\\\":\\\"{n}\\\",\\\"note\\\":\\\"{note}\\\",\\\"{vk}\\\":\\\"{v}\\\"}", true),
+        ("{\\\"{vk}\\\": \\\"{v}\\\", \\\"note\\\": \\\"{note}\\\", \\\"{nk}\\\": \\\"{n}\\\"}", true),
+        ("{'{nk}': '{n}', 'note': '{note}', '{vk}': '{v}'}", true),
+        ("{'{vk}': '{v}', 'note': '{note}', '{nk}': '{n}'}", true),
+        ("%7B%22{nk}%22%3A%22{n}%22%2C%22note%22%3A%22{enote}%22%2C%22{vk}%22%3A%22{v}%22%7D", false),
         ("{\\\"{nk}\\\":\\\"{n}\\\",\\\"{vk}\\\":\\\"{v}\\\"}", true),
         ("{\\\"{vk}\\\": \\\"{v}\\\", \\\"{nk}\\\": \\\"{n}\\\"}", true),
         ("{'{nk}': '{n}', '{vk}': '{v}'}", true),
@@ -386,6 +392,10 @@ fn pair_shapes() -> impl Strategy<Value = (&'static str, bool)> {
         ("{:{nk} => :{n}, :{vk} => '{v}'}", true),
         ("env:\n- {nk}: {n}\n  {vk}: {v}\n- {nk}: LOG_LEVEL\n  {vk}: debug", false),
         ("%7B%22{nk}%22%3A%22{n}%22%2C%22{vk}%22%3A%22{v}%22%7D", false),
+        // URL-encoded without braces: neighbours across an encoded separator.
+        ("%22{nk}%22%3A%22{n}%22%2C%22{vk}%22%3A%22{v}%22", false),
+        ("%22{vk}%22%3A%22{v}%22%26%22{nk}%22%3A%22{n}%22", false),
+        ("%22{nk}%22%3A%20%22{n}%22%3B%20%22{vk}%22%3A%20%22{v}%22", false),
         // A value that is an array or an object goes whole.
         ("{\"{nk}\":\"{n}\",\"{vk}\":[\"{v}\"]}", true),
         ("{\"{vk}\": [\"x\", \"{v}\"], \"{nk}\": \"{n}\"}", true),
@@ -475,13 +485,34 @@ fn wrap_token(token: &str, first: usize, width: usize, gap: &str) -> (String, us
     (lines.join(gap), last)
 }
 
-/// `shape` with its keys, name and value in place.
-fn write_pair(shape: &str, name_key: &str, value_key: &str, name: &str, value: &str) -> String {
+/// A note with braces in it, as the string of another member (`"description": "a } b"`).
+fn brace_note() -> impl Strategy<Value = String> {
+    prop::string::string_regex("[a-z ,]{0,8}[{}][a-z ,{}\\[\\]]{0,8}").expect("valid regex")
+}
+
+/// `shape` with its keys, name, value and note (`{note}`, or URL-encoded `{enote}`) in place.
+fn write_pair(
+    shape: &str,
+    name_key: &str,
+    value_key: &str,
+    name: &str,
+    value: &str,
+    note: &str,
+) -> String {
+    let encoded_note = note
+        .replace(' ', "%20")
+        .replace(',', "%2C")
+        .replace('{', "%7B")
+        .replace('}', "%7D")
+        .replace('[', "%5B")
+        .replace(']', "%5D");
     shape
         .replace("{nk}", name_key)
         .replace("{vk}", value_key)
         .replace("{n}", name)
         .replace("{v}", value)
+        .replace("{note}", note)
+        .replace("{enote}", &encoded_note)
 }
 
 /// `token` cut at `cuts` and its pieces joined by `gap`. A cut falls after the `eyJ` that marks
@@ -797,9 +828,10 @@ proptest! {
         (shape, quoted) in pair_shapes(),
         unquoted in unquoted_secret(),
         quoted_value in quoted_secret(),
+        note in brace_note(),
     ) {
         let secret = if quoted { quoted_value } else { unquoted };
-        let embedded = write_pair(shape, name_key, value_key, &name, &secret);
+        let embedded = write_pair(shape, name_key, value_key, &name, &secret, &note);
         let text = format!("{before} {embedded} {after}");
         let out = sanitize(&text);
         assert_no_piece(&secret, &text, &out)?;
@@ -822,8 +854,9 @@ proptest! {
             "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
         ],
         (shape, _) in pair_shapes(),
+        note in brace_note(),
     ) {
-        let text = write_pair(shape, name_key, value_key, name, &value);
+        let text = write_pair(shape, name_key, value_key, name, &value, &note);
         let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
         prop_assume!(collapsed.chars().count() <= MAX_CHARS);
         prop_assert_eq!(sanitize(&text), collapsed);
@@ -838,9 +871,11 @@ proptest! {
         // Real line breaks, and line breaks written out in JSON (once or twice escaped).
         gap in prop::sample::select(vec!["\n", "\r\n", "\n    ", "\n\t", " \n ", "\\n", "\\r\\n", "\\\\n"]),
         shape in jwt_shapes(),
+        // The token ends a sentence: its full stop is no part's dot.
+        end in prop::sample::select(vec!["", ".", ". Retry", ". Request failed"]),
     ) {
         let (wrapped, last) = wrap_token(&token, first, width, gap);
-        let embedded = shape.replace("{t}", &wrapped);
+        let embedded = shape.replace("{t}", &format!("{wrapped}{end}"));
         let text = format!("{before} {embedded} {after}");
         let out = sanitize(&text);
         // A last line shorter than 16 characters (dots not counted) cannot be told from a word
@@ -1170,6 +1205,26 @@ fn each_family_reads_as_documented() {
         (
             r#"{"Name":"Password","Value":{"text":"hunter2hunter2"}}"#,
             r#"{"Name":"Password","Value":[REDACTED]}"#,
+        ),
+        (
+            r#"{\"name\":\"client_secret\",\"note\":\"a } b\",\"value\":\"s3cr3tVALUE1\"}"#,
+            r#"{\"name\":\"client_secret\",\"note\":\"a } b\",\"value\":\"[REDACTED]\"}"#,
+        ),
+        (
+            "{'name': 'client_secret', 'note': 'a { b', 'value': 's3cr3tVALUE1'}",
+            "{'name': 'client_secret', 'note': 'a { b', 'value': '[REDACTED]'}",
+        ),
+        (
+            "%22name%22%3A%22client_secret%22%2C%22value%22%3A%22s3cr3tVALUE1%22",
+            "%22name%22%3A%22client_secret%22%2C%22value%22%3A%22[REDACTED]%22",
+        ),
+        (
+            "Assertion eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2dyYXBoLm1pY3Jv\n  c29mdC5jb20ifQ.Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0\n  J0mSQwsn59-Ee0DuPphZDg. Retry",
+            "Assertion [REDACTED]. Retry",
+        ),
+        (
+            "Assertion eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlabc. Retry later",
+            "Assertion [REDACTED]. Retry later",
         ),
     ];
     for (input, expected) in cases {

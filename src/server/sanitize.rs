@@ -30,15 +30,16 @@
 //!    for `name`, keys in any case, in any quoting, with `=>`, or YAML's `- name: PASSWORD value:
 //!    …`: the value (a string, or an array or object whole) of a pair whose name is a secret's
 //!    identifier ([`is_secret_pair_name`]: not a display name with spaces such as `Windows LAPS
-//!    password`). Only members of one object pair; outside objects only neighbours.
+//!    password`). Only members of one object pair (a brace in another member's string, in any
+//!    quoting, opens or closes none); outside objects only neighbours.
 //!    `{"name": "displayName", "value": …}` keeps its value.
 //! 6. **Authorization**: the scheme and the credential after an `Authorization` name (`Bearer`,
 //!    `Basic`, `SharedKey`, any scheme); a bare `Bearer <token>` anywhere; a bare `Basic`,
 //!    `Negotiate`, `NTLM`, `PoP` or `SharedKey` followed by something credential-shaped (for
 //!    `SharedKey account:signature`, the signature). In a URL the space may be `%20` or `+`.
 //! 7. **Tokens and keys anywhere**: JWT-shaped words (`eyJ…` with a dot; one wrapped over lines
-//!    or split by spaces loses the pieces that read as encoded data, never the words after it),
-//!    PEM blocks
+//!    or split by spaces loses the pieces that read as encoded data, never the words after it
+//!    nor a full stop), PEM blocks
 //!    (`-----BEGIN …-----` to `-----END …-----`, or to the end when the end is missing), and
 //!    words of at least [`OPAQUE_MIN_CHARS`] characters mixing letters and digits (GUID-built
 //!    Graph ids excepted).
@@ -1073,18 +1074,34 @@ impl<'a> Spans<'a> {
             if next_end == next || matches!(s.get(next_end), Some(':' | '=')) {
                 break;
             }
-            let piece = &s[next..next_end];
-            let piece_dots = piece.iter().filter(|&&c| c == '.').count();
-            let fits = if whole(dots, end) {
-                line_break && piece_dots == 0 && looks_encoded(piece)
-            } else {
-                dots + piece_dots <= 2 && looks_encoded(piece)
+            let fits = |piece_end: usize| {
+                let piece = &s[next..piece_end];
+                let piece_dots = piece.iter().filter(|&&c| c == '.').count();
+                let fits = if whole(dots, end) {
+                    line_break && piece_dots == 0 && looks_encoded(piece)
+                } else {
+                    dots + piece_dots <= 2 && looks_encoded(piece)
+                };
+                fits.then_some(piece_dots)
             };
-            if !fits {
+            if let Some(piece_dots) = fits(next_end) {
+                dots += piece_dots;
+                end = next_end;
+            } else if let Some(piece_dots) = ends_in_full_stop(s, next_end)
+                .then(|| fits(next_end - 1))
+                .flatten()
+            {
+                // The last piece of a wrapped token ending a sentence (`…DuPphZDg. Retry`).
+                dots += piece_dots;
+                end = next_end - 1;
+                break;
+            } else {
                 break;
             }
-            dots += piece_dots;
-            end = next_end;
+        }
+        // A whole token ending a sentence (`eyJ….sig. Retry`) keeps its full stop.
+        if ends_in_full_stop(s, end) && whole(dots - 1, end - 1) {
+            end -= 1;
         }
         (dots > 0).then_some(end)
     }
@@ -1416,7 +1433,8 @@ fn brace_at(s: &[char], at: usize, brace: char, encoded: &str) -> Option<usize> 
 }
 
 /// A `name`, `key` or `value` key starting at `at`, quoted in any way or bare (YAML, Ruby's
-/// `:name =>`), followed by `:`, `=>` or `%3A`: which member it is, and where its value starts.
+/// `:name =>`), followed by `:`, `=>` or `%3A`: which member it is, and where its value starts
+/// (after spaces, `%20` in a URL).
 fn pair_key(s: &[char], at: usize) -> Option<(PairMember, usize)> {
     let quote = opening_quote(s, at);
     let word_start = match quote {
@@ -1448,7 +1466,16 @@ fn pair_key(s: &[char], at: usize) -> Option<(PairMember, usize)> {
     } else {
         return None;
     };
-    Some((member, run_end(s, k + separator, |c| c == ' ')))
+    let mut value = k + separator;
+    loop {
+        if s.get(value) == Some(&' ') {
+            value += 1;
+        } else if starts_with_ci(s, value, "%20") {
+            value += 3;
+        } else {
+            return Some((member, value));
+        }
+    }
 }
 
 /// The name of a pair at `k`, quoted (at most [`MAX_PAIR_NAME_CHARS`]) or bare (`CLIENT_SECRET`,
@@ -1515,35 +1542,64 @@ fn bracketed_end(s: &[char], at: usize) -> usize {
     limit
 }
 
-/// Whether only the closing quote of the first, spaces and at most one `,`, `;` or `&` lie
-/// between the end of one member and the key of the next, outside any object.
+/// Whether only the closing quote of the first, spaces and at most one `,`, `;` or `&` (or
+/// `%2C`, `%3B`, `%26`, spaces as `%20`, in a URL) lie between the end of one member and the key
+/// of the next, outside any object.
 fn are_neighbours(s: &[char], end: usize, next: usize) -> bool {
     let mut j = end;
     if let Some(q) = Quote::opening_at(s, j) {
         j += q.len();
     }
-    let Some(gap) = s.get(j..next) else {
-        return false;
-    };
-    gap.iter().filter(|&&c| c != ' ').count() <= 1
-        && gap.iter().all(|&c| matches!(c, ' ' | ',' | ';' | '&'))
+    let mut separators = 0;
+    while j < next {
+        if s[j] == ' ' {
+            j += 1;
+        } else if starts_with_ci(s, j, "%20") {
+            j += 3;
+        } else if matches!(s[j], ',' | ';' | '&') {
+            separators += 1;
+            j += 1;
+        } else if ["%2C", "%3B", "%26"]
+            .iter()
+            .any(|e| starts_with_ci(s, j, e))
+        {
+            separators += 1;
+            j += 3;
+        } else {
+            return false;
+        }
+    }
+    j == next && separators <= 1
 }
 
-/// The end of a `"`-quoted string at `at` that holds a brace and is a JSON member's (a `,`,
-/// `:`, `}` or `]` follows it), so that its braces open and close no object. Not when a pair's
-/// key lies inside: then the quote is a stray one and the "string" is text with a pair in it.
+/// The end of a quoted string at `at` (in any quoting: `"`, `'`, `\"`, `%22`) that holds a brace
+/// and is a JSON member's (a `,`, `:`, `}` or `]` follows it), so that its braces open and close
+/// no object. Not when a pair's key lies inside: then the quote is a stray one (an apostrophe)
+/// and the "string" is text with a pair in it.
 fn string_with_brace_end(s: &[char], at: usize) -> Option<usize> {
-    if s[at] != '"' || is_escaped(s, at) {
+    let q = opening_quote(s, at)?;
+    let (end, closed) = q.content_end(s, at + q.len());
+    if !closed {
         return None;
     }
-    let (end, closed) = Quote::Plain('"').content_end(s, at + 1);
-    let after = run_end(s, end + 1, |c| c == ' ');
-    let content = at + 1..end;
-    (closed
-        && s[content.clone()].iter().any(|&c| matches!(c, '{' | '}'))
-        && matches!(s.get(after), Some(',' | ':' | '}' | ']'))
-        && !content.into_iter().any(|j| pair_key(s, j).is_some()))
-    .then_some(end + 1)
+    let content = at + q.len()..end;
+    let holds_brace = content.clone().any(|j| {
+        matches!(s[j], '{' | '}') || starts_with_ci(s, j, "%7B") || starts_with_ci(s, j, "%7D")
+    });
+    let after = whitespace_end(s, end + q.len());
+    let member_ends = matches!(s.get(after), Some(',' | ':' | '}' | ']'))
+        || ["%2C", "%3A", "%7D", "%5D"]
+            .iter()
+            .any(|e| starts_with_ci(s, after, e));
+    (holds_brace && member_ends && !content.into_iter().any(|j| pair_key(s, j).is_some()))
+        .then_some(end + q.len())
+}
+
+/// Whether the word ending at `end` ends in a full stop: a `.` at the end of the text or before
+/// a space, a quote or a bracket. In a token it is punctuation unless the token goes on after it
+/// (a wrap right after a part's dot).
+fn ends_in_full_stop(s: &[char], end: usize) -> bool {
+    end > 0 && s[end - 1] == '.' && s.get(end).is_none_or(|&c| !is_token_char(c))
 }
 
 /// The length of the space at `k` between a scheme and its credential: ` `, or `%20` in a URL.
