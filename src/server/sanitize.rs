@@ -274,6 +274,14 @@ fn reads_as_word(piece: &[char]) -> bool {
 /// `Contoso.Baseline.v2`, `graph.microsoft.com`), where a word may be camelCase
 /// (`ResourceNotFound`) or end in digits (`AADSTS50013`, `Windows10`). Random base64url of that
 /// length is practically never such words.
+/// Whether `piece` looks like encoded data rather than words ([`looks_encoded`]): the rule by
+/// which a wrapped line joins an incomplete token. Public for the tests' properties.
+#[doc(hidden)]
+pub fn looks_encoded_text(piece: &str) -> bool {
+    let chars: Vec<char> = piece.chars().collect();
+    looks_encoded(&chars)
+}
+
 fn looks_encoded(piece: &[char]) -> bool {
     piece.iter().filter(|&&c| c != '.').count() >= ENCODED_MIN_CHARS
         && piece.iter().all(|&c| is_jwt_char(c))
