@@ -11,7 +11,7 @@ use serde_json::Value;
 use tenantatlas::domain::run_detail::{RunDetail, RunTarget};
 use tenantatlas::domain::versions::{CaptureResult, Drift, RunActivity, VersionRow};
 use tenantatlas::domain::{RunStatus, SubmittedRun};
-use tenantatlas::graph_sim::Kind;
+use tenantatlas::graph_sim::{Kind, SimPolicy};
 use tenantatlas::server::snapshots::candidate_payloads_read;
 
 both_backends!(local Fixture:
@@ -142,6 +142,51 @@ impl Fixture {
         .execute(self.app.db.pool())
         .await
         .unwrap();
+    }
+
+    /// Captures `policy` now: the version its capture stored or found.
+    async fn capture_version(&self, policy_id: i64) -> i64 {
+        let run = self.capture(policy_id).await;
+        first_result(&self.detail(run, "").await)
+            .snapshot_id
+            .expect("a version")
+    }
+
+    /// A device configuration of the simulator's Contoso.
+    fn a_device_configuration(&self) -> SimPolicy {
+        self.demo
+            .sim
+            .policies(CONTOSO)
+            .into_iter()
+            .find(|p| p.kind == Kind::DeviceConfiguration)
+            .expect("a device configuration")
+    }
+
+    /// Renames `sim` in Intune and captures it (a second version, returned), then renames it
+    /// back (as a restore of its first version `v1` would) and captures it again: that capture
+    /// finds `v1` again, a change since the last capture but no new version.
+    async fn renamed_and_back(&self, policy_id: i64, sim: &SimPolicy, v1: i64) -> i64 {
+        assert!(self
+            .demo
+            .sim
+            .rename_policy(CONTOSO, &sim.id, "Renamed for a while"));
+        let v2 = self.capture_version(policy_id).await;
+        assert_ne!(v1, v2);
+        assert_eq!(self.versions_of(policy_id).await, 2);
+
+        assert!(self.demo.sim.rename_policy(CONTOSO, &sim.id, &sim.name));
+        let back = self.capture(policy_id).await;
+        let detail = self.detail(back, "").await;
+        assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+        let result = first_result(&detail);
+        assert_eq!(result.drift, Drift::Changed, "{detail:?}");
+        assert_eq!(result.base_snapshot_id, Some(v2), "{detail:?}");
+        assert_eq!(result.snapshot_id, Some(v1), "{detail:?}");
+        assert_eq!(self.versions_of(policy_id).await, 2);
+        let summary = detail.summary.expect("a summary");
+        assert!(!summary.contains("Captured a new version"), "{summary}");
+        assert!(summary.contains("no new version stored"), "{summary}");
+        v2
     }
 
     async fn last_notification(&self) -> (String, String) {
@@ -595,37 +640,8 @@ async fn a_policy_back_at_an_earlier_version_is_compared_with_that_version_after
     f.sync().await;
     let sim = f.demo.sim.policies(CONTOSO)[6].clone();
     let policy = f.policy_id(&sim.id).await;
-    let first = f.capture(policy).await;
-    let v1 = first_result(&f.detail(first, "").await)
-        .snapshot_id
-        .expect("a first version");
-
-    // Renamed in Intune: a second version.
-    assert!(f
-        .demo
-        .sim
-        .rename_policy(CONTOSO, &sim.id, "Renamed for a while"));
-    let second = f.capture(policy).await;
-    let v2 = first_result(&f.detail(second, "").await)
-        .snapshot_id
-        .expect("a second version");
-    assert_ne!(v1, v2);
-    assert_eq!(f.versions_of(policy).await, 2);
-
-    // Renamed back (as a restore of the first version would): the capture finds the first
-    // version again. That is a change since the last capture, but no new version.
-    assert!(f.demo.sim.rename_policy(CONTOSO, &sim.id, &sim.name));
-    let back = f.capture(policy).await;
-    let detail = f.detail(back, "").await;
-    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
-    let result = first_result(&detail);
-    assert_eq!(result.drift, Drift::Changed, "{detail:?}");
-    assert_eq!(result.base_snapshot_id, Some(v2), "{detail:?}");
-    assert_eq!(result.snapshot_id, Some(v1), "{detail:?}");
-    assert_eq!(f.versions_of(policy).await, 2);
-    let summary = detail.summary.expect("a summary");
-    assert!(!summary.contains("Captured a new version"), "{summary}");
-    assert!(summary.contains("no new version stored"), "{summary}");
+    let v1 = f.capture_version(policy).await;
+    f.renamed_and_back(policy, &sim, v1).await;
 
     // Captured again, nothing changed in Intune: compared with the first version, which
     // Intune holds, not with the newer-captured second one.
@@ -647,18 +663,9 @@ async fn a_policy_back_at_an_earlier_version_is_compared_with_that_version_after
 /// newest version holds it. It finds the format-1 version again instead of storing it twice.
 async fn a_policy_back_at_a_format_1_version_finds_that_version_again(f: Fixture) {
     f.sync().await;
-    let sim = f
-        .demo
-        .sim
-        .policies(CONTOSO)
-        .into_iter()
-        .find(|p| p.kind == Kind::DeviceConfiguration)
-        .expect("a device configuration");
+    let sim = f.a_device_configuration();
     let policy = f.policy_id(&sim.id).await;
-    let first = f.capture(policy).await;
-    let v1 = first_result(&f.detail(first, "").await)
-        .snapshot_id
-        .expect("a first version");
+    let v1 = f.capture_version(policy).await;
     f.as_format_1(v1).await;
 
     // Unchanged, captured in format 2: still the format-1 version.
@@ -667,31 +674,9 @@ async fn a_policy_back_at_a_format_1_version_finds_that_version_again(f: Fixture
     assert_eq!(result.snapshot_id, Some(v1), "{result:?}");
     assert_eq!(result.drift, Drift::Unchanged, "{result:?}");
 
-    // Renamed in Intune: a second version, current and newest.
-    assert!(f
-        .demo
-        .sim
-        .rename_policy(CONTOSO, &sim.id, "Renamed for a while"));
-    let second = f.capture(policy).await;
-    let v2 = first_result(&f.detail(second, "").await)
-        .snapshot_id
-        .expect("a second version");
-    assert_ne!(v1, v2);
-    assert_eq!(f.versions_of(policy).await, 2);
-
-    // Renamed back: the first version again, a change but no new version.
-    assert!(f.demo.sim.rename_policy(CONTOSO, &sim.id, &sim.name));
-    let back = f.capture(policy).await;
-    let detail = f.detail(back, "").await;
-    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
-    let result = first_result(&detail);
-    assert_eq!(result.drift, Drift::Changed, "{detail:?}");
-    assert_eq!(result.base_snapshot_id, Some(v2), "{detail:?}");
-    assert_eq!(result.snapshot_id, Some(v1), "{detail:?}");
-    assert_eq!(f.versions_of(policy).await, 2);
-    let summary = detail.summary.expect("a summary");
-    assert!(!summary.contains("Captured a new version"), "{summary}");
-    assert!(summary.contains("no new version stored"), "{summary}");
+    // Renamed in Intune (a second version, current and newest), then back: the first version
+    // again, a change but no new version.
+    f.renamed_and_back(policy, &sim, v1).await;
 
     // Captured again: no change from the first version, which stays current.
     let again = f.capture(policy).await;
@@ -710,24 +695,14 @@ async fn a_policy_back_at_a_format_1_version_finds_that_version_again(f: Fixture
 /// without reading the payloads of its other format-1 versions.
 async fn an_unchanged_policy_on_a_format_1_version_reads_no_other_format_1_version(f: Fixture) {
     f.sync().await;
-    let sim = f
-        .demo
-        .sim
-        .policies(CONTOSO)
-        .into_iter()
-        .find(|p| p.kind == Kind::DeviceConfiguration)
-        .expect("a device configuration");
+    let sim = f.a_device_configuration();
     let policy = f.policy_id(&sim.id).await;
     let mut stored = Vec::new();
     for rename in [None, Some("Renamed once"), Some("Renamed twice")] {
         if let Some(name) = rename {
             assert!(f.demo.sim.rename_policy(CONTOSO, &sim.id, name));
         }
-        let run = f.capture(policy).await;
-        let version = first_result(&f.detail(run, "").await)
-            .snapshot_id
-            .expect("a version");
-        stored.push(version);
+        stored.push(f.capture_version(policy).await);
     }
     let [v1, _, v3] = stored[..] else {
         unreachable!()

@@ -601,7 +601,7 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
 }
 
 /// An execute cancelled while queued wrote nothing: the preview stays spent (one execute per
-/// preview), but the refusal says nothing was written rather than "executed already".
+/// preview), but the refusal says no write was recorded rather than "executed already".
 async fn a_cancelled_queued_execute_is_not_called_executed(f: Fixture) {
     let backup = f.backup().await;
     let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
