@@ -1,8 +1,8 @@
 //! CSV export of a run's items: `GET /t/{tenant}/runs/{id}/items.csv[?outcome=…]`, filtered as
 //! the run detail page filters them (an outcome, or what a capture found: `changed`, …). The items
-//! of a run that compares captures carry what each capture found (`result`, `changed settings`). A queued run has no items yet (the engine writes them when it
-//! claims the run): its file lists the selection stored with it, every policy pending, as its
-//! page does.
+//! of a run that compares captures carry what each capture found (`result`, `changed settings`).
+//! A queued run has no items yet (the engine writes them when it claims the run): its file lists
+//! the selection stored with it, every policy pending, as its page does.
 //!
 //! The file is streamed a page of rows at a time (keyset on the policy id, served by the
 //! `(run_id, policy_id)` unique index), so the server holds one page whatever the run's size
