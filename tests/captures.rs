@@ -189,6 +189,19 @@ impl Fixture {
         v2
     }
 
+    /// Captures `policy` again with nothing changed in Intune: no change from `version`, which
+    /// it finds again.
+    async fn captured_unchanged_at(&self, policy_id: i64, version: i64) {
+        let again = self.capture(policy_id).await;
+        let detail = self.detail(again, "").await;
+        let result = first_result(&detail);
+        assert_eq!(result.drift, Drift::Unchanged, "{detail:?}");
+        assert_eq!(result.base_snapshot_id, Some(version), "{detail:?}");
+        assert_eq!(result.snapshot_id, Some(version), "{detail:?}");
+        let summary = detail.summary.expect("a summary");
+        assert!(summary.starts_with("No change"), "{summary}");
+    }
+
     async fn last_notification(&self) -> (String, String) {
         sqlx::query_as("SELECT title, body FROM notifications ORDER BY id DESC LIMIT 1")
             .fetch_one(self.app.db.pool())
@@ -646,14 +659,7 @@ async fn a_policy_back_at_an_earlier_version_is_compared_with_that_version_after
     // Captured again, nothing changed in Intune: compared with the first version, which
     // Intune holds, not with the newer-captured second one.
     for _ in 0..2 {
-        let again = f.capture(policy).await;
-        let detail = f.detail(again, "").await;
-        let result = first_result(&detail);
-        assert_eq!(result.drift, Drift::Unchanged, "{detail:?}");
-        assert_eq!(result.base_snapshot_id, Some(v1), "{detail:?}");
-        assert_eq!(result.snapshot_id, Some(v1), "{detail:?}");
-        let summary = detail.summary.expect("a summary");
-        assert!(summary.starts_with("No change"), "{summary}");
+        f.captured_unchanged_at(policy, v1).await;
     }
     assert_eq!(f.versions_of(policy).await, 2);
 }
@@ -679,14 +685,7 @@ async fn a_policy_back_at_a_format_1_version_finds_that_version_again(f: Fixture
     f.renamed_and_back(policy, &sim, v1).await;
 
     // Captured again: no change from the first version, which stays current.
-    let again = f.capture(policy).await;
-    let detail = f.detail(again, "").await;
-    let result = first_result(&detail);
-    assert_eq!(result.drift, Drift::Unchanged, "{detail:?}");
-    assert_eq!(result.base_snapshot_id, Some(v1), "{detail:?}");
-    assert_eq!(result.snapshot_id, Some(v1), "{detail:?}");
-    let summary = detail.summary.expect("a summary");
-    assert!(summary.starts_with("No change"), "{summary}");
+    f.captured_unchanged_at(policy, v1).await;
     assert_eq!(f.versions_of(policy).await, 2);
 }
 
