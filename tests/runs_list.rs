@@ -8,7 +8,7 @@ use common::{
     backup_set, submit, Answer, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY,
 };
 use tenantatlas::domain::run::{OperationType, StoredOperation};
-use tenantatlas::domain::{RunStatus, RunSummary};
+use tenantatlas::domain::{RunStatus, RunsPage};
 
 both_backends!(TestApp:
     runs_list_filters_by_status_and_operation_type,
@@ -28,8 +28,9 @@ async fn set_status(app: &TestApp, run_id: i64, status: &str) {
 }
 
 /// The ids of a listing that must have succeeded, in the order listed.
-fn run_ids(list: Answer<Vec<RunSummary>>) -> Vec<i64> {
-    list.expect("the runs are listed")
+fn run_ids(page: Answer<RunsPage>) -> Vec<i64> {
+    page.expect("the runs are listed")
+        .runs
         .iter()
         .map(|run| run.id)
         .collect()
@@ -70,7 +71,8 @@ async fn runs_list_filters_by_status_and_operation_type(app: TestApp) {
     let all = app
         .runs_list(Some(&cookie), CONTOSO, &[])
         .await
-        .expect("the runs are listed");
+        .expect("the runs are listed")
+        .runs;
     assert_eq!(
         all.iter().map(|run| run.id).collect::<Vec<_>>(),
         [runs[3], runs[2], runs[1], runs[0], other],
@@ -92,7 +94,8 @@ async fn runs_list_filters_by_status_and_operation_type(app: TestApp) {
     let failed = app
         .runs_list(Some(&readonly), CONTOSO, &[("status", "failed")])
         .await
-        .expect("a readonly member may filter");
+        .expect("a readonly member may filter")
+        .runs;
     assert_eq!(
         failed.iter().map(|run| run.id).collect::<Vec<_>>(),
         [runs[1], other]
@@ -210,6 +213,8 @@ async fn runs_list_pages_back_with_before(app: TestApp) {
     let cookie = app.sign_in(OPERATOR).await;
     let mut ids = insert_runs(&app, CONTOSO, 150).await;
     ids.reverse(); // newest first, as the list shows them
+    let first = app.runs_list(Some(&cookie), CONTOSO, &[]).await.unwrap();
+    assert_eq!(first.next_before, Some(ids[99]), "the older page's cursor");
     assert_eq!(contoso_runs(&app, &cookie, &[]).await, ids[..100]);
 
     let last = ids[99].to_string();
@@ -261,9 +266,12 @@ async fn runs_list_pages_back_with_before(app: TestApp) {
 
 async fn an_exhausted_older_page_says_so_and_links_back(app: TestApp) {
     let cookie = app.sign_in(OPERATOR).await;
-    // Exactly one page of runs: the first page links to an older one, which holds none.
+    // Exactly one page of runs: the first page has no older one to link to.
     let ids = insert_runs(&app, CONTOSO, 100).await;
     let oldest = ids[0];
+    let first = app.runs_list(Some(&cookie), CONTOSO, &[]).await.unwrap();
+    assert_eq!(first.runs.len(), 100);
+    assert_eq!(first.next_before, None, "no older run");
     let page = |query: String| {
         let app = &app;
         let cookie = &cookie;
@@ -276,8 +284,10 @@ async fn an_exhausted_older_page_says_so_and_links_back(app: TestApp) {
         }
     };
     let html = page(String::new()).await;
-    assert!(html.contains(&format!("?before={oldest}")), "{html}");
+    assert!(!html.contains("?before="), "{html}");
+    assert!(!html.contains("Older runs"), "{html}");
 
+    // An older page typed into the address bar (or whose runs left a filter) holds none.
     let html = page(format!("?before={oldest}")).await;
     assert!(!html.contains("No runs yet"), "{html}");
     assert!(html.contains("No older runs"), "{html}");

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 
 use crate::domain::run::CancelledRun;
 use crate::domain::run_detail::RunDetail;
-use crate::domain::{AppError, RunSummary, SubmittedRun};
+use crate::domain::{AppError, RunSummary, RunsPage, SubmittedRun};
 
 /// How many runs the monitor shows at most.
 pub const RUNS_PAGE_SIZE: i64 = 100;
@@ -19,7 +19,7 @@ pub async fn list_runs(
     #[server(default)] status: String,
     #[server(default)] operation_type: String,
     #[server(default)] before: i64,
-) -> Result<Vec<RunSummary>, AppError> {
+) -> Result<RunsPage, AppError> {
     use crate::domain::run::RunFilter;
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;

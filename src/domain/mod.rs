@@ -31,7 +31,7 @@ pub use error::AppError;
 pub use invitation::{AddMemberOutcome, InvitationPreview, PendingInvitation};
 pub use notification::{Notification, NotificationLevel, NotificationList};
 pub use policy_type::PolicyType;
-pub use run::{RunStatus, RunSummary};
+pub use run::{RunStatus, RunSummary, RunsPage};
 pub use selection::{AddPoliciesOptions, PolicyIds, PolicySelection, SubmittedRun};
 pub use tenant::{Day, NewTenant, TenantExternalId, TenantSettings, TenantStatus, TenantSummary};
 pub use time::Timestamp;

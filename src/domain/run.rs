@@ -316,6 +316,14 @@ pub struct RunSummary {
     pub graph_wait: Option<GraphWait>,
 }
 
+/// One page of the runs list, newest first; `next_before` pages back (the `before` of the
+/// next page), `None` when no older run matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunsPage {
+    pub runs: Vec<RunSummary>,
+    pub next_before: Option<i64>,
+}
+
 impl RunSummary {
     /// The failed items a "Retry N failed" would take again: those of a capture run that ended
     /// with failures (a cancelled run resumes from its page instead).

@@ -7,7 +7,7 @@ use leptos_router::NavigateOptions;
 
 use super::tenant_layout::use_tenant;
 use super::{query_before, query_param};
-use crate::api::runs::{list_runs, RUNS_PAGE_SIZE};
+use crate::api::runs::list_runs;
 use crate::components::{
     or_absent, Column, DataTable, EmptyState, ErrorMessage, KeysetPager, Loading, RunStatusBadge,
 };
@@ -58,9 +58,9 @@ pub fn RunsPage() -> impl IntoView {
                 // On an older page (`before`) the way back to the newest runs.
                 let newest = (before.get_untracked() != Ok(0)).then(|| link(None));
                 match runs.await {
-                    // An older page can be empty while the newer ones are not: a list of
-                    // exactly a page (or pages) of runs links to an older page anyway.
-                    Ok(list) if list.is_empty() && newest.is_some() => view! {
+                    // An older page can be empty while the newer ones are not: its runs
+                    // left the filter meanwhile (a running run ended), or the URL was typed.
+                    Ok(page) if page.runs.is_empty() && newest.is_some() => view! {
                         <EmptyState
                             title=if filtered {
                                 "No older runs match these filters"
@@ -76,25 +76,23 @@ pub fn RunsPage() -> impl IntoView {
                             words=PAGER_WORDS
                         />
                     }.into_any(),
-                    Ok(list) if list.is_empty() && filtered => view! {
+                    Ok(page) if page.runs.is_empty() && filtered => view! {
                         <EmptyState
                             title="No runs match these filters"
                             hint="Choose another status or operation, or clear the filters."
                         />
                     }.into_any(),
-                    Ok(list) if list.is_empty() => view! {
+                    Ok(page) if page.runs.is_empty() => view! {
                         <EmptyState
                             title="No runs yet"
                             hint="Runs appear here when policies are added to a backup set."
                         />
                     }.into_any(),
-                    Ok(list) => {
-                        let older = (list.len() as i64 == RUNS_PAGE_SIZE)
-                            .then(|| list.last().map(|run| link(Some(run.id))))
-                            .flatten();
+                    Ok(page) => {
+                        let older = page.next_before.map(|id| link(Some(id)));
                         view! {
                         <DataTable columns=RUN_COLUMNS testid="runs-table">
-                                {list.into_iter().map(|run| view! {
+                                {page.runs.into_iter().map(|run| view! {
                                     <tr>
                                         <td class="mono">
                                             <a href=routes::run(&tenant.get_untracked(), run.id, "")>"#" {run.id}</a>

@@ -8,7 +8,8 @@ use tenantatlas::domain::policy_page::{MatchingPolicies, PolicyPage};
 use tenantatlas::domain::run_detail::RunDetail;
 use tenantatlas::domain::versions::RunActivity;
 use tenantatlas::domain::{
-    AppError, BackupSetDetail, BackupSetSummary, NotificationList, RunSummary, SubmittedRun,
+    AppError, BackupSetDetail, BackupSetSummary, NotificationList, RunSummary, RunsPage,
+    SubmittedRun,
 };
 
 use super::TestApp;
@@ -173,7 +174,7 @@ impl TestApp {
         cookie: Option<&str>,
         tenant: &str,
         filters: &[(&str, &str)],
-    ) -> Answer<Vec<RunSummary>> {
+    ) -> Answer<RunsPage> {
         let form = Form::tenant(tenant).fields(filters);
         self.answer(cookie, "runs/list", &form).await
     }

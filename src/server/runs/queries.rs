@@ -17,7 +17,7 @@ use crate::domain::run_detail::{
     RunItemRow, RunTarget,
 };
 use crate::domain::versions::{CaptureResult, Drift};
-use crate::domain::{AppError, RunStatus, RunSummary, Timestamp};
+use crate::domain::{AppError, RunStatus, RunSummary, RunsPage, Timestamp};
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
 use crate::server::engine::ops::restore_preview::RestorePreviewInput;
 
@@ -145,15 +145,16 @@ impl WaitColumns {
 }
 
 /// The tenant's runs matching `filter`, newest first (at most `limit`), only those older than
-/// run `before` when given (keyset paging: stable while new runs arrive). The filter's values
-/// are bound as parameters; only their placeholders are written into the SQL.
+/// run `before` when given (keyset paging: stable while new runs arrive), and whether an older
+/// one matches. The filter's values are bound as parameters; only their placeholders are
+/// written into the SQL.
 pub async fn list(
     db: &Db,
     scope: &TenantScope,
     filter: &RunFilter,
     before: Option<i64>,
     limit: i64,
-) -> Result<Vec<RunSummary>, AppError> {
+) -> Result<RunsPage, AppError> {
     let mut sql = Sql::new(SUMMARY_SELECT);
     sql.push(" WHERE r.tenant_id = ").int(scope.id());
     if let Some(status) = filter.status {
@@ -178,10 +179,15 @@ pub async fn list(
                 " AND (r.created_at < b.created_at OR (r.created_at = b.created_at AND r.id < b.id)))",
             );
     }
+    // One row more than the page tells whether an older page holds anything.
     sql.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
-        .int(limit);
-    let rows: Vec<SummaryRow> = sql.query_as().fetch_all(db.pool()).await?;
-    Ok(rows.into_iter().map(RunSummary::from).collect())
+        .int(limit.saturating_add(1));
+    let mut rows: Vec<SummaryRow> = sql.query_as().fetch_all(db.pool()).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    let runs: Vec<RunSummary> = rows.into_iter().map(RunSummary::from).collect();
+    let next_before = more.then(|| runs.last().map(|run| run.id)).flatten();
+    Ok(RunsPage { runs, next_before })
 }
 
 /// The columns of a run whose change the screens show ([`VersionRow`]); [`version`] and
