@@ -13,7 +13,7 @@ use crate::components::{
 };
 use crate::domain::restore::RestoreSource;
 use crate::domain::run::OperationType;
-use crate::domain::versions::{short_hash, PolicyInfo, RunBrief, VersionRow};
+use crate::domain::versions::{short_hash, CaptureResult, Drift, PolicyInfo, RunBrief, VersionRow};
 use crate::domain::{routes, AppError, Capability};
 
 /// The number in the URL segment `name`, if it is one. A segment that is not one (`abc`, or
@@ -236,15 +236,31 @@ impl Compare {
             return;
         };
         self.from.set(None);
-        match run.capture.as_ref().and_then(|result| result.snapshot_id) {
-            Some(to) if to != from => diff(from, to),
-            Some(_) => self.note.set(Some(
-                "No change: Intune holds exactly this version.".to_owned(),
-            )),
-            None => self.note.set(Some(
-                "Nothing to compare: the capture did not succeed (see its run).".to_owned(),
-            )),
+        match compared_with(from, run) {
+            Ok(to) => diff(from, to),
+            Err(note) => self.note.set(Some(note.to_owned())),
         }
+    }
+}
+
+/// What a compare of version `from` found once its capture `run` ended: the version Intune
+/// holds when it is another one, else why there is nothing to show.
+fn compared_with(from: i64, run: &RunBrief) -> Result<i64, &'static str> {
+    match run.capture {
+        Some(CaptureResult {
+            snapshot_id: Some(to),
+            ..
+        }) if to != from => Ok(to),
+        Some(CaptureResult {
+            snapshot_id: Some(_),
+            ..
+        }) => Err("No change: Intune holds exactly this version."),
+        // The capture succeeded and found the policy gone: no version to compare with.
+        Some(CaptureResult {
+            drift: Drift::Deleted,
+            ..
+        }) => Err("Nothing to compare: this policy no longer exists in Intune."),
+        _ => Err("Nothing to compare: the capture did not succeed (see its run)."),
     }
 }
 
@@ -316,3 +332,49 @@ const VERSION_COLUMNS: &[Column] = &[
     Column::text("Run"),
     Column::text("Actions"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RunStatus;
+
+    fn ended(capture: Option<CaptureResult>) -> RunBrief {
+        RunBrief {
+            id: 9,
+            status: RunStatus::Completed,
+            finished_at: None,
+            summary: None,
+            capture,
+        }
+    }
+
+    fn found(drift: Drift, snapshot_id: Option<i64>) -> Option<CaptureResult> {
+        Some(CaptureResult {
+            drift,
+            changed_settings: None,
+            snapshot_id,
+            base_snapshot_id: Some(7),
+        })
+    }
+
+    #[test]
+    fn a_compare_shows_the_diff_or_says_why_not() {
+        assert_eq!(
+            compared_with(7, &ended(found(Drift::Changed, Some(8)))),
+            Ok(8)
+        );
+        let same = compared_with(7, &ended(found(Drift::Unchanged, Some(7))));
+        assert!(same.unwrap_err().starts_with("No change"));
+        let failed = compared_with(7, &ended(None));
+        assert!(failed.unwrap_err().contains("did not succeed"));
+    }
+
+    #[test]
+    fn a_compare_of_a_policy_deleted_in_intune_says_so() {
+        let gone = compared_with(7, &ended(found(Drift::Deleted, None)));
+        assert_eq!(
+            gone,
+            Err("Nothing to compare: this policy no longer exists in Intune.")
+        );
+    }
+}
