@@ -1127,6 +1127,63 @@ async fn postgres_a_dropped_instance_lock_is_taken_again_without_a_second_claim(
     );
 }
 
+/// PostgreSQL: an instance that goes silent without closing its lock's connection, as when its
+/// host vanishes or is cut off (no FIN or RST reaches the server), loses the lock within
+/// `LOCK_SILENCE`, not when TCP would notice hours later: the same identity is taken again within
+/// 5 s after that. Here the instance's runtime is blocked, so its lock's monitor never runs again
+/// while its connections stay open (keepalives would not help: its host still answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_silent_instances_lock_is_free_within_its_bound() {
+    use std::time::Instant;
+    use tenantatlas::server::db::Db;
+    use tenantatlas::server::engine::instance::{InstanceError, InstanceLock, LOCK_SILENCE};
+    let t = TestDb::create(common::Backend::Postgres).await;
+    let identity = "silent-lock";
+    let (locked, taken) = tokio::sync::oneshot::channel();
+    let (thaw, frozen) = std::sync::mpsc::channel::<()>();
+    let url = t.url.clone();
+    let silent = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let db = Db::connect(&url).await.unwrap();
+            let lock = InstanceLock::acquire(&db, identity).await.unwrap();
+            locked.send(()).unwrap();
+            // Blocks the runtime's only thread until the test ends.
+            let _ = frozen.recv();
+            drop(lock);
+        });
+    });
+    taken.await.expect("the first instance took its lock");
+    let since = Instant::now();
+    assert!(
+        matches!(
+            InstanceLock::acquire(&t.db, identity).await,
+            Err(InstanceError::AlreadyRunning(_))
+        ),
+        "the silent instance holds its lock at first"
+    );
+    let bound = LOCK_SILENCE + Duration::from_secs(5);
+    let second = loop {
+        match InstanceLock::acquire(&t.db, identity).await {
+            Ok(lock) => break lock,
+            Err(InstanceError::AlreadyRunning(_)) if since.elapsed() < bound => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => panic!("still refused after {:?}: {error}", since.elapsed()),
+        }
+    };
+    eprintln!(
+        "the silent instance's lock was free {:?} after its last query",
+        since.elapsed()
+    );
+    assert!(second.is_held());
+    thaw.send(()).unwrap();
+    silent.join().unwrap();
+}
+
 /// An "add policies" handler whose processing panics on every item.
 struct PanickingCapture;
 

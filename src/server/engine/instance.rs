@@ -13,6 +13,11 @@
 //! to every instance. So the connection is checked every [`LOCK_CHECK`], and the lock taken again
 //! on a new connection at once when it is gone; meanwhile [`InstanceLock::is_held`] is false and
 //! the worker claims nothing (`Worker::claim_open`).
+//!
+//! The server releases a session's lock only once it knows the client is gone. A holder that
+//! vanishes without closing its connection (its host gone or cut off, the process frozen) sends
+//! no FIN or RST, and TCP would notice only after about two hours. So the lock's session is told
+//! to end after [`LOCK_SILENCE`] without a query, which a live holder's checks never leave.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +35,11 @@ pub const LOCK_SPACE: i32 = 0x5441; // "TA"
 /// How often the PostgreSQL lock's connection is checked (one `SELECT 1`), and how soon a lost
 /// lock is tried again: the time other instances may see this one's runs as orphaned.
 pub const LOCK_CHECK: Duration = Duration::from_secs(1);
+
+/// How long the lock's session may go without a query before PostgreSQL ends it, and with it
+/// the lock (`idle_session_timeout`): the longest a vanished holder keeps its identity and its
+/// runs. Ten checks ([`LOCK_CHECK`]), so a live holder never comes near it.
+pub const LOCK_SILENCE: Duration = Duration::from_secs(10);
 
 /// How long one check may take before the connection counts as gone. Far above a check's
 /// normal time (well under a millisecond), so a busy database is not taken for a dead
@@ -53,7 +63,8 @@ pub enum InstanceError {
     },
 }
 
-/// A held instance lock; released when dropped or when the process dies, however it dies.
+/// A held instance lock; released when dropped or when the process dies, however it dies (on
+/// PostgreSQL, one that vanished without closing its connection within [`LOCK_SILENCE`]).
 pub struct InstanceLock {
     id: String,
     /// Whether the lock is held now (false while a dropped PostgreSQL connection is replaced).
@@ -182,6 +193,7 @@ async fn try_lock(
     id: &str,
 ) -> Result<Option<sqlx::postgres::PgConnection>, sqlx::Error> {
     let mut conn = pool.acquire().await?.detach();
+    limit_silence(&mut conn).await?;
     let locked: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
             .bind(LOCK_SPACE)
@@ -189,6 +201,47 @@ async fn try_lock(
             .fetch_one(&mut conn)
             .await?;
     Ok(locked.then_some(conn))
+}
+
+/// Makes PostgreSQL end the lock's session once its holder is silent: after [`LOCK_SILENCE`]
+/// without a query (`idle_session_timeout`, PostgreSQL 14 and later), and, as a second guard
+/// that also works on older servers, when TCP keepalives find the holder's host gone (about 20 s:
+/// probes after 5 s of quiet, 5 s apart; or 20 s of data unacknowledged). A setting the server
+/// refuses is logged once and left out: the lock then lasts as long as the connection, as before.
+async fn limit_silence(conn: &mut sqlx::postgres::PgConnection) -> Result<(), sqlx::Error> {
+    static REFUSED: AtomicBool = AtomicBool::new(false);
+    let settings = [
+        (
+            "idle_session_timeout",
+            format!("{}s", LOCK_SILENCE.as_secs()),
+        ),
+        ("tcp_keepalives_idle", "5".to_owned()),
+        ("tcp_keepalives_interval", "5".to_owned()),
+        ("tcp_keepalives_count", "3".to_owned()),
+        ("tcp_user_timeout", "20000".to_owned()),
+    ];
+    for (name, value) in settings {
+        let set = sqlx::query("SELECT set_config($1, $2, false)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *conn)
+            .await;
+        match set {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(error)) => {
+                if !REFUSED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        setting = name,
+                        %error,
+                        "the database refused a limit on the instance lock's session; a vanished \
+                         instance may keep its lock until the server notices it is gone"
+                    );
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// Checks the lock's connection every [`LOCK_CHECK`]; when it is gone (with it the lock), says
