@@ -3,12 +3,13 @@
 //! or not) and finished, the items by outcome, the queue depth, the Graph answers by class and
 //! the 429, the retry wait, the run duration and the worker's heartbeat. Runs that end outside
 //! an item's recording count too: a cancelled run with its skipped items, the items a run failed
-//! as a whole closes, and a repeated drift check answered early. Every request of the app is
-//! answered with a fresh `x-request-id`.
+//! as a whole closes, and a repeated drift check answered early. A worker busy with a run keeps
+//! its heartbeat fresh. Every request of the app is answered with a fresh `x-request-id`.
 
 use crate::common;
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use common::{Form, TestApp, ADMIN, CONTOSO, OPERATOR};
 use tenantatlas::domain::SubmittedRun;
@@ -22,6 +23,7 @@ both_backends!(TestApp:
     metrics_count_submits_runs_items_and_graph_answers,
     metrics_count_cancels_runs_failed_as_a_whole_and_repeated_drift_checks,
     every_answer_names_its_request,
+    a_busy_worker_keeps_its_heartbeat_fresh,
 );
 
 /// The value of the sample `name{labels}` (labels as Prometheus writes them), if present.
@@ -225,6 +227,52 @@ async fn metrics_count_cancels_runs_failed_as_a_whole_and_repeated_drift_checks(
     expect(
         r#"tenantatlas_runs_submitted_total{operation="backup_set.drift_check",reused="true"}"#,
         1.0,
+    );
+}
+
+/// A worker busy with a run claims nothing until it ends, as a runner whose every slot is busy;
+/// each batch of the run's outcomes renews the lease, and is a heartbeat. Scraped while the run
+/// keeps the worker busy for 2 s and more, the heartbeat's age stays below a second, the shortest
+/// `--worker-poll-seconds`.
+async fn a_busy_worker_keeps_its_heartbeat_fresh(app: TestApp) {
+    let handle = metrics::install().unwrap();
+    let (sim, client) = common::sim_and_client(30).await;
+    let policies =
+        common::insert_sim_compliance(&app.db, &client, &common::creds(CONTOSO), 12).await;
+    let mut knobs = sim.knobs();
+    knobs.latency_ms = 400;
+    sim.set_knobs(knobs);
+    let operator = app.sign_in(OPERATOR).await;
+    let set = common::backup_set(&app, &operator, CONTOSO, "Busy").await;
+    let ids: Vec<i64> = policies.iter().map(|(id, _)| *id).collect();
+    common::submit(&app, &operator, CONTOSO, set, &ids).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let router = metrics::router(handle, app.db.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    // One item at a time: a batch of outcomes every capture.
+    let worker = common::sim_worker(&app.db, &client, "busy").with_items_at_once(1);
+    let started = Instant::now();
+    let work = tokio::spawn(async move { worker.try_execute_task().await });
+    let mut ages = Vec::new();
+    while !work.is_finished() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if let Some(age) = sample(&text, "tenantatlas_instance_heartbeat_age_seconds") {
+            ages.push((started.elapsed(), age));
+        }
+    }
+    work.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the run kept the worker busy for {:?} only",
+        started.elapsed()
+    );
+    assert!(ages.len() >= 5, "scraped while the run went on: {ages:?}");
+    assert!(
+        ages.iter().all(|(_, age)| *age < 1.0),
+        "heartbeat ages (time into the run, age): {ages:?}"
     );
 }
 

@@ -1466,6 +1466,11 @@ impl Worker {
         .execute(&mut **tx)
         .await?
         .rows_affected();
+        if held == 1 {
+            // A heartbeat as much as the timer's renewal: a runner whose every slot is busy
+            // claims nothing, and the timer renews only every third of a lease.
+            metrics::heartbeat();
+        }
         Ok(held == 1)
     }
 
