@@ -439,12 +439,15 @@ impl Operation for RestorePreview {
                 failure.error.message()
             ))),
         };
-        sqlx::query("UPDATE runs SET blocked = $1 WHERE id = $2 AND attempt = $3")
-            .bind(block.as_deref())
-            .bind(run.id)
-            .bind(run.attempt)
-            .execute(db.pool())
-            .await?;
+        // A cancel during the permission read ended the run: it keeps no block.
+        sqlx::query(
+            "UPDATE runs SET blocked = $1 WHERE id = $2 AND attempt = $3 AND status = 'running'",
+        )
+        .bind(block.as_deref())
+        .bind(run.id)
+        .bind(run.attempt)
+        .execute(db.pool())
+        .await?;
         let summary = plan_summary(db, run.id, block.as_deref()).await?;
         super::write_summary(db, run.id, run.attempt, &summary).await?;
         Ok(None)
