@@ -9,7 +9,9 @@
 #      these steps are skipped when the wasm they start from has not changed since the last
 #      build,
 #   3. public/ and the stylesheet into target/site,
-#   4. the server binary with the ssr feature.
+#   4. the server binary with the ssr feature, built beside steps 1 and 2 (its own target dir):
+#      on two cores each build's serial stretches (the bundle's LTO, a link) leave a core to the
+#      other.
 # The same optimised bundle serves command 1 and the Playwright suite, so the tests check what
 # users get. FRONT_PROFILE=dev builds an unoptimised bundle quickly, for work on the front end.
 # Usage: scripts/build.sh [--release]   (--release: the server with the release profile too)
@@ -37,6 +39,12 @@ if [[ -f target/.front-toolchain ]]; then
   # shellcheck disable=SC1091
   source target/.front-toolchain
 fi
+
+echo "==> server ($profile), beside the bundle"
+cargo build --bin "$name" --profile "$profile" &
+server_build=$!
+# A failed step stops the script; the server's build must not outlive it.
+trap 'kill "$server_build" 2>/dev/null || true' EXIT
 
 echo "==> browser bundle ($front_profile)"
 "${cargo_front[@]}" build --lib --target wasm32-unknown-unknown --no-default-features --features hydrate \
@@ -115,6 +123,9 @@ cp -r public/. "$site/"
 cp style/main.css "$pkg/$name.css"
 compress "$pkg/$name.css"
 
-echo "==> server ($profile)"
-cargo build --bin "$name" --profile "$profile"
+if ! wait "$server_build"; then
+  echo "the server's build failed (its errors are above)" >&2
+  exit 1
+fi
+trap - EXIT
 echo "==> built target/$out/$name and $site"
