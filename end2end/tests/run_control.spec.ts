@@ -387,3 +387,73 @@ test("a member removed while their run page and run panel are open: both say so 
     await call(page, "runs/cancel", { tenant: TENANT, id: String(runId) });
   }
 });
+
+/** A poll of a run button's row ("Capture now", "Sync from Intune", "Compare with Intune"). */
+const ACTIVITY = /\/api\/runs\/activity$/;
+
+/**
+ * Starts "Capture now" on the last policy of the list while each Graph answer takes 5 s, and
+ * waits until the row shows the run; the row and the run's id.
+ */
+async function slowCapture(page: Page) {
+  await knobs(page, { latency_ms: 5_000, latency_jitter_ms: 0 });
+  await page.goto(`/t/${TENANT}/policies`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByTestId("policies-table").locator("tbody").getByRole("link").last().click();
+  const capture = page.getByTestId("capture-now");
+  await capture.getByRole("button", { name: "Capture now" }).click();
+  const active = capture.getByTestId("run-active");
+  await expect(active).toBeVisible();
+  const runId = Number((await active.getByRole("link").textContent())?.match(/run #(\d+)/)?.[1]);
+  expect(runId).toBeGreaterThan(0);
+  return { capture, runId };
+}
+
+/** Cancels run `runId`, so it does not hold the worker for the specs that follow (it may have ended). */
+async function cancelQuietly(page: Page, runId: number) {
+  await page.request.post("/api/runs/cancel", {
+    form: { tenant: TENANT, id: String(runId) },
+    headers: { Origin: new URL(page.url()).origin },
+  });
+}
+
+test("a run button's poll that fails for a passing reason keeps its row, with a quiet note", async ({ page }) => {
+  test.setTimeout(90_000);
+  const { capture, runId } = await slowCapture(page);
+  // Polls that do not arrive (a server restart): the row stays, with a quiet note.
+  await page.route(ACTIVITY, (route) => route.abort());
+  await expect(capture.getByTestId("poll-trouble")).toBeVisible();
+  await expect(capture.getByTestId("run-active")).toBeVisible();
+  await expect(capture.getByRole("alert")).toHaveCount(0);
+  await page.unroute(ACTIVITY);
+  await cancelQuietly(page, runId);
+});
+
+test("a run button's poll stops once the user is signed out", async ({ page }) => {
+  test.setTimeout(90_000);
+  const { capture, runId } = await slowCapture(page);
+  // Signed out (in another tab, say): the next poll is refused, and none follows it.
+  const polls = { refused: false, after: 0 };
+  page.on("request", (request) => {
+    if (polls.refused && ACTIVITY.test(request.url())) {
+      polls.after += 1;
+    }
+  });
+  page.on("response", (response) => {
+    if (ACTIVITY.test(response.url()) && response.status() === 401) {
+      polls.refused = true;
+    }
+  });
+  await call(page, "auth/sign-out", {});
+  try {
+    await expect(capture.getByRole("alert")).toContainText("Please sign in.");
+    await expect(capture.getByTestId("run-active")).toHaveCount(0);
+    expect(polls.refused).toBe(true);
+    // A poll that failed is tried again after 3 s, then 6 s: none is, once refused.
+    await page.waitForTimeout(12_000);
+    expect(polls.after).toBe(0);
+  } finally {
+    await signIn(page, "operator@fabrikam.example");
+    await cancelQuietly(page, runId);
+  }
+});

@@ -135,8 +135,8 @@ pub fn use_poll(tick: RwSignal<u64>, state: impl Fn() -> PollState + 'static) ->
 
 /// [`use_poll`] for a page outside this module: `state()` answers whether what it shows still
 /// moves (`true`/`false`), or, for a read that may fail, `None` before the first answer,
-/// `Some(Err(()))` when the last read failed and `Some(Ok(moving))` otherwise; with the read's
-/// error instead of `()`, an error that [ends polling](AppError::ends_polling) settles it.
+/// `Some(Err(error))` with the read's error when it failed (one that [ends
+/// polling](AppError::ends_polling) settles it) and `Some(Ok(moving))` otherwise.
 pub fn use_poll_while<S: Into<PollState>>(
     tick: RwSignal<u64>,
     state: impl Fn() -> S + 'static,
@@ -150,16 +150,6 @@ impl From<bool> for PollState {
             Self::Moving
         } else {
             Self::Settled
-        }
-    }
-}
-
-impl From<Option<Result<bool, ()>>> for PollState {
-    fn from(read: Option<Result<bool, ()>>) -> Self {
-        match read {
-            None => Self::Unknown,
-            Some(Ok(moving)) => moving.into(),
-            Some(Err(())) => Self::Failed,
         }
     }
 }

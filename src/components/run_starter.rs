@@ -5,6 +5,7 @@
 
 use leptos::prelude::*;
 
+use super::poll::PollTrouble;
 use super::{use_poll_while, ErrorMessage, NeedsRole, ToastQueue};
 use crate::api::captures::get_run_activity;
 use crate::domain::run::OperationType;
@@ -35,13 +36,40 @@ pub fn RunStarter(
         move || (tenant.get(), tick.get(), start.version().get()),
         move |(tenant, _, _)| get_run_activity(tenant, operation.as_str().to_owned(), target_id),
     );
-    // A failed poll is tried again later, while a run was last read active.
-    use_poll_while(tick, move || {
+    // A failed poll is tried again later, while a run was last read active; one refused for
+    // good (signed out, no longer a member) is not.
+    let failures = use_poll_while(tick, move || {
         activity.with(|read| {
-            read.as_ref()
-                .map(|read| read.as_ref().map(|a| a.active.is_some()).map_err(|_| ()))
+            read.as_ref().map(|read| {
+                read.as_ref()
+                    .map(|a| a.active.is_some())
+                    .map_err(Clone::clone)
+            })
         })
     });
+    // What the row last showed, and for which tenant: a poll of the same tenant that failed for
+    // a passing reason keeps it (with a quiet note) until one works; one refused for good drops
+    // it for the error.
+    let shown = StoredValue::new(None::<(String, RunActivity)>);
+    let shown_or = move |read: Result<RunActivity, AppError>| {
+        let now = tenant.get_untracked();
+        match read {
+            Ok(current) => {
+                shown.set_value(Some((now, current.clone())));
+                Ok(current)
+            }
+            Err(error) => {
+                if error.ends_polling() {
+                    shown.set_value(None);
+                }
+                let kept = shown.with_value(|shown| match shown {
+                    Some((seen, current)) if *seen == now => Some(current.clone()),
+                    _ => None,
+                });
+                error.or_kept(kept)
+            }
+        }
+    };
     // A run that ended which this page started, or saw queued or running: reported once.
     // (A short run may end before the first poll sees it active.) Effects only run in the
     // browser.
@@ -87,7 +115,7 @@ pub fn RunStarter(
                     let needs_id = needs_id.clone();
                     Suspend::new(async move {
                         let refused = refusal(Capability::StartRuns).await;
-                        match activity.await {
+                        match shown_or(activity.await) {
                             Ok(current) => view! {
                                 <StarterRow
                                     tenant start refused label needs_id
@@ -99,6 +127,7 @@ pub fn RunStarter(
                     })
                 }}
             </Transition>
+            <PollTrouble failures />
             {move || start.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error /> })}
         </div>
     }

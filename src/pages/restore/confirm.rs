@@ -13,7 +13,8 @@ use crate::api::restore::ExecuteRestore;
 use crate::api::runs::get_run;
 use crate::components::{use_poll_while, ErrorMessage, Loading, NeedsRole, RunStatusBadge};
 use crate::domain::restore::{GateFailure, RestorePreview};
-use crate::domain::routes;
+use crate::domain::run_detail::RunDetail;
+use crate::domain::{routes, AppError};
 
 /// Why a preview of another source than the page's (a hand-edited or stale link) is not
 /// executed from here: the page would show one source and restore another.
@@ -227,22 +228,38 @@ fn ExecuteProgress(tenant: String, run_id: i64) -> impl IntoView {
         move || tick.get(),
         move |_| get_run(tenant.clone(), run_id, String::new(), 0, 1),
     );
-    // A failed poll is tried again later, while the run last read was active.
-    use_poll_while(tick, move || {
+    // A failed poll is tried again later, while the run last read was active; one refused for
+    // good (signed out, no longer a member) is not.
+    let failures = use_poll_while(tick, move || {
         run.with(|read| {
             read.as_ref().map(|read| {
                 read.as_ref()
                     .map(|detail| detail.status.is_active())
-                    .map_err(|_| ())
+                    .map_err(Clone::clone)
             })
         })
     });
+    // The run last shown: a poll that failed for a passing reason keeps it (with a quiet note)
+    // until one works; one refused for good drops it for the error.
+    let shown = StoredValue::new(None::<RunDetail>);
+    let shown_or = move |read: Result<RunDetail, AppError>| match read {
+        Ok(detail) => {
+            shown.set_value(Some(detail.clone()));
+            Ok(detail)
+        }
+        Err(error) => {
+            if error.ends_polling() {
+                shown.set_value(None);
+            }
+            error.or_kept(shown.get_value())
+        }
+    };
     view! {
         <Transition fallback=|| view! { <Loading what="the restore run" /> }>
             {move || {
                 let href = href.clone();
                 Suspend::new(async move {
-                    match run.await {
+                    match shown_or(run.await) {
                         Ok(detail) => view! {
                             <p role="status" data-testid="execute-status" data-status=detail.status.as_str()>
                                 <RunStatusBadge status=detail.status />
@@ -263,5 +280,10 @@ fn ExecuteProgress(tenant: String, run_id: i64) -> impl IntoView {
                 })
             }}
         </Transition>
+        {move || (failures.get() > 0).then(|| view! {
+            <p class="poll-trouble muted small" role="status" data-testid="poll-trouble">
+                "Could not refresh — trying again…"
+            </p>
+        })}
     }
 }

@@ -59,21 +59,51 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
         resource: preview,
         tick,
     } = read;
-    // A failed poll is tried again later, while the preview last read was active.
-    use_poll_while(tick, move || {
+    // A failed poll is tried again later, while the preview last read was active; one refused
+    // for good (signed out, no longer a member, the preview gone) is not.
+    let failures = use_poll_while(tick, move || {
         preview.with(|read| {
             read.as_ref().map(|read| {
                 read.as_ref()
                     .map(|p| p.as_ref().is_some_and(|p| p.status.is_active()))
-                    .map_err(|_| ())
+                    .map_err(Clone::clone)
             })
         })
     });
+    // The preview last shown: a poll of the same preview that failed for a passing reason keeps
+    // it (with a quiet note) until one works; another preview that fails, or a poll refused for
+    // good, shows why.
+    let shown = StoredValue::new(None::<RestorePreview>);
+    let shown_or = move |read: Result<Option<RestorePreview>, AppError>| match read {
+        Ok(read) => {
+            shown.set_value(read.clone());
+            Ok(read)
+        }
+        Err(error) => {
+            if error.ends_polling() {
+                shown.set_value(None);
+            }
+            let now = wizard.preview_id.get_untracked();
+            let kept = shown.get_value().filter(|shown| Some(shown.run_id) == now);
+            error.or_kept(kept.map(Some))
+        }
+    };
     // The preview as the browser last read it, for the parts outside the polled view (the
-    // confirmation keeps what was typed). Effects run in the browser only, so the server and
-    // the hydrating browser render the same.
+    // confirmation keeps what was typed), kept the same way. Effects run in the browser only,
+    // so the server and the hydrating browser render the same.
     let current = RwSignal::new(None::<RestorePreview>);
-    Effect::new(move |_| current.set(preview.get().and_then(Result::ok).flatten()));
+    Effect::new(move |_| match preview.get() {
+        Some(Ok(read)) => current.set(read),
+        Some(Err(error)) => {
+            let now = wizard.preview_id.get_untracked();
+            let keep = !error.ends_polling()
+                && current.with_untracked(|p| p.as_ref().map(|p| p.run_id)) == now;
+            if !keep {
+                current.set(None);
+            }
+        }
+        None => {}
+    });
     use_started_preview(wizard, start, tick);
     use_reloaded_preview(wizard, current, start);
     let active = move || current.with(|p| p.as_ref().is_some_and(|p| p.status.is_active()));
@@ -113,7 +143,7 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
             {move || start.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error /> })}
             <Transition fallback=|| view! { <Loading what="the preview" /> }>
                 {move || Suspend::new(async move {
-                    match preview.await {
+                    match shown_or(preview.await) {
                         Ok(None) => view! {
                             <p class="muted" data-testid="no-preview">
                                 "No preview yet. Choose the scope, then run the preview: it reads Intune and writes nothing."
@@ -124,6 +154,11 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
                     }
                 })}
             </Transition>
+            {move || (failures.get() > 0).then(|| view! {
+                <p class="poll-trouble muted small" role="status" data-testid="poll-trouble">
+                    "Could not refresh — trying again…"
+                </p>
+            })}
         </section>
         <ConfirmStep wizard tenant_name current />
     }
