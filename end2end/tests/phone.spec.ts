@@ -1,6 +1,6 @@
 import { expect, Page, test } from "@playwright/test";
 import { expectAccessible } from "./axe";
-import { CONTOSO, FABRIKAM, finishedRun, openHydrated, signIn } from "./demo";
+import { call, CONTOSO, FABRIKAM, finishedRun, openHydrated, pageAs, signIn } from "./demo";
 import { visitEveryPage } from "./tour";
 
 // A phone held upright (390 × 844 CSS pixels, as an iPhone 12–15): no page may be wider than the
@@ -96,4 +96,44 @@ test("a policy version on a 390 px phone: nested settings indented, the selected
   expect(rawRight).toBeLessThanOrEqual(390);
   expect(innerWidth).toBe(390);
   expect(scrollWidth).toBeLessThanOrEqual(innerWidth);
+});
+
+test("a user name with no break point fits the header of a 390 px phone", async ({ page, browser }) => {
+  // An account of its own, named through Fabrikam's invitation (names may be 100 characters
+  // long); it leaves the tenant again, so other specs find its members unchanged.
+  const owner = await pageAs(browser, "admin@contoso.example");
+  const email = `e2e-long-name-${Date.now()}@example.com`;
+  const name = `Administrator_Northwind_Traders_Endpoint_Management_${Date.now()}`;
+  const invited = await call(owner, "members/add", { tenant: FABRIKAM, email, role: "readonly" });
+  try {
+    await openHydrated(page, invited.Invited.link);
+    await page.getByLabel("Your name").fill(name);
+    await page.getByLabel("Password", { exact: true }).fill("a long enough password here");
+    await page.getByLabel("Password again").fill("a long enough password here");
+    await page.getByRole("button", { name: "Create account and sign in" }).click();
+    await expect(page).toHaveURL(new RegExp(`/t/${FABRIKAM}/backup-sets$`));
+    for (const [what, path] of [
+      ["a tenant page", `/t/${FABRIKAM}/backup-sets`],
+      ["the start page", "/"],
+    ]) {
+      await openHydrated(page, path);
+      await expect(page.getByTestId("user-name")).toHaveText(name);
+      const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+      expect(scrollWidth, `${what}: page width at a ${PHONE_WIDTH} px viewport`).toBeLessThanOrEqual(PHONE_WIDTH);
+      await expectWithinViewport(page, ".user-name", what);
+    }
+  } finally {
+    const members = await call(owner, "members/list", { tenant: FABRIKAM });
+    const joined = members.find((m: { email: string }) => m.email === email);
+    if (joined) {
+      await call(owner, "members/remove", { tenant: FABRIKAM, user_id: String(joined.user_id) });
+    } else {
+      const invitations = await call(owner, "invitations/list", { tenant: FABRIKAM });
+      const open = invitations.find((i: { email: string }) => i.email === email);
+      if (open) {
+        await call(owner, "invitations/revoke", { tenant: FABRIKAM, id: String(open.id) });
+      }
+    }
+    await owner.context().close();
+  }
 });
