@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, Page, test } from "@playwright/test";
 import { expectAccessible } from "./axe";
 import { CONTOSO, openHydrated, signIn } from "./demo";
 
@@ -87,4 +87,43 @@ test("capture now, sync from Intune and a drift check run from their buttons", a
   await drift.getByRole("button", { name: "Compare with Intune" }).click();
   await expect(drift.getByTestId("run-last").getByRole("link")).not.toHaveText(before ?? "");
   await expect(drift.getByTestId("run-last")).toContainText("2 of");
+});
+
+/** Opens the Raw JSON tab of the newest version of the demo's "edited twice" policy. */
+async function openRawJson(page: Page) {
+  await signIn(page, "readonly@contoso.example");
+  await openHydrated(page, `/t/${CONTOSO}/policies?search=edited%20twice`);
+  await page.getByRole("link", { name: /edited twice/ }).click();
+  await page.getByTestId("versions").locator("tbody tr").first().getByRole("link", { name: "View" }).click();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByRole("tab", { name: "Raw JSON" }).click();
+  await expect(page.locator("pre.raw-json")).toBeVisible();
+}
+
+/** Copy on a browser that refuses it: no "Copied", and a visible way to copy by hand. */
+async function expectCopyRefused(page: Page) {
+  const copy = page.getByTestId("copy-json");
+  await copy.click();
+  const refused = page.getByTestId("raw-panel").getByRole("alert");
+  await expect(refused).toBeVisible();
+  await expect(refused).toContainText("copy it by hand");
+  await expect(copy).toHaveText("Copy");
+}
+
+test("Copy says Copied only when the browser copied: a refused write says how to copy by hand", async ({ page }) => {
+  await page.addInitScript(() => {
+    Object.defineProperty(navigator.clipboard, "writeText", {
+      value: () => Promise.reject(new DOMException("Write permission denied.", "NotAllowedError")),
+    });
+  });
+  await openRawJson(page);
+  await expectCopyRefused(page);
+});
+
+test("Copy without a clipboard (plain HTTP off localhost) says how to copy by hand", async ({ page }) => {
+  await page.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, "clipboard", { get: () => undefined });
+  });
+  await openRawJson(page);
+  await expectCopyRefused(page);
 });

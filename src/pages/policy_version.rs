@@ -107,36 +107,73 @@ pub fn PolicyVersionPage() -> impl IntoView {
     }
 }
 
-/// Copies `text` to the clipboard (in the browser; the server renders the button only).
+/// How the last Copy went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CopyState {
+    /// Not tried yet, or on its way.
+    Ready,
+    /// The browser said the text is on the clipboard.
+    Copied,
+    /// The browser refused (no permission), or offers no clipboard here (plain HTTP).
+    Refused,
+}
+
+/// Copies `text` to the clipboard (in the browser; the server renders the button only). It says
+/// "Copied" only once the browser has confirmed the write; when the browser refuses, or has no
+/// clipboard to offer, it says so and how to copy by hand.
 #[component]
 fn CopyButton(text: String) -> impl IntoView {
-    let copied = RwSignal::new(false);
+    let state = RwSignal::new(CopyState::Ready);
     let copy = move |_| {
         #[cfg(feature = "hydrate")]
         {
-            use leptos::wasm_bindgen::JsCast;
-            use leptos::web_sys::js_sys::{Function, Reflect};
-            // `navigator.clipboard.writeText(text)`, looked up at run time so the bundle needs
-            // no extra browser bindings.
-            let clipboard = Reflect::get(&window(), &"navigator".into())
-                .and_then(|navigator| Reflect::get(&navigator, &"clipboard".into()))
-                .ok();
-            let write = clipboard
-                .as_ref()
-                .and_then(|c| Reflect::get(c, &"writeText".into()).ok())
-                .and_then(|f| f.dyn_into::<Function>().ok());
-            if let (Some(clipboard), Some(write)) = (clipboard, write) {
-                if write.call1(&clipboard, &text.as_str().into()).is_ok() {
-                    copied.set(true);
-                }
-            }
+            state.set(CopyState::Ready);
+            let written = write_to_clipboard(&text);
+            leptos::task::spawn_local(async move {
+                let copied = match written {
+                    Some(promise) => wasm_bindgen_futures::JsFuture::from(promise).await.is_ok(),
+                    None => false,
+                };
+                state.set(if copied {
+                    CopyState::Copied
+                } else {
+                    CopyState::Refused
+                });
+            });
         }
         #[cfg(not(feature = "hydrate"))]
         let _ = &text;
     };
     view! {
         <button type="button" data-testid="copy-json" on:click=copy>
-            {move || if copied.get() { "Copied" } else { "Copy" }}
+            {move || if state.get() == CopyState::Copied { "Copied" } else { "Copy" }}
         </button>
+        {move || (state.get() == CopyState::Refused).then(|| view! {
+            <p class="error-message" role="alert" data-testid="copy-refused">
+                "The browser did not let the page copy to the clipboard. Select the JSON below and copy it by hand."
+            </p>
+        })}
     }
+}
+
+/// `navigator.clipboard.writeText(text)`, looked up at run time so the bundle needs no extra
+/// browser bindings: the browser's promise of the write, or `None` when there is no clipboard
+/// (a page served over plain HTTP, off localhost) or the call threw.
+#[cfg(feature = "hydrate")]
+fn write_to_clipboard(text: &str) -> Option<leptos::web_sys::js_sys::Promise> {
+    use leptos::wasm_bindgen::JsCast;
+    use leptos::web_sys::js_sys::{Function, Promise, Reflect};
+    let clipboard = Reflect::get(&window(), &"navigator".into())
+        .and_then(|navigator| Reflect::get(&navigator, &"clipboard".into()))
+        .ok()
+        .filter(|clipboard| !clipboard.is_undefined() && !clipboard.is_null())?;
+    let write = Reflect::get(&clipboard, &"writeText".into())
+        .ok()?
+        .dyn_into::<Function>()
+        .ok()?;
+    write
+        .call1(&clipboard, &text.into())
+        .ok()?
+        .dyn_into::<Promise>()
+        .ok()
 }
