@@ -335,3 +335,48 @@ test("a new preview needs the review again", async ({ page }) => {
   await reviewed.check();
   await expect(execute).toBeEnabled();
 });
+
+/** Changes the demo simulator's knobs (latency) for the next requests. */
+async function knobs(page: Page, patch: Record<string, unknown>) {
+  const response = await page.request.post(`${SIM}/_sim/knobs`, { data: patch });
+  expect(response.status(), await response.text()).toBe(200);
+}
+
+test("a running preview's polls read its plan again only when the run moved", async ({ page }) => {
+  test.setTimeout(120_000);
+  await signIn(page, "admin@contoso.example");
+  const { set } = await fabrikamSetRenamedSince(page, [8, 9, 10, 11]);
+  await openHydrated(page, `/t/${FABRIKAM}/backup-sets/${set.id}`);
+  await page.getByTestId("restore-set").click();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByRole("button", { name: "Select all 4 matching" }).click();
+  // Each Graph answer takes 4 s: the run's counters stand still for several polls (1.5 s).
+  await knobs(page, { latency_ms: 4_000, latency_jitter_ms: 0 });
+  try {
+    // What the polls read: the run's version (each answer), and the plan.
+    const versions: string[] = [];
+    let plans = 0;
+    page.on("response", async (response) => {
+      if (/\/api\/runs\/version$/.test(response.url()) && response.ok()) {
+        versions.push(await response.text());
+      }
+    });
+    page.on("request", (request) => {
+      if (/\/api\/restore\/preview$/.test(request.url())) {
+        plans += 1;
+      }
+    });
+    await page.getByRole("button", { name: "Run preview (dry-run)" }).click();
+    const status = page.getByTestId("preview-status");
+    await expect(status).toContainText("Previewing…");
+    await expect(status).toContainText("Preview of 4 policies", { timeout: 90_000 });
+    // The plan is read once when the preview is opened, then once per version a poll found
+    // (the first poll keeps nothing yet); polls that find the same version read nothing more.
+    const distinct = new Set(versions).size;
+    expect(versions.length, "version polls").toBeGreaterThanOrEqual(4);
+    expect(plans, `plan reads for ${versions.length} polls of ${distinct} versions`).toBeLessThanOrEqual(distinct + 1);
+    expect(plans).toBeLessThan(versions.length);
+  } finally {
+    await knobs(page, { latency_ms: 30, latency_jitter_ms: 40 });
+  }
+});

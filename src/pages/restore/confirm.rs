@@ -10,7 +10,7 @@ use leptos::prelude::*;
 
 use super::Wizard;
 use crate::api::restore::ExecuteRestore;
-use crate::api::runs::get_run;
+use crate::api::runs::{get_run, run_version};
 use crate::components::{use_poll_while, ErrorMessage, Loading, NeedsRole, RunStatusBadge};
 use crate::domain::restore::{GateFailure, RestorePreview};
 use crate::domain::run_detail::RunDetail;
@@ -224,9 +224,31 @@ pub fn ConfirmStep(
 fn ExecuteProgress(tenant: String, run_id: i64) -> impl IntoView {
     let tick = RwSignal::new(0_u64);
     let href = routes::run(&tenant, run_id, "");
+    // The last answer with the run's version is kept: a poll first asks for the version (one
+    // indexed read) and reads the run again only when it moved.
+    let last = StoredValue::new(None::<(String, RunDetail)>);
     let run = Resource::new(
         move || tick.get(),
-        move |_| get_run(tenant.clone(), run_id, String::new(), 0, 1),
+        move |tick| {
+            let tenant = tenant.clone();
+            async move {
+                // The first load (also on the server) reads the run at once.
+                if tick == 0 {
+                    return get_run(tenant, run_id, String::new(), 0, 1).await;
+                }
+                let version = run_version(tenant.clone(), run_id).await?;
+                let unchanged = last.with_value(|last| match last {
+                    Some((at, detail)) if *at == version => Some(detail.clone()),
+                    _ => None,
+                });
+                if let Some(detail) = unchanged {
+                    return Ok(detail);
+                }
+                let detail = get_run(tenant, run_id, String::new(), 0, 1).await?;
+                last.set_value(Some((version, detail.clone())));
+                Ok(detail)
+            }
+        },
     );
     // A failed poll is tried again later, while the run last read was active; one refused for
     // good (signed out, no longer a member) is not.

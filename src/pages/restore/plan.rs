@@ -10,6 +10,7 @@ use leptos_router::NavigateOptions;
 use super::confirm::{ConfirmStep, OTHER_SOURCE};
 use super::Wizard;
 use crate::api::restore::{get_restore_preview, StartRestorePreview};
+use crate::api::runs::run_version;
 use crate::components::RunStatusBadge;
 use crate::components::{
     use_poll_while, Column, DataTable, ErrorMessage, Loading, NeedsRole, ABSENT,
@@ -30,15 +31,31 @@ pub struct PreviewRead {
 /// resource's value travels to the browser under the number of its creation, and a `Suspend`
 /// the server ran twice created this resource twice (two answers in one page, the first an
 /// internal error), so the browser read the abandoned one's answer and failed to hydrate.
+///
+/// The last answer with its run's version is kept, so a poll first asks for the version (one
+/// indexed read) and reads the plan again only when the run moved.
 pub fn use_preview(tenant: Memo<String>, preview_id: Memo<Option<i64>>) -> PreviewRead {
     let tick = RwSignal::new(0_u64);
+    let last = StoredValue::new(None::<(i64, String, RestorePreview)>);
     let resource = Resource::new(
         move || (tenant.get(), preview_id.get(), tick.get()),
-        |(tenant, id, _)| async move {
-            match id {
-                Some(id) => get_restore_preview(tenant, id).await.map(Some),
-                None => Ok(None),
+        move |(tenant, id, tick)| async move {
+            let Some(id) = id else { return Ok(None) };
+            // The first load (also on the server) reads the plan at once.
+            if tick == 0 {
+                return get_restore_preview(tenant, id).await.map(Some);
             }
+            let version = run_version(tenant.clone(), id).await?;
+            let unchanged = last.with_value(|last| match last {
+                Some((seen, at, preview)) if *seen == id && *at == version => Some(preview.clone()),
+                _ => None,
+            });
+            if let Some(preview) = unchanged {
+                return Ok(Some(preview));
+            }
+            let preview = get_restore_preview(tenant, id).await?;
+            last.set_value(Some((id, version, preview.clone())));
+            Ok(Some(preview))
         },
     );
     PreviewRead { resource, tick }
