@@ -623,6 +623,25 @@ proptest! {
     }
 
     #[test]
+    fn numbered_secret_names_never_survive(
+        before in spaced_noise(), after in spaced_noise(),
+        name in secret_name(),
+        // A second password or key (`password2`, `client_secret_2`, Azure's `key1`).
+        joint in prop::sample::select(vec!["", "_", "-"]),
+        number in "[0-9]{1,3}",
+        (shape, quoted) in named_shapes(),
+        unquoted in unquoted_secret(),
+        quoted_value in quoted_secret(),
+    ) {
+        let secret = if quoted { quoted_value } else { unquoted };
+        let name = format!("{name}{joint}{number}");
+        let embedded = shape.replace("{n}", &name).replace("{v}", &secret);
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&secret, &text, &out)?;
+    }
+
+    #[test]
     fn quoted_names_with_spaces_are_names_too(
         parts in prefix_parts(),
         last in prop::sample::select(vec!["Password", "Secret", "Key", "Token", "Signature"]),
@@ -1022,6 +1041,8 @@ proptest! {
                     "passwordExpirationDays", "tokenType", "signatureAlgorithm", "sessionControls",
                     // Written as one word: the last word is not a secret's.
                     "tokenlifetime", "passwordrequired", "keysize", "sessiontimeout", "tokentype",
+                    // A number after a harmless name leaves it harmless.
+                    "keySize2", "keySize_2", "tokenLifetime2", "sessionTimeout_1",
                 ]),
                 prop_oneof![
                     prop::sample::select(vec![
@@ -1226,6 +1247,38 @@ fn each_family_reads_as_documented() {
         (
             "Assertion eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlabc. Retry later",
             "Assertion [REDACTED]. Retry later",
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(sanitize(input), expected, "{input}");
+    }
+}
+
+/// Found in review: a secret name with a number after it (a second password, Azure's `key1` and
+/// `key2` of Cognitive Services, Maps and Event Grid) kept its value.
+#[test]
+fn numbered_secret_names_are_secret_names() {
+    let cases = [
+        ("password2=Tr0ub4dor-3horse-xyz", "password2=[REDACTED]"),
+        (
+            "client_secret2=AbCdEf0123456789xyz",
+            "client_secret2=[REDACTED]",
+        ),
+        (
+            r#"{"pwd_2":"S3cr3tValue-0123456"}"#,
+            r#"{"pwd_2":"[REDACTED]"}"#,
+        ),
+        (
+            r#"{"key1":"0123456789abcdef0123456789abcdef"}"#,
+            r#"{"key1":"[REDACTED]"}"#,
+        ),
+        (
+            "AccountName=x;AccountKey1=YWJj/ZGVm+==;EndpointSuffix=core.windows.net",
+            "AccountName=x;AccountKey1=[REDACTED];EndpointSuffix=core.windows.net",
+        ),
+        (
+            "keySize_2=2048&tokenLifetime2=3600",
+            "keySize_2=2048&tokenLifetime2=3600",
         ),
     ];
     for (input, expected) in cases {

@@ -276,16 +276,21 @@ mod tests {
     fn values_under_secret_keys_are_redacted_whole() {
         let details = serde_json::json!({
             "password": "hunter2hunter2",
+            "password2": "s3cr3t-numbered",
+            "key1": "0123456789abcdef0123456789abcdef",
             "clientSecret": {"kind": "s3cr3t-object"},
             "x-api-key": 123456789,
             "omaSettings": [{"isEncrypted": true, "value": "oma-secret-1"}, {"value": "plain"}],
             "keySize": 2048,
+            "keySize_2": 4096,
             "sessionTimeout": "PT1H",
             "code": "Forbidden"
         });
         let text = sanitize_json(details).to_string();
         for secret in [
             "hunter2hunter2",
+            "s3cr3t-numbered",
+            "0123456789abcdef",
             "s3cr3t-object",
             "123456789",
             "oma-secret-1",
@@ -294,6 +299,7 @@ mod tests {
         }
         for kept in [
             "\"keySize\":2048",
+            "\"keySize_2\":4096",
             "\"sessionTimeout\":\"PT1H\"",
             "\"code\":\"Forbidden\"",
             "\"value\":\"plain\"",

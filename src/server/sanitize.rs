@@ -13,15 +13,17 @@
 //!    (`name%3Dvalue`, `%22name%22%3A%22value%22`), query strings, XML (`<name>value</name>`),
 //!    Ruby's and Perl's hashes (`"name" => "value"`, `:name => 'value'`) and JSON arrays of
 //!    values. A name is split into word parts at camelCase boundaries and at `-`, `_`, `.` and
-//!    spaces, compared case-insensitively. It names a secret when any part ends with
-//!    `secret(s)`, or when its last part, or its last two or three parts written together, is one
-//!    of [`SECRET_LAST_PARTS`] (`certificatePassword`, `access_token`, `x-api-key`, `AccountKey`,
-//!    `Session-Id`, `connection_string`), or when its last part, written as one word, ends with
-//!    one of [`SECRET_SUFFIXES`] (`accesstoken`, `CLIENTSECRET`, `storageaccountkey`). Harmless
-//!    Graph names keep their value because their last part is not such a word: `sessionTimeout`,
-//!    `keySize`, `tokenLifetime`, `passwordRequired`, `signInFrequency`, `assignments`. `code` is
-//!    a secret only as `code=` (an OAuth authorization code), never as Graph's
-//!    `"code": "Forbidden"`.
+//!    spaces, compared case-insensitively and without the digits a part ends with (a part that
+//!    is only a number is left out): `password2`, `pwd_2` and Azure's `key1` are secret like
+//!    `password`, `pwd` and `key`, `keySize_2` is harmless like `keySize`. It names a secret when
+//!    any part ends with `secret(s)`, or when its last part, or its last two or three parts
+//!    written together, is one of [`SECRET_LAST_PARTS`] (`certificatePassword`, `access_token`,
+//!    `x-api-key`, `AccountKey`, `Session-Id`, `connection_string`), or when its last part,
+//!    written as one word, ends with one of [`SECRET_SUFFIXES`] (`accesstoken`, `CLIENTSECRET`,
+//!    `storageaccountkey`). Harmless Graph names keep their value because their last part is not
+//!    such a word: `sessionTimeout`, `keySize`, `tokenLifetime`, `passwordRequired`,
+//!    `signInFrequency`, `assignments`. `code` is a secret only as `code=` (an OAuth
+//!    authorization code), never as Graph's `"code": "Forbidden"`.
 //! 3. **Cookies**: after a `Cookie` or `Set-Cookie` name, every cookie's value, whatever the
 //!    cookie is called; the attributes of `Set-Cookie` (`Path`, `Expires`, …) stay readable.
 //! 4. **JSON objects that mark a secret**: in an object holding `"isEncrypted": true` or a
@@ -465,9 +467,17 @@ enum SecretName {
 
 /// Whether a name names a secret, and how its value is read.
 fn secret_name(name: &[char]) -> Option<SecretName> {
+    // A number after a part says which one, not what it is: `password2`, `client_secret2`,
+    // `pwd_2` and Azure's `key1` are secrets like the first. A part that is only a number
+    // (`keySize_2`) is left out, so it cannot make a harmless name's last part.
     let parts = name_parts(name);
+    let parts: Vec<&str> = parts
+        .iter()
+        .map(|part| part.trim_end_matches(|c: char| c.is_ascii_digit()))
+        .filter(|part| !part.is_empty())
+        .collect();
     let last = parts.last()?;
-    if parts.len() == 1 && last == "code" {
+    if parts.len() == 1 && *last == "code" {
         return Some(SecretName::EqualsOnly);
     }
     if parts
@@ -866,8 +876,20 @@ impl<'a> Spans<'a> {
                         || (start >= 9 && starts_with_ci(s, start - 9, "%3A%2F%2F"))
                         || self.userinfo.iter().any(|&(_, at)| after_at_sign(at)))
             };
+            // `sig0://app:secret@host`: the scheme of a URL with userinfo is no name, even one
+            // that reads as a secret's; the userinfo scanner redacts the credentials after it
+            // and the host stays. Without userinfo (`password://x`) the value is read.
+            let authority = if s[value_start..].starts_with(&['/', '/']) {
+                Some(value_start + 2)
+            } else if starts_with_ci(s, value_start, "%2F%2F") {
+                Some(value_start + 6)
+            } else {
+                None
+            };
+            let scheme = kind == Separator::Colon
+                && authority.is_some_and(|at| self.userinfo.iter().any(|&(from, _)| from == at));
             if let Some((start, end)) =
-                name_before(s, i, kind).filter(|(start, _)| !userinfo(*start))
+                name_before(s, i, kind).filter(|(start, _)| !scheme && !userinfo(*start))
             {
                 if let Some(name) = secret_name(&s[start..end]) {
                     let accepted = match name {
@@ -1817,6 +1839,18 @@ mod tests {
     }
 
     #[test]
+    fn a_scheme_named_like_a_secret_keeps_the_host() {
+        // Found by tests/sanitizer.rs once names ending in digits were read: `sig0:` took the
+        // whole URL as its value.
+        for scheme in ["sig0", "key1", "token"] {
+            let out = sanitize(&format!("{scheme}://app:0_AA_0-A_0aaA~~a@h/path?x=1"));
+            assert_eq!(out, format!("{scheme}://app:[REDACTED]@h/path?x=1"));
+        }
+        // Without userinfo it is a name and its value.
+        assert_eq!(sanitize("password://hunter22"), "password:[REDACTED]");
+    }
+
+    #[test]
     fn a_password_that_looks_like_name_value_keeps_the_host() {
         // Found by tests/sanitizer.rs: `KEY=` inside the password took the host with it.
         for password in ["($aA(;_($aa0KEY=", "x;token=abc", "a:password=b"] {
@@ -1915,6 +1949,14 @@ mod tests {
             "Adminpassword",
             "apikey",
             "storageaccountkey",
+            // Numbered: a second password or key is as secret as the first.
+            "password2",
+            "clientSecret2",
+            "client_secret2",
+            "pwd_2",
+            "key1",
+            "AccountKey1",
+            "access-token-12",
         ] {
             assert!(secret(name), "{name}");
         }
@@ -1932,6 +1974,16 @@ mod tests {
             "keysize",
             "monkey",
             "possession",
+            // A number in or after a harmless name leaves it harmless.
+            "keySize2",
+            "keySize_2",
+            "tokenLifetime2",
+            "password2Length",
+            "passwordMinimumLength_1",
+            "sha256Thumbprint",
+            "monkey1",
+            "2",
+            "_2",
         ] {
             assert!(!secret(name), "{name}");
         }
