@@ -6,28 +6,73 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::{DefaultFields, Format, Writer};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::{RecordFields, VisitOutput};
+use tracing_subscriber::fmt::format::{DefaultVisitor, Format, Writer};
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 use tracing_subscriber::{EnvFilter, FmtSubscriber};
 
 use super::sanitize::redact;
 
-/// Formats fields like tracing's default formatter, then redacts the text.
+/// Formats fields like tracing's default formatter, and redacts each field (`name=value`, or
+/// the message) on its own: the sanitizer reads a text only so far and marks a cut with `…`, so
+/// one long field (a 5,000-character `%error`) is cut without pushing the fields after it
+/// (`run_id=7`) out of the line. The JSON format redacts each string on its own too.
 #[derive(Debug, Default)]
-pub struct SanitizedFields {
-    inner: DefaultFields,
-}
+pub struct SanitizedFields;
 
 impl<'writer> FormatFields<'writer> for SanitizedFields {
-    fn format_fields<R: RecordFields>(
-        &self,
-        mut writer: Writer<'writer>,
-        fields: R,
-    ) -> fmt::Result {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = RedactEachField {
+            writer,
+            is_empty: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+/// Writes each field as [`DefaultVisitor`] formats it, redacted, separated by spaces.
+struct RedactEachField<'writer> {
+    writer: Writer<'writer>,
+    is_empty: bool,
+    result: fmt::Result,
+}
+
+impl RedactEachField<'_> {
+    fn write_field(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        if self.result.is_err() {
+            return;
+        }
         let mut text = String::new();
-        self.inner.format_fields(Writer::new(&mut text), fields)?;
-        writer.write_str(&redact(&text))
+        let mut visitor = DefaultVisitor::new(Writer::new(&mut text), true);
+        record(&mut visitor);
+        self.result = visitor.finish();
+        // The default formatter writes nothing for the `log.` fields it has shown already.
+        if self.result.is_err() || text.is_empty() {
+            return;
+        }
+        if !std::mem::replace(&mut self.is_empty, false) {
+            self.result = self.writer.write_char(' ');
+        }
+        self.result = self
+            .result
+            .and_then(|()| self.writer.write_str(&redact(&text)));
+    }
+}
+
+impl Visit for RedactEachField<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.write_field(|visitor| visitor.record_str(field, value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.write_field(|visitor| visitor.record_error(field, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.write_field(|visitor| visitor.record_debug(field, value));
     }
 }
 
@@ -44,7 +89,7 @@ where
     tracing_subscriber::fmt()
         .with_ansi(ansi)
         .with_env_filter(EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()))
-        .fmt_fields(SanitizedFields::default())
+        .fmt_fields(SanitizedFields)
         .with_writer(writer)
         .finish()
 }
@@ -176,6 +221,21 @@ mod tests {
             assert!(!text.contains(secret), "{secret} reached the log: {text}");
         }
         assert_eq!(text.lines().count(), 2, "one line per event: {text}");
+    }
+
+    #[test]
+    fn a_long_field_is_cut_visibly_and_keeps_the_fields_after_it() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = subscriber("info", false, move || writer.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(error = %"x ".repeat(3000), run_id = 7_i64, "step failed");
+        });
+        let text = captured.text();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("step failed"), "{text}");
+        assert!(text.contains("x…"), "the cut is marked: {text}");
+        assert!(text.contains(" run_id=7"), "{text}");
     }
 
     #[test]

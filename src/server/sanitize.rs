@@ -48,10 +48,12 @@
 //! 8. **Long base64 or hex runs after a secret name** without a separator: `the client secret is
 //!    <run>`, `AccountKey <run>`; a run of at least [`LONG_RUN_MIN_CHARS`] among the next words.
 //!
-//! Whitespace is collapsed first and the result is capped at [`MAX_CHARS`]. The output is a fixed
-//! point: sanitizing it again changes nothing, so a message may safely pass through the sanitizer
-//! at several layers. `tests/sanitizer.rs` checks each family with property tests: a random
-//! secret embedded in each shape must leave no 8-character substring of itself in the output.
+//! Whitespace is collapsed first and the result is capped at [`MAX_CHARS`] ([`redact`], for log
+//! fields, has no cap but reads only the first [`SCAN_LIMIT`] characters; a cut is marked with
+//! `…` either way, never silent). The output is a fixed point: sanitizing it again changes
+//! nothing, so a message may safely pass through the sanitizer at several layers.
+//! `tests/sanitizer.rs` checks each family with property tests: a random secret embedded in each
+//! shape must leave no 8-character substring of itself in the output.
 
 /// What replaces every secret.
 pub const REDACTED: &str = "[REDACTED]";
@@ -62,7 +64,8 @@ pub const MAX_CHARS: usize = 300;
 /// Marks a text that was cut at [`MAX_CHARS`].
 const ELLIPSIS: char = '…';
 
-/// Input beyond this many characters is never looked at: the output keeps far less.
+/// Input beyond this many characters is never looked at: [`sanitize`] keeps far less, and
+/// [`redact`] ends a text cut here with an ellipsis.
 const SCAN_LIMIT: usize = 4096;
 
 /// A word of at least this many characters that mixes letters and digits is treated as a secret.
@@ -179,7 +182,8 @@ pub fn sanitize(input: &str) -> String {
 }
 
 /// Returns `input` with secrets redacted and whitespace collapsed, without the length cap: for
-/// log lines, which carry several fields.
+/// the fields of a log line, each redacted on its own. Only the first [`SCAN_LIMIT`] characters
+/// are read; a longer text ends with an ellipsis where it was cut.
 pub fn redact(input: &str) -> String {
     settle(input, str::to_owned)
 }
@@ -203,16 +207,16 @@ fn settle(input: &str, finish: impl Fn(&str) -> String) -> String {
 }
 
 /// Turns every run of whitespace or control characters into one space and trims both ends;
-/// stops (at a word boundary) after [`SCAN_LIMIT`] characters. Also returns where the spaces
+/// stops (at a word boundary) after [`SCAN_LIMIT`] characters and then ends the text with an
+/// ellipsis, as [`truncate`] does, so that a cut is never silent. Also returns where the spaces
 /// that stand for a line break are (ascending): a token wrapped over lines goes on after one.
 fn collapse_whitespace(input: &str) -> (Vec<char>, Vec<usize>) {
-    let mut out: Vec<char> = Vec::with_capacity(input.len().min(SCAN_LIMIT));
+    let mut out: Vec<char> = Vec::with_capacity(input.len().min(SCAN_LIMIT + 1));
     let mut line_breaks = Vec::new();
+    let mut cut = false;
     for c in input.chars() {
         if c.is_whitespace() || c.is_control() {
-            if out.len() >= SCAN_LIMIT {
-                break;
-            }
+            // Past the limit this adds at most one space: whitespace alone is not cut off.
             if out.last().is_some_and(|last| *last != ' ') {
                 out.push(' ');
             }
@@ -232,6 +236,7 @@ fn collapse_whitespace(input: &str) -> (Vec<char>, Vec<usize>) {
                 while out.last().is_some_and(|last| *last != ' ') {
                     out.pop();
                 }
+                cut = true;
                 break;
             }
             out.push(c);
@@ -241,6 +246,9 @@ fn collapse_whitespace(input: &str) -> (Vec<char>, Vec<usize>) {
         out.pop();
     }
     line_breaks.retain(|&at| at < out.len());
+    if cut {
+        out.push(ELLIPSIS);
+    }
     (out, line_breaks)
 }
 
@@ -1903,6 +1911,19 @@ mod tests {
         assert_eq!(out.chars().count(), MAX_CHARS);
         assert!(out.ends_with(ELLIPSIS));
         assert_eq!(sanitize(&out), out);
+    }
+
+    #[test]
+    fn redact_marks_where_it_stopped_reading() {
+        let long = format!("{} password=hunter2", "word ".repeat(1000));
+        let out = redact(&long);
+        assert!(out.ends_with(&format!("word{ELLIPSIS}")), "{out}");
+        assert!(out.chars().count() <= SCAN_LIMIT + 1);
+        // A word across the limit goes whole: its head may be half a secret.
+        assert_eq!(redact(&"a".repeat(SCAN_LIMIT + 1)), ELLIPSIS.to_string());
+        // Whitespace after the limit cuts nothing off.
+        let exact = "a".repeat(SCAN_LIMIT);
+        assert_eq!(redact(&format!("{exact} \n ")), exact);
     }
 
     #[test]
