@@ -884,20 +884,11 @@ impl<'a> Spans<'a> {
                         || (start >= 9 && starts_with_ci(s, start - 9, "%3A%2F%2F"))
                         || self.userinfo.iter().any(|&(_, at)| after_at_sign(at)))
             };
-            // `sig0://app:secret@host`: the scheme of a URL with userinfo is no name, even one
-            // that reads as a secret's; the userinfo scanner redacts the credentials after it
-            // and the host stays. Without userinfo (`password://x`) the value is read.
-            let authority = if s[value_start..].starts_with(&['/', '/']) {
-                Some(value_start + 2)
-            } else if starts_with_ci(s, value_start, "%2F%2F") {
-                Some(value_start + 6)
-            } else {
-                None
-            };
-            let scheme = kind == Separator::Colon
-                && authority.is_some_and(|at| self.userinfo.iter().any(|&(from, _)| from == at));
+            // A secret's name before `://` (`password://ab@cd`, `sig0://app:pw@host`) is read as
+            // a name, not as a scheme: its whole value goes, host and all. An absurd URL loses
+            // more than it must; a password split at `@` keeps no half.
             if let Some((start, end)) =
-                name_before(s, i, kind).filter(|(start, _)| !scheme && !userinfo(*start))
+                name_before(s, i, kind).filter(|(start, _)| !userinfo(*start))
             {
                 if let Some(name) = secret_name(&s[start..end]) {
                     let accepted = match name {
@@ -1847,15 +1838,22 @@ mod tests {
     }
 
     #[test]
-    fn a_scheme_named_like_a_secret_keeps_the_host() {
-        // Found by tests/sanitizer.rs once names ending in digits were read: `sig0:` took the
-        // whole URL as its value.
-        for scheme in ["sig0", "key1", "token"] {
-            let out = sanitize(&format!("{scheme}://app:0_AA_0-A_0aaA~~a@h/path?x=1"));
-            assert_eq!(out, format!("{scheme}://app:[REDACTED]@h/path?x=1"));
+    fn a_scheme_named_like_a_secret_takes_the_whole_url() {
+        // Found in review: read as a URL scheme, `password://ab@cdefghijklmnop` kept the part
+        // of the password after `@` as a host. A secret's name before `://` is a name.
+        for (input, expected) in [
+            ("password://ab@cdefghijklmnop", "password:[REDACTED]"),
+            ("pwd://Tr0ub4dor:x@horse-battery-staple", "pwd:[REDACTED]"),
+            ("sig0://app:0_AA_0-A_0aaA~~a@h/path?x=1", "sig0:[REDACTED]"),
+            ("password://hunter22", "password:[REDACTED]"),
+        ] {
+            assert_eq!(sanitize(input), expected, "{input}");
         }
-        // Without userinfo it is a name and its value.
-        assert_eq!(sanitize("password://hunter22"), "password:[REDACTED]");
+        // A real scheme keeps its host.
+        assert_eq!(
+            sanitize("https://app:pw@host.example/x"),
+            "https://app:[REDACTED]@host.example/x"
+        );
     }
 
     #[test]
