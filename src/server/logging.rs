@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::format::{DefaultVisitor, Format, Writer};
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 use tracing_subscriber::{EnvFilter, FmtSubscriber};
 
-use super::sanitize::redact;
+use super::sanitize::{is_secret_name, redact, REDACTED};
 
 /// Formats fields like tracing's default formatter, and redacts each field (`name=value`, or
 /// the message) on its own: the sanitizer reads a text only so far and marks a cut with `…`, so
@@ -96,7 +96,8 @@ where
 
 /// The log subscriber for log shippers: one JSON object per line. tracing's JSON format reads
 /// the fields itself, so here the sanitizer works on each finished line: every string in it is
-/// redacted on its own, so a redaction never swallows the JSON around a value.
+/// redacted on its own, so a redaction never swallows the JSON around a value, and a field
+/// named as a secret loses its whole value.
 pub fn json_subscriber<W>(filter: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -160,12 +161,23 @@ impl<W: Write> Drop for LineRedactor<W> {
     }
 }
 
-/// Redacts every string (keys stay: they are field names written in the code).
+/// Redacts every string, and the whole value of a field whose name is a secret's
+/// (`password = "…"`, `client_secret = %x`): a string redacted on its own no longer has its
+/// name beside it, as the text format's `name=value` has. Keys stay: they are field names
+/// written in the code.
 fn redact_strings(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::String(text) => *text = redact(text),
         serde_json::Value::Array(items) => items.iter_mut().for_each(redact_strings),
-        serde_json::Value::Object(fields) => fields.values_mut().for_each(redact_strings),
+        serde_json::Value::Object(fields) => {
+            for (name, value) in fields.iter_mut() {
+                if is_secret_name(name) && !value.is_null() {
+                    *value = serde_json::Value::String(REDACTED.into());
+                } else {
+                    redact_strings(value);
+                }
+            }
+        }
         _ => {}
     }
 }
@@ -236,6 +248,47 @@ mod tests {
         assert!(text.contains("step failed"), "{text}");
         assert!(text.contains("x…"), "the cut is marked: {text}");
         assert!(text.contains(" run_id=7"), "{text}");
+    }
+
+    /// An event with two secret fields and a harmless one.
+    fn log_secret_fields() {
+        tracing::warn!(
+            password = "hunter2-horse",
+            clientSecret = %"AbC123xyz987",
+            user = "ann",
+            "x"
+        );
+    }
+
+    #[test]
+    fn json_fields_named_as_secrets_lose_their_values() {
+        // Found in review: each string was redacted without its key, so a secret field's
+        // value (`password = "…"`) reached the JSON line as it was.
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = json_subscriber("info", move || writer.clone());
+        tracing::subscriber::with_default(subscriber, log_secret_fields);
+        let text = captured.text();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
+        assert_eq!(line["fields"]["password"], REDACTED, "{text}");
+        assert_eq!(line["fields"]["clientSecret"], REDACTED, "{text}");
+        assert_eq!(line["fields"]["user"], "ann", "{text}");
+        for secret in ["hunter2-horse", "AbC123xyz987"] {
+            assert!(!text.contains(secret), "{secret} reached the log: {text}");
+        }
+    }
+
+    #[test]
+    fn text_fields_named_as_secrets_lose_their_values() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = subscriber("info", false, move || writer.clone());
+        tracing::subscriber::with_default(subscriber, log_secret_fields);
+        let text = captured.text();
+        assert!(text.contains("user=\"ann\""), "{text}");
+        for secret in ["hunter2-horse", "AbC123xyz987"] {
+            assert!(!text.contains(secret), "{secret} reached the log: {text}");
+        }
     }
 
     #[test]
