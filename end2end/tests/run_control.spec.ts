@@ -429,6 +429,28 @@ test("a run button's poll that fails for a passing reason keeps its row, with a 
   await cancelQuietly(page, runId);
 });
 
+test("a run button whose read after a start fails says so instead of the old row", async ({ page }) => {
+  test.setTimeout(90_000);
+  await knobs(page, { latency_ms: 5_000, latency_jitter_ms: 0 });
+  await page.goto(`/t/${TENANT}/policies`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByTestId("policies-table").locator("tbody").getByRole("link").last().click();
+  const capture = page.getByTestId("capture-now");
+  await expect(capture.getByTestId("run-active")).toHaveCount(0);
+  // The start is answered; the read after it does not arrive. Nothing reads again while no
+  // run was seen active, so the old row (no run, the button enabled) would stay for good.
+  await page.route(ACTIVITY, (route) => route.abort());
+  await capture.getByRole("button", { name: "Capture now" }).click();
+  await expect(capture.getByRole("alert")).toBeVisible();
+  await expect(capture.getByRole("button", { name: "Capture now" })).toHaveCount(0);
+  await page.unroute(ACTIVITY);
+  await page.reload();
+  const active = capture.getByTestId("run-active");
+  await expect(active).toBeVisible();
+  const runId = Number((await active.getByRole("link").textContent())?.match(/run #(\d+)/)?.[1]);
+  await cancelQuietly(page, runId);
+});
+
 test("a run button's poll stops once the user is signed out", async ({ page }) => {
   test.setTimeout(90_000);
   const { capture, runId } = await slowCapture(page);

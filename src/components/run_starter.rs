@@ -48,8 +48,10 @@ pub fn RunStarter(
         })
     });
     // What the row last showed, and for which tenant: a poll of the same tenant that failed for
-    // a passing reason keeps it (with a quiet note) until one works; one refused for good drops
-    // it for the error.
+    // a passing reason keeps it (with a quiet note) until one works, while a run was active and
+    // the poll thus tries again; one refused for good drops it for the error. A read that
+    // failed with no run seen active (the one after a start, say) shows the error: nothing
+    // would read again, and the old row would hide the run just started.
     let shown = StoredValue::new(None::<(String, RunActivity)>);
     let shown_or = move |read: Result<RunActivity, AppError>| {
         let now = tenant.get_untracked();
@@ -63,7 +65,9 @@ pub fn RunStarter(
                     shown.set_value(None);
                 }
                 let kept = shown.with_value(|shown| match shown {
-                    Some((seen, current)) if *seen == now => Some(current.clone()),
+                    Some((seen, current)) if *seen == now && current.active.is_some() => {
+                        Some(current.clone())
+                    }
                     _ => None,
                 });
                 error.or_kept(kept)
