@@ -41,10 +41,17 @@ if [[ -f target/.front-toolchain ]]; then
 fi
 
 echo "==> server ($profile), beside the bundle"
+# In a process group of its own (job control on for the `&`), so that it can be stopped whole:
+# cargo does not pass a signal on to its rustc processes. A failed step or an interrupt stops
+# the script, and the server's build must not outlive it.
+set -m
 cargo build --bin "$name" --profile "$profile" &
 server_build=$!
-# A failed step stops the script; the server's build must not outlive it.
-trap 'kill "$server_build" 2>/dev/null || true' EXIT
+set +m
+stop_server_build() { kill -- -"$server_build" 2>/dev/null || true; }
+trap stop_server_build EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 echo "==> browser bundle ($front_profile)"
 "${cargo_front[@]}" build --lib --target wasm32-unknown-unknown --no-default-features --features hydrate \
@@ -127,5 +134,5 @@ if ! wait "$server_build"; then
   echo "the server's build failed (its errors are above)" >&2
   exit 1
 fi
-trap - EXIT
+trap - EXIT INT TERM
 echo "==> built target/$out/$name and $site"
