@@ -27,7 +27,8 @@ const BUCKETS: &[f64] = &[
 ];
 
 static INSTALLED: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
-/// When this instance's worker last reached the database (a claim or a lease renewal), in ms.
+/// When this instance's worker last reached the database (a claim, a lease renewal or a batch
+/// of outcomes), in ms.
 static LAST_HEARTBEAT: AtomicI64 = AtomicI64::new(0);
 
 /// Installs the process's recorder (once; later calls return the same handle).
