@@ -41,13 +41,20 @@ struct RedactEachField<'writer> {
 }
 
 impl RedactEachField<'_> {
-    fn write_field(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+    /// Writes `field` as `record` formats it; a field named as a secret (`password`,
+    /// `clientSecret`) as `name=[REDACTED]`, whatever its value holds (the sanitizer reads an
+    /// unquoted value only up to a space or a `;`).
+    fn write_field(&mut self, field: &Field, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
         if self.result.is_err() {
             return;
         }
         let mut text = String::new();
         let mut visitor = DefaultVisitor::new(Writer::new(&mut text), true);
-        record(&mut visitor);
+        if is_secret_name(field.name()) {
+            visitor.record_debug(field, &format_args!("{REDACTED}"));
+        } else {
+            record(&mut visitor);
+        }
         self.result = visitor.finish();
         // The default formatter writes nothing for the `log.` fields it has shown already.
         if self.result.is_err() || text.is_empty() {
@@ -64,15 +71,15 @@ impl RedactEachField<'_> {
 
 impl Visit for RedactEachField<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.write_field(|visitor| visitor.record_str(field, value));
+        self.write_field(field, |visitor| visitor.record_str(field, value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.write_field(|visitor| visitor.record_error(field, value));
+        self.write_field(field, |visitor| visitor.record_error(field, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.write_field(|visitor| visitor.record_debug(field, value));
+        self.write_field(field, |visitor| visitor.record_debug(field, value));
     }
 }
 
@@ -255,6 +262,7 @@ mod tests {
         tracing::warn!(
             password = "hunter2-horse",
             clientSecret = %"AbC123xyz987",
+            token = %"first;second third",
             user = "ann",
             "x"
         );
@@ -273,7 +281,7 @@ mod tests {
         assert_eq!(line["fields"]["password"], REDACTED, "{text}");
         assert_eq!(line["fields"]["clientSecret"], REDACTED, "{text}");
         assert_eq!(line["fields"]["user"], "ann", "{text}");
-        for secret in ["hunter2-horse", "AbC123xyz987"] {
+        for secret in ["hunter2-horse", "AbC123xyz987", "first", "second", "third"] {
             assert!(!text.contains(secret), "{secret} reached the log: {text}");
         }
     }
@@ -286,7 +294,9 @@ mod tests {
         tracing::subscriber::with_default(subscriber, log_secret_fields);
         let text = captured.text();
         assert!(text.contains("user=\"ann\""), "{text}");
-        for secret in ["hunter2-horse", "AbC123xyz987"] {
+        // A value the sanitizer would read only up to its `;` or space goes whole.
+        assert!(text.contains("token=[REDACTED] user"), "{text}");
+        for secret in ["hunter2-horse", "AbC123xyz987", "first", "second", "third"] {
             assert!(!text.contains(secret), "{secret} reached the log: {text}");
         }
     }
