@@ -9,7 +9,7 @@
 #      these steps are skipped when the wasm they start from has not changed since the last
 #      build,
 #   3. public/ and the stylesheet into target/site,
-#   4. the server binary with the ssr feature, built beside steps 1 and 2 (its own target dir):
+#   4. the server binary with the ssr feature, built beside steps 1 to 3 (its own target dir):
 #      on two cores each build's serial stretches (the bundle's LTO, a link) leave a core to the
 #      other.
 # The same optimised bundle serves command 1 and the Playwright suite, so the tests check what
@@ -42,16 +42,15 @@ fi
 
 echo "==> server ($profile), beside the bundle"
 # In a process group of its own (job control on for the `&`), so that it can be stopped whole:
-# cargo does not pass a signal on to its rustc processes. A failed step or an interrupt stops
-# the script, and the server's build must not outlive it.
+# cargo does not pass a signal on to its rustc processes. A failed step, Ctrl-C or a signal
+# stops the script (bash runs the EXIT trap then too), and the server's build must not outlive
+# it.
 set -m
 cargo build --bin "$name" --profile "$profile" &
 server_build=$!
 set +m
 stop_server_build() { kill -- -"$server_build" 2>/dev/null || true; }
 trap stop_server_build EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 echo "==> browser bundle ($front_profile)"
 "${cargo_front[@]}" build --lib --target wasm32-unknown-unknown --no-default-features --features hydrate \
@@ -134,5 +133,5 @@ if ! wait "$server_build"; then
   echo "the server's build failed (its errors are above)" >&2
   exit 1
 fi
-trap - EXIT INT TERM
+trap - EXIT
 echo "==> built target/$out/$name and $site"
