@@ -46,7 +46,7 @@ fi
 # 2. wasm-bindgen CLI: must equal the wasm-bindgen crate in Cargo.lock.
 wbg_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg_version" ]]; then
-  say "installing wasm-bindgen-cli $wbg_version (about 2 minutes, once per machine)"
+  say "installing wasm-bindgen-cli $wbg_version (1–2 minutes, once per machine)"
   # Not --locked: the CLI's own lockfile pins a webpki-roots version the registry no longer has.
   # A debug build: its install takes about 60 % of the release build's CPU, and it binds the
   # bundle in 1.7 s instead of 0.4 s, byte for byte the same (docs/benchmarks.md).
