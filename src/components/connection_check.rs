@@ -6,7 +6,7 @@
 
 use leptos::prelude::*;
 
-use super::poll::{use_poll, PollState, PollTrouble};
+use super::poll::{use_poll, LastRead, PollState, PollTrouble};
 use super::{Column, DataTable, ErrorMessage, Loading, NeedsRole, ToastQueue};
 use crate::api::connection::{get_connection_check, CheckConnection};
 use crate::domain::connection::{
@@ -32,7 +32,7 @@ pub fn ConnectionCheck(
         status.with(|status| PollState::of(status.as_ref(), |s| s.active_run.is_some()))
     });
     // The status last shown: a poll that failed keeps it (with a quiet note) until one works.
-    let shown = StoredValue::new(None::<ConnectionStatus>);
+    let shown = LastRead::<ConnectionStatus>::new();
     // A check seen queued or running that has now ended, or the one this page started that
     // ended before a poll saw it running: say how it went, once. Effects only run in the
     // browser.
@@ -81,21 +81,10 @@ pub fn ConnectionCheck(
             <Transition fallback=|| view! { <Loading what="the last connection check" /> }>
                 {move || Suspend::new(async move {
                     let refused = refusal(Capability::CheckConnection).await;
-                    let read = match status.await {
-                        Ok(current) => {
-                            shown.set_value(Some(current.clone()));
-                            Ok(current)
-                        }
-                        // As the run page: a passing failure keeps what was shown, one that
-                        // ends polling (signed out, no longer a member) drops it for the error,
-                        // or the page would say "Checking…" for good.
-                        Err(error) => {
-                            if error.ends_polling() {
-                                shown.set_value(None);
-                            }
-                            error.or_kept(shown.get_value())
-                        }
-                    };
+                    // As the run page: a passing failure keeps what was shown, one that ends
+                    // polling (signed out, no longer a member) drops it for the error, or the
+                    // page would say "Checking…" for good.
+                    let read = shown.shown(status.await, |_| true);
                     match read {
                         Ok(current) => view! {
                             <CheckButton start tenant refused active=current.active_run />

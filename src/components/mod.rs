@@ -33,7 +33,7 @@ pub use needs_role::NeedsRole;
 pub use notification_bell::NotificationBell;
 pub use policy_picker::PolicyPicker;
 pub use policy_type_options::{PlatformOptions, PolicyTypeOptions};
-pub use poll::{poll_delay, use_poll_while};
+pub use poll::{poll_delay, use_poll_while, LastRead, PollTrouble};
 pub use readable_rows::ReadableSections;
 pub use retry_run::RetryRunButton;
 pub use run_panel::RunPanel;

@@ -160,6 +160,52 @@ impl From<Option<Result<bool, AppError>>> for PollState {
     }
 }
 
+/// The last answer a poll showed, shown again while later reads fail for a passing reason
+/// ([`AppError::or_kept`]); a read refused for good (signed out, no longer a member, the thing
+/// gone) forgets it, so the error shows.
+pub struct LastRead<T: Send + Sync + 'static>(StoredValue<Option<T>>);
+
+impl<T: Send + Sync + 'static> Clone for LastRead<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Send + Sync + 'static> Copy for LastRead<T> {}
+
+impl<T: Clone + Send + Sync + 'static> LastRead<T> {
+    pub fn new() -> Self {
+        Self(StoredValue::new(None))
+    }
+
+    /// What to show for `read`: an answer, kept for later; or, for a failure, the kept answer
+    /// when `keep` says it still stands for what is asked now, else the error.
+    pub fn shown(
+        self,
+        read: Result<T, AppError>,
+        keep: impl FnOnce(&T) -> bool,
+    ) -> Result<T, AppError> {
+        match read {
+            Ok(answer) => {
+                self.0.set_value(Some(answer.clone()));
+                Ok(answer)
+            }
+            Err(error) => {
+                if error.ends_polling() {
+                    self.0.set_value(None);
+                }
+                error.or_kept(self.0.get_value().filter(keep))
+            }
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Default for LastRead<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A failed poll, said quietly beside what was last read: it is tried again by itself.
 #[component]
 pub fn PollTrouble(failures: ReadSignal<u32>) -> impl IntoView {
@@ -186,6 +232,27 @@ mod tests {
         assert!(delays.iter().all(|d| *d <= RETRY_MAX && *d > POLL_VISIBLE));
         assert_eq!(*delays.last().unwrap_or(&Duration::ZERO), RETRY_MAX);
         assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
+    }
+
+    #[test]
+    fn the_last_read_stands_in_for_a_passing_failure_only() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let last = LastRead::<i64>::new();
+            let passing = || Err(AppError::Transport("reset".into()));
+            assert!(last.shown(passing(), |_| true).is_err(), "nothing read yet");
+            assert_eq!(last.shown(Ok(7), |_| true), Ok(7));
+            assert_eq!(last.shown(passing(), |_| true), Ok(7), "kept");
+            assert!(
+                last.shown(passing(), |n| *n != 7).is_err(),
+                "not for this read"
+            );
+            assert!(last.shown(Err(AppError::Unauthorized), |_| true).is_err());
+            assert!(
+                last.shown(passing(), |_| true).is_err(),
+                "a refusal for good forgot it"
+            );
+        });
     }
 
     #[test]

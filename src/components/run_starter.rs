@@ -5,7 +5,7 @@
 
 use leptos::prelude::*;
 
-use super::poll::PollTrouble;
+use super::poll::{LastRead, PollTrouble};
 use super::{use_poll_while, ErrorMessage, NeedsRole, ToastQueue};
 use crate::api::captures::get_run_activity;
 use crate::domain::run::OperationType;
@@ -52,27 +52,15 @@ pub fn RunStarter(
     // the poll thus tries again; one refused for good drops it for the error. A read that
     // failed with no run seen active (the one after a start, say) shows the error: nothing
     // would read again, and the old row would hide the run just started.
-    let shown = StoredValue::new(None::<(String, RunActivity)>);
+    let shown = LastRead::<(String, RunActivity)>::new();
     let shown_or = move |read: Result<RunActivity, AppError>| {
         let now = tenant.get_untracked();
-        match read {
-            Ok(current) => {
-                shown.set_value(Some((now, current.clone())));
-                Ok(current)
-            }
-            Err(error) => {
-                if error.ends_polling() {
-                    shown.set_value(None);
-                }
-                let kept = shown.with_value(|shown| match shown {
-                    Some((seen, current)) if *seen == now && current.active.is_some() => {
-                        Some(current.clone())
-                    }
-                    _ => None,
-                });
-                error.or_kept(kept)
-            }
-        }
+        let read = read.map(|current| (now.clone(), current));
+        shown
+            .shown(read, |(seen, current)| {
+                *seen == now && current.active.is_some()
+            })
+            .map(|(_, current)| current)
     };
     // A run that ended which this page started, or saw queued or running: reported once.
     // (A short run may end before the first poll sees it active.) Effects only run in the

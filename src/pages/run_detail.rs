@@ -21,7 +21,7 @@ use super::{query_page, query_param};
 use crate::api::runs::{get_run, run_version, CancelRun, RetryFailed};
 use crate::components::{
     or_absent, provide_toasts, use_poll_while, CancelRunButton, Column, DataTable, EmptyState,
-    ErrorMessage, Loading, RetryRunButton, RunStatusBadge, Toasts,
+    ErrorMessage, Loading, PollTrouble, RetryRunButton, RunStatusBadge, Toasts,
 };
 use crate::domain::graph_wait::GraphFigures;
 use crate::domain::routes;
@@ -175,11 +175,7 @@ pub fn RunDetailPage() -> impl IntoView {
                 view! { <RunActionArea first polled id role tick /> }
             })}
         </Transition>
-        {move || (failures.get() > 0).then(|| view! {
-            <p class="poll-trouble muted small" role="status" data-testid="poll-trouble">
-                "Could not refresh — trying again…"
-            </p>
-        })}
+        <PollTrouble failures />
         <h2 id="items-title">"Items"</h2>
         <div class="action-row">
             <OutcomeFilter outcome compares on_change=show_outcome />

@@ -11,7 +11,9 @@ use leptos::prelude::*;
 use super::Wizard;
 use crate::api::restore::ExecuteRestore;
 use crate::api::runs::{get_run, run_version};
-use crate::components::{use_poll_while, ErrorMessage, Loading, NeedsRole, RunStatusBadge};
+use crate::components::{
+    use_poll_while, ErrorMessage, LastRead, Loading, NeedsRole, PollTrouble, RunStatusBadge,
+};
 use crate::domain::restore::{GateFailure, RestorePreview};
 use crate::domain::run_detail::RunDetail;
 use crate::domain::{routes, AppError};
@@ -263,19 +265,8 @@ fn ExecuteProgress(tenant: String, run_id: i64) -> impl IntoView {
     });
     // The run last shown: a poll that failed for a passing reason keeps it (with a quiet note)
     // until one works; one refused for good drops it for the error.
-    let shown = StoredValue::new(None::<RunDetail>);
-    let shown_or = move |read: Result<RunDetail, AppError>| match read {
-        Ok(detail) => {
-            shown.set_value(Some(detail.clone()));
-            Ok(detail)
-        }
-        Err(error) => {
-            if error.ends_polling() {
-                shown.set_value(None);
-            }
-            error.or_kept(shown.get_value())
-        }
-    };
+    let shown = LastRead::<RunDetail>::new();
+    let shown_or = move |read: Result<RunDetail, AppError>| shown.shown(read, |_| true);
     view! {
         <Transition fallback=|| view! { <Loading what="the restore run" /> }>
             {move || {
@@ -302,10 +293,6 @@ fn ExecuteProgress(tenant: String, run_id: i64) -> impl IntoView {
                 })
             }}
         </Transition>
-        {move || (failures.get() > 0).then(|| view! {
-            <p class="poll-trouble muted small" role="status" data-testid="poll-trouble">
-                "Could not refresh — trying again…"
-            </p>
-        })}
+        <PollTrouble failures />
     }
 }

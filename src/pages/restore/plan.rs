@@ -13,7 +13,8 @@ use crate::api::restore::{get_restore_preview, StartRestorePreview};
 use crate::api::runs::run_version;
 use crate::components::RunStatusBadge;
 use crate::components::{
-    use_poll_while, Column, DataTable, ErrorMessage, Loading, NeedsRole, ABSENT,
+    use_poll_while, Column, DataTable, ErrorMessage, LastRead, Loading, NeedsRole, PollTrouble,
+    ABSENT,
 };
 use crate::domain::restore::{PlanAction, PlanItem, RestorePreview, RestoreSource};
 use crate::domain::run_detail::ItemOutcome;
@@ -90,20 +91,14 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
     // The preview last shown: a poll of the same preview that failed for a passing reason keeps
     // it (with a quiet note) until one works; another preview that fails, or a poll refused for
     // good, shows why.
-    let shown = StoredValue::new(None::<RestorePreview>);
-    let shown_or = move |read: Result<Option<RestorePreview>, AppError>| match read {
-        Ok(read) => {
-            shown.set_value(read.clone());
-            Ok(read)
-        }
-        Err(error) => {
-            if error.ends_polling() {
-                shown.set_value(None);
-            }
-            let now = wizard.preview_id.get_untracked();
-            let kept = shown.get_value().filter(|shown| Some(shown.run_id) == now);
-            error.or_kept(kept.map(Some))
-        }
+    let shown = LastRead::<Option<RestorePreview>>::new();
+    let shown_or = move |read: Result<Option<RestorePreview>, AppError>| {
+        let now = wizard.preview_id.get_untracked();
+        shown.shown(read, |shown| {
+            shown
+                .as_ref()
+                .is_some_and(|shown| Some(shown.run_id) == now)
+        })
     };
     // The preview as the browser last read it, for the parts outside the polled view (the
     // confirmation keeps what was typed), kept the same way. Effects run in the browser only,
@@ -171,11 +166,7 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
                     }
                 })}
             </Transition>
-            {move || (failures.get() > 0).then(|| view! {
-                <p class="poll-trouble muted small" role="status" data-testid="poll-trouble">
-                    "Could not refresh — trying again…"
-                </p>
-            })}
+            <PollTrouble failures />
         </section>
         <ConfirmStep wizard tenant_name current />
     }
