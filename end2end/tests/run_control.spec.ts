@@ -326,16 +326,16 @@ async function newOperator(browser: Browser, owner: Page) {
   return { page, userId };
 }
 
-/** Counts the polls of `page` that were sent after one was refused (403). */
-function pollsAfterRefusal(page: Page) {
+/** Counts the polls (`poll`, by URL) of `page` that were sent after one was refused with `status`. */
+function pollsAfterRefusal(page: Page, poll: RegExp = POLL, status = 403) {
   const seen = { refused: false, after: 0 };
   page.on("request", (request) => {
-    if (seen.refused && POLL.test(request.url())) {
+    if (seen.refused && poll.test(request.url())) {
       seen.after += 1;
     }
   });
   page.on("response", (response) => {
-    if (POLL.test(response.url()) && response.status() === 403) {
+    if (poll.test(response.url()) && response.status() === status) {
       seen.refused = true;
     }
   });
@@ -395,12 +395,17 @@ const ACTIVITY = /\/api\/runs\/activity$/;
  * Starts "Capture now" on the last policy of the list while each Graph answer takes 5 s, and
  * waits until the row shows the run; the row and the run's id.
  */
-async function slowCapture(page: Page) {
+/** A policy's page with Graph slowed to 5 s a request; its "Capture now" row. */
+async function slowPolicy(page: Page) {
   await knobs(page, { latency_ms: 5_000, latency_jitter_ms: 0 });
   await page.goto(`/t/${TENANT}/policies`);
   await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
   await page.getByTestId("policies-table").locator("tbody").getByRole("link").last().click();
-  const capture = page.getByTestId("capture-now");
+  return page.getByTestId("capture-now");
+}
+
+async function slowCapture(page: Page) {
+  const capture = await slowPolicy(page);
   await capture.getByRole("button", { name: "Capture now" }).click();
   const active = capture.getByTestId("run-active");
   await expect(active).toBeVisible();
@@ -431,11 +436,7 @@ test("a run button's poll that fails for a passing reason keeps its row, with a 
 
 test("a run button whose read after a start fails says so instead of the old row", async ({ page }) => {
   test.setTimeout(90_000);
-  await knobs(page, { latency_ms: 5_000, latency_jitter_ms: 0 });
-  await page.goto(`/t/${TENANT}/policies`);
-  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
-  await page.getByTestId("policies-table").locator("tbody").getByRole("link").last().click();
-  const capture = page.getByTestId("capture-now");
+  const capture = await slowPolicy(page);
   await expect(capture.getByTestId("run-active")).toHaveCount(0);
   // The start is answered; the read after it does not arrive. Nothing reads again while no
   // run was seen active, so the old row (no run, the button enabled) would stay for good.
@@ -455,17 +456,7 @@ test("a run button's poll stops once the user is signed out", async ({ page }) =
   test.setTimeout(90_000);
   const { capture, runId } = await slowCapture(page);
   // Signed out (in another tab, say): the next poll is refused, and none follows it.
-  const polls = { refused: false, after: 0 };
-  page.on("request", (request) => {
-    if (polls.refused && ACTIVITY.test(request.url())) {
-      polls.after += 1;
-    }
-  });
-  page.on("response", (response) => {
-    if (ACTIVITY.test(response.url()) && response.status() === 401) {
-      polls.refused = true;
-    }
-  });
+  const polls = pollsAfterRefusal(page, ACTIVITY, 401);
   await call(page, "auth/sign-out", {});
   try {
     await expect(capture.getByRole("alert")).toContainText("Please sign in.");
