@@ -15,6 +15,7 @@ both_backends!(TestApp:
     the_audit_log_filters_and_pages_by_keyset,
     an_inviter_who_may_no_longer_invite_loses_their_pending_invitations,
     an_account_made_through_another_tenants_invitation_is_invited_not_added,
+    a_shared_tenant_forced_by_the_attacker_does_not_make_a_squatted_account_addable,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -452,13 +453,21 @@ async fn role_in_contoso(app: &TestApp, email: &str) -> Option<String> {
     .unwrap()
 }
 
-/// The owner of tenant A invites someone else's address into A and accepts the link himself:
-/// the account `victim@…` is his. When the owner of tenant B, who shares no tenant with that
-/// account, later adds the address, B gets an invitation link instead of a member, and only a
-/// session of that account can use the link (the real person would find they cannot sign in,
-/// and the attacker never gets B's link). Accounts not made through another tenant's link, or
-/// sharing a tenant with the adding owner, are still added at once.
-async fn an_account_made_through_another_tenants_invitation_is_invited_not_added(app: TestApp) {
+/// The address the attacker squats, and the password he chose for it.
+const VICTIM: &str = "victim@example.org";
+const ATTACKERS_PASSWORD: &str = "the attacker's own password";
+
+/// Sessions of the seeded admin, of the attacker (made owner of Fabrikam) and of Contoso's other
+/// owner (the manager, made owner of Contoso only).
+struct Squatted {
+    admin: String,
+    attacker: String,
+    contoso_owner: String,
+}
+
+/// The owner of Fabrikam invites `VICTIM` into Fabrikam and accepts the link himself: the
+/// account is his.
+async fn squat_the_victims_address(app: &TestApp) -> Squatted {
     let admin = app.sign_in(ADMIN).await;
     // The attacker owns Fabrikam (A); the manager becomes an owner of Contoso (B) only.
     let attacker = app.sign_in(OUTSIDER).await;
@@ -472,8 +481,6 @@ async fn an_account_made_through_another_tenants_invitation_is_invited_not_added
         .await
         .expect("the admin makes the manager owner of Contoso");
 
-    const VICTIM: &str = "victim@example.org";
-    const ATTACKERS_PASSWORD: &str = "the attacker's own password";
     let token = token_of(
         app.add_member(&attacker, FABRIKAM, VICTIM, "readonly")
             .await
@@ -483,6 +490,25 @@ async fn an_account_made_through_another_tenants_invitation_is_invited_not_added
         .accept_invitation(&token, "Victim", ATTACKERS_PASSWORD)
         .await;
     accepted.expect("the attacker accepts it himself");
+    Squatted {
+        admin,
+        attacker,
+        contoso_owner,
+    }
+}
+
+/// The owner of tenant A invites someone else's address into A and accepts the link himself:
+/// the account `victim@…` is his. When the owner of tenant B later adds the address, B gets an
+/// invitation link instead of a member, and only a session of that account can use the link
+/// (the real person would find they cannot sign in, and the attacker never gets B's link). This
+/// holds also for an owner who shares a tenant with the account. Accounts not made through
+/// another tenant's link are still added at once.
+async fn an_account_made_through_another_tenants_invitation_is_invited_not_added(app: TestApp) {
+    let Squatted {
+        admin,
+        attacker,
+        contoso_owner,
+    } = squat_the_victims_address(&app).await;
 
     // Contoso's owner adds the address: an invitation, not a membership.
     for role in ["owner", "readonly"] {
@@ -541,13 +567,17 @@ async fn an_account_made_through_another_tenants_invitation_is_invited_not_added
         .await
         .expect("removed again");
 
-    // The admin shares Fabrikam with the account: added at once.
-    assert_eq!(
-        app.add_member(&admin, CONTOSO, VICTIM, "readonly")
-            .await
-            .expect("the admin adds it"),
-        AddMemberOutcome::Added
+    // The admin shares Fabrikam with the account: invited all the same (the attacker chooses
+    // whom his tenant shares).
+    let outcome = app
+        .add_member(&admin, CONTOSO, VICTIM, "readonly")
+        .await
+        .expect("the admin adds it");
+    assert!(
+        matches!(outcome, AddMemberOutcome::Invited { .. }),
+        "{outcome:?}"
     );
+    assert_eq!(role_in_contoso(&app, VICTIM).await, None);
     // An account not made through an invitation (the seeded one of Fabrikam's owner), though
     // it shares no tenant with Contoso's new owner: added at once, as before.
     assert_eq!(
@@ -555,5 +585,43 @@ async fn an_account_made_through_another_tenants_invitation_is_invited_not_added
             .await
             .expect("the owner adds it"),
         AddMemberOutcome::Added
+    );
+}
+
+/// The attacker who squatted `victim@…` through his tenant (Fabrikam) adds Contoso's owner to
+/// Fabrikam himself, which needs no consent of that owner's seeded account: the owner now shares
+/// a tenant with the squatted account. Adding the address to Contoso as owner still gives an
+/// invitation, not a membership: a shared tenant the attacker forced proves nothing.
+async fn a_shared_tenant_forced_by_the_attacker_does_not_make_a_squatted_account_addable(
+    app: TestApp,
+) {
+    let Squatted {
+        attacker,
+        contoso_owner,
+        ..
+    } = squat_the_victims_address(&app).await;
+    assert_eq!(
+        app.add_member(&attacker, FABRIKAM, MANAGER, "readonly")
+            .await
+            .expect("the attacker adds Contoso's owner to his tenant"),
+        AddMemberOutcome::Added
+    );
+    let outcome = app
+        .add_member(&contoso_owner, CONTOSO, VICTIM, "owner")
+        .await
+        .expect("Contoso's owner adds the address");
+    assert!(
+        matches!(outcome, AddMemberOutcome::Invited { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(role_in_contoso(&app, VICTIM).await, None);
+    // The attacker's sessions have no way into Contoso either.
+    let squatter = sign_in_with(&app, VICTIM, ATTACKERS_PASSWORD).await;
+    assert_eq!(
+        app.members(&squatter, CONTOSO)
+            .await
+            .expect_err("the squatter is no member of Contoso")
+            .status,
+        403
     );
 }

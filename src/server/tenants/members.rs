@@ -30,8 +30,10 @@ pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<Member>, AppError>
 /// consent, else by an invitation whose link (built on `public_url`, the URL browsers reach the
 /// app at) the owner passes on. An account made through another tenant's invitation proves no
 /// more than that someone held that tenant's link: whoever accepted it chose the password,
-/// whatever the address. Unless the owner already shares a tenant with it, such an account is
-/// invited too, and only a session of that account can accept the link.
+/// whatever the address. Such an account is always invited too, and only a session of that
+/// account can accept the link: sharing a tenant with the owner proves nothing, as the holder of
+/// the account may have brought the owner (or the account) into that tenant without the owner's
+/// consent.
 pub async fn add_or_invite(
     db: &Db,
     scope: &TenantScope,
@@ -40,7 +42,7 @@ pub async fn add_or_invite(
     role: Role,
     public_url: Option<&str>,
 ) -> Result<AddMemberOutcome, AppError> {
-    match account(db, scope, actor, email).await? {
+    match account(db, scope, email).await? {
         Account::Addable(user_id) => {
             add(db, scope, actor, user_id, email, role).await?;
             Ok(AddMemberOutcome::Added)
@@ -59,17 +61,12 @@ enum Account {
     None,
     /// An account the owner may add at once.
     Addable(i64),
-    /// An account made through an invitation of another tenant, sharing no tenant with the
-    /// owner: it joins only by accepting an invitation while signed in.
+    /// An account that accepted an invitation of another tenant: it joins only by accepting an
+    /// invitation while signed in.
     NeedsConsent,
 }
 
-async fn account(
-    db: &Db,
-    scope: &TenantScope,
-    actor: i64,
-    email: &Email,
-) -> Result<Account, AppError> {
+async fn account(db: &Db, scope: &TenantScope, email: &Email) -> Result<Account, AppError> {
     let Some(user_id) = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE email = $1")
         .bind(email.as_str())
         .fetch_optional(db.pool())
@@ -84,18 +81,7 @@ async fn account(
     .bind(scope.id())
     .fetch_one(db.pool())
     .await?;
-    if invited_elsewhere == 0 {
-        return Ok(Account::Addable(user_id));
-    }
-    let shared: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM memberships theirs JOIN memberships mine \
-         ON mine.tenant_id = theirs.tenant_id WHERE theirs.user_id = $1 AND mine.user_id = $2",
-    )
-    .bind(user_id)
-    .bind(actor)
-    .fetch_one(db.pool())
-    .await?;
-    Ok(if shared > 0 {
+    Ok(if invited_elsewhere == 0 {
         Account::Addable(user_id)
     } else {
         Account::NeedsConsent
