@@ -39,6 +39,7 @@ both_backends!(local Fixture:
     a_cancel_while_a_create_is_in_flight_records_the_write_in_full,
     a_takeover_never_takes_a_policy_that_existed_for_its_create,
     a_takeover_records_a_write_the_crashed_claim_made,
+    a_takeover_claims_no_write_it_never_announced,
     leaving_scope_tags_out_leaves_the_live_tags_alone,
     a_part_left_out_of_the_restore_is_no_change,
     a_create_warns_of_a_live_policy_with_the_backups_name,
@@ -1073,6 +1074,8 @@ async fn a_takeover_records_a_write_the_crashed_claim_made(f: Fixture) {
     assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
     let run_id = f.queue_execute(preview).await;
     f.as_taken_over(run_id).await;
+    // The crashed claim announced its update before sending it.
+    f.announce_update(run_id, id).await;
     f.write_directly(
         PolicyType::Compliance,
         item(&plan, id)
@@ -1098,6 +1101,56 @@ async fn a_takeover_records_a_write_the_crashed_claim_made(f: Fixture) {
         Some("1 of 1 now match the backup."),
         "{detail:?}"
     );
+}
+
+/// A claim taking an execute over whose item was never announced (no claim sent its update)
+/// finds the policy moved since the preview and now matching the backup: someone else wrote it
+/// (an admin, by hand), not the run. The item fails as changed since the preview, as the first
+/// claim's would, with no action recorded and no audit row claiming the write.
+async fn a_takeover_claims_no_write_it_never_announced(f: Fixture) {
+    let backup = f.backup().await;
+    let (id, graph_id) = backup.policies[2].clone();
+    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
+    let run_id = f.queue_execute(preview).await;
+    f.as_taken_over(run_id).await;
+    f.write_directly(
+        PolicyType::Compliance,
+        item(&plan, id)
+            .backup_snapshot_id
+            .expect("the backup version"),
+        Some(&graph_id),
+    )
+    .await;
+    f.demo.sim.reset_counters();
+    f.finish(run_id).await;
+    let detail = f.detail(run_id).await;
+    let row = &detail.items.rows[0];
+    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
+    assert_eq!(row.reason_code, Some(ReasonCode::ChangedSincePreview));
+    assert_eq!(f.action(run_id, id).await, None);
+    assert_eq!(f.audited().await, 0, "no write of the run to audit");
+    assert_eq!(f.writes(), Vec::<String>::new());
+}
+
+impl Fixture {
+    /// Records that an earlier claim of run `run_id` announced the update of `policy_id` now
+    /// (its item, pending), as a claim does right before sending it.
+    async fn announce_update(&self, run_id: i64, policy_id: i64) {
+        let tenant_id = common::tenant_id(&self.app.db, CONTOSO).await;
+        sqlx::query(
+            "INSERT INTO run_items (tenant_id, run_id, policy_id, update_sent_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant_id)
+        .bind(run_id)
+        .bind(policy_id)
+        .bind(tenantatlas::domain::Timestamp::now().millis())
+        .execute(self.app.db.pool())
+        .await
+        .unwrap();
+    }
 }
 
 /// A settings catalog policy is replaced by a PUT; with scope tags left out of the restore (the

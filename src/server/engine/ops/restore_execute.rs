@@ -413,8 +413,11 @@ impl RestoreExecute {
         let live_hash = live.as_ref().map(|s| s.content_hash.as_str());
         if live_hash != item.planned.live_hash.as_deref() {
             // A claim taking the run over finds what an earlier one wrote before it could
-            // record so: a policy that now matches the backup is that write, done.
-            if let (true, Some(live)) = (attempt > 1, live) {
+            // record so: a policy that now matches the backup is that write, done. Only an
+            // announced update can be one (since migration 0026 no claim writes without
+            // announcing first): without one, the change is someone else's, as for the first
+            // claim.
+            if let (true, Some(_), Some(live)) = (attempt > 1, item.update_sent_at, live) {
                 if differing_settings(policy_type, backup, &live, item.restore_options()) == 0 {
                     return Restored::Done {
                         action: RestoreAction::Updated,
@@ -424,14 +427,12 @@ impl RestoreExecute {
                 }
                 // An earlier claim announced its update and stopped before recording it: what
                 // Intune holds now may be that write, cut short.
-                if item.update_sent_at.is_some() {
-                    return Restored::PartlyWritten {
-                        action: RestoreAction::Updated,
-                        graph_id: item.graph_id.clone(),
-                        reason: ReasonCode::ChangedSincePreview,
-                        message: "An earlier attempt of this run started updating the policy and stopped before it could record the outcome; the policy now matches neither the preview nor the backup, so it may be partly written. Run the preview again to restore the rest.".into(),
-                    };
-                }
+                return Restored::PartlyWritten {
+                    action: RestoreAction::Updated,
+                    graph_id: item.graph_id.clone(),
+                    reason: ReasonCode::ChangedSincePreview,
+                    message: "An earlier attempt of this run started updating the policy and stopped before it could record the outcome; the policy now matches neither the preview nor the backup, so it may be partly written. Run the preview again to restore the rest.".into(),
+                };
             }
             return Restored::Failed(
                 ReasonCode::ChangedSincePreview,
