@@ -40,6 +40,7 @@ both_backends!(local Fixture:
     a_takeover_never_takes_a_policy_that_existed_for_its_create,
     a_takeover_records_a_write_the_crashed_claim_made,
     a_takeover_claims_no_write_it_never_announced,
+    a_takeover_never_resends_definition_values_an_earlier_claim_may_still_send,
     leaving_scope_tags_out_leaves_the_live_tags_alone,
     a_part_left_out_of_the_restore_is_no_change,
     a_create_warns_of_a_live_policy_with_the_backups_name,
@@ -1132,6 +1133,36 @@ async fn a_takeover_claims_no_write_it_never_announced(f: Fixture) {
     assert_eq!(f.action(run_id, id).await, None);
     assert_eq!(f.audited().await, 0, "no write of the run to audit");
     assert_eq!(f.writes(), Vec::<String>::new());
+}
+
+/// A claim taking an execute over whose earlier claim announced an administrative template's
+/// update moments ago (its `updateDefinitionValues` may still be on its way: not idempotent,
+/// values it adds would be added twice) sends nothing: the item fails saying when to preview
+/// again, with an incomplete audit row.
+async fn a_takeover_never_resends_definition_values_an_earlier_claim_may_still_send(f: Fixture) {
+    let backup = f.backup().await;
+    let (id, graph_id) = backup.policies[3].clone();
+    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update), "{plan:?}");
+    let run_id = f.queue_execute(preview).await;
+    f.as_taken_over(run_id).await;
+    f.announce_update(run_id, id).await;
+    f.demo.sim.reset_counters();
+    f.finish(run_id).await;
+
+    assert_eq!(f.writes(), Vec::<String>::new(), "nothing sent again");
+    let detail = f.detail(run_id).await;
+    let row = &detail.items.rows[0];
+    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
+    let message = row.message.as_deref().unwrap_or_default();
+    assert!(message.contains("Run the preview again after"), "{message}");
+    assert!(message.contains("MAY be written"), "{message}");
+    assert_eq!(f.action(run_id, id).await, None);
+    let audited = f.audit_details().await;
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0]["action"], "updated");
+    assert_eq!(audited[0]["completed"], false);
 }
 
 impl Fixture {

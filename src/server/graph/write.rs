@@ -206,6 +206,14 @@ fn write_spec(policy_type: PolicyType) -> WriteSpec {
     }
 }
 
+/// Whether a second send of `policy_type`'s update, while the first may still reach Intune,
+/// leaves the policy as one send would: each write of its update replaces what it names (the
+/// PATCH or PUT, `scheduleActionsForRules`, `assign`), except an administrative template's
+/// `updateDefinitionValues`, whose `added` values would be added twice.
+pub fn update_resendable(policy_type: PolicyType) -> bool {
+    write_spec(policy_type).content != Content::DefinitionValues
+}
+
 /// Properties Graph computes itself: sending one is an error (or silently ignored).
 const READ_ONLY: &[&str] = &[
     "id",

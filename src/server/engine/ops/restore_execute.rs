@@ -35,7 +35,9 @@ use crate::domain::versions::Drift;
 use crate::domain::Timestamp;
 use crate::server::db::{Backend, Db};
 use crate::server::graph::interrupt;
-use crate::server::graph::write::{PolicyWriter, WriteFailure, WriteRequest, Written};
+use crate::server::graph::write::{
+    update_resendable, PolicyWriter, WriteFailure, WriteRequest, Written,
+};
 use crate::server::graph::{
     CaptureOptions, GraphConfig, GraphError, PolicySource, PolicyType, Snapshot, TenantCredentials,
 };
@@ -446,6 +448,24 @@ impl RestoreExecute {
                 graph_id: item.graph_id.clone(),
                 evidence: live,
             };
+        }
+        // An earlier claim that announced this update may still be sending it (alive behind a
+        // lost lease, waiting out a Retry-After): an update that is not safe to send twice
+        // (an administrative template's definition values) is not sent again until it can no
+        // longer land, by the create's bound.
+        if let (true, Some(_), Some(sent_at)) = (attempt > 1, &live, item.update_sent_at) {
+            if !update_resendable(policy_type) && in_flight(&item.db, sent_at).await {
+                let message = sanitize(&format!(
+                    "An earlier attempt of this run sent the policy's update at {} and it may still be on its way: the policy MAY be written in Intune, and its definition values sent again would be added twice, so nothing was sent. Run the preview again after {}: it shows what the policy then holds.",
+                    Timestamp(sent_at),
+                    create_settled_at(sent_at)
+                ));
+                tracing::warn!(%message, "an earlier update may still land");
+                return Restored::MaybeUpdated {
+                    reason: ReasonCode::Timeout,
+                    message,
+                };
+            }
         }
         // An earlier claim that announced this create may have sent it before it could record
         // so: that policy is updated rather than created a second time. While that create may
