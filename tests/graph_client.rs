@@ -1095,6 +1095,79 @@ async fn a_throttled_or_failing_token_endpoint_is_asked_again_and_concurrent_cap
     }
 }
 
+/// A `$select` or `$expand` naming what the type does not have is refused as Graph refuses
+/// it, while every query the client sends (list `$select`s, nested `$expand`s) still passes.
+#[tokio::test]
+async fn unknown_select_and_expand_names_are_refused_as_graph_refuses_them() {
+    let sim = start_sim(8, Knobs::default()).await;
+    let token = sim_support::token(&sim).await;
+    for (query, name, on) in [
+        (
+            "deviceConfigurations?$expand=settings",
+            "settings",
+            "deviceConfiguration",
+        ),
+        (
+            "configurationPolicies?$select=displayName,bogus",
+            "displayName",
+            "deviceManagementConfigurationPolicy",
+        ),
+        (
+            "configurationPolicies?$select=name,bogus",
+            "bogus",
+            "deviceManagementConfigurationPolicy",
+        ),
+        (
+            "deviceCompliancePolicies?$expand=scheduledActionsForRule($expand=bogus)",
+            "bogus",
+            "deviceComplianceScheduledActionForRule",
+        ),
+    ] {
+        let response = reqwest::Client::new()
+            .get(format!("{}/deviceManagement/{query}", sim.graph_url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("the simulator answers");
+        assert_eq!(response.status().as_u16(), 400, "{query}");
+        let body: Value = response.json().await.expect("Graph's error JSON");
+        assert_eq!(body["error"]["code"], "BadRequest", "{query}: {body}");
+        assert_eq!(
+            body["error"]["message"],
+            format!("Could not find a property named '{name}' on type 'microsoft.graph.{on}'."),
+            "{query}"
+        );
+    }
+    let client = client(&sim);
+    let creds = creds(SECRET);
+    for policy_type in PolicyType::ALL {
+        let listed = client
+            .list_policies(&creds, policy_type)
+            .await
+            .unwrap_or_else(|e| panic!("{policy_type:?}: {e}"));
+        let first = listed.first().expect("a policy of each type");
+        client
+            .capture_policy(
+                &creds,
+                policy_type,
+                &first.graph_id,
+                CaptureOptions {
+                    include_assignments: true,
+                    include_scope_tags: true,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{policy_type:?}: {e}"));
+    }
+    let refused = sim
+        .counters()
+        .requests
+        .iter()
+        .filter(|r| r.is_graph() && r.status == 400)
+        .count();
+    assert_eq!(refused, 4, "only the four queries above were refused");
+}
+
 // ------------------------------------------ redirects, budgets and odd token endpoints (scripted)
 
 /// What a list of compliance policies through a client built from `config` fails with.

@@ -16,6 +16,7 @@ mod knobs;
 mod mutation;
 mod resources;
 mod routes;
+mod schema;
 mod stored;
 mod tenant;
 mod writes;

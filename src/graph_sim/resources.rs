@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use super::schema;
 use super::tenant::{FakeTenant, Kind, SimPolicy, CHILD_PAGE_SIZE};
 
 /// What Graph shows instead of an encrypted OMA setting's value.
@@ -508,6 +509,15 @@ impl Reader<'_> {
 
     /// Answers a read of `resource` (`path` is its path under the version).
     pub fn read(&self, resource: &Resource, path: &str) -> Response {
+        // Graph reads the query against the type's metadata before it looks for anything.
+        if let Some(entity) = schema::entity_type(resource) {
+            let options = &self.options;
+            if let Err(message) =
+                entity.check_query(options.select.as_deref(), options.expand.as_deref())
+            {
+                return error(StatusCode::BAD_REQUEST, "BadRequest", &message);
+            }
+        }
         let tenant = self.tenant;
         let find = |kind: Kind, id: &str| tenant.find(kind, id).ok_or_else(|| id.to_string());
         // The error is the id that was not found.

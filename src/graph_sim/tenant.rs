@@ -998,16 +998,26 @@ impl SimPolicy {
             .collect()
     }
 
-    /// Keeps only the `$select`ed properties (plus `id` and `@odata.type`, which Graph always sends).
+    /// Keeps only the `$select`ed properties (plus `id` and `@odata.type`, which Graph always
+    /// sends). Names match as Graph matches them, whatever their case; that they are
+    /// properties of the type was checked before (`schema::EntityType::check_query`).
     pub fn select(item: Value, select: Option<&str>) -> Value {
         let (Some(select), Value::Object(fields)) = (select, &item) else {
             return item;
         };
-        let wanted: Vec<&str> = select.split(',').map(str::trim).collect();
+        let wanted: Vec<&str> = select
+            .split(',')
+            .map(|name| name.trim().rsplit('/').next().unwrap_or_default())
+            .collect();
+        if wanted.contains(&"*") {
+            return item;
+        }
         let kept: Map<String, Value> = fields
             .iter()
             .filter(|(k, _)| {
-                k.as_str() == "id" || k.as_str() == "@odata.type" || wanted.contains(&k.as_str())
+                k.as_str() == "id"
+                    || k.as_str() == "@odata.type"
+                    || wanted.iter().any(|w| w.eq_ignore_ascii_case(k))
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
