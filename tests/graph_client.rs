@@ -1168,6 +1168,52 @@ async fn unknown_select_and_expand_names_are_refused_as_graph_refuses_them() {
     assert_eq!(refused, 4, "only the four queries above were refused");
 }
 
+/// Entra ID sends `temporarily_unavailable` (AADSTS90033) with 400 as well as with 503: the
+/// OAuth error says it is Entra ID's failure, not the app's, so it is asked again and never
+/// taken for a refusal of the app.
+#[tokio::test]
+async fn a_transient_oauth_error_sent_with_400_is_asked_again_not_a_refusal() {
+    use tenantatlas::graph_sim::TokenUnavailable;
+    let sim = start_sim(8, Knobs::default()).await;
+    let policy = first(&sim, Kind::CompliancePolicy);
+    sim.set_knobs(Knobs {
+        token_unavailable: Some(TokenUnavailable {
+            status: 400,
+            times: 1,
+            retry_after_secs: None,
+        }),
+        ..Knobs::default()
+    });
+    sim.reset_counters();
+    client(&sim)
+        .capture_policy(&creds(SECRET), PolicyType::Compliance, &policy.id, PLAIN)
+        .await
+        .expect("the second token request gets a token");
+    let tokens: Vec<u16> = sim
+        .counters()
+        .requests
+        .iter()
+        .filter(|r| r.endpoint == "token")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(tokens, [400, 200], "asked twice");
+    // The same answer to a connection check is no refusal of the app either.
+    sim.set_knobs(Knobs {
+        token_unavailable: Some(TokenUnavailable {
+            status: 400,
+            times: 100,
+            retry_after_secs: None,
+        }),
+        ..Knobs::default()
+    });
+    let failure = client(&sim)
+        .check_token(&creds(SECRET))
+        .await
+        .expect_err("no token");
+    assert!(failure.refusal.is_none(), "{:?}", failure.refusal);
+    assert_eq!(failure.error.reason_code(), ReasonCode::GraphUnavailable);
+}
+
 // ------------------------------------------ redirects, budgets and odd token endpoints (scripted)
 
 /// What a list of compliance policies through a client built from `config` fails with.

@@ -392,6 +392,9 @@ async fn request_token(
     // 4xx of a proxy or firewall in front of the endpoint says nothing about the app.
     let from_entra = refused.error.is_some() || !refused.codes.is_empty();
     let (reason, refusal, retry) = match status.as_u16() {
+        // Entra ID says it failed, not the app: asked again, never remembered as a refusal,
+        // whatever the status it came with (400 is common).
+        _ if refused.is_transient() => (ReasonCode::GraphUnavailable, None, Some(retry_after)),
         400 | 401 | 403 if from_entra => (
             ReasonCode::AuthenticationFailed,
             Some(refused.refusal(status.as_u16())),
@@ -422,6 +425,10 @@ async fn request_token(
         retry,
     ))
 }
+
+/// AADSTS codes of a transient failure in Entra ID: 90033 (MsodsServiceUnavailable, "a
+/// transient error has occurred, try again") and 90006 (ExternalServerRetryableError).
+const TRANSIENT_AADSTS: [u32; 2] = [90033, 90006];
 
 /// The error body of Microsoft's token endpoint: the OAuth `error` and `error_description`,
 /// and Entra ID's `error_codes` (AADSTS numbers). Read field by field, so one odd field never
@@ -466,6 +473,19 @@ impl TokenErrorBody {
             description,
             codes,
         }
+    }
+
+    /// Whether Entra ID failed on its side and asks to be asked again: the OAuth errors
+    /// `temporarily_unavailable` and `server_error` (AADSTS 90033, 50196, 90006 come with
+    /// them), or one of the AADSTS codes of a service that is unavailable for a moment.
+    fn is_transient(&self) -> bool {
+        matches!(
+            self.error.as_deref(),
+            Some("temporarily_unavailable" | "server_error")
+        ) || self
+            .codes
+            .iter()
+            .any(|code| TRANSIENT_AADSTS.contains(code))
     }
 
     fn refusal(&self, status: u16) -> TokenRefusal {
