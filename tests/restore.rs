@@ -41,6 +41,7 @@ both_backends!(local Fixture:
     a_takeover_records_a_write_the_crashed_claim_made,
     a_takeover_claims_no_write_it_never_announced,
     a_takeover_never_resends_definition_values_an_earlier_claim_may_still_send,
+    a_cancel_during_a_lost_create_does_not_say_nothing_was_written,
     leaving_scope_tags_out_leaves_the_live_tags_alone,
     a_part_left_out_of_the_restore_is_no_change,
     a_create_warns_of_a_live_policy_with_the_backups_name,
@@ -2001,6 +2002,93 @@ async fn an_update_whose_answer_is_lost_is_audited_as_maybe_written(f: Fixture) 
         f.plan(preview).await.not_executable,
         Some(GateFailure::AlreadyExecuted)
     );
+}
+
+/// Delays each write by `delay`, then writes through `inner`.
+struct SlowWriter<W> {
+    inner: W,
+    delay: std::time::Duration,
+}
+
+impl<W: PolicyWriter> PolicyWriter for SlowWriter<W> {
+    fn object_exists<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        kind: DirectoryKind,
+        id: &'a str,
+    ) -> GraphFuture<'a, bool> {
+        self.inner.object_exists(creds, kind, id)
+    }
+
+    fn write_policy_reporting<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        request: WriteRequest<'a>,
+    ) -> WriteFuture<'a> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.inner.write_policy_reporting(creds, request).await
+        })
+    }
+}
+
+/// A cancel while a create is on its way whose answer is then lost (and no policy it could
+/// have made is found): the create may have landed, so the cancelled run's summary says so
+/// rather than "Cancelled before any policy was written."
+async fn a_cancel_during_a_lost_create_does_not_say_nothing_was_written(f: Fixture) {
+    let (backup, id, _, _) = deleted_policy(&f).await;
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create));
+    let run_id = f.queue_execute(preview).await;
+    let worker = f
+        .worker_writing_with(SlowWriter {
+            inner: LosingWriter {
+                client: f.demo.access.client.clone(),
+                lost: Lost::BeforeCreating,
+                creates: Default::default(),
+            },
+            delay: std::time::Duration::from_millis(800),
+        })
+        .with_cancels(f.app.wake.cancels());
+    let (executed, ()) = tokio::join!(worker.try_execute_task(), async {
+        let started = std::time::Instant::now();
+        loop {
+            let announced: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM run_items WHERE run_id = $1 AND create_sent_at IS NOT NULL",
+            )
+            .bind(run_id)
+            .fetch_one(f.app.db.pool())
+            .await
+            .unwrap();
+            if announced > 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "the create was never announced"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        f.app
+            .cancel_run(&f.manager, CONTOSO, run_id)
+            .await
+            .expect("the manager cancels");
+    });
+    executed.expect("the worker runs");
+
+    let detail = f.detail(run_id).await;
+    assert_eq!(detail.status, RunStatus::Cancelled, "{detail:?}");
+    assert_eq!(f.action(run_id, id).await, None);
+    let summary = detail.summary.as_deref().unwrap_or_default();
+    assert!(
+        !summary.contains("before any policy was written"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("1 of 1 policy may have been written"),
+        "{summary}"
+    );
+    assert!(summary.contains("Run the preview again"), "{summary}");
 }
 
 /// A preview that finds the policy a create may have made while that create's execute is still

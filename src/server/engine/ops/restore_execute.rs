@@ -1202,10 +1202,16 @@ async fn evidence_summary(db: &Db, run_id: i64) -> Result<String, sqlx::Error> {
 }
 
 /// "Cancelled after writing 2 of 6 policies; what was written stays in Intune." — a cancelled
-/// run's summary: a cancel undoes nothing, so the admin learns what it left written.
+/// run's summary: a cancel undoes nothing, so the admin learns what it left written. An item
+/// whose write was announced (`create_sent_at`, `update_sent_at`) with no action recorded (its
+/// answer lost, or an earlier claim's write that may still land) may have been written: it is
+/// counted apart, never as "nothing written".
 async fn cancelled_summary(db: &Db, run_id: i64) -> Result<String, sqlx::Error> {
-    let (total, written): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN restore_action IN ($2, $3) THEN 1 ELSE 0 END), 0) \
+    let (total, written, unknown): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), \
+           COALESCE(SUM(CASE WHEN restore_action IN ($2, $3) THEN 1 ELSE 0 END), 0), \
+           COALESCE(SUM(CASE WHEN restore_action IS NULL \
+             AND (create_sent_at IS NOT NULL OR update_sent_at IS NOT NULL) THEN 1 ELSE 0 END), 0) \
          FROM run_items WHERE run_id = $1",
     )
     .bind(run_id)
@@ -1213,14 +1219,25 @@ async fn cancelled_summary(db: &Db, run_id: i64) -> Result<String, sqlx::Error> 
     .bind(RestoreAction::Updated.as_str())
     .fetch_one(db.pool())
     .await?;
+    Ok(cancelled_text(total, written, unknown))
+}
+
+/// The words of [`cancelled_summary`]: `written` of `total` items recorded as written,
+/// `unknown` more that may have been.
+fn cancelled_text(total: i64, written: i64, unknown: i64) -> String {
     let policies = if total == 1 { "policy" } else { "policies" };
-    Ok(if written == 0 {
-        "Cancelled before any policy was written.".to_owned()
-    } else {
-        format!(
+    match (written, unknown) {
+        (0, 0) => "Cancelled before any policy was written.".to_owned(),
+        (_, 0) => format!(
             "Cancelled after writing {written} of {total} {policies}; what was written stays in Intune."
-        )
-    })
+        ),
+        (0, _) => format!(
+            "Cancelled before any policy was recorded as written; {unknown} of {total} {policies} may have been written; what was written stays in Intune. Run the preview again to see."
+        ),
+        _ => format!(
+            "Cancelled after writing {written} of {total} {policies}; {unknown} more may have been written; what was written stays in Intune. Run the preview again to see."
+        ),
+    }
 }
 
 // A restore writes to the customer's tenant: a commit lost to a crash of PostgreSQL would make
@@ -1231,6 +1248,31 @@ const _: () = assert!(!<RestoreExecute as Operation>::LAZY_COMMITS);
 mod tests {
     use super::*;
     use crate::server::graph::RetryPolicy;
+
+    /// An item whose write may have landed is never summed up as "nothing written".
+    #[test]
+    fn a_cancel_counts_the_writes_that_may_have_landed() {
+        assert_eq!(
+            cancelled_text(3, 0, 0),
+            "Cancelled before any policy was written."
+        );
+        let unknown = cancelled_text(1, 0, 1);
+        assert!(
+            !unknown.contains("before any policy was written"),
+            "{unknown}"
+        );
+        assert!(
+            unknown.contains("1 of 1 policy may have been written"),
+            "{unknown}"
+        );
+        let both = cancelled_text(6, 2, 1);
+        assert!(
+            both.starts_with(
+                "Cancelled after writing 2 of 6 policies; 1 more may have been written"
+            ),
+            "{both}"
+        );
+    }
 
     /// With the default retry policy the bound covers a token fetched in five attempts and a
     /// POST sent in five, each waiting out the request timeout and the longest pause.
