@@ -42,6 +42,17 @@ mod no_free_core {
     both_backends!(local NoFreeCore: an_over_long_password_is_wrong_before_any_hash);
 }
 
+/// Clients that send their request slowly, on a server whose limits are short.
+mod slow_clients {
+    use super::*;
+    both_backends!(local SlowClients:
+        a_trickling_body_is_408_and_its_connection_closed,
+        headers_that_never_end_are_cut_off,
+        a_connection_that_sends_nothing_is_closed,
+        a_body_sent_in_time_is_answered_as_usual,
+    );
+}
+
 /// The seed of every generated case.
 const SEED: &[u8; 32] = b"tenantatlas: garbage in, 4xx out";
 /// Generated requests per caller and page route (GET or HEAD).
@@ -1174,4 +1185,249 @@ async fn an_over_long_password_is_wrong_before_any_hash(app: TestApp) {
         503,
         "a password of allowed length is checked"
     );
+}
+
+/// The header read and request body timeouts of [`SlowClients`]' server.
+const SLOW_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long past [`SLOW_TIMEOUT`] a test waits for the server to act.
+const SLOW_MARGIN: Duration = Duration::from_secs(4);
+/// How often a slow client sends one more byte: far within [`SLOW_TIMEOUT`], so a timeout
+/// between parts would never fire.
+const TRICKLE: Duration = Duration::from_millis(100);
+
+/// The real server (`http::serve_with`) with [`SLOW_TIMEOUT`] for headers and bodies.
+struct SlowClients {
+    addr: std::net::SocketAddr,
+    origin: String,
+    test_db: common::TestDb,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl SlowClients {
+    async fn start(backend: common::Backend) -> Self {
+        use tenantatlas::server::auth::client_address::TrustedProxies;
+        use tenantatlas::server::auth::session::SessionSettings;
+        use tenantatlas::server::http::{self, ServeOptions};
+        use tenantatlas::server::state::{AppState, Settings};
+        let test_db = common::TestDb::create(backend).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let origin = format!("http://{addr}");
+        let settings = Settings {
+            public_origin: origin.clone(),
+            public_url: Some(origin.clone()),
+            sessions: SessionSettings {
+                idle: Duration::from_secs(3600),
+                max_age: Duration::from_secs(3600),
+                secure: false,
+            },
+            trusted_proxies: TrustedProxies::new(Vec::new()),
+        };
+        let state = AppState::new(
+            test_db.db.clone(),
+            http::leptos_options(&std::env::temp_dir(), addr),
+            settings,
+        );
+        let options = ServeOptions {
+            header_read_timeout: SLOW_TIMEOUT,
+            request_body_timeout: SLOW_TIMEOUT,
+            ..ServeOptions::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(http::serve_with(
+            listener,
+            state,
+            async {
+                let _ = stopped.await;
+            },
+            options,
+        ));
+        Self {
+            addr,
+            origin,
+            test_db,
+            _stop: stop,
+        }
+    }
+
+    /// A sign-in POST's head from our own origin, which declares `length` bytes of body.
+    fn sign_in_head(&self, length: usize) -> String {
+        format!(
+            "POST {SIGN_IN} HTTP/1.1\r\nHost: {}\r\nOrigin: {}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n",
+            self.addr, self.origin
+        )
+    }
+}
+
+/// What a slow client saw of the server: everything it answered, and whether it then closed
+/// the connection (or reset it), within `within`.
+struct Seen {
+    answer: String,
+    closed: bool,
+    after: Duration,
+}
+
+/// Connects, writes `first`, then `rest` a byte every [`TRICKLE`] (and then nothing, keeping
+/// the connection open), and reads what the server does for at most `within`.
+async fn trickle(
+    addr: std::net::SocketAddr,
+    first: Vec<u8>,
+    rest: Vec<u8>,
+    within: Duration,
+) -> Seen {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let started = std::time::Instant::now();
+    let sender = tokio::spawn(async move {
+        writer.write_all(&first).await?;
+        for byte in rest {
+            tokio::time::sleep(TRICKLE).await;
+            writer.write_all(&[byte]).await?;
+        }
+        // Open until the test ends: a client that stops sending without closing.
+        std::future::pending::<()>().await;
+        Ok::<_, std::io::Error>(writer)
+    });
+    let mut answer = Vec::new();
+    let mut buffer = vec![0u8; 16 * 1024];
+    let closed = tokio::time::timeout(within, async {
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    let after = started.elapsed();
+    sender.abort();
+    Seen {
+        answer: String::from_utf8_lossy(&answer).into_owned(),
+        closed,
+        after,
+    }
+}
+
+/// A sign-in that declares 1,000 bytes of body and sends them a byte every 100 ms (each far
+/// within any timeout between parts, the whole far past the body's deadline) is answered 408
+/// once the deadline has passed, with a reason, and its connection is closed: the client holds
+/// nothing longer than the deadline. The function never ran.
+async fn a_trickling_body_is_408_and_its_connection_closed(app: SlowClients) {
+    let mut first = app.sign_in_head(1000).into_bytes();
+    let start = sign_in_form_start();
+    first.extend_from_slice(&start[..10]);
+    let rest = vec![b'x'; 990];
+    let seen = trickle(app.addr, first, rest, SLOW_TIMEOUT + SLOW_MARGIN).await;
+    assert!(
+        seen.closed,
+        "the connection is still open after {:?}: {:?}",
+        seen.after, seen.answer
+    );
+    assert!(seen.after >= SLOW_TIMEOUT, "closed early: {:?}", seen.after);
+    assert!(
+        seen.answer.starts_with("HTTP/1.1 408"),
+        "answer: {:?}",
+        seen.answer
+    );
+    assert!(seen.answer.contains("too slowly"), "{:?}", seen.answer);
+    let failed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'auth.sign_in_failed'")
+            .fetch_one(app.test_db.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(failed, 0, "the function never ran");
+    assert_eq!(panics::count(), 0);
+}
+
+/// A request line and then headers a byte every 100 ms that never end: the connection is
+/// closed once the header read timeout has passed.
+async fn headers_that_never_end_are_cut_off(app: SlowClients) {
+    let first = format!("POST {SIGN_IN} HTTP/1.1\r\nHost: {}\r\n", app.addr).into_bytes();
+    let rest = format!("Origin: {}\r\nX-Padding: {}", app.origin, "y".repeat(200)).into_bytes();
+    let seen = trickle(app.addr, first, rest, SLOW_TIMEOUT + SLOW_MARGIN).await;
+    assert!(
+        seen.closed,
+        "the connection is still open after {:?}: {:?}",
+        seen.after, seen.answer
+    );
+    assert!(seen.after >= SLOW_TIMEOUT, "closed early: {:?}", seen.after);
+    assert!(
+        seen.answer.is_empty() || seen.answer.starts_with("HTTP/1.1 408"),
+        "answer: {:?}",
+        seen.answer
+    );
+}
+
+/// A connection on which nothing is ever sent is closed once the header read timeout has
+/// passed (it would otherwise hold a socket and a task for ever).
+async fn a_connection_that_sends_nothing_is_closed(app: SlowClients) {
+    let seen = trickle(app.addr, Vec::new(), Vec::new(), SLOW_TIMEOUT + SLOW_MARGIN).await;
+    assert!(
+        seen.closed,
+        "the connection is still open after {:?}",
+        seen.after
+    );
+    assert!(seen.after >= SLOW_TIMEOUT, "closed early: {:?}", seen.after);
+}
+
+/// A body that arrives within the deadline, in parts, is answered as usual (a wrong password:
+/// 401), and a second request on the same kept-alive connection, sent after a pause shorter
+/// than the header read timeout, is too.
+async fn a_body_sent_in_time_is_answered_as_usual(app: SlowClients) {
+    let mut body = sign_in_form_start();
+    body.extend_from_slice(b"wrong-password&next=%2F");
+    let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(reader);
+    for round in 0..2 {
+        writer
+            .write_all(app.sign_in_head(body.len()).as_bytes())
+            .await
+            .unwrap();
+        let (head, tail) = body.split_at(10);
+        writer.write_all(head).await.unwrap();
+        tokio::time::sleep(SLOW_TIMEOUT / 2).await;
+        writer.write_all(tail).await.unwrap();
+        let answer = tokio::time::timeout(SLOW_TIMEOUT + SLOW_MARGIN, read_answer(&mut reader))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: no answer"));
+        assert!(
+            answer.0.starts_with("HTTP/1.1 401"),
+            "round {round}: {answer:?}"
+        );
+        tokio::time::sleep(SLOW_TIMEOUT / 2).await;
+    }
+    assert_eq!(panics::count(), 0);
+}
+
+/// One answer with a `Content-Length` from `reader`: its head and body.
+async fn read_answer(
+    reader: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> (String, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.unwrap() == 0 {
+            panic!("the connection closed: {head:?}");
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let length = head
+        .to_ascii_lowercase()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
+        .and_then(|value| value.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no Content-Length: {head:?}"));
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await.unwrap();
+    (head, String::from_utf8_lossy(&body).into_owned())
 }

@@ -2,7 +2,7 @@
 //! the session, cross-site and security-header layers, with a safety net for panics.
 
 use std::any::Any;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::{
-    body::{Body, HttpBody},
-    extract::{Request, State},
+    body::{Body, Bytes, HttpBody},
+    extract::{ConnectInfo, Request, State},
     http::{header, HeaderValue, Method, StatusCode, Uri},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -19,6 +19,10 @@ use axum::{
     Json, Router,
 };
 use futures::StreamExt;
+use hyper::body::Incoming;
+use hyper::service::Service as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use leptos::prelude::LeptosOptions;
 use leptos::server_fn::axum::server_fn_paths;
 use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
@@ -53,8 +57,13 @@ pub fn leptos_options(site_root: &Path, addr: SocketAddr) -> LeptosOptions {
         .build()
 }
 
-/// The whole app as an axum router.
+/// The whole app as an axum router, with the default [`REQUEST_BODY_TIMEOUT`].
 pub fn router(state: AppState) -> Router {
+    router_with(state, REQUEST_BODY_TIMEOUT)
+}
+
+/// The whole app as an axum router, whose request bodies must arrive within `body_timeout`.
+pub fn router_with(state: AppState, body_timeout: Duration) -> Router {
     panics::install_counter();
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
@@ -101,7 +110,7 @@ pub fn router(state: AppState) -> Router {
         // whole site root, ever sees a path to a hidden file.
         .layer(middleware::from_fn(static_files::hidden_files_are_404))
         .layer(middleware::from_fn(backslash_paths_are_404));
-    with_panic_net(with_body_limit(app))
+    with_panic_net(with_body_time_limit(with_body_limit(app), body_timeout))
 }
 
 /// The most bytes a request body may have: [`with_body_limit`].
@@ -192,6 +201,95 @@ fn too_large(uri: &Uri) -> Response {
         return (StatusCode::PAYLOAD_TOO_LARGE, Json(error)).into_response();
     }
     (StatusCode::PAYLOAD_TOO_LARGE, reason).into_response()
+}
+
+/// Every request body must arrive within `limit` of the moment something starts reading it,
+/// or the request is answered 408 and its connection closed. [`with_body_limit`] caps a body's
+/// bytes, not its time: without this, a client that sends a declared body a byte every few
+/// seconds (or a chunked body that never ends) holds its task, its socket and the bytes read so
+/// far for as long as it likes, and a few thousand such clients hold the server. The deadline
+/// is for the whole body, not between its parts (which a trickle would always meet), and only
+/// for the request's: a long answer (an export, a slow server function) is not timed. A body
+/// that no handler reads is not timed either: hyper does not wait for it after the answer.
+fn with_body_time_limit(app: Router, limit: Duration) -> Router {
+    app.layer(middleware::from_fn_with_state(limit, slow_bodies_are_408))
+}
+
+async fn slow_bodies_are_408(
+    State(limit): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let late = Arc::new(AtomicBool::new(false));
+    let uri = request.uri().clone();
+    let request = request.map(|body| body_with_deadline(body, limit, late.clone()));
+    let response = next.run(request).await;
+    if late.load(Ordering::Relaxed) {
+        return too_slow(&uri, limit);
+    }
+    response
+}
+
+/// What a body read past its deadline ends with (the handler's error; the answer is
+/// [`too_slow`]'s whatever the handler made of it).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+struct BodyTooSlow;
+
+/// `body`, which ends in [`BodyTooSlow`] (and sets `late`) when it has not ended `limit` after
+/// its first read.
+fn body_with_deadline(body: Body, limit: Duration, late: Arc<AtomicBool>) -> Body {
+    struct Reading {
+        chunks: axum::body::BodyDataStream,
+        deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+        late: Arc<AtomicBool>,
+    }
+    let reading = Reading {
+        chunks: body.into_data_stream(),
+        deadline: None,
+        late,
+    };
+    let chunks = futures::stream::unfold(Some(reading), move |reading| async move {
+        let mut reading = reading?;
+        let deadline = reading
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        let next = tokio::select! {
+            chunk = reading.chunks.next() => Some(chunk?),
+            () = deadline.as_mut() => None,
+        };
+        match next {
+            Some(chunk) => Some((chunk, Some(reading))),
+            None => {
+                reading.late.store(true, Ordering::Relaxed);
+                let error: Result<Bytes, axum::Error> = Err(axum::Error::new(BodyTooSlow));
+                Some((error, None))
+            }
+        }
+    });
+    Body::from_stream(chunks)
+}
+
+/// The 408, which closes the connection (the rest of the body may still be on its way): a
+/// server function's JSON error for its callers, a line of text elsewhere.
+fn too_slow(uri: &Uri, limit: Duration) -> Response {
+    let reason = format!(
+        "The request came too slowly: its body must arrive within {} seconds.",
+        limit.as_secs_f64()
+    );
+    let mut response = if uri.path().starts_with("/api/") {
+        let error = AppError::invalid("", reason);
+        (StatusCode::REQUEST_TIMEOUT, Json(error)).into_response()
+    } else {
+        (StatusCode::REQUEST_TIMEOUT, reason).into_response()
+    };
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// A path with a backslash, as sent or percent-encoded, is a 404 before anything reads it. The
@@ -382,6 +480,37 @@ fn shortened(reason: String) -> String {
 /// (`--shutdown-grace-seconds`).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a client may take to send a request's line and headers, from the moment the server
+/// waits for them (a new connection, or one kept alive after its last answer): then the
+/// connection is closed. A browser sends them in one go.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a client may take to send a request's body, from the moment the server starts
+/// reading it: then the request is answered 408 ([`with_body_time_limit`]). The largest body a
+/// page sends is about 230 KB ([`REQUEST_BODY_LIMIT`]): 30 s is about 8 KB/s.
+pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How [`serve_with`] treats its connections; `Default` is what `serve` runs with.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// How long a stopping server lets in-flight requests finish ([`serve_with_grace`]).
+    pub grace: Duration,
+    /// [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// [`REQUEST_BODY_TIMEOUT`].
+    pub request_body_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            grace: DEFAULT_SHUTDOWN_GRACE,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            request_body_timeout: REQUEST_BODY_TIMEOUT,
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most
 /// [`DEFAULT_SHUTDOWN_GRACE`] ([`serve_with_grace`]).
 pub async fn serve(
@@ -389,7 +518,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with_grace(listener, state, shutdown, DEFAULT_SHUTDOWN_GRACE).await
+    serve_with(listener, state, shutdown, ServeOptions::default()).await
 }
 
 /// Serves until `shutdown` resolves, then stops accepting connections and lets in-flight
@@ -404,29 +533,112 @@ pub async fn serve_with_grace(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stopping.send(());
-    });
-    let deadline = async move {
-        if stopped.await.is_err() {
-            // The server ended without a shutdown: only its own end counts.
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(grace).await;
+    let options = ServeOptions {
+        grace,
+        ..ServeOptions::default()
     };
+    serve_with(listener, state, shutdown, options).await
+}
+
+/// [`serve_with_grace`] with every option ([`serve_router`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    let app = router_with(state, options.request_body_timeout);
+    serve_router(listener, app, shutdown, options).await
+}
+
+/// Serves `app` as [`serve_with_grace`] says: HTTP/1.1 with keep-alive (and upgrades), as
+/// `axum::serve` did, but with a timer, so that hyper's header read timeout applies
+/// (`axum::serve` builds its connections without one, and then a client that sends its
+/// headers a byte at a time, or nothing at all, holds a task and a socket for ever), and with
+/// the peer's address in each request (`ConnectInfo<SocketAddr>`, which sign-in's throttle
+/// reads). A request body is timed by the router itself ([`router_with`]), not here:
+/// `options.request_body_timeout` is not read.
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    let app = TowerToHyperService::new(app);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .keep_alive(true);
+    // Each connection holds a receiver; `stop` tells them all to finish their request in flight
+    // and close, and its `closed()` resolves once they all have.
+    let (stop, connections) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.call(request)
+        });
+        let connection = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut stopping = connections.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(error) = served {
+                        tracing::trace!(%error, "a connection ended in an error");
+                    }
+                    return;
+                }
+                _ = stopping.changed() => connection.as_mut().graceful_shutdown(),
+            }
+            if let Err(error) = connection.await {
+                tracing::trace!(%error, "a connection ended in an error");
+            }
+            // `stopping` is dropped here, after the connection.
+        });
+    }
+    drop(listener);
+    drop(connections);
+    let _ = stop.send(());
     tokio::select! {
-        served = server.into_future() => served,
-        () = deadline => {
+        () = stop.closed() => Ok(()),
+        () = tokio::time::sleep(options.grace) => {
             tracing::warn!(
-                grace_seconds = grace.as_secs_f64(),
+                grace_seconds = options.grace.as_secs_f64(),
                 "requests still in flight after the shutdown grace period are dropped"
             );
             Ok(())
         }
     }
+}
+
+/// An accept that failed: a connection that went away before it was accepted is nothing; else
+/// (no file descriptor left, most likely) the error is logged and the next accept waits a
+/// second, so that the loop does not spin while nothing can be accepted (as `axum::serve`).
+async fn accept_failed(error: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "a connection could not be accepted");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// For load balancers: 200 when the database answers, 503 otherwise.
