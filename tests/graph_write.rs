@@ -529,6 +529,40 @@ async fn a_success_status_other_than_the_documented_one_is_an_error() {
     assert!(error.message().contains("202"), "{error}");
 }
 
+/// A failed write says whether a write request for the policy may have been sent: a read the
+/// writer makes first (a settings catalog policy's live scope tags, kept when the restore leaves
+/// them out) that Graph answers 500 sent none; an update answered 500 may have been sent.
+#[tokio::test]
+async fn a_write_failure_says_whether_a_write_request_was_sent() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    for (policy_type, include_scope_tags, sent) in [
+        (PolicyType::SettingsCatalog, false, false),
+        (PolicyType::DeviceConfiguration, true, true),
+    ] {
+        let policy = pick(&sim, policy_type, false);
+        let backup = payload(&capture(&client, policy_type, &policy.id).await);
+        sim.set_fault(&policy.id, Fault::ServerError);
+        sim.reset_counters();
+        let request = WriteRequest {
+            policy_type,
+            target: Some(&policy.id),
+            backup: &backup,
+            format: CaptureFormat::LATEST,
+            live: None,
+            include_assignments: true,
+            include_scope_tags,
+        };
+        let failure = client
+            .write_policy_reporting(&creds(), request)
+            .await
+            .expect_err("Graph answers 500");
+        assert_eq!(failure.sent, sent, "{policy_type:?}: {}", failure.error);
+        assert!(failure.written.is_none());
+        assert_eq!(sim.counters().writes().is_empty(), !sent, "{policy_type:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_create_whose_answer_is_lost_is_not_sent_again_but_an_update_is() {
     let sim = start(Knobs::default()).await;

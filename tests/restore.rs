@@ -42,6 +42,7 @@ both_backends!(local Fixture:
     a_takeover_claims_no_write_it_never_announced,
     a_takeover_never_resends_definition_values_an_earlier_claim_may_still_send,
     a_cancel_during_a_lost_create_does_not_say_nothing_was_written,
+    an_update_whose_read_before_writing_fails_is_not_called_written,
     leaving_scope_tags_out_leaves_the_live_tags_alone,
     a_part_left_out_of_the_restore_is_no_change,
     a_create_warns_of_a_live_policy_with_the_backups_name,
@@ -2089,6 +2090,106 @@ async fn a_cancel_during_a_lost_create_does_not_say_nothing_was_written(f: Fixtu
         "{summary}"
     );
     assert!(summary.contains("Run the preview again"), "{summary}");
+}
+
+/// The Graph client's writes, except that from the moment the write of a policy in place is
+/// asked for, the simulator answers every request touching that policy 500: the reads the write
+/// makes before its first write request fail, so nothing is sent.
+struct FailingReadsWriter {
+    client: GraphClient,
+    /// The simulator's knobs endpoint.
+    knobs_url: String,
+}
+
+impl PolicyWriter for FailingReadsWriter {
+    fn object_exists<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        kind: DirectoryKind,
+        id: &'a str,
+    ) -> GraphFuture<'a, bool> {
+        PolicyWriter::object_exists(&self.client, creds, kind, id)
+    }
+
+    fn write_policy_reporting<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        request: WriteRequest<'a>,
+    ) -> WriteFuture<'a> {
+        Box::pin(async move {
+            if let Some(target) = request.target {
+                let fault = serde_json::json!({"faults": {target: {"kind": "server_error"}}});
+                reqwest::Client::new()
+                    .post(&self.knobs_url)
+                    .json(&fault)
+                    .send()
+                    .await
+                    .expect("the simulator answers")
+                    .error_for_status()
+                    .expect("the fault is set");
+            }
+            PolicyWriter::write_policy_reporting(&self.client, creds, request).await
+        })
+    }
+}
+
+/// An update whose read before its first write fails (a settings catalog policy restored
+/// without its scope tags reads the live ones first, to keep them; Graph answers 500): nothing
+/// was sent, so the item fails without "MAY have been written", no audit row claims a write,
+/// and the preview is not counted as having written anything.
+async fn an_update_whose_read_before_writing_fails_is_not_called_written(f: Fixture) {
+    let graph_id = f
+        .demo
+        .sim
+        .policies(CONTOSO)
+        .into_iter()
+        .find(|p| p.kind.collection() == "configurationPolicies")
+        .expect("a settings catalog policy")
+        .id;
+    f.run("runs/sync-inventory", &[("tenant", CONTOSO)]).await;
+    let id = f.policy_id(&graph_id).await;
+    let set = common::backup_set(&f.app, &f.manager, CONTOSO, "Without scope tags").await;
+    let without_tags = [
+        ("include_assignments", "true"),
+        ("include_scope_tags", "false"),
+    ];
+    let added = f
+        .app
+        .add_policies(&f.manager, CONTOSO, set, &[id], &without_tags)
+        .await
+        .expect("the backup starts");
+    f.finish(added.run_id).await;
+    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
+    let (preview, plan) = f.preview(set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update), "{plan:?}");
+    let worker = f.worker_writing_with(FailingReadsWriter {
+        client: f.demo.access.client.clone(),
+        knobs_url: format!("{}/_sim/knobs", f.demo.sim.base_url),
+    });
+    let run_id = f.queue_execute(preview).await;
+    f.demo.sim.reset_counters();
+    f.finish_with(&worker, run_id).await;
+    let mut knobs = f.demo.sim.knobs();
+    knobs.faults.clear();
+    f.demo.sim.set_knobs(knobs);
+
+    assert_eq!(f.writes(), Vec::<String>::new(), "nothing sent");
+    assert!(
+        f.demo.sim.counters().with_status(500) > 0,
+        "the read before the write was answered 500"
+    );
+    let detail = f.detail(run_id).await;
+    let row = &detail.items.rows[0];
+    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
+    let message = row.message.as_deref().unwrap_or_default();
+    assert!(!message.contains("MAY have been written"), "{message}");
+    assert!(message.contains("nothing was written"), "{message}");
+    assert_eq!(f.action(run_id, id).await, None);
+    assert_eq!(f.audited().await, 0, "no write to audit");
+    assert_eq!(
+        f.plan(preview).await.not_executable,
+        Some(GateFailure::ExecuteStoppedUnwritten)
+    );
 }
 
 /// A preview that finds the policy a create may have made while that create's execute is still

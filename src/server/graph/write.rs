@@ -102,14 +102,31 @@ pub struct WriteFailure {
     pub error: GraphError,
     /// The policy's own write, done before `error` (`writes` counts the steps that succeeded).
     pub written: Option<Written>,
+    /// Whether a write request (POST, PUT, PATCH) for the policy may have been sent before
+    /// `error`: `false` only when the failure came before the first was sent (a read the write
+    /// needs first, such as the live secrets or scope tags, failed), so nothing was written.
+    pub sent: bool,
+}
+
+impl WriteFailure {
+    /// A failure before any write request for the policy was sent: nothing was written.
+    pub fn unsent(error: GraphError) -> Self {
+        Self {
+            error,
+            written: None,
+            sent: false,
+        }
+    }
 }
 
 impl From<GraphError> for WriteFailure {
-    /// A failure before anything of the policy was written.
+    /// A failure of the policy's own write (its create or update), which may have been sent:
+    /// nothing of it is known to be written, and nothing is known not to be.
     fn from(error: GraphError) -> Self {
         Self {
             error,
             written: None,
+            sent: true,
         }
     }
 }
@@ -553,14 +570,16 @@ impl GraphClient {
         request: WriteRequest<'_>,
     ) -> Result<Written, WriteFailure> {
         if request.target.is_some_and(|target| !is_graph_id(target)) {
-            return Err(GraphError::new(
+            return Err(WriteFailure::unsent(GraphError::new(
                 ReasonCode::PolicyNotFound,
                 "the target policy id is not a Graph id",
-            )
-            .into());
+            )));
         }
         let spec = write_spec(request.policy_type);
-        let prepared = self.prepare(creds, &spec, &request).await?;
+        let prepared = self
+            .prepare(creds, &spec, &request)
+            .await
+            .map_err(WriteFailure::unsent)?;
         let content = prepared.content.clone();
         let (graph_id, created) = match request.target {
             Some(target) => {
@@ -595,6 +614,7 @@ impl GraphClient {
             Err(error) => Err(WriteFailure {
                 error,
                 written: Some(written),
+                sent: true,
             }),
         }
     }
@@ -646,7 +666,7 @@ impl GraphClient {
         request: &WriteRequest<'_>,
         target: &str,
         prepared: Prepared,
-    ) -> Result<(), GraphError> {
+    ) -> Result<(), WriteFailure> {
         let collection = request.policy_type.spec().collection;
         let url = self.graph_url(&format!("{collection}/{target}"));
         let mut body = prepared.body;
@@ -658,7 +678,11 @@ impl GraphClient {
         if spec.update_method == Method::PUT && !request.include_scope_tags {
             let tags = match live_scope_tags(request.live) {
                 Some(tags) => Some(tags.clone()),
-                None => self.scope_tags_of(creds, &url).await?,
+                // Read before anything is sent: its failure writes nothing.
+                None => self
+                    .scope_tags_of(creds, &url)
+                    .await
+                    .map_err(WriteFailure::unsent)?,
             };
             if let Some(tags) = tags {
                 body["roleScopeTagIds"] = tags;

@@ -288,9 +288,15 @@ pub enum Restored {
         evidence: Option<Snapshot>,
     },
     Failed(ReasonCode, String),
-    /// Graph refused the create this claim announced: nothing was created, and the announce is
-    /// withdrawn (no later preview need look for the policy).
+    /// Graph refused the create this claim announced, or the writer failed before sending it:
+    /// nothing was created, and the announce is withdrawn (no later preview need look for the
+    /// policy).
     CreateRefused(ReasonCode, String),
+    /// Graph refused the update this claim announced, or the writer failed before sending any
+    /// of it (a read it needs first): nothing was written, and this claim's announce is
+    /// withdrawn (back to an earlier claim's, whose write may still land), so the item is not
+    /// counted as written.
+    UpdateRefused(ReasonCode, String),
     /// A create was sent and its outcome is not known (its answer was lost and no policy it
     /// could have made was found, or an earlier claim's may still be on its way): the item
     /// fails, an audit row records the create as incomplete, and the announce stays, so the
@@ -563,18 +569,21 @@ impl RestoreExecute {
             .await
         {
             Ok(restored) => restored,
-            Err(error) => match announced {
-                Some((Announce::Create, sent_at)) if may_have_landed(error.reason_code()) => {
+            Err(WriteFailure { error, sent, .. }) => match announced {
+                Some((Announce::Create, sent_at))
+                    if sent && may_have_landed(error.reason_code()) =>
+                {
                     self.after_lost_create(creds, policy_type, item, backup, sent_at, &error)
                         .await
                 }
-                // Graph refused the create: nothing was created, and nothing is announced.
+                // Graph refused the create, or it was never sent: nothing was created, and
+                // nothing is announced.
                 Some((Announce::Create, _)) => {
                     let message = sanitize(error.message());
                     tracing::warn!(reason = error.reason_code().as_str(), %message, "create refused");
                     Restored::CreateRefused(error.reason_code(), message)
                 }
-                Some((Announce::Update, _)) if may_have_landed(error.reason_code()) => {
+                Some((Announce::Update, _)) if sent && may_have_landed(error.reason_code()) => {
                     let message = sanitize(&format!(
                         "The policy's update got no usable answer ({}): the policy MAY have been written in Intune, in part or in full. Run the preview again to see what it holds.",
                         error.message()
@@ -585,7 +594,16 @@ impl RestoreExecute {
                         message,
                     }
                 }
-                _ => failed(error.reason_code(), error.message()),
+                // Graph refused the update, or a read before it failed: nothing was written.
+                Some((Announce::Update, _)) => {
+                    let message = sanitize(&format!(
+                        "The policy's update was refused, or not sent ({}): nothing was written.",
+                        error.message()
+                    ));
+                    tracing::warn!(reason = error.reason_code().as_str(), %message, "update not written");
+                    Restored::UpdateRefused(error.reason_code(), message)
+                }
+                None => failed(error.reason_code(), error.message()),
             },
         }
     }
@@ -618,7 +636,8 @@ impl RestoreExecute {
 
     /// Writes the backup to `target` (or creates it anew) and captures the evidence. `adopted`
     /// when `target` is a policy this restore created before it could record so: the action
-    /// is then a create. `Err` when nothing of the policy was written.
+    /// is then a create. `Err` when nothing of the policy was written (and whether its first
+    /// write request may have been sent).
     #[allow(clippy::too_many_arguments)]
     async fn write(
         &self,
@@ -629,7 +648,7 @@ impl RestoreExecute {
         target: Option<&str>,
         live: Option<&serde_json::Value>,
         adopted: bool,
-    ) -> Result<Restored, GraphError> {
+    ) -> Result<Restored, WriteFailure> {
         let request = WriteRequest {
             policy_type,
             target,
@@ -651,14 +670,12 @@ impl RestoreExecute {
             Err(WriteFailure {
                 error,
                 written: Some(written),
+                ..
             }) => {
                 let action = action(&written);
                 return Ok(partly_written(action, written.graph_id, &error));
             }
-            Err(WriteFailure {
-                error,
-                written: None,
-            }) => return Err(error),
+            Err(failure) => return Err(failure),
         };
         let evidence = match self
             .source
@@ -742,7 +759,7 @@ impl RestoreExecute {
             .await
         {
             Ok(restored) => restored,
-            Err(write) => partly_written(RestoreAction::Created, found, &write),
+            Err(write) => partly_written(RestoreAction::Created, found, &write.error),
         }
     }
 }
@@ -968,6 +985,14 @@ async fn record_restored(
         Restored::Failed(reason, message) => return Ok(Recorded::failed(*reason, message.clone())),
         Restored::CreateRefused(reason, message) => {
             sqlx::query("UPDATE run_items SET create_sent_at = NULL WHERE id = $1")
+                .bind(pending.item_id)
+                .execute(&mut **tx)
+                .await?;
+            return Ok(Recorded::failed(*reason, message.clone()));
+        }
+        Restored::UpdateRefused(reason, message) => {
+            sqlx::query("UPDATE run_items SET update_sent_at = $1 WHERE id = $2")
+                .bind(item.update_sent_at)
                 .bind(pending.item_id)
                 .execute(&mut **tx)
                 .await?;
