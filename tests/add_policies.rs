@@ -19,6 +19,8 @@ both_backends!(TestApp:
     fifty_concurrent_identical_submits_make_one_run,
     empty_and_foreign_selections_write_nothing,
     readonly_members_and_outsiders_get_403,
+    select_all_is_resolved_at_submit_time,
+    all_matching_takes_no_ids_and_needs_a_match,
 );
 
 /// US1: submitting never calls Graph, even with a client at hand whose every call would fail.
@@ -414,5 +416,122 @@ async fn readonly_members_and_outsiders_get_403(app: TestApp) {
             .expect_err("only operators and above may add");
         assert_eq!(refusal.status, 403, "{user}");
     }
+    assert_eq!(app.count("runs").await, 0);
+}
+
+/// "Add selected" after "Select all N matching": the picker's filter with `all_matching`, in
+/// Contoso.
+async fn submit_matching(
+    app: &TestApp,
+    cookie: &str,
+    set: i64,
+    filters: &[(&str, &str)],
+) -> Answer<SubmittedRun> {
+    let form = Form::tenant(CONTOSO)
+        .field("backup_set_id", set)
+        .field("all_matching", "true")
+        .fields(filters);
+    app.answer(Some(cookie), "runs/add-policies", &form).await
+}
+
+/// "Select all N matching" is resolved when the submit arrives, not when it was clicked: a
+/// policy synced in between is in the run, one gone from Intune meanwhile is not, and two such
+/// submits that resolve alike share one run (the key is over the resolved ids), as does the
+/// same selection listed.
+async fn select_all_is_resolved_at_submit_time(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = target(&app, &cookie).await;
+    insert_policies(&app.db, CONTOSO, 4).await;
+    let tenant_id = common::tenant_id(&app.db, CONTOSO).await;
+    // A policy of another type, which the filter leaves out.
+    sqlx::query(
+        "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
+         VALUES ($1, 'other-type', 'settings_catalog', 'Other type', 'windows', 0)",
+    )
+    .bind(tenant_id)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let filter = [("policy_type", "compliance")];
+    let clicked = app
+        .matching_ids(&cookie, CONTOSO, set, &filter)
+        .await
+        .expect("select all answers")
+        .ids;
+    let n = clicked.len();
+    assert!(n >= 4, "{clicked:?}");
+
+    // Between the click and the submit: two policies are synced, one is gone from Intune.
+    let synced = insert_policies(&app.db, CONTOSO, 2).await;
+    sqlx::query("UPDATE policies SET gone_from_intune_at = 1 WHERE id = $1")
+        .bind(clicked[0])
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+
+    let run = submit_matching(&app, &cookie, set, &filter)
+        .await
+        .expect("the run is queued");
+    assert!(!run.reused);
+    assert_eq!(run.total, n as i64 + 1, "resolved at submit time");
+    let mut expected: Vec<i64> = clicked[1..].iter().chain(&synced).copied().collect();
+    expected.sort_unstable();
+    assert_eq!(stored_selection(&app).await, expected);
+
+    // The same resolution, again or listed, is the same run.
+    let again = submit_matching(&app, &cookie, set, &filter).await.unwrap();
+    assert_eq!((again.run_id, again.reused), (run.run_id, true));
+    let listed = submit_ok(&app, &cookie, set, &expected, false).await;
+    assert_eq!((listed.run_id, listed.reused), (run.run_id, true));
+    assert_eq!(app.count("runs").await, 1);
+}
+
+/// `all_matching` takes the filter, not ids: both together, a filter nothing matches, or a
+/// filter the picker would refuse write nothing.
+async fn all_matching_takes_no_ids_and_needs_a_match(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = target(&app, &cookie).await;
+    let ids = insert_policies(&app.db, CONTOSO, 2).await;
+
+    let form = Form::tenant(CONTOSO)
+        .field("backup_set_id", set)
+        .field("all_matching", "true")
+        .list("policy_ids", &ids);
+    let both = app
+        .answer::<SubmittedRun>(Some(&cookie), "runs/add-policies", &form)
+        .await
+        .expect_err("ids and all_matching together are refused");
+    assert_eq!(both.status, 422, "{}", both.body);
+    let nothing = submit_matching(&app, &cookie, set, &[("search", "no policy is named so")])
+        .await
+        .expect_err("a filter nothing matches is refused");
+    for refused in [&both, &nothing] {
+        match refused.error() {
+            AppError::Invalid { field, message } => {
+                assert_eq!(
+                    (field.as_str(), message.as_str()),
+                    ("policy_ids", "No policies selected.")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let bad_type = submit_matching(&app, &cookie, set, &[("policy_type", "nonsense")])
+        .await
+        .expect_err("an unknown type is refused");
+    assert_eq!(bad_type.status, 422);
+    assert!(
+        bad_type.error().field_message("policy_type").is_some(),
+        "{}",
+        bad_type.body
+    );
+    let bad_platform = submit_matching(&app, &cookie, set, &[("platform", "amiga")])
+        .await
+        .expect_err("an unknown platform is refused");
+    assert!(
+        bad_platform.error().field_message("platform").is_some(),
+        "{}",
+        bad_platform.body
+    );
     assert_eq!(app.count("runs").await, 0);
 }

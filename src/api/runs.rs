@@ -38,41 +38,69 @@ pub async fn list_runs(
 
 /// "Add selected": queues a run that adds the policies to the backup set, or returns the
 /// identical run already queued or running. Answers at once; the worker talks to Graph.
+///
+/// The policies are `policy_ids`, or, with `all_matching` (after "Select all N matching"),
+/// every policy matching the picker's filter (`search`, `policy_type`, `platform`, read and
+/// checked as `policies/matching-ids` reads them) that is not in the set yet, resolved now (see
+/// `runs::create::create_or_reuse_matching`). The filter is read only with `all_matching`; ids
+/// and `all_matching` together, or a filter nothing matches, are "No policies selected" (422).
 #[server(prefix = "/api", endpoint = "runs/add-policies")]
+#[allow(clippy::too_many_arguments)]
 pub async fn add_policies(
     tenant: String,
     backup_set_id: i64,
     #[server(default)] policy_ids: crate::domain::PolicyIds,
     #[server(default)] include_assignments: bool,
     #[server(default)] include_scope_tags: bool,
+    #[server(default)] all_matching: bool,
+    #[server(default)] search: String,
+    #[server(default)] policy_type: String,
+    #[server(default)] platform: String,
 ) -> Result<SubmittedRun, AppError> {
-    use crate::domain::{AddPoliciesOptions, Capability, PolicySelection};
+    use crate::domain::selection::SelectionRequest;
+    use crate::domain::{AddPoliciesOptions, Capability};
     use crate::server::audit::{self, AuditEvent};
     use crate::server::auth::authorize;
+    use crate::server::policies::PolicyFilter;
     use crate::server::{error::respond, runs::create, state::app_state};
     respond(
         async {
             let state = app_state()?;
             let db = state.db.clone();
             let ctx = authorize(&tenant, Capability::StartRuns).await?;
-            let selection = PolicySelection::parse(policy_ids.0)?;
+            let request = SelectionRequest::parse(policy_ids.0, all_matching)?;
             let options = AddPoliciesOptions {
                 include_assignments,
                 include_scope_tags,
             };
-            let run =
-                create::create_or_reuse(&db, &ctx, backup_set_id, &selection, options).await?;
+            let run = match &request {
+                SelectionRequest::Ids(selection) => {
+                    create::create_or_reuse(&db, &ctx, backup_set_id, selection, options).await?
+                }
+                SelectionRequest::AllMatching => {
+                    let filter = PolicyFilter::parse(&search, &policy_type, platform)?;
+                    create::create_or_reuse_matching(&db, &ctx, backup_set_id, &filter, options)
+                        .await?
+                }
+            };
             if !run.reused {
                 // This process's worker at once, and on PostgreSQL every instance's (NOTIFY).
                 state.wake.run_queued(&db).await;
             }
-            audit::record(&db, AuditEvent {
-                tenant_id: Some(ctx.scope.id()),
-                actor_user_id: Some(ctx.user_id),
-                action: if run.reused { "run.reuse" } else { "run.start" },
-                target: format!("run:{}", run.run_id),
-                details: serde_json::json!({ "backup_set_id": backup_set_id, "total": run.total }),
-            })
+            audit::record(
+                &db,
+                AuditEvent {
+                    tenant_id: Some(ctx.scope.id()),
+                    actor_user_id: Some(ctx.user_id),
+                    action: if run.reused { "run.reuse" } else { "run.start" },
+                    target: format!("run:{}", run.run_id),
+                    details: serde_json::json!({
+                        "backup_set_id": backup_set_id,
+                        "total": run.total,
+                        "all_matching": all_matching,
+                    }),
+                },
+            )
             .await;
             Ok(run)
         }

@@ -15,6 +15,7 @@ use crate::domain::policy_page::{PolicyPage, PolicyRow, PolicySort, SortColumn};
 use crate::domain::selection::MAX_SELECTION;
 use crate::domain::{routes, AppError, PolicyIds};
 use crate::pages::tenant_layout::use_tenant;
+use leptos::reactive::actions::ActionAbortHandle;
 
 /// The words of "Select all": the number it selects (the matching policies not in the set yet)
 /// and, when some matching ones are in the set already, how many.
@@ -33,6 +34,88 @@ fn selection_text(count: usize) -> String {
         0 => "No policies selected".to_owned(),
         1 => "1 policy selected".to_owned(),
         n => format!("{n} policies selected"),
+    }
+}
+
+/// The picker's filter as its form fields send it (empty: any).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct FilterFields {
+    search: String,
+    policy_type: String,
+    platform: String,
+}
+
+/// What the picker has selected, and whether that is exactly "Select all N matching" of the
+/// filter on screen: then **Add selected** sends the filter (`all_matching`) and the server
+/// resolves it when the submit arrives; after any edit of the selection or the filter, the ids.
+#[derive(Clone, Copy)]
+struct Selection {
+    ids: RwSignal<BTreeSet<i64>>,
+    /// The filter whose "Select all" gave the selection, while nothing changed since.
+    all_matching: RwSignal<Option<FilterFields>>,
+    /// Whether that "Select all" was cut at one run's maximum.
+    truncated: RwSignal<bool>,
+    /// Counts the changes of the selection and of the filter: a "Select all" answer is taken
+    /// only when none happened since its request.
+    changes: StoredValue<u64>,
+    /// The "Select all" request in flight: the count of changes when it was made, its filter,
+    /// and what abandons it.
+    requested: StoredValue<Option<(u64, FilterFields, ActionAbortHandle)>>,
+}
+
+impl Selection {
+    fn new() -> Self {
+        Self {
+            ids: RwSignal::new(BTreeSet::new()),
+            all_matching: RwSignal::new(None),
+            truncated: RwSignal::new(false),
+            changes: StoredValue::new(0),
+            requested: StoredValue::new(None),
+        }
+    }
+
+    /// Something the member did changes the selection or the filter: the selection is no longer
+    /// "all matching", and a "Select all" on its way is abandoned (its answer would replace what
+    /// the member just did).
+    fn changed(&self) {
+        self.changes.update_value(|n| *n += 1);
+        self.all_matching.set(None);
+        if let Some((_, _, request)) = self.requested.try_update_value(Option::take).flatten() {
+            request.abort();
+        }
+    }
+
+    /// The member edits the selection (a row, a page, Clear selection).
+    fn edit(&self, edit: impl FnOnce(&mut BTreeSet<i64>)) {
+        self.changed();
+        self.ids.update(edit);
+    }
+
+    /// Empties the selection ("Clear selection"), abandoning a "Select all" on its way.
+    fn clear(&self) {
+        self.edit(BTreeSet::clear);
+        self.truncated.set(false);
+    }
+
+    /// A "Select all" request for `filter` is on its way; `abort` abandons it.
+    fn requested(&self, filter: FilterFields, abort: ActionAbortHandle) {
+        self.changed();
+        self.requested
+            .set_value(Some((self.changes.get_value(), filter, abort)));
+    }
+
+    /// The answer to the "Select all" request: taken only when it is the one in flight and
+    /// neither the selection nor the filter changed since it was made.
+    fn answered(&self, ids: Vec<i64>, truncated: bool) {
+        let Some((at, filter, _)) = self.requested.try_update_value(Option::take).flatten() else {
+            return;
+        };
+        if at != self.changes.get_value() {
+            return;
+        }
+        self.ids.set(ids.into_iter().collect());
+        self.truncated.set(truncated);
+        self.all_matching.set(Some(filter));
     }
 }
 
@@ -70,7 +153,8 @@ pub fn PolicyPicker(
     let platform = RwSignal::new(String::new());
     let sort = RwSignal::new(PolicySort::default());
     let page = RwSignal::new(0_i64);
-    let selected = RwSignal::new(BTreeSet::<i64>::new());
+    let selection = Selection::new();
+    let selected = selection.ids;
 
     let policies = Resource::new(
         move || {
@@ -113,23 +197,28 @@ pub fn PolicyPicker(
         },
     );
 
-    // "Select all N matching": the server resolves the filter and answers the ids.
+    // "Select all N matching": the server resolves the filter and answers the ids; an answer
+    // to a request made before the selection or the filter changed is dropped.
     let select_all = ServerAction::<MatchingPolicyIds>::new();
-    let truncated = RwSignal::new(false);
-    Effect::new(move |_| {
-        if let Some(Ok(matching)) = select_all.value().get() {
-            truncated.set(matching.truncated);
-            selected.set(matching.ids.into_iter().collect());
-        }
+    Effect::new(move |_| match select_all.value().get() {
+        Some(Ok(matching)) => selection.answered(matching.ids, matching.truncated),
+        Some(Err(_)) => selection.requested.set_value(None),
+        None => {}
     });
     let select_all_matching = move |_| {
-        select_all.dispatch(MatchingPolicyIds {
-            tenant: tenant.get_untracked(),
-            backup_set_id,
+        let filter = FilterFields {
             search: search.get_untracked(),
             policy_type: policy_type.get_untracked(),
             platform: platform.get_untracked(),
+        };
+        let abort = select_all.dispatch(MatchingPolicyIds {
+            tenant: tenant.get_untracked(),
+            backup_set_id,
+            search: filter.search.clone(),
+            policy_type: filter.policy_type.clone(),
+            platform: filter.platform.clone(),
         });
+        selection.requested(filter, abort);
     };
 
     let count = move || selected.with(BTreeSet::len);
@@ -154,7 +243,7 @@ pub fn PolicyPicker(
                     "Close"
                 </button>
             </div>
-            <PickerFilters search policy_type platform page policies />
+            <PickerFilters search policy_type platform page policies selection />
             <Transition fallback=|| view! { <Loading what="policies" /> }>
                 {move || Suspend::new(async move {
                     let data = match policies.await {
@@ -181,11 +270,12 @@ pub fn PolicyPicker(
                                     select_all_label(total, addable)
                                 }}
                             </button>
+                            // Also abandons a "Select all" on its way.
                             <button
                                 type="button"
                                 class="link-button"
-                                disabled=move || count() == 0
-                                on:click=move |_| { selected.set(BTreeSet::new()); truncated.set(false); }
+                                disabled=move || count() == 0 && !select_all.pending().get()
+                                on:click=move |_| selection.clear()
                             >
                                 "Clear selection"
                             </button>
@@ -193,12 +283,12 @@ pub fn PolicyPicker(
                         {if total == 0 {
                             view! { <p class="empty-hint">"No policies match. Change the search or the filters."</p> }.into_any()
                         } else {
-                            view! { <PickerTable data selected sort page /> }.into_any()
+                            view! { <PickerTable data selection sort page /> }.into_any()
                         }}
                     }.into_any()
                 })}
             </Transition>
-            <SubmitBar tenant backup_set_id action selected truncated select_all />
+            <SubmitBar tenant backup_set_id action selection select_all />
         </section>
     }
 }
@@ -209,10 +299,11 @@ fn SubmitBar(
     tenant: Memo<String>,
     backup_set_id: i64,
     action: ServerAction<AddPolicies>,
-    selected: RwSignal<BTreeSet<i64>>,
-    truncated: RwSignal<bool>,
+    selection: Selection,
     select_all: ServerAction<MatchingPolicyIds>,
 ) -> impl IntoView {
+    let selected = selection.ids;
+    let truncated = selection.truncated;
     let include_assignments = RwSignal::new(true);
     let include_scope_tags = RwSignal::new(true);
     let count = move || selected.with(BTreeSet::len);
@@ -229,12 +320,22 @@ fn SubmitBar(
         if policy_ids.is_empty() {
             return;
         }
+        // The selection is still exactly "Select all N matching" of the filter on screen: the
+        // server resolves the filter now, so what was synced or removed since is counted.
+        let (policy_ids, all_matching, filter) = match selection.all_matching.get_untracked() {
+            Some(filter) => (Vec::new(), true, filter),
+            None => (policy_ids, false, FilterFields::default()),
+        };
         action.dispatch(AddPolicies {
             tenant: tenant.get_untracked(),
             backup_set_id,
             policy_ids: PolicyIds(policy_ids),
             include_assignments: include_assignments.get_untracked(),
             include_scope_tags: include_scope_tags.get_untracked(),
+            all_matching,
+            search: filter.search,
+            policy_type: filter.policy_type,
+            platform: filter.platform,
         });
     };
     let submit_error = move || action.value().get().and_then(Result::err);
@@ -298,8 +399,10 @@ fn PickerFilters(
     platform: RwSignal<String>,
     page: RwSignal<i64>,
     policies: Resource<Result<PolicyPage, AppError>>,
+    selection: Selection,
 ) -> impl IntoView {
     let set_filter = move |signal: RwSignal<String>, value: String| {
+        selection.changed();
         signal.set(value);
         page.set(0);
     };
@@ -341,10 +444,11 @@ fn PickerFilters(
 #[component]
 fn PickerTable(
     data: PolicyPage,
-    selected: RwSignal<BTreeSet<i64>>,
+    selection: Selection,
     sort: RwSignal<PolicySort>,
     page: RwSignal<i64>,
 ) -> impl IntoView {
+    let selected = selection.ids;
     let selectable: Vec<i64> = data
         .rows
         .iter()
@@ -368,7 +472,7 @@ fn PickerTable(
                             prop:checked=page_selected
                             on:change=move |ev| {
                                 let on = event_target_checked(&ev);
-                                selected.update(|s| for id in &selectable {
+                                selection.edit(|s| for id in &selectable {
                                     if on { s.insert(*id); } else { s.remove(id); }
                                 });
                             }
@@ -381,7 +485,7 @@ fn PickerTable(
                 </tr>
             </thead>
             <tbody>
-                {data.rows.into_iter().map(|row| view! { <PolicyRowView row selected /> }).collect_view()}
+                {data.rows.into_iter().map(|row| view! { <PolicyRowView row selection /> }).collect_view()}
             </tbody>
         </table>
         </ScrollRegion>
@@ -429,7 +533,8 @@ fn SortHeader(
 
 /// One policy; a policy already in the set is shown, marked, and cannot be selected.
 #[component]
-fn PolicyRowView(row: PolicyRow, selected: RwSignal<BTreeSet<i64>>) -> impl IntoView {
+fn PolicyRowView(row: PolicyRow, selection: Selection) -> impl IntoView {
+    let selected = selection.ids;
     let id = row.id;
     let in_set = row.in_set;
     let label = format!("Select {}", row.display_name);
@@ -445,7 +550,7 @@ fn PolicyRowView(row: PolicyRow, selected: RwSignal<BTreeSet<i64>>) -> impl Into
                     prop:checked=move || !in_set && selected.with(|s| s.contains(&id))
                     on:change=move |ev| {
                         let on = event_target_checked(&ev);
-                        selected.update(|s| {
+                        selection.edit(|s| {
                             if on { s.insert(id); } else { s.remove(&id); }
                         });
                     }

@@ -19,7 +19,7 @@ impl PolicySelection {
         ids.sort_unstable();
         ids.dedup();
         if ids.is_empty() {
-            return Err(AppError::invalid("policy_ids", "No policies selected."));
+            return Err(no_policies_selected());
         }
         if ids.len() > MAX_SELECTION {
             return Err(AppError::invalid(
@@ -45,6 +45,34 @@ impl PolicySelection {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// The refusal of a submit that names no policy (SPEC rule 2): a 422 naming `policy_ids`.
+pub fn no_policies_selected() -> AppError {
+    AppError::invalid("policy_ids", "No policies selected.")
+}
+
+/// What "Add selected" names: the ids the browser lists, or (`all_matching`) every policy that
+/// matches the picker's filter and is not in the backup set yet, which the server resolves when
+/// the submit arrives, so a policy synced since "Select all N matching" is in the run and one
+/// gone from Intune meanwhile is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectionRequest {
+    Ids(PolicySelection),
+    AllMatching,
+}
+
+impl SelectionRequest {
+    /// Reads the form's `policy_ids` and `all_matching`: ids without the flag are a
+    /// [`PolicySelection`]; the flag takes no ids. Ids and the flag together name no one
+    /// selection and are refused as an empty one is ([`no_policies_selected`]).
+    pub fn parse(ids: Vec<i64>, all_matching: bool) -> Result<Self, AppError> {
+        match (all_matching, ids.is_empty()) {
+            (false, _) => PolicySelection::parse(ids).map(Self::Ids),
+            (true, true) => Ok(Self::AllMatching),
+            (true, false) => Err(no_policies_selected()),
+        }
     }
 }
 
@@ -192,5 +220,24 @@ mod tests {
             PolicySelection::parse(exactly).unwrap().len(),
             MAX_SELECTION
         );
+    }
+
+    #[test]
+    fn all_matching_takes_no_ids() {
+        assert_eq!(
+            SelectionRequest::parse(vec![], true).unwrap(),
+            SelectionRequest::AllMatching
+        );
+        assert_eq!(
+            SelectionRequest::parse(vec![4, 2, 4], false).unwrap(),
+            SelectionRequest::Ids(PolicySelection::parse(vec![2, 4]).unwrap())
+        );
+        for (ids, all_matching) in [(vec![], false), (vec![7], true)] {
+            let refused = SelectionRequest::parse(ids, all_matching).unwrap_err();
+            assert_eq!(
+                refused.field_message("policy_ids").as_deref(),
+                Some("No policies selected.")
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ use crate::server::backup_sets;
 use crate::server::db::Db;
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
 use crate::server::metrics;
+use crate::server::policies::{self, PolicyFilter};
 use crate::server::tenants::connection_check;
 
 /// The operation of the runs this submit creates.
@@ -32,6 +33,25 @@ pub async fn create_or_reuse(
     options: AddPoliciesOptions,
 ) -> Result<SubmittedRun, AppError> {
     create_or_reuse_retrying(db, ctx, backup_set_id, selection, options, None).await
+}
+
+/// "Add selected" after "Select all N matching" (`all_matching`): the selection is resolved
+/// here, at submit time, with the query "Select all" answers with ([`policies::matching_ids`]:
+/// the tenant's policies matching `filter`, not in the backup set yet, not gone from Intune,
+/// the first [`MAX_SELECTION`](crate::domain::selection::MAX_SELECTION) by id), so a policy
+/// synced since the click is in the run and one gone meanwhile is not. The key is then made
+/// from the resolved ids, as for listed ids: two such submits that resolve alike share one run.
+/// Nothing matching is "No policies selected"; no Graph call, as for any submit.
+pub async fn create_or_reuse_matching(
+    db: &Db,
+    ctx: &TenantContext,
+    backup_set_id: i64,
+    filter: &PolicyFilter,
+    options: AddPoliciesOptions,
+) -> Result<SubmittedRun, AppError> {
+    let matching = policies::matching_ids(db, &ctx.scope, backup_set_id, filter).await?;
+    let selection = PolicySelection::parse(matching.ids)?;
+    create_or_reuse(db, ctx, backup_set_id, &selection, options).await
 }
 
 /// [`create_or_reuse`] for a run that retries (or resumes) run `retry_of`: the same key rules,
