@@ -155,6 +155,33 @@ fn assignment_type(kind: Kind) -> &'static EntityType {
     }
 }
 
+/// The properties a write body of type `type_name` (without `#microsoft.graph.`) to a `kind`
+/// collection may hold, besides annotations and navigation properties: the collection's type's
+/// and the derived type's own. `None` for a derived type whose properties are not listed here
+/// (the general configurations and compliance policies have a hundred or more each): its
+/// bodies are not checked.
+pub fn writable_properties(kind: Kind, type_name: &str) -> Option<Vec<&'static str>> {
+    let base = policy_type(kind);
+    let derived: &[&str] = if type_name == base.name {
+        &[]
+    } else {
+        match type_name {
+            "windows10CustomConfiguration" | "androidWorkProfileCustomConfiguration" => {
+                &["omaSettings"]
+            }
+            "iosCustomConfiguration" => &["payloadName", "payloadFileName", "payload"],
+            "macOSCustomConfiguration" => &[
+                "payloadName",
+                "payloadFileName",
+                "payload",
+                "deploymentChannel",
+            ],
+            _ => return None,
+        }
+    };
+    Some(base.properties.iter().chain(derived).copied().collect())
+}
+
 /// Navigation properties every device configuration and compliance policy has and the
 /// simulator does not serve.
 const STATUS_NAVIGATION: [(&str, Option<&EntityType>); 5] = [

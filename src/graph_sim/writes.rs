@@ -5,7 +5,8 @@
 //! property (an OMA setting's `isEncrypted` and `secretReferenceValueId` among them), a
 //! navigation property where Graph takes none, an unknown `@odata.type` (or none where the
 //! collection's type is abstract), a secret without its value or an OMA setting whose value is
-//! the `****` mask a read shows is refused with 400 and Graph's error body; an unknown policy
+//! the `****` mask a read shows, or a top-level property its type does not have
+//! (`schema::writable_properties`) is refused with 400 and Graph's error body; an unknown policy
 //! gets 404. A string OMA setting written where the policy held an encrypted one stays
 //! encrypted (under the same reference), as Intune keeps it.
 
@@ -17,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::resources::{PolicyAction, Resource, MASKED_SECRET};
 use super::routes::graph_error;
+use super::schema;
 use super::stored::Stored;
 use super::tenant::{assignment_json, timestamp, FakeTenant, Kind, SimPolicy};
 use super::SimState;
@@ -259,6 +261,29 @@ fn check_body(
             if current.is_some_and(|c| c != name) {
                 return Err(bad("The type of an existing entity cannot be changed."));
             }
+        }
+    }
+    let type_name = body
+        .get("@odata.type")
+        .and_then(Value::as_str)
+        .or(match target {
+            Target::Existing(current) => *current,
+            Target::New => None,
+        })
+        .map_or(schema::policy_type(kind).name, |t| {
+            t.trim_start_matches('#')
+                .trim_start_matches("microsoft.graph.")
+        });
+    if let Some(known) = schema::writable_properties(kind, type_name) {
+        let unknown = body.keys().find(|key| {
+            !key.contains('@')
+                && !NAVIGATION.contains(&key.as_str())
+                && !known.contains(&key.as_str())
+        });
+        if let Some(key) = unknown {
+            return Err(bad(&format!(
+                "The property '{key}' does not exist on type 'microsoft.graph.{type_name}'. Make sure to only use property names that are defined by the type or mark the type as open type."
+            )));
         }
     }
     check_oma_settings(body)?;
@@ -798,4 +823,91 @@ fn presentation_values(
             Ok(Value::Object(fields))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    fn refused(kind: Kind, body: Value, target: &Target<'_>) -> String {
+        match check_body(kind, &object(body), inline(kind), target) {
+            Err(refusal) => refusal.message,
+            Ok(()) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_top_level_property_is_refused_as_graph_refuses_it() {
+        let message = refused(
+            Kind::ConfigurationPolicy,
+            json!({"name": "n", "platforms": "windows10", "technologies": "mdm", "bogus": 1}),
+            &Target::New,
+        );
+        assert_eq!(
+            message,
+            "The property 'bogus' does not exist on type 'microsoft.graph.deviceManagementConfigurationPolicy'. Make sure to only use property names that are defined by the type or mark the type as open type."
+        );
+        // A settings catalog policy has a `name`, not a `displayName`.
+        assert!(refused(
+            Kind::ConfigurationPolicy,
+            json!({"displayName": "n"}),
+            &Target::New
+        )
+        .contains("'displayName' does not exist"));
+        // The derived type's own properties, and no other derived type's.
+        let custom = json!({"@odata.type": "#microsoft.graph.windows10CustomConfiguration",
+            "displayName": "n", "omaSettings": [], "payload": "x"});
+        assert!(
+            refused(Kind::DeviceConfiguration, custom, &Target::New).contains(
+                "'payload' does not exist on type 'microsoft.graph.windows10CustomConfiguration'"
+            )
+        );
+        // An update without @odata.type is read as the policy's own type.
+        assert!(refused(
+            Kind::GroupPolicyConfiguration,
+            json!({"displayName": "n", "omaSettings": []}),
+            &Target::Existing(Some("#microsoft.graph.groupPolicyConfiguration"))
+        )
+        .contains(
+            "'omaSettings' does not exist on type 'microsoft.graph.groupPolicyConfiguration'"
+        ));
+    }
+
+    /// What restore writes back, a read policy without its read-only properties, passes.
+    #[test]
+    fn every_generated_policy_written_back_passes() {
+        let tenant = FakeTenant::generate(9, "t", 40);
+        for policy in &tenant.policies {
+            let mut body = object(policy.to_json());
+            body.retain(|key, _| !READ_ONLY.contains(&key.as_str()));
+            if let Some(Value::Array(settings)) = body.get_mut("omaSettings") {
+                for setting in settings.iter_mut().filter_map(Value::as_object_mut) {
+                    setting.retain(|key, _| !OMA_READ_ONLY.contains(&key.as_str()));
+                }
+            }
+            if let Some(Value::Object(reference)) = body.get_mut("templateReference") {
+                reference.retain(|key, _| key == "templateId");
+            }
+            let current = policy.to_json()["@odata.type"].as_str().map(str::to_owned);
+            let result = check_body(
+                policy.kind,
+                &body,
+                None,
+                &Target::Existing(current.as_deref()),
+            );
+            assert!(
+                result.is_ok(),
+                "{:?}: {:?}",
+                policy.kind,
+                result.err().map(|r| r.message)
+            );
+        }
+    }
 }
