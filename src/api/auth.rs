@@ -12,9 +12,8 @@ pub async fn sign_in(
     #[server(default)] next: String,
 ) -> Result<String, AppError> {
     use crate::domain::Email;
-    use crate::server::audit::{self, AuditEvent};
     use crate::server::auth::client_address::client_address;
-    use crate::server::auth::{current_session, redirect, session, users};
+    use crate::server::auth::{current_session, redirect};
     use crate::server::{error::respond, state::app_state};
     use axum::extract::ConnectInfo;
     use axum::http::HeaderMap;
@@ -37,68 +36,8 @@ pub async fn sign_in(
                 .filter_map(|value| value.to_str().ok())
                 .collect();
             let address = client_address(peer, &forwarded_for, &state.settings.trusted_proxies);
-            // Reserved before the slow check, so parallel guesses cannot all pass a check that
-            // has not counted any of them yet.
-            let attempt = state
-                .sign_in_throttle
-                .reserve(email.as_str(), address)
-                .map_err(|wait| {
-                    AppError::TooManyRequests(format!(
-                        "Too many failed sign-ins. Try again in {} seconds.",
-                        wait.as_secs().max(1)
-                    ))
-                })?;
-            let account = users::credentials(&state.db, &email).await?;
-            let hash = account.as_ref().and_then(|a| a.password_hash.clone());
-            let verified = match state.password_checker.verify(password, hash).await {
-                Ok(verified) => verified,
-                Err(busy) => {
-                    // No password was checked, so nothing was guessed.
-                    attempt.refund();
-                    tracing::warn!("every core is checking passwords: a sign-in is turned away");
-                    return Err(AppError::Busy {
-                        retry_after: busy.retry_after.as_secs().max(1),
-                    });
-                }
-            };
-            let Some(account) = account.filter(|_| verified) else {
-                // A failed attempt stays counted.
-                drop(attempt);
-                audit::record(
-                    &state.db,
-                    AuditEvent {
-                        tenant_id: None,
-                        actor_user_id: None,
-                        action: "auth.sign_in_failed",
-                        target: format!("email:{}", email.as_str()),
-                        details: serde_json::json!({ "address": address.map(|a| a.to_string()) }),
-                    },
-                )
-                .await;
-                return Err(AppError::InvalidCredentials);
-            };
-            attempt.refund();
-            session::sign_in(
-                &current_session().await?,
-                account.user_id,
-                account.session_generation,
-            )
-            .await
-            .map_err(|error| {
-                tracing::error!(%error, "could not store the session");
-                AppError::Internal
-            })?;
-            audit::record(
-                &state.db,
-                AuditEvent {
-                    tenant_id: None,
-                    actor_user_id: Some(account.user_id),
-                    action: "auth.sign_in",
-                    target: format!("user:{}", account.user_id),
-                    details: serde_json::json!({ "address": address.map(|a| a.to_string()) }),
-                },
-            )
-            .await;
+            let session = current_session().await?;
+            crate::server::auth::sign_in(&state, &session, &email, password, address).await?;
             let next = redirect::LocalPath::parse(&next, &state.settings.public_origin);
             // The browser goes there, with or without the wasm bundle (Location + server-fn redirect).
             leptos_axum::redirect(next.as_str());

@@ -131,3 +131,40 @@ pub fn access_table() -> impl Iterator<Item = (String, Access)> {
         .iter()
         .flat_map(|(access, endpoints)| endpoints.iter().map(|e| (format!("/api/{e}"), *access)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every server function file's name and text.
+    fn sources() -> Vec<(String, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+            .map(|path| {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&path).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn the_sign_in_server_function_leaves_throttle_and_password_check_to_the_server() {
+        let sources = sources();
+        let (_, auth) = sources.iter().find(|(name, _)| name == "auth.rs").unwrap();
+        for part in [
+            "sign_in_throttle",
+            "password_checker",
+            "auth.sign_in_failed",
+        ] {
+            assert!(
+                !auth.contains(part),
+                "the sign-in's {part} belongs in server::auth::sign_in"
+            );
+        }
+    }
+}

@@ -12,10 +12,13 @@ pub mod password;
 pub mod redirect;
 pub mod session;
 pub mod session_store;
+pub mod sign_in;
 pub mod throttle;
 pub mod users;
 
 use tower_sessions::Session;
+
+pub use sign_in::sign_in;
 
 use super::db::Db;
 use super::state::{app_state, AppState};
