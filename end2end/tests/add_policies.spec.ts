@@ -40,6 +40,27 @@ test.beforeEach(async ({ page }) => {
   await signIn(page, "operator@fabrikam.example");
 });
 
+test("a toast leaves by itself after its time, but not while the pointer is over it or focus is in it", async ({ page }) => {
+  test.setTimeout(120_000);
+  await openNewBackupSet(page, "E2E toast");
+  const picker = await selectRows(page, 1);
+  await picker.getByRole("button", { name: "Add selected" }).click();
+  const queued = page.getByTestId("toast").filter({ hasText: "Queued: 1 policy" });
+  await expect(queued).toBeVisible();
+  // Held by the pointer: still there after its lifetime (10 s).
+  await queued.hover();
+  await page.waitForTimeout(11_000);
+  await expect(queued).toBeVisible();
+  // Held by the keyboard's focus, the pointer gone elsewhere.
+  await queued.getByRole("link", { name: "View run" }).focus();
+  await page.mouse.move(0, 0);
+  await page.waitForTimeout(11_000);
+  await expect(queued).toBeVisible();
+  // Let go: it leaves within its lifetime.
+  await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+  await expect(queued).toBeHidden({ timeout: 13_000 });
+});
+
 test("select policies, add them, follow the toast to the run and watch it succeed", async ({ page }) => {
   test.setTimeout(120_000);
   const name = await openNewBackupSet(page, "E2E add");
