@@ -21,7 +21,7 @@ pub async fn list_audit(
     use crate::domain::Capability;
     use crate::server::audit;
     use crate::server::auth::in_tenant;
-    in_tenant(&tenant, Capability::ReadAuditLog, |ctx, db| async move {
+    in_tenant(&tenant, Capability::ReadAuditLog, |ctx, state| async move {
         let before = match before {
             0 => None,
             id if id > 0 => Some(id),
@@ -35,7 +35,15 @@ pub async fn list_audit(
         if actor.len() > crate::domain::Email::MAX_CHARS {
             return Err(AppError::invalid("actor", "Not an e-mail address."));
         }
-        audit::list(&db, &ctx.scope, action, &actor, before, AUDIT_PAGE_SIZE).await
+        audit::list(
+            &state.db,
+            &ctx.scope,
+            action,
+            &actor,
+            before,
+            AUDIT_PAGE_SIZE,
+        )
+        .await
     })
     .await
 }

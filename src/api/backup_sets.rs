@@ -10,8 +10,8 @@ pub async fn list_backup_sets(tenant: String) -> Result<Vec<BackupSetSummary>, A
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::backup_sets;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        backup_sets::list(&db, &ctx.scope).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        backup_sets::list(&state.db, &ctx.scope).await
     })
     .await
 }
@@ -26,10 +26,14 @@ pub async fn create_backup_set(
     use crate::domain::{Capability, NewBackupSet};
     use crate::server::auth::in_tenant;
     use crate::server::backup_sets;
-    in_tenant(&tenant, Capability::EditBackupSets, |ctx, db| async move {
-        let input = NewBackupSet::parse(&name, &description)?;
-        backup_sets::create(&db, &ctx.scope, Some(ctx.user_id), &input).await
-    })
+    in_tenant(
+        &tenant,
+        Capability::EditBackupSets,
+        |ctx, state| async move {
+            let input = NewBackupSet::parse(&name, &description)?;
+            backup_sets::create(&state.db, &ctx.scope, Some(ctx.user_id), &input).await
+        },
+    )
     .await
 }
 
@@ -39,8 +43,8 @@ pub async fn get_backup_set(tenant: String, id: i64) -> Result<BackupSetDetail, 
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::backup_sets;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        backup_sets::get(&db, &ctx.scope, id).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        backup_sets::get(&state.db, &ctx.scope, id).await
     })
     .await
 }

@@ -10,18 +10,14 @@ use crate::domain::{AppError, SubmittedRun};
 #[server(prefix = "/api", endpoint = "runs/sync-inventory")]
 pub async fn sync_inventory(tenant: String) -> Result<SubmittedRun, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, runs::start};
-    respond(
-        async {
-            let ctx = authorize(&tenant, Capability::StartRuns).await?;
-            let db = &crate::server::state::app_state()?.db;
-            let run = start::sync_inventory(db, &ctx).await?;
-            started(&ctx, &run, "tenant", ctx.scope.id()).await;
-            Ok(run)
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::runs::start;
+    in_tenant(&tenant, Capability::StartRuns, |ctx, state| async move {
+        let run = start::sync_inventory(&state.db, &ctx).await?;
+        started(&ctx, &run, "tenant", ctx.scope.id()).await;
+        Ok(run)
+    })
+    .await
 }
 
 /// Starts a capture of one policy (deduplicated: one active per policy). A new version is
@@ -31,8 +27,8 @@ pub async fn capture_policy(tenant: String, policy_id: i64) -> Result<SubmittedR
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::runs::start;
-    in_tenant(&tenant, Capability::StartRuns, |ctx, db| async move {
-        let run = start::capture_policy(&db, &ctx, policy_id).await?;
+    in_tenant(&tenant, Capability::StartRuns, |ctx, state| async move {
+        let run = start::capture_policy(&state.db, &ctx, policy_id).await?;
         started(&ctx, &run, "policy", policy_id).await;
         Ok(run)
     })
@@ -46,8 +42,8 @@ pub async fn check_drift(tenant: String, backup_set_id: i64) -> Result<Submitted
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::runs::start;
-    in_tenant(&tenant, Capability::StartRuns, |ctx, db| async move {
-        let run = start::check_drift(&db, &ctx, backup_set_id).await?;
+    in_tenant(&tenant, Capability::StartRuns, |ctx, state| async move {
+        let run = start::check_drift(&state.db, &ctx, backup_set_id).await?;
         started(&ctx, &run, "backup_set", backup_set_id).await;
         Ok(run)
     })
@@ -65,30 +61,20 @@ pub async fn get_run_activity(
 ) -> Result<RunActivity, AppError> {
     use crate::domain::run::OperationType;
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, runs::start, state::app_state};
-    respond(
-        async {
-            let ctx = authorize(&tenant, Capability::View).await?;
-            let operation = match OperationType::parse(&operation) {
-                Some(op @ (OperationType::CaptureSnapshot | OperationType::DriftCheck)) => op,
-                Some(OperationType::InventorySync) => {
-                    let db = &app_state()?.db;
-                    return start::activity(
-                        db,
-                        &ctx.scope,
-                        OperationType::InventorySync,
-                        ctx.scope.id(),
-                    )
-                    .await;
-                }
-                _ => return Err(AppError::invalid("operation", "Unknown operation.")),
-            };
-            let db = &app_state()?.db;
-            start::activity(db, &ctx.scope, operation, target_id).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::runs::start;
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        // A sync's target is the tenant, whatever `target_id` says.
+        let (operation, target_id) = match OperationType::parse(&operation) {
+            Some(op @ (OperationType::CaptureSnapshot | OperationType::DriftCheck)) => {
+                (op, target_id)
+            }
+            Some(OperationType::InventorySync) => (OperationType::InventorySync, ctx.scope.id()),
+            _ => return Err(AppError::invalid("operation", "Unknown operation.")),
+        };
+        start::activity(&state.db, &ctx.scope, operation, target_id).await
+    })
+    .await
 }
 
 /// Wakes the workers for a new run and writes the audit event of the start.

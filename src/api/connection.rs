@@ -12,8 +12,8 @@ pub async fn get_connection_check(tenant: String) -> Result<ConnectionStatus, Ap
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::tenants::connection_check;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        connection_check::status(&db, &ctx.scope).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        connection_check::status(&state.db, &ctx.scope).await
     })
     .await
 }
@@ -26,20 +26,19 @@ pub async fn get_connection_check(tenant: String) -> Result<ConnectionStatus, Ap
 pub async fn check_connection(tenant: String) -> Result<SubmittedRun, AppError> {
     use crate::domain::Capability;
     use crate::server::audit::{self, AuditEvent};
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::connection_check;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let state = app_state()?;
-            let db = state.db.clone();
-            let ctx = authorize(&tenant, Capability::CheckConnection).await?;
-            let run = connection_check::start(&db, &ctx).await?;
+    in_tenant(
+        &tenant,
+        Capability::CheckConnection,
+        |ctx, state| async move {
+            let db = &state.db;
+            let run = connection_check::start(db, &ctx).await?;
             if !run.reused {
-                state.wake.run_queued(&db).await;
+                state.wake.run_queued(db).await;
             }
             audit::record(
-                &db,
+                db,
                 AuditEvent {
                     tenant_id: Some(ctx.scope.id()),
                     actor_user_id: Some(ctx.user_id),
@@ -54,7 +53,7 @@ pub async fn check_connection(tenant: String) -> Result<SubmittedRun, AppError> 
             )
             .await;
             Ok(run)
-        }
-        .await,
+        },
     )
+    .await
 }

@@ -13,8 +13,8 @@ pub async fn list_invitations(tenant: String) -> Result<Vec<PendingInvitation>, 
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::tenants::invitations;
-    in_tenant(&tenant, Capability::ReadAuditLog, |ctx, db| async move {
-        invitations::pending(&db, &ctx.scope).await
+    in_tenant(&tenant, Capability::ReadAuditLog, |ctx, state| async move {
+        invitations::pending(&state.db, &ctx.scope).await
     })
     .await
 }
@@ -25,8 +25,8 @@ pub async fn revoke_invitation(tenant: String, id: i64) -> Result<(), AppError> 
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::tenants::invitations;
-    in_tenant(&tenant, Capability::ManageMembers, |ctx, db| async move {
-        invitations::revoke(&db, &ctx.scope, ctx.user_id, id).await
+    in_tenant(&tenant, Capability::ManageMembers, |ctx, state| async move {
+        invitations::revoke(&state.db, &ctx.scope, ctx.user_id, id).await
     })
     .await
 }

@@ -10,8 +10,8 @@ pub async fn list_members(tenant: String) -> Result<Vec<Member>, AppError> {
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::tenants::members;
-    in_tenant(&tenant, Capability::ReadAuditLog, |ctx, db| async move {
-        members::list(&db, &ctx.scope).await
+    in_tenant(&tenant, Capability::ReadAuditLog, |ctx, state| async move {
+        members::list(&state.db, &ctx.scope).await
     })
     .await
 }
@@ -26,13 +26,12 @@ pub async fn add_member(
     role: String,
 ) -> Result<AddMemberOutcome, AppError> {
     use crate::domain::{Capability, Email};
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::members;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let state = app_state()?;
-            let ctx = authorize(&tenant, Capability::ManageMembers).await?;
+    in_tenant(
+        &tenant,
+        Capability::ManageMembers,
+        |ctx, state| async move {
             let email = Email::parse(&email)?;
             let role = parse_role(&role)?;
             members::add_or_invite(
@@ -44,9 +43,9 @@ pub async fn add_member(
                 state.settings.public_url.as_deref(),
             )
             .await
-        }
-        .await,
+        },
     )
+    .await
 }
 
 /// Changes a member's role (409 when it would leave the tenant without an owner).
@@ -59,10 +58,14 @@ pub async fn change_member_role(
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::tenants::members;
-    in_tenant(&tenant, Capability::ManageMembers, |ctx, db| async move {
-        let role = parse_role(&role)?;
-        members::change_role(&db, &ctx.scope, ctx.user_id, user_id, role).await
-    })
+    in_tenant(
+        &tenant,
+        Capability::ManageMembers,
+        |ctx, state| async move {
+            let role = parse_role(&role)?;
+            members::change_role(&state.db, &ctx.scope, ctx.user_id, user_id, role).await
+        },
+    )
     .await
 }
 
@@ -72,8 +75,8 @@ pub async fn remove_member(tenant: String, user_id: i64) -> Result<(), AppError>
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::tenants::members;
-    in_tenant(&tenant, Capability::ManageMembers, |ctx, db| async move {
-        members::remove(&db, &ctx.scope, ctx.user_id, user_id).await
+    in_tenant(&tenant, Capability::ManageMembers, |ctx, state| async move {
+        members::remove(&state.db, &ctx.scope, ctx.user_id, user_id).await
     })
     .await
 }

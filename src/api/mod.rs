@@ -153,6 +153,25 @@ mod tests {
     }
 
     #[test]
+    fn tenant_server_functions_authorize_only_through_in_tenant() {
+        let sources = sources();
+        assert!(sources.len() > 10, "the scan reads the server functions");
+        // Built here so that this file's own text does not match.
+        let by_hand = ["authorize", "("].concat();
+        let offending: Vec<_> = sources
+            .iter()
+            .filter(|(_, text)| text.contains(&by_hand))
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            offending.is_empty(),
+            "a tenant's server function goes through server::auth::in_tenant (or \
+             in_tenant_joined), which authorizes and sets the answer's status, not through \
+             authorize by hand: {offending:?}"
+        );
+    }
+
+    #[test]
     fn the_sign_in_server_function_leaves_throttle_and_password_check_to_the_server() {
         let sources = sources();
         let (_, auth) = sources.iter().find(|(name, _)| name == "auth.rs").unwrap();

@@ -11,8 +11,8 @@ pub async fn list_notifications(tenant: String) -> Result<NotificationList, AppE
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::notifications;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        notifications::list(&db, &ctx, notifications::LIST_LIMIT).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        notifications::list(&state.db, &ctx, notifications::LIST_LIMIT).await
     })
     .await
 }
@@ -23,8 +23,8 @@ pub async fn mark_notification_read(tenant: String, id: i64) -> Result<(), AppEr
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::notifications;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        notifications::mark_read(&db, &ctx, id).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        notifications::mark_read(&state.db, &ctx, id).await
     })
     .await
 }
@@ -35,8 +35,8 @@ pub async fn mark_all_notifications_read(tenant: String) -> Result<u64, AppError
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::notifications;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        notifications::mark_all_read(&db, &ctx).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        notifications::mark_all_read(&state.db, &ctx).await
     })
     .await
 }

@@ -24,9 +24,9 @@ where
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::policies::PolicyFilter;
-    in_tenant(tenant, Capability::View, |ctx, db| async move {
+    in_tenant(tenant, Capability::View, |ctx, state| async move {
         let filter = PolicyFilter::parse(&search, &policy_type, platform)?;
-        work(ctx, db, filter).await
+        work(ctx, state.db.clone(), filter).await
     })
     .await
 }

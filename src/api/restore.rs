@@ -15,22 +15,18 @@ pub async fn get_restore_source(
 ) -> Result<RestoreSourceView, AppError> {
     use crate::domain::restore::RestoreSource;
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, restore, state::app_state};
-    respond(
-        async {
-            let ctx = authorize(&tenant, Capability::View).await?;
-            let source = RestoreSource::parse_param(&source).ok_or_else(|| {
-                AppError::invalid(
-                    "source",
-                    "Name a backup set (set-N) or a version (version-N).",
-                )
-            })?;
-            let db = &app_state()?.db;
-            restore::source_view(db, &ctx.scope, source).await
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::restore;
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        let source = RestoreSource::parse_param(&source).ok_or_else(|| {
+            AppError::invalid(
+                "source",
+                "Name a backup set (set-N) or a version (version-N).",
+            )
+        })?;
+        restore::source_view(&state.db, &ctx.scope, source).await
+    })
+    .await
 }
 
 /// Starts a preview (dry-run) of restoring `policy_ids` from `source`: strictly read-only towards
@@ -45,36 +41,32 @@ pub async fn start_restore_preview(
 ) -> Result<SubmittedRun, AppError> {
     use crate::domain::restore::{PreviewRequest, RestoreSource};
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, restore, state::app_state};
-    respond(
-        async {
-            let ctx = authorize(&tenant, Capability::Restore).await?;
-            let source = RestoreSource::parse_param(&source).ok_or_else(|| {
-                AppError::invalid(
-                    "source",
-                    "Name a backup set (set-N) or a version (version-N).",
-                )
-            })?;
-            let request = PreviewRequest {
-                source,
-                policy_ids: policy_ids.0,
-                include_assignments,
-                include_scope_tags,
-            };
-            let db = &app_state()?.db;
-            let run = restore::start_preview(db, &ctx, &request).await?;
-            let details = serde_json::json!({
-                "source": source.to_param(),
-                "items": run.total,
-                "include_assignments": include_assignments,
-                "include_scope_tags": include_scope_tags,
-            });
-            audited(&ctx, &run, "restore.preview", details).await;
-            Ok(run)
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::restore;
+    in_tenant(&tenant, Capability::Restore, |ctx, state| async move {
+        let source = RestoreSource::parse_param(&source).ok_or_else(|| {
+            AppError::invalid(
+                "source",
+                "Name a backup set (set-N) or a version (version-N).",
+            )
+        })?;
+        let request = PreviewRequest {
+            source,
+            policy_ids: policy_ids.0,
+            include_assignments,
+            include_scope_tags,
+        };
+        let run = restore::start_preview(&state.db, &ctx, &request).await?;
+        let details = serde_json::json!({
+            "source": source.to_param(),
+            "items": run.total,
+            "include_assignments": include_assignments,
+            "include_scope_tags": include_scope_tags,
+        });
+        audited(&ctx, &run, "restore.preview", details).await;
+        Ok(run)
+    })
+    .await
 }
 
 /// A restore preview's plan, and whether it can be executed now (confirmations aside).
@@ -83,8 +75,8 @@ pub async fn get_restore_preview(tenant: String, run_id: i64) -> Result<RestoreP
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::restore;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        restore::preview(&db, &ctx.scope, run_id).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        restore::preview(&state.db, &ctx.scope, run_id).await
     })
     .await
 }
@@ -101,25 +93,20 @@ pub async fn execute_restore(
 ) -> Result<SubmittedRun, AppError> {
     use crate::domain::restore::ExecuteRequest;
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, restore, state::app_state};
-    respond(
-        async {
-            let ctx = authorize(&tenant, Capability::Restore).await?;
-            let request = ExecuteRequest {
-                preview_run_id,
-                reviewed,
-                tenant_name,
-            };
-            let db = &app_state()?.db;
-            let run = restore::start_execute(db, &ctx, &request).await?;
-            let details =
-                serde_json::json!({ "preview_run_id": preview_run_id, "items": run.total });
-            audited(&ctx, &run, "restore.execute", details).await;
-            Ok(run)
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::restore;
+    in_tenant(&tenant, Capability::Restore, |ctx, state| async move {
+        let request = ExecuteRequest {
+            preview_run_id,
+            reviewed,
+            tenant_name,
+        };
+        let run = restore::start_execute(&state.db, &ctx, &request).await?;
+        let details = serde_json::json!({ "preview_run_id": preview_run_id, "items": run.total });
+        audited(&ctx, &run, "restore.execute", details).await;
+        Ok(run)
+    })
+    .await
 }
 
 /// Wakes the workers and writes the run's start, plus the restore's own audit row.

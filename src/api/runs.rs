@@ -24,14 +24,14 @@ pub async fn list_runs(
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::runs;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
         let filter = RunFilter::parse(&status, &operation_type)?;
         let before = match before {
             0 => None,
             id if id > 0 => Some(id),
             _ => return Err(AppError::invalid("before", "Not a run id.")),
         };
-        runs::queries::list(&db, &ctx.scope, &filter, before, RUNS_PAGE_SIZE).await
+        runs::queries::list(&state.db, &ctx.scope, &filter, before, RUNS_PAGE_SIZE).await
     })
     .await
 }
@@ -60,52 +60,47 @@ pub async fn add_policies(
     use crate::domain::selection::SelectionRequest;
     use crate::domain::{AddPoliciesOptions, Capability};
     use crate::server::audit::{self, AuditEvent};
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::policies::PolicyFilter;
-    use crate::server::{error::respond, runs::create, state::app_state};
-    respond(
-        async {
-            let state = app_state()?;
-            let db = state.db.clone();
-            let ctx = authorize(&tenant, Capability::StartRuns).await?;
-            let request = SelectionRequest::parse(policy_ids.0, all_matching)?;
-            let options = AddPoliciesOptions {
-                include_assignments,
-                include_scope_tags,
-            };
-            let run = match &request {
-                SelectionRequest::Ids(selection) => {
-                    create::create_or_reuse(&db, &ctx, backup_set_id, selection, options).await?
-                }
-                SelectionRequest::AllMatching => {
-                    let filter = PolicyFilter::parse(&search, &policy_type, platform)?;
-                    create::create_or_reuse_matching(&db, &ctx, backup_set_id, &filter, options)
-                        .await?
-                }
-            };
-            if !run.reused {
-                // This process's worker at once, and on PostgreSQL every instance's (NOTIFY).
-                state.wake.run_queued(&db).await;
+    use crate::server::runs::create;
+    in_tenant(&tenant, Capability::StartRuns, |ctx, state| async move {
+        let db = &state.db;
+        let request = SelectionRequest::parse(policy_ids.0, all_matching)?;
+        let options = AddPoliciesOptions {
+            include_assignments,
+            include_scope_tags,
+        };
+        let run = match &request {
+            SelectionRequest::Ids(selection) => {
+                create::create_or_reuse(db, &ctx, backup_set_id, selection, options).await?
             }
-            audit::record(
-                &db,
-                AuditEvent {
-                    tenant_id: Some(ctx.scope.id()),
-                    actor_user_id: Some(ctx.user_id),
-                    action: if run.reused { "run.reuse" } else { "run.start" },
-                    target: format!("run:{}", run.run_id),
-                    details: serde_json::json!({
-                        "backup_set_id": backup_set_id,
-                        "total": run.total,
-                        "all_matching": all_matching,
-                    }),
-                },
-            )
-            .await;
-            Ok(run)
+            SelectionRequest::AllMatching => {
+                let filter = PolicyFilter::parse(&search, &policy_type, platform)?;
+                create::create_or_reuse_matching(db, &ctx, backup_set_id, &filter, options).await?
+            }
+        };
+        if !run.reused {
+            // This process's worker at once, and on PostgreSQL every instance's (NOTIFY).
+            state.wake.run_queued(db).await;
         }
-        .await,
-    )
+        audit::record(
+            db,
+            AuditEvent {
+                tenant_id: Some(ctx.scope.id()),
+                actor_user_id: Some(ctx.user_id),
+                action: if run.reused { "run.reuse" } else { "run.start" },
+                target: format!("run:{}", run.run_id),
+                details: serde_json::json!({
+                    "backup_set_id": backup_set_id,
+                    "total": run.total,
+                    "all_matching": all_matching,
+                }),
+            },
+        )
+        .await;
+        Ok(run)
+    })
+    .await
 }
 
 /// Cancels a queued or running run: no new item starts, captures in flight finish, every item
@@ -115,35 +110,31 @@ pub async fn add_policies(
 pub async fn cancel_run(tenant: String, id: i64) -> Result<CancelledRun, AppError> {
     use crate::domain::Capability;
     use crate::server::audit::{self, AuditEvent};
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, runs::cancel, state::app_state};
-    respond(
-        async {
-            let state = app_state()?;
-            let db = state.db.clone();
-            let ctx = authorize(&tenant, Capability::CancelRuns).await?;
-            let Some(cancelled) = cancel::cancel(&db, &ctx, id).await? else {
-                return cancel::cancelled(&db, ctx.scope.id(), id)
-                    .await?
-                    .ok_or(AppError::Internal);
-            };
-            // The worker on this run, here or (PostgreSQL) on another instance, stops at once.
-            state.wake.run_cancelled(&db, id).await;
-            audit::record(
-                &db,
-                AuditEvent {
-                    tenant_id: Some(ctx.scope.id()),
-                    actor_user_id: Some(ctx.user_id),
-                    action: "run.cancel",
-                    target: format!("run:{id}"),
-                    details: serde_json::json!({}),
-                },
-            )
-            .await;
-            Ok(cancelled)
-        }
-        .await,
-    )
+    use crate::server::auth::in_tenant;
+    use crate::server::runs::cancel;
+    in_tenant(&tenant, Capability::CancelRuns, |ctx, state| async move {
+        let db = &state.db;
+        let Some(cancelled) = cancel::cancel(db, &ctx, id).await? else {
+            return cancel::cancelled(db, ctx.scope.id(), id)
+                .await?
+                .ok_or(AppError::Internal);
+        };
+        // The worker on this run, here or (PostgreSQL) on another instance, stops at once.
+        state.wake.run_cancelled(db, id).await;
+        audit::record(
+            db,
+            AuditEvent {
+                tenant_id: Some(ctx.scope.id()),
+                actor_user_id: Some(ctx.user_id),
+                action: "run.cancel",
+                target: format!("run:{id}"),
+                details: serde_json::json!({}),
+            },
+        )
+        .await;
+        Ok(cancelled)
+    })
+    .await
 }
 
 /// "Retry N failed": queues a run of the same operation on the same backup set with the same
@@ -153,32 +144,28 @@ pub async fn cancel_run(tenant: String, id: i64) -> Result<CancelledRun, AppErro
 pub async fn retry_failed(tenant: String, id: i64) -> Result<SubmittedRun, AppError> {
     use crate::domain::Capability;
     use crate::server::audit::{self, AuditEvent};
-    use crate::server::auth::authorize;
-    use crate::server::{error::respond, runs::retry, state::app_state};
-    respond(
-        async {
-            let state = app_state()?;
-            let db = state.db.clone();
-            let ctx = authorize(&tenant, Capability::StartRuns).await?;
-            let run = retry::retry_failed(&db, &ctx, id).await?;
-            if !run.reused {
-                state.wake.run_queued(&db).await;
-            }
-            audit::record(
-                &db,
-                AuditEvent {
-                    tenant_id: Some(ctx.scope.id()),
-                    actor_user_id: Some(ctx.user_id),
-                    action: if run.reused { "run.reuse" } else { "run.retry" },
-                    target: format!("run:{}", run.run_id),
-                    details: serde_json::json!({ "retry_of": id, "total": run.total }),
-                },
-            )
-            .await;
-            Ok(run)
+    use crate::server::auth::in_tenant;
+    use crate::server::runs::retry;
+    in_tenant(&tenant, Capability::StartRuns, |ctx, state| async move {
+        let db = &state.db;
+        let run = retry::retry_failed(db, &ctx, id).await?;
+        if !run.reused {
+            state.wake.run_queued(db).await;
         }
-        .await,
-    )
+        audit::record(
+            db,
+            AuditEvent {
+                tenant_id: Some(ctx.scope.id()),
+                actor_user_id: Some(ctx.user_id),
+                action: if run.reused { "run.reuse" } else { "run.retry" },
+                target: format!("run:{}", run.run_id),
+                details: serde_json::json!({ "retry_of": id, "total": run.total }),
+            },
+        )
+        .await;
+        Ok(run)
+    })
+    .await
 }
 
 /// One run with its counters and one page of its items (by policy name). `outcome`
@@ -197,7 +184,7 @@ pub async fn get_run(
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::runs::queries;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
         let outcome = match outcome.as_str() {
             "" => None,
             raw => Some(
@@ -206,7 +193,7 @@ pub async fn get_run(
             ),
         };
         let window = ItemWindow::parse(offset, limit)?;
-        queries::detail(&db, &ctx.scope, id, outcome, window).await
+        queries::detail(&state.db, &ctx.scope, id, outcome, window).await
     })
     .await
 }
@@ -252,8 +239,8 @@ pub async fn backup_set_runs(
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::runs::queries;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        queries::for_backup_set(&db, &ctx.scope, backup_set_id).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        queries::for_backup_set(&state.db, &ctx.scope, backup_set_id).await
     })
     .await
 }

@@ -67,8 +67,8 @@ pub async fn get_tenant_status(tenant: String) -> Result<TenantStatus, AppError>
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::tenants::connection;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        connection::status(&db, &ctx.scope).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        connection::status(&state.db, &ctx.scope).await
     })
     .await
 }
@@ -78,17 +78,16 @@ pub async fn get_tenant_status(tenant: String) -> Result<TenantStatus, AppError>
 #[server(prefix = "/api", endpoint = "tenants/settings")]
 pub async fn get_tenant_settings(tenant: String) -> Result<TenantSettings, AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::connection;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let state = app_state()?;
-            let ctx = authorize(&tenant, Capability::ManageMembers).await?;
+    in_tenant(
+        &tenant,
+        Capability::ManageMembers,
+        |ctx, state| async move {
             connection::settings(&state.db, &ctx.scope, state.secret_keys.is_some()).await
-        }
-        .await,
+        },
     )
+    .await
 }
 
 /// Replaces the client secret (and the client id, when one is given) with the new secret's
@@ -101,13 +100,12 @@ pub async fn replace_secret(
     #[server(default)] expires_on: String,
 ) -> Result<(), AppError> {
     use crate::domain::{tenant::parse_client_id, Capability};
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::connection;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let state = app_state()?;
-            let ctx = authorize(&tenant, Capability::ManageMembers).await?;
+    in_tenant(
+        &tenant,
+        Capability::ManageMembers,
+        |ctx, state| async move {
             let secret = connection::parse_secret(&secret)?;
             let client_id = match client_id.trim() {
                 "" => None,
@@ -124,9 +122,9 @@ pub async fn replace_secret(
                 expires_on,
             )
             .await
-        }
-        .await,
+        },
     )
+    .await
 }
 
 /// Disconnects the tenant: its data stays, no run can start, every run queued or under way is
@@ -145,18 +143,17 @@ pub async fn reconnect_tenant(tenant: String) -> Result<(), AppError> {
 #[cfg(feature = "ssr")]
 async fn set_connected(tenant: String, connected: bool) -> Result<(), AppError> {
     use crate::domain::Capability;
-    use crate::server::auth::authorize;
+    use crate::server::auth::in_tenant;
     use crate::server::tenants::connection;
-    use crate::server::{error::respond, state::app_state};
-    respond(
-        async {
-            let state = app_state()?;
-            let ctx = authorize(&tenant, Capability::ManageMembers).await?;
+    in_tenant(
+        &tenant,
+        Capability::ManageMembers,
+        |ctx, state| async move {
             connection::set_connected(&state.db, &state.wake, &ctx, connected).await?;
             Ok(())
-        }
-        .await,
+        },
     )
+    .await
 }
 
 /// An optional `YYYY-MM-DD` field: empty is none.

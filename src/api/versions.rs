@@ -11,8 +11,8 @@ pub async fn get_policy(tenant: String, id: i64) -> Result<PolicyInfo, AppError>
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::versions;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        versions::policy(&db, &ctx.scope, id).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        versions::policy(&state.db, &ctx.scope, id).await
     })
     .await
 }
@@ -23,8 +23,8 @@ pub async fn policy_versions(tenant: String, id: i64) -> Result<Vec<VersionRow>,
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::versions;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        versions::versions(&db, &ctx.scope, id).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        versions::versions(&state.db, &ctx.scope, id).await
     })
     .await
 }
@@ -39,8 +39,8 @@ pub async fn policy_version(
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::versions;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        versions::version(&db, &ctx.scope, id, version).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        versions::version(&state.db, &ctx.scope, id, version).await
     })
     .await
 }
@@ -56,8 +56,8 @@ pub async fn policy_diff(
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::versions;
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
-        versions::diff(&db, &ctx.scope, id, from, to).await
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
+        versions::diff(&state.db, &ctx.scope, id, from, to).await
     })
     .await
 }
@@ -79,14 +79,14 @@ pub async fn policy_inventory(
     use crate::server::auth::in_tenant;
     use crate::server::policies::parse_search;
     use crate::server::versions::{self, InventoryFilter};
-    in_tenant(&tenant, Capability::View, |ctx, db| async move {
+    in_tenant(&tenant, Capability::View, |ctx, state| async move {
         let filter = InventoryFilter {
             search: parse_search(&search)?,
             policy_type: PolicyType::parse_filter("policy_type", &policy_type)?,
             platform,
         };
         let sort = versions::parse_sort(&sort)?;
-        versions::inventory(&db, &ctx.scope, &filter, sort, page).await
+        versions::inventory(&state.db, &ctx.scope, &filter, sort, page).await
     })
     .await
 }

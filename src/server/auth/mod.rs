@@ -34,21 +34,23 @@ pub struct TenantContext {
 }
 
 /// The body of a tenant's server function: `work` runs for a member of `tenant` who holds
-/// `capability` (401 / 403 otherwise, from [`authorize`]), with the app's database; an error
-/// sets the answer's status ([`crate::server::error::respond`]).
+/// `capability` (401 / 403 otherwise, from [`authorize`]), with the app's state (its database,
+/// the workers' wake-up, the secret keys…); an error sets the answer's status
+/// ([`crate::server::error::respond`]).
 pub async fn in_tenant<T, Fut>(
     tenant: &str,
-    capability: crate::domain::Capability,
-    work: impl FnOnce(TenantContext, crate::server::db::Db) -> Fut,
+    capability: Capability,
+    work: impl FnOnce(TenantContext, AppState) -> Fut,
 ) -> Result<T, AppError>
 where
     Fut: std::future::Future<Output = Result<T, AppError>>,
 {
     crate::server::error::respond(
         async {
-            let ctx = authorize(tenant, capability).await?;
-            let db = crate::server::state::app_state()?.db.clone();
-            work(ctx, db).await
+            let state = app_state()?;
+            let ctx =
+                authorize_session(&state, &current_session().await?, tenant, capability).await?;
+            work(ctx, state).await
         }
         .await,
     )
