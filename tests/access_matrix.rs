@@ -10,6 +10,7 @@ use leptos::server_fn::axum::server_fn_paths;
 use tenantatlas::api::{access_table, Access};
 use tenantatlas::domain::capability::ADMIN_LABEL;
 use tenantatlas::domain::Role;
+use tenantatlas::server::http::download_paths;
 
 both_backends!(TestApp:
     every_server_function_enforces_its_access,
@@ -171,9 +172,17 @@ async fn every_page_enforces_membership(app: TestApp) {
         .map(|route| route.path().to_owned())
         .collect();
     assert!(routes.len() >= 5, "the router lists its pages");
-    // The downloads are plain routes beside the pages, guarded the same.
-    routes.push("/t/{tenant}/policies/{id}/versions/{version}/raw.json".to_owned());
-    routes.push("/t/{tenant}/backup-sets/{id}/export.zip".to_owned());
+    // The downloads are plain routes beside the pages, guarded the same: the router's list of
+    // them, so a new one is asked too.
+    routes.extend(download_paths().into_iter().map(str::to_owned));
+    let downloads = download_paths();
+    assert!(downloads.len() >= 3, "the router lists its downloads");
+    for download in downloads {
+        assert!(
+            routes.iter().any(|route| route == download),
+            "the sweep asks {download}"
+        );
+    }
     for caller in callers() {
         let cookie = cookie_for(&app, caller).await;
         for route in &routes {

@@ -18,7 +18,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use tenantatlas::domain::invitation::PASSWORD_MAX_CHARS;
 use tenantatlas::server::auth::password::Checker;
-use tenantatlas::server::http::REQUEST_BODY_LIMIT;
+use tenantatlas::server::http::{download_paths, REQUEST_BODY_LIMIT};
 use tenantatlas::server::panics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -621,8 +621,7 @@ fn page_case(known: &Known) -> impl Strategy<Value = (bool, Vec<String>, String,
 async fn garbage_never_breaks_a_page(app: TestApp) {
     let known = known_ids(&app).await;
     let cookies = cookies(&app).await;
-    let routes = leptos_axum::generate_route_list(tenantatlas::app::App);
-    assert!(routes.len() >= 5, "the router lists its pages");
+    let routes = swept_routes();
     let mut runner = runner();
     let strategy = page_case(&known);
     for (caller, cookie) in &cookies {
@@ -631,7 +630,6 @@ async fn garbage_never_breaks_a_page(app: TestApp) {
                 let (head, params, suffix, query) = generate(&mut runner, &strategy);
                 let mut params = params.into_iter();
                 let path: Vec<String> = route
-                    .path()
                     .split('/')
                     .map(|part| match part.starts_with('{') {
                         true => params.next().unwrap_or_default(),
@@ -655,6 +653,32 @@ async fn garbage_never_breaks_a_page(app: TestApp) {
                 }
             }
         }
+    }
+}
+
+/// The GET routes the sweeps ask: the router's pages, and its downloads (plain routes beside
+/// them), both taken from the router's own lists.
+fn swept_routes() -> Vec<String> {
+    let mut routes: Vec<String> = leptos_axum::generate_route_list(tenantatlas::app::App)
+        .iter()
+        .map(|route| route.path().to_owned())
+        .collect();
+    assert!(routes.len() >= 5, "the router lists its pages");
+    routes.extend(download_paths().into_iter().map(str::to_owned));
+    routes
+}
+
+/// Every download the router registers is among the routes the sweeps ask.
+#[test]
+fn the_sweeps_ask_every_download() {
+    let downloads = download_paths();
+    assert!(downloads.len() >= 3, "the router lists its downloads");
+    let swept = swept_routes();
+    for download in downloads {
+        assert!(
+            swept.iter().any(|route| route == download),
+            "the sweeps ask {download}"
+        );
     }
 }
 
@@ -939,10 +963,8 @@ async fn a_wrong_method_is_405_with_a_reason(app: TestApp) {
             );
         }
     }
-    let routes = leptos_axum::generate_route_list(tenantatlas::app::App);
-    for route in &routes {
+    for route in &swept_routes() {
         let path: Vec<String> = route
-            .path()
             .split('/')
             .map(|part| match part.starts_with('{') {
                 true => CONTOSO.to_owned(),

@@ -15,7 +15,7 @@ use axum::{
     http::{header, HeaderValue, Method, StatusCode, Uri},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, MethodRouter},
     Json, Router,
 };
 use futures::StreamExt;
@@ -68,20 +68,10 @@ pub fn router_with(state: AppState, body_timeout: Duration) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let site_root = Path::new(state.leptos_options.site_root.as_ref()).to_owned();
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route(
-            "/t/{tenant}/runs/{id}/items.csv",
-            get(exports::run_items_csv),
-        )
-        .route(
-            "/t/{tenant}/policies/{id}/versions/{version}/raw.json",
-            get(versions::version_json),
-        )
-        .route(
-            "/t/{tenant}/backup-sets/{id}/export.zip",
-            get(backup_export::backup_set_zip),
-        )
+    let app = Router::new().route("/healthz", get(healthz));
+    let app = download_routes()
+        .into_iter()
+        .fold(app, |app, (path, route)| app.route(path, route))
         .merge(static_files::pkg_router(&site_root))
         // Also registers every server function under /api, with AppState in their context.
         .leptos_routes(&state, routes, move || shell(options.clone()))
@@ -111,6 +101,35 @@ pub fn router_with(state: AppState, body_timeout: Duration) -> Router {
         .layer(middleware::from_fn(static_files::hidden_files_are_404))
         .layer(middleware::from_fn(backslash_paths_are_404));
     with_panic_net(with_body_time_limit(with_body_limit(app), body_timeout))
+}
+
+/// The downloads: plain GET routes beside the pages, behind the same page guard (a tenant's
+/// download needs its membership as its pages do). [`router_with`] registers exactly these, so
+/// a download added here is in [`download_paths`] too, which the access and robustness sweeps
+/// ask beside the router's pages.
+pub fn download_routes() -> [(&'static str, MethodRouter<AppState>); 3] {
+    [
+        (
+            "/t/{tenant}/runs/{id}/items.csv",
+            get(exports::run_items_csv),
+        ),
+        (
+            "/t/{tenant}/policies/{id}/versions/{version}/raw.json",
+            get(versions::version_json),
+        ),
+        (
+            "/t/{tenant}/backup-sets/{id}/export.zip",
+            get(backup_export::backup_set_zip),
+        ),
+    ]
+}
+
+/// The paths of [`download_routes`], as the router has them (`{tenant}`, `{id}`, `{version}`).
+pub fn download_paths() -> Vec<&'static str> {
+    download_routes()
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
 }
 
 /// The most bytes a request body may have: [`with_body_limit`].
