@@ -50,6 +50,7 @@ mod slow_clients {
         headers_that_never_end_are_cut_off,
         a_connection_that_sends_nothing_is_closed,
         a_body_sent_in_time_is_answered_as_usual,
+        the_metrics_listener_cuts_off_headers_that_never_end,
     );
 }
 
@@ -1392,6 +1393,47 @@ async fn a_connection_that_sends_nothing_is_closed(app: SlowClients) {
         seen.after
     );
     assert!(seen.after >= SLOW_TIMEOUT, "closed early: {:?}", seen.after);
+}
+
+/// The metrics listener, served as `serve` serves it (`http::serve_metrics`) with the short
+/// header read timeout: a scrape is answered, and a connection whose headers never end is
+/// closed once the timeout has passed, as on the app's listener.
+async fn the_metrics_listener_cuts_off_headers_that_never_end(app: SlowClients) {
+    use tenantatlas::server::http::{self, ServeOptions};
+    use tenantatlas::server::metrics;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = metrics::router(metrics::install().unwrap(), app.test_db.db.clone());
+    let options = ServeOptions {
+        header_read_timeout: SLOW_TIMEOUT,
+        ..ServeOptions::default()
+    };
+    let server = tokio::spawn(http::serve_metrics(listener, router, options));
+    let scrape = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), 200, "a scrape is answered");
+    let first = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n").into_bytes();
+    let rest = format!("X-Padding: {}", "y".repeat(200)).into_bytes();
+    let seen = trickle(addr, first, rest, SLOW_TIMEOUT + SLOW_MARGIN).await;
+    assert!(
+        seen.closed,
+        "the connection is still open after {:?}: {:?}",
+        seen.after, seen.answer
+    );
+    assert!(seen.after >= SLOW_TIMEOUT, "closed early: {:?}", seen.after);
+    assert!(
+        seen.answer.is_empty() || seen.answer.starts_with("HTTP/1.1 408"),
+        "answer: {:?}",
+        seen.answer
+    );
+    let seen = trickle(addr, Vec::new(), Vec::new(), SLOW_TIMEOUT + SLOW_MARGIN).await;
+    assert!(
+        seen.closed,
+        "a silent connection is still open after {:?}",
+        seen.after
+    );
+    server.abort();
 }
 
 /// A body that arrives within the deadline, in parts, is answered as usual (a wrong password:

@@ -645,6 +645,18 @@ pub async fn serve_router(
     }
 }
 
+/// The metrics listener's server (`--metrics-addr`): [`serve_router`], so that a client that
+/// never finishes its headers is cut off after `options.header_read_timeout` as on the app's
+/// listener (it used `axum::serve`, which has no header read timeout). It has no shutdown of
+/// its own: it stops with the process.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    serve_router(listener, router, std::future::pending(), options).await
+}
+
 /// An accept that failed: a connection that went away before it was accepted is nothing; else
 /// (no file descriptor left, most likely) the error is logged and the next accept waits a
 /// second, so that the loop does not spin while nothing can be accepted (as `axum::serve`).

@@ -623,7 +623,8 @@ async fn serve(
         tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
         let router = metrics::router(handle, db.clone());
         tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
+            let options = http::ServeOptions::default();
+            if let Err(error) = http::serve_metrics(listener, router, options).await {
                 tracing::error!(%error, "the metrics listener stopped");
             }
         });
