@@ -11,5 +11,8 @@ if [[ -f target/.front-toolchain ]]; then
   # shellcheck disable=SC1091
   source target/.front-toolchain
 fi
+# too_many_arguments is allowed here: the browser's stub of a server function takes every
+# argument of its form (runs/add-policies has nine), and #[server] does not carry an #[allow]
+# over to the stub it generates; the server half above keeps the lint.
 "${cargo_front[@]}" clippy --lib --target wasm32-unknown-unknown --no-default-features --features hydrate \
-  --target-dir target/front --quiet ${FRONT_EXTRA_ARGS:-} -- -D warnings
+  --target-dir target/front --quiet ${FRONT_EXTRA_ARGS:-} -- -D warnings -A clippy::too_many_arguments
