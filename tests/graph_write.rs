@@ -563,6 +563,71 @@ async fn a_write_failure_says_whether_a_write_request_was_sent() {
     }
 }
 
+/// An update whose first attempt lands in Intune but whose answer is lost (no answer in time)
+/// is sent again, as it may be; when every later attempt is throttled, the error still says
+/// Graph may have acted on it (it did: the policy holds the backup again) and tells both
+/// answers. The same 429s without a lost answer say Graph did nothing.
+#[tokio::test]
+async fn an_update_throttled_after_a_lost_answer_says_it_may_have_landed() {
+    let sim = start(Knobs::default()).await;
+    let mut config = fast_config(&sim);
+    config.request_timeout = Duration::from_millis(300);
+    let client = GraphClient::new(config).expect("client builds");
+    let policy_type = PolicyType::DeviceConfiguration;
+    let policy = pick(&sim, policy_type, false);
+    let original = capture(&client, policy_type, &policy.id).await;
+    let backup = payload(&original);
+    let throttled = |times| Fault::Throttle {
+        times,
+        retry_after_secs: 0,
+    };
+
+    sim.set_fault(&policy.id, throttled(3));
+    let error = write(&client, policy_type, Some(&policy.id), &backup, None)
+        .await
+        .expect_err("every attempt is throttled");
+    assert_eq!(error.reason_code(), ReasonCode::Throttled);
+    assert!(!error.may_have_acted(), "{error}");
+
+    assert!(sim.change_settings(TENANT, &policy.id));
+    // The first attempt is applied, and answered after the client has given up.
+    sim.set_knobs(Knobs {
+        latency_ms: 2_000,
+        ..Knobs::default()
+    });
+    sim.reset_counters();
+    let (written, ()) = tokio::join!(
+        write(&client, policy_type, Some(&policy.id), &backup, None),
+        async {
+            let started = std::time::Instant::now();
+            while sim.counters().writes().is_empty() {
+                assert!(started.elapsed() < Duration::from_secs(10), "no write sent");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            // The attempts after it: throttled until the client gives up.
+            let mut knobs = Knobs::default();
+            knobs.faults.insert(policy.id.clone(), throttled(2));
+            sim.set_knobs(knobs);
+        }
+    );
+    let error = written.expect_err("the attempts after the lost answer are throttled");
+    assert_eq!(error.reason_code(), ReasonCode::Throttled, "{error}");
+    assert!(error.may_have_acted(), "{error}");
+    assert!(error.message().contains("no answer in time"), "{error}");
+    assert!(error.message().contains("429"), "{error}");
+    let statuses: Vec<u16> = sim.counters().writes().iter().map(|w| w.status).collect();
+    assert_eq!(
+        statuses,
+        vec![204, 429, 429],
+        "the first attempt was applied"
+    );
+    let landed = capture(&client, policy_type, &policy.id).await;
+    assert_eq!(
+        landed.content_hash, original.content_hash,
+        "the update landed"
+    );
+}
+
 #[tokio::test]
 async fn a_create_whose_answer_is_lost_is_not_sent_again_but_an_update_is() {
     let sim = start(Knobs::default()).await;
@@ -586,6 +651,7 @@ async fn a_create_whose_answer_is_lost_is_not_sent_again_but_an_update_is() {
     .await
     .expect_err("no answer");
     assert_eq!(error.reason_code(), ReasonCode::Timeout);
+    assert!(error.may_have_acted(), "{error}");
     assert_eq!(
         sim.counters().writes().len(),
         1,

@@ -55,6 +55,7 @@ both_backends!(local Fixture:
     a_takeover_after_an_update_cut_short_says_it_was_partly_written,
     a_second_previews_execute_never_sends_a_create_the_first_may_have_made,
     an_update_whose_answer_is_lost_is_audited_as_maybe_written,
+    an_update_throttled_after_its_answer_was_lost_is_audited_as_maybe_written,
     a_preview_never_adopts_the_create_of_an_execute_still_running,
     a_create_whose_policy_has_another_record_in_use_is_never_planned_again,
 );
@@ -1993,6 +1994,139 @@ async fn an_update_whose_answer_is_lost_is_audited_as_maybe_written(f: Fixture) 
     assert_eq!(audited[0]["completed"], false);
     // Its only trace is the announced write (no outcome recorded): the preview counts as
     // executed, never as "no write recorded", even for an execute that ended cancelled.
+    assert_eq!(f.action(run_id, id).await, None);
+    sqlx::query("UPDATE runs SET status = 'cancelled' WHERE id = $1")
+        .bind(run_id)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.plan(preview).await.not_executable,
+        Some(GateFailure::AlreadyExecuted)
+    );
+}
+
+/// The Graph client's writes, through a client that gives up on an answer after half a
+/// second: from the moment an update is asked for, the simulator answers late (every request,
+/// until the test sets it back), so the update's first attempt lands while its answer is lost.
+struct LateAnswersWriter {
+    client: GraphClient,
+    /// The simulator's knobs endpoint.
+    knobs_url: String,
+}
+
+impl LateAnswersWriter {
+    fn new(sim: &tenantatlas::graph_sim::SimHandle) -> Self {
+        let mut config = crate::sim_support::fast_config(sim);
+        config.request_timeout = std::time::Duration::from_millis(500);
+        Self {
+            client: GraphClient::new(config).expect("the client builds"),
+            knobs_url: format!("{}/_sim/knobs", sim.base_url),
+        }
+    }
+}
+
+impl PolicyWriter for LateAnswersWriter {
+    fn object_exists<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        kind: DirectoryKind,
+        id: &'a str,
+    ) -> GraphFuture<'a, bool> {
+        PolicyWriter::object_exists(&self.client, creds, kind, id)
+    }
+
+    fn write_policy_reporting<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        request: WriteRequest<'a>,
+    ) -> WriteFuture<'a> {
+        Box::pin(async move {
+            if request.target.is_some() {
+                // A token first, on time (the token endpoint answers without the latency).
+                let group = "00000000-0000-4000-8000-000000000000";
+                let _ =
+                    PolicyWriter::object_exists(&self.client, creds, DirectoryKind::Group, group)
+                        .await;
+                let late = serde_json::json!({"latency_ms": 3_000, "latency_jitter_ms": 0});
+                reqwest::Client::new()
+                    .post(&self.knobs_url)
+                    .json(&late)
+                    .send()
+                    .await
+                    .expect("the simulator answers")
+                    .error_for_status()
+                    .expect("the latency is set");
+            }
+            PolicyWriter::write_policy_reporting(&self.client, creds, request).await
+        })
+    }
+}
+
+/// An update whose first attempt lands in Intune but whose answer is lost (no answer in time),
+/// sent again (an update may be) and throttled until the client gives up: the last answer
+/// alone (a 429) would say Graph did nothing, but the policy MAY have been written, so the item
+/// fails saying so, with an incomplete audit row, and its announce stays (the preview counts as
+/// executed).
+async fn an_update_throttled_after_its_answer_was_lost_is_audited_as_maybe_written(f: Fixture) {
+    let backup = f.backup().await;
+    let (id, graph_id) = backup.policies[2].clone();
+    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
+    let (preview, plan) = f.preview(backup.set, &[id]).await;
+    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
+    let worker = f.worker_writing_with(LateAnswersWriter::new(&f.demo.sim));
+    let run_id = f.queue_execute(preview).await;
+    f.demo.sim.reset_counters();
+    let sim = &f.demo.sim;
+    tokio::join!(f.finish_with(&worker, run_id), async {
+        let started = std::time::Instant::now();
+        while sim.counters().writes().is_empty() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the update was never sent"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        // The update's next attempts (the fast client makes 3 in all) are throttled.
+        let mut knobs = sim.knobs();
+        knobs.latency_ms = 0;
+        knobs.faults.insert(
+            graph_id.clone(),
+            tenantatlas::graph_sim::Fault::Throttle {
+                times: 2,
+                retry_after_secs: 0,
+            },
+        );
+        sim.set_knobs(knobs);
+    });
+
+    let statuses: Vec<u16> = sim.counters().writes().iter().map(|w| w.status).collect();
+    assert_eq!(
+        statuses,
+        vec![204, 429, 429],
+        "the first attempt was applied"
+    );
+    let detail = f.detail(run_id).await;
+    let row = &detail.items.rows[0];
+    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
+    let message = row.message.as_deref().unwrap_or_default();
+    assert!(message.contains("MAY have been written"), "{message}");
+    assert!(!message.contains("nothing was written"), "{message}");
+    assert!(message.contains("no answer in time"), "{message}");
+    let audited = f.audit_details().await;
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0]["action"], "updated");
+    assert_eq!(audited[0]["graph_id"], graph_id.as_str());
+    assert_eq!(audited[0]["completed"], false);
+    let announced: Option<i64> = sqlx::query_scalar(
+        "SELECT update_sent_at FROM run_items WHERE run_id = $1 AND policy_id = $2",
+    )
+    .bind(run_id)
+    .bind(id)
+    .fetch_one(f.app.db.pool())
+    .await
+    .unwrap();
+    assert!(announced.is_some(), "the announce stays");
     assert_eq!(f.action(run_id, id).await, None);
     sqlx::query("UPDATE runs SET status = 'cancelled' WHERE id = $1")
         .bind(run_id)

@@ -545,10 +545,44 @@ impl GraphClient {
 
     /// One authenticated request through the tenant's limiter (writes also through its write
     /// budget), with a fresh token after a 401 and retries as [`Request::idempotent`] allows.
+    /// An error says whether Graph may have acted on the request ([`GraphError::may_have_acted`]):
+    /// an idempotent write sent again after a lost answer may end on a refusal (a 429, a 401)
+    /// although its first attempt landed.
     pub(super) async fn send(
         &self,
         creds: &TenantCredentials,
         request: &Request<'_>,
+    ) -> Result<Answer, GraphError> {
+        let mut unclear = None;
+        self.send_attempts(creds, request, &mut unclear)
+            .await
+            .map_err(|error| match unclear {
+                Some(earlier) if !error.may_have_acted() => {
+                    // "PATCH …: no answer in time; sent again: answered 429 …".
+                    let what =
+                        describe(&request.method, request.url, &self.inner.config.graph_base);
+                    let rest = |message: &str| match message.strip_prefix(what.as_str()) {
+                        Some(rest) => rest.trim_start_matches(':').trim_start().to_owned(),
+                        None => message.to_owned(),
+                    };
+                    let message = format!(
+                        "{what}: {}; sent again: {}",
+                        rest(earlier.message()),
+                        rest(error.message())
+                    );
+                    error.after_unclear_attempt(message)
+                }
+                _ => error,
+            })
+    }
+
+    /// [`Self::send`]'s attempts; `unclear` is set to the error of the first attempt whose answer
+    /// may have come after Graph acted on the request, when it is sent again.
+    async fn send_attempts(
+        &self,
+        creds: &TenantCredentials,
+        request: &Request<'_>,
+        unclear: &mut Option<GraphError>,
     ) -> Result<Answer, GraphError> {
         let inner = &self.inner;
         let limiter = inner.limiters.for_tenant(creds.tenant_id.as_str());
@@ -586,14 +620,17 @@ impl GraphClient {
                     inner.tokens.invalidate(creds, &token).await?;
                 }
                 Err(Failure::Transient {
+                    error,
                     retry_after,
                     why,
                     ambiguous,
-                    ..
                 }) if attempt < inner.config.retry.max_attempts
                     && (request.idempotent || !ambiguous) =>
                 {
                     activity::count(Count::Retry);
+                    if ambiguous && unclear.is_none() {
+                        *unclear = Some(error);
+                    }
                     // A 429 without Retry-After pauses the tenant too, long enough to leave
                     // Intune's throttling window (`RetryPolicy::throttled_delay`).
                     let retry_after = match (retry_after, why) {
@@ -610,6 +647,11 @@ impl GraphClient {
                     let sleep = super::interrupt::waiting(tokio::time::sleep(backoff));
                     activity::waiting_for(why, Some(backoff), sleep).await?;
                 }
+                Err(Failure::Transient {
+                    error,
+                    ambiguous: true,
+                    ..
+                }) => return Err(error.acted_maybe()),
                 Err(
                     Failure::Final(error)
                     | Failure::Unauthorized(error)

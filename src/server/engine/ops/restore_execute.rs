@@ -198,6 +198,15 @@ fn may_have_landed(reason: ReasonCode) -> bool {
     )
 }
 
+/// Whether the policy's own write (its create or its update) may have landed although the
+/// writer failed: a write request was sent, and either the failure may have come after Graph
+/// acted on it or an earlier attempt's answer was lost (an update, idempotent, is sent again
+/// after a timeout or a 504, and the retries may end on a refusal such as a 429 although the
+/// first attempt landed; a create is never sent again after such an answer).
+fn may_have_written(failure: &WriteFailure) -> bool {
+    failure.sent && (failure.error.may_have_acted() || may_have_landed(failure.error.reason_code()))
+}
+
 /// The policy a create announced at `sent_at` made before its answer was recorded: a live
 /// policy of the type named `name` that Graph changed no earlier than the announce and that no
 /// inventory row held before it (a row a sync learned of since may be that very policy).
@@ -569,23 +578,24 @@ impl RestoreExecute {
             .await
         {
             Ok(restored) => restored,
-            Err(WriteFailure { error, sent, .. }) => match announced {
-                Some((Announce::Create, sent_at))
-                    if sent && may_have_landed(error.reason_code()) =>
-                {
+            Err(failure) => match announced {
+                Some((Announce::Create, sent_at)) if may_have_written(&failure) => {
+                    let error = failure.error;
                     self.after_lost_create(creds, policy_type, item, backup, sent_at, &error)
                         .await
                 }
                 // Graph refused the create, or it was never sent: nothing was created, and
                 // nothing is announced.
                 Some((Announce::Create, _)) => {
+                    let error = failure.error;
                     let message = sanitize(error.message());
                     tracing::warn!(reason = error.reason_code().as_str(), %message, "create refused");
                     Restored::CreateRefused(error.reason_code(), message)
                 }
-                Some((Announce::Update, _)) if sent && may_have_landed(error.reason_code()) => {
+                Some((Announce::Update, _)) if may_have_written(&failure) => {
+                    let error = failure.error;
                     let message = sanitize(&format!(
-                        "The policy's update got no usable answer ({}): the policy MAY have been written in Intune, in part or in full. Run the preview again to see what it holds.",
+                        "The policy MAY have been written in Intune, in part or in full: its update got no clear answer. Run the preview again to see what it holds. ({})",
                         error.message()
                     ));
                     tracing::warn!(reason = error.reason_code().as_str(), %message, "restore update may have landed");
@@ -594,8 +604,10 @@ impl RestoreExecute {
                         message,
                     }
                 }
-                // Graph refused the update, or a read before it failed: nothing was written.
+                // Graph refused every attempt of the update, or a read before it failed:
+                // nothing was written.
                 Some((Announce::Update, _)) => {
+                    let error = failure.error;
                     let message = sanitize(&format!(
                         "The policy's update was refused, or not sent ({}): nothing was written.",
                         error.message()
@@ -603,7 +615,7 @@ impl RestoreExecute {
                     tracing::warn!(reason = error.reason_code().as_str(), %message, "update not written");
                     Restored::UpdateRefused(error.reason_code(), message)
                 }
-                None => failed(error.reason_code(), error.message()),
+                None => failed(failure.error.reason_code(), failure.error.message()),
             },
         }
     }
