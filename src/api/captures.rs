@@ -14,7 +14,7 @@ pub async fn sync_inventory(tenant: String) -> Result<SubmittedRun, AppError> {
     use crate::server::runs::start;
     in_tenant(&tenant, Capability::StartRuns, |ctx, state| async move {
         let run = start::sync_inventory(&state.db, &ctx).await?;
-        started(&ctx, &run, "tenant", ctx.scope.id()).await;
+        started(&state, &ctx, &run, "tenant", ctx.scope.id()).await;
         Ok(run)
     })
     .await
@@ -29,7 +29,7 @@ pub async fn capture_policy(tenant: String, policy_id: i64) -> Result<SubmittedR
     use crate::server::runs::start;
     in_tenant(&tenant, Capability::StartRuns, |ctx, state| async move {
         let run = start::capture_policy(&state.db, &ctx, policy_id).await?;
-        started(&ctx, &run, "policy", policy_id).await;
+        started(&state, &ctx, &run, "policy", policy_id).await;
         Ok(run)
     })
     .await
@@ -44,7 +44,7 @@ pub async fn check_drift(tenant: String, backup_set_id: i64) -> Result<Submitted
     use crate::server::runs::start;
     in_tenant(&tenant, Capability::StartRuns, |ctx, state| async move {
         let run = start::check_drift(&state.db, &ctx, backup_set_id).await?;
-        started(&ctx, &run, "backup_set", backup_set_id).await;
+        started(&state, &ctx, &run, "backup_set", backup_set_id).await;
         Ok(run)
     })
     .await
@@ -80,28 +80,13 @@ pub async fn get_run_activity(
 /// Wakes the workers for a new run and writes the audit event of the start.
 #[cfg(feature = "ssr")]
 pub(crate) async fn started(
+    state: &crate::server::state::AppState,
     ctx: &crate::server::auth::TenantContext,
     run: &SubmittedRun,
     target_kind: &str,
     target_id: i64,
 ) {
-    use crate::server::audit::{self, AuditEvent};
-    let Ok(state) = crate::server::state::app_state() else {
-        return;
-    };
-    if !run.reused {
-        // This process's worker at once, and on PostgreSQL every instance's (NOTIFY).
-        state.wake.run_queued(&state.db).await;
-    }
-    audit::record(
-        &state.db,
-        AuditEvent {
-            tenant_id: Some(ctx.scope.id()),
-            actor_user_id: Some(ctx.user_id),
-            action: if run.reused { "run.reuse" } else { "run.start" },
-            target: format!("run:{}", run.run_id),
-            details: serde_json::json!({ "on": format!("{target_kind}:{target_id}"), "total": run.total }),
-        },
-    )
-    .await;
+    let details =
+        serde_json::json!({ "on": format!("{target_kind}:{target_id}"), "total": run.total });
+    crate::server::runs::submitted(state, ctx, run, "run.start", details).await;
 }

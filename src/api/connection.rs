@@ -25,8 +25,8 @@ pub async fn get_connection_check(tenant: String) -> Result<ConnectionStatus, Ap
 #[server(prefix = "/api", endpoint = "tenants/check-connection")]
 pub async fn check_connection(tenant: String) -> Result<SubmittedRun, AppError> {
     use crate::domain::Capability;
-    use crate::server::audit::{self, AuditEvent};
     use crate::server::auth::in_tenant;
+    use crate::server::runs;
     use crate::server::tenants::connection_check;
     in_tenant(
         &tenant,
@@ -34,24 +34,8 @@ pub async fn check_connection(tenant: String) -> Result<SubmittedRun, AppError> 
         |ctx, state| async move {
             let db = &state.db;
             let run = connection_check::start(db, &ctx).await?;
-            if !run.reused {
-                state.wake.run_queued(db).await;
-            }
-            audit::record(
-                db,
-                AuditEvent {
-                    tenant_id: Some(ctx.scope.id()),
-                    actor_user_id: Some(ctx.user_id),
-                    action: if run.reused {
-                        "run.reuse"
-                    } else {
-                        "tenant.check_connection"
-                    },
-                    target: format!("run:{}", run.run_id),
-                    details: serde_json::json!({}),
-                },
-            )
-            .await;
+            let details = serde_json::json!({});
+            runs::submitted(&state, &ctx, &run, "tenant.check_connection", details).await;
             Ok(run)
         },
     )

@@ -63,7 +63,7 @@ pub async fn start_restore_preview(
             "include_assignments": include_assignments,
             "include_scope_tags": include_scope_tags,
         });
-        audited(&ctx, &run, "restore.preview", details).await;
+        audited(&state, &ctx, &run, "restore.preview", details).await;
         Ok(run)
     })
     .await
@@ -103,7 +103,7 @@ pub async fn execute_restore(
         };
         let run = restore::start_execute(&state.db, &ctx, &request).await?;
         let details = serde_json::json!({ "preview_run_id": preview_run_id, "items": run.total });
-        audited(&ctx, &run, "restore.execute", details).await;
+        audited(&state, &ctx, &run, "restore.execute", details).await;
         Ok(run)
     })
     .await
@@ -112,19 +112,17 @@ pub async fn execute_restore(
 /// Wakes the workers and writes the run's start, plus the restore's own audit row.
 #[cfg(feature = "ssr")]
 async fn audited(
+    state: &crate::server::state::AppState,
     ctx: &crate::server::auth::TenantContext,
     run: &SubmittedRun,
     action: &str,
     details: serde_json::Value,
 ) {
     use crate::server::audit::{self, AuditEvent};
-    super::captures::started(ctx, run, "restore", run.run_id).await;
+    super::captures::started(state, ctx, run, "restore", run.run_id).await;
     if run.reused {
         return;
     }
-    let Ok(state) = crate::server::state::app_state() else {
-        return;
-    };
     audit::record(
         &state.db,
         AuditEvent {

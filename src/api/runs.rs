@@ -59,10 +59,9 @@ pub async fn add_policies(
 ) -> Result<SubmittedRun, AppError> {
     use crate::domain::selection::SelectionRequest;
     use crate::domain::{AddPoliciesOptions, Capability};
-    use crate::server::audit::{self, AuditEvent};
     use crate::server::auth::in_tenant;
     use crate::server::policies::PolicyFilter;
-    use crate::server::runs::create;
+    use crate::server::runs::{self, create};
     in_tenant(&tenant, Capability::StartRuns, |ctx, state| async move {
         let db = &state.db;
         let request = SelectionRequest::parse(policy_ids.0, all_matching)?;
@@ -79,25 +78,12 @@ pub async fn add_policies(
                 create::create_or_reuse_matching(db, &ctx, backup_set_id, &filter, options).await?
             }
         };
-        if !run.reused {
-            // This process's worker at once, and on PostgreSQL every instance's (NOTIFY).
-            state.wake.run_queued(db).await;
-        }
-        audit::record(
-            db,
-            AuditEvent {
-                tenant_id: Some(ctx.scope.id()),
-                actor_user_id: Some(ctx.user_id),
-                action: if run.reused { "run.reuse" } else { "run.start" },
-                target: format!("run:{}", run.run_id),
-                details: serde_json::json!({
-                    "backup_set_id": backup_set_id,
-                    "total": run.total,
-                    "all_matching": all_matching,
-                }),
-            },
-        )
-        .await;
+        let details = serde_json::json!({
+            "backup_set_id": backup_set_id,
+            "total": run.total,
+            "all_matching": all_matching,
+        });
+        runs::submitted(&state, &ctx, &run, "run.start", details).await;
         Ok(run)
     })
     .await
@@ -143,26 +129,13 @@ pub async fn cancel_run(tenant: String, id: i64) -> Result<CancelledRun, AppErro
 #[server(prefix = "/api", endpoint = "runs/retry-failed")]
 pub async fn retry_failed(tenant: String, id: i64) -> Result<SubmittedRun, AppError> {
     use crate::domain::Capability;
-    use crate::server::audit::{self, AuditEvent};
     use crate::server::auth::in_tenant;
-    use crate::server::runs::retry;
+    use crate::server::runs::{self, retry};
     in_tenant(&tenant, Capability::StartRuns, |ctx, state| async move {
         let db = &state.db;
         let run = retry::retry_failed(db, &ctx, id).await?;
-        if !run.reused {
-            state.wake.run_queued(db).await;
-        }
-        audit::record(
-            db,
-            AuditEvent {
-                tenant_id: Some(ctx.scope.id()),
-                actor_user_id: Some(ctx.user_id),
-                action: if run.reused { "run.reuse" } else { "run.retry" },
-                target: format!("run:{}", run.run_id),
-                details: serde_json::json!({ "retry_of": id, "total": run.total }),
-            },
-        )
-        .await;
+        let details = serde_json::json!({ "retry_of": id, "total": run.total });
+        runs::submitted(&state, &ctx, &run, "run.retry", details).await;
         Ok(run)
     })
     .await

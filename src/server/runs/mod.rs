@@ -10,6 +10,38 @@ pub mod retry;
 pub mod start;
 pub mod submit;
 
+use crate::domain::SubmittedRun;
+use crate::server::audit::{self, AuditEvent};
+use crate::server::auth::TenantContext;
+use crate::server::state::AppState;
+
+/// What every server function that starts a run does after the submit: wakes the workers for a
+/// new run (this process's at once, and on PostgreSQL every instance's by NOTIFY) and audits the
+/// submit as `started` ("run.start", "run.retry", …) or, for an identical run returned instead,
+/// "run.reuse", with `details`.
+pub async fn submitted(
+    state: &AppState,
+    ctx: &TenantContext,
+    run: &SubmittedRun,
+    started: &'static str,
+    details: serde_json::Value,
+) {
+    if !run.reused {
+        state.wake.run_queued(&state.db).await;
+    }
+    audit::record(
+        &state.db,
+        AuditEvent {
+            tenant_id: Some(ctx.scope.id()),
+            actor_user_id: Some(ctx.user_id),
+            action: if run.reused { "run.reuse" } else { started },
+            target: format!("run:{}", run.run_id),
+            details,
+        },
+    )
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use crate::domain::{AppError, RunStatus};
