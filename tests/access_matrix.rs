@@ -174,15 +174,9 @@ async fn every_page_enforces_membership(app: TestApp) {
     assert!(routes.len() >= 5, "the router lists its pages");
     // The downloads are plain routes beside the pages, guarded the same: the router's list of
     // them, so a new one is asked too.
-    routes.extend(download_paths().into_iter().map(str::to_owned));
     let downloads = download_paths();
     assert!(downloads.len() >= 3, "the router lists its downloads");
-    for download in downloads {
-        assert!(
-            routes.iter().any(|route| route == download),
-            "the sweep asks {download}"
-        );
-    }
+    routes.extend(downloads.into_iter().map(str::to_owned));
     for caller in callers() {
         let cookie = cookie_for(&app, caller).await;
         for route in &routes {

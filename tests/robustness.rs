@@ -669,20 +669,6 @@ fn swept_routes() -> Vec<String> {
     routes
 }
 
-/// Every download the router registers is among the routes the sweeps ask.
-#[test]
-fn the_sweeps_ask_every_download() {
-    let downloads = download_paths();
-    assert!(downloads.len() >= 3, "the router lists its downloads");
-    let swept = swept_routes();
-    for download in downloads {
-        assert!(
-            swept.iter().any(|route| route == download),
-            "the sweeps ask {download}"
-        );
-    }
-}
-
 /// Sends a request line exactly as written (an HTTP client would resolve dot segments and
 /// re-encode the path) and reads the answer to its end: status, body, and whether a chunked
 /// body ended properly (a panic while streaming a page cuts it off).

@@ -1,8 +1,9 @@
 //! Short-lived messages in a corner of the page ("Queued: 3 policies", "Finished: …"), each
 //! with an optional **View run** link and a dismiss button. A message leaves by itself after
-//! [`TOAST_LIFETIME`], counted while neither the pointer is over the list nor the keyboard's
-//! focus is in it (WCAG 2.2.1: whoever reads or reaches for a message keeps it); the run's
-//! notification (the bell) stays, so nothing is lost when a toast goes.
+//! [`TOAST_LIFETIME`]; if the pointer is over the list or the keyboard's focus is in it then, or
+//! when either leaves the list, its count starts again (WCAG 2.2.1: whoever reads or reaches for
+//! a message keeps it). The run's notification (the bell) stays, so nothing is lost when a toast
+//! goes.
 
 use std::time::Duration;
 
@@ -74,25 +75,25 @@ pub fn use_toasts() -> ToastQueue {
 #[component]
 pub fn Toasts() -> impl IntoView {
     let queue = use_toasts();
-    let hovered = RwSignal::new(false);
-    let focused = RwSignal::new(false);
-    let held = Memo::new(move |_| hovered.get() || focused.get());
+    let list = NodeRef::<leptos::html::Div>::new();
+    // Bumped when the pointer or the focus leaves the list: every toast's count starts again.
+    let released = RwSignal::new(0u64);
+    let release = move || released.update(|n| *n = n.wrapping_add(1));
     view! {
         <div
             class="toasts"
             role="status"
             aria-live="polite"
             data-testid="toasts"
-            on:mouseenter=move |_| hovered.set(true)
-            on:mouseleave=move |_| hovered.set(false)
-            on:focusin=move |_| focused.set(true)
-            on:focusout=move |_| focused.set(false)
+            node_ref=list
+            on:mouseleave=move |_| release()
+            on:focusout=move |_| release()
         >
             <For
                 each=move || queue.toasts.get()
                 key=|toast| toast.id
                 children=move |toast| {
-                    expire_unless_held(queue, toast.id, held);
+                    expire_unless_held(queue, toast.id, list, released);
                     view! {
                         <div class="toast" data-testid="toast">
                             <span class="toast-text">{toast.text}</span>
@@ -103,12 +104,7 @@ pub fn Toasts() -> impl IntoView {
                                 type="button"
                                 class="link-button toast-dismiss"
                                 aria-label="Dismiss"
-                                on:click=move |_| {
-                                    queue.dismiss(toast.id);
-                                    // The button had the focus and is gone: a browser need not
-                                    // say so with a focusout, and the list must not stay held.
-                                    focused.set(false);
-                                }
+                                on:click=move |_| queue.dismiss(toast.id)
                             >
                                 "×"
                             </button>
@@ -120,15 +116,39 @@ pub fn Toasts() -> impl IntoView {
     }
 }
 
-/// Dismisses toast `id` after [`TOAST_LIFETIME`] without a hold; a hold stops the count and its
-/// end starts it again. Effects run in the browser only, and the toast's row owns this one, so
-/// a toast dismissed by hand (or pushed out by a newer one) takes its timer with it.
-fn expire_unless_held(queue: ToastQueue, id: u64, held: Memo<bool>) {
+/// Whether the pointer is over the list or the keyboard's focus is in it, read from the page
+/// when asked: no event has to be seen (a browser that removes the focused toast, pushed out by
+/// a newer one, need not fire a focusout), so the list cannot stay held by a stale flag.
+fn held(list: NodeRef<leptos::html::Div>) -> bool {
+    let Some(list) = list.get_untracked() else {
+        return false;
+    };
+    let focused = document().active_element();
+    list.matches(":hover").unwrap_or(false) || list.contains(focused.as_deref())
+}
+
+/// Dismisses toast `id` after [`TOAST_LIFETIME`] unless the list is [`held`] then, in which case
+/// the count starts again; so does a release of the list (`released`). Effects run in the
+/// browser only, and the toast's row owns this one, so a toast dismissed by hand (or pushed out
+/// by a newer one) takes its timer with it.
+fn expire_unless_held(
+    queue: ToastQueue,
+    id: u64,
+    list: NodeRef<leptos::html::Div>,
+    released: RwSignal<u64>,
+) {
+    let round = RwSignal::new(0u64);
     Effect::new(move |_| {
-        if held.get() {
-            return;
-        }
-        if let Ok(handle) = set_timeout_with_handle(move || queue.dismiss(id), TOAST_LIFETIME) {
+        released.track();
+        round.track();
+        let fire = move || {
+            if held(list) {
+                round.try_update(|n| *n = n.wrapping_add(1));
+            } else {
+                queue.dismiss(id);
+            }
+        };
+        if let Ok(handle) = set_timeout_with_handle(fire, TOAST_LIFETIME) {
             on_cleanup(move || handle.clear());
         }
     });

@@ -687,6 +687,36 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
 mod tests {
     use super::*;
 
+    /// The sweeps (tests/access_matrix.rs, tests/robustness.rs) ask the router's pages and
+    /// [`download_paths`]; a route registered in [`router_with`] any other way would be asked by
+    /// neither. So `router_with` registers `/healthz` and what [`download_routes`] holds, and no
+    /// other route by hand.
+    #[test]
+    fn the_router_registers_no_route_the_sweeps_do_not_ask() {
+        let source = include_str!("http.rs");
+        let start = source
+            .find("pub fn router_with(")
+            .expect("router_with is here");
+        let body = &source[start..];
+        let body = &body[..body.find("\n}\n").expect("router_with ends")];
+        let routes: Vec<&str> = body
+            .match_indices(".route(")
+            .map(|(at, call)| {
+                let rest = &body[at + call.len()..];
+                rest[..rest.find(',').unwrap_or(rest.len())].trim()
+            })
+            .collect();
+        assert_eq!(
+            routes,
+            ["\"/healthz\"", "path"],
+            "router_with registers /healthz, then each of download_routes() by its path"
+        );
+        let folded = body
+            .find("download_routes()")
+            .expect("the downloads' list is registered");
+        assert!(folded < body.find("app.route(path").unwrap_or(0));
+    }
+
     async fn boom() -> &'static str {
         panic!("a detail only the server log may see")
     }

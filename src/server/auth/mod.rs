@@ -1,6 +1,8 @@
 //! Accounts, sessions and the one authorization point.
 //!
-//! Every page and server function that touches a tenant goes through [`authorize`]: it resolves
+//! Every page and server function that touches a tenant goes through [`authorize`] (server
+//! functions by [`in_tenant`] and [`in_tenant_joined`], pages and downloads by
+//! [`authorize_session`], the same check for a request's session): it resolves
 //! the signed-in user and their membership in the tenant the request names, and returns a
 //! [`TenantContext`]. Tenant data can only be queried with the [`TenantScope`] inside it.
 //! Anonymous → 401; not a member (or no such tenant) → 403 with no data; a member whose role
@@ -47,10 +49,8 @@ where
 {
     crate::server::error::respond(
         async {
-            let state = app_state()?;
-            let ctx =
-                authorize_session(&state, &current_session().await?, tenant, capability).await?;
-            work(ctx, state).await
+            let ctx = authorize(tenant, capability).await?;
+            work(ctx, app_state()?).await
         }
         .await,
     )
