@@ -699,22 +699,58 @@ mod tests {
             .expect("router_with is here");
         let body = &source[start..];
         let body = &body[..body.find("\n}\n").expect("router_with ends")];
-        let routes: Vec<&str> = body
-            .match_indices(".route(")
-            .map(|(at, call)| {
-                let rest = &body[at + call.len()..];
-                rest[..rest.find(',').unwrap_or(rest.len())].trim()
-            })
-            .collect();
         assert_eq!(
-            routes,
-            ["\"/healthz\"", "path"],
-            "router_with registers /healthz, then each of download_routes() by its path"
+            registered(body),
+            [
+                (".route(", "\"/healthz\""),
+                (".route(", "path"),
+                (".merge(", "static_files::pkg_router(&site_root))"),
+            ],
+            "router_with registers /healthz, each of download_routes() by its path, and the \
+             bundle's files; nothing else by hand"
         );
         let folded = body
             .find("download_routes()")
             .expect("the downloads' list is registered");
         assert!(folded < body.find("app.route(path").unwrap_or(0));
+        // What the merged router registers: the bundle's folder, outside /t/.
+        let files = include_str!("static_files.rs");
+        let start = files
+            .find("pub fn pkg_router")
+            .expect("pkg_router is there");
+        let body = &files[start..];
+        let body = &body[..body.find("\n}\n").expect("pkg_router ends")];
+        assert_eq!(registered(body), [(".nest_service(", "\"/pkg\"")]);
+    }
+
+    /// Every call in `body` that adds routes to a router (`.route(`, `.route_service(`,
+    /// `.nest(`, `.nest_service(`, `.merge(`), with its first argument.
+    fn registered(body: &str) -> Vec<(&'static str, &str)> {
+        const CALLS: [&str; 5] = [
+            ".route(",
+            ".route_service(",
+            ".nest(",
+            ".nest_service(",
+            ".merge(",
+        ];
+        let mut found: Vec<(usize, &'static str, &str)> = CALLS
+            .iter()
+            .flat_map(|call| {
+                body.match_indices(*call).map(move |(at, _)| {
+                    let rest = &body[at + call.len()..];
+                    (
+                        at,
+                        *call,
+                        rest[..rest.find([',', '\n']).unwrap_or(rest.len())].trim(),
+                    )
+                })
+            })
+            .collect();
+        found.sort_by_key(|(at, ..)| *at);
+        found
+            .into_iter()
+            .map(|(_, call, arg)| (call, arg))
+            .collect()
     }
 
     async fn boom() -> &'static str {

@@ -1,8 +1,8 @@
 //! Accounts, sessions and the one authorization point.
 //!
-//! Every page and server function that touches a tenant goes through [`authorize`] (server
-//! functions by [`in_tenant`] and [`in_tenant_joined`], pages and downloads by
-//! [`authorize_session`], the same check for a request's session): it resolves
+//! Every page and server function that touches a tenant goes through one check (the statement
+//! of `authorized_rows`): server functions by [`in_tenant`] (through [`authorize`]) or
+//! [`in_tenant_joined`], pages and downloads by [`authorize_session`]. It resolves
 //! the signed-in user and their membership in the tenant the request names, and returns a
 //! [`TenantContext`]. Tenant data can only be queried with the [`TenantScope`] inside it.
 //! Anonymous → 401; not a member (or no such tenant) → 403 with no data; a member whose role
