@@ -2006,6 +2006,19 @@ async fn an_update_whose_answer_is_lost_is_audited_as_maybe_written(f: Fixture) 
     );
 }
 
+/// Sets the simulator's knobs over HTTP, as a test writer must from inside the worker's write
+/// (it holds no handle to the simulator): `knobs_url` is its `/_sim/knobs`.
+async fn post_knobs(knobs_url: &str, knobs: &serde_json::Value) {
+    reqwest::Client::new()
+        .post(knobs_url)
+        .json(knobs)
+        .send()
+        .await
+        .expect("the simulator answers")
+        .error_for_status()
+        .expect("the knobs are set");
+}
+
 /// The Graph client's writes, through a client that gives up on an answer after half a
 /// second: from the moment an update is asked for, the simulator answers late (every request,
 /// until the test sets it back), so the update's first attempt lands while its answer is lost.
@@ -2049,14 +2062,7 @@ impl PolicyWriter for LateAnswersWriter {
                     PolicyWriter::object_exists(&self.client, creds, DirectoryKind::Group, group)
                         .await;
                 let late = serde_json::json!({"latency_ms": 3_000, "latency_jitter_ms": 0});
-                reqwest::Client::new()
-                    .post(&self.knobs_url)
-                    .json(&late)
-                    .send()
-                    .await
-                    .expect("the simulator answers")
-                    .error_for_status()
-                    .expect("the latency is set");
+                post_knobs(&self.knobs_url, &late).await;
             }
             PolicyWriter::write_policy_reporting(&self.client, creds, request).await
         })
@@ -2253,14 +2259,7 @@ impl PolicyWriter for FailingReadsWriter {
         Box::pin(async move {
             if let Some(target) = request.target {
                 let fault = serde_json::json!({"faults": {target: {"kind": "server_error"}}});
-                reqwest::Client::new()
-                    .post(&self.knobs_url)
-                    .json(&fault)
-                    .send()
-                    .await
-                    .expect("the simulator answers")
-                    .error_for_status()
-                    .expect("the fault is set");
+                post_knobs(&self.knobs_url, &fault).await;
             }
             PolicyWriter::write_policy_reporting(&self.client, creds, request).await
         })

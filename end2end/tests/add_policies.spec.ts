@@ -1,28 +1,13 @@
 import { expect, Page, test } from "@playwright/test";
-import { call, FABRIKAM, finishedRun, signIn } from "./demo";
+import { call, FABRIKAM, finishedRun, openNewBackupSet, openPicker, signIn } from "./demo";
 
 // Fabrikam, with its operator: backup_sets.spec.ts expects Contoso to start without backup
 // sets and runs, and every spec shares one server and database.
 const TENANT = FABRIKAM;
 
-/** Creates a backup set with a unique name, opens it and waits for hydration. */
-async function openNewBackupSet(page: Page, prefix: string) {
-  const name = `${prefix} ${Date.now()}`;
-  await page.goto(`/t/${TENANT}/backup-sets`);
-  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
-  await page.getByLabel("Name").fill(name);
-  await page.getByRole("button", { name: "Create backup set" }).click();
-  await page.getByRole("link", { name }).click();
-  await expect(page.getByTestId("backup-set-name")).toHaveText(name);
-  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
-  return name;
-}
-
 /** Opens the picker and ticks the first `n` selectable rows. */
 async function selectRows(page: Page, n: number) {
-  await page.getByRole("button", { name: "Add policies" }).click();
-  const picker = page.getByTestId("policy-picker");
-  await expect(picker.getByTestId("policy-row").first()).toBeVisible();
+  const picker = await openPicker(page);
   const boxes = picker.locator('tbody input[type="checkbox"]:not([disabled])');
   for (let i = 0; i < n; i++) await boxes.nth(i).check();
   await expect(picker.getByTestId("selection-count")).toHaveText(n === 1 ? "1 policy selected" : `${n} policies selected`);
@@ -42,7 +27,7 @@ test.beforeEach(async ({ page }) => {
 
 test("a toast leaves by itself after its time, but not while the pointer is over it or focus is in it", async ({ page }) => {
   test.setTimeout(120_000);
-  await openNewBackupSet(page, "E2E toast");
+  await openNewBackupSet(page, TENANT, "E2E toast");
   const picker = await selectRows(page, 1);
   await picker.getByRole("button", { name: "Add selected" }).click();
   const queued = page.getByTestId("toast").filter({ hasText: "Queued: 1 policy" });
@@ -63,7 +48,7 @@ test("a toast leaves by itself after its time, but not while the pointer is over
 
 test("select policies, add them, follow the toast to the run and watch it succeed", async ({ page }) => {
   test.setTimeout(120_000);
-  const name = await openNewBackupSet(page, "E2E add");
+  const name = await openNewBackupSet(page, TENANT, "E2E add");
   const picker = await selectRows(page, 3);
   await picker.getByRole("button", { name: "Add selected" }).click();
 
@@ -83,7 +68,7 @@ test("select policies, add them, follow the toast to the run and watch it succee
 test("double-clicking Add selected starts one run", async ({ page }) => {
   test.setTimeout(90_000);
   const runsBefore = await countRuns(page);
-  const name = await openNewBackupSet(page, "E2E double");
+  const name = await openNewBackupSet(page, TENANT, "E2E double");
   const picker = await selectRows(page, 2);
   await picker.getByRole("button", { name: "Add selected" }).dblclick();
 
@@ -106,7 +91,7 @@ test("double-clicking Add selected starts one run", async ({ page }) => {
 });
 
 test("a run that ends before the panel first sees it still says so and reloads the items", async ({ page }) => {
-  await openNewBackupSet(page, "E2E quick");
+  await openNewBackupSet(page, TENANT, "E2E quick");
   // The panel's reads of its runs are held back until the run is known to have ended.
   let release = () => {};
   const ended = new Promise<void>((resolve) => (release = resolve));
@@ -131,7 +116,7 @@ test("a run that ends before the panel first sees it still says so and reloads t
 });
 
 test("the picker searches, filters, pages, selects all matching and works from the keyboard", async ({ page }) => {
-  await openNewBackupSet(page, "E2E picker");
+  await openNewBackupSet(page, TENANT, "E2E picker");
   await page.getByRole("button", { name: "Add policies" }).click();
   const picker = page.getByTestId("policy-picker");
   const pager = picker.getByRole("navigation", { name: "Pages" });
@@ -187,7 +172,7 @@ test("\"Select all N matching\" selects N: the policies already in the set are c
 test("Add selected waits for \"Select all N matching\": the selection it would add is not the chosen one until the answer", async ({
   page,
 }) => {
-  await openNewBackupSet(page, "E2E select all");
+  await openNewBackupSet(page, TENANT, "E2E select all");
   // The server's answer to "Select all" is held back until the test lets it through.
   let release = () => {};
   const released = new Promise<void>((resolve) => (release = resolve));

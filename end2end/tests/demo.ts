@@ -85,3 +85,24 @@ export async function finishedRun(page: Page, tenant: string, name = `E2E runs $
   await runCompleted(page, tenant, run.run_id);
   return { runId: run.run_id as number, setId: set.id as number };
 }
+
+/** Creates a backup set with a unique name in `tenant`, opens it and waits for hydration. */
+export async function openNewBackupSet(page: Page, tenant: string, prefix: string) {
+  const name = `${prefix} ${Date.now()}`;
+  await page.goto(`/t/${tenant}/backup-sets`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByLabel("Name").fill(name);
+  await page.getByRole("button", { name: "Create backup set" }).click();
+  await page.getByRole("link", { name }).click();
+  await expect(page.getByTestId("backup-set-name")).toHaveText(name);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  return name;
+}
+
+/** Opens the policy picker of the backup set on screen, once its first row shows. */
+export async function openPicker(page: Page) {
+  await page.getByRole("button", { name: "Add policies" }).click();
+  const picker = page.getByTestId("policy-picker");
+  await expect(picker.getByTestId("policy-row").first()).toBeVisible();
+  return picker;
+}

@@ -1,5 +1,5 @@
 import { expect, Page, Route, test } from "@playwright/test";
-import { FABRIKAM, signIn } from "./demo";
+import { FABRIKAM, openNewBackupSet, openPicker, signIn } from "./demo";
 
 // "Select all N matching": an answer that comes after the member changed the selection or the
 // filter is dropped, and while the selection is exactly what it gave, Add selected sends the
@@ -7,20 +7,10 @@ import { FABRIKAM, signIn } from "./demo";
 // add_policies.spec.ts (Contoso must start without backup sets and runs).
 const TENANT = FABRIKAM;
 
-/** Creates a backup set with a unique name, opens it, waits for hydration and opens the picker. */
-async function openPicker(page: Page, prefix: string) {
-  const name = `${prefix} ${Date.now()}`;
-  await page.goto(`/t/${TENANT}/backup-sets`);
-  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
-  await page.getByLabel("Name").fill(name);
-  await page.getByRole("button", { name: "Create backup set" }).click();
-  await page.getByRole("link", { name }).click();
-  await expect(page.getByTestId("backup-set-name")).toHaveText(name);
-  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
-  await page.getByRole("button", { name: "Add policies" }).click();
-  const picker = page.getByTestId("policy-picker");
-  await expect(picker.getByTestId("policy-row").first()).toBeVisible();
-  return picker;
+/** Creates a backup set with a unique name, opens it and opens its picker. */
+async function newPicker(page: Page, prefix: string) {
+  await openNewBackupSet(page, TENANT, prefix);
+  return openPicker(page);
 }
 
 /** Holds the answers to "Select all" back until the returned function is called. */
@@ -47,7 +37,7 @@ test.beforeEach(async ({ page }) => {
 });
 
 test("a Select all answer that comes after Clear selection or a filter change is dropped", async ({ page }) => {
-  const picker = await openPicker(page, "E2E late select all");
+  const picker = await newPicker(page, "E2E late select all");
   const count = picker.getByTestId("selection-count");
   const firstBox = picker.locator('tbody input[type="checkbox"]:not([disabled])').first();
 
@@ -78,7 +68,7 @@ test("a Select all answer that comes after Clear selection or a filter change is
 
 test("Add selected after Select all sends the filter; after an edit, the ids", async ({ page }) => {
   test.setTimeout(60_000);
-  const picker = await openPicker(page, "E2E all matching");
+  const picker = await newPicker(page, "E2E all matching");
   const pager = picker.getByRole("navigation", { name: "Pages" });
   await expect(pager).toContainText("96 policies");
   await picker.getByLabel("Type").selectOption("compliance");
