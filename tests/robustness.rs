@@ -1277,6 +1277,28 @@ struct Seen {
     after: Duration,
 }
 
+impl Seen {
+    /// The server closed the connection, and not before the deadline.
+    fn assert_closed_at_the_deadline(&self) {
+        assert!(
+            self.closed,
+            "the connection is still open after {:?}: {:?}",
+            self.after, self.answer
+        );
+        assert!(self.after >= SLOW_TIMEOUT, "closed early: {:?}", self.after);
+    }
+
+    /// Headers that never ended: closed at the deadline, with no answer or a 408.
+    fn assert_headers_cut_off(&self) {
+        self.assert_closed_at_the_deadline();
+        assert!(
+            self.answer.is_empty() || self.answer.starts_with("HTTP/1.1 408"),
+            "answer: {:?}",
+            self.answer
+        );
+    }
+}
+
 /// Connects, writes `first`, then `rest` a byte every [`TRICKLE`] (and then nothing, keeping
 /// the connection open), and reads what the server does for at most `within`.
 async fn trickle(
@@ -1329,12 +1351,7 @@ async fn a_trickling_body_is_408_and_its_connection_closed(app: SlowClients) {
     first.extend_from_slice(&start[..10]);
     let rest = vec![b'x'; 990];
     let seen = trickle(app.addr, first, rest, SLOW_TIMEOUT + SLOW_MARGIN).await;
-    assert!(
-        seen.closed,
-        "the connection is still open after {:?}: {:?}",
-        seen.after, seen.answer
-    );
-    assert!(seen.after >= SLOW_TIMEOUT, "closed early: {:?}", seen.after);
+    seen.assert_closed_at_the_deadline();
     assert!(
         seen.answer.starts_with("HTTP/1.1 408"),
         "answer: {:?}",
@@ -1355,30 +1372,17 @@ async fn a_trickling_body_is_408_and_its_connection_closed(app: SlowClients) {
 async fn headers_that_never_end_are_cut_off(app: SlowClients) {
     let first = format!("POST {SIGN_IN} HTTP/1.1\r\nHost: {}\r\n", app.addr).into_bytes();
     let rest = format!("Origin: {}\r\nX-Padding: {}", app.origin, "y".repeat(200)).into_bytes();
-    let seen = trickle(app.addr, first, rest, SLOW_TIMEOUT + SLOW_MARGIN).await;
-    assert!(
-        seen.closed,
-        "the connection is still open after {:?}: {:?}",
-        seen.after, seen.answer
-    );
-    assert!(seen.after >= SLOW_TIMEOUT, "closed early: {:?}", seen.after);
-    assert!(
-        seen.answer.is_empty() || seen.answer.starts_with("HTTP/1.1 408"),
-        "answer: {:?}",
-        seen.answer
-    );
+    trickle(app.addr, first, rest, SLOW_TIMEOUT + SLOW_MARGIN)
+        .await
+        .assert_headers_cut_off();
 }
 
 /// A connection on which nothing is ever sent is closed once the header read timeout has
 /// passed (it would otherwise hold a socket and a task for ever).
 async fn a_connection_that_sends_nothing_is_closed(app: SlowClients) {
-    let seen = trickle(app.addr, Vec::new(), Vec::new(), SLOW_TIMEOUT + SLOW_MARGIN).await;
-    assert!(
-        seen.closed,
-        "the connection is still open after {:?}",
-        seen.after
-    );
-    assert!(seen.after >= SLOW_TIMEOUT, "closed early: {:?}", seen.after);
+    trickle(app.addr, Vec::new(), Vec::new(), SLOW_TIMEOUT + SLOW_MARGIN)
+        .await
+        .assert_closed_at_the_deadline();
 }
 
 /// The metrics listener, served as `serve` serves it (`http::serve_metrics`) with the short
@@ -1401,24 +1405,12 @@ async fn the_metrics_listener_cuts_off_headers_that_never_end(app: SlowClients) 
     assert_eq!(scrape.status(), 200, "a scrape is answered");
     let first = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n").into_bytes();
     let rest = format!("X-Padding: {}", "y".repeat(200)).into_bytes();
-    let seen = trickle(addr, first, rest, SLOW_TIMEOUT + SLOW_MARGIN).await;
-    assert!(
-        seen.closed,
-        "the connection is still open after {:?}: {:?}",
-        seen.after, seen.answer
-    );
-    assert!(seen.after >= SLOW_TIMEOUT, "closed early: {:?}", seen.after);
-    assert!(
-        seen.answer.is_empty() || seen.answer.starts_with("HTTP/1.1 408"),
-        "answer: {:?}",
-        seen.answer
-    );
-    let seen = trickle(addr, Vec::new(), Vec::new(), SLOW_TIMEOUT + SLOW_MARGIN).await;
-    assert!(
-        seen.closed,
-        "a silent connection is still open after {:?}",
-        seen.after
-    );
+    trickle(addr, first, rest, SLOW_TIMEOUT + SLOW_MARGIN)
+        .await
+        .assert_headers_cut_off();
+    trickle(addr, Vec::new(), Vec::new(), SLOW_TIMEOUT + SLOW_MARGIN)
+        .await
+        .assert_closed_at_the_deadline();
     server.abort();
 }
 
