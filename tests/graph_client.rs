@@ -1080,13 +1080,7 @@ async fn a_throttled_or_failing_token_endpoint_is_asked_again_and_concurrent_cap
                 "Retry-After honoured"
             );
         }
-        let tokens: Vec<u16> = sim
-            .counters()
-            .requests
-            .iter()
-            .filter(|r| r.endpoint == "token")
-            .map(|r| r.status)
-            .collect();
+        let tokens = token_statuses(&sim);
         assert_eq!(
             tokens,
             [status, 200],
@@ -1189,13 +1183,7 @@ async fn a_transient_oauth_error_sent_with_400_is_asked_again_not_a_refusal() {
         .capture_policy(&creds(SECRET), PolicyType::Compliance, &policy.id, PLAIN)
         .await
         .expect("the second token request gets a token");
-    let tokens: Vec<u16> = sim
-        .counters()
-        .requests
-        .iter()
-        .filter(|r| r.endpoint == "token")
-        .map(|r| r.status)
-        .collect();
+    let tokens = token_statuses(&sim);
     assert_eq!(tokens, [400, 200], "asked twice");
     // The same answer to a connection check is no refusal of the app either.
     sim.set_knobs(Knobs {
@@ -1595,4 +1583,14 @@ async fn a_replaced_secret_gets_a_token_of_its_own() {
         .await
         .expect("still cached");
     assert_eq!(sim.counters().token_requests(), 2);
+}
+
+/// The statuses of the token endpoint's answers since the simulator's counters were reset.
+fn token_statuses(sim: &SimHandle) -> Vec<u16> {
+    sim.counters()
+        .requests
+        .iter()
+        .filter(|r| r.endpoint == "token")
+        .map(|r| r.status)
+        .collect()
 }
