@@ -30,6 +30,7 @@ both_backends!(TestApp:
     a_queued_run_is_cancelled_at_once_with_every_item_skipped,
     repeated_cancels_answer_the_same_and_ended_runs_are_refused,
     a_running_run_takes_no_new_item_and_records_captures_in_flight,
+    a_worker_that_misses_the_cancel_takes_no_new_item_after_its_next_batch,
     a_retry_after_wait_ends_at_once,
     cancel_and_finish_race_to_one_outcome,
     the_last_capture_in_flight_is_recorded_with_its_graph_figures,
@@ -297,6 +298,54 @@ async fn a_running_run_takes_no_new_item_and_records_captures_in_flight(app: Tes
         .await
         .unwrap();
     assert_eq!(in_set, run.succeeded, "what was captured stays in the set");
+}
+
+/// The cancel's signal never reaches the worker (another instance whose NOTIFY was lost, a
+/// worker with cancellation signals of its own: the same on both engines). Its next batch finds
+/// the run cancelled and stops the items, instead of the heartbeat a third of a lease later:
+/// no item the cancel skipped starts, and none of them ends `succeeded` over its skip.
+async fn a_worker_that_misses_the_cancel_takes_no_new_item_after_its_next_batch(app: TestApp) {
+    let f = fixture(&app).await;
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 300;
+    f.sim.set_knobs(knobs);
+    let run_id = f.submit(&app, 0..24).await;
+    // Two items at once: the 24 would take seconds more after the cancel (its lease's
+    // heartbeat, 20 s away, would stop them only after the last).
+    let worker = f.worker(&app, "deaf-instance").with_items_at_once(2);
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    common::wait_run(&app.db, run_id, Duration::from_secs(60), |run| {
+        run.processed_items > 0
+    })
+    .await;
+    f.cancel(&app, run_id).await.expect("the run is cancelled");
+    // The captures in flight (300 ms each) have ended and been recorded.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (touched, ended) = (f.touched(), run_row(&app, run_id).await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (touched_later, later) = (f.touched(), run_row(&app, run_id).await);
+    assert_eq!(touched_later, touched, "no new item after the cancel");
+    assert_eq!(later.succeeded, ended.succeeded, "no skip overwritten");
+    assert!(
+        touched.len() < 24,
+        "the run stopped early: {}",
+        touched.len()
+    );
+    tokio::time::timeout(Duration::from_secs(10), working)
+        .await
+        .expect("the claim ended before its heartbeat")
+        .unwrap()
+        .unwrap();
+    let run = run_row(&app, run_id).await;
+    assert_eq!(run.status, "cancelled");
+    assert_eq!((run.total_items, run.processed_items), (24, 24));
+    assert_eq!(run.succeeded + run.failed + run.skipped, 24);
+    assert_eq!(items_skipped_as_cancelled(&app, run_id).await, run.skipped);
+    assert_eq!(
+        run.succeeded as usize,
+        touched.len(),
+        "every capture that started was recorded, and only those"
+    );
 }
 
 async fn a_retry_after_wait_ends_at_once(app: TestApp) {

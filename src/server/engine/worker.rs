@@ -299,6 +299,24 @@ enum Recording {
     LeaseLost,
 }
 
+/// Whether a claim still holds its run, as [`Worker::hold_lease`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// The run is running under this claim.
+    Running,
+    /// A cancel ended the run while this claim worked on it: the captures in flight are still
+    /// recorded, but no new item may start.
+    Cancelled,
+    /// Another claim holds the run, or it ended: nothing is written.
+    Lost,
+}
+
+impl Hold {
+    fn held(self) -> bool {
+        self != Self::Lost
+    }
+}
+
 /// Outcomes of a batch of items, added to the run's counters.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counts {
@@ -1182,6 +1200,7 @@ impl Worker {
             if self
                 .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), false)
                 .await?
+                .held()
             {
                 let closed = sqlx::query(
                     "UPDATE run_items SET outcome = 'failed', reason_code = $1, message = $2, \
@@ -1260,6 +1279,7 @@ impl Worker {
                 if !self
                     .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), false)
                     .await?
+                    .held()
                 {
                     tx.rollback().await?;
                     return Ok(false);
@@ -1324,12 +1344,21 @@ impl Worker {
         // items (captures, drift checks, restores) would otherwise lock them before the run's
         // row while a cancel holds the row and waits for the items (a deadlock on PostgreSQL).
         // It also checks the lease before the handler does any work.
-        if !self
+        match self
             .hold_lease(&mut tx, run.id, run.attempt, Counts::default(), true)
             .await?
         {
-            tx.rollback().await?;
-            return Ok(Recording::LeaseLost);
+            Hold::Running => {}
+            // The cancel's signal did not reach this process (another instance's cancel whose
+            // NOTIFY was lost, a worker that does not listen): the run's row says it. The
+            // stream of items stops here, not at the next heartbeat (a third of a lease
+            // later), so no item starts that the cancel skipped; this batch, in flight when
+            // the run was cancelled, is still recorded.
+            Hold::Cancelled => self.cancels.stop(run.id, run.attempt),
+            Hold::Lost => {
+                tx.rollback().await?;
+                return Ok(Recording::LeaseLost);
+            }
         }
         // The handler's part may read before it writes.
         let recorded = operation.record(&mut tx, run, batch, now).await?;
@@ -1421,6 +1450,7 @@ impl Worker {
         if !self
             .hold_lease(&mut tx, run.id, run.attempt, counts, true)
             .await?
+            .held()
         {
             tx.rollback().await?;
             return Ok(Recording::LeaseLost);
@@ -1430,8 +1460,10 @@ impl Worker {
         Ok(Recording::Recorded)
     }
 
-    /// Adds `counts` to the run's counters and renews the lease, in `tx`; `false` when this
-    /// worker no longer holds the lease (the caller then rolls back). Counts of a batch of
+    /// Adds `counts` to the run's counters and renews the lease, in `tx`, and says whether the
+    /// run is still running under this claim, was cancelled while it worked on it (only
+    /// `recording` a batch holds a cancelled run), or is no longer this claim's ([`Hold::Lost`]:
+    /// nothing written, the caller rolls back). Counts of a batch of
     /// outcomes are progress: the run's count of failed claims ([`WORK_ATTEMPTS`]) starts again,
     /// since the claims that failed before it were not in a row with the next failure.
     async fn hold_lease(
@@ -1441,17 +1473,18 @@ impl Worker {
         attempt: i64,
         counts: Counts,
         recording: bool,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<Hold, sqlx::Error> {
         let progress = counts.succeeded + counts.failed + counts.skipped > 0;
         // A cancelled run still takes the outcomes of the captures that were in flight, from the
         // claim that was working on it; nothing else (no new item, no end) is written to it.
-        let held = sqlx::query(
+        let held: Option<RunStatus> = sqlx::query_scalar(
             "UPDATE runs SET succeeded = succeeded + $1, failed = failed + $2, skipped = skipped + $3, \
              processed_items = processed_items + $4, lease_expires_at = CASE WHEN status = 'running' THEN $5 END, \
              work_errors = CASE WHEN $10 THEN 0 ELSE work_errors END, \
              last_work_error = CASE WHEN $10 THEN NULL ELSE last_work_error END \
              WHERE id = $6 AND lease_owner = $7 AND attempt = $8 \
-               AND (status = 'running' OR (status = 'cancelled' AND $9))",
+               AND (status = 'running' OR (status = 'cancelled' AND $9)) \
+             RETURNING status",
         )
         .bind(counts.succeeded)
         .bind(counts.failed)
@@ -1463,15 +1496,20 @@ impl Worker {
         .bind(attempt)
         .bind(recording)
         .bind(progress)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if held == 1 {
-            // A heartbeat as much as the timer's renewal: a runner whose every slot is busy
-            // claims nothing, and the timer renews only every third of a lease.
-            metrics::heartbeat();
-        }
-        Ok(held == 1)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(match held {
+            Some(status) => {
+                // A heartbeat as much as the timer's renewal: a runner whose every slot is busy
+                // claims nothing, and the timer renews only every third of a lease.
+                metrics::heartbeat();
+                match status {
+                    RunStatus::Cancelled => Hold::Cancelled,
+                    _ => Hold::Running,
+                }
+            }
+            None => Hold::Lost,
+        })
     }
 
     /// Ends the run in `tx` and tells the initiator: no failures → completed; failures and at
