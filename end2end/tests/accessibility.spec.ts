@@ -1,6 +1,6 @@
 import { expect, test } from "@playwright/test";
 import { expectAccessible } from "./axe";
-import { call, FABRIKAM, finishedRun, openHydrated, signIn } from "./demo";
+import { FABRIKAM, finishedRun, openHydrated, openNewBackupSet, selectRows, signIn } from "./demo";
 import { visitEveryPage } from "./tour";
 
 // axe-core on every page, in the light and in the dark colour scheme (style/main.css switches on
@@ -32,29 +32,47 @@ test("the bell's unread badge is legible in both colour schemes", async ({ page 
   }
 });
 
-// The focus ring (WCAG 1.4.11: 3:1 against what surrounds it), in both schemes: on a link of
-// the page and on one of the header, which has a dark background of its own.
+// The focus ring (WCAG 1.4.11: 3:1 against what surrounds it), in both schemes: drawn at all, and
+// on a link of the page, on one of the header (a dark background of its own), on a link of the
+// notification panel (a light panel inside that header) and on a toast's link (dark in both
+// schemes).
 test("the focus ring stands out in both colour schemes", async ({ page }) => {
+  test.setTimeout(120_000);
   await signIn(page, "operator@fabrikam.example");
-  // A backup set, so the page lists a link.
-  await call(page, "backup-sets/create", { tenant: FABRIKAM, name: `E2E focus ${Date.now()}`, description: "" });
+  // A finished run, so the bell's panel lists a notification with a link.
+  await finishedRun(page, FABRIKAM, `E2E focus ${Date.now()}`);
+  // A submit from the picker, so the page shows a toast with its link.
+  await openNewBackupSet(page, FABRIKAM, "E2E focus");
+  const picker = await selectRows(page, 1);
+  await picker.getByRole("button", { name: "Add selected" }).click();
+  const toastLink = page.getByTestId("toast").first().getByRole("link", { name: "View run" });
+  await expect(toastLink).toBeVisible();
+  // The panel opened from the keyboard, so a focus moved into it draws its ring.
+  await page.getByTestId("notification-bell").focus();
+  await page.keyboard.press("Enter");
+  const panelLink = page.getByTestId("notification-panel").locator("a").first();
+  await expect(panelLink).toBeVisible();
   for (const colorScheme of ["light", "dark"] as const) {
     await page.emulateMedia({ colorScheme });
-    await openHydrated(page, `/t/${FABRIKAM}/backup-sets`);
-    for (const link of [page.locator("main a").first(), page.locator(".app-header a.brand")]) {
+    // The toast first: focus in the list holds it past its lifetime.
+    for (const link of [toastLink, page.locator("main a").first(), page.locator(".app-header a.brand"), panelLink]) {
       // Focused before any click, so :focus-visible draws the ring as for the keyboard.
       await link.focus();
       expect(await link.evaluate((element) => element.matches(":focus-visible"))).toBe(true);
-      const [ring, background] = await link.evaluate((element) => {
+      const [style, width, ring, background] = await link.evaluate((element) => {
         let behind: Element | null = element;
         let colour = "rgba(0, 0, 0, 0)";
         while (behind && /rgba\(.*, 0\)|transparent/.test(colour)) {
           colour = getComputedStyle(behind).backgroundColor;
           behind = behind.parentElement;
         }
-        return [getComputedStyle(element).outlineColor, colour];
+        const own = getComputedStyle(element);
+        return [own.outlineStyle, own.outlineWidth, own.outlineColor, colour];
       });
-      const what = `${ring} ring on ${background} (${colorScheme})`;
+      const what = `${style} ${width} ${ring} ring on ${background} (${colorScheme})`;
+      // An outline of style none still computes a colour (the text's): the ring must be drawn.
+      expect(style, what).not.toBe("none");
+      expect(parseFloat(width), what).toBeGreaterThanOrEqual(2);
       expect(contrast(ring, background), what).toBeGreaterThanOrEqual(3);
     }
   }

@@ -1,18 +1,9 @@
 import { expect, Page, test } from "@playwright/test";
-import { call, FABRIKAM, finishedRun, openNewBackupSet, openPicker, signIn } from "./demo";
+import { call, FABRIKAM, finishedRun, openNewBackupSet, openPicker, selectRows, signIn } from "./demo";
 
 // Fabrikam, with its operator: backup_sets.spec.ts expects Contoso to start without backup
 // sets and runs, and every spec shares one server and database.
 const TENANT = FABRIKAM;
-
-/** Opens the picker and ticks the first `n` selectable rows. */
-async function selectRows(page: Page, n: number) {
-  const picker = await openPicker(page);
-  const boxes = picker.locator('tbody input[type="checkbox"]:not([disabled])');
-  for (let i = 0; i < n; i++) await boxes.nth(i).check();
-  await expect(picker.getByTestId("selection-count")).toHaveText(n === 1 ? "1 policy selected" : `${n} policies selected`);
-  return picker;
-}
 
 /** The number of runs the runs monitor lists for the tenant. */
 async function countRuns(page: Page) {

@@ -48,6 +48,11 @@ test("a readonly member sees the actions they may not take disabled, with the ro
     expect(response.status(), endpoint).toBe(403);
     expect(await response.text(), endpoint).toContain(NEEDS_OPERATOR);
   }
+  // Refused, and nothing written: no set of that name, no run of the set.
+  const list: { sets: { name: string }[] } = await call(page, "backup-sets/list", { tenant: CONTOSO });
+  expect(list.sets.map((s) => s.name)).toContain(name);
+  expect(list.sets.map((s) => s.name)).not.toContain("sneaky");
+  expect(await call(page, "runs/for-backup-set", { tenant: CONTOSO, backup_set_id: String(set.id) })).toEqual([]);
 });
 
 test("a non-member sees nothing of the tenant", async ({ page }) => {

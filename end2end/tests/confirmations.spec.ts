@@ -7,6 +7,11 @@ import { call, FABRIKAM, openHydrated, signIn } from "./demo";
 
 test("a confirmation focuses its safe answer, Escape closes it and the focus goes back", async ({ page }) => {
   await signIn(page, "admin@contoso.example");
+  const before = await call(page, "members/list", { tenant: FABRIKAM });
+  const removals: string[] = [];
+  page.on("request", (request) => {
+    if (request.url().includes("/api/members/remove")) removals.push(request.url());
+  });
   await openHydrated(page, `/t/${FABRIKAM}/members`);
   const remove = page.getByTestId("remove-member").first();
   await remove.focus();
@@ -25,6 +30,9 @@ test("a confirmation focuses its safe answer, Escape closes it and the focus goe
   await expect(question).toHaveCount(0);
   await expect(page.getByTestId("remove-member")).toHaveCount(members);
   await expect(page.getByTestId("remove-member").first()).toBeFocused();
+  // The rows are still there while a removal would be on its way: ask the server too.
+  expect(removals).toEqual([]);
+  expect(await call(page, "members/list", { tenant: FABRIKAM })).toEqual(before);
 });
 
 test("closing the policy picker gives the focus back to Add policies", async ({ page }) => {

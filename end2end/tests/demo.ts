@@ -106,3 +106,33 @@ export async function openPicker(page: Page) {
   await expect(picker.getByTestId("policy-row").first()).toBeVisible();
   return picker;
 }
+
+/** Opens the picker and ticks the first `n` selectable rows. */
+export async function selectRows(page: Page, n: number) {
+  const picker = await openPicker(page);
+  const boxes = picker.locator('tbody input[type="checkbox"]:not([disabled])');
+  for (let i = 0; i < n; i++) await boxes.nth(i).check();
+  await expect(picker.getByTestId("selection-count")).toHaveText(n === 1 ? "1 policy selected" : `${n} policies selected`);
+  return picker;
+}
+
+// The demo simulator's port (playwright.config.ts: the app's port + 1000).
+export const SIM = `http://127.0.0.1:${Number(process.env.E2E_PORT ?? 3100) + 1000}`;
+
+/** Changes the demo simulator's knobs (latency, faults, app registrations) for the next requests. */
+export async function knobs(page: Page, patch: Record<string, unknown>) {
+  const response = await page.request.post(`${SIM}/_sim/knobs`, { data: patch });
+  expect(response.status(), await response.text()).toBe(200);
+}
+
+/** The demo's own latency and no forced failures, as `serve --demo` starts them. */
+export async function demoKnobs(page: Page) {
+  await knobs(page, {
+    latency_ms: 30,
+    latency_jitter_ms: 40,
+    rate_404: 0,
+    faults: {},
+    throttle_limit: 1000,
+    throttle_window_ms: 20_000,
+  });
+}

@@ -1,6 +1,6 @@
 import { expect, Page, test } from "@playwright/test";
 import { expectAccessible } from "./axe";
-import { call, CONTOSO, FABRIKAM, openHydrated, signIn } from "./demo";
+import { call, CONTOSO, FABRIKAM, knobs, openHydrated, signIn, SIM } from "./demo";
 
 // The restore wizard. Contoso's demo history (src/server/seed.rs) is only previewed
 // here, never executed: versions.spec.ts runs after this file and expects the baseline's two
@@ -8,8 +8,6 @@ import { call, CONTOSO, FABRIKAM, openHydrated, signIn } from "./demo";
 // simulator.
 
 const NEEDS_MANAGER = "Needs manager or owner";
-// The demo simulator's port (playwright.config.ts: the app's port + 1000).
-const SIM = `http://127.0.0.1:${Number(process.env.E2E_PORT ?? 3100) + 1000}`;
 
 /** Opens the wizard from the backup set page's "Restore…" link. */
 async function openRestoreOfBaseline(page: Page) {
@@ -335,12 +333,6 @@ test("a new preview needs the review again", async ({ page }) => {
   await reviewed.check();
   await expect(execute).toBeEnabled();
 });
-
-/** Changes the demo simulator's knobs (latency) for the next requests. */
-async function knobs(page: Page, patch: Record<string, unknown>) {
-  const response = await page.request.post(`${SIM}/_sim/knobs`, { data: patch });
-  expect(response.status(), await response.text()).toBe(200);
-}
 
 test("a running preview's polls read its plan again only when the run moved", async ({ page }) => {
   test.setTimeout(120_000);

@@ -1,17 +1,8 @@
 import { Browser, expect, Locator, Page, test } from "@playwright/test";
-import { call, FABRIKAM, pageAs, signIn } from "./demo";
+import { call, demoKnobs, FABRIKAM, knobs, pageAs, signIn } from "./demo";
 
 // Fabrikam's operator: Contoso must stay without runs for backup_sets.spec.ts.
 const TENANT = FABRIKAM;
-// The demo simulator's port (playwright.config.ts: the app's port + 1000).
-const SIM = `http://127.0.0.1:${Number(process.env.E2E_PORT ?? 3100) + 1000}`;
-
-/** Changes the demo simulator's knobs (latency, faults) for the next requests. */
-async function knobs(page: Page, patch: Record<string, unknown>) {
-  const response = await page.request.post(`${SIM}/_sim/knobs`, { data: patch });
-  expect(response.status(), await response.text()).toBe(200);
-}
-
 /** Queues a run adding the first `n` policies to a new backup set; its id and the set's. */
 async function queueRun(page: Page, n: number) {
   const set = await call(page, "backup-sets/create", {
@@ -35,14 +26,7 @@ test.beforeEach(async ({ page }) => {
 
 test.afterEach(async ({ page }) => {
   // The demo's own latency and no forced failures again, for the specs that follow.
-  await knobs(page, {
-    latency_ms: 30,
-    latency_jitter_ms: 40,
-    rate_404: 0,
-    faults: {},
-    throttle_limit: 1000,
-    throttle_window_ms: 20_000,
-  });
+  await demoKnobs(page);
 });
 
 test("cancel a slow run from its page: items not started end skipped, the toast says so", async ({ page }) => {
@@ -211,10 +195,19 @@ test("a run panel poll that fails once is retried", async ({ page }) => {
   test.setTimeout(90_000);
   await knobs(page, { latency_ms: 500, latency_jitter_ms: 0 });
   const { runId, setId } = await queueRun(page, 6);
-  await page.route(/\/api\/runs\/for-backup-set\/version$/, (route) => route.abort(), { times: 1 });
+  let aborted = 0;
+  await page.route(
+    /\/api\/runs\/for-backup-set\/version$/,
+    (route) => {
+      aborted += 1;
+      return route.abort();
+    },
+    { times: 1 },
+  );
   await page.goto(`/t/${TENANT}/backup-sets/${setId}`);
   await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
   const row = page.getByTestId("run-row").filter({ hasText: `Run #${runId}` });
+  await expect.poll(() => aborted, { timeout: 15_000 }).toBe(1);
   await expect(row).toHaveAttribute("data-status", "completed", { timeout: 45_000 });
   await expect(page.getByTestId("poll-trouble")).toHaveCount(0);
 });

@@ -1,17 +1,13 @@
 import { expect, Page, test } from "@playwright/test";
-import { call, FABRIKAM, openHydrated, pageAs, signIn } from "./demo";
+import { call, FABRIKAM, knobs, openHydrated, pageAs, signIn } from "./demo";
 
 // Fabrikam, checked by the demo admin (its owner): Contoso must stay without runs for
 // backup_sets.spec.ts. This file sorts after notifications.spec.ts on purpose: each check
 // notifies the admin in Fabrikam, whose notifications that spec counts.
 
-// The demo simulator's port (playwright.config.ts: the app's port + 1000).
-const SIM = `http://127.0.0.1:${Number(process.env.E2E_PORT ?? 3100) + 1000}`;
-
 /** Sets up Fabrikam's app registration in the demo simulator (`{}`: all granted). */
 async function fabrikamApp(page: Page, app: Record<string, unknown>) {
-  const response = await page.request.post(`${SIM}/_sim/knobs`, { data: { apps: { [FABRIKAM]: app } } });
-  expect(response.status(), await response.text()).toBe(200);
+  await knobs(page, { apps: { [FABRIKAM]: app } });
 }
 
 /** Checks Fabrikam's connection (the demo admin owns it) and waits until the check has ended. */
@@ -101,8 +97,7 @@ test("a check started in the settings page says how it ended in a toast that lea
 test("a check whose poll is refused for good says why instead of \"Checking…\" for ever", async ({ page, browser }) => {
   test.setTimeout(90_000);
   // Each Graph answer takes 3 s: the check is still running when its poll is refused.
-  const sim = await page.request.post(`${SIM}/_sim/knobs`, { data: { latency_ms: 3_000, latency_jitter_ms: 0 } });
-  expect(sim.status()).toBe(200);
+  await knobs(page, { latency_ms: 3_000, latency_jitter_ms: 0 });
   const owner = await pageAs(browser, "admin@contoso.example");
   try {
     await openHydrated(owner, `/t/${FABRIKAM}/settings`);
@@ -115,6 +110,6 @@ test("a check whose poll is refused for good says why instead of \"Checking…\"
     await expect(area.getByTestId("check-running")).toHaveCount(0);
   } finally {
     await owner.context().close();
-    await page.request.post(`${SIM}/_sim/knobs`, { data: { latency_ms: 30, latency_jitter_ms: 40 } });
+    await knobs(page, { latency_ms: 30, latency_jitter_ms: 40 });
   }
 });
