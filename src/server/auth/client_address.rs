@@ -282,11 +282,23 @@ mod tests {
         }
     }
 
+    /// An IPv4, an IPv6 or an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack
+    /// socket or proxy writes an IPv4 peer), which random IPv6 addresses almost never are.
     fn any_address() -> impl Strategy<Value = IpAddr> {
         prop_oneof![
             any::<u32>().prop_map(|n| IpAddr::V4(Ipv4Addr::from(n))),
             any::<u128>().prop_map(|n| IpAddr::V6(Ipv6Addr::from(n))),
+            any::<u32>().prop_map(|n| IpAddr::V6(Ipv4Addr::from(n).to_ipv6_mapped())),
         ]
+    }
+
+    /// `address`, or its IPv4-mapped IPv6 form when `mapped` (an IPv4 address only).
+    fn maybe_mapped(address: Ipv4Addr, mapped: bool) -> IpAddr {
+        if mapped {
+            IpAddr::V6(address.to_ipv6_mapped())
+        } else {
+            IpAddr::V4(address)
+        }
     }
 
     fn any_writing() -> impl Strategy<Value = (Option<u16>, bool)> {
@@ -315,15 +327,17 @@ mod tests {
         fn spoofed_entries_never_win(
             spoofed in proptest::collection::vec(any_address(), 0..4),
             client in any_address(),
-            proxies in proptest::collection::vec(0u32..=0xFF_FFFF, 0..4),
+            proxies in proptest::collection::vec((0u32..=0xFF_FFFF, any::<bool>()), 0..4),
             writing in proptest::collection::vec(any_writing(), 8),
             split_lines in any::<bool>(),
+            peer_mapped in any::<bool>(),
         ) {
             let trusted_ranges = trusted(&["10.0.0.0/8"]);
             prop_assume!(!trusted_ranges.trusts(client));
+            // Each proxy writes its IPv4 address plain or mapped, as its stack has it.
             let proxies: Vec<IpAddr> = proxies
                 .iter()
-                .map(|n| IpAddr::V4(Ipv4Addr::from(0x0A00_0000 | n)))
+                .map(|(n, mapped)| maybe_mapped(Ipv4Addr::from(0x0A00_0000 | n), *mapped))
                 .collect();
             let chain: Vec<String> = spoofed
                 .iter()
@@ -338,7 +352,7 @@ mod tests {
             } else {
                 vec![joined.as_str()]
             };
-            let peer = Some(ip("10.255.0.1"));
+            let peer = Some(maybe_mapped(Ipv4Addr::new(10, 255, 0, 1), peer_mapped));
             prop_assert_eq!(
                 client_address(peer, &header, &trusted_ranges),
                 Some(client.to_canonical())
