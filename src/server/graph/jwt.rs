@@ -104,7 +104,34 @@ pub fn decode_base64url(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::graph::snapshot::tests::any_json;
     use proptest::prelude::*;
+
+    /// What `roles` answers for a readable payload whose `roles` claim is `claim`: no claim or
+    /// null grants nothing, a list of names is read sorted and unique, anything else is refused.
+    fn expected_roles(claim: Option<&Value>) -> Result<Vec<String>, ClaimsError> {
+        let names = match claim {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(values)) => values
+                .iter()
+                .map(|value| match value {
+                    Value::String(name) => Ok(name.clone()),
+                    _ => Err(ClaimsError::BadRoles),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(ClaimsError::BadRoles),
+        };
+        Ok(names
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect())
+    }
+
+    /// The names of a `roles` claim as Entra ID writes it, as JSON values.
+    fn names() -> impl Strategy<Value = Vec<Value>> {
+        proptest::collection::vec(any::<String>().prop_map(Value::String), 0..6)
+    }
 
     fn token_with(claims: &str) -> String {
         format!(
@@ -196,8 +223,44 @@ mod tests {
         }
 
         #[test]
-        fn never_panics_on_any_json_payload(claims in any::<String>()) {
+        fn never_panics_on_any_payload_text(claims in any::<String>()) {
             let _ = roles(&token_with(&claims));
+        }
+
+        /// Any claims object, with a `roles` claim of any JSON (or none): read when it is
+        /// absent, null or a list of names, refused as `BadRoles` otherwise, and a payload nested
+        /// deeper than serde_json reads is no JSON at all.
+        #[test]
+        fn roles_are_read_exactly_when_they_are_a_list_of_names(
+            others in proptest::collection::btree_map(any::<String>(), any_json(), 0..4),
+            claim in proptest::option::of(prop_oneof![
+                Just(Value::Null),
+                any_json(),
+                names().prop_map(Value::Array),
+                // A list of names with one value of any kind among them.
+                (names(), any_json(), any::<prop::sample::Index>()).prop_map(
+                    |(mut values, odd, at)| {
+                        values.insert(at.index(values.len() + 1), odd);
+                        Value::Array(values)
+                    }
+                ),
+            ]),
+        ) {
+            let mut claims: serde_json::Map<String, Value> = others.into_iter().collect();
+            match claim {
+                Some(claim) => claims.insert("roles".to_owned(), claim),
+                None => claims.remove("roles"),
+            };
+            let text = Value::Object(claims.clone()).to_string();
+            let token = token_with(&text);
+            let expected = if token.len() > MAX_TOKEN_CHARS {
+                Err(ClaimsError::NotJwt)
+            } else if serde_json::from_str::<Value>(&text).is_err() {
+                Err(ClaimsError::NotJson)
+            } else {
+                expected_roles(claims.get("roles"))
+            };
+            prop_assert_eq!(roles(&token), expected);
         }
 
         #[test]

@@ -151,7 +151,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -217,7 +217,9 @@ mod tests {
         assert!(nesting_depth(&wrapped) > MAX_PAYLOAD_DEPTH);
     }
 
-    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    /// Any JSON value, now and then nested deeper than serde_json reads (also used by
+    /// `graph::jwt`'s tests for the claims of a token).
+    pub(crate) fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
             Just(Value::Null),
