@@ -15,7 +15,7 @@ use common::{
     run_with_items, Answer, Form, RunRow, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER,
 };
 use tenantatlas::domain::graph_wait::GraphWaitReason;
-use tenantatlas::domain::run::CancelledRun;
+use tenantatlas::domain::run::{CancelledRun, Lane};
 use tenantatlas::domain::run_detail::RunDetail;
 use tenantatlas::domain::{RunStatus, SubmittedRun};
 use tenantatlas::graph_sim::{Fault, SimHandle};
@@ -36,6 +36,7 @@ both_backends!(TestApp:
     the_last_capture_in_flight_is_recorded_with_its_graph_figures,
     retry_failed_reruns_only_the_failed_items_and_resume_the_cancelled_ones,
     a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures,
+    a_run_nothing_works_on_waits_for_nothing,
     the_poll_versions_move_only_when_the_runs_do,
     a_queued_drift_check_is_cancelled_with_its_planned_items_skipped,
     who_may_cancel_a_run_is_who_may_start_it,
@@ -677,6 +678,69 @@ async fn a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures(app: Tes
     );
     // What the simulator saw agrees with the run's count.
     assert_eq!(f.sim.counters().with_status(429), 1);
+}
+
+/// A claim whose work failed while its items waited on Graph leaves no wait behind: the page
+/// would say "resuming in 0 s" of a run nothing works on until the next claim. Nor does a claim
+/// that died while waiting: the next claim starts from no wait.
+async fn a_run_nothing_works_on_waits_for_nothing(app: TestApp) {
+    let f = fixture(&app).await;
+    for (_, graph_id) in &f.policies[0..2] {
+        f.sim.set_fault(
+            graph_id,
+            Fault::Throttle {
+                times: 1_000,
+                retry_after_secs: 10,
+            },
+        );
+    }
+    let run_id = f.submit(&app, 0..2).await;
+    let worker = f.worker(&app, "w1");
+    let working = {
+        let worker = worker.clone();
+        tokio::spawn(async move { worker.try_execute_task().await })
+    };
+    let started = Instant::now();
+    while f.detail(&app, run_id).await.graph_wait.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never said it waits"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The work fails (its task is gone) and is counted, as `try_execute_task` does on an error.
+    working.abort();
+    let _ = working.await;
+    worker
+        .work_failed(run_id, 1, "database down")
+        .await
+        .expect("the failure is counted");
+    let page = f.detail(&app, run_id).await;
+    assert_eq!(page.status, RunStatus::Running, "back in the queue");
+    assert_eq!(page.graph_wait, None, "nothing waits on Graph for it");
+
+    // A claim that died while waiting left its wait; the next claim does not keep it.
+    sqlx::query(
+        "UPDATE runs SET graph_wait_reason = 'throttled', graph_wait_until = $1, \
+         lease_expires_at = 0 WHERE id = $2",
+    )
+    .bind(i64::MAX / 2)
+    .bind(run_id)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    assert!(f.detail(&app, run_id).await.graph_wait.is_some());
+    let mut claimed = None;
+    for lane in Lane::ALL {
+        if let Some(run) = f.worker(&app, "w2").claim(lane).await.unwrap() {
+            claimed = Some(run.run.id);
+            break;
+        }
+    }
+    assert_eq!(claimed, Some(run_id), "the next claim");
+    let page = f.detail(&app, run_id).await;
+    assert_eq!(page.status, RunStatus::Running);
+    assert_eq!(page.graph_wait, None, "the dead claim's wait is gone");
 }
 
 async fn the_poll_versions_move_only_when_the_runs_do(app: TestApp) {

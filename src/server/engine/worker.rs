@@ -525,7 +525,7 @@ impl Worker {
 
     /// Counts an error of the work on claim `attempt` of `run_id` (`error` is sanitized before
     /// it is stored) and gives the run back to the queue after a backoff ([`WORK_BACKOFF`]): the
-    /// lease is set to expire then. Once [`WORK_ATTEMPTS`] claims in a row failed (a batch of
+    /// lease is set to expire then, and the claim's Graph wait is cleared (nothing waits now). Once [`WORK_ATTEMPTS`] claims in a row failed (a batch of
     /// outcomes recorded in between starts the count again, see [`Self::hold_lease`]), the
     /// lease expires at once and the next claim ends the run `failed`. Nothing when this claim
     /// no longer holds the run.
@@ -553,8 +553,11 @@ impl Worker {
         } else {
             Timestamp::now().millis() + backoff(self.backoff, errors).as_millis() as i64
         };
+        // The wait this claim wrote goes with it: nothing waits on Graph for the run until the
+        // next claim writes its own.
         sqlx::query(
-            "UPDATE runs SET work_errors = $1, last_work_error = $2, lease_expires_at = $3 \
+            "UPDATE runs SET work_errors = $1, last_work_error = $2, lease_expires_at = $3, \
+             graph_wait_reason = NULL, graph_wait_until = NULL \
              WHERE id = $4 AND lease_owner = $5 AND attempt = $6 AND status = 'running' \
                AND work_errors = $7",
         )
@@ -852,9 +855,12 @@ impl Worker {
         let r_lease_over = self.lease_over("r.", "$3");
         let r_here = self.tenant_not_elsewhere("r.tenant_id", "$1", "$3");
         let allowed = self.run_allowed("r.id");
+        // A wait a previous claim left (it died while waiting) is not this claim's: its
+        // figures' writer starts from no wait, and writes one only when its items wait.
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
-             attempt = attempt + 1, started_at = COALESCE(started_at, $3) \
+             attempt = attempt + 1, started_at = COALESCE(started_at, $3), \
+             graph_wait_reason = NULL, graph_wait_until = NULL \
              WHERE id = (SELECT r.id FROM runs r WHERE r.id = $5 AND r.lane = $4 \
                  AND r.operation_type IN ({handled}) AND {allowed} AND {r_here} AND ( \
                    (r.status = 'pending' \
