@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 both_backends!(TestApp:
     a_queued_run_is_cancelled_at_once_with_every_item_skipped,
+    a_cancelled_run_settles_once_its_claim_lets_go,
     repeated_cancels_answer_the_same_and_ended_runs_are_refused,
     a_running_run_takes_no_new_item_and_records_captures_in_flight,
     a_worker_that_misses_the_cancel_takes_no_new_item_after_its_next_batch,
@@ -201,6 +202,74 @@ async fn a_queued_run_is_cancelled_at_once_with_every_item_skipped(app: TestApp)
         f.touched().is_empty(),
         "nothing of the cancelled run reached Graph"
     );
+}
+
+/// The pages poll until a run is settled: a cancelled run is not while the capture that was in
+/// flight is still to be recorded over the cancel's skip (its version moves when it is), and is
+/// once its claim has concluded. A queued run cancelled is settled at once.
+async fn a_cancelled_run_settles_once_its_claim_lets_go(app: TestApp) {
+    let f = fixture(&app).await;
+    let (shared, operator, set_id) = (&app, f.operator.as_str(), f.set_id);
+    let panel_row = move |run_id: i64| async move {
+        shared
+            .backup_set_runs(operator, CONTOSO, set_id)
+            .await
+            .expect("the run panel's runs")
+            .into_iter()
+            .find(|run| run.id == run_id)
+            .expect("the run is listed")
+    };
+    let version = move |run_id: i64| async move {
+        shared
+            .run_version(operator, CONTOSO, run_id)
+            .await
+            .expect("the run's version")
+    };
+
+    let queued = f.submit(&app, 1..3).await;
+    assert!(!f.detail(&app, queued).await.settled, "a queued run moves");
+    f.cancel(&app, queued).await.expect("the run is cancelled");
+    assert!(
+        f.detail(&app, queued).await.settled,
+        "no claim ever held it"
+    );
+    assert!(panel_row(queued).await.settled);
+
+    // The capture's answer takes 1.5 s: the cancel comes while it is on its way.
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 1_500;
+    f.sim.set_knobs(knobs);
+    let graph_id = &f.policies[0].1;
+    let run_id = f.submit(&app, 0..1).await;
+    let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let started = Instant::now();
+    while f.sim.counters().for_path(graph_id).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f.cancel(&app, run_id).await.expect("the run is cancelled");
+    let cancelled = f.detail(&app, run_id).await;
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert!(!cancelled.settled, "the capture in flight is still to come");
+    assert_eq!((cancelled.succeeded, cancelled.skipped), (0, 1));
+    assert!(!panel_row(run_id).await.settled, "the panel polls on too");
+    let version_cancelled = version(run_id).await;
+
+    working.await.unwrap().unwrap();
+    let concluded = f.detail(&app, run_id).await;
+    assert!(concluded.settled, "the claim let go of the run");
+    assert_eq!(
+        (
+            concluded.processed_items,
+            concluded.succeeded,
+            concluded.skipped
+        ),
+        (1, 1, 0),
+        "the late outcome is counted"
+    );
+    assert_ne!(version(run_id).await, version_cancelled, "a poll sees it");
+    assert!(panel_row(run_id).await.settled);
 }
 
 async fn repeated_cancels_answer_the_same_and_ended_runs_are_refused(app: TestApp) {

@@ -1,6 +1,7 @@
 //! The run panel of a backup set page: its active and recent runs with status, a progress bar
-//! and counts. It polls while a run is active (slower in a hidden tab), stops when none is (or
-//! when the member may no longer read them), and announces each run that finishes with a toast.
+//! and counts. It polls while a run is not settled (active, or cancelled while what was in
+//! flight is still recorded; slower in a hidden tab), stops when every run is (or when the
+//! member may no longer read them), and announces each run once it has settled, with a toast.
 //! Each run is a row kept by its id: a poll updates the rows in place and never rebuilds them, so
 //! an open "Cancel run?", a cancel on its way and the keyboard focus survive it.
 
@@ -52,17 +53,19 @@ fn counts_text(run: &RunSummary) -> String {
     )
 }
 
-/// The runs of `list` that ended since the panel's last list, `seen` (`None`: this is the
-/// first, and nothing has newly ended): those seen active then, and those new to the panel and
-/// already ended, since a quick run can end before the first poll after its submit sees it.
+/// The runs of `list` that settled since the panel's last list, `seen` (whether each run was
+/// settled then; `None`: this is the first, and nothing has newly ended): those seen unsettled
+/// then, and those new to the panel and already settled, since a quick run can end before the
+/// first poll after its submit sees it. A cancelled run is announced once its last outcomes
+/// are in, so its toast counts them and the page reloads its items after them.
 fn newly_ended<'a>(
-    seen: Option<&HashMap<i64, RunStatus>>,
+    seen: Option<&HashMap<i64, bool>>,
     list: &'a [RunSummary],
 ) -> Vec<&'a RunSummary> {
     let Some(seen) = seen else { return Vec::new() };
     list.iter()
-        .filter(|run| !run.status.is_active())
-        .filter(|run| seen.get(&run.id).is_none_or(|before| before.is_active()))
+        .filter(|run| run.settled)
+        .filter(|run| seen.get(&run.id).is_none_or(|settled| !settled))
         .collect()
 }
 
@@ -105,8 +108,8 @@ pub fn RunPanel(
             Ok(list)
         },
     );
-    // Status of each run at the last poll (`None` before the first list).
-    let seen = StoredValue::new(None::<HashMap<i64, RunStatus>>);
+    // Whether each run was settled at the last poll (`None` before the first list).
+    let seen = StoredValue::new(None::<HashMap<i64, bool>>);
     let controls = Controls::new();
 
     // Effects only run in the browser: a run that ended since the last poll gets its toast,
@@ -125,17 +128,13 @@ pub fn RunPanel(
             let href = routes::run(&tenant.get_untracked(), run.id, "");
             toasts.push(finished_text(run), Some(href));
         }
-        seen.set_value(Some(list.iter().map(|run| (run.id, run.status)).collect()));
+        seen.set_value(Some(list.iter().map(|run| (run.id, run.settled)).collect()));
         if !ended.is_empty() {
             finished.update(|n| *n += 1);
         }
     });
     let failures = use_poll(tick, move || {
-        runs.with(|runs| {
-            PollState::of(runs.as_ref(), |list| {
-                list.iter().any(|run| run.status.is_active())
-            })
-        })
+        runs.with(|runs| PollState::of(runs.as_ref(), |list| list.iter().any(|run| !run.settled)))
     });
     // Each answer of the polls, in the browser (the server renders the first one).
     let polled = RwSignal::new(None::<RunsRead>);
@@ -405,6 +404,7 @@ mod tests {
             skipped: 0,
             created_at: Timestamp(0),
             graph_wait: None,
+            settled: !status.is_active(),
         }
     }
 
@@ -420,16 +420,28 @@ mod tests {
 
     #[test]
     fn a_run_seen_active_and_now_ended_is_announced_once() {
-        let seen = HashMap::from([(1, RunStatus::Running), (2, RunStatus::Completed)]);
+        let seen = HashMap::from([(1, false), (2, true)]);
         let list = [run(1, RunStatus::Completed), run(2, RunStatus::Completed)];
         assert_eq!(ids(newly_ended(Some(&seen), &list)), [1]);
-        let seen = HashMap::from([(1, RunStatus::Completed), (2, RunStatus::Completed)]);
+        let seen = HashMap::from([(1, true), (2, true)]);
         assert!(newly_ended(Some(&seen), &list).is_empty());
+    }
+
+    /// A cancelled run whose claim still records what was in flight is not announced (nor the
+    /// page's items reloaded) until it has settled: the toast counts its last outcomes.
+    #[test]
+    fn a_cancelled_run_is_announced_once_settled() {
+        let seen = HashMap::from([(1, false)]);
+        let mut cancelled = run(1, RunStatus::Cancelled);
+        cancelled.settled = false;
+        assert!(newly_ended(Some(&seen), std::slice::from_ref(&cancelled)).is_empty());
+        cancelled.settled = true;
+        assert_eq!(ids(newly_ended(Some(&seen), &[cancelled])), [1]);
     }
 
     #[test]
     fn a_new_run_that_ended_before_the_panel_saw_it_is_announced() {
-        let seen = HashMap::from([(1, RunStatus::Completed)]);
+        let seen = HashMap::from([(1, true)]);
         let list = [
             run(3, RunStatus::Cancelled),
             run(2, RunStatus::Pending),

@@ -314,6 +314,12 @@ pub struct RunSummary {
     /// What the run's captures are waiting for on Graph right now (only while running).
     #[cfg_attr(feature = "ssr", sqlx(skip))]
     pub graph_wait: Option<GraphWait>,
+    /// Whether what is shown of the run is final: it has ended and no claim works on it any
+    /// more. A cancelled run is not settled while the captures (or a restore's writes) that were
+    /// in flight are still being recorded over the cancel's skips and its claim concludes: its
+    /// pages go on polling until it is.
+    #[cfg_attr(feature = "ssr", sqlx(skip))]
+    pub settled: bool,
 }
 
 /// One page of the runs list, newest first; `next_before` pages back (the `before` of the

@@ -255,6 +255,11 @@ pub struct RunDetail {
     /// What the run's captures are waiting for on Graph right now (only while running).
     pub graph_wait: Option<GraphWait>,
     pub graph: GraphFigures,
+    /// Whether what is shown of the run is final: it has ended and no claim works on it any
+    /// more. A cancelled run is not settled while the captures (or a restore's writes) that were
+    /// in flight are still being recorded over the cancel's skips and its claim concludes: its
+    /// pages go on polling until it is.
+    pub settled: bool,
     /// For a restore run: its preview's source, or the preview it executed.
     pub restore: Option<RestoreRun>,
 }

@@ -59,8 +59,8 @@ fn items_href(tenant: &str, run_id: i64, outcome: &str, page: i64) -> String {
     routes::run(tenant, run_id, &query)
 }
 
-/// The run detail page; it polls the counters and the shown page while the run is queued or
-/// running, and stops, dropping what it showed, when a poll is refused for good (the member was
+/// The run detail page; it polls the counters and the shown page until the run is settled
+/// (queued, running, or cancelled while what was in flight is still recorded), and stops, dropping what it showed, when a poll is refused for good (the member was
 /// removed, or signed out; the run is gone). The outcome filter and the page are in the URL, so
 /// a view can be linked.
 #[component]
@@ -88,13 +88,14 @@ pub fn RunDetailPage() -> impl IntoView {
             );
         }
     };
-    // A failed poll is tried again later, while the run last read was active; one refused for
-    // good is not.
+    // A failed poll is tried again later, while the run last read was not settled (a cancelled
+    // run still takes the outcomes that were in flight, and a restore's summary); one refused
+    // for good is not.
     let failures = use_poll_while(tick, move || {
         run.with(|run| {
             run.as_ref().map(|run| {
                 run.as_ref()
-                    .map(|detail| detail.status.is_active())
+                    .map(|detail| !detail.settled)
                     .map_err(Clone::clone)
             })
         })

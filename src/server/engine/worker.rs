@@ -507,13 +507,37 @@ impl Worker {
                 runs.remove(&self.1);
             }
         }
-        self.executing_runs().insert(claimed.run.id);
-        let _executing = Executing(Arc::clone(&self.executing), claimed.run.id);
-        match self.registry.execute(self.clone(), claimed) {
+        let (run_id, attempt) = (claimed.run.id, claimed.run.attempt);
+        self.executing_runs().insert(run_id);
+        let _executing = Executing(Arc::clone(&self.executing), run_id);
+        let worked = match self.registry.execute(self.clone(), claimed) {
             Some(work) => work.instrument(span).await,
             // The claim only takes operations with a handler.
             None => Ok(()),
+        };
+        // However the work ended, this claim writes nothing more to the run.
+        if let Err(error) = self.let_go_of_cancelled(run_id, attempt).await {
+            tracing::warn!(run_id, %error, "could not settle the cancelled run; its lease expires on its own");
         }
+        worked
+    }
+
+    /// Lets go of claim `attempt` of `run_id` if a cancel ended the run: its in-flight outcomes
+    /// and its conclusion (a restore's summary) are written, so the run is settled
+    /// (`runs::queries`) and its pages stop polling. Nothing for a run that is not cancelled:
+    /// its end cleared the lease, or it goes back to the queue ([`Self::work_failed`]).
+    async fn let_go_of_cancelled(&self, run_id: i64, attempt: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE runs SET lease_expires_at = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND attempt = $3 AND status = 'cancelled' \
+               AND lease_expires_at IS NOT NULL",
+        )
+        .bind(run_id)
+        .bind(&self.id)
+        .bind(attempt)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
     }
 
     /// The runs this worker executes now.
@@ -580,10 +604,19 @@ impl Worker {
         Ok(())
     }
 
-    /// Gives up this worker's leases (graceful shutdown): its runs become claimable at once.
+    /// Gives up this worker's leases (graceful shutdown): its runs become claimable at once, and
+    /// the cancelled runs it still held are settled (nothing of this worker writes to them any
+    /// more). How many runs went back to the queue.
     pub async fn release_leases(&self) -> Result<u64, sqlx::Error> {
         let released = sqlx::query(
             "UPDATE runs SET lease_expires_at = 0 WHERE lease_owner = $1 AND status = 'running'",
+        )
+        .bind(&self.id)
+        .execute(self.db.pool())
+        .await?;
+        sqlx::query(
+            "UPDATE runs SET lease_expires_at = NULL \
+             WHERE lease_owner = $1 AND status = 'cancelled' AND lease_expires_at IS NOT NULL",
         )
         .bind(&self.id)
         .execute(self.db.pool())
@@ -1482,10 +1515,12 @@ impl Worker {
     ) -> Result<Hold, sqlx::Error> {
         let progress = counts.succeeded + counts.failed + counts.skipped > 0;
         // A cancelled run still takes the outcomes of the captures that were in flight, from the
-        // claim that was working on it; nothing else (no new item, no end) is written to it.
+        // claim that was working on it; nothing else (no new item, no end) is written to it. Its
+        // lease is renewed too: the run is not settled while its claim still records
+        // (`runs::queries`), and a claim that died meanwhile lets it settle when it expires.
         let held: Option<RunStatus> = sqlx::query_scalar(
             "UPDATE runs SET succeeded = succeeded + $1, failed = failed + $2, skipped = skipped + $3, \
-             processed_items = processed_items + $4, lease_expires_at = CASE WHEN status = 'running' THEN $5 END, \
+             processed_items = processed_items + $4, lease_expires_at = $5, \
              work_errors = CASE WHEN $10 THEN 0 ELSE work_errors END, \
              last_work_error = CASE WHEN $10 THEN NULL ELSE last_work_error END \
              WHERE id = $6 AND lease_owner = $7 AND attempt = $8 \

@@ -3,6 +3,9 @@
 //! transaction every item not yet done ends `skipped` with reason `cancelled` (written first when
 //! the worker has not written the run's items yet), so `processed = total` holds at once; the
 //! captures in flight then replace their item's skip with their outcome (`engine::worker`).
+//! A running run's lease stays with its claim, which lets go of it once it has recorded what
+//! was in flight and concluded: until then the run is not settled, and its pages keep polling
+//! (`runs::queries`).
 
 use std::time::Duration;
 
@@ -51,8 +54,7 @@ pub async fn cancel(
     // Written first and decided in the same statement: under SQLite's WAL a transaction that read
     // first could not upgrade its lock while the worker writes.
     let row: Option<CancelledRow> = sqlx::query_as(
-        "UPDATE runs SET status = 'cancelled', finished_at = $1, reason_code = $2, \
-         lease_expires_at = NULL \
+        "UPDATE runs SET status = 'cancelled', finished_at = $1, reason_code = $2 \
          WHERE tenant_id = $3 AND id = $4 AND status IN ('pending', 'running') \
          RETURNING operation_type, started_at, id, attempt, tenant_id, target_id, initiated_by, input",
     )

@@ -93,10 +93,12 @@ impl<'r> sqlx::Decode<'r, sqlx::Any> for StoredReason {
 /// The columns and join every run list reads, as a [`SummaryRow`].
 const SUMMARY_SELECT: &str = "SELECT r.id, r.operation_type, r.status, \
      u.display_name AS initiated_by, r.total_items, r.processed_items, \
-     r.succeeded, r.failed, r.skipped, r.created_at, r.graph_wait_reason, r.graph_wait_until \
+     r.succeeded, r.failed, r.skipped, r.created_at, r.graph_wait_reason, r.graph_wait_until, \
+     r.lease_expires_at \
      FROM runs r LEFT JOIN users u ON u.id = r.initiated_by";
 
-/// A row of [`SUMMARY_SELECT`]: the summary and what its Graph wait is computed from.
+/// A row of [`SUMMARY_SELECT`]: the summary and what its Graph wait and whether it is settled
+/// are computed from.
 #[derive(FromRow)]
 struct SummaryRow {
     #[sqlx(flatten)]
@@ -109,20 +111,41 @@ impl From<SummaryRow> for RunSummary {
     fn from(row: SummaryRow) -> Self {
         RunSummary {
             graph_wait: row.wait.graph_wait(),
+            settled: row.wait.settled(),
             ..row.summary
         }
     }
 }
 
-/// The columns of a run row that record what it waits for on Graph.
+/// The columns of a run row that record what it waits for on Graph, and whether a claim still
+/// holds it.
 #[derive(FromRow)]
 struct WaitColumns {
     status: RunStatus,
     graph_wait_reason: Option<String>,
     graph_wait_until: Option<i64>,
+    lease_expires_at: Option<i64>,
+}
+
+/// Whether a run that is `status` with its lease until `lease_expires_at` is settled at `now`
+/// (see [`RunSummary::settled`]): it has ended and no claim holds it. Every end but a cancel's
+/// clears the lease as it ends the run; a cancel leaves a running run's lease to its claim,
+/// which renews it with each batch it still records and clears it once it has concluded
+/// (`engine::worker`). A claim that died meanwhile holds it until the lease expires. A
+/// queued run cancelled has no lease: settled at once.
+fn settled(status: RunStatus, lease_expires_at: Option<i64>, now: i64) -> bool {
+    !status.is_active() && lease_expires_at.is_none_or(|until| until < now)
 }
 
 impl WaitColumns {
+    fn settled(&self) -> bool {
+        settled(
+            self.status,
+            self.lease_expires_at,
+            Timestamp::now().millis(),
+        )
+    }
+
     /// The wait a running run's row records, as the time left from now. A run that is not
     /// running waits for nothing.
     fn graph_wait(&self) -> Option<GraphWait> {
@@ -193,9 +216,11 @@ pub async fn list(
 /// The columns of a run whose change the screens show ([`VersionRow`]); [`version`] and
 /// [`backup_set_version`] join them into a text that changes when any of them does. The Graph figures are not among
 /// them: they grow with every request, and a page shows them anew with the next counter
-/// change (and the run's end), not every second.
+/// change (and the run's end), not every second. The lease is read only to tell whether the
+/// run is settled ([`settled`]): a cancelled run's summary and late outcomes come after its
+/// status changed, and the pages poll until it is settled.
 const VERSION_COLUMNS: &str = "r.id, r.status, r.processed_items, r.succeeded, r.failed, \
-     r.skipped, r.graph_wait_reason, r.graph_wait_until";
+     r.skipped, r.graph_wait_reason, r.graph_wait_until, r.summary, r.lease_expires_at";
 
 /// The [`VERSION_COLUMNS`] of one run, as stored.
 #[derive(FromRow)]
@@ -208,9 +233,17 @@ pub struct VersionRow {
     skipped: i64,
     graph_wait_reason: Option<String>,
     graph_wait_until: Option<i64>,
+    summary: Option<String>,
+    lease_expires_at: Option<i64>,
 }
 
 impl VersionRow {
+    /// Whether the run is settled now ([`settled`]); a status this build does not know is not.
+    fn settled(&self) -> bool {
+        RunStatus::parse(&self.status)
+            .is_some_and(|status| settled(status, self.lease_expires_at, Timestamp::now().millis()))
+    }
+
     fn text(&self) -> String {
         // While a run waits on Graph the page counts down "resuming in 12 s": a new version
         // every second, for as long as the wait lasts.
@@ -218,8 +251,13 @@ impl VersionRow {
             Some(_) => Timestamp::now().millis() / 1000,
             None => 0,
         };
+        // The summary by its checksum: a version is read every poll, the summary seldom.
+        let summary = self
+            .summary
+            .as_deref()
+            .map_or(0, |summary| crc32fast::hash(summary.as_bytes()));
         format!(
-            "{}:{}:{}:{}:{}:{}:{}@{second}:{}",
+            "{}:{}:{}:{}:{}:{}:{}@{second}:{}:{summary:x}:{}",
             self.id,
             self.status,
             self.processed_items,
@@ -228,6 +266,7 @@ impl VersionRow {
             self.skipped,
             self.graph_wait_reason.as_deref().unwrap_or_default(),
             self.graph_wait_until.unwrap_or_default(),
+            if self.settled() { "settled" } else { "moving" },
         )
     }
 }
@@ -328,7 +367,7 @@ pub async fn detail(
                 r.resource, r.target_id, b.name AS backup_set_name, p.display_name AS policy_name, \
                 r.retry_of, pr.status AS retry_of_status, r.summary, r.graph_wait_reason, \
                 r.graph_wait_until, r.graph_requests, r.graph_throttled, r.graph_server_errors, \
-                r.graph_retries, r.graph_waited_ms, \
+                r.graph_retries, r.graph_waited_ms, r.lease_expires_at, \
                 CASE WHEN r.operation_type = $3 THEN r.input END AS preview_input \
          FROM runs r LEFT JOIN users u ON u.id = r.initiated_by \
          LEFT JOIN backup_sets b ON b.tenant_id = r.tenant_id AND b.id = r.target_id \
@@ -365,6 +404,7 @@ pub async fn detail(
 
     Ok(RunDetail {
         graph_wait: row.wait.graph_wait(),
+        settled: row.wait.settled(),
         target: row.target(),
         restore: row.restore_run(),
         id: row.id,
@@ -686,6 +726,21 @@ impl From<ItemRow> for RunItemRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_is_settled_once_ended_and_no_claim_holds_it() {
+        let now = 10_000;
+        // Active: never settled, whatever its lease.
+        assert!(!settled(RunStatus::Pending, None, now));
+        assert!(!settled(RunStatus::Running, Some(0), now));
+        // Ended by its claim (or a queued run cancelled): no lease.
+        assert!(settled(RunStatus::Completed, None, now));
+        assert!(settled(RunStatus::Cancelled, None, now));
+        // Cancelled while a claim still records what was in flight: not until it lets go, or
+        // its lease expires (the claim died).
+        assert!(!settled(RunStatus::Cancelled, Some(now + 1), now));
+        assert!(settled(RunStatus::Cancelled, Some(now - 1), now));
+    }
 
     #[tokio::test]
     async fn an_unknown_reason_code_reads_as_unknown_error() {
