@@ -39,6 +39,7 @@ both_backends!(TestApp:
     a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures,
     a_run_nothing_works_on_waits_for_nothing,
     the_poll_versions_move_only_when_the_runs_do,
+    a_waiting_run_keeps_its_version_while_the_wait_stands,
     a_queued_drift_check_is_cancelled_with_its_planned_items_skipped,
     who_may_cancel_a_run_is_who_may_start_it,
     a_resume_takes_the_failed_items_with_the_cancelled_ones,
@@ -869,6 +870,51 @@ async fn the_poll_versions_move_only_when_the_runs_do(app: TestApp) {
         let refused = app.run_version(&outsider, CONTOSO, id).await.unwrap_err();
         assert_eq!(refused.status, 403, "{}", refused.body);
     }
+}
+
+/// While a run waits on Graph its versions (the run's, its panel's) stand still: the pages count
+/// "resuming in N s" down themselves, instead of reading the run and its items every second.
+async fn a_waiting_run_keeps_its_version_while_the_wait_stands(app: TestApp) {
+    let f = fixture(&app).await;
+    for (_, graph_id) in &f.policies[0..2] {
+        f.sim.set_fault(
+            graph_id,
+            Fault::Throttle {
+                times: 1_000,
+                retry_after_secs: 10,
+            },
+        );
+    }
+    let run_id = f.submit(&app, 0..2).await;
+    let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let started = Instant::now();
+    while f.detail(&app, run_id).await.graph_wait.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never said it waits"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let versions = || async {
+        (
+            app.run_version(&f.operator, CONTOSO, run_id)
+                .await
+                .expect("the run's version"),
+            app.backup_set_runs_version(&f.operator, CONTOSO, f.set_id)
+                .await
+                .expect("the run panel's version"),
+        )
+    };
+    let waiting = versions().await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(versions().await, waiting, "nothing moved while it waits");
+    assert!(
+        f.detail(&app, run_id).await.graph_wait.is_some(),
+        "still waiting"
+    );
+    f.cancel(&app, run_id).await.expect("the run is cancelled");
+    working.await.unwrap().unwrap();
 }
 
 /// A runner on PostgreSQL claims no run before it hears other instances' cancels: a cancel sent

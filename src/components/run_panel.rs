@@ -16,8 +16,10 @@ use super::{
     or_absent, use_toasts, CancelRunButton, ErrorMessage, Loading, RetryRunButton, RunStatusBadge,
 };
 use crate::api::runs::{backup_set_runs, backup_set_runs_version, CancelRun, RetryFailed};
+use crate::domain::run_detail::counted_down;
 use crate::domain::{routes, AppError, RunStatus, RunSummary};
 use crate::domain::{Capability, Role};
+use crate::pages::run_detail::browser_now_ms;
 use crate::pages::tenant_layout::{current_role, refusal_of};
 
 /// What a succeeded item of the run did ("added", "checked").
@@ -84,8 +86,9 @@ pub fn RunPanel(
     let toasts = use_toasts();
     let tick = RwSignal::new(0_u64);
     // A poll asks for the version of the panel's runs first (one small read) and fetches the
-    // runs only when it moved; a submit (`refresh`) always fetches.
-    let last = StoredValue::new(None::<((usize, String), Vec<RunSummary>)>);
+    // runs only when it moved; a submit (`refresh`) always fetches. A kept list's Graph waits
+    // are counted down by the time since it was read (the version does not move with them).
+    let last = StoredValue::new(None::<((usize, String), Vec<RunSummary>, f64)>);
     let runs = Resource::new(
         move || (tenant.get(), refresh.get(), tick.get()),
         move |(tenant, refresh, tick)| async move {
@@ -97,14 +100,21 @@ pub fn RunPanel(
                 backup_set_runs_version(tenant.clone(), backup_set_id).await?,
             );
             let unchanged = last.with_value(|last| match last {
-                Some((seen, list)) if *seen == version => Some(list.clone()),
+                Some((seen, list, read_at)) if *seen == version => {
+                    let elapsed = (browser_now_ms() - read_at) as i64;
+                    let mut list = list.clone();
+                    for run in &mut list {
+                        run.graph_wait = run.graph_wait.map(|wait| counted_down(wait, elapsed));
+                    }
+                    Some(list)
+                }
                 _ => None,
             });
             if let Some(list) = unchanged {
                 return Ok(list);
             }
             let list = backup_set_runs(tenant, backup_set_id).await?;
-            last.set_value(Some((version, list.clone())));
+            last.set_value(Some((version, list.clone(), browser_now_ms())));
             Ok(list)
         },
     );

@@ -287,6 +287,18 @@ impl RunDetail {
     }
 }
 
+/// `wait` as it stands `elapsed_ms` after it was read: the time left counted down (not below
+/// zero). A run's version does not move while its wait stands, so a page counts "resuming in
+/// 12 s" down itself from the answer it kept.
+pub fn counted_down(wait: GraphWait, elapsed_ms: i64) -> GraphWait {
+    GraphWait {
+        resumes_in_ms: wait
+            .resumes_in_ms
+            .map(|left| left.saturating_sub(elapsed_ms.max(0)).max(0)),
+        ..wait
+    }
+}
+
 /// Milliseconds as a short human duration ("850 ms", "12 s", "3 min 4 s", "2 h 5 min").
 pub fn format_duration(millis: i64) -> String {
     let millis = millis.max(0);
@@ -309,6 +321,23 @@ mod tests {
             assert_eq!(ItemOutcome::parse(outcome.as_str()), Some(outcome));
         }
         assert_eq!(ItemOutcome::parse("done"), None);
+    }
+
+    #[test]
+    fn a_wait_counts_down_from_when_it_was_read() {
+        use super::super::graph_wait::GraphWaitReason;
+        let wait = GraphWait {
+            reason: GraphWaitReason::Throttled,
+            resumes_in_ms: Some(12_000),
+        };
+        assert_eq!(counted_down(wait, 3_000).resumes_in_ms, Some(9_000));
+        assert_eq!(counted_down(wait, 20_000).resumes_in_ms, Some(0));
+        assert_eq!(counted_down(wait, -5).resumes_in_ms, Some(12_000));
+        let open = GraphWait {
+            resumes_in_ms: None,
+            ..wait
+        };
+        assert_eq!(counted_down(open, 3_000), open);
     }
 
     #[test]

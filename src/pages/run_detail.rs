@@ -27,8 +27,8 @@ use crate::domain::graph_wait::GraphFigures;
 use crate::domain::routes;
 use crate::domain::run::OperationType;
 use crate::domain::run_detail::{
-    format_duration, group_thousands, ItemFilter, ItemOutcome, RunDetail, RunItemPage, RunItemRow,
-    RunTarget, RUN_ITEMS_PAGE_SIZE,
+    counted_down, format_duration, group_thousands, ItemFilter, ItemOutcome, RunDetail,
+    RunItemPage, RunItemRow, RunTarget, RUN_ITEMS_PAGE_SIZE,
 };
 use crate::domain::versions::Drift;
 use crate::domain::{AppError, Capability, Role};
@@ -303,7 +303,8 @@ fn RunActions(
 
 /// The run with one page of its items, read again each `tick`: the last answer with the run's
 /// version when it was read is kept, so a poll first asks for the version (one indexed read)
-/// and fetches the run and its item page only when it moved.
+/// and fetches the run and its item page only when it moved. A kept answer's Graph wait is
+/// counted down by the time since it was read (the version does not move with it).
 fn polled_run(
     tenant: Memo<String>,
     id: Memo<Option<i64>>,
@@ -311,7 +312,7 @@ fn polled_run(
     page: Memo<Result<i64, AppError>>,
     tick: RwSignal<u64>,
 ) -> Resource<Result<RunDetail, AppError>> {
-    let last = StoredValue::new(None::<(LastView, RunDetail)>);
+    let last = StoredValue::new(None::<(LastView, RunDetail, f64)>);
     Resource::new(
         move || {
             (
@@ -344,7 +345,13 @@ fn polled_run(
             };
             if tick > 0 {
                 let unchanged = last.with_value(|last| match last {
-                    Some((seen, detail)) if *seen == view => Some(detail.clone()),
+                    Some((seen, detail, read_at)) if *seen == view => {
+                        let mut detail = detail.clone();
+                        let elapsed = (browser_now_ms() - read_at) as i64;
+                        detail.graph_wait =
+                            detail.graph_wait.map(|wait| counted_down(wait, elapsed));
+                        Some(detail)
+                    }
                     _ => None,
                 });
                 if let Some(detail) = unchanged {
@@ -353,11 +360,17 @@ fn polled_run(
             }
             let detail = get_run(tenant, id, outcome, offset, RUN_ITEMS_PAGE_SIZE).await?;
             if tick > 0 {
-                last.set_value(Some((view, detail.clone())));
+                last.set_value(Some((view, detail.clone(), browser_now_ms())));
             }
             Ok(detail)
         },
     )
+}
+
+/// The browser's clock, in milliseconds: what a kept answer's wait is counted down by. Only
+/// polls ask it (`tick > 0`), and only the browser polls.
+pub(crate) fn browser_now_ms() -> f64 {
+    leptos::web_sys::js_sys::Date::now()
 }
 
 /// "Download CSV" of the run's items with the filter shown (an outcome, or a capture's result).

@@ -244,20 +244,18 @@ impl VersionRow {
             .is_some_and(|status| settled(status, self.lease_expires_at, Timestamp::now().millis()))
     }
 
+    /// The version's text. A wait moves it only when it starts, ends or its end moves
+    /// (`graph_wait_until`), not every second: the pages count "resuming in 12 s" down
+    /// themselves from when they read it, instead of reading the whole run (and its page of
+    /// items) again every second of the wait.
     fn text(&self) -> String {
-        // While a run waits on Graph the page counts down "resuming in 12 s": a new version
-        // every second, for as long as the wait lasts.
-        let second = match self.graph_wait_reason {
-            Some(_) => Timestamp::now().millis() / 1000,
-            None => 0,
-        };
         // The summary by its checksum: a version is read every poll, the summary seldom.
         let summary = self
             .summary
             .as_deref()
             .map_or(0, |summary| crc32fast::hash(summary.as_bytes()));
         format!(
-            "{}:{}:{}:{}:{}:{}:{}@{second}:{}:{summary:x}:{}",
+            "{}:{}:{}:{}:{}:{}:{}@{}:{summary:x}:{}",
             self.id,
             self.status,
             self.processed_items,
@@ -726,6 +724,27 @@ impl From<ItemRow> for RunItemRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run waiting on Graph keeps its version while the wait stands: the pages count the
+    /// wait down themselves, and read the run again only when something moved.
+    #[test]
+    fn a_waiting_run_keeps_its_version_while_the_wait_stands() {
+        let row = VersionRow {
+            id: 7,
+            status: RunStatus::Running.as_str().to_owned(),
+            processed_items: 3,
+            succeeded: 3,
+            failed: 0,
+            skipped: 0,
+            graph_wait_reason: Some(GraphWaitReason::Throttled.as_str().to_owned()),
+            graph_wait_until: Some(Timestamp::now().millis() + 10_000),
+            summary: None,
+            lease_expires_at: Some(Timestamp::now().millis() + 60_000),
+        };
+        let before = row.text();
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        assert_eq!(row.text(), before, "a second later, nothing moved");
+    }
 
     #[test]
     fn a_run_is_settled_once_ended_and_no_claim_holds_it() {
