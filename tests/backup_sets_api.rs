@@ -10,6 +10,7 @@ both_backends!(TestApp:
     rejects_bad_names_and_writes_nothing,
     rejects_hidden_characters_in_names_and_controls_in_descriptions,
     rejects_a_duplicate_name,
+    rejects_a_name_that_looks_like_a_taken_one,
     unknown_or_malformed_tenant_is_403,
     backup_sets_stay_in_their_tenant,
     pages_render_on_the_server,
@@ -131,6 +132,33 @@ async fn rejects_a_duplicate_name(app: TestApp) {
     create(&app, FABRIKAM, "Weekly")
         .await
         .expect("created in Fabrikam");
+}
+
+/// Names a page shows alike are one name: a run of spaces, a no-break space or decomposed
+/// accents are stored in the canonical spelling, so the unique index (which compares bytes)
+/// refuses them as taken.
+async fn rejects_a_name_that_looks_like_a_taken_one(app: TestApp) {
+    create(&app, CONTOSO, "Q1 baseline").await.expect("created");
+    create(&app, CONTOSO, "Caf\u{E9} baseline")
+        .await
+        .expect("created");
+    for name in [
+        "Q1  baseline",
+        "Q1\u{A0}baseline",
+        "Q1 \u{202F} baseline",
+        "Cafe\u{301} baseline",
+    ] {
+        let refusal = create(&app, CONTOSO, name)
+            .await
+            .expect_err("the name is taken");
+        let message = invalid(refusal, "name");
+        assert!(message.contains("already exists"), "{name:?}: {message:?}");
+    }
+    assert_eq!(app.count("backup_sets").await, 2);
+    let stored = create(&app, CONTOSO, "Q2\u{A0}\u{A0}baseline")
+        .await
+        .expect("created");
+    assert_eq!(stored.name, "Q2 baseline");
 }
 
 async fn unknown_or_malformed_tenant_is_403(app: TestApp) {

@@ -7,7 +7,7 @@ use crate::common;
 
 use common::{TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;
-use tenantatlas::domain::{AddMemberOutcome, Member, Role};
+use tenantatlas::domain::{AddMemberOutcome, AppError, Member, Role};
 
 both_backends!(TestApp:
     the_owner_manages_members_and_each_change_is_audited,
@@ -16,11 +16,36 @@ both_backends!(TestApp:
     an_inviter_who_may_no_longer_invite_loses_their_pending_invitations,
     an_account_made_through_another_tenants_invitation_is_invited_not_added,
     a_shared_tenant_forced_by_the_attacker_does_not_make_a_squatted_account_addable,
+    an_address_that_hides_characters_is_refused_and_invites_nobody,
 );
 
 const MANAGER: &str = "manager@contoso.example";
 /// Operator in Fabrikam, whom the owner adds to Contoso.
 const NEWCOMER: &str = "operator@fabrikam.example";
+
+/// An address with an invisible or steering character looks like another in the members list
+/// and the invitations: it is refused like any malformed address (422, naming the e-mail) and
+/// no invitation is made for it.
+async fn an_address_that_hides_characters_is_refused_and_invites_nobody(app: TestApp) {
+    let owner = app.sign_in(ADMIN).await;
+    let invitations = app.count("invitations").await;
+    for email in [
+        "alice\u{200B}@contoso.example",
+        "alice@\u{202E}elpmaxe.osotnoc",
+        "al\u{AD}ice@contoso.example",
+    ] {
+        let refusal = app
+            .add_member(&owner, CONTOSO, email, "operator")
+            .await
+            .expect_err("the address is refused");
+        assert_eq!(refusal.status, 422, "{email:?}: {refusal:?}");
+        assert!(
+            matches!(refusal.error(), AppError::Invalid { ref field, .. } if field == "email"),
+            "{email:?}: {refusal:?}"
+        );
+    }
+    assert_eq!(app.count("invitations").await, invitations);
+}
 
 async fn members(app: &TestApp, cookie: &str) -> Vec<Member> {
     app.members(cookie, CONTOSO)

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::spelled::spelled_enum;
+use super::tenant::{hides_characters, is_format_char};
 use super::{AppError, Capability, TenantExternalId, TenantSummary};
 
 spelled_enum! {
@@ -75,7 +76,11 @@ impl CurrentUser {
 
 /// An e-mail address as typed at sign-in: trimmed, lower-cased, plausibly shaped: one `@`
 /// between a non-empty local part and a domain of at least two non-empty dot-separated labels,
-/// no spaces or control characters, at most [`Email::MAX_CHARS`] characters.
+/// no spaces, at most [`Email::MAX_CHARS`] characters, and no character a reader cannot see:
+/// members lists and invitations show the address, and "a\u{200B}@b.io" or one with a
+/// right-to-left override must not pass for another. Unlike a name, an address has no use for a
+/// joiner, so every format character ([`is_format_char`]) is refused, besides what
+/// [`hides_characters`] refuses (control characters, blank letters).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -91,7 +96,10 @@ impl Email {
                     && !domain.contains('@')
                     && domain.contains('.')
                     && domain.split('.').all(|label| !label.is_empty()))
-            && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+            && !email
+                .chars()
+                .any(|c| c.is_whitespace() || is_format_char(c))
+            && !hides_characters(&email);
         if shaped {
             Ok(Self(email))
         } else {
@@ -135,8 +143,18 @@ mod tests {
             "a@..b",
             "a@b..c",
             &format!("{}@x.io", "a".repeat(260)),
+            "a\u{7}@b.io",
+            // Invisible or steering: a zero-width space, a right-to-left override, a word
+            // joiner, a soft hyphen, a joiner even between letters that are not ASCII, a blank.
+            "a\u{200B}@b.io",
+            "a@\u{202E}oi.b",
+            "a\u{2060}b@c.io",
+            "a\u{AD}b@c.io",
+            "\u{E9}\u{200D}\u{E9}@b.io",
+            "a\u{3164}@b.io",
         ] {
-            assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
+            let err = Email::parse(bad).unwrap_err();
+            assert!(err.field_message("email").is_some(), "{bad:?}: {err:?}");
         }
         // The limit counts characters: 254 of them pass however many bytes they take.
         let at_limit = format!("{}@x.io", "é".repeat(Email::MAX_CHARS - 5));

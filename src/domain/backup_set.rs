@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::policy_type::PolicyType;
 use super::tenant::hides_characters;
+use super::text::canonical_name;
 use super::{AppError, Timestamp};
 
 /// Longest accepted backup set name, in characters.
@@ -12,8 +13,9 @@ pub const NAME_MAX_CHARS: usize = 200;
 pub const DESCRIPTION_MAX_CHARS: usize = 2_000;
 
 /// A backup set to create, parsed from the form: trimmed, non-empty and bounded; the name without
-/// control or invisible formatting characters, the description without control characters
-/// other than line breaks and tabs.
+/// control or invisible formatting characters and in its canonical spelling ([`canonical_name`]:
+/// the unique index on a tenant's set names compares bytes, and "Q1  baseline" must collide with
+/// "Q1 baseline"), the description without control characters other than line breaks and tabs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewBackupSet {
     name: String,
@@ -30,17 +32,18 @@ impl NewBackupSet {
                 "Enter a name for the backup set.",
             ));
         }
-        if name.chars().count() > NAME_MAX_CHARS {
-            return Err(AppError::invalid(
-                "name",
-                format!("The name is too long: at most {NAME_MAX_CHARS} characters."),
-            ));
-        }
         // An invisible character would make a name that looks like another set's.
         if hides_characters(name) {
             return Err(AppError::invalid(
                 "name",
                 "The name cannot contain control characters or invisible formatting characters.",
+            ));
+        }
+        let name = canonical_name(name);
+        if name.chars().count() > NAME_MAX_CHARS {
+            return Err(AppError::invalid(
+                "name",
+                format!("The name is too long: at most {NAME_MAX_CHARS} characters."),
             ));
         }
         let description = description.trim();
@@ -62,7 +65,7 @@ impl NewBackupSet {
             ));
         }
         Ok(Self {
-            name: name.to_owned(),
+            name,
             description: description.to_owned(),
         })
     }
@@ -86,6 +89,23 @@ pub struct BackupSetSummary {
     pub item_count: i64,
     pub created_by: String,
     pub created_at: Timestamp,
+}
+
+/// The backup sets list: the tenant's newest sets, as many as one read answers, and how many
+/// it holds in all, so the page can say when the list was cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSetList {
+    /// Newest first.
+    pub sets: Vec<BackupSetSummary>,
+    /// Every backup set of the tenant, shown or not.
+    pub total: i64,
+}
+
+impl BackupSetList {
+    /// Whether the tenant holds more sets than the list shows.
+    pub fn is_cut(&self) -> bool {
+        i64::try_from(self.sets.len()).unwrap_or(i64::MAX) < self.total
+    }
 }
 
 /// A backup set page: the set and its items.
@@ -117,6 +137,23 @@ mod tests {
         let set = NewBackupSet::parse("  Baseline 2026 ", " before the change ").unwrap();
         assert_eq!(set.name(), "Baseline 2026");
         assert_eq!(set.description(), "before the change");
+    }
+
+    #[test]
+    fn names_that_look_the_same_are_stored_the_same() {
+        for raw in [
+            "Q1 baseline",
+            "Q1  baseline",
+            " Q1\u{A0}baseline ",
+            "Q1\u{202F}\u{2007}baseline",
+        ] {
+            let set = NewBackupSet::parse(raw, "").unwrap();
+            assert_eq!(set.name(), "Q1 baseline", "{raw:?}");
+        }
+        let set = NewBackupSet::parse("Cafe\u{301} baseline", "").unwrap();
+        assert_eq!(set.name(), "Caf\u{E9} baseline");
+        let err = NewBackupSet::parse("Q1\tbaseline", "").unwrap_err();
+        assert!(err.field_message("name").is_some(), "{err:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::tenant::hides_characters;
+use super::text::canonical_name;
 use super::{AppError, Role, Timestamp};
 
 /// How long an invitation link can be used.
@@ -100,9 +101,10 @@ pub fn not_valid() -> AppError {
     )
 }
 
-/// A new account's display name: trimmed, non-empty, bounded, and with no character a reader
-/// cannot see ([`hides_characters`], as for a tenant's name): members lists and pickers show
-/// names, and "Ada\u{200B} Lovelace" must not pass for another member's "Ada Lovelace".
+/// A new account's display name: non-empty, bounded, with no character a reader cannot see
+/// ([`hides_characters`]) and in its canonical spelling ([`canonical_name`]), as for a tenant's
+/// name: members lists and pickers show names, and neither "Ada\u{200B} Lovelace" nor
+/// "Ada\u{A0}Lovelace" must pass for another member's "Ada Lovelace".
 pub fn parse_display_name(raw: &str) -> Result<String, AppError> {
     let name = raw.trim();
     if name.is_empty() {
@@ -114,13 +116,14 @@ pub fn parse_display_name(raw: &str) -> Result<String, AppError> {
             "The name cannot contain control characters or invisible formatting characters.",
         ));
     }
+    let name = canonical_name(name);
     if name.chars().count() > DISPLAY_NAME_MAX_CHARS {
         return Err(AppError::invalid(
             "name",
             format!("The name is too long: at most {DISPLAY_NAME_MAX_CHARS} characters."),
         ));
     }
-    Ok(name.to_owned())
+    Ok(name)
 }
 
 /// A new account's password, as typed: between the bounds, nothing else is imposed.
@@ -185,6 +188,20 @@ mod tests {
             assert_eq!(parse_display_name(good).unwrap(), good);
         }
         assert!(parse_display_name(&"n".repeat(DISPLAY_NAME_MAX_CHARS + 1)).is_err());
+        // Spellings that look like "Ada Lovelace" are stored as it.
+        for looks_alike in [
+            "Ada  Lovelace",
+            "Ada\u{A0}Lovelace",
+            " Ada \u{202F} Lovelace ",
+        ] {
+            assert_eq!(
+                parse_display_name(looks_alike).unwrap(),
+                "Ada Lovelace",
+                "{looks_alike:?}"
+            );
+        }
+        assert_eq!(parse_display_name("Zoe\u{308}").unwrap(), "Zo\u{EB}");
+        assert!(parse_display_name("Ada\tLovelace").is_err());
         assert!(check_new_password("short").is_err());
         assert!(check_new_password(&"p".repeat(PASSWORD_MIN_CHARS)).is_ok());
         assert!(check_new_password(&"p".repeat(PASSWORD_MAX_CHARS + 1)).is_err());

@@ -21,6 +21,7 @@ pub mod selection;
 pub mod snapshot;
 pub mod spelled;
 pub mod tenant;
+pub mod text;
 pub mod time;
 pub mod versions;
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::run::RunStatus;
 use super::run_detail::ItemOutcome;
+use super::text::canonical_name;
 use super::Timestamp;
 
 /// How long a finished preview may be executed: an older one must be run again.
@@ -254,10 +255,18 @@ pub enum PastExecute {
     StoppedUnwritten,
 }
 
+/// Whether `typed` is the tenant's display name as the wizard shows it: both canonicalised
+/// ([`canonical_name`]), since the page shows a run of spaces as one and a no-break space as a
+/// space, and a name stored before names were canonicalised may still hold either. The case and
+/// every visible character must match.
+pub fn typed_name_matches(typed: &str, tenant_name: &str) -> bool {
+    canonical_name(typed) == canonical_name(tenant_name)
+}
+
 /// Every gate of an execute, in order: the request's own (422) first, then the preview's state
 /// (409). Intune moving since the preview is checked per item, right before it is written.
 pub fn check_gates(input: &GateInput<'_>) -> Result<(), GateFailure> {
-    if input.typed_name != input.tenant_name {
+    if !typed_name_matches(input.typed_name, input.tenant_name) {
         return Err(GateFailure::WrongTenantName);
     }
     if !input.reviewed {
@@ -351,6 +360,41 @@ mod tests {
     }
 
     #[test]
+    fn the_name_is_confirmed_as_the_page_shows_it() {
+        // A name stored with two spaces (before names were canonicalised), or a no-break space,
+        // shows as "Contoso Ltd", and is typed so.
+        for (typed, stored) in [
+            ("Contoso Ltd", "Contoso  Ltd"),
+            ("Contoso Ltd", "Contoso\u{A0}Ltd"),
+            ("Contoso  Ltd ", "Contoso Ltd"),
+            ("Caf\u{E9}", "Cafe\u{301}"),
+            ("Cafe\u{301}", "Caf\u{E9}"),
+        ] {
+            let input = GateInput {
+                typed_name: typed,
+                tenant_name: stored,
+                ..ready()
+            };
+            assert_eq!(check_gates(&input), Ok(()), "{typed:?} for {stored:?}");
+        }
+        for (typed, stored) in [
+            ("contoso ltd", "Contoso  Ltd"),
+            ("ContosoLtd", "Contoso Ltd"),
+        ] {
+            let input = GateInput {
+                typed_name: typed,
+                tenant_name: stored,
+                ..ready()
+            };
+            assert_eq!(
+                check_gates(&input),
+                Err(GateFailure::WrongTenantName),
+                "{typed:?} for {stored:?}"
+            );
+        }
+    }
+
+    #[test]
     fn each_gate_refuses_on_its_own() {
         let cases: Vec<(GateInput, GateFailure)> = vec![
             (
@@ -362,7 +406,7 @@ mod tests {
             ),
             (
                 GateInput {
-                    typed_name: "Contoso ",
+                    typed_name: "Contos",
                     ..ready()
                 },
                 GateFailure::WrongTenantName,
@@ -621,7 +665,7 @@ mod tests {
                 tenant_name: "Contoso",
             };
             let failing: Vec<GateFailure> = [
-                (typed != "Contoso", GateFailure::WrongTenantName),
+                (typed.trim() != "Contoso", GateFailure::WrongTenantName),
                 (!reviewed, GateFailure::NotReviewed),
                 (status.is_active(), GateFailure::PreviewNotDone),
                 (status == RunStatus::Cancelled, GateFailure::PreviewCancelled),

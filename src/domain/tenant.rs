@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::text::canonical_name;
 use super::AppError;
 
 /// A Microsoft Entra tenant id: a GUID, stored and compared in lower case.
@@ -174,8 +175,9 @@ pub fn hides_characters(name: &str) -> bool {
     false
 }
 
-/// A tenant's display name: trimmed, non-empty, bounded, no character a reader cannot see
-/// ([`hides_characters`]).
+/// A tenant's display name: non-empty, bounded, no character a reader cannot see
+/// ([`hides_characters`]), and in its canonical spelling ([`canonical_name`]): the restore
+/// wizard asks its owner to type it as the page shows it, one space where it holds several.
 pub fn parse_tenant_name(raw: &str) -> Result<String, AppError> {
     let display_name = raw.trim();
     if display_name.is_empty() {
@@ -187,13 +189,14 @@ pub fn parse_tenant_name(raw: &str) -> Result<String, AppError> {
             "The name cannot contain control characters or invisible formatting characters.",
         ));
     }
+    let display_name = canonical_name(display_name);
     if display_name.chars().count() > TENANT_NAME_MAX_CHARS {
         return Err(AppError::invalid(
             "name",
             format!("The name is too long: at most {TENANT_NAME_MAX_CHARS} characters."),
         ));
     }
-    Ok(display_name.to_owned())
+    Ok(display_name)
 }
 
 /// A client secret as typed: non-empty once trimmed, bounded, no control characters.
@@ -402,6 +405,22 @@ mod tests {
                 error.field_message(field).is_some(),
                 "{tenant} {name} {client}: {error:?}"
             );
+        }
+    }
+
+    #[test]
+    fn tenant_names_are_stored_as_the_page_shows_them() {
+        for (raw, stored) in [
+            ("Contoso  Ltd", "Contoso Ltd"),
+            ("Contoso\u{A0}Ltd", "Contoso Ltd"),
+            (" Contoso \u{202F}  Ltd ", "Contoso Ltd"),
+            ("Cafe\u{301}", "Caf\u{E9}"),
+        ] {
+            assert_eq!(parse_tenant_name(raw).unwrap(), stored, "{raw:?}");
+        }
+        // Control characters stay refused, inside as at the ends' trim.
+        for bad in ["Contoso\tLtd", "Contoso\nLtd", "Contoso\u{85}Ltd"] {
+            assert!(parse_tenant_name(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -14,7 +14,7 @@ use crate::api::runs::{get_run, run_version};
 use crate::components::{
     use_poll_while, ErrorMessage, LastRead, Loading, NeedsRole, PollTrouble, RunStatusBadge,
 };
-use crate::domain::restore::{GateFailure, RestorePreview};
+use crate::domain::restore::{typed_name_matches, GateFailure, RestorePreview};
 use crate::domain::run_detail::RunDetail;
 use crate::domain::{routes, AppError};
 
@@ -57,7 +57,8 @@ fn reasons(
     if !reviewed {
         reasons.push(GateFailure::NotReviewed.message().to_owned());
     }
-    if typed != tenant_name {
+    // As the server compares: the label shows a run of spaces as one.
+    if !typed_name_matches(typed, tenant_name) {
         reasons.push(GateFailure::WrongTenantName.message().to_owned());
     }
     reasons
