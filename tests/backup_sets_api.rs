@@ -16,6 +16,7 @@ both_backends!(TestApp:
     pages_render_on_the_server,
     healthz_answers,
     a_huge_set_answers_its_first_items_by_name,
+    the_list_answers_the_newest_sets_and_counts_them_all,
 );
 
 /// Creates a backup set described "nightly" as `cookie`.
@@ -61,8 +62,9 @@ async fn creates_and_lists_a_backup_set(app: TestApp) {
     assert_eq!(created.created_by, "Oli Operator");
 
     let cookie = app.sign_in(OPERATOR).await;
-    let sets = app.backup_sets(&cookie, CONTOSO).await.expect("listed");
-    assert_eq!(sets, [created]);
+    let list = app.backup_sets(&cookie, CONTOSO).await.expect("listed");
+    assert_eq!(list.sets, [created]);
+    assert_eq!(list.total, 1);
 }
 
 async fn rejects_bad_names_and_writes_nothing(app: TestApp) {
@@ -184,7 +186,8 @@ async fn backup_sets_stay_in_their_tenant(app: TestApp) {
     // The admin is a member of both tenants: the set shows in Contoso only.
     let admin = app.sign_in(ADMIN).await;
     let fabrikam_sets = app.backup_sets(&admin, FABRIKAM).await.expect("listed");
-    assert!(fabrikam_sets.is_empty());
+    assert!(fabrikam_sets.sets.is_empty());
+    assert_eq!(fabrikam_sets.total, 0);
     let refusal = app
         .backup_set_detail(&admin, FABRIKAM, created.id)
         .await
@@ -320,4 +323,48 @@ async fn a_huge_set_answers_its_first_items_by_name(app: TestApp) {
         .map(|i| i.policy_name.as_str())
         .collect();
     assert_eq!(shown, ["Huge 1", "Huge 2", "Huge 3"]);
+}
+
+/// More backup sets than one read of the list answers (`SETS_SHOWN`): the newest of them,
+/// newest first, with the total telling how many the tenant holds, and the page says so; the
+/// other tenant's sets are neither listed nor counted.
+async fn the_list_answers_the_newest_sets_and_counts_them_all(app: TestApp) {
+    use tenantatlas::server::backup_sets::SETS_SHOWN;
+    let held = SETS_SHOWN + 1;
+    let tenant = common::tenant_id(&app.db, CONTOSO).await;
+    // Set i is created at i ms, so set `held` is the newest; two share each time from 100 on,
+    // which the id orders.
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
+         INSERT INTO backup_sets (tenant_id, name, description, created_at) \
+         SELECT $1, 'Set ' || i, 'bulk', CASE WHEN i < 100 THEN i ELSE 100 + (i - 100) / 2 END \
+         FROM n",
+    )
+    .bind(tenant)
+    .bind(held)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    create(&app, FABRIKAM, "Elsewhere").await.expect("created");
+
+    let cookie = app.sign_in(OPERATOR).await;
+    let list = app.backup_sets(&cookie, CONTOSO).await.expect("listed");
+    assert_eq!(list.total, held);
+    assert_eq!(list.sets.len() as i64, SETS_SHOWN);
+    let names: Vec<&str> = list.sets.iter().map(|set| set.name.as_str()).collect();
+    let newest: Vec<String> = (2..=held).rev().map(|i| format!("Set {i}")).collect();
+    assert_eq!(names, newest, "the newest sets, newest first");
+
+    let page = app
+        .get(Some(&cookie), &format!("/t/{CONTOSO}/backup-sets"))
+        .await;
+    assert_eq!(page.status(), 200);
+    // Text without the hydration markers between its parts.
+    let text = page.text().await.unwrap().replace("<!>", "");
+    assert!(
+        text.contains(&format!(
+            "Showing the newest {SETS_SHOWN} of {held} backup sets."
+        )),
+        "the page says the list is cut"
+    );
 }

@@ -2,11 +2,12 @@
 
 use leptos::prelude::*;
 
+use crate::domain::backup_set::BackupSetList;
 use crate::domain::{AppError, BackupSetDetail, BackupSetSummary};
 
-/// The tenant's backup sets, newest first.
+/// The tenant's newest backup sets (a bounded number), newest first, and how many it holds.
 #[server(prefix = "/api", endpoint = "backup-sets/list")]
-pub async fn list_backup_sets(tenant: String) -> Result<Vec<BackupSetSummary>, AppError> {
+pub async fn list_backup_sets(tenant: String) -> Result<BackupSetList, AppError> {
     use crate::domain::Capability;
     use crate::server::auth::in_tenant;
     use crate::server::backup_sets;

@@ -32,15 +32,24 @@ pub fn BackupSetsPage() -> impl IntoView {
         <Transition fallback=|| view! { <Loading what="backup sets" /> }>
             {move || Suspend::new(async move {
                 match sets.await {
-                    Ok(list) if list.is_empty() => view! {
+                    Ok(list) if list.sets.is_empty() => view! {
                         <EmptyState
                             title="No backup sets yet"
                             hint="Create one above, then add policies to it."
                         />
                     }.into_any(),
-                    Ok(list) => view! {
+                    Ok(list) => {
+                        // The server answers a bounded number of sets; the tenant may hold more.
+                        let cut = list.is_cut().then(|| view! {
+                            <p class="muted" role="status" data-testid="backup-sets-cut">
+                                "Showing the newest " {list.sets.len()} " of " {list.total}
+                                " backup sets."
+                            </p>
+                        });
+                        view! {
+                        {cut}
                         <DataTable columns=SET_COLUMNS testid="backup-sets">
-                                {list.into_iter().map(|set| {
+                                {list.sets.into_iter().map(|set| {
                                     let href = routes::backup_set(&tenant.get_untracked(), set.id);
                                     view! {
                                         <tr>
@@ -55,7 +64,8 @@ pub fn BackupSetsPage() -> impl IntoView {
                                     }
                                 }).collect_view()}
                         </DataTable>
-                    }.into_any(),
+                        }.into_any()
+                    }
                     Err(error) => view! { <ErrorMessage error /> }.into_any(),
                 }
             })}

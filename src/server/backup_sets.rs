@@ -2,6 +2,7 @@
 
 use super::db::{is_unique_violation, Db};
 use super::tenants::TenantScope;
+use crate::domain::backup_set::BackupSetList;
 use crate::domain::{AppError, BackupSetDetail, BackupSetSummary, NewBackupSet, Timestamp};
 
 const SUMMARY_COLUMNS: &str = "b.id, b.name, b.description, b.item_count, b.created_at, \
@@ -31,16 +32,36 @@ pub async fn ensure_exists(db: &Db, tenant_id: i64, id: i64) -> Result<(), AppEr
     }
 }
 
-/// The tenant's backup sets, newest first.
-pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<BackupSetSummary>, AppError> {
+/// The most backup sets one read of the list answers (the newest): an operator may create sets
+/// without end, each with a description of up to 2,000 characters, so the whole list could
+/// reach hundreds of megabytes on every load of the page. 500 is more sets than a tenant works
+/// with at once and bounds the answer near 1 MB (about 4 MB if every description used 4-byte
+/// characters); an older set still opens by its id.
+pub const SETS_SHOWN: i64 = 500;
+
+/// The tenant's newest [`SETS_SHOWN`] backup sets, newest first, and how many it holds in all
+/// (counted only when the list is full, so a short list costs one query as before).
+pub async fn list(db: &Db, scope: &TenantScope) -> Result<BackupSetList, AppError> {
     let sql = format!(
         "SELECT {SUMMARY_COLUMNS} FROM backup_sets b LEFT JOIN users u ON u.id = b.created_by \
-         WHERE b.tenant_id = $1 ORDER BY b.created_at DESC, b.id DESC"
+         WHERE b.tenant_id = $1 ORDER BY b.created_at DESC, b.id DESC LIMIT $2"
     );
-    Ok(sqlx::query_as(&sql)
+    let sets: Vec<BackupSetSummary> = sqlx::query_as(&sql)
         .bind(scope.id())
+        .bind(SETS_SHOWN)
         .fetch_all(db.pool())
-        .await?)
+        .await?;
+    let shown = i64::try_from(sets.len()).unwrap_or(i64::MAX);
+    let total = if shown < SETS_SHOWN {
+        shown
+    } else {
+        // Counted after the read: a set created in between makes it larger, never smaller.
+        sqlx::query_scalar("SELECT COUNT(*) FROM backup_sets WHERE tenant_id = $1")
+            .bind(scope.id())
+            .fetch_one(db.pool())
+            .await?
+    };
+    Ok(BackupSetList { sets, total })
 }
 
 /// Creates a backup set; a name already used in the tenant is a conflict, not a 500.

@@ -4,6 +4,7 @@
 
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
+use tenantatlas::domain::backup_set::BackupSetList;
 use tenantatlas::domain::policy_page::{MatchingPolicies, PolicyPage};
 use tenantatlas::domain::run_detail::RunDetail;
 use tenantatlas::domain::versions::RunActivity;
@@ -232,8 +233,8 @@ impl TestApp {
 tenant_calls! {
     /// `backup-sets/create`: a new backup set in `tenant`.
     fn create_backup_set("backup-sets/create", name: &str, description: &str) -> BackupSetSummary;
-    /// `backup-sets/list`: the tenant's backup sets.
-    fn backup_sets("backup-sets/list") -> Vec<BackupSetSummary>;
+    /// `backup-sets/list`: the tenant's newest backup sets and how many it holds.
+    fn backup_sets("backup-sets/list") -> BackupSetList;
     /// `backup-sets/get`: backup set `id` with its items.
     fn backup_set_detail("backup-sets/get", id: i64) -> BackupSetDetail;
 }
