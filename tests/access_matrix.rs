@@ -5,11 +5,14 @@
 
 use crate::common;
 
+use std::collections::BTreeMap;
+
 use common::{TestApp, ADMIN, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use leptos::server_fn::axum::server_fn_paths;
 use tenantatlas::api::{access_table, Access};
 use tenantatlas::domain::capability::ADMIN_LABEL;
 use tenantatlas::domain::Role;
+use tenantatlas::server::db::{Backend, Db};
 use tenantatlas::server::http::download_paths;
 
 both_backends!(TestApp:
@@ -44,11 +47,98 @@ fn contoso_member(role: Role) -> &'static str {
     }
 }
 
+/// The status `caller` is refused `access` with, from the capability table; `None`: let through.
+fn expected_denial(access: Access, caller: Caller) -> Option<u16> {
+    match (access, caller) {
+        (Access::Public, _) => None,
+        (_, Caller::Anonymous) => Some(401),
+        (Access::SignedIn, _) => None,
+        // Only the demo owner holds the instance-wide admin flag.
+        (Access::Admin, Caller::Member(Role::Owner)) => None,
+        (Access::Admin, _) => Some(403),
+        (_, Caller::NonMember) => Some(403),
+        (Access::Tenant(capability), Caller::Member(role)) if !role.can(capability) => Some(403),
+        _ => None,
+    }
+}
+
 async fn cookie_for(app: &TestApp, caller: Caller) -> Option<String> {
     match caller {
         Caller::Anonymous => None,
         Caller::NonMember => Some(app.sign_in(OUTSIDER).await),
         Caller::Member(role) => Some(app.sign_in(contoso_member(role)).await),
+    }
+}
+
+/// How many rows each table of the schema holds: what a refused call must leave as it found
+/// it. A handler that writes and only then answers 403 (the check after the insert) shows here,
+/// whatever its answer says. Refusals are not audited, so `audit_log` is counted too.
+#[derive(Debug, PartialEq, Eq)]
+struct RowCounts(BTreeMap<String, i64>);
+
+impl RowCounts {
+    /// The tables the migrations created, read from the engine's catalog, so that a table a later
+    /// migration adds is counted without this list being told.
+    async fn tables(db: &Db) -> Vec<String> {
+        let catalog = match db.backend() {
+            Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            }
+            Backend::Postgres => {
+                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
+                 ORDER BY table_name"
+            }
+        };
+        let tables: Vec<String> = sqlx::query_scalar(catalog)
+            .fetch_all(db.pool())
+            .await
+            .expect("read the catalog");
+        // The tables a server function writes, by their names in migrations/: the catalog query
+        // found the schema, not some other one.
+        for written in [
+            "runs",
+            "run_items",
+            "backup_sets",
+            "backup_items",
+            "memberships",
+            "invitations",
+            "users",
+            "sessions",
+            "tenants",
+            "tenant_connection_checks",
+            "notifications",
+            "policies",
+            "policy_snapshots",
+            "audit_log",
+        ] {
+            assert!(
+                tables.iter().any(|table| table == written),
+                "{written} is in the catalog: {tables:?}"
+            );
+        }
+        tables
+    }
+
+    /// The row count of each of `tables` now.
+    async fn take(app: &TestApp, tables: &[String]) -> Self {
+        let mut counts = BTreeMap::new();
+        for table in tables {
+            counts.insert(table.clone(), app.count(table).await);
+        }
+        Self(counts)
+    }
+
+    /// The tables whose count differs from `before`'s, with both counts.
+    fn changed_since(&self, before: &Self) -> Vec<(&str, i64, i64)> {
+        self.0
+            .iter()
+            .filter_map(|(table, after)| {
+                let was = before.0.get(table).copied().unwrap_or_default();
+                (was != *after).then_some((table.as_str(), was, *after))
+            })
+            .collect()
     }
 }
 
@@ -108,56 +198,67 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
         ("reviewed", "true"),
         ("tenant_name", "Contoso (demo)"),
     ];
-    let mut refused_members = 0;
+    let tables = RowCounts::tables(&app.db).await;
+    let mut signed_in = Vec::new();
     for caller in callers() {
-        let cookie = cookie_for(&app, caller).await;
-        for (path, access) in &table {
-            if path == "/api/auth/sign-out" {
-                continue; // would end the session this loop is using; see sessions.rs
-            }
-            let endpoint = path.trim_start_matches("/api/");
-            let response = match &cookie {
-                Some(cookie) => app.call_as(cookie, endpoint, &form).await,
-                None => app.call(endpoint, &form).await,
-            };
-            let status = response.status().as_u16();
-            let body = response.text().await.unwrap();
-            let expected_denial = match (access, caller) {
-                (Access::Public, _) => None,
-                (_, Caller::Anonymous) => Some(401),
-                (Access::SignedIn, _) => None,
-                // Only the demo owner holds the instance-wide admin flag.
-                (Access::Admin, Caller::Member(Role::Owner)) => None,
-                (Access::Admin, _) => Some(403),
-                (_, Caller::NonMember) => Some(403),
-                (Access::Tenant(capability), Caller::Member(role)) if !role.can(*capability) => {
-                    Some(403)
+        signed_in.push((caller, cookie_for(&app, caller).await));
+    }
+    let mut refused_members = 0;
+    // Every refusal first, then every call let through: a refused start then finds no run that
+    // an allowed one queued (no worker runs here), which a start checked too late would join,
+    // deduplicated, instead of writing a run of its own that the counts would show.
+    for refusals in [true, false] {
+        for (caller, cookie) in &signed_in {
+            let caller = *caller;
+            for (path, access) in &table {
+                if path == "/api/auth/sign-out" {
+                    continue; // would end the session this loop is using; see sessions.rs
                 }
-                _ => None,
-            };
-            match expected_denial {
-                Some(denied) => {
-                    assert_eq!(status, denied, "{caller:?} → {path}: {body}");
-                    // A member is told which role the function needs.
-                    if let (Access::Tenant(capability), Caller::Member(_)) = (access, caller) {
-                        refused_members += 1;
+                let expected_denial = expected_denial(*access, caller);
+                if expected_denial.is_some() != refusals {
+                    continue;
+                }
+                let endpoint = path.trim_start_matches("/api/");
+                // No worker runs in tests' servers: only this call can change a count.
+                let before = RowCounts::take(&app, &tables).await;
+                let response = match cookie {
+                    Some(cookie) => app.call_as(cookie, endpoint, &form).await,
+                    None => app.call(endpoint, &form).await,
+                };
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap();
+                match expected_denial {
+                    Some(denied) => {
+                        assert_eq!(status, denied, "{caller:?} → {path}: {body}");
+                        // Refused means nothing written, before the refusal as well as after.
+                        let after = RowCounts::take(&app, &tables).await;
+                        let changed = after.changed_since(&before);
                         assert!(
-                            body.contains(capability.label()),
-                            "{caller:?} → {path} does not say why: {body}"
+                            changed.is_empty(),
+                            "{caller:?} → {path} was refused but wrote (table, before, \
+                             after): {changed:?}"
+                        );
+                        // A member is told which role the function needs.
+                        if let (Access::Tenant(capability), Caller::Member(_)) = (access, caller) {
+                            refused_members += 1;
+                            assert!(
+                                body.contains(capability.label()),
+                                "{caller:?} → {path} does not say why: {body}"
+                            );
+                        }
+                        if *access == Access::Admin && status == 403 {
+                            assert!(body.contains(ADMIN_LABEL), "{caller:?} → {path}: {body}");
+                        }
+                        assert!(
+                            !body.contains("Matrix") && !body.contains("Contoso"),
+                            "{caller:?} → {path} leaked: {body}"
                         );
                     }
-                    if *access == Access::Admin && status == 403 {
-                        assert!(body.contains(ADMIN_LABEL), "{caller:?} → {path}: {body}");
-                    }
-                    assert!(
-                        !body.contains("Matrix") && !body.contains("Contoso"),
-                        "{caller:?} → {path} leaked: {body}"
-                    );
+                    None => assert!(
+                        status < 500 && status != 401 && status != 403 || *access == Access::Public,
+                        "{caller:?} → {path} was refused: {status} {body}"
+                    ),
                 }
-                None => assert!(
-                    status < 500 && status != 401 && status != 403 || *access == Access::Public,
-                    "{caller:?} → {path} was refused: {status} {body}"
-                ),
             }
         }
     }
