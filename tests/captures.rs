@@ -449,6 +449,26 @@ async fn starts_are_deduplicated_refused_without_the_role_and_validated(f: Fixtu
     let graph_id = f.demo.sim.policies(CONTOSO)[0].id.clone();
     let policy = f.policy_id(&graph_id).await.to_string();
     let capture = [("tenant", CONTOSO), ("policy_id", policy.as_str())];
+    // A read-only member may look, not start; another tenant's member may do neither. Asked
+    // while no capture of the policy and no sync is queued, so that a start let through would
+    // queue a run of its own rather than be folded into one already there.
+    let runs_before = common::count(&f.app.db, "runs").await;
+    for (email, expected) in [(READONLY, 403), (OUTSIDER, 403)] {
+        let cookie = f.app.sign_in(email).await;
+        for (endpoint, form) in [
+            ("runs/capture-policy", capture.to_vec()),
+            ("runs/sync-inventory", vec![("tenant", CONTOSO)]),
+        ] {
+            let response = f.app.call_as(&cookie, endpoint, &form).await;
+            assert_eq!(response.status(), expected, "{email} → {endpoint}");
+        }
+    }
+    assert_eq!(
+        common::count(&f.app.db, "runs").await,
+        runs_before,
+        "a refused start queued a run"
+    );
+
     // A double-click makes one run.
     let first = f
         .start_as(&f.operator, "runs/capture-policy", &capture)
@@ -462,19 +482,10 @@ async fn starts_are_deduplicated_refused_without_the_role_and_validated(f: Fixtu
     let sync_a = f.start_as(&f.operator, "runs/sync-inventory", &sync).await;
     let sync_b = f.start_as(&f.operator, "runs/sync-inventory", &sync).await;
     assert_eq!(sync_a.run_id, sync_b.run_id);
+    // The refused starts above left nothing for these to join.
+    assert_eq!((sync_a.reused, sync_b.reused), (false, true));
 
-    // A read-only member may look, not start; another tenant's member may do neither.
     let runs_before = common::count(&f.app.db, "runs").await;
-    for (email, expected) in [(READONLY, 403), (OUTSIDER, 403)] {
-        let cookie = f.app.sign_in(email).await;
-        for (endpoint, form) in [
-            ("runs/capture-policy", capture.to_vec()),
-            ("runs/sync-inventory", vec![("tenant", CONTOSO)]),
-        ] {
-            let response = f.app.call_as(&cookie, endpoint, &form).await;
-            assert_eq!(response.status(), expected, "{email} → {endpoint}");
-        }
-    }
     let outsider = f.app.sign_in(OUTSIDER).await;
     let response = f
         .app

@@ -409,6 +409,24 @@ async fn one_check_runs_at_a_time_and_only_owners_and_managers_start_it(f: Fixtu
             f.app.check_connection(&cookie, CONTOSO).await
         }
     };
+    // Refused while no check is queued, so that a start let through would queue a run of its
+    // own rather than be folded into one already there.
+    let runs_before = f.app.count("runs").await;
+    let refuse_all = || async {
+        for email in [OPERATOR, READONLY] {
+            let refused = start(email).await.unwrap_err();
+            assert_eq!(refused.status, 403);
+            assert!(refused.body.contains("Needs manager or owner"));
+        }
+        let outsider = start(OUTSIDER).await.unwrap_err();
+        assert_eq!(outsider.status, 403);
+    };
+    refuse_all().await;
+    assert_eq!(
+        f.app.count("runs").await,
+        runs_before,
+        "a refused start queued a check"
+    );
     let first = start(ADMIN).await.expect("the owner starts a check");
     let second = start(MANAGER).await.expect("a manager starts a check");
     assert!(!first.reused);
@@ -423,14 +441,9 @@ async fn one_check_runs_at_a_time_and_only_owners_and_managers_start_it(f: Fixtu
         .await
         .unwrap();
     assert_eq!(lane, "interactive");
-    for email in [OPERATOR, READONLY] {
-        let refused = start(email).await.unwrap_err();
-        assert_eq!(refused.status, 403);
-        assert!(refused.body.contains("Needs manager or owner"));
-    }
-    let outsider = start(OUTSIDER).await.unwrap_err();
-    assert_eq!(outsider.status, 403);
-    assert_eq!(f.app.count("runs").await, 1);
+    // And refused while one is: not joined to it either.
+    refuse_all().await;
+    assert_eq!(f.app.count("runs").await, runs_before + 1);
 }
 
 async fn secrets_echoed_by_the_token_endpoint_are_never_stored_or_shown(f: Fixture) {
