@@ -73,14 +73,16 @@ async fn submit_wakes_the_worker_at_once(backend: common::Backend) {
     let demo = seed::start_demo_graph(0).await.unwrap();
     let app = TestApp::spawn_with_graph(backend, demo.access.clone()).await;
     seed::sync_demo_inventory(&app.db, &demo).await.unwrap();
+    let heartbeat = Heartbeat::watch(&app).await;
     let (stop, worker) = common::start_runner(
         runs_worker(&app.db, demo.access.clone()),
         &app.wake,
         &app.db,
         Duration::from_secs(600),
     );
-    // The worker looks at the empty queue once, then sleeps until woken.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The worker looks at the empty queue, then sleeps until woken: the run is submitted only
+    // once it sleeps, or its first look could find the run and end it without any wake-up.
+    heartbeat.runner_went_idle(&app).await;
 
     let cookie = app.sign_in(OPERATOR).await;
     let set = target(&app, &cookie).await;
@@ -111,6 +113,94 @@ async fn submit_wakes_the_worker_at_once(backend: common::Backend) {
     assert_eq!(ended, "completed");
     stop.send(true).unwrap();
     worker.await.unwrap();
+}
+
+/// The worker's heartbeat (when it last reached the database: a claim, found or not, sets it),
+/// read from the metrics router as `/metrics` serves it: the one sign the runner gives from the
+/// outside that it has looked at the queue.
+struct Heartbeat {
+    /// The metrics router, served on its own listener.
+    url: String,
+    /// Just before the runner started; any heartbeat before is at least [`Heartbeat::GAP`] older.
+    since: std::time::Instant,
+}
+
+impl Heartbeat {
+    /// Between an earlier heartbeat (the inventory sync's) and the runner's start.
+    const GAP: std::time::Duration = std::time::Duration::from_millis(100);
+    /// How long without a heartbeat the runner is taken to be waiting on its wake-up.
+    const QUIET: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// Serves `/metrics` for `app`; called just before the runner starts.
+    async fn watch(app: &TestApp) -> Self {
+        use tenantatlas::server::metrics;
+        let handle = metrics::install().expect("the metrics recorder installs");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "http://{}/metrics",
+            listener.local_addr().expect("local addr")
+        );
+        let router = metrics::router(handle, app.db.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        tokio::time::sleep(Self::GAP).await;
+        Self {
+            url,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// How long ago the worker last reached the database (`None`: never).
+    async fn age(&self) -> Option<std::time::Duration> {
+        let text = reqwest::get(&self.url)
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics is read");
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix("tenantatlas_instance_heartbeat_age_seconds ")?
+                    .parse()
+                    .ok()
+            })
+            .map(std::time::Duration::from_secs_f64)
+    }
+
+    /// Waits until the runner has looked at the queue since [`Heartbeat::watch`] and then not
+    /// for [`Heartbeat::QUIET`]: it starts with a look at each lane, and a second round for its
+    /// poll's first tick, which comes at once; after that it waits on its wake-up (or the poll).
+    /// On PostgreSQL its listener is up then too (it listens before its first look).
+    async fn runner_went_idle(&self, app: &TestApp) {
+        use std::time::Duration;
+        loop {
+            let asked = self.since.elapsed();
+            assert!(
+                asked < Duration::from_secs(30),
+                "the runner never went idle"
+            );
+            // A heartbeat before `since` is older than `asked + GAP` when it is read; one of
+            // the runner's is younger than `asked + GAP / 2`, unless the scrape itself took that
+            // long (then it is asked again).
+            if let Some(age) = self.age().await {
+                if age < asked + Self::GAP / 2 && age >= Self::QUIET {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        if app.db.backend() == tenantatlas::server::db::Backend::Postgres {
+            let listening: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            )
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+            assert_eq!(listening, 1, "the runner listens for NOTIFYs");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
