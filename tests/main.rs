@@ -31,6 +31,7 @@ mod plans;
 mod recovery;
 mod redirects;
 mod restore;
+mod restore_fence;
 mod robustness;
 mod run_detail;
 mod run_export;

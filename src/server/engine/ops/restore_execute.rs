@@ -79,6 +79,8 @@ pub struct RestoreExecuteInput {
 pub struct WriteItem {
     /// The run item.
     pub item_id: i64,
+    /// The item's run: its row fences the item's announce.
+    pub run_id: i64,
     pub tenant_id: i64,
     pub policy_id: i64,
     pub graph_id: String,
@@ -136,6 +138,18 @@ fn in_flight_bound(config: &GraphConfig) -> Duration {
     let attempt = config.request_timeout + retry.max_retry_after.max(retry.max_delay);
     // The token's attempts, then the POST's.
     attempt * retry.max_attempts * 2 + Duration::from_secs(60)
+}
+
+/// The lock a fenced write takes on its run's row as it reads it: on PostgreSQL a shared row
+/// lock held to the end of the transaction, so a takeover (an `UPDATE` of the row) waits for
+/// the write to commit or roll back, and a claim skips the row meanwhile. On SQLite the write
+/// transaction (`BEGIN IMMEDIATE`) already holds the database's write lock, which every claim
+/// needs: nothing more.
+fn run_lock(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => " FOR SHARE",
+        Backend::Sqlite => "",
+    }
 }
 
 /// Whether a create announced at `sent_at` may still be on its way to Intune, at `now` (both
@@ -285,6 +299,9 @@ enum Announced {
     NotRunning,
     /// Another execute's create of the policy may have made it: no create may be sent.
     OtherCreate,
+    /// The item's announce is no longer what this claim read before deciding to write (an
+    /// earlier claim of the run announced its write since): nothing may be sent.
+    Moved,
 }
 
 /// What writing one item did.
@@ -348,61 +365,84 @@ impl RestoreExecute {
     /// create may have made the policy, and only a new preview looks for it. Decided under a
     /// lock of the policy's row (on SQLite, of the database), so two executes cannot both pass.
     /// Stamped with the database's clock, as the inventory's `first_seen_at` is.
+    ///
+    /// The run's row is read first, locked for the transaction on PostgreSQL ([`run_lock`]), as
+    /// every other write fenced by the attempt takes it: no claim takes the run over (an
+    /// `UPDATE` of that row) until the announce is committed or rolled back, so the read of the
+    /// items of the claim that does sees it; and an announce of a claim whose run was taken over finds
+    /// the new attempt. Without the lock, a stalled claim's open announce, whose statement
+    /// read the run before the takeover, could commit after it, unseen by the new claim, which
+    /// would then send the same create a second time. The item's announce must also still be
+    /// what this claim read before deciding (`item`'s `create_sent_at` or `update_sent_at`):
+    /// a decision on a stale read never announces.
     async fn announce(
         &self,
         item: &WriteItem,
         attempt: i64,
         write: Announce,
     ) -> Result<Announced, sqlx::Error> {
-        let (column, unsettled) = match write {
+        let (column, read, unsettled) = match write {
             Announce::Create => (
                 "create_sent_at",
+                item.create_sent_at,
                 "AND NOT EXISTS (SELECT 1 FROM run_items o WHERE o.tenant_id = run_items.tenant_id \
                    AND o.policy_id = run_items.policy_id AND o.id <> run_items.id \
                    AND o.create_sent_at IS NOT NULL AND o.restore_action IS NULL)",
             ),
-            Announce::Update => ("update_sent_at", ""),
+            Announce::Update => ("update_sent_at", item.update_sent_at, ""),
         };
+        let backend = item.db.backend();
         let mut tx = item.db.begin_writing().await?;
-        if write == Announce::Create && item.db.backend() == Backend::Postgres {
+        let held: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT id FROM runs WHERE id = $1 AND tenant_id = $2 AND attempt = $3 \
+               AND status = 'running'{}",
+            run_lock(backend)
+        ))
+        .bind(item.run_id)
+        .bind(item.tenant_id)
+        .bind(attempt)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held.is_none() {
+            tx.rollback().await?;
+            return Ok(Announced::NotRunning);
+        }
+        if write == Announce::Create && backend == Backend::Postgres {
             sqlx::query("SELECT id FROM policies WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
                 .bind(item.tenant_id)
                 .bind(item.policy_id)
                 .fetch_optional(&mut *tx)
                 .await?;
         }
-        let running = "EXISTS (SELECT 1 FROM runs r WHERE r.id = run_items.run_id \
-                 AND r.attempt = $3 AND r.status = 'running')";
-        let now = now_sql(item.db.backend());
+        let now = now_sql(backend);
         let announced: Option<i64> = sqlx::query_scalar(&format!(
             "UPDATE run_items SET {column} = {now} \
-             WHERE id = $1 AND tenant_id = $2 AND outcome = 'pending' AND {running} {unsettled} \
+             WHERE id = $1 AND tenant_id = $2 AND outcome = 'pending' \
+               AND ({column} = $3 OR ({column} IS NULL AND $3 IS NULL)) {unsettled} \
              RETURNING {column}"
         ))
         .bind(item.item_id)
         .bind(item.tenant_id)
-        .bind(attempt)
+        .bind(read)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(sent_at) = announced {
             tx.commit().await?;
             return Ok(Announced::At(sent_at));
         }
-        let still_running: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM run_items ri JOIN runs r ON r.id = ri.run_id \
-             WHERE ri.id = $1 AND ri.tenant_id = $2 AND ri.outcome = 'pending' \
-               AND r.attempt = $3 AND r.status = 'running'",
-        )
+        let now_read: Option<Option<i64>> = sqlx::query_scalar(&format!(
+            "SELECT {column} FROM run_items WHERE id = $1 AND tenant_id = $2 AND outcome = 'pending'"
+        ))
         .bind(item.item_id)
         .bind(item.tenant_id)
-        .bind(attempt)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(if still_running == 1 {
-            Announced::OtherCreate
-        } else {
-            Announced::NotRunning
+        Ok(match now_read {
+            // Recorded meanwhile: not this claim's to write any more.
+            None => Announced::NotRunning,
+            Some(now_read) if now_read != read => Announced::Moved,
+            Some(_) => Announced::OtherCreate,
         })
     }
 
@@ -543,6 +583,12 @@ impl RestoreExecute {
                 Ok(Announced::NotRunning) => {
                     let error = interrupt::give_up();
                     return failed(error.reason_code(), error.message());
+                }
+                Ok(Announced::Moved) => {
+                    return failed(
+                        ReasonCode::ChangedSincePreview,
+                        "An earlier attempt of this run announced a write of this policy after this attempt read it: nothing was sent. Run the preview again: it shows what the policy holds.",
+                    );
                 }
                 Ok(Announced::OtherCreate) => {
                     return failed(
@@ -879,6 +925,7 @@ fn write_item(
         item_id: row.item_id,
         item: WriteItem {
             item_id: row.item_id,
+            run_id: run.id,
             tenant_id: run.tenant_id,
             policy_id: row.policy_id,
             graph_id: row.graph_id,
