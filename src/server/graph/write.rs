@@ -691,9 +691,13 @@ impl GraphClient {
         // Settings catalog, PUT with the settings (see `Content::InlineSettings`); the others,
         // PATCH:
         //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfigv2-devicemanagementconfigurationpolicy-update
-        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-deviceconfiguration-update
-        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-devicecompliancepolicy-update
         //   https://learn.microsoft.com/en-us/graph/api/intune-grouppolicy-grouppolicyconfiguration-update
+        // Device configurations and compliance policies have an update page per derived type
+        // (none for the abstract base types), e.g.
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-windows10customconfiguration-update
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-windows10compliancepolicy-update
+        // The body's @odata.type (the captured policy's) chooses which applies; without it Graph
+        // reads the body as the abstract base type, which has none of the derived properties.
         // The update pages document 200 with the updated entity; Graph's update convention
         // (and the simulator) answers 204 without one. Both mean done; nothing else does.
         let method = spec.update_method.clone();
@@ -740,9 +744,12 @@ impl GraphClient {
         }
         // POST creates; 201 with the new entity:
         //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfigv2-devicemanagementconfigurationpolicy-create
-        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-deviceconfiguration-create
-        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-devicecompliancepolicy-create
         //   https://learn.microsoft.com/en-us/graph/api/intune-grouppolicy-grouppolicyconfiguration-create
+        // Device configurations and compliance policies have a create page per derived type
+        // (their collections' types are abstract), e.g.
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-windows10customconfiguration-create
+        //   https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-windows10compliancepolicy-create
+        // The body's @odata.type (the captured policy's) chooses which applies.
         // Not idempotent: a create whose answer is lost is not sent again, or the policy
         // could exist twice.
         let url = self.graph_url(collection);
