@@ -28,6 +28,34 @@ async fn call(sim: &SimHandle, token: &str, method: Method, path: &str) -> (Stat
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// `method` on `{base}/{path}` with `body`.
+async fn send(
+    sim: &SimHandle,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}/{path}", sim.base_url))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Asserts a 400 `BadRequest` whose message holds `expected`.
+fn assert_bad_request(answer: &(StatusCode, Value), expected: &str) {
+    let (status, body) = answer;
+    assert_eq!(*status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "BadRequest", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(expected), "{message}");
+}
+
 async fn get(sim: &SimHandle, token: &str, path: &str) -> Value {
     let (status, body) = call(sim, token, Method::GET, path).await;
     assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
@@ -174,6 +202,178 @@ async fn unknown_paths_answer_graphs_error_naming_the_segment() {
         .all(|r| r.endpoint == "unknown"));
 }
 
+/// The settings catalog and administrative templates are beta only: under v1.0 their
+/// collections (and everything under them) are unknown segments, for reads and writes.
+#[tokio::test]
+async fn beta_only_collections_are_unknown_segments_on_v1() {
+    let sim = start(8, Knobs::default()).await;
+    let token = token(&sim).await;
+    let policies = sim.policies(TENANT);
+    for kind in [Kind::ConfigurationPolicy, Kind::GroupPolicyConfiguration] {
+        let collection = kind.collection();
+        let id = &policies.iter().find(|p| p.kind == kind).expect("kind").id;
+        let list = format!("v1.0/deviceManagement/{collection}");
+        let segment = format!("Resource not found for the segment '{collection}'.");
+        assert_bad_request(&call(&sim, &token, Method::GET, &list).await, &segment);
+        let create = json!({"name": "n", "displayName": "n", "platforms": "windows10",
+            "technologies": "mdm"});
+        assert_bad_request(
+            &send(&sim, &token, Method::POST, &list, &create).await,
+            &segment,
+        );
+        for tail in ["", "/assignments"] {
+            let path = format!("{list}/{id}{tail}");
+            assert_bad_request(&call(&sim, &token, Method::GET, &path).await, &segment);
+        }
+        let beta = format!("beta/deviceManagement/{collection}");
+        get(&sim, &token, &beta).await;
+    }
+    get(&sim, &token, "v1.0/deviceManagement/deviceConfigurations").await;
+    get(
+        &sim,
+        &token,
+        "v1.0/deviceManagement/deviceCompliancePolicies",
+    )
+    .await;
+    assert_eq!(
+        sim.policies(TENANT).len(),
+        policies.len(),
+        "nothing created"
+    );
+}
+
+/// Graph reads a body without `@odata.type` as the collection's declared (abstract) type and
+/// an OMA setting without one as the abstract `omaSetting`: neither has the derived types'
+/// properties (`omaSettings`, a setting's `value`), so both are refused, as Intune refuses
+/// them; Microsoft's update example types the body and every setting.
+#[tokio::test]
+async fn untyped_device_configuration_bodies_and_oma_settings_are_refused() {
+    let sim = start(200, Knobs::default()).await;
+    let token = token(&sim).await;
+    let custom = sim
+        .policies(TENANT)
+        .into_iter()
+        .find(|p| p.to_json()["@odata.type"] == "#microsoft.graph.windows10CustomConfiguration")
+        .expect("a custom profile");
+    let path = format!("beta/deviceManagement/deviceConfigurations/{}", custom.id);
+    let before = sim.policy_json(TENANT, &custom.id).expect("policy");
+    let setting = json!({"displayName": "x",
+        "omaUri": "./Vendor/MSFT/Policy/Config/Example", "value": 5});
+
+    let untyped_body = json!({"omaSettings": [setting]});
+    assert_bad_request(
+        &send(&sim, &token, Method::PATCH, &path, &untyped_body).await,
+        "The property 'omaSettings' does not exist on type 'microsoft.graph.deviceConfiguration'",
+    );
+    let typed_body = json!({"@odata.type": "#microsoft.graph.windows10CustomConfiguration",
+        "omaSettings": [setting]});
+    assert_bad_request(
+        &send(&sim, &token, Method::PATCH, &path, &typed_body).await,
+        "omaSettings/0",
+    );
+    let mut abstract_setting = typed_body.clone();
+    abstract_setting["omaSettings"][0]["@odata.type"] = json!("#microsoft.graph.omaSetting");
+    assert_bad_request(
+        &send(&sim, &token, Method::PATCH, &path, &abstract_setting).await,
+        "omaSettings/0",
+    );
+    let collection = "beta/deviceManagement/deviceCompliancePolicies";
+    let compliance = sim
+        .policies(TENANT)
+        .into_iter()
+        .find(|p| p.kind == Kind::CompliancePolicy)
+        .expect("a compliance policy");
+    assert_bad_request(
+        &send(
+            &sim,
+            &token,
+            Method::PATCH,
+            &format!("{collection}/{}", compliance.id),
+            &json!({"osMinimumVersion": "10.0"}),
+        )
+        .await,
+        "The property 'osMinimumVersion' does not exist on type 'microsoft.graph.deviceCompliancePolicy'",
+    );
+    assert_eq!(sim.policy_json(TENANT, &custom.id), Some(before));
+
+    // Typed as Microsoft's example types them, the same write is taken.
+    let mut typed = typed_body.clone();
+    typed["omaSettings"][0]["@odata.type"] = json!("#microsoft.graph.omaSettingInteger");
+    let (status, body) = send(&sim, &token, Method::PATCH, &path, &typed).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let untyped_name = json!({"displayName": "renamed"});
+    let (status, body) = send(&sim, &token, Method::PATCH, &path, &untyped_name).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "a base property: {body}");
+}
+
+/// An administrative template's assignment (`groupPolicyConfigurationAssignment`) has no
+/// `source` or `sourceId`: the simulator lists none, refuses them in `$select`, and in an
+/// `assign` body.
+#[tokio::test]
+async fn administrative_template_assignments_have_no_source() {
+    let sim = start(200, Knobs::default()).await;
+    let token = token(&sim).await;
+    let template = sim
+        .policies(TENANT)
+        .into_iter()
+        .find(|p| p.kind == Kind::GroupPolicyConfiguration && p.assignment_count > 0)
+        .expect("an assigned administrative template");
+    let path = format!(
+        "beta/deviceManagement/groupPolicyConfigurations/{}",
+        template.id
+    );
+    let listed = get(&sim, &token, &format!("{path}/assignments")).await;
+    let listed = listed["value"].as_array().expect("assignments").clone();
+    assert!(!listed.is_empty());
+    for assignment in &listed {
+        assert!(assignment.get("source").is_none(), "{assignment}");
+        assert!(assignment.get("sourceId").is_none(), "{assignment}");
+    }
+    for select in ["source", "id,sourceId"] {
+        assert_bad_request(
+            &call(
+                &sim,
+                &token,
+                Method::GET,
+                &format!("{path}/assignments?$select={select}"),
+            )
+            .await,
+            "on type 'microsoft.graph.groupPolicyConfigurationAssignment'",
+        );
+    }
+    let target = listed[0]["target"].clone();
+    for (key, value) in [
+        ("source", json!("direct")),
+        ("sourceId", json!(template.id)),
+    ] {
+        let body = json!({"assignments": [{"target": target, key: value}]});
+        assert_bad_request(
+            &send(&sim, &token, Method::POST, &format!("{path}/assign"), &body).await,
+            &format!("The property '{key}' does not exist on type 'microsoft.graph.groupPolicyConfigurationAssignment'"),
+        );
+    }
+    let body = json!({"assignments": [{"target": target}]});
+    let (status, answer) = send(&sim, &token, Method::POST, &format!("{path}/assign"), &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer["value"][0].get("source").is_none(), "{answer}");
+    // The other kinds keep theirs.
+    let device = sim
+        .policies(TENANT)
+        .into_iter()
+        .find(|p| p.kind == Kind::DeviceConfiguration && p.assignment_count > 0)
+        .expect("an assigned device configuration");
+    let device = get(
+        &sim,
+        &token,
+        &format!(
+            "beta/deviceManagement/deviceConfigurations/{}/assignments?$select=id,source,sourceId",
+            device.id
+        ),
+    )
+    .await;
+    assert_eq!(device["value"][0]["source"], "direct");
+}
+
 #[tokio::test]
 async fn top_is_honoured_up_to_the_maximum_and_beta_takes_options_without_dollar() {
     let sim = start(4_000, Knobs::default()).await;
@@ -200,12 +400,17 @@ async fn top_is_honoured_up_to_the_maximum_and_beta_takes_options_without_dollar
         count(&get(&sim, &token, &format!("beta/{settings}?top=50")).await),
         50
     );
+    let list = "deviceManagement/deviceConfigurations";
     assert_eq!(
-        count(&get(&sim, &token, &format!("v1.0/{settings}?top=50")).await),
-        25,
+        count(&get(&sim, &token, &format!("beta/{list}?top=5&$select=id")).await),
+        5
+    );
+    assert_eq!(
+        count(&get(&sim, &token, &format!("v1.0/{list}?top=5&$select=id")).await),
+        100,
         "v1.0 wants the $"
     );
-    let list = "beta/deviceManagement/deviceConfigurations";
+    let list = format!("beta/{list}");
     let capped = get(&sim, &token, &format!("{list}?$top=5000&$select=id")).await;
     assert_eq!(count(&capped), MAX_PAGE_SIZE);
     assert!(capped["@odata.nextLink"].is_string());

@@ -112,6 +112,13 @@ impl Permission {
     }
 }
 
+/// Whether Graph serves a policy collection under `version`: the settings catalog and the
+/// administrative templates are beta only, so v1.0 has neither collection (nor anything under
+/// them) and answers its unknown-segment 400.
+fn is_served_on(version: &str, kind: Kind) -> bool {
+    version == "beta" || matches!(kind, Kind::DeviceConfiguration | Kind::CompliancePolicy)
+}
+
 impl Resource {
     /// Parses the path of a Graph request: `Ok((version, resource))`, or the first segment the
     /// simulator does not know.
@@ -136,7 +143,9 @@ impl Resource {
                 return Err(owned(segment))
             }
             ["deviceManagement", collection, tail @ ..] => {
-                let kind = Kind::from_collection(collection).ok_or_else(|| owned(collection))?;
+                let kind = Kind::from_collection(collection)
+                    .filter(|kind| is_served_on(version, *kind))
+                    .ok_or_else(|| owned(collection))?;
                 Self::of_policy(kind, tail)?
             }
             [first, ..] => return Err(owned(first)),
@@ -746,6 +755,19 @@ mod tests {
         assert_eq!(
             unknown("/beta/deviceManagement/groupPolicyConfigurations/p/definitionValues/v/other"),
             "other"
+        );
+        // Beta only: the settings catalog and the administrative templates.
+        assert_eq!(
+            unknown("/v1.0/deviceManagement/configurationPolicies/p/settings"),
+            "configurationPolicies"
+        );
+        assert_eq!(
+            unknown("/v1.0/deviceManagement/groupPolicyConfigurations"),
+            "groupPolicyConfigurations"
+        );
+        assert_eq!(
+            ok("/v1.0/deviceManagement/deviceConfigurations/p"),
+            Resource::Policy(Kind::DeviceConfiguration, "p".into())
         );
     }
 

@@ -3,9 +3,10 @@
 //! anything else with 400 `BadRequest` "Could not find a property named '…' on type '…'.",
 //! and so does the simulator (`check_query`).
 //!
-//! The lists are the documented properties of each base type (beta), plus the properties of
-//! the derived types the simulator generates (`omaSettings` of a custom profile, for instance):
-//! Graph wants a type cast for those on a base-type collection, the simulator lets them by.
+//! The lists are the documented properties of each base type (beta), and apart from them
+//! (`derived`) the properties of the derived types the simulator generates (`omaSettings` of a
+//! custom profile, for instance): Graph wants a type cast to read those on a base-type
+//! collection, the simulator lets a read by; a write body of the base type may not hold them.
 //! A unit test checks that every property a generated shape carries is listed here.
 
 use super::resources::Resource;
@@ -17,6 +18,9 @@ pub struct EntityType {
     /// Its name under `microsoft.graph.`.
     pub name: &'static str,
     pub properties: &'static [&'static str],
+    /// Properties of the derived types the simulator generates: readable here without a type
+    /// cast, but not the base type's, so not writable in a body of the base type.
+    pub derived: &'static [&'static str],
     /// Navigation properties, each with its target type when the simulator serves it (a
     /// target it does not serve takes any nested options).
     pub navigation: &'static [(&'static str, Option<&'static EntityType>)],
@@ -24,7 +28,10 @@ pub struct EntityType {
 
 impl EntityType {
     fn property(&self, name: &str) -> bool {
-        self.properties.iter().any(|p| p.eq_ignore_ascii_case(name))
+        self.properties
+            .iter()
+            .chain(self.derived)
+            .any(|p| p.eq_ignore_ascii_case(name))
     }
 
     fn navigation(&self, name: &str) -> Option<Option<&'static EntityType>> {
@@ -146,7 +153,8 @@ pub fn policy_type(kind: Kind) -> &'static EntityType {
     }
 }
 
-fn assignment_type(kind: Kind) -> &'static EntityType {
+/// The type of a policy's assignments.
+pub fn assignment_type(kind: Kind) -> &'static EntityType {
     match kind {
         Kind::ConfigurationPolicy => &CONFIGURATION_POLICY_ASSIGNMENT,
         Kind::DeviceConfiguration => &DEVICE_CONFIGURATION_ASSIGNMENT,
@@ -157,9 +165,9 @@ fn assignment_type(kind: Kind) -> &'static EntityType {
 
 /// The properties a write body of type `type_name` (without `#microsoft.graph.`) to a `kind`
 /// collection may hold, besides annotations and navigation properties: the collection's type's
-/// and the derived type's own. `None` for a derived type whose properties are not listed here
-/// (the general configurations and compliance policies have a hundred or more each): its
-/// bodies are not checked.
+/// own (not its `derived` list) and the derived type's own. `None` for a derived type whose
+/// properties are not listed here (the general configurations and compliance policies have a
+/// hundred or more each): its bodies are not checked.
 pub fn writable_properties(kind: Kind, type_name: &str) -> Option<Vec<&'static str>> {
     let base = policy_type(kind);
     let derived: &[&str] = if type_name == base.name {
@@ -208,7 +216,9 @@ pub static CONFIGURATION_POLICY: EntityType = EntityType {
         "isAssigned",
         "templateReference",
         "priorityMetaData",
+        "disableEntraGroupPolicyAssignment",
     ],
+    derived: &[],
     navigation: &[
         ("assignments", Some(&CONFIGURATION_POLICY_ASSIGNMENT)),
         ("settings", Some(&SETTING)),
@@ -229,12 +239,9 @@ pub static DEVICE_CONFIGURATION: EntityType = EntityType {
         "description",
         "displayName",
         "version",
-        // Derived types the simulator generates: windows10CustomConfiguration and the
-        // general configurations.
-        "omaSettings",
-        "passwordRequired",
-        "passwordMinimumLength",
     ],
+    // windows10CustomConfiguration and the general configurations.
+    derived: &["omaSettings", "passwordRequired", "passwordMinimumLength"],
     navigation: &[
         ("assignments", Some(&DEVICE_CONFIGURATION_ASSIGNMENT)),
         ("groupAssignments", None),
@@ -256,7 +263,9 @@ pub static COMPLIANCE_POLICY: EntityType = EntityType {
         "lastModifiedDateTime",
         "displayName",
         "version",
-        // Derived types the simulator generates: the platforms' compliance policies.
+    ],
+    // The platforms' compliance policies.
+    derived: &[
         "osMinimumVersion",
         "storageRequireEncryption",
         "passwordRequired",
@@ -283,6 +292,7 @@ pub static GROUP_POLICY_CONFIGURATION: EntityType = EntityType {
         "policyConfigurationIngestionType",
         "lastModifiedDateTime",
     ],
+    derived: &[],
     navigation: &[
         ("assignments", Some(&GROUP_POLICY_CONFIGURATION_ASSIGNMENT)),
         ("definitionValues", Some(&DEFINITION_VALUE)),
@@ -294,31 +304,36 @@ const ASSIGNMENT_PROPERTIES: &[&str] = &["id", "target", "source", "sourceId"];
 pub static CONFIGURATION_POLICY_ASSIGNMENT: EntityType = EntityType {
     name: "deviceManagementConfigurationPolicyAssignment",
     properties: ASSIGNMENT_PROPERTIES,
+    derived: &[],
     navigation: &[],
 };
 
 pub static DEVICE_CONFIGURATION_ASSIGNMENT: EntityType = EntityType {
     name: "deviceConfigurationAssignment",
     properties: &["id", "target", "source", "sourceId", "intent"],
+    derived: &[],
     navigation: &[],
 };
 
 pub static COMPLIANCE_POLICY_ASSIGNMENT: EntityType = EntityType {
     name: "deviceCompliancePolicyAssignment",
     properties: ASSIGNMENT_PROPERTIES,
+    derived: &[],
     navigation: &[],
 };
 
 pub static GROUP_POLICY_CONFIGURATION_ASSIGNMENT: EntityType = EntityType {
     name: "groupPolicyConfigurationAssignment",
-    // `source` and `sourceId` are what the simulator lists for every kind.
-    properties: &["id", "lastModifiedDateTime", "target", "source", "sourceId"],
+    // No `source` or `sourceId`: Graph does not say where it came from.
+    properties: &["id", "lastModifiedDateTime", "target"],
+    derived: &[],
     navigation: &[],
 };
 
 pub static SETTING: EntityType = EntityType {
     name: "deviceManagementConfigurationSetting",
     properties: &["id", "settingInstance"],
+    derived: &[],
     navigation: &[("settingDefinitions", None)],
 };
 
@@ -331,6 +346,7 @@ pub static DEFINITION_VALUE: EntityType = EntityType {
         "configurationType",
         "lastModifiedDateTime",
     ],
+    derived: &[],
     navigation: &[
         ("definition", Some(&DEFINITION)),
         ("presentationValues", Some(&PRESENTATION_VALUE)),
@@ -354,6 +370,7 @@ pub static DEFINITION: EntityType = EntityType {
         "version",
         "lastModifiedDateTime",
     ],
+    derived: &[],
     navigation: &[
         ("definitionFile", None),
         ("category", None),
@@ -365,20 +382,16 @@ pub static DEFINITION: EntityType = EntityType {
 
 pub static PRESENTATION_VALUE: EntityType = EntityType {
     name: "groupPolicyPresentationValue",
-    // `value` and `values` are the derived types' (text, decimal, list…).
-    properties: &[
-        "id",
-        "lastModifiedDateTime",
-        "createdDateTime",
-        "value",
-        "values",
-    ],
+    properties: &["id", "lastModifiedDateTime", "createdDateTime"],
+    // Text, decimal, list…
+    derived: &["value", "values"],
     navigation: &[("definitionValue", None), ("presentation", None)],
 };
 
 pub static SCHEDULED_ACTION: EntityType = EntityType {
     name: "deviceComplianceScheduledActionForRule",
     properties: &["id", "ruleName"],
+    derived: &[],
     navigation: &[("scheduledActionConfigurations", Some(&ACTION_ITEM))],
 };
 
@@ -391,6 +404,7 @@ pub static ACTION_ITEM: EntityType = EntityType {
         "notificationTemplateId",
         "notificationMessageCCList",
     ],
+    derived: &[],
     navigation: &[],
 };
 
@@ -452,6 +466,7 @@ pub static GROUP: EntityType = EntityType {
         "visibility",
         "writebackConfiguration",
     ],
+    derived: &[],
     navigation: &[
         ("members", None),
         ("owners", None),
@@ -498,12 +513,14 @@ pub static ASSIGNMENT_FILTER: EntityType = EntityType {
         "payloads",
         "assignmentFilterManagementType",
     ],
+    derived: &[],
     navigation: &[],
 };
 
 pub static SCOPE_TAG: EntityType = EntityType {
     name: "roleScopeTag",
     properties: &["id", "displayName", "description", "isBuiltIn"],
+    derived: &[],
     navigation: &[("assignments", None)],
 };
 
@@ -567,6 +584,42 @@ mod tests {
         for tag in &tenant.scope_tags {
             assert_known(&SCOPE_TAG, &tenant.scope_tag_json(tag));
         }
+    }
+
+    /// The lists hold what Graph's beta metadata has: a settings catalog policy's
+    /// `disableEntraGroupPolicyAssignment` (Graph returns it and takes it back), an
+    /// administrative template's assignment without `source` and `sourceId`, and a base type's
+    /// writable properties without those of the derived types the simulator generates.
+    #[test]
+    fn the_lists_hold_what_graph_has_and_no_more() {
+        let catalog = "disableEntraGroupPolicyAssignment";
+        assert_eq!(
+            CONFIGURATION_POLICY.check_query(Some(catalog), None),
+            Ok(())
+        );
+        assert!(
+            writable_properties(Kind::ConfigurationPolicy, CONFIGURATION_POLICY.name)
+                .is_some_and(|known| known.contains(&catalog))
+        );
+        for name in ["source", "sourceId"] {
+            assert_eq!(
+                GROUP_POLICY_CONFIGURATION_ASSIGNMENT.check_query(Some(name), None),
+                Err(format!("Could not find a property named '{name}' on type 'microsoft.graph.groupPolicyConfigurationAssignment'."))
+            );
+            assert_eq!(
+                DEVICE_CONFIGURATION_ASSIGNMENT.check_query(Some(name), None),
+                Ok(())
+            );
+        }
+        let base = writable_properties(Kind::DeviceConfiguration, DEVICE_CONFIGURATION.name)
+            .expect("listed");
+        assert!(base.contains(&"displayName") && !base.contains(&"omaSettings"));
+        let custom = writable_properties(Kind::DeviceConfiguration, "windows10CustomConfiguration")
+            .expect("listed");
+        assert!(custom.contains(&"omaSettings"));
+        let compliance =
+            writable_properties(Kind::CompliancePolicy, COMPLIANCE_POLICY.name).expect("listed");
+        assert!(!compliance.contains(&"osMinimumVersion"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::schema;
 use super::stored::Stored;
 
 /// Settings and definition values per page, as Graph serves them.
@@ -395,6 +396,7 @@ impl FakeTenant {
             };
             if let Some(stored) = &mut policy.stored {
                 stored.assignments.push(assignment_json(
+                    policy.kind,
                     &policy.id,
                     "groupAssignmentTarget",
                     Some(&group.id),
@@ -533,28 +535,37 @@ fn generated_assignments(
         .collect()
 }
 
-/// An assignment as Graph lists it: `kind` is the target's type, `filter` an assignment
-/// filter's id and mode.
+/// An assignment of the `policy_kind` policy `policy_id` as Graph lists it: `target_kind` is
+/// the target's type, `filter` an assignment filter's id and mode. It is made on the policy
+/// itself (`source` `direct`) where the kind's assignment type has a `source` (an
+/// administrative template's has none).
 pub(super) fn assignment_json(
+    policy_kind: Kind,
     policy_id: &str,
-    kind: &str,
+    target_kind: &str,
     group: Option<&str>,
     filter: Option<(&str, &str)>,
 ) -> Value {
     let mut target = json!({
-        "@odata.type": format!("#microsoft.graph.{kind}"),
+        "@odata.type": format!("#microsoft.graph.{target_kind}"),
         "deviceAndAppManagementAssignmentFilterId": filter.map(|f| f.0),
         "deviceAndAppManagementAssignmentFilterType": filter.map_or("none", |f| f.1),
     });
     if let (Some(group), Value::Object(fields)) = (group, &mut target) {
         fields.insert("groupId".into(), json!(group));
     }
-    json!({
+    let mut assignment = json!({
         "id": format!("{policy_id}_{}", group.unwrap_or(ALL_DEVICES)),
-        "source": "direct",
-        "sourceId": policy_id,
         "target": target
-    })
+    });
+    let has_source = schema::assignment_type(policy_kind)
+        .properties
+        .contains(&"source");
+    if let (true, Value::Object(fields)) = (has_source, &mut assignment) {
+        fields.insert("source".into(), json!("direct"));
+        fields.insert("sourceId".into(), json!(policy_id));
+    }
+    assignment
 }
 
 pub(super) fn timestamp(secs: i64) -> String {
@@ -743,7 +754,7 @@ impl SimPolicy {
                     (Some(g), true) => ("exclusionGroupAssignmentTarget", Some(g.as_str())),
                 };
                 let filter = a.filter.as_ref().map(|(id, mode)| (id.as_str(), *mode));
-                assignment_json(&self.id, kind, group, filter)
+                assignment_json(self.kind, &self.id, kind, group, filter)
             })
             .collect()
     }

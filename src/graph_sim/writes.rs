@@ -4,11 +4,13 @@
 //! `updateDefinitionValues` and `scheduleActionsForRules` (204) actions. A body with a read-only
 //! property (an OMA setting's `isEncrypted` and `secretReferenceValueId` among them), a
 //! navigation property where Graph takes none, an unknown `@odata.type` (or none where the
-//! collection's type is abstract), a secret without its value or an OMA setting whose value is
-//! the `****` mask a read shows, or a top-level property its type does not have
-//! (`schema::writable_properties`) is refused with 400 and Graph's error body; an unknown policy
-//! gets 404. A string OMA setting written where the policy held an encrypted one stays
-//! encrypted (under the same reference), as Intune keeps it.
+//! collection's type is abstract), an OMA setting without its derived type, a secret without its
+//! value or an OMA setting whose value is the `****` mask a read shows, a top-level property its
+//! type does not have (`schema::writable_properties`; a body without `@odata.type` is of the
+//! collection's type, as Graph reads it), or an assignment property the kind's assignment type
+//! does not have is refused with 400 and Graph's error body; an unknown policy gets 404. A
+//! string OMA setting written where the policy held an encrypted one stays encrypted (under the
+//! same reference), as Intune keeps it.
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +38,18 @@ pub const READ_ONLY: [&str; 7] = [
     "settingCount",
     "isAssigned",
     "supportsScopeTags",
+];
+
+/// The types of an OMA setting (without `#microsoft.graph.`): `omaSetting` is abstract, so a
+/// setting names one of these, as Microsoft's custom profile examples do.
+const OMA_TYPES: [&str; 7] = [
+    "omaSettingBase64",
+    "omaSettingBoolean",
+    "omaSettingDateTime",
+    "omaSettingFloatingPoint",
+    "omaSettingInteger",
+    "omaSettingString",
+    "omaSettingStringXml",
 ];
 
 /// Read-only properties of an OMA setting (a custom profile's `omaSettings`): Intune decides
@@ -199,9 +213,16 @@ enum Target<'a> {
     Existing(Option<&'a str>),
 }
 
+/// A type name without its `#microsoft.graph.` prefix.
+fn short_type(raw: &str) -> &str {
+    raw.trim_start_matches('#')
+        .trim_start_matches("microsoft.graph.")
+}
+
 /// The checks every policy body passes: no read-only property, no navigation property but
 /// `allowed`, a known `@odata.type` (required on a create where the collection's type is
-/// abstract, and the policy's own on an update), no secret without its value.
+/// abstract, and the policy's own on an update), only its type's properties, OMA settings of a
+/// known type, no secret without its value.
 fn check_body(
     kind: Kind,
     body: &Map<String, Value>,
@@ -240,10 +261,7 @@ fn check_body(
         }
         None => {}
         Some(raw) => {
-            let name = raw
-                .as_str()
-                .map(|t| t.trim_start_matches('#').trim_start_matches("microsoft.graph."))
-                .unwrap_or_default();
+            let name = raw.as_str().map(short_type).unwrap_or_default();
             if !known.contains(&name) {
                 return Err(bad(&format!(
                     "Invalid request body: the type '{raw}' is not a known type of '{}'.",
@@ -251,11 +269,7 @@ fn check_body(
                 )));
             }
             let current = match target {
-                Target::Existing(Some(current)) => Some(
-                    current
-                        .trim_start_matches('#')
-                        .trim_start_matches("microsoft.graph."),
-                ),
+                Target::Existing(Some(current)) => Some(short_type(current)),
                 _ => None,
             };
             if current.is_some_and(|c| c != name) {
@@ -263,17 +277,13 @@ fn check_body(
             }
         }
     }
+    // Graph reads a body without `@odata.type` as the collection's declared type, on an update
+    // too (not as the policy's own): where that type is abstract, it has none of the derived
+    // types' properties.
     let type_name = body
         .get("@odata.type")
         .and_then(Value::as_str)
-        .or(match target {
-            Target::Existing(current) => *current,
-            Target::New => None,
-        })
-        .map_or(schema::policy_type(kind).name, |t| {
-            t.trim_start_matches('#')
-                .trim_start_matches("microsoft.graph.")
-        });
+        .map_or(schema::policy_type(kind).name, short_type);
     if let Some(known) = schema::writable_properties(kind, type_name) {
         let unknown = body.keys().find(|key| {
             !key.contains('@')
@@ -295,8 +305,9 @@ fn check_body(
     Ok(())
 }
 
-/// A custom profile's OMA settings carry neither read-only property, nor the masked value a
-/// read shows for an encrypted one (written back, it would replace the secret with `****`).
+/// A custom profile's OMA settings each name their derived type (`omaSetting` is abstract and
+/// has no `value`), and carry neither read-only property, nor the masked value a read shows for
+/// an encrypted one (written back, it would replace the secret with `****`).
 fn check_oma_settings(body: &Map<String, Value>) -> Result<(), Refusal> {
     let settings = body
         .get("omaSettings")
@@ -306,6 +317,19 @@ fn check_oma_settings(body: &Map<String, Value>) -> Result<(), Refusal> {
         let Some(setting) = setting.as_object() else {
             continue;
         };
+        match setting.get("@odata.type") {
+            None => {
+                return Err(bad(&format!(
+                    "A type must be given to 'omaSettings/{index}' of the abstract type 'microsoft.graph.omaSetting': set @odata.type, e.g. #microsoft.graph.omaSettingInteger."
+                )))
+            }
+            Some(raw) if !raw.as_str().is_some_and(|t| OMA_TYPES.contains(&short_type(t))) => {
+                return Err(bad(&format!(
+                    "Invalid request body: the type '{raw}' of 'omaSettings/{index}' is not a known type of 'microsoft.graph.omaSetting'."
+                )))
+            }
+            Some(_) => {}
+        }
         if let Some(key) = OMA_READ_ONLY.iter().find(|key| setting.contains_key(**key)) {
             return Err(bad(&format!(
                 "The property 'omaSettings/{index}/{key}' is read-only and cannot be written."
@@ -625,7 +649,7 @@ fn act(
             id,
             |policy: &mut SimPolicy, stored: &mut Stored| -> Result<(), Refusal> {
                 match action {
-                    PolicyAction::Assign => assign(&policy.id, stored, body),
+                    PolicyAction::Assign => assign(kind, &policy.id, stored, body),
                     PolicyAction::ScheduleActionsForRules => {
                         let rules = body
                             .get("deviceComplianceScheduledActionForRules")
@@ -656,8 +680,15 @@ fn act(
     })
 }
 
-/// `assign`: the assignments replace the policy's.
-fn assign(policy_id: &str, stored: &mut Stored, body: &Map<String, Value>) -> Result<(), Refusal> {
+/// `assign`: the assignments replace the policy's. Each holds only properties of the kind's
+/// assignment type (an administrative template's has no `source` or `sourceId`).
+fn assign(
+    kind: Kind,
+    policy_id: &str,
+    stored: &mut Stored,
+    body: &Map<String, Value>,
+) -> Result<(), Refusal> {
+    let assignment_type = schema::assignment_type(kind);
     let assignments = body
         .get("assignments")
         .and_then(Value::as_array)
@@ -665,13 +696,22 @@ fn assign(policy_id: &str, stored: &mut Stored, body: &Map<String, Value>) -> Re
     stored.assignments = assignments
         .iter()
         .map(|assignment| {
+            let unknown = assignment.as_object().into_iter().flatten().find(|(key, _)| {
+                !key.contains('@') && !assignment_type.properties.contains(&key.as_str())
+            });
+            if let Some((key, _)) = unknown {
+                return Err(bad(&format!(
+                    "The property '{key}' does not exist on type 'microsoft.graph.{}'. Make sure to only use property names that are defined by the type or mark the type as open type.",
+                    assignment_type.name
+                )));
+            }
             let target = assignment
                 .get("target")
                 .and_then(Value::as_object)
                 .filter(|t| t.get("@odata.type").and_then(Value::as_str).is_some())
                 .ok_or_else(|| bad("Each assignment needs a target with an @odata.type."))?;
             let group = target.get("groupId").and_then(Value::as_str);
-            let mut stored = assignment_json(policy_id, "", group, None);
+            let mut stored = assignment_json(kind, policy_id, "", group, None);
             if let Value::Object(fields) = &mut stored {
                 fields.insert("target".into(), Value::Object(target.clone()));
             }
@@ -869,7 +909,8 @@ mod tests {
                 "'payload' does not exist on type 'microsoft.graph.windows10CustomConfiguration'"
             )
         );
-        // An update without @odata.type is read as the policy's own type.
+        // A body without @odata.type is read as the collection's declared type, not as the
+        // policy's own: an abstract one has none of its derived types' properties.
         assert!(refused(
             Kind::GroupPolicyConfiguration,
             json!({"displayName": "n", "omaSettings": []}),
@@ -878,6 +919,40 @@ mod tests {
         .contains(
             "'omaSettings' does not exist on type 'microsoft.graph.groupPolicyConfiguration'"
         ));
+        assert!(refused(
+            Kind::DeviceConfiguration,
+            json!({"omaSettings": []}),
+            &Target::Existing(Some("#microsoft.graph.windows10CustomConfiguration"))
+        )
+        .contains("'omaSettings' does not exist on type 'microsoft.graph.deviceConfiguration'"));
+    }
+
+    /// `omaSetting` is abstract: each OMA setting names one of its derived types.
+    #[test]
+    fn an_oma_setting_without_its_derived_type_is_refused() {
+        let custom = Target::Existing(Some("#microsoft.graph.windows10CustomConfiguration"));
+        let body = |setting: Value| {
+            json!({"@odata.type": "#microsoft.graph.windows10CustomConfiguration",
+                "omaSettings": [setting]})
+        };
+        let setting = json!({"displayName": "x", "omaUri": "./Vendor/MSFT/X", "value": 5});
+        for typed in [Value::Null, json!("#microsoft.graph.omaSetting"), json!(5)] {
+            let mut setting = setting.clone();
+            if !typed.is_null() {
+                setting["@odata.type"] = typed;
+            }
+            let message = refused(Kind::DeviceConfiguration, body(setting), &custom);
+            assert!(message.contains("omaSettings/0"), "{message}");
+        }
+        let mut integer = setting.clone();
+        integer["@odata.type"] = json!("#microsoft.graph.omaSettingInteger");
+        let result = check_body(
+            Kind::DeviceConfiguration,
+            &object(body(integer)),
+            None,
+            &custom,
+        );
+        assert!(result.is_ok(), "{:?}", result.err().map(|r| r.message));
     }
 
     /// What restore writes back, a read policy without its read-only properties, passes.
