@@ -82,7 +82,8 @@ pub async fn get_restore_preview(tenant: String, run_id: i64) -> Result<RestoreP
 }
 
 /// Executes a preview: 422 unless "I reviewed the impact" is confirmed and the tenant's display
-/// name is typed exactly; 409 unless the preview is done, current (under 15 minutes, the backup
+/// name is typed as the page shows it (same letters and case; runs of spaces and the spelling of
+/// accents compared in their canonical form, `domain::text::canonical_name`); 409 unless the preview is done, current (under 15 minutes, the backup
 /// unchanged), not executed before and unblocked. A repeat while it runs returns the same run.
 #[server(prefix = "/api", endpoint = "runs/restore-execute")]
 pub async fn execute_restore(
