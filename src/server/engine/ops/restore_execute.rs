@@ -300,7 +300,8 @@ enum Announced {
     /// Another execute's create of the policy may have made it: no create may be sent.
     OtherCreate,
     /// The item's announce is no longer what this claim read before deciding to write (an
-    /// earlier claim of the run announced its write since): nothing may be sent.
+    /// earlier claim of the run announced its write since, and may have sent it): nothing may
+    /// be sent, and the item reads as maybe written.
     Moved,
 }
 
@@ -584,11 +585,19 @@ impl RestoreExecute {
                     let error = interrupt::give_up();
                     return failed(error.reason_code(), error.message());
                 }
+                // Not reached while the announce locks the run's row first (a claim cannot
+                // take the run over between this claim's read and its announce); kept as the
+                // second guard. The earlier claim's write may have been sent: the item says
+                // so, as for a lost answer, rather than "nothing was sent".
                 Ok(Announced::Moved) => {
-                    return failed(
-                        ReasonCode::ChangedSincePreview,
-                        "An earlier attempt of this run announced a write of this policy after this attempt read it: nothing was sent. Run the preview again: it shows what the policy holds.",
-                    );
+                    const MOVED: &str = "An earlier attempt of this run announced a write of this policy after this attempt read it, and may have sent it: the policy MAY be written in Intune. This attempt sent nothing. Run the preview again: it shows what the policy holds.";
+                    return match write {
+                        Announce::Create => maybe_created(ReasonCode::ChangedSincePreview, MOVED),
+                        Announce::Update => Restored::MaybeUpdated {
+                            reason: ReasonCode::ChangedSincePreview,
+                            message: MOVED.to_owned(),
+                        },
+                    };
                 }
                 Ok(Announced::OtherCreate) => {
                     return failed(
