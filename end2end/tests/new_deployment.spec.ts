@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { expect, Page, test } from "@playwright/test";
 import { expectAccessible } from "./axe";
-import { openHydrated, signIn, SIM_SECRET } from "./demo";
+import { openHydrated, selectRows, signIn, SIM, SIM_SECRET } from "./demo";
 
 // As a new deployment would: the first admin connects a tenant of their own (not a demo one),
 // syncs its inventory, invites an operator who has no account, and the operator accepts in a
@@ -12,7 +12,6 @@ import { openHydrated, signIn, SIM_SECRET } from "./demo";
 const TENANT = "0e2e0000-1234-4abc-8def-00000000d3e0";
 const NAME = "Woodgrove (e2e)";
 const PORT = Number(process.env.E2E_PORT ?? 3100);
-const SIM = `http://127.0.0.1:${PORT + 1000}`;
 const ROOT = path.resolve(__dirname, "../..");
 
 /** A day `days` from today as YYYY-MM-DD (what a date input takes). */
@@ -125,11 +124,7 @@ test("a new deployment: connect, sync, invite an operator who adds policies to a
   await invitee.getByRole("link", { name: setName }).click();
   await expect(invitee.getByTestId("backup-set-name")).toHaveText(setName);
   await expect(invitee.locator("body[data-hydrated]")).toHaveCount(1);
-  await invitee.getByRole("button", { name: "Add policies" }).click();
-  const picker = invitee.getByTestId("policy-picker");
-  await expect(picker.getByTestId("policy-row").first()).toBeVisible();
-  const boxes = picker.locator('tbody input[type="checkbox"]:not([disabled])');
-  for (let i = 0; i < 3; i++) await boxes.nth(i).check();
+  const picker = await selectRows(invitee, 3);
   await picker.getByRole("button", { name: "Add selected" }).click();
   await expect(invitee.getByTestId("toast").filter({ hasText: "Finished:" })).toContainText(
     "Succeeded — 3 added, 0 failed, 0 skipped",

@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { FABRIKAM, openPicker, signIn } from "./demo";
+import { FABRIKAM, selectRows, signIn } from "./demo";
 
 // The admin in Fabrikam: backup_sets.spec.ts expects Contoso without runs, and the admin's
 // notifications in Fabrikam come only from this spec (add_policies.spec.ts runs as Fabrikam's
@@ -23,9 +23,7 @@ test("a finished run rings the bell; the notification links to the run and can b
   await page.getByRole("link", { name }).click();
   await expect(page.getByTestId("backup-set-name")).toHaveText(name);
   await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
-  const picker = await openPicker(page);
-  const boxes = picker.locator('tbody input[type="checkbox"]:not([disabled])');
-  for (let i = 0; i < 2; i++) await boxes.nth(i).check();
+  const picker = await selectRows(page, 2);
   await picker.getByRole("button", { name: "Add selected" }).click();
   await expect(page.getByTestId("toast").filter({ hasText: "Queued: 2 policies" })).toBeVisible();
 

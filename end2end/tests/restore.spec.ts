@@ -1,6 +1,6 @@
 import { expect, Page, test } from "@playwright/test";
 import { expectAccessible } from "./axe";
-import { call, CONTOSO, FABRIKAM, knobs, openHydrated, signIn, SIM } from "./demo";
+import { call, CONTOSO, demoKnobs, FABRIKAM, knobs, openHydrated, signIn, SIM } from "./demo";
 
 // The restore wizard. Contoso's demo history (src/server/seed.rs) is only previewed
 // here, never executed: versions.spec.ts runs after this file and expects the baseline's two
@@ -369,6 +369,6 @@ test("a running preview's polls read its plan again only when the run moved", as
     expect(plans, `plan reads for ${versions.length} polls of ${distinct} versions`).toBeLessThanOrEqual(distinct + 1);
     expect(plans).toBeLessThan(versions.length);
   } finally {
-    await knobs(page, { latency_ms: 30, latency_jitter_ms: 40 });
+    await demoKnobs(page);
   }
 });

@@ -1,5 +1,5 @@
 import { expect, Page, test } from "@playwright/test";
-import { call, FABRIKAM, knobs, openHydrated, pageAs, signIn } from "./demo";
+import { call, demoKnobs, FABRIKAM, knobs, openHydrated, pageAs, signIn } from "./demo";
 
 // Fabrikam, checked by the demo admin (its owner): Contoso must stay without runs for
 // backup_sets.spec.ts. This file sorts after notifications.spec.ts on purpose: each check
@@ -110,6 +110,6 @@ test("a check whose poll is refused for good says why instead of \"Checking…\"
     await expect(area.getByTestId("check-running")).toHaveCount(0);
   } finally {
     await owner.context().close();
-    await knobs(page, { latency_ms: 30, latency_jitter_ms: 40 });
+    await demoKnobs(page);
   }
 });
