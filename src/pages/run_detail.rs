@@ -60,8 +60,9 @@ fn items_href(tenant: &str, run_id: i64, outcome: &str, page: i64) -> String {
 }
 
 /// The run detail page; it polls the counters and the shown page until the run is settled
-/// (queued, running, or cancelled while what was in flight is still recorded), and stops, dropping what it showed, when a poll is refused for good (the member was
-/// removed, or signed out; the run is gone). The outcome filter and the page are in the URL, so
+/// (queued, running, or cancelled while what was in flight is still recorded), and stops,
+/// dropping what it showed, when a poll is refused for good (the member was removed, or signed
+/// out; the run is gone). The outcome filter and the page are in the URL, so
 /// a view can be linked.
 #[component]
 pub fn RunDetailPage() -> impl IntoView {

@@ -517,7 +517,11 @@ impl Worker {
         };
         // However the work ended, this claim writes nothing more to the run.
         if let Err(error) = self.let_go_of_cancelled(run_id, attempt).await {
-            tracing::warn!(run_id, %error, "could not settle the cancelled run; its lease expires on its own");
+            tracing::warn!(
+                run_id,
+                %error,
+                "could not settle the cancelled run; its lease expires on its own"
+            );
         }
         worked
     }
