@@ -253,13 +253,15 @@ fn ExecuteProgress(tenant: String, run_id: i64) -> impl IntoView {
             }
         },
     );
-    // A failed poll is tried again later, while the run last read was active; one refused for
-    // good (signed out, no longer a member) is not.
+    // It polls while the run last read was not settled: a cancelled restore is still written to
+    // until its claim lets go (a write past its point of no return, then "Cancelled after
+    // writing N of M…"). A failed poll is tried again later; one refused for good (signed out,
+    // no longer a member) is not.
     let failures = use_poll_while(tick, move || {
         run.with(|read| {
             read.as_ref().map(|read| {
                 read.as_ref()
-                    .map(|detail| detail.status.is_active())
+                    .map(|detail| !detail.settled)
                     .map_err(Clone::clone)
             })
         })
