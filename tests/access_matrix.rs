@@ -70,31 +70,31 @@ async fn cookie_for(app: &TestApp, caller: Caller) -> Option<String> {
     }
 }
 
-/// How many rows each table of the schema holds: what a refused call must leave as it found
-/// it. A handler that writes and only then answers 403 (the check after the insert) shows here,
-/// whatever its answer says. Refusals are not audited, so `audit_log` is counted too.
+/// What each table of the schema holds, row by row: what a refused call must leave as it found
+/// it. A handler that writes and only then answers 403 (the check after the insert, the update
+/// or the delete) shows here, whatever its answer says; so does one that updates a row in place,
+/// which a count of rows would miss. Refusals are not audited, so `audit_log` is compared too.
+///
+/// Every column of every table is compared, `sessions` included: a session is saved again (its
+/// `touched_at`, `data` and `expires_at` moved on) only once a quarter of the idle time has
+/// passed since its last save (`auth::session::keep_alive`), 15 minutes on the tests' servers,
+/// not on every request, so a refused call moves none of its columns either.
 #[derive(Debug, PartialEq, Eq)]
-struct RowCounts(BTreeMap<String, i64>);
+struct TableContents(BTreeMap<String, Vec<String>>);
 
-impl RowCounts {
-    /// The tables the migrations created, read from the engine's catalog, so that a table a later
-    /// migration adds is counted without this list being told.
-    async fn tables(db: &Db) -> Vec<String> {
-        let catalog = match db.backend() {
-            Backend::Sqlite => {
-                "SELECT name FROM sqlite_master WHERE type = 'table' \
-                 AND name NOT LIKE 'sqlite_%' ORDER BY name"
-            }
-            Backend::Postgres => {
-                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
-                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
-                 ORDER BY table_name"
-            }
-        };
-        let tables: Vec<String> = sqlx::query_scalar(catalog)
-            .fetch_all(db.pool())
-            .await
-            .expect("read the catalog");
+/// How one table's rows are read for [`TableContents`]: a `SELECT` of each row as one text,
+/// its columns' values quoted as SQL literals (so `NULL` differs from `'NULL'`), comma-joined.
+struct RowsQuery {
+    table: String,
+    sql: String,
+}
+
+impl TableContents {
+    /// The row query of each table the migrations created, read from the engine's catalog, so
+    /// that a table (or a column) a later migration adds is compared without this list being
+    /// told.
+    async fn queries(db: &Db) -> Vec<RowsQuery> {
+        let tables = common::schema::tables(db).await;
         // The tables a server function writes, by their names in migrations/: the catalog query
         // found the schema, not some other one.
         for written in [
@@ -118,25 +118,54 @@ impl RowCounts {
                 "{written} is in the catalog: {tables:?}"
             );
         }
-        tables
-    }
-
-    /// The row count of each of `tables` now.
-    async fn take(app: &TestApp, tables: &[String]) -> Self {
-        let mut counts = BTreeMap::new();
+        // SQLite's `quote` and PostgreSQL's `quote_nullable` both write a value as its literal.
+        let quote = match db.backend() {
+            Backend::Sqlite => "quote",
+            Backend::Postgres => "quote_nullable",
+        };
+        let mut queries = Vec::with_capacity(tables.len());
         for table in tables {
-            counts.insert(table.clone(), app.count(table).await);
+            let row = common::schema::columns(db, &table)
+                .await
+                .iter()
+                .map(|column| format!("{quote}(\"{column}\")"))
+                .collect::<Vec<_>>()
+                .join(" || ',' || ");
+            let sql = format!("SELECT {row} FROM \"{table}\"");
+            queries.push(RowsQuery { table, sql });
         }
-        Self(counts)
+        queries
     }
 
-    /// The tables whose count differs from `before`'s, with both counts.
-    fn changed_since(&self, before: &Self) -> Vec<(&str, i64, i64)> {
+    /// The rows of each table now, sorted (the engines return them in no set order).
+    async fn take(db: &Db, queries: &[RowsQuery]) -> Self {
+        let mut contents = BTreeMap::new();
+        for query in queries {
+            let mut rows: Vec<String> = sqlx::query_scalar(&query.sql)
+                .fetch_all(db.pool())
+                .await
+                .unwrap_or_else(|error| panic!("read the rows of {}: {error}", query.table));
+            rows.sort_unstable();
+            contents.insert(query.table.clone(), rows);
+        }
+        Self(contents)
+    }
+
+    /// Each table whose rows differ from `before`'s, with the rows it lost and the rows it
+    /// gained (an updated row is both).
+    fn changed_since(&self, before: &Self) -> Vec<String> {
+        let none = Vec::new();
         self.0
             .iter()
             .filter_map(|(table, after)| {
-                let was = before.0.get(table).copied().unwrap_or_default();
-                (was != *after).then_some((table.as_str(), was, *after))
+                let was = before.0.get(table).unwrap_or(&none);
+                (was != after).then(|| {
+                    let lost: Vec<&String> =
+                        was.iter().filter(|row| !after.contains(row)).collect();
+                    let gained: Vec<&String> =
+                        after.iter().filter(|row| !was.contains(row)).collect();
+                    format!("{table}: rows before {lost:?}, rows after {gained:?}")
+                })
             })
             .collect()
     }
@@ -198,7 +227,7 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
         ("reviewed", "true"),
         ("tenant_name", "Contoso (demo)"),
     ];
-    let tables = RowCounts::tables(&app.db).await;
+    let tables = TableContents::queries(&app.db).await;
     let mut signed_in = Vec::new();
     for caller in callers() {
         signed_in.push((caller, cookie_for(&app, caller).await));
@@ -206,7 +235,7 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
     let mut refused_members = 0;
     // Every refusal first, then every call let through: a refused start then finds no run that
     // an allowed one queued (no worker runs here), which a start checked too late would join,
-    // deduplicated, instead of writing a run of its own that the counts would show.
+    // deduplicated, instead of writing a run of its own that the comparison would show.
     for refusals in [true, false] {
         for (caller, cookie) in &signed_in {
             let caller = *caller;
@@ -219,24 +248,28 @@ async fn every_server_function_enforces_its_access(app: TestApp) {
                     continue;
                 }
                 let endpoint = path.trim_start_matches("/api/");
-                // No worker runs in tests' servers: only this call can change a count.
-                let before = RowCounts::take(&app, &tables).await;
+                // No worker runs in tests' servers: only this call can change a row. What a
+                // call let through writes is its own business, so only a refusal is watched.
+                let before = match expected_denial {
+                    Some(_) => Some(TableContents::take(&app.db, &tables).await),
+                    None => None,
+                };
                 let response = match cookie {
                     Some(cookie) => app.call_as(cookie, endpoint, &form).await,
                     None => app.call(endpoint, &form).await,
                 };
                 let status = response.status().as_u16();
                 let body = response.text().await.unwrap();
-                match expected_denial {
-                    Some(denied) => {
+                match expected_denial.zip(before) {
+                    Some((denied, before)) => {
                         assert_eq!(status, denied, "{caller:?} → {path}: {body}");
                         // Refused means nothing written, before the refusal as well as after.
-                        let after = RowCounts::take(&app, &tables).await;
+                        let after = TableContents::take(&app.db, &tables).await;
                         let changed = after.changed_since(&before);
                         assert!(
                             changed.is_empty(),
-                            "{caller:?} → {path} was refused but wrote (table, before, \
-                             after): {changed:?}"
+                            "{caller:?} → {path} was refused but wrote:\n{}",
+                            changed.join("\n")
                         );
                         // A member is told which role the function needs.
                         if let (Access::Tenant(capability), Caller::Member(_)) = (access, caller) {

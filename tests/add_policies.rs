@@ -120,7 +120,7 @@ async fn submit_wakes_the_worker_at_once(backend: common::Backend) {
 /// outside that it has looked at the queue.
 struct Heartbeat {
     /// The metrics router, served on its own listener.
-    url: String,
+    endpoint: common::metrics::MetricsEndpoint,
     /// Just before the runner started; any heartbeat before is at least [`Heartbeat::GAP`] older.
     since: std::time::Instant,
 }
@@ -135,36 +135,19 @@ impl Heartbeat {
     async fn watch(app: &TestApp) -> Self {
         use tenantatlas::server::metrics;
         let handle = metrics::install().expect("the metrics recorder installs");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!(
-            "http://{}/metrics",
-            listener.local_addr().expect("local addr")
-        );
-        let router = metrics::router(handle, app.db.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let endpoint =
+            common::metrics::MetricsEndpoint::serve(metrics::router(handle, app.db.clone())).await;
         tokio::time::sleep(Self::GAP).await;
         Self {
-            url,
+            endpoint,
             since: std::time::Instant::now(),
         }
     }
 
     /// How long ago the worker last reached the database (`None`: never).
     async fn age(&self) -> Option<std::time::Duration> {
-        let text = reqwest::get(&self.url)
-            .await
-            .expect("/metrics answers")
-            .text()
-            .await
-            .expect("/metrics is read");
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix("tenantatlas_instance_heartbeat_age_seconds ")?
-                    .parse()
-                    .ok()
-            })
+        let text = self.endpoint.scrape().await;
+        common::metrics::sample(&text, "tenantatlas_instance_heartbeat_age_seconds")
             .map(std::time::Duration::from_secs_f64)
     }
 

@@ -11,6 +11,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use common::metrics::{sample, scrape_once, MetricsEndpoint};
 use common::{Form, TestApp, ADMIN, CONTOSO, OPERATOR};
 use tenantatlas::domain::SubmittedRun;
 use tenantatlas::graph_sim::{AppSetup, Fault, TokenFault};
@@ -25,12 +26,6 @@ both_backends!(TestApp:
     every_answer_names_its_request,
     a_busy_worker_keeps_its_heartbeat_fresh,
 );
-
-/// The value of the sample `name{labels}` (labels as Prometheus writes them), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
 
 async fn metrics_count_submits_runs_items_and_graph_answers(app: TestApp) {
     let handle = metrics::install().unwrap();
@@ -56,16 +51,8 @@ async fn metrics_count_submits_runs_items_and_graph_answers(app: TestApp) {
     );
 
     // Scraped while the run waits: the queue depth is read from the database.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
-    let router = metrics::router(handle, app.db.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    let scrape = || async {
-        let response = reqwest::get(&url).await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.text().await.unwrap()
-    };
-    let before = scrape().await;
+    let endpoint = MetricsEndpoint::serve(metrics::router(handle, app.db.clone())).await;
+    let before = endpoint.scrape().await;
     assert_eq!(
         sample(&before, r#"tenantatlas_queue_runs{status="pending"}"#),
         Some(1.0),
@@ -75,7 +62,7 @@ async fn metrics_count_submits_runs_items_and_graph_answers(app: TestApp) {
     let worker = common::sim_worker(&app.db, &client, "w1");
     worker.try_execute_task().await.unwrap();
 
-    let text = scrape().await;
+    let text = endpoint.scrape().await;
     let op = r#"operation="backup_set.add_policies""#;
     let expect = |series: String, value: f64| {
         assert_eq!(sample(&text, &series), Some(value), "{series} in\n{text}");
@@ -138,16 +125,6 @@ async fn metrics_count_submits_runs_items_and_graph_answers(app: TestApp) {
             "{name} is described"
         );
     }
-}
-
-/// What the metrics `router` serves at `/metrics`, read once.
-async fn scrape_once(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    let response = reqwest::get(&url).await.unwrap();
-    assert_eq!(response.status(), 200);
-    response.text().await.unwrap()
 }
 
 async fn metrics_count_cancels_runs_failed_as_a_whole_and_repeated_drift_checks(app: TestApp) {
@@ -247,10 +224,7 @@ async fn a_busy_worker_keeps_its_heartbeat_fresh(app: TestApp) {
     let ids: Vec<i64> = policies.iter().map(|(id, _)| *id).collect();
     common::submit(&app, &operator, CONTOSO, set, &ids).await;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
-    let router = metrics::router(handle, app.db.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let endpoint = MetricsEndpoint::serve(metrics::router(handle, app.db.clone())).await;
     // One item at a time: a batch of outcomes every capture.
     let worker = common::sim_worker(&app.db, &client, "busy").with_items_at_once(1);
     let started = Instant::now();
@@ -258,7 +232,7 @@ async fn a_busy_worker_keeps_its_heartbeat_fresh(app: TestApp) {
     let mut ages = Vec::new();
     while !work.is_finished() {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let text = endpoint.scrape().await;
         if let Some(age) = sample(&text, "tenantatlas_instance_heartbeat_age_seconds") {
             ages.push((started.elapsed(), age));
         }

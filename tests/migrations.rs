@@ -323,17 +323,8 @@ async fn strings(t: &TestDb, sql: &str, bind: &[&str]) -> Vec<Vec<String>> {
 
 async fn sqlite_schema(t: &TestDb) -> Schema {
     let mut schema = Schema::new();
-    let tables = strings(
-        t,
-        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
-        &[],
-    )
-    .await;
-    for table in tables
-        .into_iter()
-        .map(|row| row[0].clone())
-        .filter(|t| is_ours(t))
-    {
+    let tables = common::schema::tables(&t.db).await;
+    for table in tables.into_iter().filter(|t| is_ours(t)) {
         let mut entry = Table::default();
         let columns = strings(
             t,
@@ -392,18 +383,8 @@ async fn sqlite_schema(t: &TestDb) -> Schema {
 
 async fn postgres_schema(t: &TestDb) -> Schema {
     let mut schema = Schema::new();
-    let tables = strings(
-        t,
-        "SELECT table_name::text FROM information_schema.tables \
-         WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name",
-        &[],
-    )
-    .await;
-    for table in tables
-        .into_iter()
-        .map(|row| row[0].clone())
-        .filter(|t| is_ours(t))
-    {
+    let tables = common::schema::tables(&t.db).await;
+    for table in tables.into_iter().filter(|t| is_ours(t)) {
         let mut entry = Table::default();
         let columns = strings(
             t,

@@ -5,7 +5,9 @@
 
 mod api;
 mod demo;
+pub mod metrics;
 mod runs;
+pub mod schema;
 mod serve;
 
 // Each test file uses some of these.
