@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 both_backends!(TestApp:
     a_queued_run_is_cancelled_at_once_with_every_item_skipped,
     a_cancelled_run_settles_once_its_claim_lets_go,
+    a_cancelled_run_stays_unsettled_while_its_claim_outlives_the_lease,
     repeated_cancels_answer_the_same_and_ended_runs_are_refused,
     a_running_run_takes_no_new_item_and_records_captures_in_flight,
     a_worker_that_misses_the_cancel_takes_no_new_item_after_its_next_batch,
@@ -271,6 +272,61 @@ async fn a_cancelled_run_settles_once_its_claim_lets_go(app: TestApp) {
     );
     assert_ne!(version(run_id).await, version_cancelled, "a poll sees it");
     assert!(panel_row(run_id).await.settled);
+}
+
+/// A capture in flight when the run is cancelled may take longer than a lease (a slow Graph, a
+/// restore's write past its point of no return honouring a Retry-After): its claim keeps
+/// renewing the cancelled run's lease, so the run reads unsettled (the pages poll on) until
+/// the claim has recorded it and let go, not from when the lease would have expired.
+async fn a_cancelled_run_stays_unsettled_while_its_claim_outlives_the_lease(app: TestApp) {
+    let f = fixture(&app).await;
+    // The capture's answer takes 5 s, the lease 2 s (renewed every ~0.7 s).
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 5_000;
+    f.sim.set_knobs(knobs);
+    let graph_id = &f.policies[0].1;
+    let run_id = f.submit(&app, 0..1).await;
+    let worker = f
+        .worker(&app, "w1")
+        .with_cancels(app.wake.cancels())
+        .with_lease(Duration::from_secs(2));
+    let mut working = tokio::spawn(async move { worker.try_execute_task().await });
+    let started = Instant::now();
+    while f.sim.counters().for_path(graph_id).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f.cancel(&app, run_id).await.expect("the run is cancelled");
+    let cancelled_at = Instant::now();
+    // Every read while the claim works on reads unsettled, well past the lease.
+    let worked = loop {
+        tokio::select! {
+            worked = &mut working => break worked,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if !f.detail(&app, run_id).await.settled {
+            continue;
+        }
+        // Read just as the claim let go, before its task returned: it returns at once.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            working.is_finished(),
+            "settled {:?} after the cancel while the capture is still in flight",
+            cancelled_at.elapsed()
+        );
+    };
+    worked.unwrap().unwrap();
+    assert!(
+        cancelled_at.elapsed() > Duration::from_secs(3),
+        "the capture outlived the lease"
+    );
+    let concluded = f.detail(&app, run_id).await;
+    assert!(concluded.settled, "the claim let go of the run");
+    assert_eq!(
+        (concluded.succeeded, concluded.skipped),
+        (1, 0),
+        "the late outcome is counted"
+    );
 }
 
 async fn repeated_cancels_answer_the_same_and_ended_runs_are_refused(app: TestApp) {

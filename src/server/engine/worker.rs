@@ -645,28 +645,42 @@ impl Worker {
     }
 
     /// Renews the lease on the claim `attempt` of `run_id` every third of its length, until
-    /// aborted or the lease is lost.
+    /// aborted (the claim let go) or the lease is lost. A cancelled run's lease is renewed too:
+    /// the claim still records what was in flight (a restore's write past its point of no
+    /// return may wait on Graph longer than a lease), and the run is settled only once it lets
+    /// go (`runs::queries`); a claim that died lets it settle when the lease expires.
     async fn heartbeat(self, run_id: i64, attempt: i64) {
         let mut every = tokio::time::interval(self.lease / 3);
         every.tick().await; // the first tick is immediate; the claim has just set the lease
         loop {
             every.tick().await;
-            let renewed = sqlx::query(
+            // A cancelled run whose lease is cleared was let go of (`let_go_of_cancelled`,
+            // `release_leases`): a renewal that comes after must not take it back.
+            let renewed: Result<Option<RunStatus>, _> = sqlx::query_scalar(
                 "UPDATE runs SET lease_expires_at = $1 \
-                 WHERE id = $2 AND lease_owner = $3 AND attempt = $4 AND status = 'running'",
+                 WHERE id = $2 AND lease_owner = $3 AND attempt = $4 \
+                   AND (status = 'running' \
+                     OR (status = 'cancelled' AND lease_expires_at IS NOT NULL)) \
+                 RETURNING status",
             )
             .bind(self.lease_until())
             .bind(run_id)
             .bind(&self.id)
             .bind(attempt)
-            .execute(self.db.pool())
+            .fetch_optional(self.db.pool())
             .await;
             match renewed {
-                Ok(done) if done.rows_affected() == 1 => metrics::heartbeat(),
-                Ok(_) => {
-                    // Lost, ended or cancelled: no new item of this claim either way (a later
-                    // claim of the run in this process keeps going). This is the safety net for
-                    // a cancel whose NOTIFY was lost.
+                Ok(Some(status)) => {
+                    metrics::heartbeat();
+                    if status == RunStatus::Cancelled {
+                        // The safety net for a cancel whose NOTIFY was lost: no new item of
+                        // this claim, and the lease held until the claim lets go.
+                        self.cancels.stop(run_id, attempt);
+                    }
+                }
+                Ok(None) => {
+                    // Lost or ended: no new item of this claim (a later claim of the run in
+                    // this process keeps going).
                     self.cancels.stop(run_id, attempt);
                     return;
                 }
