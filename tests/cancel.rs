@@ -30,6 +30,7 @@ both_backends!(TestApp:
     a_queued_run_is_cancelled_at_once_with_every_item_skipped,
     a_cancelled_run_settles_once_its_claim_lets_go,
     a_cancelled_run_stays_unsettled_while_its_claim_outlives_the_lease,
+    a_resume_waits_until_the_cancelled_run_has_settled,
     repeated_cancels_answer_the_same_and_ended_runs_are_refused,
     a_running_run_takes_no_new_item_and_records_captures_in_flight,
     a_worker_that_misses_the_cancel_takes_no_new_item_after_its_next_batch,
@@ -327,6 +328,59 @@ async fn a_cancelled_run_stays_unsettled_while_its_claim_outlives_the_lease(app:
         (1, 0),
         "the late outcome is counted"
     );
+}
+
+/// A resume right after the cancel would take the item still in flight again, and its run
+/// could work beside the old claim: it is refused (nothing written) and not offered until the
+/// cancelled run has settled, then allowed.
+async fn a_resume_waits_until_the_cancelled_run_has_settled(app: TestApp) {
+    let f = fixture(&app).await;
+    let mut knobs = f.sim.knobs();
+    knobs.latency_ms = 2_000;
+    f.sim.set_knobs(knobs);
+    let graph_id = &f.policies[0].1;
+    let run_id = f.submit(&app, 0..6).await;
+    let worker = f
+        .worker(&app, "w1")
+        .with_cancels(app.wake.cancels())
+        .with_items_at_once(1);
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let started = Instant::now();
+    while f.sim.counters().for_path(graph_id).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f.cancel(&app, run_id).await.expect("the run is cancelled");
+    let runs_before = runs_count(&app).await;
+    let refused = f.retry(&app, run_id).await.expect_err("not settled yet");
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("still recording what was in flight when it was cancelled"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(runs_count(&app).await, runs_before, "nothing written");
+    let unsettled = f.detail(&app, run_id).await;
+    assert!(!unsettled.settled, "the capture is still in flight");
+    assert_eq!(unsettled.retry_label(), None, "no resume offered yet");
+
+    working.await.unwrap().unwrap();
+    let settled = f.detail(&app, run_id).await;
+    assert!(settled.settled);
+    assert_eq!(settled.retry_label().as_deref(), Some("Resume 5 cancelled"));
+    let resumed = f.retry(&app, run_id).await.expect("a settled run resumes");
+    assert_ne!(resumed.run_id, run_id);
+    assert_eq!(runs_count(&app).await, runs_before + 1);
+}
+
+/// How many runs the database holds, of every tenant.
+async fn runs_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
 }
 
 async fn repeated_cancels_answer_the_same_and_ended_runs_are_refused(app: TestApp) {

@@ -266,9 +266,10 @@ pub struct RunDetail {
 
 impl RunDetail {
     /// "Retry 3 failed" or, for a cancelled run, "Resume 120 cancelled"; `None` when there is
-    /// nothing to retry.
+    /// nothing to retry, or not yet: a cancelled run's claim may still record the items that
+    /// were in flight, and the server refuses a resume until the run is settled.
     pub fn retry_label(&self) -> Option<String> {
-        if self.retry_items == 0 {
+        if self.retry_items == 0 || !self.settled {
             return None;
         }
         let n = group_thousands(self.retry_items);

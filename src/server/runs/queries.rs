@@ -133,7 +133,7 @@ struct WaitColumns {
 /// which renews it with each batch it still records and clears it once it has concluded
 /// (`engine::worker`). A claim that died meanwhile holds it until the lease expires. A
 /// queued run cancelled has no lease: settled at once.
-fn settled(status: RunStatus, lease_expires_at: Option<i64>, now: i64) -> bool {
+pub(crate) fn settled(status: RunStatus, lease_expires_at: Option<i64>, now: i64) -> bool {
     !status.is_active() && lease_expires_at.is_none_or(|until| until < now)
 }
 

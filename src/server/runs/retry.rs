@@ -4,9 +4,10 @@
 //! (the same idempotency key rules), and it records its parent in `retry_of`.
 
 use super::create::create_or_reuse_retrying;
+use super::queries::settled;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
-use crate::domain::{AppError, PolicySelection, RunStatus, SubmittedRun};
+use crate::domain::{AppError, PolicySelection, RunStatus, SubmittedRun, Timestamp};
 use crate::server::auth::TenantContext;
 use crate::server::db::Db;
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
@@ -18,14 +19,16 @@ pub async fn retry_failed(
     run_id: i64,
 ) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
-    let (operation, status, input): (String, RunStatus, String) = sqlx::query_as(
-        "SELECT operation_type, status, input FROM runs WHERE tenant_id = $1 AND id = $2",
-    )
-    .bind(tenant_id)
-    .bind(run_id)
-    .fetch_optional(db.pool())
-    .await?
-    .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
+    let (operation, status, input, lease_expires_at): (String, RunStatus, String, Option<i64>) =
+        sqlx::query_as(
+            "SELECT operation_type, status, input, lease_expires_at FROM runs \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id)
+        .bind(run_id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| AppError::NotFound("This run does not exist in this tenant.".into()))?;
     // Only capture-type runs are retried here; a restore goes back through its wizard, with its
     // preview and confirmation.
     if OperationType::parse(&operation) != Some(OperationType::AddPolicies) {
@@ -37,6 +40,15 @@ pub async fn retry_failed(
     if status.is_active() {
         return Err(AppError::Conflict(
             "This run is still going; retry it when it has ended.".into(),
+        ));
+    }
+    // A cancelled run's claim may still record the items that were in flight: a resume now
+    // would take them again, and its run could work beside that claim.
+    if !settled(status, lease_expires_at, Timestamp::now().millis()) {
+        return Err(AppError::Conflict(
+            "The run is still recording what was in flight when it was cancelled: retry once it \
+             has settled."
+                .into(),
         ));
     }
     // Any run retries what failed; a cancelled one also resumes what the cancel skipped, so
