@@ -969,12 +969,13 @@ async fn a_drift_batch_and_a_cancel_do_not_deadlock(t: TestDb) {
     .await
     .expect("the drift check writes its items");
 
-    // The cancel's first statement: it holds the run's row until it commits.
+    // The cancel's first statement (`runs::cancel`): it holds the run's row until it commits,
+    // and leaves the lease to the claim.
     let now = Timestamp::now().millis();
     let mut cancel = f.db.pool().begin().await.unwrap();
     sqlx::query(
-        "UPDATE runs SET status = 'cancelled', finished_at = $1, reason_code = 'cancelled', \
-         lease_expires_at = NULL WHERE id = $2 AND status IN ('pending', 'running')",
+        "UPDATE runs SET status = 'cancelled', finished_at = $1, reason_code = 'cancelled' \
+         WHERE id = $2 AND status IN ('pending', 'running')",
     )
     .bind(now)
     .bind(run)
