@@ -1409,8 +1409,10 @@ impl Worker {
             // The cancel's signal did not reach this process (another instance's cancel whose
             // NOTIFY was lost, a worker that does not listen): the run's row says it. The
             // stream of items stops here, not at the next heartbeat (a third of a lease
-            // later), so no item starts that the cancel skipped; this batch, in flight when
-            // the run was cancelled, is still recorded.
+            // later). Items whose slot freed between the cancel and this check may have
+            // started meanwhile (at most `items_at_once` at a time, for as long as this batch
+            // took to come): they are recorded over their skip like those in flight, and a
+            // restore's write is still refused by its announce, which reads the run's status.
             Hold::Cancelled => self.cancels.stop(run.id, run.attempt),
             Hold::Lost => {
                 tx.rollback().await?;
