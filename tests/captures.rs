@@ -6,6 +6,8 @@
 
 use crate::common;
 
+use std::time::{Duration, Instant};
+
 use common::{DemoApp, Form, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;
 use tenantatlas::domain::run_detail::{RunDetail, RunTarget};
@@ -17,6 +19,7 @@ use tenantatlas::server::snapshots::candidate_payloads_read;
 both_backends!(local Fixture:
     a_sync_run_brings_the_inventory_in_line_and_says_what_changed,
     capture_now_stores_a_version_only_when_the_content_changed,
+    a_capture_cancelled_in_flight_reads_unsettled_until_its_claim_lets_go,
     an_unreadable_base_version_counts_as_one_change_and_fails_nothing,
     a_drift_check_tells_unchanged_changed_and_deleted_apart,
     starts_are_deduplicated_refused_without_the_role_and_validated,
@@ -333,6 +336,53 @@ async fn capture_now_stores_a_version_only_when_the_content_changed(f: Fixture) 
     assert_eq!(
         detail.summary.as_deref(),
         Some("The policy no longer exists in Intune.")
+    );
+}
+
+/// A "Capture now" cancelled while its capture is in flight still records its version after
+/// the cancel: `runs/activity` reads its last run unsettled (the starter polls on and reports
+/// nothing yet) until the claim has recorded it and let go.
+async fn a_capture_cancelled_in_flight_reads_unsettled_until_its_claim_lets_go(f: Fixture) {
+    f.sync().await;
+    let graph_id = f.demo.sim.policies(CONTOSO)[2].id.clone();
+    let policy = f.policy_id(&graph_id).await;
+    let mut knobs = f.demo.sim.knobs();
+    knobs.latency_ms = 1_500;
+    f.demo.sim.set_knobs(knobs);
+    f.demo.sim.reset_counters();
+    let id = policy.to_string();
+    let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
+    let run_id = f
+        .start_as(&f.operator, "runs/capture-policy", &form)
+        .await
+        .run_id;
+    let worker = f.worker.clone();
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let started = Instant::now();
+    while f.demo.sim.counters().for_path(&graph_id).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f.app
+        .cancel_run(&f.operator, CONTOSO, run_id)
+        .await
+        .expect("the capture is cancelled");
+    let cancelled = f.activity("policy.capture_snapshot", policy).await;
+    assert_eq!(cancelled.active, None, "a cancelled run is not active");
+    let last = cancelled.last.as_ref().expect("the cancelled run");
+    assert_eq!((last.id, last.status), (run_id, RunStatus::Cancelled));
+    assert!(!cancelled.last_settled, "the capture is still in flight");
+    assert!(cancelled.moving(), "the starter polls on");
+
+    working.await.unwrap().unwrap();
+    let settled = f.activity("policy.capture_snapshot", policy).await;
+    assert!(settled.last_settled, "the claim let go of the run");
+    assert!(!settled.moving());
+    assert_eq!(settled.last.map(|run| run.id), Some(run_id));
+    assert_eq!(
+        f.versions_of(policy).await,
+        1,
+        "the late capture is recorded"
     );
 }
 

@@ -1,7 +1,8 @@
 //! A button that starts one kind of run on one target (Sync from Intune, Capture now, Compare
 //! with Intune), the run queued or running now with its link, and how the last one ended. It
-//! polls while a run is active; when a run it saw active has ended, it says so in a toast and
-//! hands the run to `on_done` (the page then reloads what the run changed).
+//! polls while a run is active or the last one is not settled (a capture cancelled in flight
+//! still records its snapshot); when a run it saw active has ended and settled, it says so in a
+//! toast and hands the run to `on_done` (the page then reloads what the run changed).
 
 use leptos::prelude::*;
 
@@ -40,11 +41,8 @@ pub fn RunStarter(
     // good (signed out, no longer a member) is not.
     let failures = use_poll_while(tick, move || {
         activity.with(|read| {
-            read.as_ref().map(|read| {
-                read.as_ref()
-                    .map(|a| a.active.is_some())
-                    .map_err(Clone::clone)
-            })
+            read.as_ref()
+                .map(|read| read.as_ref().map(RunActivity::moving).map_err(Clone::clone))
         })
     });
     // What the row last showed, and for which tenant: a poll of the same tenant that failed for
@@ -57,9 +55,7 @@ pub fn RunStarter(
         let now = tenant.get_untracked();
         let read = read.map(|current| (now.clone(), current));
         shown
-            .shown(read, |(seen, current)| {
-                *seen == now && current.active.is_some()
-            })
+            .shown(read, |(seen, current)| *seen == now && current.moving())
             .map(|(_, current)| current)
     };
     // A run that ended which this page started, or saw queued or running: reported once.
@@ -81,6 +77,14 @@ pub fn RunStarter(
         let Some(last) = current.last else { return };
         let ours = started == Some(last.id) || seen == Some(last.id);
         if !ours || reported.get_value() == Some(last.id) {
+            return;
+        }
+        if !current.last_settled {
+            // Cancelled with a capture in flight: what it records is still to come. Watched
+            // on, and reported once it has settled.
+            if current.active.is_none() {
+                watched.set_value(Some(last.id));
+            }
             return;
         }
         reported.set_value(Some(last.id));

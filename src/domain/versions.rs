@@ -211,6 +211,18 @@ impl DriftCounts {
 pub struct RunActivity {
     pub active: Option<RunBrief>,
     pub last: Option<RunBrief>,
+    /// Whether the last run that ended is settled (the rule of [`super::RunSummary::settled`]),
+    /// or there is none: a capture cancelled in flight still records its snapshot after the
+    /// cancel, so its starter polls on and reports it only once it is.
+    pub last_settled: bool,
+}
+
+impl RunActivity {
+    /// Whether a run may still change: one is queued or running, or the last one that ended is
+    /// still being recorded by its claim. The starter polls while it is.
+    pub fn moving(&self) -> bool {
+        self.active.is_some() || !self.last_settled
+    }
 }
 
 /// A run in a line: its id, status, when it ended and its summary.

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::key::IdempotencyKey;
+use super::queries::settled;
 use super::submit::{create_or_reuse, create_or_reuse_unattended, find_active, NewRun};
 use crate::domain::run::OperationType;
 use crate::domain::versions::{CaptureResult, RunActivity, RunBrief};
@@ -146,9 +147,10 @@ pub async fn activity(
     operation: OperationType,
     target_id: i64,
 ) -> Result<RunActivity, AppError> {
+    // The brief and, for the last run that ended, whether it is settled.
     let brief = |active: bool| async move {
         let sql = format!(
-            "SELECT id, status, finished_at, summary FROM runs \
+            "SELECT id, status, finished_at, summary, lease_expires_at FROM runs \
              WHERE tenant_id = $1 AND operation_type = $2 AND target_id = $3 AND status {} \
              ORDER BY id DESC LIMIT 1",
             if active {
@@ -157,31 +159,42 @@ pub async fn activity(
                 "NOT IN ('pending', 'running')"
             }
         );
-        let row = sqlx::query_as::<_, (i64, RunStatus, Option<Timestamp>, Option<String>)>(&sql)
+        type Row = (
+            i64,
+            RunStatus,
+            Option<Timestamp>,
+            Option<String>,
+            Option<i64>,
+        );
+        let row = sqlx::query_as::<_, Row>(&sql)
             .bind(scope.id())
             .bind(operation.as_str())
             .bind(target_id)
             .fetch_optional(db.pool())
             .await?;
-        let Some((id, status, finished_at, summary)) = row else {
-            return Ok::<_, AppError>(None);
+        let Some((id, status, finished_at, summary, lease_expires_at)) = row else {
+            return Ok::<_, AppError>((None, true));
         };
         let capture = if operation == OperationType::CaptureSnapshot {
             capture_result(db, scope, id).await?
         } else {
             None
         };
-        Ok(Some(RunBrief {
+        let is_settled = settled(status, lease_expires_at, Timestamp::now().millis());
+        let brief = RunBrief {
             id,
             status,
             finished_at,
             summary,
             capture,
-        }))
+        };
+        Ok((Some(brief), is_settled))
     };
+    let ((active, _), (last, last_settled)) = (brief(true).await?, brief(false).await?);
     Ok(RunActivity {
-        active: brief(true).await?,
-        last: brief(false).await?,
+        active,
+        last,
+        last_settled,
     })
 }
 
