@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tenantatlas::graph_sim::{Kind, Knobs, Mutation, SimCounters, SimHandle, MAX_PAGE_SIZE};
 
 use crate::sim_support;
-use sim_support::{start_sim, token, TENANT};
+use sim_support::{send, start_sim, token, TENANT};
 
 async fn start(policies: usize, knobs: Knobs) -> SimHandle {
     start_sim(policies, knobs).await
@@ -17,34 +17,7 @@ async fn start(policies: usize, knobs: Knobs) -> SimHandle {
 
 /// `method` on `{base}/{path}` (path relative to the simulator, e.g. `beta/groups`).
 async fn call(sim: &SimHandle, token: &str, method: Method, path: &str) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .request(method, format!("{}/{path}", sim.base_url))
-        .bearer_auth(token)
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// `method` on `{base}/{path}` with `body`.
-async fn send(
-    sim: &SimHandle,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: &Value,
-) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .request(method, format!("{}/{path}", sim.base_url))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    send(sim, token, method, path, &json!({})).await
 }
 
 /// Asserts a 400 `BadRequest` whose message holds `expected`.

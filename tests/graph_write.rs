@@ -20,7 +20,9 @@ use tenantatlas::server::graph::{
 };
 
 use crate::sim_support;
-use sim_support::{creds_with, fast_client, fast_config, nz, start_sim, token, SECRET, TENANT};
+use sim_support::{
+    creds_with, fast_client, fast_config, nz, send, start_sim, token, SECRET, TENANT,
+};
 
 const BOTH: CaptureOptions = CaptureOptions {
     include_assignments: true,
@@ -702,7 +704,7 @@ async fn a_read_only_simulator_refuses_and_logs_every_write_while_reads_work() {
         policy.id
     );
     for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
-        let (status, body) = call(&sim, &token, method.clone(), &path, &json!({})).await;
+        let (status, body) = send(&sim, &token, method.clone(), &path, &json!({})).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method}");
         assert!(body["error"]["message"]
             .as_str()
@@ -838,25 +840,6 @@ async fn writing_needs_the_write_permission() {
         .contains("DeviceManagementConfiguration.ReadWrite.All"));
 }
 
-/// `method` on `{base}/{path}` with a JSON body.
-async fn call(
-    sim: &SimHandle,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: &Value,
-) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .request(method, format!("{}/{path}", sim.base_url))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// The writable part of a policy as its get endpoint returns it.
 fn patch_body(policy: &Value) -> Value {
     let mut body = policy.clone();
@@ -881,7 +864,7 @@ async fn the_simulator_validates_writes_as_graph_does() {
     let current = sim.policy_json(TENANT, &policy.id).expect("policy");
     let mut body = patch_body(&current);
     body["displayName"] = json!("Edited over HTTP");
-    let (status, answer) = call(&sim, &token, Method::PATCH, &path, &body).await;
+    let (status, answer) = send(&sim, &token, Method::PATCH, &path, &body).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
     let after = sim.policy_json(TENANT, &policy.id).expect("policy");
     assert_eq!(after["displayName"], "Edited over HTTP");
@@ -890,7 +873,7 @@ async fn the_simulator_validates_writes_as_graph_does() {
 
     let mut unknown = body.clone();
     unknown["@odata.type"] = json!("#microsoft.graph.imaginaryConfiguration");
-    let (status, answer) = call(&sim, &token, Method::PATCH, &path, &unknown).await;
+    let (status, answer) = send(&sim, &token, Method::PATCH, &path, &unknown).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["error"]["code"], "BadRequest");
 
@@ -900,20 +883,20 @@ async fn the_simulator_validates_writes_as_graph_does() {
         .as_object_mut()
         .expect("object")
         .remove("@odata.type");
-    let (status, _) = call(&sim, &token, Method::POST, collection, &untyped).await;
+    let (status, _) = send(&sim, &token, Method::POST, collection, &untyped).await;
     assert_eq!(
         status,
         StatusCode::BAD_REQUEST,
         "the collection's type is abstract"
     );
-    let (status, created) = call(&sim, &token, Method::POST, collection, &body).await;
+    let (status, created) = send(&sim, &token, Method::POST, collection, &body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert!(created["id"].as_str().is_some_and(|id| id != policy.id));
 
     let missing = "beta/deviceManagement/deviceConfigurations/00000000-0000-4000-8000-000000000000";
-    let (status, _) = call(&sim, &token, Method::PATCH, missing, &body).await;
+    let (status, _) = send(&sim, &token, Method::PATCH, missing, &body).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = call(
+    let (status, _) = send(
         &sim,
         &token,
         Method::POST,
@@ -926,7 +909,7 @@ async fn the_simulator_validates_writes_as_graph_does() {
         StatusCode::BAD_REQUEST,
         "assign needs its assignments"
     );
-    let (status, answer) = call(
+    let (status, answer) = send(
         &sim,
         &token,
         Method::POST,
@@ -952,7 +935,7 @@ async fn the_simulator_keeps_writes_to_their_own_throttle() {
     let body = patch_body(&sim.policy_json(TENANT, &policy.id).expect("policy"));
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        statuses.push(call(&sim, &token, Method::PATCH, &path, &body).await.0);
+        statuses.push(send(&sim, &token, Method::PATCH, &path, &body).await.0);
     }
     assert_eq!(
         statuses,
@@ -962,7 +945,7 @@ async fn the_simulator_keeps_writes_to_their_own_throttle() {
             StatusCode::TOO_MANY_REQUESTS
         ]
     );
-    let (status, _) = call(&sim, &token, Method::GET, &path, &Value::Null).await;
+    let (status, _) = send(&sim, &token, Method::GET, &path, &Value::Null).await;
     assert_eq!(status, StatusCode::OK, "reads keep their own budget");
 }
 
@@ -984,7 +967,7 @@ async fn a_template_references_read_only_properties_are_refused() {
         let mut body = patch_body(&before);
         body["templateReference"] = reference.clone();
         let path = format!("beta/deviceManagement/{collection}/{}", policy.id);
-        let (status, answer) = call(&sim, &token, Method::PATCH, &path, &body).await;
+        let (status, answer) = send(&sim, &token, Method::PATCH, &path, &body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{key}: {answer}");
         assert!(answer["error"]["message"]
             .as_str()
@@ -992,7 +975,7 @@ async fn a_template_references_read_only_properties_are_refused() {
         let create = json!({"name": "new", "platforms": "windows10", "technologies": "mdm",
             "templateReference": reference, "settings": []});
         let path = format!("beta/deviceManagement/{collection}");
-        let (status, answer) = call(&sim, &token, Method::POST, &path, &create).await;
+        let (status, answer) = send(&sim, &token, Method::POST, &path, &create).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{key}: {answer}");
     }
     assert_eq!(sim.policy_json(TENANT, &policy.id), Some(before));
@@ -1019,7 +1002,7 @@ proptest! {
                 kind_of(policy_type).collection(),
                 policy.id
             );
-            let (status, answer) = call(&sim, &token, Method::PATCH, &path, &body).await;
+            let (status, answer) = send(&sim, &token, Method::PATCH, &path, &body).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{}: {answer}", READ_ONLY[index]);
             assert!(answer["error"]["message"]
                 .as_str()
@@ -1137,7 +1120,7 @@ async fn the_simulator_masks_encrypted_oma_values_and_refuses_their_read_only_pr
     let reference = reference.as_str().expect("a reference").to_owned();
 
     // A read shows the mask and the reference; the function answers the plain text.
-    let (status, served) = call(&sim, &token, Method::GET, &path, &Value::Null).await;
+    let (status, served) = send(&sim, &token, Method::GET, &path, &Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     let served_secret = served["omaSettings"]
         .as_array()
@@ -1151,13 +1134,13 @@ async fn the_simulator_masks_encrypted_oma_values_and_refuses_their_read_only_pr
     assert_eq!(served_secret["secretReferenceValueId"], json!(reference));
     let function =
         format!("{path}/getOmaSettingPlainTextValue(secretReferenceValueId='{reference}')");
-    let (status, answer) = call(&sim, &token, Method::GET, &function, &Value::Null).await;
+    let (status, answer) = send(&sim, &token, Method::GET, &function, &Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["value"], plain);
     let unknown = format!(
         "{path}/getOmaSettingPlainTextValue(secretReferenceValueId='00000000-0000-4000-8000-000000000000')"
     );
-    let (status, _) = call(&sim, &token, Method::GET, &unknown, &Value::Null).await;
+    let (status, _) = send(&sim, &token, Method::GET, &unknown, &Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Writing back what a read shows is refused: each read-only property, and the mask.
@@ -1175,7 +1158,7 @@ async fn the_simulator_masks_encrypted_oma_values_and_refuses_their_read_only_pr
                 setting.insert("value".into(), plain.clone());
             }
         }
-        let (status, answer) = call(&sim, &token, Method::PATCH, &path, &one).await;
+        let (status, answer) = send(&sim, &token, Method::PATCH, &path, &one).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{key}: {answer}");
         let message = answer["error"]["message"].as_str().unwrap_or_default();
         assert!(
@@ -1188,7 +1171,7 @@ async fn the_simulator_masks_encrypted_oma_values_and_refuses_their_read_only_pr
         let setting = setting.as_object_mut().expect("object");
         setting.retain(|key, _| key != "isEncrypted" && key != "secretReferenceValueId");
     }
-    let (status, answer) = call(&sim, &token, Method::PATCH, &path, &masked).await;
+    let (status, answer) = send(&sim, &token, Method::PATCH, &path, &masked).await;
     assert_eq!(
         status,
         StatusCode::BAD_REQUEST,
@@ -1201,7 +1184,7 @@ async fn the_simulator_masks_encrypted_oma_values_and_refuses_their_read_only_pr
             setting["value"] = json!("a new pre-shared key");
         }
     }
-    let (status, answer) = call(&sim, &token, Method::PATCH, &path, &masked).await;
+    let (status, answer) = send(&sim, &token, Method::PATCH, &path, &masked).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
     let after = encrypted_oma(&sim.policy_json(TENANT, &policy.id).expect("policy"));
     assert_eq!(

@@ -5,6 +5,7 @@
 //! restore that writes nothing. Every call goes through the server functions the wizard uses.
 
 use crate::common;
+use crate::sim_support::{BeforeWrite, HookedWriter};
 
 use common::{Answer, DemoApp, Refusal, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use std::sync::Arc;
@@ -2055,53 +2056,46 @@ async fn post_knobs(knobs_url: &str, knobs: &serde_json::Value) {
         .expect("the knobs are set");
 }
 
-/// The Graph client's writes, through a client that gives up on an answer after half a
-/// second: from the moment an update is asked for, the simulator answers late (every request,
-/// until the test sets it back), so the update's first attempt lands while its answer is lost.
-struct LateAnswersWriter {
-    client: GraphClient,
+/// Before an update: makes the simulator answer late (every request, until the test sets it
+/// back), so the update's first attempt lands while its answer is lost. Used through
+/// [`late_answers_writer`].
+struct AnswersLateFromAnUpdate {
     /// The simulator's knobs endpoint.
     knobs_url: String,
 }
 
-impl LateAnswersWriter {
-    fn new(sim: &tenantatlas::graph_sim::SimHandle) -> Self {
-        let mut config = crate::sim_support::fast_config(sim);
-        config.request_timeout = std::time::Duration::from_millis(500);
-        Self {
-            client: GraphClient::new(config).expect("the client builds"),
-            knobs_url: format!("{}/_sim/knobs", sim.base_url),
-        }
-    }
-}
-
-impl PolicyWriter for LateAnswersWriter {
-    fn object_exists<'a>(
-        &'a self,
-        creds: &'a TenantCredentials,
-        kind: DirectoryKind,
-        id: &'a str,
-    ) -> GraphFuture<'a, bool> {
-        PolicyWriter::object_exists(&self.client, creds, kind, id)
-    }
-
-    fn write_policy_reporting<'a>(
-        &'a self,
-        creds: &'a TenantCredentials,
-        request: WriteRequest<'a>,
-    ) -> WriteFuture<'a> {
+impl BeforeWrite for AnswersLateFromAnUpdate {
+    fn before_write<'s>(
+        &'s self,
+        client: &'s GraphClient,
+        creds: &'s TenantCredentials,
+        request: &'s WriteRequest<'_>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 's>> {
         Box::pin(async move {
             if request.target.is_some() {
                 // A token first, on time (the token endpoint answers without the latency).
                 let group = "00000000-0000-4000-8000-000000000000";
                 let _ =
-                    PolicyWriter::object_exists(&self.client, creds, DirectoryKind::Group, group)
-                        .await;
+                    PolicyWriter::object_exists(client, creds, DirectoryKind::Group, group).await;
                 let late = serde_json::json!({"latency_ms": 3_000, "latency_jitter_ms": 0});
                 post_knobs(&self.knobs_url, &late).await;
             }
-            PolicyWriter::write_policy_reporting(&self.client, creds, request).await
         })
+    }
+}
+
+/// The Graph client's writes, through a client that gives up on an answer after half a
+/// second, with the simulator answering late from the moment an update is asked for.
+fn late_answers_writer(
+    sim: &tenantatlas::graph_sim::SimHandle,
+) -> HookedWriter<AnswersLateFromAnUpdate> {
+    let mut config = crate::sim_support::fast_config(sim);
+    config.request_timeout = std::time::Duration::from_millis(500);
+    HookedWriter {
+        client: GraphClient::new(config).expect("the client builds"),
+        hook: AnswersLateFromAnUpdate {
+            knobs_url: format!("{}/_sim/knobs", sim.base_url),
+        },
     }
 }
 
@@ -2116,7 +2110,7 @@ async fn an_update_throttled_after_its_answer_was_lost_is_audited_as_maybe_writt
     assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
     let (preview, plan) = f.preview(backup.set, &[id]).await;
     assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
-    let worker = f.worker_writing_with(LateAnswersWriter::new(&f.demo.sim));
+    let worker = f.worker_writing_with(late_answers_writer(&f.demo.sim));
     let run_id = f.queue_execute(preview).await;
     f.demo.sim.reset_counters();
     let sim = &f.demo.sim;

@@ -5,7 +5,10 @@
 
 use crate::common;
 
+use crate::sim_support::{BeforeWrite, HookedWriter};
 use common::{DemoApp, CONTOSO};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +16,7 @@ use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::restore::{PlanAction, RestoreSource};
 use tenantatlas::server::engine::operation::Registry;
 use tenantatlas::server::engine::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
-use tenantatlas::server::graph::write::{DirectoryKind, PolicyWriter, WriteFuture, WriteRequest};
+use tenantatlas::server::graph::write::WriteRequest;
 use tenantatlas::server::graph::{
     CaptureOptions, GraphClient, GraphFuture, PolicyListing, PolicySource, PolicyType, Snapshot,
     TenantCredentials, TokenFuture,
@@ -111,31 +114,16 @@ impl PolicySource for StallingSource {
     }
 }
 
-/// The Graph client's writes, stopping at `stop` before the first is sent.
-struct StallingWriter {
-    client: GraphClient,
-    stop: Arc<Stop>,
-}
-
-impl PolicyWriter for StallingWriter {
-    fn object_exists<'a>(
-        &'a self,
-        creds: &'a TenantCredentials,
-        kind: DirectoryKind,
-        id: &'a str,
-    ) -> GraphFuture<'a, bool> {
-        PolicyWriter::object_exists(&self.client, creds, kind, id)
-    }
-
-    fn write_policy_reporting<'a>(
-        &'a self,
-        creds: &'a TenantCredentials,
-        request: WriteRequest<'a>,
-    ) -> WriteFuture<'a> {
-        Box::pin(async move {
-            self.stop.pass().await;
-            PolicyWriter::write_policy_reporting(&self.client, creds, request).await
-        })
+/// A write held at the stop before it is sent (the Graph client's writes through
+/// [`HookedWriter`]).
+impl BeforeWrite for Stop {
+    fn before_write<'s>(
+        &'s self,
+        _client: &'s GraphClient,
+        _creds: &'s TenantCredentials,
+        _request: &'s WriteRequest<'_>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 's>> {
+        Box::pin(self.pass())
     }
 }
 
@@ -216,9 +204,9 @@ impl Restore {
             client: client.clone(),
             stop: read,
         });
-        let writer = Arc::new(StallingWriter {
+        let writer = Arc::new(HookedWriter {
             client,
-            stop: write,
+            hook: write,
         });
         let (db, access) = (
             self.demo_app.app.db.clone(),

@@ -12,9 +12,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tenantatlas::domain::TenantExternalId;
 use tenantatlas::graph_sim::{GraphSim, Knobs, SimConfig, SimHandle};
+use tenantatlas::server::graph::write::{DirectoryKind, PolicyWriter, WriteFuture, WriteRequest};
 use tenantatlas::server::graph::{
-    ClientSecret, GraphClient, GraphConfig, LimiterConfig, RetryPolicy, TenantCredentials,
-    WriteBudget,
+    ClientSecret, GraphClient, GraphConfig, GraphFuture, LimiterConfig, RetryPolicy,
+    TenantCredentials, WriteBudget,
 };
 
 /// The simulated tenant the tests use (the demo's Contoso).
@@ -99,4 +100,77 @@ pub async fn token(sim: &SimHandle) -> String {
         .as_str()
         .expect("an access token")
         .to_owned()
+}
+
+/// What a [`HookedWriter`] runs before each write, e.g. a stop the test holds the write at or a
+/// knob it turns once the write is under way.
+pub trait BeforeWrite: Send + Sync {
+    /// Runs before `request` is sent through `client`; the write goes on when it is done.
+    fn before_write<'s>(
+        &'s self,
+        client: &'s GraphClient,
+        creds: &'s TenantCredentials,
+        request: &'s WriteRequest<'_>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 's>>;
+}
+
+/// The Graph client's writes with `hook` run before each one: the tests that need a write held
+/// or its circumstances changed share the delegation, and say only what their hook does.
+pub struct HookedWriter<H> {
+    pub client: GraphClient,
+    pub hook: H,
+}
+
+impl<H: BeforeWrite> PolicyWriter for HookedWriter<H> {
+    fn object_exists<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        kind: DirectoryKind,
+        id: &'a str,
+    ) -> GraphFuture<'a, bool> {
+        PolicyWriter::object_exists(&self.client, creds, kind, id)
+    }
+
+    fn write_policy_reporting<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        request: WriteRequest<'a>,
+    ) -> WriteFuture<'a> {
+        Box::pin(async move {
+            self.hook.before_write(&self.client, creds, &request).await;
+            PolicyWriter::write_policy_reporting(&self.client, creds, request).await
+        })
+    }
+}
+
+/// A hook the test keeps a handle on (to release a stop, say) runs as the hook itself.
+impl<H: BeforeWrite + ?Sized> BeforeWrite for std::sync::Arc<H> {
+    fn before_write<'s>(
+        &'s self,
+        client: &'s GraphClient,
+        creds: &'s TenantCredentials,
+        request: &'s WriteRequest<'_>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 's>> {
+        H::before_write(self, client, creds, request)
+    }
+}
+
+/// `method` on `{base}/{path}` (path relative to the simulator, e.g. `beta/groups`) with `body`
+/// as JSON: the status and the answer's JSON (null when it has none).
+pub async fn send(
+    sim: &SimHandle,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: &Value,
+) -> (reqwest::StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}/{path}", sim.base_url))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
