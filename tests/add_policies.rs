@@ -174,13 +174,7 @@ impl Heartbeat {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         if app.db.backend() == tenantatlas::server::db::Backend::Postgres {
-            let listening: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND query LIKE 'LISTEN %'",
-            )
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap();
+            let listening = common::listening_connections(&app.db).await;
             assert_eq!(listening, 1, "the runner listens for NOTIFYs");
         }
     }

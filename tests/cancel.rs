@@ -76,6 +76,41 @@ async fn fixture(app: &TestApp) -> Fixture {
 }
 
 impl Fixture {
+    /// Throttles every capture of the policies in `range` (for the whole test), each answer
+    /// asking for a wait of `retry_after_secs`.
+    fn throttle(&self, range: std::ops::Range<usize>, retry_after_secs: u64) {
+        for (_, graph_id) in &self.policies[range] {
+            self.sim.set_fault(
+                graph_id,
+                Fault::Throttle {
+                    times: 1_000,
+                    retry_after_secs,
+                },
+            );
+        }
+    }
+
+    /// Waits (20 s at most) until the run's page says it waits on Graph.
+    async fn wait_until_waiting(&self, app: &TestApp, run_id: i64) {
+        common::wait_until(
+            "never said it waits",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || async { self.detail(app, run_id).await.graph_wait.is_some() },
+        )
+        .await;
+    }
+
+    /// Waits (10 s at most) until the simulator has been asked about `graph_id`.
+    async fn wait_until_asked(&self, graph_id: &str) {
+        common::wait_until(
+            "never asked",
+            Duration::from_secs(10),
+            Duration::from_millis(5),
+            || async { !self.sim.counters().for_path(graph_id).is_empty() },
+        )
+        .await;
+    }
     /// Retry (or resume) as the operator.
     async fn retry(&self, app: &TestApp, run_id: i64) -> Answer<SubmittedRun> {
         app.retry_failed(&self.operator, CONTOSO, run_id).await
@@ -239,18 +274,12 @@ async fn a_cancelled_run_settles_once_its_claim_lets_go(app: TestApp) {
     assert!(panel_row(queued).await.settled);
 
     // The capture's answer takes 1.5 s: the cancel comes while it is on its way.
-    let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 1_500;
-    f.sim.set_knobs(knobs);
+    common::answer_after(&f.sim, 1_500);
     let graph_id = &f.policies[0].1;
     let run_id = f.submit(&app, 0..1).await;
     let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
     let working = tokio::spawn(async move { worker.try_execute_task().await });
-    let started = Instant::now();
-    while f.sim.counters().for_path(graph_id).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    f.wait_until_asked(graph_id).await;
     f.cancel(&app, run_id).await.expect("the run is cancelled");
     let cancelled = f.detail(&app, run_id).await;
     assert_eq!(cancelled.status, RunStatus::Cancelled);
@@ -282,9 +311,7 @@ async fn a_cancelled_run_settles_once_its_claim_lets_go(app: TestApp) {
 async fn a_cancelled_run_stays_unsettled_while_its_claim_outlives_the_lease(app: TestApp) {
     let f = fixture(&app).await;
     // The capture's answer takes 5 s, the lease 2 s (renewed every ~0.7 s).
-    let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 5_000;
-    f.sim.set_knobs(knobs);
+    common::answer_after(&f.sim, 5_000);
     let graph_id = &f.policies[0].1;
     let run_id = f.submit(&app, 0..1).await;
     let worker = f
@@ -292,11 +319,7 @@ async fn a_cancelled_run_stays_unsettled_while_its_claim_outlives_the_lease(app:
         .with_cancels(app.wake.cancels())
         .with_lease(Duration::from_secs(2));
     let mut working = tokio::spawn(async move { worker.try_execute_task().await });
-    let started = Instant::now();
-    while f.sim.counters().for_path(graph_id).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    f.wait_until_asked(graph_id).await;
     f.cancel(&app, run_id).await.expect("the run is cancelled");
     let cancelled_at = Instant::now();
     // Every read while the claim works on reads unsettled, well past the lease.
@@ -335,9 +358,7 @@ async fn a_cancelled_run_stays_unsettled_while_its_claim_outlives_the_lease(app:
 /// cancelled run has settled, then allowed.
 async fn a_resume_waits_until_the_cancelled_run_has_settled(app: TestApp) {
     let f = fixture(&app).await;
-    let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 2_000;
-    f.sim.set_knobs(knobs);
+    common::answer_after(&f.sim, 2_000);
     let graph_id = &f.policies[0].1;
     let run_id = f.submit(&app, 0..6).await;
     let worker = f
@@ -345,11 +366,7 @@ async fn a_resume_waits_until_the_cancelled_run_has_settled(app: TestApp) {
         .with_cancels(app.wake.cancels())
         .with_items_at_once(1);
     let working = tokio::spawn(async move { worker.try_execute_task().await });
-    let started = Instant::now();
-    while f.sim.counters().for_path(graph_id).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    f.wait_until_asked(graph_id).await;
     f.cancel(&app, run_id).await.expect("the run is cancelled");
     let runs_before = runs_count(&app).await;
     let refused = f.retry(&app, run_id).await.expect_err("not settled yet");
@@ -417,9 +434,7 @@ async fn repeated_cancels_answer_the_same_and_ended_runs_are_refused(app: TestAp
 
 async fn a_running_run_takes_no_new_item_and_records_captures_in_flight(app: TestApp) {
     let f = fixture(&app).await;
-    let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 300;
-    f.sim.set_knobs(knobs);
+    common::answer_after(&f.sim, 300);
     let run_id = f.submit(&app, 0..24).await;
     // On PostgreSQL the worker is another instance's: only the NOTIFY reaches it.
     let (stop, runner) = match app.db.backend() {
@@ -487,9 +502,7 @@ async fn a_running_run_takes_no_new_item_and_records_captures_in_flight(app: Tes
 /// no item the cancel skipped starts, and none of them ends `succeeded` over its skip.
 async fn a_worker_that_misses_the_cancel_takes_no_new_item_after_its_next_batch(app: TestApp) {
     let f = fixture(&app).await;
-    let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 300;
-    f.sim.set_knobs(knobs);
+    common::answer_after(&f.sim, 300);
     let run_id = f.submit(&app, 0..24).await;
     // Two items at once: the 24 would take seconds more after the cancel (its lease's
     // heartbeat, 20 s away, would stop them only after the last).
@@ -527,26 +540,11 @@ async fn a_worker_that_misses_the_cancel_takes_no_new_item_after_its_next_batch(
 
 async fn a_retry_after_wait_ends_at_once(app: TestApp) {
     let f = fixture(&app).await;
-    for (_, graph_id) in &f.policies[0..6] {
-        f.sim.set_fault(
-            graph_id,
-            Fault::Throttle {
-                times: 1_000,
-                retry_after_secs: 60,
-            },
-        );
-    }
+    f.throttle(0..6, 60);
     let run_id = f.submit(&app, 0..6).await;
     let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
     let working = tokio::spawn(async move { worker.try_execute_task().await });
-    let started = Instant::now();
-    while f.sim.counters().with_status(429) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never throttled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_until_throttled(&f.sim).await;
     f.cancel(&app, run_id).await.expect("the run is cancelled");
     let cancelled_at = Instant::now();
     // The wait is 60 s; ending within 10 s (a margin for a loaded machine) proves it was cut.
@@ -798,9 +796,7 @@ async fn a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures(app: Tes
             retry_after_secs: 3,
         },
     );
-    let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 500;
-    f.sim.set_knobs(knobs);
+    common::answer_after(&f.sim, 500);
     let n = f.policies.len().min(48);
     let run_id = f.submit(&app, 0..n).await;
     let worker = f.worker(&app, "w1");
@@ -861,29 +857,14 @@ async fn a_throttled_run_says_it_is_waiting_and_keeps_its_graph_figures(app: Tes
 /// that died while waiting: the next claim starts from no wait.
 async fn a_run_nothing_works_on_waits_for_nothing(app: TestApp) {
     let f = fixture(&app).await;
-    for (_, graph_id) in &f.policies[0..2] {
-        f.sim.set_fault(
-            graph_id,
-            Fault::Throttle {
-                times: 1_000,
-                retry_after_secs: 10,
-            },
-        );
-    }
+    f.throttle(0..2, 10);
     let run_id = f.submit(&app, 0..2).await;
     let worker = f.worker(&app, "w1");
     let working = {
         let worker = worker.clone();
         tokio::spawn(async move { worker.try_execute_task().await })
     };
-    let started = Instant::now();
-    while f.detail(&app, run_id).await.graph_wait.is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never said it waits"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    f.wait_until_waiting(&app, run_id).await;
     // The work fails (its task is gone) and is counted, as `try_execute_task` does on an error.
     working.abort();
     let _ = working.await;
@@ -982,26 +963,11 @@ async fn the_poll_versions_move_only_when_the_runs_do(app: TestApp) {
 /// "resuming in N s" down themselves, instead of reading the run and its items every second.
 async fn a_waiting_run_keeps_its_version_while_the_wait_stands(app: TestApp) {
     let f = fixture(&app).await;
-    for (_, graph_id) in &f.policies[0..2] {
-        f.sim.set_fault(
-            graph_id,
-            Fault::Throttle {
-                times: 1_000,
-                retry_after_secs: 10,
-            },
-        );
-    }
+    f.throttle(0..2, 10);
     let run_id = f.submit(&app, 0..2).await;
     let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
     let working = tokio::spawn(async move { worker.try_execute_task().await });
-    let started = Instant::now();
-    while f.detail(&app, run_id).await.graph_wait.is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never said it waits"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    f.wait_until_waiting(&app, run_id).await;
     let versions = || async {
         (
             app.run_version(&f.operator, CONTOSO, run_id)
@@ -1099,13 +1065,7 @@ async fn postgres_a_stopped_runner_stops_listening() {
 async fn listeners_become(app: &TestApp, n: i64, what: &str) {
     let started = Instant::now();
     loop {
-        let listening: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE 'LISTEN %'",
-        )
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap();
+        let listening = common::listening_connections(&app.db).await;
         if listening == n {
             return;
         }

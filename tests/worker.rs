@@ -389,9 +389,7 @@ async fn an_unreadable_input_fails_the_run(t: TestDb) {
 
 async fn a_crashed_worker_loses_nothing_and_adds_nothing_twice(t: TestDb) {
     let f = fixture(&t).await;
-    let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 150;
-    f.sim.set_knobs(knobs);
+    common::answer_after(&f.sim, 150);
     let snapshots_before = common::count(&f.db, "policy_snapshots").await;
     let run = f.queue(&f.ids(0..12)).await;
 
@@ -446,9 +444,7 @@ async fn a_crashed_worker_loses_nothing_and_adds_nothing_twice(t: TestDb) {
 async fn two_instances_share_the_queue_without_double_work(t: TestDb) {
     use tenantatlas::server::engine::runner::{self, WakeUp};
     let f = fixture(&t).await;
-    let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 20;
-    f.sim.set_knobs(knobs);
+    common::answer_after(&f.sim, 20);
     // Ten runs over disjoint policies, queued before either instance starts.
     let mut runs = Vec::new();
     for n in 0..10 {
@@ -691,9 +687,7 @@ async fn work_that_always_fails_ends_the_run_after_the_attempt_limit(t: TestDb) 
 async fn a_lost_claim_does_not_stop_the_next_claim_of_its_run(t: TestDb) {
     use tenantatlas::server::engine::cancel::Cancels;
     let f = fixture(&t).await;
-    let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 100;
-    f.sim.set_knobs(knobs);
+    common::answer_after(&f.sim, 100);
     let n = f.policies.len().min(30);
     let run = f.queue(&f.ids(0..n)).await;
     // One process: one set of cancellation signals for its workers.
@@ -948,9 +942,7 @@ async fn a_drift_batch_and_a_cancel_do_not_deadlock(t: TestDb) {
         .await
         .unwrap();
     let run = check_drift(&f.db, &ctx, f.set_id).await.unwrap().run_id;
-    let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 300;
-    f.sim.set_knobs(knobs);
+    common::answer_after(&f.sim, 300);
     let working = tokio::spawn(async move { worker.try_execute_task().await });
     let db = f.db.clone();
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -1066,9 +1058,7 @@ async fn postgres_a_dropped_instance_lock_is_taken_again_without_a_second_claim(
     use tenantatlas::server::engine::runner::WakeUp;
     let t = TestDb::create(common::Backend::Postgres).await;
     let f = fixture(&t).await;
-    let mut knobs = f.sim.knobs();
-    knobs.latency_ms = 100;
-    f.sim.set_knobs(knobs);
+    common::answer_after(&f.sim, 100);
     let n = f.policies.len().min(30);
     let run = f.queue(&f.ids(0..n)).await;
     let identity = "dropped-lock";
@@ -1398,7 +1388,6 @@ async fn a_refused_token_is_not_asked_for_again_by_each_item(t: TestDb) {
 /// `Retry-After` ends at once, and Graph hears nothing more from it, so the tenant's next run
 /// (which the cancel let start) does not share the tenant's budget with it.
 async fn a_cancelled_sync_stops_calling_graph_at_once(t: TestDb) {
-    use std::time::Instant;
     use tenantatlas::server::engine::runner::WakeUp;
     use tenantatlas::server::runs::{cancel, start};
     let f = fixture(&t).await;
@@ -1414,14 +1403,7 @@ async fn a_cancelled_sync_stops_calling_graph_at_once(t: TestDb) {
     let wake = WakeUp::default();
     let worker = f.worker("w1").with_cancels(wake.cancels());
     let working = tokio::spawn(async move { worker.try_execute_task().await });
-    let started = Instant::now();
-    while f.sim.counters().with_status(429) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never throttled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_until_throttled(&f.sim).await;
     let ctx = authorize_user(&f.db, f.user_id, CONTOSO, Capability::CancelRuns)
         .await
         .unwrap();

@@ -493,6 +493,51 @@ pub async fn count(db: &Db, table: &str) -> i64 {
         .expect("count rows")
 }
 
+/// How many connections to the test's PostgreSQL database listen for NOTIFYs (a listener's
+/// connection keeps its LISTEN as its last statement until it is given back with UNLISTEN).
+pub async fn listening_connections(db: &Db) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .expect("count the listening connections")
+}
+
+/// Polls `condition` every `every` until it holds; fails the test saying "`what`" once
+/// `deadline` has passed without it (a condition met late, on a loaded machine, still counts
+/// if it holds at the check before the deadline).
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, every: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < deadline, "{what}");
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Waits (20 s at most) until the simulator has answered a request with a 429.
+pub async fn wait_until_throttled(sim: &SimHandle) {
+    wait_until(
+        "never throttled",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || async { sim.counters().with_status(429) > 0 },
+    )
+    .await;
+}
+
+/// Makes the simulator answer every request `latency_ms` late (its other knobs as they are).
+pub fn answer_after(sim: &SimHandle, latency_ms: u64) {
+    let mut knobs = sim.knobs();
+    knobs.latency_ms = latency_ms;
+    sim.set_knobs(knobs);
+}
+
 /// A folder removed when the test ends.
 pub struct TempDir(pub PathBuf);
 
