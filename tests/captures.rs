@@ -20,6 +20,7 @@ both_backends!(local Fixture:
     a_sync_run_brings_the_inventory_in_line_and_says_what_changed,
     capture_now_stores_a_version_only_when_the_content_changed,
     a_capture_cancelled_in_flight_reads_unsettled_until_its_claim_lets_go,
+    a_cancelled_capture_whose_lease_ran_out_stays_settled,
     an_unreadable_base_version_counts_as_one_change_and_fails_nothing,
     a_drift_check_tells_unchanged_changed_and_deleted_apart,
     starts_are_deduplicated_refused_without_the_role_and_validated,
@@ -383,6 +384,64 @@ async fn a_capture_cancelled_in_flight_reads_unsettled_until_its_claim_lets_go(f
         f.versions_of(policy).await,
         1,
         "the late capture is recorded"
+    );
+}
+
+/// A cancelled capture whose lease ran out (its claim's heartbeat stalled) reads settled, and a
+/// resume may be accepted then: its claim, still waiting on Graph, neither renews the lease
+/// (the heartbeat) nor records its late answer (the batch), so it stays settled.
+async fn a_cancelled_capture_whose_lease_ran_out_stays_settled(f: Fixture) {
+    f.sync().await;
+    let graph_id = f.demo.sim.policies(CONTOSO)[2].id.clone();
+    let policy = f.policy_id(&graph_id).await;
+    let mut knobs = f.demo.sim.knobs();
+    knobs.latency_ms = 4_000;
+    f.demo.sim.set_knobs(knobs);
+    f.demo.sim.reset_counters();
+    let id = policy.to_string();
+    let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
+    let run_id = f
+        .start_as(&f.operator, "runs/capture-policy", &form)
+        .await
+        .run_id;
+    // A heartbeat every second while the capture waits four on Graph.
+    let worker = f.worker.clone().with_lease(Duration::from_secs(3));
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let started = Instant::now();
+    while f.demo.sim.counters().for_path(&graph_id).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f.app
+        .cancel_run(&f.operator, CONTOSO, run_id)
+        .await
+        .expect("the capture is cancelled");
+    // The lease runs out as if the heartbeat had stalled.
+    let past = tenantatlas::domain::Timestamp::now().millis() - 1_000;
+    sqlx::query("UPDATE runs SET lease_expires_at = $1 WHERE id = $2")
+        .bind(past)
+        .bind(run_id)
+        .execute(f.app.db.pool())
+        .await
+        .expect("the lease is set");
+    while !working.is_finished() {
+        let activity = f.activity("policy.capture_snapshot", policy).await;
+        assert!(
+            activity.last_settled,
+            "a cancelled run whose lease ran out is not taken back by its claim"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    working.await.unwrap().unwrap();
+    assert!(
+        f.activity("policy.capture_snapshot", policy)
+            .await
+            .last_settled
+    );
+    assert_eq!(
+        f.versions_of(policy).await,
+        0,
+        "the late answer of a claim whose lease ran out is not recorded"
     );
 }
 

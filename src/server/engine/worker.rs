@@ -655,18 +655,21 @@ impl Worker {
         loop {
             every.tick().await;
             // A cancelled run whose lease is cleared was let go of (`let_go_of_cancelled`,
-            // `release_leases`): a renewal that comes after must not take it back.
+            // `release_leases`), and one whose lease ran out (a stalled heartbeat) reads
+            // settled and may have been resumed: a renewal that comes after must not take it
+            // back, so a cancelled run's lease is renewed only while it still holds.
             let renewed: Result<Option<RunStatus>, _> = sqlx::query_scalar(
                 "UPDATE runs SET lease_expires_at = $1 \
                  WHERE id = $2 AND lease_owner = $3 AND attempt = $4 \
                    AND (status = 'running' \
-                     OR (status = 'cancelled' AND lease_expires_at IS NOT NULL)) \
+                     OR (status = 'cancelled' AND lease_expires_at >= $5)) \
                  RETURNING status",
             )
             .bind(self.lease_until())
             .bind(run_id)
             .bind(&self.id)
             .bind(attempt)
+            .bind(Timestamp::now().millis())
             .fetch_optional(self.db.pool())
             .await;
             match renewed {
@@ -1538,13 +1541,17 @@ impl Worker {
         // claim that was working on it; nothing else (no new item, no end) is written to it. Its
         // lease is renewed too: the run is not settled while its claim still records
         // (`runs::queries`), and a claim that died meanwhile lets it settle when it expires.
+        // Only while that lease still holds: once it has run out (a stalled heartbeat) the run
+        // reads settled and may have been resumed, so a late batch of a cancelled run is not
+        // recorded then; it gives up like a fenced one (`Hold::Lost`, rolled back).
         let held: Option<RunStatus> = sqlx::query_scalar(
             "UPDATE runs SET succeeded = succeeded + $1, failed = failed + $2, skipped = skipped + $3, \
              processed_items = processed_items + $4, lease_expires_at = $5, \
              work_errors = CASE WHEN $10 THEN 0 ELSE work_errors END, \
              last_work_error = CASE WHEN $10 THEN NULL ELSE last_work_error END \
              WHERE id = $6 AND lease_owner = $7 AND attempt = $8 \
-               AND (status = 'running' OR (status = 'cancelled' AND $9)) \
+               AND (status = 'running' \
+                 OR (status = 'cancelled' AND $9 AND lease_expires_at >= $11)) \
              RETURNING status",
         )
         .bind(counts.succeeded)
@@ -1557,6 +1564,7 @@ impl Worker {
         .bind(attempt)
         .bind(recording)
         .bind(progress)
+        .bind(Timestamp::now().millis())
         .fetch_optional(&mut **tx)
         .await?;
         Ok(match held {
