@@ -14,6 +14,7 @@ use tenantatlas::domain::run_detail::{RunDetail, RunTarget};
 use tenantatlas::domain::versions::{CaptureResult, Drift, RunActivity, VersionRow};
 use tenantatlas::domain::{RunStatus, SubmittedRun};
 use tenantatlas::graph_sim::{Kind, SimPolicy};
+use tenantatlas::server::engine::worker::Outcome;
 use tenantatlas::server::snapshots::candidate_payloads_read;
 
 both_backends!(local Fixture:
@@ -21,6 +22,8 @@ both_backends!(local Fixture:
     capture_now_stores_a_version_only_when_the_content_changed,
     a_capture_cancelled_in_flight_reads_unsettled_until_its_claim_lets_go,
     a_cancelled_capture_whose_lease_ran_out_stays_settled,
+    a_capture_cannot_start_again_until_the_cancelled_one_has_settled,
+    a_tenant_whose_cancelled_run_another_instance_holds_waits_for_it,
     an_unreadable_base_version_counts_as_one_change_and_fails_nothing,
     a_drift_check_tells_unchanged_changed_and_deleted_apart,
     starts_are_deduplicated_refused_without_the_role_and_validated,
@@ -443,6 +446,106 @@ async fn a_cancelled_capture_whose_lease_ran_out_stays_settled(f: Fixture) {
         0,
         "the late answer of a claim whose lease ran out is not recorded"
     );
+}
+
+/// "Capture now" again while the capture cancelled before it is still in flight is refused
+/// (409): the new capture would work beside the old claim, whose late answer would then become
+/// the policy's current version over the new one's. Once the old claim has let go, it starts.
+async fn a_capture_cannot_start_again_until_the_cancelled_one_has_settled(f: Fixture) {
+    f.sync().await;
+    let graph_id = f.demo.sim.policies(CONTOSO)[2].id.clone();
+    let policy = f.policy_id(&graph_id).await;
+    let mut knobs = f.demo.sim.knobs();
+    knobs.latency_ms = 4_000;
+    f.demo.sim.set_knobs(knobs);
+    f.demo.sim.reset_counters();
+    let id = policy.to_string();
+    let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
+    let run_id = f
+        .start_as(&f.operator, "runs/capture-policy", &form)
+        .await
+        .run_id;
+    let worker = f.worker.clone();
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let started = Instant::now();
+    while f.demo.sim.counters().for_path(&graph_id).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f.app
+        .cancel_run(&f.operator, CONTOSO, run_id)
+        .await
+        .expect("the capture is cancelled");
+    let runs_before = f.app.count("runs").await;
+    let (status, body) = f.call("runs/capture-policy", &form).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("has not settled yet"), "{body}");
+    assert_eq!(f.app.count("runs").await, runs_before, "no run is queued");
+
+    working.await.unwrap().unwrap();
+    assert!(
+        f.activity("policy.capture_snapshot", policy)
+            .await
+            .last_settled
+    );
+    let mut knobs = f.demo.sim.knobs();
+    knobs.latency_ms = 0;
+    f.demo.sim.set_knobs(knobs);
+    let (status, body) = f.call("runs/capture-policy", &form).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(f.app.count("runs").await, runs_before + 1, "{body}");
+}
+
+/// A tenant's run cancelled while another live instance worked on it is still that instance's
+/// until its claim lets go (it still sends the requests in flight): this worker claims none of
+/// the tenant's runs meanwhile, and does once the cancelled run's lease is over.
+async fn a_tenant_whose_cancelled_run_another_instance_holds_waits_for_it(f: Fixture) {
+    f.sync().await;
+    let policies = f.demo.sim.policies(CONTOSO);
+    let first = f.policy_id(&policies[1].id).await.to_string();
+    let second = f.policy_id(&policies[2].id).await.to_string();
+    let held = f
+        .start_as(
+            &f.operator,
+            "runs/capture-policy",
+            &[("tenant", CONTOSO), ("policy_id", first.as_str())],
+        )
+        .await
+        .run_id;
+    // Claimed elsewhere, then cancelled: the other instance's claim still holds its lease.
+    let now = tenantatlas::domain::Timestamp::now().millis();
+    sqlx::query(
+        "UPDATE runs SET status = 'cancelled', finished_at = $1, lease_owner = 'elsewhere', \
+         attempt = 1, lease_expires_at = $2 WHERE id = $3",
+    )
+    .bind(now)
+    .bind(now + 60_000)
+    .bind(held)
+    .execute(f.app.db.pool())
+    .await
+    .expect("the run is cancelled elsewhere");
+    let next = f
+        .start_as(
+            &f.operator,
+            "runs/capture-policy",
+            &[("tenant", CONTOSO), ("policy_id", second.as_str())],
+        )
+        .await
+        .run_id;
+    assert!(
+        matches!(f.worker.try_execute_task().await, Ok(Outcome::EmptyQueue)),
+        "the tenant is still worked for elsewhere"
+    );
+    sqlx::query("UPDATE runs SET lease_expires_at = $1 WHERE id = $2")
+        .bind(now - 1_000)
+        .bind(held)
+        .execute(f.app.db.pool())
+        .await
+        .expect("the lease is over");
+    assert!(matches!(
+        f.worker.try_execute_task().await,
+        Ok(Outcome::TaskCompleted { run_id }) if run_id == next
+    ));
 }
 
 async fn an_unreadable_base_version_counts_as_one_change_and_fails_nothing(f: Fixture) {

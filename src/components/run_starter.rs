@@ -140,8 +140,18 @@ fn StarterRow(
     last_label: &'static str,
 ) -> impl IntoView {
     let active = current.active.map(|run| run.id);
-    let busy = move || start.pending().get() || active.is_some();
+    // A cancelled last run that has not settled may still record what was in flight: a new
+    // run would work beside its claim (the start answers 409 meanwhile, for the same reason).
+    let unsettled = active.is_none() && !current.last_settled;
+    let busy = move || start.pending().get() || active.is_some() || unsettled;
     let tenant = tenant.get_untracked();
+    let settling = unsettled.then(|| {
+        view! {
+            <span class="muted" role="status" data-testid="run-settling">
+                {RunActivity::NOT_SETTLED}
+            </span>
+        }
+    });
     let running = active.map(|run_id| {
         view! {
             <span class="muted" role="status" data-testid="run-active">
@@ -176,6 +186,7 @@ fn StarterRow(
             </button>
             {refused.map(|reason| view! { <NeedsRole id=needs_id.clone() reason /> })}
             {running}
+            {settling}
         </div>
         {last}
     }

@@ -218,6 +218,12 @@ pub struct RunActivity {
 }
 
 impl RunActivity {
+    /// Why a run of the kind cannot start again while the last one is cancelled and unsettled:
+    /// the start's 409 (`server::runs::start`) and the starter's line under its disabled button.
+    pub const NOT_SETTLED: &'static str = "The last run was cancelled and has not settled yet: \
+        what was in flight when it was cancelled may still be recorded. Start again once it has \
+        settled (at most a minute).";
+
     /// Whether a run may still change: one is queued or running, or the last one that ended is
     /// still being recorded by its claim. The starter polls while it is.
     pub fn moving(&self) -> bool {

@@ -780,12 +780,19 @@ impl Worker {
     /// would not pause the other: a tenant's runs are claimed by the instance that already works
     /// for it. A dead owner's runs do not hold the tenant (their lease is over), so they are
     /// taken over and the tenant's other runs claimed as before. Served by the partial index
-    /// `runs_running_by_tenant` (migration 0017).
+    /// `runs_running_by_tenant` (migration 0017). A cancelled run whose lease another live
+    /// owner still holds counts too: that claim still sends the run's requests in flight (and
+    /// records them) until it lets go. (Its lease is NULL once let go of, and then `NOT
+    /// lease_over` is not true.)
     fn tenant_not_elsewhere(&self, tenant: &str, me: &str, now: &str) -> String {
         let e_lease_over = self.lease_over("e.", now);
+        let c_lease_over = self.lease_over("c.", now);
         format!(
             "NOT EXISTS (SELECT 1 FROM runs e WHERE e.tenant_id = {tenant} \
-               AND e.status = 'running' AND e.lease_owner <> {me} AND NOT {e_lease_over})"
+               AND e.status = 'running' AND e.lease_owner <> {me} AND NOT {e_lease_over}) \
+             AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.tenant_id = {tenant} \
+               AND c.status = 'cancelled' AND c.lease_expires_at IS NOT NULL \
+               AND c.lease_owner <> {me} AND NOT {c_lease_over})"
         )
     }
 

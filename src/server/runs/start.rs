@@ -42,10 +42,38 @@ fn inventory_sync_run(tenant_id: i64) -> Result<NewRun, AppError> {
     })
 }
 
+/// Refuses (409) a new run of `operation` on `target_id` while one cancelled before it has not
+/// settled ([`settled`]): its claim may still send that run's requests and record what was in
+/// flight, so a new run would work beside it, and a capture's late answer would become the
+/// policy's current version over the new run's.
+async fn ensure_cancelled_settled(
+    db: &Db,
+    tenant_id: i64,
+    operation: OperationType,
+    target_id: i64,
+) -> Result<(), AppError> {
+    let unsettled = sqlx::query_scalar::<_, i64>(
+        "SELECT id FROM runs WHERE tenant_id = $1 AND operation_type = $2 AND target_id = $3 \
+           AND status = 'cancelled' AND lease_expires_at >= $4 LIMIT 1",
+    )
+    .bind(tenant_id)
+    .bind(operation.as_str())
+    .bind(target_id)
+    .bind(Timestamp::now().millis())
+    .fetch_optional(db.pool())
+    .await?
+    .is_some();
+    if unsettled {
+        return Err(AppError::Conflict(RunActivity::NOT_SETTLED.into()));
+    }
+    Ok(())
+}
+
 /// Queues a sync of the tenant's inventory, or returns the one already queued or running.
 pub async fn sync_inventory(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    ensure_cancelled_settled(db, tenant_id, OperationType::InventorySync, tenant_id).await?;
     create_or_reuse(db, ctx, &inventory_sync_run(tenant_id)?).await
 }
 
@@ -54,6 +82,7 @@ pub async fn sync_inventory(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun
 /// returned with `reused: true`), but the run has no initiator, so it notifies nobody.
 pub async fn sync_inventory_unattended(db: &Db, tenant_id: i64) -> Result<SubmittedRun, AppError> {
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    ensure_cancelled_settled(db, tenant_id, OperationType::InventorySync, tenant_id).await?;
     create_or_reuse_unattended(db, tenant_id, &inventory_sync_run(tenant_id)?).await
 }
 
@@ -77,6 +106,7 @@ pub async fn capture_policy(
         ));
     }
     let operation = OperationType::CaptureSnapshot;
+    ensure_cancelled_settled(db, tenant_id, operation, policy_id).await?;
     let run = NewRun {
         operation,
         target_id: policy_id,
@@ -106,6 +136,7 @@ pub async fn check_drift(
         metrics::run_submitted(operation.as_str(), true, started.elapsed());
         return Ok(active);
     }
+    ensure_cancelled_settled(db, tenant_id, operation, backup_set_id).await?;
     let policy_ids: Vec<i64> = sqlx::query_scalar(
         "SELECT policy_id FROM backup_items WHERE tenant_id = $1 AND backup_set_id = $2 ORDER BY policy_id",
     )
