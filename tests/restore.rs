@@ -5,7 +5,7 @@
 //! restore that writes nothing. Every call goes through the server functions the wizard uses.
 
 use crate::common;
-use crate::sim_support::{BeforeWrite, HookedWriter};
+use crate::sim_support::{BeforeWrite, Delay, HookedWriter};
 
 use common::{Answer, DemoApp, Refusal, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use std::sync::Arc;
@@ -2067,7 +2067,7 @@ struct AnswersLateFromAnUpdate {
 impl BeforeWrite for AnswersLateFromAnUpdate {
     fn before_write<'s>(
         &'s self,
-        client: &'s GraphClient,
+        client: &'s dyn PolicyWriter,
         creds: &'s TenantCredentials,
         request: &'s WriteRequest<'_>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 's>> {
@@ -2175,34 +2175,6 @@ async fn an_update_throttled_after_its_answer_was_lost_is_audited_as_maybe_writt
     );
 }
 
-/// Delays each write by `delay`, then writes through `inner`.
-struct SlowWriter<W> {
-    inner: W,
-    delay: std::time::Duration,
-}
-
-impl<W: PolicyWriter> PolicyWriter for SlowWriter<W> {
-    fn object_exists<'a>(
-        &'a self,
-        creds: &'a TenantCredentials,
-        kind: DirectoryKind,
-        id: &'a str,
-    ) -> GraphFuture<'a, bool> {
-        self.inner.object_exists(creds, kind, id)
-    }
-
-    fn write_policy_reporting<'a>(
-        &'a self,
-        creds: &'a TenantCredentials,
-        request: WriteRequest<'a>,
-    ) -> WriteFuture<'a> {
-        Box::pin(async move {
-            tokio::time::sleep(self.delay).await;
-            self.inner.write_policy_reporting(creds, request).await
-        })
-    }
-}
-
 /// A cancel while a create is on its way whose answer is then lost (and no policy it could
 /// have made is found): the create may have landed, so the cancelled run's summary says so
 /// rather than "Cancelled before any policy was written."
@@ -2212,13 +2184,13 @@ async fn a_cancel_during_a_lost_create_does_not_say_nothing_was_written(f: Fixtu
     assert_eq!(item(&plan, id).plan, Some(PlanAction::Create));
     let run_id = f.queue_execute(preview).await;
     let worker = f
-        .worker_writing_with(SlowWriter {
-            inner: LosingWriter {
+        .worker_writing_with(HookedWriter {
+            client: LosingWriter {
                 client: f.demo.access.client.clone(),
                 lost: Lost::BeforeCreating,
                 creates: Default::default(),
             },
-            delay: std::time::Duration::from_millis(800),
+            hook: Delay(std::time::Duration::from_millis(800)),
         })
         .with_cancels(f.app.wake.cancels());
     let (executed, ()) = tokio::join!(worker.try_execute_task(), async {
@@ -2262,36 +2234,26 @@ async fn a_cancel_during_a_lost_create_does_not_say_nothing_was_written(f: Fixtu
     assert!(summary.contains("Run the preview again"), "{summary}");
 }
 
-/// The Graph client's writes, except that from the moment the write of a policy in place is
-/// asked for, the simulator answers every request touching that policy 500: the reads the write
-/// makes before its first write request fail, so nothing is sent.
-struct FailingReadsWriter {
-    client: GraphClient,
+/// Before the write of a policy in place: from then on the simulator answers every request
+/// touching that policy 500, so the reads the write makes before its first write request fail
+/// and nothing is sent.
+struct FailsReadsOfAnUpdate {
     /// The simulator's knobs endpoint.
     knobs_url: String,
 }
 
-impl PolicyWriter for FailingReadsWriter {
-    fn object_exists<'a>(
-        &'a self,
-        creds: &'a TenantCredentials,
-        kind: DirectoryKind,
-        id: &'a str,
-    ) -> GraphFuture<'a, bool> {
-        PolicyWriter::object_exists(&self.client, creds, kind, id)
-    }
-
-    fn write_policy_reporting<'a>(
-        &'a self,
-        creds: &'a TenantCredentials,
-        request: WriteRequest<'a>,
-    ) -> WriteFuture<'a> {
+impl BeforeWrite for FailsReadsOfAnUpdate {
+    fn before_write<'s>(
+        &'s self,
+        _client: &'s dyn PolicyWriter,
+        _creds: &'s TenantCredentials,
+        request: &'s WriteRequest<'_>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 's>> {
         Box::pin(async move {
             if let Some(target) = request.target {
                 let fault = serde_json::json!({"faults": {target: {"kind": "server_error"}}});
                 post_knobs(&self.knobs_url, &fault).await;
             }
-            PolicyWriter::write_policy_reporting(&self.client, creds, request).await
         })
     }
 }
@@ -2325,9 +2287,11 @@ async fn an_update_whose_read_before_writing_fails_is_not_called_written(f: Fixt
     assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
     let (preview, plan) = f.preview(set, &[id]).await;
     assert_eq!(item(&plan, id).plan, Some(PlanAction::Update), "{plan:?}");
-    let worker = f.worker_writing_with(FailingReadsWriter {
+    let worker = f.worker_writing_with(HookedWriter {
         client: f.demo.access.client.clone(),
-        knobs_url: format!("{}/_sim/knobs", f.demo.sim.base_url),
+        hook: FailsReadsOfAnUpdate {
+            knobs_url: format!("{}/_sim/knobs", f.demo.sim.base_url),
+        },
     });
     let run_id = f.queue_execute(preview).await;
     f.demo.sim.reset_counters();

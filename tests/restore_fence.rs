@@ -16,7 +16,7 @@ use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::restore::{PlanAction, RestoreSource};
 use tenantatlas::server::engine::operation::Registry;
 use tenantatlas::server::engine::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
-use tenantatlas::server::graph::write::WriteRequest;
+use tenantatlas::server::graph::write::{PolicyWriter, WriteRequest};
 use tenantatlas::server::graph::{
     CaptureOptions, GraphClient, GraphFuture, PolicyListing, PolicySource, PolicyType, Snapshot,
     TenantCredentials, TokenFuture,
@@ -119,7 +119,7 @@ impl PolicySource for StallingSource {
 impl BeforeWrite for Stop {
     fn before_write<'s>(
         &'s self,
-        _client: &'s GraphClient,
+        _client: &'s dyn PolicyWriter,
         _creds: &'s TenantCredentials,
         _request: &'s WriteRequest<'_>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 's>> {

@@ -105,23 +105,25 @@ pub async fn token(sim: &SimHandle) -> String {
 /// What a [`HookedWriter`] runs before each write, e.g. a stop the test holds the write at or a
 /// knob it turns once the write is under way.
 pub trait BeforeWrite: Send + Sync {
-    /// Runs before `request` is sent through `client`; the write goes on when it is done.
+    /// Runs before `request` is sent through `client` (the wrapped writer); the write goes on
+    /// when it is done.
     fn before_write<'s>(
         &'s self,
-        client: &'s GraphClient,
+        client: &'s dyn PolicyWriter,
         creds: &'s TenantCredentials,
         request: &'s WriteRequest<'_>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 's>>;
 }
 
-/// The Graph client's writes with `hook` run before each one: the tests that need a write held
-/// or its circumstances changed share the delegation, and say only what their hook does.
-pub struct HookedWriter<H> {
-    pub client: GraphClient,
+/// The writes of `client` (the Graph client unless the test wraps another writer) with `hook`
+/// run before each one: the tests that need a write held, delayed or its circumstances changed
+/// share the delegation, and say only what their hook does.
+pub struct HookedWriter<H, W = GraphClient> {
+    pub client: W,
     pub hook: H,
 }
 
-impl<H: BeforeWrite> PolicyWriter for HookedWriter<H> {
+impl<H: BeforeWrite, W: PolicyWriter> PolicyWriter for HookedWriter<H, W> {
     fn object_exists<'a>(
         &'a self,
         creds: &'a TenantCredentials,
@@ -147,7 +149,7 @@ impl<H: BeforeWrite> PolicyWriter for HookedWriter<H> {
 impl<H: BeforeWrite + ?Sized> BeforeWrite for std::sync::Arc<H> {
     fn before_write<'s>(
         &'s self,
-        client: &'s GraphClient,
+        client: &'s dyn PolicyWriter,
         creds: &'s TenantCredentials,
         request: &'s WriteRequest<'_>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 's>> {
@@ -173,4 +175,18 @@ pub async fn send(
         .expect("request");
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Holds each write for a while before it is sent.
+pub struct Delay(pub Duration);
+
+impl BeforeWrite for Delay {
+    fn before_write<'s>(
+        &'s self,
+        _client: &'s dyn PolicyWriter,
+        _creds: &'s TenantCredentials,
+        _request: &'s WriteRequest<'_>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 's>> {
+        Box::pin(tokio::time::sleep(self.0))
+    }
 }
