@@ -10,7 +10,7 @@ use super::poll::{LastRead, PollTrouble};
 use super::{use_poll_while, ErrorMessage, NeedsRole, ToastQueue};
 use crate::api::captures::get_run_activity;
 use crate::domain::run::OperationType;
-use crate::domain::versions::{RunActivity, RunBrief};
+use crate::domain::versions::{RunActivity, RunBrief, StarterWatch};
 use crate::domain::{routes, AppError, Capability, SubmittedRun};
 use crate::pages::tenant_layout::refusal;
 
@@ -61,8 +61,7 @@ pub fn RunStarter(
     // A run that ended which this page started, or saw queued or running: reported once.
     // (A short run may end before the first poll sees it active.) Effects only run in the
     // browser.
-    let watched = StoredValue::new(None::<i64>);
-    let reported = StoredValue::new(None::<i64>);
+    let watch = StoredValue::new(StarterWatch::default());
     Effect::new(move |_| {
         let Some(Ok(current)) = activity.get() else {
             return;
@@ -72,22 +71,12 @@ pub fn RunStarter(
             .get_untracked()
             .and_then(Result::ok)
             .map(|run| run.run_id);
-        let seen = watched.get_value();
-        watched.set_value(current.active.as_ref().map(|run| run.id));
-        let Some(last) = current.last else { return };
-        let ours = started == Some(last.id) || seen == Some(last.id);
-        if !ours || reported.get_value() == Some(last.id) {
+        let mut watching = watch.get_value();
+        let report = watching.step(started, &current);
+        watch.set_value(watching);
+        let Some(last) = current.last.filter(|last| report == Some(last.id)) else {
             return;
-        }
-        if !current.last_settled {
-            // Cancelled with a capture in flight: what it records is still to come. Watched
-            // on, and reported once it has settled.
-            if current.active.is_none() {
-                watched.set_value(Some(last.id));
-            }
-            return;
-        }
-        reported.set_value(Some(last.id));
+        };
         let run_id = last.id;
         if let Some(toasts) = use_context::<ToastQueue>() {
             let text = format!(

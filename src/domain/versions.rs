@@ -112,6 +112,43 @@ impl InventoryPage {
 mod tests {
     use super::*;
 
+    fn activity(active: Option<i64>, last: Option<i64>, last_settled: bool) -> RunActivity {
+        let brief = |id| RunBrief {
+            id,
+            status: crate::domain::RunStatus::Cancelled,
+            finished_at: None,
+            summary: None,
+            capture: None,
+        };
+        RunActivity {
+            active: active.map(brief),
+            last: last.map(brief),
+            last_settled,
+        }
+    }
+
+    #[test]
+    fn a_run_that_settles_after_a_new_one_started_is_still_reported() {
+        let mut watch = StarterWatch::default();
+        assert_eq!(watch.step(None, &activity(Some(1), None, true)), None);
+        // Run 1 cancelled in flight while run 2 started (elsewhere): nothing yet.
+        assert_eq!(watch.step(None, &activity(Some(2), Some(1), false)), None);
+        assert_eq!(watch.step(None, &activity(Some(2), Some(1), false)), None);
+        // Run 1 has settled: reported once.
+        assert_eq!(watch.step(None, &activity(Some(2), Some(1), true)), Some(1));
+        assert_eq!(watch.step(None, &activity(Some(2), Some(1), true)), None);
+        // Run 2 ends: reported too.
+        assert_eq!(watch.step(None, &activity(None, Some(2), true)), Some(2));
+    }
+
+    #[test]
+    fn a_run_started_here_or_never_seen_going() {
+        let mut watch = StarterWatch::default();
+        assert_eq!(watch.step(None, &activity(None, Some(7), true)), None);
+        assert_eq!(watch.step(Some(8), &activity(None, Some(8), true)), Some(8));
+        assert_eq!(watch.step(Some(8), &activity(None, Some(8), true)), None);
+    }
+
     #[test]
     fn short_hash_keeps_twelve_characters() {
         assert_eq!(short_hash("0123456789abcdef"), "0123456789ab");
@@ -228,6 +265,45 @@ impl RunActivity {
     /// still being recorded by its claim. The starter polls while it is.
     pub fn moving(&self) -> bool {
         self.active.is_some() || !self.last_settled
+    }
+}
+
+/// What a run starter remembers between polls to report each run it started or saw going
+/// once, when it has ended and settled (`components::run_starter`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StarterWatch {
+    /// The run it last read queued or running.
+    active: Option<i64>,
+    /// A run of its own that ended but had not settled when last read: reported once it has,
+    /// even if a new run started meanwhile (one slot for both lost it).
+    awaiting: Option<i64>,
+    /// The last run reported.
+    reported: Option<i64>,
+}
+
+impl StarterWatch {
+    /// Takes in a poll's `current` activity, `started` being the run this page started; the run
+    /// to report now, if any.
+    pub fn step(&mut self, started: Option<i64>, current: &RunActivity) -> Option<i64> {
+        let last = current.last.as_ref().map(|run| run.id);
+        let ours =
+            last.is_some() && (last == started || last == self.active || last == self.awaiting);
+        self.active = current.active.as_ref().map(|run| run.id);
+        // A run awaited is the last that ended until it is reported; a later one replaces it.
+        if self.awaiting != last {
+            self.awaiting = None;
+        }
+        if !ours || self.reported == last {
+            return None;
+        }
+        if !current.last_settled {
+            // Cancelled with a capture in flight: what it records is still to come.
+            self.awaiting = last;
+            return None;
+        }
+        self.awaiting = None;
+        self.reported = last;
+        last
     }
 }
 
