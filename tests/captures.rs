@@ -351,7 +351,7 @@ async fn a_capture_cancelled_in_flight_reads_unsettled_until_its_claim_lets_go(f
     let graph_id = f.demo.sim.policies(CONTOSO)[2].id.clone();
     let policy = f.policy_id(&graph_id).await;
     let mut knobs = f.demo.sim.knobs();
-    knobs.latency_ms = 1_500;
+    knobs.latency_ms = 4_500;
     f.demo.sim.set_knobs(knobs);
     f.demo.sim.reset_counters();
     let id = policy.to_string();

@@ -130,9 +130,10 @@ struct WaitColumns {
 /// Whether a run that is `status` with its lease until `lease_expires_at` is settled at `now`
 /// (see [`RunSummary::settled`]): it has ended and no claim holds it. Every end but a cancel's
 /// clears the lease as it ends the run; a cancel leaves a running run's lease to its claim,
-/// which renews it with each batch it still records and clears it once it has concluded
-/// (`engine::worker`). A claim that died meanwhile holds it until the lease expires. A
-/// queued run cancelled has no lease: settled at once.
+/// whose heartbeat renews it (and so does each batch it still records) while it has not run
+/// out, and which clears it once it has concluded (`engine::worker`). A claim that died
+/// meanwhile holds it until the lease expires. A queued run cancelled has no lease: settled at
+/// once.
 pub(crate) fn settled(status: RunStatus, lease_expires_at: Option<i64>, now: i64) -> bool {
     !status.is_active() && lease_expires_at.is_none_or(|until| until < now)
 }

@@ -46,8 +46,8 @@ pub async fn retry_failed(
     // would take them again, and its run could work beside that claim.
     if !settled(status, lease_expires_at, Timestamp::now().millis()) {
         return Err(AppError::Conflict(
-            "The run is still recording what was in flight when it was cancelled: retry once it \
-             has settled."
+            "The cancelled run has not settled yet: what was in flight when it was cancelled \
+             may still be recorded. Retry once it has settled (at most a minute)."
                 .into(),
         ));
     }
