@@ -407,12 +407,20 @@ async function slowCapture(page: Page) {
   return { capture, runId };
 }
 
-/** Cancels run `runId`, so it does not hold the worker for the specs that follow (it may have ended). */
+/**
+ * Cancels run `runId` (it may have ended) with Graph at the demo's pace again, and waits until it
+ * has settled: a capture in flight is still recorded after the cancel, and until then the
+ * policy's Capture now stays disabled, which the next test would meet.
+ */
 async function cancelQuietly(page: Page, runId: number) {
+  await demoKnobs(page);
   await page.request.post("/api/runs/cancel", {
     form: { tenant: TENANT, id: String(runId) },
     headers: { Origin: new URL(page.url()).origin },
   });
+  await expect
+    .poll(async () => (await call(page, "runs/get", { tenant: TENANT, id: String(runId) })).settled, { timeout: 60_000 })
+    .toBe(true);
 }
 
 test("a run button's poll that fails for a passing reason keeps its row, with a quiet note", async ({ page }) => {
