@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{DemoApp, Form, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;
@@ -14,8 +14,9 @@ use tenantatlas::domain::run_detail::{RunDetail, RunTarget};
 use tenantatlas::domain::versions::{CaptureResult, Drift, RunActivity, VersionRow};
 use tenantatlas::domain::{RunStatus, SubmittedRun};
 use tenantatlas::graph_sim::{Kind, SimPolicy};
-use tenantatlas::server::engine::worker::Outcome;
+use tenantatlas::server::engine::worker::{Outcome, Worker};
 use tenantatlas::server::snapshots::candidate_payloads_read;
+use tokio::task::JoinHandle;
 
 both_backends!(local Fixture:
     a_sync_run_brings_the_inventory_in_line_and_says_what_changed,
@@ -112,6 +113,41 @@ fn first_result(detail: &RunDetail) -> &CaptureResult {
 }
 
 impl Fixture {
+    /// A "Capture now" of the third listed policy, claimed by `worker` with every Graph answer
+    /// taking `latency_ms`, and cancelled once its first request reached Graph: the policy, the
+    /// run, and the worker's task, still waiting on Graph.
+    async fn capture_cancelled_in_flight(
+        &self,
+        latency_ms: u64,
+        worker: Worker,
+    ) -> (i64, i64, JoinHandle<Result<Outcome, sqlx::Error>>) {
+        self.sync().await;
+        let graph_id = self.demo.sim.policies(CONTOSO)[2].id.clone();
+        let policy = self.policy_id(&graph_id).await;
+        common::answer_after(&self.demo.sim, latency_ms);
+        self.demo.sim.reset_counters();
+        let id = policy.to_string();
+        let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
+        let run_id = self
+            .start_as(&self.operator, "runs/capture-policy", &form)
+            .await
+            .run_id;
+        let working = tokio::spawn(async move { worker.try_execute_task().await });
+        let (sim, path) = (&self.demo.sim, graph_id.as_str());
+        common::wait_until(
+            "never asked",
+            Duration::from_secs(10),
+            Duration::from_millis(5),
+            || async move { !sim.counters().for_path(path).is_empty() },
+        )
+        .await;
+        self.app
+            .cancel_run(&self.operator, CONTOSO, run_id)
+            .await
+            .expect("the capture is cancelled");
+        (policy, run_id, working)
+    }
+
     async fn versions_of(&self, policy_id: i64) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM policy_snapshots WHERE policy_id = $1")
             .bind(policy_id)
@@ -347,30 +383,7 @@ async fn capture_now_stores_a_version_only_when_the_content_changed(f: Fixture) 
 /// the cancel: `runs/activity` reads its last run unsettled (the starter polls on and reports
 /// nothing yet) until the claim has recorded it and let go.
 async fn a_capture_cancelled_in_flight_reads_unsettled_until_its_claim_lets_go(f: Fixture) {
-    f.sync().await;
-    let graph_id = f.demo.sim.policies(CONTOSO)[2].id.clone();
-    let policy = f.policy_id(&graph_id).await;
-    let mut knobs = f.demo.sim.knobs();
-    knobs.latency_ms = 4_500;
-    f.demo.sim.set_knobs(knobs);
-    f.demo.sim.reset_counters();
-    let id = policy.to_string();
-    let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
-    let run_id = f
-        .start_as(&f.operator, "runs/capture-policy", &form)
-        .await
-        .run_id;
-    let worker = f.worker.clone();
-    let working = tokio::spawn(async move { worker.try_execute_task().await });
-    let started = Instant::now();
-    while f.demo.sim.counters().for_path(&graph_id).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    f.app
-        .cancel_run(&f.operator, CONTOSO, run_id)
-        .await
-        .expect("the capture is cancelled");
+    let (policy, run_id, working) = f.capture_cancelled_in_flight(4_500, f.worker.clone()).await;
     let cancelled = f.activity("policy.capture_snapshot", policy).await;
     assert_eq!(cancelled.active, None, "a cancelled run is not active");
     let last = cancelled.last.as_ref().expect("the cancelled run");
@@ -394,31 +407,9 @@ async fn a_capture_cancelled_in_flight_reads_unsettled_until_its_claim_lets_go(f
 /// resume may be accepted then: its claim, still waiting on Graph, neither renews the lease
 /// (the heartbeat) nor records its late answer (the batch), so it stays settled.
 async fn a_cancelled_capture_whose_lease_ran_out_stays_settled(f: Fixture) {
-    f.sync().await;
-    let graph_id = f.demo.sim.policies(CONTOSO)[2].id.clone();
-    let policy = f.policy_id(&graph_id).await;
-    let mut knobs = f.demo.sim.knobs();
-    knobs.latency_ms = 4_000;
-    f.demo.sim.set_knobs(knobs);
-    f.demo.sim.reset_counters();
-    let id = policy.to_string();
-    let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
-    let run_id = f
-        .start_as(&f.operator, "runs/capture-policy", &form)
-        .await
-        .run_id;
     // A heartbeat every second while the capture waits four on Graph.
     let worker = f.worker.clone().with_lease(Duration::from_secs(3));
-    let working = tokio::spawn(async move { worker.try_execute_task().await });
-    let started = Instant::now();
-    while f.demo.sim.counters().for_path(&graph_id).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    f.app
-        .cancel_run(&f.operator, CONTOSO, run_id)
-        .await
-        .expect("the capture is cancelled");
+    let (policy, run_id, working) = f.capture_cancelled_in_flight(4_000, worker).await;
     // The lease runs out as if the heartbeat had stalled.
     let past = tenantatlas::domain::Timestamp::now().millis() - 1_000;
     sqlx::query("UPDATE runs SET lease_expires_at = $1 WHERE id = $2")
@@ -452,30 +443,9 @@ async fn a_cancelled_capture_whose_lease_ran_out_stays_settled(f: Fixture) {
 /// (409): the new capture would work beside the old claim, whose late answer would then become
 /// the policy's current version over the new one's. Once the old claim has let go, it starts.
 async fn a_capture_cannot_start_again_until_the_cancelled_one_has_settled(f: Fixture) {
-    f.sync().await;
-    let graph_id = f.demo.sim.policies(CONTOSO)[2].id.clone();
-    let policy = f.policy_id(&graph_id).await;
-    let mut knobs = f.demo.sim.knobs();
-    knobs.latency_ms = 4_000;
-    f.demo.sim.set_knobs(knobs);
-    f.demo.sim.reset_counters();
+    let (policy, _, working) = f.capture_cancelled_in_flight(4_000, f.worker.clone()).await;
     let id = policy.to_string();
     let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
-    let run_id = f
-        .start_as(&f.operator, "runs/capture-policy", &form)
-        .await
-        .run_id;
-    let worker = f.worker.clone();
-    let working = tokio::spawn(async move { worker.try_execute_task().await });
-    let started = Instant::now();
-    while f.demo.sim.counters().for_path(&graph_id).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10), "never asked");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    f.app
-        .cancel_run(&f.operator, CONTOSO, run_id)
-        .await
-        .expect("the capture is cancelled");
     let runs_before = f.app.count("runs").await;
     let (status, body) = f.call("runs/capture-policy", &form).await;
     assert_eq!(status, 409, "{body}");
@@ -488,9 +458,7 @@ async fn a_capture_cannot_start_again_until_the_cancelled_one_has_settled(f: Fix
             .await
             .last_settled
     );
-    let mut knobs = f.demo.sim.knobs();
-    knobs.latency_ms = 0;
-    f.demo.sim.set_knobs(knobs);
+    common::answer_after(&f.demo.sim, 0);
     let (status, body) = f.call("runs/capture-policy", &form).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(f.app.count("runs").await, runs_before + 1, "{body}");
