@@ -13,6 +13,7 @@
 use crate::common;
 
 use serde_json::json;
+use sqlx::Row;
 
 use common::{TestDb, CONTOSO};
 use tenantatlas::server::db::Db;
@@ -170,4 +171,34 @@ async fn postgres_a_batch_of_captures_reads_its_policies_versions_not_the_tenant
     );
     tx.commit().await.unwrap();
     t.destroy().await;
+}
+
+/// The lookups of a tenant's cancelled runs whose claim has not let go (the claim's tenant
+/// affinity, `Worker::tenant_not_elsewhere`, and the starts' settle check,
+/// `runs::start::ensure_cancelled_settled`) go through the small partial index of such runs
+/// (migration 0027), not through the tenant's whole history of runs. SQLite's planner, on the
+/// statements' shapes.
+#[tokio::test]
+async fn sqlite_a_tenants_cancelled_runs_still_held_are_read_by_their_index() {
+    let t = TestDb::create(common::Backend::Sqlite).await;
+    for statement in [
+        "SELECT 1 FROM runs c WHERE c.tenant_id = 1 AND c.status = 'cancelled' \
+           AND c.lease_expires_at IS NOT NULL AND c.lease_owner <> 'me' \
+           AND NOT (c.lease_expires_at < 0)",
+        "SELECT id FROM runs WHERE tenant_id = 1 AND operation_type = 'policy.capture_snapshot' \
+           AND target_id = 1 AND status = 'cancelled' AND lease_expires_at >= 0 LIMIT 1",
+    ] {
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .fetch_all(t.db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("runs_cancelled_held_by_tenant")),
+            "{statement}: {plan:?}"
+        );
+    }
 }

@@ -782,8 +782,8 @@ impl Worker {
     /// taken over and the tenant's other runs claimed as before. Served by the partial index
     /// `runs_running_by_tenant` (migration 0017). A cancelled run whose lease another live
     /// owner still holds counts too: that claim still sends the run's requests in flight (and
-    /// records them) until it lets go. (Its lease is NULL once let go of, and then `NOT
-    /// lease_over` is not true.)
+    /// records them) until it lets go; served by `runs_cancelled_held_by_tenant` (migration
+    /// 0027). (Its lease is NULL once let go of, and then `NOT lease_over` is not true.)
     fn tenant_not_elsewhere(&self, tenant: &str, me: &str, now: &str) -> String {
         let e_lease_over = self.lease_over("e.", now);
         let c_lease_over = self.lease_over("c.", now);
