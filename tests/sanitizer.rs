@@ -1114,6 +1114,142 @@ proptest! {
     }
 }
 
+/// A password as connection strings hold it: letters, digits, spaces, commas, `&` and `!`
+/// (unquoted: ADO.NET quotes a value only for a `;` or a leading quote), trimmed and with single
+/// spaces, as whitespace collapsing writes it.
+fn connection_string_password() -> impl Strategy<Value = String> {
+    prop::string::string_regex("[A-Za-z0-9 ,&!]{16,64}")
+        .expect("valid regex")
+        .prop_map(|s| {
+            s.split(' ')
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .prop_filter("long enough", |s| s.len() >= 16)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// Issue 9 §6: in a connection string an unquoted value runs to the next `;` (or the end of
+    /// the line), spaces and commas included: `Password=correct horse battery staple;` kept
+    /// `horse battery staple` when the value ended at the first space.
+    #[test]
+    fn connection_string_passwords_never_survive(
+        before in spaced_noise(), after in spaced_noise(),
+        name in prop::sample::select(vec!["Password", "password", "Pwd", "PWD", "AccountKey"]),
+        secret in connection_string_password(),
+        (shape, readable) in prop::sample::select(vec![
+            ("Server=x;{n}={v};Encrypt=true", Some(";Encrypt=true")),
+            ("{n}={v};Server=x", Some(";Server=x")),
+            ("failed: {n}={v};\n", None),
+            ("Server=x;User Id=sa;{n}={v};Encrypt=true", Some(";Encrypt=true")),
+            ("Server=x; User Id=sa; {n}={v}; Encrypt=true", Some("; Encrypt=true")),
+            ("User Id=sa;{n}={v};Server=x", Some(";Server=x")),
+            ("Server=x;User Id=sa;{n}={v}", None),
+            ("connect failed: Server=x;User Id=sa;{n}={v}\n", None),
+            ("\"Server=x;{n}={v};Encrypt=true\"", Some(";Encrypt=true")),
+        ]),
+    ) {
+        let embedded = shape.replace("{n}", name).replace("{v}", &secret);
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&secret, &text, &out)?;
+        // What follows the password stays readable, unless the cap cut it off.
+        if let Some(readable) = readable {
+            if !out.ends_with('\u{2026}') {
+                prop_assert!(out.contains(readable), "{readable} is kept\n in: {text}\nout: {out}");
+            }
+        }
+    }
+
+    /// Issue 9 §6: an auth-param credential (`Digest username="…", response="…"`, any scheme)
+    /// goes whole after an `Authorization` or `Proxy-Authorization` name, not only its first
+    /// parameter's name.
+    #[test]
+    fn auth_param_credentials_never_survive(
+        before in spaced_noise(), after in spaced_noise(),
+        header in prop::sample::select(vec![
+            "Authorization", "authorization", "Proxy-Authorization", "proxy-authorization",
+            "x-ms-authorization",
+        ]),
+        scheme in prop_oneof![
+            prop::sample::select(vec!["Digest", "digest", "OAuth", "Signature", "HOBA", "Mutual"])
+                .prop_map(str::to_owned),
+            "[A-Z][A-Za-z0-9-]{2,12}",
+        ],
+        user in prop::sample::select(vec!["admin", "Mufasa", "svc_backup", "a@contoso.com"]),
+        response in "[0-9a-f]{32}",
+        cnonce in "[0-9a-f]{16,32}",
+        shape in prop::sample::select(vec![
+            "{h}: {s} username=\"{u}\", realm=\"x\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", uri=\"/\", cnonce=\"{c}\", response=\"{r}\"",
+            "{h}: {s} username=\"{u}\", realm=\"testrealm@host.com\", nonce=\"dcd98b71\", uri=\"/dir/index.html\", qop=auth, nc=00000001, cnonce=\"{c}\", response=\"{r}\", opaque=\"5ccc069c\"",
+            "{h}: {s} response=\"{r}\", cnonce=\"{c}\"",
+            "{h}: {s} username={u},cnonce={c},response={r}",
+            "{h}={s} username=\"{u}\", cnonce=\"{c}\", response=\"{r}\"",
+            "{h}:{s} cnonce=\"{c}\",response=\"{r}\"\n",
+            "\"{h}\": \"{s} username=\\\"{u}\\\", cnonce=\\\"{c}\\\", response=\\\"{r}\\\"\"",
+        ]),
+    ) {
+        let embedded = shape
+            .replace("{h}", header)
+            .replace("{s}", &scheme)
+            .replace("{u}", user)
+            .replace("{c}", &cnonce)
+            .replace("{r}", &response);
+        let text = format!("{before} {embedded} {after}");
+        let out = sanitize(&text);
+        assert_no_piece(&response, &text, &out)?;
+        assert_no_piece(&cnonce, &text, &out)?;
+    }
+}
+
+/// Issue 9 §6, held examples: connection strings keep their other pairs, auth-param headers go
+/// whole to the end of their line, and query strings and prose read as before.
+#[test]
+fn connection_strings_and_auth_params_read_as_documented() {
+    let cases = [
+        (
+            "connect failed: Server=db;User Id=sa;Password=correct horse battery staple;Encrypt=true",
+            "connect failed: Server=db;User Id=sa;Password=[REDACTED];Encrypt=true",
+        ),
+        ("Password=ab,cd;Server=x", "Password=[REDACTED];Server=x"),
+        ("Server=x;Password=ab&cd;", "Server=x;Password=[REDACTED];"),
+        ("Password=ab,cd;", "Password=[REDACTED];"),
+        ("Password=ab&cd;", "Password=[REDACTED];"),
+        (
+            "Server=x; Password=ab cd ef; Encrypt=true",
+            "Server=x; Password=[REDACTED]; Encrypt=true",
+        ),
+        (
+            "connect failed: Server=db;Password=correct horse battery\nRetrying in 30 seconds",
+            "connect failed: Server=db;Password=[REDACTED] Retrying in 30 seconds",
+        ),
+        (
+            "Authorization: Digest username=\"admin\", realm=\"x\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", uri=\"/\", response=\"6629fae49393a05397450978507c4ef1\"",
+            "Authorization: [REDACTED]",
+        ),
+        (
+            "Proxy-Authorization: Digest response=\"6629fae49393a05397450978507c4ef1\", cnonce=\"0a4f113b\"\nGET / 407",
+            "Proxy-Authorization: [REDACTED] GET / 407",
+        ),
+        // Other contexts read as before: a query string ends a value at `&`, prose at a space.
+        (
+            "POST /token?client_id=abc&password=s3cr3t&scope=x",
+            "POST /token?client_id=abc&password=[REDACTED]&scope=x",
+        ),
+        ("password=s3cr3t was rejected", "password=[REDACTED] was rejected"),
+        (
+            "Authorization: Bearer abc.def then 401",
+            "Authorization: [REDACTED] then 401",
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(sanitize(input), expected, "{input}");
+    }
+}
+
 /// A held example of each family, readable as documentation of what the output looks like.
 #[test]
 fn each_family_reads_as_documented() {
@@ -1353,6 +1489,10 @@ fn pathological_inputs_stay_fast() {
         "eyJabc ".repeat(580),
         "eyJa.b\n".repeat(500),
         "password => ".repeat(350),
+        // A connection string's value runs to the next `;`: each is read to the end once.
+        "password=a b ".repeat(300),
+        ";pwd=a, b ".repeat(300),
+        "Authorization: Digest a=b ".repeat(150),
     ];
     let started = std::time::Instant::now();
     for input in &inputs {

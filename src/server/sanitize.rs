@@ -23,7 +23,10 @@
 //!    `storageaccountkey`). Harmless Graph names keep their value because their last part is not
 //!    such a word: `sessionTimeout`, `keySize`, `tokenLifetime`, `passwordRequired`,
 //!    `signInFrequency`, `assignments`. `code` is a secret only as `code=` (an OAuth
-//!    authorization code), never as Graph's `"code": "Forbidden"`.
+//!    authorization code), never as Graph's `"code": "Forbidden"`. In a connection string's
+//!    `Name=value;…` list (the name after a `;`, or a `;Name=` after the value) an unquoted
+//!    value runs to the next `;` or the end of the line, spaces, commas and `&` included:
+//!    `Password=correct horse battery staple;Encrypt=true` keeps `Encrypt=true` only.
 //! 3. **Cookies**: after a `Cookie` or `Set-Cookie` name, every cookie's value, whatever the
 //!    cookie is called; the attributes of `Set-Cookie` (`Path`, `Expires`, …) stay readable.
 //! 4. **JSON objects that mark a secret**: in an object holding `"isEncrypted": true` or a
@@ -39,6 +42,8 @@
 //!    `Basic`, `SharedKey`, any scheme); a bare `Bearer <token>` anywhere; a bare `Basic`,
 //!    `Negotiate`, `NTLM`, `PoP` or `SharedKey` followed by something credential-shaped (for
 //!    `SharedKey account:signature`, the signature). In a URL the space may be `%20` or `+`.
+//!    An auth-param credential (`Digest username="…", response="…"`, any scheme) goes whole,
+//!    to the end of the header's line (of its query parameter in a URL).
 //! 7. **Tokens and keys anywhere**: JWT-shaped words (`eyJ…` with a dot; one wrapped over lines
 //!    or split by spaces loses the pieces that read as encoded data, never the words after it
 //!    nor a full stop), PEM blocks
@@ -896,7 +901,8 @@ impl<'a> Spans<'a> {
                         _ => true,
                     };
                     if accepted {
-                        self.value(value_start, kind, name);
+                        let place = list_place(s, (start, end), i, len);
+                        self.value(value_start, kind, name, place);
                     }
                 }
             }
@@ -904,8 +910,9 @@ impl<'a> Spans<'a> {
         }
     }
 
-    /// Records the value of a secret name that starts at `k`.
-    fn value(&mut self, k: usize, separator: Separator, name: SecretName) {
+    /// Records the value of a secret name that starts at `k`; `place` says whether the name
+    /// stands in a connection string's `Name=value;…` list.
+    fn value(&mut self, k: usize, separator: Separator, name: SecretName, place: ListPlace) {
         let s = self.s;
         if separator == Separator::Tag {
             // `<password>…</password>`; without a closing tag, an unquoted value.
@@ -940,28 +947,113 @@ impl<'a> Spans<'a> {
         if name == SecretName::Cookie && separator == Separator::Colon {
             return self.cookie_values(k);
         }
-        let mut end = unquoted_value_end(s, k);
-        if matches!(
-            &s[k..end],
-            ['n', 'u', 'l', 'l'] | ['t', 'r', 'u', 'e'] | ['f', 'a', 'l', 's', 'e']
-        ) {
-            return;
-        }
-        // `Authorization: Bearer abc`: the scheme and the credential go together.
-        if name == SecretName::Authorization
-            && s[k..end]
-                .iter()
-                .all(|&c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            if let Some(space) = space_len(s, end) {
-                let credential = end + space;
-                let credential_end = unquoted_value_end(s, credential);
-                if credential_end > credential && !is_marker(&s[credential..credential_end]) {
-                    end = credential_end;
-                }
+        let word_end = unquoted_value_end(s, k);
+        let kept = |end: usize| {
+            end <= k
+                || matches!(
+                    &s[k..end],
+                    ['n', 'u', 'l', 'l'] | ['t', 'r', 'u', 'e'] | ['f', 'a', 'l', 's', 'e']
+                )
+        };
+        let mut end = if name == SecretName::Authorization {
+            self.authorization_end(k, word_end)
+        } else {
+            self.list_value_end(k, place, true).unwrap_or(word_end)
+        };
+        if kept(end) && name != SecretName::Authorization {
+            // The next round reads the text without its line breaks: a value kept here (empty
+            // or `true` before a line break) that it would read as a list's value goes now, so
+            // that the output is settled.
+            if let Some(whole) = self.list_value_end(k, place, false).filter(|&e| !kept(e)) {
+                end = whole;
             }
         }
+        if kept(end) {
+            return;
+        }
         self.add_to_end(k, end);
+    }
+
+    /// Where the value of an `Authorization` name starting at `k` (its first word ending at
+    /// `word_end`) ends: `Authorization: Bearer abc` loses the scheme and the credential
+    /// together; an auth-param credential (`Digest username="…", response="…"`, any scheme) goes
+    /// whole, to the end of the header's line.
+    fn authorization_end(&self, k: usize, word_end: usize) -> usize {
+        let s = self.s;
+        if !s[k..word_end]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return word_end;
+        }
+        let Some(space) = space_len(s, word_end) else {
+            return word_end;
+        };
+        let credential = word_end + space;
+        if starts_auth_param(s, credential) {
+            // In a URL (`%20` after the scheme) the header ends with its query parameter.
+            let encoded = space > 1;
+            let end = self.line_end(credential, true, |c| encoded && matches!(c, '&' | ' '));
+            return run_start(s, end, |c| c == ' ').max(credential);
+        }
+        let credential_end = unquoted_value_end(s, credential);
+        if credential_end > credential && !is_marker(&s[credential..credential_end]) {
+            credential_end
+        } else {
+            word_end
+        }
+    }
+
+    /// Where a value starting at `k` ends when its name stands in a connection string's
+    /// `Name=value;…` list (issue 9 §6): at the next `;` or the end of the line, so that a
+    /// password with spaces, commas or `&` (`Password=correct horse battery staple;`) goes
+    /// whole. A name at the head of a list is one whose value a `;Name=` follows. `None` when
+    /// the name is in no list: its value ends as any unquoted value. `breaks` says whether a
+    /// line break ends the line (only the first round knows where they are).
+    fn list_value_end(&self, k: usize, place: ListPlace, breaks: bool) -> Option<usize> {
+        let s = self.s;
+        let end = match place {
+            ListPlace::None => return None,
+            ListPlace::Inside => self.line_end(k, breaks, |c| c == ';'),
+            ListPlace::MaybeHead => {
+                Some(self.line_end(k, breaks, |c| c == ';')).filter(|&end| {
+                    s.get(end) == Some(&';') && self.list_goes_on_or_ends(end + 1, breaks)
+                })?
+            }
+        };
+        Some(run_start(s, end, |c| c == ' ').max(k))
+    }
+
+    /// Whether what follows the `;` before `at` is a connection string's next pair (`;Name=`,
+    /// spaces allowed), or the end of the list: of the text, of its line or of a quoted string
+    /// (`"Server=x;Password=ab cd;"`).
+    fn list_goes_on_or_ends(&self, at: usize, breaks: bool) -> bool {
+        let s = self.s;
+        let start = run_end(s, at, |c| c == ' ');
+        let line_break = breaks && (at..start).any(|j| self.is_line_break(j));
+        line_break
+            || matches!(s.get(start).copied(), None | Some('"' | '\'' | ELLIPSIS))
+            || list_pair_at(s, start)
+    }
+
+    /// The first index at or after `k` where `stop` holds, a line break (when `breaks`) or our
+    /// own ellipsis is, or the text ends.
+    fn line_end(&self, k: usize, breaks: bool, stop: impl Fn(char) -> bool) -> usize {
+        let s = self.s;
+        let mut j = k;
+        while j < s.len()
+            && s[j] != ELLIPSIS
+            && !stop(s[j])
+            && !(breaks && s[j] == ' ' && self.is_line_break(j))
+        {
+            j += 1;
+        }
+        j
+    }
+
+    /// Whether the space at `j` stands for a line break.
+    fn is_line_break(&self, j: usize) -> bool {
+        self.line_breaks.binary_search(&j).is_ok()
     }
 
     /// Whether the marker at `k` is followed by the end of a value (the value is already gone).
@@ -1657,6 +1749,90 @@ fn whitespace_end(s: &[char], mut k: usize) -> usize {
             }
             _ => return k,
         }
+    }
+}
+
+/// Where a `name=value` stands in a connection string's `Name=value;…` list.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ListPlace {
+    /// Not after a plain `=` (`:`, `%3D`, `=>`, a tag), or in a query string (`?name=`,
+    /// `&name=`, `%26name=`).
+    None,
+    /// After a `;` (spaces allowed): inside a list.
+    Inside,
+    /// After a plain `=` elsewhere: the head of a list when a `;Name=` follows its value (or a
+    /// `;` that ends the text, its line or a quoted string).
+    MaybeHead,
+}
+
+/// Where the name starting at `name_start`, with the separator at `sep` (`sep_len` long), stands
+/// in a connection string's `Name=value;…` list.
+fn list_place(s: &[char], name: (usize, usize), sep: usize, sep_len: usize) -> ListPlace {
+    let (name_start, name_end) = name;
+    if s[sep] != '=' || sep_len != 1 || s.get(sep + 1) == Some(&'>') {
+        return ListPlace::None;
+    }
+    let before = run_start(s, name_start, |c| c == ' ');
+    if before > 0 && s[before - 1] == ';' {
+        return ListPlace::Inside;
+    }
+    // A query string's name is one word right after its `?` or `&` (`A Pwd` is Title Case
+    // words, not a query's).
+    let in_query = !s[name_start..name_end].contains(&' ')
+        && ((name_start > 0 && matches!(s[name_start - 1], '?' | '&'))
+            || (name_start >= 3
+                && (starts_with_ci(s, name_start - 3, "%26")
+                    || starts_with_ci(s, name_start - 3, "%3F"))));
+    if in_query {
+        ListPlace::None
+    } else {
+        ListPlace::MaybeHead
+    }
+}
+
+/// Whether a connection string's next pair starts at `start`: a name of at most 64 characters
+/// (words of name characters with single spaces between, `User Id`), spaces and a plain `=`.
+fn list_pair_at(s: &[char], start: usize) -> bool {
+    if !s.get(start).is_some_and(char::is_ascii_alphabetic) {
+        return false;
+    }
+    let mut end = start;
+    loop {
+        end = run_end(s, end, is_name_char);
+        if s.get(end) == Some(&' ') && s.get(end + 1).is_some_and(|&c| is_name_char(c)) {
+            end += 1;
+        } else {
+            break;
+        }
+        if end - start > 64 {
+            return false;
+        }
+    }
+    let sep = run_end(s, end, |c| c == ' ');
+    end - start <= 64 && s.get(sep) == Some(&'=') && s.get(sep + 1) != Some(&'>')
+}
+
+/// Whether an auth-param (`name=value` or `name="value"`, RFC 9110 §11.2) starts at `at`, as in
+/// `Digest username="admin", response="…"`: a token, `=` (`%3D` in a URL) and a value. Not
+/// base64 with its padding (`abc=`, `abc==`, `abc%3D%3D`).
+fn starts_auth_param(s: &[char], at: usize) -> bool {
+    let name_end = run_end(s, at, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+    });
+    if name_end == at {
+        return false;
+    }
+    let value = if s.get(name_end) == Some(&'=') {
+        name_end + 1
+    } else if starts_with_ci(s, name_end, "%3D") {
+        name_end + 3
+    } else {
+        return false;
+    };
+    match s.get(value) {
+        Some('"') => true,
+        Some(&c) => !is_value_delimiter(c) && c != '=' && !starts_with_ci(s, value, "%3D"),
+        None => false,
     }
 }
 
