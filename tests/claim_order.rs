@@ -1,8 +1,8 @@
 //! The order in which runs are claimed, checked against a model of the rule over random
 //! sequences of submits, claims, ends and cancels by two workers: first a run whose owner is
 //! gone, then the oldest queued run of the tenant that has waited longest (from its oldest queued
-//! run, or from its last run's end when that came later) among the tenants without a run going
-//! in the lane. A worker claims from what its last look at the queue found, so these sequences
+//! run, or from the end of its last run that started when that came later: a queued run
+//! cancelled is no end) among the tenants without a run going in the lane. A worker claims from what its last look at the queue found, so these sequences
 //! also check that nothing that happened since that look puts a run out of turn.
 
 use crate::common;
@@ -19,6 +19,7 @@ both_backends!(TestDb:
     claims_follow_the_fair_share_order_whatever_happens_between_them,
     a_released_run_is_claimed_before_the_runs_found_earlier,
     a_look_at_the_queue_beside_other_writers_never_fails_a_claim,
+    a_cancelled_queued_run_does_not_send_its_tenant_to_the_back,
 );
 
 const TENANTS: usize = 5;
@@ -39,6 +40,8 @@ struct ModelRun {
     lane: Lane,
     created: i64,
     finished: Option<i64>,
+    /// Whether a claim ever took it (the database's `started_at`).
+    started: bool,
     state: State,
     attempt: i64,
     /// The worker (its id) whose claim holds the run while it is running.
@@ -107,6 +110,7 @@ impl Queue {
             lane,
             created,
             finished: None,
+            started: false,
             state: State::Pending,
             attempt: 0,
             owner: None,
@@ -114,7 +118,9 @@ impl Queue {
     }
 
     /// The run the rule says comes next in `lane` for worker `me`: only runs of tenants no
-    /// other worker holds a running run of, in either lane (tenant affinity).
+    /// other worker holds a running run of, in either lane (tenant affinity). A tenant waits
+    /// from its oldest queued run, or from the end of its last run that started when that came
+    /// later.
     fn expected(&self, lane: Lane, me: &str) -> Option<i64> {
         let elsewhere = |tenant: i64| {
             self.runs.iter().any(|r| {
@@ -145,8 +151,10 @@ impl Queue {
                 let oldest = in_lane()
                     .filter(|r| r.tenant == tenant && r.state == State::Pending)
                     .min_by_key(|r| (r.created, r.id))?;
+                // Only runs that started served the tenant: a queued run cancelled before any
+                // claim does not send it to the back.
                 let last_end = in_lane()
-                    .filter(|r| r.tenant == tenant)
+                    .filter(|r| r.tenant == tenant && r.started)
                     .filter_map(|r| r.finished)
                     .max()
                     .unwrap_or(0);
@@ -177,6 +185,7 @@ impl Queue {
             let run = self.run_mut(id);
             run.state = State::Running;
             run.attempt = attempt;
+            run.started = true;
             run.owner = Some(worker.id().to_owned());
         }
     }
@@ -325,6 +334,37 @@ async fn a_released_run_is_claimed_before_the_runs_found_earlier(t: TestDb) {
             .await;
     }
     queue.claim(&worker, Lane::Bulk, "empty queue").await;
+}
+
+/// Cancelling a queued run does not send its tenant to the back of the queue: the cancel sets
+/// the run's `finished_at`, but a run no claim ever took served the tenant nothing. One slot
+/// busy (tenant A's run); tenant B queues B1 and B2, then tenant C queues C1; B1 is cancelled;
+/// once A's run ends, B2 (queued before C1) is next.
+async fn a_cancelled_queued_run_does_not_send_its_tenant_to_the_back(t: TestDb) {
+    let (_sim, client) = common::sim_and_client(0).await;
+    let worker = common::sim_worker(&t.db, &client, "fair");
+    let mut queue = Queue::new(&t.db).await;
+    let (a, b, c) = (queue.tenants[0], queue.tenants[1], queue.tenants[2]);
+    queue.submit(a, Lane::Bulk).await;
+    queue.claim(&worker, Lane::Bulk, "A's run").await;
+    let a1 = queue.runs[0].id;
+    // The slot is busy: nothing else is claimed until A's run ends.
+    queue.submit(b, Lane::Bulk).await;
+    queue.submit(b, Lane::Bulk).await;
+    queue.submit(c, Lane::Bulk).await;
+    let (b1, b2, c1) = (queue.runs[1].id, queue.runs[2].id, queue.runs[3].id);
+    // Cancelled while queued, as `runs::cancel` does it: `finished_at` set, never started.
+    queue.end(b1).await;
+    let started: Option<i64> = sqlx::query_scalar("SELECT started_at FROM runs WHERE id = $1")
+        .bind(b1)
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(started, None, "B1 never started");
+    queue.end(a1).await;
+    assert_eq!(queue.expected(Lane::Bulk, worker.id()), Some(b2));
+    let next = worker.claim(Lane::Bulk).await.unwrap().map(|c| c.run.id);
+    assert_eq!(next, Some(b2), "B2 was queued before C1 (C1 is {c1})");
 }
 
 /// A claim that has to look at the queue first, while other connections keep writing: it never

@@ -40,6 +40,7 @@ both_backends!(TestDb:
     scattered_work_errors_do_not_fail_a_run_that_makes_progress,
     a_tenants_runs_stay_with_the_instance_that_works_for_it,
     a_heartbeat_warning_names_its_run,
+    a_shutdown_releases_only_the_claims_this_runner_holds,
 );
 
 struct Fixture {
@@ -573,6 +574,106 @@ async fn a_stalled_owner_writes_nothing_after_a_new_claim(t: TestDb) {
     } = f.run_row(run).await;
     assert_eq!((status.as_str(), processed, succeeded), ("completed", 6, 6));
     assert_eq!(f.backup_item_count().await, 6);
+}
+
+/// A runner that stops gives up only the claims it holds itself, by run and attempt, not every
+/// lease under its identity: a process that froze and lost its instance lock comes back as a
+/// zombie while a newer life of the same identity (here `w2`, both "x") has claimed its runs
+/// again; the zombie's shutdown must not hand a running run of the newer life to another
+/// instance mid-run, nor settle a cancelled run the newer life still records.
+async fn a_shutdown_releases_only_the_claims_this_runner_holds(t: TestDb) {
+    use tenantatlas::server::engine::runner::WakeUp;
+    use tenantatlas::server::runs::cancel;
+    let f = fixture(&t).await;
+    let newer = f.worker("x");
+    let other = f.worker("y");
+    let lease_of = |run: i64| {
+        let db = f.db.clone();
+        async move {
+            let (owner, attempt, lease): (String, i64, Option<i64>) = sqlx::query_as(
+                "SELECT lease_owner, attempt, lease_expires_at FROM runs WHERE id = $1",
+            )
+            .bind(run)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            (owner, attempt, lease)
+        }
+    };
+    // The zombie (a runner "x") claims the run and works on it, slowly; its lease runs out while
+    // it stalls, and the newer life claims the run again. Then the zombie stops.
+    let zombie_claims_then_the_newer_life = |run: i64| {
+        let (f, newer) = (&f, &newer);
+        async move {
+            common::answer_after(&f.sim, 30_000);
+            // The poll's first beat is at once; the next would come after the test.
+            let (stop, task) = common::start_runner(
+                f.worker("x"),
+                &WakeUp::default(),
+                &f.db,
+                Duration::from_secs(600),
+            );
+            common::wait_run(&f.db, run, Duration::from_secs(30), |row| {
+                row.status == "running" && row.attempt == 1
+            })
+            .await;
+            sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE id = $1")
+                .bind(run)
+                .execute(f.db.pool())
+                .await
+                .unwrap();
+            let claim = newer
+                .claim(Lane::Bulk)
+                .await
+                .unwrap()
+                .expect("the newer life claims the run again");
+            assert_eq!((claim.run.id, claim.run.attempt), (run, 2));
+            common::answer_after(&f.sim, 0);
+            (stop, task, claim)
+        }
+    };
+
+    // A running run.
+    let run = f.queue(&f.ids(0..2)).await;
+    let (stop, task, claim) = zombie_claims_then_the_newer_life(run).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let (owner, attempt, lease) = lease_of(run).await;
+    assert_eq!((owner.as_str(), attempt), ("x", 2));
+    assert!(
+        lease.is_some_and(|until| until > tenantatlas::domain::Timestamp::now().millis()),
+        "the newer life's lease still holds: {lease:?}"
+    );
+    assert!(
+        other.claim(Lane::Bulk).await.unwrap().is_none(),
+        "another instance takes nothing from the newer life"
+    );
+    newer.execute_claimed(claim).await.unwrap();
+    assert_eq!(f.run_row(run).await.status, "completed");
+
+    // A cancelled run whose claim (the newer life's) has not let go yet.
+    let run = f.queue(&f.ids(2..4)).await;
+    let (stop, task, claim) = zombie_claims_then_the_newer_life(run).await;
+    let ctx = authorize_user(&f.db, f.user_id, CONTOSO, Capability::CancelRuns)
+        .await
+        .unwrap();
+    cancel::cancel(&f.db, &ctx, run)
+        .await
+        .unwrap()
+        .expect("the run is cancelled");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let (owner, attempt, lease) = lease_of(run).await;
+    assert_eq!((owner.as_str(), attempt), ("x", 2));
+    assert!(
+        lease.is_some(),
+        "the cancelled run is not settled while the newer life holds it"
+    );
+    // The newer life lets go of it once it has concluded.
+    newer.execute_claimed(claim).await.unwrap();
+    let (_, _, lease) = lease_of(run).await;
+    assert_eq!(lease, None, "settled once the newer life let go");
+    assert_eq!(f.run_row(run).await.status, "cancelled");
 }
 
 /// Waits until run `run` has processed `at_least` items (`what` names the wait if it never

@@ -70,8 +70,9 @@ impl WakeUp {
     }
 }
 
-/// Runs `worker` until `shutdown` turns true, then stops its runs, releases their leases and
-/// wakes the other instances to take them over. `poll` is the safety net for expired leases and
+/// Runs `worker` until `shutdown` turns true, then stops its runs, releases the leases of its
+/// own claims (by run and attempt, not every lease of its identity) and wakes the other
+/// instances to take them over. `poll` is the safety net for expired leases and
 /// lost wake-ups.
 pub async fn run(
     worker: Worker,
@@ -95,7 +96,7 @@ pub async fn run(
     };
     // This worker's identity is its own (the instance lock of `serve`, a unique name in tests):
     // leases under it are from before a restart, and their runs are taken back at once.
-    match worker.release_leases().await {
+    match worker.release_previous_life().await {
         Ok(released) if released > 0 => {
             tracing::info!(
                 released,
@@ -164,13 +165,21 @@ pub async fn run(
     }
     // The runs stop before their leases go, so nothing is written after another took them.
     active.shutdown().await;
-    match worker.release_leases().await {
-        Ok(released) if released > 0 => {
-            tracing::info!(released, "released run leases for another instance");
-            wake.run_queued(&db).await;
+    // Only the claims this runner holds, by run and attempt: a newer life of this identity may
+    // hold others under the same `lease_owner` (this process froze and lost its lock), and
+    // releasing those would have another instance take them mid-run.
+    let mut released = 0;
+    for &(_, run_id, attempt) in working.values() {
+        match worker.let_go_of_claim(run_id, attempt).await {
+            Ok(n) => released += n,
+            Err(error) => {
+                tracing::warn!(run_id, %error, "could not release the run's lease; it expires on its own")
+            }
         }
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "could not release leases; they expire on their own"),
+    }
+    if released > 0 {
+        tracing::info!(released, "released run leases for another instance");
+        wake.run_queued(&db).await;
     }
 }
 

@@ -608,10 +608,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Gives up this worker's leases (graceful shutdown): its runs become claimable at once, and
-    /// the cancelled runs it still held are settled (nothing of this worker writes to them any
-    /// more). How many runs went back to the queue.
-    pub async fn release_leases(&self) -> Result<u64, sqlx::Error> {
+    /// At start only, before the first claim: gives up every lease held under this worker's
+    /// identity, which can only be a previous life's (the identity is the instance lock's, held
+    /// by one live process; a unique name in tests): its running runs become claimable at once,
+    /// and the cancelled runs it still held are settled (nothing of that life writes to them any
+    /// more; its claims are fenced by their `attempt`). How many runs went back to the queue.
+    /// Never at shutdown: by then a newer life of the same identity may hold runs under it
+    /// (this process froze and lost its lock meanwhile), which are not this process's to give
+    /// up; the runner's shutdown lets go of its own claims ([`Self::let_go_of_claim`]).
+    pub async fn release_previous_life(&self) -> Result<u64, sqlx::Error> {
         let released = sqlx::query(
             "UPDATE runs SET lease_expires_at = 0 WHERE lease_owner = $1 AND status = 'running'",
         )
@@ -627,6 +632,18 @@ impl Worker {
         .await?;
         self.candidates.forget();
         Ok(released.rows_affected())
+    }
+
+    /// At shutdown, once its work stopped: gives up claim `attempt` of `run_id`, one of the
+    /// claims the runner holds. A running run becomes claimable at once; a cancelled run the
+    /// claim still held is settled (it writes nothing more). Nothing when the claim no longer
+    /// holds the run (it ended, or another claim took it, possibly under this same identity:
+    /// a newer life of this instance after this one froze). How many runs (0 or 1) went back
+    /// to the queue.
+    pub async fn let_go_of_claim(&self, run_id: i64, attempt: i64) -> Result<u64, sqlx::Error> {
+        let released = self.release_lease(run_id, attempt).await?;
+        self.let_go_of_cancelled(run_id, attempt).await?;
+        Ok(released)
     }
 
     /// Gives up this worker's lease on one claim of a run, so that it is retried at once.
@@ -655,9 +672,10 @@ impl Worker {
         loop {
             every.tick().await;
             // A cancelled run whose lease is cleared was let go of (`let_go_of_cancelled`,
-            // `release_leases`), and one whose lease ran out (a stalled heartbeat) reads
-            // settled and may have been resumed: a renewal that comes after must not take it
-            // back, so a cancelled run's lease is renewed only while it still holds.
+            // `let_go_of_claim`, `release_previous_life`), and one whose lease ran out (a
+            // stalled heartbeat) reads settled and may have been resumed: a renewal that comes
+            // after must not take it back, so a cancelled run's lease is renewed only while it
+            // still holds.
             let renewed: Result<Option<RunStatus>, _> = sqlx::query_scalar(
                 "UPDATE runs SET lease_expires_at = $1 \
                  WHERE id = $2 AND lease_owner = $3 AND attempt = $4 \
@@ -699,8 +717,9 @@ impl Worker {
     /// Claims the next run of `lane`, committed: first a run whose lease expired (its owner is
     /// gone), then the oldest run of the tenant that has waited longest among the tenants
     /// without an active run in the lane. A tenant waits from its oldest queued run, or from the
-    /// end of its last run when that came later, so a tenant that was just served queues behind
-    /// the others. In the bulk lane the partial unique index `runs_one_bulk_per_tenant` refuses
+    /// end of its last run that started (was claimed) when that came later, so a tenant that
+    /// was just served queues behind the others, and one whose queued run was cancelled does
+    /// not. In the bulk lane the partial unique index `runs_one_bulk_per_tenant` refuses
     /// a second active run of a tenant whoever claims it; a claim that loses that race tries
     /// again. One look at the queue finds the next few runs in that order, and the claims that
     /// follow take them one by one while they are still claimable (see [`CANDIDATES_FRESH`]):
@@ -849,13 +868,16 @@ impl Worker {
 
     /// The next runs to claim in `lane`, in the claim's order (at most [`CANDIDATES`]): runs
     /// whose owner is gone, then, per tenant without a run going in the lane, its oldest queued
-    /// run, by the time the tenant has waited (from that run, or from its last run's end when
-    /// that came later). Only runs of tenants no other live instance works for
-    /// ([`Self::tenant_not_elsewhere`]). One candidate per tenant, not every queued run: the
-    /// cost grows with the tenants waiting, not with the runs queued. Read outside the claim's
-    /// transaction: on SQLite a transaction that reads first cannot take the write lock for its
-    /// claim once another writer has committed after its read (`SQLITE_BUSY_SNAPSHOT`, not
-    /// waited for).
+    /// run, by the time the tenant has waited (from that run, or from the end of its last run
+    /// that started, when that came later: a queued run cancelled before any claim served the
+    /// tenant nothing, so its end does not count, or cancelling one of its queued runs would
+    /// send the tenant to the back of the queue). Served by `runs_tenant_lane_finished`
+    /// (migration 0019), newest end first, each checked for its start. Only runs of tenants
+    /// no other live instance works for ([`Self::tenant_not_elsewhere`]). One candidate per
+    /// tenant, not every queued run: the cost grows with the tenants waiting, not with the runs
+    /// queued. Read outside the claim's transaction: on SQLite a transaction that reads first
+    /// cannot take the write lock for its claim once another writer has committed after its
+    /// read (`SQLITE_BUSY_SNAPSHOT`, not waited for).
     async fn look_at_queue(&self, lane: Lane, handled: &str) -> Result<Vec<i64>, sqlx::Error> {
         let greatest = self.db.backend().greatest();
         let o_lease_over = self.lease_over("o.", "$2");
@@ -873,7 +895,7 @@ impl Worker {
                            ORDER BY n.created_at, n.id LIMIT 1), \
                    1, {greatest}(q.oldest, (SELECT COALESCE(MAX(f.finished_at), 0) FROM runs f \
                         WHERE f.tenant_id = q.tenant_id AND f.lane = $1 \
-                          AND f.finished_at IS NOT NULL)) \
+                          AND f.finished_at IS NOT NULL AND f.started_at IS NOT NULL)) \
                  FROM (SELECT p.tenant_id, MIN(p.created_at) AS oldest FROM runs p \
                        WHERE p.lane = $1 AND p.status = 'pending' \
                          AND p.operation_type IN ({handled}) GROUP BY p.tenant_id) q \
