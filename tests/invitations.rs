@@ -26,6 +26,7 @@ both_backends!(TestApp:
     an_owner_demoted_while_inviting_makes_no_invitation,
     a_link_whose_inviter_may_no_longer_invite_brings_no_one_in,
     an_owner_demoted_while_changing_members_changes_no_one,
+    a_decomposed_address_names_the_account_of_its_composed_form,
 );
 
 const INVITEE: &str = "new.person@example.org";
@@ -721,4 +722,51 @@ mod under_the_limit {
     async fn postgres_accepting_waits_for_a_free_core() {
         accepting_hashes_under_the_password_checks_limit(Backend::Postgres).await
     }
+}
+
+/// "andre\u{301}@…" (an e and a combining acute) and "andr\u{e9}@…" (é) look the same, so they
+/// are one address: once the composed one has an account (through an invitation), the
+/// decomposed one names that account. Adding it to another tenant invites that account (whose
+/// session joins: no second account), adding it where it is a member is a 409, and it signs in.
+async fn a_decomposed_address_names_the_account_of_its_composed_form(app: TestApp) {
+    const COMPOSED: &str = "andr\u{e9}@example.org";
+    const DECOMPOSED: &str = "Andre\u{301}@Example.org";
+    let owner = app.sign_in(ADMIN).await;
+    let token = invite(&app, &owner, COMPOSED, "operator").await;
+    let (accepted, _) = app.accept_invitation(&token, "Andr\u{e9}", PASSWORD).await;
+    accepted.expect("the invitation is accepted");
+    let accounts = app.count("users").await;
+
+    let outcome = app
+        .add_member(&owner, common::FABRIKAM, DECOMPOSED, "readonly")
+        .await
+        .expect("the owner adds the address to Fabrikam");
+    let AddMemberOutcome::Invited { link, .. } = outcome else {
+        panic!("an invitation of the account, not {outcome:?}");
+    };
+    let fabrikam = link.rsplit_once("#token=").expect("a token").1;
+    let preview = app
+        .invitation_preview(fabrikam)
+        .await
+        .expect("the link's preview");
+    assert!(preview.existing_account, "{preview:?}");
+    assert_eq!(preview.email, COMPOSED);
+    let refused = refused_accept(&app, fabrikam, "Another", "another long password").await;
+    assert_eq!(refused.status, 409, "{refused:?}");
+    assert!(refused.body.contains("exists already"), "{}", refused.body);
+
+    let refused = app
+        .add_member(&owner, CONTOSO, DECOMPOSED, "owner")
+        .await
+        .expect_err("a member of Contoso already");
+    assert_eq!(refused.status, 409, "{refused:?}");
+    let signed_in = app
+        .call(
+            "auth/sign-in",
+            &[("email", DECOMPOSED), ("password", PASSWORD), ("next", "/")],
+        )
+        .await;
+    assert_eq!(signed_in.status(), 200);
+    assert_eq!(app.count("users").await, accounts, "no second account");
+    assert_eq!(users_with(&app, COMPOSED).await, 1);
 }

@@ -8,6 +8,7 @@ use crate::common;
 use common::{TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;
 use tenantatlas::domain::{AddMemberOutcome, AppError, Member, Role};
+use tenantatlas::server::auth::users;
 
 both_backends!(TestApp:
     the_owner_manages_members_and_each_change_is_audited,
@@ -17,6 +18,8 @@ both_backends!(TestApp:
     an_account_made_through_another_tenants_invitation_is_invited_not_added,
     a_shared_tenant_forced_by_the_attacker_does_not_make_a_squatted_account_addable,
     an_address_that_hides_characters_is_refused_and_invites_nobody,
+    adding_a_member_is_a_conflict_even_for_an_account_invited_elsewhere,
+    a_removed_members_pending_invitation_does_not_bring_them_back,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -649,4 +652,103 @@ async fn a_shared_tenant_forced_by_the_attacker_does_not_make_a_squatted_account
             .status,
         403
     );
+}
+
+/// The number of `invitation.create` rows in the audit log.
+async fn invitations_made(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'invitation.create'")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// An account made through another tenant's invitation is invited rather than added; once it
+/// is a member, adding its address again (with any role, in any spelling) is the same 409 as for
+/// any member, and writes no invitation: such a link would stay pending (joining refuses it)
+/// and let the member back in, as owner, after a removal.
+async fn adding_a_member_is_a_conflict_even_for_an_account_invited_elsewhere(app: TestApp) {
+    let Squatted { contoso_owner, .. } = squat_the_victims_address(&app).await;
+    let token = token_of(
+        app.add_member(&contoso_owner, CONTOSO, VICTIM, "readonly")
+            .await
+            .expect("the owner invites the address"),
+    );
+    let victim = sign_in_with(&app, VICTIM, ATTACKERS_PASSWORD).await;
+    assert_eq!(accept_as(&app, Some(&victim), &token).await, 200);
+    assert_eq!(
+        role_in_contoso(&app, VICTIM).await.as_deref(),
+        Some("readonly")
+    );
+
+    let invitations = app.count("invitations").await;
+    let made = invitations_made(&app).await;
+    for (email, role) in [(VICTIM, "owner"), ("Victim@Example.org", "readonly")] {
+        let refusal = app
+            .add_member(&contoso_owner, CONTOSO, email, role)
+            .await
+            .expect_err("a member already");
+        assert_eq!(refusal.status, 409, "{email} {role}: {refusal:?}");
+        assert!(
+            refusal.body.contains("already a member"),
+            "{email} {role}: {}",
+            refusal.body
+        );
+    }
+    assert_eq!(app.count("invitations").await, invitations, "no invitation");
+    assert_eq!(invitations_made(&app).await, made, "none audited");
+    assert_eq!(
+        role_in_contoso(&app, VICTIM).await.as_deref(),
+        Some("readonly")
+    );
+}
+
+/// An invitation made while the address was no member stays pending when the account then
+/// becomes a member some other way (here the admin CLI's grant). Removing the member withdraws
+/// it (audited), so the link cannot bring the removed member back, with its role (owner).
+async fn a_removed_members_pending_invitation_does_not_bring_them_back(app: TestApp) {
+    let Squatted {
+        admin,
+        contoso_owner,
+        ..
+    } = squat_the_victims_address(&app).await;
+    let token = token_of(
+        app.add_member(&contoso_owner, CONTOSO, VICTIM, "owner")
+            .await
+            .expect("the owner invites the address as owner"),
+    );
+    let victim_id = common::user_id(&app.db, VICTIM).await;
+    users::grant(&app.db, victim_id, CONTOSO, Role::Readonly)
+        .await
+        .expect("the admin CLI makes the account a readonly member");
+    assert_eq!(
+        role_in_contoso(&app, VICTIM).await.as_deref(),
+        Some("readonly")
+    );
+    app.remove_member(&admin, CONTOSO, victim_id)
+        .await
+        .expect("the admin removes the member");
+
+    let victim = sign_in_with(&app, VICTIM, ATTACKERS_PASSWORD).await;
+    assert_eq!(
+        accept_as(&app, Some(&victim), &token).await,
+        404,
+        "the link was withdrawn with the membership"
+    );
+    assert_eq!(role_in_contoso(&app, VICTIM).await, None);
+    let pending = app
+        .invitations(&admin, CONTOSO)
+        .await
+        .expect("the admin reads the invitations");
+    assert!(pending.iter().all(|i| i.email != VICTIM), "{pending:?}");
+    let audited: Vec<(String, String)> = sqlx::query_as(
+        "SELECT target, details FROM audit_log WHERE action = 'invitation.revoke' ORDER BY id",
+    )
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    let [(target, details)] = audited.as_slice() else {
+        panic!("one withdrawal: {audited:?}");
+    };
+    assert_eq!(*target, format!("email:{VICTIM}"));
+    assert!(details.contains("member_removed"), "{details}");
 }

@@ -8,7 +8,7 @@ use common::TestDb;
 use sqlx::Row;
 use tenantatlas::server::db::is_unique_violation;
 
-both_backends!(TestDb: migrations_apply_and_create_every_table, migrations_are_idempotent, active_runs_are_unique_per_key_until_terminal, one_bulk_run_per_tenant_is_active, rows_cannot_mix_tenants, run_counters_must_add_up);
+both_backends!(TestDb: migrations_apply_and_create_every_table, migrations_are_idempotent, active_runs_are_unique_per_key_until_terminal, one_bulk_run_per_tenant_is_active, rows_cannot_mix_tenants, run_counters_must_add_up, a_database_without_an_admin_makes_its_first_account_admin);
 
 const TABLES: [&str; 12] = [
     "tenants",
@@ -450,4 +450,54 @@ async fn postgres_payloads_are_compressed_with_lz4() {
     .unwrap();
     assert_eq!(method, "l", "policy_snapshots.payload's compression method");
     t.destroy().await;
+}
+
+/// Migration 0029 on a database as 0028 left it: the migrator's record of 0029 is taken back,
+/// so the next `migrate` applies 0029 (and only it) to the accounts written meanwhile.
+async fn migrate_0029_again(t: &TestDb) {
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 29")
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    t.db.migrate().await.expect("0029 applies");
+}
+
+async fn insert_user(t: &TestDb, email: &str, admin: bool) {
+    sqlx::query(
+        "INSERT INTO users (email, display_name, password_hash, created_at, is_admin) \
+         VALUES ($1, 'N', 'x', 0, $2)",
+    )
+    .bind(email)
+    .bind(admin)
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+}
+
+async fn admins(t: &TestDb) -> Vec<String> {
+    sqlx::query_scalar("SELECT email FROM users WHERE is_admin ORDER BY id")
+        .fetch_all(t.db.pool())
+        .await
+        .unwrap()
+}
+
+/// Migration 0009 added the instance admin flag as FALSE for every account, so a database made
+/// before it had no admin and nobody could connect a tenant in the app. 0029 gives the flag to
+/// the first account (the smallest id) of a database without an admin, and changes nothing on
+/// an empty database or on one that has an admin.
+async fn a_database_without_an_admin_makes_its_first_account_admin(t: TestDb) {
+    migrate_0029_again(&t).await;
+    assert_eq!(common::count(&t.db, "users").await, 0, "empty: a no-op");
+    // Accounts of before 0009: none is admin.
+    insert_user(&t, "first@example.org", false).await;
+    insert_user(&t, "second@example.org", false).await;
+    migrate_0029_again(&t).await;
+    assert_eq!(admins(&t).await, ["first@example.org"]);
+    // A database with an admin (not the first account) keeps it as it is.
+    sqlx::query("UPDATE users SET is_admin = (email = 'second@example.org')")
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    migrate_0029_again(&t).await;
+    assert_eq!(admins(&t).await, ["second@example.org"]);
 }

@@ -153,6 +153,36 @@ async fn create_tenant_seals_the_secret_to_its_row(app: TestApp) {
             .await
             .unwrap();
     assert_eq!(role, "owner");
+    // Nobody signed in connected it: as for create-user, no actor and `via: cli`; the owner's
+    // grant has a row of its own.
+    let rows: Vec<(String, Option<i64>, String, String)> = sqlx::query_as(
+        "SELECT action, actor_user_id, target, details FROM audit_log WHERE tenant_id = $1 \
+         ORDER BY id",
+    )
+    .bind(a)
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    let admin_id = common::user_id(&app.db, ADMIN).await;
+    let summary: Vec<(&str, Option<i64>, &str)> = rows
+        .iter()
+        .map(|(action, actor, target, _)| (action.as_str(), *actor, target.as_str()))
+        .collect();
+    let (tenant_target, owner_target) = (format!("tenant:{a}"), format!("user:{admin_id}"));
+    assert_eq!(
+        summary,
+        [
+            ("tenant.connect", None, tenant_target.as_str()),
+            ("membership.grant", None, owner_target.as_str()),
+        ]
+    );
+    let details = |i: usize| -> serde_json::Value { serde_json::from_str(&rows[i].3).unwrap() };
+    assert_eq!(details(0)["via"], "cli", "{rows:?}");
+    let grant = details(1);
+    assert_eq!(grant["member_email"], ADMIN, "{grant}");
+    assert_eq!(grant["old_role"], serde_json::Value::Null, "{grant}");
+    assert_eq!(grant["new_role"], "owner", "{grant}");
+    assert_eq!(grant["via"], "cli", "{grant}");
     let sim = sim(SECRET).await;
     assert!(credentials_work(&app, &sim, a, &[K1]).await);
 

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::spelled::spelled_enum;
 use super::tenant::{hides_characters, is_format_char};
+use super::text::canonical_name;
 use super::{AppError, Capability, TenantExternalId, TenantSummary};
 
 spelled_enum! {
@@ -74,7 +75,9 @@ impl CurrentUser {
     }
 }
 
-/// An e-mail address as typed at sign-in: trimmed, lower-cased, plausibly shaped: one `@`
+/// An e-mail address as typed at sign-in: trimmed, in Unicode's composed form (NFC, as
+/// [`canonical_name`] spells names: "andre\u{301}@…" and "andr\u{e9}@…" look the same, so they
+/// are one address, one account), lower-cased, plausibly shaped: one `@`
 /// between a non-empty local part and a domain of at least two non-empty dot-separated labels,
 /// no spaces, at most [`Email::MAX_CHARS`] characters, and no character a reader cannot see:
 /// members lists and invitations show the address, and "a\u{200B}@b.io" or one with a
@@ -89,7 +92,10 @@ impl Email {
     pub const MAX_CHARS: usize = 254;
 
     pub fn parse(raw: &str) -> Result<Self, AppError> {
-        let email = raw.trim().to_lowercase();
+        // Composed first, so that spellings a reader cannot tell apart lower-case alike, and
+        // composed again after: a lower-case letter may decompose (U+0130 becomes "i" U+0307).
+        // `canonical_name` trims, and keeps any white space inside (one space), refused below.
+        let email = canonical_name(&canonical_name(raw).to_lowercase());
         let shaped = email.chars().count() <= Self::MAX_CHARS
             && matches!(email.split_once('@'), Some((local, domain))
                 if !local.is_empty()
@@ -130,6 +136,19 @@ mod tests {
             Email::parse("  Avery@Contoso.Example ").unwrap().as_str(),
             "avery@contoso.example"
         );
+        // Spellings that look the same are one address: composed (NFC), whatever the case.
+        for same in [
+            "andr\u{E9}@contoso.example",
+            "andre\u{301}@contoso.example",
+            "ANDRE\u{301}@Contoso.Example",
+            "Andr\u{C9}@contoso.example",
+        ] {
+            assert_eq!(
+                Email::parse(same).unwrap().as_str(),
+                "andr\u{E9}@contoso.example",
+                "{same:?}"
+            );
+        }
         for bad in [
             "",
             "avery",

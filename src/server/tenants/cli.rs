@@ -52,7 +52,7 @@ pub async fn create_tenant(
                         email.as_str()
                     ))
                 })?;
-            Some(account.user_id)
+            Some((account.user_id, email))
         }
         None => None,
     };
@@ -73,7 +73,9 @@ pub async fn create_tenant(
             )?)
         }
     };
-    let (id, tenant) = connection::connect(db, keys, owner, &input, secret, expires_on).await?;
+    let owner = owner.as_ref().map(|(id, email)| (*id, email));
+    let (id, tenant) =
+        connection::connect_from_cli(db, keys, owner, &input, secret, expires_on).await?;
     println!(
         "tenant {} ({}) connected (id {id})",
         tenant.display_name, tenant.external_id

@@ -8,7 +8,8 @@ use super::keyring::{KeyError, KeyRing, Sealed};
 use super::TenantScope;
 use crate::domain::tenant::{check_client_secret, expiry_warning, SecretSource, NO_SECRET_KEY};
 use crate::domain::{
-    routes, AppError, Day, NewTenant, Role, TenantSettings, TenantStatus, TenantSummary, Timestamp,
+    routes, AppError, Day, Email, NewTenant, Role, TenantSettings, TenantStatus, TenantSummary,
+    Timestamp,
 };
 use crate::server::audit::{self, AuditEvent};
 use crate::server::auth::TenantContext;
@@ -54,9 +55,9 @@ pub fn parse_reference(raw: &str) -> Result<String, AppError> {
     Ok(raw.to_owned())
 }
 
-/// Connects a tenant: its row, its sealed secret (the row id is the associated data, so the
-/// row is written first, in the same transaction) and, when `owner` is given, that user's
-/// ownership. A tenant id already connected is a 409.
+/// Connects a tenant in the app, as instance admin `owner`, who becomes its owner (see
+/// [`insert`]); the `tenant.connect` audit row names them. A tenant id already connected is a
+/// 409.
 pub async fn connect(
     db: &Db,
     keys: Option<&KeyRing>,
@@ -65,12 +66,105 @@ pub async fn connect(
     secret: SecretInput,
     expires_on: Option<Day>,
 ) -> Result<(i64, TenantSummary), AppError> {
+    let tenant_id = insert(db, keys, owner, input, &secret, expires_on).await?;
+    record_connect(db, tenant_id, owner, input, &secret, None).await;
+    Ok(connected(tenant_id, input))
+}
+
+/// Connects a tenant from the admin CLI (`create-tenant`), with the account (id and e-mail)
+/// made its owner, if one is named. Nobody signed in did it: as for `create-user`, the audit
+/// rows have no actor and say `via: cli`, and the owner's grant has a `membership.grant` row of
+/// its own (the owner did not connect the tenant). A tenant id already connected is a 409.
+pub async fn connect_from_cli(
+    db: &Db,
+    keys: Option<&KeyRing>,
+    owner: Option<(i64, &Email)>,
+    input: &NewTenant,
+    secret: SecretInput,
+    expires_on: Option<Day>,
+) -> Result<(i64, TenantSummary), AppError> {
+    let owner_id = owner.map(|(id, _)| id);
+    let tenant_id = insert(db, keys, owner_id, input, &secret, expires_on).await?;
+    record_connect(db, tenant_id, None, input, &secret, Some("cli")).await;
+    if let Some((user_id, email)) = owner {
+        audit::record(
+            db,
+            AuditEvent {
+                tenant_id: Some(tenant_id),
+                actor_user_id: None,
+                action: "membership.grant",
+                target: format!("user:{user_id}"),
+                details: serde_json::json!({
+                    "member_email": email.as_str(),
+                    "old_role": null,
+                    "new_role": Role::Owner.as_str(),
+                    "via": "cli",
+                }),
+            },
+        )
+        .await;
+    }
+    Ok(connected(tenant_id, input))
+}
+
+/// The tenant [`insert`] connected, as the caller reports it.
+fn connected(tenant_id: i64, input: &NewTenant) -> (i64, TenantSummary) {
+    (
+        tenant_id,
+        TenantSummary {
+            external_id: input.external_id.to_string(),
+            display_name: input.display_name.clone(),
+        },
+    )
+}
+
+/// Audits a connection: `actor` (`None`: the admin CLI, named by `via`), the app registration
+/// and where the secret is kept (never the secret).
+async fn record_connect(
+    db: &Db,
+    tenant_id: i64,
+    actor: Option<i64>,
+    input: &NewTenant,
+    secret: &SecretInput,
+    via: Option<&str>,
+) {
+    let mut details = serde_json::json!({
+        "client_id": input.client_id,
+        "secret": if matches!(secret, SecretInput::Clear(_)) { "encrypted" } else { "reference" },
+    });
+    if let Some(via) = via {
+        details["via"] = via.into();
+    }
+    audit::record(
+        db,
+        AuditEvent {
+            tenant_id: Some(tenant_id),
+            actor_user_id: actor,
+            action: "tenant.connect",
+            target: format!("tenant:{tenant_id}"),
+            details,
+        },
+    )
+    .await;
+}
+
+/// Writes a new tenant: its row, its sealed secret (the row id is the associated data, so the
+/// row is written first, in the same transaction) and, when `owner` is given, that user's
+/// ownership. Answers the row's id; a tenant id already connected is a 409.
+async fn insert(
+    db: &Db,
+    keys: Option<&KeyRing>,
+    owner: Option<i64>,
+    input: &NewTenant,
+    secret: &SecretInput,
+    expires_on: Option<Day>,
+) -> Result<i64, AppError> {
     if matches!(secret, SecretInput::Clear(_)) && keys.is_none() {
         return Err(no_key());
     }
     let now = Timestamp::now().millis();
     let mut tx = db.pool().begin().await?;
-    let reference = match &secret {
+    let reference = match secret {
         SecretInput::Clear(_) => ENCRYPTED_SECRET_REF.to_owned(),
         SecretInput::Reference(reference) => reference.clone(),
     };
@@ -96,7 +190,7 @@ pub async fn connect(
         }
         Err(error) => return Err(error.into()),
     };
-    if let (SecretInput::Clear(secret), Some(keys)) = (&secret, keys) {
+    if let (SecretInput::Clear(secret), Some(keys)) = (secret, keys) {
         store_sealed(&mut tx, tenant_id, &keys.seal(tenant_id, secret)).await?;
     }
     if let Some(owner) = owner {
@@ -111,27 +205,7 @@ pub async fn connect(
         .await?;
     }
     tx.commit().await?;
-    audit::record(
-        db,
-        AuditEvent {
-            tenant_id: Some(tenant_id),
-            actor_user_id: owner,
-            action: "tenant.connect",
-            target: format!("tenant:{tenant_id}"),
-            details: serde_json::json!({
-                "client_id": input.client_id,
-                "secret": if matches!(secret, SecretInput::Clear(_)) { "encrypted" } else { "reference" },
-            }),
-        },
-    )
-    .await;
-    Ok((
-        tenant_id,
-        TenantSummary {
-            external_id: input.external_id.to_string(),
-            display_name: input.display_name.clone(),
-        },
-    ))
+    Ok(tenant_id)
 }
 
 /// The 409 for a tenant id already in TenantAtlas. A disconnected tenant is not connected

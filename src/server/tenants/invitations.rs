@@ -6,7 +6,8 @@
 //! invitation of an address that has an account (one the owner may not add without its
 //! consent, see `members::add_or_invite`) is accepted by that account's session instead. An
 //! invitation is written only while its inviter may invite, and used only while they still
-//! may: a demoted or removed inviter's links bring no one in.
+//! may: a demoted or removed inviter's links bring no one in. An address whose account is a
+//! member is not invited, and a removed member's address loses its pending invitations.
 
 use sqlx::FromRow;
 
@@ -35,6 +36,31 @@ fn no_public_url() -> AppError {
     )
 }
 
+/// The refusal to add or invite an address whose account is a member of the tenant already.
+pub(super) fn already_a_member() -> AppError {
+    AppError::Conflict("This account is already a member: change its role instead.".into())
+}
+
+/// Whether the account with this address is a member of the tenant, read on `conn`.
+pub(super) async fn is_member<'c, E>(
+    conn: E,
+    tenant_id: i64,
+    email: &Email,
+) -> Result<bool, AppError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let member: Option<i64> = sqlx::query_scalar(
+        "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.tenant_id = $1 AND u.email = $2",
+    )
+    .bind(tenant_id)
+    .bind(email.as_str())
+    .fetch_optional(conn)
+    .await?;
+    Ok(member.is_some())
+}
+
 /// Whether a member with `role` (`None`: not a member) may invite: the one rule that decides
 /// who makes invitations and whose invitations stay usable.
 fn may_invite(role: Option<Role>) -> bool {
@@ -43,6 +69,9 @@ fn may_invite(role: Option<Role>) -> bool {
 
 /// Invites `email` into the tenant with `role` and answers the link (with the only copy of the
 /// token) and when it expires. Pending invitations of the same address in this tenant end now.
+/// An address whose account is a member already is a 409 that writes nothing: the link would
+/// stay pending while they are a member (joining refuses it) and bring them back after a
+/// removal (which withdraws it for that reason, see [`withdraw_for_address`]).
 ///
 /// The actor was authorized before this runs, but another owner may demote or remove them in
 /// the meantime, and the demotion withdraws only the invitations already written: so the
@@ -61,6 +90,10 @@ pub async fn create(
     let expires_at = now + INVITATION_DAYS * DAY_MILLIS;
     let mut tx = db.pool().begin().await?;
     lock_members(&mut tx, scope.id(), actor).await?;
+    if is_member(&mut *tx, scope.id(), email).await? {
+        tx.rollback().await?;
+        return Err(already_a_member());
+    }
     sqlx::query(
         "UPDATE invitations SET expires_at = $3 \
          WHERE tenant_id = $1 AND email = $2 AND accepted_at IS NULL AND expires_at > $3",
@@ -508,6 +541,25 @@ pub(crate) async fn withdraw_if_may_not_invite(
     .await
 }
 
+/// Withdraws, in `tx`, the pending invitations of `email` (a removed member's address) in the
+/// tenant: one made before the account became a member some other way (another link, the admin
+/// CLI) stayed pending, and would let the removed member back in. Returns their ids.
+pub(super) async fn withdraw_for_address(
+    tx: &mut sqlx::AnyConnection,
+    tenant_id: i64,
+    email: &str,
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM invitations WHERE tenant_id = $1 AND email = $2 \
+         AND accepted_at IS NULL AND expires_at > $3 RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(email)
+    .bind(Timestamp::now().millis())
+    .fetch_all(tx)
+    .await
+}
+
 /// Audits the invitations [`withdraw_if_may_not_invite`] withdrew; `actor` is `None` for the
 /// admin CLI.
 pub(crate) async fn record_withdrawn(
@@ -517,19 +569,42 @@ pub(crate) async fn record_withdrawn(
     withdrawn: &[(i64, String)],
 ) {
     for (id, email) in withdrawn {
-        audit::record(
-            db,
-            AuditEvent {
-                tenant_id: Some(tenant_id),
-                actor_user_id: actor,
-                action: "invitation.revoke",
-                target: format!("email:{email}"),
-                details: serde_json::json!({
-                    "invitation_id": id,
-                    "reason": "inviter_may_no_longer_invite",
-                }),
-            },
-        )
-        .await;
+        let reason = "inviter_may_no_longer_invite";
+        record_revoked(db, tenant_id, actor, *id, email, reason).await;
     }
+}
+
+/// Audits the invitations [`withdraw_for_address`] withdrew when `actor` removed the member
+/// with that address.
+pub(super) async fn record_voided(
+    db: &Db,
+    tenant_id: i64,
+    actor: i64,
+    voided: &[i64],
+    email: &str,
+) {
+    for id in voided {
+        record_revoked(db, tenant_id, Some(actor), *id, email, "member_removed").await;
+    }
+}
+
+async fn record_revoked(
+    db: &Db,
+    tenant_id: i64,
+    actor: Option<i64>,
+    id: i64,
+    email: &str,
+    reason: &str,
+) {
+    audit::record(
+        db,
+        AuditEvent {
+            tenant_id: Some(tenant_id),
+            actor_user_id: actor,
+            action: "invitation.revoke",
+            target: format!("email:{email}"),
+            details: serde_json::json!({ "invitation_id": id, "reason": reason }),
+        },
+    )
+    .await;
 }

@@ -6,7 +6,8 @@
 //! removed member loses the tenant at once; a member who is removed or can no longer manage
 //! members loses their pending invitations in the tenant too (in the same transaction), so a
 //! link they kept cannot bring anyone in, themselves included, with a role they may no longer
-//! grant.
+//! grant. A removed member's own address loses its pending invitations in the tenant as well,
+//! so no link brings them back; an address that is a member already gets no invitation.
 
 use super::{invitations, TenantScope};
 use crate::domain::{AddMemberOutcome, AppError, Email, Member, Role, Timestamp};
@@ -33,7 +34,9 @@ pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<Member>, AppError>
 /// whatever the address. Such an account is always invited too, and only a session of that
 /// account can accept the link: sharing a tenant with the owner proves nothing, as the holder of
 /// the account may have brought the owner (or the account) into that tenant without the owner's
-/// consent.
+/// consent. An address whose account is a member already is a 409 that writes nothing (change
+/// its role instead), however the account was made: an invitation for it would stay pending,
+/// and let the member back in, with its role, after a removal.
 pub async fn add_or_invite(
     db: &Db,
     scope: &TenantScope,
@@ -42,6 +45,9 @@ pub async fn add_or_invite(
     role: Role,
     public_url: Option<&str>,
 ) -> Result<AddMemberOutcome, AppError> {
+    if invitations::is_member(db.pool(), scope.id(), email).await? {
+        return Err(invitations::already_a_member());
+    }
     match account(db, scope, email).await? {
         Account::Addable(user_id) => {
             add(db, scope, actor, user_id, email, role).await?;
@@ -111,11 +117,7 @@ async fn add(
     .await;
     match inserted {
         Ok(_) => tx.commit().await?,
-        Err(error) if is_unique_violation(&error) => {
-            return Err(AppError::Conflict(
-                "This account is already a member: change its role instead.".into(),
-            ))
-        }
+        Err(error) if is_unique_violation(&error) => return Err(invitations::already_a_member()),
         Err(error) => return Err(error.into()),
     }
     let member = Audited {
@@ -170,6 +172,7 @@ pub async fn remove(
     )
     .await;
     invitations::record_withdrawn(db, scope.id(), Some(actor), &changed.revoked).await;
+    invitations::record_voided(db, scope.id(), actor, &changed.voided, &changed.email).await;
     Ok(())
 }
 
@@ -181,12 +184,17 @@ struct Changed {
     email: String,
     /// The member's pending invitations withdrawn with it: (id, e-mail).
     revoked: Vec<(i64, String)>,
+    /// On a removal, the pending invitations of the member's own address in the tenant, which
+    /// would let them back in: their ids.
+    voided: Vec<i64>,
 }
 
 /// Sets (`Some`) or deletes (`None`) the membership, as `actor` while they still may (under
 /// [`invitations::lock_members`]), and checks, in the same transaction, that an owner remains.
 /// A member left without [`Capability::ManageMembers`] (removed, or given a role without it)
-/// loses the invitations they made in the tenant that are still pending.
+/// loses the invitations they made in the tenant that are still pending; a removed member
+/// loses the pending invitations of their own address in the tenant too (one made before they
+/// joined some other way, by another link or the admin CLI, would bring them back).
 async fn change(
     db: &Db,
     scope: &TenantScope,
@@ -232,11 +240,16 @@ async fn change(
     }
     let revoked =
         invitations::withdraw_if_may_not_invite(&mut tx, scope.id(), user_id, role).await?;
+    let voided = match role {
+        Some(_) => Vec::new(),
+        None => invitations::withdraw_for_address(&mut tx, scope.id(), &email).await?,
+    };
     tx.commit().await?;
     Ok(Changed {
         old,
         email,
         revoked,
+        voided,
     })
 }
 
