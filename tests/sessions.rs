@@ -1,7 +1,7 @@
 //! Sessions and sign-in: fixation, sign-out, idle and absolute expiry, revocation by password
 //! change, the `__Host-` cookie, forged cookies, cross-origin POSTs, indistinguishable failures,
-//! the atomic failure throttle (per account, per address, IPv6 per /64, behind trusted proxies)
-//! and the bounded password checks.
+//! the atomic failure throttle (per account, per address, IPv6 per /64, behind trusted proxies,
+//! one budget for every instance on the database) and the bounded password checks.
 
 use crate::common;
 
@@ -12,10 +12,15 @@ use common::{
 };
 use serde_json::Value;
 use tenantatlas::domain::Email;
+use tenantatlas::server::auth::client_address::TrustedProxies;
 use tenantatlas::server::auth::password::{self, Checker};
+use tenantatlas::server::auth::session::SessionSettings;
 use tenantatlas::server::auth::session_store::{self, DbSessionStore};
 use tenantatlas::server::auth::{throttle, users};
+use tenantatlas::server::db::Db;
+use tenantatlas::server::http;
 use tenantatlas::server::seed::DEMO_PASSWORD;
+use tenantatlas::server::state::{AppState, Settings};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::{Session, SessionStore};
 
@@ -406,6 +411,107 @@ async fn successful_sign_ins_leave_the_failure_budget_whole(app: TestApp) {
     }
     let spent = sign_in_with(&app, None, OPERATOR, "guess").await;
     assert_eq!(spent.status(), 429);
+}
+
+/// A second server (its own state, its own pool) on `app`'s database, as a second `serve`
+/// instance behind the same address would be; it stops when the answer is dropped.
+async fn second_instance(
+    app: &TestApp,
+    throttle: throttle::SignInThrottle,
+    checker: Checker,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let db = Db::connect(app.database_url()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let origin = format!("http://{addr}");
+    let settings = Settings {
+        public_origin: origin.clone(),
+        public_url: Some(origin),
+        sessions: SessionSettings {
+            idle: Duration::from_secs(3600),
+            max_age: Duration::from_secs(12 * 3600),
+            secure: false,
+        },
+        trusted_proxies: TrustedProxies::default(),
+    };
+    let state = AppState::new(
+        db,
+        http::leptos_options(&std::env::temp_dir(), addr),
+        settings,
+    )
+    .with_password_checker(checker)
+    .with_sign_in_throttle(throttle);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(http::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+/// Two instances on one database share the account's budget: 60 parallel wrong sign-ins for
+/// one account, alternating between them, get at most the budget checked (not twice it).
+async fn two_instances_share_one_sign_in_budget(backend: common::Backend) {
+    // A budget that does not refill while the test runs, and enough password checks at once
+    // that none is turned away busy (which would give its slot back for a later guess).
+    let slow = |burst| throttle::Budget {
+        burst,
+        refill: Duration::from_secs(3600),
+    };
+    let budgets = || throttle::SignInThrottle::new(slow(throttle::ACCOUNT.burst), slow(100));
+    let checker = || Checker::new(64, Duration::from_secs(60));
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            throttle: Some(budgets()),
+            checker: Some(checker()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (second, _stop) = second_instance(&app, budgets(), checker()).await;
+    let form = [("email", OPERATOR), ("password", "guess"), ("next", "/")];
+    let guesses: Vec<_> = (0..60)
+        .map(|n| {
+            let request = if n % 2 == 0 {
+                app.request(None, "auth/sign-in", &form)
+            } else {
+                app.http
+                    .post(format!("http://{second}/api/auth/sign-in"))
+                    .header("Origin", format!("http://{second}"))
+                    .form(&form)
+            };
+            tokio::spawn(request.send())
+        })
+        .collect();
+    let (mut checked, mut refused) = (0, 0);
+    for guess in guesses {
+        match guess.await.unwrap().unwrap().status().as_u16() {
+            401 => checked += 1,
+            429 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'auth.sign_in_failed'")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert!(
+        audited <= i64::from(throttle::ACCOUNT.burst),
+        "{audited} of 60 guesses on two instances were checked"
+    );
+    assert_eq!(audited, checked);
+    assert!(refused >= 55, "{refused} of 60 guesses were refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_instances_share_one_sign_in_budget() {
+    two_instances_share_one_sign_in_budget(common::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_share_one_sign_in_budget() {
+    two_instances_share_one_sign_in_budget(common::Backend::Postgres).await;
 }
 
 #[tokio::test]

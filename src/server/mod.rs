@@ -614,7 +614,7 @@ async fn serve(
         Duration::from_secs(600),
     ));
     tokio::spawn(auth::throttle::prune_forever(
-        state.sign_in_throttle.clone(),
+        db.clone(),
         Duration::from_secs(60),
     ));
     if let Some(metrics_addr) = args.metrics_addr {

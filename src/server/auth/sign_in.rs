@@ -5,15 +5,20 @@ use std::net::IpAddr;
 
 use tower_sessions::Session;
 
+use super::throttle::Refused;
 use super::{session, users};
 use crate::domain::{AppError, Email};
 use crate::server::audit::{self, AuditEvent};
 use crate::server::state::AppState;
 
+/// Seconds a client is asked to wait when the throttle's budgets could not be read.
+const UNAVAILABLE_RETRY_AFTER: u64 = 2;
+
 /// Signs `email` in with `password` into `session` and answers the user's id. The attempt is
 /// counted against the account and the client `address` ([`super::throttle`]): refused with 429
 /// once either has spent its budget, and given back when it succeeds (or no password could be
-/// checked: 503 while every core is checking passwords). A wrong e-mail or password is a 401,
+/// checked: 503 while every core is checking passwords). When the database cannot reserve the
+/// attempt, it is refused with 503 too, never checked uncounted. A wrong e-mail or password is a 401,
 /// audited as `auth.sign_in_failed`; a success is audited as `auth.sign_in`.
 pub async fn sign_in(
     state: &AppState,
@@ -23,23 +28,33 @@ pub async fn sign_in(
     address: Option<IpAddr>,
 ) -> Result<i64, AppError> {
     // Reserved before the slow check, so parallel guesses cannot all pass a check that has not
-    // counted any of them yet.
-    let attempt = state
+    // counted any of them yet; in the database, so every instance on it draws on one budget.
+    let attempt = match state
         .sign_in_throttle
-        .reserve(email.as_str(), address)
-        .map_err(|wait| {
-            AppError::TooManyRequests(format!(
+        .reserve(&state.db, email.as_str(), address)
+        .await
+    {
+        Ok(attempt) => attempt,
+        Err(Refused::Wait(wait)) => {
+            return Err(AppError::TooManyRequests(format!(
                 "Too many failed sign-ins. Try again in {} seconds.",
                 wait.as_secs().max(1)
-            ))
-        })?;
+            )))
+        }
+        // The budget could not be read (logged): no password is checked uncounted.
+        Err(Refused::Unavailable) => {
+            return Err(AppError::Busy {
+                retry_after: UNAVAILABLE_RETRY_AFTER,
+            })
+        }
+    };
     let account = users::credentials(&state.db, email).await?;
     let hash = account.as_ref().and_then(|a| a.password_hash.clone());
     let verified = match state.password_checker.verify(password, hash).await {
         Ok(verified) => verified,
         Err(busy) => {
             // No password was checked, so nothing was guessed.
-            attempt.refund();
+            attempt.refund().await;
             tracing::warn!("every core is checking passwords: a sign-in is turned away");
             return Err(AppError::Busy {
                 retry_after: busy.retry_after.as_secs().max(1),
@@ -63,7 +78,7 @@ pub async fn sign_in(
         .await;
         return Err(AppError::InvalidCredentials);
     };
-    attempt.refund();
+    attempt.refund().await;
     session::sign_in(session, account.user_id, account.session_generation)
         .await
         .map_err(|error| {
