@@ -13,6 +13,7 @@ mod backup_sets_api;
 mod cancel;
 mod captures;
 mod claim_order;
+mod canonical_rows;
 mod cli;
 mod connection_check;
 mod fair_share;

@@ -3,6 +3,7 @@
 //! engines accept (`$1` placeholders, `RETURNING`, partial indexes); what differs lives in
 //! [`sqlite`] and [`postgres`] and is chosen by [`Backend`].
 
+pub mod canonical_rows;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -196,9 +197,13 @@ impl Db {
         })
     }
 
-    /// Applies the engine's pending migrations from `migrations/<engine>/`.
+    /// Applies the engine's pending migrations from `migrations/<engine>/`, then respells the
+    /// names and addresses stored before they were canonical on every write
+    /// ([`canonical_rows`]; a no-op once they are).
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        self.backend.migrator().run(&self.pool).await
+        self.backend.migrator().run(&self.pool).await?;
+        canonical_rows::canonicalise_stored_rows(self).await?;
+        Ok(())
     }
 
     pub fn pool(&self) -> &AnyPool {
