@@ -41,6 +41,7 @@ both_backends!(TestDb:
     a_tenants_runs_stay_with_the_instance_that_works_for_it,
     a_heartbeat_warning_names_its_run,
     a_shutdown_releases_only_the_claims_this_runner_holds,
+    captures_in_flight_finish_while_a_batch_waits_for_the_database,
 );
 
 struct Fixture {
@@ -1828,4 +1829,172 @@ async fn a_heartbeat_warning_names_its_run(t: TestDb) {
         "{warning}"
     );
     assert_eq!(f.run_row(run).await.status, "completed");
+}
+
+/// The Graph client's captures, counted as they start and finish; the first waits at `first`
+/// until the test lets it go.
+struct CountingSource {
+    client: GraphClient,
+    started: std::sync::atomic::AtomicUsize,
+    finished: std::sync::atomic::AtomicUsize,
+    reached: tokio::sync::Semaphore,
+    go: tokio::sync::Semaphore,
+}
+
+impl CountingSource {
+    fn new(client: GraphClient) -> Self {
+        Self {
+            client,
+            started: Default::default(),
+            finished: Default::default(),
+            reached: tokio::sync::Semaphore::new(0),
+            go: tokio::sync::Semaphore::new(0),
+        }
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.started.load(SeqCst), self.finished.load(SeqCst))
+    }
+}
+
+impl tenantatlas::server::graph::PolicySource for CountingSource {
+    fn list_policies<'a>(
+        &'a self,
+        creds: &'a tenantatlas::server::graph::TenantCredentials,
+        policy_type: tenantatlas::domain::snapshot::PolicyType,
+    ) -> tenantatlas::server::graph::GraphFuture<'a, Vec<tenantatlas::server::graph::PolicyListing>>
+    {
+        tenantatlas::server::graph::PolicySource::list_policies(&self.client, creds, policy_type)
+    }
+
+    fn capture_policy<'a>(
+        &'a self,
+        creds: &'a tenantatlas::server::graph::TenantCredentials,
+        policy_type: tenantatlas::domain::snapshot::PolicyType,
+        graph_id: &'a str,
+        options: tenantatlas::server::graph::CaptureOptions,
+    ) -> tenantatlas::server::graph::GraphFuture<'a, tenantatlas::server::graph::Snapshot> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            if self.started.fetch_add(1, SeqCst) == 0 {
+                self.reached.add_permits(1);
+                self.go.acquire().await.expect("never closed").forget();
+            }
+            let captured = tenantatlas::server::graph::PolicySource::capture_policy(
+                &self.client,
+                creds,
+                policy_type,
+                graph_id,
+                options,
+            )
+            .await;
+            self.finished.fetch_add(1, SeqCst);
+            captured
+        })
+    }
+
+    fn granted_roles<'a>(
+        &'a self,
+        creds: &'a tenantatlas::server::graph::TenantCredentials,
+    ) -> tenantatlas::server::graph::TokenFuture<'a> {
+        tenantatlas::server::graph::PolicySource::granted_roles(&self.client, creds)
+    }
+
+    fn first_page<'a>(
+        &'a self,
+        creds: &'a tenantatlas::server::graph::TenantCredentials,
+        policy_type: tenantatlas::domain::snapshot::PolicyType,
+    ) -> tenantatlas::server::graph::GraphFuture<'a, usize> {
+        tenantatlas::server::graph::PolicySource::first_page(&self.client, creds, policy_type)
+    }
+}
+
+/// While a batch of outcomes waits for the database, the captures in flight go on and finish:
+/// handing an outcome to the recorder never holds the stream of items up (a full bounded
+/// channel did: its send stopped every capture in flight until the batch was written). Only a
+/// new item waits, once the backlog is full. 400 policies the simulator does not know: each
+/// capture is a quick 404, recorded as failed.
+async fn captures_in_flight_finish_while_a_batch_waits_for_the_database(t: TestDb) {
+    use tenantatlas::server::db::Backend;
+    use tenantatlas::server::engine::operation::Registry;
+    use tenantatlas::server::engine::worker::CredentialsLoader;
+    let f = fixture(&t).await;
+    let ids = common::insert_policies(&f.db, CONTOSO, 400).await;
+    let run = f.queue(&ids).await;
+    let source = Arc::new(CountingSource::new(f.client.clone()));
+    let loader: CredentialsLoader = Arc::new(|_tenant| {
+        Box::pin(async {
+            Ok::<_, tenantatlas::server::engine::worker::RunFailure>(common::creds(CONTOSO))
+        })
+    });
+    let worker = Worker::new(
+        f.db.clone(),
+        Registry::standard(Arc::clone(&source) as _),
+        loader,
+        "counting",
+    );
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    tokio::time::timeout(Duration::from_secs(30), source.reached.acquire())
+        .await
+        .expect("the first capture starts")
+        .expect("never closed")
+        .forget();
+    // Every batch now waits for the database: SQLite's one writer, or the run's row on
+    // PostgreSQL (a batch's transaction renews the run's lease first).
+    let mut lock = f.db.pool().acquire().await.unwrap();
+    match f.db.backend() {
+        Backend::Sqlite => {
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *lock)
+                .await
+                .unwrap();
+        }
+        Backend::Postgres => {
+            sqlx::query("BEGIN").execute(&mut *lock).await.unwrap();
+            sqlx::query("SELECT id FROM runs WHERE id = $1 FOR UPDATE")
+                .bind(run)
+                .fetch_one(&mut *lock)
+                .await
+                .unwrap();
+        }
+    }
+    source.go.add_permits(1);
+    // Until the captures stand still (SQLite's writers give up after 5 s: well within that).
+    let mut last = source.counts();
+    let still = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = source.counts();
+        if now == last {
+            break now;
+        }
+        last = now;
+    };
+    let processed: i64 = f.run_row(run).await.processed_items;
+    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    drop(lock);
+    let (started, finished) = still;
+    assert_eq!(
+        started, finished,
+        "every capture that started finished while the batch waited ({started} started)"
+    );
+    assert!(
+        started > 200,
+        "the captures went on while the batch waited: {started} of 400"
+    );
+    assert!(
+        started < 400,
+        "the backlog is bounded: {started} of 400 started"
+    );
+    assert_eq!(
+        processed, 0,
+        "nothing was recorded while the database was held"
+    );
+    assert_eq!(
+        working.await.unwrap().unwrap(),
+        Outcome::TaskCompleted { run_id: run }
+    );
+    let row = f.run_row(run).await;
+    assert_eq!((row.status.as_str(), row.processed_items), ("failed", 400));
+    assert_eq!(source.counts(), (400, 400), "each policy captured once");
 }

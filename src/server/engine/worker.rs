@@ -104,6 +104,11 @@ const RECORD_BATCH: usize = 100;
 /// How long a batch of outcomes waits to fill while more are coming.
 const BATCH_FILL: Duration = Duration::from_millis(50);
 
+/// Outcomes that may wait for the recorder, beyond the items in flight: while a batch is being
+/// written the captures go on, and only a new item waits once this many are waiting (the
+/// memory an unrecorded run holds stays bounded).
+const RECORD_BACKLOG: usize = 2 * RECORD_BATCH;
+
 /// [`outcomes_sql`]'s guard for a batch: only items still pending.
 pub const PENDING_ONLY: &str = " AND run_items.outcome || '' = 'pending'";
 /// [`outcomes_sql`]'s guard for items a cancel skipped while their capture was in flight.
@@ -1084,7 +1089,15 @@ impl Worker {
         // are processed in a task of their own, so Graph keeps working while outcomes are
         // written; the outcomes that are ready are written together, in one transaction per
         // batch.
-        let (sender, mut outcomes) = tokio::sync::mpsc::channel(RECORD_BATCH);
+        // Handing an outcome over never waits: an item in flight is not held up while a batch is
+        // written (a bounded channel's full send would stop the stream from polling them).
+        // Instead an item takes a place in the backlog before it starts, given back when the
+        // recorder takes its outcome, so at most `items_at_once + RECORD_BACKLOG` outcomes are
+        // unrecorded at any time.
+        let (sender, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+        let backlog = Arc::new(tokio::sync::Semaphore::new(
+            self.items_at_once + RECORD_BACKLOG,
+        ));
         // A cancel stops the stream of items: no new one starts, those in flight finish and are
         // recorded, and one still waiting on Graph (limiter, Retry-After, backoff) gives up
         // and is not recorded: the cancel has already skipped it (`cancelled`).
@@ -1098,23 +1111,29 @@ impl Worker {
             AbortOnDrop(tokio::spawn(
                 async move {
                     futures::stream::iter(items)
+                        .then(|pending| {
+                            let backlog = Arc::clone(&backlog);
+                            // The semaphore is never closed.
+                            async move { (pending, backlog.acquire_owned().await.ok()) }
+                        })
                         .take_until(stop)
-                        .map(|pending| {
+                        .map(|(pending, place)| {
                             let interrupt = Interrupt::new(signal.clone());
                             let (handler, creds, run) = (&handler, &creds, &run);
                             let activity = &activity;
                             async move {
                                 let work = handler.process(creds, run, &pending.item);
                                 let output = activity.scope(interrupt.scope(work)).await;
-                                (!interrupt.interrupted()).then_some((pending, output))
+                                (!interrupt.interrupted()).then_some((pending, output, place))
                             }
                         })
                         .buffer_unordered(worker.items_at_once)
-                        .for_each(|outcome| async {
+                        .for_each(|outcome| {
                             if let Some(outcome) = outcome {
                                 // The receiver is gone only when this run is abandoned.
-                                let _ = sender.send(outcome).await;
+                                let _ = sender.send(outcome);
                             }
+                            futures::future::ready(())
                         })
                         .await;
                 }
@@ -1122,17 +1141,29 @@ impl Worker {
             ))
         };
         let mut batch = Vec::with_capacity(RECORD_BATCH);
-        while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let mut received = Vec::with_capacity(RECORD_BATCH);
+        while outcomes.recv_many(&mut received, RECORD_BATCH).await > 0 {
+            // Taken from the backlog: their places go back (dropped) as they join the batch.
+            batch.extend(
+                received
+                    .drain(..)
+                    .map(|(pending, output, _place)| (pending, output)),
+            );
             // While more outcomes are coming, the batch waits a moment to fill: a few larger
             // transactions cost the database and this process less than many of one or two
             // outcomes each, which is what a fast Graph and a fast database otherwise make.
             let filled_by = tokio::time::Instant::now() + BATCH_FILL;
             while batch.len() < RECORD_BATCH && batch.len() < unrecorded {
                 let room = RECORD_BATCH - batch.len();
-                match tokio::time::timeout_at(filled_by, outcomes.recv_many(&mut batch, room)).await
+                match tokio::time::timeout_at(filled_by, outcomes.recv_many(&mut received, room))
+                    .await
                 {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => {}
+                    Ok(_) => batch.extend(
+                        received
+                            .drain(..)
+                            .map(|(pending, output, _place)| (pending, output)),
+                    ),
                 }
             }
             unrecorded = unrecorded.saturating_sub(batch.len());
