@@ -194,3 +194,63 @@ test("Add selected waits for \"Select all N matching\": the selection it would a
   await expect(addSelected).toBeEnabled();
   expect(adds).toEqual([]);
 });
+
+test("a failed read of the panel right after Add selected is tried again: the queued run shows", async ({ page }) => {
+  test.setTimeout(90_000);
+  await openNewBackupSet(page, TENANT, "E2E panel retry");
+  await expect(page.getByText("No runs yet. Add policies to start one.")).toBeVisible();
+  const picker = await selectRows(page, 3);
+  // The panel's read after the submit is dropped once.
+  await page.route("**/api/runs/for-backup-set**", (route) => route.abort(), { times: 1 });
+  await picker.getByRole("button", { name: "Add selected" }).click();
+  await expect(page.getByTestId("toast").filter({ hasText: "Queued: 3 policies" })).toBeVisible();
+  await expect(page.getByTestId("run-row")).toHaveCount(1, { timeout: 10_000 });
+  await expect(page.getByTestId("toast").filter({ hasText: "Finished:" })).toContainText(
+    "Succeeded — 3 added",
+    { timeout: 60_000 },
+  );
+  await expect(page.getByTestId("item-count")).toHaveText("3");
+});
+
+test("Escape in the picker's search field clears it and keeps the picker and its selection", async ({ page }) => {
+  await openNewBackupSet(page, TENANT, "E2E escape");
+  const picker = await selectRows(page, 3);
+  const search = picker.getByLabel("Search by name");
+  await search.fill("zzz");
+  await search.press("Escape");
+  await expect(search).toHaveValue("");
+  await expect(picker).toBeVisible();
+  await expect(picker.getByTestId("selection-count")).toHaveText("3 policies selected");
+  // Escape elsewhere in the picker (the field now empty) still closes it.
+  await search.press("Escape");
+  await expect(picker).toBeHidden();
+});
+
+test("the panel lists the set's drift check and does not announce it late after an Add selected", async ({ page }) => {
+  test.setTimeout(120_000);
+  await openNewBackupSet(page, TENANT, "E2E drift panel");
+  let picker = await selectRows(page, 1);
+  await picker.getByRole("button", { name: "Add selected" }).click();
+  await expect(page.getByTestId("toast").filter({ hasText: "Finished:" })).toContainText("Succeeded", {
+    timeout: 60_000,
+  });
+  await expect(page.getByTestId("run-row")).toHaveCount(1);
+
+  const drift = page.getByTestId("drift-check");
+  await drift.getByRole("button", { name: "Compare with Intune" }).click();
+  const link = drift.getByTestId("run-last").getByRole("link");
+  await expect(link).toBeVisible({ timeout: 30_000 });
+  const driftId = ((await link.textContent()) ?? "").replace(/\D/g, "");
+  expect(driftId).not.toBe("");
+  // The panel lists the drift check too.
+  await expect(page.getByTestId("run-row")).toHaveCount(2);
+  await expect(page.getByTestId("run-panel").getByRole("link", { name: `Run #${driftId}`, exact: true })).toBeVisible();
+
+  // A later Add selected: its run is announced, the drift check (ended long before) is not.
+  picker = await selectRows(page, 1);
+  await picker.getByRole("button", { name: "Add selected" }).click();
+  await expect(page.getByTestId("run-row")).toHaveCount(3);
+  // Its end reloads the items.
+  await expect(page.getByTestId("item-count")).toHaveText("2", { timeout: 60_000 });
+  await expect(page.getByTestId("toast").filter({ hasText: `Finished: run #${driftId} ` })).toHaveCount(0);
+});

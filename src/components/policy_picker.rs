@@ -140,7 +140,8 @@ fn return_focus_to_opener() {
 }
 
 /// The picker, for members whose role may start runs (the page does not offer it to others).
-/// `on_close` hides the picker (also on Escape).
+/// `on_close` hides the picker (also on Escape, except in a search field that has a value: that
+/// Escape clears the field, and the selection stays).
 #[component]
 pub fn PolicyPicker(
     tenant: Memo<String>,
@@ -390,6 +391,18 @@ fn SubmitBar(
     }
 }
 
+/// Empties the search field `ev` was pressed in (what it shows follows the filter, which may
+/// already be empty while the member's typing has not reached it).
+fn clear_search(ev: &leptos::ev::KeyboardEvent) {
+    use leptos::wasm_bindgen::JsCast;
+    if let Some(input) = ev
+        .target()
+        .and_then(|target| target.dyn_into::<leptos::web_sys::HtmlInputElement>().ok())
+    {
+        input.set_value("");
+    }
+}
+
 /// Search, type and platform; a change starts again at the first page. The platforms offered
 /// are the ones the tenant's inventory has.
 #[component]
@@ -416,6 +429,17 @@ fn PickerFilters(
                     maxlength="200"
                     prop:value=move || search.get()
                     on:input=move |ev| set_filter(search, event_target_value(&ev))
+                    on:keydown=move |ev| {
+                        // Escape in a field with a value clears the field (as a search field
+                        // does by itself), and does not reach the picker, which would close
+                        // and throw the selection away.
+                        if ev.key() == "Escape" && !event_target_value(&ev).is_empty() {
+                            ev.prevent_default();
+                            ev.stop_propagation();
+                            clear_search(&ev);
+                            set_filter(search, String::new());
+                        }
+                    }
                 />
             </label>
             <label>

@@ -66,6 +66,10 @@ pub enum PollState {
     Settled,
     /// The last read failed: read again later if the last answer was still moving.
     Failed,
+    /// The last read failed, and what is asked changed since the last answer (a run was just
+    /// submitted, so the last answer no longer stands for it): read again later, whether or
+    /// not the last answer was moving.
+    FailedAfterChange,
 }
 
 impl PollState {
@@ -84,8 +88,9 @@ impl PollState {
 /// Bumps `tick` once after [`poll_delay`] each time `state()` is re-evaluated to
 /// [`PollState::Moving`], so a resource that reads `tick` loads again, and `state()` is asked
 /// again about the new data. It stops by itself when `state()` answers `Settled` (a run ended).
-/// A failed read while the last answer was moving is retried after [`retry_delay`] (a first
-/// read that fails is not: the page shows its error). Returns how many polls failed in a row,
+/// A failed read while the last answer was moving, or after what is asked changed
+/// ([`PollState::FailedAfterChange`]), is retried after [`retry_delay`] (a first read that
+/// fails is not: the page shows its error). Returns how many polls failed in a row,
 /// for [`PollTrouble`]. Effects run only in the browser, so the server never polls; a pending
 /// timer is cleared when the page goes away.
 pub fn use_poll(tick: RwSignal<u64>, state: impl Fn() -> PollState + 'static) -> ReadSignal<u32> {
@@ -111,8 +116,8 @@ pub fn use_poll(tick: RwSignal<u64>, state: impl Fn() -> PollState + 'static) ->
                 }
                 poll_delay()
             }
-            PollState::Failed => {
-                if !moving.get_value() {
+            state @ (PollState::Failed | PollState::FailedAfterChange) => {
+                if state == PollState::Failed && !moving.get_value() {
                     return;
                 }
                 let at = tick.get_untracked();

@@ -16,6 +16,7 @@ use super::{
     or_absent, use_toasts, CancelRunButton, ErrorMessage, Loading, RetryRunButton, RunStatusBadge,
 };
 use crate::api::runs::{backup_set_runs, backup_set_runs_version, CancelRun, RetryFailed};
+use crate::domain::run::OperationType;
 use crate::domain::run_detail::counted_down;
 use crate::domain::{routes, AppError, RunStatus, RunSummary};
 use crate::domain::{Capability, Role};
@@ -57,31 +58,80 @@ fn counts_text(run: &RunSummary) -> String {
 
 /// The runs of `list` that settled since the panel's last list, `seen` (whether each run was
 /// settled then; `None`: this is the first, and nothing has newly ended): those seen unsettled
-/// then, and those new to the panel and already settled, since a quick run can end before the
-/// first poll after its submit sees it. A cancelled run is announced once its last outcomes
-/// are in, so its toast counts them and the page reloads its items after them.
+/// then, and the run just `submitted` from this page if it is new to the panel and already
+/// settled, since a quick run can end before the first poll after its submit sees it. A run
+/// started elsewhere (another tab, the page's drift check) that the panel never saw active is
+/// not announced: it ended before the panel knew of it, maybe long ago. A cancelled run is
+/// announced once its last outcomes are in, so its toast counts them and the page reloads its
+/// items after them.
 fn newly_ended<'a>(
     seen: Option<&HashMap<i64, bool>>,
     list: &'a [RunSummary],
+    submitted: Option<i64>,
 ) -> Vec<&'a RunSummary> {
     let Some(seen) = seen else { return Vec::new() };
     list.iter()
         .filter(|run| run.settled)
-        .filter(|run| seen.get(&run.id).is_none_or(|settled| !settled))
+        .filter(|run| match seen.get(&run.id) {
+            Some(settled) => !settled,
+            None => submitted == Some(run.id),
+        })
         .collect()
 }
 
 /// One read of the panel's runs.
 type RunsRead = Result<Vec<RunSummary>, AppError>;
 
-/// Active and recent runs of one backup set. `refresh` changes when a run was just submitted;
-/// `finished` is bumped when a run the panel watched has ended (so the page reloads its items).
+/// One read of the set's runs for the panel: the whole list at first (`tick` 0) and after a
+/// submit; else the version of the set's runs first, and the list only when it moved since
+/// `last` (a kept list's Graph waits are counted down by the time since it was read).
+async fn read_runs(
+    tenant: String,
+    backup_set_id: i64,
+    refresh: usize,
+    tick: u64,
+    last: StoredValue<Option<((usize, String), Vec<RunSummary>, f64)>>,
+) -> RunsRead {
+    if tick == 0 {
+        return backup_set_runs(tenant, backup_set_id).await;
+    }
+    let version = (
+        refresh,
+        backup_set_runs_version(tenant.clone(), backup_set_id).await?,
+    );
+    let unchanged = last.with_value(|last| match last {
+        Some((seen, list, read_at)) if *seen == version => {
+            let elapsed = (browser_now_ms() - read_at) as i64;
+            let mut list = list.clone();
+            for run in &mut list {
+                run.graph_wait = run.graph_wait.map(|wait| counted_down(wait, elapsed));
+            }
+            Some(list)
+        }
+        _ => None,
+    });
+    if let Some(list) = unchanged {
+        return Ok(list);
+    }
+    let list = backup_set_runs(tenant, backup_set_id).await?;
+    last.set_value(Some((version, list.clone(), browser_now_ms())));
+    Ok(list)
+}
+
+/// Active and recent runs of one backup set. `refresh` changes when a run of the set was just
+/// submitted or ended on the page (the panel reads its runs again, and keeps trying until a read
+/// works); `submitted` is the run last submitted from the panel's page (announced even if it
+/// ended before the panel saw it); `finished` is bumped when a run the panel watched has ended
+/// (so the page reloads its items). Runs of `reported_elsewhere` (the page's own starter for
+/// them says when they end) get no toast from the panel.
 #[component]
 pub fn RunPanel(
     tenant: Memo<String>,
     backup_set_id: i64,
     #[prop(into)] refresh: Signal<usize>,
+    #[prop(into)] submitted: Signal<Option<i64>>,
     finished: RwSignal<u64>,
+    #[prop(optional)] reported_elsewhere: Option<OperationType>,
 ) -> impl IntoView {
     let toasts = use_toasts();
     let tick = RwSignal::new(0_u64);
@@ -89,33 +139,17 @@ pub fn RunPanel(
     // runs only when it moved; a submit (`refresh`) always fetches. A kept list's Graph waits
     // are counted down by the time since it was read (the version does not move with them).
     let last = StoredValue::new(None::<((usize, String), Vec<RunSummary>, f64)>);
+    // The `refresh` of the last read that worked: until one after a submit works, a failed read
+    // is tried again (the list before does not show the run just submitted).
+    let answered = StoredValue::new(refresh.get_untracked());
     let runs = Resource::new(
         move || (tenant.get(), refresh.get(), tick.get()),
         move |(tenant, refresh, tick)| async move {
-            if tick == 0 {
-                return backup_set_runs(tenant, backup_set_id).await;
+            let read = read_runs(tenant, backup_set_id, refresh, tick, last).await;
+            if read.is_ok() {
+                answered.set_value(refresh);
             }
-            let version = (
-                refresh,
-                backup_set_runs_version(tenant.clone(), backup_set_id).await?,
-            );
-            let unchanged = last.with_value(|last| match last {
-                Some((seen, list, read_at)) if *seen == version => {
-                    let elapsed = (browser_now_ms() - read_at) as i64;
-                    let mut list = list.clone();
-                    for run in &mut list {
-                        run.graph_wait = run.graph_wait.map(|wait| counted_down(wait, elapsed));
-                    }
-                    Some(list)
-                }
-                _ => None,
-            });
-            if let Some(list) = unchanged {
-                return Ok(list);
-            }
-            let list = backup_set_runs(tenant, backup_set_id).await?;
-            last.set_value(Some((version, list.clone(), browser_now_ms())));
-            Ok(list)
+            read
         },
     );
     // Whether each run was settled at the last poll (`None` before the first list).
@@ -130,7 +164,14 @@ pub fn RunPanel(
             return;
         };
         controls.keep_listed(&list);
-        let ended = seen.with_value(|seen| newly_ended(seen.as_ref(), &list));
+        let submitted = submitted.get_untracked();
+        let ended = seen.with_value(|seen| newly_ended(seen.as_ref(), &list, submitted));
+        let ended: Vec<_> = ended
+            .into_iter()
+            .filter(|run| {
+                reported_elsewhere.is_none() || run.operation_type.known() != reported_elsewhere
+            })
+            .collect();
         for run in &ended {
             if run.status == RunStatus::Cancelled && controls.cancelled_here(run.id) {
                 continue;
@@ -144,7 +185,14 @@ pub fn RunPanel(
         }
     });
     let failures = use_poll(tick, move || {
-        runs.with(|runs| PollState::of(runs.as_ref(), |list| list.iter().any(|run| !run.settled)))
+        let state = runs
+            .with(|runs| PollState::of(runs.as_ref(), |list| list.iter().any(|run| !run.settled)));
+        match state {
+            PollState::Failed if answered.get_value() != refresh.get_untracked() => {
+                PollState::FailedAfterChange
+            }
+            state => state,
+        }
     });
     // Each answer of the polls, in the browser (the server renders the first one).
     let polled = RwSignal::new(None::<RunsRead>);
@@ -425,16 +473,16 @@ mod tests {
     #[test]
     fn the_first_list_announces_nothing() {
         let list = [run(1, RunStatus::Completed), run(2, RunStatus::Running)];
-        assert!(newly_ended(None, &list).is_empty());
+        assert!(newly_ended(None, &list, None).is_empty());
     }
 
     #[test]
     fn a_run_seen_active_and_now_ended_is_announced_once() {
         let seen = HashMap::from([(1, false), (2, true)]);
         let list = [run(1, RunStatus::Completed), run(2, RunStatus::Completed)];
-        assert_eq!(ids(newly_ended(Some(&seen), &list)), [1]);
+        assert_eq!(ids(newly_ended(Some(&seen), &list, None)), [1]);
         let seen = HashMap::from([(1, true), (2, true)]);
-        assert!(newly_ended(Some(&seen), &list).is_empty());
+        assert!(newly_ended(Some(&seen), &list, None).is_empty());
     }
 
     /// A cancelled run whose claim still records what was in flight is not announced (nor the
@@ -444,22 +492,41 @@ mod tests {
         let seen = HashMap::from([(1, false)]);
         let mut cancelled = run(1, RunStatus::Cancelled);
         cancelled.settled = false;
-        assert!(newly_ended(Some(&seen), std::slice::from_ref(&cancelled)).is_empty());
+        assert!(newly_ended(Some(&seen), std::slice::from_ref(&cancelled), None).is_empty());
         cancelled.settled = true;
-        assert_eq!(ids(newly_ended(Some(&seen), &[cancelled])), [1]);
+        assert_eq!(ids(newly_ended(Some(&seen), &[cancelled], None)), [1]);
     }
 
     #[test]
-    fn a_new_run_that_ended_before_the_panel_saw_it_is_announced() {
+    fn the_submitted_run_that_ended_before_the_panel_saw_it_is_announced() {
         let seen = HashMap::from([(1, true)]);
         let list = [
             run(3, RunStatus::Cancelled),
             run(2, RunStatus::Pending),
             run(1, RunStatus::Completed),
         ];
-        assert_eq!(ids(newly_ended(Some(&seen), &list)), [3]);
+        assert_eq!(ids(newly_ended(Some(&seen), &list, Some(3))), [3]);
         // An empty panel counts as seen: its first run, already ended, is announced.
-        assert_eq!(ids(newly_ended(Some(&HashMap::new()), &list)), [3, 1]);
+        let list = [run(1, RunStatus::Completed)];
+        assert_eq!(ids(newly_ended(Some(&HashMap::new()), &list, Some(1))), [1]);
+    }
+
+    /// A run started elsewhere (the drift check, another tab) that ended before the panel saw
+    /// it is not announced when the panel reads again later (after a submit, say).
+    #[test]
+    fn a_run_started_elsewhere_that_ended_unseen_is_not_announced() {
+        let seen = HashMap::from([(1, true)]);
+        let list = [run(3, RunStatus::Completed), run(1, RunStatus::Completed)];
+        assert!(newly_ended(Some(&seen), &list, None).is_empty());
+        let list = [
+            run(4, RunStatus::Running),
+            run(3, RunStatus::Completed),
+            run(1, RunStatus::Completed),
+        ];
+        assert!(newly_ended(Some(&seen), &list, Some(4)).is_empty());
+        // Seen active, it is announced once ended, wherever it was started.
+        let seen = HashMap::from([(3, false), (1, true)]);
+        assert_eq!(ids(newly_ended(Some(&seen), &list, Some(4))), [3]);
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub fn BackupSetPage() -> impl IntoView {
     // Bumped by the run panel when a run ends: the items list reloads.
     let finished = RwSignal::new(0_u64);
     let picker_open = RwSignal::new(false);
+    // The run last submitted here (the run panel announces it even if it ended before the
+    // panel saw it), and how many drift checks were started or ended here (the run panel
+    // reads the set's runs again, so it lists them).
+    let submitted = RwSignal::new(None::<i64>);
+    let drift_done = RwSignal::new(0_usize);
     let detail = Resource::new(
         move || (tenant.get(), id.get(), finished.get()),
         |(tenant, id, _)| async move {
@@ -50,6 +55,7 @@ pub fn BackupSetPage() -> impl IntoView {
             };
             let href = routes::run(&tenant.get_untracked(), run.run_id, "");
             toasts.push(text, Some(href));
+            submitted.set(Some(run.run_id));
             picker_open.set(false);
         }
     });
@@ -70,19 +76,34 @@ pub fn BackupSetPage() -> impl IntoView {
                 }
             })}
         </Transition>
-        {move || id.get().map(|set_id| view! {
-            <AddPoliciesControl tenant set_id add open=picker_open />
-            <RunPanel tenant backup_set_id=set_id refresh=add.version() finished />
-            <h2>"Drift"</h2>
-            <RunStarter
-                tenant
-                operation=OperationType::DriftCheck
-                target_id=set_id
-                label="Compare with Intune"
-                last_label="Last drift check"
-                testid="drift-check"
-                start=Action::new(move |_: &()| check_drift(tenant.get_untracked(), set_id))
-            />
+        {move || id.get().map(|set_id| {
+            let drift = Action::new(move |_: &()| check_drift(tenant.get_untracked(), set_id));
+            // A submit or a drift check started or ended here: the panel reads its runs again.
+            let refresh = Signal::derive(move || {
+                add.version().get() + drift.version().get() + drift_done.get()
+            });
+            view! {
+                <AddPoliciesControl tenant set_id add open=picker_open />
+                <RunPanel
+                    tenant
+                    backup_set_id=set_id
+                    refresh
+                    submitted
+                    finished
+                    reported_elsewhere=OperationType::DriftCheck
+                />
+                <h2>"Drift"</h2>
+                <RunStarter
+                    tenant
+                    operation=OperationType::DriftCheck
+                    target_id=set_id
+                    label="Compare with Intune"
+                    last_label="Last drift check"
+                    testid="drift-check"
+                    start=drift
+                    on_done=move |_| drift_done.update(|n| *n += 1)
+                />
+            }
         })}
         <h2>"Policies in this set"</h2>
         <SetItems tenant detail />
