@@ -16,6 +16,7 @@ both_backends!(TestApp:
     marking_one_read_lowers_the_count,
     foreign_and_unknown_ids_are_404_and_change_nothing,
     mark_all_read_clears_only_the_users_tenant,
+    mark_all_read_leaves_one_written_after_the_list_unread,
     readonly_members_read_and_dismiss_their_own,
     a_finished_run_notifies_its_initiator_with_a_link_to_the_run,
 );
@@ -313,6 +314,53 @@ async fn mark_all_read_clears_only_the_users_tenant(app: TestApp) {
         )
         .await;
     assert_eq!(again.json::<i64>().await.unwrap(), 0);
+}
+
+/// The bell lists one unread; a run ends and writes a second before the next poll; **Mark all
+/// read** with the list's `as_of` marks only the one the user saw.
+async fn mark_all_read_leaves_one_written_after_the_list_unread(app: TestApp) {
+    let seen = notify(&app, ADMIN, CONTOSO, "Seen", 1_000, false).await;
+    let admin = app.sign_in(ADMIN).await;
+    let listed = list(&app, &admin, CONTOSO).await;
+    assert_eq!(listed.unread, 1);
+    // Written after the list was read, as the worker does (its clock, not the list's).
+    let created = Timestamp::now().millis().max(listed.as_of.millis() + 1);
+    let unseen = notify(&app, ADMIN, CONTOSO, "Written since", created, false).await;
+    let as_of = listed.as_of.millis().to_string();
+    let response = app
+        .call_as(
+            &admin,
+            "notifications/mark-all-read",
+            &[("tenant", CONTOSO), ("as_of", as_of.as_str())],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<i64>().await.unwrap(),
+        1,
+        "only the listed one"
+    );
+    let after = list(&app, &admin, CONTOSO).await;
+    assert_eq!(after.unread, 1);
+    let unread: Vec<i64> = after
+        .items
+        .iter()
+        .filter(|n| n.is_unread())
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(unread, [unseen]);
+    assert!(after.items.iter().any(|n| n.id == seen && !n.is_unread()));
+    // The next list's `as_of` covers it.
+    let as_of = after.as_of.millis().to_string();
+    let response = app
+        .call_as(
+            &admin,
+            "notifications/mark-all-read",
+            &[("tenant", CONTOSO), ("as_of", as_of.as_str())],
+        )
+        .await;
+    assert_eq!(response.json::<i64>().await.unwrap(), 1);
+    assert_eq!(list(&app, &admin, CONTOSO).await.unread, 0);
 }
 
 async fn readonly_members_read_and_dismiss_their_own(app: TestApp) {

@@ -29,14 +29,19 @@ pub async fn mark_notification_read(tenant: String, id: i64) -> Result<(), AppEr
     .await
 }
 
-/// Marks all of the user's notifications in the tenant read; answers how many were unread.
+/// Marks the user's notifications in the tenant read, those not newer than `as_of` (the
+/// `as_of` of the list the user saw, milliseconds since the epoch): one written since stays
+/// unread. Without `as_of` (an older client) all of them. Answers how many were unread.
 #[server(prefix = "/api", endpoint = "notifications/mark-all-read")]
-pub async fn mark_all_notifications_read(tenant: String) -> Result<u64, AppError> {
-    use crate::domain::Capability;
+pub async fn mark_all_notifications_read(
+    tenant: String,
+    #[server(default)] as_of: Option<i64>,
+) -> Result<u64, AppError> {
+    use crate::domain::{Capability, Timestamp};
     use crate::server::auth::in_tenant;
     use crate::server::notifications;
     in_tenant(&tenant, Capability::View, |ctx, state| async move {
-        notifications::mark_all_read(&state.db, &ctx).await
+        notifications::mark_all_read(&state.db, &ctx, as_of.map(Timestamp)).await
     })
     .await
 }

@@ -240,8 +240,10 @@ fn NotificationPanel(
     tenant: Memo<String>,
 ) -> impl IntoView {
     let mark_all_read = move |_| {
+        // Only what the listed page was read before: one written since stays unread.
         mark_all.dispatch(MarkAllNotificationsRead {
             tenant: tenant.get_untracked(),
+            as_of: Some(as_of.get_untracked().millis()),
         });
     };
     view! {

@@ -56,6 +56,9 @@ impl From<NotificationRow> for Notification {
 /// within each, and their unread count. Unread first: the bell counts every unread one, so each
 /// it counts is in the list (up to `limit`) and can be read there, however many newer ones were.
 pub async fn list(db: &Db, ctx: &TenantContext, limit: i64) -> Result<NotificationList, AppError> {
+    // Read before the rows: **Mark all read** sends it back and marks only what is not newer,
+    // so a notification written while this list was read stays unread, never marked unseen.
+    let as_of = Timestamp::now();
     let rows: Vec<NotificationRow> = sqlx::query_as(
         "SELECT id, level, title, body, link, read_at, created_at FROM notifications \
          WHERE user_id = $1 AND tenant_id = $2 \
@@ -77,7 +80,7 @@ pub async fn list(db: &Db, ctx: &TenantContext, limit: i64) -> Result<Notificati
     Ok(NotificationList {
         items: rows.into_iter().map(Notification::from).collect(),
         unread,
-        as_of: Timestamp::now(),
+        as_of,
     })
 }
 
@@ -104,15 +107,26 @@ pub async fn mark_read(db: &Db, ctx: &TenantContext, id: i64) -> Result<(), AppE
     Ok(())
 }
 
-/// Marks every unread notification of the user in the tenant read; answers how many changed.
-pub async fn mark_all_read(db: &Db, ctx: &TenantContext) -> Result<u64, AppError> {
+/// Marks the user's unread notifications in the tenant read; answers how many changed.
+///
+/// `seen` is the `as_of` of the list the user saw: only notifications not newer than it are
+/// marked, so one written after that list (a run that ended since the bell's last poll) stays
+/// unread and shows on the next poll. Without it (a client older than this argument) every
+/// unread one is marked, as before.
+pub async fn mark_all_read(
+    db: &Db,
+    ctx: &TenantContext,
+    seen: Option<Timestamp>,
+) -> Result<u64, AppError> {
+    let now = Timestamp::now();
     let changed = sqlx::query(
         "UPDATE notifications SET read_at = $1 \
-         WHERE user_id = $2 AND tenant_id = $3 AND read_at IS NULL",
+         WHERE user_id = $2 AND tenant_id = $3 AND read_at IS NULL AND created_at <= $4",
     )
-    .bind(Timestamp::now().millis())
+    .bind(now.millis())
     .bind(ctx.user_id)
     .bind(ctx.scope.id())
+    .bind(seen.unwrap_or(now).millis())
     .execute(db.pool())
     .await?
     .rows_affected();
