@@ -514,6 +514,82 @@ async fn postgres_two_instances_share_one_sign_in_budget() {
     two_instances_share_one_sign_in_budget(common::Backend::Postgres).await;
 }
 
+/// PostgreSQL: pruning the budgets while a sign-in holds its account row never deadlocks with
+/// that sign-in reserving its address row next. A plain `DELETE … WHERE next_free <= now`
+/// deleted the address row, then waited on the account row, while the sign-in waited on the
+/// deleted address row: 40P01 for one of them. The prune now skips the rows a sign-in holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pruning_skips_the_budgets_a_sign_in_holds() {
+    let test_db = common::TestDb::create(common::Backend::Postgres).await;
+    let db = test_db.db.clone();
+    let (account, address) = ("account:prune@contoso.example", "address:192.0.2.7");
+    // Both whole again (prunable), the address row first in the table.
+    for key in [address, account] {
+        sqlx::query("INSERT INTO sign_in_budgets (key, next_free) VALUES ($1, 0)")
+            .bind(key)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    // A reserve's upserts, as throttle::reserve runs them: the account's row, then the address's.
+    let upsert = "INSERT INTO sign_in_budgets (key, next_free) VALUES ($1, $2) \
+                  ON CONFLICT (key) DO UPDATE SET next_free = GREATEST(sign_in_budgets.next_free, $2)";
+    let next_free = i64::MAX / 2;
+    let mut held = db.pool().begin().await.unwrap();
+    sqlx::query(upsert)
+        .bind(account)
+        .bind(next_free)
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let mut prune = tokio::spawn({
+        let db = db.clone();
+        async move { throttle::prune(&db).await }
+    });
+    // Let the prune run up to where it would wait on the held account row.
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut prune).await;
+    let reserved = tokio::time::timeout(
+        Duration::from_secs(20),
+        sqlx::query(upsert)
+            .bind(address)
+            .bind(next_free)
+            .execute(&mut *held),
+    )
+    .await
+    .expect("the address row is reserved without waiting for ever");
+    assert!(
+        reserved.is_ok(),
+        "the sign-in's reserve failed: {:?}",
+        reserved.err()
+    );
+    held.commit().await.unwrap();
+    let pruned = match early {
+        Ok(done) => done,
+        Err(_) => tokio::time::timeout(Duration::from_secs(20), prune)
+            .await
+            .expect("the prune ends"),
+    }
+    .unwrap();
+    assert_eq!(
+        pruned.map_err(|e| e.to_string()),
+        Ok(1),
+        "the prune deleted the free address row only"
+    );
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT key, next_free FROM sign_in_budgets ORDER BY key")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (account.to_owned(), next_free),
+            (address.to_owned(), next_free)
+        ],
+        "the held account row was skipped, the address row reserved again"
+    );
+}
+
 #[tokio::test]
 async fn busy_password_checks_answer_503_with_retry_after_and_spend_nothing() {
     // No check can ever start: every sign-in waits its (short) time and is turned away.

@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::domain::Timestamp;
-use crate::server::db::Db;
+use crate::server::db::{Backend, Db};
 
 /// How many attempts a key may make at once, and how fast a spent slot comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,10 +239,18 @@ pub async fn prune(db: &Db) -> Result<u64, sqlx::Error> {
 }
 
 async fn prune_at(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM sign_in_budgets WHERE next_free <= $1")
-        .bind(now)
-        .execute(db.pool())
-        .await?;
+    // PostgreSQL: a plain DELETE locks the rows it deletes in table order, so it could delete
+    // an address row, then wait on the account row a reserve holds while that reserve waits on
+    // the deleted address row (a deadlock, 40P01, and a sign-in answered 503). It leaves any
+    // row a sign-in holds to the next prune instead. SQLite has one writer at a time.
+    let statement = match db.backend() {
+        Backend::Postgres => {
+            "DELETE FROM sign_in_budgets WHERE key IN \
+             (SELECT key FROM sign_in_budgets WHERE next_free <= $1 FOR UPDATE SKIP LOCKED)"
+        }
+        Backend::Sqlite => "DELETE FROM sign_in_budgets WHERE next_free <= $1",
+    };
+    let done = sqlx::query(statement).bind(now).execute(db.pool()).await?;
     Ok(done.rows_affected())
 }
 
