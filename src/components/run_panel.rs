@@ -82,6 +82,10 @@ fn newly_ended<'a>(
 /// One read of the panel's runs.
 type RunsRead = Result<Vec<RunSummary>, AppError>;
 
+/// The panel's last list read in full: the (refresh, version of the set's runs) it was read at,
+/// the list, and when it was read (ms).
+type KeptList = Option<((usize, String), Vec<RunSummary>, f64)>;
+
 /// One read of the set's runs for the panel: the whole list at first (`tick` 0) and after a
 /// submit; else the version of the set's runs first, and the list only when it moved since
 /// `last` (a kept list's Graph waits are counted down by the time since it was read).
@@ -90,7 +94,7 @@ async fn read_runs(
     backup_set_id: i64,
     refresh: usize,
     tick: u64,
-    last: StoredValue<Option<((usize, String), Vec<RunSummary>, f64)>>,
+    last: StoredValue<KeptList>,
 ) -> RunsRead {
     if tick == 0 {
         return backup_set_runs(tenant, backup_set_id).await;
@@ -138,7 +142,7 @@ pub fn RunPanel(
     // A poll asks for the version of the panel's runs first (one small read) and fetches the
     // runs only when it moved; a submit (`refresh`) always fetches. A kept list's Graph waits
     // are counted down by the time since it was read (the version does not move with them).
-    let last = StoredValue::new(None::<((usize, String), Vec<RunSummary>, f64)>);
+    let last = StoredValue::<KeptList>::new(None);
     // The `refresh` of the last read that worked: until one after a submit works, a failed read
     // is tried again (the list before does not show the run just submitted).
     let answered = StoredValue::new(refresh.get_untracked());
