@@ -1831,14 +1831,15 @@ async fn a_heartbeat_warning_names_its_run(t: TestDb) {
     assert_eq!(f.run_row(run).await.status, "completed");
 }
 
-/// The Graph client's captures, counted as they start and finish; the first waits at `first`
-/// until the test lets it go.
+/// The Graph client's captures, counted as they start and finish; they wait at the gate until
+/// the test opens it.
 struct CountingSource {
     client: GraphClient,
     started: std::sync::atomic::AtomicUsize,
     finished: std::sync::atomic::AtomicUsize,
+    /// A permit once the first capture has started.
     reached: tokio::sync::Semaphore,
-    go: tokio::sync::Semaphore,
+    gate: tokio::sync::watch::Sender<bool>,
 }
 
 impl CountingSource {
@@ -1848,7 +1849,7 @@ impl CountingSource {
             started: Default::default(),
             finished: Default::default(),
             reached: tokio::sync::Semaphore::new(0),
-            go: tokio::sync::Semaphore::new(0),
+            gate: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -1879,8 +1880,9 @@ impl tenantatlas::server::graph::PolicySource for CountingSource {
         Box::pin(async move {
             if self.started.fetch_add(1, SeqCst) == 0 {
                 self.reached.add_permits(1);
-                self.go.acquire().await.expect("never closed").forget();
             }
+            let mut gate = self.gate.subscribe();
+            let _ = gate.wait_for(|open| *open).await;
             let captured = tenantatlas::server::graph::PolicySource::capture_policy(
                 &self.client,
                 creds,
@@ -1922,7 +1924,17 @@ async fn captures_in_flight_finish_while_a_batch_waits_for_the_database(t: TestD
     let f = fixture(&t).await;
     let ids = common::insert_policies(&f.db, CONTOSO, 400).await;
     let run = f.queue(&ids).await;
-    let source = Arc::new(CountingSource::new(f.client.clone()));
+    // A client Graph's pace does not hold back (as the runs bench's): 300 captures in well under
+    // the 5 s SQLite's writers wait for the lock held below.
+    let mut config =
+        tenantatlas::server::graph::GraphConfig::new(&f.sim.login_url, &f.sim.graph_url);
+    config.limits = tenantatlas::server::graph::limiter::LimiterConfig {
+        requests_per_second: std::num::NonZeroU32::MAX,
+        burst: std::num::NonZeroU32::MAX,
+        max_in_flight: 64,
+    };
+    let client = GraphClient::new(config).unwrap();
+    let source = Arc::new(CountingSource::new(client));
     let loader: CredentialsLoader = Arc::new(|_tenant| {
         Box::pin(async {
             Ok::<_, tenantatlas::server::engine::worker::RunFailure>(common::creds(CONTOSO))
@@ -1959,13 +1971,16 @@ async fn captures_in_flight_finish_while_a_batch_waits_for_the_database(t: TestD
                 .unwrap();
         }
     }
-    source.go.add_permits(1);
-    // Until the captures stand still (SQLite's writers give up after 5 s: well within that).
+    source.gate.send_replace(true);
+    // Until more than two batches' worth of captures started and every one of them finished,
+    // with none started for a moment, or 3 s (SQLite's writers give up after 5 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let mut last = source.counts();
     let still = loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let now = source.counts();
-        if now == last {
+        let settled = now == last && now.0 == now.1 && now.0 > 200;
+        if settled || tokio::time::Instant::now() >= deadline {
             break now;
         }
         last = now;
