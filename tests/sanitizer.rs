@@ -147,32 +147,6 @@ proptest! {
 // shapes, between random text, and asserts that no 8-character piece of it survives.
 // ---------------------------------------------------------------------------------------------
 
-/// A connection string inside a quoted string (a JSON value) ends with that string: the value
-/// of its last secret name stops at the closing quote, and what follows stays readable. It ran
-/// to the end of the line before, taking `","name":"prod"}` with it.
-#[test]
-fn a_quoted_connection_strings_password_ends_at_its_closing_quote() {
-    assert_eq!(
-        sanitize(r#"{"conn":"Server=x;Password=abc","name":"prod"}"#),
-        r#"{"conn":"Server=x;Password=[REDACTED]","name":"prod"}"#
-    );
-    // JSON inside a JSON string: the escaped quote ends it, a doubly escaped one does not.
-    assert_eq!(
-        sanitize(r#""{\"conn\":\"Server=x;Pwd=a b\\\"c\",\"name\":\"prod\"}""#),
-        r#""{\"conn\":\"Server=x;Pwd=[REDACTED]\",\"name\":\"prod\"}""#
-    );
-    // An escaped quote inside the string is part of the password, not its end.
-    assert_eq!(
-        sanitize(r#"{"conn":"Server=x;Password=ab\"cd;Encrypt=true","name":"prod"}"#),
-        r#"{"conn":"Server=x;Password=[REDACTED];Encrypt=true","name":"prod"}"#
-    );
-    // Not inside a string (the quote before it closes one): to the end of the line, as before.
-    assert_eq!(
-        sanitize(r#"said "hi"Server=x;Password=ab"cd"#),
-        r#"said "hi"Server=x;Password=[REDACTED]"#
-    );
-}
-
 /// Every 8-character piece of `secret` that appears in `out`.
 fn leaked_pieces(secret: &str, out: &str) -> Vec<String> {
     let chars: Vec<char> = secret.chars().collect();
@@ -1176,9 +1150,6 @@ proptest! {
             ("Server=x;User Id=sa;{n}={v}", None),
             ("connect failed: Server=x;User Id=sa;{n}={v}\n", None),
             ("\"Server=x;{n}={v};Encrypt=true\"", Some(";Encrypt=true")),
-            ("{\"conn\":\"Server=x;{n}={v}\",\"name\":\"prod\"}", Some("\",\"name\":\"prod\"}")),
-            ("{\"conn\": \"Server=x; {n}={v}\", \"name\": \"prod\"}", Some("\", \"name\": \"prod\"}")),
-            ("\"{\\\"conn\\\":\\\"Server=x;{n}={v}\\\",\\\"name\\\":\\\"prod\\\"}\"", Some("\\\",\\\"name\\\"")),
         ]),
     ) {
         let embedded = shape.replace("{n}", name).replace("{v}", &secret);
@@ -1589,4 +1560,22 @@ fn encoded_and_escaped_secrets_are_redacted() {
     let out = sanitize(&text);
     assert!(!out.contains("tail-secret"), "{out}");
     assert!(out.starts_with("body=\"{\\\"password\\\":\\\""), "{out}");
+}
+
+/// A quote inside a connection string's password does not end the value, even where the list
+/// stands in a quoted string: the sanitizer cannot tell that quote from the string's closing one,
+/// so the value runs to the next `;` (a rule that stopped at the quote leaked the rest).
+#[test]
+fn a_quote_inside_a_connection_string_password_does_not_end_it() {
+    for text in [
+        r#"connect failed: "Server=x;Password=ab"cdefghij;Encrypt=true""#,
+        r#"{"conn":"Server=x;Password=ab"cdefghij klmnop;Encrypt=true"}"#,
+        r#"x "Server=x;Password=correct"horse battery staple""#,
+    ] {
+        let out = sanitize(text);
+        for piece in ["cdefghij", "klmnop", "horse battery staple"] {
+            assert!(!out.contains(piece), "{text} -> {out}");
+        }
+        assert!(out.contains("[REDACTED]"), "{text} -> {out}");
+    }
 }

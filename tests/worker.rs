@@ -1991,7 +1991,7 @@ async fn captures_in_flight_finish_while_a_batch_waits_for_the_database(t: TestD
     let (started, finished) = still;
     assert_eq!(
         started, finished,
-        "every capture that started finished while the batch waited ({started} started)"
+        "every capture that started finished while the batch waited ({started} started, {finished} finished, within 3 s)"
     );
     assert!(
         started > 200,

@@ -1007,22 +1007,14 @@ impl<'a> Spans<'a> {
     /// Where a value starting at `k` ends when its name stands in a connection string's
     /// `Name=value;…` list (issue 9 §6): at the next `;` or the end of the line, so that a
     /// password with spaces, commas or `&` (`Password=correct horse battery staple;`) goes
-    /// whole; inside a list that stands in a quoted string, at the latest at its closing quote. A name at the head of a list is one whose value a `;Name=` follows. `None` when
+    /// whole. A name at the head of a list is one whose value a `;Name=` follows. `None` when
     /// the name is in no list: its value ends as any unquoted value. `breaks` says whether a
     /// line break ends the line (only the first round knows where they are).
     fn list_value_end(&self, k: usize, place: ListPlace, breaks: bool) -> Option<usize> {
         let s = self.s;
         let end = match place {
             ListPlace::None => return None,
-            ListPlace::Inside => {
-                let end = self.line_end(k, breaks, |c| c == ';');
-                // A list inside a quoted string (`{"conn":"Server=x;Password=abc","name":…}`)
-                // ends with that string: its closing quote ends the value too.
-                match self.list_string_quote(k, breaks) {
-                    Some(quote) => end.min(quote.content_end(s, k).0),
-                    None => end,
-                }
-            }
+            ListPlace::Inside => self.line_end(k, breaks, |c| c == ';'),
             ListPlace::MaybeHead => {
                 Some(self.line_end(k, breaks, |c| c == ';')).filter(|&end| {
                     s.get(end) == Some(&';') && self.list_goes_on_or_ends(end + 1, breaks)
@@ -1030,32 +1022,6 @@ impl<'a> Spans<'a> {
             }
         };
         Some(run_start(s, end, |c| c == ' ').max(k))
-    }
-
-    /// The quote that opens the string a connection string's list stands in, for the value of
-    /// a name inside the list starting at `k`: the nearest `"` before `k` on its line (an
-    /// escaped `\"` too), when a list's first pair (`Name=`) follows it and it opens a string
-    /// (at the start of the text or after a space, `:`, `=`, `,`, `[`, `(` or `{`). `None`
-    /// otherwise: the value then runs to the next `;` or the end of the line, quotes and all.
-    fn list_string_quote(&self, k: usize, breaks: bool) -> Option<Quote> {
-        let s = self.s;
-        let mut j = k;
-        loop {
-            j = j.checked_sub(1)?;
-            if s[j] == ELLIPSIS || (breaks && s[j] == ' ' && self.is_line_break(j)) {
-                return None;
-            }
-            if s[j] == '"' {
-                break;
-            }
-        }
-        if !list_pair_at(s, run_end(s, j + 1, |c| c == ' ')) {
-            return None;
-        }
-        let quote = Quote::closing_before(s, j + 1)?;
-        let start = j + 1 - quote.len();
-        let opens = start == 0 || matches!(s[start - 1], ' ' | ':' | '=' | ',' | '[' | '(' | '{');
-        opens.then_some(quote)
     }
 
     /// Whether what follows the `;` before `at` is a connection string's next pair (`;Name=`,
@@ -1792,7 +1758,7 @@ enum ListPlace {
     /// Not after a plain `=` (`:`, `%3D`, `=>`, a tag), or in a query string (`?name=`,
     /// `&name=`, `%26name=`).
     None,
-    /// After a `;` (spaces allowed): inside a list, which a quoted string around it ends.
+    /// After a `;` (spaces allowed): inside a list.
     Inside,
     /// After a plain `=` elsewhere: the head of a list when a `;Name=` follows its value (or a
     /// `;` that ends the text, its line or a quoted string).

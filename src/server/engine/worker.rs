@@ -1092,8 +1092,8 @@ impl Worker {
         // Handing an outcome over never waits: an item in flight is not held up while a batch is
         // written (a bounded channel's full send would stop the stream from polling them).
         // Instead an item takes a place in the backlog before it starts, given back when the
-        // recorder takes its outcome, so at most `items_at_once + RECORD_BACKLOG` outcomes are
-        // unrecorded at any time.
+        // recorder takes its outcome into a batch, so at most `items_at_once + RECORD_BACKLOG`
+        // outcomes wait beside the batch being written (at most `RECORD_BATCH`).
         let (sender, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
         let backlog = Arc::new(tokio::sync::Semaphore::new(
             self.items_at_once + RECORD_BACKLOG,
