@@ -288,6 +288,47 @@ async fn a_throttle_without_retry_after_is_waited_out_across_its_window() {
     assert!(gaps[0] >= 50.0 && gaps[1] >= 100.0, "{gaps:?}");
 }
 
+/// A 429 with `Retry-After: 0` is not retried at once (Microsoft: avoid immediate retries):
+/// it pauses the tenant like a 429 without the header, for doubling steps of
+/// `throttled_delay` (here 100, 200 then 400 ms), so the retries outlast the window.
+#[tokio::test]
+async fn a_throttle_with_retry_after_zero_is_waited_out_like_one_without() {
+    let sim = start_sim(8, Knobs::default()).await;
+    let policy = first(&sim, Kind::DeviceConfiguration);
+    sim.set_fault(
+        &policy.id,
+        Fault::Throttle {
+            times: 3,
+            retry_after_secs: 0,
+        },
+    );
+    let mut config = fast_config(&sim);
+    config.retry.max_attempts = 5;
+    config.retry.throttled_delay = Duration::from_millis(100);
+    GraphClient::new(config)
+        .expect("client builds")
+        .capture_policy(
+            &creds(SECRET),
+            PolicyType::DeviceConfiguration,
+            &policy.id,
+            PLAIN,
+        )
+        .await
+        .expect("succeeds once the throttling is over");
+    let counters = sim.counters();
+    let attempts = counters.for_path(&policy.id);
+    let statuses: Vec<u16> = attempts.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![429, 429, 429, 200]);
+    let gaps: Vec<f64> = attempts
+        .windows(2)
+        .map(|w| w[1].at_ms - w[0].at_ms)
+        .collect();
+    assert!(
+        gaps[0] >= 100.0 && gaps[1] >= 200.0 && gaps[2] >= 400.0,
+        "{gaps:?}"
+    );
+}
+
 #[tokio::test]
 async fn unavailable_is_retried_then_reported_as_throttled() {
     let (sim, policy, error) =

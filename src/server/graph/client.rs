@@ -631,16 +631,17 @@ impl GraphClient {
                     if ambiguous && unclear.is_none() {
                         *unclear = Some(error);
                     }
-                    // A 429 without Retry-After pauses the tenant too, long enough to leave
-                    // Intune's throttling window (`RetryPolicy::throttled_delay`).
-                    let retry_after = match (retry_after, why) {
-                        (None, GraphWaitReason::Throttled) => {
-                            Some(inner.config.retry.throttled_pause(attempt))
-                        }
-                        (given, _) => given,
-                    };
+                    // A 429 without a positive Retry-After (none, 0, a date passed) pauses the
+                    // tenant too, long enough to leave Intune's throttling window
+                    // (`RetryPolicy::tenant_pause`); a zero one is never retried at once.
+                    let throttled = matches!(why, GraphWaitReason::Throttled);
+                    let retry_after =
+                        inner
+                            .config
+                            .retry
+                            .tenant_pause(attempt, retry_after, throttled);
                     if let Some(wait) = retry_after {
-                        limiter.pause_for(wait.min(inner.config.retry.max_retry_after));
+                        limiter.pause_for(wait);
                     }
                     let backoff = inner.config.retry.delay(attempt, retry_after);
                     metrics::graph_retry_wait(backoff);

@@ -47,16 +47,39 @@ impl RetryPolicy {
     }
 
     /// How long to wait after failed attempt number `attempt` (1-based): the server's
-    /// `Retry-After` when it sent one, else exponential backoff with jitter; both capped.
+    /// `Retry-After` when it sent a positive one, else exponential backoff with jitter; both
+    /// capped. A zero `Retry-After` (`0`, or a date already passed) counts as none: Microsoft
+    /// asks clients to avoid immediate retries, and one would land in the window that refused.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        match retry_after {
+        match honoured(retry_after) {
             Some(wait) => wait.min(self.max_retry_after),
             None => self.backoff(attempt),
         }
     }
 
     /// How long the tenant pauses after failed attempt number `attempt` (1-based) was answered
-    /// 429 without `Retry-After`: [`Self::throttled_delay`] doubled per attempt, capped.
+    /// with `retry_after` (`throttled`: the answer was a 429), capped by
+    /// [`Self::max_retry_after`]: a positive `Retry-After` as given; for a 429 without one, or
+    /// with a zero one (`Retry-After: 0`, a date already passed), [`Self::throttled_pause`], so
+    /// the retries still outlast Intune's window; any other answer without a positive
+    /// `Retry-After` does not pause the tenant (the request backs off, as [`Self::delay`] says,
+    /// so a 503 with `Retry-After: 0` is not retried at once either).
+    pub fn tenant_pause(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        throttled: bool,
+    ) -> Option<Duration> {
+        match honoured(retry_after) {
+            Some(wait) => Some(wait.min(self.max_retry_after)),
+            None if throttled => Some(self.throttled_pause(attempt)),
+            None => None,
+        }
+    }
+
+    /// How long the tenant pauses after failed attempt number `attempt` (1-based) was answered
+    /// 429 without a positive `Retry-After`: [`Self::throttled_delay`] doubled per attempt,
+    /// capped.
     pub fn throttled_pause(&self, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(16);
         self.throttled_delay
@@ -81,6 +104,11 @@ impl RetryPolicy {
         };
         half + Duration::from_millis(extra)
     }
+}
+
+/// A `Retry-After` worth honouring: a zero one is read as none.
+fn honoured(retry_after: Option<Duration>) -> Option<Duration> {
+    retry_after.filter(|wait| !wait.is_zero())
 }
 
 /// The longest `Retry-After` read, a day; [`RetryPolicy::max_retry_after`] caps what is honoured.
@@ -141,6 +169,43 @@ mod tests {
             policy.delay(1, Some(Duration::from_secs(600))),
             Duration::from_secs(10)
         );
+    }
+
+    #[test]
+    fn a_zero_retry_after_is_no_retry_after() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_retry_after: Duration::from_secs(10),
+            throttled_delay: Duration::from_secs(4),
+            ..Default::default()
+        };
+        for attempt in 1..5 {
+            // A 429: the throttled pause, whether the header is missing or zero.
+            let pause = policy.throttled_pause(attempt);
+            assert_eq!(policy.tenant_pause(attempt, None, true), Some(pause));
+            assert_eq!(
+                policy.tenant_pause(attempt, Some(Duration::ZERO), true),
+                Some(pause)
+            );
+            assert_eq!(policy.delay(attempt, Some(pause)), pause);
+            // A 503: no pause of the tenant, and a backoff instead of an immediate retry.
+            assert_eq!(
+                policy.tenant_pause(attempt, Some(Duration::ZERO), false),
+                None
+            );
+            assert!(policy.delay(attempt, Some(Duration::ZERO)) >= Duration::from_millis(50));
+        }
+        // A positive Retry-After is honoured as given, capped, on either answer.
+        for throttled in [true, false] {
+            assert_eq!(
+                policy.tenant_pause(1, Some(Duration::from_secs(2)), throttled),
+                Some(Duration::from_secs(2))
+            );
+            assert_eq!(
+                policy.tenant_pause(1, Some(Duration::from_secs(600)), throttled),
+                Some(Duration::from_secs(10))
+            );
+        }
     }
 
     #[test]
