@@ -559,6 +559,49 @@ async fn a_batch_answers_up_to_20_requests_each_counted_against_the_throttle() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
+/// A write refused by the write throttle is not counted against the overall throttle either
+/// (rejected requests do not count, as in Intune): after one accepted write and five refused
+/// ones, nine more requests fit the overall limit of ten.
+#[tokio::test]
+async fn a_write_refused_by_the_write_throttle_leaves_the_overall_throttle_alone() {
+    let knobs = Knobs {
+        throttle_limit: 10,
+        write_throttle_limit: 1,
+        throttle_window_ms: 60_000,
+        ..Knobs::default()
+    };
+    let sim = start(8, knobs).await;
+    let token = token(&sim).await;
+    let policy = sim
+        .policies(TENANT)
+        .into_iter()
+        .find(|p| p.kind == Kind::DeviceConfiguration)
+        .expect("a device configuration");
+    let path = format!("beta/deviceManagement/deviceConfigurations/{}", policy.id);
+    let current = sim.policy_json(TENANT, &policy.id).expect("policy");
+    let body = json!({"@odata.type": current["@odata.type"], "description": "changed"});
+    let mut writes = Vec::new();
+    for _ in 0..6 {
+        writes.push(send(&sim, &token, Method::PATCH, &path, &body).await.0);
+    }
+    assert_eq!(
+        writes[0],
+        StatusCode::NO_CONTENT,
+        "the first write is accepted"
+    );
+    assert_eq!(writes[1..], [StatusCode::TOO_MANY_REQUESTS; 5]);
+    for read in 0..9 {
+        let (status, body) = call(&sim, &token, Method::GET, &path).await;
+        assert_eq!(status, StatusCode::OK, "read {read}: {body}");
+    }
+    let (status, _) = call(&sim, &token, Method::GET, &path).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the eleventh accepted request is over the overall limit"
+    );
+}
+
 #[tokio::test]
 async fn the_openid_discovery_document_leads_to_a_working_token_endpoint() {
     let sim = start(8, Knobs::default()).await;

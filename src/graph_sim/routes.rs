@@ -443,22 +443,27 @@ fn decide(sim: &SimState, knobs: &Knobs, arrival: Instant, call: &Call<'_>) -> (
     };
 
     let key = (tenant_id.clone(), client_id);
+    let write_limit = if call.is_write() {
+        knobs.write_throttle_limit
+    } else {
+        0
+    };
     let throttled = throttle(
-        &sim.windows,
-        knobs.throttle_limit,
+        [
+            (&sim.windows, knobs.throttle_limit),
+            (&sim.write_windows, write_limit),
+        ],
         knobs,
         arrival,
-        key.clone(),
+        &key,
     )
-    .map(|wait| (wait, "Too many requests for this app in this tenant."))
-    .or_else(|| {
-        let limit = if call.is_write() {
-            knobs.write_throttle_limit
+    .map(|(which, wait)| {
+        let message = if which == 0 {
+            "Too many requests for this app in this tenant."
         } else {
-            0
+            "Too many write requests for this app in this tenant."
         };
-        throttle(&sim.write_windows, limit, knobs, arrival, key)
-            .map(|wait| (wait, "Too many write requests for this app in this tenant."))
+        (wait, message)
     });
     if let Some((retry_after, message)) = throttled {
         let mut response = graph_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message);
@@ -703,34 +708,44 @@ async fn mutate(State(sim): State<Shared>, Json(mutation): Json<Mutation>) -> Re
     Json(sim.mutate(&mutation)).into_response()
 }
 
-/// A sliding-window throttle over `windows` with `limit` requests per window (0: none):
-/// `Some(retry_after_secs)` when this app is over it. Rejected requests do not count, as in
-/// Intune.
-fn throttle(
-    windows: &Mutex<HashMap<(String, String), VecDeque<Instant>>>,
-    limit: u32,
+/// Arrival times of accepted requests per (tenant, app), for a sliding-window throttle.
+type ThrottleWindows = Mutex<HashMap<(String, String), VecDeque<Instant>>>;
+
+/// Sliding-window throttles, each over its `windows` with `limit` requests per window (0: none),
+/// checked together: `Some((index, retry_after_secs))` of the first one this app is over. The
+/// arrival counts in every window only when none refuses it: rejected requests do not count, as
+/// in Intune (a write refused by the write throttle leaves the overall one untouched). The
+/// windows are locked together, in the order given, so the check and the count are one step.
+fn throttle<const N: usize>(
+    throttles: [(&ThrottleWindows, u32); N],
     knobs: &Knobs,
     arrival: Instant,
-    key: (String, String),
-) -> Option<u64> {
-    if limit == 0 {
-        return None;
-    }
+    key: &(String, String),
+) -> Option<(usize, u64)> {
     let window = Duration::from_millis(knobs.throttle_window_ms.max(1));
-    let mut windows = lock(windows);
-    let seen = windows.entry(key).or_default();
-    while seen
-        .front()
-        .is_some_and(|t| arrival.saturating_duration_since(*t) >= window)
-    {
-        seen.pop_front();
+    let mut counted = Vec::with_capacity(N);
+    for (index, (windows, limit)) in throttles.into_iter().enumerate() {
+        if limit == 0 {
+            continue;
+        }
+        let mut windows = lock(windows);
+        let seen = windows.entry(key.clone()).or_default();
+        while seen
+            .front()
+            .is_some_and(|t| arrival.saturating_duration_since(*t) >= window)
+        {
+            seen.pop_front();
+        }
+        if seen.len() >= limit as usize {
+            let oldest = seen.front().copied().unwrap_or(arrival);
+            let wait = window.saturating_sub(arrival.saturating_duration_since(oldest));
+            return Some((index, wait.as_secs_f64().ceil().max(1.0) as u64));
+        }
+        counted.push(windows);
     }
-    if seen.len() >= limit as usize {
-        let oldest = seen.front().copied().unwrap_or(arrival);
-        let wait = window.saturating_sub(arrival.saturating_duration_since(oldest));
-        return Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+    for mut windows in counted {
+        windows.entry(key.clone()).or_default().push_back(arrival);
     }
-    seen.push_back(arrival);
     None
 }
 
