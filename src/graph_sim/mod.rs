@@ -112,8 +112,16 @@ struct SimState {
     fault_since: Mutex<HashMap<String, Instant>>,
     /// How often `token_unavailable` has fired (reset by `SimHandle::set_knobs`).
     token_fault_hits: Mutex<u32>,
-    log: Mutex<Vec<RequestRecord>>,
+    /// The request log: the last [`REQUEST_LOG_CAPACITY`] requests, oldest first.
+    log: Mutex<VecDeque<RequestRecord>>,
 }
+
+/// How many requests the request log keeps: the oldest record is dropped when a new one would
+/// exceed it, so a long-running simulator (`serve --demo`, `graph-sim`) does not grow without
+/// bound (a record without a body takes a few hundred bytes). It holds the largest benchmark's
+/// run, a worker's 10,000 items (67,956 Graph requests, `docs/benchmarks.md`), whose requests
+/// are counted from it.
+pub const REQUEST_LOG_CAPACITY: usize = 100_000;
 
 /// Locks a mutex, carrying on with the data if a handler panicked while holding it.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -199,7 +207,11 @@ impl SimState {
             .saturating_duration_since(self.started)
             .as_secs_f64()
             * 1000.0;
-        lock(&self.log).push(RequestRecord {
+        let mut log = lock(&self.log);
+        while log.len() >= REQUEST_LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(RequestRecord {
             at_ms,
             method: method.to_owned(),
             endpoint,
@@ -293,7 +305,7 @@ impl GraphSim {
             fault_hits: Mutex::new(HashMap::new()),
             fault_since: Mutex::new(HashMap::new()),
             token_fault_hits: Mutex::new(0),
-            log: Mutex::new(Vec::new()),
+            log: Mutex::new(VecDeque::new()),
         });
         let app = routes::router(Arc::clone(&state));
         let server = tokio::spawn(async move {
@@ -313,10 +325,10 @@ impl GraphSim {
 }
 
 impl SimHandle {
-    /// A copy of the request log.
+    /// A copy of the request log: the last [`REQUEST_LOG_CAPACITY`] requests, oldest first.
     pub fn counters(&self) -> SimCounters {
         SimCounters {
-            requests: lock(&self.state.log).clone(),
+            requests: lock(&self.state.log).iter().cloned().collect(),
         }
     }
 
@@ -456,5 +468,37 @@ impl SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         self.server.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_request_log_keeps_the_last_requests_up_to_its_capacity() {
+        let sim = GraphSim::start(SimConfig {
+            policies_per_tenant: 0,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("the simulator starts");
+        for i in 0..=REQUEST_LOG_CAPACITY {
+            sim.state.record(
+                Instant::now(),
+                "GET",
+                format!("r{i}"),
+                ("/beta/groups", ""),
+                200,
+                None,
+            );
+        }
+        let requests = sim.counters().requests;
+        assert_eq!(requests.len(), REQUEST_LOG_CAPACITY);
+        assert_eq!(requests[0].endpoint, "r1", "the oldest is dropped");
+        assert_eq!(
+            requests[REQUEST_LOG_CAPACITY - 1].endpoint,
+            format!("r{REQUEST_LOG_CAPACITY}")
+        );
     }
 }

@@ -263,9 +263,10 @@ async fn patch_knobs(State(sim): State<Shared>, Json(patch): Json<Value>) -> Res
     }
 }
 
+/// `GET /_sim/counters`: the request log, the last [`super::REQUEST_LOG_CAPACITY`] requests.
 async fn counters(State(sim): State<Shared>) -> Json<SimCounters> {
     Json(SimCounters {
-        requests: lock(&sim.log).clone(),
+        requests: lock(&sim.log).iter().cloned().collect(),
     })
 }
 
