@@ -54,6 +54,7 @@ both_backends!(local Fixture:
     a_create_that_may_still_land_blocks_the_next_create,
     a_takeover_never_creates_while_an_earlier_create_may_land,
     a_takeover_after_a_sync_takes_the_policy_its_create_made,
+    a_takeover_never_resends_definition_values_of_an_adopted_create_that_may_still_land,
     a_takeover_after_an_update_cut_short_says_it_was_partly_written,
     a_second_previews_execute_never_sends_a_create_the_first_may_have_made,
     an_update_whose_answer_is_lost_is_audited_as_maybe_written,
@@ -1928,6 +1929,109 @@ async fn a_takeover_after_a_sync_takes_the_policy_its_create_made(f: Fixture) {
     assert_eq!(f.named(&name), vec![landed.clone()]);
     assert_eq!(f.action(run_id, id).await.as_deref(), Some("created"));
     assert_eq!(f.graph_id_of(id).await, landed);
+}
+
+/// A claim that announced an administrative template's create, got its 201 and is still
+/// sending its definition values (alive behind a lost lease, `updateDefinitionValues` waiting
+/// out a Retry-After) when another claim takes the run over: the takeover finds the created
+/// policy without its values and must not send them too (`added` values would be added twice).
+/// It sends nothing, records the policy as created under its id and fails the item saying
+/// when to preview again. Once the create can no longer land, a takeover finishes such a
+/// policy's write as before: its values sent once.
+async fn a_takeover_never_resends_definition_values_of_an_adopted_create_that_may_still_land(
+    f: Fixture,
+) {
+    let backup = f.backup().await;
+    let (id, graph_id) = backup.policies[3].clone();
+    assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
+    for (age_ms, in_flight) in [(1_000, true), (3_600_000, false)] {
+        let (preview, plan) = f.preview(backup.set, &[id]).await;
+        assert_eq!(item(&plan, id).plan, Some(PlanAction::Create), "{plan:?}");
+        let version = f
+            .version(
+                item(&plan, id)
+                    .backup_snapshot_id
+                    .expect("the backup version"),
+            )
+            .await;
+        // What the earlier claim's POST left: the policy alone, its definition values not
+        // yet sent.
+        let mut alone = version.payload.clone();
+        let mut values = 0;
+        if let Some(removed) = alone
+            .as_object_mut()
+            .and_then(|o| o.remove("definitionValues"))
+        {
+            values += removed.as_array().map_or(0, Vec::len);
+        }
+        if let Some(removed) = alone
+            .get_mut("policy")
+            .and_then(serde_json::Value::as_object_mut)
+            .and_then(|o| o.remove("definitionValues"))
+        {
+            values += removed.as_array().map_or(0, Vec::len);
+        }
+        assert!(values > 0, "the backup holds definition values");
+        let sent_at = tenantatlas::domain::Timestamp::now().millis() - age_ms;
+        let created = f
+            .write_payload(
+                PolicyType::AdministrativeTemplate,
+                &alone,
+                version.format,
+                None,
+            )
+            .await;
+
+        let run_id = f.queue_execute(preview).await;
+        f.as_taken_over(run_id).await;
+        let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
+        sqlx::query(
+            "INSERT INTO run_items (tenant_id, run_id, policy_id, create_sent_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant_id)
+        .bind(run_id)
+        .bind(id)
+        .bind(sent_at)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+        f.demo.sim.reset_counters();
+        f.finish(run_id).await;
+
+        let writes = f.writes();
+        let sent_values = writes
+            .iter()
+            .filter(|w| w.contains("updateDefinitionValues"))
+            .count();
+        assert!(
+            writes
+                .iter()
+                .all(|w| !w.starts_with("POST") || !w.ends_with("/groupPolicyConfigurations")),
+            "no second create: {writes:?}"
+        );
+        let detail = f.detail(run_id).await;
+        let row = &detail.items.rows[0];
+        assert_eq!(f.action(run_id, id).await.as_deref(), Some("created"));
+        assert_eq!(f.graph_id_of(id).await, created, "the record follows it");
+        if in_flight {
+            assert_eq!(writes, Vec::<String>::new(), "nothing sent: {writes:?}");
+            assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
+            let message = row.message.as_deref().unwrap_or_default();
+            assert!(message.contains("Run the preview again after"), "{message}");
+            assert!(message.contains(created.as_str()), "{message}");
+            let audited = f.audit_details().await;
+            let last = audited.last().expect("an audit row");
+            assert_eq!(last["action"], "created", "{audited:?}");
+            assert_eq!(last["graph_id"], created.as_str(), "{audited:?}");
+            assert_eq!(last["completed"], false, "{audited:?}");
+            // The next restore starts from the created policy.
+            assert!(f.demo.sim.remove_policy(CONTOSO, &created));
+        } else {
+            assert_eq!(sent_values, 1, "the values sent once: {writes:?}");
+            assert_eq!(row.outcome, ItemOutcome::Succeeded, "{detail:?}");
+        }
+    }
 }
 
 /// A claim that crashed in the middle of an update it announced (the policy written, its

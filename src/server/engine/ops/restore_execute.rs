@@ -550,6 +550,29 @@ impl RestoreExecute {
             }
             _ => None,
         };
+        // The earlier claim that made that policy may still be sending the rest of its write
+        // (alive behind a lost lease, waiting out a Retry-After): for an administrative
+        // template, its `updateDefinitionValues`, which is not safe to send twice. Until it can
+        // no longer land (the create's bound) nothing is sent: the policy is recorded as
+        // created (the inventory follows it) and the item fails saying when to preview again.
+        if let (true, Some(graph_id), Some(sent_at)) =
+            (attempt > 1, &created_before, item.create_sent_at)
+        {
+            if !update_resendable(policy_type) && in_flight(&item.db, sent_at).await {
+                let message = sanitize(&format!(
+                    "An earlier attempt of this run created the policy in Intune (as {graph_id}) after announcing it at {}, and may still be sending its definition values: sent again they would be added twice, so nothing was sent. Run the preview again after {}: it shows what the policy then holds.",
+                    Timestamp(sent_at),
+                    create_settled_at(sent_at)
+                ));
+                tracing::warn!(%message, "an earlier create's definition values may still land");
+                return Restored::PartlyWritten {
+                    action: RestoreAction::Created,
+                    graph_id: graph_id.clone(),
+                    reason: ReasonCode::Timeout,
+                    message,
+                };
+            }
+        }
         // The writer compares with what Intune holds (definition values to delete, secrets to
         // keep): for a policy found that way, that is its state now.
         let found = match &created_before {
