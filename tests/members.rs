@@ -337,6 +337,54 @@ async fn the_audit_log_filters_and_pages_by_keyset(app: TestApp) {
         .await
         .expect("nothing matches both");
     assert!(none.entries.is_empty());
+    // The actor is read as accounts are stored: a decomposed spelling names the composed
+    // account, and a long address counts characters, not bytes.
+    let jose: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, display_name, password_hash, created_at) \
+         VALUES ('jos\u{e9}@contoso.example', 'Jos\u{e9}', 'x', 0) RETURNING id",
+    )
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO audit_log (tenant_id, actor_user_id, action, target, details, created_at) \
+         VALUES ($1, $2, 'run.start', 'event:jose', '{}', 100)",
+    )
+    .bind(contoso)
+    .bind(jose)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let by_jose = app
+        .audit_log(
+            &manager,
+            CONTOSO,
+            &[("actor", "Jose\u{301}@Contoso.example")],
+        )
+        .await
+        .expect("the decomposed spelling's events")
+        .entries;
+    assert_eq!(
+        by_jose
+            .iter()
+            .map(|e| e.target.as_str())
+            .collect::<Vec<_>>(),
+        ["event:jose"]
+    );
+    let long = format!("{}@contoso.example", "\u{e9}".repeat(140));
+    assert!(long.chars().count() <= 254 && long.len() > 254);
+    let nobody = app
+        .audit_log(&manager, CONTOSO, &[("actor", &long)])
+        .await
+        .expect("a long address that is an address");
+    assert!(nobody.entries.is_empty());
+    assert_eq!(
+        app.audit_log(&manager, CONTOSO, &[("actor", "not an address")])
+            .await
+            .expect_err("not an address")
+            .status,
+        422
+    );
     // An operator may not read it.
     let operator = app.sign_in(OPERATOR).await;
     assert_eq!(

@@ -31,10 +31,15 @@ pub async fn list_audit(
         if action.len() > 100 {
             return Err(AppError::invalid("action", "Not an action."));
         }
-        let actor = actor.trim().to_lowercase();
-        if actor.len() > crate::domain::Email::MAX_CHARS {
-            return Err(AppError::invalid("actor", "Not an e-mail address."));
-        }
+        // Read as accounts are stored (`Email::parse`: composed, lower-case), so any spelling
+        // of an address names its account's events.
+        let actor = match actor.trim() {
+            "" => String::new(),
+            given => crate::domain::Email::parse(given)
+                .map_err(|_| AppError::invalid("actor", "Not an e-mail address."))?
+                .as_str()
+                .to_owned(),
+        };
         audit::list(
             &state.db,
             &ctx.scope,
