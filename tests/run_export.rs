@@ -136,14 +136,16 @@ async fn only_members_get_it(app: TestApp) {
 
 async fn cells_cannot_become_formulas(app: TestApp) {
     let cookie = app.sign_in(OPERATOR).await;
-    let run = run_with_items(&app, &cookie, 4, 0, 4).await;
+    let run = run_with_items(&app, &cookie, 5, 0, 5).await;
     let hostile = [
         "=HYPERLINK(\"https://evil.example\",\"x\")",
         "+cmd|' /C calc'!A0",
         "@SUM(1,2)",
         "-2+3, with \"quotes\"",
+        // Excel in a locale whose list separator is `;` splits on it: `=1+1` would be a cell.
+        "x;=1+1;",
     ];
-    let messages = ["=1+1", "plain", "\ttab", "line\nbreak"];
+    let messages = ["=1+1", "plain", "\ttab", "line\nbreak", "a;@SUM(1)"];
     let ids: Vec<i64> = sqlx::query_scalar::<_, i64>(
         "SELECT policy_id FROM run_items WHERE run_id = $1 ORDER BY policy_id",
     )
@@ -178,15 +180,36 @@ async fn cells_cannot_become_formulas(app: TestApp) {
     assert!(body.contains(",'=1+1,"), "{body}");
     assert!(body.contains(",'\ttab,"), "{body}");
     assert!(body.contains(",\"line\nbreak\","), "{body}");
-    // No cell of any record starts a formula.
+    assert!(body.contains("\r\n\"x;=1+1;\","), "{body}");
+    assert!(body.contains(",\"a;@SUM(1)\","), "{body}");
+    // No cell of any record starts a formula, whether split on `,` or on `;` (outside quotes).
     for record in body.split_terminator("\r\n").skip(1) {
-        for cell in record.split(',') {
-            assert!(
-                !cell.trim_start_matches('"').starts_with(['=', '+', '@']),
-                "{record}"
-            );
+        for separator in [',', ';'] {
+            for cell in split_outside_quotes(record, separator) {
+                assert!(
+                    !cell.trim_start_matches('"').starts_with(['=', '+', '@']),
+                    "{separator:?}: {cell:?} in {record}"
+                );
+            }
         }
     }
+}
+
+/// The raw pieces of a record split on `separator` where it is not inside quotes.
+fn split_outside_quotes(record: &str, separator: char) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, c) in record.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if c == separator && !quoted {
+            pieces.push(&record[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    pieces.push(&record[start..]);
+    pieces
 }
 
 async fn a_drift_check_exports_what_each_capture_found_and_filters_by_it(app: TestApp) {

@@ -8,8 +8,11 @@
 //! `(run_id, policy_id)` unique index), so the server holds one page whatever the run's size
 //! (and a queued run's selection, at most `MAX_SELECTION` ids).
 //! RFC 4180: UTF-8, CRLF line ends, a header row, fields quoted when they hold a comma, a quote
-//! or a line break. A cell that a spreadsheet would read as a formula (it starts with `=`, `+`,
-//! `-`, `@`, a tab or a carriage return) gets a leading `'`, so opening the file runs nothing.
+//! or a line break, and also a semicolon: Excel in locales whose list separator is `;` splits a
+//! double-clicked file on it, so an unquoted `x;=1+1;` would become three cells, the second a
+//! formula. A cell that a spreadsheet would read as a formula (it starts with `=`, `+`, `-`, `@`,
+//! a tab or a carriage return) gets a leading `'`; with both, opening the file runs nothing
+//! whether the spreadsheet splits on `,` or on `;`.
 
 use axum::{
     body::{Body, Bytes},
@@ -341,14 +344,16 @@ fn line(cells: impl IntoIterator<Item = String>) -> String {
     out
 }
 
-/// One field: defused against formula injection, then quoted when RFC 4180 requires it.
+/// One field: defused against formula injection, then quoted when RFC 4180 requires it or it
+/// holds a `;` (the separator of spreadsheets in many locales: a cell after it would not be
+/// defused).
 fn field(raw: &str) -> String {
     let defused = if raw.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{raw}")
     } else {
         raw.to_owned()
     };
-    if defused.contains([',', '"', '\r', '\n']) {
+    if defused.contains([',', ';', '"', '\r', '\n']) {
         format!("\"{}\"", defused.replace('"', "\"\""))
     } else {
         defused
@@ -374,18 +379,28 @@ mod tests {
             );
         }
         assert_eq!(line(["a".into(), "".into(), "c".into()]), "a,,c\r\n");
+        // A spreadsheet that splits on `;` must not find a formula after one.
+        assert_eq!(field("x;=1+1;"), "\"x;=1+1;\"");
+        assert_eq!(field("a;b"), "\"a;b\"");
         assert_eq!(iso_8601(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso_8601(1_764_750_902_123), "2025-12-03T08:35:02.123Z");
     }
 
     /// Reads one RFC 4180 record back (the parser a spreadsheet applies).
     fn parse(record: &str) -> Vec<String> {
+        split(record, ',')
+    }
+
+    /// Reads one record back split on `separator` outside quotes: `,` as RFC 4180 does, or `;`
+    /// as a spreadsheet in a locale whose list separator is `;` does (`,` is then a plain
+    /// character).
+    fn split(record: &str, separator: char) -> Vec<String> {
         let mut cells = vec![String::new()];
         let mut chars = record.strip_suffix("\r\n").unwrap().chars().peekable();
         let mut quoted = false;
         while let Some(c) = chars.next() {
             match (quoted, c) {
-                (false, ',') => cells.push(String::new()),
+                (false, c) if c == separator => cells.push(String::new()),
                 (false, '"') => quoted = true,
                 (true, '"') if chars.peek() == Some(&'"') => {
                     chars.next();
@@ -401,8 +416,18 @@ mod tests {
     proptest! {
         /// Any cells survive the round trip, and none reads back as a formula.
         #[test]
-        fn any_cells_round_trip_without_formulas(cells in proptest::collection::vec(".*", 1..6)) {
-            let back = parse(&line(cells.clone()));
+        fn any_cells_round_trip_without_formulas(
+            cells in proptest::collection::vec(prop_oneof![".*", "[a-z;=+@-]{0,8}"], 1..6)
+        ) {
+            let record = line(cells.clone());
+            // Nor does any piece of the record split on `;` outside quotes start a formula.
+            for piece in split(&record, ';') {
+                prop_assert!(
+                    !piece.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{:?} in {:?}", piece, record
+                );
+            }
+            let back = parse(&record);
             prop_assert_eq!(back.len(), cells.len());
             for (original, read) in cells.iter().zip(&back) {
                 prop_assert!(!read.starts_with(['=', '+', '-', '@', '\t', '\r']));
