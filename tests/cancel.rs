@@ -22,7 +22,7 @@ use tenantatlas::graph_sim::{Fault, SimHandle};
 use tenantatlas::server::db::{Backend, NativePool};
 use tenantatlas::server::engine::runner::WakeUp;
 use tenantatlas::server::engine::worker::Worker;
-use tenantatlas::server::graph::GraphClient;
+use tenantatlas::server::graph::{GraphClient, PolicyType};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -33,6 +33,7 @@ both_backends!(TestApp:
     a_resume_waits_until_the_cancelled_run_has_settled,
     repeated_cancels_answer_the_same_and_ended_runs_are_refused,
     a_running_run_takes_no_new_item_and_records_captures_in_flight,
+    a_multi_request_capture_in_flight_is_recorded,
     a_worker_that_misses_the_cancel_takes_no_new_item_after_its_next_batch,
     a_retry_after_wait_ends_at_once,
     cancel_and_finish_race_to_one_outcome,
@@ -166,6 +167,33 @@ impl Fixture {
             .map(|(_, graph_id)| graph_id.clone())
             .collect()
     }
+}
+
+/// The simulated Contoso tenant's settings catalog policies, put in the inventory, as (policy
+/// id, Graph id): a capture of one asks Graph more than once (the policy, then its `settings`
+/// pages).
+async fn insert_sim_settings_catalog(app: &TestApp, client: &GraphClient) -> Vec<(i64, String)> {
+    let tenant_id = common::tenant_id(&app.db, CONTOSO).await;
+    let listed = client
+        .list_policies(&common::creds(CONTOSO), PolicyType::SettingsCatalog)
+        .await
+        .unwrap();
+    let mut policies = Vec::new();
+    for listing in listed {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO policies (tenant_id, graph_id, policy_type, display_name, platform, synced_at) \
+             VALUES ($1, $2, 'settings_catalog', $3, $4, 0) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(&listing.graph_id)
+        .bind(&listing.display_name)
+        .bind(&listing.platform)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+        policies.push((id, listing.graph_id));
+    }
+    policies
 }
 
 /// Run `run_id`'s row.
@@ -487,6 +515,68 @@ async fn a_running_run_takes_no_new_item_and_records_captures_in_flight(app: Tes
         run.succeeded as usize,
         touched.len(),
         "every capture that started was recorded"
+    );
+    let in_set: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM backup_items WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(in_set, run.succeeded, "what was captured stays in the set");
+}
+
+/// The captures in flight when the cancel comes each have requests still to send (a settings
+/// catalog policy's `settings` after the policy): with the tenant's token and budget at hand
+/// they are sent without waiting, and every capture that started is recorded, none dropped
+/// half-way although Graph was asked.
+async fn a_multi_request_capture_in_flight_is_recorded(app: TestApp) {
+    let f = fixture(&app).await;
+    let catalog = insert_sim_settings_catalog(&app, &f.client).await;
+    assert!(catalog.len() >= 24, "enough settings catalog policies");
+    let catalog = &catalog[..24];
+    f.sim.reset_counters();
+    common::answer_after(&f.sim, 300);
+    let ids: Vec<i64> = catalog.iter().map(|(id, _)| *id).collect();
+    let run_id = common::submit(&app, &f.operator, CONTOSO, f.set_id, &ids).await;
+    // On PostgreSQL the worker is another instance's: only the NOTIFY reaches it.
+    let (stop, runner) = match app.db.backend() {
+        Backend::Sqlite => common::start_runner(
+            f.worker(&app, "other-instance"),
+            &app.wake,
+            &app.db,
+            Duration::from_secs(60),
+        ),
+        Backend::Postgres => f.runner_elsewhere(&app, "other-instance"),
+    };
+    common::wait_run(&app.db, run_id, Duration::from_secs(60), |run| {
+        run.processed_items > 0
+    })
+    .await;
+    f.cancel(&app, run_id).await.expect("the run is cancelled");
+    common::wait_until(
+        "never settled",
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || async { f.detail(&app, run_id).await.settled },
+    )
+    .await;
+    stop.send_replace(true);
+    runner.await.unwrap();
+
+    let counters = f.sim.counters();
+    // A capture started once Graph was asked for its policy.
+    let touched = catalog
+        .iter()
+        .filter(|(_, graph_id)| !counters.for_path(graph_id).is_empty())
+        .count();
+    let run = run_row(&app, run_id).await;
+    assert_eq!(run.status, "cancelled");
+    assert!(touched < 24, "the run stopped early: {touched}");
+    assert_eq!((run.total_items, run.processed_items), (24, 24));
+    assert_eq!(run.failed, 0);
+    assert_eq!(items_skipped_as_cancelled(&app, run_id).await, run.skipped);
+    assert_eq!(
+        run.succeeded as usize, touched,
+        "every capture that started was recorded: {run:?}"
     );
     let in_set: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM backup_items WHERE run_id = $1")
         .bind(run_id)

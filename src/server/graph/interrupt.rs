@@ -1,6 +1,7 @@
 //! Lets a run's cancellation end the Graph client's waits (the tenant's limiter, a pause after
 //! `Retry-After`, a retry's backoff) at once, without cutting a request already sent: a capture
-//! in flight finishes, one still waiting gives up and says so. Work that writes marks its point
+//! in flight finishes (its next requests too, while the token and the budget are at hand at
+//! once), one still waiting gives up and says so. Work that writes marks its point
 //! of no return ([`point_of_no_return`]) right before its first write: from there on a cancel no
 //! longer cuts its waits, so what it sent is followed through (the rest of its writes, their
 //! evidence) and recorded, never dropped while the write stands in the tenant.
@@ -8,6 +9,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 
 use tokio::sync::watch;
 
@@ -25,15 +27,30 @@ pub struct Interrupt {
     hit: Arc<AtomicBool>,
     /// Set at the work's point of no return: its waits then ignore the signal.
     committed: Arc<AtomicBool>,
+    /// Whether a wait that is ready at once proceeds after the cancel ([`waiting`]).
+    ready_waits_proceed: bool,
 }
 
 impl Interrupt {
-    /// Interrupts the waits of the work it scopes once `signal` turns true.
+    /// Interrupts the waits of the work it scopes once `signal` turns true: a wait still
+    /// pending gives way, one that is ready at once proceeds (work in flight, an item's capture,
+    /// goes on with its next request and is recorded).
     pub fn new(signal: watch::Receiver<bool>) -> Self {
         Self {
             signal,
             hit: Arc::new(AtomicBool::new(false)),
             committed: Arc::new(AtomicBool::new(false)),
+            ready_waits_proceed: true,
+        }
+    }
+
+    /// Like [`Self::new`], for work whose result a cancel throws away anyway (a run's
+    /// conclusion: a sync's listings are fenced off once the run is cancelled): every wait of
+    /// it gives way to the cancel, even one that is ready at once, so it asks Graph nothing more.
+    pub fn giving_up_at_once(signal: watch::Receiver<bool>) -> Self {
+        Self {
+            ready_waits_proceed: false,
+            ..Self::new(signal)
         }
     }
 
@@ -91,6 +108,12 @@ pub(crate) fn give_up() -> GraphError {
 
 /// Waits for `wait` unless the current work is interrupted first (then a `cancelled` error);
 /// past the work's [`point_of_no_return`], it just waits.
+///
+/// A wait that is ready at once (the token slot free, budget left in the limiter) is no wait:
+/// it proceeds even after the cancel, so work in flight goes on with its next request (a
+/// settings catalog policy's `settings` pages, an administrative template's presentation
+/// values) and is recorded. Only a wait still pending gives way, and then at once, however long
+/// it would take (a `Retry-After`); under [`Interrupt::giving_up_at_once`] every wait does.
 pub(crate) async fn waiting<F: Future>(wait: F) -> Result<F::Output, GraphError> {
     let Ok(interrupt) = INTERRUPT.try_with(Clone::clone) else {
         return Ok(wait.await);
@@ -98,11 +121,18 @@ pub(crate) async fn waiting<F: Future>(wait: F) -> Result<F::Output, GraphError>
     if interrupt.committed.load(Ordering::SeqCst) {
         return Ok(wait.await);
     }
+    let mut wait = std::pin::pin!(wait);
+    if interrupt.ready_waits_proceed {
+        let first = std::future::poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx))).await;
+        if let Poll::Ready(done) = first {
+            return Ok(done);
+        }
+    }
     let mut signal = interrupt.signal.clone();
     tokio::select! {
         biased;
         Ok(_) = signal.wait_for(|cancelled| *cancelled) => Err(cancelled(&interrupt)),
-        done = wait => Ok(done),
+        done = wait.as_mut() => Ok(done),
     }
 }
 
@@ -127,6 +157,38 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(waiting(async { 7 }).await.unwrap(), 7);
         assert!(point_of_no_return().is_ok());
+    }
+
+    #[tokio::test]
+    async fn after_a_cancel_a_ready_wait_proceeds_and_a_pending_one_gives_way() {
+        let (cancel, signal) = watch::channel(false);
+        cancel.send_replace(true);
+        // The next request of a capture in flight: the token slot is free, the budget left.
+        let in_flight = Interrupt::new(signal.clone());
+        let slot = tokio::sync::Mutex::new(7);
+        let ready = in_flight
+            .scope(async {
+                let state = waiting(slot.lock()).await?;
+                let budget = waiting(async { *state }).await?;
+                Ok::<_, GraphError>(budget)
+            })
+            .await;
+        assert_eq!(ready.unwrap(), 7);
+        assert!(!in_flight.interrupted(), "its outcome is recorded");
+        // A wait that would take a minute gives way at once.
+        let waiting_long = Interrupt::new(signal);
+        let started = std::time::Instant::now();
+        let result = waiting_long
+            .scope(waiting(tokio::time::sleep(Duration::from_secs(60))))
+            .await;
+        assert_eq!(result.unwrap_err().reason_code(), ReasonCode::Cancelled);
+        assert!(waiting_long.interrupted());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Work whose result the cancel throws away sends nothing more, ready or not.
+        let discarded = Interrupt::giving_up_at_once(waiting_long.signal.clone());
+        let result = discarded.scope(waiting(async { 7 })).await;
+        assert_eq!(result.unwrap_err().reason_code(), ReasonCode::Cancelled);
+        assert!(discarded.interrupted());
     }
 
     #[tokio::test]
