@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{DemoApp, Form, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;
+use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::run_detail::{RunDetail, RunTarget};
 use tenantatlas::domain::versions::{CaptureResult, Drift, RunActivity, VersionRow};
 use tenantatlas::domain::{RunStatus, SubmittedRun};
@@ -27,6 +28,7 @@ both_backends!(local Fixture:
     a_tenant_whose_cancelled_run_another_instance_holds_waits_for_it,
     an_unreadable_base_version_counts_as_one_change_and_fails_nothing,
     a_drift_check_tells_unchanged_changed_and_deleted_apart,
+    a_part_gone_while_a_policy_is_read_does_not_mark_the_policy_deleted,
     starts_are_deduplicated_refused_without_the_role_and_validated,
     racing_starts_make_one_run_of_each_kind,
     the_versions_list_names_the_run_that_captured_each_version,
@@ -622,6 +624,128 @@ async fn a_drift_check_tells_unchanged_changed_and_deleted_apart(f: Fixture) {
     assert_eq!(held, 4);
     let activity = f.activity("backup_set.drift_check", set).await;
     assert_eq!(activity.last.map(|last| last.id), Some(run));
+}
+
+/// A Graph base in front of the simulator that answers 404 to every read of the presentation
+/// values of policy `graph_id`'s definition values (a setting removed in Intune while the
+/// policy is read) and passes everything else on.
+async fn graph_without_presentation_values(sim_base: &str, graph_id: &str) -> String {
+    use axum::extract::Request;
+    use axum::response::Response;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let own = format!("http://{}", listener.local_addr().expect("bound"));
+    let (sim_base, graph_id, origin) = (sim_base.to_owned(), graph_id.to_owned(), own.clone());
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let (sim_base, graph_id, origin, http) = (
+            sim_base.clone(),
+            graph_id.clone(),
+            origin.clone(),
+            http.clone(),
+        );
+        async move {
+            let target = request
+                .uri()
+                .path_and_query()
+                .map_or_else(String::new, |p| p.as_str().to_owned());
+            if target.contains(&format!("/{graph_id}/definitionValues/"))
+                && target.contains("/presentationValues")
+            {
+                let gone = r#"{"error": {"code": "ResourceNotFound", "message": "Not found"}}"#;
+                return Response::builder()
+                    .status(404)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(gone))
+                    .expect("a response");
+            }
+            let mut forwarded = http.get(format!("{sim_base}{target}"));
+            if let Some(auth) = request.headers().get("authorization") {
+                forwarded = forwarded.header("authorization", auth.as_bytes());
+            }
+            let answer = forwarded.send().await.expect("the simulator answers");
+            let status = answer.status().as_u16();
+            let body = answer
+                .text()
+                .await
+                .expect("a body")
+                .replace(&sim_base, &origin);
+            Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .expect("a response")
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serves") });
+    format!("{own}/beta")
+}
+
+async fn a_part_gone_while_a_policy_is_read_does_not_mark_the_policy_deleted(f: Fixture) {
+    use tenantatlas::server::graph::{GraphAccess, GraphClient, GraphConfig};
+    f.sync().await;
+    let template = f
+        .demo
+        .sim
+        .policies(CONTOSO)
+        .into_iter()
+        .find(|p| p.kind == Kind::GroupPolicyConfiguration && p.child_count > 0)
+        .expect("an administrative template with settings");
+    let id = f.policy_id(&template.id).await;
+    let set = common::backup_set(&f.app, &f.operator, CONTOSO, "Parts").await;
+    let form = Form::tenant(CONTOSO)
+        .field("backup_set_id", set)
+        .list("policy_ids", &[id]);
+    f.run("runs/add-policies", &form.pairs()).await;
+
+    // A setting of the template is removed between the read of its values and the read of
+    // that value's presentation values.
+    let sim = &f.demo.sim;
+    let graph = graph_without_presentation_values(&sim.base_url, &template.id).await;
+    let access = GraphAccess {
+        client: GraphClient::new(GraphConfig::new(&sim.login_url, &graph)).expect("a client"),
+        secrets: f.demo.access.secrets.clone(),
+    };
+    let worker = tenantatlas::server::runs_worker(&f.app.db, access);
+    let set_id = set.to_string();
+    let run = f
+        .start_as(
+            &f.operator,
+            "runs/check-drift",
+            &[("tenant", CONTOSO), ("backup_set_id", &set_id)],
+        )
+        .await
+        .run_id;
+    loop {
+        match worker.try_execute_task().await.expect("the worker runs") {
+            Outcome::TaskCompleted { run_id } if run_id == run => break,
+            Outcome::TaskCompleted { .. } => {}
+            Outcome::EmptyQueue => panic!("run {run} was not run"),
+        }
+    }
+
+    let gone: Option<i64> =
+        sqlx::query_scalar("SELECT gone_from_intune_at FROM policies WHERE id = $1")
+            .bind(id)
+            .fetch_one(f.app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(gone, None, "the policy is still in Intune");
+    let detail = f.detail(run, "").await;
+    assert_eq!(detail.items.rows.len(), 1, "{detail:?}");
+    let item = &detail.items.rows[0];
+    assert_ne!(
+        item.result.as_ref().map(|result| result.drift),
+        Some(Drift::Deleted),
+        "{item:?}"
+    );
+    assert_eq!(
+        item.reason_code,
+        Some(ReasonCode::InvalidResponse),
+        "{item:?}"
+    );
+    assert!(f.detail(run, "deleted").await.items.rows.is_empty());
 }
 
 async fn starts_are_deduplicated_refused_without_the_role_and_validated(f: Fixture) {

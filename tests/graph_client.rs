@@ -1635,3 +1635,69 @@ fn token_statuses(sim: &SimHandle) -> Vec<u16> {
         .map(|r| r.status)
         .collect()
 }
+
+#[tokio::test]
+async fn a_part_gone_while_a_policy_is_read_is_not_a_deleted_policy() {
+    // The template and its definition values answer; one value's presentation values are gone
+    // (a setting removed in Intune between the two reads).
+    let mock = MockGraph::with_token(|_, target| {
+        let template = "/beta/deviceManagement/groupPolicyConfigurations/p1";
+        if target == template {
+            (200, r#"{"id": "p1", "displayName": "Template"}"#.into())
+        } else if target.starts_with(&format!("{template}/definitionValues?")) {
+            let values = serde_json::json!({"value": [
+                {"id": "v1", "enabled": true},
+                {"id": "v2", "enabled": true},
+            ]});
+            (200, values.to_string())
+        } else if target.contains("/definitionValues/v2/presentationValues") {
+            let gone = r#"{"error": {"code": "ResourceNotFound", "message": "Not found"}}"#;
+            (404, gone.into())
+        } else {
+            (200, r#"{"value": []}"#.into())
+        }
+    })
+    .await;
+    let error = mock
+        .client()
+        .capture_policy(
+            &creds(SECRET),
+            PolicyType::AdministrativeTemplate,
+            "p1",
+            PLAIN,
+        )
+        .await
+        .expect_err("a part of the policy is gone");
+    assert_ne!(error.reason_code(), ReasonCode::PolicyNotFound, "{error}");
+    assert_eq!(error.reason_code(), ReasonCode::InvalidResponse, "{error}");
+    assert!(
+        error.message().contains("changed while it was read"),
+        "{error}"
+    );
+
+    // A 404 on the policy's own URL still says it was deleted, $expand or not.
+    let mock = MockGraph::with_token(|_, target| {
+        if target.contains("/definitionValues") {
+            (200, r#"{"value": []}"#.into())
+        } else {
+            let gone = r#"{"error": {"code": "ResourceNotFound", "message": "Not found"}}"#;
+            (404, gone.into())
+        }
+    })
+    .await;
+    for policy_type in [PolicyType::AdministrativeTemplate, PolicyType::Compliance] {
+        let error = mock
+            .client()
+            .capture_policy(&creds(SECRET), policy_type, "p1", PLAIN)
+            .await
+            .expect_err("the policy is gone");
+        assert_eq!(error.reason_code(), ReasonCode::PolicyNotFound, "{error}");
+    }
+    assert!(
+        mock.requests()
+            .iter()
+            .any(|r| r.contains("CompliancePolicies/p1?$expand=")),
+        "{:?}",
+        mock.requests()
+    );
+}

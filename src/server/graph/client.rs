@@ -353,7 +353,10 @@ impl GraphClient {
         }
         let mut definitions = BTreeMap::new();
         if let Some((segment, url)) = spec.sub_collection_url(base, graph_id) {
-            let mut children = self.pages_within(creds, &url, &mut budget).await?;
+            let mut children = self
+                .pages_within(creds, &url, &mut budget)
+                .await
+                .map_err(changed_while_read)?;
             for child in &mut children {
                 let Value::Object(fields) = child else {
                     continue;
@@ -376,7 +379,10 @@ impl GraphClient {
                 }
                 let per_child = child_id.and_then(|id| spec.per_child_url(base, graph_id, id));
                 if let Some((segment, url)) = per_child {
-                    let values = self.pages_within(creds, &url, &mut budget).await?;
+                    let values = self
+                        .pages_within(creds, &url, &mut budget)
+                        .await
+                        .map_err(changed_while_read)?;
                     fields.insert(segment.into(), Value::Array(values));
                 }
             }
@@ -863,6 +869,23 @@ fn drop_secret_values(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(drop_secret_values),
         _ => {}
     }
+}
+
+/// A read of a policy's sub-collection (or of one entry's values) that Graph answered 404: the
+/// policy itself was there a moment ago, so what went is a part of it (a setting removed while
+/// it was read), not the policy. Only a 404 on the policy's own URL says it was deleted in
+/// Intune; this fails the capture alone, to be asked again. Any other error is passed on.
+fn changed_while_read(error: GraphError) -> GraphError {
+    if error.reason_code() != ReasonCode::PolicyNotFound {
+        return error;
+    }
+    GraphError::new(
+        ReasonCode::InvalidResponse,
+        format!(
+            "the policy changed while it was read (a part of it is gone: {}); capture it again",
+            error.message()
+        ),
+    )
 }
 
 /// Maps a non-success status to what the retry loop does and the reason code if it gives up.
