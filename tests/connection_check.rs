@@ -25,6 +25,7 @@ both_backends!(local Fixture:
     a_missing_permission_is_named_with_what_it_blocks_and_each_refused_type,
     without_any_policy_permission_every_type_is_refused_and_capture_is_blocked,
     a_wrong_secret_blocks_runs_until_a_check_passes,
+    a_check_that_cannot_finish_leaves_an_authentication_failure_standing,
     an_expired_secret_is_told_apart,
     an_app_unknown_to_the_tenant_is_told_apart,
     a_token_without_roles_means_admin_consent_is_missing,
@@ -291,6 +292,54 @@ async fn a_wrong_secret_blocks_runs_until_a_check_passes(f: Fixture) {
 
     // The secret is fixed; a passing check unblocks the tenant.
     f.contoso_app(AppSetup::default());
+    f.check(MANAGER).await;
+    assert_eq!(f.report().await.outcome, CheckOutcome::Ok);
+    f.add_policies(OPERATOR, CONTOSO)
+        .await
+        .expect("the tenant is unblocked");
+}
+
+async fn a_check_that_cannot_finish_leaves_an_authentication_failure_standing(f: Fixture) {
+    use tenantatlas::graph_sim::{Knobs, TokenUnavailable};
+    f.contoso_app(AppSetup {
+        token_error: Some(TokenFault::WrongSecret),
+        ..AppSetup::default()
+    });
+    let failed = f.check(ADMIN).await;
+    assert_eq!(f.report().await.outcome, CheckOutcome::AuthFailed);
+    assert_eq!(
+        f.add_policies(OPERATOR, CONTOSO).await.unwrap_err().status,
+        409
+    );
+
+    // The token endpoint is unavailable now: the next check proves nothing either way.
+    f.contoso_app(AppSetup::default());
+    f.demo.sim.set_knobs(Knobs {
+        token_unavailable: Some(TokenUnavailable {
+            status: 503,
+            times: 1_000,
+            retry_after_secs: Some(0),
+        }),
+        ..f.demo.sim.knobs()
+    });
+    let unfinished = f.check(MANAGER).await;
+    assert_eq!(f.run_end(unfinished).await.0, "failed");
+    // The block stands, and what the pages read still says why.
+    let runs_before = f.app.count("runs").await;
+    let refused = f.add_policies(OPERATOR, CONTOSO).await.unwrap_err();
+    assert_eq!(refused.status, 409);
+    assert!(refused.body.contains(WAY_OUT), "{}", refused.body);
+    assert_eq!(f.app.count("runs").await, runs_before);
+    let last = f.status(ADMIN).await.last.expect("a check has ended");
+    assert_eq!(last.report.outcome, CheckOutcome::AuthFailed);
+    assert!(last.report.outcome.blocks_runs());
+    assert_eq!(last.run_id, Some(failed));
+
+    // A check that passes lifts it.
+    f.demo.sim.set_knobs(Knobs {
+        token_unavailable: None,
+        ..f.demo.sim.knobs()
+    });
     f.check(MANAGER).await;
     assert_eq!(f.report().await.outcome, CheckOutcome::Ok);
     f.add_policies(OPERATOR, CONTOSO)

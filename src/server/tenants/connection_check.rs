@@ -1,6 +1,7 @@
 //! The tenant's connection check: starting one (a `tenant.check_connection` run, one active per
 //! tenant), storing its report as the tenant's last check, reading it back, and the gate every
-//! run start passes: a tenant whose last check failed on authentication starts no run.
+//! run start passes: a tenant whose last check failed on authentication starts no run (a check
+//! that could not finish does not lift that).
 
 use super::TenantScope;
 use crate::domain::connection::{
@@ -34,6 +35,9 @@ pub async fn start(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun, AppErro
 
 /// Stores `report` as the last check of run `run_id`'s tenant, only while claim `attempt` of the
 /// run is the one running (an owner that lost the run writes nothing). `false` when it did not.
+/// A check that could not finish proves nothing, so it never replaces a standing failure on
+/// authentication: the tenant's runs stay refused, and its pages keep saying why, until a check
+/// that finished (passed, or failed otherwise) replaces it.
 pub async fn store(
     db: &Db,
     run_id: i64,
@@ -47,17 +51,31 @@ pub async fn store(
          SELECT r.tenant_id, r.id, $3, $4, $5 FROM runs r \
          WHERE r.id = $1 AND r.attempt = $2 AND r.status = 'running' \
          ON CONFLICT (tenant_id) DO UPDATE SET run_id = excluded.run_id, \
-           checked_at = excluded.checked_at, outcome = excluded.outcome, report = excluded.report",
+           checked_at = excluded.checked_at, outcome = excluded.outcome, report = excluded.report \
+         WHERE NOT (tenant_connection_checks.outcome = $6 AND excluded.outcome = $7)",
     )
     .bind(run_id)
     .bind(attempt)
     .bind(Timestamp::now().millis())
     .bind(report.outcome.as_str())
     .bind(json)
+    .bind(CheckOutcome::AuthFailed.as_str())
+    .bind(CheckOutcome::Incomplete.as_str())
     .execute(db.pool())
     .await?
     .rows_affected();
-    Ok(stored == 1)
+    if stored == 1 || report.outcome != CheckOutcome::Incomplete {
+        return Ok(stored == 1);
+    }
+    // Not written: the run was lost, or a standing failure on authentication was kept.
+    let running: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE id = $1 AND attempt = $2 AND status = 'running'",
+    )
+    .bind(run_id)
+    .bind(attempt)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(running.is_some())
 }
 
 /// The tenant's last check, if it was ever checked.
@@ -99,7 +117,8 @@ pub async fn status(db: &Db, scope: &TenantScope) -> Result<ConnectionStatus, Ap
 }
 
 /// Refuses (409) to start a run for a tenant whose last check failed on authentication, with
-/// the way out. A tenant never checked, or whose last check passed or failed otherwise, may
+/// the way out (a later check that could not finish leaves that failure standing: see
+/// [`store`]). A tenant never checked, or whose last check passed or failed otherwise, may
 /// start runs. Every place that starts a sync, capture or restore run calls this first; the
 /// check itself does not (it is the way out).
 pub async fn ensure_runs_allowed(db: &Db, tenant_id: i64) -> Result<(), AppError> {
