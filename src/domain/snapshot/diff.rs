@@ -4,6 +4,13 @@
 //! capture format), then walked side by side by entry key: a key on one side only is an added or
 //! removed entry (reported once, with its whole content), a value that differs under the same
 //! key is a change. Parts one side did not capture are listed as not compared, never as changes.
+//!
+//! Members of a set that share a key (several notification actions of one compliance rule, OMA
+//! settings with one URI) carry made-up keys (`notification`, `notification (2)`) in the order of
+//! their content digest, which an edit can change. Such members are paired by content instead:
+//! equal members first, then the pairs with the fewest changes between them; only what is left
+//! over on one side is added or removed. A change within a pair whose keys differ shows the new
+//! side's path ([`Change::path`]) and keeps the old side's in [`Change::old_path`].
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -51,7 +58,13 @@ pub struct Change {
     pub kind: ChangeKind,
     pub section: SectionKind,
     /// Machine path: the section key, then entry keys (property names, definition ids, set keys).
+    /// In the new snapshot, but for a removed entry (in the old one). Labels likewise.
     pub path: Vec<String>,
+    /// The path in the old snapshot when it is not `path`: a change within members of a set that
+    /// share a key, paired by content although their made-up keys differ (`notification (2)`
+    /// then, `notification` now). `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_path: Option<Vec<String>>,
     /// Readable path, one label per segment of `path` (the section's title first; empty for a
     /// segment that has no row of its own).
     pub labels: Vec<String>,
@@ -166,12 +179,7 @@ pub fn compare(
         }
     }
 
-    let mut walker = Walker {
-        changes: Vec::new(),
-        section: SectionKind::Other,
-        path: Vec::new(),
-        labels: Vec::new(),
-    };
+    let mut walker = Walker::new(SectionKind::Other);
     // Sections in the new snapshot's order, then any only the old one has.
     let mut keys: Vec<&str> = new_tree.sections.iter().map(|s| s.key.as_str()).collect();
     for section in &old_tree.sections {
@@ -205,7 +213,9 @@ pub fn compare(
         }
         walker.section = section.kind;
         walker.path = vec![section.key.clone()];
+        walker.old_path = vec![section.key.clone()];
         walker.labels = vec![section.title.clone()];
+        walker.old_labels = vec![section.title.clone()];
         let empty = Node::empty();
         let old_node = old_section.and_then(|s| s.node.as_ref()).unwrap_or(&empty);
         let new_node = new_section.and_then(|s| s.node.as_ref()).unwrap_or(&empty);
@@ -221,10 +231,30 @@ struct Walker {
     changes: Vec<Change>,
     section: SectionKind,
     path: Vec<String>,
+    /// The path on the old side: `path` but where a pair of members have different keys.
+    old_path: Vec<String>,
     labels: Vec<String>,
+    /// The labels on the old side (those of a removed entry).
+    old_labels: Vec<String>,
 }
 
+/// Most candidate pairs weighed within one group of members that share a key; beyond it (a
+/// policy with dozens of OMA settings under one URI) only members with equal keys are paired, as
+/// keys alone would pair them, so the diff stays quick whatever the input.
+const MAX_CANDIDATES: usize = 256;
+
 impl Walker {
+    fn new(section: SectionKind) -> Self {
+        Self {
+            changes: Vec::new(),
+            section,
+            path: Vec::new(),
+            old_path: Vec::new(),
+            labels: Vec::new(),
+            old_labels: Vec::new(),
+        }
+    }
+
     fn walk(&mut self, old: &Node, new: &Node) {
         let old_leaf = old.own.as_ref().map(|o| &o.leaf);
         let new_leaf = new.own.as_ref().map(|o| &o.leaf);
@@ -235,50 +265,138 @@ impl Walker {
                 new.own.as_ref().map(own_value),
             );
         }
-        let old_entries: BTreeMap<&str, &Entry> =
-            old.entries.iter().map(|e| (e.key.as_str(), e)).collect();
-        let new_keys: HashSet<&str> = new.entries.iter().map(|e| e.key.as_str()).collect();
-        for entry in &new.entries {
-            self.enter(entry);
-            match old_entries.get(entry.key.as_str()) {
-                Some(before) => self.walk(&before.node, &entry.node),
-                None => self.push(ChangeKind::Added, None, Some(subtree_value(&entry.node))),
+        let partners = pair_entries(&old.entries, &new.entries);
+        let mut paired = vec![false; old.entries.len()];
+        for (entry, partner) in new.entries.iter().zip(partners) {
+            match partner {
+                Some(index) => {
+                    paired[index] = true;
+                    let before = &old.entries[index];
+                    self.enter(entry, before);
+                    self.walk(&before.node, &entry.node);
+                }
+                None => {
+                    self.enter(entry, entry);
+                    self.push(ChangeKind::Added, None, Some(subtree_value(&entry.node)));
+                }
             }
             self.leave();
         }
-        for entry in &old.entries {
-            if !new_keys.contains(entry.key.as_str()) {
-                self.enter(entry);
+        for (entry, paired) in old.entries.iter().zip(paired) {
+            if !paired {
+                self.enter(entry, entry);
                 self.push(ChangeKind::Removed, Some(subtree_value(&entry.node)), None);
                 self.leave();
             }
         }
     }
 
-    fn enter(&mut self, entry: &Entry) {
+    /// Enters `entry`, which is `old` on the old side (itself for an added or removed one).
+    fn enter(&mut self, entry: &Entry, old: &Entry) {
+        let label = |e: &Entry| {
+            if e.inline {
+                String::new()
+            } else {
+                e.label.clone()
+            }
+        };
         self.path.push(entry.key.clone());
-        self.labels.push(if entry.inline {
-            String::new()
-        } else {
-            entry.label.clone()
-        });
+        self.old_path.push(old.key.clone());
+        self.labels.push(label(entry));
+        self.old_labels.push(label(old));
     }
 
     fn leave(&mut self) {
         self.path.pop();
+        self.old_path.pop();
         self.labels.pop();
+        self.old_labels.pop();
     }
 
     fn push(&mut self, kind: ChangeKind, old: Option<ChangeValue>, new: Option<ChangeValue>) {
+        // A removed entry is only on the old side: its path and labels are the old side's.
+        let (path, old_path, labels) = match kind {
+            ChangeKind::Removed => (self.old_path.clone(), None, self.old_labels.clone()),
+            ChangeKind::Added => (self.path.clone(), None, self.labels.clone()),
+            ChangeKind::Changed => (
+                self.path.clone(),
+                (self.old_path != self.path).then(|| self.old_path.clone()),
+                self.labels.clone(),
+            ),
+        };
         self.changes.push(Change {
             kind,
             section: self.section,
-            path: self.path.clone(),
-            labels: self.labels.clone(),
+            path,
+            old_path,
+            labels,
             old,
             new,
         });
     }
+}
+
+/// For each of the `new` entries, the index of the `old` entry it is compared with, if any.
+/// Entries pair by key; members that share a key ([`Entry::base`]) pair within their group by
+/// content: equal members first, then those with the fewest changes between them, ties to equal
+/// keys, then in key order (the same pairs whichever side is old). What is left over on one side
+/// is added or removed.
+fn pair_entries(old: &[Entry], new: &[Entry]) -> Vec<Option<usize>> {
+    fn base(entry: &Entry) -> &str {
+        entry.base.as_deref().unwrap_or(&entry.key)
+    }
+    let mut groups: BTreeMap<&str, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    for (index, entry) in old.iter().enumerate() {
+        groups.entry(base(entry)).or_default().0.push(index);
+    }
+    for (index, entry) in new.iter().enumerate() {
+        groups.entry(base(entry)).or_default().1.push(index);
+    }
+    let mut partners = vec![None; new.len()];
+    for (olds, news) in groups.into_values() {
+        if let ([o], [n]) = (olds.as_slice(), news.as_slice()) {
+            partners[*n] = Some(*o);
+            continue;
+        }
+        let weigh_all = olds.len() * news.len() <= MAX_CANDIDATES;
+        let mut candidates = Vec::new();
+        for &o in &olds {
+            for &n in &news {
+                let (a, b) = (&old[o], &new[n]);
+                let same_key = a.key == b.key;
+                if !weigh_all && !same_key {
+                    continue;
+                }
+                let cost = if a.node.digest == b.node.digest {
+                    0
+                } else {
+                    distance(&a.node, &b.node)
+                };
+                let (low, high) = if a.key <= b.key {
+                    (&a.key, &b.key)
+                } else {
+                    (&b.key, &a.key)
+                };
+                candidates.push((cost, !same_key, low, high, o, n));
+            }
+        }
+        candidates.sort();
+        let mut old_taken = HashSet::new();
+        for (_, _, _, _, o, n) in candidates {
+            if partners[n].is_none() && !old_taken.contains(&o) {
+                partners[n] = Some(o);
+                old_taken.insert(o);
+            }
+        }
+    }
+    partners
+}
+
+/// How many changes comparing `old` with `new` reports.
+fn distance(old: &Node, new: &Node) -> usize {
+    let mut scratch = Walker::new(SectionKind::Other);
+    scratch.walk(old, new);
+    scratch.changes.len()
 }
 
 fn pointer(path: &[String]) -> String {
@@ -391,7 +509,7 @@ fn collect_visible<'n>(node: &'n Node, out: &mut Vec<&'n Entry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::snapshot::{normalize_pair, CaptureFormat, PolicyType};
+    use crate::domain::snapshot::{normalize, normalize_pair, CaptureFormat, PolicyType};
     use serde_json::json;
 
     fn policy(family: PolicyType, format: CaptureFormat, payload: &Value) -> CapturedPolicy<'_> {
@@ -497,6 +615,62 @@ mod tests {
             "/scheduledActionsForRule/PasswordRequired/scheduledActionConfigurations/block/gracePeriodHours"
         );
         assert_eq!(changes[0].old.as_ref().map(|v| &v.json), Some(&json!(0)));
+    }
+
+    fn notifications(first_hours: i64) -> Value {
+        json!([{"id": "r1", "ruleName": "PasswordRequired", "scheduledActionConfigurations": [
+            {"id": "a1", "actionType": "notification", "gracePeriodHours": first_hours,
+             "notificationTemplateId": "T1", "notificationMessageCCList": []},
+            {"id": "a2", "actionType": "notification", "gracePeriodHours": 72,
+             "notificationTemplateId": "T2", "notificationMessageCCList": []}]}])
+    }
+
+    /// Two notification actions share the key `notification`; editing one of them must not read
+    /// as edits to both, whichever order the edit gives their content digests.
+    #[test]
+    fn an_edit_to_one_of_two_repeated_actions_is_one_change() {
+        let family = PolicyType::Compliance;
+        let old = compliance(Some(notifications(24)), 8);
+        let before = policy(family, CaptureFormat::V2, &old);
+        for hours in 0..100 {
+            let new = compliance(Some(notifications(hours)), 8);
+            let after = policy(family, CaptureFormat::V2, &new);
+            let changes = diff(&before, &after, &SettingNames::new());
+            if hours == 24 {
+                assert!(changes.is_empty(), "{:?}", summary(&changes));
+                continue;
+            }
+            assert_eq!(
+                summary(&changes),
+                [format!(
+                    "Changed Actions for noncompliance › Password required › Notification › \
+                     Grace period hours: 24 → {hours}"
+                )],
+                "{hours} h"
+            );
+            let change = &changes[0];
+            assert_eq!(change.old.as_ref().map(|v| &v.json), Some(&json!(24)));
+            assert_eq!(change.new.as_ref().map(|v| &v.json), Some(&json!(hours)));
+            // The path names the edited action in the new snapshot: the one with template T1;
+            // the old path names it in the old one.
+            let action = |snapshot: &CapturedPolicy<'_>, key: &str| {
+                normalize(snapshot)["scheduledActionsForRule"]["PasswordRequired"]["@children"]
+                    ["scheduledActionConfigurations"][key]["@children"]
+                    .clone()
+            };
+            assert_eq!(change.path[4], "gracePeriodHours");
+            let now = action(&after, &change.path[3]);
+            assert_eq!(now["notificationTemplateId"], json!("T1"), "{hours} h");
+            assert_eq!(now["gracePeriodHours"], json!(hours), "{hours} h");
+            let old_key = change.old_path.as_ref().map_or(&change.path[3], |p| &p[3]);
+            let then = action(&before, old_key);
+            assert_eq!(then["notificationTemplateId"], json!("T1"), "{hours} h");
+            assert_eq!(then["gracePeriodHours"], json!(24), "{hours} h");
+            // The same the other way round.
+            let back = diff(&after, &before, &SettingNames::new());
+            assert_eq!(back.len(), 1, "{hours} h: {:?}", summary(&back));
+            assert_eq!(back[0].old.as_ref().map(|v| &v.json), Some(&json!(hours)));
+        }
     }
 
     fn template(presentation: Option<&str>) -> Value {

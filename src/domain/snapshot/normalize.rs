@@ -121,6 +121,11 @@ pub(crate) struct Node {
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub key: String,
+    /// For a member that shares its key with others of its set (two notification actions, two
+    /// OMA settings with one URI): that shared key, which [`Entry::key`] extends with ` (2)`, ….
+    /// The diff pairs such members by content rather than by their made-up keys. Not part of
+    /// any digest.
+    pub base: Option<String>,
     pub label: String,
     /// Secondary text for a reader (a setting's definition id, a template's category).
     pub detail: Option<String>,
@@ -135,6 +140,7 @@ impl Entry {
     fn new(key: impl Into<String>, label: impl Into<String>, node: Node) -> Self {
         Self {
             key: key.into(),
+            base: None,
             label: label.into(),
             detail: None,
             hidden: false,
@@ -288,7 +294,9 @@ fn mix(mut x: u64) -> u64 {
 }
 
 /// Makes keys unique: members that share a key (two equal scope tags, two OMA settings with one
-/// URI) get ` (2)`, ` (3)`, … in digest order, which depends only on their content.
+/// URI) get ` (2)`, ` (3)`, … in digest order, which depends only on their content. Every member
+/// of such a group keeps the shared key as its [`Entry::base`], so the diff can pair the members
+/// of one group by content: an edit to one of them may move it to another place in digest order.
 fn unique_keys(entries: &mut [Entry]) {
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     for (index, entry) in entries.iter().enumerate() {
@@ -306,6 +314,9 @@ fn unique_keys(entries: &mut [Entry]) {
     let mut used: HashSet<String> = entries.iter().map(|e| e.key.clone()).collect();
     for (key, mut members) in repeated {
         members.sort_by_key(|&index| entries[index].node.digest);
+        for &index in &members {
+            entries[index].base = Some(key.clone());
+        }
         let mut n = 2;
         for &index in &members[1..] {
             let mut candidate = format!("{key} ({n})");

@@ -8,10 +8,10 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{json, Map, Value};
 
-use super::normalize::{build, common_sections, leaves, Leaf, Tree};
+use super::normalize::{build, common_sections, leaves, Leaf, Node, Tree};
 use super::{
-    compare, diff, normalize, normalize_pair, readable, CaptureFormat, CapturedPolicy, ChangeKind,
-    PolicyType, SettingNames,
+    compare, diff, normalize, normalize_pair, readable, CaptureFormat, CapturedPolicy, Change,
+    ChangeKind, PolicyType, SettingNames,
 };
 
 // ---------------------------------------------------------------- generators
@@ -614,10 +614,21 @@ fn captured(family: PolicyType, format: CaptureFormat, payload: &Value) -> Captu
     CapturedPolicy::new(family, format, payload)
 }
 
+/// A leaf of a tree, with the path it has when members that share a key are not told apart
+/// (each of their made-up keys, `notification (2)`, read as the shared one), and whether that
+/// path passes through such a member (which the diff pairs by content, not by key).
+#[derive(Debug, Clone)]
+struct Found {
+    leaf: Leaf,
+    base: Vec<String>,
+    shared: bool,
+}
+
 /// Every leaf (path → value) of the parts a comparison of the two covers.
-fn comparable_leaves(old: &Tree, new: &Tree) -> [BTreeMap<Vec<String>, Leaf>; 2] {
+fn comparable_leaves(old: &Tree, new: &Tree) -> [BTreeMap<Vec<String>, Found>; 2] {
     let both = common_sections(old, new);
     [old, new].map(|tree| {
+        let mut plain = BTreeMap::new();
         let mut out = BTreeMap::new();
         for section in &tree.sections {
             if !both.contains(&section.key) {
@@ -625,17 +636,57 @@ fn comparable_leaves(old: &Tree, new: &Tree) -> [BTreeMap<Vec<String>, Leaf>; 2]
             }
             if let Some(node) = &section.node {
                 let mut path = vec![section.key.clone()];
-                leaves(node, &mut path, &mut out);
+                leaves(node, &mut path, &mut plain);
+                let mut base = path.clone();
+                found(node, &mut path, &mut base, false, &mut out);
             }
         }
+        assert_eq!(plain.len(), out.len());
         out
     })
 }
 
-fn under<'m>(
-    leaves: &'m BTreeMap<Vec<String>, Leaf>,
+fn found(
+    node: &Node,
+    path: &mut Vec<String>,
+    base: &mut Vec<String>,
+    shared: bool,
+    out: &mut BTreeMap<Vec<String>, Found>,
+) {
+    if let Some(own) = &node.own {
+        let leaf = own.leaf.clone();
+        out.insert(
+            path.clone(),
+            Found {
+                leaf,
+                base: base.clone(),
+                shared,
+            },
+        );
+    }
+    for entry in &node.entries {
+        path.push(entry.key.clone());
+        base.push(entry.base.clone().unwrap_or_else(|| entry.key.clone()));
+        found(&entry.node, path, base, shared || entry.base.is_some(), out);
+        path.pop();
+        base.pop();
+    }
+}
+
+/// The leaves as a multiset of (path with shared keys, value).
+fn by_base<'m>(leaves: impl Iterator<Item = &'m Found>) -> BTreeMap<(Vec<String>, String), usize> {
+    let mut out = BTreeMap::new();
+    for found in leaves {
+        *out.entry((found.base.clone(), format!("{:?}", found.leaf)))
+            .or_default() += 1;
+    }
+    out
+}
+
+fn under<'m, V>(
+    leaves: &'m BTreeMap<Vec<String>, V>,
     prefix: &'m [String],
-) -> impl Iterator<Item = (&'m Vec<String>, &'m Leaf)> + 'm {
+) -> impl Iterator<Item = (&'m Vec<String>, &'m V)> + 'm {
     leaves
         .iter()
         .filter(move |(path, _)| path.starts_with(prefix))
@@ -689,41 +740,57 @@ proptest! {
         let limit = a.min(b);
         let names = SettingNames::new();
         let [before, after] = comparable_leaves(&build(&x, &names, limit), &build(&y, &names, limit));
-        let mut applied = before.clone();
+        // What the changes account for on each side; every other leaf must be on both sides
+        // alike (members that share a key may have changed places, so by shared key).
+        let mut consumed = BTreeSet::new();
+        let mut produced = BTreeSet::new();
         for change in &changes {
             match change.kind {
                 ChangeKind::Removed => {
                     let gone: Vec<Vec<String>> = under(&before, &change.path).map(|(p, _)| p.clone()).collect();
                     prop_assert!(!gone.is_empty(), "removed nothing: {:?}", change);
-                    prop_assert!(under(&after, &change.path).next().is_none(), "still there: {:?}", change);
-                    let json = change.old.as_ref().map(|v| v.json.clone());
-                    prop_assert!(json.is_some());
-                    for path in gone {
-                        applied.remove(&path);
-                    }
+                    // Unless a member that shares its key left its key to another one.
+                    let shared = under(&before, &change.path).all(|(_, f)| f.shared)
+                        || under(&after, &change.path).all(|(_, f)| f.shared);
+                    prop_assert!(shared, "still there: {:?}", change);
+                    prop_assert!(change.old.is_some());
+                    prop_assert!(change.old_path.is_none());
+                    consumed.extend(gone);
                 }
                 ChangeKind::Added => {
-                    let added: Vec<(Vec<String>, Leaf)> =
-                        under(&after, &change.path).map(|(p, l)| (p.clone(), l.clone())).collect();
+                    let added: Vec<Vec<String>> = under(&after, &change.path).map(|(p, _)| p.clone()).collect();
                     prop_assert!(!added.is_empty(), "added nothing: {:?}", change);
-                    prop_assert!(under(&before, &change.path).next().is_none(), "was there: {:?}", change);
+                    let shared = under(&before, &change.path).all(|(_, f)| f.shared)
+                        || under(&after, &change.path).all(|(_, f)| f.shared);
+                    prop_assert!(shared, "was there: {:?}", change);
                     prop_assert!(change.new.is_some());
-                    applied.extend(added);
+                    prop_assert!(change.old_path.is_none());
+                    produced.extend(added);
                 }
                 ChangeKind::Changed => {
-                    let was = before.get(&change.path);
+                    let old_path = change.old_path.as_ref().unwrap_or(&change.path);
+                    prop_assert_ne!(change.old_path.as_ref(), Some(&change.path));
+                    let was = before.get(old_path);
                     let is = after.get(&change.path);
+                    if let (Some(was), Some(is)) = (was, is) {
+                        prop_assert_eq!(&was.base, &is.base, "{:?}", change);
+                    }
+                    let (was, is) = (was.map(|f| &f.leaf), is.map(|f| &f.leaf));
                     prop_assert_ne!(was, is, "not a change: {:?}", change);
                     prop_assert_eq!(change.old.as_ref().map(|v| v.json.clone()), was.map(Leaf::json));
                     prop_assert_eq!(change.new.as_ref().map(|v| v.json.clone()), is.map(Leaf::json));
-                    match is {
-                        Some(leaf) => applied.insert(change.path.clone(), leaf.clone()),
-                        None => applied.remove(&change.path),
-                    };
+                    if was.is_some() {
+                        prop_assert!(consumed.insert(old_path.clone()), "twice: {:?}", change);
+                    }
+                    if is.is_some() {
+                        prop_assert!(produced.insert(change.path.clone()), "twice: {:?}", change);
+                    }
                 }
             }
         }
-        prop_assert_eq!(applied, after);
+        let kept = by_base(before.iter().filter(|(p, _)| !consumed.contains(*p)).map(|(_, f)| f));
+        let made = by_base(after.iter().filter(|(p, _)| !produced.contains(*p)).map(|(_, f)| f));
+        prop_assert_eq!(kept, made, "changes: {:?}", changes);
     }
 
     #[test]
@@ -735,15 +802,31 @@ proptest! {
         let names = SettingNames::new();
         let forward = diff(&captured(family, a, &old), &captured(family, b, &new), &names);
         let backward = diff(&captured(family, b, &new), &captured(family, a, &old), &names);
+        // Each change as (kind from old to new, its path in `old`, its path in `new`).
+        let sides = |c: &Change| -> (Option<Vec<String>>, Option<Vec<String>>) {
+            match c.kind {
+                ChangeKind::Added => (None, Some(c.path.clone())),
+                ChangeKind::Removed => (Some(c.path.clone()), None),
+                ChangeKind::Changed => {
+                    (Some(c.old_path.clone().unwrap_or_else(|| c.path.clone())), Some(c.path.clone()))
+                }
+            }
+        };
         let swap = |k: ChangeKind| match k {
             ChangeKind::Added => ChangeKind::Removed,
             ChangeKind::Removed => ChangeKind::Added,
             ChangeKind::Changed => ChangeKind::Changed,
         };
-        let mut f: Vec<_> = forward.iter().map(|c| (swap(c.kind), c.path.clone())).collect();
-        let mut g: Vec<_> = backward.iter().map(|c| (c.kind, c.path.clone())).collect();
-        f.sort_by(|x, y| (x.0 as u8, &x.1).cmp(&(y.0 as u8, &y.1)));
-        g.sort_by(|x, y| (x.0 as u8, &x.1).cmp(&(y.0 as u8, &y.1)));
+        let mut f: Vec<_> = forward.iter().map(|c| (c.kind as u8, sides(c))).collect();
+        let mut g: Vec<_> = backward
+            .iter()
+            .map(|c| {
+                let (then, now) = sides(c);
+                (swap(c.kind) as u8, (now, then))
+            })
+            .collect();
+        f.sort();
+        g.sort();
         prop_assert_eq!(f, g);
     }
 
