@@ -17,6 +17,10 @@ both_backends!(TestApp:
     foreign_and_unknown_ids_are_404_and_change_nothing,
     mark_all_read_clears_only_the_users_tenant,
     mark_all_read_leaves_one_written_after_the_list_unread,
+    mark_all_read_marks_only_the_listed_even_one_stamped_before_the_list,
+    mark_all_read_ignores_foreign_ids,
+    mark_all_read_past_a_full_page_marks_only_what_is_older_by_the_margin,
+    mark_all_read_refuses_more_ids_than_the_bell_lists,
     readonly_members_read_and_dismiss_their_own,
     a_finished_run_notifies_its_initiator_with_a_link_to_the_run,
 );
@@ -425,4 +429,174 @@ async fn a_finished_run_notifies_its_initiator_with_a_link_to_the_run(app: TestA
     // The link leads to the run's page.
     let page = app.get(Some(&operator), link.as_str()).await;
     assert_eq!(page.status(), 200);
+}
+
+/// The ids of `list`'s unread notifications, as the bell sends them (`3,9,12`).
+fn unread_ids(list: &NotificationList) -> String {
+    list.items
+        .iter()
+        .filter(|n| n.is_unread())
+        .map(|n| n.id.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// **Mark all read** as the bell sends it: the listed unread ids and the list's `as_of`.
+async fn mark_all_listed(
+    app: &TestApp,
+    cookie: &str,
+    tenant: &str,
+    ids: &str,
+    as_of: Timestamp,
+) -> reqwest::Response {
+    let as_of = as_of.millis().to_string();
+    app.call_as(
+        cookie,
+        "notifications/mark-all-read",
+        &[("tenant", tenant), ("ids", ids), ("as_of", as_of.as_str())],
+    )
+    .await
+}
+
+async fn unread_in_db(app: &TestApp) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM notifications WHERE read_at IS NULL ORDER BY id")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// A run's final transaction stamps its notification at T - 1 ms, but commits only after the
+/// bell's list (as of T) has run its query: the list does not show it. **Mark all read** with
+/// what the list showed leaves it unread, though it is older than the list's `as_of`.
+async fn mark_all_read_marks_only_the_listed_even_one_stamped_before_the_list(app: TestApp) {
+    let seen = notify(&app, ADMIN, CONTOSO, "Seen", 1_000, false).await;
+    let admin = app.sign_in(ADMIN).await;
+    let listed = list(&app, &admin, CONTOSO).await;
+    assert_eq!(unread_ids(&listed), seen.to_string());
+    let late = listed.as_of.millis() - 1;
+    let unseen = notify(&app, ADMIN, CONTOSO, "Committed late", late, false).await;
+
+    let response = mark_all_listed(&app, &admin, CONTOSO, &unread_ids(&listed), listed.as_of).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<i64>().await.unwrap(),
+        1,
+        "only the listed one"
+    );
+    let after = list(&app, &admin, CONTOSO).await;
+    assert_eq!(after.unread, 1, "the count names the one never shown");
+    assert_eq!(unread_ids(&after), unseen.to_string());
+
+    // Once listed, the next Mark all read marks it.
+    let response = mark_all_listed(&app, &admin, CONTOSO, &unread_ids(&after), after.as_of).await;
+    assert_eq!(response.json::<i64>().await.unwrap(), 1);
+    assert_eq!(list(&app, &admin, CONTOSO).await.unread, 0);
+}
+
+/// Another user's ids, or the user's own of another tenant, are neither marked nor counted, and
+/// the answer says nothing about them; a full "page" of foreign ids sweeps nothing either.
+async fn mark_all_read_ignores_foreign_ids(app: TestApp) {
+    let seeded = seed(&app).await;
+    let admin = app.sign_in(ADMIN).await;
+    let ids = format!(
+        "{},{},{}",
+        seeded.contoso_older, seeded.operators, seeded.fabrikam
+    );
+    let response = mark_all_listed(&app, &admin, CONTOSO, &ids, Timestamp::now()).await;
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert_eq!(body, "1", "only the admin's own in Contoso");
+    assert_eq!(
+        unread_in_db(&app).await,
+        [seeded.contoso_newest, seeded.fabrikam, seeded.operators]
+    );
+
+    // Twenty foreign ids (a full page) mark none of the admin's, however old.
+    let mut foreign = vec![seeded.operators, seeded.fabrikam];
+    for i in 0..18 {
+        foreign.push(notify(&app, OPERATOR, CONTOSO, &format!("Op {i}"), 10 + i, false).await);
+    }
+    let ids = foreign
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let response = mark_all_listed(&app, &admin, CONTOSO, &ids, Timestamp::now()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<i64>().await.unwrap(), 0);
+    let operator = app.sign_in(OPERATOR).await;
+    assert_eq!(list(&app, &operator, CONTOSO).await.unread, 19);
+    assert_eq!(list(&app, &admin, CONTOSO).await.unread, 1);
+    assert_eq!(list(&app, &admin, FABRIKAM).await.unread, 1);
+}
+
+/// With more unread than a page, the page's ids also mark unread ones older than the oldest
+/// listed and than the list by the margin; one a few seconds older than the oldest listed (it
+/// could be a late commit) stays unread, and the count says so.
+async fn mark_all_read_past_a_full_page_marks_only_what_is_older_by_the_margin(app: TestApp) {
+    let now = Timestamp::now().millis();
+    let mut old = Vec::new();
+    for i in 0..3 {
+        old.push(notify(&app, ADMIN, CONTOSO, &format!("Old {i}"), 1_000 + i, false).await);
+    }
+    for i in 0..20 {
+        notify(
+            &app,
+            ADMIN,
+            CONTOSO,
+            &format!("Recent {i:02}"),
+            now - 20_000 + i,
+            false,
+        )
+        .await;
+    }
+    let admin = app.sign_in(ADMIN).await;
+    let listed = list(&app, &admin, CONTOSO).await;
+    assert_eq!(listed.unread, 23);
+    let ids = unread_ids(&listed);
+    assert_eq!(ids.split(',').count(), 20);
+    assert!(old
+        .iter()
+        .all(|id| !ids.split(',').any(|s| s == id.to_string())));
+    // Committed after the list's query, stamped before the oldest listed.
+    let late = notify(&app, ADMIN, CONTOSO, "Late", now - 30_000, false).await;
+
+    let response = mark_all_listed(&app, &admin, CONTOSO, &ids, listed.as_of).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<i64>().await.unwrap(),
+        23,
+        "the page and the old ones"
+    );
+    let after = list(&app, &admin, CONTOSO).await;
+    assert_eq!(after.unread, 1);
+    assert_eq!(unread_ids(&after), late.to_string());
+}
+
+/// More ids than the bell lists, or not ids, is 422 with a reason, and nothing is marked.
+async fn mark_all_read_refuses_more_ids_than_the_bell_lists(app: TestApp) {
+    let mut ids = Vec::new();
+    for i in 0..21 {
+        ids.push(
+            notify(
+                &app,
+                ADMIN,
+                CONTOSO,
+                &format!("Run {i:02}"),
+                1_000 + i,
+                false,
+            )
+            .await,
+        );
+    }
+    let admin = app.sign_in(ADMIN).await;
+    let too_many = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let response = mark_all_listed(&app, &admin, CONTOSO, &too_many, Timestamp::now()).await;
+    assert_eq!(response.status(), 422);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("At most 20"), "{body}");
+    let response = mark_all_listed(&app, &admin, CONTOSO, "1,two", Timestamp::now()).await;
+    assert_eq!(response.status(), 422);
+    assert_eq!(read_count(&app).await, 0, "nothing was marked read");
+    assert_eq!(list(&app, &admin, CONTOSO).await.unread, 21);
 }

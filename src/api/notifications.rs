@@ -29,19 +29,24 @@ pub async fn mark_notification_read(tenant: String, id: i64) -> Result<(), AppEr
     .await
 }
 
-/// Marks the user's notifications in the tenant read, those not newer than `as_of` (the
-/// `as_of` of the list the user saw, milliseconds since the epoch): one written since stays
-/// unread. Without `as_of` (an older client) all of them. Answers how many were unread.
+/// **Mark all read**: marks the unread notifications the bell listed, `ids` (comma-separated,
+/// at most the list's limit; more, or not integers: 422 and nothing marked), from the list read
+/// at `as_of` (milliseconds since the epoch). One written or committed after that list stays
+/// unread; so do unread ones past a full page unless they are older than the page by a margin
+/// (see [`crate::server::notifications::MarkAll`]). A page from before `ids`: without them,
+/// those not newer than `as_of`; without either, all. Answers how many were unread.
 #[server(prefix = "/api", endpoint = "notifications/mark-all-read")]
 pub async fn mark_all_notifications_read(
     tenant: String,
+    #[server(default)] ids: String,
     #[server(default)] as_of: Option<i64>,
 ) -> Result<u64, AppError> {
-    use crate::domain::{Capability, Timestamp};
+    use crate::domain::Capability;
     use crate::server::auth::in_tenant;
-    use crate::server::notifications;
+    use crate::server::notifications::{self, MarkAll};
     in_tenant(&tenant, Capability::View, |ctx, state| async move {
-        notifications::mark_all_read(&state.db, &ctx, as_of.map(Timestamp)).await
+        let what = MarkAll::parse(&ids, as_of)?;
+        notifications::mark_all_read(&state.db, &ctx, what).await
     })
     .await
 }

@@ -1,6 +1,6 @@
 //! The notification bell of the header: a button with the unread count that opens a panel of
 //! the user's notifications in the tenant, unread first, then newest (each run notification links to its run),
-//! with **Mark all read**. Opening the panel, dismissing, and a timer every few seconds refresh
+//! with **Mark all read** (of the unread ones it lists). Opening the panel, dismissing, and a timer every few seconds refresh
 //! it. It loads in the browser only, so pages render without waiting for it.
 
 use std::time::Duration;
@@ -134,7 +134,7 @@ pub fn NotificationBell(tenant: Memo<String>) -> impl IntoView {
         >
             <BellButton unread open button on_toggle=toggle />
             <Show when=move || open.get()>
-                <NotificationPanel state items as_of unread mark_all action_error on_read on_follow tenant />
+                <NotificationPanel state items as_of mark_all action_error on_read on_follow tenant />
             </Show>
         </div>
     }
@@ -232,17 +232,27 @@ fn NotificationPanel(
     state: Memo<PanelState>,
     items: Memo<Vec<Notification>>,
     as_of: Memo<Timestamp>,
-    unread: Memo<Option<i64>>,
     mark_all: ServerAction<MarkAllNotificationsRead>,
     action_error: Signal<Option<AppError>>,
     on_read: Callback<i64>,
     on_follow: Callback<()>,
     tenant: Memo<String>,
 ) -> impl IntoView {
+    // The unread ones the panel lists: **Mark all read** sends their ids and the server marks
+    // those (see `MarkAll`), never one the list has not shown yet.
+    let listed_unread = Memo::new(move |_| {
+        items.with(|all| {
+            all.iter()
+                .filter(|n| n.is_unread())
+                .map(|n| n.id.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    });
     let mark_all_read = move |_| {
-        // Only what the listed page was read before: one written since stays unread.
         mark_all.dispatch(MarkAllNotificationsRead {
             tenant: tenant.get_untracked(),
+            ids: listed_unread.get_untracked(),
             as_of: Some(as_of.get_untracked().millis()),
         });
     };
@@ -258,7 +268,7 @@ fn NotificationPanel(
                 <button
                     type="button"
                     class="link-button"
-                    disabled=move || unread.get().unwrap_or(0) == 0 || mark_all.pending().get()
+                    disabled=move || listed_unread.with(String::is_empty) || mark_all.pending().get()
                     on:click=mark_all_read
                 >
                     "Mark all read"
