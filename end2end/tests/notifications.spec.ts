@@ -47,6 +47,9 @@ test("a finished run rings the bell; the notification links to the run and can b
   await page.keyboard.press("Enter");
   await expect(panel).toBeVisible();
 
+  // Mark all read is enabled while the panel lists an unread one (it sends the listed ids).
+  await expect(panel.getByRole("button", { name: "Mark all read" })).toBeEnabled();
+
   // Mark it read from the keyboard: the badge goes, the notification stays listed as read, and
   // the focus stays in the panel (the button goes away; its item stays).
   await item.getByRole("button", { name: "Mark read" }).focus();
