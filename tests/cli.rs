@@ -496,6 +496,70 @@ fn serve_refuses_a_public_url_browsers_would_not_send_as_origin() {
     }
 }
 
+/// How many migrations the database at `url` has applied (none when it has no migrations table).
+async fn applied_migrations(url: &str) -> i64 {
+    let db = Db::connect(url).await.unwrap();
+    let table: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    if table == 0 {
+        return 0;
+    }
+    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+/// A start refused for its configuration (a public URL with a path, a key file others may
+/// change, a port in use) leaves the database unmigrated: the version it replaces can still start
+/// on it.
+#[tokio::test]
+async fn serve_refused_for_its_configuration_migrates_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let keys = dir.0.join("keys");
+    std::fs::write(
+        &keys,
+        tenantatlas::server::tenants::keyring::new_key_line("k1"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let keys = keys.display().to_string();
+    for (name, args) in [
+        (
+            "path",
+            vec![
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--public-url",
+                "https://atlas.example/app",
+            ],
+        ),
+        (
+            "keys",
+            vec!["--secret-key-file", &keys, "serve", "--addr", "127.0.0.1:0"],
+        ),
+        ("port", vec!["serve", "--addr", &taken]),
+    ] {
+        let url = format!("sqlite://{}/{name}.db", dir.0.display());
+        let output = common::run_binary(&url, &args, "");
+        assert!(!output.status.success(), "{name}: the start is refused");
+        assert_eq!(
+            applied_migrations(&url).await,
+            0,
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 /// A request that never finishes (its body never arrives in full, as a client on a stalled
 /// link, or one reading an export slowly, keeps its request in flight) does not keep a stopped
 /// server alive: SIGTERM ends the process within the shutdown grace period, cleanly.

@@ -8,7 +8,7 @@ use common::TestDb;
 use sqlx::Row;
 use tenantatlas::server::db::is_unique_violation;
 
-both_backends!(TestDb: migrations_apply_and_create_every_table, migrations_are_idempotent, active_runs_are_unique_per_key_until_terminal, one_bulk_run_per_tenant_is_active, rows_cannot_mix_tenants, run_counters_must_add_up, a_database_without_an_admin_makes_its_first_account_admin);
+both_backends!(TestDb: migrations_apply_and_create_every_table, migrations_are_idempotent, active_runs_are_unique_per_key_until_terminal, one_bulk_run_per_tenant_is_active, rows_cannot_mix_tenants, run_counters_must_add_up, a_database_without_an_admin_makes_its_first_account_admin, a_database_a_newer_version_migrated_is_refused_saying_so);
 
 const TABLES: [&str; 12] = [
     "tenants",
@@ -500,4 +500,24 @@ async fn a_database_without_an_admin_makes_its_first_account_admin(t: TestDb) {
         .unwrap();
     migrate_0029_again(&t).await;
     assert_eq!(admins(&t).await, ["second@example.org"]);
+}
+
+/// A database holding a migration this build does not know (a newer TenantAtlas migrated it) is
+/// refused, and the message says what happened and what to do.
+async fn a_database_a_newer_version_migrated_is_refused_saying_so(t: TestDb) {
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, \
+         execution_time) VALUES (9999, 'from the future', CURRENT_TIMESTAMP, TRUE, $1, 0)",
+    )
+    .bind(vec![0u8; 48])
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+    let error = t.db.migrate().await.unwrap_err().to_string();
+    assert!(
+        error.contains("migrated by a newer TenantAtlas")
+            && error.contains("migration 9999")
+            && error.contains("run that version or newer"),
+        "{error}"
+    );
 }

@@ -53,7 +53,7 @@ pub enum StartError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[from] db::MigrateError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("Graph: {0}")]
@@ -78,9 +78,32 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
     if let Command::NewSecretKey(args) = &cli.command {
         return tenants::cli::new_secret_key(args);
     }
+    // Everything that can be checked without the database is checked before it is migrated:
+    // a start that is refused for its configuration must leave the database as the previous
+    // version left it, so that version can still start on it (it refuses a migration it does
+    // not know).
+    let key_file = cli
+        .secret_key_file
+        .as_deref()
+        .map(KeyRing::load)
+        .transpose()
+        .map_err(|error| StartError::Invalid(error.to_string()))?;
     let db = Db::connect(&cli.database_url).await?;
+    let mut serving = match &cli.command {
+        Command::Serve(args) => Some(ServeStart::prepare(&db, args).await?),
+        _ => None,
+    };
     prepare(&db).await?;
-    let keys = tenants::cli::load_keys(&db, cli.secret_key_file.as_deref()).await?;
+    let keys = match key_file {
+        Some(keys) => {
+            keys.verify(&db)
+                .await
+                .map_err(|error| StartError::Invalid(error.to_string()))?;
+            tracing::info!(newest = keys.newest_id(), "secret key file checked");
+            Some(Arc::new(keys))
+        }
+        None => None,
+    };
     let graph_config = cli.graph_config();
     match cli.command {
         Command::Migrate => tracing::info!("migrations applied"),
@@ -99,7 +122,12 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
         }
         Command::RotateSecretKey => tenants::cli::rotate_secret_key(&db, keys.as_deref()).await?,
         Command::NewSecretKey(_) => unreachable!("answered before the database is opened"),
-        Command::Serve(args) => serve(db, graph_config, keys, args).await?,
+        Command::Serve(args) => {
+            let Some(start) = serving.take() else {
+                return Err(StartError::Invalid("serve was not prepared".into()));
+            };
+            serve(db, graph_config, keys, args, start).await?
+        }
     }
     Ok(())
 }
@@ -520,26 +548,84 @@ async fn create_user(db: &Db, args: CreateUserArgs) -> Result<(), StartError> {
     Ok(())
 }
 
+/// What `serve` checks and takes before the database is migrated: everything that can refuse
+/// the start for its configuration or its surroundings without reading the database (the public
+/// URL, the demo secret file, the listeners, the instance lock).
+struct ServeStart {
+    public_url: Option<String>,
+    demo_secret: Option<graph::ClientSecret>,
+    listener: tokio::net::TcpListener,
+    addr: std::net::SocketAddr,
+    instance_id: String,
+    /// Held until the process ends: while it is, the identity's runs are this process's.
+    instance: engine::instance::InstanceLock,
+    metrics: Option<(
+        metrics_exporter_prometheus::PrometheusHandle,
+        tokio::net::TcpListener,
+    )>,
+}
+
+impl ServeStart {
+    async fn prepare(db: &Db, args: &ServeArgs) -> Result<Self, StartError> {
+        let public_url = args
+            .public_origin()
+            .map_err(StartError::Invalid)?
+            .map(|origin| origin.as_str().to_owned());
+        let demo_secret = match (&args.demo, args.demo_graph_secret_file.as_deref()) {
+            (true, Some(path)) => Some(read_demo_graph_secret(path)?),
+            _ => None,
+        };
+        let listener = tokio::net::TcpListener::bind(args.addr).await?;
+        let addr = listener.local_addr()?;
+        let metrics = match args.metrics_addr {
+            Some(metrics_addr) => {
+                let handle = metrics::install().map_err(StartError::Invalid)?;
+                let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+                Some((handle, listener))
+            }
+            None => None,
+        };
+        let instance_id = args
+            .instance_id
+            .clone()
+            .filter(|id| !id.trim().is_empty())
+            .unwrap_or_else(|| engine::instance::default_id(addr));
+        let instance = engine::instance::InstanceLock::acquire(db, &instance_id)
+            .await
+            .map_err(|error| StartError::Invalid(error.to_string()))?;
+        Ok(Self {
+            public_url,
+            demo_secret,
+            listener,
+            addr,
+            instance_id,
+            instance,
+            metrics,
+        })
+    }
+}
+
 async fn serve(
     db: Db,
     graph_config: GraphConfig,
     keys: Option<Arc<KeyRing>>,
     args: ServeArgs,
+    start: ServeStart,
 ) -> Result<(), StartError> {
     panics::install_counter();
-    let public_url = args
-        .public_origin()
-        .map_err(StartError::Invalid)?
-        .map(|origin| origin.as_str().to_owned());
+    let ServeStart {
+        public_url,
+        demo_secret,
+        listener,
+        addr,
+        instance_id,
+        instance,
+        metrics: metrics_listener,
+    } = start;
     // Held until the server stops: in demo mode the simulator is the app's Graph.
     let demo = if args.demo {
         seed::seed_demo(&db).await?;
-        let secret = args
-            .demo_graph_secret_file
-            .as_deref()
-            .map(read_demo_graph_secret)
-            .transpose()?;
-        let demo = seed::start_demo_graph_with_secret(args.demo_graph_port, secret).await?;
+        let demo = seed::start_demo_graph_with_secret(args.demo_graph_port, demo_secret).await?;
         demo_history(&db, &demo).await?;
         Some(demo)
     } else {
@@ -559,17 +645,6 @@ async fn serve(
              encrypted secrets cannot be used"
         );
     }
-    let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    let addr = listener.local_addr()?;
-    // Held until the process ends: while it is, the identity's runs are this process's.
-    let instance_id = args
-        .instance_id
-        .clone()
-        .filter(|id| !id.trim().is_empty())
-        .unwrap_or_else(|| engine::instance::default_id(addr));
-    let instance = engine::instance::InstanceLock::acquire(&db, &instance_id)
-        .await
-        .map_err(|error| StartError::Invalid(error.to_string()))?;
     if public_url.is_none() && addr.ip().is_unspecified() {
         tracing::warn!(
             "no --public-url while listening on {addr}: browsers reach the app under another \
@@ -617,9 +692,7 @@ async fn serve(
         db.clone(),
         Duration::from_secs(60),
     ));
-    if let Some(metrics_addr) = args.metrics_addr {
-        let handle = metrics::install().map_err(StartError::Invalid)?;
-        let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+    if let Some((handle, listener)) = metrics_listener {
         tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
         let router = metrics::router(handle, db.clone());
         tokio::spawn(async move {

@@ -18,6 +18,20 @@ use sqlx::AnyPool;
 
 pub use sql::{fold_case, Sql};
 
+/// Why [`Db::migrate`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The database holds a migration this build does not have: a newer TenantAtlas migrated
+    /// it. Nothing was applied; this build cannot use it.
+    #[error(
+        "this database was migrated by a newer TenantAtlas (migration {0}, which this build does \
+         not know): run that version or newer"
+    )]
+    Newer(i64),
+    #[error("{0}")]
+    Other(#[from] sqlx::migrate::MigrateError),
+}
+
 /// Which engine a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -200,9 +214,23 @@ impl Db {
     /// Applies the engine's pending migrations from `migrations/<engine>/`, then respells the
     /// names and addresses stored before they were canonical on every write
     /// ([`canonical_rows`]; a no-op once they are).
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        self.backend.migrator().run(&self.pool).await?;
-        canonical_rows::canonicalise_stored_rows(self).await?;
+    ///
+    /// A database that a newer TenantAtlas migrated (a migration this build does not know) is
+    /// refused, with nothing applied: [`MigrateError::Newer`].
+    pub async fn migrate(&self) -> Result<(), MigrateError> {
+        self.backend
+            .migrator()
+            .run(&self.pool)
+            .await
+            .map_err(|error| match error {
+                sqlx::migrate::MigrateError::VersionMissing(version) => {
+                    MigrateError::Newer(version)
+                }
+                error => MigrateError::Other(error),
+            })?;
+        canonical_rows::canonicalise_stored_rows(self)
+            .await
+            .map_err(|error| MigrateError::Other(error.into()))?;
         Ok(())
     }
 
