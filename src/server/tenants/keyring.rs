@@ -251,6 +251,14 @@ impl KeyRing {
         if let Some(missing) = used.into_iter().find(|id| self.key(id).is_none()) {
             return Err(KeyError::MissingKey(missing).into());
         }
+        self.record_checks(db, &known).await
+    }
+
+    /// Stores the check value of every key not in `known` (the ids whose check value was read),
+    /// then reads back what is stored under each: another process that started at the same time
+    /// with different material under the same id may have stored its own first, and then this
+    /// key is the wrong one ([`KeyError::WrongKey`]).
+    async fn record_checks(&self, db: &Db, known: &[String]) -> Result<(), VerifyError> {
         for key in self.keys.iter().filter(|k| !known.contains(&k.id)) {
             sqlx::query(
                 "INSERT INTO secret_key_checks (key_id, check_value, created_at) VALUES ($1, $2, $3) \
@@ -261,6 +269,15 @@ impl KeyRing {
             .bind(Timestamp::now().millis())
             .execute(db.pool())
             .await?;
+            let stored: String =
+                sqlx::query_scalar("SELECT check_value FROM secret_key_checks WHERE key_id = $1")
+                    .bind(&key.id)
+                    .fetch_one(db.pool())
+                    .await?;
+            match decrypt(&key.cipher, &stored, &check_aad(&key.id)) {
+                Some(text) if text == CHECK_TEXT => {}
+                _ => return Err(KeyError::WrongKey(key.id.clone()).into()),
+            }
         }
         Ok(())
     }
@@ -435,6 +452,31 @@ mod tests {
         let line = new_key_line("fresh");
         assert_eq!(ring(&[&line]).newest_id(), "fresh");
         assert!(!format!("{:?}", ring(&[K1])).contains("0001"));
+    }
+
+    /// Two processes starting at once with different material under one key id: the one whose
+    /// read found no check value for the id, but whose insert came second, is refused.
+    #[tokio::test]
+    async fn a_check_value_stored_by_another_key_since_the_read_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ta-keyring-{}", uuid::Uuid::new_v4()));
+        let db = Db::connect(&format!("sqlite://{}/test.db", dir.display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let other = ring(&[&format!("k1:{}", &K2[3..])]);
+        other.verify(&db).await.unwrap();
+        let mine = ring(&[K1]);
+        // As if this process's read came before the other's insert.
+        let refused = mine.record_checks(&db, &[]).await.unwrap_err();
+        assert!(
+            matches!(&refused, VerifyError::Key(KeyError::WrongKey(id)) if id == "k1"),
+            "{refused}"
+        );
+        // The stored check value is the other's, which it still accepts.
+        other.verify(&db).await.unwrap();
+        assert!(mine.verify(&db).await.is_err());
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     proptest! {
