@@ -1220,6 +1220,127 @@ async fn postgres_a_dropped_instance_lock_is_taken_again_without_a_second_claim(
     );
 }
 
+/// PostgreSQL: leases are written and judged by the database's clock, not an instance's. B's
+/// clock runs 45 s ahead of A's (and the database's); A, alive and holding its instance lock,
+/// renewed its lease 30 s ago (30 s of its 60 s left). B neither takes A's running run nor the
+/// tenant's other run (A works for the tenant), and the lease B writes for a run of its own
+/// lasts a lease by the database's clock, not 45 s more. Once A's lease is over by the
+/// database's clock, B takes the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_clock_ahead_does_not_take_a_live_instances_run() {
+    use tenantatlas::server::engine::instance::InstanceLock;
+    let t = TestDb::create(common::Backend::Postgres).await;
+    let f = fixture(&t).await;
+    let tenant = common::tenant_id(&f.db, CONTOSO).await;
+    let other = common::tenant_id(&f.db, common::FABRIKAM).await;
+    let interactive = |tenant: i64, key: &'static str| {
+        let db = f.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO runs (tenant_id, operation_type, lane, resource, action, target_id, \
+                 input, idempotency_key, status, total_items, created_at) \
+                 VALUES ($1, 'tenant.check_connection', 'interactive', 'test', 'skew', 0, \
+                   '{}', $2, 'pending', 0, 1) RETURNING id",
+            )
+            .bind(tenant)
+            .bind(key)
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+        }
+    };
+    let lock_a = InstanceLock::acquire(&f.db, "clock-a").await.unwrap();
+    let lock_b = InstanceLock::acquire(&f.db, "clock-b").await.unwrap();
+    let a = f.worker("clock-a").as_instance(&lock_a);
+    let b = f
+        .worker("clock-b")
+        .as_instance(&lock_b)
+        .with_clock_offset(Duration::from_secs(45));
+    let claimed = |run: Option<tenantatlas::server::engine::worker::ClaimedRun>| {
+        run.map(|claimed| (claimed.run.id, claimed.run.attempt))
+    };
+    let bulk = f.queue(&f.ids(0..2)).await;
+    assert_eq!(claimed(a.claim(Lane::Bulk).await.unwrap()), Some((bulk, 1)));
+    // A's heartbeat renewed the lease 30 s ago: 30 s of it left.
+    sqlx::query("UPDATE runs SET lease_expires_at = lease_expires_at - 30000 WHERE id = $1")
+        .bind(bulk)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let left = lease_left(&f.db, bulk).await;
+    assert!((25_000..=30_000).contains(&left), "{left} ms left");
+    let check = interactive(tenant, "skew-contoso").await;
+    assert_eq!(
+        claimed(b.claim(Lane::Bulk).await.unwrap()),
+        None,
+        "B does not take the run of a live A"
+    );
+    assert_eq!(
+        claimed(b.claim(Lane::Interactive).await.unwrap()),
+        None,
+        "B leaves the run of a tenant A works for"
+    );
+    let run = f.run_row(bulk).await;
+    assert_eq!(run.status, "running");
+    let (owner, attempt): (String, i64) =
+        sqlx::query_as("SELECT lease_owner, attempt FROM runs WHERE id = $1")
+            .bind(bulk)
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        (owner.as_str(), attempt),
+        ("clock-a", 1),
+        "still A's first claim"
+    );
+    // B's own lease lasts 60 s by the database's clock, not 60 s from B's clock.
+    let others = interactive(other, "skew-fabrikam").await;
+    assert_eq!(
+        claimed(b.claim(Lane::Interactive).await.unwrap()),
+        Some((others, 1)),
+        "B takes another tenant's run"
+    );
+    let left = lease_left(&f.db, others).await;
+    assert!((55_000..=60_000).contains(&left), "{left} ms left");
+    // A's lease over by the database's clock (A stalled): B takes the run, and the tenant's.
+    let expired = database_now(&f.db).await - 1_000;
+    sqlx::query("UPDATE runs SET lease_expires_at = $1 WHERE id = $2")
+        .bind(expired)
+        .bind(bulk)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed(b.claim(Lane::Bulk).await.unwrap()),
+        Some((bulk, 2)),
+        "an expired lease is taken over"
+    );
+    assert_eq!(
+        claimed(b.claim(Lane::Interactive).await.unwrap()),
+        Some((check, 1)),
+        "and B now works for the tenant"
+    );
+    drop((lock_a, lock_b));
+}
+
+/// The database's clock now, in milliseconds since the epoch.
+async fn database_now(db: &tenantatlas::server::db::Db) -> i64 {
+    sqlx::query_scalar("SELECT (floor(extract(epoch FROM clock_timestamp()) * 1000))::BIGINT")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+/// How long the lease of `run` lasts from now by the database's clock, in milliseconds.
+async fn lease_left(db: &tenantatlas::server::db::Db, run: i64) -> i64 {
+    let until: i64 = sqlx::query_scalar("SELECT lease_expires_at FROM runs WHERE id = $1")
+        .bind(run)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    until - database_now(db).await
+}
+
 /// PostgreSQL: an instance that goes silent without closing its lock's connection, as when its
 /// host vanishes or is cut off (no FIN or RST reaches the server), loses the lock within
 /// `LOCK_SILENCE`, not when TCP would notice hours later: the same identity is taken again within

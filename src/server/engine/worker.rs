@@ -248,6 +248,8 @@ pub struct Worker {
     /// Only these runs are claimed (`with_only_runs`), written into the claim's SQL as
     /// integers; `None`: any run of a handled operation.
     only_runs: Option<Arc<str>>,
+    /// How far this worker's clock runs ahead of its host's ([`Self::with_clock_offset`]).
+    clock_offset: Duration,
 }
 
 /// A claimed run as stored: its operation, and its input not yet read by the handler.
@@ -383,6 +385,7 @@ impl Worker {
             lock_held: None,
             executing: Arc::default(),
             only_runs: None,
+            clock_offset: Duration::ZERO,
         }
     }
 
@@ -437,6 +440,15 @@ impl Worker {
         self.id = lock.id().to_owned();
         self.locked = true;
         self.lock_held = Some(lock.held());
+        self
+    }
+
+    /// Runs this worker's clock `offset` ahead of its host's wherever it reads it for a lease
+    /// (and for a claim's `started_at`): tests of instances whose clocks differ. On PostgreSQL
+    /// leases are written and judged by the database's clock ([`Self::lease_now`]), so there
+    /// it changes no lease; on SQLite (one process, one clock) leases follow it.
+    pub fn with_clock_offset(mut self, offset: Duration) -> Self {
+        self.clock_offset = offset;
         self
     }
 
@@ -581,26 +593,29 @@ impl Worker {
             return Ok(());
         };
         let errors = before + 1;
-        let retry_at = if errors >= WORK_ATTEMPTS {
-            0
-        } else {
-            Timestamp::now().millis() + backoff(self.backoff, errors).as_millis() as i64
-        };
+        // The lease expires after the backoff (by the lease clock, see `lease_now`), or at once
+        // (0) once the attempts are used up.
+        let give_up = errors >= WORK_ATTEMPTS;
+        let pause = backoff(self.backoff, errors).as_millis() as i64;
+        let now = self.lease_now("$9");
         // The wait this claim wrote goes with it: nothing waits on Graph for the run until the
         // next claim writes its own.
-        sqlx::query(
-            "UPDATE runs SET work_errors = $1, last_work_error = $2, lease_expires_at = $3, \
+        sqlx::query(&format!(
+            "UPDATE runs SET work_errors = $1, last_work_error = $2, \
+             lease_expires_at = CASE WHEN $3 THEN 0 ELSE {now} + $8 END, \
              graph_wait_reason = NULL, graph_wait_until = NULL \
              WHERE id = $4 AND lease_owner = $5 AND attempt = $6 AND status = 'running' \
-               AND work_errors = $7",
-        )
+               AND work_errors = $7"
+        ))
         .bind(errors)
         .bind(sanitize(error))
-        .bind(retry_at)
+        .bind(give_up)
         .bind(run_id)
         .bind(&self.id)
         .bind(attempt)
         .bind(before)
+        .bind(pause)
+        .bind(self.local_now())
         .execute(self.db.pool())
         .await?;
         self.candidates.forget();
@@ -681,18 +696,19 @@ impl Worker {
             // stalled heartbeat) reads settled and may have been resumed: a renewal that comes
             // after must not take it back, so a cancelled run's lease is renewed only while it
             // still holds.
-            let renewed: Result<Option<RunStatus>, _> = sqlx::query_scalar(
-                "UPDATE runs SET lease_expires_at = $1 \
+            let now = self.lease_now("$5");
+            let renewed: Result<Option<RunStatus>, _> = sqlx::query_scalar(&format!(
+                "UPDATE runs SET lease_expires_at = {now} + $1 \
                  WHERE id = $2 AND lease_owner = $3 AND attempt = $4 \
                    AND (status = 'running' \
-                     OR (status = 'cancelled' AND lease_expires_at >= $5)) \
-                 RETURNING status",
-            )
-            .bind(self.lease_until())
+                     OR (status = 'cancelled' AND lease_expires_at >= {now})) \
+                 RETURNING status"
+            ))
+            .bind(self.lease_ms())
             .bind(run_id)
             .bind(&self.id)
             .bind(attempt)
-            .bind(Timestamp::now().millis())
+            .bind(self.local_now())
             .fetch_optional(self.db.pool())
             .await;
             match renewed {
@@ -715,8 +731,32 @@ impl Worker {
         }
     }
 
-    fn lease_until(&self) -> i64 {
-        Timestamp::now().millis() + self.lease.as_millis() as i64
+    /// The lease's length in milliseconds: a lease written at `now` lasts until `now` plus it.
+    fn lease_ms(&self) -> i64 {
+        self.lease.as_millis() as i64
+    }
+
+    /// Now by this worker's clock (its host's, [`Self::with_clock_offset`] ahead), in
+    /// milliseconds since the epoch.
+    fn local_now(&self) -> i64 {
+        Timestamp::now().millis() + self.clock_offset.as_millis() as i64
+    }
+
+    /// "Now" for leases, as SQL: every lease is written (now plus its length) and judged
+    /// (expired when before now) by this one clock. On PostgreSQL that is the database's
+    /// (`statement_timestamp()`: one instant for the whole statement, so a claim judges and
+    /// writes by the same now, and not the transaction's start, which a claim's open
+    /// transaction may be long past), since instances on several hosts share the runs and a
+    /// host whose clock is ahead would otherwise see a live instance's leases expired and take
+    /// its runs. On SQLite, one process with one clock, it is `local`: the placeholder the
+    /// query binds to [`Self::local_now`] (unused, and harmless, on PostgreSQL).
+    fn lease_now(&self, local: &str) -> String {
+        match self.db.backend() {
+            Backend::Postgres => {
+                "(floor(extract(epoch FROM statement_timestamp()) * 1000))::BIGINT".to_owned()
+            }
+            Backend::Sqlite => local.to_owned(),
+        }
     }
 
     /// Claims the next run of `lane`, committed: first a run whose lease expired (its owner is
@@ -781,7 +821,7 @@ impl Worker {
     }
 
     /// The condition under which the lease of a running run (columns prefixed with `alias`) is
-    /// over at `now` (the caller's placeholder for the time): it expired or, on PostgreSQL
+    /// over at `now` (SQL for the lease clock, [`Self::lease_now`]): it expired or, on PostgreSQL
     /// between locked instances, its owner's instance lock is free (the owner died). The lock's second key is the identity's `hashtext`, which
     /// `pg_locks` shows as an oid.
     fn lease_over(&self, alias: &str, now: &str) -> String {
@@ -885,9 +925,10 @@ impl Worker {
     /// read (`SQLITE_BUSY_SNAPSHOT`, not waited for).
     async fn look_at_queue(&self, lane: Lane, handled: &str) -> Result<Vec<i64>, sqlx::Error> {
         let greatest = self.db.backend().greatest();
-        let o_lease_over = self.lease_over("o.", "$2");
-        let o_here = self.tenant_not_elsewhere("o.tenant_id", "$3", "$2");
-        let q_here = self.tenant_not_elsewhere("q.tenant_id", "$3", "$2");
+        let now = self.lease_now("$2");
+        let o_lease_over = self.lease_over("o.", &now);
+        let o_here = self.tenant_not_elsewhere("o.tenant_id", "$3", &now);
+        let q_here = self.tenant_not_elsewhere("q.tenant_id", "$3", &now);
         let allowed = self.run_allowed("r.id");
         let sql = format!(
             "SELECT r.id FROM runs r JOIN ( \
@@ -911,7 +952,7 @@ impl Worker {
         );
         sqlx::query_scalar(&sql)
             .bind(lane.as_str())
-            .bind(Timestamp::now().millis())
+            .bind(self.local_now())
             .bind(&self.id)
             .fetch_all(self.db.pool())
             .await
@@ -936,17 +977,19 @@ impl Worker {
             Backend::Postgres => " FOR UPDATE OF r SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // `$3` is this worker's now, for `started_at`; leases go by the lease clock.
+        let now = self.lease_now("$3");
         let claimable = format!(
             "(status = 'pending' OR (status = 'running' AND {}))",
-            self.lease_over("", "$3")
+            self.lease_over("", &now)
         );
-        let r_lease_over = self.lease_over("r.", "$3");
-        let r_here = self.tenant_not_elsewhere("r.tenant_id", "$1", "$3");
+        let r_lease_over = self.lease_over("r.", &now);
+        let r_here = self.tenant_not_elsewhere("r.tenant_id", "$1", &now);
         let allowed = self.run_allowed("r.id");
         // A wait a previous claim left (it died while waiting) is not this claim's: its
         // figures' writer starts from no wait, and writes one only when its items wait.
         let sql = format!(
-            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = {now} + $2, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $3), \
              graph_wait_reason = NULL, graph_wait_until = NULL \
              WHERE id = (SELECT r.id FROM runs r WHERE r.id = $5 AND r.lane = $4 \
@@ -965,8 +1008,8 @@ impl Worker {
         );
         sqlx::query_as(&sql)
             .bind(&self.id)
-            .bind(self.lease_until())
-            .bind(Timestamp::now().millis())
+            .bind(self.lease_ms())
+            .bind(self.local_now())
             .bind(lane.as_str())
             .bind(id)
             .fetch_optional(&mut **tx)
@@ -1604,27 +1647,28 @@ impl Worker {
         // Only while that lease still holds: once it has run out (a stalled heartbeat) the run
         // reads settled and may have been resumed, so a late batch of a cancelled run is not
         // recorded then; it gives up like a fenced one (`Hold::Lost`, rolled back).
-        let held: Option<RunStatus> = sqlx::query_scalar(
+        let now = self.lease_now("$11");
+        let held: Option<RunStatus> = sqlx::query_scalar(&format!(
             "UPDATE runs SET succeeded = succeeded + $1, failed = failed + $2, skipped = skipped + $3, \
-             processed_items = processed_items + $4, lease_expires_at = $5, \
+             processed_items = processed_items + $4, lease_expires_at = {now} + $5, \
              work_errors = CASE WHEN $10 THEN 0 ELSE work_errors END, \
              last_work_error = CASE WHEN $10 THEN NULL ELSE last_work_error END \
              WHERE id = $6 AND lease_owner = $7 AND attempt = $8 \
                AND (status = 'running' \
-                 OR (status = 'cancelled' AND $9 AND lease_expires_at >= $11)) \
-             RETURNING status",
-        )
+                 OR (status = 'cancelled' AND $9 AND lease_expires_at >= {now})) \
+             RETURNING status"
+        ))
         .bind(counts.succeeded)
         .bind(counts.failed)
         .bind(counts.skipped - counts.uncancelled)
         .bind(counts.succeeded + counts.failed + counts.skipped - counts.uncancelled)
-        .bind(self.lease_until())
+        .bind(self.lease_ms())
         .bind(run_id)
         .bind(&self.id)
         .bind(attempt)
         .bind(recording)
         .bind(progress)
-        .bind(Timestamp::now().millis())
+        .bind(self.local_now())
         .fetch_optional(&mut **tx)
         .await?;
         Ok(match held {
