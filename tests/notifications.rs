@@ -21,6 +21,7 @@ both_backends!(TestApp:
     mark_all_read_ignores_foreign_ids,
     mark_all_read_past_a_full_page_marks_only_what_is_older_by_the_margin,
     mark_all_read_refuses_more_ids_than_the_bell_lists,
+    mark_all_read_takes_any_as_of_without_failing,
     readonly_members_read_and_dismiss_their_own,
     a_finished_run_notifies_its_initiator_with_a_link_to_the_run,
 );
@@ -571,6 +572,42 @@ async fn mark_all_read_past_a_full_page_marks_only_what_is_older_by_the_margin(a
     let after = list(&app, &admin, CONTOSO).await;
     assert_eq!(after.unread, 1);
     assert_eq!(unread_ids(&after), late.to_string());
+}
+
+/// A crafted `as_of` (the smallest or largest i64) beside a full page of ids is no 500 (an
+/// overflow) and marks the listed ones, no unlisted one.
+async fn mark_all_read_takes_any_as_of_without_failing(app: TestApp) {
+    let old = notify(&app, ADMIN, CONTOSO, "Old", 1_000, false).await;
+    let now = Timestamp::now().millis();
+    for i in 0..40 {
+        notify(
+            &app,
+            ADMIN,
+            CONTOSO,
+            &format!("Run {i:02}"),
+            now - 1_000 + i,
+            false,
+        )
+        .await;
+    }
+    let admin = app.sign_in(ADMIN).await;
+    for (as_of, marked) in [(i64::MIN, 20), (i64::MAX, 21)] {
+        let ids = unread_ids(&list(&app, &admin, CONTOSO).await);
+        assert_eq!(ids.split(',').count(), 20);
+        let response = mark_all_listed(&app, &admin, CONTOSO, &ids, Timestamp(as_of)).await;
+        assert_eq!(response.status(), 200, "as_of {as_of}");
+        assert_eq!(
+            response.json::<i64>().await.unwrap(),
+            marked,
+            "as_of {as_of}"
+        );
+        if as_of == i64::MIN {
+            // No sweep below the smallest time: the old one, never listed, stays unread.
+            assert_eq!(unread_in_db(&app).await.first(), Some(&old));
+        }
+    }
+    // With `as_of` = i64::MAX the sweep's bound is now - 5 min, and the old one is older.
+    assert_eq!(unread_in_db(&app).await, Vec::<i64>::new());
 }
 
 /// More ids than the bell lists, or not ids, is 422 with a reason, and nothing is marked.

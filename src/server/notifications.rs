@@ -175,7 +175,12 @@ pub async fn mark_all_read(db: &Db, ctx: &TenantContext, what: MarkAll) -> Resul
             let page_full = i64::try_from(ids.len()).is_ok_and(|n| n >= LIST_LIMIT);
             let unlisted_before = match as_of {
                 Some(as_of) if page_full => oldest_of(db, ctx, &ids).await?.map(|oldest| {
-                    oldest.min(as_of.millis().min(now.millis()) - UNLISTED_MARGIN_MS)
+                    oldest.min(
+                        as_of
+                            .millis()
+                            .min(now.millis())
+                            .saturating_sub(UNLISTED_MARGIN_MS),
+                    )
                 }),
                 _ => None,
             };
