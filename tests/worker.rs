@@ -37,6 +37,7 @@ both_backends!(TestDb:
     a_rejected_secret_fails_the_run_with_one_token_request,
     a_refused_token_is_not_asked_for_again_by_each_item,
     a_cancelled_sync_stops_calling_graph_at_once,
+    a_cancelled_sync_of_an_unthrottled_tenant_stops_listing,
     scattered_work_errors_do_not_fail_a_run_that_makes_progress,
     a_tenants_runs_stay_with_the_instance_that_works_for_it,
     a_heartbeat_warning_names_its_run,
@@ -1663,6 +1664,54 @@ async fn a_cancelled_sync_stops_calling_graph_at_once(t: TestDb) {
         .await
         .unwrap();
     assert_eq!(summary, None, "the cancelled sync wrote nothing");
+}
+
+/// A sync cancelled while it lists an unthrottled tenant stops asking Graph too: a wait that
+/// would be ready at once (budget left, token cached) still gives way to the cancel in a run's
+/// conclusion, whose result the cancel discards (only an item's capture in flight goes on).
+async fn a_cancelled_sync_of_an_unthrottled_tenant_stops_listing(t: TestDb) {
+    use tenantatlas::server::engine::runner::WakeUp;
+    use tenantatlas::server::runs::{cancel, start};
+    let f = fixture(&t).await;
+    // 2,000 policies: 500 of each type, five pages of 100 each, every request 150 ms late.
+    let (sim, client) = common::sim_and_client(2_000).await;
+    common::answer_after(&sim, 150);
+    let ctx = authorize_user(&f.db, f.user_id, CONTOSO, Capability::StartRuns)
+        .await
+        .unwrap();
+    let run = start::sync_inventory(&f.db, &ctx).await.unwrap().run_id;
+    let wake = WakeUp::default();
+    let worker = common::sim_worker(&f.db, &client, "w1").with_cancels(wake.cancels());
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    common::wait_until(
+        "the sync never listed",
+        Duration::from_secs(20),
+        Duration::from_millis(10),
+        || async { sim.counters().graph_requests() > 0 },
+    )
+    .await;
+    let ctx = authorize_user(&f.db, f.user_id, CONTOSO, Capability::CancelRuns)
+        .await
+        .unwrap();
+    cancel::cancel(&f.db, &ctx, run)
+        .await
+        .unwrap()
+        .expect("the sync is cancelled");
+    wake.run_cancelled(&f.db, run).await;
+    let at_cancel = sim.counters().graph_requests();
+    tokio::time::timeout(Duration::from_secs(10), working)
+        .await
+        .expect("the sync's work ended")
+        .unwrap()
+        .unwrap();
+    // At most the pages already asked for when the cancel landed (one per type) answer; no
+    // further page is asked for (20 pages in all).
+    let after = sim.counters().graph_requests();
+    assert!(
+        after <= at_cancel + 4,
+        "{after} Graph requests after the cancel, {at_cancel} when it landed"
+    );
+    assert_eq!(f.run_row(run).await.status, "cancelled");
 }
 
 /// An "add policies" handler for the tests below: its processing panics once on each of the

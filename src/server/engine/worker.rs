@@ -1261,9 +1261,11 @@ impl Worker {
             };
             operation.conclude(&self.db, Err(&failure), &run).await?
         } else {
-            // The conclusion's Graph work (a sync's listing, a check's probe) waits like an
-            // item's: a cancel ends its waits and it gives up; its requests count on the run.
-            let interrupt = Interrupt::new(cancel.signal());
+            // The conclusion's Graph work (a sync's listing, a check's probe): a cancel ends
+            // every wait of it, also one that would be ready at once, and it gives up (the
+            // cancel discards its result, unlike an item's capture in flight); its requests
+            // count on the run.
+            let interrupt = Interrupt::giving_up_at_once(cancel.signal());
             let work = operation.conclude(&self.db, Ok(&creds), &run);
             activity.scope(interrupt.scope(work)).await?
         };
