@@ -1313,3 +1313,54 @@ async fn a_resume_takes_the_failed_items_with_the_cancelled_ones(app: TestApp) {
     );
     assert!(!html.contains("Retries the failed items of"));
 }
+
+/// A cancelled run's claim renews its lease by the database's clock on PostgreSQL, so whether
+/// the run is settled is judged by that clock too: with the web process's clock a minute ahead
+/// of the database's, a cancelled run whose lease holds for 30 s more (by the database) reads
+/// unsettled on the detail page and beside the start button, a resume is refused and a new run
+/// of its target is refused, nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_settled_is_judged_by_the_databases_clock() {
+    let app = TestApp::create_for(common::Backend::Postgres).await;
+    let f = fixture(&app).await;
+    let filled = f.submit(&app, 0..2).await;
+    f.worker(&app, "w1").try_execute_task().await.unwrap();
+    assert_eq!(run_row(&app, filled).await.status, "completed");
+    let capture = f.submit(&app, 2..4).await;
+    let drift = f.check_drift(&app).await.run_id;
+    // Both cancelled while a claim holds them for 30 s more, by the database's clock.
+    sqlx::query(
+        "UPDATE runs SET status = 'cancelled', lease_expires_at = \
+           (floor(extract(epoch FROM statement_timestamp()) * 1000))::BIGINT + 30000 \
+         WHERE id IN ($1, $2)",
+    )
+    .bind(capture)
+    .bind(drift)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    tenantatlas::server::runs::queries::set_app_clock_offset(60_000);
+
+    assert!(!f.detail(&app, capture).await.settled, "the claim holds it");
+    assert!(!f.detail(&app, drift).await.settled, "the claim holds it");
+    let activity = app
+        .run_activity(&f.operator, CONTOSO, "backup_set.drift_check", f.set_id)
+        .await
+        .expect("the activity reads");
+    assert!(!activity.last_settled, "the claim holds it");
+    let runs_before = runs_count(&app).await;
+    let refused = f.retry(&app, capture).await.expect_err("not settled yet");
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("has not settled yet"),
+        "{}",
+        refused.body
+    );
+    let form = Form::tenant(CONTOSO).field("backup_set_id", f.set_id);
+    let refused = app
+        .answer::<SubmittedRun>(Some(&f.operator), "runs/check-drift", &form)
+        .await
+        .expect_err("the cancelled drift check has not settled");
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(runs_count(&app).await, runs_before, "nothing written");
+}

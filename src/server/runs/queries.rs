@@ -5,7 +5,7 @@
 use sqlx::FromRow;
 
 use super::super::auth::JoinedRead;
-use super::super::db::{Db, Sql};
+use super::super::db::{Backend, Db, Sql};
 use super::super::tenants::TenantScope;
 use crate::domain::graph_wait::{GraphFigures, GraphWait, GraphWaitReason};
 use crate::domain::policy_type::PolicyType;
@@ -107,14 +107,60 @@ struct SummaryRow {
     wait: WaitColumns,
 }
 
-impl From<SummaryRow> for RunSummary {
-    fn from(row: SummaryRow) -> Self {
+impl SummaryRow {
+    /// The summary, settled or not by the lease clock's `now` ([`lease_now`]).
+    fn into_summary(self, now: i64) -> RunSummary {
         RunSummary {
-            graph_wait: row.wait.graph_wait(),
-            settled: row.wait.settled(),
-            ..row.summary
+            graph_wait: self.wait.graph_wait(),
+            settled: self.wait.settled(now),
+            ..self.summary
         }
     }
+}
+
+/// "Now" of the lease clock, as SQL (milliseconds since the epoch): on PostgreSQL the
+/// database's (`statement_timestamp()`), the clock the workers write and judge leases by
+/// (`engine::worker`), so a web process whose clock runs ahead of the database's does not read
+/// a cancelled run settled while its claim's lease still holds it; on SQLite (one process, one
+/// clock) `local`, a placeholder the query binds to [`app_now`].
+pub(crate) fn lease_now_sql(backend: Backend, local: &str) -> String {
+    match backend {
+        Backend::Postgres => {
+            "(floor(extract(epoch FROM statement_timestamp()) * 1000))::BIGINT".to_owned()
+        }
+        Backend::Sqlite => local.to_owned(),
+    }
+}
+
+/// The lease clock's now ([`lease_now_sql`]), read once for a request that judges whether
+/// runs are settled: one read on PostgreSQL, the process's clock on SQLite.
+pub(crate) async fn lease_now(db: &Db) -> Result<i64, sqlx::Error> {
+    match db.backend() {
+        Backend::Postgres => {
+            sqlx::query_scalar::<_, i64>(&format!(
+                "SELECT {}",
+                lease_now_sql(Backend::Postgres, "")
+            ))
+            .fetch_one(db.pool())
+            .await
+        }
+        Backend::Sqlite => Ok(app_now()),
+    }
+}
+
+/// How far ahead of the real time this process's clock reads, in milliseconds: a test seam
+/// ([`set_app_clock_offset`]), 0 otherwise.
+static APP_CLOCK_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Test seam: this process's clock, as the runs API reads it, runs `millis` ahead of the real
+/// time (a web host whose clock is ahead of the database's).
+pub fn set_app_clock_offset(millis: i64) {
+    APP_CLOCK_OFFSET.store(millis, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// This process's clock, in milliseconds since the epoch (with [`set_app_clock_offset`]'s).
+pub(crate) fn app_now() -> i64 {
+    Timestamp::now().millis() + APP_CLOCK_OFFSET.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The columns of a run row that record what it waits for on Graph, and whether a claim still
@@ -139,12 +185,8 @@ pub(crate) fn settled(status: RunStatus, lease_expires_at: Option<i64>, now: i64
 }
 
 impl WaitColumns {
-    fn settled(&self) -> bool {
-        settled(
-            self.status,
-            self.lease_expires_at,
-            Timestamp::now().millis(),
-        )
+    fn settled(&self, now: i64) -> bool {
+        settled(self.status, self.lease_expires_at, now)
     }
 
     /// The wait a running run's row records, as the time left from now. A run that is not
@@ -209,7 +251,8 @@ pub async fn list(
     let mut rows: Vec<SummaryRow> = sql.query_as().fetch_all(db.pool()).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit.max(0) as usize);
-    let runs: Vec<RunSummary> = rows.into_iter().map(RunSummary::from).collect();
+    let now = lease_now(db).await?;
+    let runs: Vec<RunSummary> = rows.into_iter().map(|row| row.into_summary(now)).collect();
     let next_before = more.then(|| runs.last().map(|run| run.id)).flatten();
     Ok(RunsPage { runs, next_before })
 }
@@ -242,7 +285,7 @@ impl VersionRow {
     /// Whether the run is settled now ([`settled`]); a status this build does not know is not.
     fn settled(&self) -> bool {
         RunStatus::parse(&self.status)
-            .is_some_and(|status| settled(status, self.lease_expires_at, Timestamp::now().millis()))
+            .is_some_and(|status| settled(status, self.lease_expires_at, app_now()))
     }
 
     /// The version's text. A wait moves it only when it starts, ends or its end moves
@@ -346,7 +389,8 @@ pub async fn for_backup_set(
         .bind(PANEL_RUNS)
         .fetch_all(db.pool())
         .await?;
-    Ok(rows.into_iter().map(RunSummary::from).collect())
+    let now = lease_now(db).await?;
+    Ok(rows.into_iter().map(|row| row.into_summary(now)).collect())
 }
 
 /// One run of the tenant with one page of its items (only those with `outcome`, when given).
@@ -403,7 +447,7 @@ pub async fn detail(
 
     Ok(RunDetail {
         graph_wait: row.wait.graph_wait(),
-        settled: row.wait.settled(),
+        settled: row.wait.settled(lease_now(db).await?),
         target: row.target(),
         restore: row.restore_run(),
         id: row.id,

@@ -4,10 +4,10 @@
 //! (the same idempotency key rules), and it records its parent in `retry_of`.
 
 use super::create::create_or_reuse_retrying;
-use super::queries::settled;
+use super::queries::{lease_now, settled};
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
-use crate::domain::{AppError, PolicySelection, RunStatus, SubmittedRun, Timestamp};
+use crate::domain::{AppError, PolicySelection, RunStatus, SubmittedRun};
 use crate::server::auth::TenantContext;
 use crate::server::db::Db;
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
@@ -44,7 +44,8 @@ pub async fn retry_failed(
     }
     // A cancelled run's claim may still record the items that were in flight: a resume now
     // would take them again, and its run could work beside that claim.
-    if !settled(status, lease_expires_at, Timestamp::now().millis()) {
+    // By the lease clock: the database's on PostgreSQL, as the claim's heartbeat renews it.
+    if !settled(status, lease_expires_at, lease_now(db).await?) {
         return Err(AppError::Conflict(
             "The cancelled run has not settled yet: what was in flight when it was cancelled \
              may still be recorded. Retry once it has settled (at most a minute)."

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::key::IdempotencyKey;
-use super::queries::settled;
+use super::queries::{lease_now, lease_now_sql, settled};
 use super::submit::{create_or_reuse, create_or_reuse_unattended, find_active, NewRun};
 use crate::domain::run::OperationType;
 use crate::domain::versions::{CaptureResult, RunActivity, RunBrief};
@@ -52,17 +52,20 @@ async fn ensure_cancelled_settled(
     operation: OperationType,
     target_id: i64,
 ) -> Result<(), AppError> {
-    let unsettled = sqlx::query_scalar::<_, i64>(
+    // Judged by the lease clock (the database's on PostgreSQL, see `lease_now_sql`).
+    let sql = format!(
         "SELECT id FROM runs WHERE tenant_id = $1 AND operation_type = $2 AND target_id = $3 \
-           AND status = 'cancelled' AND lease_expires_at >= $4 LIMIT 1",
-    )
-    .bind(tenant_id)
-    .bind(operation.as_str())
-    .bind(target_id)
-    .bind(Timestamp::now().millis())
-    .fetch_optional(db.pool())
-    .await?
-    .is_some();
+           AND status = 'cancelled' AND lease_expires_at >= {} LIMIT 1",
+        lease_now_sql(db.backend(), "$4")
+    );
+    let unsettled = sqlx::query_scalar::<_, i64>(&sql)
+        .bind(tenant_id)
+        .bind(operation.as_str())
+        .bind(target_id)
+        .bind(super::queries::app_now())
+        .fetch_optional(db.pool())
+        .await?
+        .is_some();
     if unsettled {
         return Err(AppError::Conflict(RunActivity::NOT_SETTLED.into()));
     }
@@ -211,7 +214,7 @@ pub async fn activity(
         } else {
             None
         };
-        let is_settled = settled(status, lease_expires_at, Timestamp::now().millis());
+        let is_settled = settled(status, lease_expires_at, lease_now(db).await?);
         let brief = RunBrief {
             id,
             status,
