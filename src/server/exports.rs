@@ -11,8 +11,13 @@
 //! or a line break, and also a semicolon: Excel in locales whose list separator is `;` splits a
 //! double-clicked file on it, so an unquoted `x;=1+1;` would become three cells, the second a
 //! formula. A cell that a spreadsheet would read as a formula (it starts with `=`, `+`, `-`, `@`,
-//! a tab or a carriage return) gets a leading `'`; with both, opening the file runs nothing
-//! whether the spreadsheet splits on `,` or on `;`.
+//! a tab or a carriage return) gets a leading `'`. Quoting protects a `;` only in the first
+//! column: Excel opens a quote only at the very start of a field, so in `Policy 3,…,"a;=1+1;"`
+//! split on `;` the quote is a plain character and `=1+1` a cell. So inside a cell every piece
+//! after a `;`, CR or LF that would start with one of those characters, with a quote, or would
+//! be empty (the cell's closing quote follows) gets a `'` as well: `a;=1+1;` is written
+//! `"a;'=1+1;'"`, and the exported text differs from the stored one there. With all three,
+//! opening the file runs nothing whether the spreadsheet splits on `,` or on `;`.
 
 use axum::{
     body::{Body, Bytes},
@@ -344,15 +349,32 @@ fn line(cells: impl IntoIterator<Item = String>) -> String {
     out
 }
 
+/// What a spreadsheet reads as the start of a formula.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
 /// One field: defused against formula injection, then quoted when RFC 4180 requires it or it
-/// holds a `;` (the separator of spreadsheets in many locales: a cell after it would not be
-/// defused).
+/// holds a `;` (the separator of spreadsheets in many locales). Excel opens a quote only at the
+/// very start of a field, so once a `;`-splitting reader is inside a record, the quotes around a
+/// later cell are plain characters and every `;` in it starts a cell of its own (a line break,
+/// a record): each piece after a `;`, CR or LF that would start with a formula character or a
+/// quote (which would open one) gets a `'` too (`a;=1` is written `"a;'=1"`), and so does one
+/// that ends the cell (its closing quote would open one).
 fn field(raw: &str) -> String {
-    let defused = if raw.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{raw}")
-    } else {
-        raw.to_owned()
-    };
+    let mut defused = String::with_capacity(raw.len() + 2);
+    if raw.starts_with(FORMULA_STARTS) {
+        defused.push('\'');
+    }
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        defused.push(c);
+        if matches!(c, ';' | '\r' | '\n')
+            && chars
+                .peek()
+                .is_none_or(|next| FORMULA_STARTS.contains(next) || *next == '"')
+        {
+            defused.push('\'');
+        }
+    }
     if defused.contains([',', ';', '"', '\r', '\n']) {
         format!("\"{}\"", defused.replace('"', "\"\""))
     } else {
@@ -380,8 +402,14 @@ mod tests {
         }
         assert_eq!(line(["a".into(), "".into(), "c".into()]), "a,,c\r\n");
         // A spreadsheet that splits on `;` must not find a formula after one.
-        assert_eq!(field("x;=1+1;"), "\"x;=1+1;\"");
+        // Nor in a later column, where its quote is a plain character: every piece after a
+        // `;` (or a line break) that would start a formula or open a quote is defused too.
+        assert_eq!(field("x;=1+1;"), "\"x;'=1+1;'\"");
         assert_eq!(field("a;b"), "\"a;b\"");
+        assert_eq!(field("a;@SUM(1)"), "\"a;'@SUM(1)\"");
+        assert_eq!(field("a;\"=1"), "\"a;'\"\"=1\"");
+        assert_eq!(field("a\n-b\r\n+c"), "\"a\n'-b\r\n'+c\"");
+        assert_eq!(field("a, b;c"), "\"a, b;c\"");
         assert_eq!(iso_8601(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso_8601(1_764_750_902_123), "2025-12-03T08:35:02.123Z");
     }
@@ -393,15 +421,22 @@ mod tests {
 
     /// Reads one record back split on `separator` outside quotes: `,` as RFC 4180 does, or `;`
     /// as a spreadsheet in a locale whose list separator is `;` does (`,` is then a plain
-    /// character).
+    /// character). As Excel does, a quote opens only at the very start of a piece (anywhere
+    /// else it is a plain character), and a line break outside quotes starts a record (here a
+    /// piece).
     fn split(record: &str, separator: char) -> Vec<String> {
         let mut cells = vec![String::new()];
         let mut chars = record.strip_suffix("\r\n").unwrap().chars().peekable();
         let mut quoted = false;
+        let mut at_start = true;
         while let Some(c) = chars.next() {
+            let start = std::mem::replace(&mut at_start, false);
             match (quoted, c) {
-                (false, c) if c == separator => cells.push(String::new()),
-                (false, '"') => quoted = true,
+                (false, c) if c == separator || c == '\r' || c == '\n' => {
+                    cells.push(String::new());
+                    at_start = true;
+                }
+                (false, '"') if start => quoted = true,
                 (true, '"') if chars.peek() == Some(&'"') => {
                     chars.next();
                     cells.last_mut().unwrap().push('"');
@@ -413,11 +448,44 @@ mod tests {
         cells
     }
 
+    /// What a cell reads back as: a `'` before a first formula character, and after a `;`, CR
+    /// or LF followed by one, by a quote or by nothing.
+    fn written(original: &str) -> String {
+        let formula = |c: Option<char>| matches!(c, Some('=' | '+' | '-' | '@' | '\t' | '\r'));
+        let mut out = String::new();
+        if formula(original.chars().next()) {
+            out.push('\'');
+        }
+        let chars: Vec<char> = original.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            out.push(*c);
+            let next = chars.get(i + 1).copied();
+            if matches!(c, ';' | '\r' | '\n') && (formula(next) || matches!(next, Some('"') | None))
+            {
+                out.push('\'');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_later_column_holds_no_formula_after_a_semicolon() {
+        for cells in [vec!["a", "b;=1"], vec!["a", "b;\"=1"], vec!["a", "b\n@x"]] {
+            let record = line(cells.iter().map(|c| c.to_string()));
+            for piece in split(&record, ';') {
+                assert!(
+                    !piece.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{piece:?} in {record:?}"
+                );
+            }
+        }
+    }
+
     proptest! {
         /// Any cells survive the round trip, and none reads back as a formula.
         #[test]
         fn any_cells_round_trip_without_formulas(
-            cells in proptest::collection::vec(prop_oneof![".*", "[a-z;=+@-]{0,8}"], 1..6)
+            cells in proptest::collection::vec(prop_oneof![".*", "[a-z;=+@\"\n-]{0,8}"], 1..6)
         ) {
             let record = line(cells.clone());
             // Nor does any piece of the record split on `;` outside quotes start a formula.
@@ -431,12 +499,7 @@ mod tests {
             prop_assert_eq!(back.len(), cells.len());
             for (original, read) in cells.iter().zip(&back) {
                 prop_assert!(!read.starts_with(['=', '+', '-', '@', '\t', '\r']));
-                let expected = if original.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-                    format!("'{original}")
-                } else {
-                    original.clone()
-                };
-                prop_assert_eq!(read, &expected);
+                prop_assert_eq!(read, &written(original));
             }
         }
     }
