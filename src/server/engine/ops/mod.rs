@@ -6,6 +6,7 @@ pub mod capture_snapshot;
 pub mod check_connection;
 pub mod drift_check;
 pub mod inventory_sync;
+pub mod restore_common;
 pub mod restore_execute;
 pub mod restore_preview;
 

@@ -56,15 +56,7 @@ pub struct ExecuteItem {
     pub live_hash: Option<String>,
 }
 
-impl super::PlannedRestore for ExecuteItem {
-    fn policy_id(&self) -> i64 {
-        self.policy_id
-    }
-
-    fn snapshot_id(&self) -> i64 {
-        self.snapshot_id
-    }
-}
+super::restore_common::planned_restore!(ExecuteItem);
 
 /// What an execute stores in `runs.input`: the preview it executes and that preview's plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -949,10 +941,15 @@ fn write_item(
         planned,
         version: backup,
     } = pending;
+    let asked = CaptureOptions {
+        include_assignments: input.include_assignments,
+        include_scope_tags: input.include_scope_tags,
+    };
+    let recorded = backup.as_ref().map(|b| b.options).unwrap_or_default();
     let CaptureOptions {
         include_assignments,
         include_scope_tags,
-    } = backup.as_ref().map(|b| b.options).unwrap_or_default();
+    } = super::restore_common::restore_includes(asked, recorded);
     Pending {
         item_id: row.item_id,
         item: WriteItem {
@@ -963,8 +960,8 @@ fn write_item(
             graph_id: row.graph_id,
             policy_type: row.policy_type,
             planned: planned.clone(),
-            include_assignments: input.include_assignments && include_assignments,
-            include_scope_tags: input.include_scope_tags && include_scope_tags,
+            include_assignments,
+            include_scope_tags,
             backup,
             create_sent_at: announced.get(&row.item_id).and_then(|sent| sent.0),
             update_sent_at: announced.get(&row.item_id).and_then(|sent| sent.1),
@@ -981,9 +978,7 @@ impl Operation for RestoreExecute {
     type Input = RestoreExecuteInput;
     type Item = WriteItem;
 
-    fn plan(&self, run: &Run<RestoreExecuteInput>) -> Vec<i64> {
-        super::planned_ids(&run.input.items)
-    }
+    super::restore_common::restore_items!(RestoreExecuteInput, record_restored);
 
     async fn pending(
         &self,
@@ -1017,20 +1012,6 @@ impl Operation for RestoreExecute {
         item: &WriteItem,
     ) -> Restored {
         self.restore(creds, run.attempt, item).await
-    }
-
-    async fn record(
-        &self,
-        tx: &mut Tx,
-        run: &Run<RestoreExecuteInput>,
-        batch: &[(Pending<WriteItem>, Restored)],
-        now: i64,
-    ) -> Result<Vec<Recorded>, sqlx::Error> {
-        let mut recorded = Vec::with_capacity(batch.len());
-        for (pending, restored) in batch {
-            recorded.push(record_restored(tx, run, pending, restored, now).await?);
-        }
-        Ok(recorded)
     }
 
     async fn conclude(
@@ -1271,18 +1252,7 @@ async fn audit_written(
     if let Some(failure) = failure {
         details["failure"] = failure;
     }
-    crate::server::audit::record_in(
-        &mut **tx,
-        crate::server::audit::AuditEvent {
-            tenant_id: Some(run.tenant_id),
-            actor_user_id: run.initiated_by,
-            action: "restore.item_written",
-            target: format!("policy:{}", item.policy_id),
-            details,
-        },
-        now,
-    )
-    .await
+    super::restore_common::audit_item_written(tx, run, item.policy_id, details, now).await
 }
 
 /// "48 of 50 now match the backup; 2 differ (see diffs)." — the run's evidence.

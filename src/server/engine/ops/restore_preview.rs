@@ -45,15 +45,7 @@ pub struct RestoreItem {
     pub snapshot_id: i64,
 }
 
-impl super::PlannedRestore for RestoreItem {
-    fn policy_id(&self) -> i64 {
-        self.policy_id
-    }
-
-    fn snapshot_id(&self) -> i64 {
-        self.snapshot_id
-    }
-}
+super::restore_common::planned_restore!(RestoreItem);
 
 /// What a preview stores in `runs.input`: the source, the items with their versions (fixed at
 /// submit, so the preview's basis cannot drift) and the options.
@@ -357,9 +349,7 @@ impl Operation for RestorePreview {
     type Input = RestorePreviewInput;
     type Item = PreviewItem;
 
-    fn plan(&self, run: &Run<RestorePreviewInput>) -> Vec<i64> {
-        super::planned_ids(&run.input.items)
-    }
+    super::restore_common::restore_items!(RestorePreviewInput, record_plan);
 
     async fn pending(
         &self,
@@ -406,20 +396,6 @@ impl Operation for RestorePreview {
         }
     }
 
-    async fn record(
-        &self,
-        tx: &mut Tx,
-        run: &Run<RestorePreviewInput>,
-        batch: &[(Pending<PreviewItem>, Previewed)],
-        now: i64,
-    ) -> Result<Vec<Recorded>, sqlx::Error> {
-        let mut recorded = Vec::with_capacity(batch.len());
-        for (pending, previewed) in batch {
-            recorded.push(record_plan(tx, run, pending, previewed, now).await?);
-        }
-        Ok(recorded)
-    }
-
     async fn conclude(
         &self,
         db: &Db,
@@ -457,10 +433,11 @@ impl Operation for RestorePreview {
 /// What a restore of `version` includes: the options asked for, as far as the version recorded
 /// them (assignments a capture left out cannot be restored).
 pub fn restore_options(version: &StoredVersion, input: &RestorePreviewInput) -> CaptureOptions {
-    CaptureOptions {
-        include_assignments: input.include_assignments && version.options.include_assignments,
-        include_scope_tags: input.include_scope_tags && version.options.include_scope_tags,
-    }
+    let asked = CaptureOptions {
+        include_assignments: input.include_assignments,
+        include_scope_tags: input.include_scope_tags,
+    };
+    super::restore_common::restore_includes(asked, version.options)
 }
 
 /// The restore-wide block when the token lacks a permission a restore needs, naming each: the
@@ -673,24 +650,14 @@ async fn adopt_create(
     .bind(create.item_id)
     .execute(&mut **tx)
     .await?;
-    crate::server::audit::record_in(
-        &mut **tx,
-        crate::server::audit::AuditEvent {
-            tenant_id: Some(run.tenant_id),
-            actor_user_id: run.initiated_by,
-            action: "restore.item_written",
-            target: format!("policy:{policy_id}"),
-            details: serde_json::json!({
-                "run_id": create.run_id,
-                "found_by_preview_run_id": run.id,
-                "action": created.as_str(),
-                "graph_id": graph_id,
-                "completed": false,
-            }),
-        },
-        now,
-    )
-    .await?;
+    let details = serde_json::json!({
+        "run_id": create.run_id,
+        "found_by_preview_run_id": run.id,
+        "action": created.as_str(),
+        "graph_id": graph_id,
+        "completed": false,
+    });
+    super::restore_common::audit_item_written(tx, run, policy_id, details, now).await?;
     Ok(Adoption::Adopted)
 }
 
