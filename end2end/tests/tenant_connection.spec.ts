@@ -25,7 +25,8 @@ test.beforeEach(async ({ page }) => {
 });
 
 test.afterEach(async ({ page }) => {
-  // Fabrikam with every permission and a passing last check again.
+  // Fabrikam with every permission, a token endpoint that answers, and a passing last check again.
+  await knobs(page, { token_unavailable: null });
   await fabrikamApp(page, {});
   await checkFabrikam(page);
 });
@@ -92,6 +93,47 @@ test("a check started in the settings page says how it ended in a toast that lea
   await link.click();
   await expect(page).toHaveURL(new RegExp(`/t/${FABRIKAM}/runs/${status.last.run_id}$`));
   await expect(page.getByTestId("run-status")).toBeVisible();
+});
+
+test("a check that cannot finish is not told as the standing authentication failure it leaves", async ({ page }) => {
+  test.setTimeout(90_000);
+  await fabrikamApp(page, { token_error: "wrong_secret" });
+  await checkFabrikam(page);
+  const failed = (await call(page, "tenants/connection-check", { tenant: FABRIKAM })).last.run_id;
+  await openHydrated(page, `/t/${FABRIKAM}/settings`);
+  const area = page.getByTestId("connection-check");
+  await expect(area.getByTestId("check-report")).toHaveAttribute("data-outcome", "auth_failed");
+
+  // The secret is fixed, but the token endpoint cannot be reached: the next check proves
+  // nothing, and the server keeps the authentication failure as the tenant's last check.
+  await fabrikamApp(page, {});
+  await knobs(page, { token_unavailable: { status: 503, times: 1_000_000, retry_after_secs: 0 } });
+  const started = page.waitForResponse((r) => r.url().endsWith("/api/tenants/check-connection"));
+  await page.getByTestId("check-connection").click();
+  const runId = (await (await started).json()).run_id;
+  expect(runId).toBeGreaterThan(failed);
+
+  // The toast tells the check it started as unfinished, and leads to that check's run.
+  const toast = page.getByTestId("toast").filter({ hasText: "Connection check:" });
+  await expect(toast).toContainText(
+    `Connection check: did not finish. The last completed check (run #${failed}): Authentication failed`,
+    { timeout: 60_000 },
+  );
+  await expect(toast).not.toContainText("Connection check: Authentication failed");
+  await expect(toast.getByRole("link", { name: "View run" })).toHaveAttribute("href", `/t/${FABRIKAM}/runs/${runId}`);
+  // The page says so above the standing report, which stays the earlier check's.
+  const unfinished = area.getByTestId("check-unfinished");
+  await expect(unfinished).toContainText("did not finish");
+  await expect(unfinished.getByRole("link", { name: `run #${runId}` })).toHaveAttribute(
+    "href",
+    `/t/${FABRIKAM}/runs/${runId}`,
+  );
+  const report = area.getByTestId("check-report");
+  await expect(report).toHaveAttribute("data-outcome", "auth_failed");
+  await expect(report.getByRole("link", { name: `run #${failed}` })).toBeVisible();
+  const status = await call(page, "tenants/connection-check", { tenant: FABRIKAM });
+  expect(status.last.run_id).toBe(failed);
+  expect(status.active_run).toBeNull();
 });
 
 test("a check whose poll is refused for good says why instead of \"Checking…\" for ever", async ({ page, browser }) => {

@@ -24,9 +24,19 @@ pub fn ConnectionCheck(
 ) -> impl IntoView {
     let tick = RwSignal::new(0_u64);
     let start = ServerAction::<CheckConnection>::new();
+    // The start version the status last read was asked at: a read asked before the started
+    // check was queued says nothing of how that check ended (see `started_run`). A failed
+    // read leaves it, as the page keeps showing the status read before.
+    let read_at = StoredValue::new(0_usize);
     let status = Resource::new(
         move || (tenant.get(), tick.get(), start.version().get()),
-        |(tenant, _, _)| get_connection_check(tenant),
+        move |(tenant, _, version)| async move {
+            let read = get_connection_check(tenant).await;
+            if read.is_ok() {
+                read_at.set_value(version);
+            }
+            read
+        },
     );
     let failures = use_poll(tick, move || {
         status.with(|status| PollState::of(status.as_ref(), |s| s.active_run.is_some()))
@@ -34,8 +44,8 @@ pub fn ConnectionCheck(
     // The status last shown: a poll that failed keeps it (with a quiet note) until one works.
     let shown = LastRead::<ConnectionStatus>::new();
     // A check seen queued or running that has now ended, or the one this page started that
-    // ended before a poll saw it running: say how it went, once. Effects only run in the
-    // browser.
+    // ended before a poll saw it running: say how it went, once (run ids grow, so the last
+    // one reported is the newest). Effects only run in the browser.
     let watched = StoredValue::new(None::<i64>);
     let reported = StoredValue::new(None::<i64>);
     Effect::new(move |_| {
@@ -44,26 +54,16 @@ pub fn ConnectionCheck(
         };
         let was = watched.get_value();
         watched.set_value(current.active_run);
-        let started = start
-            .value()
-            .get_untracked()
-            .and_then(Result::ok)
-            .map(|run| run.run_id);
-        let last_run = current.last.as_ref().and_then(|last| last.run_id);
         let ended = match (was, current.active_run) {
             (Some(run_id), None) => Some(run_id),
-            (None, None) if started.is_some() && started == last_run => started,
+            (None, None) => started_run(start, read_at),
             _ => None,
         };
-        if let Some(run_id) = ended.filter(|run_id| reported.get_value() != Some(*run_id)) {
+        if let Some(run_id) = ended.filter(|run_id| reported.get_value() < Some(*run_id)) {
             reported.set_value(Some(run_id));
-            let outcome = current
-                .last
-                .as_ref()
-                .map_or("ended", |last| last.report.outcome.label());
             if let Some(toasts) = use_context::<ToastQueue>() {
                 let href = routes::run(&tenant.get_untracked(), run_id, "");
-                toasts.push(format!("Connection check: {outcome}"), Some(href));
+                toasts.push(ended_message(run_id, current.last.as_ref()), Some(href));
             }
             if let Some(on_checked) = on_checked {
                 on_checked.run(());
@@ -88,6 +88,10 @@ pub fn ConnectionCheck(
                     match read {
                         Ok(current) => view! {
                             <CheckButton start tenant refused active=current.active_run />
+                            <UnfinishedCheck
+                                tenant
+                                run_id=unfinished(started_run(start, read_at), &current)
+                            />
                             <LastCheckReport tenant last=current.last />
                         }
                         .into_any(),
@@ -105,6 +109,65 @@ pub fn ConnectionCheck(
             }}
         </section>
     }
+}
+
+/// The check this page started, once the status read last was asked after it was queued:
+/// `None` before a start, and while the status shown is older than the start.
+fn started_run(start: ServerAction<CheckConnection>, read_at: StoredValue<usize>) -> Option<i64> {
+    if read_at.get_value() != start.version().get_untracked() {
+        return None;
+    }
+    start
+        .value()
+        .get_untracked()
+        .and_then(Result::ok)
+        .map(|run| run.run_id)
+}
+
+/// `started`, when it has ended without leaving its report: it is no longer queued or running
+/// and the tenant's last check is older (a check that could not finish leaves a standing
+/// failure on authentication as the last check), or there is none.
+fn unfinished(started: Option<i64>, current: &ConnectionStatus) -> Option<i64> {
+    let started = started?;
+    let last_run = current.last.as_ref().and_then(|last| last.run_id);
+    (current.active_run != Some(started) && last_run < Some(started)).then_some(started)
+}
+
+/// What the toast says of check `run_id` that has ended, given the tenant's last check: its
+/// outcome when the report is its own, otherwise that it did not finish and what the last
+/// completed check found, so an older report is never told as this check's outcome.
+fn ended_message(run_id: i64, last: Option<&LastCheck>) -> String {
+    let Some(last) = last else {
+        return "Connection check: did not finish".to_owned();
+    };
+    let outcome = last.report.outcome.label();
+    match last.run_id {
+        Some(own) if own == run_id => format!("Connection check: {outcome}"),
+        Some(later) if later > run_id => {
+            format!(
+                "Connection check: run #{run_id} ended; a later check (run #{later}): {outcome}"
+            )
+        }
+        Some(older) => format!(
+            "Connection check: did not finish. The last completed check (run #{older}): {outcome}"
+        ),
+        None => format!("Connection check: did not finish. The last completed check: {outcome}"),
+    }
+}
+
+/// Above the last check's report: the check this page started ended without a report of its
+/// own, so the report below is an earlier check's, not its outcome.
+#[component]
+fn UnfinishedCheck(tenant: Memo<String>, run_id: Option<i64>) -> impl IntoView {
+    run_id.map(|run_id| {
+        let href = routes::run(&tenant.get_untracked(), run_id, "");
+        view! {
+            <p class="notice" role="status" data-testid="check-unfinished">
+                "The check you started (" <a href=href>"run #" {run_id}</a>
+                ") did not finish, so it proved nothing; the report below is the last completed check."
+            </p>
+        }
+    })
 }
 
 /// "Check connection": disabled with the reason for a role that may not, and while a check is
@@ -305,5 +368,63 @@ pub fn ConnectionBanner(
                 }
             })}
         </Transition>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::connection::CheckOutcome;
+    use crate::domain::Timestamp;
+
+    fn check(run_id: i64, outcome: CheckOutcome) -> LastCheck {
+        LastCheck {
+            run_id: Some(run_id),
+            checked_at: Timestamp(0),
+            report: ConnectionReport {
+                outcome,
+                summary: String::new(),
+                token: None,
+                granted: None,
+                missing: Vec::new(),
+                types: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_check_is_told_by_its_own_report_only() {
+        let failed = check(7, CheckOutcome::AuthFailed);
+        assert_eq!(
+            ended_message(7, Some(&failed)),
+            "Connection check: Authentication failed"
+        );
+        // Check 9 could not finish: the standing report is check 7's.
+        let told = ended_message(9, Some(&failed));
+        assert_eq!(
+            told,
+            "Connection check: did not finish. The last completed check (run #7): \
+             Authentication failed"
+        );
+        assert!(!told.starts_with("Connection check: Authentication failed"));
+        assert_eq!(ended_message(9, None), "Connection check: did not finish");
+        assert_eq!(
+            ended_message(5, Some(&check(7, CheckOutcome::Ok))),
+            "Connection check: run #5 ended; a later check (run #7): Connected"
+        );
+    }
+
+    #[test]
+    fn a_started_check_is_unfinished_once_it_ended_without_its_report() {
+        let status = |active_run, last: Option<i64>| ConnectionStatus {
+            last: last.map(|run_id| check(run_id, CheckOutcome::AuthFailed)),
+            active_run,
+        };
+        assert_eq!(unfinished(Some(9), &status(None, Some(7))), Some(9));
+        assert_eq!(unfinished(Some(9), &status(None, None)), Some(9));
+        assert_eq!(unfinished(Some(9), &status(Some(9), Some(7))), None);
+        assert_eq!(unfinished(Some(9), &status(None, Some(9))), None);
+        assert_eq!(unfinished(Some(9), &status(None, Some(11))), None);
+        assert_eq!(unfinished(None, &status(None, Some(7))), None);
     }
 }
