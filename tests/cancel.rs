@@ -1317,8 +1317,10 @@ async fn a_resume_takes_the_failed_items_with_the_cancelled_ones(app: TestApp) {
 /// A cancelled run's claim renews its lease by the database's clock on PostgreSQL, so whether
 /// the run is settled is judged by that clock too: with the web process's clock a minute ahead
 /// of the database's, a cancelled run whose lease holds for 30 s more (by the database) reads
-/// unsettled on the detail page and beside the start button, a resume is refused and a new run
-/// of its target is refused, nothing written.
+/// unsettled on the detail page, beside the start button and in the polls' versions (run
+/// detail's, run panel's), a resume is refused and a new run of its target is refused, nothing
+/// written. With the web process's clock a minute behind, a lease that ran out 30 s ago (by the
+/// database) reads settled on the detail page and in the versions alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_settled_is_judged_by_the_databases_clock() {
     let app = TestApp::create_for(common::Backend::Postgres).await;
@@ -1343,6 +1345,8 @@ async fn postgres_settled_is_judged_by_the_databases_clock() {
 
     assert!(!f.detail(&app, capture).await.settled, "the claim holds it");
     assert!(!f.detail(&app, drift).await.settled, "the claim holds it");
+    // The polls' versions say so too, or a page polling them would stop before the settle.
+    assert_versions_say(&app, &f, [capture, drift], "moving").await;
     let activity = app
         .run_activity(&f.operator, CONTOSO, "backup_set.drift_check", f.set_id)
         .await
@@ -1363,4 +1367,73 @@ async fn postgres_settled_is_judged_by_the_databases_clock() {
         .expect_err("the cancelled drift check has not settled");
     assert_eq!(refused.status, 409, "{}", refused.body);
     assert_eq!(runs_count(&app).await, runs_before, "nothing written");
+
+    // The reverse: the lease ran out 30 s ago by the database's clock, and this process's
+    // clock is 60 s behind it. Settled on the detail page, and so in the polls' versions.
+    sqlx::query(
+        "UPDATE runs SET lease_expires_at = \
+           (floor(extract(epoch FROM statement_timestamp()) * 1000))::BIGINT - 30000 \
+         WHERE id IN ($1, $2)",
+    )
+    .bind(capture)
+    .bind(drift)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    tenantatlas::server::runs::queries::set_app_clock_offset(-60_000);
+    assert!(f.detail(&app, capture).await.settled, "the lease ran out");
+    assert!(f.detail(&app, drift).await.settled, "the lease ran out");
+    assert_versions_say(&app, &f, [capture, drift], "settled").await;
+}
+
+/// On SQLite (one process) the lease clock is the process's: with it a minute ahead, a cancelled
+/// run whose lease holds for 30 s more by the real time reads settled on the detail page and in
+/// the polls' versions alike; at the real time, unsettled in both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_settled_is_judged_by_the_process_clock() {
+    let app = TestApp::create_for(common::Backend::Sqlite).await;
+    let f = fixture(&app).await;
+    let filled = f.submit(&app, 0..2).await;
+    f.worker(&app, "w1").try_execute_task().await.unwrap();
+    assert_eq!(run_row(&app, filled).await.status, "completed");
+    let capture = f.submit(&app, 2..4).await;
+    let drift = f.check_drift(&app).await.run_id;
+    sqlx::query("UPDATE runs SET status = 'cancelled', lease_expires_at = $1 WHERE id IN ($2, $3)")
+        .bind(tenantatlas::domain::Timestamp::now().millis() + 30_000)
+        .bind(capture)
+        .bind(drift)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    assert!(!f.detail(&app, capture).await.settled, "the claim holds it");
+    assert_versions_say(&app, &f, [capture, drift], "moving").await;
+    tenantatlas::server::runs::queries::set_app_clock_offset(60_000);
+    assert!(f.detail(&app, capture).await.settled, "the lease ran out");
+    assert!(f.detail(&app, drift).await.settled, "the lease ran out");
+    assert_versions_say(&app, &f, [capture, drift], "settled").await;
+}
+
+/// The run version of each of `runs` (the fixture's backup set's) and their entries in the run
+/// panel's version end with `state` (`settled` or `moving`).
+async fn assert_versions_say(app: &TestApp, f: &Fixture, runs: [i64; 2], state: &str) {
+    let panel = app
+        .backup_set_runs_version(&f.operator, CONTOSO, f.set_id)
+        .await
+        .expect("the run panel's version");
+    for run_id in runs {
+        let version = app
+            .run_version(&f.operator, CONTOSO, run_id)
+            .await
+            .expect("the run's version");
+        let (text, _retried_by) = version.rsplit_once('/').expect("a run version");
+        assert!(
+            text.ends_with(&format!(":{state}")),
+            "run {run_id}: {version}"
+        );
+        let entry = panel
+            .split(',')
+            .find(|entry| entry.starts_with(&format!("{run_id}:")))
+            .unwrap_or_else(|| panic!("run {run_id} in the panel's version {panel}"));
+        assert_eq!(entry, text, "the panel's entry of run {run_id}");
+    }
 }

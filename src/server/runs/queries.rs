@@ -262,9 +262,37 @@ pub async fn list(
 /// them: they grow with every request, and a page shows them anew with the next counter
 /// change (and the run's end), not every second. The lease is read only to tell whether the
 /// run is settled ([`settled`]): a cancelled run's summary and late outcomes come after its
-/// status changed, and the pages poll until it is settled.
+/// status changed, and the pages poll until it is settled. [`with_lease_now`] adds the lease
+/// clock it is judged by.
 const VERSION_COLUMNS: &str = "r.id, r.status, r.processed_items, r.succeeded, r.failed, \
      r.skipped, r.graph_wait_reason, r.graph_wait_until, r.summary, r.lease_expires_at";
+
+/// The first placeholder a [`JoinedRead`]'s binds take in the authorization point's statement.
+const JOINED_FIRST_PLACEHOLDER: usize = 4;
+
+/// `read` with the lease clock's now ([`lease_now_sql`]) as its column `lease_now`, read in the
+/// same statement: a poll judges whether its runs are settled by the clock the run detail and
+/// panel judge them by (the database's on PostgreSQL), and still costs one read. On SQLite the
+/// process's clock ([`app_now`]) is bound after the read's own binds.
+fn with_lease_now(backend: Backend, mut read: JoinedRead) -> JoinedRead {
+    let local = format!("${}", JOINED_FIRST_PLACEHOLDER + read.binds.len());
+    read.columns = format!(
+        "{}, {} AS lease_now",
+        read.columns,
+        lease_now_sql(backend, &local)
+    );
+    if backend == Backend::Sqlite {
+        read.binds.push(app_now());
+    }
+    read
+}
+
+/// The backend of the request's database, for the polls' reads ([`with_lease_now`]). Without
+/// the app state (outside a request) the authorization point fails before any read, so what
+/// is assumed then is never run.
+fn request_backend() -> Backend {
+    crate::server::state::app_state().map_or(Backend::Sqlite, |state| state.db.backend())
+}
 
 /// The [`VERSION_COLUMNS`] of one run, as stored.
 #[derive(FromRow)]
@@ -279,13 +307,16 @@ pub struct VersionRow {
     graph_wait_until: Option<i64>,
     summary: Option<String>,
     lease_expires_at: Option<i64>,
+    /// The lease clock's now as the statement read it ([`with_lease_now`]).
+    lease_now: i64,
 }
 
 impl VersionRow {
-    /// Whether the run is settled now ([`settled`]); a status this build does not know is not.
+    /// Whether the run is settled at the row's lease clock ([`settled`]); a status this build
+    /// does not know is not.
     fn settled(&self) -> bool {
         RunStatus::parse(&self.status)
-            .is_some_and(|status| settled(status, self.lease_expires_at, app_now()))
+            .is_some_and(|status| settled(status, self.lease_expires_at, self.lease_now))
     }
 
     /// The version's text. A wait moves it only when it starts, ends or its end moves
@@ -322,20 +353,29 @@ pub struct DetailVersionRow {
 }
 
 /// What the run detail page polls, read with the authorization ([`JoinedRead`]): one run of the
-/// tenant by primary key, with the newest run that retried it (the `retry_of` index).
+/// tenant by primary key, with the newest run that retried it (the `retry_of` index), on the
+/// request's database ([`version_read_on`]).
 pub fn version_read(run_id: i64) -> JoinedRead {
-    JoinedRead {
-        columns: format!(
-            "{VERSION_COLUMNS}, (SELECT MAX(c.id) FROM runs c \
-               WHERE c.retry_of = r.id AND c.tenant_id = r.tenant_id) AS retried_by"
-        ),
-        table: "runs r",
-        on: "r.tenant_id = t.id AND r.id = $4",
-        key: "r.id",
-        order: "r.id",
-        limit: 1,
-        binds: vec![run_id],
-    }
+    version_read_on(request_backend(), run_id)
+}
+
+/// [`version_read`] on `backend`, with the lease clock's now ([`with_lease_now`]).
+pub(crate) fn version_read_on(backend: Backend, run_id: i64) -> JoinedRead {
+    with_lease_now(
+        backend,
+        JoinedRead {
+            columns: format!(
+                "{VERSION_COLUMNS}, (SELECT MAX(c.id) FROM runs c \
+                   WHERE c.retry_of = r.id AND c.tenant_id = r.tenant_id) AS retried_by"
+            ),
+            table: "runs r",
+            on: "r.tenant_id = t.id AND r.id = $4",
+            key: "r.id",
+            order: "r.id",
+            limit: 1,
+            binds: vec![run_id],
+        },
+    )
 }
 
 /// The version of one run as its detail page shows it, from [`version_read`]'s row.
@@ -351,17 +391,26 @@ pub fn version(rows: &[DetailVersionRow]) -> Result<String, AppError> {
 }
 
 /// What the run panel polls, read with the authorization ([`JoinedRead`]): the runs the panel
-/// lists ([`panel_runs`]), newest first.
+/// lists ([`panel_runs`]), newest first, on the request's database
+/// ([`backup_set_version_read_on`]).
 pub fn backup_set_version_read(backup_set_id: i64) -> JoinedRead {
-    JoinedRead {
-        columns: VERSION_COLUMNS.to_owned(),
-        table: "runs r",
-        on: PANEL_RUNS_JOINED.as_str(),
-        key: "r.id",
-        order: "r.created_at DESC, r.id DESC",
-        limit: PANEL_ACTIVE_RUNS + PANEL_RUNS,
-        binds: vec![backup_set_id, PANEL_ACTIVE_RUNS, PANEL_RUNS],
-    }
+    backup_set_version_read_on(request_backend(), backup_set_id)
+}
+
+/// [`backup_set_version_read`] on `backend`, with the lease clock's now ([`with_lease_now`]).
+pub(crate) fn backup_set_version_read_on(backend: Backend, backup_set_id: i64) -> JoinedRead {
+    with_lease_now(
+        backend,
+        JoinedRead {
+            columns: VERSION_COLUMNS.to_owned(),
+            table: "runs r",
+            on: PANEL_RUNS_JOINED.as_str(),
+            key: "r.id",
+            order: "r.created_at DESC, r.id DESC",
+            limit: PANEL_ACTIVE_RUNS + PANEL_RUNS,
+            binds: vec![backup_set_id, PANEL_ACTIVE_RUNS, PANEL_RUNS],
+        },
+    )
 }
 
 /// The version of the run panel of one backup set: its recent runs' versions, from
@@ -785,10 +834,67 @@ mod tests {
             graph_wait_until: Some(Timestamp::now().millis() + 10_000),
             summary: None,
             lease_expires_at: Some(Timestamp::now().millis() + 60_000),
+            lease_now: Timestamp::now().millis(),
         };
         let before = row.text();
         std::thread::sleep(std::time::Duration::from_millis(1_100));
         assert_eq!(row.text(), before, "a second later, nothing moved");
+    }
+
+    /// A version is settled or moving by the lease clock its statement read, not by this
+    /// process's clock: a cancelled run's lease long past by the process's clock still holds
+    /// it while the statement's clock reads it unexpired.
+    #[test]
+    fn a_version_is_settled_by_the_lease_clock_it_read() {
+        let row = |lease_now| VersionRow {
+            id: 7,
+            status: RunStatus::Cancelled.as_str().to_owned(),
+            processed_items: 1,
+            succeeded: 1,
+            failed: 0,
+            skipped: 0,
+            graph_wait_reason: None,
+            graph_wait_until: None,
+            summary: None,
+            lease_expires_at: Some(2_000),
+            lease_now,
+        };
+        assert!(row(1_000).text().ends_with(":moving"), "the claim holds it");
+        assert!(row(3_000).text().ends_with(":settled"), "the lease ran out");
+    }
+
+    /// The polls read the lease clock in their one statement: the database's on PostgreSQL
+    /// (nothing more to bind), the process's bound after the read's own binds on SQLite.
+    #[test]
+    fn the_polls_read_the_lease_clock_in_their_statement() {
+        for read in [
+            version_read_on(Backend::Postgres, 7),
+            backup_set_version_read_on(Backend::Postgres, 7),
+        ] {
+            assert!(
+                read.columns.ends_with(&format!(
+                    "{} AS lease_now",
+                    lease_now_sql(Backend::Postgres, "")
+                )),
+                "{}",
+                read.columns
+            );
+        }
+        assert_eq!(version_read_on(Backend::Postgres, 7).binds, [7]);
+        let run = version_read_on(Backend::Sqlite, 7);
+        assert!(
+            run.columns.ends_with(", $5 AS lease_now"),
+            "{}",
+            run.columns
+        );
+        assert_eq!(run.binds.len(), 2);
+        let panel = backup_set_version_read_on(Backend::Sqlite, 7);
+        assert!(
+            panel.columns.ends_with(", $7 AS lease_now"),
+            "{}",
+            panel.columns
+        );
+        assert_eq!(panel.binds.len(), 4);
     }
 
     #[test]
