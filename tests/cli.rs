@@ -29,6 +29,7 @@ both_backends!(TestApp:
     sync_inventory_without_a_server_runs_the_sync_as_an_audited_run,
     sync_inventory_leaves_other_tenants_queued_runs_alone,
     sync_inventory_leaves_its_run_to_a_live_instance,
+    sync_inventory_of_another_tenant_does_not_wait_for_a_running_invocation,
     sync_inventory_queues_nothing_for_a_secret_it_cannot_load,
 );
 
@@ -857,6 +858,112 @@ async fn sync_inventory_leaves_its_run_to_a_live_instance(app: TestApp) {
     let row = common::run_row(&app.db, run_id).await;
     assert_eq!(row.status, "completed", "{out}");
     assert!(row.lease_owner.contains("-cli"), "{out}");
+}
+
+/// How late the slow simulator answers every Graph request in
+/// [`sync_inventory_of_another_tenant_does_not_wait_for_a_running_invocation`]: the least time
+/// the first invocation still works once its run is claimed.
+const SLOW_GRAPH_MS: u64 = 20_000;
+
+/// Two cron'd invocations for different tenants, with no server up. The first syncs Contoso
+/// through a slow Graph (every answer 20 s late), so its engine is live and busy; the second,
+/// for Fabrikam through a fast one, runs an engine of its own at once and finishes while the
+/// first still works: the first's engine claims only its own invocation's runs, so it is no
+/// live instance to leave Fabrikam's run to (it was taken for one, and the second waited until
+/// the first had ended, and 10 s more). A serving instance that starts meanwhile does not take
+/// the first's run either: its owner's lock is alive, whatever marks it as a command's.
+async fn sync_inventory_of_another_tenant_does_not_wait_for_a_running_invocation(app: TestApp) {
+    use tenantatlas::domain::run::Lane;
+    use tenantatlas::server::engine::instance::InstanceLock;
+    use tenantatlas::server::graph::{GraphAccess, GraphClient, GraphConfig, SecretResolver};
+
+    let slow = contoso_on_a_simulator(&app).await;
+    common::answer_after(&slow, SLOW_GRAPH_MS);
+    let fast = GraphSim::start(SimConfig {
+        policies_per_tenant: SIM_POLICIES,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("the simulator starts");
+    sqlx::query(
+        "UPDATE tenants SET graph_client_id = 'tenantatlas-test', \
+         graph_secret_ref = 'env:TA_CLI_TEST_SECRET' WHERE external_id = $1",
+    )
+    .bind(FABRIKAM)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+
+    let first = start_sync_inventory(&app, &slow, &["--tenant", CONTOSO]);
+    let claimed_by = Instant::now() + Duration::from_secs(30);
+    let contoso_run = loop {
+        let runs = sync_runs(&app, CONTOSO).await;
+        if let Some((id, "running", ..)) = runs.first().map(|run| (run.0, run.1.as_str())) {
+            break id;
+        }
+        assert!(
+            Instant::now() < claimed_by,
+            "the first invocation's engine never claimed its run: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let first_owner = common::run_row(&app.db, contoso_run).await.lease_owner;
+    assert!(first_owner.contains("-cli"), "{first_owner}");
+
+    // Well within the first's next Graph answer: it cannot have ended by then.
+    let second = tokio::time::timeout(
+        Duration::from_millis(SLOW_GRAPH_MS * 3 / 4),
+        start_sync_inventory(&app, &fast, &["--tenant", FABRIKAM]),
+    )
+    .await
+    .expect("the second invocation waited for the first one's engine")
+    .unwrap();
+    let (ok, out) = second;
+    assert!(ok, "{out}");
+    assert!(!first.is_finished(), "the first invocation still works");
+    let fabrikam = sync_runs(&app, FABRIKAM).await;
+    assert_eq!(fabrikam.len(), 1, "{fabrikam:?}\n{out}");
+    assert_eq!(fabrikam[0].1, "completed", "{out}");
+    let second_owner = common::run_row(&app.db, fabrikam[0].0).await.lease_owner;
+    assert!(second_owner.contains("-cli"), "{second_owner}");
+    assert_ne!(second_owner, first_owner, "an engine of its own");
+
+    // A serving instance (its lock and worker, with every operation's handler) finds nothing
+    // to claim: Contoso's run is a live owner's.
+    let serving = InstanceLock::acquire(&app.db, "serving").await.unwrap();
+    let worker = tenantatlas::server::runs_worker(
+        &app.db,
+        GraphAccess {
+            client: GraphClient::new(GraphConfig::new(&slow.login_url, &slow.graph_url))
+                .expect("the client builds"),
+            secrets: SecretResolver::default(),
+        },
+    )
+    .as_instance(&serving);
+    for lane in Lane::ALL {
+        let claimed = worker.claim(lane).await.unwrap();
+        assert_eq!(
+            claimed.map(|claimed| claimed.run.id),
+            None,
+            "a live command's run taken over in the {lane:?} lane"
+        );
+    }
+    let row = common::run_row(&app.db, contoso_run).await;
+    assert_eq!(
+        (row.status.as_str(), row.attempt, row.lease_owner.as_str()),
+        ("running", 1, first_owner.as_str())
+    );
+    drop(serving);
+
+    common::answer_after(&slow, 0);
+    let (ok, out) = first.await.unwrap();
+    assert!(ok, "{out}");
+    let row = common::run_row(&app.db, contoso_run).await;
+    assert_eq!(
+        (row.status.as_str(), row.attempt),
+        ("completed", 1),
+        "{out}"
+    );
 }
 
 /// A tenant whose secret this process cannot load (here: an environment variable it does not

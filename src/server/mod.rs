@@ -269,11 +269,14 @@ const SERVE_RESTART_GRACE: Duration = Duration::from_secs(10);
 /// returns how many did not complete. While any other live instance serves the database (one
 /// holding an instance lock, as `serve` does), the runs are left to it: its credentials are
 /// the app's, and its interactive lane keeps serving the tenant while the sync runs (a tenant's
-/// runs go to the instance already working for it). When none is live, the command starts an
-/// engine of its own (when one was live before, only after [`SERVE_RESTART_GRACE`] without
-/// any) and keeps it until its runs have ended: an instance of its own
-/// (`<host>-cli`, or `<host>-cli-<pid>` while another invocation holds that; with the lock
-/// `serve` takes) that executes only `queued`'s runs, and only syncs.
+/// runs go to the instance already working for it). Another invocation's engine is no such
+/// instance: it claims only its own invocation's runs, so a second invocation for another
+/// tenant does not wait for the first. When none is live, the command starts an engine of its
+/// own (when one was live before, only after [`SERVE_RESTART_GRACE`] without any) and keeps it
+/// until its runs have ended: an instance of its own (`<host>-cli`, or `<host>-cli-<pid>` while
+/// another invocation holds that; with the lock `serve` takes, marked as a command's,
+/// [`engine::instance::InstanceLock::acquire_cli`]) that executes only `queued`'s runs, and
+/// only syncs.
 async fn work_until_ended(
     db: &Db,
     graph: GraphAccess,
@@ -337,8 +340,8 @@ async fn work_until_ended(
     Ok(failed)
 }
 
-/// The engine `sync-inventory` runs when no other instance is live: its instance lock and its
-/// runner.
+/// The engine `sync-inventory` runs when no serving instance is live: its instance lock (marked
+/// as a command's) and its runner.
 struct OwnEngine {
     instance: engine::instance::InstanceLock,
     stop: tokio::sync::watch::Sender<bool>,
@@ -356,10 +359,11 @@ impl OwnEngine {
         // One identity per host, so that on SQLite its lock file is one file however often cron
         // runs the command; an invocation that overlaps a live one takes an identity of its own.
         let shared = format!("{}-cli", engine::instance::host_name());
-        let instance = match engine::instance::InstanceLock::acquire(db, &shared).await {
+        // Marked as a command's, so that another invocation does not leave its runs to it.
+        let instance = match engine::instance::InstanceLock::acquire_cli(db, &shared).await {
             Err(engine::instance::InstanceError::AlreadyRunning(_)) => {
                 let own = format!("{shared}-{}", std::process::id());
-                engine::instance::InstanceLock::acquire(db, &own).await
+                engine::instance::InstanceLock::acquire_cli(db, &own).await
             }
             acquired => acquired,
         }

@@ -18,6 +18,14 @@
 //! vanishes without closing its connection (its host gone or cut off, the process frozen) sends
 //! no FIN or RST, and TCP would notice only after about two hours. So the lock's session is told
 //! to end after [`LOCK_SILENCE`] without a query, which a live holder's checks never leave.
+//!
+//! The engine a `sync-inventory` invocation runs for its own runs holds an instance lock too (its
+//! leases are judged like any instance's, and its identity is taken like any other), but it does
+//! not serve the database: it claims only its invocation's runs. So it also holds a marker
+//! ([`InstanceLock::acquire_cli`]), taken before its instance lock and let go after it, and
+//! [`any_live`] does not count an instance lock its holder has marked so: another invocation
+//! then runs an engine of its own at once instead of leaving its runs to one that never claims
+//! them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +39,11 @@ use crate::server::db::{Db, NativePool};
 /// The first key of every instance's advisory lock (the second is the hash of its identity), so
 /// they cannot collide with advisory locks others take on the same database.
 pub const LOCK_SPACE: i32 = 0x5441; // "TA"
+
+/// The first key of the marker a `sync-inventory` engine holds beside its instance lock, on the
+/// same session and with the same second key: an instance lock of [`LOCK_SPACE`] whose session
+/// also holds this is not a serving instance's ([`any_live`]).
+pub const CLI_MARK_SPACE: i32 = 0x5443; // "TC"
 
 /// How often the PostgreSQL lock's connection is checked (one `SELECT 1`), and how soon a lost
 /// lock is tried again: the time other instances may see this one's runs as orphaned.
@@ -63,6 +76,16 @@ pub enum InstanceError {
     },
 }
 
+/// Who holds an instance lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// A serving instance (`serve`): [`any_live`] counts it.
+    Serving,
+    /// The engine of a `sync-inventory` invocation, which claims only that invocation's runs:
+    /// it holds a marker beside the lock, and [`any_live`] does not count it.
+    Cli,
+}
+
 /// A held instance lock; released when dropped or when the process dies, however it dies (on
 /// PostgreSQL, one that vanished without closing its connection within [`LOCK_SILENCE`]).
 pub struct InstanceLock {
@@ -74,45 +97,50 @@ pub struct InstanceLock {
     _monitor: Option<AbortOnDrop>,
     /// The open, locked file (SQLite).
     _file: Option<std::fs::File>,
+    /// The open, locked marker file of a `sync-inventory` engine (SQLite). Declared after
+    /// `_file`, so it is let go after the instance lock: the lock is never seen unmarked.
+    _marker: Option<std::fs::File>,
 }
 
 impl InstanceLock {
-    /// Takes the lock of identity `id`, or says that a live process already holds it.
+    /// Takes the lock of identity `id` for a serving instance, or says that a live process
+    /// already holds it.
     pub async fn acquire(db: &Db, id: &str) -> Result<Self, InstanceError> {
+        Self::acquire_as(db, id, Holder::Serving).await
+    }
+
+    /// Takes the lock of identity `id` for the engine of a `sync-inventory` invocation, or says
+    /// that a live process already holds it: the same lock as [`Self::acquire`] (its leases are
+    /// judged, and its identity refused to a second process, alike), marked so that
+    /// [`any_live`] does not take it for a serving instance.
+    pub async fn acquire_cli(db: &Db, id: &str) -> Result<Self, InstanceError> {
+        Self::acquire_as(db, id, Holder::Cli).await
+    }
+
+    async fn acquire_as(db: &Db, id: &str, holder: Holder) -> Result<Self, InstanceError> {
         let held = Arc::new(AtomicBool::new(true));
-        let (monitor, file) = match db.native() {
+        let (monitor, file, marker) = match db.native() {
             NativePool::Postgres(pool) => {
-                let Some(conn) = try_lock(pool, id).await? else {
+                let Some(conn) = try_lock(pool, id, holder).await? else {
                     return Err(InstanceError::AlreadyRunning(id.to_owned()));
                 };
                 let monitor = tokio::spawn(keep_locked(
                     pool.clone(),
                     id.to_owned(),
+                    holder,
                     conn,
                     Arc::clone(&held),
                 ));
-                (Some(AbortOnDrop(monitor)), None)
+                (Some(AbortOnDrop(monitor)), None, None)
             }
             NativePool::Sqlite(_) => {
-                let path = lock_file(db, id);
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path)
-                    .map_err(|error| InstanceError::File {
-                        path: path.clone(),
-                        error,
-                    })?;
-                match file.try_lock() {
-                    Ok(()) => (None, Some(file)),
-                    Err(std::fs::TryLockError::WouldBlock) => {
-                        return Err(InstanceError::AlreadyRunning(id.to_owned()))
-                    }
-                    Err(std::fs::TryLockError::Error(error)) => {
-                        return Err(InstanceError::File { path, error })
-                    }
-                }
+                // The marker first, so that the instance lock is never seen without it.
+                let marker = match holder {
+                    Holder::Cli => Some(lock_exclusively(lock_file(db, CLI_FILE, id), id)?),
+                    Holder::Serving => None,
+                };
+                let file = lock_exclusively(lock_file(db, INSTANCE_FILE, id), id)?;
+                (None, Some(file), marker)
             }
         };
         Ok(Self {
@@ -120,6 +148,7 @@ impl InstanceLock {
             held,
             _monitor: monitor,
             _file: file,
+            _marker: marker,
         })
     }
 
@@ -140,17 +169,24 @@ impl InstanceLock {
     }
 }
 
-/// Whether any live process holds an instance lock on this database, whatever its identity
-/// (this process's own locks included). PostgreSQL: an advisory lock of [`LOCK_SPACE`] granted
-/// to any session in this database. SQLite: a lock file of the database's that cannot be locked
-/// now; each is locked for a moment and let go. An in-memory SQLite database has no other
-/// process: false.
+/// Whether any live serving instance holds an instance lock on this database, whatever its
+/// identity (this process's own locks included); the engine of a `sync-inventory` invocation
+/// (its lock marked, [`InstanceLock::acquire_cli`]) does not count: it claims only its own
+/// invocation's runs. PostgreSQL: an advisory lock of [`LOCK_SPACE`] granted to any session in
+/// this database that does not also hold the identity's [`CLI_MARK_SPACE`] marker (one look at
+/// `pg_locks`, so a session's two locks are seen together). SQLite: a lock file of the
+/// database's that cannot be locked now, whose marker file can; each is locked for a moment and
+/// let go. An in-memory SQLite database has no other process: false.
 pub async fn any_live(db: &Db) -> Result<bool, InstanceError> {
     match db.native() {
+        // Referenced twice, the CTE is computed once: both locks come from one look.
         NativePool::Postgres(pool) => Ok(sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
-               AND l.objsubid = 2 AND l.classid = {LOCK_SPACE} \
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+            "WITH held AS (SELECT l.classid, l.objid, l.pid FROM pg_locks l \
+               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
+             SELECT EXISTS (SELECT 1 FROM held i WHERE i.classid = {LOCK_SPACE} \
+               AND NOT EXISTS (SELECT 1 FROM held m WHERE m.classid = {CLI_MARK_SPACE} \
+                 AND m.objid = i.objid AND m.pid = i.pid))"
         ))
         .fetch_one(pool)
         .await?),
@@ -161,7 +197,8 @@ pub async fn any_live(db: &Db) -> Result<bool, InstanceError> {
             let (Some(folder), Some(name)) = (file.parent(), file.file_name()) else {
                 return Ok(false);
             };
-            let prefix = format!("{}.instance-", name.to_string_lossy());
+            let name = name.to_string_lossy();
+            let prefix = format!("{name}.{INSTANCE_FILE}-");
             let io = |error| InstanceError::File {
                 path: folder.to_owned(),
                 error,
@@ -170,14 +207,18 @@ pub async fn any_live(db: &Db) -> Result<bool, InstanceError> {
                 let entry = entry.map_err(io)?;
                 let entry_name = entry.file_name();
                 let entry_name = entry_name.to_string_lossy();
-                if !entry_name.starts_with(&prefix) || !entry_name.ends_with(".lock") {
-                    continue;
-                }
-                // Gone since it was listed, or not ours to open: not a live instance's.
-                let Ok(lock) = std::fs::File::open(entry.path()) else {
+                let Some(safe) = entry_name
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".lock"))
+                else {
                     continue;
                 };
-                if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
+                if !locked_elsewhere(&entry.path()) {
+                    continue;
+                }
+                // Marked by a `sync-inventory` engine, which took its marker first and lets it
+                // go last: not a serving instance.
+                if !locked_elsewhere(&folder.join(format!("{name}.{CLI_FILE}-{safe}.lock"))) {
                     return Ok(true);
                 }
             }
@@ -186,21 +227,72 @@ pub async fn any_live(db: &Db) -> Result<bool, InstanceError> {
     }
 }
 
-/// Takes the advisory lock of identity `id` on a connection of its own; `None` when another
-/// session holds it.
+/// Whether the file at `path` is locked by another open file now (it is locked for a moment
+/// and let go). A file gone since it was listed, or not ours to open, is not.
+fn locked_elsewhere(path: &std::path::Path) -> bool {
+    let Ok(lock) = std::fs::File::open(path) else {
+        return false;
+    };
+    matches!(lock.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// Opens (creating it) and locks the file at `path` for identity `id`; refused as already
+/// running when another open file holds it.
+fn lock_exclusively(path: PathBuf, id: &str) -> Result<std::fs::File, InstanceError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| InstanceError::File {
+            path: path.clone(),
+            error,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(InstanceError::AlreadyRunning(id.to_owned())),
+        Err(std::fs::TryLockError::Error(error)) => Err(InstanceError::File { path, error }),
+    }
+}
+
+/// Takes the advisory lock of identity `id` on a connection of its own, for `holder` (a
+/// `sync-inventory` engine takes its [`CLI_MARK_SPACE`] marker first, on the same session);
+/// `None` when another session holds either.
 async fn try_lock(
     pool: &sqlx::PgPool,
     id: &str,
+    holder: Holder,
 ) -> Result<Option<sqlx::postgres::PgConnection>, sqlx::Error> {
     let mut conn = pool.acquire().await?.detach();
     limit_silence(&mut conn).await?;
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
-            .bind(LOCK_SPACE)
+    if holder == Holder::Cli && !try_advisory_lock(&mut conn, CLI_MARK_SPACE, id).await? {
+        return Ok(None);
+    }
+    if try_advisory_lock(&mut conn, LOCK_SPACE, id).await? {
+        return Ok(Some(conn));
+    }
+    if holder == Holder::Cli {
+        // Not left to the connection's close, which the server may see only later.
+        sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
+            .bind(CLI_MARK_SPACE)
             .bind(id)
-            .fetch_one(&mut conn)
+            .execute(&mut conn)
             .await?;
-    Ok(locked.then_some(conn))
+    }
+    Ok(None)
+}
+
+/// Takes the session advisory lock (`space`, hash of `id`) on `conn` if it is free.
+async fn try_advisory_lock(
+    conn: &mut sqlx::postgres::PgConnection,
+    space: i32,
+    id: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
+        .bind(space)
+        .bind(id)
+        .fetch_one(conn)
+        .await
 }
 
 /// Makes PostgreSQL end the lock's session once its holder is silent: after [`LOCK_SILENCE`]
@@ -249,6 +341,7 @@ async fn limit_silence(conn: &mut sqlx::postgres::PgConnection) -> Result<(), sq
 async fn keep_locked(
     pool: sqlx::PgPool,
     id: String,
+    holder: Holder,
     conn: sqlx::postgres::PgConnection,
     held: Arc<AtomicBool>,
 ) {
@@ -270,7 +363,7 @@ async fn keep_locked(
             conn = None;
             tracing::warn!("the instance lock's connection dropped; taking the lock again");
         }
-        match try_lock(&pool, &id).await {
+        match try_lock(&pool, &id, holder).await {
             Ok(Some(new)) => {
                 conn = Some(new);
                 held.store(true, Ordering::SeqCst);
@@ -283,14 +376,22 @@ async fn keep_locked(
     }
 }
 
-/// The lock file of identity `id`: next to the database file (in the temporary folder for an
-/// in-memory database), named after the identity with anything but letters and digits replaced.
-fn lock_file(db: &Db, id: &str) -> PathBuf {
+/// What an instance lock file's name starts with (after the database file's name).
+const INSTANCE_FILE: &str = "instance";
+
+/// What a `sync-inventory` engine's marker file's name starts with (after the database file's
+/// name): not the instance lock files' start, so that older versions' [`any_live`] never read it.
+const CLI_FILE: &str = "cli";
+
+/// The lock file of kind `kind` ([`INSTANCE_FILE`], [`CLI_FILE`]) of identity `id`: next to the
+/// database file (in the temporary folder for an in-memory database), named after the identity
+/// with anything but letters and digits replaced.
+fn lock_file(db: &Db, kind: &str, id: &str) -> PathBuf {
     let safe: String = id
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    let name = format!("instance-{safe}.lock");
+    let name = format!("{kind}-{safe}.lock");
     match db.sqlite_file() {
         Some(file) => {
             let mut path = file.as_os_str().to_owned();
@@ -390,7 +491,7 @@ mod tests {
         let four = format!("sqlite://{}", file.display()).replacen("sqlite:///", "sqlite:////", 1);
         second_spelling_is_refused(&format!("sqlite://{}", file.display()), &four).await;
         let db = Db::connect(&four).await.unwrap();
-        let lock = lock_file(&db, "x");
+        let lock = lock_file(&db, INSTANCE_FILE, "x");
         assert!(lock.is_absolute(), "{}", lock.display());
         assert_eq!(
             lock.parent(),
