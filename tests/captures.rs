@@ -14,7 +14,7 @@ use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::run_detail::{RunDetail, RunTarget};
 use tenantatlas::domain::versions::{CaptureResult, Drift, RunActivity, VersionRow};
 use tenantatlas::domain::{RunStatus, SubmittedRun};
-use tenantatlas::graph_sim::{Kind, SimPolicy};
+use tenantatlas::graph_sim::{Fault, Kind, SimPolicy};
 use tenantatlas::server::engine::worker::{Outcome, Worker};
 use tenantatlas::server::snapshots::candidate_payloads_read;
 use tokio::task::JoinHandle;
@@ -36,6 +36,7 @@ both_backends!(local Fixture:
     a_policy_back_at_an_earlier_version_is_compared_with_that_version_afterwards,
     a_policy_back_at_a_format_1_version_finds_that_version_again,
     an_unchanged_policy_on_a_format_1_version_reads_no_other_format_1_version,
+    a_policy_captured_again_after_a_404_is_no_longer_gone,
 );
 
 /// The demo app, as an operator of Contoso.
@@ -1056,4 +1057,106 @@ async fn an_unchanged_policy_on_a_format_1_version_reads_no_other_format_1_versi
         assert_eq!(read, 2, "payloads read");
     }
     assert_eq!(f.versions_of(policy).await, 3);
+}
+
+impl Fixture {
+    /// Whether the policy page says the policy is gone from Intune.
+    async fn gone_from_intune(&self, policy_id: i64) -> bool {
+        self.app
+            .policy(&self.operator, CONTOSO, policy_id)
+            .await
+            .expect("the policy")
+            .gone_from_intune_at
+            .is_some()
+    }
+
+    /// Whether the picker of backup set `set` lists `policy` when searched by its `name`.
+    async fn in_picker(&self, set: i64, policy: i64, name: &str) -> bool {
+        self.app
+            .policies_list(&self.operator, CONTOSO, set, &[("search", name)])
+            .await
+            .expect("the picker's page")
+            .rows
+            .iter()
+            .any(|row| row.id == policy)
+    }
+
+    /// Makes the simulator answer 404 to every read of `graph_id` (`true`: as if deleted in
+    /// Intune), or serve it again (`false`).
+    fn answer_not_found(&self, graph_id: &str, not_found: bool) {
+        let mut knobs = self.demo.sim.knobs();
+        if not_found {
+            knobs.faults.insert(graph_id.to_owned(), Fault::NotFound);
+        } else {
+            knobs.faults.remove(graph_id);
+        }
+        self.demo.sim.set_knobs(knobs);
+    }
+}
+
+/// A capture answered 404 marks the policy gone from Intune; a later capture that Graph answers
+/// (the 404 was a replication blip, or the policy came back) clears the mark, so the picker
+/// lists the policy again and its page no longer says it is gone. Whichever way the capture
+/// finds its version: by hash, as a format-1 current version with the same content, or as a
+/// drift check of a backup set that holds it.
+async fn a_policy_captured_again_after_a_404_is_no_longer_gone(f: Fixture) {
+    f.sync().await;
+    let sim = f.a_device_configuration();
+    let policy = f.policy_id(&sim.id).await;
+    let set = common::backup_set(&f.app, &f.operator, CONTOSO, "Held").await;
+    let form = Form::tenant(CONTOSO)
+        .field("backup_set_id", set)
+        .list("policy_ids", &[policy]);
+    f.run("runs/add-policies", &form.pairs()).await;
+    let v1 = f.capture_version(policy).await;
+    assert!(f.in_picker(set, policy, &sim.name).await);
+    let set_id = set.to_string();
+    let check = [("tenant", CONTOSO), ("backup_set_id", set_id.as_str())];
+
+    for round in [
+        "capture by hash",
+        "capture of a format-1 version",
+        "drift check",
+    ] {
+        if round == "capture of a format-1 version" {
+            f.as_format_1(v1).await;
+        }
+        f.answer_not_found(&sim.id, true);
+        let deleted = if round == "drift check" {
+            f.run("runs/check-drift", &check).await
+        } else {
+            f.capture(policy).await
+        };
+        let detail = f.detail(deleted, "").await;
+        assert_eq!(
+            first_result(&detail).drift,
+            Drift::Deleted,
+            "{round}: {detail:?}"
+        );
+        assert!(f.gone_from_intune(policy).await, "{round}");
+        assert!(!f.in_picker(set, policy, &sim.name).await, "{round}");
+
+        // Served again: captured fine, and back in the inventory.
+        f.answer_not_found(&sim.id, false);
+        if round == "drift check" {
+            let again = f.run("runs/check-drift", &check).await;
+            let detail = f.detail(again, "").await;
+            assert_eq!(detail.status, RunStatus::Completed, "{round}: {detail:?}");
+            assert_ne!(
+                first_result(&detail).drift,
+                Drift::Deleted,
+                "{round}: {detail:?}"
+            );
+        } else {
+            f.captured_unchanged_at(policy, v1).await;
+        }
+        assert!(
+            !f.gone_from_intune(policy).await,
+            "{round}: still marked gone"
+        );
+        assert!(
+            f.in_picker(set, policy, &sim.name).await,
+            "{round}: not in the picker"
+        );
+    }
 }

@@ -117,7 +117,9 @@ pub async fn load_version<'e, E: Executor<'e, Database = Any>>(
 /// Stores `snapshot` as a version of the tenant's policy, or finds the version with the same
 /// content, inside the caller's transaction; stores its setting definitions too. The version
 /// becomes the policy's current one (what Intune held at its last capture), also when it is an
-/// older version found again, as after a restore.
+/// older version found again, as after a restore; and a policy marked gone from Intune (a sync
+/// that no longer listed it, a capture answered 404) is present again, since Graph just
+/// returned it (the 404 was a replication blip, or the policy came back).
 pub async fn store_snapshot(
     tx: &mut Tx,
     tenant_id: i64,
@@ -131,7 +133,8 @@ pub async fn store_snapshot(
 
 /// [`store_snapshot`] for a batch of captures (policy, snapshot), in a few statements for the
 /// whole batch rather than several per capture; the versions in the batch's order. A policy
-/// that appears twice becomes current with its last capture.
+/// that appears twice becomes current with its last capture. The statement that moves current
+/// versions also clears the captured policies' marks of being gone from Intune.
 pub async fn store_snapshots(
     tx: &mut Tx,
     tenant_id: i64,
@@ -149,22 +152,23 @@ pub async fn store_snapshots(
     store_definitions(tx, tenant_id, &definitions, now).await?;
 
     let mut stored = Vec::with_capacity(captures.len());
-    let mut was_current = Vec::with_capacity(captures.len());
+    let mut settled = Vec::with_capacity(captures.len());
     for chunk in captures.chunks(CAPTURES_PER_QUERY) {
-        for (version, current) in find_or_insert(tx, tenant_id, chunk, now).await? {
+        for (version, is_settled) in find_or_insert(tx, tenant_id, chunk, now).await? {
             stored.push(version);
-            was_current.push(current);
+            settled.push(is_settled);
         }
     }
-    // The current version of each policy: its last capture in the batch. A policy whose content
-    // did not change (the common case of a backup) already has it: no write.
+    // The current version of each policy: its last capture in the batch; and the policy is in
+    // Intune, whatever an earlier 404 or sync marked. A policy whose content did not change
+    // (the common case of a backup) already has it and is not marked gone: no write.
     let mut current: HashMap<i64, (i64, bool)> = HashMap::new();
-    for (((policy_id, _), version), was_current) in captures.iter().zip(&stored).zip(was_current) {
-        current.insert(*policy_id, (version.id, was_current));
+    for (((policy_id, _), version), settled) in captures.iter().zip(&stored).zip(settled) {
+        current.insert(*policy_id, (version.id, settled));
     }
     let mut current: Vec<(i64, i64)> = current
         .into_iter()
-        .filter(|(_, (_, was_current))| !was_current)
+        .filter(|(_, (_, settled))| !settled)
         .map(|(policy_id, (version, _))| (policy_id, version))
         .collect();
     current.sort_unstable();
@@ -174,7 +178,8 @@ pub async fn store_snapshots(
             sql.int(*policy_id).push(", ").int(*snapshot_id);
         })
         .push(
-            ") UPDATE policies SET current_snapshot_id = v.snapshot_id FROM v \
+            ") UPDATE policies SET current_snapshot_id = v.snapshot_id, \
+             gone_from_intune_at = NULL FROM v \
              WHERE policies.id = v.id AND policies.tenant_id = ",
         )
         .int(tenant_id);
@@ -187,7 +192,9 @@ pub async fn store_snapshots(
 /// parameter limits).
 const CAPTURES_PER_QUERY: usize = 100;
 
-/// The version of each capture, with whether it was found as the policy's current version:
+/// The version of each capture, with whether its policy's row already says so (settled): the
+/// version was found as the policy's current one and the policy is not marked gone from Intune
+/// (a capture clears that mark: [`store_snapshots`]). The version is found as:
 ///
 /// 1. the version stored under its hash;
 /// 2. else the first of these that holds the same normalised content (each read in its own
@@ -231,9 +238,9 @@ async fn find_or_insert(
                 .copied()
         })
         .collect();
-    let mut current: Vec<bool> = found_each
+    let mut settled: Vec<bool> = found_each
         .iter()
-        .map(|found| found.is_some_and(|(_, current)| current))
+        .map(|found| found.is_some_and(|(_, settled)| settled))
         .collect();
     let mut versions: Vec<Option<StoredSnapshot>> = found_each
         .iter()
@@ -251,7 +258,7 @@ async fn find_or_insert(
         .map(|((policy_id, _), _)| *policy_id)
         .collect();
     let candidates = candidate_versions(tx, tenant_id, &unknown).await?;
-    reuse_same_content(captures, &mut versions, &mut current, &candidates.tried);
+    reuse_same_content(captures, &mut versions, &mut settled, &candidates.tried);
     let unmatched: BTreeSet<i64> = captures
         .iter()
         .zip(&versions)
@@ -262,7 +269,7 @@ async fn find_or_insert(
         .collect();
     if !unmatched.is_empty() {
         let older = older_versions(tx, tenant_id, &unmatched, &candidates.read).await?;
-        reuse_same_content(captures, &mut versions, &mut current, &older);
+        reuse_same_content(captures, &mut versions, &mut settled, &older);
     }
     let mut new: Vec<(i64, &Snapshot)> = Vec::new();
     for ((policy_id, snapshot), version) in captures.iter().zip(&versions) {
@@ -276,7 +283,7 @@ async fn find_or_insert(
         }
     }
     if new.is_empty() {
-        return Ok(versions.into_iter().flatten().zip(current).collect());
+        return Ok(versions.into_iter().flatten().zip(settled).collect());
     }
     // In one order everywhere, so that two transactions inserting some of the same versions
     // wait for each other instead of deadlocking on PostgreSQL's unique index.
@@ -339,13 +346,14 @@ async fn find_or_insert(
                 })
                 .ok_or(sqlx::Error::RowNotFound)
         })
-        .zip(current)
-        .map(|(version, current)| version.map(|version| (version, current)))
+        .zip(settled)
+        .map(|(version, settled)| version.map(|version| (version, settled)))
         .collect()
 }
 
 /// The stored versions of these captures' contents, by (policy, hash), each with whether it is
-/// its policy's current version; captures whose content has no version are left out.
+/// settled (see [`find_or_insert`]): its policy's current version, on a policy not marked gone
+/// from Intune; captures whose content has no version are left out.
 async fn with_hashes<'a>(
     tx: &mut Tx,
     tenant_id: i64,
@@ -361,7 +369,8 @@ async fn with_hashes<'a>(
     // each batch.
     let mut sql = Sql::new(
         "SELECT s.id, s.policy_id, s.content_hash, \
-         CASE WHEN p.current_snapshot_id = s.id THEN 1 ELSE 0 END AS is_current \
+         CASE WHEN p.current_snapshot_id = s.id AND p.gone_from_intune_at IS NULL \
+           THEN 1 ELSE 0 END AS settled \
          FROM policy_snapshots s LEFT JOIN policies p ON p.id = s.policy_id AND p.tenant_id = s.tenant_id \
          WHERE +s.tenant_id = ",
     );
@@ -379,10 +388,10 @@ async fn with_hashes<'a>(
     let mut found = HashMap::new();
     for (policy_id, snapshot) in captures {
         let hash = snapshot.content_hash.as_str();
-        if let Some((id, .., current)) =
+        if let Some((id, .., settled)) =
             rows.iter().find(|(_, p, h, _)| p == policy_id && h == hash)
         {
-            found.insert((*policy_id, hash), (*id, *current == 1));
+            found.insert((*policy_id, hash), (*id, *settled == 1));
         }
     }
     Ok(found)
@@ -403,20 +412,22 @@ struct Candidate {
     version: StoredVersion,
     /// Whether it is its policy's current version.
     current: bool,
+    /// Whether it is settled (see [`find_or_insert`]): current, on a policy not marked gone.
+    settled: bool,
 }
 
 /// For each capture without a version, the first of its policy's `candidates` (in the order
-/// they are tried) that holds its content, if any; with whether that is the current version.
+/// they are tried) that holds its content, if any; with whether that one is settled.
 fn reuse_same_content(
     captures: &[(i64, &Snapshot)],
     versions: &mut [Option<StoredSnapshot>],
-    current: &mut [bool],
+    settled: &mut [bool],
     candidates: &HashMap<i64, Vec<Candidate>>,
 ) {
-    for (((policy_id, snapshot), version), current) in captures
+    for (((policy_id, snapshot), version), settled) in captures
         .iter()
         .zip(versions.iter_mut())
-        .zip(current.iter_mut())
+        .zip(settled.iter_mut())
     {
         if version.is_some() {
             continue;
@@ -431,7 +442,7 @@ fn reuse_same_content(
                 id: candidate.version.id,
                 new_version: false,
             });
-            *current = candidate.current;
+            *settled = candidate.settled;
         }
     }
 }
@@ -453,6 +464,8 @@ struct Candidates {
 struct CandidateRow {
     policy_id: i64,
     is_current: i64,
+    /// 1 when the policy is marked gone from Intune.
+    policy_gone: i64,
     is_newest: i64,
     id: i64,
     payload: Option<String>,
@@ -481,13 +494,14 @@ async fn candidate_versions(
     // as in `with_hashes`.
     let mut sql = Sql::new(
         "SELECT r.policy_id AS policy_id, r.is_current AS is_current, \
-         CASE WHEN r.newest = 1 THEN 1 ELSE 0 END AS is_newest, s.id AS id, \
+         r.policy_gone AS policy_gone, CASE WHEN r.newest = 1 THEN 1 ELSE 0 END AS is_newest, s.id AS id, \
          CASE WHEN r.newest = 1 OR r.is_current = 1 THEN s.payload END AS payload, \
          s.capture_format AS capture_format, \
          s.with_assignments AS with_assignments, s.with_scope_tags AS with_scope_tags, \
          s.content_hash AS content_hash, s.captured_at AS captured_at \
          FROM (SELECT s.id, s.policy_id, s.capture_format, \
              CASE WHEN p.current_snapshot_id = s.id THEN 1 ELSE 0 END AS is_current, \
+             CASE WHEN p.gone_from_intune_at IS NULL THEN 0 ELSE 1 END AS policy_gone, \
              ROW_NUMBER() OVER (PARTITION BY s.policy_id \
                ORDER BY s.captured_at DESC, s.id DESC) AS newest \
            FROM policy_snapshots s \
@@ -532,6 +546,7 @@ async fn candidate_versions(
                 .push(Candidate {
                     version,
                     current: row.is_current == 1,
+                    settled: row.is_current == 1 && row.policy_gone == 0,
                 });
         }
     }
@@ -586,6 +601,7 @@ async fn older_versions(
             older.entry(row.policy_id).or_default().push(Candidate {
                 version,
                 current: false,
+                settled: false,
             });
         }
     }
