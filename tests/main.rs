@@ -32,6 +32,7 @@ mod plans;
 mod recovery;
 mod redirects;
 mod restore;
+mod restore_access;
 mod restore_fence;
 mod robustness;
 mod run_detail;

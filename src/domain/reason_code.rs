@@ -35,6 +35,10 @@ spelled_enum! {
         /// Run-level: work on the run failed with an error of its own (not a dead worker) too
         /// many times in a row; its message carries the last error.
         WorkFailedRepeatedly => ("work_failed_repeatedly", "The run's work failed repeatedly"),
+        /// Run-level: the member who started the run may no longer do what it does in its
+        /// tenant (removed, given a lesser role, or their account deleted) by the time a worker
+        /// takes it up: a queued restore writes nothing.
+        NotAuthorized => ("not_authorized", "Started by a member who may no longer do this"),
         UnknownError => ("unknown_error", "Unknown error"),
     }
 }

@@ -9,6 +9,10 @@
 //! fails the item, and what was written is recorded all the same: the new Graph id of a policy
 //! created, and an audit row marked incomplete. Nothing is ever deleted. Bulk lane.
 //!
+//! A run may start long after its submit (queued behind the tenant's bulk run, taken over after
+//! a crash): at every claim, before any Graph call, the member who started it must still be
+//! one who may restore in the tenant, or the run fails `not_authorized` and writes nothing.
+//!
 //! Writes survive cancels and takeovers. Right before its first write an item passes its point of
 //! no return ([`interrupt::point_of_no_return`]): a cancel then lets it finish and record what it
 //! wrote. A create is announced first, committed and fenced by the claim
@@ -32,7 +36,7 @@ use crate::domain::restore::{PlanAction, RestoreAction};
 use crate::domain::run::OperationType;
 use crate::domain::snapshot::{CapturedPolicy, SettingNames};
 use crate::domain::versions::Drift;
-use crate::domain::Timestamp;
+use crate::domain::{Capability, Role, Timestamp};
 use crate::server::db::{Backend, Db};
 use crate::server::graph::interrupt;
 use crate::server::graph::write::{
@@ -926,6 +930,43 @@ fn failed(reason: ReasonCode, message: &str) -> Restored {
     Restored::Failed(reason, message)
 }
 
+/// Why a restore queued by `initiated_by` may not write to tenant `tenant_id` now, or `None`
+/// while it may: the submit checked the member's role, but the run may start much later (behind
+/// the tenant's bulk run, after a crash), and by then the member may have been removed, given a
+/// role that cannot restore, or had their account deleted (`initiated_by` then `NULL`). Read
+/// from the database at each claim, as the authorization point reads it on every request.
+async fn initiator_refused(
+    db: &Db,
+    tenant_id: i64,
+    initiated_by: Option<i64>,
+) -> Result<Option<RunFailure>, sqlx::Error> {
+    let role: Option<String> = match initiated_by {
+        Some(user_id) => {
+            sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant_id)
+                .bind(user_id)
+                .fetch_optional(db.pool())
+                .await?
+        }
+        None => None,
+    };
+    let may_restore = role
+        .as_deref()
+        .and_then(Role::parse)
+        .is_some_and(|role| role.can(Capability::Restore));
+    if may_restore {
+        return Ok(None);
+    }
+    tracing::warn!(
+        initiated_by,
+        "the member who started the restore may no longer restore: nothing is written"
+    );
+    Ok(Some(RunFailure {
+        reason: ReasonCode::NotAuthorized,
+        message: "The member who started this restore may no longer restore in this tenant: nothing more was written.".into(),
+    }))
+}
+
 /// What the execute writes for a pending item: the planned version, with the options the run
 /// asked for where the version was captured with them, and whether an earlier claim announced
 /// its create or its update (`announced`, by run item: when, of each).
@@ -979,6 +1020,16 @@ impl Operation for RestoreExecute {
     type Item = WriteItem;
 
     super::restore_common::restore_items!(RestoreExecuteInput, record_restored);
+
+    /// At every claim (the first, a resume, a takeover), before any Graph call: the member who
+    /// started the restore must still be one who may restore in the run's tenant.
+    async fn check(
+        &self,
+        db: &Db,
+        run: &Run<RestoreExecuteInput>,
+    ) -> Result<Option<RunFailure>, sqlx::Error> {
+        initiator_refused(db, run.tenant_id, run.initiated_by).await
+    }
 
     async fn pending(
         &self,

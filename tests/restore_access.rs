@@ -1,0 +1,305 @@
+//! A queued restore writes only while the member who started it may still restore: a
+//! `restore.execute` may start long after its submit (behind the tenant's bulk run, after a
+//! crash), and by then its starter may have been demoted, removed or deleted. The worker checks
+//! at every claim, before any Graph call; the run then fails `not_authorized` and the simulator
+//! sees no write. Both engines; every role change goes through the members API.
+
+use crate::common;
+
+use common::{DemoApp, ADMIN, CONTOSO};
+use tenantatlas::domain::reason_code::ReasonCode;
+use tenantatlas::domain::restore::{PlanAction, RestoreSource};
+use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail};
+use tenantatlas::domain::RunStatus;
+use tenantatlas::server::seed;
+
+both_backends!(local Fixture:
+    a_restore_whose_starter_was_demoted_writes_nothing,
+    a_restore_whose_starter_was_removed_writes_nothing,
+    a_taken_over_restore_whose_starter_was_removed_writes_nothing,
+    a_restore_whose_starters_account_was_deleted_writes_nothing,
+    a_restore_whose_starter_may_still_restore_writes,
+);
+
+const MANAGER: &str = "manager@contoso.example";
+const TENANT_NAME: &str = seed::DEMO_TENANTS[0].1;
+/// The options a restore backs up and previews with.
+const WITH_ASSIGNMENTS_AND_SCOPE_TAGS: &[(&str, &str)] = &[
+    ("include_assignments", "true"),
+    ("include_scope_tags", "true"),
+];
+
+/// The demo app, signed in as a manager of Contoso (who starts the restore) and as its owner
+/// (who changes the manager's membership).
+struct Fixture {
+    demo_app: DemoApp,
+    manager: String,
+    owner: String,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = DemoApp;
+
+    fn deref(&self) -> &DemoApp {
+        &self.demo_app
+    }
+}
+
+/// A restore queued by the manager and not yet run.
+struct Queued {
+    run_id: i64,
+    /// The inventory ids of the policies it restores.
+    ids: Vec<i64>,
+}
+
+impl Fixture {
+    async fn start(backend: common::Backend) -> Self {
+        let demo_app = DemoApp::start(backend).await;
+        let manager = demo_app.app.sign_in(MANAGER).await;
+        let owner = demo_app.app.sign_in(ADMIN).await;
+        Self {
+            demo_app,
+            manager,
+            owner,
+        }
+    }
+
+    /// As the manager: backs up a settings catalog policy and a device configuration, lets
+    /// Intune change the first and delete the second, previews the restore (an update and a
+    /// create) and executes it; the execute stays queued, as behind the tenant's bulk run (the
+    /// test's worker runs only when asked).
+    async fn queue_restore(&self) -> Queued {
+        let sims = self.demo.sim.policies(CONTOSO);
+        let graph_id = |kind: &str| {
+            sims.iter()
+                .find(|p| p.kind.collection() == kind)
+                .expect("the demo tenant has the type")
+                .id
+                .clone()
+        };
+        let (changed, deleted) = (
+            graph_id("configurationPolicies"),
+            graph_id("deviceConfigurations"),
+        );
+        self.run_as(&self.manager, "runs/sync-inventory", &[("tenant", CONTOSO)])
+            .await;
+        let ids = vec![
+            self.policy_id(&changed).await,
+            self.policy_id(&deleted).await,
+        ];
+        let set = common::backup_set(&self.app, &self.manager, CONTOSO, "Restore me").await;
+        let added = self
+            .app
+            .add_policies(
+                &self.manager,
+                CONTOSO,
+                set,
+                &ids,
+                WITH_ASSIGNMENTS_AND_SCOPE_TAGS,
+            )
+            .await
+            .expect("the backup starts");
+        self.finish(added.run_id).await;
+
+        assert!(self.demo.sim.change_settings(CONTOSO, &changed));
+        assert!(self.demo.sim.remove_policy(CONTOSO, &deleted));
+        let preview = self
+            .app
+            .start_restore_preview(
+                &self.manager,
+                CONTOSO,
+                RestoreSource::BackupSet(set),
+                &ids,
+                WITH_ASSIGNMENTS_AND_SCOPE_TAGS,
+            )
+            .await
+            .expect("the manager previews")
+            .run_id;
+        self.finish(preview).await;
+        let plan = self
+            .app
+            .restore_preview(&self.manager, CONTOSO, preview)
+            .await
+            .expect("the manager reads the plan");
+        let planned: Vec<_> = plan.items.iter().map(|i| (i.policy_id, i.plan)).collect();
+        assert_eq!(planned.len(), 2, "{plan:?}");
+        for (id, action) in [(ids[0], PlanAction::Update), (ids[1], PlanAction::Create)] {
+            assert!(planned.contains(&(id, Some(action))), "{plan:?}");
+        }
+        let run_id = self
+            .app
+            .execute_restore(&self.manager, CONTOSO, preview, true, TENANT_NAME)
+            .await
+            .expect("the manager executes")
+            .run_id;
+        Queued { run_id, ids }
+    }
+
+    /// The manager's account id.
+    async fn manager_id(&self) -> i64 {
+        common::user_id(&self.app.db, MANAGER).await
+    }
+
+    /// Resets the simulator's request log and runs the queue until run `run_id` has ended;
+    /// its detail, as the owner reads it.
+    async fn run_counted(&self, run_id: i64) -> RunDetail {
+        self.demo.sim.reset_counters();
+        self.finish(run_id).await;
+        self.app
+            .run_detail(Some(&self.owner), CONTOSO, run_id, &[])
+            .await
+            .expect("the owner reads the run")
+    }
+
+    /// The Graph writes (every request but a GET or a HEAD) the simulator has seen since its
+    /// log was reset.
+    fn writes(&self) -> Vec<String> {
+        self.demo
+            .sim
+            .counters()
+            .requests
+            .iter()
+            .filter(|r| r.is_graph() && r.is_write())
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+
+    /// The action recorded for `policy_id`'s item of run `run_id`.
+    async fn action(&self, run_id: i64, policy_id: i64) -> Option<String> {
+        sqlx::query_scalar(
+            "SELECT restore_action FROM run_items WHERE run_id = $1 AND policy_id = $2",
+        )
+        .bind(run_id)
+        .bind(policy_id)
+        .fetch_one(self.app.db.pool())
+        .await
+        .unwrap()
+    }
+
+    /// Asserts that run `run_id` (its `detail`) wrote nothing and failed `not_authorized`, every
+    /// item failed with that reason and none recorded as written; and that the owner cannot
+    /// retry it from the run's page (a restore goes back through its wizard).
+    async fn assert_refused(&self, queued: &Queued, detail: &RunDetail) {
+        assert_eq!(self.writes(), Vec::<String>::new(), "nothing was written");
+        assert_eq!(detail.status, RunStatus::Failed, "{detail:?}");
+        assert_eq!(
+            detail.reason_code,
+            Some(ReasonCode::NotAuthorized),
+            "{detail:?}"
+        );
+        assert!(
+            detail
+                .failure_message
+                .as_deref()
+                .is_some_and(|message| message.starts_with(
+                    "The member who started this restore may no longer restore in this tenant"
+                )),
+            "{detail:?}"
+        );
+        assert_eq!(detail.items.rows.len(), queued.ids.len(), "{detail:?}");
+        for row in &detail.items.rows {
+            assert_eq!(row.outcome, ItemOutcome::Failed, "{row:?}");
+            assert_eq!(row.reason_code, Some(ReasonCode::NotAuthorized), "{row:?}");
+        }
+        for id in &queued.ids {
+            assert_eq!(self.action(queued.run_id, *id).await, None, "policy {id}");
+        }
+        let written: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'restore.item_written'",
+        )
+        .fetch_one(self.app.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(written, 0, "no write audited");
+        let refusal = self
+            .app
+            .retry_failed(&self.owner, CONTOSO, queued.run_id)
+            .await
+            .expect_err("a restore is not retried from the run's page");
+        assert_eq!(refusal.status, 422, "{}", refusal.body);
+    }
+}
+
+async fn a_restore_whose_starter_was_demoted_writes_nothing(f: Fixture) {
+    let queued = f.queue_restore().await;
+    let manager = f.manager_id().await;
+    f.app
+        .change_member_role(&f.owner, CONTOSO, manager, "readonly")
+        .await
+        .expect("the owner demotes the manager");
+    let detail = f.run_counted(queued.run_id).await;
+    f.assert_refused(&queued, &detail).await;
+    // Nor may the demoted member start it again from the run's page.
+    let refusal = f
+        .app
+        .retry_failed(&f.manager, CONTOSO, queued.run_id)
+        .await
+        .expect_err("a readonly member retries nothing");
+    assert_eq!(refusal.status, 403, "{}", refusal.body);
+}
+
+async fn a_restore_whose_starter_was_removed_writes_nothing(f: Fixture) {
+    let queued = f.queue_restore().await;
+    let manager = f.manager_id().await;
+    f.app
+        .remove_member(&f.owner, CONTOSO, manager)
+        .await
+        .expect("the owner removes the manager");
+    let detail = f.run_counted(queued.run_id).await;
+    f.assert_refused(&queued, &detail).await;
+}
+
+/// A claim that takes the run over (its first claim crashed) checks again.
+async fn a_taken_over_restore_whose_starter_was_removed_writes_nothing(f: Fixture) {
+    let queued = f.queue_restore().await;
+    sqlx::query("UPDATE runs SET attempt = 1 WHERE id = $1")
+        .bind(queued.run_id)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+    let manager = f.manager_id().await;
+    f.app
+        .remove_member(&f.owner, CONTOSO, manager)
+        .await
+        .expect("the owner removes the manager");
+    let detail = f.run_counted(queued.run_id).await;
+    f.assert_refused(&queued, &detail).await;
+}
+
+/// The starter's account deleted: the run's `initiated_by` is `NULL` (no API deletes an
+/// account; the database does as an operator would).
+async fn a_restore_whose_starters_account_was_deleted_writes_nothing(f: Fixture) {
+    let queued = f.queue_restore().await;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(f.manager_id().await)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+    let initiated_by: Option<i64> =
+        sqlx::query_scalar("SELECT initiated_by FROM runs WHERE id = $1")
+            .bind(queued.run_id)
+            .fetch_one(f.app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(initiated_by, None);
+    let detail = f.run_counted(queued.run_id).await;
+    f.assert_refused(&queued, &detail).await;
+}
+
+/// The control: a starter who may still restore gets the writes done.
+async fn a_restore_whose_starter_may_still_restore_writes(f: Fixture) {
+    let queued = f.queue_restore().await;
+    let detail = f.run_counted(queued.run_id).await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert_eq!(detail.reason_code, None, "{detail:?}");
+    assert!(!f.writes().is_empty(), "the restore wrote");
+    let (changed, deleted) = (queued.ids[0], queued.ids[1]);
+    assert_eq!(
+        f.action(queued.run_id, changed).await.as_deref(),
+        Some("updated")
+    );
+    assert_eq!(
+        f.action(queued.run_id, deleted).await.as_deref(),
+        Some("created")
+    );
+}
