@@ -9,13 +9,15 @@ use crate::sim_support::{BeforeWrite, Delay, HookedWriter};
 
 use common::{Answer, DemoApp, Refusal, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use std::sync::Arc;
+use std::time::Duration;
 use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::restore::{
     GateFailure, PlanAction, PlanItem, RestorePreview, RestoreSource,
 };
-use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail};
+use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail, RunItemRow};
 use tenantatlas::domain::PolicyType;
 use tenantatlas::domain::{RunStatus, SubmittedRun};
+use tenantatlas::graph_sim::SimPolicy;
 
 use tenantatlas::server::engine::operation::Registry;
 use tenantatlas::server::engine::worker::{CredentialsLoader, RunFailure, Worker};
@@ -70,6 +72,16 @@ const WITH_ASSIGNMENTS_AND_SCOPE_TAGS: &[(&str, &str)] = &[
     ("include_assignments", "true"),
     ("include_scope_tags", "true"),
 ];
+/// The options of a restore (or a backup) that leaves scope tags out.
+const WITHOUT_SCOPE_TAGS: &[(&str, &str)] = &[
+    ("include_assignments", "true"),
+    ("include_scope_tags", "false"),
+];
+/// The options of a restore that leaves assignments out.
+const WITHOUT_ASSIGNMENTS: &[(&str, &str)] = &[
+    ("include_assignments", "false"),
+    ("include_scope_tags", "true"),
+];
 
 /// The demo app, as a manager of Contoso (who may restore).
 struct Fixture {
@@ -89,6 +101,13 @@ impl std::ops::Deref for Fixture {
 struct Backup {
     set: i64,
     policies: Vec<(i64, String)>,
+}
+
+impl Backup {
+    /// The inventory ids of the backed-up policies, in order.
+    fn ids(&self) -> Vec<i64> {
+        self.policies.iter().map(|(id, _)| *id).collect()
+    }
 }
 
 impl Fixture {
@@ -127,8 +146,7 @@ impl Fixture {
     /// Syncs the inventory and backs up the policies of `graph_ids` (assignments and scope
     /// tags included).
     async fn backup_of(&self, graph_ids: &[String]) -> Backup {
-        self.run("runs/sync-inventory", &[("tenant", CONTOSO)])
-            .await;
+        self.sync().await;
         let mut policies = Vec::new();
         for graph_id in graph_ids {
             policies.push((self.policy_id(graph_id).await, graph_id.clone()));
@@ -150,15 +168,53 @@ impl Fixture {
         Backup { set, policies }
     }
 
-    /// Runs a preview of restoring `ids` of the set (assignments included); its id and plan.
+    /// Syncs the inventory.
+    async fn sync(&self) {
+        self.run("runs/sync-inventory", &[("tenant", CONTOSO)])
+            .await;
+    }
+
+    /// Runs a preview of restoring `ids` of the set (assignments and scope tags included); its
+    /// id and plan.
     async fn preview(&self, set: i64, ids: &[i64]) -> (i64, RestorePreview) {
+        self.preview_with(set, ids, WITH_ASSIGNMENTS_AND_SCOPE_TAGS)
+            .await
+    }
+
+    /// Runs a preview of restoring `ids` of the set with `options`; its id and plan.
+    async fn preview_with(
+        &self,
+        set: i64,
+        ids: &[i64],
+        options: &[(&str, &str)],
+    ) -> (i64, RestorePreview) {
         let run_id = self
-            .start_preview(&self.manager, set, ids)
+            .app
+            .start_restore_preview(
+                &self.manager,
+                CONTOSO,
+                RestoreSource::BackupSet(set),
+                ids,
+                options,
+            )
             .await
             .expect("the preview starts")
             .run_id;
         self.finish(run_id).await;
         (run_id, self.plan(run_id).await)
+    }
+
+    /// Runs a preview of restoring policy `id` of the set alone, which must plan `expected`;
+    /// its id and plan.
+    async fn preview_planning(
+        &self,
+        set: i64,
+        id: i64,
+        expected: PlanAction,
+    ) -> (i64, RestorePreview) {
+        let (preview, plan) = self.preview(set, &[id]).await;
+        assert_eq!(item(&plan, id).plan, Some(expected), "{plan:?}");
+        (preview, plan)
     }
 
     /// Starts the execute of `preview` as the manager, queued; its id.
@@ -172,11 +228,36 @@ impl Fixture {
     /// Makes the next claim of queued run `run_id` its second, as when a claim that crashed
     /// is taken over.
     async fn as_taken_over(&self, run_id: i64) {
-        sqlx::query("UPDATE runs SET attempt = 1 WHERE id = $1")
+        self.set_run(run_id, "attempt = 1").await;
+    }
+
+    /// Sets the columns of run `run_id` as `assignments` (SQL) says.
+    async fn set_run(&self, run_id: i64, assignments: &str) {
+        sqlx::query(&format!("UPDATE runs SET {assignments} WHERE id = $1"))
             .bind(run_id)
             .execute(self.app.db.pool())
             .await
             .unwrap();
+    }
+
+    /// Starts the execute of `preview` as the manager, queued for a claim that takes it over
+    /// ([`Self::as_taken_over`]); its id.
+    async fn queue_takeover(&self, preview: i64) -> i64 {
+        let run_id = self.queue_execute(preview).await;
+        self.as_taken_over(run_id).await;
+        run_id
+    }
+
+    /// Resets the simulator's counters and runs the queue until run `run_id` has ended: the
+    /// [`Self::writes`] are then the run's.
+    async fn finish_counted(&self, run_id: i64) {
+        self.demo.sim.reset_counters();
+        self.finish(run_id).await;
+    }
+
+    /// Marks run `run_id` cancelled, as an execute that ended by a cancel.
+    async fn mark_cancelled(&self, run_id: i64) {
+        self.set_run(run_id, "status = 'cancelled'").await;
     }
 
     /// The detail of run `run_id`, as the manager reads it.
@@ -185,6 +266,17 @@ impl Fixture {
             .run_detail(Some(&self.manager), CONTOSO, run_id, &[])
             .await
             .expect("the manager reads the run")
+    }
+
+    /// The first item of run `run_id`, which must have failed: its reason and message.
+    async fn failed_item(&self, run_id: i64) -> FailedItem {
+        let detail = self.detail(run_id).await;
+        let row = &detail.items.rows[0];
+        assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
+        FailedItem {
+            reason: row.reason_code,
+            message: row.message.clone().unwrap_or_default(),
+        }
     }
 
     /// Writes version `snapshot_id` of a policy to Intune as the execute would (in place at
@@ -260,6 +352,71 @@ impl Fixture {
             .unwrap()
     }
 
+    /// The first live policy that `matches`; `what` names it should there be none.
+    fn live_policy(&self, what: &str, matches: impl Fn(&SimPolicy) -> bool) -> SimPolicy {
+        self.demo
+            .sim
+            .policies(CONTOSO)
+            .into_iter()
+            .find(matches)
+            .unwrap_or_else(|| panic!("no live policy is {what}"))
+    }
+
+    /// The name of the live policy of `graph_id`.
+    fn name_of(&self, graph_id: &str) -> String {
+        self.live_policy(graph_id, |p| p.id == graph_id).name
+    }
+
+    /// The Graph id of a live device configuration other than the one of `graph_id`.
+    fn other_device_configuration(&self, graph_id: &str) -> String {
+        self.live_policy("another device configuration", |p| {
+            p.kind.collection() == "deviceConfigurations" && p.id != graph_id
+        })
+        .id
+    }
+
+    /// Whether Intune holds a live policy of `graph_id`.
+    fn is_live(&self, graph_id: &str) -> bool {
+        self.demo
+            .sim
+            .policies(CONTOSO)
+            .iter()
+            .any(|p| p.id == graph_id)
+    }
+
+    /// The version of `policy` that backup set `set` holds.
+    async fn backed_up(&self, set: i64, policy: i64) -> i64 {
+        sqlx::query_scalar(
+            "SELECT snapshot_id FROM backup_items WHERE backup_set_id = $1 AND policy_id = $2",
+        )
+        .bind(set)
+        .bind(policy)
+        .fetch_one(self.app.db.pool())
+        .await
+        .unwrap()
+    }
+
+    /// Makes backup set `set` hold version `snapshot_id` of `policy`.
+    async fn back_up_as(&self, set: i64, policy: i64, snapshot_id: i64) {
+        sqlx::query(
+            "UPDATE backup_items SET snapshot_id = $1 WHERE backup_set_id = $2 AND policy_id = $3",
+        )
+        .bind(snapshot_id)
+        .bind(set)
+        .bind(policy)
+        .execute(self.app.db.pool())
+        .await
+        .unwrap();
+    }
+
+    /// The scope tags Intune holds for the policy of `graph_id`, if it is live.
+    fn scope_tags_of(&self, graph_id: &str) -> Option<serde_json::Value> {
+        self.demo
+            .sim
+            .policy_json(CONTOSO, graph_id)
+            .map(|p| p["roleScopeTagIds"].clone())
+    }
+
     /// The action recorded for `policy_id`'s item of run `run_id`.
     async fn action(&self, run_id: i64, policy_id: i64) -> Option<String> {
         sqlx::query_scalar(
@@ -308,16 +465,25 @@ impl Fixture {
 
     /// Executes `preview` with both confirmations and runs it to its end; the run's detail.
     async fn execute(&self, preview: i64) -> RunDetail {
-        let run_id = self
-            .execute_as(&self.manager, preview, true, TENANT_NAME)
-            .await
-            .expect("the restore starts")
-            .run_id;
+        let run_id = self.queue_execute(preview).await;
         self.finish(run_id).await;
-        self.app
-            .run_detail(Some(&self.manager), CONTOSO, run_id, &[])
-            .await
-            .expect("the manager reads the run")
+        self.detail(run_id).await
+    }
+
+    /// Asks to execute `preview` as the manager with both confirmations, which the server must
+    /// refuse; `what` names the call.
+    async fn execute_refused(&self, preview: i64, what: &str) -> Refusal {
+        refused(
+            self.execute_as(&self.manager, preview, true, TENANT_NAME)
+                .await,
+            what,
+        )
+    }
+
+    /// Asserts that the simulator has seen no Graph write since its counters were reset; `why`
+    /// says why none was due.
+    fn assert_no_writes(&self, why: &str) {
+        assert_eq!(self.writes(), Vec::<String>::new(), "{why}");
     }
 
     /// The Graph writes the simulator has seen since its counters were reset.
@@ -345,6 +511,32 @@ fn item(plan: &RestorePreview, policy_id: i64) -> &PlanItem {
         .unwrap_or_else(|| panic!("no item of policy {policy_id} in {plan:?}"))
 }
 
+/// The backup version the item of `policy_id` restores.
+fn backup_version(plan: &RestorePreview, policy_id: i64) -> i64 {
+    item(plan, policy_id)
+        .backup_snapshot_id
+        .expect("the backup version")
+}
+
+/// Whether one of the item's blocks says each of `words`.
+fn blocked_saying(planned: &PlanItem, words: &[&str]) -> bool {
+    planned
+        .notes
+        .blocked
+        .iter()
+        .any(|why| words.iter().all(|word| why.contains(word)))
+}
+
+/// The row of `policy_id`'s item in a run's detail.
+fn row_of(detail: &RunDetail, policy_id: i64) -> &RunItemRow {
+    detail
+        .items
+        .rows
+        .iter()
+        .find(|r| r.policy_id == policy_id)
+        .unwrap_or_else(|| panic!("no item of policy {policy_id} in {detail:?}"))
+}
+
 /// What the server refused a call with; `what` names the call should it have been answered.
 fn refused<T: std::fmt::Debug>(answer: Answer<T>, what: &str) -> Refusal {
     match answer {
@@ -353,9 +545,65 @@ fn refused<T: std::fmt::Debug>(answer: Answer<T>, what: &str) -> Refusal {
     }
 }
 
+/// A failed item of a run: why, and what it says.
+struct FailedItem {
+    reason: Option<ReasonCode>,
+    message: String,
+}
+
+/// The details of a `restore.item_written` audit row.
+#[derive(Debug, serde::Deserialize)]
+struct ItemWritten {
+    run_id: i64,
+    action: String,
+    graph_id: Option<String>,
+    completed: bool,
+    /// Why the write is incomplete (with `completed` false).
+    failure: Option<WriteFailed>,
+}
+
+/// The failure an incomplete write's audit row records.
+#[derive(Debug, serde::Deserialize)]
+struct WriteFailed {
+    message: String,
+}
+
+impl ItemWritten {
+    /// The message of the failure the row records, if any.
+    fn failure_message(&self) -> Option<&str> {
+        self.failure
+            .as_ref()
+            .map(|failure| failure.message.as_str())
+    }
+}
+
+/// `n` seconds.
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// `n` milliseconds.
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Polls `done` every `every` until it holds; fails saying `what` never happened once `within`
+/// has passed.
+async fn wait_for<F, Fut>(what: &str, within: Duration, every: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < within, "{what}");
+        tokio::time::sleep(every).await;
+    }
+}
+
 async fn a_restore_brings_back_every_type_and_ends_with_evidence(f: Fixture) {
     let backup = f.backup().await;
-    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    let ids = backup.ids();
     // Intune changes behind the backup: every policy edited, the device configuration deleted
     // (a type without secret settings: a secret, never captured, cannot be created anew).
     let (deleted_id, deleted_graph) = backup.policies[1].clone();
@@ -393,18 +641,9 @@ async fn a_restore_brings_back_every_type_and_ends_with_evidence(f: Fixture) {
         f.writes()
     );
     // The deleted policy was created anew; its record follows the new id.
-    let new_graph_id: String = sqlx::query_scalar("SELECT graph_id FROM policies WHERE id = $1")
-        .bind(deleted_id)
-        .fetch_one(f.app.db.pool())
-        .await
-        .unwrap();
+    let new_graph_id = f.graph_id_of(deleted_id).await;
     assert_ne!(new_graph_id, deleted_graph);
-    assert!(f
-        .demo
-        .sim
-        .policies(CONTOSO)
-        .iter()
-        .any(|p| p.id == new_graph_id));
+    assert!(f.is_live(&new_graph_id));
     // Each policy's current version is the backup's again.
     let current: Vec<(i64, Option<i64>)> = sqlx::query_as(
         "SELECT bi.snapshot_id, p.current_snapshot_id FROM backup_items bi \
@@ -418,12 +657,7 @@ async fn a_restore_brings_back_every_type_and_ends_with_evidence(f: Fixture) {
     for (backup_version, now) in current {
         assert_eq!(Some(backup_version), now);
     }
-    let audited: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'restore.item_written'")
-            .fetch_one(f.app.db.pool())
-            .await
-            .unwrap();
-    assert_eq!(audited, 4, "one audit row per item written");
+    assert_eq!(f.audited().await, 4, "one audit row per item written");
 
     // The same restore again, after a fresh preview: every item unchanged, zero writes.
     let (again, plan) = f.preview(backup.set, &ids).await;
@@ -437,7 +671,7 @@ async fn a_restore_brings_back_every_type_and_ends_with_evidence(f: Fixture) {
     f.demo.sim.reset_counters();
     let detail = f.execute(again).await;
     assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
-    assert_eq!(f.writes(), Vec::<String>::new());
+    f.assert_no_writes("every item unchanged");
     let actions: Vec<Option<String>> =
         sqlx::query_scalar("SELECT restore_action FROM run_items WHERE run_id = $1")
             .bind(detail.id)
@@ -449,7 +683,7 @@ async fn a_restore_brings_back_every_type_and_ends_with_evidence(f: Fixture) {
 
 async fn the_preview_never_writes(f: Fixture) {
     let backup = f.backup().await;
-    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    let ids = backup.ids();
     for (_, graph_id) in &backup.policies {
         assert!(f.demo.sim.change_settings(CONTOSO, graph_id));
     }
@@ -461,7 +695,7 @@ async fn the_preview_never_writes(f: Fixture) {
     assert_eq!(plan.status, RunStatus::Completed, "{plan:?}");
     let counters = f.demo.sim.counters();
     assert!(counters.graph_requests() > 0);
-    assert_eq!(f.writes(), Vec::<String>::new());
+    f.assert_no_writes("a preview only reads");
     let methods: std::collections::BTreeSet<&str> = counters
         .requests
         .iter()
@@ -473,7 +707,7 @@ async fn the_preview_never_writes(f: Fixture) {
 
 async fn the_execute_gates_hold_on_the_server(f: Fixture) {
     let backup = f.backup().await;
-    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    let ids = backup.ids();
     assert!(f.demo.sim.change_settings(CONTOSO, &backup.policies[1].1));
     let (preview, _) = f.preview(backup.set, &ids).await;
     let runs = f.runs().await;
@@ -510,10 +744,7 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
         .execute(f.app.db.pool())
         .await
         .unwrap();
-    let refusal = refused(
-        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
-        "an expired preview",
-    );
+    let refusal = f.execute_refused(preview, "an expired preview").await;
     assert_eq!(refusal.status, 409, "{}", refusal.body);
     assert_eq!(
         f.plan(preview).await.not_executable,
@@ -532,42 +763,18 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
         5,
     )
     .await;
-    let held: i64 = sqlx::query_scalar(
-        "SELECT snapshot_id FROM backup_items WHERE backup_set_id = $1 AND policy_id = $2",
-    )
-    .bind(backup.set)
-    .bind(policy)
-    .fetch_one(f.app.db.pool())
-    .await
-    .unwrap();
-    sqlx::query(
-        "UPDATE backup_items SET snapshot_id = $1 WHERE backup_set_id = $2 AND policy_id = $3",
-    )
-    .bind(other)
-    .bind(backup.set)
-    .bind(policy)
-    .execute(f.app.db.pool())
-    .await
-    .unwrap();
-    let refusal = refused(
-        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
-        "a preview of a changed backup",
-    );
+    let held = f.backed_up(backup.set, policy).await;
+    f.back_up_as(backup.set, policy, other).await;
+    let refusal = f
+        .execute_refused(preview, "a preview of a changed backup")
+        .await;
     assert_eq!(refusal.status, 409, "{}", refusal.body);
     assert_eq!(
         f.runs().await,
         runs + 1,
         "only the second preview was queued"
     );
-    sqlx::query(
-        "UPDATE backup_items SET snapshot_id = $1 WHERE backup_set_id = $2 AND policy_id = $3",
-    )
-    .bind(held)
-    .bind(backup.set)
-    .bind(policy)
-    .execute(f.app.db.pool())
-    .await
-    .unwrap();
+    f.back_up_as(backup.set, policy, held).await;
 
     // A current preview: a double submit is one run; once it ended, the preview is spent.
     let (first, second) = tokio::join!(
@@ -580,24 +787,20 @@ async fn the_execute_gates_hold_on_the_server(f: Fixture) {
     };
     assert_eq!(first.run_id, second.run_id);
     f.finish(first.run_id).await;
-    let refusal = refused(
-        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
-        "a spent preview",
-    );
+    let refusal = f.execute_refused(preview, "a spent preview").await;
     assert_eq!(refusal.status, 409, "{}", refusal.body);
     // The race the checks alone lose: the first execute still looks under way to the check of
     // ended executes, and unlike the new one to the lookup of identical active runs (as when it
     // ends between the two). The database still refuses a second execute of the preview.
-    sqlx::query("UPDATE runs SET status = 'running', idempotency_key = 'elsewhere' WHERE id = $1")
-        .bind(first.run_id)
-        .execute(f.app.db.pool())
-        .await
-        .unwrap();
+    f.set_run(
+        first.run_id,
+        "status = 'running', idempotency_key = 'elsewhere'",
+    )
+    .await;
     let before = f.runs().await;
-    let refusal = refused(
-        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
-        "a preview whose execute ends meanwhile",
-    );
+    let refusal = f
+        .execute_refused(preview, "a preview whose execute ends meanwhile")
+        .await;
     assert_eq!(refusal.status, 409, "{}", refusal.body);
     assert_eq!(f.runs().await, before, "no second execute of the preview");
 
@@ -623,7 +826,7 @@ async fn a_name_stored_with_a_run_of_spaces_is_confirmed_as_the_page_shows_it(f:
         .await
         .unwrap();
     let backup = f.backup().await;
-    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    let ids = backup.ids();
     let (preview, plan) = f.preview(backup.set, &ids).await;
     assert_eq!(plan.not_executable, None, "{plan:?}");
     let runs = f.runs().await;
@@ -647,7 +850,7 @@ async fn a_name_stored_with_a_run_of_spaces_is_confirmed_as_the_page_shows_it(f:
 /// preview), but the refusal says no write was recorded rather than "executed already".
 async fn a_cancelled_queued_execute_is_not_called_executed(f: Fixture) {
     let backup = f.backup().await;
-    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    let ids = backup.ids();
     assert!(f.demo.sim.change_settings(CONTOSO, &backup.policies[1].1));
     let (preview, _) = f.preview(backup.set, &ids).await;
     let queued = f.queue_execute(preview).await;
@@ -656,10 +859,12 @@ async fn a_cancelled_queued_execute_is_not_called_executed(f: Fixture) {
         .await
         .expect("the manager cancels the queued execute");
     let runs = f.runs().await;
-    let refusal = refused(
-        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
-        "a preview whose execute was cancelled while queued",
-    );
+    let refusal = f
+        .execute_refused(
+            preview,
+            "a preview whose execute was cancelled while queued",
+        )
+        .await;
     assert_eq!(refusal.status, 409, "{}", refusal.body);
     assert!(
         refusal.body.contains("with no write to Intune recorded"),
@@ -680,10 +885,7 @@ async fn a_cancelled_queued_execute_is_not_called_executed(f: Fixture) {
     // An execute that ran and wrote is executed already.
     let (preview, _) = f.preview(backup.set, &ids).await;
     assert_eq!(f.execute(preview).await.status, RunStatus::Completed);
-    let refusal = refused(
-        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
-        "a spent preview",
-    );
+    let refusal = f.execute_refused(preview, "a spent preview").await;
     assert_eq!(refusal.status, 409, "{}", refusal.body);
     assert!(
         refusal.body.contains("executed already"),
@@ -694,7 +896,7 @@ async fn a_cancelled_queued_execute_is_not_called_executed(f: Fixture) {
 
 async fn only_owners_and_managers_may_restore(f: Fixture) {
     let backup = f.backup().await;
-    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    let ids = backup.ids();
     let (preview, _) = f.preview(backup.set, &ids).await;
     let runs = f.runs().await;
     for email in [OPERATOR, READONLY, OUTSIDER] {
@@ -742,7 +944,7 @@ async fn only_owners_and_managers_may_restore(f: Fixture) {
 
 async fn an_item_changed_since_the_preview_is_not_written(f: Fixture) {
     let backup = f.backup().await;
-    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    let ids = backup.ids();
     for (_, graph_id) in &backup.policies {
         assert!(f.demo.sim.change_settings(CONTOSO, graph_id));
     }
@@ -753,12 +955,7 @@ async fn an_item_changed_since_the_preview_is_not_written(f: Fixture) {
     f.demo.sim.reset_counters();
     let detail = f.execute(preview).await;
     assert_eq!(detail.status, RunStatus::CompletedWithErrors, "{detail:?}");
-    let failed = detail
-        .items
-        .rows
-        .iter()
-        .find(|r| r.policy_id == moved)
-        .unwrap();
+    let failed = row_of(&detail, moved);
     assert_eq!(failed.outcome, ItemOutcome::Failed);
     assert_eq!(failed.reason_code, Some(ReasonCode::ChangedSincePreview));
     assert!(
@@ -777,7 +974,7 @@ async fn an_item_changed_since_the_preview_is_not_written(f: Fixture) {
 
 async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
     let backup = f.backup().await;
-    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    let ids = backup.ids();
     // The app lost Group.Read.All: the whole restore is blocked, and the block names it.
     f.demo.sim.set_app(
         CONTOSO,
@@ -790,10 +987,7 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
     let block = plan.run_block.as_deref().unwrap_or_default();
     assert!(block.contains("Group.Read.All"), "{plan:?}");
     assert_eq!(plan.not_executable, Some(GateFailure::Blocked));
-    let refusal = refused(
-        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
-        "a blocked restore",
-    );
+    let refusal = f.execute_refused(preview, "a blocked restore").await;
     assert_eq!(refusal.status, 409);
 
     // A group the backup assigns no longer exists: that item is blocked.
@@ -814,11 +1008,10 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
     let (preview, plan) = f.preview(backup.set, &ids).await;
     let blocked = item(&plan, policy);
     assert_eq!(blocked.plan, Some(PlanAction::Blocked), "{plan:?}");
-    assert!(blocked.notes.blocked.iter().any(|why| why.contains(&group)));
-    let refusal = refused(
-        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
-        "a restore with a blocked item",
-    );
+    assert!(blocked_saying(blocked, &[group.as_str()]), "{blocked:?}");
+    let refusal = f
+        .execute_refused(preview, "a restore with a blocked item")
+        .await;
     assert_eq!(refusal.status, 409, "{}", refusal.body);
 
     // A deleted policy whose backup holds a secret setting cannot be created anew (a backup
@@ -841,15 +1034,12 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
         "the demo's settings catalog policy holds a secret"
     );
     assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
-    let (_, plan) = f.preview(backup.set, &[policy]).await;
+    let (_, plan) = f
+        .preview_planning(backup.set, policy, PlanAction::Blocked)
+        .await;
     let blocked = item(&plan, policy);
-    assert_eq!(blocked.plan, Some(PlanAction::Blocked), "{plan:?}");
     assert!(
-        blocked
-            .notes
-            .blocked
-            .iter()
-            .any(|why| why.contains(&secrets[0])),
+        blocked_saying(blocked, &[secrets[0].as_str()]),
         "{blocked:?}"
     );
 }
@@ -862,7 +1052,7 @@ async fn a_missing_permission_or_group_blocks_the_restore(f: Fixture) {
 /// once in about ten reloads). Many renders at once, so that the server's timing varies.
 async fn the_wizard_at_a_preview_sends_the_browser_each_answer_once(f: Fixture) {
     let backup = f.backup().await;
-    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    let ids = backup.ids();
     let (preview, _) = f.preview(backup.set, &ids).await;
     let path = format!(
         "/t/{CONTOSO}/restore/new?source=set-{}&preview={preview}",
@@ -919,34 +1109,17 @@ async fn a_cancel_while_a_create_is_in_flight_records_the_write_in_full(f: Fixtu
     let backup = f.backup().await;
     let (deleted_id, deleted_graph) = backup.policies[1].clone();
     assert!(f.demo.sim.remove_policy(CONTOSO, &deleted_graph));
-    let (preview, plan) = f.preview(backup.set, &[deleted_id]).await;
-    assert_eq!(item(&plan, deleted_id).plan, Some(PlanAction::Create));
+    let (preview, _) = f
+        .preview_planning(backup.set, deleted_id, PlanAction::Create)
+        .await;
     let run_id = f.queue_execute(preview).await;
     let mut knobs = f.demo.sim.knobs();
     knobs.latency_ms = 400;
     f.demo.sim.set_knobs(knobs.clone());
     f.demo.sim.reset_counters();
-    // The worker hears the server's cancels at once, as the runner's does.
-    let worker = f.worker.clone().with_cancels(f.app.wake.cancels());
-    let (executed, ()) = tokio::join!(worker.try_execute_task(), async {
-        let started = std::time::Instant::now();
-        while !f
-            .writes()
-            .iter()
-            .any(|w| w.starts_with("POST") && w.ends_with("/deviceConfigurations"))
-        {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(20),
-                "the create was never sent"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        f.app
-            .cancel_run(&f.manager, CONTOSO, run_id)
-            .await
-            .expect("the manager cancels");
-    });
-    executed.expect("the worker runs");
+    let sent = || async { f.created_any() };
+    f.run_cancelling(f.worker.clone(), run_id, "the create was never sent", sent)
+        .await;
     knobs.latency_ms = 0;
     f.demo.sim.set_knobs(knobs);
 
@@ -967,12 +1140,7 @@ async fn a_cancel_while_a_create_is_in_flight_records_the_write_in_full(f: Fixtu
     assert_eq!(f.audited().await, 1, "the write is audited");
     let new_graph_id = f.graph_id_of(deleted_id).await;
     assert_ne!(new_graph_id, deleted_graph);
-    assert!(f
-        .demo
-        .sim
-        .policies(CONTOSO)
-        .iter()
-        .any(|p| p.id == new_graph_id));
+    assert!(f.is_live(&new_graph_id));
     assert!(
         f.writes()
             .iter()
@@ -981,12 +1149,8 @@ async fn a_cancel_while_a_create_is_in_flight_records_the_write_in_full(f: Fixtu
         f.writes()
     );
     // Restored again: the policy is found, nothing is created twice.
-    let (_, plan) = f.preview(backup.set, &[deleted_id]).await;
-    assert_eq!(
-        item(&plan, deleted_id).plan,
-        Some(PlanAction::Unchanged),
-        "{plan:?}"
-    );
+    f.preview_planning(backup.set, deleted_id, PlanAction::Unchanged)
+        .await;
 }
 
 /// A claim that takes an execute over looks for the policy an earlier claim may have created
@@ -997,38 +1161,19 @@ async fn a_cancel_while_a_create_is_in_flight_records_the_write_in_full(f: Fixtu
 async fn a_takeover_never_takes_a_policy_that_existed_for_its_create(f: Fixture) {
     let backup = f.backup().await;
     let (p_id, p_graph) = backup.policies[1].clone();
-    let sims = f.demo.sim.policies(CONTOSO);
-    let name = sims.iter().find(|p| p.id == p_graph).unwrap().name.clone();
-    let other = sims
-        .iter()
-        .find(|p| p.kind.collection() == "deviceConfigurations" && p.id != p_graph)
-        .expect("another device configuration")
-        .id
-        .clone();
+    let name = f.name_of(&p_graph);
+    let other = f.other_device_configuration(&p_graph);
     // Someone names another policy as the backed-up one, which is then deleted.
     assert!(f.demo.sim.rename_policy(CONTOSO, &other, &name));
     assert!(f.demo.sim.remove_policy(CONTOSO, &p_graph));
     let others_before = f.demo.sim.policy_json(CONTOSO, &other);
-    let named = || {
-        let mut ids: Vec<String> = f
-            .demo
-            .sim
-            .policies(CONTOSO)
-            .into_iter()
-            .filter(|p| p.name == name)
-            .map(|p| p.id)
-            .collect();
-        ids.sort();
-        ids
-    };
 
     // No create announced: created anew, the other policy untouched.
-    let (preview, plan) = f.preview(backup.set, &[p_id]).await;
-    assert_eq!(item(&plan, p_id).plan, Some(PlanAction::Create));
-    let run_id = f.queue_execute(preview).await;
-    f.as_taken_over(run_id).await;
-    f.demo.sim.reset_counters();
-    f.finish(run_id).await;
+    let (preview, plan) = f
+        .preview_planning(backup.set, p_id, PlanAction::Create)
+        .await;
+    let run_id = f.queue_takeover(preview).await;
+    f.finish_counted(run_id).await;
     let detail = f.detail(run_id).await;
     assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
     assert_eq!(f.action(run_id, p_id).await.as_deref(), Some("created"));
@@ -1040,33 +1185,20 @@ async fn a_takeover_never_takes_a_policy_that_existed_for_its_create(f: Fixture)
         "{:?}",
         f.writes()
     );
-    assert_eq!(named().len(), 2);
+    assert_eq!(f.named(&name).len(), 2);
 
     // Announced by a claim that crashed after its create reached Intune: that policy is taken.
-    let snapshot = item(&plan, p_id)
-        .backup_snapshot_id
-        .expect("the backup version");
+    let snapshot = backup_version(&plan, p_id);
     for (orphans, succeeds) in [(1, true), (2, false)] {
         assert!(f
             .demo
             .sim
             .remove_policy(CONTOSO, &f.graph_id_of(p_id).await));
-        let (preview, plan) = f.preview(backup.set, &[p_id]).await;
-        assert_eq!(item(&plan, p_id).plan, Some(PlanAction::Create));
-        let run_id = f.queue_execute(preview).await;
-        f.as_taken_over(run_id).await;
-        let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
-        sqlx::query(
-            "INSERT INTO run_items (tenant_id, run_id, policy_id, create_sent_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(tenant_id)
-        .bind(run_id)
-        .bind(p_id)
-        .bind(tenantatlas::domain::Timestamp::now().millis())
-        .execute(f.app.db.pool())
-        .await
-        .unwrap();
+        let (preview, _) = f
+            .preview_planning(backup.set, p_id, PlanAction::Create)
+            .await;
+        let run_id = f.queue_takeover(preview).await;
+        f.announce_create(run_id, p_id, now_ms()).await;
         let mut sent = Vec::new();
         for _ in 0..orphans {
             sent.push(
@@ -1074,8 +1206,7 @@ async fn a_takeover_never_takes_a_policy_that_existed_for_its_create(f: Fixture)
                     .await,
             );
         }
-        f.demo.sim.reset_counters();
-        f.finish(run_id).await;
+        f.finish_counted(run_id).await;
         let detail = f.detail(run_id).await;
         let row = &detail.items.rows[0];
         assert!(
@@ -1095,7 +1226,7 @@ async fn a_takeover_never_takes_a_policy_that_existed_for_its_create(f: Fixture)
             assert_eq!(detail.status, RunStatus::Failed, "{detail:?}");
             assert_eq!(row.outcome, ItemOutcome::Failed);
             assert_eq!(row.reason_code, Some(ReasonCode::ChangedSincePreview));
-            assert_eq!(f.writes(), Vec::<String>::new(), "nothing written");
+            f.assert_no_writes("nothing written");
             let message = row.message.as_deref().unwrap_or_default();
             assert!(
                 sent.iter().all(|id| message.contains(id.as_str())),
@@ -1109,35 +1240,21 @@ async fn a_takeover_never_takes_a_policy_that_existed_for_its_create(f: Fixture)
 /// the run over finds the policy matching the backup and records the item as updated (its
 /// evidence, its audit row) instead of failing it as changed with "nothing was written".
 async fn a_takeover_records_a_write_the_crashed_claim_made(f: Fixture) {
-    let backup = f.backup().await;
-    let (id, graph_id) = backup.policies[2].clone();
-    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
-    let (preview, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
-    let run_id = f.queue_execute(preview).await;
-    f.as_taken_over(run_id).await;
+    let (backup, id, graph_id) = changed_policy(&f, 2).await;
+    let (preview, plan) = f.preview_planning(backup.set, id, PlanAction::Update).await;
+    let run_id = f.queue_takeover(preview).await;
     // The crashed claim announced its update before sending it.
     f.announce_update(run_id, id).await;
-    f.write_directly(
-        PolicyType::Compliance,
-        item(&plan, id)
-            .backup_snapshot_id
-            .expect("the backup version"),
-        Some(&graph_id),
-    )
-    .await;
-    f.demo.sim.reset_counters();
-    f.finish(run_id).await;
+    let snapshot = backup_version(&plan, id);
+    f.write_directly(PolicyType::Compliance, snapshot, Some(&graph_id))
+        .await;
+    f.finish_counted(run_id).await;
     let detail = f.detail(run_id).await;
     assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
     assert_eq!(detail.items.rows[0].outcome, ItemOutcome::Succeeded);
     assert_eq!(f.action(run_id, id).await.as_deref(), Some("updated"));
     assert_eq!(f.audited().await, 1);
-    assert_eq!(
-        f.writes(),
-        Vec::<String>::new(),
-        "written once, by the first claim"
-    );
+    f.assert_no_writes("written once, by the first claim");
     assert_eq!(
         detail.summary.as_deref(),
         Some("1 of 1 now match the backup."),
@@ -1150,30 +1267,18 @@ async fn a_takeover_records_a_write_the_crashed_claim_made(f: Fixture) {
 /// (an admin, by hand), not the run. The item fails as changed since the preview, as the first
 /// claim's would, with no action recorded and no audit row claiming the write.
 async fn a_takeover_claims_no_write_it_never_announced(f: Fixture) {
-    let backup = f.backup().await;
-    let (id, graph_id) = backup.policies[2].clone();
-    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
-    let (preview, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
-    let run_id = f.queue_execute(preview).await;
-    f.as_taken_over(run_id).await;
-    f.write_directly(
-        PolicyType::Compliance,
-        item(&plan, id)
-            .backup_snapshot_id
-            .expect("the backup version"),
-        Some(&graph_id),
-    )
-    .await;
-    f.demo.sim.reset_counters();
-    f.finish(run_id).await;
-    let detail = f.detail(run_id).await;
-    let row = &detail.items.rows[0];
-    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
-    assert_eq!(row.reason_code, Some(ReasonCode::ChangedSincePreview));
+    let (backup, id, graph_id) = changed_policy(&f, 2).await;
+    let (preview, plan) = f.preview_planning(backup.set, id, PlanAction::Update).await;
+    let run_id = f.queue_takeover(preview).await;
+    let snapshot = backup_version(&plan, id);
+    f.write_directly(PolicyType::Compliance, snapshot, Some(&graph_id))
+        .await;
+    f.finish_counted(run_id).await;
+    let failed = f.failed_item(run_id).await;
+    assert_eq!(failed.reason, Some(ReasonCode::ChangedSincePreview));
     assert_eq!(f.action(run_id, id).await, None);
     assert_eq!(f.audited().await, 0, "no write of the run to audit");
-    assert_eq!(f.writes(), Vec::<String>::new());
+    f.assert_no_writes("the item failed");
 }
 
 /// A claim taking an execute over whose earlier claim announced an administrative template's
@@ -1181,94 +1286,79 @@ async fn a_takeover_claims_no_write_it_never_announced(f: Fixture) {
 /// values it adds would be added twice) sends nothing: the item fails saying when to preview
 /// again, with an incomplete audit row.
 async fn a_takeover_never_resends_definition_values_an_earlier_claim_may_still_send(f: Fixture) {
-    let backup = f.backup().await;
-    let (id, graph_id) = backup.policies[3].clone();
-    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
-    let (preview, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update), "{plan:?}");
-    let run_id = f.queue_execute(preview).await;
-    f.as_taken_over(run_id).await;
+    let (backup, id, _) = changed_policy(&f, 3).await;
+    let (preview, _) = f.preview_planning(backup.set, id, PlanAction::Update).await;
+    let run_id = f.queue_takeover(preview).await;
     f.announce_update(run_id, id).await;
-    f.demo.sim.reset_counters();
-    f.finish(run_id).await;
+    f.finish_counted(run_id).await;
 
-    assert_eq!(f.writes(), Vec::<String>::new(), "nothing sent again");
-    let detail = f.detail(run_id).await;
-    let row = &detail.items.rows[0];
-    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
-    let message = row.message.as_deref().unwrap_or_default();
+    f.assert_no_writes("nothing sent again");
+    let message = f.failed_item(run_id).await.message;
     assert!(message.contains("Run the preview again after"), "{message}");
     assert!(message.contains("MAY be written"), "{message}");
     assert_eq!(f.action(run_id, id).await, None);
-    let audited = f.audit_details().await;
-    assert_eq!(audited.len(), 1, "{audited:?}");
-    assert_eq!(audited[0]["action"], "updated");
-    assert_eq!(audited[0]["completed"], false);
+    let audited = f.only_audit().await;
+    assert_eq!(audited.action, "updated");
+    assert!(!audited.completed);
 }
 
 impl Fixture {
     /// Records that an earlier claim of run `run_id` announced the update of `policy_id` now
     /// (its item, pending), as a claim does right before sending it.
     async fn announce_update(&self, run_id: i64, policy_id: i64) {
+        self.announce("update_sent_at", run_id, policy_id, now_ms())
+            .await;
+    }
+
+    /// Records that an earlier claim of run `run_id` announced the create of `policy_id` at
+    /// `sent_at` (its item, pending), as a claim does right before sending it.
+    async fn announce_create(&self, run_id: i64, policy_id: i64, sent_at: i64) {
+        self.announce("create_sent_at", run_id, policy_id, sent_at)
+            .await;
+    }
+
+    /// Inserts `policy_id`'s pending item of run `run_id` with its announce `column` at `sent_at`.
+    async fn announce(&self, column: &str, run_id: i64, policy_id: i64, sent_at: i64) {
         let tenant_id = common::tenant_id(&self.app.db, CONTOSO).await;
-        sqlx::query(
-            "INSERT INTO run_items (tenant_id, run_id, policy_id, update_sent_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
+        sqlx::query(&format!(
+            "INSERT INTO run_items (tenant_id, run_id, policy_id, {column}) \
+             VALUES ($1, $2, $3, $4)"
+        ))
         .bind(tenant_id)
         .bind(run_id)
         .bind(policy_id)
-        .bind(tenantatlas::domain::Timestamp::now().millis())
+        .bind(sent_at)
         .execute(self.app.db.pool())
         .await
         .unwrap();
     }
 }
 
+/// The time now, in milliseconds since the epoch.
+fn now_ms() -> i64 {
+    tenantatlas::domain::Timestamp::now().millis()
+}
+
 /// A settings catalog policy is replaced by a PUT; with scope tags left out of the restore (the
 /// wizard's default) its live scope tags stay as they are.
 async fn leaving_scope_tags_out_leaves_the_live_tags_alone(f: Fixture) {
-    let tags_of = |graph_id: &str| {
-        f.demo
-            .sim
-            .policy_json(CONTOSO, graph_id)
-            .map(|p| p["roleScopeTagIds"].clone())
+    let two_tags = |p: &SimPolicy| {
+        f.scope_tags_of(&p.id)
+            .is_some_and(|t| t.as_array().is_some_and(|t| t.len() == 2))
     };
     let tagged = f
-        .demo
-        .sim
-        .policies(CONTOSO)
-        .into_iter()
-        .find(|p| {
-            p.kind.collection() == "configurationPolicies"
-                && tags_of(&p.id).is_some_and(|t| t.as_array().is_some_and(|t| t.len() == 2))
+        .live_policy("a settings catalog policy with two scope tags", |p| {
+            p.kind.collection() == "configurationPolicies" && two_tags(p)
         })
-        .expect("a settings catalog policy with two scope tags")
         .id;
-    let tags = tags_of(&tagged);
+    let tags = f.scope_tags_of(&tagged);
     let backup = f.backup_of(std::slice::from_ref(&tagged)).await;
     let policy = backup.policies[0].0;
     assert!(f.demo.sim.change_settings(CONTOSO, &tagged));
-    let preview = f
-        .app
-        .start_restore_preview(
-            &f.manager,
-            CONTOSO,
-            RestoreSource::BackupSet(backup.set),
-            &[policy],
-            &[
-                ("include_assignments", "true"),
-                ("include_scope_tags", "false"),
-            ],
-        )
-        .await
-        .expect("the preview starts")
-        .run_id;
-    f.finish(preview).await;
-    assert_eq!(
-        item(&f.plan(preview).await, policy).plan,
-        Some(PlanAction::Update)
-    );
+    let (preview, plan) = f
+        .preview_with(backup.set, &[policy], WITHOUT_SCOPE_TAGS)
+        .await;
+    assert_eq!(item(&plan, policy).plan, Some(PlanAction::Update));
     f.demo.sim.reset_counters();
     let detail = f.execute(preview).await;
     assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
@@ -1277,7 +1367,7 @@ async fn leaving_scope_tags_out_leaves_the_live_tags_alone(f: Fixture) {
         "{:?}",
         f.writes()
     );
-    assert_eq!(tags_of(&tagged), tags, "the live scope tags stay");
+    assert_eq!(f.scope_tags_of(&tagged), tags, "the live scope tags stay");
 }
 
 /// A restore that leaves assignments (or scope tags) out writes none, so a difference there is
@@ -1290,13 +1380,7 @@ async fn a_part_left_out_of_the_restore_is_no_change(f: Fixture) {
     assert!(f.demo.sim.add_assignment(CONTOSO, &assigned_graph));
     // Scope tags: the compliance policy's tags changed since the backup.
     let (tagged, tagged_graph) = backup.policies[2].clone();
-    let tags_of = |graph_id: &str| {
-        f.demo
-            .sim
-            .policy_json(CONTOSO, graph_id)
-            .map(|p| p["roleScopeTagIds"].clone())
-            .unwrap_or_default()
-    };
+    let tags_of = |graph_id: &str| f.scope_tags_of(graph_id).unwrap_or_default();
     let tags_before = tags_of(&tagged_graph);
     let other_tag = f
         .demo
@@ -1306,14 +1390,7 @@ async fn a_part_left_out_of_the_restore_is_no_change(f: Fixture) {
         .map(|tag| serde_json::Value::String(tag.id))
         .find(|id| tags_before.as_array().is_none_or(|tags| !tags.contains(id)))
         .expect("a scope tag the policy does not have");
-    let held: i64 = sqlx::query_scalar(
-        "SELECT snapshot_id FROM backup_items WHERE backup_set_id = $1 AND policy_id = $2",
-    )
-    .bind(backup.set)
-    .bind(tagged)
-    .fetch_one(f.app.db.pool())
-    .await
-    .unwrap();
+    let held = f.backed_up(backup.set, tagged).await;
     let backup_version = f.version(held).await;
     let mut retagged = backup_version.payload.clone();
     retagged["policy"]["roleScopeTagIds"] = serde_json::json!([other_tag]);
@@ -1327,43 +1404,14 @@ async fn a_part_left_out_of_the_restore_is_no_change(f: Fixture) {
     assert_ne!(tags_of(&tagged_graph), tags_before, "the tags changed");
 
     for (policy, options) in [
-        (
-            assigned,
-            [
-                ("include_assignments", "false"),
-                ("include_scope_tags", "true"),
-            ],
-        ),
-        (
-            tagged,
-            [
-                ("include_assignments", "true"),
-                ("include_scope_tags", "false"),
-            ],
-        ),
+        (assigned, WITHOUT_ASSIGNMENTS),
+        (tagged, WITHOUT_SCOPE_TAGS),
     ] {
         // With the part included, the restore would change it.
-        let (_, plan) = f.preview(backup.set, &[policy]).await;
-        assert_eq!(
-            item(&plan, policy).plan,
-            Some(PlanAction::Update),
-            "{plan:?}"
-        );
+        f.preview_planning(backup.set, policy, PlanAction::Update)
+            .await;
 
-        let preview = f
-            .app
-            .start_restore_preview(
-                &f.manager,
-                CONTOSO,
-                RestoreSource::BackupSet(backup.set),
-                &[policy],
-                &options,
-            )
-            .await
-            .expect("the preview starts")
-            .run_id;
-        f.finish(preview).await;
-        let plan = f.plan(preview).await;
+        let (preview, plan) = f.preview_with(backup.set, &[policy], options).await;
         let planned = item(&plan, policy);
         assert_eq!(
             planned.plan,
@@ -1376,11 +1424,7 @@ async fn a_part_left_out_of_the_restore_is_no_change(f: Fixture) {
         f.demo.sim.reset_counters();
         let detail = f.execute(preview).await;
         assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
-        assert_eq!(
-            f.writes(),
-            Vec::<String>::new(),
-            "{options:?}: nothing written"
-        );
+        f.assert_no_writes(&format!("{options:?}: nothing written"));
         assert_eq!(
             detail.summary.as_deref(),
             Some("1 of 1 now match the backup."),
@@ -1394,26 +1438,21 @@ async fn a_part_left_out_of_the_restore_is_no_change(f: Fixture) {
 async fn a_create_warns_of_a_live_policy_with_the_backups_name(f: Fixture) {
     let backup = f.backup().await;
     let (policy, graph_id) = backup.policies[1].clone();
-    let sims = f.demo.sim.policies(CONTOSO);
-    let backup_name = sims.iter().find(|p| p.id == graph_id).unwrap().name.clone();
-    let other = sims
-        .iter()
-        .find(|p| p.kind.collection() == "deviceConfigurations" && p.id != graph_id)
-        .expect("another device configuration")
-        .id
-        .clone();
+    let backup_name = f.name_of(&graph_id);
+    let other = f.other_device_configuration(&graph_id);
     // Renamed since the backup, and another policy took its old name; then it was deleted.
     assert!(f
         .demo
         .sim
         .rename_policy(CONTOSO, &graph_id, "Renamed since the backup"));
     assert!(f.demo.sim.rename_policy(CONTOSO, &other, &backup_name));
-    f.run("runs/sync-inventory", &[("tenant", CONTOSO)]).await;
+    f.sync().await;
     assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
 
-    let (_, plan) = f.preview(backup.set, &[policy]).await;
+    let (_, plan) = f
+        .preview_planning(backup.set, policy, PlanAction::Create)
+        .await;
     let planned = item(&plan, policy);
-    assert_eq!(planned.plan, Some(PlanAction::Create), "{plan:?}");
     let warning = format!("A policy named \"{backup_name}\" already exists in Intune.");
     assert!(planned.notes.warnings.contains(&warning), "{planned:?}");
 }
@@ -1422,7 +1461,7 @@ async fn a_create_warns_of_a_live_policy_with_the_backups_name(f: Fixture) {
 /// that it has not finished).
 async fn a_preview_that_could_not_read_a_policy_says_so(f: Fixture) {
     let backup = f.backup().await;
-    let ids: Vec<i64> = backup.policies.iter().map(|(id, _)| *id).collect();
+    let ids = backup.ids();
     f.demo.sim.set_fault(
         &backup.policies[0].1,
         tenantatlas::graph_sim::Fault::Forbidden,
@@ -1430,10 +1469,9 @@ async fn a_preview_that_could_not_read_a_policy_says_so(f: Fixture) {
     let (preview, plan) = f.preview(backup.set, &ids).await;
     assert_eq!(plan.status, RunStatus::CompletedWithErrors, "{plan:?}");
     assert_eq!(plan.not_executable, Some(GateFailure::PoliciesUnread(1)));
-    let refusal = refused(
-        f.execute_as(&f.manager, preview, true, TENANT_NAME).await,
-        "a preview that could not read a policy",
-    );
+    let refusal = f
+        .execute_refused(preview, "a preview that could not read a policy")
+        .await;
     assert_eq!(refusal.status, 409, "{}", refusal.body);
     assert!(
         refusal
@@ -1482,21 +1520,13 @@ async fn a_policy_written_before_its_assignments_failed_is_recorded(f: Fixture) 
     assert_eq!(item(&plan, updated_id).plan, Some(PlanAction::Update));
     assert_eq!(item(&plan, created_id).plan, Some(PlanAction::Create));
     for id in ids {
-        let version = item(&plan, id)
-            .backup_snapshot_id
-            .expect("a backup version");
-        refuse_assignments_of(&f, version).await;
+        refuse_assignments_of(&f, backup_version(&plan, id)).await;
     }
 
     f.demo.sim.reset_counters();
     let detail = f.execute(preview).await;
     for id in ids {
-        let row = detail
-            .items
-            .rows
-            .iter()
-            .find(|r| r.policy_id == id)
-            .expect("the item");
+        let row = row_of(&detail, id);
         assert_eq!(row.outcome, ItemOutcome::Failed, "{row:?}");
         let message = row.message.as_deref().unwrap_or_default();
         assert!(message.contains("The policy itself was"), "{row:?}");
@@ -1509,12 +1539,7 @@ async fn a_policy_written_before_its_assignments_failed_is_recorded(f: Fixture) 
     );
     let new_graph_id = f.graph_id_of(created_id).await;
     assert_ne!(new_graph_id, created_graph);
-    assert!(f
-        .demo
-        .sim
-        .policies(CONTOSO)
-        .iter()
-        .any(|p| p.id == new_graph_id));
+    assert!(f.is_live(&new_graph_id));
     assert_eq!(
         f.action(detail.id, created_id).await.as_deref(),
         Some("created")
@@ -1524,13 +1549,7 @@ async fn a_policy_written_before_its_assignments_failed_is_recorded(f: Fixture) 
         Some("updated")
     );
 
-    let audited: Vec<(String, String)> = sqlx::query_as(
-        "SELECT target, details FROM audit_log WHERE action = 'restore.item_written' \
-         ORDER BY target",
-    )
-    .fetch_all(f.app.db.pool())
-    .await
-    .unwrap();
+    let audited = f.audit_details().await;
     assert_eq!(
         audited.len(),
         2,
@@ -1540,30 +1559,29 @@ async fn a_policy_written_before_its_assignments_failed_is_recorded(f: Fixture) 
         (updated_id, "updated", &updated_graph),
         (created_id, "created", &new_graph_id),
     ] {
-        let (_, details) = audited
-            .iter()
-            .find(|(target, _)| *target == format!("policy:{id}"))
-            .unwrap_or_else(|| panic!("no audit row of policy {id}: {audited:?}"));
-        let details: serde_json::Value = serde_json::from_str(details).unwrap();
-        assert_eq!(details["run_id"], detail.id, "{details}");
-        assert_eq!(details["action"], action, "{details}");
-        assert_eq!(details["graph_id"], graph_id.as_str(), "{details}");
-        assert_eq!(details["completed"], false, "{details}");
-        assert!(details["failure"]["message"].is_string(), "{details}");
+        let details = f.audit_of(id).await;
+        assert_eq!(details.run_id, detail.id, "{details:?}");
+        assert_eq!(details.action, action, "{details:?}");
+        assert_eq!(details.graph_id.as_ref(), Some(graph_id), "{details:?}");
+        assert!(!details.completed, "{details:?}");
+        assert!(details.failure_message().is_some(), "{details:?}");
     }
 
     // The next preview finds the policy the execute created: an update, not a second create.
     let (_, plan) = f.preview(backup.set, &ids).await;
-    assert_eq!(
-        item(&plan, created_id).plan,
-        Some(PlanAction::Update),
-        "{plan:?}"
-    );
-    assert_eq!(
-        item(&plan, updated_id).plan,
-        Some(PlanAction::Update),
-        "{plan:?}"
-    );
+    for id in [created_id, updated_id] {
+        assert_eq!(item(&plan, id).plan, Some(PlanAction::Update), "{plan:?}");
+    }
+}
+
+/// A restore whose create's answer was lost ([`Fixture::lose_a_create`]).
+struct LostCreate {
+    /// The preview run.
+    preview: i64,
+    /// The execute run.
+    run_id: i64,
+    /// The backup version the create sent.
+    snapshot: i64,
 }
 
 /// What [`LosingWriter`] does with a create.
@@ -1644,6 +1662,52 @@ impl Fixture {
         )
     }
 
+    /// Runs the queue's next task with `worker`, which hears the server's cancels at once as the
+    /// runner's does, and cancels run `run_id` as the manager once `ready` holds (`what` says
+    /// what never happened should it not within 20 s).
+    async fn run_cancelling<F, Fut>(&self, worker: Worker, run_id: i64, what: &str, ready: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let worker = worker.with_cancels(self.app.wake.cancels());
+        let (executed, ()) = tokio::join!(worker.try_execute_task(), async {
+            wait_for(what, secs(20), ms(5), ready).await;
+            self.app
+                .cancel_run(&self.manager, CONTOSO, run_id)
+                .await
+                .expect("the manager cancels");
+        });
+        executed.expect("the worker runs");
+    }
+
+    /// How many items with a create announced (and not settled) have `column` = `id` (a run's,
+    /// or a policy's).
+    async fn announced_creates(&self, column: &str, id: i64) -> i64 {
+        sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM run_items WHERE {column} = $1 AND create_sent_at IS NOT NULL"
+        ))
+        .bind(id)
+        .fetch_one(self.app.db.pool())
+        .await
+        .unwrap()
+    }
+
+    /// Previews the restore of deleted policy `id` of backup set `set` and executes it with a
+    /// writer that loses the create's answer without sending it (it may land later).
+    async fn lose_a_create(&self, set: i64, id: i64) -> LostCreate {
+        let (preview, plan) = self.preview(set, &[id]).await;
+        let snapshot = backup_version(&plan, id);
+        let run_id = self.queue_execute(preview).await;
+        let worker = self.worker_writing_with(self.losing_writer(Lost::BeforeCreating));
+        self.finish_with(&worker, run_id).await;
+        LostCreate {
+            preview,
+            run_id,
+            snapshot,
+        }
+    }
+
     /// Runs `worker` until run `run_id` has ended.
     async fn finish_with(&self, worker: &Worker, run_id: i64) {
         use tenantatlas::server::engine::worker::Outcome;
@@ -1678,7 +1742,7 @@ impl Fixture {
     }
 
     /// The `restore.item_written` audit rows' details, oldest first.
-    async fn audit_details(&self) -> Vec<serde_json::Value> {
+    async fn audit_details(&self) -> Vec<ItemWritten> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT details FROM audit_log WHERE action = 'restore.item_written' ORDER BY id",
         )
@@ -1688,6 +1752,44 @@ impl Fixture {
         rows.iter()
             .map(|d| serde_json::from_str(d).expect("JSON details"))
             .collect()
+    }
+
+    /// The details of the one `restore.item_written` audit row there must be.
+    async fn only_audit(&self) -> ItemWritten {
+        let mut audited = self.audit_details().await;
+        assert_eq!(audited.len(), 1, "{audited:?}");
+        audited.remove(0)
+    }
+
+    /// Asserts that the one `restore.item_written` audit row says the update of the policy of
+    /// `graph_id` may have been written (incomplete).
+    async fn assert_audited_maybe_updated(&self, graph_id: &str) {
+        let audited = self.only_audit().await;
+        assert_eq!(audited.action, "updated");
+        assert_eq!(audited.graph_id.as_deref(), Some(graph_id));
+        assert!(!audited.completed);
+    }
+
+    /// The details of the `restore.item_written` audit row of `policy_id`.
+    async fn audit_of(&self, policy_id: i64) -> ItemWritten {
+        let details: String = sqlx::query_scalar(
+            "SELECT details FROM audit_log WHERE action = 'restore.item_written' AND target = $1",
+        )
+        .bind(format!("policy:{policy_id}"))
+        .fetch_optional(self.app.db.pool())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no audit row of policy {policy_id}"));
+        serde_json::from_str(&details).expect("JSON details")
+    }
+
+    /// The Graph client's writes, losing the answers `lost` says (see [`LosingWriter`]).
+    fn losing_writer(&self, lost: Lost) -> LosingWriter {
+        LosingWriter {
+            client: self.demo.access.client.clone(),
+            lost,
+            creates: Default::default(),
+        }
     }
 
     /// Moves the create announced for `policy_id` by an execute an hour back, past the time it
@@ -1704,19 +1806,21 @@ impl Fixture {
     }
 }
 
+/// A policy of the backup (the `index`th: see [`Fixture::backup`]) whose settings changed in
+/// Intune since: the backup, and the policy's inventory id and Graph id.
+async fn changed_policy(f: &Fixture, index: usize) -> (Backup, i64, String) {
+    let backup = f.backup().await;
+    let (id, graph_id) = backup.policies[index].clone();
+    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
+    (backup, id, graph_id)
+}
+
 /// A deleted policy of the backup (a device configuration): its inventory id, its Graph id
 /// and its name.
 async fn deleted_policy(f: &Fixture) -> (Backup, i64, String, String) {
     let backup = f.backup().await;
     let (id, graph_id) = backup.policies[1].clone();
-    let name = f
-        .demo
-        .sim
-        .policies(CONTOSO)
-        .into_iter()
-        .find(|p| p.id == graph_id)
-        .unwrap()
-        .name;
+    let name = f.name_of(&graph_id);
     assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
     (backup, id, graph_id, name)
 }
@@ -1726,14 +1830,9 @@ async fn deleted_policy(f: &Fixture) -> (Backup, i64, String, String) {
 /// with its id; the next preview and execute update it, and no second create is ever sent.
 async fn a_create_whose_answer_is_lost_is_found_and_never_sent_twice(f: Fixture) {
     let (backup, id, old_graph_id, name) = deleted_policy(&f).await;
-    let (preview, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create));
+    let (preview, _) = f.preview_planning(backup.set, id, PlanAction::Create).await;
     let run_id = f.queue_execute(preview).await;
-    let worker = f.worker_writing_with(LosingWriter {
-        client: f.demo.access.client.clone(),
-        lost: Lost::AfterCreating,
-        creates: Default::default(),
-    });
+    let worker = f.worker_writing_with(f.losing_writer(Lost::AfterCreating));
     f.demo.sim.reset_counters();
     f.finish_with(&worker, run_id).await;
 
@@ -1745,10 +1844,9 @@ async fn a_create_whose_answer_is_lost_is_found_and_never_sent_twice(f: Fixture)
     assert_eq!(f.action(run_id, id).await.as_deref(), Some("created"));
     assert_eq!(f.graph_id_of(id).await, created[0]);
     assert_ne!(created[0], old_graph_id);
-    let audited = f.audit_details().await;
-    assert_eq!(audited.len(), 1, "{audited:?}");
-    assert_eq!(audited[0]["graph_id"], created[0].as_str());
-    assert_eq!(audited[0]["completed"], true);
+    let audited = f.only_audit().await;
+    assert_eq!(audited.graph_id.as_ref(), Some(&created[0]));
+    assert!(audited.completed);
 
     // Restored again: the created policy is found, nothing is created twice.
     let (preview, plan) = f.preview(backup.set, &[id]).await;
@@ -1766,43 +1864,28 @@ async fn a_create_whose_answer_is_lost_is_found_and_never_sent_twice(f: Fixture)
 /// create sent.
 async fn a_create_that_may_still_land_blocks_the_next_create(f: Fixture) {
     let (backup, id, _, name) = deleted_policy(&f).await;
-    let (preview, plan) = f.preview(backup.set, &[id]).await;
-    let snapshot = item(&plan, id)
-        .backup_snapshot_id
-        .expect("the backup version");
-    let run_id = f.queue_execute(preview).await;
-    let worker = f.worker_writing_with(LosingWriter {
-        client: f.demo.access.client.clone(),
-        lost: Lost::BeforeCreating,
-        creates: Default::default(),
-    });
-    f.finish_with(&worker, run_id).await;
+    let lost = f.lose_a_create(backup.set, id).await;
+    let (run_id, snapshot) = (lost.run_id, lost.snapshot);
 
-    let detail = f.detail(run_id).await;
-    let row = &detail.items.rows[0];
-    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
-    assert_eq!(row.reason_code, Some(ReasonCode::Timeout));
-    let message = row.message.as_deref().unwrap_or_default();
+    let FailedItem { reason, message } = f.failed_item(run_id).await;
+    assert_eq!(reason, Some(ReasonCode::Timeout));
     assert!(message.contains("MAY have been created"), "{message}");
     assert!(message.contains("Sync the inventory"), "{message}");
     assert_eq!(f.action(run_id, id).await, None);
-    let audited = f.audit_details().await;
-    assert_eq!(audited.len(), 1, "{audited:?}");
-    assert_eq!(audited[0]["action"], "created");
-    assert_eq!(audited[0]["graph_id"], serde_json::Value::Null);
-    assert_eq!(audited[0]["completed"], false);
-    assert!(audited[0]["failure"]["message"].is_string(), "{audited:?}");
+    let audited = f.only_audit().await;
+    assert_eq!(audited.action, "created");
+    assert_eq!(audited.graph_id, None);
+    assert!(!audited.completed);
+    assert!(audited.failure_message().is_some(), "{audited:?}");
 
     // While the create could still land, no create is planned.
-    let (_, plan) = f.preview(backup.set, &[id]).await;
+    let (_, plan) = f
+        .preview_planning(backup.set, id, PlanAction::Blocked)
+        .await;
     let planned = item(&plan, id);
-    assert_eq!(planned.plan, Some(PlanAction::Blocked), "{plan:?}");
+    let run = format!("run {run_id}");
     assert!(
-        planned
-            .notes
-            .blocked
-            .iter()
-            .any(|b| b.contains(&format!("run {run_id}")) && b.contains("preview again after")),
+        blocked_saying(planned, &[run.as_str(), "preview again after"]),
         "{planned:?}"
     );
 
@@ -1842,46 +1925,22 @@ async fn a_create_that_may_still_land_blocks_the_next_create(f: Fixture) {
 /// with no policy created, plans the create again.
 async fn a_takeover_never_creates_while_an_earlier_create_may_land(f: Fixture) {
     let (backup, id, _, name) = deleted_policy(&f).await;
-    let (preview, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create));
-    let run_id = f.queue_execute(preview).await;
-    f.as_taken_over(run_id).await;
-    let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
-    sqlx::query(
-        "INSERT INTO run_items (tenant_id, run_id, policy_id, create_sent_at) \
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(tenant_id)
-    .bind(run_id)
-    .bind(id)
-    .bind(tenantatlas::domain::Timestamp::now().millis())
-    .execute(f.app.db.pool())
-    .await
-    .unwrap();
-    f.demo.sim.reset_counters();
-    f.finish(run_id).await;
+    let (preview, _) = f.preview_planning(backup.set, id, PlanAction::Create).await;
+    let run_id = f.queue_takeover(preview).await;
+    f.announce_create(run_id, id, now_ms()).await;
+    f.finish_counted(run_id).await;
 
     assert!(!f.created_any(), "no create sent: {:?}", f.writes());
     assert!(f.named(&name).is_empty());
-    let detail = f.detail(run_id).await;
-    let row = &detail.items.rows[0];
-    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
-    let message = row.message.as_deref().unwrap_or_default();
+    let message = f.failed_item(run_id).await.message;
     assert!(message.contains("no second create was sent"), "{message}");
     assert!(message.contains("Run the preview again after"), "{message}");
 
-    let (_, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Blocked), "{plan:?}");
+    f.preview_planning(backup.set, id, PlanAction::Blocked)
+        .await;
     f.age_announce(id).await;
-    let (_, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create), "{plan:?}");
-    let unsettled: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM run_items WHERE policy_id = $1 AND create_sent_at IS NOT NULL",
-    )
-    .bind(id)
-    .fetch_one(f.app.db.pool())
-    .await
-    .unwrap();
+    f.preview_planning(backup.set, id, PlanAction::Create).await;
+    let unsettled = f.announced_creates("policy_id", id).await;
     assert_eq!(unsettled, 0, "the preview settled the announce");
 }
 
@@ -1891,14 +1950,12 @@ async fn a_takeover_never_creates_while_an_earlier_create_may_land(f: Fixture) {
 async fn a_takeover_after_a_sync_takes_the_policy_its_create_made(f: Fixture) {
     let (backup, id, _, name) = deleted_policy(&f).await;
     let (preview, plan) = f.preview(backup.set, &[id]).await;
-    let snapshot = item(&plan, id)
-        .backup_snapshot_id
-        .expect("the backup version");
-    let sent_at = tenantatlas::domain::Timestamp::now().millis() - 1_000;
+    let snapshot = backup_version(&plan, id);
+    let sent_at = now_ms() - 1_000;
     let landed = f
         .write_directly(PolicyType::DeviceConfiguration, snapshot, None)
         .await;
-    f.run("runs/sync-inventory", &[("tenant", CONTOSO)]).await;
+    f.sync().await;
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM policies WHERE graph_id = $1")
         .bind(&landed)
         .fetch_one(f.app.db.pool())
@@ -1906,22 +1963,9 @@ async fn a_takeover_after_a_sync_takes_the_policy_its_create_made(f: Fixture) {
         .unwrap();
     assert_eq!(rows, 1, "the sync learned of the created policy");
 
-    let run_id = f.queue_execute(preview).await;
-    f.as_taken_over(run_id).await;
-    let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
-    sqlx::query(
-        "INSERT INTO run_items (tenant_id, run_id, policy_id, create_sent_at) \
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(tenant_id)
-    .bind(run_id)
-    .bind(id)
-    .bind(sent_at)
-    .execute(f.app.db.pool())
-    .await
-    .unwrap();
-    f.demo.sim.reset_counters();
-    f.finish(run_id).await;
+    let run_id = f.queue_takeover(preview).await;
+    f.announce_create(run_id, id, sent_at).await;
+    f.finish_counted(run_id).await;
 
     let detail = f.detail(run_id).await;
     assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
@@ -1945,15 +1989,8 @@ async fn a_takeover_never_resends_definition_values_of_an_adopted_create_that_ma
     let (id, graph_id) = backup.policies[3].clone();
     assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
     for (age_ms, in_flight) in [(1_000, true), (3_600_000, false)] {
-        let (preview, plan) = f.preview(backup.set, &[id]).await;
-        assert_eq!(item(&plan, id).plan, Some(PlanAction::Create), "{plan:?}");
-        let version = f
-            .version(
-                item(&plan, id)
-                    .backup_snapshot_id
-                    .expect("the backup version"),
-            )
-            .await;
+        let (preview, plan) = f.preview_planning(backup.set, id, PlanAction::Create).await;
+        let version = f.version(backup_version(&plan, id)).await;
         // What the earlier claim's POST left: the policy alone, its definition values not
         // yet sent.
         let mut alone = version.payload.clone();
@@ -1972,7 +2009,7 @@ async fn a_takeover_never_resends_definition_values_of_an_adopted_create_that_ma
             values += removed.as_array().map_or(0, Vec::len);
         }
         assert!(values > 0, "the backup holds definition values");
-        let sent_at = tenantatlas::domain::Timestamp::now().millis() - age_ms;
+        let sent_at = now_ms() - age_ms;
         let created = f
             .write_payload(
                 PolicyType::AdministrativeTemplate,
@@ -1982,22 +2019,9 @@ async fn a_takeover_never_resends_definition_values_of_an_adopted_create_that_ma
             )
             .await;
 
-        let run_id = f.queue_execute(preview).await;
-        f.as_taken_over(run_id).await;
-        let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
-        sqlx::query(
-            "INSERT INTO run_items (tenant_id, run_id, policy_id, create_sent_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(tenant_id)
-        .bind(run_id)
-        .bind(id)
-        .bind(sent_at)
-        .execute(f.app.db.pool())
-        .await
-        .unwrap();
-        f.demo.sim.reset_counters();
-        f.finish(run_id).await;
+        let run_id = f.queue_takeover(preview).await;
+        f.announce_create(run_id, id, sent_at).await;
+        f.finish_counted(run_id).await;
 
         let writes = f.writes();
         let sent_values = writes
@@ -2022,9 +2046,9 @@ async fn a_takeover_never_resends_definition_values_of_an_adopted_create_that_ma
             assert!(message.contains(created.as_str()), "{message}");
             let audited = f.audit_details().await;
             let last = audited.last().expect("an audit row");
-            assert_eq!(last["action"], "created", "{audited:?}");
-            assert_eq!(last["graph_id"], created.as_str(), "{audited:?}");
-            assert_eq!(last["completed"], false, "{audited:?}");
+            assert_eq!(last.action, "created", "{audited:?}");
+            assert_eq!(last.graph_id.as_ref(), Some(&created), "{audited:?}");
+            assert!(!last.completed, "{audited:?}");
             // The next restore starts from the created policy.
             assert!(f.demo.sim.remove_policy(CONTOSO, &created));
         } else {
@@ -2039,42 +2063,22 @@ async fn a_takeover_never_resends_definition_values_of_an_adopted_create_that_ma
 /// preview nor the backup, and records it as partly written (an incomplete audit row), not as
 /// "nothing was written".
 async fn a_takeover_after_an_update_cut_short_says_it_was_partly_written(f: Fixture) {
-    let backup = f.backup().await;
-    let (id, graph_id) = backup.policies[2].clone();
-    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
-    let (preview, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
-    let run_id = f.queue_execute(preview).await;
-    f.as_taken_over(run_id).await;
-    let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
-    sqlx::query(
-        "INSERT INTO run_items (tenant_id, run_id, policy_id, update_sent_at) \
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(tenant_id)
-    .bind(run_id)
-    .bind(id)
-    .bind(tenantatlas::domain::Timestamp::now().millis())
-    .execute(f.app.db.pool())
-    .await
-    .unwrap();
+    let (backup, id, graph_id) = changed_policy(&f, 2).await;
+    let (preview, _) = f.preview_planning(backup.set, id, PlanAction::Update).await;
+    let run_id = f.queue_takeover(preview).await;
+    f.announce_update(run_id, id).await;
     // What the crashed claim's write left: neither the preview's policy nor the backup's.
     assert!(f.demo.sim.rename_policy(CONTOSO, &graph_id, "Half written"));
-    f.demo.sim.reset_counters();
-    f.finish(run_id).await;
+    f.finish_counted(run_id).await;
 
-    assert_eq!(f.writes(), Vec::<String>::new(), "nothing written again");
-    let detail = f.detail(run_id).await;
-    let row = &detail.items.rows[0];
-    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
-    let message = row.message.as_deref().unwrap_or_default();
+    f.assert_no_writes("nothing written again");
+    let message = f.failed_item(run_id).await.message;
     assert!(message.contains("partly written"), "{message}");
     assert!(!message.contains("nothing was written"), "{message}");
     assert_eq!(f.action(run_id, id).await.as_deref(), Some("updated"));
-    let audited = f.audit_details().await;
-    assert_eq!(audited.len(), 1, "{audited:?}");
-    assert_eq!(audited[0]["action"], "updated");
-    assert_eq!(audited[0]["completed"], false);
+    let audited = f.only_audit().await;
+    assert_eq!(audited.action, "updated");
+    assert!(!audited.completed);
 }
 
 /// Two previews of the same deleted policy both plan its create. The first one's execute sends
@@ -2083,15 +2087,12 @@ async fn a_takeover_after_an_update_cut_short_says_it_was_partly_written(f: Fixt
 /// looks for the policy first.
 async fn a_second_previews_execute_never_sends_a_create_the_first_may_have_made(f: Fixture) {
     let (backup, id, _, _) = deleted_policy(&f).await;
-    let (first, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create));
-    let (second, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create));
+    let (first, _) = f.preview_planning(backup.set, id, PlanAction::Create).await;
+    let (second, _) = f.preview_planning(backup.set, id, PlanAction::Create).await;
     let creates = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let worker = f.worker_writing_with(LosingWriter {
-        client: f.demo.access.client.clone(),
-        lost: Lost::BeforeCreating,
         creates: creates.clone(),
+        ..f.losing_writer(Lost::BeforeCreating)
     });
     let run_id = f.queue_execute(first).await;
     f.finish_with(&worker, run_id).await;
@@ -2099,10 +2100,7 @@ async fn a_second_previews_execute_never_sends_a_create_the_first_may_have_made(
     f.finish_with(&worker, run_id).await;
 
     assert_eq!(creates.load(std::sync::atomic::Ordering::SeqCst), 1);
-    let detail = f.detail(run_id).await;
-    let row = &detail.items.rows[0];
-    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
-    let message = row.message.as_deref().unwrap_or_default();
+    let message = f.failed_item(run_id).await.message;
     assert!(message.contains("Run the preview again"), "{message}");
     assert_eq!(f.action(run_id, id).await, None);
 }
@@ -2110,37 +2108,19 @@ async fn a_second_previews_execute_never_sends_a_create_the_first_may_have_made(
 /// An update whose answer is lost (a timeout) may have changed the policy: the item fails
 /// saying so, with an incomplete audit row.
 async fn an_update_whose_answer_is_lost_is_audited_as_maybe_written(f: Fixture) {
-    let backup = f.backup().await;
-    let (id, graph_id) = backup.policies[2].clone();
-    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
-    let (preview, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
-    let worker = f.worker_writing_with(LosingWriter {
-        client: f.demo.access.client.clone(),
-        lost: Lost::Updates,
-        creates: Default::default(),
-    });
+    let (backup, id, graph_id) = changed_policy(&f, 2).await;
+    let (preview, _) = f.preview_planning(backup.set, id, PlanAction::Update).await;
+    let worker = f.worker_writing_with(f.losing_writer(Lost::Updates));
     let run_id = f.queue_execute(preview).await;
     f.finish_with(&worker, run_id).await;
 
-    let detail = f.detail(run_id).await;
-    let row = &detail.items.rows[0];
-    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
-    let message = row.message.as_deref().unwrap_or_default();
+    let message = f.failed_item(run_id).await.message;
     assert!(message.contains("MAY have been written"), "{message}");
-    let audited = f.audit_details().await;
-    assert_eq!(audited.len(), 1, "{audited:?}");
-    assert_eq!(audited[0]["action"], "updated");
-    assert_eq!(audited[0]["graph_id"], graph_id.as_str());
-    assert_eq!(audited[0]["completed"], false);
+    f.assert_audited_maybe_updated(&graph_id).await;
     // Its only trace is the announced write (no outcome recorded): the preview counts as
     // executed, never as "no write recorded", even for an execute that ended cancelled.
     assert_eq!(f.action(run_id, id).await, None);
-    sqlx::query("UPDATE runs SET status = 'cancelled' WHERE id = $1")
-        .bind(run_id)
-        .execute(f.app.db.pool())
-        .await
-        .unwrap();
+    f.mark_cancelled(run_id).await;
     assert_eq!(
         f.plan(preview).await.not_executable,
         Some(GateFailure::AlreadyExecuted)
@@ -2194,7 +2174,7 @@ fn late_answers_writer(
     sim: &tenantatlas::graph_sim::SimHandle,
 ) -> HookedWriter<AnswersLateFromAnUpdate> {
     let mut config = crate::sim_support::fast_config(sim);
-    config.request_timeout = std::time::Duration::from_millis(500);
+    config.request_timeout = ms(500);
     HookedWriter {
         client: GraphClient::new(config).expect("the client builds"),
         hook: AnswersLateFromAnUpdate {
@@ -2209,24 +2189,15 @@ fn late_answers_writer(
 /// fails saying so, with an incomplete audit row, and its announce stays (the preview counts as
 /// executed).
 async fn an_update_throttled_after_its_answer_was_lost_is_audited_as_maybe_written(f: Fixture) {
-    let backup = f.backup().await;
-    let (id, graph_id) = backup.policies[2].clone();
-    assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
-    let (preview, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update));
+    let (backup, id, graph_id) = changed_policy(&f, 2).await;
+    let (preview, _) = f.preview_planning(backup.set, id, PlanAction::Update).await;
     let worker = f.worker_writing_with(late_answers_writer(&f.demo.sim));
     let run_id = f.queue_execute(preview).await;
     f.demo.sim.reset_counters();
     let sim = &f.demo.sim;
     tokio::join!(f.finish_with(&worker, run_id), async {
-        let started = std::time::Instant::now();
-        while sim.counters().writes().is_empty() {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(30),
-                "the update was never sent"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
+        let sent = || async { !sim.counters().writes().is_empty() };
+        wait_for("the update was never sent", secs(30), ms(2), sent).await;
         // The update's next attempts (the fast client makes 3 in all) are throttled.
         let mut knobs = sim.knobs();
         knobs.latency_ms = 0;
@@ -2246,18 +2217,11 @@ async fn an_update_throttled_after_its_answer_was_lost_is_audited_as_maybe_writt
         vec![204, 429, 429],
         "the first attempt was applied"
     );
-    let detail = f.detail(run_id).await;
-    let row = &detail.items.rows[0];
-    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
-    let message = row.message.as_deref().unwrap_or_default();
+    let message = f.failed_item(run_id).await.message;
     assert!(message.contains("MAY have been written"), "{message}");
     assert!(!message.contains("nothing was written"), "{message}");
     assert!(message.contains("no answer in time"), "{message}");
-    let audited = f.audit_details().await;
-    assert_eq!(audited.len(), 1, "{audited:?}");
-    assert_eq!(audited[0]["action"], "updated");
-    assert_eq!(audited[0]["graph_id"], graph_id.as_str());
-    assert_eq!(audited[0]["completed"], false);
+    f.assert_audited_maybe_updated(&graph_id).await;
     let announced: Option<i64> = sqlx::query_scalar(
         "SELECT update_sent_at FROM run_items WHERE run_id = $1 AND policy_id = $2",
     )
@@ -2268,11 +2232,7 @@ async fn an_update_throttled_after_its_answer_was_lost_is_audited_as_maybe_writt
     .unwrap();
     assert!(announced.is_some(), "the announce stays");
     assert_eq!(f.action(run_id, id).await, None);
-    sqlx::query("UPDATE runs SET status = 'cancelled' WHERE id = $1")
-        .bind(run_id)
-        .execute(f.app.db.pool())
-        .await
-        .unwrap();
+    f.mark_cancelled(run_id).await;
     assert_eq!(
         f.plan(preview).await.not_executable,
         Some(GateFailure::AlreadyExecuted)
@@ -2284,44 +2244,15 @@ async fn an_update_throttled_after_its_answer_was_lost_is_audited_as_maybe_writt
 /// rather than "Cancelled before any policy was written."
 async fn a_cancel_during_a_lost_create_does_not_say_nothing_was_written(f: Fixture) {
     let (backup, id, _, _) = deleted_policy(&f).await;
-    let (preview, plan) = f.preview(backup.set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Create));
+    let (preview, _) = f.preview_planning(backup.set, id, PlanAction::Create).await;
     let run_id = f.queue_execute(preview).await;
-    let worker = f
-        .worker_writing_with(HookedWriter {
-            client: LosingWriter {
-                client: f.demo.access.client.clone(),
-                lost: Lost::BeforeCreating,
-                creates: Default::default(),
-            },
-            hook: Delay(std::time::Duration::from_millis(800)),
-        })
-        .with_cancels(f.app.wake.cancels());
-    let (executed, ()) = tokio::join!(worker.try_execute_task(), async {
-        let started = std::time::Instant::now();
-        loop {
-            let announced: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM run_items WHERE run_id = $1 AND create_sent_at IS NOT NULL",
-            )
-            .bind(run_id)
-            .fetch_one(f.app.db.pool())
-            .await
-            .unwrap();
-            if announced > 0 {
-                break;
-            }
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(20),
-                "the create was never announced"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        f.app
-            .cancel_run(&f.manager, CONTOSO, run_id)
-            .await
-            .expect("the manager cancels");
+    let worker = f.worker_writing_with(HookedWriter {
+        client: f.losing_writer(Lost::BeforeCreating),
+        hook: Delay(ms(800)),
     });
-    executed.expect("the worker runs");
+    let announced = || async { f.announced_creates("run_id", run_id).await > 0 };
+    f.run_cancelling(worker, run_id, "the create was never announced", announced)
+        .await;
 
     let detail = f.detail(run_id).await;
     assert_eq!(detail.status, RunStatus::Cancelled, "{detail:?}");
@@ -2368,29 +2299,21 @@ impl BeforeWrite for FailsReadsOfAnUpdate {
 /// and the preview is not counted as having written anything.
 async fn an_update_whose_read_before_writing_fails_is_not_called_written(f: Fixture) {
     let graph_id = f
-        .demo
-        .sim
-        .policies(CONTOSO)
-        .into_iter()
-        .find(|p| p.kind.collection() == "configurationPolicies")
-        .expect("a settings catalog policy")
+        .live_policy("a settings catalog policy", |p| {
+            p.kind.collection() == "configurationPolicies"
+        })
         .id;
-    f.run("runs/sync-inventory", &[("tenant", CONTOSO)]).await;
+    f.sync().await;
     let id = f.policy_id(&graph_id).await;
     let set = common::backup_set(&f.app, &f.manager, CONTOSO, "Without scope tags").await;
-    let without_tags = [
-        ("include_assignments", "true"),
-        ("include_scope_tags", "false"),
-    ];
     let added = f
         .app
-        .add_policies(&f.manager, CONTOSO, set, &[id], &without_tags)
+        .add_policies(&f.manager, CONTOSO, set, &[id], WITHOUT_SCOPE_TAGS)
         .await
         .expect("the backup starts");
     f.finish(added.run_id).await;
     assert!(f.demo.sim.change_settings(CONTOSO, &graph_id));
-    let (preview, plan) = f.preview(set, &[id]).await;
-    assert_eq!(item(&plan, id).plan, Some(PlanAction::Update), "{plan:?}");
+    let (preview, _) = f.preview_planning(set, id, PlanAction::Update).await;
     let worker = f.worker_writing_with(HookedWriter {
         client: f.demo.access.client.clone(),
         hook: FailsReadsOfAnUpdate {
@@ -2404,15 +2327,12 @@ async fn an_update_whose_read_before_writing_fails_is_not_called_written(f: Fixt
     knobs.faults.clear();
     f.demo.sim.set_knobs(knobs);
 
-    assert_eq!(f.writes(), Vec::<String>::new(), "nothing sent");
+    f.assert_no_writes("nothing sent");
     assert!(
         f.demo.sim.counters().with_status(500) > 0,
         "the read before the write was answered 500"
     );
-    let detail = f.detail(run_id).await;
-    let row = &detail.items.rows[0];
-    assert_eq!(row.outcome, ItemOutcome::Failed, "{detail:?}");
-    let message = row.message.as_deref().unwrap_or_default();
+    let message = f.failed_item(run_id).await.message;
     assert!(!message.contains("MAY have been written"), "{message}");
     assert!(message.contains("nothing was written"), "{message}");
     assert_eq!(f.action(run_id, id).await, None);
@@ -2428,9 +2348,7 @@ async fn an_update_whose_read_before_writing_fails_is_not_called_written(f: Fixt
 async fn a_preview_never_adopts_the_create_of_an_execute_still_running(f: Fixture) {
     let (backup, id, _, _) = deleted_policy(&f).await;
     let (preview, plan) = f.preview(backup.set, &[id]).await;
-    let snapshot = item(&plan, id)
-        .backup_snapshot_id
-        .expect("the backup version");
+    let snapshot = backup_version(&plan, id);
     let run_id = f.queue_execute(preview).await;
     // Held by a live claim of this instance (in another of its tasks): its worker does not take
     // it again, and the tenant's preview may still be claimed here (a live claim of another
@@ -2440,38 +2358,21 @@ async fn a_preview_never_adopts_the_create_of_an_execute_still_running(f: Fixtur
          lease_expires_at = $2 WHERE id = $1",
     )
     .bind(run_id)
-    .bind(tenantatlas::domain::Timestamp::now().millis() + 3_600_000)
+    .bind(now_ms() + 3_600_000)
     .bind(f.worker.id())
     .execute(f.app.db.pool())
     .await
     .unwrap();
-    let tenant_id = common::tenant_id(&f.app.db, CONTOSO).await;
-    sqlx::query(
-        "INSERT INTO run_items (tenant_id, run_id, policy_id, create_sent_at) \
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(tenant_id)
-    .bind(run_id)
-    .bind(id)
-    .bind(tenantatlas::domain::Timestamp::now().millis())
-    .execute(f.app.db.pool())
-    .await
-    .unwrap();
+    f.announce_create(run_id, id, now_ms()).await;
     let landed = f
         .write_directly(PolicyType::DeviceConfiguration, snapshot, None)
         .await;
 
-    let (_, plan) = f.preview(backup.set, &[id]).await;
+    let (_, plan) = f
+        .preview_planning(backup.set, id, PlanAction::Blocked)
+        .await;
     let planned = item(&plan, id);
-    assert_eq!(planned.plan, Some(PlanAction::Blocked), "{plan:?}");
-    assert!(
-        planned
-            .notes
-            .blocked
-            .iter()
-            .any(|b| b.contains("still writing")),
-        "{planned:?}"
-    );
+    assert!(blocked_saying(planned, &["still writing"]), "{planned:?}");
     assert_eq!(f.action(run_id, id).await, None);
     assert_ne!(f.graph_id_of(id).await, landed);
 }
@@ -2481,21 +2382,15 @@ async fn a_preview_never_adopts_the_create_of_an_execute_still_running(f: Fixtur
 /// the policy, the announce stands, and no later preview plans a create.
 async fn a_create_whose_policy_has_another_record_in_use_is_never_planned_again(f: Fixture) {
     let (backup, id, _, _) = deleted_policy(&f).await;
-    let (preview, plan) = f.preview(backup.set, &[id]).await;
-    let snapshot = item(&plan, id)
-        .backup_snapshot_id
-        .expect("the backup version");
-    let run_id = f.queue_execute(preview).await;
-    let worker = f.worker_writing_with(LosingWriter {
-        client: f.demo.access.client.clone(),
-        lost: Lost::BeforeCreating,
-        creates: Default::default(),
-    });
-    f.finish_with(&worker, run_id).await;
+    let LostCreate {
+        preview,
+        run_id,
+        snapshot,
+    } = f.lose_a_create(backup.set, id).await;
     let landed = f
         .write_directly(PolicyType::DeviceConfiguration, snapshot, None)
         .await;
-    f.run("runs/sync-inventory", &[("tenant", CONTOSO)]).await;
+    f.sync().await;
     // A run refers to the sync's record of the policy: it is in use.
     sqlx::query(
         "INSERT INTO run_items (tenant_id, run_id, policy_id) \
@@ -2508,13 +2403,11 @@ async fn a_create_whose_policy_has_another_record_in_use_is_never_planned_again(
     .unwrap();
 
     for _ in 0..2 {
-        let (_, plan) = f.preview(backup.set, &[id]).await;
+        let (_, plan) = f
+            .preview_planning(backup.set, id, PlanAction::Blocked)
+            .await;
         let planned = item(&plan, id);
-        assert_eq!(planned.plan, Some(PlanAction::Blocked), "{plan:?}");
-        assert!(
-            planned.notes.blocked.iter().any(|b| b.contains(&landed)),
-            "{planned:?}"
-        );
+        assert!(blocked_saying(planned, &[landed.as_str()]), "{planned:?}");
         assert_eq!(f.action(run_id, id).await, None);
     }
 }
