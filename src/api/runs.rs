@@ -180,7 +180,8 @@ pub async fn run_version(tenant: String, id: i64) -> Result<String, AppError> {
     use crate::domain::Capability;
     use crate::server::auth::in_tenant_joined;
     use crate::server::runs::queries;
-    let read = queries::version_read(id);
+    let backend = crate::server::state::app_state()?.db.backend();
+    let read = queries::version_read(backend, id);
     in_tenant_joined(&tenant, Capability::View, read, |_, rows| async move {
         queries::version(&rows)
     })
@@ -196,7 +197,8 @@ pub async fn backup_set_runs_version(
     use crate::domain::Capability;
     use crate::server::auth::in_tenant_joined;
     use crate::server::runs::queries;
-    let read = queries::backup_set_version_read(backup_set_id);
+    let backend = crate::server::state::app_state()?.db.backend();
+    let read = queries::backup_set_version_read(backend, backup_set_id);
     in_tenant_joined(&tenant, Capability::View, read, |_, rows| async move {
         Ok(queries::backup_set_version(&rows))
     })

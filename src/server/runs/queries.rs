@@ -287,13 +287,6 @@ fn with_lease_now(backend: Backend, mut read: JoinedRead) -> JoinedRead {
     read
 }
 
-/// The backend of the request's database, for the polls' reads ([`with_lease_now`]). Without
-/// the app state (outside a request) the authorization point fails before any read, so what
-/// is assumed then is never run.
-fn request_backend() -> Backend {
-    crate::server::state::app_state().map_or(Backend::Sqlite, |state| state.db.backend())
-}
-
 /// The [`VERSION_COLUMNS`] of one run, as stored.
 #[derive(FromRow)]
 pub struct VersionRow {
@@ -353,14 +346,9 @@ pub struct DetailVersionRow {
 }
 
 /// What the run detail page polls, read with the authorization ([`JoinedRead`]): one run of the
-/// tenant by primary key, with the newest run that retried it (the `retry_of` index), on the
-/// request's database ([`version_read_on`]).
-pub fn version_read(run_id: i64) -> JoinedRead {
-    version_read_on(request_backend(), run_id)
-}
-
-/// [`version_read`] on `backend`, with the lease clock's now ([`with_lease_now`]).
-pub(crate) fn version_read_on(backend: Backend, run_id: i64) -> JoinedRead {
+/// tenant by primary key, with the newest run that retried it (the `retry_of` index), and the
+/// lease clock's now on `backend` ([`with_lease_now`]).
+pub fn version_read(backend: Backend, run_id: i64) -> JoinedRead {
     with_lease_now(
         backend,
         JoinedRead {
@@ -391,14 +379,9 @@ pub fn version(rows: &[DetailVersionRow]) -> Result<String, AppError> {
 }
 
 /// What the run panel polls, read with the authorization ([`JoinedRead`]): the runs the panel
-/// lists ([`panel_runs`]), newest first, on the request's database
-/// ([`backup_set_version_read_on`]).
-pub fn backup_set_version_read(backup_set_id: i64) -> JoinedRead {
-    backup_set_version_read_on(request_backend(), backup_set_id)
-}
-
-/// [`backup_set_version_read`] on `backend`, with the lease clock's now ([`with_lease_now`]).
-pub(crate) fn backup_set_version_read_on(backend: Backend, backup_set_id: i64) -> JoinedRead {
+/// lists ([`panel_runs`]), newest first, and the lease clock's now on `backend`
+/// ([`with_lease_now`]).
+pub fn backup_set_version_read(backend: Backend, backup_set_id: i64) -> JoinedRead {
     with_lease_now(
         backend,
         JoinedRead {
@@ -868,8 +851,8 @@ mod tests {
     #[test]
     fn the_polls_read_the_lease_clock_in_their_statement() {
         for read in [
-            version_read_on(Backend::Postgres, 7),
-            backup_set_version_read_on(Backend::Postgres, 7),
+            version_read(Backend::Postgres, 7),
+            backup_set_version_read(Backend::Postgres, 7),
         ] {
             assert!(
                 read.columns.ends_with(&format!(
@@ -880,15 +863,15 @@ mod tests {
                 read.columns
             );
         }
-        assert_eq!(version_read_on(Backend::Postgres, 7).binds, [7]);
-        let run = version_read_on(Backend::Sqlite, 7);
+        assert_eq!(version_read(Backend::Postgres, 7).binds, [7]);
+        let run = version_read(Backend::Sqlite, 7);
         assert!(
             run.columns.ends_with(", $5 AS lease_now"),
             "{}",
             run.columns
         );
         assert_eq!(run.binds.len(), 2);
-        let panel = backup_set_version_read_on(Backend::Sqlite, 7);
+        let panel = backup_set_version_read(Backend::Sqlite, 7);
         assert!(
             panel.columns.ends_with(", $7 AS lease_now"),
             "{}",
