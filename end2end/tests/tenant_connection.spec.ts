@@ -95,6 +95,35 @@ test("a check started in the settings page says how it ended in a toast that lea
   await expect(page.getByTestId("run-status")).toBeVisible();
 });
 
+test("a check whose first status read after the start is dropped still says how it ended", async ({ page }) => {
+  await openHydrated(page, `/t/${FABRIKAM}/settings`);
+  const area = page.getByTestId("connection-check");
+  await expect(page.getByTestId("check-connection")).toBeEnabled();
+
+  // A network blip drops the first status read after the start; the later ones go through.
+  let dropped = 0;
+  await page.route(
+    "**/api/tenants/connection-check",
+    (route) => {
+      dropped += 1;
+      return route.abort();
+    },
+    { times: 1 },
+  );
+  const started = page.waitForResponse((r) => r.url().endsWith("/api/tenants/check-connection"));
+  await page.getByTestId("check-connection").click();
+  const runId = (await (await started).json()).run_id;
+
+  // The page says it could not refresh, tries again, and sees the check end.
+  await expect(area.getByTestId("poll-trouble")).toBeVisible();
+  const toast = page.getByTestId("toast").filter({ hasText: "Connection check:" });
+  await expect(toast).toContainText("Connection check: Connected", { timeout: 15_000 });
+  await expect(toast.getByRole("link", { name: "View run" })).toHaveAttribute("href", `/t/${FABRIKAM}/runs/${runId}`);
+  expect(dropped).toBe(1);
+  await expect(area.getByTestId("check-report").getByRole("link", { name: `run #${runId}` })).toBeVisible();
+  await expect(area.getByTestId("poll-trouble")).toHaveCount(0);
+});
+
 test("a check that cannot finish is not told as the standing authentication failure it leaves", async ({ page }) => {
   test.setTimeout(90_000);
   await fabrikamApp(page, { token_error: "wrong_secret" });

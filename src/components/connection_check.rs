@@ -12,7 +12,7 @@ use crate::api::connection::{get_connection_check, CheckConnection};
 use crate::domain::connection::{
     ConnectionCheck as LastCheck, ConnectionReport, ConnectionStatus, TypeStatus,
 };
-use crate::domain::{routes, Capability};
+use crate::domain::{routes, AppError, Capability};
 use crate::pages::tenant_layout::refusal;
 
 /// The check button and the last check's report. `on_checked` runs when a check this page saw
@@ -26,7 +26,8 @@ pub fn ConnectionCheck(
     let start = ServerAction::<CheckConnection>::new();
     // The start version the status last read was asked at: a read asked before the started
     // check was queued says nothing of how that check ended (see `started_run`). A failed
-    // read leaves it, as the page keeps showing the status read before.
+    // read leaves it, as the page keeps showing the status read before, and the poll tries
+    // again while it is behind the start (see `status_poll`).
     let read_at = StoredValue::new(0_usize);
     let status = Resource::new(
         move || (tenant.get(), tick.get(), start.version().get()),
@@ -39,7 +40,8 @@ pub fn ConnectionCheck(
         },
     );
     let failures = use_poll(tick, move || {
-        status.with(|status| PollState::of(status.as_ref(), |s| s.active_run.is_some()))
+        let version = start.version().get_untracked();
+        status.with(|status| status_poll(status.as_ref(), read_at.get_value(), version))
     });
     // The status last shown: a poll that failed keeps it (with a quiet note) until one works.
     let shown = LastRead::<ConnectionStatus>::new();
@@ -90,7 +92,7 @@ pub fn ConnectionCheck(
                             <CheckButton start tenant refused active=current.active_run />
                             <UnfinishedCheck
                                 tenant
-                                run_id=unfinished(started_run(start, read_at), &current)
+                                unfinished=unfinished(started_run(start, read_at), &current)
                             />
                             <LastCheckReport tenant last=current.last />
                         }
@@ -111,6 +113,21 @@ pub fn ConnectionCheck(
     }
 }
 
+/// How the status poll sees `read`, asked at start version `version` when the last status read
+/// was asked at `read_at`: a read that failed for a passing reason after a check was started,
+/// before any read told how that check went, is retried ([`PollState::FailedAfterChange`]) even
+/// though the status read before it was settled, or the page would never see the check end.
+fn status_poll(
+    read: Option<&Result<ConnectionStatus, AppError>>,
+    read_at: usize,
+    version: usize,
+) -> PollState {
+    match PollState::of(read, |status| status.active_run.is_some()) {
+        PollState::Failed if read_at != version => PollState::FailedAfterChange,
+        state => state,
+    }
+}
+
 /// The check this page started, once the status read last was asked after it was queued:
 /// `None` before a start, and while the status shown is older than the start.
 fn started_run(start: ServerAction<CheckConnection>, read_at: StoredValue<usize>) -> Option<i64> {
@@ -124,13 +141,36 @@ fn started_run(start: ServerAction<CheckConnection>, read_at: StoredValue<usize>
         .map(|run| run.run_id)
 }
 
+/// A check this page started that ended without leaving its report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Unfinished {
+    run_id: i64,
+    /// Whether an earlier check's report stands below it (none on a tenant never checked,
+    /// whose first check was cancelled or could not finish).
+    earlier_report: bool,
+}
+
+impl Unfinished {
+    /// The note's words after the run's link: the report below is named only when there is one.
+    fn rest_of_note(self) -> &'static str {
+        if self.earlier_report {
+            ") did not finish, so it proved nothing; the report below is the last completed check."
+        } else {
+            ") did not finish, so it proved nothing."
+        }
+    }
+}
+
 /// `started`, when it has ended without leaving its report: it is no longer queued or running
 /// and the tenant's last check is older (a check that could not finish leaves a standing
 /// failure on authentication as the last check), or there is none.
-fn unfinished(started: Option<i64>, current: &ConnectionStatus) -> Option<i64> {
+fn unfinished(started: Option<i64>, current: &ConnectionStatus) -> Option<Unfinished> {
     let started = started?;
     let last_run = current.last.as_ref().and_then(|last| last.run_id);
-    (current.active_run != Some(started) && last_run < Some(started)).then_some(started)
+    (current.active_run != Some(started) && last_run < Some(started)).then_some(Unfinished {
+        run_id: started,
+        earlier_report: current.last.is_some(),
+    })
 }
 
 /// What the toast says of check `run_id` that has ended, given the tenant's last check: its
@@ -156,15 +196,16 @@ fn ended_message(run_id: i64, last: Option<&LastCheck>) -> String {
 }
 
 /// Above the last check's report: the check this page started ended without a report of its
-/// own, so the report below is an earlier check's, not its outcome.
+/// own, so the report below (if any) is an earlier check's, not its outcome.
 #[component]
-fn UnfinishedCheck(tenant: Memo<String>, run_id: Option<i64>) -> impl IntoView {
-    run_id.map(|run_id| {
+fn UnfinishedCheck(tenant: Memo<String>, unfinished: Option<Unfinished>) -> impl IntoView {
+    unfinished.map(|unfinished| {
+        let run_id = unfinished.run_id;
         let href = routes::run(&tenant.get_untracked(), run_id, "");
         view! {
             <p class="notice" role="status" data-testid="check-unfinished">
                 "The check you started (" <a href=href>"run #" {run_id}</a>
-                ") did not finish, so it proved nothing; the report below is the last completed check."
+                {unfinished.rest_of_note()}
             </p>
         }
     })
@@ -420,11 +461,61 @@ mod tests {
             last: last.map(|run_id| check(run_id, CheckOutcome::AuthFailed)),
             active_run,
         };
-        assert_eq!(unfinished(Some(9), &status(None, Some(7))), Some(9));
-        assert_eq!(unfinished(Some(9), &status(None, None)), Some(9));
+        let ended = |earlier_report| {
+            Some(Unfinished {
+                run_id: 9,
+                earlier_report,
+            })
+        };
+        assert_eq!(unfinished(Some(9), &status(None, Some(7))), ended(true));
+        // A tenant never checked whose first check was cancelled: no report stands below.
+        assert_eq!(unfinished(Some(9), &status(None, None)), ended(false));
         assert_eq!(unfinished(Some(9), &status(Some(9), Some(7))), None);
         assert_eq!(unfinished(Some(9), &status(None, Some(9))), None);
         assert_eq!(unfinished(Some(9), &status(None, Some(11))), None);
         assert_eq!(unfinished(None, &status(None, Some(7))), None);
+    }
+
+    #[test]
+    fn an_unfinished_check_names_the_report_below_only_when_there_is_one() {
+        let note = |earlier_report| {
+            let unfinished = Unfinished {
+                run_id: 9,
+                earlier_report,
+            };
+            format!("The check you started (run #9{}", unfinished.rest_of_note())
+        };
+        assert_eq!(
+            note(true),
+            "The check you started (run #9) did not finish, so it proved nothing; the report \
+             below is the last completed check."
+        );
+        assert_eq!(
+            note(false),
+            "The check you started (run #9) did not finish, so it proved nothing."
+        );
+    }
+
+    #[test]
+    fn a_failed_read_after_a_start_keeps_polling_until_a_read_tells_how_it_went() {
+        let settled: Result<ConnectionStatus, AppError> = Ok(ConnectionStatus {
+            last: None,
+            active_run: None,
+        });
+        let dropped: Result<ConnectionStatus, AppError> = Err(AppError::Transport("reset".into()));
+        // Started (version 1) after a settled status read at version 0: the first read after
+        // the start failed, so nothing told how the check went yet.
+        assert_eq!(
+            status_poll(Some(&dropped), 0, 1),
+            PollState::FailedAfterChange
+        );
+        // As before otherwise: a failure with nothing started since the last read, answers,
+        // and refusals for good.
+        assert_eq!(status_poll(Some(&dropped), 1, 1), PollState::Failed);
+        assert_eq!(status_poll(Some(&dropped), 0, 0), PollState::Failed);
+        assert_eq!(status_poll(Some(&settled), 0, 1), PollState::Settled);
+        assert_eq!(status_poll(None, 0, 1), PollState::Unknown);
+        let refused: Result<ConnectionStatus, AppError> = Err(AppError::Unauthorized);
+        assert_eq!(status_poll(Some(&refused), 0, 1), PollState::Settled);
     }
 }
