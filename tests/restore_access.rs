@@ -2,7 +2,12 @@
 //! `restore.execute` may start long after its submit (behind the tenant's bulk run, after a
 //! crash), and by then its starter may have been demoted, removed or deleted. The worker checks
 //! at every claim, before any Graph call; the run then fails `not_authorized` and the simulator
-//! sees no write. Both engines; every role change goes through the members API.
+//! sees no write. A starter demoted while the run writes stops it too: each item's announce
+//! reads the starter's role before the item's first write, so the item in flight finishes and
+//! none after it writes. Both engines; every role change goes through the members API.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::common;
 
@@ -11,6 +16,8 @@ use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::restore::{PlanAction, RestoreSource};
 use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail};
 use tenantatlas::domain::RunStatus;
+use tenantatlas::graph_sim::RequestRecord;
+use tenantatlas::server::engine::worker::Outcome;
 use tenantatlas::server::seed;
 
 both_backends!(local Fixture:
@@ -19,6 +26,7 @@ both_backends!(local Fixture:
     a_taken_over_restore_whose_starter_was_removed_writes_nothing,
     a_restore_whose_starters_account_was_deleted_writes_nothing,
     a_restore_whose_starter_may_still_restore_writes,
+    a_restore_whose_starter_is_demoted_while_it_writes_stops_writing,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -69,24 +77,41 @@ impl Fixture {
     /// create) and executes it; the execute stays queued, as behind the tenant's bulk run (the
     /// test's worker runs only when asked).
     async fn queue_restore(&self) -> Queued {
-        let sims = self.demo.sim.policies(CONTOSO);
-        let graph_id = |kind: &str| {
-            sims.iter()
-                .find(|p| p.kind.collection() == kind)
-                .expect("the demo tenant has the type")
-                .id
-                .clone()
-        };
-        let (changed, deleted) = (
-            graph_id("configurationPolicies"),
-            graph_id("deviceConfigurations"),
-        );
+        let changed = self.graph_ids("configurationPolicies", 1);
+        let deleted = self.graph_ids("deviceConfigurations", 1);
+        self.queue(&changed, &deleted).await
+    }
+
+    /// The Graph ids of the first `n` of Contoso's policies in `collection`.
+    fn graph_ids(&self, collection: &str, n: usize) -> Vec<String> {
+        let ids: Vec<String> = self
+            .demo
+            .sim
+            .policies(CONTOSO)
+            .iter()
+            .filter(|p| p.kind.collection() == collection)
+            .take(n)
+            .map(|p| p.id.clone())
+            .collect();
+        assert_eq!(ids.len(), n, "the demo tenant has {n} {collection}");
+        ids
+    }
+
+    /// As the manager: backs up the policies `changed` and `deleted` (Graph ids), lets Intune
+    /// change the first and delete the second, previews the restore (updates, then creates) and
+    /// executes it; the execute stays queued. Its `ids` are in that order.
+    async fn queue(&self, changed: &[String], deleted: &[String]) -> Queued {
         self.run_as(&self.manager, "runs/sync-inventory", &[("tenant", CONTOSO)])
             .await;
-        let ids = vec![
-            self.policy_id(&changed).await,
-            self.policy_id(&deleted).await,
-        ];
+        let mut ids = Vec::new();
+        let mut expected = Vec::new();
+        for (graph_ids, action) in [(changed, PlanAction::Update), (deleted, PlanAction::Create)] {
+            for graph_id in graph_ids {
+                let id = self.policy_id(graph_id).await;
+                ids.push(id);
+                expected.push((id, Some(action)));
+            }
+        }
         let set = common::backup_set(&self.app, &self.manager, CONTOSO, "Restore me").await;
         let added = self
             .app
@@ -101,8 +126,12 @@ impl Fixture {
             .expect("the backup starts");
         self.finish(added.run_id).await;
 
-        assert!(self.demo.sim.change_settings(CONTOSO, &changed));
-        assert!(self.demo.sim.remove_policy(CONTOSO, &deleted));
+        for graph_id in changed {
+            assert!(self.demo.sim.change_settings(CONTOSO, graph_id));
+        }
+        for graph_id in deleted {
+            assert!(self.demo.sim.remove_policy(CONTOSO, graph_id));
+        }
         let preview = self
             .app
             .start_restore_preview(
@@ -122,9 +151,9 @@ impl Fixture {
             .await
             .expect("the manager reads the plan");
         let planned: Vec<_> = plan.items.iter().map(|i| (i.policy_id, i.plan)).collect();
-        assert_eq!(planned.len(), 2, "{plan:?}");
-        for (id, action) in [(ids[0], PlanAction::Update), (ids[1], PlanAction::Create)] {
-            assert!(planned.contains(&(id, Some(action))), "{plan:?}");
+        assert_eq!(planned.len(), expected.len(), "{plan:?}");
+        for item in &expected {
+            assert!(planned.contains(item), "{plan:?}");
         }
         let run_id = self
             .app
@@ -301,5 +330,114 @@ async fn a_restore_whose_starter_may_still_restore_writes(f: Fixture) {
     assert_eq!(
         f.action(queued.run_id, deleted).await.as_deref(),
         Some("created")
+    );
+}
+
+/// A restore of several items whose starter is demoted while it writes (one item at a time,
+/// Graph slowed so the run is mid-way): the item in flight finishes, and no write reaches the
+/// simulator after the demotion for any other item; the items after it fail `not_authorized`
+/// with nothing written or audited, and the run fails `not_authorized`.
+async fn a_restore_whose_starter_is_demoted_while_it_writes_stops_writing(f: Fixture) {
+    let changed = f.graph_ids("configurationPolicies", 5);
+    let queued = f.queue(&changed, &[]).await;
+    let manager = f.manager_id().await;
+    common::answer_after(&f.demo.sim, 100);
+    f.demo.sim.reset_counters();
+    // The policy a Graph write went to.
+    let policy_of = |path: &str| {
+        changed
+            .iter()
+            .find(|graph_id| path.contains(graph_id.as_str()))
+            .cloned()
+            .unwrap_or_else(|| path.to_owned())
+    };
+    let worker = f.worker.clone().with_items_at_once(1);
+    let (executed, logged) = tokio::join!(worker.try_execute_task(), async {
+        let started = std::time::Instant::now();
+        while f.writes().is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the restore never wrote"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        f.app
+            .change_member_role(&f.owner, CONTOSO, manager, "readonly")
+            .await
+            .expect("the owner demotes the manager");
+        // What the simulator had seen when the demotion was committed.
+        f.demo.sim.counters().requests.len()
+    });
+    let executed = executed.expect("the worker runs");
+    assert!(
+        matches!(executed, Outcome::TaskCompleted { run_id } if run_id == queued.run_id),
+        "{executed:?}"
+    );
+    common::answer_after(&f.demo.sim, 0);
+
+    let requests = f.demo.sim.counters().requests;
+    let written = |requests: &[RequestRecord]| -> BTreeSet<String> {
+        requests
+            .iter()
+            .filter(|r| r.is_graph() && r.is_write())
+            .map(|r| policy_of(&r.path))
+            .collect()
+    };
+    let (before, after) = requests.split_at(logged);
+    let (written_before, written_after) = (written(before), written(after));
+    // Only the item in flight (one at a time: the last written before) went on writing.
+    assert!(
+        written_after.len() <= 1 && written_after.is_subset(&written_before),
+        "written after the demotion: {written_after:?}; before: {written_before:?}"
+    );
+    assert!(
+        written_before.len() < changed.len(),
+        "the run was demoted mid-way: {written_before:?}"
+    );
+
+    let detail = f
+        .app
+        .run_detail(Some(&f.owner), CONTOSO, queued.run_id, &[])
+        .await
+        .expect("the owner reads the run");
+    assert_eq!(detail.status, RunStatus::Failed, "{detail:?}");
+    assert_eq!(
+        detail.reason_code,
+        Some(ReasonCode::NotAuthorized),
+        "{detail:?}"
+    );
+    let items: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT policy_id, outcome, reason_code, restore_action FROM run_items \
+         WHERE run_id = $1 ORDER BY id",
+    )
+    .bind(queued.run_id)
+    .fetch_all(f.app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(items.len(), changed.len(), "{items:?}");
+    // Written items first (those that wrote before the demotion), then none written: every
+    // item after the first refused one failed `not_authorized` with nothing recorded.
+    let updated = items
+        .iter()
+        .take_while(|(_, _, _, action)| action.as_deref() == Some("updated"))
+        .count();
+    assert_eq!(updated, written_before.len(), "{items:?}");
+    for (policy_id, outcome, reason, action) in &items[updated..] {
+        assert_eq!(outcome, "failed", "policy {policy_id}: {items:?}");
+        assert_eq!(
+            reason.as_deref(),
+            Some(ReasonCode::NotAuthorized.as_str()),
+            "policy {policy_id}: {items:?}"
+        );
+        assert_eq!(action, &None, "policy {policy_id}: {items:?}");
+    }
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'restore.item_written'")
+            .fetch_one(f.app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        audited, updated as i64,
+        "only the items written are audited"
     );
 }

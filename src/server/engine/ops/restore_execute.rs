@@ -12,6 +12,11 @@
 //! A run may start long after its submit (queued behind the tenant's bulk run, taken over after
 //! a crash): at every claim, before any Graph call, the member who started it must still be
 //! one who may restore in the tenant, or the run fails `not_authorized` and writes nothing.
+//! A run of hundreds of items may also outlive its starter's role: every item's announce, which
+//! reads the run's row before the item's first write, reads the starter's role with it. An item
+//! whose starter may no longer restore writes nothing and fails `not_authorized`; so does every
+//! item of the claim not yet started, without a Graph call, and the run ends failed
+//! `not_authorized` once its items are recorded.
 //!
 //! Writes survive cancels and takeovers. Right before its first write an item passes its point of
 //! no return ([`interrupt::point_of_no_return`]): a cancel then lets it finish and record what it
@@ -24,6 +29,7 @@
 //! the item fails saying the policy may have been created.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +100,9 @@ pub struct WriteItem {
     pub update_sent_at: Option<i64>,
     /// Where the create is announced before it is sent.
     db: Db,
+    /// Set by the first announce of the claim that finds the member who started the run may no
+    /// longer restore (shared by the claim's items): no item of the claim writes after it.
+    starter_refused: Arc<AtomicBool>,
 }
 
 impl WriteItem {
@@ -146,6 +155,20 @@ fn run_lock(backend: Backend) -> &'static str {
         Backend::Postgres => " FOR SHARE",
         Backend::Sqlite => "",
     }
+}
+
+/// The read of the run's row that fences an item's write (`$1` run, `$2` tenant, `$3` the
+/// claim's attempt), locked as [`run_lock`] says: a row while the claim holds the run as
+/// running, none otherwise. Its one column is the role the member who started the run
+/// (`runs.initiated_by`) holds in the run's tenant now, `NULL` when they are no member (removed,
+/// or their account deleted): read in the same statement, so the fence costs nothing more.
+fn held_run_sql(backend: Backend) -> String {
+    format!(
+        "SELECT (SELECT m.role FROM memberships m \
+                 WHERE m.tenant_id = runs.tenant_id AND m.user_id = runs.initiated_by) \
+         FROM runs WHERE id = $1 AND tenant_id = $2 AND attempt = $3 AND status = 'running'{}",
+        run_lock(backend)
+    )
 }
 
 /// Whether a create announced at `sent_at` may still be on its way to Intune, at `now` (both
@@ -299,6 +322,9 @@ enum Announced {
     /// earlier claim of the run announced its write since, and may have sent it): nothing may
     /// be sent, and the item reads as maybe written.
     Moved,
+    /// The member who started the run may no longer restore in its tenant (removed, given a
+    /// lesser role, or their account deleted since the claim): nothing may be sent.
+    StarterRefused,
 }
 
 /// What writing one item did.
@@ -372,6 +398,10 @@ impl RestoreExecute {
     /// would then send the same create a second time. The item's announce must also still be
     /// what this claim read before deciding (`item`'s `create_sent_at` or `update_sent_at`):
     /// a decision on a stale read never announces.
+    ///
+    /// The same read of the run's row reads the role of the member who started it
+    /// ([`held_run_sql`]): a starter demoted or removed while the run writes stops it at the
+    /// next item's announce, at no statement more.
     async fn announce(
         &self,
         item: &WriteItem,
@@ -390,19 +420,19 @@ impl RestoreExecute {
         };
         let backend = item.db.backend();
         let mut tx = item.db.begin_writing().await?;
-        let held: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT id FROM runs WHERE id = $1 AND tenant_id = $2 AND attempt = $3 \
-               AND status = 'running'{}",
-            run_lock(backend)
-        ))
-        .bind(item.run_id)
-        .bind(item.tenant_id)
-        .bind(attempt)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if held.is_none() {
+        let held: Option<Option<String>> = sqlx::query_scalar(&held_run_sql(backend))
+            .bind(item.run_id)
+            .bind(item.tenant_id)
+            .bind(attempt)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(starter_role) = held else {
             tx.rollback().await?;
             return Ok(Announced::NotRunning);
+        };
+        if !may_restore(starter_role.as_deref()) {
+            tx.rollback().await?;
+            return Ok(Announced::StarterRefused);
         }
         if write == Announce::Create && backend == Backend::Postgres {
             sqlx::query("SELECT id FROM policies WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
@@ -443,7 +473,28 @@ impl RestoreExecute {
         })
     }
 
+    /// Whether the member who started `item`'s run may still restore in its tenant, read as
+    /// [`Self::announce`] reads it ([`held_run_sql`]); `true` when claim `attempt` no longer
+    /// holds the run (not this check's to decide).
+    async fn starter_may_restore(
+        &self,
+        item: &WriteItem,
+        attempt: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let held: Option<Option<String>> = sqlx::query_scalar(&held_run_sql(item.db.backend()))
+            .bind(item.run_id)
+            .bind(item.tenant_id)
+            .bind(attempt)
+            .fetch_optional(item.db.pool())
+            .await?;
+        Ok(held.is_none_or(|role| may_restore(role.as_deref())))
+    }
+
     async fn restore(&self, creds: &TenantCredentials, attempt: i64, item: &WriteItem) -> Restored {
+        // An earlier item of this claim found the starter may no longer restore: no Graph call.
+        if item.starter_refused.load(Ordering::Acquire) {
+            return starter_refused();
+        }
         let Some(policy_type) = PolicyType::parse(&item.policy_type) else {
             return Restored::Failed(ReasonCode::UnknownError, "Unsupported policy type.".into());
         };
@@ -597,7 +648,23 @@ impl RestoreExecute {
             (None, Some(_)) => None,
         };
         let announced = match write {
-            None => None,
+            // Finishing the create an earlier claim announced sends the rest of the policy (its
+            // settings, its assignments) without an announce of its own: the starter's role is
+            // read as an announce reads it (the one path that reads it apart).
+            None => match self.starter_may_restore(item, attempt).await {
+                Ok(true) => None,
+                Ok(false) => {
+                    item.starter_refused.store(true, Ordering::Release);
+                    return starter_refused();
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not read the starter's role");
+                    return failed(
+                        ReasonCode::UnknownError,
+                        "The restore could not check that its starter may still restore: nothing was written. Retry the restore.",
+                    );
+                }
+            },
             Some(write) => match self.announce(item, attempt, write).await {
                 Ok(Announced::At(sent_at)) => Some((write, sent_at)),
                 Ok(Announced::NotRunning) => {
@@ -617,6 +684,10 @@ impl RestoreExecute {
                             message: MOVED.to_owned(),
                         },
                     };
+                }
+                Ok(Announced::StarterRefused) => {
+                    item.starter_refused.store(true, Ordering::Release);
+                    return starter_refused();
                 }
                 Ok(Announced::OtherCreate) => {
                     return failed(
@@ -950,21 +1021,35 @@ async fn initiator_refused(
         }
         None => None,
     };
-    let may_restore = role
-        .as_deref()
-        .and_then(Role::parse)
-        .is_some_and(|role| role.can(Capability::Restore));
-    if may_restore {
+    if may_restore(role.as_deref()) {
         return Ok(None);
     }
     tracing::warn!(
         initiated_by,
         "the member who started the restore may no longer restore: nothing is written"
     );
-    Ok(Some(RunFailure {
+    Ok(Some(not_authorized()))
+}
+
+/// Whether a member holding `role` in a tenant (`None`: no member) may restore in it.
+fn may_restore(role: Option<&str>) -> bool {
+    role.and_then(Role::parse)
+        .is_some_and(|role| role.can(Capability::Restore))
+}
+
+/// The failure of a restore whose starter may no longer restore: the run's, and each item's
+/// that it kept from writing.
+fn not_authorized() -> RunFailure {
+    RunFailure {
         reason: ReasonCode::NotAuthorized,
         message: "The member who started this restore may no longer restore in this tenant: nothing more was written.".into(),
-    }))
+    }
+}
+
+/// An item kept from writing because the member who started the run may no longer restore.
+fn starter_refused() -> Restored {
+    let RunFailure { reason, message } = not_authorized();
+    failed(reason, &message)
 }
 
 /// What the execute writes for a pending item: the planned version, with the options the run
@@ -974,6 +1059,7 @@ fn write_item(
     db: &Db,
     run: &Run<RestoreExecuteInput>,
     announced: &HashMap<i64, (Option<i64>, Option<i64>)>,
+    starter_refused: &Arc<AtomicBool>,
     pending: super::PendingRestore<'_, ExecuteItem>,
 ) -> Pending<WriteItem> {
     let input = &run.input;
@@ -1007,6 +1093,7 @@ fn write_item(
             create_sent_at: announced.get(&row.item_id).and_then(|sent| sent.0),
             update_sent_at: announced.get(&row.item_id).and_then(|sent| sent.1),
             db: db.clone(),
+            starter_refused: Arc::clone(starter_refused),
         },
     }
 }
@@ -1050,9 +1137,12 @@ impl Operation for RestoreExecute {
             .into_iter()
             .map(|(id, create, update)| (id, (create, update)))
             .collect();
+        // One flag for the claim's items: the first announce that finds the starter refused
+        // stops the rest.
+        let starter_refused = Arc::new(AtomicBool::new(false));
         Ok(pending
             .into_iter()
-            .map(|pending| write_item(db, run, &announced, pending))
+            .map(|pending| write_item(db, run, &announced, &starter_refused, pending))
             .collect())
     }
 
@@ -1083,11 +1173,14 @@ impl Operation for RestoreExecute {
             }
             return Ok(Some(failure.clone()));
         }
-        let summary = evidence_summary(db, run.id).await?;
+        let (summary, refused) = evidence_summary(db, run.id).await?;
         if !super::write_summary(db, run.id, run.attempt, &summary).await? {
             cancelled().await?;
+            return Ok(None);
         }
-        Ok(None)
+        // An item found that the member who started the run may no longer restore: the items
+        // after it wrote nothing, and the run fails as a whole, as the claim's check fails it.
+        Ok(refused.then(not_authorized))
     }
 }
 
@@ -1306,16 +1399,20 @@ async fn audit_written(
     super::restore_common::audit_item_written(tx, run, item.policy_id, details, now).await
 }
 
-/// "48 of 50 now match the backup; 2 differ (see diffs)." — the run's evidence.
-async fn evidence_summary(db: &Db, run_id: i64) -> Result<String, sqlx::Error> {
-    let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT outcome, drift, COUNT(*) AS n FROM run_items WHERE run_id = $1 GROUP BY outcome, drift",
+/// "48 of 50 now match the backup; 2 differ (see diffs)." — the run's evidence, and whether an
+/// item failed `not_authorized` (its starter may no longer restore: the run fails with it).
+async fn evidence_summary(db: &Db, run_id: i64) -> Result<(String, bool), sqlx::Error> {
+    let rows: Vec<(String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+        "SELECT outcome, drift, reason_code, COUNT(*) AS n FROM run_items WHERE run_id = $1 \
+         GROUP BY outcome, drift, reason_code",
     )
     .bind(run_id)
     .fetch_all(db.pool())
     .await?;
     let (mut total, mut matching, mut differing, mut failed, mut unverified) = (0, 0, 0, 0, 0);
-    for (outcome, drift, n) in rows {
+    let mut refused = false;
+    for (outcome, drift, reason, n) in rows {
+        refused |= reason.as_deref() == Some(ReasonCode::NotAuthorized.as_str());
         total += n;
         match (outcome.as_str(), drift.as_deref().and_then(Drift::parse)) {
             ("failed", _) => failed += n,
@@ -1335,7 +1432,7 @@ async fn evidence_summary(db: &Db, run_id: i64) -> Result<String, sqlx::Error> {
         summary.push_str(&format!("; {unverified} could not be read back"));
     }
     summary.push('.');
-    Ok(summary)
+    Ok((summary, refused))
 }
 
 /// "Cancelled after writing 2 of 6 policies; what was written stays in Intune." — a cancelled
