@@ -30,6 +30,8 @@ both_backends!(TestApp:
     sync_inventory_leaves_other_tenants_queued_runs_alone,
     sync_inventory_leaves_its_run_to_a_live_instance,
     sync_inventory_of_another_tenant_does_not_wait_for_a_running_invocation,
+    sync_inventory_overlapping_invocations_reuse_their_identities,
+    sync_inventory_refuses_an_engine_when_every_identity_is_taken,
     sync_inventory_queues_nothing_for_a_secret_it_cannot_load,
 );
 
@@ -964,6 +966,113 @@ async fn sync_inventory_of_another_tenant_does_not_wait_for_a_running_invocation
         ("completed", 1),
         "{out}"
     );
+}
+
+/// The names of the instance lock files and CLI marker files next to the SQLite database
+/// (none on PostgreSQL), sorted.
+fn lock_files(app: &TestApp) -> Vec<String> {
+    let Some(file) = app.db.sqlite_file() else {
+        return Vec::new();
+    };
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let mut names: Vec<String> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|entry| {
+            entry.ends_with(".lock")
+                && (entry.starts_with(&format!("{name}.instance-"))
+                    || entry.starts_with(&format!("{name}.cli-")))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// The lock files of `sync-inventory` engines with the identities `ids`, as [`lock_files`]
+/// lists them (an instance lock and a marker each; none on PostgreSQL).
+fn cli_lock_files(app: &TestApp, ids: &[&str]) -> Vec<String> {
+    let Some(file) = app.db.sqlite_file() else {
+        return Vec::new();
+    };
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let mut names: Vec<String> = ids
+        .iter()
+        .flat_map(|id| {
+            let safe: String = id
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            ["instance", "cli"].map(|kind| format!("{name}.{kind}-{safe}.lock"))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Invocations that overlap a running one (here the test holds its engine's identity,
+/// `HOST-cli`, as a running invocation does) take the next free one of a few fixed identities,
+/// not one per process: one after another they all run as `HOST-cli-2`, so on SQLite the lock
+/// files next to the database stay those two identities' however many invocations overlapped
+/// (one identity per process left two files per invocation behind, which every look at the
+/// live instances then opened and locked). Once the running one is gone, the next takes
+/// `HOST-cli` again.
+async fn sync_inventory_overlapping_invocations_reuse_their_identities(app: TestApp) {
+    use tenantatlas::server::engine::instance::{host_name, InstanceLock};
+
+    let sim = contoso_on_a_simulator(&app).await;
+    let shared = format!("{}-cli", host_name());
+    let overlapping = format!("{shared}-2");
+    let running = InstanceLock::acquire_cli(&app.db, &shared).await.unwrap();
+    for _ in 0..3 {
+        let (ok, out) = sync_inventory_cli(&app, &sim, &["--tenant", CONTOSO]).await;
+        assert!(ok, "{out}");
+    }
+    assert_eq!(
+        lock_files(&app),
+        cli_lock_files(&app, &[&shared, &overlapping])
+    );
+    let mut owners = Vec::new();
+    for (id, status, ..) in sync_runs(&app, CONTOSO).await {
+        assert_eq!(status, "completed");
+        owners.push(common::run_row(&app.db, id).await.lease_owner);
+    }
+    assert_eq!(owners, [overlapping.as_str(); 3]);
+
+    drop(running);
+    let (ok, out) = sync_inventory_cli(&app, &sim, &["--tenant", CONTOSO]).await;
+    assert!(ok, "{out}");
+    let last = sync_runs(&app, CONTOSO).await.last().unwrap().0;
+    assert_eq!(common::run_row(&app.db, last).await.lease_owner, shared);
+    assert_eq!(
+        lock_files(&app),
+        cli_lock_files(&app, &[&shared, &overlapping])
+    );
+}
+
+/// While every identity a `sync-inventory` engine may take on this host is held (16
+/// overlapping invocations), one more says so and ends with an error; its run stays queued for
+/// a server.
+async fn sync_inventory_refuses_an_engine_when_every_identity_is_taken(app: TestApp) {
+    use tenantatlas::server::engine::instance::{host_name, InstanceLock};
+
+    let sim = contoso_on_a_simulator(&app).await;
+    let shared = format!("{}-cli", host_name());
+    let mut running = vec![InstanceLock::acquire_cli(&app.db, &shared).await.unwrap()];
+    for n in 2..=16 {
+        let id = format!("{shared}-{n}");
+        running.push(InstanceLock::acquire_cli(&app.db, &id).await.unwrap());
+    }
+    let (ok, out) = sync_inventory_cli(&app, &sim, &["--tenant", CONTOSO]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("16 sync-inventory invocations already run their engines on this host"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{shared}-16")), "{out}");
+    let runs = sync_runs(&app, CONTOSO).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].1, "pending", "{out}");
+    drop(running);
 }
 
 /// A tenant whose secret this process cannot load (here: an environment variable it does not

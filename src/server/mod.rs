@@ -273,10 +273,10 @@ const SERVE_RESTART_GRACE: Duration = Duration::from_secs(10);
 /// instance: it claims only its own invocation's runs, so a second invocation for another
 /// tenant does not wait for the first. When none is live, the command starts an engine of its
 /// own (when one was live before, only after [`SERVE_RESTART_GRACE`] without any) and keeps it
-/// until its runs have ended: an instance of its own (`<host>-cli`, or `<host>-cli-<pid>` while
-/// another invocation holds that; with the lock `serve` takes, marked as a command's,
-/// [`engine::instance::InstanceLock::acquire_cli`]) that executes only `queued`'s runs, and
-/// only syncs.
+/// until its runs have ended: an instance of its own (`<host>-cli`, or `<host>-cli-2` … while
+/// other invocations hold that, [`cli_instance`]; with the lock `serve` takes, marked as a
+/// command's, [`engine::instance::InstanceLock::acquire_cli`]) that executes only `queued`'s
+/// runs, and only syncs.
 async fn work_until_ended(
     db: &Db,
     graph: GraphAccess,
@@ -340,6 +340,35 @@ async fn work_until_ended(
     Ok(failed)
 }
 
+/// How many `sync-inventory` engines may run at once on one host: one identity each
+/// ([`cli_instance`]).
+const CLI_ENGINES: usize = 16;
+
+/// Takes the instance lock of a `sync-inventory` engine, marked as a command's so that another
+/// invocation does not leave its runs to it: the first free of a few fixed identities per host
+/// (`<host>-cli`, then `<host>-cli-2` to `<host>-cli-16` while overlapping invocations hold
+/// the others), not one per process, so that on SQLite their lock files stay a few files
+/// however often cron runs the command, and an identity taken again takes back the leases its
+/// dead holder left (a restarted instance's own, [`engine::runner::run`]) at once. Refused when
+/// all are held.
+async fn cli_instance(db: &Db) -> Result<engine::instance::InstanceLock, StartError> {
+    let host = engine::instance::host_name();
+    for n in 1..=CLI_ENGINES {
+        let id = match n {
+            1 => format!("{host}-cli"),
+            n => format!("{host}-cli-{n}"),
+        };
+        match engine::instance::InstanceLock::acquire_cli(db, &id).await {
+            Err(engine::instance::InstanceError::AlreadyRunning(_)) => continue,
+            acquired => return acquired.map_err(|error| StartError::Invalid(error.to_string())),
+        }
+    }
+    Err(StartError::Invalid(format!(
+        "{CLI_ENGINES} sync-inventory invocations already run their engines on this host \
+         (instances {host}-cli to {host}-cli-{CLI_ENGINES}); run this one once one has ended"
+    )))
+}
+
 /// The engine `sync-inventory` runs when no serving instance is live: its instance lock (marked
 /// as a command's) and its runner.
 struct OwnEngine {
@@ -356,18 +385,7 @@ impl OwnEngine {
         wake: &engine::runner::WakeUp,
         ids: &[i64],
     ) -> Result<Self, StartError> {
-        // One identity per host, so that on SQLite its lock file is one file however often cron
-        // runs the command; an invocation that overlaps a live one takes an identity of its own.
-        let shared = format!("{}-cli", engine::instance::host_name());
-        // Marked as a command's, so that another invocation does not leave its runs to it.
-        let instance = match engine::instance::InstanceLock::acquire_cli(db, &shared).await {
-            Err(engine::instance::InstanceError::AlreadyRunning(_)) => {
-                let own = format!("{shared}-{}", std::process::id());
-                engine::instance::InstanceLock::acquire_cli(db, &own).await
-            }
-            acquired => acquired,
-        }
-        .map_err(|error| StartError::Invalid(error.to_string()))?;
+        let instance = cli_instance(db).await?;
         let worker = worker_with(db, graph, |client| {
             engine::operation::Registry::default()
                 .with(engine::ops::inventory_sync::InventorySync::new(client))

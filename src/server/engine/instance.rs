@@ -175,8 +175,9 @@ impl InstanceLock {
 /// invocation's runs. PostgreSQL: an advisory lock of [`LOCK_SPACE`] granted to any session in
 /// this database that does not also hold the identity's [`CLI_MARK_SPACE`] marker (one look at
 /// `pg_locks`, so a session's two locks are seen together). SQLite: a lock file of the
-/// database's that cannot be locked now, whose marker file can; each is locked for a moment and
-/// let go. An in-memory SQLite database has no other process: false.
+/// database's that cannot be locked now, whose marker file can, in two looks in a row
+/// ([`serving_holder`]); each is locked for a moment and let go. An in-memory SQLite database
+/// has no other process: false.
 pub async fn any_live(db: &Db) -> Result<bool, InstanceError> {
     match db.native() {
         // Referenced twice, the CTE is computed once: both locks come from one look.
@@ -213,18 +214,62 @@ pub async fn any_live(db: &Db) -> Result<bool, InstanceError> {
                 else {
                     continue;
                 };
-                if !locked_elsewhere(&entry.path()) {
-                    continue;
-                }
-                // Marked by a `sync-inventory` engine, which took its marker first and lets it
-                // go last: not a serving instance.
-                if !locked_elsewhere(&folder.join(format!("{name}.{CLI_FILE}-{safe}.lock"))) {
+                let lock = entry.path();
+                let marker = folder.join(format!("{name}.{CLI_FILE}-{safe}.lock"));
+                if serving_holder(|| look_at(&lock, &marker)) {
                     return Ok(true);
                 }
             }
             Ok(false)
         }
     }
+}
+
+/// What one look at an instance lock file, then at its marker file, saw (SQLite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// The lock is free: no instance holds it.
+    Free,
+    /// The lock and its marker are held: a `sync-inventory` engine's.
+    Marked,
+    /// The lock is held and its marker free: a serving instance's, unless its holder let go of
+    /// both between the two looks.
+    Unmarked,
+}
+
+/// How many looks [`serving_holder`] takes at most at one lock before it goes by the last.
+const LOOKS: usize = 8;
+
+/// Looks at the instance lock file `lock`, then at its marker file `marker`.
+fn look_at(lock: &std::path::Path, marker: &std::path::Path) -> Seen {
+    if !locked_elsewhere(lock) {
+        Seen::Free
+    } else if locked_elsewhere(marker) {
+        Seen::Marked
+    } else {
+        Seen::Unmarked
+    }
+}
+
+/// Whether an instance lock is held by a serving instance, from `look` ([`look_at`]). The two
+/// files are looked at one after the other, not together: a `sync-inventory` engine that stops
+/// between the two looks (it lets go of its lock, then of its marker; or it is killed, and the
+/// system closes its files in whatever order) is seen as a held lock without a marker. So a
+/// held lock is looked at again until two looks in a row agree (at most [`LOOKS`], then the
+/// last counts); a free lock counts at once.
+fn serving_holder(mut look: impl FnMut() -> Seen) -> bool {
+    let mut last = look();
+    for _ in 1..LOOKS {
+        if last == Seen::Free {
+            return false;
+        }
+        let now = look();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last == Seen::Unmarked
 }
 
 /// Whether the file at `path` is locked by another open file now (it is locked for a moment
@@ -453,6 +498,70 @@ mod tests {
         assert_eq!(first.sqlite_file(), other.sqlite_file());
         drop(lock);
         InstanceLock::acquire(&other, "x").await.unwrap();
+    }
+
+    /// [`serving_holder`] over the looks `seen`, in order: its answer and how many it took.
+    fn judged(seen: &[Seen]) -> (bool, usize) {
+        let mut looks = seen.iter().copied();
+        let mut taken = 0;
+        let serving = serving_holder(|| {
+            taken += 1;
+            looks.next().unwrap_or(Seen::Free)
+        });
+        (serving, taken)
+    }
+
+    /// A `sync-inventory` engine that stops (or is killed) between the look at its lock and the
+    /// look at its marker is seen held and unmarked once; the next look finds its lock free, and
+    /// it is not taken for a serving instance.
+    #[test]
+    fn instance_lock_let_go_between_the_two_looks_is_not_serving() {
+        assert_eq!(judged(&[Seen::Unmarked, Seen::Free]), (false, 2));
+        assert_eq!(
+            judged(&[Seen::Unmarked, Seen::Marked, Seen::Marked]),
+            (false, 3)
+        );
+    }
+
+    /// A held lock counts as its holder's once two looks in a row agree; a free lock at once.
+    #[test]
+    fn instance_lock_counts_as_two_looks_in_a_row_see_it() {
+        assert_eq!(judged(&[Seen::Free]), (false, 1));
+        assert_eq!(judged(&[Seen::Unmarked, Seen::Unmarked]), (true, 2));
+        assert_eq!(judged(&[Seen::Marked, Seen::Marked]), (false, 2));
+        // Marked for a moment: a command trying the serving instance's identity.
+        assert_eq!(
+            judged(&[Seen::Marked, Seen::Unmarked, Seen::Unmarked]),
+            (true, 3)
+        );
+    }
+
+    /// Looks that never agree stop after [`LOOKS`], and the last one counts.
+    #[test]
+    fn instance_lock_looks_are_bounded() {
+        let flapping = [Seen::Marked, Seen::Unmarked].repeat(LOOKS);
+        let (serving, taken) = judged(&flapping);
+        assert_eq!(taken, LOOKS);
+        assert_eq!(serving, flapping[LOOKS - 1] == Seen::Unmarked);
+    }
+
+    /// On a SQLite file, a serving instance's lock counts as live, a `sync-inventory` engine's
+    /// (marked) does not, and neither once let go of.
+    #[tokio::test]
+    async fn instance_locks_of_serving_instances_are_live() {
+        let dir = Folder::new();
+        let db = Db::connect(&format!("sqlite://{}", dir.0.join("ta.db").display()))
+            .await
+            .unwrap();
+        assert!(!any_live(&db).await.unwrap());
+        let cli = InstanceLock::acquire_cli(&db, "host-cli").await.unwrap();
+        assert!(!any_live(&db).await.unwrap(), "a command's engine");
+        let serving = InstanceLock::acquire(&db, "serving").await.unwrap();
+        assert!(any_live(&db).await.unwrap());
+        drop(serving);
+        assert!(!any_live(&db).await.unwrap());
+        drop(cli);
+        assert!(!any_live(&db).await.unwrap());
     }
 
     /// A symbolic link to the database file is the same database, so the same instance.
