@@ -37,6 +37,7 @@ both_backends!(local Fixture:
     a_policy_back_at_a_format_1_version_finds_that_version_again,
     an_unchanged_policy_on_a_format_1_version_reads_no_other_format_1_version,
     a_policy_captured_again_after_a_404_is_no_longer_gone,
+    a_policy_marked_gone_while_its_capture_is_in_flight_stays_gone,
 );
 
 /// The demo app, as an operator of Contoso.
@@ -1159,4 +1160,55 @@ async fn a_policy_captured_again_after_a_404_is_no_longer_gone(f: Fixture) {
             "{round}: not in the picker"
         );
     }
+}
+
+/// A capture whose read started before its policy was marked gone from Intune (a sync that no
+/// longer listed it, while the capture was in flight: deleted after the read) leaves the mark
+/// when its batch is recorded; a capture read after the mark clears it.
+async fn a_policy_marked_gone_while_its_capture_is_in_flight_stays_gone(f: Fixture) {
+    f.sync().await;
+    let sim = f.a_device_configuration();
+    let policy = f.policy_id(&sim.id).await;
+    common::answer_after(&f.demo.sim, 1_000);
+    f.demo.sim.reset_counters();
+    let id = policy.to_string();
+    let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
+    let run_id = f
+        .start_as(&f.operator, "runs/capture-policy", &form)
+        .await
+        .run_id;
+    let worker = f.worker.clone();
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let (counters, path) = (&f.demo.sim, sim.id.as_str());
+    common::wait_until(
+        "never asked",
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || async move { !counters.counters().for_path(path).is_empty() },
+    )
+    .await;
+    // Marked gone after the read started (a later millisecond), as a sync would.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    sqlx::query("UPDATE policies SET gone_from_intune_at = $1 WHERE id = $2")
+        .bind(tenantatlas::domain::Timestamp::now().millis())
+        .bind(policy)
+        .execute(f.app.db.pool())
+        .await
+        .expect("the policy is marked gone");
+    working.await.unwrap().unwrap();
+    common::answer_after(&f.demo.sim, 0);
+
+    let detail = f.detail(run_id, "").await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert_eq!(first_result(&detail).drift, Drift::New, "{detail:?}");
+    assert!(
+        f.gone_from_intune(policy).await,
+        "a capture read before the mark cleared it"
+    );
+
+    f.capture(policy).await;
+    assert!(
+        !f.gone_from_intune(policy).await,
+        "a capture read after the mark left it"
+    );
 }

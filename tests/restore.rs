@@ -352,6 +352,18 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Whether the inventory row `policy_id` is marked gone from Intune.
+    async fn gone_from_intune(&self, policy_id: i64) -> bool {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT gone_from_intune_at FROM policies WHERE id = $1",
+        )
+        .bind(policy_id)
+        .fetch_one(self.app.db.pool())
+        .await
+        .unwrap()
+        .is_some()
+    }
+
     /// The first live policy that `matches`; `what` names it should there be none.
     fn live_policy(&self, what: &str, matches: impl Fn(&SimPolicy) -> bool) -> SimPolicy {
         self.demo
@@ -2367,6 +2379,13 @@ async fn a_preview_never_adopts_the_create_of_an_execute_still_running(f: Fixtur
     let landed = f
         .write_directly(PolicyType::DeviceConfiguration, snapshot, None)
         .await;
+    // Its own Graph id deleted, as a sync that no longer lists it marks it.
+    sqlx::query("UPDATE policies SET gone_from_intune_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
 
     let (_, plan) = f
         .preview_planning(backup.set, id, PlanAction::Blocked)
@@ -2375,6 +2394,10 @@ async fn a_preview_never_adopts_the_create_of_an_execute_still_running(f: Fixtur
     assert!(blocked_saying(planned, &["still writing"]), "{planned:?}");
     assert_eq!(f.action(run_id, id).await, None);
     assert_ne!(f.graph_id_of(id).await, landed);
+    assert!(
+        f.gone_from_intune(id).await,
+        "the read of the create it did not adopt cleared the record's gone mark"
+    );
 }
 
 /// A create whose answer was lost lands, and a sync gives the policy a record of its own that a
@@ -2409,5 +2432,9 @@ async fn a_create_whose_policy_has_another_record_in_use_is_never_planned_again(
         let planned = item(&plan, id);
         assert!(blocked_saying(planned, &[landed.as_str()]), "{planned:?}");
         assert_eq!(f.action(run_id, id).await, None);
+        assert!(
+            f.gone_from_intune(id).await,
+            "the read of its twin cleared the record's gone mark"
+        );
     }
 }

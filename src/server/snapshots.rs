@@ -114,12 +114,27 @@ pub async fn load_version<'e, E: Executor<'e, Database = Any>>(
         .transpose()
 }
 
+/// A capture to store: the policy's record, what Graph returned for it, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Capture<'a> {
+    pub policy_id: i64,
+    pub snapshot: &'a Snapshot,
+    /// When the read that returned the policy under its record's own Graph id started (Unix
+    /// ms): a mark of being gone from Intune made no later than that is cleared, a newer one (a
+    /// sync or a 404 after the read, deleted meanwhile) stays. `None` for a read of another
+    /// Graph object kept as the record's version (an earlier restore's create that a preview
+    /// found but could not adopt): the record's own Graph id may still be gone, so its mark
+    /// stays.
+    pub read_at: Option<i64>,
+}
+
 /// Stores `snapshot` as a version of the tenant's policy, or finds the version with the same
 /// content, inside the caller's transaction; stores its setting definitions too. The version
 /// becomes the policy's current one (what Intune held at its last capture), also when it is an
 /// older version found again, as after a restore; and a policy marked gone from Intune (a sync
 /// that no longer listed it, a capture answered 404) is present again, since Graph just
-/// returned it (the 404 was a replication blip, or the policy came back).
+/// returned it (the 404 was a replication blip, or the policy came back). The policy counts as
+/// read at `now` ([`Capture::read_at`]).
 pub async fn store_snapshot(
     tx: &mut Tx,
     tenant_id: i64,
@@ -131,19 +146,39 @@ pub async fn store_snapshot(
     stored.into_iter().next().ok_or(sqlx::Error::RowNotFound)
 }
 
-/// [`store_snapshot`] for a batch of captures (policy, snapshot), in a few statements for the
-/// whole batch rather than several per capture; the versions in the batch's order. A policy
-/// that appears twice becomes current with its last capture. The statement that moves current
-/// versions also clears the captured policies' marks of being gone from Intune.
+/// [`store_snapshot`] for a batch of captures (policy, snapshot), each read at `now`: see
+/// [`store_captures`].
 pub async fn store_snapshots(
     tx: &mut Tx,
     tenant_id: i64,
     captures: &[(i64, &Snapshot)],
     now: i64,
 ) -> Result<Vec<StoredSnapshot>, sqlx::Error> {
+    let captures: Vec<Capture<'_>> = captures
+        .iter()
+        .map(|(policy_id, snapshot)| Capture {
+            policy_id: *policy_id,
+            snapshot,
+            read_at: Some(now),
+        })
+        .collect();
+    store_captures(tx, tenant_id, &captures, now).await
+}
+
+/// [`store_snapshot`] for a batch of captures, in a few statements for the whole batch rather
+/// than several per capture; the versions in the batch's order. A policy that appears twice
+/// becomes current with its last capture. The statement that moves current versions also
+/// clears the captured policies' marks of being gone from Intune, those made no later than
+/// each capture's read ([`Capture::read_at`]).
+pub async fn store_captures(
+    tx: &mut Tx,
+    tenant_id: i64,
+    captures: &[Capture<'_>],
+    now: i64,
+) -> Result<Vec<StoredSnapshot>, sqlx::Error> {
     let mut definitions: HashMap<&str, &SettingDefinition> = HashMap::new();
-    for (_, snapshot) in captures {
-        for definition in &snapshot.setting_definitions {
+    for capture in captures {
+        for definition in &capture.snapshot.setting_definitions {
             definitions.insert(&definition.id, definition);
         }
     }
@@ -151,35 +186,45 @@ pub async fn store_snapshots(
     definitions.sort_by(|a, b| a.id.cmp(&b.id));
     store_definitions(tx, tenant_id, &definitions, now).await?;
 
+    let pairs: Vec<(i64, &Snapshot)> = captures
+        .iter()
+        .map(|capture| (capture.policy_id, capture.snapshot))
+        .collect();
     let mut stored = Vec::with_capacity(captures.len());
     let mut settled = Vec::with_capacity(captures.len());
-    for chunk in captures.chunks(CAPTURES_PER_QUERY) {
+    for chunk in pairs.chunks(CAPTURES_PER_QUERY) {
         for (version, is_settled) in find_or_insert(tx, tenant_id, chunk, now).await? {
             stored.push(version);
             settled.push(is_settled);
         }
     }
     // The current version of each policy: its last capture in the batch; and the policy is in
-    // Intune, whatever an earlier 404 or sync marked. A policy whose content did not change
-    // (the common case of a backup) already has it and is not marked gone: no write.
-    let mut current: HashMap<i64, (i64, bool)> = HashMap::new();
-    for (((policy_id, _), version), settled) in captures.iter().zip(&stored).zip(settled) {
-        current.insert(*policy_id, (version.id, settled));
+    // Intune, unless it was marked gone after that capture's read (deleted since) or the read
+    // was not of its own Graph id. A policy whose content did not change (the common case of a
+    // backup) already has it and is not marked gone: no write.
+    let mut current: HashMap<i64, (i64, Option<i64>, bool)> = HashMap::new();
+    for ((capture, version), settled) in captures.iter().zip(&stored).zip(settled) {
+        current.insert(capture.policy_id, (version.id, capture.read_at, settled));
     }
-    let mut current: Vec<(i64, i64)> = current
+    let mut current: Vec<(i64, i64, Option<i64>)> = current
         .into_iter()
-        .filter(|(_, (_, settled))| !settled)
-        .map(|(policy_id, (version, _))| (policy_id, version))
+        .filter(|(_, (_, _, settled))| !settled)
+        .map(|(policy_id, (version, read_at, _))| (policy_id, version, read_at))
         .collect();
     current.sort_unstable();
     for chunk in current.chunks(CAPTURES_PER_QUERY) {
-        let mut sql = Sql::new("WITH v (id, snapshot_id) AS (VALUES ");
-        sql.rows(chunk, |sql, (policy_id, snapshot_id)| {
-            sql.int(*policy_id).push(", ").int(*snapshot_id);
+        let mut sql = Sql::new("WITH v (id, snapshot_id, read_at) AS (VALUES ");
+        sql.rows(chunk, |sql, (policy_id, snapshot_id, read_at)| {
+            sql.int(*policy_id)
+                .push(", ")
+                .int(*snapshot_id)
+                .push(", ")
+                .opt_int(*read_at);
         })
         .push(
             ") UPDATE policies SET current_snapshot_id = v.snapshot_id, \
-             gone_from_intune_at = NULL FROM v \
+             gone_from_intune_at = CASE WHEN policies.gone_from_intune_at <= v.read_at \
+               THEN NULL ELSE policies.gone_from_intune_at END FROM v \
              WHERE policies.id = v.id AND policies.tenant_id = ",
         )
         .int(tenant_id);
@@ -194,7 +239,7 @@ const CAPTURES_PER_QUERY: usize = 100;
 
 /// The version of each capture, with whether its policy's row already says so (settled): the
 /// version was found as the policy's current one and the policy is not marked gone from Intune
-/// (a capture clears that mark: [`store_snapshots`]). The version is found as:
+/// (a capture may clear that mark: [`store_captures`]). The version is found as:
 ///
 /// 1. the version stored under its hash;
 /// 2. else the first of these that holds the same normalised content (each read in its own

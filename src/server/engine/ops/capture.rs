@@ -9,10 +9,11 @@ use super::PendingPolicy;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::snapshot::{compare, CapturedPolicy, PolicyType, SettingNames};
 use crate::domain::versions::Drift;
+use crate::domain::Timestamp;
 use crate::server::db::Sql;
 use crate::server::graph::{CaptureOptions, PolicySource, Snapshot, TenantCredentials};
 use crate::server::sanitize::sanitize;
-use crate::server::snapshots::{load_version, store_snapshots, StoredSnapshot};
+use crate::server::snapshots::{load_version, store_captures, Capture, StoredSnapshot};
 
 /// A policy to capture, with the version its capture is compared with.
 #[derive(Debug, Clone)]
@@ -27,7 +28,11 @@ pub struct CaptureItem {
 
 /// What capturing one policy gave.
 pub enum Captured {
-    Snapshot(Snapshot),
+    /// What Graph returned, and when the read started (Unix ms; [`Capture::read_at`]).
+    Snapshot {
+        snapshot: Snapshot,
+        read_at: i64,
+    },
     /// Graph says the policy no longer exists.
     Deleted,
     Failed(ReasonCode, String),
@@ -42,11 +47,12 @@ pub async fn capture(
     let Some(policy_type) = PolicyType::parse(&item.policy_type) else {
         return Captured::Failed(ReasonCode::UnknownError, "Unsupported policy type.".into());
     };
+    let read_at = Timestamp::now().millis();
     match source
         .capture_policy(creds, policy_type, &item.graph_id, item.options)
         .await
     {
-        Ok(snapshot) => Captured::Snapshot(snapshot),
+        Ok(snapshot) => Captured::Snapshot { snapshot, read_at },
         Err(error) if error.reason_code() == ReasonCode::PolicyNotFound => Captured::Deleted,
         Err(error) => {
             let (reason, message) = (error.reason_code(), sanitize(error.message()));
@@ -86,21 +92,25 @@ pub async fn record_capture_results(
     batch: &[(Pending<CaptureItem>, Captured)],
     now: i64,
 ) -> Result<Vec<(Recorded, Option<CaptureFinding>)>, sqlx::Error> {
-    let captures: Vec<(i64, &Snapshot)> = batch
+    let captures: Vec<Capture<'_>> = batch
         .iter()
         .filter_map(|(pending, captured)| match captured {
-            Captured::Snapshot(snapshot) => Some((pending.item.policy_id, snapshot)),
+            Captured::Snapshot { snapshot, read_at } => Some(Capture {
+                policy_id: pending.item.policy_id,
+                snapshot,
+                read_at: Some(*read_at),
+            }),
             _ => None,
         })
         .collect();
-    let mut stored = store_snapshots(tx, tenant_id, &captures, now)
+    let mut stored = store_captures(tx, tenant_id, &captures, now)
         .await?
         .into_iter();
     let mut recorded = Vec::with_capacity(batch.len());
     let mut results = Vec::with_capacity(batch.len());
     for (pending, captured) in batch {
         let version = match captured {
-            Captured::Snapshot(_) => stored.next(),
+            Captured::Snapshot { .. } => stored.next(),
             _ => None,
         };
         match compare_capture(tx, tenant_id, pending, captured, version, now).await? {
@@ -168,7 +178,7 @@ async fn compare_capture(
             .await?;
             (None, Drift::Deleted, None, false)
         }
-        Captured::Snapshot(snapshot) => {
+        Captured::Snapshot { snapshot, .. } => {
             // Stored with the batch ([`record_captures`]).
             let stored = version.ok_or(sqlx::Error::RowNotFound)?;
             let (drift, changed) = match item.base_snapshot_id {

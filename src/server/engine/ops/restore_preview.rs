@@ -36,7 +36,7 @@ use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
 use crate::server::restore::compare::restore_comparison;
 use crate::server::restore::refs::{kind_label, references, Reference};
 use crate::server::sanitize::sanitize;
-use crate::server::snapshots::{load_version, store_snapshot, StoredVersion};
+use crate::server::snapshots::{load_version, store_captures, Capture, StoredVersion};
 
 /// One item of a restore: a policy and the version restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,10 +230,9 @@ impl RestorePreview {
                     ..item.capture.clone()
                 };
                 match capture(self.source.as_ref(), creds, &capture_item).await {
-                    Captured::Snapshot(snapshot) => (
-                        Captured::Snapshot(snapshot),
-                        Settled::Found(create, graph_id),
-                    ),
+                    captured @ Captured::Snapshot { .. } => {
+                        (captured, Settled::Found(create, graph_id))
+                    }
                     _ => (
                         Captured::Deleted,
                         Settled::Unknown(sanitize(&format!(
@@ -472,10 +471,15 @@ async fn record_plan(
         blocked: previewed.missing.clone(),
         ..PlanNotes::default()
     };
+    // Whether a snapshot captured is of the record's own Graph id: a create found under
+    // another one is, once the record follows it.
+    let mut own_read = true;
     match &previewed.settled {
         Settled::Nothing => {}
         Settled::Found(create, graph_id) => {
-            match adopt_create(tx, run, item.policy_id, create, graph_id, now).await? {
+            let adoption = adopt_create(tx, run, item.policy_id, create, graph_id, now).await?;
+            own_read = matches!(adoption, Adoption::Adopted);
+            match adoption {
                 Adoption::Adopted => notes.warnings.push(format!(
                     "An earlier restore (run {}) created this policy as {graph_id} without learning so: the restore updates that policy.",
                     create.run_id
@@ -534,8 +538,19 @@ async fn record_plan(
             }
             (PlanAction::Create, None, None, Drift::Deleted, None)
         }
-        Captured::Snapshot(snapshot) => {
-            let stored = store_snapshot(tx, tenant_id, item.policy_id, snapshot, now).await?;
+        Captured::Snapshot { snapshot, read_at } => {
+            // Kept as the record's version either way; a create not adopted leaves the
+            // record's own Graph id gone from Intune, and its mark with it.
+            let capture = Capture {
+                policy_id: item.policy_id,
+                snapshot,
+                read_at: own_read.then_some(*read_at),
+            };
+            let stored = store_captures(tx, tenant_id, &[capture], now)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or(sqlx::Error::RowNotFound)?;
             let live = serde_json::from_str::<serde_json::Value>(&snapshot.canonical_json).ok();
             let (changed, removals) = match (PolicyType::parse(&item.policy_type), &backup, &live) {
                 (Some(family), Some(backup), Some(live)) => {
