@@ -38,6 +38,7 @@ both_backends!(local Fixture:
     an_unchanged_policy_on_a_format_1_version_reads_no_other_format_1_version,
     a_policy_captured_again_after_a_404_is_no_longer_gone,
     a_policy_marked_gone_while_its_capture_is_in_flight_stays_gone,
+    a_policy_marked_gone_while_a_backup_reads_it_stays_gone,
 );
 
 /// The demo app, as an operator of Contoso.
@@ -1169,17 +1170,61 @@ async fn a_policy_marked_gone_while_its_capture_is_in_flight_stays_gone(f: Fixtu
     f.sync().await;
     let sim = f.a_device_configuration();
     let policy = f.policy_id(&sim.id).await;
-    common::answer_after(&f.demo.sim, 1_000);
-    f.demo.sim.reset_counters();
     let id = policy.to_string();
     let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
-    let run_id = f
-        .start_as(&f.operator, "runs/capture-policy", &form)
-        .await
-        .run_id;
+    let run_id = mark_gone_while_in_flight(&f, &sim.id, policy, "runs/capture-policy", &form).await;
+    let detail = f.detail(run_id, "").await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert_eq!(first_result(&detail).drift, Drift::New, "{detail:?}");
+    assert!(
+        f.gone_from_intune(policy).await,
+        "a capture read before the mark cleared it"
+    );
+
+    f.capture(policy).await;
+    assert!(
+        !f.gone_from_intune(policy).await,
+        "a capture read after the mark left it"
+    );
+}
+
+/// The same for the captures of an "add policies" run: the policy is in the set, and still
+/// marked gone.
+async fn a_policy_marked_gone_while_a_backup_reads_it_stays_gone(f: Fixture) {
+    f.sync().await;
+    let sim = f.a_device_configuration();
+    let policy = f.policy_id(&sim.id).await;
+    let set = common::backup_set(&f.app, &f.operator, CONTOSO, "In flight").await;
+    let form = Form::tenant(CONTOSO)
+        .field("backup_set_id", set)
+        .list("policy_ids", &[policy]);
+    let run_id =
+        mark_gone_while_in_flight(&f, &sim.id, policy, "runs/add-policies", &form.pairs()).await;
+    let detail = f.detail(run_id, "").await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert_eq!(detail.succeeded, 1, "{detail:?}");
+    assert!(
+        f.gone_from_intune(policy).await,
+        "a backup read before the mark cleared it"
+    );
+}
+
+/// Starts the run `endpoint` with `form` (one capture of `policy`, Graph id `graph_id`),
+/// and marks the policy gone, as a sync would, once its read has started (Graph answering after
+/// 1 s); the run's id once it has ended.
+async fn mark_gone_while_in_flight(
+    f: &Fixture,
+    graph_id: &str,
+    policy: i64,
+    endpoint: &str,
+    form: &[(&str, &str)],
+) -> i64 {
+    common::answer_after(&f.demo.sim, 1_000);
+    f.demo.sim.reset_counters();
+    let run_id = f.start_as(&f.operator, endpoint, form).await.run_id;
     let worker = f.worker.clone();
     let working = tokio::spawn(async move { worker.try_execute_task().await });
-    let (counters, path) = (&f.demo.sim, sim.id.as_str());
+    let (counters, path) = (&f.demo.sim, graph_id);
     common::wait_until(
         "never asked",
         Duration::from_secs(10),
@@ -1197,18 +1242,5 @@ async fn a_policy_marked_gone_while_its_capture_is_in_flight_stays_gone(f: Fixtu
         .expect("the policy is marked gone");
     working.await.unwrap().unwrap();
     common::answer_after(&f.demo.sim, 0);
-
-    let detail = f.detail(run_id, "").await;
-    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
-    assert_eq!(first_result(&detail).drift, Drift::New, "{detail:?}");
-    assert!(
-        f.gone_from_intune(policy).await,
-        "a capture read before the mark cleared it"
-    );
-
-    f.capture(policy).await;
-    assert!(
-        !f.gone_from_intune(policy).await,
-        "a capture read after the mark left it"
-    );
+    run_id
 }

@@ -11,11 +11,11 @@ use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Totals,
 use super::super::worker::RunFailure;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::run::OperationType;
-use crate::domain::{AddPoliciesOptions, RunStatus};
+use crate::domain::{AddPoliciesOptions, RunStatus, Timestamp};
 use crate::server::db::{Db, Sql};
 use crate::server::graph::{CaptureOptions, PolicySource, PolicyType, Snapshot, TenantCredentials};
 use crate::server::sanitize::sanitize;
-use crate::server::snapshots::store_snapshots;
+use crate::server::snapshots::{store_captures, Capture};
 
 /// What an "add policies" run stores in `runs.input`: the backup set, the sorted policy ids and
 /// the options. The submit writes it; the engine reads the run's items and options from it, and
@@ -62,7 +62,12 @@ pub struct PolicyItem {
 
 /// What capturing one policy gave.
 pub enum Captured {
-    Snapshot(Snapshot),
+    /// The policy as Graph returned it, and when the read started (Unix ms): a mark of being
+    /// gone from Intune made after it stays ([`Capture::read_at`]).
+    Snapshot {
+        snapshot: Snapshot,
+        read_at: i64,
+    },
     Skipped(ReasonCode),
     Failed(ReasonCode, String),
 }
@@ -148,12 +153,13 @@ impl Operation for AddPolicies {
             include_assignments: run.input.options.include_assignments,
             include_scope_tags: run.input.options.include_scope_tags,
         };
+        let read_at = Timestamp::now().millis();
         match self
             .source
             .capture_policy(creds, policy_type, &item.graph_id, options)
             .await
         {
-            Ok(snapshot) => Captured::Snapshot(snapshot),
+            Ok(snapshot) => Captured::Snapshot { snapshot, read_at },
             Err(error) => {
                 let (reason, message) = (error.reason_code(), sanitize(error.message()));
                 // The operator's trail; only the sanitized text, like the database and the UI.
@@ -175,18 +181,22 @@ impl Operation for AddPolicies {
         batch: &[(Pending<PolicyItem>, Captured)],
         now: i64,
     ) -> Result<Vec<Recorded>, sqlx::Error> {
-        let captures: Vec<(i64, &Snapshot)> = batch
+        let captures: Vec<Capture> = batch
             .iter()
             .filter_map(|(pending, captured)| match captured {
-                Captured::Snapshot(snapshot) => Some((pending.item.policy_id, snapshot)),
+                Captured::Snapshot { snapshot, read_at } => Some(Capture {
+                    policy_id: pending.item.policy_id,
+                    snapshot,
+                    read_at: Some(*read_at),
+                }),
                 _ => None,
             })
             .collect();
-        let stored = store_snapshots(tx, run.tenant_id, &captures, now).await?;
+        let stored = store_captures(tx, run.tenant_id, &captures, now).await?;
         let items: Vec<(i64, i64)> = captures
             .iter()
             .zip(&stored)
-            .map(|((policy_id, _), version)| (*policy_id, version.id))
+            .map(|(capture, version)| (capture.policy_id, version.id))
             .collect();
         let mut new_in_set = add_to_set(tx, run, &items, now).await?;
         let mut recorded = Vec::with_capacity(batch.len());
@@ -195,7 +205,7 @@ impl Operation for AddPolicies {
             recorded.push(match captured {
                 Captured::Skipped(reason) => Recorded::skipped(*reason),
                 Captured::Failed(reason, message) => Recorded::failed(*reason, message.clone()),
-                Captured::Snapshot(_) => {
+                Captured::Snapshot { .. } => {
                     if new_in_set.remove(&pending.item.policy_id) {
                         added += 1;
                         Recorded::succeeded()
