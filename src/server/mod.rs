@@ -340,19 +340,36 @@ async fn work_until_ended(
     Ok(failed)
 }
 
-/// How many `sync-inventory` engines may run at once on one host: one identity each
+/// How many `sync-inventory` engines may run at once on one host on SQLite: one identity each
 /// ([`cli_instance`]).
 const CLI_ENGINES: usize = 16;
 
 /// Takes the instance lock of a `sync-inventory` engine, marked as a command's so that another
-/// invocation does not leave its runs to it: the first free of a few fixed identities per host
-/// (`<host>-cli`, then `<host>-cli-2` to `<host>-cli-16` while overlapping invocations hold
-/// the others), not one per process, so that on SQLite their lock files stay a few files
-/// however often cron runs the command, and an identity taken again takes back the leases its
-/// dead holder left (a restarted instance's own, [`engine::runner::run`]) at once. Refused when
-/// all are held.
+/// invocation does not leave its runs to it.
+///
+/// On SQLite: the first free of a few fixed identities per host (`<host>-cli`, then
+/// `<host>-cli-2` to `<host>-cli-16` while overlapping invocations hold the others), not one per
+/// process, so that their lock files next to the database stay a few however often cron runs
+/// the command, and an identity taken again takes back the leases its dead holder left (a
+/// restarted instance's own, [`engine::runner::run`]) at once: an OS file lock is let go only
+/// when its process ends, and SQLite judges leases by their expiry alone. Refused when all are
+/// held.
+///
+/// On PostgreSQL: `<host>-cli-<pid>`, one per process. A lock there lives on a session, which
+/// can end while its process lives on (a restarted server, an idle timeout) and is taken again
+/// a second later; a fixed identity taken by another invocation in that second would take back
+/// the live holder's leases and keep it from its lock until it ends. A dead holder's leases are
+/// over as soon as its lock is free (the workers' lease check), so nothing waits for them, and
+/// no lock file is involved.
 async fn cli_instance(db: &Db) -> Result<engine::instance::InstanceLock, StartError> {
     let host = engine::instance::host_name();
+    let invalid = |error: engine::instance::InstanceError| StartError::Invalid(error.to_string());
+    if db.backend() == crate::server::db::Backend::Postgres {
+        let id = format!("{host}-cli-{}", std::process::id());
+        return engine::instance::InstanceLock::acquire_cli(db, &id)
+            .await
+            .map_err(invalid);
+    }
     for n in 1..=CLI_ENGINES {
         let id = match n {
             1 => format!("{host}-cli"),
@@ -360,7 +377,7 @@ async fn cli_instance(db: &Db) -> Result<engine::instance::InstanceLock, StartEr
         };
         match engine::instance::InstanceLock::acquire_cli(db, &id).await {
             Err(engine::instance::InstanceError::AlreadyRunning(_)) => continue,
-            acquired => return acquired.map_err(|error| StartError::Invalid(error.to_string())),
+            acquired => return acquired.map_err(invalid),
         }
     }
     Err(StartError::Invalid(format!(
