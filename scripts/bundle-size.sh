@@ -9,7 +9,8 @@
 #   scripts/bundle-size.sh           prints the figures
 #   scripts/bundle-size.sh --check   also fails when the main module or the largest page is more
 #                                    than 10 % over the figures recorded in docs/bundle-size.txt
-#   scripts/bundle-size.sh --record  writes the current figures into docs/bundle-size.txt
+#   scripts/bundle-size.sh --record  writes the current figures into docs/bundle-size.txt, keeping
+#                                    its comment lines (add a history line saying why)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,12 +52,18 @@ printf 'all %d wasm files: %d bytes gzip -9; js glue and loader: %d bytes gzip -
 
 case "${1:-}" in
   --record)
-    cat > "$record" <<RECORD
-# The browser bundle's size after scripts/build.sh (profile wasm-release: opt-level z, LTO; split
+    # The comment lines (the header and the history of the figures) stay; add a line to the
+    # history saying why the figures changed.
+    comments=$(grep '^#' "$record" 2>/dev/null || true)
+    if [[ -z "$comments" ]]; then
+      comments="# The browser bundle's size after scripts/build.sh (profile wasm-release: opt-level z, LTO; split
 # at the lazy routes; wasm-opt -Oz from npm's binaryen), gzip -9 bytes of target/site/pkg/b-<hash>/.
 # Measured with: scripts/bundle-size.sh --record
 # CI (scripts/test.sh) runs scripts/bundle-size.sh --check, which fails when the main module or the
-# largest page grows more than 10 % over the figures below.
+# largest page grows more than 10 % over the figures below."
+    fi
+    cat > "$record" <<RECORD
+$comments
 main_gzip_bytes=$(get main_gzip)
 largest_page_gzip_bytes=$(get largest_page_gzip)
 all_wasm_gzip_bytes=$(get all_wasm_gzip)
