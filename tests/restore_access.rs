@@ -4,7 +4,10 @@
 //! at every claim, before any Graph call; the run then fails `not_authorized` and the simulator
 //! sees no write. A starter demoted while the run writes stops it too: each item's announce
 //! reads the starter's role before the item's first write, so the item in flight finishes and
-//! none after it writes. Both engines; every role change goes through the members API.
+//! none after it writes. A claim taking over a run whose earlier claim announced writes and
+//! crashed before recording them sends nothing more either, and says those policies may have
+//! been written (audited as incomplete), never that nothing was. Both engines; every role
+//! change goes through the members API.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -15,7 +18,7 @@ use common::{DemoApp, ADMIN, CONTOSO};
 use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::restore::{PlanAction, RestoreSource};
 use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail};
-use tenantatlas::domain::RunStatus;
+use tenantatlas::domain::{RunStatus, Timestamp};
 use tenantatlas::graph_sim::RequestRecord;
 use tenantatlas::server::engine::worker::Outcome;
 use tenantatlas::server::seed;
@@ -23,7 +26,8 @@ use tenantatlas::server::seed;
 both_backends!(local Fixture:
     a_restore_whose_starter_was_demoted_writes_nothing,
     a_restore_whose_starter_was_removed_writes_nothing,
-    a_taken_over_restore_whose_starter_was_removed_writes_nothing,
+    a_taken_over_restore_whose_starter_was_removed_says_what_may_have_been_written,
+    a_taken_over_restore_whose_starter_is_demoted_before_its_first_write_says_what_may_have_been_written,
     a_restore_whose_starters_account_was_deleted_writes_nothing,
     a_restore_whose_starter_may_still_restore_writes,
     a_restore_whose_starter_is_demoted_while_it_writes_stops_writing,
@@ -247,6 +251,140 @@ impl Fixture {
             .expect_err("a restore is not retried from the run's page");
         assert_eq!(refusal.status, 422, "{}", refusal.body);
     }
+
+    /// Makes queued restore `queued` (an update, then a create) look as its first claim left
+    /// it when it crashed, or lost its lease, right after sending both writes: running under
+    /// another owner whose lease is over, each item pending with its write announced (the
+    /// update's `update_sent_at`, the create's `create_sent_at`, now), as a claim announces
+    /// right before sending. The next claim takes it over.
+    async fn crashed_after_announcing(&self, queued: &Queued) {
+        let db = self.app.db.pool();
+        let now = Timestamp::now().millis();
+        sqlx::query(
+            "UPDATE runs SET status = 'running', attempt = 1, lease_owner = 'crashed', \
+             lease_expires_at = 0, started_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(queued.run_id)
+        .execute(db)
+        .await
+        .unwrap();
+        let tenant_id = common::tenant_id(&self.app.db, CONTOSO).await;
+        let [update, create] = queued.ids[..] else {
+            panic!("an update and a create: {:?}", queued.ids);
+        };
+        for (policy_id, column) in [(update, "update_sent_at"), (create, "create_sent_at")] {
+            sqlx::query(&format!(
+                "INSERT INTO run_items (tenant_id, run_id, policy_id, {column}) \
+                 VALUES ($1, $2, $3, $4)"
+            ))
+            .bind(tenant_id)
+            .bind(queued.run_id)
+            .bind(policy_id)
+            .bind(now)
+            .execute(db)
+            .await
+            .unwrap();
+        }
+    }
+
+    /// The details of the `restore.item_written` audit row of `policy_id`, which must exist.
+    async fn audit_of(&self, policy_id: i64) -> serde_json::Value {
+        let details: String = sqlx::query_scalar(
+            "SELECT details FROM audit_log WHERE action = 'restore.item_written' AND target = $1",
+        )
+        .bind(format!("policy:{policy_id}"))
+        .fetch_optional(self.app.db.pool())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no audit row of policy {policy_id}"));
+        serde_json::from_str(&details).expect("JSON details")
+    }
+
+    /// Asserts that taken-over run `queued` ([`Self::crashed_after_announcing`]), its `detail`,
+    /// sent no write and failed `not_authorized`; that each item says its policy may have been
+    /// written by the earlier attempt (not that nothing was), has an incomplete audit row
+    /// failed `not_authorized` and no action recorded; that the create keeps its announce (a
+    /// later preview looks for the policy); and that the run says so too.
+    async fn assert_refused_after_announces(&self, queued: &Queued, detail: &RunDetail) {
+        assert_eq!(
+            self.writes(),
+            Vec::<String>::new(),
+            "nothing more was written"
+        );
+        assert_eq!(detail.status, RunStatus::Failed, "{detail:?}");
+        assert_eq!(
+            detail.reason_code,
+            Some(ReasonCode::NotAuthorized),
+            "{detail:?}"
+        );
+        let message = detail.failure_message.as_deref().unwrap_or_default();
+        assert!(
+            message.starts_with(
+                "The member who started this restore may no longer restore in this tenant"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("2 policies may have been written"),
+            "{message}"
+        );
+        assert!(!message.contains("nothing more was written"), "{message}");
+        assert_eq!(
+            (detail.total_items, detail.processed_items, detail.failed),
+            (2, 2, 2),
+            "{detail:?}"
+        );
+        let [update, create] = queued.ids[..] else {
+            panic!("an update and a create: {:?}", queued.ids);
+        };
+        for row in &detail.items.rows {
+            assert_eq!(row.outcome, ItemOutcome::Failed, "{row:?}");
+            assert_eq!(row.reason_code, Some(ReasonCode::NotAuthorized), "{row:?}");
+            let message = row.message.as_deref().unwrap_or_default();
+            assert!(message.contains("MAY have been"), "{row:?}");
+            assert!(message.contains("earlier attempt"), "{row:?}");
+            assert!(!message.contains("nothing was written"), "{row:?}");
+            assert!(!message.contains("nothing more was written"), "{row:?}");
+            assert_eq!(self.action(queued.run_id, row.policy_id).await, None);
+        }
+        let written: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'restore.item_written'",
+        )
+        .fetch_one(self.app.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(written, 2, "each announced write audited");
+        let graph_id: String = sqlx::query_scalar("SELECT graph_id FROM policies WHERE id = $1")
+            .bind(update)
+            .fetch_one(self.app.db.pool())
+            .await
+            .unwrap();
+        for (policy_id, action, graph_id) in [
+            (update, "updated", Some(graph_id.as_str())),
+            (create, "created", None),
+        ] {
+            let audited = self.audit_of(policy_id).await;
+            assert_eq!(audited["action"], action, "{audited}");
+            assert_eq!(audited["graph_id"].as_str(), graph_id, "{audited}");
+            assert_eq!(audited["completed"], false, "{audited}");
+            assert_eq!(
+                audited["failure"]["reason"],
+                ReasonCode::NotAuthorized.as_str(),
+                "{audited}"
+            );
+            assert_eq!(audited["run_id"], queued.run_id, "{audited}");
+        }
+        let create_sent_at: Option<i64> = sqlx::query_scalar(
+            "SELECT create_sent_at FROM run_items WHERE run_id = $1 AND policy_id = $2",
+        )
+        .bind(queued.run_id)
+        .bind(create)
+        .fetch_one(self.app.db.pool())
+        .await
+        .unwrap();
+        assert!(create_sent_at.is_some(), "the create's announce stays");
+    }
 }
 
 async fn a_restore_whose_starter_was_demoted_writes_nothing(f: Fixture) {
@@ -278,21 +416,73 @@ async fn a_restore_whose_starter_was_removed_writes_nothing(f: Fixture) {
     f.assert_refused(&queued, &detail).await;
 }
 
-/// A claim that takes the run over (its first claim crashed) checks again.
-async fn a_taken_over_restore_whose_starter_was_removed_writes_nothing(f: Fixture) {
+/// A claim that takes the run over checks again, before any Graph call. Its first claim
+/// announced an update and a create, sent them, and crashed before recording either: both may
+/// be in Intune. The takeover sends nothing, and each item says its policy may have been
+/// written, audited as incomplete, as a cancel counts such writes.
+async fn a_taken_over_restore_whose_starter_was_removed_says_what_may_have_been_written(
+    f: Fixture,
+) {
     let queued = f.queue_restore().await;
-    sqlx::query("UPDATE runs SET attempt = 1 WHERE id = $1")
-        .bind(queued.run_id)
-        .execute(f.app.db.pool())
-        .await
-        .unwrap();
+    f.crashed_after_announcing(&queued).await;
     let manager = f.manager_id().await;
     f.app
         .remove_member(&f.owner, CONTOSO, manager)
         .await
         .expect("the owner removes the manager");
     let detail = f.run_counted(queued.run_id).await;
-    f.assert_refused(&queued, &detail).await;
+    let asked: Vec<String> = f
+        .demo
+        .sim
+        .counters()
+        .requests
+        .iter()
+        .filter(|r| r.is_graph())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(asked, Vec::<String>::new(), "no Graph call at all");
+    f.assert_refused_after_announces(&queued, &detail).await;
+}
+
+/// The same takeover whose starter is demoted after the claim's check, while it reads the
+/// first policy (one item at a time, Graph slowed): the update's announce finds the starter
+/// refused and sends nothing, the create after it is not started; both say their policy may
+/// have been written by the earlier attempt.
+async fn a_taken_over_restore_whose_starter_is_demoted_before_its_first_write_says_what_may_have_been_written(
+    f: Fixture,
+) {
+    let queued = f.queue_restore().await;
+    f.crashed_after_announcing(&queued).await;
+    let manager = f.manager_id().await;
+    common::answer_after(&f.demo.sim, 300);
+    f.demo.sim.reset_counters();
+    let worker = f.worker.clone().with_items_at_once(1);
+    let (executed, ()) = tokio::join!(worker.try_execute_task(), async {
+        let started = std::time::Instant::now();
+        while !f.demo.sim.counters().requests.iter().any(|r| r.is_graph()) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the restore never read a policy"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        f.app
+            .change_member_role(&f.owner, CONTOSO, manager, "readonly")
+            .await
+            .expect("the owner demotes the manager");
+    });
+    let executed = executed.expect("the worker runs");
+    assert!(
+        matches!(executed, Outcome::TaskCompleted { run_id } if run_id == queued.run_id),
+        "{executed:?}"
+    );
+    common::answer_after(&f.demo.sim, 0);
+    let detail = f
+        .app
+        .run_detail(Some(&f.owner), CONTOSO, queued.run_id, &[])
+        .await
+        .expect("the owner reads the run");
+    f.assert_refused_after_announces(&queued, &detail).await;
 }
 
 /// The starter's account deleted: the run's `initiated_by` is `NULL` (no API deletes an

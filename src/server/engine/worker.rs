@@ -1077,7 +1077,19 @@ impl Worker {
         // listens to its signal, and the heartbeat's safety-net cancel reaches it.
         let cancel = self.cancels.watch(run.id, run.attempt);
         if let Some(failure) = operation.check(&self.db, &run).await? {
-            return self.fail_planned(open, operation, &run, failure).await;
+            // Concluded with its failure once its items are written, as a run whose credentials
+            // are refused: the handler settles what an earlier claim left unrecorded (a
+            // restore's announced writes) before the engine closes the rest with the failure.
+            if !self
+                .materialize_items(open.take(), &run, &operation.plan(&run))
+                .await?
+            {
+                tracing::warn!("lease lost before the failed run's items were written");
+                return Ok(());
+            }
+            let concluded = operation.conclude(&self.db, Err(&failure), &run).await?;
+            let failure = concluded.unwrap_or(failure);
+            return self.finish_failed(None, operation, &run, failure).await;
         }
         if !self
             .materialize_items(open.take(), &run, &operation.plan(&run))

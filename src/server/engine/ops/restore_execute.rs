@@ -16,7 +16,9 @@
 //! reads the run's row before the item's first write, reads the starter's role with it. An item
 //! whose starter may no longer restore writes nothing and fails `not_authorized`; so does every
 //! item of the claim not yet started, without a Graph call, and the run ends failed
-//! `not_authorized` once its items are recorded.
+//! `not_authorized` once its items are recorded. Either way an item whose write an earlier
+//! claim announced and never recorded (a takeover's) may have been written all the same: it
+//! fails saying so, with an incomplete audit row, never as "nothing was written".
 //!
 //! Writes survive cancels and takeovers. Right before its first write an item passes its point of
 //! no return ([`interrupt::point_of_no_return`]): a cancel then lets it finish and record what it
@@ -40,6 +42,7 @@ use super::super::worker::RunFailure;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::restore::{PlanAction, RestoreAction};
 use crate::domain::run::OperationType;
+use crate::domain::run_detail::ItemOutcome;
 use crate::domain::snapshot::{CapturedPolicy, SettingNames};
 use crate::domain::versions::Drift;
 use crate::domain::{Capability, Role, Timestamp};
@@ -493,7 +496,7 @@ impl RestoreExecute {
     async fn restore(&self, creds: &TenantCredentials, attempt: i64, item: &WriteItem) -> Restored {
         // An earlier item of this claim found the starter may no longer restore: no Graph call.
         if item.starter_refused.load(Ordering::Acquire) {
-            return starter_refused();
+            return refused_item(item);
         }
         let Some(policy_type) = PolicyType::parse(&item.policy_type) else {
             return Restored::Failed(ReasonCode::UnknownError, "Unsupported policy type.".into());
@@ -655,7 +658,10 @@ impl RestoreExecute {
                 Ok(true) => None,
                 Ok(false) => {
                     item.starter_refused.store(true, Ordering::Release);
-                    return starter_refused();
+                    return match &created_before {
+                        Some(graph_id) => refused_created(graph_id),
+                        None => refused_item(item),
+                    };
                 }
                 Err(error) => {
                     tracing::error!(%error, "could not read the starter's role");
@@ -687,7 +693,7 @@ impl RestoreExecute {
                 }
                 Ok(Announced::StarterRefused) => {
                     item.starter_refused.store(true, Ordering::Release);
-                    return starter_refused();
+                    return refused_item(item);
                 }
                 Ok(Announced::OtherCreate) => {
                     return failed(
@@ -1046,10 +1052,80 @@ fn not_authorized() -> RunFailure {
     }
 }
 
+/// The failure of a restore whose starter may no longer restore, `unrecorded` of whose items
+/// may have been written without their outcome being recorded (an earlier claim's announced
+/// write, a lost answer): the run then never says that nothing was written.
+fn refused_run(unrecorded: i64) -> RunFailure {
+    if unrecorded == 0 {
+        return not_authorized();
+    }
+    let policies = if unrecorded == 1 {
+        "policy"
+    } else {
+        "policies"
+    };
+    RunFailure {
+        reason: ReasonCode::NotAuthorized,
+        message: format!(
+            "The member who started this restore may no longer restore in this tenant: nothing more was sent, but {unrecorded} {policies} may have been written without the outcome being recorded (see the items). Run the preview again to see what Intune holds."
+        ),
+    }
+}
+
 /// An item kept from writing because the member who started the run may no longer restore.
 fn starter_refused() -> Restored {
     let RunFailure { reason, message } = not_authorized();
     failed(reason, &message)
+}
+
+/// Why an item whose starter may no longer restore sent nothing more.
+const REFUSED_NOTHING_MORE: &str = "The member who started this restore may no longer restore in this tenant, so nothing more was sent.";
+
+/// An item kept from writing because the member who started the run may no longer restore,
+/// as its announces say: one whose create or update an earlier claim announced and never
+/// recorded (`create_sent_at`, `update_sent_at`: it crashed or lost its lease after sending)
+/// may have been written all the same, and fails saying so with an incomplete audit row (a
+/// create's announce stays for the next preview to look for it), as [`cancelled_summary`]
+/// counts it: never as "nothing was written". Any other item wrote nothing.
+fn refused_item(item: &WriteItem) -> Restored {
+    match (item.create_sent_at, item.update_sent_at) {
+        (Some(sent_at), _) => maybe_created(
+            ReasonCode::NotAuthorized,
+            &format!(
+                "This policy MAY have been created in Intune by an earlier attempt of this run, which announced its create at {} and stopped before it could record the outcome. {REFUSED_NOTHING_MORE} Run the preview again after {}: it finds the policy if it was created.",
+                Timestamp(sent_at),
+                create_settled_at(sent_at)
+            ),
+        ),
+        (None, Some(sent_at)) => {
+            let message = sanitize(&format!(
+                "This policy MAY have been written in Intune, in part or in full, by an earlier attempt of this run, which announced its update at {} and stopped before it could record the outcome. {REFUSED_NOTHING_MORE} Run the preview again to see what it holds.",
+                Timestamp(sent_at)
+            ));
+            tracing::warn!(%message, "an earlier update may have landed; its starter is refused");
+            Restored::MaybeUpdated {
+                reason: ReasonCode::NotAuthorized,
+                message,
+            }
+        }
+        (None, None) => starter_refused(),
+    }
+}
+
+/// The policy an earlier claim of the run created (as `graph_id`, found by this claim) and
+/// stopped before finishing, whose starter may no longer restore: recorded as created (the
+/// inventory follows it) and partly written, the rest not sent.
+fn refused_created(graph_id: &str) -> Restored {
+    let message = sanitize(&format!(
+        "An earlier attempt of this run created this policy in Intune (as {graph_id}) and stopped before it could record so or write the rest of it. {REFUSED_NOTHING_MORE} Run the preview again to see what it holds."
+    ));
+    tracing::warn!(%message, "an earlier create is not finished; its starter is refused");
+    Restored::PartlyWritten {
+        action: RestoreAction::Created,
+        graph_id: graph_id.to_owned(),
+        reason: ReasonCode::NotAuthorized,
+        message,
+    }
 }
 
 /// What the execute writes for a pending item: the planned version, with the options the run
@@ -1171,6 +1247,11 @@ impl Operation for RestoreExecute {
             if failure.reason == ReasonCode::Cancelled {
                 cancelled().await?;
             }
+            // The claim's check found the starter may no longer restore: nothing is sent, and
+            // the items an earlier claim announced say they may have been written.
+            if failure.reason == ReasonCode::NotAuthorized {
+                return Ok(Some(self.close_refused(db, run).await?));
+            }
             return Ok(Some(failure.clone()));
         }
         let (summary, refused) = evidence_summary(db, run.id).await?;
@@ -1180,7 +1261,89 @@ impl Operation for RestoreExecute {
         }
         // An item found that the member who started the run may no longer restore: the items
         // after it wrote nothing, and the run fails as a whole, as the claim's check fails it.
-        Ok(refused.then(not_authorized))
+        if !refused {
+            return Ok(None);
+        }
+        Ok(Some(refused_run(unrecorded_writes(db, run.id).await?)))
+    }
+}
+
+impl RestoreExecute {
+    /// Closes the pending items of a run whose claim found, before any Graph call, that the
+    /// member who started it may no longer restore (the engine then closes none): each as
+    /// [`refused_item`] says, in the database alone. An item whose write an earlier claim
+    /// announced (a takeover's) fails saying it may have been written, with an incomplete
+    /// `restore.item_written` audit row; the others fail `not_authorized`, nothing written.
+    /// Written only while this claim holds the run as running, the run's row taken first, as
+    /// the engine and a cancel take it, with its counters. The run's failure, saying how many
+    /// items may have been written.
+    async fn close_refused(
+        &self,
+        db: &Db,
+        run: &Run<RestoreExecuteInput>,
+    ) -> Result<RunFailure, sqlx::Error> {
+        let pending = self.pending(db, run).await?;
+        let lock = match db.backend() {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let mut tx = db.begin_writing().await?;
+        let held: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT id FROM runs WHERE id = $1 AND tenant_id = $2 AND attempt = $3 \
+               AND status = 'running'{lock}"
+        ))
+        .bind(run.id)
+        .bind(run.tenant_id)
+        .bind(run.attempt)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held.is_none() {
+            tx.rollback().await?;
+            return Ok(not_authorized());
+        }
+        let now = Timestamp::now().millis();
+        let mut unrecorded = 0;
+        for pending in &pending {
+            let restored = refused_item(&pending.item);
+            let recorded = record_restored(&mut tx, run, pending, &restored, now).await?;
+            let closed = sqlx::query(
+                "UPDATE run_items SET outcome = 'failed', reason_code = $1, message = $2, \
+                 finished_at = $3 WHERE id = $4 AND run_id = $5 AND outcome = 'pending'",
+            )
+            .bind(recorded.reason().map(ReasonCode::as_str))
+            .bind(recorded.message())
+            .bind(now)
+            .bind(pending.item_id)
+            .bind(run.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if closed != 1 {
+                // Recorded since it was read: the engine closes what is still pending.
+                tx.rollback().await?;
+                return Ok(not_authorized());
+            }
+            if !matches!(restored, Restored::Failed(..)) {
+                unrecorded += 1;
+            }
+        }
+        let closed = pending.len() as i64;
+        sqlx::query(
+            "UPDATE runs SET failed = failed + $1, processed_items = processed_items + $1 \
+             WHERE id = $2",
+        )
+        .bind(closed)
+        .bind(run.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        crate::server::metrics::items_recorded(
+            <Self as Operation>::TYPE.as_str(),
+            ItemOutcome::Failed.as_str(),
+            Some(ReasonCode::NotAuthorized.as_str()),
+            closed as u64,
+        );
+        Ok(refused_run(unrecorded))
     }
 }
 
@@ -1397,6 +1560,20 @@ async fn audit_written(
         details["failure"] = failure;
     }
     super::restore_common::audit_item_written(tx, run, item.policy_id, details, now).await
+}
+
+/// How many items of run `run_id` failed with no action recorded although their write was
+/// announced (`create_sent_at`, `update_sent_at`): they may have been written, as
+/// [`cancelled_summary`] counts them.
+async fn unrecorded_writes(db: &Db, run_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM run_items WHERE run_id = $1 AND outcome = 'failed' \
+           AND restore_action IS NULL \
+           AND (create_sent_at IS NOT NULL OR update_sent_at IS NOT NULL)",
+    )
+    .bind(run_id)
+    .fetch_one(db.pool())
+    .await
 }
 
 /// "48 of 50 now match the backup; 2 differ (see diffs)." — the run's evidence, and whether an
