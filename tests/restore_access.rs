@@ -7,7 +7,8 @@
 //! none after it writes. A claim taking over a run whose earlier claim announced writes and
 //! crashed before recording them sends nothing more either, and says those policies may have
 //! been written (audited as incomplete), never that nothing was. Both engines; every role
-//! change goes through the members API.
+//! change goes through the members API. And a restore's evidence (its read after the write)
+//! leaves a mark of the policy being gone from Intune made while that read was in flight.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -31,6 +32,7 @@ both_backends!(local Fixture:
     a_restore_whose_starters_account_was_deleted_writes_nothing,
     a_restore_whose_starter_may_still_restore_writes,
     a_restore_whose_starter_is_demoted_while_it_writes_stops_writing,
+    a_policy_marked_gone_while_a_restore_reads_its_evidence_stays_gone,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -630,4 +632,65 @@ async fn a_restore_whose_starter_is_demoted_while_it_writes_stops_writing(f: Fix
         audited, updated as i64,
         "only the items written are audited"
     );
+}
+
+/// A restore's evidence (the policy read again after its write) clears the policy's mark of
+/// being gone from Intune only when the mark is no newer than that read: a sync that marked the
+/// policy gone while the read was in flight (deleted meanwhile) is not undone by the record.
+async fn a_policy_marked_gone_while_a_restore_reads_its_evidence_stays_gone(f: Fixture) {
+    let changed = f.graph_ids("configurationPolicies", 1);
+    let queued = f.queue(&changed, &[]).await;
+    let (graph_id, policy) = (changed[0].as_str(), queued.ids[0]);
+    common::answer_after(&f.demo.sim, 300);
+    f.demo.sim.reset_counters();
+    let worker = f.worker.clone();
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    // The evidence read: a read of the policy after its write.
+    let sim = &f.demo.sim;
+    common::wait_until(
+        "the evidence was never read",
+        Duration::from_secs(20),
+        Duration::from_millis(5),
+        || async move {
+            let counters = sim.counters();
+            let requests = counters.for_path(graph_id);
+            requests
+                .iter()
+                .position(|r| r.is_write())
+                .is_some_and(|first| requests[first..].iter().any(|r| !r.is_write()))
+        },
+    )
+    .await;
+    // Marked gone after the read started (a later millisecond), as a sync would.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let marked = Timestamp::now().millis();
+    sqlx::query("UPDATE policies SET gone_from_intune_at = $1 WHERE id = $2")
+        .bind(marked)
+        .bind(policy)
+        .execute(f.app.db.pool())
+        .await
+        .expect("the policy is marked gone");
+    let executed = working.await.unwrap().expect("the worker runs");
+    common::answer_after(&f.demo.sim, 0);
+    assert!(
+        matches!(executed, Outcome::TaskCompleted { run_id } if run_id == queued.run_id),
+        "{executed:?}"
+    );
+    let detail = f
+        .app
+        .run_detail(Some(&f.owner), CONTOSO, queued.run_id, &[])
+        .await
+        .expect("the owner reads the run");
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert_eq!(
+        f.action(queued.run_id, policy).await.as_deref(),
+        Some("updated")
+    );
+    let gone: Option<i64> =
+        sqlx::query_scalar("SELECT gone_from_intune_at FROM policies WHERE id = $1")
+            .bind(policy)
+            .fetch_one(f.app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(gone, Some(marked), "the mark made during the read stays");
 }

@@ -172,10 +172,11 @@ pub trait Operation: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Recorded>, sqlx::Error>> + Send;
 
     /// Works on the run as a whole once its items are processed, and says whether the run
-    /// failed. `creds` is the tenant's credentials, or why they could not be loaded (the run
-    /// then has processed nothing). An operation without items (a connection check) does its
-    /// work here; no engine transaction is open, so what it writes must be fenced by
-    /// `run.attempt` itself. By default: the credentials' failure, or none.
+    /// failed. `creds` is the tenant's credentials, or the failure the run ends with: its
+    /// credentials refused or its claim's [`Self::check`] failed (the run then has processed
+    /// nothing, its items pending), or its cancel. An operation without items (a connection
+    /// check) does its work here; no engine transaction is open, so what it writes must be
+    /// fenced by `run.attempt` itself. By default: that failure, or none.
     fn conclude(
         &self,
         db: &Db,

@@ -56,7 +56,7 @@ use crate::server::graph::{
 };
 use crate::server::restore::compare::restore_comparison;
 use crate::server::sanitize::sanitize;
-use crate::server::snapshots::{store_snapshot, StoredVersion};
+use crate::server::snapshots::{store_captures, Capture, StoredVersion};
 
 /// One item as its preview planned it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -337,7 +337,7 @@ pub enum Restored {
     Done {
         action: RestoreAction,
         graph_id: String,
-        evidence: Option<Snapshot>,
+        evidence: Option<Evidence>,
     },
     Failed(ReasonCode, String),
     /// Graph refused the create this claim announced, or the writer failed before sending it:
@@ -372,6 +372,14 @@ pub enum Restored {
         reason: ReasonCode,
         message: String,
     },
+}
+
+/// The policy as Graph returned it after the write (or at the item's read, for an item found
+/// unchanged or already written), and when that read started (Unix ms): a mark of being gone
+/// from Intune made after it stays ([`Capture::read_at`]).
+pub struct Evidence {
+    pub snapshot: Snapshot,
+    pub read_at: i64,
 }
 
 /// The handler: reads through `source`, writes through `writer`.
@@ -509,6 +517,7 @@ impl RestoreExecute {
         };
         // Read exactly as the preview did (the backup's capture options), so the hashes compare.
         let options = backup.options;
+        let read_at = Timestamp::now().millis();
         let live = match self
             .source
             .capture_policy(creds, policy_type, &item.graph_id, options)
@@ -530,7 +539,10 @@ impl RestoreExecute {
                     return Restored::Done {
                         action: RestoreAction::Updated,
                         graph_id: item.graph_id.clone(),
-                        evidence: Some(live),
+                        evidence: Some(Evidence {
+                            snapshot: live,
+                            read_at,
+                        }),
                     };
                 }
                 // An earlier claim announced its update and stopped before recording it: what
@@ -552,7 +564,7 @@ impl RestoreExecute {
             return Restored::Done {
                 action: RestoreAction::Unchanged,
                 graph_id: item.graph_id.clone(),
-                evidence: live,
+                evidence: live.map(|snapshot| Evidence { snapshot, read_at }),
             };
         }
         // An earlier claim that announced this update may still be sending it (alive behind a
@@ -840,12 +852,13 @@ impl RestoreExecute {
             }
             Err(failure) => return Err(failure),
         };
+        let read_at = Timestamp::now().millis();
         let evidence = match self
             .source
             .capture_policy(creds, policy_type, &written.graph_id, backup.options)
             .await
         {
-            Ok(snapshot) => Some(snapshot),
+            Ok(snapshot) => Some(Evidence { snapshot, read_at }),
             Err(error) => {
                 tracing::warn!(
                     policy_id = item.policy_id,
@@ -1433,8 +1446,19 @@ async fn record_restored(
         return Ok(Recorded::failed(reason, message));
     }
     let (evidence_id, drift, changed) = match evidence {
-        Some(snapshot) => {
-            let stored = store_snapshot(tx, tenant_id, item.policy_id, snapshot, now).await?;
+        Some(Evidence { snapshot, read_at }) => {
+            // Stored as read when its read started: a sync that marked the policy gone while
+            // the read was in flight (or since) is not undone.
+            let capture = Capture {
+                policy_id: item.policy_id,
+                snapshot,
+                read_at: Some(*read_at),
+            };
+            let stored = store_captures(tx, tenant_id, &[capture], now)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or(sqlx::Error::RowNotFound)?;
             // Compared in what the restore writes: a part it left out that differs is no
             // difference it failed to undo.
             let changed = match (&item.backup, PolicyType::parse(&item.policy_type)) {
