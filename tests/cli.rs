@@ -1010,8 +1010,9 @@ fn cli_lock_files(app: &TestApp, ids: &[&str]) -> Vec<String> {
 }
 
 /// Invocations that overlap a running one (here the test holds its engine's identity,
-/// `HOST-cli`, as a running invocation does) take the next free one of a few fixed identities,
-/// not one per process: one after another they all run as `HOST-cli-2`, so on SQLite the lock
+/// `HOST-cli`, as a running invocation does) take, on SQLite, the next free one of a few fixed
+/// identities, not one per process (on PostgreSQL, where a lock is a session's and no file is
+/// left, one per process: three invocations, three identities): one after another they all run as `HOST-cli-2`, so on SQLite the lock
 /// files next to the database stay those two identities' however many invocations overlapped
 /// (one identity per process left two files per invocation behind, which every look at the
 /// live instances then opened and locked). Once the running one is gone, the next takes
@@ -1071,9 +1072,9 @@ async fn sync_inventory_overlapping_invocations_reuse_their_identities(app: Test
     );
 }
 
-/// While every identity a `sync-inventory` engine may take on this host is held (16
+/// On SQLite, while every identity a `sync-inventory` engine may take on this host is held (16
 /// overlapping invocations), one more says so and ends with an error; its run stays queued for
-/// a server.
+/// a server. On PostgreSQL those identities are not its own (one per process): it runs.
 async fn sync_inventory_refuses_an_engine_when_every_identity_is_taken(app: TestApp) {
     use tenantatlas::server::engine::instance::{host_name, InstanceLock};
 

@@ -273,8 +273,9 @@ const SERVE_RESTART_GRACE: Duration = Duration::from_secs(10);
 /// instance: it claims only its own invocation's runs, so a second invocation for another
 /// tenant does not wait for the first. When none is live, the command starts an engine of its
 /// own (when one was live before, only after [`SERVE_RESTART_GRACE`] without any) and keeps it
-/// until its runs have ended: an instance of its own (`<host>-cli`, or `<host>-cli-2` … while
-/// other invocations hold that, [`cli_instance`]; with the lock `serve` takes, marked as a
+/// until its runs have ended: an instance of its own (on SQLite `<host>-cli`, or `<host>-cli-2`
+/// … while other invocations hold that; on PostgreSQL `<host>-cli-<pid>`; [`cli_instance`];
+/// with the lock `serve` takes, marked as a
 /// command's, [`engine::instance::InstanceLock::acquire_cli`]) that executes only `queued`'s
 /// runs, and only syncs.
 async fn work_until_ended(
@@ -355,7 +356,8 @@ const CLI_ENGINES: usize = 16;
 /// when its process ends, and SQLite judges leases by their expiry alone. Refused when all are
 /// held.
 ///
-/// On PostgreSQL: `<host>-cli-<pid>`, one per process. A lock there lives on a session, which
+/// On PostgreSQL: `<host>-cli-<pid>`, one per process (`-2`… appended while another process
+/// holds that, e.g. a container's with the same host name and process id). A lock there lives on a session, which
 /// can end while its process lives on (a restarted server, an idle timeout) and is taken again
 /// a second later; a fixed identity taken by another invocation in that second would take back
 /// the live holder's leases and keep it from its lock until it ends. A dead holder's leases are
@@ -364,26 +366,33 @@ const CLI_ENGINES: usize = 16;
 async fn cli_instance(db: &Db) -> Result<engine::instance::InstanceLock, StartError> {
     let host = engine::instance::host_name();
     let invalid = |error: engine::instance::InstanceError| StartError::Invalid(error.to_string());
-    if db.backend() == crate::server::db::Backend::Postgres {
-        let id = format!("{host}-cli-{}", std::process::id());
-        return engine::instance::InstanceLock::acquire_cli(db, &id)
-            .await
-            .map_err(invalid);
-    }
+    let postgres = db.backend() == crate::server::db::Backend::Postgres;
+    let pid = std::process::id();
     for n in 1..=CLI_ENGINES {
-        let id = match n {
-            1 => format!("{host}-cli"),
-            n => format!("{host}-cli-{n}"),
+        // On PostgreSQL a name is taken only when another process has the same host name and
+        // process id (containers with their own process ids) or its lock key: the next one.
+        let id = match (postgres, n) {
+            (true, 1) => format!("{host}-cli-{pid}"),
+            (true, n) => format!("{host}-cli-{pid}-{n}"),
+            (false, 1) => format!("{host}-cli"),
+            (false, n) => format!("{host}-cli-{n}"),
         };
         match engine::instance::InstanceLock::acquire_cli(db, &id).await {
             Err(engine::instance::InstanceError::AlreadyRunning(_)) => continue,
             acquired => return acquired.map_err(invalid),
         }
     }
-    Err(StartError::Invalid(format!(
-        "{CLI_ENGINES} sync-inventory invocations already run their engines on this host \
-         (instances {host}-cli to {host}-cli-{CLI_ENGINES}); run this one once one has ended"
-    )))
+    Err(StartError::Invalid(if postgres {
+        format!(
+            "the instance names {host}-cli-{pid} to {host}-cli-{pid}-{CLI_ENGINES} are all held \
+             by other live processes; run this one once one has ended"
+        )
+    } else {
+        format!(
+            "{CLI_ENGINES} sync-inventory invocations already run their engines on this host \
+             (instances {host}-cli to {host}-cli-{CLI_ENGINES}); run this one once one has ended"
+        )
+    }))
 }
 
 /// The engine `sync-inventory` runs when no serving instance is live: its instance lock (marked
