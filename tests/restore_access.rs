@@ -29,6 +29,7 @@ both_backends!(local Fixture:
     a_restore_whose_starter_was_removed_writes_nothing,
     a_taken_over_restore_whose_starter_was_removed_says_what_may_have_been_written,
     a_taken_over_restore_whose_starter_is_demoted_before_its_first_write_says_what_may_have_been_written,
+    a_refused_takeover_counts_what_earlier_claims_may_have_written,
     a_restore_whose_starters_account_was_deleted_writes_nothing,
     a_restore_whose_starter_may_still_restore_writes,
     a_restore_whose_starter_is_demoted_while_it_writes_stops_writing,
@@ -444,6 +445,49 @@ async fn a_taken_over_restore_whose_starter_was_removed_says_what_may_have_been_
         .collect();
     assert_eq!(asked, Vec::<String>::new(), "no Graph call at all");
     f.assert_refused_after_announces(&queued, &detail).await;
+}
+
+/// A takeover refused after an earlier refused claim closed the update's item and crashed
+/// before the run ended: the run's message counts what may have been written over the whole
+/// run (the update closed before and the create closed now), not only the items this claim
+/// closed.
+async fn a_refused_takeover_counts_what_earlier_claims_may_have_written(f: Fixture) {
+    let queued = f.queue_restore().await;
+    f.crashed_after_announcing(&queued).await;
+    let db = f.app.db.pool();
+    sqlx::query(
+        "UPDATE run_items SET outcome = 'failed', reason_code = 'not_authorized', \
+         message = 'closed by an earlier claim', finished_at = update_sent_at \
+         WHERE run_id = $1 AND policy_id = $2",
+    )
+    .bind(queued.run_id)
+    .bind(queued.ids[0])
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE runs SET failed = 1, processed_items = 1 WHERE id = $1")
+        .bind(queued.run_id)
+        .execute(db)
+        .await
+        .unwrap();
+    let manager = f.manager_id().await;
+    f.app
+        .remove_member(&f.owner, CONTOSO, manager)
+        .await
+        .expect("the owner removes the manager");
+    let detail = f.run_counted(queued.run_id).await;
+    assert_eq!(f.writes(), Vec::<String>::new(), "nothing more was written");
+    assert_eq!(detail.status, RunStatus::Failed, "{detail:?}");
+    assert_eq!(
+        (detail.total_items, detail.processed_items, detail.failed),
+        (2, 2, 2),
+        "{detail:?}"
+    );
+    let message = detail.failure_message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("2 policies may have been written"),
+        "{message}"
+    );
 }
 
 /// The same takeover whose starter is demoted after the claim's check, while it reads the

@@ -1315,7 +1315,6 @@ impl RestoreExecute {
             return Ok(not_authorized());
         }
         let now = Timestamp::now().millis();
-        let mut unrecorded = 0;
         for pending in &pending {
             let restored = refused_item(&pending.item);
             let recorded = record_restored(&mut tx, run, pending, &restored, now).await?;
@@ -1334,10 +1333,7 @@ impl RestoreExecute {
             if closed != 1 {
                 // Recorded since it was read: the engine closes what is still pending.
                 tx.rollback().await?;
-                return Ok(not_authorized());
-            }
-            if !matches!(restored, Restored::Failed(..)) {
-                unrecorded += 1;
+                return Ok(refused_run(unrecorded_writes(db, run.id).await?));
             }
         }
         let closed = pending.len() as i64;
@@ -1356,7 +1352,9 @@ impl RestoreExecute {
             Some(ReasonCode::NotAuthorized.as_str()),
             closed as u64,
         );
-        Ok(refused_run(unrecorded))
+        // Counted over the whole run, not only the items closed here: an earlier claim may have
+        // closed some (and crashed before the run ended) or recorded a lost answer.
+        Ok(refused_run(unrecorded_writes(db, run.id).await?))
     }
 }
 
