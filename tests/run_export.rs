@@ -2,7 +2,9 @@
 //! access rule, RFC 4180 with a header row, the outcome filter, every row once across the pages
 //! it is streamed in, and cells that cannot run as spreadsheet formulas; a run that compares
 //! captures exports what each found, and filters by it as its page does; a queued run, whose
-//! items the engine has not written yet, exports its selection as pending, as its page lists it.
+//! items the engine has not written yet, exports its selection as pending, as its page lists it;
+//! a restore run exports each item's plan or action as its page shows it, with the new Graph id
+//! of a policy created anew and a blocked item's reasons.
 
 use crate::common;
 
@@ -334,4 +336,271 @@ async fn a_queued_run_exports_its_selection_as_pending(app: TestApp) {
     let records: std::collections::BTreeSet<&str> = body.split_terminator("\r\n").skip(1).collect();
     assert_eq!(records.len(), 1_001);
     assert!(records.iter().all(|record| record.contains(",pending,")));
+}
+
+/// Restore runs, through the real preview and execute on the demo Graph: each item's plan (a
+/// preview) or what it did (an execute) is exported as the run's page shows it, with the new
+/// Graph id of a policy created anew and the reasons a blocked item gives.
+mod restore_runs {
+    use super::*;
+    use common::DemoApp;
+    use tenantatlas::domain::restore::RestoreSource;
+    use tenantatlas::domain::run_detail::RunDetail;
+    use tenantatlas::server::seed;
+
+    both_backends!(local DemoApp:
+        a_restore_preview_exports_each_items_plan,
+        a_restore_execute_exports_what_each_item_did,
+    );
+
+    /// A manager of Contoso may restore.
+    const MANAGER: &str = "manager@contoso.example";
+    /// What the execute's confirmation asks to type.
+    const TENANT_NAME: &str = seed::DEMO_TENANTS[0].1;
+    /// Backed up and restored with both.
+    const WITH_ASSIGNMENTS_AND_SCOPE_TAGS: &[(&str, &str)] = &[
+        ("include_assignments", "true"),
+        ("include_scope_tags", "true"),
+    ];
+    const RESTORE_HEADER: &str = "policy name,policy type,platform,graph id,outcome,action,\
+        new graph id,result,changed settings,reason code,message,finished at";
+
+    /// A policy of each of `collections` (one with assignments where there is one), synced and
+    /// backed up as `cookie`: the set, and each policy's inventory id and Graph id in order.
+    async fn backed_up(
+        f: &DemoApp,
+        cookie: &str,
+        collections: &[&str],
+    ) -> (i64, Vec<(i64, String)>) {
+        f.run_as(cookie, "runs/sync-inventory", &[("tenant", CONTOSO)])
+            .await;
+        let sims = f.demo.sim.policies(CONTOSO);
+        let mut policies = Vec::new();
+        for collection in collections {
+            let sim = sims
+                .iter()
+                .find(|p| p.kind.collection() == *collection && p.assignment_count > 0)
+                .or_else(|| sims.iter().find(|p| p.kind.collection() == *collection))
+                .expect("the demo tenant has every type");
+            policies.push((f.policy_id(&sim.id).await, sim.id.clone()));
+        }
+        let set = backup_set(&f.app, cookie, CONTOSO, "Restore me").await;
+        let ids: Vec<i64> = policies.iter().map(|(id, _)| *id).collect();
+        let added = f
+            .app
+            .add_policies(cookie, CONTOSO, set, &ids, WITH_ASSIGNMENTS_AND_SCOPE_TAGS)
+            .await
+            .expect("the backup starts");
+        f.finish(added.run_id).await;
+        (set, policies)
+    }
+
+    /// Runs a preview of restoring `policies` of `set` as `cookie`; its id.
+    async fn preview(f: &DemoApp, cookie: &str, set: i64, policies: &[(i64, String)]) -> i64 {
+        let ids: Vec<i64> = policies.iter().map(|(id, _)| *id).collect();
+        let run = f
+            .app
+            .start_restore_preview(
+                cookie,
+                CONTOSO,
+                RestoreSource::BackupSet(set),
+                &ids,
+                WITH_ASSIGNMENTS_AND_SCOPE_TAGS,
+            )
+            .await
+            .expect("the preview starts")
+            .run_id;
+        f.finish(run).await;
+        run
+    }
+
+    /// The CSV of run `run`: its records, each read back into cells (RFC 4180), keyed by
+    /// policy id, after checking that the header is the restore's.
+    async fn exported(
+        f: &DemoApp,
+        cookie: &str,
+        run: i64,
+        policies: &[(i64, String)],
+    ) -> std::collections::BTreeMap<i64, Record> {
+        let (status, body, _) = csv(&f.app, Some(cookie), &path(run, "")).await;
+        assert_eq!(status, 200, "{body}");
+        let lines: Vec<&str> = body.split_terminator("\r\n").collect();
+        assert_eq!(lines[0], RESTORE_HEADER, "{body}");
+        // Written in policy id order.
+        let mut ids: Vec<i64> = policies.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        assert_eq!(lines.len(), 1 + ids.len(), "{body}");
+        ids.into_iter()
+            .zip(&lines[1..])
+            .map(|(id, line)| (id, Record::read(line)))
+            .collect()
+    }
+
+    /// One exported item, cell by cell.
+    #[derive(Debug)]
+    struct Record(Vec<String>);
+
+    impl Record {
+        fn read(line: &str) -> Self {
+            let cells = split_outside_quotes(line, ',')
+                .into_iter()
+                .map(|raw| match raw.strip_prefix('"') {
+                    Some(quoted) => quoted
+                        .strip_suffix('"')
+                        .unwrap_or(quoted)
+                        .replace("\"\"", "\""),
+                    None => raw.to_owned(),
+                })
+                .collect::<Vec<_>>();
+            assert_eq!(cells.len(), RESTORE_HEADER.split(',').count(), "{line}");
+            Self(cells)
+        }
+
+        /// The cell of column `name`.
+        fn get(&self, name: &str) -> &str {
+            let at = RESTORE_HEADER
+                .split(',')
+                .position(|column| column == name)
+                .unwrap_or_else(|| panic!("no column {name}"));
+            &self.0[at]
+        }
+    }
+
+    /// Asserts that every item's `action` cell reads what the run's page shows for it.
+    async fn as_the_page_shows(
+        f: &DemoApp,
+        cookie: &str,
+        run: i64,
+        records: &std::collections::BTreeMap<i64, Record>,
+    ) {
+        let detail: RunDetail = f
+            .app
+            .run_detail(Some(cookie), CONTOSO, run, &[])
+            .await
+            .expect("the run's page");
+        assert_eq!(detail.items.rows.len(), records.len(), "{detail:?}");
+        for row in &detail.items.rows {
+            let shown = row
+                .restore
+                .as_ref()
+                .and_then(|restore| restore.label(row.outcome))
+                .unwrap_or_default();
+            assert_eq!(records[&row.policy_id].get("action"), shown, "{row:?}");
+        }
+    }
+
+    /// One policy deleted in Intune (a create), one changed (an update), and one deleted whose
+    /// backup holds a secret setting, which a create could not bring back (blocked, with its
+    /// reason only in the item's notes: the item itself succeeded, with no message).
+    async fn a_restore_preview_exports_each_items_plan(f: DemoApp) {
+        let cookie = f.app.sign_in(MANAGER).await;
+        let (set, policies) = backed_up(
+            &f,
+            &cookie,
+            &[
+                "deviceConfigurations",
+                "deviceCompliancePolicies",
+                "configurationPolicies",
+            ],
+        )
+        .await;
+        let [(created, deleted), (updated, changed), (blocked, secret)] =
+            <[(i64, String); 3]>::try_from(policies.clone()).unwrap();
+        assert!(f.demo.sim.remove_policy(CONTOSO, &deleted));
+        assert!(f.demo.sim.change_settings(CONTOSO, &changed));
+        assert!(f.demo.sim.remove_policy(CONTOSO, &secret));
+        let run = preview(&f, &cookie, set, &policies).await;
+
+        let records = exported(&f, &cookie, run, &policies).await;
+        for (id, action) in [
+            (created, "Create"),
+            (updated, "Update"),
+            (blocked, "Blocked"),
+        ] {
+            let record = &records[&id];
+            assert_eq!(record.get("outcome"), "succeeded", "{record:?}");
+            assert_eq!(record.get("action"), action, "{record:?}");
+            assert_eq!(record.get("new graph id"), "", "a preview creates nothing");
+        }
+        let message = records[&blocked].get("message");
+        assert!(
+            message.contains("Secret setting") && message.contains("cannot be created anew"),
+            "{:?}",
+            records[&blocked]
+        );
+        assert_eq!(records[&created].get("message"), "");
+        assert_eq!(records[&updated].get("message"), "");
+        as_the_page_shows(&f, &cookie, run, &records).await;
+
+        // The reasons are defused like every cell: one stored as a formula reads as text.
+        sqlx::query("UPDATE run_items SET restore_notes = $1 WHERE run_id = $2 AND policy_id = $3")
+            .bind(r#"{"blocked":["=1+1","x;@SUM(1)"]}"#)
+            .bind(run)
+            .bind(blocked)
+            .execute(f.app.db.pool())
+            .await
+            .unwrap();
+        let (_, body, _) = csv(&f.app, Some(&cookie), &path(run, "")).await;
+        assert!(body.contains(",\"'=1+1 x;'@SUM(1)\","), "{body}");
+    }
+
+    /// An execute of a policy deleted in Intune (created anew, with a new Graph id), one
+    /// changed (updated) and one untouched (unchanged): each reads as its page shows it.
+    async fn a_restore_execute_exports_what_each_item_did(f: DemoApp) {
+        let cookie = f.app.sign_in(MANAGER).await;
+        let (set, policies) = backed_up(
+            &f,
+            &cookie,
+            &[
+                "deviceConfigurations",
+                "deviceCompliancePolicies",
+                "groupPolicyConfigurations",
+            ],
+        )
+        .await;
+        let [(created, deleted), (updated, changed), (unchanged, _)] =
+            <[(i64, String); 3]>::try_from(policies.clone()).unwrap();
+        assert!(f.demo.sim.remove_policy(CONTOSO, &deleted));
+        assert!(f.demo.sim.change_settings(CONTOSO, &changed));
+        let preview = preview(&f, &cookie, set, &policies).await;
+        let run = f
+            .app
+            .execute_restore(&cookie, CONTOSO, preview, true, TENANT_NAME)
+            .await
+            .expect("the restore starts")
+            .run_id;
+        f.finish(run).await;
+
+        let records = exported(&f, &cookie, run, &policies).await;
+        for (id, action) in [
+            (created, "Created"),
+            (updated, "Updated"),
+            (unchanged, "Unchanged"),
+        ] {
+            let record = &records[&id];
+            assert_eq!(record.get("outcome"), "succeeded", "{record:?}");
+            assert_eq!(record.get("action"), action, "{record:?}");
+        }
+        let new_id = records[&created].get("new graph id");
+        assert!(!new_id.is_empty() && new_id != deleted, "{records:?}");
+        assert!(
+            f.demo.sim.policies(CONTOSO).iter().any(|p| p.id == new_id),
+            "the new id is the live policy's: {new_id}"
+        );
+        assert_eq!(records[&updated].get("new graph id"), "");
+        assert_eq!(records[&unchanged].get("new graph id"), "");
+        as_the_page_shows(&f, &cookie, run, &records).await;
+
+        // The new id is defused like every cell.
+        sqlx::query(
+            "UPDATE run_items SET created_graph_id = '=1+1' WHERE run_id = $1 AND policy_id = $2",
+        )
+        .bind(run)
+        .bind(created)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+        let (_, body, _) = csv(&f.app, Some(&cookie), &path(run, "")).await;
+        assert!(body.contains(",Created,'=1+1,"), "{body}");
+    }
 }

@@ -2,7 +2,10 @@
 //! the run detail page filters them (an outcome, or what a capture found: `changed`, …). The items
 //! of a run that compares captures carry what each capture found (`result`, `changed settings`).
 //! A queued run has no items yet (the engine writes them when it claims the run): its file lists
-//! the selection stored with it, every policy pending, as its page does.
+//! the selection stored with it, every policy pending, as its page does. The items of a restore
+//! run (preview or execute) also carry what the restore planned or did for each (`action`, as the
+//! run's page shows it: Blocked, Create, …, Created, Updated, …, Failed), the new Graph id of a
+//! policy it created anew, and, in the message of a blocked item, why it is blocked.
 //!
 //! The file is streamed a page of rows at a time (keyset on the policy id, served by the
 //! `(run_id, policy_id)` unique index), so the server holds one page whatever the run's size
@@ -38,8 +41,9 @@ use super::db::Db;
 use super::runs::queries;
 use super::state::AppState;
 use super::tenants::TenantScope;
+use crate::domain::restore::{PlanAction, PlanNotes, RestoreAction};
 use crate::domain::run::OperationType;
-use crate::domain::run_detail::{ItemFilter, ItemOutcome};
+use crate::domain::run_detail::{ItemFilter, ItemOutcome, RestoreItemResult};
 use crate::domain::{AppError, Capability};
 
 /// Rows read per query while streaming.
@@ -72,13 +76,61 @@ const RESULT_HEADER: [&str; 10] = [
     "finished at",
 ];
 
-/// What one export writes: which run, which of its items, and whether with the results of its
-/// captures.
+/// The columns of a restore run (preview or execute), in order: what the restore planned or
+/// did for each item follows its outcome, as on the run's page, with the Graph id of a policy
+/// it created anew; then what its capture found.
+const RESTORE_HEADER: [&str; 12] = [
+    "policy name",
+    "policy type",
+    "platform",
+    "graph id",
+    "outcome",
+    "action",
+    "new graph id",
+    "result",
+    "changed settings",
+    "reason code",
+    "message",
+    "finished at",
+];
+
+/// Which columns an export writes, by the kind of its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Columns {
+    /// [`HEADER`]: a run that captures nothing to compare.
+    Plain,
+    /// [`RESULT_HEADER`]: a run that compares captures ([`OperationType::compares_captures`]).
+    Results,
+    /// [`RESTORE_HEADER`]: a restore preview or execute.
+    Restore,
+}
+
+impl Columns {
+    /// The columns of a run of `operation` (one the code no longer knows: the plain ones).
+    fn of(operation: Option<OperationType>) -> Self {
+        match operation {
+            Some(OperationType::RestorePreview | OperationType::RestoreExecute) => Self::Restore,
+            Some(operation) if operation.compares_captures() => Self::Results,
+            _ => Self::Plain,
+        }
+    }
+
+    /// The header row's names, in order.
+    fn header(self) -> &'static [&'static str] {
+        match self {
+            Self::Plain => &HEADER,
+            Self::Results => &RESULT_HEADER,
+            Self::Restore => &RESTORE_HEADER,
+        }
+    }
+}
+
+/// What one export writes: which run, which of its items, and which columns.
 #[derive(Debug, Clone)]
 struct Export {
     run_id: i64,
     filter: Option<ItemFilter>,
-    results: bool,
+    columns: Columns,
     /// The policies of a queued run that has no items yet ([`queries::queued_selection`]),
     /// written as pending items instead of the run's.
     selection: Option<Arc<[i64]>>,
@@ -131,7 +183,7 @@ async fn prepare(
             .fetch_optional(state.db.pool())
             .await?
             .ok_or_else(not_found)?;
-    let results = OperationType::parse(&operation).is_some_and(OperationType::compares_captures);
+    let columns = Columns::of(OperationType::parse(&operation));
     // Decided once: should the engine claim the run while the file streams, the file still
     // lists the run as it was when asked for, not part selection and part items.
     let selection = queries::queued_selection(&state.db, &context.scope, run_id, filter)
@@ -142,7 +194,7 @@ async fn prepare(
         Export {
             run_id,
             filter,
-            results,
+            columns,
             selection,
         },
     ))
@@ -159,12 +211,7 @@ fn csv_response(db: Db, scope: TenantScope, export: Export) -> Response {
         Some(filter) => format!("run-{run_id}-{}-items.csv", filter.as_str()),
         None => format!("run-{run_id}-items.csv"),
     };
-    let header: &[&str] = if export.results {
-        &RESULT_HEADER
-    } else {
-        &HEADER
-    };
-    let header_line = Bytes::from(line(header.iter().map(|h| h.to_string())));
+    let header_line = Bytes::from(line(export.columns.header().iter().map(|h| h.to_string())));
     // The state is the last policy id written (0 before the first page; ids start at 1), or
     // None once the export is over.
     let pages = stream::unfold(Some(0_i64), move |after| {
@@ -217,27 +264,7 @@ async fn page(
     let mut last = None;
     for row in rows {
         last = Some(row.policy_id);
-        let mut cells = vec![
-            row.display_name,
-            row.policy_type,
-            row.platform,
-            row.graph_id,
-            row.outcome,
-        ];
-        if export.results {
-            cells.push(row.drift.unwrap_or_default());
-            cells.push(
-                row.changed_settings
-                    .map(|n| n.to_string())
-                    .unwrap_or_default(),
-            );
-        }
-        cells.extend([
-            row.reason_code.unwrap_or_default(),
-            row.message.unwrap_or_default(),
-            row.finished_at.map(iso_8601).unwrap_or_default(),
-        ]);
-        text.push_str(&line(cells));
+        text.push_str(&line(row.into_cells(export.columns)));
     }
     Ok((text, last))
 }
@@ -256,7 +283,8 @@ async fn item_rows(
     };
     let sql = format!(
         "SELECT i.policy_id, p.display_name, p.policy_type, p.platform, p.graph_id, i.outcome, \
-                i.drift, i.changed_settings, i.reason_code, i.message, i.finished_at \
+                i.drift, i.changed_settings, i.reason_code, i.message, i.finished_at, \
+                i.restore_plan, i.restore_action, i.created_graph_id, i.restore_notes \
          FROM run_items i JOIN policies p ON p.tenant_id = i.tenant_id AND p.id = i.policy_id \
          WHERE i.tenant_id = $1 AND i.run_id = $2 AND i.policy_id > $3{filter} \
          ORDER BY i.policy_id LIMIT $4"
@@ -307,6 +335,10 @@ async fn selection_rows(
         reason_code: None,
         message: None,
         finished_at: None,
+        restore_plan: None,
+        restore_action: None,
+        created_graph_id: None,
+        restore_notes: None,
     };
     Ok(rows.into_iter().map(pending).collect())
 }
@@ -326,6 +358,75 @@ struct ExportRow {
     reason_code: Option<String>,
     message: Option<String>,
     finished_at: Option<i64>,
+    /// What a restore planned or did, the Graph id of a policy it created and the safety
+    /// checks' notes (JSON), as stored; only for a restore run.
+    restore_plan: Option<String>,
+    restore_action: Option<String>,
+    created_graph_id: Option<String>,
+    restore_notes: Option<String>,
+}
+
+impl ExportRow {
+    /// The row's cells, in the order of `columns`' header.
+    fn into_cells(self, columns: Columns) -> Vec<String> {
+        let mut message = self.message.unwrap_or_default();
+        let mut cells = vec![
+            self.display_name,
+            self.policy_type,
+            self.platform,
+            self.graph_id,
+        ];
+        if columns == Columns::Restore {
+            // Read as the run's page reads it: an unknown spelling reads as none.
+            let item = RestoreItemResult {
+                plan: self.restore_plan.as_deref().and_then(PlanAction::parse),
+                action: self
+                    .restore_action
+                    .as_deref()
+                    .and_then(RestoreAction::parse),
+                created_graph_id: self.created_graph_id,
+            };
+            // The page's label: Failed, else what the execute did, else the preview's plan.
+            let action = ItemOutcome::parse(&self.outcome)
+                .and_then(|outcome| item.label(outcome))
+                .unwrap_or_default();
+            cells.extend([
+                self.outcome,
+                action.to_owned(),
+                item.created_graph_id.unwrap_or_default(),
+            ]);
+            // A blocked item succeeded (its preview read it) with no message: why it is
+            // blocked is only in its notes, which the wizard lists.
+            if message.is_empty() {
+                message = blocked_reasons(self.restore_notes.as_deref());
+            }
+        } else {
+            cells.push(self.outcome);
+        }
+        if columns != Columns::Plain {
+            cells.push(self.drift.unwrap_or_default());
+            cells.push(
+                self.changed_settings
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        cells.extend([
+            self.reason_code.unwrap_or_default(),
+            message,
+            self.finished_at.map(iso_8601).unwrap_or_default(),
+        ]);
+        cells
+    }
+}
+
+/// Why a restore item is blocked, from its stored notes (JSON): each reason (a sentence), one
+/// after the other; empty when there is none or the notes are unreadable.
+fn blocked_reasons(notes: Option<&str>) -> String {
+    notes
+        .and_then(|notes| serde_json::from_str::<PlanNotes>(notes).ok())
+        .map(|notes| notes.blocked.join(" "))
+        .unwrap_or_default()
 }
 
 /// `2026-12-03T08:15:02.123Z`; empty for a value outside the calendar.
@@ -384,8 +485,85 @@ fn field(raw: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{field, iso_8601, line};
+    use super::{field, iso_8601, line, Columns, ExportRow};
     use proptest::prelude::*;
+
+    fn row(outcome: &str, message: Option<&str>) -> ExportRow {
+        ExportRow {
+            policy_id: 1,
+            display_name: "P".into(),
+            policy_type: "compliance".into(),
+            platform: "iOS".into(),
+            graph_id: "g".into(),
+            outcome: outcome.into(),
+            drift: Some("changed".into()),
+            changed_settings: Some(2),
+            reason_code: None,
+            message: message.map(str::to_owned),
+            finished_at: None,
+            restore_plan: Some("blocked".into()),
+            restore_action: None,
+            created_graph_id: None,
+            restore_notes: Some(r#"{"blocked":["A.","B."],"warnings":["W."]}"#.into()),
+        }
+    }
+
+    #[test]
+    fn restore_items_read_as_their_page_shows_them() {
+        let cells = row("succeeded", None).into_cells(Columns::Restore);
+        assert_eq!(
+            cells,
+            [
+                "P",
+                "compliance",
+                "iOS",
+                "g",
+                "succeeded",
+                "Blocked",
+                "",
+                "changed",
+                "2",
+                "",
+                "A. B.",
+                ""
+            ]
+        );
+        // A failure wins over the plan, and its message over the notes.
+        let cells = row("failed", Some("Graph refused it.")).into_cells(Columns::Restore);
+        assert_eq!((&*cells[5], &*cells[10]), ("Failed", "Graph refused it."));
+        // A failure recorded before any plan: Failed, as the page shows it.
+        let mut unplanned = row("failed", None);
+        unplanned.restore_plan = None;
+        unplanned.restore_notes = Some("not json".into());
+        let cells = unplanned.into_cells(Columns::Restore);
+        assert_eq!((&*cells[5], &*cells[10]), ("Failed", ""));
+        let mut created = row("succeeded", None);
+        created.restore_action = Some("created".into());
+        created.created_graph_id = Some("new".into());
+        created.restore_notes = None;
+        let cells = created.into_cells(Columns::Restore);
+        assert_eq!((&*cells[5], &*cells[6]), ("Created", "new"));
+        // Other runs keep their columns, and a restore's fields stay out of them.
+        assert_eq!(
+            row("succeeded", None).into_cells(Columns::Results),
+            [
+                "P",
+                "compliance",
+                "iOS",
+                "g",
+                "succeeded",
+                "changed",
+                "2",
+                "",
+                "",
+                ""
+            ]
+        );
+        assert_eq!(
+            row("succeeded", None).into_cells(Columns::Plain),
+            ["P", "compliance", "iOS", "g", "succeeded", "", "", ""]
+        );
+    }
 
     #[test]
     fn fields_are_quoted_and_defused() {
