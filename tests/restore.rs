@@ -63,6 +63,8 @@ both_backends!(local Fixture:
     an_update_throttled_after_its_answer_was_lost_is_audited_as_maybe_written,
     a_preview_never_adopts_the_create_of_an_execute_still_running,
     a_create_whose_policy_has_another_record_in_use_is_never_planned_again,
+    two_secrets_at_one_setting_path_in_the_backup_are_never_restored_by_a_guess,
+    two_secrets_at_one_setting_path_in_intune_are_never_restored_by_a_guess,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -335,6 +337,65 @@ impl Fixture {
             .graph_id
     }
 
+    /// Makes the item of preview `preview` an update with nothing blocking it, as a preview
+    /// that did not check what blocked it would have recorded it.
+    async fn plan_as_update(&self, preview: i64) {
+        sqlx::query(
+            "UPDATE run_items SET restore_plan = 'update', restore_notes = '{}' WHERE run_id = $1",
+        )
+        .bind(preview)
+        .execute(self.app.db.pool())
+        .await
+        .unwrap();
+    }
+
+    /// A live settings catalog policy, made to hold one Wi-Fi collection of `networks` (see
+    /// [`wifi_networks`]); its Graph id.
+    fn wifi_policy(&self, networks: &[(&str, &str)]) -> String {
+        let graph_id = self
+            .live_policy("a settings catalog policy", |p| {
+                p.kind.collection() == "configurationPolicies"
+            })
+            .id;
+        self.set_wifi(&graph_id, networks);
+        graph_id
+    }
+
+    /// Makes the settings catalog policy of `graph_id` hold one Wi-Fi collection of `networks`,
+    /// as an edit in Intune would.
+    fn set_wifi(&self, graph_id: &str, networks: &[(&str, &str)]) {
+        assert!(self
+            .demo
+            .sim
+            .set_settings(CONTOSO, graph_id, wifi_networks(networks)));
+    }
+
+    /// The Wi-Fi networks Intune holds for the policy of `graph_id`: each SSID with the token
+    /// of its password.
+    fn wifi_of(&self, graph_id: &str) -> Vec<(String, String)> {
+        let policy = self
+            .demo
+            .sim
+            .policy_json(CONTOSO, graph_id)
+            .expect("the policy is live");
+        let instances = policy["settings"][0]["settingInstance"]["groupSettingCollectionValue"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        instances
+            .iter()
+            .map(|instance| {
+                let value = |n: usize| {
+                    instance["children"][n]["simpleSettingValue"]["value"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                (value(0), value(1))
+            })
+            .collect()
+    }
+
     /// The count of `restore.item_written` audit rows.
     async fn audited(&self) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'restore.item_written'")
@@ -587,6 +648,42 @@ impl ItemWritten {
             .as_ref()
             .map(|failure| failure.message.as_str())
     }
+}
+
+/// Where a Wi-Fi network's password sits in [`wifi_networks`]: both networks' share it.
+const WIFI_PASSWORD: &str = "/wifi/wifi_password";
+
+/// A settings catalog policy's settings: one collection with an instance per network (two
+/// Wi-Fi payloads, say), each with its SSID and its password as Intune holds it (an encrypted
+/// token; a capture drops it).
+fn wifi_networks(networks: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let simple = "#microsoft.graph.deviceManagementConfigurationSimpleSettingInstance";
+    let instances: Vec<serde_json::Value> = networks
+        .iter()
+        .map(|(ssid, token)| {
+            serde_json::json!({"children": [
+                {"@odata.type": simple, "settingDefinitionId": "wifi_ssid", "simpleSettingValue": {
+                    "@odata.type": "#microsoft.graph.deviceManagementConfigurationStringSettingValue",
+                    "value": ssid}},
+                {"@odata.type": simple, "settingDefinitionId": "wifi_password", "simpleSettingValue": {
+                    "@odata.type": "#microsoft.graph.deviceManagementConfigurationSecretSettingValue",
+                    "value": token, "valueState": "encryptedValueToken"}}
+            ]})
+        })
+        .collect();
+    vec![serde_json::json!({"id": "0", "settingInstance": {
+        "@odata.type": "#microsoft.graph.deviceManagementConfigurationGroupSettingCollectionInstance",
+        "settingDefinitionId": "wifi",
+        "groupSettingCollectionValue": instances
+    }})]
+}
+
+/// `(ssid, token)` pairs as [`Fixture::wifi_of`] reads them.
+fn networks(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(ssid, token)| ((*ssid).to_owned(), (*token).to_owned()))
+        .collect()
 }
 
 /// `n` seconds.
@@ -2437,4 +2534,92 @@ async fn a_create_whose_policy_has_another_record_in_use_is_never_planned_again(
             "the read of its twin cleared the record's gone mark"
         );
     }
+}
+
+/// Runs the execute of `preview` (planned as an update all the same, see
+/// [`Fixture::plan_as_update`]), which must fail its one item before any write, saying
+/// `holder` holds the password twice; the policy of `graph_id` must still hold `live`.
+async fn never_writes_secrets_by_a_guess(
+    f: &Fixture,
+    preview: i64,
+    graph_id: &str,
+    holder: &str,
+    live: &[(&str, &str)],
+) {
+    f.plan_as_update(preview).await;
+    let audited = f.audited().await;
+    let run_id = f.queue_execute(preview).await;
+    f.finish_counted(run_id).await;
+    f.assert_no_writes("which token is whose cannot be told");
+    let failed = f.failed_item(run_id).await;
+    assert_eq!(failed.reason, Some(ReasonCode::SecretNotRestorable));
+    for words in [WIFI_PASSWORD, holder, "nothing was written"] {
+        assert!(
+            failed.message.contains(words),
+            "{words}: {}",
+            failed.message
+        );
+    }
+    assert_eq!(f.audited().await, audited, "no write to audit");
+    assert_eq!(f.wifi_of(graph_id), networks(live));
+}
+
+/// A settings catalog policy with two Wi-Fi networks, each with its password: the backup holds
+/// neither value, and the two share their setting path, so which token Intune holds is whose
+/// cannot be told (Intune may list the instances in any order). The preview blocks the item
+/// naming the path; an execute that meets it all the same fails it before any write, where it
+/// once sent both networks with the second's token.
+async fn two_secrets_at_one_setting_path_in_the_backup_are_never_restored_by_a_guess(f: Fixture) {
+    let graph_id = f.wifi_policy(&[("Corp", "tokA"), ("Guest", "tokB")]);
+    let backup = f.backup_of(std::slice::from_ref(&graph_id)).await;
+    let (policy, _) = backup.policies[0];
+    // Intune changes behind the backup: the first network renamed.
+    let live = [("Corp-5G", "tokA"), ("Guest", "tokB")];
+    f.set_wifi(&graph_id, &live);
+
+    let (preview, plan) = f
+        .preview_planning(backup.set, policy, PlanAction::Blocked)
+        .await;
+    let blocked = item(&plan, policy);
+    assert!(
+        blocked_saying(blocked, &[WIFI_PASSWORD, "more than once in the backup"]),
+        "{blocked:?}"
+    );
+    let refusal = f
+        .execute_refused(preview, "a restore with an ambiguous secret")
+        .await;
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
+
+    never_writes_secrets_by_a_guess(&f, preview, &graph_id, "the backup", &live).await;
+}
+
+/// A backup of one Wi-Fi network is restored with its password kept as Intune holds it; once
+/// Intune holds two networks, which of their tokens is the backup network's cannot be told:
+/// blocked, and never written.
+async fn two_secrets_at_one_setting_path_in_intune_are_never_restored_by_a_guess(f: Fixture) {
+    let graph_id = f.wifi_policy(&[("Corp", "tokA")]);
+    let backup = f.backup_of(std::slice::from_ref(&graph_id)).await;
+    let (policy, _) = backup.policies[0];
+    // One secret at its place is filled as before.
+    f.set_wifi(&graph_id, &[("Corp-5G", "tokA")]);
+    let (preview, _) = f
+        .preview_planning(backup.set, policy, PlanAction::Update)
+        .await;
+    let detail = f.execute(preview).await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert_eq!(f.wifi_of(&graph_id), networks(&[("Corp", "tokA")]));
+
+    let live = [("Corp", "tokA"), ("Guest", "tokB")];
+    f.set_wifi(&graph_id, &live);
+    let (preview, plan) = f
+        .preview_planning(backup.set, policy, PlanAction::Blocked)
+        .await;
+    let blocked = item(&plan, policy);
+    assert!(
+        blocked_saying(blocked, &[WIFI_PASSWORD, "more than once in Intune"]),
+        "{blocked:?}"
+    );
+
+    never_writes_secrets_by_a_guess(&f, preview, &graph_id, "the live policy in Intune", &live)
+        .await;
 }

@@ -391,6 +391,25 @@ impl SimHandle {
             .edit_tenant(tenant_id, |tenant| tenant.with_changed_settings(graph_id))
     }
 
+    /// Replaces the settings of settings catalog policy `graph_id` by `settings` (each as its
+    /// `settings` endpoint lists it, a secret with its value as Intune holds it) and moves its
+    /// last-modified time on, as a settings edit in Intune does: for a test that needs a policy
+    /// of a shape the generated tenant has none of. False if there is no such policy.
+    pub fn set_settings(
+        &self,
+        tenant_id: &str,
+        graph_id: &str,
+        settings: Vec<serde_json::Value>,
+    ) -> bool {
+        self.state.edit_tenant(tenant_id, |tenant| {
+            let written = tenant.with_written(Kind::ConfigurationPolicy, graph_id, |_, stored| {
+                stored.children = settings;
+                Ok::<(), std::convert::Infallible>(())
+            });
+            written?.ok()
+        })
+    }
+
     /// Assigns a policy to one more of the tenant's groups; false if there is no such policy
     /// or it already targets every group.
     pub fn add_assignment(&self, tenant_id: &str, graph_id: &str) -> bool {

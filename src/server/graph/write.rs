@@ -16,7 +16,10 @@
 //! `secretReferenceValueId` are read-only and never sent. A secret the live policy does not
 //! hold (or any secret, when the policy is created anew) cannot be restored: the write fails
 //! before anything is sent, naming the settings ([`secret_settings`] lets a preview say so
-//! first).
+//! first). Neither can secrets that share their place (two instances of a setting collection,
+//! each with its password; two encrypted OMA settings under one OMA-URI) in the backup or in
+//! the live policy: nothing tells which live value belongs to which, so the write fails before
+//! anything is sent rather than guess ([`ambiguous_secret_settings`] lets a preview say so).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -339,14 +342,20 @@ fn assign_body(backup: &Value) -> Option<Value> {
     Some(json!({ "assignments": assignments }))
 }
 
+/// Every secret under a payload by where it sits (see [`collect_secrets`]), in the order found.
+type SecretPlaces = HashMap<String, Vec<Map<String, Value>>>;
+
 /// The settings and secret values under `value`, keyed by where they sit: the path of
 /// `settingDefinitionId`s (settings catalog) or the OMA-URI (custom profiles) above them.
-fn collect_secrets(value: &Value, anchor: &str, out: &mut HashMap<String, Map<String, Value>>) {
+/// Array positions are no part of a place: the instances of a setting collection are a bag
+/// (Intune may list them in another order, and none carries an id Graph keeps), so secrets of
+/// two instances share their place, and so do two OMA settings under one OMA-URI.
+fn collect_secrets(value: &Value, anchor: &str, out: &mut SecretPlaces) {
     match value {
         Value::Object(map) => {
             let anchor = anchored(map, anchor);
             if is_secret(map) {
-                out.insert(anchor.clone(), map.clone());
+                out.entry(anchor.clone()).or_default().push(map.clone());
             }
             for item in map.values() {
                 collect_secrets(item, &anchor, out);
@@ -371,10 +380,81 @@ fn anchored(map: &Map<String, Value>, anchor: &str) -> String {
 /// OMA-URI): a backup has none of their values, so each can only be kept as the live policy
 /// holds it, never created.
 pub fn secret_settings(backup: &Value) -> Vec<String> {
-    let mut found = HashMap::new();
+    let mut found = SecretPlaces::new();
     collect_secrets(backup, "", &mut found);
     let sorted: BTreeSet<String> = found.into_keys().collect();
     sorted.into_iter().collect()
+}
+
+/// The places of a payload (a backup, or the live policy as captured) that hold more than one
+/// secret, sorted: a restore cannot tell which value Intune holds belongs to which of them (a
+/// backup has none of their values), so it writes no policy with a secret at such a place.
+pub fn ambiguous_secret_settings(payload: &Value) -> Vec<String> {
+    let mut found = SecretPlaces::new();
+    collect_secrets(payload, "", &mut found);
+    shared_places(&found)
+}
+
+/// The places held by more than one secret, sorted.
+fn shared_places(places: &SecretPlaces) -> Vec<String> {
+    let shared: BTreeSet<&String> = places
+        .iter()
+        .filter(|(_, secrets)| secrets.len() > 1)
+        .map(|(place, _)| place)
+        .collect();
+    shared.into_iter().cloned().collect()
+}
+
+/// What holds secrets that share a place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    Backup,
+    Intune,
+}
+
+impl Holder {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Backup => "the backup",
+            Self::Intune => "the live policy in Intune",
+        }
+    }
+
+    /// What cannot be told about such secrets.
+    fn untold(self) -> &'static str {
+        match self {
+            Self::Backup => "which value Intune holds is whose",
+            Self::Intune => "which of them is the backup's",
+        }
+    }
+}
+
+/// The one secret at each place; an error naming the places `holder` holds more than one at
+/// (which of them a value belongs to cannot be told, so none is filled by a guess).
+fn one_per_place(
+    places: SecretPlaces,
+    holder: Holder,
+) -> Result<HashMap<String, Map<String, Value>>, GraphError> {
+    let shared = shared_places(&places);
+    if !shared.is_empty() {
+        return Err(ambiguous_secrets_error(&shared, holder));
+    }
+    Ok(places
+        .into_iter()
+        .filter_map(|(place, mut secrets)| Some((place, secrets.pop()?)))
+        .collect())
+}
+
+/// The live policy's secrets (`raw`, as Graph reads it) at the places `wanted` names, one per
+/// place; an error when it holds more than one at a wanted place.
+fn live_places(
+    raw: &Value,
+    wanted: &[String],
+) -> Result<HashMap<String, Map<String, Value>>, GraphError> {
+    let mut found = SecretPlaces::new();
+    collect_secrets(raw, "", &mut found);
+    found.retain(|anchor, _| wanted.contains(anchor));
+    one_per_place(found, Holder::Intune)
 }
 
 /// Read-only properties of an OMA setting: Intune decides what it encrypts and names the
@@ -440,6 +520,19 @@ fn secrets_error(missing: &[String]) -> GraphError {
     )
 }
 
+/// The error for secrets that share their place in `holder`.
+fn ambiguous_secrets_error(places: &[String], holder: Holder) -> GraphError {
+    GraphError::new(
+        ReasonCode::SecretNotRestorable,
+        format!(
+            "{} holds more than one secret at setting path {}, and {} cannot be told (backups never hold secrets): set them in Intune",
+            holder.label(),
+            places.join(", "),
+            holder.untold()
+        ),
+    )
+}
+
 /// What is sent for a policy: its writable properties and its other content.
 struct Prepared {
     /// A JSON object.
@@ -447,6 +540,31 @@ struct Prepared {
     /// Settings, compliance rules or definition values (as captured: their bodies are built
     /// from them); `Null` for device configurations.
     content: Value,
+}
+
+/// The places of the secrets `prepared` holds (a backup's, without their values); an error
+/// when two of them share a place.
+fn wanted_secrets(prepared: &Prepared) -> Result<Vec<String>, GraphError> {
+    let mut places = SecretPlaces::new();
+    collect_secrets(&prepared.body, "", &mut places);
+    collect_secrets(&prepared.content, "", &mut places);
+    Ok(one_per_place(places, Holder::Backup)?.into_keys().collect())
+}
+
+/// Fills each secret of `prepared` with the live one at its place (see [`fill_secrets`]); an
+/// error naming the places `live` holds none for.
+fn fill_prepared(
+    prepared: &mut Prepared,
+    live: &HashMap<String, Map<String, Value>>,
+) -> Result<(), GraphError> {
+    let mut missing = Vec::new();
+    fill_secrets(&mut prepared.body, "", live, &mut missing);
+    fill_secrets(&mut prepared.content, "", live, &mut missing);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(secrets_error(&missing))
+    }
 }
 
 /// The content that is not a property, ready to send: settings or compliance rules without
@@ -637,8 +755,8 @@ impl GraphClient {
             body: Value::Object(policy_body(policy, request.include_scope_tags)),
             content: inline_content(spec, request.backup),
         };
-        let mut wanted = secret_settings(&prepared.body);
-        wanted.extend(secret_settings(&prepared.content));
+        // Refused before anything is read when two of the backup's secrets share a place.
+        let wanted = wanted_secrets(&prepared)?;
         if !wanted.is_empty() {
             let live = match request.target {
                 Some(target) => {
@@ -647,12 +765,7 @@ impl GraphClient {
                 }
                 None => HashMap::new(),
             };
-            let mut missing = Vec::new();
-            fill_secrets(&mut prepared.body, "", &live, &mut missing);
-            fill_secrets(&mut prepared.content, "", &live, &mut missing);
-            if !missing.is_empty() {
-                return Err(secrets_error(&missing));
-            }
+            fill_prepared(&mut prepared, &live)?;
         }
         strip_oma_read_only(&mut prepared.body);
         Ok(prepared)
@@ -794,9 +907,8 @@ impl GraphClient {
                     .await?
             }
         };
-        let mut found = HashMap::new();
-        collect_secrets(&raw, "", &mut found);
-        found.retain(|anchor, _| wanted.contains(anchor));
+        // Refused before any plain text is read.
+        let mut found = live_places(&raw, wanted)?;
         for secret in found.values_mut() {
             // An encrypted OMA setting reads as `****` with its reference; its plain text is
             // what a write takes.
@@ -1085,8 +1197,7 @@ mod tests {
         let live = json!([{"settingInstance": {"settingDefinitionId": "a",
             "simpleSettingValue": {"@odata.type": "#microsoft.graph.deviceManagementConfigurationSecretSettingValue", "valueState": "encryptedValueToken", "value": "tok"}}}]);
         assert_eq!(secret_settings(&backup), ["/a"]);
-        let mut found = HashMap::new();
-        collect_secrets(&live, "", &mut found);
+        let found = live_places(&live, &secret_settings(&backup)).expect("one secret at /a");
         let mut body = backup.clone();
         let mut missing = Vec::new();
         fill_secrets(&mut body, "", &found, &mut missing);
@@ -1098,6 +1209,166 @@ mod tests {
         let mut again = backup;
         fill_secrets(&mut again, "", &HashMap::new(), &mut missing);
         assert_eq!(missing, ["/a"]);
+    }
+
+    /// A settings catalog secret's value: with its encrypted token as Graph reads it, or
+    /// without (as a backup holds it).
+    fn secret_value(token: Option<&str>) -> Value {
+        let mut value = json!({
+            "@odata.type": "#microsoft.graph.deviceManagementConfigurationSecretSettingValue",
+            "valueState": "encryptedValueToken"
+        });
+        if let Some(token) = token {
+            value["value"] = json!(token);
+        }
+        value
+    }
+
+    /// Settings with one `wifi` collection: one instance (a Wi-Fi payload) per password.
+    fn wifi_settings(passwords: &[Option<&str>]) -> Value {
+        let instances: Vec<Value> = passwords
+            .iter()
+            .map(|password| {
+                json!({"children": [{
+                    "@odata.type": "#microsoft.graph.deviceManagementConfigurationSimpleSettingInstance",
+                    "settingDefinitionId": "wifi_password",
+                    "simpleSettingValue": secret_value(*password)
+                }]})
+            })
+            .collect();
+        json!([{"id": "0", "settingInstance": {
+            "@odata.type": "#microsoft.graph.deviceManagementConfigurationGroupSettingCollectionInstance",
+            "settingDefinitionId": "wifi",
+            "groupSettingCollectionValue": instances
+        }}])
+    }
+
+    /// A custom profile's encrypted OMA setting under `uri`: with its value as `live` reads it
+    /// (`****`), or as a backup holds it.
+    fn encrypted_oma(uri: &str, reference: &str, live: bool) -> Value {
+        let mut setting = json!({
+            "@odata.type": "#microsoft.graph.omaSettingString",
+            "displayName": "Wi-Fi pre-shared key",
+            "omaUri": uri,
+            "isEncrypted": true,
+            "secretReferenceValueId": reference
+        });
+        if live {
+            setting["value"] = json!(MASKED_SECRET);
+        }
+        setting
+    }
+
+    /// What `prepare` makes of a backup's `body` and `content` against the live policy's
+    /// secrets as Graph reads them (`raw`): both filled, or the error the write fails with.
+    fn fill_from(body: Value, content: Value, raw: &Value) -> Result<Prepared, GraphError> {
+        let mut prepared = Prepared { body, content };
+        let wanted = wanted_secrets(&prepared)?;
+        let live = live_places(raw, &wanted)?;
+        fill_prepared(&mut prepared, &live)?;
+        Ok(prepared)
+    }
+
+    /// The error `fill_from` must fail with; `why` says why.
+    fn refused(filled: Result<Prepared, GraphError>, why: &str) -> GraphError {
+        match filled {
+            Ok(prepared) => panic!("{why}, yet filled: {} {}", prepared.body, prepared.content),
+            Err(error) => error,
+        }
+    }
+
+    #[test]
+    fn two_secrets_at_one_setting_path_are_never_filled_by_a_guess() {
+        let place = "/wifi/wifi_password";
+        let two_live = wifi_settings(&[Some("tokA"), Some("tokB")]);
+        assert_eq!(ambiguous_secret_settings(&two_live), [place]);
+        // The backup holds the two networks: which token is whose cannot be told.
+        let backup = wifi_settings(&[None, None]);
+        assert_eq!(secret_settings(&backup), [place]);
+        assert_eq!(ambiguous_secret_settings(&backup), [place]);
+        let error = refused(
+            fill_from(json!({}), backup.clone(), &two_live),
+            "two backup secrets at one place",
+        );
+        assert_eq!(error.reason_code(), ReasonCode::SecretNotRestorable);
+        assert!(error.message().contains(place), "{}", error.message());
+        assert!(
+            error.message().starts_with("the backup "),
+            "{}",
+            error.message()
+        );
+        // Even against one live network: its token may be either's.
+        let one_live = wifi_settings(&[Some("tokA")]);
+        let error = refused(
+            fill_from(json!({}), backup, &one_live),
+            "two backup secrets against one live",
+        );
+        assert!(error.message().contains(place), "{}", error.message());
+        // A backup of one network against two live ones: which is the backup's cannot be told.
+        let error = refused(
+            fill_from(json!({}), wifi_settings(&[None]), &two_live),
+            "one backup secret against two live",
+        );
+        assert_eq!(error.reason_code(), ReasonCode::SecretNotRestorable);
+        assert!(error.message().contains(place), "{}", error.message());
+        assert!(
+            error.message().starts_with("the live policy in Intune "),
+            "{}",
+            error.message()
+        );
+    }
+
+    #[test]
+    fn two_encrypted_oma_settings_under_one_uri_are_never_filled_by_a_guess() {
+        let uri = "./Vendor/MSFT/WiFi/Profile/Corp/WlanXml";
+        let place = format!("/{uri}");
+        let live = json!({"omaSettings": [
+            encrypted_oma(uri, "5b0e2a61-0000-4000-8000-000000000001", true),
+            encrypted_oma(uri, "5b0e2a61-0000-4000-8000-000000000002", true),
+        ]});
+        assert_eq!(ambiguous_secret_settings(&live), [place.as_str()]);
+        let two = json!({"omaSettings": [
+            encrypted_oma(uri, "5b0e2a61-0000-4000-8000-000000000001", false),
+            encrypted_oma(uri, "5b0e2a61-0000-4000-8000-000000000002", false),
+        ]});
+        let error = refused(
+            fill_from(two, Value::Null, &live),
+            "two backup OMA secrets under one URI",
+        );
+        assert_eq!(error.reason_code(), ReasonCode::SecretNotRestorable);
+        assert!(error.message().contains(&place), "{}", error.message());
+        // One in the backup, two live: refused before any plain text would be read.
+        let one = json!({"omaSettings": [encrypted_oma(uri, "5b0e2a61-0000-4000-8000-000000000001", false)]});
+        let error = refused(
+            fill_from(one, Value::Null, &live),
+            "one backup OMA secret against two live",
+        );
+        assert!(error.message().contains(&place), "{}", error.message());
+    }
+
+    #[test]
+    fn a_secret_alone_at_its_place_is_still_filled() {
+        let filled = fill_from(
+            json!({}),
+            wifi_settings(&[None]),
+            &wifi_settings(&[Some("tokA")]),
+        )
+        .unwrap_or_else(|error| panic!("filled: {}", error.message()));
+        assert_eq!(filled.content, wifi_settings(&[Some("tokA")]));
+        // Secrets at two places, one each: each filled with its own.
+        let two_places = |first: Option<&str>, second: Option<&str>| {
+            json!([
+                {"settingInstance": {"settingDefinitionId": "a", "simpleSettingValue": secret_value(first)}},
+                {"settingInstance": {"settingDefinitionId": "b", "simpleSettingValue": secret_value(second)}}
+            ])
+        };
+        let filled = fill_from(
+            json!({}),
+            two_places(None, None),
+            &two_places(Some("tokA"), Some("tokB")),
+        )
+        .unwrap_or_else(|error| panic!("filled: {}", error.message()));
+        assert_eq!(filled.content, two_places(Some("tokA"), Some("tokB")));
     }
 
     #[test]

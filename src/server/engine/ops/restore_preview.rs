@@ -31,7 +31,9 @@ use crate::domain::snapshot::{CapturedPolicy, ChangeKind, PolicyType, SettingNam
 use crate::domain::versions::Drift;
 use crate::domain::Timestamp;
 use crate::server::db::Db;
-use crate::server::graph::write::{secret_settings, DirectoryKind, PolicyWriter};
+use crate::server::graph::write::{
+    ambiguous_secret_settings, secret_settings, DirectoryKind, PolicyWriter,
+};
 use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
 use crate::server::restore::compare::restore_comparison;
 use crate::server::restore::refs::{kind_label, references, Reference};
@@ -513,6 +515,10 @@ async fn record_plan(
         .as_ref()
         .map(|b| secret_settings(&b.payload))
         .unwrap_or_default();
+    let backup_ambiguous = backup
+        .as_ref()
+        .map(|b| ambiguous_secret_settings(&b.payload))
+        .unwrap_or_default();
     let (plan, live_id, live_hash, drift, changed) = match &previewed.captured {
         Captured::Failed(reason, message) => {
             return Ok(Recorded::failed(*reason, message.clone()));
@@ -567,6 +573,26 @@ async fn record_plan(
                 for setting in backup_secrets.iter().filter(|s| !live_secrets.contains(s)) {
                     notes.blocked.push(format!(
                         "Secret setting {setting} is no longer set in Intune and cannot be restored: backups never hold secrets."
+                    ));
+                }
+                // Secrets sharing a setting path (instances of a setting collection, OMA
+                // settings under one OMA-URI) cannot be told apart: which value Intune holds
+                // is whose is not known, and the restore never guesses.
+                for setting in &backup_ambiguous {
+                    notes.blocked.push(format!(
+                        "Secret setting {setting} is set more than once in the backup and cannot be restored: backups never hold secrets, and which of the values Intune holds belongs to which cannot be told."
+                    ));
+                }
+                let live_ambiguous = live
+                    .as_ref()
+                    .map(ambiguous_secret_settings)
+                    .unwrap_or_default();
+                for setting in live_ambiguous
+                    .iter()
+                    .filter(|s| backup_secrets.contains(s) && !backup_ambiguous.contains(s))
+                {
+                    notes.blocked.push(format!(
+                        "Secret setting {setting} is set more than once in Intune and cannot be restored: backups never hold secrets, and which of those values is the backup's cannot be told."
                     ));
                 }
             }
