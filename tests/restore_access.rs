@@ -20,9 +20,10 @@ use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::restore::{PlanAction, RestoreSource};
 use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail};
 use tenantatlas::domain::{RunStatus, Timestamp};
-use tenantatlas::graph_sim::RequestRecord;
+use tenantatlas::graph_sim::{AppSetup, RequestRecord, TokenFault};
 use tenantatlas::server::engine::worker::Outcome;
-use tenantatlas::server::seed;
+use tenantatlas::server::graph::{GraphAccess, GraphClient, GraphConfig};
+use tenantatlas::server::{runs_worker, seed};
 
 both_backends!(local Fixture:
     a_restore_whose_starter_was_demoted_writes_nothing,
@@ -30,6 +31,8 @@ both_backends!(local Fixture:
     a_taken_over_restore_whose_starter_was_removed_says_what_may_have_been_written,
     a_taken_over_restore_whose_starter_is_demoted_before_its_first_write_says_what_may_have_been_written,
     a_refused_takeover_counts_what_earlier_claims_may_have_written,
+    a_taken_over_restore_whose_secret_is_rejected_says_what_may_have_been_written,
+    a_taken_over_restore_whose_credentials_cannot_be_used_says_what_may_have_been_written,
     a_restore_whose_starters_account_was_deleted_writes_nothing,
     a_restore_whose_starter_may_still_restore_writes,
     a_restore_whose_starter_is_demoted_while_it_writes_stops_writing,
@@ -85,6 +88,14 @@ impl Fixture {
     /// test's worker runs only when asked).
     async fn queue_restore(&self) -> Queued {
         let changed = self.graph_ids("configurationPolicies", 1);
+        let deleted = self.graph_ids("deviceConfigurations", 1);
+        self.queue(&changed, &deleted).await
+    }
+
+    /// As [`Self::queue_restore`], with a second settings catalog policy to update: the items
+    /// are two updates, then a create.
+    async fn queue_two_updates_and_a_create(&self) -> Queued {
+        let changed = self.graph_ids("configurationPolicies", 2);
         let deleted = self.graph_ids("deviceConfigurations", 1);
         self.queue(&changed, &deleted).await
     }
@@ -255,11 +266,12 @@ impl Fixture {
         assert_eq!(refusal.status, 422, "{}", refusal.body);
     }
 
-    /// Makes queued restore `queued` (an update, then a create) look as its first claim left
-    /// it when it crashed, or lost its lease, right after sending both writes: running under
-    /// another owner whose lease is over, each item pending with its write announced (the
-    /// update's `update_sent_at`, the create's `create_sent_at`, now), as a claim announces
-    /// right before sending. The next claim takes it over.
+    /// Makes queued restore `queued` (an update first, a create last) look as its first claim
+    /// left it when it crashed, or lost its lease, right after sending both writes: running
+    /// under another owner whose lease is over, each item pending, the first and the last with
+    /// their write announced (the update's `update_sent_at`, the create's `create_sent_at`,
+    /// now), as a claim announces right before sending; any item between them not yet started.
+    /// The next claim takes it over.
     async fn crashed_after_announcing(&self, queued: &Queued) {
         let db = self.app.db.pool();
         let now = Timestamp::now().millis();
@@ -273,9 +285,18 @@ impl Fixture {
         .await
         .unwrap();
         let tenant_id = common::tenant_id(&self.app.db, CONTOSO).await;
-        let [update, create] = queued.ids[..] else {
+        let [update, ref between @ .., create] = queued.ids[..] else {
             panic!("an update and a create: {:?}", queued.ids);
         };
+        for policy_id in between {
+            sqlx::query("INSERT INTO run_items (tenant_id, run_id, policy_id) VALUES ($1, $2, $3)")
+                .bind(tenant_id)
+                .bind(queued.run_id)
+                .bind(policy_id)
+                .execute(db)
+                .await
+                .unwrap();
+        }
         for (policy_id, column) in [(update, "update_sent_at"), (create, "create_sent_at")] {
             sqlx::query(&format!(
                 "INSERT INTO run_items (tenant_id, run_id, policy_id, {column}) \
@@ -310,45 +331,66 @@ impl Fixture {
     /// failed `not_authorized` and no action recorded; that the create keeps its announce (a
     /// later preview looks for the policy); and that the run says so too.
     async fn assert_refused_after_announces(&self, queued: &Queued, detail: &RunDetail) {
+        const REFUSED: &str =
+            "The member who started this restore may no longer restore in this tenant";
+        self.assert_stopped_after_announces(queued, detail, ReasonCode::NotAuthorized, REFUSED)
+            .await;
+        let message = detail.failure_message.as_deref().unwrap_or_default();
+        assert!(message.starts_with(REFUSED), "{message}");
+    }
+
+    /// Asserts that taken-over run `queued` ([`Self::crashed_after_announcing`]), its `detail`,
+    /// sent no write and failed `reason` with a message that holds `said` and counts the two
+    /// policies the earlier attempt may have written (never "nothing more was written"); that
+    /// each announced item (the first and the last) fails `reason` saying its policy may have
+    /// been written by the earlier attempt, has an incomplete audit row failed `reason` and no
+    /// action recorded, the create keeping its announce (a later preview looks for the
+    /// policy); and that each item between fails `reason` as the run did, its message starting
+    /// `said`, with nothing recorded or audited.
+    async fn assert_stopped_after_announces(
+        &self,
+        queued: &Queued,
+        detail: &RunDetail,
+        reason: ReasonCode,
+        said: &str,
+    ) {
         assert_eq!(
             self.writes(),
             Vec::<String>::new(),
             "nothing more was written"
         );
         assert_eq!(detail.status, RunStatus::Failed, "{detail:?}");
-        assert_eq!(
-            detail.reason_code,
-            Some(ReasonCode::NotAuthorized),
-            "{detail:?}"
-        );
+        assert_eq!(detail.reason_code, Some(reason), "{detail:?}");
         let message = detail.failure_message.as_deref().unwrap_or_default();
-        assert!(
-            message.starts_with(
-                "The member who started this restore may no longer restore in this tenant"
-            ),
-            "{message}"
-        );
+        assert!(message.contains(said), "{message}");
         assert!(
             message.contains("2 policies may have been written"),
             "{message}"
         );
         assert!(!message.contains("nothing more was written"), "{message}");
+        let items = queued.ids.len() as i64;
         assert_eq!(
             (detail.total_items, detail.processed_items, detail.failed),
-            (2, 2, 2),
+            (items, items, items),
             "{detail:?}"
         );
-        let [update, create] = queued.ids[..] else {
+        let [update, .., create] = queued.ids[..] else {
             panic!("an update and a create: {:?}", queued.ids);
         };
+        assert_eq!(detail.items.rows.len(), queued.ids.len(), "{detail:?}");
         for row in &detail.items.rows {
             assert_eq!(row.outcome, ItemOutcome::Failed, "{row:?}");
-            assert_eq!(row.reason_code, Some(ReasonCode::NotAuthorized), "{row:?}");
+            assert_eq!(row.reason_code, Some(reason), "{row:?}");
             let message = row.message.as_deref().unwrap_or_default();
-            assert!(message.contains("MAY have been"), "{row:?}");
-            assert!(message.contains("earlier attempt"), "{row:?}");
-            assert!(!message.contains("nothing was written"), "{row:?}");
-            assert!(!message.contains("nothing more was written"), "{row:?}");
+            if row.policy_id == update || row.policy_id == create {
+                assert!(message.contains("MAY have been"), "{row:?}");
+                assert!(message.contains("earlier attempt"), "{row:?}");
+                assert!(!message.contains("nothing was written"), "{row:?}");
+                assert!(!message.contains("nothing more was written"), "{row:?}");
+            } else {
+                assert!(message.starts_with(said), "{row:?}");
+                assert!(!message.contains("MAY have been"), "{row:?}");
+            }
             assert_eq!(self.action(queued.run_id, row.policy_id).await, None);
         }
         let written: i64 = sqlx::query_scalar(
@@ -371,11 +413,7 @@ impl Fixture {
             assert_eq!(audited["action"], action, "{audited}");
             assert_eq!(audited["graph_id"].as_str(), graph_id, "{audited}");
             assert_eq!(audited["completed"], false, "{audited}");
-            assert_eq!(
-                audited["failure"]["reason"],
-                ReasonCode::NotAuthorized.as_str(),
-                "{audited}"
-            );
+            assert_eq!(audited["failure"]["reason"], reason.as_str(), "{audited}");
             assert_eq!(audited["run_id"], queued.run_id, "{audited}");
         }
         let create_sent_at: Option<i64> = sqlx::query_scalar(
@@ -488,6 +526,83 @@ async fn a_refused_takeover_counts_what_earlier_claims_may_have_written(f: Fixtu
         message.contains("2 policies may have been written"),
         "{message}"
     );
+}
+
+/// A takeover of a run whose first claim announced an update and a create, sent them and
+/// crashed before recording either, and never started its second update; meanwhile Entra ID
+/// has come to reject the tenant's secret, so the takeover's one token check fails the run
+/// `authentication_failed` before any Graph call. The announced items say their policy may
+/// have been written, audited as incomplete, with that reason; the update not started fails as
+/// the run does; the run keeps its reason and counts the policies that may have been written.
+async fn a_taken_over_restore_whose_secret_is_rejected_says_what_may_have_been_written(f: Fixture) {
+    let queued = f.queue_two_updates_and_a_create().await;
+    f.crashed_after_announcing(&queued).await;
+    f.demo.sim.set_app(
+        CONTOSO,
+        AppSetup {
+            token_error: Some(TokenFault::WrongSecret),
+            ..AppSetup::default()
+        },
+    );
+    // A client of its own: the app's client still holds the token the earlier runs fetched.
+    let sim = &f.demo.sim;
+    let access = GraphAccess {
+        client: GraphClient::new(GraphConfig::new(&sim.login_url, &sim.graph_url))
+            .expect("a Graph client"),
+        secrets: f.demo.access.secrets.clone(),
+    };
+    let worker = runs_worker(&f.app.db, access);
+    sim.reset_counters();
+    let executed = worker.try_execute_task().await.expect("the worker runs");
+    assert!(
+        matches!(executed, Outcome::TaskCompleted { run_id } if run_id == queued.run_id),
+        "{executed:?}"
+    );
+    assert_eq!(sim.counters().token_requests(), 1, "one token request");
+    assert_eq!(sim.counters().graph_requests(), 0, "no Graph call");
+    let detail = f
+        .app
+        .run_detail(Some(&f.owner), CONTOSO, queued.run_id, &[])
+        .await
+        .expect("the owner reads the run");
+    f.assert_stopped_after_announces(
+        &queued,
+        &detail,
+        ReasonCode::AuthenticationFailed,
+        "Entra ID refused the tenant's app",
+    )
+    .await;
+}
+
+/// The same takeover whose tenant's credentials cannot be loaded at all (its secret's
+/// reference names an environment variable that is not set): refused before any token
+/// request, it says the same, with the credentials' reason.
+async fn a_taken_over_restore_whose_credentials_cannot_be_used_says_what_may_have_been_written(
+    f: Fixture,
+) {
+    let queued = f.queue_two_updates_and_a_create().await;
+    f.crashed_after_announcing(&queued).await;
+    sqlx::query(
+        "UPDATE tenants SET graph_secret_ref = 'env:TA_RESTORE_ACCESS_TEST_UNSET'          WHERE external_id = $1",
+    )
+    .bind(CONTOSO)
+    .execute(f.app.db.pool())
+    .await
+    .unwrap();
+    let detail = f.run_counted(queued.run_id).await;
+    assert_eq!(
+        f.demo.sim.counters().token_requests(),
+        0,
+        "no token request"
+    );
+    assert_eq!(f.demo.sim.counters().graph_requests(), 0, "no Graph call");
+    f.assert_stopped_after_announces(
+        &queued,
+        &detail,
+        ReasonCode::AuthenticationFailed,
+        "The tenant's Graph credentials cannot be used",
+    )
+    .await;
 }
 
 /// The same takeover whose starter is demoted after the claim's check, while it reads the

@@ -18,7 +18,10 @@
 //! item of the claim not yet started, without a Graph call, and the run ends failed
 //! `not_authorized` once its items are recorded. Either way an item whose write an earlier
 //! claim announced and never recorded (a takeover's) may have been written all the same: it
-//! fails saying so, with an incomplete audit row, never as "nothing was written".
+//! fails saying so, with an incomplete audit row, never as "nothing was written". So does such
+//! an item of a takeover that fails before any Graph call for another reason (the tenant's
+//! credentials or its secret refused), with that reason; the run keeps it too, and its message
+//! counts the policies that may have been written.
 //!
 //! Writes survive cancels and takeovers. Right before its first write an item passes its point of
 //! no return ([`interrupt::point_of_no_return`]): a cancel then lets it finish and record what it
@@ -1069,19 +1072,37 @@ fn not_authorized() -> RunFailure {
 /// may have been written without their outcome being recorded (an earlier claim's announced
 /// write, a lost answer): the run then never says that nothing was written.
 fn refused_run(unrecorded: i64) -> RunFailure {
+    stopped_run(&not_authorized(), unrecorded)
+}
+
+/// The failure of a restore whose claim stopped with `failure` before any Graph call (its
+/// starter refused, the tenant's credentials or its secret refused), `unrecorded` of whose
+/// items may have been written without their outcome being recorded: the failure itself when
+/// none may have been, else the failure's reason with a message that counts them, never one
+/// that says nothing was written.
+fn stopped_run(failure: &RunFailure, unrecorded: i64) -> RunFailure {
     if unrecorded == 0 {
-        return not_authorized();
+        return failure.clone();
     }
     let policies = if unrecorded == 1 {
         "policy"
     } else {
         "policies"
     };
-    RunFailure {
-        reason: ReasonCode::NotAuthorized,
-        message: format!(
+    let message = match failure.reason {
+        ReasonCode::NotAuthorized => format!(
             "The member who started this restore may no longer restore in this tenant: nothing more was sent, but {unrecorded} {policies} may have been written without the outcome being recorded (see the items). Run the preview again to see what Intune holds."
         ),
+        // The count first: a failure's message may be long, and the run's message is cut at
+        // the sanitizer's length.
+        _ => format!(
+            "{unrecorded} {policies} may have been written by an earlier attempt without the outcome being recorded (see the items); nothing more was sent. {}",
+            failure.message
+        ),
+    };
+    RunFailure {
+        reason: failure.reason,
+        message,
     }
 }
 
@@ -1095,33 +1116,51 @@ fn starter_refused() -> Restored {
 const REFUSED_NOTHING_MORE: &str = "The member who started this restore may no longer restore in this tenant, so nothing more was sent.";
 
 /// An item kept from writing because the member who started the run may no longer restore,
-/// as its announces say: one whose create or update an earlier claim announced and never
-/// recorded (`create_sent_at`, `update_sent_at`: it crashed or lost its lease after sending)
-/// may have been written all the same, and fails saying so with an incomplete audit row (a
-/// create's announce stays for the next preview to look for it), as [`cancelled_summary`]
-/// counts it: never as "nothing was written". Any other item wrote nothing.
+/// as its announces say: see [`announced_item`]. Any other item wrote nothing.
 fn refused_item(item: &WriteItem) -> Restored {
+    announced_item(item, &not_authorized()).unwrap_or_else(starter_refused)
+}
+
+/// Why an item of a claim that stopped with `failure` sent nothing more.
+fn nothing_more_sent(failure: &RunFailure) -> String {
+    match failure.reason {
+        ReasonCode::NotAuthorized => REFUSED_NOTHING_MORE.to_owned(),
+        // The failure's own words are the run's: the item's message stays short enough (the
+        // sanitizer's length) to keep its advice.
+        _ => format!("This attempt sent nothing ({}).", failure.reason.label()),
+    }
+}
+
+/// An item kept from writing by `failure` (its starter may no longer restore, the tenant's
+/// credentials or secret refused) whose create or update an earlier claim announced and never
+/// recorded (`create_sent_at`, `update_sent_at`: it crashed or lost its lease after sending):
+/// it may have been written all the same, and fails with the failure's reason saying so, with
+/// an incomplete audit row (a create's announce stays for the next preview to look for it), as
+/// [`cancelled_summary`] counts it: never as "nothing was written". `None` for an item no
+/// claim announced.
+fn announced_item(item: &WriteItem, failure: &RunFailure) -> Option<Restored> {
+    let nothing_more = nothing_more_sent(failure);
     match (item.create_sent_at, item.update_sent_at) {
-        (Some(sent_at), _) => maybe_created(
-            ReasonCode::NotAuthorized,
+        (Some(sent_at), _) => Some(maybe_created(
+            failure.reason,
             &format!(
-                "This policy MAY have been created in Intune by an earlier attempt of this run, which announced its create at {} and stopped before it could record the outcome. {REFUSED_NOTHING_MORE} Run the preview again after {}: it finds the policy if it was created.",
+                "This policy MAY have been created in Intune by an earlier attempt of this run, which announced its create at {} and stopped before it could record the outcome. {nothing_more} Run the preview again after {}: it finds the policy if it was created.",
                 Timestamp(sent_at),
                 create_settled_at(sent_at)
             ),
-        ),
+        )),
         (None, Some(sent_at)) => {
             let message = sanitize(&format!(
-                "This policy MAY have been written in Intune, in part or in full, by an earlier attempt of this run, which announced its update at {} and stopped before it could record the outcome. {REFUSED_NOTHING_MORE} Run the preview again to see what it holds.",
+                "This policy MAY have been written in Intune, in part or in full, by an earlier attempt of this run, which announced its update at {} and stopped before it could record the outcome. {nothing_more} Run the preview again to see what it holds.",
                 Timestamp(sent_at)
             ));
-            tracing::warn!(%message, "an earlier update may have landed; its starter is refused");
-            Restored::MaybeUpdated {
-                reason: ReasonCode::NotAuthorized,
+            tracing::warn!(%message, "an earlier update may have landed; this claim sends nothing");
+            Some(Restored::MaybeUpdated {
+                reason: failure.reason,
                 message,
-            }
+            })
         }
-        (None, None) => starter_refused(),
+        (None, None) => None,
     }
 }
 
@@ -1259,13 +1298,12 @@ impl Operation for RestoreExecute {
         if let Err(failure) = creds {
             if failure.reason == ReasonCode::Cancelled {
                 cancelled().await?;
+                return Ok(Some(failure.clone()));
             }
-            // The claim's check found the starter may no longer restore: nothing is sent, and
-            // the items an earlier claim announced say they may have been written.
-            if failure.reason == ReasonCode::NotAuthorized {
-                return Ok(Some(self.close_refused(db, run).await?));
-            }
-            return Ok(Some(failure.clone()));
+            // The claim stopped before any Graph call (its check found the starter may no
+            // longer restore, the tenant's credentials or secret were refused): nothing is
+            // sent, and the items an earlier claim announced say they may have been written.
+            return Ok(Some(self.close_stopped(db, run, failure).await?));
         }
         let (summary, refused) = evidence_summary(db, run.id).await?;
         if !super::write_summary(db, run.id, run.attempt, &summary).await? {
@@ -1282,18 +1320,20 @@ impl Operation for RestoreExecute {
 }
 
 impl RestoreExecute {
-    /// Closes the pending items of a run whose claim found, before any Graph call, that the
-    /// member who started it may no longer restore (the engine then closes none): each as
-    /// [`refused_item`] says, in the database alone. An item whose write an earlier claim
-    /// announced (a takeover's) fails saying it may have been written, with an incomplete
-    /// `restore.item_written` audit row; the others fail `not_authorized`, nothing written.
-    /// Written only while this claim holds the run as running, the run's row taken first, as
-    /// the engine and a cancel take it, with its counters. The run's failure, saying how many
-    /// items may have been written.
-    async fn close_refused(
+    /// Closes the pending items of a run whose claim stopped with `failure` before any Graph
+    /// call (its starter may no longer restore, the tenant's credentials or secret refused; the
+    /// engine then closes none), in the database alone. An item whose write an earlier claim
+    /// announced (a takeover's) fails with the failure's reason saying it may have been
+    /// written, with an incomplete `restore.item_written` audit row ([`announced_item`]); the
+    /// others fail with the failure's reason and message, nothing written, as the engine closes
+    /// them. Written only while this claim holds the run as running, the run's row taken first,
+    /// as the engine and a cancel take it, with its counters. The run's failure, with the
+    /// failure's reason, saying how many items may have been written ([`stopped_run`]).
+    async fn close_stopped(
         &self,
         db: &Db,
         run: &Run<RestoreExecuteInput>,
+        failure: &RunFailure,
     ) -> Result<RunFailure, sqlx::Error> {
         let pending = self.pending(db, run).await?;
         let lock = match db.backend() {
@@ -1312,12 +1352,15 @@ impl RestoreExecute {
         .await?;
         if held.is_none() {
             tx.rollback().await?;
-            return Ok(not_authorized());
+            return Ok(failure.clone());
         }
         let now = Timestamp::now().millis();
+        // Closed with the message the engine would close them with.
+        let unannounced = Restored::Failed(failure.reason, sanitize(&failure.message));
         for pending in &pending {
-            let restored = refused_item(&pending.item);
-            let recorded = record_restored(&mut tx, run, pending, &restored, now).await?;
+            let announced = announced_item(&pending.item, failure);
+            let restored = announced.as_ref().unwrap_or(&unannounced);
+            let recorded = record_restored(&mut tx, run, pending, restored, now).await?;
             let closed = sqlx::query(
                 "UPDATE run_items SET outcome = 'failed', reason_code = $1, message = $2, \
                  finished_at = $3 WHERE id = $4 AND run_id = $5 AND outcome = 'pending'",
@@ -1333,7 +1376,7 @@ impl RestoreExecute {
             if closed != 1 {
                 // Recorded since it was read: the engine closes what is still pending.
                 tx.rollback().await?;
-                return Ok(refused_run(unrecorded_writes(db, run.id).await?));
+                return Ok(stopped_run(failure, unrecorded_writes(db, run.id).await?));
             }
         }
         let closed = pending.len() as i64;
@@ -1349,12 +1392,12 @@ impl RestoreExecute {
         crate::server::metrics::items_recorded(
             <Self as Operation>::TYPE.as_str(),
             ItemOutcome::Failed.as_str(),
-            Some(ReasonCode::NotAuthorized.as_str()),
+            Some(failure.reason.as_str()),
             closed as u64,
         );
         // Counted over the whole run, not only the items closed here: an earlier claim may have
         // closed some (and crashed before the run ended) or recorded a lost answer.
-        Ok(refused_run(unrecorded_writes(db, run.id).await?))
+        Ok(stopped_run(failure, unrecorded_writes(db, run.id).await?))
     }
 }
 
