@@ -11,6 +11,7 @@
 //! leaves a mark of the policy being gone from Intune made while that read was in flight.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common;
@@ -21,7 +22,7 @@ use tenantatlas::domain::restore::{PlanAction, RestoreSource};
 use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail};
 use tenantatlas::domain::{RunStatus, Timestamp};
 use tenantatlas::graph_sim::{AppSetup, RequestRecord, TokenFault};
-use tenantatlas::server::engine::worker::Outcome;
+use tenantatlas::server::engine::worker::{Outcome, RunFailure, TokenCheck};
 use tenantatlas::server::graph::{GraphAccess, GraphClient, GraphConfig};
 use tenantatlas::server::{runs_worker, seed};
 
@@ -33,6 +34,7 @@ both_backends!(local Fixture:
     a_refused_takeover_counts_what_earlier_claims_may_have_written,
     a_taken_over_restore_whose_secret_is_rejected_says_what_may_have_been_written,
     a_taken_over_restore_whose_credentials_cannot_be_used_says_what_may_have_been_written,
+    a_restore_cancelled_while_its_takeover_fails_says_what_may_stay_written,
     a_restore_whose_starters_account_was_deleted_writes_nothing,
     a_restore_whose_starter_may_still_restore_writes,
     a_restore_whose_starter_is_demoted_while_it_writes_stops_writing,
@@ -603,6 +605,56 @@ async fn a_taken_over_restore_whose_credentials_cannot_be_used_says_what_may_hav
         "The tenant's Graph credentials cannot be used",
     )
     .await;
+}
+
+/// A cancel committed between a takeover's claim and its closing of the items: here while the
+/// takeover's one token check waits (held until the owner's cancel has committed), which then
+/// fails the run as a rejected secret does. The run stays cancelled and says, as a cancelled
+/// restore does, that the two policies the earlier attempt announced may have been written.
+async fn a_restore_cancelled_while_its_takeover_fails_says_what_may_stay_written(f: Fixture) {
+    let queued = f.queue_restore().await;
+    f.crashed_after_announcing(&queued).await;
+    let (asked, mut asking) =
+        tokio::sync::mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<()>>();
+    let check: TokenCheck = Arc::new(move |_| {
+        let asked = asked.clone();
+        Box::pin(async move {
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            asked.send(answer).expect("the test waits for the check");
+            answered.await.expect("the test lets the check answer");
+            Some(RunFailure {
+                reason: ReasonCode::AuthenticationFailed,
+                message: "Entra ID refused the tenant's app.".into(),
+            })
+        })
+    });
+    let worker = runs_worker(&f.app.db, f.demo.access.clone()).with_token_check(check);
+    let (executed, ()) = tokio::join!(worker.try_execute_task(), async {
+        let answer = asking.recv().await.expect("the takeover checks its token");
+        f.app
+            .cancel_run(&f.owner, CONTOSO, queued.run_id)
+            .await
+            .expect("the owner cancels");
+        answer.send(()).expect("the check waits");
+    });
+    let executed = executed.expect("the worker runs");
+    assert!(
+        matches!(executed, Outcome::TaskCompleted { run_id } if run_id == queued.run_id),
+        "{executed:?}"
+    );
+    let detail = f
+        .app
+        .run_detail(Some(&f.owner), CONTOSO, queued.run_id, &[])
+        .await
+        .expect("the owner reads the run");
+    assert_eq!(detail.status, RunStatus::Cancelled, "{detail:?}");
+    assert_eq!(
+        detail.summary.as_deref(),
+        Some(
+            "Cancelled before any policy was recorded as written; 2 of 2 policies may have been written; what was written stays in Intune. Run the preview again to see."
+        ),
+        "{detail:?}"
+    );
 }
 
 /// The same takeover whose starter is demoted after the claim's check, while it reads the

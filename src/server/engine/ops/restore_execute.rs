@@ -1291,10 +1291,7 @@ impl Operation for RestoreExecute {
     ) -> Result<Option<RunFailure>, sqlx::Error> {
         // A cancel undoes nothing: a run cancelled while this claim was writing says what
         // stays written (the engine concludes it with the cancel as its failure, or as usual).
-        let cancelled = || async {
-            let summary = cancelled_summary(db, run.id).await?;
-            super::write_cancelled_summary(db, run.id, run.attempt, &summary).await
-        };
+        let cancelled = || write_cancelled(db, run);
         if let Err(failure) = creds {
             if failure.reason == ReasonCode::Cancelled {
                 cancelled().await?;
@@ -1352,6 +1349,9 @@ impl RestoreExecute {
         .await?;
         if held.is_none() {
             tx.rollback().await?;
+            // A cancel committed since the claim (its items skipped): the run says what stays
+            // written, as any cancelled restore does. Fenced, so a lost run gets nothing.
+            write_cancelled(db, run).await?;
             return Ok(failure.clone());
         }
         let now = Timestamp::now().millis();
@@ -1696,6 +1696,13 @@ async fn cancelled_summary(db: &Db, run_id: i64) -> Result<String, sqlx::Error> 
     .fetch_one(db.pool())
     .await?;
     Ok(cancelled_text(total, written, unknown))
+}
+
+/// Writes [`cancelled_summary`] on run `run` while it is cancelled at this claim's attempt;
+/// whether it was.
+async fn write_cancelled(db: &Db, run: &Run<RestoreExecuteInput>) -> Result<bool, sqlx::Error> {
+    let summary = cancelled_summary(db, run.id).await?;
+    super::write_cancelled_summary(db, run.id, run.attempt, &summary).await
 }
 
 /// The words of [`cancelled_summary`]: `written` of `total` items recorded as written,
