@@ -9,19 +9,23 @@
 use crate::common;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
     run_with_items, Answer, Form, RunRow, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER,
 };
 use tenantatlas::domain::graph_wait::GraphWaitReason;
+use tenantatlas::domain::restore::RestoreSource;
 use tenantatlas::domain::run::{CancelledRun, Lane};
 use tenantatlas::domain::run_detail::RunDetail;
+use tenantatlas::domain::versions::RunActivity;
 use tenantatlas::domain::{RunStatus, SubmittedRun};
 use tenantatlas::graph_sim::{Fault, SimHandle};
 use tenantatlas::server::db::{Backend, NativePool};
+use tenantatlas::server::engine::operation::Registry;
 use tenantatlas::server::engine::runner::WakeUp;
-use tenantatlas::server::engine::worker::Worker;
+use tenantatlas::server::engine::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
 use tenantatlas::server::graph::{GraphClient, PolicyType};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,6 +35,8 @@ both_backends!(TestApp:
     a_cancelled_run_settles_once_its_claim_lets_go,
     a_cancelled_run_stays_unsettled_while_its_claim_outlives_the_lease,
     a_resume_waits_until_the_cancelled_run_has_settled,
+    an_add_selected_of_a_cancelled_runs_policies_waits_until_it_has_settled,
+    a_restore_preview_waits_until_a_cancelled_one_of_its_source_has_settled,
     repeated_cancels_answer_the_same_and_ended_runs_are_refused,
     a_running_run_takes_no_new_item_and_records_captures_in_flight,
     a_multi_request_capture_in_flight_is_recorded,
@@ -119,6 +125,19 @@ impl Fixture {
 
     fn worker(&self, app: &TestApp, name: &str) -> Worker {
         common::sim_worker(&app.db, &self.client, name)
+    }
+
+    /// [`Self::worker`] that also runs restores (previews and executes).
+    fn restore_worker(&self, app: &TestApp, name: &str) -> Worker {
+        let client = Arc::new(self.client.clone());
+        let loader: CredentialsLoader =
+            Arc::new(|_tenant| Box::pin(async { Ok::<_, RunFailure>(common::creds(CONTOSO)) }));
+        Worker::new(
+            app.db.clone(),
+            Registry::full(client.clone(), client),
+            loader,
+            name,
+        )
     }
 
     /// A runner of another instance named `name`: on PostgreSQL only the NOTIFYs reach it (its
@@ -417,6 +436,91 @@ async fn a_resume_waits_until_the_cancelled_run_has_settled(app: TestApp) {
     assert_eq!(settled.retry_label().as_deref(), Some("Resume 5 cancelled"));
     let resumed = f.retry(&app, run_id).await.expect("a settled run resumes");
     assert_ne!(resumed.run_id, run_id);
+    assert_eq!(runs_count(&app).await, runs_before + 1);
+}
+
+/// "Add selected" of the policies a cancelled run was capturing would queue a run that a claim
+/// takes beside the old one (the cancelled run no longer occupies the tenant's bulk lane), and
+/// whichever capture is recorded last becomes the policy's current version, an older read
+/// possibly over a newer one. Like a resume, it is refused (nothing written, the policy not
+/// read again) until the cancelled run has settled, then allowed.
+async fn an_add_selected_of_a_cancelled_runs_policies_waits_until_it_has_settled(app: TestApp) {
+    let f = fixture(&app).await;
+    common::answer_after(&f.sim, 3_000);
+    let graph_id = &f.policies[0].1;
+    let run_id = f.submit(&app, 0..1).await;
+    let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    f.wait_until_asked(graph_id).await;
+    f.cancel(&app, run_id).await.expect("the run is cancelled");
+    let runs_before = runs_count(&app).await;
+    let ids = [f.policies[0].0];
+    let add_again = || app.add_policies(&f.operator, CONTOSO, f.set_id, &ids, &[]);
+    let refused = add_again().await.expect_err("not settled yet");
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains(RunActivity::NOT_SETTLED),
+        "{}",
+        refused.body
+    );
+    assert_eq!(runs_count(&app).await, runs_before, "nothing written");
+    // A claim free to work (the bulk lane counts only running runs) finds nothing beside the
+    // cancelled run's: the policy was read once, by that run.
+    let beside = f.worker(&app, "w2").try_execute_task().await.unwrap();
+    assert_eq!(beside, Outcome::EmptyQueue);
+    assert_eq!(f.sim.counters().for_path(graph_id).len(), 1, "one read");
+    assert!(!f.detail(&app, run_id).await.settled, "still in flight");
+
+    working.await.unwrap().unwrap();
+    assert!(f.detail(&app, run_id).await.settled);
+    let added = add_again()
+        .await
+        .expect("a settled run's policies are added again");
+    assert!(!added.reused);
+    assert_ne!(added.run_id, run_id);
+    assert_eq!(runs_count(&app).await, runs_before + 1);
+}
+
+/// A restore preview stores each policy's live read as its current version, as a capture does:
+/// started again while a cancelled preview of the same source still reads, it would read beside
+/// that claim and the older read could be recorded last. It is refused until the cancelled
+/// preview has settled, then allowed.
+async fn a_restore_preview_waits_until_a_cancelled_one_of_its_source_has_settled(app: TestApp) {
+    let f = fixture(&app).await;
+    let (policy, graph_id) = f.policies[0].clone();
+    let backup = f.submit(&app, 0..1).await;
+    f.worker(&app, "w0").try_execute_task().await.unwrap();
+    assert_eq!(f.detail(&app, backup).await.status, RunStatus::Completed);
+    f.sim.reset_counters();
+    common::answer_after(&f.sim, 3_000);
+    let source = RestoreSource::BackupSet(f.set_id);
+    let ids = [policy];
+    let preview = || app.start_restore_preview(&f.admin, CONTOSO, source, &ids, &[]);
+    let run_id = preview().await.expect("the preview is queued").run_id;
+    let worker = f
+        .restore_worker(&app, "w1")
+        .with_cancels(app.wake.cancels());
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    f.wait_until_asked(&graph_id).await;
+    f.cancel(&app, run_id)
+        .await
+        .expect("the preview is cancelled");
+    let runs_before = runs_count(&app).await;
+    let refused = preview().await.expect_err("not settled yet");
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains(RunActivity::NOT_SETTLED),
+        "{}",
+        refused.body
+    );
+    assert_eq!(runs_count(&app).await, runs_before, "nothing written");
+
+    working.await.unwrap().unwrap();
+    assert!(f.detail(&app, run_id).await.settled);
+    let again = preview()
+        .await
+        .expect("a settled preview's source previews again");
+    assert_ne!(again.run_id, run_id);
     assert_eq!(runs_count(&app).await, runs_before + 1);
 }
 
@@ -1041,8 +1145,8 @@ async fn the_poll_versions_move_only_when_the_runs_do(app: TestApp) {
     let panel_elsewhere = app
         .backup_set_runs_version(&owner, FABRIKAM, set_id)
         .await
-        .expect("Fabrikam's (empty) panel");
-    assert_eq!(panel_elsewhere, "", "Contoso's runs through Fabrikam");
+        .expect_err("Contoso's set through Fabrikam");
+    assert_eq!(panel_elsewhere.status, 404, "{}", panel_elsewhere.body);
     // A non-member learns nothing either way.
     let outsider = app.sign_in(OUTSIDER).await;
     for id in [run_id, i64::MAX] {

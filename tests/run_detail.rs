@@ -5,10 +5,12 @@
 use crate::common;
 
 use common::{
-    backup_set, run_with_items, submit, TestApp, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY,
+    backup_set, run_with_items, submit, Form, TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR,
+    OUTSIDER, READONLY,
 };
 use tenantatlas::domain::run::{OperationType, StoredOperation};
 use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail, RunTarget};
+use tenantatlas::domain::versions::RunActivity;
 use tenantatlas::domain::RunStatus;
 
 both_backends!(TestApp:
@@ -17,6 +19,7 @@ both_backends!(TestApp:
     run_detail_pages_its_items_with_totals_per_outcome,
     run_detail_refuses_invalid_paging,
     backup_set_runs_keep_every_active_run_and_the_last_ended,
+    runs_of_an_unknown_backup_set_are_404,
 );
 
 /// Contoso's run `id` as `cookie` reads it, with `extra` fields (outcome, offset, limit); it
@@ -329,4 +332,87 @@ async fn backup_set_runs_keep_every_active_run_and_the_last_ended(app: TestApp) 
     let (listed, polled) = panel(&app, &cookie, set).await;
     assert_eq!(listed, [runs[7], runs[6], runs[5], runs[4], runs[0]]);
     assert_eq!(polled, listed);
+}
+
+/// The run panel's reads and the run starters' activity answer for a backup set or policy that
+/// is not the tenant's as the set's other reads do (404), not with an empty list that looks like
+/// a set with no runs; a capture's or drift check's activity without a target is a 422. A set
+/// of the tenant with no runs still reads empty.
+async fn runs_of_an_unknown_backup_set_are_404(app: TestApp) {
+    let cookie = app.sign_in(OPERATOR).await;
+    let empty = backup_set(&app, &cookie, CONTOSO, "Nothing yet").await;
+    let owner = app.sign_in(ADMIN).await;
+    let theirs = backup_set(&app, &owner, FABRIKAM, "Fabrikam's").await;
+
+    let listed = app.backup_set_runs(&cookie, CONTOSO, empty).await;
+    assert!(listed.expect("an empty set's runs").is_empty());
+    let version = app.backup_set_runs_version(&cookie, CONTOSO, empty).await;
+    assert_eq!(version.expect("an empty set's version"), "");
+
+    for set in [999_999, theirs, -1] {
+        let listed = app
+            .backup_set_runs(&cookie, CONTOSO, set)
+            .await
+            .expect_err("not the tenant's set");
+        assert_eq!(listed.status, 404, "set {set}: {}", listed.body);
+        assert!(
+            listed
+                .body
+                .contains("This backup set does not exist in this tenant."),
+            "{}",
+            listed.body
+        );
+        let polled = app
+            .backup_set_runs_version(&cookie, CONTOSO, set)
+            .await
+            .expect_err("not the tenant's set");
+        assert_eq!(polled.status, 404, "set {set}: {}", polled.body);
+    }
+
+    // The run starters' activity: a target left out (it reads 0) or not positive is a 422, one
+    // not of the tenant a 404; a set of the tenant with no runs, or a sync, has none.
+    let no_target = |operation: &'static str| {
+        let form = Form::tenant(CONTOSO).field("operation", operation);
+        let app = &app;
+        let cookie = &cookie;
+        async move {
+            app.answer::<RunActivity>(Some(cookie), "runs/activity", &form)
+                .await
+        }
+    };
+    for operation in ["policy.capture_snapshot", "backup_set.drift_check"] {
+        let refused = no_target(operation).await.expect_err("no target");
+        assert_eq!(refused.status, 422, "{operation}: {}", refused.body);
+        let refused = app
+            .run_activity(&cookie, CONTOSO, operation, -5)
+            .await
+            .expect_err("not an id");
+        assert_eq!(refused.status, 422, "{operation}: {}", refused.body);
+    }
+    let policy = common::insert_policies(&app.db, FABRIKAM, 1).await[0];
+    for (operation, target) in [
+        ("policy.capture_snapshot", 999_999),
+        ("policy.capture_snapshot", policy),
+        ("backup_set.drift_check", 999_999),
+        ("backup_set.drift_check", theirs),
+    ] {
+        let refused = app
+            .run_activity(&cookie, CONTOSO, operation, target)
+            .await
+            .expect_err("not the tenant's");
+        assert_eq!(
+            refused.status, 404,
+            "{operation} {target}: {}",
+            refused.body
+        );
+    }
+    let none = app
+        .run_activity(&cookie, CONTOSO, "backup_set.drift_check", empty)
+        .await
+        .expect("an empty set's activity");
+    assert!(none.active.is_none() && none.last.is_none());
+    let sync = no_target("inventory.sync")
+        .await
+        .expect("a sync's activity");
+    assert!(sync.active.is_none());
 }

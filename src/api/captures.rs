@@ -52,7 +52,8 @@ pub async fn check_drift(tenant: String, backup_set_id: i64) -> Result<Submitted
 
 /// The run of `operation` (`inventory.sync`, `policy.capture_snapshot` or
 /// `backup_set.drift_check`) on `target_id` (a policy, a backup set; ignored for a sync, whose
-/// target is the tenant) that is active now, and the last one that ended.
+/// target is the tenant) that is active now, and the last one that ended. A capture's or drift
+/// check's `target_id` left out or not positive is a 422, one not of the tenant a 404.
 #[server(prefix = "/api", endpoint = "runs/activity")]
 pub async fn get_run_activity(
     tenant: String,
@@ -67,6 +68,13 @@ pub async fn get_run_activity(
         // A sync's target is the tenant, whatever `target_id` says.
         let (operation, target_id) = match OperationType::parse(&operation) {
             Some(op @ (OperationType::CaptureSnapshot | OperationType::DriftCheck)) => {
+                // Left out, it reads 0: no run's target, so say so rather than answer "none".
+                if target_id <= 0 {
+                    return Err(AppError::invalid(
+                        "target_id",
+                        "Not a policy or backup set id.",
+                    ));
+                }
                 (op, target_id)
             }
             Some(OperationType::InventorySync) => (OperationType::InventorySync, ctx.scope.id()),

@@ -188,7 +188,8 @@ pub async fn run_version(tenant: String, id: i64) -> Result<String, AppError> {
     .await
 }
 
-/// What the run panel polls: the same for the recent runs of one backup set.
+/// What the run panel polls: the same for the recent runs of one backup set (404 when the set
+/// is not the tenant's).
 #[server(prefix = "/api", endpoint = "runs/for-backup-set/version")]
 pub async fn backup_set_runs_version(
     tenant: String,
@@ -197,15 +198,16 @@ pub async fn backup_set_runs_version(
     use crate::domain::Capability;
     use crate::server::auth::in_tenant_joined;
     use crate::server::runs::queries;
-    let backend = crate::server::state::app_state()?.db.backend();
-    let read = queries::backup_set_version_read(backend, backup_set_id);
-    in_tenant_joined(&tenant, Capability::View, read, |_, rows| async move {
-        Ok(queries::backup_set_version(&rows))
+    let state = crate::server::state::app_state()?;
+    let read = queries::backup_set_version_read(state.db.backend(), backup_set_id);
+    in_tenant_joined(&tenant, Capability::View, read, |ctx, rows| async move {
+        queries::backup_set_version_of(&state.db, &ctx.scope, backup_set_id, &rows).await
     })
     .await
 }
 
-/// The recent runs of one backup set, newest first: what the run panel shows and polls.
+/// The recent runs of one backup set, newest first: what the run panel shows and polls (404
+/// when the set is not the tenant's).
 #[server(prefix = "/api", endpoint = "runs/for-backup-set")]
 pub async fn backup_set_runs(
     tenant: String,

@@ -22,8 +22,10 @@ use crate::server::auth::TenantContext;
 use crate::server::db::Db;
 use crate::server::engine::ops::restore_execute::{ExecuteItem, RestoreExecuteInput};
 use crate::server::engine::ops::restore_preview::{RestoreItem, RestorePreviewInput};
+use crate::server::metrics;
 use crate::server::runs::key::IdempotencyKey;
-use crate::server::runs::submit::{create_or_reuse, NewRun};
+use crate::server::runs::start::ensure_cancelled_settled;
+use crate::server::runs::submit::{create_or_reuse, find_active, NewRun};
 use crate::server::tenants::{connection_check, TenantScope};
 
 const CANDIDATE_COLUMNS: &str = "p.id AS policy_id, p.display_name, p.policy_type, \
@@ -134,12 +136,14 @@ impl From<CandidateRow> for RestoreCandidate {
 }
 
 /// Queues a preview of restoring the chosen policies of `request.source`, or returns the
-/// identical one already queued or running. 422 for an empty or unknown choice.
+/// identical one already queued or running. 422 for an empty or unknown choice; 409 while a
+/// preview of the same source that was cancelled has not settled.
 pub async fn start_preview(
     db: &Db,
     ctx: &TenantContext,
     request: &PreviewRequest,
 ) -> Result<SubmittedRun, AppError> {
+    let started = std::time::Instant::now();
     let tenant_id = ctx.scope.id();
     let chosen: BTreeSet<i64> = request.policy_ids.iter().copied().collect();
     if chosen.is_empty() {
@@ -202,6 +206,17 @@ pub async fn start_preview(
         total: input.items.len() as i64,
         retry_of: None,
     };
+    // A double-click finds the first preview before anything else is read.
+    if let Some(active) = find_active(db, tenant_id, &run.key).await? {
+        metrics::run_submitted(operation.as_str(), true, started.elapsed());
+        return Ok(active);
+    }
+    // A preview stores each policy's live read as its current version: one cancelled while it
+    // read may still record what was in flight, and a new preview of the same source would
+    // read beside it, the older read possibly recorded last. (A version and a backup set
+    // that happen to share an id share the target too, and wait for each other's cancel to
+    // settle: a lease at most.)
+    ensure_cancelled_settled(db, tenant_id, operation, source_id).await?;
     create_or_reuse(db, ctx, &run).await
 }
 

@@ -8,6 +8,7 @@
 
 use super::in_flight;
 use super::key::IdempotencyKey;
+use super::start::ensure_cancelled_settled;
 use super::submit::{self, NewRun};
 use crate::domain::run::OperationType;
 use crate::domain::{AddPoliciesOptions, AppError, PolicySelection, SubmittedRun};
@@ -24,7 +25,8 @@ const OPERATION: OperationType = OperationType::AddPolicies;
 
 /// Creates the run (status `pending`) with its selection, or returns the active run with the
 /// same idempotency key (`reused: true`). Two racing submissions cannot both create
-/// one: the partial unique index refuses the second, which then returns the winner.
+/// one: the partial unique index refuses the second, which then returns the winner. 409 while
+/// a run of the set that was cancelled has not settled (see `start::ensure_cancelled_settled`).
 pub async fn create_or_reuse(
     db: &Db,
     ctx: &TenantContext,
@@ -89,6 +91,11 @@ async fn submit(
             return Ok(run);
         }
         backup_sets::ensure_exists(db, tenant_id, backup_set_id).await?;
+        // A run of the set cancelled while it captured may still record what was in flight:
+        // a new one would capture beside its claim, and whichever read is recorded last would
+        // become the policy's current version. (Checked for the whole set, not the selection:
+        // one indexed read, and a cancelled run settles within a lease.)
+        ensure_cancelled_settled(db, tenant_id, OPERATION, backup_set_id).await?;
         ensure_policies(db, tenant_id, selection).await?;
         let input = AddPoliciesInput {
             backup_set_id,

@@ -18,6 +18,7 @@ use crate::domain::run_detail::{
 };
 use crate::domain::versions::{CaptureResult, Drift};
 use crate::domain::{AppError, RunStatus, RunSummary, RunsPage, Timestamp};
+use crate::server::backup_sets;
 use crate::server::engine::ops::add_policies::AddPoliciesInput;
 use crate::server::engine::ops::restore_preview::RestorePreviewInput;
 
@@ -403,8 +404,25 @@ pub fn backup_set_version(rows: &[VersionRow]) -> String {
     versions.join(",")
 }
 
+/// [`backup_set_version`], or 404 when backup set `backup_set_id` is not the tenant's (an
+/// unknown id, another tenant's set), as the set's other reads answer. The poll stays one
+/// statement for a set with runs: runs of the tenant name the set, so it exists (sets are
+/// never deleted); only an empty answer reads the set.
+pub async fn backup_set_version_of(
+    db: &Db,
+    scope: &TenantScope,
+    backup_set_id: i64,
+    rows: &[VersionRow],
+) -> Result<String, AppError> {
+    if rows.is_empty() {
+        backup_sets::ensure_exists(db, scope.id(), backup_set_id).await?;
+    }
+    Ok(backup_set_version(rows))
+}
+
 /// The runs of one backup set the run panel lists ([`panel_runs`]: the active ones and the
-/// last ended), newest first.
+/// last ended), newest first; 404 when the set is not the tenant's (read only when it has no
+/// runs, as in [`backup_set_version_of`]).
 pub async fn for_backup_set(
     db: &Db,
     scope: &TenantScope,
@@ -421,6 +439,10 @@ pub async fn for_backup_set(
         .bind(PANEL_RUNS)
         .fetch_all(db.pool())
         .await?;
+    if rows.is_empty() {
+        backup_sets::ensure_exists(db, scope.id(), backup_set_id).await?;
+        return Ok(Vec::new());
+    }
     let now = lease_now(db).await?;
     Ok(rows.into_iter().map(|row| row.into_summary(now)).collect())
 }

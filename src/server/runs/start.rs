@@ -45,8 +45,12 @@ fn inventory_sync_run(tenant_id: i64) -> Result<NewRun, AppError> {
 /// Refuses (409) a new run of `operation` on `target_id` while one cancelled before it has not
 /// settled ([`settled`]): its claim may still send that run's requests and record what was in
 /// flight, so a new run would work beside it, and a capture's late answer would become the
-/// policy's current version over the new run's.
-async fn ensure_cancelled_settled(
+/// policy's current version over the new run's. Every start that captures calls it (here,
+/// "Add selected" in `runs::create`, a restore preview in `server::restore`), after it has
+/// looked for an identical active run, so a double-click costs no more. One read of the
+/// partial index `runs_cancelled_held_by_tenant`: the tenant's cancelled runs still holding a
+/// lease are few, however long its history.
+pub(crate) async fn ensure_cancelled_settled(
     db: &Db,
     tenant_id: i64,
     operation: OperationType,
@@ -89,14 +93,8 @@ pub async fn sync_inventory_unattended(db: &Db, tenant_id: i64) -> Result<Submit
     create_or_reuse_unattended(db, tenant_id, &inventory_sync_run(tenant_id)?).await
 }
 
-/// Queues a capture of one policy of the tenant, or returns the one already queued or running.
-pub async fn capture_policy(
-    db: &Db,
-    ctx: &TenantContext,
-    policy_id: i64,
-) -> Result<SubmittedRun, AppError> {
-    let tenant_id = ctx.scope.id();
-    connection_check::ensure_runs_allowed(db, tenant_id).await?;
+/// 404 unless policy `policy_id` belongs to tenant `tenant_id`.
+async fn ensure_policy(db: &Db, tenant_id: i64, policy_id: i64) -> Result<(), AppError> {
     let exists = sqlx::query("SELECT id FROM policies WHERE tenant_id = $1 AND id = $2")
         .bind(tenant_id)
         .bind(policy_id)
@@ -108,6 +106,18 @@ pub async fn capture_policy(
             "This policy does not exist in this tenant.".into(),
         ));
     }
+    Ok(())
+}
+
+/// Queues a capture of one policy of the tenant, or returns the one already queued or running.
+pub async fn capture_policy(
+    db: &Db,
+    ctx: &TenantContext,
+    policy_id: i64,
+) -> Result<SubmittedRun, AppError> {
+    let tenant_id = ctx.scope.id();
+    connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    ensure_policy(db, tenant_id, policy_id).await?;
     let operation = OperationType::CaptureSnapshot;
     ensure_cancelled_settled(db, tenant_id, operation, policy_id).await?;
     let run = NewRun {
@@ -174,7 +184,9 @@ pub async fn check_drift(
     create_or_reuse(db, ctx, &run).await
 }
 
-/// The run of `operation` on `target_id` queued or running now, and the last one that ended.
+/// The run of `operation` on `target_id` queued or running now, and the last one that ended;
+/// 404 when `target_id` is not a policy (a capture) or a backup set (a drift check) of the
+/// tenant, as the start answers.
 pub async fn activity(
     db: &Db,
     scope: &TenantScope,
@@ -225,6 +237,18 @@ pub async fn activity(
         Ok((Some(brief), is_settled))
     };
     let ((active, _), (last, last_settled)) = (brief(true).await?, brief(false).await?);
+    // Runs of the tenant name their target, which is never deleted: only an answer with none
+    // reads the target (the starter polls only while a run moves, so rarely).
+    if active.is_none() && last.is_none() {
+        match operation {
+            OperationType::CaptureSnapshot => ensure_policy(db, scope.id(), target_id).await?,
+            OperationType::DriftCheck => {
+                backup_sets::ensure_exists(db, scope.id(), target_id).await?
+            }
+            // A sync's target is the tenant itself, which the caller is in.
+            _ => {}
+        }
+    }
     Ok(RunActivity {
         active,
         last,
