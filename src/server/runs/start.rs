@@ -45,11 +45,13 @@ fn inventory_sync_run(tenant_id: i64) -> Result<NewRun, AppError> {
 /// Refuses (409) a new run of `operation` on `target_id` while one cancelled before it has not
 /// settled ([`settled`]): its claim may still send that run's requests and record what was in
 /// flight, so a new run would work beside it, and a capture's late answer would become the
-/// policy's current version over the new run's. Every start that captures calls it (here,
-/// "Add selected" in `runs::create`, a restore preview in `server::restore`), after it has
-/// looked for an identical active run, so a double-click costs no more. One read of the
-/// partial index `runs_cancelled_held_by_tenant`: the tenant's cancelled runs still holding a
-/// lease are few, however long its history.
+/// policy's current version over the new run's. Every start that captures calls it for its
+/// own kind and target (here, "Add selected" in `runs::create`, a restore preview in
+/// `server::restore`): the drift check, "Add selected" and the preview after looking for an
+/// identical active run, so a double-click of those costs no more; a sync and "Capture now"
+/// before [`create_or_reuse`] looks, one read more per submit. One read of the partial index
+/// `runs_cancelled_held_by_tenant`: the tenant's cancelled runs still holding a lease are few,
+/// however long its history.
 pub(crate) async fn ensure_cancelled_settled(
     db: &Db,
     tenant_id: i64,
