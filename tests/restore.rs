@@ -65,6 +65,8 @@ both_backends!(local Fixture:
     a_create_whose_policy_has_another_record_in_use_is_never_planned_again,
     two_secrets_at_one_setting_path_in_the_backup_are_never_restored_by_a_guess,
     two_secrets_at_one_setting_path_in_intune_are_never_restored_by_a_guess,
+    a_secret_in_one_of_several_collection_instances_is_never_restored_by_a_guess,
+    a_secret_among_collection_instances_in_intune_is_never_restored_by_a_guess,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -370,8 +372,17 @@ impl Fixture {
             .set_settings(CONTOSO, graph_id, wifi_networks(networks)));
     }
 
+    /// As [`Fixture::set_wifi`], a network without a password where its token is `None` (see
+    /// [`wifi_instances`]).
+    fn set_wifi_passwords(&self, graph_id: &str, networks: &[(&str, Option<&str>)]) {
+        assert!(self
+            .demo
+            .sim
+            .set_settings(CONTOSO, graph_id, wifi_instances(networks)));
+    }
+
     /// The Wi-Fi networks Intune holds for the policy of `graph_id`: each SSID with the token
-    /// of its password.
+    /// of its password (empty for a network without one).
     fn wifi_of(&self, graph_id: &str) -> Vec<(String, String)> {
         let policy = self
             .demo
@@ -657,18 +668,30 @@ const WIFI_PASSWORD: &str = "/wifi/wifi_password";
 /// Wi-Fi payloads, say), each with its SSID and its password as Intune holds it (an encrypted
 /// token; a capture drops it).
 fn wifi_networks(networks: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let passwords: Vec<(&str, Option<&str>)> = networks
+        .iter()
+        .map(|(ssid, token)| (*ssid, Some(*token)))
+        .collect();
+    wifi_instances(&passwords)
+}
+
+/// As [`wifi_networks`], a network whose token is `None` without a password setting at all.
+fn wifi_instances(networks: &[(&str, Option<&str>)]) -> Vec<serde_json::Value> {
     let simple = "#microsoft.graph.deviceManagementConfigurationSimpleSettingInstance";
     let instances: Vec<serde_json::Value> = networks
         .iter()
         .map(|(ssid, token)| {
-            serde_json::json!({"children": [
+            let mut children = vec![serde_json::json!(
                 {"@odata.type": simple, "settingDefinitionId": "wifi_ssid", "simpleSettingValue": {
                     "@odata.type": "#microsoft.graph.deviceManagementConfigurationStringSettingValue",
-                    "value": ssid}},
-                {"@odata.type": simple, "settingDefinitionId": "wifi_password", "simpleSettingValue": {
-                    "@odata.type": "#microsoft.graph.deviceManagementConfigurationSecretSettingValue",
-                    "value": token, "valueState": "encryptedValueToken"}}
-            ]})
+                    "value": ssid}})];
+            if let Some(token) = token {
+                children.push(serde_json::json!(
+                    {"@odata.type": simple, "settingDefinitionId": "wifi_password", "simpleSettingValue": {
+                        "@odata.type": "#microsoft.graph.deviceManagementConfigurationSecretSettingValue",
+                        "value": token, "valueState": "encryptedValueToken"}}));
+            }
+            serde_json::json!({ "children": children })
         })
         .collect();
     vec![serde_json::json!({"id": "0", "settingInstance": {
@@ -2538,7 +2561,8 @@ async fn a_create_whose_policy_has_another_record_in_use_is_never_planned_again(
 
 /// Runs the execute of `preview` (planned as an update all the same, see
 /// [`Fixture::plan_as_update`]), which must fail its one item before any write, saying
-/// `holder` holds the password twice; the policy of `graph_id` must still hold `live`.
+/// `holder` holds the password where it cannot be told apart; the policy of `graph_id` must
+/// still hold `live`.
 async fn never_writes_secrets_by_a_guess(
     f: &Fixture,
     preview: i64,
@@ -2620,6 +2644,74 @@ async fn two_secrets_at_one_setting_path_in_intune_are_never_restored_by_a_guess
         "{blocked:?}"
     );
 
+    never_writes_secrets_by_a_guess(&f, preview, &graph_id, "the live policy in Intune", &live)
+        .await;
+}
+
+/// A Wi-Fi policy whose backup holds two networks, Corp with its password and Guest without
+/// one; in Intune it is now the other way round. Each side holds one secret at the setting
+/// path, yet Intune's is Guest's, and which instance is which cannot be told (they carry no id
+/// Graph keeps and may be listed in any order): the preview blocks the item naming the path,
+/// and an execute that meets it all the same fails it before any write, where it once sent
+/// Corp with Guest's password.
+async fn a_secret_in_one_of_several_collection_instances_is_never_restored_by_a_guess(f: Fixture) {
+    let graph_id = f.wifi_policy(&[("Corp", "tokCorp")]);
+    f.set_wifi_passwords(&graph_id, &[("Corp", Some("tokCorp")), ("Guest", None)]);
+    let backup = f.backup_of(std::slice::from_ref(&graph_id)).await;
+    let (policy, _) = backup.policies[0];
+    f.set_wifi_passwords(&graph_id, &[("Corp", None), ("Guest", Some("tokGuest"))]);
+
+    let (preview, plan) = f
+        .preview_planning(backup.set, policy, PlanAction::Blocked)
+        .await;
+    let blocked = item(&plan, policy);
+    assert!(
+        blocked_saying(
+            blocked,
+            &[
+                WIFI_PASSWORD,
+                "in the backup, or in a setting collection of several instances"
+            ]
+        ),
+        "{blocked:?}"
+    );
+    let refusal = f
+        .execute_refused(
+            preview,
+            "a restore with a secret among collection instances",
+        )
+        .await;
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
+
+    let live = [("Corp", ""), ("Guest", "tokGuest")];
+    never_writes_secrets_by_a_guess(&f, preview, &graph_id, "the backup", &live).await;
+}
+
+/// A backup of one Wi-Fi network with its password; Intune now holds two networks, the
+/// password in the other one only. One secret at the path on each side, yet which instance
+/// is the backup's cannot be told: blocked, and never written.
+async fn a_secret_among_collection_instances_in_intune_is_never_restored_by_a_guess(f: Fixture) {
+    let graph_id = f.wifi_policy(&[("Corp", "tokCorp")]);
+    let backup = f.backup_of(std::slice::from_ref(&graph_id)).await;
+    let (policy, _) = backup.policies[0];
+    f.set_wifi_passwords(&graph_id, &[("Corp", None), ("Guest", Some("tokGuest"))]);
+
+    let (preview, plan) = f
+        .preview_planning(backup.set, policy, PlanAction::Blocked)
+        .await;
+    let blocked = item(&plan, policy);
+    assert!(
+        blocked_saying(
+            blocked,
+            &[
+                WIFI_PASSWORD,
+                "in Intune, or in a setting collection of several instances"
+            ]
+        ),
+        "{blocked:?}"
+    );
+
+    let live = [("Corp", ""), ("Guest", "tokGuest")];
     never_writes_secrets_by_a_guess(&f, preview, &graph_id, "the live policy in Intune", &live)
         .await;
 }

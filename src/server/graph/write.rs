@@ -17,9 +17,11 @@
 //! hold (or any secret, when the policy is created anew) cannot be restored: the write fails
 //! before anything is sent, naming the settings ([`secret_settings`] lets a preview say so
 //! first). Neither can secrets that share their place (two instances of a setting collection,
-//! each with its password; two encrypted OMA settings under one OMA-URI) in the backup or in
-//! the live policy: nothing tells which live value belongs to which, so the write fails before
-//! anything is sent rather than guess ([`ambiguous_secret_settings`] lets a preview say so).
+//! each with its password; two encrypted OMA settings under one OMA-URI), nor a secret in a
+//! setting collection of several instances even if only one of them holds it, in the backup
+//! or in the live policy: nothing tells which live value belongs to which instance, so the
+//! write fails before anything is sent rather than guess ([`ambiguous_secret_settings`] lets a
+//! preview say so).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -342,28 +344,84 @@ fn assign_body(backup: &Value) -> Option<Value> {
     Some(json!({ "assignments": assignments }))
 }
 
-/// Every secret under a payload by where it sits (see [`collect_secrets`]), in the order found.
-type SecretPlaces = HashMap<String, Vec<Map<String, Value>>>;
+/// The secrets found at one place of a payload (see [`collect_secrets`]).
+#[derive(Debug, Default)]
+struct Place {
+    /// Each secret at the place, in the order found.
+    secrets: Vec<Map<String, Value>>,
+    /// Whether one of them sits in a setting collection of several instances (see
+    /// [`holds_several_instances`]).
+    among_instances: bool,
+}
+
+impl Place {
+    /// Whether a live value at this place cannot be paired with a backup's secret: the place
+    /// holds more than one secret, or a secret in one of several instances of a setting
+    /// collection (the only one holding a secret here may not be the one holding it there).
+    fn is_ambiguous(&self) -> bool {
+        self.secrets.len() > 1 || self.among_instances
+    }
+}
+
+/// Every secret under a payload by where it sits (see [`collect_secrets`]).
+type SecretPlaces = HashMap<String, Place>;
+
+/// Whether `value`, the property `key` of a setting instance, lists more than one instance of
+/// a group setting collection.
+///
+/// In Graph's settings catalog JSON a group setting collection (a setting instance of type
+/// `deviceManagementConfigurationGroupSettingCollectionInstance`) lists its instances in
+/// `groupSettingCollectionValue`: an array of `deviceManagementConfigurationGroupSettingValue`s,
+/// each one instance (one Wi-Fi payload, one firewall rule) with its own `children`, setting
+/// instances that may be collections in turn.
+/// More than one instance means two or more elements in that one array, whatever they hold:
+/// an instance without the secret, or without any children, is still one the live value may
+/// belong to. It is judged per array on a secret's way down, not summed along it: a secret in
+/// the only instance of a collection that sits in the only instance of another is alone at
+/// its place; a secret below any array of two or more (the outer collection's, or an inner
+/// one's in the instance above it) is among instances. Instances carry no id Graph keeps and
+/// may be listed in any order (the normaliser compares them as a bag), so neither position nor
+/// content pairs a backup's instance with a live one.
+///
+/// No other array is a collection of instances: `settings` and `children` list different
+/// settings, and a simple or choice setting collection lists values; a secret repeated in any
+/// of them shares its place with the other and counts as more than one secret.
+fn holds_several_instances(key: &str, value: &Value) -> bool {
+    key == "groupSettingCollectionValue" && value.as_array().is_some_and(|i| i.len() > 1)
+}
 
 /// The settings and secret values under `value`, keyed by where they sit: the path of
-/// `settingDefinitionId`s (settings catalog) or the OMA-URI (custom profiles) above them.
+/// `settingDefinitionId`s (settings catalog) or the OMA-URI (custom profiles) above them;
+/// `among_instances` when `value` sits in a setting collection of several instances.
 /// Array positions are no part of a place: the instances of a setting collection are a bag
 /// (Intune may list them in another order, and none carries an id Graph keeps), so secrets of
 /// two instances share their place, and so do two OMA settings under one OMA-URI.
-fn collect_secrets(value: &Value, anchor: &str, out: &mut SecretPlaces) {
+fn collect_secrets(value: &Value, anchor: &str, among_instances: bool, out: &mut SecretPlaces) {
     match value {
         Value::Object(map) => {
             let anchor = anchored(map, anchor);
             if is_secret(map) {
-                out.entry(anchor.clone()).or_default().push(map.clone());
+                let place = out.entry(anchor.clone()).or_default();
+                place.secrets.push(map.clone());
+                place.among_instances |= among_instances;
             }
-            for item in map.values() {
-                collect_secrets(item, &anchor, out);
+            for (key, item) in map {
+                let among = among_instances || holds_several_instances(key, item);
+                collect_secrets(item, &anchor, among, out);
             }
         }
-        Value::Array(items) => items.iter().for_each(|i| collect_secrets(i, anchor, out)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| collect_secrets(i, anchor, among_instances, out)),
         _ => {}
     }
+}
+
+/// The secrets under `payload` by where they sit.
+fn secret_places(payload: &Value) -> SecretPlaces {
+    let mut found = SecretPlaces::new();
+    collect_secrets(payload, "", false, &mut found);
+    found
 }
 
 fn anchored(map: &Map<String, Value>, anchor: &str) -> String {
@@ -380,32 +438,30 @@ fn anchored(map: &Map<String, Value>, anchor: &str) -> String {
 /// OMA-URI): a backup has none of their values, so each can only be kept as the live policy
 /// holds it, never created.
 pub fn secret_settings(backup: &Value) -> Vec<String> {
-    let mut found = SecretPlaces::new();
-    collect_secrets(backup, "", &mut found);
-    let sorted: BTreeSet<String> = found.into_keys().collect();
+    let sorted: BTreeSet<String> = secret_places(backup).into_keys().collect();
     sorted.into_iter().collect()
 }
 
-/// The places of a payload (a backup, or the live policy as captured) that hold more than one
-/// secret, sorted: a restore cannot tell which value Intune holds belongs to which of them (a
-/// backup has none of their values), so it writes no policy with a secret at such a place.
+/// The places of a payload (a backup, or the live policy as captured) whose secrets cannot be
+/// told apart, sorted: a place holding more than one secret, or a secret in a setting
+/// collection of several instances (see [`Place::is_ambiguous`]). A restore cannot tell which
+/// value Intune holds belongs to which (a backup has none of their values), so it writes no
+/// policy with a secret at such a place.
 pub fn ambiguous_secret_settings(payload: &Value) -> Vec<String> {
-    let mut found = SecretPlaces::new();
-    collect_secrets(payload, "", &mut found);
-    shared_places(&found)
+    shared_places(&secret_places(payload))
 }
 
-/// The places held by more than one secret, sorted.
+/// The places whose secrets cannot be told apart, sorted.
 fn shared_places(places: &SecretPlaces) -> Vec<String> {
     let shared: BTreeSet<&String> = places
         .iter()
-        .filter(|(_, secrets)| secrets.len() > 1)
-        .map(|(place, _)| place)
+        .filter(|(_, place)| place.is_ambiguous())
+        .map(|(name, _)| name)
         .collect();
     shared.into_iter().cloned().collect()
 }
 
-/// What holds secrets that share a place.
+/// What holds secrets that cannot be told apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Holder {
     Backup,
@@ -419,18 +475,11 @@ impl Holder {
             Self::Intune => "the live policy in Intune",
         }
     }
-
-    /// What cannot be told about such secrets.
-    fn untold(self) -> &'static str {
-        match self {
-            Self::Backup => "which value Intune holds is whose",
-            Self::Intune => "which of them is the backup's",
-        }
-    }
 }
 
-/// The one secret at each place; an error naming the places `holder` holds more than one at
-/// (which of them a value belongs to cannot be told, so none is filled by a guess).
+/// The one secret at each place; an error naming the places whose secrets `holder` holds
+/// cannot be told apart (see [`Place::is_ambiguous`]: which of them a value belongs to cannot
+/// be told, so none is filled by a guess).
 fn one_per_place(
     places: SecretPlaces,
     holder: Holder,
@@ -441,18 +490,17 @@ fn one_per_place(
     }
     Ok(places
         .into_iter()
-        .filter_map(|(place, mut secrets)| Some((place, secrets.pop()?)))
+        .filter_map(|(name, mut place)| Some((name, place.secrets.pop()?)))
         .collect())
 }
 
 /// The live policy's secrets (`raw`, as Graph reads it) at the places `wanted` names, one per
-/// place; an error when it holds more than one at a wanted place.
+/// place; an error when its secrets at a wanted place cannot be told apart.
 fn live_places(
     raw: &Value,
     wanted: &[String],
 ) -> Result<HashMap<String, Map<String, Value>>, GraphError> {
-    let mut found = SecretPlaces::new();
-    collect_secrets(raw, "", &mut found);
+    let mut found = secret_places(raw);
     found.retain(|anchor, _| wanted.contains(anchor));
     one_per_place(found, Holder::Intune)
 }
@@ -520,15 +568,15 @@ fn secrets_error(missing: &[String]) -> GraphError {
     )
 }
 
-/// The error for secrets that share their place in `holder`.
+/// The error for secrets that `holder` holds at places where they cannot be told apart.
 fn ambiguous_secrets_error(places: &[String], holder: Holder) -> GraphError {
+    // Short: the execute wraps it, and a failure text is cut at 300 characters.
     GraphError::new(
         ReasonCode::SecretNotRestorable,
         format!(
-            "{} holds more than one secret at setting path {}, and {} cannot be told (backups never hold secrets): set them in Intune",
+            "{} holds the secret at setting path {} more than once or among several collection instances: which value is whose cannot be told (backups hold no secrets); set it in Intune",
             holder.label(),
             places.join(", "),
-            holder.untold()
         ),
     )
 }
@@ -543,11 +591,11 @@ struct Prepared {
 }
 
 /// The places of the secrets `prepared` holds (a backup's, without their values); an error
-/// when two of them share a place.
+/// when those at a place cannot be told apart.
 fn wanted_secrets(prepared: &Prepared) -> Result<Vec<String>, GraphError> {
     let mut places = SecretPlaces::new();
-    collect_secrets(&prepared.body, "", &mut places);
-    collect_secrets(&prepared.content, "", &mut places);
+    collect_secrets(&prepared.body, "", false, &mut places);
+    collect_secrets(&prepared.content, "", false, &mut places);
     Ok(one_per_place(places, Holder::Backup)?.into_keys().collect())
 }
 
@@ -755,7 +803,7 @@ impl GraphClient {
             body: Value::Object(policy_body(policy, request.include_scope_tags)),
             content: inline_content(spec, request.backup),
         };
-        // Refused before anything is read when two of the backup's secrets share a place.
+        // Refused before anything is read when the backup's secrets cannot be told apart.
         let wanted = wanted_secrets(&prepared)?;
         if !wanted.is_empty() {
             let live = match request.target {
@@ -1369,6 +1417,204 @@ mod tests {
         )
         .unwrap_or_else(|error| panic!("filled: {}", error.message()));
         assert_eq!(filled.content, two_places(Some("tokA"), Some("tokB")));
+    }
+
+    /// A settings catalog setting instance of definition `id`: a group setting collection
+    /// listing `instances` (each a `groupSettingValue` with its children).
+    fn collection(id: &str, instances: Vec<Value>) -> Value {
+        json!({
+            "@odata.type": "#microsoft.graph.deviceManagementConfigurationGroupSettingCollectionInstance",
+            "settingDefinitionId": id,
+            "groupSettingCollectionValue": instances
+        })
+    }
+
+    /// One instance of a group setting collection, with `children` (setting instances).
+    fn instance(children: Vec<Value>) -> Value {
+        json!({ "children": children })
+    }
+
+    /// A Wi-Fi network's SSID.
+    fn ssid(name: &str) -> Value {
+        json!({
+            "@odata.type": "#microsoft.graph.deviceManagementConfigurationSimpleSettingInstance",
+            "settingDefinitionId": "wifi_ssid",
+            "simpleSettingValue": {
+                "@odata.type": "#microsoft.graph.deviceManagementConfigurationStringSettingValue",
+                "value": name
+            }
+        })
+    }
+
+    /// A Wi-Fi network's password: with its encrypted token as Graph reads it, or without.
+    fn password(token: Option<&str>) -> Value {
+        json!({
+            "@odata.type": "#microsoft.graph.deviceManagementConfigurationSimpleSettingInstance",
+            "settingDefinitionId": "wifi_password",
+            "simpleSettingValue": secret_value(token)
+        })
+    }
+
+    /// A policy's settings: the one setting instance `setting`.
+    fn settings_of(setting: Value) -> Value {
+        json!([{ "id": "0", "settingInstance": setting }])
+    }
+
+    #[test]
+    fn a_secret_in_one_of_several_collection_instances_is_never_filled_by_a_guess() {
+        let place = "/wifi/wifi_password";
+        // The backup's Corp network has a password, its Guest network none; in Intune it is
+        // the other way round. One secret at the place on each side, yet Intune's is Guest's.
+        let backup = settings_of(collection(
+            "wifi",
+            vec![
+                instance(vec![ssid("Corp"), password(None)]),
+                instance(vec![ssid("Guest")]),
+            ],
+        ));
+        let live = settings_of(collection(
+            "wifi",
+            vec![
+                instance(vec![ssid("Corp")]),
+                instance(vec![ssid("Guest"), password(Some("tokGuest"))]),
+            ],
+        ));
+        let error = refused(
+            fill_from(json!({}), backup.clone(), &live),
+            "Corp filled with Guest's password",
+        );
+        assert_eq!(secret_settings(&backup), [place]);
+        assert_eq!(ambiguous_secret_settings(&backup), [place]);
+        assert_eq!(ambiguous_secret_settings(&live), [place]);
+        assert_eq!(error.reason_code(), ReasonCode::SecretNotRestorable);
+        assert!(error.message().contains(place), "{}", error.message());
+        assert!(
+            error.message().starts_with("the backup "),
+            "{}",
+            error.message()
+        );
+        // A backup of Corp alone, against Intune's two networks: the token may be Guest's.
+        let corp = settings_of(collection(
+            "wifi",
+            vec![instance(vec![ssid("Corp"), password(None)])],
+        ));
+        assert!(ambiguous_secret_settings(&corp).is_empty());
+        let error = refused(
+            fill_from(json!({}), corp, &live),
+            "one backup instance against two live ones",
+        );
+        assert_eq!(error.reason_code(), ReasonCode::SecretNotRestorable);
+        assert!(
+            error.message().starts_with("the live policy in Intune "),
+            "{}",
+            error.message()
+        );
+        assert!(error.message().contains(place), "{}", error.message());
+        // Against one live network: it may be the backup's Guest, renamed. An instance counts
+        // however little it holds.
+        let one_live = settings_of(collection(
+            "wifi",
+            vec![instance(vec![ssid("Corp"), password(Some("tokCorp"))])],
+        ));
+        refused(
+            fill_from(json!({}), backup, &one_live),
+            "two backup instances against one live",
+        );
+        let with_empty = settings_of(collection(
+            "wifi",
+            vec![instance(vec![password(None)]), instance(vec![])],
+        ));
+        assert_eq!(ambiguous_secret_settings(&with_empty), [place]);
+        refused(
+            fill_from(json!({}), with_empty, &one_live),
+            "a backup instance beside an empty one",
+        );
+    }
+
+    #[test]
+    fn a_secret_in_a_collection_of_one_instance_is_still_filled() {
+        let corp = |token: Option<&str>| {
+            settings_of(collection(
+                "wifi",
+                vec![instance(vec![ssid("Corp"), password(token)])],
+            ))
+        };
+        assert!(ambiguous_secret_settings(&corp(Some("tokCorp"))).is_empty());
+        let filled = fill_from(json!({}), corp(None), &corp(Some("tokCorp")))
+            .unwrap_or_else(|error| panic!("filled: {}", error.message()));
+        assert_eq!(filled.content, corp(Some("tokCorp")));
+        // Other settings' collections of several instances are no concern of this secret's.
+        let beside = |token: Option<&str>| {
+            json!([
+                {"id": "0", "settingInstance": collection("wifi", vec![instance(vec![ssid("Corp"), password(token)])])},
+                {"id": "1", "settingInstance": collection("vpn", vec![instance(vec![]), instance(vec![])])}
+            ])
+        };
+        let filled = fill_from(json!({}), beside(None), &beside(Some("tokCorp")))
+            .unwrap_or_else(|error| panic!("filled: {}", error.message()));
+        assert_eq!(filled.content, beside(Some("tokCorp")));
+    }
+
+    #[test]
+    fn nested_collections_are_judged_instance_by_instance() {
+        let place = "/wifi/eap/wifi_password";
+        // A password in the one EAP instance of the one Wi-Fi instance: alone at its place.
+        let nested = |token: Option<&str>| {
+            settings_of(collection(
+                "wifi",
+                vec![instance(vec![
+                    ssid("Corp"),
+                    collection("eap", vec![instance(vec![password(token)])]),
+                ])],
+            ))
+        };
+        assert_eq!(secret_settings(&nested(None)), [place]);
+        assert!(ambiguous_secret_settings(&nested(Some("tokCorp"))).is_empty());
+        let filled = fill_from(json!({}), nested(None), &nested(Some("tokCorp")))
+            .unwrap_or_else(|error| panic!("filled: {}", error.message()));
+        assert_eq!(filled.content, nested(Some("tokCorp")));
+        // Two instances of the inner collection, one with the password.
+        let inner_two = settings_of(collection(
+            "wifi",
+            vec![instance(vec![
+                ssid("Corp"),
+                collection(
+                    "eap",
+                    vec![instance(vec![]), instance(vec![password(Some("tokB"))])],
+                ),
+            ])],
+        ));
+        let error = refused(
+            fill_from(json!({}), nested(None), &inner_two),
+            "a live secret in one of two inner instances",
+        );
+        assert_eq!(ambiguous_secret_settings(&inner_two), [place]);
+        assert!(error.message().contains(place), "{}", error.message());
+        // Two outer instances, each with an inner collection of one instance: the inner
+        // arrays hold one each, yet the password sits in one of two Wi-Fi payloads.
+        let outer_two = settings_of(collection(
+            "wifi",
+            vec![
+                instance(vec![
+                    ssid("Corp"),
+                    collection("eap", vec![instance(vec![password(None)])]),
+                ]),
+                instance(vec![
+                    ssid("Guest"),
+                    collection("eap", vec![instance(vec![])]),
+                ]),
+            ],
+        ));
+        assert_eq!(ambiguous_secret_settings(&outer_two), [place]);
+        let error = refused(
+            fill_from(json!({}), outer_two, &nested(Some("tokCorp"))),
+            "a backup secret in one of two outer instances",
+        );
+        assert!(
+            error.message().starts_with("the backup "),
+            "{}",
+            error.message()
+        );
     }
 
     #[test]

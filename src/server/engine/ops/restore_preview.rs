@@ -576,11 +576,12 @@ async fn record_plan(
                     ));
                 }
                 // Secrets sharing a setting path (instances of a setting collection, OMA
-                // settings under one OMA-URI) cannot be told apart: which value Intune holds
-                // is whose is not known, and the restore never guesses.
+                // settings under one OMA-URI), or one secret in a setting collection of several
+                // instances, cannot be told apart: which instance a value Intune holds belongs
+                // to is not known, and the restore never guesses.
                 for setting in &backup_ambiguous {
                     notes.blocked.push(format!(
-                        "Secret setting {setting} is set more than once in the backup and cannot be restored: backups never hold secrets, and which of the values Intune holds belongs to which cannot be told."
+                        "Secret setting {setting} is set more than once in the backup, or in a setting collection of several instances there, and cannot be restored: backups never hold secrets, and which instance a value Intune holds belongs to cannot be told."
                     ));
                 }
                 let live_ambiguous = live
@@ -592,7 +593,7 @@ async fn record_plan(
                     .filter(|s| backup_secrets.contains(s) && !backup_ambiguous.contains(s))
                 {
                     notes.blocked.push(format!(
-                        "Secret setting {setting} is set more than once in Intune and cannot be restored: backups never hold secrets, and which of those values is the backup's cannot be told."
+                        "Secret setting {setting} is set more than once in Intune, or in a setting collection of several instances there, and cannot be restored: backups never hold secrets, and which of those values, if any, is the backup's cannot be told."
                     ));
                 }
             }
