@@ -13,10 +13,13 @@ use serde_json::Value;
 use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::run_detail::{RunDetail, RunTarget};
 use tenantatlas::domain::versions::{CaptureResult, Drift, RunActivity, VersionRow};
-use tenantatlas::domain::{RunStatus, SubmittedRun};
+use tenantatlas::domain::{PolicyType, RunStatus, SubmittedRun};
 use tenantatlas::graph_sim::{Fault, Kind, SimPolicy};
 use tenantatlas::server::engine::worker::{Outcome, Worker};
-use tenantatlas::server::snapshots::candidate_payloads_read;
+use tenantatlas::server::graph::Snapshot;
+use tenantatlas::server::snapshots::{
+    candidate_payloads_read, load_version, store_captures, Capture,
+};
 use tokio::task::JoinHandle;
 
 both_backends!(local Fixture:
@@ -39,6 +42,7 @@ both_backends!(local Fixture:
     a_policy_captured_again_after_a_404_is_no_longer_gone,
     a_policy_marked_gone_while_its_capture_is_in_flight_stays_gone,
     a_policy_marked_gone_while_a_backup_reads_it_stays_gone,
+    an_older_read_recorded_later_does_not_become_the_current_version,
 );
 
 /// The demo app, as an operator of Contoso.
@@ -1243,4 +1247,96 @@ async fn mark_gone_while_in_flight(
     working.await.unwrap().unwrap();
     common::answer_after(&f.demo.sim, 0);
     run_id
+}
+
+/// Two runs of different kinds or targets may capture one policy at once (a "Capture now" beside
+/// a cancelled backup still finishing its read, backups into two sets, a restore preview beside a
+/// drift check): the capture recorded last may have read first. The current version (what the
+/// versions page calls current, what Intune held at the policy's last read) is the newest read's,
+/// not the last recorded one's; within one batch too, wherever the newest read stands.
+async fn an_older_read_recorded_later_does_not_become_the_current_version(f: Fixture) {
+    f.sync().await;
+    let sim = f.a_device_configuration();
+    let policy = f.policy_id(&sim.id).await;
+    let a = f.capture_version(policy).await;
+    assert!(f.demo.sim.rename_policy(CONTOSO, &sim.id, "Renamed since"));
+    // Content B, read now (t2) through "Capture now".
+    let b = f.capture_version(policy).await;
+    assert_ne!(a, b);
+    assert_eq!(f.current_version(policy).await, Some(b));
+    let (content_a, content_b) = (f.as_capture(a).await, f.as_capture(b).await);
+
+    // Content A, read before t2 and recorded after it: B stays current.
+    let older = f.record(policy, &[(&content_a, 1)]).await;
+    assert_eq!(older, [a], "content A is found again");
+    assert_eq!(
+        f.current_version(policy).await,
+        Some(b),
+        "an older read moved the current version back"
+    );
+
+    // Content A, read after t2: A is current.
+    let t3 = tenantatlas::domain::Timestamp::now().millis();
+    f.record(policy, &[(&content_a, t3)]).await;
+    assert_eq!(f.current_version(policy).await, Some(a));
+
+    // One batch, the newest read first, then last.
+    f.record(policy, &[(&content_b, t3 + 2), (&content_a, t3 + 1)])
+        .await;
+    assert_eq!(
+        f.current_version(policy).await,
+        Some(b),
+        "the batch's last capture won over its newest read"
+    );
+    f.record(policy, &[(&content_b, t3 + 3), (&content_a, t3 + 4)])
+        .await;
+    assert_eq!(f.current_version(policy).await, Some(a));
+}
+
+impl Fixture {
+    /// The version the policy's versions page marks current.
+    async fn current_version(&self, policy_id: i64) -> Option<i64> {
+        let versions = self.listed_versions(policy_id).await;
+        let mut current = versions.iter().filter(|v| v.current).map(|v| v.id);
+        let first = current.next();
+        assert_eq!(current.next(), None, "one current version: {versions:?}");
+        first
+    }
+
+    /// Stored `version` as a capture of a device configuration would hold it again.
+    async fn as_capture(&self, version: i64) -> Snapshot {
+        let tenant = common::tenant_id(&self.app.db, CONTOSO).await;
+        let stored = load_version(self.app.db.pool(), tenant, version)
+            .await
+            .unwrap()
+            .expect("the version");
+        Snapshot::new(
+            PolicyType::DeviceConfiguration,
+            String::new(),
+            String::new(),
+            &stored.payload,
+            stored.options,
+        )
+    }
+
+    /// Records one batch of captures of `policy_id`, each (content, when its read started), as
+    /// a capturing run's batch does; the versions they were stored as.
+    async fn record(&self, policy_id: i64, reads: &[(&Snapshot, i64)]) -> Vec<i64> {
+        let tenant = common::tenant_id(&self.app.db, CONTOSO).await;
+        let captures: Vec<Capture<'_>> = reads
+            .iter()
+            .map(|(snapshot, read_at)| Capture {
+                policy_id,
+                snapshot,
+                read_at: Some(*read_at),
+            })
+            .collect();
+        let now = tenantatlas::domain::Timestamp::now().millis();
+        let mut tx = self.app.db.begin_batch(false).await.unwrap();
+        let stored = store_captures(&mut tx, tenant, &captures, now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        stored.iter().map(|s| s.id).collect()
+    }
 }

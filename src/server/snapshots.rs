@@ -124,17 +124,19 @@ pub struct Capture<'a> {
     /// sync or a 404 after the read, deleted meanwhile) stays. `None` for a read of another
     /// Graph object kept as the record's version (an earlier restore's create that a preview
     /// found but could not adopt): the record's own Graph id may still be gone, so its mark
-    /// stays.
+    /// stays. The capture becomes the policy's current version only if no later read made the
+    /// current one ([`store_captures`]).
     pub read_at: Option<i64>,
 }
 
 /// Stores `snapshot` as a version of the tenant's policy, or finds the version with the same
 /// content, inside the caller's transaction; stores its setting definitions too. The version
 /// becomes the policy's current one (what Intune held at its last capture), also when it is an
-/// older version found again, as after a restore; and a policy marked gone from Intune (a sync
-/// that no longer listed it, a capture answered 404) is present again, since Graph just
-/// returned it (the 404 was a replication blip, or the policy came back). The policy counts as
-/// read at `now` ([`Capture::read_at`]).
+/// older version found again, as after a restore, unless the current one was read later
+/// ([`store_captures`]); and a policy marked gone from Intune (a sync that no longer listed it,
+/// a capture answered 404) is present again, since Graph just returned it (the 404 was a
+/// replication blip, or the policy came back). The policy counts as read at `now`
+/// ([`Capture::read_at`]).
 pub async fn store_snapshot(
     tx: &mut Tx,
     tenant_id: i64,
@@ -166,10 +168,21 @@ pub async fn store_snapshots(
 }
 
 /// [`store_snapshot`] for a batch of captures, in a few statements for the whole batch rather
-/// than several per capture; the versions in the batch's order. A policy that appears twice
-/// becomes current with its last capture. The statement that moves current versions also
-/// clears the captured policies' marks of being gone from Intune, those made no later than
-/// each capture's read ([`Capture::read_at`]).
+/// than several per capture; the versions in the batch's order. The statement that moves
+/// current versions also clears the captured policies' marks of being gone from Intune, those
+/// made no later than each capture's read ([`Capture::read_at`]).
+///
+/// A capture becomes its policy's current version only when its read is not older than the
+/// current version's (`policies.current_read_at`, see [`supersedes`]): two runs of different
+/// kinds or targets may capture one policy at once (a "Capture now" beside a cancelled backup
+/// still finishing its read, backups into two sets, a restore preview beside a drift check), and
+/// the one recorded last may have read first, so "recorded last" would move the current version
+/// back to content Intune no longer holds. Within a batch, the newest read of a policy wins
+/// whatever its place. A capture whose content already is its policy's current version
+/// (settled) writes nothing, so the stored read time stays that of the read that made it
+/// current: a capture read after that one but before the settled read, with other content,
+/// still becomes current when recorded later. That needs the policy to have changed and changed
+/// back while both were read, and the next capture puts it right.
 pub async fn store_captures(
     tx: &mut Tx,
     tenant_id: i64,
@@ -198,13 +211,19 @@ pub async fn store_captures(
             settled.push(is_settled);
         }
     }
-    // The current version of each policy: its last capture in the batch; and the policy is in
-    // Intune, unless it was marked gone after that capture's read (deleted since) or the read
-    // was not of its own Graph id. A policy whose content did not change (the common case of a
-    // backup) already has it and is not marked gone: no write.
+    // The current version of each policy: its newest read in the batch, unless the policy's
+    // current one was read later (checked by the statement); and the policy is in Intune,
+    // unless it was marked gone after that capture's read (deleted since) or the read was not
+    // of its own Graph id. A policy whose content did not change (the common case of a backup)
+    // already has it and is not marked gone: no write.
     let mut current: HashMap<i64, (i64, Option<i64>, bool)> = HashMap::new();
     for ((capture, version), settled) in captures.iter().zip(&stored).zip(settled) {
-        current.insert(capture.policy_id, (version.id, capture.read_at, settled));
+        let newest = current
+            .get(&capture.policy_id)
+            .is_none_or(|(_, read_at, _)| supersedes(capture.read_at, *read_at));
+        if newest {
+            current.insert(capture.policy_id, (version.id, capture.read_at, settled));
+        }
     }
     let mut current: Vec<(i64, i64, Option<i64>)> = current
         .into_iter()
@@ -221,17 +240,42 @@ pub async fn store_captures(
                 .push(", ")
                 .opt_int(*read_at);
         })
-        .push(
-            ") UPDATE policies SET current_snapshot_id = v.snapshot_id, \
+        .push(&format!(
+            ") UPDATE policies SET \
+             current_snapshot_id = CASE WHEN {NEWER} \
+               THEN v.snapshot_id ELSE policies.current_snapshot_id END, \
+             current_read_at = CASE WHEN {NEWER} \
+               THEN v.read_at ELSE policies.current_read_at END, \
              gone_from_intune_at = CASE WHEN policies.gone_from_intune_at <= v.read_at \
                THEN NULL ELSE policies.gone_from_intune_at END FROM v \
-             WHERE policies.id = v.id AND policies.tenant_id = ",
-        )
+             WHERE policies.id = v.id AND policies.tenant_id = "
+        ))
         .int(tenant_id);
         sql.query().execute(&mut **tx).await?;
     }
     Ok(stored)
 }
+
+/// Whether a capture read at `read_at` replaces a current version read at `current` (Unix ms,
+/// both [`Capture::read_at`]): when its read is not older. An unknown `current` (a version
+/// current before read times were stored, or one read from another Graph object) is older than
+/// any read. A capture read from another Graph object (`None`: a restore preview keeping an
+/// earlier restore's create as the record's version) always replaces it, as before read times
+/// were compared: the preview has just read what Intune holds for the record, and its read
+/// time says nothing about the record's own Graph id. Its version then counts as of an unknown
+/// read, which any later recorded read replaces. [`store_captures`]'s statement says the same
+/// in SQL.
+fn supersedes(read_at: Option<i64>, current: Option<i64>) -> bool {
+    match (read_at, current) {
+        (Some(read_at), Some(current)) => read_at >= current,
+        _ => true,
+    }
+}
+
+/// [`supersedes`] in SQL, for the statement's row `v` and the policy's row: NULL compares as
+/// neither older nor newer, so each NULL case is spelled out.
+const NEWER: &str = "(v.read_at IS NULL OR policies.current_read_at IS NULL \
+     OR policies.current_read_at <= v.read_at)";
 
 /// Captures per statement when storing a batch (8 values each: well under both engines'
 /// parameter limits).
