@@ -22,7 +22,9 @@ use tenantatlas::domain::restore::{PlanAction, RestoreSource};
 use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail};
 use tenantatlas::domain::{RunStatus, Timestamp};
 use tenantatlas::graph_sim::{AppSetup, RequestRecord, TokenFault};
-use tenantatlas::server::engine::worker::{Outcome, RunFailure, TokenCheck};
+use tenantatlas::server::engine::worker::{
+    BeforeFailedEnd, Outcome, RunFailure, TokenCheck, WORK_ATTEMPTS,
+};
 use tenantatlas::server::graph::{GraphAccess, GraphClient, GraphConfig};
 use tenantatlas::server::{runs_worker, seed};
 
@@ -35,6 +37,8 @@ both_backends!(local Fixture:
     a_taken_over_restore_whose_secret_is_rejected_says_what_may_have_been_written,
     a_taken_over_restore_whose_credentials_cannot_be_used_says_what_may_have_been_written,
     a_restore_cancelled_while_its_takeover_fails_says_what_may_stay_written,
+    a_restore_cancelled_as_its_takeover_ends_failed_says_what_may_stay_written,
+    a_taken_over_restore_given_up_after_repeated_errors_says_what_may_have_been_written,
     a_restore_whose_starters_account_was_deleted_writes_nothing,
     a_restore_whose_starter_may_still_restore_writes,
     a_restore_whose_starter_is_demoted_while_it_writes_stops_writing,
@@ -655,6 +659,112 @@ async fn a_restore_cancelled_while_its_takeover_fails_says_what_may_stay_written
         ),
         "{detail:?}"
     );
+}
+
+/// A cancel committed right after the takeover closed the items (the announced ones saying
+/// they may have been written) and before the run's end: the end finds the run cancelled, no
+/// item left for the cancel to skip. The run stays cancelled and says, as a cancelled restore
+/// does, that the two policies the earlier attempt announced may have been written.
+async fn a_restore_cancelled_as_its_takeover_ends_failed_says_what_may_stay_written(f: Fixture) {
+    let queued = f.queue_restore().await;
+    f.crashed_after_announcing(&queued).await;
+    let check: TokenCheck = Arc::new(|_| {
+        Box::pin(async {
+            Some(RunFailure {
+                reason: ReasonCode::AuthenticationFailed,
+                message: "Entra ID refused the tenant's app.".into(),
+            })
+        })
+    });
+    let (asked, mut asking) =
+        tokio::sync::mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<()>>();
+    let before_end: BeforeFailedEnd = Arc::new(move |_| {
+        let asked = asked.clone();
+        Box::pin(async move {
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            asked.send(answer).expect("the test waits for the end");
+            answered.await.expect("the test lets the run end");
+        })
+    });
+    let worker = runs_worker(&f.app.db, f.demo.access.clone())
+        .with_token_check(check)
+        .with_before_failed_end(before_end);
+    let (executed, ()) = tokio::join!(worker.try_execute_task(), async {
+        let answer = asking.recv().await.expect("the takeover ends failed");
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM run_items WHERE run_id = $1 AND outcome = 'pending'",
+        )
+        .bind(queued.run_id)
+        .fetch_one(f.app.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(pending, 0, "the takeover closed the items before its end");
+        f.app
+            .cancel_run(&f.owner, CONTOSO, queued.run_id)
+            .await
+            .expect("the owner cancels");
+        answer.send(()).expect("the end waits");
+    });
+    let executed = executed.expect("the worker runs");
+    assert!(
+        matches!(executed, Outcome::TaskCompleted { run_id } if run_id == queued.run_id),
+        "{executed:?}"
+    );
+    let detail = f
+        .app
+        .run_detail(Some(&f.owner), CONTOSO, queued.run_id, &[])
+        .await
+        .expect("the owner reads the run");
+    assert_eq!(detail.status, RunStatus::Cancelled, "{detail:?}");
+    assert_eq!(
+        detail.summary.as_deref(),
+        Some(
+            "Cancelled before any policy was recorded as written; 2 of 2 policies may have been written; what was written stays in Intune. Run the preview again to see."
+        ),
+        "{detail:?}"
+    );
+    for row in &detail.items.rows {
+        let message = row.message.as_deref().unwrap_or_default();
+        assert!(message.contains("MAY have been"), "{row:?}");
+    }
+}
+
+/// A takeover of a run whose earlier claims announced an update and a create, and whose work
+/// then failed [`WORK_ATTEMPTS`] times in a row: the next claim gives the run up before any
+/// Graph call. As a takeover refused for another reason, it says what may have been written:
+/// the announced items fail `work_failed_repeatedly` saying their policy may have been
+/// written, audited as incomplete; the update not started fails as the run does; the run
+/// counts the policies that may have been written.
+async fn a_taken_over_restore_given_up_after_repeated_errors_says_what_may_have_been_written(
+    f: Fixture,
+) {
+    let queued = f.queue_two_updates_and_a_create().await;
+    f.crashed_after_announcing(&queued).await;
+    sqlx::query(
+        "UPDATE runs SET work_errors = $1, last_work_error = 'the database went away' \
+         WHERE id = $2",
+    )
+    .bind(WORK_ATTEMPTS)
+    .bind(queued.run_id)
+    .execute(f.app.db.pool())
+    .await
+    .unwrap();
+    let detail = f.run_counted(queued.run_id).await;
+    assert_eq!(
+        f.demo.sim.counters().token_requests(),
+        0,
+        "no token request"
+    );
+    assert_eq!(f.demo.sim.counters().graph_requests(), 0, "no Graph call");
+    f.assert_stopped_after_announces(
+        &queued,
+        &detail,
+        ReasonCode::WorkFailedRepeatedly,
+        &format!("Work on this run failed {WORK_ATTEMPTS} times in a row"),
+    )
+    .await;
+    let message = detail.failure_message.as_deref().unwrap_or_default();
+    assert!(message.contains("the database went away"), "{message}");
 }
 
 /// The same takeover whose starter is demoted after the claim's check, while it reads the

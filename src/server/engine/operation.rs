@@ -173,10 +173,13 @@ pub trait Operation: Send + Sync + 'static {
 
     /// Works on the run as a whole once its items are processed, and says whether the run
     /// failed. `creds` is the tenant's credentials, or the failure the run ends with: its
-    /// credentials refused or its claim's [`Self::check`] failed (the run then has processed
-    /// nothing, its items pending), or its cancel. An operation without items (a connection
-    /// check) does its work here; no engine transaction is open, so what it writes must be
-    /// fenced by `run.attempt` itself. By default: that failure, or none.
+    /// credentials refused, its claim's [`Self::check`] or token check failed, or its work
+    /// failed too often in a row (a run with items only; the run then has processed nothing,
+    /// its items pending), or its cancel. A run cancelled after such a failure's conclusion,
+    /// before its end, is concluded again with the cancel, so what a conclusion writes must
+    /// hold when written twice. An operation without items (a connection check) does its work
+    /// here; no engine transaction is open, so what it writes must be fenced by `run.attempt`
+    /// itself. By default: that failure, or none.
     fn conclude(
         &self,
         db: &Db,

@@ -67,6 +67,10 @@ pub type CredentialsSource =
 /// (throttled, unreachable) lets the items go on, each with the client's retries.
 pub type TokenCheck = Arc<dyn Fn(TenantCredentials) -> BoxFuture<Option<RunFailure>> + Send + Sync>;
 
+/// Called with a run's id right before a run that failed as a whole ends, once its conclusion
+/// has settled what it could ([`Worker::with_before_failed_end`]): tests commit a cancel there.
+pub type BeforeFailedEnd = Arc<dyn Fn(i64) -> BoxFuture<()> + Send + Sync>;
+
 /// How many claims of a run in a row may end in an error of the work itself (a database error,
 /// a panic while processing) before the run ends `failed` (`work_failed_repeatedly`, with the
 /// last error's sanitized text). A claim that records outcomes makes progress and starts the
@@ -225,6 +229,8 @@ pub struct Worker {
     credentials: CredentialsSource,
     /// Asked once per run with items before they are processed (`None`: the items find out).
     token_check: Option<TokenCheck>,
+    /// Awaited right before a run that failed as a whole ends (`None` but in tests).
+    before_failed_end: Option<BeforeFailedEnd>,
     /// Identifies this worker's leases.
     id: String,
     lease: Duration,
@@ -374,6 +380,7 @@ impl Worker {
             registry: Arc::new(registry),
             credentials,
             token_check: None,
+            before_failed_end: None,
             id: id.into(),
             lease: Duration::from_secs(60),
             items_at_once: 8,
@@ -425,6 +432,13 @@ impl Worker {
     /// the tenant rejects fails the run as a whole with one request to the token endpoint.
     pub fn with_token_check(mut self, check: TokenCheck) -> Self {
         self.token_check = Some(check);
+        self
+    }
+
+    /// Awaits `hook` with the run's id right before a run that failed as a whole ends, after its
+    /// conclusion: tests commit a cancel there, which the end then finds.
+    pub fn with_before_failed_end(mut self, hook: BeforeFailedEnd) -> Self {
+        self.before_failed_end = Some(hook);
         self
     }
 
@@ -1089,7 +1103,7 @@ impl Worker {
             }
             let concluded = operation.conclude(&self.db, Err(&failure), &run).await?;
             let failure = concluded.unwrap_or(failure);
-            return self.finish_failed(None, operation, &run, failure).await;
+            return self.end_failed(operation, &run, failure).await;
         }
         if !self
             .materialize_items(open.take(), &run, &operation.plan(&run))
@@ -1113,7 +1127,7 @@ impl Worker {
             Err(CredentialsFailure::Refused(failure)) => {
                 let concluded = operation.conclude(&self.db, Err(&failure), &run).await?;
                 let failure = concluded.unwrap_or(failure);
-                return self.finish_failed(None, operation, &run, failure).await;
+                return self.end_failed(operation, &run, failure).await;
             }
         };
         // Items with an outcome are done, also from an earlier attempt: a resumed run skips them.
@@ -1125,7 +1139,7 @@ impl Worker {
             if let Some(failure) = interrupt.scope(check(creds.clone())).await {
                 let concluded = operation.conclude(&self.db, Err(&failure), &run).await?;
                 let failure = concluded.unwrap_or(failure);
-                return self.finish_failed(None, operation, &run, failure).await;
+                return self.end_failed(operation, &run, failure).await;
             }
         }
         let mut unrecorded = items.len();
@@ -1267,11 +1281,9 @@ impl Worker {
             // credentials' failure, no handler calls Graph (what it would write on the run is
             // fenced off by the run's status anyway). The tenant's bulk slot is free again, so
             // Graph work here would compete with the tenant's next run.
-            let failure = RunFailure {
-                reason: ReasonCode::Cancelled,
-                message: "The run was cancelled.".into(),
-            };
-            operation.conclude(&self.db, Err(&failure), &run).await?
+            operation
+                .conclude(&self.db, Err(&cancelled_failure()), &run)
+                .await?
         } else {
             // The conclusion's Graph work (a sync's listing, a check's probe): a cancel ends
             // every wait of it, also one that would be ready at once, and it gives up (the
@@ -1288,12 +1300,15 @@ impl Worker {
             figures,
             pending: 0,
         };
-        self.end_run(None, operation, &run, end).await
+        self.end_run(None, operation, &run, end).await?;
+        Ok(())
     }
 
-    /// Ends a run that failed before its items were written: they are written first (a resumed
-    /// run already has them), then closed as failed with its reason, so `processed = total`
-    /// and "Retry failed" offers them.
+    /// Ends a run given up ([`WORK_ATTEMPTS`]) before its items were processed: they are
+    /// written first (a resumed run already has them), its conclusion settles what an earlier
+    /// claim left unrecorded (a restore's announced writes say they may have been written, as
+    /// when a claim's check fails), then the rest are closed as failed with its reason, so
+    /// `processed = total` and "Retry failed" offers them.
     async fn fail_planned<O: Operation>(
         &self,
         open: Option<Tx>,
@@ -1301,14 +1316,51 @@ impl Worker {
         run: &Run<O::Input>,
         failure: RunFailure,
     ) -> Result<(), sqlx::Error> {
-        if !self
-            .materialize_items(open, run, &operation.plan(run))
-            .await?
-        {
+        let plan = operation.plan(run);
+        if !self.materialize_items(open, run, &plan).await? {
             tracing::warn!("lease lost before the failed run's items were written");
             return Ok(());
         }
-        self.finish_failed(None, operation, run, failure).await
+        // A run without items has nothing for its conclusion to settle: an operation without
+        // items does its work there (a connection check reports on the tenant's credentials),
+        // which a run given up does not do.
+        let failure = if plan.is_empty() {
+            failure
+        } else {
+            // The run ends here whatever failed in the attempts before: a conclusion that fails
+            // too leaves the items for the end to close, instead of sending the run round again
+            // (at once, its attempts used up).
+            match operation.conclude(&self.db, Err(&failure), run).await {
+                Ok(concluded) => concluded.unwrap_or(failure),
+                Err(error) => {
+                    tracing::error!(%error, "the given-up run's conclusion failed; its items close with its reason");
+                    failure
+                }
+            }
+        };
+        self.end_failed(operation, run, failure).await
+    }
+
+    /// Ends run `run`, which failed as a whole with `failure` once its conclusion settled what
+    /// it could ([`Self::finish_failed`]). A cancel committed since (the end finds the run
+    /// cancelled under this claim, its items already closed, so the cancel skipped none) gets
+    /// the cancelled run's conclusion, as a run cancelled while it works does: a restore then
+    /// says what may stay written.
+    async fn end_failed<O: Operation>(
+        &self,
+        operation: &O,
+        run: &Run<O::Input>,
+        failure: RunFailure,
+    ) -> Result<(), sqlx::Error> {
+        if let Some(hook) = &self.before_failed_end {
+            hook(run.id).await;
+        }
+        if self.finish_failed(None, operation, run, failure).await? {
+            operation
+                .conclude(&self.db, Err(&cancelled_failure()), run)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Ends a run whose input cannot be read, so its items cannot be planned: the run counts
@@ -1334,17 +1386,20 @@ impl Worker {
         .bind(run.attempt)
         .execute(&mut *tx)
         .await?;
-        self.finish_failed(Some(tx), operation, run, failure).await
+        self.finish_failed(Some(tx), operation, run, failure)
+            .await?;
+        Ok(())
     }
 
-    /// Ends a run that failed as a whole, in the claim's transaction when it is still `open`.
+    /// Ends a run that failed as a whole, in the claim's transaction when it is still `open`;
+    /// whether a cancel ended it under this claim first ([`Self::end_run`]).
     async fn finish_failed<O: Operation, I>(
         &self,
         open: Option<Tx>,
         operation: &O,
         run: &Run<I>,
         failure: RunFailure,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         let end = End {
             failure: Some(failure),
             counts: Counts::default(),
@@ -1358,14 +1413,15 @@ impl Worker {
     /// a whole closes its pending items as failed with its reason, so its counters add up and
     /// "Retry failed" offers them. A run this claim no longer holds as running (cancelled, or
     /// lost) keeps what `end` carries of Graph figures. A run this claim still holds that cannot
-    /// end (items still pending) is an error: it goes back to the queue.
+    /// end (items still pending) is an error: it goes back to the queue. Whether a cancel ended
+    /// the run under this claim before this end could (not a run lost to another claim).
     async fn end_run<O: Operation, I>(
         &self,
         open: Option<Tx>,
         operation: &O,
         run: &Run<I>,
         mut end: End,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = match open {
             Some(tx) => tx,
             None => self.db.pool().begin().await?,
@@ -1408,36 +1464,40 @@ impl Worker {
                 }
                 ended.report(O::TYPE);
             }
-            None if self.holds_running(&mut tx, run.id, run.attempt).await? => {
-                tx.rollback().await?;
-                return Err(unfinished_items());
+            None => {
+                let status = self.status_under(&mut tx, run.id, run.attempt).await?;
+                if status == Some(RunStatus::Running) {
+                    tx.rollback().await?;
+                    return Err(unfinished_items());
+                }
+                if figures != GraphFigures::default() {
+                    add_in(&mut tx, run.id, &self.id, run.attempt, figures).await?;
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                return Ok(status == Some(RunStatus::Cancelled));
             }
-            None if figures != GraphFigures::default() => {
-                add_in(&mut tx, run.id, &self.id, run.attempt, figures).await?;
-                tx.commit().await?;
-            }
-            None => tx.rollback().await?,
         }
-        Ok(())
+        Ok(false)
     }
 
-    /// Whether claim `attempt` of `run_id` still holds the run as running, read in `tx`.
-    async fn holds_running(
+    /// The status of `run_id` while claim `attempt` of it is its last (a cancelled run is never
+    /// claimed again), read in `tx`; `None` once another claim took it.
+    async fn status_under(
         &self,
         tx: &mut Tx,
         run_id: i64,
         attempt: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let held: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM runs \
-             WHERE id = $1 AND lease_owner = $2 AND attempt = $3 AND status = 'running'",
+    ) -> Result<Option<RunStatus>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT status FROM runs WHERE id = $1 AND lease_owner = $2 AND attempt = $3",
         )
         .bind(run_id)
         .bind(&self.id)
         .bind(attempt)
         .fetch_optional(&mut **tx)
-        .await?;
-        Ok(held.is_some())
+        .await
     }
 
     /// Writes the run's items (one `pending` item per planned policy), in the claim's `open`
@@ -1812,6 +1872,15 @@ fn backoff(first: Duration, errors: i64) -> Duration {
         .unwrap_or(u32::MAX)
         .min(16);
     first.saturating_mul(1 << doublings).min(WORK_BACKOFF_MAX)
+}
+
+/// The failure a cancelled run concludes with: given as its credentials' failure, no handler
+/// calls Graph, and what it writes is its cancelled summary at most.
+fn cancelled_failure() -> RunFailure {
+    RunFailure {
+        reason: ReasonCode::Cancelled,
+        message: "The run was cancelled.".into(),
+    }
 }
 
 /// Whether run `run_id` was cancelled (so a stopped claim was stopped by the cancel, not by the
