@@ -211,11 +211,11 @@ pub async fn start_preview(
         metrics::run_submitted(operation.as_str(), true, started.elapsed());
         return Ok(active);
     }
-    // A preview stores each policy's live read as its current version: one cancelled while it
-    // read may still record what was in flight, and a new preview of the same source would
-    // read beside it, the older read possibly recorded last. (A version and a backup set
-    // that happen to share an id share the target too, and wait for each other's cancel to
-    // settle: a lease at most.)
+    // A preview cancelled while it read may still record what was in flight: a new preview of
+    // the same source would read beside it, the same requests twice. (Which read becomes a
+    // policy's current version does not depend on the order they are recorded in:
+    // `snapshots::store_captures`. A version and a backup set that happen to share an id share
+    // the target too, and wait for each other's cancel to settle: a lease at most.)
     ensure_cancelled_settled(db, tenant_id, operation, source_id).await?;
     create_or_reuse(db, ctx, &run).await
 }

@@ -92,9 +92,10 @@ async fn submit(
         }
         backup_sets::ensure_exists(db, tenant_id, backup_set_id).await?;
         // A run of the set cancelled while it captured may still record what was in flight:
-        // a new one would capture beside its claim, and whichever read is recorded last would
-        // become the policy's current version. (Checked for the whole set, not the selection:
-        // one indexed read, and a cancelled run settles within a lease.)
+        // a new one would capture beside its claim, the same requests twice, and the set would
+        // keep whichever read of a policy is recorded first (`ON CONFLICT DO NOTHING`). (Checked
+        // for the whole set, not the selection: one indexed read, and a cancelled run settles
+        // within a lease.)
         ensure_cancelled_settled(db, tenant_id, OPERATION, backup_set_id).await?;
         ensure_policies(db, tenant_id, selection).await?;
         let input = AddPoliciesInput {

@@ -45,9 +45,9 @@ fn inventory_sync_run(tenant_id: i64) -> Result<NewRun, AppError> {
 /// Refuses (409) a new run of `operation` on `target_id` while one cancelled before it has not
 /// settled ([`settled`]): its claim may still send that run's requests and record what was in
 /// flight, so a new run would work beside it: the same requests sent twice, and for "Add
-/// selected" the set would back a policy up with whichever read is recorded last (a policy's
-/// current version is its newest read's in any order: `snapshots::store_captures`, whatever
-/// kind of run records it). Every start that captures calls it for its
+/// selected" the set would back a policy up with whichever read is recorded first (which read
+/// becomes a policy's current version does not depend on the order: see
+/// `snapshots::store_captures` and its caveats). Every start that captures calls it for its
 /// own kind and target (here, "Add selected" in `runs::create`, a restore preview in
 /// `server::restore`): the drift check, "Add selected" and the preview after looking for an
 /// identical active run, so a double-click of those costs no more; a sync and "Capture now"
