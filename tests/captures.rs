@@ -43,6 +43,7 @@ both_backends!(local Fixture:
     a_policy_marked_gone_while_its_capture_is_in_flight_stays_gone,
     a_policy_marked_gone_while_a_backup_reads_it_stays_gone,
     an_older_read_recorded_later_does_not_become_the_current_version,
+    a_read_held_back_by_a_429_counts_from_its_retry,
 );
 
 /// The demo app, as an operator of Contoso.
@@ -1339,4 +1340,109 @@ impl Fixture {
         tx.commit().await.unwrap();
         stored.iter().map(|s| s.id).collect()
     }
+}
+
+/// A read held back by Graph's throttling counts as made when its answered attempt was sent,
+/// not when it was asked for: a backup's read of a policy gets a 429 (Retry-After 2 s); while
+/// it waits, a "Capture now" on another instance (its own Graph client, not paused) reads and
+/// records the old content O; the policy is renamed; the backup's retry reads the new content
+/// N and records it last. N was read last, so it is the current version.
+async fn a_read_held_back_by_a_429_counts_from_its_retry(f: Fixture) {
+    use std::sync::Arc;
+    use tenantatlas::server::engine::operation::Registry;
+    use tenantatlas::server::engine::worker::CredentialsLoader;
+    use tenantatlas::server::graph::{GraphClient, GraphConfig, PolicySource};
+    f.sync().await;
+    let sim = f.a_device_configuration();
+    let policy = f.policy_id(&sim.id).await;
+    f.demo.sim.reset_counters();
+    f.demo.sim.set_fault(
+        &sim.id,
+        Fault::Throttle {
+            times: 1,
+            retry_after_secs: 2,
+        },
+    );
+    let set = common::backup_set(&f.app, &f.operator, CONTOSO, "Throttled").await;
+    let form = Form::tenant(CONTOSO)
+        .field("backup_set_id", set)
+        .list("policy_ids", &[policy]);
+    let backup = f
+        .start_as(&f.operator, "runs/add-policies", &form.pairs())
+        .await
+        .run_id;
+    let worker = f.worker.clone();
+    let backing_up = tokio::spawn(async move { worker.try_execute_task().await });
+    common::wait_until_throttled(&f.demo.sim).await;
+
+    // A claim for the tenant whose Graph client the 429 did not pause: as another instance's,
+    // serving the tenant while the backup's claim waits out the Retry-After behind a lost
+    // lease (here under the same identity, so the tenant is not held elsewhere).
+    let client = GraphClient::new(GraphConfig::new(
+        &f.demo.sim.login_url,
+        &f.demo.sim.graph_url,
+    ))
+    .expect("a client");
+    let tenant = common::tenant_id(&f.app.db, CONTOSO).await;
+    let creds = f
+        .demo
+        .access
+        .credentials(&f.app.db, tenant)
+        .await
+        .expect("the tenant's credentials");
+    let loader: CredentialsLoader = Arc::new(move |_tenant| {
+        let creds = creds.clone();
+        Box::pin(async move { Ok(creds) })
+    });
+    let source: Arc<dyn PolicySource> = Arc::new(client);
+    let other = Worker::new(
+        f.app.db.clone(),
+        Registry::standard(source),
+        loader,
+        f.worker.id(),
+    );
+    let id = policy.to_string();
+    let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
+    let capture = f
+        .start_as(&f.operator, "runs/capture-policy", &form)
+        .await
+        .run_id;
+    match other.try_execute_task().await.expect("the worker runs") {
+        Outcome::TaskCompleted { run_id } => assert_eq!(run_id, capture),
+        Outcome::EmptyQueue => panic!("the capture was not run"),
+    }
+    let old = first_result(&f.detail(capture, "").await)
+        .snapshot_id
+        .expect("the capture's version");
+    assert_eq!(f.current_version(policy).await, Some(old));
+    assert!(f
+        .demo
+        .sim
+        .rename_policy(CONTOSO, &sim.id, "Renamed while throttled"));
+
+    backing_up.await.unwrap().unwrap();
+    let detail = f.detail(backup, "").await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    let new: i64 = sqlx::query_scalar(
+        "SELECT snapshot_id FROM backup_items WHERE backup_set_id = $1 AND policy_id = $2",
+    )
+    .bind(set)
+    .bind(policy)
+    .fetch_one(f.app.db.pool())
+    .await
+    .unwrap();
+    let read = load_version(f.app.db.pool(), tenant, new)
+        .await
+        .unwrap()
+        .expect("the backup's version");
+    assert!(
+        read.payload.to_string().contains("Renamed while throttled"),
+        "the backup's retry was sent before the rename (the Capture now took longer than the \
+         Retry-After)"
+    );
+    assert_eq!(
+        f.current_version(policy).await,
+        Some(new),
+        "the read retried after the 429 counted from before it and lost to an older read"
+    );
 }

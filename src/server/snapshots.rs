@@ -119,13 +119,17 @@ pub async fn load_version<'e, E: Executor<'e, Database = Any>>(
 pub struct Capture<'a> {
     pub policy_id: i64,
     pub snapshot: &'a Snapshot,
-    /// When the read that returned the policy under its record's own Graph id started (Unix
-    /// ms): a mark of being gone from Intune made no later than that is cleared, a newer one (a
-    /// sync or a 404 after the read, deleted meanwhile) stays. `None` for a read of another
-    /// Graph object kept as the record's version (an earlier restore's create that a preview
-    /// found but could not adopt): the record's own Graph id may still be gone, so its mark
-    /// stays. The capture becomes the policy's current version only if no later read made the
-    /// current one ([`store_captures`]).
+    /// When the read that returned the policy under its record's own Graph id was sent (Unix
+    /// ms; [`Snapshot::read_at`]): the send of the policy's own GET by the attempt Graph
+    /// answered, after any wait for the tenant's request budget or a Retry-After. Not when the
+    /// capture was asked for: a read held back by a 429 would count as older than one another
+    /// run made while it waited, and its newer content would lose to that one's. Graph answered
+    /// after the send, so the policy existed then: a mark of being gone from Intune made no
+    /// later than that is cleared, a newer one (a sync or a 404 after the send, deleted
+    /// meanwhile) stays. `None` for a read of another Graph object kept as the record's version
+    /// (an earlier restore's create that a preview found but could not adopt): the record's own
+    /// Graph id may still be gone, so its mark stays. The capture becomes the policy's current
+    /// version only if no later read made the current one ([`store_captures`]).
     pub read_at: Option<i64>,
 }
 

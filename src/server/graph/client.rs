@@ -27,6 +27,7 @@ use super::GraphError;
 use crate::domain::graph_wait::GraphWaitReason;
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::snapshot::is_secret;
+use crate::domain::Timestamp;
 use crate::server::metrics;
 
 /// A list or sub-collection longer than this many pages is treated as a Graph fault rather than
@@ -206,6 +207,10 @@ pub(super) struct Answer {
     pub body: Value,
     /// The length of the body as read, for [`ReadBudget`].
     pub bytes: usize,
+    /// When the attempt Graph answered was sent (Unix ms, [`Timestamp::now`]): after the
+    /// waits for the tenant's request budget and for earlier attempts' Retry-After, so Graph
+    /// read what it answered no earlier than this.
+    pub sent_at: i64,
 }
 
 /// What one list, or one capture with all its collections, may still read in answer bodies
@@ -307,6 +312,16 @@ impl GraphClient {
     /// definitions (returned apart from the content), administrative template values with their
     /// definition and presentation values, and assignments and scope tags when asked. Secret
     /// values are dropped.
+    ///
+    /// The snapshot's [`Snapshot::read_at`] is when the policy's own GET was sent, by the
+    /// attempt Graph answered: not when the capture was asked for, since the GET may first wait
+    /// for the tenant's request budget and for Retry-After pauses (minutes), and content read
+    /// after such a wait is newer than a read another run made meanwhile. The later requests of
+    /// the read (settings pages, their values) do not move it: the policy's own GET is the one
+    /// request every policy type makes, so reads of one policy compare on the same request; it
+    /// returns the policy object, whose presence a mark of being gone from Intune is about; and
+    /// it is the read's earliest part, so the read is never taken for newer than any of its
+    /// content.
     pub async fn capture_policy(
         &self,
         creds: &TenantCredentials,
@@ -327,6 +342,7 @@ impl GraphClient {
         let item_url = spec.item_url(base, graph_id, options.include_assignments);
         let answer = self.send(creds, &Request::get(&item_url)).await?;
         budget.spend(answer.bytes)?;
+        let read_at = answer.sent_at;
         let Value::Object(mut policy) = answer.body else {
             return Err(GraphError::new(
                 ReasonCode::InvalidResponse,
@@ -412,7 +428,8 @@ impl GraphClient {
             &payload,
             options,
         )
-        .with_definitions(definitions.into_values().collect()))
+        .with_definitions(definitions.into_values().collect())
+        .with_read_at(read_at))
     }
 
     /// Asks the token endpoint for a new token (the cache then holds it) and reads the
@@ -670,6 +687,8 @@ impl GraphClient {
 
     async fn send_once(&self, request: &Request<'_>, token: &str) -> Result<Answer, Failure> {
         let what = describe(&request.method, request.url, &self.inner.config.graph_base);
+        // Taken once the attempt holds its permit: every wait before the send is behind it.
+        let sent_at = Timestamp::now().millis();
         activity::count(Count::Request);
         let mut builder = self
             .inner
@@ -724,6 +743,7 @@ impl GraphClient {
                     status: status.as_u16(),
                     body: Value::Null,
                     bytes: 0,
+                    sent_at,
                 });
             }
             return match serde_json::from_slice(&mend_lone_surrogates(&body)) {
@@ -731,6 +751,7 @@ impl GraphClient {
                     status: status.as_u16(),
                     body: json,
                     bytes: body.len(),
+                    sent_at,
                 }),
                 Err(_) => Err(Failure::Transient {
                     error: GraphError::new(

@@ -26,6 +26,11 @@ pub struct Snapshot {
     /// stored once per id outside the policy's content, so a name Microsoft changes never
     /// changes the hash.
     pub setting_definitions: Vec<SettingDefinition>,
+    /// When the read that returned it was sent (Unix ms): for a capture from Graph, the send of
+    /// the policy's own GET by the attempt Graph answered
+    /// ([`GraphClient::capture_policy`](super::GraphClient::capture_policy)). `None` for a
+    /// snapshot built otherwise; its reader then counts from when it asked.
+    pub read_at: Option<i64>,
 }
 
 /// A settings catalog setting definition as Graph returned it.
@@ -56,12 +61,19 @@ impl Snapshot {
             canonical_json: canonical_json(payload),
             content_hash: content_hash(policy_type, format, payload),
             setting_definitions: Vec::new(),
+            read_at: None,
         }
     }
 
     /// The same snapshot with the setting definitions its settings use.
     pub fn with_definitions(mut self, definitions: Vec<SettingDefinition>) -> Self {
         self.setting_definitions = definitions;
+        self
+    }
+
+    /// The same snapshot, read by a request sent at `sent_at` (Unix ms).
+    pub fn with_read_at(mut self, sent_at: i64) -> Self {
+        self.read_at = Some(sent_at);
         self
     }
 }

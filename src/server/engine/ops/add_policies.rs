@@ -62,8 +62,9 @@ pub struct PolicyItem {
 
 /// What capturing one policy gave.
 pub enum Captured {
-    /// The policy as Graph returned it, and when the read started (Unix ms): a mark of being
-    /// gone from Intune made after it stays ([`Capture::read_at`]).
+    /// The policy as Graph returned it, and when the request that returned it was sent (Unix
+    /// ms; [`Snapshot::read_at`]): a mark of being gone from Intune made after it stays, and a
+    /// version read after it stays current ([`Capture::read_at`]).
     Snapshot {
         snapshot: Snapshot,
         read_at: i64,
@@ -153,13 +154,17 @@ impl Operation for AddPolicies {
             include_assignments: run.input.options.include_assignments,
             include_scope_tags: run.input.options.include_scope_tags,
         };
-        let read_at = Timestamp::now().millis();
+        // Only for a source that does not say when it sent the read: a lower bound all the same.
+        let asked_at = Timestamp::now().millis();
         match self
             .source
             .capture_policy(creds, policy_type, &item.graph_id, options)
             .await
         {
-            Ok(snapshot) => Captured::Snapshot { snapshot, read_at },
+            Ok(snapshot) => Captured::Snapshot {
+                read_at: snapshot.read_at.unwrap_or(asked_at),
+                snapshot,
+            },
             Err(error) => {
                 let (reason, message) = (error.reason_code(), sanitize(error.message()));
                 // The operator's trail; only the sanitized text, like the database and the UI.

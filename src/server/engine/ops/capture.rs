@@ -28,7 +28,8 @@ pub struct CaptureItem {
 
 /// What capturing one policy gave.
 pub enum Captured {
-    /// What Graph returned, and when the read started (Unix ms; [`Capture::read_at`]).
+    /// What Graph returned, and when the request that returned the policy was sent (Unix ms;
+    /// [`Snapshot::read_at`], [`Capture::read_at`]).
     Snapshot {
         snapshot: Snapshot,
         read_at: i64,
@@ -47,12 +48,16 @@ pub async fn capture(
     let Some(policy_type) = PolicyType::parse(&item.policy_type) else {
         return Captured::Failed(ReasonCode::UnknownError, "Unsupported policy type.".into());
     };
-    let read_at = Timestamp::now().millis();
+    // Only for a source that does not say when it sent the read: a lower bound all the same.
+    let asked_at = Timestamp::now().millis();
     match source
         .capture_policy(creds, policy_type, &item.graph_id, item.options)
         .await
     {
-        Ok(snapshot) => Captured::Snapshot { snapshot, read_at },
+        Ok(snapshot) => Captured::Snapshot {
+            read_at: snapshot.read_at.unwrap_or(asked_at),
+            snapshot,
+        },
         Err(error) if error.reason_code() == ReasonCode::PolicyNotFound => Captured::Deleted,
         Err(error) => {
             let (reason, message) = (error.reason_code(), sanitize(error.message()));
