@@ -56,6 +56,8 @@ both_backends!(local Fixture:
     a_create_that_may_still_land_blocks_the_next_create,
     a_takeover_never_creates_while_an_earlier_create_may_land,
     a_takeover_after_a_sync_takes_the_policy_its_create_made,
+    a_takeover_that_cannot_finish_its_create_still_records_the_policy_it_made,
+    a_preview_never_adopts_a_policy_made_after_the_create_could_land,
     a_takeover_never_resends_definition_values_of_an_adopted_create_that_may_still_land,
     a_takeover_after_an_update_cut_short_says_it_was_partly_written,
     a_second_previews_execute_never_sends_a_create_the_first_may_have_made,
@@ -1927,11 +1929,17 @@ impl Fixture {
     /// Moves the create announced for `policy_id` by an execute an hour back, past the time it
     /// could still land.
     async fn age_announce(&self, policy_id: i64) {
+        self.age_announce_by(policy_id, 3_600_000).await;
+    }
+
+    /// Moves the create announced for `policy_id` by an execute `millis` back.
+    async fn age_announce_by(&self, policy_id: i64, millis: i64) {
         sqlx::query(
-            "UPDATE run_items SET create_sent_at = create_sent_at - 3600000 \
+            "UPDATE run_items SET create_sent_at = create_sent_at - $2 \
              WHERE policy_id = $1 AND create_sent_at IS NOT NULL",
         )
         .bind(policy_id)
+        .bind(millis)
         .execute(self.app.db.pool())
         .await
         .unwrap();
@@ -2107,6 +2115,102 @@ async fn a_takeover_after_a_sync_takes_the_policy_its_create_made(f: Fixture) {
     assert_eq!(f.graph_id_of(id).await, landed);
 }
 
+/// A takeover that finds the policy the crashed claim's create made and then cannot finish it
+/// (reading it fails, or its update does) still records what that create did: the item is
+/// created under the policy's id (the policy's record follows it), with an incomplete audit
+/// row, and its message says the policy itself was created.
+async fn a_takeover_that_cannot_finish_its_create_still_records_the_policy_it_made(f: Fixture) {
+    use tenantatlas::graph_sim::Fault;
+    let backup = f.backup().await;
+    for (index, policy_type, fault) in [
+        // Its capture before the update fails.
+        (1, PolicyType::DeviceConfiguration, Fault::ServerError),
+        // Its capture passes and its update fails.
+        (
+            2,
+            PolicyType::Compliance,
+            Fault::WriteAnswers { status: 500 },
+        ),
+    ] {
+        let (id, graph_id) = backup.policies[index].clone();
+        assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
+        let (preview, plan) = f.preview_planning(backup.set, id, PlanAction::Create).await;
+        let sent_at = now_ms() - 1_000;
+        let landed = f
+            .write_directly(policy_type, backup_version(&plan, id), None)
+            .await;
+        f.sync().await;
+        f.demo.sim.set_fault(&landed, fault.clone());
+
+        let run_id = f.queue_takeover(preview).await;
+        f.announce_create(run_id, id, sent_at).await;
+        f.finish_counted(run_id).await;
+
+        let message = f.failed_item(run_id).await.message;
+        assert!(
+            message.contains("The policy itself was created in Intune"),
+            "{fault:?}: {message}"
+        );
+        assert_eq!(
+            f.action(run_id, id).await.as_deref(),
+            Some("created"),
+            "{fault:?}"
+        );
+        assert_eq!(f.graph_id_of(id).await, landed, "{fault:?}");
+        let audited = f.audit_of(id).await;
+        assert_eq!(audited.action, "created", "{fault:?}");
+        assert_eq!(audited.graph_id.as_ref(), Some(&landed), "{fault:?}");
+        assert!(!audited.completed, "{fault:?}");
+    }
+    assert_eq!(f.audit_details().await.len(), 2);
+}
+
+/// A create whose answer was lost and that never landed leaves its announce for a later
+/// preview to look again; a policy an admin makes by hand with the backup's name days later
+/// is not that create's: the preview plans a create (not an update of the admin's policy), the
+/// earlier item stays unrecorded, and the execute leaves the admin's policy alone.
+async fn a_preview_never_adopts_a_policy_made_after_the_create_could_land(f: Fixture) {
+    let (backup, id, _, name) = deleted_policy(&f).await;
+    let lost = f.lose_a_create(backup.set, id).await;
+    assert!(f
+        .failed_item(lost.run_id)
+        .await
+        .message
+        .contains("MAY have been created"));
+    f.age_announce_by(id, 2 * 86_400_000).await;
+
+    // Two days later an admin makes a policy of that name by hand, with other content.
+    let mut payload = f.version(lost.snapshot).await.payload;
+    payload["policy"]["description"] = serde_json::json!("Made by hand");
+    let hand_made = f
+        .write_payload(
+            PolicyType::DeviceConfiguration,
+            &payload,
+            f.version(lost.snapshot).await.format,
+            None,
+        )
+        .await;
+    assert_eq!(f.named(&name), vec![hand_made.clone()]);
+
+    let (preview, _) = f.preview_planning(backup.set, id, PlanAction::Create).await;
+    assert_eq!(f.action(lost.run_id, id).await, None);
+    assert_ne!(f.graph_id_of(id).await, hand_made);
+    let detail = f.execute(preview).await;
+    assert_eq!(
+        detail.items.rows[0].outcome,
+        ItemOutcome::Succeeded,
+        "{detail:?}"
+    );
+    assert_ne!(f.graph_id_of(id).await, hand_made);
+    let admins = f
+        .demo
+        .sim
+        .policy_json(CONTOSO, &hand_made)
+        .expect("the admin's policy is live");
+    assert_eq!(admins["description"], "Made by hand", "{admins}");
+    assert_eq!(f.named(&name).len(), 2);
+}
+
 /// A claim that announced an administrative template's create, got its 201 and is still
 /// sending its definition values (alive behind a lost lease, `updateDefinitionValues` waiting
 /// out a Retry-After) when another claim takes the run over: the takeover finds the created
@@ -2120,7 +2224,10 @@ async fn a_takeover_never_resends_definition_values_of_an_adopted_create_that_ma
     let backup = f.backup().await;
     let (id, graph_id) = backup.policies[3].clone();
     assert!(f.demo.sim.remove_policy(CONTOSO, &graph_id));
-    for (age_ms, in_flight) in [(1_000, true), (3_600_000, false)] {
+    // Half an hour on, the create can no longer land (its bound is 26 minutes with the
+    // default client) and a policy created then may still be its own (within the bound and
+    // the clocks' skew): the simulator stamps the policy as created now.
+    for (age_ms, in_flight) in [(1_000, true), (1_800_000, false)] {
         let (preview, plan) = f.preview_planning(backup.set, id, PlanAction::Create).await;
         let version = f.version(backup_version(&plan, id)).await;
         // What the earlier claim's POST left: the policy alone, its definition values not

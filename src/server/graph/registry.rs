@@ -26,7 +26,9 @@ pub struct SubCollection {
 pub struct PolicyTypeSpec {
     /// Collection path relative to the Graph base, e.g. `deviceManagement/configurationPolicies`.
     pub collection: &'static str,
-    /// `$select` of the inventory list: only what the picker shows.
+    /// `$select` of the inventory list: what the picker shows, and `createdDateTime` (which every
+    /// supported type has), by which a restore tells the policy its lost create made from one
+    /// made otherwise.
     pub list_select: &'static str,
     /// The property holding the display name (`name` for settings catalog).
     pub name_property: &'static str,
@@ -38,7 +40,7 @@ pub struct PolicyTypeSpec {
 
 static SETTINGS_CATALOG: PolicyTypeSpec = PolicyTypeSpec {
     collection: "deviceManagement/configurationPolicies",
-    list_select: "id,name,platforms,lastModifiedDateTime",
+    list_select: "id,name,platforms,createdDateTime,lastModifiedDateTime",
     name_property: "name",
     item_expand: None,
     // The definitions carry the names the viewer shows; they are stored apart from the content.
@@ -50,14 +52,14 @@ static SETTINGS_CATALOG: PolicyTypeSpec = PolicyTypeSpec {
 };
 static DEVICE_CONFIGURATION: PolicyTypeSpec = PolicyTypeSpec {
     collection: "deviceManagement/deviceConfigurations",
-    list_select: "id,displayName,lastModifiedDateTime",
+    list_select: "id,displayName,createdDateTime,lastModifiedDateTime",
     name_property: "displayName",
     item_expand: None,
     sub_collection: None,
 };
 static COMPLIANCE: PolicyTypeSpec = PolicyTypeSpec {
     collection: "deviceManagement/deviceCompliancePolicies",
-    list_select: "id,displayName,lastModifiedDateTime",
+    list_select: "id,displayName,createdDateTime,lastModifiedDateTime",
     name_property: "displayName",
     // A compliance policy cannot be created without its block action: restore needs them.
     item_expand: Some("scheduledActionsForRule($expand=scheduledActionConfigurations)"),
@@ -65,7 +67,7 @@ static COMPLIANCE: PolicyTypeSpec = PolicyTypeSpec {
 };
 static ADMINISTRATIVE_TEMPLATE: PolicyTypeSpec = PolicyTypeSpec {
     collection: "deviceManagement/groupPolicyConfigurations",
-    list_select: "id,displayName,lastModifiedDateTime",
+    list_select: "id,displayName,createdDateTime,lastModifiedDateTime",
     name_property: "displayName",
     item_expand: None,
     sub_collection: Some(SubCollection {
@@ -213,6 +215,9 @@ pub struct PolicyListing {
     pub display_name: String,
     pub platform: String,
     pub last_modified_at: Option<Timestamp>,
+    /// When Graph created the policy (`createdDateTime`); not stored in the inventory.
+    #[serde(default)]
+    pub created_at: Option<Timestamp>,
 }
 
 impl PolicyListing {
@@ -235,16 +240,18 @@ impl PolicyListing {
             .and_then(Value::as_str)
             .and_then(|name| storable_name(name, MAX_DISPLAY_NAME_CHARS))
             .unwrap_or_else(|| UNNAMED.to_owned());
-        let last_modified_at = item
-            .get("lastModifiedDateTime")
-            .and_then(Value::as_str)
-            .and_then(parse_rfc3339);
+        let at = |property: &str| {
+            item.get(property)
+                .and_then(Value::as_str)
+                .and_then(parse_rfc3339)
+        };
         Some(Self {
             policy_type,
             graph_id,
             display_name,
             platform: platform_of(policy_type, item),
-            last_modified_at,
+            last_modified_at: at("lastModifiedDateTime"),
+            created_at: at("createdDateTime"),
         })
     }
 }
@@ -342,7 +349,7 @@ mod tests {
         let spec = PolicyType::SettingsCatalog.spec();
         assert_eq!(
             spec.list_url("https://g/beta/"),
-            "https://g/beta/deviceManagement/configurationPolicies?$select=id,name,platforms,lastModifiedDateTime"
+            "https://g/beta/deviceManagement/configurationPolicies?$select=id,name,platforms,createdDateTime,lastModifiedDateTime"
         );
         assert_eq!(
             spec.item_url("https://g/beta", "abc", true),
@@ -377,12 +384,14 @@ mod tests {
     fn listings_read_name_platform_and_time() {
         let item = json!({
             "id": "1", "@odata.type": "#microsoft.graph.iosCompliancePolicy",
-            "displayName": "iOS baseline", "lastModifiedDateTime": "2024-05-01T12:00:00.5Z"
+            "displayName": "iOS baseline", "lastModifiedDateTime": "2024-05-01T12:00:00.5Z",
+            "createdDateTime": "2024-04-01T08:00:00Z"
         });
         let listing = PolicyListing::from_graph(PolicyType::Compliance, &item).expect("has an id");
         assert_eq!(listing.display_name, "iOS baseline");
         assert_eq!(listing.platform, "iOS");
         assert_eq!(listing.last_modified_at, Some(Timestamp(1_714_564_800_500)));
+        assert_eq!(listing.created_at, Some(Timestamp(1_711_958_400_000)));
         assert!(
             PolicyListing::from_graph(PolicyType::Compliance, &json!({"displayName": "x"}))
                 .is_none()

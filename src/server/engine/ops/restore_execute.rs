@@ -28,10 +28,11 @@
 //! wrote. A create is announced first, committed and fenced by the claim
 //! (`run_items.create_sent_at`, migration 0022), and the announce stands until the create's
 //! outcome is recorded. Only for an announced create does anyone look for the policy it made
-//! ([`created_since`]), never adopting one the inventory held before: the same attempt when the
-//! create's answer was lost, a claim taking the run over, and a later preview. None is found
-//! while the create may still land ([`create_in_flight`]): then no second create is sent, and
-//! the item fails saying the policy may have been created.
+//! ([`created_since`]), never adopting one the inventory held before or one Graph created
+//! outside the time that create could land (an admin's, made by hand later): the same attempt
+//! when the create's answer was lost, a claim taking the run over, and a later preview. None is
+//! found while the create may still land ([`create_in_flight`]): then no second create is sent,
+//! and the item fails saying the policy may have been created.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -129,8 +130,9 @@ pub(crate) fn created_name(policy_type: PolicyType, backup: &StoredVersion) -> O
         .and_then(serde_json::Value::as_str)
 }
 
-/// How far apart the clocks of this server and Graph may be: a policy Graph last changed
-/// longer than this before an earlier claim announced its create cannot be that create.
+/// How far apart the clocks of this server and Graph may be: a policy Graph created longer
+/// than this before an earlier claim announced its create, or after that create could land,
+/// cannot be that create's.
 const CLOCK_SKEW_MS: i64 = 10 * 60 * 1_000;
 
 /// How long after a create was announced its POST may still reach Intune: the token the POST
@@ -247,8 +249,11 @@ fn may_have_written(failure: &WriteFailure) -> bool {
 }
 
 /// The policy a create announced at `sent_at` made before its answer was recorded: a live
-/// policy of the type named `name` that Graph changed no earlier than the announce and that no
-/// inventory row held before it (a row a sync learned of since may be that very policy).
+/// policy of the type named `name` that Graph created while that create could land (from the
+/// announce to [`create_in_flight_ms`] after it, give or take [`CLOCK_SKEW_MS`]: see
+/// [`created_in_flight`]) and that no inventory row held before it (a row a sync learned of
+/// since may be that very policy). One made later (by hand, by another tool) is never taken
+/// for it, however long the announce stays unsettled.
 /// `Ok(None)` when there is none (the create never reached Intune, or not yet); an error when
 /// Graph or the inventory cannot be asked, or when more than one policy fits (which one is the
 /// restore's cannot be told). Shared by the execute (a takeover, a create whose answer was
@@ -276,10 +281,7 @@ pub(crate) async fn created_since(
         })?;
     let mut candidates = Vec::new();
     for listing in listed {
-        let recent = listing
-            .last_modified_at
-            .is_none_or(|at| at.millis() >= sent_at - CLOCK_SKEW_MS);
-        if listing.display_name != name || !recent {
+        if listing.display_name != name || !created_in_flight(listing.created_at, sent_at) {
             continue;
         }
         let known = known_before(db, tenant_id, policy_type, &listing.graph_id, sent_at)
@@ -305,6 +307,18 @@ pub(crate) async fn created_since(
             ),
         )),
     }
+}
+
+/// Whether a policy Graph created at `created_at` may be the one a create announced at
+/// `sent_at` made: created no earlier than the announce and no later than that create could
+/// land ([`create_in_flight_ms`]), each give or take the clocks' skew. A policy whose creation
+/// time Graph did not list cannot be told apart from one an admin made: it is not taken.
+fn created_in_flight(created_at: Option<Timestamp>, sent_at: i64) -> bool {
+    let earliest = sent_at.saturating_sub(CLOCK_SKEW_MS);
+    let latest = sent_at
+        .saturating_add(create_in_flight_ms())
+        .saturating_add(CLOCK_SKEW_MS);
+    created_at.is_some_and(|at| (earliest..=latest).contains(&at.millis()))
 }
 
 /// The write an item announces before sending it.
@@ -647,7 +661,9 @@ impl RestoreExecute {
                 .await
             {
                 Ok(found) => Some(found),
-                Err(error) => return failed(error.reason_code(), error.message()),
+                // The earlier claim's create made the policy: the item says so, and the
+                // policy's record follows it.
+                Err(error) => return partly_written(RestoreAction::Created, id.clone(), &error),
             },
             None => None,
         };
@@ -781,7 +797,12 @@ impl RestoreExecute {
                     tracing::warn!(reason = error.reason_code().as_str(), %message, "update not written");
                     Restored::UpdateRefused(error.reason_code(), message)
                 }
-                None => failed(failure.error.reason_code(), failure.error.message()),
+                // Finishing an earlier claim's create: whatever the update came to, that
+                // create made the policy, and the item records it so (as `after_lost_create`).
+                None => match created_before {
+                    Some(found) => partly_written(RestoreAction::Created, found, &failure.error),
+                    None => failed(failure.error.reason_code(), failure.error.message()),
+                },
             },
         }
     }
@@ -1767,5 +1788,23 @@ mod tests {
         let worst = worst_attempt * retry.max_attempts * 2;
         assert!(in_flight_bound(&config) > worst);
         assert!(create_in_flight_ms() as u128 > worst.as_millis());
+    }
+
+    /// Only a policy Graph created while the announced create could land may be that create's:
+    /// not one made well before the announce, nor one made after (an admin's, by hand), nor one
+    /// whose creation time was not listed.
+    #[test]
+    fn a_lost_create_adopts_only_a_policy_created_while_it_could_land() {
+        let sent_at = 1_800_000_000_000;
+        let at = |offset: i64| Some(Timestamp(sent_at + offset));
+        let latest = create_in_flight_ms() + CLOCK_SKEW_MS;
+        assert!(created_in_flight(at(0), sent_at));
+        assert!(created_in_flight(at(5_000), sent_at));
+        assert!(created_in_flight(at(-CLOCK_SKEW_MS), sent_at));
+        assert!(created_in_flight(at(latest), sent_at));
+        assert!(!created_in_flight(at(-CLOCK_SKEW_MS - 1), sent_at));
+        assert!(!created_in_flight(at(latest + 1), sent_at));
+        assert!(!created_in_flight(at(86_400_000), sent_at));
+        assert!(!created_in_flight(None, sent_at));
     }
 }
