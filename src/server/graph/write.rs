@@ -570,11 +570,12 @@ fn secrets_error(missing: &[String]) -> GraphError {
 
 /// The error for secrets that `holder` holds at places where they cannot be told apart.
 fn ambiguous_secrets_error(places: &[String], holder: Holder) -> GraphError {
-    // Short: the execute wraps it, and a failure text is cut at 300 characters.
+    // Short, the advice before the paths: the execute wraps it, and a failure text is cut at
+    // 300 characters (real setting paths are long, and several may be named).
     GraphError::new(
         ReasonCode::SecretNotRestorable,
         format!(
-            "{} holds the secret at setting path {} more than once or among several collection instances: which value is whose cannot be told (backups hold no secrets); set it in Intune",
+            "{} holds a secret more than once or among several collection instances, so which value is whose cannot be told (backups hold no secrets); set it in Intune. Setting path: {}",
             holder.label(),
             places.join(", "),
         ),
