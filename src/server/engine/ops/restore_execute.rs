@@ -392,11 +392,21 @@ pub enum Restored {
 }
 
 /// The policy as Graph returned it after the write (or at the item's read, for an item found
-/// unchanged or already written), and when that read started (Unix ms): a mark of being gone
-/// from Intune made after it stays ([`Capture::read_at`]).
+/// unchanged or already written), and when the request that returned it was sent (Unix ms;
+/// [`Snapshot::read_at`]): a mark of being gone from Intune made after it stays, and a version
+/// read after it stays current ([`Capture::read_at`]).
 pub struct Evidence {
     pub snapshot: Snapshot,
     pub read_at: i64,
+}
+
+impl Evidence {
+    /// The evidence of `snapshot`, read when its request was sent; for a source that does not
+    /// say when, when the read was asked for (`asked_at`: a lower bound all the same).
+    fn read(snapshot: Snapshot, asked_at: i64) -> Self {
+        let read_at = snapshot.read_at.unwrap_or(asked_at);
+        Self { snapshot, read_at }
+    }
 }
 
 /// The handler: reads through `source`, writes through `writer`.
@@ -534,7 +544,7 @@ impl RestoreExecute {
         };
         // Read exactly as the preview did (the backup's capture options), so the hashes compare.
         let options = backup.options;
-        let read_at = Timestamp::now().millis();
+        let asked_at = Timestamp::now().millis();
         let live = match self
             .source
             .capture_policy(creds, policy_type, &item.graph_id, options)
@@ -556,10 +566,7 @@ impl RestoreExecute {
                     return Restored::Done {
                         action: RestoreAction::Updated,
                         graph_id: item.graph_id.clone(),
-                        evidence: Some(Evidence {
-                            snapshot: live,
-                            read_at,
-                        }),
+                        evidence: Some(Evidence::read(live, asked_at)),
                     };
                 }
                 // An earlier claim announced its update and stopped before recording it: what
@@ -581,7 +588,7 @@ impl RestoreExecute {
             return Restored::Done {
                 action: RestoreAction::Unchanged,
                 graph_id: item.graph_id.clone(),
-                evidence: live.map(|snapshot| Evidence { snapshot, read_at }),
+                evidence: live.map(|snapshot| Evidence::read(snapshot, asked_at)),
             };
         }
         // An earlier claim that announced this update may still be sending it (alive behind a
@@ -876,13 +883,13 @@ impl RestoreExecute {
             }
             Err(failure) => return Err(failure),
         };
-        let read_at = Timestamp::now().millis();
+        let asked_at = Timestamp::now().millis();
         let evidence = match self
             .source
             .capture_policy(creds, policy_type, &written.graph_id, backup.options)
             .await
         {
-            Ok(snapshot) => Some(Evidence { snapshot, read_at }),
+            Ok(snapshot) => Some(Evidence::read(snapshot, asked_at)),
             Err(error) => {
                 tracing::warn!(
                     policy_id = item.policy_id,
@@ -1509,7 +1516,7 @@ async fn record_restored(
     }
     let (evidence_id, drift, changed) = match evidence {
         Some(Evidence { snapshot, read_at }) => {
-            // Stored as read when its read started: a sync that marked the policy gone while
+            // Stored as read when its GET was sent: a sync that marked the policy gone while
             // the read was in flight (or since) is not undone.
             let capture = Capture {
                 policy_id: item.policy_id,
