@@ -2721,7 +2721,7 @@ async fn two_secrets_at_one_setting_path_in_the_backup_are_never_restored_by_a_g
         .await;
     assert_eq!(refusal.status, 409, "{}", refusal.body);
 
-    never_writes_secrets_by_a_guess(&f, preview, &graph_id, "the backup", &live).await;
+    never_writes_secrets_by_a_guess(&f, preview, &graph_id, "The backup holds", &live).await;
 }
 
 /// A backup of one Wi-Fi network is restored with its password kept as Intune holds it; once
@@ -2751,8 +2751,14 @@ async fn two_secrets_at_one_setting_path_in_intune_are_never_restored_by_a_guess
         "{blocked:?}"
     );
 
-    never_writes_secrets_by_a_guess(&f, preview, &graph_id, "the live policy in Intune", &live)
-        .await;
+    never_writes_secrets_by_a_guess(
+        &f,
+        preview,
+        &graph_id,
+        "The live policy in Intune holds",
+        &live,
+    )
+    .await;
 }
 
 /// A Wi-Fi policy whose backup holds two networks, Corp with its password and Guest without
@@ -2791,7 +2797,7 @@ async fn a_secret_in_one_of_several_collection_instances_is_never_restored_by_a_
     assert_eq!(refusal.status, 409, "{}", refusal.body);
 
     let live = [("Corp", ""), ("Guest", "tokGuest")];
-    never_writes_secrets_by_a_guess(&f, preview, &graph_id, "the backup", &live).await;
+    never_writes_secrets_by_a_guess(&f, preview, &graph_id, "The backup holds", &live).await;
 }
 
 /// A backup of one Wi-Fi network with its password; Intune now holds two networks, the
@@ -2819,6 +2825,12 @@ async fn a_secret_among_collection_instances_in_intune_is_never_restored_by_a_gu
     );
 
     let live = [("Corp", ""), ("Guest", "tokGuest")];
-    never_writes_secrets_by_a_guess(&f, preview, &graph_id, "the live policy in Intune", &live)
-        .await;
+    never_writes_secrets_by_a_guess(
+        &f,
+        preview,
+        &graph_id,
+        "The live policy in Intune holds",
+        &live,
+    )
+    .await;
 }

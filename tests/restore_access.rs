@@ -391,6 +391,12 @@ impl Fixture {
             if row.policy_id == update || row.policy_id == create {
                 assert!(message.contains("MAY have been"), "{row:?}");
                 assert!(message.contains("earlier attempt"), "{row:?}");
+                // Whole: the advice and why nothing more was sent survive the sanitizer's cut.
+                assert!(message.contains("Run the preview again"), "{row:?}");
+                assert!(
+                    message.ends_with("was sent.") || message.ends_with(")."),
+                    "{row:?}"
+                );
                 assert!(!message.contains("nothing was written"), "{row:?}");
                 assert!(!message.contains("nothing more was written"), "{row:?}");
             } else {

@@ -576,10 +576,19 @@ fn ambiguous_secrets_error(places: &[String], holder: Holder) -> GraphError {
         ReasonCode::SecretNotRestorable,
         format!(
             "{} holds a secret more than once or among several collection instances, so which value is whose cannot be told (backups hold no secrets); set it in Intune. Setting path: {}",
-            holder.label(),
+            capitalized(holder.label()),
             places.join(", "),
         ),
     )
+}
+
+/// `text` with its first letter in upper case (a label that starts a sentence).
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// What is sent for a policy: its writable properties and its other content.

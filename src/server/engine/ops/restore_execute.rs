@@ -797,8 +797,10 @@ impl RestoreExecute {
                 // nothing was written.
                 Some((Announce::Update, _)) => {
                     let error = failure.error;
+                    // The verdict first: Graph's or the refusal's words may be long, and the
+                    // sanitizer cuts the message at its length.
                     let message = sanitize(&format!(
-                        "The policy's update was refused, or not sent ({}): nothing was written.",
+                        "The policy's update was refused, or not sent: nothing was written. {}",
                         error.message()
                     ));
                     tracing::warn!(reason = error.reason_code().as_str(), %message, "update not written");
@@ -1143,6 +1145,11 @@ fn starter_refused() -> Restored {
 /// Why an item whose starter may no longer restore sent nothing more.
 const REFUSED_NOTHING_MORE: &str = "The member who started this restore may no longer restore in this tenant, so nothing more was sent.";
 
+/// [`REFUSED_NOTHING_MORE`] in fewer words, for an item's message that must also say what an
+/// earlier attempt may have written and when to look (the sanitizer's length).
+const REFUSED_NOTHING_MORE_SHORT: &str =
+    "Its starter may no longer restore here, so nothing more was sent.";
+
 /// An item kept from writing because the member who started the run may no longer restore,
 /// as its announces say: see [`announced_item`]. Any other item wrote nothing.
 fn refused_item(item: &WriteItem) -> Restored {
@@ -1152,7 +1159,7 @@ fn refused_item(item: &WriteItem) -> Restored {
 /// Why an item of a claim that stopped with `failure` sent nothing more.
 fn nothing_more_sent(failure: &RunFailure) -> String {
     match failure.reason {
-        ReasonCode::NotAuthorized => REFUSED_NOTHING_MORE.to_owned(),
+        ReasonCode::NotAuthorized => REFUSED_NOTHING_MORE_SHORT.to_owned(),
         // The failure's own words are the run's: the item's message stays short enough (the
         // sanitizer's length) to keep its advice.
         _ => format!("This attempt sent nothing ({}).", failure.reason.label()),
@@ -1172,14 +1179,14 @@ fn announced_item(item: &WriteItem, failure: &RunFailure) -> Option<Restored> {
         (Some(sent_at), _) => Some(maybe_created(
             failure.reason,
             &format!(
-                "This policy MAY have been created in Intune by an earlier attempt of this run, which announced its create at {} and stopped before it could record the outcome. {nothing_more} Run the preview again after {}: it finds the policy if it was created.",
+                "This policy MAY have been created in Intune: an earlier attempt sent its create at {} and stopped before recording it. Run the preview again after {}: it finds the policy if it was created. {nothing_more}",
                 Timestamp(sent_at),
                 create_settled_at(sent_at)
             ),
         )),
         (None, Some(sent_at)) => {
             let message = sanitize(&format!(
-                "This policy MAY have been written in Intune, in part or in full, by an earlier attempt of this run, which announced its update at {} and stopped before it could record the outcome. {nothing_more} Run the preview again to see what it holds.",
+                "This policy MAY have been written in Intune, in part or in full: an earlier attempt sent its update at {} and stopped before recording it. Run the preview again to see what it holds. {nothing_more}",
                 Timestamp(sent_at)
             ));
             tracing::warn!(%message, "an earlier update may have landed; this claim sends nothing");
