@@ -562,7 +562,7 @@ fn secrets_error(missing: &[String]) -> GraphError {
     GraphError::new(
         ReasonCode::SecretNotRestorable,
         format!(
-            "the backup holds secret settings that a backup never records ({}); they can only be kept as the live policy holds them, and it holds none there: set them in Intune",
+            "The backup holds secret settings that a backup never records ({}); they can only be kept as the live policy holds them, and it holds none there: set them in Intune",
             missing.join(", ")
         ),
     )
@@ -1351,7 +1351,7 @@ mod tests {
         assert_eq!(error.reason_code(), ReasonCode::SecretNotRestorable);
         assert!(error.message().contains(place), "{}", error.message());
         assert!(
-            error.message().starts_with("the backup "),
+            error.message().starts_with("The backup "),
             "{}",
             error.message()
         );
@@ -1370,7 +1370,7 @@ mod tests {
         assert_eq!(error.reason_code(), ReasonCode::SecretNotRestorable);
         assert!(error.message().contains(place), "{}", error.message());
         assert!(
-            error.message().starts_with("the live policy in Intune "),
+            error.message().starts_with("The live policy in Intune "),
             "{}",
             error.message()
         );
@@ -1499,7 +1499,7 @@ mod tests {
         assert_eq!(error.reason_code(), ReasonCode::SecretNotRestorable);
         assert!(error.message().contains(place), "{}", error.message());
         assert!(
-            error.message().starts_with("the backup "),
+            error.message().starts_with("The backup "),
             "{}",
             error.message()
         );
@@ -1515,7 +1515,7 @@ mod tests {
         );
         assert_eq!(error.reason_code(), ReasonCode::SecretNotRestorable);
         assert!(
-            error.message().starts_with("the live policy in Intune "),
+            error.message().starts_with("The live policy in Intune "),
             "{}",
             error.message()
         );
@@ -1621,7 +1621,7 @@ mod tests {
             "a backup secret in one of two outer instances",
         );
         assert!(
-            error.message().starts_with("the backup "),
+            error.message().starts_with("The backup "),
             "{}",
             error.message()
         );

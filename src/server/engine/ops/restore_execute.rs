@@ -645,11 +645,7 @@ impl RestoreExecute {
             (attempt > 1, &created_before, item.create_sent_at)
         {
             if !update_resendable(policy_type) && in_flight(&item.db, sent_at).await {
-                let message = sanitize(&format!(
-                    "An earlier attempt of this run created the policy in Intune (as {graph_id}) after announcing it at {}, and may still be sending its definition values: sent again they would be added twice, so nothing was sent. Run the preview again after {}: it shows what the policy then holds.",
-                    Timestamp(sent_at),
-                    create_settled_at(sent_at)
-                ));
+                let message = definition_values_in_flight(graph_id, sent_at);
                 tracing::warn!(%message, "an earlier create's definition values may still land");
                 return Restored::PartlyWritten {
                     action: RestoreAction::Created,
@@ -973,10 +969,20 @@ impl RestoreExecute {
     }
 }
 
+/// Why a takeover sends nothing to the policy an earlier attempt created (`graph_id`, its create
+/// announced at `sent_at`) while that attempt may still be sending its definition values.
+fn definition_values_in_flight(graph_id: &str, sent_at: i64) -> String {
+    sanitize(&format!(
+        "An earlier attempt of this run created the policy (as {graph_id}) and may still be sending its definition values; sent twice they would be added twice, so nothing was sent. Run the preview again after {}: it shows what the policy then holds.",
+        create_settled_at(sent_at)
+    ))
+}
+
 /// The policy itself was written (`action`, under `graph_id`) and a later step failed (`error`).
 fn partly_written(action: RestoreAction, graph_id: String, error: &GraphError) -> Restored {
+    // The advice before Graph's words, which may be long: the sanitizer cuts at its length.
     let message = sanitize(&format!(
-        "The policy itself was {} in Intune, but a later step failed: {} Run the preview again to restore the rest.",
+        "The policy itself was {} in Intune, but a later step failed. Run the preview again to restore the rest. {}",
         if action == RestoreAction::Created { "created" } else { "updated" },
         error.message()
     ));
@@ -1204,7 +1210,7 @@ fn announced_item(item: &WriteItem, failure: &RunFailure) -> Option<Restored> {
 /// inventory follows it) and partly written, the rest not sent.
 fn refused_created(graph_id: &str) -> Restored {
     let message = sanitize(&format!(
-        "An earlier attempt of this run created this policy in Intune (as {graph_id}) and stopped before it could record so or write the rest of it. {REFUSED_NOTHING_MORE} Run the preview again to see what it holds."
+        "An earlier attempt of this run created this policy in Intune (as {graph_id}) and stopped before recording it or writing the rest. Run the preview again to see what it holds. {REFUSED_NOTHING_MORE_SHORT}"
     ));
     tracing::warn!(%message, "an earlier create is not finished; its starter is refused");
     Restored::PartlyWritten {
@@ -1766,6 +1772,56 @@ const _: () = assert!(!<RestoreExecute as Operation>::LAZY_COMMITS);
 mod tests {
     use super::*;
     use crate::server::graph::RetryPolicy;
+
+    /// The message of `restored`, which must be a partly written or may-have-been-written one.
+    fn message_of(restored: &Restored) -> &str {
+        match restored {
+            Restored::PartlyWritten { message, .. }
+            | Restored::MaybeCreated { message, .. }
+            | Restored::MaybeUpdated { message, .. } => message,
+            _ => panic!("not a partly written item"),
+        }
+    }
+
+    /// A restore item's message keeps its advice whole within the sanitizer's length, with a
+    /// policy's Graph id as long as Intune's (a GUID) and a long error text from Graph.
+    #[test]
+    fn restore_messages_keep_their_advice_within_the_sanitizers_length() {
+        let graph_id = "0f3c2a51-9d7e-4b6a-8c1f-2e5d7a9b3c4e".to_owned();
+        let sent_at = 1_796_000_000_000;
+        let long_error = GraphError::new(
+            ReasonCode::GraphUnavailable,
+            format!(
+                "GET deviceManagement/deviceConfigurations/{graph_id} answered 500: {}",
+                "An internal server error has occurred. ".repeat(20)
+            ),
+        );
+        let messages = [
+            (
+                definition_values_in_flight(&graph_id, sent_at),
+                "it shows what the policy then holds.",
+            ),
+            (
+                message_of(&refused_created(&graph_id)).to_owned(),
+                "so nothing more was sent.",
+            ),
+        ];
+        for (message, end) in &messages {
+            assert!(
+                message.chars().count() <= crate::server::sanitize::MAX_CHARS,
+                "{message}"
+            );
+            assert!(message.ends_with(end), "{message}");
+        }
+        for action in [RestoreAction::Created, RestoreAction::Updated] {
+            let written = partly_written(action, graph_id.clone(), &long_error);
+            assert!(
+                message_of(&written).contains("Run the preview again to restore the rest."),
+                "{}",
+                message_of(&written)
+            );
+        }
+    }
 
     /// An item whose write may have landed is never summed up as "nothing written".
     #[test]
