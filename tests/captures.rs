@@ -42,6 +42,8 @@ both_backends!(local Fixture:
     a_policy_captured_again_after_a_404_is_no_longer_gone,
     a_policy_marked_gone_while_its_capture_is_in_flight_stays_gone,
     a_policy_marked_gone_while_a_backup_reads_it_stays_gone,
+    a_policy_marked_gone_while_a_sync_lists_it_stays_gone,
+    a_404_moves_an_older_mark_forward_past_a_read_recorded_late,
     an_older_read_recorded_later_does_not_become_the_current_version,
     a_read_held_back_by_a_429_counts_from_its_retry,
 );
@@ -1214,12 +1216,81 @@ async fn a_policy_marked_gone_while_a_backup_reads_it_stays_gone(f: Fixture) {
     );
 }
 
-/// Starts the run `endpoint` with `form` (one capture of `policy`, Graph id `graph_id`),
-/// and marks the policy gone, as a sync would, once its read has started (Graph answering after
+/// A sync whose listing was asked for before a capture's 404 marked the policy gone (deleted
+/// after Graph listed it) leaves the mark when it records the listing; the next sync, listing
+/// after the mark, clears it.
+async fn a_policy_marked_gone_while_a_sync_lists_it_stays_gone(f: Fixture) {
+    f.sync().await;
+    let sim = f.a_device_configuration();
+    let policy = f.policy_id(&sim.id).await;
+    let form = [("tenant", CONTOSO)];
+    let run_id = mark_gone_while_in_flight(
+        &f,
+        "deviceConfigurations",
+        policy,
+        "runs/sync-inventory",
+        &form,
+    )
+    .await;
+    let detail = f.detail(run_id, "").await;
+    assert_eq!(detail.status, RunStatus::Completed, "{detail:?}");
+    assert!(
+        f.gone_from_intune(policy).await,
+        "a listing asked for before the mark cleared it"
+    );
+
+    f.sync().await;
+    assert!(
+        !f.gone_from_intune(policy).await,
+        "a listing asked for after the mark left it"
+    );
+}
+
+/// A 404 moves an older mark of being gone (a blip no capture has cleared since) forward: a read
+/// made between the two and recorded after the 404 does not clear it; a read after the 404 does.
+async fn a_404_moves_an_older_mark_forward_past_a_read_recorded_late(f: Fixture) {
+    f.sync().await;
+    let sim = f.a_device_configuration();
+    let policy = f.policy_id(&sim.id).await;
+    let version = f.capture_version(policy).await;
+    let content = f.as_capture(version).await;
+    // The old blip's mark, then a read (sent now, recorded below, after the 404).
+    let blip = tenantatlas::domain::Timestamp::now().millis() - 60_000;
+    sqlx::query("UPDATE policies SET gone_from_intune_at = $1 WHERE id = $2")
+        .bind(blip)
+        .bind(policy)
+        .execute(f.app.db.pool())
+        .await
+        .expect("the policy is marked gone");
+    let read_at = tenantatlas::domain::Timestamp::now().millis();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    f.answer_not_found(&sim.id, true);
+    let deleted = f.capture(policy).await;
+    let detail = f.detail(deleted, "").await;
+    assert_eq!(first_result(&detail).drift, Drift::Deleted, "{detail:?}");
+    f.answer_not_found(&sim.id, false);
+
+    f.record(policy, &[(&content, read_at)]).await;
+    assert!(
+        f.gone_from_intune(policy).await,
+        "a read made before the 404 cleared the mark"
+    );
+    let after = tenantatlas::domain::Timestamp::now().millis();
+    f.record(policy, &[(&content, after)]).await;
+    assert!(
+        !f.gone_from_intune(policy).await,
+        "a read made after the 404 left the mark"
+    );
+}
+
+/// Starts the run `endpoint` with `form` (one capture of `policy`, or a sync), and marks the
+/// policy gone, as a sync or a capture's 404 would, once its request to a Graph path containing
+/// `asked` (the policy's Graph id, or a listing's collection) has started (Graph answering after
 /// 1 s); the run's id once it has ended.
 async fn mark_gone_while_in_flight(
     f: &Fixture,
-    graph_id: &str,
+    asked: &str,
     policy: i64,
     endpoint: &str,
     form: &[(&str, &str)],
@@ -1229,7 +1300,7 @@ async fn mark_gone_while_in_flight(
     let run_id = f.start_as(&f.operator, endpoint, form).await.run_id;
     let worker = f.worker.clone();
     let working = tokio::spawn(async move { worker.try_execute_task().await });
-    let (counters, path) = (&f.demo.sim, graph_id);
+    let (counters, path) = (&f.demo.sim, asked);
     common::wait_until(
         "never asked",
         Duration::from_secs(10),

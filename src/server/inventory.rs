@@ -139,6 +139,9 @@ pub async fn sync_tenant_fenced(
     creds: &TenantCredentials,
     fence: Option<Fence>,
 ) -> Result<SyncReport, SyncError> {
+    // A policy marked gone after this (a capture's GET answered 404 while the listing was in
+    // flight) may have been deleted after Graph listed it: the listing cannot clear that mark.
+    let listed_at = Timestamp::now().millis();
     let listed = list_everything(source, creds).await?;
     let now = Timestamp::now().millis();
 
@@ -165,14 +168,15 @@ pub async fn sync_tenant_fenced(
                 report.added += 1;
                 writes.push(listing);
             }
-            Some(row) if row.differs_from(listing) => {
+            Some(row) if row.differs_from(listing, listed_at) => {
                 report.updated += 1;
                 writes.push(listing);
             }
             Some(_) => report.unchanged += 1,
         }
     }
-    // What is left was not listed; rows already marked gone keep their original date.
+    // What is left was not listed; rows already marked gone keep their date (a sync does not
+    // re-date them, tests/inventory.rs; a capture's 404 does move the mark forward).
     let gone: Vec<i64> = stored
         .values()
         .filter(|row| row.gone_from_intune_at.is_none())
@@ -184,7 +188,7 @@ pub async fn sync_tenant_fenced(
         mark_gone(&mut tx, tenant_id, ids, now).await?;
     }
     for batch in writes.chunks(UPSERT_BATCH) {
-        upsert(&mut tx, tenant_id, batch, now).await?;
+        upsert(&mut tx, tenant_id, batch, now, listed_at).await?;
     }
     if report.unchanged > 0 {
         // One statement for every unchanged row: synced_at says when a sync last saw it.
@@ -262,8 +266,10 @@ struct StoredPolicy {
 }
 
 impl StoredPolicy {
-    fn differs_from(&self, listing: &PolicyListing) -> bool {
-        self.gone_from_intune_at.is_some()
+    /// Whether the row needs the listing written: a mark of being gone counts only when the
+    /// listing (started at `listed_at`) is at least as new as it, as [`upsert`] clears it.
+    fn differs_from(&self, listing: &PolicyListing, listed_at: i64) -> bool {
+        self.gone_from_intune_at.is_some_and(|at| at <= listed_at)
             || self.display_name != listing.display_name
             || self.platform != listing.platform
             || self.last_modified_at != listing.last_modified_at.map(Timestamp::millis)
@@ -313,21 +319,29 @@ async fn mark_gone(
         .map(i64::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    let mut sql = Sql::new("UPDATE policies SET gone_from_intune_at = ");
+    // Never backwards: a capture's 404 recorded meanwhile may have marked a row later.
+    let mut sql = Sql::new(
+        "UPDATE policies SET gone_from_intune_at = CASE WHEN gone_from_intune_at IS NULL \
+         OR gone_from_intune_at < ",
+    );
     sql.int(now)
-        .push(" WHERE tenant_id = ")
+        .push(" THEN ")
+        .int(now)
+        .push(" ELSE gone_from_intune_at END WHERE tenant_id = ")
         .int(tenant_id)
         .push(&format!(" AND id IN ({list})"));
     sql.query().execute(&mut **tx).await?;
     Ok(())
 }
 
-/// Inserts or updates a batch of listings in one statement; an updated row is present again.
+/// Inserts or updates a batch of listings in one statement; an updated row is present again,
+/// unless its mark of being gone is newer than the listing (started at `listed_at`).
 async fn upsert(
     tx: &mut Transaction<'_, Any>,
     tenant_id: i64,
     batch: &[&PolicyListing],
     now: i64,
+    listed_at: i64,
 ) -> Result<(), sqlx::Error> {
     let mut sql = Sql::new(
         "INSERT INTO policies (tenant_id, policy_type, graph_id, display_name, platform, \
@@ -352,8 +366,10 @@ async fn upsert(
         " ON CONFLICT (tenant_id, policy_type, graph_id) DO UPDATE SET \
          display_name = excluded.display_name, platform = excluded.platform, \
          last_modified_at = excluded.last_modified_at, synced_at = excluded.synced_at, \
-         gone_from_intune_at = NULL",
+         gone_from_intune_at = CASE WHEN policies.gone_from_intune_at <= ",
     );
+    sql.int(listed_at)
+        .push(" THEN NULL ELSE policies.gone_from_intune_at END");
     sql.query().execute(&mut **tx).await?;
     Ok(())
 }

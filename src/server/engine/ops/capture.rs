@@ -172,9 +172,12 @@ async fn compare_capture(
             return Ok(Err(Recorded::failed(*reason, message.clone())));
         }
         Captured::Deleted => {
+            // The mark moves forward to this 404: an older mark (a blip no capture has cleared
+            // since) would let a read made before this 404, recorded after it, clear the mark.
             sqlx::query(
-                "UPDATE policies SET gone_from_intune_at = $3 \
-                 WHERE tenant_id = $1 AND id = $2 AND gone_from_intune_at IS NULL",
+                "UPDATE policies SET gone_from_intune_at = CASE WHEN gone_from_intune_at IS NULL \
+                 OR gone_from_intune_at < $3 THEN $3 ELSE gone_from_intune_at END \
+                 WHERE tenant_id = $1 AND id = $2",
             )
             .bind(tenant_id)
             .bind(item.policy_id)
