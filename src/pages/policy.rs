@@ -54,7 +54,7 @@ pub fn PolicyFacts(policy: PolicyInfo) -> impl IntoView {
             <dd>{or_absent(policy.last_modified_at)}</dd>
         </dl>
         {policy.gone_from_intune_at.map(|at| view! {
-            <p class="badge gone" data-testid="gone">"Gone from Intune since " {at.to_string()}</p>
+            <p class="badge gone" data-testid="gone">"Gone from Intune: found missing at " {at.to_string()}</p>
         })}
     }
 }

@@ -1148,11 +1148,9 @@ fn starter_refused() -> Restored {
     failed(reason, &message)
 }
 
-/// Why an item whose starter may no longer restore sent nothing more.
-const REFUSED_NOTHING_MORE: &str = "The member who started this restore may no longer restore in this tenant, so nothing more was sent.";
-
-/// [`REFUSED_NOTHING_MORE`] in fewer words, for an item's message that must also say what an
-/// earlier attempt may have written and when to look (the sanitizer's length).
+/// Why an item whose starter may no longer restore sent nothing more, in few words: its message
+/// must also say what an earlier attempt may have written and when to look, within the
+/// sanitizer's length.
 const REFUSED_NOTHING_MORE_SHORT: &str =
     "Its starter may no longer restore here, so nothing more was sent.";
 
