@@ -46,6 +46,7 @@ both_backends!(local Fixture:
     a_404_moves_an_older_mark_forward_past_a_read_recorded_late,
     an_older_read_recorded_later_does_not_become_the_current_version,
     a_read_held_back_by_a_429_counts_from_its_retry,
+    a_404_of_a_policys_old_graph_id_does_not_mark_its_new_one_gone,
 );
 
 /// The demo app, as an operator of Contoso.
@@ -1515,5 +1516,43 @@ async fn a_read_held_back_by_a_429_counts_from_its_retry(f: Fixture) {
         f.current_version(policy).await,
         Some(new),
         "the read retried after the 429 counted from before it and lost to an older read"
+    );
+}
+
+/// A restore that recreated a deleted policy moves its record to the new Graph id (and clears the
+/// mark): a capture's GET of the old id, in flight meanwhile, answers 404, which says nothing of
+/// the new policy, so the record is not marked gone.
+async fn a_404_of_a_policys_old_graph_id_does_not_mark_its_new_one_gone(f: Fixture) {
+    f.sync().await;
+    let sim = f.a_device_configuration();
+    let policy = f.policy_id(&sim.id).await;
+    assert!(f.demo.sim.remove_policy(CONTOSO, &sim.id));
+    common::answer_after(&f.demo.sim, 1_000);
+    f.demo.sim.reset_counters();
+    let id = policy.to_string();
+    let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
+    f.start_as(&f.operator, "runs/capture-policy", &form).await;
+    let worker = f.worker.clone();
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    let (counters, path) = (&f.demo.sim, sim.id.as_str());
+    common::wait_until(
+        "never asked",
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || async move { !counters.counters().for_path(path).is_empty() },
+    )
+    .await;
+    // As a restore's create followed by `follow_created` leaves the record.
+    sqlx::query("UPDATE policies SET graph_id = $1, gone_from_intune_at = NULL WHERE id = $2")
+        .bind("recreated-by-a-restore")
+        .bind(policy)
+        .execute(f.app.db.pool())
+        .await
+        .expect("the record follows the new policy");
+    working.await.unwrap().unwrap();
+    common::answer_after(&f.demo.sim, 0);
+    assert!(
+        !f.gone_from_intune(policy).await,
+        "a 404 of the old Graph id marked the recreated policy gone"
     );
 }

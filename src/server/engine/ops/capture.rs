@@ -174,14 +174,18 @@ async fn compare_capture(
         Captured::Deleted => {
             // The mark moves forward to this 404: an older mark (a blip no capture has cleared
             // since) would let a read made before this 404, recorded after it, clear the mark.
+            // Only while the record still names the Graph id asked for: a restore may have
+            // recreated the policy meanwhile and moved the record to the new one, which this
+            // 404 says nothing of.
             sqlx::query(
                 "UPDATE policies SET gone_from_intune_at = CASE WHEN gone_from_intune_at IS NULL \
                  OR gone_from_intune_at < $3 THEN $3 ELSE gone_from_intune_at END \
-                 WHERE tenant_id = $1 AND id = $2",
+                 WHERE tenant_id = $1 AND id = $2 AND graph_id = $4",
             )
             .bind(tenant_id)
             .bind(item.policy_id)
             .bind(now)
+            .bind(&item.graph_id)
             .execute(&mut **tx)
             .await?;
             (None, Drift::Deleted, None, false)
