@@ -1296,6 +1296,29 @@ async fn mark_gone_while_in_flight(
     endpoint: &str,
     form: &[(&str, &str)],
 ) -> i64 {
+    while_in_flight(f, asked, endpoint, form, async {
+        // Marked gone after the read started (a later millisecond), as a sync would.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        sqlx::query("UPDATE policies SET gone_from_intune_at = $1 WHERE id = $2")
+            .bind(tenantatlas::domain::Timestamp::now().millis())
+            .bind(policy)
+            .execute(f.app.db.pool())
+            .await
+            .expect("the policy is marked gone");
+    })
+    .await
+}
+
+/// Starts the run `endpoint` with `form` and runs the queue, doing `meanwhile` once its request
+/// to a Graph path containing `asked` has started (Graph answering after 1 s); the run's id once
+/// it has ended.
+async fn while_in_flight(
+    f: &Fixture,
+    asked: &str,
+    endpoint: &str,
+    form: &[(&str, &str)],
+    meanwhile: impl std::future::Future<Output = ()>,
+) -> i64 {
     common::answer_after(&f.demo.sim, 1_000);
     f.demo.sim.reset_counters();
     let run_id = f.start_as(&f.operator, endpoint, form).await.run_id;
@@ -1309,14 +1332,7 @@ async fn mark_gone_while_in_flight(
         || async move { !counters.counters().for_path(path).is_empty() },
     )
     .await;
-    // Marked gone after the read started (a later millisecond), as a sync would.
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    sqlx::query("UPDATE policies SET gone_from_intune_at = $1 WHERE id = $2")
-        .bind(tenantatlas::domain::Timestamp::now().millis())
-        .bind(policy)
-        .execute(f.app.db.pool())
-        .await
-        .expect("the policy is marked gone");
+    meanwhile.await;
     working.await.unwrap().unwrap();
     common::answer_after(&f.demo.sim, 0);
     run_id
@@ -1527,30 +1543,18 @@ async fn a_404_of_a_policys_old_graph_id_does_not_mark_its_new_one_gone(f: Fixtu
     let sim = f.a_device_configuration();
     let policy = f.policy_id(&sim.id).await;
     assert!(f.demo.sim.remove_policy(CONTOSO, &sim.id));
-    common::answer_after(&f.demo.sim, 1_000);
-    f.demo.sim.reset_counters();
     let id = policy.to_string();
     let form = [("tenant", CONTOSO), ("policy_id", id.as_str())];
-    f.start_as(&f.operator, "runs/capture-policy", &form).await;
-    let worker = f.worker.clone();
-    let working = tokio::spawn(async move { worker.try_execute_task().await });
-    let (counters, path) = (&f.demo.sim, sim.id.as_str());
-    common::wait_until(
-        "never asked",
-        Duration::from_secs(10),
-        Duration::from_millis(5),
-        || async move { !counters.counters().for_path(path).is_empty() },
-    )
+    while_in_flight(&f, &sim.id, "runs/capture-policy", &form, async {
+        // As a restore's create followed by `follow_created` leaves the record.
+        sqlx::query("UPDATE policies SET graph_id = $1, gone_from_intune_at = NULL WHERE id = $2")
+            .bind("recreated-by-a-restore")
+            .bind(policy)
+            .execute(f.app.db.pool())
+            .await
+            .expect("the record follows the new policy");
+    })
     .await;
-    // As a restore's create followed by `follow_created` leaves the record.
-    sqlx::query("UPDATE policies SET graph_id = $1, gone_from_intune_at = NULL WHERE id = $2")
-        .bind("recreated-by-a-restore")
-        .bind(policy)
-        .execute(f.app.db.pool())
-        .await
-        .expect("the record follows the new policy");
-    working.await.unwrap().unwrap();
-    common::answer_after(&f.demo.sim, 0);
     assert!(
         !f.gone_from_intune(policy).await,
         "a 404 of the old Graph id marked the recreated policy gone"
