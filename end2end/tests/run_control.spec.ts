@@ -439,8 +439,8 @@ test("a run button whose read after a start fails says so instead of the old row
   test.setTimeout(90_000);
   const capture = await slowPolicy(page);
   await expect(capture.getByTestId("run-active")).toHaveCount(0);
-  // The start is answered; the read after it does not arrive. Nothing reads again while no
-  // run was seen active, so the old row (no run, the button enabled) would stay for good.
+  // The start is answered; the reads after it do not arrive. The old row (no run, the button
+  // enabled) would hide the run just started: the error shows while the reads are tried again.
   await page.route(ACTIVITY, (route) => route.abort());
   await capture.getByRole("button", { name: "Capture now" }).click();
   await expect(capture.getByRole("alert")).toBeVisible();
@@ -470,4 +470,21 @@ test("a run button's poll stops once the user is signed out", async ({ page }) =
     await signIn(page, "operator@fabrikam.example");
     await cancelQuietly(page, runId);
   }
+});
+
+test("a run button whose first read after a start fails reads again and reports the run's end", async ({ page }) => {
+  test.setTimeout(90_000);
+  await page.goto(`/t/${TENANT}/policies`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  const sync = page.getByTestId("sync-inventory");
+  const before = (await sync.getByTestId("run-last").count())
+    ? await sync.getByTestId("run-last").getByRole("link").textContent()
+    : null;
+  // The read that follows the start does not arrive; the ones after do.
+  await page.route(ACTIVITY, (route) => route.abort(), { times: 1 });
+  await sync.getByRole("button", { name: "Sync from Intune" }).click();
+  await expect(sync.getByTestId("run-last")).toContainText("Succeeded", { timeout: 30_000 });
+  await expect(sync.getByTestId("run-last").getByRole("link")).not.toHaveText(before ?? "");
+  await expect(page.getByTestId("toast").filter({ hasText: "Sync inventory" })).toBeVisible();
+  await expect(sync.getByRole("alert")).toHaveCount(0);
 });

@@ -6,7 +6,7 @@
 
 use leptos::prelude::*;
 
-use super::poll::{LastRead, PollTrouble};
+use super::poll::{LastRead, PollState, PollTrouble};
 use super::{use_poll_while, ErrorMessage, NeedsRole, ToastQueue};
 use crate::api::captures::get_run_activity;
 use crate::domain::run::OperationType;
@@ -33,23 +33,39 @@ pub fn RunStarter(
     #[prop(optional, into)] on_done: Option<Callback<RunBrief>>,
 ) -> impl IntoView {
     let tick = RwSignal::new(0_u64);
+    // The start (its action's version) that the last read that worked came after.
+    let answered = StoredValue::new(start.version().get_untracked());
     let activity = Resource::new(
         move || (tenant.get(), tick.get(), start.version().get()),
-        move |(tenant, _, _)| get_run_activity(tenant, operation.as_str().to_owned(), target_id),
+        move |(tenant, _, version)| async move {
+            let read = get_run_activity(tenant, operation.as_str().to_owned(), target_id).await;
+            if read.is_ok() {
+                answered.set_value(version);
+            }
+            read
+        },
     );
-    // A failed poll is tried again later, while a run was last read active; one refused for
-    // good (signed out, no longer a member) is not.
+    // A failed poll is tried again later, while a run was last read active, or until a read
+    // after the last start works (the last read before it was settled, and the run just
+    // started would never be seen); one refused for good (signed out, no longer a member) is
+    // not.
     let failures = use_poll_while(tick, move || {
-        activity.with(|read| {
+        let state = PollState::from(activity.with(|read| {
             read.as_ref()
                 .map(|read| read.as_ref().map(RunActivity::moving).map_err(Clone::clone))
-        })
+        }));
+        match state {
+            PollState::Failed if answered.get_value() != start.version().get_untracked() => {
+                PollState::FailedAfterChange
+            }
+            state => state,
+        }
     });
     // What the row last showed, and for which tenant: a poll of the same tenant that failed for
     // a passing reason keeps it (with a quiet note) until one works, while a run was active and
     // the poll thus tries again; one refused for good drops it for the error. A read that
-    // failed with no run seen active (the one after a start, say) shows the error: nothing
-    // would read again, and the old row would hide the run just started.
+    // failed with no run seen active (the one after a start, say) shows the error while it is
+    // read again: the old row would hide the run just started.
     let shown = LastRead::<(String, RunActivity)>::new();
     let shown_or = move |read: Result<RunActivity, AppError>| {
         let now = tenant.get_untracked();
