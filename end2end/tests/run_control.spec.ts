@@ -488,3 +488,18 @@ test("a run button whose first read after a start fails reads again and reports 
   await expect(page.getByTestId("toast").filter({ hasText: "Sync inventory" })).toBeVisible();
   await expect(sync.getByRole("alert")).toHaveCount(0);
 });
+
+test("a policy's versions that cannot be read again say why", async ({ page }) => {
+  test.setTimeout(90_000);
+  await page.goto(`/t/${TENANT}/policies`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByTestId("policies-table").locator("tbody").getByRole("link").last().click();
+  const capture = page.getByTestId("capture-now");
+  await expect(capture.getByRole("button", { name: "Capture now" })).toBeEnabled();
+  await expect(page.getByRole("alert")).toHaveCount(0);
+  // The versions read after the capture (the page reads them again when it ends) fails.
+  await page.route("**/api/policies/versions", (route) => route.fulfill({ status: 500, body: "boom" }));
+  await capture.getByRole("button", { name: "Capture now" }).click();
+  await expect(page.getByTestId("toast").filter({ hasText: "Capture policy" })).toBeVisible({ timeout: 30_000 });
+  await expect(page.getByRole("alert")).toBeVisible();
+});

@@ -195,8 +195,9 @@ fn VersionList(
                             }).collect_view()}
                         </DataTable>
                     }.into_any(),
-                    // The error is already shown at the top of the page.
-                    _ => ().into_any(),
+                    (Err(error), _) => view! { <ErrorMessage error /> }.into_any(),
+                    // No such policy: the error is already shown at the top of the page.
+                    (Ok(_), None) => ().into_any(),
                 }
             })}
         </Transition>
