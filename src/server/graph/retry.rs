@@ -114,8 +114,10 @@ fn honoured(retry_after: Option<Duration>) -> Option<Duration> {
 /// The longest `Retry-After` read, a day; [`RetryPolicy::max_retry_after`] caps what is honoured.
 const MAX_RETRY_AFTER_READ: Duration = Duration::from_secs(86_400);
 
-/// Reads `Retry-After` as whole (or fractional) seconds or as an HTTP date (the time left until
-/// it, zero when it has passed); garbage is ignored.
+/// Reads `Retry-After` as whole seconds or as an HTTP date (the time left until it, zero when it
+/// has passed); anything else is no value. HTTP's delay-seconds are digits only (RFC 9110,
+/// 10.2.3): a fraction (`0.001`) or a sign is ignored rather than rounded, since honouring it
+/// would send a throttled request again within milliseconds, in the window that refused it.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     retry_after_at(headers, SystemTime::now())
 }
@@ -123,15 +125,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// [`retry_after`] as read at `now`.
 fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let wait = match raw.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
-            Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER_READ.as_secs_f64()))
-        }
-        Ok(_) => return None,
-        Err(_) => {
-            let at = httpdate::parse_http_date(raw).ok()?;
-            at.duration_since(now).unwrap_or(Duration::ZERO)
-        }
+    let wait = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        // Only digits: a number too large for u64 is past the cap anyway.
+        Duration::from_secs(raw.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let at = httpdate::parse_http_date(raw).ok()?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
     };
     Some(wait.min(MAX_RETRY_AFTER_READ))
 }
@@ -249,6 +248,31 @@ mod tests {
         assert_eq!(retry_after(&headers), None);
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("99999999999999999999999"),
+        );
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER_READ));
+    }
+
+    #[test]
+    fn a_sub_second_retry_after_is_no_retry_after() {
+        // Delay-seconds are whole seconds: a fraction is no value, so a 429 carrying one waits
+        // the throttled pause instead of coming back within a millisecond.
+        let policy = RetryPolicy::default();
+        let mut headers = HeaderMap::new();
+        for raw in ["0.001", "0.5", "1.5", "+3", "1e3", " 2 s"] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(raw));
+            let read = retry_after(&headers);
+            assert_eq!(read, None, "{raw:?}");
+            assert_eq!(
+                policy.tenant_pause(1, read, true),
+                Some(policy.throttled_pause(1)),
+                "{raw:?}"
+            );
+        }
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 3 "));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
     }
 
     #[test]
