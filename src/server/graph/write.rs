@@ -648,22 +648,56 @@ struct LiveValue<'v> {
     presentations: HashMap<String, &'v str>,
 }
 
-/// The definition (or presentation) id a value refers to: its expanded object's id, or the id
-/// inside its `…@odata.bind`.
-fn referred_id(item: &Value, expanded: &str) -> Option<String> {
+/// The definition (or presentation) id a value names, whatever it reads: its expanded object's
+/// id, or the id inside its `…@odata.bind`.
+fn named_id<'v>(item: &'v Value, expanded: &str) -> Option<&'v str> {
     if let Some(id) = item
         .get(expanded)
         .and_then(|d| d.get("id"))
         .and_then(Value::as_str)
     {
-        return Some(id.to_owned());
+        return Some(id);
     }
     let bind = item
         .get(format!("{expanded}@odata.bind"))
         .and_then(Value::as_str)?;
     let start = bind.rfind("('")? + 2;
     let end = bind[start..].find("')")? + start;
-    Some(bind[start..end].to_owned())
+    Some(&bind[start..end])
+}
+
+/// The definition (or presentation) id a value refers to ([`named_id`]), only when it is a
+/// Graph id: it goes into an `@odata.bind` URL, where any other text could name another path.
+fn referred_id(item: &Value, expanded: &str) -> Option<String> {
+    named_id(item, expanded)
+        .filter(|id| is_graph_id(id))
+        .map(str::to_owned)
+}
+
+/// Refuses definition values (as a backup holds them) that name their definition or a
+/// presentation by an id that is not a Graph id: they cannot be bound, and leaving them out
+/// would restore the policy without them while reporting it restored.
+fn bindable_definition_values(values: &Value) -> Result<(), GraphError> {
+    let not_bindable =
+        |item: &Value, expanded: &str| named_id(item, expanded).is_some_and(|id| !is_graph_id(id));
+    let refused = values
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .any(|value| {
+            not_bindable(value, "definition")
+                || value
+                    .get("presentationValues")
+                    .and_then(Value::as_array)
+                    .is_some_and(|pvs| pvs.iter().any(|pv| not_bindable(pv, "presentation")))
+        });
+    if refused {
+        return Err(GraphError::new(
+            ReasonCode::InvalidRunInput,
+            "the backup names a setting definition or presentation by an id that is not a Graph id, so its values cannot be written",
+        ));
+    }
+    Ok(())
 }
 
 fn live_values(live: Option<&Value>) -> HashMap<String, LiveValue<'_>> {
@@ -813,6 +847,10 @@ impl GraphClient {
             body: Value::Object(policy_body(policy, request.include_scope_tags)),
             content: inline_content(spec, request.backup),
         };
+        // Refused before anything is sent: the values are written after the policy itself.
+        if spec.content == Content::DefinitionValues {
+            bindable_definition_values(&prepared.content)?;
+        }
         // Refused before anything is read when the backup's secrets cannot be told apart.
         let wanted = wanted_secrets(&prepared)?;
         if !wanted.is_empty() {
@@ -1664,5 +1702,37 @@ mod tests {
         assert_eq!(referred_id(&value, "definition").as_deref(), Some("d1"));
         let value = json!({"definition": {"id": "d2"}});
         assert_eq!(referred_id(&value, "definition").as_deref(), Some("d2"));
+    }
+
+    #[test]
+    fn a_definition_id_that_is_not_a_graph_id_never_reaches_a_bind() {
+        let client = GraphClient::new(crate::server::graph::GraphConfig::new(
+            "https://login",
+            "https://graph/beta",
+        ))
+        .expect("client");
+        let bad_definition = json!([{"definition": {"id": "d')/x('"}, "enabled": true}]);
+        let bad_presentation = json!([{"definition": {"id": "d1"}, "enabled": true,
+            "presentationValues": [{"presentation": {"id": "p')/x('"}, "value": "v"}]}]);
+        let bad_bind = json!([{"enabled": true,
+            "definition@odata.bind": "https://graph/beta/deviceManagement/groupPolicyDefinitions('d 1')"}]);
+        for backup in [&bad_definition, &bad_presentation, &bad_bind] {
+            let body = client.definition_value_changes(backup, None, true);
+            assert!(
+                !body.to_string().contains("')/x('") && !body.to_string().contains("d 1"),
+                "bound: {body}"
+            );
+            let refused = bindable_definition_values(backup).expect_err("refused");
+            assert_eq!(refused.reason_code(), ReasonCode::InvalidRunInput);
+        }
+        // A Graph id is bound as before.
+        let good = json!([{"definition": {"id": "d1"}, "enabled": true,
+            "presentationValues": [{"presentation": {"id": "p1"}, "value": "v"}]}]);
+        assert!(bindable_definition_values(&good).is_ok());
+        let body = client.definition_value_changes(&good, None, true);
+        assert_eq!(
+            body["added"][0]["presentationValues"][0]["presentation@odata.bind"],
+            json!("https://graph/beta/deviceManagement/groupPolicyDefinitions('d1')/presentations('p1')")
+        );
     }
 }
