@@ -34,6 +34,7 @@ mod redirects;
 mod restore;
 mod restore_access;
 mod restore_fence;
+mod restore_references;
 mod robustness;
 mod run_detail;
 mod run_export;

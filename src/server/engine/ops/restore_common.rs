@@ -1,10 +1,18 @@
 //! What the restore's two operations share: `restore.preview` and `restore.execute` plan the
 //! same items (the input's entries, each a policy and the version restored), record each item on
-//! its own, restore a version's parts only as far as it recorded them, and audit every policy
-//! written with the same `restore.item_written` row.
+//! its own, restore a version's parts only as far as it recorded them, check that the groups,
+//! assignment filters and scope tags a version refers to still exist (each looked up once per
+//! run), and audit every policy written with the same `restore.item_written` row.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::OnceCell;
 
 use super::super::operation::{Run, Tx};
-use crate::server::graph::CaptureOptions;
+use crate::server::graph::write::PolicyWriter;
+use crate::server::graph::{CaptureOptions, GraphError, TenantCredentials};
+use crate::server::restore::refs::Reference;
 
 /// Implements [`super::PlannedRestore`] for an input entry with `policy_id` and `snapshot_id`
 /// fields (the policy, and the version restored).
@@ -59,6 +67,79 @@ pub(crate) fn restore_includes(asked: CaptureOptions, recorded: CaptureOptions) 
     }
 }
 
+/// A reference a restore could not verify before writing what names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unverified {
+    /// Graph says it no longer exists.
+    Missing(Reference),
+    /// Looking it up failed: it counts as missing (a restore must not write what it could not
+    /// verify), and the next item asks again.
+    Unchecked(Reference, GraphError),
+}
+
+/// Whether one directory object exists, once a lookup of it has answered.
+type Lookup = Arc<OnceCell<bool>>;
+
+/// Directory objects looked up, per run: a hundred policies assigned to one group look it up
+/// once per run, and items processed together wait for the one lookup in flight. An answer is
+/// kept until the run's operation forgets the run (its conclusion); a failed lookup is never
+/// kept.
+#[derive(Debug, Default)]
+pub(crate) struct Lookups {
+    checked: Mutex<HashMap<i64, HashMap<Reference, Lookup>>>,
+}
+
+impl Lookups {
+    /// The `references` of an item of run `run_id` that no longer exist or could not be looked
+    /// up through `writer`, in order; empty when each exists.
+    pub(crate) async fn unverified(
+        &self,
+        writer: &dyn PolicyWriter,
+        creds: &TenantCredentials,
+        run_id: i64,
+        references: &[Reference],
+    ) -> Vec<Unverified> {
+        let mut unverified = Vec::new();
+        for reference in references {
+            let lookup = self.lookup(run_id, reference);
+            let exists = lookup
+                .get_or_try_init(|| writer.object_exists(creds, reference.kind, &reference.id))
+                .await
+                .copied();
+            match exists {
+                Ok(true) => {}
+                Ok(false) => unverified.push(Unverified::Missing(reference.clone())),
+                Err(error) => unverified.push(Unverified::Unchecked(reference.clone(), error)),
+            }
+        }
+        unverified
+    }
+
+    /// The lookup of `reference` for run `run_id`: the run's own, shared by its items.
+    fn lookup(&self, run_id: i64, reference: &Reference) -> Lookup {
+        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        let run = checked.entry(run_id).or_default();
+        Arc::clone(run.entry(reference.clone()).or_default())
+    }
+
+    /// Drops what run `run_id` looked up: its items are processed.
+    pub(crate) fn forget(&self, run_id: i64) {
+        self.checked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&run_id);
+    }
+
+    /// How many runs have lookups kept.
+    #[cfg(test)]
+    fn runs(&self) -> usize {
+        self.checked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
 /// Records the `restore.item_written` audit row of policy `policy_id`, written to Intune by a
 /// restore (`details` says which run, which action, and whether the write is complete), in the
 /// run's tenant and by its initiator.
@@ -81,4 +162,129 @@ pub(crate) async fn audit_item_written<I>(
         now,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::domain::reason_code::ReasonCode;
+    use crate::domain::TenantExternalId;
+    use crate::server::graph::write::{DirectoryKind, WriteFuture, WriteRequest};
+    use crate::server::graph::{ClientSecret, GraphFuture};
+
+    /// A directory holding the groups of `existing`: counts the lookups asked of it, and fails
+    /// the first `failures`.
+    #[derive(Default)]
+    struct Directory {
+        existing: Vec<&'static str>,
+        failures: AtomicUsize,
+        asked: AtomicUsize,
+    }
+
+    impl PolicyWriter for Directory {
+        fn object_exists<'a>(
+            &'a self,
+            _creds: &'a TenantCredentials,
+            _kind: DirectoryKind,
+            id: &'a str,
+        ) -> GraphFuture<'a, bool> {
+            Box::pin(async move {
+                self.asked.fetch_add(1, Ordering::SeqCst);
+                // Items processed together reach the lookup while it is in flight.
+                tokio::task::yield_now().await;
+                let failing = self
+                    .failures
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if failing {
+                    return Err(GraphError::new(
+                        ReasonCode::GraphUnavailable,
+                        format!("GET groups/{id} answered 503"),
+                    ));
+                }
+                Ok(self.existing.contains(&id))
+            })
+        }
+
+        fn write_policy_reporting<'a>(
+            &'a self,
+            _creds: &'a TenantCredentials,
+            _request: WriteRequest<'a>,
+        ) -> WriteFuture<'a> {
+            unreachable!("a lookup writes nothing")
+        }
+    }
+
+    fn creds() -> TenantCredentials {
+        TenantCredentials {
+            tenant_id: TenantExternalId::parse("6f1c2a3b-0000-4000-8000-00000000c0de")
+                .expect("a tenant id"),
+            client_id: "tenantatlas-app".into(),
+            client_secret: ClientSecret::new("secret"),
+        }
+    }
+
+    fn group(id: &str) -> Reference {
+        Reference {
+            kind: DirectoryKind::Group,
+            id: id.into(),
+        }
+    }
+
+    /// A hundred items of a run referring to the same two groups, processed together, cost one
+    /// lookup of each; another run looks them up again, and a run's lookups go when it is
+    /// forgotten.
+    #[tokio::test]
+    async fn a_restore_run_looks_each_reference_up_once() {
+        let directory = Directory {
+            existing: vec!["g-1"],
+            ..Directory::default()
+        };
+        let (lookups, creds) = (Lookups::default(), creds());
+        let references = [group("g-1"), group("g-2")];
+        let items = (0..100).map(|_| lookups.unverified(&directory, &creds, 1, &references));
+        for unverified in futures::future::join_all(items).await {
+            assert_eq!(unverified, vec![Unverified::Missing(group("g-2"))]);
+        }
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 2, "once per group");
+        lookups.unverified(&directory, &creds, 2, &references).await;
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 4, "once per run");
+        lookups.forget(1);
+        lookups.unverified(&directory, &creds, 2, &references).await;
+        assert_eq!(
+            directory.asked.load(Ordering::SeqCst),
+            4,
+            "run 2 keeps its own"
+        );
+        lookups.forget(2);
+        assert_eq!(lookups.runs(), 0, "nothing is kept once the runs ended");
+    }
+
+    /// A lookup that failed counts as missing, with its error, and is asked again by the next
+    /// item: only an answer is kept.
+    #[tokio::test]
+    async fn a_restore_lookup_that_failed_is_never_kept() {
+        let directory = Directory {
+            existing: vec!["g-1"],
+            failures: AtomicUsize::new(1),
+            ..Directory::default()
+        };
+        let (lookups, creds) = (Lookups::default(), creds());
+        let references = [group("g-1")];
+        let unverified = lookups.unverified(&directory, &creds, 1, &references).await;
+        match unverified.as_slice() {
+            [Unverified::Unchecked(reference, error)] => {
+                assert_eq!(reference, &group("g-1"));
+                assert_eq!(error.reason_code(), ReasonCode::GraphUnavailable);
+            }
+            other => panic!("not one unchecked group: {other:?}"),
+        }
+        for _ in 0..2 {
+            let unverified = lookups.unverified(&directory, &creds, 1, &references).await;
+            assert!(unverified.is_empty(), "{unverified:?}");
+        }
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 2);
+    }
 }

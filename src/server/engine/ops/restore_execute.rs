@@ -1,7 +1,10 @@
 //! `restore.execute`: writes the items of a current preview back to Intune. For each item, right
 //! before writing, the live policy is read again: if its content hash moved since the preview
 //! (or it was deleted, or came back), the item fails with `changed_since_preview` and nothing is
-//! written for it. An item planned "no change" writes nothing. Otherwise the policy is updated in
+//! written for it. An item planned "no change" writes nothing. Then each group, assignment filter
+//! and scope tag the write would name is looked up again (once per run, as the preview does): one
+//! deleted since the preview, or one that cannot be looked up, fails the item before anything is
+//! sent (`changed_since_preview`, or the lookup's reason). Otherwise the policy is updated in
 //! place, or created anew when it was deleted (the policy's record then follows the new Graph id,
 //! so a later restore updates it rather than creating another). Then the policy is captured again
 //! and compared with the backup: the run's evidence ("48 of 50 now match the backup; 2 differ").
@@ -43,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
+use super::restore_common::{Lookups, Unverified};
 use crate::domain::reason_code::ReasonCode;
 use crate::domain::restore::{PlanAction, RestoreAction};
 use crate::domain::run::OperationType;
@@ -59,6 +63,7 @@ use crate::server::graph::{
     CaptureOptions, GraphConfig, GraphError, PolicySource, PolicyType, Snapshot, TenantCredentials,
 };
 use crate::server::restore::compare::restore_comparison;
+use crate::server::restore::refs::{kind_label, references};
 use crate::server::sanitize::sanitize;
 use crate::server::snapshots::{store_captures, Capture, StoredVersion};
 
@@ -409,15 +414,21 @@ impl Evidence {
     }
 }
 
-/// The handler: reads through `source`, writes through `writer`.
+/// The handler: reads through `source`, writes through `writer` (which also looks up the
+/// groups, filters and scope tags a backup refers to, once per run).
 pub struct RestoreExecute {
     source: Arc<dyn PolicySource>,
     writer: Arc<dyn PolicyWriter>,
+    lookups: Lookups,
 }
 
 impl RestoreExecute {
     pub fn new(source: Arc<dyn PolicySource>, writer: Arc<dyn PolicyWriter>) -> Self {
-        Self { source, writer }
+        Self {
+            source,
+            writer,
+            lookups: Lookups::default(),
+        }
     }
 
     /// Announces that `item`'s write is about to be sent, committed and only while this claim
@@ -684,6 +695,21 @@ impl RestoreExecute {
             // Finishing the create an earlier claim announced: its announce stands.
             (None, Some(_)) => None,
         };
+        // A group, filter or scope tag deleted since the preview (which may be 15 minutes old)
+        // would be written as a target that no longer exists: each one the write names is
+        // looked up again (once per run), and one gone, or not verified, stops the item here.
+        let references = references(
+            &backup.payload,
+            item.include_assignments,
+            item.include_scope_tags,
+        );
+        let unverified = self
+            .lookups
+            .unverified(self.writer.as_ref(), creds, item.run_id, &references)
+            .await;
+        if !unverified.is_empty() {
+            return unverified_references(&unverified, created_before.as_deref());
+        }
         let announced = match write {
             // Finishing the create an earlier claim announced sends the rest of the policy (its
             // settings, its assignments) without an announce of its own: the starter's role is
@@ -995,6 +1021,69 @@ fn partly_written(action: RestoreAction, graph_id: String, error: &GraphError) -
         action,
         graph_id,
         reason: error.reason_code(),
+        message,
+    }
+}
+
+/// An item whose backup refers to groups, filters or scope tags that no longer exist or could
+/// not be looked up (`unverified`): nothing is sent. `created` is the policy an earlier attempt
+/// of the run created for it (found by this one): recorded as created, and partly written.
+/// The reason is `changed_since_preview` when one no longer exists (the preview found it), else
+/// the failed lookup's. The verdict and advice come first, what is missing last: the sanitizer
+/// cuts the message at its length.
+fn unverified_references(unverified: &[Unverified], created: Option<&str>) -> Restored {
+    let mut missing = Vec::new();
+    let mut unchecked = Vec::new();
+    for reference in unverified {
+        match reference {
+            Unverified::Missing(reference) => {
+                missing.push(format!("{} {}", kind_label(reference.kind), reference.id));
+            }
+            Unverified::Unchecked(reference, error) => unchecked.push((reference, error)),
+        }
+    }
+    let (reason, verdict, advice) = match unchecked.first() {
+        Some((_, error)) if missing.is_empty() => (
+            error.reason_code(),
+            "could not be checked",
+            "Run the preview again: it checks each again.",
+        ),
+        _ => (
+            ReasonCode::ChangedSincePreview,
+            "no longer exists",
+            "Run the preview again: it names what is missing.",
+        ),
+    };
+    let mut named = String::new();
+    if !missing.is_empty() {
+        named.push_str(&format!(" Missing: {}.", missing.join(", ")));
+    }
+    if !unchecked.is_empty() {
+        let unchecked: Vec<String> = unchecked
+            .iter()
+            .map(|(reference, error)| {
+                let label = kind_label(reference.kind);
+                format!("{label} {} ({})", reference.id, error.message())
+            })
+            .collect();
+        named.push_str(&format!(" Not checked: {}.", unchecked.join(", ")));
+    }
+    let Some(graph_id) = created else {
+        return failed(
+            reason,
+            &format!(
+                "A group, filter or scope tag this policy refers to {verdict}: nothing was written. {advice}{named}"
+            ),
+        );
+    };
+    let message = sanitize(&format!(
+        "An earlier attempt of this run created this policy in Intune (as {graph_id}); a group, filter or scope tag it refers to {verdict}, so nothing more was written. {advice}{named}"
+    ));
+    tracing::warn!(reason = reason.as_str(), %message, "an earlier create is not finished; a reference is missing");
+    Restored::PartlyWritten {
+        action: RestoreAction::Created,
+        graph_id: graph_id.to_owned(),
+        reason,
         message,
     }
 }
@@ -1328,6 +1417,8 @@ impl Operation for RestoreExecute {
         creds: Result<&TenantCredentials, &RunFailure>,
         run: &Run<RestoreExecuteInput>,
     ) -> Result<Option<RunFailure>, sqlx::Error> {
+        // Its items are processed: the run's lookups are no longer needed.
+        self.lookups.forget(run.id);
         // A cancel undoes nothing: a run cancelled while this claim was writing says what
         // stays written (the engine concludes it with the cancel as its failure, or as usual).
         let cancelled = || write_cancelled(db, run);
@@ -1769,7 +1860,9 @@ const _: () = assert!(!<RestoreExecute as Operation>::LAZY_COMMITS);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::graph::write::DirectoryKind;
     use crate::server::graph::RetryPolicy;
+    use crate::server::restore::refs::Reference;
 
     /// The message of `restored`, which must be a partly written or may-have-been-written one.
     fn message_of(restored: &Restored) -> &str {
@@ -1810,6 +1903,53 @@ mod tests {
                 "{message}"
             );
             assert!(message.ends_with(end), "{message}");
+        }
+        // Five groups by GUID, one of them not looked up with Graph's long words.
+        let group = |n: usize| Reference {
+            kind: DirectoryKind::Group,
+            id: format!("{n}f3c2a51-9d7e-4b6a-8c1f-2e5d7a9b3c4e"),
+        };
+        let mut unverified: Vec<Unverified> =
+            (1..5).map(|n| Unverified::Missing(group(n))).collect();
+        unverified.push(Unverified::Unchecked(group(5), long_error.clone()));
+        for created in [None, Some(graph_id.as_str())] {
+            let (reason, message) = match unverified_references(&unverified, created) {
+                Restored::Failed(reason, message) => (reason, message),
+                Restored::PartlyWritten {
+                    action,
+                    graph_id,
+                    reason,
+                    message,
+                } => {
+                    assert_eq!(action, RestoreAction::Created);
+                    assert_eq!(Some(graph_id.as_str()), created);
+                    (reason, message)
+                }
+                _ => panic!("neither failed nor partly written"),
+            };
+            assert_eq!(reason, ReasonCode::ChangedSincePreview);
+            assert!(
+                message.chars().count() <= crate::server::sanitize::MAX_CHARS,
+                "{message}"
+            );
+            assert!(
+                message.contains("no longer exists")
+                    && message.contains(
+                        "Run the preview again: it names what is missing. Missing: Group 1f3c2a51"
+                    ),
+                "{message}"
+            );
+        }
+        let unchecked = [Unverified::Unchecked(group(1), long_error.clone())];
+        match unverified_references(&unchecked, None) {
+            Restored::Failed(reason, message) => {
+                assert_eq!(reason, ReasonCode::GraphUnavailable);
+                assert!(
+                    message.starts_with("A group, filter or scope tag this policy refers to could not be checked: nothing was written. Run the preview again: it checks each again. Not checked: Group 1f3c2a51"),
+                    "{message}"
+                );
+            }
+            _ => panic!("an unchecked group fails the item"),
         }
         for action in [RestoreAction::Created, RestoreAction::Updated] {
             let written = partly_written(action, graph_id.clone(), &long_error);

@@ -13,13 +13,14 @@
 //! item is blocked and says when to preview again.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::super::operation::{Notice, Operation, Pending, Recorded, Run, Tx};
 use super::super::worker::RunFailure;
 use super::capture::{capture, CaptureItem, Captured};
+use super::restore_common::{Lookups, Unverified};
 use super::restore_execute::{
     create_settled_at, created_name, created_since, follow_created, in_flight, twin_in_use,
 };
@@ -31,9 +32,7 @@ use crate::domain::snapshot::{CapturedPolicy, ChangeKind, PolicyType, SettingNam
 use crate::domain::versions::Drift;
 use crate::domain::Timestamp;
 use crate::server::db::Db;
-use crate::server::graph::write::{
-    ambiguous_secret_settings, secret_settings, DirectoryKind, PolicyWriter,
-};
+use crate::server::graph::write::{ambiguous_secret_settings, secret_settings, PolicyWriter};
 use crate::server::graph::{CaptureOptions, PolicySource, TenantCredentials};
 use crate::server::restore::compare::restore_comparison;
 use crate::server::restore::refs::{kind_label, references, Reference};
@@ -106,41 +105,6 @@ pub struct Previewed {
     missing: Vec<String>,
 }
 
-/// Whether each directory object one run looked up exists.
-type RunLookups = HashMap<(DirectoryKind, String), bool>;
-
-/// Directory objects already checked, per run: a hundred policies assigned to one group look
-/// it up once. A run's entries are dropped when its preview ends.
-#[derive(Debug, Default)]
-struct Lookups {
-    checked: Mutex<HashMap<i64, RunLookups>>,
-}
-
-impl Lookups {
-    fn known(&self, run_id: i64, key: &(DirectoryKind, String)) -> Option<bool> {
-        self.checked.lock().ok()?.get(&run_id)?.get(key).copied()
-    }
-
-    fn remember(&self, run_id: i64, key: (DirectoryKind, String), exists: bool) {
-        if let Ok(mut checked) = self.checked.lock() {
-            checked.entry(run_id).or_default().insert(key, exists);
-        }
-    }
-
-    /// Drops what run `run_id` looked up: its preview has ended.
-    fn forget(&self, run_id: i64) {
-        if let Ok(mut checked) = self.checked.lock() {
-            checked.remove(&run_id);
-        }
-    }
-
-    /// How many runs have lookups kept.
-    #[cfg(test)]
-    fn runs(&self) -> usize {
-        self.checked.lock().map_or(0, |checked| checked.len())
-    }
-}
-
 /// The handler: captures through `source`, checks references through `writer` (GETs only).
 pub struct RestorePreview {
     source: Arc<dyn PolicySource>,
@@ -165,32 +129,23 @@ impl RestorePreview {
         run_id: i64,
         references: &[Reference],
     ) -> Vec<String> {
-        let mut missing = Vec::new();
-        for reference in references {
-            let key = (reference.kind, reference.id.clone());
-            let exists = match self.lookups.known(run_id, &key) {
-                Some(exists) => Ok(exists),
-                None => {
-                    self.writer
-                        .object_exists(creds, reference.kind, &reference.id)
-                        .await
+        self.lookups
+            .unverified(self.writer.as_ref(), creds, run_id, references)
+            .await
+            .into_iter()
+            .map(|unverified| match unverified {
+                Unverified::Missing(reference) => {
+                    let label = kind_label(reference.kind);
+                    format!("{label} {} no longer exists.", reference.id)
                 }
-            };
-            let label = kind_label(reference.kind);
-            match exists {
-                Ok(true) => self.lookups.remember(run_id, key, true),
-                Ok(false) => {
-                    self.lookups.remember(run_id, key, false);
-                    missing.push(format!("{label} {} no longer exists.", reference.id));
-                }
-                Err(error) => missing.push(sanitize(&format!(
-                    "{label} {} could not be checked: {}",
+                Unverified::Unchecked(reference, error) => sanitize(&format!(
+                    "{} {} could not be checked: {}",
+                    kind_label(reference.kind),
                     reference.id,
                     error.message()
-                ))),
-            }
-        }
-        missing
+                )),
+            })
+            .collect()
     }
 
     /// Settles `create`, an earlier execute's create of the deleted policy of `item` whose
@@ -800,21 +755,6 @@ async fn plan_summary(db: &Db, run_id: i64, block: Option<&str>) -> Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_runs_lookups_are_kept_until_its_preview_ends() {
-        let lookups = Lookups::default();
-        let group = (DirectoryKind::Group, "g-1".to_owned());
-        lookups.remember(1, group.clone(), true);
-        lookups.remember(2, group.clone(), false);
-        assert_eq!(lookups.known(1, &group), Some(true));
-        assert_eq!(lookups.known(2, &group), Some(false));
-        lookups.forget(1);
-        assert_eq!(lookups.known(1, &group), None);
-        assert_eq!(lookups.known(2, &group), Some(false));
-        lookups.forget(2);
-        assert_eq!(lookups.runs(), 0, "nothing is kept once the previews ended");
-    }
 
     #[test]
     fn every_missing_permission_is_named() {
