@@ -195,9 +195,13 @@ fn VersionList(
                             }).collect_view()}
                         </DataTable>
                     }.into_any(),
-                    (Err(error), _) => view! { <ErrorMessage error /> }.into_any(),
-                    // No such policy: the error is already shown at the top of the page.
-                    (Ok(_), None) => ().into_any(),
+                    // A read that failed for a passing reason; one refused for good (the
+                    // policy gone, the member signed out or removed) is the policy's own
+                    // error too, already shown at the top of the page.
+                    (Err(error), _) if !error.ends_polling() => {
+                        view! { <ErrorMessage error /> }.into_any()
+                    }
+                    _ => ().into_any(),
                 }
             })}
         </Transition>
