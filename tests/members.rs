@@ -20,6 +20,8 @@ both_backends!(TestApp:
     an_address_that_hides_characters_is_refused_and_invites_nobody,
     adding_a_member_is_a_conflict_even_for_an_account_invited_elsewhere,
     a_removed_members_pending_invitation_does_not_bring_them_back,
+    an_account_whose_password_the_admin_set_is_added_at_once,
+    the_upgrade_marks_the_accounts_invitations_made,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -799,4 +801,112 @@ async fn a_removed_members_pending_invitation_does_not_bring_them_back(app: Test
     };
     assert_eq!(*target, format!("email:{VICTIM}"));
     assert!(details.contains("member_removed"), "{details}");
+}
+
+/// Runs the admin command `args` of the binary on the app's database, which must succeed.
+fn admin_cli(app: &TestApp, args: &[&str], stdin: &str) {
+    let output = common::run_binary(app.database_url(), args, stdin);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// An address with no account yet, which Fabrikam's owner (the attacker) invites into Fabrikam
+/// before the admin makes its account with `create-user`; its session then joins Fabrikam
+/// through the link.
+const ADMIN_MADE: &str = "admin.made@example.org";
+
+/// `ADMIN_MADE` gets its account from the admin, then joins Fabrikam through the attacker's
+/// link with its own session.
+async fn join_fabrikam_with_an_admin_made_account(app: &TestApp, attacker: &str) {
+    let token = token_of(
+        app.add_member(attacker, FABRIKAM, ADMIN_MADE, "readonly")
+            .await
+            .expect("the attacker invites the address"),
+    );
+    admin_cli(
+        app,
+        &["create-user", "--email", ADMIN_MADE, "--name", "Made"],
+        "the admin's password for it\n",
+    );
+    let session = sign_in_with(app, ADMIN_MADE, "the admin's password for it").await;
+    assert_eq!(accept_as(app, Some(&session), &token).await, 200);
+}
+
+/// The mark that keeps a squatted account from being added at once is the password the link's
+/// holder chose, not the acceptance: once the admin resets the password (`set-password`, which
+/// signs the squatter out), Contoso's owner adds the address at once. An account the admin made
+/// is added at once too, though it joined another tenant through that tenant's link (with its
+/// own session, which chose no password).
+async fn an_account_whose_password_the_admin_set_is_added_at_once(app: TestApp) {
+    let Squatted {
+        attacker,
+        contoso_owner,
+        ..
+    } = squat_the_victims_address(&app).await;
+    join_fabrikam_with_an_admin_made_account(&app, &attacker).await;
+    assert!(matches!(
+        app.add_member(&contoso_owner, CONTOSO, VICTIM, "readonly")
+            .await
+            .expect("the owner adds the address"),
+        AddMemberOutcome::Invited { .. }
+    ));
+
+    admin_cli(
+        &app,
+        &["set-password", "--email", VICTIM],
+        "the victim's real password\n",
+    );
+    assert_eq!(
+        app.add_member(&contoso_owner, CONTOSO, VICTIM, "readonly")
+            .await
+            .expect("the owner adds the address"),
+        AddMemberOutcome::Added
+    );
+    assert_eq!(
+        role_in_contoso(&app, VICTIM).await.as_deref(),
+        Some("readonly")
+    );
+    assert_eq!(
+        app.add_member(&contoso_owner, CONTOSO, ADMIN_MADE, "readonly")
+            .await
+            .expect("the owner adds the address"),
+        AddMemberOutcome::Added
+    );
+}
+
+/// A database of before the mark: the upgrade marks the accounts an invitation made (the
+/// squatted one), not one the admin made that joined through a link with its own session, so a
+/// squatted account is still invited, not added, after the upgrade.
+async fn the_upgrade_marks_the_accounts_invitations_made(app: TestApp) {
+    let Squatted {
+        attacker,
+        contoso_owner,
+        ..
+    } = squat_the_victims_address(&app).await;
+    join_fabrikam_with_an_admin_made_account(&app, &attacker).await;
+    // Back to the schema of before migration 31, then up again.
+    for statement in [
+        "DELETE FROM _sqlx_migrations WHERE version = 31",
+        "ALTER TABLE users DROP COLUMN password_via_invitation_at",
+    ] {
+        sqlx::query(statement).execute(app.db.pool()).await.unwrap();
+    }
+    app.db.migrate().await.expect("migration 31 applies again");
+    let marked: Vec<String> = sqlx::query_scalar(
+        "SELECT email FROM users WHERE password_via_invitation_at IS NOT NULL ORDER BY email",
+    )
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(marked, [VICTIM]);
+    assert!(matches!(
+        app.add_member(&contoso_owner, CONTOSO, VICTIM, "owner")
+            .await
+            .expect("the owner adds the address"),
+        AddMemberOutcome::Invited { .. }
+    ));
+    assert_eq!(role_in_contoso(&app, VICTIM).await, None);
 }

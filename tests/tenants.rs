@@ -9,9 +9,12 @@ use crate::common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Answer, Backend, Options, TempDir, TestApp, TestDb, ADMIN, CONTOSO, OPERATOR};
+use common::{
+    Answer, Backend, Options, TempDir, TestApp, TestDb, ADMIN, CONTOSO, FABRIKAM, OPERATOR,
+    OUTSIDER,
+};
 use tenantatlas::domain::tenant::SecretSource;
-use tenantatlas::domain::{AppError, Role, TenantSettings, TenantSummary};
+use tenantatlas::domain::{AddMemberOutcome, AppError, Role, TenantSettings, TenantSummary};
 use tenantatlas::graph_sim::{GraphSim, SimConfig, SimHandle};
 use tenantatlas::server::db::Backend as Engine;
 use tenantatlas::server::engine::runner::WakeUp;
@@ -30,6 +33,7 @@ both_backends!(TestApp:
     disconnecting_stops_the_runs_under_way_and_queued,
     disconnecting_or_reconnecting_twice_changes_nothing_the_second_time,
     disconnecting_again_cancels_the_runs_the_first_disconnect_left,
+    create_tenant_refuses_an_owner_whose_password_an_invitation_link_chose,
 );
 
 const K1: &str = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -334,6 +338,113 @@ async fn an_env_reference_stays_possible(app: TestApp) {
         "a secret\n",
     ));
     assert!(stderr.contains("--secret-key-file"), "{stderr}");
+}
+
+/// `create-tenant` of `tenant` (its secret from the environment, so no key file) with `owner`.
+fn create_tenant_owned_by(url: &str, tenant: &str, owner: &str) -> std::process::Output {
+    admin(
+        url,
+        &[
+            "create-tenant",
+            "--tenant",
+            tenant,
+            "--name",
+            "Owned",
+            "--client-id",
+            "app-owned",
+            "--secret-ref",
+            "env:TA_TENANTS_TEST_SECRET",
+            "--owner",
+            owner,
+        ],
+        "",
+    )
+}
+
+/// The role of the account `email` in the tenant `tenant`, if it is a member.
+async fn role_in(app: &TestApp, tenant: &str, email: &str) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id \
+         JOIN tenants t ON t.id = m.tenant_id WHERE u.email = $1 AND t.external_id = $2",
+    )
+    .bind(email)
+    .bind(tenant)
+    .fetch_optional(app.db.pool())
+    .await
+    .unwrap()
+}
+
+/// No address is verified: Mallory, owner of Fabrikam, invites `alice@corp.example` into
+/// Fabrikam and accepts the link herself, with a password she chose. The admin's
+/// `create-tenant --owner alice@corp.example` is refused (it names `set-password`) and writes
+/// nothing, neither the tenant nor a membership; once the admin has given the account a password
+/// of theirs (`set-password`, which signs Mallory out), it succeeds. An account `create-user`
+/// made is an owner as before.
+async fn create_tenant_refuses_an_owner_whose_password_an_invitation_link_chose(app: TestApp) {
+    const ALICE: &str = "alice@corp.example";
+    const CAROL: &str = "carol@corp.example";
+    const MALLORYS_PASSWORD: &str = "mallory's own password";
+    let url = app.database_url().to_owned();
+    let admin_session = app.sign_in(ADMIN).await;
+    let mallory = app.sign_in(OUTSIDER).await;
+    let mallory_id = common::user_id(&app.db, OUTSIDER).await;
+    app.change_member_role(&admin_session, FABRIKAM, mallory_id, "owner")
+        .await
+        .expect("Mallory owns Fabrikam");
+    let outcome = app
+        .add_member(&mallory, FABRIKAM, ALICE, "readonly")
+        .await
+        .expect("Mallory invites the address");
+    let AddMemberOutcome::Invited { link, .. } = outcome else {
+        panic!("an invitation, not {outcome:?}");
+    };
+    let token = link.rsplit_once("#token=").expect("a token").1;
+    let (accepted, _) = app
+        .accept_invitation(token, "Alice", MALLORYS_PASSWORD)
+        .await;
+    accepted.expect("Mallory accepts the link herself");
+
+    let tenants = app.count("tenants").await;
+    let memberships = app.count("memberships").await;
+    let stderr = refused(&create_tenant_owned_by(&url, TENANT_A, ALICE));
+    assert!(
+        stderr.contains("invitation link") && stderr.contains("set-password --email"),
+        "{stderr}"
+    );
+    assert_eq!(app.count("tenants").await, tenants, "no tenant row");
+    assert_eq!(app.count("memberships").await, memberships, "no membership");
+
+    // The admin takes the account back: Mallory's password no longer signs in, and the account
+    // may own the tenant.
+    ok(&admin(
+        &url,
+        &["set-password", "--email", ALICE],
+        "the real alice's password\n",
+    ));
+    let form = [
+        ("email", ALICE),
+        ("password", MALLORYS_PASSWORD),
+        ("next", "/"),
+    ];
+    assert_eq!(app.call("auth/sign-in", &form).await.status(), 401);
+    let out = ok(&create_tenant_owned_by(&url, TENANT_A, ALICE));
+    assert!(out.contains("connected"), "{out}");
+    assert_eq!(
+        role_in(&app, TENANT_A, ALICE).await.as_deref(),
+        Some("owner")
+    );
+
+    // An account the admin made owns a tenant at once, as before.
+    ok(&admin(
+        &url,
+        &["create-user", "--email", CAROL, "--name", "Carol"],
+        "carol's own password\n",
+    ));
+    ok(&create_tenant_owned_by(&url, TENANT_B, CAROL));
+    assert_eq!(
+        role_in(&app, TENANT_B, CAROL).await.as_deref(),
+        Some("owner")
+    );
 }
 
 mod accounts {

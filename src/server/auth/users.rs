@@ -15,28 +15,42 @@ pub struct Credentials {
     /// The generation a new session is signed in under: a session signed in under another one is
     /// over (see [`super::session`]).
     pub session_generation: i64,
+    /// When the password was chosen through an invitation link (`None`: the admin CLI set it,
+    /// or the seed). No address is verified, so such an account may belong to whoever held the
+    /// link, not to the address: it is never given a tenant without its own consent.
+    pub password_via_invitation_at: Option<i64>,
+}
+
+impl Credentials {
+    /// Whether whoever held an invitation link chose the password (and the admin has not
+    /// reset it since).
+    pub fn password_via_invitation(&self) -> bool {
+        self.password_via_invitation_at.is_some()
+    }
 }
 
 /// The account with this e-mail, if any.
 pub async fn credentials(db: &Db, email: &Email) -> Result<Option<Credentials>, AppError> {
-    Ok(
-        sqlx::query_as("SELECT id, password_hash, session_generation FROM users WHERE email = $1")
-            .bind(email.as_str())
-            .fetch_optional(db.pool())
-            .await?,
+    Ok(sqlx::query_as(
+        "SELECT id, password_hash, session_generation, password_via_invitation_at \
+         FROM users WHERE email = $1",
     )
+    .bind(email.as_str())
+    .fetch_optional(db.pool())
+    .await?)
 }
 
 /// Sets an existing account's password and ends all of its sessions. Returns its id, or `None`
-/// when no account has this e-mail.
+/// when no account has this e-mail. The admin chose the password, so the account no longer
+/// counts as one an invitation link made (whoever held the link is signed out and locked out).
 pub async fn set_password(
     db: &Db,
     email: &Email,
     password_hash: &str,
 ) -> Result<Option<i64>, AppError> {
     Ok(sqlx::query_scalar(
-        "UPDATE users SET password_hash = $1, session_generation = session_generation + 1 \
-         WHERE email = $2 RETURNING id",
+        "UPDATE users SET password_hash = $1, session_generation = session_generation + 1, \
+         password_via_invitation_at = NULL WHERE email = $2 RETURNING id",
     )
     .bind(password_hash)
     .bind(email.as_str())
@@ -94,7 +108,8 @@ pub async fn make_admin(db: &Db, user_id: i64) -> Result<(), AppError> {
 }
 
 /// Creates an account, or sets the password and name of an existing one (ending all of its
-/// sessions). Returns its id. The first account of a database is an admin.
+/// sessions, and its mark of a password chosen through an invitation link, as
+/// [`set_password`]). Returns its id. The first account of a database is an admin.
 pub async fn upsert_user(
     db: &Db,
     email: &Email,
@@ -104,7 +119,8 @@ pub async fn upsert_user(
     if let Some(existing) = credentials(db, email).await? {
         sqlx::query(
             "UPDATE users SET display_name = $1, password_hash = $2, \
-             session_generation = session_generation + 1 WHERE id = $3",
+             session_generation = session_generation + 1, password_via_invitation_at = NULL \
+             WHERE id = $3",
         )
         .bind(display_name)
         .bind(password_hash)

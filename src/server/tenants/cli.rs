@@ -29,7 +29,10 @@ pub async fn load_keys(
     Ok(Some(Arc::new(keys)))
 }
 
-/// `create-tenant`: connects a tenant from the command line.
+/// `create-tenant`: connects a tenant from the command line. The `--owner` account must be one
+/// whose password the admin set: an account whose password was chosen through an invitation
+/// link may belong to whoever held the link (no address is verified), so it is refused, before
+/// anything is written, until `set-password` or `create-user` gives it a password of the admin's.
 pub async fn create_tenant(
     db: &Db,
     keys: Option<&KeyRing>,
@@ -52,6 +55,15 @@ pub async fn create_tenant(
                         email.as_str()
                     ))
                 })?;
+            if account.password_via_invitation() {
+                return Err(StartError::Invalid(format!(
+                    "the account {0} was made through an invitation link, whose holder chose its \
+                     password (the address was never verified): give it a password with \
+                     `set-password --email {0}` (or `create-user`), hand that to the address's \
+                     owner, then run create-tenant again",
+                    email.as_str()
+                )));
+            }
             Some((account.user_id, email))
         }
         None => None,

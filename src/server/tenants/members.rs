@@ -29,14 +29,16 @@ pub async fn list(db: &Db, scope: &TenantScope) -> Result<Vec<Member>, AppError>
 
 /// Adds the address as a member: at once when it has an account the owner may add without its
 /// consent, else by an invitation whose link (built on `public_url`, the URL browsers reach the
-/// app at) the owner passes on. An account made through another tenant's invitation proves no
-/// more than that someone held that tenant's link: whoever accepted it chose the password,
-/// whatever the address. Such an account is always invited too, and only a session of that
-/// account can accept the link: sharing a tenant with the owner proves nothing, as the holder of
-/// the account may have brought the owner (or the account) into that tenant without the owner's
-/// consent. An address whose account is a member already is a 409 that writes nothing (change
-/// its role instead), however the account was made: an invitation for it would stay pending,
-/// and let the member back in, with its role, after a removal.
+/// app at) the owner passes on. An account whose password was chosen through another tenant's
+/// invitation link proves no more than that someone held that link: whoever accepted it chose
+/// the password, whatever the address. Such an account is always invited too, and only a
+/// session of that account can accept the link: sharing a tenant with the owner proves nothing,
+/// as the holder of the account may have brought the owner (or the account) into that tenant
+/// without the owner's consent. Once the admin resets its password (`set-password`,
+/// `create-user`), the password is no longer the link holder's and the account is added at once
+/// like any other. An address whose account is a member already is a 409 that writes nothing
+/// (change its role instead), however the account was made: an invitation for it would stay
+/// pending, and let the member back in, with its role, after a removal.
 pub async fn add_or_invite(
     db: &Db,
     scope: &TenantScope,
@@ -67,19 +69,31 @@ enum Account {
     None,
     /// An account the owner may add at once.
     Addable(i64),
-    /// An account that accepted an invitation of another tenant: it joins only by accepting an
-    /// invitation while signed in.
+    /// An account whose password was chosen through an invitation link of another tenant: it
+    /// joins only by accepting an invitation while signed in.
     NeedsConsent,
 }
 
+/// Reads the account of `email`. Its mark (`password_via_invitation_at`) says the password is
+/// still the one chosen through an invitation link; the tenant the link came from is then one of
+/// those whose invitations the account accepted. An account that accepted only this tenant's
+/// invitations was made through this tenant's own link, whose holder the tenant trusted already,
+/// so it is added at once. An account whose password the admin set (the CLI or the seed) is
+/// added at once too, even when it joined other tenants through their links: it joined with its
+/// own session, which chose no password.
 async fn account(db: &Db, scope: &TenantScope, email: &Email) -> Result<Account, AppError> {
-    let Some(user_id) = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE email = $1")
-        .bind(email.as_str())
-        .fetch_optional(db.pool())
-        .await?
+    let Some((user_id, via_invitation)) = sqlx::query_as::<_, (i64, Option<i64>)>(
+        "SELECT id, password_via_invitation_at FROM users WHERE email = $1",
+    )
+    .bind(email.as_str())
+    .fetch_optional(db.pool())
+    .await?
     else {
         return Ok(Account::None);
     };
+    if via_invitation.is_none() {
+        return Ok(Account::Addable(user_id));
+    }
     let invited_elsewhere: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM invitations WHERE accepted_by = $1 AND tenant_id <> $2",
     )
