@@ -489,6 +489,34 @@ test("a run button whose first read after a start fails reads again and reports 
   await expect(sync.getByRole("alert")).toHaveCount(0);
 });
 
+test("a quick retry from the run panel is announced and its items are listed", async ({ page }) => {
+  test.setTimeout(90_000);
+  // The capture fails (as if the policy were deleted), then Intune is back to normal.
+  await knobs(page, { rate_404: 1, latency_ms: 30, latency_jitter_ms: 0 });
+  const { runId, setId } = await queueRun(page, 1);
+  await page.goto(`/t/${TENANT}/backup-sets/${setId}`);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  const row = page.getByTestId("run-row").filter({ hasText: `Run #${runId}` });
+  await expect(row).toHaveAttribute("data-status", "failed", { timeout: 30_000 });
+  const items = page.getByTestId("item-count");
+  await expect(items).toHaveText("0");
+  await knobs(page, { rate_404: 0 });
+  // The panel's reads after the retry are slow: the retry has ended before it lists it.
+  await page.route(/\/api\/runs\/for-backup-set/, async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    await route.continue();
+  });
+  await row.getByRole("button", { name: "Retry 1 failed" }).click();
+  const queued = page.getByTestId("toast").filter({ hasText: `(retry of run #${runId})` });
+  await expect(queued).toBeVisible();
+  const retryId = Number((await queued.textContent())?.match(/Run #(\d+)/)?.[1]);
+  expect(retryId).toBeGreaterThan(runId);
+  await expect(page.getByTestId("toast").filter({ hasText: `Finished: run #${retryId}` })).toBeVisible({
+    timeout: 30_000,
+  });
+  await expect(items).toHaveText("1");
+});
+
 test("a policy's versions that cannot be read again say why", async ({ page }) => {
   test.setTimeout(90_000);
   await page.goto(`/t/${TENANT}/policies`);

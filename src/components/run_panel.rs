@@ -58,7 +58,8 @@ fn counts_text(run: &RunSummary) -> String {
 
 /// The runs of `list` that settled since the panel's last list, `seen` (whether each run was
 /// settled then; `None`: this is the first, and nothing has newly ended): those seen unsettled
-/// then, and the run just `submitted` from this page if it is new to the panel and already
+/// then, and a run `submitted` from this page (or retried from the panel) if it is new to the
+/// panel and already
 /// settled, since a quick run can end before the first poll after its submit sees it. A run
 /// started elsewhere (another tab, the page's drift check) that the panel never saw active is
 /// not announced: it ended before the panel knew of it, maybe long ago. A cancelled run is
@@ -67,14 +68,14 @@ fn counts_text(run: &RunSummary) -> String {
 fn newly_ended<'a>(
     seen: Option<&HashMap<i64, bool>>,
     list: &'a [RunSummary],
-    submitted: Option<i64>,
+    submitted: &[i64],
 ) -> Vec<&'a RunSummary> {
     let Some(seen) = seen else { return Vec::new() };
     list.iter()
         .filter(|run| run.settled)
         .filter(|run| match seen.get(&run.id) {
             Some(settled) => !settled,
-            None => submitted == Some(run.id),
+            None => submitted.contains(&run.id),
         })
         .collect()
 }
@@ -139,6 +140,10 @@ pub fn RunPanel(
 ) -> impl IntoView {
     let toasts = use_toasts();
     let tick = RwSignal::new(0_u64);
+    // The runs retried from the panel: like a submit, each is announced even if it ended
+    // before the panel saw it, and the panel reads its runs again at once.
+    let retried = RwSignal::new(Vec::<i64>::new());
+    let refresh = Signal::derive(move || refresh.get() + retried.with(Vec::len));
     // A poll asks for the version of the panel's runs first (one small read) and fetches the
     // runs only when it moved; a submit (`refresh`) always fetches. A kept list's Graph waits
     // are counted down by the time since it was read (the version does not move with them).
@@ -168,8 +173,9 @@ pub fn RunPanel(
             return;
         };
         controls.keep_listed(&list);
-        let submitted = submitted.get_untracked();
-        let ended = seen.with_value(|seen| newly_ended(seen.as_ref(), &list, submitted));
+        let mut submitted_here = retried.get_untracked();
+        submitted_here.extend(submitted.get_untracked());
+        let ended = seen.with_value(|seen| newly_ended(seen.as_ref(), &list, &submitted_here));
         let ended: Vec<_> = ended
             .into_iter()
             .filter(|run| {
@@ -215,7 +221,7 @@ pub fn RunPanel(
                     // polls: the list follows them itself, row by row.
                     let first = ScopedFuture::new_untracked(runs.into_future()).await;
                     let refused = Refusals { role: current_role().await };
-                    view! { <RunList tenant first polled refused tick controls /> }
+                    view! { <RunList tenant first polled refused tick controls retried /> }
                 })}
             </Transition>
             <PollTrouble failures />
@@ -242,6 +248,7 @@ fn RunList(
     refused: Refusals,
     tick: RwSignal<u64>,
     controls: Controls,
+    retried: RwSignal<Vec<i64>>,
 ) -> impl IntoView {
     let shown = Memo::new(move |before: Option<&RunsRead>| {
         let read = polled.get().unwrap_or_else(|| first.clone());
@@ -268,7 +275,7 @@ fn RunList(
                     key=|run| run.id
                     children=move |run: RunSummary| {
                         let controls = controls.of(run.id);
-                        view! { <RunRow tenant run list refused tick controls /> }
+                        view! { <RunRow tenant run list refused tick controls retried /> }
                     }
                 />
             </ul>
@@ -377,6 +384,7 @@ fn RunRow(
     refused: Refusals,
     tick: RwSignal<u64>,
     controls: RunControls,
+    retried: RwSignal<Vec<i64>>,
 ) -> impl IntoView {
     let id = run.id;
     let cancel_refused = refused.cancel(&run);
@@ -405,7 +413,7 @@ fn RunRow(
                     label=format!("Retry {failed} failed")
                     refused=refused.refusal(Capability::StartRuns)
                     retry=controls.retry
-                    on_queued=move |_: i64| reload()
+                    on_queued=move |run_id: i64| retried.update(|runs| runs.push(run_id))
                 />
             }
         })
@@ -477,16 +485,16 @@ mod tests {
     #[test]
     fn the_first_list_announces_nothing() {
         let list = [run(1, RunStatus::Completed), run(2, RunStatus::Running)];
-        assert!(newly_ended(None, &list, None).is_empty());
+        assert!(newly_ended(None, &list, &[]).is_empty());
     }
 
     #[test]
     fn a_run_seen_active_and_now_ended_is_announced_once() {
         let seen = HashMap::from([(1, false), (2, true)]);
         let list = [run(1, RunStatus::Completed), run(2, RunStatus::Completed)];
-        assert_eq!(ids(newly_ended(Some(&seen), &list, None)), [1]);
+        assert_eq!(ids(newly_ended(Some(&seen), &list, &[])), [1]);
         let seen = HashMap::from([(1, true), (2, true)]);
-        assert!(newly_ended(Some(&seen), &list, None).is_empty());
+        assert!(newly_ended(Some(&seen), &list, &[]).is_empty());
     }
 
     /// A cancelled run whose claim still records what was in flight is not announced (nor the
@@ -496,9 +504,9 @@ mod tests {
         let seen = HashMap::from([(1, false)]);
         let mut cancelled = run(1, RunStatus::Cancelled);
         cancelled.settled = false;
-        assert!(newly_ended(Some(&seen), std::slice::from_ref(&cancelled), None).is_empty());
+        assert!(newly_ended(Some(&seen), std::slice::from_ref(&cancelled), &[]).is_empty());
         cancelled.settled = true;
-        assert_eq!(ids(newly_ended(Some(&seen), &[cancelled], None)), [1]);
+        assert_eq!(ids(newly_ended(Some(&seen), &[cancelled], &[])), [1]);
     }
 
     #[test]
@@ -509,10 +517,10 @@ mod tests {
             run(2, RunStatus::Pending),
             run(1, RunStatus::Completed),
         ];
-        assert_eq!(ids(newly_ended(Some(&seen), &list, Some(3))), [3]);
+        assert_eq!(ids(newly_ended(Some(&seen), &list, &[3])), [3]);
         // An empty panel counts as seen: its first run, already ended, is announced.
         let list = [run(1, RunStatus::Completed)];
-        assert_eq!(ids(newly_ended(Some(&HashMap::new()), &list, Some(1))), [1]);
+        assert_eq!(ids(newly_ended(Some(&HashMap::new()), &list, &[1])), [1]);
     }
 
     /// A run started elsewhere (the drift check, another tab) that ended before the panel saw
@@ -521,16 +529,16 @@ mod tests {
     fn a_run_started_elsewhere_that_ended_unseen_is_not_announced() {
         let seen = HashMap::from([(1, true)]);
         let list = [run(3, RunStatus::Completed), run(1, RunStatus::Completed)];
-        assert!(newly_ended(Some(&seen), &list, None).is_empty());
+        assert!(newly_ended(Some(&seen), &list, &[]).is_empty());
         let list = [
             run(4, RunStatus::Running),
             run(3, RunStatus::Completed),
             run(1, RunStatus::Completed),
         ];
-        assert!(newly_ended(Some(&seen), &list, Some(4)).is_empty());
+        assert!(newly_ended(Some(&seen), &list, &[4]).is_empty());
         // Seen active, it is announced once ended, wherever it was started.
         let seen = HashMap::from([(3, false), (1, true)]);
-        assert_eq!(ids(newly_ended(Some(&seen), &list, Some(4))), [3]);
+        assert_eq!(ids(newly_ended(Some(&seen), &list, &[4])), [3]);
     }
 
     #[test]
