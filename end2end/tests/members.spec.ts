@@ -108,3 +108,31 @@ test("the only owner's Change role is refused as it is, and the select shows the
   await expect(select).toBeFocused();
   await expect(me.getByTestId("change-role")).toHaveCount(0);
 });
+
+test("a manager sees Change role, Remove and Withdraw disabled with the role they need", async ({
+  page,
+  browser,
+}) => {
+  const owner = await pageAs(browser, "admin@contoso.example");
+  const email = `e2e-manager-view-${Date.now()}@example.com`;
+  await call(owner, "members/add", { tenant: CONTOSO, email, role: "readonly" });
+  try {
+    await signIn(page, "manager@contoso.example");
+    await openHydrated(page, `/t/${CONTOSO}/members`);
+    const row = page.getByTestId("member-row").filter({ hasText: "operator@contoso.example" });
+    for (const name of ["Change role", "Remove"]) {
+      const button = row.getByRole("button", { name });
+      await expect(button).toBeDisabled();
+      await expect(button).toHaveAccessibleDescription("Needs owner");
+    }
+    const withdraw = page.getByTestId("invitation-row").filter({ hasText: email }).getByRole("button", { name: "Withdraw" });
+    await expect(withdraw).toBeDisabled();
+    await expect(withdraw).toHaveAccessibleDescription("Needs owner");
+  } finally {
+    const pending = await call(owner, "invitations/list", { tenant: CONTOSO });
+    for (const invitation of pending.filter((i: { email: string }) => i.email === email)) {
+      await call(owner, "invitations/revoke", { tenant: CONTOSO, id: String(invitation.id) });
+    }
+    await owner.context().close();
+  }
+});

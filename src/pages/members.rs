@@ -106,10 +106,10 @@ pub fn MembersPage() -> impl IntoView {
         </div>
         <Transition fallback=|| view! { <Loading what="the members" /> }>
             {move || Suspend::new(async move {
-                let may_change = refusal(Capability::ManageMembers).await.is_none();
+                let refused = refusal(Capability::ManageMembers).await;
                 match members.await {
                     Ok(list) => view! {
-                        <MemberTable list actions may_change />
+                        <MemberTable list actions refused />
                     }.into_any(),
                     Err(error) => view! { <RefusedOrError error /> }.into_any(),
                 }
@@ -121,7 +121,7 @@ pub fn MembersPage() -> impl IntoView {
         </div>
         <Transition fallback=|| view! { <Loading what="the invitations" /> }>
             {move || Suspend::new(async move {
-                let may_change = refusal(Capability::ManageMembers).await.is_none();
+                let refused = refusal(Capability::ManageMembers).await;
                 match invitations.await {
                     Ok(list) if list.is_empty() => view! {
                         <EmptyState
@@ -130,7 +130,7 @@ pub fn MembersPage() -> impl IntoView {
                         />
                     }.into_any(),
                     Ok(list) => view! {
-                        <InvitationTable list tenant revoke may_change />
+                        <InvitationTable list tenant revoke refused />
                     }.into_any(),
                     Err(error) => view! { <RefusedOrError error /> }.into_any(),
                 }
@@ -139,7 +139,7 @@ pub fn MembersPage() -> impl IntoView {
     }
 }
 
-/// The members' columns; the owner's view has one more, for the actions.
+/// The members' columns; a manager sees the actions too, disabled, with the role they need.
 const MEMBER_COLUMNS: &[Column] = &[
     Column::text("Name"),
     Column::text("E-mail"),
@@ -148,23 +148,41 @@ const MEMBER_COLUMNS: &[Column] = &[
     Column::text("Actions"),
 ];
 
-/// `all` columns for the owner; without the last one (the actions) for anyone else.
-fn columns(all: &'static [Column], may_change: bool) -> &'static [Column] {
-    if may_change {
-        all
-    } else {
-        &all[..all.len() - 1]
+/// The id of the reason, shown once above the members, why their actions are disabled.
+const MEMBER_NEEDS_ID: &str = "member-actions-needs";
+
+/// The id of the reason, shown once above the invitations, why Withdraw is disabled.
+const INVITATION_NEEDS_ID: &str = "invitation-actions-needs";
+
+/// An action the member's role does not allow: disabled, and described by the reason shown
+/// once above its table (`needs_id`), since a disabled button takes no focus.
+#[component]
+fn RefusedAction(
+    label: &'static str,
+    testid: &'static str,
+    needs_id: &'static str,
+) -> impl IntoView {
+    view! {
+        <button type="button" class="refused" data-testid=testid disabled aria-describedby=needs_id>
+            {label}
+        </button>
     }
 }
 
-/// One row per member; the owner changes roles and removes members here.
+/// One row per member; the owner changes roles and removes members here, and anyone else who
+/// reads the page sees those actions disabled, with the reason (`refused`).
 #[component]
-fn MemberTable(list: Vec<Member>, actions: MemberActions, may_change: bool) -> impl IntoView {
+fn MemberTable(
+    list: Vec<Member>,
+    actions: MemberActions,
+    refused: Option<&'static str>,
+) -> impl IntoView {
     view! {
-        <DataTable columns=columns(MEMBER_COLUMNS, may_change) testid="members">
+        {refused.map(|reason| view! { <NeedsRole id=MEMBER_NEEDS_ID reason /> })}
+        <DataTable columns=MEMBER_COLUMNS testid="members">
             {list
                 .into_iter()
-                .map(|member| view! { <MemberRow member actions may_change /> })
+                .map(|member| view! { <MemberRow member actions refused /> })
                 .collect_view()}
         </DataTable>
     }
@@ -190,7 +208,11 @@ fn role_question(name: &str, from: Role, to: Role) -> String {
 /// role on `change` would do it on the first arrow key (Chromium fires `change` for an arrow
 /// on a closed select), and a demoted owner's invitations cannot be brought back.
 #[component]
-fn MemberRow(member: Member, actions: MemberActions, may_change: bool) -> impl IntoView {
+fn MemberRow(
+    member: Member,
+    actions: MemberActions,
+    refused: Option<&'static str>,
+) -> impl IntoView {
     let MemberActions {
         tenant,
         change,
@@ -199,6 +221,7 @@ fn MemberRow(member: Member, actions: MemberActions, may_change: bool) -> impl I
     } = actions;
     let user_id = member.user_id;
     let current = member.role;
+    let may_change = refused.is_none();
     let role_cell = if may_change {
         let label = format!("Role of {}", member.display_name);
         let name = member.display_name.clone();
@@ -268,9 +291,18 @@ fn MemberRow(member: Member, actions: MemberActions, may_change: bool) -> impl I
         }
         .into_any()
     } else {
-        view! { <span data-testid="member-role">{current.as_str()}</span> }.into_any()
+        view! {
+            <div class="member-role-change">
+                <span data-testid="member-role">{current.label()}</span>
+                <RefusedAction label="Change role" testid="change-role" needs_id=MEMBER_NEEDS_ID />
+            </div>
+        }
+        .into_any()
     };
-    let remove_cell = may_change.then(|| {
+    let remove_cell = if !may_change {
+        view! { <RefusedAction label="Remove" testid="remove-member" needs_id=MEMBER_NEEDS_ID /> }
+            .into_any()
+    } else {
         view! {
             <ConfirmButton
                 label="Remove"
@@ -283,14 +315,15 @@ fn MemberRow(member: Member, actions: MemberActions, may_change: bool) -> impl I
                 }
             />
         }
-    });
+        .into_any()
+    };
     view! {
         <tr data-testid="member-row">
             <td>{member.display_name}</td>
             <td>{member.email}</td>
             <td>{role_cell}</td>
             <td>{member.added_at.to_string()}</td>
-            {remove_cell.map(|cell| view! { <td>{cell}</td> })}
+            <td>{remove_cell}</td>
         </tr>
     }
 }
@@ -413,17 +446,19 @@ const INVITATION_COLUMNS: &[Column] = &[
     Column::text("Actions"),
 ];
 
-/// The invitations not yet used; the owner can withdraw one (its link stops working).
+/// The invitations not yet used; the owner can withdraw one (its link stops working), anyone
+/// else who reads the page sees Withdraw disabled, with the reason (`refused`).
 #[component]
 fn InvitationTable(
     list: Vec<PendingInvitation>,
     tenant: Memo<String>,
     revoke: ServerAction<RevokeInvitation>,
-    may_change: bool,
+    refused: Option<&'static str>,
 ) -> impl IntoView {
     view! {
+        {refused.map(|reason| view! { <NeedsRole id=INVITATION_NEEDS_ID reason /> })}
         <DataTable
-            columns=columns(INVITATION_COLUMNS, may_change)
+            columns=INVITATION_COLUMNS
             testid="invitations"
             labelled_by="invitations-title"
         >
@@ -431,7 +466,17 @@ fn InvitationTable(
                 .into_iter()
                 .map(|invitation| {
                     let id = invitation.id;
-                    let withdraw = may_change.then(|| view! {
+                    let withdraw = if refused.is_some() {
+                        view! {
+                            <RefusedAction
+                                label="Withdraw"
+                                testid="revoke-invitation"
+                                needs_id=INVITATION_NEEDS_ID
+                            />
+                        }
+                        .into_any()
+                    } else {
+                        view! {
                         <ConfirmButton
                             label="Withdraw"
                             question=format!("Withdraw the invitation of {}?", invitation.email)
@@ -442,14 +487,16 @@ fn InvitationTable(
                                 revoke.dispatch(RevokeInvitation { tenant: tenant.get_untracked(), id });
                             }
                         />
-                    });
+                        }
+                        .into_any()
+                    };
                     view! {
                         <tr data-testid="invitation-row">
                             <td>{invitation.email.clone()}</td>
                             <td>{invitation.role.label()}</td>
                             <td>{invitation.invited_by.unwrap_or_default()}</td>
                             <td>{invitation.expires_at.to_string()}</td>
-                            {withdraw.map(|cell| view! { <td>{cell}</td> })}
+                            <td>{withdraw}</td>
                         </tr>
                     }
                 })
