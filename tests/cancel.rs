@@ -37,6 +37,7 @@ both_backends!(TestApp:
     a_resume_waits_until_the_cancelled_run_has_settled,
     an_add_selected_of_a_cancelled_runs_policies_waits_until_it_has_settled,
     a_restore_preview_waits_until_a_cancelled_one_of_its_source_has_settled,
+    a_capture_now_racing_the_cancel_of_the_capture_in_flight_waits_until_it_has_settled,
     repeated_cancels_answer_the_same_and_ended_runs_are_refused,
     a_running_run_takes_no_new_item_and_records_captures_in_flight,
     a_multi_request_capture_in_flight_is_recorded,
@@ -522,6 +523,56 @@ async fn a_restore_preview_waits_until_a_cancelled_one_of_its_source_has_settled
         .expect("a settled preview's source previews again");
     assert_ne!(again.run_id, run_id);
     assert_eq!(runs_count(&app).await, runs_before + 1);
+}
+
+/// A "Capture now" while the policy's capture is in flight answers with that run; a cancel of
+/// it committed while the second click is being answered, after the click looked for it, must
+/// not let the click queue a second capture beside the cancelled one's GET still in flight:
+/// the settle gate comes after the look, so it sees the cancel and refuses (409, nothing
+/// written) until the cancelled capture has settled.
+async fn a_capture_now_racing_the_cancel_of_the_capture_in_flight_waits_until_it_has_settled(
+    app: TestApp,
+) {
+    use tenantatlas::domain::{AppError, Capability};
+    use tenantatlas::server::auth::authorize_user;
+    use tenantatlas::server::runs::start::capture_policy_after;
+    let f = fixture(&app).await;
+    common::answer_after(&f.sim, 3_000);
+    let (policy, graph_id) = f.policies[0].clone();
+    let form = Form::tenant(CONTOSO).field("policy_id", policy);
+    let capture: SubmittedRun = app
+        .answer(Some(&f.operator), "runs/capture-policy", &form)
+        .await
+        .expect("the capture is queued");
+    let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    f.wait_until_asked(&graph_id).await;
+    let runs_before = runs_count(&app).await;
+
+    // The second click: the cancel of the capture in flight commits while it is answered.
+    let user_id = common::user_id(&app.db, OPERATOR).await;
+    let ctx = authorize_user(&app.db, user_id, CONTOSO, Capability::StartRuns)
+        .await
+        .unwrap();
+    let cancel = async {
+        f.cancel(&app, capture.run_id)
+            .await
+            .expect("the capture is cancelled");
+    };
+    match capture_policy_after(&app.db, &ctx, policy, cancel).await {
+        Err(AppError::Conflict(message)) => {
+            assert!(message.contains(RunActivity::NOT_SETTLED), "{message}")
+        }
+        other => panic!(
+            "a capture started beside the cancelled one still in flight (run {}): {other:?}",
+            capture.run_id
+        ),
+    }
+    assert_eq!(runs_count(&app).await, runs_before, "nothing written");
+    assert_eq!(f.sim.counters().for_path(&graph_id).len(), 1, "one read");
+
+    working.await.unwrap().unwrap();
+    assert!(f.detail(&app, capture.run_id).await.settled);
 }
 
 /// How many runs the database holds, of every tenant.

@@ -49,9 +49,9 @@ fn inventory_sync_run(tenant_id: i64) -> Result<NewRun, AppError> {
 /// becomes a policy's current version does not depend on the order: see
 /// `snapshots::store_captures` and its caveats). Every start that captures calls it for its
 /// own kind and target (here, "Add selected" in `runs::create`, a restore preview in
-/// `server::restore`): the drift check, "Add selected" and the preview after looking for an
-/// identical active run, so a double-click of those costs no more; a sync and "Capture now"
-/// before [`create_or_reuse`] looks, one read more per submit. One read of the partial index
+/// `server::restore`), after looking for an identical active run: a double-click costs no
+/// more, and a cancel committed between the look and the gate is seen by the gate (see
+/// [`active_run`]). One read of the partial index
 /// `runs_cancelled_held_by_tenant`: the tenant's cancelled runs still holding a lease are few,
 /// however long its history.
 pub(crate) async fn ensure_cancelled_settled(
@@ -80,12 +80,35 @@ pub(crate) async fn ensure_cancelled_settled(
     Ok(())
 }
 
+/// The identical run of `run` already queued or running in the tenant, answered as a reused
+/// submit. Looked for before [`ensure_cancelled_settled`], never after: a run found active is
+/// the answer, and one cancelled after this look is cancelled by then, so the settle gate that
+/// follows sees it. Looked for after the gate, a cancel committed between the two would leave
+/// neither to see it, and a new run would send the same requests beside the cancelled one's
+/// claim still in flight.
+async fn active_run(
+    db: &Db,
+    tenant_id: i64,
+    run: &NewRun,
+) -> Result<Option<SubmittedRun>, AppError> {
+    let started = Instant::now();
+    let active = find_active(db, tenant_id, &run.key).await?;
+    if active.is_some() {
+        metrics::run_submitted(run.operation.as_str(), true, started.elapsed());
+    }
+    Ok(active)
+}
+
 /// Queues a sync of the tenant's inventory, or returns the one already queued or running.
 pub async fn sync_inventory(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    let run = inventory_sync_run(tenant_id)?;
+    if let Some(active) = active_run(db, tenant_id, &run).await? {
+        return Ok(active);
+    }
     ensure_cancelled_settled(db, tenant_id, OperationType::InventorySync, tenant_id).await?;
-    create_or_reuse(db, ctx, &inventory_sync_run(tenant_id)?).await
+    create_or_reuse(db, ctx, &run).await
 }
 
 /// [`sync_inventory`] started by no member (the command line's `sync-inventory`): the same
@@ -93,8 +116,12 @@ pub async fn sync_inventory(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun
 /// returned with `reused: true`), but the run has no initiator, so it notifies nobody.
 pub async fn sync_inventory_unattended(db: &Db, tenant_id: i64) -> Result<SubmittedRun, AppError> {
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
+    let run = inventory_sync_run(tenant_id)?;
+    if let Some(active) = active_run(db, tenant_id, &run).await? {
+        return Ok(active);
+    }
     ensure_cancelled_settled(db, tenant_id, OperationType::InventorySync, tenant_id).await?;
-    create_or_reuse_unattended(db, tenant_id, &inventory_sync_run(tenant_id)?).await
+    create_or_reuse_unattended(db, tenant_id, &run).await
 }
 
 /// 404 unless policy `policy_id` belongs to tenant `tenant_id`.
@@ -119,11 +146,21 @@ pub async fn capture_policy(
     ctx: &TenantContext,
     policy_id: i64,
 ) -> Result<SubmittedRun, AppError> {
+    capture_policy_after(db, ctx, policy_id, async {}).await
+}
+
+/// [`capture_policy`], with `meanwhile` awaited right before it looks for an identical active
+/// run: the seam where a test commits a cancel of that run mid-start.
+pub async fn capture_policy_after(
+    db: &Db,
+    ctx: &TenantContext,
+    policy_id: i64,
+    meanwhile: impl std::future::Future<Output = ()>,
+) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
     ensure_policy(db, tenant_id, policy_id).await?;
     let operation = OperationType::CaptureSnapshot;
-    ensure_cancelled_settled(db, tenant_id, operation, policy_id).await?;
     let run = NewRun {
         operation,
         target_id: policy_id,
@@ -132,6 +169,11 @@ pub async fn capture_policy(
         total: 1,
         retry_of: None,
     };
+    meanwhile.await;
+    if let Some(active) = active_run(db, tenant_id, &run).await? {
+        return Ok(active);
+    }
+    ensure_cancelled_settled(db, tenant_id, operation, policy_id).await?;
     create_or_reuse(db, ctx, &run).await
 }
 
