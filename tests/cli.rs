@@ -33,6 +33,7 @@ both_backends!(TestApp:
     sync_inventory_overlapping_invocations_reuse_their_identities,
     sync_inventory_refuses_an_engine_when_every_identity_is_taken,
     sync_inventory_queues_nothing_for_a_secret_it_cannot_load,
+    sync_inventory_does_not_wait_forever_behind_a_run_a_stopped_server_left,
 );
 
 fn create_user(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
@@ -637,12 +638,8 @@ async fn sync_inventory_cli(app: &TestApp, sim: &SimHandle, args: &[&str]) -> (b
     start_sync_inventory(app, sim, args).await.unwrap()
 }
 
-/// [`sync_inventory_cli`] started in the background: its success and output once it exits.
-fn start_sync_inventory(
-    app: &TestApp,
-    sim: &SimHandle,
-    args: &[&str],
-) -> tokio::task::JoinHandle<(bool, String)> {
+/// The `sync-inventory` command with `args` against the test's database and simulator.
+fn sync_inventory_command(app: &TestApp, sim: &SimHandle, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tenantatlas"));
     command
         .args(["--database-url", app.database_url(), "--log", "warn"])
@@ -651,6 +648,49 @@ fn start_sync_inventory(
         .args(args)
         .env("TA_CLI_TEST_SECRET", "sim-secret")
         .stdin(Stdio::null());
+    command
+}
+
+/// [`sync_inventory_cli`] stopped (killed) once `limit` has passed: `None` then, with its output
+/// so far.
+async fn sync_inventory_within(
+    app: &TestApp,
+    sim: &SimHandle,
+    args: &[&str],
+    limit: Duration,
+) -> (Option<bool>, String) {
+    let mut command = sync_inventory_command(app, sim, args);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().expect("run the binary");
+        let started = Instant::now();
+        let exited = loop {
+            if child.try_wait().expect("the binary's status").is_some() {
+                break true;
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let output = child.wait_with_output().expect("the binary's output");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let ok = exited.then_some(output.status.success());
+        (ok, format!("{stdout}{stderr}"))
+    })
+    .await
+    .unwrap()
+}
+
+/// [`sync_inventory_cli`] started in the background: its success and output once it exits.
+fn start_sync_inventory(
+    app: &TestApp,
+    sim: &SimHandle,
+    args: &[&str],
+) -> tokio::task::JoinHandle<(bool, String)> {
+    let mut command = sync_inventory_command(app, sim, args);
     tokio::task::spawn_blocking(move || {
         let output = command.output().expect("run the binary");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -1121,4 +1161,48 @@ async fn sync_inventory_queues_nothing_for_a_secret_it_cannot_load(app: TestApp)
     assert!(out.contains("failed: credentials:"), "{out}");
     assert!(out.contains("TA_CLI_TEST_UNSET"), "{out}");
     assert!(sync_runs(&app, CONTOSO).await.is_empty(), "{out}");
+}
+
+/// A bulk run a stopped server left `running` (SIGTERM gave its lease back; a crash lets it
+/// expire) holds the tenant's bulk lane until `serve` takes it over: the command's own engine
+/// handles syncs alone, so its sync would wait behind it forever, silently. It says which run
+/// stands in the way and fails instead, withdraws the sync it queued, and leaves that run as
+/// it was, for `serve` to resume.
+async fn sync_inventory_does_not_wait_forever_behind_a_run_a_stopped_server_left(app: TestApp) {
+    let sim = contoso_on_a_simulator(&app).await;
+    let operator = app.sign_in(OPERATOR).await;
+    let set = common::backup_set(&app, &operator, CONTOSO, "Left running").await;
+    let ids = common::insert_policies(&app.db, CONTOSO, 2).await;
+    let left = common::submit(&app, &operator, CONTOSO, set, &ids).await;
+    sqlx::query(
+        "UPDATE runs SET status = 'running', lane = 'bulk', lease_owner = 'gone', \
+         lease_expires_at = 0, attempt = 1, started_at = 1 WHERE id = $1",
+    )
+    .bind(left)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+
+    let (ok, out) =
+        sync_inventory_within(&app, &sim, &["--tenant", CONTOSO], Duration::from_secs(30)).await;
+    assert_eq!(ok, Some(false), "it must end, and fail: {out}");
+    assert!(
+        out.contains(&format!(
+            "run {left} was left unfinished by a stopped server; start `serve` to finish it"
+        )),
+        "{out}"
+    );
+    let runs = sync_runs(&app, CONTOSO).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].1, "cancelled", "nothing left queued: {out}");
+    assert!(
+        out.contains(&format!("run {} withdrawn", runs[0].0)),
+        "{out}"
+    );
+    let row = common::run_row(&app.db, left).await;
+    assert_eq!(
+        (row.status.as_str(), row.attempt, row.lease_owner.as_str()),
+        ("running", 1, "gone"),
+        "the run left unfinished is serve's to resume"
+    );
 }

@@ -29,6 +29,7 @@ both_backends!(TestDb:
     a_heartbeat_keeps_a_slow_run_claimed,
     a_stalled_owner_writes_nothing_after_a_new_claim,
     work_that_always_fails_ends_the_run_after_the_attempt_limit,
+    an_error_before_the_claim_commits_is_counted_with_a_pause,
     a_lost_claim_does_not_stop_the_next_claim_of_its_run,
     a_run_that_cannot_proceed_closes_its_items_and_offers_a_retry,
     a_database_error_loading_credentials_retries_the_run,
@@ -782,6 +783,109 @@ async fn work_that_always_fails_ends_the_run_after_the_attempt_limit(t: TestDb) 
         "{items:?}"
     );
     assert_eq!(notified().await, notifications + 1, "the initiator is told");
+}
+
+/// An "add policies" handler whose check fails with a database error on every claim: the
+/// error comes while the runner's claim is still open (it commits with the run's items), so the
+/// claim rolls back with it.
+struct CheckAlwaysFails;
+
+impl tenantatlas::server::engine::operation::Operation for CheckAlwaysFails {
+    const TYPE: tenantatlas::domain::run::OperationType =
+        tenantatlas::domain::run::OperationType::AddPolicies;
+    type Input = serde_json::Value;
+    type Item = ();
+    type Output = ();
+    const NOTICE: tenantatlas::server::engine::operation::Notice =
+        tenantatlas::server::engine::operation::Notice::new("Add policies", "Nothing added.");
+
+    async fn check(
+        &self,
+        _db: &tenantatlas::server::db::Db,
+        _run: &tenantatlas::server::engine::operation::Run<serde_json::Value>,
+    ) -> Result<Option<tenantatlas::server::engine::worker::RunFailure>, sqlx::Error> {
+        Err(sqlx::Error::Protocol(
+            "the check could not read the database".into(),
+        ))
+    }
+
+    fn plan(
+        &self,
+        run: &tenantatlas::server::engine::operation::Run<serde_json::Value>,
+    ) -> Vec<i64> {
+        run.input["policy_ids"]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(serde_json::Value::as_i64).collect())
+            .unwrap_or_default()
+    }
+
+    async fn pending(
+        &self,
+        _db: &tenantatlas::server::db::Db,
+        _run: &tenantatlas::server::engine::operation::Run<serde_json::Value>,
+    ) -> Result<Vec<tenantatlas::server::engine::operation::Pending<()>>, sqlx::Error> {
+        Ok(Vec::new())
+    }
+
+    async fn process(
+        &self,
+        _creds: &tenantatlas::server::graph::TenantCredentials,
+        _run: &tenantatlas::server::engine::operation::Run<serde_json::Value>,
+        _item: &(),
+    ) {
+    }
+
+    async fn record(
+        &self,
+        _tx: &mut tenantatlas::server::engine::operation::Tx,
+        _run: &tenantatlas::server::engine::operation::Run<serde_json::Value>,
+        _batch: &[(tenantatlas::server::engine::operation::Pending<()>, ())],
+        _now: i64,
+    ) -> Result<Vec<tenantatlas::server::engine::operation::Recorded>, sqlx::Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// An error before the runner's claim commits (here the operation's check; the items' insert
+/// or the commit itself alike) rolls the claim back, `attempt` included: it is counted all the
+/// same, with its pause, and after `WORK_ATTEMPTS` failed claims the run ends `failed`
+/// (`work_failed_repeatedly`) instead of being claimed again at once, forever, holding the
+/// tenant's lane.
+async fn an_error_before_the_claim_commits_is_counted_with_a_pause(t: TestDb) {
+    use tenantatlas::server::engine::operation::Registry;
+    use tenantatlas::server::engine::runner::WakeUp;
+    use tenantatlas::server::engine::worker::{CredentialsLoader, RunFailure, WORK_ATTEMPTS};
+    let f = fixture(&t).await;
+    let run = f.queue(&f.ids(0..3)).await;
+    let loader: CredentialsLoader =
+        Arc::new(|_tenant| Box::pin(async { Ok::<_, RunFailure>(common::creds(CONTOSO)) }));
+    let worker = Worker::new(
+        f.db.clone(),
+        Registry::default().with(CheckAlwaysFails),
+        loader,
+        "check-fails",
+    )
+    .with_work_backoff(Duration::from_millis(20));
+    let wake = WakeUp::default();
+    let (stop, task) = common::start_runner(worker, &wake, &f.db, Duration::from_millis(50));
+    let row = common::wait_run(&f.db, run, Duration::from_secs(30), |row| !row.is_open()).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    assert_eq!(row.status, "failed", "{row:?}");
+    assert_eq!(row.reason_code.as_deref(), Some("work_failed_repeatedly"));
+    let (attempt, errors, message): (i64, i64, String) =
+        sqlx::query_as("SELECT attempt, work_errors, failure_message FROM runs WHERE id = $1")
+            .bind(run)
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(errors, WORK_ATTEMPTS, "every failed claim counted");
+    assert_eq!(attempt, WORK_ATTEMPTS + 1, "one claim more ends it");
+    assert!(
+        message.contains("the check could not read the database"),
+        "{message}"
+    );
 }
 
 /// Two claims of one run in one process (the first lost its lease, the same identity claimed

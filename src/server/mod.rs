@@ -289,13 +289,26 @@ async fn work_until_ended(
     let ids: Vec<i64> = queued.iter().map(|(_, run)| run.run_id).collect();
     let mut own: Option<OwnEngine> = None;
     let mut last_seen_live: Option<std::time::Instant> = None;
+    // For each run: the run left unfinished that it waits behind, once the command gave up on it.
+    let mut stranded: Vec<Option<i64>> = vec![None; ids.len()];
     let waited = loop {
         match ended_runs(db, &ids).await {
-            Ok(Some(ended)) => break Ok(ended),
-            Ok(None) => {}
+            Ok(ended)
+                if ended
+                    .iter()
+                    .zip(&stranded)
+                    .all(|(e, s)| e.is_some() || s.is_some()) =>
+            {
+                break Ok(ended)
+            }
+            Ok(_) => {}
             Err(error) => break Err(error),
         }
-        if own.is_none() {
+        if let Some(engine) = &own {
+            if let Err(error) = give_up_stranded(db, engine, queued, &mut stranded).await {
+                break Err(error);
+            }
+        } else {
             let live = engine::instance::any_live(db)
                 .await
                 .map_err(|error| StartError::Invalid(error.to_string()));
@@ -316,8 +329,27 @@ async fn work_until_ended(
         own.stop().await;
     }
     let mut failed = 0;
-    for ((label, run), ended) in queued.iter().zip(waited?) {
+    for (((label, run), ended), behind) in queued.iter().zip(waited?).zip(stranded) {
         let joined = if run.reused { " (already queued)" } else { "" };
+        let ended = match (ended, behind) {
+            (Some(ended), None) => ended,
+            (_, Some(behind)) => {
+                failed += 1;
+                let left = if run.reused {
+                    "left queued"
+                } else {
+                    "withdrawn"
+                };
+                println!(
+                    "{label}: run {}{joined} {left}: run {behind} was left unfinished by a \
+                     stopped server; start `serve` to finish it, then sync again",
+                    run.run_id
+                );
+                continue;
+            }
+            // The loop ends only once every run ended or was given up on.
+            (None, None) => continue,
+        };
         let status = ended.status.as_str();
         let text = match ended.status {
             crate::domain::RunStatus::Completed => ended.summary.unwrap_or_default(),
@@ -339,6 +371,57 @@ async fn work_until_ended(
         println!("{label}: run {}{joined} {status}{text}", run.run_id);
     }
     Ok(failed)
+}
+
+/// Gives up on the runs of `queued` that the command's own engine can never claim (marked in
+/// `stranded` with the run each waits behind): a run of their tenant left `running` in their
+/// lane by a server that stopped or died (a bulk run SIGTERM released, a crashed server's),
+/// of an operation the command does not handle, so that only `serve` takes it over; until
+/// then the lane stays the tenant's and the sync would wait forever. That run is left alone
+/// (it is not the command's to end; `serve` resumes it), and the sync the command queued is
+/// withdrawn (cancelled while still queued, before any claim), so nothing of the command is
+/// left pending; a sync the command joined (a member's, `reused`) stays queued for `serve`.
+async fn give_up_stranded(
+    db: &Db,
+    engine: &OwnEngine,
+    queued: &[(String, crate::domain::SubmittedRun)],
+    stranded: &mut [Option<i64>],
+) -> Result<(), StartError> {
+    let blocked = engine.worker.stranded_behind().await?;
+    for (i, (_, run)) in queued.iter().enumerate() {
+        if stranded[i].is_some() {
+            continue;
+        }
+        let Some(&(_, behind)) = blocked.iter().find(|(id, _)| *id == run.run_id) else {
+            continue;
+        };
+        if !run.reused && !withdraw_queued(db, run.run_id).await? {
+            // Claimed meanwhile (a server came up): it is waited for as any other.
+            continue;
+        }
+        tracing::warn!(
+            run_id = run.run_id,
+            behind,
+            "the sync waits behind a run left unfinished by a stopped server; giving up on it"
+        );
+        stranded[i] = Some(behind);
+    }
+    Ok(())
+}
+
+/// Cancels run `run_id` while it is still queued (no claim took it): no item, no initiator to
+/// notify (the command's own run). Whether it was.
+async fn withdraw_queued(db: &Db, run_id: i64) -> Result<bool, StartError> {
+    let withdrawn = sqlx::query(
+        "UPDATE runs SET status = 'cancelled', finished_at = $1, reason_code = $2 \
+         WHERE id = $3 AND status = 'pending' AND initiated_by IS NULL",
+    )
+    .bind(crate::domain::Timestamp::now().millis())
+    .bind(crate::domain::reason_code::ReasonCode::Cancelled.as_str())
+    .bind(run_id)
+    .execute(db.pool())
+    .await?;
+    Ok(withdrawn.rows_affected() > 0)
 }
 
 /// How many `sync-inventory` engines may run at once on one host on SQLite: one identity each
@@ -399,6 +482,8 @@ async fn cli_instance(db: &Db) -> Result<engine::instance::InstanceLock, StartEr
 /// as a command's) and its runner.
 struct OwnEngine {
     instance: engine::instance::InstanceLock,
+    /// A clone of the runner's worker, to ask which of its runs it can never claim.
+    worker: engine::worker::Worker,
     stop: tokio::sync::watch::Sender<bool>,
     runner: tokio::task::JoinHandle<()>,
 }
@@ -420,7 +505,7 @@ impl OwnEngine {
         .with_only_runs(ids);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let runner = tokio::spawn(engine::runner::run(
-            worker,
+            worker.clone(),
             wake.clone(),
             db.clone(),
             Duration::from_secs(1),
@@ -428,6 +513,7 @@ impl OwnEngine {
         ));
         Ok(Self {
             instance,
+            worker,
             stop,
             runner,
         })
@@ -456,9 +542,8 @@ struct EndedRun {
     failure_message: Option<String>,
 }
 
-/// How each of the runs `ids` ended, in their order; `None` while any is still queued or
-/// running.
-async fn ended_runs(db: &Db, ids: &[i64]) -> Result<Option<Vec<EndedRun>>, StartError> {
+/// How each of the runs `ids` ended, in their order; `None` for a run still queued or running.
+async fn ended_runs(db: &Db, ids: &[i64]) -> Result<Vec<Option<EndedRun>>, StartError> {
     let mut ended = Vec::with_capacity(ids.len());
     for id in ids {
         let run: EndedRun = sqlx::query_as(
@@ -467,12 +552,9 @@ async fn ended_runs(db: &Db, ids: &[i64]) -> Result<Option<Vec<EndedRun>>, Start
         .bind(id)
         .fetch_one(db.pool())
         .await?;
-        if run.status.is_active() {
-            return Ok(None);
-        }
-        ended.push(run);
+        ended.push((!run.status.is_active()).then_some(run));
     }
-    Ok(Some(ended))
+    Ok(ended)
 }
 
 /// Brings a database up to date: the app's migrations (the sessions' table included).

@@ -11,7 +11,7 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 
 use super::cancel::Cancels;
-use super::worker::{AbortOnDrop, Worker};
+use super::worker::{AbortOnDrop, Executing, Worker};
 use crate::domain::run::Lane;
 use crate::server::db::{Db, NativePool};
 
@@ -90,8 +90,9 @@ pub async fn run(
     };
     let mut active = JoinSet::new();
     // Which lane and run each task works on, to free its slot (and release the run on error).
-    let mut working: HashMap<tokio::task::Id, (Lane, i64, i64)> = HashMap::new();
-    let busy = |working: &HashMap<_, (Lane, i64, i64)>, lane: Lane| {
+    // Each claim's lane, run and attempt, and its hold on the run (`Worker::executing`).
+    let mut working: HashMap<tokio::task::Id, (Lane, i64, i64, Executing)> = HashMap::new();
+    let busy = |working: &HashMap<_, (Lane, i64, i64, Executing)>, lane: Lane| {
         working.values().filter(|(l, ..)| *l == lane).count()
     };
     // This worker's identity is its own (the instance lock of `serve`, a unique name in tests):
@@ -125,10 +126,13 @@ pub async fn run(
                 match worker.claim_open(lane).await {
                     Ok(Some(claimed)) => {
                         let (run_id, attempt) = (claimed.run.id, claimed.run.attempt);
+                        // Held before the next claim, which must not take the run again while
+                        // its task has yet to start, nor before its failure is counted.
+                        let held = worker.executing(run_id);
                         let runner = worker.clone();
                         let task =
                             active.spawn(async move { runner.execute_claimed(claimed).await });
-                        working.insert(task.id(), (lane, run_id, attempt));
+                        working.insert(task.id(), (lane, run_id, attempt, held));
                     }
                     Ok(None) => {
                         exhausted.insert(lane);
@@ -146,7 +150,7 @@ pub async fn run(
                     Ok((id, result)) => (id, result.map_err(|e| e.to_string())),
                     Err(error) => (error.id(), Err(error.to_string())),
                 };
-                let Some((lane, run_id, attempt)) = working.remove(&id) else { continue };
+                let Some((lane, run_id, attempt, _held)) = working.remove(&id) else { continue };
                 exhausted.remove(&lane);
                 if let Err(error) = result {
                     tracing::error!(run_id, %error, "work on a run failed; it goes back to the queue");
@@ -169,7 +173,7 @@ pub async fn run(
     // hold others under the same `lease_owner` (this process froze and lost its lock), and
     // releasing those would have another instance take them mid-run.
     let mut released = 0;
-    for &(_, run_id, attempt) in working.values() {
+    for &(_, run_id, attempt, _) in working.values() {
         match worker.let_go_of_claim(run_id, attempt).await {
             Ok(n) => released += n,
             Err(error) => {

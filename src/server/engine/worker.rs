@@ -6,7 +6,7 @@
 //! backoff, at most [`WORK_ATTEMPTS`] times; then the run ends `failed`.
 //! Tests drive it step by step through [`Worker::try_execute_task`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,7 +250,7 @@ pub struct Worker {
     /// Whether the instance lock is held now (`as_instance`): no claim while it is not.
     lock_held: Option<Arc<AtomicBool>>,
     /// The runs this worker (and its clones) executes now: never claimed again by it.
-    executing: Arc<std::sync::Mutex<HashSet<i64>>>,
+    executing: Arc<std::sync::Mutex<HashMap<i64, usize>>>,
     /// Only these runs are claimed (`with_only_runs`), written into the claim's SQL as
     /// integers; `None`: any run of a handled operation.
     only_runs: Option<Arc<str>>,
@@ -269,6 +269,24 @@ pub struct ClaimedRun {
     /// The claim's transaction when the runner claimed ([`Worker::claim_open`]): the run's items
     /// are written in it, so the claim and the plan cost one commit. `None` once committed.
     open: Option<Tx>,
+}
+
+/// A run counted as executing by a worker while this lives ([`Worker::executing`]).
+pub struct Executing {
+    runs: Arc<std::sync::Mutex<HashMap<i64, usize>>>,
+    run_id: i64,
+}
+
+impl Drop for Executing {
+    fn drop(&mut self) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = runs.get_mut(&self.run_id) {
+            *held -= 1;
+            if *held == 0 {
+                runs.remove(&self.run_id);
+            }
+        }
+    }
 }
 
 /// The row a claim returns: the stored operation (only handled ones are claimed) and the run.
@@ -531,16 +549,8 @@ impl Worker {
         let _active = Active;
         // Known as executing here while it is, so that this worker never claims it again
         // meanwhile (its instance lock may look free for a moment, see `instance`).
-        struct Executing(Arc<std::sync::Mutex<HashSet<i64>>>, i64);
-        impl Drop for Executing {
-            fn drop(&mut self) {
-                let mut runs = self.0.lock().unwrap_or_else(|p| p.into_inner());
-                runs.remove(&self.1);
-            }
-        }
         let (run_id, attempt) = (claimed.run.id, claimed.run.attempt);
-        self.executing_runs().insert(run_id);
-        let _executing = Executing(Arc::clone(&self.executing), run_id);
+        let _executing = self.executing(run_id);
         let worked = match self.registry.execute(self.clone(), claimed) {
             Some(work) => work.instrument(span).await,
             // The claim only takes operations with a handler.
@@ -575,8 +585,22 @@ impl Worker {
         Ok(())
     }
 
-    /// The runs this worker executes now.
-    fn executing_runs(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+    /// Counts run `run_id` as executing here until the guard is dropped: this worker claims
+    /// it again only once every guard of it is gone. [`Self::execute_claimed`] holds one while
+    /// it works; the runner holds one from its claim until it has counted a failure of the
+    /// work ([`Self::work_failed`]), so that its next claim takes neither a run whose task has
+    /// yet to start nor one whose claim rolled back with an error not counted yet (claimable
+    /// at once: a second execution beside the first, with no pause).
+    pub fn executing(&self, run_id: i64) -> Executing {
+        *self.executing_runs().entry(run_id).or_insert(0) += 1;
+        Executing {
+            runs: Arc::clone(&self.executing),
+            run_id,
+        }
+    }
+
+    /// The runs this worker executes now, each with the guards held on it ([`Self::executing`]).
+    fn executing_runs(&self) -> std::sync::MutexGuard<'_, HashMap<i64, usize>> {
         self.executing
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -586,8 +610,10 @@ impl Worker {
     /// it is stored) and gives the run back to the queue after a backoff ([`WORK_BACKOFF`]): the
     /// lease is set to expire then, and the claim's Graph wait is cleared (nothing waits now). Once [`WORK_ATTEMPTS`] claims in a row failed (a batch of
     /// outcomes recorded in between starts the count again, see [`Self::hold_lease`]), the
-    /// lease expires at once and the next claim ends the run `failed`. Nothing when this claim
-    /// no longer holds the run.
+    /// lease expires at once and the next claim ends the run `failed`. A claim whose
+    /// transaction rolled back with the error ([`Self::claim_open`]: it commits with the run's
+    /// items) is counted too ([`Self::count_rolled_back_claim`]). Nothing when this claim no
+    /// longer holds the run.
     pub async fn work_failed(
         &self,
         run_id: i64,
@@ -604,7 +630,7 @@ impl Worker {
         .fetch_optional(self.db.pool())
         .await?;
         let Some(before) = before else {
-            return Ok(());
+            return self.count_rolled_back_claim(run_id, attempt, error).await;
         };
         let errors = before + 1;
         // The lease expires after the backoff (by the lease clock, see `lease_now`), or at once
@@ -639,6 +665,72 @@ impl Worker {
             limit = WORK_ATTEMPTS,
             "work on the run failed; it is claimed again after a pause"
         );
+        Ok(())
+    }
+
+    /// Counts an error that rolled back claim `attempt` of `run_id` with it: the claim stays
+    /// open until the run's items are written ([`Self::claim_open`]), so an error before (the
+    /// operation's check, the items' insert, the commit itself) undid the claim, its `attempt`
+    /// included, and without this the run would be claimed again at once, with no pause and
+    /// no limit, holding its tenant's lane for as long as the error repeats. The claim is
+    /// committed now, as it would have been, with the error counted and the lease of the
+    /// backoff ([`Self::work_failed`]'s), fenced as a claim: only while no claim took the run
+    /// since (its `attempt` is still the one before this claim's) and the run is still
+    /// claimable (pending in a lane its tenant has free, or running with its lease over; not
+    /// cancelled), while no other live instance works for its tenant. Nothing otherwise.
+    async fn count_rolled_back_claim(
+        &self,
+        run_id: i64,
+        attempt: i64,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        let before: Option<i64> =
+            sqlx::query_scalar("SELECT work_errors FROM runs WHERE id = $1 AND attempt = $2")
+                .bind(run_id)
+                .bind(attempt - 1)
+                .fetch_optional(self.db.pool())
+                .await?;
+        let Some(before) = before else {
+            return Ok(());
+        };
+        let errors = before + 1;
+        let give_up = errors >= WORK_ATTEMPTS;
+        let pause = backoff(self.backoff, errors).as_millis() as i64;
+        // `$9` is this worker's now, for `started_at`; leases go by the lease clock.
+        let now = self.lease_now("$9");
+        let lease_over = self.lease_over("", &now);
+        let here = self.tenant_not_elsewhere("runs.tenant_id", "$5", &now);
+        let counted = sqlx::query(&format!(
+            "UPDATE runs SET status = 'running', lease_owner = $5, attempt = $6, \
+             started_at = COALESCE(started_at, $9), work_errors = $1, last_work_error = $2, \
+             lease_expires_at = CASE WHEN $3 THEN 0 ELSE {now} + $8 END, \
+             graph_wait_reason = NULL, graph_wait_until = NULL \
+             WHERE id = $4 AND attempt = $6 - 1 AND work_errors = $7 AND {here} AND ( \
+               (status = 'pending' AND NOT EXISTS (SELECT 1 FROM runs a \
+                 WHERE a.tenant_id = runs.tenant_id AND a.lane = runs.lane \
+                   AND a.status = 'running')) \
+               OR (status = 'running' AND {lease_over}))"
+        ))
+        .bind(errors)
+        .bind(sanitize(error))
+        .bind(give_up)
+        .bind(run_id)
+        .bind(&self.id)
+        .bind(attempt)
+        .bind(before)
+        .bind(pause)
+        .bind(self.local_now())
+        .execute(self.db.pool())
+        .await?;
+        self.candidates.forget();
+        if counted.rows_affected() > 0 {
+            tracing::warn!(
+                run_id,
+                errors,
+                limit = WORK_ATTEMPTS,
+                "work on the run failed before its claim committed; it is claimed again after a pause"
+            );
+        }
         Ok(())
     }
 
@@ -834,6 +926,46 @@ impl Worker {
         Ok(None)
     }
 
+    /// This worker's queued runs (`with_only_runs`) that wait behind a run it cannot take over:
+    /// a run of their tenant running in their lane, of an operation this worker has no handler
+    /// for, whose lease is over (its owner stopped or died, [`Self::lease_over`]). The lane is
+    /// the tenant's until that run ends, and only an instance with its handler (`serve`) takes
+    /// it over, so such a run of this worker's waits for one to come: `sync-inventory`'s
+    /// engine, which handles syncs alone, tells its caller instead of waiting forever. A run
+    /// whose owner is live is not stranded: it ends, and the lane is free again. Pairs of the
+    /// queued run and the run it waits behind, by id; none without `with_only_runs`.
+    pub async fn stranded_behind(&self) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        if self.only_runs.is_none() {
+            return Ok(Vec::new());
+        }
+        // The operation types are this program's own constants, not input: written into the SQL.
+        let handled = self
+            .registry
+            .operations()
+            .iter()
+            .map(|operation| format!("'{}'", operation.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let not_handled = if handled.is_empty() {
+            String::new()
+        } else {
+            format!("AND o.operation_type NOT IN ({handled})")
+        };
+        let now = self.lease_now("$1");
+        let o_lease_over = self.lease_over("o.", &now);
+        let allowed = self.run_allowed("q.id");
+        sqlx::query_as(&format!(
+            "SELECT q.id, o.id FROM runs q JOIN runs o \
+               ON o.tenant_id = q.tenant_id AND o.lane = q.lane AND o.id <> q.id \
+             WHERE {allowed} AND q.status = 'pending' AND o.status = 'running' {not_handled} \
+               AND {o_lease_over} \
+             ORDER BY q.id, o.id"
+        ))
+        .bind(self.local_now())
+        .fetch_all(self.db.pool())
+        .await
+    }
+
     /// The condition under which the lease of a running run (columns prefixed with `alias`) is
     /// over at `now` (SQL for the lease clock, [`Self::lease_now`]): it expired or, on PostgreSQL
     /// between locked instances, its owner's instance lock is free (the owner died). The lock's second key is the identity's `hashtext`, which
@@ -912,7 +1044,7 @@ impl Worker {
                     continue;
                 }
             };
-            if self.executing_runs().contains(&id) {
+            if self.executing_runs().contains_key(&id) {
                 // Its instance lock looked free for a moment: this worker is still on it.
                 continue;
             }
