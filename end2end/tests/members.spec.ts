@@ -109,6 +109,38 @@ test("the only owner's Change role is refused as it is, and the select shows the
   await expect(me.getByTestId("change-role")).toHaveCount(0);
 });
 
+test("the only owner's Remove is refused as it is, and the focus stays on Remove", async ({ page }) => {
+  await signIn(page, "admin@contoso.example");
+  await openHydrated(page, `/t/${FABRIKAM}/members`);
+  const me = page.getByTestId("member-row").filter({ hasText: "admin@contoso.example" });
+  await me.getByTestId("remove-member").click();
+  await me.getByTestId("remove-member-confirm").click();
+  await expect(page.getByTestId("member-problem")).toContainText("at least one owner");
+  await expect(me.getByTestId("remove-member")).toBeFocused();
+});
+
+test("a withdrawn invitation gives the focus to the next one's Withdraw", async ({ page }) => {
+  await signIn(page, "admin@contoso.example");
+  const first = `e2e-focus-a-${Date.now()}@example.com`;
+  const second = `e2e-focus-b-${Date.now()}@example.com`;
+  await call(page, "members/add", { tenant: FABRIKAM, email: first, role: "readonly" });
+  await call(page, "members/add", { tenant: FABRIKAM, email: second, role: "readonly" });
+  await openHydrated(page, `/t/${FABRIKAM}/members`);
+  const rows = page.getByTestId("invitation-row");
+  // The last row's: nothing comes after it, the focus goes to the row before.
+  const last = rows.last();
+  const before = rows.nth((await rows.count()) - 2);
+  const lastEmail = (await last.locator("td").first().textContent()) ?? "";
+  await last.getByTestId("revoke-invitation").click();
+  await last.getByTestId("revoke-invitation-confirm").click();
+  await expect(rows.filter({ hasText: lastEmail })).toHaveCount(0);
+  await expect(before.getByTestId("revoke-invitation")).toBeFocused();
+  const pending = await call(page, "invitations/list", { tenant: FABRIKAM });
+  for (const invitation of pending.filter((i: { email: string }) => [first, second].includes(i.email))) {
+    await call(page, "invitations/revoke", { tenant: FABRIKAM, id: String(invitation.id) });
+  }
+});
+
 test("a manager sees Change role, Remove and Withdraw disabled with the role they need", async ({
   page,
   browser,

@@ -184,3 +184,24 @@ test("a check whose poll is refused for good says why instead of \"Checking…\"
     await demoKnobs(page);
   }
 });
+
+test("Disconnect and Reconnect, once confirmed, leave the focus on the button that takes their place", async ({
+  page,
+}) => {
+  await openHydrated(page, `/t/${FABRIKAM}/settings`);
+  try {
+    await page.getByTestId("disconnect-tenant").click();
+    await page.getByTestId("disconnect-tenant-confirm").click();
+    await expect(page.getByTestId("connection-status")).toContainText("Disconnected");
+    await expect(page.getByTestId("reconnect-tenant")).toBeFocused();
+    await page.getByTestId("reconnect-tenant").click();
+    await page.getByTestId("reconnect-tenant-confirm").click();
+    await expect(page.getByTestId("connection-status")).toHaveText("Connected");
+    await expect(page.getByTestId("disconnect-tenant")).toBeFocused();
+  } finally {
+    const settings = await call(page, "tenants/settings", { tenant: FABRIKAM });
+    if (settings.disconnected) {
+      await call(page, "tenants/reconnect", { tenant: FABRIKAM });
+    }
+  }
+});

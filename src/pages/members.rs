@@ -26,6 +26,79 @@ struct MemberActions {
     remove: ServerAction<RemoveMember>,
     /// The member whose role change is on its way, to give their role select the focus back.
     changing: StoredValue<Option<i64>>,
+    /// Where a removal leaves the focus.
+    removed: FocusAfterRemoval,
+}
+
+/// Where the focus goes once a confirmed removal (of a member, of an invitation) has been
+/// answered and the list drawn again: the confirmation and its button are gone with the list
+/// before. It goes to the same action in the row at the removed row's place (that row again
+/// when the removal was refused, else the one after it), else in the last row, else to the
+/// list's heading (`heading`, an id).
+#[derive(Clone, Copy)]
+struct FocusAfterRemoval {
+    /// The place of the row whose removal is on its way.
+    at: StoredValue<Option<usize>>,
+    /// The test id of the action in each row.
+    action: &'static str,
+    heading: &'static str,
+}
+
+impl FocusAfterRemoval {
+    fn new(action: &'static str, heading: &'static str) -> Self {
+        Self {
+            at: StoredValue::new(None),
+            action,
+            heading,
+        }
+    }
+
+    /// The removal of the row at `index` was confirmed.
+    fn confirmed(self, index: usize) {
+        self.at.set_value(Some(index));
+    }
+
+    /// Moves the focus, in the browser, once the list drawn after the answer is in the page;
+    /// until the answer (`pending`), the list shown is the one before.
+    fn use_after_redraw(self, pending: Signal<bool>) {
+        Effect::new(move |_| {
+            if pending.get_untracked() {
+                return;
+            }
+            if let Some(at) = self.at.get_value() {
+                self.at.set_value(None);
+                // After the list is in the page: the effect may run before the rows drawn
+                // after the answer have replaced those before.
+                request_animation_frame(move || self.focus(at));
+            }
+        });
+    }
+
+    #[cfg(feature = "hydrate")]
+    fn focus(self, at: usize) {
+        use leptos::wasm_bindgen::JsCast;
+        use leptos::web_sys::HtmlElement;
+        let document = document();
+        // The action in the row at `at`, or in the last row.
+        let in_row = |row: String| {
+            let selector = format!("tbody > tr:{row} button[data-testid={}]", self.action);
+            document.query_selector(&selector).ok().flatten()
+        };
+        let action = in_row(format!("nth-of-type({})", at.saturating_add(1)))
+            .or_else(|| in_row("last-of-type".to_owned()))
+            .and_then(|action| action.dyn_into::<HtmlElement>().ok());
+        let target = action.or_else(|| {
+            document
+                .get_element_by_id(self.heading)
+                .and_then(|heading| heading.dyn_into::<HtmlElement>().ok())
+        });
+        if let Some(target) = target {
+            let _ = target.focus();
+        }
+    }
+
+    #[cfg(not(feature = "hydrate"))]
+    fn focus(self, _at: usize) {}
 }
 
 /// The members page: the add form, the members, and the pending invitations.
@@ -38,8 +111,10 @@ pub fn MembersPage() -> impl IntoView {
         change: ServerAction::new(),
         remove: ServerAction::new(),
         changing: StoredValue::new(None),
+        removed: FocusAfterRemoval::new("remove-member", "members-title"),
     };
     let revoke = ServerAction::<RevokeInvitation>::new();
+    let withdrawn = FocusAfterRemoval::new("revoke-invitation", "invitations-title");
     let page = use_tenant_page();
     let members = Resource::new(
         move || {
@@ -94,7 +169,7 @@ pub fn MembersPage() -> impl IntoView {
 
     view! {
         <Title text="Members" />
-        <h1>"Members"</h1>
+        <h1 id="members-title" tabindex="-1">"Members"</h1>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 let refused = refusal(Capability::ManageMembers).await;
@@ -115,7 +190,7 @@ pub fn MembersPage() -> impl IntoView {
                 }
             })}
         </Transition>
-        <h2 id="invitations-title">"Pending invitations"</h2>
+        <h2 id="invitations-title" tabindex="-1">"Pending invitations"</h2>
         <div data-testid="invitation-problem">
             {move || revoke_problem.get().map(|error| view! { <ErrorMessage error /> })}
         </div>
@@ -123,14 +198,17 @@ pub fn MembersPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 let refused = refusal(Capability::ManageMembers).await;
                 match invitations.await {
-                    Ok(list) if list.is_empty() => view! {
-                        <EmptyState
-                            title="No pending invitations"
-                            hint="Adding an address that has no account makes an invitation link."
-                        />
-                    }.into_any(),
+                    Ok(list) if list.is_empty() => {
+                        withdrawn.use_after_redraw(revoke.pending().into());
+                        view! {
+                            <EmptyState
+                                title="No pending invitations"
+                                hint="Adding an address that has no account makes an invitation link."
+                            />
+                        }.into_any()
+                    }
                     Ok(list) => view! {
-                        <InvitationTable list tenant revoke refused />
+                        <InvitationTable list tenant revoke refused withdrawn />
                     }.into_any(),
                     Err(error) => view! { <RefusedOrError error /> }.into_any(),
                 }
@@ -177,12 +255,16 @@ fn MemberTable(
     actions: MemberActions,
     refused: Option<&'static str>,
 ) -> impl IntoView {
+    actions
+        .removed
+        .use_after_redraw(actions.remove.pending().into());
     view! {
         {refused.map(|reason| view! { <NeedsRole id=MEMBER_NEEDS_ID reason /> })}
         <DataTable columns=MEMBER_COLUMNS testid="members">
             {list
                 .into_iter()
-                .map(|member| view! { <MemberRow member actions refused /> })
+                .enumerate()
+                .map(|(index, member)| view! { <MemberRow member index actions refused /> })
                 .collect_view()}
         </DataTable>
     }
@@ -210,6 +292,8 @@ fn role_question(name: &str, from: Role, to: Role) -> String {
 #[component]
 fn MemberRow(
     member: Member,
+    /// The row's place in the table.
+    index: usize,
     actions: MemberActions,
     refused: Option<&'static str>,
 ) -> impl IntoView {
@@ -218,6 +302,7 @@ fn MemberRow(
         change,
         remove,
         changing,
+        removed,
     } = actions;
     let user_id = member.user_id;
     let current = member.role;
@@ -311,6 +396,7 @@ fn MemberRow(
                 testid="remove-member"
                 pending=remove.pending()
                 on_confirm=move || {
+                    removed.confirmed(index);
                     remove.dispatch(RemoveMember { tenant: tenant.get_untracked(), user_id });
                 }
             />
@@ -454,7 +540,9 @@ fn InvitationTable(
     tenant: Memo<String>,
     revoke: ServerAction<RevokeInvitation>,
     refused: Option<&'static str>,
+    withdrawn: FocusAfterRemoval,
 ) -> impl IntoView {
+    withdrawn.use_after_redraw(revoke.pending().into());
     view! {
         {refused.map(|reason| view! { <NeedsRole id=INVITATION_NEEDS_ID reason /> })}
         <DataTable
@@ -464,7 +552,8 @@ fn InvitationTable(
         >
             {list
                 .into_iter()
-                .map(|invitation| {
+                .enumerate()
+                .map(|(index, invitation)| {
                     let id = invitation.id;
                     let withdraw = if refused.is_some() {
                         view! {
@@ -484,6 +573,7 @@ fn InvitationTable(
                             testid="revoke-invitation"
                             pending=revoke.pending()
                             on_confirm=move || {
+                                withdrawn.confirmed(index);
                                 revoke.dispatch(RevokeInvitation { tenant: tenant.get_untracked(), id });
                             }
                         />

@@ -52,6 +52,7 @@ pub fn TenantSettingsPage() -> impl IntoView {
     let switch = ConnectionSwitch {
         disconnect,
         reconnect,
+        switched: StoredValue::new(false),
     };
 
     view! {
@@ -160,6 +161,25 @@ fn ReplaceSecretForm(
 struct ConnectionSwitch {
     disconnect: ServerAction<DisconnectTenant>,
     reconnect: ServerAction<ReconnectTenant>,
+    /// Set when one was confirmed, until the button drawn after its answer has the focus: the
+    /// confirmation and its button go with the settings read before.
+    switched: StoredValue<bool>,
+}
+
+/// Gives the focus to the button with the test id `testid`, in the browser.
+fn focus_button(testid: &'static str) {
+    #[cfg(feature = "hydrate")]
+    {
+        use leptos::wasm_bindgen::JsCast;
+        let selector = format!("button[data-testid={testid}]");
+        if let Ok(Some(button)) = document().query_selector(&selector) {
+            if let Ok(button) = button.dyn_into::<leptos::web_sys::HtmlElement>() {
+                let _ = button.focus();
+            }
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = testid;
 }
 
 /// Disconnect (its data is kept, no run starts) or reconnect, each after a confirmation.
@@ -172,7 +192,25 @@ fn SwitchConnection(
     let ConnectionSwitch {
         disconnect,
         reconnect,
+        switched,
     } = switch;
+    // Drawn after a confirmed switch was answered (the settings are read again): the button
+    // now in the confirmed one's place gets the focus, once it is in the page.
+    Effect::new(move |_| {
+        if !switched.get_value()
+            || disconnect.pending().get_untracked()
+            || reconnect.pending().get_untracked()
+        {
+            return;
+        }
+        switched.set_value(false);
+        let testid = if disconnected {
+            "reconnect-tenant"
+        } else {
+            "disconnect-tenant"
+        };
+        request_animation_frame(move || focus_button(testid));
+    });
     let failed = move || {
         disconnect
             .value()
@@ -190,6 +228,7 @@ fn SwitchConnection(
                 testid="reconnect-tenant"
                 pending=reconnect.pending()
                 on_confirm=move || {
+                    switched.set_value(true);
                     reconnect.dispatch(ReconnectTenant { tenant: tenant.get_untracked() });
                 }
             />
@@ -204,6 +243,7 @@ fn SwitchConnection(
                 testid="disconnect-tenant"
                 pending=disconnect.pending()
                 on_confirm=move || {
+                    switched.set_value(true);
                     disconnect.dispatch(DisconnectTenant { tenant: tenant.get_untracked() });
                 }
             />
