@@ -114,8 +114,8 @@ fn honoured(retry_after: Option<Duration>) -> Option<Duration> {
 /// The longest `Retry-After` read, a day; [`RetryPolicy::max_retry_after`] caps what is honoured.
 const MAX_RETRY_AFTER_READ: Duration = Duration::from_secs(86_400);
 
-/// Reads `Retry-After` as whole seconds or as an HTTP date (the time left until it, zero when it
-/// has passed); anything else is no value. HTTP's delay-seconds are digits only (RFC 9110,
+/// Reads `Retry-After` as whole seconds or as an HTTP date (the whole seconds left until it,
+/// zero when under a second is left or it has passed); anything else is no value. HTTP's delay-seconds are digits only (RFC 9110,
 /// 10.2.3): a fraction (`0.001`) or a sign is ignored rather than rounded, since honouring it
 /// would send a throttled request again within milliseconds, in the window that refused it.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -130,7 +130,11 @@ fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         Duration::from_secs(raw.parse::<u64>().unwrap_or(u64::MAX))
     } else {
         let at = httpdate::parse_http_date(raw).ok()?;
-        at.duration_since(now).unwrap_or(Duration::ZERO)
+        // A date has whole seconds but `now` does not: a date one second ahead read at .999
+        // leaves a millisecond, which would send the request again inside the window that
+        // refused it. Round down, so under a second is zero, which is no value.
+        let left = at.duration_since(now).unwrap_or(Duration::ZERO);
+        Duration::from_secs(left.as_secs())
     };
     Some(wait.min(MAX_RETRY_AFTER_READ))
 }
@@ -311,5 +315,25 @@ mod tests {
             Some(MAX_RETRY_AFTER_READ),
             "a year away reads as the cap"
         );
+    }
+
+    #[test]
+    fn an_http_date_less_than_a_second_away_is_no_retry_after() {
+        // The date has whole seconds, `now` milliseconds: a date one second ahead read at .999
+        // leaves 1 ms, which is rounded down to zero, so a 429 waits the throttled pause.
+        let policy = RetryPolicy::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(999_999);
+        let mut headers = HeaderMap::new();
+        let date = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1000));
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&date).expect("header"));
+        let read = retry_after_at(&headers, now);
+        assert_eq!(read, Some(Duration::ZERO), "{date}");
+        assert_eq!(
+            policy.tenant_pause(1, read, true),
+            Some(policy.throttled_pause(1))
+        );
+        // A second and a half away is one whole second.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(998_500);
+        assert_eq!(retry_after_at(&headers, now), Some(Duration::from_secs(1)));
     }
 }
