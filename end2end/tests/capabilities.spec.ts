@@ -76,3 +76,15 @@ test("a non-member sees nothing of the tenant", async ({ page }) => {
   expect(response.status()).toBe(403);
   expect(await response.text()).not.toContain("Fabrikam");
 });
+
+test("a member whose role could not be read is told so, not that they need a role", async ({ page }) => {
+  await signIn(page, "admin@contoso.example");
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  // The tenant's page is drawn in the browser, and its read of the signed-in user fails.
+  await page.route("**/api/auth/me", (route) => route.abort());
+  await page.locator(".tenant-list").getByRole("link").first().click();
+  await expect(page).toHaveURL(/\/t\/[^/]+\/backup-sets$/);
+  const create = page.getByRole("button", { name: "Create backup set" });
+  await expect(create).toHaveAccessibleDescription(/could not be read/);
+  await expect(page.getByText(NEEDS_OPERATOR)).toHaveCount(0);
+});

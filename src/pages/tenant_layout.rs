@@ -65,10 +65,19 @@ pub fn use_connection_changed() -> RwSignal<u64> {
     expect_context::<TenantPage>().connection_changed
 }
 
+/// What an action says beside it when the signed-in user could not be read (the request
+/// failed): their role is unknown, not lacking.
+pub const ROLE_UNREAD: &str = "Your role here could not be read: reload the page to try again";
+
 /// What the current page shows beside an action needing `capability` ("Needs operator or
-/// above"), or `None` when the signed-in user's role holds it. Await it like [`current_role`].
+/// above"), or `None` when the signed-in user's role holds it; [`ROLE_UNREAD`] when the user
+/// could not be read. Await it like [`current_role`].
 pub async fn refusal(capability: Capability) -> Option<&'static str> {
-    refusal_of(current_role().await, capability)
+    let page = expect_context::<TenantPage>();
+    match page.me.await {
+        Ok(me) => refusal_of(me.role_in(&page.tenant.get_untracked()), capability),
+        Err(_) => Some(ROLE_UNREAD),
+    }
 }
 
 /// Why a member with `role` (`None`: no role here) may not do what `capability` allows.
