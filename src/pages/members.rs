@@ -74,31 +74,33 @@ impl FocusAfterRemoval {
         });
     }
 
-    #[cfg(feature = "hydrate")]
+    /// Gives the focus to the action in the row at `at` (in the browser).
     fn focus(self, at: usize) {
-        use leptos::wasm_bindgen::JsCast;
-        use leptos::web_sys::HtmlElement;
-        let document = document();
-        // The action in the row at `at`, or in the last row.
-        let in_row = |row: String| {
-            let selector = format!("tbody > tr:{row} button[data-testid={}]", self.action);
-            document.query_selector(&selector).ok().flatten()
-        };
-        let action = in_row(format!("nth-of-type({})", at.saturating_add(1)))
-            .or_else(|| in_row("last-of-type".to_owned()))
-            .and_then(|action| action.dyn_into::<HtmlElement>().ok());
-        let target = action.or_else(|| {
-            document
-                .get_element_by_id(self.heading)
-                .and_then(|heading| heading.dyn_into::<HtmlElement>().ok())
-        });
-        if let Some(target) = target {
-            let _ = target.focus();
+        #[cfg(feature = "hydrate")]
+        {
+            use leptos::wasm_bindgen::JsCast;
+            use leptos::web_sys::HtmlElement;
+            let document = document();
+            // The action in the row at `at`, or in the last row.
+            let in_row = |row: String| {
+                let selector = format!("tbody > tr:{row} button[data-testid={}]", self.action);
+                document.query_selector(&selector).ok().flatten()
+            };
+            let action = in_row(format!("nth-of-type({})", at.saturating_add(1)))
+                .or_else(|| in_row("last-of-type".to_owned()))
+                .and_then(|action| action.dyn_into::<HtmlElement>().ok());
+            let target = action.or_else(|| {
+                document
+                    .get_element_by_id(self.heading)
+                    .and_then(|heading| heading.dyn_into::<HtmlElement>().ok())
+            });
+            if let Some(target) = target {
+                let _ = target.focus();
+            }
         }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (self.action, self.heading, at);
     }
-
-    #[cfg(not(feature = "hydrate"))]
-    fn focus(self, _at: usize) {}
 }
 
 /// The members page: the add form, the members, and the pending invitations.
