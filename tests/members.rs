@@ -7,8 +7,9 @@ use crate::common;
 
 use common::{TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
 use serde_json::Value;
-use tenantatlas::domain::{AddMemberOutcome, AppError, Member, Role};
-use tenantatlas::server::auth::users;
+use tenantatlas::domain::{AddMemberOutcome, AppError, Email, Member, Role};
+use tenantatlas::server::auth::{password, users};
+use tenantatlas::server::db::Db;
 
 both_backends!(TestApp:
     the_owner_manages_members_and_each_change_is_audited,
@@ -22,6 +23,9 @@ both_backends!(TestApp:
     a_removed_members_pending_invitation_does_not_bring_them_back,
     an_account_whose_password_the_admin_set_is_added_at_once,
     the_upgrade_marks_the_accounts_invitations_made,
+    an_account_an_older_instances_acceptance_made_is_invited_not_added,
+    create_user_takes_back_an_account_an_acceptance_made_since_it_read,
+    the_upgrade_counts_the_resets_the_audit_log_recorded,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -695,6 +699,9 @@ async fn a_shared_tenant_forced_by_the_attacker_does_not_make_a_squatted_account
     assert_eq!(role_in_contoso(&app, VICTIM).await, None);
     // The attacker's sessions have no way into Contoso either.
     let squatter = sign_in_with(&app, VICTIM, ATTACKERS_PASSWORD).await;
+    app.current_user(&squatter)
+        .await
+        .expect("the attacker is signed in");
     assert_eq!(
         app.members(&squatter, CONTOSO)
             .await
@@ -877,9 +884,28 @@ async fn an_account_whose_password_the_admin_set_is_added_at_once(app: TestApp) 
     );
 }
 
-/// A database of before the mark: the upgrade marks the accounts an invitation made (the
-/// squatted one), not one the admin made that joined through a link with its own session, so a
-/// squatted account is still invited, not added, after the upgrade.
+/// Takes the database back to the schema of before migration 31 (as an instance of before it
+/// left it), then migrates it again.
+async fn migrate_0031_again(app: &TestApp) {
+    for statement in [
+        "DELETE FROM _sqlx_migrations WHERE version = 31",
+        "ALTER TABLE users DROP COLUMN password_set_by_admin_at",
+    ] {
+        sqlx::query(statement).execute(app.db.pool()).await.unwrap();
+    }
+    app.db.migrate().await.expect("migration 31 applies again");
+}
+
+/// Whether the account `email` counts as one whose password an invitation link's holder chose.
+async fn password_via_invitation(app: &TestApp, email: &str) -> bool {
+    users::password_via_invitation(&app.db, common::user_id(&app.db, email).await)
+        .await
+        .expect("read the account")
+}
+
+/// A database of before migration 31: the upgrade leaves the accounts an invitation made (the
+/// squatted one) counted as the link holder's, not one the admin made that joined through a
+/// link with its own session, so a squatted account is still invited, not added, after it.
 async fn the_upgrade_marks_the_accounts_invitations_made(app: TestApp) {
     let Squatted {
         attacker,
@@ -887,21 +913,9 @@ async fn the_upgrade_marks_the_accounts_invitations_made(app: TestApp) {
         ..
     } = squat_the_victims_address(&app).await;
     join_fabrikam_with_an_admin_made_account(&app, &attacker).await;
-    // Back to the schema of before migration 31, then up again.
-    for statement in [
-        "DELETE FROM _sqlx_migrations WHERE version = 31",
-        "ALTER TABLE users DROP COLUMN password_via_invitation_at",
-    ] {
-        sqlx::query(statement).execute(app.db.pool()).await.unwrap();
-    }
-    app.db.migrate().await.expect("migration 31 applies again");
-    let marked: Vec<String> = sqlx::query_scalar(
-        "SELECT email FROM users WHERE password_via_invitation_at IS NOT NULL ORDER BY email",
-    )
-    .fetch_all(app.db.pool())
-    .await
-    .unwrap();
-    assert_eq!(marked, [VICTIM]);
+    migrate_0031_again(&app).await;
+    assert!(password_via_invitation(&app, VICTIM).await);
+    assert!(!password_via_invitation(&app, ADMIN_MADE).await);
     assert!(matches!(
         app.add_member(&contoso_owner, CONTOSO, VICTIM, "owner")
             .await
@@ -909,4 +923,171 @@ async fn the_upgrade_marks_the_accounts_invitations_made(app: TestApp) {
         AddMemberOutcome::Invited { .. }
     ));
     assert_eq!(role_in_contoso(&app, VICTIM).await, None);
+}
+
+/// An address squatted through an instance that predates migration 31 (one still serving beside
+/// a newer one during a rolling upgrade).
+pub(crate) const OLD_SQUATTED: &str = "old.squatted@example.org";
+
+/// Writes what an acceptance of a Fabrikam invitation for `email` by an instance of before
+/// migration 31 writes: an account without `password_set_by_admin_at`, its membership, and the
+/// invitation, accepted by the account at its `created_at` (one clock reading). Returns the
+/// account's id.
+pub(crate) async fn accept_as_an_older_instance(db: &Db, email: &str, inviter: i64) -> i64 {
+    let now: i64 = 1_800_000_000_000;
+    let fabrikam = common::tenant_id(db, FABRIKAM).await;
+    let user_id: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, display_name, password_hash, created_at, is_admin) \
+         VALUES ($1, 'Squatted', 'the holder''s hash', $2, FALSE) RETURNING id",
+    )
+    .bind(email)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO memberships (user_id, tenant_id, role, created_at) \
+         VALUES ($1, $2, 'readonly', $3)",
+    )
+    .bind(user_id)
+    .bind(fabrikam)
+    .bind(now)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO invitations (tenant_id, email, role, token_hash, invited_by, created_at, \
+         expires_at, accepted_at, accepted_by) \
+         VALUES ($1, $2, 'readonly', $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(fabrikam)
+    .bind(email)
+    .bind(format!("accepted by an older instance: {email}"))
+    .bind(inviter)
+    .bind(now - 60_000)
+    .bind(now + 60_000)
+    .bind(now)
+    .bind(user_id)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    user_id
+}
+
+/// During a rolling upgrade an instance of before migration 31 keeps serving, and its
+/// acceptances write no more than they did. An account such an acceptance made (of Fabrikam,
+/// whose owner is the attacker) is still invited by Contoso's owner, not added; once the admin
+/// sets its password it is added.
+async fn an_account_an_older_instances_acceptance_made_is_invited_not_added(app: TestApp) {
+    let Squatted { contoso_owner, .. } = squat_the_victims_address(&app).await;
+    let attacker_id = common::user_id(&app.db, OUTSIDER).await;
+    accept_as_an_older_instance(&app.db, OLD_SQUATTED, attacker_id).await;
+    let outcome = app
+        .add_member(&contoso_owner, CONTOSO, OLD_SQUATTED, "owner")
+        .await
+        .expect("the owner adds the address");
+    assert!(
+        matches!(outcome, AddMemberOutcome::Invited { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(role_in_contoso(&app, OLD_SQUATTED).await, None);
+
+    admin_cli(
+        &app,
+        &["set-password", "--email", OLD_SQUATTED],
+        "the real owner's password\n",
+    );
+    assert_eq!(
+        app.add_member(&contoso_owner, CONTOSO, OLD_SQUATTED, "readonly")
+            .await
+            .expect("the owner adds the address"),
+        AddMemberOutcome::Added
+    );
+}
+
+/// `create-user` reads the address, finds no account, and makes one; an acceptance of the
+/// attacker's link that made the account in between (the insert then finds it taken) does not
+/// leave it the attacker's: it gets the admin's password, counts as set by the admin, and the
+/// attacker's session ends, as if it had been there when `create-user` read.
+async fn create_user_takes_back_an_account_an_acceptance_made_since_it_read(app: TestApp) {
+    let Squatted { contoso_owner, .. } = squat_the_victims_address(&app).await;
+    let squatter = sign_in_with(&app, VICTIM, ATTACKERS_PASSWORD).await;
+    const ADMINS_PASSWORD: &str = "the admin's password for the victim";
+    let hash = password::hash(ADMINS_PASSWORD.into())
+        .await
+        .expect("hash the password");
+    let email = Email::parse(VICTIM).expect("an address");
+    // The step of `upsert_user` after its read found no account.
+    let user_id = users::insert_user(&app.db, &email, "Victim", &hash)
+        .await
+        .expect("the account is taken back");
+    assert_eq!(user_id, common::user_id(&app.db, VICTIM).await);
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        stored.as_deref(),
+        Some(hash.as_str()),
+        "the admin's password"
+    );
+    assert!(!password_via_invitation(&app, VICTIM).await);
+    let signed_out = app
+        .current_user(&squatter)
+        .await
+        .expect_err("the attacker's session is over");
+    assert_eq!(signed_out.status, 401, "{signed_out:?}");
+    let form = [
+        ("email", VICTIM),
+        ("password", ATTACKERS_PASSWORD),
+        ("next", "/"),
+    ];
+    assert_eq!(app.call("auth/sign-in", &form).await.status(), 401);
+    sign_in_with(&app, VICTIM, ADMINS_PASSWORD).await;
+    assert_eq!(
+        app.add_member(&contoso_owner, CONTOSO, VICTIM, "readonly")
+            .await
+            .expect("the owner adds the address"),
+        AddMemberOutcome::Added
+    );
+}
+
+/// A reset made before migration 31 left an audit row (`user.set_password`), dated after the
+/// account was made: the upgrade counts it, so that account is added at once after it. An
+/// account whose only such row predates it (another account's, the id reused) still counts as
+/// the link holder's and is invited.
+async fn the_upgrade_counts_the_resets_the_audit_log_recorded(app: TestApp) {
+    let Squatted { contoso_owner, .. } = squat_the_victims_address(&app).await;
+    admin_cli(
+        &app,
+        &["set-password", "--email", VICTIM],
+        "the victim's real password\n",
+    );
+    let attacker_id = common::user_id(&app.db, OUTSIDER).await;
+    let old = accept_as_an_older_instance(&app.db, OLD_SQUATTED, attacker_id).await;
+    sqlx::query(
+        "INSERT INTO audit_log (tenant_id, actor_user_id, action, target, details, created_at) \
+         VALUES (NULL, NULL, 'user.set_password', $1, '{}', 1000)",
+    )
+    .bind(format!("user:{old}"))
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    migrate_0031_again(&app).await;
+    assert!(!password_via_invitation(&app, VICTIM).await);
+    assert!(password_via_invitation(&app, OLD_SQUATTED).await);
+    assert_eq!(
+        app.add_member(&contoso_owner, CONTOSO, VICTIM, "readonly")
+            .await
+            .expect("the owner adds the address"),
+        AddMemberOutcome::Added
+    );
+    assert!(matches!(
+        app.add_member(&contoso_owner, CONTOSO, OLD_SQUATTED, "readonly")
+            .await
+            .expect("the owner adds the address"),
+        AddMemberOutcome::Invited { .. }
+    ));
 }

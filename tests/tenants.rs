@@ -34,6 +34,7 @@ both_backends!(TestApp:
     disconnecting_or_reconnecting_twice_changes_nothing_the_second_time,
     disconnecting_again_cancels_the_runs_the_first_disconnect_left,
     create_tenant_refuses_an_owner_whose_password_an_invitation_link_chose,
+    create_tenant_refuses_an_owner_an_older_instances_acceptance_made,
 );
 
 const K1: &str = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -443,6 +444,37 @@ async fn create_tenant_refuses_an_owner_whose_password_an_invitation_link_chose(
     ok(&create_tenant_owned_by(&url, TENANT_B, CAROL));
     assert_eq!(
         role_in(&app, TENANT_B, CAROL).await.as_deref(),
+        Some("owner")
+    );
+}
+
+/// During a rolling upgrade an instance of before migration 31 keeps serving: an account its
+/// acceptance of Mallory's link made (Mallory owns Fabrikam) is refused as `--owner` like one
+/// a current instance made, and nothing is written; after `set-password` it is accepted.
+async fn create_tenant_refuses_an_owner_an_older_instances_acceptance_made(app: TestApp) {
+    use crate::members::{accept_as_an_older_instance, OLD_SQUATTED};
+    let url = app.database_url().to_owned();
+    let mallory_id = common::user_id(&app.db, OUTSIDER).await;
+    accept_as_an_older_instance(&app.db, OLD_SQUATTED, mallory_id).await;
+
+    let tenants = app.count("tenants").await;
+    let memberships = app.count("memberships").await;
+    let stderr = refused(&create_tenant_owned_by(&url, TENANT_A, OLD_SQUATTED));
+    assert!(
+        stderr.contains("invitation link") && stderr.contains("set-password --email"),
+        "{stderr}"
+    );
+    assert_eq!(app.count("tenants").await, tenants, "no tenant row");
+    assert_eq!(app.count("memberships").await, memberships, "no membership");
+
+    ok(&admin(
+        &url,
+        &["set-password", "--email", OLD_SQUATTED],
+        "the real owner's password\n",
+    ));
+    ok(&create_tenant_owned_by(&url, TENANT_A, OLD_SQUATTED));
+    assert_eq!(
+        role_in(&app, TENANT_A, OLD_SQUATTED).await.as_deref(),
         Some("owner")
     );
 }

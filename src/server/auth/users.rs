@@ -15,29 +15,39 @@ pub struct Credentials {
     /// The generation a new session is signed in under: a session signed in under another one is
     /// over (see [`super::session`]).
     pub session_generation: i64,
-    /// When the password was chosen through an invitation link (`None`: the admin CLI set it,
-    /// or the seed). No address is verified, so such an account may belong to whoever held the
-    /// link, not to the address: it is never given a tenant without its own consent.
-    pub password_via_invitation_at: Option<i64>,
-}
-
-impl Credentials {
-    /// Whether whoever held an invitation link chose the password (and the admin has not
-    /// reset it since).
-    pub fn password_via_invitation(&self) -> bool {
-        self.password_via_invitation_at.is_some()
-    }
 }
 
 /// The account with this e-mail, if any.
 pub async fn credentials(db: &Db, email: &Email) -> Result<Option<Credentials>, AppError> {
-    Ok(sqlx::query_as(
-        "SELECT id, password_hash, session_generation, password_via_invitation_at \
-         FROM users WHERE email = $1",
+    Ok(
+        sqlx::query_as("SELECT id, password_hash, session_generation FROM users WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(db.pool())
+            .await?,
     )
-    .bind(email.as_str())
-    .fetch_optional(db.pool())
-    .await?)
+}
+
+/// SQL condition on the account `u`: its password is still the one chosen through an invitation
+/// link. No address is verified, so such an account may belong to whoever held the link, not to
+/// the address. It is read from the invitations, never from a mark the acceptance writes: an
+/// invitation made the account when its `accepted_at` is the account's `created_at` (the
+/// acceptance writes both from one clock reading; an existing account joining through its own
+/// session does so later, and accepted invitations are never deleted). The admin choosing the
+/// password since (`password_set_by_admin_at`) ends it. An older instance that does not know the
+/// column leaves it NULL, which keeps the account counted as the link holder's: the safe side.
+pub(crate) const PASSWORD_VIA_INVITATION: &str = "(u.password_set_by_admin_at IS NULL AND EXISTS \
+     (SELECT 1 FROM invitations i WHERE i.accepted_by = u.id AND i.accepted_at = u.created_at))";
+
+/// Whether the account's password is still the one whoever held an invitation link chose (see
+/// [`PASSWORD_VIA_INVITATION`]): such an account is never given a tenant without its consent.
+pub async fn password_via_invitation(db: &Db, user_id: i64) -> Result<bool, AppError> {
+    let claimed: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM users u WHERE u.id = $1 AND {PASSWORD_VIA_INVITATION}"
+    ))
+    .bind(user_id)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(claimed > 0)
 }
 
 /// Sets an existing account's password and ends all of its sessions. Returns its id, or `None`
@@ -50,9 +60,10 @@ pub async fn set_password(
 ) -> Result<Option<i64>, AppError> {
     Ok(sqlx::query_scalar(
         "UPDATE users SET password_hash = $1, session_generation = session_generation + 1, \
-         password_via_invitation_at = NULL WHERE email = $2 RETURNING id",
+         password_set_by_admin_at = $2 WHERE email = $3 RETURNING id",
     )
     .bind(password_hash)
+    .bind(Timestamp::now().millis())
     .bind(email.as_str())
     .fetch_optional(db.pool())
     .await?)
@@ -108,46 +119,71 @@ pub async fn make_admin(db: &Db, user_id: i64) -> Result<(), AppError> {
 }
 
 /// Creates an account, or sets the password and name of an existing one (ending all of its
-/// sessions, and its mark of a password chosen through an invitation link, as
-/// [`set_password`]). Returns its id. The first account of a database is an admin.
+/// sessions; the admin chose the password, as with [`set_password`]). Returns its id. The first
+/// account of a database is an admin.
 pub async fn upsert_user(
     db: &Db,
     email: &Email,
     display_name: &str,
     password_hash: &str,
 ) -> Result<i64, AppError> {
-    if let Some(existing) = credentials(db, email).await? {
-        sqlx::query(
-            "UPDATE users SET display_name = $1, password_hash = $2, \
-             session_generation = session_generation + 1, password_via_invitation_at = NULL \
-             WHERE id = $3",
-        )
-        .bind(display_name)
-        .bind(password_hash)
-        .bind(existing.user_id)
-        .execute(db.pool())
-        .await?;
-        return Ok(existing.user_id);
+    if let Some(user_id) = reset_account(db, email, display_name, password_hash).await? {
+        return Ok(user_id);
     }
+    insert_user(db, email, display_name, password_hash).await
+}
+
+/// The second step of [`upsert_user`], once no account had the address: makes the account. One
+/// made since (a concurrent `create-user`, or an invitation's link accepted meanwhile, whose
+/// holder chose its password) gets the admin's password and name and its sessions end, as if it
+/// had been there at the first step: else the admin's grant that follows would hand a tenant to
+/// whoever held the link.
+pub async fn insert_user(
+    db: &Db,
+    email: &Email,
+    display_name: &str,
+    password_hash: &str,
+) -> Result<i64, AppError> {
+    let now = Timestamp::now().millis();
     let inserted = sqlx::query_scalar(
-        "INSERT INTO users (email, display_name, password_hash, created_at, is_admin) \
-         SELECT $1, $2, $3, $4, NOT EXISTS (SELECT 1 FROM users) RETURNING id",
+        "INSERT INTO users (email, display_name, password_hash, created_at, is_admin, \
+         password_set_by_admin_at) \
+         SELECT $1, $2, $3, $4, NOT EXISTS (SELECT 1 FROM users), $4 RETURNING id",
     )
     .bind(email.as_str())
     .bind(display_name)
     .bind(password_hash)
-    .bind(Timestamp::now().millis())
+    .bind(now)
     .fetch_one(db.pool())
     .await;
     match inserted {
         Ok(id) => Ok(id),
-        // Created by a concurrent call: the account exists now, which is what was asked.
-        Err(e) if is_unique_violation(&e) => credentials(db, email)
+        Err(e) if is_unique_violation(&e) => reset_account(db, email, display_name, password_hash)
             .await?
-            .map(|c| c.user_id)
             .ok_or(AppError::Internal),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Gives the account with this e-mail the admin's name and password and ends its sessions.
+/// Returns its id, or `None` when no account has the address.
+async fn reset_account(
+    db: &Db,
+    email: &Email,
+    display_name: &str,
+    password_hash: &str,
+) -> Result<Option<i64>, AppError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE users SET display_name = $1, password_hash = $2, \
+         session_generation = session_generation + 1, password_set_by_admin_at = $3 \
+         WHERE email = $4 RETURNING id",
+    )
+    .bind(display_name)
+    .bind(password_hash)
+    .bind(Timestamp::now().millis())
+    .bind(email.as_str())
+    .fetch_optional(db.pool())
+    .await?)
 }
 
 /// What [`grant`] did: the tenant's database id and the member's role before (`None` when the

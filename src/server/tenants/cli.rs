@@ -55,7 +55,7 @@ pub async fn create_tenant(
                         email.as_str()
                     ))
                 })?;
-            if account.password_via_invitation() {
+            if crate::server::auth::users::password_via_invitation(db, account.user_id).await? {
                 return Err(StartError::Invalid(format!(
                     "the account {0} was made through an invitation link, whose holder chose its \
                      password (the address was never verified): give it a password with \

@@ -396,8 +396,8 @@ pub struct Accepted {
     pub tenant: TenantSummary,
 }
 
-/// Uses the invitation: marks it accepted, makes the account (name, password hash, marked as
-/// chosen through a link until the admin resets it) and the membership, in one transaction. The mark is a conditional update, so of two acceptances at
+/// Uses the invitation: marks it accepted, makes the account (name, password hash) and the
+/// membership, in one transaction. The mark is a conditional update, so of two acceptances at
 /// the same moment exactly one passes. An address that got an account meanwhile is a 409 and
 /// leaves the invitation unused.
 pub async fn accept(
@@ -423,11 +423,11 @@ pub async fn accept(
         return Err(unusable(&found, now).unwrap_or_else(not_valid));
     };
     let mut tx = check_inviter(tx, tenant_id, inviter).await?;
-    // Marked as chosen through a link: see `members::add_or_invite`.
+    // The account's `created_at` is the invitation's `accepted_at`: that is how an account whose
+    // password the link's holder chose is told apart (`users::PASSWORD_VIA_INVITATION`).
     let inserted = sqlx::query_as::<_, (i64, i64)>(
-        "INSERT INTO users (email, display_name, password_hash, created_at, is_admin, \
-         password_via_invitation_at) VALUES ($1, $2, $3, $4, FALSE, $4) \
-         RETURNING id, session_generation",
+        "INSERT INTO users (email, display_name, password_hash, created_at, is_admin) \
+         VALUES ($1, $2, $3, $4, FALSE) RETURNING id, session_generation",
     )
     .bind(&email)
     .bind(display_name)

@@ -12,6 +12,7 @@
 use super::{invitations, TenantScope};
 use crate::domain::{AddMemberOutcome, AppError, Email, Member, Role, Timestamp};
 use crate::server::audit::{self, AuditEvent};
+use crate::server::auth::users;
 use crate::server::db::{is_unique_violation, Db};
 
 /// The tenant's members, owners first, then by name.
@@ -74,24 +75,23 @@ enum Account {
     NeedsConsent,
 }
 
-/// Reads the account of `email`. Its mark (`password_via_invitation_at`) says the password is
-/// still the one chosen through an invitation link; the tenant the link came from is then one of
-/// those whose invitations the account accepted. An account that accepted only this tenant's
-/// invitations was made through this tenant's own link, whose holder the tenant trusted already,
-/// so it is added at once. An account whose password the admin set (the CLI or the seed) is
-/// added at once too, even when it joined other tenants through their links: it joined with its
-/// own session, which chose no password.
+/// Reads the account of `email`. Its password may still be the one chosen through an
+/// invitation link ([`users::PASSWORD_VIA_INVITATION`]: an invitation made it and the admin has
+/// not set a password since); the tenant the link came from is then one of those whose
+/// invitations the account accepted. An account that accepted only this tenant's invitations was
+/// made through this tenant's own link, whose holder the tenant trusted already, so it is added
+/// at once. An account whose password the admin set (the CLI or the seed) is added at once too,
+/// even when it joined other tenants through their links: it joined with its own session, which
+/// chose no password.
 async fn account(db: &Db, scope: &TenantScope, email: &Email) -> Result<Account, AppError> {
-    let Some((user_id, via_invitation)) = sqlx::query_as::<_, (i64, Option<i64>)>(
-        "SELECT id, password_via_invitation_at FROM users WHERE email = $1",
-    )
-    .bind(email.as_str())
-    .fetch_optional(db.pool())
-    .await?
+    let Some(user_id) = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE email = $1")
+        .bind(email.as_str())
+        .fetch_optional(db.pool())
+        .await?
     else {
         return Ok(Account::None);
     };
-    if via_invitation.is_none() {
+    if !users::password_via_invitation(db, user_id).await? {
         return Ok(Account::Addable(user_id));
     }
     let invited_elsewhere: i64 = sqlx::query_scalar(
