@@ -565,6 +565,54 @@ async fn a_write_failure_says_whether_a_write_request_was_sent() {
     }
 }
 
+/// An administrative template backup whose definition value names its definition by an id that
+/// is not a Graph id (`d')/x('` would name another path inside the `@odata.bind` URL) is
+/// refused before anything is sent, on an update and on a create alike: nothing is written,
+/// not even the policy without that value.
+#[tokio::test]
+async fn a_definition_id_that_is_not_a_graph_id_is_refused_before_any_write() {
+    let sim = start(Knobs::default()).await;
+    let client = client(&sim);
+    let policy_type = PolicyType::AdministrativeTemplate;
+    let policy = pick(&sim, policy_type, false);
+    let mut backup = payload(&capture(&client, policy_type, &policy.id).await);
+    let definition = backup["definitionValues"][0]["definition"]
+        .as_object_mut()
+        .expect("the backup holds a definition value with its definition");
+    definition.insert("id".into(), json!("d')/x('"));
+    let before = sim.policy_json(TENANT, &policy.id).expect("policy");
+    for target in [Some(policy.id.as_str()), None] {
+        sim.reset_counters();
+        let request = WriteRequest {
+            policy_type,
+            target,
+            backup: &backup,
+            format: CaptureFormat::LATEST,
+            live: None,
+            include_assignments: true,
+            include_scope_tags: true,
+        };
+        let failure = client
+            .write_policy_reporting(&creds(), request)
+            .await
+            .expect_err("the definition id is refused");
+        assert!(!failure.sent, "{target:?}: {}", failure.error);
+        assert!(failure.written.is_none(), "{target:?}");
+        assert_eq!(
+            failure.error.reason_code(),
+            ReasonCode::InvalidRunInput,
+            "{target:?}: {}",
+            failure.error
+        );
+        assert!(
+            sim.counters().writes().is_empty(),
+            "{target:?}: {:?}",
+            sim.counters().writes()
+        );
+    }
+    assert_eq!(sim.policy_json(TENANT, &policy.id), Some(before));
+}
+
 /// An update whose first attempt lands in Intune but whose answer is lost (no answer in time)
 /// is sent again, as it may be; when every later attempt is throttled, the error still says
 /// Graph may have acted on it (it did: the policy holds the backup again) and tells both
