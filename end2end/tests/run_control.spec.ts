@@ -472,6 +472,40 @@ test("a run button's poll stops once the user is signed out", async ({ page }) =
   }
 });
 
+test("the run page's polls leave the keyboard focus on an item's link", async ({ page }) => {
+  test.setTimeout(90_000);
+  await knobs(page, { latency_ms: 3_000, latency_jitter_ms: 0 });
+  const { runId } = await queueRun(page, 20);
+  try {
+    await page.goto(`/t/${TENANT}/runs/${runId}`);
+    await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+    await expect(page.getByTestId("run-status")).toHaveText(/Queued|Running/);
+    const link = page.getByTestId("run-items").locator("tbody").getByRole("link").first();
+    await link.focus();
+    await expect(link).toBeFocused();
+    // The page polls every 1.5 s while the run is going: two polls and more, focus kept.
+    await page.waitForTimeout(4_000);
+    await expect(page.getByTestId("run-status")).toHaveText(/Queued|Running/);
+    await expect(link).toBeFocused();
+  } finally {
+    await call(page, "runs/cancel", { tenant: TENANT, id: String(runId) });
+  }
+});
+
+test("a run button's polls leave the keyboard focus on its run's link", async ({ page }) => {
+  test.setTimeout(90_000);
+  const { capture, runId } = await slowCapture(page);
+  try {
+    const link = capture.getByTestId("run-active").getByRole("link");
+    await link.focus();
+    await expect(link).toBeFocused();
+    await page.waitForTimeout(4_000);
+    await expect(link).toBeFocused();
+  } finally {
+    await cancelQuietly(page, runId);
+  }
+});
+
 test("a run button whose first read after a start fails reads again and reports the run's end", async ({ page }) => {
   test.setTimeout(90_000);
   await page.goto(`/t/${TENANT}/policies`);
