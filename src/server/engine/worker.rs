@@ -928,7 +928,7 @@ impl Worker {
 
     /// This worker's queued runs (`with_only_runs`) that wait behind a run it cannot take over:
     /// a run of their tenant running in their lane, of an operation this worker has no handler
-    /// for, whose lease is over (its owner stopped or died, [`Self::lease_over`]). The lane is
+    /// for (or not one of its runs), whose lease is over (its owner stopped or died, [`Self::lease_over`]). The lane is
     /// the tenant's until that run ends, and only an instance with its handler (`serve`) takes
     /// it over, so such a run of this worker's waits for one to come: `sync-inventory`'s
     /// engine, which handles syncs alone, tells its caller instead of waiting forever. A run
@@ -946,10 +946,14 @@ impl Worker {
             .map(|operation| format!("'{}'", operation.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
-        let not_handled = if handled.is_empty() {
+        // A run this worker may take over is one of its own runs of a handled operation.
+        let not_taken_over = if handled.is_empty() {
             String::new()
         } else {
-            format!("AND o.operation_type NOT IN ({handled})")
+            format!(
+                "AND NOT (o.operation_type IN ({handled}) AND {})",
+                self.run_allowed("o.id")
+            )
         };
         let now = self.lease_now("$1");
         let o_lease_over = self.lease_over("o.", &now);
@@ -957,7 +961,7 @@ impl Worker {
         sqlx::query_as(&format!(
             "SELECT q.id, o.id FROM runs q JOIN runs o \
                ON o.tenant_id = q.tenant_id AND o.lane = q.lane AND o.id <> q.id \
-             WHERE {allowed} AND q.status = 'pending' AND o.status = 'running' {not_handled} \
+             WHERE {allowed} AND q.status = 'pending' AND o.status = 'running' {not_taken_over} \
                AND {o_lease_over} \
              ORDER BY q.id, o.id"
         ))
