@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, Page, test } from "@playwright/test";
 import { call, CONTOSO, FABRIKAM, openHydrated, pageAs, signIn } from "./demo";
 
 // Fabrikam, whose owner is the demo admin; its operator is made an owner for a moment and
@@ -139,6 +139,129 @@ test("a withdrawn invitation gives the focus to the next one's Withdraw", async 
   for (const invitation of pending.filter((i: { email: string }) => [first, second].includes(i.email))) {
     await call(page, "invitations/revoke", { tenant: FABRIKAM, id: String(invitation.id) });
   }
+});
+
+test("withdrawing an invitation in the middle gives the focus to the Withdraw of the one after it", async ({ page }) => {
+  await signIn(page, "admin@contoso.example");
+  const stamp = Date.now();
+  const mine = [`e2e-middle-a-${stamp}@example.com`, `e2e-middle-b-${stamp}@example.com`, `e2e-middle-c-${stamp}@example.com`];
+  for (const email of mine) await call(page, "members/add", { tenant: FABRIKAM, email, role: "readonly" });
+  try {
+    await openHydrated(page, `/t/${FABRIKAM}/members`);
+    const rows = page.getByTestId("invitation-row");
+    await expect(rows.filter({ hasText: "e2e-middle-" })).toHaveCount(3);
+    // The first of ours to be listed: a row of ours comes after it, and another after that, so
+    // the focus can only land on the next one by its place (neither the last row, nor the one
+    // before).
+    const emails = (await rows.locator("td:first-child").allTextContents()).map((e) => e.trim());
+    const at = Math.min(...mine.map((email) => emails.indexOf(email)));
+    expect(at).toBeLessThan(emails.length - 2);
+    await rows.nth(at).getByTestId("revoke-invitation").click();
+    await page.getByTestId("revoke-invitation-confirm").click();
+    await expect(rows.filter({ hasText: emails[at] })).toHaveCount(0);
+    await expect(rows.filter({ hasText: emails[at + 1] }).getByTestId("revoke-invitation")).toBeFocused();
+  } finally {
+    const pending = await call(page, "invitations/list", { tenant: FABRIKAM });
+    for (const invitation of pending.filter((i: { email: string }) => mine.includes(i.email))) {
+      await call(page, "invitations/revoke", { tenant: FABRIKAM, id: String(invitation.id) });
+    }
+  }
+});
+
+test("a withdrawal whose list cannot be read then focuses the heading, and leaves no focus move for a later list", async ({
+  page,
+}) => {
+  await signIn(page, "admin@contoso.example");
+  const stamp = Date.now();
+  const mine = [`e2e-failed-read-a-${stamp}@example.com`, `e2e-failed-read-b-${stamp}@example.com`];
+  const added = `e2e-failed-read-c-${stamp}@example.com`;
+  for (const email of mine) await call(page, "members/add", { tenant: FABRIKAM, email, role: "readonly" });
+  try {
+    await openHydrated(page, `/t/${FABRIKAM}/members`);
+    const rows = page.getByTestId("invitation-row");
+    await expect(rows.filter({ hasText: "e2e-failed-read-" })).toHaveCount(2);
+    // The list read after the withdrawal fails, once.
+    await page.route("**/api/invitations/list", (route) => route.fulfill({ status: 500, body: "boom" }), { times: 1 });
+    await rows.filter({ hasText: mine[0] }).getByTestId("revoke-invitation").click();
+    await page.getByTestId("revoke-invitation-confirm").click();
+    await expect(page.getByTestId("invitations")).toHaveCount(0);
+    await expect(page.getByRole("alert").filter({ hasText: "Could not reach the server" })).toBeVisible();
+    await expect.soft(page.locator("#invitations-title")).toBeFocused();
+
+    // The owner adds someone: the list is drawn again, and the focus stays with the form.
+    await page.getByLabel("E-mail").fill(added);
+    await page.getByRole("button", { name: "Add member" }).click();
+    await expect(page.getByTestId("invite-link")).toBeVisible();
+    await expect(rows.filter({ hasText: added })).toHaveCount(1);
+    // A focus move waiting for the list happens in the frame after it is drawn.
+    await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+    // (The form is disabled while it is sent, which drops the focus to the page.)
+    const focused = await page.evaluate(() => document.activeElement?.getAttribute("data-testid") ?? "");
+    expect(focused).not.toBe("revoke-invitation");
+  } finally {
+    const pending = await call(page, "invitations/list", { tenant: FABRIKAM });
+    for (const invitation of pending.filter((i: { email: string }) => [...mine, added].includes(i.email))) {
+      await call(page, "invitations/revoke", { tenant: FABRIKAM, id: String(invitation.id) });
+    }
+  }
+});
+
+/** Adds Contoso's manager and read-only member to Fabrikam as read-only members for `body`. */
+async function withTwoMoreFabrikamMembers(page: Page, body: () => Promise<void>) {
+  const guests = ["manager@contoso.example", "readonly@contoso.example"];
+  for (const email of guests) await call(page, "members/add", { tenant: FABRIKAM, email, role: "readonly" });
+  try {
+    await body();
+  } finally {
+    const members = await call(page, "members/list", { tenant: FABRIKAM });
+    for (const member of members.filter((m: { email: string }) => guests.includes(m.email))) {
+      await call(page, "members/remove", { tenant: FABRIKAM, user_id: String(member.user_id) });
+    }
+  }
+}
+
+test("removing a member who is not the last gives the focus to the Remove of the one after", async ({ page }) => {
+  await signIn(page, "admin@contoso.example");
+  await withTwoMoreFabrikamMembers(page, async () => {
+    await openHydrated(page, `/t/${FABRIKAM}/members`);
+    const rows = page.getByTestId("member-row");
+    const emails = (await rows.locator("td:nth-child(2)").allTextContents()).map((e) => e.trim());
+    const at = emails.indexOf("manager@contoso.example");
+    // A row before it (the one an off-by-one would pick) and one after it.
+    expect(at).toBeGreaterThan(0);
+    expect(at).toBeLessThan(emails.length - 1);
+    await rows.nth(at).getByTestId("remove-member").click();
+    await page.getByTestId("remove-member-confirm").click();
+    await expect(rows.filter({ hasText: emails[at] })).toHaveCount(0);
+    await expect(rows.filter({ hasText: emails[at + 1] }).getByTestId("remove-member")).toBeFocused();
+  });
+});
+
+test("a removal whose members list cannot be read then focuses the heading, and leaves no focus move for a later list", async ({
+  page,
+}) => {
+  await signIn(page, "admin@contoso.example");
+  await withTwoMoreFabrikamMembers(page, async () => {
+    await openHydrated(page, `/t/${FABRIKAM}/members`);
+    const rows = page.getByTestId("member-row");
+    // The list read after the removal fails, once.
+    await page.route("**/api/members/list", (route) => route.fulfill({ status: 500, body: "boom" }), { times: 1 });
+    await rows.filter({ hasText: "readonly@contoso.example" }).getByTestId("remove-member").click();
+    await page.getByTestId("remove-member-confirm").click();
+    await expect(page.getByTestId("members")).toHaveCount(0);
+    await expect(page.getByRole("alert").filter({ hasText: "Could not reach the server" })).toBeVisible();
+    await expect.soft(page.locator("#members-title")).toBeFocused();
+
+    // The owner adds them back: the list is drawn again, with a row at the removed one's
+    // place, and the focus stays with the form.
+    await page.getByLabel("E-mail").fill("readonly@contoso.example");
+    await page.getByRole("button", { name: "Add member" }).click();
+    await expect(page.getByText("Added: the account is a member now.")).toBeVisible();
+    await expect(rows.filter({ hasText: "readonly@contoso.example" })).toHaveCount(1);
+    await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+    const focused = await page.evaluate(() => document.activeElement?.getAttribute("data-testid") ?? "");
+    expect(focused).not.toBe("remove-member");
+  });
 });
 
 test("a manager sees Change role, Remove and Withdraw disabled with the role they need", async ({

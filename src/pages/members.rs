@@ -61,6 +61,19 @@ impl FocusAfterRemoval {
     /// Moves the focus, in the browser, once the list drawn after the answer is in the page;
     /// until the answer (`pending`), the list shown is the one before.
     fn use_after_redraw(self, pending: Signal<bool>) {
+        self.use_after_answer(pending, Self::focus);
+    }
+
+    /// The list could not be read after the answer, and its error is drawn instead: the focus
+    /// goes to the list's heading. Without this, the place kept would move the focus away from
+    /// wherever it is when the list is next drawn (after an Add, say).
+    fn use_after_error(self, pending: Signal<bool>) {
+        self.use_after_answer(pending, |this, _| this.focus_heading());
+    }
+
+    /// Calls `focus` with the place kept, once, when what is drawn after the answer (whatever
+    /// it is) is in the page; the place is forgotten then.
+    fn use_after_answer(self, pending: Signal<bool>, focus: fn(Self, usize)) {
         Effect::new(move |_| {
             if pending.get_untracked() {
                 return;
@@ -69,7 +82,7 @@ impl FocusAfterRemoval {
                 self.at.set_value(None);
                 // After the list is in the page: the effect may run before the rows drawn
                 // after the answer have replaced those before.
-                request_animation_frame(move || self.focus(at));
+                request_animation_frame(move || focus(self, at));
             }
         });
     }
@@ -89,17 +102,31 @@ impl FocusAfterRemoval {
             let action = in_row(format!("nth-of-type({})", at.saturating_add(1)))
                 .or_else(|| in_row("last-of-type".to_owned()))
                 .and_then(|action| action.dyn_into::<HtmlElement>().ok());
-            let target = action.or_else(|| {
-                document
-                    .get_element_by_id(self.heading)
-                    .and_then(|heading| heading.dyn_into::<HtmlElement>().ok())
-            });
-            if let Some(target) = target {
-                let _ = target.focus();
+            match action {
+                Some(action) => {
+                    let _ = action.focus();
+                }
+                None => self.focus_heading(),
             }
         }
         #[cfg(not(feature = "hydrate"))]
-        let _ = (self.action, self.heading, at);
+        let _ = (self.action, at);
+    }
+
+    /// Gives the focus to the list's heading (in the browser).
+    fn focus_heading(self) {
+        #[cfg(feature = "hydrate")]
+        {
+            use leptos::wasm_bindgen::JsCast;
+            if let Some(heading) = document()
+                .get_element_by_id(self.heading)
+                .and_then(|heading| heading.dyn_into::<leptos::web_sys::HtmlElement>().ok())
+            {
+                let _ = heading.focus();
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = self.heading;
     }
 }
 
@@ -188,7 +215,10 @@ pub fn MembersPage() -> impl IntoView {
                     Ok(list) => view! {
                         <MemberTable list actions refused />
                     }.into_any(),
-                    Err(error) => view! { <RefusedOrError error /> }.into_any(),
+                    Err(error) => {
+                        actions.removed.use_after_error(actions.remove.pending().into());
+                        view! { <RefusedOrError error /> }.into_any()
+                    }
                 }
             })}
         </Transition>
@@ -212,7 +242,10 @@ pub fn MembersPage() -> impl IntoView {
                     Ok(list) => view! {
                         <InvitationTable list tenant revoke refused withdrawn />
                     }.into_any(),
-                    Err(error) => view! { <RefusedOrError error /> }.into_any(),
+                    Err(error) => {
+                        withdrawn.use_after_error(revoke.pending().into());
+                        view! { <RefusedOrError error /> }.into_any()
+                    }
                 }
             })}
         </Transition>
