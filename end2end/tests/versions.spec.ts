@@ -127,3 +127,24 @@ test("Copy without a clipboard (plain HTTP off localhost) says how to copy by ha
   await openRawJson(page);
   await expectCopyRefused(page);
 });
+
+test("a policy's versions refused after a capture say why: the policy at the top was read before", async ({ page }) => {
+  test.setTimeout(90_000);
+  await signIn(page, "operator@contoso.example");
+  await openHydrated(page, `/t/${CONTOSO}/policies?search=edited%20twice`);
+  await page.getByRole("link", { name: /edited twice/ }).click();
+  await expect(page.getByTestId("versions").locator("tbody tr")).toHaveCount(3);
+  const capture = page.getByTestId("capture-now");
+  await expect(capture.getByRole("button", { name: "Capture now" })).toBeEnabled();
+  await expect(page.getByRole("alert")).toHaveCount(0);
+  // The versions read after the capture is refused for good (as when the member was removed
+  // meanwhile); the policy's own read, at the top, is not made again.
+  const refusal = { Forbidden: "You are not a member of this tenant." };
+  await page.route("**/api/policies/versions", (route) =>
+    route.fulfill({ status: 403, contentType: "application/json", body: JSON.stringify(refusal) }),
+  );
+  await capture.getByRole("button", { name: "Capture now" }).click();
+  await expect(page.getByTestId("toast").filter({ hasText: "Capture policy" })).toBeVisible({ timeout: 30_000 });
+  await expect(page.getByTestId("versions")).toHaveCount(0);
+  await expect(page.getByRole("alert")).toContainText(refusal.Forbidden);
+});

@@ -154,7 +154,7 @@ pub fn PolicyDetailPage() -> impl IntoView {
             <p class="notice" role="status" data-testid="compare-note">{note}</p>
         })}
         <h2>"Versions"</h2>
-        <VersionList tenant id versions capture compare />
+        <VersionList tenant id policy versions capture compare />
     }
 }
 
@@ -163,6 +163,8 @@ pub fn PolicyDetailPage() -> impl IntoView {
 fn VersionList(
     tenant: Memo<String>,
     id: Memo<Option<i64>>,
+    /// The policy's own read, whose error the top of the page shows.
+    policy: Resource<Result<PolicyInfo, AppError>>,
     versions: Resource<Result<Vec<VersionRow>, AppError>>,
     capture: StartAction,
     compare: Compare,
@@ -172,6 +174,7 @@ fn VersionList(
             {move || Suspend::new(async move {
                 let refused = refusal(Capability::StartRuns).await;
                 let tenant = tenant.get_untracked();
+                let policy_failed = policy.await.is_err();
                 match (versions.await, id.get_untracked()) {
                     (Ok(list), _) if list.is_empty() => view! {
                         <EmptyState
@@ -195,13 +198,13 @@ fn VersionList(
                             }).collect_view()}
                         </DataTable>
                     }.into_any(),
-                    // A read that failed for a passing reason; one refused for good (the
-                    // policy gone, the member signed out or removed) is the policy's own
-                    // error too, already shown at the top of the page.
-                    (Err(error), _) if !error.ends_polling() => {
-                        view! { <ErrorMessage error /> }.into_any()
-                    }
-                    _ => ().into_any(),
+                    // When the policy's own read failed too, its error is already shown at
+                    // the top of the page. The policy is not read again after a capture, so
+                    // a versions read refused then (signed out, removed, the policy gone) says
+                    // so here.
+                    (Err(_), _) if policy_failed => ().into_any(),
+                    (Err(error), _) => view! { <ErrorMessage error /> }.into_any(),
+                    (Ok(_), None) => ().into_any(),
                 }
             })}
         </Transition>
