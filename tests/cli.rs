@@ -34,6 +34,7 @@ both_backends!(TestApp:
     sync_inventory_refuses_an_engine_when_every_identity_is_taken,
     sync_inventory_queues_nothing_for_a_secret_it_cannot_load,
     sync_inventory_does_not_wait_forever_behind_a_run_a_stopped_server_left,
+    sync_inventory_gives_nothing_up_while_a_server_is_live,
 );
 
 fn create_user(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
@@ -1204,5 +1205,65 @@ async fn sync_inventory_does_not_wait_forever_behind_a_run_a_stopped_server_left
         (row.status.as_str(), row.attempt, row.lease_owner.as_str()),
         ("running", 1, "gone"),
         "the run left unfinished is serve's to resume"
+    );
+}
+
+/// A server that comes up while the command's own engine waits behind a run left unfinished
+/// takes that run over itself (its lease being over says nothing more: a live server's run is
+/// so between its polls, or while it restarts): the command keeps its sync queued and waits as
+/// long as any instance is live, and gives up on it only once none is, and it stayed stranded.
+async fn sync_inventory_gives_nothing_up_while_a_server_is_live(app: TestApp) {
+    use tenantatlas::server::engine::instance::{InstanceLock, CLI_MARK_SPACE};
+    let sim = contoso_on_a_simulator(&app).await;
+    let operator = app.sign_in(OPERATOR).await;
+    let set = common::backup_set(&app, &operator, CONTOSO, "Left running").await;
+    let ids = common::insert_policies(&app.db, CONTOSO, 2).await;
+    let left = common::submit(&app, &operator, CONTOSO, set, &ids).await;
+    sqlx::query(
+        "UPDATE runs SET status = 'running', lane = 'bulk', lease_owner = 'gone', \
+         lease_expires_at = 0, attempt = 1, started_at = 1 WHERE id = $1",
+    )
+    .bind(left)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let command =
+        sync_inventory_within(&app, &sim, &["--tenant", CONTOSO], Duration::from_secs(40));
+    let engine_started = async {
+        loop {
+            let started = match app.db.sqlite_file() {
+                Some(file) => std::fs::read_dir(file.parent().unwrap())
+                    .unwrap()
+                    .filter_map(Result::ok)
+                    .any(|entry| entry.file_name().to_string_lossy().contains(".cli-")),
+                None => sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+                     AND granted AND classid = $1)",
+                )
+                .bind(CLI_MARK_SPACE)
+                .fetch_one(app.db.pool())
+                .await
+                .unwrap(),
+            };
+            if started {
+                // A server comes up while the command's engine waits behind the run.
+                let server = InstanceLock::acquire(&app.db, "came-up").await.unwrap();
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let runs = sync_runs(&app, CONTOSO).await;
+                assert_eq!(runs.len(), 1, "{runs:?}");
+                assert_eq!(runs[0].1, "pending", "kept queued while a server is live");
+                drop(server);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let ((ok, out), ()) = tokio::join!(command, engine_started);
+    assert_eq!(ok, Some(false), "it ends once no server is live: {out}");
+    let runs = sync_runs(&app, CONTOSO).await;
+    assert_eq!(runs[0].1, "cancelled", "then withdrawn: {out}");
+    assert!(
+        out.contains(&format!("run {} withdrawn", runs[0].0)),
+        "{out}"
     );
 }

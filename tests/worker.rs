@@ -41,6 +41,7 @@ both_backends!(TestDb:
     a_cancelled_sync_of_an_unthrottled_tenant_stops_listing,
     scattered_work_errors_do_not_fail_a_run_that_makes_progress,
     a_tenants_runs_stay_with_the_instance_that_works_for_it,
+    a_give_up_that_cannot_write_its_items_still_ends_the_run,
     a_heartbeat_warning_names_its_run,
     a_shutdown_releases_only_the_claims_this_runner_holds,
     captures_in_flight_finish_while_a_batch_waits_for_the_database,
@@ -865,12 +866,19 @@ async fn an_error_before_the_claim_commits_is_counted_with_a_pause(t: TestDb) {
         loader,
         "check-fails",
     )
-    .with_work_backoff(Duration::from_millis(20));
+    .with_work_backoff(Duration::from_millis(100));
     let wake = WakeUp::default();
+    let started = std::time::Instant::now();
     let (stop, task) = common::start_runner(worker, &wake, &f.db, Duration::from_millis(50));
     let row = common::wait_run(&f.db, run, Duration::from_secs(30), |row| !row.is_open()).await;
+    let elapsed = started.elapsed();
     stop.send(true).unwrap();
     task.await.unwrap();
+    // The pauses after the failed claims before the give-up: 100, 200, 400 and 800 ms.
+    let pauses: Duration = (0..WORK_ATTEMPTS - 1)
+        .map(|n| Duration::from_millis(100) * (1 << n))
+        .sum();
+    assert!(elapsed >= pauses, "{elapsed:?}: each failed claim pauses");
 
     assert_eq!(row.status, "failed", "{row:?}");
     assert_eq!(row.reason_code.as_deref(), Some("work_failed_repeatedly"));
@@ -2286,4 +2294,96 @@ async fn captures_in_flight_finish_while_a_batch_waits_for_the_database(t: TestD
     let row = f.run_row(run).await;
     assert_eq!((row.status.as_str(), row.processed_items), ("failed", 400));
     assert_eq!(source.counts(), (400, 400), "each policy captured once");
+}
+
+/// PostgreSQL: a run whose lease is over (here 0, as SIGTERM leaves it) but whose owner's
+/// instance lock is held is a live server's, between its polls or restarting: it takes the run
+/// over itself, so a sync queued behind it is not stranded, and `sync-inventory` must not give
+/// up on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_run_whose_owner_holds_its_lock_strands_nothing() {
+    use tenantatlas::server::engine::instance::InstanceLock;
+    let t = TestDb::create(common::Backend::Postgres).await;
+    let f = fixture(&t).await;
+    let run = f.queue(&f.ids(0..2)).await;
+    let owner = InstanceLock::acquire(&f.db, "live-owner").await.unwrap();
+    sqlx::query(
+        "UPDATE runs SET status = 'running', lane = 'bulk', lease_owner = $1, \
+         lease_expires_at = 0, attempt = 1, started_at = 1 WHERE id = $2",
+    )
+    .bind(owner.id())
+    .bind(run)
+    .execute(f.db.pool())
+    .await
+    .unwrap();
+    let tenant_id = common::tenant_id(&f.db, CONTOSO).await;
+    let sync = tenantatlas::server::runs::start::sync_inventory_unattended(&f.db, tenant_id)
+        .await
+        .unwrap();
+    let cli = InstanceLock::acquire_cli(&f.db, "cli-engine")
+        .await
+        .unwrap();
+    let worker = f
+        .worker("cli-engine")
+        .as_instance(&cli)
+        .with_only_runs(&[sync.run_id]);
+    assert_eq!(
+        worker.stranded_behind().await.unwrap(),
+        Vec::<(i64, i64)>::new(),
+        "the owner is live"
+    );
+    drop(owner);
+    // Once the owner's lock is free, the sync is stranded behind the run.
+    let stranded = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let stranded = worker.stranded_behind().await.unwrap();
+            if !stranded.is_empty() {
+                break stranded;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a dead owner strands the sync");
+    assert_eq!(stranded, [(sync.run_id, run)]);
+}
+
+/// Items that can never be written (here a trigger refuses them): every claim rolls back, and
+/// so does the claim that gives up after `WORK_ATTEMPTS` (it writes the items first). The run
+/// must still end, failed, after one claim more, and never be claimed again and again at once,
+/// holding the tenant's lane.
+async fn a_give_up_that_cannot_write_its_items_still_ends_the_run(t: TestDb) {
+    use tenantatlas::server::engine::runner::WakeUp;
+    use tenantatlas::server::engine::worker::WORK_ATTEMPTS;
+    let f = fixture(&t).await;
+    let run = f.queue(&f.ids(0..3)).await;
+    let refuse: &[&str] = match f.db.backend() {
+        tenantatlas::server::db::Backend::Sqlite => &["CREATE TRIGGER refuse_items BEFORE INSERT \
+             ON run_items BEGIN SELECT RAISE(ABORT, 'items refused'); END"],
+        tenantatlas::server::db::Backend::Postgres => &[
+            "CREATE FUNCTION refuse_items() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'items refused'; END $$",
+            "CREATE TRIGGER refuse_items BEFORE INSERT ON run_items \
+             FOR EACH ROW EXECUTE FUNCTION refuse_items()",
+        ],
+    };
+    for sql in refuse {
+        sqlx::query(sql).execute(f.db.pool()).await.unwrap();
+    }
+    let worker = f
+        .worker("items-refused")
+        .with_work_backoff(Duration::from_millis(20));
+    let wake = WakeUp::default();
+    let (stop, task) = common::start_runner(worker, &wake, &f.db, Duration::from_millis(50));
+    let row = common::wait_run(&f.db, run, Duration::from_secs(10), |row| !row.is_open()).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let attempt: i64 = sqlx::query_scalar("SELECT attempt FROM runs WHERE id = $1")
+        .bind(run)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert!(attempt <= WORK_ATTEMPTS + 2, "claimed {attempt} times");
+    assert_eq!(row.status, "failed", "{row:?}");
+    assert_eq!(row.reason_code.as_deref(), Some("work_failed_repeatedly"));
 }

@@ -257,6 +257,10 @@ async fn sync_inventory(
     Ok(())
 }
 
+/// How long a run of `sync-inventory`'s must stay stranded behind a run left unfinished, with
+/// no live instance, before the command gives up on it ([`give_up_stranded`]).
+const STRANDED_GRACE: Duration = Duration::from_secs(3);
+
 /// How often `sync-inventory` looks whether its runs have ended.
 const SYNC_WAIT_POLL: Duration = Duration::from_millis(250);
 
@@ -291,6 +295,8 @@ async fn work_until_ended(
     let mut last_seen_live: Option<std::time::Instant> = None;
     // For each run: the run left unfinished that it waits behind, once the command gave up on it.
     let mut stranded: Vec<Option<i64>> = vec![None; ids.len()];
+    // For each run: since when it has been seen stranded, without a live instance, in a row.
+    let mut stranded_since: Vec<Option<std::time::Instant>> = vec![None; ids.len()];
     let waited = loop {
         match ended_runs(db, &ids).await {
             Ok(ended)
@@ -305,7 +311,22 @@ async fn work_until_ended(
             Err(error) => break Err(error),
         }
         if let Some(engine) = &own {
-            if let Err(error) = give_up_stranded(db, engine, queued, &mut stranded).await {
+            // A live server takes a run left unfinished over itself (its lease may be over for a
+            // moment: between its polls, or while it restarts): nothing is given up on meanwhile.
+            let live = engine::instance::any_live(db)
+                .await
+                .map_err(|error| StartError::Invalid(error.to_string()));
+            let given_up = match live {
+                Ok(true) => {
+                    stranded_since.fill(None);
+                    Ok(())
+                }
+                Ok(false) => {
+                    give_up_stranded(db, engine, queued, &mut stranded, &mut stranded_since).await
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = given_up {
                 break Err(error);
             }
         } else {
@@ -374,7 +395,8 @@ async fn work_until_ended(
 }
 
 /// Gives up on the runs of `queued` that the command's own engine can never claim (marked in
-/// `stranded` with the run each waits behind): a run of their tenant left `running` in their
+/// `stranded` with the run each waits behind), once they stayed so for [`STRANDED_GRACE`]
+/// (since when: `stranded_since`) while no instance was live: a run of their tenant left `running` in their
 /// lane by a server that stopped or died (a bulk run SIGTERM released, a crashed server's),
 /// of an operation the command does not handle, so that only `serve` takes it over; until
 /// then the lane stays the tenant's and the sync would wait forever. That run is left alone
@@ -386,6 +408,7 @@ async fn give_up_stranded(
     engine: &OwnEngine,
     queued: &[(String, crate::domain::SubmittedRun)],
     stranded: &mut [Option<i64>],
+    stranded_since: &mut [Option<std::time::Instant>],
 ) -> Result<(), StartError> {
     let blocked = engine.worker.stranded_behind().await?;
     for (i, (_, run)) in queued.iter().enumerate() {
@@ -393,8 +416,14 @@ async fn give_up_stranded(
             continue;
         }
         let Some(&(_, behind)) = blocked.iter().find(|(id, _)| *id == run.run_id) else {
+            stranded_since[i] = None;
             continue;
         };
+        // Only a run that stays stranded is given up on: not one a server is about to take.
+        let since = *stranded_since[i].get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < STRANDED_GRACE {
+            continue;
+        }
         if !run.reused && !withdraw_queued(db, run.run_id).await? {
             // Claimed meanwhile (a server came up): it is waited for as any other.
             continue;

@@ -635,7 +635,9 @@ impl Worker {
         let errors = before + 1;
         // The lease expires after the backoff (by the lease clock, see `lease_now`), or at once
         // (0) once the attempts are used up.
-        let give_up = errors >= WORK_ATTEMPTS;
+        // The claim that gives up comes at once; once a give-up rolled back too, with a pause
+        // like any other, so that a give-up that keeps failing never spins on the run.
+        let give_up = errors == WORK_ATTEMPTS;
         let pause = backoff(self.backoff, errors).as_millis() as i64;
         let now = self.lease_now("$9");
         // The wait this claim wrote goes with it: nothing waits on Graph for the run until the
@@ -694,7 +696,9 @@ impl Worker {
             return Ok(());
         };
         let errors = before + 1;
-        let give_up = errors >= WORK_ATTEMPTS;
+        // The claim that gives up comes at once; once a give-up rolled back too, with a pause
+        // like any other, so that a give-up that keeps failing never spins on the run.
+        let give_up = errors == WORK_ATTEMPTS;
         let pause = backoff(self.backoff, errors).as_millis() as i64;
         // `$9` is this worker's now, for `started_at`; leases go by the lease clock.
         let now = self.lease_now("$9");
@@ -928,7 +932,8 @@ impl Worker {
 
     /// This worker's queued runs (`with_only_runs`) that wait behind a run it cannot take over:
     /// a run of their tenant running in their lane, of an operation this worker has no handler
-    /// for (or not one of its runs), whose lease is over (its owner stopped or died, [`Self::lease_over`]). The lane is
+    /// for (or not one of its runs), whose owner stopped or died: on PostgreSQL between locked
+    /// instances, its owner's instance lock is free; otherwise its lease expired. The lane is
     /// the tenant's until that run ends, and only an instance with its handler (`serve`) takes
     /// it over, so such a run of this worker's waits for one to come: `sync-inventory`'s
     /// engine, which handles syncs alone, tells its caller instead of waiting forever. A run
@@ -956,13 +961,19 @@ impl Worker {
             )
         };
         let now = self.lease_now("$1");
-        let o_lease_over = self.lease_over("o.", &now);
+        // Between locked instances on PostgreSQL, only a free lock says the owner is gone: an
+        // expired lease alone is also a live server's run between its polls (after a backoff
+        // pause, or released at 0 by a SIGTERM while it restarts), which it takes over itself.
+        let o_owner_gone = match (self.db.backend(), self.locked) {
+            (Backend::Postgres, true) => self.owner_lock_free("o."),
+            _ => format!("o.lease_expires_at < {now}"),
+        };
         let allowed = self.run_allowed("q.id");
         sqlx::query_as(&format!(
             "SELECT q.id, o.id FROM runs q JOIN runs o \
                ON o.tenant_id = q.tenant_id AND o.lane = q.lane AND o.id <> q.id \
              WHERE {allowed} AND q.status = 'pending' AND o.status = 'running' {not_taken_over} \
-               AND {o_lease_over} \
+               AND {o_owner_gone} \
              ORDER BY q.id, o.id"
         ))
         .bind(self.local_now())
@@ -977,13 +988,22 @@ impl Worker {
     fn lease_over(&self, alias: &str, now: &str) -> String {
         match (self.db.backend(), self.locked) {
             (Backend::Postgres, true) => format!(
-                "({alias}lease_expires_at < {now} OR NOT EXISTS (SELECT 1 FROM pg_locks l \
-                   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
-                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                     AND l.classid = {LOCK_SPACE} AND l.objid = hashtext({alias}lease_owner)::oid))"
+                "({alias}lease_expires_at < {now} OR {})",
+                self.owner_lock_free(alias)
             ),
             _ => format!("{alias}lease_expires_at < {now}"),
         }
+    }
+
+    /// PostgreSQL: the condition under which the instance lock of a run's lease owner (columns
+    /// prefixed with `alias`) is held by no session: the owner stopped or died.
+    fn owner_lock_free(&self, alias: &str) -> String {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM pg_locks l \
+               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND l.classid = {LOCK_SPACE} AND l.objid = hashtext({alias}lease_owner)::oid)"
+        )
     }
 
     /// The condition under which no other live instance works for the tenant `tenant` (a column
@@ -1201,11 +1221,13 @@ impl Worker {
                 ),
             };
             return match parsed {
-                Ok(input) => {
+                Ok(input) if work_errors == WORK_ATTEMPTS => {
                     let run = raw.with_input(input);
                     self.fail_planned(open, operation, &run, failure).await
                 }
-                Err(_) => self.fail_unplanned(open, operation, &raw, failure).await,
+                // Unreadable input, or a give-up that failed already (writing the items or
+                // committing them): the run ends with the items it has, writing none.
+                _ => self.fail_unplanned(open, operation, &raw, failure).await,
             };
         }
         let input = match parsed {
