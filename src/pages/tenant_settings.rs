@@ -58,7 +58,7 @@ pub fn TenantSettingsPage() -> impl IntoView {
     view! {
         <Title text="Settings" />
         <h1>"Settings"</h1>
-        <h2>"Connection"</h2>
+        <h2 id="connection-title" tabindex="-1">"Connection"</h2>
         <Transition fallback=|| view! { <Loading what="the connection" /> }>
             {move || Suspend::new(async move {
                 match settings.await {
@@ -67,7 +67,10 @@ pub fn TenantSettingsPage() -> impl IntoView {
                         <ReplaceSecretForm action=replace tenant can_store=settings.can_store_secrets />
                         <SwitchConnection switch tenant disconnected=settings.disconnected />
                     }.into_any(),
-                    Err(error) => view! { <RefusedOrError error /> }.into_any(),
+                    Err(error) => {
+                        switch.use_after_error();
+                        view! { <RefusedOrError error /> }.into_any()
+                    }
                 }
             })}
         </Transition>
@@ -166,20 +169,47 @@ struct ConnectionSwitch {
     switched: StoredValue<bool>,
 }
 
+impl ConnectionSwitch {
+    /// The settings could not be read after a confirmed switch was answered, and their error is
+    /// drawn instead of its button: the focus goes to the section's heading, and nothing is
+    /// left waiting to take it when the settings are next drawn (after Replace secret, say).
+    fn use_after_error(self) {
+        let Self {
+            disconnect,
+            reconnect,
+            switched,
+        } = self;
+        Effect::new(move |_| {
+            if !switched.get_value()
+                || disconnect.pending().get_untracked()
+                || reconnect.pending().get_untracked()
+            {
+                return;
+            }
+            switched.set_value(false);
+            request_animation_frame(|| focus_selector("#connection-title"));
+        });
+    }
+}
+
 /// Gives the focus to the button with the test id `testid`, in the browser.
 fn focus_button(testid: &'static str) {
+    focus_selector(&format!("button[data-testid={testid}]"));
+}
+
+/// Gives the focus to the element `selector` finds, in the browser.
+fn focus_selector(selector: &str) {
     #[cfg(feature = "hydrate")]
     {
         use leptos::wasm_bindgen::JsCast;
-        let selector = format!("button[data-testid={testid}]");
-        if let Ok(Some(button)) = document().query_selector(&selector) {
-            if let Ok(button) = button.dyn_into::<leptos::web_sys::HtmlElement>() {
-                let _ = button.focus();
+        if let Ok(Some(element)) = document().query_selector(selector) {
+            if let Ok(element) = element.dyn_into::<leptos::web_sys::HtmlElement>() {
+                let _ = element.focus();
             }
         }
     }
     #[cfg(not(feature = "hydrate"))]
-    let _ = testid;
+    let _ = selector;
 }
 
 /// Disconnect (its data is kept, no run starts) or reconnect, each after a confirmation.
