@@ -7,6 +7,7 @@
 use crate::common;
 use crate::sim_support::{BeforeWrite, Delay, HookedWriter};
 
+use common::takeover::Announced;
 use common::{Answer, DemoApp, Refusal, CONTOSO, OPERATOR, OUTSIDER, READONLY};
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,7 +235,7 @@ impl Fixture {
     /// Makes the next claim of queued run `run_id` its second, as when a claim that crashed
     /// is taken over.
     async fn as_taken_over(&self, run_id: i64) {
-        self.set_run(run_id, "attempt = 1").await;
+        common::takeover::as_taken_over(&self.app.db, run_id).await;
     }
 
     /// Sets the columns of run `run_id` as `assignments` (SQL) says.
@@ -1440,31 +1441,15 @@ impl Fixture {
     /// Records that an earlier claim of run `run_id` announced the update of `policy_id` now
     /// (its item, pending), as a claim does right before sending it.
     async fn announce_update(&self, run_id: i64, policy_id: i64) {
-        self.announce("update_sent_at", run_id, policy_id, now_ms())
-            .await;
+        let db = &self.app.db;
+        common::takeover::announce(db, Announced::Update, run_id, policy_id, now_ms()).await;
     }
 
     /// Records that an earlier claim of run `run_id` announced the create of `policy_id` at
     /// `sent_at` (its item, pending), as a claim does right before sending it.
     async fn announce_create(&self, run_id: i64, policy_id: i64, sent_at: i64) {
-        self.announce("create_sent_at", run_id, policy_id, sent_at)
-            .await;
-    }
-
-    /// Inserts `policy_id`'s pending item of run `run_id` with its announce `column` at `sent_at`.
-    async fn announce(&self, column: &str, run_id: i64, policy_id: i64, sent_at: i64) {
-        let tenant_id = common::tenant_id(&self.app.db, CONTOSO).await;
-        sqlx::query(&format!(
-            "INSERT INTO run_items (tenant_id, run_id, policy_id, {column}) \
-             VALUES ($1, $2, $3, $4)"
-        ))
-        .bind(tenant_id)
-        .bind(run_id)
-        .bind(policy_id)
-        .bind(sent_at)
-        .execute(self.app.db.pool())
-        .await
-        .unwrap();
+        let db = &self.app.db;
+        common::takeover::announce(db, Announced::Create, run_id, policy_id, sent_at).await;
     }
 }
 

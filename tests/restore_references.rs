@@ -1,16 +1,20 @@
 //! A restore execute checks again, right before it writes, that the groups, assignment filters
 //! and scope tags the backup refers to still exist: a preview may be 15 minutes old, and one
 //! deleted since would be written into the policy as a target that no longer exists. Each is
-//! looked up once per run; one gone, or one that cannot be looked up, fails the item with
-//! nothing sent. Driven through the server functions the wizard uses, against the simulator.
+//! looked up once per claim of the run (a takeover asks again); one gone, or one that cannot be
+//! looked up, fails the item with nothing sent, saying what an earlier claim may have sent. Driven through the server functions the wizard uses, against the simulator.
 
 use crate::common;
 
+use common::takeover::{announce, as_taken_over, Announced};
 use common::{DemoApp, CONTOSO};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tenantatlas::domain::reason_code::ReasonCode;
 use tenantatlas::domain::restore::{PlanAction, RestorePreview, RestoreSource};
 use tenantatlas::domain::run_detail::{ItemOutcome, RunDetail, RunItemRow};
+use tenantatlas::domain::Timestamp;
 use tenantatlas::graph_sim::AppSetup;
 use tenantatlas::server::engine::operation::Registry;
 use tenantatlas::server::engine::worker::{CredentialsLoader, Outcome, RunFailure, Worker};
@@ -23,6 +27,8 @@ both_backends!(local Fixture:
     a_scope_tag_deleted_after_the_preview_is_never_written,
     a_scope_tag_that_cannot_be_looked_up_is_never_written,
     a_group_two_policies_are_assigned_to_is_looked_up_once_per_run,
+    a_takeover_stopped_by_a_deleted_group_says_the_earlier_update_may_have_landed,
+    a_claim_taking_the_run_over_looks_each_group_up_again,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -144,6 +150,25 @@ impl Fixture {
             }
         }
         self.detail(run_id).await
+    }
+
+    /// The Graph id of a live policy assigned to a group whose update can be sent again (not an
+    /// administrative template, whose takeover waits for an earlier update that may still land)
+    /// and that group.
+    fn assigned_policy(&self) -> (String, String) {
+        let graph_id = self
+            .demo
+            .sim
+            .policies(CONTOSO)
+            .into_iter()
+            .find(|p| {
+                p.kind.collection() != "groupPolicyConfigurations"
+                    && !groups_of(&self.live(&p.id)).is_empty()
+            })
+            .expect("a policy assigned to a group")
+            .id;
+        let group = groups_of(&self.live(&graph_id)).remove(0);
+        (graph_id, group)
     }
 
     /// A worker like the demo's whose writes go through `writer`.
@@ -384,4 +409,108 @@ async fn a_group_two_policies_are_assigned_to_is_looked_up_once_per_run(f: Fixtu
             f.writes()
         );
     }
+}
+
+/// An earlier claim announced the update and stopped before recording it (a lost lease, its
+/// update perhaps still waiting out a Retry-After); the group is deleted before the takeover.
+/// The takeover sends nothing, but the earlier update may land: never "nothing was written".
+async fn a_takeover_stopped_by_a_deleted_group_says_the_earlier_update_may_have_landed(f: Fixture) {
+    let (graph_id, group) = f.assigned_policy();
+    let (set, ids) = f.backup_then_edit(&[&graph_id]).await;
+    let preview = f.preview_updates(set, &ids).await;
+    let run_id = f.queue_execute(preview).await;
+    as_taken_over(&f.app.db, run_id).await;
+    let now = Timestamp::now().millis();
+    announce(&f.app.db, Announced::Update, run_id, ids[0], now).await;
+    assert!(f.demo.sim.remove_group(CONTOSO, &group));
+    let before = f.live(&graph_id);
+
+    f.demo.sim.reset_counters();
+    f.finish(run_id).await;
+    let detail = f.detail(run_id).await;
+    let row = failed_item(&detail, ReasonCode::ChangedSincePreview);
+    let message = row.message.as_deref().unwrap_or_default();
+    assert!(message.contains("MAY"), "{message}");
+    assert!(!message.contains("nothing was written"), "{message}");
+    assert!(message.contains(&format!("Group {group}")), "{message}");
+    assert_nothing_written(&f, &graph_id, &before);
+}
+
+/// A writer through the Graph client whose first write panics before it is sent: the claim
+/// ends without its conclusion and the run goes back to the queue.
+struct PanicsOnFirstWrite {
+    client: GraphClient,
+    panicked: AtomicBool,
+}
+
+impl PolicyWriter for PanicsOnFirstWrite {
+    fn object_exists<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        kind: DirectoryKind,
+        id: &'a str,
+    ) -> GraphFuture<'a, bool> {
+        PolicyWriter::object_exists(&self.client, creds, kind, id)
+    }
+
+    fn write_policy_reporting<'a>(
+        &'a self,
+        creds: &'a TenantCredentials,
+        request: WriteRequest<'a>,
+    ) -> WriteFuture<'a> {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("the claim stops before sending its write");
+        }
+        PolicyWriter::write_policy_reporting(&self.client, creds, request)
+    }
+}
+
+/// The first claim looks the group up (it exists), announces the update and stops (a panic,
+/// which requeues the run without concluding it); the group is deleted meanwhile. The claim
+/// taking the run over in the same process looks the group up again and writes nothing.
+async fn a_claim_taking_the_run_over_looks_each_group_up_again(f: Fixture) {
+    let (graph_id, group) = f.assigned_policy();
+    let (set, ids) = f.backup_then_edit(&[&graph_id]).await;
+    let preview = f.preview_updates(set, &ids).await;
+    let run_id = f.queue_execute(preview).await;
+    let writer = PanicsOnFirstWrite {
+        client: f.demo.access.client.clone(),
+        panicked: AtomicBool::new(false),
+    };
+    let worker = f
+        .worker_writing_with(writer)
+        .with_work_backoff(Duration::from_millis(1));
+    let before = f.live(&graph_id);
+    f.demo.sim.reset_counters();
+    let mut claims = 0;
+    loop {
+        match worker.try_execute_task().await {
+            Ok(Outcome::TaskCompleted { run_id: done }) if done == run_id => break,
+            // The first claim stopped: an admin deletes the group before the next one.
+            Err(_) if claims == 0 => {
+                claims += 1;
+                assert!(f.demo.sim.remove_group(CONTOSO, &group));
+            }
+            Ok(Outcome::EmptyQueue) | Err(_) => {
+                claims += 1;
+                assert!(claims < 100, "run {run_id} was not run to its end");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(Outcome::TaskCompleted { .. }) => {}
+        }
+    }
+    let lookups = f
+        .demo
+        .sim
+        .counters()
+        .requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.endpoint == "get:groups" && r.path.ends_with(&group))
+        .count();
+    assert_eq!(lookups, 2, "each claim looks the group up");
+    let detail = f.detail(run_id).await;
+    let row = failed_item(&detail, ReasonCode::ChangedSincePreview);
+    let message = row.message.as_deref().unwrap_or_default();
+    assert!(message.contains(&format!("Group {group}")), "{message}");
+    assert_nothing_written(&f, &graph_id, &before);
 }

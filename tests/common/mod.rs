@@ -9,6 +9,7 @@ pub mod metrics;
 mod runs;
 pub mod schema;
 mod serve;
+pub mod takeover;
 
 // Each test file uses some of these.
 #[allow(unused_imports)]

@@ -2,12 +2,14 @@
 //! same items (the input's entries, each a policy and the version restored), record each item on
 //! its own, restore a version's parts only as far as it recorded them, check that the groups,
 //! assignment filters and scope tags a version refers to still exist (each looked up once per
-//! run), and audit every policy written with the same `restore.item_written` row.
+//! claim, its answer kept a few minutes), and audit every policy written with the same `restore.item_written` row.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use super::super::operation::{Run, Tx};
 use crate::server::graph::write::PolicyWriter;
@@ -77,35 +79,67 @@ pub(crate) enum Unverified {
     Unchecked(Reference, GraphError),
 }
 
-/// Whether one directory object exists, once a lookup of it has answered.
-type Lookup = Arc<OnceCell<bool>>;
+/// How long an answer of a lookup is kept: a group deleted after it was looked up is written no
+/// later than this, and one restored from the recycle bin blocks no longer. A run of hundreds of
+/// throttled items lasts hours; the preview's 15-minute freshness is not its bound.
+pub(crate) const ANSWER_KEPT_FOR: Duration = Duration::from_secs(5 * 60);
 
-/// Directory objects looked up, per run: a hundred policies assigned to one group look it up
-/// once per run, and items processed together wait for the one lookup in flight. An answer is
-/// kept until the run's operation forgets the run (its conclusion); a failed lookup is never
-/// kept.
+/// Whether one directory object exists, and when the lookup that said so was asked.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    exists: bool,
+    asked_at: Instant,
+}
+
+/// One directory object's lookup, once it has answered.
+type Lookup = Arc<OnceCell<Answer>>;
+
+/// Directory objects looked up by one claim of a run (built with its pending items, dropped
+/// with them on every path the claim ends by): a hundred policies assigned to one group look it
+/// up once, and items processed together wait for the one lookup in flight. An answer is kept
+/// for [`ANSWER_KEPT_FOR`], a failed lookup never; a claim taking the run over asks afresh.
 #[derive(Debug, Default)]
 pub(crate) struct Lookups {
-    checked: Mutex<HashMap<i64, HashMap<Reference, Lookup>>>,
+    checked: Mutex<HashMap<Reference, Lookup>>,
 }
 
 impl Lookups {
-    /// The `references` of an item of run `run_id` that no longer exist or could not be looked
-    /// up through `writer`, in order; empty when each exists.
+    /// The `references` of an item that no longer exist or could not be looked up through
+    /// `writer`, in order; empty when each exists.
     pub(crate) async fn unverified(
         &self,
         writer: &dyn PolicyWriter,
         creds: &TenantCredentials,
-        run_id: i64,
         references: &[Reference],
+    ) -> Vec<Unverified> {
+        self.unverified_as_of(writer, creds, references, Instant::now())
+            .await
+    }
+
+    /// [`Self::unverified`] at `now` (tokio's clock): an answer asked [`ANSWER_KEPT_FOR`] or
+    /// longer before it is asked again.
+    async fn unverified_as_of(
+        &self,
+        writer: &dyn PolicyWriter,
+        creds: &TenantCredentials,
+        references: &[Reference],
+        now: Instant,
     ) -> Vec<Unverified> {
         let mut unverified = Vec::new();
         for reference in references {
-            let lookup = self.lookup(run_id, reference);
+            let lookup = self.lookup(reference, now);
             let exists = lookup
-                .get_or_try_init(|| writer.object_exists(creds, reference.kind, &reference.id))
+                .get_or_try_init(|| async {
+                    let exists = writer
+                        .object_exists(creds, reference.kind, &reference.id)
+                        .await?;
+                    Ok::<_, GraphError>(Answer {
+                        exists,
+                        asked_at: now,
+                    })
+                })
                 .await
-                .copied();
+                .map(|answer| answer.exists);
             match exists {
                 Ok(true) => {}
                 Ok(false) => unverified.push(Unverified::Missing(reference.clone())),
@@ -115,28 +149,18 @@ impl Lookups {
         unverified
     }
 
-    /// The lookup of `reference` for run `run_id`: the run's own, shared by its items.
-    fn lookup(&self, run_id: i64, reference: &Reference) -> Lookup {
+    /// The lookup of `reference` shared by the claim's items: a new one when its answer is too
+    /// old at `now`.
+    fn lookup(&self, reference: &Reference, now: Instant) -> Lookup {
         let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
-        let run = checked.entry(run_id).or_default();
-        Arc::clone(run.entry(reference.clone()).or_default())
-    }
-
-    /// Drops what run `run_id` looked up: its items are processed.
-    pub(crate) fn forget(&self, run_id: i64) {
-        self.checked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&run_id);
-    }
-
-    /// How many runs have lookups kept.
-    #[cfg(test)]
-    fn runs(&self) -> usize {
-        self.checked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        let lookup = checked.entry(reference.clone()).or_default();
+        let expired = lookup.get().is_some_and(|answer| {
+            now.saturating_duration_since(answer.asked_at) >= ANSWER_KEPT_FOR
+        });
+        if expired {
+            *lookup = Lookup::default();
+        }
+        Arc::clone(lookup)
     }
 }
 
@@ -178,7 +202,7 @@ mod tests {
     /// the first `failures`.
     #[derive(Default)]
     struct Directory {
-        existing: Vec<&'static str>,
+        existing: Mutex<Vec<&'static str>>,
         failures: AtomicUsize,
         asked: AtomicUsize,
     }
@@ -204,7 +228,8 @@ mod tests {
                         format!("GET groups/{id} answered 503"),
                     ));
                 }
-                Ok(self.existing.contains(&id))
+                let existing = self.existing.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(existing.contains(&id))
             })
         }
 
@@ -233,33 +258,61 @@ mod tests {
         }
     }
 
-    /// A hundred items of a run referring to the same two groups, processed together, cost one
-    /// lookup of each; another run looks them up again, and a run's lookups go when it is
-    /// forgotten.
+    /// A hundred items of a claim referring to the same two groups, processed together, cost
+    /// one lookup of each; another claim (a takeover, a second run) looks them up again.
     #[tokio::test]
-    async fn a_restore_run_looks_each_reference_up_once() {
+    async fn a_restore_claim_looks_each_reference_up_once() {
         let directory = Directory {
-            existing: vec!["g-1"],
+            existing: Mutex::new(vec!["g-1"]),
             ..Directory::default()
         };
         let (lookups, creds) = (Lookups::default(), creds());
         let references = [group("g-1"), group("g-2")];
-        let items = (0..100).map(|_| lookups.unverified(&directory, &creds, 1, &references));
+        let items = (0..100).map(|_| lookups.unverified(&directory, &creds, &references));
         for unverified in futures::future::join_all(items).await {
             assert_eq!(unverified, vec![Unverified::Missing(group("g-2"))]);
         }
         assert_eq!(directory.asked.load(Ordering::SeqCst), 2, "once per group");
-        lookups.unverified(&directory, &creds, 2, &references).await;
-        assert_eq!(directory.asked.load(Ordering::SeqCst), 4, "once per run");
-        lookups.forget(1);
-        lookups.unverified(&directory, &creds, 2, &references).await;
-        assert_eq!(
-            directory.asked.load(Ordering::SeqCst),
-            4,
-            "run 2 keeps its own"
-        );
-        lookups.forget(2);
-        assert_eq!(lookups.runs(), 0, "nothing is kept once the runs ended");
+        let takeover = Lookups::default();
+        takeover.unverified(&directory, &creds, &references).await;
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 4, "once per claim");
+    }
+
+    /// An answer is kept a few minutes, not for the claim: a group deleted after it was looked
+    /// up is found missing once its answer is older than [`ANSWER_KEPT_FOR`], and one restored
+    /// from the recycle bin is found again.
+    #[tokio::test]
+    async fn a_restore_lookups_answer_expires() {
+        let directory = Directory {
+            existing: Mutex::new(vec!["g-1"]),
+            ..Directory::default()
+        };
+        let (lookups, creds) = (Lookups::default(), creds());
+        let references = [group("g-1")];
+        let t0 = Instant::now();
+        let at = |minutes: u64| t0 + Duration::from_secs(minutes * 60);
+        let unverified = lookups
+            .unverified_as_of(&directory, &creds, &references, t0)
+            .await;
+        assert!(unverified.is_empty(), "{unverified:?}");
+        // An admin deletes g-1: within the answer's age, it is still taken as existing.
+        directory.existing.lock().unwrap().clear();
+        let unverified = lookups
+            .unverified_as_of(&directory, &creds, &references, at(4))
+            .await;
+        assert!(unverified.is_empty(), "{unverified:?}");
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 1);
+        let unverified = lookups
+            .unverified_as_of(&directory, &creds, &references, at(6))
+            .await;
+        assert_eq!(unverified, vec![Unverified::Missing(group("g-1"))]);
+        // Restored from the recycle bin: the "missing" expires as well.
+        directory.existing.lock().unwrap().push("g-1");
+        let unverified = lookups
+            .unverified_as_of(&directory, &creds, &references, at(12))
+            .await;
+        assert!(unverified.is_empty(), "{unverified:?}");
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 3);
     }
 
     /// A lookup that failed counts as missing, with its error, and is asked again by the next
@@ -267,13 +320,13 @@ mod tests {
     #[tokio::test]
     async fn a_restore_lookup_that_failed_is_never_kept() {
         let directory = Directory {
-            existing: vec!["g-1"],
+            existing: Mutex::new(vec!["g-1"]),
             failures: AtomicUsize::new(1),
             ..Directory::default()
         };
         let (lookups, creds) = (Lookups::default(), creds());
         let references = [group("g-1")];
-        let unverified = lookups.unverified(&directory, &creds, 1, &references).await;
+        let unverified = lookups.unverified(&directory, &creds, &references).await;
         match unverified.as_slice() {
             [Unverified::Unchecked(reference, error)] => {
                 assert_eq!(reference, &group("g-1"));
@@ -282,7 +335,7 @@ mod tests {
             other => panic!("not one unchecked group: {other:?}"),
         }
         for _ in 0..2 {
-            let unverified = lookups.unverified(&directory, &creds, 1, &references).await;
+            let unverified = lookups.unverified(&directory, &creds, &references).await;
             assert!(unverified.is_empty(), "{unverified:?}");
         }
         assert_eq!(directory.asked.load(Ordering::SeqCst), 2);

@@ -2,9 +2,10 @@
 //! before writing, the live policy is read again: if its content hash moved since the preview
 //! (or it was deleted, or came back), the item fails with `changed_since_preview` and nothing is
 //! written for it. An item planned "no change" writes nothing. Then each group, assignment filter
-//! and scope tag the write would name is looked up again (once per run, as the preview does): one
-//! deleted since the preview, or one that cannot be looked up, fails the item before anything is
-//! sent (`changed_since_preview`, or the lookup's reason). Otherwise the policy is updated in
+//! and scope tag the write would name is looked up again (once per claim, an answer kept a few
+//! minutes, as the preview does): one deleted since the preview, or one that cannot be looked up,
+//! fails the item with nothing sent by this attempt (`changed_since_preview`, or the lookup's
+//! reason; a write an earlier attempt announced MAY have landed, and the item says so). Otherwise the policy is updated in
 //! place, or created anew when it was deleted (the policy's record then follows the new Graph id,
 //! so a later restore updates it rather than creating another). Then the policy is captured again
 //! and compared with the backup: the run's evidence ("48 of 50 now match the backup; 2 differ").
@@ -115,6 +116,9 @@ pub struct WriteItem {
     /// Set by the first announce of the claim that finds the member who started the run may no
     /// longer restore (shared by the claim's items): no item of the claim writes after it.
     starter_refused: Arc<AtomicBool>,
+    /// The groups, filters and scope tags the claim looked up (shared by its items, dropped
+    /// with them): a takeover asks afresh.
+    lookups: Arc<Lookups>,
 }
 
 impl WriteItem {
@@ -415,20 +419,15 @@ impl Evidence {
 }
 
 /// The handler: reads through `source`, writes through `writer` (which also looks up the
-/// groups, filters and scope tags a backup refers to, once per run).
+/// groups, filters and scope tags a backup refers to, once per claim, see [`Lookups`]).
 pub struct RestoreExecute {
     source: Arc<dyn PolicySource>,
     writer: Arc<dyn PolicyWriter>,
-    lookups: Lookups,
 }
 
 impl RestoreExecute {
     pub fn new(source: Arc<dyn PolicySource>, writer: Arc<dyn PolicyWriter>) -> Self {
-        Self {
-            source,
-            writer,
-            lookups: Lookups::default(),
-        }
+        Self { source, writer }
     }
 
     /// Announces that `item`'s write is about to be sent, committed and only while this claim
@@ -697,18 +696,29 @@ impl RestoreExecute {
         };
         // A group, filter or scope tag deleted since the preview (which may be 15 minutes old)
         // would be written as a target that no longer exists: each one the write names is
-        // looked up again (once per run), and one gone, or not verified, stops the item here.
+        // looked up again (once per claim, an answer kept a few minutes), and one gone, or not
+        // verified, stops the item here. What an earlier claim announced may have been sent all
+        // the same: the item says so.
         let references = references(
             &backup.payload,
             item.include_assignments,
             item.include_scope_tags,
         );
-        let unverified = self
+        let unverified = item
             .lookups
-            .unverified(self.writer.as_ref(), creds, item.run_id, &references)
+            .unverified(self.writer.as_ref(), creds, &references)
             .await;
         if !unverified.is_empty() {
-            return unverified_references(&unverified, created_before.as_deref());
+            let earlier = match (&live, &created_before) {
+                (_, Some(graph_id)) => Earlier::Created(graph_id),
+                (Some(_), None) => item
+                    .update_sent_at
+                    .map_or(Earlier::Nothing, Earlier::UpdateSent),
+                (None, None) => item
+                    .create_sent_at
+                    .map_or(Earlier::Nothing, Earlier::CreateSent),
+            };
+            return unverified_references(&unverified, earlier);
         }
         let announced = match write {
             // Finishing the create an earlier claim announced sends the rest of the policy (its
@@ -1025,13 +1035,27 @@ fn partly_written(action: RestoreAction, graph_id: String, error: &GraphError) -
     }
 }
 
+/// What an earlier claim of the run wrote, or may have written, for an item this claim stops.
+#[derive(Debug, Clone, Copy)]
+enum Earlier<'a> {
+    /// No earlier claim announced a write of it.
+    Nothing,
+    /// An earlier claim announced its update at this time and never recorded the outcome.
+    UpdateSent(i64),
+    /// An earlier claim announced its create at this time, and no policy it made was found.
+    CreateSent(i64),
+    /// An earlier claim created the policy, found by this one under this Graph id.
+    Created(&'a str),
+}
+
 /// An item whose backup refers to groups, filters or scope tags that no longer exist or could
-/// not be looked up (`unverified`): nothing is sent. `created` is the policy an earlier attempt
-/// of the run created for it (found by this one): recorded as created, and partly written.
+/// not be looked up (`unverified`): this attempt sends nothing. What an `earlier` claim wrote
+/// stays said: a policy it created is recorded as created, partly written; an update or create
+/// it announced MAY have landed (never "nothing was written", see [`announced_item`]).
 /// The reason is `changed_since_preview` when one no longer exists (the preview found it), else
 /// the failed lookup's. The verdict and advice come first, what is missing last: the sanitizer
 /// cuts the message at its length.
-fn unverified_references(unverified: &[Unverified], created: Option<&str>) -> Restored {
+fn unverified_references(unverified: &[Unverified], earlier: Earlier<'_>) -> Restored {
     let mut missing = Vec::new();
     let mut unchecked = Vec::new();
     for reference in unverified {
@@ -1068,23 +1092,40 @@ fn unverified_references(unverified: &[Unverified], created: Option<&str>) -> Re
             .collect();
         named.push_str(&format!(" Not checked: {}.", unchecked.join(", ")));
     }
-    let Some(graph_id) = created else {
-        return failed(
+    match earlier {
+        Earlier::Nothing => failed(
             reason,
             &format!(
                 "A group, filter or scope tag this policy refers to {verdict}: nothing was written. {advice}{named}"
             ),
-        );
-    };
-    let message = sanitize(&format!(
-        "An earlier attempt of this run created this policy in Intune (as {graph_id}); a group, filter or scope tag it refers to {verdict}, so nothing more was written. {advice}{named}"
-    ));
-    tracing::warn!(reason = reason.as_str(), %message, "an earlier create is not finished; a reference is missing");
-    Restored::PartlyWritten {
-        action: RestoreAction::Created,
-        graph_id: graph_id.to_owned(),
-        reason,
-        message,
+        ),
+        Earlier::UpdateSent(sent_at) => {
+            let message = sanitize(&format!(
+                "A group, filter or scope tag this policy refers to {verdict}: this attempt sent nothing, but an earlier one sent its update at {}, which MAY have landed. {advice}{named}",
+                Timestamp(sent_at)
+            ));
+            tracing::warn!(reason = reason.as_str(), %message, "an earlier update may have landed; a reference is missing");
+            Restored::MaybeUpdated { reason, message }
+        }
+        Earlier::CreateSent(sent_at) => maybe_created(
+            reason,
+            &format!(
+                "A group, filter or scope tag this policy refers to {verdict}: this attempt sent nothing, but an earlier one sent its create at {}, which MAY have landed. {advice}{named}",
+                Timestamp(sent_at)
+            ),
+        ),
+        Earlier::Created(graph_id) => {
+            let message = sanitize(&format!(
+                "An earlier attempt of this run created this policy in Intune (as {graph_id}); a group, filter or scope tag it refers to {verdict}, so nothing more was written. {advice}{named}"
+            ));
+            tracing::warn!(reason = reason.as_str(), %message, "an earlier create is not finished; a reference is missing");
+            Restored::PartlyWritten {
+                action: RestoreAction::Created,
+                graph_id: graph_id.to_owned(),
+                reason,
+                message,
+            }
+        }
     }
 }
 
@@ -1308,6 +1349,12 @@ fn refused_created(graph_id: &str) -> Restored {
     }
 }
 
+/// What one claim's items share: see [`WriteItem`]'s fields of the same names.
+struct Claim {
+    starter_refused: Arc<AtomicBool>,
+    lookups: Arc<Lookups>,
+}
+
 /// What the execute writes for a pending item: the planned version, with the options the run
 /// asked for where the version was captured with them, and whether an earlier claim announced
 /// its create or its update (`announced`, by run item: when, of each).
@@ -1315,7 +1362,7 @@ fn write_item(
     db: &Db,
     run: &Run<RestoreExecuteInput>,
     announced: &HashMap<i64, (Option<i64>, Option<i64>)>,
-    starter_refused: &Arc<AtomicBool>,
+    claim: &Claim,
     pending: super::PendingRestore<'_, ExecuteItem>,
 ) -> Pending<WriteItem> {
     let input = &run.input;
@@ -1349,7 +1396,8 @@ fn write_item(
             create_sent_at: announced.get(&row.item_id).and_then(|sent| sent.0),
             update_sent_at: announced.get(&row.item_id).and_then(|sent| sent.1),
             db: db.clone(),
-            starter_refused: Arc::clone(starter_refused),
+            starter_refused: Arc::clone(&claim.starter_refused),
+            lookups: Arc::clone(&claim.lookups),
         },
     }
 }
@@ -1396,9 +1444,14 @@ impl Operation for RestoreExecute {
         // One flag for the claim's items: the first announce that finds the starter refused
         // stops the rest.
         let starter_refused = Arc::new(AtomicBool::new(false));
+        // The claim's lookups, dropped with its items however it ends: a takeover asks afresh.
+        let claim = Claim {
+            starter_refused,
+            lookups: Arc::new(Lookups::default()),
+        };
         Ok(pending
             .into_iter()
-            .map(|pending| write_item(db, run, &announced, &starter_refused, pending))
+            .map(|pending| write_item(db, run, &announced, &claim, pending))
             .collect())
     }
 
@@ -1417,8 +1470,6 @@ impl Operation for RestoreExecute {
         creds: Result<&TenantCredentials, &RunFailure>,
         run: &Run<RestoreExecuteInput>,
     ) -> Result<Option<RunFailure>, sqlx::Error> {
-        // Its items are processed: the run's lookups are no longer needed.
-        self.lookups.forget(run.id);
         // A cancel undoes nothing: a run cancelled while this claim was writing says what
         // stays written (the engine concludes it with the cancel as its failure, or as usual).
         let cancelled = || write_cancelled(db, run);
@@ -1912,20 +1963,37 @@ mod tests {
         let mut unverified: Vec<Unverified> =
             (1..5).map(|n| Unverified::Missing(group(n))).collect();
         unverified.push(Unverified::Unchecked(group(5), long_error.clone()));
-        for created in [None, Some(graph_id.as_str())] {
-            let (reason, message) = match unverified_references(&unverified, created) {
-                Restored::Failed(reason, message) => (reason, message),
+        let earlier = [
+            Earlier::Nothing,
+            Earlier::Created(&graph_id),
+            Earlier::UpdateSent(sent_at),
+            Earlier::CreateSent(sent_at),
+        ];
+        for earlier in earlier {
+            let (reason, message) = match unverified_references(&unverified, earlier) {
+                Restored::Failed(reason, message) => {
+                    assert!(matches!(earlier, Earlier::Nothing), "{earlier:?}");
+                    (reason, message)
+                }
                 Restored::PartlyWritten {
                     action,
-                    graph_id,
+                    graph_id: created,
                     reason,
                     message,
                 } => {
                     assert_eq!(action, RestoreAction::Created);
-                    assert_eq!(Some(graph_id.as_str()), created);
+                    assert!(matches!(earlier, Earlier::Created(id) if id == created));
                     (reason, message)
                 }
-                _ => panic!("neither failed nor partly written"),
+                Restored::MaybeUpdated { reason, message } => {
+                    assert!(matches!(earlier, Earlier::UpdateSent(_)), "{earlier:?}");
+                    (reason, message)
+                }
+                Restored::MaybeCreated { reason, message } => {
+                    assert!(matches!(earlier, Earlier::CreateSent(_)), "{earlier:?}");
+                    (reason, message)
+                }
+                _ => panic!("{earlier:?}: not failed, partly or maybe written"),
             };
             assert_eq!(reason, ReasonCode::ChangedSincePreview);
             assert!(
@@ -1939,9 +2007,15 @@ mod tests {
                     ),
                 "{message}"
             );
+            if let Earlier::UpdateSent(_) | Earlier::CreateSent(_) = earlier {
+                assert!(
+                    message.contains("MAY") && !message.contains("nothing was written"),
+                    "{message}"
+                );
+            }
         }
         let unchecked = [Unverified::Unchecked(group(1), long_error.clone())];
-        match unverified_references(&unchecked, None) {
+        match unverified_references(&unchecked, Earlier::Nothing) {
             Restored::Failed(reason, message) => {
                 assert_eq!(reason, ReasonCode::GraphUnavailable);
                 assert!(

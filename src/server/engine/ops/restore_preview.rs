@@ -83,6 +83,9 @@ pub struct PreviewItem {
     pub unsettled: Option<UnsettledCreate>,
     /// Where the inventory is read to tell the restore's own create from others' policies.
     db: Db,
+    /// The groups, filters and scope tags the claim looked up (shared by its items, dropped
+    /// with them): a takeover asks afresh.
+    lookups: Arc<Lookups>,
 }
 
 /// What the preview learned of an earlier create whose outcome was not recorded.
@@ -109,28 +112,18 @@ pub struct Previewed {
 pub struct RestorePreview {
     source: Arc<dyn PolicySource>,
     writer: Arc<dyn PolicyWriter>,
-    lookups: Lookups,
 }
 
 impl RestorePreview {
     pub fn new(source: Arc<dyn PolicySource>, writer: Arc<dyn PolicyWriter>) -> Self {
-        Self {
-            source,
-            writer,
-            lookups: Lookups::default(),
-        }
+        Self { source, writer }
     }
 
     /// The references that no longer exist (one that cannot be checked counts as missing, said
     /// so: a restore must not write what it could not verify).
-    async fn missing(
-        &self,
-        creds: &TenantCredentials,
-        run_id: i64,
-        references: &[Reference],
-    ) -> Vec<String> {
-        self.lookups
-            .unverified(self.writer.as_ref(), creds, run_id, references)
+    async fn missing(&self, creds: &TenantCredentials, item: &PreviewItem) -> Vec<String> {
+        item.lookups
+            .unverified(self.writer.as_ref(), creds, &item.references)
             .await
             .into_iter()
             .map(|unverified| match unverified {
@@ -250,6 +243,7 @@ fn preview_item(
     db: &Db,
     input: &RestorePreviewInput,
     unsettled: &HashMap<i64, UnsettledCreate>,
+    lookups: &Arc<Lookups>,
     pending: super::PendingRestore<'_, RestoreItem>,
 ) -> Pending<PreviewItem> {
     let super::PendingRestore {
@@ -283,6 +277,7 @@ fn preview_item(
             unsettled: unsettled.get(&row.policy_id).copied(),
             created_name: name,
             db: db.clone(),
+            lookups: Arc::clone(lookups),
             capture: CaptureItem {
                 policy_id: row.policy_id,
                 graph_id: row.graph_id,
@@ -314,9 +309,11 @@ impl Operation for RestorePreview {
     ) -> Result<Vec<Pending<PreviewItem>>, sqlx::Error> {
         let pending = super::pending_restores(db, run.id, run.tenant_id, &run.input.items).await?;
         let unsettled = unsettled_creates(db, run.tenant_id).await?;
+        // The claim's lookups, dropped with its items however it ends: a takeover asks afresh.
+        let lookups = Arc::new(Lookups::default());
         Ok(pending
             .into_iter()
-            .map(|pending| preview_item(db, &run.input, &unsettled, pending))
+            .map(|pending| preview_item(db, &run.input, &unsettled, &lookups, pending))
             .collect())
     }
 
@@ -343,7 +340,7 @@ impl Operation for RestorePreview {
         };
         let missing = match captured {
             Captured::Failed(..) => Vec::new(),
-            _ => self.missing(creds, run.id, &item.references).await,
+            _ => self.missing(creds, item).await,
         };
         Previewed {
             captured,
@@ -358,8 +355,6 @@ impl Operation for RestorePreview {
         creds: Result<&TenantCredentials, &RunFailure>,
         run: &Run<RestorePreviewInput>,
     ) -> Result<Option<RunFailure>, sqlx::Error> {
-        // Its items are processed: the run's lookups are no longer needed.
-        self.lookups.forget(run.id);
         let creds = match creds {
             Ok(creds) => creds,
             Err(failure) => return Ok(Some(failure.clone())),
