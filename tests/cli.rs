@@ -35,6 +35,7 @@ both_backends!(TestApp:
     sync_inventory_queues_nothing_for_a_secret_it_cannot_load,
     sync_inventory_does_not_wait_forever_behind_a_run_a_stopped_server_left,
     sync_inventory_gives_nothing_up_while_a_server_is_live,
+    sync_inventory_leaves_queued_a_stranded_sync_another_invocation_joined,
 );
 
 fn create_user(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
@@ -1265,5 +1266,49 @@ async fn sync_inventory_gives_nothing_up_while_a_server_is_live(app: TestApp) {
     assert!(
         out.contains(&format!("run {} withdrawn", runs[0].0)),
         "{out}"
+    );
+}
+
+/// Two overlapping invocations behind a run a stopped server left: A queues the sync, B joins
+/// it. Neither withdraws it: B was told it stays queued (and a member who joined it would see
+/// it cancelled for nothing), so both say it is left queued, and it is.
+async fn sync_inventory_leaves_queued_a_stranded_sync_another_invocation_joined(app: TestApp) {
+    let sim = contoso_on_a_simulator(&app).await;
+    let operator = app.sign_in(OPERATOR).await;
+    let set = common::backup_set(&app, &operator, CONTOSO, "Left running").await;
+    let ids = common::insert_policies(&app.db, CONTOSO, 2).await;
+    let left = common::submit(&app, &operator, CONTOSO, set, &ids).await;
+    sqlx::query(
+        "UPDATE runs SET status = 'running', lane = 'bulk', lease_owner = 'gone', \
+         lease_expires_at = 0, attempt = 1, started_at = 1 WHERE id = $1",
+    )
+    .bind(left)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let a = sync_inventory_within(&app, &sim, &["--tenant", CONTOSO], Duration::from_secs(40));
+    let b = async {
+        // B starts once A's sync is queued.
+        while sync_runs(&app, CONTOSO).await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sync_inventory_within(&app, &sim, &["--tenant", CONTOSO], Duration::from_secs(40)).await
+    };
+    let ((a_ok, a_out), (b_ok, b_out)) = tokio::join!(a, b);
+    assert_eq!((a_ok, b_ok), (Some(false), Some(false)), "{a_out}\n{b_out}");
+    let runs = sync_runs(&app, CONTOSO).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let sync = runs[0].0;
+    assert_eq!(
+        runs[0].1, "pending",
+        "left queued for serve: {a_out}\n{b_out}"
+    );
+    assert!(
+        b_out.contains(&format!("run {sync} (already queued) left queued")),
+        "{b_out}"
+    );
+    assert!(
+        a_out.contains(&format!("run {sync} left queued")),
+        "{a_out}"
     );
 }

@@ -294,7 +294,7 @@ async fn work_until_ended(
     let mut own: Option<OwnEngine> = None;
     let mut last_seen_live: Option<std::time::Instant> = None;
     // For each run: the run left unfinished that it waits behind, once the command gave up on it.
-    let mut stranded: Vec<Option<i64>> = vec![None; ids.len()];
+    let mut stranded: Vec<Option<GivenUp>> = vec![None; ids.len()];
     // For each run: since when it has been seen stranded, without a live instance, in a row.
     let mut stranded_since: Vec<Option<std::time::Instant>> = vec![None; ids.len()];
     let waited = loop {
@@ -349,20 +349,37 @@ async fn work_until_ended(
     if let Some(own) = own {
         own.stop().await;
     }
+    // Read again for the report: a run left queued may have been withdrawn or claimed since.
+    let waited = match waited {
+        Ok(_) => ended_runs(db, &ids).await,
+        Err(error) => Err(error),
+    };
     let mut failed = 0;
     for (((label, run), ended), behind) in queued.iter().zip(waited?).zip(stranded) {
         let joined = if run.reused { " (already queued)" } else { "" };
         let ended = match (ended, behind) {
-            (Some(ended), None) => ended,
-            (_, Some(behind)) => {
+            (
+                _,
+                Some(GivenUp {
+                    behind,
+                    withdrawn: true,
+                }),
+            ) => {
                 failed += 1;
-                let left = if run.reused {
-                    "left queued"
-                } else {
-                    "withdrawn"
-                };
                 println!(
-                    "{label}: run {}{joined} {left}: run {behind} was left unfinished by a \
+                    "{label}: run {}{joined} withdrawn: run {behind} was left unfinished by a \
+                     stopped server; start `serve` to finish it, then sync again",
+                    run.run_id
+                );
+                continue;
+            }
+            // Ended as it is told, however it ended: a run left queued that another
+            // invocation withdrew says "cancelled", not "left queued".
+            (Some(ended), _) => ended,
+            (None, Some(GivenUp { behind, .. })) => {
+                failed += 1;
+                println!(
+                    "{label}: run {}{joined} left queued: run {behind} was left unfinished by a \
                      stopped server; start `serve` to finish it, then sync again",
                     run.run_id
                 );
@@ -402,12 +419,13 @@ async fn work_until_ended(
 /// then the lane stays the tenant's and the sync would wait forever. That run is left alone
 /// (it is not the command's to end; `serve` resumes it), and the sync the command queued is
 /// withdrawn (cancelled while still queued, before any claim), so nothing of the command is
-/// left pending; a sync the command joined (a member's, `reused`) stays queued for `serve`.
+/// left pending; a sync the command joined (a member's, `reused`), or that someone joined
+/// since ([`withdraw_queued`]), stays queued for `serve`.
 async fn give_up_stranded(
     db: &Db,
     engine: &OwnEngine,
     queued: &[(String, crate::domain::SubmittedRun)],
-    stranded: &mut [Option<i64>],
+    stranded: &mut [Option<GivenUp>],
     stranded_since: &mut [Option<std::time::Instant>],
 ) -> Result<(), StartError> {
     let blocked = engine.worker.stranded_behind().await?;
@@ -424,33 +442,74 @@ async fn give_up_stranded(
         if since.elapsed() < STRANDED_GRACE {
             continue;
         }
-        if !run.reused && !withdraw_queued(db, run.run_id).await? {
-            // Claimed meanwhile (a server came up): it is waited for as any other.
-            continue;
-        }
+        let withdrawn = if run.reused {
+            false
+        } else {
+            match withdraw_queued(db, run.run_id).await? {
+                Withdrawal::Withdrawn => true,
+                Withdrawal::Joined => false,
+                // Claimed meanwhile (a server came up): it is waited for as any other.
+                Withdrawal::Taken => continue,
+            }
+        };
         tracing::warn!(
             run_id = run.run_id,
             behind,
             "the sync waits behind a run left unfinished by a stopped server; giving up on it"
         );
-        stranded[i] = Some(behind);
+        stranded[i] = Some(GivenUp { behind, withdrawn });
     }
     Ok(())
 }
 
-/// Cancels run `run_id` while it is still queued (no claim took it): no item, no initiator to
-/// notify (the command's own run). Whether it was.
-async fn withdraw_queued(db: &Db, run_id: i64) -> Result<bool, StartError> {
+/// A run of `sync-inventory`'s that it gave up on: the run left unfinished it waits behind, and
+/// whether the command withdrew it (else it stays queued for `serve`).
+#[derive(Debug, Clone, Copy)]
+struct GivenUp {
+    behind: i64,
+    withdrawn: bool,
+}
+
+/// What [`withdraw_queued`] did with a run.
+enum Withdrawal {
+    /// Cancelled while still queued.
+    Withdrawn,
+    /// Still queued, and left so: someone else joined it.
+    Joined,
+    /// No longer queued: claimed (or ended) meanwhile.
+    Taken,
+}
+
+/// Cancels run `run_id` while it is still queued (no claim took it) and nobody else joined it:
+/// no item, no initiator to notify (the command's own run). A join (a member's click, another
+/// invocation) is known by its audit record, "run.reuse" of the run, written right after the
+/// join: a run joined is left queued for `serve`, as the one who joined it was told.
+async fn withdraw_queued(db: &Db, run_id: i64) -> Result<Withdrawal, StartError> {
     let withdrawn = sqlx::query(
         "UPDATE runs SET status = 'cancelled', finished_at = $1, reason_code = $2 \
-         WHERE id = $3 AND status = 'pending' AND initiated_by IS NULL",
+         WHERE id = $3 AND status = 'pending' AND initiated_by IS NULL \
+           AND NOT EXISTS (SELECT 1 FROM audit_log a \
+             WHERE a.tenant_id = runs.tenant_id AND a.action = 'run.reuse' AND a.target = $4)",
     )
     .bind(crate::domain::Timestamp::now().millis())
     .bind(crate::domain::reason_code::ReasonCode::Cancelled.as_str())
     .bind(run_id)
+    .bind(format!("run:{run_id}"))
     .execute(db.pool())
     .await?;
-    Ok(withdrawn.rows_affected() > 0)
+    if withdrawn.rows_affected() > 0 {
+        return Ok(Withdrawal::Withdrawn);
+    }
+    let pending: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM runs WHERE id = $1 AND status = 'pending'")
+            .bind(run_id)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(if pending.is_some() {
+        Withdrawal::Joined
+    } else {
+        Withdrawal::Taken
+    })
 }
 
 /// How many `sync-inventory` engines may run at once on one host on SQLite: one identity each
