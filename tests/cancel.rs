@@ -38,6 +38,7 @@ both_backends!(TestApp:
     an_add_selected_of_a_cancelled_runs_policies_waits_until_it_has_settled,
     a_restore_preview_waits_until_a_cancelled_one_of_its_source_has_settled,
     a_capture_now_racing_the_cancel_of_the_capture_in_flight_waits_until_it_has_settled,
+    a_sync_racing_the_cancel_of_the_sync_in_flight_waits_until_it_has_settled,
     repeated_cancels_answer_the_same_and_ended_runs_are_refused,
     a_running_run_takes_no_new_item_and_records_captures_in_flight,
     a_multi_request_capture_in_flight_is_recorded,
@@ -526,10 +527,10 @@ async fn a_restore_preview_waits_until_a_cancelled_one_of_its_source_has_settled
 }
 
 /// A "Capture now" while the policy's capture is in flight answers with that run; a cancel of
-/// it committed while the second click is being answered, after the click looked for it, must
-/// not let the click queue a second capture beside the cancelled one's GET still in flight:
-/// the settle gate comes after the look, so it sees the cancel and refuses (409, nothing
-/// written) until the cancelled capture has settled.
+/// it committed while the second click is being answered, right before the click looks for it
+/// (so the look finds no active capture), must not let the click queue a second capture beside
+/// the cancelled one's GET still in flight: the settle gate comes after the look, so it sees
+/// the cancelled capture unsettled and refuses (409, nothing written) until it has settled.
 async fn a_capture_now_racing_the_cancel_of_the_capture_in_flight_waits_until_it_has_settled(
     app: TestApp,
 ) {
@@ -573,6 +574,60 @@ async fn a_capture_now_racing_the_cancel_of_the_capture_in_flight_waits_until_it
 
     working.await.unwrap().unwrap();
     assert!(f.detail(&app, capture.run_id).await.settled);
+}
+
+/// "Sync from Intune" while the tenant's sync is in flight, with a cancel of it committed right
+/// before the click looks for it: as for a capture, the settle gate after the look refuses
+/// (409, nothing written) until the cancelled sync has settled, instead of a second sync
+/// listing beside the first's requests still in flight.
+async fn a_sync_racing_the_cancel_of_the_sync_in_flight_waits_until_it_has_settled(app: TestApp) {
+    use tenantatlas::domain::{AppError, Capability};
+    use tenantatlas::server::auth::authorize_user;
+    use tenantatlas::server::runs::start::sync_inventory_after;
+    let f = fixture(&app).await;
+    common::answer_after(&f.sim, 3_000);
+    let sync: SubmittedRun = app
+        .answer(
+            Some(&f.operator),
+            "runs/sync-inventory",
+            &Form::tenant(CONTOSO),
+        )
+        .await
+        .expect("the sync is queued");
+    let worker = f.worker(&app, "w1").with_cancels(app.wake.cancels());
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    common::wait_until(
+        "never claimed",
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || async { run_row(&app, sync.run_id).await.status == "running" },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let runs_before = runs_count(&app).await;
+
+    let user_id = common::user_id(&app.db, OPERATOR).await;
+    let ctx = authorize_user(&app.db, user_id, CONTOSO, Capability::StartRuns)
+        .await
+        .unwrap();
+    let cancel = async {
+        f.cancel(&app, sync.run_id)
+            .await
+            .expect("the sync is cancelled");
+    };
+    match sync_inventory_after(&app.db, &ctx, cancel).await {
+        Err(AppError::Conflict(message)) => {
+            assert!(message.contains(RunActivity::NOT_SETTLED), "{message}")
+        }
+        other => panic!(
+            "a sync started beside the cancelled one still in flight (run {}): {other:?}",
+            sync.run_id
+        ),
+    }
+    assert_eq!(runs_count(&app).await, runs_before, "nothing written");
+
+    working.await.unwrap().unwrap();
+    assert!(f.detail(&app, sync.run_id).await.settled);
 }
 
 /// How many runs the database holds, of every tenant.

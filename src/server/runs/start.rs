@@ -101,9 +101,20 @@ async fn active_run(
 
 /// Queues a sync of the tenant's inventory, or returns the one already queued or running.
 pub async fn sync_inventory(db: &Db, ctx: &TenantContext) -> Result<SubmittedRun, AppError> {
+    sync_inventory_after(db, ctx, async {}).await
+}
+
+/// [`sync_inventory`], with `meanwhile` awaited right before it looks for an identical active
+/// run: the seam where a test commits a cancel of that run mid-start.
+pub async fn sync_inventory_after(
+    db: &Db,
+    ctx: &TenantContext,
+    meanwhile: impl std::future::Future<Output = ()>,
+) -> Result<SubmittedRun, AppError> {
     let tenant_id = ctx.scope.id();
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
     let run = inventory_sync_run(tenant_id)?;
+    meanwhile.await;
     if let Some(active) = active_run(db, tenant_id, &run).await? {
         return Ok(active);
     }
