@@ -79,9 +79,12 @@ pub(crate) enum Unverified {
     Unchecked(Reference, GraphError),
 }
 
-/// How long an answer of a lookup is kept: a group deleted after it was looked up is written no
-/// later than this, and one restored from the recycle bin blocks no longer. A run of hundreds of
-/// throttled items lasts hours; the preview's 15-minute freshness is not its bound.
+/// How long an answer of a lookup is kept: when an item checks a reference, the answer it goes by
+/// was asked less than this before (the clock is read for each reference, as the lookups of the
+/// item's earlier references can wait minutes). A group deleted after it was looked up is taken
+/// as existing no longer than this, and one restored from the recycle bin blocks no longer. The
+/// write itself may then still wait out a Retry-After. A run of hundreds of throttled items lasts
+/// hours; the preview's 15-minute freshness is not its bound.
 pub(crate) const ANSWER_KEPT_FOR: Duration = Duration::from_secs(5 * 60);
 
 /// Whether one directory object exists, and when the lookup that said so was asked.
@@ -112,21 +115,24 @@ impl Lookups {
         creds: &TenantCredentials,
         references: &[Reference],
     ) -> Vec<Unverified> {
-        self.unverified_as_of(writer, creds, references, Instant::now())
+        self.unverified_as_of(writer, creds, references, Instant::now)
             .await
     }
 
-    /// [`Self::unverified`] at `now` (tokio's clock): an answer asked [`ANSWER_KEPT_FOR`] or
-    /// longer before it is asked again.
+    /// [`Self::unverified`] by `clock` (tokio's clock in production), read as each reference is
+    /// checked: an answer asked [`ANSWER_KEPT_FOR`] or longer before it is asked again. One
+    /// reading for the whole item would judge its later references by a time that the lookups
+    /// of the earlier ones (throttled, or waiting on another item's) may have left minutes behind.
     async fn unverified_as_of(
         &self,
         writer: &dyn PolicyWriter,
         creds: &TenantCredentials,
         references: &[Reference],
-        now: Instant,
+        clock: impl Fn() -> Instant,
     ) -> Vec<Unverified> {
         let mut unverified = Vec::new();
         for reference in references {
+            let now = clock();
             let lookup = self.lookup(reference, now);
             let exists = lookup
                 .get_or_try_init(|| async {
@@ -199,12 +205,29 @@ mod tests {
     use crate::server::graph::{ClientSecret, GraphFuture};
 
     /// A directory holding the groups of `existing`: counts the lookups asked of it, and fails
-    /// the first `failures`.
+    /// the first `failures`. A lookup of the `throttled` group takes its time: the test's clock
+    /// ([`Directory::clock`] from a start) moves on by that much while it is answered.
     #[derive(Default)]
     struct Directory {
         existing: Mutex<Vec<&'static str>>,
         failures: AtomicUsize,
         asked: AtomicUsize,
+        throttled: Option<(&'static str, Duration)>,
+        elapsed: Mutex<Duration>,
+    }
+
+    impl Directory {
+        /// The test's clock: `start`, plus the time the directory's lookups took and the test
+        /// let pass ([`Directory::wait`]).
+        fn clock(&self, start: Instant) -> impl Fn() -> Instant + '_ {
+            move || start + *self.elapsed.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        /// Lets `minutes` pass on the test's clock.
+        fn wait(&self, minutes: u64) {
+            *self.elapsed.lock().unwrap_or_else(PoisonError::into_inner) +=
+                Duration::from_secs(minutes * 60);
+        }
     }
 
     impl PolicyWriter for Directory {
@@ -216,6 +239,9 @@ mod tests {
         ) -> GraphFuture<'a, bool> {
             Box::pin(async move {
                 self.asked.fetch_add(1, Ordering::SeqCst);
+                if let Some((_, took)) = self.throttled.filter(|(group, _)| *group == id) {
+                    *self.elapsed.lock().unwrap_or_else(PoisonError::into_inner) += took;
+                }
                 // Items processed together reach the lookup while it is in flight.
                 tokio::task::yield_now().await;
                 let failing = self
@@ -292,27 +318,59 @@ mod tests {
         let t0 = Instant::now();
         let at = |minutes: u64| t0 + Duration::from_secs(minutes * 60);
         let unverified = lookups
-            .unverified_as_of(&directory, &creds, &references, t0)
+            .unverified_as_of(&directory, &creds, &references, || t0)
             .await;
         assert!(unverified.is_empty(), "{unverified:?}");
         // An admin deletes g-1: within the answer's age, it is still taken as existing.
         directory.existing.lock().unwrap().clear();
         let unverified = lookups
-            .unverified_as_of(&directory, &creds, &references, at(4))
+            .unverified_as_of(&directory, &creds, &references, || at(4))
             .await;
         assert!(unverified.is_empty(), "{unverified:?}");
         assert_eq!(directory.asked.load(Ordering::SeqCst), 1);
         let unverified = lookups
-            .unverified_as_of(&directory, &creds, &references, at(6))
+            .unverified_as_of(&directory, &creds, &references, || at(6))
             .await;
         assert_eq!(unverified, vec![Unverified::Missing(group("g-1"))]);
         // Restored from the recycle bin: the "missing" expires as well.
         directory.existing.lock().unwrap().push("g-1");
         let unverified = lookups
-            .unverified_as_of(&directory, &creds, &references, at(12))
+            .unverified_as_of(&directory, &creds, &references, || at(12))
             .await;
         assert!(unverified.is_empty(), "{unverified:?}");
         assert_eq!(directory.asked.load(Ordering::SeqCst), 3);
+    }
+
+    /// Each reference is judged by the clock when the item reaches it, not when the item began:
+    /// g-1's answer, 4 minutes old when the item starts, is 12 minutes old once the lookup of
+    /// g-2 before it has been throttled 8 minutes, so g-1 is asked again and found deleted.
+    #[tokio::test]
+    async fn a_restore_judges_each_answer_when_its_reference_is_checked() {
+        let directory = Directory {
+            existing: Mutex::new(vec!["g-1"]),
+            throttled: Some(("g-2", Duration::from_secs(8 * 60))),
+            ..Directory::default()
+        };
+        let (lookups, creds) = (Lookups::default(), creds());
+        let clock = directory.clock(Instant::now());
+        let unverified = lookups
+            .unverified_as_of(&directory, &creds, &[group("g-1")], &clock)
+            .await;
+        assert!(unverified.is_empty(), "{unverified:?}");
+        // An admin deletes g-1; the next item starts 4 minutes after g-1 was looked up.
+        directory.existing.lock().unwrap().clear();
+        directory.wait(4);
+        let unverified = lookups
+            .unverified_as_of(&directory, &creds, &[group("g-2"), group("g-1")], &clock)
+            .await;
+        assert_eq!(
+            unverified,
+            vec![
+                Unverified::Missing(group("g-2")),
+                Unverified::Missing(group("g-1"))
+            ]
+        );
+        assert_eq!(directory.asked.load(Ordering::SeqCst), 3, "g-1 asked again");
     }
 
     /// A lookup that failed counts as missing, with its error, and is asked again by the next
