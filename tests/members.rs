@@ -1056,8 +1056,9 @@ async fn create_user_takes_back_an_account_an_acceptance_made_since_it_read(app:
 
 /// A reset made before migration 31 left an audit row (`user.set_password`), dated after the
 /// account was made: the upgrade counts it, so that account is added at once after it. An
-/// account whose only such row predates it (another account's, the id reused) still counts as
-/// the link holder's and is invited.
+/// account whose only such rows predate it (another account's, the id reused) or come from the
+/// old create-user that lost the race to the acceptance (a `user.create_or_reset` row, but the
+/// session generation never raised) still counts as the link holder's and is invited.
 async fn the_upgrade_counts_the_resets_the_audit_log_recorded(app: TestApp) {
     let Squatted { contoso_owner, .. } = squat_the_victims_address(&app).await;
     admin_cli(
@@ -1072,6 +1073,18 @@ async fn the_upgrade_counts_the_resets_the_audit_log_recorded(app: TestApp) {
          VALUES (NULL, NULL, 'user.set_password', $1, '{}', 1000)",
     )
     .bind(format!("user:{old}"))
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    // The old create-user that lost the race to the acceptance wrote its row after the
+    // account was made, but set no password: the account's session generation stayed 0.
+    sqlx::query(
+        "INSERT INTO audit_log (tenant_id, actor_user_id, action, target, details, created_at) \
+         SELECT NULL, NULL, 'user.create_or_reset', $1, '{}', created_at + 1000 \
+         FROM users WHERE id = $2",
+    )
+    .bind(format!("user:{old}"))
+    .bind(old)
     .execute(app.db.pool())
     .await
     .unwrap();
