@@ -196,9 +196,10 @@ pub struct ServeArgs {
     pub site_root: PathBuf,
 
     /// Seed the demo tenants and users and serve their inventory from an in-process Graph
-    /// simulator (the embedded default does). From the environment, `TENANTATLAS_DEMO` reads
-    /// as a switch: `0`, `false`, `no`, `off` or empty are off, anything else on.
-    #[arg(long, env = "TENANTATLAS_DEMO", value_parser = clap::builder::FalseyValueParser::new())]
+    /// simulator (the embedded default does). From the environment, `TENANTATLAS_DEMO` is
+    /// `true`, `1`, `yes` or `on` (on), `false`, `0`, `no` or `off` (off), in any case; unset or
+    /// empty is off, and anything else is refused rather than guessed.
+    #[arg(long, env = "TENANTATLAS_DEMO", value_parser = demo_switch)]
     pub demo: bool,
 
     /// The port of the demo Graph simulator (with `--demo`), so a test can turn its knobs
@@ -273,6 +274,26 @@ pub struct ServeArgs {
     /// default, so they are never exposed next to the app by accident).
     #[arg(long, env = "TENANTATLAS_METRICS_ADDR", value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// A switch read from the environment: unset or empty is off, `true`/`1`/`yes`/`on` and
+/// `false`/`0`/`no`/`off` (any case, surrounding blanks ignored) are what they say, and anything
+/// else is an error naming `variable`. A lenient reading would take a typo (`flase`) or a
+/// negative it does not know (`disabled`) for on.
+fn switch(variable: &str, raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "" | "false" | "0" | "no" | "off" => Ok(false),
+        "true" | "1" | "yes" | "on" => Ok(true),
+        _ => Err(format!(
+            "{variable}={raw:?} is not a switch: use true, 1, yes or on to turn it on, \
+             false, 0, no or off (or nothing) to leave it off"
+        )),
+    }
+}
+
+/// `--demo` (`TENANTATLAS_DEMO`), read strictly ([`switch`]).
+fn demo_switch(raw: &str) -> Result<bool, String> {
+    switch("TENANTATLAS_DEMO", raw)
 }
 
 /// How log lines are written.
@@ -398,6 +419,40 @@ mod tests {
         std::env::remove_var("TENANTATLAS_DEMO");
         assert!(serve(&["--demo"]).is_ok_and(|args| args.demo));
         assert!(serve(&[]).is_ok_and(|args| !args.demo));
+    }
+
+    #[test]
+    fn the_demo_switch_refuses_a_value_it_does_not_know() {
+        // Each of these once turned demo mode on: a typo, a negative word it did not know, a
+        // trailing blank only a shell quote shows.
+        for (value, on) in [
+            ("TRUE", true),
+            ("On", true),
+            (" yes ", true),
+            ("False", false),
+            ("NO", false),
+            ("false ", false),
+            ("  ", false),
+        ] {
+            std::env::set_var("TENANTATLAS_DEMO", value);
+            let args = serve(&[]).unwrap_or_else(|e| panic!("TENANTATLAS_DEMO={value:?}: {e}"));
+            assert_eq!(args.demo, on, "TENANTATLAS_DEMO={value:?}");
+        }
+        for value in ["disabled", "flase", "2", "enable", "y", "n", "-"] {
+            std::env::set_var("TENANTATLAS_DEMO", value);
+            match serve(&[]) {
+                Ok(args) => panic!("TENANTATLAS_DEMO={value:?} read as demo={}", args.demo),
+                Err(error) => {
+                    let message = error.to_string();
+                    assert!(message.contains("TENANTATLAS_DEMO"), "{value:?}: {message}");
+                    assert!(message.contains("not a switch"), "{value:?}: {message}");
+                }
+            }
+        }
+        // The command line's flag is still a flag, whatever the environment holds.
+        std::env::set_var("TENANTATLAS_DEMO", "disabled");
+        assert!(serve(&["--demo"]).is_ok_and(|args| args.demo));
+        std::env::remove_var("TENANTATLAS_DEMO");
     }
 
     #[test]
