@@ -1,6 +1,6 @@
 import { expect, test } from "@playwright/test";
 import { expectAccessible } from "./axe";
-import { FABRIKAM, finishedRun, openHydrated, openNewBackupSet, selectRows, signIn } from "./demo";
+import { CONTOSO, FABRIKAM, finishedRun, openHydrated, openNewBackupSet, selectRows, signIn } from "./demo";
 import { visitEveryPage } from "./tour";
 
 // axe-core on every page, in the light and in the dark colour scheme (style/main.css switches on
@@ -76,6 +76,30 @@ test("the focus ring stands out in both colour schemes", async ({ page }) => {
       expect(contrast(ring, background), what).toBeGreaterThanOrEqual(3);
     }
   }
+});
+
+// A disabled button is not busy: the busy cursor is for a button marked aria-busy (members.rs),
+// not for one that waits for a choice, such as Execute before any preview.
+test("a disabled button shows no busy cursor, a busy one does", async ({ page }) => {
+  await signIn(page, "manager@contoso.example");
+  await openHydrated(page, `/t/${CONTOSO}/backup-sets`);
+  await page.getByRole("link", { name: "Baseline (demo)" }).click();
+  await page.getByTestId("restore-set").click();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  const execute = page.getByRole("button", { name: "Execute" });
+  await expect(execute).toBeDisabled();
+  const cursor = await execute.evaluate((element) => getComputedStyle(element).cursor);
+  expect(cursor).not.toBe("progress");
+  const busy = await page.evaluate(() => {
+    const button = document.createElement("button");
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    document.querySelector("main")!.append(button);
+    const cursor = getComputedStyle(button).cursor;
+    button.remove();
+    return cursor;
+  });
+  expect(busy).toBe("progress");
 });
 
 /** WCAG 2 contrast ratio of two opaque `rgb(r, g, b)` colours. */
