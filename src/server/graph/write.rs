@@ -326,12 +326,23 @@ pub fn is_direct_assignment(assignment: &Value) -> bool {
         .is_none_or(|source| source.eq_ignore_ascii_case("direct"))
 }
 
+/// The direct assignments of a backup's `payload` that a restore writes, as stored: its
+/// `assignments`, or its `policy`'s (as `$expand` returns them) when it has none at the top
+/// level; `None` when it holds neither. The one place both the restore's reference checks
+/// ([`crate::server::restore::refs::references`]) and [`assign_body`] read them from, so that
+/// every group and filter written was checked first.
+pub fn direct_assignments(payload: &Value) -> Option<impl Iterator<Item = &Value>> {
+    Some(
+        payload_array(payload, "assignments")?
+            .iter()
+            .filter(|a| is_direct_assignment(a)),
+    )
+}
+
 /// The `assign` body for the backup's direct assignments (without `source` and `sourceId`,
 /// which only say where an assignment came from); `None` when the backup holds none.
 fn assign_body(backup: &Value) -> Option<Value> {
-    let assignments: Vec<Value> = payload_array(backup, "assignments")?
-        .iter()
-        .filter(|a| is_direct_assignment(a))
+    let assignments: Vec<Value> = direct_assignments(backup)?
         .map(|a| {
             let mut a = writable(a);
             if let Value::Object(map) = &mut a {
@@ -1686,6 +1697,46 @@ mod tests {
             "the policy keeps no direct assignment"
         );
         assert_eq!(assign_body(&json!({"policy": {}})), None);
+    }
+
+    #[test]
+    fn every_group_and_filter_assigned_is_one_the_restore_checks() {
+        use crate::server::restore::refs::references;
+        let target = |group: &str, filter: &str| {
+            json!({"@odata.type": "#microsoft.graph.groupAssignmentTarget",
+                "groupId": group, "deviceAndAppManagementAssignmentFilterId": filter})
+        };
+        for backup in [
+            // Inside the policy, as `$expand` returns them.
+            json!({"policy": {"assignments": [{"target": target("g-1", "f-1")}]}}),
+            // Padded ids: checked as sent, not as the trimmed ids.
+            json!({"assignments": [{"target": target(" g-2 ", "f-2\t")}]}),
+            json!({"assignments": [{"target": target("g-3", "f-3")}],
+                "policy": {"assignments": [{"target": target("g-4", "f-4")}]}}),
+        ] {
+            let body = assign_body(&backup).expect("assignments");
+            let mut sent: Vec<String> = body["assignments"]
+                .as_array()
+                .expect("array")
+                .iter()
+                .flat_map(|a| {
+                    let target = &a["target"];
+                    [
+                        target["groupId"].as_str(),
+                        target["deviceAndAppManagementAssignmentFilterId"].as_str(),
+                    ]
+                })
+                .flatten()
+                .map(str::to_owned)
+                .collect();
+            sent.sort();
+            let mut checked: Vec<String> = references(&backup, true, false)
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            checked.sort();
+            assert_eq!(checked, sent, "{backup}");
+        }
     }
 
     #[test]

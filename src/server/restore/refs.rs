@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::server::graph::write::{is_direct_assignment, DirectoryKind};
+use crate::server::graph::write::{direct_assignments, DirectoryKind};
 
 /// The built-in scope tag every policy may carry; it always exists.
 const DEFAULT_SCOPE_TAG: &str = "0";
@@ -38,23 +38,19 @@ fn rank(kind: DirectoryKind) -> usize {
     ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
 }
 
-/// The references of a stored version's `payload` (`assignments` beside the `policy`, whose
-/// `roleScopeTagIds` name its scope tags) that a restore would write: the assignments' groups and
-/// filters when `assignments` (of its direct assignments: a policy set's are not written), the
-/// scope tags (other than the default one) when `scope_tags`. Each once, sorted.
+/// The references of a stored version's `payload` (`assignments` beside the `policy` or inside
+/// it, read where the write reads them: [`direct_assignments`]; the `policy`'s
+/// `roleScopeTagIds` name its scope tags) that a restore would write: the assignments' groups
+/// and filters when `assignments` (of its direct assignments: a policy set's are not written),
+/// the scope tags (other than the default one) when `scope_tags`. Each once, sorted, with its
+/// id exactly as written.
 pub fn references(payload: &Value, assignments: bool, scope_tags: bool) -> Vec<Reference> {
     let mut found: BTreeSet<(usize, String)> = BTreeSet::new();
     let mut add = |kind: DirectoryKind, id: String| {
         found.insert((rank(kind), id));
     };
     if assignments {
-        for assignment in payload
-            .get("assignments")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|a| is_direct_assignment(a))
-        {
+        for assignment in direct_assignments(payload).into_iter().flatten() {
             let Some(target) = assignment.get("target") else {
                 continue;
             };
@@ -88,10 +84,11 @@ pub fn references(payload: &Value, assignments: bool, scope_tags: bool) -> Vec<R
         .collect()
 }
 
+/// The id as the write sends it, untrimmed: a padded id is looked up as it stands (and, not
+/// being a Graph id, reads as missing), never checked as another id than the one written.
 fn non_empty(value: Option<&Value>) -> Option<String> {
     value
         .and_then(Value::as_str)
-        .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
 }
@@ -152,6 +149,42 @@ mod tests {
                 id: "g-2".into()
             }]
         );
+    }
+
+    #[test]
+    fn assignments_inside_the_policy_are_checked_as_they_are_written() {
+        // As `$expand` returns them: the write assigns these, so their groups are checked.
+        let payload = json!({"policy": {"assignments": [
+            {"target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget",
+                "groupId": "g-9", "deviceAndAppManagementAssignmentFilterId": "f-9"}}
+        ]}});
+        assert_eq!(
+            references(&payload, true, false),
+            vec![
+                Reference {
+                    kind: DirectoryKind::Group,
+                    id: "g-9".into()
+                },
+                Reference {
+                    kind: DirectoryKind::AssignmentFilter,
+                    id: "f-9".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_padded_id_is_checked_as_it_stands() {
+        let payload = json!({
+            "policy": {"roleScopeTagIds": [" 7 "]},
+            "assignments": [{"target": {"groupId": " g-1 ",
+                "deviceAndAppManagementAssignmentFilterId": "f-1\t"}}]
+        });
+        let checked: Vec<String> = references(&payload, true, true)
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(checked, vec![" g-1 ", "f-1\t", " 7 "]);
     }
 
     #[test]
