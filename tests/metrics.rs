@@ -4,7 +4,7 @@
 //! the 429, the retry wait, the run duration and the worker's heartbeat. Runs that end outside
 //! an item's recording count too: a cancelled run with its skipped items, the items a run failed
 //! as a whole closes, and a repeated drift check answered early. A worker busy with a run keeps
-//! its heartbeat fresh. Every request of the app is answered with a fresh `x-request-id`.
+//! its heartbeat fresh, and a scrape answers in time when the database does not. Every request of the app is answered with a fresh `x-request-id`.
 
 use crate::common;
 
@@ -25,6 +25,7 @@ both_backends!(TestApp:
     metrics_count_cancels_runs_failed_as_a_whole_and_repeated_drift_checks,
     every_answer_names_its_request,
     a_busy_worker_keeps_its_heartbeat_fresh,
+    a_scrape_does_not_wait_for_the_database,
 );
 
 async fn metrics_count_submits_runs_items_and_graph_answers(app: TestApp) {
@@ -247,6 +248,57 @@ async fn a_busy_worker_keeps_its_heartbeat_fresh(app: TestApp) {
     assert!(
         ages.iter().all(|(_, age)| *age < 1.0),
         "heartbeat ages (time into the run, age): {ages:?}"
+    );
+}
+
+/// With every connection of the app's pool checked out, as when the database is down or the pool
+/// is exhausted, a scrape answers within the queue read's timeout, not after the pool's 10 s
+/// acquire timeout (Prometheus' default `scrape_timeout`, so every scrape would time out and the
+/// heartbeat-age alert for exactly this failure would never fire). It still has the heartbeat's
+/// age, and no queue depth: the figures read before are not served as current.
+async fn a_scrape_does_not_wait_for_the_database(app: TestApp) {
+    let handle = metrics::install().unwrap();
+    metrics::heartbeat();
+    let endpoint = MetricsEndpoint::serve(metrics::router(handle, app.db.clone())).await;
+    let pending = r#"tenantatlas_queue_runs{status="pending"}"#;
+    let running = r#"tenantatlas_queue_runs{status="running"}"#;
+    let before = endpoint.scrape().await;
+    assert_eq!(sample(&before, pending), Some(0.0), "{before}");
+    assert_eq!(sample(&before, running), Some(0.0), "{before}");
+
+    let pool = app.db.pool();
+    let mut held = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        held.push(pool.acquire().await.expect("a connection of the pool"));
+    }
+    let started = Instant::now();
+    let text = tokio::time::timeout(Duration::from_secs(5), endpoint.scrape())
+        .await
+        .unwrap_or_else(|_| panic!("/metrics did not answer within 5 s with the pool exhausted"));
+    let took = started.elapsed();
+    assert!(
+        took < metrics::QUEUE_READ_TIMEOUT + Duration::from_secs(1),
+        "/metrics answered after {took:?}"
+    );
+    let age = sample(&text, "tenantatlas_instance_heartbeat_age_seconds")
+        .unwrap_or_else(|| panic!("no heartbeat age in\n{text}"));
+    assert!((0.0..60.0).contains(&age), "{age}");
+    assert_eq!(sample(&text, pending), None, "{text}");
+    assert_eq!(sample(&text, running), None, "{text}");
+    assert_eq!(
+        sample(&text, "tenantatlas_queue_runs_read_ok"),
+        Some(0.0),
+        "{text}"
+    );
+
+    drop(held);
+    let after = endpoint.scrape().await;
+    assert_eq!(sample(&after, pending), Some(0.0), "{after}");
+    assert_eq!(sample(&after, running), Some(0.0), "{after}");
+    assert_eq!(
+        sample(&after, "tenantatlas_queue_runs_read_ok"),
+        Some(1.0),
+        "{after}"
     );
 }
 

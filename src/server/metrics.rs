@@ -4,7 +4,13 @@
 //! the small functions below.
 //!
 //! `tenantatlas_queue_runs` is read from the database at each scrape: it is the same figure on
-//! every instance, so sum it over instances never — aggregate with `max by (status)`.
+//! every instance, so sum it over instances never — aggregate with `max by (status)`. The read
+//! is given [`QUEUE_READ_TIMEOUT`], not the pool's 10 s acquire timeout, which is Prometheus'
+//! default `scrape_timeout`: with the database down or the pool exhausted, a scrape still answers
+//! in time, with the heartbeat's age (the alert for exactly that failure) and without the queue's
+//! series, so no earlier figure is served as current; `tenantatlas_queue_runs_read_ok` says which.
+//! The queue's family is written by the scrape itself, next to the recorder's text, so its
+//! series exist only when this scrape read them.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
@@ -67,10 +73,6 @@ fn describe() {
     describe_counter!(
         "tenantatlas_run_items_total",
         "Run items ended, by operation, outcome and reason code: one by one, closed with their failed run, or skipped by a cancel (an in-flight item a cancel skipped is counted again with its outcome)."
-    );
-    describe_gauge!(
-        "tenantatlas_queue_runs",
-        "Pending and running runs in the database (database-wide: aggregate with max, never sum)."
     );
     describe_gauge!(
         "tenantatlas_active_runs",
@@ -176,25 +178,72 @@ pub fn router(handle: PrometheusHandle, db: Db) -> Router {
 }
 
 async fn scrape(State(scrape): State<Scrape>) -> Response {
-    match queue_depth(&scrape.db).await {
-        Ok((pending, running)) => {
-            gauge!("tenantatlas_queue_runs", "status" => "pending").set(pending as f64);
-            gauge!("tenantatlas_queue_runs", "status" => "running").set(running as f64);
+    let queue = match tokio::time::timeout(QUEUE_READ_TIMEOUT, queue_depth(&scrape.db)).await {
+        Ok(Ok(depth)) => Some(depth),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not read the queue depth for /metrics");
+            None
         }
-        Err(error) => tracing::warn!(%error, "could not read the queue depth for /metrics"),
-    }
+        Err(_) => {
+            tracing::warn!(
+                timeout = ?QUEUE_READ_TIMEOUT,
+                "the queue depth for /metrics was not read in time"
+            );
+            None
+        }
+    };
     let last = LAST_HEARTBEAT.load(Ordering::Relaxed);
     if last > 0 {
         let age = (Timestamp::now().millis() - last).max(0) as f64 / 1000.0;
         gauge!("tenantatlas_instance_heartbeat_age_seconds").set(age);
     }
     scrape.handle.run_upkeep();
+    let mut text = scrape.handle.render();
+    render_queue(&mut text, queue);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        scrape.handle.render(),
+        text,
     )
         .into_response()
+}
+
+/// How long a scrape waits for the queue's depth: well inside Prometheus' default 10 s
+/// `scrape_timeout` (and the pool's 10 s acquire timeout), and far above the query's
+/// milliseconds on a reachable database.
+pub const QUEUE_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Appends the queue's families to the recorder's `text`: `tenantatlas_queue_runs` by status when
+/// this scrape read them (`queue`), none otherwise, and `tenantatlas_queue_runs_read_ok`, 1 or 0.
+fn render_queue(text: &mut String, queue: Option<(i64, i64)>) {
+    use std::fmt::Write;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(
+        "# HELP tenantatlas_queue_runs Pending and running runs in the database (database-wide: \
+         aggregate with max, never sum; absent when this scrape could not read them).\n\
+         # TYPE tenantatlas_queue_runs gauge\n",
+    );
+    if let Some((pending, running)) = queue {
+        let _ = writeln!(
+            text,
+            "tenantatlas_queue_runs{{status=\"pending\"}} {pending}"
+        );
+        let _ = writeln!(
+            text,
+            "tenantatlas_queue_runs{{status=\"running\"}} {running}"
+        );
+    }
+    text.push('\n');
+    let _ = write!(
+        text,
+        "# HELP tenantatlas_queue_runs_read_ok Whether this scrape read the queue depth from the \
+         database in time (1) or not (0).\n\
+         # TYPE tenantatlas_queue_runs_read_ok gauge\n\
+         tenantatlas_queue_runs_read_ok {}\n",
+        u8::from(queue.is_some())
+    );
 }
 
 async fn queue_depth(db: &Db) -> Result<(i64, i64), sqlx::Error> {
