@@ -43,20 +43,26 @@ pub struct Cli {
     pub log_format: LogFormat,
 
     /// Microsoft Graph's address (`/beta` is appended); point it at `graph-sim` to test without
-    /// a tenant. Demo mode ignores it and uses its own in-process simulator.
+    /// a tenant. Demo mode ignores it and uses its own in-process simulator. An https URL (plain
+    /// http only to a loopback host: 127.x.x.x, ::1, localhost), with no query, fragment or
+    /// credentials; checked at start.
     #[arg(
         long,
         env = "TENANTATLAS_GRAPH_URL",
         default_value = "https://graph.microsoft.com",
+        value_parser = graph_url,
         global = true
     )]
     pub graph_url: String,
 
-    /// The Microsoft identity platform's address (`/{tenant}/oauth2/v2.0/token` follows).
+    /// The Microsoft identity platform's address (`/{tenant}/oauth2/v2.0/token` follows). An
+    /// https URL (plain http only to a loopback host: 127.x.x.x, ::1, localhost), with no query,
+    /// fragment or credentials; checked at start.
     #[arg(
         long,
         env = "TENANTATLAS_LOGIN_URL",
         default_value = "https://login.microsoftonline.com",
+        value_parser = login_url,
         global = true
     )]
     pub login_url: String,
@@ -296,6 +302,58 @@ fn demo_switch(raw: &str) -> Result<bool, String> {
     switch("TENANTATLAS_DEMO", raw)
 }
 
+/// An endpoint the Graph client sends credentials to (`--login-url`: each tenant's client
+/// secret; `--graph-url`: its access tokens), checked once at start so a mistake stops the
+/// start instead of failing every request: `http` or `https`, a host, an optional port and
+/// path, no query, fragment or credentials. Plain `http` is for a loopback host only (the Graph
+/// simulator on 127.0.0.1, `localhost`, `::1`): anywhere else it would send the secrets in
+/// clear. Returns the URL as [`url::Url`] writes it.
+fn endpoint_url(option: &str, variable: &str, raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let refuse = |why: &str| {
+        Err(format!(
+            "{option} {raw:?} ({variable}) {why}: give an https URL, e.g. https://host[:port][/path] \
+             (plain http only to a loopback host: 127.0.0.1, ::1, localhost)"
+        ))
+    };
+    let Ok(url) = url::Url::parse(raw) else {
+        return refuse("is not a URL");
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return refuse("is not an http or https URL");
+    }
+    let Some(host) = url.host() else {
+        return refuse("names no host");
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse("holds a user name or password");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return refuse("has a query or a fragment");
+    }
+    let loopback = match host {
+        url::Host::Domain(name) => name == "localhost",
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    if url.scheme() == "http" && !loopback {
+        return refuse(
+            "is plain http to a host other than this machine (credentials would travel in clear)",
+        );
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `--graph-url` (`TENANTATLAS_GRAPH_URL`), checked ([`endpoint_url`]).
+fn graph_url(raw: &str) -> Result<String, String> {
+    endpoint_url("--graph-url", "TENANTATLAS_GRAPH_URL", raw)
+}
+
+/// `--login-url` (`TENANTATLAS_LOGIN_URL`), checked ([`endpoint_url`]).
+fn login_url(raw: &str) -> Result<String, String> {
+    endpoint_url("--login-url", "TENANTATLAS_LOGIN_URL", raw)
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -453,6 +511,86 @@ mod tests {
         std::env::set_var("TENANTATLAS_DEMO", "disabled");
         assert!(serve(&["--demo"]).is_ok_and(|args| args.demo));
         std::env::remove_var("TENANTATLAS_DEMO");
+    }
+
+    /// The global options parsed before `serve`.
+    fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["tenantatlas"].iter().chain(args).chain(&["migrate"]))
+    }
+
+    #[test]
+    fn graph_endpoints_are_https_or_loopback_urls_checked_at_start() {
+        let defaults = cli(&[]).unwrap();
+        assert_eq!(defaults.graph_url, "https://graph.microsoft.com");
+        assert_eq!(defaults.login_url, "https://login.microsoftonline.com");
+        let config = defaults.graph_config();
+        assert_eq!(config.login_base, "https://login.microsoftonline.com");
+        assert_eq!(config.graph_base, "https://graph.microsoft.com/beta");
+        for (refused, why) in [
+            ("login.microsoftonline.com", "not a URL"),
+            ("login.microsoftonline.com:443", "not an http or https URL"),
+            ("ftp://login.example", "not an http or https URL"),
+            ("https://", "not a URL"),
+            ("http://remote-host", "plain http"),
+            ("http://login.microsoftonline.com", "plain http"),
+            ("http://10.0.0.5:8080", "plain http"),
+            ("http://[::ffff:10.0.0.5]", "plain http"),
+            ("http://localhost.example.com", "plain http"),
+            ("https://login.example/?tenant=x", "query"),
+            ("https://login.example/#x", "fragment"),
+            ("https://user:secret@login.example", "user name or password"),
+            ("https://user@login.example", "user name or password"),
+        ] {
+            for (option, variable) in [
+                ("--login-url", "TENANTATLAS_LOGIN_URL"),
+                ("--graph-url", "TENANTATLAS_GRAPH_URL"),
+            ] {
+                let message = match cli(&[option, refused]) {
+                    Ok(cli) => panic!("{option} {refused:?} accepted as {cli:?}"),
+                    Err(error) => error.to_string(),
+                };
+                assert!(message.contains(why), "{option} {refused}: {message}");
+                assert!(message.contains(variable), "{option} {refused}: {message}");
+            }
+        }
+        // What the tests' Graph simulator listens on, and other loopback spellings.
+        for (graph, login, graph_base, login_base) in [
+            (
+                "http://127.0.0.1:41234/beta",
+                "http://127.0.0.1:41234",
+                "http://127.0.0.1:41234/beta",
+                "http://127.0.0.1:41234",
+            ),
+            (
+                "http://localhost:8080/",
+                "http://LOCALHOST:8080/login/",
+                "http://localhost:8080/beta",
+                "http://localhost:8080/login",
+            ),
+            (
+                "http://[::1]:8080",
+                "http://127.3.2.1",
+                "http://[::1]:8080/beta",
+                "http://127.3.2.1",
+            ),
+            (
+                " HTTPS://Graph.Microsoft.US:443/ ",
+                "https://login.microsoftonline.us",
+                "https://graph.microsoft.us/beta",
+                "https://login.microsoftonline.us",
+            ),
+        ] {
+            let config = cli(&["--graph-url", graph, "--login-url", login])
+                .unwrap_or_else(|e| panic!("{graph} {login}: {e}"))
+                .graph_config();
+            assert_eq!(config.graph_base, graph_base, "{graph}");
+            assert_eq!(config.login_base, login_base, "{login}");
+        }
+        // From the environment too, which is how a deployment usually sets them.
+        std::env::set_var("TENANTATLAS_LOGIN_URL", "login.microsoftonline.com");
+        let message = cli(&[]).unwrap_err().to_string();
+        std::env::remove_var("TENANTATLAS_LOGIN_URL");
+        assert!(message.contains("TENANTATLAS_LOGIN_URL"), "{message}");
     }
 
     #[test]
