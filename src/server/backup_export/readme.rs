@@ -119,10 +119,14 @@ fn is_markdown_punctuation(c: char) -> bool {
     )
 }
 
-/// Controls (other than line breaks) and the bidirectional formatting characters.
+/// Controls (other than line breaks) and the bidirectional formatting characters (Unicode's
+/// Bidi_Control set: the Arabic letter mark, the marks, embeddings, overrides and isolates).
 fn is_hidden(c: char) -> bool {
     (c.is_control() && c != '\n' && c != '\r')
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// Escapes inline text; `line_break` replaces each line break.
@@ -264,6 +268,31 @@ mod tests {
             captured_at: 1_764_750_902_123,
             payload: String::new(),
             format: 1,
+        }
+    }
+
+    /// Every character of Unicode's Bidi_Control set (PropList.txt) is replaced wherever text
+    /// is written, so none can reorder what follows it in a bidi-aware viewer.
+    #[test]
+    fn every_bidirectional_control_is_replaced() {
+        let bidi_controls = ['\u{061c}', '\u{200e}', '\u{200f}']
+            .into_iter()
+            .chain('\u{202a}'..='\u{202e}')
+            .chain('\u{2066}'..='\u{2069}');
+        for c in bidi_controls {
+            let text = format!("Prod{c} 123 (old)");
+            for (how, written) in [
+                ("cell", cell(&text)),
+                ("heading", heading_text(&text)),
+                ("paragraph", paragraph(&text)),
+                ("code", code(&text)),
+            ] {
+                assert!(
+                    !written.contains(c) && written.contains('\u{fffd}'),
+                    "{how} kept U+{:04X}: {written:?}",
+                    c as u32
+                );
+            }
         }
     }
 
