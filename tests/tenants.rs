@@ -669,6 +669,113 @@ async fn connecting_without_a_key_is_refused(backend: Backend) {
     assert_eq!(app.count("tenants").await, 2);
 }
 
+/// The app with the demo's Graph simulator behind it, and the server's own run worker (its
+/// credentials, and their failures, as `serve` maps them), driven by hand.
+pub struct CheckedApp {
+    app: TestApp,
+    worker: tenantatlas::server::engine::worker::Worker,
+    // Keeps the simulator answering for the test's length.
+    _demo: tenantatlas::server::seed::DemoGraph,
+}
+
+impl CheckedApp {
+    pub async fn start(backend: Backend) -> Self {
+        let demo = tenantatlas::server::seed::start_demo_graph(0)
+            .await
+            .unwrap();
+        let app = TestApp::spawn_with_graph(backend, demo.access.clone()).await;
+        let worker = tenantatlas::server::runs_worker(&app.db, demo.access.clone());
+        Self {
+            app,
+            worker,
+            _demo: demo,
+        }
+    }
+}
+
+mod checked {
+    use super::{
+        a_check_the_disconnect_overtook_leaves_the_reconnected_tenant_unblocked, CheckedApp,
+    };
+    use crate::common;
+
+    both_backends!(local CheckedApp:
+        a_check_the_disconnect_overtook_leaves_the_reconnected_tenant_unblocked,
+    );
+}
+
+/// A connection check is started while the tenant is connected; the owner's disconnect
+/// commits before the check's run is inserted, so the runs the disconnect cancels do not
+/// include it (here: the flag is set as that disconnect left it, after the check was queued).
+/// The worker then finds the credentials refused because the tenant is disconnected: that is
+/// no authentication failure, so once the owner reconnects, the tenant's runs start again
+/// without a new check, and its last check does not say the secret is wrong.
+async fn a_check_the_disconnect_overtook_leaves_the_reconnected_tenant_unblocked(f: CheckedApp) {
+    use tenantatlas::server::engine::worker::Outcome;
+    let app = &f.app;
+    let owner = app.sign_in(ADMIN).await;
+    let tenant = common::tenant_id(&app.db, CONTOSO).await;
+    let check = app
+        .check_connection(&owner, CONTOSO)
+        .await
+        .expect("the check is queued while the tenant is connected")
+        .run_id;
+    sqlx::query("UPDATE tenants SET disconnected_at = $1 WHERE id = $2")
+        .bind(tenantatlas::domain::Timestamp::now().millis())
+        .bind(tenant)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    loop {
+        match f.worker.try_execute_task().await.unwrap() {
+            Outcome::TaskCompleted { run_id } if run_id == check => break,
+            Outcome::TaskCompleted { .. } => {}
+            Outcome::EmptyQueue => panic!("the check was not run"),
+        }
+    }
+    let (status, message): (String, Option<String>) =
+        sqlx::query_as("SELECT status, failure_message FROM runs WHERE id = $1")
+            .bind(check)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert!(
+        message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("disconnected"),
+        "{message:?}"
+    );
+    app.reconnect_tenant(&owner, CONTOSO)
+        .await
+        .expect("the owner reconnects the tenant");
+    let set = app
+        .create_backup_set(&owner, CONTOSO, "After the reconnect", "")
+        .await
+        .expect("a backup set")
+        .id;
+    let policy = common::insert_policies(&app.db, CONTOSO, 1).await[0];
+    app.add_policies(&owner, CONTOSO, set, &[policy], &[])
+        .await
+        .expect("the reconnected tenant's runs start without a new check");
+    let sync = app
+        .call_as(&owner, "runs/sync-inventory", &[("tenant", CONTOSO)])
+        .await;
+    assert_eq!(sync.status(), 200, "{}", sync.text().await.unwrap());
+    // The check proved nothing about the app: no report is stored (Contoso had none).
+    let outcome: Option<String> =
+        sqlx::query_scalar("SELECT outcome FROM tenant_connection_checks WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_optional(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        outcome, None,
+        "the disconnect was stored as the tenant's last check"
+    );
+}
+
 /// The app after `serve` was restarted with k2 appended to the key file (step 2 of the
 /// rotation): k2 seals, k1 and k2 open.
 pub struct KeyedApp(TestApp);

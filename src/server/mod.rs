@@ -1024,6 +1024,16 @@ fn worker_with(
                     graph::credentials::CredentialsError::Database(error) => {
                         CredentialsFailure::Database(error)
                     }
+                    // The run fails as for credentials that cannot be used, with the words a
+                    // connection check knows apart: the secret was never tried, so the check
+                    // stores no report (none that would refuse the tenant's runs once it is
+                    // reconnected).
+                    graph::credentials::CredentialsError::Disconnected => {
+                        CredentialsFailure::Refused(RunFailure {
+                            reason: crate::domain::reason_code::ReasonCode::AuthenticationFailed,
+                            message: engine::ops::check_connection::DISCONNECTED.to_owned(),
+                        })
+                    }
                     error => CredentialsFailure::Refused(RunFailure {
                         reason: crate::domain::reason_code::ReasonCode::AuthenticationFailed,
                         message: format!("The tenant's Graph credentials cannot be used: {error}"),

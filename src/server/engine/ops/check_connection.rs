@@ -66,6 +66,15 @@ impl Operation for CheckConnection {
     ) -> Result<Option<RunFailure>, sqlx::Error> {
         let checked = match creds {
             Ok(creds) => probe(self.source.as_ref(), creds).await,
+            // The tenant was disconnected before the worker loaded its credentials (a check
+            // queued after the disconnect listed the runs it cancels): the secret was never
+            // tried, so the check proves nothing about the app and the tenant's last check
+            // stays as it was. Stored as an authentication failure, it would refuse every run
+            // of the reconnected tenant until a new check, over a secret that was never wrong.
+            Err(failure) if failure.message == DISCONNECTED => {
+                tracing::info!("the tenant is disconnected; the check stores no report");
+                return Ok(Some(failure.clone()));
+            }
             Err(failure) => unusable_credentials(failure),
         };
         tracing::info!(
@@ -92,6 +101,15 @@ impl Operation for CheckConnection {
         (format!("{}: {}", Self::NOTICE.title, status.label()), body)
     }
 }
+
+/// The failure of a run whose tenant is disconnected when its worker loads the credentials
+/// (`runs_worker`'s for [`CredentialsError::Disconnected`]): it fails as a run whose
+/// credentials cannot be used, as the other operations' runs do, and the check knows it by
+/// these words (it stores no report for it).
+///
+/// [`CredentialsError::Disconnected`]: crate::server::graph::credentials::CredentialsError::Disconnected
+pub const DISCONNECTED: &str = "The tenant's Graph credentials cannot be used: the tenant is \
+                                disconnected: its owner can reconnect it on its settings page.";
 
 const OK_SUMMARY: &str = "The app got a token, holds every permission TenantAtlas uses, and \
                           Graph let it read every policy type.";
@@ -403,6 +421,18 @@ mod tests {
         });
         assert_eq!(checked.report.outcome, CheckOutcome::AuthFailed);
         assert!(checked.report.summary.contains("TA_SECRET"));
+    }
+
+    #[test]
+    fn a_disconnected_tenant_fails_with_the_credentials_words() {
+        use crate::server::graph::credentials::CredentialsError;
+        assert_eq!(
+            DISCONNECTED,
+            format!(
+                "The tenant's Graph credentials cannot be used: {}",
+                CredentialsError::Disconnected
+            )
+        );
     }
 
     #[test]
