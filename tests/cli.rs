@@ -33,6 +33,7 @@ both_backends!(TestApp:
     sync_inventory_overlapping_invocations_reuse_their_identities,
     sync_inventory_refuses_an_engine_when_every_identity_is_taken,
     sync_inventory_queues_nothing_for_a_secret_it_cannot_load,
+    sync_inventory_queues_nothing_for_a_disconnected_tenant,
     sync_inventory_does_not_wait_forever_behind_a_run_a_stopped_server_left,
     sync_inventory_gives_nothing_up_while_a_server_is_live,
     sync_inventory_leaves_queued_a_stranded_sync_another_invocation_joined,
@@ -1163,6 +1164,37 @@ async fn sync_inventory_queues_nothing_for_a_secret_it_cannot_load(app: TestApp)
     assert!(out.contains("failed: credentials:"), "{out}");
     assert!(out.contains("TA_CLI_TEST_UNSET"), "{out}");
     assert!(sync_runs(&app, CONTOSO).await.is_empty(), "{out}");
+}
+
+/// `sync-inventory --tenant` of a disconnected tenant fails and says so, and queues no run for
+/// it (nor audits one): a disconnected tenant starts no run, as the app refuses it and as the
+/// command without --tenant leaves it out.
+async fn sync_inventory_queues_nothing_for_a_disconnected_tenant(app: TestApp) {
+    let sim = contoso_on_a_simulator(&app).await;
+    let owner = app.sign_in(ADMIN).await;
+    app.disconnect_tenant(&owner, CONTOSO)
+        .await
+        .expect("the owner disconnects the tenant");
+    let runs_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    let (ok, out) = sync_inventory_cli(&app, &sim, &["--tenant", CONTOSO]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("disconnected, not synced"), "{out}");
+    let runs_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(runs_after, runs_before, "a run was queued: {out}");
+    let started: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action IN ('run.start', 'run.reuse')",
+    )
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(started, 0, "a run start was audited: {out}");
+    assert_eq!(sim.counters().requests.len(), 0, "Graph was called: {out}");
 }
 
 /// A bulk run a stopped server left `running` (SIGTERM gave its lease back; a crash lets it

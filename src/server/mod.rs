@@ -213,6 +213,13 @@ async fn sync_inventory(
                 );
                 continue;
             }
+            // A disconnected tenant starts no run (the path without --tenant lists none): none
+            // is queued or audited for it, as the app's start refuses it.
+            Err(CredentialsError::Disconnected) => {
+                failed += 1;
+                println!("{label}: disconnected, not synced");
+                continue;
+            }
             // Any other problem is the tenant's, and the run's to record: it fails with the
             // reason.
             _ => {}
