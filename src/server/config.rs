@@ -190,6 +190,10 @@ pub struct SyncInventoryArgs {
     pub tenant: Option<String>,
 }
 
+/// The longest `--session-idle-minutes`: 7 days (an idle timeout is meant to be short; a
+/// session still ends `--session-max-hours` after its sign-in).
+const MAX_SESSION_IDLE_MINUTES: u64 = 7 * 24 * 60;
+
 /// Options of `serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -225,8 +229,9 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANTATLAS_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// A session unused for this many minutes ends.
-    #[arg(long, env = "TENANTATLAS_SESSION_IDLE_MINUTES", default_value_t = 120)]
+    /// A session unused for this many minutes ends: 1 to 10080 (7 days).
+    #[arg(long, env = "TENANTATLAS_SESSION_IDLE_MINUTES", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SESSION_IDLE_MINUTES))]
     pub session_idle_minutes: u64,
 
     /// A session ends this many hours after its sign-in, however busy it is.
@@ -627,6 +632,27 @@ mod tests {
             2
         );
         assert!(serve(&["--session-max-hours", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_idle_timeout_is_one_minute_to_seven_days() {
+        assert_eq!(serve(&[]).unwrap().session_idle_minutes, 120);
+        for minutes in ["1", "90", "10080"] {
+            let args = serve(&["--session-idle-minutes", minutes]).unwrap();
+            assert_eq!(args.session_idle_minutes.to_string(), minutes);
+        }
+        // 0 was taken for 1 minute downstream, and a huge value overflowed `* 60`.
+        for minutes in ["0", "10081", "307445734561825861", "18446744073709551615"] {
+            let message = match serve(&["--session-idle-minutes", minutes]) {
+                Ok(args) => panic!("{minutes} accepted as {}", args.session_idle_minutes),
+                Err(error) => error.to_string(),
+            };
+            assert!(message.contains("--session-idle-minutes"), "{message}");
+        }
+        std::env::set_var("TENANTATLAS_SESSION_IDLE_MINUTES", "0");
+        let refused = serve(&[]).is_err();
+        std::env::remove_var("TENANTATLAS_SESSION_IDLE_MINUTES");
+        assert!(refused, "TENANTATLAS_SESSION_IDLE_MINUTES=0 accepted");
     }
 
     #[test]
