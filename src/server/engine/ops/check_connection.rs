@@ -109,7 +109,7 @@ impl Operation for CheckConnection {
 ///
 /// [`CredentialsError::Disconnected`]: crate::server::graph::credentials::CredentialsError::Disconnected
 pub const DISCONNECTED: &str = "The tenant's Graph credentials cannot be used: the tenant is \
-                                disconnected: its owner can reconnect it on its settings page.";
+                                disconnected: its owner can reconnect it on its settings page";
 
 const OK_SUMMARY: &str = "The app got a token, holds every permission TenantAtlas uses, and \
                           Graph let it read every policy type.";
