@@ -20,6 +20,7 @@ both_backends!(TestApp:
     run_detail_refuses_invalid_paging,
     backup_set_runs_keep_every_active_run_and_the_last_ended,
     runs_of_an_unknown_backup_set_are_404,
+    a_wait_counts_down_by_the_clock_its_end_was_written_by,
 );
 
 /// Contoso's run `id` as `cookie` reads it, with `extra` fields (outcome, offset, limit); it
@@ -415,4 +416,67 @@ async fn runs_of_an_unknown_backup_set_are_404(app: TestApp) {
         .await
         .expect("a sync's activity");
     assert!(sync.active.is_none());
+}
+
+/// A run's wait on Graph is counted down by the clock its end was written by: the lease clock,
+/// on PostgreSQL the database's (the worker writes the end as the database's now plus the time
+/// left, and the runs API reads the time left from the database's now), so a web process whose
+/// clock disagrees with the worker's host still says "resuming in" the 30 s the throttled worker
+/// waits, not 0 s or 90 s. Here this process's clock (the worker's and the web's) runs a minute
+/// ahead of the database's while the worker writes the wait; on PostgreSQL it then runs a
+/// minute behind it while the page reads. On SQLite (one process, one clock) the process's
+/// clock writes and reads it.
+async fn a_wait_counts_down_by_the_clock_its_end_was_written_by(app: TestApp) {
+    use tenantatlas::graph_sim::Fault;
+    use tenantatlas::server::db::Backend;
+    use tenantatlas::server::runs::queries::set_app_clock_offset;
+
+    let (sim, client) = common::sim_and_client(4).await;
+    let policies =
+        common::insert_sim_compliance(&app.db, &client, &common::creds(CONTOSO), 1).await;
+    let (policy_id, graph_id) = policies.first().expect("a compliance policy").clone();
+    let cookie = app.sign_in(OPERATOR).await;
+    let set = backup_set(&app, &cookie, CONTOSO, "Throttled").await;
+    sim.set_fault(
+        &graph_id,
+        Fault::Throttle {
+            times: 1_000,
+            retry_after_secs: 30,
+        },
+    );
+    let run_id = submit(&app, &cookie, CONTOSO, set, &[policy_id]).await;
+    set_app_clock_offset(60_000);
+    let worker = common::sim_worker(&app.db, &client, "w1");
+    let working = tokio::spawn(async move { worker.try_execute_task().await });
+    common::wait_until(
+        "the run never said it waits",
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(100),
+        || async {
+            detail(&app, &cookie, run_id, &[])
+                .await
+                .graph_wait
+                .is_some_and(|wait| wait.resumes_in_ms.is_some())
+        },
+    )
+    .await;
+    let mut offsets = vec![60_000];
+    if app.db.backend() == Backend::Postgres {
+        offsets.push(-60_000);
+    }
+    for offset in offsets {
+        set_app_clock_offset(offset);
+        let wait = detail(&app, &cookie, run_id, &[])
+            .await
+            .graph_wait
+            .expect("the run still waits");
+        let left = wait.resumes_in_ms.expect("a known end");
+        assert!(
+            (20_000..=30_000).contains(&left),
+            "{left} ms left with this process's clock {offset} ms off the database's"
+        );
+    }
+    set_app_clock_offset(0);
+    working.abort();
+    let _ = working.await;
 }

@@ -2,8 +2,13 @@
 //! most once a second while the run is worked on; what is left when the work stops goes with
 //! the run's end (wait cleared). Only the claim that works on the run writes (lease owner and
 //! attempt).
+//!
+//! The wait's end (`graph_wait_until`) is written by the lease clock ([`lease_now_sql`]) and the
+//! runs API reads the time left by it too: on PostgreSQL the database's, since the worker that
+//! writes it and the web process that counts it down may run on hosts whose clocks disagree; on
+//! SQLite (one process) the process's.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use tokio::sync::{watch, Mutex};
@@ -11,12 +16,15 @@ use tokio::time::Instant;
 
 use super::operation::Tx;
 use crate::domain::graph_wait::{GraphFigures, GraphWaitReason};
-use crate::domain::Timestamp;
-use crate::server::db::Db;
+use crate::server::db::{Backend, Db};
 use crate::server::graph::activity::GraphActivity;
+use crate::server::runs::queries::{app_now, lease_now_sql};
 
 /// How often the figures and the wait are written at most.
 pub const WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// The most time left of a wait that is written: a day.
+const MAX_LEFT_MS: i64 = 24 * 60 * 60 * 1_000;
 
 /// A wait whose expected end moved by less than this is not written again.
 const UNTIL_SLACK_MS: i64 = 1_000;
@@ -38,6 +46,9 @@ struct LastWrite {
 struct Due {
     now: Written,
     grown: GraphFigures,
+    /// The milliseconds left of the wait going on, when its end is known: written as the lease
+    /// clock's now plus these ([`update_sql`]), not as this process's `until`.
+    left: Option<i64>,
 }
 
 /// The writer of one claim of one run.
@@ -136,14 +147,21 @@ impl FiguresWriter {
         }
         let written = last.written;
         let figures = self.activity.figures();
-        let now = Timestamp::now().millis();
-        let wait = self
+        // This process's clock only tells whether the wait's end moved since the last write.
+        let now = app_now();
+        let current = self
             .activity
             .current_wait(Instant::now())
             .map(|(reason, left)| {
-                let left = left.map(|left| i64::try_from(left.as_millis()).unwrap_or(i64::MAX));
-                (reason, left.map(|left| now.saturating_add(left)))
+                // Capped so that the database's now plus it cannot overflow (waits are minutes).
+                let left = left.map(|left| {
+                    i64::try_from(left.as_millis()).map_or(MAX_LEFT_MS, |ms| ms.min(MAX_LEFT_MS))
+                });
+                (reason, left)
             });
+        let left = current.and_then(|(_, left)| left);
+        let wait =
+            current.map(|(reason, left)| (reason, left.map(|left| now.saturating_add(left))));
         let same_wait = match (written.wait, wait) {
             (None, None) => true,
             (Some((was, was_until)), Some((is, until))) => {
@@ -161,29 +179,24 @@ impl FiguresWriter {
         Some(Due {
             now: Written { figures, wait },
             grown: grown(figures, written.figures),
+            left,
         })
     }
 
     fn update(&self, due: &Due) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
         let (grown, wait) = (due.grown, due.now.wait);
-        sqlx::query(
-            "UPDATE runs SET graph_requests = graph_requests + $1, \
-                 graph_throttled = graph_throttled + $2, \
-                 graph_server_errors = graph_server_errors + $3, \
-                 graph_retries = graph_retries + $4, graph_waited_ms = graph_waited_ms + $5, \
-                 graph_wait_reason = $6, graph_wait_until = $7 \
-             WHERE id = $8 AND lease_owner = $9 AND attempt = $10",
-        )
-        .bind(grown.requests)
-        .bind(grown.throttled)
-        .bind(grown.server_errors)
-        .bind(grown.retries)
-        .bind(grown.waited_ms)
-        .bind(wait.map(|(reason, _)| reason.as_str()))
-        .bind(wait.and_then(|(_, until)| until))
-        .bind(self.run_id)
-        .bind(self.owner.as_str())
-        .bind(self.attempt)
+        sqlx::query(update_sql(self.db.backend()))
+            .bind(grown.requests)
+            .bind(grown.throttled)
+            .bind(grown.server_errors)
+            .bind(grown.retries)
+            .bind(grown.waited_ms)
+            .bind(wait.map(|(reason, _)| reason.as_str()))
+            .bind(due.left)
+            .bind(self.run_id)
+            .bind(self.owner.as_str())
+            .bind(self.attempt)
+            .bind(app_now())
     }
 
     /// What Graph did since the last write, marked written: the run's end (or the last batch's
@@ -200,6 +213,29 @@ impl FiguresWriter {
             at: Instant::now(),
         };
         grown(figures, was)
+    }
+}
+
+/// The UPDATE that writes a due write's figures and wait ([`FiguresWriter::update`]) on
+/// `backend`: the wait's end is the lease clock's now ([`lease_now_sql`], `$11` the process's
+/// clock on SQLite, unused on PostgreSQL) plus the milliseconds left (`$7`; none, no end).
+fn update_sql(backend: Backend) -> &'static str {
+    fn sql(backend: Backend) -> String {
+        format!(
+            "UPDATE runs SET graph_requests = graph_requests + $1, \
+                 graph_throttled = graph_throttled + $2, \
+                 graph_server_errors = graph_server_errors + $3, \
+                 graph_retries = graph_retries + $4, graph_waited_ms = graph_waited_ms + $5, \
+                 graph_wait_reason = $6, graph_wait_until = {} + $7 \
+             WHERE id = $8 AND lease_owner = $9 AND attempt = $10",
+            lease_now_sql(backend, "$11")
+        )
+    }
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| sql(Backend::Postgres));
+    static SQLITE: LazyLock<String> = LazyLock::new(|| sql(Backend::Sqlite));
+    match backend {
+        Backend::Postgres => &POSTGRES,
+        Backend::Sqlite => &SQLITE,
     }
 }
 

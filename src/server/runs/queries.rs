@@ -112,7 +112,7 @@ impl SummaryRow {
     /// The summary, settled or not by the lease clock's `now` ([`lease_now`]).
     fn into_summary(self, now: i64) -> RunSummary {
         RunSummary {
-            graph_wait: self.wait.graph_wait(),
+            graph_wait: self.wait.graph_wait(now),
             settled: self.wait.settled(now),
             ..self.summary
         }
@@ -190,9 +190,11 @@ impl WaitColumns {
         settled(self.status, self.lease_expires_at, now)
     }
 
-    /// The wait a running run's row records, as the time left from now. A run that is not
-    /// running waits for nothing.
-    fn graph_wait(&self) -> Option<GraphWait> {
+    /// The wait a running run's row records, as the time left from `now` by the lease clock
+    /// ([`lease_now`]), the clock the worker wrote its end by (`engine::graph_figures`): on
+    /// PostgreSQL the database's, so a web process whose clock disagrees with the worker's host
+    /// still counts down the time the worker waits. A run that is not running waits for nothing.
+    fn graph_wait(&self, now: i64) -> Option<GraphWait> {
         if self.status != RunStatus::Running {
             return None;
         }
@@ -201,7 +203,6 @@ impl WaitColumns {
             tracing::warn!(reason = %raw, "unknown Graph wait reason in the database");
             return None;
         };
-        let now = Timestamp::now().millis();
         Some(GraphWait {
             reason,
             resumes_in_ms: self
@@ -498,10 +499,11 @@ pub async fn detail(
     .fetch_all(db.pool())
     .await?;
     let retry_items = retry_items(db, scope, run_id, operation, status, row.failed).await?;
+    let now = lease_now(db).await?;
 
     Ok(RunDetail {
-        graph_wait: row.wait.graph_wait(),
-        settled: row.wait.settled(lease_now(db).await?),
+        graph_wait: row.wait.graph_wait(now),
+        settled: row.wait.settled(now),
         target: row.target(),
         restore: row.restore_run(),
         id: row.id,
