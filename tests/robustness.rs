@@ -56,7 +56,7 @@ mod slow_clients {
 
 /// The seed of every generated case.
 const SEED: &[u8; 32] = b"tenantatlas: garbage in, 4xx out";
-/// Generated requests per caller and page route (GET or HEAD).
+/// Generated garbage requests per caller and page route (GET or HEAD), after a plain one.
 const PAGE_CASES: usize = 6;
 /// Generated calls per caller and server function.
 const CALL_CASES: usize = 6;
@@ -572,9 +572,40 @@ fn encode(raw: &str) -> String {
         .collect()
 }
 
-/// A page request: method, one segment per route parameter (the tenant, then the id), a path
+/// A page request: whether it is a HEAD, one segment per placeholder of the route, a path
 /// suffix and a query.
-fn page_case(known: &Known) -> impl Strategy<Value = (bool, Vec<String>, String, String)> {
+type PageCase = (bool, Vec<String>, String, String);
+
+/// A plain request for a route with these placeholders (`{tenant}`, `{id}`, `{version}`, …): a
+/// GET of Contoso with an id that exists (of some kind) for every other placeholder, nothing
+/// after it: what reaches the route's own handler, for every route.
+fn plain_page_case(known: &Known, placeholders: &[&str]) -> BoxedStrategy<PageCase> {
+    let ids = vec![
+        known.set_id.clone(),
+        known.run_id.clone(),
+        known.policy_id.clone(),
+        known.version_id.clone(),
+    ];
+    let segments: Vec<BoxedStrategy<String>> = placeholders
+        .iter()
+        .map(|&placeholder| match placeholder {
+            "{tenant}" => Just(CONTOSO.to_owned()).boxed(),
+            _ => select(ids.clone()).boxed(),
+        })
+        .collect();
+    (
+        Just(false),
+        segments,
+        Just(String::new()),
+        Just(String::new()),
+    )
+        .boxed()
+}
+
+/// A garbage request for a route with these placeholders: either method, one segment per
+/// placeholder (the tenant for `{tenant}`, an id or junk for any other), a path suffix and a
+/// query.
+fn page_case(known: &Known, placeholders: &[&str]) -> BoxedStrategy<PageCase> {
     let ids = vec![
         CONTOSO.to_owned(),
         known.set_id.clone(),
@@ -582,7 +613,15 @@ fn page_case(known: &Known) -> impl Strategy<Value = (bool, Vec<String>, String,
         known.policy_id.clone(),
         known.version_id.clone(),
     ];
-    let tenant = prop_oneof![3 => Just(CONTOSO.to_owned()), 1 => segment(ids.clone())];
+    let segments: Vec<BoxedStrategy<String>> = placeholders
+        .iter()
+        .map(|&placeholder| match placeholder {
+            "{tenant}" => {
+                prop_oneof![3 => Just(CONTOSO.to_owned()), 1 => segment(ids.clone())].boxed()
+            }
+            _ => segment(ids.clone()).boxed(),
+        })
+        .collect();
     let suffix = prop_oneof![
         3 => Just(""),
         1 => select(&["/", "/.", "/..", "/x", "/%2e%2e/", "/x.json", "//", "/raw.json"][..]),
@@ -613,10 +652,40 @@ fn page_case(known: &Known) -> impl Strategy<Value = (bool, Vec<String>, String,
     });
     (
         any::<bool>(),
-        (tenant, segment(ids)).prop_map(|(tenant, id)| vec![tenant, id]),
+        segments,
         suffix.prop_map(str::to_owned),
         query,
     )
+        .boxed()
+}
+
+/// The placeholders of a route (`{tenant}`, `{id}`, …), in order.
+fn placeholders(route: &str) -> Vec<&str> {
+    route
+        .split('/')
+        .filter(|part| part.starts_with('{'))
+        .collect()
+}
+
+/// Whether an answer came from the route's own handler: not from the fallback (its "Page not
+/// found"), nor from what answers before any route is looked at (a hidden file's or a
+/// backslash's 404, "no page or file has this path"), nor from the page guard (a redirect to
+/// sign-in, its own error page). A HEAD answer has no body to tell: only a 2xx counts.
+fn reached_its_route(head: bool, status: u16, body: &[u8]) -> bool {
+    if (300..400).contains(&status) {
+        return false;
+    }
+    if head {
+        return (200..300).contains(&status);
+    }
+    let body = String::from_utf8_lossy(body);
+    ![
+        "Page not found",
+        "no page or file has this path",
+        "Back to your tenants",
+    ]
+    .iter()
+    .any(|marker| body.contains(marker))
 }
 
 async fn garbage_never_breaks_a_page(app: TestApp) {
@@ -624,16 +693,29 @@ async fn garbage_never_breaks_a_page(app: TestApp) {
     let cookies = cookies(&app).await;
     let routes = swept_routes();
     let mut runner = runner();
-    let strategy = page_case(&known);
+    // Per route, a plain case first, then the garbage.
+    let strategies: Vec<Vec<BoxedStrategy<PageCase>>> = routes
+        .iter()
+        .map(|route| {
+            let placeholders = placeholders(route);
+            let garbage = page_case(&known, &placeholders);
+            std::iter::once(plain_page_case(&known, &placeholders))
+                .chain(std::iter::repeat_n(garbage, PAGE_CASES))
+                .collect()
+        })
+        .collect();
+    // Per route, how many cases its handler answered (not the fallback): a route the sweep
+    // never reaches is not swept, whatever its answers were.
+    let mut reached = vec![0_usize; routes.len()];
     for (caller, cookie) in &cookies {
-        for route in &routes {
-            for _ in 0..PAGE_CASES {
-                let (head, params, suffix, query) = generate(&mut runner, &strategy);
+        for ((route, strategies), reached) in routes.iter().zip(&strategies).zip(&mut reached) {
+            for strategy in strategies {
+                let (head, params, suffix, query) = generate(&mut runner, strategy);
                 let mut params = params.into_iter();
                 let path: Vec<String> = route
                     .split('/')
                     .map(|part| match part.starts_with('{') {
-                        true => params.next().unwrap_or_default(),
+                        true => params.next().expect("a segment per placeholder"),
                         false => part.to_owned(),
                     })
                     .collect();
@@ -652,9 +734,28 @@ async fn garbage_never_breaks_a_page(app: TestApp) {
                 if (400..500).contains(&status) && !head {
                     assert!(!body.is_empty(), "{case}: {status} without a reason");
                 }
+                // A case counts when every placeholder holds something: the router may take
+                // an empty segment for one, and then the handler never saw an id there.
+                let filled = route
+                    .split('/')
+                    .zip(&path)
+                    .all(|(part, segment)| !part.starts_with('{') || !segment.is_empty());
+                if filled && reached_its_route(head, status, &body) {
+                    *reached += 1;
+                }
             }
         }
     }
+    let unreached: Vec<&String> = routes
+        .iter()
+        .zip(&reached)
+        .filter_map(|(route, reached)| (*reached == 0).then_some(route))
+        .collect();
+    assert!(
+        unreached.is_empty(),
+        "no case with a segment in every placeholder reached these routes (every answer was \
+         the fallback's, or came before any route was looked at): {unreached:?}"
+    );
 }
 
 /// The GET routes the sweeps ask: the router's pages, and its downloads (plain routes beside
