@@ -185,8 +185,9 @@ fn value(valid: Vec<String>) -> impl Strategy<Value = String> {
     ]
 }
 
-/// Every argument name of the server functions (the sweep checks that no required argument is
-/// missing from this list), plus one no function has.
+/// Every argument name of the server functions, optional ones (`#[server(default)]`) included
+/// (`every_argument_of_every_server_function_is_swept` reads them from `src/api`), plus one no
+/// function has.
 const FIELDS: &[&str] = &[
     "tenant",
     "id",
@@ -229,6 +230,9 @@ const FIELDS: &[&str] = &[
     "run_id",
     "reviewed",
     "tenant_name",
+    "ids",
+    "as_of",
+    "all_matching",
     "unexpected",
 ];
 
@@ -259,7 +263,12 @@ fn valid_values(field: &str, known: &Known) -> Vec<String> {
             "backup_set.drift_check",
             "restore.execute",
         ],
-        "include_assignments" | "include_scope_tags" | "reviewed" => vec!["true", "false", "on"],
+        "include_assignments" | "include_scope_tags" | "reviewed" | "all_matching" => {
+            vec!["true", "false", "on"]
+        }
+        // A notification id list, as the bell sends it, and the time of its list (ms).
+        "ids" => vec!["", "1", "1,2"],
+        "as_of" => vec!["0", "4102444800000"],
         "source" => vec![
             &known.set_source,
             &known.version_source,
@@ -321,15 +330,188 @@ const INTEGERS: &[&str] = &[
     "1",
 ];
 
+/// The arguments that are an `i64` (or an optional one): `typed_form` sends them at the ends.
 fn is_integer(field: &str) -> bool {
     matches!(
         field,
-        "id" | "backup_set_id" | "page" | "before" | "offset" | "limit" | "version" | "from" | "to"
+        "id" | "backup_set_id"
+            | "policy_id"
+            | "run_id"
+            | "preview_run_id"
+            | "user_id"
+            | "target_id"
+            | "page"
+            | "before"
+            | "offset"
+            | "limit"
+            | "version"
+            | "from"
+            | "to"
+            | "as_of"
     )
 }
 
+/// The arguments that are a `bool`.
 fn is_flag(field: &str) -> bool {
-    field.starts_with("include_")
+    field.starts_with("include_") || matches!(field, "reviewed" | "all_matching")
+}
+
+/// The arguments that are a comma-separated list of ids.
+fn is_id_list(field: &str) -> bool {
+    matches!(field, "policy_ids" | "ids")
+}
+
+/// A server function as `src/api` declares it: its endpoint (below `/api/`) and its arguments,
+/// each its name and its type as written (`i64`, `Option<i64>`, `String`, …), optional ones
+/// (`#[server(default)]`) included.
+pub(crate) struct ServerFnSource {
+    pub(crate) endpoint: String,
+    pub(crate) arguments: Vec<(String, String)>,
+}
+
+/// Every server function of `src/api`, read from its source: the registry knows the paths, not
+/// the arguments, and a request leaves out an optional argument without a word.
+pub(crate) fn server_fn_sources() -> Vec<ServerFnSource> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .collect();
+    files.sort();
+    let mut functions = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (start, _) in text.match_indices("#[server(prefix") {
+            let rest = &text[start..];
+            let endpoint = rest
+                .split("endpoint = \"")
+                .nth(1)
+                .and_then(|tail| tail.split('"').next())
+                .unwrap_or_else(|| panic!("{}: a server function without endpoint", file.display()))
+                .to_owned();
+            let signature = &rest[rest.find("pub async fn ").expect("its function")..];
+            let open = signature.find('(').expect("its arguments");
+            let mut depth = 0;
+            let mut close = open;
+            for (at, c) in signature[open..].char_indices() {
+                match c {
+                    '(' | '[' | '<' => depth += 1,
+                    ')' | ']' | '>' => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    close = open + at;
+                    break;
+                }
+            }
+            let arguments = top_level_parts(&signature[open + 1..close])
+                .into_iter()
+                .filter_map(|part| {
+                    let part = without_attributes(&part);
+                    let (name, ty) = part.split_once(':')?;
+                    let name = name.trim().trim_start_matches("mut ").trim();
+                    Some((name.to_owned(), ty.trim().to_owned()))
+                })
+                .collect();
+            functions.push(ServerFnSource {
+                endpoint,
+                arguments,
+            });
+        }
+    }
+    functions
+}
+
+/// `text` split at the commas outside brackets, comment lines left out.
+fn top_level_parts(text: &str) -> Vec<String> {
+    let text: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut parts = vec![String::new()];
+    let mut depth = 0;
+    for c in text.chars() {
+        match c {
+            '(' | '[' | '<' => depth += 1,
+            ')' | ']' | '>' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        parts.last_mut().unwrap().push(c);
+    }
+    parts.retain(|part| !part.trim().is_empty());
+    parts
+}
+
+/// An argument with its attributes (`#[server(default)]`) taken off.
+fn without_attributes(part: &str) -> String {
+    let mut rest = part.trim();
+    while let Some(attribute) = rest.strip_prefix("#[") {
+        let mut depth = 1;
+        let end = attribute
+            .char_indices()
+            .find_map(|(at, c)| {
+                match c {
+                    '[' => depth += 1,
+                    ']' => depth -= 1,
+                    _ => {}
+                }
+                (depth == 0).then_some(at)
+            })
+            .expect("an attribute ends");
+        rest = attribute[end + 1..].trim_start();
+    }
+    rest.to_owned()
+}
+
+/// Every argument of every server function in `src/api`, optional ones included, is in
+/// [`FIELDS`], so the sweep sends it (the sweep's own check only finds the required ones: an
+/// empty form names those as missing), and each has the type the sweep gives it: every `i64`
+/// is sent at its ends, every `bool` as a flag.
+#[test]
+fn every_argument_of_every_server_function_is_swept() {
+    let functions = server_fn_sources();
+    let registered: Vec<&str> = server_fn_paths().map(|(path, _)| path).collect();
+    for path in &registered {
+        assert!(
+            functions
+                .iter()
+                .any(|function| format!("/api/{}", function.endpoint) == *path),
+            "{path} is registered but its source in src/api was not found"
+        );
+    }
+    assert_eq!(functions.len(), registered.len(), "one source per function");
+    let mut wrong = Vec::new();
+    for ServerFnSource {
+        endpoint,
+        arguments,
+    } in &functions
+    {
+        for (name, ty) in arguments {
+            if !FIELDS.contains(&name.as_str()) {
+                wrong.push(format!("{endpoint}: `{name}` is not in FIELDS"));
+            }
+            let integer = matches!(ty.replace(' ', "").as_str(), "i64" | "Option<i64>");
+            if integer != is_integer(name) {
+                wrong.push(format!(
+                    "{endpoint}: `{name}: {ty}`, is_integer says {}",
+                    !integer
+                ));
+            }
+            if (ty == "bool") != is_flag(name) {
+                wrong.push(format!(
+                    "{endpoint}: `{name}: {ty}`, is_flag says {}",
+                    ty != "bool"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 /// A form whose values all have their argument's type but odd content (extreme numbers, any
@@ -346,7 +528,7 @@ fn typed_form(known: &Known) -> impl Strategy<Value = Vec<(String, String)>> {
                 select(&["true", "false"][..])
                     .prop_map(str::to_owned)
                     .boxed()
-            } else if name == "policy_ids" {
+            } else if is_id_list(name) {
                 // Ids, known or at the edges, comma-separated as the form sends them.
                 let id = prop_oneof![
                     2 => Just(known.policy_id.clone()),
