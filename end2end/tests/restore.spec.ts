@@ -147,7 +147,7 @@ test("a manager previews a restore of the baseline and meets every gate before E
   const previewId = new URL(previewUrl).searchParams.get("preview")!;
   await openHydrated(page, `/t/${CONTOSO}/restore/new?source=version-${other.snapshot_id}&preview=${previewId}`);
   await expect(page.getByTestId("preview-other-source")).toBeVisible();
-  await expect(page.getByTestId("scope-count")).toHaveText("1 of 1 policies selected");
+  await expect(page.getByTestId("scope-count")).toHaveText("1 of 1 policy selected");
   await page.getByLabel("I reviewed the impact").check();
   await page.getByLabel(/Type the tenant's name/).fill("Contoso (demo)");
   await expect(execute).toBeDisabled();
@@ -194,7 +194,7 @@ test("Restore this version on the policy page pre-fills the scope with that poli
   await expect(page).toHaveURL(/\/restore\/new\?source=version-\d+$/);
   await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
   await expect(page.getByTestId("source-title")).toContainText("edited twice");
-  await expect(page.getByTestId("scope-count")).toHaveText("1 of 1 policies selected");
+  await expect(page.getByTestId("scope-count")).toHaveText("1 of 1 policy selected");
   await expect(page.getByTestId("scope-row").getByRole("checkbox")).toBeChecked();
   await expect(page.getByRole("button", { name: "Run preview (dry-run)" })).toBeEnabled();
   await expectAccessible(page, "restore wizard from a version");
@@ -309,7 +309,7 @@ test("a new preview needs the review again", async ({ page }) => {
   const status = page.getByTestId("preview-status");
   await preview.click();
   await expect(page).toHaveURL(/&preview=\d+$/);
-  await expect(status).toContainText("Preview of 1 policies");
+  await expect(status).toContainText("Preview of 1 policy.");
 
   const execute = page.getByRole("button", { name: "Execute" });
   const reasons = page.getByTestId("execute-reasons");

@@ -325,6 +325,21 @@ pub struct RestorePreview {
     pub tenant_name: String,
 }
 
+/// "1 policy", "2 policies": a count of policies as the wizard states it.
+pub fn policy_count(n: i64) -> String {
+    if n == 1 {
+        "1 policy".to_owned()
+    } else {
+        format!("{n} policies")
+    }
+}
+
+/// "1 of 1 policy", "1 of 2 policies": a part of a number of policies (the noun follows the
+/// whole).
+pub fn policies_of(part: i64, whole: i64) -> String {
+    format!("{part} of {}", policy_count(whole))
+}
+
 /// What an execute asks for: the preview it executes and the two confirmations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecuteRequest {
@@ -352,6 +367,16 @@ mod tests {
             typed_name: "Contoso",
             tenant_name: "Contoso",
         }
+    }
+
+    #[test]
+    fn a_count_of_one_policy_is_singular() {
+        assert_eq!(policy_count(0), "0 policies");
+        assert_eq!(policy_count(1), "1 policy");
+        assert_eq!(policy_count(2), "2 policies");
+        assert_eq!(policies_of(1, 1), "1 of 1 policy");
+        assert_eq!(policies_of(1, 12), "1 of 12 policies");
+        assert_eq!(policies_of(0, 1), "0 of 1 policy");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::api::runs::{get_run, run_version};
 use crate::components::{
     use_poll_while, ErrorMessage, LastRead, Loading, NeedsRole, PollTrouble, RunStatusBadge,
 };
-use crate::domain::restore::{typed_name_matches, GateFailure, RestorePreview};
+use crate::domain::restore::{policies_of, typed_name_matches, GateFailure, RestorePreview};
 use crate::domain::run_detail::RunDetail;
 use crate::domain::{routes, AppError};
 
@@ -279,7 +279,7 @@ fn ExecuteProgress(tenant: String, run_id: i64) -> impl IntoView {
                         Ok(detail) => view! {
                             <p role="status" data-testid="execute-status" data-status=detail.status.as_str()>
                                 <RunStatusBadge status=detail.status />
-                                " " {detail.processed_items} " of " {detail.total_items} " policies · "
+                                " " {policies_of(detail.processed_items, detail.total_items)} " · "
                                 <a href=href data-testid="execute-run-link">"View run"</a>
                             </p>
                             <progress

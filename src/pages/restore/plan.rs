@@ -16,7 +16,9 @@ use crate::components::{
     use_poll_while, Column, DataTable, ErrorMessage, LastRead, Loading, NeedsRole, PollTrouble,
     ABSENT,
 };
-use crate::domain::restore::{PlanAction, PlanItem, RestorePreview, RestoreSource};
+use crate::domain::restore::{
+    policies_of, policy_count, PlanAction, PlanItem, RestorePreview, RestoreSource,
+};
 use crate::domain::run_detail::ItemOutcome;
 use crate::domain::{routes, AppError, PolicyIds};
 
@@ -269,9 +271,9 @@ fn PlanView(preview: RestorePreview, source: RestoreSource) -> impl IntoView {
         .collect_view();
     let run_href = routes::run(&tenant, preview.run_id, "");
     let state = if preview.status.is_active() {
-        format!("Previewing… {done} of {total} policies read.")
+        format!("Previewing… {} read.", policies_of(done as i64, total as i64))
     } else {
-        format!("Preview of {total} policies.")
+        format!("Preview of {}.", policy_count(total as i64))
     };
     let block = preview.run_block.clone().map(|block| {
         view! {

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 
 use super::Wizard;
 use crate::components::{Column, DataTable, EmptyState, PolicyTypeOptions};
-use crate::domain::restore::RestoreCandidate;
+use crate::domain::restore::{policies_of, RestoreCandidate};
 use crate::domain::routes;
 use crate::pages::tenant_layout::use_tenant;
 
@@ -126,7 +126,7 @@ pub fn ScopeStep(wizard: Wizard, candidates: Vec<RestoreCandidate>) -> impl Into
                 })
             }}
             <p class="selection-count" aria-live="polite" data-testid="scope-count">
-                {move || format!("{} of {total} policies selected", selected.with(BTreeSet::len))}
+                {move || format!("{} selected", policies_of(selected.with(BTreeSet::len) as i64, total as i64))}
             </p>
             <ScopeOptions wizard />
         </section>
