@@ -372,3 +372,57 @@ test("a running preview's polls read its plan again only when the run moved", as
     await demoKnobs(page);
   }
 });
+
+/** Opens the wizard at a finished preview of every policy of Fabrikam set `set`, confirmed. */
+async function confirmedPreviewOfSet(page: Page, set: { id: number }, n: number) {
+  await openHydrated(page, `/t/${FABRIKAM}/backup-sets/${set.id}`);
+  await page.getByTestId("restore-set").click();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await page.getByRole("button", { name: `Select all ${n} matching` }).click();
+  await page.getByRole("button", { name: "Run preview (dry-run)" }).click();
+  await expect(page).toHaveURL(/&preview=\d+$/);
+  await expect(page.getByTestId("preview-status")).toContainText(`Preview of ${n} policies`);
+  await confirm(page);
+}
+
+/** Ticks "I reviewed the impact" and types Fabrikam's name. */
+async function confirm(page: Page) {
+  await page.getByLabel("I reviewed the impact").check();
+  await page.getByLabel(/Type the tenant's name/).fill("Fabrikam (demo)");
+}
+
+const RUNNING = "A restore of this preview is running.";
+
+// A new preview started while the execute runs would drop the execute's answer and say
+// "Nothing is written until you execute." while Intune is written, and offer Execute again.
+test("while an execute runs, the preview cannot be run again and step 5 follows the execute", async ({ page }) => {
+  test.setTimeout(150_000);
+  await signIn(page, "admin@contoso.example");
+  const { set } = await fabrikamSetRenamedSince(page, [8, 9]);
+  await confirmedPreviewOfSet(page, set, 2);
+  const preview = page.getByRole("button", { name: "Run preview (dry-run)" });
+  const executedUrl = page.url();
+  await expect(preview).toBeEnabled();
+  // Each Graph answer takes 3 s: the execute runs for a while.
+  await knobs(page, { latency_ms: 3_000, latency_jitter_ms: 0 });
+  try {
+    await page.getByRole("button", { name: "Execute" }).click();
+    const status = page.getByTestId("execute-status");
+    await expect(status).toBeVisible();
+    await expect(status).not.toHaveAttribute("data-status", "completed");
+    await expect(preview).toBeDisabled();
+    await expect(page.getByTestId("preview-busy")).toHaveText(RUNNING);
+    await expect(preview).toHaveAccessibleDescription(RUNNING);
+    // A click on the disabled button starts nothing.
+    await preview.click({ force: true });
+    await expect(page).toHaveURL(executedUrl);
+    await expect(page.getByTestId("restore-execute")).not.toContainText("Nothing is written");
+    await expect(status).toHaveAttribute("data-status", "completed", { timeout: 120_000 });
+  } finally {
+    await demoKnobs(page);
+  }
+  // Settled: a new preview may be run, and the executed one stays on screen until then.
+  await expect(page.getByTestId("execute-summary")).toContainText("2 of 2 now match the backup");
+  await expect(preview).toBeEnabled();
+  await expect(page.getByTestId("preview-busy")).toHaveCount(0);
+});

@@ -16,12 +16,64 @@ use crate::components::{
 };
 use crate::domain::restore::{policies_of, typed_name_matches, GateFailure, RestorePreview};
 use crate::domain::run_detail::RunDetail;
-use crate::domain::{routes, AppError};
+use crate::domain::{routes, AppError, SubmittedRun};
 
 /// Why a preview of another source than the page's (a hand-edited or stale link) is not
 /// executed from here: the page would show one source and restore another.
 pub const OTHER_SOURCE: &str =
     "This preview was made from another source than the one shown here. Open it from its own restore page, or run the preview again.";
+
+/// Why neither a new preview nor Execute may start while an execute is on its way or running.
+pub const EXECUTE_RUNNING: &str = "A restore of this preview is running.";
+
+/// The execute as the wizard follows it, shared by the preview step (no new preview while it
+/// runs) and steps 4 and 5. An execute is busy from its request until its run settled: a new
+/// preview meanwhile would take the page to another preview, where the execute's answer would
+/// be dropped and step 5 say that nothing is written while Intune is, and Execute would be
+/// offered again.
+#[derive(Clone, Copy)]
+pub struct ExecuteState {
+    action: ServerAction<ExecuteRestore>,
+    /// The preview each execute was sent for: an answer that arrives after another preview was
+    /// opened is not that preview's, once its run settled.
+    sent_for: RwSignal<Option<i64>>,
+    /// The runs step 5 has seen settled.
+    settled: RwSignal<BTreeSet<i64>>,
+    /// This page's execute: the server's answer, while it is the preview's or not settled.
+    answered: Memo<Option<SubmittedRun>>,
+    /// The run step 5 shows: this page's execute.
+    shown: Memo<Option<i64>>,
+    /// Whether an execute is on its way or its run has not settled.
+    pub busy: Memo<bool>,
+}
+
+impl ExecuteState {
+    pub fn new(wizard: Wizard) -> Self {
+        let action = ServerAction::<ExecuteRestore>::new();
+        let sent_for = RwSignal::new(None::<i64>);
+        let settled = RwSignal::new(BTreeSet::<i64>::new());
+        let answered = Memo::new(move |_| {
+            let run = action.value().get().and_then(Result::ok)?;
+            let this_preview = sent_for.get() == wizard.preview_id.get();
+            (this_preview || !settled.with(|s| s.contains(&run.run_id))).then_some(run)
+        });
+        let shown = Memo::new(move |_| answered.get().map(|run| run.run_id));
+        let busy = Memo::new(move |_| {
+            action.pending().get()
+                || shown
+                    .get()
+                    .is_some_and(|id| !settled.with(|s| s.contains(&id)))
+        });
+        ExecuteState {
+            action,
+            sent_for,
+            settled,
+            answered,
+            shown,
+            busy,
+        }
+    }
+}
 
 /// Why Execute is disabled now (the role aside, shown beside the button); empty when it is not.
 fn reasons(
@@ -31,8 +83,12 @@ fn reasons(
     reviewed: bool,
     typed: &str,
     tenant_name: &str,
+    busy: bool,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
+    if busy {
+        reasons.push(EXECUTE_RUNNING.to_owned());
+    }
     match preview {
         None => reasons.push("Run the preview first.".to_owned()),
         Some(preview) => {
@@ -87,18 +143,22 @@ fn use_expiry(current: RwSignal<Option<RestorePreview>>) -> ReadSignal<bool> {
 /// progress, or the server's refusal) would stand for the new one and keep Execute disabled
 /// with no reason. The typed name stays: the tenant is the same. The URL's id changes as soon
 /// as a preview is started, before its plan is read, so nothing confirms the gap in between.
+/// An execute still busy (the page left for another preview by the history, say) is kept: step
+/// 5 follows it until it settled, and drops it then (its answer was sent for another preview).
 /// Effects run in the browser only: the first run records the preview the page was opened at
 /// and resets nothing.
 fn use_reset_on_new_preview(
     preview_id: Memo<Option<i64>>,
     reviewed: RwSignal<bool>,
-    execute: ServerAction<ExecuteRestore>,
+    execute: ExecuteState,
 ) {
     Effect::new(move |last: Option<Option<i64>>| {
         let id = preview_id.get();
         if last.is_some_and(|last| last != id) {
             reviewed.set(false);
-            execute.value().set(None);
+            if !execute.busy.get_untracked() {
+                execute.action.value().set(None);
+            }
         }
         id
     });
@@ -110,14 +170,15 @@ pub fn ConfirmStep(
     wizard: Wizard,
     tenant_name: String,
     current: RwSignal<Option<RestorePreview>>,
+    state: ExecuteState,
 ) -> impl IntoView {
     let refused = wizard.refused;
     let reviewed = RwSignal::new(false);
     let typed = RwSignal::new(String::new());
-    let execute = ServerAction::<ExecuteRestore>::new();
+    let execute = state.action;
     let name = StoredValue::new(tenant_name.clone());
     let expired = use_expiry(current);
-    use_reset_on_new_preview(wizard.preview_id, reviewed, execute);
+    use_reset_on_new_preview(wizard.preview_id, reviewed, state);
     let blocking = Memo::new(move |_| {
         current.with(|p| {
             name.with_value(|name| {
@@ -129,24 +190,24 @@ pub fn ConfirmStep(
                     reviewed.get(),
                     &typed.get(),
                     name,
+                    state.busy.get(),
                 )
             })
         })
     });
-    // The preview each execute was sent for: an answer that arrives after another preview was
-    // started (its request was still on its way) is not this preview's.
-    let sent_for = RwSignal::new(None::<i64>);
-    let outcome = move || {
+    // A refusal sent for another preview than the one in the URL is not this preview's.
+    let sent_for = state.sent_for;
+    let refusal = move || {
         if sent_for.get() == wizard.preview_id.get() {
-            execute.value().get()
+            execute.value().get().and_then(Result::err)
         } else {
             None
         }
     };
-    let started = move || matches!(outcome(), Some(Ok(_)));
-    let disabled = move || {
-        refused.is_some() || execute.pending().get() || started() || !blocking.with(Vec::is_empty)
-    };
+    // An execute shown is not started again.
+    let started = move || state.shown.with(Option::is_some);
+    let disabled =
+        move || refused.is_some() || state.busy.get() || started() || !blocking.with(Vec::is_empty);
     let run_execute = move |_| {
         let Some(preview_run_id) = current.with_untracked(|p| p.as_ref().map(|p| p.run_id)) else {
             return;
@@ -208,14 +269,16 @@ pub fn ConfirmStep(
                 {move || blocking.get().into_iter().map(|reason| view! { <li>{reason}</li> }).collect_view()}
             </ul>
             <div data-testid="execute-error">
-                {move || outcome().and_then(Result::err).map(|error| view! { <ErrorMessage error /> })}
+                {move || refusal().map(|error| view! { <ErrorMessage error /> })}
             </div>
         </section>
         <section class="wizard-step" aria-labelledby="step-execute" data-testid="restore-execute">
             <h2 id="step-execute">"5. Execute"</h2>
-            {move || match outcome() {
-                Some(Ok(run)) => view! { <ExecuteProgress tenant=wizard.tenant.get_untracked() run_id=run.run_id /> }.into_any(),
-                _ => view! { <p class="muted">"Nothing is written until you execute."</p> }.into_any(),
+            {move || match state.shown.get() {
+                Some(run_id) => view! {
+                    <ExecuteProgress tenant=wizard.tenant.get_untracked() run_id settled=state.settled />
+                }.into_any(),
+                None => view! { <p class="muted">"Nothing is written until you execute."</p> }.into_any(),
             }}
         </section>
     }
@@ -224,7 +287,12 @@ pub fn ConfirmStep(
 /// The execute run: status, progress and, when it ended, its evidence ("48 of 50 now match the
 /// backup; …"), with the link to its page.
 #[component]
-fn ExecuteProgress(tenant: String, run_id: i64) -> impl IntoView {
+fn ExecuteProgress(
+    tenant: String,
+    run_id: i64,
+    /// Where the run is recorded once it was read settled (the wizard is busy until then).
+    settled: RwSignal<BTreeSet<i64>>,
+) -> impl IntoView {
     let tick = RwSignal::new(0_u64);
     let href = routes::run(&tenant, run_id, "");
     // The last answer with the run's version is kept: a poll first asks for the version (one
@@ -265,6 +333,14 @@ fn ExecuteProgress(tenant: String, run_id: i64) -> impl IntoView {
                     .map_err(Clone::clone)
             })
         })
+    });
+    Effect::new(move |_| {
+        let done = run.with(|read| matches!(read, Some(Ok(detail)) if detail.settled));
+        if done && !settled.with_untracked(|s| s.contains(&run_id)) {
+            settled.update(|s| {
+                s.insert(run_id);
+            });
+        }
     });
     // The run last shown: a poll that failed for a passing reason keeps it (with a quiet note)
     // until one works; one refused for good drops it for the error.

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 use leptos_router::NavigateOptions;
 
-use super::confirm::{ConfirmStep, OTHER_SOURCE};
+use super::confirm::{ConfirmStep, ExecuteState, EXECUTE_RUNNING, OTHER_SOURCE};
 use super::Wizard;
 use crate::api::restore::{get_restore_preview, StartRestorePreview};
 use crate::api::runs::run_version;
@@ -120,10 +120,23 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
     });
     use_started_preview(wizard, start, tick);
     use_reloaded_preview(wizard, current, start);
+    // An execute on its way or running holds the page at its preview until it settled.
+    let execute = ExecuteState::new(wizard);
+    let busy = execute.busy;
     let active = move || current.with(|p| p.as_ref().is_some_and(|p| p.status.is_active()));
     let nothing_chosen = move || selected.with(BTreeSet::is_empty);
+    let described = move || {
+        let mut ids = Vec::new();
+        if refused.is_some() {
+            ids.push("preview-needs");
+        }
+        if busy.get() {
+            ids.push("preview-busy");
+        }
+        (!ids.is_empty()).then(|| ids.join(" "))
+    };
     let run_preview = move |_| {
-        if start.pending().get_untracked() {
+        if start.pending().get_untracked() || busy.get_untracked() {
             return;
         }
         start.dispatch(StartRestorePreview {
@@ -143,13 +156,18 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
                     class="primary"
                     class:refused=refused.is_some()
                     data-testid="run-preview"
-                    disabled=move || refused.is_some() || start.pending().get() || active() || nothing_chosen()
-                    aria-describedby=refused.map(|_| "preview-needs")
+                    disabled=move || {
+                        refused.is_some() || start.pending().get() || busy.get() || active() || nothing_chosen()
+                    }
+                    aria-describedby=described
                     on:click=run_preview
                 >
                     {move || if start.pending().get() { "Starting the preview…" } else { "Run preview (dry-run)" }}
                 </button>
                 {refused.map(|reason| view! { <NeedsRole id="preview-needs" reason /> })}
+                {move || busy.get().then(|| view! {
+                    <p class="muted small" id="preview-busy" data-testid="preview-busy">{EXECUTE_RUNNING}</p>
+                })}
                 {move || (refused.is_none() && nothing_chosen()).then(|| view! {
                     <p class="muted small">"Select at least one policy to preview."</p>
                 })}
@@ -170,7 +188,7 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
             </Transition>
             <PollTrouble failures />
         </section>
-        <ConfirmStep wizard tenant_name current />
+        <ConfirmStep wizard tenant_name current state=execute />
     }
 }
 
@@ -271,7 +289,10 @@ fn PlanView(preview: RestorePreview, source: RestoreSource) -> impl IntoView {
         .collect_view();
     let run_href = routes::run(&tenant, preview.run_id, "");
     let state = if preview.status.is_active() {
-        format!("Previewing… {} read.", policies_of(done as i64, total as i64))
+        format!(
+            "Previewing… {} read.",
+            policies_of(done as i64, total as i64)
+        )
     } else {
         format!("Preview of {}.", policy_count(total as i64))
     };
