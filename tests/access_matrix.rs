@@ -7,10 +7,11 @@ use crate::common;
 
 use std::collections::BTreeMap;
 
-use common::{TestApp, ADMIN, CONTOSO, OPERATOR, OUTSIDER, READONLY};
+use common::{TestApp, ADMIN, CONTOSO, FABRIKAM, OPERATOR, OUTSIDER, READONLY};
 use leptos::server_fn::axum::server_fn_paths;
 use tenantatlas::api::{access_table, Access};
 use tenantatlas::domain::capability::ADMIN_LABEL;
+use tenantatlas::domain::restore::RestoreSource;
 use tenantatlas::domain::Role;
 use tenantatlas::server::db::{Backend, Db};
 use tenantatlas::server::http::download_paths;
@@ -20,6 +21,7 @@ both_backends!(TestApp:
     every_page_enforces_membership,
     a_page_naming_nothing_answers_its_status_every_time,
     a_page_refuses_a_number_in_its_url_it_cannot_read,
+    every_id_of_another_tenant_is_refused_and_writes_nothing,
 );
 
 /// Who calls.
@@ -518,4 +520,221 @@ async fn a_page_refuses_a_number_in_its_url_it_cannot_read(app: TestApp) {
         let status = app.get(Some(&outsider), &path).await.status().as_u16();
         assert_eq!(status, 403, "{path}");
     }
+}
+
+/// The arguments that name a row of a tenant: an id, a list of them, a restore source.
+const ID_ARGUMENTS: &[&str] = &[
+    "id",
+    "backup_set_id",
+    "policy_id",
+    "run_id",
+    "preview_run_id",
+    "user_id",
+    "target_id",
+    "version",
+    "from",
+    "to",
+    "ids",
+    "policy_ids",
+    "source",
+];
+
+/// What no row has: the value every id argument takes in the answer a Contoso id is compared
+/// with.
+const NO_ROW: &str = "999999999";
+
+/// Every tenant server function that takes an id (the access table's, with their arguments read
+/// from `src/api`), called as a legitimate member of Fabrikam with the capability it needs (the
+/// Fabrikam operator, or the owner of both tenants where an operator may not) for Fabrikam,
+/// with Contoso's ids: each of the tenant's kinds of row for `id`, and the row each other id
+/// argument names. Every answer is the one an id no row has gets (a 404, or the 4xx a
+/// function's validation gives first; for a function that answers "none of those" the same
+/// 2xx), it names nothing of Contoso, and no table changed: a lookup or a write that left out
+/// the tenant shows as Contoso's row read or written.
+async fn every_id_of_another_tenant_is_refused_and_writes_nothing(app: TestApp) {
+    let sample = common::Sample::create(&app).await;
+    let owner = app.sign_in(ADMIN).await;
+    let outsider = app.sign_in(OUTSIDER).await;
+    let (policy, version) = (
+        sample.policy_id.parse::<i64>().unwrap(),
+        sample.version_id.parse::<i64>().unwrap(),
+    );
+    // A restore preview, an invitation, and a notification of each caller, all Contoso's.
+    let preview = app
+        .start_restore_preview(
+            &owner,
+            CONTOSO,
+            RestoreSource::Version(version),
+            &[policy],
+            &[],
+        )
+        .await
+        .expect("a Contoso preview")
+        .run_id
+        .to_string();
+    app.add_member(&owner, CONTOSO, "invitee@contoso.example", "readonly")
+        .await
+        .expect("a Contoso invitation");
+    let contoso = common::tenant_id(&app.db, CONTOSO).await;
+    let invitation: i64 =
+        sqlx::query_scalar("SELECT MAX(id) FROM invitations WHERE tenant_id = $1")
+            .bind(contoso)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    let mut notifications = Vec::new();
+    for email in [ADMIN, OUTSIDER] {
+        let user = common::user_id(&app.db, email).await;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO notifications (user_id, tenant_id, level, title, body, link, created_at) \
+             VALUES ($1, $2, 'success', 'Contoso notice', 'Contoso body', '/', 1) RETURNING id",
+        )
+        .bind(user)
+        .bind(contoso)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+        notifications.push(id.to_string());
+    }
+    let member = common::user_id(&app.db, READONLY).await.to_string();
+    let invitation = invitation.to_string();
+    let (set, run) = (sample.set_id.as_str(), sample.run_id.as_str());
+    let (policy, version) = (sample.policy_id.as_str(), sample.version_id.as_str());
+    let (preview, invitation, member) = (preview.as_str(), invitation.as_str(), member.as_str());
+    let notifications: Vec<&str> = notifications.iter().map(String::as_str).collect();
+    let every_row: Vec<&str> = [set, run, policy, version, preview, invitation, member]
+        .into_iter()
+        .chain(notifications.iter().copied())
+        .collect();
+    let set_source = format!("set-{set}");
+    let version_source = format!("version-{version}");
+    // The Contoso values of an id argument, each asked in turn.
+    let contoso_values = |name: &str| -> Vec<String> {
+        let values: Vec<&str> = match name {
+            "id" => every_row.clone(),
+            "backup_set_id" => vec![set],
+            "policy_id" | "policy_ids" => vec![policy],
+            "run_id" | "preview_run_id" => vec![preview, run],
+            "user_id" => vec![member],
+            "target_id" => vec![policy, set],
+            "version" | "from" | "to" => vec![version],
+            "ids" => notifications.clone(),
+            "source" => vec![&version_source, &set_source],
+            _ => unreachable!("{name} is no id argument"),
+        };
+        values.into_iter().map(str::to_owned).collect()
+    };
+    // What the other arguments take: enough for a function to reach its lookup.
+    let other_value = |name: &str| match name {
+        "operation" => "policy.capture_snapshot",
+        "role" => "readonly",
+        "reviewed" | "include_assignments" | "include_scope_tags" => "true",
+        "tenant_name" => "Fabrikam (demo)",
+        "name" => "Another tenant's",
+        "limit" => "100",
+        _ => "",
+    };
+    let sources = crate::robustness::server_fn_sources();
+    let app = &app;
+    let tables = TableContents::queries(&app.db).await;
+    let before = TableContents::take(&app.db, &tables).await;
+    let mut asked = Vec::new();
+    for (path, access) in access_table() {
+        let Access::Tenant(capability) = access else {
+            continue;
+        };
+        let endpoint = path.trim_start_matches("/api/");
+        let function = sources
+            .iter()
+            .find(|function| function.endpoint == endpoint)
+            .unwrap_or_else(|| panic!("{endpoint}'s source in src/api"));
+        let ids: Vec<&str> = function
+            .arguments
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| ID_ARGUMENTS.contains(name))
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let cookie = if Role::Operator.can(capability) {
+            &outsider
+        } else {
+            &owner
+        };
+        // Each id argument at each of its Contoso values in turn, the others at their first.
+        let first: Vec<(&str, String)> = ids
+            .iter()
+            .map(|name| (*name, contoso_values(name).remove(0)))
+            .collect();
+        let mut cases = vec![first.clone()];
+        for (at, name) in ids.iter().enumerate() {
+            for value in contoso_values(name).into_iter().skip(1) {
+                let mut case = first.clone();
+                case[at].1 = value;
+                cases.push(case);
+            }
+        }
+        let form = |ids: &[(&str, String)]| -> Vec<(String, String)> {
+            std::iter::once(("tenant".to_owned(), FABRIKAM.to_owned()))
+                .chain(function.arguments.iter().filter_map(|(name, _)| {
+                    let value = match ids.iter().find(|(id, _)| id == name) {
+                        Some((_, value)) => value.clone(),
+                        None if name == "tenant" => return None,
+                        None => other_value(name).to_owned(),
+                    };
+                    Some((name.clone(), value))
+                }))
+                .collect()
+        };
+        let call = |form: Vec<(String, String)>| async move {
+            let fields: Vec<(&str, &str)> = form
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            let response = app.call_as(cookie, endpoint, &fields).await;
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        };
+        for case in cases {
+            // The same arguments naming no row (`set-999999999` for `set-1`).
+            let nothing: Vec<(&str, String)> = case
+                .iter()
+                .map(|(name, value)| {
+                    let kind = value.trim_end_matches(|c: char| c.is_ascii_digit());
+                    (*name, format!("{kind}{NO_ROW}"))
+                })
+                .collect();
+            let expected = call(form(&nothing)).await;
+            let (status, body) = call(form(&case)).await;
+            let what = format!("{endpoint} for Fabrikam with Contoso's {case:?}");
+            assert!(
+                (400..500).contains(&status) || (200..300).contains(&expected.0),
+                "{what}: {status} {body}"
+            );
+            assert_eq!(
+                (status, &body),
+                (expected.0, &expected.1),
+                "{what} answers otherwise than for rows that do not exist"
+            );
+            let lower = body.to_lowercase();
+            assert!(
+                !lower.contains("contoso")
+                    && !body.contains(CONTOSO)
+                    && !lower.contains("sample")
+                    && !lower.contains("test policy"),
+                "{what} names Contoso's data: {body}"
+            );
+            let changed = TableContents::take(&app.db, &tables)
+                .await
+                .changed_since(&before);
+            assert!(changed.is_empty(), "{what} wrote:\n{}", changed.join("\n"));
+            asked.push(endpoint.to_owned());
+        }
+    }
+    asked.dedup();
+    assert!(
+        asked.len() >= 20,
+        "the functions that take an id were asked: {asked:?}"
+    );
 }
