@@ -70,6 +70,7 @@ both_backends!(local Fixture:
     two_secrets_at_one_setting_path_in_intune_are_never_restored_by_a_guess,
     a_secret_in_one_of_several_collection_instances_is_never_restored_by_a_guess,
     a_secret_among_collection_instances_in_intune_is_never_restored_by_a_guess,
+    the_preview_read_names_its_execute_while_it_is_queued_or_running,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -2818,4 +2819,25 @@ async fn a_secret_among_collection_instances_in_intune_is_never_restored_by_a_gu
         &live,
     )
     .await;
+}
+
+/// A page opened at a preview whose execute is queued or running (a reload, a second tab)
+/// learns of that execute from the preview's read: the wizard shows its progress instead of
+/// offering Execute (which would only get the same run back) and "Nothing is written until you
+/// execute.". Once the execute ended, none is running (and the preview is spent).
+async fn the_preview_read_names_its_execute_while_it_is_queued_or_running(f: Fixture) {
+    let backup = f.backup().await;
+    let (preview, plan) = f.preview(backup.set, &backup.ids()).await;
+    assert_eq!(plan.running_execute, None, "not executed yet");
+    assert_eq!(plan.not_executable, None);
+    let run_id = f.queue_execute(preview).await;
+    let plan = f.plan(preview).await;
+    assert_eq!(plan.running_execute, Some(run_id), "queued");
+    f.set_run(run_id, "status = 'running'").await;
+    assert_eq!(f.plan(preview).await.running_execute, Some(run_id), "running");
+    f.set_run(run_id, "status = 'pending'").await;
+    f.finish(run_id).await;
+    let plan = f.plan(preview).await;
+    assert_eq!(plan.running_execute, None, "ended");
+    assert_eq!(plan.not_executable, Some(GateFailure::AlreadyExecuted));
 }

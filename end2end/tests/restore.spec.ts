@@ -426,3 +426,51 @@ test("while an execute runs, the preview cannot be run again and step 5 follows 
   await expect(preview).toBeEnabled();
   await expect(page.getByTestId("preview-busy")).toHaveCount(0);
 });
+
+// A reload or a second tab at a preview whose execute runs: the page learns of the execute
+// from the preview, shows its progress and offers no second Execute; a tab that was already
+// open and executes gets the same run back, and says so.
+test("a second page on a preview whose execute runs shows that run, and its Execute reuses it", async ({ page }) => {
+  test.setTimeout(150_000);
+  await signIn(page, "admin@contoso.example");
+  const { set } = await fabrikamSetRenamedSince(page, [10, 11]);
+  await confirmedPreviewOfSet(page, set, 2);
+  const previewUrl = page.url();
+  // A second tab, open at the preview before the execute: its Execute is enabled.
+  const second = await page.context().newPage();
+  await openHydrated(second, previewUrl);
+  await expect(second.getByTestId("preview-status")).toContainText("Preview of 2 policies");
+  await confirm(second);
+  await expect(second.getByRole("button", { name: "Execute" })).toBeEnabled();
+  await knobs(page, { latency_ms: 4_000, latency_jitter_ms: 0 });
+  try {
+    await page.getByRole("button", { name: "Execute" }).click();
+    const status = page.getByTestId("execute-status");
+    await expect(status).toBeVisible();
+    const runHref = await page.getByTestId("execute-run-link").getAttribute("href");
+
+    // The second tab executes too: the same run, said so.
+    await second.getByRole("button", { name: "Execute" }).click();
+    await expect(second.getByTestId("execute-reused")).toHaveText("Already running — showing the existing run");
+    await expect(second.getByTestId("execute-run-link")).toHaveAttribute("href", runHref!);
+
+    // A third tab opened at the preview now (as a reload): the run's progress, no Execute.
+    const third = await page.context().newPage();
+    await openHydrated(third, previewUrl);
+    await expect(third.getByTestId("execute-status")).toBeVisible();
+    await expect(third.getByTestId("execute-run-link")).toHaveAttribute("href", runHref!);
+    await expect(third.getByTestId("restore-execute")).not.toContainText("Nothing is written");
+    await confirm(third);
+    await expect(third.getByRole("button", { name: "Execute" })).toBeDisabled();
+    await expect(third.getByTestId("execute-reasons")).toContainText(RUNNING);
+    await expect(third.getByRole("button", { name: "Run preview (dry-run)" })).toBeDisabled();
+    await expect(third.getByTestId("preview-busy")).toHaveText(RUNNING);
+
+    await expect(status).toHaveAttribute("data-status", "completed", { timeout: 120_000 });
+    await expect(third.getByTestId("execute-status")).toHaveAttribute("data-status", "completed", { timeout: 30_000 });
+    await expect(third.getByRole("button", { name: "Execute" })).toBeDisabled();
+    await expect(third.getByRole("button", { name: "Run preview (dry-run)" })).toBeEnabled();
+  } finally {
+    await demoKnobs(page);
+  }
+});

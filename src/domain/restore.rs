@@ -323,6 +323,10 @@ pub struct RestorePreview {
     pub expires_in_ms: Option<i64>,
     /// The tenant's display name, which the confirmation asks to type.
     pub tenant_name: String,
+    /// The execute of this preview that is queued or running, if any: a page opened at the
+    /// preview meanwhile (a reload, a second tab) shows its progress instead of offering
+    /// Execute, which would only get the same run back.
+    pub running_execute: Option<i64>,
 }
 
 /// "1 policy", "2 policies": a count of policies as the wizard states it.

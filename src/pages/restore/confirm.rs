@@ -41,14 +41,15 @@ pub struct ExecuteState {
     settled: RwSignal<BTreeSet<i64>>,
     /// This page's execute: the server's answer, while it is the preview's or not settled.
     answered: Memo<Option<SubmittedRun>>,
-    /// The run step 5 shows: this page's execute.
+    /// The run step 5 shows: this page's execute, else the one of the preview (read with it)
+    /// queued or running when the page opened it.
     shown: Memo<Option<i64>>,
     /// Whether an execute is on its way or its run has not settled.
     pub busy: Memo<bool>,
 }
 
 impl ExecuteState {
-    pub fn new(wizard: Wizard) -> Self {
+    pub fn new(wizard: Wizard, current: RwSignal<Option<RestorePreview>>) -> Self {
         let action = ServerAction::<ExecuteRestore>::new();
         let sent_for = RwSignal::new(None::<i64>);
         let settled = RwSignal::new(BTreeSet::<i64>::new());
@@ -57,7 +58,16 @@ impl ExecuteState {
             let this_preview = sent_for.get() == wizard.preview_id.get();
             (this_preview || !settled.with(|s| s.contains(&run.run_id))).then_some(run)
         });
-        let shown = Memo::new(move |_| answered.get().map(|run| run.run_id));
+        let shown = Memo::new(move |_| {
+            answered.get().map(|run| run.run_id).or_else(|| {
+                let now = wizard.preview_id.get();
+                current.with(|p| {
+                    p.as_ref()
+                        .filter(|p| Some(p.run_id) == now)
+                        .and_then(|p| p.running_execute)
+                })
+            })
+        });
         let busy = Memo::new(move |_| {
             action.pending().get()
                 || shown
@@ -204,7 +214,7 @@ pub fn ConfirmStep(
             None
         }
     };
-    // An execute shown is not started again.
+    // An execute shown (this page's, or the preview's own found running) is not started again.
     let started = move || state.shown.with(Option::is_some);
     let disabled =
         move || refused.is_some() || state.busy.get() || started() || !blocking.with(Vec::is_empty);
@@ -274,6 +284,9 @@ pub fn ConfirmStep(
         </section>
         <section class="wizard-step" aria-labelledby="step-execute" data-testid="restore-execute">
             <h2 id="step-execute">"5. Execute"</h2>
+            {move || state.answered.with(|run| run.as_ref().is_some_and(|run| run.reused)).then(|| view! {
+                <p class="muted" data-testid="execute-reused">"Already running — showing the existing run"</p>
+            })}
             {move || match state.shown.get() {
                 Some(run_id) => view! {
                     <ExecuteProgress tenant=wizard.tenant.get_untracked() run_id settled=state.settled />

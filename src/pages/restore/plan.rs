@@ -121,7 +121,7 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
     use_started_preview(wizard, start, tick);
     use_reloaded_preview(wizard, current, start);
     // An execute on its way or running holds the page at its preview until it settled.
-    let execute = ExecuteState::new(wizard);
+    let execute = ExecuteState::new(wizard, current);
     let busy = execute.busy;
     let active = move || current.with(|p| p.as_ref().is_some_and(|p| p.status.is_active()));
     let nothing_chosen = move || selected.with(BTreeSet::is_empty);

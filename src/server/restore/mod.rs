@@ -399,6 +399,7 @@ pub async fn preview(
     let stored = load_preview(db, scope, preview_run_id).await?;
     let moved = backup_moved(db, scope.id(), &stored.input).await?;
     let executed = past_execute(db, scope.id(), preview_run_id).await?;
+    let running_execute = running_execute(db, scope.id(), preview_run_id).await?;
     let tenant_name = scope.summary().display_name.clone();
     let gates = gate_input(&stored, moved, executed, true, &tenant_name, &tenant_name);
     let not_executable = check_gates(&gates).err();
@@ -420,7 +421,26 @@ pub async fn preview(
         not_executable,
         expires_in_ms,
         tenant_name,
+        running_execute,
     })
+}
+
+/// The execute of this preview that is queued or running (one at most: `start_execute` reuses
+/// it), which a page opened at the preview meanwhile shows instead of offering Execute.
+async fn running_execute(
+    db: &Db,
+    tenant_id: i64,
+    preview_run_id: i64,
+) -> Result<Option<i64>, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM runs WHERE tenant_id = $1 AND operation_type = $2 AND target_id = $3 \
+           AND status IN ('pending', 'running') ORDER BY id DESC LIMIT 1",
+    )
+    .bind(tenant_id)
+    .bind(OperationType::RestoreExecute.as_str())
+    .bind(preview_run_id)
+    .fetch_optional(db.pool())
+    .await?)
 }
 
 /// Queues the execute of a preview once every gate holds on the server (422 for a wrong name or
