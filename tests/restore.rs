@@ -2834,7 +2834,11 @@ async fn the_preview_read_names_its_execute_while_it_is_queued_or_running(f: Fix
     let plan = f.plan(preview).await;
     assert_eq!(plan.running_execute, Some(run_id), "queued");
     f.set_run(run_id, "status = 'running'").await;
-    assert_eq!(f.plan(preview).await.running_execute, Some(run_id), "running");
+    assert_eq!(
+        f.plan(preview).await.running_execute,
+        Some(run_id),
+        "running"
+    );
     f.set_run(run_id, "status = 'pending'").await;
     f.finish(run_id).await;
     let plan = f.plan(preview).await;
