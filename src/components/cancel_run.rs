@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::confirm::use_confirm_focus;
+use super::confirm::{trap_tab, use_confirm_focus};
 use super::{use_toasts, ErrorMessage, NeedsRole};
 use crate::api::runs::CancelRun;
 use crate::domain::routes;
@@ -80,9 +80,11 @@ pub fn CancelRunButton(
         view! {
             <p
                 role="alertdialog"
+                aria-modal="true"
                 aria-label="Confirm cancel"
                 data-testid="cancel-confirm"
                 on:keydown=move |ev| {
+                    trap_tab(&ev);
                     if ev.key() == "Escape" {
                         ev.stop_propagation();
                         confirming.set(false);

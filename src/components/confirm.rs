@@ -47,6 +47,47 @@ pub(super) fn focus_lost() -> bool {
     }
 }
 
+/// Keeps Tab and Shift+Tab inside an open question (a modal `alertdialog` in the button's
+/// place): they cycle between its enabled buttons instead of leaving it while it still asks.
+/// Call it from the question's `keydown` handler; Escape is the way out.
+pub(super) fn trap_tab(ev: &leptos::ev::KeyboardEvent) {
+    use leptos::wasm_bindgen::JsCast;
+    use leptos::web_sys::{Element, HtmlElement};
+    if ev.key() != "Tab" {
+        return;
+    }
+    let Some(question) = ev
+        .current_target()
+        .and_then(|target| target.dyn_into::<Element>().ok())
+    else {
+        return;
+    };
+    ev.prevent_default();
+    let all = question.get_elements_by_tag_name("button");
+    let buttons: Vec<HtmlElement> = (0..all.length())
+        .filter_map(|i| all.item(i))
+        .filter(|button| !button.has_attribute("disabled"))
+        .filter_map(|button| button.dyn_into::<HtmlElement>().ok())
+        .collect();
+    if buttons.is_empty() {
+        return;
+    }
+    let active = document().active_element();
+    let at = buttons.iter().position(|button| {
+        active
+            .as_ref()
+            .is_some_and(|active| active == AsRef::<Element>::as_ref(button))
+    });
+    let n = buttons.len();
+    let next = match (at, ev.shift_key()) {
+        (Some(i), false) => (i + 1) % n,
+        (Some(i), true) => (i + n - 1) % n,
+        (None, false) => 0,
+        (None, true) => n - 1,
+    };
+    let _ = buttons[next].focus();
+}
+
 /// A button that asks `question` before it runs `on_confirm`. `refused` disables it with the
 /// reason beside it; `pending` disables the confirmation while the change is on its way. The
 /// question's "No" takes the focus when it opens; Escape or "No" closes it and gives the focus
@@ -106,8 +147,10 @@ pub fn ConfirmButton(
             <p
                 class="confirm"
                 role="alertdialog"
+                aria-modal="true"
                 aria-label=label
                 on:keydown=move |ev| {
+                    trap_tab(&ev);
                     if ev.key() == "Escape" {
                         ev.stop_propagation();
                         asking.set(false);
