@@ -254,3 +254,32 @@ test("the panel lists the set's drift check and does not announce it late after 
   await expect(page.getByTestId("item-count")).toHaveText("2", { timeout: 60_000 });
   await expect(page.getByTestId("toast").filter({ hasText: `Finished: run #${driftId} ` })).toHaveCount(0);
 });
+
+test("the picker says it is loading while another page is on its way, and keeps the old rows", async ({ page }) => {
+  await openNewBackupSet(page, TENANT, "E2E picker busy");
+  const picker = await openPicker(page);
+  const pager = picker.getByRole("navigation", { name: "Pages" });
+  await expect(pager).toContainText("Page 1 of 2 · 96 policies");
+  const results = picker.getByTestId("picker-results");
+  const status = picker.getByRole("status").filter({ hasText: "Loading policies…" });
+  await expect(results).not.toHaveAttribute("aria-busy", "true");
+  await expect(status).toHaveCount(0);
+  // Hold the next page's answer until the busy state has been seen.
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  await page.route("**/api/policies/list*", async (route) => {
+    await held;
+    await route.continue();
+  });
+  await pager.getByRole("button", { name: "Next" }).click();
+  await expect(results).toHaveAttribute("aria-busy", "true");
+  await expect(status).toBeVisible();
+  // The old rows stay meanwhile.
+  await expect(picker.getByTestId("policy-row")).toHaveCount(50);
+  release();
+  await expect(pager).toContainText("Page 2 of 2");
+  await expect(picker.getByTestId("policy-row")).toHaveCount(46);
+  await expect(results).not.toHaveAttribute("aria-busy", "true");
+  await expect(status).toHaveCount(0);
+  await page.unroute("**/api/policies/list*");
+});

@@ -226,6 +226,7 @@ pub fn PolicyPicker(
     // However the picker closes (Escape, Close, a queued run), the focus goes back to the
     // "Add policies" button that opened it, unless the member has moved it elsewhere.
     on_cleanup(return_focus_to_opener);
+    let (refreshing, set_refreshing) = signal(false);
 
     view! {
         <section
@@ -245,50 +246,63 @@ pub fn PolicyPicker(
                 </button>
             </div>
             <PickerFilters search policy_type platform page policies selection />
-            <Transition fallback=|| view! { <Loading what="policies" /> }>
-                {move || Suspend::new(async move {
-                    let data = match policies.await {
-                        Ok(data) => data,
-                        Err(error) => return view! { <ErrorMessage error /> }.into_any(),
-                    };
-                    let total = data.total;
-                    let addable = match addable.await {
-                        Ok(addable) => addable,
-                        Err(error) => return view! { <ErrorMessage error /> }.into_any(),
-                    };
-                    view! {
-                        <div class="picker-bulk">
-                            <button
-                                type="button"
-                                class="link-button"
-                                data-testid="select-all-matching"
-                                disabled=move || select_all.pending().get() || addable == 0
-                                on:click=select_all_matching
-                            >
-                                {move || if select_all.pending().get() {
-                                    "Selecting…".to_owned()
-                                } else {
-                                    select_all_label(total, addable)
-                                }}
-                            </button>
-                            // Also abandons a "Select all" on its way.
-                            <button
-                                type="button"
-                                class="link-button"
-                                disabled=move || count() == 0 && !select_all.pending().get()
-                                on:click=move |_| selection.clear()
-                            >
-                                "Clear selection"
-                            </button>
-                        </div>
-                        {if total == 0 {
-                            view! { <p class="empty-hint">"No policies match. Change the search or the filters."</p> }.into_any()
-                        } else {
-                            view! { <PickerTable data selection sort page /> }.into_any()
-                        }}
-                    }.into_any()
-                })}
-            </Transition>
+            // While another page, order or filter is on its way, the old rows stay: the region
+            // says it is busy and a status says what is coming.
+            <div
+                class="picker-results"
+                data-testid="picker-results"
+                aria-busy=move || refreshing.get().then_some("true")
+            >
+                <Transition fallback=|| view! { <Loading what="policies" /> } set_pending=set_refreshing>
+                    {move || Suspend::new(async move {
+                        let data = match policies.await {
+                            Ok(data) => data,
+                            Err(error) => return view! { <ErrorMessage error /> }.into_any(),
+                        };
+                        let total = data.total;
+                        let addable = match addable.await {
+                            Ok(addable) => addable,
+                            Err(error) => return view! { <ErrorMessage error /> }.into_any(),
+                        };
+                        view! {
+                            <Show when=move || refreshing.get()>
+                                <p class="loading" role="status" data-testid="picker-loading">
+                                    "Loading policies…"
+                                </p>
+                            </Show>
+                            <div class="picker-bulk">
+                                <button
+                                    type="button"
+                                    class="link-button"
+                                    data-testid="select-all-matching"
+                                    disabled=move || select_all.pending().get() || addable == 0
+                                    on:click=select_all_matching
+                                >
+                                    {move || if select_all.pending().get() {
+                                        "Selecting…".to_owned()
+                                    } else {
+                                        select_all_label(total, addable)
+                                    }}
+                                </button>
+                                // Also abandons a "Select all" on its way.
+                                <button
+                                    type="button"
+                                    class="link-button"
+                                    disabled=move || count() == 0 && !select_all.pending().get()
+                                    on:click=move |_| selection.clear()
+                                >
+                                    "Clear selection"
+                                </button>
+                            </div>
+                            {if total == 0 {
+                                view! { <p class="empty-hint">"No policies match. Change the search or the filters."</p> }.into_any()
+                            } else {
+                                view! { <PickerTable data selection sort page /> }.into_any()
+                            }}
+                        }.into_any()
+                    })}
+                </Transition>
+            </div>
             <SubmitBar tenant backup_set_id action selection select_all />
         </section>
     }
