@@ -80,7 +80,6 @@ pub fn CancelRunButton(
         view! {
             <p
                 role="alertdialog"
-                aria-modal="true"
                 aria-label="Confirm cancel"
                 data-testid="cancel-confirm"
                 on:keydown=move |ev| {

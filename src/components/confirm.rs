@@ -47,9 +47,12 @@ pub(super) fn focus_lost() -> bool {
     }
 }
 
-/// Keeps Tab and Shift+Tab inside an open question (a modal `alertdialog` in the button's
-/// place): they cycle between its enabled buttons instead of leaving it while it still asks.
-/// Call it from the question's `keydown` handler; Escape is the way out.
+/// Keeps Tab and Shift+Tab inside an open question (an `alertdialog` in the button's place):
+/// they cycle between its enabled buttons instead of leaving it while it still asks. Call it
+/// from the question's `keydown` handler; Escape is the way out. The question is not marked
+/// `aria-modal`: the rest of the page stays usable (a click elsewhere, another row's question),
+/// so a screen reader must not hide it. `current_target` is the question because Leptos'
+/// event delegation is off (its `delegation` feature is not enabled).
 pub(super) fn trap_tab(ev: &leptos::ev::KeyboardEvent) {
     use leptos::wasm_bindgen::JsCast;
     use leptos::web_sys::{Element, HtmlElement};
@@ -62,7 +65,6 @@ pub(super) fn trap_tab(ev: &leptos::ev::KeyboardEvent) {
     else {
         return;
     };
-    ev.prevent_default();
     let all = question.get_elements_by_tag_name("button");
     let buttons: Vec<HtmlElement> = (0..all.length())
         .filter_map(|i| all.item(i))
@@ -70,8 +72,10 @@ pub(super) fn trap_tab(ev: &leptos::ev::KeyboardEvent) {
         .filter_map(|button| button.dyn_into::<HtmlElement>().ok())
         .collect();
     if buttons.is_empty() {
+        // Nothing to go to: Tab keeps its usual way rather than doing nothing.
         return;
     }
+    ev.prevent_default();
     let active = document().active_element();
     let at = buttons.iter().position(|button| {
         active
@@ -147,7 +151,6 @@ pub fn ConfirmButton(
             <p
                 class="confirm"
                 role="alertdialog"
-                aria-modal="true"
                 aria-label=label
                 on:keydown=move |ev| {
                     trap_tab(&ev);
