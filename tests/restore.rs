@@ -71,6 +71,7 @@ both_backends!(local Fixture:
     a_secret_in_one_of_several_collection_instances_is_never_restored_by_a_guess,
     a_secret_among_collection_instances_in_intune_is_never_restored_by_a_guess,
     the_preview_read_names_its_execute_while_it_is_queued_or_running,
+    the_preview_read_names_its_execute_cancelled_while_its_claim_still_writes,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -2824,24 +2825,58 @@ async fn a_secret_among_collection_instances_in_intune_is_never_restored_by_a_gu
 /// A page opened at a preview whose execute is queued or running (a reload, a second tab)
 /// learns of that execute from the preview's read: the wizard shows its progress instead of
 /// offering Execute (which would only get the same run back) and "Nothing is written until you
-/// execute.". Once the execute ended, none is running (and the preview is spent).
+/// execute.". Once the execute ended, the read still names it (the one execute of the
+/// preview), whose end the wizard shows, and the preview is spent.
 async fn the_preview_read_names_its_execute_while_it_is_queued_or_running(f: Fixture) {
     let backup = f.backup().await;
     let (preview, plan) = f.preview(backup.set, &backup.ids()).await;
-    assert_eq!(plan.running_execute, None, "not executed yet");
+    assert_eq!(plan.execute_run, None, "not executed yet");
     assert_eq!(plan.not_executable, None);
     let run_id = f.queue_execute(preview).await;
     let plan = f.plan(preview).await;
-    assert_eq!(plan.running_execute, Some(run_id), "queued");
+    assert_eq!(plan.execute_run, Some(run_id), "queued");
     f.set_run(run_id, "status = 'running'").await;
-    assert_eq!(
-        f.plan(preview).await.running_execute,
-        Some(run_id),
-        "running"
-    );
+    assert_eq!(f.plan(preview).await.execute_run, Some(run_id), "running");
     f.set_run(run_id, "status = 'pending'").await;
     f.finish(run_id).await;
     let plan = f.plan(preview).await;
-    assert_eq!(plan.running_execute, None, "ended");
+    assert_eq!(plan.execute_run, Some(run_id), "ended");
     assert_eq!(plan.not_executable, Some(GateFailure::AlreadyExecuted));
+}
+
+/// An execute cancelled while running is `cancelled` at once, but its claim still writes to
+/// Intune until it let go of its lease (the run is not settled): a page opened at the preview
+/// meanwhile must still follow that execute, not say "Nothing is written until you execute."
+/// and offer a new preview. It stays named once settled.
+async fn the_preview_read_names_its_execute_cancelled_while_its_claim_still_writes(f: Fixture) {
+    let backup = f.backup().await;
+    let (preview, _) = f.preview(backup.set, &backup.ids()).await;
+    let run_id = f.queue_execute(preview).await;
+    // Held by a live claim (of another task of this instance): running, its lease an hour ahead.
+    sqlx::query(
+        "UPDATE runs SET status = 'running', attempt = 1, lease_owner = $3, \
+         lease_expires_at = $2 WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(now_ms() + 3_600_000)
+    .bind(f.worker.id())
+    .execute(f.app.db.pool())
+    .await
+    .unwrap();
+    f.app
+        .cancel_run(&f.manager, CONTOSO, run_id)
+        .await
+        .expect("the manager cancels the running execute");
+    let detail = f.detail(run_id).await;
+    assert_eq!(detail.status, RunStatus::Cancelled);
+    assert!(!detail.settled, "its claim still holds it");
+    assert_eq!(
+        f.plan(preview).await.execute_run,
+        Some(run_id),
+        "cancelled, its claim still writing"
+    );
+    // The claim let go: settled, and still the preview's one execute.
+    f.set_run(run_id, "lease_expires_at = NULL").await;
+    assert!(f.detail(run_id).await.settled);
+    assert_eq!(f.plan(preview).await.execute_run, Some(run_id), "settled");
 }

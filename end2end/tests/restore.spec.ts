@@ -392,6 +392,7 @@ async function confirm(page: Page) {
 }
 
 const RUNNING = "A restore of this preview is running.";
+const EXECUTED = "This preview was executed already.";
 
 // A new preview started while the execute runs would drop the execute's answer and say
 // "Nothing is written until you execute." while Intune is written, and offer Execute again.
@@ -469,8 +470,10 @@ test("a second page on a preview whose execute runs shows that run, and its Exec
     await expect(status).toHaveAttribute("data-status", "completed", { timeout: 120_000 });
     await expect(third.getByTestId("execute-status")).toHaveAttribute("data-status", "completed", { timeout: 30_000 });
     await expect(third.getByRole("button", { name: "Execute" })).toBeDisabled();
+    await expect(third.getByTestId("execute-reasons")).toContainText(EXECUTED);
     await expect(third.getByRole("button", { name: "Run preview (dry-run)" })).toBeEnabled();
   } finally {
     await demoKnobs(page);
   }
 });
+

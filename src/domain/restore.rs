@@ -323,10 +323,11 @@ pub struct RestorePreview {
     pub expires_in_ms: Option<i64>,
     /// The tenant's display name, which the confirmation asks to type.
     pub tenant_name: String,
-    /// The execute of this preview that is queued or running, if any: a page opened at the
-    /// preview meanwhile (a reload, a second tab) shows its progress instead of offering
-    /// Execute, which would only get the same run back.
-    pub running_execute: Option<i64>,
+    /// The execute of this preview, if any, whatever its status (one per preview): a page
+    /// opened at the preview (a reload, a second tab) follows it instead of offering Execute,
+    /// which would only get the same run back, until it settled (a cancelled execute is still
+    /// written to until its claim let go), then shows how it ended.
+    pub execute_run: Option<i64>,
 }
 
 /// "1 policy", "2 policies": a count of policies as the wizard states it.

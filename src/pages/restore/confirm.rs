@@ -41,8 +41,9 @@ pub struct ExecuteState {
     settled: RwSignal<BTreeSet<i64>>,
     /// This page's execute: the server's answer, while it is the preview's or not settled.
     answered: Memo<Option<SubmittedRun>>,
-    /// The run step 5 shows: this page's execute, else the one of the preview (read with it)
-    /// queued or running when the page opened it.
+    /// The run step 5 shows: this page's execute, else the preview's own (read with it; one per
+    /// preview, whatever its status): a page opened at a preview whose execute runs, was
+    /// cancelled while its claim still writes, or ended follows it and shows how it ended.
     shown: Memo<Option<i64>>,
     /// Whether an execute is on its way or its run has not settled.
     pub busy: Memo<bool>,
@@ -64,7 +65,7 @@ impl ExecuteState {
                 current.with(|p| {
                     p.as_ref()
                         .filter(|p| Some(p.run_id) == now)
-                        .and_then(|p| p.running_execute)
+                        .and_then(|p| p.execute_run)
                 })
             })
         });
@@ -83,7 +84,21 @@ impl ExecuteState {
             busy,
         }
     }
+
+    /// The execute shown once step 5 read it settled: the preview is spent (one execute per
+    /// preview), and Execute stays disabled for good.
+    pub fn ended(&self) -> Option<i64> {
+        let settled = self.settled;
+        self.shown
+            .get()
+            .filter(|id| settled.with(|s| s.contains(id)))
+    }
 }
+
+/// Why Execute stays disabled once the preview's execute ended, until the preview read again
+/// says how (executed already, or stopped with no write recorded).
+pub const EXECUTE_ENDED: &str =
+    "The execute of this preview has ended. Run the preview again to restore again.";
 
 /// Why Execute is disabled now (the role aside, shown beside the button); empty when it is not.
 fn reasons(
@@ -94,13 +109,28 @@ fn reasons(
     typed: &str,
     tenant_name: &str,
     busy: bool,
+    ended: bool,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
     if busy {
         reasons.push(EXECUTE_RUNNING.to_owned());
     }
+    // While its execute is still written (a cancelled one whose claim has not let go) the
+    // preview is not "executed already" nor "stopped with no write": it is running.
+    let spent_by_execute = |failure: &GateFailure| {
+        matches!(
+            failure,
+            GateFailure::AlreadyExecuted | GateFailure::ExecuteStoppedUnwritten
+        )
+    };
     match preview {
         None => reasons.push("Run the preview first.".to_owned()),
+        Some(preview)
+            if busy
+                && preview
+                    .not_executable
+                    .as_ref()
+                    .is_some_and(spent_by_execute) => {}
         Some(preview) => {
             let chosen: BTreeSet<i64> = preview.items.iter().map(|i| i.policy_id).collect();
             let same_scope = wizard.selected.with(|s| *s == chosen)
@@ -110,6 +140,9 @@ fn reasons(
                 reasons.push(OTHER_SOURCE.to_owned());
             } else if let Some(failure) = &preview.not_executable {
                 reasons.push(failure.message().to_owned());
+            } else if ended {
+                // Read before the execute ended: the preview read again says how it did.
+                reasons.push(EXECUTE_ENDED.to_owned());
             } else if expired {
                 reasons.push(GateFailure::PreviewExpired.message().to_owned());
             } else if !same_scope {
@@ -201,6 +234,7 @@ pub fn ConfirmStep(
                     &typed.get(),
                     name,
                     state.busy.get(),
+                    state.ended().is_some(),
                 )
             })
         })

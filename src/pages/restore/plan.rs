@@ -28,6 +28,18 @@ pub struct PreviewRead {
     resource: Resource<Result<Option<RestorePreview>, AppError>>,
     /// Bumped to read it again (while it runs; the same preview started again).
     tick: RwSignal<u64>,
+    /// The last answer read with its run's version (see [`use_preview`]).
+    last: StoredValue<Option<(i64, String, RestorePreview)>>,
+}
+
+impl PreviewRead {
+    /// Reads the preview again in full, even if its run did not move: what the preview says
+    /// of its execute (why it cannot be executed now) changes when the execute, another run,
+    /// ends.
+    fn read_again(self) {
+        self.last.set_value(None);
+        self.tick.update(|t| *t += 1);
+    }
 }
 
 /// Reads the preview named in the URL. Called by the page itself, never inside a `Suspend`: a
@@ -61,7 +73,11 @@ pub fn use_preview(tenant: Memo<String>, preview_id: Memo<Option<i64>>) -> Previ
             Ok(Some(preview))
         },
     );
-    PreviewRead { resource, tick }
+    PreviewRead {
+        resource,
+        tick,
+        last,
+    }
 }
 
 /// The preview button, the preview's plan, and the confirmation below it.
@@ -78,6 +94,7 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
     let PreviewRead {
         resource: preview,
         tick,
+        ..
     } = read;
     // A failed poll is tried again later, while the preview last read was active; one refused
     // for good (signed out, no longer a member, the preview gone) is not.
@@ -123,6 +140,7 @@ pub fn PreviewStep(wizard: Wizard, read: PreviewRead, tenant_name: String) -> im
     // An execute on its way or running holds the page at its preview until it settled.
     let execute = ExecuteState::new(wizard, current);
     let busy = execute.busy;
+    use_read_again_when_executed(execute, read);
     let active = move || current.with(|p| p.as_ref().is_some_and(|p| p.status.is_active()));
     let nothing_chosen = move || selected.with(BTreeSet::is_empty);
     let described = move || {
@@ -225,6 +243,27 @@ fn use_started_preview(
                 run.run_id,
             )));
         }
+    });
+}
+
+/// Once the execute step 5 follows has ended, the preview is read again: read while the
+/// execute ran (or while a cancelled one's claim still wrote), it said nothing of how it ended,
+/// and now says why it cannot be executed (executed already, or stopped with no write
+/// recorded), which Execute, disabled for good, shows. Once per execute; until that answer (or
+/// if it fails) Execute says that the execute ended.
+fn use_read_again_when_executed(execute: ExecuteState, read: PreviewRead) {
+    let read_for = StoredValue::new(BTreeSet::<i64>::new());
+    Effect::new(move |_| {
+        let Some(run_id) = execute.ended() else {
+            return;
+        };
+        if read_for.with_value(|done| done.contains(&run_id)) {
+            return;
+        }
+        read_for.update_value(|done| {
+            done.insert(run_id);
+        });
+        read.read_again();
     });
 }
 

@@ -399,7 +399,7 @@ pub async fn preview(
     let stored = load_preview(db, scope, preview_run_id).await?;
     let moved = backup_moved(db, scope.id(), &stored.input).await?;
     let executed = past_execute(db, scope.id(), preview_run_id).await?;
-    let running_execute = running_execute(db, scope.id(), preview_run_id).await?;
+    let execute_run = execute_run(db, scope.id(), preview_run_id).await?;
     let tenant_name = scope.summary().display_name.clone();
     let gates = gate_input(&stored, moved, executed, true, &tenant_name, &tenant_name);
     let not_executable = check_gates(&gates).err();
@@ -421,20 +421,22 @@ pub async fn preview(
         not_executable,
         expires_in_ms,
         tenant_name,
-        running_execute,
+        execute_run,
     })
 }
 
-/// The execute of this preview that is queued or running (one at most: `start_execute` reuses
-/// it), which a page opened at the preview meanwhile shows instead of offering Execute.
-async fn running_execute(
+/// The execute of this preview, whatever its status: one per preview ever (the unique index
+/// `runs_one_execute_per_preview`; `start_execute` reuses the one queued or running). A page
+/// opened at the preview follows it until it settled, not only while it is queued or running: a
+/// cancelled execute whose claim still writes (its lease held) is `cancelled` already.
+async fn execute_run(
     db: &Db,
     tenant_id: i64,
     preview_run_id: i64,
 ) -> Result<Option<i64>, AppError> {
     Ok(sqlx::query_scalar(
         "SELECT id FROM runs WHERE tenant_id = $1 AND operation_type = $2 AND target_id = $3 \
-           AND status IN ('pending', 'running') ORDER BY id DESC LIMIT 1",
+         ORDER BY id DESC LIMIT 1",
     )
     .bind(tenant_id)
     .bind(OperationType::RestoreExecute.as_str())
