@@ -477,3 +477,35 @@ test("a second page on a preview whose execute runs shows that run, and its Exec
   }
 });
 
+// Step 5 follows the execute until it read its run settled, and the wizard is busy until then:
+// a first read of the run that failed (a 5xx, a dropped request) was never tried again, so the
+// page stayed busy for good (Run preview disabled) with nothing of the run shown.
+test("a failed first read of the execute's run is tried again, and the wizard is free once it ended", async ({ page }) => {
+  test.setTimeout(120_000);
+  await signIn(page, "admin@contoso.example");
+  const { set } = await fabrikamSetRenamedSince(page, [8, 9]);
+  await confirmedPreviewOfSet(page, set, 2);
+  const preview = page.getByRole("button", { name: "Run preview (dry-run)" });
+  const execute = page.getByRole("button", { name: "Execute" });
+  const reasons = page.getByTestId("execute-reasons");
+  const status = page.getByTestId("execute-status");
+  await page.route("**/api/runs/get", (route) => route.fulfill({ status: 500, body: "boom" }), { times: 1 });
+  await execute.click();
+  await expect(page.getByTestId("execute-retrying")).toBeVisible();
+  await expect(preview).toBeDisabled();
+  await expect(status).toHaveAttribute("data-status", "completed", { timeout: 60_000 });
+  await expect(page.getByTestId("execute-summary")).toContainText("2 of 2 now match the backup");
+  await expect(page.getByTestId("execute-retrying")).toHaveCount(0);
+  await expect(preview).toBeEnabled();
+  // The preview is spent: Execute stays disabled, and says why.
+  await expect(execute).toBeDisabled();
+  await expect(reasons).toContainText(EXECUTED);
+
+  // A reload at the executed preview shows how its execute ended, not "Nothing is written".
+  await openHydrated(page, page.url());
+  await expect(status).toHaveAttribute("data-status", "completed");
+  await expect(page.getByTestId("restore-execute")).not.toContainText("Nothing is written");
+  await expect(reasons).toContainText(EXECUTED);
+  await expect(execute).toBeDisabled();
+  await expect(preview).toBeEnabled();
+});

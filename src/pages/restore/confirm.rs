@@ -12,7 +12,8 @@ use super::Wizard;
 use crate::api::restore::ExecuteRestore;
 use crate::api::runs::{get_run, run_version};
 use crate::components::{
-    use_poll_while, ErrorMessage, LastRead, Loading, NeedsRole, PollTrouble, RunStatusBadge,
+    poll_delay, use_poll_while, ErrorMessage, LastRead, Loading, NeedsRole, PollTrouble,
+    RunStatusBadge,
 };
 use crate::domain::restore::{policies_of, typed_name_matches, GateFailure, RestorePreview};
 use crate::domain::run_detail::RunDetail;
@@ -37,7 +38,8 @@ pub struct ExecuteState {
     /// The preview each execute was sent for: an answer that arrives after another preview was
     /// opened is not that preview's, once its run settled.
     sent_for: RwSignal<Option<i64>>,
-    /// The runs step 5 has seen settled.
+    /// The runs step 5 has seen settled, or can no longer read (refused for good: signed out,
+    /// no longer a member, the run gone): nothing more to follow.
     settled: RwSignal<BTreeSet<i64>>,
     /// This page's execute: the server's answer, while it is the preview's or not settled.
     answered: Memo<Option<SubmittedRun>>,
@@ -337,7 +339,8 @@ pub fn ConfirmStep(
 fn ExecuteProgress(
     tenant: String,
     run_id: i64,
-    /// Where the run is recorded once it was read settled (the wizard is busy until then).
+    /// Where the run is recorded once it was read settled, or refused for good (the wizard is
+    /// busy until then).
     settled: RwSignal<BTreeSet<i64>>,
 ) -> impl IntoView {
     let tick = RwSignal::new(0_u64);
@@ -381,8 +384,15 @@ fn ExecuteProgress(
             })
         })
     });
+    use_first_read_retried(run, tick);
+    // A read refused for good (signed out, no longer a member, the run gone) shows its error
+    // and leaves nothing to follow: the wizard is not held busy by a run it cannot read.
     Effect::new(move |_| {
-        let done = run.with(|read| matches!(read, Some(Ok(detail)) if detail.settled));
+        let done = run.with(|read| match read {
+            Some(Ok(detail)) => detail.settled,
+            Some(Err(error)) => error.ends_polling(),
+            None => false,
+        });
         if done && !settled.with_untracked(|s| s.contains(&run_id)) {
             settled.update(|s| {
                 s.insert(run_id);
@@ -414,11 +424,65 @@ fn ExecuteProgress(
                                 <p class="run-summary" data-testid="execute-summary">{summary}</p>
                             })}
                         }.into_any(),
-                        Err(error) => view! { <ErrorMessage error /> }.into_any(),
+                        Err(error) => {
+                            let again = !error.ends_polling();
+                            view! {
+                                <ErrorMessage error />
+                                {again.then(|| view! {
+                                    <p class="muted small" role="status" data-testid="execute-retrying">
+                                        "Could not read the restore run — trying again…"
+                                    </p>
+                                })}
+                            }.into_any()
+                        }
                     }
                 })
             }}
         </Transition>
         <PollTrouble failures />
     }
+}
+
+/// The longest wait between tries of a first read that failed.
+const FIRST_READ_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The poll ([`use_poll_while`]) tries again a read that failed only after one that was still
+/// moving: a first read of the execute that failed for a passing reason (a 5xx, a dropped
+/// request) would never be tried again, and the wizard, busy until it reads the run settled,
+/// would stay busy for good (no new preview) with nothing of the run shown. It is tried again
+/// here, waiting longer each time, until one read works (the poll takes over) or is refused for
+/// good. Effects run in the browser only; a pending try is cleared when step 5 goes away.
+fn use_first_read_retried(run: Resource<Result<RunDetail, AppError>>, tick: RwSignal<u64>) {
+    let read_once = StoredValue::new(false);
+    let failures = StoredValue::new(0_u32);
+    // The tick whose failure was counted: a failure re-evaluated twice counts once.
+    let failed_at = StoredValue::new(None::<u64>);
+    Effect::new(move |_| {
+        let failed = run.with(|read| match read {
+            Some(Ok(_)) => {
+                read_once.set_value(true);
+                false
+            }
+            Some(Err(error)) => !error.ends_polling() && !read_once.get_value(),
+            None => false,
+        });
+        if !failed {
+            return;
+        }
+        let at = tick.get_untracked();
+        if failed_at.get_value() != Some(at) {
+            failed_at.set_value(Some(at));
+            failures.update_value(|n| *n = n.saturating_add(1));
+        }
+        let doubled = 1_u32 << failures.get_value().min(5);
+        let wait = poll_delay()
+            .saturating_mul(doubled)
+            .min(FIRST_READ_RETRY_MAX);
+        let again = move || {
+            tick.try_update(|t| *t += 1);
+        };
+        if let Ok(handle) = set_timeout_with_handle(again, wait) {
+            on_cleanup(move || handle.clear());
+        }
+    });
 }
