@@ -249,6 +249,21 @@ impl Fixture {
             .unwrap();
     }
 
+    /// Marks run `run_id` running under a live claim of this instance (in another of its
+    /// tasks): attempt 1, its lease an hour ahead, so this instance's worker does not take it.
+    async fn hold_by_live_claim(&self, run_id: i64) {
+        sqlx::query(
+            "UPDATE runs SET status = 'running', attempt = 1, lease_owner = $3, \
+             lease_expires_at = $2 WHERE id = $1",
+        )
+        .bind(run_id)
+        .bind(now_ms() + 3_600_000)
+        .bind(self.worker.id())
+        .execute(self.app.db.pool())
+        .await
+        .unwrap();
+    }
+
     /// Starts the execute of `preview` as the manager, queued for a claim that takes it over
     /// ([`Self::as_taken_over`]); its id.
     async fn queue_takeover(&self, preview: i64) -> i64 {
@@ -2579,16 +2594,7 @@ async fn a_preview_never_adopts_the_create_of_an_execute_still_running(f: Fixtur
     // Held by a live claim of this instance (in another of its tasks): its worker does not take
     // it again, and the tenant's preview may still be claimed here (a live claim of another
     // instance would keep the tenant's runs on that instance).
-    sqlx::query(
-        "UPDATE runs SET status = 'running', attempt = 1, lease_owner = $3, \
-         lease_expires_at = $2 WHERE id = $1",
-    )
-    .bind(run_id)
-    .bind(now_ms() + 3_600_000)
-    .bind(f.worker.id())
-    .execute(f.app.db.pool())
-    .await
-    .unwrap();
+    f.hold_by_live_claim(run_id).await;
     f.announce_create(run_id, id, now_ms()).await;
     let landed = f
         .write_directly(PolicyType::DeviceConfiguration, snapshot, None)
@@ -2853,16 +2859,7 @@ async fn the_preview_read_names_its_execute_cancelled_while_its_claim_still_writ
     let (preview, _) = f.preview(backup.set, &backup.ids()).await;
     let run_id = f.queue_execute(preview).await;
     // Held by a live claim (of another task of this instance): running, its lease an hour ahead.
-    sqlx::query(
-        "UPDATE runs SET status = 'running', attempt = 1, lease_owner = $3, \
-         lease_expires_at = $2 WHERE id = $1",
-    )
-    .bind(run_id)
-    .bind(now_ms() + 3_600_000)
-    .bind(f.worker.id())
-    .execute(f.app.db.pool())
-    .await
-    .unwrap();
+    f.hold_by_live_claim(run_id).await;
     f.app
         .cancel_run(&f.manager, CONTOSO, run_id)
         .await

@@ -102,6 +102,15 @@ impl ExecuteState {
 pub const EXECUTE_ENDED: &str =
     "The execute of this preview has ended. Run the preview again to restore again.";
 
+/// Where the preview's execute stands, as step 5 follows it.
+#[derive(Clone, Copy)]
+struct ExecuteProgress {
+    /// Requested, or running and not yet settled.
+    busy: bool,
+    /// Settled since the preview was read.
+    ended: bool,
+}
+
 /// Why Execute is disabled now (the role aside, shown beside the button); empty when it is not.
 fn reasons(
     wizard: Wizard,
@@ -110,9 +119,9 @@ fn reasons(
     reviewed: bool,
     typed: &str,
     tenant_name: &str,
-    busy: bool,
-    ended: bool,
+    progress: ExecuteProgress,
 ) -> Vec<String> {
+    let ExecuteProgress { busy, ended } = progress;
     let mut reasons = Vec::new();
     if busy {
         reasons.push(EXECUTE_RUNNING.to_owned());
@@ -235,8 +244,10 @@ pub fn ConfirmStep(
                     reviewed.get(),
                     &typed.get(),
                     name,
-                    state.busy.get(),
-                    state.ended().is_some(),
+                    ExecuteProgress {
+                        busy: state.busy.get(),
+                        ended: state.ended().is_some(),
+                    },
                 )
             })
         })
