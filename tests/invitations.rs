@@ -27,6 +27,7 @@ both_backends!(TestApp:
     a_link_whose_inviter_may_no_longer_invite_brings_no_one_in,
     an_owner_demoted_while_changing_members_changes_no_one,
     a_decomposed_address_names_the_account_of_its_composed_form,
+    joining_twice_with_the_account_is_one_join,
 );
 
 const INVITEE: &str = "new.person@example.org";
@@ -126,11 +127,15 @@ async fn an_invitation_makes_the_account_and_the_membership_once(app: TestApp) {
         .await;
     assert_eq!(signed_in.status(), 200);
 
-    // The link works once.
+    // The link works once: its page says it was used; an acceptance that is not the account's
+    // own session is told to sign in (that session's is answered as the first, see
+    // `joining_twice_with_the_account_is_one_join`).
     let again = refused_accept(&app, &token, "Someone Else", "another long password").await;
     assert_eq!(again.status, 409);
-    assert!(again.body.contains("already been used"), "{}", again.body);
-    assert_eq!(refused_preview(&app, &token).await.status, 409);
+    assert!(again.body.contains("exists already"), "{}", again.body);
+    let used = refused_preview(&app, &token).await;
+    assert_eq!(used.status, 409);
+    assert!(used.body.contains("already been used"), "{}", used.body);
     assert_eq!(users_with(&app, INVITEE).await, 1);
     let name: String = sqlx::query_scalar("SELECT display_name FROM users WHERE email = $1")
         .bind(INVITEE)
@@ -769,4 +774,70 @@ async fn a_decomposed_address_names_the_account_of_its_composed_form(app: TestAp
     assert_eq!(signed_in.status(), 200);
     assert_eq!(app.count("users").await, accounts, "no second account");
     assert_eq!(users_with(&app, COMPOSED).await, 1);
+}
+
+/// "Join the tenant" of the account's session, as the page sends it (no name, no password):
+/// the status and the body.
+async fn join_as(app: &TestApp, session: &str, token: &str) -> (u16, String) {
+    let response = app
+        .call_as(
+            session,
+            "invitations/accept",
+            &[("token", token), ("name", ""), ("password", "")],
+        )
+        .await;
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("an answer"))
+}
+
+/// The `invitation.accept` rows of the audit log.
+async fn acceptances_audited(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'invitation.accept'")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// "Join the tenant" sent twice by the account's session (a double click, a retry after the
+/// first answer was lost) is one join: both answers go to the tenant, and the second writes
+/// nothing (one membership, one `invitation.accept`). The same goes for the session of an
+/// account the link made. Anyone else still gets the 409.
+async fn joining_twice_with_the_account_is_one_join(app: TestApp) {
+    let owner = app.sign_in(ADMIN).await;
+    let contoso = invite(&app, &owner, INVITEE, "operator").await;
+    let (accepted, cookie) = app.accept_invitation(&contoso, "Nova", PASSWORD).await;
+    accepted.expect("the invitation is accepted");
+    let invitee = cookie.expect("signed in");
+    // The account's session sends the acceptance again: it goes to Contoso, as the first did.
+    let (status, body) = join_as(&app, &invitee, &contoso).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, format!("\"/t/{CONTOSO}/backup-sets\""));
+
+    // An invitation of the account (made through Contoso's link) into Fabrikam: its session
+    // joins, twice.
+    let outcome = app
+        .add_member(&owner, common::FABRIKAM, INVITEE, "readonly")
+        .await
+        .expect("the owner adds the address to Fabrikam");
+    let AddMemberOutcome::Invited { link, .. } = outcome else {
+        panic!("an invitation of the account, not {outcome:?}");
+    };
+    let fabrikam = link.rsplit_once("#token=").expect("a token").1;
+    let audited = acceptances_audited(&app).await;
+    let memberships = app.count("memberships").await;
+    let first = join_as(&app, &invitee, fabrikam).await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(first.1, format!("\"/t/{}/backup-sets\"", common::FABRIKAM));
+    let again = join_as(&app, &invitee, fabrikam).await;
+    assert_eq!(again, first, "the second join is answered as the first");
+    assert_eq!(app.count("memberships").await, memberships + 1);
+    assert_eq!(acceptances_audited(&app).await, audited + 1);
+
+    // Anyone else is refused, with nothing written.
+    let (status, _) = join_as(&app, &owner, fabrikam).await;
+    assert_eq!(status, 409);
+    let refused = refused_accept(&app, fabrikam, "Someone", PASSWORD).await;
+    assert_eq!(refused.status, 409, "{refused:?}");
+    assert_eq!(app.count("memberships").await, memberships + 1);
+    assert_eq!(acceptances_audited(&app).await, audited + 1);
 }

@@ -7,7 +7,10 @@
 //! consent, see `members::add_or_invite`) is accepted by that account's session instead. An
 //! invitation is written only while its inviter may invite, and used only while they still
 //! may: a demoted or removed inviter's links bring no one in. An address whose account is a
-//! member is not invited, and a removed member's address loses its pending invitations.
+//! member is not invited, and a removed member's address loses its pending invitations. The
+//! session of the account that used a link may send the acceptance again (a double click, a
+//! retry after a lost answer) while it is a member: it is answered as the first time, and
+//! nothing is written.
 
 use sqlx::FromRow;
 
@@ -224,22 +227,47 @@ pub async fn revoke(db: &Db, scope: &TenantScope, actor: i64, id: i64) -> Result
 /// An invitation as its token finds it.
 #[derive(FromRow)]
 struct Found {
+    #[sqlx(rename = "external_id")]
+    tenant_external_id: String,
     #[sqlx(rename = "display_name")]
     tenant_name: String,
     email: String,
     role: Role,
     expires_at: i64,
     accepted_at: Option<i64>,
+    accepted_by: Option<i64>,
     /// The inviter's role in the tenant now (`None`: no longer a member, or no inviter).
     inviter_role: Option<Role>,
+    /// The role in the tenant now of the account that used the invitation (`None`: unused, or
+    /// that account is no longer a member).
+    acceptor_role: Option<Role>,
+}
+
+impl Found {
+    /// The account that used the invitation, while it is still a member of the tenant: its
+    /// session sending the acceptance again (a double click, a retry after the answer was lost)
+    /// is answered as the first time ([`join`]). Once removed, the link stays used.
+    fn joined_by(&self) -> Option<i64> {
+        let used = self.accepted_at.is_some() && self.acceptor_role.is_some();
+        self.accepted_by.filter(|_| used)
+    }
+
+    /// The tenant the invitation is for, as a successful acceptance answers it.
+    fn tenant(self) -> TenantSummary {
+        TenantSummary {
+            external_id: self.tenant_external_id,
+            display_name: self.tenant_name,
+        }
+    }
 }
 
 async fn find(db: &Db, token: &InvitationToken) -> Result<Found, AppError> {
     sqlx::query_as(
-        "SELECT t.display_name, i.email, i.role, i.expires_at, i.accepted_at, \
-         m.role AS inviter_role \
+        "SELECT t.external_id, t.display_name, i.email, i.role, i.expires_at, i.accepted_at, \
+         i.accepted_by, m.role AS inviter_role, a.role AS acceptor_role \
          FROM invitations i JOIN tenants t ON t.id = i.tenant_id \
          LEFT JOIN memberships m ON m.tenant_id = i.tenant_id AND m.user_id = i.invited_by \
+         LEFT JOIN memberships a ON a.tenant_id = i.tenant_id AND a.user_id = i.accepted_by \
          WHERE i.token_hash = $1",
     )
     .bind(token_hash(token))
@@ -288,24 +316,26 @@ async fn check_inviter(
 
 /// What the accept page shows, or why the link cannot be used.
 pub async fn preview(db: &Db, token: &InvitationToken) -> Result<InvitationPreview, AppError> {
-    let (preview, _) = usable(db, token).await?;
+    let (preview, _) = usable(db, find(db, token).await?).await?;
     Ok(preview)
 }
 
 /// Checks the token before the (slow) password hash is computed, so a link that cannot be used
 /// costs the server one indexed read. Answers the account the invited address already has, if
-/// any: such an invitation is accepted by [`join`], by that account's session.
+/// any: such an invitation is accepted by [`join`], by that account's session. A used
+/// invitation whose account is still a member answers that account too: its session sending
+/// the acceptance again is answered by [`join`] as the first time (anyone else's is refused).
 pub async fn check_usable(db: &Db, token: &InvitationToken) -> Result<Option<i64>, AppError> {
-    let (_, account) = usable(db, token).await?;
+    let found = find(db, token).await?;
+    if let Some(member) = found.joined_by() {
+        return Ok(Some(member));
+    }
+    let (_, account) = usable(db, found).await?;
     Ok(account)
 }
 
-/// The invitation behind a usable token, and the account its address has, if any.
-async fn usable(
-    db: &Db,
-    token: &InvitationToken,
-) -> Result<(InvitationPreview, Option<i64>), AppError> {
-    let found = find(db, token).await?;
+/// The invitation `found` if it is usable, and the account its address has, if any.
+async fn usable(db: &Db, found: Found) -> Result<(InvitationPreview, Option<i64>), AppError> {
     if let Some(error) = unusable(&found, Timestamp::now().millis()) {
         return Err(error);
     }
@@ -335,7 +365,9 @@ pub fn sign_in_first() -> AppError {
 /// Uses the invitation for the existing account `user_id` (whose session the caller checked):
 /// marks it accepted and adds the membership with the invited role, in one transaction. The
 /// invitation must name the account's address; an account already a member is a 409 that
-/// leaves the invitation unused.
+/// leaves the invitation unused. The account that used it already, still a member, is
+/// answered the tenant as the first time, with nothing written: a double click or a retry after
+/// a lost answer is harmless (see [`Found::joined_by`]).
 pub async fn join(
     db: &Db,
     token: &InvitationToken,
@@ -357,6 +389,9 @@ pub async fn join(
     let Some((invitation_id, tenant_id, role, inviter)) = claimed else {
         tx.rollback().await?;
         let found = find(db, token).await?;
+        if found.joined_by() == Some(user_id) {
+            return Ok(found.tenant());
+        }
         return Err(unusable(&found, now).unwrap_or_else(sign_in_first));
     };
     let mut tx = check_inviter(tx, tenant_id, inviter).await?;
