@@ -127,12 +127,12 @@ async fn an_invitation_makes_the_account_and_the_membership_once(app: TestApp) {
         .await;
     assert_eq!(signed_in.status(), 200);
 
-    // The link works once: its page says it was used; an acceptance that is not the account's
-    // own session is told to sign in (that session's is answered as the first, see
+    // The link works once: its page and an acceptance that is not the account's own session
+    // say it was used (that session's is answered as the first, see
     // `joining_twice_with_the_account_is_one_join`).
     let again = refused_accept(&app, &token, "Someone Else", "another long password").await;
     assert_eq!(again.status, 409);
-    assert!(again.body.contains("exists already"), "{}", again.body);
+    assert!(again.body.contains("already been used"), "{}", again.body);
     let used = refused_preview(&app, &token).await;
     assert_eq!(used.status, 409);
     assert!(used.body.contains("already been used"), "{}", used.body);
@@ -833,11 +833,27 @@ async fn joining_twice_with_the_account_is_one_join(app: TestApp) {
     assert_eq!(app.count("memberships").await, memberships + 1);
     assert_eq!(acceptances_audited(&app).await, audited + 1);
 
-    // Anyone else is refused, with nothing written.
-    let (status, _) = join_as(&app, &owner, fabrikam).await;
+    // Anyone else is told the link was used, with nothing written.
+    let (status, body) = join_as(&app, &owner, fabrikam).await;
     assert_eq!(status, 409);
+    assert!(body.contains("already been used"), "{body}");
     let refused = refused_accept(&app, fabrikam, "Someone", PASSWORD).await;
     assert_eq!(refused.status, 409, "{refused:?}");
+    assert!(refused.body.contains("already been used"), "{refused:?}");
     assert_eq!(app.count("memberships").await, memberships + 1);
     assert_eq!(acceptances_audited(&app).await, audited + 1);
+
+    // Whether the account is still a member is no one else's to learn from the link: once it
+    // has left Fabrikam, the answer to anyone else is the same, and its own session's is too.
+    let user = common::user_id(&app.db, INVITEE).await;
+    app.remove_member(&owner, common::FABRIKAM, user)
+        .await
+        .expect("the owner removes the account");
+    let after = refused_accept(&app, fabrikam, "Someone", PASSWORD).await;
+    assert_eq!((after.status, &after.body), (refused.status, &refused.body));
+    assert_eq!(
+        join_as(&app, &owner, fabrikam).await,
+        (status, body.clone())
+    );
+    assert_eq!(join_as(&app, &invitee, fabrikam).await, (status, body));
 }

@@ -68,16 +68,16 @@ pub async fn accept_invitation(
             let state = app_state()?;
             let db = &state.db;
             let token = InvitationToken::parse(&token)?;
-            if let Some(account) = invitations::check_usable(db, &token).await? {
+            if let Some(joiner) = invitations::check_usable(db, &token).await? {
                 // The address has an account: only that account's session joins with the link
                 // (the name and password are not used), and the link never sets a password.
                 let session = current_session().await?;
                 let signed_in =
                     session::signed_in_user(&session, db, &state.settings.sessions).await?;
-                if signed_in != Some(account) {
-                    return Err(invitations::sign_in_first());
+                if signed_in != Some(joiner.account()) {
+                    return Err(joiner.refusal());
                 }
-                let tenant = invitations::join(db, &token, account).await?;
+                let tenant = invitations::join(db, &token, joiner.account()).await?;
                 let next = routes::tenant_home(&tenant.external_id);
                 leptos_axum::redirect(&next);
                 return Ok(next);

@@ -281,11 +281,7 @@ async fn find(db: &Db, token: &InvitationToken) -> Result<Found, AppError> {
 /// invitations, and one written in the moment of it is refused the same way.
 fn unusable(found: &Found, now: i64) -> Option<AppError> {
     if found.accepted_at.is_some() {
-        Some(AppError::Conflict(
-            "This invitation has already been used. Sign in with its e-mail address, or ask \
-             the tenant's owner for a new invitation."
-                .into(),
-        ))
+        Some(already_used())
     } else if found.expires_at <= now {
         Some(AppError::Conflict(
             "This invitation has expired. Ask the tenant's owner for a new one.".into(),
@@ -320,18 +316,47 @@ pub async fn preview(db: &Db, token: &InvitationToken) -> Result<InvitationPrevi
     Ok(preview)
 }
 
+/// The account whose session alone may use a link ([`check_usable`]), and what anyone else is
+/// told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joiner {
+    /// The account the invited address has: its session joins with [`join`]; any other request
+    /// is told to sign in as it first.
+    Account(i64),
+    /// The account that used the link, still a member: its session sending the acceptance again
+    /// (a double click, a retry after a lost answer) is answered by [`join`] as the first time.
+    /// Any other request hears that the link was used, exactly as when that account has left
+    /// the tenant: the answer tells no one whether it is still a member.
+    Member(i64),
+}
+
+impl Joiner {
+    /// The account whose session the request must carry.
+    pub fn account(self) -> i64 {
+        match self {
+            Joiner::Account(account) | Joiner::Member(account) => account,
+        }
+    }
+
+    /// The refusal for a request that is not that account's session.
+    pub fn refusal(self) -> AppError {
+        match self {
+            Joiner::Account(_) => sign_in_first(),
+            Joiner::Member(_) => already_used(),
+        }
+    }
+}
+
 /// Checks the token before the (slow) password hash is computed, so a link that cannot be used
-/// costs the server one indexed read. Answers the account the invited address already has, if
-/// any: such an invitation is accepted by [`join`], by that account's session. A used
-/// invitation whose account is still a member answers that account too: its session sending
-/// the acceptance again is answered by [`join`] as the first time (anyone else's is refused).
-pub async fn check_usable(db: &Db, token: &InvitationToken) -> Result<Option<i64>, AppError> {
+/// costs the server one indexed read. Answers the account whose session alone may use the link,
+/// if the invited address has one ([`Joiner`]).
+pub async fn check_usable(db: &Db, token: &InvitationToken) -> Result<Option<Joiner>, AppError> {
     let found = find(db, token).await?;
     if let Some(member) = found.joined_by() {
-        return Ok(Some(member));
+        return Ok(Some(Joiner::Member(member)));
     }
     let (_, account) = usable(db, found).await?;
-    Ok(account)
+    Ok(account.map(Joiner::Account))
 }
 
 /// The invitation `found` if it is usable, and the account its address has, if any.
@@ -351,6 +376,15 @@ async fn usable(db: &Db, found: Found) -> Result<(InvitationPreview, Option<i64>
         existing_account: account.is_some(),
     };
     Ok((preview, account))
+}
+
+/// The refusal of a link that was used.
+fn already_used() -> AppError {
+    AppError::Conflict(
+        "This invitation has already been used. Sign in with its e-mail address, or ask the \
+         tenant's owner for a new invitation."
+            .into(),
+    )
 }
 
 /// The refusal when the invited address has an account and the request is not signed in as it.
