@@ -1,9 +1,9 @@
-import { expect, Page, test } from "@playwright/test";
+import { Browser, expect, Page, test } from "@playwright/test";
 import { call, CONTOSO, FABRIKAM, openHydrated, pageAs, signIn } from "./demo";
 
 // Fabrikam, whose owner is the demo admin; its operator is made an owner for a moment and
 // back (backup_sets.spec.ts expects Contoso unchanged). Contoso's manager is made an operator
-// for a moment and back.
+// for a moment and back, and joins Fabrikam for a moment (read-only, or as a second owner).
 
 test("invitations the server withdraws with their inviter's role leave the list; a failed withdrawal says why", async ({
   page,
@@ -290,4 +290,79 @@ test("a manager sees Change role, Remove and Withdraw disabled with the role the
     }
     await owner.context().close();
   }
+});
+
+/**
+ * Makes Contoso's manager a second owner of Fabrikam (the admin is the first) for `body`, which
+ * gets the admin's page (a context of its own); she leaves Fabrikam afterwards, if still there.
+ */
+async function withSecondFabrikamOwner(browser: Browser, body: (admin: Page, owner: string) => Promise<void>) {
+  const owner = "manager@contoso.example";
+  const admin = await pageAs(browser, "admin@contoso.example");
+  await call(admin, "members/add", { tenant: FABRIKAM, email: owner, role: "owner" });
+  try {
+    await body(admin, owner);
+  } finally {
+    const members = await call(admin, "members/list", { tenant: FABRIKAM });
+    for (const member of members.filter((m: { email: string }) => m.email === owner)) {
+      await call(admin, "members/remove", { tenant: FABRIKAM, user_id: String(member.user_id) });
+    }
+    await admin.context().close();
+  }
+}
+
+test("an owner who makes herself a manager sees the owner's actions disabled at once, with the role they need", async ({
+  page,
+  browser,
+}) => {
+  await withSecondFabrikamOwner(browser, async (admin, owner) => {
+    const invited = `e2e-demoted-view-${Date.now()}@example.com`;
+    await call(admin, "members/add", { tenant: FABRIKAM, email: invited, role: "readonly" });
+    try {
+      await signIn(page, owner);
+      await openHydrated(page, `/t/${FABRIKAM}/members`);
+      const rows = page.getByTestId("member-row");
+      const me = rows.filter({ hasText: owner });
+      await me.getByTestId("member-role").selectOption("manager");
+      await me.getByTestId("change-role").click();
+      await me.getByTestId("change-role-confirm").click();
+      await expect(me.getByTestId("member-role")).toHaveText(/manager/i);
+
+      // Without a reload: what only an owner may do is disabled, and says so.
+      const add = page.getByRole("button", { name: "Add member" });
+      await expect(add).toBeDisabled();
+      await expect(add).toHaveAccessibleDescription("Needs owner");
+      for (const row of [me, rows.filter({ hasText: "admin@contoso.example" })]) {
+        for (const testid of ["change-role", "remove-member"]) {
+          await expect(row.getByTestId(testid)).toBeDisabled();
+          await expect(row.getByTestId(testid)).toHaveAccessibleDescription("Needs owner");
+        }
+      }
+      const withdraw = page.getByTestId("invitation-row").filter({ hasText: invited }).getByTestId("revoke-invitation");
+      await expect(withdraw).toBeDisabled();
+      await expect(withdraw).toHaveAccessibleDescription("Needs owner");
+      await expect(page.getByTestId("needs-role").filter({ hasText: "Needs owner" }).first()).toBeVisible();
+      // Her select went with her rights: the focus goes to the heading, above the reason.
+      await expect(page.locator("#members-title")).toBeFocused();
+    } finally {
+      const pending = await call(admin, "invitations/list", { tenant: FABRIKAM });
+      for (const invitation of pending.filter((i: { email: string }) => i.email === invited)) {
+        await call(admin, "invitations/revoke", { tenant: FABRIKAM, id: String(invitation.id) });
+      }
+    }
+  });
+});
+
+test("an owner who removes herself goes to her tenants, where that tenant is no longer listed", async ({ page, browser }) => {
+  await withSecondFabrikamOwner(browser, async (_admin, owner) => {
+    await signIn(page, owner);
+    await openHydrated(page, `/t/${FABRIKAM}/members`);
+    const me = page.getByTestId("member-row").filter({ hasText: owner });
+    await me.getByTestId("remove-member").click();
+    await me.getByTestId("remove-member-confirm").click();
+    await expect(page.getByRole("heading", { name: "Your tenants" })).toBeVisible();
+    await expect(page).toHaveURL(/\/$/);
+    await expect(page.locator(`a[href*="${FABRIKAM}"]`)).toHaveCount(0);
+    await expect(page.locator(`a[href*="${CONTOSO}"]`)).toHaveCount(1);
+  });
 });

@@ -177,15 +177,25 @@ pub fn MembersPage() -> impl IntoView {
         },
     );
     // The last change's refusal (the last owner, a member gone meanwhile), until the next one.
+    // A change that went through may have been the user's own (an owner who made herself a
+    // manager, or left): she is read again, so what the page disables follows her new role,
+    // and the layout takes her to her tenants once she is no longer a member.
     let problem = RwSignal::new(None::<AppError>);
+    let answered = move |result: Result<(), AppError>| match result {
+        Ok(()) => {
+            problem.set(None);
+            page.me.refetch();
+        }
+        Err(error) => problem.set(Some(error)),
+    };
     Effect::new(move |_| {
         if let Some(result) = actions.change.value().get() {
-            problem.set(result.err());
+            answered(result);
         }
     });
     Effect::new(move |_| {
         if let Some(result) = actions.remove.value().get() {
-            problem.set(result.err());
+            answered(result);
         }
     });
     // The last withdrawal's refusal (gone meanwhile, not allowed), until the next one.
@@ -411,6 +421,14 @@ fn MemberRow(
         }
         .into_any()
     } else {
+        // The user changed her own role and may change roles no more: her select is gone with
+        // the table before, and the focus goes to the heading, above the reason now shown.
+        Effect::new(move |_| {
+            if changing.get_value() == Some(user_id) && !change.pending().get_untracked() {
+                changing.set_value(None);
+                removed.focus_heading();
+            }
+        });
         view! {
             <div class="member-role-change">
                 <span data-testid="member-role">{current.label()}</span>

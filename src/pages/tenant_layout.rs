@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::{
     components::{Outlet, Redirect},
-    hooks::use_params_map,
+    hooks::{use_navigate, use_params_map},
 };
 
 use crate::api::auth::current_user;
@@ -15,6 +15,8 @@ use crate::domain::{routes, AppError, Capability, Role, TenantExternalId};
 #[derive(Clone, Copy)]
 pub struct TenantPage {
     pub tenant: Memo<String>,
+    /// Read once with the layout, and again by the members page after a role change or a
+    /// removal, which may have been the user's own: what a page disables follows her role.
     pub me: MeResource,
     /// Bumped by a page that changed the tenant's connection (disconnect, a new secret), so the
     /// banners above every page read it again.
@@ -100,6 +102,7 @@ pub fn TenantLayout() -> impl IntoView {
         me,
         connection_changed,
     });
+    leave_when_no_longer_member(tenant, me);
     view! {
         <AppHeader me tenant=tenant />
         <main class="page">
@@ -108,6 +111,21 @@ pub fn TenantLayout() -> impl IntoView {
             <Outlet />
         </main>
     }
+}
+
+/// Once the user, read again, is no longer a member of the tenant (she removed herself), its
+/// pages are not hers: she goes to her tenants, where the guard would send a non-member on the
+/// next load ("Back to your tenants"), rather than stay on pages that can only be refused. The
+/// guard lets only members in, so the first reading never sends anyone away.
+fn leave_when_no_longer_member(tenant: Memo<String>, me: MeResource) {
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(user)) = me.get() {
+            if user.role_in(&tenant.get_untracked()).is_none() {
+                navigate("/", Default::default());
+            }
+        }
+    });
 }
 
 /// `/t/{tenant}` itself: go to the backup sets. The redirect becomes a `Location` header, so
