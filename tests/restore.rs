@@ -72,6 +72,7 @@ both_backends!(local Fixture:
     a_secret_among_collection_instances_in_intune_is_never_restored_by_a_guess,
     the_preview_read_names_its_execute_while_it_is_queued_or_running,
     the_preview_read_names_its_execute_cancelled_while_its_claim_still_writes,
+    an_execute_cancelled_while_its_claim_still_writes_is_settling_not_unwritten,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -2876,4 +2877,75 @@ async fn the_preview_read_names_its_execute_cancelled_while_its_claim_still_writ
     f.set_run(run_id, "lease_expires_at = NULL").await;
     assert!(f.detail(run_id).await.settled);
     assert_eq!(f.plan(preview).await.execute_run, Some(run_id), "settled");
+}
+
+/// Cancels execute `run_id` while a live claim holds it ([`Fixture::hold_by_live_claim`]):
+/// `cancelled`, not settled.
+async fn cancel_while_its_claim_holds(f: &Fixture, run_id: i64) {
+    f.hold_by_live_claim(run_id).await;
+    f.app
+        .cancel_run(&f.manager, CONTOSO, run_id)
+        .await
+        .expect("the manager cancels the running execute");
+    assert!(!f.detail(run_id).await.settled, "its claim still holds it");
+}
+
+/// Asserts that `preview`'s execute is still settling: the read says so (not "no write", not
+/// "executed already") and an execute (a second client's) is refused 409 saying so, starting
+/// nothing.
+async fn assert_settling(f: &Fixture, preview: i64) {
+    assert_eq!(
+        f.plan(preview).await.not_executable,
+        Some(GateFailure::ExecuteSettling)
+    );
+    let runs = f.runs().await;
+    let refusal = f
+        .execute_refused(preview, "a preview whose cancelled execute still writes")
+        .await;
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
+    assert!(refusal.body.contains("not stopped yet"), "{}", refusal.body);
+    assert!(!refusal.body.contains("no write"), "{}", refusal.body);
+    assert_eq!(f.runs().await, runs, "no second execute of the preview");
+}
+
+/// An execute cancelled while its claim still writes is `cancelled` with no write recorded
+/// yet, but the claim may still write (and record it): the preview's read said "cancelled with
+/// no write to Intune recorded. Run the preview again." meanwhile, to any client. Until the
+/// claim let go, the read says the execute has not stopped yet and an execute is refused
+/// saying so; once settled, the answer is what it recorded: no write, or executed already.
+async fn an_execute_cancelled_while_its_claim_still_writes_is_settling_not_unwritten(f: Fixture) {
+    let backup = f.backup().await;
+    let ids = backup.ids();
+    let (preview, _) = f.preview(backup.set, &ids).await;
+    let run_id = f.queue_execute(preview).await;
+    cancel_while_its_claim_holds(&f, run_id).await;
+    assert_settling(&f, preview).await;
+    f.set_run(run_id, "lease_expires_at = NULL").await;
+    assert_eq!(
+        f.plan(preview).await.not_executable,
+        Some(GateFailure::ExecuteStoppedUnwritten),
+        "settled, nothing recorded"
+    );
+
+    // The claim records a write before it lets go: executed already once settled.
+    let (preview, _) = f.preview(backup.set, &ids).await;
+    let run_id = f.queue_execute(preview).await;
+    cancel_while_its_claim_holds(&f, run_id).await;
+    let written = sqlx::query(
+        "UPDATE run_items SET restore_action = 'updated' WHERE run_id = $1 AND policy_id = $2",
+    )
+    .bind(run_id)
+    .bind(ids[0])
+    .execute(f.app.db.pool())
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(written, 1, "the execute's item");
+    assert_settling(&f, preview).await;
+    f.set_run(run_id, "lease_expires_at = NULL").await;
+    assert_eq!(
+        f.plan(preview).await.not_executable,
+        Some(GateFailure::AlreadyExecuted),
+        "settled, a write recorded"
+    );
 }

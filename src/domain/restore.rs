@@ -183,6 +183,11 @@ pub enum GateFailure {
     /// an announced create that a later preview found never landed); the preview stays spent
     /// (one execute per preview), but nothing was restored that TenantAtlas knows of (409).
     ExecuteStoppedUnwritten,
+    /// An execute of the preview was cancelled, but its claim still holds the run (it is not
+    /// settled): what it had under way may still be written to Intune, so neither "no write"
+    /// nor "run the preview again" holds yet (409). Its answer once settled is one of the two
+    /// above.
+    ExecuteSettling,
     /// At least one item, or the whole restore, is blocked (409).
     Blocked,
 }
@@ -216,6 +221,9 @@ impl GateFailure {
             }
             Self::ExecuteStoppedUnwritten => {
                 "The execute of this preview was cancelled (or failed) with no write to Intune recorded. Run the preview again."
+            }
+            Self::ExecuteSettling => {
+                "The execute of this preview was cancelled but has not stopped yet: what it had under way may still be written to Intune. Wait until it has stopped."
             }
             Self::Blocked => "Something blocks this restore. Leave the blocked items out and run the preview again.",
         };
@@ -253,6 +261,9 @@ pub enum PastExecute {
     Ended,
     /// One was cancelled or failed before writing (or announcing a write of) any policy.
     StoppedUnwritten,
+    /// One ended (cancelled) while its claim still holds it, not settled: it may still write,
+    /// and what it wrote is known only once it let go.
+    Settling,
 }
 
 /// Whether `typed` is the tenant's display name as the wizard shows it: both canonicalised
@@ -284,6 +295,11 @@ pub fn check_gates(input: &GateInput<'_>) -> Result<(), GateFailure> {
             return Err(GateFailure::PreviewFailed)
         }
     }
+    // Before the gates that say "run the preview again": a new preview executed meanwhile
+    // would write beside the claim still writing.
+    if input.executed == PastExecute::Settling {
+        return Err(GateFailure::ExecuteSettling);
+    }
     match input.preview_finished_at {
         Some(at) if input.now.0.saturating_sub(at.0) <= PREVIEW_TTL_MS => {}
         _ => return Err(GateFailure::PreviewExpired),
@@ -292,7 +308,7 @@ pub fn check_gates(input: &GateInput<'_>) -> Result<(), GateFailure> {
         return Err(GateFailure::BackupChanged);
     }
     match input.executed {
-        PastExecute::None => {}
+        PastExecute::None | PastExecute::Settling => {}
         PastExecute::Ended => return Err(GateFailure::AlreadyExecuted),
         PastExecute::StoppedUnwritten => return Err(GateFailure::ExecuteStoppedUnwritten),
     }
@@ -545,6 +561,13 @@ mod tests {
             ),
             (
                 GateInput {
+                    executed: PastExecute::Settling,
+                    ..ready()
+                },
+                GateFailure::ExecuteSettling,
+            ),
+            (
+                GateInput {
                     blocked_items: 1,
                     ..ready()
                 },
@@ -628,6 +651,25 @@ mod tests {
     }
 
     #[test]
+    fn an_execute_still_settling_is_waited_for_before_a_new_preview_is_asked_for() {
+        let input = GateInput {
+            executed: PastExecute::Settling,
+            now: Timestamp(1_000_000 + PREVIEW_TTL_MS + 1),
+            backup_moved: true,
+            ..ready()
+        };
+        let refusal = check_gates(&input).expect_err("its claim may still write");
+        assert_eq!(refusal, GateFailure::ExecuteSettling);
+        assert!(!refusal.is_input(), "a 409, not a 422");
+        assert!(refusal.message().contains("Wait"), "{}", refusal.message());
+        assert!(
+            !refusal.message().contains("no write"),
+            "{}",
+            refusal.message()
+        );
+    }
+
+    #[test]
     fn a_preview_of_exactly_fifteen_minutes_still_passes() {
         let input = GateInput {
             now: Timestamp(1_000_000 + PREVIEW_TTL_MS),
@@ -677,6 +719,7 @@ mod tests {
                 6 => Just(PastExecute::None),
                 1 => Just(PastExecute::Ended),
                 1 => Just(PastExecute::StoppedUnwritten),
+                1 => Just(PastExecute::Settling),
             ],
             reviewed in proptest::bool::weighted(0.85),
             typed in prop_oneof![4 => Just("Contoso".to_string()), 1 => "[A-Za-z ]{0,9}"],
@@ -707,6 +750,7 @@ mod tests {
                     executed == PastExecute::StoppedUnwritten,
                     GateFailure::ExecuteStoppedUnwritten,
                 ),
+                (executed == PastExecute::Settling, GateFailure::ExecuteSettling),
                 (blocked > 0 || run_block, GateFailure::Blocked),
             ]
             .into_iter()

@@ -24,6 +24,7 @@ use crate::server::engine::ops::restore_execute::{ExecuteItem, RestoreExecuteInp
 use crate::server::engine::ops::restore_preview::{RestoreItem, RestorePreviewInput};
 use crate::server::metrics;
 use crate::server::runs::key::IdempotencyKey;
+use crate::server::runs::queries::{lease_now, settled};
 use crate::server::runs::start::ensure_cancelled_settled;
 use crate::server::runs::submit::{create_or_reuse, find_active, NewRun};
 use crate::server::tenants::{connection_check, TenantScope};
@@ -523,6 +524,7 @@ pub async fn start_execute(
                 PastExecute::StoppedUnwritten => {
                     Err(gate_error(&GateFailure::ExecuteStoppedUnwritten))
                 }
+                PastExecute::Settling => Err(gate_error(&GateFailure::ExecuteSettling)),
                 PastExecute::None => Err(AppError::Conflict(conflict)),
             }
         }
@@ -538,14 +540,17 @@ pub async fn start_execute(
 /// (cancelled while queued, its credentials refused, every policy changed since the preview)
 /// recorded no write. An announced create that a later preview found never landed
 /// (`Settled::NeverLanded` clears its `create_sent_at`) no longer counts: the refusal says no
-/// write was *recorded*, not that none was made.
+/// write was *recorded*, not that none was made. None of this holds while the execute is not
+/// settled (cancelled, its claim still holding its lease, [`settled`]): the claim may still
+/// write, and record it, so the preview is [`PastExecute::Settling`] until it let go (judged by
+/// the lease clock, as the runs API judges it).
 async fn past_execute(
     db: &Db,
     tenant_id: i64,
     preview_run_id: i64,
 ) -> Result<PastExecute, AppError> {
-    let ended: Option<(String, i64)> = sqlx::query_as(
-        "SELECT r.status, (SELECT COUNT(*) FROM run_items i \
+    let ended: Option<(String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT r.status, r.lease_expires_at, (SELECT COUNT(*) FROM run_items i \
              WHERE i.tenant_id = r.tenant_id AND i.run_id = r.id \
                AND (i.restore_action IN ('created', 'updated') \
                     OR i.create_sent_at IS NOT NULL OR i.update_sent_at IS NOT NULL)) \
@@ -557,17 +562,18 @@ async fn past_execute(
     .bind(preview_run_id)
     .fetch_optional(db.pool())
     .await?;
-    Ok(match ended {
-        None => PastExecute::None,
-        Some((status, 0))
-            if matches!(
-                RunStatus::parse(&status),
-                Some(RunStatus::Cancelled | RunStatus::Failed)
-            ) =>
-        {
-            PastExecute::StoppedUnwritten
+    let Some((status, lease_expires_at, written)) = ended else {
+        return Ok(PastExecute::None);
+    };
+    let status = RunStatus::parse(&status);
+    if let (Some(ended), Some(_)) = (status, lease_expires_at) {
+        if !settled(ended, lease_expires_at, lease_now(db).await?) {
+            return Ok(PastExecute::Settling);
         }
-        Some(_) => PastExecute::Ended,
+    }
+    Ok(match (status, written) {
+        (Some(RunStatus::Cancelled | RunStatus::Failed), 0) => PastExecute::StoppedUnwritten,
+        _ => PastExecute::Ended,
     })
 }
 
