@@ -127,11 +127,14 @@ fn reasons(
         reasons.push(EXECUTE_RUNNING.to_owned());
     }
     // While its execute is still written (a cancelled one whose claim has not let go) the
-    // preview is not "executed already" nor "stopped with no write": it is running.
+    // preview is not "executed already", "stopped with no write" nor "still settling": it is
+    // running, which the first reason says.
     let spent_by_execute = |failure: &GateFailure| {
         matches!(
             failure,
-            GateFailure::AlreadyExecuted | GateFailure::ExecuteStoppedUnwritten
+            GateFailure::AlreadyExecuted
+                | GateFailure::ExecuteStoppedUnwritten
+                | GateFailure::ExecuteSettling
         )
     };
     match preview {
@@ -496,4 +499,94 @@ fn use_first_read_retried(run: Resource<Result<RunDetail, AppError>>, tick: RwSi
             on_cleanup(move || handle.clear());
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use leptos::prelude::*;
+
+    use super::{reasons, ExecuteProgress, Wizard, EXECUTE_RUNNING};
+    use crate::domain::restore::{GateFailure, RestorePreview, RestoreSource};
+    use crate::domain::RunStatus;
+
+    const SOURCE: RestoreSource = RestoreSource::BackupSet(7);
+    const TENANT: &str = "Contoso";
+
+    fn wizard() -> Wizard {
+        Wizard {
+            tenant: Memo::new(|_| "tenant".to_owned()),
+            source: SOURCE,
+            selected: RwSignal::new(BTreeSet::new()),
+            include_assignments: RwSignal::new(false),
+            include_scope_tags: RwSignal::new(false),
+            refused: None,
+            preview_id: Memo::new(|_| Some(1)),
+        }
+    }
+
+    fn preview(not_executable: Option<GateFailure>) -> RestorePreview {
+        RestorePreview {
+            run_id: 1,
+            status: RunStatus::Completed,
+            finished_at: None,
+            source: SOURCE,
+            include_assignments: false,
+            include_scope_tags: false,
+            run_block: None,
+            items: Vec::new(),
+            not_executable,
+            expires_in_ms: Some(60_000),
+            tenant_name: TENANT.to_owned(),
+            execute_run: Some(2),
+        }
+    }
+
+    /// Execute's reasons for a preview refused with `failure`, the confirmations given (signals
+    /// need an owner, which a page has and a test makes).
+    fn reasons_for(failure: GateFailure, busy: bool) -> Vec<String> {
+        let progress = ExecuteProgress { busy, ended: false };
+        Owner::new().with(|| {
+            reasons(
+                wizard(),
+                Some(&preview(Some(failure))),
+                false,
+                true,
+                TENANT,
+                TENANT,
+                progress,
+            )
+        })
+    }
+
+    /// While the wizard follows its execute, what the preview read says of that execute (done,
+    /// stopped with no write, still settling) is not shown beside "running": the run is.
+    /// Once it is no longer busy, the server's reason is the one shown.
+    #[test]
+    fn while_its_execute_runs_only_running_is_said_of_it() {
+        let spent = [
+            GateFailure::AlreadyExecuted,
+            GateFailure::ExecuteStoppedUnwritten,
+            GateFailure::ExecuteSettling,
+        ];
+        for failure in spent {
+            assert_eq!(
+                reasons_for(failure.clone(), true),
+                [EXECUTE_RUNNING],
+                "{failure:?}"
+            );
+            assert_eq!(
+                reasons_for(failure.clone(), false),
+                [failure.message()],
+                "{failure:?}"
+            );
+        }
+        // Any other refusal still shows beside it.
+        let other = GateFailure::PreviewExpired;
+        assert_eq!(
+            reasons_for(other.clone(), true),
+            [EXECUTE_RUNNING.to_owned(), other.message()]
+        );
+    }
 }
