@@ -366,3 +366,61 @@ test("an owner who removes herself goes to her tenants, where that tenant is no 
     await expect(page.locator(`a[href*="${CONTOSO}"]`)).toHaveCount(1);
   });
 });
+
+test("Back, after an owner removed herself, goes past the tenant she left to the page before it", async ({ page, browser }) => {
+  await withSecondFabrikamOwner(browser, async (_admin, owner) => {
+    await signIn(page, owner);
+    await openHydrated(page, `/t/${CONTOSO}/backup-sets`);
+    await openHydrated(page, `/t/${FABRIKAM}/members`);
+    const me = page.getByTestId("member-row").filter({ hasText: owner });
+    await me.getByTestId("remove-member").click();
+    await me.getByTestId("remove-member-confirm").click();
+    await expect(page.getByRole("heading", { name: "Your tenants" })).toBeVisible();
+    await expect(page).toHaveURL(/\/$/);
+    // Fabrikam's page was replaced by her tenants in the history: Back reaches Contoso's, not
+    // Fabrikam's (whose layout would send her to her tenants again, each time).
+    await page.goBack();
+    await expect(page).toHaveURL(new RegExp(`/t/${CONTOSO}/backup-sets$`));
+  });
+});
+
+test("an owner who makes herself an operator sees the members refused in place of the list, the focus on the heading", async ({
+  page,
+  browser,
+}) => {
+  await withSecondFabrikamOwner(browser, async (_admin, owner) => {
+    await signIn(page, owner);
+    await openHydrated(page, `/t/${FABRIKAM}/members`);
+    const me = page.getByTestId("member-row").filter({ hasText: owner });
+    await me.getByTestId("member-role").selectOption("operator");
+    await me.getByTestId("change-role").click();
+    await me.getByTestId("change-role-confirm").click();
+    // An operator may not read the members: the refusal replaces the list (and her select).
+    await expect(page.getByTestId("members")).toHaveCount(0);
+    await expect(page.getByTestId("needs-role").filter({ hasText: "is operator" }).first()).toBeVisible();
+    await expect(page.locator("#members-title")).toBeFocused();
+  });
+});
+
+test("another member's role change does not read the owner again: a failing reading leaves her header and actions", async ({
+  page,
+}) => {
+  await signIn(page, "admin@contoso.example");
+  await withTwoMoreFabrikamMembers(page, async () => {
+    await openHydrated(page, `/t/${FABRIKAM}/members`);
+    await expect(page.getByTestId("user-name")).toBeVisible();
+    // From now on, reading the signed-in user fails (the server, for a moment).
+    await page.route("**/api/auth/me", (route) => route.fulfill({ status: 500, body: "boom" }));
+    const row = page.getByTestId("member-row").filter({ hasText: "readonly@contoso.example" });
+    await row.getByTestId("member-role").selectOption("operator");
+    await row.getByTestId("change-role").click();
+    await row.getByTestId("change-role-confirm").click();
+    await expect(row.getByTestId("change-role")).toHaveCount(0);
+    await expect(row.getByTestId("member-role")).toHaveValue("operator");
+    await expect(row.getByTestId("member-role")).toBeFocused();
+    await expect(page.getByTestId("user-name")).toBeVisible();
+    await expect(page.getByTestId("tenant-switcher")).toBeVisible();
+    await expect(page.getByRole("button", { name: "Add member" })).toBeEnabled();
+    await expect(page.getByText("could not be read")).toHaveCount(0);
+  });
+});

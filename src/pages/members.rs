@@ -10,8 +10,8 @@ use super::tenant_layout::{fetch_if_held, refusal, use_tenant, use_tenant_page};
 use crate::api::invitations::{list_invitations, RevokeInvitation};
 use crate::api::members::{list_members, AddMember, ChangeMemberRole, RemoveMember};
 use crate::components::{
-    Column, ConfirmButton, DataTable, EmptyState, ErrorMessage, Field, Loading, NeedsRole,
-    RefusedOrError,
+    Column, ConfirmButton, DataTable, EmptyState, ErrorMessage, Field, Loading, MeResource,
+    NeedsRole, RefusedOrError,
 };
 use crate::domain::invitation::INVITATION_DAYS;
 use crate::domain::{
@@ -26,8 +26,44 @@ struct MemberActions {
     remove: ServerAction<RemoveMember>,
     /// The member whose role change is on its way, to give their role select the focus back.
     changing: StoredValue<Option<i64>>,
+    /// Whether the change or removal on its way is the signed-in user's own (`me`, as read).
+    own: StoredValue<bool>,
+    /// The signed-in user, as last read.
+    me: MeResource,
     /// Where a removal leaves the focus.
     removed: FocusAfterRemoval,
+}
+
+impl MemberActions {
+    /// A change or removal of the member with this e-mail is on its way: remembers whether it
+    /// is the signed-in user's own.
+    fn targets(self, email: &str) {
+        let own = self
+            .me
+            .with_untracked(|me| matches!(me, Some(Ok(user)) if user.email == email));
+        self.own.set_value(own);
+    }
+
+    /// Whether the change just answered was the user's own (then forgotten).
+    fn take_own(self) -> bool {
+        let own = self.own.get_value();
+        self.own.set_value(false);
+        own
+    }
+
+    /// Once a role change has been answered and what is drawn after it has no role select for
+    /// the member (the user took her own right to change roles: the rows have none, or she may
+    /// no longer read the members and the refusal is drawn instead), the focus, on the select
+    /// gone with the table before, goes to the heading; the member is forgotten, so no later
+    /// table moves the focus.
+    fn use_heading_after_change(self) {
+        Effect::new(move |_| {
+            if self.changing.get_value().is_some() && !self.change.pending().get_untracked() {
+                self.changing.set_value(None);
+                self.removed.focus_heading();
+            }
+        });
+    }
 }
 
 /// Where the focus goes once a confirmed removal (of a member, of an invitation) has been
@@ -134,17 +170,19 @@ impl FocusAfterRemoval {
 #[component]
 pub fn MembersPage() -> impl IntoView {
     let tenant = use_tenant();
+    let page = use_tenant_page();
     let add = ServerAction::<AddMember>::new();
     let actions = MemberActions {
         tenant,
         change: ServerAction::new(),
         remove: ServerAction::new(),
         changing: StoredValue::new(None),
+        own: StoredValue::new(false),
+        me: page.me,
         removed: FocusAfterRemoval::new("remove-member", "members-title"),
     };
     let revoke = ServerAction::<RevokeInvitation>::new();
     let withdrawn = FocusAfterRemoval::new("revoke-invitation", "invitations-title");
-    let page = use_tenant_page();
     let members = Resource::new(
         move || {
             (
@@ -177,16 +215,22 @@ pub fn MembersPage() -> impl IntoView {
         },
     );
     // The last change's refusal (the last owner, a member gone meanwhile), until the next one.
-    // A change that went through may have been the user's own (an owner who made herself a
-    // manager, or left): she is read again, so what the page disables follows her new role,
-    // and the layout takes her to her tenants once she is no longer a member.
+    // A change of her own that went through (an owner who made herself a manager, or left):
+    // she is read again, so what the page disables follows her new role, and the layout takes
+    // her to her tenants once she is no longer a member. Another member's change leaves her as
+    // she is, and is not worth a reading that could fail.
     let problem = RwSignal::new(None::<AppError>);
-    let answered = move |result: Result<(), AppError>| match result {
-        Ok(()) => {
-            problem.set(None);
-            page.me.refetch();
+    let answered = move |result: Result<(), AppError>| {
+        let own = actions.take_own();
+        match result {
+            Ok(()) => {
+                problem.set(None);
+                if own {
+                    page.me.refetch();
+                }
+            }
+            Err(error) => problem.set(Some(error)),
         }
-        Err(error) => problem.set(Some(error)),
     };
     Effect::new(move |_| {
         if let Some(result) = actions.change.value().get() {
@@ -227,6 +271,7 @@ pub fn MembersPage() -> impl IntoView {
                     }.into_any(),
                     Err(error) => {
                         actions.removed.use_after_error(actions.remove.pending().into());
+                        actions.use_heading_after_change();
                         view! { <RefusedOrError error /> }.into_any()
                     }
                 }
@@ -303,6 +348,9 @@ fn MemberTable(
     actions
         .removed
         .use_after_redraw(actions.remove.pending().into());
+    if refused.is_some() {
+        actions.use_heading_after_change();
+    }
     view! {
         {refused.map(|reason| view! { <NeedsRole id=MEMBER_NEEDS_ID reason /> })}
         <DataTable columns=MEMBER_COLUMNS testid="members">
@@ -348,6 +396,7 @@ fn MemberRow(
         remove,
         changing,
         removed,
+        ..
     } = actions;
     let user_id = member.user_id;
     let current = member.role;
@@ -355,6 +404,7 @@ fn MemberRow(
     let role_cell = if may_change {
         let label = format!("Role of {}", member.display_name);
         let name = member.display_name.clone();
+        let email = member.email.clone();
         let chosen = RwSignal::new(current);
         let select = NodeRef::<html::Select>::new();
         // The table is built anew once a change has gone through (or been refused), and the
@@ -398,6 +448,7 @@ fn MemberRow(
                 </select>
                 {move || {
                     let to = chosen.get();
+                    let email = email.clone();
                     (to != current).then(|| view! {
                         <ConfirmButton
                             label="Change role"
@@ -407,6 +458,7 @@ fn MemberRow(
                             testid="change-role"
                             pending=change.pending()
                             on_confirm=move || {
+                                actions.targets(&email);
                                 changing.set_value(Some(user_id));
                                 change.dispatch(ChangeMemberRole {
                                     tenant: tenant.get_untracked(),
@@ -421,14 +473,6 @@ fn MemberRow(
         }
         .into_any()
     } else {
-        // The user changed her own role and may change roles no more: her select is gone with
-        // the table before, and the focus goes to the heading, above the reason now shown.
-        Effect::new(move |_| {
-            if changing.get_value() == Some(user_id) && !change.pending().get_untracked() {
-                changing.set_value(None);
-                removed.focus_heading();
-            }
-        });
         view! {
             <div class="member-role-change">
                 <span data-testid="member-role">{current.label()}</span>
@@ -441,6 +485,7 @@ fn MemberRow(
         view! { <RefusedAction label="Remove" testid="remove-member" needs_id=MEMBER_NEEDS_ID /> }
             .into_any()
     } else {
+        let email = member.email.clone();
         view! {
             <ConfirmButton
                 label="Remove"
@@ -449,6 +494,7 @@ fn MemberRow(
                 testid="remove-member"
                 pending=remove.pending()
                 on_confirm=move || {
+                    actions.targets(&email);
                     removed.confirmed(index);
                     remove.dispatch(RemoveMember { tenant: tenant.get_untracked(), user_id });
                 }

@@ -5,18 +5,20 @@ use leptos_meta::Title;
 use leptos_router::{
     components::{Outlet, Redirect},
     hooks::{use_navigate, use_params_map},
+    NavigateOptions,
 };
 
 use crate::api::auth::current_user;
 use crate::components::{AppHeader, MeResource, TenantBanners};
-use crate::domain::{routes, AppError, Capability, Role, TenantExternalId};
+use crate::domain::{routes, AppError, Capability, CurrentUser, Role, TenantExternalId};
 
 /// The tenant named in the URL (`/t/{tenant}/…`) and the signed-in user, for the pages below.
 #[derive(Clone, Copy)]
 pub struct TenantPage {
     pub tenant: Memo<String>,
     /// Read once with the layout, and again by the members page after a role change or a
-    /// removal, which may have been the user's own: what a page disables follows her role.
+    /// removal of her own: what a page disables follows her role. A reading that fails keeps
+    /// the one before ([`read_me`]).
     pub me: MeResource,
     /// Bumped by a page that changed the tenant's connection (disconnect, a new secret), so the
     /// banners above every page read it again.
@@ -95,7 +97,7 @@ pub fn refusal_of(role: Option<Role>, capability: Capability) -> Option<&'static
 pub fn TenantLayout() -> impl IntoView {
     let params = use_params_map();
     let tenant = Memo::new(move |_| params.read().get("tenant").unwrap_or_default());
-    let me: MeResource = Resource::new(|| (), |()| current_user());
+    let me = read_me();
     let connection_changed = RwSignal::new(0_u64);
     provide_context(TenantPage {
         tenant,
@@ -113,16 +115,49 @@ pub fn TenantLayout() -> impl IntoView {
     }
 }
 
+/// The signed-in user, for the header and the pages. Read again (`refetch`), a reading that
+/// fails (the server or the network gone for a moment) keeps the good one before: the error
+/// would take the user name and tenant switcher from the header and disable every action with
+/// [`ROLE_UNREAD`], on pages that worked. The last good reading is kept in the browser, where
+/// the first one arrives with the page (the fetcher does not run for it).
+fn read_me() -> MeResource {
+    let last_good = StoredValue::new(None::<CurrentUser>);
+    let me: MeResource = Resource::new(
+        || (),
+        move |()| async move {
+            match current_user().await {
+                Err(error) => last_good.get_value().ok_or(error),
+                read => read,
+            }
+        },
+    );
+    Effect::new(move |_| {
+        if let Some(Ok(user)) = me.get() {
+            last_good.set_value(Some(user));
+        }
+    });
+    me
+}
+
 /// Once the user, read again, is no longer a member of the tenant (she removed herself), its
 /// pages are not hers: she goes to her tenants, where the guard would send a non-member on the
-/// next load ("Back to your tenants"), rather than stay on pages that can only be refused. The
-/// guard lets only members in, so the first reading never sends anyone away.
+/// next load ("Back to your tenants"), rather than stay on pages that can only be refused.
+/// The guard only checks a page loaded from the server: in the browser, Back (or any link)
+/// can lead to the tenant's pages again, and the layout's first reading sends her away too.
+/// The tenant's page is replaced in the history, not added to, so Back goes past it instead
+/// of bouncing to her tenants each time.
 fn leave_when_no_longer_member(tenant: Memo<String>, me: MeResource) {
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(user)) = me.get() {
             if user.role_in(&tenant.get_untracked()).is_none() {
-                navigate("/", Default::default());
+                navigate(
+                    "/",
+                    NavigateOptions {
+                        replace: true,
+                        ..Default::default()
+                    },
+                );
             }
         }
     });
