@@ -150,9 +150,14 @@ fn reasons(
             let same_scope = wizard.selected.with(|s| *s == chosen)
                 && wizard.include_assignments.get() == preview.include_assignments
                 && wizard.include_scope_tags.get() == preview.include_scope_tags;
+            // Read while its execute was still settling, which step 5 has since seen it do:
+            // the preview read again says how it ended.
+            let settled_since =
+                ended && preview.not_executable == Some(GateFailure::ExecuteSettling);
             if preview.source != wizard.source {
                 reasons.push(OTHER_SOURCE.to_owned());
-            } else if let Some(failure) = &preview.not_executable {
+            } else if let Some(failure) = preview.not_executable.as_ref().filter(|_| !settled_since)
+            {
                 reasons.push(failure.message().to_owned());
             } else if ended {
                 // Read before the execute ended: the preview read again says how it did.
@@ -507,7 +512,7 @@ mod tests {
 
     use leptos::prelude::*;
 
-    use super::{reasons, ExecuteProgress, Wizard, EXECUTE_RUNNING};
+    use super::{reasons, ExecuteProgress, Wizard, EXECUTE_ENDED, EXECUTE_RUNNING};
     use crate::domain::restore::{GateFailure, RestorePreview, RestoreSource};
     use crate::domain::RunStatus;
 
@@ -546,7 +551,11 @@ mod tests {
     /// Execute's reasons for a preview refused with `failure`, the confirmations given (signals
     /// need an owner, which a page has and a test makes).
     fn reasons_for(failure: GateFailure, busy: bool) -> Vec<String> {
-        let progress = ExecuteProgress { busy, ended: false };
+        reasons_after(failure, ExecuteProgress { busy, ended: false })
+    }
+
+    /// Execute's reasons for a preview refused with `failure`, its execute at `progress`.
+    fn reasons_after(failure: GateFailure, progress: ExecuteProgress) -> Vec<String> {
         Owner::new().with(|| {
             reasons(
                 wizard(),
@@ -588,5 +597,22 @@ mod tests {
             reasons_for(other.clone(), true),
             [EXECUTE_RUNNING.to_owned(), other.message()]
         );
+    }
+
+    /// A preview read while its execute was still settling, which step 5 has seen end since:
+    /// "wait until it has stopped" no longer holds, and the preview read again will say how it
+    /// ended. The other answers of that read still stand.
+    #[test]
+    fn a_settling_execute_seen_to_end_says_ended() {
+        let ended = ExecuteProgress {
+            busy: false,
+            ended: true,
+        };
+        assert_eq!(
+            reasons_after(GateFailure::ExecuteSettling, ended),
+            [EXECUTE_ENDED]
+        );
+        let executed = GateFailure::AlreadyExecuted;
+        assert_eq!(reasons_after(executed.clone(), ended), [executed.message()]);
     }
 }
