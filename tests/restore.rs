@@ -2908,44 +2908,86 @@ async fn assert_settling(f: &Fixture, preview: i64) {
     assert_eq!(f.runs().await, runs, "no second execute of the preview");
 }
 
-/// An execute cancelled while its claim still writes is `cancelled` with no write recorded
-/// yet, but the claim may still write (and record it): the preview's read said "cancelled with
-/// no write to Intune recorded. Run the preview again." meanwhile, to any client. Until the
-/// claim let go, the read says the execute has not stopped yet and an execute is refused
-/// saying so; once settled, the answer is what it recorded: no write, or executed already.
+/// An execute cancelled while its claim still writes is `cancelled`; only a write it announced
+/// (`update_sent_at`) whose result is not recorded may still change the answer: Graph may take
+/// it (executed) or refuse it (the refusal puts `update_sent_at` back: no write). Until that
+/// result is recorded or the claim let go, the read says the execute has not stopped yet and
+/// an execute is refused saying so. With no such write the answer is final at once: a write is
+/// announced only while the run is `running`, so a cancelled run announces none.
 async fn an_execute_cancelled_while_its_claim_still_writes_is_settling_not_unwritten(f: Fixture) {
     let backup = f.backup().await;
     let ids = backup.ids();
+
+    // (a) Nothing announced: no write recorded, and none can come, though the lease holds.
     let (preview, _) = f.preview(backup.set, &ids).await;
     let run_id = f.queue_execute(preview).await;
     cancel_while_its_claim_holds(&f, run_id).await;
+    assert_eq!(
+        f.plan(preview).await.not_executable,
+        Some(GateFailure::ExecuteStoppedUnwritten),
+        "cancelled with nothing announced: final at once"
+    );
+
+    // (b) An update announced before the cancel, its result not recorded: settling. Graph
+    // refuses it (`UpdateRefused` puts back the `update_sent_at` read before announcing, none
+    // on a first attempt) and the claim lets go: no write recorded.
+    let (preview, _) = f.preview(backup.set, &ids).await;
+    let run_id = f.queue_execute(preview).await;
+    claim_and_announce_update(&f, run_id, &ids).await;
+    cancel_while_its_claim_holds(&f, run_id).await;
     assert_settling(&f, preview).await;
+    announce_update(&f, run_id, ids[0], "update_sent_at = NULL").await;
     f.set_run(run_id, "lease_expires_at = NULL").await;
     assert_eq!(
         f.plan(preview).await.not_executable,
         Some(GateFailure::ExecuteStoppedUnwritten),
-        "settled, nothing recorded"
+        "settled, the announced update refused"
     );
 
-    // The claim records a write before it lets go: executed already once settled.
+    // (c) An update announced, then its result recorded: executed already, lease held or not.
     let (preview, _) = f.preview(backup.set, &ids).await;
     let run_id = f.queue_execute(preview).await;
+    claim_and_announce_update(&f, run_id, &ids).await;
     cancel_while_its_claim_holds(&f, run_id).await;
-    let written = sqlx::query(
-        "UPDATE run_items SET restore_action = 'updated' WHERE run_id = $1 AND policy_id = $2",
-    )
+    assert_settling(&f, preview).await;
+    announce_update(&f, run_id, ids[0], "restore_action = 'updated'").await;
+    assert_eq!(
+        f.plan(preview).await.not_executable,
+        Some(GateFailure::AlreadyExecuted),
+        "a write recorded, the claim still holding"
+    );
+}
+
+/// Claims execute `run_id` by a live claim ([`Fixture::hold_by_live_claim`]) that writes its
+/// items, as the worker's claim does, and announces an update of the first of `ids`
+/// (`update_sent_at`), its result not recorded yet.
+async fn claim_and_announce_update(f: &Fixture, run_id: i64, ids: &[i64]) {
+    f.hold_by_live_claim(run_id).await;
+    for policy_id in ids {
+        sqlx::query(
+            "INSERT INTO run_items (tenant_id, run_id, policy_id) \
+             SELECT p.tenant_id, $1, p.id FROM policies p WHERE p.id = $2",
+        )
+        .bind(run_id)
+        .bind(policy_id)
+        .execute(f.app.db.pool())
+        .await
+        .unwrap();
+    }
+    announce_update(f, run_id, ids[0], "update_sent_at = 1").await;
+}
+
+/// Sets `assignments` (SQL) on the item of execute `run_id` for `policy_id`, as its claim
+/// announcing, recording or refusing an update does.
+async fn announce_update(f: &Fixture, run_id: i64, policy_id: i64, assignments: &str) {
+    let changed = sqlx::query(&format!(
+        "UPDATE run_items SET {assignments} WHERE run_id = $1 AND policy_id = $2"
+    ))
     .bind(run_id)
-    .bind(ids[0])
+    .bind(policy_id)
     .execute(f.app.db.pool())
     .await
     .unwrap()
     .rows_affected();
-    assert_eq!(written, 1, "the execute's item");
-    assert_settling(&f, preview).await;
-    f.set_run(run_id, "lease_expires_at = NULL").await;
-    assert_eq!(
-        f.plan(preview).await.not_executable,
-        Some(GateFailure::AlreadyExecuted),
-        "settled, a write recorded"
-    );
+    assert_eq!(changed, 1, "the execute's item");
 }

@@ -184,9 +184,10 @@ pub enum GateFailure {
     /// (one execute per preview), but nothing was restored that TenantAtlas knows of (409).
     ExecuteStoppedUnwritten,
     /// An execute of the preview was cancelled, but its claim still holds the run (it is not
-    /// settled): what it had under way may still be written to Intune, so neither "no write"
-    /// nor "run the preview again" holds yet (409). Its answer once settled is one of the two
-    /// above.
+    /// settled) and a write it announced has no result recorded: Graph may still take it or
+    /// refuse it, so neither "no write" nor "run the preview again" holds yet (409). Its answer
+    /// once recorded or settled is one of the two above. With no such write it is final at
+    /// once: a cancelled run announces no write.
     ExecuteSettling,
     /// At least one item, or the whole restore, is blocked (409).
     Blocked,
@@ -261,8 +262,9 @@ pub enum PastExecute {
     Ended,
     /// One was cancelled or failed before writing (or announcing a write of) any policy.
     StoppedUnwritten,
-    /// One ended (cancelled) while its claim still holds it, not settled: it may still write,
-    /// and what it wrote is known only once it let go.
+    /// One ended (cancelled) while its claim still holds it, not settled, with a write
+    /// announced whose result is not recorded: whether it wrote is known only once that result
+    /// is recorded or the claim let go.
     Settling,
 }
 

@@ -541,19 +541,26 @@ pub async fn start_execute(
 /// recorded no write. An announced create that a later preview found never landed
 /// (`Settled::NeverLanded` clears its `create_sent_at`) no longer counts: the refusal says no
 /// write was *recorded*, not that none was made. None of this holds while the execute is not
-/// settled (cancelled, its claim still holding its lease, [`settled`]): the claim may still
-/// write, and record it, so the preview is [`PastExecute::Settling`] until it let go (judged by
-/// the lease clock, as the runs API judges it).
+/// settled (cancelled, its claim still holding its lease, [`settled`]) while one of its writes
+/// is announced with no result recorded (`in_flight`): Graph may still take it (executed) or
+/// refuse it (`CreateRefused` clears `create_sent_at`, `UpdateRefused` puts `update_sent_at`
+/// back: no write), so the preview is [`PastExecute::Settling`] until it let go (judged by the
+/// lease clock, as the runs API judges it). With no such write the answer is final at once: a
+/// write is announced only while the run is `running`, under its row lock, so a cancelled run
+/// announces none.
 async fn past_execute(
     db: &Db,
     tenant_id: i64,
     preview_run_id: i64,
 ) -> Result<PastExecute, AppError> {
-    let ended: Option<(String, Option<i64>, i64)> = sqlx::query_as(
+    let ended: Option<(String, Option<i64>, i64, i64)> = sqlx::query_as(
         "SELECT r.status, r.lease_expires_at, (SELECT COUNT(*) FROM run_items i \
              WHERE i.tenant_id = r.tenant_id AND i.run_id = r.id \
                AND (i.restore_action IN ('created', 'updated') \
-                    OR i.create_sent_at IS NOT NULL OR i.update_sent_at IS NOT NULL)) \
+                    OR i.create_sent_at IS NOT NULL OR i.update_sent_at IS NOT NULL)), \
+           (SELECT COUNT(*) FROM run_items i \
+             WHERE i.tenant_id = r.tenant_id AND i.run_id = r.id AND i.restore_action IS NULL \
+               AND (i.create_sent_at IS NOT NULL OR i.update_sent_at IS NOT NULL)) \
          FROM runs r WHERE r.tenant_id = $1 AND r.operation_type = $2 AND r.target_id = $3 \
            AND r.status NOT IN ('pending', 'running') LIMIT 1",
     )
@@ -562,12 +569,12 @@ async fn past_execute(
     .bind(preview_run_id)
     .fetch_optional(db.pool())
     .await?;
-    let Some((status, lease_expires_at, written)) = ended else {
+    let Some((status, lease_expires_at, written, in_flight)) = ended else {
         return Ok(PastExecute::None);
     };
     let status = RunStatus::parse(&status);
-    if let (Some(ended), Some(_)) = (status, lease_expires_at) {
-        if !settled(ended, lease_expires_at, lease_now(db).await?) {
+    if let (Some(RunStatus::Cancelled), Some(_), true) = (status, lease_expires_at, in_flight > 0) {
+        if !settled(RunStatus::Cancelled, lease_expires_at, lease_now(db).await?) {
             return Ok(PastExecute::Settling);
         }
     }
