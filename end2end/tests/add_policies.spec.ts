@@ -18,23 +18,28 @@ test.beforeEach(async ({ page }) => {
 
 test("a toast leaves by itself after its time, but not while the pointer is over it or focus is in it", async ({ page }) => {
   test.setTimeout(120_000);
+  // The page's timers on Playwright's clock: time flows as usual, and the test moves it past
+  // the toast's lifetime (10 s) at once instead of waiting for it.
+  await page.clock.install();
   await openNewBackupSet(page, TENANT, "E2E toast");
   const picker = await selectRows(page, 1);
   await picker.getByRole("button", { name: "Add selected" }).click();
   const queued = page.getByTestId("toast").filter({ hasText: "Queued: 1 policy" });
   await expect(queued).toBeVisible();
-  // Held by the pointer: still there after its lifetime (10 s).
+  // Held by the pointer: still there after its lifetime.
   await queued.hover();
-  await page.waitForTimeout(11_000);
+  await page.clock.runFor(11_000);
   await expect(queued).toBeVisible();
   // Held by the keyboard's focus, the pointer gone elsewhere.
   await queued.getByRole("link", { name: "View run" }).focus();
   await page.mouse.move(0, 0);
-  await page.waitForTimeout(11_000);
+  await page.clock.runFor(11_000);
   await expect(queued).toBeVisible();
-  // Let go: it leaves within its lifetime.
+  // Let go: it leaves within its lifetime. At once, by the clock the test moves (the page's own
+  // timer would take 10 s), so the checks above did run past the lifetime.
   await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
-  await expect(queued).toBeHidden({ timeout: 13_000 });
+  await page.clock.runFor(11_000);
+  await expect(queued).toBeHidden({ timeout: 2_000 });
 });
 
 test("select policies, add them, follow the toast to the run and watch it succeed", async ({ page }) => {

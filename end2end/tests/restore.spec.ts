@@ -467,6 +467,8 @@ test("a second page on a preview whose execute runs shows that run, and its Exec
     await expect(third.getByRole("button", { name: "Run preview (dry-run)" })).toBeDisabled();
     await expect(third.getByTestId("preview-busy")).toHaveText(RUNNING);
 
+    // Seen while it ran: the rest of the execute at the demo's speed.
+    await demoKnobs(page);
     await expect(status).toHaveAttribute("data-status", "completed", { timeout: 120_000 });
     await expect(third.getByTestId("execute-status")).toHaveAttribute("data-status", "completed", { timeout: 30_000 });
     await expect(third.getByRole("button", { name: "Execute" })).toBeDisabled();
