@@ -73,6 +73,7 @@ both_backends!(local Fixture:
     the_preview_read_names_its_execute_while_it_is_queued_or_running,
     the_preview_read_names_its_execute_cancelled_while_its_claim_still_writes,
     an_execute_cancelled_while_its_claim_still_writes_is_settling_not_unwritten,
+    an_execute_never_writes_a_policy_a_cancelled_execute_still_writes,
 );
 
 const MANAGER: &str = "manager@contoso.example";
@@ -2956,6 +2957,33 @@ async fn an_execute_cancelled_while_its_claim_still_writes_is_settling_not_unwri
         Some(GateFailure::AlreadyExecuted),
         "a write recorded, the claim still holding"
     );
+}
+
+/// A cancelled execute whose claim still holds it with an update announced (its result not
+/// recorded) may still update that policy: a new preview of it and its execute would race
+/// that write, so the execute is refused (409, naming the policy) and starts nothing until
+/// the cancelled one settled.
+async fn an_execute_never_writes_a_policy_a_cancelled_execute_still_writes(f: Fixture) {
+    let backup = f.backup().await;
+    let ids = backup.ids();
+    let (first, _) = f.preview(backup.set, &ids).await;
+    let first_run = f.queue_execute(first).await;
+    claim_and_announce_update(&f, first_run, &ids).await;
+    cancel_while_its_claim_holds(&f, first_run).await;
+
+    let (second, _) = f.preview(backup.set, &ids).await;
+    f.plan_as_update(second).await;
+    let runs = f.runs().await;
+    let refusal = f
+        .execute_refused(second, "a policy a cancelled execute still writes")
+        .await;
+    assert_eq!(refusal.status, 409, "{}", refusal.body);
+    assert!(refusal.body.contains("not stopped yet"), "{}", refusal.body);
+    assert_eq!(f.runs().await, runs, "no execute of the second preview");
+
+    // The claim let go: the second preview's execute starts.
+    f.set_run(first_run, "lease_expires_at = NULL").await;
+    f.queue_execute(second).await;
 }
 
 /// Claims execute `run_id` by a live claim ([`Fixture::hold_by_live_claim`]) that writes its

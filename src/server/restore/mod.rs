@@ -488,6 +488,10 @@ pub async fn start_execute(
         }
         return Err(gate_error(&failure));
     }
+    // A repeat of an execute already under way is that run, as above.
+    if find_active(db, tenant_id, &key).await?.is_none() {
+        ensure_no_write_in_flight(db, tenant_id, &stored.items).await?;
+    }
     connection_check::ensure_runs_allowed(db, tenant_id).await?;
     let mut items = Vec::with_capacity(stored.items.len());
     let live_hashes = live_hashes(db, tenant_id, request.preview_run_id).await?;
@@ -582,6 +586,48 @@ async fn past_execute(
         (Some(RunStatus::Cancelled | RunStatus::Failed), 0) => PastExecute::StoppedUnwritten,
         _ => PastExecute::Ended,
     })
+}
+
+/// Refuses (409, naming the policy) an execute that would write a policy whose update or
+/// create another execute of the tenant announced and has no result of yet, that execute
+/// cancelled but its claim still holding its lease (not settled): Graph may still apply that
+/// write after this execute read the live policy, and the two would race. Once that result
+/// is recorded (or refused) or the claim let go, the execute may start.
+async fn ensure_no_write_in_flight(
+    db: &Db,
+    tenant_id: i64,
+    items: &[PlanItem],
+) -> Result<(), AppError> {
+    let in_flight: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT i.policy_id, p.display_name FROM run_items i \
+         JOIN runs r ON r.id = i.run_id AND r.tenant_id = i.tenant_id \
+         JOIN policies p ON p.id = i.policy_id AND p.tenant_id = i.tenant_id \
+         WHERE i.tenant_id = $1 AND r.operation_type = $2 AND r.status = 'cancelled' \
+           AND r.lease_expires_at IS NOT NULL AND r.lease_expires_at >= $3 \
+           AND i.restore_action IS NULL \
+           AND (i.create_sent_at IS NOT NULL OR i.update_sent_at IS NOT NULL)",
+    )
+    .bind(tenant_id)
+    .bind(OperationType::RestoreExecute.as_str())
+    .bind(lease_now(db).await?)
+    .fetch_all(db.pool())
+    .await?;
+    let writes = |policy_id: i64| {
+        items.iter().any(|item| {
+            item.policy_id == policy_id
+                && matches!(item.plan, Some(PlanAction::Create | PlanAction::Update))
+        })
+    };
+    match in_flight
+        .into_iter()
+        .find(|(policy_id, _)| writes(*policy_id))
+    {
+        Some((_, name)) => Err(AppError::Conflict(format!(
+            "A cancelled restore has not stopped yet: its write of \"{name}\" may still reach \
+             Intune. Wait until it has stopped."
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The live content hash each item's preview saw.
