@@ -26,8 +26,11 @@ struct MemberActions {
     remove: ServerAction<RemoveMember>,
     /// The member whose role change is on its way, to give their role select the focus back.
     changing: StoredValue<Option<i64>>,
-    /// Whether the change or removal on its way is the signed-in user's own (`me`, as read).
-    own: StoredValue<bool>,
+    /// Whether the role change on its way is the signed-in user's own (`me`, as read).
+    own_change: StoredValue<bool>,
+    /// Whether the removal on its way is the signed-in user's own: apart from `own_change`, as
+    /// a removal may be confirmed while a change is on its way.
+    own_remove: StoredValue<bool>,
     /// The signed-in user, as last read.
     me: MeResource,
     /// Where a removal leaves the focus.
@@ -35,20 +38,10 @@ struct MemberActions {
 }
 
 impl MemberActions {
-    /// A change or removal of the member with this e-mail is on its way: remembers whether it
-    /// is the signed-in user's own.
-    fn targets(self, email: &str) {
-        let own = self
-            .me
-            .with_untracked(|me| matches!(me, Some(Ok(user)) if user.email == email));
-        self.own.set_value(own);
-    }
-
-    /// Whether the change just answered was the user's own (then forgotten).
-    fn take_own(self) -> bool {
-        let own = self.own.get_value();
-        self.own.set_value(false);
-        own
+    /// Whether the member with this e-mail is the signed-in user.
+    fn is_me(self, email: &str) -> bool {
+        self.me
+            .with_untracked(|me| matches!(me, Some(Ok(user)) if user.email == email))
     }
 
     /// Once a role change has been answered and what is drawn after it has no role select for
@@ -177,7 +170,8 @@ pub fn MembersPage() -> impl IntoView {
         change: ServerAction::new(),
         remove: ServerAction::new(),
         changing: StoredValue::new(None),
-        own: StoredValue::new(false),
+        own_change: StoredValue::new(false),
+        own_remove: StoredValue::new(false),
         me: page.me,
         removed: FocusAfterRemoval::new("remove-member", "members-title"),
     };
@@ -220,12 +214,13 @@ pub fn MembersPage() -> impl IntoView {
     // her to her tenants once she is no longer a member. Another member's change leaves her as
     // she is, and is not worth a reading that could fail.
     let problem = RwSignal::new(None::<AppError>);
-    let answered = move |result: Result<(), AppError>| {
-        let own = actions.take_own();
+    let answered = move |result: Result<(), AppError>, own: StoredValue<bool>| {
+        let was_own = own.get_value();
+        own.set_value(false);
         match result {
             Ok(()) => {
                 problem.set(None);
-                if own {
+                if was_own {
                     page.me.refetch();
                 }
             }
@@ -234,12 +229,12 @@ pub fn MembersPage() -> impl IntoView {
     };
     Effect::new(move |_| {
         if let Some(result) = actions.change.value().get() {
-            answered(result);
+            answered(result, actions.own_change);
         }
     });
     Effect::new(move |_| {
         if let Some(result) = actions.remove.value().get() {
-            answered(result);
+            answered(result, actions.own_remove);
         }
     });
     // The last withdrawal's refusal (gone meanwhile, not allowed), until the next one.
@@ -458,7 +453,7 @@ fn MemberRow(
                             testid="change-role"
                             pending=change.pending()
                             on_confirm=move || {
-                                actions.targets(&email);
+                                actions.own_change.set_value(actions.is_me(&email));
                                 changing.set_value(Some(user_id));
                                 change.dispatch(ChangeMemberRole {
                                     tenant: tenant.get_untracked(),
@@ -494,7 +489,7 @@ fn MemberRow(
                 testid="remove-member"
                 pending=remove.pending()
                 on_confirm=move || {
-                    actions.targets(&email);
+                    actions.own_remove.set_value(actions.is_me(&email));
                     removed.confirmed(index);
                     remove.dispatch(RemoveMember { tenant: tenant.get_untracked(), user_id });
                 }

@@ -10,15 +10,16 @@ use leptos_router::{
 
 use crate::api::auth::current_user;
 use crate::components::{AppHeader, MeResource, TenantBanners};
-use crate::domain::{routes, AppError, Capability, CurrentUser, Role, TenantExternalId};
+use crate::domain::{routes, AppError, Capability, Role, TenantExternalId};
 
 /// The tenant named in the URL (`/t/{tenant}/…`) and the signed-in user, for the pages below.
 #[derive(Clone, Copy)]
 pub struct TenantPage {
     pub tenant: Memo<String>,
     /// Read once with the layout, and again by the members page after a role change or a
-    /// removal of her own: what a page disables follows her role. A reading that fails keeps
-    /// the one before ([`read_me`]).
+    /// removal of her own: what a page disables follows her role. A reading that fails says so
+    /// (every action disabled with "reload the page"): the one before it is the role she just
+    /// gave up, and a 401 is a session that ended.
     pub me: MeResource,
     /// Bumped by a page that changed the tenant's connection (disconnect, a new secret), so the
     /// banners above every page read it again.
@@ -97,7 +98,7 @@ pub fn refusal_of(role: Option<Role>, capability: Capability) -> Option<&'static
 pub fn TenantLayout() -> impl IntoView {
     let params = use_params_map();
     let tenant = Memo::new(move |_| params.read().get("tenant").unwrap_or_default());
-    let me = read_me();
+    let me: MeResource = Resource::new(|| (), |()| current_user());
     let connection_changed = RwSignal::new(0_u64);
     provide_context(TenantPage {
         tenant,
@@ -113,30 +114,6 @@ pub fn TenantLayout() -> impl IntoView {
             <Outlet />
         </main>
     }
-}
-
-/// The signed-in user, for the header and the pages. Read again (`refetch`), a reading that
-/// fails (the server or the network gone for a moment) keeps the good one before: the error
-/// would take the user name and tenant switcher from the header and disable every action with
-/// [`ROLE_UNREAD`], on pages that worked. The last good reading is kept in the browser, where
-/// the first one arrives with the page (the fetcher does not run for it).
-fn read_me() -> MeResource {
-    let last_good = StoredValue::new(None::<CurrentUser>);
-    let me: MeResource = Resource::new(
-        || (),
-        move |()| async move {
-            match current_user().await {
-                Err(error) => last_good.get_value().ok_or(error),
-                read => read,
-            }
-        },
-    );
-    Effect::new(move |_| {
-        if let Some(Ok(user)) = me.get() {
-            last_good.set_value(Some(user));
-        }
-    });
-    me
 }
 
 /// Once the user, read again, is no longer a member of the tenant (she removed herself), its
