@@ -1,4 +1,4 @@
-import { Browser, expect, Page, test } from "@playwright/test";
+import { Browser, expect, Locator, Page, test } from "@playwright/test";
 import { call, CONTOSO, FABRIKAM, openHydrated, pageAs, signIn } from "./demo";
 
 // Fabrikam, whose owner is the demo admin; its operator is made an owner for a moment and
@@ -296,6 +296,20 @@ test("a manager sees Change role, Remove and Withdraw disabled with the role the
  * Makes Contoso's manager a second owner of Fabrikam (the admin is the first) for `body`, which
  * gets the admin's page (a context of its own); she leaves Fabrikam afterwards, if still there.
  */
+/** Signed in as `email` on Fabrikam's members page: `email`'s own row. */
+async function ownRowOnFabrikamMembers(page: Page, email: string) {
+  await signIn(page, email);
+  await openHydrated(page, `/t/${FABRIKAM}/members`);
+  return page.getByTestId("member-row").filter({ hasText: email });
+}
+
+/** Changes the role in member row `row` to `role`, confirmed. */
+async function changeRole(row: Locator, role: string) {
+  await row.getByTestId("member-role").selectOption(role);
+  await row.getByTestId("change-role").click();
+  await row.getByTestId("change-role-confirm").click();
+}
+
 async function withSecondFabrikamOwner(browser: Browser, body: (admin: Page, owner: string) => Promise<void>) {
   const owner = "manager@contoso.example";
   const admin = await pageAs(browser, "admin@contoso.example");
@@ -319,13 +333,9 @@ test("an owner who makes herself a manager sees the owner's actions disabled at 
     const invited = `e2e-demoted-view-${Date.now()}@example.com`;
     await call(admin, "members/add", { tenant: FABRIKAM, email: invited, role: "readonly" });
     try {
-      await signIn(page, owner);
-      await openHydrated(page, `/t/${FABRIKAM}/members`);
+      const me = await ownRowOnFabrikamMembers(page, owner);
       const rows = page.getByTestId("member-row");
-      const me = rows.filter({ hasText: owner });
-      await me.getByTestId("member-role").selectOption("manager");
-      await me.getByTestId("change-role").click();
-      await me.getByTestId("change-role-confirm").click();
+      await changeRole(me, "manager");
       await expect(me.getByTestId("member-role")).toHaveText(/manager/i);
 
       // Without a reload: what only an owner may do is disabled, and says so.
@@ -380,12 +390,8 @@ test("an owner who makes herself an operator sees the members refused in place o
   browser,
 }) => {
   await withSecondFabrikamOwner(browser, async (_admin, owner) => {
-    await signIn(page, owner);
-    await openHydrated(page, `/t/${FABRIKAM}/members`);
-    const me = page.getByTestId("member-row").filter({ hasText: owner });
-    await me.getByTestId("member-role").selectOption("operator");
-    await me.getByTestId("change-role").click();
-    await me.getByTestId("change-role-confirm").click();
+    const me = await ownRowOnFabrikamMembers(page, owner);
+    await changeRole(me, "operator");
     // An operator may not read the members: the refusal replaces the list (and her select).
     await expect(page.getByTestId("members")).toHaveCount(0);
     await expect(page.getByTestId("needs-role").filter({ hasText: "is operator" }).first()).toBeVisible();
@@ -403,9 +409,7 @@ test("another member's role change does not read the owner again: a failing read
     // From now on, reading the signed-in user fails (the server, for a moment).
     await page.route("**/api/auth/me", (route) => route.fulfill({ status: 500, body: "boom" }));
     const row = page.getByTestId("member-row").filter({ hasText: "readonly@contoso.example" });
-    await row.getByTestId("member-role").selectOption("operator");
-    await row.getByTestId("change-role").click();
-    await row.getByTestId("change-role-confirm").click();
+    await changeRole(row, "operator");
     await expect(row.getByTestId("change-role")).toHaveCount(0);
     await expect(row.getByTestId("member-role")).toHaveValue("operator");
     await expect(row.getByTestId("member-role")).toBeFocused();
@@ -421,15 +425,11 @@ test("an owner whose own change went through but whose role cannot be read again
   browser,
 }) => {
   await withSecondFabrikamOwner(browser, async (_admin, owner) => {
-    await signIn(page, owner);
-    await openHydrated(page, `/t/${FABRIKAM}/members`);
-    const me = page.getByTestId("member-row").filter({ hasText: owner });
+    const me = await ownRowOnFabrikamMembers(page, owner);
     // The reading after her change fails (the server, for a moment): the one before it is the
     // owner's role she has just given up.
     await page.route("**/api/auth/me", (route) => route.fulfill({ status: 500, body: "boom" }));
-    await me.getByTestId("member-role").selectOption("manager");
-    await me.getByTestId("change-role").click();
-    await me.getByTestId("change-role-confirm").click();
+    await changeRole(me, "manager");
     await expect(page.getByText("could not be read").first()).toBeVisible();
     await expect(page.getByRole("button", { name: "Add member" })).toBeDisabled();
   });
@@ -443,10 +443,8 @@ test("an owner's own role change answered after another member's removal still r
     const guest = "readonly@contoso.example";
     await call(admin, "members/add", { tenant: FABRIKAM, email: guest, role: "readonly" });
     try {
-      await signIn(page, owner);
-      await openHydrated(page, `/t/${FABRIKAM}/members`);
+      const me = await ownRowOnFabrikamMembers(page, owner);
       const rows = page.getByTestId("member-row");
-      const me = rows.filter({ hasText: owner });
       // Her change is held on its way until the removal of another member was answered.
       let release = () => {};
       const held = new Promise<void>((resolve) => (release = resolve));
@@ -454,9 +452,7 @@ test("an owner's own role change answered after another member's removal still r
         await held;
         await route.continue();
       });
-      await me.getByTestId("member-role").selectOption("manager");
-      await me.getByTestId("change-role").click();
-      await me.getByTestId("change-role-confirm").click();
+      await changeRole(me, "manager");
       const other = rows.filter({ hasText: guest });
       await other.getByTestId("remove-member").click();
       await page.getByTestId("remove-member-confirm").click();
