@@ -621,16 +621,7 @@ async fn a_shutdown_releases_only_the_claims_this_runner_holds(t: TestDb) {
                 row.status == "running" && row.attempt == 1
             })
             .await;
-            sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE id = $1")
-                .bind(run)
-                .execute(f.db.pool())
-                .await
-                .unwrap();
-            let claim = newer
-                .claim(Lane::Bulk)
-                .await
-                .unwrap()
-                .expect("the newer life claims the run again");
+            let claim = lose_lease_and_claim(&f.db, run, newer).await;
             assert_eq!((claim.run.id, claim.run.attempt), (run, 2));
             common::answer_after(&f.sim, 0);
             (stop, task, claim)
@@ -896,6 +887,28 @@ async fn an_error_before_the_claim_commits_is_counted_with_a_pause(t: TestDb) {
     );
 }
 
+/// Makes run `run`'s lease lost (its expiry passed) and claims it with `worker`. The claim
+/// holding it may still renew it: its heartbeat renews a running run it holds (its owner is
+/// alive and no one else claimed it), so on a busy machine between this write and the claim;
+/// the loss is then made again, until the claim takes the run.
+async fn lose_lease_and_claim(
+    db: &tenantatlas::server::db::Db,
+    run: i64,
+    worker: &Worker,
+) -> tenantatlas::server::engine::worker::ClaimedRun {
+    for _ in 0..50 {
+        sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE id = $1")
+            .bind(run)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        if let Some(claim) = worker.claim(Lane::Bulk).await.unwrap() {
+            return claim;
+        }
+    }
+    panic!("run {run} was never claimed again after its lease was lost");
+}
+
 /// Two claims of one run in one process (the first lost its lease, the same identity claimed
 /// it again): the first claim's heartbeat stops only the first claim. The run never shows
 /// `completed` with items left, and ends completed with every item done once.
@@ -918,17 +931,8 @@ async fn a_lost_claim_does_not_stop_the_next_claim_of_its_run(t: TestDb) {
     let first_work = tokio::spawn(async move { first.execute_claimed(claim).await });
     processed_at_least(&f.db, run, 1, "the first claim makes progress").await;
     let db = f.db.clone();
-    sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE id = $1")
-        .bind(run)
-        .execute(f.db.pool())
-        .await
-        .unwrap();
     let second = worker();
-    let claim = second
-        .claim(Lane::Bulk)
-        .await
-        .unwrap()
-        .expect("claimed again");
+    let claim = lose_lease_and_claim(&f.db, run, &second).await;
     assert_eq!(claim.run.attempt, 2);
     let second_work = tokio::spawn(async move { second.execute_claimed(claim).await });
     // Whenever the run shows completed, every item is done.
